@@ -1,0 +1,389 @@
+// Package config owns meshca's configuration file: its schema, its defaults
+// and its validation. Every section has Init (fill defaults) and Validate
+// (errors that name the key and say how to fix it). It knows nothing about
+// how the values are used.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"sigs.k8s.io/yaml"
+
+	"github.com/meshca/meshca/ca/keys"
+)
+
+// Default values, named after the Istio knobs operators already know.
+const (
+	DefaultTrustDomain       = "cluster.local"
+	DefaultCertTTL           = 24 * time.Hour
+	DefaultMaxCertTTL        = 90 * 24 * time.Hour
+	DefaultIntermediateLife  = 365 * 24 * time.Hour
+	DefaultRotationThreshold = 0.5
+	DefaultGracePeriod       = 24 * time.Hour
+	DefaultRetention         = 7 * 24 * time.Hour
+	DefaultPruneInterval     = time.Hour
+	DefaultListen            = ":15012"
+	DefaultOpsListen         = ":15014"
+	DefaultShutdownTimeout   = 15 * time.Second
+	DefaultDir               = ".meshca"
+	// File names inside a --dir layout.
+	RootCertFile = "root-cert.pem"
+	RootKeyFile  = "root-key.pem"
+	KeysDir      = "keys"
+	StoreFile    = "meshca.db"
+)
+
+// Config is the whole meshca configuration file.
+type Config struct {
+	// TrustDomain is the SPIFFE trust domain of the mesh (Istio's meshConfig.trustDomain).
+	TrustDomain  string             `json:"trustDomain"`
+	Root         RootConfig         `json:"root"`
+	Intermediate IntermediateConfig `json:"intermediate"`
+	KeyStore     keys.Config        `json:"keyStore"`
+	Store        StoreConfig        `json:"store"`
+	Issuance     IssuanceConfig     `json:"issuance"`
+	Server       ServerConfig       `json:"server"`
+	Log          LogConfig          `json:"log"`
+}
+
+// RootConfig selects where the enterprise root comes from.
+type RootConfig struct {
+	// Source is "file". ("vault" arrives with the Vault root source.)
+	Source string         `json:"source"`
+	File   FileRootConfig `json:"file"`
+}
+
+// FileRootConfig configures a file root in one of two modes:
+// (a) RootCert+RootKey: meshca mints its own intermediate;
+// (b) CACertsDir (Istio's four files): a pre-issued intermediate.
+type FileRootConfig struct {
+	RootCert   string `json:"rootCert,omitempty"`
+	RootKey    string `json:"rootKey,omitempty"`
+	CACertsDir string `json:"cacertsDir,omitempty"`
+}
+
+// Minted reports whether meshca mints the intermediate (mode a).
+func (f FileRootConfig) Minted() bool { return f.CACertsDir == "" }
+
+// IntermediateConfig shapes the intermediate that meshca mints.
+type IntermediateConfig struct {
+	KeyAlgorithm keys.Algorithm `json:"keyAlgorithm"`
+	Lifetime     Duration       `json:"lifetime"`
+	CommonName   string         `json:"commonName"`
+	Organization string         `json:"organization"`
+	// RotationThreshold is the fraction of the intermediate's lifetime after
+	// which meshca mints its successor (0.5 = half-way).
+	RotationThreshold float64 `json:"rotationThreshold"`
+	// GracePeriod is how long a retired intermediate stays in the published
+	// chain and roots after its successor becomes active.
+	GracePeriod Duration `json:"gracePeriod"`
+}
+
+// StoreConfig selects the record store.
+type StoreConfig struct {
+	// Type is "bolt" (the embedded store).
+	Type string `json:"type"`
+	// Path is the bbolt file.
+	Path string `json:"path"`
+	// Retention is how long a record is kept after its certificate expires.
+	Retention Duration `json:"retention"`
+	// PruneInterval is how often expired records are pruned.
+	PruneInterval Duration `json:"pruneInterval"`
+}
+
+// IssuanceConfig shapes workload certificates.
+type IssuanceConfig struct {
+	DefaultCertTTL Duration `json:"defaultCertTTL"`
+	MaxCertTTL     Duration `json:"maxCertTTL"`
+	// CRLDistributionPoints are HTTP URLs placed in every issued certificate.
+	CRLDistributionPoints []string `json:"crlDistributionPoints,omitempty"`
+	// Policies are named exceptions to the strict SPIFFE-only rule.
+	Policies []PolicyConfig `json:"policies,omitempty"`
+}
+
+// PolicyConfig is a named exception: identities that match may request
+// extra SANs or a longer TTL.
+type PolicyConfig struct {
+	Name string `json:"name"`
+	// Identities are SPIFFE IDs this policy applies to; a trailing "*"
+	// matches a prefix (spiffe://td/ns/gateways/*).
+	Identities []string `json:"identities"`
+	// DNSNames the CSR may carry; "*.example.com" matches one label.
+	DNSNames []string `json:"dnsNames,omitempty"`
+	// IPRanges the CSR's IP SANs must fall in (CIDR).
+	IPRanges []string `json:"ipRanges,omitempty"`
+	// AllowCommonName permits a CN equal to one of the allowed DNS names.
+	AllowCommonName bool `json:"allowCommonName,omitempty"`
+	// MaxCertTTL overrides issuance.maxCertTTL for these identities.
+	MaxCertTTL Duration `json:"maxCertTTL,omitempty"`
+}
+
+// ServerConfig configures the listeners of meshca serve.
+type ServerConfig struct {
+	// Listen is the gRPC signing port (istiod uses 15012).
+	Listen string `json:"listen"`
+	// OpsListen serves /healthz, /readyz and /metrics.
+	OpsListen string `json:"opsListen"`
+	// ShutdownTimeout bounds graceful shutdown.
+	ShutdownTimeout Duration `json:"shutdownTimeout"`
+}
+
+// LogConfig configures structured logging.
+type LogConfig struct {
+	Level  string `json:"level"`
+	Format string `json:"format"`
+}
+
+// Defaults returns the configuration for a --dir layout created by meshca init.
+func Defaults(dir string) *Config {
+	c := &Config{
+		Root: RootConfig{Source: "file", File: FileRootConfig{
+			RootCert: filepath.Join(dir, RootCertFile),
+			RootKey:  filepath.Join(dir, RootKeyFile),
+		}},
+		KeyStore: keys.Config{Type: "softkms", Dir: filepath.Join(dir, KeysDir)},
+		Store:    StoreConfig{Type: "bolt", Path: filepath.Join(dir, StoreFile)},
+	}
+	c.Init()
+	return c
+}
+
+// Load reads a YAML configuration file, rejecting unknown keys, and fills
+// defaults. Relative paths are taken relative to the file's directory.
+func Load(path string) (*Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	c, err := Parse(b)
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	c.resolvePaths(filepath.Dir(path))
+	return c, nil
+}
+
+// Parse decodes YAML bytes strictly and fills defaults. It does not validate.
+func Parse(b []byte) (*Config, error) {
+	c := &Config{}
+	if err := yaml.UnmarshalStrict(b, c); err != nil {
+		return nil, fmt.Errorf("%w (check the key names against deploy/examples/meshca.yaml)", err)
+	}
+	c.Init()
+	return c, nil
+}
+
+func (c *Config) resolvePaths(base string) {
+	for _, p := range []*string{&c.Root.File.RootCert, &c.Root.File.RootKey, &c.Root.File.CACertsDir, &c.KeyStore.Dir, &c.Store.Path} {
+		if *p != "" && !filepath.IsAbs(*p) && !strings.Contains(*p, ":") {
+			*p = filepath.Join(base, *p)
+		}
+	}
+}
+
+// Init fills every unset value with its default.
+func (c *Config) Init() {
+	if c.TrustDomain == "" {
+		c.TrustDomain = DefaultTrustDomain
+	}
+	if c.Root.Source == "" {
+		c.Root.Source = "file"
+	}
+	c.Intermediate.init()
+	if c.KeyStore.Type == "" {
+		c.KeyStore.Type = "softkms"
+	}
+	c.Store.init()
+	c.Issuance.init()
+	c.Server.init()
+	if c.Log.Level == "" {
+		c.Log.Level = "info"
+	}
+	if c.Log.Format == "" {
+		c.Log.Format = "json"
+	}
+}
+
+func (i *IntermediateConfig) init() {
+	if i.KeyAlgorithm == "" {
+		i.KeyAlgorithm = keys.ECP256
+	}
+	if i.Lifetime.Duration == 0 {
+		i.Lifetime.Duration = DefaultIntermediateLife
+	}
+	if i.CommonName == "" {
+		i.CommonName = "meshca intermediate"
+	}
+	if i.Organization == "" {
+		i.Organization = "meshca"
+	}
+	if i.RotationThreshold == 0 {
+		i.RotationThreshold = DefaultRotationThreshold
+	}
+	if i.GracePeriod.Duration == 0 {
+		i.GracePeriod.Duration = DefaultGracePeriod
+	}
+}
+
+func (s *StoreConfig) init() {
+	if s.Type == "" {
+		s.Type = "bolt"
+	}
+	if s.Retention.Duration == 0 {
+		s.Retention.Duration = DefaultRetention
+	}
+	if s.PruneInterval.Duration == 0 {
+		s.PruneInterval.Duration = DefaultPruneInterval
+	}
+}
+
+func (i *IssuanceConfig) init() {
+	if i.DefaultCertTTL.Duration == 0 {
+		i.DefaultCertTTL.Duration = DefaultCertTTL
+	}
+	if i.MaxCertTTL.Duration == 0 {
+		i.MaxCertTTL.Duration = DefaultMaxCertTTL
+	}
+}
+
+func (s *ServerConfig) init() {
+	if s.Listen == "" {
+		s.Listen = DefaultListen
+	}
+	if s.OpsListen == "" {
+		s.OpsListen = DefaultOpsListen
+	}
+	if s.ShutdownTimeout.Duration == 0 {
+		s.ShutdownTimeout.Duration = DefaultShutdownTimeout
+	}
+}
+
+// Validate returns every problem at once, each naming its key and the fix.
+func (c *Config) Validate() error {
+	var errs []error
+	add := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, args...)))
+	}
+	if strings.ContainsAny(c.TrustDomain, "/:@ ") || c.TrustDomain != strings.ToLower(c.TrustDomain) {
+		add("trustDomain", "%q is not a SPIFFE trust domain; use lower-case letters, digits, dots, dashes and underscores, e.g. cluster.local", c.TrustDomain)
+	}
+	c.Root.validate(add)
+	c.Intermediate.validate(add)
+	switch c.KeyStore.Type {
+	case "softkms":
+		if c.KeyStore.Dir == "" {
+			add("keyStore.dir", "must be set for softkms: the directory where meshca writes its 0600 key files")
+		}
+	case "pkcs11":
+		if !strings.HasPrefix(c.KeyStore.URI, "pkcs11:") {
+			add("keyStore.uri", "must be a pkcs11: URI, e.g. pkcs11:module-path=/usr/lib/softhsm/libsofthsm2.so;token=meshca?pin-source=/etc/meshca/pin")
+		}
+	default:
+		add("keyStore.type", "%q is not supported; use softkms or pkcs11", c.KeyStore.Type)
+	}
+	if c.Store.Type != "bolt" {
+		add("store.type", "%q is not supported; use bolt", c.Store.Type)
+	}
+	if c.Store.Type == "bolt" && c.Store.Path == "" {
+		add("store.path", "must be set: the bbolt file that holds issuance records")
+	}
+	if c.Store.Retention.Duration < 0 {
+		add("store.retention", "must not be negative")
+	}
+	if c.Store.PruneInterval.Duration < time.Minute {
+		add("store.pruneInterval", "%s is too short; use at least 1m", c.Store.PruneInterval.Duration)
+	}
+	c.Issuance.validate(add)
+	for key, addr := range map[string]string{"server.listen": c.Server.Listen, "server.opsListen": c.Server.OpsListen} {
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			add(key, "%q is not host:port (e.g. :15012 or 127.0.0.1:15012)", addr)
+		}
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		add("log.level", "%q is not one of debug, info, warn, error", c.Log.Level)
+	}
+	switch c.Log.Format {
+	case "json", "text":
+	default:
+		add("log.format", "%q is not json or text", c.Log.Format)
+	}
+	return errors.Join(errs...)
+}
+
+func (r RootConfig) validate(add func(string, string, ...any)) {
+	if r.Source != "file" {
+		add("root.source", "%q is not supported; use file", r.Source)
+		return
+	}
+	f := r.File
+	switch {
+	case f.CACertsDir != "" && (f.RootCert != "" || f.RootKey != ""):
+		add("root.file", "set either rootCert+rootKey (meshca mints its intermediate) or cacertsDir (a pre-issued intermediate), not both")
+	case f.CACertsDir == "" && (f.RootCert == "" || f.RootKey == ""):
+		add("root.file", "set rootCert and rootKey (meshca mints its intermediate), or cacertsDir with Istio's ca-cert.pem, ca-key.pem, cert-chain.pem and root-cert.pem")
+	}
+}
+
+func (i IntermediateConfig) validate(add func(string, string, ...any)) {
+	if !i.KeyAlgorithm.Valid() {
+		add("intermediate.keyAlgorithm", "%q is not supported; use one of %v", i.KeyAlgorithm, keys.Algorithms)
+	}
+	if i.Lifetime.Duration < time.Hour {
+		add("intermediate.lifetime", "%s is too short; use at least 1h (default 8760h)", i.Lifetime.Duration)
+	}
+	if i.RotationThreshold <= 0 || i.RotationThreshold >= 1 {
+		add("intermediate.rotationThreshold", "%v must be between 0 and 1 (the fraction of the lifetime after which meshca renews; default 0.5)", i.RotationThreshold)
+	}
+	if i.GracePeriod.Duration < 0 {
+		add("intermediate.gracePeriod", "must not be negative")
+	}
+}
+
+func (i IssuanceConfig) validate(add func(string, string, ...any)) {
+	if i.DefaultCertTTL.Duration < time.Minute {
+		add("issuance.defaultCertTTL", "%s is too short; use at least 1m (Istio's default is 24h)", i.DefaultCertTTL.Duration)
+	}
+	if i.MaxCertTTL.Duration < i.DefaultCertTTL.Duration {
+		add("issuance.maxCertTTL", "%s is below defaultCertTTL %s; raise maxCertTTL or lower defaultCertTTL", i.MaxCertTTL.Duration, i.DefaultCertTTL.Duration)
+	}
+	for _, u := range i.CRLDistributionPoints {
+		if p, err := url.Parse(u); err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
+			add("issuance.crlDistributionPoints", "%q is not an http(s) URL", u)
+		}
+	}
+	seen := map[string]bool{}
+	for n, p := range i.Policies {
+		key := fmt.Sprintf("issuance.policies[%d]", n)
+		if p.Name == "" {
+			add(key+".name", "must be set")
+		} else if seen[p.Name] {
+			add(key+".name", "%q is used twice", p.Name)
+		}
+		seen[p.Name] = true
+		if len(p.Identities) == 0 {
+			add(key+".identities", "must list at least one SPIFFE ID (a trailing * matches a prefix)")
+		}
+		for _, id := range p.Identities {
+			if !strings.HasPrefix(id, "spiffe://") {
+				add(key+".identities", "%q is not a spiffe:// ID", id)
+			}
+		}
+		for _, r := range p.IPRanges {
+			if _, _, err := net.ParseCIDR(r); err != nil {
+				add(key+".ipRanges", "%q is not a CIDR such as 10.0.0.0/8", r)
+			}
+		}
+		if p.MaxCertTTL.Duration < 0 {
+			add(key+".maxCertTTL", "must not be negative")
+		}
+	}
+}

@@ -1,0 +1,180 @@
+package policy
+
+import (
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/asn1"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/meshca/meshca/ca/caerr"
+)
+
+// Validator checks one aspect of a request and returns a *caerr.Error.
+type Validator interface {
+	Validate(req *Request) error
+}
+
+// ValidatorFunc adapts a function to Validator.
+type ValidatorFunc func(req *Request) error
+
+// Validate implements Validator.
+func (f ValidatorFunc) Validate(req *Request) error { return f(req) }
+
+func invalid(reason, format string, args ...any) error {
+	return caerr.New(caerr.InvalidArgument, reason, format, args...)
+}
+
+// spiffeIdentity requires the authenticated identity to be a well-formed
+// SPIFFE ID in the mesh's trust domain.
+type spiffeIdentity struct{ trustDomain string }
+
+func (v spiffeIdentity) Validate(req *Request) error {
+	id := req.Identity
+	switch {
+	case id == nil:
+		return invalid(ReasonIdentityInvalid, "no authenticated identity")
+	case id.Scheme != "spiffe" || id.Opaque != "" || id.User != nil || id.RawQuery != "" || id.Fragment != "" || id.Port() != "":
+		return invalid(ReasonIdentityInvalid, "identity %q is not a SPIFFE ID", id)
+	case id.Host != v.trustDomain:
+		return invalid(ReasonIdentityInvalid, "identity %q is outside trust domain %q", id, v.trustDomain)
+	case len(id.Path) < 2 || strings.Contains(id.Path, "//"):
+		return invalid(ReasonIdentityInvalid, "identity %q has no path", id)
+	}
+	return nil
+}
+
+// csrIdentity requires the CSR's URI SANs to be exactly the authenticated identity.
+type csrIdentity struct{}
+
+func (csrIdentity) Validate(req *Request) error {
+	uris := req.CSR.URIs
+	if len(uris) != 1 || uris[0].String() != req.Identity.String() {
+		return invalid(ReasonForeignIdentity, "CSR URI SANs %s do not equal the authenticated identity %s", urlList(uris), req.Identity)
+	}
+	return nil
+}
+
+func urlList(us []*url.URL) string {
+	s := make([]string, len(us))
+	for i, u := range us {
+		s[i] = u.String()
+	}
+	return "[" + strings.Join(s, " ") + "]"
+}
+
+// extraSANs rejects DNS, IP and email SANs unless the rule allows them.
+type extraSANs struct{ rule *Rule }
+
+func (v extraSANs) Validate(req *Request) error {
+	for _, d := range req.CSR.DNSNames {
+		if !v.rule.allowsDNS(d) {
+			return invalid(ReasonDNSSAN, "CSR asks for DNS name %q, which no policy allows for %s", d, req.Identity)
+		}
+	}
+	for _, ip := range req.CSR.IPAddresses {
+		if !v.rule.allowsIP(ip) {
+			return invalid(ReasonIPSAN, "CSR asks for IP address %s, which no policy allows for %s", ip, req.Identity)
+		}
+	}
+	if len(req.CSR.EmailAddresses) > 0 {
+		return invalid(ReasonEmailSAN, "CSR asks for email SANs; meshca never issues them")
+	}
+	return nil
+}
+
+// commonName rejects a CN unless the rule allows one equal to an allowed DNS name.
+type commonName struct{ rule *Rule }
+
+func (v commonName) Validate(req *Request) error {
+	cn := req.CSR.Subject.CommonName
+	if cn == "" {
+		return nil
+	}
+	if v.rule != nil && v.rule.AllowCommonName && v.rule.allowsDNS(cn) {
+		return nil
+	}
+	return invalid(ReasonCommonName, "CSR has a common name; workload certificates carry the identity in the URI SAN only")
+}
+
+var (
+	oidBasicConstraints = asn1.ObjectIdentifier{2, 5, 29, 19}
+	oidKeyUsage         = asn1.ObjectIdentifier{2, 5, 29, 15}
+)
+
+// notCA rejects CSRs that request CA:true or certificate signing.
+type notCA struct{}
+
+func (notCA) Validate(req *Request) error {
+	for _, ext := range req.CSR.Extensions {
+		switch {
+		case ext.Id.Equal(oidBasicConstraints):
+			var bc struct {
+				IsCA bool `asn1:"optional"`
+				Len  int  `asn1:"optional,default:-1"`
+			}
+			if _, err := asn1.Unmarshal(ext.Value, &bc); err != nil {
+				return invalid(ReasonCSRMalformed, "CSR basicConstraints extension is malformed")
+			}
+			if bc.IsCA {
+				return invalid(ReasonCARequest, "CSR requests a CA certificate")
+			}
+		case ext.Id.Equal(oidKeyUsage):
+			var bits asn1.BitString
+			if _, err := asn1.Unmarshal(ext.Value, &bits); err != nil {
+				return invalid(ReasonCSRMalformed, "CSR keyUsage extension is malformed")
+			}
+			if bits.At(5) == 1 || bits.At(6) == 1 { // keyCertSign, cRLSign
+				return invalid(ReasonCARequest, "CSR requests certificate or CRL signing")
+			}
+		}
+	}
+	return nil
+}
+
+// keyType accepts RSA 2048–8192, ECDSA P-256/P-384 and Ed25519.
+type keyType struct{}
+
+func (keyType) Validate(req *Request) error {
+	switch k := req.CSR.PublicKey.(type) {
+	case *rsa.PublicKey:
+		n := k.N.BitLen()
+		if n < 2048 {
+			return invalid(ReasonKeyTooSmall, "CSR RSA key is %d bits; the minimum is 2048", n)
+		}
+		if n > 8192 {
+			return invalid(ReasonKeyType, "CSR RSA key is %d bits; the maximum is 8192", n)
+		}
+	case *ecdsa.PublicKey:
+		if k.Curve != elliptic.P256() && k.Curve != elliptic.P384() {
+			return invalid(ReasonKeyType, "CSR ECDSA curve %s is not supported; use P-256 or P-384", k.Curve.Params().Name)
+		}
+	case ed25519.PublicKey:
+	default:
+		return invalid(ReasonKeyType, "CSR key type %s is not supported; use RSA (2048+), ECDSA P-256/P-384 or Ed25519", req.CSR.PublicKeyAlgorithm)
+	}
+	return nil
+}
+
+// ttl rejects (never clamps) a requested lifetime above the maximum.
+type ttl struct{ max time.Duration }
+
+func (v ttl) Validate(req *Request) error {
+	if req.TTL > v.max {
+		return invalid(ReasonTTLTooLong, "requested TTL %s exceeds the maximum %s", req.TTL, v.max)
+	}
+	return nil
+}
+
+// keyUsageFor returns the key usage meshca gives a leaf with this key:
+// keyEncipherment only for RSA (it is meaningless for ECDSA and Ed25519).
+func keyUsageFor(csr *x509.CertificateRequest) x509.KeyUsage {
+	if _, ok := csr.PublicKey.(*rsa.PublicKey); ok {
+		return x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment
+	}
+	return x509.KeyUsageDigitalSignature
+}

@@ -1,0 +1,89 @@
+package boltstore
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/meshca/meshca/ca/store"
+)
+
+// AddGeneration stores g under the next free ID.
+func (s *Store) AddGeneration(_ context.Context, g store.Generation) (store.Generation, error) {
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketGenerations)
+		id, err := b.NextSequence()
+		if err != nil {
+			return err
+		}
+		g.ID = id
+		v, err := json.Marshal(g)
+		if err != nil {
+			return err
+		}
+		return b.Put(u64(id), v)
+	})
+	return g, err
+}
+
+// ActivateGeneration marks id active at the given time and retires every
+// other active generation, in one transaction.
+func (s *Store) ActivateGeneration(_ context.Context, id uint64, at time.Time) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketGenerations)
+		if b.Get(u64(id)) == nil {
+			return fmt.Errorf("generation %d: %w", id, store.ErrNotFound)
+		}
+		updates := map[uint64][]byte{}
+		err := b.ForEach(func(k, v []byte) error {
+			var g store.Generation
+			if err := json.Unmarshal(v, &g); err != nil {
+				return err
+			}
+			switch {
+			case binary.BigEndian.Uint64(k) == id:
+				g.ActivatedAt, g.RetiredAt = at, time.Time{}
+			case g.Active():
+				g.RetiredAt = at
+			default:
+				return nil
+			}
+			nv, err := json.Marshal(g)
+			if err != nil {
+				return err
+			}
+			updates[binary.BigEndian.Uint64(k)] = nv
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		// bbolt forbids writes inside ForEach, so apply them afterwards.
+		for k, v := range updates {
+			if err := b.Put(u64(k), v); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// ListGenerations returns every generation in ID order.
+func (s *Store) ListGenerations(_ context.Context) ([]store.Generation, error) {
+	var out []store.Generation
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketGenerations).ForEach(func(_, v []byte) error {
+			var g store.Generation
+			if err := json.Unmarshal(v, &g); err != nil {
+				return err
+			}
+			out = append(out, g)
+			return nil
+		})
+	})
+	return out, err
+}

@@ -1,0 +1,81 @@
+// Package store defines meshca's durable records and the small interfaces
+// the CA needs to keep them: issuance records and CA generations. Backends
+// live in sub-packages (boltstore now, PostgreSQL later); this package holds
+// no storage code of its own.
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// ErrNotFound is returned when a record does not exist.
+var ErrNotFound = errors.New("not found")
+
+// Issuance is the durable record of one issued certificate.
+type Issuance struct {
+	// Serial is the certificate serial number in lower-case hex.
+	Serial string `json:"serial"`
+	// Identity is the authenticated SPIFFE ID the certificate was issued to.
+	Identity  string    `json:"identity"`
+	NotBefore time.Time `json:"notBefore"`
+	NotAfter  time.Time `json:"notAfter"`
+	// Fingerprint is the SHA-256 of the certificate DER, lower-case hex.
+	Fingerprint string `json:"fingerprint"`
+	// Profile is the issuance profile (classical, catalyst, ...).
+	Profile string `json:"profile"`
+	// Requester describes who asked: front door and authenticated caller.
+	Requester string `json:"requester"`
+	// Generation is the CA generation that signed it.
+	Generation uint64    `json:"generation"`
+	IssuedAt   time.Time `json:"issuedAt"`
+}
+
+// Generation records one signing intermediate and when it was active.
+type Generation struct {
+	ID uint64 `json:"id"`
+	// CertDER is the intermediate certificate.
+	CertDER []byte `json:"certDER"`
+	// ChainDER holds the certificates above CertDER, up to and including the root.
+	ChainDER [][]byte `json:"chainDER"`
+	// KeyRef locates the private key in the key store (a file path or a KMS
+	// URI); never the key itself.
+	KeyRef string `json:"keyRef"`
+	// Source says where the generation came from ("file-minted", "file-cacerts", "vault").
+	Source      string    `json:"source"`
+	Fingerprint string    `json:"fingerprint"`
+	CreatedAt   time.Time `json:"createdAt"`
+	ActivatedAt time.Time `json:"activatedAt,omitzero"`
+	RetiredAt   time.Time `json:"retiredAt,omitzero"`
+}
+
+// Active reports whether g is currently the signing generation.
+func (g Generation) Active() bool { return !g.ActivatedAt.IsZero() && g.RetiredAt.IsZero() }
+
+// Issuances keeps issuance records.
+type Issuances interface {
+	// PutIssuance stores rec durably; it returns only after the record is on disk.
+	PutIssuance(ctx context.Context, rec Issuance) error
+	GetIssuance(ctx context.Context, serial string) (Issuance, error)
+	// ListIssuances calls fn for each record in serial order until fn returns false.
+	ListIssuances(ctx context.Context, fn func(Issuance) bool) error
+	// PruneIssuances deletes records whose NotAfter is before cutoff and returns how many.
+	PruneIssuances(ctx context.Context, cutoff time.Time) (int, error)
+}
+
+// Generations keeps the CA generations.
+type Generations interface {
+	// AddGeneration stores g with a new ID and returns it.
+	AddGeneration(ctx context.Context, g Generation) (Generation, error)
+	// ActivateGeneration makes id the active generation and retires the previous one.
+	ActivateGeneration(ctx context.Context, id uint64, at time.Time) error
+	ListGenerations(ctx context.Context) ([]Generation, error)
+}
+
+// Store is everything a meshca backend provides.
+type Store interface {
+	Issuances
+	Generations
+	Close() error
+}

@@ -1,0 +1,69 @@
+package main
+
+import (
+	"crypto"
+	"fmt"
+	"sort"
+
+	"github.com/spf13/cobra"
+
+	"github.com/meshca/meshca/ca/authority"
+	"github.com/meshca/meshca/trustbundle/cacerts"
+)
+
+func newCACertsCommand(g *globals) *cobra.Command {
+	var out string
+	cmd := &cobra.Command{
+		Use:   "cacerts",
+		Short: "Write Istio's plug-in CA files (the cacerts Secret content)",
+		Long: `cacerts writes the active intermediate as Istio's plug-in CA files into OUT:
+
+  ca-cert.pem     the signing intermediate
+  ca-key.pem      its private key, PKCS#8 (mode 0600)
+  cert-chain.pem  the intermediate up to the root, in that order
+  root-cert.pem   every active root
+
+Create the Secret from them with kubectl, or let 'meshca serve' publish it.
+This exports the intermediate key so that istiod can sign with it; it fails
+when the key lives in an HSM.`,
+		Example: `  meshca cacerts --dir ./.meshca --out ./cacerts
+  kubectl -n istio-system create secret generic cacerts --from-file=./cacerts`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if out == "" {
+				return fmt.Errorf("--out is required")
+			}
+			cfg, err := g.loadConfig()
+			if err != nil {
+				return err
+			}
+			rt, err := authority.Open(cmd.Context(), cfg, newLogger(cmd.ErrOrStderr(), "warn", "text"), nil)
+			if err != nil {
+				return err
+			}
+			defer rt.Close()
+			m := rt.Authority.Material()
+			key, ok := m.Signer.(crypto.PrivateKey)
+			if !ok || !exportable(key) {
+				return fmt.Errorf("the intermediate key of generation %d cannot be exported (it lives in a key manager); Istio's plug-in mode needs the key in ca-key.pem", m.Generation)
+			}
+			files, err := cacerts.Files(m.Bundle, key, nil)
+			if err != nil {
+				return err
+			}
+			if err := cacerts.WriteDir(out, files); err != nil {
+				return err
+			}
+			names := make([]string, 0, len(files))
+			for n := range files {
+				names = append(names, n)
+			}
+			sort.Strings(names)
+			fmt.Fprintf(cmd.OutOrStdout(), "Wrote Istio cacerts for generation %d to %s: %v\n", m.Generation, out, names)
+			return nil
+		},
+	}
+	addCAFlags(cmd, g)
+	cmd.Flags().StringVar(&out, "out", "", "directory to write the files into (required)")
+	return cmd
+}

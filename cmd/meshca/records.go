@@ -1,0 +1,89 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/meshca/meshca/ca/store"
+	"github.com/meshca/meshca/ca/store/boltstore"
+)
+
+func newRecordsCommand(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "records",
+		Short: "Read issuance records from the store",
+		Long: `records reads the durable issuance records: one per certificate meshca issued,
+with the serial, the authenticated identity, validity, SHA-256 fingerprint,
+profile, requester and the CA generation that signed it.`,
+	}
+	var asJSON bool
+	list := &cobra.Command{
+		Use:     "list",
+		Short:   "List issuance records",
+		Example: `  meshca records list --dir ./.meshca`,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			st, err := openStore(g)
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			w := tabwriter.NewWriter(cmd.OutOrStdout(), 2, 4, 2, ' ', 0)
+			if !asJSON {
+				fmt.Fprintln(w, "SERIAL\tIDENTITY\tNOT AFTER\tPROFILE\tGEN\tREQUESTER")
+			}
+			enc := json.NewEncoder(cmd.OutOrStdout())
+			err = st.ListIssuances(cmd.Context(), func(r store.Issuance) bool {
+				if asJSON {
+					_ = enc.Encode(r)
+				} else {
+					fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\t%s\n", r.Serial, r.Identity, r.NotAfter.UTC().Format(time.RFC3339), r.Profile, r.Generation, r.Requester)
+				}
+				return true
+			})
+			if err != nil {
+				return err
+			}
+			return w.Flush()
+		},
+	}
+	list.Flags().BoolVar(&asJSON, "json", false, "one JSON object per line")
+	get := &cobra.Command{
+		Use:     "get SERIAL",
+		Short:   "Show one issuance record as JSON",
+		Example: `  meshca records get 3f2a... --dir ./.meshca`,
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			st, err := openStore(g)
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			rec, err := st.GetIssuance(cmd.Context(), strings.ToLower(args[0]))
+			if err != nil {
+				return fmt.Errorf("record %s: %w", args[0], err)
+			}
+			enc := json.NewEncoder(cmd.OutOrStdout())
+			enc.SetIndent("", "  ")
+			return enc.Encode(rec)
+		},
+	}
+	for _, c := range []*cobra.Command{list, get} {
+		addCAFlags(c, g)
+	}
+	cmd.AddCommand(list, get)
+	return cmd
+}
+
+func openStore(g *globals) (*boltstore.Store, error) {
+	cfg, err := g.loadConfig()
+	if err != nil {
+		return nil, err
+	}
+	return boltstore.Open(cfg.Store.Path)
+}

@@ -1,0 +1,111 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/spf13/cobra"
+
+	"github.com/meshca/meshca/ca/authority"
+	"github.com/meshca/meshca/ca/store"
+	"github.com/meshca/meshca/issuer/server"
+)
+
+func newServeCommand(g *globals) *cobra.Command {
+	var listen, opsListen string
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the meshca service",
+		Long: `serve runs meshca: it loads (or mints) the signing intermediate, opens the
+store, and serves
+
+  --listen       the gRPC signing port (istiod's CA port is 15012)
+  --ops-listen   /healthz, /readyz and /metrics (Prometheus)
+
+It prunes expired issuance records in the background and shuts down
+gracefully on SIGINT or SIGTERM, finishing requests in flight.`,
+		Example: `  meshca serve --dir ./.meshca --listen 127.0.0.1:15012 --ops-listen 127.0.0.1:15014
+  meshca serve --config /etc/meshca/meshca.yaml
+  curl -s localhost:15014/readyz`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := g.loadConfig()
+			if err != nil {
+				return err
+			}
+			if cmd.Flags().Changed("listen") {
+				cfg.Server.Listen = listen
+			}
+			if cmd.Flags().Changed("ops-listen") {
+				cfg.Server.OpsListen = opsListen
+			}
+			if err := cfg.Validate(); err != nil {
+				return fmt.Errorf("invalid configuration:\n%w", err)
+			}
+			log := newLogger(os.Stderr, cfg.Log.Level, cfg.Log.Format)
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+
+			reg := prometheus.NewRegistry()
+			reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+			rt, err := authority.Open(ctx, cfg, log, reg)
+			if err != nil {
+				return err
+			}
+			defer rt.Close()
+
+			srv, err := server.New(server.Options{
+				GRPCListen:      cfg.Server.Listen,
+				OpsListen:       cfg.Server.OpsListen,
+				ShutdownTimeout: cfg.Server.ShutdownTimeout.Duration,
+				Gatherer:        reg,
+				Ready:           readiness(rt.Authority),
+				Log:             log,
+			})
+			if err != nil {
+				return err
+			}
+			pruned := prometheus.NewCounter(prometheus.CounterOpts{
+				Name: "meshca_store_pruned_records_total",
+				Help: "Expired issuance records deleted by the retention job.",
+			})
+			reg.MustRegister(pruned)
+			pruner := &store.Pruner{
+				Records: rt.Store, Retention: cfg.Store.Retention.Duration, Interval: cfg.Store.PruneInterval.Duration,
+				Log: log, Pruned: func(n int) { pruned.Add(float64(n)) },
+			}
+			go pruner.Run(ctx)
+			m := rt.Authority.Material()
+			log.Info("meshca ready",
+				"trust_domain", cfg.TrustDomain, "generation", m.Generation,
+				"intermediate_not_after", m.Bundle.Cert.NotAfter, "store", cfg.Store.Path)
+			return srv.Run(ctx)
+		},
+	}
+	addCAFlags(cmd, g)
+	cmd.Flags().StringVar(&listen, "listen", "", "gRPC signing address (default from config, else :15012)")
+	cmd.Flags().StringVar(&opsListen, "ops-listen", "", "health and metrics address (default from config, else :15014)")
+	return cmd
+}
+
+// readiness is ready while the active intermediate is within its validity.
+func readiness(a *authority.Authority) server.ReadyFunc {
+	return func() error {
+		m := a.Material()
+		if m == nil {
+			return errors.New("no signing material")
+		}
+		now := time.Now()
+		if now.After(m.Bundle.Cert.NotAfter) {
+			return fmt.Errorf("signing intermediate expired at %s", m.Bundle.Cert.NotAfter.UTC().Format(time.RFC3339))
+		}
+		return nil
+	}
+}
+

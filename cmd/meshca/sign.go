@@ -1,0 +1,90 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"os/user"
+
+	"github.com/spf13/cobra"
+
+	"github.com/meshca/meshca/ca/authority"
+	"github.com/meshca/meshca/ca/config"
+)
+
+func newSignCommand(g *globals) *cobra.Command {
+	var (
+		csrPath  string
+		identity string
+		ttl      config.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "sign",
+		Short: "Sign a workload CSR offline and print the chain in Istio's order",
+		Long: `sign issues one workload certificate without a running service, for operators.
+
+The identity is given with --identity and is NEVER read from the CSR: the CSR
+must carry exactly that SPIFFE ID as its only URI SAN, and only its public key
+is used. The same policy as the service applies (no DNS/IP/email SANs, no CN,
+no CA requests, TTL at most issuance.maxCertTTL).
+
+The chain is printed as PEM on stdout in Istio's order: the leaf, each
+intermediate, then every active root. The issuance is recorded in the store
+before anything is printed. sign cannot run while 'meshca serve' holds the
+same store.`,
+		Example: `  openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout app.key \
+    -subj / -addext "subjectAltName=URI:spiffe://cluster.local/ns/default/sa/app" -out app.csr
+  meshca sign --dir ./.meshca --csr app.csr --identity spiffe://cluster.local/ns/default/sa/app --ttl 12h > app-chain.pem`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			id, err := url.Parse(identity)
+			if err != nil || id.Scheme != "spiffe" {
+				return fmt.Errorf("--identity %q is not a spiffe:// URI", identity)
+			}
+			csr, err := readInput(cmd.InOrStdin(), csrPath)
+			if err != nil {
+				return fmt.Errorf("--csr: %w", err)
+			}
+			cfg, err := g.loadConfig()
+			if err != nil {
+				return err
+			}
+			log := newLogger(cmd.ErrOrStderr(), cfg.Log.Level, cfg.Log.Format)
+			rt, err := authority.Open(cmd.Context(), cfg, log, nil)
+			if err != nil {
+				return err
+			}
+			defer rt.Close()
+			res, err := rt.Authority.Sign(cmd.Context(), authority.Request{
+				CSR: csr, Identity: id, TTL: ttl.Duration, Requester: "cli:" + currentUser(),
+			})
+			if err != nil {
+				return err
+			}
+			_, err = io.WriteString(cmd.OutOrStdout(), authority.ChainPEM(res.Chain))
+			return err
+		},
+	}
+	addCAFlags(cmd, g)
+	cmd.Flags().StringVar(&csrPath, "csr", "", "PEM or DER CSR file, or - for stdin (required)")
+	cmd.Flags().StringVar(&identity, "identity", "", "SPIFFE ID to issue to, e.g. spiffe://cluster.local/ns/default/sa/app (required)")
+	cmd.Flags().Var(&ttl, "ttl", "certificate lifetime (default issuance.defaultCertTTL, 24h)")
+	_ = cmd.MarkFlagRequired("csr")
+	_ = cmd.MarkFlagRequired("identity")
+	return cmd
+}
+
+func readInput(stdin io.Reader, path string) ([]byte, error) {
+	if path == "-" {
+		return io.ReadAll(io.LimitReader(stdin, 1<<20))
+	}
+	return os.ReadFile(path)
+}
+
+func currentUser() string {
+	if u, err := user.Current(); err == nil {
+		return u.Username
+	}
+	return fmt.Sprintf("uid:%d", os.Getuid())
+}

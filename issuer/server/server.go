@@ -1,0 +1,127 @@
+// Package server owns the lifecycle of meshca's network listeners: the gRPC
+// listener that front doors register their services on, and the operations
+// listener with /healthz, /readyz and /metrics. It starts them, reports
+// readiness and shuts them down gracefully. It holds no CA logic.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+)
+
+// ReadyFunc reports whether meshca can serve; a non-nil error explains why not.
+type ReadyFunc func() error
+
+// Options configure a Server.
+type Options struct {
+	GRPCListen      string
+	OpsListen       string
+	ShutdownTimeout time.Duration
+	Gatherer        prometheus.Gatherer
+	Ready           ReadyFunc
+	Log             *slog.Logger
+	GRPCOptions     []grpc.ServerOption
+}
+
+// Server runs the gRPC and operations listeners.
+type Server struct {
+	opts   Options
+	GRPC   *grpc.Server
+	health *health.Server
+	grpcLn net.Listener
+	opsLn  net.Listener
+	ops    *http.Server
+}
+
+// New binds both listeners (so that the addresses are known and port
+// conflicts fail fast) and prepares the servers. Register services on GRPC
+// before calling Run.
+func New(opts Options) (*Server, error) {
+	if opts.Log == nil {
+		opts.Log = slog.Default()
+	}
+	grpcLn, err := net.Listen("tcp", opts.GRPCListen)
+	if err != nil {
+		return nil, fmt.Errorf("server.listen %s: %w", opts.GRPCListen, err)
+	}
+	opsLn, err := net.Listen("tcp", opts.OpsListen)
+	if err != nil {
+		grpcLn.Close()
+		return nil, fmt.Errorf("server.opsListen %s: %w", opts.OpsListen, err)
+	}
+	s := &Server{opts: opts, grpcLn: grpcLn, opsLn: opsLn, health: health.NewServer()}
+	s.GRPC = grpc.NewServer(opts.GRPCOptions...)
+	healthpb.RegisterHealthServer(s.GRPC, s.health)
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("GET /readyz", s.readyz)
+	if opts.Gatherer != nil {
+		mux.Handle("GET /metrics", promhttp.HandlerFor(opts.Gatherer, promhttp.HandlerOpts{}))
+	}
+	s.ops = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	return s, nil
+}
+
+// GRPCAddr is the bound gRPC address.
+func (s *Server) GRPCAddr() net.Addr { return s.grpcLn.Addr() }
+
+// OpsAddr is the bound operations address.
+func (s *Server) OpsAddr() net.Addr { return s.opsLn.Addr() }
+
+func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
+	if s.opts.Ready != nil {
+		if err := s.opts.Ready(); err != nil {
+			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+	}
+	fmt.Fprintln(w, "ok")
+}
+
+// Run serves until ctx is cancelled, then drains in-flight requests within
+// the shutdown timeout and returns.
+func (s *Server) Run(ctx context.Context) error {
+	errc := make(chan error, 2)
+	go func() { errc <- s.GRPC.Serve(s.grpcLn) }()
+	go func() {
+		if err := s.ops.Serve(s.opsLn); !errors.Is(err, http.ErrServerClosed) {
+			errc <- err
+			return
+		}
+		errc <- nil
+	}()
+	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	s.opts.Log.Info("serving", "grpc", s.GRPCAddr().String(), "ops", s.OpsAddr().String())
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errc:
+	}
+	s.opts.Log.Info("shutting down", "timeout", s.opts.ShutdownTimeout)
+	s.health.Shutdown()
+	sctx, cancel := context.WithTimeout(context.Background(), s.opts.ShutdownTimeout)
+	defer cancel()
+	done := make(chan struct{})
+	go func() { s.GRPC.GracefulStop(); close(done) }()
+	select {
+	case <-done:
+	case <-sctx.Done():
+		s.GRPC.Stop()
+	}
+	if err := s.ops.Shutdown(sctx); err != nil && runErr == nil {
+		runErr = err
+	}
+	return runErr
+}
