@@ -36,7 +36,7 @@ const (
 )
 
 // ParseCSR accepts one PEM "CERTIFICATE REQUEST" block or raw DER, enforces
-// MaxCSRSize, and checks the CSR's self-signature. Errors never echo input.
+// MaxCSRSize, checks the key type and then the CSR's self-signature. Errors never echo input.
 func ParseCSR(b []byte) (*x509.CertificateRequest, error) {
 	if len(b) > MaxCSRSize {
 		return nil, caerr.New(caerr.InvalidArgument, ReasonCSRTooLarge, "CSR is %d bytes; the limit is %d", len(b), MaxCSRSize)
@@ -55,6 +55,11 @@ func ParseCSR(b []byte) (*x509.CertificateRequest, error) {
 	csr, err := x509.ParseCertificateRequest(der)
 	if err != nil {
 		return nil, caerr.New(caerr.InvalidArgument, ReasonCSRMalformed, "CSR cannot be parsed as PKCS#10")
+	}
+	// Check the key type first: Go cannot verify some signatures (DSA), and
+	// "unsupported key" is the more useful answer.
+	if err := checkKey(csr); err != nil {
+		return nil, err
 	}
 	if err := csr.CheckSignature(); err != nil {
 		return nil, caerr.New(caerr.InvalidArgument, ReasonCSRSignature, "CSR signature does not verify with its own public key")

@@ -2,8 +2,10 @@ package policy
 
 import (
 	"crypto/rand"
+	"crypto/sha1"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/asn1"
 	"math/big"
 	"net/url"
 	"time"
@@ -43,6 +45,23 @@ func (leafUsages) Modify(t *x509.Certificate, req *Request, _ *x509.Certificate)
 	t.IsCA = false
 	t.KeyUsage = keyUsageFor(req.CSR)
 	t.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}
+	return nil
+}
+
+// subjectKeyID sets the leaf's subject key identifier (RFC 5280 §4.2.1.2
+// method 1: SHA-1 of the subjectPublicKey bits), as Go does for CAs.
+type subjectKeyID struct{}
+
+func (subjectKeyID) Modify(t *x509.Certificate, req *Request, _ *x509.Certificate) error {
+	var spki struct {
+		Algorithm pkix.AlgorithmIdentifier
+		PublicKey asn1.BitString
+	}
+	if _, err := asn1.Unmarshal(req.CSR.RawSubjectPublicKeyInfo, &spki); err != nil {
+		return caerr.New(caerr.InvalidArgument, ReasonCSRMalformed, "CSR public key info is malformed")
+	}
+	sum := sha1.Sum(spki.PublicKey.Bytes)
+	t.SubjectKeyId = sum[:]
 	return nil
 }
 

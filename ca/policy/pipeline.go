@@ -88,6 +88,7 @@ func (e *Engine) modifiers(req *Request) []Modifier {
 	return []Modifier{
 		leafSubjectAndSANs{},
 		leafUsages{},
+		subjectKeyID{},
 		randomSerial{},
 		validity{now: e.opts.Now, ttl: ttl},
 		crlDistribution{urls: e.opts.CRLDistributionPoints},

@@ -139,8 +139,10 @@ func (notCA) Validate(req *Request) error {
 // keyType accepts RSA 2048–8192, ECDSA P-256/P-384 and Ed25519.
 type keyType struct{}
 
-func (keyType) Validate(req *Request) error {
-	switch k := req.CSR.PublicKey.(type) {
+func (keyType) Validate(req *Request) error { return checkKey(req.CSR) }
+
+func checkKey(csr *x509.CertificateRequest) error {
+	switch k := csr.PublicKey.(type) {
 	case *rsa.PublicKey:
 		n := k.N.BitLen()
 		if n < 2048 {
@@ -155,7 +157,7 @@ func (keyType) Validate(req *Request) error {
 		}
 	case ed25519.PublicKey:
 	default:
-		return invalid(ReasonKeyType, "CSR key type %s is not supported; use RSA (2048+), ECDSA P-256/P-384 or Ed25519", req.CSR.PublicKeyAlgorithm)
+		return invalid(ReasonKeyType, "CSR key type %s is not supported; use RSA (2048+), ECDSA P-256/P-384 or Ed25519", csr.PublicKeyAlgorithm)
 	}
 	return nil
 }

@@ -1,0 +1,210 @@
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+const workloadID = "spiffe://cluster.local/ns/default/sa/app"
+
+func TestServe_ReadyWithinTwoSecondsWithHealthAndMetrics(t *testing.T) {
+	dir := initCA(t)
+	s := startServe(t, dir)
+	took := s.waitReady(t, 2*time.Second)
+	t.Logf("ready %s after the listeners were up", took)
+
+	code, body := get(t, "http://"+s.ops+"/healthz")
+	require.Equal(t, 200, code)
+	require.Equal(t, "ok\n", body)
+	code, body = get(t, "http://"+s.ops+"/metrics")
+	require.Equal(t, 200, code)
+	require.Contains(t, body, "meshca_store_pruned_records_total 0\n")
+
+	// Graceful shutdown on SIGTERM exits 0.
+	require.NoError(t, s.cmd.Process.Signal(syscall.SIGTERM))
+	select {
+	case err := <-s.done:
+		require.NoError(t, err, s.logs())
+		s.done <- nil // for the cleanup
+	case <-time.After(20 * time.Second):
+		t.Fatal("meshca serve did not stop within 20s of SIGTERM")
+	}
+	require.Contains(t, s.logs(), `"msg":"shutting down"`)
+}
+
+func TestCrashSafety_RecordSurvivesSIGKILLAfterAcknowledgement(t *testing.T) {
+	dir := initCA(t)
+	csr := writeCSR(t, t.TempDir(), workloadID)
+
+	cmd := exec.Command(meshcaBin, "sign", "--dir", dir, "--csr", csr, "--identity", workloadID)
+	stdout, err := cmd.StdoutPipe()
+	require.NoError(t, err)
+	require.NoError(t, cmd.Start())
+	// Read until the leaf (the acknowledgement) has been printed, then kill
+	// at once, without letting the process close its store.
+	var leafPEM bytes.Buffer
+	r := bufio.NewReader(stdout)
+	for {
+		line, err := r.ReadString('\n')
+		require.NoError(t, err, "meshca sign ended before acknowledging")
+		leafPEM.WriteString(line)
+		if line == "-----END CERTIFICATE-----\n" {
+			break
+		}
+	}
+	require.NoError(t, cmd.Process.Signal(syscall.SIGKILL))
+	_, _ = io.Copy(io.Discard, r)
+	_ = cmd.Wait()
+
+	leaf := splitPEM(t, leafPEM.String())
+	require.Len(t, leaf, 1)
+	serial := hex.EncodeToString(leaf[0].SerialNumber.Bytes())
+
+	// Restart the service on the same store: it opens cleanly and is ready.
+	s := startServe(t, dir)
+	s.waitReady(t, 5*time.Second)
+	require.NoError(t, s.cmd.Process.Signal(syscall.SIGTERM))
+	require.NoError(t, <-s.done)
+	s.done <- nil
+
+	var rec struct {
+		Serial, Identity, Fingerprint string
+	}
+	require.NoError(t, json.Unmarshal([]byte(meshca(t, "records", "get", serial, "--dir", dir)), &rec))
+	sum := sha256.Sum256(leaf[0].Raw)
+	require.Equal(t, serial, rec.Serial)
+	require.Equal(t, workloadID, rec.Identity)
+	require.Equal(t, hex.EncodeToString(sum[:]), rec.Fingerprint)
+}
+
+func TestCACerts_FilesFollowIstioRules(t *testing.T) {
+	dir := initCA(t)
+	out := filepath.Join(t.TempDir(), "cacerts")
+	meshca(t, "cacerts", "--dir", dir, "--out", out)
+
+	entries, err := os.ReadDir(out)
+	require.NoError(t, err)
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	require.Equal(t, []string{"ca-cert.pem", "ca-key.pem", "cert-chain.pem", "root-cert.pem"}, names)
+	fi, err := os.Stat(filepath.Join(out, "ca-key.pem"))
+	require.NoError(t, err)
+	require.Equal(t, os.FileMode(0o600), fi.Mode().Perm())
+
+	read := func(n string) string {
+		b, err := os.ReadFile(filepath.Join(out, n))
+		require.NoError(t, err)
+		return string(b)
+	}
+	caCert := splitPEM(t, read("ca-cert.pem"))
+	chain := splitPEM(t, read("cert-chain.pem"))
+	roots := splitPEM(t, read("root-cert.pem"))
+	require.Len(t, caCert, 1)
+	require.Len(t, chain, 2, "cert-chain.pem = intermediate, root")
+	require.True(t, chain[0].Equal(caCert[0]), "cert-chain.pem starts with ca-cert.pem")
+	require.True(t, chain[1].Equal(roots[0]), "cert-chain.pem ends with the root")
+	require.Len(t, roots, 1)
+	require.NoError(t, roots[0].CheckSignatureFrom(roots[0]), "root-cert.pem is the self-signed root")
+	rootFile, err := os.ReadFile(filepath.Join(dir, "root-cert.pem"))
+	require.NoError(t, err)
+	require.Equal(t, string(rootFile), read("root-cert.pem"))
+
+	// Independent checks with openssl: the chain verifies strictly and the key matches.
+	o, err := exec.Command("openssl", "verify", "-x509_strict", "-CAfile", filepath.Join(out, "root-cert.pem"),
+		filepath.Join(out, "ca-cert.pem")).CombinedOutput()
+	require.NoError(t, err, string(o))
+	require.Equal(t, filepath.Join(out, "ca-cert.pem")+": OK\n", string(o))
+	certPub, err := exec.Command("openssl", "x509", "-in", filepath.Join(out, "ca-cert.pem"), "-noout", "-pubkey").Output()
+	require.NoError(t, err)
+	keyPub, err := exec.Command("openssl", "pkey", "-in", filepath.Join(out, "ca-key.pem"), "-pubout").Output()
+	require.NoError(t, err)
+	require.Equal(t, string(certPub), string(keyPub), "ca-key.pem must match ca-cert.pem")
+	txt, err := exec.Command("openssl", "x509", "-in", filepath.Join(out, "ca-cert.pem"), "-noout", "-ext", "basicConstraints,keyUsage").Output()
+	require.NoError(t, err)
+	require.Contains(t, string(txt), "CA:TRUE, pathlen:0")
+	require.Contains(t, string(txt), "Certificate Sign, CRL Sign")
+}
+
+func TestSign_PrintsIstioOrderChainThatOpenSSLVerifies(t *testing.T) {
+	dir := initCA(t)
+	tmp := t.TempDir()
+	out := meshca(t, "sign", "--dir", dir, "--csr", writeCSR(t, tmp, workloadID), "--identity", workloadID, "--ttl", "1h")
+	certs := splitPEM(t, out)
+	require.Len(t, certs, 3)
+	require.Equal(t, time.Hour+2*time.Minute, certs[0].NotAfter.Sub(certs[0].NotBefore))
+	leafPath := filepath.Join(tmp, "leaf.pem")
+	require.NoError(t, os.WriteFile(leafPath, []byte(out), 0o644)) // openssl reads the first block
+	o, err := exec.Command("openssl", "verify", "-x509_strict", "-CAfile", filepath.Join(dir, "root-cert.pem"),
+		"-untrusted", leafPath, leafPath).CombinedOutput()
+	require.NoError(t, err, string(o))
+	require.Equal(t, leafPath+": OK\n", string(o))
+}
+
+func TestSign_RefusesForeignIdentityAndRecordsNothing(t *testing.T) {
+	dir := initCA(t)
+	cmd := exec.Command(meshcaBin, "sign", "--dir", dir, "--csr", writeCSR(t, t.TempDir(), workloadID),
+		"--identity", "spiffe://cluster.local/ns/other/sa/app")
+	out, err := cmd.CombinedOutput()
+	require.Error(t, err)
+	require.Contains(t, string(out), "do not equal the authenticated identity")
+	list := meshca(t, "records", "list", "--dir", dir, "--json")
+	require.Empty(t, strings.TrimSpace(list))
+}
+
+func TestInit_RefusesToOverwriteWithoutForce(t *testing.T) {
+	dir := initCA(t)
+	before, err := os.ReadFile(filepath.Join(dir, "root-cert.pem"))
+	require.NoError(t, err)
+	out, err := exec.Command(meshcaBin, "init", "--dir", dir).CombinedOutput()
+	require.Error(t, err)
+	require.Contains(t, string(out), "refusing to overwrite")
+	after, err := os.ReadFile(filepath.Join(dir, "root-cert.pem"))
+	require.NoError(t, err)
+	require.Equal(t, before, after)
+	meshca(t, "init", "--dir", dir, "--force")
+	after, err = os.ReadFile(filepath.Join(dir, "root-cert.pem"))
+	require.NoError(t, err)
+	require.NotEqual(t, before, after)
+}
+
+func TestServe_RefusesWorldReadableKey(t *testing.T) {
+	dir := initCA(t)
+	key := filepath.Join(dir, "root-key.pem")
+	require.NoError(t, os.Chmod(key, 0o644))
+	out, err := exec.Command(meshcaBin, "serve", "--dir", dir, "--listen", "127.0.0.1:0", "--ops-listen", "127.0.0.1:0").CombinedOutput()
+	require.Error(t, err)
+	require.Contains(t, string(out), "chmod 600 "+key)
+	require.NotContains(t, string(out), "PRIVATE KEY")
+}
+
+func TestServe_InvalidConfigNamesTheKey(t *testing.T) {
+	dir := initCA(t)
+	cfg := filepath.Join(t.TempDir(), "meshca.yaml")
+	require.NoError(t, os.WriteFile(cfg, []byte("trustDomain: cluster.local\nissuance:\n  maxCertTTL: 1h\n  defaultCertTTL: 24h\nroot:\n  file:\n    rootCert: "+dir+"/root-cert.pem\n    rootKey: "+dir+"/root-key.pem\nkeyStore:\n  dir: "+dir+"/keys\nstore:\n  path: "+dir+"/meshca.db\n"), 0o644))
+	out, err := exec.Command(meshcaBin, "serve", "--config", cfg).CombinedOutput()
+	require.Error(t, err)
+	require.Contains(t, string(out), "issuance.maxCertTTL: 1h0m0s is below defaultCertTTL 24h0m0s")
+}
+
+func TestHelp_EveryCommandExplainsItselfWithExamples(t *testing.T) {
+	for _, c := range [][]string{{}, {"init"}, {"serve"}, {"sign"}, {"inspect"}, {"cacerts"}, {"records", "list"}} {
+		out := meshca(t, append(c, "--help")...)
+		require.Contains(t, out, "Usage:", c)
+		require.Contains(t, out, "Examples:", c)
+	}
+}
