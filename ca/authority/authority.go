@@ -39,6 +39,8 @@ type Material struct {
 	// rootsPEM holds every active root concatenated as one element.
 	middlePEM []string
 	rootsPEM  string
+	rootPool  *x509.CertPool
+	interPool *x509.CertPool
 }
 
 // NewMaterial prepares m for signing and precomputes the response chain.
@@ -48,8 +50,21 @@ func NewMaterial(gen uint64, b *root.Bundle, signer crypto.Signer) *Material {
 		m.middlePEM = append(m.middlePEM, string(root.EncodePEM(c)))
 	}
 	m.rootsPEM = string(root.EncodePEM(b.Roots...))
+	m.rootPool, m.interPool = x509.NewCertPool(), x509.NewCertPool()
+	for _, r := range b.Roots {
+		m.rootPool.AddCert(r)
+	}
+	for _, c := range append([]*x509.Certificate{b.Cert}, b.Intermediates...) {
+		m.interPool.AddCert(c)
+	}
 	return m
 }
+
+// RootPool holds every active root. Callers must not modify it.
+func (m *Material) RootPool() *x509.CertPool { return m.rootPool }
+
+// IntermediatePool holds the signing certificate and its intermediates.
+func (m *Material) IntermediatePool() *x509.CertPool { return m.interPool }
 
 // RootsPEM returns every active root as one PEM bundle.
 func (m *Material) RootsPEM() string { return m.rootsPEM }
@@ -94,6 +109,15 @@ func New(m *Material, pol *policy.Engine, records store.Issuances, opts ...Optio
 	a.material.Store(m)
 	return a
 }
+
+// Roots implements the trust source of client-certificate authentication.
+func (a *Authority) Roots() *x509.CertPool { return a.material.Load().RootPool() }
+
+// Intermediates implements the trust source of client-certificate authentication.
+func (a *Authority) Intermediates() *x509.CertPool { return a.material.Load().IntermediatePool() }
+
+// Records returns the issuance records the authority writes.
+func (a *Authority) Records() store.Issuances { return a.records }
 
 // Material returns the active CA material.
 func (a *Authority) Material() *Material { return a.material.Load() }
@@ -199,3 +223,10 @@ func (a *Authority) sign(ctx context.Context, req Request) (*Result, error) {
 
 // ChainPEM joins a response chain into one PEM document (for the CLI).
 func ChainPEM(chain []string) string { return strings.Join(chain, "") }
+
+func auditServing(rec store.Issuance) audit.Decision {
+	return audit.Decision{
+		Identity: rec.Identity, Requester: rec.Requester, Serial: rec.Serial, Profile: rec.Profile,
+		Generation: rec.Generation, NotAfter: rec.NotAfter.UTC().Format(time.RFC3339),
+	}
+}

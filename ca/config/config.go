@@ -51,6 +51,7 @@ type Config struct {
 	Issuance     IssuanceConfig     `json:"issuance"`
 	Server       ServerConfig       `json:"server"`
 	Log          LogConfig          `json:"log"`
+	TrustBundle  TrustBundleConfig  `json:"trustBundle"`
 }
 
 // RootConfig selects where the enterprise root comes from.
@@ -133,6 +134,30 @@ type ServerConfig struct {
 	OpsListen string `json:"opsListen"`
 	// ShutdownTimeout bounds graceful shutdown.
 	ShutdownTimeout Duration `json:"shutdownTimeout"`
+	// DNSNames and IPAddresses go into meshca's own serving certificate; the
+	// host part of Istio's CA_ADDR must be among them (it is the TLS SNI).
+	DNSNames    []string `json:"dnsNames"`
+	IPAddresses []string `json:"ipAddresses"`
+	// ServingCertTTL is the lifetime of that certificate; it renews at half.
+	ServingCertTTL Duration `json:"servingCertTTL"`
+	// Compliance is default, pqc or fips-140-2 (Istio's COMPLIANCE_POLICY).
+	Compliance string `json:"compliance"`
+	// RateLimit protects the signing endpoint.
+	RateLimit RateLimitConfig `json:"rateLimit"`
+}
+
+// RateLimitConfig configures per-identity and global limits.
+type RateLimitConfig struct {
+	// PerIdentityQPS is each SPIFFE identity's sustained rate. All replicas
+	// of a Deployment share one identity, so keep it well above the rate of
+	// a mass restart of your largest Deployment.
+	PerIdentityQPS float64 `json:"perIdentityQPS"`
+	// PerIdentityBurst is each identity's bucket size.
+	PerIdentityBurst int `json:"perIdentityBurst"`
+	// MaxConcurrent bounds signing in flight across all callers.
+	MaxConcurrent int `json:"maxConcurrent"`
+	// QueueTimeout is how long a request may wait for a slot.
+	QueueTimeout Duration `json:"queueTimeout"`
 }
 
 // LogConfig configures structured logging.
@@ -181,7 +206,7 @@ func Parse(b []byte) (*Config, error) {
 }
 
 func (c *Config) resolvePaths(base string) {
-	for _, p := range []*string{&c.Root.File.RootCert, &c.Root.File.RootKey, &c.Root.File.CACertsDir, &c.KeyStore.Dir, &c.Store.Path} {
+	for _, p := range []*string{&c.Root.File.RootCert, &c.Root.File.RootKey, &c.Root.File.CACertsDir, &c.KeyStore.Dir, &c.Store.Path, &c.TrustBundle.Kubeconfig} {
 		if *p != "" && !filepath.IsAbs(*p) && !strings.Contains(*p, ":") {
 			*p = filepath.Join(base, *p)
 		}
@@ -209,6 +234,7 @@ func (c *Config) Init() {
 	if c.Log.Format == "" {
 		c.Log.Format = "json"
 	}
+	c.TrustBundle.init()
 }
 
 func (i *IntermediateConfig) init() {
@@ -263,6 +289,30 @@ func (s *ServerConfig) init() {
 	if s.ShutdownTimeout.Duration == 0 {
 		s.ShutdownTimeout.Duration = DefaultShutdownTimeout
 	}
+	if s.DNSNames == nil {
+		s.DNSNames = []string{"meshca.istio-system.svc", "meshca.istio-system.svc.cluster.local", "localhost"}
+	}
+	if s.IPAddresses == nil {
+		s.IPAddresses = []string{"127.0.0.1", "::1"}
+	}
+	if s.ServingCertTTL.Duration == 0 {
+		s.ServingCertTTL.Duration = 24 * time.Hour
+	}
+	if s.Compliance == "" {
+		s.Compliance = "default"
+	}
+	if s.RateLimit.PerIdentityQPS == 0 {
+		s.RateLimit.PerIdentityQPS = 50
+	}
+	if s.RateLimit.PerIdentityBurst == 0 {
+		s.RateLimit.PerIdentityBurst = 500
+	}
+	if s.RateLimit.MaxConcurrent == 0 {
+		s.RateLimit.MaxConcurrent = 256
+	}
+	if s.RateLimit.QueueTimeout.Duration == 0 {
+		s.RateLimit.QueueTimeout.Duration = 2 * time.Second
+	}
 }
 
 // Validate returns every problem at once, each naming its key and the fix.
@@ -306,6 +356,7 @@ func (c *Config) Validate() error {
 			add(key, "%q is not host:port (e.g. :15012 or 127.0.0.1:15012)", addr)
 		}
 	}
+	c.Server.validate(add)
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:
@@ -316,6 +367,7 @@ func (c *Config) Validate() error {
 	default:
 		add("log.format", "%q is not json or text", c.Log.Format)
 	}
+	c.TrustBundle.validate(add)
 	return errors.Join(errs...)
 }
 
@@ -385,5 +437,27 @@ func (i IssuanceConfig) validate(add func(string, string, ...any)) {
 		if p.MaxCertTTL.Duration < 0 {
 			add(key+".maxCertTTL", "must not be negative")
 		}
+	}
+}
+
+func (s ServerConfig) validate(add func(string, string, ...any)) {
+	switch s.Compliance {
+	case "default", "pqc", "fips-140-2":
+	default:
+		add("server.compliance", "%q is not default, pqc or fips-140-2", s.Compliance)
+	}
+	for _, ip := range s.IPAddresses {
+		if net.ParseIP(ip) == nil {
+			add("server.ipAddresses", "%q is not an IP address", ip)
+		}
+	}
+	if len(s.DNSNames) == 0 && len(s.IPAddresses) == 0 {
+		add("server.dnsNames", "list at least one DNS name (the host part of Istio's CA_ADDR) or IP address")
+	}
+	if s.ServingCertTTL.Duration < 10*time.Minute {
+		add("server.servingCertTTL", "%s is too short; use at least 10m", s.ServingCertTTL.Duration)
+	}
+	if s.RateLimit.PerIdentityQPS < 0 || s.RateLimit.PerIdentityBurst < 0 || s.RateLimit.MaxConcurrent < 0 {
+		add("server.rateLimit", "values must be positive (0 means the default)")
 	}
 }

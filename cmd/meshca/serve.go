@@ -60,6 +60,10 @@ gracefully on SIGINT or SIGTERM, finishing requests in flight.`,
 			}
 			defer rt.Close()
 
+			door, err := newIstioFrontDoor(cfg, rt, log, reg)
+			if err != nil {
+				return err
+			}
 			srv, err := server.New(server.Options{
 				GRPCListen:      cfg.Server.Listen,
 				OpsListen:       cfg.Server.OpsListen,
@@ -67,10 +71,12 @@ gracefully on SIGINT or SIGTERM, finishing requests in flight.`,
 				Gatherer:        reg,
 				Ready:           readiness(rt.Authority),
 				Log:             log,
+				GRPCOptions:     door.grpcOptions,
 			})
 			if err != nil {
 				return err
 			}
+			door.service.Register(srv.GRPC)
 			pruned := prometheus.NewCounter(prometheus.CounterOpts{
 				Name: "meshca_store_pruned_records_total",
 				Help: "Expired issuance records deleted by the retention job.",
@@ -83,7 +89,8 @@ gracefully on SIGINT or SIGTERM, finishing requests in flight.`,
 			go pruner.Run(ctx)
 			m := rt.Authority.Material()
 			log.Info("meshca ready",
-				"trust_domain", cfg.TrustDomain, "generation", m.Generation,
+				"trust_domain", cfg.TrustDomain, "generation", m.Generation, "compliance", cfg.Server.Compliance,
+				"serving_names", cfg.Server.DNSNames, "authenticators", door.authenticators,
 				"intermediate_not_after", m.Bundle.Cert.NotAfter, "store", cfg.Store.Path)
 			return srv.Run(ctx)
 		},

@@ -208,3 +208,19 @@ func TestHelp_EveryCommandExplainsItselfWithExamples(t *testing.T) {
 		require.Contains(t, out, "Examples:", c)
 	}
 }
+
+func TestServe_IstioEndpointAcceptsClientCertificateFromMeshcaSign(t *testing.T) {
+	dir := initCA(t)
+	tmp := t.TempDir()
+	// An operator issues a client certificate offline...
+	csrPath, keyPEM := writeCSRWithKey(t, tmp, workloadID)
+	chainPEM := meshca(t, "sign", "--dir", dir, "--csr", csrPath, "--identity", workloadID)
+	// ...and points an IstioCertificateService client at the running service.
+	s := startServe(t, dir)
+	s.waitReady(t, 5*time.Second)
+	rootPEM, err := os.ReadFile(filepath.Join(dir, "root-cert.pem"))
+	require.NoError(t, err)
+	chain := callIstioCA(t, s.grpc, "localhost", rootPEM, []byte(chainPEM), keyPEM, workloadID)
+	require.Len(t, chain, 3)
+	require.Equal(t, string(rootPEM), chain[2])
+}

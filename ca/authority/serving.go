@@ -1,0 +1,82 @@
+package authority
+
+import (
+	"context"
+	"crypto"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
+	"net"
+	"time"
+
+	"github.com/meshca/meshca/ca/caerr"
+	"github.com/meshca/meshca/ca/policy"
+	"github.com/meshca/meshca/ca/store"
+)
+
+// ProfileServing marks meshca's own TLS serving certificates in the records.
+const ProfileServing = "serving"
+
+// Serving is a TLS serving certificate for one of meshca's own endpoints.
+type Serving struct {
+	Leaf       *x509.Certificate
+	Chain      []*x509.Certificate // leaf, then the intermediates up to (not including) the root
+	Generation uint64
+}
+
+// IssueServing signs a serving certificate for pub with the given DNS and IP
+// SANs from the active intermediate, records it and audits it. It bypasses
+// the workload policy: the names come from meshca's own configuration.
+func (a *Authority) IssueServing(ctx context.Context, pub crypto.PublicKey, dnsNames []string, ips []net.IP, ttl time.Duration) (*Serving, error) {
+	m := a.material.Load()
+	if m == nil {
+		return nil, caerr.New(caerr.Unavailable, "ca_not_ready", "the CA has no signing material yet")
+	}
+	serial, err := policy.RandomSerial()
+	if err != nil {
+		return nil, err
+	}
+	now := a.now()
+	issuer := m.Bundle.Cert
+	if !now.Before(issuer.NotAfter) {
+		return nil, caerr.New(caerr.Unavailable, policy.ReasonIssuerExpired, "the signing intermediate has expired")
+	}
+	notAfter := now.Add(ttl).Truncate(time.Second)
+	if notAfter.After(issuer.NotAfter) {
+		notAfter = issuer.NotAfter
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          serial,
+		NotBefore:             now.Add(-policy.Backdate).Truncate(time.Second),
+		NotAfter:              notAfter,
+		DNSNames:              dnsNames,
+		IPAddresses:           ips,
+		KeyUsage:              x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true,
+	}
+	der, err := x509.CreateCertificate(nil, tmpl, issuer, pub, m.Signer)
+	if err != nil {
+		return nil, caerr.Wrap(err, caerr.Internal, "sign_failed", "sign serving certificate")
+	}
+	leaf, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, err
+	}
+	sum := sha256.Sum256(der)
+	name := "serving"
+	if len(dnsNames) > 0 {
+		name = "dns:" + dnsNames[0]
+	}
+	rec := store.Issuance{
+		Serial: hex.EncodeToString(leaf.SerialNumber.Bytes()), Identity: name,
+		NotBefore: leaf.NotBefore, NotAfter: leaf.NotAfter, Fingerprint: hex.EncodeToString(sum[:]),
+		Profile: ProfileServing, Requester: "meshca", Generation: m.Generation, IssuedAt: now.UTC(),
+	}
+	if err := a.records.PutIssuance(ctx, rec); err != nil {
+		return nil, caerr.Wrap(err, caerr.Unavailable, "store_unavailable", "record serving certificate")
+	}
+	a.audit.Issued(ctx, auditServing(rec))
+	chain := append([]*x509.Certificate{leaf, issuer}, m.Bundle.Intermediates...)
+	return &Serving{Leaf: leaf, Chain: chain, Generation: m.Generation}, nil
+}

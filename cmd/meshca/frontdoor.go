@@ -1,0 +1,67 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"net"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+
+	"github.com/meshca/meshca/ca/audit"
+	"github.com/meshca/meshca/ca/authority"
+	"github.com/meshca/meshca/ca/config"
+	"github.com/meshca/meshca/issuer/authn"
+	"github.com/meshca/meshca/issuer/istio"
+	"github.com/meshca/meshca/issuer/ratelimit"
+	"github.com/meshca/meshca/issuer/tlsconfig"
+)
+
+// istioFrontDoor is the wired Istio CA endpoint.
+type istioFrontDoor struct {
+	service        *istio.Service
+	grpcOptions    []grpc.ServerOption
+	authenticators []string
+}
+
+// newIstioFrontDoor wires TLS, the authenticator chain, rate limits and the
+// IstioCertificateService from cfg.
+func newIstioFrontDoor(cfg *config.Config, rt *authority.Runtime, log *slog.Logger, reg prometheus.Registerer) (*istioFrontDoor, error) {
+	mode, err := tlsconfig.ParseMode(cfg.Server.Compliance)
+	if err != nil {
+		return nil, fmt.Errorf("server.compliance: %w", err)
+	}
+	var ips []net.IP
+	for _, s := range cfg.Server.IPAddresses {
+		ips = append(ips, net.ParseIP(s))
+	}
+	serving := &tlsconfig.ServingCert{
+		Authority: rt.Authority, DNSNames: cfg.Server.DNSNames, IPs: ips, TTL: cfg.Server.ServingCertTTL.Duration,
+	}
+	tlsCfg, err := tlsconfig.Server(mode, serving.GetCertificate)
+	if err != nil {
+		return nil, err
+	}
+	chain := authn.Chain{&authn.ClientCert{Trust: rt.Authority, Records: rt.Store, TrustDomain: cfg.TrustDomain}}
+	names := []string{}
+	for _, a := range chain {
+		names = append(names, a.Name())
+	}
+	rl := cfg.Server.RateLimit
+	svc := istio.New(istio.Options{
+		Signer:        rt.Authority,
+		Authenticator: chain,
+		Limiter: ratelimit.New(ratelimit.Options{
+			PerIdentityQPS: rl.PerIdentityQPS, PerIdentityBurst: rl.PerIdentityBurst,
+			MaxConcurrent: rl.MaxConcurrent, QueueTimeout: rl.QueueTimeout.Duration,
+		}),
+		Audit:      audit.New(log),
+		Registerer: reg,
+	})
+	return &istioFrontDoor{
+		service:        svc,
+		grpcOptions:    []grpc.ServerOption{grpc.Creds(credentials.NewTLS(tlsCfg))},
+		authenticators: names,
+	}, nil
+}

@@ -1,0 +1,202 @@
+// Package istio is meshca's main front door: istio.v1.auth.IstioCertificateService
+// for istio-agent and ztunnel (contracts §1). It authenticates every request
+// before it looks at the CSR, applies ztunnel impersonation and rate limits,
+// hands the authenticated identity to the signing engine and answers with
+// Istio's chain order. It maps every outcome to the gRPC code Istio clients
+// expect, and audits every refusal the engine does not see.
+package istio
+
+import (
+	"context"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
+	pb "istio.io/api/security/v1alpha1"
+
+	"github.com/meshca/meshca/ca/audit"
+	"github.com/meshca/meshca/ca/authority"
+	"github.com/meshca/meshca/ca/caerr"
+	"github.com/meshca/meshca/issuer/authn"
+	"github.com/meshca/meshca/issuer/ratelimit"
+)
+
+// Metadata keys istio-agent and ztunnel send in the request Struct.
+const (
+	MetaImpersonatedIdentity = "ImpersonatedIdentity"
+	MetaCertSigner           = "CertSigner"
+)
+
+// Authenticator is what the service needs from the authenticator chain.
+type Authenticator interface {
+	Authenticate(ctx context.Context, creds authn.Credentials) (*authn.Caller, error)
+}
+
+// Impersonator decides whether caller may obtain a certificate for requested.
+type Impersonator interface {
+	Authorize(ctx context.Context, caller *authn.Caller, requested string) (*url.URL, error)
+}
+
+// Signer is the signing engine.
+type Signer interface {
+	Sign(ctx context.Context, req authority.Request) (*authority.Result, error)
+}
+
+// Options configure the Service.
+type Options struct {
+	Signer        Signer
+	Authenticator Authenticator
+	// Impersonator is nil when no node agent may impersonate.
+	Impersonator Impersonator
+	Limiter      *ratelimit.Limiter
+	Audit        *audit.Logger
+	Registerer   prometheus.Registerer
+	// Unavailable reports whether an authentication error is a backend
+	// outage (answered Unavailable, retried) rather than a bad credential.
+	Unavailable func(error) bool
+}
+
+// Service implements IstioCertificateService.
+type Service struct {
+	pb.UnimplementedIstioCertificateServiceServer
+	opts    Options
+	metrics *metrics
+}
+
+// New returns the service; register it with Register.
+func New(opts Options) *Service {
+	if opts.Audit == nil {
+		opts.Audit = audit.New(nil)
+	}
+	if opts.Limiter == nil {
+		opts.Limiter = ratelimit.New(ratelimit.Options{})
+	}
+	return &Service{opts: opts, metrics: newMetrics(opts.Registerer)}
+}
+
+// Register adds the service to a gRPC server.
+func (s *Service) Register(g *grpc.Server) { pb.RegisterIstioCertificateServiceServer(g, s) }
+
+// opaque is the message for authentication failures: details go to the
+// audit log, not to the caller.
+const opaque = "request authenticate failure"
+
+// CreateCertificate authenticates, authorises, rate-limits and signs.
+func (s *Service) CreateCertificate(ctx context.Context, req *pb.IstioCertificateRequest) (*pb.IstioCertificateResponse, error) {
+	start := time.Now()
+	creds := credentialsFrom(ctx)
+	labels := requestLabels{authenticator: "none", cluster: clusterLabel(creds.ClusterID)}
+	resp, err := s.create(ctx, req, creds, &labels)
+	s.metrics.observe(labels, err, time.Since(start))
+	return resp, err
+}
+
+type requestLabels struct {
+	authenticator string
+	cluster       string
+}
+
+func (s *Service) create(ctx context.Context, req *pb.IstioCertificateRequest, creds authn.Credentials, labels *requestLabels) (*pb.IstioCertificateResponse, error) {
+	caller, err := s.opts.Authenticator.Authenticate(ctx, creds)
+	if err != nil {
+		reason := authn.ReasonOf(err)
+		s.metrics.authFailures.WithLabelValues(reason).Inc()
+		s.opts.Audit.Denied(ctx, audit.Decision{Requester: "istio", Reason: "authn_" + reason, Message: err.Error()})
+		if s.opts.Unavailable != nil && s.opts.Unavailable(err) {
+			return nil, status.Error(codes.Unavailable, "authentication backend unavailable, retry")
+		}
+		return nil, status.Error(codes.Unauthenticated, opaque)
+	}
+	labels.authenticator = caller.Authenticator
+	requester := "istio:" + caller.String()
+	identity := caller.Identity
+
+	if imp := metaString(req, MetaImpersonatedIdentity); imp != "" {
+		if s.opts.Impersonator == nil {
+			return nil, s.deny(ctx, caller, codes.PermissionDenied, "impersonation_disabled", "impersonation is not enabled")
+		}
+		id, err := s.opts.Impersonator.Authorize(ctx, caller, imp)
+		if err != nil {
+			return nil, s.deny(ctx, caller, codes.PermissionDenied, "impersonation_denied", err.Error())
+		}
+		identity = id
+		requester += " for " + id.String()
+	}
+
+	if !s.opts.Limiter.Allow(identity.String()) {
+		return nil, s.deny(ctx, caller, codes.ResourceExhausted, "rate_limited", "rate limit for "+identity.String()+" exceeded; retry later")
+	}
+	release, ok := s.opts.Limiter.Acquire(ctx)
+	if !ok {
+		return nil, s.deny(ctx, caller, codes.ResourceExhausted, "overloaded", "meshca is at its concurrency limit; retry later")
+	}
+	defer release()
+
+	ttl := time.Duration(req.GetValidityDuration()) * time.Second
+	res, err := s.opts.Signer.Sign(ctx, authority.Request{
+		CSR: []byte(req.GetCsr()), Identity: identity, TTL: ttl, Requester: requester,
+	})
+	if err != nil {
+		// The engine audited the refusal already.
+		return nil, status.Error(caerr.CodeOf(err).GRPC(), err.Error())
+	}
+	return &pb.IstioCertificateResponse{CertChain: res.Chain}, nil
+}
+
+func (s *Service) deny(ctx context.Context, caller *authn.Caller, code codes.Code, reason, msg string) error {
+	s.opts.Audit.Denied(ctx, audit.Decision{
+		Identity: caller.Identity.String(), Requester: "istio:" + caller.String(), Reason: reason, Message: msg,
+	})
+	return status.Error(code, msg)
+}
+
+func metaString(req *pb.IstioCertificateRequest, key string) string {
+	if md := req.GetMetadata(); md != nil {
+		if v, ok := md.GetFields()[key]; ok {
+			return v.GetStringValue()
+		}
+	}
+	return ""
+}
+
+// credentialsFrom extracts the TLS peer chain and the headers istio-agent sends.
+func credentialsFrom(ctx context.Context) authn.Credentials {
+	var c authn.Credentials
+	if p, ok := peer.FromContext(ctx); ok && p.AuthInfo != nil {
+		if ti, ok := p.AuthInfo.(credentials.TLSInfo); ok {
+			c.PeerCertificates = ti.State.PeerCertificates
+		}
+	}
+	md, _ := metadata.FromIncomingContext(ctx)
+	for _, v := range md.Get("authorization") {
+		if tok, ok := cutBearer(v); ok {
+			c.BearerToken = tok
+			break
+		}
+	}
+	if v := md.Get("clusterid"); len(v) > 0 {
+		c.ClusterID = v[0]
+	}
+	return c
+}
+
+func cutBearer(v string) (string, bool) {
+	if len(v) > 7 && strings.EqualFold(v[:7], "bearer ") {
+		return strings.TrimSpace(v[7:]), true
+	}
+	return "", false
+}
+
+func clusterLabel(id string) string {
+	if id == "" {
+		return "local"
+	}
+	return id
+}
