@@ -268,4 +268,3 @@ func extKeyUsages(ekus []x509.ExtKeyUsage) string {
 	}
 	return strings.Join(out, ", ")
 }
-

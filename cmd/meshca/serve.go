@@ -115,4 +115,3 @@ func readiness(a *authority.Authority) server.ReadyFunc {
 		return nil
 	}
 }
-

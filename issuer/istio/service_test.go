@@ -27,7 +27,7 @@ import (
 
 func TestCreateCertificate_ClientCertificateRenewalInEveryComplianceMode(t *testing.T) {
 	shapes := map[string]func(*testing.T, string) ([]byte, any){
-		"ztunnel ECDSA P-256": func(t *testing.T, id string) ([]byte, any) { c, k := ztunnelCSR(t, id); return c, k },
+		"ztunnel ECDSA P-256":  func(t *testing.T, id string) ([]byte, any) { c, k := ztunnelCSR(t, id); return c, k },
 		"istio-agent RSA-2048": func(t *testing.T, id string) ([]byte, any) { c, k := agentCSR(t, id); return c, k },
 	}
 	for _, mode := range tlsconfig.Modes {
