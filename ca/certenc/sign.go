@@ -1,0 +1,344 @@
+package certenc
+
+import (
+	"bytes"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/asn1"
+	"errors"
+	"fmt"
+	"io"
+)
+
+// AlgorithmSigner is an issuer key that is not classical: ML-DSA
+// (RFC 9881) or composite ML-DSA. It names its own X.509 signature
+// AlgorithmIdentifier and signs the whole message itself: certenc calls
+// Sign (or SignMessage, for a crypto.MessageSigner) with the full DER
+// message and crypto.Hash(0). Hedging and contexts are the signer's
+// business; RFC 9881 asks for an empty context. ca/pqc's mldsa and
+// composite private keys implement it.
+//
+// When the signer's public key has a method
+// Verify(message, signature []byte) error (ca/pqc's do), certenc checks
+// every signature the signer returns, as x509.CreateCertificate does for
+// classical keys.
+type AlgorithmSigner interface {
+	crypto.Signer
+	SignatureAlgorithm() pkix.AlgorithmIdentifier
+}
+
+// messageVerifier is the optional self-check of an AlgorithmSigner's
+// public key.
+type messageVerifier interface {
+	Verify(message, signature []byte) error
+}
+
+// signer is an issuer key resolved to what the encoder needs.
+type signer struct {
+	key  crypto.Signer
+	alg  []byte      // DER AlgorithmIdentifier
+	hash crypto.Hash // 0: the signer takes the whole message
+	// verify checks a fresh signature over msg; nil for an AlgorithmSigner
+	// whose public key cannot verify.
+	verify func(msg, sig []byte) error
+}
+
+var (
+	oidECDSAWithSHA256 = asn1.ObjectIdentifier{1, 2, 840, 10045, 4, 3, 2}
+	oidECDSAWithSHA384 = asn1.ObjectIdentifier{1, 2, 840, 10045, 4, 3, 3}
+	oidECDSAWithSHA512 = asn1.ObjectIdentifier{1, 2, 840, 10045, 4, 3, 4}
+	oidEd25519         = asn1.ObjectIdentifier{1, 3, 101, 112}
+)
+
+// rsaAlgorithm is sha256WithRSAEncryption with its NULL parameters.
+var rsaAlgorithm = pkix.AlgorithmIdentifier{
+	Algorithm:  asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 1, 11},
+	Parameters: asn1.NullRawValue,
+}
+
+// SignatureAlgorithmOf returns the signature AlgorithmIdentifier certenc
+// uses for key: the signer's own for an [AlgorithmSigner]; otherwise
+// sha256WithRSAEncryption for RSA, ecdsa-with-SHA256/384/512 for
+// P-256/P-384/P-521 and Ed25519 for Ed25519, as x509.CreateCertificate
+// chooses by default.
+func SignatureAlgorithmOf(key crypto.Signer) (pkix.AlgorithmIdentifier, error) {
+	if key == nil {
+		return pkix.AlgorithmIdentifier{}, errors.New("certenc: no signer")
+	}
+	if as, ok := key.(AlgorithmSigner); ok {
+		return as.SignatureAlgorithm(), nil
+	}
+	ai, _, _, err := classicalAlgorithm(key.Public())
+	return ai, err
+}
+
+func classicalAlgorithm(pub crypto.PublicKey) (pkix.AlgorithmIdentifier, crypto.Hash, func(msg, sig []byte) error, error) {
+	switch pub := pub.(type) {
+	case *rsa.PublicKey:
+		return rsaAlgorithm, crypto.SHA256, func(msg, sig []byte) error {
+			d := sha256.Sum256(msg)
+			return rsa.VerifyPKCS1v15(pub, crypto.SHA256, d[:], sig)
+		}, nil
+	case *ecdsa.PublicKey:
+		var oid asn1.ObjectIdentifier
+		var h crypto.Hash
+		switch pub.Curve {
+		case elliptic.P256():
+			oid, h = oidECDSAWithSHA256, crypto.SHA256
+		case elliptic.P384():
+			oid, h = oidECDSAWithSHA384, crypto.SHA384
+		case elliptic.P521():
+			oid, h = oidECDSAWithSHA512, crypto.SHA512
+		default:
+			return pkix.AlgorithmIdentifier{}, 0, nil, fmt.Errorf("certenc: unsupported ECDSA curve %s", pub.Curve.Params().Name)
+		}
+		return pkix.AlgorithmIdentifier{Algorithm: oid}, h, func(msg, sig []byte) error {
+			hh := h.New()
+			hh.Write(msg)
+			if !ecdsa.VerifyASN1(pub, hh.Sum(nil), sig) {
+				return errors.New("ECDSA verification failure")
+			}
+			return nil
+		}, nil
+	case ed25519.PublicKey:
+		return pkix.AlgorithmIdentifier{Algorithm: oidEd25519}, 0, func(msg, sig []byte) error {
+			if !ed25519.Verify(pub, msg, sig) {
+				return errors.New("Ed25519 verification failure")
+			}
+			return nil
+		}, nil
+	default:
+		return pkix.AlgorithmIdentifier{}, 0, nil, fmt.Errorf("certenc: unsupported issuer key %T: not RSA, ECDSA or Ed25519, and no SignatureAlgorithm method", pub)
+	}
+}
+
+func resolveSigner(key crypto.Signer) (*signer, error) {
+	if key == nil {
+		return nil, errors.New("certenc: no issuer signer")
+	}
+	s := &signer{key: key}
+	var ai pkix.AlgorithmIdentifier
+	var err error
+	if as, ok := key.(AlgorithmSigner); ok {
+		ai = as.SignatureAlgorithm()
+		if v, ok := key.Public().(messageVerifier); ok {
+			s.verify = v.Verify
+		}
+	} else if ai, s.hash, s.verify, err = classicalAlgorithm(key.Public()); err != nil {
+		return nil, err
+	}
+	if s.alg, err = marshalAlgorithm(ai); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// sign signs msg (a TBS or preTBS) and checks the signature against the
+// public key when it can, the way x509.CreateCertificate does.
+func (s *signer) sign(rand io.Reader, msg []byte) ([]byte, error) {
+	sig, err := crypto.SignMessage(s.key, rand, msg, s.hash)
+	if err != nil {
+		return nil, fmt.Errorf("certenc: sign: %w", err)
+	}
+	if len(sig) == 0 {
+		return nil, errors.New("certenc: signer returned an empty signature")
+	}
+	if s.verify != nil {
+		if err := s.verify(msg, sig); err != nil {
+			return nil, fmt.Errorf("certenc: signature returned by signer is invalid: %w", err)
+		}
+	}
+	return sig, nil
+}
+
+// Sign signs a DER TBSCertificate with key and returns the DER
+// certificate. The TBS's signature field must already name the algorithm
+// [SignatureAlgorithmOf] picks for key; a mismatch is an error, since the
+// certificate would not verify.
+func Sign(tbs []byte, key crypto.Signer, rand io.Reader) ([]byte, error) {
+	s, err := resolveSigner(key)
+	if err != nil {
+		return nil, err
+	}
+	f, err := parseTBS(tbs)
+	if err != nil {
+		return nil, err
+	}
+	if !bytes.Equal(f.sigAlg, s.alg) {
+		return nil, errors.New("certenc: TBSCertificate signature algorithm does not match the signer's")
+	}
+	sig, err := s.sign(rand, tbs)
+	if err != nil {
+		return nil, err
+	}
+	return marshalCertificate(tbs, s.alg, sig)
+}
+
+// Build encodes t and signs it with issuer in one pass: classical
+// (RSA/ECDSA/Ed25519) or, for an [AlgorithmSigner], pure ML-DSA or
+// composite. It returns the DER certificate.
+func Build(t *Template, issuer crypto.Signer, rand io.Reader) ([]byte, error) {
+	s, err := resolveSigner(issuer)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkRequested(t, s.alg); err != nil {
+		return nil, err
+	}
+	p, err := t.encode()
+	if err != nil {
+		return nil, err
+	}
+	tbs, err := p.tbs(s.alg, p.exts)
+	if err != nil {
+		return nil, err
+	}
+	sig, err := s.sign(rand, tbs)
+	if err != nil {
+		return nil, err
+	}
+	return marshalCertificate(tbs, s.alg, sig)
+}
+
+// The Catalyst extensions of ITU-T X.509 (10/2019) 9.8.
+var (
+	OIDSubjectAltPublicKeyInfo = asn1.ObjectIdentifier{2, 5, 29, 72}
+	OIDAltSignatureAlgorithm   = asn1.ObjectIdentifier{2, 5, 29, 73}
+	OIDAltSignatureValue       = asn1.ObjectIdentifier{2, 5, 29, 74}
+)
+
+// Catalyst holds the alternative-signature inputs of [BuildCatalyst].
+type Catalyst struct {
+	// Issuer is the issuer's alternative (ML-DSA) key. It signs the
+	// preTBSCertificate; its SignatureAlgorithm becomes
+	// altSignatureAlgorithm (2.5.29.73).
+	Issuer AlgorithmSigner
+
+	// SubjectPublicKey is the subject's alternative SubjectPublicKeyInfo
+	// in DER, written as subjectAltPublicKeyInfo (2.5.29.72). meshca sets
+	// it on CA certificates only, so that their subordinates' alternative
+	// signatures can be checked; leave it empty for leaves. For a
+	// self-signed root it is the public half of Issuer.
+	SubjectPublicKey []byte
+}
+
+// BuildCatalyst builds a Catalyst hybrid certificate in one pass: it
+// encodes t with 2.5.29.72 (when alt.SubjectPublicKey is set) and
+// 2.5.29.73 appended after the template's extensions, signs that
+// preTBSCertificate with alt.Issuer, appends 2.5.29.74 altSignatureValue,
+// and signs the full TBS once with the classical issuer. All three
+// extensions are non-critical.
+func BuildCatalyst(t *Template, issuer crypto.Signer, alt Catalyst, rand io.Reader) ([]byte, error) {
+	if _, ok := issuer.(AlgorithmSigner); ok {
+		return nil, errors.New("certenc: Catalyst needs a classical primary issuer key")
+	}
+	if alt.Issuer == nil {
+		return nil, errors.New("certenc: Catalyst needs an alternative issuer key")
+	}
+	s, err := resolveSigner(issuer)
+	if err != nil {
+		return nil, err
+	}
+	as, err := resolveSigner(alt.Issuer)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkRequested(t, s.alg); err != nil {
+		return nil, err
+	}
+	p, err := t.encode()
+	if err != nil {
+		return nil, err
+	}
+	for _, oid := range []asn1.ObjectIdentifier{OIDSubjectAltPublicKeyInfo, OIDAltSignatureAlgorithm, OIDAltSignatureValue} {
+		if hasExtension(p.exts, oid) {
+			return nil, fmt.Errorf("certenc: template already carries Catalyst extension %v", oid)
+		}
+	}
+
+	exts := make([]pkix.Extension, 0, len(p.exts)+3)
+	exts = append(exts, p.exts...)
+	if len(alt.SubjectPublicKey) > 0 {
+		if _, err := spkiKeyBits(alt.SubjectPublicKey); err != nil {
+			return nil, fmt.Errorf("certenc: subject alternative public key: %w", err)
+		}
+		exts = append(exts, pkix.Extension{Id: OIDSubjectAltPublicKeyInfo, Value: alt.SubjectPublicKey})
+	}
+	exts = append(exts, pkix.Extension{Id: OIDAltSignatureAlgorithm, Value: as.alg})
+
+	pre, err := p.tbs(nil, exts)
+	if err != nil {
+		return nil, err
+	}
+	altSig, err := as.sign(rand, pre)
+	if err != nil {
+		return nil, fmt.Errorf("certenc: alternative signature: %w", err)
+	}
+	value, err := asn1.Marshal(asn1.BitString{Bytes: altSig, BitLength: 8 * len(altSig)})
+	if err != nil {
+		return nil, fmt.Errorf("certenc: encode altSignatureValue: %w", err)
+	}
+	exts = append(exts, pkix.Extension{Id: OIDAltSignatureValue, Value: value})
+
+	tbs, err := p.tbs(s.alg, exts)
+	if err != nil {
+		return nil, err
+	}
+	// What was alt-signed must be what verifiers will recompute.
+	if check, err := preTBS(tbs); err != nil || !bytes.Equal(check, pre) {
+		return nil, fmt.Errorf("certenc: internal error: preTBSCertificate does not round-trip (%v)", err)
+	}
+	sig, err := s.sign(rand, tbs)
+	if err != nil {
+		return nil, err
+	}
+	return marshalCertificate(tbs, s.alg, sig)
+}
+
+// SubjectKeyID computes a key identifier from a DER SubjectPublicKeyInfo
+// the way Go 1.26's x509.CreateCertificate does for CA certificates
+// (RFC 7093 section 2 method 1: the leftmost 160 bits of the SHA-256 of
+// the subjectPublicKey bits). It works for any key algorithm.
+func SubjectKeyID(spki []byte) ([]byte, error) {
+	key, err := spkiKeyBits(spki)
+	if err != nil {
+		return nil, fmt.Errorf("certenc: %w", err)
+	}
+	h := sha256.Sum256(key)
+	return h[:20], nil
+}
+
+// requestedAlgorithms maps the x509.SignatureAlgorithm values a template
+// may name to the algorithm OIDs certenc signs with.
+var requestedAlgorithms = map[x509.SignatureAlgorithm]asn1.ObjectIdentifier{
+	x509.SHA256WithRSA:   rsaAlgorithm.Algorithm,
+	x509.ECDSAWithSHA256: oidECDSAWithSHA256,
+	x509.ECDSAWithSHA384: oidECDSAWithSHA384,
+	x509.ECDSAWithSHA512: oidECDSAWithSHA512,
+	x509.PureEd25519:     oidEd25519,
+}
+
+// checkRequested rejects a template whose SignatureAlgorithm names
+// something other than what the issuer key signs with: certenc picks the
+// algorithm from the key and never silently overrides the template.
+func checkRequested(t *Template, alg []byte) error {
+	if t == nil || t.Certificate == nil || t.Certificate.SignatureAlgorithm == x509.UnknownSignatureAlgorithm {
+		return nil
+	}
+	req := t.Certificate.SignatureAlgorithm
+	oid, ok := requestedAlgorithms[req]
+	if !ok {
+		return fmt.Errorf("certenc: template SignatureAlgorithm %v is not supported", req)
+	}
+	var ai pkix.AlgorithmIdentifier
+	if _, err := asn1.Unmarshal(alg, &ai); err != nil || !ai.Algorithm.Equal(oid) {
+		return fmt.Errorf("certenc: template SignatureAlgorithm %v does not match the issuer key", req)
+	}
+	return nil
+}
