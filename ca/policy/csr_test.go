@@ -19,11 +19,10 @@ import (
 )
 
 var (
-	oidPublicKeyDSA    = asn1.ObjectIdentifier{1, 2, 840, 10040, 4, 1}
-	oidDSAWithSHA256   = asn1.ObjectIdentifier{2, 16, 840, 1, 101, 3, 4, 3, 2}
-	dsaCSROnce         sync.Once
-	dsaCSR             []byte
-	errDSASelfVerified = "the hand-built DSA CSR does not verify with its own key"
+	oidPublicKeyDSA  = asn1.ObjectIdentifier{1, 2, 840, 10040, 4, 1}
+	oidDSAWithSHA256 = asn1.ObjectIdentifier{2, 16, 840, 1, 101, 3, 4, 3, 2}
+	dsaCSROnce       sync.Once
+	dsaCSR           []byte
 )
 
 // dsaCSRDER builds a genuine, correctly self-signed DSA CSR by hand: Go's
@@ -58,8 +57,8 @@ func dsaCSRDER(t testing.TB) []byte {
 		san := sanExtension(t, false, "spiffe://cluster.local/ns/default/sa/bookinfo")
 		extReq := mustMarshal(struct {
 			ID     asn1.ObjectIdentifier
-			Values []pkix.Extension `asn1:"set"`
-		}{asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 9, 14}, []pkix.Extension{san}})
+			Values [][]pkix.Extension `asn1:"set"`
+		}{asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 9, 14}, [][]pkix.Extension{{san}}})
 		yDER := mustMarshal(priv.Y)
 		tbs := mustMarshal(struct {
 			Version   int
@@ -90,7 +89,7 @@ func dsaCSRDER(t testing.TB) []byte {
 			panic(err)
 		}
 		if !dsa.Verify(&priv.PublicKey, h, r, s) {
-			panic(errDSASelfVerified)
+			panic("the hand-built DSA CSR does not verify with its own key")
 		}
 		sig := mustMarshal(struct{ R, S *big.Int }{r, s})
 		dsaCSR = mustMarshal(struct {

@@ -68,11 +68,16 @@ func (e *Engine) ruleFor(id *url.URL) *Rule {
 	return nil
 }
 
-func (e *Engine) validators(req *Request) []Validator {
-	maxTTL := e.opts.MaxTTL
+// maxTTL is the longest lifetime req may have: the rule's, else the global one.
+func (e *Engine) maxTTL(req *Request) time.Duration {
 	if req.Rule != nil && req.Rule.MaxCertTTL > 0 {
-		maxTTL = req.Rule.MaxCertTTL
+		return req.Rule.MaxCertTTL
 	}
+	return e.opts.MaxTTL
+}
+
+func (e *Engine) validators(req *Request) []Validator {
+	maxTTL := e.maxTTL(req)
 	vs := []Validator{spiffeIdentity{e.opts.TrustDomain}}
 	if !e.opts.SkipCSRIdentity {
 		vs = append(vs, csrIdentity{})
@@ -83,7 +88,11 @@ func (e *Engine) validators(req *Request) []Validator {
 func (e *Engine) modifiers(req *Request) []Modifier {
 	ttl := req.TTL
 	if ttl <= 0 {
+		// The default obeys the maximum too (a rule may lower it below the default).
 		ttl = e.opts.DefaultTTL
+		if m := e.maxTTL(req); m > 0 && ttl > m {
+			ttl = m
+		}
 	}
 	return []Modifier{
 		leafSubjectAndSANs{},

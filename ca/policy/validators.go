@@ -42,8 +42,14 @@ func (v spiffeIdentity) Validate(req *Request) error {
 		return invalid(ReasonIdentityInvalid, "identity %q is not a SPIFFE ID", id)
 	case id.Host != v.trustDomain:
 		return invalid(ReasonIdentityInvalid, "identity %q is outside trust domain %q", id, v.trustDomain)
-	case len(id.Path) < 2 || strings.Contains(id.Path, "//"):
+	case len(id.Path) < 2:
 		return invalid(ReasonIdentityInvalid, "identity %q has no path", id)
+	}
+	// SPIFFE ID path segments must be non-empty and not relative (spiffe-id.md §2.2).
+	for _, seg := range strings.Split(id.Path[1:], "/") {
+		if seg == "" || seg == "." || seg == ".." {
+			return invalid(ReasonIdentityInvalid, "identity %q has an empty or relative path segment", id)
+		}
 	}
 	return nil
 }

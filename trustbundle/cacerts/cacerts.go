@@ -102,7 +102,7 @@ func writeAtomic(path string, b []byte, mode os.FileMode) error {
 // substring of old whenever want is a subset of old that keeps contiguous
 // roots (the rotation sequence A → A+B → B always does).
 func MergeRoots(old []byte, want []*x509.Certificate) ([]byte, error) {
-	oldCerts, err := root.ParseCertificates(old)
+	olds, err := scanRoots(old)
 	if err != nil && len(bytes.TrimSpace(old)) > 0 {
 		return nil, fmt.Errorf("current root-cert.pem: %w", err)
 	}
@@ -114,26 +114,80 @@ func MergeRoots(old []byte, want []*x509.Certificate) ([]byte, error) {
 		}
 		return false
 	}
-	var out bytes.Buffer
-	// Keep the old roots that stay, contiguous and in their original order.
-	var kept []*x509.Certificate
-	for _, c := range oldCerts {
-		if inWant(c) {
-			kept = append(kept, c)
+	var kept []oldRoot
+	for _, o := range olds {
+		if inWant(o.cert) {
+			kept = append(kept, o)
 		}
 	}
-	out.Write(root.EncodePEM(kept...))
+	var out bytes.Buffer
+	if len(olds) > 0 && len(kept) == len(olds) {
+		// Nothing removed: keep the file byte for byte, so that the new
+		// content starts with the old.
+		out.Write(old)
+	} else {
+		// Copy each run of adjacent kept roots as one slice of old, so that
+		// a contiguous selection is a byte substring of old.
+		for i := 0; i < len(kept); {
+			j := i
+			for j+1 < len(kept) && kept[j+1].index == kept[j].index+1 {
+				j++
+			}
+			out.Write(old[kept[i].start:kept[j].end])
+			i = j + 1
+		}
+	}
 	for _, w := range want {
 		found := false
 		for _, k := range kept {
-			if k.Equal(w) {
+			if k.cert.Equal(w) {
 				found = true
 				break
 			}
 		}
 		if !found {
+			if out.Len() > 0 && !bytes.HasSuffix(out.Bytes(), []byte("\n")) {
+				out.WriteByte('\n')
+			}
 			out.Write(root.EncodePEM(w))
 		}
 	}
 	return out.Bytes(), nil
+}
+
+// oldRoot is one certificate of the current root-cert.pem, with the exact
+// bytes old[start:end] of its PEM block (BEGIN line to END line and its line
+// ending) and its position in the file.
+type oldRoot struct {
+	cert       *x509.Certificate
+	index      int
+	start, end int
+}
+
+// scanRoots parses b like root.ParseCertificates and records where each
+// certificate's PEM block lies in b, so that the bytes can be kept as they are.
+func scanRoots(b []byte) ([]oldRoot, error) {
+	certs, err := root.ParseCertificates(b)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]oldRoot, 0, len(certs))
+	rest, prevEnd := b, 0
+	for i, c := range certs {
+		var block *pem.Block
+		block, rest = pem.Decode(rest)
+		if block == nil {
+			return nil, fmt.Errorf("certificate %d: PEM block not found", i+1)
+		}
+		end := len(b) - len(rest)
+		// A block's body cannot contain "-----BEGIN", so its own BEGIN line
+		// is the last one before its end.
+		start := bytes.LastIndex(b[prevEnd:end], []byte("-----BEGIN"))
+		if start < 0 {
+			return nil, fmt.Errorf("certificate %d: PEM block not found", i+1)
+		}
+		out = append(out, oldRoot{cert: c, index: i, start: prevEnd + start, end: end})
+		prevEnd = end
+	}
+	return out, nil
 }
