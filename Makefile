@@ -21,7 +21,7 @@ LONG_FUZZTIME ?= 5m
 # Packages of pure logic: fast enough to run under the race detector.
 UNIT_PKGS    := ./ca/... ./crl/... ./rotation/... ./trustbundle/... ./issuer/...
 # Fuzz targets: package and function.
-FUZZ_TARGETS := ./ca/policy:FuzzParseCSR ./ca/config:FuzzParse
+FUZZ_TARGETS := ./ca/policy:FuzzParseCSR ./ca/config:FuzzParse ./ca/certenc:FuzzPreTBS
 
 export MESHCA_CACHE
 
