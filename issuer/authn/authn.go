@@ -65,15 +65,30 @@ type Authenticator interface {
 // ErrNoCredentials means the authenticator found nothing to check.
 var ErrNoCredentials = errors.New("no credentials for this authenticator")
 
+// ErrUnavailable marks a failure that is not the caller's fault: the party
+// that vouches for a credential (a cluster's apiserver, an OIDC issuer's
+// JWKS endpoint) could not be asked. Test with IsUnavailable; the transport
+// answers it with Unavailable so that clients retry, never Unauthenticated.
+var ErrUnavailable = errors.New("authentication backend unavailable")
+
+// IsUnavailable reports whether err (from an Authenticator or a Chain) is a
+// backend outage rather than a bad credential.
+func IsUnavailable(err error) bool { return errors.Is(err, ErrUnavailable) }
+
 // Failure is a failed authentication. Reason is a stable word for metrics;
 // the message never contains tokens.
 type Failure struct {
 	Authenticator string
 	Reason        string
 	Message       string
+	// Err is an optional cause; ErrUnavailable marks a backend outage.
+	Err error
 }
 
 func (f *Failure) Error() string { return f.Authenticator + ": " + f.Message }
+
+// Unwrap returns the cause, so that errors.Is(err, ErrUnavailable) works.
+func (f *Failure) Unwrap() error { return f.Err }
 
 func fail(authn, reason, msg string) *Failure {
 	return &Failure{Authenticator: authn, Reason: reason, Message: msg}
@@ -85,7 +100,9 @@ type Chain []Authenticator
 // Authenticate returns the first successful caller. When every
 // authenticator fails, the error is the most specific failure (a *Failure
 // from an authenticator that had credentials), or a Failure with reason
-// "no_credentials".
+// "no_credentials". When any authenticator could not reach its backend the
+// result carries that failure's reason and IsUnavailable reports true: the
+// credential might be good, so the client should retry.
 func (c Chain) Authenticate(ctx context.Context, creds Credentials) (*Caller, error) {
 	var failures []*Failure
 	for _, a := range c {
@@ -106,11 +123,15 @@ func (c Chain) Authenticate(ctx context.Context, creds Credentials) (*Caller, er
 	if len(failures) == 0 {
 		return nil, fail("chain", "no_credentials", "the request carries no client certificate and no bearer token")
 	}
+	first := failures[0]
 	msgs := make([]string, len(failures))
 	for i, f := range failures {
 		msgs[i] = f.Error()
+		if errors.Is(f, ErrUnavailable) && !errors.Is(first, ErrUnavailable) {
+			first = f
+		}
 	}
-	return nil, &Failure{Authenticator: failures[0].Authenticator, Reason: failures[0].Reason, Message: strings.Join(msgs, "; ")}
+	return nil, &Failure{Authenticator: first.Authenticator, Reason: first.Reason, Message: strings.Join(msgs, "; "), Err: first.Err}
 }
 
 // ReasonOf returns the stable reason of an authentication error.

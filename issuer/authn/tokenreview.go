@@ -1,0 +1,313 @@
+package authn
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.step.sm/crypto/jose"
+	"golang.org/x/sync/singleflight"
+	authenticationv1 "k8s.io/api/authentication/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/client-go/kubernetes"
+)
+
+// DefaultTokenAudience is the audience istio-agent and ztunnel request for
+// their ServiceAccount tokens.
+const DefaultTokenAudience = "istio-ca"
+
+// Failure reasons of the TokenReview authenticator.
+const (
+	// ReasonUnauthenticatedToken: the apiserver did not authenticate the
+	// token (garbage, expired, revoked, or its ServiceAccount or pod is gone).
+	ReasonUnauthenticatedToken = "unauthenticated_token"
+	// ReasonWrongAudience: the token is not for any of our audiences.
+	ReasonWrongAudience = "wrong_audience"
+	// ReasonNotAServiceAccount: the token is a user's, not a ServiceAccount's.
+	ReasonNotAServiceAccount = "not_a_service_account"
+	// ReasonUnknownCluster: the clusterid header names no configured cluster.
+	ReasonUnknownCluster = "unknown_cluster"
+	// ReasonReviewFailed: the apiserver could not be asked. The failure
+	// wraps ErrUnavailable; it is never cached.
+	ReasonReviewFailed = "review_failed"
+)
+
+// Extra keys of a pod-bound token's review.
+const (
+	extraPodName = "authentication.kubernetes.io/pod-name"
+	extraPodUID  = "authentication.kubernetes.io/pod-uid"
+)
+
+const serviceAccountPrefix = "system:serviceaccount:"
+
+// maxTokenSize bounds what is sent to an apiserver; real tokens are ~1 KiB.
+const maxTokenSize = 64 << 10
+
+// TokenReviewOptions configure NewTokenReviewer. Zero values take the
+// documented defaults.
+type TokenReviewOptions struct {
+	// Clusters selects the apiserver by the clusterid header. Required.
+	Clusters *Clusters
+	// TrustDomain of the identities, e.g. "cluster.local". Required.
+	TrustDomain string
+	// Audiences sent as spec.audiences; the review must confirm one of
+	// them. Default [DefaultTokenAudience].
+	Audiences []string
+	// CacheTTL bounds how long an authenticated review is reused; the
+	// token's exp bounds it too. Default 5 min; negative disables caching.
+	CacheTTL time.Duration
+	// NegativeCacheTTL is how long a rejection is reused. Default 5 s;
+	// negative disables it. Outages (review_failed) are never cached.
+	NegativeCacheTTL time.Duration
+	// CacheSize bounds the cache (least recently used entries go first).
+	// Default 65536.
+	CacheSize int
+	// Timeout bounds one TokenReview call. Default 10 s.
+	Timeout time.Duration
+	// Registerer receives the meshca_tokenreview_* metrics (nil: none).
+	Registerer prometheus.Registerer
+	// Now is the clock; default time.Now.
+	Now func() time.Time
+}
+
+// Defaults of TokenReviewOptions.
+const (
+	DefaultTokenReviewCacheTTL    = 5 * time.Minute
+	DefaultTokenReviewNegativeTTL = 5 * time.Second
+	DefaultTokenReviewCacheSize   = 65536
+	DefaultTokenReviewTimeout     = 10 * time.Second
+)
+
+// TokenReviewer authenticates Kubernetes ServiceAccount tokens with the
+// TokenReview API (authentication.k8s.io/v1) of the cluster named by the
+// clusterid header, as istiod does. The identity is
+// spiffe://<trust domain>/ns/<ns>/sa/<sa>; a pod-bound token also gives
+// the pod's name and UID.
+//
+// Results are cached by SHA-256(cluster, token): a success until
+// min(token exp, CacheTTL), a rejection for NegativeCacheTTL. Concurrent
+// reviews of the same token share one apiserver call. Tokens are never
+// logged, stored or put in error messages.
+//
+// An apiserver that cannot be asked (down, timing out, or refusing meshca
+// the create permission on tokenreviews) gives a *Failure with reason
+// review_failed that wraps ErrUnavailable: IsUnavailable(err) is true and
+// the transport should answer Unavailable, not Unauthenticated.
+type TokenReviewer struct {
+	clusters    *Clusters
+	trustDomain string
+	audiences   []string
+	ttl         time.Duration
+	negTTL      time.Duration
+	timeout     time.Duration
+	now         func() time.Time
+	cache       *reviewCache
+	flight      singleflight.Group
+	metrics     *reviewMetrics
+}
+
+// NewTokenReviewer returns the TokenReview authenticator.
+func NewTokenReviewer(o TokenReviewOptions) (*TokenReviewer, error) {
+	if o.Clusters == nil {
+		return nil, errors.New("authn: TokenReview needs Clusters")
+	}
+	if o.TrustDomain == "" {
+		return nil, errors.New("authn: TokenReview needs a TrustDomain")
+	}
+	a := &TokenReviewer{
+		clusters:    o.Clusters,
+		trustDomain: o.TrustDomain,
+		audiences:   slices.Clone(o.Audiences),
+		ttl:         orDefault(o.CacheTTL, DefaultTokenReviewCacheTTL),
+		negTTL:      orDefault(o.NegativeCacheTTL, DefaultTokenReviewNegativeTTL),
+		timeout:     orDefault(o.Timeout, DefaultTokenReviewTimeout),
+		now:         o.Now,
+		metrics:     newReviewMetrics(o.Registerer),
+	}
+	if len(a.audiences) == 0 {
+		a.audiences = []string{DefaultTokenAudience}
+	}
+	if slices.Contains(a.audiences, "") {
+		return nil, errors.New("authn: TokenReview audiences must not be empty strings")
+	}
+	size := o.CacheSize
+	if size == 0 {
+		size = DefaultTokenReviewCacheSize
+	}
+	if a.ttl < 0 {
+		size = 0
+	}
+	a.cache = newReviewCache(size)
+	if a.now == nil {
+		a.now = time.Now
+	}
+	return a, nil
+}
+
+func orDefault(d, def time.Duration) time.Duration {
+	if d == 0 {
+		return def
+	}
+	return d
+}
+
+// Name implements Authenticator.
+func (*TokenReviewer) Name() string { return TokenReview }
+
+// Authenticate implements Authenticator. It returns ErrNoCredentials when
+// the request has no bearer token.
+func (a *TokenReviewer) Authenticate(ctx context.Context, creds Credentials) (*Caller, error) {
+	token := creds.BearerToken
+	if token == "" {
+		return nil, ErrNoCredentials
+	}
+	cluster, client, ok := a.clusters.Lookup(creds.ClusterID)
+	if !ok {
+		return nil, fail(TokenReview, ReasonUnknownCluster, fmt.Sprintf("unknown cluster %q", truncate(cluster, 64)))
+	}
+	if len(token) > maxTokenSize {
+		return nil, fail(TokenReview, ReasonUnauthenticatedToken, "the token is too large")
+	}
+	key := newReviewKey(cluster, token)
+	if r, ok := a.cache.get(key, a.now()); ok {
+		a.metrics.hits.Inc()
+		return r.get()
+	}
+	a.metrics.misses.Inc()
+
+	// Callers of the same token share one review. It runs detached from
+	// the first caller's cancellation so that the others still get it.
+	ch := a.flight.DoChan(string(key[:]), func() (any, error) {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.timeout)
+		defer cancel()
+		return a.review(rctx, key, cluster, client, token), nil
+	})
+	select {
+	case res := <-ch:
+		return res.Val.(reviewResult).get()
+	case <-ctx.Done():
+		return nil, &Failure{Authenticator: TokenReview, Reason: ReasonReviewFailed,
+			Message: "gave up waiting for the TokenReview of cluster " + cluster + ": " + ctx.Err().Error(), Err: ErrUnavailable}
+	}
+}
+
+// review asks the apiserver and caches the outcome.
+func (a *TokenReviewer) review(ctx context.Context, key reviewKey, cluster string, client kubernetes.Interface, token string) reviewResult {
+	tr := &authenticationv1.TokenReview{Spec: authenticationv1.TokenReviewSpec{Token: token, Audiences: a.audiences}}
+	got, err := client.AuthenticationV1().TokenReviews().Create(ctx, tr, metav1.CreateOptions{})
+	if err != nil {
+		a.metrics.reviews.WithLabelValues(cluster, "error").Inc()
+		return reviewResult{fail: &Failure{Authenticator: TokenReview, Reason: ReasonReviewFailed,
+			Message: "TokenReview in cluster " + cluster + " failed: " + err.Error(), Err: ErrUnavailable}}
+	}
+	now := a.now()
+	caller, f := evaluateReview(&got.Status, a.audiences, a.trustDomain, cluster, token)
+	if f != nil {
+		a.metrics.reviews.WithLabelValues(cluster, "rejected").Inc()
+		r := reviewResult{fail: f}
+		if a.negTTL > 0 {
+			a.cache.put(key, r, now, now.Add(a.negTTL))
+		}
+		return r
+	}
+	a.metrics.reviews.WithLabelValues(cluster, "authenticated").Inc()
+	r := reviewResult{caller: caller}
+	expires := now.Add(a.ttl)
+	if exp, ok := unverifiedClaims(token); ok && exp.Expiry != nil && exp.Expiry.Time().Before(expires) {
+		expires = exp.Expiry.Time()
+	}
+	a.cache.put(key, r, now, expires)
+	return r
+}
+
+// evaluateReview turns a TokenReview status into a caller, or a failure.
+func evaluateReview(st *authenticationv1.TokenReviewStatus, audiences []string, trustDomain, cluster, token string) (*Caller, *Failure) {
+	if !st.Authenticated {
+		// The apiserver reports a wrong audience as a plain rejection; the
+		// unverified aud claim tells which, for the metrics only.
+		if c, ok := unverifiedClaims(token); ok && len(c.Audience) > 0 && !intersects(c.Audience, audiences) {
+			return nil, fail(TokenReview, ReasonWrongAudience, "the token is not for audience "+strings.Join(audiences, ","))
+		}
+		msg := "the apiserver of cluster " + cluster + " did not authenticate the token"
+		if st.Error != "" {
+			msg += ": " + truncate(st.Error, 256)
+		}
+		return nil, fail(TokenReview, ReasonUnauthenticatedToken, msg)
+	}
+	// An empty status.audiences means the apiserver's own audience.
+	if !intersects(st.Audiences, audiences) {
+		return nil, fail(TokenReview, ReasonWrongAudience,
+			fmt.Sprintf("the review confirmed audiences %q, not %q", st.Audiences, audiences))
+	}
+	ns, sa, ok := serviceAccountOf(st.User.Username)
+	if !ok {
+		return nil, fail(TokenReview, ReasonNotAServiceAccount,
+			fmt.Sprintf("user %q is not a ServiceAccount", truncate(st.User.Username, 128)))
+	}
+	c := &Caller{
+		Identity:       &url.URL{Scheme: "spiffe", Host: trustDomain, Path: "/ns/" + ns + "/sa/" + sa},
+		Authenticator:  TokenReview,
+		Cluster:        cluster,
+		Namespace:      ns,
+		ServiceAccount: sa,
+	}
+	if v := st.User.Extra[extraPodName]; len(v) == 1 {
+		c.PodName = v[0]
+	}
+	if v := st.User.Extra[extraPodUID]; len(v) == 1 {
+		c.PodUID = v[0]
+	}
+	return c, nil
+}
+
+// serviceAccountOf splits "system:serviceaccount:<ns>:<sa>".
+func serviceAccountOf(username string) (ns, sa string, ok bool) {
+	rest, ok := strings.CutPrefix(username, serviceAccountPrefix)
+	if !ok {
+		return "", "", false
+	}
+	ns, sa, ok = strings.Cut(rest, ":")
+	if !ok || len(validation.IsDNS1123Label(ns)) > 0 || len(validation.IsDNS1123Subdomain(sa)) > 0 {
+		return "", "", false
+	}
+	return ns, sa, true
+}
+
+// unverifiedClaims reads a JWT's registered claims WITHOUT checking its
+// signature. Use them only to bound a cache entry or label a metric.
+func unverifiedClaims(token string) (*jose.Claims, bool) {
+	if strings.Count(token, ".") != 2 {
+		return nil, false
+	}
+	tok, err := jose.ParseSigned(token)
+	if err != nil {
+		return nil, false
+	}
+	var c jose.Claims
+	if err := tok.UnsafeClaimsWithoutVerification(&c); err != nil {
+		return nil, false
+	}
+	return &c, true
+}
+
+func intersects(a, b []string) bool {
+	for _, x := range a {
+		if slices.Contains(b, x) {
+			return true
+		}
+	}
+	return false
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}
