@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"net"
@@ -8,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
+	"k8s.io/client-go/rest"
 
 	"github.com/meshca/meshca/ca/audit"
 	"github.com/meshca/meshca/ca/authority"
@@ -27,7 +29,7 @@ type istioFrontDoor struct {
 
 // newIstioFrontDoor wires TLS, the authenticator chain, rate limits and the
 // IstioCertificateService from cfg.
-func newIstioFrontDoor(cfg *config.Config, rt *authority.Runtime, log *slog.Logger, reg prometheus.Registerer) (*istioFrontDoor, error) {
+func newIstioFrontDoor(ctx context.Context, cfg *config.Config, rt *authority.Runtime, rc *rest.Config, log *slog.Logger, reg prometheus.Registerer) (*istioFrontDoor, error) {
 	mode, err := tlsconfig.ParseMode(cfg.Server.Compliance)
 	if err != nil {
 		return nil, fmt.Errorf("server.compliance: %w", err)
@@ -43,7 +45,26 @@ func newIstioFrontDoor(cfg *config.Config, rt *authority.Runtime, log *slog.Logg
 	if err != nil {
 		return nil, err
 	}
+	// istiod's order: client certificate, then JWT, then TokenReview.
 	chain := authn.Chain{&authn.ClientCert{Trust: rt.Authority, Records: rt.Store, TrustDomain: cfg.TrustDomain}}
+	jwt, err := newJWT(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if jwt != nil {
+		chain = append(chain, jwt)
+	}
+	var imp istio.Impersonator
+	if rc != nil {
+		ka, err := newKubeAuth(ctx, cfg, rc, log, reg)
+		if err != nil {
+			return nil, err
+		}
+		chain = append(chain, ka.authenticators...)
+		if ka.impersonator != nil {
+			imp = ka.impersonator
+		}
+	}
 	names := []string{}
 	for _, a := range chain {
 		names = append(names, a.Name())
@@ -56,8 +77,10 @@ func newIstioFrontDoor(cfg *config.Config, rt *authority.Runtime, log *slog.Logg
 			PerIdentityQPS: rl.PerIdentityQPS, PerIdentityBurst: rl.PerIdentityBurst,
 			MaxConcurrent: rl.MaxConcurrent, QueueTimeout: rl.QueueTimeout.Duration,
 		}),
-		Audit:      audit.New(log),
-		Registerer: reg,
+		Impersonator: imp,
+		Audit:        audit.New(log),
+		Registerer:   reg,
+		Unavailable:  authn.IsUnavailable,
 	})
 	return &istioFrontDoor{
 		service:        svc,

@@ -60,7 +60,11 @@ gracefully on SIGINT or SIGTERM, finishing requests in flight.`,
 			}
 			defer rt.Close()
 
-			door, err := newIstioFrontDoor(cfg, rt, log, reg)
+			rc, err := restConfig(cfg.Kubernetes)
+			if err != nil {
+				return err
+			}
+			door, err := newIstioFrontDoor(ctx, cfg, rt, rc, log, reg)
 			if err != nil {
 				return err
 			}

@@ -8,6 +8,7 @@ package istio
 
 import (
 	"context"
+	"errors"
 	"net/url"
 	"strings"
 	"time"
@@ -25,6 +26,7 @@ import (
 	"github.com/meshca/meshca/ca/authority"
 	"github.com/meshca/meshca/ca/caerr"
 	"github.com/meshca/meshca/issuer/authn"
+	"github.com/meshca/meshca/issuer/impersonation"
 	"github.com/meshca/meshca/issuer/ratelimit"
 )
 
@@ -124,7 +126,12 @@ func (s *Service) create(ctx context.Context, req *pb.IstioCertificateRequest, c
 		}
 		id, err := s.opts.Impersonator.Authorize(ctx, caller, imp)
 		if err != nil {
-			return nil, s.deny(ctx, caller, codes.PermissionDenied, "impersonation_denied", err.Error())
+			code := codes.PermissionDenied
+			if errors.Is(err, impersonation.ErrNotReady) {
+				code = codes.Unavailable
+			}
+			reason := "impersonation_" + impersonation.ReasonOf(err)
+			return nil, s.deny(ctx, caller, code, reason, err.Error())
 		}
 		identity = id
 		requester += " for " + id.String()
