@@ -1,0 +1,152 @@
+#!/usr/bin/env bash
+# testbin.sh builds the real programs that meshca's integration tests run —
+# kube-apiserver and etcd (test/kubeenv) and Vault (test/vaultenv) — from
+# source, through the Go module proxy, and caches them by version outside
+# the checkout:
+#
+#   ${MESHCA_CACHE:-$HOME/.cache/meshca}/k8s-<K8S>/{kube-apiserver,etcd}
+#   ${MESHCA_CACHE:-$HOME/.cache/meshca}/vault-<VAULT>/vault
+#
+# It then points the git-ignored symlinks bin/k8s-<K8S> and bin/vault-<VAULT>
+# in the repository root at those folders.
+#
+# It is idempotent: a binary that is cached and reports the expected version
+# is not rebuilt. Each binary is built into a temporary file in the cache
+# folder and renamed into place only once it runs, so an interrupted build
+# never leaves a broken cache. The builds run one after the other (the
+# machine has 2 cores); the first run takes about 10 minutes in all.
+#
+# Usage: bash test/tools/testbin.sh [k8s|vault|all]   (default: all)
+set -euo pipefail
+
+K8S_VERSION=1.37.2
+VAULT_VERSION=1.21.0
+
+tools=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+root=$(cd "$tools/../.." && pwd)
+cache=${MESHCA_CACHE:-$HOME/.cache/meshca}
+what=${1:-all}
+
+log() { printf 'testbin: %s\n' "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+case $what in
+all | k8s | vault) ;;
+*) die "unknown target '$what' (want k8s, vault or all)" ;;
+esac
+
+command -v go >/dev/null || die "the go command is not on PATH"
+
+# One testbin at a time per cache (two checkouts may share it).
+mkdir -p "$cache"
+exec 9>"$cache/.lock"
+if command -v flock >/dev/null; then
+	flock 9
+fi
+
+# run CMD... runs CMD as a job in its own process group and waits for it, so
+# that a signal to this script stops the whole build at once; the EXIT trap
+# then removes the half-built binary.
+child=
+run() {
+	set -m
+	"$@" &
+	child=$!
+	set +m
+	local rc=0
+	wait "$child" || rc=$?
+	child=
+	return "$rc"
+}
+on_signal() {
+	if [[ -n $child ]]; then
+		kill -TERM -- "-$child" 2>/dev/null || true
+		wait "$child" 2>/dev/null || true
+	fi
+	exit 130
+}
+trap on_signal INT TERM HUP
+
+# Modules come from the configured module proxy only: drop the "direct" and
+# "off" fallbacks so that nothing is fetched straight from a VCS host.
+proxies=()
+IFS=',|' read -r -a entries <<<"$(go env GOPROXY)"
+for p in "${entries[@]}"; do
+	case $p in '' | direct | off) ;; *) proxies+=("$p") ;; esac
+done
+((${#proxies[@]})) || die "GOPROXY ($(go env GOPROXY)) names no module proxy"
+GOPROXY=$(IFS=,; echo "${proxies[*]}")
+export GOPROXY
+# Each tool is its own module with a complete go.sum; never touch go.work,
+# never switch toolchains, and build static binaries without VCS stamping.
+export GOWORK=off GOTOOLCHAIN=local CGO_ENABLED=0
+export GOFLAGS="-mod=readonly -buildvcs=false"
+
+# mod_version prints the version of module $2 that tools module $1 requires.
+mod_version() {
+	(cd "$tools/$1" && go list -m -f '{{.Version}}' "$2")
+}
+
+# build NAME MODULE_DIR DEST_DIR WANT_VERSION_SUBSTRING LABEL [go build flags...]
+build() {
+	local name=$1 moddir=$2 destdir=$3 want=$4 label=$5
+	shift 5
+	local dest=$destdir/$name
+	if [[ -x $dest ]] && out=$("$dest" --version 2>&1) && [[ $out == *"$want"* ]]; then
+		log "$name: cached $dest ($label)"
+		return 0
+	fi
+	mkdir -p "$destdir"
+	rm -f "$destdir/.$name".* # left by an interrupted build (we hold the lock)
+	local tmp
+	tmp=$(mktemp "$destdir/.$name.XXXXXX")
+	# shellcheck disable=SC2064 # expand $tmp now
+	trap "rm -f '$tmp'" EXIT
+	local start=$SECONDS
+	log "$name: downloading modules for $label through the module proxy"
+	run go -C "$tools/$moddir" mod download || die "$name: go mod download failed"
+	log "$name: building $label from source into $dest ($ETA)"
+	run go -C "$tools/$moddir" build -trimpath "$@" -o "$tmp" . || die "$name: go build failed"
+	out=$("$tmp" --version 2>&1) || die "$name: the built binary does not run: $out"
+	[[ $out == *"$want"* ]] || die "$name: built binary reports '$out', want '$want'"
+	chmod 0755 "$tmp"
+	mv -f "$tmp" "$dest"
+	trap - EXIT
+	log "$name: built in $((SECONDS - start))s: ${out%%$'\n'*}"
+}
+
+# link makes bin/NAME in the repository root a symlink to the cache folder.
+link() {
+	local name=$1 target=$2
+	local l=$root/bin/$name
+	mkdir -p "$root/bin"
+	if [[ -e $l && ! -L $l ]]; then
+		die "$l exists and is not a symlink; remove it and run again"
+	fi
+	ln -sfn "$target" "$l"
+	log "bin/$name -> $target"
+}
+
+if [[ $what == all || $what == k8s ]]; then
+	kdir=$cache/k8s-$K8S_VERSION
+	got=$(mod_version kube k8s.io/kubernetes)
+	[[ $got == "v$K8S_VERSION" ]] || die "test/tools/kube requires k8s.io/kubernetes $got, this script builds v$K8S_VERSION"
+	ETA="about 5-6 minutes on 2 cores the first time"
+	build kube-apiserver kube "$kdir" "Kubernetes v$K8S_VERSION" "kube-apiserver v$K8S_VERSION" \
+		-ldflags "-s -w -X k8s.io/component-base/version.gitVersion=v$K8S_VERSION -X k8s.io/component-base/version.gitMajor=${K8S_VERSION%%.*} -X k8s.io/component-base/version.gitMinor=$(cut -d. -f2 <<<"$K8S_VERSION")"
+	etcd_version=$(mod_version etcd go.etcd.io/etcd/server/v3)
+	ETA="about 1 minute the first time"
+	build etcd etcd "$kdir" "etcd Version: ${etcd_version#v}" "etcd $etcd_version" -ldflags "-s -w"
+	link "k8s-$K8S_VERSION" "$kdir"
+fi
+
+if [[ $what == all || $what == vault ]]; then
+	vdir=$cache/vault-$VAULT_VERSION
+	got=$(mod_version vault github.com/hashicorp/vault)
+	[[ $got == "v$VAULT_VERSION" ]] || die "test/tools/vault requires github.com/hashicorp/vault $got, this script builds v$VAULT_VERSION"
+	ETA="about 4 minutes on 2 cores the first time, plus the module download"
+	build vault vault "$vdir" "Vault v$VAULT_VERSION" "vault v$VAULT_VERSION" -ldflags "-s -w"
+	link "vault-$VAULT_VERSION" "$vdir"
+fi
+
+log "done"

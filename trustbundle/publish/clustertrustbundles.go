@@ -1,0 +1,224 @@
+package publish
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/tools/cache"
+
+	"github.com/meshca/meshca/ca/root"
+)
+
+// Layout of meshca's ClusterTrustBundles for a signer such as
+// meshca.io/workload (contracts §8):
+//
+//   - meshca.io:workload:roots holds every active root, for mounts by name;
+//   - during a rotation (more than one root) also one bundle per root,
+//     meshca.io:workload:root-<first 16 hex of its SHA-256>;
+//   - all carry LabelTrustBundle=<signer's name part> (here "workload"), so
+//     that {signerName, labelSelector} matches exactly the active roots
+//     while bundles come and go.
+//
+// Per-root bundles of roots no longer active are deleted.
+
+// BundleName is the signer-linked bundle that holds every root of signer.
+func BundleName(signer string) string { return bundlePrefix(signer) + ":roots" }
+
+// RootBundleName is the per-root bundle of a root with the given SHA-256
+// fingerprint (hex) during a rotation.
+func RootBundleName(signer, sha256Hex string) string {
+	return bundlePrefix(signer) + ":root-" + sha256Hex[:16]
+}
+
+// BundleLabelSelector selects signer's bundles, for a projected
+// clusterTrustBundle volume with signerName.
+func BundleLabelSelector(signer string) string {
+	return LabelTrustBundle + "=" + bundleLabelValue(signer)
+}
+
+func bundlePrefix(signer string) string { return strings.ReplaceAll(signer, "/", ":") }
+
+// bundleLabelValue is the part of signer after "/", cut to a valid label
+// value.
+func bundleLabelValue(signer string) string {
+	_, v, _ := strings.Cut(signer, "/")
+	v = strings.TrimRight(truncate(v, validation.LabelValueMaxLength), "-_.")
+	return v
+}
+
+// bundle is a ClusterTrustBundle independent of its API version.
+type bundle struct {
+	name, signer, pem string
+	labels            map[string]string
+	uid               string
+}
+
+// bundleAPI reads meshca's bundles from an informer and writes them, for
+// one served version of certificates.k8s.io.
+type bundleAPI struct {
+	version string
+	list    func() ([]bundle, error)
+	apply   func(context.Context, bundle) error
+	delete  func(context.Context, bundle) error
+}
+
+// discoverBundleVersion returns the version of certificates.k8s.io that
+// serves clustertrustbundles, preferring v1, or "" when none does.
+func discoverBundleVersion(d discovery.DiscoveryInterface) (string, error) {
+	for _, v := range []string{"v1", "v1beta1"} {
+		res, err := d.ServerResourcesForGroupVersion("certificates.k8s.io/" + v)
+		if apierrors.IsNotFound(err) {
+			continue
+		}
+		if err != nil {
+			return "", fmt.Errorf("discovering certificates.k8s.io/%s: %w", v, err)
+		}
+		for _, r := range res.APIResources {
+			if r.Name == "clustertrustbundles" {
+				return v, nil
+			}
+		}
+	}
+	return "", nil
+}
+
+// runTrustBundles discovers the served version (retrying with backoff
+// while the apiserver is unreachable), then watches meshca's bundles until
+// ctx ends.
+func (p *Publisher) runTrustBundles(ctx context.Context) {
+	version := p.ctbForced
+	delay := 200 * time.Millisecond
+	for version == "" {
+		v, err := discoverBundleVersion(p.client.Discovery())
+		if err == nil && v == "" {
+			p.log.Warn("the apiserver serves no ClusterTrustBundle API (certificates.k8s.io/v1 or v1beta1); not publishing ClusterTrustBundles")
+			return
+		}
+		if err == nil {
+			version = v
+			break
+		}
+		p.log.Warn("ClusterTrustBundle discovery failed; retrying", "in", delay, "error", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-p.clock.After(delay):
+		}
+		delay = min(2*delay, 30*time.Second)
+	}
+	factory := informers.NewSharedInformerFactoryWithOptions(p.client, p.resync,
+		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = managedBySelector }))
+	defer factory.Shutdown()
+	var api *bundleAPI
+	var inf cache.SharedIndexInformer
+	if version == "v1" {
+		api, inf = p.v1Bundles(factory)
+	} else {
+		api, inf = p.v1beta1Bundles(factory)
+	}
+	if _, err := inf.AddEventHandler(p.enqueueOn(keyTrustBundles)); err != nil {
+		p.log.Error("cannot watch ClusterTrustBundles", "error", err)
+		return
+	}
+	factory.StartWithContext(ctx)
+	if !cache.WaitForNamedCacheSyncWithContext(ctx, inf.HasSynced) {
+		return
+	}
+	p.ctb.Store(api)
+	p.log.Info("publishing ClusterTrustBundles", "apiVersion", "certificates.k8s.io/"+version)
+	p.queue.Add(keyTrustBundles)
+	<-ctx.Done()
+}
+
+// desiredBundles lists the bundles st calls for.
+func (p *Publisher) desiredBundles(st *state) []bundle {
+	rootsPEM := string(st.rootsPEM)
+	var out []bundle
+	for _, s := range p.signers {
+		lbl := bundleLabels(s)
+		out = append(out, bundle{name: BundleName(s), signer: s, labels: lbl, pem: rootsPEM})
+		if len(st.roots) > 1 {
+			for _, r := range st.roots {
+				out = append(out, bundle{name: RootBundleName(s, fingerprint(r)), signer: s, labels: lbl, pem: string(root.EncodePEM(r))})
+			}
+		}
+	}
+	if p.istiodCTB {
+		out = append(out, bundle{name: IstiodBundleName, signer: IstiodSignerName, labels: bundleLabels(IstiodSignerName), pem: rootsPEM})
+	}
+	return out
+}
+
+func bundleLabels(signer string) map[string]string {
+	return map[string]string{LabelManagedBy: FieldManager, LabelTrustBundle: bundleLabelValue(signer)}
+}
+
+// syncTrustBundles applies the desired bundles, then, if every apply
+// succeeded, deletes meshca's bundles that are no longer desired. Applying
+// first keeps a {signerName, labelSelector} query a superset of the old or
+// new roots at every moment.
+func (p *Publisher) syncTrustBundles(ctx context.Context, st *state) error {
+	api := p.ctb.Load()
+	if api == nil {
+		return nil // not discovered yet; discovery queues this key
+	}
+	existing, err := api.list()
+	if err != nil {
+		return err
+	}
+	byName := map[string]bundle{}
+	for _, b := range existing {
+		byName[b.name] = b
+	}
+	want := p.desiredBundles(st)
+	wanted := map[string]bool{}
+	var errs []error
+	for _, b := range want {
+		wanted[b.name] = true
+		sizeKey := "clustertrustbundle/" + b.name + "#size"
+		if len(b.pem) > MaxObjectBytes {
+			msg := fmt.Sprintf("ClusterTrustBundle %s would hold %d bytes of roots, over the %d-byte limit; meshca keeps the previous one", b.name, len(b.pem), MaxObjectBytes)
+			ref := bundleRef(b.name, api.version)
+			errs = append(errs, p.problems.raise(ctx, sizeKey, problem{kind: kindRefused, object: objectTrustBundle, fingerprint: fmt.Sprint(len(b.pem))}, ref, ReasonTrustBundleTooLarge, msg))
+			continue
+		}
+		p.problems.clear(sizeKey)
+		if cur, ok := byName[b.name]; ok && cur.signer == b.signer && cur.pem == b.pem && hasLabels(cur.labels, b.labels) {
+			continue
+		}
+		if err := api.apply(ctx, b); err != nil {
+			p.metrics.failed(objectTrustBundle)
+			errs = append(errs, fmt.Errorf("applying ClusterTrustBundle %s: %w", b.name, err))
+			continue
+		}
+		p.metrics.wrote(objectTrustBundle, "apply")
+		p.log.Info("published ClusterTrustBundle", "name", b.name, "signerName", b.signer)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	for _, cur := range existing {
+		if wanted[cur.name] || cur.labels[LabelManagedBy] != FieldManager {
+			continue
+		}
+		if err := api.delete(ctx, cur); err != nil && !apierrors.IsNotFound(err) {
+			p.metrics.failed(objectTrustBundle)
+			errs = append(errs, fmt.Errorf("deleting stale ClusterTrustBundle %s: %w", cur.name, err))
+			continue
+		}
+		p.metrics.wrote(objectTrustBundle, "delete")
+		p.log.Info("deleted stale ClusterTrustBundle", "name", cur.name)
+	}
+	if len(errs) == 0 {
+		p.metrics.succeeded(objectTrustBundle, p.clock.Now())
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,110 @@
+package publish
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
+)
+
+// configMapLabels are the labels of both namespace ConfigMaps.
+var configMapLabels = map[string]string{LabelManagedBy: FieldManager, LabelIstioConfig: "true"}
+
+// syncAllNamespaces queues every namespace and reports a CRL that cannot be
+// published because it does not fit a ConfigMap.
+func (p *Publisher) syncAllNamespaces(ctx context.Context, st *state) error {
+	nss, err := p.namespaces.List(labels.Everything())
+	if err != nil {
+		return err
+	}
+	for _, ns := range nss {
+		p.queue.Add(nsKeyPrefix + ns.Name)
+	}
+	key := "configmap/*/" + p.crlName + "#size"
+	if !crlTooLarge(st) {
+		p.problems.clear(key)
+		return nil
+	}
+	sum := sha256.Sum256(st.crl)
+	msg := fmt.Sprintf("the CRL is %d bytes, over the %d-byte ConfigMap limit; meshca does not publish it in the %s ConfigMaps "+
+		"(they keep the previous CRL). Shorten the CRL: drop the entries of certificates that have expired, or issue shorter-lived certificates.",
+		len(st.crl), MaxObjectBytes, p.crlName)
+	p.log.Error("CRL too large for a ConfigMap; not publishing it", "bytes", len(st.crl), "limit", MaxObjectBytes)
+	return p.problems.raise(ctx, key, problem{kind: kindRefused, object: objectCRLCM, fingerprint: hex.EncodeToString(sum[:])},
+		configMapRef(p.namespace, p.crlName), ReasonCRLTooLarge, msg)
+}
+
+func crlTooLarge(st *state) bool { return len(st.crl) > MaxObjectBytes }
+
+// selects reports whether ns gets the ConfigMaps: it is live, not excluded
+// and matches the namespace selector.
+func (p *Publisher) selects(ns *corev1.Namespace) bool {
+	return ns.DeletionTimestamp == nil && ns.Status.Phase != corev1.NamespaceTerminating &&
+		!p.excluded[ns.Name] && p.selector.Matches(labels.Set(ns.Labels))
+}
+
+// syncNamespace makes the root ConfigMap, and the CRL ConfigMap once a CRL
+// exists, hold st in namespace name. It never deletes either.
+func (p *Publisher) syncNamespace(ctx context.Context, st *state, name string) error {
+	ns, err := p.namespaces.Get(name)
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if !p.selects(ns) {
+		return nil
+	}
+	errRoot := p.syncConfigMap(ctx, name, RootConfigMapName, rootConfigMapKey, objectRootCM,
+		func(old string) string { return string(publishedRoots([]byte(old), st.roots)) })
+	var errCRL error
+	if len(st.crl) > 0 && !crlTooLarge(st) {
+		errCRL = p.syncConfigMap(ctx, name, p.crlName, crlConfigMapKey, objectCRLCM,
+			func(string) string { return string(st.crl) })
+	}
+	return errors.Join(errRoot, errCRL)
+}
+
+// syncConfigMap applies ConfigMap ns/name with key set to content(current
+// value) unless the cached copy already holds it with meshca's labels.
+func (p *Publisher) syncConfigMap(ctx context.Context, ns, name, key, object string, content func(old string) string) error {
+	cur, err := p.configMaps.ConfigMaps(ns).Get(name)
+	if err != nil && !apierrors.IsNotFound(err) {
+		return err
+	}
+	var old string
+	if cur != nil {
+		old = cur.Data[key]
+	}
+	want := content(old)
+	if cur != nil && old == want && hasLabels(cur.Labels, configMapLabels) {
+		p.metrics.succeeded(object, p.clock.Now())
+		return nil
+	}
+	ac := corev1ac.ConfigMap(name, ns).WithLabels(configMapLabels).WithData(map[string]string{key: want})
+	if _, err := p.client.CoreV1().ConfigMaps(ns).Apply(ctx, ac, metav1.ApplyOptions{FieldManager: FieldManager, Force: true}); err != nil {
+		p.metrics.failed(object)
+		return fmt.Errorf("applying ConfigMap %s/%s: %w", ns, name, err)
+	}
+	p.metrics.wrote(object, "apply")
+	p.metrics.succeeded(object, p.clock.Now())
+	p.log.Debug("published ConfigMap", "namespace", ns, "name", name, "restored", cur != nil)
+	return nil
+}
+
+func hasLabels(got, want map[string]string) bool {
+	for k, v := range want {
+		if got[k] != v {
+			return false
+		}
+	}
+	return true
+}

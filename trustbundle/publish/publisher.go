@@ -1,0 +1,399 @@
+// Package publish owns meshca's trust distribution into Kubernetes: the
+// Istio plug-in CA Secret `cacerts` in istiod's namespace (contracts §2),
+// the `istio-ca-root-cert` and CRL ConfigMaps in every selected namespace
+// (§3), and ClusterTrustBundles for meshca's signers and, optionally,
+// istiod's (§8).
+//
+// A Publisher holds the desired trust material in memory (Update) and
+// reconciles the cluster to it from informer events through a rate-limited
+// workqueue, so that an edited or deleted object is restored within seconds
+// and an apiserver outage only delays the next write. Every write is a
+// server-side apply with field manager "meshca". It never overwrites a
+// cacerts Secret it does not own unless told to take ownership, never
+// deletes a Secret or ConfigMap, and deletes only ClusterTrustBundles that
+// carry its managed-by label. What goes into cacerts, and the byte-append
+// rule for root-cert.pem, belong to trustbundle/cacerts; signing and
+// rotation belong to ca/.
+package publish
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/time/rate"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	corelisters "k8s.io/client-go/listers/core/v1"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/util/workqueue"
+	"k8s.io/utils/clock"
+
+	"github.com/meshca/meshca/ca/config"
+)
+
+// Names and labels of what meshca publishes.
+const (
+	// FieldManager is the server-side-apply field manager of every write.
+	FieldManager = "meshca"
+	// SecretName is Istio's plug-in CA Secret.
+	SecretName = "cacerts"
+	// RootConfigMapName is the namespace root ConfigMap istio-agent reads.
+	RootConfigMapName = "istio-ca-root-cert"
+	// LabelManagedBy marks every object meshca owns.
+	LabelManagedBy = "app.kubernetes.io/managed-by"
+	// LabelIstioConfig is the label Istio puts on its ConfigMaps.
+	LabelIstioConfig = "istio.io/config"
+	// LabelTrustBundle groups the ClusterTrustBundles of one signer, so that
+	// a projected volume selects them with {signerName, labelSelector}.
+	LabelTrustBundle = "meshca.io/trust-bundle"
+	// IstiodSignerName and IstiodBundleName are istiod's own bundle.
+	IstiodSignerName = "istio.io/istiod-ca"
+	IstiodBundleName = "istio.io:istiod-ca:root-cert"
+)
+
+// Keys of the ConfigMaps (Istio's).
+const (
+	rootConfigMapKey = "root-cert.pem"
+	crlConfigMapKey  = "ca-crl.pem"
+)
+
+const managedBySelector = LabelManagedBy + "=" + FieldManager
+
+// Workqueue keys. Namespaces are queued as nsKeyPrefix+name.
+const (
+	keySecret        = "secret"
+	keyTrustBundles  = "clustertrustbundles"
+	keyAllNamespaces = "namespaces"
+	nsKeyPrefix      = "ns/"
+)
+
+// syncTimeout bounds one reconcile, so that a hung connection cannot stall
+// a worker.
+const syncTimeout = 30 * time.Second
+
+// Publisher reconciles the cluster to the desired trust material.
+type Publisher struct {
+	client    kubernetes.Interface
+	namespace string // istiod's
+	takeOwner bool
+	excluded  map[string]bool
+	selector  labels.Selector
+	crlName   string
+	signers   []string
+	istiodCTB bool
+	ctbOn     bool
+	ctbForced string // API version from WithClusterTrustBundleVersion
+
+	log      *slog.Logger
+	clock    clock.WithTicker
+	metrics  *metrics
+	problems *problems
+	resync   time.Duration
+	workers  int
+	queue    workqueue.TypedRateLimitingInterface[string]
+
+	desired atomic.Pointer[state]
+	running atomic.Bool
+	synced  atomic.Bool
+
+	namespaces corelisters.NamespaceLister
+	configMaps corelisters.ConfigMapLister
+	ctb        atomic.Pointer[bundleAPI]
+}
+
+type options struct {
+	log        *slog.Logger
+	registerer prometheus.Registerer
+	clock      clock.WithTicker
+	resync     time.Duration
+	baseDelay  time.Duration
+	maxDelay   time.Duration
+	workers    int
+	ctbVersion string
+}
+
+// Option configures New.
+type Option func(*options)
+
+// WithLogger sets the structured logger (default slog.Default()).
+func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
+
+// WithRegisterer registers the meshca_trustbundle_* metrics with r.
+func WithRegisterer(r prometheus.Registerer) Option { return func(o *options) { o.registerer = r } }
+
+// WithClock sets the clock of the workqueue's delays, Event timestamps and
+// metrics (default the real clock).
+func WithClock(c clock.WithTicker) Option { return func(o *options) { o.clock = c } }
+
+// WithResync sets how often every object is compared with the desired
+// state even without events, as a safety net (default 10m; 0 turns it off).
+func WithResync(d time.Duration) Option { return func(o *options) { o.resync = d } }
+
+// WithRetryBackoff sets the per-object retry delay after a failed write:
+// base, doubled on each failure, up to max (default 100ms up to 10s).
+func WithRetryBackoff(base, max time.Duration) Option {
+	return func(o *options) { o.baseDelay, o.maxDelay = base, max }
+}
+
+// WithWorkers sets how many objects are reconciled in parallel (default 2).
+func WithWorkers(n int) Option { return func(o *options) { o.workers = n } }
+
+// WithClusterTrustBundleVersion skips discovery and uses version ("v1" or
+// "v1beta1") of certificates.k8s.io for ClusterTrustBundles.
+func WithClusterTrustBundleVersion(v string) Option {
+	return func(o *options) { o.ctbVersion = v }
+}
+
+// New returns a Publisher for cfg that writes with client (built from the
+// kubernetes section of the configuration). It does not look at cfg.Enabled: whether to run a
+// Publisher is the caller's decision. Nothing is published until Update has
+// been called and Run is running.
+func New(client kubernetes.Interface, cfg config.TrustBundleConfig, opts ...Option) (*Publisher, error) {
+	o := &options{
+		log:       slog.Default(),
+		clock:     clock.RealClock{},
+		resync:    10 * time.Minute,
+		baseDelay: 100 * time.Millisecond,
+		maxDelay:  10 * time.Second,
+		workers:   2,
+	}
+	for _, opt := range opts {
+		opt(o)
+	}
+	cfg.Init()
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("publish: %w", err)
+	}
+	sel, err := labels.Parse(cfg.NamespaceSelector)
+	if err != nil {
+		return nil, fmt.Errorf("publish: trustBundle.namespaceSelector: %w", err)
+	}
+	switch o.ctbVersion {
+	case "", "v1", "v1beta1":
+	default:
+		return nil, fmt.Errorf("publish: ClusterTrustBundle version %q is not v1 or v1beta1", o.ctbVersion)
+	}
+	if o.workers < 1 {
+		o.workers = 1
+	}
+	m := newMetrics(o.registerer)
+	p := &Publisher{
+		client:    client,
+		namespace: cfg.IstiodNamespace,
+		takeOwner: cfg.TakeOwnership,
+		excluded:  map[string]bool{},
+		selector:  sel,
+		crlName:   cfg.CRLConfigMapName,
+		signers:   slices.Clone(cfg.ClusterTrustBundles.SignerNames),
+		istiodCTB: cfg.ClusterTrustBundles.IstiodBundle,
+		ctbOn:     cfg.ClusterTrustBundles.On(),
+		ctbForced: o.ctbVersion,
+		log:       o.log.With("component", "trustbundle"),
+		clock:     o.clock,
+		metrics:   m,
+		problems: &problems{
+			open:    map[string]*problem{},
+			metrics: m,
+			events:  &eventWriter{client: client.CoreV1(), clock: o.clock},
+		},
+		resync:  o.resync,
+		workers: o.workers,
+	}
+	for _, ns := range cfg.NamespaceExclusions {
+		p.excluded[ns] = true
+	}
+	limiter := workqueue.NewTypedMaxOfRateLimiter(
+		workqueue.NewTypedItemExponentialFailureRateLimiter[string](o.baseDelay, o.maxDelay),
+		&workqueue.TypedBucketRateLimiter[string]{Limiter: rate.NewLimiter(rate.Limit(50), 200)},
+	)
+	p.queue = workqueue.NewTypedRateLimitingQueueWithConfig(limiter, workqueue.TypedRateLimitingQueueConfig[string]{
+		Name:  "meshca_trustbundle",
+		Clock: o.clock,
+	})
+	return p, nil
+}
+
+// Update replaces the desired trust material and schedules a reconcile of
+// everything. It fails, changing nothing, when d is inconsistent. It does
+// not wait for the writes; they happen in Run.
+func (p *Publisher) Update(ctx context.Context, d Desired) error {
+	st, err := compile(d)
+	if err != nil {
+		return err
+	}
+	p.desired.Store(st)
+	p.log.InfoContext(ctx, "desired trust material updated",
+		"roots", len(st.roots), "cacertsSecret", st.files != nil, "crlBytes", len(st.crl))
+	p.queue.Add(keySecret)
+	p.queue.Add(keyTrustBundles)
+	p.queue.Add(keyAllNamespaces)
+	return nil
+}
+
+// HasSynced reports whether the informers have synced and reconciling has
+// started.
+func (p *Publisher) HasSynced() bool { return p.synced.Load() }
+
+// Run watches the cluster and reconciles until ctx is done. It survives an
+// unreachable apiserver (informers and writes retry with backoff) and
+// returns nil when ctx ends, after its workers have stopped. It may be
+// called once.
+func (p *Publisher) Run(ctx context.Context) error {
+	if !p.running.CompareAndSwap(false, true) {
+		return errors.New("publish: Run called twice")
+	}
+	defer p.queue.ShutDown()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	nsFactory := informers.NewSharedInformerFactoryWithOptions(p.client, p.resync)
+	cmFactory := informers.NewSharedInformerFactoryWithOptions(p.client, p.resync,
+		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = managedBySelector }))
+	secretFactory := informers.NewSharedInformerFactoryWithOptions(p.client, p.resync,
+		informers.WithNamespace(p.namespace),
+		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.FieldSelector = "metadata.name=" + SecretName }))
+	factories := []informers.SharedInformerFactory{nsFactory, cmFactory, secretFactory}
+	defer func() {
+		cancel()
+		for _, f := range factories {
+			f.Shutdown()
+		}
+	}()
+
+	nsInformer := nsFactory.Core().V1().Namespaces()
+	cmInformer := cmFactory.Core().V1().ConfigMaps()
+	secretInformer := secretFactory.Core().V1().Secrets()
+	p.namespaces, p.configMaps = nsInformer.Lister(), cmInformer.Lister()
+	for _, reg := range []struct {
+		inf cache.SharedIndexInformer
+		h   cache.ResourceEventHandler
+	}{
+		{nsInformer.Informer(), p.namespaceHandler()},
+		{cmInformer.Informer(), p.configMapHandler()},
+		{secretInformer.Informer(), p.enqueueOn(keySecret)},
+	} {
+		if _, err := reg.inf.AddEventHandler(reg.h); err != nil {
+			return fmt.Errorf("publish: %w", err)
+		}
+	}
+	for _, f := range factories {
+		f.StartWithContext(ctx)
+	}
+
+	var wg sync.WaitGroup
+	if p.ctbOn {
+		wg.Go(func() { p.runTrustBundles(ctx) })
+	}
+
+	p.log.Info("waiting for informers", "istiodNamespace", p.namespace)
+	if !cache.WaitForNamedCacheSyncWithContext(ctx, nsInformer.Informer().HasSynced,
+		cmInformer.Informer().HasSynced, secretInformer.Informer().HasSynced) {
+		wg.Wait()
+		return nil // ctx ended first
+	}
+	p.synced.Store(true)
+	p.log.Info("informers synced; reconciling")
+	for range p.workers {
+		wg.Go(func() {
+			for p.processNext(ctx) {
+			}
+		})
+	}
+	<-ctx.Done()
+	p.queue.ShutDown()
+	wg.Wait()
+	p.log.Info("trust distribution stopped")
+	return nil
+}
+
+func (p *Publisher) processNext(ctx context.Context) bool {
+	key, quit := p.queue.Get()
+	if quit {
+		return false
+	}
+	defer p.queue.Done(key)
+	sctx, cancel := context.WithTimeout(ctx, syncTimeout)
+	err := p.sync(sctx, key)
+	cancel()
+	if err == nil {
+		p.queue.Forget(key)
+		return true
+	}
+	if ctx.Err() != nil {
+		return true
+	}
+	p.log.Warn("reconcile failed; retrying with backoff", "key", key,
+		"retries", p.queue.NumRequeues(key), "error", err)
+	p.queue.AddRateLimited(key)
+	return true
+}
+
+func (p *Publisher) sync(ctx context.Context, key string) error {
+	st := p.desired.Load()
+	if st == nil {
+		return nil // nothing to publish yet; Update queues everything
+	}
+	switch {
+	case key == keySecret:
+		return p.syncSecret(ctx, st)
+	case key == keyTrustBundles:
+		return p.syncTrustBundles(ctx, st)
+	case key == keyAllNamespaces:
+		return p.syncAllNamespaces(ctx, st)
+	case strings.HasPrefix(key, nsKeyPrefix):
+		return p.syncNamespace(ctx, st, strings.TrimPrefix(key, nsKeyPrefix))
+	}
+	return fmt.Errorf("unknown workqueue key %q", key)
+}
+
+// enqueueOn returns a handler that queues key on any event.
+func (p *Publisher) enqueueOn(key string) cache.ResourceEventHandler {
+	return cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(any) { p.queue.Add(key) },
+		UpdateFunc: func(any, any) { p.queue.Add(key) },
+		DeleteFunc: func(any) { p.queue.Add(key) },
+	}
+}
+
+func (p *Publisher) namespaceHandler() cache.ResourceEventHandler {
+	return cache.ResourceEventHandlerFuncs{
+		AddFunc: func(obj any) {
+			if ns, ok := obj.(*corev1.Namespace); ok {
+				p.queue.Add(nsKeyPrefix + ns.Name)
+			}
+		},
+		UpdateFunc: func(_, obj any) {
+			if ns, ok := obj.(*corev1.Namespace); ok {
+				p.queue.Add(nsKeyPrefix + ns.Name)
+			}
+		},
+	}
+}
+
+func (p *Publisher) configMapHandler() cache.ResourceEventHandler {
+	enqueue := func(obj any) {
+		if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+			obj = d.Obj
+		}
+		cm, ok := obj.(*corev1.ConfigMap)
+		if ok && (cm.Name == RootConfigMapName || cm.Name == p.crlName) {
+			p.queue.Add(nsKeyPrefix + cm.Namespace)
+		}
+	}
+	return cache.ResourceEventHandlerFuncs{
+		AddFunc:    enqueue,
+		UpdateFunc: func(_, obj any) { enqueue(obj) },
+		DeleteFunc: enqueue,
+	}
+}
