@@ -92,6 +92,9 @@ gracefully on SIGINT or SIGTERM, finishing requests in flight.`,
 			}
 			go pruner.Run(ctx)
 			m := rt.Authority.Material()
+			if err := startTrustDistribution(ctx, cfg, rc, m, log, reg); err != nil {
+				return err
+			}
 			log.Info("meshca ready",
 				"trust_domain", cfg.TrustDomain, "generation", m.Generation, "compliance", cfg.Server.Compliance,
 				"serving_names", cfg.Server.DNSNames, "authenticators", door.authenticators,

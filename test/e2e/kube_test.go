@@ -1,0 +1,68 @@
+package e2e
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/protobuf/types/known/structpb"
+	pb "istio.io/api/security/v1alpha1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/meshca/meshca/test/kubeenv"
+)
+
+// TestServe_WithClusterReviewsTokensAndPublishesRoots runs the binary as an
+// operator would with a kubeconfig: proxies authenticate with ServiceAccount
+// tokens and every namespace gets istio-ca-root-cert.
+func TestServe_WithClusterReviewsTokensAndPublishesRoots(t *testing.T) {
+	env, err := kubeenv.Start()
+	require.NoError(t, err)
+	t.Cleanup(env.Stop)
+	ctx := context.Background()
+	require.NoError(t, env.CreateNamespace(ctx, "shop"))
+
+	dir := initCA(t)
+	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
+	require.NoError(t, os.WriteFile(kubeconfig, env.KubeConfig(), 0o600))
+	cfg := filepath.Join(dir, "meshca.yaml")
+	b, err := os.ReadFile(cfg)
+	require.NoError(t, err)
+	b = append(b, []byte("kubernetes:\n  kubeconfig: "+kubeconfig+"\ntrustBundle:\n  enabled: true\n")...)
+	require.NoError(t, os.WriteFile(cfg, b, 0o644))
+
+	s := startServe(t, dir)
+	s.waitReady(t, 5*time.Second)
+
+	rootPEM, err := os.ReadFile(filepath.Join(dir, "root-cert.pem"))
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		cm, err := env.Client.CoreV1().ConfigMaps("shop").Get(ctx, "istio-ca-root-cert", metav1.GetOptions{})
+		return err == nil && cm.Data["root-cert.pem"] == string(rootPEM) && cm.Labels["istio.io/config"] == "true"
+	}, 10*time.Second, 50*time.Millisecond, "istio-ca-root-cert not published:\n%s", s.logs())
+
+	token, err := env.MintToken(ctx, "shop", "cart", []string{"istio-ca"}, time.Hour)
+	require.NoError(t, err)
+	roots := x509.NewCertPool()
+	require.True(t, roots.AppendCertsFromPEM(rootPEM))
+	conn, err := grpc.NewClient(s.grpc, grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{RootCAs: roots, ServerName: "meshca.istio-system.svc"})))
+	require.NoError(t, err)
+	defer conn.Close()
+	csrPath, _ := writeCSRWithKey(t, t.TempDir(), "spiffe://cluster.local/ns/shop/sa/cart")
+	csr, err := os.ReadFile(csrPath)
+	require.NoError(t, err)
+	meta, _ := structpb.NewStruct(map[string]any{"CertSigner": ""})
+	cctx := metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token, "clusterid", "Kubernetes")
+	resp, err := pb.NewIstioCertificateServiceClient(conn).CreateCertificate(cctx, &pb.IstioCertificateRequest{Csr: string(csr), Metadata: meta})
+	require.NoError(t, err, s.logs())
+	require.Len(t, resp.CertChain, 3)
+	require.Equal(t, string(rootPEM), resp.CertChain[2])
+}
