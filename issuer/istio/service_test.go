@@ -2,6 +2,7 @@ package istio_test
 
 import (
 	"context"
+	"encoding/hex"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -21,6 +22,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/meshca/meshca/issuer/authn"
 	"github.com/meshca/meshca/issuer/ratelimit"
 	"github.com/meshca/meshca/issuer/tlsconfig"
 )
@@ -205,4 +207,27 @@ func TestCreateCertificate_RateLimitGivesResourceExhaustedPerIdentity(t *testing
 	require.NoError(t, err)
 
 	require.Equal(t, 1.0, testutil.ToFloat64(metricVec(t, e, "meshca_istio_requests_total", "ResourceExhausted")))
+}
+
+// revokedSerials stands in for the durable revocation store of the CRL
+// work; the authenticator's contract is only IsRevoked.
+type revokedSerials map[string]bool
+
+func (r revokedSerials) IsRevoked(_ context.Context, serial string) (bool, error) { return r[serial], nil }
+
+func TestCreateCertificate_RevokedClientCertificateIsUnauthenticated(t *testing.T) {
+	revoked := revokedSerials{}
+	lazy := &lazyChain{}
+	e := newEnv(t, envOptions{authn: lazy})
+	lazy.chain = authn.Chain{&authn.ClientCert{Trust: e.rt.Authority, Records: e.rt.Store, TrustDomain: trustDomain, Revocations: revoked}}
+	id := spiffeID("default", "app")
+	cert := e.clientCert(t, id)
+	revoked[hex.EncodeToString(cert.Leaf.SerialNumber.Bytes())] = true
+	before := e.records(t)
+	cl := e.dial(t, func(cfg *tls.Config) { cfg.Certificates = []tls.Certificate{cert} })
+	csr, _ := ztunnelCSR(t, id)
+	_, err := cl.CreateCertificate(context.Background(), request(t, csr, 0, nil))
+	require.Equal(t, codes.Unauthenticated, status.Code(err))
+	require.Equal(t, before, e.records(t))
+	require.Contains(t, e.auditLog(), `"reason":"authn_revoked_certificate"`)
 }
