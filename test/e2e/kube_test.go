@@ -16,13 +16,17 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 	pb "istio.io/api/security/v1alpha1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
 	"github.com/meshca/meshca/test/kubeenv"
 )
 
 // TestServe_WithClusterReviewsTokensAndPublishesRoots runs the binary as an
-// operator would with a kubeconfig: proxies authenticate with ServiceAccount
-// tokens and every namespace gets istio-ca-root-cert.
+// operator would, as a ServiceAccount bound to deploy/rbac: proxies
+// authenticate with ServiceAccount tokens and every namespace gets
+// istio-ca-root-cert.
 func TestServe_WithClusterReviewsTokensAndPublishesRoots(t *testing.T) {
 	env, err := kubeenv.Start()
 	require.NoError(t, err)
@@ -30,9 +34,20 @@ func TestServe_WithClusterReviewsTokensAndPublishesRoots(t *testing.T) {
 	ctx := context.Background()
 	require.NoError(t, env.CreateNamespace(ctx, "shop"))
 
+	// meshca runs as istio-system/meshca with exactly the RBAC in deploy/rbac.
+	root, err := kubeenv.RepoRoot()
+	require.NoError(t, err)
+	require.NoError(t, env.CreateNamespace(ctx, "istio-system"))
+	for _, f := range []string{"serviceaccount.yaml", "trustbundle.yaml", "istio-endpoint.yaml"} {
+		_, err := env.ApplyYAMLFile(ctx, filepath.Join(root, "deploy", "rbac", f))
+		require.NoError(t, err)
+	}
+	saCfg, _, err := env.ClientAs(ctx, "istio-system", "meshca")
+	require.NoError(t, err)
+
 	dir := initCA(t)
 	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
-	require.NoError(t, os.WriteFile(kubeconfig, env.KubeConfig(), 0o600))
+	require.NoError(t, os.WriteFile(kubeconfig, tokenKubeconfig(t, saCfg), 0o600))
 	cfg := filepath.Join(dir, "meshca.yaml")
 	b, err := os.ReadFile(cfg)
 	require.NoError(t, err)
@@ -65,4 +80,17 @@ func TestServe_WithClusterReviewsTokensAndPublishesRoots(t *testing.T) {
 	require.NoError(t, err, s.logs())
 	require.Len(t, resp.CertChain, 3)
 	require.Equal(t, string(rootPEM), resp.CertChain[2])
+}
+
+// tokenKubeconfig writes a kubeconfig that authenticates with cfg's bearer token.
+func tokenKubeconfig(t *testing.T, cfg *rest.Config) []byte {
+	t.Helper()
+	kc := clientcmdapi.NewConfig()
+	kc.Clusters["test"] = &clientcmdapi.Cluster{Server: cfg.Host, CertificateAuthorityData: cfg.CAData}
+	kc.AuthInfos["meshca"] = &clientcmdapi.AuthInfo{Token: cfg.BearerToken}
+	kc.Contexts["test"] = &clientcmdapi.Context{Cluster: "test", AuthInfo: "meshca"}
+	kc.CurrentContext = "test"
+	b, err := clientcmd.Write(*kc)
+	require.NoError(t, err)
+	return b
 }
