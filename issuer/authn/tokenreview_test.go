@@ -14,13 +14,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
-	authenticationv1 "k8s.io/api/authentication/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/kubernetes/fake"
 	"k8s.io/client-go/rest"
-	k8stesting "k8s.io/client-go/testing"
 
 	"github.com/meshca/meshca/issuer/authn"
 )
@@ -368,59 +364,8 @@ func TestTokenReview_NoBearerTokenIsNoCredentials(t *testing.T) {
 	require.Zero(t, f.calls.n.Load())
 }
 
-// fakeReviewer answers every TokenReview with status, through client-go's
-// fake clientset, for statuses the real apiserver cannot be made to give.
-func fakeReviewer(t *testing.T, status authenticationv1.TokenReviewStatus) *authn.TokenReviewer {
-	t.Helper()
-	cs := fake.NewClientset()
-	cs.PrependReactor("create", "tokenreviews", func(action k8stesting.Action) (bool, runtime.Object, error) {
-		tr := action.(k8stesting.CreateAction).GetObject().(*authenticationv1.TokenReview).DeepCopy()
-		require.Equal(t, []string{"istio-ca"}, tr.Spec.Audiences)
-		tr.Status = status
-		return true, tr, nil
-	})
-	var client kubernetes.Interface = cs
-	clusters, err := authn.NewClusters("", client, nil)
-	require.NoError(t, err)
-	a, err := authn.NewTokenReviewer(authn.TokenReviewOptions{Clusters: clusters, TrustDomain: trustDomain})
-	require.NoError(t, err)
-	return a
-}
-
-func TestTokenReview_RejectsAuthenticatedUsersThatAreNotServiceAccounts(t *testing.T) {
-	for name, username := range map[string]string{
-		"a plain user":                  "alice",
-		"a node":                        "system:node:worker-1",
-		"a ServiceAccount without name": "system:serviceaccount:default",
-		"a ServiceAccount with a slash": "system:serviceaccount:default:a/b",
-		"an invalid namespace":          "system:serviceaccount:Default:app",
-	} {
-		t.Run(name, func(t *testing.T) {
-			a := fakeReviewer(t, authenticationv1.TokenReviewStatus{
-				Authenticated: true, Audiences: []string{"istio-ca"},
-				User: authenticationv1.UserInfo{Username: username},
-			})
-			_, err := a.Authenticate(testCtx(t), authn.Credentials{BearerToken: "opaque-token"})
-			requireFailure(t, err, authn.ReasonNotAServiceAccount)
-		})
-	}
-}
-
-func TestTokenReview_RejectsReviewThatConfirmsNoneOfOurAudiences(t *testing.T) {
-	for name, auds := range map[string][]string{"empty (the apiserver's own)": nil, "another": {"vault"}} {
-		t.Run(name, func(t *testing.T) {
-			a := fakeReviewer(t, authenticationv1.TokenReviewStatus{
-				Authenticated: true, Audiences: auds,
-				User: authenticationv1.UserInfo{Username: "system:serviceaccount:default:app"},
-			})
-			_, err := a.Authenticate(testCtx(t), authn.Credentials{BearerToken: "opaque-token"})
-			requireFailure(t, err, authn.ReasonWrongAudience)
-		})
-	}
-}
-
 func TestNewClusters_RejectsRemoteNamedLikeTheLocalCluster(t *testing.T) {
-	cs := fake.NewClientset()
+	cs := env.Client
 	_, err := authn.NewClusters("Kubernetes", cs, map[string]kubernetes.Interface{"Kubernetes": cs})
 	require.Error(t, err)
 	_, err = authn.NewClusters("", nil, nil)
