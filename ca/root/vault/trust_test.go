@@ -1,0 +1,89 @@
+package vault
+
+import (
+	"bytes"
+	"crypto/x509"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/meshca/meshca/ca/keys"
+)
+
+func TestCRL_RootCRLIsFetchedParsedKeptAndRefreshedAfterARevocation(t *testing.T) {
+	ctx := testCtx(t)
+	p := newPKI(t, "crl")
+	refresh := newStepSleeper()
+	src, reg := newSource(t, p.config(), WithSleep(refresh.sleep))
+
+	// New fetched the root's CRL: issued and signed by Vault's root.
+	first := src.CurrentCRL()
+	require.NotNil(t, first)
+	require.True(t, bytes.Equal(p.root.RawSubject, first.RawIssuer))
+	require.NoError(t, first.CheckSignatureFrom(p.root))
+	require.Empty(t, first.RevokedCertificateEntries)
+	require.True(t, first.NextUpdate.After(time.Now()))
+	require.Equal(t, float64(first.NextUpdate.Unix()), gauge(t, reg, "meshca_root_source_crl_next_update_timestamp_seconds"))
+
+	// An intermediate is revoked in Vault; the refresher picks up the new CRL.
+	km, _ := newKeys(t)
+	b, _, _, err := MintGeneration(ctx, src, km, keys.ECP256, tmpl, time.Now())
+	require.NoError(t, err)
+	_, err = vaultEnv.Client.Logical().WriteWithContext(ctx, p.mount+"/revoke", map[string]any{"serial_number": serialColons(b.Cert)})
+	require.NoError(t, err)
+
+	runLoop(t, src.RunCRLRefresh)
+	require.Equal(t, p.config().CRLRefreshInterval.Duration, refresh.next(t), "a fresh 72h CRL is fetched every crlRefreshInterval")
+	refresh.wake()
+	refresh.next(t)
+	got := src.CurrentCRL()
+	require.Positive(t, got.Number.Cmp(first.Number), "CRL number must grow")
+	require.NoError(t, got.CheckSignatureFrom(p.root))
+	require.Len(t, got.RevokedCertificateEntries, 1)
+	require.Zero(t, got.RevokedCertificateEntries[0].SerialNumber.Cmp(b.Cert.SerialNumber))
+}
+
+func TestNextCRLRefresh_FetchesBeforeTheCRLGoesStale(t *testing.T) {
+	now := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+	crl := func(this, next time.Duration) *x509.RevocationList {
+		return &x509.RevocationList{ThisUpdate: now.Add(this), NextUpdate: now.Add(next)}
+	}
+	for name, tc := range map[string]struct {
+		crl      *x509.RevocationList
+		interval time.Duration
+		want     time.Duration
+	}{
+		"no CRL yet: the interval":                 {nil, time.Hour, time.Hour},
+		"fresh 72h CRL: the interval":              {crl(0, 72*time.Hour), time.Hour, time.Hour},
+		"4h CRL: at three quarters of its life":    {crl(0, 4*time.Hour), 6 * time.Hour, 3 * time.Hour},
+		"nearly stale: soon, but not in a loop":    {crl(-4*time.Hour, 10*time.Second), time.Hour, time.Minute},
+		"already stale: retried every minute":      {crl(-80*time.Hour, -8*time.Hour), time.Hour, time.Minute},
+		"short interval is not floored to 1m":      {crl(-80*time.Hour, -8*time.Hour), 20 * time.Second, 20 * time.Second},
+		"CRL without nextUpdate: the interval":     {&x509.RevocationList{ThisUpdate: now}, time.Hour, time.Hour},
+		"half-way through a 2h CRL: 30 min to go":  {crl(-time.Hour, time.Hour), time.Hour, 30 * time.Minute},
+		"interval shorter than the CRL's deadline": {crl(0, 4*time.Hour), 10 * time.Minute, 10 * time.Minute},
+	} {
+		t.Run(name, func(t *testing.T) {
+			require.Equal(t, tc.want, nextCRLRefresh(now, tc.crl, tc.interval))
+		})
+	}
+}
+
+func TestRoots_AreVaultsSelfSignedRootAndPinnedFingerprintAcceptsColons(t *testing.T) {
+	p := newPKI(t, "roots")
+	cfg := p.config()
+	fp := strings.ToUpper(Fingerprint(p.root))
+	var colons []string
+	for i := 0; i < len(fp); i += 2 {
+		colons = append(colons, fp[i:i+2])
+	}
+	cfg.ExpectedRootFingerprint = strings.Join(colons, ":")
+	cfg.Init()
+	src, _ := newSource(t, cfg)
+	roots, err := src.Roots(testCtx(t))
+	require.NoError(t, err)
+	require.Len(t, roots, 1)
+	require.True(t, roots[0].Equal(p.root))
+}

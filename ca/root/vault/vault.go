@@ -1,0 +1,261 @@
+// Package vault is meshca's HashiCorp Vault root source: the enterprise
+// root lives in a Vault PKI secrets engine, which signs meshca's
+// intermediate from a CSR (contracts §4). It owns the Vault client (TLS,
+// namespace, token/AppRole/Kubernetes login, lease renewal, re-login), the
+// sign-intermediate call and the strict checks on what Vault returns, the
+// trust material (root chain and the root's CRL) and the outage handling
+// (typed errors, a health loop with capped backoff, metrics).
+//
+// It must not touch meshca's key store beyond asking keys.Manager for a new
+// key (the intermediate's private key never goes to Vault), nor the record
+// store, nor any other root: when Vault is down it fails calls with
+// ErrUnavailable and the caller keeps issuing with its current
+// intermediate. Tokens and secret_ids never appear in logs or errors.
+package vault
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	vaultapi "github.com/hashicorp/vault/api"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/meshca/meshca/ca/config"
+)
+
+// SourceName is the value of the source label on meshca's root-source
+// metrics.
+const SourceName = "vault"
+
+// SleepFunc waits for d or until ctx ends, returning ctx's error then.
+// Background loops sleep through it so that tests can drive them.
+type SleepFunc func(ctx context.Context, d time.Duration) error
+
+// Source is a Vault PKI mount acting as meshca's root. It is safe for
+// concurrent use.
+type Source struct {
+	cfg      config.VaultConfig
+	api      *vaultapi.Client
+	auth     authenticator
+	log      *slog.Logger
+	now      func() time.Time
+	sleep    SleepFunc
+	jitter   func(max time.Duration) time.Duration
+	rootPin  string
+	signPath string
+
+	loginMu  sync.Mutex    // serialises logins
+	tokenGen atomic.Uint64 // bumped by every successful login
+	lease    atomic.Pointer[tokenLease]
+	authErr  atomic.Pointer[error] // the last login failure, nil after a success
+	logins   atomic.Uint64
+	renewals atomic.Uint64
+
+	trust atomic.Pointer[trustMaterial]
+	crl   atomic.Pointer[x509.RevocationList]
+
+	up          atomic.Bool
+	lastSuccess atomic.Int64 // unix nanoseconds
+}
+
+// Option configures New.
+type Option func(*options)
+
+type options struct {
+	log    *slog.Logger
+	reg    prometheus.Registerer
+	now    func() time.Time
+	sleep  SleepFunc
+	jitter func(time.Duration) time.Duration
+	env    func(string) string
+}
+
+// WithLogger logs through l (default slog.Default()).
+func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
+
+// WithRegisterer registers meshca_root_source_up and
+// meshca_root_source_last_success_timestamp_seconds (source="vault") with r.
+func WithRegisterer(r prometheus.Registerer) Option { return func(o *options) { o.reg = r } }
+
+// WithClock makes the source read time from now.
+func WithClock(now func() time.Time) Option { return func(o *options) { o.now = now } }
+
+// WithSleep makes the background loops wait through sleep.
+func WithSleep(sleep SleepFunc) Option { return func(o *options) { o.sleep = sleep } }
+
+// WithJitter replaces the random jitter: it returns a delay in [0, max].
+func WithJitter(j func(max time.Duration) time.Duration) Option {
+	return func(o *options) { o.jitter = j }
+}
+
+// WithEnv reads environment variables (VAULT_TOKEN) through getenv
+// instead of os.Getenv.
+func WithEnv(getenv func(string) string) Option { return func(o *options) { o.env = getenv } }
+
+// ErrUnavailable is matched (errors.Is) by every error caused by Vault
+// being unreachable, sealed or otherwise not serving.
+var ErrUnavailable = errors.New("vault root source unavailable")
+
+// ErrPermissionDenied is matched by errors for requests that Vault refused
+// even after a fresh login: the token's policies lack the path.
+var ErrPermissionDenied = errors.New("vault permission denied")
+
+// UnavailableError says why Vault could not serve a call.
+type UnavailableError struct {
+	// Op is what meshca was doing, e.g. "sign-intermediate".
+	Op string
+	// Sealed is true when Vault answered that it is sealed.
+	Sealed bool
+	Err    error
+}
+
+func (e *UnavailableError) Error() string {
+	why := "unreachable"
+	if e.Sealed {
+		why = "sealed"
+	}
+	return fmt.Sprintf("vault %s: Vault is %s: %v", e.Op, why, e.Err)
+}
+
+func (e *UnavailableError) Unwrap() error { return e.Err }
+
+// Is makes errors.Is(err, ErrUnavailable) true.
+func (e *UnavailableError) Is(target error) bool { return target == ErrUnavailable }
+
+// New connects to Vault, logs in and validates the setup before anything
+// is written anywhere: the mount holds a PKI root, that root matches the
+// configured fingerprint, the token may call sign-intermediate, and the
+// root's CRL is served. Errors name the problem and the configuration key.
+// Call Run to start the background loops.
+func New(ctx context.Context, cfg config.VaultConfig, opts ...Option) (*Source, error) {
+	cfg.Init()
+	var errs []error
+	cfg.Validate(func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, args...)))
+	})
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("invalid vault configuration:\n%w", err)
+	}
+	o := &options{log: slog.Default(), now: time.Now, sleep: sleepCtx, jitter: randomJitter}
+	for _, opt := range opts {
+		opt(o)
+	}
+	api, err := newAPIClient(cfg)
+	if err != nil {
+		return nil, err
+	}
+	auth, err := newAuthenticator(cfg.Auth, o.env)
+	if err != nil {
+		return nil, err
+	}
+	s := &Source{
+		cfg: cfg, api: api, auth: auth, log: o.log.With("root_source", SourceName),
+		now: o.now, sleep: o.sleep, jitter: o.jitter,
+		rootPin: config.NormalizeFingerprint(cfg.ExpectedRootFingerprint),
+	}
+	s.signPath = cfg.Mount + "/root/sign-intermediate"
+	if cfg.IssuerRef != "" {
+		s.signPath = cfg.Mount + "/issuer/" + cfg.IssuerRef + "/sign-intermediate"
+	}
+	if err := s.validate(ctx); err != nil {
+		if errors.Is(err, ErrUnavailable) {
+			return nil, fmt.Errorf("root.vault.address: cannot use Vault at %s: %w", cfg.Address, err)
+		}
+		return nil, err
+	}
+	if o.reg != nil {
+		if err := o.reg.Register(&collector{s: s}); err != nil {
+			return nil, fmt.Errorf("register vault root source metrics: %w", err)
+		}
+	}
+	s.log.Info("vault root source ready", "address", cfg.Address, "mount", cfg.Mount,
+		"issuer_ref", cfg.IssuerRef, "auth_method", auth.method(), "root", s.trust.Load().roots[0].Subject.String())
+	return s, nil
+}
+
+// validate logs in and checks the mount, the root, the policy and the CRL.
+func (s *Source) validate(ctx context.Context) error {
+	if err := s.login(ctx); err != nil {
+		return err
+	}
+	if _, err := s.Roots(ctx); err != nil {
+		return err
+	}
+	if err := s.checkSignPolicy(ctx); err != nil {
+		return err
+	}
+	if _, err := s.CRL(ctx); err != nil {
+		return fmt.Errorf("%w (meshca needs the root's CRL for Istio's ca-crl.pem)", err)
+	}
+	return nil
+}
+
+// Run runs the background loops (health, token renewal, CRL refresh)
+// until ctx ends, then returns once they have all stopped.
+func (s *Source) Run(ctx context.Context) {
+	var wg sync.WaitGroup
+	for _, loop := range []func(context.Context){s.RunHealth, s.RunTokenRenewal, s.RunCRLRefresh} {
+		wg.Go(func() { loop(ctx) })
+	}
+	wg.Wait()
+}
+
+// Up reports whether the last contact with Vault succeeded.
+func (s *Source) Up() bool { return s.up.Load() }
+
+// LastSuccess is when a call to Vault last succeeded.
+func (s *Source) LastSuccess() time.Time {
+	if n := s.lastSuccess.Load(); n != 0 {
+		return time.Unix(0, n)
+	}
+	return time.Time{}
+}
+
+func (s *Source) markUp() {
+	if !s.up.Swap(true) && s.lastSuccess.Load() != 0 {
+		s.log.Info("vault root source is up again")
+	}
+	s.lastSuccess.Store(s.now().UnixNano())
+}
+
+func (s *Source) markDown(err error) {
+	if s.up.Swap(false) {
+		s.log.Warn("vault root source is down; meshca keeps issuing with its current intermediate", "error", err)
+	}
+}
+
+// backoff is the delay before retry number attempt (0-based): it doubles
+// from InitialBackoff, is capped at MaxBackoff, and lies in [d/2, d].
+func (s *Source) backoff(attempt int) time.Duration {
+	d, maxD := s.cfg.InitialBackoff.Duration, s.cfg.MaxBackoff.Duration
+	for i := 0; i < attempt && d < maxD; i++ {
+		d *= 2
+	}
+	d = min(d, maxD)
+	return d/2 + s.jitter(d/2)
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+func randomJitter(max time.Duration) time.Duration {
+	if max <= 0 {
+		return 0
+	}
+	return rand.N(max + 1)
+}
