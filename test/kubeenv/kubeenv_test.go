@@ -107,10 +107,16 @@ func TestMintPodToken_ReviewCarriesPodNameAndUID(t *testing.T) {
 	if _, err := env.CreateNode(c, "smoke-node"); err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() {
+		_ = env.Client.CoreV1().Nodes().Delete(context.Background(), "smoke-node", metav1.DeleteOptions{})
+	})
 	pod, err := env.CreatePod(c, "smoke-pod", "web-0", "web", "smoke-node")
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() {
+		_ = env.Client.CoreV1().Pods("smoke-pod").Delete(context.Background(), "web-0", *metav1.NewDeleteOptions(0))
+	})
 	if pod.Spec.NodeName != "smoke-node" || pod.Status.Phase != corev1.PodRunning {
 		t.Fatalf("pod nodeName=%q phase=%q, want smoke-node Running", pod.Spec.NodeName, pod.Status.Phase)
 	}
@@ -148,6 +154,9 @@ func TestClusterTrustBundleV1_CreateAndList(t *testing.T) {
 	if _, err := env.Client.CertificatesV1().ClusterTrustBundles().Create(c, ctb, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() {
+		_ = env.Client.CertificatesV1().ClusterTrustBundles().Delete(context.Background(), ctb.Name, metav1.DeleteOptions{})
+	})
 	list, err := env.Client.CertificatesV1().ClusterTrustBundles().List(c, metav1.ListOptions{
 		FieldSelector: "spec.signerName=meshca.io/workload",
 	})

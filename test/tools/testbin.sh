@@ -14,7 +14,8 @@
 # is not rebuilt. Each binary is built into a temporary file in the cache
 # folder and renamed into place only once it runs, so an interrupted build
 # never leaves a broken cache. The builds run one after the other (the
-# machine has 2 cores); the first run takes about 10 minutes in all.
+# machine has 2 cores); the first run takes 10-15 minutes in all (about 5
+# for kube-apiserver, 1 for etcd, 4-10 for Vault with its module download).
 #
 # Usage: bash test/tools/testbin.sh [k8s|vault|all]   (default: all)
 set -euo pipefail

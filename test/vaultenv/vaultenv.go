@@ -232,7 +232,7 @@ func (e *Env) Pause() error {
 		return fmt.Errorf("vaultenv: pausing vault: %w", err)
 	}
 	e.paused = true
-	return nil
+	return waitStopped(e.cmd.Process.Pid)
 }
 
 // Resume continues a server frozen by Pause.

@@ -64,6 +64,7 @@ func TestPKI_GeneratesECP384Root(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { _ = vault.Client.Sys().Unmount("pki-smoke") })
 	sec, err := vault.Client.Logical().WriteWithContext(c, "pki-smoke/root/generate/internal", map[string]any{
 		"common_name": "meshca smoke root",
 		"key_type":    "ec",
@@ -116,6 +117,7 @@ func TestAppRole_LoginReturnsTokenWithPolicy(t *testing.T) {
 	if err := vault.Client.Sys().EnableAuthWithOptionsWithContext(c, "approle", &vaultapi.EnableAuthOptions{Type: "approle"}); err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { _ = vault.Client.Sys().DisableAuth("approle") })
 	if _, err := vault.Client.Logical().WriteWithContext(c, "auth/approle/role/meshca", map[string]any{
 		"token_policies": []string{"default"},
 		"token_ttl":      "20m",
@@ -167,6 +169,7 @@ func TestSealUnseal_RefusesWhileSealedAndKeepsData(t *testing.T) {
 	if err := vault.Client.Sys().MountWithContext(c, "kv-seal", &vaultapi.MountInput{Type: "kv"}); err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { _ = vault.Client.Sys().Unmount("kv-seal") })
 	if _, err := vault.Client.Logical().WriteWithContext(c, "kv-seal/x", map[string]any{"v": "kept"}); err != nil {
 		t.Fatal(err)
 	}
