@@ -178,6 +178,9 @@ func Start(opts ...Option) (*Env, error) {
 	args := apiServer.Configure()
 	args.Set("advertise-address", "127.0.0.1")
 	args.Set("endpoint-reconciler-type", "none")
+	// Stop within envtest's 20 s stop timeout even with watches open (the
+	// default 60 s grace period makes StopAPIServer time out and kill).
+	args.Set("shutdown-watch-termination-grace-period", "1s")
 	for k, v := range o.apiServerArgs {
 		args.Set(k, v)
 	}
