@@ -3,6 +3,11 @@
 // makes the issuance record durable and only then returns the chain in
 // Istio's order. Every decision is audited. Front doors call Sign; they never
 // touch keys, the store or the policy directly.
+//
+// The policy's leaf template is the same for every certificate profile
+// (ca/profile); the authority picks the encoder (ca/certenc): classical,
+// Catalyst (classical + ML-DSA alternative signature), composite or pure
+// ML-DSA, and publishes where the post-quantum chain is anchored.
 package authority
 
 import (
@@ -21,19 +26,31 @@ import (
 
 	"github.com/meshca/meshca/ca/audit"
 	"github.com/meshca/meshca/ca/caerr"
+	"github.com/meshca/meshca/ca/certenc"
 	"github.com/meshca/meshca/ca/policy"
+	"github.com/meshca/meshca/ca/profile"
 	"github.com/meshca/meshca/ca/root"
 	"github.com/meshca/meshca/ca/store"
 )
 
 // ProfileClassical is the profile of certificates signed with classical keys only.
-const ProfileClassical = "classical"
+const ProfileClassical = string(profile.Classical)
 
 // Material is one CA generation ready to sign.
 type Material struct {
 	Generation uint64
 	Bundle     *root.Bundle
-	Signer     crypto.Signer
+	// Signer makes the certificate signatures: classical for the classical
+	// and catalyst profiles, ML-DSA or composite for mldsa and composite.
+	Signer crypto.Signer
+	// Profile is the kind of CA; it decides which leaf profiles it issues.
+	Profile profile.Name
+	// AltSigner is a catalyst CA's ML-DSA key, which makes the alternative
+	// signatures (2.5.29.73/.74); nil for the other profiles.
+	AltSigner certenc.AlgorithmSigner
+
+	// pq holds the post-quantum trust anchors (see PQAnchors).
+	pq pqAnchors
 
 	// middlePEM holds Cert and its intermediates, one PEM block per element;
 	// rootsPEM holds every active root concatenated as one element.
@@ -43,9 +60,13 @@ type Material struct {
 	interPool *x509.CertPool
 }
 
-// NewMaterial prepares m for signing and precomputes the response chain.
-func NewMaterial(gen uint64, b *root.Bundle, signer crypto.Signer) *Material {
-	m := &Material{Generation: gen, Bundle: b, Signer: signer}
+// NewMaterial prepares a CA of profile p with key for signing, precomputes
+// the response chain and works out its post-quantum trust anchors.
+func NewMaterial(gen uint64, b *root.Bundle, key root.CAKey, p profile.Name) (*Material, error) {
+	if err := checkKeyForProfile(key, p); err != nil {
+		return nil, err
+	}
+	m := &Material{Generation: gen, Bundle: b, Signer: key.Signer, Profile: p, AltSigner: key.Alt}
 	for _, c := range append([]*x509.Certificate{b.Cert}, b.Intermediates...) {
 		m.middlePEM = append(m.middlePEM, string(root.EncodePEM(c)))
 	}
@@ -57,7 +78,11 @@ func NewMaterial(gen uint64, b *root.Bundle, signer crypto.Signer) *Material {
 	for _, c := range append([]*x509.Certificate{b.Cert}, b.Intermediates...) {
 		m.interPool.AddCert(c)
 	}
-	return m
+	var err error
+	if m.pq, err = computePQAnchors(b, key, p); err != nil {
+		return nil, err
+	}
+	return m, nil
 }
 
 // RootPool holds every active root. Callers must not modify it.
@@ -77,7 +102,9 @@ type Authority struct {
 	audit    *audit.Logger
 	metrics  *metrics
 	now      func() time.Time
-	profile  string
+	// profile is the default leaf profile (issuance.profile); empty means
+	// the CA's own default.
+	profile profile.Name
 }
 
 // Option configures an Authority.
@@ -91,12 +118,16 @@ func WithRegisterer(r prometheus.Registerer) Option {
 	return func(a *Authority) { a.metrics = newMetrics(r) }
 }
 
+// WithProfile sets the default leaf profile (issuance.profile), which every
+// front door gets unless a request names another one.
+func WithProfile(p profile.Name) Option { return func(a *Authority) { a.profile = p } }
+
 // WithClock sets the clock (tests).
 func WithClock(now func() time.Time) Option { return func(a *Authority) { a.now = now } }
 
 // New returns an Authority that signs with m under pol and records to records.
 func New(m *Material, pol *policy.Engine, records store.Issuances, opts ...Option) *Authority {
-	a := &Authority{policy: pol, records: records, now: time.Now, profile: ProfileClassical}
+	a := &Authority{policy: pol, records: records, now: time.Now}
 	for _, o := range opts {
 		o(a)
 	}
@@ -134,6 +165,9 @@ type Request struct {
 	Requester string
 	// Policy overrides the default policy engine (front-door specific rules).
 	Policy *policy.Engine
+	// Profile overrides the default leaf profile; it must be one the CA's
+	// profile can issue.
+	Profile profile.Name
 }
 
 // Result is a signed certificate.
@@ -149,11 +183,13 @@ type Result struct {
 // error nothing has been recorded and the error is a *caerr.Error.
 func (a *Authority) Sign(ctx context.Context, req Request) (*Result, error) {
 	start := a.now()
-	res, err := a.sign(ctx, req)
-	a.metrics.observe(a.profile, err, a.now().Sub(start))
+	m := a.material.Load()
+	leaf := a.leafProfile(req, m)
+	res, err := a.sign(ctx, req, m, leaf)
+	a.metrics.observe(string(leaf), err, a.now().Sub(start))
 	if err != nil {
 		a.audit.Denied(ctx, audit.Decision{
-			Identity: idString(req.Identity), Requester: req.Requester, Profile: a.profile,
+			Identity: idString(req.Identity), Requester: req.Requester, Profile: string(leaf),
 			Reason: caerr.ReasonOf(err), Message: err.Error(),
 		})
 		return nil, err
@@ -173,10 +209,12 @@ func idString(u *url.URL) string {
 	return u.String()
 }
 
-func (a *Authority) sign(ctx context.Context, req Request) (*Result, error) {
-	m := a.material.Load()
+func (a *Authority) sign(ctx context.Context, req Request, m *Material, leafProfile profile.Name) (*Result, error) {
 	if m == nil {
 		return nil, caerr.New(caerr.Unavailable, "ca_not_ready", "the CA has no signing material yet")
+	}
+	if err := m.Profile.CheckLeaf(leafProfile); err != nil {
+		return nil, caerr.New(caerr.InvalidArgument, ReasonProfileNotSupported, "%v", err)
 	}
 	csr, err := policy.ParseCSR(req.CSR)
 	if err != nil {
@@ -190,7 +228,7 @@ func (a *Authority) sign(ctx context.Context, req Request) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	der, err := x509.CreateCertificate(nil, tmpl, m.Bundle.Cert, csr.PublicKey, m.Signer)
+	der, err := m.issue(tmpl, leafProfile)
 	if err != nil {
 		return nil, caerr.Wrap(err, caerr.Internal, "sign_failed", "sign certificate")
 	}
@@ -205,7 +243,7 @@ func (a *Authority) sign(ctx context.Context, req Request) (*Result, error) {
 		NotBefore:   leaf.NotBefore,
 		NotAfter:    leaf.NotAfter,
 		Fingerprint: hex.EncodeToString(sum[:]),
-		Profile:     a.profile,
+		Profile:     string(leafProfile),
 		Requester:   req.Requester,
 		Generation:  m.Generation,
 		IssuedAt:    a.now().UTC(),

@@ -2,7 +2,6 @@ package authority
 
 import (
 	"context"
-	"crypto"
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
@@ -12,6 +11,8 @@ import (
 
 	"github.com/meshca/meshca/ca/config"
 	"github.com/meshca/meshca/ca/keys"
+	"github.com/meshca/meshca/ca/pqc"
+	"github.com/meshca/meshca/ca/profile"
 	"github.com/meshca/meshca/ca/root"
 	"github.com/meshca/meshca/ca/store"
 )
@@ -24,7 +25,9 @@ const (
 
 // Loader turns configuration into signing material: it reuses the active
 // generation recorded in the store when it is still good, and otherwise
-// mints (mode a) or registers (mode b) a new one.
+// mints (mode a) or registers (mode b) a new one, for the configured
+// profile (intermediate.profile). It publishes the post-quantum trust
+// anchor of the result as pq-anchor.pem.
 type Loader struct {
 	Config *config.Config
 	Keys   *keys.Manager
@@ -47,48 +50,51 @@ func (l *Loader) log() *slog.Logger {
 	return slog.Default()
 }
 
+func (l *Loader) profile() profile.Name { return l.Config.Intermediate.Profile }
+
 // Load returns the material to sign with.
 func (l *Loader) Load(ctx context.Context) (*Material, error) {
+	var (
+		m   *Material
+		err error
+	)
 	f := l.Config.Root.File
 	if !f.Minted() {
-		return l.loadCACerts(ctx, f.CACertsDir)
+		m, err = l.loadCACerts(ctx, f.CACertsDir)
+	} else {
+		var (
+			roots   []*x509.Certificate
+			rootKey root.CAKey
+			ok      bool
+		)
+		if roots, rootKey, err = l.loadRoot(f); err != nil {
+			return nil, err
+		}
+		if m, ok, err = l.reuseActive(ctx, roots, rootKey); err == nil && !ok {
+			m, err = l.mint(ctx, roots, rootKey)
+		}
 	}
-	roots, rootSigner, err := l.loadRoot(f)
 	if err != nil {
 		return nil, err
 	}
-	if m, ok, err := l.reuseActive(ctx, roots); err != nil || ok {
-		return m, err
-	}
-	return l.Mint(ctx, roots, rootSigner)
+	return m, l.publishPQAnchor(m)
 }
 
-// loadRoot reads root-cert.pem (first certificate is the signing root; any
-// others are additional trust anchors, e.g. during root rotation) and its key.
-func (l *Loader) loadRoot(f config.FileRootConfig) ([]*x509.Certificate, crypto.Signer, error) {
-	roots, err := root.ReadCertificates(f.RootCert)
-	if err != nil {
-		return nil, nil, fmt.Errorf("root.file.rootCert %w", err)
+// profileOf is a generation's profile; records from before profiles are
+// classical.
+func profileOf(g store.Generation) profile.Name {
+	if g.Profile == "" {
+		return profile.Classical
 	}
-	if err := root.CheckSigningCA(roots[0]); err != nil {
-		return nil, nil, fmt.Errorf("root.file.rootCert %s: %w", f.RootCert, err)
-	}
-	if err := root.CheckValidAt(roots[0], l.now()); err != nil {
-		return nil, nil, fmt.Errorf("root.file.rootCert %s: root %w", f.RootCert, err)
-	}
-	signer, err := l.Keys.Signer(f.RootKey)
-	if err != nil {
-		return nil, nil, fmt.Errorf("root.file.rootKey: %w", err)
-	}
-	if err := root.CheckKeyMatches(roots[0], signer); err != nil {
-		return nil, nil, fmt.Errorf("root.file.rootKey %s: %w", f.RootKey, err)
-	}
-	return roots, signer, nil
+	return profile.Name(g.Profile)
 }
 
-// reuseActive returns the active generation if it chains to one of roots,
-// its key loads and it has not passed the rotation threshold.
-func (l *Loader) reuseActive(ctx context.Context, roots []*x509.Certificate) (*Material, bool, error) {
+// reuseActive returns the active generation if it was minted for the
+// configured profile and post-quantum algorithm, chains to one of roots
+// (classically and, under a Catalyst root, through its alternative
+// signature too), its keys load and it has not passed the rotation
+// threshold.
+func (l *Loader) reuseActive(ctx context.Context, roots []*x509.Certificate, rootKey root.CAKey) (*Material, bool, error) {
 	gens, err := l.Store.ListGenerations(ctx)
 	if err != nil {
 		return nil, false, fmt.Errorf("read CA generations: %w", err)
@@ -97,6 +103,10 @@ func (l *Loader) reuseActive(ctx context.Context, roots []*x509.Certificate) (*M
 		g := gens[i]
 		if !g.Active() || g.Source != SourceFileMinted {
 			continue
+		}
+		if p := profileOf(g); p != l.profile() {
+			l.log().Info("intermediate.profile changed; minting a new intermediate", "generation", g.ID, "was", p, "now", l.profile())
+			return nil, false, nil
 		}
 		cert, err := x509.ParseCertificate(g.CertDER)
 		if err != nil {
@@ -108,20 +118,78 @@ func (l *Loader) reuseActive(ctx context.Context, roots []*x509.Certificate) (*M
 			l.log().Info("active intermediate no longer chains to the configured root; minting a new one", "generation", g.ID, "error", err)
 			return nil, false, nil
 		}
+		if rootKey.Alt != nil && l.profile() == profile.Catalyst {
+			if err := b.VerifyPQ(mustAnchor(roots[0])); err != nil {
+				l.log().Info("active intermediate has no alternative signature from the Catalyst root; minting a new one", "generation", g.ID, "error", err)
+				return nil, false, nil
+			}
+		}
 		if due := RenewalTime(cert, l.Config.Intermediate.RotationThreshold); !now.Before(due) {
 			l.log().Info("active intermediate passed its rotation threshold; minting a new one", "generation", g.ID, "renewal_due", due)
 			return nil, false, nil
 		}
-		signer, err := l.Keys.Signer(g.KeyRef)
+		key, err := l.generationKey(g, cert)
+		if err != nil {
+			return nil, false, err
+		}
+		if alg := pqAlgorithmOf(key, l.profile()); alg != l.Config.Intermediate.PQAlgorithm {
+			l.log().Info("intermediate.pqAlgorithm changed; minting a new intermediate", "generation", g.ID, "was", alg, "now", l.Config.Intermediate.PQAlgorithm)
+			return nil, false, nil
+		}
+		m, err := NewMaterial(g.ID, b, key, l.profile())
 		if err != nil {
 			return nil, false, fmt.Errorf("CA generation %d: %w", g.ID, err)
 		}
-		if err := root.CheckKeyMatches(cert, signer); err != nil {
-			return nil, false, fmt.Errorf("CA generation %d key %s: %w", g.ID, g.KeyRef, err)
-		}
-		return NewMaterial(g.ID, b, signer), true, nil
+		return m, true, nil
 	}
 	return nil, false, nil
+}
+
+// mustAnchor trusts a root's post-quantum key; a root without one yields
+// an anchor that verifies nothing.
+func mustAnchor(c *x509.Certificate) pqc.TrustAnchor {
+	a, _ := pqc.AnchorFromCertificate(c)
+	return a
+}
+
+// generationKey loads a generation's keys and checks them against cert.
+func (l *Loader) generationKey(g store.Generation, cert *x509.Certificate) (root.CAKey, error) {
+	signer, err := l.Keys.Signer(g.KeyRef)
+	if err != nil {
+		return root.CAKey{}, fmt.Errorf("CA generation %d: %w", g.ID, err)
+	}
+	if err := root.CheckKeyMatches(cert, signer); err != nil {
+		return root.CAKey{}, fmt.Errorf("CA generation %d key %s: %w", g.ID, g.KeyRef, err)
+	}
+	key := root.CAKey{Signer: signer}
+	if profileOf(g) == profile.Catalyst {
+		if g.AltKeyRef == "" {
+			return root.CAKey{}, fmt.Errorf("CA generation %d is catalyst but records no ML-DSA key (altKeyRef)", g.ID)
+		}
+		if key.Alt, err = l.Keys.LoadPQ(g.AltKeyRef); err != nil {
+			return root.CAKey{}, fmt.Errorf("CA generation %d: %w", g.ID, err)
+		}
+		if alt, _ := root.AltPublicKeyInfo(cert); alt != nil {
+			if err := root.CheckAltKeyMatches(cert, key.Alt); err != nil {
+				return root.CAKey{}, fmt.Errorf("CA generation %d key %s: %w", g.ID, g.AltKeyRef, err)
+			}
+		}
+	}
+	return key, nil
+}
+
+// pqAlgorithmOf names the post-quantum key of a CA of profile p ("" for
+// classical): the catalyst ML-DSA key, or the composite/ML-DSA signer.
+func pqAlgorithmOf(key root.CAKey, p profile.Name) string {
+	switch p {
+	case profile.Catalyst:
+		if key.Alt != nil {
+			return keys.PQAlgorithmOf(key.Alt.Public())
+		}
+	case profile.Composite, profile.MLDSA:
+		return keys.PQAlgorithmOf(key.Signer.Public())
+	}
+	return ""
 }
 
 // RenewalTime is when an intermediate should be replaced: after threshold
@@ -131,42 +199,14 @@ func RenewalTime(c *x509.Certificate, threshold float64) time.Time {
 	return c.NotBefore.Add(time.Duration(float64(life) * threshold))
 }
 
-// Mint creates a new intermediate key in the key store, signs it with the
-// root, records it as a new generation and activates it.
-func (l *Loader) Mint(ctx context.Context, roots []*x509.Certificate, rootSigner crypto.Signer) (*Material, error) {
-	ic := l.Config.Intermediate
-	now := l.now()
-	name := "intermediate-" + now.UTC().Format("20060102T150405.000000000Z")
-	signer, ref, err := l.Keys.Create(name, ic.KeyAlgorithm)
-	if err != nil {
-		return nil, err
-	}
-	cert, err := root.MintIntermediate(roots[0], rootSigner, signer.Public(), root.IntermediateTemplate{
-		CommonName: ic.CommonName, Organization: ic.Organization, Lifetime: ic.Lifetime.Duration,
-	}, now)
-	if err != nil {
-		return nil, err
-	}
-	b := &root.Bundle{Cert: cert, Roots: roots}
-	if err := b.Verify(now); err != nil {
-		return nil, fmt.Errorf("freshly minted intermediate does not verify: %w", err)
-	}
-	g, err := l.record(ctx, b, ref, SourceFileMinted, now)
-	if err != nil {
-		return nil, err
-	}
-	l.log().Info("minted intermediate", "generation", g.ID, "subject", cert.Subject.String(),
-		"not_after", cert.NotAfter, "key_algorithm", string(ic.KeyAlgorithm), "key_ref", ref)
-	return NewMaterial(g.ID, b, signer), nil
-}
-
-func (l *Loader) record(ctx context.Context, b *root.Bundle, keyRef, source string, now time.Time) (store.Generation, error) {
+func (l *Loader) record(ctx context.Context, b *root.Bundle, keyRef, altKeyRef, source string, now time.Time) (store.Generation, error) {
 	var chain [][]byte
 	for _, c := range b.Chain()[1:] {
 		chain = append(chain, c.Raw)
 	}
 	g, err := l.Store.AddGeneration(ctx, store.Generation{
-		CertDER: b.Cert.Raw, ChainDER: chain, KeyRef: keyRef, Source: source,
+		CertDER: b.Cert.Raw, ChainDER: chain, KeyRef: keyRef, AltKeyRef: altKeyRef,
+		Profile: string(l.profile()), Source: source,
 		Fingerprint: Fingerprint(b.Cert), CreatedAt: now.UTC(),
 	})
 	if err != nil {
@@ -176,30 +216,6 @@ func (l *Loader) record(ctx context.Context, b *root.Bundle, keyRef, source stri
 		return g, fmt.Errorf("activate CA generation %d: %w", g.ID, err)
 	}
 	return g, nil
-}
-
-// loadCACerts loads a pre-issued intermediate (mode b) and records it as a
-// generation the first time it is seen.
-func (l *Loader) loadCACerts(ctx context.Context, dir string) (*Material, error) {
-	b, signer, err := root.LoadCACertsDir(dir, l.Keys.Signer, l.now())
-	if err != nil {
-		return nil, fmt.Errorf("root.file.cacertsDir: %w", err)
-	}
-	gens, err := l.Store.ListGenerations(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("read CA generations: %w", err)
-	}
-	fp := Fingerprint(b.Cert)
-	for _, g := range gens {
-		if g.Fingerprint == fp && g.Active() {
-			return NewMaterial(g.ID, b, signer), nil
-		}
-	}
-	g, err := l.record(ctx, b, dir+"/"+root.CAKeyFile, SourceFileCACerts, l.now())
-	if err != nil {
-		return nil, err
-	}
-	return NewMaterial(g.ID, b, signer), nil
 }
 
 // Fingerprint is the lower-case hex SHA-256 of a certificate's DER.

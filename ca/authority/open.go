@@ -55,7 +55,7 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger, reg prometh
 		km.Close()
 		return nil, err
 	}
-	a := New(m, pol, st, WithAudit(audit.New(log)), WithRegisterer(reg))
+	a := New(m, pol, st, WithAudit(audit.New(log)), WithRegisterer(reg), WithProfile(cfg.Issuance.Profile))
 	return &Runtime{Authority: a, Store: st, Keys: km, Loader: loader}, nil
 }
 

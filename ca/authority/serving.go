@@ -10,11 +10,13 @@ import (
 	"time"
 
 	"github.com/meshca/meshca/ca/caerr"
+	"github.com/meshca/meshca/ca/certenc"
 	"github.com/meshca/meshca/ca/policy"
 	"github.com/meshca/meshca/ca/store"
 )
 
-// ProfileServing marks meshca's own TLS serving certificates in the records.
+// ProfileServing marks meshca's own TLS serving certificates in the records
+// (they are issued with the CA's default leaf profile).
 const ProfileServing = "serving"
 
 // Serving is a TLS serving certificate for one of meshca's own endpoints.
@@ -55,7 +57,13 @@ func (a *Authority) IssueServing(ctx context.Context, pub crypto.PublicKey, dnsN
 		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 		BasicConstraintsValid: true,
 	}
-	der, err := x509.CreateCertificate(nil, tmpl, issuer, pub, m.Signer)
+	// The CA's own profile: a catalyst CA's serving certificates carry the
+	// ML-DSA alternative signature too.
+	tmpl.PublicKey = pub
+	if tmpl.SubjectKeyId, err = subjectKeyID(pub); err != nil {
+		return nil, caerr.Wrap(err, caerr.Internal, "sign_failed", "serving certificate key")
+	}
+	der, err := m.issue(tmpl, m.Profile.DefaultLeaf())
 	if err != nil {
 		return nil, caerr.Wrap(err, caerr.Internal, "sign_failed", "sign serving certificate")
 	}
@@ -79,4 +87,13 @@ func (a *Authority) IssueServing(ctx context.Context, pub crypto.PublicKey, dnsN
 	a.audit.Issued(ctx, auditServing(rec))
 	chain := append([]*x509.Certificate{leaf, issuer}, m.Bundle.Intermediates...)
 	return &Serving{Leaf: leaf, Chain: chain, Generation: m.Generation}, nil
+}
+
+// subjectKeyID is the RFC 7093 key identifier of pub (as certenc computes it).
+func subjectKeyID(pub crypto.PublicKey) ([]byte, error) {
+	spki, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		return nil, err
+	}
+	return certenc.SubjectKeyID(spki)
 }

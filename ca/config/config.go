@@ -11,12 +11,14 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
 	"sigs.k8s.io/yaml"
 
 	"github.com/meshca/meshca/ca/keys"
+	"github.com/meshca/meshca/ca/profile"
 )
 
 // Default values, named after the Istio knobs operators already know.
@@ -36,6 +38,11 @@ const (
 	// File names inside a --dir layout.
 	RootCertFile = "root-cert.pem"
 	RootKeyFile  = "root-key.pem"
+	// RootPQKeyFile holds the ML-DSA key of a Catalyst root (its 2.5.29.72).
+	RootPQKeyFile = "root-pq-key.pem"
+	// PQAnchorFile is the post-quantum trust anchor meshca publishes (PEM
+	// SubjectPublicKeyInfo), written next to the store.
+	PQAnchorFile = "pq-anchor.pem"
 	KeysDir      = "keys"
 	StoreFile    = "meshca.db"
 )
@@ -52,6 +59,9 @@ type Config struct {
 	Server       ServerConfig       `json:"server"`
 	Log          LogConfig          `json:"log"`
 	TrustBundle  TrustBundleConfig  `json:"trustBundle"`
+	// Kubernetes and Authentication configure the cluster-facing parts.
+	Kubernetes     KubernetesConfig     `json:"kubernetes"`
+	Authentication AuthenticationConfig `json:"authentication"`
 }
 
 // RootConfig selects where the enterprise root comes from.
@@ -65,8 +75,11 @@ type RootConfig struct {
 // (a) RootCert+RootKey: meshca mints its own intermediate;
 // (b) CACertsDir (Istio's four files): a pre-issued intermediate.
 type FileRootConfig struct {
-	RootCert   string `json:"rootCert,omitempty"`
-	RootKey    string `json:"rootKey,omitempty"`
+	RootCert string `json:"rootCert,omitempty"`
+	RootKey  string `json:"rootKey,omitempty"`
+	// RootPQKey is the ML-DSA key of a Catalyst root, whose certificate
+	// carries it as 2.5.29.72; unused when the root has no such extension.
+	RootPQKey  string `json:"rootPQKey,omitempty"`
 	CACertsDir string `json:"cacertsDir,omitempty"`
 }
 
@@ -75,6 +88,14 @@ func (f FileRootConfig) Minted() bool { return f.CACertsDir == "" }
 
 // IntermediateConfig shapes the intermediate that meshca mints.
 type IntermediateConfig struct {
+	// Profile is the kind of CA (profile.Name): classical, catalyst (the
+	// default), composite or mldsa.
+	Profile profile.Name `json:"profile"`
+	// PQAlgorithm is the post-quantum key of a catalyst or mldsa CA
+	// (ML-DSA-65, ML-DSA-44, ML-DSA-87) or of a composite CA
+	// (MLDSA65-ECDSA-P256-SHA512, MLDSA44-ECDSA-P256-SHA256).
+	PQAlgorithm string `json:"pqAlgorithm,omitempty"`
+	// KeyAlgorithm is the classical key of a classical or catalyst CA.
 	KeyAlgorithm keys.Algorithm `json:"keyAlgorithm"`
 	Lifetime     Duration       `json:"lifetime"`
 	CommonName   string         `json:"commonName"`
@@ -101,8 +122,12 @@ type StoreConfig struct {
 
 // IssuanceConfig shapes workload certificates.
 type IssuanceConfig struct {
-	DefaultCertTTL Duration `json:"defaultCertTTL"`
-	MaxCertTTL     Duration `json:"maxCertTTL"`
+	// Profile is the profile of workload certificates; it must be one the
+	// intermediate's profile can issue (a catalyst CA issues catalyst or
+	// classical). Default: the intermediate's own.
+	Profile        profile.Name `json:"profile"`
+	DefaultCertTTL Duration     `json:"defaultCertTTL"`
+	MaxCertTTL     Duration     `json:"maxCertTTL"`
 	// CRLDistributionPoints are HTTP URLs placed in every issued certificate.
 	CRLDistributionPoints []string `json:"crlDistributionPoints,omitempty"`
 	// Policies are named exceptions to the strict SPIFFE-only rule.
@@ -170,8 +195,9 @@ type LogConfig struct {
 func Defaults(dir string) *Config {
 	c := &Config{
 		Root: RootConfig{Source: "file", File: FileRootConfig{
-			RootCert: filepath.Join(dir, RootCertFile),
-			RootKey:  filepath.Join(dir, RootKeyFile),
+			RootCert:  filepath.Join(dir, RootCertFile),
+			RootKey:   filepath.Join(dir, RootKeyFile),
+			RootPQKey: filepath.Join(dir, RootPQKeyFile),
 		}},
 		KeyStore: keys.Config{Type: "softkms", Dir: filepath.Join(dir, KeysDir)},
 		Store:    StoreConfig{Type: "bolt", Path: filepath.Join(dir, StoreFile)},
@@ -206,7 +232,10 @@ func Parse(b []byte) (*Config, error) {
 }
 
 func (c *Config) resolvePaths(base string) {
-	for _, p := range []*string{&c.Root.File.RootCert, &c.Root.File.RootKey, &c.Root.File.CACertsDir, &c.KeyStore.Dir, &c.Store.Path, &c.TrustBundle.Kubeconfig} {
+	if c.Kubernetes.Kubeconfig != "" && !filepath.IsAbs(c.Kubernetes.Kubeconfig) {
+		c.Kubernetes.Kubeconfig = filepath.Join(base, c.Kubernetes.Kubeconfig)
+	}
+	for _, p := range []*string{&c.Root.File.RootCert, &c.Root.File.RootKey, &c.Root.File.RootPQKey, &c.Root.File.CACertsDir, &c.KeyStore.Dir, &c.Store.Path} {
 		if *p != "" && !filepath.IsAbs(*p) && !strings.Contains(*p, ":") {
 			*p = filepath.Join(base, *p)
 		}
@@ -227,7 +256,12 @@ func (c *Config) Init() {
 	}
 	c.Store.init()
 	c.Issuance.init()
+	if c.Issuance.Profile == "" {
+		c.Issuance.Profile = c.Intermediate.Profile.DefaultLeaf()
+	}
 	c.Server.init()
+	c.Kubernetes.init()
+	c.Authentication.init()
 	if c.Log.Level == "" {
 		c.Log.Level = "info"
 	}
@@ -238,6 +272,12 @@ func (c *Config) Init() {
 }
 
 func (i *IntermediateConfig) init() {
+	if i.Profile == "" {
+		i.Profile = profile.Default
+	}
+	if i.PQAlgorithm == "" {
+		i.PQAlgorithm = i.Profile.DefaultPQAlgorithm()
+	}
 	if i.KeyAlgorithm == "" {
 		i.KeyAlgorithm = keys.ECP256
 	}
@@ -351,12 +391,22 @@ func (c *Config) Validate() error {
 		add("store.pruneInterval", "%s is too short; use at least 1m", c.Store.PruneInterval.Duration)
 	}
 	c.Issuance.validate(add)
+	if c.Intermediate.Profile.Valid() {
+		if err := c.Intermediate.Profile.CheckLeaf(c.Issuance.Profile); err != nil {
+			add("issuance.profile", "%v; set issuance.profile to %s or change intermediate.profile", err, c.Intermediate.Profile.DefaultLeaf())
+		}
+	}
 	for key, addr := range map[string]string{"server.listen": c.Server.Listen, "server.opsListen": c.Server.OpsListen} {
 		if _, _, err := net.SplitHostPort(addr); err != nil {
 			add(key, "%q is not host:port (e.g. :15012 or 127.0.0.1:15012)", addr)
 		}
 	}
 	c.Server.validate(add)
+	c.Kubernetes.validate(add)
+	if c.TrustBundle.Enabled && !c.Kubernetes.Configured() {
+		add("trustBundle.enabled", "needs a cluster: set kubernetes.kubeconfig or kubernetes.inCluster")
+	}
+	c.Authentication.validate(add)
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:
@@ -378,7 +428,7 @@ func (r RootConfig) validate(add func(string, string, ...any)) {
 	}
 	f := r.File
 	switch {
-	case f.CACertsDir != "" && (f.RootCert != "" || f.RootKey != ""):
+	case f.CACertsDir != "" && (f.RootCert != "" || f.RootKey != "" || f.RootPQKey != ""):
 		add("root.file", "set either rootCert+rootKey (meshca mints its intermediate) or cacertsDir (a pre-issued intermediate), not both")
 	case f.CACertsDir == "" && (f.RootCert == "" || f.RootKey == ""):
 		add("root.file", "set rootCert and rootKey (meshca mints its intermediate), or cacertsDir with Istio's ca-cert.pem, ca-key.pem, cert-chain.pem and root-cert.pem")
@@ -386,6 +436,14 @@ func (r RootConfig) validate(add func(string, string, ...any)) {
 }
 
 func (i IntermediateConfig) validate(add func(string, string, ...any)) {
+	switch {
+	case !i.Profile.Valid():
+		add("intermediate.profile", "%q is not supported; use one of %v (default %s)", i.Profile, profile.All, profile.Default)
+	case i.Profile == profile.Classical && i.PQAlgorithm != "":
+		add("intermediate.pqAlgorithm", "%q is set, but a classical CA holds no post-quantum key; remove it or choose another intermediate.profile", i.PQAlgorithm)
+	case i.Profile != profile.Classical && !slices.Contains(i.Profile.PQAlgorithms(), i.PQAlgorithm):
+		add("intermediate.pqAlgorithm", "%q is not supported by the %s profile; use one of %v", i.PQAlgorithm, i.Profile, i.Profile.PQAlgorithms())
+	}
 	if !i.KeyAlgorithm.Valid() {
 		add("intermediate.keyAlgorithm", "%q is not supported; use one of %v", i.KeyAlgorithm, keys.Algorithms)
 	}

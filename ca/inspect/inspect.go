@@ -106,7 +106,7 @@ func certificate(w io.Writer, c *x509.Certificate, opts Options) {
 	kind := "Certificate"
 	if c.IsCA {
 		kind = "CA certificate"
-		if bytes.Equal(c.RawIssuer, c.RawSubject) && c.CheckSignatureFrom(c) == nil {
+		if bytes.Equal(c.RawIssuer, c.RawSubject) && selfSigned(c) {
 			kind = "Root CA certificate (self-signed)"
 		}
 	}
@@ -117,8 +117,9 @@ func certificate(w io.Writer, c *x509.Certificate, opts Options) {
 	p("Serial", "%s", hex.EncodeToString(c.SerialNumber.Bytes()))
 	p("Not before", "%s", c.NotBefore.UTC().Format(time.RFC3339))
 	p("Not after", "%s (%s)", c.NotAfter.UTC().Format(time.RFC3339), Remaining(c.NotAfter, opts.Now))
-	p("Public key", "%s", KeyString(c.PublicKey, c.PublicKeyAlgorithm))
-	p("Signature", "%s", c.SignatureAlgorithm)
+	pub, sig := certAlgorithms(c)
+	p("Public key", "%s", pub)
+	p("Signature", "%s", sig)
 	if c.BasicConstraintsValid {
 		bc := "CA:false"
 		if c.IsCA {

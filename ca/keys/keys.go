@@ -4,6 +4,11 @@
 // module keeps them in a token. Callers get a crypto.Signer and an opaque
 // key reference to store; they never see key bytes.
 //
+// Post-quantum CA keys (ML-DSA and composite ML-DSA, from ca/pqc), which
+// kms does not know, are created and loaded with CreatePQ and LoadPQ under
+// the same file custody: seed-only RFC 9881 PKCS#8, 0600, refused when
+// readable by others. PKCS#11 tokens cannot hold them yet.
+//
 // Keys and key bytes never appear in logs or in error messages produced here.
 package keys
 
@@ -187,6 +192,11 @@ func (m *Manager) Signer(ref string) (crypto.Signer, error) {
 		if err := CheckKeyFile(ref); err != nil {
 			return nil, err
 		}
+		// ML-DSA and composite keys (composite and mldsa CAs) are read here:
+		// softkms knows only classical keys.
+		if s, isPQ, err := readPQKeyFile(strings.TrimPrefix(ref, "softkms:")); isPQ || err != nil {
+			return s, err
+		}
 		s, err := m.km.CreateSigner(&apiv1.CreateSignerRequest{SigningKey: strings.TrimPrefix(ref, "softkms:")})
 		if err != nil {
 			// Do not wrap: some parsers echo input bytes in their errors.
@@ -232,11 +242,17 @@ func WriteKeyFile(path string, key crypto.PrivateKey) error {
 	if err != nil {
 		return fmt.Errorf("encode key for %s: %w", path, err)
 	}
+	return writePrivateFile(path, pem.EncodeToMemory(block))
+}
+
+// writePrivateFile creates path with mode 0600, writes b and syncs it. It
+// refuses to overwrite an existing file.
+func writePrivateFile(path string, b []byte) error {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return fmt.Errorf("write key file: %w", err)
 	}
-	if err := pem.Encode(f, block); err != nil {
+	if _, err := f.Write(b); err != nil {
 		f.Close()
 		os.Remove(path)
 		return fmt.Errorf("write key file %s: %w", path, err)

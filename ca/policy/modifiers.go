@@ -2,7 +2,7 @@ package policy
 
 import (
 	"crypto/rand"
-	"crypto/sha1"
+	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/asn1"
@@ -48,8 +48,10 @@ func (leafUsages) Modify(t *x509.Certificate, req *Request, _ *x509.Certificate)
 	return nil
 }
 
-// subjectKeyID sets the leaf's subject key identifier (RFC 5280 §4.2.1.2
-// method 1: SHA-1 of the subjectPublicKey bits), as Go does for CAs.
+// subjectKeyID sets the leaf's subject key identifier the way Go 1.26's
+// x509.CreateCertificate does for CAs and ca/certenc.SubjectKeyID computes
+// it (RFC 7093 §2 method 1: the leftmost 160 bits of the SHA-256 of the
+// subjectPublicKey bits), so that every profile's leaves agree.
 type subjectKeyID struct{}
 
 func (subjectKeyID) Modify(t *x509.Certificate, req *Request, _ *x509.Certificate) error {
@@ -60,8 +62,8 @@ func (subjectKeyID) Modify(t *x509.Certificate, req *Request, _ *x509.Certificat
 	if _, err := asn1.Unmarshal(req.CSR.RawSubjectPublicKeyInfo, &spki); err != nil {
 		return caerr.New(caerr.InvalidArgument, ReasonCSRMalformed, "CSR public key info is malformed")
 	}
-	sum := sha1.Sum(spki.PublicKey.Bytes)
-	t.SubjectKeyId = sum[:]
+	sum := sha256.Sum256(spki.PublicKey.Bytes)
+	t.SubjectKeyId = sum[:20]
 	return nil
 }
 

@@ -6,7 +6,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
-	"crypto/sha1"
+	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/asn1"
@@ -387,7 +387,9 @@ func TestEngine_DefaultsToTheWallClock(t *testing.T) {
 	require.False(t, tmpl.NotBefore.After(after.Add(-2*time.Minute)))
 }
 
-func TestSubjectKeyID_IsSHA1OfTheCSRPublicKeyBits(t *testing.T) {
+// The leaf SKI is computed the way Go 1.26 and ca/certenc compute a CA's:
+// the leftmost 160 bits of the SHA-256 of the subjectPublicKey bits.
+func TestSubjectKeyID_IsTruncatedSHA256OfTheCSRPublicKeyBits(t *testing.T) {
 	csr := ztunnelCSR(t, workload)
 	tmpl := &x509.Certificate{}
 	require.NoError(t, subjectKeyID{}.Modify(tmpl, &Request{CSR: csr}, nil))
@@ -398,8 +400,8 @@ func TestSubjectKeyID_IsSHA1OfTheCSRPublicKeyBits(t *testing.T) {
 	_, err := asn1.Unmarshal(csr.RawSubjectPublicKeyInfo, &spki)
 	require.NoError(t, err)
 	require.Len(t, tmpl.SubjectKeyId, 20)
-	sum := sha1.Sum(spki.PublicKey.Bytes)
-	require.Equal(t, sum[:], tmpl.SubjectKeyId)
+	sum := sha256.Sum256(spki.PublicKey.Bytes)
+	require.Equal(t, sum[:20], tmpl.SubjectKeyId)
 
 	bad := &x509.CertificateRequest{RawSubjectPublicKeyInfo: []byte{0x01, 0x02}}
 	requireCAErr(t, subjectKeyID{}.Modify(&x509.Certificate{}, &Request{CSR: bad}, nil), caerr.InvalidArgument, ReasonCSRMalformed)

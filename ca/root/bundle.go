@@ -1,6 +1,7 @@
 package root
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/x509"
 	"fmt"
@@ -19,8 +20,16 @@ type Bundle struct {
 	Roots []*x509.Certificate
 }
 
-// Verify checks that Cert chains through Intermediates to one of Roots at now.
+// Verify checks that Cert chains through Intermediates to one of Roots at
+// now: with crypto/x509 for classical and Catalyst chains (whose classical
+// signatures are what Envoy checks), with ca/pqc for chains signed with
+// ML-DSA or composite keys, which crypto/x509 cannot verify.
 func (b *Bundle) Verify(now time.Time) error {
+	for _, c := range append([]*x509.Certificate{b.Cert}, b.Intermediates...) {
+		if SignedPostQuantum(c) {
+			return b.verifyPQ(now)
+		}
+	}
 	rootPool, interPool := x509.NewCertPool(), x509.NewCertPool()
 	for _, r := range b.Roots {
 		rootPool.AddCert(r)
@@ -41,7 +50,7 @@ func (b *Bundle) Chain() []*x509.Certificate {
 	out := append([]*x509.Certificate{b.Cert}, b.Intermediates...)
 	top := out[len(out)-1]
 	for _, r := range b.Roots {
-		if top.CheckSignatureFrom(r) == nil {
+		if bytes.Equal(top.RawIssuer, r.RawSubject) && CheckSignatureFrom(top, r) == nil {
 			return append(out, r)
 		}
 	}
@@ -62,7 +71,7 @@ func SplitChain(chain []*x509.Certificate) (inters, roots []*x509.Certificate) {
 }
 
 func isSelfSigned(c *x509.Certificate) bool {
-	return c.CheckSignatureFrom(c) == nil
+	return bytes.Equal(c.RawIssuer, c.RawSubject) && CheckSignatureFrom(c, c) == nil
 }
 
 // LoadCACertsDir loads a pre-issued intermediate given as Istio's four files

@@ -19,6 +19,7 @@ import (
 	"go.step.sm/crypto/keyutil"
 
 	"github.com/meshca/meshca/ca/policy"
+	"github.com/meshca/meshca/ca/pqc"
 )
 
 // Istio's cacerts file names (contracts §2).
@@ -94,6 +95,14 @@ func CheckSigningCA(c *x509.Certificate) error {
 
 // CheckKeyMatches checks that signer's public key is the certificate's.
 func CheckKeyMatches(c *x509.Certificate, signer crypto.Signer) error {
+	if c.PublicKey == nil {
+		// Go does not parse ML-DSA and composite keys: compare the SPKI.
+		spki, err := pqc.MarshalPKIXPublicKey(signer.Public())
+		if err != nil || !bytes.Equal(spki, c.RawSubjectPublicKeyInfo) {
+			return errors.New("the private key does not match the certificate's public key")
+		}
+		return nil
+	}
 	if !keyutil.Equal(c.PublicKey, signer.Public()) {
 		return errors.New("the private key does not match the certificate's public key")
 	}
@@ -121,6 +130,20 @@ type IntermediateTemplate struct {
 // MintIntermediate signs pub as a pathlen-0 intermediate under parent, with
 // keyCertSign|cRLSign, never outliving parent.
 func MintIntermediate(parent *x509.Certificate, parentSigner crypto.Signer, pub crypto.PublicKey, t IntermediateTemplate, now time.Time) (*x509.Certificate, error) {
+	tmpl, err := intermediateTemplate(parent, t, now)
+	if err != nil {
+		return nil, err
+	}
+	der, err := x509.CreateCertificate(nil, tmpl, parent, pub, parentSigner)
+	if err != nil {
+		return nil, fmt.Errorf("sign intermediate: %w", err)
+	}
+	return x509.ParseCertificate(der)
+}
+
+// intermediateTemplate is the intermediate MintIntermediate and Mint sign:
+// pathlen 0, keyCertSign|cRLSign, within the parent's validity.
+func intermediateTemplate(parent *x509.Certificate, t IntermediateTemplate, now time.Time) (*x509.Certificate, error) {
 	if err := CheckValidAt(parent, now); err != nil {
 		return nil, fmt.Errorf("root %s", err)
 	}
@@ -136,7 +159,7 @@ func MintIntermediate(parent *x509.Certificate, parentSigner crypto.Signer, pub 
 	if notAfter.After(parent.NotAfter) {
 		notAfter = parent.NotAfter
 	}
-	tmpl := &x509.Certificate{
+	return &x509.Certificate{
 		SerialNumber:          serial,
 		Subject:               pkix.Name{CommonName: t.CommonName, Organization: []string{t.Organization}},
 		NotBefore:             notBefore,
@@ -146,21 +169,29 @@ func MintIntermediate(parent *x509.Certificate, parentSigner crypto.Signer, pub 
 		MaxPathLen:            0,
 		MaxPathLenZero:        true,
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
-	}
-	der, err := x509.CreateCertificate(nil, tmpl, parent, pub, parentSigner)
-	if err != nil {
-		return nil, fmt.Errorf("sign intermediate: %w", err)
-	}
-	return x509.ParseCertificate(der)
+	}, nil
 }
 
 // NewSelfSignedRoot creates a self-signed root for development and tests.
 func NewSelfSignedRoot(signer crypto.Signer, commonName, org string, lifetime time.Duration, now time.Time) (*x509.Certificate, error) {
+	tmpl, err := rootTemplate(commonName, org, lifetime, now)
+	if err != nil {
+		return nil, err
+	}
+	der, err := x509.CreateCertificate(nil, tmpl, tmpl, signer.Public(), signer)
+	if err != nil {
+		return nil, fmt.Errorf("sign root: %w", err)
+	}
+	return x509.ParseCertificate(der)
+}
+
+// rootTemplate is the self-signed root NewSelfSignedRoot and NewRoot sign.
+func rootTemplate(commonName, org string, lifetime time.Duration, now time.Time) (*x509.Certificate, error) {
 	serial, err := policy.RandomSerial()
 	if err != nil {
 		return nil, err
 	}
-	tmpl := &x509.Certificate{
+	return &x509.Certificate{
 		SerialNumber:          serial,
 		Subject:               pkix.Name{CommonName: commonName, Organization: []string{org}},
 		NotBefore:             now.Add(-policy.Backdate).Truncate(time.Second),
@@ -168,10 +199,5 @@ func NewSelfSignedRoot(signer crypto.Signer, commonName, org string, lifetime ti
 		BasicConstraintsValid: true,
 		IsCA:                  true,
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
-	}
-	der, err := x509.CreateCertificate(nil, tmpl, tmpl, signer.Public(), signer)
-	if err != nil {
-		return nil, fmt.Errorf("sign root: %w", err)
-	}
-	return x509.ParseCertificate(der)
+	}, nil
 }

@@ -42,6 +42,12 @@ type Generation struct {
 	// KeyRef locates the private key in the key store (a file path or a KMS
 	// URI); never the key itself.
 	KeyRef string `json:"keyRef"`
+	// AltKeyRef locates the ML-DSA key of a catalyst CA, which signs the
+	// alternative signatures (2.5.29.73/.74); empty for other profiles.
+	AltKeyRef string `json:"altKeyRef,omitempty"`
+	// Profile is the kind of CA (classical, catalyst, composite, mldsa);
+	// empty in records written before profiles existed, which means classical.
+	Profile string `json:"profile,omitempty"`
 	// Source says where the generation came from ("file-minted", "file-cacerts", "vault").
 	Source      string    `json:"source"`
 	Fingerprint string    `json:"fingerprint"`

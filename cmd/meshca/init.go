@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -11,7 +12,7 @@ import (
 	"github.com/meshca/meshca/ca/authority"
 	"github.com/meshca/meshca/ca/config"
 	"github.com/meshca/meshca/ca/keys"
-	"github.com/meshca/meshca/ca/root"
+	"github.com/meshca/meshca/ca/profile"
 )
 
 func newInitCommand(g *globals) *cobra.Command {
@@ -20,28 +21,49 @@ func newInitCommand(g *globals) *cobra.Command {
 		rootAlg     string
 		rootLife    config.Duration
 		trustDomain string
+		prof        string
+		pqAlg       string
 	)
 	rootLife.Duration = 10 * 365 * 24 * time.Hour
 	cmd := &cobra.Command{
 		Use:   "init",
 		Short: "Create a development root and intermediate in a directory",
 		Long: `init creates a self-signed development root and meshca's first intermediate
-in DIR, and records the intermediate as CA generation 1 in DIR/meshca.db.
+in DIR, for a certificate profile, and records the intermediate as CA
+generation 1 in DIR/meshca.db.
 
   DIR/root-cert.pem    development root certificate
   DIR/root-key.pem     its private key (mode 0600)
-  DIR/keys/            intermediate keys (mode 0600)
+  DIR/root-pq-key.pem  its ML-DSA key (catalyst only; mode 0600)
+  DIR/keys/            intermediate keys (mode 0600; ML-DSA keys seed-only)
+  DIR/pq-anchor.pem    the post-quantum trust anchor (not for classical)
+  DIR/meshca.yaml      the configuration 'meshca serve --dir DIR' reads
   DIR/meshca.db        the embedded store (issuance records, CA generations)
+
+Profiles (--profile):
+  catalyst   (default) the classical chain Envoy verifies, plus ML-DSA
+             alternative signatures (ITU-T X.509 2.5.29.72-74) on every
+             certificate, checked by PQ-aware parties (meshca verify --pq)
+  classical  RSA/ECDSA/Ed25519 only
+  composite  composite ML-DSA signatures (MLDSA65-ECDSA-P256-SHA512 by
+             default), for PQ-aware relying parties only
+  mldsa      pure ML-DSA signatures (RFC 9881), for PQ-only relying parties
 
 For production, keep the root offline or in Vault and point a configuration
 file at it instead. init refuses to overwrite an existing CA without --force.`,
 		Example: `  meshca init --dir ./.meshca
+  meshca init --dir ./.meshca-pq --profile composite
+  meshca init --dir ./.meshca-87 --profile catalyst --pq-algorithm ML-DSA-87
   meshca init --dir /var/lib/meshca --root-key-algorithm EC-P384 --force`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			p, err := profile.Parse(prof)
+			if err != nil {
+				return fmt.Errorf("--profile: %w", err)
+			}
 			dir := g.dir
 			existing := []string{}
-			for _, n := range []string{config.RootCertFile, config.RootKeyFile, config.StoreFile, config.KeysDir, dirConfigFile} {
+			for _, n := range []string{config.RootCertFile, config.RootKeyFile, config.RootPQKeyFile, config.PQAnchorFile, config.StoreFile, config.KeysDir, dirConfigFile} {
 				if fileExists(filepath.Join(dir, n)) {
 					existing = append(existing, filepath.Join(dir, n))
 				}
@@ -60,28 +82,18 @@ file at it instead. init refuses to overwrite an existing CA without --force.`,
 			alg := keys.Algorithm(rootAlg)
 			cfg := config.Defaults(dir)
 			cfg.TrustDomain = trustDomain
+			cfg.Intermediate.Profile, cfg.Intermediate.PQAlgorithm, cfg.Issuance.Profile = p, pqAlg, ""
+			cfg.Init()
 			if err := cfg.Validate(); err != nil {
 				return err
 			}
-			km, err := keys.Open(cmd.Context(), keys.Config{Type: "softkms", Dir: dir})
+			rc, err := authority.CreateRoot(cmd.Context(), cfg, authority.RootRequest{
+				CommonName: "meshca development root", Organization: "meshca", Lifetime: rootLife.Duration, KeyAlgorithm: alg,
+			})
 			if err != nil {
 				return err
 			}
-			signer, keyPath, err := km.Create("root", alg)
-			if err != nil {
-				return err
-			}
-			if err := os.Rename(keyPath, cfg.Root.File.RootKey); err != nil {
-				return err
-			}
-			rc, err := root.NewSelfSignedRoot(signer, "meshca development root", "meshca", rootLife.Duration, time.Now())
-			if err != nil {
-				return err
-			}
-			if err := os.WriteFile(cfg.Root.File.RootCert, root.EncodePEM(rc), 0o644); err != nil {
-				return err
-			}
-			if err := os.WriteFile(filepath.Join(dir, dirConfigFile), []byte(fmt.Sprintf(dirConfigTemplate, cfg.TrustDomain)), 0o644); err != nil {
+			if err := os.WriteFile(filepath.Join(dir, dirConfigFile), []byte(dirConfig(cfg)), 0o644); err != nil {
 				return err
 			}
 			log := newLogger(cmd.ErrOrStderr(), "warn", "text")
@@ -91,21 +103,42 @@ file at it instead. init refuses to overwrite an existing CA without --force.`,
 			}
 			defer rt.Close()
 			m := rt.Authority.Material()
+			ic := cfg.Intermediate
+			rootKeys, interKeys := string(alg), string(ic.KeyAlgorithm)
+			switch p {
+			case profile.Catalyst:
+				rootKeys += " + " + ic.PQAlgorithm + " alternative key"
+				interKeys += " + " + ic.PQAlgorithm + " alternative key"
+			case profile.Composite, profile.MLDSA:
+				rootKeys, interKeys = ic.PQAlgorithm, ic.PQAlgorithm
+			}
 			out := cmd.OutOrStdout()
-			fmt.Fprintf(out, "Created a development CA in %s (trust domain %s)\n", dir, cfg.TrustDomain)
-			fmt.Fprintf(out, "  root certificate   %s  (%s, expires %s)\n", cfg.Root.File.RootCert, alg, rc.NotAfter.UTC().Format(time.DateOnly))
+			fmt.Fprintf(out, "Created a development CA in %s (trust domain %s, profile %s)\n", dir, cfg.TrustDomain, p)
+			fmt.Fprintf(out, "  root certificate   %s  (%s, expires %s)\n", cfg.Root.File.RootCert, rootKeys, rc.NotAfter.UTC().Format(time.DateOnly))
 			fmt.Fprintf(out, "  root key           %s  (mode 0600)\n", cfg.Root.File.RootKey)
-			fmt.Fprintf(out, "  intermediate       generation %d, %s, expires %s\n", m.Generation, cfg.Intermediate.KeyAlgorithm, m.Bundle.Cert.NotAfter.UTC().Format(time.DateOnly))
+			if p == profile.Catalyst {
+				fmt.Fprintf(out, "  root ML-DSA key    %s  (mode 0600, seed-only PKCS#8)\n", cfg.Root.File.RootPQKey)
+			}
+			fmt.Fprintf(out, "  intermediate       generation %d, %s, expires %s\n", m.Generation, interKeys, m.Bundle.Cert.NotAfter.UTC().Format(time.DateOnly))
 			fmt.Fprintf(out, "  intermediate keys  %s  (mode 0600)\n", cfg.KeyStore.Dir)
+			if p.PostQuantum() {
+				fmt.Fprintf(out, "  post-quantum anchor %s  (trust it for meshca verify --pq)\n", authority.PQAnchorPath(cfg))
+			}
+			fmt.Fprintf(out, "  leaf profile       %s\n", cfg.Issuance.Profile)
 			fmt.Fprintf(out, "  configuration      %s\n", filepath.Join(dir, dirConfigFile))
 			fmt.Fprintf(out, "  store              %s\n", cfg.Store.Path)
+			if p == profile.Composite || p == profile.MLDSA {
+				fmt.Fprintf(out, "Note: Envoy and Go's crypto/x509 cannot verify %s certificates; use them only with PQ-aware relying parties.\n", p)
+			}
 			fmt.Fprintf(out, "Next: meshca serve --dir %s\n", dir)
 			return nil
 		},
 	}
 	cmd.Flags().StringVar(&g.dir, "dir", config.DefaultDir, "directory to create the CA in")
 	cmd.Flags().BoolVar(&force, "force", false, "replace an existing CA in DIR (its keys and records are deleted)")
-	cmd.Flags().StringVar(&rootAlg, "root-key-algorithm", string(keys.ECP256), fmt.Sprintf("root key algorithm: one of %v", keys.Algorithms))
+	cmd.Flags().StringVar(&prof, "profile", string(profile.Default), fmt.Sprintf("certificate profile of the CA: one of %v", profile.All))
+	cmd.Flags().StringVar(&pqAlg, "pq-algorithm", "", "post-quantum key: ML-DSA-65 (default), ML-DSA-44 or ML-DSA-87 for catalyst and mldsa; MLDSA65-ECDSA-P256-SHA512 (default) or MLDSA44-ECDSA-P256-SHA256 for composite")
+	cmd.Flags().StringVar(&rootAlg, "root-key-algorithm", string(keys.ECP256), fmt.Sprintf("classical root key algorithm (classical and catalyst): one of %v", keys.Algorithms))
 	cmd.Flags().Var(&rootLife, "root-lifetime", "root certificate lifetime, e.g. 3650d")
 	cmd.Flags().StringVar(&trustDomain, "trust-domain", config.DefaultTrustDomain, "SPIFFE trust domain of the mesh")
 	return cmd
@@ -115,7 +148,11 @@ file at it instead. init refuses to overwrite an existing CA without --force.`,
 // are relative to DIR.
 const dirConfigFile = "meshca.yaml"
 
-const dirConfigTemplate = `# Written by 'meshca init'. Paths are relative to this directory.
+// dirConfig is the configuration init writes for cfg's trust domain and
+// profile.
+func dirConfig(cfg *config.Config) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, `# Written by 'meshca init'. Paths are relative to this directory.
 # See deploy/examples/meshca.yaml for every key.
 trustDomain: %s
 root:
@@ -123,10 +160,22 @@ root:
   file:
     rootCert: root-cert.pem
     rootKey: root-key.pem
+`, cfg.TrustDomain)
+	if cfg.Intermediate.Profile == profile.Catalyst {
+		b.WriteString("    rootPQKey: root-pq-key.pem\n")
+	}
+	fmt.Fprintf(&b, "intermediate:\n  profile: %s\n", cfg.Intermediate.Profile)
+	if cfg.Intermediate.PQAlgorithm != "" {
+		fmt.Fprintf(&b, "  pqAlgorithm: %s\n", cfg.Intermediate.PQAlgorithm)
+	}
+	fmt.Fprintf(&b, `issuance:
+  profile: %s
 keyStore:
   type: softkms
   dir: keys
 store:
   type: bolt
   path: meshca.db
-`
+`, cfg.Issuance.Profile)
+	return b.String()
+}

@@ -50,6 +50,7 @@ Every command that needs the CA reads either a directory laid out by
 		newServeCommand(g),
 		newSignCommand(g),
 		newInspectCommand(),
+		newVerifyCommand(g),
 		newCACertsCommand(g),
 		newRecordsCommand(g),
 	)

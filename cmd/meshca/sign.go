@@ -11,6 +11,7 @@ import (
 
 	"github.com/meshca/meshca/ca/authority"
 	"github.com/meshca/meshca/ca/config"
+	"github.com/meshca/meshca/ca/profile"
 )
 
 func newSignCommand(g *globals) *cobra.Command {
@@ -18,6 +19,7 @@ func newSignCommand(g *globals) *cobra.Command {
 		csrPath  string
 		identity string
 		ttl      config.Duration
+		prof     string
 	)
 	cmd := &cobra.Command{
 		Use:   "sign",
@@ -29,18 +31,30 @@ must carry exactly that SPIFFE ID as its only URI SAN, and only its public key
 is used. The same policy as the service applies (no DNS/IP/email SANs, no CN,
 no CA requests, TTL at most issuance.maxCertTTL).
 
+--profile chooses the certificate profile (default issuance.profile). It
+must be one the CA's profile (intermediate.profile) issues: a catalyst CA
+issues catalyst (ML-DSA alternative signature) or classical leaves; a
+composite CA composite leaves; an mldsa CA pure ML-DSA leaves.
+
 The chain is printed as PEM on stdout in Istio's order: the leaf, each
 intermediate, then every active root. The issuance is recorded in the store
 before anything is printed. sign cannot run while 'meshca serve' holds the
 same store.`,
 		Example: `  openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout app.key \
     -subj / -addext "subjectAltName=URI:spiffe://cluster.local/ns/default/sa/app" -out app.csr
-  meshca sign --dir ./.meshca --csr app.csr --identity spiffe://cluster.local/ns/default/sa/app --ttl 12h > app-chain.pem`,
+  meshca sign --dir ./.meshca --csr app.csr --identity spiffe://cluster.local/ns/default/sa/app --ttl 12h > app-chain.pem
+  meshca sign --dir ./.meshca --csr app.csr --identity spiffe://cluster.local/ns/default/sa/app --profile classical > app-chain.pem`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			id, err := url.Parse(identity)
 			if err != nil || id.Scheme != "spiffe" {
 				return fmt.Errorf("--identity %q is not a spiffe:// URI", identity)
+			}
+			var leafProfile profile.Name
+			if prof != "" {
+				if leafProfile, err = profile.Parse(prof); err != nil {
+					return fmt.Errorf("--profile: %w", err)
+				}
 			}
 			csr, err := readInput(cmd.InOrStdin(), csrPath)
 			if err != nil {
@@ -57,7 +71,7 @@ same store.`,
 			}
 			defer rt.Close()
 			res, err := rt.Authority.Sign(cmd.Context(), authority.Request{
-				CSR: csr, Identity: id, TTL: ttl.Duration, Requester: "cli:" + currentUser(),
+				CSR: csr, Identity: id, TTL: ttl.Duration, Requester: "cli:" + currentUser(), Profile: leafProfile,
 			})
 			if err != nil {
 				return err
@@ -70,6 +84,7 @@ same store.`,
 	cmd.Flags().StringVar(&csrPath, "csr", "", "PEM or DER CSR file, or - for stdin (required)")
 	cmd.Flags().StringVar(&identity, "identity", "", "SPIFFE ID to issue to, e.g. spiffe://cluster.local/ns/default/sa/app (required)")
 	cmd.Flags().Var(&ttl, "ttl", "certificate lifetime (default issuance.defaultCertTTL, 24h)")
+	cmd.Flags().StringVar(&prof, "profile", "", fmt.Sprintf("certificate profile: one of %v that the CA issues (default issuance.profile)", profile.All))
 	_ = cmd.MarkFlagRequired("csr")
 	_ = cmd.MarkFlagRequired("identity")
 	return cmd

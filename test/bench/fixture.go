@@ -13,51 +13,42 @@ import (
 	"log/slog"
 	"net/url"
 	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/meshca/meshca/ca/authority"
 	"github.com/meshca/meshca/ca/config"
 	"github.com/meshca/meshca/ca/keys"
 	"github.com/meshca/meshca/ca/policy"
-	"github.com/meshca/meshca/ca/root"
+	"github.com/meshca/meshca/ca/profile"
 )
 
-// fixture is a real CA on disk (softkms keys, bbolt store) and a pool of
-// pre-made CSRs shaped like ztunnel's (ECDSA P-256, one URI SAN).
+// fixture is a real CA of one profile on disk (softkms keys, bbolt store,
+// a root made for the profile) and a pool of pre-made CSRs shaped like
+// ztunnel's (ECDSA P-256, one URI SAN).
 type fixture struct {
-	dir   string
-	rt    *authority.Runtime
-	csrs  [][]byte
-	ids   []*url.URL
-	roots *x509.CertPool
-	inter *x509.CertPool
+	profile profile.Name
+	dir     string
+	rt      *authority.Runtime
+	csrs    [][]byte
+	ids     []*url.URL
+	roots   *x509.CertPool
+	inter   *x509.CertPool
 }
 
 const poolSize = 256
 
-func newFixture(ctx context.Context) (*fixture, error) {
-	dir, err := os.MkdirTemp("", "meshca-bench-")
+func newFixture(ctx context.Context, p profile.Name) (*fixture, error) {
+	dir, err := os.MkdirTemp("", "meshca-bench-"+string(p)+"-")
 	if err != nil {
 		return nil, err
 	}
 	cfg := config.Defaults(dir)
-	km, err := keys.Open(ctx, keys.Config{Type: "softkms", Dir: dir})
+	cfg.Intermediate.Profile, cfg.Intermediate.PQAlgorithm, cfg.Issuance.Profile = p, "", ""
+	cfg.Init()
+	rc, err := authority.CreateRoot(ctx, cfg, authority.RootRequest{
+		CommonName: "bench root", Organization: "meshca", Lifetime: 24 * time.Hour * 365, KeyAlgorithm: keys.ECP256,
+	})
 	if err != nil {
-		return nil, err
-	}
-	signer, path, err := km.Create("root-tmp", keys.ECP256)
-	if err != nil {
-		return nil, err
-	}
-	if err := os.Rename(path, filepath.Join(dir, config.RootKeyFile)); err != nil {
-		return nil, err
-	}
-	rc, err := root.NewSelfSignedRoot(signer, "bench root", "meshca", 24*time.Hour*365, time.Now())
-	if err != nil {
-		return nil, err
-	}
-	if err := os.WriteFile(cfg.Root.File.RootCert, root.EncodePEM(rc), 0o644); err != nil {
 		return nil, err
 	}
 	// Audit lines go nowhere: the benchmark measures the engine, not the terminal.
@@ -65,7 +56,7 @@ func newFixture(ctx context.Context) (*fixture, error) {
 	if err != nil {
 		return nil, err
 	}
-	fx := &fixture{dir: dir, rt: rt, roots: x509.NewCertPool(), inter: x509.NewCertPool()}
+	fx := &fixture{profile: p, dir: dir, rt: rt, roots: x509.NewCertPool(), inter: x509.NewCertPool()}
 	fx.roots.AddCert(rc)
 	fx.inter.AddCert(rt.Authority.Material().Bundle.Cert)
 	for i := 0; i < poolSize; i++ {
@@ -119,7 +110,7 @@ func (fx *fixture) cryptoOnce(_ context.Context, i int) error {
 	return err
 }
 
-// engineOnce is the full path a front door calls.
+// engineOnce is the full path a front door calls, in the fixture's profile.
 func (fx *fixture) engineOnce(ctx context.Context, i int) error {
 	res, err := fx.rt.Authority.Sign(ctx, authority.Request{CSR: fx.csrs[i%poolSize], Identity: fx.ids[i%poolSize], Requester: "bench"})
 	if err != nil {

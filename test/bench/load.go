@@ -190,7 +190,7 @@ func runEndpoint(ctx context.Context, fx *fixture, d time.Duration, limit float6
 		return err
 	}
 	defer ep.stop()
-	fmt.Printf("[3/3] Istio endpoint: CreateCertificate over %d TLS connections (client certificates, warm path)\n", clients)
+	fmt.Printf("Istio endpoint: CreateCertificate over %d TLS connections (client certificates, warm path)\n", clients)
 	var results []loadResult
 	best := loadResult{}
 	rssAtMax := 0.0
