@@ -14,6 +14,7 @@ import (
 	"github.com/meshca/meshca/ca/pqc"
 	"github.com/meshca/meshca/ca/profile"
 	"github.com/meshca/meshca/ca/root"
+	"github.com/meshca/meshca/ca/root/vault"
 	"github.com/meshca/meshca/ca/store"
 )
 
@@ -34,6 +35,8 @@ type Loader struct {
 	Store  store.Generations
 	Log    *slog.Logger
 	Now    func() time.Time
+	// Vault signs the intermediate when root.source is vault; nil otherwise.
+	Vault vault.IntermediateSigner
 }
 
 func (l *Loader) now() time.Time {
@@ -59,7 +62,9 @@ func (l *Loader) Load(ctx context.Context) (*Material, error) {
 		err error
 	)
 	f := l.Config.Root.File
-	if !f.Minted() {
+	if l.Config.Root.Source == "vault" {
+		m, err = l.loadVault(ctx)
+	} else if !f.Minted() {
 		m, err = l.loadCACerts(ctx, f.CACertsDir)
 	} else {
 		var (
@@ -70,7 +75,7 @@ func (l *Loader) Load(ctx context.Context) (*Material, error) {
 		if roots, rootKey, err = l.loadRoot(f); err != nil {
 			return nil, err
 		}
-		if m, ok, err = l.reuseActive(ctx, roots, rootKey); err == nil && !ok {
+		if m, ok, err = l.reuseActive(ctx, roots, rootKey, SourceFileMinted); err == nil && !ok {
 			m, err = l.mint(ctx, roots, rootKey)
 		}
 	}
@@ -94,14 +99,14 @@ func profileOf(g store.Generation) profile.Name {
 // (classically and, under a Catalyst root, through its alternative
 // signature too), its keys load and it has not passed the rotation
 // threshold.
-func (l *Loader) reuseActive(ctx context.Context, roots []*x509.Certificate, rootKey root.CAKey) (*Material, bool, error) {
+func (l *Loader) reuseActive(ctx context.Context, roots []*x509.Certificate, rootKey root.CAKey, source string) (*Material, bool, error) {
 	gens, err := l.Store.ListGenerations(ctx)
 	if err != nil {
 		return nil, false, fmt.Errorf("read CA generations: %w", err)
 	}
 	for i := len(gens) - 1; i >= 0; i-- {
 		g := gens[i]
-		if !g.Active() || g.Source != SourceFileMinted {
+		if !g.Active() || g.Source != source {
 			continue
 		}
 		if p := profileOf(g); p != l.profile() {
@@ -222,4 +227,29 @@ func (l *Loader) record(ctx context.Context, b *root.Bundle, keyRef, altKeyRef, 
 func Fingerprint(c *x509.Certificate) string {
 	sum := sha256.Sum256(c.Raw)
 	return hex.EncodeToString(sum[:])
+}
+
+// loadVault reuses the active Vault-signed generation, or has Vault sign a
+// new intermediate for a key created in the key store.
+func (l *Loader) loadVault(ctx context.Context) (*Material, error) {
+	roots, err := l.Vault.Roots(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if m, ok, err := l.reuseActive(ctx, roots, root.CAKey{}, vault.SourceVault); err != nil || ok {
+		return m, err
+	}
+	ic, now := l.Config.Intermediate, l.now()
+	b, signer, ref, err := vault.MintGeneration(ctx, l.Vault, l.Keys, ic.KeyAlgorithm, root.IntermediateTemplate{
+		CommonName: ic.CommonName, Organization: ic.Organization, Lifetime: ic.Lifetime.Duration,
+	}, now)
+	if err != nil {
+		return nil, err
+	}
+	g, err := l.record(ctx, b, ref, "", vault.SourceVault, now)
+	if err != nil {
+		return nil, err
+	}
+	l.log().Info("vault signed a new intermediate", "generation", g.ID, "not_after", b.Cert.NotAfter, "key_ref", ref)
+	return NewMaterial(g.ID, b, root.CAKey{Signer: signer}, profile.Classical)
 }

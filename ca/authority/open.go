@@ -12,6 +12,7 @@ import (
 	"github.com/meshca/meshca/ca/config"
 	"github.com/meshca/meshca/ca/keys"
 	"github.com/meshca/meshca/ca/policy"
+	"github.com/meshca/meshca/ca/root/vault"
 	"github.com/meshca/meshca/ca/store"
 	"github.com/meshca/meshca/ca/store/boltstore"
 )
@@ -22,10 +23,17 @@ type Runtime struct {
 	Store     store.Store
 	Keys      *keys.Manager
 	Loader    *Loader
+	// Vault is the Vault root source when root.source is vault: its
+	// CurrentCRL is the root's CRL for ca-crl.pem.
+	Vault *vault.Source
+	stop  context.CancelFunc
 }
 
 // Close releases the store and the key manager.
 func (r *Runtime) Close() error {
+	if r.stop != nil {
+		r.stop() // ends the Vault source's background loops
+	}
 	return errors.Join(r.Store.Close(), r.Keys.Close())
 }
 
@@ -49,14 +57,27 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger, reg prometh
 		return nil, err
 	}
 	loader := &Loader{Config: cfg, Keys: km, Store: st, Log: log}
+	var src *vault.Source
+	if cfg.Root.Source == "vault" {
+		if src, err = vault.New(ctx, cfg.Root.Vault, vault.WithLogger(log), vault.WithRegisterer(reg)); err != nil {
+			st.Close()
+			km.Close()
+			return nil, err
+		}
+		loader.Vault = src // only when set: a nil *Source in the interface is not nil
+	}
 	m, err := loader.Load(ctx)
 	if err != nil {
 		st.Close()
 		km.Close()
 		return nil, err
 	}
+	runCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	if src != nil {
+		go src.Run(runCtx)
+	}
 	a := New(m, pol, st, WithAudit(audit.New(log)), WithRegisterer(reg), WithProfile(cfg.Issuance.Profile))
-	return &Runtime{Authority: a, Store: st, Keys: km, Loader: loader}, nil
+	return &Runtime{Authority: a, Store: st, Keys: km, Loader: loader, Vault: src, stop: stop}, nil
 }
 
 // PolicyFromConfig builds the issuance policy engine from cfg.

@@ -66,9 +66,10 @@ type Config struct {
 
 // RootConfig selects where the enterprise root comes from.
 type RootConfig struct {
-	// Source is "file". ("vault" arrives with the Vault root source.)
+	// Source is "file" or "vault".
 	Source string         `json:"source"`
 	File   FileRootConfig `json:"file"`
+	Vault  VaultConfig    `json:"vault,omitzero"`
 }
 
 // FileRootConfig configures a file root in one of two modes:
@@ -235,7 +236,7 @@ func (c *Config) resolvePaths(base string) {
 	if c.Kubernetes.Kubeconfig != "" && !filepath.IsAbs(c.Kubernetes.Kubeconfig) {
 		c.Kubernetes.Kubeconfig = filepath.Join(base, c.Kubernetes.Kubeconfig)
 	}
-	for _, p := range []*string{&c.Root.File.RootCert, &c.Root.File.RootKey, &c.Root.File.RootPQKey, &c.Root.File.CACertsDir, &c.KeyStore.Dir, &c.Store.Path} {
+	for _, p := range append([]*string{&c.Root.File.RootCert, &c.Root.File.RootKey, &c.Root.File.RootPQKey, &c.Root.File.CACertsDir, &c.KeyStore.Dir, &c.Store.Path}, c.Root.Vault.Paths()...) {
 		if *p != "" && !filepath.IsAbs(*p) && !strings.Contains(*p, ":") {
 			*p = filepath.Join(base, *p)
 		}
@@ -249,6 +250,12 @@ func (c *Config) Init() {
 	}
 	if c.Root.Source == "" {
 		c.Root.Source = "file"
+	}
+	if c.Root.Source == "vault" {
+		c.Root.Vault.Init()
+		if c.Intermediate.Profile == "" {
+			c.Intermediate.Profile = profile.Classical // Vault signs classically only
+		}
 	}
 	c.Intermediate.init()
 	if c.KeyStore.Type == "" {
@@ -366,6 +373,9 @@ func (c *Config) Validate() error {
 	}
 	c.Root.validate(add)
 	c.Intermediate.validate(add)
+	if c.Root.Source == "vault" && c.Intermediate.Profile != profile.Classical {
+		add("intermediate.profile", "%q needs a post-quantum signature from the root, which Vault's PKI engine cannot make; use classical with root.source vault", c.Intermediate.Profile)
+	}
 	switch c.KeyStore.Type {
 	case "softkms":
 		if c.KeyStore.Dir == "" {
@@ -422,8 +432,16 @@ func (c *Config) Validate() error {
 }
 
 func (r RootConfig) validate(add func(string, string, ...any)) {
-	if r.Source != "file" {
-		add("root.source", "%q is not supported; use file", r.Source)
+	switch r.Source {
+	case "file":
+	case "vault":
+		if r.File != (FileRootConfig{}) {
+			add("root.file", "must be empty when root.source is vault: the root lives in Vault")
+		}
+		r.Vault.Validate(add)
+		return
+	default:
+		add("root.source", "%q is not supported; use file or vault", r.Source)
 		return
 	}
 	f := r.File

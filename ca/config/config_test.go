@@ -74,7 +74,7 @@ func TestValidate_EachBadValueNamesItsKey(t *testing.T) {
 		"unknown key store":               {"keyStore: {type: vault}", "keyStore.type: "},
 		"unknown store type":              {"store: {type: postgres}", "store.type: "},
 		"prune interval too short":        {"store: {pruneInterval: 10s}", "store.pruneInterval: "},
-		"unknown root source":             {"root: {source: vault}", "root.source: "},
+		"unknown root source":             {"root: {source: hsm}", "root.source: "},
 		"CRL distribution point not http": {"issuance: {crlDistributionPoints: ['ldap://x/crl']}", "issuance.crlDistributionPoints: "},
 		"bad log level":                   {"log: {level: verbose}", "log.level: "},
 		"bad log format":                  {"log: {format: xml}", "log.format: "},
