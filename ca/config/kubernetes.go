@@ -116,4 +116,3 @@ func (a AuthenticationConfig) validate(add func(string, string, ...any)) {
 		}
 	}
 }
-

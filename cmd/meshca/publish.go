@@ -29,7 +29,7 @@ func startTrustDistribution(ctx context.Context, cfg *config.Config, rc *rest.Co
 	if err != nil {
 		return fmt.Errorf("trustBundle: %w", err)
 	}
-	d := publish.Desired{Bundle: m.Bundle, Roots: m.Bundle.Roots}
+	d := publish.Desired{Bundle: m.Bundle, Roots: m.Bundle.Roots, PQAnchors: m.PQAnchorsPEM()}
 	if cfg.TrustBundle.PublishCACerts {
 		key, ok := m.Signer.(crypto.PrivateKey)
 		if !ok || !exportable(key) {

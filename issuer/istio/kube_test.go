@@ -134,10 +134,10 @@ func TestKubernetes_AttacksAreRefusedWithExactCodeAuditedAndWriteNothing(t *test
 	}
 	cartID := spiffeID("shop", "cart")
 	cases := map[string]tc{
-		"token with the wrong audience":             {token: token(t, "shop", "cart", "vault"), csrID: cartID, code: codes.Unauthenticated, audit: `"reason":"authn_wrong_audience"`},
-		"expired token":                             {token: expiredJWT(), csrID: cartID, code: codes.Unauthenticated, audit: `"reason":"authn_unauthenticated_token"`},
-		"token of a deleted ServiceAccount":         {token: deletedSAToken, csrID: spiffeID("shop", "ghost"), code: codes.Unauthenticated, audit: `"reason":"authn_unauthenticated_token"`},
-		"clusterid of an unknown cluster":           {token: token(t, "shop", "cart"), cluster: "mars", csrID: cartID, code: codes.Unauthenticated, audit: `"reason":"authn_unknown_cluster"`},
+		"token with the wrong audience":              {token: token(t, "shop", "cart", "vault"), csrID: cartID, code: codes.Unauthenticated, audit: `"reason":"authn_wrong_audience"`},
+		"expired token":                              {token: expiredJWT(), csrID: cartID, code: codes.Unauthenticated, audit: `"reason":"authn_unauthenticated_token"`},
+		"token of a deleted ServiceAccount":          {token: deletedSAToken, csrID: spiffeID("shop", "ghost"), code: codes.Unauthenticated, audit: `"reason":"authn_unauthenticated_token"`},
+		"clusterid of an unknown cluster":            {token: token(t, "shop", "cart"), cluster: "mars", csrID: cartID, code: codes.Unauthenticated, audit: `"reason":"authn_unknown_cluster"`},
 		"ImpersonatedIdentity from a non-trusted SA": {token: podToken(t, "intruder"), csrID: cartID, impersonate: cartID, code: codes.PermissionDenied, audit: `"reason":"impersonation_untrusted_caller"`},
 		"trusted SA impersonating an SA with no pod on its node": {token: podToken(t, nil), csrID: spiffeID("bank", "teller"),
 			impersonate: spiffeID("bank", "teller"), code: codes.PermissionDenied, audit: `"reason":"impersonation_no_pod_on_node"`},
@@ -181,4 +181,3 @@ func TestKubernetes_AttacksAreRefusedWithExactCodeAuditedAndWriteNothing(t *test
 		require.Contains(t, e.auditLog(), `@remote-1"`)
 	})
 }
-

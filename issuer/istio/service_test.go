@@ -2,7 +2,6 @@ package istio_test
 
 import (
 	"context"
-	"encoding/hex"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -10,6 +9,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/asn1"
+	"encoding/hex"
 	"encoding/pem"
 	"math/big"
 	"net/url"
@@ -213,7 +213,9 @@ func TestCreateCertificate_RateLimitGivesResourceExhaustedPerIdentity(t *testing
 // work; the authenticator's contract is only IsRevoked.
 type revokedSerials map[string]bool
 
-func (r revokedSerials) IsRevoked(_ context.Context, serial string) (bool, error) { return r[serial], nil }
+func (r revokedSerials) IsRevoked(_ context.Context, serial string) (bool, error) {
+	return r[serial], nil
+}
 
 func TestCreateCertificate_RevokedClientCertificateIsUnauthenticated(t *testing.T) {
 	revoked := revokedSerials{}

@@ -25,8 +25,10 @@ import (
 
 // TestServe_WithClusterReviewsTokensAndPublishesRoots runs the binary as an
 // operator would, as a ServiceAccount bound to deploy/rbac: proxies
-// authenticate with ServiceAccount tokens and every namespace gets
-// istio-ca-root-cert.
+// authenticate with ServiceAccount tokens, every namespace gets
+// istio-ca-root-cert, and the post-quantum trust anchor (pq-anchor.pem of
+// the default catalyst CA) is published in istiod's namespace and on the
+// workload signer's ClusterTrustBundle.
 func TestServe_WithClusterReviewsTokensAndPublishesRoots(t *testing.T) {
 	env, err := kubeenv.Start()
 	require.NoError(t, err)
@@ -63,6 +65,16 @@ func TestServe_WithClusterReviewsTokensAndPublishesRoots(t *testing.T) {
 		cm, err := env.Client.CoreV1().ConfigMaps("shop").Get(ctx, "istio-ca-root-cert", metav1.GetOptions{})
 		return err == nil && cm.Data["root-cert.pem"] == string(rootPEM) && cm.Labels["istio.io/config"] == "true"
 	}, 10*time.Second, 50*time.Millisecond, "istio-ca-root-cert not published:\n%s", s.logs())
+	pqAnchor, err := os.ReadFile(filepath.Join(dir, "pq-anchor.pem"))
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		cm, err := env.Client.CoreV1().ConfigMaps("istio-system").Get(ctx, "meshca-pq-trust-anchors", metav1.GetOptions{})
+		if err != nil || cm.Data["pq-anchors.pem"] != string(pqAnchor) || cm.Labels["app.kubernetes.io/managed-by"] != "meshca" {
+			return false
+		}
+		b, err := env.Client.CertificatesV1().ClusterTrustBundles().Get(ctx, "meshca.io:workload:roots", metav1.GetOptions{})
+		return err == nil && b.Annotations["meshca.io/pq-trust-anchors"] == string(pqAnchor) && b.Spec.TrustBundle == string(rootPEM)
+	}, 10*time.Second, 50*time.Millisecond, "post-quantum trust anchor not published:\n%s", s.logs())
 
 	token, err := env.MintToken(ctx, "shop", "cart", []string{"istio-ca"}, time.Hour)
 	require.NoError(t, err)

@@ -16,7 +16,9 @@ import (
 )
 
 // The two adapters below differ only in their Go types; both write with
-// server-side apply, forcing, because meshca owns every bundle it names.
+// server-side apply, forcing, because meshca owns every bundle it names. An
+// apply without annotations drops the ones meshca applied before (the
+// post-quantum anchors of a CA that no longer has any) and keeps others'.
 
 func (p *Publisher) v1Bundles(f informers.SharedInformerFactory) (*bundleAPI, cache.SharedIndexInformer) {
 	inf := f.Certificates().V1().ClusterTrustBundles()
@@ -37,6 +39,9 @@ func (p *Publisher) v1Bundles(f informers.SharedInformerFactory) (*bundleAPI, ca
 		apply: func(ctx context.Context, b bundle) error {
 			ac := certv1ac.ClusterTrustBundle(b.name).WithLabels(b.labels).
 				WithSpec(certv1ac.ClusterTrustBundleSpec().WithSignerName(b.signer).WithTrustBundle(b.pem))
+			if len(b.annotations) > 0 {
+				ac.WithAnnotations(b.annotations)
+			}
 			_, err := client.Apply(ctx, ac, metav1.ApplyOptions{FieldManager: FieldManager, Force: true})
 			return err
 		},
@@ -65,6 +70,9 @@ func (p *Publisher) v1beta1Bundles(f informers.SharedInformerFactory) (*bundleAP
 		apply: func(ctx context.Context, b bundle) error {
 			ac := certv1beta1ac.ClusterTrustBundle(b.name).WithLabels(b.labels).
 				WithSpec(certv1beta1ac.ClusterTrustBundleSpec().WithSignerName(b.signer).WithTrustBundle(b.pem))
+			if len(b.annotations) > 0 {
+				ac.WithAnnotations(b.annotations)
+			}
 			_, err := client.Apply(ctx, ac, metav1.ApplyOptions{FieldManager: FieldManager, Force: true})
 			return err
 		},
@@ -75,11 +83,11 @@ func (p *Publisher) v1beta1Bundles(f informers.SharedInformerFactory) (*bundleAP
 }
 
 func fromV1(o *certificatesv1.ClusterTrustBundle) bundle {
-	return bundle{name: o.Name, signer: o.Spec.SignerName, pem: o.Spec.TrustBundle, labels: o.Labels, uid: string(o.UID)}
+	return bundle{name: o.Name, signer: o.Spec.SignerName, pem: o.Spec.TrustBundle, labels: o.Labels, annotations: o.Annotations, uid: string(o.UID)}
 }
 
 func fromV1beta1(o *certificatesv1beta1.ClusterTrustBundle) bundle {
-	return bundle{name: o.Name, signer: o.Spec.SignerName, pem: o.Spec.TrustBundle, labels: o.Labels, uid: string(o.UID)}
+	return bundle{name: o.Name, signer: o.Spec.SignerName, pem: o.Spec.TrustBundle, labels: o.Labels, annotations: o.Annotations, uid: string(o.UID)}
 }
 
 // deleteExactly deletes the object meshca saw, not a namesake created since.

@@ -25,7 +25,9 @@ import (
 //     meshca.io:workload:root-<first 16 hex of its SHA-256>;
 //   - all carry LabelTrustBundle=<signer's name part> (here "workload"), so
 //     that {signerName, labelSelector} matches exactly the active roots
-//     while bundles come and go.
+//     while bundles come and go;
+//   - meshca.io:workload:roots also carries the post-quantum trust anchors
+//     in the annotation AnnotationPQAnchors (absent for a classical CA).
 //
 // Per-root bundles of roots no longer active are deleted.
 
@@ -58,7 +60,20 @@ func bundleLabelValue(signer string) string {
 type bundle struct {
 	name, signer, pem string
 	labels            map[string]string
-	uid               string
+	// annotations are the ones meshca sets (AnnotationPQAnchors) in a
+	// desired bundle, and all of them in an existing one.
+	annotations map[string]string
+	uid         string
+}
+
+// matches reports whether the existing bundle cur already is b: the same
+// signer and roots, b's labels, and the post-quantum anchors annotation
+// exactly when b has it, with b's value.
+func (b bundle) matches(cur bundle) bool {
+	have, haveOK := cur.annotations[AnnotationPQAnchors]
+	want, wantOK := b.annotations[AnnotationPQAnchors]
+	return cur.signer == b.signer && cur.pem == b.pem && hasLabels(cur.labels, b.labels) &&
+		haveOK == wantOK && have == want
 }
 
 // bundleAPI reads meshca's bundles from an informer and writes them, for
@@ -141,10 +156,14 @@ func (p *Publisher) runTrustBundles(ctx context.Context) {
 // desiredBundles lists the bundles st calls for.
 func (p *Publisher) desiredBundles(st *state) []bundle {
 	rootsPEM := string(st.rootsPEM)
+	var pqAnnotations map[string]string
+	if len(st.pqAnchors) > 0 {
+		pqAnnotations = map[string]string{AnnotationPQAnchors: string(st.pqAnchors)}
+	}
 	var out []bundle
 	for _, s := range p.signers {
 		lbl := bundleLabels(s)
-		out = append(out, bundle{name: BundleName(s), signer: s, labels: lbl, pem: rootsPEM})
+		out = append(out, bundle{name: BundleName(s), signer: s, labels: lbl, annotations: pqAnnotations, pem: rootsPEM})
 		if len(st.roots) > 1 {
 			for _, r := range st.roots {
 				out = append(out, bundle{name: RootBundleName(s, fingerprint(r)), signer: s, labels: lbl, pem: string(root.EncodePEM(r))})
@@ -191,7 +210,7 @@ func (p *Publisher) syncTrustBundles(ctx context.Context, st *state) error {
 			continue
 		}
 		p.problems.clear(sizeKey)
-		if cur, ok := byName[b.name]; ok && cur.signer == b.signer && cur.pem == b.pem && hasLabels(cur.labels, b.labels) {
+		if cur, ok := byName[b.name]; ok && b.matches(cur) {
 			continue
 		}
 		if err := api.apply(ctx, b); err != nil {

@@ -63,19 +63,19 @@ func (p *Publisher) syncNamespace(ctx context.Context, st *state, name string) e
 	if !p.selects(ns) {
 		return nil
 	}
-	errRoot := p.syncConfigMap(ctx, name, RootConfigMapName, rootConfigMapKey, objectRootCM,
+	errRoot := p.syncConfigMap(ctx, name, RootConfigMapName, rootConfigMapKey, objectRootCM, configMapLabels,
 		func(old string) string { return string(publishedRoots([]byte(old), st.roots)) })
 	var errCRL error
 	if len(st.crl) > 0 && !crlTooLarge(st) {
-		errCRL = p.syncConfigMap(ctx, name, p.crlName, crlConfigMapKey, objectCRLCM,
+		errCRL = p.syncConfigMap(ctx, name, p.crlName, crlConfigMapKey, objectCRLCM, configMapLabels,
 			func(string) string { return string(st.crl) })
 	}
 	return errors.Join(errRoot, errCRL)
 }
 
 // syncConfigMap applies ConfigMap ns/name with key set to content(current
-// value) unless the cached copy already holds it with meshca's labels.
-func (p *Publisher) syncConfigMap(ctx context.Context, ns, name, key, object string, content func(old string) string) error {
+// value) and labels lbl unless the cached copy already holds them.
+func (p *Publisher) syncConfigMap(ctx context.Context, ns, name, key, object string, lbl map[string]string, content func(old string) string) error {
 	cur, err := p.configMaps.ConfigMaps(ns).Get(name)
 	if err != nil && !apierrors.IsNotFound(err) {
 		return err
@@ -85,11 +85,11 @@ func (p *Publisher) syncConfigMap(ctx context.Context, ns, name, key, object str
 		old = cur.Data[key]
 	}
 	want := content(old)
-	if cur != nil && old == want && hasLabels(cur.Labels, configMapLabels) {
+	if cur != nil && old == want && hasLabels(cur.Labels, lbl) {
 		p.metrics.succeeded(object, p.clock.Now())
 		return nil
 	}
-	ac := corev1ac.ConfigMap(name, ns).WithLabels(configMapLabels).WithData(map[string]string{key: want})
+	ac := corev1ac.ConfigMap(name, ns).WithLabels(lbl).WithData(map[string]string{key: want})
 	if _, err := p.client.CoreV1().ConfigMaps(ns).Apply(ctx, ac, metav1.ApplyOptions{FieldManager: FieldManager, Force: true}); err != nil {
 		p.metrics.failed(object)
 		return fmt.Errorf("applying ConfigMap %s/%s: %w", ns, name, err)

@@ -36,6 +36,14 @@ type Desired struct {
 	// Roots are the trust anchors to publish, in order; during a rotation
 	// they hold the old and the new root. Empty means Bundle.Roots.
 	Roots []*x509.Certificate
+	// PQAnchors are the post-quantum trust anchors, "PUBLIC KEY" PEM blocks
+	// of ML-DSA or composite SubjectPublicKeyInfos (authority.Material's
+	// PQAnchorsPEM). They are published byte for byte in the ConfigMap
+	// meshca-pq-trust-anchors of istiod's namespace and in the annotation
+	// meshca.io/pq-trust-anchors of meshca's signer bundles. Empty (a
+	// classical CA) withdraws what meshca published before, so that no
+	// stale anchor stays trusted.
+	PQAnchors []byte
 }
 
 // state is a validated Desired, with everything that does not depend on
@@ -48,6 +56,8 @@ type state struct {
 	// a key.
 	files map[string][]byte
 	crl   []byte
+	// pqAnchors is Desired.PQAnchors; empty withdraws them.
+	pqAnchors []byte
 }
 
 func compile(d Desired) (*state, error) {
@@ -76,6 +86,12 @@ func compile(d Desired) (*state, error) {
 			return nil, err
 		}
 		st.crl = bytes.Clone(d.CRLs)
+	}
+	if len(d.PQAnchors) > 0 {
+		if err := checkPQAnchors(d.PQAnchors); err != nil {
+			return nil, err
+		}
+		st.pqAnchors = bytes.Clone(d.PQAnchors)
 	}
 	if d.Key == nil {
 		return st, nil

@@ -12,12 +12,13 @@ const (
 	objectRootCM      = "root-configmap"
 	objectCRLCM       = "crl-configmap"
 	objectTrustBundle = "clustertrustbundle"
+	objectPQAnchorsCM = "pq-anchors-configmap"
 )
 
 // Reasons of meshca_trustbundle_refused.
 const reasonTooLarge = "too-large"
 
-var allObjects = []string{objectCACerts, objectRootCM, objectCRLCM, objectTrustBundle}
+var allObjects = []string{objectCACerts, objectRootCM, objectCRLCM, objectTrustBundle, objectPQAnchorsCM}
 
 type metrics struct {
 	writes      *prometheus.CounterVec
@@ -57,6 +58,7 @@ func newMetrics(r prometheus.Registerer) *metrics {
 		m.writes.WithLabelValues(o, "apply")
 	}
 	m.writes.WithLabelValues(objectTrustBundle, "delete")
+	m.writes.WithLabelValues(objectPQAnchorsCM, "delete")
 	if r != nil {
 		r.MustRegister(m.writes, m.errors, m.conflicts, m.refused, m.lastSuccess)
 	}

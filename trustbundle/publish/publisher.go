@@ -1,8 +1,10 @@
 // Package publish owns meshca's trust distribution into Kubernetes: the
 // Istio plug-in CA Secret `cacerts` in istiod's namespace (contracts §2),
 // the `istio-ca-root-cert` and CRL ConfigMaps in every selected namespace
-// (§3), and ClusterTrustBundles for meshca's signers and, optionally,
-// istiod's (§8).
+// (§3), ClusterTrustBundles for meshca's signers and, optionally,
+// istiod's (§8), and the post-quantum trust anchors (the ConfigMap
+// meshca-pq-trust-anchors in istiod's namespace and an annotation on the
+// signers' bundles).
 //
 // A Publisher holds the desired trust material in memory (Update) and
 // reconciles the cluster to it from informer events through a rate-limited
@@ -10,8 +12,9 @@
 // and an apiserver outage only delays the next write. Every write is a
 // server-side apply with field manager "meshca". It never overwrites a
 // cacerts Secret it does not own unless told to take ownership, never
-// deletes a Secret or ConfigMap, and deletes only ClusterTrustBundles that
-// carry its managed-by label. What goes into cacerts, and the byte-append
+// deletes a Secret or an Istio ConfigMap, and deletes only the
+// ClusterTrustBundles and post-quantum anchors ConfigMap that carry its
+// managed-by label, once they are no longer wanted. What goes into cacerts, and the byte-append
 // rule for root-cert.pem, belong to trustbundle/cacerts; signing and
 // rotation belong to ca/.
 package publish
@@ -75,6 +78,7 @@ const (
 	keySecret        = "secret"
 	keyTrustBundles  = "clustertrustbundles"
 	keyAllNamespaces = "namespaces"
+	keyPQAnchors     = "pq-anchors"
 	nsKeyPrefix      = "ns/"
 )
 
@@ -234,10 +238,11 @@ func (p *Publisher) Update(ctx context.Context, d Desired) error {
 	}
 	p.desired.Store(st)
 	p.log.InfoContext(ctx, "desired trust material updated",
-		"roots", len(st.roots), "cacertsSecret", st.files != nil, "crlBytes", len(st.crl))
+		"roots", len(st.roots), "cacertsSecret", st.files != nil, "crlBytes", len(st.crl), "pqAnchorBytes", len(st.pqAnchors))
 	p.queue.Add(keySecret)
 	p.queue.Add(keyTrustBundles)
 	p.queue.Add(keyAllNamespaces)
+	p.queue.Add(keyPQAnchors)
 	return nil
 }
 
@@ -351,6 +356,8 @@ func (p *Publisher) sync(ctx context.Context, key string) error {
 		return p.syncTrustBundles(ctx, st)
 	case key == keyAllNamespaces:
 		return p.syncAllNamespaces(ctx, st)
+	case key == keyPQAnchors:
+		return p.syncPQAnchors(ctx, st)
 	case strings.HasPrefix(key, nsKeyPrefix):
 		return p.syncNamespace(ctx, st, strings.TrimPrefix(key, nsKeyPrefix))
 	}
@@ -367,17 +374,19 @@ func (p *Publisher) enqueueOn(key string) cache.ResourceEventHandler {
 }
 
 func (p *Publisher) namespaceHandler() cache.ResourceEventHandler {
+	enqueue := func(obj any) {
+		ns, ok := obj.(*corev1.Namespace)
+		if !ok {
+			return
+		}
+		p.queue.Add(nsKeyPrefix + ns.Name)
+		if ns.Name == p.namespace {
+			p.queue.Add(keyPQAnchors) // istiod's namespace appeared
+		}
+	}
 	return cache.ResourceEventHandlerFuncs{
-		AddFunc: func(obj any) {
-			if ns, ok := obj.(*corev1.Namespace); ok {
-				p.queue.Add(nsKeyPrefix + ns.Name)
-			}
-		},
-		UpdateFunc: func(_, obj any) {
-			if ns, ok := obj.(*corev1.Namespace); ok {
-				p.queue.Add(nsKeyPrefix + ns.Name)
-			}
-		},
+		AddFunc:    enqueue,
+		UpdateFunc: func(_, obj any) { enqueue(obj) },
 	}
 }
 
@@ -387,8 +396,12 @@ func (p *Publisher) configMapHandler() cache.ResourceEventHandler {
 			obj = d.Obj
 		}
 		cm, ok := obj.(*corev1.ConfigMap)
-		if ok && (cm.Name == RootConfigMapName || cm.Name == p.crlName) {
+		switch {
+		case !ok:
+		case cm.Name == RootConfigMapName || cm.Name == p.crlName:
 			p.queue.Add(nsKeyPrefix + cm.Namespace)
+		case cm.Name == PQAnchorsConfigMapName && cm.Namespace == p.namespace:
+			p.queue.Add(keyPQAnchors)
 		}
 	}
 	return cache.ResourceEventHandlerFuncs{

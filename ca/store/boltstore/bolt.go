@@ -1,7 +1,7 @@
 // Package boltstore is meshca's embedded store: one bbolt file, crash-safe
 // (every acknowledged write is fsynced), schema-versioned. Concurrent
-// issuance records are group-committed with bbolt's Batch so that the disk
-// is never the bottleneck of signing.
+// issuance records are group-committed by a single writer so that the disk
+// is never the bottleneck of signing and an idle store adds no delay.
 package boltstore
 
 import (
@@ -33,7 +33,8 @@ var (
 
 // Store is a bbolt-backed store.Store.
 type Store struct {
-	db *bolt.DB
+	db     *bolt.DB
+	writes *groupCommitter
 }
 
 var _ store.Store = (*Store)(nil)
@@ -51,15 +52,13 @@ func Open(path string) (*Store, error) {
 		}
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
-	// Group-commit concurrent issuance records: up to 1000 per fsync, and
-	// never hold a request more than 2 ms waiting for company.
-	db.MaxBatchSize = 1000
-	db.MaxBatchDelay = 2 * time.Millisecond
 	s := &Store{db: db}
 	if err := s.migrate(); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("store %s: %w", path, err)
 	}
+	// Concurrent issuance records share fsyncs (see groupCommitter).
+	s.writes = newGroupCommitter(db)
 	return s, nil
 }
 
@@ -85,7 +84,10 @@ func (s *Store) migrate() error {
 }
 
 // Close closes the file.
-func (s *Store) Close() error { return s.db.Close() }
+func (s *Store) Close() error {
+	s.writes.close()
+	return s.db.Close()
+}
 
 func u64(v uint64) []byte {
 	b := make([]byte, 8)
@@ -105,7 +107,8 @@ func expiryKey(notAfter time.Time, serial []byte) []byte {
 	return append(u64(uint64(notAfter.Unix())), serial...)
 }
 
-// PutIssuance durably stores rec. Concurrent calls share one fsync.
+// PutIssuance durably stores rec: it returns after the transaction holding
+// it is fsynced. Concurrent calls share one commit.
 func (s *Store) PutIssuance(ctx context.Context, rec store.Issuance) error {
 	k, err := serialKey(rec.Serial)
 	if err != nil {
@@ -118,12 +121,7 @@ func (s *Store) PutIssuance(ctx context.Context, rec store.Issuance) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	return s.db.Batch(func(tx *bolt.Tx) error {
-		if err := tx.Bucket(bucketIssuances).Put(k, v); err != nil {
-			return err
-		}
-		return tx.Bucket(bucketExpiry).Put(expiryKey(rec.NotAfter, k), nil)
-	})
+	return s.writes.put(ctx, &pendingPut{key: k, value: v, expiryKey: expiryKey(rec.NotAfter, k), done: make(chan error, 1)})
 }
 
 // GetIssuance returns the record for serial or store.ErrNotFound.
