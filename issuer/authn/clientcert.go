@@ -6,6 +6,8 @@ import (
 	"crypto/x509"
 	"encoding/hex"
 	"errors"
+	"net/url"
+	"sync"
 	"time"
 
 	"github.com/meshca/meshca/ca/store"
@@ -27,12 +29,62 @@ type RevocationChecker interface {
 // itself issued: it must verify to the mesh roots, be known to the issuance
 // store with the same fingerprint, not be revoked, and carry exactly one
 // SPIFFE URI SAN in the trust domain.
+//
+// A certificate that passed the chain and record checks is remembered (by
+// its SHA-256) for up to VerifiedTTL, while the mesh roots are unchanged,
+// so that a connection's renewals do not rebuild the chain every time.
+// Revocation is checked on every request.
 type ClientCert struct {
 	Trust       TrustSource
 	Records     store.Issuances
 	Revocations RevocationChecker
 	TrustDomain string
 	Now         func() time.Time
+	// VerifiedTTL bounds how long a verified certificate is remembered;
+	// zero means one minute, negative disables the memory.
+	VerifiedTTL time.Duration
+
+	mu       sync.Mutex
+	verified map[[32]byte]verifiedCert
+}
+
+type verifiedCert struct {
+	identity *url.URL
+	until    time.Time
+	roots    *x509.CertPool
+}
+
+// maxVerified bounds the memory of verified certificates.
+const maxVerified = 65536
+
+func (a *ClientCert) remembered(sum [32]byte, roots *x509.CertPool, now time.Time) *url.URL {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	v, ok := a.verified[sum]
+	if !ok || v.roots != roots || !now.Before(v.until) {
+		return nil
+	}
+	return v.identity
+}
+
+func (a *ClientCert) remember(sum [32]byte, id *url.URL, roots *x509.CertPool, leaf *x509.Certificate, now time.Time) {
+	ttl := a.VerifiedTTL
+	if ttl < 0 {
+		return
+	}
+	if ttl == 0 {
+		ttl = time.Minute
+	}
+	until := now.Add(ttl)
+	if leaf.NotAfter.Before(until) {
+		until = leaf.NotAfter
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.verified == nil || len(a.verified) >= maxVerified {
+		a.verified = make(map[[32]byte]verifiedCert)
+	}
+	a.verified[sum] = verifiedCert{identity: id, until: until, roots: roots}
 }
 
 // Name implements Authenticator.
@@ -48,6 +100,15 @@ func (a *ClientCert) Authenticate(ctx context.Context, creds Credentials) (*Call
 		now = a.Now
 	}
 	leaf := creds.PeerCertificates[0]
+	sum := sha256.Sum256(leaf.Raw)
+	serial := hex.EncodeToString(leaf.SerialNumber.Bytes())
+	roots := a.Trust.Roots()
+	if id := a.remembered(sum, roots, now()); id != nil {
+		if err := a.checkRevoked(ctx, serial); err != nil {
+			return nil, err
+		}
+		return &Caller{Identity: id}, nil
+	}
 	inters := a.Trust.Intermediates()
 	if len(creds.PeerCertificates) > 1 {
 		inters = inters.Clone()
@@ -56,7 +117,7 @@ func (a *ClientCert) Authenticate(ctx context.Context, creds Credentials) (*Call
 		}
 	}
 	if _, err := leaf.Verify(x509.VerifyOptions{
-		Roots: a.Trust.Roots(), Intermediates: inters, CurrentTime: now(),
+		Roots: roots, Intermediates: inters, CurrentTime: now(),
 		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
 	}); err != nil {
 		return nil, fail(ClientCertificate, "untrusted_certificate", "client certificate does not verify to the mesh roots")
@@ -64,7 +125,6 @@ func (a *ClientCert) Authenticate(ctx context.Context, creds Credentials) (*Call
 	if len(leaf.URIs) != 1 || leaf.URIs[0].Scheme != "spiffe" || leaf.URIs[0].Host != a.TrustDomain {
 		return nil, fail(ClientCertificate, "no_identity", "client certificate carries no single SPIFFE ID of this trust domain")
 	}
-	serial := hex.EncodeToString(leaf.SerialNumber.Bytes())
 	if a.Records != nil {
 		rec, err := a.Records.GetIssuance(ctx, serial)
 		if errors.Is(err, store.ErrNotFound) {
@@ -73,19 +133,27 @@ func (a *ClientCert) Authenticate(ctx context.Context, creds Credentials) (*Call
 		if err != nil {
 			return nil, err
 		}
-		sum := sha256.Sum256(leaf.Raw)
 		if rec.Fingerprint != hex.EncodeToString(sum[:]) {
 			return nil, fail(ClientCertificate, "unknown_certificate", "client certificate does not match meshca's record of its serial")
 		}
 	}
-	if a.Revocations != nil {
-		revoked, err := a.Revocations.IsRevoked(ctx, serial)
-		if err != nil {
-			return nil, err
-		}
-		if revoked {
-			return nil, fail(ClientCertificate, "revoked_certificate", "client certificate is revoked")
-		}
+	if err := a.checkRevoked(ctx, serial); err != nil {
+		return nil, err
 	}
+	a.remember(sum, leaf.URIs[0], roots, leaf, now())
 	return &Caller{Identity: leaf.URIs[0]}, nil
+}
+
+func (a *ClientCert) checkRevoked(ctx context.Context, serial string) error {
+	if a.Revocations == nil {
+		return nil
+	}
+	revoked, err := a.Revocations.IsRevoked(ctx, serial)
+	if err != nil {
+		return err
+	}
+	if revoked {
+		return fail(ClientCertificate, "revoked_certificate", "client certificate is revoked")
+	}
+	return nil
 }

@@ -134,7 +134,9 @@ func (ep *endpoint) drive(ctx context.Context, fx *fixture, concurrency int, d, 
 			defer wg.Done()
 			client := w % len(conns)
 			local := make([]time.Duration, 0, 1024)
-			next := time.Now()
+			// Stagger paced callers evenly over one interval, so that the
+			// arrivals are spread out instead of landing in bursts.
+			next := start.Add(time.Duration(int64(interval) * int64(w) / int64(concurrency)))
 			for i := 0; time.Now().Before(deadline); i++ {
 				if interval > 0 {
 					if s := time.Until(next); s > 0 {
