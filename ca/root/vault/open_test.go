@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
@@ -77,4 +78,54 @@ func TestOpen_VaultRootSignsMeshcaIntermediateAndWorkloadsVerifyWithOpenSSL(t *t
 	gens, err = rt.Store.ListGenerations(context.Background())
 	require.NoError(t, err)
 	require.Len(t, gens, 1)
+}
+
+// TestLoader_VaultRotationMintsSecondGenerationWithoutSigningGap drives the
+// Loader past the rotation threshold: Vault signs a second intermediate for
+// a new key while the first keeps signing until the swap.
+func TestLoader_VaultRotationMintsSecondGenerationWithoutSigningGap(t *testing.T) {
+	vcfg, vaultRoot := vault.NewTestPKI(t, "rotate")
+	vcfg.LifetimeTolerance.Duration = 2 * time.Hour
+	dir := t.TempDir()
+	cfg := &config.Config{
+		Root:     config.RootConfig{Source: "vault", Vault: vcfg},
+		KeyStore: config.Defaults(dir).KeyStore,
+		Store:    config.Defaults(dir).Store,
+	}
+	cfg.Intermediate.Lifetime.Duration = 2 * time.Hour
+	cfg.Init()
+	require.NoError(t, cfg.Validate())
+	rt, err := authority.Open(context.Background(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), prometheus.NewRegistry())
+	require.NoError(t, err)
+	defer rt.Close()
+	first := rt.Authority.Material()
+
+	sign := func() *x509.Certificate {
+		key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		id, _ := url.Parse("spiffe://cluster.local/ns/default/sa/app")
+		csr, _ := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{URIs: []*url.URL{id}}, key)
+		res, err := rt.Authority.Sign(context.Background(), authority.Request{
+			CSR: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: csr}), Identity: id,
+		})
+		require.NoError(t, err)
+		return res.Leaf
+	}
+
+	// Past half the lifetime the Loader asks Vault for a successor.
+	rt.Loader.Now = func() time.Time { return time.Now().Add(61 * time.Minute) }
+	next, err := rt.Loader.Load(context.Background())
+	require.NoError(t, err)
+	require.NotEqual(t, first.Generation, next.Generation)
+	require.False(t, next.Bundle.Cert.Equal(first.Bundle.Cert), "the chain changes")
+	require.NoError(t, next.Bundle.Cert.CheckSignatureFrom(vaultRoot))
+
+	// No gap: the first generation signs until the atomic swap, the second after it.
+	require.NoError(t, sign().CheckSignatureFrom(first.Bundle.Cert))
+	rt.Authority.SetMaterial(next)
+	require.NoError(t, sign().CheckSignatureFrom(next.Bundle.Cert))
+	gens, err := rt.Store.ListGenerations(context.Background())
+	require.NoError(t, err)
+	require.Len(t, gens, 2)
+	require.False(t, gens[0].Active())
+	require.True(t, gens[1].Active())
 }
