@@ -48,7 +48,7 @@ testbin:
 	@bash test/tools/testbin.sh
 
 ## test: everything CI runs.
-test: deps testbin test-unit test-e2e fuzz-short
+test: deps testbin lint test-unit test-e2e fuzz-short
 
 test-unit:
 	$(GO) test -race -count=1 $(UNIT_PKGS)

@@ -166,13 +166,12 @@ func TestCreateCertificate_BadInputIsRefusedWithExactCodeAndWritesNothing(t *tes
 	e := newEnv(t, envOptions{})
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {
-			before := e.records(t)
 			cl := e.dial(t, func(cfg *tls.Config) {
 				if c.clientCert != nil {
 					cfg.Certificates = []tls.Certificate{*c.clientCert(t, e)}
 				}
 			})
-			before = e.records(t) // the own client certificate is a record
+			before := e.records(t) // after the own client certificate, itself a record
 			csr, ttl, meta := c.req(t)
 			resp, err := cl.CreateCertificate(context.Background(), request(t, csr, ttl, meta))
 			require.Nil(t, resp)

@@ -95,7 +95,7 @@ func TestCheckIntermediate_RejectsEveryPolicyViolationWithAClearReason(t *testin
 		}, want: `it outlives "CN=Vault Root"`},
 		"capped by the mount's max TTL": {modify: func(c *x509.Certificate) {
 			c.NotAfter = now.Add(72 * time.Hour)
-		}, want: "Vault shortened its lifetime to 72h0m0s (asked 168h0m0s)"},
+		}, want: "the intermediate's lifetime was shortened by Vault to 72h0m0s (asked 168h0m0s)"},
 		"cut at the root's expiry, asked for longer than the root lives": {modify: func(c *x509.Certificate) {
 			c.NotAfter = root.cert.NotAfter
 		}, ttl: 60 * 24 * time.Hour, truncated: true},

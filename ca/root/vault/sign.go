@@ -165,7 +165,7 @@ func checkIntermediate(cert *x509.Certificate, chain []*x509.Certificate, p inte
 			return path, true, nil
 		}
 		got := cert.NotAfter.Sub(p.requestedAt).Round(time.Minute)
-		return nil, false, fmt.Errorf("Vault shortened its lifetime to %s (asked %s): the mount's max lease TTL caps it; raise it (vault secrets tune -max-lease-ttl=%s %s) or lower intermediate.lifetime",
+		return nil, false, fmt.Errorf("the intermediate's lifetime was shortened by Vault to %s (asked %s): the mount's max lease TTL caps it; raise it (vault secrets tune -max-lease-ttl=%s %s) or lower intermediate.lifetime",
 			got, p.ttl, p.ttl, p.mount)
 	}
 	return path, false, nil

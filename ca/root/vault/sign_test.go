@@ -163,13 +163,15 @@ func serialColons(c *x509.Certificate) string {
 func TestSignIntermediate_RefusesLifetimeCutByTheMountsMaxTTL(t *testing.T) {
 	ctx := testCtx(t)
 	p := newPKI(t, "maxttl")
-	require.NoError(t, vaultEnv.Client.Sys().TuneMountWithContext(ctx, p.mount, vaultapi.MountConfigInput{MaxLeaseTTL: "100h"}))
+	require.NoError(t, vaultEnv.Client.Sys().TuneMountAllowNilWithContext(ctx, p.mount, vaultapi.TuneMountConfigInput{MaxLeaseTTL: ptr("100h")}))
 	src, _ := newSource(t, p.config())
 	km, _ := newKeys(t)
 
 	_, _, _, err := MintGeneration(ctx, src, km, keys.ECP256, root.IntermediateTemplate{CommonName: "meshca intermediate", Lifetime: 720 * time.Hour}, time.Now())
 	require.ErrorContains(t, err, "root.vault: refusing the intermediate Vault signed at "+p.mount+"/root/sign-intermediate: "+
-		"Vault shortened its lifetime to 100h0m0s (asked 720h0m0s): the mount's max lease TTL caps it; raise it (vault secrets tune -max-lease-ttl=720h0m0s "+p.mount+")")
+		"the intermediate's lifetime was shortened by Vault to 100h0m0s (asked 720h0m0s): the mount's max lease TTL caps it; raise it (vault secrets tune -max-lease-ttl=720h0m0s "+p.mount+")")
 	require.ErrorContains(t, err, `Vault warned: `)
 	require.ErrorContains(t, err, `is longer than permitted maxTTL`)
 }
+
+func ptr[T any](v T) *T { return &v }
