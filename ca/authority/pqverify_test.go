@@ -1,62 +1,18 @@
 package authority_test
 
 import (
-	"context"
 	"crypto/x509"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/meshca/meshca/ca/profile"
+
+	"github.com/meshca/meshca/test/pqverifier"
 )
-
-// go127 is the toolchain used as an independent verifier (the same
-// approach as ca/certenc's pqverify_test.go): Go 1.27's crypto/x509 and
-// crypto/mldsa check what meshca's engine issues.
-const go127 = "go1.27.0"
-
-var pqverifyDir = filepath.Join("..", "..", "test", "pqverify")
-
-// buildPQVerify builds test/pqverify with Go 1.27 and returns the binary,
-// or skips LOUDLY when that toolchain cannot be had.
-func buildPQVerify(t *testing.T) string {
-	t.Helper()
-	const why = "\n\n" +
-		"******************************************************************\n" +
-		"*** SKIPPING INDEPENDENT VERIFICATION OF ENGINE OUTPUT BY " + go127 + "\n" +
-		"*** %s\n" +
-		"*** The engine's Catalyst and ML-DSA leaves are then checked only \n" +
-		"*** by ca/pqc, crypto/x509 (classical) and openssl. Fetch it with:\n" +
-		"***   cd test/pqverify && GOTOOLCHAIN=" + go127 + " go version  \n" +
-		"******************************************************************\n"
-	if testing.Short() {
-		t.Skipf(why, "-short given")
-	}
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		t.Skipf(why, "no go command on PATH")
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	env := append(os.Environ(), "GOTOOLCHAIN="+go127, "GOWORK=off")
-	probe := exec.CommandContext(ctx, goBin, "version")
-	probe.Dir, probe.Env = pqverifyDir, env
-	out, err := probe.CombinedOutput()
-	if err != nil || !strings.Contains(string(out), go127) {
-		t.Skipf(why, "the toolchain could not be fetched: "+strings.TrimSpace(string(out)))
-	}
-	bin := filepath.Join(t.TempDir(), "pqverify")
-	build := exec.CommandContext(ctx, goBin, "build", "-o", bin, ".")
-	build.Dir, build.Env = pqverifyDir, env
-	out, err = build.CombinedOutput()
-	require.NoError(t, err, "build test/pqverify with %s: %s", go127, out)
-	return bin
-}
 
 func writeDERFiles(t *testing.T, certs map[string]*x509.Certificate) map[string]string {
 	t.Helper()
@@ -71,7 +27,7 @@ func writeDERFiles(t *testing.T, certs map[string]*x509.Certificate) map[string]
 }
 
 func TestSign_EngineOutputVerifiedByGo127(t *testing.T) {
-	bin := buildPQVerify(t)
+	bin := pqverifier.Build(t, "The engine's Catalyst and ML-DSA leaves are then checked only by ca/pqc, crypto/x509 and openssl.")
 	run := func(t *testing.T, args ...string) string {
 		out, err := exec.Command(bin, args...).CombinedOutput()
 		t.Logf("pqverify %s:\n%s", args[0], out)

@@ -1,62 +1,14 @@
 package certenc
 
 import (
-	"context"
 	"crypto/rand"
-	"os"
 	"os/exec"
-	"path/filepath"
-	"strings"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/meshca/meshca/test/pqverifier"
 )
-
-// go127 is the toolchain used as an independent verifier. meshca builds
-// with Go 1.26; Go 1.27's crypto/x509 and crypto/mldsa check ML-DSA.
-const go127 = "go1.27.0"
-
-// pqverifyDir is the separate module test/pqverify seen from this package.
-var pqverifyDir = filepath.Join("..", "..", "test", "pqverify")
-
-// buildPQVerify builds test/pqverify with Go 1.27 and returns the binary,
-// or skips LOUDLY when that toolchain cannot be had.
-func buildPQVerify(t *testing.T) string {
-	t.Helper()
-	const why = "\n\n" +
-		"******************************************************************\n" +
-		"*** SKIPPING INDEPENDENT ML-DSA / CATALYST VERIFICATION BY " + go127 + "\n" +
-		"*** %s\n" +
-		"*** certenc's PQ output is then checked only by circl and the    \n" +
-		"*** Bouncy Castle interop test. Fetch the toolchain with:        \n" +
-		"***   cd test/pqverify && GOTOOLCHAIN=" + go127 + " go version  \n" +
-		"******************************************************************\n"
-	if testing.Short() {
-		t.Skipf(why, "-short given")
-	}
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		t.Skipf(why, "no go command on PATH")
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	env := append(os.Environ(), "GOTOOLCHAIN="+go127, "GOWORK=off")
-
-	probe := exec.CommandContext(ctx, goBin, "version")
-	probe.Dir, probe.Env = pqverifyDir, env
-	out, err := probe.CombinedOutput()
-	if err != nil || !strings.Contains(string(out), go127) {
-		t.Skipf(why, "the toolchain could not be fetched: "+strings.TrimSpace(string(out)))
-	}
-
-	bin := filepath.Join(t.TempDir(), "pqverify")
-	build := exec.CommandContext(ctx, goBin, "build", "-o", bin, ".")
-	build.Dir, build.Env = pqverifyDir, env
-	out, err = build.CombinedOutput()
-	require.NoError(t, err, "build test/pqverify with %s: %s", go127, out)
-	return bin
-}
 
 func runPQVerify(t *testing.T, bin string, args ...string) (string, error) {
 	t.Helper()
@@ -66,7 +18,7 @@ func runPQVerify(t *testing.T, bin string, args ...string) (string, error) {
 }
 
 func TestBuild_IndependentlyVerifiedByGo127(t *testing.T) {
-	bin := buildPQVerify(t)
+	bin := pqverifier.Build(t, "ML-DSA and Catalyst certificates from certenc are then checked only by circl, crypto/x509 and openssl.")
 	dir := t.TempDir()
 
 	t.Run("pure ML-DSA chain verifies in crypto/x509", func(t *testing.T) {

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"context"
 	"crypto/x509"
 	"encoding/asn1"
 	"os"
@@ -12,47 +11,9 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/meshca/meshca/test/pqverifier"
 )
-
-// go127 is the toolchain used as an independent verifier, as in
-// ca/authority/pqverify_test.go: Go 1.27's crypto/x509 and crypto/mldsa,
-// through the separate module test/pqverify.
-const go127 = "go1.27.0"
-
-var pqverifyDir = filepath.Join("..", "pqverify")
-
-// buildPQVerify builds test/pqverify with Go 1.27 and returns the binary,
-// or skips LOUDLY when that toolchain cannot be fetched.
-func buildPQVerify(t *testing.T) string {
-	t.Helper()
-	const why = "\n\n" +
-		"******************************************************************\n" +
-		"*** SKIPPING END-TO-END VERIFICATION OF AN ISTIO-ENDPOINT LEAF BY " + go127 + "\n" +
-		"*** %s\n" +
-		"*** The leaf is then checked only by openssl and meshca verify.  \n" +
-		"*** Fetch the toolchain with:                                    \n" +
-		"***   cd test/pqverify && GOTOOLCHAIN=" + go127 + " go version  \n" +
-		"******************************************************************\n"
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		t.Skipf(why, "no go command on PATH")
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	env := append(os.Environ(), "GOTOOLCHAIN="+go127, "GOWORK=off")
-	probe := exec.CommandContext(ctx, goBin, "version")
-	probe.Dir, probe.Env = pqverifyDir, env
-	out, err := probe.CombinedOutput()
-	if err != nil || !strings.Contains(string(out), go127) {
-		t.Skipf(why, "the toolchain could not be fetched: "+strings.TrimSpace(string(out)))
-	}
-	bin := filepath.Join(t.TempDir(), "pqverify")
-	build := exec.CommandContext(ctx, goBin, "build", "-o", bin, ".")
-	build.Dir, build.Env = pqverifyDir, env
-	out, err = build.CombinedOutput()
-	require.NoError(t, err, "build test/pqverify with %s: %s", go127, out)
-	return bin
-}
 
 var (
 	oidAltPublicKey = asn1.ObjectIdentifier{2, 5, 29, 72}
@@ -137,7 +98,7 @@ func TestIstioEndpoint_CatalystLeafVerifiesWithOpenSSLMeshcaVerifyAndGo127(t *te
 	})
 
 	t.Run("Go 1.27 crypto/x509 and crypto/mldsa", func(t *testing.T) {
-		bin := buildPQVerify(t)
+		bin := pqverifier.Build(t, "The Istio-endpoint leaf is then checked only by openssl and meshca verify.")
 		files := map[string]*x509.Certificate{"root.der": root[0], "inter.der": inter[0], "leaf.der": leaf[0]}
 		paths := map[string]string{}
 		for name, c := range files {
