@@ -14,7 +14,6 @@
 package kubeenv
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -33,6 +32,8 @@ import (
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	"github.com/meshca/meshca/test/reporoot"
 )
 
 // KubeVersion is the Kubernetes version that test/tools/testbin.sh builds.
@@ -42,9 +43,6 @@ const KubeVersion = "1.37.2"
 // the default bin/k8s-<KubeVersion> in the repository root.
 const assetsEnv = "KUBEBUILDER_ASSETS"
 
-// moduleLine identifies meshca's own go.mod while walking up to the root
-// (the tools under test/tools are nested modules with their own go.mod).
-const moduleLine = "module github.com/meshca/meshca\n"
 
 // Env is a running test control plane.
 type Env struct {
@@ -293,24 +291,13 @@ func statReason(err error) string {
 	return err.Error()
 }
 
-// RepoRoot walks up from the working directory to the folder holding
-// meshca's go.mod.
+// RepoRoot returns the folder holding meshca's go.mod.
 func RepoRoot() (string, error) {
-	dir, err := os.Getwd()
+	dir, err := reporoot.Dir()
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("kubeenv: %w", err)
 	}
-	for {
-		b, err := os.ReadFile(filepath.Join(dir, "go.mod"))
-		if err == nil && bytes.HasPrefix(b, []byte(moduleLine)) {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("kubeenv: no go.mod of github.com/meshca/meshca above the working directory")
-		}
-		dir = parent
-	}
+	return dir, nil
 }
 
 // defaultCRDDirs returns cert-manager's deploy/crds from its Go module and

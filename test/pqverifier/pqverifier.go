@@ -14,6 +14,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/meshca/meshca/test/reporoot"
 )
 
 // Toolchain is the Go release used as the independent verifier.
@@ -91,20 +93,11 @@ func build() {
 	built = bin
 }
 
-// verifierDir finds test/pqverify by walking up to meshca's go.mod.
+// verifierDir is test/pqverify in the checkout.
 func verifierDir() (string, error) {
-	dir, err := os.Getwd()
+	dir, err := reporoot.Dir()
 	if err != nil {
 		return "", err
 	}
-	for {
-		if b, err := os.ReadFile(filepath.Join(dir, "go.mod")); err == nil && strings.HasPrefix(string(b), "module github.com/meshca/meshca\n") {
-			return filepath.Join(dir, "test", "pqverify"), nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("test/pqverify not found: not inside the meshca repository")
-		}
-		dir = parent
-	}
+	return filepath.Join(dir, "test", "pqverify"), nil
 }

@@ -35,12 +35,13 @@ import (
 	"time"
 
 	vaultapi "github.com/hashicorp/vault/api"
+
+	"github.com/meshca/meshca/test/reporoot"
 )
 
 // VaultVersion is the Vault version that test/tools/testbin.sh builds.
 const VaultVersion = "1.21.0"
 
-const moduleLine = "module github.com/meshca/meshca\n"
 
 // Env is a running dev-mode Vault server.
 type Env struct {
@@ -350,21 +351,11 @@ func binary(path string) (string, error) {
 }
 
 func repoRoot() (string, error) {
-	dir, err := os.Getwd()
+	dir, err := reporoot.Dir()
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("vaultenv: %w", err)
 	}
-	for {
-		b, err := os.ReadFile(filepath.Join(dir, "go.mod"))
-		if err == nil && bytes.HasPrefix(b, []byte(moduleLine)) {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("vaultenv: no go.mod of github.com/meshca/meshca above the working directory")
-		}
-		dir = parent
-	}
+	return dir, nil
 }
 
 // childEnv is the test's environment without VAULT_* variables (a developer's
