@@ -43,7 +43,6 @@ const KubeVersion = "1.37.2"
 // the default bin/k8s-<KubeVersion> in the repository root.
 const assetsEnv = "KUBEBUILDER_ASSETS"
 
-
 // Env is a running test control plane.
 type Env struct {
 	// Config authenticates as an admin (group system:masters) with a client

@@ -42,7 +42,6 @@ import (
 // VaultVersion is the Vault version that test/tools/testbin.sh builds.
 const VaultVersion = "1.21.0"
 
-
 // Env is a running dev-mode Vault server.
 type Env struct {
 	// Addr is the server's URL, http://127.0.0.1:<port>.
