@@ -26,13 +26,17 @@ func newRootCommand() *cobra.Command {
 		Short: "Certificate authority and certificate lifecycle for the Istio service mesh",
 		Long: `meshca issues and rotates the workload certificates of an Istio mesh.
 
-It runs an intermediate CA under your enterprise root (files today, Vault
-later), signs workload CSRs for istio-agent and ztunnel, writes Istio's
-cacerts material, and keeps a durable, audited record of every issuance.
+It runs an intermediate CA under your enterprise root (files or HashiCorp
+Vault's PKI engine; the intermediate key never leaves meshca's key store),
+serves istio.v1.auth.IstioCertificateService to istio-agent and ztunnel,
+publishes the mesh roots, CRLs and Istio's cacerts Secret into Kubernetes,
+and keeps a durable, audited record of every issuance. Certificates are
+hybrid post-quantum by default: a classical chain that Envoy verifies today,
+carrying ML-DSA alternative signatures for PQ-aware verifiers.
 
 Every command that needs the CA reads either a directory laid out by
 'meshca init' (--dir, default ./.meshca) or a full configuration file
-(--config). Flags override values from the file.`,
+(--config, see deploy/examples/meshca.yaml). Flags override the file.`,
 		Example: `  # A development CA and a running service, no cluster needed
   meshca init --dir ./.meshca
   meshca serve --dir ./.meshca --listen 127.0.0.1:15012

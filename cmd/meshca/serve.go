@@ -25,11 +25,18 @@ func newServeCommand(g *globals) *cobra.Command {
 		Long: `serve runs meshca: it loads (or mints) the signing intermediate, opens the
 store, and serves
 
-  --listen       the gRPC signing port (istiod's CA port is 15012)
+  --listen       istio.v1.auth.IstioCertificateService over TLS, with a
+                 serving certificate meshca issues to itself (istiod's CA
+                 port is 15012)
   --ops-listen   /healthz, /readyz and /metrics (Prometheus)
 
-It prunes expired issuance records in the background and shuts down
-gracefully on SIGINT or SIGTERM, finishing requests in flight.`,
+Without a cluster, callers authenticate with client certificates that
+meshca issued ('meshca sign'). With kubernetes.kubeconfig or
+kubernetes.inCluster in the configuration it also reviews ServiceAccount
+tokens (audience istio-ca), lets ztunnel impersonate the pods on its node,
+and, with trustBundle.enabled, publishes the roots, the PQ trust anchor and
+optionally Istio's cacerts Secret. It prunes expired issuance records in the
+background and shuts down gracefully on SIGINT or SIGTERM.`,
 		Example: `  meshca serve --dir ./.meshca --listen 127.0.0.1:15012 --ops-listen 127.0.0.1:15014
   meshca serve --config /etc/meshca/meshca.yaml
   curl -s localhost:15014/readyz`,
