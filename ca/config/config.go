@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	sigsjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
 
 	"github.com/meshca/meshca/ca/keys"
@@ -225,8 +226,18 @@ func Load(path string) (*Config, error) {
 // Parse decodes YAML bytes strictly and fills defaults. It does not validate.
 func Parse(b []byte) (*Config, error) {
 	c := &Config{}
-	if err := yaml.UnmarshalStrict(b, c); err != nil {
+	j, err := yaml.YAMLToJSONStrict(b)
+	if err != nil {
+		return nil, fmt.Errorf("not valid YAML: %w", err)
+	}
+	// Case-sensitive and strict: an unknown, misspelt or duplicated key is
+	// an error, so a typo never silently falls back to a default.
+	strict, err := sigsjson.UnmarshalStrict(j, c)
+	if err != nil {
 		return nil, fmt.Errorf("%w (check the key names against deploy/examples/meshca.yaml)", err)
+	}
+	if len(strict) > 0 {
+		return nil, fmt.Errorf("%w (keys are case-sensitive; check them against deploy/examples/meshca.yaml)", errors.Join(strict...))
 	}
 	c.Init()
 	return c, nil

@@ -141,7 +141,7 @@ func TestValidate_ReportsEveryProblemAtOnce(t *testing.T) {
 
 func TestParse_UnknownKeyIsAStrictError(t *testing.T) {
 	_, err := config.Parse([]byte(minimal + "issuance:\n  maxCertLifetime: 24h\n"))
-	require.ErrorContains(t, err, `unknown field "maxCertLifetime"`)
+	require.ErrorContains(t, err, `unknown field "issuance.maxCertLifetime"`)
 }
 
 func TestParse_BadDurationNamesTheKey(t *testing.T) {
@@ -274,4 +274,11 @@ func mergeYAML(t *testing.T, base, extra string) string {
 	out, err := yaml.Marshal(b)
 	require.NoError(t, err)
 	return string(out)
+}
+
+func TestParse_KeysAreCaseSensitiveAndUnique(t *testing.T) {
+	_, err := config.Parse([]byte("issuance:\n  maxcertttl: 1h\n"))
+	require.ErrorContains(t, err, `unknown field "issuance.maxcertttl"`)
+	_, err = config.Parse([]byte("trustDomain: a.example\ntrustDomain: b.example\n"))
+	require.Error(t, err, "a duplicated key is refused")
 }
