@@ -306,3 +306,21 @@ func TestOpen_CreatesTheDirectoryAndA0600File(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, os.FileMode(0o700), di.Mode().Perm())
 }
+
+func TestPutIssuance_RefusesADifferentCertificateUnderARecordedSerial(t *testing.T) {
+	s, _ := openStore(t)
+	ctx := context.Background()
+	rec := store.Issuance{Serial: "0abc", Identity: "spiffe://cluster.local/ns/a/sa/b", NotAfter: time.Unix(2000000000, 0).UTC(), Fingerprint: "aa"}
+	require.NoError(t, s.PutIssuance(ctx, rec))
+	require.NoError(t, s.PutIssuance(ctx, rec), "the same record again is idempotent")
+	other := rec
+	other.Fingerprint = "bb"
+	other.NotAfter = time.Unix(1000000000, 0).UTC()
+	require.ErrorIs(t, s.PutIssuance(ctx, other), ErrDuplicateSerial)
+	got, err := s.GetIssuance(ctx, "0abc")
+	require.NoError(t, err)
+	require.Equal(t, rec, got)
+	n, err := s.PruneIssuances(ctx, time.Unix(1500000000, 0))
+	require.NoError(t, err)
+	require.Zero(t, n, "the refused record left no expiry entry behind")
+}

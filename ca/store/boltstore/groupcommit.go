@@ -1,6 +1,7 @@
 package boltstore
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"sync"
@@ -14,10 +15,15 @@ const maxGroup = 1000
 // errClosed is returned for writes after Close.
 var errClosed = errors.New("store is closed")
 
+// ErrDuplicateSerial refuses a second, different certificate under a serial
+// that is already recorded: serials must be unique per CA.
+var ErrDuplicateSerial = errors.New("a different certificate with this serial is already recorded")
+
 // pendingPut is one issuance record waiting for the group commit.
 type pendingPut struct {
 	key, value, expiryKey []byte
 	done                  chan error
+	refused               error
 }
 
 // groupCommitter makes issuance records durable in groups without a timer:
@@ -58,6 +64,12 @@ func (g *groupCommitter) run() {
 		err := g.db.Update(func(tx *bolt.Tx) error {
 			recs, idx := tx.Bucket(bucketIssuances), tx.Bucket(bucketExpiry)
 			for _, p := range group {
+				if old := recs.Get(p.key); old != nil {
+					if !bytes.Equal(old, p.value) {
+						p.refused = ErrDuplicateSerial
+					}
+					continue // the same record again is a no-op
+				}
 				if err := recs.Put(p.key, p.value); err != nil {
 					return err
 				}
@@ -68,7 +80,11 @@ func (g *groupCommitter) run() {
 			return nil
 		})
 		for _, p := range group {
-			p.done <- err
+			if err != nil {
+				p.done <- err
+			} else {
+				p.done <- p.refused
+			}
 		}
 	}
 }
