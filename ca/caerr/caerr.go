@@ -130,7 +130,7 @@ func Wrap(err error, code Code, reason, format string, args ...any) *Error {
 // CodeOf returns the Code of err, or Internal when err is not an *Error.
 func CodeOf(err error) Code {
 	var e *Error
-	if errors.As(err, &e) {
+	if errors.As(err, &e) && e != nil {
 		return e.Code
 	}
 	return Internal
@@ -139,7 +139,7 @@ func CodeOf(err error) Code {
 // ReasonOf returns the Reason of err, or "internal" when err is not an *Error.
 func ReasonOf(err error) string {
 	var e *Error
-	if errors.As(err, &e) && e.Reason != "" {
+	if errors.As(err, &e) && e != nil && e.Reason != "" {
 		return e.Reason
 	}
 	return "internal"

@@ -7,6 +7,7 @@ package ratelimit
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"time"
 
@@ -90,24 +91,30 @@ func (l *Limiter) evictLocked(now time.Time) {
 	if len(l.per) < l.opts.MaxIdentities {
 		return
 	}
-	n := 0
+	// Least recently used first: map order is random, and dropping a bucket
+	// that was just refused would reset a crash-looping identity's limit.
+	ids := make([]string, 0, len(l.per))
 	for id := range l.per {
+		ids = append(ids, id)
+	}
+	slices.SortFunc(ids, func(a, b string) int { return l.per[a].seen.Compare(l.per[b].seen) })
+	for _, id := range ids[:max(len(ids)/2, 1)] {
 		delete(l.per, id)
-		if n++; n >= l.opts.MaxIdentities/2 {
-			return
-		}
 	}
 }
 
 // Acquire waits up to QueueTimeout for a concurrency slot. It returns a
 // release function, or false when the server is saturated.
 func (l *Limiter) Acquire(ctx context.Context) (func(), bool) {
+	if ctx.Err() != nil {
+		return nil, false
+	}
 	if l.sem == nil {
 		return func() {}, true
 	}
 	select {
 	case l.sem <- struct{}{}:
-		return func() { <-l.sem }, true
+		return l.releaser(), true
 	default:
 	}
 	if l.opts.QueueTimeout <= 0 {
@@ -117,12 +124,18 @@ func (l *Limiter) Acquire(ctx context.Context) (func(), bool) {
 	defer t.Stop()
 	select {
 	case l.sem <- struct{}{}:
-		return func() { <-l.sem }, true
+		return l.releaser(), true
 	case <-t.C:
 		return nil, false
 	case <-ctx.Done():
 		return nil, false
 	}
+}
+
+// releaser frees one slot, once however often it is called.
+func (l *Limiter) releaser() func() {
+	var once sync.Once
+	return func() { once.Do(func() { <-l.sem }) }
 }
 
 // InFlight is the number of requests holding a slot.

@@ -105,9 +105,11 @@ func (s *Server) Run(ctx context.Context) error {
 	s.opts.Log.Info("serving", "grpc", s.GRPCAddr().String(), "ops", s.OpsAddr().String())
 
 	var runErr error
+	pending := 2 // Serve goroutines still running
 	select {
 	case <-ctx.Done():
 	case runErr = <-errc:
+		pending--
 	}
 	s.opts.Log.Info("shutting down", "timeout", s.opts.ShutdownTimeout)
 	s.health.Shutdown()
@@ -122,6 +124,11 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	if err := s.ops.Shutdown(sctx); err != nil && runErr == nil {
 		runErr = err
+	}
+	// A Serve that starts after the stop closes its listener only as it
+	// returns: wait for both, so the ports are free when Run returns.
+	for ; pending > 0; pending-- {
+		<-errc
 	}
 	return runErr
 }

@@ -1,0 +1,360 @@
+package server_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/stretchr/testify/require"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/emptypb"
+
+	"github.com/meshca/meshca/issuer/server"
+)
+
+func baseOptions() server.Options {
+	return server.Options{
+		GRPCListen:      "127.0.0.1:0",
+		OpsListen:       "127.0.0.1:0",
+		ShutdownTimeout: 30 * time.Second,
+		Log:             slog.New(slog.DiscardHandler),
+	}
+}
+
+// running is a Server whose Run is in progress.
+type running struct {
+	*server.Server
+	cancel context.CancelFunc
+	done   chan struct{} // closed when Run has returned
+	err    error         // Run's result, valid after done
+}
+
+// prepare wraps srv; its done channel exists before Run starts.
+func prepare(srv *server.Server) *running {
+	return &running{Server: srv, done: make(chan struct{})}
+}
+
+// run starts Run until the test ends (or stop is called).
+func (r *running) run(t *testing.T) *running {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	r.cancel = cancel
+	go func() {
+		r.err = r.Server.Run(ctx)
+		close(r.done)
+	}()
+	t.Cleanup(func() { r.stop(t) })
+	return r
+}
+
+func start(t *testing.T, srv *server.Server) *running { return prepare(srv).run(t) }
+
+// stop cancels Run and waits for it to return.
+func (r *running) stop(t *testing.T) error {
+	t.Helper()
+	r.cancel()
+	select {
+	case <-r.done:
+		return r.err
+	case <-time.After(30 * time.Second):
+		t.Fatal("Run did not return after its context was cancelled")
+		return nil
+	}
+}
+
+func newRunning(t *testing.T, mutate func(*server.Options)) *running {
+	t.Helper()
+	o := baseOptions()
+	if mutate != nil {
+		mutate(&o)
+	}
+	srv, err := server.New(o)
+	require.NoError(t, err)
+	return start(t, srv)
+}
+
+func get(t *testing.T, r *running, path string) (int, string) {
+	t.Helper()
+	resp, err := http.Get("http://" + r.OpsAddr().String() + path)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return resp.StatusCode, string(b)
+}
+
+func dial(t *testing.T, addr string) *grpc.ClientConn {
+	t.Helper()
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	require.NoError(t, err)
+	t.Cleanup(func() { conn.Close() })
+	return conn
+}
+
+func TestNew_BindsLoopbackPortsBeforeRun(t *testing.T) {
+	srv, err := server.New(baseOptions())
+	require.NoError(t, err)
+	for _, a := range []net.Addr{srv.GRPCAddr(), srv.OpsAddr()} {
+		tcp, ok := a.(*net.TCPAddr)
+		require.True(t, ok)
+		require.True(t, tcp.IP.IsLoopback())
+		require.NotZero(t, tcp.Port, "the port is known as soon as New returns")
+	}
+	require.NotEqual(t, srv.GRPCAddr().String(), srv.OpsAddr().String())
+	r := start(t, srv)
+	require.NoError(t, r.stop(t))
+}
+
+func TestHealthz_AlwaysOK(t *testing.T) {
+	r := newRunning(t, func(o *server.Options) { o.Ready = func() error { return errors.New("not yet") } })
+	code, body := get(t, r, "/healthz")
+	require.Equal(t, http.StatusOK, code)
+	require.Equal(t, "ok\n", body, "liveness does not depend on readiness")
+}
+
+func TestHealthz_OnlyAnswersGET(t *testing.T) {
+	r := newRunning(t, nil)
+	resp, err := http.Post("http://"+r.OpsAddr().String()+"/healthz", "text/plain", nil)
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusMethodNotAllowed, resp.StatusCode)
+}
+
+func TestReadyz_FollowsTheReadyFunc(t *testing.T) {
+	var reason atomic.Pointer[error]
+	r := newRunning(t, func(o *server.Options) {
+		o.Ready = func() error {
+			if p := reason.Load(); p != nil {
+				return *p
+			}
+			return nil
+		}
+	})
+	code, body := get(t, r, "/readyz")
+	require.Equal(t, http.StatusOK, code)
+	require.Equal(t, "ok\n", body)
+
+	notReady := errors.New("the signing intermediate has expired")
+	reason.Store(&notReady)
+	code, body = get(t, r, "/readyz")
+	require.Equal(t, http.StatusServiceUnavailable, code)
+	require.Equal(t, "not ready: the signing intermediate has expired\n", body)
+
+	reason.Store(nil)
+	code, _ = get(t, r, "/readyz")
+	require.Equal(t, http.StatusOK, code, "readiness recovers with the Ready func")
+}
+
+func TestReadyz_WithoutReadyFuncIsReady(t *testing.T) {
+	r := newRunning(t, nil)
+	code, body := get(t, r, "/readyz")
+	require.Equal(t, http.StatusOK, code)
+	require.Equal(t, "ok\n", body)
+}
+
+func TestMetrics_ServedFromTheGatherer(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	issued := prometheus.NewCounter(prometheus.CounterOpts{Name: "meshca_test_issued_total", Help: "test counter"})
+	reg.MustRegister(issued)
+	issued.Add(3)
+	r := newRunning(t, func(o *server.Options) { o.Gatherer = reg })
+
+	code, body := get(t, r, "/metrics")
+	require.Equal(t, http.StatusOK, code)
+	require.Contains(t, body, "# HELP meshca_test_issued_total test counter\n")
+	require.Contains(t, body, "\nmeshca_test_issued_total 3\n")
+	require.NotContains(t, body, "go_goroutines", "only the given Gatherer is exposed, not the default registry")
+
+	issued.Inc()
+	_, body = get(t, r, "/metrics")
+	require.Contains(t, body, "\nmeshca_test_issued_total 4\n", "metrics are gathered at scrape time")
+}
+
+func TestMetrics_AbsentWithoutGatherer(t *testing.T) {
+	r := newRunning(t, nil)
+	code, _ := get(t, r, "/metrics")
+	require.Equal(t, http.StatusNotFound, code)
+}
+
+func TestGRPC_HealthServiceReportsServing(t *testing.T) {
+	r := newRunning(t, nil)
+	resp, err := healthpb.NewHealthClient(dial(t, r.GRPCAddr().String())).Check(context.Background(), &healthpb.HealthCheckRequest{})
+	require.NoError(t, err)
+	require.Equal(t, healthpb.HealthCheckResponse_SERVING, resp.GetStatus())
+}
+
+// blocker is a one-method gRPC service whose calls wait for the test.
+type blocker struct {
+	entered chan struct{}
+	release chan struct{}
+	// onFinish runs as the handler returns.
+	onFinish func()
+}
+
+const blockMethod = "/meshca.test.Blocker/Block"
+
+func (b *blocker) register(s *grpc.Server) {
+	s.RegisterService(&grpc.ServiceDesc{
+		ServiceName: "meshca.test.Blocker",
+		HandlerType: (*any)(nil),
+		Methods: []grpc.MethodDesc{{
+			MethodName: "Block",
+			Handler: func(_ any, ctx context.Context, dec func(any) error, _ grpc.UnaryServerInterceptor) (any, error) {
+				if err := dec(new(emptypb.Empty)); err != nil {
+					return nil, err
+				}
+				close(b.entered)
+				defer b.onFinish()
+				select {
+				case <-b.release:
+					return &emptypb.Empty{}, nil
+				case <-ctx.Done():
+					return nil, status.FromContextError(ctx.Err()).Err()
+				}
+			},
+		}},
+	}, b)
+}
+
+// callInBackground starts one Block call and returns its result channel.
+func callInBackground(conn *grpc.ClientConn) <-chan error {
+	errc := make(chan error, 1)
+	go func() { errc <- conn.Invoke(context.Background(), blockMethod, &emptypb.Empty{}, &emptypb.Empty{}) }()
+	return errc
+}
+
+// waitUntilListenerClosed polls fresh connections until the gRPC listener
+// refuses them, which shows that shutdown is under way.
+func waitUntilListenerClosed(t *testing.T, addr string) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		require.NoError(t, err)
+		defer conn.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_, err = healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{})
+		return status.Code(err) == codes.Unavailable
+	}, 10*time.Second, 5*time.Millisecond)
+}
+
+func TestRun_DrainsAnInFlightCallBeforeReturning(t *testing.T) {
+	srv, err := server.New(baseOptions())
+	require.NoError(t, err)
+	b := &blocker{entered: make(chan struct{}), release: make(chan struct{})}
+	var runReturnedFirst atomic.Bool
+	r := prepare(srv)
+	b.onFinish = func() {
+		select {
+		case <-r.done:
+			runReturnedFirst.Store(true)
+		default:
+		}
+	}
+	b.register(srv.GRPC)
+	r.run(t)
+
+	callErr := callInBackground(dial(t, srv.GRPCAddr().String()))
+	<-b.entered
+	r.cancel()
+	waitUntilListenerClosed(t, srv.GRPCAddr().String())
+
+	select {
+	case <-r.done:
+		t.Fatal("Run returned while a call was still in flight")
+	default:
+	}
+	close(b.release)
+	require.NoError(t, <-callErr, "the in-flight call completes normally")
+	require.NoError(t, r.stop(t))
+	require.False(t, runReturnedFirst.Load(), "Run returned before the handler finished")
+}
+
+func TestRun_CutsOffCallsThatOutliveTheShutdownTimeout(t *testing.T) {
+	o := baseOptions()
+	o.ShutdownTimeout = 50 * time.Millisecond
+	srv, err := server.New(o)
+	require.NoError(t, err)
+	b := &blocker{entered: make(chan struct{}), release: make(chan struct{}), onFinish: func() {}}
+	b.register(srv.GRPC)
+	r := start(t, srv)
+
+	callErr := callInBackground(dial(t, srv.GRPCAddr().String()))
+	<-b.entered
+	require.NoError(t, r.stop(t), "a forced stop after the timeout is not a Run error")
+	require.Equal(t, codes.Unavailable, status.Code(<-callErr), "the stuck call is cut off")
+}
+
+func TestRun_ClosesBothListeners(t *testing.T) {
+	r := newRunning(t, nil)
+	grpcAddr, opsAddr := r.GRPCAddr().String(), r.OpsAddr().String()
+	require.NoError(t, r.stop(t))
+	for _, addr := range []string{grpcAddr, opsAddr} {
+		ln, err := net.Listen("tcp", addr)
+		require.NoError(t, err, "%s is free again after Run returns", addr)
+		ln.Close()
+	}
+}
+
+// Cancelled before its Serve goroutines start, Run must still not return
+// until both listeners are closed (each round hit the race about one time
+// in three before Run waited for them).
+func TestRun_CancelledBeforeServingStillFreesBothPortsBeforeReturning(t *testing.T) {
+	for round := range 50 {
+		srv, err := server.New(baseOptions())
+		require.NoError(t, err)
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		require.NoError(t, srv.Run(ctx))
+		for _, a := range []net.Addr{srv.GRPCAddr(), srv.OpsAddr()} {
+			ln, err := net.Listen("tcp", a.String())
+			require.NoError(t, err, "round %d: %s still bound after Run returned", round, a)
+			ln.Close()
+		}
+	}
+}
+
+func TestNew_GRPCAddressInUseFailsNamingServerListen(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer taken.Close()
+	o := baseOptions()
+	o.GRPCListen = taken.Addr().String()
+
+	srv, err := server.New(o)
+	require.Nil(t, srv)
+	require.ErrorContains(t, err, "server.listen "+taken.Addr().String()+": ")
+	require.ErrorContains(t, err, "address already in use")
+}
+
+func TestNew_OpsAddressInUseFailsAndReleasesTheGRPCPort(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer taken.Close()
+	free, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	grpcAddr := free.Addr().String()
+	require.NoError(t, free.Close())
+
+	o := baseOptions()
+	o.GRPCListen, o.OpsListen = grpcAddr, taken.Addr().String()
+	srv, err := server.New(o)
+	require.Nil(t, srv)
+	require.ErrorContains(t, err, "server.opsListen "+taken.Addr().String()+": ")
+	require.ErrorContains(t, err, "address already in use")
+
+	ln, err := net.Listen("tcp", grpcAddr)
+	require.NoError(t, err, "New closed the gRPC listener it had bound")
+	ln.Close()
+}
