@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -230,9 +231,14 @@ func Fingerprint(c *x509.Certificate) string {
 }
 
 // loadVault reuses the active Vault-signed generation, or has Vault sign a
-// new intermediate for a key created in the key store.
+// new intermediate for a key created in the key store. While Vault is
+// unavailable it signs with the stored generation (loadVaultStored) and
+// never mints.
 func (l *Loader) loadVault(ctx context.Context) (*Material, error) {
 	roots, err := l.Vault.Roots(ctx)
+	if errors.Is(err, vault.ErrUnavailable) {
+		return l.loadVaultStored(ctx, err)
+	}
 	if err != nil {
 		return nil, err
 	}

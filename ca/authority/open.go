@@ -59,7 +59,10 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger, reg prometh
 	loader := &Loader{Config: cfg, Keys: km, Store: st, Log: log}
 	var src *vault.Source
 	if cfg.Root.Source == "vault" {
-		if src, err = vault.New(ctx, cfg.Root.Vault, vault.WithLogger(log), vault.WithRegisterer(reg)); err != nil {
+		// A Vault unavailable at start-up does not stop meshca when the store
+		// holds a usable Vault-signed intermediate (Loader.loadVaultStored);
+		// the source completes its checks once Vault answers.
+		if src, err = vault.New(ctx, cfg.Root.Vault, vault.WithLogger(log), vault.WithRegisterer(reg), vault.WithDeferredValidation()); err != nil {
 			st.Close()
 			km.Close()
 			return nil, err

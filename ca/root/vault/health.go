@@ -10,7 +10,9 @@ import (
 
 // Probe checks that Vault is reachable, initialised and unsealed, and that
 // meshca holds a working login (logging in again if the last attempt
-// failed). It updates the up state and returns why Vault is not usable.
+// failed). For a source whose validation was deferred at start-up it
+// completes the validation first. It updates the up state and returns why
+// Vault is not usable.
 func (s *Source) Probe(ctx context.Context) error {
 	err := s.probe(ctx)
 	if err != nil {
@@ -35,6 +37,9 @@ func (s *Source) probe(ctx context.Context) error {
 		return &UnavailableError{Op: "health", Sealed: true, Err: errors.New("sys/health reports sealed")}
 	case !h.Initialized:
 		return &UnavailableError{Op: "health", Err: errors.New("sys/health reports not initialized")}
+	}
+	if !s.validated.Load() {
+		return s.completeValidation(ctx)
 	}
 	if p := s.authErr.Load(); p != nil {
 		if err := s.relogin(ctx, s.tokenGen.Load()); err != nil {

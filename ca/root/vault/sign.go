@@ -39,6 +39,9 @@ func CSRForSubject(signer crypto.Signer, subject pkix.Name) ([]byte, error) {
 // within tolerance, or until its issuer expires. chain holds the
 // certificates above cert, toward the root, ending with the root.
 func (s *Source) SignIntermediate(ctx context.Context, csrDER []byte, commonName string, ttl time.Duration) (*x509.Certificate, []*x509.Certificate, error) {
+	if !s.validated.Load() {
+		return nil, nil, s.notValidated("sign-intermediate")
+	}
 	csr, err := x509.ParseCertificateRequest(csrDER)
 	if err != nil {
 		return nil, nil, fmt.Errorf("sign-intermediate: the CSR does not parse: %w", err)

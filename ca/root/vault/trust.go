@@ -40,8 +40,16 @@ func (s *Source) issuerPath(suffix string) string {
 // of <mount>/ca_chain and <mount>/cert/ca (or of issuer/<ref>/json when an
 // issuer ref is configured). It fails, and keeps the previous roots, when
 // the chain has no root, the issuer does not chain to it, or the root does
-// not match root.vault.expectedRootFingerprint.
+// not match root.vault.expectedRootFingerprint. Before a deferred
+// validation completes it fails with ErrUnavailable without calling Vault.
 func (s *Source) Roots(ctx context.Context) ([]*x509.Certificate, error) {
+	if !s.validated.Load() {
+		return nil, s.notValidated("roots")
+	}
+	return s.fetchRoots(ctx)
+}
+
+func (s *Source) fetchRoots(ctx context.Context) ([]*x509.Certificate, error) {
 	issuer, chain, err := s.fetchIssuer(ctx)
 	if err != nil {
 		return nil, err
@@ -73,9 +81,10 @@ func (s *Source) Roots(ctx context.Context) ([]*x509.Certificate, error) {
 	return append([]*x509.Certificate(nil), roots...), nil
 }
 
-// CurrentRoots returns the roots fetched last, without calling Vault.
+// CurrentRoots returns the roots fetched last, without calling Vault; none
+// before a deferred validation completes.
 func (s *Source) CurrentRoots() []*x509.Certificate {
-	if t := s.trust.Load(); t != nil {
+	if t := s.trust.Load(); t != nil && s.validated.Load() {
 		return append([]*x509.Certificate(nil), t.roots...)
 	}
 	return nil
@@ -194,8 +203,16 @@ func (s *Source) checkSignPolicy(ctx context.Context) error {
 
 // CRL fetches the issuer's CRL (<mount>/crl/pem), checks that the issuer
 // signed it and keeps it. A CRL older than the one held (lower CRL number)
-// is ignored and the one held is returned.
+// is ignored and the one held is returned. Before a deferred validation
+// completes it fails with ErrUnavailable without calling Vault.
 func (s *Source) CRL(ctx context.Context) (*x509.RevocationList, error) {
+	if !s.validated.Load() {
+		return nil, s.notValidated("read crl")
+	}
+	return s.fetchCRL(ctx)
+}
+
+func (s *Source) fetchCRL(ctx context.Context) (*x509.RevocationList, error) {
 	body, err := s.readRaw(ctx, "read crl", s.issuerPath("crl/pem"))
 	if err != nil {
 		return nil, err
@@ -223,8 +240,14 @@ func (s *Source) CRL(ctx context.Context) (*x509.RevocationList, error) {
 	return crl, nil
 }
 
-// CurrentCRL returns the last good CRL, without calling Vault.
-func (s *Source) CurrentCRL() *x509.RevocationList { return s.crl.Load() }
+// CurrentCRL returns the last good CRL, without calling Vault; none before
+// a deferred validation completes.
+func (s *Source) CurrentCRL() *x509.RevocationList {
+	if !s.validated.Load() {
+		return nil
+	}
+	return s.crl.Load()
+}
 
 // RunCRLRefresh fetches the CRL every CRLRefreshInterval, and earlier when
 // the CRL held nears its nextUpdate; failures are retried with backoff
@@ -238,6 +261,9 @@ func (s *Source) RunCRLRefresh(ctx context.Context) {
 		}
 		if s.sleep(ctx, d) != nil {
 			return
+		}
+		if !s.validated.Load() {
+			continue // completing the deferred validation fetches the CRL
 		}
 		if _, err := s.CRL(ctx); err != nil {
 			attempt++

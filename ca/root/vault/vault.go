@@ -63,18 +63,27 @@ type Source struct {
 
 	up          atomic.Bool
 	lastSuccess atomic.Int64 // unix nanoseconds
+
+	// validated is false while a source opened WithDeferredValidation has
+	// not yet completed New's checks (Vault was unavailable at start-up);
+	// pending is the last reason. The health loop completes them.
+	validated   atomic.Bool
+	validateMu  sync.Mutex // serialises completing the deferred validation
+	pending     atomic.Pointer[error]
+	expectRoots atomic.Pointer[[]*x509.Certificate]
 }
 
 // Option configures New.
 type Option func(*options)
 
 type options struct {
-	log    *slog.Logger
-	reg    prometheus.Registerer
-	now    func() time.Time
-	sleep  SleepFunc
-	jitter func(time.Duration) time.Duration
-	env    func(string) string
+	log             *slog.Logger
+	reg             prometheus.Registerer
+	now             func() time.Time
+	sleep           SleepFunc
+	jitter          func(time.Duration) time.Duration
+	env             func(string) string
+	deferValidation bool
 }
 
 // WithLogger logs through l (default slog.Default()).
@@ -98,6 +107,16 @@ func WithJitter(j func(max time.Duration) time.Duration) Option {
 // WithEnv reads environment variables (VAULT_TOKEN) through getenv
 // instead of os.Getenv.
 func WithEnv(getenv func(string) string) Option { return func(o *options) { o.env = getenv } }
+
+// WithDeferredValidation lets New succeed when Vault is unavailable
+// (unreachable or sealed, ErrUnavailable) at start-up: it returns a Source
+// that is down and not yet validated. Until the health loop (Run) finds
+// Vault serving and completes the checks, Roots, CRL and SignIntermediate
+// fail with ErrUnavailable and CurrentRoots and CurrentCRL are empty, so
+// that the caller signs with an intermediate it already holds and never
+// mints a new one. Configuration errors reported by a reachable Vault
+// still fail New.
+func WithDeferredValidation() Option { return func(o *options) { o.deferValidation = true } }
 
 // ErrUnavailable is matched (errors.Is) by every error caused by Vault
 // being unreachable, sealed or otherwise not serving.
@@ -164,7 +183,9 @@ func New(ctx context.Context, cfg config.VaultConfig, opts ...Option) (*Source, 
 	if cfg.IssuerRef != "" {
 		s.signPath = cfg.Mount + "/issuer/" + cfg.IssuerRef + "/sign-intermediate"
 	}
-	if err := s.validate(ctx); err != nil {
+	err = s.validate(ctx)
+	deferred := err != nil && o.deferValidation && errors.Is(err, ErrUnavailable)
+	if err != nil && !deferred {
 		if errors.Is(err, ErrUnavailable) {
 			return nil, fmt.Errorf("root.vault.address: cannot use Vault at %s: %w", cfg.Address, err)
 		}
@@ -175,6 +196,15 @@ func New(ctx context.Context, cfg config.VaultConfig, opts ...Option) (*Source, 
 			return nil, fmt.Errorf("register vault root source metrics: %w", err)
 		}
 	}
+	if deferred {
+		s.up.Store(false)
+		s.pending.Store(&err)
+		s.log.Warn("Vault is unavailable at start-up; its checks (login, root, sign-intermediate policy, CRL) are deferred until it answers, and meshca mints no intermediate until then",
+			"address", cfg.Address, "mount", cfg.Mount, "error", err)
+		return s, nil
+	}
+	s.validated.Store(true)
+	s.up.Store(true)
 	s.log.Info("vault root source ready", "address", cfg.Address, "mount", cfg.Mount,
 		"issuer_ref", cfg.IssuerRef, "auth_method", auth.method(), "root", s.trust.Load().roots[0].Subject.String())
 	return s, nil
@@ -185,13 +215,13 @@ func (s *Source) validate(ctx context.Context) error {
 	if err := s.login(ctx); err != nil {
 		return err
 	}
-	if _, err := s.Roots(ctx); err != nil {
+	if _, err := s.fetchRoots(ctx); err != nil {
 		return err
 	}
 	if err := s.checkSignPolicy(ctx); err != nil {
 		return err
 	}
-	if _, err := s.CRL(ctx); err != nil {
+	if _, err := s.fetchCRL(ctx); err != nil {
 		return fmt.Errorf("%w (meshca needs the root's CRL for Istio's ca-crl.pem)", err)
 	}
 	return nil
@@ -207,8 +237,77 @@ func (s *Source) Run(ctx context.Context) {
 	wg.Wait()
 }
 
-// Up reports whether the last contact with Vault succeeded.
+// Up reports whether the last contact with Vault succeeded (and, for a
+// source opened WithDeferredValidation, its checks have completed).
 func (s *Source) Up() bool { return s.up.Load() }
+
+// Validated reports whether New's checks of Vault's setup have completed:
+// always true unless New deferred them because Vault was unavailable.
+func (s *Source) Validated() bool { return s.validated.Load() }
+
+// notValidated is the error of calls made before the deferred validation
+// completed; it names the last reason.
+func (s *Source) notValidated(op string) error {
+	var why error = errors.New("not yet validated")
+	if p := s.pending.Load(); p != nil {
+		why = *p
+	}
+	if errors.Is(why, ErrUnavailable) {
+		return fmt.Errorf("root.vault.address: cannot use Vault at %s (%s: its checks have not completed since start-up): %w", s.cfg.Address, op, why)
+	}
+	// Vault answers but its setup is wrong: still unavailable to meshca.
+	return fmt.Errorf("root.vault: %s: the checks of Vault's setup have not passed since start-up (%w): %w", op, ErrUnavailable, why)
+}
+
+// completeValidation runs New's checks for a source whose validation was
+// deferred. On success the source is validated; the caller marks it up.
+func (s *Source) completeValidation(ctx context.Context) error {
+	s.validateMu.Lock()
+	defer s.validateMu.Unlock()
+	if s.validated.Load() {
+		return nil
+	}
+	if err := s.validate(ctx); err != nil {
+		s.pending.Store(&err)
+		if !errors.Is(err, ErrUnavailable) && ctx.Err() == nil {
+			s.log.Error("Vault answers again but its setup is wrong; meshca keeps signing with its current intermediate and retries", "error", err)
+		}
+		return err
+	}
+	s.validated.Store(true)
+	s.pending.Store(nil)
+	s.log.Info("vault root source validated after a start-up outage", "address", s.cfg.Address, "mount", s.cfg.Mount,
+		"root", s.trust.Load().roots[0].Subject.String())
+	s.checkExpectedRoots()
+	return nil
+}
+
+// ExpectRoots records the roots meshca signs under without Vault (those of
+// a stored generation, while Vault is unavailable). When Vault's roots,
+// once fetched, do not include them, an error is logged: meshca does not
+// switch roots silently.
+func (s *Source) ExpectRoots(roots []*x509.Certificate) {
+	roots = append([]*x509.Certificate(nil), roots...)
+	s.expectRoots.Store(&roots)
+	if s.validated.Load() {
+		s.checkExpectedRoots()
+	}
+}
+
+func (s *Source) checkExpectedRoots() {
+	p, t := s.expectRoots.Load(), s.trust.Load()
+	if p == nil || t == nil {
+		return
+	}
+	for _, want := range *p {
+		if !containsCert(t.roots, want) {
+			s.log.Error("Vault's root no longer matches the root of the stored intermediate meshca signs with; meshca does not switch roots on its own: keep it until a deliberate rotation, or restore the root in Vault",
+				"stored_root", want.Subject.String(), "stored_root_sha256", Fingerprint(want),
+				"vault_root", t.roots[0].Subject.String(), "vault_root_sha256", Fingerprint(t.roots[0]))
+			return
+		}
+	}
+}
 
 // LastSuccess is when a call to Vault last succeeded.
 func (s *Source) LastSuccess() time.Time {
@@ -219,6 +318,10 @@ func (s *Source) LastSuccess() time.Time {
 }
 
 func (s *Source) markUp() {
+	if !s.validated.Load() { // not up until the deferred checks complete
+		s.lastSuccess.Store(s.now().UnixNano())
+		return
+	}
 	if !s.up.Swap(true) && s.lastSuccess.Load() != 0 {
 		s.log.Info("vault root source is up again")
 	}
