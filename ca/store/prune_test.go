@@ -1,7 +1,6 @@
 package store_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
@@ -13,6 +12,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/meshca/meshca/ca/store"
+
+	"github.com/meshca/meshca/test/logbuf"
 )
 
 var now = time.Date(2026, time.May, 1, 12, 0, 0, 0, time.UTC)
@@ -40,24 +41,6 @@ func (f *fakeIssuances) PruneIssuances(_ context.Context, cutoff time.Time) (int
 	r := f.results[0]
 	f.results = f.results[1:]
 	return r.n, r.err
-}
-
-// syncBuffer is a log sink safe for the Run goroutine and the test.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // within fails the test if ch yields nothing before a generous deadline; it
@@ -112,7 +95,7 @@ func TestPruneOnce_DefaultsToTheWallClock(t *testing.T) {
 
 func TestRun_PrunesAtOnceThenEveryIntervalUntilCanceled(t *testing.T) {
 	f := &fakeIssuances{results: []pruneResult{{n: 2}, {n: 0}, {err: errors.New("disk on fire")}}}
-	var logs syncBuffer
+	var logs logbuf.Buffer
 	clock := now
 	var clockMu sync.Mutex
 	pruned := make(chan int, 10)
@@ -172,7 +155,7 @@ func TestRun_PrunesAtOnceThenEveryIntervalUntilCanceled(t *testing.T) {
 }
 
 func TestRun_ReturnsWhenCanceledDuringAPassWithoutLoggingTheError(t *testing.T) {
-	var logs syncBuffer
+	var logs logbuf.Buffer
 	ctx, cancel := context.WithCancel(context.Background())
 	f := &fakeIssuances{}
 	p := &store.Pruner{

@@ -40,6 +40,7 @@ import (
 	"github.com/meshca/meshca/issuer/istio"
 	"github.com/meshca/meshca/issuer/ratelimit"
 	"github.com/meshca/meshca/issuer/tlsconfig"
+	"github.com/meshca/meshca/test/logbuf"
 )
 
 const trustDomain = "cluster.local"
@@ -52,8 +53,7 @@ type env struct {
 	roots   *x509.CertPool
 	rootPEM []byte
 	reg     *prometheus.Registry
-	auditMu sync.Mutex
-	audit   bytes.Buffer
+	audit   logbuf.Buffer
 }
 
 type envOptions struct {
@@ -64,17 +64,7 @@ type envOptions struct {
 	unavailable  func(error) bool
 }
 
-func (e *env) Write(p []byte) (int, error) {
-	e.auditMu.Lock()
-	defer e.auditMu.Unlock()
-	return e.audit.Write(p)
-}
-
-func (e *env) auditLog() string {
-	e.auditMu.Lock()
-	defer e.auditMu.Unlock()
-	return e.audit.String()
-}
+func (e *env) auditLog() string { return e.audit.String() }
 
 func newEnv(t *testing.T, o envOptions) *env {
 	t.Helper()
@@ -90,7 +80,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 	require.NoError(t, os.WriteFile(cfg.Root.File.RootCert, root.EncodePEM(rc), 0o644))
 
 	e := &env{reg: prometheus.NewRegistry(), rootPEM: root.EncodePEM(rc)}
-	log := slog.New(slog.NewJSONHandler(e, nil))
+	log := slog.New(slog.NewJSONHandler(&e.audit, nil))
 	rt, err := authority.Open(context.Background(), cfg, log, e.reg)
 	require.NoError(t, err)
 	t.Cleanup(func() { rt.Close() })

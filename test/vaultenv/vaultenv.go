@@ -16,7 +16,6 @@ package vaultenv
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -37,6 +36,8 @@ import (
 	vaultapi "github.com/hashicorp/vault/api"
 
 	"github.com/meshca/meshca/test/reporoot"
+
+	"github.com/meshca/meshca/test/logbuf"
 )
 
 // VaultVersion is the Vault version that test/tools/testbin.sh builds.
@@ -391,22 +392,7 @@ func freePortPair() (int, error) {
 
 // syncBuffer collects the server's output for error messages and for the
 // unseal key.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
+type syncBuffer struct{ logbuf.Buffer }
 
 // field returns the rest of the first line starting with prefix.
 func (b *syncBuffer) field(prefix string) string {

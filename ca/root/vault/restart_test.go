@@ -1,7 +1,6 @@
 package vault_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -14,7 +13,6 @@ import (
 	"log/slog"
 	"net/url"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
@@ -26,6 +24,8 @@ import (
 	"github.com/meshca/meshca/ca/root"
 	"github.com/meshca/meshca/ca/root/vault"
 	"github.com/meshca/meshca/ca/store/boltstore"
+
+	"github.com/meshca/meshca/test/logbuf"
 )
 
 func vaultCAConfig(t *testing.T, vcfg config.VaultConfig, dir string) *config.Config {
@@ -86,24 +86,6 @@ func signAndVerify(t *testing.T, rt *authority.Runtime, vaultRoot *x509.Certific
 	require.NoError(t, err)
 }
 
-// syncBuffer is a log sink that the health loop and the test share.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // TestOpen_RestartWhileVaultSealedSignsWithStoredGenerationUntilVaultIsBack
 // restarts meshca during a Vault outage: it starts with the stored
 // Vault-signed generation, keeps the source down, and completes Vault's
@@ -120,7 +102,7 @@ func TestOpen_RestartWhileVaultSealedSignsWithStoredGenerationUntilVaultIsBack(t
 	require.NoError(t, rt.Close())
 
 	unseal := vault.SealTestVault(t)
-	var logs syncBuffer
+	var logs logbuf.Buffer
 	reg := prometheus.NewRegistry()
 	rt, err = authority.Open(context.Background(), cfg, slog.New(slog.NewTextHandler(&logs, nil)), reg)
 	require.NoError(t, err)
@@ -210,7 +192,7 @@ func TestOpen_VaultBackWithAnotherRootLogsErrorAndKeepsTheStoredRoot(t *testing.
 	require.NoError(t, rt.Close())
 
 	unseal := vault.SealTestVault(t)
-	var logs syncBuffer
+	var logs logbuf.Buffer
 	reg := prometheus.NewRegistry()
 	rt, err = authority.Open(context.Background(), vaultCAConfig(t, other, dir), slog.New(slog.NewTextHandler(&logs, nil)), reg)
 	require.NoError(t, err)
