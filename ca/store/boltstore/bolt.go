@@ -46,12 +46,17 @@ func Open(path string) (*Store, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("create store directory: %w", err)
 	}
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second})
+	// NoSync stays false (bbolt fdatasyncs each commit) except in the
+	// meshca_nosync_check build of the durability tests.
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second, NoSync: checkNoSync, NoGrowSync: checkNoSync})
 	if err != nil {
 		if errors.Is(err, berrors.ErrTimeout) {
 			return nil, fmt.Errorf("store %s is locked by another meshca process; stop it or use another --dir", path)
 		}
 		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	if checkNoSync {
+		fmt.Fprintf(os.Stderr, "meshca_nosync_check build: store %s is NOT fsynced; for the durability tests only\n", path)
 	}
 	s := &Store{db: db}
 	if err := s.migrate(); err != nil {
