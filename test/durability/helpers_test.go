@@ -90,14 +90,13 @@ func auditLine(serial string) func(syncorder.Call) bool {
 
 // tracedServer is meshca serve running under strace.
 type tracedServer struct {
-	strace     *exec.Cmd
-	trace      string
-	grpc, ops  string
-	mu         sync.Mutex
-	stderr     bytes.Buffer
-	done       chan error
-	stopped    bool
-	stoppedErr error
+	strace    *exec.Cmd
+	trace     string
+	grpc, ops string
+	mu        sync.Mutex
+	stderr    bytes.Buffer
+	done      chan error
+	stopped   bool
 }
 
 func startTracedServe(t *testing.T, bin, dir string) *tracedServer {

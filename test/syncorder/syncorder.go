@@ -257,11 +257,14 @@ func (tr *Trace) DurableBeforeReply(storePath, marker string, reply func(Call) b
 		return cm, fmt.Errorf("record %s: written to %s at line %d but not fsynced before the acknowledgement at line %d (%s on %s)", marker, storePath, rec.Exit, rep.Entry, rep.Name, rep.Path)
 	}
 	cm.DataSync = ds
-	meta, ok := tr.first(ds.Exit, func(c Call) bool { return c.Path == storePath && c.isMetaPageWrite() })
+	meta, ok := tr.first(rec.Exit, func(c Call) bool { return c.Path == storePath && c.isMetaPageWrite() })
 	if !ok || meta.Entry > rep.Entry {
 		return cm, fmt.Errorf("record %s: its transaction's meta page is not written before the acknowledgement at line %d", marker, rep.Entry)
 	}
 	cm.Meta = meta
+	if ds.Exit > meta.Entry {
+		return cm, fmt.Errorf("record %s: written at line %d but not fsynced before the meta page that commits it (line %d)", marker, rec.Exit, meta.Entry)
+	}
 	ms, ok := tr.first(meta.Exit, isStoreSync)
 	if !ok || ms.Exit > rep.Entry {
 		return cm, fmt.Errorf("record %s: the meta page committing it (line %d) is not fsynced before the acknowledgement at line %d (%s on %s)", marker, meta.Exit, rep.Entry, rep.Name, rep.Path)
