@@ -4,14 +4,18 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+	bolt "go.etcd.io/bbolt"
 
+	"github.com/meshca/meshca/ca/store"
 	"github.com/meshca/meshca/test/syncorder"
 )
 
@@ -119,4 +123,87 @@ func TestPutIssuance_SyncCheckSeesAStoreWithoutFsync(t *testing.T) {
 	require.NoError(t, err)
 	defer s.Close()
 	require.Len(t, listAll(t, s), syncHelperN, "the page cache kept every record: a reopen cannot tell")
+}
+
+const failedSyncHelperEnv = "MESHCA_BOLTSTORE_FAILED_SYNC_HELPER"
+
+// TestPutIssuance_FailedSyncHelper is not a test: it runs under strace,
+// which fails one fdatasync with EIO: the 5th syncs the data pages of the
+// second record, the 6th the meta page that commits it.
+func TestPutIssuance_FailedSyncHelper(t *testing.T) {
+	path := os.Getenv(failedSyncHelperEnv)
+	if path == "" {
+		return
+	}
+	// Open and every commit run on one locked OS thread, so that strace's
+	// per-thread count of fdatasync calls is the process's count: 1-2 are
+	// Open's schema commit, 3-4 the first record's, 5-6 the second's.
+	txs := make(chan func())
+	go func() {
+		runtime.LockOSThread()
+		for f := range txs {
+			f()
+		}
+	}()
+	var s *Store
+	opened := make(chan error)
+	txs <- func() {
+		var err error
+		s, err = Open(path)
+		opened <- err
+	}
+	require.NoError(t, <-opened)
+	s.writes.update = func(fn func(*bolt.Tx) error) error {
+		done := make(chan error)
+		txs <- func() { done <- s.db.Update(fn) }
+		return <-done
+	}
+	ctx := context.Background()
+	for i := range 3 {
+		fmt.Fprintf(os.Stdout, "put %d: %v\n", i, s.PutIssuance(ctx, record(i, t0.Add(24*time.Hour))))
+	}
+	_, err := s.GetIssuance(ctx, record(1, t0).Serial)
+	fmt.Fprintf(os.Stdout, "get 1: %v\n", err)
+	os.Exit(0)
+}
+
+// bbolt writes the meta page and then fdatasyncs it; when that sync fails
+// the transaction is reported failed but is already the current one in
+// memory (the meta page is read through the mmap): later commits build on
+// pages whose content on disk is unknown, since Linux may drop dirty pages
+// after a failed writeback. The store must then acknowledge nothing more.
+func TestPutIssuance_NothingIsAcknowledgedAfterAFailedMetaSync(t *testing.T) {
+	out := runFailedSyncHelper(t, 6)
+	require.Contains(t, out, "put 0: <nil>\n")
+	require.Contains(t, out, "put 1: input/output error\n")
+	require.Contains(t, out, "put 2: "+errStoreFailed.Error()+": input/output error; check the disk and restart meshca\n")
+	require.Contains(t, out, "get 1: <nil>\n", "bbolt shows the failed transaction: that is why the store must stop")
+}
+
+// A failed sync of the data pages comes before the meta page: bbolt rolls
+// the transaction back cleanly, so only that record fails.
+func TestPutIssuance_AFailedDataSyncFailsOnlyItsOwnCommit(t *testing.T) {
+	out := runFailedSyncHelper(t, 5)
+	require.Contains(t, out, "put 0: <nil>\n")
+	require.Contains(t, out, "put 1: input/output error\n")
+	require.Contains(t, out, "put 2: <nil>\n")
+	require.Contains(t, out, "get 1: "+store.ErrNotFound.Error()+"\n")
+}
+
+// runFailedSyncHelper runs the helper with the when-th fdatasync failing.
+func runFailedSyncHelper(t *testing.T, when int) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "meshca.db")
+	s, err := Open(path)
+	require.NoError(t, err)
+	require.NoError(t, s.Close())
+	strace, err := exec.LookPath("strace")
+	require.NoError(t, err, "strace must be installed (make deps)")
+	cmd := exec.Command(strace, "-f", "-qq", "-o", "/dev/null", "-e", "trace=fdatasync",
+		"-e", fmt.Sprintf("inject=fdatasync:error=EIO:when=%d", when),
+		os.Args[0], "-test.run=^TestPutIssuance_FailedSyncHelper$", "-test.count=1")
+	cmd.Env = append(os.Environ(), failedSyncHelperEnv+"="+path)
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, string(out))
+	return string(out)
 }
