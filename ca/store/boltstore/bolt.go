@@ -34,7 +34,9 @@ var (
 
 // Store is a bbolt-backed store.Store.
 type Store struct {
-	db     *bolt.DB
+	db *bolt.DB
+	// w runs every read-write transaction after Open, failing closed.
+	w      *failClosedWriter
 	writes *groupCommitter
 }
 
@@ -63,8 +65,9 @@ func Open(path string) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("store %s: %w", path, err)
 	}
+	s.w = newFailClosedWriter(db)
 	// Concurrent issuance records share fsyncs (see groupCommitter).
-	s.writes = newGroupCommitter(db)
+	s.writes = newGroupCommitter(s.w.Update)
 	return s, nil
 }
 
@@ -178,7 +181,7 @@ func (s *Store) PruneIssuances(ctx context.Context, cutoff time.Time) (int, erro
 			return total, err
 		}
 		n := 0
-		err := s.db.Update(func(tx *bolt.Tx) error {
+		err := s.w.Update(func(tx *bolt.Tx) error {
 			idx, recs := tx.Bucket(bucketExpiry), tx.Bucket(bucketIssuances)
 			c := idx.Cursor()
 			for k, _ := c.First(); k != nil && n < chunk; k, _ = c.First() {

@@ -153,7 +153,7 @@ func TestPutIssuance_FailedSyncHelper(t *testing.T) {
 		opened <- err
 	}
 	require.NoError(t, <-opened)
-	s.writes.update = func(fn func(*bolt.Tx) error) error {
+	s.w.update = func(fn func(*bolt.Tx) error) error {
 		done := make(chan error)
 		txs <- func() { done <- s.db.Update(fn) }
 		return <-done
@@ -164,6 +164,8 @@ func TestPutIssuance_FailedSyncHelper(t *testing.T) {
 	}
 	_, err := s.GetIssuance(ctx, record(1, t0).Serial)
 	fmt.Fprintf(os.Stdout, "get 1: %v\n", err)
+	_, err = s.AddGeneration(ctx, store.Generation{Source: "file-minted"})
+	fmt.Fprintf(os.Stdout, "add generation: %v\n", err)
 	os.Exit(0)
 }
 
@@ -178,6 +180,7 @@ func TestPutIssuance_NothingIsAcknowledgedAfterAFailedMetaSync(t *testing.T) {
 	require.Contains(t, out, "put 1: input/output error\n")
 	require.Contains(t, out, "put 2: "+errStoreFailed.Error()+": input/output error; check the disk and restart meshca\n")
 	require.Contains(t, out, "get 1: <nil>\n", "bbolt shows the failed transaction: that is why the store must stop")
+	require.Contains(t, out, "add generation: "+errStoreFailed.Error()+": input/output error; check the disk and restart meshca\n")
 }
 
 // A failed sync of the data pages comes before the meta page: bbolt rolls
@@ -188,6 +191,7 @@ func TestPutIssuance_AFailedDataSyncFailsOnlyItsOwnCommit(t *testing.T) {
 	require.Contains(t, out, "put 1: input/output error\n")
 	require.Contains(t, out, "put 2: <nil>\n")
 	require.Contains(t, out, "get 1: "+store.ErrNotFound.Error()+"\n")
+	require.Contains(t, out, "add generation: <nil>\n")
 }
 
 // runFailedSyncHelper runs the helper with the when-th fdatasync failing.
