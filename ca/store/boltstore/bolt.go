@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"time"
@@ -45,9 +46,13 @@ var _ store.Store = (*Store)(nil)
 // Open opens (creating if needed) the store at path. It fails with a clear
 // message when another process holds the file or the schema is newer.
 func Open(path string) (*Store, error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+	dir := filepath.Dir(path)
+	newDirs := missingDirs(dir)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create store directory: %w", err)
 	}
+	_, statErr := os.Stat(path)
+	created := errors.Is(statErr, fs.ErrNotExist)
 	// NoSync stays false (bbolt fdatasyncs each commit) except in the
 	// meshca_nosync_check build of the durability tests.
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second, NoSync: checkNoSync, NoGrowSync: checkNoSync})
@@ -56,6 +61,20 @@ func Open(path string) (*Store, error) {
 			return nil, fmt.Errorf("store %s is locked by another meshca process; stop it or use another --dir", path)
 		}
 		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	// bbolt syncs the file, not its name: sync the directories that gained
+	// an entry (the file, the directories MkdirAll made) before any record
+	// in the file is acknowledged.
+	var named []string
+	if created {
+		named = append(named, dir)
+	}
+	for _, d := range newDirs {
+		named = append(named, filepath.Dir(d))
+	}
+	if err := syncDirs(named); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("store %s: sync its directory: %w", path, err)
 	}
 	if checkNoSync {
 		fmt.Fprintf(os.Stderr, "meshca_nosync_check build: store %s is NOT fsynced; for the durability tests only\n", path)

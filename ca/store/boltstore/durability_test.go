@@ -211,3 +211,51 @@ func runFailedSyncHelper(t *testing.T, when int) string {
 	require.NoError(t, err, string(out))
 	return string(out)
 }
+
+const newStoreHelperEnv = "MESHCA_BOLTSTORE_NEW_STORE_HELPER"
+
+// TestOpen_NewStoreHelper is not a test: it runs under strace, creates a
+// store in directories that do not exist yet and acknowledges one record.
+func TestOpen_NewStoreHelper(t *testing.T) {
+	path := os.Getenv(newStoreHelperEnv)
+	if path == "" {
+		return
+	}
+	s, err := Open(path)
+	require.NoError(t, err)
+	rec := record(0, t0.Add(24*time.Hour))
+	require.NoError(t, s.PutIssuance(context.Background(), rec))
+	fmt.Fprintf(os.Stdout, "ack %s\n", rec.Serial)
+	os.Exit(0)
+}
+
+// A file's data and its name are synced separately (fsync(2): syncing a
+// file "does not necessarily ensure that the entry in the directory
+// containing the file has also reached disk"). A store created by Open
+// must have its name, and the names of the directories Open created,
+// synced before the first record is acknowledged; bbolt syncs neither.
+func TestOpen_NewStoreIsNamedDurablyBeforeTheFirstAcknowledgement(t *testing.T) {
+	base, err := filepath.EvalSymlinks(t.TempDir())
+	require.NoError(t, err)
+	path := filepath.Join(base, "new", "data", "meshca.db")
+	traceFile := filepath.Join(base, "strace.out")
+	cmd, err := syncorder.Command(traceFile, os.Args[0], "-test.run=^TestOpen_NewStoreHelper$", "-test.count=1")
+	require.NoError(t, err, "strace must be installed (make deps)")
+	cmd.Env = append(os.Environ(), newStoreHelperEnv+"="+path)
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, string(out))
+	tr, err := syncorder.ParseFile(traceFile)
+	require.NoError(t, err)
+
+	serial := record(0, t0).Serial
+	c, err := tr.DurableBeforeReply(path, syncorder.RecordMarker(serial), ackOf(serial))
+	require.NoError(t, err)
+	created, ok := tr.First(0, func(c syncorder.Call) bool { return c.IsWrite() && c.Path == path })
+	require.True(t, ok)
+	for _, dir := range []string{filepath.Dir(path), filepath.Dir(filepath.Dir(path)), base} {
+		_, ok := tr.First(created.Exit, func(s syncorder.Call) bool {
+			return s.IsSync() && s.Path == dir && s.Exit < c.Reply.Entry
+		})
+		require.True(t, ok, "directory %s is not fsynced between the store's creation and the first acknowledgement", dir)
+	}
+}
