@@ -39,9 +39,12 @@ run: build
 	@echo "meshca: mesh root for clients: $(RUN_DIR)/root-cert.pem (sign a CSR offline: $(MESHCA) sign --dir $(RUN_DIR) --csr FILE --identity spiffe://cluster.local/ns/NS/sa/SA)"
 	$(MESHCA) serve --dir $(RUN_DIR) --listen $(LISTEN) --ops-listen $(OPS_LISTEN) --log-format text
 
-## deps: tools the tests call (openssl) from Debian when missing.
+## deps: tools the tests call (openssl; strace, which observes fsync order) from Debian when missing.
+DEBIAN_TOOLS := openssl strace
+
 deps:
-	@command -v openssl >/dev/null || { echo "installing openssl (Debian)"; apt-get update -qq && apt-get install -y -qq openssl; }
+	@missing=""; for t in $(DEBIAN_TOOLS); do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
+	if [ -n "$$missing" ]; then echo "installing$$missing (Debian)"; apt-get update -qq && apt-get install -y -qq $$missing; fi
 
 ## testbin: build kube-apiserver, etcd and Vault once per version into $(MESHCA_CACHE).
 testbin:

@@ -138,6 +138,9 @@ func TestIssuances_CanceledContextWritesNothing(t *testing.T) {
 	require.Empty(t, listAll(t, s))
 }
 
+// TestPutIssuance_IsDurableAcrossReopen shows that a closed store reopens
+// with its records. It says nothing about fsync (the page cache survives a
+// close); TestPutIssuance_FsyncsEachRecordBeforeItIsAcknowledged does.
 func TestPutIssuance_IsDurableAcrossReopen(t *testing.T) {
 	s, path := openStore(t)
 	rec := record(7, t0)

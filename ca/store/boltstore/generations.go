@@ -14,7 +14,7 @@ import (
 
 // AddGeneration stores g under the next free ID.
 func (s *Store) AddGeneration(_ context.Context, g store.Generation) (store.Generation, error) {
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err := s.w.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketGenerations)
 		id, err := b.NextSequence()
 		if err != nil {
@@ -33,7 +33,7 @@ func (s *Store) AddGeneration(_ context.Context, g store.Generation) (store.Gene
 // ActivateGeneration marks id active at the given time and retires every
 // other active generation, in one transaction.
 func (s *Store) ActivateGeneration(_ context.Context, id uint64, at time.Time) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
+	return s.w.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketGenerations)
 		if b.Get(u64(id)) == nil {
 			return fmt.Errorf("generation %d: %w", id, store.ErrNotFound)

@@ -31,7 +31,8 @@ type pendingPut struct {
 // on disk. An idle store commits a lone record at once (no batching delay);
 // a busy one shares each fsync among every request that arrived meanwhile.
 type groupCommitter struct {
-	db      *bolt.DB
+	// update runs the read-write transaction (failClosedWriter.Update).
+	update  func(func(*bolt.Tx) error) error
 	queue   chan *pendingPut
 	stopped chan struct{}
 	once    sync.Once
@@ -39,8 +40,8 @@ type groupCommitter struct {
 	closed  bool
 }
 
-func newGroupCommitter(db *bolt.DB) *groupCommitter {
-	g := &groupCommitter{db: db, queue: make(chan *pendingPut, maxGroup), stopped: make(chan struct{})}
+func newGroupCommitter(update func(func(*bolt.Tx) error) error) *groupCommitter {
+	g := &groupCommitter{update: update, queue: make(chan *pendingPut, maxGroup), stopped: make(chan struct{})}
 	go g.run()
 	return g
 }
@@ -61,24 +62,7 @@ func (g *groupCommitter) run() {
 				break drain
 			}
 		}
-		err := g.db.Update(func(tx *bolt.Tx) error {
-			recs, idx := tx.Bucket(bucketIssuances), tx.Bucket(bucketExpiry)
-			for _, p := range group {
-				if old := recs.Get(p.key); old != nil {
-					if !bytes.Equal(old, p.value) {
-						p.refused = ErrDuplicateSerial
-					}
-					continue // the same record again is a no-op
-				}
-				if err := recs.Put(p.key, p.value); err != nil {
-					return err
-				}
-				if err := idx.Put(p.expiryKey, nil); err != nil {
-					return err
-				}
-			}
-			return nil
-		})
+		err := g.commit(group)
 		for _, p := range group {
 			if err != nil {
 				p.done <- err
@@ -87,6 +71,28 @@ func (g *groupCommitter) run() {
 			}
 		}
 	}
+}
+
+// commit writes group in one transaction and returns when it is fsynced.
+func (g *groupCommitter) commit(group []*pendingPut) error {
+	return g.update(func(tx *bolt.Tx) error {
+		recs, idx := tx.Bucket(bucketIssuances), tx.Bucket(bucketExpiry)
+		for _, p := range group {
+			if old := recs.Get(p.key); old != nil {
+				if !bytes.Equal(old, p.value) {
+					p.refused = ErrDuplicateSerial
+				}
+				continue // the same record again is a no-op
+			}
+			if err := recs.Put(p.key, p.value); err != nil {
+				return err
+			}
+			if err := idx.Put(p.expiryKey, nil); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
 
 // put queues p and waits until it is on disk (or failed). A caller whose

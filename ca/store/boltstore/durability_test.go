@@ -1,0 +1,261 @@
+package boltstore
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/meshca/meshca/ca/store"
+	"github.com/meshca/meshca/test/syncorder"
+)
+
+// Durability is observed with strace, not by reopening the file: the page
+// cache survives a close or a SIGKILL, so a store without fsync passes any
+// reopen test. The helper process below acknowledges each record on stdout
+// ("ack SERIAL") the moment PutIssuance returns, as a front door would; the
+// trace must show the record's transaction fsynced before each ack.
+
+const (
+	syncHelperEnv   = "MESHCA_BOLTSTORE_SYNC_HELPER"
+	syncHelperNoEnv = "MESHCA_BOLTSTORE_SYNC_HELPER_NOSYNC"
+	syncHelperN     = 40
+)
+
+// TestPutIssuance_SyncHelper is not a test: the durability tests re-execute
+// the test binary under strace to run it.
+func TestPutIssuance_SyncHelper(t *testing.T) {
+	path := os.Getenv(syncHelperEnv)
+	if path == "" {
+		return
+	}
+	s, err := Open(path)
+	require.NoError(t, err)
+	if os.Getenv(syncHelperNoEnv) == "1" {
+		// The store without fsync, to prove that the check sees it.
+		s.db.NoSync, s.db.NoGrowSync = true, true
+	}
+	var wg sync.WaitGroup
+	for i := range syncHelperN {
+		wg.Go(func() {
+			rec := record(i, t0.Add(24*time.Hour))
+			if err := s.PutIssuance(context.Background(), rec); err != nil {
+				fmt.Fprintf(os.Stdout, "fail %s: %v\n", rec.Serial, err)
+				return
+			}
+			fmt.Fprintf(os.Stdout, "ack %s\n", rec.Serial) // one write(2) on fd 1
+		})
+	}
+	wg.Wait()
+	// Exit without Close: nothing after the acks may be needed for durability.
+	os.Exit(0)
+}
+
+// runSyncHelper runs the helper under strace and returns the trace, the
+// store path and the helper's stdout.
+func runSyncHelper(t *testing.T, noSync bool) (*syncorder.Trace, string, string) {
+	t.Helper()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "meshca.db")
+	s, err := Open(path) // created and closed cleanly before the traced run
+	require.NoError(t, err)
+	require.NoError(t, s.Close())
+	traceFile := filepath.Join(dir, "strace.out")
+	cmd, err := syncorder.Command(traceFile, os.Args[0], "-test.run=^TestPutIssuance_SyncHelper$", "-test.count=1")
+	require.NoError(t, err, "strace must be installed (make deps)")
+	cmd.Env = append(os.Environ(), syncHelperEnv+"="+path)
+	if noSync {
+		cmd.Env = append(cmd.Env, syncHelperNoEnv+"=1")
+	}
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	require.NoError(t, cmd.Run(), out.String())
+	tr, err := syncorder.ParseFile(traceFile)
+	require.NoError(t, err)
+	return tr, path, out.String()
+}
+
+func ackOf(serial string) func(syncorder.Call) bool {
+	return func(c syncorder.Call) bool {
+		return c.IsWrite() && c.FD == 1 && c.Contains(`"ack `+serial+`\n"`)
+	}
+}
+
+func TestPutIssuance_FsyncsEachRecordBeforeItIsAcknowledged(t *testing.T) {
+	tr, path, out := runSyncHelper(t, false)
+	commits := map[int]bool{} // meta-sync lines: how many group commits
+	for i := range syncHelperN {
+		serial := record(i, t0).Serial
+		require.Contains(t, out, "ack "+serial+"\n")
+		c, err := tr.DurableBeforeReply(path, syncorder.RecordMarker(serial), ackOf(serial))
+		require.NoError(t, err)
+		commits[c.MetaSync.Exit] = true
+	}
+	t.Logf("%d records acknowledged after %d fsynced commits", syncHelperN, len(commits))
+}
+
+// TestPutIssuance_SyncCheckSeesAStoreWithoutFsync proves that the check
+// above can fail: with bbolt's NoSync the same run must be reported for
+// every record, while a reopen would still find all of them.
+func TestPutIssuance_SyncCheckSeesAStoreWithoutFsync(t *testing.T) {
+	tr, path, out := runSyncHelper(t, true)
+	for i := range syncHelperN {
+		serial := record(i, t0).Serial
+		require.Contains(t, out, "ack "+serial+"\n")
+		_, err := tr.DurableBeforeReply(path, syncorder.RecordMarker(serial), ackOf(serial))
+		require.ErrorContains(t, err, "but not fsynced before the acknowledgement", "serial %s", serial)
+	}
+	firstRec, ok := tr.First(0, func(c syncorder.Call) bool { return c.IsWrite() && c.Path == path && c.Contains(`\"serial\"`) })
+	require.True(t, ok)
+	require.Zero(t, tr.Count(func(c syncorder.Call) bool { return c.IsSync() && c.Path == path && c.Entry > firstRec.Entry }),
+		"no fsync after the first record (Open's schema write before it is synced)")
+
+	s, err := Open(path)
+	require.NoError(t, err)
+	defer s.Close()
+	require.Len(t, listAll(t, s), syncHelperN, "the page cache kept every record: a reopen cannot tell")
+}
+
+const failedSyncHelperEnv = "MESHCA_BOLTSTORE_FAILED_SYNC_HELPER"
+
+// TestPutIssuance_FailedSyncHelper is not a test: it runs under strace,
+// which fails one fdatasync with EIO: the 5th syncs the data pages of the
+// second record, the 6th the meta page that commits it.
+func TestPutIssuance_FailedSyncHelper(t *testing.T) {
+	path := os.Getenv(failedSyncHelperEnv)
+	if path == "" {
+		return
+	}
+	// Open and every commit run on one locked OS thread, so that strace's
+	// per-thread count of fdatasync calls is the process's count: 1-2 are
+	// Open's schema commit, 3-4 the first record's, 5-6 the second's.
+	txs := make(chan func())
+	go func() {
+		runtime.LockOSThread()
+		for f := range txs {
+			f()
+		}
+	}()
+	var s *Store
+	opened := make(chan error)
+	txs <- func() {
+		var err error
+		s, err = Open(path)
+		opened <- err
+	}
+	require.NoError(t, <-opened)
+	s.w.update = func(fn func(*bolt.Tx) error) error {
+		done := make(chan error)
+		txs <- func() { done <- s.db.Update(fn) }
+		return <-done
+	}
+	ctx := context.Background()
+	for i := range 3 {
+		fmt.Fprintf(os.Stdout, "put %d: %v\n", i, s.PutIssuance(ctx, record(i, t0.Add(24*time.Hour))))
+	}
+	_, err := s.GetIssuance(ctx, record(1, t0).Serial)
+	fmt.Fprintf(os.Stdout, "get 1: %v\n", err)
+	_, err = s.AddGeneration(ctx, store.Generation{Source: "file-minted"})
+	fmt.Fprintf(os.Stdout, "add generation: %v\n", err)
+	os.Exit(0)
+}
+
+// bbolt writes the meta page and then fdatasyncs it; when that sync fails
+// the transaction is reported failed but is already the current one in
+// memory (the meta page is read through the mmap): later commits build on
+// pages whose content on disk is unknown, since Linux may drop dirty pages
+// after a failed writeback. The store must then acknowledge nothing more.
+func TestPutIssuance_NothingIsAcknowledgedAfterAFailedMetaSync(t *testing.T) {
+	out := runFailedSyncHelper(t, 6)
+	require.Contains(t, out, "put 0: <nil>\n")
+	require.Contains(t, out, "put 1: input/output error\n")
+	require.Contains(t, out, "put 2: "+errStoreFailed.Error()+": input/output error; check the disk and restart meshca\n")
+	require.Contains(t, out, "get 1: <nil>\n", "bbolt shows the failed transaction: that is why the store must stop")
+	require.Contains(t, out, "add generation: "+errStoreFailed.Error()+": input/output error; check the disk and restart meshca\n")
+}
+
+// A failed sync of the data pages comes before the meta page: bbolt rolls
+// the transaction back cleanly, so only that record fails.
+func TestPutIssuance_AFailedDataSyncFailsOnlyItsOwnCommit(t *testing.T) {
+	out := runFailedSyncHelper(t, 5)
+	require.Contains(t, out, "put 0: <nil>\n")
+	require.Contains(t, out, "put 1: input/output error\n")
+	require.Contains(t, out, "put 2: <nil>\n")
+	require.Contains(t, out, "get 1: "+store.ErrNotFound.Error()+"\n")
+	require.Contains(t, out, "add generation: <nil>\n")
+}
+
+// runFailedSyncHelper runs the helper with the when-th fdatasync failing.
+func runFailedSyncHelper(t *testing.T, when int) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "meshca.db")
+	s, err := Open(path)
+	require.NoError(t, err)
+	require.NoError(t, s.Close())
+	strace, err := exec.LookPath("strace")
+	require.NoError(t, err, "strace must be installed (make deps)")
+	cmd := exec.Command(strace, "-f", "-qq", "-o", "/dev/null", "-e", "trace=fdatasync",
+		"-e", fmt.Sprintf("inject=fdatasync:error=EIO:when=%d", when),
+		os.Args[0], "-test.run=^TestPutIssuance_FailedSyncHelper$", "-test.count=1")
+	cmd.Env = append(os.Environ(), failedSyncHelperEnv+"="+path)
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, string(out))
+	return string(out)
+}
+
+const newStoreHelperEnv = "MESHCA_BOLTSTORE_NEW_STORE_HELPER"
+
+// TestOpen_NewStoreHelper is not a test: it runs under strace, creates a
+// store in directories that do not exist yet and acknowledges one record.
+func TestOpen_NewStoreHelper(t *testing.T) {
+	path := os.Getenv(newStoreHelperEnv)
+	if path == "" {
+		return
+	}
+	s, err := Open(path)
+	require.NoError(t, err)
+	rec := record(0, t0.Add(24*time.Hour))
+	require.NoError(t, s.PutIssuance(context.Background(), rec))
+	fmt.Fprintf(os.Stdout, "ack %s\n", rec.Serial)
+	os.Exit(0)
+}
+
+// A file's data and its name are synced separately (fsync(2): syncing a
+// file "does not necessarily ensure that the entry in the directory
+// containing the file has also reached disk"). A store created by Open
+// must have its name, and the names of the directories Open created,
+// synced before the first record is acknowledged; bbolt syncs neither.
+func TestOpen_NewStoreIsNamedDurablyBeforeTheFirstAcknowledgement(t *testing.T) {
+	base, err := filepath.EvalSymlinks(t.TempDir())
+	require.NoError(t, err)
+	path := filepath.Join(base, "new", "data", "meshca.db")
+	traceFile := filepath.Join(base, "strace.out")
+	cmd, err := syncorder.Command(traceFile, os.Args[0], "-test.run=^TestOpen_NewStoreHelper$", "-test.count=1")
+	require.NoError(t, err, "strace must be installed (make deps)")
+	cmd.Env = append(os.Environ(), newStoreHelperEnv+"="+path)
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, string(out))
+	tr, err := syncorder.ParseFile(traceFile)
+	require.NoError(t, err)
+
+	serial := record(0, t0).Serial
+	c, err := tr.DurableBeforeReply(path, syncorder.RecordMarker(serial), ackOf(serial))
+	require.NoError(t, err)
+	created, ok := tr.First(0, func(c syncorder.Call) bool { return c.IsWrite() && c.Path == path })
+	require.True(t, ok)
+	for _, dir := range []string{filepath.Dir(path), filepath.Dir(filepath.Dir(path)), base} {
+		_, ok := tr.First(created.Exit, func(s syncorder.Call) bool {
+			return s.IsSync() && s.Path == dir && s.Exit < c.Reply.Entry
+		})
+		require.True(t, ok, "directory %s is not fsynced between the store's creation and the first acknowledgement", dir)
+	}
+}

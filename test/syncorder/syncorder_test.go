@@ -1,0 +1,143 @@
+package syncorder
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// The lines below have the shape of real `strace -f -ttt -yy -s 65536`
+// output of meshca (shortened page contents).
+const (
+	db       = "/tmp/ca/meshca.db"
+	sock     = "TCP:[127.0.0.1:15012->127.0.0.1:40000]"
+	recWrite = `100 1796464325.151163 pwrite64(5</tmp/ca/meshca.db>, "\4\0\0\0\2\0k{\"serial\":\"0abc\",\"identity\":\"spiffe://x\"}\0\0", 4096, 16384) = 4096`
+	frWrite  = `100 1796464325.151467 pwrite64(5</tmp/ca/meshca.db>, "\5\0\0\0\20\0\2\0", 4096, 8192) = 4096`
+	dataSync = `100 1796464325.151609 fdatasync(5</tmp/ca/meshca.db>) = 0`
+	meta     = `100 1796464325.152497 pwrite64(5</tmp/ca/meshca.db>, "\0\0\0\0\4\0\355\332\f\355", 4096, 4096) = 4096`
+	metaSync = `100 1796464325.152891 fdatasync(5</tmp/ca/meshca.db>) = 0`
+	reply    = `101 1796464325.153418 write(9<TCP:[127.0.0.1:15012->127.0.0.1:40000]>, "\27\3\3\4\332\0\1", 1247) = 1247`
+	sigurg   = `101 1796464325.150000 --- SIGURG {si_signo=SIGURG, si_code=SI_TKILL, si_pid=100, si_uid=0} ---`
+	exited   = `100 1796464325.156316 +++ exited with 0 +++`
+)
+
+var marker = RecordMarker("0abc")
+
+func isReply(c Call) bool { return c.IsWrite() && c.Path == sock && c.Ret >= 256 }
+
+func check(t *testing.T, lines ...string) (Commit, error) {
+	t.Helper()
+	tr, err := Parse(strings.NewReader(strings.Join(lines, "\n") + "\n"))
+	require.NoError(t, err)
+	return tr.DurableBeforeReply(db, marker, isReply)
+}
+
+func TestDurableBeforeReply_BboltCommitThenReplyPasses(t *testing.T) {
+	c, err := check(t, sigurg, recWrite, frWrite, dataSync, meta, metaSync, reply, exited)
+	require.NoError(t, err)
+	require.Equal(t, 2, c.Record.Entry)
+	require.Equal(t, 4, c.DataSync.Entry)
+	require.Equal(t, 5, c.Meta.Entry)
+	require.Equal(t, 6, c.MetaSync.Entry)
+	require.Equal(t, 7, c.Reply.Entry)
+	require.Equal(t, Call{Pid: 101, Time: 1796464325.153418, Name: "write", FD: 9, Path: sock,
+		Args: `, "\27\3\3\4\332\0\1", 1247) = 1247`, Ret: 1247, Entry: 7, Exit: 7}, c.Reply)
+}
+
+func TestDurableBeforeReply_ReportsEachMissingStep(t *testing.T) {
+	for name, tc := range map[string]struct {
+		lines []string
+		want  string
+	}{
+		"no fsync at all": {
+			[]string{recWrite, frWrite, meta, reply},
+			"record " + marker + ": written to " + db + " at line 1 but not fsynced before the acknowledgement at line 4 (write on " + sock + ")",
+		},
+		"fsync only after the reply": {
+			[]string{recWrite, frWrite, dataSync, meta, reply, metaSync},
+			"record " + marker + ": the meta page committing it (line 4) is not fsynced before the acknowledgement at line 5 (write on " + sock + ")",
+		},
+		"meta page written after the reply": {
+			[]string{recWrite, dataSync, reply, meta, metaSync},
+			"record " + marker + ": its transaction's meta page is not written before the acknowledgement at line 3",
+		},
+		"meta page without the data sync": {
+			[]string{recWrite, meta, metaSync, reply},
+			"record " + marker + ": written at line 1 but not fsynced before the meta page that commits it (line 2)",
+		},
+		"reply before the record": {
+			[]string{reply, recWrite, dataSync, meta, metaSync},
+			"record " + marker + ": acknowledged (line 1, write) before its record was written (line 2)",
+		},
+		"record never written": {
+			[]string{frWrite, dataSync, meta, metaSync, reply},
+			"no write of " + db + " carries the record " + marker,
+		},
+		"no reply": {
+			[]string{recWrite, dataSync, meta, metaSync},
+			"record " + marker + ": no acknowledgement in the trace",
+		},
+		"a failed fdatasync is no sync": {
+			[]string{recWrite, strings.Replace(dataSync, "= 0", "= -1 EIO (Input/output error)", 1), meta, metaSync, reply},
+			"record " + marker + ": written at line 1 but not fsynced before the meta page that commits it (line 3)",
+		},
+		"an fsync of another file is no sync": {
+			[]string{recWrite, `100 1796464325.151609 fsync(7</tmp/ca/audit.log>) = 0`, meta,
+				`100 1796464325.151609 fsync(7</tmp/ca/audit.log>) = 0`, reply},
+			"record " + marker + ": written to " + db + " at line 1 but not fsynced before the acknowledgement at line 5 (write on " + sock + ")",
+		},
+		"a small socket write is not the reply": {
+			[]string{recWrite, `101 1796464325.151500 write(9<` + sock + `>, "\27\3\3\0\32", 39) = 39`, dataSync, meta, metaSync},
+			"record " + marker + ": no acknowledgement in the trace",
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := check(t, tc.lines...)
+			require.EqualError(t, err, tc.want)
+		})
+	}
+}
+
+// A sync that another thread is still inside when the reply is written
+// has not completed: its exit line counts, not its entry line.
+func TestDurableBeforeReply_InterruptedSyncCountsAtItsExit(t *testing.T) {
+	lines := []string{
+		recWrite, dataSync, meta,
+		`100 1796464325.152891 fdatasync(5</tmp/ca/meshca.db> <unfinished ...>`,
+		reply,
+		`100 1796464325.153900 <... fdatasync resumed>) = 0`,
+	}
+	_, err := check(t, lines...)
+	require.EqualError(t, err, "record "+marker+": the meta page committing it (line 3) is not fsynced before the acknowledgement at line 5 (write on "+sock+")")
+
+	// Resumed before the reply: durable.
+	lines[4], lines[5] = lines[5], lines[4]
+	c, err := check(t, lines...)
+	require.NoError(t, err)
+	require.Equal(t, 4, c.MetaSync.Entry)
+	require.Equal(t, 5, c.MetaSync.Exit)
+}
+
+func TestParse_InterruptedPwriteKeepsItsOffsetAndResult(t *testing.T) {
+	tr, err := Parse(strings.NewReader(
+		`100 1.5 pwrite64(5</tmp/ca/meshca.db>, "\0\0", 4096, 0 <unfinished ...>` + "\n" +
+			`101 1.6 write(2<pipe:[7]>, "{}\n", 3) = 3` + "\n" +
+			`100 1.7 <... pwrite64 resumed>) = 4096` + "\n"))
+	require.NoError(t, err)
+	require.Len(t, tr.Calls, 2)
+	w := tr.Calls[0]
+	require.Equal(t, "pwrite64", w.Name)
+	require.Equal(t, 1, w.Entry)
+	require.Equal(t, 3, w.Exit)
+	require.Equal(t, int64(4096), w.Ret)
+	require.True(t, w.isMetaPageWrite())
+	require.Equal(t, "pipe:[7]", tr.Calls[1].Path)
+	require.Equal(t, 2, tr.Calls[1].FD)
+}
+
+func TestCommand_NeedsStrace(t *testing.T) {
+	t.Setenv("PATH", t.TempDir())
+	_, err := Command("/dev/null", "true")
+	require.ErrorContains(t, err, "strace is required to observe fsync ordering and is not installed: run `make deps`")
+}
