@@ -4,6 +4,8 @@ import (
 	"context"
 	"log/slog"
 	"time"
+
+	"k8s.io/utils/clock"
 )
 
 // Pruner deletes issuance records whose certificates expired more than
@@ -13,20 +15,16 @@ type Pruner struct {
 	Retention time.Duration
 	Interval  time.Duration
 	Log       *slog.Logger
-	// Now and After make the loop testable without sleeping.
-	Now   func() time.Time
-	After func(time.Duration) <-chan time.Time
+	// Clock is the wall clock (nil means the real one); tests inject a fake
+	// clock and step it instead of sleeping.
+	Clock clock.Clock
 	// Pruned is called with the number of records removed by each pass.
 	Pruned func(n int)
 }
 
 // PruneOnce runs a single pass.
 func (p *Pruner) PruneOnce(ctx context.Context) (int, error) {
-	now := time.Now
-	if p.Now != nil {
-		now = p.Now
-	}
-	n, err := p.Records.PruneIssuances(ctx, now().Add(-p.Retention))
+	n, err := p.Records.PruneIssuances(ctx, p.clock().Now().Add(-p.Retention))
 	if p.Pruned != nil {
 		p.Pruned(n)
 	}
@@ -35,10 +33,7 @@ func (p *Pruner) PruneOnce(ctx context.Context) (int, error) {
 
 // Run prunes immediately and then every Interval until ctx is done.
 func (p *Pruner) Run(ctx context.Context) {
-	after := time.After
-	if p.After != nil {
-		after = p.After
-	}
+	clk := p.clock()
 	log := p.Log
 	if log == nil {
 		log = slog.Default()
@@ -51,10 +46,19 @@ func (p *Pruner) Run(ctx context.Context) {
 		case n > 0:
 			log.Info("pruned expired issuance records", "count", n, "retention", p.Retention)
 		}
+		t := clk.NewTimer(p.Interval)
 		select {
 		case <-ctx.Done():
+			t.Stop()
 			return
-		case <-after(p.Interval):
+		case <-t.C():
 		}
 	}
+}
+
+func (p *Pruner) clock() clock.Clock {
+	if p.Clock == nil {
+		return clock.RealClock{}
+	}
+	return p.Clock
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	testingclock "k8s.io/utils/clock/testing"
 
 	"github.com/meshca/meshca/ca/store"
 
@@ -61,7 +62,7 @@ func TestPruneOnce_UsesNowMinusRetentionAndReportsTheCount(t *testing.T) {
 	var reported []int
 	p := &store.Pruner{
 		Records: f, Retention: 7 * 24 * time.Hour,
-		Now:    func() time.Time { return now },
+		Clock:  testingclock.NewFakeClock(now),
 		Pruned: func(n int) { reported = append(reported, n) },
 	}
 	n, err := p.PruneOnce(context.Background())
@@ -75,7 +76,7 @@ func TestPruneOnce_ReturnsTheStoreError(t *testing.T) {
 	boom := errors.New("disk on fire")
 	f := &fakeIssuances{results: []pruneResult{{n: 3, err: boom}}}
 	var reported []int
-	p := &store.Pruner{Records: f, Now: func() time.Time { return now }, Pruned: func(n int) { reported = append(reported, n) }}
+	p := &store.Pruner{Records: f, Clock: testingclock.NewFakeClock(now), Pruned: func(n int) { reported = append(reported, n) }}
 	n, err := p.PruneOnce(context.Background())
 	require.ErrorIs(t, err, boom)
 	require.Equal(t, 3, n, "a partial prune still reports what it removed")
@@ -96,26 +97,15 @@ func TestPruneOnce_DefaultsToTheWallClock(t *testing.T) {
 func TestRun_PrunesAtOnceThenEveryIntervalUntilCanceled(t *testing.T) {
 	f := &fakeIssuances{results: []pruneResult{{n: 2}, {n: 0}, {err: errors.New("disk on fire")}}}
 	var logs logbuf.Buffer
-	clock := now
-	var clockMu sync.Mutex
+	clk := testingclock.NewFakeClock(now)
 	pruned := make(chan int, 10)
-	requested := make(chan time.Duration, 10)
-	tick := make(chan time.Time)
 	p := &store.Pruner{
 		Records:   f,
 		Retention: 24 * time.Hour,
 		Interval:  time.Hour,
 		Log:       slog.New(slog.NewTextHandler(&logs, nil)),
-		Now: func() time.Time {
-			clockMu.Lock()
-			defer clockMu.Unlock()
-			return clock
-		},
-		After: func(d time.Duration) <-chan time.Time {
-			requested <- d
-			return tick
-		},
-		Pruned: func(n int) { pruned <- n },
+		Clock:     clk,
+		Pruned:    func(n int) { pruned <- n },
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -125,17 +115,15 @@ func TestRun_PrunesAtOnceThenEveryIntervalUntilCanceled(t *testing.T) {
 	}()
 
 	require.Equal(t, 2, within(t, pruned, "the first pass"), "Run prunes immediately")
-	require.Equal(t, time.Hour, within(t, requested, "the wait for the next pass"))
-
 	for pass, want := range []int{0, 0} { // the third scripted result is an error with n=0
-		clockMu.Lock()
-		clock = clock.Add(time.Hour)
-		clockMu.Unlock()
-		tick <- clock
+		waitForTimer(t, clk)
+		clk.Step(time.Hour - time.Nanosecond)
+		require.True(t, clk.HasWaiters(), "pass %d ran before the interval ended", pass+2)
+		clk.Step(time.Nanosecond)
 		require.Equal(t, want, within(t, pruned, "a later pass"), "pass %d", pass+2)
-		require.Equal(t, time.Hour, within(t, requested, "the wait for the next pass"))
 	}
 
+	waitForTimer(t, clk)
 	cancel()
 	within(t, done, "Run to return after cancel")
 
@@ -154,6 +142,18 @@ func TestRun_PrunesAtOnceThenEveryIntervalUntilCanceled(t *testing.T) {
 	require.Contains(t, out, "disk on fire")
 }
 
+// waitForTimer polls, with a deadline, until Run waits on the fake clock.
+func waitForTimer(t *testing.T, clk *testingclock.FakeClock) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !clk.HasWaiters() {
+		if time.Now().After(deadline) {
+			t.Fatal("timed out waiting for the pruner to wait for its next pass")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 func TestRun_ReturnsWhenCanceledDuringAPassWithoutLoggingTheError(t *testing.T) {
 	var logs logbuf.Buffer
 	ctx, cancel := context.WithCancel(context.Background())
@@ -161,9 +161,8 @@ func TestRun_ReturnsWhenCanceledDuringAPassWithoutLoggingTheError(t *testing.T) 
 	p := &store.Pruner{
 		Records: &cancelingIssuances{fakeIssuances: f, cancel: cancel},
 		Log:     slog.New(slog.NewTextHandler(&logs, nil)),
-		Now:     func() time.Time { return now },
-		// A wait that never ends: only the canceled context can stop Run.
-		After: func(time.Duration) <-chan time.Time { return nil },
+		// A clock that never moves: only the canceled context can stop Run.
+		Clock: testingclock.NewFakeClock(now),
 	}
 	done := make(chan struct{})
 	go func() {
