@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
 
+	"github.com/meshca/meshca/ca/audit"
 	"github.com/meshca/meshca/ca/authority"
 	"github.com/meshca/meshca/ca/store"
 	"github.com/meshca/meshca/issuer/server"
@@ -80,8 +81,11 @@ background and shuts down gracefully on SIGINT or SIGTERM.`,
 				OpsListen:       cfg.Server.OpsListen,
 				ShutdownTimeout: cfg.Server.ShutdownTimeout.Duration,
 				Gatherer:        reg,
+				Registerer:      reg,
 				Ready:           readiness(rt.Authority),
 				Log:             log,
+				Audit:           audit.New(log),
+				Limits:          cfg.Server.Limits,
 				GRPCOptions:     door.grpcOptions,
 			})
 			if err != nil {
