@@ -14,12 +14,14 @@ import (
 
 	"github.com/meshca/meshca/ca/audit"
 	"github.com/meshca/meshca/ca/authority"
+	"github.com/meshca/meshca/ca/config"
 	"github.com/meshca/meshca/ca/store"
 	"github.com/meshca/meshca/issuer/server"
 )
 
 func newServeCommand(g *globals) *cobra.Command {
 	var listen, opsListen string
+	var limits config.LimitsConfig
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the meshca service",
@@ -53,6 +55,7 @@ background and shuts down gracefully on SIGINT or SIGTERM.`,
 			if cmd.Flags().Changed("ops-listen") {
 				cfg.Server.OpsListen = opsListen
 			}
+			applyLimitFlags(cmd, &cfg.Server.Limits, limits)
 			if err := cfg.Validate(); err != nil {
 				return fmt.Errorf("invalid configuration:\n%w", err)
 			}
@@ -116,6 +119,7 @@ background and shuts down gracefully on SIGINT or SIGTERM.`,
 	addCAFlags(cmd, g)
 	cmd.Flags().StringVar(&listen, "listen", "", "gRPC signing address (default from config, else :15012)")
 	cmd.Flags().StringVar(&opsListen, "ops-listen", "", "health and metrics address (default from config, else :15014)")
+	addLimitFlags(cmd, &limits)
 	return cmd
 }
 
