@@ -140,3 +140,16 @@ func TestRecovery_StreamPanicIsInternalAuditedAndCounted(t *testing.T) {
 	requireHealthy(t, conn)
 	require.Equal(t, 1, testutil.CollectAndCount(p.reg, "meshca_grpc_panics_total"))
 }
+
+// Paths the caller makes up never reach a handler or an interceptor, so
+// they can never become a method label.
+func TestRecovery_UnknownMethodsAreUnimplementedWithoutInterceptors(t *testing.T) {
+	p := newProbe(t, nil)
+	conn := dial(t, p.GRPCAddr().String())
+	for _, m := range []string{"/meshca.test.Probe/Nope", "/no.Such.Service/Panic", "/meshca.test.Probe/Panic\xff"} {
+		err := conn.Invoke(context.Background(), m, &emptypb.Empty{}, &emptypb.Empty{})
+		require.Equal(t, codes.Unimplemented, status.Code(err), "%s: %v", m, err)
+	}
+	require.Zero(t, testutil.CollectAndCount(p.reg, "meshca_grpc_panics_total"))
+	requireHealthy(t, conn)
+}
