@@ -153,40 +153,6 @@ type PolicyConfig struct {
 	MaxCertTTL Duration `json:"maxCertTTL,omitempty"`
 }
 
-// ServerConfig configures the listeners of meshca serve.
-type ServerConfig struct {
-	// Listen is the gRPC signing port (istiod uses 15012).
-	Listen string `json:"listen"`
-	// OpsListen serves /healthz, /readyz and /metrics.
-	OpsListen string `json:"opsListen"`
-	// ShutdownTimeout bounds graceful shutdown.
-	ShutdownTimeout Duration `json:"shutdownTimeout"`
-	// DNSNames and IPAddresses go into meshca's own serving certificate; the
-	// host part of Istio's CA_ADDR must be among them (it is the TLS SNI).
-	DNSNames    []string `json:"dnsNames"`
-	IPAddresses []string `json:"ipAddresses"`
-	// ServingCertTTL is the lifetime of that certificate; it renews at half.
-	ServingCertTTL Duration `json:"servingCertTTL"`
-	// Compliance is default, pqc or fips-140-2 (Istio's COMPLIANCE_POLICY).
-	Compliance string `json:"compliance"`
-	// RateLimit protects the signing endpoint.
-	RateLimit RateLimitConfig `json:"rateLimit"`
-}
-
-// RateLimitConfig configures per-identity and global limits.
-type RateLimitConfig struct {
-	// PerIdentityQPS is each SPIFFE identity's sustained rate. All replicas
-	// of a Deployment share one identity, so keep it well above the rate of
-	// a mass restart of your largest Deployment.
-	PerIdentityQPS float64 `json:"perIdentityQPS"`
-	// PerIdentityBurst is each identity's bucket size.
-	PerIdentityBurst int `json:"perIdentityBurst"`
-	// MaxConcurrent bounds signing in flight across all callers.
-	MaxConcurrent int `json:"maxConcurrent"`
-	// QueueTimeout is how long a request may wait for a slot.
-	QueueTimeout Duration `json:"queueTimeout"`
-}
-
 // LogConfig configures structured logging.
 type LogConfig struct {
 	Level  string `json:"level"`
@@ -337,42 +303,6 @@ func (i *IssuanceConfig) init() {
 	}
 }
 
-func (s *ServerConfig) init() {
-	if s.Listen == "" {
-		s.Listen = DefaultListen
-	}
-	if s.OpsListen == "" {
-		s.OpsListen = DefaultOpsListen
-	}
-	if s.ShutdownTimeout.Duration == 0 {
-		s.ShutdownTimeout.Duration = DefaultShutdownTimeout
-	}
-	if s.DNSNames == nil {
-		s.DNSNames = []string{"meshca.istio-system.svc", "meshca.istio-system.svc.cluster.local", "localhost"}
-	}
-	if s.IPAddresses == nil {
-		s.IPAddresses = []string{"127.0.0.1", "::1"}
-	}
-	if s.ServingCertTTL.Duration == 0 {
-		s.ServingCertTTL.Duration = 24 * time.Hour
-	}
-	if s.Compliance == "" {
-		s.Compliance = "default"
-	}
-	if s.RateLimit.PerIdentityQPS == 0 {
-		s.RateLimit.PerIdentityQPS = 50
-	}
-	if s.RateLimit.PerIdentityBurst == 0 {
-		s.RateLimit.PerIdentityBurst = 500
-	}
-	if s.RateLimit.MaxConcurrent == 0 {
-		s.RateLimit.MaxConcurrent = 256
-	}
-	if s.RateLimit.QueueTimeout.Duration == 0 {
-		s.RateLimit.QueueTimeout.Duration = 2 * time.Second
-	}
-}
-
 // Validate returns every problem at once, each naming its key and the fix.
 func (c *Config) Validate() error {
 	var errs []error
@@ -415,11 +345,6 @@ func (c *Config) Validate() error {
 	if c.Intermediate.Profile.Valid() {
 		if err := c.Intermediate.Profile.CheckLeaf(c.Issuance.Profile); err != nil {
 			add("issuance.profile", "%v; set issuance.profile to %s or change intermediate.profile", err, c.Intermediate.Profile.DefaultLeaf())
-		}
-	}
-	for key, addr := range map[string]string{"server.listen": c.Server.Listen, "server.opsListen": c.Server.OpsListen} {
-		if _, _, err := net.SplitHostPort(addr); err != nil {
-			add(key, "%q is not host:port (e.g. :15012 or 127.0.0.1:15012)", addr)
 		}
 	}
 	c.Server.validate(add)
@@ -524,27 +449,5 @@ func (i IssuanceConfig) validate(add func(string, string, ...any)) {
 		if p.MaxCertTTL.Duration < 0 {
 			add(key+".maxCertTTL", "must not be negative")
 		}
-	}
-}
-
-func (s ServerConfig) validate(add func(string, string, ...any)) {
-	switch s.Compliance {
-	case "default", "pqc", "fips-140-2":
-	default:
-		add("server.compliance", "%q is not default, pqc or fips-140-2", s.Compliance)
-	}
-	for _, ip := range s.IPAddresses {
-		if net.ParseIP(ip) == nil {
-			add("server.ipAddresses", "%q is not an IP address", ip)
-		}
-	}
-	if len(s.DNSNames) == 0 && len(s.IPAddresses) == 0 {
-		add("server.dnsNames", "list at least one DNS name (the host part of Istio's CA_ADDR) or IP address")
-	}
-	if s.ServingCertTTL.Duration < 10*time.Minute {
-		add("server.servingCertTTL", "%s is too short; use at least 10m", s.ServingCertTTL.Duration)
-	}
-	if s.RateLimit.PerIdentityQPS < 0 || s.RateLimit.PerIdentityBurst < 0 || s.RateLimit.MaxConcurrent < 0 {
-		add("server.rateLimit", "values must be positive (0 means the default)")
 	}
 }

@@ -55,7 +55,14 @@ func newIstioFrontDoor(ctx context.Context, cfg *config.Config, rt *authority.Ru
 		chain = append(chain, jwt)
 	}
 	var imp istio.Impersonator
+	// The clusters whose callers TokenReview authenticates: the only values
+	// of the metrics' cluster label besides "unknown".
+	var clusters []string
 	if rc != nil {
+		clusters = append(clusters, cfg.Kubernetes.ClusterID)
+		for id := range cfg.Kubernetes.RemoteClusters {
+			clusters = append(clusters, id)
+		}
 		ka, err := newKubeAuth(ctx, cfg, rc, log, reg)
 		if err != nil {
 			return nil, err
@@ -81,6 +88,7 @@ func newIstioFrontDoor(ctx context.Context, cfg *config.Config, rt *authority.Ru
 		Audit:        audit.New(log),
 		Registerer:   reg,
 		Unavailable:  authn.IsUnavailable,
+		Clusters:     clusters,
 	})
 	return &istioFrontDoor{
 		service:        svc,

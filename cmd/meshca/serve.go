@@ -12,13 +12,16 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
 
+	"github.com/meshca/meshca/ca/audit"
 	"github.com/meshca/meshca/ca/authority"
+	"github.com/meshca/meshca/ca/config"
 	"github.com/meshca/meshca/ca/store"
 	"github.com/meshca/meshca/issuer/server"
 )
 
 func newServeCommand(g *globals) *cobra.Command {
 	var listen, opsListen string
+	var limits config.LimitsConfig
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the meshca service",
@@ -52,6 +55,7 @@ background and shuts down gracefully on SIGINT or SIGTERM.`,
 			if cmd.Flags().Changed("ops-listen") {
 				cfg.Server.OpsListen = opsListen
 			}
+			applyLimitFlags(cmd, &cfg.Server.Limits, limits)
 			if err := cfg.Validate(); err != nil {
 				return fmt.Errorf("invalid configuration:\n%w", err)
 			}
@@ -80,8 +84,11 @@ background and shuts down gracefully on SIGINT or SIGTERM.`,
 				OpsListen:       cfg.Server.OpsListen,
 				ShutdownTimeout: cfg.Server.ShutdownTimeout.Duration,
 				Gatherer:        reg,
+				Registerer:      reg,
 				Ready:           readiness(rt.Authority),
 				Log:             log,
+				Audit:           audit.New(log),
+				Limits:          cfg.Server.Limits,
 				GRPCOptions:     door.grpcOptions,
 			})
 			if err != nil {
@@ -112,6 +119,7 @@ background and shuts down gracefully on SIGINT or SIGTERM.`,
 	addCAFlags(cmd, g)
 	cmd.Flags().StringVar(&listen, "listen", "", "gRPC signing address (default from config, else :15012)")
 	cmd.Flags().StringVar(&opsListen, "ops-listen", "", "health and metrics address (default from config, else :15014)")
+	addLimitFlags(cmd, &limits)
 	return cmd
 }
 

@@ -5,19 +5,48 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc/status"
+
+	"github.com/meshca/meshca/issuer/authn"
 )
+
+// Label values for callers and reasons that are not in a fixed set.
+const (
+	labelUnknown = "unknown" // cluster: unauthenticated, or not a configured cluster
+	labelNone    = "none"    // authenticator: the request was not authenticated
+	labelOther   = "other"   // authenticator or reason outside the known set
+)
+
+// authReasons are the failure reasons authn returns. Label values come only
+// from this fixed set; anything else is counted as "other" (the audit line
+// keeps the exact reason).
+var authReasons = map[string]bool{
+	"no_credentials": true, "error": true,
+	"untrusted_certificate": true, "unknown_certificate": true, "revoked_certificate": true,
+	authn.ReasonMalformedToken: true, authn.ReasonUnsupportedAlgorithm: true, authn.ReasonUnknownKey: true,
+	authn.ReasonBadSignature: true, authn.ReasonExpired: true, authn.ReasonNotYetValid: true,
+	authn.ReasonInvalidClaims: true, authn.ReasonNoIdentity: true, // also the client certificate's
+	authn.ReasonJWKSUnavailable:      true,
+	authn.ReasonUnauthenticatedToken: true, authn.ReasonWrongAudience: true, authn.ReasonNotAServiceAccount: true,
+	authn.ReasonUnknownCluster: true, authn.ReasonReviewFailed: true,
+}
+
+// authenticators are the names authn.Chain gives its authenticators.
+var authenticators = map[string]bool{authn.ClientCertificate: true, authn.JWT: true, authn.TokenReview: true}
 
 type metrics struct {
 	requests     *prometheus.CounterVec
 	latency      *prometheus.HistogramVec
 	authFailures *prometheus.CounterVec
+	// clusters are the configured cluster IDs, the only cluster label
+	// values besides "unknown".
+	clusters map[string]bool
 }
 
-func newMetrics(r prometheus.Registerer) *metrics {
+func newMetrics(r prometheus.Registerer, clusters []string) *metrics {
 	m := &metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "meshca_istio_requests_total",
-			Help: "CreateCertificate requests by gRPC result code, authenticator and cluster.",
+			Help: "CreateCertificate requests by gRPC result code, authenticator and cluster (a configured cluster of the authenticated caller, else unknown).",
 		}, []string{"code", "authenticator", "cluster"}),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "meshca_istio_request_duration_seconds",
@@ -28,6 +57,10 @@ func newMetrics(r prometheus.Registerer) *metrics {
 			Name: "meshca_authn_failures_total",
 			Help: "Failed authentications at the Istio endpoint, by stable reason.",
 		}, []string{"reason"}),
+		clusters: map[string]bool{},
+	}
+	for _, c := range clusters {
+		m.clusters[c] = true
 	}
 	if r != nil {
 		r.MustRegister(m.requests, m.latency, m.authFailures)
@@ -35,8 +68,29 @@ func newMetrics(r prometheus.Registerer) *metrics {
 	return m
 }
 
-func (m *metrics) observe(l requestLabels, err error, d time.Duration) {
+// observe counts one request. caller is nil when authentication failed.
+// Every label value comes from a set meshca controls: the gRPC code, the
+// name of the authenticator that succeeded, and the caller's cluster only
+// when authentication established it and it is configured.
+func (m *metrics) observe(caller *authn.Caller, err error, d time.Duration) {
 	code := status.Code(err).String()
-	m.requests.WithLabelValues(code, l.authenticator, l.cluster).Inc()
+	authenticator, cluster := labelNone, labelUnknown
+	if caller != nil {
+		authenticator = labelOther
+		if authenticators[caller.Authenticator] {
+			authenticator = caller.Authenticator
+		}
+		if m.clusters[caller.Cluster] {
+			cluster = caller.Cluster
+		}
+	}
+	m.requests.WithLabelValues(code, authenticator, cluster).Inc()
 	m.latency.WithLabelValues(code).Observe(d.Seconds())
+}
+
+func (m *metrics) authFailed(reason string) {
+	if !authReasons[reason] {
+		reason = labelOther
+	}
+	m.authFailures.WithLabelValues(reason).Inc()
 }

@@ -1,5 +1,5 @@
 // Package istio is meshca's main front door: istio.v1.auth.IstioCertificateService
-// for istio-agent and ztunnel (contracts §1). It authenticates every request
+// for istio-agent and ztunnel (Istio's security/v1alpha1 ca.proto). It authenticates every request
 // before it looks at the CSR, applies ztunnel impersonation and rate limits,
 // hands the authenticated identity to the signing engine and answers with
 // Istio's chain order. It maps every outcome to the gRPC code Istio clients
@@ -9,6 +9,7 @@ package istio
 import (
 	"context"
 	"errors"
+	"math"
 	"net/url"
 	"strings"
 	"time"
@@ -63,6 +64,11 @@ type Options struct {
 	// Unavailable reports whether an authentication error is a backend
 	// outage (answered Unavailable, retried) rather than a bad credential.
 	Unavailable func(error) bool
+	// Clusters are the configured cluster IDs (the local one and every
+	// remote). They are the only values of the metrics' cluster label
+	// besides "unknown": the clusterid header is caller input and never
+	// becomes a label itself.
+	Clusters []string
 }
 
 // Service implements IstioCertificateService.
@@ -80,7 +86,7 @@ func New(opts Options) *Service {
 	if opts.Limiter == nil {
 		opts.Limiter = ratelimit.New(ratelimit.Options{})
 	}
-	return &Service{opts: opts, metrics: newMetrics(opts.Registerer)}
+	return &Service{opts: opts, metrics: newMetrics(opts.Registerer, opts.Clusters)}
 }
 
 // Register adds the service to a gRPC server.
@@ -93,30 +99,24 @@ const opaque = "request authenticate failure"
 // CreateCertificate authenticates, authorises, rate-limits and signs.
 func (s *Service) CreateCertificate(ctx context.Context, req *pb.IstioCertificateRequest) (*pb.IstioCertificateResponse, error) {
 	start := time.Now()
-	creds := credentialsFrom(ctx)
-	labels := requestLabels{authenticator: "none", cluster: clusterLabel(creds.ClusterID)}
-	resp, err := s.create(ctx, req, creds, &labels)
-	s.metrics.observe(labels, err, time.Since(start))
+	var caller *authn.Caller
+	resp, err := s.create(ctx, req, credentialsFrom(ctx), &caller)
+	s.metrics.observe(caller, err, time.Since(start))
 	return resp, err
 }
 
-type requestLabels struct {
-	authenticator string
-	cluster       string
-}
-
-func (s *Service) create(ctx context.Context, req *pb.IstioCertificateRequest, creds authn.Credentials, labels *requestLabels) (*pb.IstioCertificateResponse, error) {
+func (s *Service) create(ctx context.Context, req *pb.IstioCertificateRequest, creds authn.Credentials, authenticated **authn.Caller) (*pb.IstioCertificateResponse, error) {
 	caller, err := s.opts.Authenticator.Authenticate(ctx, creds)
 	if err != nil {
 		reason := authn.ReasonOf(err)
-		s.metrics.authFailures.WithLabelValues(reason).Inc()
+		s.metrics.authFailed(reason)
 		s.opts.Audit.Denied(ctx, audit.Decision{Requester: "istio", Reason: "authn_" + reason, Message: err.Error()})
 		if s.opts.Unavailable != nil && s.opts.Unavailable(err) {
 			return nil, status.Error(codes.Unavailable, "authentication backend unavailable, retry")
 		}
 		return nil, status.Error(codes.Unauthenticated, opaque)
 	}
-	labels.authenticator = caller.Authenticator
+	*authenticated = caller
 	requester := "istio:" + caller.String()
 	identity := caller.Identity
 
@@ -146,7 +146,7 @@ func (s *Service) create(ctx context.Context, req *pb.IstioCertificateRequest, c
 	}
 	defer release()
 
-	ttl := time.Duration(req.GetValidityDuration()) * time.Second
+	ttl := requestedTTL(req.GetValidityDuration())
 	res, err := s.opts.Signer.Sign(ctx, authority.Request{
 		CSR: []byte(req.GetCsr()), Identity: identity, TTL: ttl, Requester: requester,
 	})
@@ -201,9 +201,17 @@ func cutBearer(v string) (string, bool) {
 	return "", false
 }
 
-func clusterLabel(id string) string {
-	if id == "" {
-		return "local"
+// requestedTTL converts validity_duration (seconds) to the TTL the engine
+// checks. Zero and negative values mean the default, as in istiod
+// (security/pkg/server/ca). Seconds beyond time.Duration's range saturate
+// to its maximum instead of wrapping, so that the engine refuses them as
+// over-long (ttl_too_long) like any other request above the maximum.
+func requestedTTL(seconds int64) time.Duration {
+	switch {
+	case seconds <= 0:
+		return 0
+	case seconds > int64(math.MaxInt64/time.Second):
+		return time.Duration(math.MaxInt64)
 	}
-	return id
+	return time.Duration(seconds) * time.Second
 }

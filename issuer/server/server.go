@@ -1,7 +1,8 @@
 // Package server owns the lifecycle of meshca's network listeners: the gRPC
 // listener that front doors register their services on, and the operations
 // listener with /healthz, /readyz and /metrics. It starts them, reports
-// readiness and shuts them down gracefully. It holds no CA logic.
+// readiness and shuts them down gracefully. Every gRPC server it makes
+// recovers panics and enforces server.limits. It holds no CA logic.
 package server
 
 import (
@@ -18,6 +19,9 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/meshca/meshca/ca/audit"
+	"github.com/meshca/meshca/ca/config"
 )
 
 // ReadyFunc reports whether meshca can serve; a non-nil error explains why not.
@@ -29,9 +33,17 @@ type Options struct {
 	OpsListen       string
 	ShutdownTimeout time.Duration
 	Gatherer        prometheus.Gatherer
-	Ready           ReadyFunc
-	Log             *slog.Logger
-	GRPCOptions     []grpc.ServerOption
+	// Registerer takes the server's own metrics (meshca_grpc_panics_total).
+	Registerer prometheus.Registerer
+	Ready      ReadyFunc
+	Log        *slog.Logger
+	// Audit records recovered panics; nil means an audit logger on Log.
+	Audit *audit.Logger
+	// Limits bound the gRPC listener; zero fields take their defaults.
+	Limits config.LimitsConfig
+	// GRPCOptions are added to the server's own (limits, recovery,
+	// deadline cap), e.g. the TLS credentials.
+	GRPCOptions []grpc.ServerOption
 }
 
 // Server runs the gRPC and operations listeners.
@@ -51,6 +63,10 @@ func New(opts Options) (*Server, error) {
 	if opts.Log == nil {
 		opts.Log = slog.Default()
 	}
+	if opts.Audit == nil {
+		opts.Audit = audit.New(opts.Log)
+	}
+	opts.Limits.Init()
 	grpcLn, err := net.Listen("tcp", opts.GRPCListen)
 	if err != nil {
 		return nil, fmt.Errorf("server.listen %s: %w", opts.GRPCListen, err)
@@ -60,8 +76,15 @@ func New(opts Options) (*Server, error) {
 		grpcLn.Close()
 		return nil, fmt.Errorf("server.opsListen %s: %w", opts.OpsListen, err)
 	}
-	s := &Server{opts: opts, grpcLn: grpcLn, opsLn: opsLn, health: health.NewServer()}
-	s.GRPC = grpc.NewServer(opts.GRPCOptions...)
+	s := &Server{opts: opts, grpcLn: limitListener(grpcLn, opts.Limits), opsLn: opsLn, health: health.NewServer()}
+	rec := newRecovery(opts.Log, opts.Audit, opts.Registerer, func() map[string]bool { return registeredMethods(s.GRPC) })
+	gopts := append(limitOptions(opts.Limits),
+		// Recovery is outermost, so that it also catches a panic in the
+		// interceptors after it.
+		grpc.ChainUnaryInterceptor(rec.unary, deadlineCap(opts.Limits.MaxRequestTimeout.Duration)),
+		grpc.ChainStreamInterceptor(rec.stream),
+	)
+	s.GRPC = grpc.NewServer(append(gopts, opts.GRPCOptions...)...)
 	healthpb.RegisterHealthServer(s.GRPC, s.health)
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })

@@ -66,17 +66,20 @@ type server struct {
 	mu     sync.Mutex
 	stderr bytes.Buffer
 	done   chan error
+	// exited is closed when the process has exited.
+	exited chan struct{}
 }
 
 // startServe starts meshca serve on loopback ephemeral ports and returns
 // once it has logged its addresses.
-func startServe(t *testing.T, dir string) *server {
+func startServe(t *testing.T, dir string, extra ...string) *server {
 	t.Helper()
-	cmd := exec.Command(meshcaBin, "serve", "--dir", dir, "--listen", "127.0.0.1:0", "--ops-listen", "127.0.0.1:0")
+	args := append([]string{"serve", "--dir", dir, "--listen", "127.0.0.1:0", "--ops-listen", "127.0.0.1:0"}, extra...)
+	cmd := exec.Command(meshcaBin, args...)
 	pr, err := cmd.StderrPipe()
 	require.NoError(t, err)
 	require.NoError(t, cmd.Start())
-	s := &server{cmd: cmd, done: make(chan error, 1)}
+	s := &server{cmd: cmd, done: make(chan error, 1), exited: make(chan struct{})}
 	addrs := make(chan [2]string, 1)
 	go func() {
 		sc := bufio.NewScanner(pr)
@@ -96,7 +99,9 @@ func startServe(t *testing.T, dir string) *server {
 			}
 		}
 		_, _ = io.Copy(io.Discard, pr)
-		s.done <- cmd.Wait()
+		err := cmd.Wait()
+		close(s.exited)
+		s.done <- err
 	}()
 	t.Cleanup(func() {
 		_ = cmd.Process.Kill()

@@ -1,0 +1,67 @@
+package config_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/meshca/meshca/ca/config"
+)
+
+func TestServerLimits_DefaultsWhenUnset(t *testing.T) {
+	cfg := config.Defaults(t.TempDir())
+	require.NoError(t, cfg.Validate())
+	l := cfg.Server.Limits
+	require.Equal(t, 128<<10, l.MaxRecvMsgSize)
+	require.Equal(t, 96<<10, l.MaxHeaderListSize)
+	require.Equal(t, 100, l.MaxConcurrentStreams)
+	require.Equal(t, 8192, l.MaxConnections)
+	require.Equal(t, 10*time.Second, l.HandshakeTimeout.Duration)
+	require.Equal(t, 30*time.Second, l.MaxRequestTimeout.Duration)
+	require.Equal(t, 30*time.Second, l.KeepaliveTime.Duration)
+	require.Equal(t, 10*time.Second, l.KeepaliveTimeout.Duration)
+	require.Equal(t, 15*time.Second, l.KeepaliveMinTime.Duration)
+	require.Equal(t, 5*time.Minute, l.MaxConnectionIdle.Duration)
+	require.Equal(t, 30*time.Minute, l.MaxConnectionAge.Duration)
+	require.Equal(t, 10*time.Second, l.MaxConnectionAgeGrace.Duration)
+}
+
+func TestServerLimits_ParsedAndValidated(t *testing.T) {
+	cfg, err := config.Parse([]byte(`
+root: {file: {rootCert: r.pem, rootKey: r.key}}
+keyStore: {dir: keys}
+store: {path: s.db}
+server:
+  limits:
+    maxRecvMsgSize: 262144
+    maxConnectionAge: 1h
+`))
+	require.NoError(t, err)
+	require.NoError(t, cfg.Validate())
+	require.Equal(t, 256<<10, cfg.Server.Limits.MaxRecvMsgSize)
+	require.Equal(t, time.Hour, cfg.Server.Limits.MaxConnectionAge.Duration)
+	require.Equal(t, 100, cfg.Server.Limits.MaxConcurrentStreams, "unset keys keep their default")
+
+	for yaml, want := range map[string]string{
+		"maxRecvMsgSize: 1024":      "server.limits.maxRecvMsgSize: 1024 is out of range; use 73728 to 4194304 bytes",
+		"maxRecvMsgSize: 8388608":   "server.limits.maxRecvMsgSize: 8388608 is out of range",
+		"maxHeaderListSize: 100":    "server.limits.maxHeaderListSize: 100 is out of range",
+		"maxConcurrentStreams: -1":  "server.limits.maxConcurrentStreams: -1 is out of range",
+		"maxConnections: -5":        "server.limits.maxConnections: -5 must be positive",
+		"handshakeTimeout: 10m":     "server.limits.handshakeTimeout: 10m0s is out of range; use 100ms to 2m0s",
+		"maxConnectionAge: 500ms":   "server.limits.maxConnectionAge: 500ms is out of range",
+		"keepaliveMinTime: -1s":     "server.limits.keepaliveMinTime: -1s is out of range",
+		"maxRequestTimeout: 1h":     "server.limits.maxRequestTimeout: 1h0m0s is out of range",
+		"maxConnectionAgeGrace: 2h": "server.limits.maxConnectionAgeGrace: 2h0m0s is out of range",
+		"maxConnectionIdle: 48h":    "server.limits.maxConnectionIdle: 48h0m0s is out of range",
+		"keepaliveTime: 100ms":      "server.limits.keepaliveTime: 100ms is out of range",
+		"keepaliveTimeout: 2h":      "server.limits.keepaliveTimeout: 2h0m0s is out of range",
+	} {
+		cfg, err := config.Parse([]byte("root: {file: {rootCert: r.pem, rootKey: r.key}}\nkeyStore: {dir: keys}\nstore: {path: s.db}\nserver:\n  limits:\n    " + yaml + "\n"))
+		require.NoError(t, err, yaml)
+		err = cfg.Validate()
+		require.Error(t, err, yaml)
+		require.Contains(t, err.Error(), want)
+	}
+}

@@ -1,0 +1,53 @@
+package server
+
+import (
+	"context"
+	"net"
+	"time"
+
+	"golang.org/x/net/netutil"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/keepalive"
+
+	"github.com/meshca/meshca/ca/config"
+)
+
+// limitOptions turns server.limits into gRPC server options: every cost a
+// caller can cause before (and after) authentication is bounded.
+func limitOptions(l config.LimitsConfig) []grpc.ServerOption {
+	return []grpc.ServerOption{
+		grpc.MaxRecvMsgSize(l.MaxRecvMsgSize),
+		grpc.MaxHeaderListSize(uint32(l.MaxHeaderListSize)),
+		grpc.MaxConcurrentStreams(uint32(l.MaxConcurrentStreams)),
+		grpc.ConnectionTimeout(l.HandshakeTimeout.Duration),
+		grpc.KeepaliveParams(keepalive.ServerParameters{
+			Time:                  l.KeepaliveTime.Duration,
+			Timeout:               l.KeepaliveTimeout.Duration,
+			MaxConnectionIdle:     l.MaxConnectionIdle.Duration,
+			MaxConnectionAge:      l.MaxConnectionAge.Duration,
+			MaxConnectionAgeGrace: l.MaxConnectionAgeGrace.Duration,
+		}),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{
+			MinTime: l.KeepaliveMinTime.Duration,
+			// Clients may keep an idle connection alive with pings, as
+			// istio-agent and ztunnel connections to istiod do.
+			PermitWithoutStream: true,
+		}),
+	}
+}
+
+// limitListener bounds the open connections of ln.
+func limitListener(ln net.Listener, l config.LimitsConfig) net.Listener {
+	return netutil.LimitListener(ln, l.MaxConnections)
+}
+
+// deadlineCap gives every unary request a deadline of at most max; a
+// caller's shorter deadline stays. Streams (the health Watch) are
+// long-lived by design and are not capped.
+func deadlineCap(max time.Duration) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		ctx, cancel := context.WithTimeout(ctx, max)
+		defer cancel()
+		return handler(ctx, req)
+	}
+}

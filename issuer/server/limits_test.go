@@ -1,0 +1,186 @@
+package server_test
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"golang.org/x/net/http2"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/encoding"
+	"google.golang.org/grpc/mem"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/emptypb"
+
+	"github.com/meshca/meshca/ca/config"
+	"github.com/meshca/meshca/issuer/server"
+)
+
+// rawCodec puts message bytes on the wire as they are.
+type rawCodec struct{}
+
+var _ encoding.CodecV2 = rawCodec{}
+
+func (rawCodec) Marshal(v any) (mem.BufferSlice, error) {
+	return mem.BufferSlice{mem.SliceBuffer(*v.(*[]byte))}, nil
+}
+
+func (rawCodec) Unmarshal(data mem.BufferSlice, v any) error {
+	*v.(*[]byte) = data.Materialize()
+	return nil
+}
+
+func (rawCodec) Name() string { return "proto" }
+
+// messageOfSize is a valid protobuf message of exactly n bytes: one unknown
+// length-delimited field, which google.protobuf.Empty accepts.
+func messageOfSize(t *testing.T, n int) []byte {
+	t.Helper()
+	l := n - 2
+	for 1+protowire.SizeVarint(uint64(l))+l > n {
+		l--
+	}
+	b := protowire.AppendTag(nil, 1, protowire.BytesType)
+	b = protowire.AppendBytes(b, make([]byte, l))
+	require.Len(t, b, n)
+	return b
+}
+
+func TestLimits_MessageOverMaxRecvMsgSizeIsResourceExhausted(t *testing.T) {
+	p := newProbe(t, nil)
+	conn := dial(t, p.GRPCAddr().String())
+	var out []byte
+	call := func(n int) error {
+		msg := messageOfSize(t, n)
+		return conn.Invoke(context.Background(), probeDeadline, &msg, &out, grpc.ForceCodecV2(rawCodec{}))
+	}
+	require.NoError(t, call(config.DefaultMaxRecvMsgSize))
+	for _, n := range []int{config.DefaultMaxRecvMsgSize + 1, 4<<20 - 64} {
+		err := call(n)
+		require.Equal(t, codes.ResourceExhausted, status.Code(err), "%d bytes: %v", n, err)
+	}
+	requireHealthy(t, conn)
+}
+
+// h2c opens a plaintext HTTP/2 connection with prior knowledge and returns
+// the framer after sending the client preface and empty SETTINGS.
+func h2c(t *testing.T, addr string) (net.Conn, *http2.Framer) {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	require.NoError(t, err)
+	t.Cleanup(func() { c.Close() })
+	require.NoError(t, c.SetDeadline(time.Now().Add(10*time.Second)))
+	bw := bufio.NewWriter(c)
+	_, err = bw.WriteString(http2.ClientPreface)
+	require.NoError(t, err)
+	fr := http2.NewFramer(bw, c)
+	require.NoError(t, fr.WriteSettings())
+	require.NoError(t, bw.Flush())
+	return c, fr
+}
+
+func serverSettings(t *testing.T, fr *http2.Framer) map[http2.SettingID]uint32 {
+	t.Helper()
+	f, err := fr.ReadFrame()
+	require.NoError(t, err)
+	sf, ok := f.(*http2.SettingsFrame)
+	require.True(t, ok, "the server's first frame is SETTINGS, got %T", f)
+	out := map[http2.SettingID]uint32{}
+	require.NoError(t, sf.ForeachSetting(func(s http2.Setting) error { out[s.ID] = s.Val; return nil }))
+	return out
+}
+
+func TestLimits_AdvertisedInHTTP2Settings(t *testing.T) {
+	p := newProbe(t, nil)
+	_, fr := h2c(t, p.GRPCAddr().String())
+	s := serverSettings(t, fr)
+	require.Equal(t, uint32(config.DefaultMaxConcurrentStreams), s[http2.SettingMaxConcurrentStreams])
+	require.Equal(t, uint32(config.DefaultMaxHeaderListSize), s[http2.SettingMaxHeaderListSize])
+
+	p2 := newProbe(t, func(o *server.Options) { o.Limits.MaxConcurrentStreams, o.Limits.MaxHeaderListSize = 7, 16<<10 })
+	_, fr2 := h2c(t, p2.GRPCAddr().String())
+	s = serverSettings(t, fr2)
+	require.Equal(t, uint32(7), s[http2.SettingMaxConcurrentStreams])
+	require.Equal(t, uint32(16<<10), s[http2.SettingMaxHeaderListSize])
+}
+
+func TestLimits_RequestDeadlineIsCapped(t *testing.T) {
+	p := newProbe(t, func(o *server.Options) { o.Limits.MaxRequestTimeout.Duration = 2 * time.Second })
+	conn := dial(t, p.GRPCAddr().String())
+	left := func(ctx context.Context) time.Duration {
+		var d durationpb.Duration
+		require.NoError(t, conn.Invoke(ctx, probeDeadline, &emptypb.Empty{}, &d))
+		return d.AsDuration()
+	}
+	// No deadline from the caller: the cap applies.
+	got := left(context.Background())
+	require.LessOrEqual(t, got, 2*time.Second)
+	require.Greater(t, got, time.Second)
+	// A shorter deadline from the caller stays.
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	require.LessOrEqual(t, left(ctx), 500*time.Millisecond)
+	// A longer one is capped.
+	ctx, cancel = context.WithTimeout(context.Background(), time.Hour)
+	defer cancel()
+	require.LessOrEqual(t, left(ctx), 2*time.Second)
+}
+
+// readUntilClosed reads until the server closes the connection and reports
+// whether it did before the connection's deadline.
+func closedByServer(c net.Conn) bool {
+	_, err := io.Copy(io.Discard, c)
+	var ne net.Error
+	return !(errors.As(err, &ne) && ne.Timeout())
+}
+
+func TestLimits_HandshakeTimeoutClosesSilentConnections(t *testing.T) {
+	p := newProbe(t, func(o *server.Options) { o.Limits.HandshakeTimeout.Duration = 200 * time.Millisecond })
+	c, err := net.Dial("tcp", p.GRPCAddr().String())
+	require.NoError(t, err)
+	defer c.Close()
+	start := time.Now()
+	require.NoError(t, c.SetDeadline(start.Add(10*time.Second)))
+	require.True(t, closedByServer(c), "a connection that never sends the preface must be closed")
+	t.Logf("closed after %s", time.Since(start))
+}
+
+func TestLimits_MaxConnectionsHoldsFurtherConnectionsBack(t *testing.T) {
+	p := newProbe(t, func(o *server.Options) { o.Limits.MaxConnections = 1 })
+	first, fr := h2c(t, p.GRPCAddr().String())
+	serverSettings(t, fr)
+	second, fr2 := h2c(t, p.GRPCAddr().String())
+	require.NoError(t, second.SetReadDeadline(time.Now().Add(300*time.Millisecond)))
+	_, err := fr2.ReadFrame()
+	var ne net.Error
+	require.True(t, errors.As(err, &ne) && ne.Timeout(), "the second connection must not be served while the first is open: %v", err)
+	first.Close()
+	require.NoError(t, second.SetReadDeadline(time.Now().Add(10*time.Second)))
+	serverSettings(t, fr2)
+}
+
+func TestLimits_MaxConnectionAgeSendsGoAway(t *testing.T) {
+	p := newProbe(t, func(o *server.Options) {
+		o.Limits.MaxConnectionAge.Duration = time.Second
+		o.Limits.MaxConnectionAgeGrace.Duration = 100 * time.Millisecond
+	})
+	_, fr := h2c(t, p.GRPCAddr().String())
+	start := time.Now()
+	for {
+		f, err := fr.ReadFrame()
+		require.NoError(t, err, "GOAWAY expected before the connection ends")
+		if g, ok := f.(*http2.GoAwayFrame); ok {
+			require.Equal(t, http2.ErrCodeNo, g.ErrCode)
+			t.Logf("GOAWAY after %s", time.Since(start))
+			return
+		}
+	}
+}
