@@ -3,6 +3,10 @@ package impersonation_test
 import (
 	"testing"
 
+	"github.com/stretchr/testify/require"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/meshca/meshca/issuer/authn"
 	"github.com/meshca/meshca/issuer/impersonation"
 )
 
@@ -27,5 +31,16 @@ func TestImpersonation_IdentityFollowsTheSPIFFESpec(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			requireDenied(t, a, callerOf(agent), id, impersonation.ReasonMalformedIdentity)
 		})
+	}
+}
+
+// TestNew_RefusesAnInvalidTrustDomain: the trust domain is checked by the
+// SPIFFE ID rules (SPIFFE-ID §2.1) when the authorizer is built.
+func TestNew_RefusesAnInvalidTrustDomain(t *testing.T) {
+	clusters := map[string]kubernetes.Interface{authn.DefaultClusterID: env.Client}
+	for _, td := range []string{"Cluster.local", "cluster.local:443", "a+b", "spiffe://cluster.local"} {
+		_, err := impersonation.New(impersonation.Options{TrustDomain: td, TrustedNodeAccounts: []string{"istio-system/ztunnel"}, Clusters: clusters})
+		require.Error(t, err, "trust domain %q must be refused", td)
+		require.ErrorContains(t, err, "impersonation: trust domain ")
 	}
 }
