@@ -15,9 +15,11 @@ import (
 	"strings"
 	"time"
 
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	sigsjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
 
+	"github.com/meshca/meshca/ca/identity"
 	"github.com/meshca/meshca/ca/keys"
 	"github.com/meshca/meshca/ca/profile"
 )
@@ -140,10 +142,13 @@ type IssuanceConfig struct {
 // extra SANs or a longer TTL.
 type PolicyConfig struct {
 	Name string `json:"name"`
-	// Identities are SPIFFE IDs this policy applies to; a trailing "*"
-	// matches a prefix (spiffe://td/ns/gateways/*).
+	// Identities are SPIFFE ID patterns of the mesh's trust domain this
+	// policy applies to. A path segment "*" matches exactly one segment
+	// (spiffe://td/ns/gateways/sa/*); a last segment "**" matches one or more
+	// (spiffe://td/ns/gateways/**). "*" is never part of a segment.
 	Identities []string `json:"identities"`
-	// DNSNames the CSR may carry; "*.example.com" matches one label.
+	// DNSNames the CSR may carry; "*.example.com" matches one label. A CSR
+	// asking for a wildcard name (a "*" label) is always refused.
 	DNSNames []string `json:"dnsNames,omitempty"`
 	// IPRanges the CSR's IP SANs must fall in (CIDR).
 	IPRanges []string `json:"ipRanges,omitempty"`
@@ -309,8 +314,9 @@ func (c *Config) Validate() error {
 	add := func(key, format string, args ...any) {
 		errs = append(errs, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, args...)))
 	}
-	if strings.ContainsAny(c.TrustDomain, "/:@ ") || c.TrustDomain != strings.ToLower(c.TrustDomain) {
-		add("trustDomain", "%q is not a SPIFFE trust domain; use lower-case letters, digits, dots, dashes and underscores, e.g. cluster.local", c.TrustDomain)
+	td, err := identity.TrustDomain(c.TrustDomain)
+	if err != nil {
+		add("trustDomain", "%v; use lower-case letters, digits, dots, dashes and underscores, e.g. cluster.local", err)
 	}
 	c.Root.validate(add)
 	c.Intermediate.validate(add)
@@ -341,7 +347,7 @@ func (c *Config) Validate() error {
 	if c.Store.PruneInterval.Duration < time.Minute {
 		add("store.pruneInterval", "%s is too short; use at least 1m", c.Store.PruneInterval.Duration)
 	}
-	c.Issuance.validate(add)
+	c.Issuance.validate(td, add)
 	if c.Intermediate.Profile.Valid() {
 		if err := c.Intermediate.Profile.CheckLeaf(c.Issuance.Profile); err != nil {
 			add("issuance.profile", "%v; set issuance.profile to %s or change intermediate.profile", err, c.Intermediate.Profile.DefaultLeaf())
@@ -412,7 +418,7 @@ func (i IntermediateConfig) validate(add func(string, string, ...any)) {
 	}
 }
 
-func (i IssuanceConfig) validate(add func(string, string, ...any)) {
+func (i IssuanceConfig) validate(td spiffeid.TrustDomain, add func(string, string, ...any)) {
 	if i.DefaultCertTTL.Duration < time.Minute {
 		add("issuance.defaultCertTTL", "%s is too short; use at least 1m (Istio's default is 24h)", i.DefaultCertTTL.Duration)
 	}
@@ -434,13 +440,9 @@ func (i IssuanceConfig) validate(add func(string, string, ...any)) {
 		}
 		seen[p.Name] = true
 		if len(p.Identities) == 0 {
-			add(key+".identities", "must list at least one SPIFFE ID (a trailing * matches a prefix)")
+			add(key+".identities", "must list at least one SPIFFE ID pattern, e.g. spiffe://%s/ns/istio-system/sa/* (* is one whole path segment, ** ends a pattern and matches the rest)", td)
 		}
-		for _, id := range p.Identities {
-			if !strings.HasPrefix(id, "spiffe://") {
-				add(key+".identities", "%q is not a spiffe:// ID", id)
-			}
-		}
+		validatePolicyPatterns(key, td, p, add)
 		for _, r := range p.IPRanges {
 			if _, _, err := net.ParseCIDR(r); err != nil {
 				add(key+".ipRanges", "%q is not a CIDR such as 10.0.0.0/8", r)

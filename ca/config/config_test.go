@@ -84,14 +84,14 @@ func TestValidate_EachBadValueNamesItsKey(t *testing.T) {
 		},
 		"non-spiffe identity in a policy": {
 			"issuance: {policies: [{name: gw, identities: ['https://cluster.local/ns/a/sa/b']}]}",
-			"issuance.policies[0].identities: ",
+			"issuance.policies[0].identities[0]: ",
 		},
 		"policy without identities": {
 			"issuance: {policies: [{name: gw}]}",
 			"issuance.policies[0].identities: ",
 		},
 		"policy name used twice": {
-			"issuance: {policies: [{name: gw, identities: ['spiffe://a/b']}, {name: gw, identities: ['spiffe://a/c']}]}",
+			"issuance: {policies: [{name: gw, identities: ['spiffe://cluster.local/b']}, {name: gw, identities: ['spiffe://cluster.local/c']}]}",
 			"issuance.policies[1].name: ",
 		},
 	}

@@ -12,7 +12,8 @@ func TestNewRule_ParsesCIDRsAndKeepsFields(t *testing.T) {
 	r, err := NewRule("gw", []string{gateway}, []string{"*.example.com"}, []string{"10.0.0.0/8", "fd00::/8"}, true, time.Hour)
 	require.NoError(t, err)
 	require.Equal(t, "gw", r.Name)
-	require.Equal(t, []string{gateway}, r.Identities)
+	require.Len(t, r.Identities, 1)
+	require.Equal(t, gateway, r.Identities[0].String())
 	require.Equal(t, []string{"*.example.com"}, r.DNSNames)
 	require.True(t, r.AllowCommonName)
 	require.Equal(t, time.Hour, r.MaxCertTTL)
@@ -25,8 +26,9 @@ func TestNewRule_RejectsBadCIDRNamingPolicyAndValue(t *testing.T) {
 	require.EqualError(t, err, `policy gw: "10.0.0.0/33" is not a CIDR`)
 }
 
-func TestRule_MatchesExactIDsAndTrailingStarPrefixes(t *testing.T) {
-	r := &Rule{Identities: []string{workload, "spiffe://cluster.local/ns/istio-system/sa/*"}}
+func TestRule_MatchesExactIDsAndWholeSegmentWildcards(t *testing.T) {
+	r, err := NewRule("r", []string{workload, "spiffe://cluster.local/ns/istio-system/sa/*"}, nil, nil, false, 0)
+	require.NoError(t, err)
 	require.True(t, r.Matches(mustURL(t, workload)))
 	require.True(t, r.Matches(mustURL(t, "spiffe://cluster.local/ns/istio-system/sa/ingress")))
 	require.False(t, r.Matches(mustURL(t, workload+"x")), "an exact ID is not a prefix")

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/meshca/meshca/ca/caerr"
+	"github.com/meshca/meshca/ca/identity"
 )
 
 // Validator checks one aspect of a request and returns a *caerr.Error.
@@ -29,27 +30,21 @@ func invalid(reason, format string, args ...any) error {
 	return caerr.New(caerr.InvalidArgument, reason, format, args...)
 }
 
-// spiffeIdentity requires the authenticated identity to be a well-formed
-// SPIFFE ID in the mesh's trust domain.
+// spiffeIdentity requires the authenticated identity to be a SPIFFE ID
+// (SPIFFE-ID §2) of the mesh's trust domain with a non-root path
+// (X509-SVID §3.1).
 type spiffeIdentity struct{ trustDomain string }
 
 func (v spiffeIdentity) Validate(req *Request) error {
-	id := req.Identity
-	switch {
-	case id == nil:
+	if req.Identity == nil {
 		return invalid(ReasonIdentityInvalid, "no authenticated identity")
-	case id.Scheme != "spiffe" || id.Opaque != "" || id.User != nil || id.RawQuery != "" || id.Fragment != "" || id.Port() != "":
-		return invalid(ReasonIdentityInvalid, "identity %q is not a SPIFFE ID", id)
-	case id.Host != v.trustDomain:
-		return invalid(ReasonIdentityInvalid, "identity %q is outside trust domain %q", id, v.trustDomain)
-	case len(id.Path) < 2:
-		return invalid(ReasonIdentityInvalid, "identity %q has no path", id)
 	}
-	// SPIFFE ID path segments must be non-empty and not relative (spiffe-id.md §2.2).
-	for _, seg := range strings.Split(id.Path[1:], "/") {
-		if seg == "" || seg == "." || seg == ".." {
-			return invalid(ReasonIdentityInvalid, "identity %q has an empty or relative path segment", id)
-		}
+	td, err := identity.TrustDomain(v.trustDomain)
+	if err != nil {
+		return invalid(ReasonIdentityInvalid, "the mesh's %v", err)
+	}
+	if _, err := identity.WorkloadURL(req.Identity, td); err != nil {
+		return invalid(ReasonIdentityInvalid, "%v", err)
 	}
 	return nil
 }
@@ -78,6 +73,9 @@ type extraSANs struct{ rule *Rule }
 
 func (v extraSANs) Validate(req *Request) error {
 	for _, d := range req.CSR.DNSNames {
+		if strings.Contains(d, "*") {
+			return invalid(ReasonDNSSAN, "CSR asks for wildcard DNS name %s; meshca never issues wildcard certificates, list each name", identity.Quote(d))
+		}
 		if !v.rule.allowsDNS(d) {
 			return invalid(ReasonDNSSAN, "CSR asks for DNS name %q, which no policy allows for %s", d, req.Identity)
 		}

@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"io"
-	"net/url"
 	"os"
 	"os/user"
 
@@ -11,15 +10,16 @@ import (
 
 	"github.com/meshca/meshca/ca/authority"
 	"github.com/meshca/meshca/ca/config"
+	"github.com/meshca/meshca/ca/identity"
 	"github.com/meshca/meshca/ca/profile"
 )
 
 func newSignCommand(g *globals) *cobra.Command {
 	var (
-		csrPath  string
-		identity string
-		ttl      config.Duration
-		prof     string
+		csrPath string
+		idFlag  string
+		ttl     config.Duration
+		prof    string
 	)
 	cmd := &cobra.Command{
 		Use:   "sign",
@@ -46,9 +46,9 @@ same store.`,
   meshca sign --dir ./.meshca --csr app.csr --identity spiffe://cluster.local/ns/default/sa/app --profile classical > app-chain.pem`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			id, err := url.Parse(identity)
-			if err != nil || id.Scheme != "spiffe" {
-				return fmt.Errorf("--identity %q is not a spiffe:// URI", identity)
+			id, err := identity.Parse(idFlag)
+			if err != nil {
+				return fmt.Errorf("--identity: %w", err)
 			}
 			var leafProfile profile.Name
 			if prof != "" {
@@ -64,6 +64,13 @@ same store.`,
 			if err != nil {
 				return err
 			}
+			td, err := identity.TrustDomain(cfg.TrustDomain)
+			if err != nil {
+				return err
+			}
+			if err := identity.CheckWorkload(id, td); err != nil {
+				return fmt.Errorf("--identity: %w", err)
+			}
 			log := newLogger(cmd.ErrOrStderr(), cfg.Log.Level, cfg.Log.Format)
 			rt, err := authority.Open(cmd.Context(), cfg, log, nil)
 			if err != nil {
@@ -71,7 +78,7 @@ same store.`,
 			}
 			defer rt.Close()
 			res, err := rt.Authority.Sign(cmd.Context(), authority.Request{
-				CSR: csr, Identity: id, TTL: ttl.Duration, Requester: "cli:" + currentUser(), Profile: leafProfile,
+				CSR: csr, Identity: id.URL(), TTL: ttl.Duration, Requester: "cli:" + currentUser(), Profile: leafProfile,
 			})
 			if err != nil {
 				return err
@@ -82,7 +89,7 @@ same store.`,
 	}
 	addCAFlags(cmd, g)
 	cmd.Flags().StringVar(&csrPath, "csr", "", "PEM or DER CSR file, or - for stdin (required)")
-	cmd.Flags().StringVar(&identity, "identity", "", "SPIFFE ID to issue to, e.g. spiffe://cluster.local/ns/default/sa/app (required)")
+	cmd.Flags().StringVar(&idFlag, "identity", "", "SPIFFE ID to issue to, e.g. spiffe://cluster.local/ns/default/sa/app (required)")
 	cmd.Flags().Var(&ttl, "ttl", "certificate lifetime (default issuance.defaultCertTTL, 24h)")
 	cmd.Flags().StringVar(&prof, "profile", "", fmt.Sprintf("certificate profile: one of %v that the CA issues (default issuance.profile)", profile.All))
 	_ = cmd.MarkFlagRequired("csr")

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/meshca/meshca/ca/identity"
 	"github.com/meshca/meshca/ca/store"
 )
 
@@ -122,7 +123,8 @@ func (a *ClientCert) Authenticate(ctx context.Context, creds Credentials) (*Call
 	}); err != nil {
 		return nil, fail(ClientCertificate, "untrusted_certificate", "client certificate does not verify to the mesh roots")
 	}
-	if len(leaf.URIs) != 1 || leaf.URIs[0].Scheme != "spiffe" || leaf.URIs[0].Host != a.TrustDomain {
+	id, ok := a.workloadID(leaf)
+	if !ok {
 		return nil, fail(ClientCertificate, "no_identity", "client certificate carries no single SPIFFE ID of this trust domain")
 	}
 	if a.Records != nil {
@@ -140,8 +142,23 @@ func (a *ClientCert) Authenticate(ctx context.Context, creds Credentials) (*Call
 	if err := a.checkRevoked(ctx, serial); err != nil {
 		return nil, err
 	}
-	a.remember(sum, leaf.URIs[0], roots, leaf, now())
-	return &Caller{Identity: leaf.URIs[0]}, nil
+	a.remember(sum, id, roots, leaf, now())
+	return &Caller{Identity: id}, nil
+}
+
+// workloadID is the leaf's one URI SAN if it is a workload's SPIFFE ID in
+// the trust domain (SPIFFE-ID §2, X509-SVID §3.1: exactly one URI SAN, a
+// non-root path).
+func (a *ClientCert) workloadID(leaf *x509.Certificate) (*url.URL, bool) {
+	td, err := identity.TrustDomain(a.TrustDomain)
+	if err != nil || len(leaf.URIs) != 1 {
+		return nil, false
+	}
+	id, err := identity.WorkloadURL(leaf.URIs[0], td)
+	if err != nil {
+		return nil, false
+	}
+	return id.URL(), true
 }
 
 func (a *ClientCert) checkRevoked(ctx context.Context, serial string) error {

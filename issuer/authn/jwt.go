@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"go.step.sm/crypto/jose"
+
+	"github.com/meshca/meshca/ca/identity"
 )
 
 // Failure reasons of the JWT authenticator.
@@ -226,8 +228,8 @@ func (a *JWTAuthenticator) Authenticate(ctx context.Context, creds Credentials) 
 		return nil, fail(JWT, ReasonNoIdentity, err.Error())
 	}
 	c := &Caller{Identity: id, Authenticator: JWT}
-	if p := strings.Split(id.Path, "/"); len(p) == 5 && p[1] == "ns" && p[3] == "sa" {
-		c.Namespace, c.ServiceAccount = p[2], p[4]
+	if k, err := identity.ParseKubernetes(id.String()); err == nil {
+		c.Namespace, c.ServiceAccount = k.Namespace, k.ServiceAccount
 	}
 	return c, nil
 }
@@ -262,7 +264,15 @@ func (a *JWTAuthenticator) identity(claims map[string]any) (*url.URL, error) {
 	if err := a.tmpl.Execute(&b, identityData{TrustDomain: a.trustDomain, Claims: escapeClaims(claims).(map[string]any)}); err != nil {
 		return nil, fmt.Errorf("identity template: %w", err)
 	}
-	return parseSPIFFEID(strings.TrimSpace(b.String()), a.trustDomain)
+	td, err := identity.TrustDomain(a.trustDomain)
+	if err != nil {
+		return nil, err
+	}
+	id, err := identity.Workload(strings.TrimSpace(b.String()), td)
+	if err != nil {
+		return nil, err
+	}
+	return id.URL(), nil
 }
 
 // escapeClaims path-escapes every string in a decoded JSON value.
@@ -285,26 +295,6 @@ func escapeClaims(v any) any {
 	default:
 		return v
 	}
-}
-
-// parseSPIFFEID accepts spiffe://<trustDomain>/<seg>(/<seg>)* where each
-// segment is non-empty, not "." or "..", and of [A-Za-z0-9._-] (the SPIFFE
-// ID specification), checked on the raw text before any unescaping.
-func parseSPIFFEID(s, trustDomain string) (*url.URL, error) {
-	path, ok := strings.CutPrefix(s, "spiffe://"+trustDomain+"/")
-	if !ok {
-		return nil, fmt.Errorf("identity %q is not a SPIFFE ID in trust domain %q", truncate(s, 256), trustDomain)
-	}
-	for _, seg := range strings.Split(path, "/") {
-		if seg == "" || seg == "." || seg == ".." || strings.IndexFunc(seg, notSPIFFEPathChar) >= 0 {
-			return nil, fmt.Errorf("identity %q has an invalid path segment", truncate(s, 256))
-		}
-	}
-	return &url.URL{Scheme: "spiffe", Host: trustDomain, Path: "/" + path}, nil
-}
-
-func notSPIFFEPathChar(r rune) bool {
-	return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-')
 }
 
 func supportedAlgorithm(alg string) bool {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/url"
 	"slices"
 	"strings"
 	"time"
@@ -250,8 +249,12 @@ func evaluateReview(st *authenticationv1.TokenReviewStatus, audiences []string, 
 		return nil, fail(TokenReview, ReasonNotAServiceAccount,
 			fmt.Sprintf("user %q is not a ServiceAccount", truncate(st.User.Username, 128)))
 	}
+	id, f := serviceAccountIdentity(trustDomain, ns, sa)
+	if f != nil {
+		return nil, f
+	}
 	c := &Caller{
-		Identity:       &url.URL{Scheme: "spiffe", Host: trustDomain, Path: "/ns/" + ns + "/sa/" + sa},
+		Identity:       id,
 		Authenticator:  TokenReview,
 		Cluster:        cluster,
 		Namespace:      ns,

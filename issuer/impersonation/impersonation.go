@@ -25,11 +25,11 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 
+	"github.com/meshca/meshca/ca/identity"
 	"github.com/meshca/meshca/issuer/authn"
 )
 
@@ -122,10 +122,14 @@ func New(o Options) (*Authorizer, error) {
 	if len(o.Clusters) == 0 {
 		return nil, errors.New("impersonation: no Clusters")
 	}
+	td, err := identity.TrustDomain(o.TrustDomain)
+	if err != nil {
+		return nil, fmt.Errorf("impersonation: %w", err)
+	}
 	a := &Authorizer{trustDomain: o.TrustDomain, trusted: map[string]bool{}, resync: o.ResyncPeriod, clients: maps.Clone(o.Clusters)}
 	for _, acc := range o.TrustedNodeAccounts {
 		ns, sa, ok := strings.Cut(acc, "/")
-		if !ok || !validNamespace(ns) || !validServiceAccount(sa) {
+		if _, err := identity.ForServiceAccount(td, ns, sa); !ok || err != nil {
 			return nil, fmt.Errorf("impersonation: trusted node account %q is not namespace/serviceaccount", acc)
 		}
 		a.trusted[acc] = true
@@ -190,11 +194,12 @@ func (a *Authorizer) Authorize(_ context.Context, caller *authn.Caller, requeste
 	if !a.trusted[account] {
 		return nil, deny(ReasonUntrustedCaller, "ServiceAccount %s is not a trusted node account", account)
 	}
-	id, ns, sa, err := parseWorkloadID(requested)
+	k, err := identity.ParseKubernetes(requested)
 	if err != nil {
 		return nil, deny(ReasonMalformedIdentity, "%v", err)
 	}
-	if id.Host != a.trustDomain {
+	id, ns, sa := k.ID.URL(), k.Namespace, k.ServiceAccount
+	if k.ID.TrustDomain().Name() != a.trustDomain {
 		return nil, deny(ReasonForeignTrustDomain, "identity %s is not in trust domain %s", id, a.trustDomain)
 	}
 	if caller.PodName == "" || caller.PodUID == "" {
@@ -242,31 +247,4 @@ func (a *Authorizer) Authorize(_ context.Context, caller *authn.Caller, requeste
 		}
 	}
 	return nil, deny(ReasonNoPodOnNode, "no running pod of ServiceAccount %s/%s is on node %s (cluster %s)", ns, sa, node, caller.Cluster)
-}
-
-// parseWorkloadID parses spiffe://<td>/ns/<ns>/sa/<sa>.
-func parseWorkloadID(s string) (id *url.URL, ns, sa string, err error) {
-	u, err := url.Parse(s)
-	if err != nil {
-		return nil, "", "", fmt.Errorf("identity %q does not parse", truncate(s))
-	}
-	if u.Scheme != "spiffe" || u.Host == "" || u.Opaque != "" || u.User != nil || u.Port() != "" ||
-		u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || u.RawPath != "" {
-		return nil, "", "", fmt.Errorf("identity %q is not a SPIFFE ID", truncate(s))
-	}
-	p := strings.Split(u.Path, "/")
-	if len(p) != 5 || p[0] != "" || p[1] != "ns" || p[3] != "sa" || !validNamespace(p[2]) || !validServiceAccount(p[4]) {
-		return nil, "", "", fmt.Errorf("identity %q is not spiffe://<trust domain>/ns/<namespace>/sa/<serviceaccount>", truncate(s))
-	}
-	return &url.URL{Scheme: "spiffe", Host: u.Host, Path: u.Path}, p[2], p[4], nil
-}
-
-func validNamespace(s string) bool      { return len(validation.IsDNS1123Label(s)) == 0 }
-func validServiceAccount(s string) bool { return len(validation.IsDNS1123Subdomain(s)) == 0 }
-
-func truncate(s string) string {
-	if len(s) <= 256 {
-		return s
-	}
-	return s[:256] + "…"
 }

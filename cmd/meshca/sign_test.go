@@ -1,0 +1,70 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/pem"
+	"net/url"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// runMeshca runs the meshca command tree in-process and returns its stdout.
+func runMeshca(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	cmd := newRootCommand()
+	var out, errOut bytes.Buffer
+	cmd.SetOut(&out)
+	cmd.SetErr(&errOut)
+	cmd.SetArgs(args)
+	err := cmd.ExecuteContext(context.Background())
+	return out.String(), err
+}
+
+func writeWorkloadCSR(t *testing.T, dir string, u *url.URL) string {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{URIs: []*url.URL{u}}, key)
+	require.NoError(t, err)
+	p := filepath.Join(dir, "app.csr")
+	require.NoError(t, os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}), 0o600))
+	return p
+}
+
+// TestSign_IdentityFollowsTheSPIFFESpec: --identity is parsed as a SPIFFE ID
+// (SPIFFE-ID §2) of the CA's trust domain before the CA is opened; a
+// scheme in upper case (which a URL parser would silently lower-case) is
+// refused, and nothing is signed.
+func TestSign_IdentityFollowsTheSPIFFESpec(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "ca")
+	_, err := runMeshca(t, "init", "--dir", dir, "--profile", "classical")
+	require.NoError(t, err)
+	good := &url.URL{Scheme: "spiffe", Host: "cluster.local", Path: "/ns/default/sa/app"}
+	csr := writeWorkloadCSR(t, t.TempDir(), good)
+
+	out, err := runMeshca(t, "sign", "--dir", dir, "--csr", csr, "--identity", good.String())
+	require.NoError(t, err)
+	require.Contains(t, out, "-----BEGIN CERTIFICATE-----")
+
+	for name, tc := range map[string]struct{ id, msg string }{
+		"upper-case scheme":    {"SPIFFE://cluster.local/ns/default/sa/app", `--identity: "SPIFFE://cluster.local/ns/default/sa/app" is not a SPIFFE ID: scheme is missing or invalid`},
+		"foreign trust domain": {"spiffe://other.local/ns/default/sa/app", `--identity: SPIFFE ID "spiffe://other.local/ns/default/sa/app" is not in trust domain cluster.local`},
+		"no path":              {"spiffe://cluster.local", `--identity: SPIFFE ID "spiffe://cluster.local" has no path`},
+		"query":                {"spiffe://cluster.local/ns/default/sa/app?x", `--identity: "spiffe://cluster.local/ns/default/sa/app?x" is not a SPIFFE ID`},
+	} {
+		t.Run(name, func(t *testing.T) {
+			out, err := runMeshca(t, "sign", "--dir", dir, "--csr", csr, "--identity", tc.id)
+			require.Error(t, err, "%s must be refused", tc.id)
+			require.ErrorContains(t, err, tc.msg)
+			require.Empty(t, out, "nothing is signed")
+		})
+	}
+}
