@@ -21,7 +21,7 @@ LONG_FUZZTIME ?= 5m
 # Packages of pure logic: fast enough to run under the race detector.
 UNIT_PKGS    := ./ca/... ./trustbundle/... ./issuer/...
 # Fuzz targets: package and function.
-FUZZ_TARGETS := ./ca/policy:FuzzParseCSR ./ca/config:FuzzParse ./ca/certenc:FuzzPreTBS
+FUZZ_TARGETS := ./ca/policy:FuzzParseCSR ./ca/config:FuzzParse ./ca/certenc:FuzzPreTBS ./ca/identity:FuzzParse
 
 export MESHCA_CACHE
 
@@ -69,8 +69,9 @@ fuzz-short:
 fuzz:
 	@$(MAKE) --no-print-directory fuzz-short FUZZTIME=$(LONG_FUZZTIME)
 
-## lint: gofmt, go vet, and staticcheck when it installs from the module proxy.
+## lint: go.mod tidiness (go mod tidy -e), gofmt, go vet, and staticcheck when it installs from the module proxy.
 lint:
+	@if ! $(GO) mod tidy -e -diff >/dev/null 2>&1; then echo "go.mod/go.sum are not tidy: run 'go mod tidy -e'"; $(GO) mod tidy -e -diff; exit 1; fi
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	@if $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 -version >/dev/null 2>&1; then \
