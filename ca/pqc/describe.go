@@ -150,9 +150,6 @@ func keyInfo(spki []byte) (AlgorithmInfo, error) {
 		alg, _ := composite.AlgorithmByOID(info.Algorithm)
 		a.Detail = fmt.Sprintf("%s (%d-byte key) + %s (%d-byte key)", alg.MLDSA().Name(), alg.MLDSA().PublicKeySize(),
 			alg.Traditional(), len(info.PublicKey)-alg.MLDSA().PublicKeySize())
-		if err := alg.VerifySupported(); err != nil {
-			a.Detail += "; " + err.Error()
-		}
 	case FamilyHashMLDSA:
 		a.Detail = fmt.Sprintf("%d-byte public key; HashML-DSA is not accepted by meshca", len(info.PublicKey))
 	default:
