@@ -201,8 +201,8 @@ func (b *Bundle) verifyPQ(now time.Time) error {
 			errs = append(errs, fmt.Errorf("root %s %w", r.Subject, err))
 			continue
 		}
-		if !r.IsCA || r.KeyUsage&x509.KeyUsageCertSign == 0 {
-			errs = append(errs, fmt.Errorf("root %s is not a CA with keyCertSign", r.Subject))
+		if err := CheckIssuer(r); err != nil {
+			errs = append(errs, fmt.Errorf("root %s %w", r.Subject, err))
 			continue
 		}
 		anchor, err := pqc.AnchorFromCertificate(r)
