@@ -1,6 +1,7 @@
 package pqc_test
 
 import (
+	"github.com/meshca/meshca/ca/certenc"
 	"testing"
 
 	"github.com/meshca/meshca/ca/pqc"
@@ -71,6 +72,6 @@ func TestDescribe_ReportsPQFactsOfEachProfile(t *testing.T) {
 }
 
 func TestOIDName_FallsBackToDottedForm(t *testing.T) {
-	require.Equal(t, "altSignatureValue", pqc.OIDName(pqc.OIDAltSignatureValue))
+	require.Equal(t, "altSignatureValue", pqc.OIDName(certenc.OIDAltSignatureValue))
 	require.Equal(t, "1.2.3.4", pqc.OIDName([]int{1, 2, 3, 4}))
 }
