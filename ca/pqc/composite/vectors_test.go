@@ -104,3 +104,30 @@ func TestDraft19Vectors_SigningAlgorithmPrivateKeysRoundTrip(t *testing.T) {
 	}
 	require.Equal(t, 2, seen)
 }
+
+// The brainpool halves are validated as points on their curve (SEC 1
+// section 3.2.2.1), and the Ed448 half must be 57 bytes (RFC 8032).
+func TestNewPublicKey_RejectsBrainpoolPointOffTheCurveAndShortEd448Key(t *testing.T) {
+	v := pqctest.LoadVectors(t)
+	seen := 0
+	for _, tc := range v.Tests {
+		alg, ok := composite.AlgorithmByName(tc.TcID)
+		if !ok || (!strings.Contains(tc.TcID, "brainpool") && !strings.Contains(tc.TcID, "Ed448")) {
+			continue
+		}
+		seen++
+		t.Run(tc.Name(), func(t *testing.T) {
+			_, err := composite.NewPublicKey(alg, tc.PK)
+			require.NoError(t, err)
+			bad := append([]byte(nil), tc.PK...)
+			if strings.Contains(tc.TcID, "Ed448") {
+				bad = bad[:len(bad)-1]
+			} else {
+				bad[len(bad)-1] ^= 0x01 // y no longer matches x
+			}
+			_, err = composite.NewPublicKey(alg, bad)
+			require.ErrorIs(t, err, composite.ErrMalformedPublicKey)
+		})
+	}
+	require.Equal(t, 3, seen)
+}
