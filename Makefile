@@ -22,6 +22,7 @@ LONG_FUZZTIME ?= 5m
 UNIT_PKGS    := ./ca/... ./trustbundle/... ./issuer/...
 # Fuzz targets: package and function.
 FUZZ_TARGETS := ./ca/policy:FuzzParseCSR ./ca/config:FuzzParse ./ca/certenc:FuzzPreTBS ./ca/identity:FuzzParse
+FUZZ_TARGETS += ./ca/certenc:FuzzParseCertificate
 
 export MESHCA_CACHE
 

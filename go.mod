@@ -3,6 +3,7 @@ module github.com/meshca/meshca
 go 1.26.0
 
 require (
+	github.com/ProtonMail/go-crypto v1.5.2
 	github.com/cert-manager/cert-manager v1.21.2
 	github.com/cloudflare/circl v1.6.5
 	github.com/hashicorp/vault/api v1.23.0

@@ -11,7 +11,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/meshca/meshca/ca/pqc"
+	"github.com/meshca/meshca/ca/certenc"
 	"github.com/meshca/meshca/ca/profile"
 )
 
@@ -189,8 +189,8 @@ func TestSign_CatalystChainVerifiedByPycaCryptography(t *testing.T) {
 
 	// Python's preTBS, computed on its own, is meshca's.
 	for name, cert := range map[string]*x509.Certificate{"root": c.rootC, "intermediate": c.inter, "leaf": c.leaf} {
-		want, err := pqc.PreTBS(cert.RawTBSCertificate)
+		want, err := certenc.PreTBS(cert.RawTBSCertificate)
 		require.NoError(t, err)
-		require.Equal(t, want, resp.PreTBS[name], "%s: preTBSCertificate of pyca's DER walker and of ca/pqc", name)
+		require.Equal(t, want, resp.PreTBS[name], "%s: preTBSCertificate of pyca's DER walker and of ca/certenc", name)
 	}
 }

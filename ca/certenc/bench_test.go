@@ -5,8 +5,8 @@ import (
 	"testing"
 )
 
-// The benchmarks issue the workload leaf of contracts.md section 1 (P-256
-// subject key) from an intermediate, classically and as Catalyst with an
+// The benchmarks issue an Istio workload leaf like istiod's (P-256
+// subject key, see workloadTemplate) from an intermediate, classically and as Catalyst with an
 // ML-DSA-65 alternative key, for the two issuer key types meshca creates
 // most. Compare BenchmarkBuild_Catalyst with BenchmarkBuild_Classical of
 // the same issuer. Each includes the classical signature self-check that

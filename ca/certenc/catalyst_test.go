@@ -280,3 +280,9 @@ func extensionsOf(t testing.TB, wrapped []byte) [][]byte {
 }
 
 var _ AlgorithmSigner = (*mldsaSigner)(nil)
+
+// extensionOID reads the extnID of one DER Extension.
+func extensionOID(ext []byte) (asn1.ObjectIdentifier, error) {
+	e, err := parseExtension(ext)
+	return e.ID, err
+}

@@ -14,10 +14,15 @@
 //     non-critical, signs the preTBSCertificate with the alternative issuer
 //     key, then signs the full TBS once with the classical issuer key.
 //
+// certenc is also meshca's one parser of certificate DER
+// ([ParseCertificate], [ParseTBS], [PreTBS]); ca/pqc verifies with it.
+// SubjectPublicKeyInfo and AlgorithmIdentifier envelopes come from
+// ca/internal/der, shared with the post-quantum key packages.
+//
 // certenc is mechanism, not policy: it encodes exactly the fields it is
 // given. It does not choose serials, validity, key usages or SANs, does not
 // derive key identifiers behind the caller's back (see [SubjectKeyID]),
 // and does not hold keys. It must not touch storage, configuration or the
-// network; ca/pqc owns the ML-DSA and composite keys and signers, and the
-// CA core owns issuance policy.
+// network, and it does not import ca/pqc; ca/pqc owns the ML-DSA and
+// composite keys and signers, and the CA core owns issuance policy.
 package certenc

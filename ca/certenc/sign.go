@@ -166,11 +166,11 @@ func Sign(tbs []byte, key crypto.Signer, rand io.Reader) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	f, err := parseTBS(tbs)
+	f, err := ParseTBS(tbs)
 	if err != nil {
 		return nil, err
 	}
-	if !bytes.Equal(f.sigAlg, s.alg) {
+	if !bytes.Equal(f.Elements[f.SignatureIndex], s.alg) {
 		return nil, errors.New("certenc: TBSCertificate signature algorithm does not match the signer's")
 	}
 	sig, err := s.sign(rand, tbs)

@@ -138,119 +138,16 @@ func addBitString(b *cryptobyte.Builder, octets []byte) {
 	})
 }
 
-// tbsFields is a TBSCertificate split into its DER elements.
-type tbsFields struct {
-	head   []byte // version and serialNumber, as encoded
-	sigAlg []byte // the signature AlgorithmIdentifier
-	rest   []byte // issuer, validity, subject, subjectPublicKeyInfo, unique IDs
-	exts   [][]byte
-}
-
-// parseTBS splits a DER TBSCertificate without interpreting its fields
-// beyond what preTBS and Sign need.
-func parseTBS(tbs []byte) (*tbsFields, error) {
-	in := cryptobyte.String(tbs)
-	var body cryptobyte.String
-	if !in.ReadASN1(&body, cbasn1.SEQUENCE) || !in.Empty() {
-		return nil, errors.New("certenc: TBSCertificate is not one DER SEQUENCE")
-	}
-	start := []byte(body)
-	var f tbsFields
-	var elem cryptobyte.String
-	var tag cbasn1.Tag
-	// version [0] (required: certenc only deals in v3) and serialNumber.
-	if !body.ReadASN1(&elem, cbasn1.Tag(0).Constructed().ContextSpecific()) ||
-		!body.ReadASN1(&elem, cbasn1.INTEGER) {
-		return nil, errors.New("certenc: malformed TBSCertificate version or serial")
-	}
-	f.head = start[:len(start)-len(body)]
-	start = body
-	if !body.ReadASN1(&elem, cbasn1.SEQUENCE) {
-		return nil, errors.New("certenc: malformed TBSCertificate signature")
-	}
-	f.sigAlg = start[:len(start)-len(body)]
-	start = body
-	for !body.Empty() && !body.PeekASN1Tag(cbasn1.Tag(3).Constructed().ContextSpecific()) {
-		if !body.ReadAnyASN1Element(&elem, &tag) {
-			return nil, errors.New("certenc: malformed TBSCertificate")
-		}
-	}
-	f.rest = start[:len(start)-len(body)]
-	if body.Empty() {
-		return &f, nil
-	}
-	var wrap, list cryptobyte.String
-	if !body.ReadASN1(&wrap, cbasn1.Tag(3).Constructed().ContextSpecific()) || !body.Empty() ||
-		!wrap.ReadASN1(&list, cbasn1.SEQUENCE) || !wrap.Empty() {
-		return nil, errors.New("certenc: malformed TBSCertificate extensions")
-	}
-	for !list.Empty() {
-		var ext cryptobyte.String
-		if !list.ReadASN1Element(&ext, cbasn1.SEQUENCE) {
-			return nil, errors.New("certenc: malformed extension")
-		}
-		f.exts = append(f.exts, ext)
-	}
-	return &f, nil
-}
-
-// extensionOID reads the extnID of one DER Extension.
-func extensionOID(ext []byte) (asn1.ObjectIdentifier, error) {
-	s := cryptobyte.String(ext)
-	var body cryptobyte.String
-	var oid asn1.ObjectIdentifier
-	if !s.ReadASN1(&body, cbasn1.SEQUENCE) || !body.ReadASN1ObjectIdentifier(&oid) {
-		return nil, errors.New("certenc: malformed extension")
-	}
-	return oid, nil
-}
-
-// preTBS returns the Catalyst preTBSCertificate of a DER TBSCertificate
-// (ITU-T X.509 (10/2019) 7.2.2): the TBSCertificate without its signature
-// field and without the altSignatureValue (2.5.29.74) extension. All other
-// bytes are kept as they are. It fails when tbs has no altSignatureValue.
-//
-// BuildCatalyst assembles the preTBS directly from the template; preTBS
-// re-derives it from the finished TBS as a self-check, the way verifiers
-// will. ca/pqc exports the verifier-side PreTBS (which also accepts a TBS
-// without 2.5.29.74); this one stays internal.
+// preTBS is [PreTBS] for a TBS that must carry altSignatureValue: the
+// encoder's self-check that what was alt-signed is what verifiers will
+// recompute.
 func preTBS(tbs []byte) ([]byte, error) {
-	f, err := parseTBS(tbs)
+	f, err := ParseTBS(tbs)
 	if err != nil {
 		return nil, err
 	}
-	var kept [][]byte
-	found := false
-	for _, e := range f.exts {
-		oid, err := extensionOID(e)
-		if err != nil {
-			return nil, err
-		}
-		if oid.Equal(OIDAltSignatureValue) {
-			if found {
-				return nil, errors.New("certenc: altSignatureValue appears twice")
-			}
-			found = true
-			continue
-		}
-		kept = append(kept, e)
-	}
-	if !found {
+	if f.Extension(OIDAltSignatureValue) == nil {
 		return nil, errors.New("certenc: TBSCertificate has no altSignatureValue extension")
 	}
-	var b cryptobyte.Builder
-	b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
-		b.AddBytes(f.head)
-		b.AddBytes(f.rest)
-		if len(kept) > 0 {
-			b.AddASN1(cbasn1.Tag(3).Constructed().ContextSpecific(), func(b *cryptobyte.Builder) {
-				b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
-					for _, e := range kept {
-						b.AddBytes(e)
-					}
-				})
-			})
-		}
-	})
-	return b.Bytes()
+	return f.preTBS()
 }

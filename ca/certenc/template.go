@@ -13,6 +13,8 @@ import (
 
 	"golang.org/x/crypto/cryptobyte"
 	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
+
+	"github.com/meshca/meshca/ca/internal/der"
 )
 
 // Template is the input of the encoder: the certificate fields, the
@@ -165,19 +167,11 @@ func (t *Template) subjectPublicKeyInfo() ([]byte, error) {
 // the content of its subjectPublicKey BIT STRING (without the unused-bits
 // octet).
 func spkiKeyBits(spki []byte) ([]byte, error) {
-	s := cryptobyte.String(spki)
-	var body, alg cryptobyte.String
-	var oid asn1.ObjectIdentifier
-	var key asn1.BitString
-	if !s.ReadASN1(&body, cbasn1.SEQUENCE) || !s.Empty() ||
-		!body.ReadASN1(&alg, cbasn1.SEQUENCE) || !alg.ReadASN1ObjectIdentifier(&oid) ||
-		!body.ReadASN1BitString(&key) || !body.Empty() {
-		return nil, errors.New("not a DER SubjectPublicKeyInfo")
+	info, err := der.ParsePublicKeyInfo(spki)
+	if err != nil {
+		return nil, err
 	}
-	if key.BitLength%8 != 0 {
-		return nil, errors.New("subjectPublicKey is not a whole number of octets")
-	}
-	return key.Bytes, nil
+	return info.PublicKey, nil
 }
 
 // Extension OIDs, as crypto/x509 names them.

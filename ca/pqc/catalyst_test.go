@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/asn1"
+	"github.com/meshca/meshca/ca/certenc"
 	"testing"
 
 	"github.com/meshca/meshca/ca/pqc/internal/pqctest"
@@ -13,10 +14,10 @@ import (
 	"golang.org/x/crypto/cryptobyte"
 )
 
-func extensionOIDs(f *tbsFields) []string {
+func extensionOIDs(f *certenc.TBS) []string {
 	var out []string
-	for _, e := range f.exts {
-		out = append(out, e.oid.String())
+	for _, e := range f.Extensions {
+		out = append(out, e.ID.String())
 	}
 	return out
 }
@@ -31,28 +32,28 @@ func TestPreTBS_DropsSignatureFieldAndAltSignatureValueOnly(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			cert, err := x509.ParseCertificate(archive[name])
 			require.NoError(t, err)
-			before, err := parseTBS(cert.RawTBSCertificate)
+			before, err := certenc.ParseTBS(cert.RawTBSCertificate)
 			require.NoError(t, err)
-			pre, err := PreTBS(cert.RawTBSCertificate)
+			pre, err := certenc.PreTBS(cert.RawTBSCertificate)
 			require.NoError(t, err)
 
 			// preTBSCertificate has no signature field, so parse it by hand:
 			// the elements are the TBS elements minus the signature field.
 			after := splitSequence(t, pre)
 			var want [][]byte
-			for i, e := range before.elems {
-				if i != before.sigAlgIdx && i != before.extIdx {
+			for i, e := range before.Elements {
+				if i != before.SignatureIndex && i != before.ExtensionsIndex {
 					want = append(want, e)
 				}
 			}
 			require.Equal(t, want, after[:len(after)-1], "non-extension fields are kept byte for byte, signature dropped")
-			exts, err := parseExtensions(after[len(after)-1])
+			exts, err := certenc.ParseExtensions(after[len(after)-1])
 			require.NoError(t, err)
-			kept := &tbsFields{exts: exts}
+			kept := &certenc.TBS{Extensions: exts}
 			require.Equal(t, []string{"2.5.29.19", "2.5.29.15", "2.5.29.72", "2.5.29.73"}, extensionOIDs(kept))
 			require.Equal(t, []string{"2.5.29.19", "2.5.29.15", "2.5.29.72", "2.5.29.73", "2.5.29.74"}, extensionOIDs(before))
 			for i, e := range exts {
-				require.Equal(t, before.exts[i].raw, e.raw)
+				require.Equal(t, before.Extensions[i].Raw, e.Raw)
 			}
 		})
 	}
@@ -74,24 +75,24 @@ func splitSequence(t *testing.T, der []byte) [][]byte {
 func TestPreTBS_AcceptsTBSWithoutAltValueAndRejectsMalformedDER(t *testing.T) {
 	key := newMLDSA(t, mldsa.MLDSA44)
 	plain := issueTestCert(t, certOpts{cn: "no catalyst", key: key})
-	f, err := parseTBS(plain.cert.RawTBSCertificate)
+	f, err := certenc.ParseTBS(plain.cert.RawTBSCertificate)
 	require.NoError(t, err)
 
 	t.Run("no altSignatureValue yet: only the signature field goes", func(t *testing.T) {
-		pre, err := PreTBS(plain.cert.RawTBSCertificate)
+		pre, err := certenc.PreTBS(plain.cert.RawTBSCertificate)
 		require.NoError(t, err)
 		got := splitSequence(t, pre)
-		require.Len(t, got, len(f.elems)-1)
-		require.Equal(t, f.elems[f.extIdx], got[len(got)-1])
+		require.Len(t, got, len(f.Elements)-1)
+		require.Equal(t, f.Elements[f.ExtensionsIndex], got[len(got)-1])
 	})
 
 	t.Run("2.5.29.74 as the only extension: extensions field omitted", func(t *testing.T) {
-		elems := append([][]byte(nil), f.elems...)
-		elems[f.extIdx] = extensionsField(t, mustDER(t, pkix.Extension{Id: OIDAltSignatureValue, Value: []byte{0x03, 0x01, 0x00}}))
+		elems := append([][]byte(nil), f.Elements...)
+		elems[f.ExtensionsIndex] = extensionsField(t, mustDER(t, pkix.Extension{Id: certenc.OIDAltSignatureValue, Value: []byte{0x03, 0x01, 0x00}}))
 		tbs := encodeSequence(t, elems)
-		pre, err := PreTBS(tbs)
+		pre, err := certenc.PreTBS(tbs)
 		require.NoError(t, err)
-		require.Len(t, splitSequence(t, pre), f.extIdx-1, "signature field and [3] both gone")
+		require.Len(t, splitSequence(t, pre), f.ExtensionsIndex-1, "signature field and [3] both gone")
 	})
 
 	t.Run("malformed input", func(t *testing.T) {
@@ -105,8 +106,8 @@ func TestPreTBS_AcceptsTBSWithoutAltValueAndRejectsMalformedDER(t *testing.T) {
 			"bad extension":       withBadExtension(t, f),
 			"duplicate 2.5.29.74": withTwo74(t, f),
 		} {
-			_, err := PreTBS(tbs)
-			require.ErrorIs(t, err, ErrMalformedCertificate, name)
+			_, err := certenc.PreTBS(tbs)
+			require.ErrorIs(t, err, certenc.ErrMalformedCertificate, name)
 		}
 	})
 }
@@ -115,46 +116,46 @@ func TestPreTBS_AcceptsTBSWithoutAltValueAndRejectsMalformedDER(t *testing.T) {
 func extensionsField(t *testing.T, exts ...[]byte) []byte {
 	t.Helper()
 	var b cryptobyte.Builder
-	b.AddASN1(tagExtensions, func(b *cryptobyte.Builder) { b.AddBytes(encodeSequence(t, exts)) })
+	b.AddASN1(tagExtensionsTest, func(b *cryptobyte.Builder) { b.AddBytes(encodeSequence(t, exts)) })
 	out, err := b.Bytes()
 	require.NoError(t, err)
 	return out
 }
 
-func withBadExtension(t *testing.T, f *tbsFields) []byte {
-	elems := append([][]byte(nil), f.elems...)
-	elems[f.extIdx] = extensionsField(t, []byte{0x30, 0x00})
+func withBadExtension(t *testing.T, f *certenc.TBS) []byte {
+	elems := append([][]byte(nil), f.Elements...)
+	elems[f.ExtensionsIndex] = extensionsField(t, []byte{0x30, 0x00})
 	return encodeSequence(t, elems)
 }
 
-func withTwo74(t *testing.T, f *tbsFields) []byte {
-	ext := mustDER(t, pkix.Extension{Id: OIDAltSignatureValue, Value: []byte{0x03, 0x01, 0x00}})
-	elems := append([][]byte(nil), f.elems...)
-	elems[f.extIdx] = extensionsField(t, ext, ext)
+func withTwo74(t *testing.T, f *certenc.TBS) []byte {
+	ext := mustDER(t, pkix.Extension{Id: certenc.OIDAltSignatureValue, Value: []byte{0x03, 0x01, 0x00}})
+	elems := append([][]byte(nil), f.Elements...)
+	elems[f.ExtensionsIndex] = extensionsField(t, ext, ext)
 	return encodeSequence(t, elems)
 }
 
 func TestParseCatalyst_RejectsInconsistentExtensions(t *testing.T) {
 	alt := newMLDSA(t, mldsa.MLDSA44)
 	root := issueTestCert(t, certOpts{cn: "root", key: newEC(t), altKey: alt, altSign: true, ca: true})
-	f, err := parseTBS(root.cert.RawTBSCertificate)
+	f, err := certenc.ParseTBS(root.cert.RawTBSCertificate)
 	require.NoError(t, err)
 	c, err := parseCatalyst(f)
 	require.NoError(t, err)
 	require.False(t, c.SubjectAltPublicKeyCritical)
 	require.Len(t, c.AltSignatureValue, mldsa.MLDSA44.SignatureSize())
 
-	_, err = parseCatalyst(withoutExt(f, OIDAltSignatureValue))
+	_, err = parseCatalyst(withoutExt(f, certenc.OIDAltSignatureValue))
 	require.ErrorIs(t, err, ErrMalformedCatalyst)
-	_, err = parseCatalyst(withoutExt(f, OIDAltSignatureAlgorithm))
+	_, err = parseCatalyst(withoutExt(f, certenc.OIDAltSignatureAlgorithm))
 	require.ErrorIs(t, err, ErrMalformedCatalyst)
 
-	onlyKey, err := parseCatalyst(withoutExt(withoutExt(f, OIDAltSignatureValue), OIDAltSignatureAlgorithm))
+	onlyKey, err := parseCatalyst(withoutExt(withoutExt(f, certenc.OIDAltSignatureValue), certenc.OIDAltSignatureAlgorithm))
 	require.NoError(t, err)
 	require.False(t, onlyKey.HasAltSignature())
 	require.NotNil(t, onlyKey.SubjectAltPublicKeyInfo)
 
-	none, err := parseCatalyst(&tbsFields{})
+	none, err := parseCatalyst(&certenc.TBS{})
 	require.NoError(t, err)
 	require.Nil(t, none)
 
@@ -162,12 +163,12 @@ func TestParseCatalyst_RejectsInconsistentExtensions(t *testing.T) {
 	require.ErrorIs(t, VerifyAltSignature(plain.cert, mustSPKI(t, alt)), ErrNoAltSignature)
 }
 
-func withoutExt(f *tbsFields, oid asn1.ObjectIdentifier) *tbsFields {
+func withoutExt(f *certenc.TBS, oid asn1.ObjectIdentifier) *certenc.TBS {
 	g := *f
-	g.exts = nil
-	for _, e := range f.exts {
-		if !e.oid.Equal(oid) {
-			g.exts = append(g.exts, e)
+	g.Extensions = nil
+	for _, e := range f.Extensions {
+		if !e.ID.Equal(oid) {
+			g.Extensions = append(g.Extensions, e)
 		}
 	}
 	return &g

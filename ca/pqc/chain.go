@@ -8,8 +8,9 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/meshca/meshca/ca/certenc"
+	"github.com/meshca/meshca/ca/internal/der"
 	"github.com/meshca/meshca/ca/pqc/composite"
-	"github.com/meshca/meshca/ca/pqc/internal/der"
 	"github.com/meshca/meshca/ca/pqc/mldsa"
 )
 
@@ -88,7 +89,7 @@ func (a TrustAnchor) PublicKeyInfo() []byte { return bytes.Clone(a.spki) }
 // pqPublicKeyInfo returns the certificate's PQ SPKI: its own when PQ,
 // else its Catalyst alternative key.
 func pqPublicKeyInfo(cert *x509.Certificate) ([]byte, error) {
-	f, err := parseTBS(cert.RawTBSCertificate)
+	f, err := certenc.ParseTBS(cert.RawTBSCertificate)
 	if err != nil {
 		return nil, err
 	}
@@ -146,20 +147,20 @@ func (s pqSignature) issuerKey(issuer *x509.Certificate) ([]byte, error) {
 }
 
 func pqSignatures(cert *x509.Certificate) ([]pqSignature, error) {
-	f, err := parseCertificate(cert.Raw)
+	f, err := certenc.ParseCertificate(cert.Raw)
 	if err != nil {
 		return nil, err
 	}
 	var sigs []pqSignature
-	if fam := familyOf(f.sigAlg); fam != familyOther {
-		sigs = append(sigs, pqSignature{oid: f.sigAlg, params: f.sigParams, signed: f.rawTBS, signature: f.signature})
+	if fam := familyOf(f.SignatureAlgorithm); fam != familyOther {
+		sigs = append(sigs, pqSignature{oid: f.SignatureAlgorithm, params: f.SignatureParameters, signed: f.RawTBS, signature: f.Signature})
 	}
-	c, err := parseCatalyst(f.tbs)
+	c, err := parseCatalyst(f.TBS)
 	if err != nil {
 		return nil, err
 	}
 	if c.HasAltSignature() {
-		pre, err := PreTBS(f.rawTBS)
+		pre, err := certenc.PreTBS(f.RawTBS)
 		if err != nil {
 			return nil, err
 		}

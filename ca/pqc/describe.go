@@ -9,8 +9,9 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/meshca/meshca/ca/certenc"
+	"github.com/meshca/meshca/ca/internal/der"
 	"github.com/meshca/meshca/ca/pqc/composite"
-	"github.com/meshca/meshca/ca/pqc/internal/der"
 	"github.com/meshca/meshca/ca/pqc/mldsa"
 )
 
@@ -65,15 +66,15 @@ type Description struct {
 // signature are, and its Catalyst alternative key and signature if any.
 // It verifies nothing.
 func Describe(cert *x509.Certificate) (*Description, error) {
-	f, err := parseCertificate(cert.Raw)
+	f, err := certenc.ParseCertificate(cert.Raw)
 	if err != nil {
 		return nil, err
 	}
-	d := &Description{Signature: signatureInfo(f.sigAlg, len(f.signature))}
+	d := &Description{Signature: signatureInfo(f.SignatureAlgorithm, len(f.Signature))}
 	if d.PublicKey, err = keyInfo(cert.RawSubjectPublicKeyInfo); err != nil {
 		return nil, err
 	}
-	c, err := parseCatalyst(f.tbs)
+	c, err := parseCatalyst(f.TBS)
 	if err != nil {
 		return nil, err
 	}
@@ -150,9 +151,6 @@ func keyInfo(spki []byte) (AlgorithmInfo, error) {
 		alg, _ := composite.AlgorithmByOID(info.Algorithm)
 		a.Detail = fmt.Sprintf("%s (%d-byte key) + %s (%d-byte key)", alg.MLDSA().Name(), alg.MLDSA().PublicKeySize(),
 			alg.Traditional(), len(info.PublicKey)-alg.MLDSA().PublicKeySize())
-		if err := alg.VerifySupported(); err != nil {
-			a.Detail += "; " + err.Error()
-		}
 	case FamilyHashMLDSA:
 		a.Detail = fmt.Sprintf("%d-byte public key; HashML-DSA is not accepted by meshca", len(info.PublicKey))
 	default:

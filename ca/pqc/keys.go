@@ -8,8 +8,8 @@ import (
 	"io"
 	"sort"
 
+	"github.com/meshca/meshca/ca/internal/der"
 	"github.com/meshca/meshca/ca/pqc/composite"
-	"github.com/meshca/meshca/ca/pqc/internal/der"
 	"github.com/meshca/meshca/ca/pqc/mldsa"
 )
 

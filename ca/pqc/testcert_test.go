@@ -10,6 +10,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/asn1"
+	"github.com/meshca/meshca/ca/certenc"
 	"io"
 	"math/big"
 	"testing"
@@ -99,22 +100,22 @@ func encodeSequence(t *testing.T, elems [][]byte) []byte {
 // withExtension returns tbs with ext (a DER Extension) appended.
 func withExtension(t *testing.T, tbs, ext []byte) []byte {
 	t.Helper()
-	f, err := parseTBS(tbs)
+	f, err := certenc.ParseTBS(tbs)
 	require.NoError(t, err)
-	require.GreaterOrEqual(t, f.extIdx, 0)
+	require.GreaterOrEqual(t, f.ExtensionsIndex, 0)
 	var b cryptobyte.Builder
-	b.AddASN1(tagExtensions, func(b *cryptobyte.Builder) {
+	b.AddASN1(tagExtensionsTest, func(b *cryptobyte.Builder) {
 		b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
-			for _, e := range f.exts {
-				b.AddBytes(e.raw)
+			for _, e := range f.Extensions {
+				b.AddBytes(e.Raw)
 			}
 			b.AddBytes(ext)
 		})
 	})
 	exts, err := b.Bytes()
 	require.NoError(t, err)
-	elems := append([][]byte(nil), f.elems...)
-	elems[f.extIdx] = exts
+	elems := append([][]byte(nil), f.Elements...)
+	elems[f.ExtensionsIndex] = exts
 	return encodeSequence(t, elems)
 }
 
@@ -145,12 +146,12 @@ func issueTestCert(t *testing.T, o certOpts) *testCA {
 	if o.altKey != nil {
 		altSPKI, err := MarshalPKIXPublicKey(o.altKey.Public())
 		require.NoError(t, err)
-		tmpl.ExtraExtensions = append(tmpl.ExtraExtensions, pkix.Extension{Id: OIDSubjectAltPublicKeyInfo, Value: altSPKI})
+		tmpl.ExtraExtensions = append(tmpl.ExtraExtensions, pkix.Extension{Id: certenc.OIDSubjectAltPublicKeyInfo, Value: altSPKI})
 	}
 	if o.altSign {
 		require.NotNil(t, signerAlt, "alt signing needs an issuer alt key")
 		tmpl.ExtraExtensions = append(tmpl.ExtraExtensions,
-			pkix.Extension{Id: OIDAltSignatureAlgorithm, Value: mustDER(t, signatureAlgorithmOf(t, signerAlt))})
+			pkix.Extension{Id: certenc.OIDAltSignatureAlgorithm, Value: mustDER(t, signatureAlgorithmOf(t, signerAlt))})
 	}
 	parent, layoutKey := tmpl, crypto.Signer(testDummyKey)
 	if o.issuer != nil {
@@ -164,19 +165,19 @@ func issueTestCert(t *testing.T, o certOpts) *testCA {
 	laidOut, err := x509.ParseCertificate(layout)
 	require.NoError(t, err)
 
-	f, err := parseTBS(laidOut.RawTBSCertificate)
+	f, err := certenc.ParseTBS(laidOut.RawTBSCertificate)
 	require.NoError(t, err)
 	sigAlg := mustDER(t, signatureAlgorithmOf(t, signer))
-	elems := append([][]byte(nil), f.elems...)
-	elems[f.sigAlgIdx], elems[f.spkiIdx] = sigAlg, spki
+	elems := append([][]byte(nil), f.Elements...)
+	elems[f.SignatureIndex], elems[f.PublicKeyIndex] = sigAlg, spki
 	tbs := encodeSequence(t, elems)
 
 	if o.altSign {
-		pre, err := PreTBS(tbs)
+		pre, err := certenc.PreTBS(tbs)
 		require.NoError(t, err)
 		altSig := signWith(t, signerAlt, pre)
 		value := mustDER(t, asn1.BitString{Bytes: altSig, BitLength: 8 * len(altSig)})
-		tbs = withExtension(t, tbs, mustDER(t, pkix.Extension{Id: OIDAltSignatureValue, Value: value}))
+		tbs = withExtension(t, tbs, mustDER(t, pkix.Extension{Id: certenc.OIDAltSignatureValue, Value: value}))
 	}
 	sig := signWith(t, signer, tbs)
 	var b cryptobyte.Builder
@@ -206,3 +207,6 @@ func (f faultySigner) Sign(r io.Reader, msg []byte, opts crypto.SignerOpts) ([]b
 	}
 	return sig, err
 }
+
+// tagExtensionsTest is the [3] tag of TBSCertificate extensions.
+var tagExtensionsTest = cbasn1.Tag(3).ContextSpecific().Constructed()

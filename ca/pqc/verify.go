@@ -8,8 +8,9 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/meshca/meshca/ca/certenc"
+	"github.com/meshca/meshca/ca/internal/der"
 	"github.com/meshca/meshca/ca/pqc/composite"
-	"github.com/meshca/meshca/ca/pqc/internal/der"
 	"github.com/meshca/meshca/ca/pqc/mldsa"
 	"golang.org/x/crypto/cryptobyte"
 )
@@ -107,21 +108,21 @@ func keyName(pub crypto.PublicKey) string {
 // Classical signatures are crypto/x509's business: they return
 // ErrNotPostQuantum.
 func VerifyCertificateSignature(cert *x509.Certificate, issuerSPKI []byte) error {
-	f, err := parseCertificate(cert.Raw)
+	f, err := certenc.ParseCertificate(cert.Raw)
 	if err != nil {
 		return err
 	}
-	switch familyOf(f.sigAlg) {
+	switch familyOf(f.SignatureAlgorithm) {
 	case familyOther:
-		return fmt.Errorf("%w: %s", ErrNotPostQuantum, OIDName(f.sigAlg))
+		return fmt.Errorf("%w: %s", ErrNotPostQuantum, OIDName(f.SignatureAlgorithm))
 	case familyHashMLDSA:
-		return fmt.Errorf("%w (%s)", mldsa.ErrHashMLDSA, OIDName(f.sigAlg))
+		return fmt.Errorf("%w (%s)", mldsa.ErrHashMLDSA, OIDName(f.SignatureAlgorithm))
 	}
 	pub, err := ParsePKIXPublicKey(issuerSPKI)
 	if err != nil {
 		return fmt.Errorf("pqc: issuer public key: %w", err)
 	}
-	return verifySignature(f.sigAlg, f.sigParams, pub, f.rawTBS, f.signature)
+	return verifySignature(f.SignatureAlgorithm, f.SignatureParameters, pub, f.RawTBS, f.Signature)
 }
 
 // Catalyst holds a certificate's ITU-T X.509 alternative-signature
@@ -148,36 +149,36 @@ func (c *Catalyst) HasAltSignature() bool { return c != nil && c.AltSignatureVal
 // none. 2.5.29.73 and 2.5.29.74 must come together, and every value must
 // parse.
 func ParseCatalyst(cert *x509.Certificate) (*Catalyst, error) {
-	f, err := parseTBS(cert.RawTBSCertificate)
+	f, err := certenc.ParseTBS(cert.RawTBSCertificate)
 	if err != nil {
 		return nil, err
 	}
 	return parseCatalyst(f)
 }
 
-func parseCatalyst(f *tbsFields) (*Catalyst, error) {
-	spki, alg, val := f.extension(OIDSubjectAltPublicKeyInfo), f.extension(OIDAltSignatureAlgorithm), f.extension(OIDAltSignatureValue)
+func parseCatalyst(f *certenc.TBS) (*Catalyst, error) {
+	spki, alg, val := f.Extension(certenc.OIDSubjectAltPublicKeyInfo), f.Extension(certenc.OIDAltSignatureAlgorithm), f.Extension(certenc.OIDAltSignatureValue)
 	if spki == nil && alg == nil && val == nil {
 		return nil, nil
 	}
 	c := &Catalyst{}
 	if spki != nil {
-		if _, err := der.ParsePublicKeyInfo(spki.value); err != nil {
+		if _, err := der.ParsePublicKeyInfo(spki.Value); err != nil {
 			return nil, fmt.Errorf("%w: subjectAltPublicKeyInfo: %v", ErrMalformedCatalyst, err)
 		}
-		c.SubjectAltPublicKeyInfo = spki.value
-		c.SubjectAltPublicKeyCritical = spki.critical
+		c.SubjectAltPublicKeyInfo = spki.Value
+		c.SubjectAltPublicKeyCritical = spki.Critical
 	}
 	if (alg == nil) != (val == nil) {
 		return nil, fmt.Errorf("%w: altSignatureAlgorithm and altSignatureValue must both be present or both absent", ErrMalformedCatalyst)
 	}
 	if alg != nil {
 		var ai pkix.AlgorithmIdentifier
-		if rest, err := asn1.Unmarshal(alg.value, &ai); err != nil || len(rest) != 0 {
+		if rest, err := asn1.Unmarshal(alg.Value, &ai); err != nil || len(rest) != 0 {
 			return nil, fmt.Errorf("%w: altSignatureAlgorithm does not parse", ErrMalformedCatalyst)
 		}
 		c.AltSignatureAlgorithm = &ai
-		s := cryptobyte.String(val.value)
+		s := cryptobyte.String(val.Value)
 		var bits asn1.BitString
 		if !s.ReadASN1BitString(&bits) || !s.Empty() || bits.BitLength%8 != 0 {
 			return nil, fmt.Errorf("%w: altSignatureValue is not an octet-aligned BIT STRING", ErrMalformedCatalyst)
@@ -188,12 +189,12 @@ func parseCatalyst(f *tbsFields) (*Catalyst, error) {
 }
 
 // VerifyAltSignature checks cert's Catalyst alternative signature
-// (2.5.29.74, algorithm 2.5.29.73) over PreTBS(cert's TBS) with the
+// (2.5.29.74, algorithm 2.5.29.73) over certenc.PreTBS(cert's TBS) with the
 // issuer's alternative public key: the DER SPKI from the issuer's 2.5.29.72
 // (for a self-signed certificate, its own). The algorithm must be pure
 // ML-DSA or composite ML-DSA.
 func VerifyAltSignature(cert *x509.Certificate, issuerAltSPKI []byte) error {
-	f, err := parseTBS(cert.RawTBSCertificate)
+	f, err := certenc.ParseTBS(cert.RawTBSCertificate)
 	if err != nil {
 		return err
 	}
@@ -204,7 +205,7 @@ func VerifyAltSignature(cert *x509.Certificate, issuerAltSPKI []byte) error {
 	if !c.HasAltSignature() {
 		return ErrNoAltSignature
 	}
-	pre, err := PreTBS(cert.RawTBSCertificate)
+	pre, err := certenc.PreTBS(cert.RawTBSCertificate)
 	if err != nil {
 		return err
 	}

@@ -105,7 +105,7 @@ func Mint(parent *x509.Certificate, parentKey CAKey, subject CAKey, t Intermedia
 	case parentKey.Alt != nil:
 		der, err = certenc.BuildCatalyst(ct, parentKey.Signer, certenc.Catalyst{Issuer: parentKey.Alt, SubjectPublicKey: altSPKI}, rand.Reader)
 	case altSPKI != nil:
-		tmpl.ExtraExtensions = []pkix.Extension{{Id: pqc.OIDSubjectAltPublicKeyInfo, Value: altSPKI}}
+		tmpl.ExtraExtensions = []pkix.Extension{{Id: certenc.OIDSubjectAltPublicKeyInfo, Value: altSPKI}}
 		der, err = certenc.Build(ct, parentKey.Signer, rand.Reader)
 	default:
 		der, err = certenc.Build(ct, parentKey.Signer, rand.Reader)
@@ -201,8 +201,8 @@ func (b *Bundle) verifyPQ(now time.Time) error {
 			errs = append(errs, fmt.Errorf("root %s %w", r.Subject, err))
 			continue
 		}
-		if !r.IsCA || r.KeyUsage&x509.KeyUsageCertSign == 0 {
-			errs = append(errs, fmt.Errorf("root %s is not a CA with keyCertSign", r.Subject))
+		if err := CheckIssuer(r); err != nil {
+			errs = append(errs, fmt.Errorf("root %s %w", r.Subject, err))
 			continue
 		}
 		anchor, err := pqc.AnchorFromCertificate(r)

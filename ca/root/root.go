@@ -10,6 +10,7 @@ import (
 	"crypto"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/asn1"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -89,6 +90,31 @@ func CheckSigningCA(c *x509.Certificate) error {
 		return errors.New("lacks the keyCertSign key usage")
 	case c.KeyUsage&x509.KeyUsageCRLSign == 0:
 		return errors.New("lacks the cRLSign key usage, which Istio needs for ca-crl.pem")
+	}
+	return nil
+}
+
+// oidExtKeyUsage is the keyUsage extension (RFC 5280 section 4.2.1.3).
+var oidExtKeyUsage = asn1.ObjectIdentifier{2, 5, 29, 15}
+
+// CheckIssuer checks that c may issue certificates, as RFC 5280 path
+// validation requires of a CA certificate (section 6.1.4 (k) and (n)):
+// basicConstraints with cA TRUE and, when c has a keyUsage extension,
+// keyCertSign. Without that extension the key's use is not restricted
+// (section 4.2.1.3), as crypto/x509 and OpenSSL also hold. Unlike
+// CheckSigningCA it does not ask for cRLSign: it judges certificates
+// others issued, not meshca's own CA.
+func CheckIssuer(c *x509.Certificate) error {
+	if !c.BasicConstraintsValid || !c.IsCA {
+		return errors.New("is not a CA (basicConstraints cA is not TRUE)")
+	}
+	if c.KeyUsage&x509.KeyUsageCertSign != 0 {
+		return nil
+	}
+	for _, e := range c.Extensions {
+		if e.Id.Equal(oidExtKeyUsage) {
+			return errors.New("has a keyUsage extension without keyCertSign (RFC 5280 4.2.1.3)")
+		}
 	}
 	return nil
 }

@@ -172,8 +172,11 @@ func postQuantum(r *Report, full []*x509.Certificate, pqSigned bool, opts Option
 			if err := root.CheckValidAt(c, opts.Now); err != nil {
 				errs = append(errs, fmt.Errorf("chain[%d] %w", i, err))
 			}
-			if i > 0 && (!c.IsCA || c.KeyUsage&x509.KeyUsageCertSign == 0) {
-				errs = append(errs, fmt.Errorf("chain[%d] is not a CA with keyCertSign", i))
+			if i == 0 {
+				continue
+			}
+			if err := root.CheckIssuer(c); err != nil {
+				errs = append(errs, fmt.Errorf("chain[%d] %w", i, err))
 			}
 		}
 		r.add("pq: validity periods and CA constraints", errors.Join(errs...))

@@ -2,13 +2,15 @@
 // draft-ietf-lamps-pq-composite-sigs-19: the algorithm table (OIDs
 // 1.3.6.1.5.5.7.6.37-.54, labels, pre-hashes, component parameters), the
 // message representative M', signing with MLDSA65-ECDSA-P256-SHA512
-// (meshca's default) and MLDSA44-ECDSA-P256-SHA256, verification for every
-// algorithm whose traditional half Go's standard library implements, and
-// the SubjectPublicKeyInfo / PKCS#8 encodings.
+// (meshca's default) and MLDSA44-ECDSA-P256-SHA256, verification for all
+// 18 algorithms, and the SubjectPublicKeyInfo / PKCS#8 encodings.
 //
-// Brainpool ECDSA and Ed448 are not in the standard library: their keys
-// parse, but verification returns ErrUnsupportedAlgorithm. The package
-// does not build or parse certificates.
+// The traditional halves come from Go's standard library, except the two
+// the standard library lacks: the brainpoolP256r1 and brainpoolP384r1
+// curves (RFC 5639) from github.com/ProtonMail/go-crypto/brainpool, used
+// for verification only, and Ed448 (RFC 8032) from
+// github.com/cloudflare/circl/sign/ed448. The package does not build or
+// parse certificates.
 package composite
 
 import (
@@ -23,6 +25,8 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/ProtonMail/go-crypto/brainpool"
+
 	"github.com/meshca/meshca/ca/pqc/mldsa"
 )
 
@@ -33,9 +37,6 @@ const Prefix = "CompositeAlgorithmSignatures2025"
 const MaxContextSize = 255
 
 var (
-	// ErrUnsupportedAlgorithm: the algorithm is defined by the draft but its
-	// traditional half is not available in Go's standard library.
-	ErrUnsupportedAlgorithm = errors.New("composite: algorithm unsupported")
 	// ErrSigningUnsupported: meshca signs only with the ECDSA P-256
 	// composites.
 	ErrSigningUnsupported = errors.New("composite: signing is supported only for MLDSA65-ECDSA-P256-SHA512 and MLDSA44-ECDSA-P256-SHA256")
@@ -59,20 +60,20 @@ const (
 // pointer.
 type Algorithm struct {
 	name    string // without the "id-" prefix
+	label   string // the signature label; "COMPSIG-" + name unless the draft abbreviates it
 	arc     int    // last arc under 1.3.6.1.5.5.7.6
 	mldsa   *mldsa.ParameterSet
 	phName  string
 	ph      func([]byte) []byte
 	kind    tradKind
-	trad    string         // human description of the traditional half
-	curve   elliptic.Curve // nil for brainpool
-	coord   int            // EC field element size in bytes
+	trad    string // human description of the traditional half
+	curve   elliptic.Curve
+	coord   int // EC field element size in bytes
 	curveID asn1.ObjectIdentifier
 	hash    crypto.Hash // ECDSA / RSA message digest over M'
 	rsaBits int
-	salt    int    // RSASSA-PSS salt length
-	reason  string // why verification is unsupported; "" when supported
-	signs   bool   // meshca can generate keys and sign
+	salt    int  // RSASSA-PSS salt length
+	signs   bool // meshca can generate keys and sign
 }
 
 func sha256PH(m []byte) []byte { h := sha256.Sum256(m); return h[:] }
@@ -87,11 +88,6 @@ var (
 	oidP521  = asn1.ObjectIdentifier{1, 3, 132, 0, 35}
 	oidBP256 = asn1.ObjectIdentifier{1, 3, 36, 3, 3, 2, 8, 1, 1, 7}
 	oidBP384 = asn1.ObjectIdentifier{1, 3, 36, 3, 3, 2, 8, 1, 1, 11}
-)
-
-const (
-	reasonBrainpool = "brainpool curves are not implemented by Go's standard library"
-	reasonEd448     = "Ed448 is not implemented by Go's standard library"
 )
 
 func rsaPSS(name string, arc int, p *mldsa.ParameterSet, bits int) *Algorithm {
@@ -114,11 +110,13 @@ func rsaPKCS1(name string, arc int, p *mldsa.ParameterSet, bits int) *Algorithm 
 }
 
 func ec(name string, arc int, p *mldsa.ParameterSet, curveName string, curve elliptic.Curve, coord int, id asn1.ObjectIdentifier, h crypto.Hash) *Algorithm {
-	a := &Algorithm{name: name, arc: arc, mldsa: p, kind: tradECDSA, curve: curve, coord: coord, curveID: id, hash: h,
+	return &Algorithm{name: name, arc: arc, mldsa: p, kind: tradECDSA, curve: curve, coord: coord, curveID: id, hash: h,
 		trad: fmt.Sprintf("ECDSA %s with %s", curveName, h)}
-	if curve == nil {
-		a.reason = reasonBrainpool
-	}
+}
+
+func brainpoolAlg(name, label string, arc int, p *mldsa.ParameterSet, curveName string, curve elliptic.Curve, coord int, id asn1.ObjectIdentifier, h crypto.Hash) *Algorithm {
+	a := ec(name, arc, p, curveName, curve, coord, id, h)
+	a.label = label
 	return a
 }
 
@@ -148,11 +146,11 @@ var (
 		rsaPKCS1("MLDSA65-RSA4096-PKCS15-SHA512", 44, mldsa.MLDSA65, 4096),
 		MLDSA65ECDSAP256SHA512,
 		ec("MLDSA65-ECDSA-P384-SHA512", 46, mldsa.MLDSA65, "P-384", elliptic.P384(), 48, oidP384, crypto.SHA384),
-		ec("MLDSA65-ECDSA-brainpoolP256r1-SHA512", 47, mldsa.MLDSA65, "brainpoolP256r1", nil, 32, oidBP256, crypto.SHA256),
+		brainpoolAlg("MLDSA65-ECDSA-brainpoolP256r1-SHA512", "COMPSIG-MLDSA65-ECDSA-BP256-SHA512", 47, mldsa.MLDSA65, "brainpoolP256r1", brainpool.P256r1(), 32, oidBP256, crypto.SHA256),
 		ed25519Alg("MLDSA65-Ed25519-SHA512", 48, mldsa.MLDSA65),
 		ec("MLDSA87-ECDSA-P384-SHA512", 49, mldsa.MLDSA87, "P-384", elliptic.P384(), 48, oidP384, crypto.SHA384),
-		ec("MLDSA87-ECDSA-brainpoolP384r1-SHA512", 50, mldsa.MLDSA87, "brainpoolP384r1", nil, 48, oidBP384, crypto.SHA384),
-		{name: "MLDSA87-Ed448-SHAKE256", arc: 51, mldsa: mldsa.MLDSA87, kind: tradEd448, trad: "Ed448", reason: reasonEd448},
+		brainpoolAlg("MLDSA87-ECDSA-brainpoolP384r1-SHA512", "COMPSIG-MLDSA87-ECDSA-BP384-SHA512", 50, mldsa.MLDSA87, "brainpoolP384r1", brainpool.P384r1(), 48, oidBP384, crypto.SHA384),
+		{name: "MLDSA87-Ed448-SHAKE256", arc: 51, mldsa: mldsa.MLDSA87, kind: tradEd448, trad: "Ed448"},
 		rsaPSS("MLDSA87-RSA3072-PSS-SHA512", 52, mldsa.MLDSA87, 3072),
 		rsaPSS("MLDSA87-RSA4096-PSS-SHA512", 53, mldsa.MLDSA87, 4096),
 		ec("MLDSA87-ECDSA-P521-SHA512", 54, mldsa.MLDSA87, "P-521", elliptic.P521(), 66, oidP521, crypto.SHA512),
@@ -161,6 +159,9 @@ var (
 
 func init() {
 	for _, a := range algorithms {
+		if a.label == "" {
+			a.label = "COMPSIG-" + a.name
+		}
 		switch {
 		case strings.HasSuffix(a.name, "-SHA256"):
 			a.phName, a.ph = "SHA-256", sha256PH
@@ -217,8 +218,10 @@ func (a *Algorithm) AlgorithmIdentifier() pkix.AlgorithmIdentifier {
 	return pkix.AlgorithmIdentifier{Algorithm: a.OID()}
 }
 
-// Label returns the signature label, "COMPSIG-" followed by the name.
-func (a *Algorithm) Label() string { return "COMPSIG-" + a.name }
+// Label returns the signature label: "COMPSIG-" followed by the name, except
+// for the brainpool algorithms, whose labels draft-19 section 7 abbreviates
+// the curve in ("COMPSIG-MLDSA65-ECDSA-BP256-SHA512").
+func (a *Algorithm) Label() string { return a.label }
 
 // MLDSA returns the ML-DSA component's parameter set.
 func (a *Algorithm) MLDSA() *mldsa.ParameterSet { return a.mldsa }
@@ -232,15 +235,6 @@ func (a *Algorithm) Traditional() string { return a.trad }
 
 // CanSign reports whether meshca can generate keys and sign with a.
 func (a *Algorithm) CanSign() bool { return a.signs }
-
-// VerifySupported returns nil when meshca can verify a's signatures, or an
-// error wrapping ErrUnsupportedAlgorithm that names the reason.
-func (a *Algorithm) VerifySupported() error {
-	if a.reason == "" {
-		return nil
-	}
-	return fmt.Errorf("%w: %s: %s", ErrUnsupportedAlgorithm, a.name, a.reason)
-}
 
 // MessageRepresentative returns
 // M' = Prefix || Label || len(ctx) || ctx || PH(message).

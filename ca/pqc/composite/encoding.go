@@ -6,7 +6,7 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/meshca/meshca/ca/pqc/internal/der"
+	"github.com/meshca/meshca/ca/internal/der"
 	"github.com/meshca/meshca/ca/pqc/mldsa"
 	"golang.org/x/crypto/cryptobyte"
 	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"

@@ -35,13 +35,11 @@ var (
 type PublicKey struct {
 	alg     *Algorithm
 	mldsa   *mldsa.PublicKey
-	trad    crypto.PublicKey // nil when verification is unsupported
+	trad    crypto.PublicKey
 	tradRaw []byte
 }
 
-// NewPublicKey splits and parses raw = mldsaPK || tradPK. Keys of
-// unsupported algorithms parse (so that they can be described) but cannot
-// verify.
+// NewPublicKey splits and parses raw = mldsaPK || tradPK.
 func NewPublicKey(alg *Algorithm, raw []byte) (*PublicKey, error) {
 	if alg == nil {
 		return nil, errors.New("composite: nil algorithm")
@@ -67,9 +65,10 @@ func (pk *PublicKey) Algorithm() *Algorithm { return pk.alg }
 // MLDSAPublicKey returns the ML-DSA component.
 func (pk *PublicKey) MLDSAPublicKey() *mldsa.PublicKey { return pk.mldsa }
 
-// TraditionalPublicKey returns the traditional component as a standard
-// library key (*ecdsa.PublicKey, ed25519.PublicKey or *rsa.PublicKey), or
-// nil when the algorithm is unsupported.
+// TraditionalPublicKey returns the traditional component:
+// *ecdsa.PublicKey (for brainpool, on a
+// github.com/ProtonMail/go-crypto/brainpool curve), ed25519.PublicKey,
+// circl's ed448.PublicKey or *rsa.PublicKey.
 func (pk *PublicKey) TraditionalPublicKey() crypto.PublicKey { return pk.trad }
 
 // Bytes returns mldsaPK || tradPK, the content of the SPKI BIT STRING.
@@ -93,9 +92,6 @@ func (pk *PublicKey) Verify(message, signature []byte) error {
 // given application context. Both components are always checked; the
 // error names each one that failed.
 func (pk *PublicKey) VerifyWithContext(message, context, signature []byte) error {
-	if err := pk.alg.VerifySupported(); err != nil {
-		return err
-	}
 	mPrime, err := pk.alg.MessageRepresentative(message, context)
 	if err != nil {
 		return err

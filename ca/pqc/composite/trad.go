@@ -4,10 +4,14 @@ import (
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
+	"crypto/elliptic"
 	"crypto/rsa"
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"math/big"
+
+	"github.com/cloudflare/circl/sign/ed448"
 )
 
 var (
@@ -19,11 +23,8 @@ var (
 	ErrCompressedPoint = errors.New("composite: ECDSA public key is a compressed point; draft-19 requires uncompressed (0x04)")
 )
 
-const ed448PublicKeySize = 57
-
 // parseTraditionalPublicKey parses the traditional half of a composite
-// public key. For unsupported algorithms the structure is still checked
-// and nil is returned as the key.
+// public key.
 func (a *Algorithm) parseTraditionalPublicKey(raw []byte) (crypto.PublicKey, error) {
 	switch a.kind {
 	case tradECDSA:
@@ -34,10 +35,7 @@ func (a *Algorithm) parseTraditionalPublicKey(raw []byte) (crypto.PublicKey, err
 			return nil, fmt.Errorf("%w: %s: ECDSA point is %d bytes with prefix %#x, want %d bytes starting 0x04",
 				ErrMalformedPublicKey, a.name, len(raw), firstByte(raw), 1+2*a.coord)
 		}
-		if a.curve == nil {
-			return nil, nil
-		}
-		pub, err := ecdsa.ParseUncompressedPublicKey(a.curve, raw)
+		pub, err := parseECPoint(a.curve, raw)
 		if err != nil {
 			return nil, fmt.Errorf("%w: %s: %v", ErrMalformedPublicKey, a.name, err)
 		}
@@ -48,10 +46,10 @@ func (a *Algorithm) parseTraditionalPublicKey(raw []byte) (crypto.PublicKey, err
 		}
 		return ed25519.PublicKey(append([]byte(nil), raw...)), nil
 	case tradEd448:
-		if len(raw) != ed448PublicKeySize {
-			return nil, fmt.Errorf("%w: %s: Ed448 key is %d bytes, want 57", ErrMalformedPublicKey, a.name, len(raw))
+		if len(raw) != ed448.PublicKeySize {
+			return nil, fmt.Errorf("%w: %s: Ed448 key is %d bytes, want %d", ErrMalformedPublicKey, a.name, len(raw), ed448.PublicKeySize)
 		}
-		return nil, nil
+		return ed448.PublicKey(append([]byte(nil), raw...)), nil
 	case tradRSAPKCS1, tradRSAPSS:
 		pub, err := x509.ParsePKCS1PublicKey(raw)
 		if err != nil {
@@ -65,6 +63,29 @@ func (a *Algorithm) parseTraditionalPublicKey(raw []byte) (crypto.PublicKey, err
 	return nil, fmt.Errorf("composite: %s: unknown traditional algorithm", a.name)
 }
 
+// parseECPoint parses an uncompressed X9.62 point (SEC 1 section 2.3.4).
+// The NIST curves go through crypto/ecdsa's own parser; the brainpool
+// curves, which crypto/ecdsa verifies only through its generic
+// elliptic.Curve path, are range- and on-curve-checked here.
+func parseECPoint(curve elliptic.Curve, raw []byte) (*ecdsa.PublicKey, error) {
+	switch curve {
+	case elliptic.P256(), elliptic.P384(), elliptic.P521():
+		return ecdsa.ParseUncompressedPublicKey(curve, raw)
+	}
+	params := curve.Params()
+	size := (params.BitSize + 7) / 8
+	if len(raw) != 1+2*size || raw[0] != 0x04 {
+		return nil, errors.New("not an uncompressed point")
+	}
+	x, y := new(big.Int).SetBytes(raw[1:1+size]), new(big.Int).SetBytes(raw[1+size:])
+	//lint:ignore SA1019 brainpool is only available as an elliptic.Curve; IsOnCurve is its point validation
+	if x.Cmp(params.P) >= 0 || y.Cmp(params.P) >= 0 || !curve.IsOnCurve(x, y) {
+		return nil, errors.New("point is not on the curve")
+	}
+	//lint:ignore SA1019 crypto/ecdsa verifies custom curves only from the X, Y coordinates
+	return &ecdsa.PublicKey{Curve: curve, X: x, Y: y}, nil
+}
+
 func firstByte(b []byte) byte {
 	if len(b) == 0 {
 		return 0
@@ -74,9 +95,6 @@ func firstByte(b []byte) byte {
 
 // verifyTraditional checks the traditional component signature over M'.
 func (a *Algorithm) verifyTraditional(pub crypto.PublicKey, mPrime, sig []byte) error {
-	if err := a.VerifySupported(); err != nil {
-		return err
-	}
 	digest := func() []byte {
 		h := a.hash.New()
 		h.Write(mPrime)
@@ -90,6 +108,12 @@ func (a *Algorithm) verifyTraditional(pub crypto.PublicKey, mPrime, sig []byte) 
 	case tradEd25519:
 		if !ed25519.Verify(pub.(ed25519.PublicKey), mPrime, sig) {
 			return errors.New("Ed25519 signature does not verify")
+		}
+	case tradEd448:
+		// draft-ietf-lamps-pq-composite-sigs-19 section 4: pure Ed448
+		// (RFC 8032) over M' with an empty Ed448 context.
+		if !ed448.Verify(pub.(ed448.PublicKey), mPrime, sig, "") {
+			return errors.New("Ed448 signature does not verify")
 		}
 	case tradRSAPKCS1:
 		if err := rsa.VerifyPKCS1v15(pub.(*rsa.PublicKey), a.hash, digest(), sig); err != nil {

@@ -1,5 +1,6 @@
-// Package der owns the small DER envelopes shared by meshca's post-quantum
-// key packages: SubjectPublicKeyInfo (RFC 5280 §4.1.2.7) and
+// Package der owns the small DER envelopes shared by meshca's certificate
+// encoder (ca/certenc) and its post-quantum key packages:
+// SubjectPublicKeyInfo (RFC 5280 §4.1.2.7) and
 // OneAsymmetricKey / PKCS#8 (RFC 5958), both with an AlgorithmIdentifier
 // whose parameters are absent, as RFC 9881 and the composite ML-DSA draft
 // require. It knows nothing about key contents; callers interpret the bytes.
