@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"go.step.sm/crypto/jose"
+	"k8s.io/utils/clock"
 )
 
 // Failure reasons of the JWT authenticator.
@@ -43,6 +44,7 @@ const DefaultIdentityTemplate = "spiffe://{{.TrustDomain}}/ns/{{.Claims.namespac
 const (
 	DefaultJWKSRefresh    = 10 * time.Minute
 	DefaultJWKSMinRefresh = 30 * time.Second
+	DefaultJWKSTimeout    = 10 * time.Second
 	DefaultJWTLeeway      = 30 * time.Second
 )
 
@@ -66,8 +68,12 @@ type JWTOptions struct {
 	// request. Default 10 min.
 	RefreshInterval time.Duration
 	// MinRefreshInterval: keys are never loaded more often, even for
-	// unknown kids. Default 30 s.
+	// unknown kids. Default 30 s. Only loads that ran count: a request
+	// that gives up waiting does not end the load it started.
 	MinRefreshInterval time.Duration
+	// FetchTimeout bounds one JWKS load, which runs detached from the
+	// request that started it. Default 10 s.
+	FetchTimeout time.Duration
 	// Algorithms accepted, from RS256/384/512, PS256/384/512, ES256/384/512
 	// and EdDSA. Default DefaultJWTAlgorithms. HMAC and "none" never are.
 	Algorithms []string
@@ -80,9 +86,10 @@ type JWTOptions struct {
 	// String claim values are path-escaped first, so a claim cannot add
 	// path segments: one holding "/" or any character a SPIFFE ID does not
 	// allow makes the identity invalid. Default DefaultIdentityTemplate.
+
 	IdentityTemplate string
-	// Now is the clock; default time.Now.
-	Now func() time.Time
+	// Clock is the clock; default the real one.
+	Clock clock.PassiveClock
 }
 
 // JWTAuthenticator authenticates bearer JWTs from one OIDC issuer by the
@@ -98,7 +105,7 @@ type JWTAuthenticator struct {
 	trustDomain string
 	tmpl        *template.Template
 	keys        *keySet
-	now         func() time.Time
+	clock       clock.PassiveClock
 }
 
 // NewJWT returns the OIDC/JWKS authenticator. It does not load the keys:
@@ -121,10 +128,10 @@ func NewJWT(o JWTOptions) (*JWTAuthenticator, error) {
 		algorithms:  slices.Clone(o.Algorithms),
 		leeway:      orDefault(o.Leeway, DefaultJWTLeeway),
 		trustDomain: o.TrustDomain,
-		now:         o.Now,
+		clock:       o.Clock,
 	}
-	if a.now == nil {
-		a.now = time.Now
+	if a.clock == nil {
+		a.clock = clock.RealClock{}
 	}
 	if a.leeway < 0 {
 		a.leeway = 0
@@ -150,6 +157,7 @@ func NewJWT(o JWTOptions) (*JWTAuthenticator, error) {
 	ks := &keySet{
 		refresh:    orDefault(o.RefreshInterval, DefaultJWKSRefresh),
 		minRefresh: orDefault(o.MinRefreshInterval, DefaultJWKSMinRefresh),
+		timeout:    orDefault(o.FetchTimeout, DefaultJWKSTimeout),
 	}
 	if o.JWKSFile != "" {
 		ks.load, ks.source = fileLoader(o.JWKSFile), o.JWKSFile
@@ -194,7 +202,7 @@ func (a *JWTAuthenticator) Authenticate(ctx context.Context, creds Credentials) 
 	if !slices.Contains(a.algorithms, h.Algorithm) {
 		return nil, fail(JWT, ReasonUnsupportedAlgorithm, fmt.Sprintf("algorithm %q is not accepted", truncate(h.Algorithm, 32)))
 	}
-	now := a.now()
+	now := a.clock.Now()
 	keys, err := a.keys.keysFor(ctx, h.KeyID, now)
 	if err != nil {
 		return nil, &Failure{Authenticator: JWT, Reason: ReasonJWKSUnavailable, Message: err.Error(), Err: ErrUnavailable}
