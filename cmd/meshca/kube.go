@@ -66,6 +66,7 @@ func newKubeAuth(ctx context.Context, cfg *config.Config, rc *rest.Config, log *
 	if accts := cfg.Authentication.Impersonation.TrustedNodeAccounts; len(accts) > 0 {
 		imp, err := impersonation.New(impersonation.Options{
 			TrustDomain: cfg.TrustDomain, TrustedNodeAccounts: accts, Clusters: clusters.Clients(),
+			PodDeleted: tr.ForgetPod, // a deleted pod's cached token review ends with it
 		})
 		if err != nil {
 			return nil, err

@@ -124,15 +124,41 @@ func serviceAccountDeletionKey(cluster, ns, sa string) string {
 }
 
 func (c *reviewCache) deletedSince(e positiveEntry) bool {
-	check := func(key string) bool {
-		v, ok := c.deleted.Get(key)
-		return ok && !v.(time.Time).Before(e.stored)
+	t, ok := c.deletedAt(e.caller)
+	return ok && !t.Before(e.stored)
+}
+
+// deletedAt returns when the caller's pod or ServiceAccount was last seen
+// deleted, if that is remembered.
+func (c *reviewCache) deletedAt(caller *Caller) (time.Time, bool) {
+	if c.deleted == nil {
+		return time.Time{}, false
 	}
-	caller := e.caller
-	if caller.PodUID != "" && check(podDeletionKey(caller.Cluster, caller.PodUID)) {
-		return true
+	keys := []string{serviceAccountDeletionKey(caller.Cluster, caller.Namespace, caller.ServiceAccount)}
+	if caller.PodUID != "" {
+		keys = append(keys, podDeletionKey(caller.Cluster, caller.PodUID))
 	}
-	return check(serviceAccountDeletionKey(caller.Cluster, caller.Namespace, caller.ServiceAccount))
+	var last time.Time
+	found := false
+	for _, key := range keys {
+		if v, ok := c.deleted.Get(key); ok {
+			if t := v.(time.Time); !found || t.After(last) {
+				last, found = t, true
+			}
+		}
+	}
+	return last, found
+}
+
+// podDeleted reports whether the pod with the caller's PodUID was seen
+// deleted. A UID is never reused, so a token bound to it is dead even if
+// an apiserver still authenticates it from its own short-lived cache.
+func (c *reviewCache) podDeleted(caller *Caller) bool {
+	if c.deleted == nil || caller.PodUID == "" {
+		return false
+	}
+	_, ok := c.deleted.Get(podDeletionKey(caller.Cluster, caller.PodUID))
+	return ok
 }
 
 // recordDeletion remembers a deletion for posTTL (no success stored

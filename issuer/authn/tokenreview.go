@@ -270,11 +270,23 @@ func (a *TokenReviewer) review(ctx context.Context, key reviewKey, cluster strin
 		return reviewResult{fail: f}
 	}
 	a.metrics.reviews.WithLabelValues(cluster, "authenticated").Inc()
+	if a.cache.podDeleted(caller) {
+		// The apiserver answered from its own cache of recent successes.
+		f := fail(TokenReview, ReasonUnauthenticatedToken, "the token's pod was deleted")
+		a.cache.putNegative(key, f, a.negTTL)
+		return reviewResult{fail: f}
+	}
 	// The unverified exp only ever shortens the entry: the apiserver has
 	// just checked the token, and never accepts it past its exp.
 	ttl := a.ttl
 	if c, ok := unverifiedClaims(token); ok && c.Expiry != nil {
 		ttl = min(ttl, c.Expiry.Time().Sub(a.clock.Now()))
+	}
+	if _, deleted := a.cache.deletedAt(caller); deleted {
+		// Its ServiceAccount was deleted (and maybe re-created) within
+		// CacheTTL: the apiserver may have answered from its own cache,
+		// so do not keep the answer.
+		ttl = 0
 	}
 	a.cache.putPositive(key, caller, ttl)
 	return reviewResult{caller: caller}

@@ -95,6 +95,10 @@ type Options struct {
 	Clusters map[string]kubernetes.Interface
 	// ResyncPeriod of the informers; 0 means none.
 	ResyncPeriod time.Duration
+	// PodDeleted, when set, is told of every pod deletion the informers
+	// see (cluster name and pod UID), e.g. authn.TokenReviewer.ForgetPod,
+	// so that a cached review of a token bound to the pod ends with it.
+	PodDeleted func(cluster, uid string)
 }
 
 // Authorizer implements the impersonation rule. Call Start before
@@ -104,6 +108,7 @@ type Authorizer struct {
 	trusted     map[string]bool // "ns/sa"
 	resync      time.Duration
 	clients     map[string]kubernetes.Interface
+	podDeleted  func(cluster, uid string)
 
 	mu        sync.RWMutex
 	pods      map[string]cache.SharedIndexInformer // by cluster, set when synced
@@ -122,7 +127,7 @@ func New(o Options) (*Authorizer, error) {
 	if len(o.Clusters) == 0 {
 		return nil, errors.New("impersonation: no Clusters")
 	}
-	a := &Authorizer{trustDomain: o.TrustDomain, trusted: map[string]bool{}, resync: o.ResyncPeriod, clients: maps.Clone(o.Clusters)}
+	a := &Authorizer{trustDomain: o.TrustDomain, trusted: map[string]bool{}, resync: o.ResyncPeriod, clients: maps.Clone(o.Clusters), podDeleted: o.PodDeleted}
 	for _, acc := range o.TrustedNodeAccounts {
 		ns, sa, ok := strings.Cut(acc, "/")
 		if !ok || !validNamespace(ns) || !validServiceAccount(sa) {
@@ -147,6 +152,12 @@ func (a *Authorizer) Start(ctx context.Context) error {
 		if err := inf.AddIndexers(cache.Indexers{indexNodeServiceAccount: byNodeServiceAccount}); err != nil {
 			cancel()
 			return fmt.Errorf("impersonation: pod index of cluster %q: %w", name, err)
+		}
+		if a.podDeleted != nil {
+			if _, err := inf.AddEventHandler(podDeleteHandler(name, a.podDeleted)); err != nil {
+				cancel()
+				return fmt.Errorf("impersonation: pod handler of cluster %q: %w", name, err)
+			}
 		}
 		f.Start(runCtx.Done())
 		pods[name] = inf
