@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"go.step.sm/crypto/jose"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/utils/clock"
 )
 
@@ -35,6 +36,9 @@ const (
 	// ReasonJWKSUnavailable: no keys could ever be loaded. The failure
 	// wraps ErrUnavailable.
 	ReasonJWKSUnavailable = "jwks_unavailable"
+	// ReasonNamespaceNotAllowed: AllowedNamespaces is set and the identity
+	// is not spiffe://<td>/ns/<ns>/sa/<sa> with ns in it.
+	ReasonNamespaceNotAllowed = "namespace_not_allowed"
 )
 
 // DefaultIdentityTemplate maps Kubernetes-style claims to an identity.
@@ -86,8 +90,15 @@ type JWTOptions struct {
 	// String claim values are path-escaped first, so a claim cannot add
 	// path segments: one holding "/" or any character a SPIFFE ID does not
 	// allow makes the identity invalid. Default DefaultIdentityTemplate.
-
+	//
+	// Whoever can set the mapped claims at the issuer can thereby obtain
+	// any identity the template can give; see AllowedNamespaces.
 	IdentityTemplate string
+	// AllowedNamespaces, when not empty, confines the issuer: the identity
+	// must be spiffe://<td>/ns/<ns>/sa/<sa> with ns in this list, or the
+	// token is refused (ReasonNamespaceNotAllowed). Each entry is a
+	// Kubernetes namespace name (an RFC 1123 label).
+	AllowedNamespaces []string
 	// Clock is the clock; default the real one.
 	Clock clock.PassiveClock
 }
@@ -104,6 +115,7 @@ type JWTAuthenticator struct {
 	leeway      time.Duration
 	trustDomain string
 	tmpl        *template.Template
+	allowedNS   []string
 	keys        *keySet
 	clock       clock.PassiveClock
 }
@@ -128,7 +140,13 @@ func NewJWT(o JWTOptions) (*JWTAuthenticator, error) {
 		algorithms:  slices.Clone(o.Algorithms),
 		leeway:      orDefault(o.Leeway, DefaultJWTLeeway),
 		trustDomain: o.TrustDomain,
+		allowedNS:   slices.Clone(o.AllowedNamespaces),
 		clock:       o.Clock,
+	}
+	for _, ns := range a.allowedNS {
+		if errs := validation.IsDNS1123Label(ns); len(errs) > 0 {
+			return nil, fmt.Errorf("authn: JWT allowed namespace %q: %s", ns, strings.Join(errs, "; "))
+		}
 	}
 	if a.clock == nil {
 		a.clock = clock.RealClock{}
@@ -237,7 +255,22 @@ func (a *JWTAuthenticator) Authenticate(ctx context.Context, creds Credentials) 
 	if p := strings.Split(id.Path, "/"); len(p) == 5 && p[1] == "ns" && p[3] == "sa" {
 		c.Namespace, c.ServiceAccount = p[2], p[4]
 	}
+	if len(a.allowedNS) > 0 && (c.Namespace == "" || !slices.Contains(a.allowedNS, c.Namespace)) {
+		return nil, fail(JWT, ReasonNamespaceNotAllowed, fmt.Sprintf("identity %s is not in a namespace allowed for issuer %s", id, a.issuer))
+	}
 	return c, nil
+}
+
+// Warning describes, for the start-up log, what trusting this issuer
+// means: whoever can set the claims the identity template reads can
+// obtain any identity it gives.
+func (a *JWTAuthenticator) Warning() string {
+	w := "tokens of OIDC issuer " + a.issuer + " become workload identities through the identity template; " +
+		"anyone who can set the claims it reads at the issuer can obtain any identity it maps to"
+	if len(a.allowedNS) == 0 {
+		return w + "; set authentication.jwt.allowedNamespaces to confine the issuer to fixed namespaces"
+	}
+	return w + " in namespaces " + strings.Join(a.allowedNS, ",")
 }
 
 func (a *JWTAuthenticator) checkClaims(c *jose.Claims, now time.Time) error {

@@ -358,3 +358,42 @@ func TestNewJWT_RejectsUnsafeConfiguration(t *testing.T) {
 		})
 	}
 }
+
+func TestJWT_AllowedNamespacesConfineTheIssuer(t *testing.T) {
+	p := newIDP(t)
+	f := newJWTAuthenticator(t, p, func(o *authn.JWTOptions) { o.AllowedNamespaces = []string{"payments", "shop"} })
+	caller, err := f.auth(t, signJWT(t, p.ec, jose.ES256, "ec-1", f.claims(nil)))
+	require.NoError(t, err)
+	require.Equal(t, "spiffe://cluster.local/ns/payments/sa/checkout", caller.Identity.String())
+
+	for name, claims := range map[string]map[string]any{
+		"istio-system, which the issuer's users may set": {"namespace": "istio-system", "sub": "istiod"},
+		"kube-system": {"namespace": "kube-system"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			caller, err := f.auth(t, signJWT(t, p.ec, jose.ES256, "ec-1", f.claims(claims)))
+			require.Nil(t, caller)
+			requireFailure(t, err, authn.ReasonNamespaceNotAllowed)
+			require.False(t, authn.IsUnavailable(err))
+		})
+	}
+	t.Run("an identity that is not ns/sa", func(t *testing.T) {
+		g := newJWTAuthenticator(t, p, func(o *authn.JWTOptions) {
+			o.AllowedNamespaces = []string{"payments"}
+			o.IdentityTemplate = "spiffe://{{.TrustDomain}}/idp/{{.Claims.sub}}"
+		})
+		_, err := g.auth(t, signJWT(t, p.ec, jose.ES256, "ec-1", g.claims(nil)))
+		requireFailure(t, err, authn.ReasonNamespaceNotAllowed)
+	})
+	require.Contains(t, f.a.Warning(), "payments,shop")
+	open := newJWTAuthenticator(t, p, nil)
+	require.Contains(t, open.a.Warning(), "allowedNamespaces")
+}
+
+func TestNewJWT_RejectsInvalidAllowedNamespace(t *testing.T) {
+	for _, ns := range []string{"", "Payments", "a/b", "ns.with.dots"} {
+		_, err := authn.NewJWT(authn.JWTOptions{Issuer: oidcIssuer, Audiences: []string{oidcAudience}, TrustDomain: trustDomain,
+			JWKSURL: "https://idp.example.com/jwks", AllowedNamespaces: []string{ns}})
+		require.Error(t, err, "namespace %q", ns)
+	}
+}
