@@ -1,11 +1,13 @@
 // Package impersonation decides whether a node agent (ztunnel) may obtain a
-// certificate for another workload's identity, the ImpersonatedIdentity of
-// contracts §1. It owns the rule and the pod informers that feed it: the
-// caller must be a trusted node account, authenticated by TokenReview with
-// a pod-bound token; its pod must exist with the same UID; a pod that is
-// not Failed or Succeeded and runs as the impersonated ServiceAccount must
-// be on the caller's node; and (meshca's addition) the impersonated
-// identity must be in the mesh's trust domain.
+// certificate for another workload's identity: the ImpersonatedIdentity
+// metadata of Istio's IstioCertificateService CreateCertificate request
+// (istio.io/api security/v1alpha1, used by ztunnel). It owns the rule and
+// the pod informers that feed it: the caller must be a trusted node
+// account, authenticated by TokenReview with a pod-bound token; its pod
+// must exist with the same UID; a pod that is not Failed or Succeeded and
+// runs as the impersonated ServiceAccount must be on the caller's node;
+// and (meshca's addition) the impersonated identity must be in the mesh's
+// trust domain.
 //
 // It answers from informer caches only, never with a GET per request. It
 // does not authenticate callers (package authn does) and does not map its
