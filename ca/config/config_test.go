@@ -77,7 +77,11 @@ func TestValidate_EachBadValueNamesItsKey(t *testing.T) {
 		"unknown root source":             {"root: {source: hsm}", "root.source: "},
 		"CRL distribution point not http": {"issuance: {crlDistributionPoints: ['ldap://x/crl']}", "issuance.crlDistributionPoints: "},
 		"bad log level":                   {"log: {level: verbose}", "log.level: "},
-		"bad log format":                  {"log: {format: xml}", "log.format: "},
+		"JWT allowed namespace that is not a namespace name": {
+			"authentication: {jwt: {issuer: 'https://idp.example.com', audiences: [meshca], jwksURL: 'https://idp.example.com/jwks', allowedNamespaces: [payments, Bad_NS]}}",
+			"authentication.jwt.allowedNamespaces: ",
+		},
+		"bad log format": {"log: {format: xml}", "log.format: "},
 		"bad CIDR in a policy": {
 			"issuance: {policies: [{name: gw, identities: ['spiffe://cluster.local/ns/a/sa/b'], ipRanges: ['10.0.0.0/33']}]}",
 			"issuance.policies[0].ipRanges: ",

@@ -4,6 +4,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"k8s.io/apimachinery/pkg/util/validation"
 )
 
 // DefaultClusterID is Istio's default ISTIO_META_CLUSTER_ID.
@@ -53,7 +55,13 @@ type JWTConfig struct {
 	JWKSFile string `json:"jwksFile,omitempty"`
 	// IdentityTemplate maps claims to a SPIFFE ID, e.g.
 	// spiffe://{{.TrustDomain}}/ns/{{.Claims.namespace}}/sa/{{.Claims.sub}}
+	// Whoever can set these claims at the issuer can obtain any identity
+	// the template gives: confine it with AllowedNamespaces.
 	IdentityTemplate string `json:"identityTemplate,omitempty"`
+	// AllowedNamespaces, when set, is the only namespaces the issuer's
+	// tokens may map to (the identity must be .../ns/<ns>/sa/<sa>); other
+	// tokens are refused (Unauthenticated, reason namespace_not_allowed).
+	AllowedNamespaces []string `json:"allowedNamespaces,omitempty"`
 }
 
 // ImpersonationConfig configures ztunnel's ImpersonatedIdentity.
@@ -113,6 +121,11 @@ func (a AuthenticationConfig) validate(add func(string, string, ...any)) {
 		}
 		if (j.JWKSURL == "") == (j.JWKSFile == "") {
 			add("authentication.jwt", "set exactly one of jwksURL and jwksFile")
+		}
+		for _, ns := range j.AllowedNamespaces {
+			if errs := validation.IsDNS1123Label(ns); len(errs) > 0 {
+				add("authentication.jwt.allowedNamespaces", "%q is not a Kubernetes namespace name: %s", ns, strings.Join(errs, "; "))
+			}
 		}
 	}
 }

@@ -47,7 +47,7 @@ func newIstioFrontDoor(ctx context.Context, cfg *config.Config, rt *authority.Ru
 	}
 	// istiod's order: client certificate, then JWT, then TokenReview.
 	chain := authn.Chain{&authn.ClientCert{Trust: rt.Authority, Records: rt.Store, TrustDomain: cfg.TrustDomain}}
-	jwt, err := newJWT(cfg)
+	jwt, err := newJWT(cfg, log)
 	if err != nil {
 		return nil, err
 	}

@@ -66,6 +66,7 @@ func newKubeAuth(ctx context.Context, cfg *config.Config, rc *rest.Config, log *
 	if accts := cfg.Authentication.Impersonation.TrustedNodeAccounts; len(accts) > 0 {
 		imp, err := impersonation.New(impersonation.Options{
 			TrustDomain: cfg.TrustDomain, TrustedNodeAccounts: accts, Clusters: clusters.Clients(),
+			PodDeleted: tr.ForgetPod, // a deleted pod's cached token review ends with it
 		})
 		if err != nil {
 			return nil, err
@@ -81,18 +82,20 @@ func newKubeAuth(ctx context.Context, cfg *config.Config, rc *rest.Config, log *
 	return ka, nil
 }
 
-// newJWT builds the OIDC/JWKS authenticator when configured.
-func newJWT(cfg *config.Config) (authn.Authenticator, error) {
+// newJWT builds the OIDC/JWKS authenticator when configured, and warns
+// that the issuer's users may be able to choose their identity.
+func newJWT(cfg *config.Config, log *slog.Logger) (authn.Authenticator, error) {
 	j := cfg.Authentication.JWT
 	if j == nil {
 		return nil, nil
 	}
 	a, err := authn.NewJWT(authn.JWTOptions{
 		Issuer: j.Issuer, Audiences: j.Audiences, JWKSURL: j.JWKSURL, JWKSFile: j.JWKSFile,
-		TrustDomain: cfg.TrustDomain, IdentityTemplate: j.IdentityTemplate,
+		TrustDomain: cfg.TrustDomain, IdentityTemplate: j.IdentityTemplate, AllowedNamespaces: j.AllowedNamespaces,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("authentication.jwt: %w", err)
 	}
+	log.Warn("authentication.jwt: " + a.Warning())
 	return a, nil
 }

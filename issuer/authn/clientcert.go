@@ -10,6 +10,9 @@ import (
 	"sync"
 	"time"
 
+	"k8s.io/apimachinery/pkg/util/cache"
+	"k8s.io/utils/clock"
+
 	"github.com/meshca/meshca/ca/identity"
 	"github.com/meshca/meshca/ca/store"
 )
@@ -34,38 +37,61 @@ type RevocationChecker interface {
 // A certificate that passed the chain and record checks is remembered (by
 // its SHA-256) for up to VerifiedTTL, while the mesh roots are unchanged,
 // so that a connection's renewals do not rebuild the chain every time.
-// Revocation is checked on every request.
+// The memory is a bounded LRU with expiry (LRUExpireCache, the front
+// door's one cache implementation): when full it forgets the least
+// recently used certificate. Revocation is checked on every request.
 type ClientCert struct {
 	Trust       TrustSource
 	Records     store.Issuances
 	Revocations RevocationChecker
 	TrustDomain string
-	Now         func() time.Time
+	// Clock is the clock; default the real one.
+	Clock clock.PassiveClock
 	// VerifiedTTL bounds how long a verified certificate is remembered;
 	// zero means one minute, negative disables the memory.
 	VerifiedTTL time.Duration
+	// VerifiedSize bounds the memory; zero means 65536.
+	VerifiedSize int
 
-	mu       sync.Mutex
-	verified map[[32]byte]verifiedCert
+	once     sync.Once
+	verified *cache.LRUExpireCache // [32]byte → verifiedCert
 }
 
 type verifiedCert struct {
 	identity *url.URL
-	until    time.Time
 	roots    *x509.CertPool
 }
 
-// maxVerified bounds the memory of verified certificates.
-const maxVerified = 65536
+// DefaultVerifiedSize bounds the memory of verified certificates.
+const DefaultVerifiedSize = 65536
 
-func (a *ClientCert) remembered(sum [32]byte, roots *x509.CertPool, now time.Time) *url.URL {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	v, ok := a.verified[sum]
-	if !ok || v.roots != roots || !now.Before(v.until) {
+func (a *ClientCert) clock() clock.PassiveClock {
+	if a.Clock == nil {
+		return clock.RealClock{}
+	}
+	return a.Clock
+}
+
+func (a *ClientCert) memory() *cache.LRUExpireCache {
+	a.once.Do(func() {
+		size := a.VerifiedSize
+		if size <= 0 {
+			size = DefaultVerifiedSize
+		}
+		a.verified = cache.NewLRUExpireCacheWithClock(size, a.clock())
+	})
+	return a.verified
+}
+
+func (a *ClientCert) remembered(sum [32]byte, roots *x509.CertPool) *url.URL {
+	if a.VerifiedTTL < 0 {
 		return nil
 	}
-	return v.identity
+	v, ok := a.memory().Get(sum)
+	if !ok || v.(verifiedCert).roots != roots {
+		return nil
+	}
+	return v.(verifiedCert).identity
 }
 
 func (a *ClientCert) remember(sum [32]byte, id *url.URL, roots *x509.CertPool, leaf *x509.Certificate, now time.Time) {
@@ -76,16 +102,11 @@ func (a *ClientCert) remember(sum [32]byte, id *url.URL, roots *x509.CertPool, l
 	if ttl == 0 {
 		ttl = time.Minute
 	}
-	until := now.Add(ttl)
-	if leaf.NotAfter.Before(until) {
-		until = leaf.NotAfter
+	ttl = min(ttl, leaf.NotAfter.Sub(now))
+	if ttl <= 0 {
+		return
 	}
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.verified == nil || len(a.verified) >= maxVerified {
-		a.verified = make(map[[32]byte]verifiedCert)
-	}
-	a.verified[sum] = verifiedCert{identity: id, until: until, roots: roots}
+	a.memory().Add(sum, verifiedCert{identity: id, roots: roots}, ttl)
 }
 
 // Name implements Authenticator.
@@ -96,15 +117,12 @@ func (a *ClientCert) Authenticate(ctx context.Context, creds Credentials) (*Call
 	if len(creds.PeerCertificates) == 0 {
 		return nil, ErrNoCredentials
 	}
-	now := time.Now
-	if a.Now != nil {
-		now = a.Now
-	}
+	now := a.clock().Now
 	leaf := creds.PeerCertificates[0]
 	sum := sha256.Sum256(leaf.Raw)
 	serial := hex.EncodeToString(leaf.SerialNumber.Bytes())
 	roots := a.Trust.Roots()
-	if id := a.remembered(sum, roots, now()); id != nil {
+	if id := a.remembered(sum, roots); id != nil {
 		if err := a.checkRevoked(ctx, serial); err != nil {
 			return nil, err
 		}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"go.step.sm/crypto/jose"
+	"golang.org/x/sync/singleflight"
 )
 
 // maxJWKSSize bounds a JWKS document.
@@ -22,15 +23,22 @@ const maxJWKSSize = 1 << 20
 // keySet holds an issuer's verification keys, loaded on demand and
 // refreshed when stale or when a token names an unknown kid. Loads are rate
 // limited, so a flood of tokens with made-up kids cannot hammer the issuer.
-// There is no background loop: every load happens in a request, on the
+// There is no background loop: every load is started by a request, on the
 // injected clock.
+//
+// A load runs detached from the request that started it (its own timeout,
+// not the caller's cancellation), and concurrent callers share it. A
+// caller whose context ends stops waiting, but the load goes on and its
+// result counts: a token with the issuer's public iss and a cancelled
+// context cannot make a load fail and so burn the MinRefreshInterval slot.
 type keySet struct {
 	load       func(ctx context.Context) ([]byte, error)
 	source     string
 	refresh    time.Duration // reload after this age
 	minRefresh time.Duration // never load more often than this
+	timeout    time.Duration // bounds one load
 
-	loadMu sync.Mutex // serialises loads
+	flight singleflight.Group // one load at a time, shared by its callers
 
 	mu          sync.RWMutex
 	keys        []jose.JSONWebKey // public keys only
@@ -78,31 +86,43 @@ func (s *keySet) match(kid string) ([]jose.JSONWebKey, error) {
 }
 
 // reload loads the set unless a load was attempted less than minRefresh
-// ago. It reports whether it loaded successfully. On failure the old keys
-// stay in use.
+// ago, or joins the load in progress. It reports whether the load
+// succeeded; it returns false at once when ctx ends first. On failure the
+// old keys stay in use.
 func (s *keySet) reload(ctx context.Context, now time.Time) bool {
-	s.loadMu.Lock()
-	defer s.loadMu.Unlock()
-	s.mu.RLock()
-	tooSoon := !s.lastAttempt.IsZero() && now.Sub(s.lastAttempt) < s.minRefresh
-	s.mu.RUnlock()
-	if tooSoon {
+	// The load must not inherit ctx's cancellation (the caller may be gone
+	// before it ends), only its values; it has its own timeout.
+	detached := context.WithoutCancel(ctx)
+	ch := s.flight.DoChan("load", func() (any, error) {
+		s.mu.RLock()
+		tooSoon := !s.lastAttempt.IsZero() && now.Sub(s.lastAttempt) < s.minRefresh
+		s.mu.RUnlock()
+		if tooSoon {
+			return false, nil
+		}
+		lctx, cancel := context.WithTimeout(detached, s.timeout)
+		defer cancel()
+		b, err := s.load(lctx)
+		var keys []jose.JSONWebKey
+		if err == nil {
+			keys, err = parseJWKS(b)
+		}
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		s.lastAttempt = now
+		s.lastErr = err
+		if err != nil {
+			return false, nil
+		}
+		s.keys, s.loadedAt = keys, now
+		return true, nil
+	})
+	select {
+	case r := <-ch:
+		return r.Val.(bool)
+	case <-ctx.Done():
 		return false
 	}
-	b, err := s.load(ctx)
-	var keys []jose.JSONWebKey
-	if err == nil {
-		keys, err = parseJWKS(b)
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.lastAttempt = now
-	s.lastErr = err
-	if err != nil {
-		return false
-	}
-	s.keys, s.loadedAt = keys, now
-	return true
 }
 
 // parseJWKS parses a JWK Set and keeps its public signing keys. A key that
@@ -144,7 +164,7 @@ func fileLoader(path string) func(context.Context) ([]byte, error) {
 			return nil, err
 		}
 		defer f.Close()
-		return io.ReadAll(io.LimitReader(f, maxJWKSSize))
+		return readBounded(f, path)
 	}
 }
 
@@ -174,12 +194,18 @@ func urlLoader(client *http.Client, raw string) (func(context.Context) ([]byte, 
 		if resp.StatusCode != http.StatusOK {
 			return nil, fmt.Errorf("GET %s: %s", raw, resp.Status)
 		}
-		b, err := io.ReadAll(io.LimitReader(resp.Body, maxJWKSSize+1))
-		if err == nil && len(b) > maxJWKSSize {
-			err = fmt.Errorf("GET %s: JWKS larger than %d bytes", raw, maxJWKSSize)
-		}
-		return b, err
+		return readBounded(resp.Body, "GET "+raw)
 	}, nil
+}
+
+// readBounded reads a JWKS of at most maxJWKSSize bytes; a larger one is
+// an error, never silently truncated.
+func readBounded(r io.Reader, what string) ([]byte, error) {
+	b, err := io.ReadAll(io.LimitReader(r, maxJWKSSize+1))
+	if err == nil && len(b) > maxJWKSSize {
+		return nil, fmt.Errorf("%s: JWKS larger than %d bytes", what, maxJWKSSize)
+	}
+	return b, err
 }
 
 func isLoopback(host string) bool {

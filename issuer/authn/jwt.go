@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"go.step.sm/crypto/jose"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/utils/clock"
 
 	"github.com/meshca/meshca/ca/identity"
 )
@@ -36,6 +38,9 @@ const (
 	// ReasonJWKSUnavailable: no keys could ever be loaded. The failure
 	// wraps ErrUnavailable.
 	ReasonJWKSUnavailable = "jwks_unavailable"
+	// ReasonNamespaceNotAllowed: AllowedNamespaces is set and the identity
+	// is not spiffe://<td>/ns/<ns>/sa/<sa> with ns in it.
+	ReasonNamespaceNotAllowed = "namespace_not_allowed"
 )
 
 // DefaultIdentityTemplate maps Kubernetes-style claims to an identity.
@@ -45,6 +50,7 @@ const DefaultIdentityTemplate = "spiffe://{{.TrustDomain}}/ns/{{.Claims.namespac
 const (
 	DefaultJWKSRefresh    = 10 * time.Minute
 	DefaultJWKSMinRefresh = 30 * time.Second
+	DefaultJWKSTimeout    = 10 * time.Second
 	DefaultJWTLeeway      = 30 * time.Second
 )
 
@@ -68,8 +74,12 @@ type JWTOptions struct {
 	// request. Default 10 min.
 	RefreshInterval time.Duration
 	// MinRefreshInterval: keys are never loaded more often, even for
-	// unknown kids. Default 30 s.
+	// unknown kids. Default 30 s. Only loads that ran count: a request
+	// that gives up waiting does not end the load it started.
 	MinRefreshInterval time.Duration
+	// FetchTimeout bounds one JWKS load, which runs detached from the
+	// request that started it. Default 10 s.
+	FetchTimeout time.Duration
 	// Algorithms accepted, from RS256/384/512, PS256/384/512, ES256/384/512
 	// and EdDSA. Default DefaultJWTAlgorithms. HMAC and "none" never are.
 	Algorithms []string
@@ -82,9 +92,17 @@ type JWTOptions struct {
 	// String claim values are path-escaped first, so a claim cannot add
 	// path segments: one holding "/" or any character a SPIFFE ID does not
 	// allow makes the identity invalid. Default DefaultIdentityTemplate.
+	//
+	// Whoever can set the mapped claims at the issuer can thereby obtain
+	// any identity the template can give; see AllowedNamespaces.
 	IdentityTemplate string
-	// Now is the clock; default time.Now.
-	Now func() time.Time
+	// AllowedNamespaces, when not empty, confines the issuer: the identity
+	// must be spiffe://<td>/ns/<ns>/sa/<sa> with ns in this list, or the
+	// token is refused (ReasonNamespaceNotAllowed). Each entry is a
+	// Kubernetes namespace name (an RFC 1123 label).
+	AllowedNamespaces []string
+	// Clock is the clock; default the real one.
+	Clock clock.PassiveClock
 }
 
 // JWTAuthenticator authenticates bearer JWTs from one OIDC issuer by the
@@ -99,8 +117,9 @@ type JWTAuthenticator struct {
 	leeway      time.Duration
 	trustDomain string
 	tmpl        *template.Template
+	allowedNS   []string
 	keys        *keySet
-	now         func() time.Time
+	clock       clock.PassiveClock
 }
 
 // NewJWT returns the OIDC/JWKS authenticator. It does not load the keys:
@@ -123,10 +142,16 @@ func NewJWT(o JWTOptions) (*JWTAuthenticator, error) {
 		algorithms:  slices.Clone(o.Algorithms),
 		leeway:      orDefault(o.Leeway, DefaultJWTLeeway),
 		trustDomain: o.TrustDomain,
-		now:         o.Now,
+		allowedNS:   slices.Clone(o.AllowedNamespaces),
+		clock:       o.Clock,
 	}
-	if a.now == nil {
-		a.now = time.Now
+	for _, ns := range a.allowedNS {
+		if errs := validation.IsDNS1123Label(ns); len(errs) > 0 {
+			return nil, fmt.Errorf("authn: JWT allowed namespace %q: %s", ns, strings.Join(errs, "; "))
+		}
+	}
+	if a.clock == nil {
+		a.clock = clock.RealClock{}
 	}
 	if a.leeway < 0 {
 		a.leeway = 0
@@ -152,6 +177,7 @@ func NewJWT(o JWTOptions) (*JWTAuthenticator, error) {
 	ks := &keySet{
 		refresh:    orDefault(o.RefreshInterval, DefaultJWKSRefresh),
 		minRefresh: orDefault(o.MinRefreshInterval, DefaultJWKSMinRefresh),
+		timeout:    orDefault(o.FetchTimeout, DefaultJWKSTimeout),
 	}
 	if o.JWKSFile != "" {
 		ks.load, ks.source = fileLoader(o.JWKSFile), o.JWKSFile
@@ -196,7 +222,7 @@ func (a *JWTAuthenticator) Authenticate(ctx context.Context, creds Credentials) 
 	if !slices.Contains(a.algorithms, h.Algorithm) {
 		return nil, fail(JWT, ReasonUnsupportedAlgorithm, fmt.Sprintf("algorithm %q is not accepted", truncate(h.Algorithm, 32)))
 	}
-	now := a.now()
+	now := a.clock.Now()
 	keys, err := a.keys.keysFor(ctx, h.KeyID, now)
 	if err != nil {
 		return nil, &Failure{Authenticator: JWT, Reason: ReasonJWKSUnavailable, Message: err.Error(), Err: ErrUnavailable}
@@ -231,7 +257,22 @@ func (a *JWTAuthenticator) Authenticate(ctx context.Context, creds Credentials) 
 	if k, err := identity.ParseKubernetes(id.String()); err == nil {
 		c.Namespace, c.ServiceAccount = k.Namespace, k.ServiceAccount
 	}
+	if len(a.allowedNS) > 0 && (c.Namespace == "" || !slices.Contains(a.allowedNS, c.Namespace)) {
+		return nil, fail(JWT, ReasonNamespaceNotAllowed, fmt.Sprintf("identity %s is not in a namespace allowed for issuer %s", id, a.issuer))
+	}
 	return c, nil
+}
+
+// Warning describes, for the start-up log, what trusting this issuer
+// means: whoever can set the claims the identity template reads can
+// obtain any identity it gives.
+func (a *JWTAuthenticator) Warning() string {
+	w := "tokens of OIDC issuer " + a.issuer + " become workload identities through the identity template; " +
+		"anyone who can set the claims it reads at the issuer can obtain any identity it maps to"
+	if len(a.allowedNS) == 0 {
+		return w + "; set authentication.jwt.allowedNamespaces to confine the issuer to fixed namespaces"
+	}
+	return w + " in namespaces " + strings.Join(a.allowedNS, ",")
 }
 
 func (a *JWTAuthenticator) checkClaims(c *jose.Claims, now time.Time) error {

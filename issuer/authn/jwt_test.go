@@ -21,6 +21,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"go.step.sm/crypto/jose"
+	testingclock "k8s.io/utils/clock/testing"
 
 	"github.com/meshca/meshca/issuer/authn"
 )
@@ -96,7 +97,7 @@ func (p *idp) set(status int, keys ...jose.JSONWebKey) {
 type jwtFixture struct {
 	a     *authn.JWTAuthenticator
 	idp   *idp
-	clock *fakeClock
+	clock *testingclock.FakeClock
 }
 
 func newJWTAuthenticator(t *testing.T, p *idp, mod func(*authn.JWTOptions)) *jwtFixture {
@@ -104,7 +105,7 @@ func newJWTAuthenticator(t *testing.T, p *idp, mod func(*authn.JWTOptions)) *jwt
 	f := &jwtFixture{idp: p, clock: newClock()}
 	o := authn.JWTOptions{
 		Issuer: oidcIssuer, Audiences: []string{oidcAudience}, TrustDomain: trustDomain,
-		JWKSURL: p.srv.URL + "/jwks", HTTPClient: p.srv.Client(), Now: f.clock.Now,
+		JWKSURL: p.srv.URL + "/jwks", HTTPClient: p.srv.Client(), Clock: f.clock,
 	}
 	if mod != nil {
 		mod(&o)
@@ -205,7 +206,7 @@ func TestJWT_UnknownKidRefetchesJWKSAtMostOncePerMinRefresh(t *testing.T) {
 	require.NoError(t, err)
 	require.EqualValues(t, 1, p.fetches.Load())
 
-	f.clock.Add(authn.DefaultJWKSMinRefresh)
+	f.clock.Step(authn.DefaultJWKSMinRefresh)
 	for range 3 {
 		_, err = f.auth(t, signJWT(t, forged, jose.ES256, "made-up", f.claims(nil)))
 		requireFailure(t, err, authn.ReasonUnknownKey)
@@ -222,12 +223,12 @@ func TestJWT_PicksUpRotatedIssuerKey(t *testing.T) {
 	next, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	require.NoError(t, err)
 	p.set(http.StatusOK, jose.JSONWebKey{Key: next.Public(), KeyID: "ec-2", Algorithm: jose.ES256, Use: "sig"})
-	f.clock.Add(authn.DefaultJWKSMinRefresh)
+	f.clock.Step(authn.DefaultJWKSMinRefresh)
 	caller, err := f.auth(t, signJWT(t, next, jose.ES256, "ec-2", f.claims(nil)))
 	require.NoError(t, err)
 	require.Equal(t, "spiffe://cluster.local/ns/payments/sa/checkout", caller.Identity.String())
 
-	f.clock.Add(authn.DefaultJWKSRefresh)
+	f.clock.Step(authn.DefaultJWKSRefresh)
 	_, err = f.auth(t, signJWT(t, p.ec, jose.ES256, "ec-1", f.claims(nil)))
 	requireFailure(t, err, authn.ReasonUnknownKey)
 }
@@ -245,7 +246,7 @@ func TestJWT_IssuerOutageWithoutKeysIsUnavailable(t *testing.T) {
 	_, err = f.auth(t, tok)
 	requireFailure(t, err, authn.ReasonJWKSUnavailable) // within MinRefresh: not fetched again
 	require.EqualValues(t, 1, p.fetches.Load())
-	f.clock.Add(authn.DefaultJWKSMinRefresh)
+	f.clock.Step(authn.DefaultJWKSMinRefresh)
 	_, err = f.auth(t, tok)
 	require.NoError(t, err)
 }
@@ -256,7 +257,7 @@ func TestJWT_IssuerOutageAfterLoadKeepsStaleKeys(t *testing.T) {
 	_, err := f.auth(t, signJWT(t, p.ec, jose.ES256, "ec-1", f.claims(nil)))
 	require.NoError(t, err)
 	p.set(http.StatusInternalServerError)
-	f.clock.Add(authn.DefaultJWKSRefresh)
+	f.clock.Step(authn.DefaultJWKSRefresh)
 	_, err = f.auth(t, signJWT(t, p.ec, jose.ES256, "ec-1", f.claims(nil)))
 	require.NoError(t, err)
 	require.EqualValues(t, 2, p.fetches.Load(), "the stale set was refreshed, unsuccessfully")
@@ -355,5 +356,44 @@ func TestNewJWT_RejectsUnsafeConfiguration(t *testing.T) {
 			_, err := authn.NewJWT(o)
 			require.Error(t, err)
 		})
+	}
+}
+
+func TestJWT_AllowedNamespacesConfineTheIssuer(t *testing.T) {
+	p := newIDP(t)
+	f := newJWTAuthenticator(t, p, func(o *authn.JWTOptions) { o.AllowedNamespaces = []string{"payments", "shop"} })
+	caller, err := f.auth(t, signJWT(t, p.ec, jose.ES256, "ec-1", f.claims(nil)))
+	require.NoError(t, err)
+	require.Equal(t, "spiffe://cluster.local/ns/payments/sa/checkout", caller.Identity.String())
+
+	for name, claims := range map[string]map[string]any{
+		"istio-system, which the issuer's users may set": {"namespace": "istio-system", "sub": "istiod"},
+		"kube-system": {"namespace": "kube-system"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			caller, err := f.auth(t, signJWT(t, p.ec, jose.ES256, "ec-1", f.claims(claims)))
+			require.Nil(t, caller)
+			requireFailure(t, err, authn.ReasonNamespaceNotAllowed)
+			require.False(t, authn.IsUnavailable(err))
+		})
+	}
+	t.Run("an identity that is not ns/sa", func(t *testing.T) {
+		g := newJWTAuthenticator(t, p, func(o *authn.JWTOptions) {
+			o.AllowedNamespaces = []string{"payments"}
+			o.IdentityTemplate = "spiffe://{{.TrustDomain}}/idp/{{.Claims.sub}}"
+		})
+		_, err := g.auth(t, signJWT(t, p.ec, jose.ES256, "ec-1", g.claims(nil)))
+		requireFailure(t, err, authn.ReasonNamespaceNotAllowed)
+	})
+	require.Contains(t, f.a.Warning(), "payments,shop")
+	open := newJWTAuthenticator(t, p, nil)
+	require.Contains(t, open.a.Warning(), "allowedNamespaces")
+}
+
+func TestNewJWT_RejectsInvalidAllowedNamespace(t *testing.T) {
+	for _, ns := range []string{"", "Payments", "a/b", "ns.with.dots"} {
+		_, err := authn.NewJWT(authn.JWTOptions{Issuer: oidcIssuer, Audiences: []string{oidcAudience}, TrustDomain: trustDomain,
+			JWKSURL: "https://idp.example.com/jwks", AllowedNamespaces: []string{ns}})
+		require.Error(t, err, "namespace %q", ns)
 	}
 }

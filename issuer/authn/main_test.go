@@ -5,7 +5,6 @@ import (
 	"net/http"
 	"os"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -14,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+	testingclock "k8s.io/utils/clock/testing"
 
 	"github.com/meshca/meshca/issuer/authn"
 	"github.com/meshca/meshca/test/kubeenv"
@@ -33,35 +33,29 @@ func testCtx(t *testing.T) context.Context {
 	return c
 }
 
-// fakeClock is an injected clock that moves only when told.
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
+// newClock is an injected clock that moves only when the test steps it.
+func newClock() *testingclock.FakeClock { return testingclock.NewFakeClock(time.Now()) }
 
-func newClock() *fakeClock { return &fakeClock{now: time.Now()} }
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
-// reviewCounter counts the TokenReview creations that reach an apiserver.
+// reviewCounter counts the TokenReview creations sent to an apiserver,
+// and the most that were in flight at once.
 type reviewCounter struct {
-	next http.RoundTripper
-	n    atomic.Int64
+	next     http.RoundTripper
+	n        atomic.Int64
+	inFlight atomic.Int64
+	maxSeen  atomic.Int64
 }
 
 func (c *reviewCounter) RoundTrip(r *http.Request) (*http.Response, error) {
 	if r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/apis/authentication.k8s.io/v1/tokenreviews") {
 		c.n.Add(1)
+		now := c.inFlight.Add(1)
+		defer c.inFlight.Add(-1)
+		for {
+			m := c.maxSeen.Load()
+			if now <= m || c.maxSeen.CompareAndSwap(m, now) {
+				break
+			}
+		}
 	}
 	return c.next.RoundTrip(r)
 }

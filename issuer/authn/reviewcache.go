@@ -1,12 +1,12 @@
 package authn
 
 import (
-	"container/list"
 	"crypto/sha256"
 	"sync"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/apimachinery/pkg/util/cache"
+	"k8s.io/utils/clock"
 )
 
 // reviewKey identifies one token reviewed by one cluster. It is a SHA-256,
@@ -39,102 +39,149 @@ func (r reviewResult) get() (*Caller, error) {
 	return &c, nil
 }
 
-type cacheEntry struct {
-	key     reviewKey
-	result  reviewResult
-	expires time.Time
+// positiveEntry is a cached success and when it was stored, so that a
+// later deletion of its pod or ServiceAccount can void it.
+type positiveEntry struct {
+	caller *Caller
+	stored time.Time
 }
 
-// reviewCache is a size-bounded LRU of review results with a per-entry
-// expiry. The zero max disables it.
+// reviewCache holds review results in two bounded LRU caches with a
+// per-entry expiry (k8s.io/apimachinery's LRUExpireCache, the one cache
+// implementation of meshca's front door): successes in one, rejections in
+// a separate, smaller one, so that a flood of distinct garbage tokens
+// evicts only other rejections and never a success.
+//
+// A third bounded cache remembers deletions (of a pod by UID, of a
+// ServiceAccount by cluster/namespace/name) for as long as a success can
+// live; a success stored before a deletion that names it is dropped.
 type reviewCache struct {
-	mu    sync.Mutex
-	max   int
-	order *list.List // front = most recently used; values are *cacheEntry
-	items map[reviewKey]*list.Element
+	clock  clock.PassiveClock
+	posTTL time.Duration
+	pos    *cache.LRUExpireCache // reviewKey → positiveEntry; nil: off
+	neg    *cache.LRUExpireCache // reviewKey → *Failure; nil: off
+
+	deleted    *cache.LRUExpireCache // deletionKey → time.Time
+	deletedMax int
+
+	mu        sync.Mutex // guards the deletion window counters
+	window    time.Time  // start of the current posTTL-long window
+	inWindow  int        // deletions recorded in the current window
+	lastCount int        // deletions recorded in the previous window
 }
 
-func newReviewCache(max int) *reviewCache {
-	return &reviewCache{max: max, order: list.New(), items: map[reviewKey]*list.Element{}}
-}
-
-// get returns the live entry for k; an expired entry is dropped.
-func (c *reviewCache) get(k reviewKey, now time.Time) (reviewResult, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	el, ok := c.items[k]
-	if !ok {
-		return reviewResult{}, false
+func newReviewCache(clk clock.PassiveClock, posSize, negSize int, posTTL time.Duration) *reviewCache {
+	c := &reviewCache{clock: clk, posTTL: posTTL, deletedMax: max(posSize, 1)}
+	if posSize > 0 && posTTL > 0 {
+		c.pos = cache.NewLRUExpireCacheWithClock(posSize, clk)
+		c.deleted = cache.NewLRUExpireCacheWithClock(c.deletedMax, clk)
 	}
-	e := el.Value.(*cacheEntry)
-	if !now.Before(e.expires) {
-		c.order.Remove(el)
-		delete(c.items, k)
-		return reviewResult{}, false
+	if negSize > 0 {
+		c.neg = cache.NewLRUExpireCacheWithClock(negSize, clk)
 	}
-	c.order.MoveToFront(el)
-	return e.result, true
+	return c
 }
 
-// put stores r until expires, evicting the least recently used entry when
-// full. A result that expires at or before now is not stored.
-func (c *reviewCache) put(k reviewKey, r reviewResult, now, expires time.Time) {
-	if c.max <= 0 || !now.Before(expires) {
+// get returns the cached result for k: a live success whose pod and
+// ServiceAccount were not deleted since, or a live rejection.
+func (c *reviewCache) get(k reviewKey) (reviewResult, bool) {
+	if c.pos != nil {
+		if v, ok := c.pos.Get(k); ok {
+			e := v.(positiveEntry)
+			if !c.deletedSince(e) {
+				return reviewResult{caller: e.caller}, true
+			}
+			c.pos.Remove(k)
+		}
+	}
+	if c.neg != nil {
+		if v, ok := c.neg.Get(k); ok {
+			return reviewResult{fail: v.(*Failure)}, true
+		}
+	}
+	return reviewResult{}, false
+}
+
+// putPositive stores a success for ttl (already bounded by the token's exp).
+func (c *reviewCache) putPositive(k reviewKey, caller *Caller, ttl time.Duration) {
+	if c.pos == nil || ttl <= 0 {
 		return
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if el, ok := c.items[k]; ok {
-		e := el.Value.(*cacheEntry)
-		e.result, e.expires = r, expires
-		c.order.MoveToFront(el)
+	c.pos.Add(k, positiveEntry{caller: caller, stored: c.clock.Now()}, min(ttl, c.posTTL))
+}
+
+// putNegative stores a rejection for ttl.
+func (c *reviewCache) putNegative(k reviewKey, f *Failure, ttl time.Duration) {
+	if c.neg == nil || ttl <= 0 {
 		return
 	}
-	for c.order.Len() >= c.max {
-		oldest := c.order.Back()
-		c.order.Remove(oldest)
-		delete(c.items, oldest.Value.(*cacheEntry).key)
-	}
-	c.items[k] = c.order.PushFront(&cacheEntry{key: k, result: r, expires: expires})
+	c.neg.Add(k, f, ttl)
 }
 
-// len returns the number of entries, expired ones included.
-func (c *reviewCache) len() int {
+func podDeletionKey(cluster, uid string) string { return cluster + "\x00pod\x00" + uid }
+func serviceAccountDeletionKey(cluster, ns, sa string) string {
+	return cluster + "\x00sa\x00" + ns + "\x00" + sa
+}
+
+func (c *reviewCache) deletedSince(e positiveEntry) bool {
+	t, ok := c.deletedAt(e.caller)
+	return ok && !t.Before(e.stored)
+}
+
+// deletedAt returns when the caller's pod or ServiceAccount was last seen
+// deleted, if that is remembered.
+func (c *reviewCache) deletedAt(caller *Caller) (time.Time, bool) {
+	if c.deleted == nil {
+		return time.Time{}, false
+	}
+	keys := []string{serviceAccountDeletionKey(caller.Cluster, caller.Namespace, caller.ServiceAccount)}
+	if caller.PodUID != "" {
+		keys = append(keys, podDeletionKey(caller.Cluster, caller.PodUID))
+	}
+	var last time.Time
+	found := false
+	for _, key := range keys {
+		if v, ok := c.deleted.Get(key); ok {
+			if t := v.(time.Time); !found || t.After(last) {
+				last, found = t, true
+			}
+		}
+	}
+	return last, found
+}
+
+// podDeleted reports whether the pod with the caller's PodUID was seen
+// deleted. A UID is never reused, so a token bound to it is dead even if
+// an apiserver still authenticates it from its own short-lived cache.
+func (c *reviewCache) podDeleted(caller *Caller) bool {
+	if c.deleted == nil || caller.PodUID == "" {
+		return false
+	}
+	_, ok := c.deleted.Get(podDeletionKey(caller.Cluster, caller.PodUID))
+	return ok
+}
+
+// recordDeletion remembers a deletion for posTTL (no success stored
+// before it outlives that). Should more deletions arrive within posTTL
+// than the memory holds, a remembered deletion could be evicted while
+// still needed; then every success is dropped instead.
+func (c *reviewCache) recordDeletion(key string) {
+	if c.pos == nil {
+		return
+	}
+	now := c.clock.Now()
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.order.Len()
-}
-
-// Metric names of the TokenReview authenticator.
-const (
-	MetricCacheHits   = "meshca_tokenreview_cache_hits_total"
-	MetricCacheMisses = "meshca_tokenreview_cache_misses_total"
-	MetricReviews     = "meshca_tokenreview_requests_total"
-)
-
-type reviewMetrics struct {
-	hits    prometheus.Counter
-	misses  prometheus.Counter
-	reviews *prometheus.CounterVec
-}
-
-func newReviewMetrics(r prometheus.Registerer) *reviewMetrics {
-	m := &reviewMetrics{
-		hits: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: MetricCacheHits,
-			Help: "TokenReview results answered from the cache.",
-		}),
-		misses: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: MetricCacheMisses,
-			Help: "TokenReview results not in the cache (a review was made or joined).",
-		}),
-		reviews: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: MetricReviews,
-			Help: "TokenReviews sent to an apiserver, by cluster and result (authenticated, rejected, error).",
-		}, []string{"cluster", "result"}),
+	// A remembered deletion lives posTTL, so the live ones were all
+	// recorded in this window or the previous one (each at least posTTL
+	// long).
+	if now.Sub(c.window) >= c.posTTL {
+		c.lastCount, c.inWindow, c.window = c.inWindow, 0, now
 	}
-	if r != nil {
-		r.MustRegister(m.hits, m.misses, m.reviews)
+	c.inWindow++
+	overflow := c.inWindow+c.lastCount > c.deletedMax
+	c.mu.Unlock()
+	if overflow {
+		c.pos.RemoveAll(func(any) bool { return true })
 	}
-	return m
+	c.deleted.Add(key, now, c.posTTL)
 }

@@ -1,6 +1,7 @@
 package authn
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -10,11 +11,11 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.step.sm/crypto/jose"
-	"golang.org/x/sync/singleflight"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/utils/clock"
 )
 
 // DefaultTokenAudience is the audience istio-agent and ztunnel request for
@@ -45,7 +46,7 @@ const (
 
 const serviceAccountPrefix = "system:serviceaccount:"
 
-// maxTokenSize bounds what is sent to an apiserver; real tokens are ~1 KiB.
+// maxTokenSize bounds a bearer token that the JWT authenticator parses.
 const maxTokenSize = 64 << 10
 
 // TokenReviewOptions configure NewTokenReviewer. Zero values take the
@@ -59,28 +60,44 @@ type TokenReviewOptions struct {
 	// them. Default [DefaultTokenAudience].
 	Audiences []string
 	// CacheTTL bounds how long an authenticated review is reused; the
-	// token's exp bounds it too. Default 5 min; negative disables caching.
+	// token's exp bounds it too, and the deletion of the token's pod or
+	// ServiceAccount (reported through ForgetPod, ForgetServiceAccount)
+	// ends it. Default 5 min; negative disables caching.
 	CacheTTL time.Duration
 	// NegativeCacheTTL is how long a rejection is reused. Default 5 s;
 	// negative disables it. Outages (review_failed) are never cached.
 	NegativeCacheTTL time.Duration
-	// CacheSize bounds the cache (least recently used entries go first).
-	// Default 65536.
+	// CacheSize bounds the cache of successes (least recently used
+	// entries go first). Default 65536.
 	CacheSize int
-	// Timeout bounds one TokenReview call. Default 10 s.
+	// NegativeCacheSize bounds the separate cache of rejections, so that
+	// garbage never evicts a success. Default 4096.
+	NegativeCacheSize int
+	// MaxInFlight bounds TokenReview calls in flight across all clusters;
+	// a review waits for a slot while its callers wait. Default 32.
+	MaxInFlight int
+	// MinWait: no review is started for a caller whose deadline is nearer
+	// than this (it could not receive the answer). Default 50 ms;
+	// negative disables the check.
+	MinWait time.Duration
+	// Timeout bounds one review, including its wait for a slot.
+	// Default 10 s.
 	Timeout time.Duration
 	// Registerer receives the meshca_tokenreview_* metrics (nil: none).
 	Registerer prometheus.Registerer
-	// Now is the clock; default time.Now.
-	Now func() time.Time
+	// Clock is the clock; default the real one.
+	Clock clock.PassiveClock
 }
 
 // Defaults of TokenReviewOptions.
 const (
-	DefaultTokenReviewCacheTTL    = 5 * time.Minute
-	DefaultTokenReviewNegativeTTL = 5 * time.Second
-	DefaultTokenReviewCacheSize   = 65536
-	DefaultTokenReviewTimeout     = 10 * time.Second
+	DefaultTokenReviewCacheTTL          = 5 * time.Minute
+	DefaultTokenReviewNegativeTTL       = 5 * time.Second
+	DefaultTokenReviewCacheSize         = 65536
+	DefaultTokenReviewNegativeCacheSize = 4096
+	DefaultTokenReviewMaxInFlight       = 32
+	DefaultTokenReviewMinWait           = 50 * time.Millisecond
+	DefaultTokenReviewTimeout           = 10 * time.Second
 )
 
 // TokenReviewer authenticates Kubernetes ServiceAccount tokens with the
@@ -89,25 +106,33 @@ const (
 // spiffe://<trust domain>/ns/<ns>/sa/<sa>; a pod-bound token also gives
 // the pod's name and UID.
 //
+// Work an unauthenticated caller can cause is bounded before any review:
+// a token that is not a JWT of at most MaxServiceAccountTokenSize bytes is
+// refused unreviewed (reason malformed_token); at most MaxInFlight reviews
+// run at once; a review runs only while some caller waits for it; and
+// rejections are cached apart from successes.
+//
 // Results are cached by SHA-256(cluster, token): a success until
-// min(token exp, CacheTTL), a rejection for NegativeCacheTTL. Concurrent
-// reviews of the same token share one apiserver call. Tokens are never
-// logged, stored or put in error messages.
+// min(token exp, CacheTTL) or the deletion of its pod or ServiceAccount,
+// a rejection for NegativeCacheTTL. Concurrent reviews of the same token
+// share one apiserver call. Tokens are never logged, stored or put in
+// error messages.
 //
 // An apiserver that cannot be asked (down, timing out, or refusing meshca
-// the create permission on tokenreviews) gives a *Failure with reason
-// review_failed that wraps ErrUnavailable: IsUnavailable(err) is true and
-// the transport should answer Unavailable, not Unauthenticated.
+// the create permission on tokenreviews), or no free review slot, gives a
+// *Failure with reason review_failed that wraps ErrUnavailable:
+// IsUnavailable(err) is true and the transport should answer Unavailable,
+// not Unauthenticated.
 type TokenReviewer struct {
 	clusters    *Clusters
 	trustDomain string
 	audiences   []string
 	ttl         time.Duration
 	negTTL      time.Duration
-	timeout     time.Duration
-	now         func() time.Time
+	minWait     time.Duration
+	clock       clock.PassiveClock
 	cache       *reviewCache
-	flight      singleflight.Group
+	flights     *reviewFlights
 	metrics     *reviewMetrics
 }
 
@@ -119,14 +144,19 @@ func NewTokenReviewer(o TokenReviewOptions) (*TokenReviewer, error) {
 	if o.TrustDomain == "" {
 		return nil, errors.New("authn: TokenReview needs a TrustDomain")
 	}
+	for name, v := range map[string]int{"CacheSize": o.CacheSize, "NegativeCacheSize": o.NegativeCacheSize, "MaxInFlight": o.MaxInFlight} {
+		if v < 0 {
+			return nil, fmt.Errorf("authn: TokenReview %s must not be negative", name)
+		}
+	}
 	a := &TokenReviewer{
 		clusters:    o.Clusters,
 		trustDomain: o.TrustDomain,
 		audiences:   slices.Clone(o.Audiences),
 		ttl:         orDefault(o.CacheTTL, DefaultTokenReviewCacheTTL),
 		negTTL:      orDefault(o.NegativeCacheTTL, DefaultTokenReviewNegativeTTL),
-		timeout:     orDefault(o.Timeout, DefaultTokenReviewTimeout),
-		now:         o.Now,
+		minWait:     orDefault(o.MinWait, DefaultTokenReviewMinWait),
+		clock:       o.Clock,
 		metrics:     newReviewMetrics(o.Registerer),
 	}
 	if len(a.audiences) == 0 {
@@ -135,17 +165,18 @@ func NewTokenReviewer(o TokenReviewOptions) (*TokenReviewer, error) {
 	if slices.Contains(a.audiences, "") {
 		return nil, errors.New("authn: TokenReview audiences must not be empty strings")
 	}
-	size := o.CacheSize
-	if size == 0 {
-		size = DefaultTokenReviewCacheSize
+	if a.clock == nil {
+		a.clock = clock.RealClock{}
 	}
+	size, negSize := cmp.Or(o.CacheSize, DefaultTokenReviewCacheSize), cmp.Or(o.NegativeCacheSize, DefaultTokenReviewNegativeCacheSize)
 	if a.ttl < 0 {
 		size = 0
 	}
-	a.cache = newReviewCache(size)
-	if a.now == nil {
-		a.now = time.Now
+	if a.negTTL < 0 {
+		negSize = 0
 	}
+	a.cache = newReviewCache(a.clock, size, negSize, a.ttl)
+	a.flights = newReviewFlights(cmp.Or(o.MaxInFlight, DefaultTokenReviewMaxInFlight), orDefault(o.Timeout, DefaultTokenReviewTimeout))
 	return a, nil
 }
 
@@ -170,30 +201,56 @@ func (a *TokenReviewer) Authenticate(ctx context.Context, creds Credentials) (*C
 	if !ok {
 		return nil, fail(TokenReview, ReasonUnknownCluster, fmt.Sprintf("unknown cluster %q", truncate(cluster, 64)))
 	}
-	if len(token) > maxTokenSize {
-		return nil, fail(TokenReview, ReasonUnauthenticatedToken, "the token is too large")
+	if reason := checkTokenSyntax(token); reason != "" {
+		a.metrics.rejected.WithLabelValues(reason).Inc()
+		msg := "the bearer token is not a ServiceAccount token (a JWT)"
+		if reason == PreReviewTooLarge {
+			msg = fmt.Sprintf("the bearer token is larger than %d bytes", MaxServiceAccountTokenSize)
+		}
+		return nil, fail(TokenReview, ReasonMalformedToken, msg)
 	}
 	key := newReviewKey(cluster, token)
-	if r, ok := a.cache.get(key, a.now()); ok {
+	if r, ok := a.cache.get(key); ok {
 		a.metrics.hits.Inc()
 		return r.get()
 	}
 	a.metrics.misses.Inc()
+	// A context's deadline is wall-clock time, not the injected clock's.
+	if d, ok := ctx.Deadline(); ctx.Err() != nil || (ok && a.minWait > 0 && time.Until(d) < a.minWait) {
+		a.metrics.rejected.WithLabelValues(PreReviewDeadline).Inc()
+		return nil, &Failure{Authenticator: TokenReview, Reason: ReasonReviewFailed,
+			Message: "the request's deadline leaves no time for a TokenReview", Err: ErrUnavailable}
+	}
 
-	// Callers of the same token share one review. It runs detached from
-	// the first caller's cancellation so that the others still get it.
-	ch := a.flight.DoChan(string(key[:]), func() (any, error) {
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.timeout)
-		defer cancel()
-		return a.review(rctx, key, cluster, client, token), nil
+	res, ok := a.flights.do(ctx, key, func(rctx context.Context, acquired bool) reviewResult {
+		if !acquired {
+			a.metrics.rejected.WithLabelValues(PreReviewOverloaded).Inc()
+			return reviewResult{fail: &Failure{Authenticator: TokenReview, Reason: ReasonReviewFailed,
+				Message: "no TokenReview slot was free in time", Err: ErrUnavailable}}
+		}
+		a.metrics.inFlight.Inc()
+		defer a.metrics.inFlight.Dec()
+		return a.review(rctx, key, cluster, client, token)
 	})
-	select {
-	case res := <-ch:
-		return res.Val.(reviewResult).get()
-	case <-ctx.Done():
+	if !ok {
 		return nil, &Failure{Authenticator: TokenReview, Reason: ReasonReviewFailed,
 			Message: "gave up waiting for the TokenReview of cluster " + cluster + ": " + ctx.Err().Error(), Err: ErrUnavailable}
 	}
+	return res.get()
+}
+
+// ForgetPod ends the cached successes of tokens bound to the pod with uid
+// in cluster, e.g. when a pod informer sees the pod deleted.
+func (a *TokenReviewer) ForgetPod(cluster, uid string) {
+	if uid != "" {
+		a.cache.recordDeletion(podDeletionKey(cluster, uid))
+	}
+}
+
+// ForgetServiceAccount ends the cached successes of the ServiceAccount's
+// tokens in cluster, e.g. when an informer sees it deleted.
+func (a *TokenReviewer) ForgetServiceAccount(cluster, namespace, name string) {
+	a.cache.recordDeletion(serviceAccountDeletionKey(cluster, namespace, name))
 }
 
 // review asks the apiserver and caches the outcome.
@@ -205,24 +262,33 @@ func (a *TokenReviewer) review(ctx context.Context, key reviewKey, cluster strin
 		return reviewResult{fail: &Failure{Authenticator: TokenReview, Reason: ReasonReviewFailed,
 			Message: "TokenReview in cluster " + cluster + " failed: " + err.Error(), Err: ErrUnavailable}}
 	}
-	now := a.now()
 	caller, f := evaluateReview(&got.Status, a.audiences, a.trustDomain, cluster, token)
 	if f != nil {
 		a.metrics.reviews.WithLabelValues(cluster, "rejected").Inc()
-		r := reviewResult{fail: f}
-		if a.negTTL > 0 {
-			a.cache.put(key, r, now, now.Add(a.negTTL))
-		}
-		return r
+		a.cache.putNegative(key, f, a.negTTL)
+		return reviewResult{fail: f}
 	}
 	a.metrics.reviews.WithLabelValues(cluster, "authenticated").Inc()
-	r := reviewResult{caller: caller}
-	expires := now.Add(a.ttl)
-	if exp, ok := unverifiedClaims(token); ok && exp.Expiry != nil && exp.Expiry.Time().Before(expires) {
-		expires = exp.Expiry.Time()
+	if a.cache.podDeleted(caller) {
+		// The apiserver answered from its own cache of recent successes.
+		f := fail(TokenReview, ReasonUnauthenticatedToken, "the token's pod was deleted")
+		a.cache.putNegative(key, f, a.negTTL)
+		return reviewResult{fail: f}
 	}
-	a.cache.put(key, r, now, expires)
-	return r
+	// The unverified exp only ever shortens the entry: the apiserver has
+	// just checked the token, and never accepts it past its exp.
+	ttl := a.ttl
+	if c, ok := unverifiedClaims(token); ok && c.Expiry != nil {
+		ttl = min(ttl, c.Expiry.Time().Sub(a.clock.Now()))
+	}
+	if _, deleted := a.cache.deletedAt(caller); deleted {
+		// Its ServiceAccount was deleted (and maybe re-created) within
+		// CacheTTL: the apiserver may have answered from its own cache,
+		// so do not keep the answer.
+		ttl = 0
+	}
+	a.cache.putPositive(key, caller, ttl)
+	return reviewResult{caller: caller}
 }
 
 // evaluateReview turns a TokenReview status into a caller, or a failure.

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -17,6 +18,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+	testingclock "k8s.io/utils/clock/testing"
 
 	"github.com/meshca/meshca/issuer/authn"
 )
@@ -26,7 +28,7 @@ import (
 type reviewerFixture struct {
 	a       *authn.TokenReviewer
 	calls   *reviewCounter
-	clock   *fakeClock
+	clock   *testingclock.FakeClock
 	metrics *prometheus.Registry
 }
 
@@ -36,7 +38,7 @@ func newReviewer(t *testing.T, mod func(*authn.TokenReviewOptions)) *reviewerFix
 	clusters, err := authn.NewClusters("", client, nil)
 	require.NoError(t, err)
 	f := &reviewerFixture{calls: calls, clock: newClock(), metrics: prometheus.NewRegistry()}
-	o := authn.TokenReviewOptions{Clusters: clusters, TrustDomain: trustDomain, Registerer: f.metrics, Now: f.clock.Now}
+	o := authn.TokenReviewOptions{Clusters: clusters, TrustDomain: trustDomain, Registerer: f.metrics, Clock: f.clock}
 	if mod != nil {
 		mod(&o)
 	}
@@ -139,14 +141,23 @@ func TestTokenReview_RejectsExpiredForgedAndGarbageTokens(t *testing.T) {
 		"iat": now.Add(-2 * time.Hour).Unix(), "exp": now.Add(-time.Hour).Unix(),
 	})
 	f := newReviewer(t, nil)
-	for name, token := range map[string]string{"expired token signed by a foreign key": expired, "garbage": "not-a-jwt"} {
+	for name, tc := range map[string]struct{ token, reason string }{
+		"expired token signed by a foreign key": {expired, authn.ReasonUnauthenticatedToken},
+		"JWT-shaped garbage":                    {jwtShapedGarbage(t, 1), authn.ReasonUnauthenticatedToken},
+		"garbage":                               {"not-a-jwt", authn.ReasonMalformedToken},
+		"three segments that are not base64url": {"a.b!.c", authn.ReasonMalformedToken},
+		"alg none":                              {"eyJhbGciOiJub25lIn0.e30.c2ln", authn.ReasonMalformedToken},
+		"larger than a ServiceAccount token":    {expired + strings.Repeat("A", authn.MaxServiceAccountTokenSize), authn.ReasonMalformedToken},
+	} {
 		t.Run(name, func(t *testing.T) {
-			caller, err := f.review(t, token, "")
+			caller, err := f.review(t, tc.token, "")
 			require.Nil(t, caller)
-			requireFailure(t, err, authn.ReasonUnauthenticatedToken)
-			require.NotContains(t, err.Error(), token, "errors never carry the token")
+			requireFailure(t, err, tc.reason)
+			require.False(t, authn.IsUnavailable(err))
+			require.NotContains(t, err.Error(), tc.token, "errors never carry the token")
 		})
 	}
+	require.EqualValues(t, 2, f.calls.n.Load(), "only the two JWT-shaped tokens were reviewed")
 }
 
 func TestTokenReview_RejectsTokenOfDeletedServiceAccount(t *testing.T) {
@@ -267,12 +278,12 @@ func TestTokenReview_CachedReviewEndsAtTokenExpiry(t *testing.T) {
 
 	_, err = f.review(t, token, "")
 	require.NoError(t, err)
-	f.clock.Add(9 * time.Minute)
+	f.clock.Step(9 * time.Minute)
 	_, err = f.review(t, token, "")
 	require.NoError(t, err)
 	require.EqualValues(t, 1, f.calls.n.Load(), "before exp the cache answers")
 
-	f.clock.Add(2 * time.Minute) // past the token's exp, well within CacheTTL
+	f.clock.Step(2 * time.Minute) // past the token's exp, well within CacheTTL
 	_, err = f.review(t, token, "")
 	require.NoError(t, err, "the real apiserver's clock has not moved")
 	require.EqualValues(t, 2, f.calls.n.Load(), "after exp the token is reviewed again")
@@ -285,11 +296,11 @@ func TestTokenReview_CachedReviewEndsAtCacheTTL(t *testing.T) {
 
 	_, err = f.review(t, token, "")
 	require.NoError(t, err)
-	f.clock.Add(authn.DefaultTokenReviewCacheTTL - time.Second)
+	f.clock.Step(authn.DefaultTokenReviewCacheTTL - time.Second)
 	_, err = f.review(t, token, "")
 	require.NoError(t, err)
 	require.EqualValues(t, 1, f.calls.n.Load())
-	f.clock.Add(time.Second)
+	f.clock.Step(time.Second + time.Nanosecond) // valid through exactly CacheTTL
 	_, err = f.review(t, token, "")
 	require.NoError(t, err)
 	require.EqualValues(t, 2, f.calls.n.Load())
@@ -297,12 +308,12 @@ func TestTokenReview_CachedReviewEndsAtCacheTTL(t *testing.T) {
 
 func TestTokenReview_RejectionIsCachedOnlyForTheShortNegativeTTL(t *testing.T) {
 	f := newReviewer(t, nil) // default NegativeCacheTTL 5 s
-	bad := "definitely.not.valid"
+	bad := jwtShapedGarbage(t, 0)
 	for _, step := range []struct {
 		advance time.Duration
 		calls   int64
 	}{{0, 1}, {time.Second, 1}, {authn.DefaultTokenReviewNegativeTTL, 2}} {
-		f.clock.Add(step.advance)
+		f.clock.Step(step.advance)
 		_, err := f.review(t, bad, "")
 		requireFailure(t, err, authn.ReasonUnauthenticatedToken)
 		require.Equal(t, step.calls, f.calls.n.Load())
@@ -379,8 +390,11 @@ func TestNewClusters_RejectsRemoteNamedLikeTheLocalCluster(t *testing.T) {
 
 func TestTokenReview_MetricsAreRegistered(t *testing.T) {
 	f := newReviewer(t, nil)
-	_, _ = f.review(t, "garbage", "")
-	n, err := testutil.GatherAndCount(f.metrics, authn.MetricCacheHits, authn.MetricCacheMisses, authn.MetricReviews)
+	_, _ = f.review(t, jwtShapedGarbage(t, 0), "")
+	n, err := testutil.GatherAndCount(f.metrics, authn.MetricCacheHits, authn.MetricCacheMisses, authn.MetricReviews, authn.MetricReviewsInFlight)
 	require.NoError(t, err)
-	require.Equal(t, 3, n)
+	require.Equal(t, 4, n)
+	n, err = testutil.GatherAndCount(f.metrics, authn.MetricRejectedBeforeReview)
+	require.NoError(t, err)
+	require.Equal(t, 4, n, "one series per fixed reason, from the start")
 }

@@ -1,11 +1,13 @@
 // Package impersonation decides whether a node agent (ztunnel) may obtain a
-// certificate for another workload's identity, the ImpersonatedIdentity of
-// contracts §1. It owns the rule and the pod informers that feed it: the
-// caller must be a trusted node account, authenticated by TokenReview with
-// a pod-bound token; its pod must exist with the same UID; a pod that is
-// not Failed or Succeeded and runs as the impersonated ServiceAccount must
-// be on the caller's node; and (meshca's addition) the impersonated
-// identity must be in the mesh's trust domain.
+// certificate for another workload's identity: the ImpersonatedIdentity
+// metadata of Istio's IstioCertificateService CreateCertificate request
+// (istio.io/api security/v1alpha1, used by ztunnel). It owns the rule and
+// the pod informers that feed it: the caller must be a trusted node
+// account, authenticated by TokenReview with a pod-bound token; its pod
+// must exist with the same UID; a pod that is not Failed or Succeeded and
+// runs as the impersonated ServiceAccount must be on the caller's node;
+// and (meshca's addition) the impersonated identity must be in the mesh's
+// trust domain.
 //
 // It answers from informer caches only, never with a GET per request. It
 // does not authenticate callers (package authn does) and does not map its
@@ -95,6 +97,10 @@ type Options struct {
 	Clusters map[string]kubernetes.Interface
 	// ResyncPeriod of the informers; 0 means none.
 	ResyncPeriod time.Duration
+	// PodDeleted, when set, is told of every pod deletion the informers
+	// see (cluster name and pod UID), e.g. authn.TokenReviewer.ForgetPod,
+	// so that a cached review of a token bound to the pod ends with it.
+	PodDeleted func(cluster, uid string)
 }
 
 // Authorizer implements the impersonation rule. Call Start before
@@ -104,6 +110,7 @@ type Authorizer struct {
 	trusted     map[string]bool // "ns/sa"
 	resync      time.Duration
 	clients     map[string]kubernetes.Interface
+	podDeleted  func(cluster, uid string)
 
 	mu        sync.RWMutex
 	pods      map[string]cache.SharedIndexInformer // by cluster, set when synced
@@ -126,7 +133,7 @@ func New(o Options) (*Authorizer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("impersonation: %w", err)
 	}
-	a := &Authorizer{trustDomain: o.TrustDomain, trusted: map[string]bool{}, resync: o.ResyncPeriod, clients: maps.Clone(o.Clusters)}
+	a := &Authorizer{trustDomain: o.TrustDomain, trusted: map[string]bool{}, resync: o.ResyncPeriod, clients: maps.Clone(o.Clusters), podDeleted: o.PodDeleted}
 	for _, acc := range o.TrustedNodeAccounts {
 		ns, sa, ok := strings.Cut(acc, "/")
 		if _, err := identity.ForServiceAccount(td, ns, sa); !ok || err != nil {
@@ -151,6 +158,12 @@ func (a *Authorizer) Start(ctx context.Context) error {
 		if err := inf.AddIndexers(cache.Indexers{indexNodeServiceAccount: byNodeServiceAccount}); err != nil {
 			cancel()
 			return fmt.Errorf("impersonation: pod index of cluster %q: %w", name, err)
+		}
+		if a.podDeleted != nil {
+			if _, err := inf.AddEventHandler(podDeleteHandler(name, a.podDeleted)); err != nil {
+				cancel()
+				return fmt.Errorf("impersonation: pod handler of cluster %q: %w", name, err)
+			}
 		}
 		f.Start(runCtx.Done())
 		pods[name] = inf

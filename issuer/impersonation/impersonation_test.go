@@ -298,3 +298,39 @@ func TestNew_RejectsUnusableOptions(t *testing.T) {
 		})
 	}
 }
+
+// A cached TokenReview success of a pod-bound token ends when the pod
+// informer sees the pod deleted, not up to CacheTTL later.
+func TestImpersonation_PodDeletionEndsTheCachedReviewOfItsToken(t *testing.T) {
+	c := testCtx(t)
+	n := node(t, "del")
+	p := pod(t, "imp-deleted", "web-0", "web", n)
+	token, err := env.MintPodToken(c, p, []string{"istio-ca"}, time.Hour)
+	require.NoError(t, err)
+	clusters, err := authn.NewClusters("", env.Client, nil)
+	require.NoError(t, err)
+	reviewer, err := authn.NewTokenReviewer(authn.TokenReviewOptions{Clusters: clusters, TrustDomain: trustDomain, NegativeCacheTTL: -1})
+	require.NoError(t, err)
+	a, err := impersonation.New(impersonation.Options{
+		TrustDomain: trustDomain, TrustedNodeAccounts: []string{agentNS + "/" + agentSA},
+		Clusters:   map[string]kubernetes.Interface{authn.DefaultClusterID: env.Client},
+		PodDeleted: reviewer.ForgetPod,
+	})
+	require.NoError(t, err)
+	require.NoError(t, a.Start(c))
+	t.Cleanup(a.Stop)
+
+	caller, err := reviewer.Authenticate(c, authn.Credentials{BearerToken: token})
+	require.NoError(t, err)
+	require.Equal(t, string(p.UID), caller.PodUID)
+
+	zero := int64(0)
+	require.NoError(t, env.Client.CoreV1().Pods(p.Namespace).Delete(c, p.Name, metav1.DeleteOptions{GracePeriodSeconds: &zero}))
+	var last error
+	_ = wait.PollUntilContextTimeout(c, 50*time.Millisecond, 20*time.Second, true, func(context.Context) (bool, error) {
+		_, last = reviewer.Authenticate(c, authn.Credentials{BearerToken: token})
+		return last != nil, nil
+	})
+	require.Error(t, last, "the deleted pod's token was still authenticated (from the cache) 20 s later")
+	require.Equal(t, authn.ReasonUnauthenticatedToken, authn.ReasonOf(last), "last error: %v", last)
+}

@@ -3,7 +3,21 @@ package impersonation
 import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/cache"
 )
+
+// podDeleteHandler reports each deleted pod's UID, also when the informer
+// only learnt of the deletion on a relist (cache.DeletedFinalStateUnknown).
+func podDeleteHandler(cluster string, deleted func(cluster, uid string)) cache.ResourceEventHandler {
+	return cache.ResourceEventHandlerFuncs{DeleteFunc: func(obj any) {
+		if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+			obj = tomb.Obj
+		}
+		if p, ok := obj.(*corev1.Pod); ok && p.UID != "" {
+			deleted(cluster, string(p.UID))
+		}
+	}}
+}
 
 // indexNodeServiceAccount indexes running pods by node and ServiceAccount,
 // the exact question Authorize asks: is a pod of ns/sa on node N?

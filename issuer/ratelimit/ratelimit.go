@@ -7,11 +7,12 @@ package ratelimit
 
 import (
 	"context"
-	"slices"
 	"sync"
 	"time"
 
 	"golang.org/x/time/rate"
+	"k8s.io/apimachinery/pkg/util/cache"
+	"k8s.io/utils/clock"
 )
 
 // Options configure a Limiter. Zero values disable the respective limit.
@@ -23,28 +24,28 @@ type Options struct {
 	MaxConcurrent int
 	// QueueTimeout is how long a request waits for a concurrency slot.
 	QueueTimeout time.Duration
-	// MaxIdentities bounds memory; idle buckets are evicted first.
+	// MaxIdentities bounds memory (default 100000). A bucket idle long
+	// enough to be full again is forgotten (a new one is the same); when
+	// the table is full the least recently used bucket goes, one at a time.
 	MaxIdentities int
-	Now           func() time.Time
+	// Clock is the clock; default the real one.
+	Clock clock.Clock
 }
 
 // Limiter applies both limits.
 type Limiter struct {
 	opts Options
-	mu   sync.Mutex
-	per  map[string]*bucket
-	sem  chan struct{}
-}
+	idle time.Duration // a bucket unused this long is full again
 
-type bucket struct {
-	lim  *rate.Limiter
-	seen time.Time
+	mu  sync.Mutex            // makes get-or-create of a bucket atomic
+	per *cache.LRUExpireCache // identity → *rate.Limiter
+	sem chan struct{}
 }
 
 // New returns a Limiter.
 func New(opts Options) *Limiter {
-	if opts.Now == nil {
-		opts.Now = time.Now
+	if opts.Clock == nil {
+		opts.Clock = clock.RealClock{}
 	}
 	if opts.MaxIdentities == 0 {
 		opts.MaxIdentities = 100000
@@ -52,7 +53,11 @@ func New(opts Options) *Limiter {
 	if opts.PerIdentityBurst == 0 {
 		opts.PerIdentityBurst = 1
 	}
-	l := &Limiter{opts: opts, per: map[string]*bucket{}}
+	l := &Limiter{opts: opts}
+	if opts.PerIdentityQPS > 0 {
+		l.idle = time.Duration(float64(opts.PerIdentityBurst)/opts.PerIdentityQPS*float64(time.Second)) + time.Second
+		l.per = cache.NewLRUExpireCacheWithClock(opts.MaxIdentities, opts.Clock)
+	}
 	if opts.MaxConcurrent > 0 {
 		l.sem = make(chan struct{}, opts.MaxConcurrent)
 	}
@@ -64,43 +69,19 @@ func (l *Limiter) Allow(identity string) bool {
 	if l.opts.PerIdentityQPS <= 0 {
 		return true
 	}
-	now := l.opts.Now()
+	now := l.opts.Clock.Now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	b, ok := l.per[identity]
-	if !ok {
-		if len(l.per) >= l.opts.MaxIdentities {
-			l.evictLocked(now)
-		}
-		b = &bucket{lim: rate.NewLimiter(rate.Limit(l.opts.PerIdentityQPS), l.opts.PerIdentityBurst)}
-		l.per[identity] = b
+	var lim *rate.Limiter
+	if v, ok := l.per.Get(identity); ok {
+		lim = v.(*rate.Limiter)
+	} else {
+		lim = rate.NewLimiter(rate.Limit(l.opts.PerIdentityQPS), l.opts.PerIdentityBurst)
 	}
-	b.seen = now
-	return b.lim.AllowN(now, 1)
-}
-
-// evictLocked drops buckets idle long enough to be full again, or failing
-// that the oldest half.
-func (l *Limiter) evictLocked(now time.Time) {
-	refill := time.Duration(float64(l.opts.PerIdentityBurst)/l.opts.PerIdentityQPS*float64(time.Second)) + time.Second
-	for id, b := range l.per {
-		if now.Sub(b.seen) > refill {
-			delete(l.per, id)
-		}
-	}
-	if len(l.per) < l.opts.MaxIdentities {
-		return
-	}
-	// Least recently used first: map order is random, and dropping a bucket
-	// that was just refused would reset a crash-looping identity's limit.
-	ids := make([]string, 0, len(l.per))
-	for id := range l.per {
-		ids = append(ids, id)
-	}
-	slices.SortFunc(ids, func(a, b string) int { return l.per[a].seen.Compare(l.per[b].seen) })
-	for _, id := range ids[:max(len(ids)/2, 1)] {
-		delete(l.per, id)
-	}
+	// Re-adding marks the bucket most recently used and restarts its
+	// idle expiry.
+	l.per.Add(identity, lim, l.idle)
+	return lim.AllowN(now, 1)
 }
 
 // Acquire waits up to QueueTimeout for a concurrency slot. It returns a
@@ -120,12 +101,12 @@ func (l *Limiter) Acquire(ctx context.Context) (func(), bool) {
 	if l.opts.QueueTimeout <= 0 {
 		return nil, false
 	}
-	t := time.NewTimer(l.opts.QueueTimeout)
+	t := l.opts.Clock.NewTimer(l.opts.QueueTimeout)
 	defer t.Stop()
 	select {
 	case l.sem <- struct{}{}:
 		return l.releaser(), true
-	case <-t.C:
+	case <-t.C():
 		return nil, false
 	case <-ctx.Done():
 		return nil, false

@@ -8,38 +8,24 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	testingclock "k8s.io/utils/clock/testing"
 )
 
-// clock is an injected Options.Now that only moves when the test says so.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
+func newClock() *testingclock.FakeClock {
+	return testingclock.NewFakeClock(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC))
 }
 
-func newClock() *clock { return &clock{now: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
-// identities is the number of buckets the limiter holds.
+// identities is the number of live buckets the limiter holds.
 func (l *Limiter) identities() int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return len(l.per)
+	if l.per == nil {
+		return 0
+	}
+	return len(l.per.Keys())
 }
 
 func TestAllow_BurstThenRefusal(t *testing.T) {
 	c := newClock()
-	l := New(Options{PerIdentityQPS: 1, PerIdentityBurst: 3, Now: c.Now})
+	l := New(Options{PerIdentityQPS: 1, PerIdentityBurst: 3, Clock: c})
 	for i := range 3 {
 		require.True(t, l.Allow("spiffe://td/ns/a/sa/x"), "request %d is within the burst", i+1)
 	}
@@ -49,33 +35,33 @@ func TestAllow_BurstThenRefusal(t *testing.T) {
 
 func TestAllow_RefillsOneTokenAfterOneOverQPS(t *testing.T) {
 	c := newClock()
-	l := New(Options{PerIdentityQPS: 2, PerIdentityBurst: 1, Now: c.Now})
+	l := New(Options{PerIdentityQPS: 2, PerIdentityBurst: 1, Clock: c})
 	id := "spiffe://td/ns/a/sa/x"
 	require.True(t, l.Allow(id))
 	require.False(t, l.Allow(id))
 
-	c.Advance(499 * time.Millisecond)
+	c.Step(499 * time.Millisecond)
 	require.False(t, l.Allow(id), "just before 1/QPS no token has been refilled")
 
-	c.Advance(time.Millisecond)
+	c.Step(time.Millisecond)
 	require.True(t, l.Allow(id), "after exactly 1/QPS = 500ms one token is back")
 	require.False(t, l.Allow(id), "and only one")
 
-	c.Advance(time.Hour)
+	c.Step(time.Hour)
 	require.True(t, l.Allow(id))
 	require.False(t, l.Allow(id), "a long idle period refills at most the burst")
 }
 
 func TestAllow_DefaultBurstIsOne(t *testing.T) {
 	c := newClock()
-	l := New(Options{PerIdentityQPS: 1, Now: c.Now})
+	l := New(Options{PerIdentityQPS: 1, Clock: c})
 	require.True(t, l.Allow("a"))
 	require.False(t, l.Allow("a"))
 }
 
 func TestAllow_IdentitiesHaveIndependentBuckets(t *testing.T) {
 	c := newClock()
-	l := New(Options{PerIdentityQPS: 1, PerIdentityBurst: 2, Now: c.Now})
+	l := New(Options{PerIdentityQPS: 1, PerIdentityBurst: 2, Clock: c})
 	require.True(t, l.Allow("crashloop"))
 	require.True(t, l.Allow("crashloop"))
 	require.False(t, l.Allow("crashloop"))
@@ -96,7 +82,7 @@ func TestAllow_ZeroQPSDisablesTheLimitAndKeepsNoState(t *testing.T) {
 
 func TestAllow_ConcurrentCallersGetExactlyTheBurst(t *testing.T) {
 	c := newClock()
-	l := New(Options{PerIdentityQPS: 1, PerIdentityBurst: 5, Now: c.Now})
+	l := New(Options{PerIdentityQPS: 1, PerIdentityBurst: 5, Clock: c})
 	var (
 		wg      sync.WaitGroup
 		mu      sync.Mutex
@@ -118,9 +104,9 @@ func TestAllow_ConcurrentCallersGetExactlyTheBurst(t *testing.T) {
 func TestAllow_EvictionKeepsMemoryBoundedAndAdmitsFreshIdentities(t *testing.T) {
 	c := newClock()
 	const maxIDs = 10
-	l := New(Options{PerIdentityQPS: 0.001, PerIdentityBurst: 1, MaxIdentities: maxIDs, Now: c.Now})
+	l := New(Options{PerIdentityQPS: 0.001, PerIdentityBurst: 1, MaxIdentities: maxIDs, Clock: c})
 	for i := range 1000 {
-		c.Advance(time.Millisecond) // never idle long enough to refill (1000s)
+		c.Step(time.Millisecond) // never idle long enough to refill (1000s)
 		require.True(t, l.Allow(fmt.Sprintf("id-%d", i)), "fresh identity %d is admitted", i)
 		require.LessOrEqual(t, l.identities(), maxIDs)
 	}
@@ -129,17 +115,17 @@ func TestAllow_EvictionKeepsMemoryBoundedAndAdmitsFreshIdentities(t *testing.T) 
 func TestAllow_EvictionDropsIdleBucketsFirst(t *testing.T) {
 	c := newClock()
 	// Burst 2 at 1 QPS: a bucket is full again after 2s, and idle after 3s.
-	l := New(Options{PerIdentityQPS: 1, PerIdentityBurst: 2, MaxIdentities: 4, Now: c.Now})
+	l := New(Options{PerIdentityQPS: 1, PerIdentityBurst: 2, MaxIdentities: 4, Clock: c})
 	require.True(t, l.Allow("idle-1"))
 	require.True(t, l.Allow("idle-2"))
-	c.Advance(2 * time.Second)
+	c.Step(2 * time.Second)
 	require.True(t, l.Allow("busy-1"))
 	require.True(t, l.Allow("busy-1"))
 	require.True(t, l.Allow("busy-2"))
 	require.True(t, l.Allow("busy-2"))
 	require.Equal(t, 4, l.identities())
 
-	c.Advance(1500 * time.Millisecond) // idle-* unused for 3.5s; busy-* for 1.5s
+	c.Step(1500 * time.Millisecond) // idle-* unused for 3.5s; busy-* for 1.5s
 	require.True(t, l.Allow("fresh"))
 	require.Equal(t, 3, l.identities(), "only the two idle buckets were dropped")
 	require.True(t, l.Allow("busy-1"), "1.5s refilled one token")
@@ -153,15 +139,15 @@ func TestAllow_EvictionUnderPressureKeepsTheMostRecentlyUsedBuckets(t *testing.T
 	const maxIDs = 10
 	for trial := range 20 {
 		c := newClock()
-		l := New(Options{PerIdentityQPS: 0.001, PerIdentityBurst: 1, MaxIdentities: maxIDs, Now: c.Now})
+		l := New(Options{PerIdentityQPS: 0.001, PerIdentityBurst: 1, MaxIdentities: maxIDs, Clock: c})
 		for i := range maxIDs - 1 {
 			require.True(t, l.Allow(fmt.Sprintf("cold-%d", i)))
-			c.Advance(time.Millisecond)
+			c.Step(time.Millisecond)
 		}
 		require.True(t, l.Allow("hot"))
-		c.Advance(time.Millisecond)
+		c.Step(time.Millisecond)
 		require.False(t, l.Allow("hot"))
-		c.Advance(time.Millisecond)
+		c.Step(time.Millisecond)
 
 		require.True(t, l.Allow("fresh"), "trial %d: a fresh identity is admitted when the table is full", trial)
 		require.LessOrEqual(t, l.identities(), maxIDs)
@@ -172,9 +158,9 @@ func TestAllow_EvictionUnderPressureKeepsTheMostRecentlyUsedBuckets(t *testing.T
 
 func TestAllow_MaxIdentitiesOneStillBoundsMemory(t *testing.T) {
 	c := newClock()
-	l := New(Options{PerIdentityQPS: 0.001, MaxIdentities: 1, Now: c.Now})
+	l := New(Options{PerIdentityQPS: 0.001, MaxIdentities: 1, Clock: c})
 	for i := range 5 {
-		c.Advance(time.Millisecond)
+		c.Step(time.Millisecond)
 		require.True(t, l.Allow(fmt.Sprintf("id-%d", i)))
 		require.Equal(t, 1, l.identities())
 	}
@@ -305,4 +291,19 @@ func TestAcquire_ReleaseTwiceFreesOnlyItsOwnSlotAndCancelledContextGetsNone(t *t
 	_, ok = l.Acquire(ctx)
 	require.False(t, ok)
 	require.Equal(t, 1, l.InFlight())
+}
+
+// A full table forgets one bucket, the least recently used, not a whole
+// batch: every other identity keeps its (empty) bucket.
+func TestAllow_FullTableEvictsOnlyTheLeastRecentlyUsedBucket(t *testing.T) {
+	const maxIDs = 10
+	l := New(Options{PerIdentityQPS: 0.001, PerIdentityBurst: 1, MaxIdentities: maxIDs})
+	for i := range maxIDs {
+		require.True(t, l.Allow(fmt.Sprintf("id-%d", i)))
+	}
+	require.True(t, l.Allow("fresh"))
+	for i := 1; i < maxIDs; i++ {
+		require.False(t, l.Allow(fmt.Sprintf("id-%d", i)), "the bucket of id-%d was evicted with the least recently used one", i)
+	}
+	require.True(t, l.Allow("id-0"), "id-0 was the least recently used bucket")
 }
