@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 	"github.com/stretchr/testify/require"
 	"k8s.io/apimachinery/pkg/util/wait"
 	testingclock "k8s.io/utils/clock/testing"
@@ -195,17 +194,13 @@ func metric(t *testing.T, reg *prometheus.Registry, name string, labels map[stri
 					continue series
 				}
 			}
-			return value(m)
+			if m.GetCounter() != nil {
+				return m.GetCounter().GetValue()
+			}
+			return m.GetGauge().GetValue()
 		}
 	}
 	return math.NaN()
-}
-
-func value(m *dto.Metric) float64 {
-	if m.GetCounter() != nil {
-		return m.GetCounter().GetValue()
-	}
-	return m.GetGauge().GetValue()
 }
 
 func renewals(t *testing.T, reg *prometheus.Registry, result string) float64 {
