@@ -17,7 +17,7 @@ type ServerConfig struct {
 	// host part of Istio's CA_ADDR must be among them (it is the TLS SNI).
 	DNSNames    []string `json:"dnsNames"`
 	IPAddresses []string `json:"ipAddresses"`
-	// ServingCertTTL is the lifetime of that certificate; it renews at half.
+	// ServingCertTTL is the lifetime of that certificate; it renews after two thirds.
 	ServingCertTTL Duration `json:"servingCertTTL"`
 	// Compliance is default, pqc or fips-140-2 (Istio's COMPLIANCE_POLICY).
 	Compliance string `json:"compliance"`

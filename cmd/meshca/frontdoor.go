@@ -40,6 +40,10 @@ func newIstioFrontDoor(ctx context.Context, cfg *config.Config, rt *authority.Ru
 	}
 	serving := &tlsconfig.ServingCert{
 		Authority: rt.Authority, DNSNames: cfg.Server.DNSNames, IPs: ips, TTL: cfg.Server.ServingCertTTL.Duration,
+		Log: log, Registerer: reg,
+	}
+	if err := serving.Start(ctx); err != nil { // renews in the background until ctx ends
+		return nil, err
 	}
 	tlsCfg, err := tlsconfig.Server(mode, serving.GetCertificate)
 	if err != nil {

@@ -89,6 +89,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 	e.roots.AddCert(rc)
 
 	serving := &tlsconfig.ServingCert{Authority: rt.Authority, DNSNames: []string{"meshca.istio-system.svc"}, TTL: time.Hour}
+	require.NoError(t, serving.Start(t.Context()))
 	if o.mode == "" {
 		o.mode = tlsconfig.Default
 	}

@@ -5,17 +5,23 @@ import (
 	"crypto/ecdsa"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"log/slog"
+	"math"
 	"net"
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
+	"k8s.io/apimachinery/pkg/util/wait"
+	testingclock "k8s.io/utils/clock/testing"
 
+	"github.com/meshca/meshca/ca/audit"
 	"github.com/meshca/meshca/ca/authority"
 	"github.com/meshca/meshca/ca/caerr"
 	"github.com/meshca/meshca/ca/config"
@@ -28,12 +34,54 @@ import (
 
 const servingName = "meshca.istio-system.svc"
 
+// testBackoff has no jitter, so that retries land on exact clock steps:
+// 1s, 2s, 4s, then 4s.
+var testBackoff = wait.Backoff{Duration: time.Second, Factor: 2, Steps: math.MaxInt32, Cap: 4 * time.Second}
+
+// recordMode is what the record store does with PutIssuance.
+type recordMode int32
+
+const (
+	recordOK    recordMode = iota
+	recordFail             // a full disk: the write fails
+	recordBlock            // a stalled disk: the write hangs until released
+)
+
+// gatedRecords is the real bbolt record store behind a switch, so that
+// serving-certificate issuance fails or stalls the way a sick disk makes it.
+type gatedRecords struct {
+	store.Issuances
+	mode    atomic.Int32
+	calls   atomic.Int32
+	release chan struct{}
+}
+
+func (g *gatedRecords) PutIssuance(ctx context.Context, r store.Issuance) error {
+	g.calls.Add(1)
+	switch recordMode(g.mode.Load()) {
+	case recordFail:
+		return errors.New("no space left on device")
+	case recordBlock:
+		select {
+		case <-g.release:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return g.Issuances.PutIssuance(ctx, r)
+}
+
 // testCA is a real CA: a file root, softkms keys and a bbolt store, opened
-// by authority.Open as `meshca serve` does.
+// by authority.Open as `meshca serve` does, and an Authority on the same
+// material and store whose record writes the test can fail or stall and
+// whose clock is the test's fake clock.
 type testCA struct {
-	rt    *authority.Runtime
-	cfg   *config.Config
-	roots *x509.CertPool
+	rt      *authority.Runtime
+	cfg     *config.Config
+	roots   *x509.CertPool
+	clk     *testingclock.FakeClock
+	records *gatedRecords
+	auth    *authority.Authority
 }
 
 func newTestCA(t *testing.T) *testCA {
@@ -55,14 +103,21 @@ func newTestCA(t *testing.T) *testCA {
 	t.Cleanup(func() { rt.Close() })
 	roots := x509.NewCertPool()
 	roots.AddCert(rc)
-	return &testCA{rt: rt, cfg: cfg, roots: roots}
+	pol, err := authority.PolicyFromConfig(cfg)
+	require.NoError(t, err)
+	clk := testingclock.NewFakeClock(time.Now())
+	g := &gatedRecords{Issuances: rt.Store, release: make(chan struct{})}
+	t.Cleanup(func() { close(g.release) })
+	a := authority.New(rt.Authority.Material(), pol, g,
+		authority.WithClock(clk.Now), authority.WithAudit(audit.New(slog.New(slog.DiscardHandler))))
+	return &testCA{rt: rt, cfg: cfg, roots: roots, clk: clk, records: g, auth: a}
 }
 
 // nextGeneration mints a second intermediate under the same root, as
-// rotation does, without activating it in the authority.
+// rotation does, without activating it.
 func (c *testCA) nextGeneration(t *testing.T) *authority.Material {
 	t.Helper()
-	cur := c.rt.Authority.Material()
+	cur := c.auth.Material()
 	rootSigner, err := c.rt.Keys.Signer(c.cfg.Root.File.RootKey)
 	require.NoError(t, err)
 	next, err := c.rt.Loader.Mint(context.Background(), cur.Bundle.Roots, root.CAKey{Signer: rootSigner})
@@ -71,7 +126,7 @@ func (c *testCA) nextGeneration(t *testing.T) *authority.Material {
 	return next
 }
 
-// servingRecords counts the serving certificates the authority recorded.
+// servingRecords counts the serving certificates recorded.
 func (c *testCA) servingRecords(t *testing.T) int {
 	t.Helper()
 	n := 0
@@ -84,53 +139,89 @@ func (c *testCA) servingRecords(t *testing.T) int {
 	return n
 }
 
-// fakeClock is ServingCert.Now, moved by the test.
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Set(t time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = t
-}
-
-func newServing(ca *testCA, clk *fakeClock) *tlsconfig.ServingCert {
+func (c *testCA) serving(reg prometheus.Registerer) *tlsconfig.ServingCert {
 	return &tlsconfig.ServingCert{
-		Authority: ca.rt.Authority,
-		DNSNames:  []string{servingName},
-		IPs:       []net.IP{net.IPv4(127, 0, 0, 1)},
-		TTL:       time.Hour,
-		Now:       clk.Now,
+		Authority:  c.auth,
+		DNSNames:   []string{servingName},
+		IPs:        []net.IP{net.IPv4(127, 0, 0, 1)},
+		TTL:        time.Hour,
+		Clock:      c.clk,
+		Backoff:    testBackoff,
+		Log:        slog.New(slog.DiscardHandler),
+		Registerer: reg,
 	}
 }
 
-// renewAt is half-way through leaf's validity.
-func renewAt(leaf *x509.Certificate) time.Time {
-	return leaf.NotBefore.Add(leaf.NotAfter.Sub(leaf.NotBefore) / 2)
-}
-
-func current(t *testing.T, s *tlsconfig.ServingCert) *tls.Certificate {
+// start starts s until the test ends and waits for its loop to park.
+func (c *testCA) start(t *testing.T, s *tlsconfig.ServingCert) {
 	t.Helper()
-	c, err := s.Current(context.Background())
-	require.NoError(t, err)
-	return c
+	require.NoError(t, s.Start(t.Context()))
+	c.parked(t)
 }
 
-func TestServingCert_IssuedByTheAuthorityAndChainsToTheMeshRoot(t *testing.T) {
-	ca := newTestCA(t)
-	s := newServing(ca, &fakeClock{now: time.Now()})
-	require.Nil(t, s.Leaf(), "nothing is issued before the first use")
+// parked waits until the renewal loop waits on the fake clock.
+func (c *testCA) parked(t *testing.T) {
+	t.Helper()
+	require.Eventually(t, func() bool { return c.clk.Waiters() == 1 }, 10*time.Second, time.Millisecond,
+		"the renewal loop does not wait on the clock")
+}
 
-	c := current(t, s)
-	m := ca.rt.Authority.Material()
+// step moves the fake clock and waits for the loop to park again.
+func (c *testCA) step(t *testing.T, d time.Duration) {
+	t.Helper()
+	c.clk.Step(d)
+	c.parked(t)
+}
+
+// renewAt is two thirds through leaf's validity.
+func renewAt(leaf *x509.Certificate) time.Time {
+	return leaf.NotBefore.Add(time.Duration(float64(leaf.NotAfter.Sub(leaf.NotBefore)) * 2 / 3))
+}
+
+// metric is the value of the series name{labels} in reg, NaN if absent.
+func metric(t *testing.T, reg *prometheus.Registry, name string, labels map[string]string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	require.NoError(t, err)
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	series:
+		for _, m := range mf.GetMetric() {
+			for _, lp := range m.GetLabel() {
+				if v, ok := labels[lp.GetName()]; ok && v != lp.GetValue() {
+					continue series
+				}
+			}
+			if m.GetCounter() != nil {
+				return m.GetCounter().GetValue()
+			}
+			return m.GetGauge().GetValue()
+		}
+	}
+	return math.NaN()
+}
+
+func renewals(t *testing.T, reg *prometheus.Registry, result string) float64 {
+	return metric(t, reg, "meshca_serving_cert_renewals_total", map[string]string{"result": result})
+}
+
+func expiry(t *testing.T, reg *prometheus.Registry) float64 {
+	return metric(t, reg, "meshca_serving_cert_expiry_timestamp_seconds", nil)
+}
+
+func TestServingCert_StartIssuesACertificateChainingToTheMeshRoot(t *testing.T) {
+	ca := newTestCA(t)
+	reg := prometheus.NewRegistry()
+	s := ca.serving(reg)
+	require.Nil(t, s.Current(), "nothing is issued before Start")
+	_, err := s.GetCertificate(&tls.ClientHelloInfo{ServerName: servingName})
+	require.ErrorIs(t, err, tlsconfig.ErrNotIssued)
+
+	ca.start(t, s)
+	c := s.Current()
+	m := ca.auth.Material()
 	leaf := c.Leaf
 	require.Same(t, leaf, s.Leaf())
 	require.Equal(t, []string{servingName}, leaf.DNSNames)
@@ -144,91 +235,111 @@ func TestServingCert_IssuedByTheAuthorityAndChainsToTheMeshRoot(t *testing.T) {
 	require.Equal(t, m.Bundle.Cert.Raw, c.Certificate[1])
 	inters := x509.NewCertPool()
 	inters.AddCert(m.Bundle.Cert)
-	_, err := leaf.Verify(x509.VerifyOptions{DNSName: servingName, Roots: ca.roots, Intermediates: inters})
+	_, err = leaf.Verify(x509.VerifyOptions{DNSName: servingName, Roots: ca.roots, Intermediates: inters})
 	require.NoError(t, err)
 
 	key, ok := c.PrivateKey.(*ecdsa.PrivateKey)
 	require.True(t, ok)
 	require.True(t, key.PublicKey.Equal(leaf.PublicKey), "the private key matches the leaf")
 	require.Equal(t, 1, ca.servingRecords(t), "the serving certificate is recorded")
+	require.Equal(t, 1.0, renewals(t, reg, "success"))
+	require.Equal(t, 0.0, renewals(t, reg, "failure"))
+	require.Equal(t, float64(leaf.NotAfter.Unix()), expiry(t, reg))
+	require.Error(t, s.Start(t.Context()), "a second Start is refused")
 }
 
-func TestServingCert_ServesRealHandshakesAndIsCachedBetweenThem(t *testing.T) {
+func TestServingCert_StartFailsClearlyWhenTheFirstIssuanceFails(t *testing.T) {
 	ca := newTestCA(t)
-	s := newServing(ca, &fakeClock{now: time.Now()})
+	ca.records.mode.Store(int32(recordFail))
+	s := ca.serving(prometheus.NewRegistry())
+	err := s.Start(t.Context())
+	require.ErrorContains(t, err, "issuing meshca's serving certificate: ")
+	require.Equal(t, caerr.Unavailable, caerr.CodeOf(err))
+	require.Equal(t, "store_unavailable", caerr.ReasonOf(err))
+	require.Nil(t, s.Leaf())
+	_, err = s.GetCertificate(&tls.ClientHelloInfo{ServerName: servingName})
+	require.ErrorIs(t, err, tlsconfig.ErrNotIssued)
+	require.Zero(t, ca.clk.Waiters(), "no renewal loop runs after a failed Start")
+	require.Equal(t, 0, ca.servingRecords(t))
+
+	ca.records.mode.Store(int32(recordOK))
+	require.NoError(t, s.Start(t.Context()), "Start can be retried")
+	require.NotNil(t, s.Leaf())
+}
+
+func TestServingCert_HandshakesReadTheCurrentCertificateWithoutIssuing(t *testing.T) {
+	ca := newTestCA(t)
+	s := ca.serving(nil)
+	ca.start(t, s)
 	srv, err := tlsconfig.Server(tlsconfig.Default, s.GetCertificate)
 	require.NoError(t, err)
 	client := &tls.Config{RootCAs: ca.roots, ServerName: servingName}
-
-	var serials []string
 	for range 3 {
 		r := handshake(t, srv, client)
 		require.NoError(t, r.clientErr, "istio-agent's view: SNI name and mesh root verify")
 		require.NoError(t, r.serverErr)
 		require.Len(t, r.client.PeerCertificates, 2)
-		serials = append(serials, r.client.PeerCertificates[0].SerialNumber.String())
+		require.Equal(t, s.Leaf().Raw, r.client.PeerCertificates[0].Raw)
 	}
-	require.Equal(t, serials[0], serials[1])
-	require.Equal(t, serials[0], serials[2])
-	require.Equal(t, 1, ca.servingRecords(t), "one issuance for three handshakes")
-}
 
-func TestServingCert_ConcurrentHandshakesShareOneIssuance(t *testing.T) {
-	ca := newTestCA(t)
-	s := newServing(ca, &fakeClock{now: time.Now()})
 	got := make([]*tls.Certificate, 16)
 	var wg sync.WaitGroup
 	for i := range got {
-		wg.Go(func() {
-			c, err := s.GetCertificate(&tls.ClientHelloInfo{ServerName: servingName})
-			if err == nil {
-				got[i] = c
-			}
-		})
+		wg.Go(func() { got[i], _ = s.GetCertificate(&tls.ClientHelloInfo{ServerName: servingName}) })
 	}
 	wg.Wait()
 	for _, c := range got {
-		require.Same(t, got[0], c)
+		require.Same(t, s.Current(), c)
 	}
-	require.Equal(t, 1, ca.servingRecords(t))
+	require.Equal(t, 1, ca.servingRecords(t), "one issuance for all handshakes")
+	require.EqualValues(t, 1, ca.records.calls.Load())
 }
 
-func TestServingCert_RenewsAtHalfItsLifetime(t *testing.T) {
+func TestServingCert_RenewsInTheBackgroundAtTwoThirdsOfItsLifetime(t *testing.T) {
 	ca := newTestCA(t)
-	clk := &fakeClock{now: time.Now()}
-	s := newServing(ca, clk)
-	first := current(t, s)
-	half := renewAt(first.Leaf)
+	reg := prometheus.NewRegistry()
+	s := ca.serving(reg)
+	ca.start(t, s)
+	first := s.Current()
+	due := renewAt(first.Leaf)
 
-	clk.Set(half.Add(-time.Nanosecond))
-	require.Same(t, first, current(t, s), "still fresh just before half its lifetime")
+	ca.step(t, due.Add(-time.Nanosecond).Sub(ca.clk.Now()))
+	require.Same(t, first, s.Current(), "still fresh just before two thirds of its lifetime")
 	require.Equal(t, 1, ca.servingRecords(t))
 
-	clk.Set(half)
-	second := current(t, s)
+	ca.step(t, time.Nanosecond)
+	second := s.Current()
 	require.NotSame(t, first, second)
 	require.NotEqual(t, first.Leaf.SerialNumber, second.Leaf.SerialNumber)
 	require.False(t, first.Leaf.PublicKey.(*ecdsa.PublicKey).Equal(second.Leaf.PublicKey), "a renewal uses a new key")
-	require.Same(t, second.Leaf, s.Leaf())
+	require.Equal(t, due.Add(-policy.Backdate).Truncate(time.Second), second.Leaf.NotBefore, "issued at the renewal time")
 	require.Equal(t, 2, ca.servingRecords(t))
+	require.Equal(t, 2.0, renewals(t, reg, "success"))
+	require.Equal(t, float64(second.Leaf.NotAfter.Unix()), expiry(t, reg))
 }
 
-func TestServingCert_RenewsAtOnceWhenTheCAGenerationChanges(t *testing.T) {
+func TestServingCert_RenewsWhenTheCAGenerationChanges(t *testing.T) {
 	ca := newTestCA(t)
-	s := newServing(ca, &fakeClock{now: time.Now()}) // the clock never moves
-	first := current(t, s)
-	old := ca.rt.Authority.Material()
+	s := ca.serving(nil)
+	ca.start(t, s)
+	first := s.Current()
+	old := ca.auth.Material()
 
 	next := ca.nextGeneration(t)
-	require.Same(t, first, current(t, s), "a minted but inactive generation changes nothing")
+	ca.step(t, tlsconfig.DefaultRotationPoll)
+	require.Same(t, first, s.Current(), "a minted but inactive generation changes nothing")
 
-	ca.rt.Authority.SetMaterial(next)
-	second := current(t, s)
+	ca.auth.SetMaterial(next)
+	ca.step(t, tlsconfig.DefaultRotationPoll-time.Nanosecond)
+	require.Same(t, first, s.Current(), "seen at the next poll")
+	ca.step(t, time.Nanosecond)
+	second := s.Current()
 	require.NotSame(t, first, second)
 	require.NoError(t, second.Leaf.CheckSignatureFrom(next.Bundle.Cert), "issued by the new intermediate")
 	require.Error(t, second.Leaf.CheckSignatureFrom(old.Bundle.Cert))
 	require.Equal(t, next.Bundle.Cert.Raw, second.Certificate[1], "the chain carries the new intermediate")
-	require.Same(t, second, current(t, s), "cached again under the new generation")
+	ca.step(t, tlsconfig.DefaultRotationPoll)
+	require.Same(t, second, s.Current(), "renewed once per generation")
 	require.Equal(t, 2, ca.servingRecords(t))
 
 	srv, err := tlsconfig.Server(tlsconfig.Default, s.GetCertificate)
@@ -239,44 +350,104 @@ func TestServingCert_RenewsAtOnceWhenTheCAGenerationChanges(t *testing.T) {
 	require.Equal(t, second.Leaf.Raw, r.client.PeerCertificates[0].Raw)
 }
 
-func TestServingCert_KeepsTheOldCertificateWhenRenewalFails(t *testing.T) {
+// The regression of issue #9: renewal ran on the handshake path, so a
+// stalled record write stalled every handshake.
+func TestServingCert_AStalledIssuanceDoesNotStallHandshakes(t *testing.T) {
 	ca := newTestCA(t)
-	clk := &fakeClock{now: time.Now()}
-	s := newServing(ca, clk)
-	first := current(t, s)
+	s := ca.serving(nil)
+	ca.start(t, s)
+	first := s.Current()
 
-	// The record store goes away; renewal is due but cannot be recorded.
-	require.NoError(t, ca.rt.Store.Close())
-	clk.Set(renewAt(first.Leaf).Add(time.Minute))
-	c, err := s.Current(context.Background())
-	require.NoError(t, err, "a failed renewal is not a handshake failure")
-	require.Same(t, first, c)
-	c, err = s.GetCertificate(&tls.ClientHelloInfo{ServerName: servingName})
+	ca.records.mode.Store(int32(recordBlock))
+	ca.auth.SetMaterial(ca.nextGeneration(t)) // renewal is due at once
+	ca.clk.Step(tlsconfig.DefaultRotationPoll)
+	require.Eventually(t, func() bool { return ca.records.calls.Load() == 2 }, 10*time.Second, time.Millisecond,
+		"the renewal is under way and stalled")
+
+	srv, err := tlsconfig.Server(tlsconfig.Default, s.GetCertificate)
 	require.NoError(t, err)
-	require.Same(t, first, c, "every handshake retries and falls back")
-
-	// Without an old certificate there is nothing to fall back to.
-	fresh := newServing(ca, clk)
-	c, err = fresh.Current(context.Background())
-	require.Nil(t, c)
-	require.Equal(t, caerr.Unavailable, caerr.CodeOf(err))
-	require.Equal(t, "store_unavailable", caerr.ReasonOf(err))
-	require.Nil(t, fresh.Leaf())
+	done := make(chan handshakeResult, 1)
+	go func() { done <- handshake(t, srv, &tls.Config{RootCAs: ca.roots, ServerName: servingName}) }()
+	select {
+	case r := <-done:
+		require.NoError(t, r.clientErr)
+		require.NoError(t, r.serverErr)
+		require.Equal(t, first.Leaf.Raw, r.client.PeerCertificates[0].Raw, "the current certificate, still valid")
+	case <-time.After(3 * time.Second):
+		t.Fatal("the handshake is stalled by a blocked serving-certificate renewal")
+	}
 }
 
-func TestServingCert_RetriesOnTheNextHandshakeOnceTheCARecovers(t *testing.T) {
+func TestServingCert_FailedRenewalsRetryWithCappedBackoffAndRecover(t *testing.T) {
 	ca := newTestCA(t)
-	clk := &fakeClock{now: time.Now()}
-	s := newServing(ca, clk)
-	first := current(t, s)
-	m := ca.rt.Authority.Material()
+	reg := prometheus.NewRegistry()
+	s := ca.serving(reg)
+	ca.start(t, s)
+	first := s.Current()
 
-	ca.rt.Authority.SetMaterial(nil) // no signing material: IssueServing fails
-	clk.Set(renewAt(first.Leaf))
-	require.Same(t, first, current(t, s))
+	ca.records.mode.Store(int32(recordFail)) // the disk is full
+	ca.step(t, renewAt(first.Leaf).Sub(ca.clk.Now()))
+	require.EqualValues(t, 2, ca.records.calls.Load(), "renewal attempted when due")
+	require.Equal(t, 1.0, renewals(t, reg, "failure"))
 
-	ca.rt.Authority.SetMaterial(m)
-	second := current(t, s)
-	require.NotSame(t, first, second, "renewal is retried, not postponed")
+	calls := int32(2)
+	for _, d := range []time.Duration{time.Second, 2 * time.Second, 4 * time.Second, 4 * time.Second} {
+		ca.step(t, d-time.Nanosecond)
+		require.Equal(t, calls, ca.records.calls.Load(), "no retry before %s", d)
+		ca.step(t, time.Nanosecond)
+		calls++
+		require.Equal(t, calls, ca.records.calls.Load(), "a retry after %s", d)
+		c, err := s.GetCertificate(&tls.ClientHelloInfo{ServerName: servingName})
+		require.NoError(t, err, "a failed renewal is not a handshake failure")
+		require.Same(t, first, c)
+	}
+	require.Equal(t, 5.0, renewals(t, reg, "failure"))
+	require.Equal(t, 1.0, renewals(t, reg, "success"))
+	require.Equal(t, float64(first.Leaf.NotAfter.Unix()), expiry(t, reg))
+	require.Equal(t, 1, ca.servingRecords(t))
+
+	ca.records.mode.Store(int32(recordOK)) // space is freed
+	ca.step(t, 4*time.Second)
+	second := s.Current()
+	require.NotSame(t, first, second, "the next retry renews")
+	require.Equal(t, 2.0, renewals(t, reg, "success"))
+	require.Equal(t, 5.0, renewals(t, reg, "failure"))
+	require.Equal(t, float64(second.Leaf.NotAfter.Unix()), expiry(t, reg))
 	require.Equal(t, 2, ca.servingRecords(t))
+
+	// A later failure streak starts again from the initial delay.
+	ca.records.mode.Store(int32(recordFail))
+	ca.step(t, renewAt(second.Leaf).Sub(ca.clk.Now()))
+	require.Equal(t, 6.0, renewals(t, reg, "failure"))
+	ca.step(t, time.Second)
+	require.Equal(t, 7.0, renewals(t, reg, "failure"))
+}
+
+func TestServingCert_RunReturnsWhenItsContextEnds(t *testing.T) {
+	ca := newTestCA(t)
+	s := ca.serving(nil)
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	ca.parked(t)
+	require.NotNil(t, s.Leaf())
+	cancel()
+	select {
+	case err := <-done:
+		require.NoError(t, err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run does not return after its context ends")
+	}
+	require.Eventually(t, func() bool { return ca.clk.Waiters() == 0 }, 10*time.Second, time.Millisecond)
+}
+
+func TestDefaultBackoff_DoublesFromOneSecondToOneMinuteWithJitter(t *testing.T) {
+	next := tlsconfig.DefaultBackoff.DelayFunc()
+	base := time.Second
+	for range 12 {
+		d := next()
+		require.GreaterOrEqual(t, d, base/2)
+		require.LessOrEqual(t, d, base)
+		base = min(2*base, time.Minute)
+	}
 }

@@ -1,23 +1,16 @@
 // Package tlsconfig owns the TLS side of meshca's endpoints: the compliance
-// modes Istio clients use (default, pqc, fips-140-2; contracts §1), client
+// modes Istio clients use (the COMPLIANCE_POLICY values default, pqc and
+// fips-140-2 of Istio's pilot-agent and istiod, see
+// https://istio.io/latest/docs/reference/commands/pilot-agent/), client
 // certificates requested but optional, and a serving certificate that meshca
-// issues to itself and renews before it ages or when the CA rotates.
+// issues to itself and renews in the background before it ages or when the
+// CA rotates.
 package tlsconfig
 
 import (
-	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
 	"fmt"
-	"net"
 	"slices"
-	"sync"
-	"time"
-
-	"github.com/meshca/meshca/ca/authority"
 )
 
 // Mode is a compliance mode, named as Istio's COMPLIANCE_POLICY values.
@@ -87,67 +80,4 @@ func Server(mode Mode, getCert func(*tls.ClientHelloInfo) (*tls.Certificate, err
 		return nil, fmt.Errorf("unknown compliance mode %q", mode)
 	}
 	return c, nil
-}
-
-// ServingCert keeps a serving certificate issued by meshca to itself. It is
-// renewed on the first handshake after half its lifetime, or as soon as the
-// CA generation changes, so clients always see a chain to the current root.
-type ServingCert struct {
-	Authority *authority.Authority
-	DNSNames  []string
-	IPs       []net.IP
-	TTL       time.Duration
-	Now       func() time.Time
-
-	mu      sync.Mutex
-	cert    *tls.Certificate
-	gen     uint64
-	renewAt time.Time
-}
-
-// GetCertificate implements tls.Config.GetCertificate.
-func (s *ServingCert) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
-	return s.Current(context.Background())
-}
-
-// Current returns the serving certificate, renewing it when due.
-func (s *ServingCert) Current(ctx context.Context) (*tls.Certificate, error) {
-	now := time.Now
-	if s.Now != nil {
-		now = s.Now
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	m := s.Authority.Material()
-	if s.cert != nil && now().Before(s.renewAt) && m != nil && m.Generation == s.gen {
-		return s.cert, nil
-	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, err
-	}
-	sv, err := s.Authority.IssueServing(ctx, key.Public(), s.DNSNames, s.IPs, s.TTL)
-	if err != nil {
-		if s.cert != nil {
-			return s.cert, nil // keep serving the old one; the next handshake retries
-		}
-		return nil, err
-	}
-	c := &tls.Certificate{PrivateKey: key, Leaf: sv.Leaf}
-	for _, x := range sv.Chain {
-		c.Certificate = append(c.Certificate, x.Raw)
-	}
-	life := sv.Leaf.NotAfter.Sub(sv.Leaf.NotBefore)
-	s.cert, s.gen, s.renewAt = c, sv.Generation, sv.Leaf.NotBefore.Add(life/2)
-	return c, nil
-}
-
-// Leaf returns the current leaf (for tests and logs).
-func (s *ServingCert) Leaf() *x509.Certificate {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.cert == nil {
-		return nil
-	}
-	return s.cert.Leaf
 }

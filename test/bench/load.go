@@ -46,8 +46,14 @@ type endpoint struct {
 func (fx *fixture) startEndpoint(clients int) (*endpoint, error) {
 	log := slog.New(slog.NewJSONHandler(io.Discard, nil))
 	serving := &tlsconfig.ServingCert{Authority: fx.rt.Authority, DNSNames: []string{"meshca.istio-system.svc"}, TTL: time.Hour}
+	renewCtx, stopRenewal := context.WithCancel(context.Background())
+	if err := serving.Start(renewCtx); err != nil {
+		stopRenewal()
+		return nil, err
+	}
 	tlsCfg, err := tlsconfig.Server(tlsconfig.Default, serving.GetCertificate)
 	if err != nil {
+		stopRenewal()
 		return nil, err
 	}
 	svc := istio.New(istio.Options{
@@ -61,10 +67,11 @@ func (fx *fixture) startEndpoint(clients int) (*endpoint, error) {
 	svc.Register(g)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
+		stopRenewal()
 		return nil, err
 	}
 	go g.Serve(ln)
-	ep := &endpoint{addr: ln.Addr().String(), stop: g.Stop, roots: fx.roots}
+	ep := &endpoint{addr: ln.Addr().String(), stop: func() { g.Stop(); stopRenewal() }, roots: fx.roots}
 	for i := 0; i < clients; i++ {
 		key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 		id := fx.ids[i%poolSize]

@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/tools/cache"
@@ -18,7 +20,8 @@ import (
 )
 
 // Layout of meshca's ClusterTrustBundles for a signer such as
-// meshca.io/workload (contracts §8):
+// meshca.io/workload (signer-linked bundles are named after the signer, see
+// https://kubernetes.io/docs/reference/access-authn-authz/certificate-signing-requests/#cluster-trust-bundles):
 //
 //   - meshca.io:workload:roots holds every active root, for mounts by name;
 //   - during a rotation (more than one root) also one bundle per root,
@@ -105,12 +108,16 @@ func discoverBundleVersion(d discovery.DiscoveryInterface) (string, error) {
 	return "", nil
 }
 
+// discoveryBackoff spaces ClusterTrustBundle discovery attempts while the
+// apiserver cannot be reached: 200ms, doubling up to 30s.
+var discoveryBackoff = wait.Backoff{Duration: 200 * time.Millisecond, Factor: 2, Steps: math.MaxInt32, Cap: 30 * time.Second}
+
 // runTrustBundles discovers the served version (retrying with backoff
 // while the apiserver is unreachable), then watches meshca's bundles until
 // ctx ends.
 func (p *Publisher) runTrustBundles(ctx context.Context) {
 	version := p.ctbForced
-	delay := 200 * time.Millisecond
+	retry := discoveryBackoff.DelayFunc()
 	for version == "" {
 		v, err := discoverBundleVersion(p.client.Discovery())
 		if err == nil && v == "" {
@@ -121,13 +128,15 @@ func (p *Publisher) runTrustBundles(ctx context.Context) {
 			version = v
 			break
 		}
+		delay := retry()
 		p.log.Warn("ClusterTrustBundle discovery failed; retrying", "in", delay, "error", err)
+		t := p.clock.NewTimer(delay)
 		select {
 		case <-ctx.Done():
+			t.Stop()
 			return
-		case <-p.clock.After(delay):
+		case <-t.C():
 		}
-		delay = min(2*delay, 30*time.Second)
 	}
 	factory := informers.NewSharedInformerFactoryWithOptions(p.client, p.resync,
 		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = managedBySelector }))

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	vaultapi "github.com/hashicorp/vault/api"
+	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/meshca/meshca/ca/config"
 )
@@ -208,21 +209,26 @@ func (s *Source) loginError(err error) error {
 // revoked, or at its max TTL). Failures are retried with backoff. It
 // returns when ctx ends.
 func (s *Source) RunTokenRenewal(ctx context.Context) {
+	var retry wait.DelayFunc // non-nil while renewals fail
+	var d time.Duration
 	attempt := 0
 	for {
-		d := s.renewDelay()
-		if attempt > 0 {
-			d = s.backoff(attempt - 1)
+		if retry == nil {
+			d = s.renewDelay()
 		}
 		if s.sleep(ctx, d) != nil {
 			return
 		}
 		if err := s.renewOrLogin(ctx); err != nil {
+			if retry == nil {
+				retry = s.retryBackoff().DelayFunc()
+			}
+			d = retry()
 			attempt++
-			s.log.Warn("vault token renewal failed; retrying", "error", err, "attempt", attempt)
+			s.log.Warn("vault token renewal failed; retrying", "error", err, "attempt", attempt, "retry_in", d)
 			continue
 		}
-		attempt = 0
+		retry, attempt = nil, 0
 	}
 }
 

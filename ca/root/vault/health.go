@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/apimachinery/pkg/util/wait"
 )
 
 // Probe checks that Vault is reachable, initialised and unsealed, and that
@@ -54,17 +55,19 @@ func (s *Source) probe(ctx context.Context) error {
 // MaxBackoff) while it is down, so that recovery is seen within one
 // backoff period. It returns when ctx ends.
 func (s *Source) RunHealth(ctx context.Context) {
-	attempt := 0
+	var retry wait.DelayFunc // non-nil while Vault is down
 	for {
 		d := s.cfg.HealthInterval.Duration
 		if err := s.Probe(ctx); err != nil {
 			if ctx.Err() != nil {
 				return
 			}
-			d = s.backoff(attempt)
-			attempt++
+			if retry == nil {
+				retry = s.retryBackoff().DelayFunc()
+			}
+			d = retry()
 		} else {
-			attempt = 0
+			retry = nil
 		}
 		if s.sleep(ctx, d) != nil {
 			return

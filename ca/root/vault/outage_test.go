@@ -62,13 +62,14 @@ func TestSeal_CallsFailFastTypedAndUpMetricRecoversWithinOneBackoff(t *testing.T
 	opensslVerify(t, p.root, current.Cert, signLeaf(t, current.Cert, currentKey))
 
 	// The health loop sees the seal and retries with capped backoff.
-	maxBackoff := p.config().MaxBackoff.Duration
-	for range 4 {
+	base, maxBackoff := p.config().InitialBackoff.Duration, p.config().MaxBackoff.Duration
+	for range 5 {
 		health.wake()
 		d := health.next(t)
 		require.Equal(t, 0.0, gauge(t, reg, "meshca_root_source_up"))
-		require.LessOrEqual(t, d, maxBackoff)
-		require.Positive(t, d)
+		require.LessOrEqual(t, d, base, "doubling from initialBackoff, capped at maxBackoff")
+		require.GreaterOrEqual(t, d, base/2, "jitter keeps at least half")
+		base = min(2*base, maxBackoff)
 	}
 	require.Equal(t, okBefore, gauge(t, reg, "meshca_root_source_last_success_timestamp_seconds"))
 
@@ -88,20 +89,21 @@ func TestBackoff_DoublesFromInitialAndIsCappedWithJitter(t *testing.T) {
 		InitialBackoff: config.Duration{Duration: time.Second},
 		MaxBackoff:     config.Duration{Duration: 10 * time.Second},
 	}}
-	s.jitter = func(max time.Duration) time.Duration { return max } // top of the range
+	b := s.retryBackoff()
+	b.Jitter = 0 // the bottom of each range
 	var got []time.Duration
-	for a := range 7 {
-		got = append(got, s.backoff(a))
+	next := b.DelayFunc()
+	for range 7 {
+		got = append(got, next())
 	}
-	require.Equal(t, []time.Duration{time.Second, 2 * time.Second, 4 * time.Second, 8 * time.Second,
-		10 * time.Second, 10 * time.Second, 10 * time.Second}, got)
-	s.jitter = func(time.Duration) time.Duration { return 0 } // bottom of the range
-	require.Equal(t, 5*time.Second, s.backoff(10))
-	s.jitter = randomJitter
+	require.Equal(t, []time.Duration{500 * time.Millisecond, time.Second, 2 * time.Second, 4 * time.Second,
+		5 * time.Second, 5 * time.Second, 5 * time.Second}, got)
+	next = s.retryBackoff().DelayFunc()
 	for a := range 50 {
-		d := s.backoff(a)
-		require.LessOrEqual(t, d, 10*time.Second)
-		require.GreaterOrEqual(t, d, min(time.Second<<min(a, 8), 10*time.Second)/2)
+		d := next()
+		base := min(time.Second<<min(a, 8), 10*time.Second)
+		require.LessOrEqual(t, d, base)
+		require.GreaterOrEqual(t, d, base/2)
 	}
 }
 

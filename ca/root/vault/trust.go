@@ -12,6 +12,8 @@ import (
 	"net/http"
 	"time"
 
+	"k8s.io/apimachinery/pkg/util/wait"
+
 	"github.com/meshca/meshca/ca/root"
 )
 
@@ -253,11 +255,12 @@ func (s *Source) CurrentCRL() *x509.RevocationList {
 // the CRL held nears its nextUpdate; failures are retried with backoff
 // while the last good CRL is kept. It returns when ctx ends.
 func (s *Source) RunCRLRefresh(ctx context.Context) {
+	var retry wait.DelayFunc // non-nil while refreshes fail
+	var d time.Duration
 	attempt := 0
 	for {
-		d := nextCRLRefresh(s.now(), s.crl.Load(), s.cfg.CRLRefreshInterval.Duration)
-		if attempt > 0 {
-			d = s.backoff(attempt - 1)
+		if retry == nil {
+			d = nextCRLRefresh(s.now(), s.crl.Load(), s.cfg.CRLRefreshInterval.Duration)
 		}
 		if s.sleep(ctx, d) != nil {
 			return
@@ -266,11 +269,15 @@ func (s *Source) RunCRLRefresh(ctx context.Context) {
 			continue // completing the deferred validation fetches the CRL
 		}
 		if _, err := s.CRL(ctx); err != nil {
+			if retry == nil {
+				retry = s.retryBackoff().DelayFunc()
+			}
+			d = retry()
 			attempt++
-			s.log.Warn("vault CRL refresh failed; keeping the last good CRL", "error", err, "attempt", attempt)
+			s.log.Warn("vault CRL refresh failed; keeping the last good CRL", "error", err, "attempt", attempt, "retry_in", d)
 			continue
 		}
-		attempt = 0
+		retry, attempt = nil, 0
 	}
 }
 

@@ -1,6 +1,7 @@
 // Package vault is meshca's HashiCorp Vault root source: the enterprise
 // root lives in a Vault PKI secrets engine, which signs meshca's
-// intermediate from a CSR (contracts §4). It owns the Vault client (TLS,
+// intermediate from a CSR (Vault's PKI API, "Sign intermediate":
+// https://developer.hashicorp.com/vault/api-docs/secret/pki#sign-intermediate). It owns the Vault client (TLS,
 // namespace, token/AppRole/Kubernetes login, lease renewal, re-login), the
 // sign-intermediate call and the strict checks on what Vault returns, the
 // trust material (root chain and the root's CRL) and the outage handling
@@ -19,13 +20,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	vaultapi "github.com/hashicorp/vault/api"
 	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/meshca/meshca/ca/config"
 )
@@ -47,7 +49,6 @@ type Source struct {
 	log      *slog.Logger
 	now      func() time.Time
 	sleep    SleepFunc
-	jitter   func(max time.Duration) time.Duration
 	rootPin  string
 	signPath string
 
@@ -81,7 +82,6 @@ type options struct {
 	reg             prometheus.Registerer
 	now             func() time.Time
 	sleep           SleepFunc
-	jitter          func(time.Duration) time.Duration
 	env             func(string) string
 	deferValidation bool
 }
@@ -98,11 +98,6 @@ func WithClock(now func() time.Time) Option { return func(o *options) { o.now = 
 
 // WithSleep makes the background loops wait through sleep.
 func WithSleep(sleep SleepFunc) Option { return func(o *options) { o.sleep = sleep } }
-
-// WithJitter replaces the random jitter: it returns a delay in [0, max].
-func WithJitter(j func(max time.Duration) time.Duration) Option {
-	return func(o *options) { o.jitter = j }
-}
 
 // WithEnv reads environment variables (VAULT_TOKEN) through getenv
 // instead of os.Getenv.
@@ -162,7 +157,7 @@ func New(ctx context.Context, cfg config.VaultConfig, opts ...Option) (*Source, 
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("invalid vault configuration:\n%w", err)
 	}
-	o := &options{log: slog.Default(), now: time.Now, sleep: sleepCtx, jitter: randomJitter}
+	o := &options{log: slog.Default(), now: time.Now, sleep: sleepCtx}
 	for _, opt := range opts {
 		opt(o)
 	}
@@ -176,7 +171,7 @@ func New(ctx context.Context, cfg config.VaultConfig, opts ...Option) (*Source, 
 	}
 	s := &Source{
 		cfg: cfg, api: api, auth: auth, log: o.log.With("root_source", SourceName),
-		now: o.now, sleep: o.sleep, jitter: o.jitter,
+		now: o.now, sleep: o.sleep,
 		rootPin: config.NormalizeFingerprint(cfg.ExpectedRootFingerprint),
 	}
 	s.signPath = cfg.Mount + "/root/sign-intermediate"
@@ -334,15 +329,17 @@ func (s *Source) markDown(err error) {
 	}
 }
 
-// backoff is the delay before retry number attempt (0-based): it doubles
-// from InitialBackoff, is capped at MaxBackoff, and lies in [d/2, d].
-func (s *Source) backoff(attempt int) time.Duration {
-	d, maxD := s.cfg.InitialBackoff.Duration, s.cfg.MaxBackoff.Duration
-	for i := 0; i < attempt && d < maxD; i++ {
-		d *= 2
+// retryBackoff is the delay between retries while Vault fails: a base d
+// that doubles from InitialBackoff up to MaxBackoff, jittered to [d/2, d).
+// Each failure streak takes a fresh DelayFunc from it.
+func (s *Source) retryBackoff() wait.Backoff {
+	return wait.Backoff{
+		Duration: s.cfg.InitialBackoff.Duration / 2,
+		Factor:   2,
+		Jitter:   1, // [Duration, 2*Duration)
+		Steps:    math.MaxInt32,
+		Cap:      s.cfg.MaxBackoff.Duration / 2,
 	}
-	d = min(d, maxD)
-	return d/2 + s.jitter(d/2)
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) error {
@@ -354,11 +351,4 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 	case <-t.C:
 		return nil
 	}
-}
-
-func randomJitter(max time.Duration) time.Duration {
-	if max <= 0 {
-		return 0
-	}
-	return rand.N(max + 1)
 }
