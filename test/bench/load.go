@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/url"
 	"os"
 	"sort"
@@ -31,6 +30,7 @@ import (
 	"github.com/meshca/meshca/issuer/authn"
 	"github.com/meshca/meshca/issuer/istio"
 	"github.com/meshca/meshca/issuer/ratelimit"
+	"github.com/meshca/meshca/issuer/server"
 	"github.com/meshca/meshca/issuer/tlsconfig"
 )
 
@@ -63,15 +63,31 @@ func (fx *fixture) startEndpoint(clients int) (*endpoint, error) {
 		Limiter: ratelimit.New(ratelimit.Options{PerIdentityQPS: 1e9, PerIdentityBurst: 1e9, MaxConcurrent: 4096, QueueTimeout: 10 * time.Second}),
 		Audit:   audit.New(log),
 	})
-	g := grpc.NewServer(grpc.Creds(credentials.NewTLS(tlsCfg)))
-	svc.Register(g)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	// The server meshca serve runs, with its default limits and recovery,
+	// so that what is measured is what is deployed.
+	srv, err := server.New(server.Options{
+		GRPCListen: "127.0.0.1:0", OpsListen: "127.0.0.1:0", ShutdownTimeout: time.Second, Log: log,
+		GRPCOptions: []grpc.ServerOption{grpc.Creds(credentials.NewTLS(tlsCfg))},
+	})
 	if err != nil {
 		stopRenewal()
 		return nil, err
 	}
-	go g.Serve(ln)
-	ep := &endpoint{addr: ln.Addr().String(), stop: func() { g.Stop(); stopRenewal() }, roots: fx.roots}
+	svc.Register(srv.GRPC)
+	runCtx, stopServer := context.WithCancel(context.Background())
+	ran := make(chan struct{})
+	go func() { _ = srv.Run(runCtx); close(ran) }()
+	ep := &endpoint{addr: srv.GRPCAddr().String(), roots: fx.roots, stop: func() {
+		stopServer()
+		<-ran
+		stopRenewal()
+	}}
+	ok := false
+	defer func() {
+		if !ok {
+			ep.stop()
+		}
+	}()
 	for i := 0; i < clients; i++ {
 		key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 		id := fx.ids[i%poolSize]
@@ -92,6 +108,7 @@ func (fx *fixture) startEndpoint(clients int) (*endpoint, error) {
 		}
 		ep.certs = append(ep.certs, c)
 	}
+	ok = true
 	return ep, nil
 }
 
