@@ -160,7 +160,9 @@ func TestEngine_RejectionTable(t *testing.T) {
 	}
 }
 
-// requireWorkloadLeaf asserts every field contracts §1 fixes for a leaf.
+// requireWorkloadLeaf asserts every field of an Istio workload leaf as istiod
+// issues it (security/pkg/pki/util GenCertFromCSR): empty subject, critical
+// URI SAN, KeyUsage, EKU and validity.
 func requireWorkloadLeaf(t *testing.T, is issuer, leaf *x509.Certificate, csr *x509.CertificateRequest, wantKU x509.KeyUsage, ttl time.Duration) {
 	t.Helper()
 	require.Equal(t, []byte{0x30, 0x00}, leaf.RawSubject, "the subject is an empty SEQUENCE")

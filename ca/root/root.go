@@ -23,7 +23,7 @@ import (
 	"github.com/meshca/meshca/ca/pqc"
 )
 
-// Istio's cacerts file names (contracts §2).
+// Istio's cacerts file names (Istio docs, "Plug in CA Certificates").
 const (
 	CACertFile    = "ca-cert.pem"
 	CAKeyFile     = "ca-key.pem"

@@ -1,6 +1,7 @@
 // Package cacerts owns the content of Istio's plug-in CA material, the
-// `cacerts` Secret (contracts §2): which keys exist, what each holds and in
-// which order, and the byte-append rule for root-cert.pem. Writing it to a
+// `cacerts` Secret (Istio docs, "Plug in CA Certificates"): which keys
+// exist, what each holds and in which order, and the byte-append rule for
+// root-cert.pem. Writing it to a
 // directory or to a Kubernetes Secret is done by the callers.
 package cacerts
 

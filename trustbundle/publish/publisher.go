@@ -1,5 +1,5 @@
 // Package publish owns meshca's trust distribution into Kubernetes: the
-// Istio plug-in CA Secret `cacerts` in istiod's namespace (contracts §2),
+// Istio plug-in CA Secret `cacerts` in istiod's namespace (Istio docs, "Plug in CA Certificates"),
 // the `istio-ca-root-cert` and CRL ConfigMaps in every selected namespace
 // (§3), ClusterTrustBundles for meshca's signers and, optionally,
 // istiod's (§8), and the post-quantum trust anchors (the ConfigMap

@@ -13,7 +13,7 @@ import (
 	"github.com/meshca/meshca/trustbundle/cacerts"
 )
 
-// Istio's rotation (contracts §2): A; A+B with the old intermediate; A+B
+// Istio's plug-in CA rotation (Istio docs, "Plug in CA Certificates"): A; A+B with the old intermediate; A+B
 // with the new intermediate; B. At each step root-cert.pem in the Secret
 // and in the ConfigMaps passes istiod 1.20–1.29's byte check, and a
 // projected-volume query by signerName and label returns exactly the

@@ -19,7 +19,8 @@ import (
 	"github.com/meshca/meshca/trustbundle/cacerts"
 )
 
-// secretKeys are the Istio keys meshca writes (contracts §2).
+// secretKeys are the Istio keys meshca writes (Istio docs, "Plug in CA
+// Certificates").
 var secretKeys = []string{cacerts.KeyCACert, cacerts.KeyCAKey, cacerts.KeyCertChain, cacerts.KeyRootCert, cacerts.KeyCRL}
 
 // syncSecret makes the cacerts Secret hold st, unless it belongs to someone
