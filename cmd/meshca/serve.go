@@ -85,7 +85,7 @@ background and shuts down gracefully on SIGINT or SIGTERM.`,
 				ShutdownTimeout: cfg.Server.ShutdownTimeout.Duration,
 				Gatherer:        reg,
 				Registerer:      reg,
-				Ready:           readiness(rt.Authority),
+				Ready:           readiness(rt),
 				Log:             log,
 				Audit:           audit.New(log),
 				Limits:          cfg.Server.Limits,
@@ -123,10 +123,16 @@ background and shuts down gracefully on SIGINT or SIGTERM.`,
 	return cmd
 }
 
-// readiness is ready while the active intermediate is within its validity.
-func readiness(a *authority.Authority) server.ReadyFunc {
+// readiness is ready while the store accepts writes and the active
+// intermediate is within its validity.
+func readiness(rt *authority.Runtime) server.ReadyFunc {
 	return func() error {
-		m := a.Material()
+		if h, ok := rt.Store.(interface{ Healthy() error }); ok {
+			if err := h.Healthy(); err != nil {
+				return err
+			}
+		}
+		m := rt.Authority.Material()
 		if m == nil {
 			return errors.New("no signing material")
 		}

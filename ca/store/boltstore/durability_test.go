@@ -166,6 +166,7 @@ func TestPutIssuance_FailedSyncHelper(t *testing.T) {
 	fmt.Fprintf(os.Stdout, "get 1: %v\n", err)
 	_, err = s.AddGeneration(ctx, store.Generation{Source: "file-minted"})
 	fmt.Fprintf(os.Stdout, "add generation: %v\n", err)
+	fmt.Fprintf(os.Stdout, "healthy: %v\n", s.Healthy())
 	os.Exit(0)
 }
 
@@ -181,6 +182,7 @@ func TestPutIssuance_NothingIsAcknowledgedAfterAFailedMetaSync(t *testing.T) {
 	require.Contains(t, out, "put 2: "+errStoreFailed.Error()+": input/output error; check the disk and restart meshca\n")
 	require.Contains(t, out, "get 1: <nil>\n", "bbolt shows the failed transaction: that is why the store must stop")
 	require.Contains(t, out, "add generation: "+errStoreFailed.Error()+": input/output error; check the disk and restart meshca\n")
+	require.Contains(t, out, "healthy: "+errStoreFailed.Error()+": input/output error; check the disk and restart meshca\n", "readiness must report the failed store")
 }
 
 // A failed sync of the data pages comes before the meta page: bbolt rolls
@@ -192,6 +194,7 @@ func TestPutIssuance_AFailedDataSyncFailsOnlyItsOwnCommit(t *testing.T) {
 	require.Contains(t, out, "put 2: <nil>\n")
 	require.Contains(t, out, "get 1: "+store.ErrNotFound.Error()+"\n")
 	require.Contains(t, out, "add generation: <nil>\n")
+	require.Contains(t, out, "healthy: <nil>\n")
 }
 
 // runFailedSyncHelper runs the helper with the when-th fdatasync failing.
