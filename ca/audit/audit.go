@@ -6,6 +6,8 @@ package audit
 import (
 	"context"
 	"log/slog"
+
+	"k8s.io/utils/clock"
 )
 
 // Stable event names.
@@ -17,6 +19,7 @@ const (
 // Logger writes audit events.
 type Logger struct {
 	l *slog.Logger
+	s *sampler
 }
 
 // New returns an audit Logger writing to l (nil means slog.Default()).
@@ -24,7 +27,7 @@ func New(l *slog.Logger) *Logger {
 	if l == nil {
 		l = slog.Default()
 	}
-	return &Logger{l: l.With(slog.String("log", "audit"))}
+	return (&Logger{l: l.With(slog.String("log", "audit"))}).WithClock(clock.RealClock{})
 }
 
 // Decision is what the audit line records.

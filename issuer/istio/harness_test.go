@@ -41,6 +41,7 @@ import (
 	"github.com/meshca/meshca/issuer/ratelimit"
 	"github.com/meshca/meshca/issuer/tlsconfig"
 	"github.com/meshca/meshca/test/logbuf"
+	"k8s.io/utils/clock"
 )
 
 const trustDomain = "cluster.local"
@@ -62,6 +63,8 @@ type envOptions struct {
 	authn        istio.Authenticator
 	impersonator istio.Impersonator
 	unavailable  func(error) bool
+	// auditClock drives the audit sampler (nil: the real clock).
+	auditClock clock.PassiveClock
 }
 
 func (e *env) auditLog() string { return e.audit.String() }
@@ -98,9 +101,13 @@ func newEnv(t *testing.T, o envOptions) *env {
 	if o.authn == nil {
 		o.authn = authn.Chain{&authn.ClientCert{Trust: rt.Authority, Records: rt.Store, TrustDomain: trustDomain}}
 	}
+	al := audit.New(log)
+	if o.auditClock != nil {
+		al = al.WithClock(o.auditClock)
+	}
 	svc := istio.New(istio.Options{
 		Signer: rt.Authority, Authenticator: o.authn, Impersonator: o.impersonator, Limiter: o.limiter,
-		Audit: audit.New(log), Registerer: e.reg, Unavailable: o.unavailable,
+		Audit: al, Registerer: e.reg, Unavailable: o.unavailable,
 	})
 	g := grpc.NewServer(grpc.Creds(credentials.NewTLS(tlsCfg)))
 	svc.Register(g)

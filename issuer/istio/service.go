@@ -110,7 +110,7 @@ func (s *Service) create(ctx context.Context, req *pb.IstioCertificateRequest, c
 	if err != nil {
 		reason := authn.ReasonOf(err)
 		s.metrics.authFailed(reason)
-		s.opts.Audit.Denied(ctx, audit.Decision{Requester: "istio", Reason: "authn_" + reason, Message: err.Error()})
+		s.opts.Audit.DeniedUnauthenticated(ctx, audit.Decision{Requester: "istio", Reason: "authn_" + reason, Message: err.Error()})
 		if s.opts.Unavailable != nil && s.opts.Unavailable(err) {
 			return nil, status.Error(codes.Unavailable, "authentication backend unavailable, retry")
 		}
