@@ -153,20 +153,6 @@ func TestLimits_HandshakeTimeoutClosesSilentConnections(t *testing.T) {
 	t.Logf("closed after %s", time.Since(start))
 }
 
-func TestLimits_MaxConnectionsHoldsFurtherConnectionsBack(t *testing.T) {
-	p := newProbe(t, func(o *server.Options) { o.Limits.MaxConnections = 1 })
-	first, fr := h2c(t, p.GRPCAddr().String())
-	serverSettings(t, fr)
-	second, fr2 := h2c(t, p.GRPCAddr().String())
-	require.NoError(t, second.SetReadDeadline(time.Now().Add(300*time.Millisecond)))
-	_, err := fr2.ReadFrame()
-	var ne net.Error
-	require.True(t, errors.As(err, &ne) && ne.Timeout(), "the second connection must not be served while the first is open: %v", err)
-	first.Close()
-	require.NoError(t, second.SetReadDeadline(time.Now().Add(10*time.Second)))
-	serverSettings(t, fr2)
-}
-
 func TestLimits_MaxConnectionAgeSendsGoAway(t *testing.T) {
 	p := newProbe(t, func(o *server.Options) {
 		o.Limits.MaxConnectionAge.Duration = time.Second
