@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -30,11 +31,11 @@ func dialFrom(t *testing.T, src, addr string) net.Conn {
 	return c
 }
 
-// closedAtOnce reports whether the server closes c within a second without
+// closedAtOnce reports whether the server closes c within 3 s without
 // sending anything.
 func closedAtOnce(t *testing.T, c net.Conn) bool {
 	t.Helper()
-	require.NoError(t, c.SetReadDeadline(time.Now().Add(time.Second)))
+	require.NoError(t, c.SetReadDeadline(time.Now().Add(3*time.Second)))
 	n, err := c.Read(make([]byte, 1))
 	var ne net.Error
 	if n > 0 || (err != nil && errors.As(err, &ne) && ne.Timeout()) {
@@ -108,9 +109,11 @@ func TestConnLimit_OverTheTotalIsClosedNotQueued(t *testing.T) {
 	addr := p.GRPCAddr().String()
 	first := dialFrom(t, "127.0.0.1", addr)
 	dialFrom(t, "127.0.0.2", addr)
-	require.True(t, closedAtOnce(t, dialFrom(t, "127.0.0.3", addr)), "the connection over maxConnections must be closed at once")
+	for range 3 {
+		require.True(t, closedAtOnce(t, dialFrom(t, "127.0.0.3", addr)), "the connection over maxConnections must be closed at once")
+	}
 	require.Equal(t, float64(2), metricValue(t, p, "meshca_grpc_connections"))
-	require.Equal(t, "meshca_grpc_connections_refused_total{reason=per_address} 0\nmeshca_grpc_connections_refused_total{reason=total} 1\n",
+	require.Equal(t, "meshca_grpc_connections_refused_total{reason=per_address} 0\nmeshca_grpc_connections_refused_total{reason=total} 3\n",
 		gatherText(t, p, "meshca_grpc_connections_refused_total"))
 	// A closed connection frees its slot.
 	first.Close()
@@ -118,7 +121,7 @@ func TestConnLimit_OverTheTotalIsClosedNotQueued(t *testing.T) {
 		return metricValue(t, p, "meshca_grpc_connections") == 1
 	}, 5*time.Second, 5*time.Millisecond)
 	require.NoError(t, healthCheckFrom(t, "127.0.0.3", addr))
-	require.Contains(t, p.log.String(), `"msg":"refusing connections over the limit"`)
+	require.Equal(t, 1, strings.Count(p.log.String(), `"msg":"refusing connections over the limit"`), "one warning per 10 s: %s", p.log.String())
 	require.NotContains(t, p.log.String(), "127.0.0.3", "the caller's address is not logged")
 }
 

@@ -105,11 +105,17 @@ func TestLimits_AdvertisedInHTTP2Settings(t *testing.T) {
 	require.Equal(t, uint32(config.DefaultMaxConcurrentStreams), s[http2.SettingMaxConcurrentStreams])
 	require.Equal(t, uint32(config.DefaultMaxHeaderListSize), s[http2.SettingMaxHeaderListSize])
 
-	p2 := newProbe(t, func(o *server.Options) { o.Limits.MaxConcurrentStreams, o.Limits.MaxHeaderListSize = 7, 16<<10 })
+	require.Equal(t, uint32(config.DefaultInitialWindowSize), s[http2.SettingInitialWindowSize])
+
+	p2 := newProbe(t, func(o *server.Options) {
+		o.Limits.MaxConcurrentStreams, o.Limits.MaxHeaderListSize = 7, 16<<10
+		o.Limits.InitialWindowSize = 128 << 10
+	})
 	_, fr2 := h2c(t, p2.GRPCAddr().String())
 	s = serverSettings(t, fr2)
 	require.Equal(t, uint32(7), s[http2.SettingMaxConcurrentStreams])
 	require.Equal(t, uint32(16<<10), s[http2.SettingMaxHeaderListSize])
+	require.Equal(t, uint32(128<<10), s[http2.SettingInitialWindowSize])
 }
 
 func TestLimits_RequestDeadlineIsCapped(t *testing.T) {

@@ -40,7 +40,8 @@ type Options struct {
 	Log        *slog.Logger
 	// Audit records recovered panics; nil means an audit logger on Log.
 	Audit *audit.Logger
-	// Limits bound the gRPC listener; zero fields take their defaults.
+	// Limits bound the gRPC and operations listeners; zero fields take
+	// their defaults.
 	Limits config.LimitsConfig
 	// GRPCOptions are added to the server's own (limits, recovery,
 	// deadline cap), e.g. the TLS credentials.
