@@ -192,3 +192,12 @@ func metricValue(t *testing.T, p *probeEnv, name string) float64 {
 	}
 	return -1
 }
+
+func TestConnLimit_WarnsWhenOneAddressCanTakeEverySlot(t *testing.T) {
+	const warning = `"msg":"one source address can take every gRPC connection; set server.limits.maxConnectionsPerAddress below server.limits.maxConnections"`
+	p := newProbe(t, func(o *server.Options) { o.Limits.MaxConnections = 20 })
+	require.Contains(t, p.log.String(), warning)
+	require.Contains(t, p.log.String(), `"maxConnections":20,"maxConnectionsPerAddress":64`)
+	p = newProbe(t, nil)
+	require.NotContains(t, p.log.String(), warning, "the defaults leave room for other addresses")
+}

@@ -83,6 +83,10 @@ func New(opts Options) (*Server, error) {
 		return nil, fmt.Errorf("server.opsListen %s: %w", opts.OpsListen, err)
 	}
 	l := opts.Limits
+	if l.MaxConnectionsPerAddress >= l.MaxConnections {
+		opts.Log.Warn("one source address can take every gRPC connection; set server.limits.maxConnectionsPerAddress below server.limits.maxConnections",
+			"maxConnections", l.MaxConnections, "maxConnectionsPerAddress", l.MaxConnectionsPerAddress)
+	}
 	s := &Server{
 		opts:   opts,
 		grpcLn: newConnLimiter(grpcLn, "grpc", l.MaxConnections, l.MaxConnectionsPerAddress, newGRPCConnMetrics(opts.Registerer), opts.Log),
