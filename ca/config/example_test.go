@@ -17,4 +17,7 @@ func TestExampleConfig_ParsesAndValidates(t *testing.T) {
 	require.Equal(t, config.DefaultCertTTL, cfg.Issuance.DefaultCertTTL.Duration)
 	require.Equal(t, config.DefaultMaxCertTTL, cfg.Issuance.MaxCertTTL.Duration)
 	require.Equal(t, "/etc/meshca/root/root-cert.pem", cfg.Root.File.RootCert)
+	var limits config.LimitsConfig
+	limits.Init()
+	require.Equal(t, limits, cfg.Server.Limits, "the example shows the default server.limits")
 }

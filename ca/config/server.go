@@ -38,9 +38,12 @@ type ServerConfig struct {
 const (
 	DefaultMaxRecvMsgSize        = 128 << 10
 	DefaultMaxHeaderListSize     = 96 << 10
-	DefaultMaxConcurrentStreams  = 100
-	DefaultMaxConnections        = 8192
-	DefaultHandshakeTimeout      = 10 * time.Second
+	DefaultMaxConcurrentStreams  = 16
+	DefaultMaxConnections        = 1024
+	DefaultMaxConnsPerAddress    = 64
+	DefaultInitialWindowSize     = 64 << 10
+	DefaultInitialConnWindowSize = 256 << 10
+	DefaultHandshakeTimeout      = 5 * time.Second
 	DefaultMaxRequestTimeout     = 30 * time.Second
 	DefaultKeepaliveTime         = 30 * time.Second
 	DefaultKeepaliveTimeout      = 10 * time.Second
@@ -48,6 +51,11 @@ const (
 	DefaultMaxConnectionIdle     = 5 * time.Minute
 	DefaultMaxConnectionAge      = 30 * time.Minute
 	DefaultMaxConnectionAgeGrace = 10 * time.Second
+
+	DefaultOpsMaxConnections = 64
+	DefaultOpsReadTimeout    = 10 * time.Second
+	DefaultOpsWriteTimeout   = 30 * time.Second
+	DefaultOpsIdleTimeout    = 60 * time.Second
 )
 
 // LimitsConfig is server.limits. Zero means the default.
@@ -61,9 +69,21 @@ type LimitsConfig struct {
 	// MaxConcurrentStreams is the number of requests in flight on one
 	// connection (SETTINGS_MAX_CONCURRENT_STREAMS); clients queue the rest.
 	MaxConcurrentStreams int `json:"maxConcurrentStreams"`
-	// MaxConnections bounds the open connections of the listener; further
-	// connections wait in the kernel's accept queue.
+	// MaxConnections bounds the open connections of the listener; a
+	// connection over the bound is closed at once, not queued.
 	MaxConnections int `json:"maxConnections"`
+	// MaxConnectionsPerAddress bounds the open connections from one source
+	// IP address, so that one client cannot take every slot. kube-proxy
+	// keeps pod source addresses; behind a NAT or a proxy that hides them,
+	// raise it to the number of clients behind one address. A value at or
+	// above MaxConnections lets one address take every connection.
+	MaxConnectionsPerAddress int `json:"maxConnectionsPerAddress"`
+	// InitialWindowSize and InitialConnWindowSize are the HTTP/2 flow
+	// control windows (RFC 9113 section 6.9.2) of a stream and of a
+	// connection: how much request data a client may send before meshca
+	// reads it. Setting them turns off gRPC's BDP window growth.
+	InitialWindowSize     int `json:"initialWindowSize"`
+	InitialConnWindowSize int `json:"initialConnWindowSize"`
 	// HandshakeTimeout bounds the TLS handshake and HTTP/2 preface of a new
 	// connection.
 	HandshakeTimeout Duration `json:"handshakeTimeout"`
@@ -86,6 +106,16 @@ type LimitsConfig struct {
 	// that clients reconnect and load spreads over all replicas.
 	MaxConnectionAge      Duration `json:"maxConnectionAge"`
 	MaxConnectionAgeGrace Duration `json:"maxConnectionAgeGrace"`
+
+	// OpsMaxConnections bounds the open connections of the operations
+	// listener (/healthz, /readyz, /metrics); one over it is closed at once.
+	OpsMaxConnections int `json:"opsMaxConnections"`
+	// OpsReadTimeout, OpsWriteTimeout and OpsIdleTimeout bound reading a
+	// request, writing a response and an idle keep-alive connection on the
+	// operations listener.
+	OpsReadTimeout  Duration `json:"opsReadTimeout"`
+	OpsWriteTimeout Duration `json:"opsWriteTimeout"`
+	OpsIdleTimeout  Duration `json:"opsIdleTimeout"`
 }
 
 // Init fills every zero limit with its default.
@@ -104,6 +134,13 @@ func (l *LimitsConfig) Init() {
 	setInt(&l.MaxHeaderListSize, DefaultMaxHeaderListSize)
 	setInt(&l.MaxConcurrentStreams, DefaultMaxConcurrentStreams)
 	setInt(&l.MaxConnections, DefaultMaxConnections)
+	setInt(&l.MaxConnectionsPerAddress, DefaultMaxConnsPerAddress)
+	setInt(&l.InitialWindowSize, DefaultInitialWindowSize)
+	setInt(&l.InitialConnWindowSize, DefaultInitialConnWindowSize)
+	setInt(&l.OpsMaxConnections, DefaultOpsMaxConnections)
+	setDur(&l.OpsReadTimeout, DefaultOpsReadTimeout)
+	setDur(&l.OpsWriteTimeout, DefaultOpsWriteTimeout)
+	setDur(&l.OpsIdleTimeout, DefaultOpsIdleTimeout)
 	setDur(&l.HandshakeTimeout, DefaultHandshakeTimeout)
 	setDur(&l.MaxRequestTimeout, DefaultMaxRequestTimeout)
 	setDur(&l.KeepaliveTime, DefaultKeepaliveTime)
@@ -120,6 +157,9 @@ const (
 	maxRecvMsgSize    = 4 << 20  // gRPC's own default
 	minHeaderListSize = 8 << 10
 	maxHeaderListSize = 1 << 20
+	// gRPC ignores a window below the HTTP/2 default of 64 KiB.
+	minWindowSize = 64 << 10
+	maxWindowSize = 16 << 20
 )
 
 func (l LimitsConfig) validate(add func(string, string, ...any)) {
@@ -136,6 +176,18 @@ func (l LimitsConfig) validate(add func(string, string, ...any)) {
 	if l.MaxConnections < 1 {
 		add(k+"maxConnections", "%d must be positive (default %d)", l.MaxConnections, DefaultMaxConnections)
 	}
+	if l.MaxConnectionsPerAddress < 1 {
+		add(k+"maxConnectionsPerAddress", "%d must be positive; raise it when clients share a source address behind a NAT or proxy (default %d)", l.MaxConnectionsPerAddress, DefaultMaxConnsPerAddress)
+	}
+	if l.InitialWindowSize < minWindowSize || l.InitialWindowSize > maxWindowSize {
+		add(k+"initialWindowSize", "%d is out of range; use %d to %d bytes (default %d)", l.InitialWindowSize, minWindowSize, maxWindowSize, DefaultInitialWindowSize)
+	}
+	if l.InitialConnWindowSize < l.InitialWindowSize || l.InitialConnWindowSize > maxWindowSize {
+		add(k+"initialConnWindowSize", "%d is out of range; use initialWindowSize (%d) to %d bytes (default %d)", l.InitialConnWindowSize, l.InitialWindowSize, maxWindowSize, DefaultInitialConnWindowSize)
+	}
+	if l.OpsMaxConnections < 1 || l.OpsMaxConnections > 1<<16 {
+		add(k+"opsMaxConnections", "%d is out of range; use 1 to %d (default %d)", l.OpsMaxConnections, 1<<16, DefaultOpsMaxConnections)
+	}
 	for _, d := range []struct {
 		key      string
 		v        time.Duration
@@ -149,6 +201,9 @@ func (l LimitsConfig) validate(add func(string, string, ...any)) {
 		{"maxConnectionIdle", l.MaxConnectionIdle.Duration, time.Second, 24 * time.Hour},
 		{"maxConnectionAge", l.MaxConnectionAge.Duration, time.Second, 7 * 24 * time.Hour},
 		{"maxConnectionAgeGrace", l.MaxConnectionAgeGrace.Duration, 100 * time.Millisecond, time.Hour},
+		{"opsReadTimeout", l.OpsReadTimeout.Duration, 100 * time.Millisecond, 10 * time.Minute},
+		{"opsWriteTimeout", l.OpsWriteTimeout.Duration, 100 * time.Millisecond, 10 * time.Minute},
+		{"opsIdleTimeout", l.OpsIdleTimeout.Duration, 100 * time.Millisecond, time.Hour},
 	} {
 		if d.v < d.min || d.v > d.max {
 			add(k+d.key, "%s is out of range; use %s to %s (0 means the default)", d.v, d.min, d.max)

@@ -15,9 +15,16 @@ func TestServerLimits_DefaultsWhenUnset(t *testing.T) {
 	l := cfg.Server.Limits
 	require.Equal(t, 128<<10, l.MaxRecvMsgSize)
 	require.Equal(t, 96<<10, l.MaxHeaderListSize)
-	require.Equal(t, 100, l.MaxConcurrentStreams)
-	require.Equal(t, 8192, l.MaxConnections)
-	require.Equal(t, 10*time.Second, l.HandshakeTimeout.Duration)
+	require.Equal(t, 16, l.MaxConcurrentStreams)
+	require.Equal(t, 1024, l.MaxConnections)
+	require.Equal(t, 64, l.MaxConnectionsPerAddress)
+	require.Equal(t, 64<<10, l.InitialWindowSize)
+	require.Equal(t, 256<<10, l.InitialConnWindowSize)
+	require.Equal(t, 5*time.Second, l.HandshakeTimeout.Duration)
+	require.Equal(t, 64, l.OpsMaxConnections)
+	require.Equal(t, 10*time.Second, l.OpsReadTimeout.Duration)
+	require.Equal(t, 30*time.Second, l.OpsWriteTimeout.Duration)
+	require.Equal(t, time.Minute, l.OpsIdleTimeout.Duration)
 	require.Equal(t, 30*time.Second, l.MaxRequestTimeout.Duration)
 	require.Equal(t, 30*time.Second, l.KeepaliveTime.Duration)
 	require.Equal(t, 10*time.Second, l.KeepaliveTimeout.Duration)
@@ -41,22 +48,29 @@ server:
 	require.NoError(t, cfg.Validate())
 	require.Equal(t, 256<<10, cfg.Server.Limits.MaxRecvMsgSize)
 	require.Equal(t, time.Hour, cfg.Server.Limits.MaxConnectionAge.Duration)
-	require.Equal(t, 100, cfg.Server.Limits.MaxConcurrentStreams, "unset keys keep their default")
+	require.Equal(t, 16, cfg.Server.Limits.MaxConcurrentStreams, "unset keys keep their default")
 
 	for yaml, want := range map[string]string{
-		"maxRecvMsgSize: 1024":      "server.limits.maxRecvMsgSize: 1024 is out of range; use 73728 to 4194304 bytes",
-		"maxRecvMsgSize: 8388608":   "server.limits.maxRecvMsgSize: 8388608 is out of range",
-		"maxHeaderListSize: 100":    "server.limits.maxHeaderListSize: 100 is out of range",
-		"maxConcurrentStreams: -1":  "server.limits.maxConcurrentStreams: -1 is out of range",
-		"maxConnections: -5":        "server.limits.maxConnections: -5 must be positive",
-		"handshakeTimeout: 10m":     "server.limits.handshakeTimeout: 10m0s is out of range; use 100ms to 2m0s",
-		"maxConnectionAge: 500ms":   "server.limits.maxConnectionAge: 500ms is out of range",
-		"keepaliveMinTime: -1s":     "server.limits.keepaliveMinTime: -1s is out of range",
-		"maxRequestTimeout: 1h":     "server.limits.maxRequestTimeout: 1h0m0s is out of range",
-		"maxConnectionAgeGrace: 2h": "server.limits.maxConnectionAgeGrace: 2h0m0s is out of range",
-		"maxConnectionIdle: 48h":    "server.limits.maxConnectionIdle: 48h0m0s is out of range",
-		"keepaliveTime: 100ms":      "server.limits.keepaliveTime: 100ms is out of range",
-		"keepaliveTimeout: 2h":      "server.limits.keepaliveTimeout: 2h0m0s is out of range",
+		"maxRecvMsgSize: 1024":         "server.limits.maxRecvMsgSize: 1024 is out of range; use 73728 to 4194304 bytes",
+		"maxRecvMsgSize: 8388608":      "server.limits.maxRecvMsgSize: 8388608 is out of range",
+		"maxHeaderListSize: 100":       "server.limits.maxHeaderListSize: 100 is out of range",
+		"maxConcurrentStreams: -1":     "server.limits.maxConcurrentStreams: -1 is out of range",
+		"maxConnections: -5":           "server.limits.maxConnections: -5 must be positive",
+		"handshakeTimeout: 10m":        "server.limits.handshakeTimeout: 10m0s is out of range; use 100ms to 2m0s",
+		"maxConnectionAge: 500ms":      "server.limits.maxConnectionAge: 500ms is out of range",
+		"keepaliveMinTime: -1s":        "server.limits.keepaliveMinTime: -1s is out of range",
+		"maxRequestTimeout: 1h":        "server.limits.maxRequestTimeout: 1h0m0s is out of range",
+		"maxConnectionAgeGrace: 2h":    "server.limits.maxConnectionAgeGrace: 2h0m0s is out of range",
+		"maxConnectionIdle: 48h":       "server.limits.maxConnectionIdle: 48h0m0s is out of range",
+		"keepaliveTime: 100ms":         "server.limits.keepaliveTime: 100ms is out of range",
+		"keepaliveTimeout: 2h":         "server.limits.keepaliveTimeout: 2h0m0s is out of range",
+		"maxConnectionsPerAddress: -1": "server.limits.maxConnectionsPerAddress: -1 must be positive; raise it when clients share a source address behind a NAT or proxy",
+		"initialWindowSize: 1024":      "server.limits.initialWindowSize: 1024 is out of range; use 65536 to 16777216 bytes",
+		"initialConnWindowSize: 4096":  "server.limits.initialConnWindowSize: 4096 is out of range; use initialWindowSize (65536) to 16777216 bytes",
+		"opsMaxConnections: -3":        "server.limits.opsMaxConnections: -3 is out of range",
+		"opsIdleTimeout: 2h":           "server.limits.opsIdleTimeout: 2h0m0s is out of range",
+		"opsReadTimeout: 1ms":          "server.limits.opsReadTimeout: 1ms is out of range",
+		"opsWriteTimeout: 1h":          "server.limits.opsWriteTimeout: 1h0m0s is out of range",
 	} {
 		cfg, err := config.Parse([]byte("root: {file: {rootCert: r.pem, rootKey: r.key}}\nkeyStore: {dir: keys}\nstore: {path: s.db}\nserver:\n  limits:\n    " + yaml + "\n"))
 		require.NoError(t, err, yaml)

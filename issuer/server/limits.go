@@ -2,10 +2,8 @@ package server
 
 import (
 	"context"
-	"net"
 	"time"
 
-	"golang.org/x/net/netutil"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/keepalive"
 
@@ -19,6 +17,12 @@ func limitOptions(l config.LimitsConfig) []grpc.ServerOption {
 		grpc.MaxRecvMsgSize(l.MaxRecvMsgSize),
 		grpc.MaxHeaderListSize(uint32(l.MaxHeaderListSize)),
 		grpc.MaxConcurrentStreams(uint32(l.MaxConcurrentStreams)),
+		// Fixed flow-control windows (RFC 9113 section 6.9.2) bound the
+		// request data a client may send ahead of meshca reading it; they
+		// also turn off gRPC's BDP estimation, which would grow the
+		// windows for any client that asks.
+		grpc.InitialWindowSize(int32(l.InitialWindowSize)),
+		grpc.InitialConnWindowSize(int32(l.InitialConnWindowSize)),
 		grpc.ConnectionTimeout(l.HandshakeTimeout.Duration),
 		grpc.KeepaliveParams(keepalive.ServerParameters{
 			Time:                  l.KeepaliveTime.Duration,
@@ -34,11 +38,6 @@ func limitOptions(l config.LimitsConfig) []grpc.ServerOption {
 			PermitWithoutStream: true,
 		}),
 	}
-}
-
-// limitListener bounds the open connections of ln.
-func limitListener(ln net.Listener, l config.LimitsConfig) net.Listener {
-	return netutil.LimitListener(ln, l.MaxConnections)
 }
 
 // deadlineCap gives every unary request a deadline of at most max; a

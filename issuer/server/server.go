@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -39,7 +40,8 @@ type Options struct {
 	Log        *slog.Logger
 	// Audit records recovered panics; nil means an audit logger on Log.
 	Audit *audit.Logger
-	// Limits bound the gRPC listener; zero fields take their defaults.
+	// Limits bound the gRPC and operations listeners; zero fields take
+	// their defaults.
 	Limits config.LimitsConfig
 	// GRPCOptions are added to the server's own (limits, recovery,
 	// deadline cap), e.g. the TLS credentials.
@@ -54,6 +56,10 @@ type Server struct {
 	grpcLn net.Listener
 	opsLn  net.Listener
 	ops    *http.Server
+
+	// notReady is the last reason /readyz gave, logged when it changes.
+	mu       sync.Mutex
+	notReady string
 }
 
 // New binds both listeners (so that the addresses are known and port
@@ -76,7 +82,19 @@ func New(opts Options) (*Server, error) {
 		grpcLn.Close()
 		return nil, fmt.Errorf("server.opsListen %s: %w", opts.OpsListen, err)
 	}
-	s := &Server{opts: opts, grpcLn: limitListener(grpcLn, opts.Limits), opsLn: opsLn, health: health.NewServer()}
+	l := opts.Limits
+	if l.MaxConnectionsPerAddress >= l.MaxConnections {
+		opts.Log.Warn("one source address can take every gRPC connection; set server.limits.maxConnectionsPerAddress below server.limits.maxConnections",
+			"maxConnections", l.MaxConnections, "maxConnectionsPerAddress", l.MaxConnectionsPerAddress)
+	}
+	s := &Server{
+		opts:   opts,
+		grpcLn: newConnLimiter(grpcLn, "grpc", l.MaxConnections, l.MaxConnectionsPerAddress, newGRPCConnMetrics(opts.Registerer), opts.Log),
+		// The operations port has few, known clients (kubelet probes,
+		// Prometheus): one cap, no per-address share.
+		opsLn:  newConnLimiter(opsLn, "ops", l.OpsMaxConnections, l.OpsMaxConnections, connMetrics{}, opts.Log),
+		health: health.NewServer(),
+	}
 	rec := newRecovery(opts.Log, opts.Audit, opts.Registerer, func() map[string]bool { return registeredMethods(s.GRPC) })
 	gopts := append(limitOptions(opts.Limits),
 		// Recovery is outermost, so that it also catches a panic in the
@@ -92,7 +110,14 @@ func New(opts Options) (*Server, error) {
 	if opts.Gatherer != nil {
 		mux.Handle("GET /metrics", promhttp.HandlerFor(opts.Gatherer, promhttp.HandlerOpts{}))
 	}
-	s.ops = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	s.ops = &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: l.OpsReadTimeout.Duration,
+		ReadTimeout:       l.OpsReadTimeout.Duration,
+		WriteTimeout:      l.OpsWriteTimeout.Duration,
+		IdleTimeout:       l.OpsIdleTimeout.Duration,
+		MaxHeaderBytes:    opsMaxHeaderBytes,
+	}
 	return s, nil
 }
 
@@ -102,12 +127,33 @@ func (s *Server) GRPCAddr() net.Addr { return s.grpcLn.Addr() }
 // OpsAddr is the bound operations address.
 func (s *Server) OpsAddr() net.Addr { return s.opsLn.Addr() }
 
+// opsMaxHeaderBytes bounds the request headers on the operations port; its
+// clients send short requests.
+const opsMaxHeaderBytes = 16 << 10
+
+// readyz answers a fixed body: the reason may hold file paths or I/O errors,
+// which are for the operator's log, not for any caller of the port.
 func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
+	var reason string
 	if s.opts.Ready != nil {
 		if err := s.opts.Ready(); err != nil {
-			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
-			return
+			reason = err.Error()
 		}
+	}
+	s.mu.Lock()
+	changed := reason != s.notReady
+	s.notReady = reason
+	s.mu.Unlock()
+	if changed {
+		if reason != "" {
+			s.opts.Log.Warn("not ready", "reason", reason)
+		} else {
+			s.opts.Log.Info("ready again")
+		}
+	}
+	if reason != "" {
+		http.Error(w, "not ready", http.StatusServiceUnavailable)
+		return
 	}
 	fmt.Fprintln(w, "ok")
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -21,6 +22,7 @@ import (
 	"google.golang.org/protobuf/types/known/emptypb"
 
 	"github.com/meshca/meshca/issuer/server"
+	"github.com/meshca/meshca/test/logbuf"
 )
 
 func baseOptions() server.Options {
@@ -133,7 +135,9 @@ func TestHealthz_OnlyAnswersGET(t *testing.T) {
 
 func TestReadyz_FollowsTheReadyFunc(t *testing.T) {
 	var reason atomic.Pointer[error]
+	var logs logbuf.Buffer
 	r := newRunning(t, func(o *server.Options) {
+		o.Log = slog.New(slog.NewJSONHandler(&logs, nil))
 		o.Ready = func() error {
 			if p := reason.Load(); p != nil {
 				return *p
@@ -145,11 +149,15 @@ func TestReadyz_FollowsTheReadyFunc(t *testing.T) {
 	require.Equal(t, http.StatusOK, code)
 	require.Equal(t, "ok\n", body)
 
-	notReady := errors.New("the signing intermediate has expired")
+	notReady := errors.New("store /var/lib/meshca/s.db: read: input/output error")
 	reason.Store(&notReady)
-	code, body = get(t, r, "/readyz")
-	require.Equal(t, http.StatusServiceUnavailable, code)
-	require.Equal(t, "not ready: the signing intermediate has expired\n", body)
+	for range 3 {
+		code, body = get(t, r, "/readyz")
+		require.Equal(t, http.StatusServiceUnavailable, code)
+		require.Equal(t, "not ready\n", body, "the reason is not shown to unauthenticated callers")
+	}
+	require.Equal(t, 1, strings.Count(logs.String(), `"reason":"store /var/lib/meshca/s.db: read: input/output error"`),
+		"the reason is logged once, when it changes: %s", logs.String())
 
 	reason.Store(nil)
 	code, _ = get(t, r, "/readyz")

@@ -1,0 +1,146 @@
+package server
+
+import (
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/time/rate"
+)
+
+// Reasons for refusing a connection: fixed label values, never the
+// caller's address.
+const (
+	refusedPerAddress = "per_address"
+	refusedTotal      = "total"
+)
+
+// refuseWarnInterval spaces the warnings about refused connections.
+const refuseWarnInterval = 10 * time.Second
+
+// connMetrics count a listener's connections; nil fields are not counted.
+type connMetrics struct {
+	open    prometheus.Gauge
+	refused *prometheus.CounterVec
+}
+
+func newGRPCConnMetrics(reg prometheus.Registerer) connMetrics {
+	m := connMetrics{
+		open: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "meshca_grpc_connections",
+			Help: "Open connections of the gRPC listener.",
+		}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "meshca_grpc_connections_refused_total",
+			Help: "Connections of the gRPC listener closed at once because their source address (per_address) or the listener (total) had reached its limit.",
+		}, []string{"reason"}),
+	}
+	for _, r := range []string{refusedPerAddress, refusedTotal} {
+		m.refused.WithLabelValues(r)
+	}
+	if reg != nil {
+		reg.MustRegister(m.open, m.refused)
+	}
+	return m
+}
+
+// connLimiter bounds the open connections of a listener in total and per
+// source IP address. A connection over either bound is closed as soon as
+// it is accepted rather than left waiting in the accept queue (as
+// netutil.LimitListener does), so that idle connections from one client
+// cannot hold back everyone else's.
+type connLimiter struct {
+	net.Listener
+	name           string
+	total, perAddr int
+	metrics        connMetrics
+	log            *slog.Logger
+	warn           rate.Sometimes
+
+	mu     sync.Mutex
+	open   int
+	byAddr map[string]int
+}
+
+func newConnLimiter(ln net.Listener, name string, total, perAddr int, m connMetrics, log *slog.Logger) *connLimiter {
+	return &connLimiter{
+		Listener: ln, name: name, total: total, perAddr: perAddr, metrics: m, log: log,
+		warn:   rate.Sometimes{First: 1, Interval: refuseWarnInterval},
+		byAddr: map[string]int{},
+	}
+}
+
+// sourceIP is the connection's remote IP address without the port.
+func sourceIP(c net.Conn) string {
+	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+		return a.IP.String()
+	}
+	return c.RemoteAddr().String()
+}
+
+// Accept returns the next connection within the limits and closes the
+// ones over them.
+func (l *connLimiter) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		ip := sourceIP(c)
+		l.mu.Lock()
+		reason := ""
+		switch {
+		case l.open >= l.total:
+			reason = refusedTotal
+		case l.byAddr[ip] >= l.perAddr:
+			reason = refusedPerAddress
+		default:
+			l.open++
+			l.byAddr[ip]++
+		}
+		l.mu.Unlock()
+		if reason != "" {
+			c.Close()
+			if l.metrics.refused != nil {
+				l.metrics.refused.WithLabelValues(reason).Inc()
+			}
+			// The address is caller input and is not logged.
+			l.warn.Do(func() {
+				l.log.Warn("refusing connections over the limit", "listener", l.name, "reason", reason,
+					"maxConnections", l.total, "maxConnectionsPerAddress", l.perAddr)
+			})
+			continue
+		}
+		if l.metrics.open != nil {
+			l.metrics.open.Inc()
+		}
+		return &limitedConn{Conn: c, release: func() { l.release(ip) }}, nil
+	}
+}
+
+func (l *connLimiter) release(ip string) {
+	l.mu.Lock()
+	l.open--
+	if l.byAddr[ip]--; l.byAddr[ip] <= 0 {
+		delete(l.byAddr, ip)
+	}
+	l.mu.Unlock()
+	if l.metrics.open != nil {
+		l.metrics.open.Dec()
+	}
+}
+
+// limitedConn gives its slot back when it is first closed.
+type limitedConn struct {
+	net.Conn
+	once    sync.Once
+	release func()
+}
+
+func (c *limitedConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(c.release)
+	return err
+}
