@@ -1,7 +1,9 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"text/tabwriter"
@@ -11,6 +13,7 @@ import (
 
 	"github.com/meshca/meshca/ca/store"
 	"github.com/meshca/meshca/ca/store/boltstore"
+	"github.com/meshca/meshca/issuer/admin"
 )
 
 func newRecordsCommand(g *globals) *cobra.Command {
@@ -19,7 +22,10 @@ func newRecordsCommand(g *globals) *cobra.Command {
 		Short: "Read issuance records from the store",
 		Long: `records reads the durable issuance records: one per certificate meshca issued,
 with the serial, the authenticated identity, validity, SHA-256 fingerprint,
-profile, requester and the CA generation that signed it.`,
+profile, requester and the CA generation that signed it.
+
+While 'meshca serve' runs it holds the store; records then reads through the
+service's admin socket (server.adminSocket) and prints the same output.`,
 	}
 	var asJSON bool
 	list := &cobra.Command{
@@ -55,9 +61,11 @@ profile, requester and the CA generation that signed it.`,
 	list.Flags().BoolVar(&asJSON, "json", false, "one JSON object per line")
 	get := &cobra.Command{
 		Use:     "get SERIAL",
+		Aliases: []string{"show"},
 		Short:   "Show one issuance record as JSON",
-		Example: `  meshca records get 3f2a... --dir ./.meshca`,
-		Args:    cobra.ExactArgs(1),
+		Example: `  meshca records get 3f2a... --dir ./.meshca
+  meshca records show 3f2a... --dir ./.meshca`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			st, err := openStore(g)
 			if err != nil {
@@ -80,10 +88,26 @@ profile, requester and the CA generation that signed it.`,
 	return cmd
 }
 
-func openStore(g *globals) (*boltstore.Store, error) {
+// recordReader is the store, or a running meshca serve that holds it.
+type recordReader interface {
+	GetIssuance(ctx context.Context, serial string) (store.Issuance, error)
+	ListIssuances(ctx context.Context, fn func(store.Issuance) bool) error
+	Close() error
+}
+
+// openStore opens the store; while 'meshca serve' holds it, it reads
+// through the service's admin socket instead.
+func openStore(g *globals) (recordReader, error) {
 	cfg, err := g.loadConfig()
 	if err != nil {
 		return nil, err
 	}
-	return boltstore.Open(cfg.Store.Path)
+	st, err := boltstore.Open(cfg.Store.Path)
+	if errors.Is(err, boltstore.ErrLocked) {
+		return admin.NewClient(cfg.Server.AdminSocket), nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return st, nil
 }
