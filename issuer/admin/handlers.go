@@ -169,8 +169,12 @@ func (h *handler) list(w http.ResponseWriter, r *http.Request) {
 	var werr error
 	started := false
 	err := h.records.ListIssuances(r.Context(), func(rec store.Issuance) bool {
-		started = true
-		werr = enc.Encode(rec)
+		if werr = enc.Encode(rec); werr == nil && !started {
+			// Send the status with the first record: a later failure then
+			// reaches the client as a truncated body.
+			started = true
+			werr = http.NewResponseController(w).Flush()
+		}
 		return werr == nil
 	})
 	if err == nil && werr == nil {

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -19,6 +20,8 @@ type socketListener struct {
 	path string
 	// ours is the socket file as bound, to recognise it at removal.
 	ours fs.FileInfo
+	once sync.Once
+	err  error
 }
 
 // listenSocket binds the admin socket at path. The directory must be owned
@@ -69,13 +72,15 @@ func listenSocket(path string) (*socketListener, error) {
 // Close stops listening and removes the socket file unless another
 // process has replaced it meanwhile.
 func (s *socketListener) Close() error {
-	err := s.Listener.Close()
-	if fi, lerr := os.Lstat(s.path); lerr == nil && os.SameFile(fi, s.ours) {
-		if rerr := os.Remove(s.path); rerr != nil && err == nil {
-			err = rerr
+	s.once.Do(func() {
+		s.err = s.Listener.Close()
+		if fi, err := os.Lstat(s.path); err == nil && os.SameFile(fi, s.ours) {
+			if err := os.Remove(s.path); err != nil && s.err == nil {
+				s.err = err
+			}
 		}
-	}
-	return err
+	})
+	return s.err
 }
 
 func checkPrivateDir(dir string) error {

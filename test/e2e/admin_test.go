@@ -113,6 +113,20 @@ func TestCLI_WorksWhileServeRuns(t *testing.T) {
 	require.Equal(t, listJSON, meshca(t, "records", "list", "--dir", dir, "--json"))
 	require.Equal(t, show, meshca(t, "records", "show", serial, "--dir", dir))
 	require.Equal(t, missing, meshcaFails(t, "records", "show", "00ff", "--dir", dir))
+	require.Equal(t, errorLine(t, refused), errorLine(t, meshcaFails(t, "sign", "--dir", dir, "--csr", csr, "--identity", "spiffe://cluster.local/ns/other/sa/app")))
+}
+
+// errorLine is the "Error: ..." line cobra prints (the offline path also
+// logs, with timestamps, to stderr).
+func errorLine(t *testing.T, out string) string {
+	t.Helper()
+	for _, l := range strings.Split(out, "\n") {
+		if strings.HasPrefix(l, "Error: ") {
+			return l
+		}
+	}
+	t.Fatalf("no Error: line in %q", out)
+	return ""
 }
 
 // adminClient talks HTTP over the admin socket.
