@@ -5,12 +5,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/meshca/meshca/ca/config"
 	"github.com/meshca/meshca/ca/store"
 	"github.com/meshca/meshca/ca/store/boltstore"
 	"github.com/meshca/meshca/issuer/admin"
@@ -88,6 +90,22 @@ service's admin socket (server.adminSocket) and prints the same output.`,
 	return cmd
 }
 
+// serveClient is a client of the admin socket of the meshca serve that
+// holds the store, once it is seen to answer.
+func serveClient(cfg *config.Config) (*admin.Client, error) {
+	c := admin.NewClient(cfg.Server.AdminSocket)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err := c.Check(ctx)
+	if errors.Is(err, fs.ErrPermission) {
+		return nil, fmt.Errorf("store %s is held by a meshca serve whose admin socket %s only its own user may use: run this command as that user", cfg.Store.Path, cfg.Server.AdminSocket)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store %s is locked by another meshca process, and no meshca serve answers on its admin socket %s: if another meshca command holds the store, wait for it and retry", cfg.Store.Path, cfg.Server.AdminSocket)
+	}
+	return c, nil
+}
+
 // recordReader is the store, or a running meshca serve that holds it.
 type recordReader interface {
 	GetIssuance(ctx context.Context, serial string) (store.Issuance, error)
@@ -104,7 +122,7 @@ func openStore(g *globals) (recordReader, error) {
 	}
 	st, err := boltstore.Open(cfg.Store.Path)
 	if errors.Is(err, boltstore.ErrLocked) {
-		return admin.NewClient(cfg.Server.AdminSocket), nil
+		return serveClient(cfg)
 	}
 	if err != nil {
 		return nil, err

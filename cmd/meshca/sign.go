@@ -80,7 +80,7 @@ same policy, record and audit, with the requester taken from the socket.`,
 			if errors.Is(err, boltstore.ErrLocked) {
 				// A running meshca serve holds the store: it signs, records
 				// and audits through the same authority.
-				return signRemote(cmd, cfg.Server.AdminSocket, admin.SignRequest{
+				return signRemote(cmd, cfg, admin.SignRequest{
 					CSR: csr, Identity: id.String(), TTL: ttl.Duration.String(), Profile: prof,
 				})
 			}
@@ -110,8 +110,11 @@ same policy, record and audit, with the requester taken from the socket.`,
 
 // signRemote signs through the admin socket of the meshca serve that
 // holds the store and prints what the offline path prints.
-func signRemote(cmd *cobra.Command, socket string, req admin.SignRequest) error {
-	c := admin.NewClient(socket)
+func signRemote(cmd *cobra.Command, cfg *config.Config, req admin.SignRequest) error {
+	c, err := serveClient(cfg)
+	if err != nil {
+		return err
+	}
 	defer c.Close()
 	chain, err := c.Sign(cmd.Context(), req)
 	if err != nil {

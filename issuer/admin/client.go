@@ -34,6 +34,16 @@ func NewClient(path string) *Client {
 	}}}
 }
 
+// Check tells whether a server listens on the socket.
+func (c *Client) Check(ctx context.Context) error {
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "unix", c.socket)
+	if err != nil {
+		return err
+	}
+	return conn.Close()
+}
+
 // The host part is ignored: the transport always dials the socket.
 const baseURL = "http://meshca"
 

@@ -182,3 +182,21 @@ func TestAdminSocket_OwnerOnlyAndBadRequestsChangeNothing(t *testing.T) {
 	_, err = os.Stat(sock)
 	require.ErrorIs(t, err, os.ErrNotExist)
 }
+
+// TestCLI_StoreLockedByAnotherCommandSaysSo: when the lock holder is not a
+// serve (another CLI command), the error says so and names the socket.
+func TestCLI_StoreLockedByAnotherCommandSaysSo(t *testing.T) {
+	dir := initCA(t)
+	meshca(t, "records", "list", "--dir", dir) // creates the store
+	// flock(1) holds the same flock(2) lock bbolt takes.
+	holder := exec.Command("flock", "--exclusive", filepath.Join(dir, "meshca.db"), "sleep", "60")
+	require.NoError(t, holder.Start())
+	t.Cleanup(func() { _ = holder.Process.Kill(); _ = holder.Wait() })
+	require.Eventually(t, func() bool {
+		return exec.Command("flock", "--exclusive", "--nonblock", filepath.Join(dir, "meshca.db"), "true").Run() != nil
+	}, 5*time.Second, 20*time.Millisecond)
+
+	out := errorLine(t, meshcaFails(t, "records", "list", "--dir", dir))
+	require.Equal(t, "Error: store "+filepath.Join(dir, "meshca.db")+" is locked by another meshca process, and no meshca serve answers on its admin socket "+
+		filepath.Join(dir, "admin.sock")+": if another meshca command holds the store, wait for it and retry", out)
+}
