@@ -113,7 +113,7 @@ background and shuts down gracefully on SIGINT or SIGTERM.`,
 				Log: log, Pruned: func(n int) { pruned.Add(float64(n)) },
 			}
 			go pruner.Run(ctx)
-			adm, err := startAdmin(ctx, cfg, rt, log)
+			adm, err := startAdmin(ctx, cfg, rt, log, reg)
 			if err != nil {
 				return err
 			}
@@ -137,13 +137,13 @@ background and shuts down gracefully on SIGINT or SIGTERM.`,
 }
 
 // startAdmin serves the admin socket until ctx ends.
-func startAdmin(ctx context.Context, cfg *config.Config, rt *authority.Runtime, log *slog.Logger) (*admin.Server, error) {
+func startAdmin(ctx context.Context, cfg *config.Config, rt *authority.Runtime, log *slog.Logger, reg prometheus.Registerer) (*admin.Server, error) {
 	td, err := identity.TrustDomain(cfg.TrustDomain)
 	if err != nil {
 		return nil, err
 	}
 	adm, err := admin.Listen(admin.Options{
-		Socket: cfg.Server.AdminSocket, Signer: rt.Authority, Records: rt.Store, TrustDomain: td, Log: log,
+		Socket: cfg.Server.AdminSocket, Signer: rt.Authority, Records: rt.Store, TrustDomain: td, Log: log, Registerer: reg,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("server.adminSocket: %w", err)

@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
 
 	"github.com/meshca/meshca/ca/authority"
@@ -69,8 +71,13 @@ func shortDir(t *testing.T) string {
 
 func serve(t *testing.T, rs Records) (*Server, *Client) {
 	t.Helper()
+	return serveWith(t, rs, nil)
+}
+
+func serveWith(t *testing.T, rs Records, reg prometheus.Registerer) (*Server, *Client) {
+	t.Helper()
 	sock := filepath.Join(shortDir(t), "admin.sock")
-	s, err := Listen(Options{Socket: sock, Signer: noSigner{}, Records: rs, Log: slog.New(slog.DiscardHandler)})
+	s, err := Listen(Options{Socket: sock, Signer: noSigner{}, Records: rs, Log: slog.New(slog.DiscardHandler), Registerer: reg})
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -174,13 +181,24 @@ func TestClient_AListingThatFailsMidwayIsAnErrorNotAShortList(t *testing.T) {
 
 func TestServer_APanicAnswers500AndTheServerLivesOn(t *testing.T) {
 	rs := &records{recs: []store.Issuance{{Serial: "0a"}}, panicGet: true}
-	_, c := serve(t, rs)
+	reg := prometheus.NewRegistry()
+	_, c := serveWith(t, rs, reg)
 	_, err := c.GetIssuance(context.Background(), "0a")
 	require.EqualError(t, err, "internal error")
 	rs.panicGet = false
 	rec, err := c.GetIssuance(context.Background(), "0a")
 	require.NoError(t, err)
 	require.Equal(t, "0a", rec.Serial)
+	_, err = c.GetIssuance(context.Background(), "0b")
+	require.ErrorIs(t, err, store.ErrNotFound)
+
+	require.NoError(t, testutil.GatherAndCompare(reg, strings.NewReader(`
+# HELP meshca_admin_requests_total Requests on the admin socket, by registered route and HTTP status.
+# TYPE meshca_admin_requests_total counter
+meshca_admin_requests_total{code="200",route="GET /v1/records/{serial}"} 1
+meshca_admin_requests_total{code="404",route="GET /v1/records/{serial}"} 1
+meshca_admin_requests_total{code="500",route="GET /v1/records/{serial}"} 1
+`), "meshca_admin_requests_total"))
 }
 
 func TestAuthorize_RefusesAnotherUser(t *testing.T) {

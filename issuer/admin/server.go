@@ -25,6 +25,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/meshca/meshca/ca/authority"
@@ -70,6 +71,8 @@ type Options struct {
 	Records     Records
 	TrustDomain spiffeid.TrustDomain
 	Log         *slog.Logger
+	// Registerer receives meshca_admin_requests_total; nil means none.
+	Registerer prometheus.Registerer
 }
 
 // Server serves the admin endpoint.
@@ -102,7 +105,7 @@ func Listen(o Options) (*Server, error) {
 	h := &handler{signer: o.Signer, records: o.Records, td: o.TrustDomain, log: o.Log, euid: os.Geteuid()}
 	s := &Server{l: l, log: o.Log, done: make(chan struct{})}
 	s.http = &http.Server{
-		Handler:           recoverPanics(o.Log, h.routes()),
+		Handler:           instrument(o.Registerer, recoverPanics(o.Log, h.routes())),
 		ReadHeaderTimeout: readHeaderTimeout,
 		ReadTimeout:       readTimeout,
 		WriteTimeout:      writeTimeout,
