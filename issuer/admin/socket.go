@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
@@ -41,7 +42,7 @@ func listenSocket(path string) (*socketListener, error) {
 	if err := removeStale(path); err != nil {
 		return nil, err
 	}
-	tmpDir, err := os.MkdirTemp(dir, ".s")
+	tmpDir, err := mkdirShortTemp(dir)
 	if err != nil {
 		return nil, fmt.Errorf("admin socket: %w", err)
 	}
@@ -81,6 +82,20 @@ func (s *socketListener) Close() error {
 		}
 	})
 	return s.err
+}
+
+// mkdirShortTemp makes a private directory in dir whose socket path
+// (dir/.xxxxxx/s) is no longer than dir/admin.sock: sun_path is short.
+func mkdirShortTemp(dir string) (string, error) {
+	for range 100 {
+		p := filepath.Join(dir, fmt.Sprintf(".%06x", rand.Uint32()&0xffffff))
+		err := os.Mkdir(p, 0o700)
+		if errors.Is(err, fs.ErrExist) {
+			continue
+		}
+		return p, err
+	}
+	return "", fmt.Errorf("no free temporary name in %s", dir)
 }
 
 func checkPrivateDir(dir string) error {
