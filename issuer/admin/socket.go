@@ -103,8 +103,8 @@ func checkPrivateDir(dir string) error {
 	if err != nil {
 		return fmt.Errorf("admin socket directory: %w", err)
 	}
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) != os.Geteuid() {
-		return fmt.Errorf("admin socket directory %s is owned by uid %d, not by meshca's user (uid %d); choose a server.adminSocket in a directory meshca owns", dir, st.Uid, os.Geteuid())
+	if uid, ok := ownerUID(fi); ok && uid != os.Geteuid() {
+		return fmt.Errorf("admin socket directory %s is owned by uid %d, not by meshca's user (uid %d); choose a server.adminSocket in a directory meshca owns", dir, uid, os.Geteuid())
 	}
 	if fi.Mode().Perm()&0o022 != 0 {
 		return fmt.Errorf("admin socket directory %s is writable by group or others (mode %04o); run chmod go-w %s, or choose a server.adminSocket in a private directory", dir, fi.Mode().Perm(), dir)
