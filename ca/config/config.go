@@ -48,6 +48,8 @@ const (
 	PQAnchorFile = "pq-anchor.pem"
 	KeysDir      = "keys"
 	StoreFile    = "meshca.db"
+	// AdminSocketFile is the default server.adminSocket, next to the store.
+	AdminSocketFile = "admin.sock"
 )
 
 // Config is the whole meshca configuration file.
@@ -218,7 +220,7 @@ func (c *Config) resolvePaths(base string) {
 	if c.Kubernetes.Kubeconfig != "" && !filepath.IsAbs(c.Kubernetes.Kubeconfig) {
 		c.Kubernetes.Kubeconfig = filepath.Join(base, c.Kubernetes.Kubeconfig)
 	}
-	for _, p := range append([]*string{&c.Root.File.RootCert, &c.Root.File.RootKey, &c.Root.File.RootPQKey, &c.Root.File.CACertsDir, &c.KeyStore.Dir, &c.Store.Path}, c.Root.Vault.Paths()...) {
+	for _, p := range append([]*string{&c.Root.File.RootCert, &c.Root.File.RootKey, &c.Root.File.RootPQKey, &c.Root.File.CACertsDir, &c.KeyStore.Dir, &c.Store.Path, &c.Server.AdminSocket}, c.Root.Vault.Paths()...) {
 		if *p != "" && !filepath.IsAbs(*p) && !strings.Contains(*p, ":") {
 			*p = filepath.Join(base, *p)
 		}
@@ -249,6 +251,9 @@ func (c *Config) Init() {
 		c.Issuance.Profile = c.Intermediate.Profile.DefaultLeaf()
 	}
 	c.Server.init()
+	if c.Server.AdminSocket == "" && c.Store.Path != "" {
+		c.Server.AdminSocket = filepath.Join(filepath.Dir(c.Store.Path), AdminSocketFile)
+	}
 	c.Kubernetes.init()
 	c.Authentication.init()
 	if c.Log.Level == "" {

@@ -2,6 +2,7 @@ package config
 
 import (
 	"net"
+	"strings"
 	"time"
 )
 
@@ -11,6 +12,10 @@ type ServerConfig struct {
 	Listen string `json:"listen"`
 	// OpsListen serves /healthz, /readyz and /metrics.
 	OpsListen string `json:"opsListen"`
+	// AdminSocket is the Unix domain socket (unix(7)) through which the CLI
+	// reaches a running meshca serve that holds the store: mode 0600, in a
+	// directory the meshca user owns. Default: admin.sock next to store.path.
+	AdminSocket string `json:"adminSocket"`
 	// ShutdownTimeout bounds graceful shutdown.
 	ShutdownTimeout Duration `json:"shutdownTimeout"`
 	// DNSNames and IPAddresses go into meshca's own serving certificate; the
@@ -262,7 +267,20 @@ func (s *ServerConfig) init() {
 	s.Limits.Init()
 }
 
+// MaxAdminSocketPath is the longest socket path every platform accepts:
+// sockaddr_un's sun_path holds 108 bytes on Linux (unix(7)) but 104 on the
+// BSDs and macOS, including the terminating NUL.
+const MaxAdminSocketPath = 103
+
 func (s ServerConfig) validate(add func(string, string, ...any)) {
+	switch {
+	case s.AdminSocket == "":
+		add("server.adminSocket", "must be set (default: admin.sock next to store.path)")
+	case len(s.AdminSocket) > MaxAdminSocketPath:
+		add("server.adminSocket", "%q is %d bytes; a Unix socket path holds at most %d: choose a shorter path", s.AdminSocket, len(s.AdminSocket), MaxAdminSocketPath)
+	case strings.ContainsRune(s.AdminSocket, 0) || strings.HasSuffix(s.AdminSocket, "/"):
+		add("server.adminSocket", "%q is not a file path (e.g. /var/lib/meshca/admin.sock)", s.AdminSocket)
+	}
 	for _, kv := range [][2]string{{"server.listen", s.Listen}, {"server.opsListen", s.OpsListen}} {
 		if _, _, err := net.SplitHostPort(kv[1]); err != nil {
 			add(kv[0], "%q is not host:port (e.g. :15012 or 127.0.0.1:15012)", kv[1])

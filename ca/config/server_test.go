@@ -1,6 +1,9 @@
 package config_test
 
 import (
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -78,4 +81,22 @@ server:
 		require.Error(t, err, yaml)
 		require.Contains(t, err.Error(), want)
 	}
+}
+
+func TestAdminSocket_DefaultsNextToTheStoreAndIsValidated(t *testing.T) {
+	dir := t.TempDir()
+	cfg := config.Defaults(dir)
+	require.Equal(t, filepath.Join(dir, "admin.sock"), cfg.Server.AdminSocket)
+	require.NoError(t, cfg.Validate())
+
+	f := filepath.Join(dir, "meshca.yaml")
+	require.NoError(t, os.WriteFile(f, []byte("root: {file: {rootCert: r.pem, rootKey: r.key}}\nkeyStore: {dir: keys}\nstore: {path: data/s.db}\n"), 0o600))
+	cfg, err := config.Load(f)
+	require.NoError(t, err)
+	require.Equal(t, filepath.Join(dir, "data", "admin.sock"), cfg.Server.AdminSocket, "relative to the file, like store.path")
+
+	cfg.Server.AdminSocket = "/" + strings.Repeat("a", 103)
+	require.ErrorContains(t, cfg.Validate(), "server.adminSocket: \""+cfg.Server.AdminSocket+"\" is 104 bytes; a Unix socket path holds at most 103: choose a shorter path")
+	cfg.Server.AdminSocket = "/run/meshca/"
+	require.ErrorContains(t, cfg.Validate(), `server.adminSocket: "/run/meshca/" is not a file path`)
 }

@@ -2,12 +2,14 @@ package main
 
 import (
 	"crypto"
+	"errors"
 	"fmt"
 	"sort"
 
 	"github.com/spf13/cobra"
 
 	"github.com/meshca/meshca/ca/authority"
+	"github.com/meshca/meshca/ca/store/boltstore"
 	"github.com/meshca/meshca/trustbundle/cacerts"
 )
 
@@ -25,7 +27,8 @@ func newCACertsCommand(g *globals) *cobra.Command {
 
 Create the Secret from them with kubectl, or let 'meshca serve' publish it.
 This exports the intermediate key so that istiod can sign with it; it fails
-when the key lives in an HSM.`,
+when the key lives in an HSM. It does not run while 'meshca serve' holds the
+store: the running service never hands out its private key.`,
 		Example: `  meshca cacerts --dir ./.meshca --out ./cacerts
   kubectl -n istio-system create secret generic cacerts --from-file=./cacerts`,
 		Args: cobra.NoArgs,
@@ -38,6 +41,10 @@ when the key lives in an HSM.`,
 				return err
 			}
 			rt, err := authority.Open(cmd.Context(), cfg, newLogger(cmd.ErrOrStderr(), "warn", "text"), nil)
+			if errors.Is(err, boltstore.ErrLocked) {
+				// The admin socket never serves private keys.
+				return fmt.Errorf("meshca serve is running on this store (%w): cacerts exports the intermediate private key, which the running service never hands out; stop meshca serve and run cacerts again, or let the service publish the cacerts Secret (trustBundle.publishCACerts: true)", err)
+			}
 			if err != nil {
 				return err
 			}

@@ -1,16 +1,21 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/meshca/meshca/ca/config"
 	"github.com/meshca/meshca/ca/store"
 	"github.com/meshca/meshca/ca/store/boltstore"
+	"github.com/meshca/meshca/issuer/admin"
 )
 
 func newRecordsCommand(g *globals) *cobra.Command {
@@ -19,7 +24,10 @@ func newRecordsCommand(g *globals) *cobra.Command {
 		Short: "Read issuance records from the store",
 		Long: `records reads the durable issuance records: one per certificate meshca issued,
 with the serial, the authenticated identity, validity, SHA-256 fingerprint,
-profile, requester and the CA generation that signed it.`,
+profile, requester and the CA generation that signed it.
+
+While 'meshca serve' runs it holds the store; records then reads through the
+service's admin socket (server.adminSocket) and prints the same output.`,
 	}
 	var asJSON bool
 	list := &cobra.Command{
@@ -55,9 +63,11 @@ profile, requester and the CA generation that signed it.`,
 	list.Flags().BoolVar(&asJSON, "json", false, "one JSON object per line")
 	get := &cobra.Command{
 		Use:     "get SERIAL",
+		Aliases: []string{"show"},
 		Short:   "Show one issuance record as JSON",
-		Example: `  meshca records get 3f2a... --dir ./.meshca`,
-		Args:    cobra.ExactArgs(1),
+		Example: `  meshca records get 3f2a... --dir ./.meshca
+  meshca records show 3f2a... --dir ./.meshca`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			st, err := openStore(g)
 			if err != nil {
@@ -80,10 +90,42 @@ profile, requester and the CA generation that signed it.`,
 	return cmd
 }
 
-func openStore(g *globals) (*boltstore.Store, error) {
+// serveClient is a client of the admin socket of the meshca serve that
+// holds the store, once it is seen to answer.
+func serveClient(cfg *config.Config) (*admin.Client, error) {
+	c := admin.NewClient(cfg.Server.AdminSocket)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err := c.Check(ctx)
+	if errors.Is(err, fs.ErrPermission) {
+		return nil, fmt.Errorf("store %s is held by a meshca serve whose admin socket %s only its own user may use: run this command as that user", cfg.Store.Path, cfg.Server.AdminSocket)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store %s is locked by another meshca process, and no meshca serve answers on its admin socket %s: if another meshca command holds the store, wait for it and retry", cfg.Store.Path, cfg.Server.AdminSocket)
+	}
+	return c, nil
+}
+
+// recordReader is the store, or a running meshca serve that holds it.
+type recordReader interface {
+	GetIssuance(ctx context.Context, serial string) (store.Issuance, error)
+	ListIssuances(ctx context.Context, fn func(store.Issuance) bool) error
+	Close() error
+}
+
+// openStore opens the store; while 'meshca serve' holds it, it reads
+// through the service's admin socket instead.
+func openStore(g *globals) (recordReader, error) {
 	cfg, err := g.loadConfig()
 	if err != nil {
 		return nil, err
 	}
-	return boltstore.Open(cfg.Store.Path)
+	st, err := boltstore.Open(cfg.Store.Path)
+	if errors.Is(err, boltstore.ErrLocked) {
+		return serveClient(cfg)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return st, nil
 }

@@ -1,8 +1,10 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
@@ -15,7 +17,9 @@ import (
 	"github.com/meshca/meshca/ca/audit"
 	"github.com/meshca/meshca/ca/authority"
 	"github.com/meshca/meshca/ca/config"
+	"github.com/meshca/meshca/ca/identity"
 	"github.com/meshca/meshca/ca/store"
+	"github.com/meshca/meshca/issuer/admin"
 	"github.com/meshca/meshca/issuer/server"
 )
 
@@ -32,6 +36,10 @@ store, and serves
                  serving certificate meshca issues to itself (istiod's CA
                  port is 15012)
   --ops-listen   /healthz, /readyz and /metrics (Prometheus)
+
+and, on the Unix socket server.adminSocket (default admin.sock next to the
+store, mode 0600), the local admin endpoint through which 'meshca records'
+and 'meshca sign' work while serve holds the store.
 
 Without a cluster, callers authenticate with client certificates that
 meshca issued ('meshca sign'). With kubernetes.kubeconfig or
@@ -105,6 +113,11 @@ background and shuts down gracefully on SIGINT or SIGTERM.`,
 				Log: log, Pruned: func(n int) { pruned.Add(float64(n)) },
 			}
 			go pruner.Run(ctx)
+			adm, err := startAdmin(ctx, cfg, rt, log, reg)
+			if err != nil {
+				return err
+			}
+			defer adm.Close()
 			m := rt.Authority.Material()
 			if err := startTrustDistribution(ctx, cfg, rc, m, log, reg); err != nil {
 				return err
@@ -112,7 +125,7 @@ background and shuts down gracefully on SIGINT or SIGTERM.`,
 			log.Info("meshca ready",
 				"trust_domain", cfg.TrustDomain, "generation", m.Generation, "compliance", cfg.Server.Compliance,
 				"serving_names", cfg.Server.DNSNames, "authenticators", door.authenticators,
-				"intermediate_not_after", m.Bundle.Cert.NotAfter, "store", cfg.Store.Path)
+				"intermediate_not_after", m.Bundle.Cert.NotAfter, "store", cfg.Store.Path, "admin_socket", adm.Path())
 			return srv.Run(ctx)
 		},
 	}
@@ -121,6 +134,26 @@ background and shuts down gracefully on SIGINT or SIGTERM.`,
 	cmd.Flags().StringVar(&opsListen, "ops-listen", "", "health and metrics address (default from config, else :15014)")
 	addLimitFlags(cmd, &limits)
 	return cmd
+}
+
+// startAdmin serves the admin socket until ctx ends.
+func startAdmin(ctx context.Context, cfg *config.Config, rt *authority.Runtime, log *slog.Logger, reg prometheus.Registerer) (*admin.Server, error) {
+	td, err := identity.TrustDomain(cfg.TrustDomain)
+	if err != nil {
+		return nil, err
+	}
+	adm, err := admin.Listen(admin.Options{
+		Socket: cfg.Server.AdminSocket, Signer: rt.Authority, Records: rt.Store, TrustDomain: td, Log: log, Registerer: reg,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("server.adminSocket: %w", err)
+	}
+	go func() {
+		if err := adm.Serve(ctx); err != nil {
+			log.Error("admin socket stopped", "err", err)
+		}
+	}()
+	return adm, nil
 }
 
 // readiness is ready while the store accepts writes and the active

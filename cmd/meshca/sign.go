@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -12,6 +13,8 @@ import (
 	"github.com/meshca/meshca/ca/config"
 	"github.com/meshca/meshca/ca/identity"
 	"github.com/meshca/meshca/ca/profile"
+	"github.com/meshca/meshca/ca/store/boltstore"
+	"github.com/meshca/meshca/issuer/admin"
 )
 
 func newSignCommand(g *globals) *cobra.Command {
@@ -38,8 +41,9 @@ composite CA composite leaves; an mldsa CA pure ML-DSA leaves.
 
 The chain is printed as PEM on stdout in Istio's order: the leaf, each
 intermediate, then every active root. The issuance is recorded in the store
-before anything is printed. sign cannot run while 'meshca serve' holds the
-same store.`,
+before anything is printed. While 'meshca serve' holds the same store, sign
+asks the running service through its admin socket (server.adminSocket): the
+same policy, record and audit, with the requester taken from the socket.`,
 		Example: `  openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout app.key \
     -subj / -addext "subjectAltName=URI:spiffe://cluster.local/ns/default/sa/app" -out app.csr
   meshca sign --dir ./.meshca --csr app.csr --identity spiffe://cluster.local/ns/default/sa/app --ttl 12h > app-chain.pem
@@ -73,6 +77,13 @@ same store.`,
 			}
 			log := newLogger(cmd.ErrOrStderr(), cfg.Log.Level, cfg.Log.Format)
 			rt, err := authority.Open(cmd.Context(), cfg, log, nil)
+			if errors.Is(err, boltstore.ErrLocked) {
+				// A running meshca serve holds the store: it signs, records
+				// and audits through the same authority.
+				return signRemote(cmd, cfg, admin.SignRequest{
+					CSR: csr, Identity: id.String(), TTL: ttl.Duration.String(), Profile: prof,
+				})
+			}
 			if err != nil {
 				return err
 			}
@@ -95,6 +106,22 @@ same store.`,
 	_ = cmd.MarkFlagRequired("csr")
 	_ = cmd.MarkFlagRequired("identity")
 	return cmd
+}
+
+// signRemote signs through the admin socket of the meshca serve that
+// holds the store and prints what the offline path prints.
+func signRemote(cmd *cobra.Command, cfg *config.Config, req admin.SignRequest) error {
+	c, err := serveClient(cfg)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	chain, err := c.Sign(cmd.Context(), req)
+	if err != nil {
+		return err
+	}
+	_, err = io.WriteString(cmd.OutOrStdout(), authority.ChainPEM(chain))
+	return err
 }
 
 func readInput(stdin io.Reader, path string) ([]byte, error) {

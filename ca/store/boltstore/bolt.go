@@ -33,6 +33,10 @@ var (
 	keySchema         = []byte("schema_version")
 )
 
+// ErrLocked is returned by Open when another process (a running
+// 'meshca serve') holds the store file's lock; test it with errors.Is.
+var ErrLocked = errors.New("locked by another meshca process")
+
 // Store is a bbolt-backed store.Store.
 type Store struct {
 	db *bolt.DB
@@ -58,7 +62,7 @@ func Open(path string) (*Store, error) {
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second, NoSync: checkNoSync, NoGrowSync: checkNoSync})
 	if err != nil {
 		if errors.Is(err, berrors.ErrTimeout) {
-			return nil, fmt.Errorf("store %s is locked by another meshca process; stop it or use another --dir", path)
+			return nil, fmt.Errorf("store %s is %w; stop it or use another --dir", path, ErrLocked)
 		}
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}

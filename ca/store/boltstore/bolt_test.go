@@ -298,6 +298,7 @@ func TestOpen_SecondOpenInTheSameProcessIsToldTheStoreIsLocked(t *testing.T) {
 	_, path := openStore(t)
 	_, err := Open(path)
 	require.EqualError(t, err, "store "+path+" is locked by another meshca process; stop it or use another --dir")
+	require.ErrorIs(t, err, ErrLocked, "the CLI tells a running serve by errors.Is")
 }
 
 func TestOpen_CreatesTheDirectoryAndA0600File(t *testing.T) {

@@ -1,0 +1,8 @@
+//go:build !unix
+
+package admin
+
+import "io/fs"
+
+// ownerUID is unknown off Unix.
+func ownerUID(fs.FileInfo) (int, bool) { return 0, false }
