@@ -135,7 +135,17 @@ func TestListen_RefusesADirectoryOthersCanWrite(t *testing.T) {
 	dir := shortDir(t)
 	require.NoError(t, os.Chmod(dir, 0o777))
 	_, err := Listen(Options{Socket: filepath.Join(dir, "admin.sock")})
-	require.EqualError(t, err, "admin socket directory "+dir+" is writable by group or others (mode 0777); run chmod go-w "+dir+", or choose a server.adminSocket in a private directory")
+	require.EqualError(t, err, "admin socket directory "+dir+" is writable by others (mode 0777); run chmod o-w "+dir+", or choose a server.adminSocket in a private directory")
+}
+
+// A Kubernetes volume under the pod's fsGroup is group-writable and setgid:
+// serve must start there.
+func TestListen_AcceptsAGroupWritableVolumeDirectory(t *testing.T) {
+	dir := shortDir(t)
+	require.NoError(t, os.Chmod(dir, 0o775|os.ModeSetgid))
+	s, err := Listen(Options{Socket: filepath.Join(dir, "admin.sock")})
+	require.NoError(t, err)
+	require.NoError(t, s.Close())
 }
 
 func TestClose_LeavesASocketSomeoneElseReplacedItWith(t *testing.T) {

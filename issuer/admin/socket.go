@@ -26,9 +26,11 @@ type socketListener struct {
 }
 
 // listenSocket binds the admin socket at path. The directory must be owned
-// by this user and writable by no one else: the socket's permissions are
-// its only authentication (unix(7): connecting needs write permission on
-// the socket file), and a directory others can write lets them replace it.
+// by this user (or root) and not writable by others: the socket's
+// permissions are its only authentication (unix(7): connecting needs write
+// permission on the socket file), and a directory others can write lets
+// them replace it. A group-writable directory (a volume under the pod's
+// fsGroup) is accepted: its group is the pod's own.
 // A socket left by a process that died is removed only when no one is
 // listening on it.
 func listenSocket(path string) (*socketListener, error) {
@@ -103,11 +105,14 @@ func checkPrivateDir(dir string) error {
 	if err != nil {
 		return fmt.Errorf("admin socket directory: %w", err)
 	}
-	if uid, ok := ownerUID(fi); ok && uid != os.Geteuid() {
-		return fmt.Errorf("admin socket directory %s is owned by uid %d, not by meshca's user (uid %d); choose a server.adminSocket in a directory meshca owns", dir, uid, os.Geteuid())
+	// root may own it: a Kubernetes volume's root is root's, shared with
+	// the pod's fsGroup (group-writable, setgid), and root can replace any
+	// file anyway. Writable by others it may never be.
+	if uid, ok := ownerUID(fi); ok && uid != os.Geteuid() && uid != 0 {
+		return fmt.Errorf("admin socket directory %s is owned by uid %d, not by meshca's user (uid %d) or root; choose a server.adminSocket in a directory meshca owns", dir, uid, os.Geteuid())
 	}
-	if fi.Mode().Perm()&0o022 != 0 {
-		return fmt.Errorf("admin socket directory %s is writable by group or others (mode %04o); run chmod go-w %s, or choose a server.adminSocket in a private directory", dir, fi.Mode().Perm(), dir)
+	if fi.Mode().Perm()&0o002 != 0 {
+		return fmt.Errorf("admin socket directory %s is writable by others (mode %04o); run chmod o-w %s, or choose a server.adminSocket in a private directory", dir, fi.Mode().Perm(), dir)
 	}
 	return nil
 }
