@@ -19,7 +19,7 @@ OPS_LISTEN   ?= 127.0.0.1:15014
 FUZZTIME     ?= 10s
 LONG_FUZZTIME ?= 5m
 # Packages of pure logic: fast enough to run under the race detector.
-UNIT_PKGS    := ./ca/... ./trustbundle/... ./issuer/...
+UNIT_PKGS    := ./ca/... ./trustbundle/... ./issuer/... ./cmd/...
 # Fuzz targets: package and function.
 FUZZ_TARGETS := ./ca/policy:FuzzParseCSR ./ca/config:FuzzParse ./ca/certenc:FuzzPreTBS ./ca/identity:FuzzParse
 FUZZ_TARGETS += ./ca/certenc:FuzzParseCertificate
