@@ -27,6 +27,9 @@ type Credentials struct {
 	BearerToken string
 	// ClusterID is the "clusterid" header (empty means the local cluster).
 	ClusterID string
+	// PeerAddr is the caller's IP address (no port), from the transport;
+	// it bounds the work one address can cause. Never a metric label.
+	PeerAddr string
 }
 
 // Caller is an authenticated caller.
