@@ -2,6 +2,7 @@ package authn
 
 import (
 	"context"
+	"net/netip"
 	"sync"
 	"time"
 )
@@ -58,7 +59,8 @@ func newReviewFlights(maxInFlight, perPeer int, timeout time.Duration) *reviewFl
 // context that ends after timeout or when every caller has left. do
 // returns ok false when ctx ends first. An empty peer (an in-process
 // caller with no address) is bound by maxInFlight only.
-func (g *reviewFlights) do(ctx context.Context, key reviewKey, peer string, run func(ctx context.Context) reviewResult) (res reviewResult, ok bool, why refusal) {
+func (g *reviewFlights) do(ctx context.Context, key reviewKey, peerAddr string, run func(ctx context.Context) reviewResult) (res reviewResult, ok bool, why refusal) {
+	peer := peerKey(peerAddr)
 	g.mu.Lock()
 	f, found := g.m[key]
 	if !found {
@@ -117,6 +119,27 @@ func (g *reviewFlights) run(ctx context.Context, key reviewKey, f *reviewFlight,
 		close(f.done)
 	}()
 	f.res = run(ctx)
+}
+
+// peerKey is what the per-peer bound counts by: an IPv4 address, or the
+// /64 prefix of an IPv6 address (the usual assignment to one host or
+// subscriber, RFC 4291 §2.5.4, so that one attacker cannot use 2^64
+// addresses as 2^64 peers). A string that is not an IP address is used as
+// it is.
+func peerKey(addr string) string {
+	ip, err := netip.ParseAddr(addr)
+	if err != nil {
+		return addr
+	}
+	ip = ip.Unmap()
+	if ip.Is4() {
+		return ip.String()
+	}
+	p, err := ip.Prefix(64)
+	if err != nil {
+		return addr
+	}
+	return p.String()
 }
 
 // slotsInUse is the number of reviews in flight (tests).

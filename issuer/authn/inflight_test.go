@@ -88,3 +88,13 @@ func TestReviewFlights_FullSlotsRefuseANewReviewAtOnce(t *testing.T) {
 	require.Equal(t, "x", (<-done).fail.Reason)
 	require.Zero(t, g.slotsInUse())
 }
+
+// One IPv6 host usually holds a whole /64, so the per-peer bound groups
+// IPv6 addresses by their /64; IPv4 addresses stay apart.
+func TestPeerKey_GroupsIPv6By64(t *testing.T) {
+	require.Equal(t, peerKey("2001:db8:1:2::1"), peerKey("2001:db8:1:2:ffff::9"))
+	require.NotEqual(t, peerKey("2001:db8:1:2::1"), peerKey("2001:db8:1:3::1"))
+	require.NotEqual(t, peerKey("192.0.2.1"), peerKey("192.0.2.2"))
+	require.Equal(t, "192.0.2.1", peerKey("192.0.2.1"))
+	require.Equal(t, "", peerKey(""))
+}

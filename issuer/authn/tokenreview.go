@@ -80,10 +80,12 @@ type TokenReviewOptions struct {
 	// Default 32.
 	MaxInFlight int
 	// MaxInFlightPerPeer bounds the TokenReview calls started for callers
-	// from one IP address (Credentials.PeerAddr), so that one address
-	// flooding tokens cannot take every slot; beyond it a caller is refused
-	// at once like above (counted as per_peer). Callers that join a review
-	// already running for the same token take no slot. Default 2.
+	// from one IP address (Credentials.PeerAddr; an IPv6 /64 counts as one
+	// address), so that one address flooding tokens cannot take every
+	// slot; beyond it a caller is refused at once like above (counted as
+	// per_peer). Callers that join a review already running for the same
+	// token take no slot. Callers without an address are bound by
+	// MaxInFlight only. Default 2.
 	MaxInFlightPerPeer int
 	// MinWait: no review is started for a caller whose deadline is nearer
 	// than this (it could not receive the answer). Default 50 ms;
