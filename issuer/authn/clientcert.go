@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/url"
 	"sync"
 	"time"
@@ -67,6 +68,7 @@ type ClientCert struct {
 	mu       sync.Mutex
 	previous []*x509.CertPool // intermediates of earlier generations, newest first
 	current  *x509.CertPool
+	stored   *x509.CertPool // CA generations from the store
 
 	verifyHook func() // tests: called before each signature verification
 }
@@ -149,9 +151,12 @@ func (a *ClientCert) remember(sum [32]byte, id *url.URL, roots *x509.CertPool, l
 
 // intermediates returns meshca's own intermediate pools: the trust
 // source's current one first, then those it gave before the latest
-// rotations, so that certificates issued by the previous intermediate keep
-// verifying until they expire or the roots change.
-func (a *ClientCert) intermediates() []*x509.CertPool {
+// rotations, then the certificates of every CA generation the store keeps
+// (when Records is also a store.Generations, as meshca's store is), so
+// that certificates issued by a retired intermediate keep verifying until
+// they expire or the roots change, across restarts too. The store is read
+// once per change of the current pool.
+func (a *ClientCert) intermediates(ctx context.Context, now time.Time) []*x509.CertPool {
 	cur := a.Trust.Intermediates()
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -161,8 +166,45 @@ func (a *ClientCert) intermediates() []*x509.CertPool {
 			a.previous = a.previous[:min(len(a.previous), previousGenerations)]
 		}
 		a.current = cur
+		a.stored = a.generationPool(ctx, now)
 	}
-	return append([]*x509.CertPool{cur}, a.previous...)
+	pools := append([]*x509.CertPool{cur}, a.previous...)
+	if a.stored != nil {
+		pools = append(pools, a.stored)
+	}
+	return pools
+}
+
+// generationPool holds the certificates of the CA generations in the store
+// that were activated and have not expired (nil when there are none or the
+// store keeps no generations).
+func (a *ClientCert) generationPool(ctx context.Context, now time.Time) *x509.CertPool {
+	gs, ok := a.Records.(store.Generations)
+	if !ok {
+		return nil
+	}
+	gens, err := gs.ListGenerations(ctx)
+	if err != nil {
+		slog.Warn("authn: CA generations cannot be read; client certificates of retired intermediates will not verify", "error", err)
+		return nil
+	}
+	var pool *x509.CertPool
+	for _, g := range gens {
+		if g.ActivatedAt.IsZero() {
+			continue // never signed anything
+		}
+		for _, der := range append([][]byte{g.CertDER}, g.ChainDER...) {
+			c, err := x509.ParseCertificate(der)
+			if err != nil || !now.Before(c.NotAfter) {
+				continue
+			}
+			if pool == nil {
+				pool = x509.NewCertPool()
+			}
+			pool.AddCert(c)
+		}
+	}
+	return pool
 }
 
 // verify checks the leaf against meshca's own intermediates and the mesh
@@ -171,8 +213,8 @@ func (a *ClientCert) intermediates() []*x509.CertPool {
 // known, and a chain built from caller-supplied certificates would let the
 // caller choose how many signatures are checked (RFC 5280 §6.1 path
 // building over up to 100 candidates in crypto/x509).
-func (a *ClientCert) verify(leaf *x509.Certificate, roots *x509.CertPool, now time.Time) bool {
-	for _, inters := range a.intermediates() {
+func (a *ClientCert) verify(ctx context.Context, leaf *x509.Certificate, roots *x509.CertPool, now time.Time) bool {
+	for _, inters := range a.intermediates(ctx, now) {
 		if a.verifyHook != nil {
 			a.verifyHook()
 		}
@@ -242,7 +284,7 @@ func (a *ClientCert) Authenticate(ctx context.Context, creds Credentials) (*Call
 	if a.isRefused(sum, roots) {
 		return nil, errUntrusted
 	}
-	if !a.verify(leaf, roots, now()) {
+	if !a.verify(ctx, leaf, roots, now()) {
 		a.refuse(sum, roots)
 		return nil, errUntrusted
 	}

@@ -144,3 +144,45 @@ func TestClientCert_IntermediateRotation(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "spiffe://cluster.local/ns/default/sa/new", c.Identity.String())
 }
+
+// generationRecords is an issuance store that also keeps CA generations,
+// as meshca's store does.
+type generationRecords struct {
+	countingRecords
+	gens []store.Generation
+}
+
+func (g *generationRecords) ListGenerations(context.Context) ([]store.Generation, error) { return g.gens, nil }
+func (g *generationRecords) AddGeneration(context.Context, store.Generation) (store.Generation, error) {
+	panic("not used")
+}
+func (g *generationRecords) ActivateGeneration(context.Context, uint64, time.Time) error {
+	panic("not used")
+}
+
+// After a rotation and a restart (the process never saw the previous
+// intermediate through its trust source), certificates of the retired
+// generation, still valid, authenticate: the store's generations are
+// meshca's intermediates too. A rogue intermediate stays refused.
+func TestClientCert_RetiredGenerationFromTheStoreAfterRestart(t *testing.T) {
+	m := newMiniCA(t)
+	oldInter, oldKey := m.intermediate("meshca-1", 2)
+	newInter, _ := m.intermediate("meshca-2", 3)
+	rogue, rkey := m.intermediate("rogue", 4)
+	oldLeaf := leafFor(t, oldInter, oldKey, "old", 30)
+	rogueLeaf := leafFor(t, rogue, rkey, "rogue", 31)
+	now := time.Now()
+	records := &generationRecords{countingRecords: countingRecords{recs: map[string]store.Issuance{
+		recordOf(oldLeaf).Serial: recordOf(oldLeaf), recordOf(rogueLeaf).Serial: recordOf(rogueLeaf)}},
+		gens: []store.Generation{
+			{ID: 1, CertDER: oldInter.Raw, ChainDER: [][]byte{m.root.Raw}, ActivatedAt: now.Add(-time.Hour), RetiredAt: now.Add(-time.Minute)},
+			{ID: 2, CertDER: newInter.Raw, ChainDER: [][]byte{m.root.Raw}, ActivatedAt: now.Add(-time.Minute)},
+		}}
+	a := &authn.ClientCert{Trust: &pools{roots: poolOf(m.root), inters: poolOf(newInter)}, Records: records, TrustDomain: "cluster.local"}
+
+	c, err := a.Authenticate(context.Background(), authn.Credentials{PeerCertificates: []*x509.Certificate{oldLeaf, oldInter}})
+	require.NoError(t, err)
+	require.Equal(t, "spiffe://cluster.local/ns/default/sa/old", c.Identity.String())
+	_, err = a.Authenticate(context.Background(), authn.Credentials{PeerCertificates: []*x509.Certificate{rogueLeaf, rogue}})
+	require.Equal(t, "untrusted_certificate", authn.ReasonOf(err))
+}
