@@ -152,7 +152,9 @@ type generationRecords struct {
 	gens []store.Generation
 }
 
-func (g *generationRecords) ListGenerations(context.Context) ([]store.Generation, error) { return g.gens, nil }
+func (g *generationRecords) ListGenerations(context.Context) ([]store.Generation, error) {
+	return g.gens, nil
+}
 func (g *generationRecords) AddGeneration(context.Context, store.Generation) (store.Generation, error) {
 	panic("not used")
 }
