@@ -27,6 +27,9 @@ type Credentials struct {
 	BearerToken string
 	// ClusterID is the "clusterid" header (empty means the local cluster).
 	ClusterID string
+	// PeerAddr is the caller's IP address (no port), from the transport;
+	// it bounds the work one address can cause. Never a metric label.
+	PeerAddr string
 }
 
 // Caller is an authenticated caller.
@@ -83,9 +86,17 @@ type Failure struct {
 	Message       string
 	// Err is an optional cause; ErrUnavailable marks a backend outage.
 	Err error
+
+	// named: Message already names its authenticators (a Chain's failure).
+	named bool
 }
 
-func (f *Failure) Error() string { return f.Authenticator + ": " + f.Message }
+func (f *Failure) Error() string {
+	if f.named {
+		return f.Message
+	}
+	return f.Authenticator + ": " + f.Message
+}
 
 // Unwrap returns the cause, so that errors.Is(err, ErrUnavailable) works.
 func (f *Failure) Unwrap() error { return f.Err }
@@ -131,7 +142,7 @@ func (c Chain) Authenticate(ctx context.Context, creds Credentials) (*Caller, er
 			first = f
 		}
 	}
-	return nil, &Failure{Authenticator: first.Authenticator, Reason: first.Reason, Message: strings.Join(msgs, "; "), Err: first.Err}
+	return nil, &Failure{Authenticator: first.Authenticator, Reason: first.Reason, Message: strings.Join(msgs, "; "), Err: first.Err, named: true}
 }
 
 // ReasonOf returns the stable reason of an authentication error.

@@ -6,6 +6,8 @@ import (
 	"crypto/x509"
 	"encoding/hex"
 	"errors"
+	"fmt"
+	"log/slog"
 	"net/url"
 	"sync"
 	"time"
@@ -30,7 +32,9 @@ type RevocationChecker interface {
 }
 
 // ClientCert authenticates a caller by a client certificate that meshca
-// itself issued: it must verify to the mesh roots, be known to the issuance
+// itself issued: it must verify through meshca's own intermediates (never
+// certificates the caller sent; a chain of more than MaxClientChainLength
+// is refused unchecked) to the mesh roots, be known to the issuance
 // store with the same fingerprint, not be revoked, and carry exactly one
 // SPIFFE URI SAN in the trust domain.
 //
@@ -39,7 +43,10 @@ type RevocationChecker interface {
 // so that a connection's renewals do not rebuild the chain every time.
 // The memory is a bounded LRU with expiry (LRUExpireCache, the front
 // door's one cache implementation): when full it forgets the least
-// recently used certificate. Revocation is checked on every request.
+// recently used certificate. A certificate that fails verification is
+// remembered likewise (up to DefaultRefusedSize, apart from the
+// successes), so that resending it costs no signature check. Revocation
+// is checked on every request.
 type ClientCert struct {
 	Trust       TrustSource
 	Records     store.Issuances
@@ -55,7 +62,39 @@ type ClientCert struct {
 
 	once     sync.Once
 	verified *cache.LRUExpireCache // [32]byte → verifiedCert
+
+	refused *cache.LRUExpireCache // [32]byte → refusedCert
+
+	mu       sync.Mutex
+	previous []*x509.CertPool // intermediates of earlier generations, newest first
+	current  *x509.CertPool
+	stored   *x509.CertPool // CA generations from the store
+
+	verifyHook func() // tests: called before each signature verification
 }
+
+type refusedCert struct {
+	roots, inters *x509.CertPool
+}
+
+// ReasonChainTooLong: the client sent more certificates than
+// MaxClientChainLength.
+const ReasonChainTooLong = "chain_too_long"
+
+// MaxClientChainLength bounds the certificates a client may send: its leaf
+// and the intermediates above it (istio-agent sends the chain meshca gave
+// it, leaf first). A longer chain is refused before any signature check.
+const MaxClientChainLength = 4
+
+// DefaultRefusedSize bounds the memory of certificates that failed
+// verification.
+const DefaultRefusedSize = 4096
+
+// previousGenerations is how many earlier intermediate sets (seen through
+// TrustSource across rotations) still verify client certificates.
+const previousGenerations = 2
+
+var errUntrusted = fail(ClientCertificate, "untrusted_certificate", "client certificate was not issued by this meshca's intermediates under the mesh roots")
 
 type verifiedCert struct {
 	identity *url.URL
@@ -79,6 +118,7 @@ func (a *ClientCert) memory() *cache.LRUExpireCache {
 			size = DefaultVerifiedSize
 		}
 		a.verified = cache.NewLRUExpireCacheWithClock(size, a.clock())
+		a.refused = cache.NewLRUExpireCacheWithClock(DefaultRefusedSize, a.clock())
 	})
 	return a.verified
 }
@@ -109,6 +149,115 @@ func (a *ClientCert) remember(sum [32]byte, id *url.URL, roots *x509.CertPool, l
 	a.memory().Add(sum, verifiedCert{identity: id, roots: roots}, ttl)
 }
 
+// intermediates returns meshca's own intermediate pools: the trust
+// source's current one first, then those it gave before the latest
+// rotations, then the certificates of every CA generation the store keeps
+// (when Records is also a store.Generations, as meshca's store is), so
+// that certificates issued by a retired intermediate keep verifying until
+// they expire or the roots change, across restarts too. The store is read
+// once per change of the current pool.
+func (a *ClientCert) intermediates(ctx context.Context, now time.Time) []*x509.CertPool {
+	cur := a.Trust.Intermediates()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if cur != a.current {
+		if a.current != nil {
+			a.previous = append([]*x509.CertPool{a.current}, a.previous...)
+			a.previous = a.previous[:min(len(a.previous), previousGenerations)]
+		}
+		a.current = cur
+		a.stored = a.generationPool(ctx, now)
+	}
+	pools := append([]*x509.CertPool{cur}, a.previous...)
+	if a.stored != nil {
+		pools = append(pools, a.stored)
+	}
+	return pools
+}
+
+// generationPool holds the certificates of the CA generations in the store
+// that were activated and have not expired (nil when there are none or the
+// store keeps no generations).
+func (a *ClientCert) generationPool(ctx context.Context, now time.Time) *x509.CertPool {
+	gs, ok := a.Records.(store.Generations)
+	if !ok {
+		return nil
+	}
+	gens, err := gs.ListGenerations(ctx)
+	if err != nil {
+		slog.Warn("authn: CA generations cannot be read; client certificates of retired intermediates will not verify", "error", err)
+		return nil
+	}
+	var pool *x509.CertPool
+	for _, g := range gens {
+		if g.ActivatedAt.IsZero() {
+			continue // never signed anything
+		}
+		for _, der := range append([][]byte{g.CertDER}, g.ChainDER...) {
+			c, err := x509.ParseCertificate(der)
+			if err != nil || !now.Before(c.NotAfter) {
+				continue
+			}
+			if pool == nil {
+				pool = x509.NewCertPool()
+			}
+			pool.AddCert(c)
+		}
+	}
+	return pool
+}
+
+// verify checks the leaf against meshca's own intermediates and the mesh
+// roots only. The certificates the client sent after its leaf are never
+// used: meshca issued every client certificate it accepts, so the chain is
+// known, and a chain built from caller-supplied certificates would let the
+// caller choose how many signatures are checked (RFC 5280 §6.1 path
+// building over up to 100 candidates in crypto/x509).
+func (a *ClientCert) verify(ctx context.Context, leaf *x509.Certificate, roots *x509.CertPool, now time.Time) bool {
+	for _, inters := range a.intermediates(ctx, now) {
+		if a.verifyHook != nil {
+			a.verifyHook()
+		}
+		if _, err := leaf.Verify(x509.VerifyOptions{
+			Roots: roots, Intermediates: inters, CurrentTime: now,
+			KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+		}); err == nil {
+			return true
+		}
+	}
+	return false
+}
+
+// isRefused reports whether the certificate failed verification recently
+// against the same roots and current intermediates.
+func (a *ClientCert) isRefused(sum [32]byte, roots *x509.CertPool) bool {
+	if a.VerifiedTTL < 0 {
+		return false
+	}
+	a.memory()
+	r, ok := a.refused.Get(sum)
+	if !ok {
+		return false
+	}
+	rc := r.(refusedCert)
+	return rc.roots == roots && rc.inters == a.Trust.Intermediates()
+}
+
+// refuse remembers a failed verification for VerifiedTTL (default one
+// minute) in a bounded LRU apart from the successes, so that a certificate
+// sent again costs no signature check and garbage never evicts a success.
+func (a *ClientCert) refuse(sum [32]byte, roots *x509.CertPool) {
+	ttl := a.VerifiedTTL
+	if ttl < 0 {
+		return
+	}
+	if ttl == 0 {
+		ttl = time.Minute
+	}
+	a.memory()
+	a.refused.Add(sum, refusedCert{roots: roots, inters: a.Trust.Intermediates()}, ttl)
+}
+
 // Name implements Authenticator.
 func (*ClientCert) Name() string { return ClientCertificate }
 
@@ -116,6 +265,10 @@ func (*ClientCert) Name() string { return ClientCertificate }
 func (a *ClientCert) Authenticate(ctx context.Context, creds Credentials) (*Caller, error) {
 	if len(creds.PeerCertificates) == 0 {
 		return nil, ErrNoCredentials
+	}
+	if len(creds.PeerCertificates) > MaxClientChainLength {
+		return nil, fail(ClientCertificate, ReasonChainTooLong,
+			fmt.Sprintf("the client sent %d certificates, more than %d", len(creds.PeerCertificates), MaxClientChainLength))
 	}
 	now := a.clock().Now
 	leaf := creds.PeerCertificates[0]
@@ -128,18 +281,12 @@ func (a *ClientCert) Authenticate(ctx context.Context, creds Credentials) (*Call
 		}
 		return &Caller{Identity: id}, nil
 	}
-	inters := a.Trust.Intermediates()
-	if len(creds.PeerCertificates) > 1 {
-		inters = inters.Clone()
-		for _, c := range creds.PeerCertificates[1:] {
-			inters.AddCert(c)
-		}
+	if a.isRefused(sum, roots) {
+		return nil, errUntrusted
 	}
-	if _, err := leaf.Verify(x509.VerifyOptions{
-		Roots: roots, Intermediates: inters, CurrentTime: now(),
-		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-	}); err != nil {
-		return nil, fail(ClientCertificate, "untrusted_certificate", "client certificate does not verify to the mesh roots")
+	if !a.verify(ctx, leaf, roots, now()) {
+		a.refuse(sum, roots)
+		return nil, errUntrusted
 	}
 	id, ok := a.workloadID(leaf)
 	if !ok {

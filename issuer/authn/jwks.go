@@ -93,7 +93,18 @@ func (s *keySet) reload(ctx context.Context, now time.Time) bool {
 	// The load must not inherit ctx's cancellation (the caller may be gone
 	// before it ends), only its values; it has its own timeout.
 	detached := context.WithoutCancel(ctx)
-	ch := s.flight.DoChan("load", func() (any, error) {
+	ch := s.flight.DoChan("load", func() (ok any, _ error) {
+		// singleflight re-panics a panic of this function in a new
+		// goroutine, which no interceptor recovers: make it a failed load.
+		defer func() {
+			if r := recover(); r != nil {
+				f := panicFailure(JWT, r)
+				s.mu.Lock()
+				s.lastAttempt, s.lastErr = now, f
+				s.mu.Unlock()
+				ok = false
+			}
+		}()
 		s.mu.RLock()
 		tooSoon := !s.lastAttempt.IsZero() && now.Sub(s.lastAttempt) < s.minRefresh
 		s.mu.RUnlock()

@@ -39,7 +39,7 @@ func newReviewMetrics(r prometheus.Registerer) *reviewMetrics {
 		}, []string{"cluster", "result"}),
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: MetricRejectedBeforeReview,
-			Help: "Bearer tokens refused before any TokenReview, by reason (too_large, malformed, deadline, overloaded).",
+			Help: "Bearer tokens refused before any TokenReview, by reason (too_large, malformed, deadline, overloaded, per_peer).",
 		}, []string{"reason"}),
 		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: MetricReviewsInFlight,

@@ -73,14 +73,25 @@ type TokenReviewOptions struct {
 	// NegativeCacheSize bounds the separate cache of rejections, so that
 	// garbage never evicts a success. Default 4096.
 	NegativeCacheSize int
-	// MaxInFlight bounds TokenReview calls in flight across all clusters;
-	// a review waits for a slot while its callers wait. Default 32.
+	// MaxInFlight bounds TokenReview calls in flight across all clusters.
+	// A token that would need a review when every slot is taken is
+	// refused at once with an Unavailable failure (reason review_failed,
+	// counted as overloaded), so that the client backs off and retries.
+	// Default 32.
 	MaxInFlight int
+	// MaxInFlightPerPeer bounds the TokenReview calls started for callers
+	// from one IP address (Credentials.PeerAddr; an IPv6 /64 counts as one
+	// address), so that one address flooding tokens cannot take every
+	// slot; beyond it a caller is refused at once like above (counted as
+	// per_peer). Callers that join a review already running for the same
+	// token take no slot. Callers without an address are bound by
+	// MaxInFlight only. Default 2.
+	MaxInFlightPerPeer int
 	// MinWait: no review is started for a caller whose deadline is nearer
 	// than this (it could not receive the answer). Default 50 ms;
 	// negative disables the check.
 	MinWait time.Duration
-	// Timeout bounds one review, including its wait for a slot.
+	// Timeout bounds one review.
 	// Default 10 s.
 	Timeout time.Duration
 	// Registerer receives the meshca_tokenreview_* metrics (nil: none).
@@ -91,13 +102,14 @@ type TokenReviewOptions struct {
 
 // Defaults of TokenReviewOptions.
 const (
-	DefaultTokenReviewCacheTTL          = 5 * time.Minute
-	DefaultTokenReviewNegativeTTL       = 5 * time.Second
-	DefaultTokenReviewCacheSize         = 65536
-	DefaultTokenReviewNegativeCacheSize = 4096
-	DefaultTokenReviewMaxInFlight       = 32
-	DefaultTokenReviewMinWait           = 50 * time.Millisecond
-	DefaultTokenReviewTimeout           = 10 * time.Second
+	DefaultTokenReviewCacheTTL           = 5 * time.Minute
+	DefaultTokenReviewNegativeTTL        = 5 * time.Second
+	DefaultTokenReviewCacheSize          = 65536
+	DefaultTokenReviewNegativeCacheSize  = 4096
+	DefaultTokenReviewMaxInFlight        = 32
+	DefaultTokenReviewMaxInFlightPerPeer = 2
+	DefaultTokenReviewMinWait            = 50 * time.Millisecond
+	DefaultTokenReviewTimeout            = 10 * time.Second
 )
 
 // TokenReviewer authenticates Kubernetes ServiceAccount tokens with the
@@ -109,8 +121,10 @@ const (
 // Work an unauthenticated caller can cause is bounded before any review:
 // a token that is not a JWT of at most MaxServiceAccountTokenSize bytes is
 // refused unreviewed (reason malformed_token); at most MaxInFlight reviews
-// run at once; a review runs only while some caller waits for it; and
-// rejections are cached apart from successes.
+// run at once, at most MaxInFlightPerPeer of them for one caller address,
+// and a caller finding no free slot is refused at once (Unavailable)
+// rather than queued; a review runs only while some caller waits for it;
+// and rejections are cached apart from successes.
 //
 // Results are cached by SHA-256(cluster, token): a success until
 // min(token exp, CacheTTL) or the deletion of its pod or ServiceAccount,
@@ -144,7 +158,8 @@ func NewTokenReviewer(o TokenReviewOptions) (*TokenReviewer, error) {
 	if o.TrustDomain == "" {
 		return nil, errors.New("authn: TokenReview needs a TrustDomain")
 	}
-	for name, v := range map[string]int{"CacheSize": o.CacheSize, "NegativeCacheSize": o.NegativeCacheSize, "MaxInFlight": o.MaxInFlight} {
+	for name, v := range map[string]int{"CacheSize": o.CacheSize, "NegativeCacheSize": o.NegativeCacheSize, "MaxInFlight": o.MaxInFlight,
+		"MaxInFlightPerPeer": o.MaxInFlightPerPeer} {
 		if v < 0 {
 			return nil, fmt.Errorf("authn: TokenReview %s must not be negative", name)
 		}
@@ -176,7 +191,8 @@ func NewTokenReviewer(o TokenReviewOptions) (*TokenReviewer, error) {
 		negSize = 0
 	}
 	a.cache = newReviewCache(a.clock, size, negSize, a.ttl)
-	a.flights = newReviewFlights(cmp.Or(o.MaxInFlight, DefaultTokenReviewMaxInFlight), orDefault(o.Timeout, DefaultTokenReviewTimeout))
+	a.flights = newReviewFlights(cmp.Or(o.MaxInFlight, DefaultTokenReviewMaxInFlight),
+		cmp.Or(o.MaxInFlightPerPeer, DefaultTokenReviewMaxInFlightPerPeer), orDefault(o.Timeout, DefaultTokenReviewTimeout))
 	return a, nil
 }
 
@@ -222,17 +238,20 @@ func (a *TokenReviewer) Authenticate(ctx context.Context, creds Credentials) (*C
 			Message: "the request's deadline leaves no time for a TokenReview", Err: ErrUnavailable}
 	}
 
-	res, ok := a.flights.do(ctx, key, func(rctx context.Context, acquired bool) reviewResult {
-		if !acquired {
-			a.metrics.rejected.WithLabelValues(PreReviewOverloaded).Inc()
-			return reviewResult{fail: &Failure{Authenticator: TokenReview, Reason: ReasonReviewFailed,
-				Message: "no TokenReview slot was free in time", Err: ErrUnavailable}}
-		}
+	res, ok, why := a.flights.do(ctx, key, creds.PeerAddr, func(rctx context.Context) reviewResult {
 		a.metrics.inFlight.Inc()
 		defer a.metrics.inFlight.Dec()
 		return a.review(rctx, key, cluster, client, token)
 	})
-	if !ok {
+	switch {
+	case why != refusedNone:
+		a.metrics.rejected.WithLabelValues(string(why)).Inc()
+		msg := "every TokenReview slot is in use; retry later"
+		if why == refusedPerPeer {
+			msg = "this address has the most TokenReviews in flight it may; retry later"
+		}
+		return nil, &Failure{Authenticator: TokenReview, Reason: ReasonReviewFailed, Message: msg, Err: ErrUnavailable}
+	case !ok:
 		return nil, &Failure{Authenticator: TokenReview, Reason: ReasonReviewFailed,
 			Message: "gave up waiting for the TokenReview of cluster " + cluster + ": " + ctx.Err().Error(), Err: ErrUnavailable}
 	}

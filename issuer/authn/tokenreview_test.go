@@ -396,5 +396,5 @@ func TestTokenReview_MetricsAreRegistered(t *testing.T) {
 	require.Equal(t, 4, n)
 	n, err = testutil.GatherAndCount(f.metrics, authn.MetricRejectedBeforeReview)
 	require.NoError(t, err)
-	require.Equal(t, 4, n, "one series per fixed reason, from the start")
+	require.Equal(t, 5, n, "one series per fixed reason (too_large, malformed, deadline, overloaded, per_peer), from the start")
 }

@@ -21,12 +21,14 @@ const (
 	PreReviewMalformed = "malformed"
 	// PreReviewDeadline: the caller's deadline leaves less than MinWait.
 	PreReviewDeadline = "deadline"
-	// PreReviewOverloaded: no TokenReview slot freed up before every
-	// caller waiting for the review had given up, or within Timeout.
+	// PreReviewOverloaded: every TokenReview slot (MaxInFlight) was in use.
 	PreReviewOverloaded = "overloaded"
+	// PreReviewPerPeer: the caller's address already has
+	// MaxInFlightPerPeer reviews in flight.
+	PreReviewPerPeer = "per_peer"
 )
 
-var preReviewReasons = []string{PreReviewTooLarge, PreReviewMalformed, PreReviewDeadline, PreReviewOverloaded}
+var preReviewReasons = []string{PreReviewTooLarge, PreReviewMalformed, PreReviewDeadline, PreReviewOverloaded, PreReviewPerPeer}
 
 // checkTokenSyntax is the cheap check made before a token costs a review:
 // a ServiceAccount token is a JWT (RFC 7519) in the JWS compact

@@ -21,7 +21,7 @@ const (
 // keeps the exact reason).
 var authReasons = map[string]bool{
 	"no_credentials": true, "error": true,
-	"untrusted_certificate": true, "unknown_certificate": true, "revoked_certificate": true,
+	"untrusted_certificate": true, "unknown_certificate": true, "revoked_certificate": true, authn.ReasonChainTooLong: true,
 	authn.ReasonMalformedToken: true, authn.ReasonUnsupportedAlgorithm: true, authn.ReasonUnknownKey: true,
 	authn.ReasonBadSignature: true, authn.ReasonExpired: true, authn.ReasonNotYetValid: true,
 	authn.ReasonInvalidClaims: true, authn.ReasonNoIdentity: true, // also the client certificate's

@@ -10,6 +10,8 @@ import (
 	"context"
 	"errors"
 	"math"
+	"net"
+	"net/netip"
 	"net/url"
 	"strings"
 	"time"
@@ -173,13 +175,26 @@ func metaString(req *pb.IstioCertificateRequest, key string) string {
 	return ""
 }
 
-// credentialsFrom extracts the TLS peer chain and the headers istio-agent sends.
+// peerIP is the IP address of a peer, without its port ("" when unknown).
+func peerIP(a net.Addr) string {
+	if a == nil {
+		return ""
+	}
+	if ap, err := netip.ParseAddrPort(a.String()); err == nil {
+		return ap.Addr().Unmap().String()
+	}
+	return ""
+}
+
+// credentialsFrom extracts the TLS peer chain, the peer's IP address and
+// the headers istio-agent sends.
 func credentialsFrom(ctx context.Context) authn.Credentials {
 	var c authn.Credentials
-	if p, ok := peer.FromContext(ctx); ok && p.AuthInfo != nil {
+	if p, ok := peer.FromContext(ctx); ok {
 		if ti, ok := p.AuthInfo.(credentials.TLSInfo); ok {
 			c.PeerCertificates = ti.State.PeerCertificates
 		}
+		c.PeerAddr = peerIP(p.Addr)
 	}
 	md, _ := metadata.FromIncomingContext(ctx)
 	for _, v := range md.Get("authorization") {
