@@ -58,8 +58,12 @@ func TestCLI_WorksWhileServeRuns(t *testing.T) {
 	s := startServe(t, dir)
 	s.waitReady(t, 5*time.Second)
 
-	emptyList := meshca(t, "records", "list", "--dir", dir)
-	require.Equal(t, "SERIAL  IDENTITY  NOT AFTER  PROFILE  GEN  REQUESTER\n", emptyList)
+	// serve issued its own serving certificate before it was ready: the
+	// only record so far.
+	before := strings.Split(strings.TrimSuffix(meshca(t, "records", "list", "--dir", dir), "\n"), "\n")
+	require.Len(t, before, 2, before)
+	require.Equal(t, []string{"SERIAL", "IDENTITY", "NOT", "AFTER", "PROFILE", "GEN", "REQUESTER"}, strings.Fields(before[0]))
+	require.Equal(t, []string{"dns:meshca.istio-system.svc", "serving"}, []string{strings.Fields(before[1])[1], strings.Fields(before[1])[3]})
 
 	out := meshca(t, "sign", "--dir", dir, "--csr", csr, "--identity", workloadID, "--ttl", "1h")
 	certs := splitPEM(t, out)
@@ -80,9 +84,16 @@ func TestCLI_WorksWhileServeRuns(t *testing.T) {
 
 	list := meshca(t, "records", "list", "--dir", dir)
 	lines := strings.Split(strings.TrimSuffix(list, "\n"), "\n")
-	require.Len(t, lines, 2, list)
-	require.Equal(t, []string{serial, workloadID}, strings.Fields(lines[1])[:2])
-	require.Equal(t, cliRequester(t), strings.Fields(lines[1])[5])
+	require.Len(t, lines, 3, list)
+	var signed []string
+	for _, l := range lines[1:] {
+		if f := strings.Fields(l); f[0] == serial {
+			signed = f
+		}
+	}
+	require.NotNil(t, signed, list)
+	require.Equal(t, workloadID, signed[1])
+	require.Equal(t, cliRequester(t), signed[5])
 	listJSON := meshca(t, "records", "list", "--dir", dir, "--json")
 	show := meshca(t, "records", "show", serial, "--dir", dir)
 	var rec struct{ Serial, Identity, Requester string }
@@ -177,7 +188,10 @@ func TestAdminSocket_OwnerOnlyAndBadRequestsChangeNothing(t *testing.T) {
 	resp.Body.Close()
 	require.Equal(t, http.StatusMethodNotAllowed, resp.StatusCode)
 
-	require.Equal(t, "", meshca(t, "records", "list", "--dir", dir, "--json"), "bad requests recorded nothing")
+	// Only serve's own serving certificate is recorded.
+	recorded := meshca(t, "records", "list", "--dir", dir, "--json")
+	require.Equal(t, 1, strings.Count(recorded, "\n"), recorded)
+	require.Contains(t, recorded, `"profile":"serving"`, "bad requests recorded nothing")
 	stopServe(t, s)
 	_, err = os.Stat(sock)
 	require.ErrorIs(t, err, os.ErrNotExist)
