@@ -13,8 +13,6 @@ import (
 	"golang.org/x/net/http2"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/encoding"
-	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -22,23 +20,8 @@ import (
 
 	"github.com/meshca/meshca/ca/config"
 	"github.com/meshca/meshca/issuer/server"
+	"github.com/meshca/meshca/test/grpcraw"
 )
-
-// rawCodec puts message bytes on the wire as they are.
-type rawCodec struct{}
-
-var _ encoding.CodecV2 = rawCodec{}
-
-func (rawCodec) Marshal(v any) (mem.BufferSlice, error) {
-	return mem.BufferSlice{mem.SliceBuffer(*v.(*[]byte))}, nil
-}
-
-func (rawCodec) Unmarshal(data mem.BufferSlice, v any) error {
-	*v.(*[]byte) = data.Materialize()
-	return nil
-}
-
-func (rawCodec) Name() string { return "proto" }
 
 // messageOfSize is a valid protobuf message of exactly n bytes: one unknown
 // length-delimited field, which google.protobuf.Empty accepts.
@@ -60,7 +43,7 @@ func TestLimits_MessageOverMaxRecvMsgSizeIsResourceExhausted(t *testing.T) {
 	var out []byte
 	call := func(n int) error {
 		msg := messageOfSize(t, n)
-		return conn.Invoke(context.Background(), probeDeadline, &msg, &out, grpc.ForceCodecV2(rawCodec{}))
+		return conn.Invoke(context.Background(), probeDeadline, &msg, &out, grpc.ForceCodecV2(grpcraw.Codec{}))
 	}
 	require.NoError(t, call(config.DefaultMaxRecvMsgSize))
 	for _, n := range []int{config.DefaultMaxRecvMsgSize + 1, 4<<20 - 64} {

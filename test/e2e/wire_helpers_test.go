@@ -27,9 +27,9 @@ import (
 	"golang.org/x/net/http2/hpack"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/encoding"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
-	"google.golang.org/grpc/mem"
+
+	"github.com/meshca/meshca/test/grpcraw"
 )
 
 // createCertificate is the full method name of Istio's CA RPC.
@@ -105,27 +105,10 @@ func (w *wireCA) dial(t *testing.T, addr string, cert *tls.Certificate) *grpc.Cl
 	return conn
 }
 
-// rawCodec sends and receives message bytes as they are, so that a test
-// can put any bytes on the wire.
-type rawCodec struct{}
-
-var _ encoding.CodecV2 = rawCodec{}
-
-func (rawCodec) Marshal(v any) (mem.BufferSlice, error) {
-	return mem.BufferSlice{mem.SliceBuffer(*v.(*[]byte))}, nil
-}
-
-func (rawCodec) Unmarshal(data mem.BufferSlice, v any) error {
-	*v.(*[]byte) = data.Materialize()
-	return nil
-}
-
-func (rawCodec) Name() string { return "proto" }
-
 // invokeRaw sends msg as the CreateCertificate request body.
 func invokeRaw(ctx context.Context, conn *grpc.ClientConn, msg []byte) error {
 	var out []byte
-	return conn.Invoke(ctx, createCertificate, &msg, &out, grpc.ForceCodecV2(rawCodec{}))
+	return conn.Invoke(ctx, createCertificate, &msg, &out, grpc.ForceCodecV2(grpcraw.Codec{}))
 }
 
 // rawH2Call sends one gRPC request over a hand-made HTTP/2 connection, so
