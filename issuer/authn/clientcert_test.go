@@ -91,14 +91,7 @@ func (r *countingRecords) GetIssuance(_ context.Context, serial string) (store.I
 }
 
 func TestClientCert_FullMemoryForgetsTheLeastRecentlyUsedCertificateOnly(t *testing.T) {
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	require.NoError(t, err)
-	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "ca"}, NotBefore: time.Now().Add(-time.Hour),
-		NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
-	der, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, caKey.Public(), caKey)
-	require.NoError(t, err)
-	ca, err := x509.ParseCertificate(der)
-	require.NoError(t, err)
+	ca, caKey := throwawayCA(t)
 	pool := x509.NewCertPool()
 	pool.AddCert(ca)
 	records := &countingRecords{recs: map[string]store.Issuance{}}

@@ -22,17 +22,10 @@ import (
 // clientCertWithURI issues a client certificate carrying uri from a fresh CA.
 func clientCertWithURI(t *testing.T, uri *url.URL) (*x509.Certificate, *x509.CertPool) {
 	t.Helper()
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	require.NoError(t, err)
-	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "ca"}, NotBefore: time.Now().Add(-time.Hour),
-		NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
-	der, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, caKey.Public(), caKey)
-	require.NoError(t, err)
-	ca, err := x509.ParseCertificate(der)
-	require.NoError(t, err)
+	ca, caKey := throwawayCA(t)
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	require.NoError(t, err)
-	der, err = x509.CreateCertificate(rand.Reader, &x509.Certificate{SerialNumber: big.NewInt(78), NotBefore: time.Now().Add(-time.Minute),
+	der, err := x509.CreateCertificate(rand.Reader, &x509.Certificate{SerialNumber: big.NewInt(78), NotBefore: time.Now().Add(-time.Minute),
 		NotAfter: time.Now().Add(time.Hour), URIs: []*url.URL{uri}, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}, ca, key.Public(), caKey)
 	require.NoError(t, err)
 	leaf, err := x509.ParseCertificate(der)
@@ -86,4 +79,18 @@ func TestJWT_IdentityFollowsTheSPIFFESpec(t *testing.T) {
 	require.Equal(t, "spiffe://cluster.local/ns/Payments/sa/checkout", caller.Identity.String())
 	require.Empty(t, caller.Namespace, "Payments is not a Kubernetes namespace name")
 	require.Empty(t, caller.ServiceAccount)
+}
+
+// throwawayCA is a self-signed P-256 CA valid for an hour either side of now.
+func throwawayCA(t *testing.T) (*x509.Certificate, *ecdsa.PrivateKey) {
+	t.Helper()
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "ca"}, NotBefore: time.Now().Add(-time.Hour),
+		NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	der, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, caKey.Public(), caKey)
+	require.NoError(t, err)
+	ca, err := x509.ParseCertificate(der)
+	require.NoError(t, err)
+	return ca, caKey
 }
