@@ -64,7 +64,7 @@ test-e2e:
 fuzz-short:
 	@set -e; for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; fn=$${t##*:}; \
 	  echo "fuzz $$fn in $$pkg for $(FUZZTIME)"; \
-	  $(GO) test -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) $$pkg; done
+	  bash test/tools/fuzz.sh $(GO) $$pkg $$fn $(FUZZTIME); done
 
 ## fuzz: each fuzz target for $(LONG_FUZZTIME).
 fuzz:
