@@ -79,9 +79,12 @@ lint:
 	  $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...; \
 	else echo "staticcheck unavailable from the module proxy; skipped"; fi
 
-## bench: benchmarks with ratios against a same-run baseline (not timed tests).
+## bench: benchmarks with ratios against a same-run baseline (not timed tests),
+## ending with the peer table against istiod's own CA (built once, cached).
+## BENCH_FLAGS passes flags, e.g. BENCH_FLAGS='-peer=only -peer-rounds=5'.
 bench:
-	$(GO) run ./test/bench
+	@bash test/tools/testbin.sh istiod
+	$(GO) run ./test/bench $(BENCH_FLAGS)
 
 clean:
 	rm -rf $(BIN)

@@ -6,7 +6,9 @@
 // it), the classical engine against that limit, the engine for every
 // certificate profile (classical, catalyst, composite, mldsa) against the
 // classical engine (the cost of post-quantum issuance per certificate),
-// then the Istio endpoint under load.
+// then the Istio endpoint under load, and finally the peer benchmark: meshca
+// serve against istiod's own CA server, each in its own process, driven by
+// a load generator in a third (peer.go).
 package main
 
 import (
@@ -16,6 +18,8 @@ import (
 	"os"
 	"runtime"
 	"runtime/pprof"
+	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -34,7 +38,31 @@ func main() {
 	duration := flag.Duration("duration", 4*time.Second, "measuring time per scenario")
 	concurrency := flag.Int("concurrency", 64, "concurrent callers for the engine scenarios")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file (go tool pprof)")
+	peer := flag.String("peer", "on", "the peer benchmark against istiod's CA: on, off, or only (skip the in-process scenarios)")
+	var po peerOptions
+	flag.DurationVar(&po.duration, "peer-duration", 5*time.Second, "measured window of each peer run (after 1s of warm-up)")
+	flag.IntVar(&po.rounds, "peer-rounds", 3, "rounds of the peer benchmark; each runs every server once per concurrency, alternating")
+	peerConc := flag.String("peer-concurrency", "16,64", "comma-separated concurrencies of the peer benchmark")
+	flag.StringVar(&po.storeDir, "peer-store-dir", "", "folder for meshca's stores in the peer benchmark (default: a temporary folder; /dev/shm gives the tmpfs upper bound)")
+	flag.StringVar(&po.istiodPath, "istiod", "", "istiod-ca binary (default bin/istiod/istiod-ca, built by 'bash test/tools/testbin.sh istiod')")
+	flag.BoolVar(&po.keepWorkDir, "peer-keep", false, "keep the peer benchmark's work folder (server logs, stores) and print its path")
 	flag.Parse()
+	for _, c := range strings.Split(*peerConc, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(c))
+		if err != nil || n < 1 {
+			fmt.Fprintf(os.Stderr, "bench: -peer-concurrency: %q is not a positive number\n", c)
+			os.Exit(2)
+		}
+		po.conc = append(po.conc, n)
+	}
+	if *peer != "on" && *peer != "off" && *peer != "only" {
+		fmt.Fprintf(os.Stderr, "bench: -peer: %q is not one of on, off, only\n", *peer)
+		os.Exit(2)
+	}
+	if po.rounds < 1 {
+		fmt.Fprintln(os.Stderr, "bench: -peer-rounds must be at least 1")
+		os.Exit(2)
+	}
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
 		if err == nil {
@@ -46,7 +74,15 @@ func main() {
 		}
 		defer pprof.StopCPUProfile()
 	}
-	if err := run(context.Background(), *duration, *concurrency); err != nil {
+	var err error
+	if *peer != "only" {
+		err = run(context.Background(), *duration, *concurrency)
+	}
+	if err == nil && *peer != "off" {
+		fmt.Println("\npeer benchmark: meshca serve vs istiod's CA (separate processes)")
+		err = runPeer(context.Background(), po)
+	}
+	if err != nil {
 		pprof.StopCPUProfile()
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)

@@ -7,8 +7,12 @@
 #   ${MESHCA_CACHE:-$HOME/.cache/meshca}/k8s-<K8S>/{kube-apiserver,etcd}
 #   ${MESHCA_CACHE:-$HOME/.cache/meshca}/vault-<VAULT>/vault
 #
-# It then points the git-ignored symlinks bin/k8s-<K8S> and bin/vault-<VAULT>
-# in the repository root at those folders.
+#   ${MESHCA_CACHE:-$HOME/.cache/meshca}/istiod-<ISTIO>/istiod-ca
+#
+# It then points the git-ignored symlinks bin/k8s-<K8S>, bin/vault-<VAULT>
+# and bin/istiod-<ISTIO> in the repository root at those folders. istiod-ca
+# (test/tools/istiod: istiod's own CA server, the peer of `make bench`) is
+# built only when asked for ('istiod'), not by 'all': the tests don't need it.
 #
 # It is idempotent: a binary that is cached and reports the expected version
 # is not rebuilt. Each binary is built into a temporary file in the cache
@@ -17,7 +21,7 @@
 # machine has 2 cores); the first run takes 10-15 minutes in all (about 5
 # for kube-apiserver, 1 for etcd, 4-10 for Vault with its module download).
 #
-# Usage: bash test/tools/testbin.sh [k8s|vault|all]   (default: all)
+# Usage: bash test/tools/testbin.sh [k8s|vault|istiod|all]   (default: all = k8s and vault)
 set -euo pipefail
 
 K8S_VERSION=1.37.2
@@ -32,8 +36,8 @@ log() { printf 'testbin: %s\n' "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
 case $what in
-all | k8s | vault) ;;
-*) die "unknown target '$what' (want k8s, vault or all)" ;;
+all | k8s | vault | istiod) ;;
+*) die "unknown target '$what' (want k8s, vault, istiod or all)" ;;
 esac
 
 command -v go >/dev/null || die "the go command is not on PATH"
@@ -148,6 +152,15 @@ if [[ $what == all || $what == vault ]]; then
 	ETA="about 4 minutes on 2 cores the first time, plus the module download"
 	build vault vault "$vdir" "Vault v$VAULT_VERSION" "vault v$VAULT_VERSION" -ldflags "-s -w"
 	link "vault-$VAULT_VERSION" "$vdir"
+fi
+
+if [[ $what == istiod ]]; then
+	istio=$(mod_version istiod istio.io/istio)
+	# The pseudo-version's commit is the cache key (its last 12 hex digits).
+	idir=$cache/istiod-${istio##*-}
+	ETA="about 5 minutes on 2 cores the first time, plus the module download"
+	build istiod-ca istiod "$idir" "istio.io/istio $istio" "istiod's CA (istio.io/istio $istio)" -ldflags "-s -w"
+	link istiod "$idir"
 fi
 
 log "done"

@@ -1,0 +1,480 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/meshca/meshca/test/reporoot"
+)
+
+// The peer benchmark: meshca serve and istiod's own CA server
+// (test/tools/istiod, built by `bash test/tools/testbin.sh istiod`), each
+// in its own process on the same CA material, driven in turn by one load
+// generator in a third process (test/bench/loadgen).
+
+// peerConns is the number of client connections (one identity each).
+const peerConns = 4
+
+// peerCSRs is the number of pre-made CSRs per identity.
+const peerCSRs = 16
+
+// A peer target is one server process under test.
+type peerTarget struct {
+	name       string
+	cmd        *exec.Cmd
+	addr       string
+	serverName string
+	root       string // PEM file of the roots that verify the server
+	creds      string // client-N.crt/key and csr-N.pem
+	ready      func() error
+}
+
+// peerRun is one loadgen run against one target.
+type peerRun struct {
+	target      string
+	concurrency int
+	res         loadgenResult
+	cpuSeconds  float64 // server CPU (user+system) over the whole run
+	rssMiB      float64 // server resident set after the run
+}
+
+// loadgenResult mirrors loadgen's JSON output.
+type loadgenResult struct {
+	OK, Errors, TotalOK  int64
+	FirstError           string
+	Seconds              float64
+	P50MS, P99MS, P999MS float64
+}
+
+func (r peerRun) rate() float64 { return float64(r.res.OK) / r.res.Seconds }
+
+func (r peerRun) cpuPer1000() float64 {
+	if r.res.TotalOK == 0 {
+		return 0
+	}
+	return r.cpuSeconds / float64(r.res.TotalOK) * 1000
+}
+
+// peerOptions configure the peer benchmark.
+type peerOptions struct {
+	duration    time.Duration
+	rounds      int
+	conc        []int
+	storeDir    string // where meshca's stores live ("" = a temporary folder on disk)
+	istiodPath  string
+	keepWorkDir bool
+}
+
+// runPeer builds the programs, starts the servers and prints the peer table.
+func runPeer(ctx context.Context, o peerOptions) error {
+	root, err := reporoot.Dir()
+	if err != nil {
+		return err
+	}
+	istiod := o.istiodPath
+	if istiod == "" {
+		istiod = filepath.Join(root, "bin", "istiod", "istiod-ca")
+	}
+	if _, err := os.Stat(istiod); err != nil {
+		return fmt.Errorf("istiod's CA is not built (%v); run: bash test/tools/testbin.sh istiod", err)
+	}
+	work, err := os.MkdirTemp("", "meshca-peer-")
+	if err != nil {
+		return err
+	}
+	if o.keepWorkDir {
+		fmt.Println("peer: work folder", work)
+	} else {
+		defer os.RemoveAll(work)
+	}
+	stores := o.storeDir
+	if stores == "" {
+		stores = work
+	}
+	fmt.Println("peer: building meshca and the load generator")
+	meshca, loadgen := filepath.Join(work, "meshca"), filepath.Join(work, "loadgen")
+	for bin, pkg := range map[string]string{meshca: "./cmd/meshca", loadgen: "./test/bench/loadgen"} {
+		if out, err := goCmd(root, "build", "-o", bin, pkg).CombinedOutput(); err != nil {
+			return fmt.Errorf("go build %s: %v\n%s", pkg, err, out)
+		}
+	}
+
+	// The same CA material for meshca (classical) and istiod; a catalyst CA
+	// under its own root for the catalyst figure.
+	classical, catalyst := filepath.Join(stores, "meshca-classical"), filepath.Join(stores, "meshca-catalyst")
+	cacerts := filepath.Join(work, "cacerts")
+	steps := [][]string{
+		{"init", "--dir", classical, "--profile", "classical"},
+		{"init", "--dir", catalyst, "--profile", "catalyst"},
+		{"cacerts", "--dir", classical, "--out", cacerts},
+	}
+	for _, s := range steps {
+		if out, err := exec.Command(meshca, s...).CombinedOutput(); err != nil {
+			return fmt.Errorf("meshca %s: %v\n%s", strings.Join(s, " "), err, out)
+		}
+	}
+	for _, dir := range []string{classical, catalyst} {
+		if err := benchConfig(dir); err != nil {
+			return err
+		}
+		if err := clientCreds(meshca, dir); err != nil {
+			return err
+		}
+	}
+
+	targets := []*peerTarget{
+		meshcaTarget("meshca classical", meshca, classical, work),
+		istiodTarget(istiod, cacerts, classical, work),
+		meshcaTarget("meshca catalyst", meshca, catalyst, work),
+	}
+	for _, t := range targets {
+		if err := t.start(ctx); err != nil {
+			stopAll(targets)
+			return err
+		}
+	}
+	defer stopAll(targets)
+
+	var runs []peerRun
+	total := len(o.conc) * o.rounds * len(targets)
+	n := 0
+	for _, c := range o.conc {
+		for r := 0; r < o.rounds; r++ {
+			for _, t := range targets { // A B C, A B C: alternating
+				n++
+				run, err := t.drive(ctx, loadgen, c, o.duration)
+				if err != nil {
+					return err
+				}
+				fmt.Printf("peer [%2d/%d] %-17s c=%-3d %6.0f certs/s  p99 %6.2f ms  errors %d  cpu %.2f s/1000\n",
+					n, total, t.name, c, run.rate(), run.res.P99MS, run.res.Errors, run.cpuPer1000())
+				if run.res.FirstError != "" {
+					fmt.Printf("            first error: %s\n", run.res.FirstError)
+				}
+				runs = append(runs, run)
+			}
+		}
+	}
+	printPeerTable(runs, o.conc, targets)
+	return nil
+}
+
+func goCmd(dir string, args ...string) *exec.Cmd {
+	c := exec.Command("go", args...)
+	c.Dir = dir
+	return c
+}
+
+// benchConfig lifts the per-identity rate limit: the load generator is 4
+// identities doing the work of a whole cluster. Every other setting,
+// durability included, is what 'meshca init' writes and serve defaults to.
+func benchConfig(dir string) error {
+	f, err := os.OpenFile(filepath.Join(dir, "meshca.yaml"), os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	_, err = f.WriteString("server:\n  rateLimit:\n    perIdentityQPS: 1000000\n    perIdentityBurst: 1000000\n")
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// clientCreds issues one client certificate per connection with
+// 'meshca sign' and writes the pre-made CSRs of each identity.
+func clientCreds(meshca, dir string) error {
+	creds := filepath.Join(dir, "bench-creds")
+	if err := os.MkdirAll(creds, 0o700); err != nil {
+		return err
+	}
+	for i := range peerConns {
+		id := &url.URL{Scheme: "spiffe", Host: "cluster.local", Path: fmt.Sprintf("/ns/bench/sa/load-%d", i)}
+		var csrs bytes.Buffer
+		for j := 0; j <= peerCSRs; j++ {
+			key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+			if err != nil {
+				return err
+			}
+			der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{URIs: []*url.URL{id}}, key)
+			if err != nil {
+				return err
+			}
+			if j < peerCSRs {
+				_ = pem.Encode(&csrs, &pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der})
+				continue
+			}
+			// The last key is the connection's client key.
+			csrFile := filepath.Join(creds, fmt.Sprintf("client-%d.csr", i))
+			if err := os.WriteFile(csrFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}), 0o600); err != nil {
+				return err
+			}
+			out, err := exec.Command(meshca, "sign", "--dir", dir, "--csr", csrFile, "--identity", id.String()).Output()
+			if err != nil {
+				return fmt.Errorf("meshca sign: %w", err)
+			}
+			if err := os.WriteFile(filepath.Join(creds, fmt.Sprintf("client-%d.crt", i)), out, 0o600); err != nil {
+				return err
+			}
+			kder, err := x509.MarshalPKCS8PrivateKey(key)
+			if err != nil {
+				return err
+			}
+			if err := os.WriteFile(filepath.Join(creds, fmt.Sprintf("client-%d.key", i)), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
+				return err
+			}
+		}
+		if err := os.WriteFile(filepath.Join(creds, fmt.Sprintf("csr-%d.pem", i)), csrs.Bytes(), 0o600); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// freeAddr returns a loopback address no one listens on now.
+func freeAddr() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
+}
+
+func meshcaTarget(name, meshca, dir, work string) *peerTarget {
+	grpcAddr, _ := freeAddr()
+	opsAddr, _ := freeAddr()
+	logName := strings.ReplaceAll(name, " ", "-") + ".log"
+	t := &peerTarget{
+		name: name, addr: grpcAddr, serverName: "meshca.istio-system.svc",
+		root: filepath.Join(dir, "root-cert.pem"), creds: filepath.Join(dir, "bench-creds"),
+		cmd: exec.Command(meshca, "serve", "--dir", dir, "--listen", grpcAddr, "--ops-listen", opsAddr),
+	}
+	t.ready = func() error {
+		resp, err := http.Get("http://" + opsAddr + "/readyz")
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("readyz: %s", resp.Status)
+		}
+		return nil
+	}
+	t.logTo(filepath.Join(work, logName))
+	return t
+}
+
+func istiodTarget(istiod, cacerts, classical, work string) *peerTarget {
+	addr, _ := freeAddr()
+	t := &peerTarget{
+		name: "istiod", addr: addr, serverName: "istiod.istio-system.svc",
+		root: filepath.Join(cacerts, "root-cert.pem"), creds: filepath.Join(classical, "bench-creds"),
+		cmd: exec.Command(istiod, "--cacerts", cacerts, "--listen", addr),
+	}
+	t.ready = func() error { return tlsReady(t) }
+	t.logTo(filepath.Join(work, "istiod.log"))
+	return t
+}
+
+// logTo sends the server's output (meshca's audit lines among it) to a
+// file, as a container runtime would take it.
+func (t *peerTarget) logTo(path string) {
+	f, err := os.Create(path)
+	if err == nil {
+		t.cmd.Stdout, t.cmd.Stderr = f, f
+	}
+}
+
+// tlsReady completes one TLS handshake with the server.
+func tlsReady(t *peerTarget) error {
+	pemRoots, err := os.ReadFile(t.root)
+	if err != nil {
+		return err
+	}
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(pemRoots)
+	c, err := tls.Dial("tcp", t.addr, &tls.Config{RootCAs: roots, ServerName: t.serverName, NextProtos: []string{"h2"}})
+	if err != nil {
+		return err
+	}
+	return c.Close()
+}
+
+func (t *peerTarget) start(ctx context.Context) error {
+	if err := t.cmd.Start(); err != nil {
+		return fmt.Errorf("%s: %w", t.name, err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		err := t.ready()
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return fmt.Errorf("%s did not become ready in 30s: %v", t.name, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func stopAll(ts []*peerTarget) {
+	for _, t := range ts {
+		if t.cmd.Process != nil {
+			_ = t.cmd.Process.Signal(syscall.SIGTERM)
+			done := make(chan struct{})
+			go func() { _ = t.cmd.Wait(); close(done) }()
+			select {
+			case <-done:
+			case <-time.After(10 * time.Second):
+				_ = t.cmd.Process.Kill()
+			}
+		}
+	}
+}
+
+// drive runs the load generator once against t.
+func (t *peerTarget) drive(ctx context.Context, loadgen string, conc int, d time.Duration) (peerRun, error) {
+	pid := t.cmd.Process.Pid
+	before, err := procCPU(pid)
+	if err != nil {
+		return peerRun{}, err
+	}
+	cmd := exec.CommandContext(ctx, loadgen, "--addr", t.addr, "--server-name", t.serverName, "--root", t.root,
+		"--creds", t.creds, "--conns", strconv.Itoa(peerConns), "--concurrency", strconv.Itoa(conc),
+		"--duration", d.String(), "--warmup", "1s")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return peerRun{}, fmt.Errorf("loadgen against %s: %v: %s", t.name, err, stderr.String())
+	}
+	after, err := procCPU(pid)
+	if err != nil {
+		return peerRun{}, err
+	}
+	run := peerRun{target: t.name, concurrency: conc, cpuSeconds: after - before, rssMiB: procRSS(pid)}
+	if err := json.Unmarshal(out, &run.res); err != nil {
+		return peerRun{}, fmt.Errorf("loadgen output %q: %w", out, err)
+	}
+	return run, nil
+}
+
+// procCPU is the user+system CPU seconds process pid has used
+// (proc(5): /proc/PID/stat fields 14 and 15, in clock ticks).
+func procCPU(pid int) (float64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// The command name (field 2) is in parentheses and may hold spaces.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, errors.New("unexpected /proc/PID/stat")
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0, errors.New("short /proc/PID/stat")
+	}
+	utime, err1 := strconv.ParseFloat(f[11], 64)
+	stime, err2 := strconv.ParseFloat(f[12], 64)
+	if err := errors.Join(err1, err2); err != nil {
+		return 0, err
+	}
+	const ticks = 100 // sysconf(_SC_CLK_TCK) on Linux
+	return (utime + stime) / ticks, nil
+}
+
+func procRSS(pid int) float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
+			kb, _ := strconv.ParseFloat(f[1], 64)
+			return kb / 1024
+		}
+	}
+	return 0
+}
+
+// median of the runs of target at concurrency c, by rate; the run itself
+// is reported so that its latency and CPU belong to the same run.
+func medianRun(runs []peerRun, target string, c int) peerRun {
+	var sel []peerRun
+	for _, r := range runs {
+		if r.target == target && r.concurrency == c {
+			sel = append(sel, r)
+		}
+	}
+	slices.SortFunc(sel, func(a, b peerRun) int {
+		switch {
+		case a.rate() < b.rate():
+			return -1
+		case a.rate() > b.rate():
+			return 1
+		}
+		return 0
+	})
+	return sel[len(sel)/2]
+}
+
+func printPeerTable(runs []peerRun, conc []int, targets []*peerTarget) {
+	fmt.Println("\nPEER: meshca vs istiod's own CA, separate processes, same CA material, one load generator process (median of the rounds)")
+	w := tabwriter.NewWriter(os.Stdout, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "SERVER\tCONC\tCERTS/S\tP50 MS\tP99 MS\tP999 MS\tERRORS\tCPU S/1000 CERTS\tRSS MIB\tRATIO TO ISTIOD")
+	verdicts := []string{}
+	for _, c := range conc {
+		ist := medianRun(runs, "istiod", c)
+		for _, t := range targets {
+			r := medianRun(runs, t.name, c)
+			fmt.Fprintf(w, "%s\t%d\t%.0f\t%.2f\t%.2f\t%.2f\t%d\t%.3f\t%.0f\t%.2f\n", t.name, c, r.rate(), r.res.P50MS, r.res.P99MS, r.res.P999MS,
+				r.res.Errors, r.cpuPer1000(), r.rssMiB, r.rate()/ist.rate())
+		}
+		cl, ca := medianRun(runs, "meshca classical", c), medianRun(runs, "meshca catalyst", c)
+		errs := int64(0)
+		for _, r := range runs {
+			if r.concurrency == c && r.target != "istiod" {
+				errs += r.res.Errors
+			}
+		}
+		verdicts = append(verdicts,
+			fmt.Sprintf("c=%d: classical %.2fx istiod (%s >= 1.2x); p99 %.2f vs %.2f ms (%s <= istiod); catalyst %.2fx istiod classical (%s >= 0.8x); meshca errors %d",
+				c, cl.rate()/ist.rate(), meets(cl.rate() >= 1.2*ist.rate()), cl.res.P99MS, ist.res.P99MS, meets(cl.res.P99MS <= ist.res.P99MS),
+				ca.rate()/ist.rate(), meets(ca.rate() >= 0.8*ist.rate()), errs))
+	}
+	w.Flush()
+	fmt.Println()
+	for _, v := range verdicts {
+		fmt.Println(v)
+	}
+	fmt.Println("CPU S/1000 CERTS is the server's own CPU (user+system) per 1000 certificates, warm-up included; it does not depend on what else the machine runs.")
+}
+
+func meets(ok bool) string {
+	if ok {
+		return "meets"
+	}
+	return "MISSES"
+}
