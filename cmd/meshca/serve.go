@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 	"time"
 
@@ -53,6 +54,7 @@ background and shuts down gracefully on SIGINT or SIGTERM.`,
   curl -s localhost:15014/readyz`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			setServeGC()
 			cfg, err := g.loadConfig()
 			if err != nil {
 				return err
@@ -174,5 +176,18 @@ func readiness(rt *authority.Runtime) server.ReadyFunc {
 			return fmt.Errorf("signing intermediate expired at %s", m.Bundle.Cert.NotAfter.UTC().Format(time.RFC3339))
 		}
 		return nil
+	}
+}
+
+// serveGCPercent is serve's garbage-collection target unless GOGC is set:
+// issuance allocates short-lived garbage around a small live heap, and the
+// Go default (100) spends about a fifth of the CPU of an issuance
+// collecting it. 400 trades some tens of MiB of heap for that CPU.
+const serveGCPercent = 400
+
+// setServeGC applies serveGCPercent; an operator's GOGC wins.
+func setServeGC() {
+	if _, set := os.LookupEnv("GOGC"); !set {
+		debug.SetGCPercent(serveGCPercent)
 	}
 }

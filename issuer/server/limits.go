@@ -14,6 +14,11 @@ import (
 // caller can cause before (and after) authentication is bounded.
 func limitOptions(l config.LimitsConfig) []grpc.ServerOption {
 	return []grpc.ServerOption{
+		// Requests run on a pool of long-lived goroutines whose stacks
+		// have already grown to what signing needs, instead of a new
+		// goroutine (and stack growth) per request; when every worker is
+		// busy gRPC starts a goroutine as before, so this is not a limit.
+		grpc.NumStreamWorkers(streamWorkers),
 		grpc.MaxRecvMsgSize(l.MaxRecvMsgSize),
 		grpc.MaxHeaderListSize(uint32(l.MaxHeaderListSize)),
 		grpc.MaxConcurrentStreams(uint32(l.MaxConcurrentStreams)),
@@ -39,6 +44,10 @@ func limitOptions(l config.LimitsConfig) []grpc.ServerOption {
 		}),
 	}
 }
+
+// streamWorkers is the size of that pool: enough for the requests a
+// 2-core replica has in flight (most wait on the store's group commit).
+const streamWorkers = 64
 
 // deadlineCap gives every unary request a deadline of at most max; a
 // caller's shorter deadline stays. Streams (the health Watch) are

@@ -45,6 +45,14 @@ func main() {
 	peerConc := flag.String("peer-concurrency", "16,64", "comma-separated concurrencies of the peer benchmark")
 	flag.StringVar(&po.storeDir, "peer-store-dir", "", "folder for meshca's stores in the peer benchmark (default: a temporary folder; /dev/shm gives the tmpfs upper bound)")
 	flag.StringVar(&po.istiodPath, "istiod", "", "istiod-ca binary (default bin/istiod/istiod-ca, built by 'bash test/tools/testbin.sh istiod')")
+	flag.StringVar(&po.perfDir, "peer-perf", "", "record each server with perf(1) during each peer run into this folder (perf report -i FILE)")
+	flag.Func("peer-meshca-env", "KEY=VALUE added to the meshca servers' environment (repeatable; for experiments such as GOGC=200)", func(v string) error {
+		if !strings.Contains(v, "=") {
+			return fmt.Errorf("%q is not KEY=VALUE", v)
+		}
+		po.meshcaEnv = append(po.meshcaEnv, v)
+		return nil
+	})
 	flag.BoolVar(&po.keepWorkDir, "peer-keep", false, "keep the peer benchmark's work folder (server logs, stores) and print its path")
 	flag.Parse()
 	for _, c := range strings.Split(*peerConc, ",") {

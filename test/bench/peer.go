@@ -56,6 +56,7 @@ type peerRun struct {
 	concurrency int
 	res         loadgenResult
 	cpuSeconds  float64 // server CPU (user+system) over the whole run
+	loadgenCPU  float64 // the load generator's CPU over the whole run
 	rssMiB      float64 // server resident set after the run
 }
 
@@ -76,6 +77,13 @@ func (r peerRun) cpuPer1000() float64 {
 	return r.cpuSeconds / float64(r.res.TotalOK) * 1000
 }
 
+func (r peerRun) loadgenPer1000() float64 {
+	if r.res.TotalOK == 0 {
+		return 0
+	}
+	return r.loadgenCPU / float64(r.res.TotalOK) * 1000
+}
+
 // peerOptions configure the peer benchmark.
 type peerOptions struct {
 	duration    time.Duration
@@ -84,6 +92,8 @@ type peerOptions struct {
 	storeDir    string // where meshca's stores live ("" = a temporary folder on disk)
 	istiodPath  string
 	keepWorkDir bool
+	perfDir     string   // record each server with perf(1) into this folder
+	meshcaEnv   []string // extra environment of the meshca servers (experiments: GOGC=200)
 }
 
 // runPeer builds the programs, starts the servers and prints the peer table.
@@ -148,6 +158,9 @@ func runPeer(ctx context.Context, o peerOptions) error {
 		istiodTarget(istiod, cacerts, classical, work),
 		meshcaTarget("meshca catalyst", meshca, catalyst, work),
 	}
+	for _, t := range []*peerTarget{targets[0], targets[2]} {
+		t.cmd.Env = append(os.Environ(), o.meshcaEnv...)
+	}
 	for _, t := range targets {
 		if err := t.start(ctx); err != nil {
 			stopAll(targets)
@@ -163,7 +176,7 @@ func runPeer(ctx context.Context, o peerOptions) error {
 		for r := 0; r < o.rounds; r++ {
 			for _, t := range targets { // A B C, A B C: alternating
 				n++
-				run, err := t.drive(ctx, loadgen, c, o.duration)
+				run, err := t.drive(ctx, loadgen, c, o.duration, o.perfDir)
 				if err != nil {
 					return err
 				}
@@ -354,8 +367,15 @@ func stopAll(ts []*peerTarget) {
 }
 
 // drive runs the load generator once against t.
-func (t *peerTarget) drive(ctx context.Context, loadgen string, conc int, d time.Duration) (peerRun, error) {
+func (t *peerTarget) drive(ctx context.Context, loadgen string, conc int, d time.Duration, perfDir string) (peerRun, error) {
 	pid := t.cmd.Process.Pid
+	if perfDir != "" {
+		stop, err := perfRecord(perfDir, fmt.Sprintf("%s-c%d", strings.ReplaceAll(t.name, " ", "-"), conc), pid)
+		if err != nil {
+			return peerRun{}, err
+		}
+		defer stop()
+	}
 	before, err := procCPU(pid)
 	if err != nil {
 		return peerRun{}, err
@@ -373,11 +393,25 @@ func (t *peerTarget) drive(ctx context.Context, loadgen string, conc int, d time
 	if err != nil {
 		return peerRun{}, err
 	}
-	run := peerRun{target: t.name, concurrency: conc, cpuSeconds: after - before, rssMiB: procRSS(pid)}
+	run := peerRun{target: t.name, concurrency: conc, cpuSeconds: after - before, rssMiB: procRSS(pid),
+		loadgenCPU: (cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()).Seconds()}
 	if err := json.Unmarshal(out, &run.res); err != nil {
 		return peerRun{}, fmt.Errorf("loadgen output %q: %w", out, err)
 	}
 	return run, nil
+}
+
+// perfRecord samples process pid with perf(1) (software cpu-clock, call
+// graphs) into DIR/NAME.perf until stop is called; `perf report -i` reads it.
+func perfRecord(dir, name string, pid int) (stop func(), err error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	cmd := exec.Command("perf", "record", "-q", "-e", "cpu-clock", "-F", "999", "-g", "-p", strconv.Itoa(pid), "-o", filepath.Join(dir, name+".perf"))
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("perf record (Debian package linux-perf): %w", err)
+	}
+	return func() { _ = cmd.Process.Signal(os.Interrupt); _ = cmd.Wait() }, nil
 }
 
 // procCPU is the user+system CPU seconds process pid has used
@@ -443,14 +477,14 @@ func medianRun(runs []peerRun, target string, c int) peerRun {
 func printPeerTable(runs []peerRun, conc []int, targets []*peerTarget) {
 	fmt.Println("\nPEER: meshca vs istiod's own CA, separate processes, same CA material, one load generator process (median of the rounds)")
 	w := tabwriter.NewWriter(os.Stdout, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "SERVER\tCONC\tCERTS/S\tP50 MS\tP99 MS\tP999 MS\tERRORS\tCPU S/1000 CERTS\tRSS MIB\tRATIO TO ISTIOD")
+	fmt.Fprintln(w, "SERVER\tCONC\tCERTS/S\tP50 MS\tP99 MS\tP999 MS\tERRORS\tCPU S/1000 CERTS\tLOADGEN CPU S/1000\tRSS MIB\tRATIO TO ISTIOD")
 	verdicts := []string{}
 	for _, c := range conc {
 		ist := medianRun(runs, "istiod", c)
 		for _, t := range targets {
 			r := medianRun(runs, t.name, c)
-			fmt.Fprintf(w, "%s\t%d\t%.0f\t%.2f\t%.2f\t%.2f\t%d\t%.3f\t%.0f\t%.2f\n", t.name, c, r.rate(), r.res.P50MS, r.res.P99MS, r.res.P999MS,
-				r.res.Errors, r.cpuPer1000(), r.rssMiB, r.rate()/ist.rate())
+			fmt.Fprintf(w, "%s\t%d\t%.0f\t%.2f\t%.2f\t%.2f\t%d\t%.3f\t%.3f\t%.0f\t%.2f\n", t.name, c, r.rate(), r.res.P50MS, r.res.P99MS, r.res.P999MS,
+				r.res.Errors, r.cpuPer1000(), r.loadgenPer1000(), r.rssMiB, r.rate()/ist.rate())
 		}
 		cl, ca := medianRun(runs, "meshca classical", c), medianRun(runs, "meshca catalyst", c)
 		errs := int64(0)
@@ -469,7 +503,8 @@ func printPeerTable(runs []peerRun, conc []int, targets []*peerTarget) {
 	for _, v := range verdicts {
 		fmt.Println(v)
 	}
-	fmt.Println("CPU S/1000 CERTS is the server's own CPU (user+system) per 1000 certificates, warm-up included; it does not depend on what else the machine runs.")
+	fmt.Println("CPU S/1000 CERTS is the server's own CPU (user+system) per 1000 certificates, warm-up included; it depends little on what else the machine runs.")
+	fmt.Println("The load generator shares the machine's cores: with both processes CPU-bound, certs/s is about cores / (server + load generator CPU per certificate).")
 }
 
 func meets(ok bool) string {
