@@ -216,6 +216,14 @@ func (a *Authority) sign(ctx context.Context, req Request, m *Material, leafProf
 	if err := m.Profile.CheckLeaf(leafProfile); err != nil {
 		return nil, caerr.New(caerr.InvalidArgument, ReasonProfileNotSupported, "%v", err)
 	}
+	// Reserve the record now, so that a store that commits in groups can
+	// wait for it while it is being signed.
+	put := a.records.PutIssuance
+	if r, ok := a.records.(store.Reserver); ok {
+		res := r.Reserve()
+		defer res.Cancel()
+		put = res.PutIssuance
+	}
 	csr, err := policy.ParseCSR(req.CSR)
 	if err != nil {
 		return nil, err
@@ -248,7 +256,7 @@ func (a *Authority) sign(ctx context.Context, req Request, m *Material, leafProf
 		Generation:  m.Generation,
 		IssuedAt:    a.now().UTC(),
 	}
-	if err := a.records.PutIssuance(ctx, rec); err != nil {
+	if err := put(ctx, rec); err != nil {
 		// Not acknowledged: the caller retries and the certificate is discarded.
 		return nil, caerr.Wrap(err, caerr.Unavailable, "store_unavailable", "record issuance")
 	}

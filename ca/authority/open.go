@@ -51,7 +51,7 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger, reg prometh
 	if err != nil {
 		return nil, err
 	}
-	st, err := boltstore.Open(cfg.Store.Path)
+	st, err := boltstore.Open(cfg.Store.Path, boltstore.WithCommitDelay(cfg.Store.CommitDelayOrDefault()))
 	if err != nil {
 		km.Close()
 		return nil, err

@@ -34,6 +34,8 @@ const (
 	DefaultGracePeriod       = 24 * time.Hour
 	DefaultRetention         = 7 * 24 * time.Hour
 	DefaultPruneInterval     = time.Hour
+	DefaultCommitDelay       = time.Millisecond
+	MaxCommitDelay           = 10 * time.Millisecond
 	DefaultListen            = ":15012"
 	DefaultOpsListen         = ":15014"
 	DefaultShutdownTimeout   = 15 * time.Second
@@ -124,6 +126,19 @@ type StoreConfig struct {
 	Retention Duration `json:"retention"`
 	// PruneInterval is how often expired records are pruned.
 	PruneInterval Duration `json:"pruneInterval"`
+	// CommitDelay is how long a commit of issuance records waits at most
+	// for records that are being signed right now, so that they share its
+	// fsyncs; it waits only while such records exist. nil means
+	// DefaultCommitDelay; 0 commits each group at once.
+	CommitDelay *Duration `json:"commitDelay,omitempty"`
+}
+
+// CommitDelayOrDefault is store.commitDelay with its default applied.
+func (s StoreConfig) CommitDelayOrDefault() time.Duration {
+	if s.CommitDelay == nil {
+		return DefaultCommitDelay
+	}
+	return s.CommitDelay.Duration
 }
 
 // IssuanceConfig shapes workload certificates.
@@ -348,6 +363,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Store.Retention.Duration < 0 {
 		add("store.retention", "must not be negative")
+	}
+	if d := c.Store.CommitDelayOrDefault(); d < 0 || d > MaxCommitDelay {
+		add("store.commitDelay", "%s is out of range; use 0 (no wait) to %s (default %s): the wait adds to each issuance's latency under load", d, MaxCommitDelay, DefaultCommitDelay)
 	}
 	if c.Store.PruneInterval.Duration < time.Minute {
 		add("store.pruneInterval", "%s is too short; use at least 1m", c.Store.PruneInterval.Duration)

@@ -70,6 +70,24 @@ type Issuances interface {
 	PruneIssuances(ctx context.Context, cutoff time.Time) (int, error)
 }
 
+// Reserver is implemented by stores that commit concurrent records in
+// groups. A signer reserves the record it is about to write as soon as it
+// starts signing, so that a commit can wait briefly for records that are
+// already on their way instead of paying a commit (and its fsyncs) for each
+// one alone: the idea of PostgreSQL's commit_delay and commit_siblings.
+type Reserver interface {
+	Reserve() Reservation
+}
+
+// Reservation is one reserved record. Exactly one of PutIssuance or
+// Cancel must be called; Cancel after PutIssuance does nothing, so it can
+// be deferred.
+type Reservation interface {
+	// PutIssuance is Issuances.PutIssuance for the reserved record.
+	PutIssuance(ctx context.Context, rec Issuance) error
+	Cancel()
+}
+
 // Generations keeps the CA generations.
 type Generations interface {
 	// AddGeneration stores g with a new ID and returns it.

@@ -14,10 +14,12 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
+	"k8s.io/utils/clock"
 
 	"github.com/meshca/meshca/ca/store"
 )
@@ -45,11 +47,34 @@ type Store struct {
 	writes *groupCommitter
 }
 
-var _ store.Store = (*Store)(nil)
+var (
+	_ store.Store    = (*Store)(nil)
+	_ store.Reserver = (*Store)(nil)
+)
+
+// Option configures Open.
+type Option func(*options)
+
+type options struct {
+	commitDelay time.Duration
+	clock       clock.Clock
+}
+
+// WithCommitDelay sets how long a commit waits at most for records that
+// are reserved (being signed) but not yet queued: store.commitDelay. The
+// default, 0, commits at once.
+func WithCommitDelay(d time.Duration) Option { return func(o *options) { o.commitDelay = d } }
+
+// WithClock sets the clock of the commit delay (tests).
+func WithClock(c clock.Clock) Option { return func(o *options) { o.clock = c } }
 
 // Open opens (creating if needed) the store at path. It fails with a clear
 // message when another process holds the file or the schema is newer.
-func Open(path string) (*Store, error) {
+func Open(path string, opts ...Option) (*Store, error) {
+	o := options{clock: clock.RealClock{}}
+	for _, f := range opts {
+		f(&o)
+	}
 	dir := filepath.Dir(path)
 	newDirs := missingDirs(dir)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -90,7 +115,7 @@ func Open(path string) (*Store, error) {
 	}
 	s.w = newFailClosedWriter(db)
 	// Concurrent issuance records share fsyncs (see groupCommitter).
-	s.writes = newGroupCommitter(s.w.Update)
+	s.writes = newGroupCommitter(s.w.Update, o.commitDelay, o.clock)
 	return s, nil
 }
 
@@ -142,19 +167,61 @@ func expiryKey(notAfter time.Time, serial []byte) []byte {
 // PutIssuance durably stores rec: it returns after the transaction holding
 // it is fsynced. Concurrent calls share one commit.
 func (s *Store) PutIssuance(ctx context.Context, rec store.Issuance) error {
+	return s.putIssuance(ctx, rec, nil)
+}
+
+func (s *Store) putIssuance(ctx context.Context, rec store.Issuance, queued func()) error {
+	p, err := newPendingPut(ctx, rec)
+	if err != nil {
+		if queued != nil {
+			queued()
+		}
+		return err
+	}
+	return s.writes.put(ctx, p, queued)
+}
+
+func newPendingPut(ctx context.Context, rec store.Issuance) (*pendingPut, error) {
 	k, err := serialKey(rec.Serial)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	v, err := json.Marshal(rec)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if err := ctx.Err(); err != nil {
-		return err
+		return nil, err
 	}
-	return s.writes.put(ctx, &pendingPut{key: k, value: v, expiryKey: expiryKey(rec.NotAfter, k), done: make(chan error, 1)})
+	return &pendingPut{key: k, value: v, expiryKey: expiryKey(rec.NotAfter, k), done: make(chan error, 1)}, nil
 }
+
+// Reserve implements store.Reserver: the next commit waits (up to the
+// commit delay) for the reserved record while it is being signed.
+func (s *Store) Reserve() store.Reservation {
+	s.writes.reserve()
+	return &reservation{s: s}
+}
+
+type reservation struct {
+	s    *Store
+	done atomic.Bool
+}
+
+func (r *reservation) end(cancelled bool) {
+	if r.done.CompareAndSwap(false, true) {
+		r.s.writes.unreserve(cancelled)
+	}
+}
+
+func (r *reservation) PutIssuance(ctx context.Context, rec store.Issuance) error {
+	if r.done.Load() {
+		return errors.New("reservation already used")
+	}
+	return r.s.putIssuance(ctx, rec, func() { r.end(false) })
+}
+
+func (r *reservation) Cancel() { r.end(true) }
 
 // GetIssuance returns the record for serial or store.ErrNotFound.
 func (s *Store) GetIssuance(_ context.Context, serial string) (store.Issuance, error) {
