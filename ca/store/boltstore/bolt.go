@@ -136,24 +136,35 @@ func serialKey(serial string) ([]byte, error) {
 }
 
 func expiryKey(notAfter time.Time, serial []byte) []byte {
-	return append(u64(uint64(notAfter.Unix())), serial...)
+	k := make([]byte, 8, 8+len(serial))
+	binary.BigEndian.PutUint64(k, uint64(notAfter.Unix()))
+	return append(k, serial...)
+}
+
+// newPendingPut encodes rec for the group commit.
+func newPendingPut(rec store.Issuance) (*pendingPut, error) {
+	k, err := serialKey(rec.Serial)
+	if err != nil {
+		return nil, err
+	}
+	v, err := json.Marshal(rec)
+	if err != nil {
+		return nil, err
+	}
+	return &pendingPut{key: k, value: v, expiryKey: expiryKey(rec.NotAfter, k), done: make(chan error, 1)}, nil
 }
 
 // PutIssuance durably stores rec: it returns after the transaction holding
 // it is fsynced. Concurrent calls share one commit.
 func (s *Store) PutIssuance(ctx context.Context, rec store.Issuance) error {
-	k, err := serialKey(rec.Serial)
-	if err != nil {
-		return err
-	}
-	v, err := json.Marshal(rec)
+	p, err := newPendingPut(rec)
 	if err != nil {
 		return err
 	}
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	return s.writes.put(ctx, &pendingPut{key: k, value: v, expiryKey: expiryKey(rec.NotAfter, k), done: make(chan error, 1)})
+	return s.writes.put(ctx, p)
 }
 
 // GetIssuance returns the record for serial or store.ErrNotFound.

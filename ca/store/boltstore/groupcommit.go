@@ -58,8 +58,9 @@ func newGroupCommitter(update func(func(*bolt.Tx) error) error) *groupCommitter 
 
 func (g *groupCommitter) run() {
 	defer close(g.stopped)
+	group := make([]*pendingPut, 0, 64)
 	for first := range g.queue {
-		group := []*pendingPut{first}
+		group = append(group[:0], first)
 	drain:
 		for len(group) < maxGroup {
 			select {
@@ -80,6 +81,7 @@ func (g *groupCommitter) run() {
 				p.done <- p.refused
 			}
 		}
+		clear(group) // the next group reuses the array; drop the records
 	}
 }
 
@@ -88,18 +90,28 @@ func (g *groupCommitter) commit(group []*pendingPut) error {
 	return g.update(func(tx *bolt.Tx) error {
 		recs, idx := tx.Bucket(bucketIssuances), tx.Bucket(bucketExpiry)
 		recs.FillPercent, idx.FillPercent = appendFillPercent, appendFillPercent
+		// A serial that sorts after the bucket's last key is not recorded:
+		// with time-ordered serials (policy.RandomSerial) that is nearly
+		// every one, and it saves looking each of them up.
+		last, _ := recs.Cursor().Last()
+		last = bytes.Clone(last)
 		for _, p := range group {
-			if old := recs.Get(p.key); old != nil {
-				if !bytes.Equal(old, p.value) {
-					p.refused = ErrDuplicateSerial
+			if last != nil && bytes.Compare(p.key, last) <= 0 {
+				if old := recs.Get(p.key); old != nil {
+					if !bytes.Equal(old, p.value) {
+						p.refused = ErrDuplicateSerial
+					}
+					continue // the same record again is a no-op
 				}
-				continue // the same record again is a no-op
 			}
 			if err := recs.Put(p.key, p.value); err != nil {
 				return err
 			}
 			if err := idx.Put(p.expiryKey, nil); err != nil {
 				return err
+			}
+			if bytes.Compare(p.key, last) > 0 {
+				last = p.key
 			}
 		}
 		return nil

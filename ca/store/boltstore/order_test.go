@@ -94,3 +94,51 @@ func TestIssuances_RandomAndTimeOrderedSerialsLiveTogether(t *testing.T) {
 	}
 	require.ElementsMatch(t, []string{recs[2].Serial, recs[3].Serial, recs[6].Serial, recs[7].Serial}, left)
 }
+
+// commitGroup commits recs as one group and returns what each was told.
+func commitGroup(t *testing.T, s *Store, recs ...store.Issuance) []error {
+	t.Helper()
+	group := make([]*pendingPut, len(recs))
+	for i, r := range recs {
+		p, err := newPendingPut(r)
+		require.NoError(t, err)
+		group[i] = p
+	}
+	require.NoError(t, s.writes.commit(group))
+	refused := make([]error, len(group))
+	for i, p := range group {
+		refused[i] = p.refused
+	}
+	return refused
+}
+
+// A serial may repeat within one group, beyond the last recorded serial
+// (where nothing needs to be looked up) or before it.
+func TestCommit_RefusesADifferentCertificateUnderASerialOfTheSameGroup(t *testing.T) {
+	s, _ := openStore(t)
+	ctx := context.Background()
+	a, b := record(1, t0), record(2, t0)
+	otherA := a
+	otherA.Fingerprint = "bb"
+	// An empty bucket: a, then a again (a no-op), then another a (refused).
+	require.Equal(t, []error{nil, nil, ErrDuplicateSerial, nil}, commitGroup(t, s, a, a, otherA, b))
+	// Before and at the last recorded serial (b).
+	otherB := b
+	otherB.Fingerprint = "cc"
+	require.Equal(t, []error{ErrDuplicateSerial, nil, ErrDuplicateSerial}, commitGroup(t, s, otherA, b, otherB))
+	// Beyond it, twice in one group.
+	c := record(3, t0)
+	otherC := c
+	otherC.Identity = "spiffe://cluster.local/ns/x/sa/y"
+	require.Equal(t, []error{nil, ErrDuplicateSerial, nil}, commitGroup(t, s, c, otherC, c))
+
+	got := listAll(t, s)
+	require.Len(t, got, 3)
+	for i, want := range []store.Issuance{a, b, c} {
+		requireSameRecord(t, want, got[i])
+	}
+	n, err := s.PruneIssuances(ctx, t0.Add(time.Second))
+	require.NoError(t, err)
+	require.Equal(t, 3, n, "one expiry entry per recorded serial")
+	require.Empty(t, listAll(t, s))
+}
