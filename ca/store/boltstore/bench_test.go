@@ -20,10 +20,10 @@ import (
 
 // benchRecord is an issuance record shaped like the ones signing writes:
 // a serial from policy.RandomSerial, a 24 h leaf, a SPIFFE identity.
-func benchRecord(b *testing.B, i int64, now time.Time) store.Issuance {
+func benchRecord(i int64, now time.Time) store.Issuance {
 	serial, err := policy.RandomSerial()
 	if err != nil {
-		b.Fatal(err)
+		panic(err) // crypto/rand failed; b.Fatal cannot stop RunParallel's goroutines
 	}
 	return store.Issuance{
 		Serial:      hex.EncodeToString(serial.Bytes()),
@@ -67,8 +67,8 @@ const benchPrefill = 20000
 // file. cpu-ns/op is the whole process's CPU (user+system, including the
 // fsyncs' kernel time) per acknowledged record; commits/op shows how many
 // records share an fsync, writes/commit how many page writes (pwrite) each
-// commit makes; page-bytes/rec is the size of the issuance
-// buckets' pages per stored record (how full bbolt keeps them).
+// commit makes, page-bytes/rec the size of the issuance buckets' pages per
+// stored record (how full bbolt keeps them).
 func BenchmarkPutIssuanceConcurrent(b *testing.B) {
 	path := filepath.Join(b.TempDir(), "meshca.db")
 	s, err := Open(path)
@@ -80,7 +80,7 @@ func BenchmarkPutIssuanceConcurrent(b *testing.B) {
 	// Prefill through the same path, 500 records per group.
 	var group []*pendingPut
 	for i := range int64(benchPrefill) {
-		rec := benchRecord(b, i, time.Now())
+		rec := benchRecord(i, time.Now())
 		k, err := serialKey(rec.Serial)
 		if err != nil {
 			b.Fatal(err)
@@ -105,7 +105,7 @@ func BenchmarkPutIssuanceConcurrent(b *testing.B) {
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			rec := benchRecord(b, benchPrefill+seq.Add(1), time.Now())
+			rec := benchRecord(benchPrefill+seq.Add(1), time.Now())
 			if err := s.PutIssuance(ctx, rec); err != nil {
 				b.Error(err)
 				return
@@ -165,7 +165,7 @@ func BenchmarkCommitGroup(b *testing.B) {
 	next := func() []*pendingPut {
 		g := make([]*pendingPut, group)
 		for i := range g {
-			rec := benchRecord(b, seq, time.Now())
+			rec := benchRecord(seq, time.Now())
 			seq++
 			k, err := serialKey(rec.Serial)
 			if err != nil {
