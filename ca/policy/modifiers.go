@@ -6,9 +6,13 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/asn1"
+	"encoding/binary"
+	"io"
 	"math/big"
 	"net/url"
 	"time"
+
+	"k8s.io/utils/clock"
 
 	"github.com/meshca/meshca/ca/caerr"
 )
@@ -67,17 +71,38 @@ func (subjectKeyID) Modify(t *x509.Certificate, req *Request, _ *x509.Certificat
 	return nil
 }
 
-// serialLimit bounds serials to 128 random bits.
-var serialLimit = new(big.Int).Lsh(big.NewInt(1), 128)
+// Serial layout: 16 octets, a big-endian millisecond timestamp followed by
+// CSPRNG output. The CA/Browser Forum Baseline Requirements §7.1 ask for at
+// least 64 bits of CSPRNG output in every serial; RFC 5280 §4.1.2.2 asks for
+// a positive INTEGER of at most 20 octets. The time prefix makes serials made
+// later sort after earlier ones (as numbers and as big-endian bytes), so the
+// issuance store, keyed by serial, appends at the right edge of its B+tree
+// instead of rewriting a random leaf page per record.
+const (
+	serialTimeOctets   = 6  // milliseconds since the Unix epoch, 48 bits
+	serialRandomOctets = 10 // 80 bits of CSPRNG output
+	serialOctets       = serialTimeOctets + serialRandomOctets
+)
 
-// RandomSerial returns a positive 128-bit random serial number.
+// RandomSerial returns a positive 128-bit serial number: a 48-bit
+// millisecond timestamp (top bit clear, so the DER INTEGER is positive and
+// 16 octets long) followed by 80 random bits from crypto/rand.
 func RandomSerial() (*big.Int, error) {
+	return serialAt(clock.RealClock{}.Now(), rand.Reader)
+}
+
+// serialAt builds a serial for time now from the random octets of r.
+func serialAt(now time.Time, r io.Reader) (*big.Int, error) {
+	var b [serialOctets]byte
 	for {
-		n, err := rand.Int(rand.Reader, serialLimit)
-		if err != nil {
+		var ts [8]byte
+		binary.BigEndian.PutUint64(ts[:], uint64(max(now.UnixMilli(), 0)))
+		copy(b[:serialTimeOctets], ts[8-serialTimeOctets:])
+		b[0] &= 0x7f
+		if _, err := io.ReadFull(r, b[serialTimeOctets:]); err != nil {
 			return nil, caerr.Wrap(err, caerr.Internal, "serial", "generate serial number")
 		}
-		if n.Sign() > 0 {
+		if n := new(big.Int).SetBytes(b[:]); n.Sign() > 0 {
 			return n, nil
 		}
 	}

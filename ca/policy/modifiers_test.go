@@ -73,21 +73,6 @@ func TestLeafUsages_KeyEnciphermentOnlyForRSA(t *testing.T) {
 	}
 }
 
-func TestRandomSerial_Positive128BitAndUnique(t *testing.T) {
-	seen := map[string]bool{}
-	for range 2000 {
-		n, err := RandomSerial()
-		require.NoError(t, err)
-		require.Equal(t, 1, n.Sign())
-		require.LessOrEqual(t, n.BitLen(), 128)
-		require.False(t, seen[n.String()], "serial repeated")
-		seen[n.String()] = true
-	}
-	tmpl := &x509.Certificate{}
-	require.NoError(t, randomSerial{}.Modify(tmpl, &Request{}, nil))
-	require.Equal(t, 1, tmpl.SerialNumber.Sign())
-}
-
 func TestValidity_BackdatesTwoMinutesAndAddsTTL(t *testing.T) {
 	is := validIssuer(t)
 	tmpl := &x509.Certificate{}

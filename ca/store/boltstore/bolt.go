@@ -161,27 +161,13 @@ func serialKey(serial string) ([]byte, error) {
 }
 
 func expiryKey(notAfter time.Time, serial []byte) []byte {
-	return append(u64(uint64(notAfter.Unix())), serial...)
+	k := make([]byte, 8, 8+len(serial))
+	binary.BigEndian.PutUint64(k, uint64(notAfter.Unix()))
+	return append(k, serial...)
 }
 
-// PutIssuance durably stores rec: it returns after the transaction holding
-// it is fsynced. Concurrent calls share one commit.
-func (s *Store) PutIssuance(ctx context.Context, rec store.Issuance) error {
-	return s.putIssuance(ctx, rec, nil)
-}
-
-func (s *Store) putIssuance(ctx context.Context, rec store.Issuance, queued func()) error {
-	p, err := newPendingPut(ctx, rec)
-	if err != nil {
-		if queued != nil {
-			queued()
-		}
-		return err
-	}
-	return s.writes.put(ctx, p, queued)
-}
-
-func newPendingPut(ctx context.Context, rec store.Issuance) (*pendingPut, error) {
+// newPendingPut encodes rec for the group commit.
+func newPendingPut(rec store.Issuance) (*pendingPut, error) {
 	k, err := serialKey(rec.Serial)
 	if err != nil {
 		return nil, err
@@ -190,10 +176,29 @@ func newPendingPut(ctx context.Context, rec store.Issuance) (*pendingPut, error)
 	if err != nil {
 		return nil, err
 	}
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
 	return &pendingPut{key: k, value: v, expiryKey: expiryKey(rec.NotAfter, k), done: make(chan error, 1)}, nil
+}
+
+// PutIssuance durably stores rec: it returns after the transaction holding
+// it is fsynced. Concurrent calls share one commit.
+func (s *Store) PutIssuance(ctx context.Context, rec store.Issuance) error {
+	return s.putIssuance(ctx, rec, nil)
+}
+
+// putIssuance is PutIssuance; queued, when not nil, runs once the record is
+// queued for the group commit or has failed before that.
+func (s *Store) putIssuance(ctx context.Context, rec store.Issuance, queued func()) error {
+	p, err := newPendingPut(rec)
+	if err == nil {
+		err = ctx.Err()
+	}
+	if err != nil {
+		if queued != nil {
+			queued()
+		}
+		return err
+	}
+	return s.writes.put(ctx, p, queued)
 }
 
 // Reserve implements store.Reserver: the next commit waits (up to the
