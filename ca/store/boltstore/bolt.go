@@ -185,20 +185,20 @@ func (s *Store) PutIssuance(ctx context.Context, rec store.Issuance) error {
 	return s.putIssuance(ctx, rec, nil)
 }
 
-// putIssuance is PutIssuance; queued, when not nil, runs once the record is
-// queued for the group commit or has failed before that.
-func (s *Store) putIssuance(ctx context.Context, rec store.Issuance, queued func()) error {
+// putIssuance is PutIssuance; arriving, when not nil, runs once, just
+// before the record is queued for the group commit or has failed before.
+func (s *Store) putIssuance(ctx context.Context, rec store.Issuance, arriving func()) error {
 	p, err := newPendingPut(rec)
 	if err == nil {
 		err = ctx.Err()
 	}
 	if err != nil {
-		if queued != nil {
-			queued()
+		if arriving != nil {
+			arriving()
 		}
 		return err
 	}
-	return s.writes.put(ctx, p, queued)
+	return s.writes.put(ctx, p, arriving)
 }
 
 // Reserve implements store.Reserver: the next commit waits (up to the

@@ -179,27 +179,23 @@ func (g *groupCommitter) commit(group []*pendingPut) error {
 // put queues p and waits until it is on disk (or failed). A caller whose
 // context ends while waiting gets the context's error, and its record may
 // still be committed: it was never acknowledged, so that is harmless.
-// queued, when not nil, runs once p is queued or has failed to queue.
-func (g *groupCommitter) put(ctx context.Context, p *pendingPut, queued func()) error {
+// arriving, when not nil, ends the record's reservation just before it is
+// queued (or fails to be): a commit that waits for reservations must not
+// wait for a record that is already in the queue it is draining.
+func (g *groupCommitter) put(ctx context.Context, p *pendingPut, arriving func()) error {
+	if arriving != nil {
+		arriving()
+	}
 	g.mu.RLock()
 	if g.closed {
 		g.mu.RUnlock()
-		if queued != nil {
-			queued()
-		}
 		return errClosed
 	}
 	select {
 	case g.queue <- p:
 		g.mu.RUnlock()
-		if queued != nil {
-			queued()
-		}
 	case <-ctx.Done():
 		g.mu.RUnlock()
-		if queued != nil {
-			queued()
-		}
 		return ctx.Err()
 	}
 	select {
