@@ -27,6 +27,7 @@ import (
 	"github.com/meshca/meshca/ca/audit"
 	"github.com/meshca/meshca/ca/caerr"
 	"github.com/meshca/meshca/ca/certenc"
+	"github.com/meshca/meshca/ca/config"
 	"github.com/meshca/meshca/ca/policy"
 	"github.com/meshca/meshca/ca/profile"
 	"github.com/meshca/meshca/ca/root"
@@ -105,6 +106,8 @@ type Authority struct {
 	// profile is the default leaf profile (issuance.profile); empty means
 	// the CA's own default.
 	profile profile.Name
+	// verify is issuance.verifySignatures.
+	verify certenc.VerifyMode
 }
 
 // Option configures an Authority.
@@ -121,6 +124,20 @@ func WithRegisterer(r prometheus.Registerer) Option {
 // WithProfile sets the default leaf profile (issuance.profile), which every
 // front door gets unless a request names another one.
 func WithProfile(p profile.Name) Option { return func(a *Authority) { a.profile = p } }
+
+// WithVerifySignatures sets which fresh signatures are checked against the
+// CA's public key (issuance.verifySignatures; see certenc.VerifyMode). The
+// default is certenc.VerifyAuto.
+func WithVerifySignatures(v certenc.VerifyMode) Option { return func(a *Authority) { a.verify = v } }
+
+// VerifyModeOf maps issuance.verifySignatures to certenc's mode; the
+// configuration has validated the value.
+func VerifyModeOf(v string) certenc.VerifyMode {
+	if v == config.VerifySignaturesAlways {
+		return certenc.VerifyAlways
+	}
+	return certenc.VerifyAuto
+}
 
 // WithClock sets the clock (tests).
 func WithClock(now func() time.Time) Option { return func(a *Authority) { a.now = now } }
@@ -228,7 +245,7 @@ func (a *Authority) sign(ctx context.Context, req Request, m *Material, leafProf
 	if err != nil {
 		return nil, err
 	}
-	der, err := m.issue(tmpl, leafProfile)
+	der, err := m.issue(tmpl, leafProfile, a.verify)
 	if err != nil {
 		return nil, caerr.Wrap(err, caerr.Internal, "sign_failed", "sign certificate")
 	}
