@@ -189,12 +189,19 @@ type Request struct {
 
 // Result is a signed certificate.
 type Result struct {
-	Leaf *x509.Certificate
+	// DER is the issued certificate.
+	DER []byte
 	// Chain is Istio's response order: leaf, each intermediate as its own
 	// element, then every active root as one final element.
 	Chain  []string
 	Record store.Issuance
 }
+
+// Leaf parses the issued certificate. Issuance itself does not parse what
+// it signed (the record's serial and validity come from the template the
+// encoder wrote), so callers that need the parsed form pay for it here,
+// on every call.
+func (r *Result) Leaf() (*x509.Certificate, error) { return x509.ParseCertificate(r.DER) }
 
 // Sign validates, signs, records durably and returns the chain. On any
 // error nothing has been recorded and the error is a *caerr.Error.
@@ -249,16 +256,12 @@ func (a *Authority) sign(ctx context.Context, req Request, m *Material, leafProf
 	if err != nil {
 		return nil, caerr.Wrap(err, caerr.Internal, "sign_failed", "sign certificate")
 	}
-	leaf, err := x509.ParseCertificate(der)
-	if err != nil {
-		return nil, caerr.Wrap(err, caerr.Internal, "sign_failed", "parse signed certificate")
-	}
 	sum := sha256.Sum256(der)
 	rec := store.Issuance{
-		Serial:      hex.EncodeToString(leaf.SerialNumber.Bytes()),
+		Serial:      hex.EncodeToString(tmpl.SerialNumber.Bytes()),
 		Identity:    req.Identity.String(),
-		NotBefore:   leaf.NotBefore,
-		NotAfter:    leaf.NotAfter,
+		NotBefore:   encodedTime(tmpl.NotBefore),
+		NotAfter:    encodedTime(tmpl.NotAfter),
 		Fingerprint: hex.EncodeToString(sum[:]),
 		Profile:     string(leafProfile),
 		Requester:   req.Requester,
@@ -273,8 +276,13 @@ func (a *Authority) sign(ctx context.Context, req Request, m *Material, leafProf
 	chain = append(chain, string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})))
 	chain = append(chain, m.middlePEM...)
 	chain = append(chain, m.rootsPEM)
-	return &Result{Leaf: leaf, Chain: chain, Record: rec}, nil
+	return &Result{DER: der, Chain: chain, Record: rec}, nil
 }
+
+// encodedTime is t as the certificate carries it: RFC 5280 4.1.2.5 times
+// are whole seconds in UTC (ca/certenc drops the fraction), which is also
+// what x509.ParseCertificate returns.
+func encodedTime(t time.Time) time.Time { return t.UTC().Truncate(time.Second) }
 
 // ChainPEM joins a response chain into one PEM document (for the CLI).
 func ChainPEM(chain []string) string { return strings.Join(chain, "") }
