@@ -16,7 +16,6 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
-	"encoding/pem"
 	"net/url"
 	"strings"
 	"sync/atomic"
@@ -273,7 +272,7 @@ func (a *Authority) sign(ctx context.Context, req Request, m *Material, leafProf
 		return nil, caerr.Wrap(err, caerr.Unavailable, "store_unavailable", "record issuance")
 	}
 	chain := make([]string, 0, len(m.middlePEM)+2)
-	chain = append(chain, string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})))
+	chain = append(chain, certificatePEM(der))
 	chain = append(chain, m.middlePEM...)
 	chain = append(chain, m.rootsPEM)
 	return &Result{DER: der, Chain: chain, Record: rec}, nil

@@ -14,6 +14,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+
+	"golang.org/x/crypto/cryptobyte"
 )
 
 // AlgorithmSigner is an issuer key that is not classical: ML-DSA
@@ -198,6 +200,44 @@ func classicalAlgorithm(pub crypto.PublicKey) (pkix.AlgorithmIdentifier, crypto.
 	}
 }
 
+// classicalDER holds the DER AlgorithmIdentifiers of the classical
+// algorithms, encoded once and shared read-only (full slice expressions:
+// an append never writes into them).
+var classicalDER = func() []struct {
+	oid asn1.ObjectIdentifier
+	der []byte
+} {
+	var t []struct {
+		oid asn1.ObjectIdentifier
+		der []byte
+	}
+	for _, ai := range []pkix.AlgorithmIdentifier{
+		rsaAlgorithm, {Algorithm: oidECDSAWithSHA256}, {Algorithm: oidECDSAWithSHA384},
+		{Algorithm: oidECDSAWithSHA512}, {Algorithm: oidEd25519},
+	} {
+		der, err := marshalAlgorithm(ai)
+		if err != nil {
+			panic(err)
+		}
+		t = append(t, struct {
+			oid asn1.ObjectIdentifier
+			der []byte
+		}{ai.Algorithm, der[:len(der):len(der)]})
+	}
+	return t
+}()
+
+// classicalAlgorithmDER is marshalAlgorithm for what classicalAlgorithm
+// returns, from the table.
+func classicalAlgorithmDER(ai pkix.AlgorithmIdentifier) ([]byte, error) {
+	for _, e := range classicalDER {
+		if e.oid.Equal(ai.Algorithm) {
+			return e.der, nil
+		}
+	}
+	return marshalAlgorithm(ai)
+}
+
 func resolveSigner(key crypto.Signer, o options) (*signer, error) {
 	if key == nil {
 		return nil, errors.New("certenc: no issuer signer")
@@ -210,11 +250,16 @@ func resolveSigner(key crypto.Signer, o options) (*signer, error) {
 		if v, ok := key.Public().(messageVerifier); ok {
 			s.verify = v.Verify
 		}
-	} else if ai, s.hash, s.verify, err = classicalAlgorithm(key.Public()); err != nil {
-		return nil, err
-	}
-	if s.alg, err = marshalAlgorithm(ai); err != nil {
-		return nil, err
+		if s.alg, err = marshalAlgorithm(ai); err != nil {
+			return nil, err
+		}
+	} else {
+		if ai, s.hash, s.verify, err = classicalAlgorithm(key.Public()); err != nil {
+			return nil, err
+		}
+		if s.alg, err = classicalAlgorithmDER(ai); err != nil {
+			return nil, err
+		}
 	}
 	if o.verify == VerifyAuto && inProcessEC(key) {
 		s.verify = nil
@@ -367,7 +412,9 @@ func BuildCatalyst(t *Template, issuer crypto.Signer, alt Catalyst, rand io.Read
 	if err != nil {
 		return nil, fmt.Errorf("certenc: alternative signature: %w", err)
 	}
-	value, err := asn1.Marshal(asn1.BitString{Bytes: altSig, BitLength: 8 * len(altSig)})
+	vb := cryptobyte.NewBuilder(make([]byte, 0, len(altSig)+8))
+	addBitString(vb, altSig) // altSignatureValue ::= BIT STRING, whole octets
+	value, err := vb.Bytes()
 	if err != nil {
 		return nil, fmt.Errorf("certenc: encode altSignatureValue: %w", err)
 	}
