@@ -16,7 +16,6 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
-	"encoding/pem"
 	"net/url"
 	"strings"
 	"sync/atomic"
@@ -27,6 +26,7 @@ import (
 	"github.com/meshca/meshca/ca/audit"
 	"github.com/meshca/meshca/ca/caerr"
 	"github.com/meshca/meshca/ca/certenc"
+	"github.com/meshca/meshca/ca/config"
 	"github.com/meshca/meshca/ca/policy"
 	"github.com/meshca/meshca/ca/profile"
 	"github.com/meshca/meshca/ca/root"
@@ -105,6 +105,8 @@ type Authority struct {
 	// profile is the default leaf profile (issuance.profile); empty means
 	// the CA's own default.
 	profile profile.Name
+	// verify is issuance.verifySignatures.
+	verify certenc.VerifyMode
 }
 
 // Option configures an Authority.
@@ -121,6 +123,20 @@ func WithRegisterer(r prometheus.Registerer) Option {
 // WithProfile sets the default leaf profile (issuance.profile), which every
 // front door gets unless a request names another one.
 func WithProfile(p profile.Name) Option { return func(a *Authority) { a.profile = p } }
+
+// WithVerifySignatures sets which fresh signatures are checked against the
+// CA's public key (issuance.verifySignatures; see certenc.VerifyMode). The
+// default is certenc.VerifyAuto.
+func WithVerifySignatures(v certenc.VerifyMode) Option { return func(a *Authority) { a.verify = v } }
+
+// VerifyModeOf maps issuance.verifySignatures to certenc's mode; the
+// configuration has validated the value.
+func VerifyModeOf(v string) certenc.VerifyMode {
+	if v == config.VerifySignaturesAlways {
+		return certenc.VerifyAlways
+	}
+	return certenc.VerifyAuto
+}
 
 // WithClock sets the clock (tests).
 func WithClock(now func() time.Time) Option { return func(a *Authority) { a.now = now } }
@@ -172,12 +188,19 @@ type Request struct {
 
 // Result is a signed certificate.
 type Result struct {
-	Leaf *x509.Certificate
+	// DER is the issued certificate.
+	DER []byte
 	// Chain is Istio's response order: leaf, each intermediate as its own
 	// element, then every active root as one final element.
 	Chain  []string
 	Record store.Issuance
 }
+
+// Leaf parses the issued certificate. Issuance itself does not parse what
+// it signed (the record's serial and validity come from the template the
+// encoder wrote), so callers that need the parsed form pay for it here,
+// on every call.
+func (r *Result) Leaf() (*x509.Certificate, error) { return x509.ParseCertificate(r.DER) }
 
 // Sign validates, signs, records durably and returns the chain. On any
 // error nothing has been recorded and the error is a *caerr.Error.
@@ -236,20 +259,16 @@ func (a *Authority) sign(ctx context.Context, req Request, m *Material, leafProf
 	if err != nil {
 		return nil, err
 	}
-	der, err := m.issue(tmpl, leafProfile)
+	der, err := m.issue(tmpl, leafProfile, a.verify)
 	if err != nil {
 		return nil, caerr.Wrap(err, caerr.Internal, "sign_failed", "sign certificate")
 	}
-	leaf, err := x509.ParseCertificate(der)
-	if err != nil {
-		return nil, caerr.Wrap(err, caerr.Internal, "sign_failed", "parse signed certificate")
-	}
 	sum := sha256.Sum256(der)
 	rec := store.Issuance{
-		Serial:      hex.EncodeToString(leaf.SerialNumber.Bytes()),
+		Serial:      hex.EncodeToString(tmpl.SerialNumber.Bytes()),
 		Identity:    req.Identity.String(),
-		NotBefore:   leaf.NotBefore,
-		NotAfter:    leaf.NotAfter,
+		NotBefore:   encodedTime(tmpl.NotBefore),
+		NotAfter:    encodedTime(tmpl.NotAfter),
 		Fingerprint: hex.EncodeToString(sum[:]),
 		Profile:     string(leafProfile),
 		Requester:   req.Requester,
@@ -261,11 +280,16 @@ func (a *Authority) sign(ctx context.Context, req Request, m *Material, leafProf
 		return nil, caerr.Wrap(err, caerr.Unavailable, "store_unavailable", "record issuance")
 	}
 	chain := make([]string, 0, len(m.middlePEM)+2)
-	chain = append(chain, string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})))
+	chain = append(chain, certificatePEM(der))
 	chain = append(chain, m.middlePEM...)
 	chain = append(chain, m.rootsPEM)
-	return &Result{Leaf: leaf, Chain: chain, Record: rec}, nil
+	return &Result{DER: der, Chain: chain, Record: rec}, nil
 }
+
+// encodedTime is t as the certificate carries it: RFC 5280 4.1.2.5 times
+// are whole seconds in UTC (ca/certenc drops the fraction), which is also
+// what x509.ParseCertificate returns.
+func encodedTime(t time.Time) time.Time { return t.UTC().Truncate(time.Second) }
 
 // ChainPEM joins a response chain into one PEM document (for the CLI).
 func ChainPEM(chain []string) string { return strings.Join(chain, "") }

@@ -40,8 +40,9 @@ func (a *Authority) leafProfile(req Request, m *Material) profile.Name {
 //     (2.5.29.73/.74, non-critical), then the classical signature.
 //
 // The caller has checked that the CA's profile can issue leaf. The
-// AuthorityKeyId is the issuer's SubjectKeyId.
-func (m *Material) issue(tmpl *x509.Certificate, leaf profile.Name) ([]byte, error) {
+// AuthorityKeyId is the issuer's SubjectKeyId. verify says which of the
+// fresh signatures certenc checks (issuance.verifySignatures).
+func (m *Material) issue(tmpl *x509.Certificate, leaf profile.Name, verify certenc.VerifyMode) ([]byte, error) {
 	issuer := m.Bundle.Cert
 	tmpl.AuthorityKeyId = issuer.SubjectKeyId
 	t := &certenc.Template{Certificate: tmpl, Issuer: issuer.RawSubject}
@@ -49,9 +50,9 @@ func (m *Material) issue(tmpl *x509.Certificate, leaf profile.Name) ([]byte, err
 		if m.AltSigner == nil {
 			return nil, errors.New("catalyst leaf requested, but the CA has no ML-DSA key")
 		}
-		return certenc.BuildCatalyst(t, m.Signer, certenc.Catalyst{Issuer: m.AltSigner}, rand.Reader)
+		return certenc.BuildCatalyst(t, m.Signer, certenc.Catalyst{Issuer: m.AltSigner}, rand.Reader, verify)
 	}
-	return certenc.Build(t, m.Signer, rand.Reader)
+	return certenc.Build(t, m.Signer, rand.Reader, verify)
 }
 
 // checkKeyForProfile checks that key is the kind a CA of profile p holds.

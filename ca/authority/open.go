@@ -79,7 +79,8 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger, reg prometh
 	if src != nil {
 		go src.Run(runCtx)
 	}
-	a := New(m, pol, st, WithAudit(audit.New(log)), WithRegisterer(reg), WithProfile(cfg.Issuance.Profile))
+	a := New(m, pol, st, WithAudit(audit.New(log)), WithRegisterer(reg), WithProfile(cfg.Issuance.Profile),
+		WithVerifySignatures(VerifyModeOf(cfg.Issuance.VerifySignatures)))
 	return &Runtime{Authority: a, Store: st, Keys: km, Loader: loader, Vault: src, stop: stop}, nil
 }
 

@@ -36,7 +36,7 @@ var (
 
 // profileConfig returns a --dir configuration for a CA of profile p with
 // its defaults filled in, after mutate.
-func profileConfig(t *testing.T, dir string, p profile.Name, mutate ...func(*config.Config)) *config.Config {
+func profileConfig(t testing.TB, dir string, p profile.Name, mutate ...func(*config.Config)) *config.Config {
 	t.Helper()
 	cfg := config.Defaults(dir)
 	cfg.Intermediate.Profile, cfg.Intermediate.PQAlgorithm, cfg.Issuance.Profile = p, "", ""
@@ -51,7 +51,7 @@ func profileConfig(t *testing.T, dir string, p profile.Name, mutate ...func(*con
 // newProfileCA is a CA of profile p whose root meshca created for that
 // profile (a Catalyst root carries its own ML-DSA key), opened as serve
 // opens it.
-func newProfileCA(t *testing.T, p profile.Name, mutate ...func(*config.Config)) *testCA {
+func newProfileCA(t testing.TB, p profile.Name, mutate ...func(*config.Config)) *testCA {
 	t.Helper()
 	dir := t.TempDir()
 	cfg := profileConfig(t, dir, p, mutate...)
@@ -62,7 +62,7 @@ func newProfileCA(t *testing.T, p profile.Name, mutate ...func(*config.Config)) 
 	return openCA(t, dir, cfg)
 }
 
-func openCA(t *testing.T, dir string, cfg *config.Config) *testCA {
+func openCA(t testing.TB, dir string, cfg *config.Config) *testCA {
 	t.Helper()
 	var buf bytes.Buffer
 	rt, err := authority.Open(context.Background(), cfg, slog.New(slog.NewJSONHandler(&buf, nil)), nil)

@@ -63,7 +63,7 @@ func (a *Authority) IssueServing(ctx context.Context, pub crypto.PublicKey, dnsN
 	if tmpl.SubjectKeyId, err = subjectKeyID(pub); err != nil {
 		return nil, caerr.Wrap(err, caerr.Internal, "sign_failed", "serving certificate key")
 	}
-	der, err := m.issue(tmpl, m.Profile.DefaultLeaf())
+	der, err := m.issue(tmpl, m.Profile.DefaultLeaf(), a.verify)
 	if err != nil {
 		return nil, caerr.Wrap(err, caerr.Internal, "sign_failed", "sign serving certificate")
 	}

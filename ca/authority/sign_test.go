@@ -19,6 +19,7 @@ import (
 	"github.com/meshca/meshca/ca/caerr"
 	"github.com/meshca/meshca/ca/config"
 	"github.com/meshca/meshca/ca/policy"
+	"github.com/meshca/meshca/ca/profile"
 	"github.com/meshca/meshca/ca/root"
 )
 
@@ -75,7 +76,8 @@ func TestSign_LeafMatchesIstioContract(t *testing.T) {
 		CSR: istioCSR(t, newKey(t, "p256"), workload), Identity: spiffe(t, workload), TTL: 12 * time.Hour,
 	})
 	require.NoError(t, err)
-	leaf := res.Leaf
+	leaf, err := res.Leaf()
+	require.NoError(t, err)
 	require.Empty(t, leaf.RawSubject[2:], "subject must be an empty SEQUENCE")
 	require.Equal(t, []byte{0x30, 0x00}, leaf.RawSubject)
 	require.Equal(t, []*url.URL{spiffe(t, workload)}, leaf.URIs)
@@ -203,5 +205,45 @@ func TestSign_NotAfterClampedToIssuer(t *testing.T) {
 		CSR: istioCSR(t, newKey(t, "p256"), workload), Identity: spiffe(t, workload), TTL: 48 * time.Hour,
 	})
 	require.NoError(t, err)
-	require.Equal(t, ca.rt.Authority.Material().Bundle.Cert.NotAfter, res.Leaf.NotAfter)
+	leaf, err := res.Leaf()
+	require.NoError(t, err)
+	require.Equal(t, ca.rt.Authority.Material().Bundle.Cert.NotAfter, leaf.NotAfter)
+	require.Equal(t, leaf.NotAfter, res.Record.NotAfter)
+}
+
+// The record is built from the template the encoder wrote, not from a parse
+// of the result: the issued DER must parse and carry exactly the record's
+// serial, validity and fingerprint, for every leaf profile of a catalyst CA
+// and with a clock that is not on a whole second.
+func TestSign_RecordDescribesTheIssuedCertificate(t *testing.T) {
+	ca := newProfileCA(t, profile.Catalyst)
+	now := time.Now().Truncate(time.Second).Add(987654321 * time.Nanosecond)
+	pol := policy.New(policy.Options{
+		TrustDomain: "cluster.local", DefaultTTL: time.Hour, MaxTTL: 2 * time.Hour, Now: func() time.Time { return now },
+	})
+	a := authority.New(ca.rt.Authority.Material(), pol, ca.rt.Store, authority.WithClock(func() time.Time { return now }))
+	for _, p := range []profile.Name{profile.Classical, profile.Catalyst} {
+		t.Run(string(p), func(t *testing.T) {
+			res, err := a.Sign(context.Background(), authority.Request{
+				CSR: istioCSR(t, newKey(t, "p256"), workload), Identity: spiffe(t, workload), TTL: 90 * time.Minute, Profile: p,
+			})
+			require.NoError(t, err)
+			leaf, err := x509.ParseCertificate(res.DER)
+			require.NoError(t, err)
+			block, _ := pem.Decode([]byte(res.Chain[0]))
+			require.Equal(t, res.DER, block.Bytes, "the chain's first element is the DER")
+
+			sum := sha256.Sum256(res.DER)
+			want := res.Record
+			want.Serial = hex.EncodeToString(leaf.SerialNumber.Bytes())
+			want.NotBefore, want.NotAfter = leaf.NotBefore, leaf.NotAfter
+			want.Fingerprint = hex.EncodeToString(sum[:])
+			require.Equal(t, want, res.Record)
+			require.Equal(t, now.Add(90*time.Minute).Truncate(time.Second).UTC(), res.Record.NotAfter)
+
+			stored, err := ca.rt.Store.GetIssuance(context.Background(), res.Record.Serial)
+			require.NoError(t, err)
+			require.Equal(t, res.Record, stored)
+		})
+	}
 }

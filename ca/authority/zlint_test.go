@@ -51,7 +51,7 @@ func TestZLint_LeafAndIntermediateHaveNoErrorsOrWarnings(t *testing.T) {
 		})
 		require.NoError(t, err)
 		certs := map[string][]byte{
-			kind + " leaf": res.Leaf.Raw,
+			kind + " leaf": res.DER,
 			"intermediate": ca.rt.Authority.Material().Bundle.Cert.Raw,
 		}
 		for what, der := range certs {

@@ -14,6 +14,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+
+	"golang.org/x/crypto/cryptobyte"
 )
 
 // AlgorithmSigner is an issuer key that is not classical: ML-DSA
@@ -26,8 +28,8 @@ import (
 //
 // When the signer's public key has a method
 // Verify(message, signature []byte) error (ca/pqc's do), certenc checks
-// every signature the signer returns, as x509.CreateCertificate does for
-// classical keys.
+// every signature the signer returns, in both [VerifyMode]s (see
+// [VerifyAuto] for why).
 type AlgorithmSigner interface {
 	crypto.Signer
 	SignatureAlgorithm() pkix.AlgorithmIdentifier
@@ -38,6 +40,86 @@ type AlgorithmSigner interface {
 type messageVerifier interface {
 	Verify(message, signature []byte) error
 }
+
+// VerifyMode says which fresh signatures certenc checks against the
+// issuer's public key before it returns a certificate. It is an [Option]
+// of [Build], [BuildCatalyst] and [Sign].
+type VerifyMode int
+
+const (
+	// VerifyAuto (the default) checks every signature except those of an
+	// in-process software ECDSA or Ed25519 key (*ecdsa.PrivateKey,
+	// ed25519.PrivateKey). The check exists for faults that leak the key
+	// or ship a certificate nobody can verify:
+	//
+	//   - RSA with the Chinese Remainder Theorem: one faulty signature
+	//     factors the modulus (Boneh, DeMillo and Lipton, "On the
+	//     Importance of Checking Cryptographic Protocols for Faults",
+	//     EUROCRYPT 1997); so RSA is always checked;
+	//   - any signer that is not Go code on a key in this process (a
+	//     PKCS#11 token or HSM, a KMS or Vault, any wrapper crypto.Signer):
+	//     certenc cannot see what it ran, so its output is always checked;
+	//   - ML-DSA and composite ML-DSA ([AlgorithmSigner]) are always
+	//     checked: fault attacks on lattice signing are an active field
+	//     (e.g. Bruinderink and Pessl, "Differential Fault Attacks on
+	//     Deterministic Lattice Signatures", TCHES 2018; Ravi et al.,
+	//     "Number Not Used Once", TCHES 2019), the implementations are
+	//     young, and the check costs a fraction of the signing (ML-DSA
+	//     signing loops on rejection; verification does not).
+	//
+	// Go's ECDSA and Ed25519 signers on an in-process key are constant-
+	// time, hedged (ECDSA) or deterministic (Ed25519) code from the
+	// standard library; re-verifying their output costs more than the
+	// signature itself (ECDSA verification is two scalar multiplications)
+	// and protects against hardware faults only.
+	VerifyAuto VerifyMode = iota
+	// VerifyAlways checks every signature whose public key can verify, as
+	// x509.CreateCertificate does.
+	VerifyAlways
+)
+
+// String is the configuration spelling: auto or always.
+func (m VerifyMode) String() string {
+	switch m {
+	case VerifyAuto:
+		return "auto"
+	case VerifyAlways:
+		return "always"
+	}
+	return fmt.Sprintf("VerifyMode(%d)", int(m))
+}
+
+// Option tunes [Build], [BuildCatalyst] and [Sign].
+type Option interface{ apply(*options) }
+
+type options struct{ verify VerifyMode }
+
+func (m VerifyMode) apply(o *options) { o.verify = m }
+
+func collect(opts []Option) options {
+	var o options
+	for _, op := range opts {
+		if op != nil {
+			op.apply(&o)
+		}
+	}
+	return o
+}
+
+// inProcessEC reports whether key is a software ECDSA or Ed25519 key held
+// in this process: Go's own signing code, which [VerifyAuto] trusts.
+// Wrappers and hardware signers are other types and stay checked.
+func inProcessEC(key crypto.Signer) bool {
+	switch key.(type) {
+	case *ecdsa.PrivateKey, ed25519.PrivateKey, *ed25519.PrivateKey:
+		return true
+	}
+	return false
+}
+
+// verified, when set by a test, is called for every signature certenc
+// checks.
+var verified func()
 
 // signer is an issuer key resolved to what the encoder needs.
 type signer struct {
@@ -118,7 +200,45 @@ func classicalAlgorithm(pub crypto.PublicKey) (pkix.AlgorithmIdentifier, crypto.
 	}
 }
 
-func resolveSigner(key crypto.Signer) (*signer, error) {
+// classicalDER holds the DER AlgorithmIdentifiers of the classical
+// algorithms, encoded once and shared read-only (full slice expressions:
+// an append never writes into them).
+var classicalDER = func() []struct {
+	oid asn1.ObjectIdentifier
+	der []byte
+} {
+	var t []struct {
+		oid asn1.ObjectIdentifier
+		der []byte
+	}
+	for _, ai := range []pkix.AlgorithmIdentifier{
+		rsaAlgorithm, {Algorithm: oidECDSAWithSHA256}, {Algorithm: oidECDSAWithSHA384},
+		{Algorithm: oidECDSAWithSHA512}, {Algorithm: oidEd25519},
+	} {
+		der, err := marshalAlgorithm(ai)
+		if err != nil {
+			panic(err)
+		}
+		t = append(t, struct {
+			oid asn1.ObjectIdentifier
+			der []byte
+		}{ai.Algorithm, der[:len(der):len(der)]})
+	}
+	return t
+}()
+
+// classicalAlgorithmDER is marshalAlgorithm for what classicalAlgorithm
+// returns, from the table.
+func classicalAlgorithmDER(ai pkix.AlgorithmIdentifier) ([]byte, error) {
+	for _, e := range classicalDER {
+		if e.oid.Equal(ai.Algorithm) {
+			return e.der, nil
+		}
+	}
+	return marshalAlgorithm(ai)
+}
+
+func resolveSigner(key crypto.Signer, o options) (*signer, error) {
 	if key == nil {
 		return nil, errors.New("certenc: no issuer signer")
 	}
@@ -130,17 +250,25 @@ func resolveSigner(key crypto.Signer) (*signer, error) {
 		if v, ok := key.Public().(messageVerifier); ok {
 			s.verify = v.Verify
 		}
-	} else if ai, s.hash, s.verify, err = classicalAlgorithm(key.Public()); err != nil {
-		return nil, err
+		if s.alg, err = marshalAlgorithm(ai); err != nil {
+			return nil, err
+		}
+	} else {
+		if ai, s.hash, s.verify, err = classicalAlgorithm(key.Public()); err != nil {
+			return nil, err
+		}
+		if s.alg, err = classicalAlgorithmDER(ai); err != nil {
+			return nil, err
+		}
 	}
-	if s.alg, err = marshalAlgorithm(ai); err != nil {
-		return nil, err
+	if o.verify == VerifyAuto && inProcessEC(key) {
+		s.verify = nil
 	}
 	return s, nil
 }
 
 // sign signs msg (a TBS or preTBS) and checks the signature against the
-// public key when it can, the way x509.CreateCertificate does.
+// public key when the [VerifyMode] asks for it and the key can.
 func (s *signer) sign(rand io.Reader, msg []byte) ([]byte, error) {
 	sig, err := crypto.SignMessage(s.key, rand, msg, s.hash)
 	if err != nil {
@@ -150,6 +278,9 @@ func (s *signer) sign(rand io.Reader, msg []byte) ([]byte, error) {
 		return nil, errors.New("certenc: signer returned an empty signature")
 	}
 	if s.verify != nil {
+		if verified != nil {
+			verified()
+		}
 		if err := s.verify(msg, sig); err != nil {
 			return nil, fmt.Errorf("certenc: signature returned by signer is invalid: %w", err)
 		}
@@ -161,8 +292,8 @@ func (s *signer) sign(rand io.Reader, msg []byte) ([]byte, error) {
 // certificate. The TBS's signature field must already name the algorithm
 // [SignatureAlgorithmOf] picks for key; a mismatch is an error, since the
 // certificate would not verify.
-func Sign(tbs []byte, key crypto.Signer, rand io.Reader) ([]byte, error) {
-	s, err := resolveSigner(key)
+func Sign(tbs []byte, key crypto.Signer, rand io.Reader, opts ...Option) ([]byte, error) {
+	s, err := resolveSigner(key, collect(opts))
 	if err != nil {
 		return nil, err
 	}
@@ -183,8 +314,8 @@ func Sign(tbs []byte, key crypto.Signer, rand io.Reader) ([]byte, error) {
 // Build encodes t and signs it with issuer in one pass: classical
 // (RSA/ECDSA/Ed25519) or, for an [AlgorithmSigner], pure ML-DSA or
 // composite. It returns the DER certificate.
-func Build(t *Template, issuer crypto.Signer, rand io.Reader) ([]byte, error) {
-	s, err := resolveSigner(issuer)
+func Build(t *Template, issuer crypto.Signer, rand io.Reader, opts ...Option) ([]byte, error) {
+	s, err := resolveSigner(issuer, collect(opts))
 	if err != nil {
 		return nil, err
 	}
@@ -234,18 +365,19 @@ type Catalyst struct {
 // preTBSCertificate with alt.Issuer, appends 2.5.29.74 altSignatureValue,
 // and signs the full TBS once with the classical issuer. All three
 // extensions are non-critical.
-func BuildCatalyst(t *Template, issuer crypto.Signer, alt Catalyst, rand io.Reader) ([]byte, error) {
+func BuildCatalyst(t *Template, issuer crypto.Signer, alt Catalyst, rand io.Reader, opts ...Option) ([]byte, error) {
 	if _, ok := issuer.(AlgorithmSigner); ok {
 		return nil, errors.New("certenc: Catalyst needs a classical primary issuer key")
 	}
 	if alt.Issuer == nil {
 		return nil, errors.New("certenc: Catalyst needs an alternative issuer key")
 	}
-	s, err := resolveSigner(issuer)
+	o := collect(opts)
+	s, err := resolveSigner(issuer, o)
 	if err != nil {
 		return nil, err
 	}
-	as, err := resolveSigner(alt.Issuer)
+	as, err := resolveSigner(alt.Issuer, o)
 	if err != nil {
 		return nil, err
 	}
@@ -280,7 +412,9 @@ func BuildCatalyst(t *Template, issuer crypto.Signer, alt Catalyst, rand io.Read
 	if err != nil {
 		return nil, fmt.Errorf("certenc: alternative signature: %w", err)
 	}
-	value, err := asn1.Marshal(asn1.BitString{Bytes: altSig, BitLength: 8 * len(altSig)})
+	vb := cryptobyte.NewBuilder(make([]byte, 0, len(altSig)+8))
+	addBitString(vb, altSig) // altSignatureValue ::= BIT STRING, whole octets
+	value, err := vb.Bytes()
 	if err != nil {
 		return nil, fmt.Errorf("certenc: encode altSignatureValue: %w", err)
 	}

@@ -35,7 +35,7 @@ func (p *parts) tbs(sigAlg []byte, exts []pkix.Extension) ([]byte, error) {
 	if err := checkDuplicates(exts); err != nil {
 		return nil, err
 	}
-	var b cryptobyte.Builder
+	b := cryptobyte.NewBuilder(make([]byte, 0, p.tbsSizeHint(exts)))
 	b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
 		b.AddASN1(cbasn1.Tag(0).Constructed().ContextSpecific(), func(b *cryptobyte.Builder) {
 			b.AddASN1Int64(2) // v3
@@ -68,6 +68,16 @@ func (p *parts) tbs(sigAlg []byte, exts []pkix.Extension) ([]byte, error) {
 	return der, nil
 }
 
+// tbsSizeHint is a little more than the size of the TBSCertificate, so
+// that the builder allocates its buffer once.
+func (p *parts) tbsSizeHint(exts []pkix.Extension) int {
+	n := 64 + len(p.issuer) + len(p.subject) + len(p.spki) + 2*20 /* times */ + 32 /* serial, version, algorithm */
+	for _, e := range exts {
+		n += 8 + len(e.Id)*2 + len(e.Value)
+	}
+	return n
+}
+
 // addTime writes t as RFC 5280 4.1.2.5 requires: UTCTime through 2049,
 // GeneralizedTime from 2050, whole seconds, always in UTC ("Z").
 func addTime(b *cryptobyte.Builder, t time.Time) {
@@ -93,13 +103,14 @@ func addExtension(b *cryptobyte.Builder, e pkix.Extension) {
 }
 
 func checkDuplicates(exts []pkix.Extension) error {
-	seen := make(map[string]bool, len(exts))
-	for _, e := range exts {
-		k := e.Id.String()
-		if seen[k] {
-			return fmt.Errorf("certenc: extension %s appears twice", k)
+	// A certificate has a handful of extensions: comparing pairs is
+	// cheaper than a map of OID strings.
+	for i, e := range exts {
+		for _, o := range exts[:i] {
+			if e.Id.Equal(o.Id) {
+				return fmt.Errorf("certenc: extension %s appears twice", e.Id)
+			}
 		}
-		seen[k] = true
 	}
 	return nil
 }
@@ -118,7 +129,7 @@ func marshalAlgorithm(ai pkix.AlgorithmIdentifier) ([]byte, error) {
 // marshalCertificate assembles Certificate ::= SEQUENCE { tbsCertificate,
 // signatureAlgorithm, signatureValue BIT STRING }.
 func marshalCertificate(tbs, sigAlg, sig []byte) ([]byte, error) {
-	var b cryptobyte.Builder
+	b := cryptobyte.NewBuilder(make([]byte, 0, len(tbs)+len(sigAlg)+len(sig)+16))
 	b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
 		b.AddBytes(tbs)
 		b.AddBytes(sigAlg)

@@ -191,11 +191,23 @@ var (
 
 // buildExtensions mirrors crypto/x509's buildCertExtensions (Go 1.26) for
 // the supported subset: same order, same encodings, ExtraExtensions last
-// and overriding a built-in extension with the same OID.
+// and overriding a built-in extension with the same OID. The extensions of
+// every workload leaf are encoded with cryptobyte (no reflection); the
+// parity tests hold the bytes to crypto/x509's.
 func buildExtensions(c *x509.Certificate, subjectIsEmpty bool) ([]pkix.Extension, error) {
-	var exts []pkix.Extension
+	exts := make([]pkix.Extension, 0, 6+len(c.ExtraExtensions))
 	add := func(oid asn1.ObjectIdentifier, critical bool, v any) error {
 		der, err := asn1.Marshal(v)
+		if err != nil {
+			return fmt.Errorf("certenc: encode extension %v: %w", oid, err)
+		}
+		exts = append(exts, pkix.Extension{Id: oid, Critical: critical, Value: der})
+		return nil
+	}
+	build := func(oid asn1.ObjectIdentifier, critical bool, f func(*cryptobyte.Builder)) error {
+		b := cryptobyte.NewBuilder(make([]byte, 0, 64))
+		f(b)
+		der, err := b.Bytes()
 		if err != nil {
 			return fmt.Errorf("certenc: encode extension %v: %w", oid, err)
 		}
@@ -207,7 +219,10 @@ func buildExtensions(c *x509.Certificate, subjectIsEmpty bool) ([]pkix.Extension
 	}
 
 	if wanted(c.KeyUsage != 0, oidExtKeyUsage) {
-		if err := add(oidExtKeyUsage, true, keyUsageBits(c.KeyUsage)); err != nil {
+		ku := keyUsageBits(c.KeyUsage)
+		if err := build(oidExtKeyUsage, true, func(b *cryptobyte.Builder) {
+			addBitStringBits(b, ku)
+		}); err != nil {
 			return nil, err
 		}
 	}
@@ -216,7 +231,13 @@ func buildExtensions(c *x509.Certificate, subjectIsEmpty bool) ([]pkix.Extension
 		if err != nil {
 			return nil, err
 		}
-		if err := add(oidExtExtKeyUsage, false, oids); err != nil {
+		if err := build(oidExtExtKeyUsage, false, func(b *cryptobyte.Builder) {
+			b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
+				for _, oid := range oids {
+					b.AddASN1ObjectIdentifier(oid)
+				}
+			})
+		}); err != nil {
 			return nil, err
 		}
 	}
@@ -225,17 +246,39 @@ func buildExtensions(c *x509.Certificate, subjectIsEmpty bool) ([]pkix.Extension
 		if pathLen == 0 && !c.MaxPathLenZero {
 			pathLen = -1 // omitted
 		}
-		if err := add(oidExtBasicConstraints, true, basicConstraints{c.IsCA, pathLen}); err != nil {
+		// BasicConstraints ::= SEQUENCE { cA BOOLEAN DEFAULT FALSE,
+		// pathLenConstraint INTEGER OPTIONAL } (RFC 5280 4.2.1.9); DER
+		// omits a DEFAULT value.
+		if err := build(oidExtBasicConstraints, true, func(b *cryptobyte.Builder) {
+			b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
+				if c.IsCA {
+					b.AddASN1Boolean(true)
+				}
+				if pathLen != -1 {
+					b.AddASN1Int64(int64(pathLen))
+				}
+			})
+		}); err != nil {
 			return nil, err
 		}
 	}
 	if wanted(len(c.SubjectKeyId) > 0, oidExtSubjectKeyID) {
-		if err := add(oidExtSubjectKeyID, false, c.SubjectKeyId); err != nil {
+		if err := build(oidExtSubjectKeyID, false, func(b *cryptobyte.Builder) {
+			b.AddASN1OctetString(c.SubjectKeyId)
+		}); err != nil {
 			return nil, err
 		}
 	}
 	if wanted(len(c.AuthorityKeyId) > 0, oidExtAuthorityKeyID) {
-		if err := add(oidExtAuthorityKeyID, false, authKeyID{c.AuthorityKeyId}); err != nil {
+		// AuthorityKeyIdentifier ::= SEQUENCE { keyIdentifier [0] IMPLICIT
+		// OCTET STRING OPTIONAL, ... } (RFC 5280 4.2.1.1).
+		if err := build(oidExtAuthorityKeyID, false, func(b *cryptobyte.Builder) {
+			b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
+				b.AddASN1(cbasn1.Tag(0).ContextSpecific(), func(b *cryptobyte.Builder) {
+					b.AddBytes(c.AuthorityKeyId)
+				})
+			})
+		}); err != nil {
 			return nil, err
 		}
 	}
@@ -257,7 +300,17 @@ func buildExtensions(c *x509.Certificate, subjectIsEmpty bool) ([]pkix.Extension
 			return nil, err
 		}
 		// RFC 5280 4.2.1.6: with an empty subject the SAN is critical.
-		if err := add(oidExtSubjectAltName, subjectIsEmpty, sans); err != nil {
+		// GeneralNames ::= SEQUENCE OF GeneralName, each an IMPLICIT
+		// context-specific primitive here.
+		if err := build(oidExtSubjectAltName, subjectIsEmpty, func(b *cryptobyte.Builder) {
+			b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
+				for _, n := range sans {
+					b.AddASN1(cbasn1.Tag(n.Tag).ContextSpecific(), func(b *cryptobyte.Builder) {
+						b.AddBytes(n.Bytes)
+					})
+				}
+			})
+		}); err != nil {
 			return nil, err
 		}
 	}
@@ -273,6 +326,15 @@ func buildExtensions(c *x509.Certificate, subjectIsEmpty bool) ([]pkix.Extension
 	return append(exts, c.ExtraExtensions...), nil
 }
 
+// addBitStringBits writes bs as a DER BIT STRING: the unused-bits octet,
+// then the bytes (X.690 8.6.2), as encoding/asn1 does.
+func addBitStringBits(b *cryptobyte.Builder, bs asn1.BitString) {
+	b.AddASN1(cbasn1.BIT_STRING, func(b *cryptobyte.Builder) {
+		b.AddUint8(byte((8 - bs.BitLength%8) % 8))
+		b.AddBytes(bs.Bytes)
+	})
+}
+
 func hasExtension(exts []pkix.Extension, oid asn1.ObjectIdentifier) bool {
 	for _, e := range exts {
 		if e.Id.Equal(oid) {
@@ -280,15 +342,6 @@ func hasExtension(exts []pkix.Extension, oid asn1.ObjectIdentifier) bool {
 		}
 	}
 	return false
-}
-
-type basicConstraints struct {
-	IsCA       bool `asn1:"optional"`
-	MaxPathLen int  `asn1:"optional,default:-1"`
-}
-
-type authKeyID struct {
-	ID []byte `asn1:"optional,tag:0"`
 }
 
 type accessDescription struct {

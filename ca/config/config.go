@@ -153,7 +153,20 @@ type IssuanceConfig struct {
 	CRLDistributionPoints []string `json:"crlDistributionPoints,omitempty"`
 	// Policies are named exceptions to the strict SPIFFE-only rule.
 	Policies []PolicyConfig `json:"policies,omitempty"`
+	// VerifySignatures says which fresh certificate signatures meshca
+	// checks against the CA's public key before it answers: "auto" (the
+	// default) checks RSA, ML-DSA and composite signatures and every
+	// signature from a key outside the process (PKCS#11), and skips the
+	// check for in-process software ECDSA and Ed25519 keys; "always" checks
+	// every signature, as Go's x509.CreateCertificate does.
+	VerifySignatures string `json:"verifySignatures,omitempty"`
 }
+
+// The values of issuance.verifySignatures.
+const (
+	VerifySignaturesAuto   = "auto"
+	VerifySignaturesAlways = "always"
+)
 
 // PolicyConfig is a named exception: identities that match may request
 // extra SANs or a longer TTL.
@@ -320,6 +333,9 @@ func (s *StoreConfig) init() {
 }
 
 func (i *IssuanceConfig) init() {
+	if i.VerifySignatures == "" {
+		i.VerifySignatures = VerifySignaturesAuto
+	}
 	if i.DefaultCertTTL.Duration == 0 {
 		i.DefaultCertTTL.Duration = DefaultCertTTL
 	}
@@ -447,6 +463,11 @@ func (i IssuanceConfig) validate(td spiffeid.TrustDomain, add func(string, strin
 	}
 	if i.MaxCertTTL.Duration < i.DefaultCertTTL.Duration {
 		add("issuance.maxCertTTL", "%s is below defaultCertTTL %s; raise maxCertTTL or lower defaultCertTTL", i.MaxCertTTL.Duration, i.DefaultCertTTL.Duration)
+	}
+	switch i.VerifySignatures {
+	case "", VerifySignaturesAuto, VerifySignaturesAlways:
+	default:
+		add("issuance.verifySignatures", "%q is not a choice; use auto (check RSA, post-quantum and hardware-token signatures, skip in-process ECDSA/Ed25519) or always (check every signature)", i.VerifySignatures)
 	}
 	for _, u := range i.CRLDistributionPoints {
 		if p, err := url.Parse(u); err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {

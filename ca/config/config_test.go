@@ -53,6 +53,7 @@ func TestParse_MinimalFileGetsDefaultsAndValidates(t *testing.T) {
 	require.Equal(t, config.DefaultRetention, c.Store.Retention.Duration)
 	require.Equal(t, "info", c.Log.Level)
 	require.Equal(t, "json", c.Log.Format)
+	require.Equal(t, config.VerifySignaturesAuto, c.Issuance.VerifySignatures)
 }
 
 func TestValidate_EachBadValueNamesItsKey(t *testing.T) {
@@ -77,6 +78,7 @@ func TestValidate_EachBadValueNamesItsKey(t *testing.T) {
 		"unknown root source":             {"root: {source: hsm}", "root.source: "},
 		"CRL distribution point not http": {"issuance: {crlDistributionPoints: ['ldap://x/crl']}", "issuance.crlDistributionPoints: "},
 		"bad log level":                   {"log: {level: verbose}", "log.level: "},
+		"unknown signature self-check":    {"issuance: {verifySignatures: never}", `issuance.verifySignatures: "never" is not a choice; use auto`},
 		"JWT allowed namespace that is not a namespace name": {
 			"authentication: {jwt: {issuer: 'https://idp.example.com', audiences: [meshca], jwksURL: 'https://idp.example.com/jwks', allowedNamespaces: [payments, Bad_NS]}}",
 			"authentication.jwt.allowedNamespaces: ",

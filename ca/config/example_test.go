@@ -16,6 +16,7 @@ func TestExampleConfig_ParsesAndValidates(t *testing.T) {
 	require.NoError(t, cfg.Validate())
 	require.Equal(t, config.DefaultCertTTL, cfg.Issuance.DefaultCertTTL.Duration)
 	require.Equal(t, config.DefaultMaxCertTTL, cfg.Issuance.MaxCertTTL.Duration)
+	require.Equal(t, config.VerifySignaturesAuto, cfg.Issuance.VerifySignatures)
 	require.Equal(t, "/etc/meshca/root/root-cert.pem", cfg.Root.File.RootCert)
 	var limits config.LimitsConfig
 	limits.Init()

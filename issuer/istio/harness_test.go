@@ -221,7 +221,9 @@ func (e *env) clientCert(t *testing.T, id string) tls.Certificate {
 	csr, key := ztunnelCSR(t, id)
 	res, err := e.rt.Authority.Sign(context.Background(), authority.Request{CSR: csr, Identity: mustURL(t, id), Requester: "test"})
 	require.NoError(t, err)
-	c := tls.Certificate{PrivateKey: key, Leaf: res.Leaf}
+	leaf, err := res.Leaf()
+	require.NoError(t, err)
+	c := tls.Certificate{PrivateKey: key, Leaf: leaf}
 	for _, el := range res.Chain[:len(res.Chain)-1] {
 		b, _ := pem.Decode([]byte(el))
 		c.Certificate = append(c.Certificate, b.Bytes)

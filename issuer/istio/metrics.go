@@ -1,9 +1,11 @@
 package istio
 
 import (
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"github.com/meshca/meshca/issuer/authn"
@@ -40,6 +42,21 @@ type metrics struct {
 	// clusters are the configured cluster IDs, the only cluster label
 	// values besides "unknown".
 	clusters map[string]bool
+	// observers caches the children of requests and latency per label
+	// set (obsKey to *observers), so that a request does not hash its
+	// label values: every key comes from the fixed sets above, so it stays
+	// small.
+	observers sync.Map
+}
+
+type obsKey struct {
+	code                   codes.Code
+	authenticator, cluster string
+}
+
+type observers struct {
+	requests prometheus.Counter
+	latency  prometheus.Observer
 }
 
 func newMetrics(r prometheus.Registerer, clusters []string) *metrics {
@@ -73,7 +90,7 @@ func newMetrics(r prometheus.Registerer, clusters []string) *metrics {
 // name of the authenticator that succeeded, and the caller's cluster only
 // when authentication established it and it is configured.
 func (m *metrics) observe(caller *authn.Caller, err error, d time.Duration) {
-	code := status.Code(err).String()
+	code := status.Code(err)
 	authenticator, cluster := labelNone, labelUnknown
 	if caller != nil {
 		authenticator = labelOther
@@ -84,8 +101,17 @@ func (m *metrics) observe(caller *authn.Caller, err error, d time.Duration) {
 			cluster = caller.Cluster
 		}
 	}
-	m.requests.WithLabelValues(code, authenticator, cluster).Inc()
-	m.latency.WithLabelValues(code).Observe(d.Seconds())
+	k := obsKey{code, authenticator, cluster}
+	o, ok := m.observers.Load(k)
+	if !ok {
+		o, _ = m.observers.LoadOrStore(k, &observers{
+			requests: m.requests.WithLabelValues(code.String(), authenticator, cluster),
+			latency:  m.latency.WithLabelValues(code.String()),
+		})
+	}
+	obs := o.(*observers)
+	obs.requests.Inc()
+	obs.latency.Observe(d.Seconds())
 }
 
 func (m *metrics) authFailed(reason string) {

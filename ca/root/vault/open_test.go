@@ -108,7 +108,9 @@ func TestLoader_VaultRotationMintsSecondGenerationWithoutSigningGap(t *testing.T
 			CSR: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: csr}), Identity: id,
 		})
 		require.NoError(t, err)
-		return res.Leaf
+		leaf, err := res.Leaf()
+		require.NoError(t, err)
+		return leaf
 	}
 
 	// Past half the lifetime the Loader asks Vault for a successor.

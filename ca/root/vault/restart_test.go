@@ -78,11 +78,13 @@ func signAndVerify(t *testing.T, rt *authority.Runtime, vaultRoot *x509.Certific
 	require.NoError(t, err)
 	require.Len(t, rootsPEM, 1)
 	require.True(t, rootsPEM[0].Equal(vaultRoot), "the chain ends at Vault's root")
-	vault.OpenSSLVerify(t, vaultRoot, inters[0], res.Leaf)
+	leaf, err := res.Leaf()
+	require.NoError(t, err)
+	vault.OpenSSLVerify(t, vaultRoot, inters[0], leaf)
 	pool, ipool := x509.NewCertPool(), x509.NewCertPool()
 	pool.AddCert(vaultRoot)
 	ipool.AddCert(inters[0])
-	_, err = res.Leaf.Verify(x509.VerifyOptions{Roots: pool, Intermediates: ipool, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}})
+	_, err = leaf.Verify(x509.VerifyOptions{Roots: pool, Intermediates: ipool, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}})
 	require.NoError(t, err)
 }
 
