@@ -63,11 +63,13 @@ func NewRoot(k CAKey, commonName, org string, lifetime time.Duration, now time.T
 		return nil, err
 	}
 	t := &certenc.Template{Certificate: tmpl, PublicKey: spki}
+	// CA certificates are minted rarely: every signature is checked,
+	// software keys included (issuance.verifySignatures is for leaves).
 	var der []byte
 	if k.Alt != nil {
-		der, err = certenc.BuildCatalyst(t, k.Signer, certenc.Catalyst{Issuer: k.Alt, SubjectPublicKey: altSPKI}, rand.Reader)
+		der, err = certenc.BuildCatalyst(t, k.Signer, certenc.Catalyst{Issuer: k.Alt, SubjectPublicKey: altSPKI}, rand.Reader, certenc.VerifyAlways)
 	} else {
-		der, err = certenc.Build(t, k.Signer, rand.Reader)
+		der, err = certenc.Build(t, k.Signer, rand.Reader, certenc.VerifyAlways)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("sign root: %w", err)
@@ -103,12 +105,12 @@ func Mint(parent *x509.Certificate, parentKey CAKey, subject CAKey, t Intermedia
 	var der []byte
 	switch {
 	case parentKey.Alt != nil:
-		der, err = certenc.BuildCatalyst(ct, parentKey.Signer, certenc.Catalyst{Issuer: parentKey.Alt, SubjectPublicKey: altSPKI}, rand.Reader)
+		der, err = certenc.BuildCatalyst(ct, parentKey.Signer, certenc.Catalyst{Issuer: parentKey.Alt, SubjectPublicKey: altSPKI}, rand.Reader, certenc.VerifyAlways)
 	case altSPKI != nil:
 		tmpl.ExtraExtensions = []pkix.Extension{{Id: certenc.OIDSubjectAltPublicKeyInfo, Value: altSPKI}}
-		der, err = certenc.Build(ct, parentKey.Signer, rand.Reader)
+		der, err = certenc.Build(ct, parentKey.Signer, rand.Reader, certenc.VerifyAlways)
 	default:
-		der, err = certenc.Build(ct, parentKey.Signer, rand.Reader)
+		der, err = certenc.Build(ct, parentKey.Signer, rand.Reader, certenc.VerifyAlways)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("sign intermediate: %w", err)
