@@ -34,7 +34,7 @@ const (
 	DefaultGracePeriod       = 24 * time.Hour
 	DefaultRetention         = 7 * 24 * time.Hour
 	DefaultPruneInterval     = time.Hour
-	DefaultCommitDelay       = time.Millisecond
+	DefaultCommitDelay       = time.Duration(0)
 	MaxCommitDelay           = 10 * time.Millisecond
 	DefaultListen            = ":15012"
 	DefaultOpsListen         = ":15014"
@@ -128,8 +128,9 @@ type StoreConfig struct {
 	PruneInterval Duration `json:"pruneInterval"`
 	// CommitDelay is how long a commit of issuance records waits at most
 	// for records that are being signed right now, so that they share its
-	// fsyncs; it waits only while such records exist. nil means
-	// DefaultCommitDelay; 0 commits each group at once.
+	// fsyncs; it waits only while such records exist. It lowers the CPU
+	// per certificate at moderate concurrency and adds up to itself to the
+	// latency. nil means DefaultCommitDelay (0: each group commits at once).
 	CommitDelay *Duration `json:"commitDelay,omitempty"`
 }
 

@@ -75,6 +75,8 @@ func TestValidate_EachBadValueNamesItsKey(t *testing.T) {
 		"unknown key store":               {"keyStore: {type: vault}", "keyStore.type: "},
 		"unknown store type":              {"store: {type: postgres}", "store.type: "},
 		"prune interval too short":        {"store: {pruneInterval: 10s}", "store.pruneInterval: "},
+		"commit delay too long":           {"store: {commitDelay: 50ms}", "store.commitDelay: 50ms is out of range; use 0 (no wait) to 10ms"},
+		"negative commit delay":           {"store: {commitDelay: -1ms}", "store.commitDelay: -1ms is out of range"},
 		"unknown root source":             {"root: {source: hsm}", "root.source: "},
 		"CRL distribution point not http": {"issuance: {crlDistributionPoints: ['ldap://x/crl']}", "issuance.crlDistributionPoints: "},
 		"bad log level":                   {"log: {level: verbose}", "log.level: "},
