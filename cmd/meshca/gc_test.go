@@ -1,7 +1,9 @@
 package main
 
 import (
+	"math"
 	"os"
+	"path/filepath"
 	"runtime/debug"
 	"testing"
 
@@ -30,4 +32,49 @@ func TestSetServeGC_DefaultsTo400UnlessGOGCIsSet(t *testing.T) {
 func unsetenv(t *testing.T, k string) {
 	t.Helper()
 	require.NoError(t, os.Unsetenv(k))
+}
+
+func TestContainerMemoryLimit_ReadsCgroupV2ThenV1AndIgnoresNoLimit(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		require.NoError(t, os.WriteFile(p, []byte(content), 0o600))
+		return p
+	}
+	v2max := write("v2-max", "max\n")
+	v2 := write("v2", "536870912\n")
+	v1none := write("v1-none", "9223372036854771712\n") // cgroup v1 without a limit
+	v1 := write("v1", "268435456\n")
+	missing := filepath.Join(dir, "missing")
+
+	limit, ok := containerMemoryLimit([]string{v2, v1})
+	require.True(t, ok)
+	require.EqualValues(t, 512<<20, limit)
+
+	limit, ok = containerMemoryLimit([]string{missing, v2max, v1})
+	require.True(t, ok)
+	require.EqualValues(t, 256<<20, limit)
+
+	_, ok = containerMemoryLimit([]string{v2max, v1none, missing})
+	require.False(t, ok)
+}
+
+func TestSetServeGC_SoftMemoryLimitFromTheContainerUnlessGOMEMLIMITIsSet(t *testing.T) {
+	prevFiles, prevLimit := cgroupMemoryFiles, debug.SetMemoryLimit(-1)
+	t.Cleanup(func() { cgroupMemoryFiles = prevFiles; debug.SetMemoryLimit(prevLimit) })
+	f := filepath.Join(t.TempDir(), "memory.max")
+	require.NoError(t, os.WriteFile(f, []byte("1000000000\n"), 0o600))
+	cgroupMemoryFiles = []string{f}
+	t.Setenv("GOGC", "100")
+
+	t.Setenv("GOMEMLIMIT", "")
+	unsetenv(t, "GOMEMLIMIT")
+	debug.SetMemoryLimit(math.MaxInt64)
+	setServeGC()
+	require.EqualValues(t, 900000000, debug.SetMemoryLimit(-1))
+
+	t.Setenv("GOMEMLIMIT", "2GiB")
+	debug.SetMemoryLimit(math.MaxInt64) // what the runtime would have taken from it is not ours to change
+	setServeGC()
+	require.EqualValues(t, int64(math.MaxInt64), debug.SetMemoryLimit(-1))
 }

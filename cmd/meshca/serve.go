@@ -8,6 +8,8 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -185,9 +187,41 @@ func readiness(rt *authority.Runtime) server.ReadyFunc {
 // collecting it. 400 trades some tens of MiB of heap for that CPU.
 const serveGCPercent = 400
 
-// setServeGC applies serveGCPercent; an operator's GOGC wins.
+// memoryLimitShare is the share of the container's memory limit that
+// serve gives the Go runtime as its soft limit (unless GOMEMLIMIT is set):
+// near the limit the collector runs as often as it must, whatever the GC
+// target, so a burst of garbage is collected instead of OOM-killed.
+const memoryLimitShare = 0.9
+
+// cgroupMemoryFiles hold the container's memory limit (cgroup v2, then v1).
+var cgroupMemoryFiles = []string{"/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"}
+
+// setServeGC applies serveGCPercent and the soft memory limit; an
+// operator's GOGC and GOMEMLIMIT win.
 func setServeGC() {
 	if _, set := os.LookupEnv("GOGC"); !set {
 		debug.SetGCPercent(serveGCPercent)
 	}
+	if _, set := os.LookupEnv("GOMEMLIMIT"); !set {
+		if limit, ok := containerMemoryLimit(cgroupMemoryFiles); ok {
+			debug.SetMemoryLimit(int64(float64(limit) * memoryLimitShare))
+		}
+	}
+}
+
+// containerMemoryLimit reads the first memory limit of files that is a
+// number ("max" and cgroup v1's "no limit" value, above 2^62, are none).
+func containerMemoryLimit(files []string) (uint64, bool) {
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		v, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
+		if err != nil || v == 0 || v >= 1<<62 {
+			continue
+		}
+		return v, true
+	}
+	return 0, false
 }

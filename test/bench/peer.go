@@ -122,6 +122,10 @@ func runPeer(ctx context.Context, o peerOptions) error {
 	if stores == "" {
 		stores = work
 	}
+	if err := os.MkdirAll(stores, 0o700); err != nil {
+		return err
+	}
+	fmt.Printf("peer: meshca's stores in %s (%s)\n", stores, fsType(stores))
 	fmt.Println("peer: building meshca and the load generator")
 	meshca, loadgen := filepath.Join(work, "meshca"), filepath.Join(work, "loadgen")
 	for bin, pkg := range map[string]string{meshca: "./cmd/meshca", loadgen: "./test/bench/loadgen"} {
@@ -399,6 +403,28 @@ func (t *peerTarget) drive(ctx context.Context, loadgen string, conc int, d time
 		return peerRun{}, fmt.Errorf("loadgen output %q: %w", out, err)
 	}
 	return run, nil
+}
+
+// fsType names the file system of dir (statfs(2) magic numbers), so that
+// a figure with durability on is not quietly one on tmpfs.
+func fsType(dir string) string {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(dir, &st); err != nil {
+		return "file system unknown"
+	}
+	switch st.Type {
+	case 0x01021994:
+		return "tmpfs: fsync costs nothing here, an upper bound"
+	case 0xEF53:
+		return "ext4"
+	case 0x58465342:
+		return "xfs"
+	case 0x9123683E:
+		return "btrfs"
+	case 0x794c7630:
+		return "overlayfs"
+	}
+	return fmt.Sprintf("file system 0x%x", st.Type)
 }
 
 // perfRecord samples process pid with perf(1) (software cpu-clock, call

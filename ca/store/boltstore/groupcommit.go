@@ -16,8 +16,8 @@ import (
 const maxGroup = 1000
 
 // appendFillPercent is how full bbolt packs the pages it splits in the
-// issuance buckets. Serials (policy.RandomSerial) and expiry keys grow with
-// time, so inserts append at the right edge of the B+tree; the bbolt docs
+// issuances bucket. Serials (policy.RandomSerial) grow with time, so
+// inserts append at the right edge of the B+tree; the bbolt docs
 // recommend a high Bucket.FillPercent for append-only workloads, instead of
 // the default 0.5 that leaves every split page half empty for good. A page
 // holds about ten records, so anything below 1.0 already leaves a slot of
@@ -147,7 +147,10 @@ func (g *groupCommitter) unreserve(cancelled bool) {
 func (g *groupCommitter) commit(group []*pendingPut) error {
 	return g.update(func(tx *bolt.Tx) error {
 		recs, idx := tx.Bucket(bucketIssuances), tx.Bucket(bucketExpiry)
-		recs.FillPercent, idx.FillPercent = appendFillPercent, appendFillPercent
+		// Only the serial bucket appends: an expiry key starts with NotAfter,
+		// now + a TTL the caller chooses, so mixed TTLs insert in the middle
+		// of the expiry index, which keeps bbolt's default fill.
+		recs.FillPercent = appendFillPercent
 		// A serial that sorts after the bucket's last key is not recorded:
 		// with time-ordered serials (policy.RandomSerial) that is nearly
 		// every one, and it saves looking each of them up.

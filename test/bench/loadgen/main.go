@@ -26,6 +26,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -117,9 +118,12 @@ func run(addr, serverName, rootFile, creds string, conns, concurrency int, durat
 			local := make([]time.Duration, 0, 4096)
 			for i := w / conns; ctx.Err() == nil; i++ {
 				t0 := time.Now()
-				_, err := clients[c].CreateCertificate(ctx, &pb.IstioCertificateRequest{Csr: csrs[c][i%len(csrs[c])], ValidityDuration: ttl})
+				resp, err := clients[c].CreateCertificate(ctx, &pb.IstioCertificateRequest{Csr: csrs[c][i%len(csrs[c])], ValidityDuration: ttl})
 				if ctx.Err() != nil {
 					break // the run ended while this call was in flight
+				}
+				if err == nil {
+					err = checkChain(resp.GetCertChain())
 				}
 				m := measuring.Load()
 				if err != nil {
@@ -155,6 +159,19 @@ func run(addr, serverName, rootFile, creds string, conns, concurrency int, durat
 		r.FirstError = s
 	}
 	return r, nil
+}
+
+// checkChain counts an answer as a certificate only when it is one: at
+// least a leaf and a root, the leaf a PEM certificate (parsing it would
+// cost the load generator the CPU it measures the servers with).
+func checkChain(chain []string) error {
+	if len(chain) < 2 {
+		return fmt.Errorf("the answer holds %d certificates, want a leaf and a root at least", len(chain))
+	}
+	if !strings.HasPrefix(chain[0], "-----BEGIN CERTIFICATE-----") {
+		return errors.New("the answer's first element is not a PEM certificate")
+	}
+	return nil
 }
 
 func pct(lat []time.Duration, p float64) float64 {
