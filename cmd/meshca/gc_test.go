@@ -4,27 +4,29 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"runtime"
 	"runtime/debug"
 	"testing"
 
 	"github.com/stretchr/testify/require"
 )
 
-func TestSetServeGC_DefaultsTo400UnlessGOGCIsSet(t *testing.T) {
+func TestSetServeRuntime_DefaultsTo400UnlessGOGCIsSet(t *testing.T) {
 	prev := debug.SetGCPercent(100)
 	t.Cleanup(func() { debug.SetGCPercent(prev) })
 
+	t.Setenv("GOMAXPROCS", "2") // this test is about the GC; the next one about Ps
 	t.Run("GOGC unset", func(t *testing.T) {
 		debug.SetGCPercent(100)
 		t.Setenv("GOGC", "") // registers the restore; then unset it
 		unsetenv(t, "GOGC")
-		setServeGC()
+		setServeRuntime()
 		require.Equal(t, serveGCPercent, debug.SetGCPercent(100))
 	})
 	t.Run("GOGC set by the operator", func(t *testing.T) {
 		debug.SetGCPercent(150) // what the runtime took from GOGC=150
 		t.Setenv("GOGC", "150")
-		setServeGC()
+		setServeRuntime()
 		require.Equal(t, 150, debug.SetGCPercent(100))
 	})
 }
@@ -59,22 +61,41 @@ func TestContainerMemoryLimit_ReadsCgroupV2ThenV1AndIgnoresNoLimit(t *testing.T)
 	require.False(t, ok)
 }
 
-func TestSetServeGC_SoftMemoryLimitFromTheContainerUnlessGOMEMLIMITIsSet(t *testing.T) {
+func TestSetServeRuntime_SoftMemoryLimitFromTheContainerUnlessGOMEMLIMITIsSet(t *testing.T) {
 	prevFiles, prevLimit := cgroupMemoryFiles, debug.SetMemoryLimit(-1)
 	t.Cleanup(func() { cgroupMemoryFiles = prevFiles; debug.SetMemoryLimit(prevLimit) })
 	f := filepath.Join(t.TempDir(), "memory.max")
 	require.NoError(t, os.WriteFile(f, []byte("1000000000\n"), 0o600))
 	cgroupMemoryFiles = []string{f}
 	t.Setenv("GOGC", "100")
+	t.Setenv("GOMAXPROCS", "2")
 
 	t.Setenv("GOMEMLIMIT", "")
 	unsetenv(t, "GOMEMLIMIT")
 	debug.SetMemoryLimit(math.MaxInt64)
-	setServeGC()
+	setServeRuntime()
 	require.EqualValues(t, 900000000, debug.SetMemoryLimit(-1))
 
 	t.Setenv("GOMEMLIMIT", "2GiB")
 	debug.SetMemoryLimit(math.MaxInt64) // what the runtime would have taken from it is not ours to change
-	setServeGC()
+	setServeRuntime()
 	require.EqualValues(t, int64(math.MaxInt64), debug.SetMemoryLimit(-1))
+}
+
+func TestSetServeRuntime_OneMorePThanTheDefaultUnlessGOMAXPROCSIsSet(t *testing.T) {
+	prev := runtime.GOMAXPROCS(0)
+	t.Cleanup(func() { runtime.GOMAXPROCS(prev) })
+	t.Setenv("GOGC", "100")
+	t.Setenv("GOMEMLIMIT", "1GiB")
+
+	t.Setenv("GOMAXPROCS", "")
+	unsetenv(t, "GOMAXPROCS")
+	runtime.GOMAXPROCS(2)
+	setServeRuntime()
+	require.Equal(t, 3, runtime.GOMAXPROCS(0))
+
+	t.Setenv("GOMAXPROCS", "2")
+	runtime.GOMAXPROCS(2) // what the runtime took from GOMAXPROCS=2
+	setServeRuntime()
+	require.Equal(t, 2, runtime.GOMAXPROCS(0))
 }

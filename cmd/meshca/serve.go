@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -56,7 +57,7 @@ background and shuts down gracefully on SIGINT or SIGTERM.`,
   curl -s localhost:15014/readyz`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			setServeGC()
+			setServeRuntime()
 			cfg, err := g.loadConfig()
 			if err != nil {
 				return err
@@ -196,9 +197,20 @@ const memoryLimitShare = 0.9
 // cgroupMemoryFiles hold the container's memory limit (cgroup v2, then v1).
 var cgroupMemoryFiles = []string{"/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"}
 
-// setServeGC applies serveGCPercent and the soft memory limit; an
-// operator's GOGC and GOMEMLIMIT win.
-func setServeGC() {
+// setServeRuntime tunes the Go runtime for serve; an operator's GOGC,
+// GOMEMLIMIT and GOMAXPROCS win:
+//
+//   - the GC target serveGCPercent, with a soft memory limit of
+//     memoryLimitShare of the container's memory limit;
+//   - one more P than the runtime's default (the CPUs, or the container's
+//     CPU limit rounded up): the store's committer spends most of its time
+//     in fdatasync(2), and a P in a system call is handed to other
+//     goroutines only when the scheduler gets to it, so with as many Ps as
+//     CPUs signing loses part of a core to every commit. On the 2-core
+//     bench machine the extra P raised throughput at 64 callers by about a
+//     tenth; the committer's thread sleeps in the kernel, so it adds little
+//     CPU. Setting it stops the runtime's tracking of CPU-limit changes.
+func setServeRuntime() {
 	if _, set := os.LookupEnv("GOGC"); !set {
 		debug.SetGCPercent(serveGCPercent)
 	}
@@ -206,6 +218,9 @@ func setServeGC() {
 		if limit, ok := containerMemoryLimit(cgroupMemoryFiles); ok {
 			debug.SetMemoryLimit(int64(float64(limit) * memoryLimitShare))
 		}
+	}
+	if _, set := os.LookupEnv("GOMAXPROCS"); !set {
+		runtime.GOMAXPROCS(runtime.GOMAXPROCS(0) + 1)
 	}
 }
 
