@@ -14,8 +14,6 @@ import (
 	"net/url"
 	"os"
 	"sort"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -189,21 +187,6 @@ func (ep *endpoint) drive(ctx context.Context, fx *fixture, concurrency int, d, 
 	return loadResult{concurrency: concurrency, ops: ops.Load(), errs: errs.Load(), elapsed: time.Since(start), lat: lat}, nil
 }
 
-// rssMiB reads the resident set size of this process.
-func rssMiB() float64 {
-	b, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
-			kb, _ := strconv.ParseFloat(f[1], 64)
-			return kb / 1024
-		}
-	}
-	return 0
-}
-
 func ms(d time.Duration) string { return fmt.Sprintf("%.2fms", float64(d.Microseconds())/1000) }
 
 // runEndpoint is the Istio endpoint scenario: throughput and latency at
@@ -228,7 +211,7 @@ func runEndpoint(ctx context.Context, fx *fixture, d time.Duration, limit float6
 		fmt.Printf("  concurrency %3d: %.0f ops/s, p99 %s, errors %d\n", c, r.rate(), ms(r.pct(0.99)), r.errs)
 		results = append(results, r)
 		if best.ops == 0 || r.rate() > best.rate() {
-			best, rssAtMax = r, rssMiB()
+			best, rssAtMax = r, procRSS(os.Getpid())
 		}
 	}
 	// Half the saturated rate, paced open-loop over 32 callers.

@@ -465,6 +465,7 @@ func procCPU(pid int) (float64, error) {
 	return (utime + stime) / ticks, nil
 }
 
+// procRSS is the resident set size of process pid in MiB (proc(5): VmRSS).
 func procRSS(pid int) float64 {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
