@@ -7,7 +7,7 @@
 #   ${MESHCA_CACHE:-$HOME/.cache/meshca}/k8s-<K8S>/{kube-apiserver,etcd}
 #   ${MESHCA_CACHE:-$HOME/.cache/meshca}/vault-<VAULT>/vault
 #
-#   ${MESHCA_CACHE:-$HOME/.cache/meshca}/istiod-<ISTIO>/istiod-ca
+#   ${MESHCA_CACHE:-$HOME/.cache/meshca}/istiod-<ISTIO>-<SOURCE DIGEST>/istiod-ca
 #
 # It then points the git-ignored symlinks bin/k8s-<K8S>, bin/vault-<VAULT>
 # and bin/istiod-<ISTIO> in the repository root at those folders. istiod-ca
@@ -156,8 +156,10 @@ fi
 
 if [[ $what == istiod ]]; then
 	istio=$(mod_version istiod istio.io/istio)
-	# The pseudo-version's commit is the cache key (its last 12 hex digits).
-	idir=$cache/istiod-${istio##*-}
+	# The cache key is the pseudo-version's commit (its last 12 hex digits)
+	# and a digest of the tools module, so that a change to it rebuilds.
+	src=$(cat "$tools/istiod/main.go" "$tools/istiod/go.mod" | sha256sum | cut -c1-8)
+	idir=$cache/istiod-${istio##*-}-$src
 	ETA="about 5 minutes on 2 cores the first time, plus the module download"
 	build istiod-ca istiod "$idir" "istio.io/istio $istio" "istiod's CA (istio.io/istio $istio)" -ldflags "-s -w"
 	link istiod "$idir"

@@ -14,6 +14,7 @@
 package main
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"flag"
@@ -27,7 +28,9 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/status"
 
 	"istio.io/istio/pkg/security"
 	pkica "istio.io/istio/security/pkg/pki/ca"
@@ -109,8 +112,10 @@ func run(dir, listen string, ttl, maxTTL time.Duration) error {
 		return err
 	}
 	// istiod's defaults (pilot/pkg/features): 100000 streams per
-	// connection, 4 MiB messages.
-	g := grpc.NewServer(grpc.Creds(credentials.NewTLS(tlsCfg)), grpc.MaxConcurrentStreams(100000), grpc.MaxRecvMsgSize(4<<20))
+	// connection, 4 MiB messages. A panic in a handler answers Internal
+	// instead of ending the process (and the benchmark run).
+	g := grpc.NewServer(grpc.Creds(credentials.NewTLS(tlsCfg)), grpc.MaxConcurrentStreams(100000), grpc.MaxRecvMsgSize(4<<20),
+		grpc.ChainUnaryInterceptor(recoverUnary), grpc.ChainStreamInterceptor(recoverStream))
 	srv.Register(g)
 	lis, err := net.Listen("tcp", listen)
 	if err != nil {
@@ -121,4 +126,26 @@ func run(dir, listen string, ttl, maxTTL time.Duration) error {
 	signal.Notify(stop, syscall.SIGINT, syscall.SIGTERM)
 	go func() { <-stop; g.Stop() }()
 	return g.Serve(lis)
+}
+
+// recoverUnary turns a handler's panic into an Internal error.
+func recoverUnary(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			fmt.Fprintf(os.Stderr, "istiod-ca: handler panic: %v\n", r)
+			resp, err = nil, status.Error(codes.Internal, "internal error")
+		}
+	}()
+	return handler(ctx, req)
+}
+
+// recoverStream turns a stream handler's panic into an Internal error.
+func recoverStream(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			fmt.Fprintf(os.Stderr, "istiod-ca: stream handler panic: %v\n", r)
+			err = status.Error(codes.Internal, "internal error")
+		}
+	}()
+	return handler(srv, ss)
 }
