@@ -119,32 +119,60 @@ func (s *Store) GetRevocation(_ context.Context, serial string) (store.Revocatio
 	return r, err
 }
 
-// ListRevocations walks the revocations with Seq > since in Seq order.
+// listChunk is how many revocations ListRevocations reads per read
+// transaction (a variable for the tests).
+var listChunk = 1024
+
+// ListRevocations walks the revocations with Seq > since in Seq order, up
+// to the last Seq when it starts. It reads them in chunks and calls fn
+// outside any transaction: a CRL of a million entries is streamed while
+// it is encoded, and a long read transaction would keep bbolt from
+// reusing freed pages and block a commit that grows the file (remapping
+// waits for every read transaction).
 func (s *Store) ListRevocations(ctx context.Context, since uint64, fn func(store.Revocation) bool) error {
-	if since == math.MaxUint64 {
-		return nil
+	last, err := s.LastRevocationSeq(ctx)
+	if err != nil {
+		return err
 	}
-	return s.db.View(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketRevocations)
-		c := tx.Bucket(bucketRevocationSeq).Cursor()
-		for k, serial := c.Seek(u64(since + 1)); k != nil; k, serial = c.Next() {
-			if err := ctx.Err(); err != nil {
-				return err
+	buf := make([]store.Revocation, 0, min(listChunk, 64))
+	for since < last {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		buf = buf[:0]
+		err := s.db.View(func(tx *bolt.Tx) error {
+			b := tx.Bucket(bucketRevocations)
+			c := tx.Bucket(bucketRevocationSeq).Cursor()
+			for k, serial := c.Seek(u64(since + 1)); k != nil && len(buf) < listChunk; k, serial = c.Next() {
+				if binary.BigEndian.Uint64(k) > last {
+					break
+				}
+				v := b.Get(serial)
+				if v == nil {
+					return fmt.Errorf("revocation Seq %d names serial %x, which has no record", binary.BigEndian.Uint64(k), serial)
+				}
+				var r store.Revocation
+				if err := json.Unmarshal(v, &r); err != nil {
+					return fmt.Errorf("revocation %x: %w", serial, err)
+				}
+				buf = append(buf, r)
 			}
-			v := b.Get(serial)
-			if v == nil {
-				return fmt.Errorf("revocation Seq %d names serial %x, which has no record", binary.BigEndian.Uint64(k), serial)
-			}
-			var r store.Revocation
-			if err := json.Unmarshal(v, &r); err != nil {
-				return fmt.Errorf("revocation %x: %w", serial, err)
-			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		if len(buf) == 0 {
+			return nil
+		}
+		for _, r := range buf {
 			if !fn(r) {
 				return nil
 			}
 		}
-		return nil
-	})
+		since = buf[len(buf)-1].Seq
+	}
+	return nil
 }
 
 // LastRevocationSeq is the highest Seq ever assigned (pruning keeps it).
