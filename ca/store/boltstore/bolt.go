@@ -25,15 +25,16 @@ import (
 )
 
 // SchemaVersion is the on-disk layout this code reads and writes. 2 added
-// the issuance indexes (by identity, by generation), the revocations and
-// the CRL numbers; Open indexes the records of a version 1 store.
+// the issuance indexes (the generation and identity of each record in its
+// expiry entry, and an index by generation; see index.go), the
+// revocations and the CRL numbers; Open indexes the records of a version 1
+// store.
 const SchemaVersion = 2
 
 var (
 	bucketMeta             = []byte("meta")
 	bucketIssuances        = []byte("issuances")
 	bucketExpiry           = []byte("issuances_by_expiry")
-	bucketByIdentity       = []byte("issuances_by_identity")
 	bucketByGeneration     = []byte("issuances_by_generation")
 	bucketGenerations      = []byte("generations")
 	bucketRevocations      = []byte("revocations")
@@ -43,7 +44,7 @@ var (
 	keySchema              = []byte("schema_version")
 
 	allBuckets = [][]byte{
-		bucketIssuances, bucketExpiry, bucketByIdentity, bucketByGeneration, bucketGenerations,
+		bucketIssuances, bucketExpiry, bucketByGeneration, bucketGenerations,
 		bucketRevocations, bucketRevocationSeq, bucketRevocationExpiry, bucketCRLNumbers,
 	}
 )
@@ -208,9 +209,9 @@ func newPendingPut(rec store.Issuance) (*pendingPut, error) {
 	if err != nil {
 		return nil, err
 	}
+	ek, ev, gk := indexEntries(k, rec.NotAfter.Unix(), rec.Generation, rec.Identity)
 	return &pendingPut{
-		key: k, value: v, expiryKey: expiryKey(rec.NotAfter, k),
-		identityKey: identityKey(rec.Identity, k), generationKey: generationKey(rec.Generation, k),
+		key: k, value: v, expiryKey: ek, expiryValue: ev, generationKey: gk,
 		done: make(chan error, 1),
 	}, nil
 }
@@ -313,24 +314,18 @@ func (s *Store) PruneIssuances(ctx context.Context, cutoff time.Time) (int, erro
 		}
 		n := 0
 		err := s.w.Update(func(tx *bolt.Tx) error {
-			idx, recs := tx.Bucket(bucketExpiry), tx.Bucket(bucketIssuances)
-			byID, byGen := tx.Bucket(bucketByIdentity), tx.Bucket(bucketByGeneration)
+			idx, recs, byGen := tx.Bucket(bucketExpiry), tx.Bucket(bucketIssuances), tx.Bucket(bucketByGeneration)
 			c := idx.Cursor()
-			for k, _ := c.First(); k != nil && n < chunk; k, _ = c.First() {
+			for k, v := c.First(); k != nil && n < chunk; k, v = c.First() {
 				if string(k[:8]) >= string(limit) {
 					break
 				}
-				if v := recs.Get(k[8:]); v != nil {
-					ik, gk, err := indexKeys(k[8:], v)
-					if err != nil {
-						return err
-					}
-					if err := byID.Delete(ik); err != nil {
-						return err
-					}
-					if err := byGen.Delete(gk); err != nil {
-						return err
-					}
+				// The entry's value names the record's generation entry.
+				if len(v) < 8 {
+					return fmt.Errorf("expiry index entry %x has no index value", k)
+				}
+				if err := byGen.Delete(generationKey(binary.BigEndian.Uint64(v), k[8:])); err != nil {
+					return err
 				}
 				if err := recs.Delete(k[8:]); err != nil {
 					return err

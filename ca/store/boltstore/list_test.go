@@ -44,3 +44,42 @@ func TestListRevocations_CallsFnOutsideAnyTransactionAcrossChunks(t *testing.T) 
 	}
 	require.Equal(t, wantSeqs, got)
 }
+
+// The index walks read in chunks (entries scanned, records decoded) and
+// call fn with no transaction open; a walk across many chunks returns
+// exactly the records of the identity or generation.
+func TestListIssuancesByIndex_ChunkedOutsideAnyTransaction(t *testing.T) {
+	scan, list := scanChunk, listChunk
+	scanChunk, listChunk = 4, 2
+	t.Cleanup(func() { scanChunk, listChunk = scan, list })
+	s, _ := openStore(t)
+	ctx := context.Background()
+	wantID, wantGen := []string{}, []string{}
+	for i := range 40 {
+		r := storetest.Issuance(i, t0.Add(time.Duration(i)*time.Minute))
+		require.NoError(t, s.PutIssuance(ctx, r))
+		if r.Identity == storetest.Issuance(1, t0).Identity {
+			wantID = append(wantID, r.Serial)
+		}
+		if r.Generation == 2 {
+			wantGen = append(wantGen, r.Serial)
+		}
+	}
+	for name, tc := range map[string]struct {
+		list func(fn func(store.Issuance) bool) error
+		want []string
+	}{
+		"identity": {func(fn func(store.Issuance) bool) error {
+			return s.ListIssuancesByIdentity(ctx, storetest.Issuance(1, t0).Identity, fn)
+		}, wantID},
+		"generation": {func(fn func(store.Issuance) bool) error { return s.ListIssuancesByGeneration(ctx, 2, fn) }, wantGen},
+	} {
+		var got []string
+		require.NoError(t, tc.list(func(r store.Issuance) bool {
+			require.Zero(t, s.db.Stats().OpenTxN, "%s: fn runs inside a read transaction", name)
+			got = append(got, r.Serial)
+			return true
+		}), name)
+		require.Equal(t, tc.want, got, name)
+	}
+}

@@ -67,6 +67,12 @@ func TestOpen_MigratesAVersion1StoreAndIndexesItsRecords(t *testing.T) {
 	defer s.Close()
 	require.NoError(t, s.db.View(func(tx *bolt.Tx) error {
 		require.Equal(t, u64(2), tx.Bucket(bucketMeta).Get(keySchema))
+		// Every expiry entry holds its record's generation and identity.
+		for _, r := range recs {
+			k, _ := serialKey(r.Serial)
+			require.Equal(t, expiryValue(r.Generation, r.Identity), tx.Bucket(bucketExpiry).Get(expiryKey(r.NotAfter, k)), r.Serial)
+		}
+		require.Equal(t, len(recs), tx.Bucket(bucketExpiry).Stats().KeyN)
 		return nil
 	}))
 	ctx := context.Background()
@@ -99,6 +105,13 @@ func TestOpen_MigratesAVersion1StoreAndIndexesItsRecords(t *testing.T) {
 	require.Equal(t, []string{recs[49].Serial}, collect(t, func(fn func(store.Issuance) bool) error {
 		return s.ListIssuancesByIdentity(ctx, recs[49].Identity, fn)
 	}))
+	require.Equal(t, []string{recs[49].Serial}, collect(t, func(fn func(store.Issuance) bool) error {
+		return s.ListIssuancesByGeneration(ctx, recs[49].Generation, fn)
+	}), "the prune deleted the generation entries the migration wrote")
+	require.NoError(t, s.db.View(func(tx *bolt.Tx) error {
+		require.Equal(t, 2, tx.Bucket(bucketByGeneration).Stats().KeyN, "records 48 and 49 remain")
+		return nil
+	}))
 	num, err := s.NextCRLNumber(ctx, "gen-1")
 	require.NoError(t, err)
 	require.Equal(t, uint64(1), num)
@@ -112,7 +125,7 @@ func TestOpen_AMigrationIsRedoneUntilItCompletes(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "meshca.db")
 	recs := []store.Issuance{storetest.Issuance(0, t0), storetest.Issuance(1, t0)}
 	writeV1Store(t, path, recs)
-	// Half a migration: the buckets exist and hold one entry, the version is 1.
+	// Half a migration: the buckets exist, record 0 is indexed, the version is 1.
 	db, err := bolt.Open(path, 0o600, nil)
 	require.NoError(t, err)
 	require.NoError(t, db.Update(func(tx *bolt.Tx) error {
@@ -121,7 +134,9 @@ func TestOpen_AMigrationIsRedoneUntilItCompletes(t *testing.T) {
 			require.NoError(t, err)
 		}
 		k, _ := serialKey(recs[0].Serial)
-		return tx.Bucket(bucketByIdentity).Put(identityKey(recs[0].Identity, k), nil)
+		ek, ev, gk := indexEntries(k, recs[0].NotAfter.Unix(), recs[0].Generation, recs[0].Identity)
+		require.NoError(t, tx.Bucket(bucketExpiry).Put(ek, ev))
+		return tx.Bucket(bucketByGeneration).Put(gk, nil)
 	}))
 	require.NoError(t, db.Close())
 
