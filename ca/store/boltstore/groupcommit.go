@@ -150,10 +150,11 @@ func (g *groupCommitter) commit(group []*pendingPut) error {
 	return g.update(func(tx *bolt.Tx) error {
 		recs, idx := tx.Bucket(bucketIssuances), tx.Bucket(bucketExpiry)
 		byGen := tx.Bucket(bucketByGeneration)
-		// Only the serial bucket appends: an expiry key starts with NotAfter,
+		// The serial bucket and the generation index (generation || serial;
+		// generations only grow) append; an expiry key starts with NotAfter,
 		// now + a TTL the caller chooses, so mixed TTLs insert in the middle
 		// of the expiry index, which keeps bbolt's default fill.
-		recs.FillPercent = appendFillPercent
+		recs.FillPercent, byGen.FillPercent = appendFillPercent, appendFillPercent
 		// A serial that sorts after the bucket's last key is not recorded:
 		// with time-ordered serials (policy.RandomSerial) that is nearly
 		// every one, and it saves looking each of them up.

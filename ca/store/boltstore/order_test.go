@@ -28,8 +28,9 @@ func leafFill(t *testing.T, s *Store, bucket []byte) float64 {
 }
 
 // Records whose serials grow with time (policy.RandomSerial) append at the
-// right edge of the issuances bucket; with bbolt's default FillPercent of
-// 0.5 every split would leave its left page half empty. (The expiry index
+// right edge of the issuances bucket and of the generation index; with
+// bbolt's default FillPercent of 0.5 every split would leave its left page
+// half empty. (The expiry index
 // keeps the default: its keys start with NotAfter, and caller-chosen TTLs
 // insert in its middle.)
 func TestPutIssuance_AppendedRecordsPackTheLeafPages(t *testing.T) {
@@ -44,8 +45,10 @@ func TestPutIssuance_AppendedRecordsPackTheLeafPages(t *testing.T) {
 		putAll(t, s, recs) // concurrent within a batch, as signing is
 	}
 	require.Len(t, listAll(t, s), batches*perBatch)
-	fill := leafFill(t, s, bucketIssuances)
-	require.Greater(t, fill, 0.8, "leaf pages of issuances are only %.0f%% full", 100*fill)
+	for _, bucket := range [][]byte{bucketIssuances, bucketByGeneration} {
+		fill := leafFill(t, s, bucket)
+		require.Greater(t, fill, 0.8, "leaf pages of %s are only %.0f%% full", bucket, 100*fill)
+	}
 }
 
 // Stores written before serials had a time prefix hold 128-bit random
