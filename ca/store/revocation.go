@@ -129,7 +129,10 @@ type Revocations interface {
 }
 
 // IssuanceIndex finds the issuance records of one identity or one CA
-// generation without a full scan.
+// generation without decoding every record. Each lists every stored record
+// that matches, expired or not (until PruneIssuances deletes it), in no
+// particular order, until fn returns false; a caller that wants the
+// unexpired ones checks NotAfter. A backend documents the cost of each.
 type IssuanceIndex interface {
 	ListIssuancesByIdentity(ctx context.Context, identity string, fn func(Issuance) bool) error
 	ListIssuancesByGeneration(ctx context.Context, generation uint64, fn func(Issuance) bool) error

