@@ -1,6 +1,7 @@
 package crl_test
 
 import (
+	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -12,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/meshca/meshca/ca/certenc"
+	"github.com/meshca/meshca/ca/root"
 	"github.com/meshca/meshca/ca/store"
 	"github.com/meshca/meshca/crl"
 )
@@ -123,3 +125,27 @@ func TestBuild_RefusesAFaultySignature(t *testing.T) {
 }
 
 var _ certenc.AlgorithmSigner = faultyAlt{}
+
+// certenc.VerifyAuto would trust an in-process Ed25519 key; a CRL is
+// checked anyway. The key below signs with another seed than its public
+// half (a corrupted key file): only the check can notice.
+func TestBuild_VerifiesEvenAnInProcessKey(t *testing.T) {
+	_, good, err := ed25519.GenerateKey(rand.Reader)
+	require.NoError(t, err)
+	_, other, err := ed25519.GenerateKey(rand.Reader)
+	require.NoError(t, err)
+	rootCert, err := root.NewRoot(root.CAKey{Signer: good}, "Ed25519 CRL Root", "meshca", time.Hour, time.Now())
+	require.NoError(t, err)
+	p := crl.Params{Issuer: rootCert, Number: 5, ThisUpdate: thisUpdate, NextUpdate: nextUpdate}
+
+	der, err := crl.Build(p, entriesOf(sampleEntries()...), crl.Signer{Key: good})
+	require.NoError(t, err)
+	rl, err := x509.ParseRevocationList(der)
+	require.NoError(t, err)
+	require.NoError(t, rl.CheckSignatureFrom(rootCert))
+
+	corrupt := append(append(ed25519.PrivateKey{}, other.Seed()...), good.Public().(ed25519.PublicKey)...)
+	der, err = crl.Build(p, entriesOf(sampleEntries()...), crl.Signer{Key: corrupt})
+	require.EqualError(t, err, "crl: certenc: signature returned by signer is invalid: Ed25519 verification failure")
+	require.Nil(t, der)
+}
