@@ -72,7 +72,7 @@ func (e *encoder) addEntries(entries Entries) error {
 	}
 	var bad error
 	var chunks [][]byte
-	cur := e.buf[:e.head:e.head+firstChunk]
+	cur := e.buf[: e.head : e.head+firstChunk]
 	n := 0
 	err := entries(func(en Entry) bool {
 		if cap(cur)-len(cur) < maxEntryLen {
