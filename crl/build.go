@@ -27,6 +27,8 @@ type Entry struct {
 }
 
 // Entries streams the entries once; it returns the first error of its source.
+// Build copies what it needs from an Entry before asking for the next one,
+// so a source may reuse its buffers (the Serial slice) between entries.
 type Entries func(yield func(Entry) bool) error
 
 // Params are the CRL-wide fields of a CRL.
