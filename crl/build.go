@@ -55,10 +55,11 @@ const maxSerialLen = 20
 
 // Build encodes and signs a v2 CRL. It returns the DER CertificateList.
 //
-// The CertificateList of RFC 5280 section 5.1 is streamed into one
-// buffer: the revokedCertificates are encoded once, as entries yields
-// them, after room left for the fields that precede them, whose lengths
-// are known only at the end. For a Catalyst CA (s.Alt set) the same
+// The CertificateList of RFC 5280 section 5.1 is streamed: the
+// revokedCertificates are encoded once, as entries yields them, into one
+// buffer (through fixed chunks, see encoder.addEntries) after room left
+// for the fields that precede them, whose lengths are known only at the
+// end; nothing per entry is kept. For a Catalyst CA (s.Alt set) the same
 // buffer first holds the preTBSCertList, which s.Alt signs, then the
 // TBSCertList, which s.Key signs (ITU-T X.509 clause 9.8). Every
 // signature is checked against its public key before Build returns
