@@ -13,16 +13,16 @@ import (
 	"github.com/meshca/meshca/crl"
 )
 
-func opensslPath(t *testing.T) string {
+func buildOpenSSLPath(t *testing.T) string {
 	t.Helper()
 	p, err := exec.LookPath("openssl")
 	require.NoError(t, err, "openssl is the independent CRL verifier of these tests; install it")
 	return p
 }
 
-func openssl(t *testing.T, args ...string) (string, error) {
+func buildOpenSSL(t *testing.T, args ...string) (string, error) {
 	t.Helper()
-	out, err := exec.Command(opensslPath(t), args...).CombinedOutput()
+	out, err := exec.Command(buildOpenSSLPath(t), args...).CombinedOutput()
 	return string(out), err
 }
 
@@ -38,7 +38,7 @@ func TestBuild_OpenSSLParsesEveryProfile(t *testing.T) {
 				FreshestCRL: []string{"http://meshca.example/crl/delta.crl"},
 			}, entriesOf(sampleEntries()...), ca.signer())
 			require.NoError(t, err)
-			out, err := openssl(t, "crl", "-inform", "DER", "-in", writeFile(t, dir, profile+"-full.der", full), "-noout", "-text")
+			out, err := buildOpenSSL(t, "crl", "-inform", "DER", "-in", writeFile(t, dir, profile+"-full.der", full), "-noout", "-text")
 			require.NoError(t, err, out)
 			t.Logf("openssl crl -text (%s):\n%s", profile, out)
 			for _, want := range []string{
@@ -68,7 +68,7 @@ func TestBuild_OpenSSLParsesEveryProfile(t *testing.T) {
 			delta, err := crl.Build(crl.Params{Issuer: ca.cert, Number: 43, BaseNumber: 42, ThisUpdate: thisUpdate, NextUpdate: nextUpdate},
 				entriesOf(sampleEntries()[:1]...), ca.signer())
 			require.NoError(t, err)
-			out, err = openssl(t, "crl", "-inform", "DER", "-in", writeFile(t, dir, profile+"-delta.der", delta), "-noout", "-text")
+			out, err = buildOpenSSL(t, "crl", "-inform", "DER", "-in", writeFile(t, dir, profile+"-delta.der", delta), "-noout", "-text")
 			require.NoError(t, err, out)
 			require.Contains(t, out, "X509v3 Delta CRL Indicator: critical\n                42")
 			require.Contains(t, out, "X509v3 CRL Number: \n                43")
@@ -92,7 +92,7 @@ func TestBuild_OpenSSLVerifyCRLCheck(t *testing.T) {
 			verify := func(crlDER []byte, leaf string, extra ...string) (string, error) {
 				crlPEM := writeFile(t, dir, profile+"-crl.pem", pemOf("X509 CRL", crlDER))
 				args := append([]string{"verify", "-x509_strict", "-crl_check", "-CAfile", rootPEM, "-untrusted", interPEM, "-CRLfile", crlPEM}, extra...)
-				return openssl(t, append(args, leaf)...)
+				return buildOpenSSL(t, append(args, leaf)...)
 			}
 			entry := crl.Entry{Serial: revoked.SerialNumber.Bytes(), RevokedAt: now.Add(-time.Minute), Reason: store.ReasonKeyCompromise}
 			other := crl.Entry{Serial: big.NewInt(77).Bytes(), RevokedAt: now.Add(-time.Hour)}
@@ -125,10 +125,10 @@ func TestBuild_OpenSSLVerifyCRLCheck(t *testing.T) {
 			require.NoError(t, err)
 			both := append(pemOf("X509 CRL", base), pemOf("X509 CRL", delta)...)
 			crlPEM := writeFile(t, dir, profile+"-both.pem", both)
-			out, err = openssl(t, "verify", "-x509_strict", "-crl_check", "-use_deltas", "-CAfile", rootPEM, "-untrusted", interPEM, "-CRLfile", crlPEM, revokedPEM)
+			out, err = buildOpenSSL(t, "verify", "-x509_strict", "-crl_check", "-use_deltas", "-CAfile", rootPEM, "-untrusted", interPEM, "-CRLfile", crlPEM, revokedPEM)
 			require.Error(t, err, out)
 			require.Contains(t, out, "certificate revoked")
-			out, err = openssl(t, "verify", "-x509_strict", "-crl_check", "-use_deltas", "-CAfile", rootPEM, "-untrusted", interPEM, "-CRLfile", crlPEM, goodPEM)
+			out, err = buildOpenSSL(t, "verify", "-x509_strict", "-crl_check", "-use_deltas", "-CAfile", rootPEM, "-untrusted", interPEM, "-CRLfile", crlPEM, goodPEM)
 			require.NoError(t, err, out)
 
 			// A CRL signed by another CA's key does not count.
