@@ -4,7 +4,6 @@
 package crl
 
 import (
-	"bytes"
 	"crypto"
 	"crypto/rand"
 	"crypto/x509"
@@ -14,7 +13,7 @@ import (
 	"time"
 
 	"github.com/meshca/meshca/ca/certenc"
-	"github.com/meshca/meshca/ca/pqc"
+	"github.com/meshca/meshca/ca/root"
 	"github.com/meshca/meshca/ca/store"
 )
 
@@ -149,12 +148,8 @@ func checkParams(p *Params, s *Signer) error {
 	if !p.NextUpdate.Truncate(time.Second).After(p.ThisUpdate.Truncate(time.Second)) {
 		return fmt.Errorf("crl: nextUpdate %s is not after thisUpdate %s", p.NextUpdate.UTC().Format(time.RFC3339), p.ThisUpdate.UTC().Format(time.RFC3339))
 	}
-	spki, err := pqc.MarshalPKIXPublicKey(s.Key.Public())
-	if err != nil {
-		return fmt.Errorf("crl: signing key: %w", err)
-	}
-	if !bytes.Equal(spki, c.RawSubjectPublicKeyInfo) {
-		return fmt.Errorf("crl: the signing key is not the public key of issuer %q", c.Subject)
+	if err := root.CheckKeyMatches(c, s.Key); err != nil {
+		return fmt.Errorf("crl: signing key for issuer %q: %w", c.Subject, err)
 	}
 	if s.Alt == nil {
 		return nil
@@ -162,18 +157,8 @@ func checkParams(p *Params, s *Signer) error {
 	if _, ok := s.Key.(certenc.AlgorithmSigner); ok {
 		return errors.New("crl: a Catalyst CRL needs a classical primary key (ECDSA, RSA or Ed25519)")
 	}
-	altSPKI, err := pqc.MarshalPKIXPublicKey(s.Alt.Public())
-	if err != nil {
-		return fmt.Errorf("crl: alternative signing key: %w", err)
-	}
-	var issuerAlt []byte
-	for _, e := range c.Extensions {
-		if e.Id.Equal(certenc.OIDSubjectAltPublicKeyInfo) {
-			issuerAlt = e.Value
-		}
-	}
-	if !bytes.Equal(altSPKI, issuerAlt) {
-		return fmt.Errorf("crl: the alternative signing key is not the subjectAltPublicKeyInfo (2.5.29.72) of issuer %q", c.Subject)
+	if err := root.CheckAltKeyMatches(c, s.Alt); err != nil {
+		return fmt.Errorf("crl: alternative signing key for issuer %q: %w", c.Subject, err)
 	}
 	return nil
 }
