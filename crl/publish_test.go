@@ -1,14 +1,17 @@
 package crl_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/x509"
+	"log/slog"
 	"math/big"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
 	"github.com/meshca/meshca/crl"
@@ -46,13 +49,18 @@ func TestManager_OversizeKeepsTheLastGoodCaCRL(t *testing.T) {
 func TestManager_PublishesOnlyACompleteCaCRL(t *testing.T) {
 	p := newMgrPKI(t)
 	e := &mgrEnv{mgrPKI: p, pub: &published{}}
+	var logs bytes.Buffer
+	reg := prometheus.NewRegistry()
 	m, err := crl.NewManager(crl.Options{
 		Store: p.st, Issuers: p.issuers()[:2], Chain: p.chain(), Validity: testValidity,
-		Coalesce: time.Millisecond, Publish: e.pub.publish, Clock: p.clk,
+		Coalesce: time.Millisecond, Publish: e.pub.publish, Clock: p.clk, Registerer: reg,
+		Log: slog.New(slog.NewTextHandler(&logs, nil)),
 	})
 	require.NoError(t, err)
-	err = m.Start(context.Background())
-	require.ErrorContains(t, err, "ca-crl.pem is not published: it would hold no CRL issued by [CN=Manager Test Root,O=meshca]")
+	require.NoError(t, m.Start(context.Background()), "serve starts; the CRLs are served over HTTP")
+	require.Contains(t, logs.String(), `ca-crl.pem is not published: Istio refuses a ca-crl.pem without a CRL from every certificate in cert-chain.pem`)
+	require.Contains(t, logs.String(), `missing="[CN=Manager Test Root,O=meshca]"`)
+	require.Equal(t, 1.0, metricValue(t, reg, "meshca_crl_incomplete", nil))
 	require.Zero(t, e.pub.count())
 	require.Nil(t, m.CACRLPEM())
 	require.Len(t, m.CRLs(), 4, "the generations' CRLs are served all the same")
@@ -79,9 +87,15 @@ func TestManager_ExternalRootCRLFollowsTheSource(t *testing.T) {
 		require.NoError(t, err)
 		return l
 	}
-	src.crl.Store(rootCRL(7))
+	// Vault may answer only after start: nothing is published until then.
 	e := newManager(t, p, func(o *crl.Options) { o.Issuers = o.Issuers[:2]; o.External = src })
 	e.run(t)
+	require.Zero(t, e.pub.count())
+	require.Equal(t, 1.0, metricValue(t, e.reg, "meshca_crl_incomplete", nil))
+	src.crl.Store(rootCRL(7))
+	p.clk.Step(5 * time.Second)
+	require.Eventually(t, func() bool { return e.pub.count() == 1 }, 5*time.Second, time.Millisecond)
+	require.Equal(t, 0.0, metricValue(t, e.reg, "meshca_crl_incomplete", nil))
 	got := splitPEM(t, e.pub.last())
 	require.Len(t, got, 3)
 	require.Equal(t, p.root.RawSubject, got[2].RawIssuer)
@@ -93,5 +107,6 @@ func TestManager_ExternalRootCRLFollowsTheSource(t *testing.T) {
 	p.clk.Step(5 * time.Second)
 	require.Eventually(t, func() bool { return e.pub.count() == 2 }, 5*time.Second, time.Millisecond)
 	got = splitPEM(t, e.pub.last())
+	require.Len(t, got, 3)
 	require.Equal(t, int64(8), got[2].Number.Int64())
 }
