@@ -74,7 +74,9 @@ func opensslVerifyCRLs(t *testing.T, caCRL []byte, rootCert, inter, leaf *x509.C
 		require.NoError(t, os.WriteFile(p, b, 0o600))
 		return p
 	}
-	pemOf := func(c *x509.Certificate) []byte { return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw}) }
+	pemOf := func(c *x509.Certificate) []byte {
+		return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})
+	}
 	out, err := exec.Command("openssl", "verify", "-crl_check_all",
 		"-CAfile", write("root.pem", pemOf(rootCert)), "-untrusted", write("inter.pem", pemOf(inter)),
 		"-CRLfile", write("ca-crl.pem", caCRL), write("leaf.pem", pemOf(leaf))).CombinedOutput()
