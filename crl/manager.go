@@ -187,6 +187,16 @@ func (m *Manager) Start(ctx context.Context) error {
 		return err
 	}
 	m.started.Store(true)
+	var built []string
+	for _, p := range m.CRLs() {
+		if !p.Delta {
+			built = append(built, fmt.Sprintf("%s#%d", p.Scope, p.Number))
+		}
+	}
+	m.mu.Lock()
+	revoked := len(m.revoked)
+	m.mu.Unlock()
+	m.log.InfoContext(ctx, "CRLs built", "crls", built, "revoked_serials", revoked, "ca_crl_pem_bytes", len(m.CACRLPEM()))
 	return nil
 }
 
