@@ -209,12 +209,18 @@ func (m *Manager) Revoke(ctx context.Context, req Request) ([]store.Revocation, 
 	if err != nil {
 		return nil, err
 	}
-	m.metrics.revocations.WithLabelValues(reasonLabel(req.Reason)).Add(float64(len(recs)))
 	m.mu.Lock()
 	if m.pendingSince.IsZero() {
 		m.pendingSince = m.clk.Now()
 	}
 	for _, r := range recs {
+		if b, err := SerialBytes(r.Serial); err == nil {
+			if _, known := m.revoked[string(b)]; !known {
+				// A repeated revocation returns the original record and
+				// is not counted again.
+				m.metrics.revocations.WithLabelValues(reasonLabel(r.Reason)).Inc()
+			}
+		}
 		m.noteLocked(r)
 		if s := m.scopeOfLocked(r); s != "" {
 			m.dirty[s] = true

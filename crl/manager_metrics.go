@@ -71,7 +71,7 @@ func newMetrics(r prometheus.Registerer) *metrics {
 		}),
 		revocations: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "meshca_revocations_total",
-			Help: "Certificates revoked through this process, by RFC 5280 reason.",
+			Help: "Certificates newly revoked through this process (a repeated revocation is not counted), by RFC 5280 reason.",
 		}, []string{"reason"}),
 		oversize: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "meshca_crl_oversize",

@@ -50,6 +50,10 @@ func TestManager_RevocationsInsideTheWindowGiveOneRebuild(t *testing.T) {
 	root, _ := e.crl(t, crl.ScopeRoot, false)
 	require.Equal(t, uint64(1), root.Number)
 	require.Equal(t, 50.0, metricValue(t, e.reg, "meshca_revocations_total", map[string]string{"reason": "keyCompromise"}))
+	_, err := e.m.Revoke(context.Background(), crl.Request{Serial: want[0], Reason: store.ReasonSuperseded})
+	require.NoError(t, err)
+	require.Equal(t, 50.0, metricValue(t, e.reg, "meshca_revocations_total", map[string]string{"reason": "keyCompromise"}), "a repeated revocation is not counted")
+	require.Equal(t, 0.0, metricValue(t, e.reg, "meshca_revocations_total", map[string]string{"reason": "superseded"}))
 	require.Equal(t, 50.0, metricValue(t, e.reg, "meshca_crl_entries", map[string]string{"scope": gen, "kind": "full"}))
 }
 
