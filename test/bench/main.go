@@ -58,6 +58,8 @@ func main() {
 	flag.BoolVar(&po.keepWorkDir, "peer-keep", false, "keep the peer benchmark's work folder (server logs, stores) and print its path")
 	crlMode := flag.String("crl", "on", "the CRL builder table (crl.Build vs x509.CreateRevocationList): on, off, or only (skip every other scenario)")
 	crlRounds := flag.Int("crl-rounds", 3, "rounds of the CRL table; the median is printed")
+	crlLatency := flag.String("crl-latency", "on", "revoke-ack -> new CRL over HTTP and -> istio-ca-crl ConfigMap (meshca serve and a real apiserver): on, off, or only")
+	crlLatencyRounds := flag.Int("crl-latency-rounds", 5, "revocations measured one at a time for the revocation latencies")
 	crlChildSpec := flag.String("crl-child", "", "internal: build one CRL (meshca:N or stdlib:N) in this process and print the measurement")
 	flag.Parse()
 	if *crlChildSpec != "" {
@@ -74,6 +76,17 @@ func main() {
 	if *crlRounds < 1 {
 		fmt.Fprintln(os.Stderr, "bench: -crl-rounds must be at least 1")
 		os.Exit(2)
+	}
+	if *crlLatency != "on" && *crlLatency != "off" && *crlLatency != "only" {
+		fmt.Fprintf(os.Stderr, "bench: -crl-latency: %q is not one of on, off, only\n", *crlLatency)
+		os.Exit(2)
+	}
+	if *crlLatency == "only" {
+		if err := runCRLLatency(context.Background(), max(1, *crlLatencyRounds)); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		return
 	}
 	if *crlMode == "only" {
 		if err := runCRL(*crlRounds); err != nil {
@@ -115,6 +128,9 @@ func main() {
 	}
 	if err == nil && *crlMode == "on" {
 		err = runCRL(*crlRounds)
+	}
+	if err == nil && *crlLatency == "on" {
+		err = runCRLLatency(context.Background(), max(1, *crlLatencyRounds))
 	}
 	if err == nil && *peer != "off" {
 		fmt.Println("\npeer benchmark: meshca serve vs istiod's CA (separate processes)")

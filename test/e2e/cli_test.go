@@ -106,7 +106,7 @@ func TestCACerts_FilesFollowIstioRules(t *testing.T) {
 	for _, e := range entries {
 		names = append(names, e.Name())
 	}
-	require.Equal(t, []string{"ca-cert.pem", "ca-key.pem", "cert-chain.pem", "root-cert.pem"}, names)
+	require.Equal(t, []string{"ca-cert.pem", "ca-crl.pem", "ca-key.pem", "cert-chain.pem", "root-cert.pem"}, names)
 	fi, err := os.Stat(filepath.Join(out, "ca-key.pem"))
 	require.NoError(t, err)
 	require.Equal(t, os.FileMode(0o600), fi.Mode().Perm())
@@ -143,6 +143,14 @@ func TestCACerts_FilesFollowIstioRules(t *testing.T) {
 	require.NoError(t, err)
 	require.Contains(t, string(txt), "CA:TRUE, pathlen:0")
 	require.Contains(t, string(txt), "Certificate Sign, CRL Sign")
+
+	// ca-crl.pem holds a CRL from every certificate of cert-chain.pem (Istio
+	// 1.27+ refuses it otherwise): -crl_check_all needs the root's CRL for
+	// ca-cert.pem.
+	o, err = exec.Command("openssl", "verify", "-crl_check_all", "-CAfile", filepath.Join(out, "root-cert.pem"),
+		"-CRLfile", filepath.Join(out, "ca-crl.pem"), filepath.Join(out, "ca-cert.pem")).CombinedOutput()
+	require.NoError(t, err, string(o))
+	require.Equal(t, 2, strings.Count(read("ca-crl.pem"), "-----BEGIN X509 CRL-----"), "the intermediate's CRL and the root's")
 }
 
 func TestSign_PrintsIstioOrderChainThatOpenSSLVerifies(t *testing.T) {

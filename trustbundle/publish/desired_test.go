@@ -65,3 +65,10 @@ func TestBundleNames_FollowTheSignerPrefixRule(t *testing.T) {
 	require.Equal(t, "meshca.io/trust-bundle=workload", BundleLabelSelector("meshca.io/workload"))
 	require.Equal(t, "meshca.io/trust-bundle=istiod-ca", BundleLabelSelector(IstiodSignerName))
 }
+
+// Kubernetes counts a ConfigMap's key names in its 1 MiB data limit.
+func TestCRLTooLarge_CountsTheKeyName(t *testing.T) {
+	fits := MaxObjectBytes - len(crlConfigMapKey)
+	require.False(t, crlTooLarge(&state{crl: make([]byte, fits)}))
+	require.True(t, crlTooLarge(&state{crl: make([]byte, fits+1)}))
+}
