@@ -31,6 +31,7 @@ import (
 	"github.com/meshca/meshca/ca/profile"
 	"github.com/meshca/meshca/ca/root"
 	"github.com/meshca/meshca/ca/store"
+	"github.com/meshca/meshca/crl"
 )
 
 // ProfileClassical is the profile of certificates signed with classical keys only.
@@ -107,6 +108,9 @@ type Authority struct {
 	profile profile.Name
 	// verify is issuance.verifySignatures.
 	verify certenc.VerifyMode
+	// crlURL is crl.url: the base of the generation CRL's distribution
+	// point in every leaf; empty for none.
+	crlURL string
 }
 
 // Option configures an Authority.
@@ -136,6 +140,13 @@ func VerifyModeOf(v string) certenc.VerifyMode {
 		return certenc.VerifyAlways
 	}
 	return certenc.VerifyAuto
+}
+
+// WithCRLURL makes every leaf carry the distribution point of its
+// generation's CRL, <base>/gen-<id>.crl (crl.url; RFC 5280 section
+// 4.2.1.13), after any issuance.crlDistributionPoints.
+func WithCRLURL(base string) Option {
+	return func(a *Authority) { a.crlURL = strings.TrimRight(base, "/") }
 }
 
 // WithClock sets the clock (tests).
@@ -258,6 +269,9 @@ func (a *Authority) sign(ctx context.Context, req Request, m *Material, leafProf
 	tmpl, err := pol.Template(&policy.Request{Identity: req.Identity, CSR: csr, TTL: req.TTL}, m.Bundle.Cert)
 	if err != nil {
 		return nil, err
+	}
+	if a.crlURL != "" {
+		tmpl.CRLDistributionPoints = append(tmpl.CRLDistributionPoints, a.crlURL+"/"+crl.ScopeGeneration(m.Generation)+".crl")
 	}
 	der, err := m.issue(tmpl, leafProfile, a.verify)
 	if err != nil {

@@ -80,7 +80,7 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger, reg prometh
 		go src.Run(runCtx)
 	}
 	a := New(m, pol, st, WithAudit(audit.New(log)), WithRegisterer(reg), WithProfile(cfg.Issuance.Profile),
-		WithVerifySignatures(VerifyModeOf(cfg.Issuance.VerifySignatures)))
+		WithVerifySignatures(VerifyModeOf(cfg.Issuance.VerifySignatures)), WithCRLURL(cfg.CRL.URL))
 	return &Runtime{Authority: a, Store: st, Keys: km, Loader: loader, Vault: src, stop: stop}, nil
 }
 

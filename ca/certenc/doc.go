@@ -14,6 +14,11 @@
 //     non-critical, signs the preTBSCertificate with the alternative issuer
 //     key, then signs the full TBS once with the classical issuer key.
 //
+// [NewSigner] exports the same signing path for any other DER message
+// (crl/ signs TBSCertLists and preTBSCertLists with it): one
+// implementation of the algorithm choice and of the [VerifyMode]
+// self-check for everything meshca signs.
+//
 // certenc is also meshca's one parser of certificate DER
 // ([ParseCertificate], [ParseTBS], [PreTBS]); ca/pqc verifies with it.
 // SubjectPublicKeyInfo and AlgorithmIdentifier envelopes come from
@@ -22,7 +27,7 @@
 // certenc is mechanism, not policy: it encodes exactly the fields it is
 // given. It does not choose serials, validity, key usages or SANs, does not
 // derive key identifiers behind the caller's back (see [SubjectKeyID]),
-// and does not hold keys. It must not touch storage, configuration or the
+// and does not store keys. It must not touch storage, configuration or the
 // network, and it does not import ca/pqc; ca/pqc owns the ML-DSA and
 // composite keys and signers, and the CA core owns issuance policy.
 package certenc

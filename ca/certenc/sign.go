@@ -121,15 +121,45 @@ func inProcessEC(key crypto.Signer) bool {
 // checks.
 var verified func()
 
-// signer is an issuer key resolved to what the encoder needs.
-type signer struct {
+// Signer is an issuer key resolved for signing any DER message with the
+// profile certenc uses for that key: the certificate encoders use it for
+// TBSCertificates and preTBSCertificates, and other encoders (the CRL
+// builder of crl/) for theirs, so that every signature meshca makes goes
+// through one implementation, including the self-check of [VerifyMode].
+// A Signer is safe for concurrent use when its key is.
+type Signer struct {
 	key  crypto.Signer
-	alg  []byte      // DER AlgorithmIdentifier
+	alg  []byte      // DER AlgorithmIdentifier; shared, never written
 	hash crypto.Hash // 0: the signer takes the whole message
-	// verify checks a fresh signature over msg; nil for an AlgorithmSigner
-	// whose public key cannot verify.
+	// verify checks a fresh signature over msg; nil when the
+	// [VerifyMode] skips the check or an AlgorithmSigner's public key
+	// cannot verify.
 	verify func(msg, sig []byte) error
 }
+
+// NewSigner resolves key: its AlgorithmIdentifier is the one
+// [SignatureAlgorithmOf] names (sha256WithRSAEncryption, ecdsa-with-SHA256/
+// 384/512, Ed25519, or an [AlgorithmSigner]'s own: ML-DSA of RFC 9881,
+// composite ML-DSA of draft-ietf-lamps-pq-composite-sigs-19). Its only
+// option is the [VerifyMode] (default [VerifyAuto]).
+func NewSigner(key crypto.Signer, opts ...Option) (*Signer, error) {
+	return resolveSigner(key, collect(opts))
+}
+
+// Algorithm returns the DER AlgorithmIdentifier of the signatures, for
+// the signature fields of the message and of its envelope. The caller
+// owns the returned slice.
+func (s *Signer) Algorithm() []byte { return bytes.Clone(s.alg) }
+
+// Public is the public key of the signer.
+func (s *Signer) Public() crypto.PublicKey { return s.key.Public() }
+
+// Sign signs the DER message msg (hashing it first for the classical
+// algorithms) and returns the raw signature, the content of the
+// signatureValue BIT STRING. As for certificates, the signature is checked
+// against the public key when the [VerifyMode] asks for it and the key
+// can verify; a signature that does not verify is an error.
+func (s *Signer) Sign(rand io.Reader, msg []byte) ([]byte, error) { return s.sign(rand, msg) }
 
 var (
 	oidECDSAWithSHA256 = asn1.ObjectIdentifier{1, 2, 840, 10045, 4, 3, 2}
@@ -238,11 +268,11 @@ func classicalAlgorithmDER(ai pkix.AlgorithmIdentifier) ([]byte, error) {
 	return marshalAlgorithm(ai)
 }
 
-func resolveSigner(key crypto.Signer, o options) (*signer, error) {
+func resolveSigner(key crypto.Signer, o options) (*Signer, error) {
 	if key == nil {
 		return nil, errors.New("certenc: no issuer signer")
 	}
-	s := &signer{key: key}
+	s := &Signer{key: key}
 	var ai pkix.AlgorithmIdentifier
 	var err error
 	if as, ok := key.(AlgorithmSigner); ok {
@@ -267,9 +297,9 @@ func resolveSigner(key crypto.Signer, o options) (*signer, error) {
 	return s, nil
 }
 
-// sign signs msg (a TBS or preTBS) and checks the signature against the
+// sign signs msg (a TBS, preTBS or any other DER message) and checks the signature against the
 // public key when the [VerifyMode] asks for it and the key can.
-func (s *signer) sign(rand io.Reader, msg []byte) ([]byte, error) {
+func (s *Signer) sign(rand io.Reader, msg []byte) ([]byte, error) {
 	sig, err := crypto.SignMessage(s.key, rand, msg, s.hash)
 	if err != nil {
 		return nil, fmt.Errorf("certenc: sign: %w", err)

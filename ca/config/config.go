@@ -66,6 +66,8 @@ type Config struct {
 	Server       ServerConfig       `json:"server"`
 	Log          LogConfig          `json:"log"`
 	TrustBundle  TrustBundleConfig  `json:"trustBundle"`
+	// CRL configures the revocation lists meshca builds and publishes.
+	CRL CRLConfig `json:"crl"`
 	// Kubernetes and Authentication configure the cluster-facing parts.
 	Kubernetes     KubernetesConfig     `json:"kubernetes"`
 	Authentication AuthenticationConfig `json:"authentication"`
@@ -249,7 +251,7 @@ func (c *Config) resolvePaths(base string) {
 	if c.Kubernetes.Kubeconfig != "" && !filepath.IsAbs(c.Kubernetes.Kubeconfig) {
 		c.Kubernetes.Kubeconfig = filepath.Join(base, c.Kubernetes.Kubeconfig)
 	}
-	for _, p := range append([]*string{&c.Root.File.RootCert, &c.Root.File.RootKey, &c.Root.File.RootPQKey, &c.Root.File.CACertsDir, &c.KeyStore.Dir, &c.Store.Path, &c.Server.AdminSocket}, c.Root.Vault.Paths()...) {
+	for _, p := range append([]*string{&c.Root.File.RootCert, &c.Root.File.RootKey, &c.Root.File.RootPQKey, &c.Root.File.CACertsDir, &c.KeyStore.Dir, &c.Store.Path, &c.Server.AdminSocket, &c.CRL.RootCRL.File}, c.Root.Vault.Paths()...) {
 		if *p != "" && !filepath.IsAbs(*p) && !strings.Contains(*p, ":") {
 			*p = filepath.Join(base, *p)
 		}
@@ -292,6 +294,7 @@ func (c *Config) Init() {
 		c.Log.Format = "json"
 	}
 	c.TrustBundle.init()
+	c.CRL.init()
 }
 
 func (i *IntermediateConfig) init() {
@@ -410,6 +413,7 @@ func (c *Config) Validate() error {
 		add("log.format", "%q is not json or text", c.Log.Format)
 	}
 	c.TrustBundle.validate(add)
+	c.CRL.validate(c.Root, add)
 	return errors.Join(errs...)
 }
 

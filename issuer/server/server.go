@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -56,6 +57,7 @@ type Server struct {
 	grpcLn net.Listener
 	opsLn  net.Listener
 	ops    *http.Server
+	opsMux *http.ServeMux
 
 	// notReady is the last reason /readyz gave, logged when it changes.
 	mu       sync.Mutex
@@ -110,6 +112,7 @@ func New(opts Options) (*Server, error) {
 	if opts.Gatherer != nil {
 		mux.Handle("GET /metrics", promhttp.HandlerFor(opts.Gatherer, promhttp.HandlerOpts{}))
 	}
+	s.opsMux = mux
 	s.ops = &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: l.OpsReadTimeout.Duration,
@@ -119,6 +122,26 @@ func New(opts Options) (*Server, error) {
 		MaxHeaderBytes:    opsMaxHeaderBytes,
 	}
 	return s, nil
+}
+
+// HandleOps mounts h on the operations listener at pattern (a
+// http.ServeMux pattern such as "GET /crl/"), next to /healthz, /readyz
+// and /metrics, under the listener's limits (connections, timeouts, header
+// size). A panic in h answers 500 and is logged with its stack. Call it
+// before Run; h must not read request bodies.
+func (s *Server) HandleOps(pattern string, h http.Handler) {
+	s.opsMux.Handle(pattern, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			if p := recover(); p != nil {
+				if p == http.ErrAbortHandler {
+					panic(p)
+				}
+				s.opts.Log.Error("panic in an operations handler", "pattern", pattern, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+				http.Error(w, "internal error", http.StatusInternalServerError)
+			}
+		}()
+		h.ServeHTTP(w, r)
+	}))
 }
 
 // GRPCAddr is the bound gRPC address.

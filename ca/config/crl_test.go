@@ -1,0 +1,67 @@
+package config_test
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/meshca/meshca/ca/config"
+)
+
+func TestCRL_Defaults(t *testing.T) {
+	c, err := config.Parse([]byte(minimal))
+	require.NoError(t, err)
+	require.NoError(t, c.Validate())
+	require.Equal(t, 24*time.Hour, c.CRL.Validity.Duration)
+	require.Equal(t, 12*time.Hour, c.CRL.RepublishInterval.Duration, "republish at half the validity")
+	require.Equal(t, 200*time.Millisecond, c.CRL.CoalesceWindowOrDefault())
+	require.Equal(t, time.Hour, c.CRL.RootCRL.Refresh.Duration)
+	require.Empty(t, c.CRL.URL)
+
+	c, err = config.Parse([]byte(mergeYAML(t, minimal, "crl: {validity: 2h, url: 'http://meshca:15014/crl/', coalesceWindow: 0s}")))
+	require.NoError(t, err)
+	require.NoError(t, c.Validate())
+	require.Equal(t, time.Hour, c.CRL.RepublishInterval.Duration)
+	require.Equal(t, time.Duration(0), c.CRL.CoalesceWindowOrDefault(), "0 is kept: rebuild on every revocation")
+	require.Equal(t, "http://meshca:15014/crl", c.CRL.BaseURL())
+}
+
+func TestCRL_ValidationNamesTheKeyAndTheFix(t *testing.T) {
+	tests := map[string]struct{ yaml, want string }{
+		"validity too short":          {"crl: {validity: 30s}", "crl.validity: 30s is too short; use at least 1m0s"},
+		"republish after nextUpdate":  {"crl: {validity: 1h, republishInterval: 2h}", "crl.republishInterval: 2h0m0s must be above 0 and below crl.validity 1h0m0s"},
+		"republish equal to validity": {"crl: {validity: 1h, republishInterval: 1h}", "crl.republishInterval: "},
+		"coalesce window too long":    {"crl: {coalesceWindow: 1m}", "crl.coalesceWindow: 1m0s is out of range; use 0"},
+		"negative coalesce window":    {"crl: {coalesceWindow: -1s}", "crl.coalesceWindow: "},
+		"url not http":                {"crl: {url: 'ldap://meshca/crl'}", "crl.url: \"ldap://meshca/crl\" is not an http(s) URL"},
+		"url with a query":            {"crl: {url: 'http://meshca/crl?x=1'}", "crl.url: "},
+		"root CRL with a root key":    {"crl: {rootCRL: {file: /etc/root.crl}}", "crl.rootCRL: must be empty with root.file.rootCert and rootKey: meshca holds the root key"},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			c, err := config.Parse([]byte(mergeYAML(t, minimal, tc.yaml)))
+			require.NoError(t, err)
+			err = c.Validate()
+			require.ErrorContains(t, err, tc.want)
+			require.Len(t, strings.Split(err.Error(), "\n"), 1, "exactly one problem: %v", err)
+		})
+	}
+}
+
+func TestCRL_RootCRLForCACertsDir(t *testing.T) {
+	base := func(t *testing.T, crl string) error {
+		c := config.Defaults(t.TempDir())
+		c.Root.File = config.FileRootConfig{CACertsDir: "/etc/cacerts"}
+		c2, err := config.Parse([]byte(crl))
+		require.NoError(t, err)
+		c.CRL = c2.CRL
+		return c.Validate()
+	}
+	require.NoError(t, base(t, "crl: {rootCRL: {file: /etc/root.crl}}"))
+	require.NoError(t, base(t, "crl: {rootCRL: {url: 'https://pki.example/root.crl', refresh: 10m}}"))
+	require.ErrorContains(t, base(t, "crl: {rootCRL: {file: /a, url: 'https://pki.example/root.crl'}}"), "crl.rootCRL: set file or url, not both")
+	require.ErrorContains(t, base(t, "crl: {rootCRL: {url: 'ftp://pki.example/root.crl'}}"), "crl.rootCRL.url: ")
+	require.ErrorContains(t, base(t, "crl: {rootCRL: {file: /a, refresh: 5s}}"), "crl.rootCRL.refresh: 5s is too short")
+}

@@ -1,0 +1,407 @@
+package crl
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/utils/clock"
+
+	"github.com/meshca/meshca/ca/store"
+)
+
+// CRL scopes: one per CRL issuer.
+const (
+	// ScopeRoot is the root's CRL, built by meshca when it holds the root key.
+	ScopeRoot = "root"
+	// ScopeRootExternal is the root's CRL taken from Vault, a file or a URL.
+	ScopeRootExternal = "root-external"
+)
+
+// ScopeGeneration is the scope of the CRL of meshca's CA generation id.
+func ScopeGeneration(id uint64) string { return "gen-" + strconv.FormatUint(id, 10) }
+
+// Issuer is one CA whose CRL meshca builds and signs.
+type Issuer struct {
+	// Scope is ScopeGeneration(Generation) or ScopeRoot.
+	Scope string
+	// Generation is the CA generation of a generation scope; 0 for the root.
+	Generation uint64
+	Cert       *x509.Certificate
+	Signer     Signer
+}
+
+// RootCRLSource supplies the root's CRL when meshca does not hold the root
+// key: Vault's (ca/root/vault.Source), a file or a URL (NewRootCRLSource).
+type RootCRLSource interface {
+	// CurrentCRL returns the last good CRL, nil while none is held.
+	CurrentCRL() *x509.RevocationList
+}
+
+// Published is one CRL meshca serves.
+type Published struct {
+	Scope                  string
+	Delta                  bool
+	Number                 uint64
+	DER                    []byte
+	ThisUpdate, NextUpdate time.Time
+}
+
+// Options configure a Manager.
+type Options struct {
+	Store Backend
+	// Issuers are the CAs whose CRLs meshca builds: each unexpired
+	// generation still published, and the root when meshca holds its key.
+	// ca-crl.pem holds their CRLs in this order, then the external root's.
+	Issuers []Issuer
+	// Chain is cert-chain.pem: ca-crl.pem is published only when it holds
+	// a CRL from every certificate of it, as Istio requires.
+	Chain []*x509.Certificate
+	// External is the root's CRL when meshca does not build it; nil otherwise.
+	External RootCRLSource
+	// Validity is nextUpdate - thisUpdate (RFC 5280 section 5.1.2.5).
+	Validity time.Duration
+	// Republish is the interval of scheduled rebuilds (default Validity/2).
+	Republish time.Duration
+	// Coalesce gathers the revocations within it into one rebuild.
+	Coalesce time.Duration
+	// URL is the distribution point's base URL ("" for none): full CRLs
+	// then carry FreshestCRL <URL>/<scope>-delta.crl.
+	URL string
+	// Publish hands the new ca-crl.pem (PEM "X509 CRL" blocks of every CA
+	// in the chain) to the trust distribution; nil publishes nowhere.
+	Publish func(ctx context.Context, caCRL []byte) error
+	// MaxPublishBytes bounds ca-crl.pem (default MaxCACRLBytes); a larger
+	// one is not published and the last good one stays.
+	MaxPublishBytes int
+	Clock           clock.WithTicker
+	Log             *slog.Logger
+	Registerer      prometheus.Registerer
+}
+
+// MaxCACRLBytes is the largest ca-crl.pem meshca publishes: a ConfigMap
+// holds at most 1 MiB of data (Kubernetes validation); 16 KiB are left for
+// the key name and the Secret's other keys.
+const MaxCACRLBytes = 1<<20 - 16<<10
+
+// externalPoll is how often the external root CRL source is looked at
+// (an atomic load; the source refreshes itself).
+const externalPoll = 5 * time.Second
+
+// Manager is the running revocation service: it records revocations,
+// answers IsRevoked from memory, and builds, serves and publishes the CRLs.
+type Manager struct {
+	opts    Options
+	revoker *Revoker
+	clk     clock.WithTicker
+	log     *slog.Logger
+	metrics *metrics
+
+	// mu guards revoked, revokedGens, dirty and scopes' contents.
+	mu          sync.Mutex
+	revoked     map[string]uint64 // serial magnitude (raw bytes) -> Seq
+	revokedGens map[uint64]bool
+	dirty       map[string]bool
+	scopes      map[string]*scope
+	// buildMu serialises rebuilds (a scheduled republish and a coalesced one).
+	buildMu sync.Mutex
+
+	served    atomic.Pointer[servedSet]
+	lastGood  []byte // the last ca-crl.pem published (guarded by buildMu)
+	extRaw    []byte // the external CRL last published (guarded by buildMu)
+	kick      chan struct{}
+	started   atomic.Bool
+	runCalled atomic.Bool
+}
+
+// scope is the state of one issuer's CRLs.
+type scope struct {
+	issuer Issuer
+	full   *Published
+	delta  *Published
+	// baseNumber and baseSeq are the base full CRL's number and the last
+	// revocation Seq it covers: deltas list what came after (RFC 5280
+	// section 5.2.4).
+	baseNumber, baseSeq uint64
+}
+
+// NewManager prepares a Manager; Start builds the first CRLs.
+func NewManager(o Options) (*Manager, error) {
+	if o.Store == nil {
+		return nil, errors.New("crl: Options.Store is required")
+	}
+	if o.Validity <= 0 {
+		return nil, errors.New("crl: Options.Validity must be positive")
+	}
+	if o.Republish <= 0 || o.Republish >= o.Validity {
+		o.Republish = o.Validity / 2
+	}
+	if o.MaxPublishBytes <= 0 {
+		o.MaxPublishBytes = MaxCACRLBytes
+	}
+	if o.Clock == nil {
+		o.Clock = clock.RealClock{}
+	}
+	if o.Log == nil {
+		o.Log = slog.Default()
+	}
+	m := &Manager{
+		opts: o, clk: o.Clock, log: o.Log.With("component", "crl"),
+		revoker: &Revoker{st: o.Store, clk: o.Clock},
+		metrics: newMetrics(o.Registerer),
+		revoked: map[string]uint64{}, revokedGens: map[uint64]bool{},
+		dirty: map[string]bool{}, scopes: map[string]*scope{},
+		kick: make(chan struct{}, 1),
+	}
+	for _, is := range o.Issuers {
+		if is.Cert == nil || is.Signer.Key == nil {
+			return nil, fmt.Errorf("crl: issuer %s has no certificate or key", is.Scope)
+		}
+		if _, dup := m.scopes[is.Scope]; dup {
+			return nil, fmt.Errorf("crl: issuer scope %s is given twice", is.Scope)
+		}
+		m.scopes[is.Scope] = &scope{issuer: is}
+	}
+	m.served.Store(&servedSet{byName: map[string]*servedFile{}})
+	return m, nil
+}
+
+// Start loads the revoked set and rebuilds and publishes every CRL, which
+// also repairs a crash between a revocation's commit and its publication.
+func (m *Manager) Start(ctx context.Context) error {
+	if err := m.loadRevoked(ctx); err != nil {
+		return err
+	}
+	if err := m.rebuild(ctx, m.allScopes(), true); err != nil {
+		return err
+	}
+	m.started.Store(true)
+	return nil
+}
+
+// Revoke records req durably (Revoker.Revoke), adds it to the in-memory
+// revoked set and schedules a coalesced rebuild of the affected CRLs. The
+// revocation is acknowledged (returned) before the CRLs are rebuilt: a
+// crash in between is repaired by the next Start.
+func (m *Manager) Revoke(ctx context.Context, req Request) ([]store.Revocation, error) {
+	recs, err := m.revoker.Revoke(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	m.metrics.revocations.WithLabelValues(reasonLabel(req.Reason)).Add(float64(len(recs)))
+	m.mu.Lock()
+	for _, r := range recs {
+		m.noteLocked(r)
+		if s := m.scopeOfLocked(r); s != "" {
+			m.dirty[s] = true
+		}
+	}
+	m.mu.Unlock()
+	select {
+	case m.kick <- struct{}{}:
+	default:
+	}
+	return recs, nil
+}
+
+// IsRevoked reports whether serial (lower-case hex) is revoked, or was
+// issued by a revoked generation. It answers from memory; only when some
+// generation is revoked does it read the serial's issuance record to learn
+// its generation. It implements issuer/authn.RevocationChecker.
+func (m *Manager) IsRevoked(ctx context.Context, serial string) (bool, error) {
+	b, err := SerialBytes(serial)
+	if err != nil {
+		return false, err
+	}
+	m.mu.Lock()
+	_, hit := m.revoked[string(b)]
+	anyGen := len(m.revokedGens) > 0
+	m.mu.Unlock()
+	if hit || !anyGen {
+		return hit, nil
+	}
+	is, err := m.opts.Store.GetIssuance(ctx, serial)
+	if errors.Is(err, store.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.revokedGens[is.Generation], nil
+}
+
+// CRLs returns every CRL currently served, full and delta, the external
+// root's included.
+func (m *Manager) CRLs() []Published {
+	return m.served.Load().list
+}
+
+// CACRLPEM is the ca-crl.pem last published (nil before the first one).
+func (m *Manager) CACRLPEM() []byte {
+	return m.served.Load().caCRL
+}
+
+// Run republishes every CRL at the republish interval, rebuilds after
+// revocations (coalesced) and follows the external root CRL, until ctx
+// ends. Start must have succeeded.
+func (m *Manager) Run(ctx context.Context) error {
+	if !m.started.Load() {
+		return errors.New("crl: Run before Start")
+	}
+	if !m.runCalled.CompareAndSwap(false, true) {
+		return errors.New("crl: Run called twice")
+	}
+	republish := m.clk.NewTimer(m.opts.Republish)
+	defer republish.Stop()
+	var poll <-chan time.Time
+	if m.opts.External != nil {
+		t := m.clk.NewTicker(externalPoll)
+		defer t.Stop()
+		poll = t.C()
+	}
+	var (
+		coalesce  clock.Timer
+		coalesceC <-chan time.Time
+		backoff   = retryBackoff()
+	)
+	defer func() {
+		if coalesce != nil {
+			coalesce.Stop()
+		}
+	}()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-m.kick:
+			if coalesce == nil {
+				coalesce = m.clk.NewTimer(m.opts.Coalesce)
+				coalesceC = coalesce.C()
+			}
+		case <-coalesceC:
+			coalesce, coalesceC = nil, nil
+			m.mu.Lock()
+			dirty := m.dirty
+			m.dirty = map[string]bool{}
+			m.mu.Unlock()
+			if err := m.rebuild(ctx, dirty, false); err != nil {
+				m.mu.Lock()
+				for s := range dirty {
+					m.dirty[s] = true
+				}
+				m.mu.Unlock()
+				d := backoff.Step()
+				m.log.Error("rebuilding the CRLs after a revocation failed; retrying", "error", err, "retry_in", d)
+				coalesce = m.clk.NewTimer(d)
+				coalesceC = coalesce.C()
+				continue
+			}
+			backoff = retryBackoff()
+		case <-republish.C():
+			d := m.opts.Republish
+			if err := m.republish(ctx); err != nil {
+				d = min(retryBackoff().Cap, m.opts.Republish)
+				m.log.Error("republishing the CRLs failed; retrying", "error", err, "retry_in", d)
+			}
+			republish.Reset(d)
+		case <-poll:
+			if err := m.followExternal(ctx); err != nil {
+				m.log.Error("publishing the external root CRL failed", "error", err)
+			}
+		}
+	}
+}
+
+func retryBackoff() wait.Backoff {
+	return wait.Backoff{Duration: time.Second, Factor: 2, Jitter: 0.1, Steps: 1 << 30, Cap: time.Minute}
+}
+
+// republish makes new base CRLs of every scope and prunes the revocations
+// that no CRL lists any more.
+func (m *Manager) republish(ctx context.Context) error {
+	cutoff := m.clk.Now().Add(-m.opts.Validity)
+	if err := m.rebuild(ctx, m.allScopes(), true); err != nil {
+		return err
+	}
+	n, err := m.opts.Store.PruneRevocations(ctx, cutoff)
+	if err != nil {
+		return fmt.Errorf("prune revocations: %w", err)
+	}
+	if n > 0 {
+		m.log.Info("pruned revocations of certificates expired more than one CRL period ago", "count", n, "cutoff", cutoff.UTC())
+		return m.loadRevoked(ctx)
+	}
+	return nil
+}
+
+func (m *Manager) allScopes() map[string]bool {
+	all := map[string]bool{}
+	for s := range m.scopes {
+		all[s] = true
+	}
+	return all
+}
+
+// loadRevoked (re)reads the revoked set from the store. Revocations that
+// Revoke added meanwhile (a higher Seq than the listing saw) stay.
+func (m *Manager) loadRevoked(ctx context.Context) error {
+	set, gens := map[string]uint64{}, map[uint64]bool{}
+	var top uint64
+	err := m.opts.Store.ListRevocations(ctx, 0, func(r store.Revocation) bool {
+		if b, err := SerialBytes(r.Serial); err == nil {
+			set[string(b)] = r.Seq
+		}
+		if r.Kind == store.KindIntermediate {
+			gens[r.Generation] = true
+		}
+		top = max(top, r.Seq)
+		return true
+	})
+	if err != nil {
+		return fmt.Errorf("read revocations: %w", err)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for k, seq := range m.revoked {
+		if seq > top {
+			set[k] = seq
+		}
+	}
+	for g := range m.revokedGens {
+		gens[g] = true // generations are never pruned while meshca runs
+	}
+	m.revoked, m.revokedGens = set, gens
+	return nil
+}
+
+// noteLocked adds r to the in-memory revoked set.
+func (m *Manager) noteLocked(r store.Revocation) {
+	if b, err := SerialBytes(r.Serial); err == nil {
+		m.revoked[string(b)] = r.Seq
+	}
+	if r.Kind == store.KindIntermediate {
+		m.revokedGens[r.Generation] = true
+	}
+}
+
+// scopeOfLocked is the scope whose CRL lists r, "" when meshca builds none.
+func (m *Manager) scopeOfLocked(r store.Revocation) string {
+	s := ScopeRoot
+	if r.Kind == store.KindLeaf {
+		s = ScopeGeneration(r.Generation)
+	}
+	if _, ok := m.scopes[s]; !ok {
+		return ""
+	}
+	return s
+}

@@ -1,0 +1,235 @@
+package crl
+
+import (
+	"bytes"
+	"context"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/meshca/meshca/ca/store"
+)
+
+// rebuild builds new full and delta CRLs of the scopes in which and
+// publishes the result. base makes the new full CRLs the bases of later
+// deltas (at start and at every scheduled republish).
+func (m *Manager) rebuild(ctx context.Context, which map[string]bool, base bool) error {
+	m.buildMu.Lock()
+	defer m.buildMu.Unlock()
+	if len(which) == 0 {
+		return nil
+	}
+	now := m.clk.Now().UTC().Truncate(time.Second)
+	next := now.Add(m.opts.Validity)
+	// The cutoff is read before the entries are listed: a revocation
+	// committed in between is listed by the full CRL and, harmlessly, by
+	// the next deltas too; none is missed.
+	seq, err := m.opts.Store.LastRevocationSeq(ctx)
+	if err != nil {
+		return m.publishFailed(fmt.Errorf("read the last revocation: %w", err))
+	}
+	names := make([]string, 0, len(which))
+	for n := range which {
+		if m.scopes[n] != nil {
+			names = append(names, n)
+		}
+	}
+	slices.Sort(names)
+	var errs []error
+	for _, n := range names {
+		if err := m.rebuildScope(ctx, m.scopes[n], now, next, seq, base); err != nil {
+			errs = append(errs, fmt.Errorf("CRL %s: %w", n, err))
+		}
+	}
+	if err := m.assemble(ctx); err != nil {
+		errs = append(errs, err)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return m.publishFailed(err)
+	}
+	return nil
+}
+
+func (m *Manager) publishFailed(err error) error {
+	m.metrics.publishErrors.Inc()
+	return err
+}
+
+// rebuildScope builds sc's full CRL and its delta. Caller holds buildMu.
+func (m *Manager) rebuildScope(ctx context.Context, sc *scope, now, next time.Time, seq uint64, base bool) error {
+	name := sc.issuer.Scope
+	fullNum, err := m.opts.Store.NextCRLNumber(ctx, name)
+	if err != nil {
+		return fmt.Errorf("allocate a CRL number: %w", err)
+	}
+	p := Params{Issuer: sc.issuer.Cert, Number: fullNum, ThisUpdate: now, NextUpdate: next}
+	if m.opts.URL != "" {
+		p.FreshestCRL = []string{m.opts.URL + "/" + name + "-delta.crl"}
+	}
+	start := m.clk.Now()
+	var count int
+	der, err := Build(p, m.entries(ctx, sc, now, 0, &count), sc.issuer.Signer)
+	if err != nil {
+		return err
+	}
+	m.metrics.buildSeconds.Observe(m.clk.Since(start).Seconds())
+	full := &Published{Scope: name, Number: fullNum, DER: der, ThisUpdate: now, NextUpdate: next}
+	m.metrics.observe(name, kindFull, full, count)
+	if base || sc.baseNumber == 0 {
+		sc.baseNumber, sc.baseSeq = fullNum, seq
+	}
+	deltaNum, err := m.opts.Store.NextCRLNumber(ctx, name)
+	if err != nil {
+		return fmt.Errorf("allocate a CRL number: %w", err)
+	}
+	dp := Params{Issuer: sc.issuer.Cert, Number: deltaNum, ThisUpdate: now, NextUpdate: next, BaseNumber: sc.baseNumber}
+	start = m.clk.Now()
+	count = 0
+	dder, err := Build(dp, m.entries(ctx, sc, now, sc.baseSeq, &count), sc.issuer.Signer)
+	if err != nil {
+		return fmt.Errorf("delta: %w", err)
+	}
+	m.metrics.buildSeconds.Observe(m.clk.Since(start).Seconds())
+	delta := &Published{Scope: name, Delta: true, Number: deltaNum, DER: dder, ThisUpdate: now, NextUpdate: next}
+	m.metrics.observe(name, kindDelta, delta, count)
+	sc.full, sc.delta = full, delta
+	return nil
+}
+
+// entries streams the revocations sc's CRL lists, with Seq above since:
+// leaves of its generation, or revoked intermediates for the root. An
+// entry is dropped only once its certificate expired more than one CRL
+// period ago (RFC 5280 section 3.3 allows removal after expiry; the extra
+// period lets every relying party see it on a CRL issued after expiry).
+// An entry without a known expiry is never dropped.
+func (m *Manager) entries(ctx context.Context, sc *scope, now time.Time, since uint64, count *int) Entries {
+	keepAfter := now.Add(-m.opts.Validity)
+	return func(yield func(Entry) bool) error {
+		var serr error
+		err := m.opts.Store.ListRevocations(ctx, since, func(r store.Revocation) bool {
+			if !sc.lists(r) || (!r.NotAfter.IsZero() && r.NotAfter.Before(keepAfter)) {
+				return true
+			}
+			b, err := SerialBytes(r.Serial)
+			if err != nil {
+				serr = fmt.Errorf("revocation %d: %w", r.Seq, err)
+				return false
+			}
+			*count++
+			return yield(Entry{Serial: b, RevokedAt: r.RevokedAt, Reason: r.Reason, InvalidityDate: r.InvalidityDate})
+		})
+		if err != nil {
+			return err
+		}
+		return serr
+	}
+}
+
+// lists reports whether r belongs on sc's CRL.
+func (sc *scope) lists(r store.Revocation) bool {
+	if sc.issuer.Scope == ScopeRoot {
+		return r.Kind == store.KindIntermediate
+	}
+	return r.Kind == store.KindLeaf && r.Generation == sc.issuer.Generation
+}
+
+// assemble updates what is served and publishes ca-crl.pem: the full CRL
+// of every issuer in order, then the external root CRL. Caller holds
+// buildMu.
+func (m *Manager) assemble(ctx context.Context) error {
+	var list []Published
+	var caCRL bytes.Buffer
+	var crls []*x509.RevocationList
+	for _, is := range m.opts.Issuers {
+		sc := m.scopes[is.Scope]
+		if sc.full == nil {
+			continue
+		}
+		list = append(list, *sc.full, *sc.delta)
+		_ = pem.Encode(&caCRL, &pem.Block{Type: pemTypeCRL, Bytes: sc.full.DER})
+		if c, err := x509.ParseRevocationList(sc.full.DER); err == nil {
+			crls = append(crls, c)
+		}
+	}
+	var ext *x509.RevocationList
+	if m.opts.External != nil {
+		ext = m.opts.External.CurrentCRL()
+	}
+	if ext != nil {
+		p := Published{Scope: ScopeRootExternal, DER: ext.Raw, ThisUpdate: ext.ThisUpdate, NextUpdate: ext.NextUpdate}
+		if ext.Number != nil && ext.Number.IsUint64() {
+			p.Number = ext.Number.Uint64()
+		}
+		list = append(list, p)
+		_ = pem.Encode(&caCRL, &pem.Block{Type: pemTypeCRL, Bytes: ext.Raw})
+		crls = append(crls, ext)
+		m.metrics.observe(ScopeRootExternal, kindFull, &p, len(ext.RevokedCertificateEntries))
+		m.extRaw = ext.Raw
+	}
+	pemBytes := caCRL.Bytes()
+	var perr error
+	switch missing := missingCRLs(m.opts.Chain, crls); {
+	case len(missing) > 0:
+		perr = fmt.Errorf("ca-crl.pem is not published: it would hold no CRL issued by %v, and Istio refuses a ca-crl.pem without a CRL for every certificate in cert-chain.pem; "+
+			"with root.file.cacertsDir set crl.rootCRL.file or crl.rootCRL.url to the root's CRL, with Vault check that the mount serves its CRL (<mount>/crl/pem)", missing)
+	case len(pemBytes) > m.opts.MaxPublishBytes:
+		m.metrics.oversize.Set(1)
+		m.log.Error("ca-crl.pem is too large for the istio-ca-crl ConfigMap; publishing keeps the last good one. "+
+			"Revoking many leaves one by one makes the CRL grow: rotate the intermediate and revoke its whole generation instead (one entry on the root CRL), "+
+			"or wait until the revoked certificates expire and their entries age out",
+			"bytes", len(pemBytes), "limit", m.opts.MaxPublishBytes)
+	default:
+		m.metrics.oversize.Set(0)
+		if !bytes.Equal(pemBytes, m.lastGood) && m.opts.Publish != nil {
+			if err := m.opts.Publish(ctx, pemBytes); err != nil {
+				perr = fmt.Errorf("publish ca-crl.pem: %w", err)
+				break
+			}
+		}
+		m.lastGood = bytes.Clone(pemBytes)
+	}
+	m.served.Store(newServedSet(list, m.lastGood))
+	return perr
+}
+
+// followExternal republishes when the external root CRL changed.
+func (m *Manager) followExternal(ctx context.Context) error {
+	c := m.opts.External.CurrentCRL()
+	m.buildMu.Lock()
+	defer m.buildMu.Unlock()
+	if c == nil || bytes.Equal(c.Raw, m.extRaw) {
+		return nil
+	}
+	if err := m.assemble(ctx); err != nil {
+		return m.publishFailed(err)
+	}
+	return nil
+}
+
+// missingCRLs names the certificates of chain that no CRL of crls was
+// issued by: the CRL's issuer is the certificate's subject and, when both
+// are present, its AuthorityKeyIdentifier is the certificate's
+// SubjectKeyIdentifier (RFC 5280 sections 5.1.2.3 and 5.2.1). Signatures
+// were checked where the CRLs came from.
+func missingCRLs(chain []*x509.Certificate, crls []*x509.RevocationList) []string {
+	var missing []string
+	for _, c := range chain {
+		found := false
+		for _, l := range crls {
+			if bytes.Equal(l.RawIssuer, c.RawSubject) &&
+				(len(l.AuthorityKeyId) == 0 || len(c.SubjectKeyId) == 0 || bytes.Equal(l.AuthorityKeyId, c.SubjectKeyId)) {
+				found = true
+				break
+			}
+		}
+		if !found {
+			missing = append(missing, c.Subject.String())
+		}
+	}
+	return missing
+}
+
+const pemTypeCRL = "X509 CRL"

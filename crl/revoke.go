@@ -1,0 +1,235 @@
+package crl
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"k8s.io/utils/clock"
+
+	"github.com/meshca/meshca/ca/identity"
+	"github.com/meshca/meshca/ca/store"
+)
+
+// Request asks to revoke exactly one of: a serial, every unexpired
+// certificate of an identity, or a whole intermediate generation.
+type Request struct {
+	Serial         string // hex; colons and upper case accepted, stored lower-case
+	Identity       string // SPIFFE ID
+	Generation     uint64
+	Reason         store.Reason
+	InvalidityDate time.Time
+	Requester      string // the authenticated admin (never caller-chosen text in metrics)
+}
+
+// ErrInvalidRequest is wrapped by every error that comes from bad input
+// (an admin API answers it with 400, the CLI prints it); nothing was stored.
+var ErrInvalidRequest = errors.New("invalid revocation request")
+
+// ErrActiveGeneration is wrapped (with ErrInvalidRequest) when a request
+// names the generation meshca signs with.
+var ErrActiveGeneration = errors.New("the generation is the active signing intermediate")
+
+// maxSerialOctets is RFC 5280 section 4.1.2.2's limit on serialNumber.
+const maxSerialOctets = 20
+
+// Backend is what revocation needs of a store: the revocation records, the
+// issuance indexes and the CA generations.
+type Backend interface {
+	store.Issuances
+	store.Generations
+	store.Revocations
+	store.IssuanceIndex
+}
+
+// Revoker records revocations durably; it needs only the store (the CLI
+// uses it when no server holds the store; the running service wraps it in
+// a Manager that also rebuilds CRLs).
+type Revoker struct {
+	st  Backend
+	clk clock.PassiveClock
+}
+
+// NewRevoker returns a Revoker on st; clk stamps revocation times.
+func NewRevoker(st store.Store, clk clock.PassiveClock) *Revoker {
+	if clk == nil {
+		clk = clock.RealClock{}
+	}
+	return &Revoker{st: st.(Backend), clk: clk} // TODO(i11-store): static once store.Store has Revocations
+}
+
+func invalid(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrInvalidRequest, fmt.Sprintf(format, args...))
+}
+
+// NormalizeSerial turns a serial as an operator writes it (hex, optional
+// colons between octets, any case, e.g. openssl's "4F:A3:...") into the
+// store's form: lower-case hex without leading zero octets. It refuses
+// anything else and serials longer than 20 octets (RFC 5280 4.1.2.2).
+func NormalizeSerial(s string) (string, error) {
+	raw := s
+	if len(s) > 3*maxSerialOctets+8 {
+		return "", invalid("serial %s is too long: a serial number has at most %d octets (RFC 5280 section 4.1.2.2)", identity.Quote(raw), maxSerialOctets)
+	}
+	s = strings.ToLower(strings.ReplaceAll(strings.TrimSpace(s), ":", ""))
+	if s == "" {
+		return "", invalid("serial is empty; give it in hex as 'openssl x509 -noout -serial' prints it, e.g. 4fa3c1 or 4F:A3:C1")
+	}
+	for _, c := range s {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return "", invalid("serial %s is not hexadecimal; give it as 'openssl x509 -noout -serial' prints it, e.g. 4fa3c1 or 4F:A3:C1", identity.Quote(raw))
+		}
+	}
+	b, err := SerialBytes(s)
+	if err != nil {
+		return "", invalid("serial %s: a serial number has at most %d octets (RFC 5280 section 4.1.2.2)", identity.Quote(raw), maxSerialOctets)
+	}
+	return fmt.Sprintf("%x", b), nil
+}
+
+// validated is a checked request.
+type validated struct {
+	serial   string
+	identity string
+	gen      *store.Generation
+	active   *store.Generation
+}
+
+// validate checks req against the store; it writes nothing.
+func (r *Revoker) validate(ctx context.Context, req Request) (validated, error) {
+	var v validated
+	n := 0
+	if req.Serial != "" {
+		n++
+	}
+	if req.Identity != "" {
+		n++
+	}
+	if req.Generation != 0 {
+		n++
+	}
+	if n != 1 {
+		return v, invalid("name exactly one of a serial, an identity (SPIFFE ID) or a generation; got %d", n)
+	}
+	if _, ok := reasonLabels[req.Reason]; !ok {
+		return v, invalid("reason %d is not a revocation reason meshca records; use one of unspecified, keyCompromise, cACompromise, affiliationChanged, superseded, cessationOfOperation, privilegeWithdrawn, aACompromise (RFC 5280 section 5.3.1)", int(req.Reason))
+	}
+	gens, err := r.st.ListGenerations(ctx)
+	if err != nil {
+		return v, fmt.Errorf("read CA generations: %w", err)
+	}
+	for i := range gens {
+		if gens[i].Active() {
+			v.active = &gens[i]
+		}
+	}
+	switch {
+	case req.Serial != "":
+		if v.serial, err = NormalizeSerial(req.Serial); err != nil {
+			return v, err
+		}
+	case req.Identity != "":
+		id, err := identity.Parse(req.Identity)
+		if err != nil {
+			return v, invalid("identity: %v", err)
+		}
+		v.identity = id.String()
+	default:
+		for i := range gens {
+			if gens[i].ID == req.Generation {
+				v.gen = &gens[i]
+			}
+		}
+		if v.gen == nil {
+			return v, invalid("generation %d does not exist; 'meshca status' lists the CA generations", req.Generation)
+		}
+		if v.gen.Active() {
+			return v, fmt.Errorf("%w: %w: generation %d signs every new certificate, so meshca would keep issuing under a revoked intermediate; rotate to a new intermediate first, then revoke generation %d",
+				ErrInvalidRequest, ErrActiveGeneration, req.Generation, req.Generation)
+		}
+	}
+	return v, nil
+}
+
+// Revoke validates req, expands it into revocation records and stores them
+// durably (store.Revocations.Revoke) before it returns them. A bad request
+// wraps ErrInvalidRequest and stores nothing. Revoking a certificate twice
+// returns its original record.
+func (r *Revoker) Revoke(ctx context.Context, req Request) ([]store.Revocation, error) {
+	v, err := r.validate(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	now := r.clk.Now().UTC()
+	base := store.Revocation{
+		Kind: store.KindLeaf, Reason: req.Reason, RevokedAt: now, Requester: req.Requester,
+	}
+	if !req.InvalidityDate.IsZero() {
+		base.InvalidityDate = req.InvalidityDate.UTC()
+	}
+	var recs []store.Revocation
+	fromIssuance := func(is store.Issuance) store.Revocation {
+		rec := base
+		rec.Serial, rec.Known, rec.Identity, rec.NotAfter, rec.Generation = is.Serial, true, is.Identity, is.NotAfter, is.Generation
+		return rec
+	}
+	switch {
+	case v.serial != "":
+		is, err := r.st.GetIssuance(ctx, v.serial)
+		switch {
+		case err == nil:
+			recs = append(recs, fromIssuance(is))
+		case errors.Is(err, store.ErrNotFound):
+			// Unknown serials are recorded (as Vault allows); they go on the
+			// active generation's CRL and are never pruned.
+			rec := base
+			rec.Serial = v.serial
+			if v.active != nil {
+				rec.Generation = v.active.ID
+			}
+			recs = append(recs, rec)
+		default:
+			return nil, fmt.Errorf("read issuance record: %w", err)
+		}
+	case v.identity != "":
+		err := r.st.ListIssuancesByIdentity(ctx, v.identity, func(is store.Issuance) bool {
+			if is.NotAfter.After(now) {
+				recs = append(recs, fromIssuance(is))
+			}
+			return true
+		})
+		if err != nil {
+			return nil, fmt.Errorf("list the certificates of %s: %w", identity.Quote(v.identity), err)
+		}
+		if len(recs) == 0 {
+			return nil, invalid("identity %s has no unexpired certificate in the issuance records; nothing to revoke", identity.Quote(v.identity))
+		}
+	default:
+		rec, err := intermediateRevocation(base, *v.gen)
+		if err != nil {
+			return nil, err
+		}
+		recs = append(recs, rec)
+	}
+	return r.st.Revoke(ctx, recs)
+}
+
+// intermediateRevocation is the record of a revoked generation: the
+// intermediate certificate's serial, listed on the root's CRL. Its leaves
+// need no entries of their own: a relying party that checks the chain's
+// CRLs (RFC 5280 section 6.3) rejects them through the intermediate.
+func intermediateRevocation(base store.Revocation, g store.Generation) (store.Revocation, error) {
+	c, err := parseCert(g.CertDER)
+	if err != nil {
+		return store.Revocation{}, fmt.Errorf("CA generation %d: stored certificate does not parse: %w", g.ID, err)
+	}
+	rec := base
+	rec.Kind = store.KindIntermediate
+	rec.Serial = fmt.Sprintf("%x", c.SerialNumber.Bytes())
+	rec.Generation = g.ID
+	rec.Known = true
+	rec.NotAfter = c.NotAfter.UTC()
+	return rec, nil
+}

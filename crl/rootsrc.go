@@ -1,0 +1,154 @@
+package crl
+
+import (
+	"bytes"
+	"context"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"sync/atomic"
+	"time"
+
+	"k8s.io/utils/clock"
+)
+
+// maxRootCRLBytes bounds what a root CRL file or URL may hold.
+const maxRootCRLBytes = 16 << 20
+
+// FileRootCRL is the root's CRL read from a file or fetched from a URL
+// (crl.rootCRL) for a file root whose key meshca does not hold. Each read
+// must parse, be issued by the root and be signed by it; a CRL with a
+// lower CRLNumber than the one held is ignored, and a failed read keeps the
+// last good CRL.
+type FileRootCRL struct {
+	// File or URL is the source; exactly one is set.
+	File, URL string
+	// Root is the root certificate that issues the CRL.
+	Root    *x509.Certificate
+	Refresh time.Duration
+	Client  *http.Client
+	Clock   clock.WithTicker
+	Log     *slog.Logger
+
+	crl atomic.Pointer[x509.RevocationList]
+}
+
+// CurrentCRL implements RootCRLSource.
+func (s *FileRootCRL) CurrentCRL() *x509.RevocationList { return s.crl.Load() }
+
+// Load reads the CRL once.
+func (s *FileRootCRL) Load(ctx context.Context) error {
+	b, err := s.read(ctx)
+	if err != nil {
+		return err
+	}
+	c, err := parseRootCRL(b, s.Root)
+	if err != nil {
+		return fmt.Errorf("crl.rootCRL %s: %w", s.where(), err)
+	}
+	if cur := s.crl.Load(); cur != nil && cur.Number != nil && c.Number != nil && c.Number.Cmp(cur.Number) < 0 {
+		return fmt.Errorf("crl.rootCRL %s: CRL number %s is lower than the %s held; keeping the newer one", s.where(), c.Number, cur.Number)
+	}
+	s.crl.Store(c)
+	return nil
+}
+
+func (s *FileRootCRL) where() string {
+	if s.File != "" {
+		return s.File
+	}
+	return s.URL
+}
+
+func (s *FileRootCRL) read(ctx context.Context) ([]byte, error) {
+	if s.File != "" {
+		f, err := os.Open(s.File)
+		if err != nil {
+			return nil, fmt.Errorf("crl.rootCRL.file: %w", err)
+		}
+		defer f.Close()
+		return readLimited(f, "crl.rootCRL.file "+s.File)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.URL, nil)
+	if err != nil {
+		return nil, fmt.Errorf("crl.rootCRL.url: %w", err)
+	}
+	client := s.Client
+	if client == nil {
+		client = http.DefaultClient
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("crl.rootCRL.url: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("crl.rootCRL.url %s answered %s", s.URL, resp.Status)
+	}
+	return readLimited(resp.Body, "crl.rootCRL.url "+s.URL)
+}
+
+func readLimited(r io.Reader, what string) ([]byte, error) {
+	b, err := io.ReadAll(io.LimitReader(r, maxRootCRLBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	if len(b) > maxRootCRLBytes {
+		return nil, fmt.Errorf("%s is over %d bytes", what, maxRootCRLBytes)
+	}
+	return b, nil
+}
+
+// parseRootCRL parses one CRL, PEM or DER, and checks that root issued it.
+func parseRootCRL(b []byte, root *x509.Certificate) (*x509.RevocationList, error) {
+	der := b
+	if block, _ := pem.Decode(b); block != nil {
+		if block.Type != pemTypeCRL {
+			return nil, fmt.Errorf("holds a %q PEM block, not an X509 CRL", block.Type)
+		}
+		der = block.Bytes
+	}
+	c, err := x509.ParseRevocationList(der)
+	if err != nil {
+		return nil, fmt.Errorf("does not parse as a CRL: %w", err)
+	}
+	if !bytes.Equal(c.RawIssuer, root.RawSubject) {
+		return nil, errors.New("is not issued by the root (its issuer is not the root's subject)")
+	}
+	if err := c.CheckSignatureFrom(root); err != nil {
+		return nil, fmt.Errorf("is not signed by the root: %w", err)
+	}
+	return c, nil
+}
+
+// Run re-reads the CRL every Refresh until ctx ends; failures keep the
+// last good CRL and are logged.
+func (s *FileRootCRL) Run(ctx context.Context) {
+	clk := s.Clock
+	if clk == nil {
+		clk = clock.RealClock{}
+	}
+	log := s.Log
+	if log == nil {
+		log = slog.Default()
+	}
+	t := clk.NewTicker(s.Refresh)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C():
+			if err := s.Load(ctx); err != nil {
+				log.Warn("reading the root CRL failed; keeping the last good one", "error", err)
+			}
+		}
+	}
+}
