@@ -1,10 +1,8 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"os"
 	"os/signal"
 	"runtime"
@@ -21,9 +19,8 @@ import (
 	"github.com/meshca/meshca/ca/audit"
 	"github.com/meshca/meshca/ca/authority"
 	"github.com/meshca/meshca/ca/config"
-	"github.com/meshca/meshca/ca/identity"
 	"github.com/meshca/meshca/ca/store"
-	"github.com/meshca/meshca/issuer/admin"
+	"github.com/meshca/meshca/crl"
 	"github.com/meshca/meshca/issuer/server"
 )
 
@@ -88,7 +85,10 @@ background and shuts down gracefully on SIGINT or SIGTERM.`,
 			if err != nil {
 				return err
 			}
-			door, err := newIstioFrontDoor(ctx, cfg, rt, rc, log, reg)
+			// revocations is the crl manager once serve builds it: the
+			// client-certificate authenticator refuses revoked certificates.
+			var revocations *crl.Manager
+			door, err := newIstioFrontDoor(ctx, cfg, rt, rc, revocationChecker(revocations), log, reg)
 			if err != nil {
 				return err
 			}
@@ -118,7 +118,7 @@ background and shuts down gracefully on SIGINT or SIGTERM.`,
 				Log: log, Pruned: func(n int) { pruned.Add(float64(n)) },
 			}
 			go pruner.Run(ctx)
-			adm, err := startAdmin(ctx, cfg, rt, log, reg)
+			adm, err := startAdmin(ctx, adminDeps{cfg: cfg, rt: rt, crl: revocations, door: door, rc: rc, log: log, reg: reg})
 			if err != nil {
 				return err
 			}
@@ -139,26 +139,6 @@ background and shuts down gracefully on SIGINT or SIGTERM.`,
 	cmd.Flags().StringVar(&opsListen, "ops-listen", "", "health and metrics address (default from config, else :15014)")
 	addLimitFlags(cmd, &limits)
 	return cmd
-}
-
-// startAdmin serves the admin socket until ctx ends.
-func startAdmin(ctx context.Context, cfg *config.Config, rt *authority.Runtime, log *slog.Logger, reg prometheus.Registerer) (*admin.Server, error) {
-	td, err := identity.TrustDomain(cfg.TrustDomain)
-	if err != nil {
-		return nil, err
-	}
-	adm, err := admin.Listen(admin.Options{
-		Socket: cfg.Server.AdminSocket, Signer: rt.Authority, Records: rt.Store, TrustDomain: td, Log: log, Registerer: reg,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("server.adminSocket: %w", err)
-	}
-	go func() {
-		if err := adm.Serve(ctx); err != nil {
-			log.Error("admin socket stopped", "err", err)
-		}
-	}()
-	return adm, nil
 }
 
 // readiness is ready while the store accepts writes and the active

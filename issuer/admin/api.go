@@ -74,8 +74,10 @@ type Status struct {
 	IntermediateNotAfter time.Time `json:"intermediateNotAfter"`
 	Store                Health    `json:"store"`
 	// LastRevocationSeq is the sequence number of the latest revocation.
-	LastRevocationSeq uint64    `json:"lastRevocationSeq"`
-	CRLs              []CRLInfo `json:"crls"`
+	LastRevocationSeq uint64 `json:"lastRevocationSeq"`
+	// Generations are every CA generation in the store, oldest first.
+	Generations []GenerationInfo `json:"generations"`
+	CRLs        []CRLInfo        `json:"crls"`
 }
 
 // Health is the state of one dependency.
@@ -137,10 +139,10 @@ func (r *ReasonField) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// request checks the body and turns it into a RevokeRequest. It checks
+// Request checks the body and turns it into a RevokeRequest. It checks
 // what needs no store (one selector, the reason, the date); the revoker
 // checks the serial's format and that an identity or generation exists.
-func (b RevokeBody) request() (RevokeRequest, error) {
+func (b RevokeBody) Request() (RevokeRequest, error) {
 	n := 0
 	for _, set := range []bool{b.Serial != "", b.Identity != "", b.Generation != 0} {
 		if set {

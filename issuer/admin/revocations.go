@@ -48,7 +48,7 @@ func (h *handler) revoke(w http.ResponseWriter, r *http.Request) {
 	if !decodeBody(w, r, &body, "revocation request") {
 		return
 	}
-	req, err := body.request()
+	req, err := body.Request()
 	if err != nil {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
