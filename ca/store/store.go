@@ -100,6 +100,8 @@ type Generations interface {
 // Store is everything a meshca backend provides.
 type Store interface {
 	Issuances
+	IssuanceIndex
 	Generations
+	Revocations
 	Close() error
 }

@@ -24,15 +24,28 @@ import (
 	"github.com/meshca/meshca/ca/store"
 )
 
-// SchemaVersion is the on-disk layout this code reads and writes.
-const SchemaVersion = 1
+// SchemaVersion is the on-disk layout this code reads and writes. 2 added
+// the issuance indexes (by identity, by generation), the revocations and
+// the CRL numbers; Open indexes the records of a version 1 store.
+const SchemaVersion = 2
 
 var (
-	bucketMeta        = []byte("meta")
-	bucketIssuances   = []byte("issuances")
-	bucketExpiry      = []byte("issuances_by_expiry")
-	bucketGenerations = []byte("generations")
-	keySchema         = []byte("schema_version")
+	bucketMeta             = []byte("meta")
+	bucketIssuances        = []byte("issuances")
+	bucketExpiry           = []byte("issuances_by_expiry")
+	bucketByIdentity       = []byte("issuances_by_identity")
+	bucketByGeneration     = []byte("issuances_by_generation")
+	bucketGenerations      = []byte("generations")
+	bucketRevocations      = []byte("revocations")
+	bucketRevocationSeq    = []byte("revocations_by_seq")
+	bucketRevocationExpiry = []byte("revocations_by_expiry")
+	bucketCRLNumbers       = []byte("crl_numbers")
+	keySchema              = []byte("schema_version")
+
+	allBuckets = [][]byte{
+		bucketIssuances, bucketExpiry, bucketByIdentity, bucketByGeneration, bucketGenerations,
+		bucketRevocations, bucketRevocationSeq, bucketRevocationExpiry, bucketCRLNumbers,
+	}
 )
 
 // ErrLocked is returned by Open when another process (a running
@@ -120,23 +133,42 @@ func Open(path string, opts ...Option) (*Store, error) {
 }
 
 func (s *Store) migrate() error {
-	return s.db.Update(func(tx *bolt.Tx) error {
+	var from uint64
+	current := false // the layout is SchemaVersion after the first transaction
+	err := s.db.Update(func(tx *bolt.Tx) error {
 		meta, err := tx.CreateBucketIfNotExists(bucketMeta)
 		if err != nil {
 			return err
 		}
 		if v := meta.Get(keySchema); v != nil {
-			got := binary.BigEndian.Uint64(v)
-			if got > SchemaVersion {
-				return fmt.Errorf("schema version %d is newer than this meshca understands (%d); upgrade meshca", got, SchemaVersion)
+			from = binary.BigEndian.Uint64(v)
+			if from > SchemaVersion {
+				return fmt.Errorf("schema version %d is newer than this meshca understands (%d); upgrade meshca", from, SchemaVersion)
 			}
 		}
-		for _, b := range [][]byte{bucketIssuances, bucketExpiry, bucketGenerations} {
+		for _, b := range allBuckets {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
 		}
-		return meta.Put(keySchema, u64(SchemaVersion))
+		if from == SchemaVersion {
+			current = true
+			return nil
+		}
+		if k, _ := tx.Bucket(bucketIssuances).Cursor().First(); from == 0 && k == nil {
+			current = true // a new store: nothing to index
+			return meta.Put(keySchema, u64(SchemaVersion))
+		}
+		return nil
+	})
+	if err != nil || current {
+		return err
+	}
+	if err := buildIssuanceIndexes(s.db); err != nil {
+		return err
+	}
+	return s.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketMeta).Put(keySchema, u64(SchemaVersion))
 	})
 }
 
@@ -176,7 +208,11 @@ func newPendingPut(rec store.Issuance) (*pendingPut, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &pendingPut{key: k, value: v, expiryKey: expiryKey(rec.NotAfter, k), done: make(chan error, 1)}, nil
+	return &pendingPut{
+		key: k, value: v, expiryKey: expiryKey(rec.NotAfter, k),
+		identityKey: identityKey(rec.Identity, k), generationKey: generationKey(rec.Generation, k),
+		done: make(chan error, 1),
+	}, nil
 }
 
 // PutIssuance durably stores rec: it returns after the transaction holding
@@ -278,10 +314,23 @@ func (s *Store) PruneIssuances(ctx context.Context, cutoff time.Time) (int, erro
 		n := 0
 		err := s.w.Update(func(tx *bolt.Tx) error {
 			idx, recs := tx.Bucket(bucketExpiry), tx.Bucket(bucketIssuances)
+			byID, byGen := tx.Bucket(bucketByIdentity), tx.Bucket(bucketByGeneration)
 			c := idx.Cursor()
 			for k, _ := c.First(); k != nil && n < chunk; k, _ = c.First() {
 				if string(k[:8]) >= string(limit) {
 					break
+				}
+				if v := recs.Get(k[8:]); v != nil {
+					ik, gk, err := indexKeys(k[8:], v)
+					if err != nil {
+						return err
+					}
+					if err := byID.Delete(ik); err != nil {
+						return err
+					}
+					if err := byGen.Delete(gk); err != nil {
+						return err
+					}
 				}
 				if err := recs.Delete(k[8:]); err != nil {
 					return err

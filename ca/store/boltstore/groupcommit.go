@@ -35,8 +35,10 @@ var ErrDuplicateSerial = errors.New("a different certificate with this serial is
 // pendingPut is one issuance record waiting for the group commit.
 type pendingPut struct {
 	key, value, expiryKey []byte
-	done                  chan error
-	refused               error
+	// identityKey and generationKey are the record's index keys.
+	identityKey, generationKey []byte
+	done                       chan error
+	refused                    error
 }
 
 // groupCommitter makes issuance records durable in groups: a single writer
@@ -147,6 +149,7 @@ func (g *groupCommitter) unreserve(cancelled bool) {
 func (g *groupCommitter) commit(group []*pendingPut) error {
 	return g.update(func(tx *bolt.Tx) error {
 		recs, idx := tx.Bucket(bucketIssuances), tx.Bucket(bucketExpiry)
+		byID, byGen := tx.Bucket(bucketByIdentity), tx.Bucket(bucketByGeneration)
 		// Only the serial bucket appends: an expiry key starts with NotAfter,
 		// now + a TTL the caller chooses, so mixed TTLs insert in the middle
 		// of the expiry index, which keeps bbolt's default fill.
@@ -169,6 +172,13 @@ func (g *groupCommitter) commit(group []*pendingPut) error {
 				return err
 			}
 			if err := idx.Put(p.expiryKey, nil); err != nil {
+				return err
+			}
+			// The indexes are written in the record's transaction.
+			if err := byID.Put(p.identityKey, nil); err != nil {
+				return err
+			}
+			if err := byGen.Put(p.generationKey, nil); err != nil {
 				return err
 			}
 			if bytes.Compare(p.key, last) > 0 {
