@@ -110,7 +110,10 @@ type Manager struct {
 	revoked     map[string]uint64 // serial magnitude (raw bytes) -> Seq
 	revokedGens map[uint64]bool
 	dirty       map[string]bool
-	scopes      map[string]*scope
+	// pendingSince is when the first revocation not yet rebuilt was
+	// acknowledged: the coalescing window runs from it.
+	pendingSince time.Time
+	scopes       map[string]*scope
 	// buildMu serialises rebuilds (a scheduled republish and a coalesced one).
 	buildMu sync.Mutex
 
@@ -198,6 +201,9 @@ func (m *Manager) Revoke(ctx context.Context, req Request) ([]store.Revocation, 
 	}
 	m.metrics.revocations.WithLabelValues(reasonLabel(req.Reason)).Add(float64(len(recs)))
 	m.mu.Lock()
+	if m.pendingSince.IsZero() {
+		m.pendingSince = m.clk.Now()
+	}
 	for _, r := range recs {
 		m.noteLocked(r)
 		if s := m.scopeOfLocked(r); s != "" {
@@ -279,34 +285,41 @@ func (m *Manager) Run(ctx context.Context) error {
 			coalesce.Stop()
 		}
 	}()
+	arm := func(d time.Duration) {
+		coalesce = m.clk.NewTimer(d)
+		coalesceC = coalesce.C()
+	}
+	// flush rebuilds the scopes revoked into, or arms a retry.
+	flush := func() {
+		coalesce, coalesceC = nil, nil
+		if err := m.flushDirty(ctx); err != nil {
+			d := backoff.Step()
+			m.log.Error("rebuilding the CRLs after a revocation failed; retrying", "error", err, "retry_in", d)
+			arm(d)
+			return
+		}
+		backoff = retryBackoff()
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-m.kick:
-			if coalesce == nil {
-				coalesce = m.clk.NewTimer(m.opts.Coalesce)
-				coalesceC = coalesce.C()
+			if coalesce != nil {
+				continue // a rebuild (or its retry) is already due
+			}
+			// The window runs from the first revocation since the last
+			// rebuild, however late this loop sees it.
+			m.mu.Lock()
+			d := m.pendingSince.Add(m.opts.Coalesce).Sub(m.clk.Now())
+			m.mu.Unlock()
+			if d <= 0 {
+				flush()
+			} else {
+				arm(d)
 			}
 		case <-coalesceC:
-			coalesce, coalesceC = nil, nil
-			m.mu.Lock()
-			dirty := m.dirty
-			m.dirty = map[string]bool{}
-			m.mu.Unlock()
-			if err := m.rebuild(ctx, dirty, false); err != nil {
-				m.mu.Lock()
-				for s := range dirty {
-					m.dirty[s] = true
-				}
-				m.mu.Unlock()
-				d := backoff.Step()
-				m.log.Error("rebuilding the CRLs after a revocation failed; retrying", "error", err, "retry_in", d)
-				coalesce = m.clk.NewTimer(d)
-				coalesceC = coalesce.C()
-				continue
-			}
-			backoff = retryBackoff()
+			flush()
 		case <-republish.C():
 			d := m.opts.Republish
 			if err := m.republish(ctx); err != nil {
@@ -320,6 +333,28 @@ func (m *Manager) Run(ctx context.Context) error {
 			}
 		}
 	}
+}
+
+// flushDirty rebuilds the scopes that revocations touched; on failure
+// they stay dirty.
+func (m *Manager) flushDirty(ctx context.Context) error {
+	m.mu.Lock()
+	dirty := m.dirty
+	m.dirty = map[string]bool{}
+	m.pendingSince = time.Time{}
+	m.mu.Unlock()
+	if err := m.rebuild(ctx, dirty, false); err != nil {
+		m.mu.Lock()
+		for s := range dirty {
+			m.dirty[s] = true
+		}
+		if m.pendingSince.IsZero() {
+			m.pendingSince = m.clk.Now()
+		}
+		m.mu.Unlock()
+		return err
+	}
+	return nil
 }
 
 func retryBackoff() wait.Backoff {

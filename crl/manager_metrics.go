@@ -43,6 +43,7 @@ type metrics struct {
 	publishErrors prometheus.Counter
 	revocations   *prometheus.CounterVec
 	oversize      prometheus.Gauge
+	incomplete    prometheus.Gauge
 }
 
 func newMetrics(r prometheus.Registerer) *metrics {
@@ -76,12 +77,16 @@ func newMetrics(r prometheus.Registerer) *metrics {
 			Name: "meshca_crl_oversize",
 			Help: "1 while ca-crl.pem is too large for the istio-ca-crl ConfigMap and the last good one stays published.",
 		}),
+		incomplete: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "meshca_crl_incomplete",
+			Help: "1 while ca-crl.pem is not published because some certificate of cert-chain.pem has no CRL (e.g. the root's is not available yet).",
+		}),
 	}
 	for _, l := range reasonLabels {
 		m.revocations.WithLabelValues(l)
 	}
 	if r != nil {
-		r.MustRegister(m.number, m.nextUpdate, m.entries, m.buildSeconds, m.publishErrors, m.revocations, m.oversize)
+		r.MustRegister(m.number, m.nextUpdate, m.entries, m.buildSeconds, m.publishErrors, m.revocations, m.oversize, m.incomplete)
 	}
 	return m
 }

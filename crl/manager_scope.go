@@ -170,18 +170,27 @@ func (m *Manager) assemble(ctx context.Context) error {
 		m.extRaw = ext.Raw
 	}
 	pemBytes := caCRL.Bytes()
+	// The distribution point serves the new CRLs at once; ca-crl.pem once
+	// it is handed to the trust distribution.
+	m.served.Store(newServedSet(list, m.lastGood))
 	var perr error
 	switch missing := missingCRLs(m.opts.Chain, crls); {
 	case len(missing) > 0:
-		perr = fmt.Errorf("ca-crl.pem is not published: it would hold no CRL issued by %v, and Istio refuses a ca-crl.pem without a CRL for every certificate in cert-chain.pem; "+
-			"with root.file.cacertsDir set crl.rootCRL.file or crl.rootCRL.url to the root's CRL, with Vault check that the mount serves its CRL (<mount>/crl/pem)", missing)
+		// Not an error of the rebuild: the CRLs are served over HTTP all the
+		// same, and the missing one (an external root CRL) may come later.
+		m.metrics.incomplete.Set(1)
+		m.log.Error("ca-crl.pem is not published: Istio refuses a ca-crl.pem without a CRL from every certificate in cert-chain.pem, and there is none from some; "+
+			"with root.file.cacertsDir set crl.rootCRL.file or crl.rootCRL.url to the root's CRL, with Vault check that the mount serves its CRL (<mount>/crl/pem)",
+			"missing", missing)
 	case len(pemBytes) > m.opts.MaxPublishBytes:
+		m.metrics.incomplete.Set(0)
 		m.metrics.oversize.Set(1)
 		m.log.Error("ca-crl.pem is too large for the istio-ca-crl ConfigMap; publishing keeps the last good one. "+
 			"Revoking many leaves one by one makes the CRL grow: rotate the intermediate and revoke its whole generation instead (one entry on the root CRL), "+
 			"or wait until the revoked certificates expire and their entries age out",
 			"bytes", len(pemBytes), "limit", m.opts.MaxPublishBytes)
 	default:
+		m.metrics.incomplete.Set(0)
 		m.metrics.oversize.Set(0)
 		if !bytes.Equal(pemBytes, m.lastGood) && m.opts.Publish != nil {
 			if err := m.opts.Publish(ctx, pemBytes); err != nil {

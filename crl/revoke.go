@@ -57,7 +57,7 @@ func NewRevoker(st store.Store, clk clock.PassiveClock) *Revoker {
 	if clk == nil {
 		clk = clock.RealClock{}
 	}
-	return &Revoker{st: st.(Backend), clk: clk} // TODO(i11-store): static once store.Store has Revocations
+	return &Revoker{st: st, clk: clk}
 }
 
 func invalid(format string, args ...any) error {

@@ -1,0 +1,105 @@
+package crl_test
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/pem"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/meshca/meshca/crl"
+)
+
+func get(t *testing.T, url string, hdr map[string]string) (*http.Response, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	require.NoError(t, err)
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return resp, b
+}
+
+func TestHandler_ServesDERPEMAndCaCRLWithValidators(t *testing.T) {
+	p := newMgrPKI(t)
+	e := newManager(t, p)
+	mux := http.NewServeMux()
+	mux.Handle("GET /crl/", e.m.Handler())
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	gen := crl.ScopeGeneration(p.active)
+	full, _ := e.crl(t, gen, false)
+	delta, _ := e.crl(t, gen, true)
+
+	resp, body := get(t, srv.URL+"/crl/"+gen+".crl", nil)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.Equal(t, "application/pkix-crl", resp.Header.Get("Content-Type"))
+	require.Equal(t, full.DER, body)
+	sum := sha256.Sum256(full.DER)
+	etag := `"` + hex.EncodeToString(sum[:16]) + `"`
+	require.Equal(t, etag, resp.Header.Get("ETag"))
+	require.Equal(t, full.ThisUpdate.UTC().Format(http.TimeFormat), resp.Header.Get("Last-Modified"))
+
+	resp, body = get(t, srv.URL+"/crl/"+gen+".crl", map[string]string{"If-None-Match": etag})
+	require.Equal(t, http.StatusNotModified, resp.StatusCode)
+	require.Empty(t, body)
+	resp, _ = get(t, srv.URL+"/crl/"+gen+".crl", map[string]string{"If-None-Match": `"other"`})
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	resp, _ = get(t, srv.URL+"/crl/"+gen+".crl", map[string]string{"If-Modified-Since": full.ThisUpdate.UTC().Format(http.TimeFormat)})
+	require.Equal(t, http.StatusNotModified, resp.StatusCode)
+	resp, _ = get(t, srv.URL+"/crl/"+gen+".crl", map[string]string{"If-Modified-Since": full.ThisUpdate.Add(-time.Second).UTC().Format(http.TimeFormat)})
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+
+	resp, body = get(t, srv.URL+"/crl/"+gen+"-delta.crl", nil)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.Equal(t, delta.DER, body)
+
+	resp, body = get(t, srv.URL+"/crl/"+gen+".pem", nil)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	block, rest := pem.Decode(body)
+	require.NotNil(t, block)
+	require.Equal(t, "X509 CRL", block.Type)
+	require.Equal(t, full.DER, block.Bytes)
+	require.Empty(t, rest)
+
+	resp, body = get(t, srv.URL+"/crl/ca-crl.pem", nil)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.Equal(t, e.pub.last(), body, "exactly the bytes published as ca-crl.pem")
+
+	for _, name := range []string{"gen-99.crl", "<script>.crl", "..%2f..%2fetc%2fpasswd", "root", "gen-1.der"} {
+		resp, body = get(t, srv.URL+"/crl/"+name, nil)
+		require.Equal(t, http.StatusNotFound, resp.StatusCode, name)
+		require.Equal(t, "no such CRL\n", string(body), "a fixed body that does not echo the request")
+	}
+
+	// A revocation replaces what is served; the old ETag no longer matches.
+	e.run(t)
+	_, is := p.issue(t, p.active, appID, p.clk.Now().Add(time.Hour))
+	_, err := e.m.Revoke(context.Background(), crl.Request{Serial: is.Serial})
+	require.NoError(t, err)
+	p.clk.Step(200 * time.Millisecond)
+	require.Eventually(t, func() bool {
+		resp, _ := get(t, srv.URL+"/crl/"+gen+".crl", map[string]string{"If-None-Match": etag})
+		return resp.StatusCode == http.StatusOK
+	}, 5*time.Second, 5*time.Millisecond)
+	_, body = get(t, srv.URL+"/crl/"+gen+".crl", nil)
+	require.True(t, strings.Contains(string(body), string(mustSerialBytes(t, is.Serial))))
+}
+
+func mustSerialBytes(t *testing.T, s string) []byte {
+	b, err := crl.SerialBytes(s)
+	require.NoError(t, err)
+	return b
+}

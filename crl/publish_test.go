@@ -1,0 +1,112 @@
+package crl_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/x509"
+	"log/slog"
+	"math/big"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/stretchr/testify/require"
+
+	"github.com/meshca/meshca/crl"
+)
+
+// When ca-crl.pem would not fit the ConfigMap, the last good one stays
+// published, meshca_crl_oversize is 1, and HTTP still serves the new CRLs.
+func TestManager_OversizeKeepsTheLastGoodCaCRL(t *testing.T) {
+	p := newMgrPKI(t)
+	e := newManager(t, p, func(o *crl.Options) { o.MaxPublishBytes = 3000 })
+	e.run(t)
+	good := e.pub.last()
+	require.Less(t, len(good), 3000)
+	for range 40 {
+		_, is := p.issue(t, p.active, appID, p.clk.Now().Add(time.Hour))
+		_, err := e.m.Revoke(context.Background(), crl.Request{Serial: is.Serial})
+		require.NoError(t, err)
+	}
+	p.clk.Step(200 * time.Millisecond)
+	require.Eventually(t, func() bool {
+		full, _ := e.crl(t, crl.ScopeGeneration(p.active), false)
+		return full.Number == 3
+	}, 5*time.Second, time.Millisecond)
+	require.Eventually(t, func() bool {
+		return metricValue(t, e.reg, "meshca_crl_oversize", nil) == 1
+	}, 5*time.Second, time.Millisecond)
+	require.Equal(t, 1, e.pub.count(), "nothing new handed to the trust distribution")
+	require.Equal(t, good, e.m.CACRLPEM(), "the last good ca-crl.pem is what is served as ca-crl.pem")
+	_, fl := e.crl(t, crl.ScopeGeneration(p.active), false)
+	require.Len(t, fl.RevokedCertificateEntries, 40, "the distribution point serves the new CRL")
+}
+
+// Istio refuses a ca-crl.pem without a CRL from every certificate of
+// cert-chain.pem: meshca does not publish one.
+func TestManager_PublishesOnlyACompleteCaCRL(t *testing.T) {
+	p := newMgrPKI(t)
+	e := &mgrEnv{mgrPKI: p, pub: &published{}}
+	var logs bytes.Buffer
+	reg := prometheus.NewRegistry()
+	m, err := crl.NewManager(crl.Options{
+		Store: p.st, Issuers: p.issuers()[:2], Chain: p.chain(), Validity: testValidity,
+		Coalesce: time.Millisecond, Publish: e.pub.publish, Clock: p.clk, Registerer: reg,
+		Log: slog.New(slog.NewTextHandler(&logs, nil)),
+	})
+	require.NoError(t, err)
+	require.NoError(t, m.Start(context.Background()), "serve starts; the CRLs are served over HTTP")
+	require.Contains(t, logs.String(), `ca-crl.pem is not published: Istio refuses a ca-crl.pem without a CRL from every certificate in cert-chain.pem`)
+	require.Contains(t, logs.String(), `missing="[CN=Manager Test Root,O=meshca]"`)
+	require.Equal(t, 1.0, metricValue(t, reg, "meshca_crl_incomplete", nil))
+	require.Zero(t, e.pub.count())
+	require.Nil(t, m.CACRLPEM())
+	require.Len(t, m.CRLs(), 4, "the generations' CRLs are served all the same")
+}
+
+// staticSource is a RootCRLSource whose CRL the test replaces.
+type staticSource struct {
+	crl atomic.Pointer[x509.RevocationList]
+}
+
+func (s *staticSource) CurrentCRL() *x509.RevocationList { return s.crl.Load() }
+
+// An external root CRL (Vault, a file, a URL) completes ca-crl.pem, after
+// meshca's own; a new one is published when the source has it.
+func TestManager_ExternalRootCRLFollowsTheSource(t *testing.T) {
+	p := newMgrPKI(t)
+	src := &staticSource{}
+	rootCRL := func(n int64) *x509.RevocationList {
+		der, err := x509.CreateRevocationList(rand.Reader, &x509.RevocationList{
+			Number: big.NewInt(n), ThisUpdate: p.clk.Now(), NextUpdate: p.clk.Now().Add(time.Hour),
+		}, p.root, p.rootKey)
+		require.NoError(t, err)
+		l, err := x509.ParseRevocationList(der)
+		require.NoError(t, err)
+		return l
+	}
+	// Vault may answer only after start: nothing is published until then.
+	e := newManager(t, p, func(o *crl.Options) { o.Issuers = o.Issuers[:2]; o.External = src })
+	e.run(t)
+	require.Zero(t, e.pub.count())
+	require.Equal(t, 1.0, metricValue(t, e.reg, "meshca_crl_incomplete", nil))
+	src.crl.Store(rootCRL(7))
+	p.clk.Step(5 * time.Second)
+	require.Eventually(t, func() bool { return e.pub.count() == 1 }, 5*time.Second, time.Millisecond)
+	require.Equal(t, 0.0, metricValue(t, e.reg, "meshca_crl_incomplete", nil))
+	got := splitPEM(t, e.pub.last())
+	require.Len(t, got, 3)
+	require.Equal(t, p.root.RawSubject, got[2].RawIssuer)
+	require.Equal(t, int64(7), got[2].Number.Int64())
+	ext, _ := e.crl(t, crl.ScopeRootExternal, false)
+	require.Equal(t, uint64(7), ext.Number)
+
+	src.crl.Store(rootCRL(8))
+	p.clk.Step(5 * time.Second)
+	require.Eventually(t, func() bool { return e.pub.count() == 2 }, 5*time.Second, time.Millisecond)
+	got = splitPEM(t, e.pub.last())
+	require.Len(t, got, 3)
+	require.Equal(t, int64(8), got[2].Number.Int64())
+}

@@ -1,0 +1,146 @@
+package crl_test
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/meshca/meshca/ca/store"
+	"github.com/meshca/meshca/crl"
+)
+
+const (
+	appID   = "spiffe://cluster.local/ns/default/sa/app"
+	otherID = "spiffe://cluster.local/ns/default/sa/other"
+)
+
+func TestRevoker_BadRequestsStoreNothing(t *testing.T) {
+	p := newMgrPKI(t)
+	_, is := p.issue(t, p.active, appID, p.clk.Now().Add(time.Hour))
+	r := crl.NewRevoker(p.st, p.clk)
+	tests := map[string]struct {
+		req  crl.Request
+		want string
+	}{
+		"nothing named":          {crl.Request{}, "name exactly one of a serial, an identity (SPIFFE ID) or a generation; got 0"},
+		"serial and identity":    {crl.Request{Serial: is.Serial, Identity: appID}, "got 2"},
+		"serial and generation":  {crl.Request{Serial: is.Serial, Generation: 1}, "got 2"},
+		"serial not hex":         {crl.Request{Serial: "12:zz"}, `serial "12:zz" is not hexadecimal`},
+		"serial over 20 octets":  {crl.Request{Serial: "01" + strings.Repeat("ff", 20)}, "at most 20 octets (RFC 5280 section 4.1.2.2)"},
+		"serial very long":       {crl.Request{Serial: strings.Repeat("a", 5000)}, "is too long"},
+		"serial only colons":     {crl.Request{Serial: ":::"}, "serial is empty"},
+		"identity not SPIFFE":    {crl.Request{Identity: "https://cluster.local/ns/a/sa/b"}, "identity: "},
+		"identity without certs": {crl.Request{Identity: otherID}, "has no unexpired certificate"},
+		"unknown generation":     {crl.Request{Generation: 99}, "generation 99 does not exist"},
+		"active generation":      {crl.Request{Generation: p.active}, "rotate to a new intermediate first"},
+		"reason 7":               {crl.Request{Serial: is.Serial, Reason: 7}, "reason 7 is not a revocation reason"},
+		"certificateHold":        {crl.Request{Serial: is.Serial, Reason: store.ReasonCertificateHold}, "reason 6 is not"},
+		"removeFromCRL":          {crl.Request{Serial: is.Serial, Reason: store.ReasonRemoveFromCRL}, "reason 8 is not"},
+		"reason out of range":    {crl.Request{Serial: is.Serial, Reason: 11}, "reason 11 is not"},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			recs, err := r.Revoke(context.Background(), tc.req)
+			require.ErrorIs(t, err, crl.ErrInvalidRequest)
+			require.ErrorContains(t, err, tc.want)
+			require.Nil(t, recs)
+			require.Zero(t, lastSeq(t, p.st), "nothing is stored")
+		})
+	}
+	_, err := r.Revoke(context.Background(), crl.Request{Generation: p.active})
+	require.ErrorIs(t, err, crl.ErrActiveGeneration)
+}
+
+func TestRevoker_SerialKnownAndUnknown(t *testing.T) {
+	p := newMgrPKI(t)
+	_, is := p.issue(t, p.retired(), appID, p.clk.Now().Add(time.Hour))
+	r := crl.NewRevoker(p.st, p.clk)
+	inv := p.clk.Now().Add(-time.Hour)
+
+	// openssl's form: upper case with colons.
+	raw, err := hex.DecodeString(is.Serial)
+	require.NoError(t, err)
+	var parts []string
+	for _, b := range raw {
+		parts = append(parts, strings.ToUpper(hex.EncodeToString([]byte{b})))
+	}
+	recs, err := r.Revoke(context.Background(), crl.Request{
+		Serial: strings.Join(parts, ":"), Reason: store.ReasonKeyCompromise, InvalidityDate: inv, Requester: "admin",
+	})
+	require.NoError(t, err)
+	require.Equal(t, []store.Revocation{{
+		Seq: 1, Serial: is.Serial, Kind: store.KindLeaf, Generation: p.retired(), Known: true, Identity: appID,
+		NotAfter: is.NotAfter, Reason: store.ReasonKeyCompromise, RevokedAt: p.clk.Now().UTC(), InvalidityDate: inv.UTC(), Requester: "admin",
+	}}, recs)
+
+	// Unknown: recorded on the active generation, never pruned (no NotAfter).
+	recs, err = r.Revoke(context.Background(), crl.Request{Serial: "00DEADBEEF", Requester: "admin"})
+	require.NoError(t, err)
+	require.Equal(t, []store.Revocation{{
+		Seq: 2, Serial: "deadbeef", Kind: store.KindLeaf, Generation: p.active, Known: false,
+		Reason: store.ReasonUnspecified, RevokedAt: p.clk.Now().UTC(), Requester: "admin",
+	}}, recs)
+
+	// Twice: the original record comes back, nothing new is stored.
+	p.clk.Step(time.Minute)
+	again, err := r.Revoke(context.Background(), crl.Request{Serial: is.Serial, Reason: store.ReasonSuperseded})
+	require.NoError(t, err)
+	require.Len(t, again, 1)
+	require.Equal(t, uint64(1), again[0].Seq)
+	require.Equal(t, store.ReasonKeyCompromise, again[0].Reason)
+	require.Equal(t, uint64(2), lastSeq(t, p.st))
+}
+
+func TestRevoker_IdentityRevokesEveryUnexpiredCertificate(t *testing.T) {
+	p := newMgrPKI(t)
+	now := p.clk.Now()
+	_, a := p.issue(t, p.active, appID, now.Add(time.Hour))
+	_, b := p.issue(t, p.retired(), appID, now.Add(2*time.Hour))
+	_, expired := p.issue(t, p.active, appID, now.Add(time.Minute))
+	p.issue(t, p.active, otherID, now.Add(time.Hour))
+	p.clk.Step(2 * time.Minute) // expired is now past its NotAfter
+	recs, err := crl.NewRevoker(p.st, p.clk).Revoke(context.Background(), crl.Request{Identity: appID, Reason: store.ReasonAffiliationChanged})
+	require.NoError(t, err)
+	got := map[string]store.Revocation{}
+	for _, r := range recs {
+		got[r.Serial] = r
+	}
+	require.Len(t, got, 2, "the two unexpired certificates of %s, not %s (expired) nor the other identity's", appID, expired.Serial)
+	for _, is := range []store.Issuance{a, b} {
+		r := got[is.Serial]
+		require.Equal(t, is.Generation, r.Generation)
+		require.Equal(t, is.NotAfter, r.NotAfter)
+		require.True(t, r.Known)
+		require.Equal(t, appID, r.Identity)
+		require.Equal(t, store.KindLeaf, r.Kind)
+	}
+}
+
+func TestRevoker_GenerationIsTheIntermediateOnTheRootCRL(t *testing.T) {
+	p := newMgrPKI(t)
+	p.issue(t, p.retired(), appID, p.clk.Now().Add(time.Hour))
+	recs, err := crl.NewRevoker(p.st, p.clk).Revoke(context.Background(), crl.Request{Generation: p.retired(), Reason: store.ReasonCACompromise})
+	require.NoError(t, err)
+	c := p.gens[p.retired()].cert
+	require.Equal(t, []store.Revocation{{
+		Seq: 1, Serial: hex.EncodeToString(c.SerialNumber.Bytes()), Kind: store.KindIntermediate, Generation: p.retired(), Known: true,
+		NotAfter: c.NotAfter.UTC(), Reason: store.ReasonCACompromise, RevokedAt: p.clk.Now().UTC(),
+	}}, recs, "one record for the intermediate; its leaves are covered by the root CRL")
+}
+
+func TestNormalizeSerial(t *testing.T) {
+	for in, want := range map[string]string{"4F:A3:C1": "4fa3c1", "0x": "", "00:00:01": "01", "abc": "0abc", " 7f ": "7f"} {
+		got, err := crl.NormalizeSerial(in)
+		if want == "" {
+			require.True(t, errors.Is(err, crl.ErrInvalidRequest), in)
+			continue
+		}
+		require.NoError(t, err, in)
+		require.Equal(t, want, got, in)
+	}
+}
