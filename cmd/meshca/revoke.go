@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 	"k8s.io/utils/clock"
 
+	"github.com/meshca/meshca/ca/audit"
 	"github.com/meshca/meshca/ca/store"
 	"github.com/meshca/meshca/crl"
 	"github.com/meshca/meshca/issuer/admin"
@@ -81,6 +82,11 @@ CRLs are rebuilt when meshca serve next starts.`,
 				}
 				req.Requester = "cli:" + currentUser()
 				recs, err = adminRevoker{crl.NewRevoker(t.store, clock.RealClock{})}.Revoke(cmd.Context(), req)
+				if err == nil {
+					// Audited like the offline 'meshca sign': on stderr.
+					al := audit.New(newLogger(cmd.ErrOrStderr(), t.cfg.Log.Level, t.cfg.Log.Format))
+					admin.AuditRevocations(cmd.Context(), al, req.Requester, recs)
+				}
 			}
 			if err != nil {
 				return err

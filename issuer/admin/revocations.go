@@ -65,16 +65,22 @@ func (h *handler) revoke(w http.ResponseWriter, r *http.Request) {
 		writeError(w, code.HTTP(), err.Error())
 		return
 	}
-	for _, rec := range recs {
-		h.audit.Revoked(r.Context(), audit.Revocation{
-			Serial: rec.Serial, Kind: string(rec.Kind), Generation: rec.Generation, Identity: rec.Identity, Known: rec.Known,
-			Reason: rec.Reason.String(), RevokedAt: rec.RevokedAt, Requester: req.Requester, RecordedBy: rec.Requester,
-		})
-	}
+	AuditRevocations(r.Context(), h.audit, req.Requester, recs)
 	if recs == nil {
 		recs = []store.Revocation{}
 	}
 	writeJSON(w, http.StatusOK, RevokeResponse{Revocations: recs})
+}
+
+// AuditRevocations writes one certificate.revoked audit line for each
+// record a revocation by requester returned.
+func AuditRevocations(ctx context.Context, al *audit.Logger, requester string, recs []store.Revocation) {
+	for _, rec := range recs {
+		al.Revoked(ctx, audit.Revocation{
+			Serial: rec.Serial, Kind: string(rec.Kind), Generation: rec.Generation, Identity: rec.Identity, Known: rec.Known,
+			Reason: rec.Reason.String(), RevokedAt: rec.RevokedAt, Requester: requester, RecordedBy: rec.Requester,
+		})
+	}
 }
 
 // listRevocations streams the revocations with Seq > ?since (default 0)
