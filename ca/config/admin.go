@@ -41,11 +41,12 @@ func (s ServerConfig) validateAdmin(trustDomain string, kube bool, add func(stri
 	if s.AdminListen == "" {
 		return
 	}
-	if _, _, err := net.SplitHostPort(s.AdminListen); err != nil {
+	_, port, err := net.SplitHostPort(s.AdminListen)
+	if err != nil {
 		add("server.adminListen", "%q is not host:port (e.g. :15443); leave it empty to serve the admin API on server.adminSocket only", s.AdminListen)
 	}
 	for _, kv := range [][2]string{{"server.listen", s.Listen}, {"server.opsListen", s.OpsListen}} {
-		if kv[1] == s.AdminListen {
+		if kv[1] == s.AdminListen && port != "0" {
 			add("server.adminListen", "%q is also %s; give the admin API its own port", s.AdminListen, kv[0])
 		}
 	}
