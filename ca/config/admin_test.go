@@ -21,11 +21,11 @@ func TestAdminListen_OffByDefaultAndValidated(t *testing.T) {
 	require.NoError(t, cfg.Validate())
 
 	for extra, want := range map[string]string{
-		"server: {adminListen: \"15443\", adminIdentities: [spiffe://cluster.local/ns/ops/sa/a]}": `server.adminListen: "15443" is not host:port (e.g. :15443); leave it empty to serve the admin API on server.adminSocket only`,
+		"server: {adminListen: \"15443\", adminIdentities: [spiffe://cluster.local/ns/ops/sa/a]}":  `server.adminListen: "15443" is not host:port (e.g. :15443); leave it empty to serve the admin API on server.adminSocket only`,
 		"server: {adminListen: \":15012\", adminIdentities: [spiffe://cluster.local/ns/ops/sa/a]}": `server.adminListen: ":15012" is also server.listen; give the admin API its own port`,
-		"server: {adminListen: \":15443\"}": "server.adminListen: no one could use it: list admin SPIFFE IDs in server.adminIdentities (mTLS with certificates meshca issues), or configure kubernetes (kubeconfig or inCluster) for Kubernetes tokens authorized by RBAC on meshca.io resources",
-		"server: {adminIdentities: [spiffe://evil.example/ns/ops/sa/a]}":                         `server.adminIdentities: "spiffe://evil.example/ns/ops/sa/a": `,
-		"server: {adminTokenAudiences: [\"\"]}":                                                    "server.adminTokenAudiences: must not hold an empty audience (default [meshca-admin])",
+		"server: {adminListen: \":15443\"}":                              "server.adminListen: no one could use it: list admin SPIFFE IDs in server.adminIdentities (mTLS with certificates meshca issues), or configure kubernetes (kubeconfig or inCluster) for Kubernetes tokens authorized by RBAC on meshca.io resources",
+		"server: {adminIdentities: [spiffe://evil.example/ns/ops/sa/a]}": `server.adminIdentities: "spiffe://evil.example/ns/ops/sa/a": `,
+		"server: {adminTokenAudiences: [\"\"]}":                          "server.adminTokenAudiences: must not hold an empty audience (default [meshca-admin])",
 	} {
 		cfg, err := config.Parse([]byte(base + extra))
 		require.NoError(t, err, extra)
