@@ -2,8 +2,12 @@ package e2e
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -91,6 +95,25 @@ func TestAdminTCP_KubernetesRBACAndAdminCertificates(t *testing.T) {
 		return append(args, "--admin-address", addr, "--ca", filepath.Join(dir, "root-cert.pem"), "--server-name", "localhost")
 	}
 	serial := signedSerial(t, dir)
+
+	// No credentials: 401; the local-only sign route is not served here.
+	rootPEM, err := os.ReadFile(filepath.Join(dir, "root-cert.pem"))
+	require.NoError(t, err)
+	pool := x509.NewCertPool()
+	require.True(t, pool.AppendCertsFromPEM(rootPEM))
+	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: "localhost"}}}
+	resp, err := hc.Get("https://" + addr + "/v1/status")
+	require.NoError(t, err)
+	b, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.Equal(t, http.StatusUnauthorized, resp.StatusCode)
+	require.JSONEq(t, `{"error":"present an admin client certificate issued by this meshca, or a Kubernetes bearer token"}`, string(b))
+	req, _ := http.NewRequest(http.MethodPost, "https://"+addr+"/v1/sign", strings.NewReader(`{}`))
+	req.Header.Set("Authorization", "Bearer "+readFile(t, tokens["revoker"]))
+	resp, err = hc.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusNotFound, resp.StatusCode)
 
 	// revoker: reads and revokes.
 	require.Contains(t, meshca(t, remote("status", "--token-file", tokens["revoker"])...), "active generation:  1")
