@@ -23,6 +23,7 @@ UNIT_PKGS    := ./ca/... ./trustbundle/... ./issuer/... ./cmd/...
 # Fuzz targets: package and function.
 FUZZ_TARGETS := ./ca/policy:FuzzParseCSR ./ca/config:FuzzParse ./ca/certenc:FuzzPreTBS ./ca/identity:FuzzParse
 FUZZ_TARGETS += ./ca/certenc:FuzzParseCertificate
+FUZZ_TARGETS += ./crl:FuzzBuild
 
 export MESHCA_CACHE
 

@@ -4,7 +4,6 @@
 package crl
 
 import (
-	"bytes"
 	"crypto"
 	"crypto/rand"
 	"crypto/x509"
@@ -14,7 +13,7 @@ import (
 	"time"
 
 	"github.com/meshca/meshca/ca/certenc"
-	"github.com/meshca/meshca/ca/pqc"
+	"github.com/meshca/meshca/ca/root"
 	"github.com/meshca/meshca/ca/store"
 )
 
@@ -27,6 +26,8 @@ type Entry struct {
 }
 
 // Entries streams the entries once; it returns the first error of its source.
+// Build copies what it needs from an Entry before asking for the next one,
+// so a source may reuse its buffers (the Serial slice) between entries.
 type Entries func(yield func(Entry) bool) error
 
 // Params are the CRL-wide fields of a CRL.
@@ -53,10 +54,11 @@ const maxSerialLen = 20
 
 // Build encodes and signs a v2 CRL. It returns the DER CertificateList.
 //
-// The CertificateList of RFC 5280 section 5.1 is streamed into one
-// buffer: the revokedCertificates are encoded once, as entries yields
-// them, after room left for the fields that precede them, whose lengths
-// are known only at the end. For a Catalyst CA (s.Alt set) the same
+// The CertificateList of RFC 5280 section 5.1 is streamed: the
+// revokedCertificates are encoded once, as entries yields them, into one
+// buffer (through fixed chunks, see encoder.addEntries) after room left
+// for the fields that precede them, whose lengths are known only at the
+// end; nothing per entry is kept. For a Catalyst CA (s.Alt set) the same
 // buffer first holds the preTBSCertList, which s.Alt signs, then the
 // TBSCertList, which s.Key signs (ITU-T X.509 clause 9.8). Every
 // signature is checked against its public key before Build returns
@@ -146,12 +148,8 @@ func checkParams(p *Params, s *Signer) error {
 	if !p.NextUpdate.Truncate(time.Second).After(p.ThisUpdate.Truncate(time.Second)) {
 		return fmt.Errorf("crl: nextUpdate %s is not after thisUpdate %s", p.NextUpdate.UTC().Format(time.RFC3339), p.ThisUpdate.UTC().Format(time.RFC3339))
 	}
-	spki, err := pqc.MarshalPKIXPublicKey(s.Key.Public())
-	if err != nil {
-		return fmt.Errorf("crl: signing key: %w", err)
-	}
-	if !bytes.Equal(spki, c.RawSubjectPublicKeyInfo) {
-		return fmt.Errorf("crl: the signing key is not the public key of issuer %q", c.Subject)
+	if err := root.CheckKeyMatches(c, s.Key); err != nil {
+		return fmt.Errorf("crl: signing key for issuer %q: %w", c.Subject, err)
 	}
 	if s.Alt == nil {
 		return nil
@@ -159,18 +157,8 @@ func checkParams(p *Params, s *Signer) error {
 	if _, ok := s.Key.(certenc.AlgorithmSigner); ok {
 		return errors.New("crl: a Catalyst CRL needs a classical primary key (ECDSA, RSA or Ed25519)")
 	}
-	altSPKI, err := pqc.MarshalPKIXPublicKey(s.Alt.Public())
-	if err != nil {
-		return fmt.Errorf("crl: alternative signing key: %w", err)
-	}
-	var issuerAlt []byte
-	for _, e := range c.Extensions {
-		if e.Id.Equal(certenc.OIDSubjectAltPublicKeyInfo) {
-			issuerAlt = e.Value
-		}
-	}
-	if !bytes.Equal(altSPKI, issuerAlt) {
-		return fmt.Errorf("crl: the alternative signing key is not the subjectAltPublicKeyInfo (2.5.29.72) of issuer %q", c.Subject)
+	if err := root.CheckAltKeyMatches(c, s.Alt); err != nil {
+		return fmt.Errorf("crl: alternative signing key for issuer %q: %w", c.Subject, err)
 	}
 	return nil
 }

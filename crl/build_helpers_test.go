@@ -9,6 +9,7 @@ import (
 	"encoding/pem"
 	"io"
 	"math/big"
+	"net/url"
 	"os"
 	"path/filepath"
 	"testing"
@@ -90,6 +91,7 @@ func (ca *buildCA) leaf(t testing.TB, serial int64) *x509.Certificate {
 		NotBefore:    now.Add(-time.Minute), NotAfter: now.Add(time.Hour),
 		KeyUsage:    x509.KeyUsageDigitalSignature,
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+		URIs:        []*url.URL{{Scheme: "spiffe", Host: "cluster.local", Path: "/ns/default/sa/crl"}},
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, buildP256(t).Public(), ca.key.Signer)
 	require.NoError(t, err)

@@ -1,6 +1,7 @@
 package crl_test
 
 import (
+	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -12,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/meshca/meshca/ca/certenc"
+	"github.com/meshca/meshca/ca/root"
 	"github.com/meshca/meshca/ca/store"
 	"github.com/meshca/meshca/crl"
 )
@@ -37,6 +39,7 @@ func TestBuild_RefusesBadParamsWithClearErrors(t *testing.T) {
 	ca := newBuildCA(t, "classical")
 	cat := newBuildCA(t, "catalyst")
 	other := newBuildCA(t, "catalyst")
+	pq, otherPQ := newBuildCA(t, "mldsa"), newBuildCA(t, "mldsa")
 	ok := crl.Params{Issuer: ca.cert, Number: 5, ThisUpdate: thisUpdate, NextUpdate: nextUpdate}
 	with := func(f func(*crl.Params)) crl.Params { p := ok; f(&p); return p }
 	noCRLSign := selfIssued(t, x509.KeyUsageCertSign, true, nil)
@@ -61,10 +64,11 @@ func TestBuild_RefusesBadParamsWithClearErrors(t *testing.T) {
 		"bad URI":        {with(func(p *crl.Params) { p.FreshestCRL = []string{"http://x/a b.crl"} }), ca.signer(), `crl: FreshestCRL URI "http://x/a b.crl": only printable ASCII without spaces is allowed (IA5String)`},
 		"relative URI":   {with(func(p *crl.Params) { p.FreshestCRL = []string{"/delta.crl"} }), ca.signer(), `crl: FreshestCRL URI "/delta.crl" is not an absolute URI with a host`},
 		"no key":         {ok, crl.Signer{}, "crl: no signing key"},
-		"wrong key":      {ok, crl.Signer{Key: buildP256(t)}, `crl: the signing key is not the public key of issuer "CN=CRL Test Intermediate classical,O=meshca"`},
-		"alt on non-cat": {ok, crl.Signer{Key: ca.key.Signer, Alt: cat.key.Alt}, `crl: the alternative signing key is not the subjectAltPublicKeyInfo (2.5.29.72) of issuer "CN=CRL Test Intermediate classical,O=meshca"`},
-		"wrong alt":      {with(func(p *crl.Params) { p.Issuer = cat.cert }), crl.Signer{Key: cat.key.Signer, Alt: other.key.Alt}, `crl: the alternative signing key is not the subjectAltPublicKeyInfo (2.5.29.72) of issuer "CN=CRL Test Intermediate catalyst,O=meshca"`},
-		"PQ primary+alt": {with(func(p *crl.Params) { p.Issuer = cat.cert }), crl.Signer{Key: cat.key.Alt, Alt: cat.key.Alt}, `crl: the signing key is not the public key of issuer "CN=CRL Test Intermediate catalyst,O=meshca"`},
+		"wrong key":      {ok, crl.Signer{Key: buildP256(t)}, `crl: signing key for issuer "CN=CRL Test Intermediate classical,O=meshca": the private key does not match the certificate's public key`},
+		"wrong ML-DSA":   {with(func(p *crl.Params) { p.Issuer = pq.cert }), otherPQ.signer(), `crl: signing key for issuer "CN=CRL Test Intermediate mldsa,O=meshca": the private key does not match the certificate's public key`},
+		"alt on non-cat": {ok, crl.Signer{Key: ca.key.Signer, Alt: cat.key.Alt}, `crl: alternative signing key for issuer "CN=CRL Test Intermediate classical,O=meshca": has no ML-DSA alternative public key (2.5.29.72)`},
+		"wrong alt":      {with(func(p *crl.Params) { p.Issuer = cat.cert }), crl.Signer{Key: cat.key.Signer, Alt: other.key.Alt}, `crl: alternative signing key for issuer "CN=CRL Test Intermediate catalyst,O=meshca": the ML-DSA key does not match the certificate's alternative public key (2.5.29.72)`},
+		"PQ primary+alt": {with(func(p *crl.Params) { p.Issuer = cat.cert }), crl.Signer{Key: cat.key.Alt, Alt: cat.key.Alt}, `crl: signing key for issuer "CN=CRL Test Intermediate catalyst,O=meshca": the private key does not match the certificate's public key`},
 	} {
 		t.Run(name, func(t *testing.T) {
 			der, err := crl.Build(c.p, entriesOf(sampleEntries()...), c.s)
@@ -123,3 +127,27 @@ func TestBuild_RefusesAFaultySignature(t *testing.T) {
 }
 
 var _ certenc.AlgorithmSigner = faultyAlt{}
+
+// certenc.VerifyAuto would trust an in-process Ed25519 key; a CRL is
+// checked anyway. The key below signs with another seed than its public
+// half (a corrupted key file): only the check can notice.
+func TestBuild_VerifiesEvenAnInProcessKey(t *testing.T) {
+	_, good, err := ed25519.GenerateKey(rand.Reader)
+	require.NoError(t, err)
+	_, other, err := ed25519.GenerateKey(rand.Reader)
+	require.NoError(t, err)
+	rootCert, err := root.NewRoot(root.CAKey{Signer: good}, "Ed25519 CRL Root", "meshca", time.Hour, time.Now())
+	require.NoError(t, err)
+	p := crl.Params{Issuer: rootCert, Number: 5, ThisUpdate: thisUpdate, NextUpdate: nextUpdate}
+
+	der, err := crl.Build(p, entriesOf(sampleEntries()...), crl.Signer{Key: good})
+	require.NoError(t, err)
+	rl, err := x509.ParseRevocationList(der)
+	require.NoError(t, err)
+	require.NoError(t, rl.CheckSignatureFrom(rootCert))
+
+	corrupt := append(append(ed25519.PrivateKey{}, other.Seed()...), good.Public().(ed25519.PublicKey)...)
+	der, err = crl.Build(p, entriesOf(sampleEntries()...), crl.Signer{Key: corrupt})
+	require.EqualError(t, err, "crl: certenc: signature returned by signer is invalid: Ed25519 verification failure")
+	require.Nil(t, der)
+}

@@ -192,3 +192,32 @@ func TestBuild_EmptyAndParityWithCreateRevocationList(t *testing.T) {
 		require.Equal(t, srl.RawTBSRevocationList, rl.RawTBSRevocationList, "%d entries", n)
 	}
 }
+
+// Enough entries to fill several encoding chunks, in both time forms:
+// still byte-identical to Go's TBSCertList.
+func TestBuild_ManyEntriesParityWithCreateRevocationList(t *testing.T) {
+	ca := newBuildCA(t, "classical")
+	var es []crl.Entry
+	tmpl := &x509.RevocationList{Number: big.NewInt(1 << 40), ThisUpdate: thisUpdate, NextUpdate: nextUpdate}
+	for i := range 30_000 {
+		serial := make([]byte, 1+i%20)
+		for j := range serial {
+			serial[j] = byte(i*7 + j*13 + 1)
+		}
+		e := crl.Entry{Serial: serial, RevokedAt: time.Date(2049, 12, 31, 23, 0, 0, 0, time.UTC).Add(time.Duration(i) * time.Second), Reason: []store.Reason{0, 1, 4, 5}[i%4]}
+		es = append(es, e)
+		tmpl.RevokedCertificateEntries = append(tmpl.RevokedCertificateEntries, x509.RevocationListEntry{
+			SerialNumber: new(big.Int).SetBytes(serial), RevocationTime: e.RevokedAt, ReasonCode: int(e.Reason)})
+	}
+	der, err := crl.Build(crl.Params{Issuer: ca.cert, Number: 1 << 40, ThisUpdate: thisUpdate, NextUpdate: nextUpdate}, entriesOf(es...), ca.signer())
+	require.NoError(t, err)
+	rl, err := x509.ParseRevocationList(der)
+	require.NoError(t, err)
+	require.NoError(t, rl.CheckSignatureFrom(ca.cert))
+	std, err := x509.CreateRevocationList(rand.Reader, tmpl, ca.cert, ca.key.Signer.(*ecdsa.PrivateKey))
+	require.NoError(t, err)
+	srl, err := x509.ParseRevocationList(std)
+	require.NoError(t, err)
+	require.Greater(t, len(rl.RawTBSRevocationList), 1<<20)
+	require.True(t, bytes.Equal(srl.RawTBSRevocationList, rl.RawTBSRevocationList), "TBSCertList differs from crypto/x509's")
+}

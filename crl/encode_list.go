@@ -49,19 +49,37 @@ func (e *encoder) start(alg, issuer []byte, thisUpdate, nextUpdate time.Time) {
 	// CertificateList and TBSCertList headers, version, signature,
 	// issuer and times, revokedCertificates header.
 	e.head = maxHeader + maxHeader + len(versionV2) + len(alg) + len(mid) + maxHeader
-	e.buf = make([]byte, e.head, e.head+tailReserve)
+	e.buf = make([]byte, e.head, e.head+firstChunk)
 }
 
-// addEntries encodes every entry the source yields.
+// Chunks of the entry encoding: the first follows the head in buf, the
+// others double up to maxChunk. A chunk is closed when an entry might not
+// fit (maxEntryLen).
+const (
+	firstChunk  = 16 << 10
+	maxChunk    = 1 << 20
+	maxEntryLen = 2 + 2 + 1 + maxSerialLen + 2 + 15 + 2 + reasonCodeLen + invalidityDateLen
+)
+
+// addEntries encodes every entry the source yields. The entries go into
+// chunks that never move, then (when there is more than one) into one
+// buffer of the exact size: the peak memory is twice the encoding, where
+// a growing slice would leave its earlier copies to the garbage
+// collector.
 func (e *encoder) addEntries(entries Entries) error {
 	if entries == nil {
 		return nil
 	}
 	var bad error
-	buf := e.buf
+	var chunks [][]byte
+	cur := e.buf[: e.head : e.head+firstChunk]
 	n := 0
 	err := entries(func(en Entry) bool {
-		buf, bad = appendEntry(buf, &en)
+		if cap(cur)-len(cur) < maxEntryLen {
+			chunks = append(chunks, cur)
+			cur = make([]byte, 0, min(2*cap(cur), maxChunk))
+		}
+		cur, bad = appendEntry(cur, &en)
 		if bad != nil {
 			return false
 		}
@@ -74,12 +92,25 @@ func (e *encoder) addEntries(entries Entries) error {
 	if err != nil {
 		return fmt.Errorf("crl: entries: %w", err)
 	}
-	e.count = n
-	e.rc = len(buf) - e.head
-	if e.rc > maxDERLength/2 {
+	chunks = append(chunks, cur)
+	total := 0
+	for _, c := range chunks {
+		total += len(c)
+	}
+	if total-e.head > maxDERLength/2 {
 		return errors.New("crl: the revoked certificates do not fit a CRL")
 	}
-	e.buf = slices.Grow(buf, tailReserve)
+	e.count, e.rc = n, total-e.head
+	if len(chunks) == 1 {
+		e.buf = slices.Grow(cur, tailReserve)
+		return nil
+	}
+	buf := make([]byte, 0, total+tailReserve)
+	for i := range chunks {
+		buf = append(buf, chunks[i]...)
+		chunks[i] = nil // let the collector have it
+	}
+	e.buf = buf
 	return nil
 }
 

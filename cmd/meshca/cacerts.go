@@ -24,6 +24,11 @@ func newCACertsCommand(g *globals) *cobra.Command {
   ca-key.pem      its private key, PKCS#8 (mode 0600)
   cert-chain.pem  the intermediate up to the root, in that order
   root-cert.pem   every active root
+  ca-crl.pem      a CRL from every certificate in cert-chain.pem (Istio 1.27+
+                  enforces them): meshca's own, rebuilt now with a new
+                  CRLNumber, then the root's (built with meshca's root key,
+                  or Vault's, or crl.rootCRL's); left out, with a warning,
+                  when the root's CRL is not available
 
 Create the Secret from them with kubectl, or let 'meshca serve' publish it.
 This exports the intermediate key so that istiod can sign with it; it fails
@@ -60,7 +65,16 @@ are root-cert.pem, the CRLs come from 'meshca crl fetch'.`,
 			if !ok || !exportable(key) {
 				return fmt.Errorf("the intermediate key of generation %d cannot be exported (it lives in a key manager); Istio's plug-in mode needs the key in ca-key.pem", m.Generation)
 			}
-			files, err := cacerts.Files(m.Bundle, key, nil)
+			log := newLogger(cmd.ErrOrStderr(), "warn", "text")
+			crls, err := newCRLManager(cmd.Context(), cfg, rt, nil, log, nil)
+			if err != nil {
+				return err
+			}
+			caCRL := crls.CACRLPEM()
+			if caCRL == nil {
+				fmt.Fprintf(cmd.ErrOrStderr(), "warning: %s is not written: the root's CRL is not available (set crl.rootCRL for root.file.cacertsDir); Istio runs without CRLs then\n", cacerts.KeyCRL)
+			}
+			files, err := cacerts.Files(m.Bundle, key, caCRL)
 			if err != nil {
 				return err
 			}

@@ -15,7 +15,6 @@ import (
 	"github.com/meshca/meshca/ca/audit"
 	"github.com/meshca/meshca/ca/authority"
 	"github.com/meshca/meshca/ca/config"
-	"github.com/meshca/meshca/crl"
 	"github.com/meshca/meshca/issuer/authn"
 	"github.com/meshca/meshca/issuer/istio"
 	"github.com/meshca/meshca/issuer/ratelimit"
@@ -107,13 +106,4 @@ func newIstioFrontDoor(ctx context.Context, cfg *config.Config, rt *authority.Ru
 		grpcOptions:    []grpc.ServerOption{grpc.Creds(credentials.NewTLS(tlsCfg))},
 		authenticators: names,
 	}, nil
-}
-
-// revocationChecker is m as an authn.RevocationChecker, or nil (never an
-// interface holding a nil pointer).
-func revocationChecker(m *crl.Manager) authn.RevocationChecker {
-	if m == nil {
-		return nil
-	}
-	return m
 }

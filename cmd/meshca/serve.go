@@ -20,7 +20,6 @@ import (
 	"github.com/meshca/meshca/ca/authority"
 	"github.com/meshca/meshca/ca/config"
 	"github.com/meshca/meshca/ca/store"
-	"github.com/meshca/meshca/crl"
 	"github.com/meshca/meshca/issuer/server"
 )
 
@@ -36,7 +35,9 @@ store, and serves
   --listen       istio.v1.auth.IstioCertificateService over TLS, with a
                  serving certificate meshca issues to itself (istiod's CA
                  port is 15012)
-  --ops-listen   /healthz, /readyz and /metrics (Prometheus)
+  --ops-listen   /healthz, /readyz, /metrics (Prometheus) and the CRL
+                 distribution point /crl/<scope>.crl (DER), /crl/<scope>-delta.crl,
+                 /crl/<scope>.pem and /crl/ca-crl.pem
 
 and, on the Unix socket server.adminSocket (default admin.sock next to the
 store, mode 0600), the local admin endpoint through which 'meshca records'
@@ -47,8 +48,11 @@ meshca issued ('meshca sign'). With kubernetes.kubeconfig or
 kubernetes.inCluster in the configuration it also reviews ServiceAccount
 tokens (audience istio-ca), lets ztunnel impersonate the pods on its node,
 and, with trustBundle.enabled, publishes the roots, the PQ trust anchor and
-optionally Istio's cacerts Secret. It prunes expired issuance records in the
-background and shuts down gracefully on SIGINT or SIGTERM.`,
+optionally Istio's cacerts Secret, with ca-crl.pem (the CRL of every CA in
+the chain) in the Secret and the istio-ca-crl ConfigMaps. It rebuilds the
+CRLs at start, after every revocation and before their nextUpdate, prunes
+expired issuance records in the background and shuts down gracefully on
+SIGINT or SIGTERM.`,
 		Example: `  meshca serve --dir ./.meshca --listen 127.0.0.1:15012 --ops-listen 127.0.0.1:15014
   meshca serve --config /etc/meshca/meshca.yaml
   curl -s localhost:15014/readyz`,
@@ -85,10 +89,20 @@ background and shuts down gracefully on SIGINT or SIGTERM.`,
 			if err != nil {
 				return err
 			}
-			// revocations is the crl manager once serve builds it: the
-			// client-certificate authenticator refuses revoked certificates.
-			var revocations *crl.Manager
-			door, err := newIstioFrontDoor(ctx, cfg, rt, rc, revocationChecker(revocations), log, reg)
+			m := rt.Authority.Material()
+			trust, err := newTrustPublisher(cfg, rc, m, log, reg)
+			if err != nil {
+				return err
+			}
+			// Every CRL is rebuilt before anything is served or published,
+			// so that a revocation acknowledged before a crash is in effect.
+			crls, err := newCRLManager(ctx, cfg, rt, trust.setCRLs, log, reg)
+			if err != nil {
+				return err
+			}
+			// The client-certificate authenticator asks the CRL manager on
+			// every request: a revoked certificate neither authenticates nor renews.
+			door, err := newIstioFrontDoor(ctx, cfg, rt, rc, crls, log, reg)
 			if err != nil {
 				return err
 			}
@@ -108,6 +122,12 @@ background and shuts down gracefully on SIGINT or SIGTERM.`,
 				return err
 			}
 			door.service.Register(srv.GRPC)
+			srv.HandleOps("GET /crl/", crls.Handler())
+			go func() {
+				if err := crls.Run(ctx); err != nil {
+					log.Error("CRL manager stopped", "error", err)
+				}
+			}()
 			pruned := prometheus.NewCounter(prometheus.CounterOpts{
 				Name: "meshca_store_pruned_records_total",
 				Help: "Expired issuance records deleted by the retention job.",
@@ -118,13 +138,12 @@ background and shuts down gracefully on SIGINT or SIGTERM.`,
 				Log: log, Pruned: func(n int) { pruned.Add(float64(n)) },
 			}
 			go pruner.Run(ctx)
-			adm, err := startAdmin(ctx, adminDeps{cfg: cfg, rt: rt, crl: revocations, door: door, rc: rc, log: log, reg: reg})
+			adm, err := startAdmin(ctx, adminDeps{cfg: cfg, rt: rt, crl: crls, door: door, rc: rc, log: log, reg: reg})
 			if err != nil {
 				return err
 			}
 			defer adm.Close()
-			m := rt.Authority.Material()
-			if err := startTrustDistribution(ctx, cfg, rc, m, log, reg); err != nil {
+			if err := trust.start(ctx, cfg); err != nil {
 				return err
 			}
 			log.Info("meshca ready",

@@ -8,7 +8,9 @@
 // classical engine (the cost of post-quantum issuance per certificate),
 // then the Istio endpoint under load, and finally the peer benchmark: meshca
 // serve against istiod's own CA server, each in its own process, driven by
-// a load generator in a third (peer.go).
+// a load generator in a third (peer.go). The CRL table (crl.go) compares
+// meshca's streaming CRL builder with x509.CreateRevocationList; run it
+// alone with -crl=only.
 package main
 
 import (
@@ -54,7 +56,32 @@ func main() {
 		return nil
 	})
 	flag.BoolVar(&po.keepWorkDir, "peer-keep", false, "keep the peer benchmark's work folder (server logs, stores) and print its path")
+	crlMode := flag.String("crl", "on", "the CRL builder table (crl.Build vs x509.CreateRevocationList): on, off, or only (skip every other scenario)")
+	crlRounds := flag.Int("crl-rounds", 3, "rounds of the CRL table; the median is printed")
+	crlChildSpec := flag.String("crl-child", "", "internal: build one CRL (meshca:N or stdlib:N) in this process and print the measurement")
 	flag.Parse()
+	if *crlChildSpec != "" {
+		if err := crlChild(*crlChildSpec); err != nil {
+			fmt.Fprintln(os.Stderr, "bench: crl child:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	if *crlMode != "on" && *crlMode != "off" && *crlMode != "only" {
+		fmt.Fprintf(os.Stderr, "bench: -crl: %q is not one of on, off, only\n", *crlMode)
+		os.Exit(2)
+	}
+	if *crlRounds < 1 {
+		fmt.Fprintln(os.Stderr, "bench: -crl-rounds must be at least 1")
+		os.Exit(2)
+	}
+	if *crlMode == "only" {
+		if err := runCRL(*crlRounds); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	for _, c := range strings.Split(*peerConc, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(c))
 		if err != nil || n < 1 {
@@ -85,6 +112,9 @@ func main() {
 	var err error
 	if *peer != "only" {
 		err = run(context.Background(), *duration, *concurrency)
+	}
+	if err == nil && *crlMode == "on" {
+		err = runCRL(*crlRounds)
 	}
 	if err == nil && *peer != "off" {
 		fmt.Println("\npeer benchmark: meshca serve vs istiod's CA (separate processes)")

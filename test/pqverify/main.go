@@ -19,6 +19,13 @@
 //	    re-create cert with Go 1.27's x509.CreateCertificate from its own
 //	    parsed fields, signed with the ML-DSA key derived from the 32-byte
 //	    seed file, and require a byte-identical TBSCertificate.
+//	pqverify crl      <issuer> <crl>
+//	    parse the DER CRL with crypto/x509.ParseRevocationList and check its
+//	    signature with CheckSignatureFrom(issuer) (classical or ML-DSA); if
+//	    it carries 2.5.29.73/.74 (a Catalyst CRL), check the alternative
+//	    signature with crypto/mldsa over the preTBSCertList (the
+//	    TBSCertList without its signature field and without 2.5.29.74),
+//	    with the issuer's subjectAltPublicKeyInfo.
 //
 // It prints one "ok" line per check and exits 1 at the first failure.
 package main
@@ -68,6 +75,11 @@ func run(args []string) error {
 			return err
 		}
 		return verifyCatalyst(args[1:], certs)
+	case "crl":
+		if len(args) != 3 {
+			return errors.New("usage: pqverify crl <issuer> <crl>")
+		}
+		return verifyCRL(args[1], args[2])
 	case "retbs":
 		if len(args) != 4 {
 			return errors.New("usage: pqverify retbs <cert> <issuer> <seed>")
@@ -121,8 +133,12 @@ func verifyChain(files []string) ([]*x509.Certificate, error) {
 }
 
 func extension(c *x509.Certificate, oid asn1.ObjectIdentifier) (*pkix.Extension, error) {
+	return extensionIn(c.Extensions, oid)
+}
+
+func extensionIn(exts []pkix.Extension, oid asn1.ObjectIdentifier) (*pkix.Extension, error) {
 	var found *pkix.Extension
-	for i, e := range c.Extensions {
+	for i, e := range exts {
 		if !e.Id.Equal(oid) {
 			continue
 		}
@@ -132,7 +148,7 @@ func extension(c *x509.Certificate, oid asn1.ObjectIdentifier) (*pkix.Extension,
 		if e.Critical {
 			return nil, fmt.Errorf("extension %v is critical", oid)
 		}
-		found = &c.Extensions[i]
+		found = &exts[i]
 	}
 	return found, nil
 }
@@ -152,6 +168,16 @@ func verifyCatalyst(files []string, certs []*x509.Certificate) error {
 }
 
 func verifyAlt(c, issuer *x509.Certificate) error {
+	pre, err := preTBS(c.RawTBSCertificate, 2, 3)
+	if err != nil {
+		return err
+	}
+	return verifyAltExtensions(c.Extensions, pre, issuer)
+}
+
+// verifyAltExtensions checks the alternative signature carried by exts
+// (a certificate's or a CRL's) over pre with issuer's 2.5.29.72 key.
+func verifyAltExtensions(exts []pkix.Extension, pre []byte, issuer *x509.Certificate) error {
 	keyExt, err := extension(issuer, oidSubjectAltPublicKeyInfo)
 	if err != nil || keyExt == nil {
 		return fmt.Errorf("issuer subjectAltPublicKeyInfo: missing or bad (%v)", err)
@@ -165,7 +191,7 @@ func verifyAlt(c, issuer *x509.Certificate) error {
 		return fmt.Errorf("issuer alternative key is %T, not ML-DSA", pub)
 	}
 
-	algExt, err := extension(c, oidAltSignatureAlgorithm)
+	algExt, err := extensionIn(exts, oidAltSignatureAlgorithm)
 	if err != nil || algExt == nil {
 		return fmt.Errorf("altSignatureAlgorithm: missing or bad (%v)", err)
 	}
@@ -181,7 +207,7 @@ func verifyAlt(c, issuer *x509.Certificate) error {
 		return fmt.Errorf("altSignatureAlgorithm %v does not match the issuer's %v key", alg.Algorithm, pk.Parameters())
 	}
 
-	sigExt, err := extension(c, oidAltSignatureValue)
+	sigExt, err := extensionIn(exts, oidAltSignatureValue)
 	if err != nil || sigExt == nil {
 		return fmt.Errorf("altSignatureValue: missing or bad (%v)", err)
 	}
@@ -190,23 +216,21 @@ func verifyAlt(c, issuer *x509.Certificate) error {
 		return fmt.Errorf("altSignatureValue: not one whole-octet BIT STRING (%v)", err)
 	}
 
-	pre, err := preTBS(c.RawTBSCertificate)
-	if err != nil {
-		return err
-	}
 	if err := mldsa.Verify(pk, pre, sig.Bytes, nil); err != nil {
 		return fmt.Errorf("alternative signature does not verify: %w", err)
 	}
 	return nil
 }
 
-// preTBS drops the signature field (the third element) and the
-// altSignatureValue extension from a DER TBSCertificate, with
+// preTBS drops the signature field (element sigIndex: the third of a
+// TBSCertificate, the second of a v2 TBSCertList) and the
+// altSignatureValue extension (in the [extTag] field: 3 in a certificate,
+// 0 in a CRL) from a DER TBSCertificate or TBSCertList, with
 // encoding/asn1 only.
-func preTBS(tbs []byte) ([]byte, error) {
+func preTBS(tbs []byte, sigIndex, extTag int) ([]byte, error) {
 	var seq asn1.RawValue
 	if rest, err := asn1.Unmarshal(tbs, &seq); err != nil || len(rest) > 0 || seq.Tag != asn1.TagSequence {
-		return nil, fmt.Errorf("TBSCertificate: not one SEQUENCE (%v)", err)
+		return nil, fmt.Errorf("TBS: not one SEQUENCE (%v)", err)
 	}
 	var out []byte
 	body := seq.Bytes
@@ -214,17 +238,17 @@ func preTBS(tbs []byte) ([]byte, error) {
 		var e asn1.RawValue
 		var err error
 		if body, err = asn1.Unmarshal(body, &e); err != nil {
-			return nil, fmt.Errorf("TBSCertificate element %d: %w", i, err)
+			return nil, fmt.Errorf("TBS element %d: %w", i, err)
 		}
 		switch {
-		case i == 2: // signature AlgorithmIdentifier
+		case i == sigIndex: // signature AlgorithmIdentifier
 			continue
-		case e.Class == asn1.ClassContextSpecific && e.Tag == 3:
+		case e.Class == asn1.ClassContextSpecific && e.Tag == extTag:
 			exts, err := dropAltSignatureValue(e.Bytes)
 			if err != nil {
 				return nil, err
 			}
-			wrapped, err := asn1.Marshal(asn1.RawValue{Class: asn1.ClassContextSpecific, Tag: 3, IsCompound: true, Bytes: exts})
+			wrapped, err := asn1.Marshal(asn1.RawValue{Class: asn1.ClassContextSpecific, Tag: extTag, IsCompound: true, Bytes: exts})
 			if err != nil {
 				return nil, err
 			}
@@ -259,6 +283,46 @@ func dropAltSignatureValue(wrapped []byte) ([]byte, error) {
 		return nil, fmt.Errorf("found %d altSignatureValue extensions, want 1", dropped)
 	}
 	return asn1.Marshal(asn1.RawValue{Class: asn1.ClassUniversal, Tag: asn1.TagSequence, IsCompound: true, Bytes: kept})
+}
+
+func verifyCRL(issuerFile, crlFile string) error {
+	issuer, err := load(issuerFile)
+	if err != nil {
+		return err
+	}
+	der, err := os.ReadFile(crlFile)
+	if err != nil {
+		return err
+	}
+	rl, err := x509.ParseRevocationList(der)
+	if err != nil {
+		return fmt.Errorf("%s: %w", crlFile, err)
+	}
+	if err := rl.CheckSignatureFrom(issuer); err != nil {
+		return fmt.Errorf("%s: signature (%v) does not verify: %w", crlFile, rl.SignatureAlgorithm, err)
+	}
+	fmt.Printf("ok %s: %v CRL signature verified by crypto/x509 (%d entries, number %v)\n", crlFile, rl.SignatureAlgorithm, len(rl.RevokedCertificateEntries), rl.Number)
+	algExt, err := extensionIn(rl.Extensions, oidAltSignatureAlgorithm)
+	if err != nil {
+		return fmt.Errorf("%s: %w", crlFile, err)
+	}
+	valExt, err := extensionIn(rl.Extensions, oidAltSignatureValue)
+	if err != nil {
+		return fmt.Errorf("%s: %w", crlFile, err)
+	}
+	if algExt == nil && valExt == nil {
+		return nil
+	}
+	// TBSCertList ::= SEQUENCE { version, signature, ..., crlExtensions [0] }
+	pre, err := preTBS(rl.RawTBSRevocationList, 1, 0)
+	if err != nil {
+		return fmt.Errorf("%s: %w", crlFile, err)
+	}
+	if err := verifyAltExtensions(rl.Extensions, pre, issuer); err != nil {
+		return fmt.Errorf("%s: %w", crlFile, err)
+	}
+	fmt.Printf("ok %s: Catalyst alternative signature verified by crypto/mldsa over the preTBSCertList\n", crlFile)
+	return nil
 }
 
 func reTBS(certFile, issuerFile, seedFile string) error {

@@ -34,14 +34,16 @@ func (p *Publisher) syncAllNamespaces(ctx context.Context, st *state) error {
 	}
 	sum := sha256.Sum256(st.crl)
 	msg := fmt.Sprintf("the CRL is %d bytes, over the %d-byte ConfigMap limit; meshca does not publish it in the %s ConfigMaps "+
-		"(they keep the previous CRL). Shorten the CRL: drop the entries of certificates that have expired, or issue shorter-lived certificates.",
+		"(they keep the previous CRL). Shorten the CRL: instead of revoking many leaves, rotate the intermediate and revoke its whole generation (one entry on the root's CRL); entries of expired certificates age out after one CRL period.",
 		len(st.crl), MaxObjectBytes, p.crlName)
 	p.log.Error("CRL too large for a ConfigMap; not publishing it", "bytes", len(st.crl), "limit", MaxObjectBytes)
 	return p.problems.raise(ctx, key, problem{kind: kindRefused, object: objectCRLCM, fingerprint: hex.EncodeToString(sum[:])},
 		configMapRef(p.namespace, p.crlName), ReasonCRLTooLarge, msg)
 }
 
-func crlTooLarge(st *state) bool { return len(st.crl) > MaxObjectBytes }
+// crlTooLarge: Kubernetes limits the total size of a ConfigMap's data, key
+// names included, to 1 MiB.
+func crlTooLarge(st *state) bool { return len(crlConfigMapKey)+len(st.crl) > MaxObjectBytes }
 
 // selects reports whether ns gets the ConfigMaps: it is live, not excluded
 // and matches the namespace selector.

@@ -1,0 +1,52 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/meshca/meshca/ca/authority"
+	"github.com/meshca/meshca/ca/config"
+	"github.com/meshca/meshca/crl"
+)
+
+// newCRLManager builds every CRL meshca controls (crl.Manager.Start, which
+// also repairs a crash between a revocation and its publication) and hands
+// ca-crl.pem to publish. The root's CRL comes from meshca's root key, from
+// Vault, or from crl.rootCRL; background readers of the latter stop with ctx.
+func newCRLManager(ctx context.Context, cfg *config.Config, rt *authority.Runtime, publish func(context.Context, []byte) error, log *slog.Logger, reg prometheus.Registerer) (*crl.Manager, error) {
+	issuers, err := rt.CRLIssuers(ctx, time.Now())
+	if err != nil {
+		return nil, fmt.Errorf("crl: %w", err)
+	}
+	chain := rt.CertChain()
+	var ext crl.RootCRLSource
+	switch rc := cfg.CRL.RootCRL; {
+	case rt.Vault != nil:
+		ext = rt.Vault
+	case rc.File != "" || rc.URL != "":
+		src := &crl.FileRootCRL{File: rc.File, URL: rc.URL, Root: chain[len(chain)-1], Refresh: rc.Refresh.Duration, Log: log}
+		if err := src.Load(ctx); err != nil {
+			// Not fatal: ca-crl.pem waits for it (meshca_crl_incomplete).
+			log.Error("cannot read the root CRL; retrying every crl.rootCRL.refresh", "error", err, "refresh", rc.Refresh.Duration)
+		}
+		go src.Run(ctx)
+		ext = src
+	}
+	m, err := crl.NewManager(crl.Options{
+		Store: rt.Store, Issuers: issuers, Chain: chain, External: ext,
+		Validity: cfg.CRL.Validity.Duration, Republish: cfg.CRL.RepublishInterval.Duration,
+		Coalesce: cfg.CRL.CoalesceWindowOrDefault(), URL: cfg.CRL.BaseURL(),
+		Publish: publish, Log: log, Registerer: reg,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := m.Start(ctx); err != nil {
+		return nil, fmt.Errorf("crl: %w", err)
+	}
+	return m, nil
+}
