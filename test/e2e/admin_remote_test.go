@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -96,11 +97,21 @@ func TestAdminTCP_KubernetesRBACAndAdminCertificates(t *testing.T) {
 	}
 	serial := signedSerial(t, dir)
 
-	// No credentials: 401; the local-only sign route is not served here.
 	rootPEM, err := os.ReadFile(filepath.Join(dir, "root-cert.pem"))
 	require.NoError(t, err)
 	pool := x509.NewCertPool()
 	require.True(t, pool.AppendCertsFromPEM(rootPEM))
+	// The gRPC port's TLS: meshca's serving certificate, X25519MLKEM768
+	// preferred; HTTP/1.1.
+	tc, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: pool, ServerName: "localhost", NextProtos: []string{"http/1.1"}})
+	require.NoError(t, err)
+	cs := tc.ConnectionState()
+	require.Equal(t, tls.X25519MLKEM768, cs.CurveID)
+	require.Equal(t, "http/1.1", cs.NegotiatedProtocol)
+	require.Equal(t, []string{"localhost", "meshca.istio-system.svc", "meshca.istio-system.svc.cluster.local"}, sortedNames(cs.PeerCertificates[0].DNSNames))
+	tc.Close()
+
+	// No credentials: 401; the local-only sign route is not served here.
 	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: "localhost"}}}
 	resp, err := hc.Get("https://" + addr + "/v1/status")
 	require.NoError(t, err)
@@ -166,4 +177,10 @@ func readFile(t *testing.T, p string) string {
 	b, err := os.ReadFile(p)
 	require.NoError(t, err)
 	return string(b)
+}
+
+func sortedNames(n []string) []string {
+	n = append([]string(nil), n...)
+	slices.Sort(n)
+	return n
 }
