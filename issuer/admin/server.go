@@ -187,7 +187,11 @@ func (s *Server) Close() error {
 		if err := s.http.Shutdown(ctx); err != nil {
 			_ = s.http.Close()
 		}
-		s.err = s.l.Close()
+		// Shutdown closed the listener already (net.ErrClosed); the socket
+		// listener's Close also removes the socket file.
+		if err := s.l.Close(); !errors.Is(err, net.ErrClosed) {
+			s.err = err
+		}
 		close(s.done)
 	})
 	<-s.done
