@@ -1,15 +1,20 @@
-// Package admin is meshca serve's local administration endpoint: HTTP/1.1
-// with JSON bodies over a Unix domain socket next to the store, through
-// which the CLI reads issuance records and signs while the service holds
-// the store's exclusive lock. It owns the socket's lifecycle and both ends
-// of the wire (Server and Client); it holds no CA logic: signing goes
-// through the running authority (same policy, record and audit), reading
-// through its store.
+// Package admin is meshca serve's administration endpoint: HTTP/1.1 with
+// JSON bodies, through which the CLI reads issuance records, signs,
+// revokes, lists revocations, fetches CRLs and reads the CA's status while
+// the service holds the store's exclusive lock. It owns both listeners
+// (a Unix domain socket next to the store, and an optional TCP listener
+// with TLS for remote admins), who may call which route, the audit line of
+// every call, and both ends of the wire (Server and Client); it holds no CA
+// logic: signing goes through the running authority (same policy, record
+// and audit), revoking through the CRL manager, reading through the store.
 //
-// Authentication is the socket file's permissions (0600, in a directory
-// only meshca's user can write); on Linux the server also checks the
-// peer's user with SO_PEERCRED (unix(7)) and records it as the requester.
-// The endpoint never serves private keys.
+// On the socket, authentication is the socket file's permissions (0600, in
+// a directory only meshca's user can write); on Linux the server also
+// checks the peer's user with SO_PEERCRED (unix(7)) and records it as the
+// requester. On TCP, a caller presents a client certificate meshca issued
+// whose SPIFFE ID is an admin identity, or a Kubernetes token whose user
+// RBAC allows the route's verb on its meshca.io resource
+// (SubjectAccessReview). The endpoint never serves private keys.
 package admin
 
 import (
