@@ -397,6 +397,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	c.Server.validate(add)
+	c.Server.validateAdmin(c.TrustDomain, c.Kubernetes.InCluster || c.Kubernetes.Kubeconfig != "", add)
 	c.Kubernetes.validate(add)
 	if c.TrustBundle.Enabled && !c.Kubernetes.Configured() {
 		add("trustBundle.enabled", "needs a cluster: set kubernetes.kubeconfig or kubernetes.inCluster")

@@ -16,6 +16,16 @@ type ServerConfig struct {
 	// reaches a running meshca serve that holds the store: mode 0600, in a
 	// directory the meshca user owns. Default: admin.sock next to store.path.
 	AdminSocket string `json:"adminSocket"`
+	// AdminListen serves the same admin API over TCP with TLS for remote
+	// admins (see admin.go); empty (the default) means off.
+	AdminListen string `json:"adminListen,omitempty"`
+	// AdminIdentities are the SPIFFE IDs whose meshca-issued client
+	// certificates may use every admin route on AdminListen.
+	AdminIdentities []string `json:"adminIdentities,omitempty"`
+	// AdminTokenAudiences are the audiences a Kubernetes token must carry
+	// on AdminListen; its user is then authorized by SubjectAccessReview.
+	// Default [meshca-admin].
+	AdminTokenAudiences []string `json:"adminTokenAudiences,omitempty"`
 	// ShutdownTimeout bounds graceful shutdown.
 	ShutdownTimeout Duration `json:"shutdownTimeout"`
 	// DNSNames and IPAddresses go into meshca's own serving certificate; the
@@ -265,6 +275,7 @@ func (s *ServerConfig) init() {
 		s.RateLimit.QueueTimeout.Duration = 2 * time.Second
 	}
 	s.Limits.Init()
+	s.initAdmin()
 }
 
 // MaxAdminSocketPath is the longest socket path every platform accepts:

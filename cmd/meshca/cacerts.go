@@ -33,7 +33,11 @@ func newCACertsCommand(g *globals) *cobra.Command {
 Create the Secret from them with kubectl, or let 'meshca serve' publish it.
 This exports the intermediate key so that istiod can sign with it; it fails
 when the key lives in an HSM. It does not run while 'meshca serve' holds the
-store: the running service never hands out its private key.`,
+store: the running service never hands out its private key, and a folder
+without ca-key.pem would make istiod fall back to a self-signed root. Stop
+serve to export, or let serve publish the Secret
+(trustBundle.publishCACerts: true); the public files need no key: the roots
+are root-cert.pem, the CRLs come from 'meshca crl fetch'.`,
 		Example: `  meshca cacerts --dir ./.meshca --out ./cacerts
   kubectl -n istio-system create secret generic cacerts --from-file=./cacerts`,
 		Args: cobra.NoArgs,
@@ -48,7 +52,9 @@ store: the running service never hands out its private key.`,
 			rt, err := authority.Open(cmd.Context(), cfg, newLogger(cmd.ErrOrStderr(), "warn", "text"), nil)
 			if errors.Is(err, boltstore.ErrLocked) {
 				// The admin socket never serves private keys.
-				return fmt.Errorf("meshca serve is running on this store (%w): cacerts exports the intermediate private key, which the running service never hands out; stop meshca serve and run cacerts again, or let the service publish the cacerts Secret (trustBundle.publishCACerts: true)", err)
+				// A folder without ca-key.pem is no answer either: istiod
+				// falls back to a self-signed root when the key is missing.
+				return fmt.Errorf("meshca serve is running on this store (%w): cacerts exports the intermediate private key, which the running service never hands out; stop meshca serve and run cacerts again, or let the service publish the cacerts Secret (trustBundle.publishCACerts: true). The public parts need no key: the roots are %s, the CRLs come from 'meshca crl fetch'", err, cfg.Root.File.RootCert)
 			}
 			if err != nil {
 				return err

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"net"
@@ -22,14 +23,19 @@ import (
 
 // istioFrontDoor is the wired Istio CA endpoint.
 type istioFrontDoor struct {
-	service        *istio.Service
+	service *istio.Service
+	// tls is the TLS configuration of the gRPC port (meshca's own serving
+	// certificate); the admin TCP listener serves with it too.
+	tls            *tls.Config
 	grpcOptions    []grpc.ServerOption
 	authenticators []string
 }
 
 // newIstioFrontDoor wires TLS, the authenticator chain, rate limits and the
-// IstioCertificateService from cfg.
-func newIstioFrontDoor(ctx context.Context, cfg *config.Config, rt *authority.Runtime, rc *rest.Config, log *slog.Logger, reg prometheus.Registerer) (*istioFrontDoor, error) {
+// IstioCertificateService from cfg. revoked (nil: none) is asked on every
+// request whether a client certificate is revoked: a revoked certificate
+// neither authenticates nor renews.
+func newIstioFrontDoor(ctx context.Context, cfg *config.Config, rt *authority.Runtime, rc *rest.Config, revoked authn.RevocationChecker, log *slog.Logger, reg prometheus.Registerer) (*istioFrontDoor, error) {
 	mode, err := tlsconfig.ParseMode(cfg.Server.Compliance)
 	if err != nil {
 		return nil, fmt.Errorf("server.compliance: %w", err)
@@ -50,7 +56,7 @@ func newIstioFrontDoor(ctx context.Context, cfg *config.Config, rt *authority.Ru
 		return nil, err
 	}
 	// istiod's order: client certificate, then JWT, then TokenReview.
-	chain := authn.Chain{&authn.ClientCert{Trust: rt.Authority, Records: rt.Store, TrustDomain: cfg.TrustDomain}}
+	chain := authn.Chain{&authn.ClientCert{Trust: rt.Authority, Records: rt.Store, TrustDomain: cfg.TrustDomain, Revocations: revoked}}
 	jwt, err := newJWT(cfg, log)
 	if err != nil {
 		return nil, err
@@ -96,6 +102,7 @@ func newIstioFrontDoor(ctx context.Context, cfg *config.Config, rt *authority.Ru
 	})
 	return &istioFrontDoor{
 		service:        svc,
+		tls:            tlsCfg,
 		grpcOptions:    []grpc.ServerOption{grpc.Creds(credentials.NewTLS(tlsCfg))},
 		authenticators: names,
 	}, nil

@@ -14,7 +14,6 @@ import (
 
 	"github.com/meshca/meshca/ca/config"
 	"github.com/meshca/meshca/ca/store"
-	"github.com/meshca/meshca/ca/store/boltstore"
 	"github.com/meshca/meshca/issuer/admin"
 )
 
@@ -29,14 +28,24 @@ profile, requester and the CA generation that signed it.
 While 'meshca serve' runs it holds the store; records then reads through the
 service's admin socket (server.adminSocket) and prints the same output.`,
 	}
-	var asJSON bool
+	var (
+		asJSON bool
+		rf     remoteFlags
+	)
 	list := &cobra.Command{
-		Use:     "list",
-		Short:   "List issuance records",
-		Example: `  meshca records list --dir ./.meshca`,
-		Args:    cobra.NoArgs,
+		Use:   "list",
+		Short: "List issuance records",
+		Example: `  meshca records list --dir ./.meshca
+  meshca records list --dir ./.meshca -o json
+  meshca records list --admin-address meshca.istio-system.svc:15443 --token-file token`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			st, err := openStore(g)
+			j, err := rf.json()
+			if err != nil {
+				return err
+			}
+			asJSON = asJSON || j
+			st, err := openRecords(g, &rf)
 			if err != nil {
 				return err
 			}
@@ -60,7 +69,9 @@ service's admin socket (server.adminSocket) and prints the same output.`,
 			return w.Flush()
 		},
 	}
-	list.Flags().BoolVar(&asJSON, "json", false, "one JSON object per line")
+	list.Flags().BoolVar(&asJSON, "json", false, "one JSON object per line (same as -o json)")
+	addRemoteFlags(list, &rf)
+	addOutputFlag(list, &rf)
 	get := &cobra.Command{
 		Use:     "get SERIAL",
 		Aliases: []string{"show"},
@@ -69,7 +80,7 @@ service's admin socket (server.adminSocket) and prints the same output.`,
   meshca records show 3f2a... --dir ./.meshca`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			st, err := openStore(g)
+			st, err := openRecords(g, &rf)
 			if err != nil {
 				return err
 			}
@@ -86,6 +97,7 @@ service's admin socket (server.adminSocket) and prints the same output.`,
 	for _, c := range []*cobra.Command{list, get} {
 		addCAFlags(c, g)
 	}
+	addRemoteFlags(get, &rf)
 	cmd.AddCommand(list, get)
 	return cmd
 }
@@ -113,19 +125,15 @@ type recordReader interface {
 	Close() error
 }
 
-// openStore opens the store; while 'meshca serve' holds it, it reads
-// through the service's admin socket instead.
-func openStore(g *globals) (recordReader, error) {
-	cfg, err := g.loadConfig()
+// openRecords opens the store; while 'meshca serve' holds it, it reads
+// through the service's admin socket instead (or --admin-address).
+func openRecords(g *globals, rf *remoteFlags) (recordReader, error) {
+	t, err := openTarget(g, rf)
 	if err != nil {
 		return nil, err
 	}
-	st, err := boltstore.Open(cfg.Store.Path)
-	if errors.Is(err, boltstore.ErrLocked) {
-		return serveClient(cfg)
+	if t.client != nil {
+		return t.client, nil
 	}
-	if err != nil {
-		return nil, err
-	}
-	return st, nil
+	return t.store, nil
 }

@@ -57,6 +57,10 @@ Every command that needs the CA reads either a directory laid out by
 		newVerifyCommand(g),
 		newCACertsCommand(g),
 		newRecordsCommand(g),
+		newRevokeCommand(g),
+		newRevocationsCommand(g),
+		newCRLCommand(g),
+		newStatusCommand(g),
 	)
 	return root
 }

@@ -1,10 +1,8 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"os"
 	"os/signal"
 	"runtime"
@@ -21,9 +19,7 @@ import (
 	"github.com/meshca/meshca/ca/audit"
 	"github.com/meshca/meshca/ca/authority"
 	"github.com/meshca/meshca/ca/config"
-	"github.com/meshca/meshca/ca/identity"
 	"github.com/meshca/meshca/ca/store"
-	"github.com/meshca/meshca/issuer/admin"
 	"github.com/meshca/meshca/issuer/server"
 )
 
@@ -44,8 +40,10 @@ store, and serves
                  /crl/<scope>.pem and /crl/ca-crl.pem
 
 and, on the Unix socket server.adminSocket (default admin.sock next to the
-store, mode 0600), the local admin endpoint through which 'meshca records'
-and 'meshca sign' work while serve holds the store.
+store, mode 0600), the local admin endpoint through which 'meshca records',
+'sign', 'revoke', 'revocations', 'crl fetch' and 'status' work while serve
+holds the store; with server.adminListen the same API (without sign) over
+TLS for remote admins (admin client certificates or Kubernetes RBAC).
 
 Without a cluster, callers authenticate with client certificates that
 meshca issued ('meshca sign'). With kubernetes.kubeconfig or
@@ -104,7 +102,9 @@ SIGINT or SIGTERM.`,
 			if err != nil {
 				return err
 			}
-			door, err := newIstioFrontDoor(ctx, cfg, rt, rc, log, reg)
+			// The client-certificate authenticator asks the CRL manager on
+			// every request: a revoked certificate neither authenticates nor renews.
+			door, err := newIstioFrontDoor(ctx, cfg, rt, rc, crls, log, reg)
 			if err != nil {
 				return err
 			}
@@ -140,7 +140,7 @@ SIGINT or SIGTERM.`,
 				Log: log, Pruned: func(n int) { pruned.Add(float64(n)) },
 			}
 			go pruner.Run(ctx)
-			adm, err := startAdmin(ctx, cfg, rt, log, reg)
+			adm, err := startAdmin(ctx, adminDeps{cfg: cfg, rt: rt, crl: crls, door: door, rc: rc, log: log, reg: reg})
 			if err != nil {
 				return err
 			}
@@ -160,26 +160,6 @@ SIGINT or SIGTERM.`,
 	cmd.Flags().StringVar(&opsListen, "ops-listen", "", "health and metrics address (default from config, else :15014)")
 	addLimitFlags(cmd, &limits)
 	return cmd
-}
-
-// startAdmin serves the admin socket until ctx ends.
-func startAdmin(ctx context.Context, cfg *config.Config, rt *authority.Runtime, log *slog.Logger, reg prometheus.Registerer) (*admin.Server, error) {
-	td, err := identity.TrustDomain(cfg.TrustDomain)
-	if err != nil {
-		return nil, err
-	}
-	adm, err := admin.Listen(admin.Options{
-		Socket: cfg.Server.AdminSocket, Signer: rt.Authority, Records: rt.Store, TrustDomain: td, Log: log, Registerer: reg,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("server.adminSocket: %w", err)
-	}
-	go func() {
-		if err := adm.Serve(ctx); err != nil {
-			log.Error("admin socket stopped", "err", err)
-		}
-	}()
-	return adm, nil
 }
 
 // readiness is ready while the store accepts writes and the active

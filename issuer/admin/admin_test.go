@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
 
+	"github.com/meshca/meshca/ca/audit"
 	"github.com/meshca/meshca/ca/authority"
 	"github.com/meshca/meshca/ca/store"
 )
@@ -203,17 +204,18 @@ func TestServer_APanicAnswers500AndTheServerLivesOn(t *testing.T) {
 	require.ErrorIs(t, err, store.ErrNotFound)
 
 	require.NoError(t, testutil.GatherAndCompare(reg, strings.NewReader(`
-# HELP meshca_admin_requests_total Requests on the admin socket, by registered route and HTTP status.
+# HELP meshca_admin_requests_total Requests on the admin endpoint, by listener (socket, tcp), registered route and HTTP status.
 # TYPE meshca_admin_requests_total counter
-meshca_admin_requests_total{code="200",route="GET /v1/records/{serial}"} 1
-meshca_admin_requests_total{code="404",route="GET /v1/records/{serial}"} 1
-meshca_admin_requests_total{code="500",route="GET /v1/records/{serial}"} 1
+meshca_admin_requests_total{code="200",listener="socket",route="GET /v1/records/{serial}"} 1
+meshca_admin_requests_total{code="404",listener="socket",route="GET /v1/records/{serial}"} 1
+meshca_admin_requests_total{code="500",listener="socket",route="GET /v1/records/{serial}"} 1
 `), "meshca_admin_requests_total"))
 }
 
 func TestAuthorize_RefusesAnotherUser(t *testing.T) {
-	h := &handler{euid: 1000, log: slog.New(slog.DiscardHandler)}
-	next := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNoContent) })
+	var logs strings.Builder
+	al := audit.New(slog.New(slog.NewJSONHandler(&logs, nil)))
+	next := func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNoContent) }
 	for _, tc := range []struct {
 		name string
 		p    peer
@@ -227,10 +229,11 @@ func TestAuthorize_RefusesAnotherUser(t *testing.T) {
 	} {
 		w := httptest.NewRecorder()
 		r, _ := http.NewRequestWithContext(context.WithValue(context.Background(), peerKey{}, tc.p), http.MethodGet, "/v1/records", nil)
-		h.authorize(next).ServeHTTP(w, r)
+		guard(socketAuth{euid: 1000}, al, ActListRecords, next).ServeHTTP(w, r)
 		require.Equal(t, tc.want, w.Code, tc.name)
 		if tc.want == http.StatusForbidden {
 			require.True(t, strings.HasPrefix(w.Body.String(), `{"error":`), w.Body.String())
 		}
 	}
+	require.Contains(t, logs.String(), `"event":"admin.denied","action":"list records","route":"","requester":"cli:uid:1001","code":403,"reason":"other_user"`)
 }

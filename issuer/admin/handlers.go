@@ -13,6 +13,7 @@ import (
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
+	"github.com/meshca/meshca/ca/audit"
 	"github.com/meshca/meshca/ca/authority"
 	"github.com/meshca/meshca/ca/caerr"
 	"github.com/meshca/meshca/ca/identity"
@@ -50,53 +51,41 @@ type errorBody struct {
 }
 
 type handler struct {
-	signer  Signer
-	records Records
-	td      spiffeid.TrustDomain
-	log     *slog.Logger
-	euid    int
+	signer      Signer
+	records     Records
+	revoker     Revoker
+	revocations RevocationLister
+	crls        CRLSource
+	statusSrc   StatusSource
+	td          spiffeid.TrustDomain
+	log         *slog.Logger
+	audit       *audit.Logger
 }
 
-func (h *handler) routes() http.Handler {
+// routes registers the admin routes behind az; sign only when withSign
+// (the local socket): remote admins revoke and read, workloads sign
+// through the gRPC port.
+func (h *handler) routes(az authorizer, withSign bool) http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET "+pathRecords, h.list)
-	mux.HandleFunc("GET "+pathRecords+"/{serial}", h.get)
-	mux.HandleFunc("POST "+pathSign, h.sign)
-	return h.authorize(mux)
-}
-
-// authorize admits only meshca's own user (or root) when the kernel names
-// the peer; the socket's mode already keeps everyone else out.
-func (h *handler) authorize(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		p, _ := r.Context().Value(peerKey{}).(peer)
-		switch {
-		case errors.Is(p.err, errPeerUnsupported):
-		case p.err != nil:
-			writeError(w, http.StatusForbidden, "cannot identify the connecting user")
-			return
-		case p.uid != h.euid && p.uid != 0:
-			writeError(w, http.StatusForbidden, fmt.Sprintf("uid %d may not use this socket; run meshca as uid %d", p.uid, h.euid))
-			return
-		}
-		next.ServeHTTP(w, r)
-	})
+	route := func(pattern string, act Action, fn http.HandlerFunc) {
+		mux.Handle(pattern, guard(az, h.audit, act, fn))
+	}
+	route("GET "+pathRecords, ActListRecords, h.list)
+	route("GET "+pathRecords+"/{serial}", ActGetRecord, h.get)
+	route("POST "+pathRevocations, ActRevoke, h.revoke)
+	route("GET "+pathRevocations, ActListRevocations, h.listRevocations)
+	route("GET "+pathCRLs, ActListCRLs, h.listCRLs)
+	route("GET "+pathCRLs+"/{scope}", ActGetCRL, h.getCRL)
+	route("GET "+pathStatus, ActGetStatus, h.status)
+	if withSign {
+		route("POST "+pathSign, ActSign, h.sign)
+	}
+	return mux
 }
 
 func (h *handler) sign(w http.ResponseWriter, r *http.Request) {
 	var req SignRequest
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
-		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
-			writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body exceeds %d bytes", MaxBodyBytes))
-			return
-		}
-		writeError(w, http.StatusBadRequest, "request body is not a sign request: "+err.Error())
-		return
-	}
-	if dec.More() {
-		writeError(w, http.StatusBadRequest, "request body holds more than one JSON object")
+	if !decodeBody(w, r, &req, "sign request") {
 		return
 	}
 	// The identity is checked here as 'meshca sign' checks it offline: the
@@ -128,11 +117,10 @@ func (h *handler) sign(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "--csr: the CSR is empty")
 		return
 	}
-	p, _ := r.Context().Value(peerKey{}).(peer)
 	ctx, cancel := context.WithTimeout(r.Context(), signTimeout)
 	defer cancel()
 	res, err := h.signer.Sign(ctx, authority.Request{
-		CSR: req.CSR, Identity: id.URL(), TTL: ttl, Requester: requester(p), Profile: leaf,
+		CSR: req.CSR, Identity: id.URL(), TTL: ttl, Requester: requesterOf(r), Profile: leaf,
 	})
 	if err != nil {
 		writeError(w, caerr.CodeOf(err).HTTP(), err.Error())
@@ -160,17 +148,24 @@ func (h *handler) get(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// list streams the records as JSON lines. An error after the first record
-// aborts the response, so the client sees a truncated body, never a short
-// list that looks complete.
+// list streams the records as JSON lines.
 func (h *handler) list(w http.ResponseWriter, r *http.Request) {
+	streamJSONLines(w, r, h.log, "records", func(fn func(any) bool) error {
+		return h.records.ListIssuances(r.Context(), func(rec store.Issuance) bool { return fn(rec) })
+	})
+}
+
+// streamJSONLines writes each item that list yields as one JSON line. An
+// error after the first item aborts the response, so the client sees a
+// truncated body, never a short list that looks complete.
+func streamJSONLines(w http.ResponseWriter, r *http.Request, log *slog.Logger, what string, list func(fn func(any) bool) error) {
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	enc := json.NewEncoder(w)
 	var werr error
 	started := false
-	err := h.records.ListIssuances(r.Context(), func(rec store.Issuance) bool {
-		if werr = enc.Encode(rec); werr == nil && !started {
-			// Send the status with the first record: a later failure then
+	err := list(func(v any) bool {
+		if werr = enc.Encode(v); werr == nil && !started {
+			// Send the status with the first item: a later failure then
 			// reaches the client as a truncated body.
 			started = true
 			werr = http.NewResponseController(w).Flush()
@@ -178,13 +173,16 @@ func (h *handler) list(w http.ResponseWriter, r *http.Request) {
 		return werr == nil
 	})
 	if err == nil && werr == nil {
+		if !started {
+			w.WriteHeader(http.StatusOK)
+		}
 		return
 	}
 	if !started {
 		writeError(w, http.StatusInternalServerError, errors.Join(err, werr).Error())
 		return
 	}
-	h.log.WarnContext(r.Context(), "admin: listing records aborted", "err", errors.Join(err, werr))
+	log.WarnContext(r.Context(), "admin: listing aborted", "what", what, "err", errors.Join(err, werr))
 	panic(http.ErrAbortHandler)
 }
 
@@ -195,6 +193,9 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 }
 
 func writeError(w http.ResponseWriter, code int, msg string) {
+	if sw, ok := w.(*statusWriter); ok && sw.onError != nil {
+		sw.onError(msg)
+	}
 	writeJSON(w, code, errorBody{Error: msg})
 }
 

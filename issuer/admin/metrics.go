@@ -10,10 +10,12 @@ import (
 // instrument counts requests by route and status. The route is the
 // pattern the server registered ("unmatched" otherwise), never the path
 // the caller sent.
-func instrument(reg prometheus.Registerer, next http.Handler) http.Handler {
+// listener is "socket" or "tcp".
+func instrument(reg prometheus.Registerer, listener string, next http.Handler) http.Handler {
 	requests := prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "meshca_admin_requests_total",
-		Help: "Requests on the admin socket, by registered route and HTTP status.",
+		Name:        "meshca_admin_requests_total",
+		Help:        "Requests on the admin endpoint, by listener (socket, tcp), registered route and HTTP status.",
+		ConstLabels: prometheus.Labels{"listener": listener},
 	}, []string{"route", "code"})
 	if reg != nil {
 		reg.MustRegister(requests)
@@ -35,6 +37,9 @@ type statusWriter struct {
 	http.ResponseWriter
 	code  int
 	wrote bool
+	// onError, when set, receives the message of an error answer (for
+	// the audit line).
+	onError func(msg string)
 }
 
 func (s *statusWriter) WriteHeader(code int) {

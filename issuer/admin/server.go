@@ -1,19 +1,25 @@
-// Package admin is meshca serve's local administration endpoint: HTTP/1.1
-// with JSON bodies over a Unix domain socket next to the store, through
-// which the CLI reads issuance records and signs while the service holds
-// the store's exclusive lock. It owns the socket's lifecycle and both ends
-// of the wire (Server and Client); it holds no CA logic: signing goes
-// through the running authority (same policy, record and audit), reading
-// through its store.
+// Package admin is meshca serve's administration endpoint: HTTP/1.1 with
+// JSON bodies, through which the CLI reads issuance records, signs,
+// revokes, lists revocations, fetches CRLs and reads the CA's status while
+// the service holds the store's exclusive lock. It owns both listeners
+// (a Unix domain socket next to the store, and an optional TCP listener
+// with TLS for remote admins), who may call which route, the audit line of
+// every call, and both ends of the wire (Server and Client); it holds no CA
+// logic: signing goes through the running authority (same policy, record
+// and audit), revoking through the CRL manager, reading through the store.
 //
-// Authentication is the socket file's permissions (0600, in a directory
-// only meshca's user can write); on Linux the server also checks the
-// peer's user with SO_PEERCRED (unix(7)) and records it as the requester.
-// The endpoint never serves private keys.
+// On the socket, authentication is the socket file's permissions (0600, in
+// a directory only meshca's user can write); on Linux the server also
+// checks the peer's user with SO_PEERCRED (unix(7)) and records it as the
+// requester. On TCP, a caller presents a client certificate meshca issued
+// whose SPIFFE ID is an admin identity, or a Kubernetes token whose user
+// RBAC allows the route's verb on its meshca.io resource
+// (SubjectAccessReview). The endpoint never serves private keys.
 package admin
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -28,6 +34,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
+	"github.com/meshca/meshca/ca/audit"
 	"github.com/meshca/meshca/ca/authority"
 	"github.com/meshca/meshca/ca/store"
 )
@@ -66,18 +73,46 @@ type Records interface {
 // Options configure a Server.
 type Options struct {
 	// Socket is the socket path (server.adminSocket).
-	Socket      string
-	Signer      Signer
-	Records     Records
+	Socket  string
+	Signer  Signer
+	Records Records
+	// Revoker, Revocations, CRLs and Status serve the revocation, CRL and
+	// status routes; a nil one answers 503 (revocations) or an empty
+	// answer (CRLs, status).
+	Revoker     Revoker
+	Revocations RevocationLister
+	CRLs        CRLSource
+	Status      StatusSource
 	TrustDomain spiffeid.TrustDomain
 	Log         *slog.Logger
+	// Audit receives one line per call; nil means audit.New(Log).
+	Audit *audit.Logger
 	// Registerer receives meshca_admin_requests_total; nil means none.
 	Registerer prometheus.Registerer
 }
 
+func (o *Options) defaults() {
+	if o.Log == nil {
+		o.Log = slog.Default()
+	}
+	if o.Audit == nil {
+		o.Audit = audit.New(o.Log)
+	}
+}
+
+func (o *Options) handler() *handler {
+	return &handler{
+		signer: o.Signer, records: o.Records, revoker: o.Revoker, revocations: o.Revocations, crls: o.CRLs, statusSrc: o.Status,
+		td: o.TrustDomain, log: o.Log, audit: o.Audit,
+	}
+}
+
 // Server serves the admin endpoint.
 type Server struct {
-	l    *socketListener
+	l    net.Listener
+	path string
+	// tls, for the TCP listener, wraps each accepted connection.
+	tls  *tls.Config
 	http *http.Server
 	log  *slog.Logger
 	done chan struct{}
@@ -95,36 +130,40 @@ type peer struct {
 
 // Listen binds the socket; Serve then answers on it.
 func Listen(o Options) (*Server, error) {
-	if o.Log == nil {
-		o.Log = slog.Default()
-	}
+	o.defaults()
 	l, err := listenSocket(o.Socket)
 	if err != nil {
 		return nil, err
 	}
-	h := &handler{signer: o.Signer, records: o.Records, td: o.TrustDomain, log: o.Log, euid: os.Geteuid()}
-	s := &Server{l: l, log: o.Log, done: make(chan struct{})}
-	s.http = &http.Server{
-		Handler:           instrument(o.Registerer, recoverPanics(o.Log, h.routes())),
+	h := o.handler()
+	s := &Server{l: l, path: l.path, log: o.Log, done: make(chan struct{})}
+	s.http = newHTTPServer(o.Log, instrument(o.Registerer, "socket", recoverPanics(o.Log, h.routes(socketAuth{euid: os.Geteuid()}, true))))
+	s.http.ConnContext = func(ctx context.Context, c net.Conn) context.Context {
+		if bc, ok := c.(*boundedConn); ok {
+			c = bc.Conn
+		}
+		uid, err := peerUID(c)
+		return context.WithValue(ctx, peerKey{}, peer{uid: uid, err: err})
+	}
+	return s, nil
+}
+
+// newHTTPServer is an admin HTTP server with the limits every admin
+// listener shares.
+func newHTTPServer(log *slog.Logger, h http.Handler) *http.Server {
+	return &http.Server{
+		Handler:           h,
 		ReadHeaderTimeout: readHeaderTimeout,
 		ReadTimeout:       readTimeout,
 		WriteTimeout:      writeTimeout,
 		IdleTimeout:       idleTimeout,
 		MaxHeaderBytes:    maxHeaderBytes,
-		ErrorLog:          slog.NewLogLogger(o.Log.Handler(), slog.LevelWarn),
-		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
-			if bc, ok := c.(*boundedConn); ok {
-				c = bc.Conn
-			}
-			uid, err := peerUID(c)
-			return context.WithValue(ctx, peerKey{}, peer{uid: uid, err: err})
-		},
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
-	return s, nil
 }
 
-// Path is the socket's path.
-func (s *Server) Path() string { return s.l.path }
+// Path is the socket's path, or the TCP listener's address.
+func (s *Server) Path() string { return s.path }
 
 // Serve answers until ctx ends, then shuts down and removes the socket.
 func (s *Server) Serve(ctx context.Context) error {
@@ -132,7 +171,11 @@ func (s *Server) Serve(ctx context.Context) error {
 		<-ctx.Done()
 		s.Close()
 	}()
-	err := s.http.Serve(newBoundedListener(s.l, maxConns))
+	var l net.Listener = newBoundedListener(s.l, maxConns)
+	if s.tls != nil {
+		l = tls.NewListener(l, s.tls)
+	}
+	err := s.http.Serve(l)
 	if errors.Is(err, http.ErrServerClosed) {
 		<-s.done
 		return s.err
@@ -149,7 +192,11 @@ func (s *Server) Close() error {
 		if err := s.http.Shutdown(ctx); err != nil {
 			_ = s.http.Close()
 		}
-		s.err = s.l.Close()
+		// Shutdown closed the listener already (net.ErrClosed); the socket
+		// listener's Close also removes the socket file.
+		if err := s.l.Close(); !errors.Is(err, net.ErrClosed) {
+			s.err = err
+		}
 		close(s.done)
 	})
 	<-s.done

@@ -10,6 +10,8 @@ import (
 	"errors"
 	"net/url"
 	"strings"
+
+	authenticationv1 "k8s.io/api/authentication/v1"
 )
 
 // Authenticator names, used in metrics and the audit log.
@@ -46,6 +48,10 @@ type Caller struct {
 	ServiceAccount string
 	PodName        string
 	PodUID         string
+	// User is the apiserver's account of a token's user (name, UID,
+	// groups, extra), exactly as its TokenReview returned it; nil for the
+	// other authenticators. A SubjectAccessReview names this user.
+	User *authenticationv1.UserInfo
 }
 
 // String describes the caller for logs and records.

@@ -344,6 +344,7 @@ func evaluateReview(st *authenticationv1.TokenReviewStatus, audiences []string, 
 		Cluster:        cluster,
 		Namespace:      ns,
 		ServiceAccount: sa,
+		User:           st.User.DeepCopy(),
 	}
 	if v := st.User.Extra[extraPodName]; len(v) == 1 {
 		c.PodName = v[0]
