@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -160,6 +161,10 @@ func (g *groupCommitter) commit(group []*pendingPut) error {
 		// every one, and it saves looking each of them up.
 		last, _ := recs.Cursor().Last()
 		last = bytes.Clone(last)
+		// Concurrent signers queue in any order; putting the group in key
+		// order keeps the appends at the right edge of both appended trees,
+		// so their split pages stay full.
+		slices.SortFunc(group, func(a, b *pendingPut) int { return bytes.Compare(a.key, b.key) })
 		for _, p := range group {
 			if last != nil && bytes.Compare(p.key, last) <= 0 {
 				if old := recs.Get(p.key); old != nil {
