@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -21,13 +20,13 @@ import (
 // CRL scopes: one per CRL issuer.
 const (
 	// ScopeRoot is the root's CRL, built by meshca when it holds the root key.
-	ScopeRoot = "root"
+	ScopeRoot = store.ScopeRoot
 	// ScopeRootExternal is the root's CRL taken from Vault, a file or a URL.
-	ScopeRootExternal = "root-external"
+	ScopeRootExternal = store.ScopeRootExternal
 )
 
 // ScopeGeneration is the scope of the CRL of meshca's CA generation id.
-func ScopeGeneration(id uint64) string { return "gen-" + strconv.FormatUint(id, 10) }
+func ScopeGeneration(id uint64) string { return store.GenerationScope(id) }
 
 // Issuer is one CA whose CRL meshca builds and signs.
 type Issuer struct {

@@ -31,7 +31,6 @@ import (
 	"github.com/meshca/meshca/ca/profile"
 	"github.com/meshca/meshca/ca/root"
 	"github.com/meshca/meshca/ca/store"
-	"github.com/meshca/meshca/crl"
 )
 
 // ProfileClassical is the profile of certificates signed with classical keys only.
@@ -271,7 +270,7 @@ func (a *Authority) sign(ctx context.Context, req Request, m *Material, leafProf
 		return nil, err
 	}
 	if a.crlURL != "" {
-		tmpl.CRLDistributionPoints = append(tmpl.CRLDistributionPoints, a.crlURL+"/"+crl.ScopeGeneration(m.Generation)+".crl")
+		tmpl.CRLDistributionPoints = append(tmpl.CRLDistributionPoints, a.crlURL+"/"+store.GenerationScope(m.Generation)+".crl")
 	}
 	der, err := m.issue(tmpl, leafProfile, a.verify)
 	if err != nil {

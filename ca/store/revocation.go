@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -127,6 +128,19 @@ type Revocations interface {
 	// (section 5.2.4).
 	NextCRLNumber(ctx context.Context, scope string) (uint64, error)
 }
+
+// CRL scopes name a CRL issuer; each has its own CRLNumber sequence
+// (Revocations.NextCRLNumber).
+const (
+	// ScopeRoot is the root's CRL, built by meshca when it holds the root key.
+	ScopeRoot = "root"
+	// ScopeRootExternal is the root's CRL taken from Vault, a file or a URL.
+	ScopeRootExternal = "root-external"
+)
+
+// GenerationScope is the scope of the CRL of meshca's CA generation id; it
+// is also the file name of its distribution point (<crl.url>/gen-<id>.crl).
+func GenerationScope(id uint64) string { return "gen-" + strconv.FormatUint(id, 10) }
 
 // IssuanceIndex finds the issuance records of one identity or one CA
 // generation without decoding every record. Each lists every stored record

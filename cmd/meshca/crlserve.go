@@ -18,9 +18,17 @@ import (
 // ca-crl.pem to publish. The root's CRL comes from meshca's root key, from
 // Vault, or from crl.rootCRL; background readers of the latter stop with ctx.
 func newCRLManager(ctx context.Context, cfg *config.Config, rt *authority.Runtime, publish func(context.Context, []byte) error, log *slog.Logger, reg prometheus.Registerer) (*crl.Manager, error) {
-	issuers, err := rt.CRLIssuers(ctx, time.Now())
+	cas, err := rt.SigningCAs(ctx, time.Now())
 	if err != nil {
 		return nil, fmt.Errorf("crl: %w", err)
+	}
+	issuers := make([]crl.Issuer, 0, len(cas))
+	for _, c := range cas {
+		i := crl.Issuer{Scope: crl.ScopeGeneration(c.Generation), Generation: c.Generation, Cert: c.Cert, Signer: crl.Signer{Key: c.Key, Alt: c.Alt}}
+		if c.Root {
+			i.Scope = crl.ScopeRoot
+		}
+		issuers = append(issuers, i)
 	}
 	chain := rt.CertChain()
 	var ext crl.RootCRLSource

@@ -2,26 +2,37 @@ package authority
 
 import (
 	"context"
+	"crypto"
 	"crypto/x509"
 	"fmt"
 	"time"
 
-	"github.com/meshca/meshca/crl"
+	"github.com/meshca/meshca/ca/certenc"
 )
 
-// CRLIssuers returns the CAs whose CRLs meshca signs (RFC 5280 section 5:
+// SigningCA is a CA whose CRL meshca signs: a generation of meshca's
+// intermediate or, when meshca holds its key, the root.
+type SigningCA struct {
+	// Generation is the CA generation; 0 for the root.
+	Generation uint64
+	Root       bool
+	Cert       *x509.Certificate
+	Key        crypto.Signer
+	// Alt is a catalyst CA's ML-DSA key (the alternative signature of X.509
+	// clause 9.8); nil for the other profiles.
+	Alt certenc.AlgorithmSigner
+}
+
+// SigningCAs returns the CAs whose CRLs meshca signs (RFC 5280 section 5:
 // each CRL is signed by the CA whose certificates it lists), in the order
 // of ca-crl.pem: the active generation, then every other generation whose
 // leaves may still be in use (its certificate unexpired and, once retired,
 // for at most issuance.maxCertTTL), then the root when meshca holds the
 // root key (root.file.rootCert and rootKey). A retired generation whose key
 // no longer loads is skipped with a warning: its CRL cannot be signed.
-func (r *Runtime) CRLIssuers(ctx context.Context, now time.Time) ([]crl.Issuer, error) {
+func (r *Runtime) SigningCAs(ctx context.Context, now time.Time) ([]SigningCA, error) {
 	m := r.Authority.Material()
-	out := []crl.Issuer{{
-		Scope: crl.ScopeGeneration(m.Generation), Generation: m.Generation, Cert: m.Bundle.Cert,
-		Signer: crl.Signer{Key: m.Signer, Alt: m.AltSigner},
-	}}
+	out := []SigningCA{{Generation: m.Generation, Cert: m.Bundle.Cert, Key: m.Signer, Alt: m.AltSigner}}
 	gens, err := r.Store.ListGenerations(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("read CA generations: %w", err)
@@ -44,7 +55,7 @@ func (r *Runtime) CRLIssuers(ctx context.Context, now time.Time) ([]crl.Issuer, 
 			r.Loader.log().Warn("no CRL for a retired CA generation: its key does not load", "generation", g.ID, "error", err)
 			continue
 		}
-		out = append(out, crl.Issuer{Scope: crl.ScopeGeneration(g.ID), Generation: g.ID, Cert: cert, Signer: crl.Signer{Key: key.Signer, Alt: key.Alt}})
+		out = append(out, SigningCA{Generation: g.ID, Cert: cert, Key: key.Signer, Alt: key.Alt})
 	}
 	f := r.Loader.Config.Root.File
 	if r.Loader.Config.Root.Source != "file" || !f.Minted() {
@@ -54,7 +65,7 @@ func (r *Runtime) CRLIssuers(ctx context.Context, now time.Time) ([]crl.Issuer, 
 	if err != nil {
 		return nil, err
 	}
-	return append(out, crl.Issuer{Scope: crl.ScopeRoot, Cert: roots[0], Signer: crl.Signer{Key: rootKey.Signer, Alt: rootKey.Alt}}), nil
+	return append(out, SigningCA{Root: true, Cert: roots[0], Key: rootKey.Signer, Alt: rootKey.Alt}), nil
 }
 
 // CertChain is cert-chain.pem of the active generation: the intermediate up
