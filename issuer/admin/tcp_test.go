@@ -98,13 +98,20 @@ func TestRemote_AuthenticatesThenAuthorizesEveryRoute(t *testing.T) {
 
 	roots := x509.NewCertPool()
 	roots.AddCert(srvCert.Leaf)
+	// One client at a time: every caller here comes from 127.0.0.1, which
+	// holds at most maxConnsPerAddress connections.
+	var prev *Client
 	client := func(cert *tls.Certificate, token string) *Client {
+		if prev != nil {
+			prev.Close()
+		}
 		tc := &tls.Config{RootCAs: roots, ServerName: "localhost"}
 		if cert != nil {
 			tc.Certificates = []tls.Certificate{*cert}
 		}
 		c := NewRemoteClient(s.Path(), tc, token)
 		t.Cleanup(func() { c.Close() })
+		prev = c
 		return c
 	}
 	alice, bob := selfSigned(t, "spiffe://cluster.local/ns/ops/sa/alice", false), selfSigned(t, "spiffe://cluster.local/ns/ops/sa/bob", false)
