@@ -14,13 +14,15 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// startRemote serves a TCP admin listener with alice as the only admin.
-func startRemote(t *testing.T) (*Server, tls.Certificate, *memRevoker) {
+// startRemote serves a TCP admin listener with alice as the only admin,
+// whose certificate it returns.
+func startRemote(t *testing.T) (*Server, tls.Certificate, tls.Certificate, *memRevoker) {
 	t.Helper()
 	srvCert := selfSigned(t, "", true)
+	alice := selfSigned(t, "spiffe://cluster.local/ns/ops/sa/alice", false)
 	rv := &memRevoker{}
 	s, err := ListenTCP(RemoteOptions{
-		Options: Options{Revoker: rv, Revocations: rv},
+		Options: Options{Revoker: rv, Revocations: rv, Records: cliIssued(alice)},
 		Listen:  "127.0.0.1:0",
 		TLS:     &tls.Config{Certificates: []tls.Certificate{srvCert}, ClientAuth: tls.RequestClientCert},
 		Admins:  []string{"spiffe://cluster.local/ns/ops/sa/alice"}, ClientCert: certAuthn{}, Tokens: tokenAuthn{}, Access: access{},
@@ -30,14 +32,14 @@ func startRemote(t *testing.T) (*Server, tls.Certificate, *memRevoker) {
 	done := make(chan error, 1)
 	go func() { done <- s.Serve(ctx) }()
 	t.Cleanup(func() { cancel(); <-done })
-	return s, srvCert, rv
+	return s, srvCert, alice, rv
 }
 
 // Unauthenticated peers that connect and stay silent take at most
 // maxConnsPerAddress slots each: the connections over that share are
 // closed at once, and an admin from another address still gets in.
 func TestRemote_SilentPeersCannotLockOutAdmins(t *testing.T) {
-	s, srvCert, rv := startRemote(t)
+	s, srvCert, alice, rv := startRemote(t)
 	from := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}, Timeout: 2 * time.Second}
 	var hogs []net.Conn
 	t.Cleanup(func() {
@@ -68,7 +70,6 @@ func TestRemote_SilentPeersCannotLockOutAdmins(t *testing.T) {
 
 	roots := x509.NewCertPool()
 	roots.AddCert(srvCert.Leaf)
-	alice := selfSigned(t, "spiffe://cluster.local/ns/ops/sa/alice", false)
 	c := NewRemoteClient(s.Path(), &tls.Config{RootCAs: roots, ServerName: "localhost", Certificates: []tls.Certificate{alice}}, "")
 	t.Cleanup(func() { c.Close() })
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
@@ -83,10 +84,9 @@ func TestRemote_SilentPeersCannotLockOutAdmins(t *testing.T) {
 // unauthenticated peer cannot hold a slot for the idle timeout; an
 // authorised one keeps its connection alive.
 func TestRemote_RefusedRequestClosesTheConnection(t *testing.T) {
-	s, srvCert, _ := startRemote(t)
+	s, srvCert, alice, _ := startRemote(t)
 	roots := x509.NewCertPool()
 	roots.AddCert(srvCert.Leaf)
-	alice := selfSigned(t, "spiffe://cluster.local/ns/ops/sa/alice", false)
 	for _, tc := range []struct {
 		name      string
 		cert      []tls.Certificate
