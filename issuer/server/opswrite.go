@@ -12,6 +12,7 @@ import (
 const (
 	opsMinWriteRate = 64 << 10 // bytes per second
 	opsMaxWriteTime = 10 * time.Minute
+	opsWriteChunk   = 256 << 10
 )
 
 // sizedDeadlineWriter moves the connection's write deadline before each
@@ -27,18 +28,27 @@ type sizedDeadlineWriter struct {
 }
 
 func (w *sizedDeadlineWriter) Write(p []byte) (int, error) {
-	w.written += int64(len(p))
-	extra := time.Duration(w.written) * time.Second / opsMinWriteRate
-	d := w.base + extra
-	if d > opsMaxWriteTime {
-		d = opsMaxWriteTime
+	// http.ServeContent hands over a whole body in one Write: it is
+	// written in chunks, each with its own deadline, so that a reader
+	// slower than opsMinWriteRate is still cut.
+	total := 0
+	for len(p) > 0 {
+		n := min(len(p), opsWriteChunk)
+		w.written += int64(n)
+		d := min(w.base+time.Duration(w.written)*time.Second/opsMinWriteRate, opsMaxWriteTime)
+		if d > w.base {
+			// An error means the writer cannot move deadlines; the
+			// listener's write timeout stays.
+			_ = w.rc.SetWriteDeadline(w.start.Add(d))
+		}
+		m, err := w.ResponseWriter.Write(p[:n])
+		total += m
+		if err != nil {
+			return total, err
+		}
+		p = p[n:]
 	}
-	if d > w.base {
-		// An error means the writer cannot move deadlines; the listener's
-		// write timeout stays.
-		_ = w.rc.SetWriteDeadline(w.start.Add(d))
-	}
-	return w.ResponseWriter.Write(p)
+	return total, nil
 }
 
 // Unwrap lets http.ResponseController (and http.ServeContent's callers)
