@@ -30,7 +30,7 @@ type remoteFlags struct {
 
 func addRemoteFlags(cmd *cobra.Command, f *remoteFlags) {
 	cmd.Flags().StringVar(&f.address, "admin-address", "", "host:port of a remote meshca's admin listener (server.adminListen); default: the --dir/--config store, or its running serve's admin socket")
-	cmd.Flags().StringVar(&f.cert, "cert", "", "with --admin-address: admin client certificate (PEM chain from 'meshca sign', its SPIFFE ID in server.adminIdentities)")
+	cmd.Flags().StringVar(&f.cert, "cert", "", "with --admin-address: admin client certificate (PEM chain minted with 'meshca sign', not from the Istio port; its SPIFFE ID in server.adminIdentities)")
 	cmd.Flags().StringVar(&f.key, "key", "", "with --admin-address: the client certificate's private key (PEM)")
 	cmd.Flags().StringVar(&f.tokenFile, "token-file", "", "with --admin-address: file holding a Kubernetes token (kubectl create token SA --audience meshca-admin), authorized by RBAC on meshca.io")
 	cmd.Flags().StringVar(&f.caFile, "ca", "", "with --admin-address: the mesh roots that verify the server (default: root-cert.pem of --dir)")

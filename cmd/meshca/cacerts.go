@@ -2,19 +2,26 @@ package main
 
 import (
 	"crypto"
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"sort"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/meshca/meshca/ca/authority"
+	"github.com/meshca/meshca/ca/config"
 	"github.com/meshca/meshca/ca/store/boltstore"
 	"github.com/meshca/meshca/trustbundle/cacerts"
 )
 
 func newCACertsCommand(g *globals) *cobra.Command {
-	var out string
+	var (
+		out     string
+		withCRL bool
+	)
 	cmd := &cobra.Command{
 		Use:   "cacerts",
 		Short: "Write Istio's plug-in CA files (the cacerts Secret content)",
@@ -24,13 +31,21 @@ func newCACertsCommand(g *globals) *cobra.Command {
   ca-key.pem      its private key, PKCS#8 (mode 0600)
   cert-chain.pem  the intermediate up to the root, in that order
   root-cert.pem   every active root
-  ca-crl.pem      a CRL from every certificate in cert-chain.pem (Istio 1.27+
-                  enforces them): meshca's own, rebuilt now with a new
+  ca-crl.pem      only with --crl: a CRL from every certificate in
+                  cert-chain.pem: meshca's own, rebuilt now with a new
                   CRLNumber, then the root's (built with meshca's root key,
                   or Vault's, or crl.rootCRL's); left out, with a warning,
                   when the root's CRL is not available
 
-Create the Secret from them with kubectl, or let 'meshca serve' publish it.
+Create the Secret from them with kubectl, or let 'meshca serve' publish it
+(trustBundle.publishCACerts: true), which also keeps its CRLs current.
+
+ca-crl.pem is left out by default. Istio 1.27+ enforces the CRLs of a
+cacerts Secret that has ca-crl.pem, and fails every TLS handshake once they
+pass their nextUpdate (crl.validity, 24h by default); nothing refreshes a
+Secret made by hand from this folder, and without ca-crl.pem Istio does not
+check CRLs at all. With --crl the file is written and the earliest
+nextUpdate is printed on stderr: refresh the Secret before it.
 This exports the intermediate key so that istiod can sign with it; it fails
 when the key lives in an HSM. It does not run while 'meshca serve' holds the
 store: the running service never hands out its private key, and a folder
@@ -39,7 +54,10 @@ serve to export, or let serve publish the Secret
 (trustBundle.publishCACerts: true); the public files need no key: the roots
 are root-cert.pem, the CRLs come from 'meshca crl fetch'.`,
 		Example: `  meshca cacerts --dir ./.meshca --out ./cacerts
-  kubectl -n istio-system create secret generic cacerts --from-file=./cacerts`,
+  kubectl -n istio-system create secret generic cacerts --from-file=./cacerts
+
+  # with CRLs: refresh the Secret before the nextUpdate printed on stderr
+  meshca cacerts --dir ./.meshca --out ./cacerts --crl`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if out == "" {
@@ -65,14 +83,11 @@ are root-cert.pem, the CRLs come from 'meshca crl fetch'.`,
 			if !ok || !exportable(key) {
 				return fmt.Errorf("the intermediate key of generation %d cannot be exported (it lives in a key manager); Istio's plug-in mode needs the key in ca-key.pem", m.Generation)
 			}
-			log := newLogger(cmd.ErrOrStderr(), "warn", "text")
-			crls, err := newCRLManager(cmd.Context(), cfg, rt, nil, log, nil)
-			if err != nil {
-				return err
-			}
-			caCRL := crls.CACRLPEM()
-			if caCRL == nil {
-				fmt.Fprintf(cmd.ErrOrStderr(), "warning: %s is not written: the root's CRL is not available (set crl.rootCRL for root.file.cacertsDir); Istio runs without CRLs then\n", cacerts.KeyCRL)
+			var caCRL []byte
+			if withCRL {
+				if caCRL, err = exportCRL(cmd, cfg, rt, out); err != nil {
+					return err
+				}
 			}
 			files, err := cacerts.Files(m.Bundle, key, caCRL)
 			if err != nil {
@@ -92,5 +107,39 @@ are root-cert.pem, the CRLs come from 'meshca crl fetch'.`,
 	}
 	addCAFlags(cmd, g)
 	cmd.Flags().StringVar(&out, "out", "", "directory to write the files into (required)")
+	cmd.Flags().BoolVar(&withCRL, "crl", false, "also write ca-crl.pem; Istio then enforces CRLs, and the Secret must be refreshed before the nextUpdate printed on stderr")
 	return cmd
+}
+
+// exportCRL builds ca-crl.pem for the folder and warns, on stderr, when its
+// earliest CRL expires (RFC 5280 section 5.1.2.5, nextUpdate).
+func exportCRL(cmd *cobra.Command, cfg *config.Config, rt *authority.Runtime, out string) ([]byte, error) {
+	log := newLogger(cmd.ErrOrStderr(), "warn", "text")
+	crls, err := newCRLManager(cmd.Context(), cfg, rt, nil, log, nil)
+	if err != nil {
+		return nil, err
+	}
+	caCRL := crls.CACRLPEM()
+	if caCRL == nil {
+		fmt.Fprintf(cmd.ErrOrStderr(), "warning: %s is not written: the root's CRL is not available (set crl.rootCRL for root.file.cacertsDir); Istio runs without CRLs then\n", cacerts.KeyCRL)
+		return nil, nil
+	}
+	var next time.Time
+	for rest := caCRL; ; {
+		var b *pem.Block
+		if b, rest = pem.Decode(rest); b == nil {
+			break
+		}
+		l, err := x509.ParseRevocationList(b.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", cacerts.KeyCRL, err)
+		}
+		if next.IsZero() || l.NextUpdate.Before(next) {
+			next = l.NextUpdate
+		}
+	}
+	fmt.Fprintf(cmd.ErrOrStderr(), "warning: %s expires at %s (its earliest nextUpdate); Istio then fails every TLS handshake. "+
+		"Refresh the cacerts Secret made from %s before then, or let 'meshca serve' publish it (trustBundle.publishCACerts: true), which keeps %s current\n",
+		cacerts.KeyCRL, next.UTC().Format(time.RFC3339), out, cacerts.KeyCRL)
+	return caCRL, nil
 }

@@ -91,6 +91,8 @@ func guard(az authorizer, al *audit.Logger, act Action, next http.HandlerFunc) h
 			writeError(w, d.code, d.msg)
 			return
 		}
+		// Authorized: the connection may be kept alive (closeUnlessAuthorized).
+		w.Header().Del("Connection")
 		sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
 		var msg string
 		sw.onError = func(m string) { msg = m }

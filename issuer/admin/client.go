@@ -44,9 +44,28 @@ func NewClient(path string) *Client {
 // (host:port) over TLS with cfg (its RootCAs the mesh roots; its
 // Certificates an admin client certificate, or none with a token).
 // token, when set, is sent as a bearer token. It does not connect.
+//
+// The server must present meshca's own serving certificate: the mesh roots
+// also verify every workload's certificate, and a workload whose
+// certificate carries the admin listener's DNS name (a policy rule may
+// allow DNS SANs) could otherwise pose as the server and capture a token.
+// meshca's serving certificate carries no URI SAN, and every certificate
+// meshca issues to a workload carries its SPIFFE ID as one.
 func NewRemoteClient(addr string, cfg *tls.Config, token string) *Client {
 	cfg = cfg.Clone()
 	cfg.NextProtos = []string{"http/1.1"}
+	verify := cfg.VerifyConnection
+	cfg.VerifyConnection = func(cs tls.ConnectionState) error {
+		if len(cs.PeerCertificates) > 0 {
+			if u := cs.PeerCertificates[0].URIs; len(u) > 0 {
+				return fmt.Errorf("the admin server presented a certificate with the URI SAN %s, a workload certificate: meshca's own serving certificate has no SPIFFE ID; check --admin-address", u[0])
+			}
+		}
+		if verify != nil {
+			return verify(cs)
+		}
+		return nil
+	}
 	return &Client{socket: addr, base: "https://" + addr, token: token, hc: &http.Client{Transport: &http.Transport{
 		TLSClientConfig:        cfg,
 		TLSHandshakeTimeout:    10 * time.Second,

@@ -80,7 +80,18 @@ func (h *handler) routes(az authorizer, withSign bool) http.Handler {
 	if withSign {
 		route("POST "+pathSign, ActSign, h.sign)
 	}
-	return mux
+	return closeUnlessAuthorized(mux)
+}
+
+// closeUnlessAuthorized ends the connection after every response that guard
+// did not authorize (401, 403, an unknown route): a peer that has not
+// authenticated gets no keep-alive, so it holds its connection slot for
+// the header timeout at most, never for the idle timeout.
+func closeUnlessAuthorized(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Connection", "close")
+		next.ServeHTTP(w, r)
+	})
 }
 
 func (h *handler) sign(w http.ResponseWriter, r *http.Request) {

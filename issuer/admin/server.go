@@ -37,6 +37,7 @@ import (
 	"github.com/meshca/meshca/ca/audit"
 	"github.com/meshca/meshca/ca/authority"
 	"github.com/meshca/meshca/ca/store"
+	"github.com/meshca/meshca/issuer/server"
 )
 
 // Limits of the admin endpoint. Its callers are meshca's own user, but a
@@ -44,11 +45,12 @@ import (
 const (
 	// MaxBodyBytes bounds a request body: a CSR is at most 64 KiB, 88 KiB
 	// in base64.
-	MaxBodyBytes      = 256 << 10
-	maxHeaderBytes    = 16 << 10
-	maxConns          = 16
-	readHeaderTimeout = 5 * time.Second
-	readTimeout       = 30 * time.Second
+	MaxBodyBytes       = 256 << 10
+	maxHeaderBytes     = 16 << 10
+	maxConns           = 16
+	maxConnsPerAddress = 4
+	readHeaderTimeout  = 5 * time.Second
+	readTimeout        = 30 * time.Second
 	// writeTimeout bounds a whole response; listing a large store over a
 	// local socket takes well under it.
 	writeTimeout    = 10 * time.Minute
@@ -139,8 +141,8 @@ func Listen(o Options) (*Server, error) {
 	s := &Server{l: l, path: l.path, log: o.Log, done: make(chan struct{})}
 	s.http = newHTTPServer(o.Log, instrument(o.Registerer, "socket", recoverPanics(o.Log, h.routes(socketAuth{euid: os.Geteuid()}, true))))
 	s.http.ConnContext = func(ctx context.Context, c net.Conn) context.Context {
-		if bc, ok := c.(*boundedConn); ok {
-			c = bc.Conn
+		if lc, ok := c.(interface{ NetConn() net.Conn }); ok {
+			c = lc.NetConn()
 		}
 		uid, err := peerUID(c)
 		return context.WithValue(ctx, peerKey{}, peer{uid: uid, err: err})
@@ -171,9 +173,14 @@ func (s *Server) Serve(ctx context.Context) error {
 		<-ctx.Done()
 		s.Close()
 	}()
-	var l net.Listener = newBoundedListener(s.l, maxConns)
+	// A slot is taken before TLS and authentication: on TCP each source
+	// address gets a share, so that unauthenticated peers cannot hold
+	// every slot; the socket's peers are meshca's own user.
+	var l net.Listener
 	if s.tls != nil {
-		l = tls.NewListener(l, s.tls)
+		l = tls.NewListener(server.LimitConnections(s.l, "admin", maxConns, maxConnsPerAddress, s.log), s.tls)
+	} else {
+		l = server.LimitConnections(s.l, "admin-socket", maxConns, maxConns, s.log)
 	}
 	err := s.http.Serve(l)
 	if errors.Is(err, http.ErrServerClosed) {
@@ -213,37 +220,4 @@ func requester(p peer) string {
 		return "cli:" + u.Username
 	}
 	return fmt.Sprintf("cli:uid:%d", p.uid)
-}
-
-// boundedListener holds at most n connections open; further ones wait in
-// the kernel's accept queue.
-type boundedListener struct {
-	net.Listener
-	slots chan struct{}
-}
-
-func newBoundedListener(l net.Listener, n int) *boundedListener {
-	return &boundedListener{Listener: l, slots: make(chan struct{}, n)}
-}
-
-func (b *boundedListener) Accept() (net.Conn, error) {
-	b.slots <- struct{}{}
-	c, err := b.Listener.Accept()
-	if err != nil {
-		<-b.slots
-		return nil, err
-	}
-	return &boundedConn{Conn: c, release: func() { <-b.slots }}, nil
-}
-
-type boundedConn struct {
-	net.Conn
-	once    sync.Once
-	release func()
-}
-
-func (c *boundedConn) Close() error {
-	err := c.Conn.Close()
-	c.once.Do(c.release)
-	return err
 }

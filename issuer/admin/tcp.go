@@ -3,6 +3,8 @@ package admin
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -16,6 +18,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/meshca/meshca/ca/store"
 	"github.com/meshca/meshca/issuer/authn"
 )
 
@@ -29,7 +32,9 @@ type RemoteOptions struct {
 	// are replaced by http/1.1.
 	TLS *tls.Config
 	// ClientCert verifies admin client certificates: meshca-issued, known
-	// to the store, not revoked (the front door's authenticator).
+	// to the store, not revoked (the front door's authenticator). An admin
+	// certificate must moreover have been issued by 'meshca sign' (its
+	// record's requester is "cli:…", Options.Records tells).
 	ClientCert authn.Authenticator
 	// Admins are the SPIFFE IDs whose client certificates may do every
 	// admin action.
@@ -59,6 +64,9 @@ func ListenTCP(o RemoteOptions) (*Server, error) {
 	if o.Tokens != nil && o.Access == nil {
 		return nil, errors.New("admin TCP listener: token authentication needs an access reviewer")
 	}
+	if o.ClientCert != nil && o.Records == nil {
+		return nil, errors.New("admin TCP listener: client certificates need the issuance records (to tell admin certificates from workload ones)")
+	}
 	l, err := net.Listen("tcp", o.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("admin listener %s: %w", o.Listen, err)
@@ -68,7 +76,7 @@ func ListenTCP(o RemoteOptions) (*Server, error) {
 	if cfg.ClientAuth == tls.NoClientCert {
 		cfg.ClientAuth = tls.RequestClientCert
 	}
-	az := &remoteAuth{clientCert: o.ClientCert, admins: map[string]bool{}, tokens: o.Tokens, access: o.Access, log: o.Log}
+	az := &remoteAuth{clientCert: o.ClientCert, records: o.Records, admins: map[string]bool{}, tokens: o.Tokens, access: o.Access, log: o.Log}
 	for _, id := range o.Admins {
 		az.admins[id] = true
 	}
@@ -86,6 +94,7 @@ const reviewTimeout = 10 * time.Second
 // SubjectAccessReview of the action in API group meshca.io).
 type remoteAuth struct {
 	clientCert authn.Authenticator
+	records    Records
 	admins     map[string]bool
 	tokens     authn.Authenticator
 	access     AccessReviewer
@@ -113,6 +122,9 @@ func (a *remoteAuth) authorize(r *http.Request, act Action) (string, *denial) {
 		if !a.admins[c.Identity.String()] {
 			return "", &denial{code: http.StatusForbidden, reason: "not_an_admin", requester: who,
 				msg: fmt.Sprintf("%s is not an admin identity of this meshca (server.adminIdentities)", c.Identity)}
+		}
+		if d := a.adminIssued(r.Context(), creds.PeerCertificates[0], c, who); d != nil {
+			return "", d
 		}
 		return who, nil
 	case creds.BearerToken != "":
@@ -142,6 +154,31 @@ func (a *remoteAuth) authorize(r *http.Request, act Action) (string, *denial) {
 		return who, nil
 	}
 	return "", unauthenticated("no_credentials", "present an admin client certificate issued by this meshca, or a Kubernetes bearer token")
+}
+
+// adminRequesterPrefix starts the requester of every certificate that
+// 'meshca sign' issued, on the admin socket or offline.
+const adminRequesterPrefix = "cli:"
+
+// adminIssued refuses an admin identity's certificate that meshca did not
+// issue for admin use: one issued through a workload front door (the Istio
+// port, to any pod running under that ServiceAccount, which would bypass
+// the SubjectAccessReview that tokens go through), or meshca's own serving
+// certificate. Only a certificate signed with 'meshca sign' — by someone
+// who holds the admin socket or the store — is an admin certificate.
+func (a *remoteAuth) adminIssued(ctx context.Context, leaf *x509.Certificate, c *authn.Caller, who string) *denial {
+	rec, err := a.records.GetIssuance(ctx, hex.EncodeToString(leaf.SerialNumber.Bytes()))
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+	case err != nil:
+		a.log.WarnContext(ctx, "admin: reading the issuance record of a client certificate failed", "err", err)
+		return &denial{code: http.StatusServiceUnavailable, reason: "records_unavailable", requester: who,
+			msg: "the issuance record of the client certificate could not be read; retry later"}
+	case strings.HasPrefix(rec.Requester, adminRequesterPrefix):
+		return nil
+	}
+	return &denial{code: http.StatusForbidden, reason: "not_admin_issued", requester: who,
+		msg: fmt.Sprintf("the client certificate of %s was not issued for admin use: mint admin certificates with 'meshca sign' (on the admin socket or offline with --dir), not through a workload front door", c.Identity)}
 }
 
 func unauthenticated(reason, msg string) *denial {

@@ -8,6 +8,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/hex"
 	"errors"
 	"log/slog"
 	"math/big"
@@ -20,6 +21,7 @@ import (
 	"github.com/stretchr/testify/require"
 	authenticationv1 "k8s.io/api/authentication/v1"
 
+	"github.com/meshca/meshca/ca/store"
 	"github.com/meshca/meshca/issuer/authn"
 )
 
@@ -66,7 +68,9 @@ func selfSigned(t *testing.T, uri string, server bool) tls.Certificate {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	require.NoError(t, err)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "t"}, NotBefore: time.Now().Add(-time.Minute), NotAfter: time.Now().Add(time.Hour)}
+	sn, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 64))
+	require.NoError(t, err)
+	tmpl := &x509.Certificate{SerialNumber: sn, Subject: pkix.Name{CommonName: "t"}, NotBefore: time.Now().Add(-time.Minute), NotAfter: time.Now().Add(time.Hour)}
 	if server {
 		tmpl.DNSNames = []string{"localhost"}
 	} else {
@@ -80,12 +84,22 @@ func selfSigned(t *testing.T, uri string, server bool) tls.Certificate {
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}
 }
 
+// cliIssued is the issuance records of certs, signed with 'meshca sign'.
+func cliIssued(certs ...tls.Certificate) *records {
+	r := &records{}
+	for _, c := range certs {
+		r.recs = append(r.recs, store.Issuance{Serial: hex.EncodeToString(c.Leaf.SerialNumber.Bytes()), Identity: c.Leaf.URIs[0].String(), Requester: "cli:ops"})
+	}
+	return r
+}
+
 func TestRemote_AuthenticatesThenAuthorizesEveryRoute(t *testing.T) {
 	srvCert := selfSigned(t, "", true)
+	alice, bob := selfSigned(t, "spiffe://cluster.local/ns/ops/sa/alice", false), selfSigned(t, "spiffe://cluster.local/ns/ops/sa/bob", false)
 	rv := &memRevoker{}
 	var logs syncBuffer
 	s, err := ListenTCP(RemoteOptions{
-		Options: Options{Revoker: rv, Revocations: rv, Log: slog.New(slog.NewJSONHandler(&logs, nil))},
+		Options: Options{Revoker: rv, Revocations: rv, Records: cliIssued(alice, bob), Log: slog.New(slog.NewJSONHandler(&logs, nil))},
 		Listen:  "127.0.0.1:0",
 		TLS:     &tls.Config{Certificates: []tls.Certificate{srvCert}, ClientAuth: tls.RequestClientCert, NextProtos: []string{"h2"}},
 		Admins:  []string{"spiffe://cluster.local/ns/ops/sa/alice"}, ClientCert: certAuthn{}, Tokens: tokenAuthn{}, Access: access{},
@@ -98,16 +112,22 @@ func TestRemote_AuthenticatesThenAuthorizesEveryRoute(t *testing.T) {
 
 	roots := x509.NewCertPool()
 	roots.AddCert(srvCert.Leaf)
+	// One client at a time: every caller here comes from 127.0.0.1, which
+	// holds at most maxConnsPerAddress connections.
+	var prev *Client
 	client := func(cert *tls.Certificate, token string) *Client {
+		if prev != nil {
+			prev.Close()
+		}
 		tc := &tls.Config{RootCAs: roots, ServerName: "localhost"}
 		if cert != nil {
 			tc.Certificates = []tls.Certificate{*cert}
 		}
 		c := NewRemoteClient(s.Path(), tc, token)
 		t.Cleanup(func() { c.Close() })
+		prev = c
 		return c
 	}
-	alice, bob := selfSigned(t, "spiffe://cluster.local/ns/ops/sa/alice", false), selfSigned(t, "spiffe://cluster.local/ns/ops/sa/bob", false)
 	bg := context.Background()
 	revoke := RevokeBody{Serial: "0a", Reason: "keyCompromise"}
 	code := func(err error) int {

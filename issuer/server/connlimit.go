@@ -64,6 +64,16 @@ type connLimiter struct {
 	byAddr map[string]int
 }
 
+// LimitConnections bounds the open connections of ln to total, and to
+// perAddr per source IP address (a Unix socket's peers share one address);
+// a connection over either bound is closed as soon as it is accepted. Each
+// refusal is counted nowhere but logged at most every few seconds under
+// name. Every meshca listener that unauthenticated peers can reach uses it.
+// A returned connection's NetConn is the accepted one.
+func LimitConnections(ln net.Listener, name string, total, perAddr int, log *slog.Logger) net.Listener {
+	return newConnLimiter(ln, name, total, perAddr, connMetrics{}, log)
+}
+
 func newConnLimiter(ln net.Listener, name string, total, perAddr int, m connMetrics, log *slog.Logger) *connLimiter {
 	return &connLimiter{
 		Listener: ln, name: name, total: total, perAddr: perAddr, metrics: m, log: log,
@@ -138,6 +148,9 @@ type limitedConn struct {
 	once    sync.Once
 	release func()
 }
+
+// NetConn is the accepted connection (for its peer credentials).
+func (c *limitedConn) NetConn() net.Conn { return c.Conn }
 
 func (c *limitedConn) Close() error {
 	err := c.Conn.Close()

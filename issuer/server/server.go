@@ -92,9 +92,10 @@ func New(opts Options) (*Server, error) {
 	s := &Server{
 		opts:   opts,
 		grpcLn: newConnLimiter(grpcLn, "grpc", l.MaxConnections, l.MaxConnectionsPerAddress, newGRPCConnMetrics(opts.Registerer), opts.Log),
-		// The operations port has few, known clients (kubelet probes,
-		// Prometheus): one cap, no per-address share.
-		opsLn:  newConnLimiter(opsLn, "ops", l.OpsMaxConnections, l.OpsMaxConnections, connMetrics{}, opts.Log),
+		// The operations port serves the kubelet's probes, Prometheus and
+		// CRLs to any relying party: one source address holds at most a
+		// share of it, so that CRL fetchers cannot take the probes' slots.
+		opsLn:  newConnLimiter(opsLn, "ops", l.OpsMaxConnections, OpsMaxConnectionsPerAddress(l.OpsMaxConnections), connMetrics{}, opts.Log),
 		health: health.NewServer(),
 	}
 	rec := newRecovery(opts.Log, opts.Audit, opts.Registerer, func() map[string]bool { return registeredMethods(s.GRPC) })
@@ -140,8 +141,17 @@ func (s *Server) HandleOps(pattern string, h http.Handler) {
 				http.Error(w, "internal error", http.StatusInternalServerError)
 			}
 		}()
-		h.ServeHTTP(w, r)
+		h.ServeHTTP(&sizedDeadlineWriter{ResponseWriter: w, rc: http.NewResponseController(w),
+			start: time.Now(), base: s.opts.Limits.OpsWriteTimeout.Duration}, r)
 	}))
+}
+
+// OpsMaxConnectionsPerAddress is the share of the operations listener's
+// total connections that one source address may hold: a quarter (16 of
+// the default 64), at least min(total, 4). The kubelet probes from the
+// node's address, and each probe holds one connection at a time.
+func OpsMaxConnectionsPerAddress(total int) int {
+	return max(total/4, min(total, 4))
 }
 
 // GRPCAddr is the bound gRPC address.

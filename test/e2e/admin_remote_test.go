@@ -158,6 +158,16 @@ func TestAdminTCP_KubernetesRBACAndAdminCertificates(t *testing.T) {
 	require.Equal(t, "Error: spiffe://cluster.local/ns/meshca-admins/sa/bob is not an admin identity of this meshca (server.adminIdentities)",
 		errorLine(t, meshcaFails(t, remote("status", "--cert", bCert, "--key", bKey)...)))
 
+	// A certificate for alice's SPIFFE ID issued through the Istio
+	// workload port (here renewed with alice's own certificate, as
+	// istio-agent does) is not an admin certificate.
+	chain, wKey := callIstioCAWithKey(t, s.grpc, "localhost", rootPEM, []byte(readFile(t, aCert)), []byte(readFile(t, aKey)), alice)
+	wCert, wKeyPath := filepath.Join(tmp, "alice-workload.pem"), filepath.Join(tmp, "alice-workload.key")
+	require.NoError(t, os.WriteFile(wCert, []byte(strings.Join(chain, "")), 0o600))
+	require.NoError(t, os.WriteFile(wKeyPath, wKey, 0o600))
+	require.Equal(t, "Error: the client certificate of "+alice+" was not issued for admin use: mint admin certificates with 'meshca sign' (on the admin socket or offline with --dir), not through a workload front door",
+		errorLine(t, meshcaFails(t, remote("revoke", "--cert", wCert, "--key", wKeyPath, "--serial", "0b", "--reason", "1")...)))
+
 	// alice's certificate, once revoked, no longer authenticates.
 	aliceSerial := hex.EncodeToString(splitPEM(t, readFile(t, aCert))[0].SerialNumber.Bytes())
 	meshca(t, "revoke", "--dir", dir, "--serial", aliceSerial, "--reason", "keyCompromise")
@@ -169,6 +179,7 @@ func TestAdminTCP_KubernetesRBACAndAdminCertificates(t *testing.T) {
 	require.Contains(t, logs, `"event":"admin.denied","action":"get status","route":"GET /v1/status","requester":"k8s:system:serviceaccount:meshca-admins:other","code":403,"reason":"rbac_denied"`)
 	require.Contains(t, logs, `"event":"admin.denied","action":"get status","route":"GET /v1/status","requester":"admin:spiffe://cluster.local/ns/meshca-admins/sa/bob","code":403,"reason":"not_an_admin"`)
 	require.Contains(t, logs, `"event":"admin.denied","action":"get status","route":"GET /v1/status","requester":"","code":401,"reason":"revoked_certificate"`)
+	require.Contains(t, logs, `"event":"admin.denied","action":"revoke revocations","route":"POST /v1/revocations","requester":"admin:`+alice+`","code":403,"reason":"not_admin_issued"`)
 	require.Contains(t, logs, `"event":"admin.call","action":"revoke revocations","route":"POST /v1/revocations","requester":"k8s:system:serviceaccount:meshca-admins:revoker","code":200`)
 }
 

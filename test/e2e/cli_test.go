@@ -4,8 +4,10 @@ import (
 	"bufio"
 	"bytes"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
+	"encoding/pem"
 	"io"
 	"os"
 	"os/exec"
@@ -95,18 +97,47 @@ func TestCrashSafety_RecordSurvivesSIGKILLAfterAcknowledgement(t *testing.T) {
 	require.Equal(t, hex.EncodeToString(sum[:]), rec.Fingerprint)
 }
 
-func TestCACerts_FilesFollowIstioRules(t *testing.T) {
-	dir := initCA(t)
-	out := filepath.Join(t.TempDir(), "cacerts")
-	meshca(t, "cacerts", "--dir", dir, "--out", out)
-
-	entries, err := os.ReadDir(out)
+// dirNames lists the file names of dir.
+func dirNames(t *testing.T, dir string) []string {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
 	require.NoError(t, err)
 	var names []string
 	for _, e := range entries {
 		names = append(names, e.Name())
 	}
-	require.Equal(t, []string{"ca-cert.pem", "ca-crl.pem", "ca-key.pem", "cert-chain.pem", "root-cert.pem"}, names)
+	return names
+}
+
+// meshcaStderr runs meshca, which must succeed, and returns its stdout and
+// stderr.
+func meshcaStderr(t *testing.T, args ...string) (string, string) {
+	t.Helper()
+	cmd := exec.Command(meshcaBin, args...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	require.NoError(t, cmd.Run(), "meshca %v: %s", args, stderr.String())
+	return stdout.String(), stderr.String()
+}
+
+// By default the offline export writes no ca-crl.pem: nothing refreshes a
+// Secret made by hand from the folder, and Istio enforces CRLs only when
+// ca-crl.pem is present (an expired one would fail every handshake).
+func TestCACerts_NoCRLByDefault(t *testing.T) {
+	dir := initCA(t)
+	out := filepath.Join(t.TempDir(), "cacerts")
+	stdout, stderr := meshcaStderr(t, "cacerts", "--dir", dir, "--out", out)
+	require.Equal(t, []string{"ca-cert.pem", "ca-key.pem", "cert-chain.pem", "root-cert.pem"}, dirNames(t, out))
+	require.Equal(t, "Wrote Istio cacerts for generation 1 to "+out+": [ca-cert.pem ca-key.pem cert-chain.pem root-cert.pem]\n", stdout)
+	require.Empty(t, stderr)
+}
+
+func TestCACerts_FilesFollowIstioRules(t *testing.T) {
+	dir := initCA(t)
+	out := filepath.Join(t.TempDir(), "cacerts")
+	start := time.Now().UTC().Truncate(time.Second)
+	_, stderr := meshcaStderr(t, "cacerts", "--dir", dir, "--out", out, "--crl")
+	require.Equal(t, []string{"ca-cert.pem", "ca-crl.pem", "ca-key.pem", "cert-chain.pem", "root-cert.pem"}, dirNames(t, out))
 	fi, err := os.Stat(filepath.Join(out, "ca-key.pem"))
 	require.NoError(t, err)
 	require.Equal(t, os.FileMode(0o600), fi.Mode().Perm())
@@ -151,6 +182,24 @@ func TestCACerts_FilesFollowIstioRules(t *testing.T) {
 		"-CRLfile", filepath.Join(out, "ca-crl.pem"), filepath.Join(out, "ca-cert.pem")).CombinedOutput()
 	require.NoError(t, err, string(o))
 	require.Equal(t, 2, strings.Count(read("ca-crl.pem"), "-----BEGIN X509 CRL-----"), "the intermediate's CRL and the root's")
+
+	// The operator is told when the CRLs expire: the earliest nextUpdate,
+	// crl.validity (24h) after now.
+	var next time.Time
+	for rest := []byte(read("ca-crl.pem")); ; {
+		var b *pem.Block
+		if b, rest = pem.Decode(rest); b == nil {
+			break
+		}
+		crl, err := x509.ParseRevocationList(b.Bytes)
+		require.NoError(t, err)
+		if next.IsZero() || crl.NextUpdate.Before(next) {
+			next = crl.NextUpdate
+		}
+	}
+	require.WithinDuration(t, start.Add(24*time.Hour), next, 5*time.Second)
+	require.Equal(t, "warning: ca-crl.pem expires at "+next.UTC().Format(time.RFC3339)+" (its earliest nextUpdate); Istio then fails every TLS handshake. "+
+		"Refresh the cacerts Secret made from "+out+" before then, or let 'meshca serve' publish it (trustBundle.publishCACerts: true), which keeps ca-crl.pem current\n", stderr)
 }
 
 func TestSign_PrintsIstioOrderChainThatOpenSSLVerifies(t *testing.T) {

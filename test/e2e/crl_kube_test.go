@@ -128,7 +128,7 @@ func TestCRL_FileRootCaCRLInTheClusterVerifiesWithOpenSSL(t *testing.T) {
 
 	s.sigterm(t)
 	out := filepath.Join(t.TempDir(), "cacerts")
-	meshca(t, "cacerts", "--dir", dir, "--out", out)
+	meshca(t, "cacerts", "--dir", dir, "--out", out, "--crl")
 	caCRL, err := os.ReadFile(filepath.Join(out, "ca-crl.pem"))
 	require.NoError(t, err)
 	requireVerdicts(t, "meshca cacerts", caCRL, root, cases)

@@ -41,6 +41,14 @@ func writeCSRWithKey(t *testing.T, dir, id string) (string, []byte) {
 // with a client certificate and requests a certificate for id.
 func callIstioCA(t *testing.T, addr, serverName string, rootPEM, certPEM, keyPEM []byte, id string) []string {
 	t.Helper()
+	chain, _ := callIstioCAWithKey(t, addr, serverName, rootPEM, certPEM, keyPEM, id)
+	return chain
+}
+
+// callIstioCAWithKey is callIstioCA that also returns the PEM key of the
+// new certificate.
+func callIstioCAWithKey(t *testing.T, addr, serverName string, rootPEM, certPEM, keyPEM []byte, id string) ([]string, []byte) {
+	t.Helper()
 	cert, err := tls.X509KeyPair(certPEM, keyPEM)
 	require.NoError(t, err)
 	roots := x509.NewCertPool()
@@ -50,7 +58,7 @@ func callIstioCA(t *testing.T, addr, serverName string, rootPEM, certPEM, keyPEM
 	})))
 	require.NoError(t, err)
 	defer conn.Close()
-	csrPath, _ := writeCSRWithKey(t, t.TempDir(), id)
+	csrPath, newKey := writeCSRWithKey(t, t.TempDir(), id)
 	csr, err := os.ReadFile(csrPath)
 	require.NoError(t, err)
 	meta, _ := structpb.NewStruct(map[string]any{"CertSigner": ""})
@@ -60,5 +68,5 @@ func callIstioCA(t *testing.T, addr, serverName string, rootPEM, certPEM, keyPEM
 		Csr: string(csr), ValidityDuration: 3600, Metadata: meta,
 	})
 	require.NoError(t, err)
-	return resp.CertChain
+	return resp.CertChain, newKey
 }
