@@ -86,7 +86,34 @@ func NormalizeSerial(s string) (string, error) {
 	if err != nil {
 		return "", invalid("serial %s: a serial number has at most %d octets (RFC 5280 section 4.1.2.2)", identity.Quote(raw), maxSerialOctets)
 	}
+	if len(b) == 1 && b[0] == 0 {
+		return "", invalid("serial %s is zero: a serial number is a positive integer (RFC 5280 section 4.1.2.2)", identity.Quote(raw))
+	}
 	return fmt.Sprintf("%x", b), nil
+}
+
+// minInvalidityDate is the earliest invalidity date accepted: no X.509
+// key was compromised before 1950, the first year of UTCTime (RFC 5280
+// section 4.1.2.5.1); an earlier date is a typing error.
+var minInvalidityDate = time.Date(1950, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// checkInvalidityDate bounds an invalidity date: the date on which it is
+// known or suspected that the key was compromised (RFC 5280 section
+// 5.3.2) is not in the future, not before 1950, and a CRL can carry it.
+func checkInvalidityDate(d, now time.Time) error {
+	if d.IsZero() {
+		return nil
+	}
+	f := d.UTC().Format(time.RFC3339)
+	switch {
+	case d.Before(minInvalidityDate):
+		return invalid("invalidityDate %s is before 1950; give the date on which the key was known or suspected to be compromised (RFC 5280 section 5.3.2)", f)
+	case d.After(now):
+		return invalid("invalidityDate %s is in the future: it is when the key was known or suspected to be compromised (RFC 5280 section 5.3.2); give a past date or none", f)
+	case !store.TimeEncodable(d):
+		return invalid("invalidityDate %s cannot be encoded on a CRL", f)
+	}
+	return nil
 }
 
 // validated is a checked request.
@@ -115,6 +142,9 @@ func (r *Revoker) validate(ctx context.Context, req Request) (validated, error) 
 	}
 	if _, ok := reasonLabels[req.Reason]; !ok {
 		return v, invalid("reason %d is not a revocation reason meshca records; use one of unspecified, keyCompromise, cACompromise, affiliationChanged, superseded, cessationOfOperation, privilegeWithdrawn, aACompromise (RFC 5280 section 5.3.1)", int(req.Reason))
+	}
+	if err := checkInvalidityDate(req.InvalidityDate, r.clk.Now()); err != nil {
+		return v, err
 	}
 	gens, err := r.st.ListGenerations(ctx)
 	if err != nil {
@@ -184,11 +214,13 @@ func (r *Revoker) Revoke(ctx context.Context, req Request) ([]store.Revocation, 
 		case errors.Is(err, store.ErrNotFound):
 			// Unknown serials are recorded (as Vault allows); they go on the
 			// active generation's CRL and are never pruned.
+			if v.active == nil {
+				return nil, invalid("serial %s is not in the issuance records and there is no active CA generation whose CRL could list it; "+
+					"run 'meshca init' or rotate first, or revoke it where it was issued", v.serial)
+			}
 			rec := base
 			rec.Serial = v.serial
-			if v.active != nil {
-				rec.Generation = v.active.ID
-			}
+			rec.Generation = v.active.ID
 			recs = append(recs, rec)
 		default:
 			return nil, fmt.Errorf("read issuance record: %w", err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/hex"
 	"errors"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/meshca/meshca/ca/store"
+	"github.com/meshca/meshca/ca/store/boltstore"
 	"github.com/meshca/meshca/crl"
 )
 
@@ -42,6 +44,13 @@ func TestRevoker_BadRequestsStoreNothing(t *testing.T) {
 		"certificateHold":        {crl.Request{Serial: is.Serial, Reason: store.ReasonCertificateHold}, "reason 6 is not"},
 		"removeFromCRL":          {crl.Request{Serial: is.Serial, Reason: store.ReasonRemoveFromCRL}, "reason 8 is not"},
 		"reason out of range":    {crl.Request{Serial: is.Serial, Reason: 11}, "reason 11 is not"},
+		"serial 0":               {crl.Request{Serial: "0"}, `serial "0" is zero: a serial number is a positive integer (RFC 5280 section 4.1.2.2)`},
+		"serial 00":              {crl.Request{Serial: "00"}, `serial "00" is zero: a serial number is a positive integer`},
+		"serial 00:00":           {crl.Request{Serial: "00:00"}, `serial "00:00" is zero: a serial number is a positive integer`},
+		"invalidity year 0":      {crl.Request{Serial: is.Serial, InvalidityDate: time.Date(0, 6, 1, 0, 0, 0, 0, time.UTC)}, "invalidityDate 0000-06-01T00:00:00Z is before 1950"},
+		"invalidity 1949":        {crl.Request{Serial: is.Serial, InvalidityDate: time.Date(1949, 12, 31, 23, 59, 59, 0, time.UTC)}, "invalidityDate 1949-12-31T23:59:59Z is before 1950"},
+		"invalidity in future":   {crl.Request{Serial: is.Serial, InvalidityDate: p.clk.Now().Add(time.Second)}, "is in the future: it is when the key was known or suspected to be compromised (RFC 5280 section 5.3.2)"},
+		"invalidity year 10000":  {crl.Request{Serial: is.Serial, InvalidityDate: time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)}, "is in the future"},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -131,6 +140,36 @@ func TestRevoker_GenerationIsTheIntermediateOnTheRootCRL(t *testing.T) {
 		Seq: 1, Serial: hex.EncodeToString(c.SerialNumber.Bytes()), Kind: store.KindIntermediate, Generation: p.retired(), Known: true,
 		NotAfter: c.NotAfter.UTC(), Reason: store.ReasonCACompromise, RevokedAt: p.clk.Now().UTC(),
 	}}, recs, "one record for the intermediate; its leaves are covered by the root CRL")
+}
+
+// An invalidity date of exactly 1950 and one of now are accepted.
+func TestRevoker_InvalidityDateBounds(t *testing.T) {
+	p := newMgrPKI(t)
+	_, a := p.issue(t, p.active, appID, p.clk.Now().Add(time.Hour))
+	_, b := p.issue(t, p.active, appID, p.clk.Now().Add(time.Hour))
+	r := crl.NewRevoker(p.st, p.clk)
+	for _, c := range []struct {
+		serial string
+		inv    time.Time
+	}{{a.Serial, time.Date(1950, 1, 1, 0, 0, 0, 0, time.UTC)}, {b.Serial, p.clk.Now()}} {
+		recs, err := r.Revoke(context.Background(), crl.Request{Serial: c.serial, InvalidityDate: c.inv})
+		require.NoError(t, err)
+		require.Equal(t, c.inv.UTC(), recs[0].InvalidityDate)
+	}
+}
+
+// With no active generation an unknown serial would land on no CRL: it is
+// refused.
+func TestRevoker_UnknownSerialWithoutActiveGeneration(t *testing.T) {
+	st, err := boltstore.Open(filepath.Join(t.TempDir(), "meshca.db"))
+	require.NoError(t, err)
+	t.Cleanup(func() { st.Close() })
+	recs, err := crl.NewRevoker(st, nil).Revoke(context.Background(), crl.Request{Serial: "deadbeef"})
+	require.ErrorIs(t, err, crl.ErrInvalidRequest)
+	require.EqualError(t, err, "invalid revocation request: serial deadbeef is not in the issuance records and there is no active CA generation whose CRL could list it; "+
+		"run 'meshca init' or rotate first, or revoke it where it was issued")
+	require.Nil(t, recs)
+	require.Zero(t, lastSeq(t, st))
 }
 
 func TestNormalizeSerial(t *testing.T) {
