@@ -88,6 +88,32 @@ func TestManager_GenerationRevocationGoesOnTheRootCRL(t *testing.T) {
 	require.False(t, revoked, "a leaf of the active generation")
 }
 
+// Revoking an intermediate by its serial, then by its generation, puts
+// it on the root CRL and revokes the generation's leaves.
+func TestManager_IntermediateSerialThenGeneration(t *testing.T) {
+	p := newMgrPKI(t)
+	e := newManager(t, p)
+	e.run(t)
+	leaf, _ := p.issue(t, p.retired(), appID, p.clk.Now().Add(time.Hour))
+	interSerial := hex.EncodeToString(p.gens[p.retired()].cert.SerialNumber.Bytes())
+	recs, err := e.m.Revoke(context.Background(), crl.Request{Serial: interSerial, Reason: store.ReasonCACompromise})
+	require.NoError(t, err)
+	require.Equal(t, store.KindIntermediate, recs[0].Kind)
+	require.Equal(t, p.retired(), recs[0].Generation)
+	recs, err = e.m.Revoke(context.Background(), crl.Request{Generation: p.retired(), Reason: store.ReasonCACompromise})
+	require.NoError(t, err)
+	require.Equal(t, store.KindIntermediate, recs[0].Kind)
+	p.clk.Step(200 * time.Millisecond)
+	require.Eventually(t, func() bool { return e.pub.count() == 2 }, 5*time.Second, time.Millisecond)
+	revoked, err := e.m.IsRevoked(context.Background(), hex.EncodeToString(leaf.SerialNumber.Bytes()))
+	require.NoError(t, err)
+	require.True(t, revoked, "a leaf of the revoked generation")
+	_, rl := e.crl(t, crl.ScopeRoot, false)
+	require.Equal(t, []string{interSerial}, serialsOf(rl))
+	_, al := e.crl(t, crl.ScopeGeneration(p.active), false)
+	require.Empty(t, serialsOf(al), "not on the active generation's CRL as an unknown leaf")
+}
+
 func TestManager_IsRevoked(t *testing.T) {
 	p := newMgrPKI(t)
 	_, is := p.issue(t, p.active, appID, p.clk.Now().Add(time.Hour))

@@ -160,6 +160,25 @@ func (r *Revoker) validate(ctx context.Context, req Request) (validated, error) 
 		if v.serial, err = NormalizeSerial(req.Serial); err != nil {
 			return v, err
 		}
+		// A generation's intermediate named by its serial is revoked as
+		// that generation: on the root's CRL, not as an unknown leaf on
+		// the active generation's CRL (which no relying party consults
+		// for the intermediate, RFC 5280 section 6.3).
+		for i := range gens {
+			c, err := parseCert(gens[i].CertDER)
+			if err != nil {
+				return v, fmt.Errorf("CA generation %d: stored certificate does not parse: %w", gens[i].ID, err)
+			}
+			if fmt.Sprintf("%x", c.SerialNumber.Bytes()) != v.serial {
+				continue
+			}
+			if gens[i].Active() {
+				return v, fmt.Errorf("%w: %w: serial %s is the intermediate certificate of generation %d, which signs every new certificate; rotate to a new intermediate first, then revoke generation %d",
+					ErrInvalidRequest, ErrActiveGeneration, v.serial, gens[i].ID, gens[i].ID)
+			}
+			v.serial, v.gen = "", &gens[i]
+			break
+		}
 	case req.Identity != "":
 		id, err := identity.Parse(req.Identity)
 		if err != nil {
@@ -242,6 +261,21 @@ func (r *Revoker) Revoke(ctx context.Context, req Request) ([]store.Revocation, 
 		rec, err := intermediateRevocation(base, *v.gen)
 		if err != nil {
 			return nil, err
+		}
+		// Revoking twice returns the original record; but a leaf record
+		// under the intermediate's serial (stored by an older meshca that
+		// took it for an unknown leaf) would come back in its place and
+		// the root CRL would never list the intermediate. A stored
+		// revocation is never rewritten, so the conflict is refused and
+		// explained rather than acknowledged as done.
+		old, err := r.st.GetRevocation(ctx, rec.Serial)
+		switch {
+		case err == nil && old.Kind != store.KindIntermediate:
+			return nil, invalid("the intermediate certificate of generation %d (serial %s) is already recorded as a leaf revocation (seq %d), "+
+				"which an older meshca stored for a serial it did not recognise; that record lists it on a generation's CRL, where no relying party looks for an intermediate, and meshca cannot change a stored revocation, so the root CRL will not list generation %d: "+
+				"stop trusting it by removing generation %d's intermediate from every trust bundle, or revoke it at the root's CA", v.gen.ID, rec.Serial, old.Seq, v.gen.ID, v.gen.ID)
+		case err != nil && !errors.Is(err, store.ErrNotFound):
+			return nil, fmt.Errorf("read revocation record: %w", err)
 		}
 		recs = append(recs, rec)
 	}

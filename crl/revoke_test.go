@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -181,5 +182,57 @@ func TestNormalizeSerial(t *testing.T) {
 		}
 		require.NoError(t, err, in)
 		require.Equal(t, want, got, in)
+	}
+}
+
+// A serial that is a generation's intermediate is revoked as that
+// generation (on the root CRL), with the generation's checks: the active
+// one is refused.
+func TestRevoker_IntermediateSerialIsItsGeneration(t *testing.T) {
+	p := newMgrPKI(t)
+	r := crl.NewRevoker(p.st, p.clk)
+	c := p.gens[p.retired()].cert
+	interSerial := hex.EncodeToString(c.SerialNumber.Bytes())
+	recs, err := r.Revoke(context.Background(), crl.Request{Serial: strings.ToUpper(interSerial), Reason: store.ReasonCACompromise})
+	require.NoError(t, err)
+	want := []store.Revocation{{
+		Seq: 1, Serial: interSerial, Kind: store.KindIntermediate, Generation: p.retired(), Known: true,
+		NotAfter: c.NotAfter.UTC(), Reason: store.ReasonCACompromise, RevokedAt: p.clk.Now().UTC(),
+	}}
+	require.Equal(t, want, recs)
+	// The same generation named by number is the same record.
+	recs, err = r.Revoke(context.Background(), crl.Request{Generation: p.retired(), Reason: store.ReasonCACompromise})
+	require.NoError(t, err)
+	require.Equal(t, want, recs)
+
+	active := hex.EncodeToString(p.gens[p.active].cert.SerialNumber.Bytes())
+	recs, err = r.Revoke(context.Background(), crl.Request{Serial: active})
+	require.ErrorIs(t, err, crl.ErrInvalidRequest)
+	require.ErrorIs(t, err, crl.ErrActiveGeneration)
+	require.ErrorContains(t, err, fmt.Sprintf("serial %s is the intermediate certificate of generation %d", active, p.active))
+	require.Nil(t, recs)
+	require.Equal(t, uint64(1), lastSeq(t, p.st))
+}
+
+// An older meshca stored a generation's intermediate serial as an unknown
+// leaf; revoking the generation then does not silently return that leaf
+// record (the root CRL would never list the intermediate): it is refused
+// with the conflict explained, and nothing changes.
+func TestRevoker_GenerationWhoseSerialIsStoredAsALeaf(t *testing.T) {
+	p := newMgrPKI(t)
+	c := p.gens[p.retired()].cert
+	interSerial := hex.EncodeToString(c.SerialNumber.Bytes())
+	_, err := p.st.Revoke(context.Background(), []store.Revocation{{
+		Serial: interSerial, Kind: store.KindLeaf, Generation: p.active, RevokedAt: p.clk.Now(),
+	}})
+	require.NoError(t, err)
+	for _, req := range []crl.Request{{Generation: p.retired()}, {Serial: interSerial}} {
+		recs, err := crl.NewRevoker(p.st, p.clk).Revoke(context.Background(), req)
+		require.ErrorIs(t, err, crl.ErrInvalidRequest)
+		require.EqualError(t, err, fmt.Sprintf("invalid revocation request: the intermediate certificate of generation %d (serial %s) is already recorded as a leaf revocation (seq 1), "+
+			"which an older meshca stored for a serial it did not recognise; that record lists it on a generation's CRL, where no relying party looks for an intermediate, and meshca cannot change a stored revocation, so the root CRL will not list generation %d: "+
+			"stop trusting it by removing generation %d's intermediate from every trust bundle, or revoke it at the root's CA", p.retired(), interSerial, p.retired(), p.retired()))
+		require.Nil(t, recs)
+		require.Equal(t, uint64(1), lastSeq(t, p.st))
 	}
 }
