@@ -59,12 +59,16 @@ func (m *Manager) publishFailed(err error) error {
 }
 
 // rebuildScope builds sc's full CRL and its delta. Caller holds buildMu.
+// Both get one number: a complete and a delta CRL issued at the same time
+// MUST have the same CRL number (RFC 5280 section 5.2.3). The store's
+// sequence never repeats nor goes back, across restarts too.
 func (m *Manager) rebuildScope(ctx context.Context, sc *scope, now, next time.Time, seq uint64, base bool) error {
 	name := sc.issuer.Scope
 	fullNum, err := m.opts.Store.NextCRLNumber(ctx, name)
 	if err != nil {
 		return fmt.Errorf("allocate a CRL number: %w", err)
 	}
+	deltaNum := fullNum
 	p := Params{Issuer: sc.issuer.Cert, Number: fullNum, ThisUpdate: now, NextUpdate: next}
 	if m.opts.URL != "" {
 		p.FreshestCRL = []string{m.opts.URL + "/" + name + "-delta.crl"}
@@ -80,10 +84,6 @@ func (m *Manager) rebuildScope(ctx context.Context, sc *scope, now, next time.Ti
 	m.metrics.observe(name, kindFull, full, count)
 	if base || sc.baseNumber == 0 {
 		sc.baseNumber, sc.baseSeq = fullNum, seq
-	}
-	deltaNum, err := m.opts.Store.NextCRLNumber(ctx, name)
-	if err != nil {
-		return fmt.Errorf("allocate a CRL number: %w", err)
 	}
 	dp := Params{Issuer: sc.issuer.Cert, Number: deltaNum, ThisUpdate: now, NextUpdate: next, BaseNumber: sc.baseNumber}
 	start = m.clk.Now()

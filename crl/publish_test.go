@@ -33,7 +33,7 @@ func TestManager_OversizeKeepsTheLastGoodCaCRL(t *testing.T) {
 	p.clk.Step(200 * time.Millisecond)
 	require.Eventually(t, func() bool {
 		full, _ := e.crl(t, crl.ScopeGeneration(p.active), false)
-		return full.Number == 3
+		return full.Number == 2
 	}, 5*time.Second, time.Millisecond)
 	require.Eventually(t, func() bool {
 		return metricValue(t, e.reg, "meshca_crl_oversize", nil) == 1
