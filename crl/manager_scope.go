@@ -22,7 +22,10 @@ func (m *Manager) rebuild(ctx context.Context, which map[string]bool, base bool)
 	if len(which) == 0 {
 		return nil
 	}
-	now := m.clk.Now().UTC().Truncate(time.Second)
+	now, err := m.thisUpdate(ctx, which)
+	if err != nil {
+		return err
+	}
 	next := now.Add(m.opts.Validity)
 	// The cutoff is read before the entries are listed: a revocation
 	// committed in between is listed by the full CRL and, harmlessly, by
@@ -51,6 +54,40 @@ func (m *Manager) rebuild(ctx context.Context, which map[string]bool, base bool)
 		return m.publishFailed(err)
 	}
 	return nil
+}
+
+// thisUpdate is the thisUpdate of a rebuild of the scopes in which: now,
+// to the second (CRL times are encoded to the second, RFC 5280 section
+// 5.1.2.4), and after the thisUpdate of every scope's current CRL. The
+// distribution point's Last-Modified is thisUpdate: were a new CRL to
+// keep the old one's second, a client revalidating with If-Modified-Since
+// would get 304 and keep the CRL without the new revocation (RFC 9110
+// section 13.1.3). A rebuild within the second of the last one therefore
+// waits for the next second (at most 1 s) rather than dating the CRL
+// ahead of the clock: a relying party refuses a CRL whose thisUpdate is
+// in the future (OpenSSL's X509_V_ERR_CRL_NOT_YET_VALID), and a burst of
+// rebuilds would push it ever further ahead. Caller holds buildMu.
+func (m *Manager) thisUpdate(ctx context.Context, which map[string]bool) (time.Time, error) {
+	var last time.Time
+	for n := range which {
+		if sc := m.scopes[n]; sc != nil && sc.full != nil && sc.full.ThisUpdate.After(last) {
+			last = sc.full.ThisUpdate
+		}
+	}
+	now := m.clk.Now().UTC()
+	if !last.IsZero() && now.Truncate(time.Second).Compare(last) <= 0 {
+		at := last.Add(time.Second)
+		select {
+		case <-ctx.Done():
+			return time.Time{}, ctx.Err()
+		case <-m.clk.After(at.Sub(now)):
+		}
+		if n := m.clk.Now().UTC().Truncate(time.Second); n.After(at) {
+			at = n
+		}
+		return at, nil
+	}
+	return now.Truncate(time.Second), nil
 }
 
 func (m *Manager) publishFailed(err error) error {
