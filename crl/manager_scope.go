@@ -179,7 +179,11 @@ func (sc *scope) lists(r store.Revocation) bool {
 func (m *Manager) assemble(ctx context.Context) error {
 	var list []Published
 	var caCRL bytes.Buffer
-	var crls []*x509.RevocationList
+	// The issuers of the CRLs assembled: a CRL meshca built names its
+	// issuer certificate's subject and key identifier (Build writes them),
+	// so they are taken from the certificate; parsing a large CRL only to
+	// read them back would cost about 1 KiB per entry on every rebuild.
+	var crls []crlIssuer
 	for _, is := range m.opts.Issuers {
 		sc := m.scopes[is.Scope]
 		if sc.full == nil {
@@ -187,9 +191,7 @@ func (m *Manager) assemble(ctx context.Context) error {
 		}
 		list = append(list, *sc.full, *sc.delta)
 		_ = pem.Encode(&caCRL, &pem.Block{Type: pemTypeCRL, Bytes: sc.full.DER})
-		if c, err := x509.ParseRevocationList(sc.full.DER); err == nil {
-			crls = append(crls, c)
-		}
+		crls = append(crls, crlIssuer{name: is.Cert.RawSubject, aki: is.Cert.SubjectKeyId})
 	}
 	var ext *x509.RevocationList
 	if m.opts.External != nil {
@@ -202,7 +204,7 @@ func (m *Manager) assemble(ctx context.Context) error {
 		}
 		list = append(list, p)
 		_ = pem.Encode(&caCRL, &pem.Block{Type: pemTypeCRL, Bytes: ext.Raw})
-		crls = append(crls, ext)
+		crls = append(crls, crlIssuer{name: ext.RawIssuer, aki: ext.AuthorityKeyId})
 		m.metrics.observe(ScopeRootExternal, kindFull, &p, len(ext.RevokedCertificateEntries))
 		m.extRaw = ext.Raw
 	}
@@ -260,13 +262,13 @@ func (m *Manager) followExternal(ctx context.Context) error {
 // are present, its AuthorityKeyIdentifier is the certificate's
 // SubjectKeyIdentifier (RFC 5280 sections 5.1.2.3 and 5.2.1). Signatures
 // were checked where the CRLs came from.
-func missingCRLs(chain []*x509.Certificate, crls []*x509.RevocationList) []string {
+func missingCRLs(chain []*x509.Certificate, crls []crlIssuer) []string {
 	var missing []string
 	for _, c := range chain {
 		found := false
 		for _, l := range crls {
-			if bytes.Equal(l.RawIssuer, c.RawSubject) &&
-				(len(l.AuthorityKeyId) == 0 || len(c.SubjectKeyId) == 0 || bytes.Equal(l.AuthorityKeyId, c.SubjectKeyId)) {
+			if bytes.Equal(l.name, c.RawSubject) &&
+				(len(l.aki) == 0 || len(c.SubjectKeyId) == 0 || bytes.Equal(l.aki, c.SubjectKeyId)) {
 				found = true
 				break
 			}
@@ -277,5 +279,9 @@ func missingCRLs(chain []*x509.Certificate, crls []*x509.RevocationList) []strin
 	}
 	return missing
 }
+
+// crlIssuer is what missingCRLs needs of a CRL: its issuer name (DER)
+// and authorityKeyIdentifier.
+type crlIssuer struct{ name, aki []byte }
 
 const pemTypeCRL = "X509 CRL"
