@@ -17,9 +17,10 @@ import (
 // A rebuild streams: it must not parse the CRLs it built (crypto/x509
 // allocates about 1 KiB per entry to parse one) only to learn their issuer
 // and authority key identifier, which are the issuer certificate's. The
-// bound: the whole rebuild (store listing, encoding, signing, assembling)
-// of a 20,000-entry CRL allocates less than 40 times its DER (28x
-// measured; 48x with the parse).
+// bound: the rebuild of a 20,000-entry CRL allocates less than the
+// store's listing plus 32 times the CRL's DER. Measured: listing 12.6 MB,
+// rebuild 27.7 MB (40.6 MB under -race); with the parse 47.5 MB, over
+// the bound of 44 MB.
 func TestManager_RebuildDoesNotParseItsCRLs(t *testing.T) {
 	p := newMgrPKI(t)
 	const n = 20_000
@@ -38,11 +39,19 @@ func TestManager_RebuildDoesNotParseItsCRLs(t *testing.T) {
 	full, _ := e.crl(t, crl.ScopeGeneration(p.active), false)
 	p.clk.Step(time.Second) // a new thisUpdate: the rebuild does not wait
 	var m0, m1 runtime.MemStats
+	// What the store's listing allocates (the rebuild lists the records
+	// once for the full CRL): the race detector inflates both alike.
+	runtime.GC()
+	runtime.ReadMemStats(&m0)
+	require.NoError(t, p.st.ListRevocations(context.Background(), 0, func(store.Revocation) bool { return true }))
+	runtime.ReadMemStats(&m1)
+	listing := m1.TotalAlloc - m0.TotalAlloc
 	runtime.GC()
 	runtime.ReadMemStats(&m0)
 	require.NoError(t, e.m.RebuildAll(context.Background()))
 	runtime.ReadMemStats(&m1)
 	alloc := m1.TotalAlloc - m0.TotalAlloc
-	t.Logf("rebuild of a %d-entry CRL (%d bytes DER): %d bytes allocated (%.1f x DER)", n, len(full.DER), alloc, float64(alloc)/float64(len(full.DER)))
-	require.Less(t, alloc, 40*uint64(len(full.DER)))
+	t.Logf("rebuild of a %d-entry CRL (%d bytes DER): %d bytes allocated (%.1f x DER); the store's listing alone %d (%.1f x DER)",
+		n, len(full.DER), alloc, float64(alloc)/float64(len(full.DER)), listing, float64(listing)/float64(len(full.DER)))
+	require.Less(t, alloc, listing+32*uint64(len(full.DER)))
 }
