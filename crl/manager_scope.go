@@ -10,6 +10,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/meshca/meshca/ca/identity"
 	"github.com/meshca/meshca/ca/store"
 )
 
@@ -41,20 +42,46 @@ func (m *Manager) rebuild(ctx context.Context, which map[string]bool, base bool)
 		}
 	}
 	slices.Sort(names)
-	var errs []error
+	// One scope's failure does not stop the others: they are built,
+	// served and published; the failed one keeps its last CRL (if any),
+	// stays dirty, and is retried by Run.
+	var scopeErrs []error
 	for _, n := range names {
 		if err := m.rebuildScope(ctx, m.scopes[n], now, next, seq, base); err != nil {
-			errs = append(errs, fmt.Errorf("CRL %s: %w", n, err))
+			m.metrics.buildErrors.WithLabelValues(n).Inc()
+			m.log.Error("building a CRL failed; the other CRLs are served and this one is retried with backoff (meshca_crl_build_errors_total). "+
+				"Check the CA generation's certificate and key (meshca status); a revocation record a CRL cannot carry is skipped and logged, not fatal",
+				"scope", n, "error", err)
+			scopeErrs = append(scopeErrs, fmt.Errorf("CRL %s: %w", n, err))
+			m.mu.Lock()
+			m.dirty[n] = true
+			if m.pendingSince.IsZero() {
+				m.pendingSince = m.clk.Now()
+			}
+			m.mu.Unlock()
+		}
+	}
+	if len(scopeErrs) > 0 {
+		select {
+		case m.kick <- struct{}{}:
+		default:
 		}
 	}
 	if err := m.assemble(ctx); err != nil {
-		errs = append(errs, err)
+		return m.publishFailed(errors.Join(append(scopeErrs, err)...))
 	}
-	if err := errors.Join(errs...); err != nil {
-		return m.publishFailed(err)
+	if len(scopeErrs) > 0 {
+		return m.publishFailed(&scopeBuildError{errors.Join(scopeErrs...)})
 	}
 	return nil
 }
+
+// scopeBuildError is a rebuild that failed only in some scopes' CRLs:
+// the rest was built and published.
+type scopeBuildError struct{ err error }
+
+func (e *scopeBuildError) Error() string { return e.err.Error() }
+func (e *scopeBuildError) Unwrap() error { return e.err }
 
 // thisUpdate is the thisUpdate of a rebuild of the scopes in which: now,
 // to the second (CRL times are encoded to the second, RFC 5280 section
@@ -145,24 +172,59 @@ func (m *Manager) rebuildScope(ctx context.Context, sc *scope, now, next time.Ti
 func (m *Manager) entries(ctx context.Context, sc *scope, now time.Time, since uint64, count *int) Entries {
 	keepAfter := now.Add(-m.opts.Validity)
 	return func(yield func(Entry) bool) error {
-		var serr error
-		err := m.opts.Store.ListRevocations(ctx, since, func(r store.Revocation) bool {
+		return m.opts.Store.ListRevocations(ctx, since, func(r store.Revocation) bool {
 			if !sc.lists(r) || (!r.NotAfter.IsZero() && r.NotAfter.Before(keepAfter)) {
 				return true
 			}
-			b, err := SerialBytes(r.Serial)
-			if err != nil {
-				serr = fmt.Errorf("revocation %d: %w", r.Seq, err)
-				return false
+			e, ok := m.encodableEntry(sc, r, since == 0)
+			if !ok {
+				return true
 			}
 			*count++
-			return yield(Entry{Serial: b, RevokedAt: r.RevokedAt, Reason: r.Reason, InvalidityDate: r.InvalidityDate})
+			return yield(e)
 		})
-		if err != nil {
-			return err
-		}
-		return serr
 	}
+}
+
+// encodableEntry is r's CRL entry. The store refuses records a CRL cannot
+// carry, but one written by an older build may hold them. Such a record
+// does not fail the CRL: a CRL that never rebuilds again (every later
+// revocation of the scope unpublished) is worse than one entry that is
+// not as recorded. The revocation itself is kept whenever it can be: a
+// bad invalidityDate or reason is left off (the entry still revokes the
+// certificate, RFC 5280 sections 5.3.1 and 5.3.2 make both optional); only
+// a serial or revocationDate no CRL can carry drops the entry. Each is
+// logged (at error level: an operator must repair or re-revoke it) and
+// counted, once per full CRL (report).
+func (m *Manager) encodableEntry(sc *scope, r store.Revocation, report bool) (Entry, bool) {
+	bad := func(what string, dropped bool) {
+		if !report {
+			return
+		}
+		m.metrics.unencodable.WithLabelValues(sc.issuer.Scope).Inc()
+		m.log.Error("a stored revocation record cannot be encoded on a CRL as recorded (written by an older meshca?); "+
+			"the CRL is built without it; check the certificate with 'meshca revocations list' and revoke it again if it is dropped",
+			"scope", sc.issuer.Scope, "seq", r.Seq, "serial", identity.Quote(r.Serial), "field", what, "entry_dropped", dropped)
+	}
+	b, err := SerialBytes(r.Serial)
+	if err != nil || (len(b) == 1 && b[0] == 0) {
+		bad("serial", true)
+		return Entry{}, false
+	}
+	if !store.TimeEncodable(r.RevokedAt) {
+		bad("revocationDate", true)
+		return Entry{}, false
+	}
+	e := Entry{Serial: b, RevokedAt: r.RevokedAt, Reason: r.Reason, InvalidityDate: r.InvalidityDate}
+	if !e.InvalidityDate.IsZero() && !store.TimeEncodable(e.InvalidityDate) {
+		bad("invalidityDate", false)
+		e.InvalidityDate = time.Time{}
+	}
+	if !validReason(e.Reason) {
+		bad("reasonCode", false)
+		e.Reason = store.ReasonUnspecified
+	}
+	return e, true
 }
 
 // lists reports whether r belongs on sc's CRL.
