@@ -131,8 +131,10 @@ func checkParams(p *Params, s *Signer) error {
 		return fmt.Errorf("crl: issuer %q has no subject key identifier: the CRL's authorityKeyIdentifier needs one (RFC 5280 section 5.2.1)", c.Subject)
 	case p.Number == 0:
 		return errors.New("crl: CRL number 0: numbers start at 1 and only increase (RFC 5280 section 5.2.3)")
-	case p.BaseNumber != 0 && p.BaseNumber >= p.Number:
-		return fmt.Errorf("crl: delta CRL number %d is not greater than its base CRL number %d (RFC 5280 section 5.2.4)", p.Number, p.BaseNumber)
+	case p.BaseNumber > p.Number:
+		// Equal is allowed: a delta issued with its base complete CRL has
+		// the base's number (RFC 5280 section 5.2.3).
+		return fmt.Errorf("crl: delta CRL number %d is less than its base CRL number %d (RFC 5280 section 5.2.4)", p.Number, p.BaseNumber)
 	case p.BaseNumber != 0 && len(p.FreshestCRL) > 0:
 		return errors.New("crl: a delta CRL must not carry FreshestCRL (RFC 5280 section 5.2.6)")
 	case s.Key == nil:

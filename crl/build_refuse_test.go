@@ -59,7 +59,7 @@ func TestBuild_RefusesBadParamsWithClearErrors(t *testing.T) {
 		"next < this":    {with(func(p *crl.Params) { p.NextUpdate = thisUpdate.Add(-time.Hour) }), ca.signer(), "crl: nextUpdate 2026-12-05T13:00:00Z is not after thisUpdate 2026-12-05T14:00:00Z"},
 		"no thisUpdate":  {with(func(p *crl.Params) { p.ThisUpdate = time.Time{} }), ca.signer(), "crl: thisUpdate is not set"},
 		"year 10000":     {with(func(p *crl.Params) { p.NextUpdate = time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC) }), ca.signer(), "crl: nextUpdate year 10000 cannot be encoded"},
-		"delta base":     {with(func(p *crl.Params) { p.BaseNumber = 5 }), ca.signer(), "crl: delta CRL number 5 is not greater than its base CRL number 5 (RFC 5280 section 5.2.4)"},
+		"delta base":     {with(func(p *crl.Params) { p.BaseNumber = 6 }), ca.signer(), "crl: delta CRL number 5 is less than its base CRL number 6 (RFC 5280 section 5.2.4)"},
 		"delta freshest": {with(func(p *crl.Params) { p.BaseNumber = 4; p.FreshestCRL = []string{"http://x/d.crl"} }), ca.signer(), "crl: a delta CRL must not carry FreshestCRL (RFC 5280 section 5.2.6)"},
 		"bad URI":        {with(func(p *crl.Params) { p.FreshestCRL = []string{"http://x/a b.crl"} }), ca.signer(), `crl: FreshestCRL URI "http://x/a b.crl": only printable ASCII without spaces is allowed (IA5String)`},
 		"relative URI":   {with(func(p *crl.Params) { p.FreshestCRL = []string{"/delta.crl"} }), ca.signer(), `crl: FreshestCRL URI "/delta.crl" is not an absolute URI with a host`},

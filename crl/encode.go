@@ -63,21 +63,15 @@ func timeLen(t time.Time) int {
 }
 
 // encodable is checkTime without the error, for the per-entry path.
-func encodable(t time.Time) bool {
-	if t.IsZero() {
-		return false
-	}
-	y := t.UTC().Year()
-	return y >= 1 && y <= 9999
-}
+func encodable(t time.Time) bool { return store.TimeEncodable(t) }
 
 // checkTime refuses times DER cannot carry as RFC 5280 wants them.
 func checkTime(what string, t time.Time) error {
 	if t.IsZero() {
 		return fmt.Errorf("crl: %s is not set", what)
 	}
-	if y := t.UTC().Year(); y < 1 || y > 9999 {
-		return fmt.Errorf("crl: %s year %d cannot be encoded", what, y)
+	if !store.TimeEncodable(t) {
+		return fmt.Errorf("crl: %s year %d cannot be encoded", what, t.UTC().Year())
 	}
 	return nil
 }

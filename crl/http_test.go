@@ -14,6 +14,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/meshca/meshca/ca/store"
 	"github.com/meshca/meshca/crl"
 )
 
@@ -89,7 +90,7 @@ func TestHandler_ServesDERPEMAndCaCRLWithValidators(t *testing.T) {
 	_, is := p.issue(t, p.active, appID, p.clk.Now().Add(time.Hour))
 	_, err := e.m.Revoke(context.Background(), crl.Request{Serial: is.Serial})
 	require.NoError(t, err)
-	p.clk.Step(200 * time.Millisecond)
+	p.clk.Step(time.Second) // past the coalescing window and into the next second
 	require.Eventually(t, func() bool {
 		resp, _ := get(t, srv.URL+"/crl/"+gen+".crl", map[string]string{"If-None-Match": etag})
 		return resp.StatusCode == http.StatusOK
@@ -102,4 +103,42 @@ func mustSerialBytes(t *testing.T, s string) []byte {
 	b, err := crl.SerialBytes(s)
 	require.NoError(t, err)
 	return b
+}
+
+// A rebuild within the second of the last CRL waits for the next second:
+// Last-Modified (thisUpdate) strictly increases, so a client revalidating
+// with If-Modified-Since gets the new CRL, never a stale 304; and no CRL
+// is dated ahead of the clock.
+func TestHandler_SameSecondRebuildMovesLastModified(t *testing.T) {
+	p := newMgrPKI(t)
+	e := newManager(t, p)
+	e.run(t)
+	mux := http.NewServeMux()
+	mux.Handle("GET /crl/", e.m.Handler())
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	gen := crl.ScopeGeneration(p.active)
+	start := p.clk.Now().UTC() // a whole second (newMgrPKI)
+	resp, before := get(t, srv.URL+"/crl/"+gen+".crl", nil)
+	lm := resp.Header.Get("Last-Modified")
+	require.Equal(t, start.Format(http.TimeFormat), lm)
+
+	_, is := p.issue(t, p.active, appID, p.clk.Now().Add(time.Hour))
+	_, err := e.m.Revoke(context.Background(), crl.Request{Serial: is.Serial, Reason: store.ReasonKeyCompromise})
+	require.NoError(t, err)
+	p.clk.Step(200 * time.Millisecond) // the coalescing window ends in the same second
+	time.Sleep(100 * time.Millisecond)
+	require.Equal(t, 1, e.pub.count(), "the rebuild waits for the next second")
+	_, body := get(t, srv.URL+"/crl/"+gen+".crl", nil)
+	require.Equal(t, before, body)
+
+	p.clk.Step(800 * time.Millisecond)
+	require.Eventually(t, func() bool { return e.pub.count() == 2 }, 5*time.Second, time.Millisecond)
+	full, fl := e.crl(t, gen, false)
+	require.Equal(t, start.Add(time.Second), full.ThisUpdate)
+	require.Equal(t, start.Add(time.Second), fl.ThisUpdate)
+	resp, after := get(t, srv.URL+"/crl/"+gen+".crl", map[string]string{"If-Modified-Since": lm})
+	require.Equal(t, http.StatusOK, resp.StatusCode, "a new CRL is not 'not modified'")
+	require.Equal(t, start.Add(time.Second).Format(http.TimeFormat), resp.Header.Get("Last-Modified"))
+	require.Equal(t, full.DER, after)
 }

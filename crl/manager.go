@@ -171,6 +171,8 @@ func NewManager(o Options) (*Manager, error) {
 			return nil, fmt.Errorf("crl: issuer scope %s is given twice", is.Scope)
 		}
 		m.scopes[is.Scope] = &scope{issuer: is}
+		m.metrics.buildErrors.WithLabelValues(is.Scope)
+		m.metrics.unencodable.WithLabelValues(is.Scope)
 	}
 	m.served.Store(&servedSet{byName: map[string]*servedFile{}})
 	return m, nil
@@ -182,7 +184,9 @@ func (m *Manager) Start(ctx context.Context) error {
 	if err := m.loadRevoked(ctx); err != nil {
 		return err
 	}
-	if err := m.rebuild(ctx, m.allScopes(), true); err != nil {
+	// A scope whose CRL does not build does not keep serve from starting:
+	// the others are served, and Run retries it (rebuild left it dirty).
+	if err := m.rebuild(ctx, m.allScopes(), true); err != nil && !errors.As(err, new(*scopeBuildError)) {
 		return err
 	}
 	m.started.Store(true)
@@ -380,8 +384,11 @@ func retryBackoff() wait.Backoff {
 // that no CRL lists any more.
 func (m *Manager) republish(ctx context.Context) error {
 	cutoff := m.clk.Now().Add(-m.opts.Validity)
-	if err := m.rebuild(ctx, m.allScopes(), true); err != nil {
-		return err
+	// Pruning goes on when one scope's CRL failed to build: the records
+	// it drops are those no CRL lists any more.
+	rerr := m.rebuild(ctx, m.allScopes(), true)
+	if rerr != nil && !errors.As(rerr, new(*scopeBuildError)) {
+		return rerr
 	}
 	n, err := m.opts.Store.PruneRevocations(ctx, cutoff)
 	if err != nil {
@@ -389,9 +396,11 @@ func (m *Manager) republish(ctx context.Context) error {
 	}
 	if n > 0 {
 		m.log.Info("pruned revocations of certificates expired more than one CRL period ago", "count", n, "cutoff", cutoff.UTC())
-		return m.loadRevoked(ctx)
+		if err := m.loadRevoked(ctx); err != nil {
+			return err
+		}
 	}
-	return nil
+	return rerr
 }
 
 func (m *Manager) allScopes() map[string]bool {

@@ -41,6 +41,8 @@ type metrics struct {
 	entries       *prometheus.GaugeVec
 	buildSeconds  prometheus.Histogram
 	publishErrors prometheus.Counter
+	buildErrors   *prometheus.CounterVec
+	unencodable   *prometheus.CounterVec
 	revocations   *prometheus.CounterVec
 	oversize      prometheus.Gauge
 	incomplete    prometheus.Gauge
@@ -69,6 +71,14 @@ func newMetrics(r prometheus.Registerer) *metrics {
 			Name: "meshca_crl_publish_errors_total",
 			Help: "Failed CRL rebuilds or publications (retried with backoff).",
 		}),
+		buildErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "meshca_crl_build_errors_total",
+			Help: "Failed builds of a CRL, by scope (gen-<id>, root); the other scopes are served and the failed one is retried.",
+		}, []string{"scope"}),
+		unencodable: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "meshca_crl_unencodable_records_total",
+			Help: "Stored revocation records a full CRL could not list as stored (a date or serial a CRL cannot carry), by scope; each is logged.",
+		}, []string{"scope"}),
 		revocations: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "meshca_revocations_total",
 			Help: "Certificates newly revoked through this process (a repeated revocation is not counted), by RFC 5280 reason.",
@@ -86,7 +96,7 @@ func newMetrics(r prometheus.Registerer) *metrics {
 		m.revocations.WithLabelValues(l)
 	}
 	if r != nil {
-		r.MustRegister(m.number, m.nextUpdate, m.entries, m.buildSeconds, m.publishErrors, m.revocations, m.oversize, m.incomplete)
+		r.MustRegister(m.number, m.nextUpdate, m.entries, m.buildSeconds, m.publishErrors, m.buildErrors, m.unencodable, m.revocations, m.oversize, m.incomplete)
 	}
 	return m
 }

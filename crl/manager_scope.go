@@ -10,6 +10,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/meshca/meshca/ca/identity"
 	"github.com/meshca/meshca/ca/store"
 )
 
@@ -22,7 +23,10 @@ func (m *Manager) rebuild(ctx context.Context, which map[string]bool, base bool)
 	if len(which) == 0 {
 		return nil
 	}
-	now := m.clk.Now().UTC().Truncate(time.Second)
+	now, err := m.thisUpdate(ctx, which)
+	if err != nil {
+		return err
+	}
 	next := now.Add(m.opts.Validity)
 	// The cutoff is read before the entries are listed: a revocation
 	// committed in between is listed by the full CRL and, harmlessly, by
@@ -38,19 +42,79 @@ func (m *Manager) rebuild(ctx context.Context, which map[string]bool, base bool)
 		}
 	}
 	slices.Sort(names)
-	var errs []error
+	// One scope's failure does not stop the others: they are built,
+	// served and published; the failed one keeps its last CRL (if any),
+	// stays dirty, and is retried by Run.
+	var scopeErrs []error
 	for _, n := range names {
 		if err := m.rebuildScope(ctx, m.scopes[n], now, next, seq, base); err != nil {
-			errs = append(errs, fmt.Errorf("CRL %s: %w", n, err))
+			m.metrics.buildErrors.WithLabelValues(n).Inc()
+			m.log.Error("building a CRL failed; the other CRLs are served and this one is retried with backoff (meshca_crl_build_errors_total). "+
+				"Check the CA generation's certificate and key (meshca status); a revocation record a CRL cannot carry is skipped and logged, not fatal",
+				"scope", n, "error", err)
+			scopeErrs = append(scopeErrs, fmt.Errorf("CRL %s: %w", n, err))
+			m.mu.Lock()
+			m.dirty[n] = true
+			if m.pendingSince.IsZero() {
+				m.pendingSince = m.clk.Now()
+			}
+			m.mu.Unlock()
+		}
+	}
+	if len(scopeErrs) > 0 {
+		select {
+		case m.kick <- struct{}{}:
+		default:
 		}
 	}
 	if err := m.assemble(ctx); err != nil {
-		errs = append(errs, err)
+		return m.publishFailed(errors.Join(append(scopeErrs, err)...))
 	}
-	if err := errors.Join(errs...); err != nil {
-		return m.publishFailed(err)
+	if len(scopeErrs) > 0 {
+		return m.publishFailed(&scopeBuildError{errors.Join(scopeErrs...)})
 	}
 	return nil
+}
+
+// scopeBuildError is a rebuild that failed only in some scopes' CRLs:
+// the rest was built and published.
+type scopeBuildError struct{ err error }
+
+func (e *scopeBuildError) Error() string { return e.err.Error() }
+func (e *scopeBuildError) Unwrap() error { return e.err }
+
+// thisUpdate is the thisUpdate of a rebuild of the scopes in which: now,
+// to the second (CRL times are encoded to the second, RFC 5280 section
+// 5.1.2.4), and after the thisUpdate of every scope's current CRL. The
+// distribution point's Last-Modified is thisUpdate: were a new CRL to
+// keep the old one's second, a client revalidating with If-Modified-Since
+// would get 304 and keep the CRL without the new revocation (RFC 9110
+// section 13.1.3). A rebuild within the second of the last one therefore
+// waits for the next second (at most 1 s) rather than dating the CRL
+// ahead of the clock: a relying party refuses a CRL whose thisUpdate is
+// in the future (OpenSSL's X509_V_ERR_CRL_NOT_YET_VALID), and a burst of
+// rebuilds would push it ever further ahead. Caller holds buildMu.
+func (m *Manager) thisUpdate(ctx context.Context, which map[string]bool) (time.Time, error) {
+	var last time.Time
+	for n := range which {
+		if sc := m.scopes[n]; sc != nil && sc.full != nil && sc.full.ThisUpdate.After(last) {
+			last = sc.full.ThisUpdate
+		}
+	}
+	now := m.clk.Now().UTC()
+	if !last.IsZero() && now.Truncate(time.Second).Compare(last) <= 0 {
+		at := last.Add(time.Second)
+		select {
+		case <-ctx.Done():
+			return time.Time{}, ctx.Err()
+		case <-m.clk.After(at.Sub(now)):
+		}
+		if n := m.clk.Now().UTC().Truncate(time.Second); n.After(at) {
+			at = n
+		}
+		return at, nil
+	}
+	return now.Truncate(time.Second), nil
 }
 
 func (m *Manager) publishFailed(err error) error {
@@ -59,12 +123,16 @@ func (m *Manager) publishFailed(err error) error {
 }
 
 // rebuildScope builds sc's full CRL and its delta. Caller holds buildMu.
+// Both get one number: a complete and a delta CRL issued at the same time
+// MUST have the same CRL number (RFC 5280 section 5.2.3). The store's
+// sequence never repeats nor goes back, across restarts too.
 func (m *Manager) rebuildScope(ctx context.Context, sc *scope, now, next time.Time, seq uint64, base bool) error {
 	name := sc.issuer.Scope
 	fullNum, err := m.opts.Store.NextCRLNumber(ctx, name)
 	if err != nil {
 		return fmt.Errorf("allocate a CRL number: %w", err)
 	}
+	deltaNum := fullNum
 	p := Params{Issuer: sc.issuer.Cert, Number: fullNum, ThisUpdate: now, NextUpdate: next}
 	if m.opts.URL != "" {
 		p.FreshestCRL = []string{m.opts.URL + "/" + name + "-delta.crl"}
@@ -80,10 +148,6 @@ func (m *Manager) rebuildScope(ctx context.Context, sc *scope, now, next time.Ti
 	m.metrics.observe(name, kindFull, full, count)
 	if base || sc.baseNumber == 0 {
 		sc.baseNumber, sc.baseSeq = fullNum, seq
-	}
-	deltaNum, err := m.opts.Store.NextCRLNumber(ctx, name)
-	if err != nil {
-		return fmt.Errorf("allocate a CRL number: %w", err)
 	}
 	dp := Params{Issuer: sc.issuer.Cert, Number: deltaNum, ThisUpdate: now, NextUpdate: next, BaseNumber: sc.baseNumber}
 	start = m.clk.Now()
@@ -108,24 +172,59 @@ func (m *Manager) rebuildScope(ctx context.Context, sc *scope, now, next time.Ti
 func (m *Manager) entries(ctx context.Context, sc *scope, now time.Time, since uint64, count *int) Entries {
 	keepAfter := now.Add(-m.opts.Validity)
 	return func(yield func(Entry) bool) error {
-		var serr error
-		err := m.opts.Store.ListRevocations(ctx, since, func(r store.Revocation) bool {
+		return m.opts.Store.ListRevocations(ctx, since, func(r store.Revocation) bool {
 			if !sc.lists(r) || (!r.NotAfter.IsZero() && r.NotAfter.Before(keepAfter)) {
 				return true
 			}
-			b, err := SerialBytes(r.Serial)
-			if err != nil {
-				serr = fmt.Errorf("revocation %d: %w", r.Seq, err)
-				return false
+			e, ok := m.encodableEntry(sc, r, since == 0)
+			if !ok {
+				return true
 			}
 			*count++
-			return yield(Entry{Serial: b, RevokedAt: r.RevokedAt, Reason: r.Reason, InvalidityDate: r.InvalidityDate})
+			return yield(e)
 		})
-		if err != nil {
-			return err
-		}
-		return serr
 	}
+}
+
+// encodableEntry is r's CRL entry. The store refuses records a CRL cannot
+// carry, but one written by an older build may hold them. Such a record
+// does not fail the CRL: a CRL that never rebuilds again (every later
+// revocation of the scope unpublished) is worse than one entry that is
+// not as recorded. The revocation itself is kept whenever it can be: a
+// bad invalidityDate or reason is left off (the entry still revokes the
+// certificate, RFC 5280 sections 5.3.1 and 5.3.2 make both optional); only
+// a serial or revocationDate no CRL can carry drops the entry. Each is
+// logged (at error level: an operator must repair or re-revoke it) and
+// counted, once per full CRL (report).
+func (m *Manager) encodableEntry(sc *scope, r store.Revocation, report bool) (Entry, bool) {
+	bad := func(what string, dropped bool) {
+		if !report {
+			return
+		}
+		m.metrics.unencodable.WithLabelValues(sc.issuer.Scope).Inc()
+		m.log.Error("a stored revocation record cannot be encoded on a CRL as recorded (written by an older meshca?); "+
+			"the CRL is built without it; check the certificate with 'meshca revocations list' and revoke it again if it is dropped",
+			"scope", sc.issuer.Scope, "seq", r.Seq, "serial", identity.Quote(r.Serial), "field", what, "entry_dropped", dropped)
+	}
+	b, err := SerialBytes(r.Serial)
+	if err != nil || (len(b) == 1 && b[0] == 0) {
+		bad("serial", true)
+		return Entry{}, false
+	}
+	if !store.TimeEncodable(r.RevokedAt) {
+		bad("revocationDate", true)
+		return Entry{}, false
+	}
+	e := Entry{Serial: b, RevokedAt: r.RevokedAt, Reason: r.Reason, InvalidityDate: r.InvalidityDate}
+	if !e.InvalidityDate.IsZero() && !store.TimeEncodable(e.InvalidityDate) {
+		bad("invalidityDate", false)
+		e.InvalidityDate = time.Time{}
+	}
+	if !validReason(e.Reason) {
+		bad("reasonCode", false)
+		e.Reason = store.ReasonUnspecified
+	}
+	return e, true
 }
 
 // lists reports whether r belongs on sc's CRL.
@@ -142,7 +241,11 @@ func (sc *scope) lists(r store.Revocation) bool {
 func (m *Manager) assemble(ctx context.Context) error {
 	var list []Published
 	var caCRL bytes.Buffer
-	var crls []*x509.RevocationList
+	// The issuers of the CRLs assembled: a CRL meshca built names its
+	// issuer certificate's subject and key identifier (Build writes them),
+	// so they are taken from the certificate; parsing a large CRL only to
+	// read them back would cost about 1 KiB per entry on every rebuild.
+	var crls []crlIssuer
 	for _, is := range m.opts.Issuers {
 		sc := m.scopes[is.Scope]
 		if sc.full == nil {
@@ -150,9 +253,7 @@ func (m *Manager) assemble(ctx context.Context) error {
 		}
 		list = append(list, *sc.full, *sc.delta)
 		_ = pem.Encode(&caCRL, &pem.Block{Type: pemTypeCRL, Bytes: sc.full.DER})
-		if c, err := x509.ParseRevocationList(sc.full.DER); err == nil {
-			crls = append(crls, c)
-		}
+		crls = append(crls, crlIssuer{name: is.Cert.RawSubject, aki: is.Cert.SubjectKeyId})
 	}
 	var ext *x509.RevocationList
 	if m.opts.External != nil {
@@ -165,7 +266,7 @@ func (m *Manager) assemble(ctx context.Context) error {
 		}
 		list = append(list, p)
 		_ = pem.Encode(&caCRL, &pem.Block{Type: pemTypeCRL, Bytes: ext.Raw})
-		crls = append(crls, ext)
+		crls = append(crls, crlIssuer{name: ext.RawIssuer, aki: ext.AuthorityKeyId})
 		m.metrics.observe(ScopeRootExternal, kindFull, &p, len(ext.RevokedCertificateEntries))
 		m.extRaw = ext.Raw
 	}
@@ -223,13 +324,13 @@ func (m *Manager) followExternal(ctx context.Context) error {
 // are present, its AuthorityKeyIdentifier is the certificate's
 // SubjectKeyIdentifier (RFC 5280 sections 5.1.2.3 and 5.2.1). Signatures
 // were checked where the CRLs came from.
-func missingCRLs(chain []*x509.Certificate, crls []*x509.RevocationList) []string {
+func missingCRLs(chain []*x509.Certificate, crls []crlIssuer) []string {
 	var missing []string
 	for _, c := range chain {
 		found := false
 		for _, l := range crls {
-			if bytes.Equal(l.RawIssuer, c.RawSubject) &&
-				(len(l.AuthorityKeyId) == 0 || len(c.SubjectKeyId) == 0 || bytes.Equal(l.AuthorityKeyId, c.SubjectKeyId)) {
+			if bytes.Equal(l.name, c.RawSubject) &&
+				(len(l.aki) == 0 || len(c.SubjectKeyId) == 0 || bytes.Equal(l.aki, c.SubjectKeyId)) {
 				found = true
 				break
 			}
@@ -240,5 +341,9 @@ func missingCRLs(chain []*x509.Certificate, crls []*x509.RevocationList) []strin
 	}
 	return missing
 }
+
+// crlIssuer is what missingCRLs needs of a CRL: its issuer name (DER)
+// and authorityKeyIdentifier.
+type crlIssuer struct{ name, aki []byte }
 
 const pemTypeCRL = "X509 CRL"

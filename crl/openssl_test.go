@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/x509"
 	"os/exec"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -24,12 +25,14 @@ func opensslPath(t *testing.T) string {
 
 // opensslVerify runs openssl verify on leaf with the given CRL file and
 // returns its combined output and whether it accepted.
-func opensslVerify(t *testing.T, dir string, rootCert, inter, leaf *x509.Certificate, crlFile string, flag string) (string, bool) {
+// It verifies at the manager's (fake) time: a rebuild's thisUpdate may be
+// a second ahead of the real clock there.
+func opensslVerify(t *testing.T, e *mgrEnv, dir string, rootCert, inter, leaf *x509.Certificate, crlFile string, flag string) (string, bool) {
 	t.Helper()
 	rootF := writeFile(t, dir, "root.pem", root.EncodePEM(rootCert))
 	interF := writeFile(t, dir, "inter.pem", root.EncodePEM(inter))
 	leafF := writeFile(t, dir, "leaf.pem", root.EncodePEM(leaf))
-	out, err := exec.Command(opensslPath(t), "verify", flag, "-CAfile", rootF, "-untrusted", interF, "-CRLfile", crlFile, leafF).CombinedOutput()
+	out, err := exec.Command(opensslPath(t), "verify", flag, "-attime", strconv.FormatInt(e.clk.Now().Unix(), 10), "-CAfile", rootF, "-untrusted", interF, "-CRLfile", crlFile, leafF).CombinedOutput()
 	return string(out), err == nil
 }
 
@@ -40,7 +43,7 @@ func (e *mgrEnv) revokeAndWait(t *testing.T, req crl.Request) {
 	n := e.pub.count()
 	_, err := e.m.Revoke(context.Background(), req)
 	require.NoError(t, err)
-	e.clk.Step(200 * time.Millisecond)
+	e.clk.Step(time.Second) // past the coalescing window and into the next second (a rebuild waits for a new thisUpdate)
 	require.Eventually(t, func() bool { return e.pub.count() > n }, 5*time.Second, time.Millisecond)
 }
 
@@ -60,28 +63,28 @@ func TestOpenSSL_VerifyWithThePublishedCaCRL(t *testing.T) {
 	caCRL := func() string { return writeFile(t, dir, "ca-crl.pem", e.pub.last()) }
 	active, retired := p.gens[p.active].cert, p.gens[p.retired()].cert
 
-	out, ok := opensslVerify(t, dir, p.root, active, bad, caCRL(), "-crl_check_all")
+	out, ok := opensslVerify(t, e, dir, p.root, active, bad, caCRL(), "-crl_check_all")
 	require.True(t, ok, "before the revocation: %s", out)
 
 	e.revokeAndWait(t, crl.Request{Serial: badRec.Serial, Reason: store.ReasonKeyCompromise})
-	out, ok = opensslVerify(t, dir, p.root, active, bad, caCRL(), "-crl_check_all")
+	out, ok = opensslVerify(t, e, dir, p.root, active, bad, caCRL(), "-crl_check_all")
 	require.False(t, ok, out)
 	require.Contains(t, out, "certificate revoked")
-	out, ok = opensslVerify(t, dir, p.root, active, good, caCRL(), "-crl_check_all")
+	out, ok = opensslVerify(t, e, dir, p.root, active, good, caCRL(), "-crl_check_all")
 	require.True(t, ok, out)
 	// -crl_check (the leaf's CRL only) with the generation's CRL alone.
 	genCRL, _ := e.crl(t, crl.ScopeGeneration(p.active), false)
-	out, ok = opensslVerify(t, dir, p.root, active, bad, writeFile(t, dir, "gen.pem", pemOf("X509 CRL", genCRL.DER)), "-crl_check")
+	out, ok = opensslVerify(t, e, dir, p.root, active, bad, writeFile(t, dir, "gen.pem", pemOf("X509 CRL", genCRL.DER)), "-crl_check")
 	require.False(t, ok, out)
 	require.Contains(t, out, "certificate revoked")
 
-	out, ok = opensslVerify(t, dir, p.root, retired, oldGood, caCRL(), "-crl_check_all")
+	out, ok = opensslVerify(t, e, dir, p.root, retired, oldGood, caCRL(), "-crl_check_all")
 	require.True(t, ok, "a leaf of the retired generation before it is revoked: %s", out)
 	e.revokeAndWait(t, crl.Request{Generation: p.retired(), Reason: store.ReasonCACompromise})
-	out, ok = opensslVerify(t, dir, p.root, retired, oldGood, caCRL(), "-crl_check_all")
+	out, ok = opensslVerify(t, e, dir, p.root, retired, oldGood, caCRL(), "-crl_check_all")
 	require.False(t, ok, out)
 	require.Contains(t, out, "certificate revoked")
-	out, ok = opensslVerify(t, dir, p.root, active, good, caCRL(), "-crl_check_all")
+	out, ok = opensslVerify(t, e, dir, p.root, active, good, caCRL(), "-crl_check_all")
 	require.True(t, ok, "the active generation is untouched: %s", out)
 }
 

@@ -86,7 +86,34 @@ func NormalizeSerial(s string) (string, error) {
 	if err != nil {
 		return "", invalid("serial %s: a serial number has at most %d octets (RFC 5280 section 4.1.2.2)", identity.Quote(raw), maxSerialOctets)
 	}
+	if len(b) == 1 && b[0] == 0 {
+		return "", invalid("serial %s is zero: a serial number is a positive integer (RFC 5280 section 4.1.2.2)", identity.Quote(raw))
+	}
 	return fmt.Sprintf("%x", b), nil
+}
+
+// minInvalidityDate is the earliest invalidity date accepted: no X.509
+// key was compromised before 1950, the first year of UTCTime (RFC 5280
+// section 4.1.2.5.1); an earlier date is a typing error.
+var minInvalidityDate = time.Date(1950, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// checkInvalidityDate bounds an invalidity date: the date on which it is
+// known or suspected that the key was compromised (RFC 5280 section
+// 5.3.2) is not in the future, not before 1950, and a CRL can carry it.
+func checkInvalidityDate(d, now time.Time) error {
+	if d.IsZero() {
+		return nil
+	}
+	f := d.UTC().Format(time.RFC3339)
+	switch {
+	case d.Before(minInvalidityDate):
+		return invalid("invalidityDate %s is before 1950; give the date on which the key was known or suspected to be compromised (RFC 5280 section 5.3.2)", f)
+	case d.After(now):
+		return invalid("invalidityDate %s is in the future: it is when the key was known or suspected to be compromised (RFC 5280 section 5.3.2); give a past date or none", f)
+	case !store.TimeEncodable(d):
+		return invalid("invalidityDate %s cannot be encoded on a CRL", f)
+	}
+	return nil
 }
 
 // validated is a checked request.
@@ -116,6 +143,9 @@ func (r *Revoker) validate(ctx context.Context, req Request) (validated, error) 
 	if _, ok := reasonLabels[req.Reason]; !ok {
 		return v, invalid("reason %d is not a revocation reason meshca records; use one of unspecified, keyCompromise, cACompromise, affiliationChanged, superseded, cessationOfOperation, privilegeWithdrawn, aACompromise (RFC 5280 section 5.3.1)", int(req.Reason))
 	}
+	if err := checkInvalidityDate(req.InvalidityDate, r.clk.Now()); err != nil {
+		return v, err
+	}
 	gens, err := r.st.ListGenerations(ctx)
 	if err != nil {
 		return v, fmt.Errorf("read CA generations: %w", err)
@@ -129,6 +159,25 @@ func (r *Revoker) validate(ctx context.Context, req Request) (validated, error) 
 	case req.Serial != "":
 		if v.serial, err = NormalizeSerial(req.Serial); err != nil {
 			return v, err
+		}
+		// A generation's intermediate named by its serial is revoked as
+		// that generation: on the root's CRL, not as an unknown leaf on
+		// the active generation's CRL (which no relying party consults
+		// for the intermediate, RFC 5280 section 6.3).
+		for i := range gens {
+			c, err := parseCert(gens[i].CertDER)
+			if err != nil {
+				return v, fmt.Errorf("CA generation %d: stored certificate does not parse: %w", gens[i].ID, err)
+			}
+			if fmt.Sprintf("%x", c.SerialNumber.Bytes()) != v.serial {
+				continue
+			}
+			if gens[i].Active() {
+				return v, fmt.Errorf("%w: %w: serial %s is the intermediate certificate of generation %d, which signs every new certificate; rotate to a new intermediate first, then revoke generation %d",
+					ErrInvalidRequest, ErrActiveGeneration, v.serial, gens[i].ID, gens[i].ID)
+			}
+			v.serial, v.gen = "", &gens[i]
+			break
 		}
 	case req.Identity != "":
 		id, err := identity.Parse(req.Identity)
@@ -184,11 +233,13 @@ func (r *Revoker) Revoke(ctx context.Context, req Request) ([]store.Revocation, 
 		case errors.Is(err, store.ErrNotFound):
 			// Unknown serials are recorded (as Vault allows); they go on the
 			// active generation's CRL and are never pruned.
+			if v.active == nil {
+				return nil, invalid("serial %s is not in the issuance records and there is no active CA generation whose CRL could list it; "+
+					"run 'meshca init' or rotate first, or revoke it where it was issued", v.serial)
+			}
 			rec := base
 			rec.Serial = v.serial
-			if v.active != nil {
-				rec.Generation = v.active.ID
-			}
+			rec.Generation = v.active.ID
 			recs = append(recs, rec)
 		default:
 			return nil, fmt.Errorf("read issuance record: %w", err)
@@ -210,6 +261,21 @@ func (r *Revoker) Revoke(ctx context.Context, req Request) ([]store.Revocation, 
 		rec, err := intermediateRevocation(base, *v.gen)
 		if err != nil {
 			return nil, err
+		}
+		// Revoking twice returns the original record; but a leaf record
+		// under the intermediate's serial (stored by an older meshca that
+		// took it for an unknown leaf) would come back in its place and
+		// the root CRL would never list the intermediate. A stored
+		// revocation is never rewritten, so the conflict is refused and
+		// explained rather than acknowledged as done.
+		old, err := r.st.GetRevocation(ctx, rec.Serial)
+		switch {
+		case err == nil && old.Kind != store.KindIntermediate:
+			return nil, invalid("the intermediate certificate of generation %d (serial %s) is already recorded as a leaf revocation (seq %d), "+
+				"which an older meshca stored for a serial it did not recognise; that record lists it on a generation's CRL, where no relying party looks for an intermediate, and meshca cannot change a stored revocation, so the root CRL will not list generation %d: "+
+				"stop trusting it by removing generation %d's intermediate from every trust bundle, or revoke it at the root's CA", v.gen.ID, rec.Serial, old.Seq, v.gen.ID, v.gen.ID)
+		case err != nil && !errors.Is(err, store.ErrNotFound):
+			return nil, fmt.Errorf("read revocation record: %w", err)
 		}
 		recs = append(recs, rec)
 	}

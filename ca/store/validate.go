@@ -3,6 +3,7 @@ package store
 import (
 	"errors"
 	"fmt"
+	"time"
 )
 
 // ErrInvalid is wrapped by every error that refuses bad input to a store
@@ -47,7 +48,8 @@ func (r Reason) Valid() bool { return r >= ReasonUnspecified && r <= ReasonAACom
 
 // ValidateRevocation checks a revocation before it is stored: a valid
 // serial, a known kind, a reason code of RFC 5280 section 5.3.1 other
-// than 7, and a revocation time. Seq is ignored (the store assigns it).
+// than 7, and a revocation time and (when set) an invalidity date that a
+// CRL can carry (TimeEncodable). Seq is ignored (the store assigns it).
 func ValidateRevocation(r Revocation) error {
 	if err := ValidateSerial(r.Serial); err != nil {
 		return err
@@ -59,8 +61,25 @@ func ValidateRevocation(r Revocation) error {
 		return fmt.Errorf("%w: serial %s: %d is not a CRLReason code of RFC 5280 section 5.3.1", ErrInvalid, r.Serial, int(r.Reason))
 	case r.RevokedAt.IsZero():
 		return fmt.Errorf("%w: serial %s: the revocation time is not set", ErrInvalid, r.Serial)
+	case !TimeEncodable(r.RevokedAt):
+		return fmt.Errorf("%w: serial %s: revocation time year %d cannot be encoded on a CRL", ErrInvalid, r.Serial, r.RevokedAt.UTC().Year())
+	case !r.InvalidityDate.IsZero() && !TimeEncodable(r.InvalidityDate):
+		return fmt.Errorf("%w: serial %s: invalidity date year %d cannot be encoded on a CRL", ErrInvalid, r.Serial, r.InvalidityDate.UTC().Year())
 	}
 	return nil
+}
+
+// TimeEncodable reports whether t can be a time of a CRL (thisUpdate,
+// nextUpdate, revocationDate, invalidityDate): set, and in UTC within the
+// years 1 to 9999 that a GeneralizedTime YYYYMMDDHHMMSSZ carries (RFC 5280
+// sections 4.1.2.5.2 and 5.1.2.4). The CRL builder and the store use this
+// one check, so that the store never holds a record no CRL can list.
+func TimeEncodable(t time.Time) bool {
+	if t.IsZero() {
+		return false
+	}
+	y := t.UTC().Year()
+	return y >= 1 && y <= 9999
 }
 
 // ValidateCRLScope checks a CRL scope name ("gen-7", "root"): 1 to

@@ -27,7 +27,8 @@ type crlRevoker interface {
 }
 
 // adminRevoker adapts a crlRevoker to the admin endpoint: bad input
-// (crl.ErrInvalidRequest) becomes InvalidArgument, answered 400.
+// (crl.ErrInvalidRequest, or store.ErrInvalid should the store be the one
+// that refuses it) becomes InvalidArgument, answered 400.
 type adminRevoker struct{ r crlRevoker }
 
 func (a adminRevoker) Revoke(ctx context.Context, req admin.RevokeRequest) ([]store.Revocation, error) {
@@ -35,7 +36,7 @@ func (a adminRevoker) Revoke(ctx context.Context, req admin.RevokeRequest) ([]st
 		Serial: req.Serial, Identity: req.Identity, Generation: req.Generation,
 		Reason: req.Reason, InvalidityDate: req.InvalidityDate, Requester: req.Requester,
 	})
-	if errors.Is(err, crl.ErrInvalidRequest) {
+	if errors.Is(err, crl.ErrInvalidRequest) || errors.Is(err, store.ErrInvalid) {
 		return nil, &caerr.Error{Code: caerr.InvalidArgument, Reason: "invalid_revocation", Message: err.Error()}
 	}
 	return recs, err

@@ -103,6 +103,10 @@ func testRevocationsBadInput(t *testing.T, s store.Store) {
 		"negative reason":       func(r *store.Revocation) { r.Reason = -1 },
 		"no revocation time":    func(r *store.Revocation) { r.RevokedAt = time.Time{} },
 		"serial with a newline": func(r *store.Revocation) { r.Serial = "7e\n" },
+		"serial zero":           func(r *store.Revocation) { r.Serial = "00" },
+		"revoked in year 0":     func(r *store.Revocation) { r.RevokedAt = time.Date(0, 6, 1, 0, 0, 0, 0, time.UTC) },
+		"revoked in year 10000": func(r *store.Revocation) { r.RevokedAt = time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC) },
+		"invalidity in year 0":  func(r *store.Revocation) { r.InvalidityDate = time.Date(0, 6, 1, 0, 0, 0, 0, time.UTC) },
 	}
 	for name, mutate := range bad {
 		r := Revocation(2, T0)
