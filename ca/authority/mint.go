@@ -34,14 +34,22 @@ func (l *Loader) mint(ctx context.Context, roots []*x509.Certificate) (*Material
 	ic := l.Config.Intermediate
 	p := l.profile()
 	now := l.now()
+	tmpl := root.IntermediateTemplate{CommonName: ic.CommonName, Organization: ic.Organization, Lifetime: ic.Lifetime.Duration}
+	if !l.Root.Capabilities().Mint {
+		// The source's own CannotMintError (errors.Is root.ErrCannotMint),
+		// before any key is created.
+		_, err := l.Root.MintIntermediate(ctx, root.IntermediateRequest{Template: tmpl, Now: now})
+		if err == nil {
+			err = &root.CannotMintError{Kind: l.Root.Kind(), Reason: "the root source cannot mint"}
+		}
+		return nil, err
+	}
 	name := "intermediate-" + now.UTC().Format("20060102T150405.000000000Z")
 	key, ref, altRef, err := l.createCAKey(name, p)
 	if err != nil {
 		return nil, err
 	}
-	req, err := root.NewIntermediateRequest(key, root.IntermediateTemplate{
-		CommonName: ic.CommonName, Organization: ic.Organization, Lifetime: ic.Lifetime.Duration,
-	}, now)
+	req, err := root.NewIntermediateRequest(key, tmpl, now)
 	if err != nil {
 		return nil, err
 	}
