@@ -7,11 +7,13 @@
 // trust material (root chain and the root's CRL) and the outage handling
 // (typed errors, a health loop with capped backoff, metrics).
 //
-// It must not touch meshca's key store beyond asking keys.Manager for a new
-// key (the intermediate's private key never goes to Vault), nor the record
-// store, nor any other root: when Vault is down it fails calls with
-// ErrUnavailable and the caller keeps issuing with its current
-// intermediate. Tokens and secret_ids never appear in logs or errors.
+// *Source implements root.Source: meshca's Loader creates the
+// intermediate's key in its key store and hands MintIntermediate only a
+// CSR (the private key never goes to Vault). The package must not touch
+// the key store, nor the record store, nor any other root: when Vault is
+// down it fails calls with ErrUnavailable (root.ErrUnavailable) and the
+// caller keeps issuing with its current intermediate. Tokens and
+// secret_ids never appear in logs or errors.
 package vault
 
 import (
