@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/meshca/meshca/ca/config"
@@ -15,29 +16,30 @@ import (
 	"github.com/meshca/meshca/ca/pqc"
 	"github.com/meshca/meshca/ca/profile"
 	"github.com/meshca/meshca/ca/root"
-	"github.com/meshca/meshca/ca/root/vault"
 	"github.com/meshca/meshca/ca/store"
 )
 
 // Generation sources, as recorded in the store.
 const (
-	SourceFileMinted  = "file-minted"
-	SourceFileCACerts = "file-cacerts"
+	SourceFileMinted  = root.KindFileMinted
+	SourceFileCACerts = root.KindFileCACerts
 )
 
 // Loader turns configuration into signing material: it reuses the active
 // generation recorded in the store when it is still good, and otherwise
-// mints (mode a) or registers (mode b) a new one, for the configured
-// profile (intermediate.profile). It publishes the post-quantum trust
-// anchor of the result as pq-anchor.pem.
+// has the root source mint a new one (or registers a pre-issued one), for
+// the configured profile (intermediate.profile). It publishes the
+// post-quantum trust anchor of the result as pq-anchor.pem. LoadActive is
+// its read-only form, for the offline commands.
 type Loader struct {
 	Config *config.Config
 	Keys   *keys.Manager
 	Store  store.Generations
 	Log    *slog.Logger
 	Now    func() time.Time
-	// Vault signs the intermediate when root.source is vault; nil otherwise.
-	Vault vault.IntermediateSigner
+	// Root is the root source that mints the intermediates
+	// (NewRootSource).
+	Root root.Source
 }
 
 func (l *Loader) now() time.Time {
@@ -56,35 +58,79 @@ func (l *Loader) log() *slog.Logger {
 
 func (l *Loader) profile() profile.Name { return l.Config.Intermediate.Profile }
 
-// Load returns the material to sign with.
+// Load returns the material to sign with: the active generation when it
+// is still good, otherwise a new intermediate that the root source mints
+// and that is recorded and activated.
 func (l *Loader) Load(ctx context.Context) (*Material, error) {
-	var (
-		m   *Material
-		err error
-	)
-	f := l.Config.Root.File
-	if l.Config.Root.Source == "vault" {
-		m, err = l.loadVault(ctx)
-	} else if !f.Minted() {
-		m, err = l.loadCACerts(ctx, f.CACertsDir)
-	} else {
-		var (
-			roots   []*x509.Certificate
-			rootKey root.CAKey
-			ok      bool
-		)
-		if roots, rootKey, err = l.loadRoot(f); err != nil {
-			return nil, err
-		}
-		if m, ok, err = l.reuseActive(ctx, roots, rootKey, SourceFileMinted); err == nil && !ok {
-			m, err = l.mint(ctx, roots, rootKey)
-		}
-	}
+	m, err := l.load(ctx, true)
 	if err != nil {
 		return nil, err
 	}
 	return m, l.publishPQAnchor(m)
 }
+
+// LoadActive returns the material of the active generation, read-only: it
+// never mints, records or activates a generation and writes no file. It
+// fails, saying what to run, when there is no active generation that is
+// good to sign with: none yet, expired, past its rotation threshold, or
+// not matching the configuration.
+func (l *Loader) LoadActive(ctx context.Context) (*Material, error) {
+	return l.load(ctx, false)
+}
+
+func (l *Loader) load(ctx context.Context, mint bool) (*Material, error) {
+	if p, ok := l.Root.(root.PreIssuedSource); ok {
+		return l.loadPreIssued(ctx, p, mint)
+	}
+	roots, err := l.Root.Roots(ctx)
+	if errors.Is(err, root.ErrUnavailable) {
+		return l.loadStored(ctx, err, mint)
+	}
+	if err != nil {
+		return nil, err
+	}
+	m, stale, err := l.reuseActive(ctx, roots)
+	if err != nil || m != nil {
+		return m, err
+	}
+	if !mint {
+		return nil, readOnlyError(stale)
+	}
+	if stale.generation != 0 {
+		l.log().Info(stale.msg+"; minting a new one", stale.attrs()...)
+	}
+	return l.mint(ctx, roots)
+}
+
+// notReusable is why the active generation cannot sign on.
+type notReusable struct {
+	msg        string
+	generation uint64 // 0: there is no active generation
+	args       []any  // further key/value pairs
+}
+
+func (r notReusable) attrs() []any {
+	return append([]any{"generation", r.generation}, r.args...)
+}
+
+// readOnlyError is the error of LoadActive: what is wrong, and what to run.
+func readOnlyError(r notReusable) error {
+	what := r.msg
+	if r.generation != 0 {
+		var b strings.Builder
+		fmt.Fprintf(&b, "%s (generation %d", r.msg, r.generation)
+		for i := 0; i+1 < len(r.args); i += 2 {
+			fmt.Fprintf(&b, ", %v %v", r.args[i], r.args[i+1])
+		}
+		what = b.String() + ")"
+	}
+	return fmt.Errorf("%w: %s; this command opens the CA read-only and never mints or activates an intermediate: run 'meshca serve' on this configuration, which mints and activates one (or 'meshca init' for a new development CA), then run it again", ErrNoActiveGeneration, what)
+}
+
+// ErrNoActiveGeneration is matched by the errors of LoadActive (and
+// OpenReadOnly) when the store holds no active generation that is good to
+// sign with.
+var ErrNoActiveGeneration = errors.New("no usable active CA generation")
 
 // profileOf is a generation's profile; records from before profiles are
 // classical.
@@ -95,60 +141,63 @@ func profileOf(g store.Generation) profile.Name {
 	return profile.Name(g.Profile)
 }
 
-// reuseActive returns the active generation if it was minted for the
-// configured profile and post-quantum algorithm, chains to one of roots
-// (classically and, under a Catalyst root, through its alternative
-// signature too), its keys load and it has not passed the rotation
-// threshold.
-func (l *Loader) reuseActive(ctx context.Context, roots []*x509.Certificate, rootKey root.CAKey, source string) (*Material, bool, error) {
+// reuseActive returns the active generation of the root source's kind if
+// it was minted for the configured profile and post-quantum algorithm,
+// chains to one of roots (classically and, under a Catalyst root, through
+// its alternative signature too), its keys load and it has not passed the
+// rotation threshold; otherwise nil and why not.
+func (l *Loader) reuseActive(ctx context.Context, roots []*x509.Certificate) (*Material, notReusable, error) {
 	gens, err := l.Store.ListGenerations(ctx)
 	if err != nil {
-		return nil, false, fmt.Errorf("read CA generations: %w", err)
+		return nil, notReusable{}, fmt.Errorf("read CA generations: %w", err)
 	}
+	kind := l.Root.Kind()
 	for i := len(gens) - 1; i >= 0; i-- {
 		g := gens[i]
-		if !g.Active() || g.Source != source {
+		if !g.Active() || g.Source != kind {
 			continue
 		}
 		if p := profileOf(g); p != l.profile() {
-			l.log().Info("intermediate.profile changed; minting a new intermediate", "generation", g.ID, "was", p, "now", l.profile())
-			return nil, false, nil
+			return nil, notReusable{msg: "intermediate.profile changed", generation: g.ID, args: []any{"was", p, "now", l.profile()}}, nil
 		}
 		cert, err := x509.ParseCertificate(g.CertDER)
 		if err != nil {
-			return nil, false, fmt.Errorf("CA generation %d: stored certificate does not parse: %w", g.ID, err)
+			return nil, notReusable{}, fmt.Errorf("CA generation %d: stored certificate does not parse: %w", g.ID, err)
 		}
 		b := &root.Bundle{Cert: cert, Roots: roots}
 		now := l.now()
 		if err := b.Verify(now); err != nil {
-			l.log().Info("active intermediate no longer chains to the configured root; minting a new one", "generation", g.ID, "error", err)
-			return nil, false, nil
+			return nil, notReusable{msg: "active intermediate no longer chains to the configured root", generation: g.ID, args: []any{"error", err}}, nil
 		}
-		if rootKey.Alt != nil && l.profile() == profile.Catalyst {
+		if l.profile() == profile.Catalyst && hasAltKey(roots[0]) {
 			if err := b.VerifyPQ(mustAnchor(roots[0])); err != nil {
-				l.log().Info("active intermediate has no alternative signature from the Catalyst root; minting a new one", "generation", g.ID, "error", err)
-				return nil, false, nil
+				return nil, notReusable{msg: "active intermediate has no alternative signature from the Catalyst root", generation: g.ID, args: []any{"error", err}}, nil
 			}
 		}
 		if due := RenewalTime(cert, l.Config.Intermediate.RotationThreshold); !now.Before(due) {
-			l.log().Info("active intermediate passed its rotation threshold; minting a new one", "generation", g.ID, "renewal_due", due)
-			return nil, false, nil
+			return nil, notReusable{msg: "active intermediate passed its rotation threshold", generation: g.ID, args: []any{"renewal_due", due}}, nil
 		}
 		key, err := l.generationKey(g, cert)
 		if err != nil {
-			return nil, false, err
+			return nil, notReusable{}, err
 		}
 		if alg := pqAlgorithmOf(key, l.profile()); alg != l.Config.Intermediate.PQAlgorithm {
-			l.log().Info("intermediate.pqAlgorithm changed; minting a new intermediate", "generation", g.ID, "was", alg, "now", l.Config.Intermediate.PQAlgorithm)
-			return nil, false, nil
+			return nil, notReusable{msg: "intermediate.pqAlgorithm changed", generation: g.ID, args: []any{"was", alg, "now", l.Config.Intermediate.PQAlgorithm}}, nil
 		}
 		m, err := NewMaterial(g.ID, b, key, l.profile())
 		if err != nil {
-			return nil, false, fmt.Errorf("CA generation %d: %w", g.ID, err)
+			return nil, notReusable{}, fmt.Errorf("CA generation %d: %w", g.ID, err)
 		}
-		return m, true, nil
+		return m, notReusable{}, nil
 	}
-	return nil, false, nil
+	return nil, notReusable{msg: fmt.Sprintf("the store holds no active CA generation from root source %q", kind)}, nil
+}
+
+// hasAltKey reports whether a root carries an ML-DSA alternative public
+// key (a Catalyst root, X.509 clause 9.8).
+func hasAltKey(c *x509.Certificate) bool {
+	alt, err := root.AltPublicKeyInfo(c)
+	return err == nil && alt != nil
 }
 
 // mustAnchor trusts a root's post-quantum key; a root without one yields
@@ -228,34 +277,4 @@ func (l *Loader) record(ctx context.Context, b *root.Bundle, keyRef, altKeyRef, 
 func Fingerprint(c *x509.Certificate) string {
 	sum := sha256.Sum256(c.Raw)
 	return hex.EncodeToString(sum[:])
-}
-
-// loadVault reuses the active Vault-signed generation, or has Vault sign a
-// new intermediate for a key created in the key store. While Vault is
-// unavailable it signs with the stored generation (loadVaultStored) and
-// never mints.
-func (l *Loader) loadVault(ctx context.Context) (*Material, error) {
-	roots, err := l.Vault.Roots(ctx)
-	if errors.Is(err, vault.ErrUnavailable) {
-		return l.loadVaultStored(ctx, err)
-	}
-	if err != nil {
-		return nil, err
-	}
-	if m, ok, err := l.reuseActive(ctx, roots, root.CAKey{}, vault.SourceVault); err != nil || ok {
-		return m, err
-	}
-	ic, now := l.Config.Intermediate, l.now()
-	b, signer, ref, err := vault.MintGeneration(ctx, l.Vault, l.Keys, ic.KeyAlgorithm, root.IntermediateTemplate{
-		CommonName: ic.CommonName, Organization: ic.Organization, Lifetime: ic.Lifetime.Duration,
-	}, now)
-	if err != nil {
-		return nil, err
-	}
-	g, err := l.record(ctx, b, ref, "", vault.SourceVault, now)
-	if err != nil {
-		return nil, err
-	}
-	l.log().Info("vault signed a new intermediate", "generation", g.ID, "not_after", b.Cert.NotAfter, "key_ref", ref)
-	return NewMaterial(g.ID, b, root.CAKey{Signer: signer}, profile.Classical)
 }

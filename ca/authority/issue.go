@@ -90,12 +90,4 @@ func checkKeyForProfile(key root.CAKey, p profile.Name) error {
 
 // keyName names a public key for errors: a PQ algorithm or a classical
 // key algorithm.
-func keyName(pub any) string {
-	if n := keys.PQAlgorithmOf(pub); n != "" {
-		return n
-	}
-	if n := keys.AlgorithmOf(pub); n != "" {
-		return string(n)
-	}
-	return fmt.Sprintf("%T", pub)
-}
+func keyName(pub any) string { return root.KeyName(pub) }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -12,6 +13,7 @@ import (
 	"github.com/meshca/meshca/ca/config"
 	"github.com/meshca/meshca/ca/keys"
 	"github.com/meshca/meshca/ca/policy"
+	"github.com/meshca/meshca/ca/root"
 	"github.com/meshca/meshca/ca/root/vault"
 	"github.com/meshca/meshca/ca/store"
 	"github.com/meshca/meshca/ca/store/boltstore"
@@ -23,23 +25,64 @@ type Runtime struct {
 	Store     store.Store
 	Keys      *keys.Manager
 	Loader    *Loader
-	// Vault is the Vault root source when root.source is vault: its
-	// CurrentCRL is the root's CRL for ca-crl.pem.
-	Vault *vault.Source
-	stop  context.CancelFunc
+	// Root is the root source (Loader.Root): it mints intermediates and,
+	// when Capabilities().RootCRL, supplies the root's CRL for ca-crl.pem.
+	Root root.Source
+	stop context.CancelFunc
 }
 
 // Close releases the store and the key manager.
 func (r *Runtime) Close() error {
 	if r.stop != nil {
-		r.stop() // ends the Vault source's background loops
+		r.stop() // ends the root source's background work
 	}
 	return errors.Join(r.Store.Close(), r.Keys.Close())
 }
 
-// Open validates cfg, opens the key store and the record store, loads (or
-// mints) the signing material and returns a ready Authority.
+// NewRootSource builds the root source that cfg's root section selects:
+// a Vault PKI mount (root.source vault), a pre-issued intermediate
+// (root.file.cacertsDir) or a root in files (root.file.rootCert and
+// rootKey). It is the one place that asks which kind of root meshca has.
+// now is the clock of the file sources (nil for time.Now). A Vault that is
+// unavailable does not fail it: the source completes its checks once
+// Vault answers (vault.WithDeferredValidation).
+func NewRootSource(ctx context.Context, cfg *config.Config, km *keys.Manager, now func() time.Time, log *slog.Logger, reg prometheus.Registerer) (root.Source, error) {
+	f := cfg.Root.File
+	switch {
+	case cfg.Root.Source == config.RootSourceVault:
+		src, err := vault.New(ctx, cfg.Root.Vault, vault.WithLogger(log), vault.WithRegisterer(reg), vault.WithDeferredValidation())
+		if err != nil {
+			return nil, err // not a nil *vault.Source in a non-nil interface
+		}
+		return src, nil
+	case !f.Minted():
+		return &root.CACertsSource{Dir: f.CACertsDir, Profile: cfg.Intermediate.Profile, Keys: km, Now: now}, nil
+	default:
+		return &root.FileSource{RootCert: f.RootCert, RootKey: f.RootKey, RootPQKey: f.RootPQKey, Profile: cfg.Intermediate.Profile, Keys: km, Now: now}, nil
+	}
+}
+
+// Open validates cfg, opens the key store, the record store and the root
+// source, loads the active generation or has the root source mint (and
+// activates) a new one, and returns a ready Authority. Only the service
+// (meshca serve) and meshca init open the CA this way; offline commands use
+// OpenReadOnly.
 func Open(ctx context.Context, cfg *config.Config, log *slog.Logger, reg prometheus.Registerer) (*Runtime, error) {
+	return open(ctx, cfg, log, reg, true)
+}
+
+// OpenReadOnly is Open for offline commands (meshca sign, meshca cacerts):
+// it signs with the active generation of the store and never mints,
+// records or activates one, nor writes pq-anchor.pem, nor starts the root
+// source's background work. When the store holds no active generation
+// that is good to sign with (none, expired, past its rotation threshold,
+// or not matching the configuration) it fails with ErrNoActiveGeneration,
+// saying to run meshca serve.
+func OpenReadOnly(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Runtime, error) {
+	return open(ctx, cfg, log, nil, false)
+}
+
+func open(ctx context.Context, cfg *config.Config, log *slog.Logger, reg prometheus.Registerer, mint bool) (*Runtime, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("invalid configuration:\n%w", err)
 	}
@@ -57,31 +100,29 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger, reg prometh
 		return nil, err
 	}
 	loader := &Loader{Config: cfg, Keys: km, Store: st, Log: log}
-	var src *vault.Source
-	if cfg.Root.Source == "vault" {
-		// A Vault unavailable at start-up does not stop meshca when the store
-		// holds a usable Vault-signed intermediate (Loader.loadVaultStored);
-		// the source completes its checks once Vault answers.
-		if src, err = vault.New(ctx, cfg.Root.Vault, vault.WithLogger(log), vault.WithRegisterer(reg), vault.WithDeferredValidation()); err != nil {
-			st.Close()
-			km.Close()
-			return nil, err
-		}
-		loader.Vault = src // only when set: a nil *Source in the interface is not nil
+	if loader.Root, err = NewRootSource(ctx, cfg, km, loader.now, log, reg); err != nil {
+		st.Close()
+		km.Close()
+		return nil, err
 	}
-	m, err := loader.Load(ctx)
+	var m *Material
+	if mint {
+		m, err = loader.Load(ctx)
+	} else {
+		m, err = loader.LoadActive(ctx)
+	}
 	if err != nil {
 		st.Close()
 		km.Close()
 		return nil, err
 	}
 	runCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
-	if src != nil {
-		go src.Run(runCtx)
+	if mint {
+		go loader.Root.Run(runCtx)
 	}
 	a := New(m, pol, st, WithAudit(audit.New(log)), WithRegisterer(reg), WithProfile(cfg.Issuance.Profile),
 		WithVerifySignatures(VerifyModeOf(cfg.Issuance.VerifySignatures)), WithCRLURL(cfg.CRL.URL))
-	return &Runtime{Authority: a, Store: st, Keys: km, Loader: loader, Vault: src, stop: stop}, nil
+	return &Runtime{Authority: a, Store: st, Keys: km, Loader: loader, Root: loader.Root, stop: stop}, nil
 }
 
 // PolicyFromConfig builds the issuance policy engine from cfg.

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/meshca/meshca/ca/certenc"
+	"github.com/meshca/meshca/ca/root"
 )
 
 // SigningCA is a CA whose CRL meshca signs: a generation of meshca's
@@ -28,7 +29,8 @@ type SigningCA struct {
 // of ca-crl.pem: the active generation, then every other generation whose
 // leaves may still be in use (its certificate unexpired and, once retired,
 // for at most issuance.maxCertTTL), then the root when meshca holds the
-// root key (root.file.rootCert and rootKey). A retired generation whose key
+// root key (a root source that is a root.RootKeyHolder: root.file.rootCert
+// and rootKey). A retired generation whose key
 // no longer loads is skipped with a warning: its CRL cannot be signed.
 func (r *Runtime) SigningCAs(ctx context.Context, now time.Time) ([]SigningCA, error) {
 	m := r.Authority.Material()
@@ -57,15 +59,15 @@ func (r *Runtime) SigningCAs(ctx context.Context, now time.Time) ([]SigningCA, e
 		}
 		out = append(out, SigningCA{Generation: g.ID, Cert: cert, Key: key.Signer, Alt: key.Alt})
 	}
-	f := r.Loader.Config.Root.File
-	if r.Loader.Config.Root.Source != "file" || !f.Minted() {
+	h, ok := r.Root.(root.RootKeyHolder)
+	if !ok {
 		return out, nil
 	}
-	roots, rootKey, err := r.Loader.loadRoot(f)
+	rc, rootKey, err := h.SigningRoot()
 	if err != nil {
 		return nil, err
 	}
-	return append(out, SigningCA{Root: true, Cert: roots[0], Key: rootKey.Signer, Alt: rootKey.Alt}), nil
+	return append(out, SigningCA{Root: true, Cert: rc, Key: rootKey.Signer, Alt: rootKey.Alt}), nil
 }
 
 // CertChain is cert-chain.pem of the active generation: the intermediate up

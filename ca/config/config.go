@@ -73,9 +73,15 @@ type Config struct {
 	Authentication AuthenticationConfig `json:"authentication"`
 }
 
+// Root sources (root.source).
+const (
+	RootSourceFile  = "file"
+	RootSourceVault = "vault"
+)
+
 // RootConfig selects where the enterprise root comes from.
 type RootConfig struct {
-	// Source is "file" or "vault".
+	// Source is RootSourceFile or RootSourceVault.
 	Source string         `json:"source"`
 	File   FileRootConfig `json:"file"`
 	Vault  VaultConfig    `json:"vault,omitzero"`
@@ -200,7 +206,7 @@ type LogConfig struct {
 // Defaults returns the configuration for a --dir layout created by meshca init.
 func Defaults(dir string) *Config {
 	c := &Config{
-		Root: RootConfig{Source: "file", File: FileRootConfig{
+		Root: RootConfig{Source: RootSourceFile, File: FileRootConfig{
 			RootCert:  filepath.Join(dir, RootCertFile),
 			RootKey:   filepath.Join(dir, RootKeyFile),
 			RootPQKey: filepath.Join(dir, RootPQKeyFile),
@@ -264,9 +270,9 @@ func (c *Config) Init() {
 		c.TrustDomain = DefaultTrustDomain
 	}
 	if c.Root.Source == "" {
-		c.Root.Source = "file"
+		c.Root.Source = RootSourceFile
 	}
-	if c.Root.Source == "vault" {
+	if c.Root.Source == RootSourceVault {
 		c.Root.Vault.Init()
 		if c.Intermediate.Profile == "" {
 			c.Intermediate.Profile = profile.Classical // Vault signs classically only
@@ -360,7 +366,7 @@ func (c *Config) Validate() error {
 	}
 	c.Root.validate(add)
 	c.Intermediate.validate(add)
-	if c.Root.Source == "vault" && c.Intermediate.Profile != profile.Classical {
+	if c.Root.Source == RootSourceVault && c.Intermediate.Profile != profile.Classical {
 		add("intermediate.profile", "%q needs a post-quantum signature from the root, which Vault's PKI engine cannot make; use classical with root.source vault", c.Intermediate.Profile)
 	}
 	switch c.KeyStore.Type {
@@ -420,8 +426,8 @@ func (c *Config) Validate() error {
 
 func (r RootConfig) validate(add func(string, string, ...any)) {
 	switch r.Source {
-	case "file":
-	case "vault":
+	case RootSourceFile:
+	case RootSourceVault:
 		if r.File != (FileRootConfig{}) {
 			add("root.file", "must be empty when root.source is vault: the root lives in Vault")
 		}

@@ -92,7 +92,7 @@ func (c CRLConfig) validate(r RootConfig, add func(string, string, ...any)) {
 		return
 	}
 	switch {
-	case r.Source == "vault":
+	case r.Source == RootSourceVault:
 		add("crl.rootCRL", "must be empty with root.source vault: meshca publishes the CRL of the Vault mount")
 	case r.File.Minted():
 		add("crl.rootCRL", "must be empty with root.file.rootCert and rootKey: meshca holds the root key and builds the root's CRL itself")

@@ -89,13 +89,19 @@ func NewRoot(k CAKey, commonName, org string, lifetime time.Duration, now time.T
 // SubjectKeyId is the RFC 7093 hash of the subject key, AuthorityKeyId the
 // parent's SubjectKeyId (when it has one).
 func Mint(parent *x509.Certificate, parentKey CAKey, subject CAKey, t IntermediateTemplate, now time.Time) (*x509.Certificate, error) {
-	tmpl, err := intermediateTemplate(parent, t, now)
-	if err != nil {
-		return nil, err
-	}
 	spki, altSPKI, err := subject.spkis()
 	if err != nil {
 		return nil, fmt.Errorf("intermediate key: %w", err)
+	}
+	return mintSPKI(parent, parentKey, spki, altSPKI, t, now)
+}
+
+// mintSPKI is Mint for the subject's DER SubjectPublicKeyInfo spki and,
+// for a catalyst subject, its ML-DSA altSPKI (nil otherwise).
+func mintSPKI(parent *x509.Certificate, parentKey CAKey, spki, altSPKI []byte, t IntermediateTemplate, now time.Time) (*x509.Certificate, error) {
+	tmpl, err := intermediateTemplate(parent, t, now)
+	if err != nil {
+		return nil, err
 	}
 	if tmpl.SubjectKeyId, err = certenc.SubjectKeyID(spki); err != nil {
 		return nil, err

@@ -1,8 +1,10 @@
-// Package root owns the enterprise-root side of meshca's CA: loading a root
-// certificate and key from files, loading a pre-issued intermediate from
-// Istio's four cacerts files, minting meshca's own intermediate under a root,
+// Package root owns the enterprise-root side of meshca's CA: the root-source
+// interface (Source) through which meshca's intermediates are minted
+// whatever the root is, loading a root certificate and key from files
+// (FileSource), loading a pre-issued intermediate from Istio's four cacerts
+// files (CACertsSource), minting meshca's own intermediate under a root,
 // and the strict checks on all of that material. It never signs workload
-// certificates and keeps no state.
+// certificates and keeps no state; the Vault root source is ca/root/vault.
 package root
 
 import (

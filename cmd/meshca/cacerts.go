@@ -52,7 +52,12 @@ store: the running service never hands out its private key, and a folder
 without ca-key.pem would make istiod fall back to a self-signed root. Stop
 serve to export, or let serve publish the Secret
 (trustBundle.publishCACerts: true); the public files need no key: the roots
-are root-cert.pem, the CRLs come from 'meshca crl fetch'.`,
+are root-cert.pem, the CRLs come from 'meshca crl fetch'.
+
+cacerts opens the CA read-only: it exports the active intermediate and never
+mints or activates one. When there is none that is good to sign with (none
+yet, expired, past intermediate.rotationThreshold), it fails and says to run
+'meshca serve', which mints and activates one.`,
 		Example: `  meshca cacerts --dir ./.meshca --out ./cacerts
   kubectl -n istio-system create secret generic cacerts --from-file=./cacerts
 
@@ -67,7 +72,7 @@ are root-cert.pem, the CRLs come from 'meshca crl fetch'.`,
 			if err != nil {
 				return err
 			}
-			rt, err := authority.Open(cmd.Context(), cfg, newLogger(cmd.ErrOrStderr(), "warn", "text"), nil)
+			rt, err := authority.OpenReadOnly(cmd.Context(), cfg, newLogger(cmd.ErrOrStderr(), "warn", "text"))
 			if errors.Is(err, boltstore.ErrLocked) {
 				// The admin socket never serves private keys.
 				// A folder without ca-key.pem is no answer either: istiod

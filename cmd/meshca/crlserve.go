@@ -16,7 +16,7 @@ import (
 // newCRLManager builds every CRL meshca controls (crl.Manager.Start, which
 // also repairs a crash between a revocation and its publication) and hands
 // ca-crl.pem to publish. The root's CRL comes from meshca's root key, from
-// Vault, or from crl.rootCRL; background readers of the latter stop with ctx.
+// the root source (Vault), or from crl.rootCRL; background readers of the latter stop with ctx.
 func newCRLManager(ctx context.Context, cfg *config.Config, rt *authority.Runtime, publish func(context.Context, []byte) error, log *slog.Logger, reg prometheus.Registerer) (*crl.Manager, error) {
 	cas, err := rt.SigningCAs(ctx, time.Now())
 	if err != nil {
@@ -33,8 +33,8 @@ func newCRLManager(ctx context.Context, cfg *config.Config, rt *authority.Runtim
 	chain := rt.CertChain()
 	var ext crl.RootCRLSource
 	switch rc := cfg.CRL.RootCRL; {
-	case rt.Vault != nil:
-		ext = rt.Vault
+	case rt.Root.Capabilities().RootCRL:
+		ext = rt.Root
 	case rc.File != "" || rc.URL != "":
 		src := &crl.FileRootCRL{File: rc.File, URL: rc.URL, Root: chain[len(chain)-1], Refresh: rc.Refresh.Duration, Log: log}
 		if err := src.Load(ctx); err != nil {

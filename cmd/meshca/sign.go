@@ -43,7 +43,12 @@ The chain is printed as PEM on stdout in Istio's order: the leaf, each
 intermediate, then every active root. The issuance is recorded in the store
 before anything is printed. While 'meshca serve' holds the same store, sign
 asks the running service through its admin socket (server.adminSocket): the
-same policy, record and audit, with the requester taken from the socket.`,
+same policy, record and audit, with the requester taken from the socket.
+
+Offline, sign opens the CA read-only: it signs with the active intermediate
+of the store and never mints or activates one. When there is none that is
+good to sign with (none yet, expired, past intermediate.rotationThreshold),
+it fails and says to run 'meshca serve', which mints and activates one.`,
 		Example: `  openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout app.key \
     -subj / -addext "subjectAltName=URI:spiffe://cluster.local/ns/default/sa/app" -out app.csr
   meshca sign --dir ./.meshca --csr app.csr --identity spiffe://cluster.local/ns/default/sa/app --ttl 12h > app-chain.pem
@@ -76,7 +81,7 @@ same policy, record and audit, with the requester taken from the socket.`,
 				return fmt.Errorf("--identity: %w", err)
 			}
 			log := newLogger(cmd.ErrOrStderr(), cfg.Log.Level, cfg.Log.Format)
-			rt, err := authority.Open(cmd.Context(), cfg, log, nil)
+			rt, err := authority.OpenReadOnly(cmd.Context(), cfg, log)
 			if errors.Is(err, boltstore.ErrLocked) {
 				// A running meshca serve holds the store: it signs, records
 				// and audits through the same authority.

@@ -118,9 +118,7 @@ func newTestCA(t *testing.T) *testCA {
 func (c *testCA) nextGeneration(t *testing.T) *authority.Material {
 	t.Helper()
 	cur := c.auth.Material()
-	rootSigner, err := c.rt.Keys.Signer(c.cfg.Root.File.RootKey)
-	require.NoError(t, err)
-	next, err := c.rt.Loader.Mint(context.Background(), cur.Bundle.Roots, root.CAKey{Signer: rootSigner})
+	next, err := c.rt.Loader.Mint(context.Background())
 	require.NoError(t, err)
 	require.NotEqual(t, cur.Generation, next.Generation)
 	return next

@@ -40,7 +40,7 @@ func TestDeferredValidation_SealedAtStartIsDownUntilTheHealthLoopValidates(t *te
 	_, err = src.CRL(ctx)
 	require.ErrorIs(t, err, ErrUnavailable)
 	km, _ := newKeys(t)
-	_, _, _, err = MintGeneration(ctx, src, km, keys.ECP256, tmpl, time.Now())
+	_, _, _, err = mintGeneration(ctx, src, km, keys.ECP256, tmpl, time.Now())
 	require.ErrorIs(t, err, ErrUnavailable)
 	csr, err := CSRFor(newTestKey(t), "x")
 	require.NoError(t, err)
@@ -66,7 +66,7 @@ func TestDeferredValidation_SealedAtStartIsDownUntilTheHealthLoopValidates(t *te
 	require.Len(t, src.CurrentRoots(), 1)
 	require.True(t, src.CurrentRoots()[0].Equal(p.root))
 	require.NoError(t, src.CurrentCRL().CheckSignatureFrom(p.root))
-	b, _, _, err := MintGeneration(ctx, src, km, keys.ECP256, tmpl, time.Now())
+	b, _, _, err := mintGeneration(ctx, src, km, keys.ECP256, tmpl, time.Now())
 	require.NoError(t, err)
 	require.NoError(t, b.Cert.CheckSignatureFrom(p.root))
 }

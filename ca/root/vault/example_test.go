@@ -33,11 +33,20 @@ func Example() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	bundle, signer, keyRef, err := vault.MintGeneration(ctx, src, km, keys.ECP256,
+	signer, keyRef, err := km.Create("intermediate-1", keys.ECP256)
+	if err != nil {
+		log.Fatal(err)
+	}
+	req, err := root.NewIntermediateRequest(root.CAKey{Signer: signer},
 		root.IntermediateTemplate{CommonName: "meshca intermediate", Organization: "meshca", Lifetime: 365 * 24 * time.Hour}, time.Now())
 	if err != nil {
-		log.Fatal(err) // errors.Is(err, vault.ErrUnavailable): keep the current intermediate, retry later
+		log.Fatal(err)
 	}
-	_, _, _ = bundle, signer, keyRef // record as a generation with source vault.SourceVault
-	_ = src.CurrentCRL()             // the root's CRL, for Istio's ca-crl.pem
+	var rs root.Source = src // what meshca's Loader sees: no question of which kind
+	bundle, err := rs.MintIntermediate(ctx, req)
+	if err != nil {
+		log.Fatal(err) // errors.Is(err, root.ErrUnavailable): keep the current intermediate, retry later
+	}
+	_, _ = bundle, keyRef // record as a generation with source rs.Kind()
+	_ = src.CurrentCRL()  // the root's CRL, for Istio's ca-crl.pem
 }

@@ -78,7 +78,7 @@ func TestKubernetesAuth_LogsInWithServiceAccountTokenReviewedByRealAPIServer(t *
 	require.Equal(t, "meshca", self.Data["meta"].(map[string]any)["service_account_name"])
 
 	km, _ := newKeys(t)
-	b, _, _, err := MintGeneration(ctx, src, km, keys.ECP256, tmpl, time.Now())
+	b, _, _, err := mintGeneration(ctx, src, km, keys.ECP256, tmpl, time.Now())
 	require.NoError(t, err)
 	require.NoError(t, b.Cert.CheckSignatureFrom(p.root))
 

@@ -47,7 +47,7 @@ func TestOpen_VaultRootSignsMeshcaIntermediateAndWorkloadsVerifyWithOpenSSL(t *t
 	gens, err := rt.Store.ListGenerations(context.Background())
 	require.NoError(t, err)
 	require.Len(t, gens, 1)
-	require.Equal(t, vault.SourceVault, gens[0].Source)
+	require.Equal(t, root.KindVault, gens[0].Source)
 
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	id, _ := url.Parse("spiffe://cluster.local/ns/default/sa/app")

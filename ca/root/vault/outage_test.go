@@ -23,7 +23,7 @@ func TestSeal_CallsFailFastTypedAndUpMetricRecoversWithinOneBackoff(t *testing.T
 	health := newStepSleeper()
 	src, reg := newSource(t, p.config(), WithSleep(health.sleep))
 	km, _ := newKeys(t)
-	current, currentKey, _, err := MintGeneration(ctx, src, km, keys.ECP256, tmpl, time.Now())
+	current, currentKey, _, err := mintGeneration(ctx, src, km, keys.ECP256, tmpl, time.Now())
 	require.NoError(t, err)
 	csr, err := CSRFor(currentKey, "next")
 	require.NoError(t, err)
@@ -121,7 +121,7 @@ func TestRevokedToken_NextCallLogsInAgainWithAppRole(t *testing.T) {
 	_, err = vaultEnv.Client.Logical().WriteWithContext(ctx, "auth/token/lookup", map[string]any{"token": old})
 	require.Error(t, err, "the token should be gone")
 
-	_, _, _, err = MintGeneration(ctx, src, km, keys.ECP256, tmpl, time.Now())
+	_, _, _, err = mintGeneration(ctx, src, km, keys.ECP256, tmpl, time.Now())
 	require.NoError(t, err)
 	require.EqualValues(t, 2, src.logins.Load())
 	require.NotEqual(t, old, src.api.Token())
@@ -194,7 +194,7 @@ func TestTokenFile_RotatedFileIsReadAgainWhenVaultRefusesTheOldToken(t *testing.
 	require.NoError(t, os.WriteFile(file, []byte(second), 0o600))
 	require.NoError(t, vaultEnv.Client.Auth().Token().RevokeTreeWithContext(ctx, first))
 
-	_, _, _, err := MintGeneration(ctx, src, km, keys.ECP256, tmpl, time.Now())
+	_, _, _, err := mintGeneration(ctx, src, km, keys.ECP256, tmpl, time.Now())
 	require.NoError(t, err)
 	require.Equal(t, second, src.api.Token())
 }

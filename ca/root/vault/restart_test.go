@@ -100,7 +100,7 @@ func TestOpen_RestartWhileVaultSealedSignsWithStoredGenerationUntilVaultIsBack(t
 	require.NoError(t, err)
 	first := rt.Authority.Material()
 	require.EqualValues(t, 1, first.Generation)
-	require.True(t, rt.Vault.Validated())
+	require.True(t, vaultOf(t, rt).Validated())
 	require.NoError(t, rt.Close())
 
 	unseal := vault.SealTestVault(t)
@@ -120,15 +120,15 @@ func TestOpen_RestartWhileVaultSealedSignsWithStoredGenerationUntilVaultIsBack(t
 	require.Len(t, gens, 1, "nothing is minted while Vault is down")
 	signAndVerify(t, rt, vaultRoot)
 
-	require.False(t, rt.Vault.Validated())
-	require.False(t, rt.Vault.Up())
+	require.False(t, vaultOf(t, rt).Validated())
+	require.False(t, vaultOf(t, rt).Up())
 	require.Equal(t, 0.0, rootSourceUp(t, reg))
-	require.Empty(t, rt.Vault.CurrentRoots())
-	require.Nil(t, rt.Vault.CurrentCRL())
-	_, err = rt.Vault.Roots(context.Background())
+	require.Empty(t, vaultOf(t, rt).CurrentRoots())
+	require.Nil(t, vaultOf(t, rt).CurrentCRL())
+	_, err = vaultOf(t, rt).Roots(context.Background())
 	require.ErrorIs(t, err, vault.ErrUnavailable)
 	require.Contains(t, logs.String(), "Vault is unavailable at start-up")
-	require.Contains(t, logs.String(), "signing with the stored Vault-signed intermediate")
+	require.Contains(t, logs.String(), "the root source is unavailable; signing with the stored intermediate it signed")
 
 	// Rotation while Vault is down reuses the stored generation.
 	again, err := rt.Loader.Load(context.Background())
@@ -136,12 +136,12 @@ func TestOpen_RestartWhileVaultSealedSignsWithStoredGenerationUntilVaultIsBack(t
 	require.Equal(t, first.Generation, again.Generation)
 
 	unseal()
-	require.Eventually(t, func() bool { return rt.Vault.Validated() && rootSourceUp(t, reg) == 1 },
+	require.Eventually(t, func() bool { return vaultOf(t, rt).Validated() && rootSourceUp(t, reg) == 1 },
 		30*time.Second, 10*time.Millisecond, "the source did not validate within 30s of the unseal")
-	require.True(t, rt.Vault.Up())
-	require.Len(t, rt.Vault.CurrentRoots(), 1)
-	require.True(t, rt.Vault.CurrentRoots()[0].Equal(vaultRoot))
-	require.NotNil(t, rt.Vault.CurrentCRL())
+	require.True(t, vaultOf(t, rt).Up())
+	require.Len(t, vaultOf(t, rt).CurrentRoots(), 1)
+	require.True(t, vaultOf(t, rt).CurrentRoots()[0].Equal(vaultRoot))
+	require.NotNil(t, vaultOf(t, rt).CurrentCRL())
 	require.Contains(t, logs.String(), "vault root source validated after a start-up outage")
 	require.NotContains(t, logs.String(), "no longer matches")
 	require.Equal(t, first.Generation, rt.Authority.Material().Generation)
@@ -158,7 +158,7 @@ func TestOpen_VaultSealedWithFreshStoreFailsWithNothingToSignWith(t *testing.T) 
 	_, err := authority.Open(context.Background(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), prometheus.NewRegistry())
 	require.ErrorContains(t, err, "root.vault.address: cannot use Vault at "+vcfg.Address)
 	require.ErrorContains(t, err, "Vault is sealed")
-	require.ErrorContains(t, err, "there is no stored intermediate to fall back on (the store holds no active Vault-signed CA generation)")
+	require.ErrorContains(t, err, `there is no stored intermediate to fall back on (the store holds no active CA generation from root source "vault")`)
 	require.ErrorIs(t, err, vault.ErrUnavailable)
 
 	// Nothing was minted: no generation, no key.
@@ -203,7 +203,7 @@ func TestOpen_VaultBackWithAnotherRootLogsErrorAndKeepsTheStoredRoot(t *testing.
 	require.Equal(t, 0.0, rootSourceUp(t, reg))
 
 	unseal()
-	require.Eventually(t, func() bool { return rt.Vault.Validated() && rootSourceUp(t, reg) == 1 },
+	require.Eventually(t, func() bool { return vaultOf(t, rt).Validated() && rootSourceUp(t, reg) == 1 },
 		30*time.Second, 10*time.Millisecond, "the source did not validate within 30s of the unseal")
 	require.Contains(t, logs.String(), `level=ERROR msg="Vault's root no longer matches the root of the stored intermediate`)
 	require.Contains(t, logs.String(), "stored_root_sha256="+vault.Fingerprint(vaultRoot))
@@ -212,4 +212,12 @@ func TestOpen_VaultBackWithAnotherRootLogsErrorAndKeepsTheStoredRoot(t *testing.
 	require.Equal(t, first.Generation, m.Generation)
 	require.True(t, m.Bundle.Roots[0].Equal(vaultRoot), "meshca keeps signing under the stored root")
 	signAndVerify(t, rt, vaultRoot)
+}
+
+// vaultOf is the Vault root source of rt.
+func vaultOf(t *testing.T, rt *authority.Runtime) *vault.Source {
+	t.Helper()
+	src, ok := rt.Root.(*vault.Source)
+	require.True(t, ok, "the root source is %T, not Vault", rt.Root)
+	return src
 }

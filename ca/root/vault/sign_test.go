@@ -27,7 +27,7 @@ func TestMintGeneration_VaultSignsIntermediateWhoseKeyNeverLeavesMeshca(t *testi
 	src, _ := newSource(t, p.config())
 	km, keyDir := newKeys(t)
 
-	b, signer, ref, err := MintGeneration(ctx, src, km, keys.ECP256, tmpl, time.Now())
+	b, signer, ref, err := mintGeneration(ctx, src, km, keys.ECP256, tmpl, time.Now())
 	require.NoError(t, err)
 
 	// Signed by Vault's EC P-384 root, as meshca asked.
@@ -86,9 +86,9 @@ func TestMintGeneration_RotationMintsNewKeyAndCertUnderSameRootWithoutGap(t *tes
 	src, _ := newSource(t, p.config())
 	km, _ := newKeys(t)
 
-	first, firstKey, firstRef, err := MintGeneration(ctx, src, km, keys.ECP256, tmpl, time.Now())
+	first, firstKey, firstRef, err := mintGeneration(ctx, src, km, keys.ECP256, tmpl, time.Now())
 	require.NoError(t, err)
-	second, secondKey, secondRef, err := MintGeneration(ctx, src, km, keys.ECP256, tmpl, time.Now())
+	second, secondKey, secondRef, err := mintGeneration(ctx, src, km, keys.ECP256, tmpl, time.Now())
 	require.NoError(t, err)
 
 	require.NotEqual(t, firstRef, secondRef)
@@ -167,7 +167,7 @@ func TestSignIntermediate_RefusesLifetimeCutByTheMountsMaxTTL(t *testing.T) {
 	src, _ := newSource(t, p.config())
 	km, _ := newKeys(t)
 
-	_, _, _, err := MintGeneration(ctx, src, km, keys.ECP256, root.IntermediateTemplate{CommonName: "meshca intermediate", Lifetime: 720 * time.Hour}, time.Now())
+	_, _, _, err := mintGeneration(ctx, src, km, keys.ECP256, root.IntermediateTemplate{CommonName: "meshca intermediate", Lifetime: 720 * time.Hour}, time.Now())
 	require.ErrorContains(t, err, "root.vault: refusing the intermediate Vault signed at "+p.mount+"/root/sign-intermediate: "+
 		"the intermediate's lifetime was shortened by Vault to 100h0m0s (asked 720h0m0s): the mount's max lease TTL caps it; raise it (vault secrets tune -max-lease-ttl=720h0m0s "+p.mount+")")
 	require.ErrorContains(t, err, `Vault warned: `)

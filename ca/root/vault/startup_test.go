@@ -110,7 +110,7 @@ path "sys/capabilities-self" { capabilities = ["update"] }
 	src, _ := newSource(t, cfg)
 	km, _ := newKeys(t)
 
-	b, _, _, err := MintGeneration(ctx, src, km, keys.ECP256, tmpl, time.Now())
+	b, _, _, err := mintGeneration(ctx, src, km, keys.ECP256, tmpl, time.Now())
 	require.NoError(t, err)
 	require.NoError(t, b.Cert.CheckSignatureFrom(p.root))
 	require.True(t, b.Roots[0].Equal(p.root))

@@ -77,7 +77,7 @@ func TestTLS_VerifiesVaultWithConfiguredCABundleAndServerNameAndSendsNamespace(t
 	src, _ := newSource(t, cfg)
 	km, _ := newKeys(t)
 
-	b, _, _, err := MintGeneration(ctx, src, km, keys.ECP256, tmpl, time.Now())
+	b, _, _, err := mintGeneration(ctx, src, km, keys.ECP256, tmpl, time.Now())
 	require.NoError(t, err)
 	require.NoError(t, b.Cert.CheckSignatureFrom(p.root))
 	require.NoError(t, src.Probe(ctx))

@@ -83,6 +83,17 @@ func (s *Source) fetchRoots(ctx context.Context) ([]*x509.Certificate, error) {
 	return append([]*x509.Certificate(nil), roots...), nil
 }
 
+// CheckStoredRoot checks, without calling Vault, that meshca may sign
+// under c, the root of an intermediate Vault signed earlier, while Vault
+// is unavailable: it must be the pinned root when
+// root.vault.expectedRootFingerprint is set.
+func (s *Source) CheckStoredRoot(c *x509.Certificate) error {
+	if s.rootPin != "" && Fingerprint(c) != s.rootPin {
+		return fmt.Errorf("root.vault.expectedRootFingerprint: its root %q has SHA-256 %s, not the expected %s", c.Subject, Fingerprint(c), s.rootPin)
+	}
+	return nil
+}
+
 // CurrentRoots returns the roots fetched last, without calling Vault; none
 // before a deferred validation completes.
 func (s *Source) CurrentRoots() []*x509.Certificate {

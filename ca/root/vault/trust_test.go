@@ -29,7 +29,7 @@ func TestCRL_RootCRLIsFetchedParsedKeptAndRefreshedAfterARevocation(t *testing.T
 
 	// An intermediate is revoked in Vault; the refresher picks up the new CRL.
 	km, _ := newKeys(t)
-	b, _, _, err := MintGeneration(ctx, src, km, keys.ECP256, tmpl, time.Now())
+	b, _, _, err := mintGeneration(ctx, src, km, keys.ECP256, tmpl, time.Now())
 	require.NoError(t, err)
 	_, err = vaultEnv.Client.Logical().WriteWithContext(ctx, p.mount+"/revoke", map[string]any{"serial_number": serialColons(b.Cert)})
 	require.NoError(t, err)

@@ -7,11 +7,13 @@
 // trust material (root chain and the root's CRL) and the outage handling
 // (typed errors, a health loop with capped backoff, metrics).
 //
-// It must not touch meshca's key store beyond asking keys.Manager for a new
-// key (the intermediate's private key never goes to Vault), nor the record
-// store, nor any other root: when Vault is down it fails calls with
-// ErrUnavailable and the caller keeps issuing with its current
-// intermediate. Tokens and secret_ids never appear in logs or errors.
+// *Source implements root.Source: meshca's Loader creates the
+// intermediate's key in its key store and hands MintIntermediate only a
+// CSR (the private key never goes to Vault). The package must not touch
+// the key store, nor the record store, nor any other root: when Vault is
+// down it fails calls with ErrUnavailable (root.ErrUnavailable) and the
+// caller keeps issuing with its current intermediate. Tokens and
+// secret_ids never appear in logs or errors.
 package vault
 
 import (
@@ -30,6 +32,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/meshca/meshca/ca/config"
+	"github.com/meshca/meshca/ca/root"
 )
 
 // SourceName is the value of the source label on meshca's root-source
@@ -63,7 +66,8 @@ type Source struct {
 	crl   atomic.Pointer[x509.RevocationList]
 
 	up          atomic.Bool
-	lastSuccess atomic.Int64 // unix nanoseconds
+	lastSuccess atomic.Int64          // unix nanoseconds
+	lastErr     atomic.Pointer[error] // why Vault was last found down
 
 	// validated is false while a source opened WithDeferredValidation has
 	// not yet completed New's checks (Vault was unavailable at start-up);
@@ -114,8 +118,9 @@ func WithEnv(getenv func(string) string) Option { return func(o *options) { o.en
 func WithDeferredValidation() Option { return func(o *options) { o.deferValidation = true } }
 
 // ErrUnavailable is matched (errors.Is) by every error caused by Vault
-// being unreachable, sealed or otherwise not serving.
-var ErrUnavailable = errors.New("vault root source unavailable")
+// being unreachable, sealed or otherwise not serving. It is the root
+// source's root.ErrUnavailable, so that callers need not know the kind.
+var ErrUnavailable = root.ErrUnavailable
 
 // ErrPermissionDenied is matched by errors for requests that Vault refused
 // even after a fresh login: the token's policies lack the path.
@@ -324,6 +329,7 @@ func (s *Source) markUp() {
 }
 
 func (s *Source) markDown(err error) {
+	s.lastErr.Store(&err)
 	if s.up.Swap(false) {
 		s.log.Warn("vault root source is down; meshca keeps issuing with its current intermediate", "error", err)
 	}
