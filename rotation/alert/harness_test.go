@@ -3,6 +3,7 @@ package alert
 import (
 	"context"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -113,6 +114,9 @@ type harness struct {
 func startEngine(t *testing.T, clk *testclock.FakeClock, states store.AlertStates, opts Options, sinks ...Sink) *harness {
 	t.Helper()
 	opts.States, opts.Sinks, opts.Clock = states, sinks, clk
+	if opts.Log == nil {
+		opts.Log = slog.New(slog.DiscardHandler)
+	}
 	if opts.RepeatInterval == 0 {
 		opts.RepeatInterval = time.Hour
 	}

@@ -31,6 +31,7 @@ const redacted = "<webhook URL redacted>"
 // a rotated Secret is picked up at the next message).
 type httpSink struct {
 	name     string
+	label    string // in messages
 	urlFile  string
 	client   *http.Client
 	clk      clock.PassiveClock
@@ -40,9 +41,9 @@ type httpSink struct {
 	ok func(status int, body []byte) bool
 }
 
-func newHTTPSink(name, urlFile string, clk clock.PassiveClock) (*httpSink, error) {
+func newHTTPSink(name, label, urlFile string, clk clock.PassiveClock) (*httpSink, error) {
 	s := &httpSink{
-		name: name, urlFile: urlFile, clk: clk,
+		name: name, label: label, urlFile: urlFile, clk: clk,
 		client: &http.Client{
 			Timeout: requestTimeout,
 			// A redirect would send the message (and the URL's path in
@@ -63,12 +64,12 @@ func (s *httpSink) MinInterval() time.Duration { return s.interval }
 func (s *httpSink) url() (string, error) {
 	b, err := os.ReadFile(s.urlFile)
 	if err != nil {
-		return "", fmt.Errorf("%s webhook: reading the URL file: %w", s.name, err)
+		return "", fmt.Errorf("%s: reading the URL file: %w", s.label, err)
 	}
 	raw := strings.TrimSpace(string(b))
 	u, err := url.Parse(raw)
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-		return "", fmt.Errorf("%s webhook: %s does not hold an http(s) URL (its content is not shown: it is a secret)", s.name, s.urlFile)
+		return "", fmt.Errorf("%s: %s does not hold an http(s) URL (its content is not shown: it is a secret)", s.label, s.urlFile)
 	}
 	return raw, nil
 }
@@ -81,17 +82,17 @@ func (s *httpSink) Send(ctx context.Context, n Notification) error {
 	}
 	body, err := s.body(n)
 	if err != nil {
-		return &DeliveryError{Permanent: true, Err: fmt.Errorf("%s webhook: encoding the message: %w", s.name, err)}
+		return &DeliveryError{Permanent: true, Err: fmt.Errorf("%s: encoding the message: %w", s.label, err)}
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, raw, bytes.NewReader(body))
 	if err != nil {
-		return &DeliveryError{Permanent: true, Err: fmt.Errorf("%s webhook: %s", s.name, redact(err, raw))}
+		return &DeliveryError{Permanent: true, Err: fmt.Errorf("%s: %s", s.label, redact(err, raw))}
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "meshca")
 	resp, err := s.client.Do(req)
 	if err != nil {
-		return &DeliveryError{Err: fmt.Errorf("%s webhook: %s", s.name, redact(err, raw))}
+		return &DeliveryError{Err: fmt.Errorf("%s: %s", s.label, redact(err, raw))}
 	}
 	defer resp.Body.Close()
 	answer, _ := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes))
@@ -100,7 +101,7 @@ func (s *httpSink) Send(ctx context.Context, n Notification) error {
 	}
 	de := &DeliveryError{
 		Status: resp.StatusCode,
-		Err:    fmt.Errorf("%s webhook answered %d: %q", s.name, resp.StatusCode, strings.ReplaceAll(truncate(string(answer), 200), raw, redacted)),
+		Err:    fmt.Errorf("%s answered %d: %q", s.label, resp.StatusCode, scrub(truncate(string(answer), 200), raw)),
 	}
 	switch {
 	case resp.StatusCode == http.StatusTooManyRequests:
@@ -136,6 +137,12 @@ func redact(err error, raw string) string {
 	if errors.As(err, &ue) {
 		msg = ue.Op + " " + redacted + ": " + ue.Err.Error()
 	}
+	return scrub(msg, raw)
+}
+
+// scrub removes the webhook URL, and its path and query (the secret part
+// of it), from msg.
+func scrub(msg, raw string) string {
 	msg = strings.ReplaceAll(msg, raw, redacted)
 	if u, perr := url.Parse(raw); perr == nil {
 		if u.Path != "" && u.Path != "/" {

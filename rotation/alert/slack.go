@@ -21,7 +21,7 @@ func NewSlack(urlFile string, clk clock.PassiveClock) (Sink, error) {
 	if clk == nil {
 		clk = clock.RealClock{}
 	}
-	s, err := newHTTPSink("slack", urlFile, clk)
+	s, err := newHTTPSink("slack", "Slack webhook", urlFile, clk)
 	if err != nil {
 		return nil, err
 	}

@@ -19,7 +19,7 @@ func NewWebhook(urlFile string, clk clock.PassiveClock) (Sink, error) {
 	if clk == nil {
 		clk = clock.RealClock{}
 	}
-	s, err := newHTTPSink("webhook", urlFile, clk)
+	s, err := newHTTPSink("webhook", "alert webhook", urlFile, clk)
 	if err != nil {
 		return nil, err
 	}
