@@ -1,0 +1,102 @@
+package alert
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+	"unicode/utf8"
+
+	"github.com/stretchr/testify/require"
+	testclock "k8s.io/utils/clock/testing"
+)
+
+// kinds lists the kinds of the next n notifications delivered.
+func (h *harness) kinds(t *testing.T, n int) []Kind {
+	t.Helper()
+	var out []Kind
+	for range n {
+		out = append(out, h.ack(t).Kind)
+	}
+	return out
+}
+
+// A new occurrence (another fingerprint) or a new severity fires again;
+// the same one does not.
+func TestEngine_NewOccurrenceFiresAgain(t *testing.T) {
+	clk := testclock.NewFakeClock(T0)
+	h := startEngine(t, clk, nil, Options{})
+	ctx := context.Background()
+	a := expiring
+	a.Severity = Warning
+	require.NoError(t, h.e.Raise(ctx, a))
+	require.NoError(t, h.e.Raise(ctx, a))
+	a.Summary, a.Expires = "changed wording", T0.Add(time.Hour)
+	require.NoError(t, h.e.Raise(ctx, a), "what it says changes; it is the same occurrence")
+	a.Severity = Critical
+	require.NoError(t, h.e.Raise(ctx, a))
+	a.Fingerprint = "gen-3-again"
+	require.NoError(t, h.e.Raise(ctx, a))
+	require.Equal(t, []Kind{KindFire, KindFire, KindFire}, h.kinds(t, 3))
+	select {
+	case n := <-h.acked:
+		t.Fatalf("unexpected %s", n.Kind)
+	default:
+	}
+	firing := h.e.Firing()
+	require.Len(t, firing, 1)
+	require.Equal(t, "critical", firing[0].Severity)
+	require.Equal(t, "gen-3-again", firing[0].Fingerprint)
+	require.Equal(t, uint64(3), firing[0].Seq)
+}
+
+// Announce runs once per occurrence, again after it failed.
+func TestEngine_AnnounceUntilItSucceeds(t *testing.T) {
+	clk := testclock.NewFakeClock(T0)
+	h := startEngine(t, clk, nil, Options{})
+	ctx := context.Background()
+	calls, fail := 0, true
+	a := expiring
+	a.Announce = func() error {
+		calls++
+		if fail {
+			return errors.New("apiserver down")
+		}
+		return nil
+	}
+	require.ErrorContains(t, h.e.Raise(ctx, a), "apiserver down")
+	fail = false
+	require.NoError(t, h.e.Raise(ctx, a))
+	require.NoError(t, h.e.Raise(ctx, a))
+	require.Equal(t, 2, calls)
+	require.Equal(t, []Kind{KindFire}, h.kinds(t, 1), "the failed Announce does not fire twice")
+	a.Fingerprint = "next"
+	require.NoError(t, h.e.Raise(ctx, a))
+	require.Equal(t, 3, calls)
+}
+
+func TestEngine_RefusesBadAlerts(t *testing.T) {
+	e, err := New(context.Background(), Options{})
+	require.NoError(t, err)
+	for name, a := range map[string]Alert{
+		"no rule":      {Object: "x", Severity: Warning},
+		"no object":    {Rule: "R", Severity: Warning},
+		"bad severity": {Rule: "R", Object: "x", Severity: "info"},
+	} {
+		require.Error(t, e.Raise(context.Background(), a), name)
+	}
+	require.Empty(t, e.Firing())
+	_, err = New(context.Background(), Options{RepeatInterval: time.Second})
+	require.ErrorContains(t, err, "repeat interval 1s is under 1m0s")
+}
+
+func TestTruncate_KeepsUTF8AndTheLimit(t *testing.T) {
+	s := "ab€€€" // € is 3 bytes
+	for n := 4; n <= len(s); n++ {
+		got := truncate(s, n)
+		require.LessOrEqual(t, len(got), n, "n=%d", n)
+		require.True(t, utf8.ValidString(got), "n=%d: %q", n, got)
+	}
+	require.Equal(t, "ab…", truncate(s, 7))
+	require.Equal(t, s, truncate(s, len(s)))
+}
