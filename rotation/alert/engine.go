@@ -56,6 +56,8 @@ type Engine struct {
 
 	mu    sync.Mutex
 	state map[Key]*store.AlertState
+	// series are the label values of meshca_alerts_firing set so far.
+	series map[[2]string]bool
 	// announced holds the keys whose current occurrence's Announce
 	// succeeded (or that were firing before a restart).
 	announced map[Key]bool
@@ -94,6 +96,7 @@ func New(ctx context.Context, o Options) (*Engine, error) {
 		metrics:   newMetrics(o.Registerer, o.Sinks),
 		state:     map[Key]*store.AlertState{},
 		announced: map[Key]bool{},
+		series:    map[[2]string]bool{},
 	}
 	for _, s := range o.Sinks {
 		e.workers = append(e.workers, newWorker(s, e))
@@ -347,13 +350,25 @@ func (e *Engine) dispatch(ns []Notification) {
 	}
 }
 
-// gauges sets meshca_alerts_firing. Called with mu held.
+// gauges sets meshca_alerts_firing, removing the series of what no
+// longer fires (no Reset: a scrape never sees a firing alert missing).
+// Called with mu held.
 func (e *Engine) gauges() {
-	e.metrics.firing.Reset()
+	counts := map[[2]string]int{}
 	for _, s := range e.state {
 		if s.Status == store.AlertFiring {
-			e.metrics.firing.WithLabelValues(s.Rule, s.Severity).Inc()
+			counts[[2]string{s.Rule, s.Severity}]++
 		}
+	}
+	for k := range e.series {
+		if _, ok := counts[k]; !ok {
+			e.metrics.firing.DeleteLabelValues(k[0], k[1])
+			delete(e.series, k)
+		}
+	}
+	for k, n := range counts {
+		e.metrics.firing.WithLabelValues(k[0], k[1]).Set(float64(n))
+		e.series[k] = true
 	}
 }
 

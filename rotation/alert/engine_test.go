@@ -3,10 +3,13 @@ package alert
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 	"unicode/utf8"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
 	testclock "k8s.io/utils/clock/testing"
 )
@@ -99,4 +102,33 @@ func TestTruncate_KeepsUTF8AndTheLimit(t *testing.T) {
 	}
 	require.Equal(t, "ab…", truncate(s, 7))
 	require.Equal(t, s, truncate(s, len(s)))
+}
+
+// meshca_alerts_firing counts the firing alerts by rule and severity.
+func TestEngine_FiringGauge(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	e, err := New(context.Background(), Options{Registerer: reg})
+	require.NoError(t, err)
+	ctx := context.Background()
+	a, b, c := expiring, expiring, expiring
+	b.Object = "intermediate generation 4"
+	c.Rule, c.Severity = "CRLStale", Warning
+	for _, x := range []Alert{a, b, c} {
+		require.NoError(t, e.Raise(ctx, x))
+	}
+	want := `
+# HELP meshca_alerts_firing Alerts meshca's alerting engine holds as firing, by rule and severity.
+# TYPE meshca_alerts_firing gauge
+meshca_alerts_firing{alert="CRLStale",severity="warning"} 1
+meshca_alerts_firing{alert="IntermediateExpiring",severity="critical"} 2
+`
+	require.NoError(t, testutil.GatherAndCompare(reg, strings.NewReader(want), "meshca_alerts_firing"))
+	require.NoError(t, e.Clear(ctx, c.Key()))
+	require.NoError(t, e.Clear(ctx, a.Key()))
+	want = `
+# HELP meshca_alerts_firing Alerts meshca's alerting engine holds as firing, by rule and severity.
+# TYPE meshca_alerts_firing gauge
+meshca_alerts_firing{alert="IntermediateExpiring",severity="critical"} 1
+`
+	require.NoError(t, testutil.GatherAndCompare(reg, strings.NewReader(want), "meshca_alerts_firing"))
 }
