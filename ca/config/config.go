@@ -71,6 +71,8 @@ type Config struct {
 	// Kubernetes and Authentication configure the cluster-facing parts.
 	Kubernetes     KubernetesConfig     `json:"kubernetes"`
 	Authentication AuthenticationConfig `json:"authentication"`
+	// Alerts configures where alerts are sent (Slack, a webhook).
+	Alerts AlertsConfig `json:"alerts,omitzero"`
 }
 
 // Root sources (root.source).
@@ -257,7 +259,7 @@ func (c *Config) resolvePaths(base string) {
 	if c.Kubernetes.Kubeconfig != "" && !filepath.IsAbs(c.Kubernetes.Kubeconfig) {
 		c.Kubernetes.Kubeconfig = filepath.Join(base, c.Kubernetes.Kubeconfig)
 	}
-	for _, p := range append([]*string{&c.Root.File.RootCert, &c.Root.File.RootKey, &c.Root.File.RootPQKey, &c.Root.File.CACertsDir, &c.KeyStore.Dir, &c.Store.Path, &c.Server.AdminSocket, &c.CRL.RootCRL.File}, c.Root.Vault.Paths()...) {
+	for _, p := range append([]*string{&c.Root.File.RootCert, &c.Root.File.RootKey, &c.Root.File.RootPQKey, &c.Root.File.CACertsDir, &c.KeyStore.Dir, &c.Store.Path, &c.Server.AdminSocket, &c.CRL.RootCRL.File, &c.Alerts.Slack.WebhookURLFile, &c.Alerts.Webhook.URLFile}, c.Root.Vault.Paths()...) {
 		if *p != "" && !filepath.IsAbs(*p) && !strings.Contains(*p, ":") {
 			*p = filepath.Join(base, *p)
 		}
@@ -301,6 +303,7 @@ func (c *Config) Init() {
 	}
 	c.TrustBundle.init()
 	c.CRL.init()
+	c.Alerts.Init()
 }
 
 func (i *IntermediateConfig) init() {
@@ -421,6 +424,7 @@ func (c *Config) Validate() error {
 	}
 	c.TrustBundle.validate(add)
 	c.CRL.validate(c.Root, add)
+	c.Alerts.validate(add)
 	return errors.Join(errs...)
 }
 

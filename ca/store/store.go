@@ -1,7 +1,7 @@
 // Package store defines meshca's durable records and the small interfaces
-// the CA needs to keep them: issuance records and CA generations. Backends
-// live in sub-packages (boltstore now, PostgreSQL later); this package holds
-// no storage code of its own.
+// the CA needs to keep them: issuance records, CA generations, revocations
+// and alert states. Backends live in sub-packages (boltstore now,
+// PostgreSQL later); this package holds no storage code of its own.
 package store
 
 import (
@@ -103,5 +103,6 @@ type Store interface {
 	IssuanceIndex
 	Generations
 	Revocations
+	AlertStates
 	Close() error
 }

@@ -29,7 +29,7 @@ type trustPublisher struct {
 
 // newTrustPublisher prepares the trust publishers when trustBundle.enabled
 // is set (nil otherwise) with the active CA material; start publishes.
-func newTrustPublisher(cfg *config.Config, rc *rest.Config, m *authority.Material, log *slog.Logger, reg prometheus.Registerer) (*trustPublisher, error) {
+func newTrustPublisher(cfg *config.Config, rc *rest.Config, m *authority.Material, log *slog.Logger, reg prometheus.Registerer, opts ...publish.Option) (*trustPublisher, error) {
 	if !cfg.TrustBundle.Enabled || rc == nil {
 		return nil, nil
 	}
@@ -37,7 +37,7 @@ func newTrustPublisher(cfg *config.Config, rc *rest.Config, m *authority.Materia
 	if err != nil {
 		return nil, err
 	}
-	p, err := publish.New(client, cfg.TrustBundle, publish.WithRegisterer(reg), publish.WithLogger(log))
+	p, err := publish.New(client, cfg.TrustBundle, append([]publish.Option{publish.WithRegisterer(reg), publish.WithLogger(log)}, opts...)...)
 	if err != nil {
 		return nil, fmt.Errorf("trustBundle: %w", err)
 	}

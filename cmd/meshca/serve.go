@@ -91,8 +91,12 @@ SIGINT or SIGTERM.`,
 			if err != nil {
 				return err
 			}
+			alerting, err := startAlerts(ctx, cfg, rt.Store, log, reg)
+			if err != nil {
+				return err
+			}
 			m := rt.Authority.Material()
-			trust, err := newTrustPublisher(cfg, rc, m, log, reg)
+			trust, err := newTrustPublisher(cfg, rc, m, log, reg, alerting.publishOptions()...)
 			if err != nil {
 				return err
 			}

@@ -211,14 +211,15 @@ func (p *Publisher) syncTrustBundles(ctx context.Context, st *state) error {
 	var errs []error
 	for _, b := range want {
 		wanted[b.name] = true
-		sizeKey := "clustertrustbundle/" + b.name + "#size"
+		object := "ClusterTrustBundle " + b.name
 		if len(b.pem) > MaxObjectBytes {
 			msg := fmt.Sprintf("ClusterTrustBundle %s would hold %d bytes of roots, over the %d-byte limit; meshca keeps the previous one", b.name, len(b.pem), MaxObjectBytes)
 			ref := bundleRef(b.name, api.version)
-			errs = append(errs, p.problems.raise(ctx, sizeKey, problem{kind: kindRefused, object: objectTrustBundle, fingerprint: fmt.Sprint(len(b.pem))}, ref, ReasonTrustBundleTooLarge, msg))
+			errs = append(errs, p.problems.raise(ctx, problem{rule: ReasonTrustBundleTooLarge, object: object,
+				fingerprint: fmt.Sprint(len(b.pem)), ref: ref, message: msg}))
 			continue
 		}
-		p.problems.clear(sizeKey)
+		p.problems.clear(ctx, ReasonTrustBundleTooLarge, object)
 		if cur, ok := byName[b.name]; ok && b.matches(cur) {
 			continue
 		}

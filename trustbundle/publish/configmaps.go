@@ -27,9 +27,9 @@ func (p *Publisher) syncAllNamespaces(ctx context.Context, st *state) error {
 	for _, ns := range nss {
 		p.queue.Add(nsKeyPrefix + ns.Name)
 	}
-	key := "configmap/*/" + p.crlName + "#size"
+	object := "ConfigMap */" + p.crlName
 	if !crlTooLarge(st) {
-		p.problems.clear(key)
+		p.problems.clear(ctx, ReasonCRLTooLarge, object)
 		return nil
 	}
 	sum := sha256.Sum256(st.crl)
@@ -37,8 +37,8 @@ func (p *Publisher) syncAllNamespaces(ctx context.Context, st *state) error {
 		"(they keep the previous CRL). Shorten the CRL: instead of revoking many leaves, rotate the intermediate and revoke its whole generation (one entry on the root's CRL); entries of expired certificates age out after one CRL period.",
 		len(st.crl), MaxObjectBytes, p.crlName)
 	p.log.Error("CRL too large for a ConfigMap; not publishing it", "bytes", len(st.crl), "limit", MaxObjectBytes)
-	return p.problems.raise(ctx, key, problem{kind: kindRefused, object: objectCRLCM, fingerprint: hex.EncodeToString(sum[:])},
-		configMapRef(p.namespace, p.crlName), ReasonCRLTooLarge, msg)
+	return p.problems.raise(ctx, problem{rule: ReasonCRLTooLarge, object: object, fingerprint: hex.EncodeToString(sum[:]),
+		ref: configMapRef(p.namespace, p.crlName), message: msg})
 }
 
 // crlTooLarge: Kubernetes limits the total size of a ConfigMap's data, key

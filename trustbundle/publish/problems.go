@@ -3,13 +3,16 @@ package publish
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"strings"
-	"sync"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/utils/clock"
+
+	"github.com/meshca/meshca/ca/store"
+	"github.com/meshca/meshca/rotation/alert"
 )
 
 // Event reasons meshca reports on the objects it publishes.
@@ -31,6 +34,14 @@ const (
 // eventComponent is the source.component of meshca's Events.
 const eventComponent = "meshca"
 
+// Alerter is the alerting engine (rotation/alert.Engine) through which the
+// Publisher raises and clears its problems.
+type Alerter interface {
+	Raise(ctx context.Context, a alert.Alert) error
+	Clear(ctx context.Context, key alert.Key) error
+	Firing() []store.AlertState
+}
+
 // problemKind is which gauge a problem counts in.
 type problemKind int
 
@@ -39,33 +50,59 @@ const (
 	kindRefused                     // meshca_trustbundle_refused
 )
 
+// problemRules are the alert rules the Publisher raises, with the gauge
+// and metric object each counts in.
+var problemRules = map[string]struct {
+	kind     problemKind
+	object   string // metric object label
+	severity alert.Severity
+	action   string
+}{
+	ReasonForeignCACertsSecret: {kindConflict, objectCACerts, alert.Warning,
+		"meshca leaves the Secret alone and keeps checking it; istiod keeps using what it holds."},
+	ReasonCACertsTooLarge: {kindRefused, objectCACerts, alert.Critical,
+		"meshca keeps the Secret as it is and retries whenever the content changes."},
+	ReasonCRLTooLarge: {kindRefused, objectCRLCM, alert.Critical,
+		"meshca keeps the previous CRL in the ConfigMaps and retries whenever the CRL changes."},
+	ReasonTrustBundleTooLarge: {kindRefused, objectTrustBundle, alert.Critical,
+		"meshca keeps the previous ClusterTrustBundle and retries whenever the roots change."},
+}
+
 // problem is a standing reason why an object is not in its desired state.
 type problem struct {
-	kind   problemKind
-	object string // metric object label
+	// rule is the Event reason, which is also the alert's rule.
+	rule string
+	// object names the object in the alert (meshca's names only).
+	object string
 	// fingerprint identifies this occurrence (the foreign object's
 	// resourceVersion, the refused content's size): a new one is reported
 	// again.
 	fingerprint string
-	reported    bool
+	// ref is the object the Warning Event is written on.
+	ref     corev1.ObjectReference
+	message string
 }
 
-// problems tracks standing problems, keeps the gauges equal to their count
-// and reports each occurrence once as a Warning Event.
+// problems raises and clears the Publisher's problems as alerts (the
+// engine decides what is a new occurrence), writes one Warning Event per
+// occurrence and keeps the gauges equal to the firing alerts' count.
 type problems struct {
-	mu      sync.Mutex
-	open    map[string]*problem // by object key
+	alerts  Alerter
 	metrics *metrics
 	events  *eventWriter
+	log     *slog.Logger
 }
 
 func (ps *problems) gauges() {
 	conflicts, refused := map[string]int{}, map[string]int{}
-	for _, p := range ps.open {
-		if p.kind == kindConflict {
-			conflicts[p.object]++
-		} else {
-			refused[p.object]++
+	for _, a := range ps.alerts.Firing() {
+		r, ok := problemRules[a.Rule]
+		switch {
+		case !ok:
+		case r.kind == kindConflict:
+			conflicts[r.object]++
+		default:
+			refused[r.object]++
 		}
 	}
 	for _, o := range allObjects {
@@ -74,43 +111,29 @@ func (ps *problems) gauges() {
 	}
 }
 
-// raise records the problem at key and, unless this occurrence was already
-// reported, writes an Event on ref. An error means the Event was not
-// written; the caller retries and raise tries again.
-func (ps *problems) raise(ctx context.Context, key string, p problem, ref corev1.ObjectReference, reason, message string) error {
-	ps.mu.Lock()
-	if old, ok := ps.open[key]; ok && old.fingerprint == p.fingerprint && old.kind == p.kind {
-		reported := old.reported
-		ps.mu.Unlock()
-		if reported {
-			return nil
-		}
-	} else {
-		ps.open[key] = &p
-		ps.gauges()
-		ps.mu.Unlock()
-	}
-	if err := ps.events.warn(ctx, ref, reason, message); err != nil {
-		return err
-	}
-	ps.mu.Lock()
-	if cur, ok := ps.open[key]; ok && cur.fingerprint == p.fingerprint {
-		cur.reported = true
-	}
-	ps.mu.Unlock()
-	return nil
+// raise raises p's alert and, unless this occurrence was already
+// reported, writes a Warning Event on p.ref. An error means the alert or
+// the Event was not recorded; the caller retries and raise tries again.
+func (ps *problems) raise(ctx context.Context, p problem) error {
+	r := problemRules[p.rule]
+	err := ps.alerts.Raise(ctx, alert.Alert{
+		Rule: p.rule, Object: p.object, Severity: r.severity,
+		Summary: p.message, Action: r.action, Fingerprint: p.fingerprint,
+		Announce: func() error {
+			ps.gauges() // before the Event, so that who sees the Event sees the gauge
+			return ps.events.warn(ctx, p.ref, p.rule, p.message)
+		},
+	})
+	ps.gauges()
+	return err
 }
 
-// clear ends the problem at key, if any, and reports whether there was one.
-func (ps *problems) clear(key string) bool {
-	ps.mu.Lock()
-	defer ps.mu.Unlock()
-	if _, ok := ps.open[key]; !ok {
-		return false
+// clear ends p's alert, if it fires.
+func (ps *problems) clear(ctx context.Context, rule, object string) {
+	if err := ps.alerts.Clear(ctx, alert.KeyOf(rule, object)); err != nil {
+		ps.log.Warn("clearing an alert failed; cleared again at the next reconcile", "alert", rule, "object", object, "error", err)
 	}
-	delete(ps.open, key)
 	ps.gauges()
-	return true
 }
 
 // eventWriter writes core/v1 Events directly (no broadcaster goroutines),

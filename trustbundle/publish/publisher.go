@@ -43,6 +43,7 @@ import (
 	"k8s.io/utils/clock"
 
 	"github.com/meshca/meshca/ca/config"
+	"github.com/meshca/meshca/rotation/alert"
 )
 
 // Names and labels of what meshca publishes.
@@ -125,6 +126,7 @@ type options struct {
 	maxDelay   time.Duration
 	workers    int
 	ctbVersion string
+	alerts     Alerter
 }
 
 // Option configures New.
@@ -152,6 +154,12 @@ func WithRetryBackoff(base, max time.Duration) Option {
 
 // WithWorkers sets how many objects are reconciled in parallel (default 2).
 func WithWorkers(n int) Option { return func(o *options) { o.workers = n } }
+
+// WithAlerts raises and clears the Publisher's problems (a foreign
+// cacerts Secret, content over a Kubernetes size limit) as alerts of the
+// engine a, which persists them and notifies its sinks (default: a private
+// engine that only keeps them in memory).
+func WithAlerts(a Alerter) Option { return func(o *options) { o.alerts = a } }
 
 // WithClusterTrustBundleVersion skips discovery and uses version ("v1" or
 // "v1beta1") of certificates.k8s.io for ClusterTrustBundles.
@@ -192,6 +200,16 @@ func New(client kubernetes.Interface, cfg config.TrustBundleConfig, opts ...Opti
 		o.workers = 1
 	}
 	m := newMetrics(o.registerer)
+	alerts := o.alerts
+	if alerts == nil {
+		// Without the shared engine the problems are still tracked (for
+		// the Events and the gauges), in memory and without sinks.
+		e, err := alert.New(context.Background(), alert.Options{Clock: o.clock, Log: o.log})
+		if err != nil {
+			return nil, fmt.Errorf("publish: %w", err)
+		}
+		alerts = e
+	}
 	p := &Publisher{
 		client:    client,
 		namespace: cfg.IstiodNamespace,
@@ -207,9 +225,10 @@ func New(client kubernetes.Interface, cfg config.TrustBundleConfig, opts ...Opti
 		clock:     o.clock,
 		metrics:   m,
 		problems: &problems{
-			open:    map[string]*problem{},
+			alerts:  alerts,
 			metrics: m,
 			events:  &eventWriter{client: client.CoreV1(), clock: o.clock},
+			log:     o.log.With("component", "trustbundle"),
 		},
 		resync:  o.resync,
 		workers: o.workers,

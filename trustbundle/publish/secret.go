@@ -31,8 +31,7 @@ func (p *Publisher) syncSecret(ctx context.Context, st *state) error {
 	if st.files == nil {
 		return nil // no key: meshca is not istiod's plug-in CA
 	}
-	conflictKey := "secret/" + p.namespace + "/" + SecretName + "#foreign"
-	sizeKey := "secret/" + p.namespace + "/" + SecretName + "#size"
+	object := "Secret " + p.namespace + "/" + SecretName
 	live, err := p.client.CoreV1().Secrets(p.namespace).Get(ctx, SecretName, metav1.GetOptions{})
 	switch {
 	case apierrors.IsNotFound(err):
@@ -50,12 +49,12 @@ func (p *Publisher) syncSecret(ctx context.Context, st *state) error {
 			"Delete it, or set trustBundle.takeOwnership: true to let meshca replace it.",
 			p.namespace, SecretName, managersOf(live), describeCACerts(live.Data))
 		p.log.Warn("foreign cacerts Secret; not overwriting", "namespace", p.namespace, "managers", managersOf(live))
-		return p.problems.raise(ctx, conflictKey, problem{
-			kind: kindConflict, object: objectCACerts,
-			fingerprint: string(live.UID) + "/" + live.ResourceVersion,
-		}, ref, ReasonForeignCACertsSecret, msg)
+		return p.problems.raise(ctx, problem{
+			rule: ReasonForeignCACertsSecret, object: object,
+			fingerprint: string(live.UID) + "/" + live.ResourceVersion, ref: ref, message: msg,
+		})
 	}
-	p.problems.clear(conflictKey)
+	p.problems.clear(ctx, ReasonForeignCACertsSecret, object)
 
 	data := maps.Clone(st.files)
 	var old []byte
@@ -67,10 +66,10 @@ func (p *Publisher) syncSecret(ctx context.Context, st *state) error {
 		msg := fmt.Sprintf("the cacerts content is %d bytes, over the %d-byte Secret limit (the CRL is %d bytes); "+
 			"meshca keeps the Secret as it is. Shorten the CRL: drop the entries of certificates that have expired.",
 			size, MaxObjectBytes, len(st.crl))
-		return p.problems.raise(ctx, sizeKey, problem{kind: kindRefused, object: objectCACerts, fingerprint: contentHash(data)},
-			secretRef(p.namespace, SecretName), ReasonCACertsTooLarge, msg)
+		return p.problems.raise(ctx, problem{rule: ReasonCACertsTooLarge, object: object, fingerprint: contentHash(data),
+			ref: secretRef(p.namespace, SecretName), message: msg})
 	}
-	p.problems.clear(sizeKey)
+	p.problems.clear(ctx, ReasonCACertsTooLarge, object)
 
 	if live != nil && !takeOver && secretMatches(live, data) {
 		p.metrics.succeeded(objectCACerts, p.clock.Now())

@@ -28,7 +28,8 @@ import (
 // the issuance indexes (the generation and identity of each record in its
 // expiry entry, and an index by generation; see index.go), the
 // revocations and the CRL numbers; Open indexes the records of a version 1
-// store.
+// store. The alert states' bucket came later without a new version: Open
+// creates it in a store that lacks it, and older meshca ignores it.
 const SchemaVersion = 2
 
 var (
@@ -41,11 +42,13 @@ var (
 	bucketRevocationSeq    = []byte("revocations_by_seq")
 	bucketRevocationExpiry = []byte("revocations_by_expiry")
 	bucketCRLNumbers       = []byte("crl_numbers")
+	bucketAlertStates      = []byte("alert_states")
 	keySchema              = []byte("schema_version")
 
 	allBuckets = [][]byte{
 		bucketIssuances, bucketExpiry, bucketByGeneration, bucketGenerations,
 		bucketRevocations, bucketRevocationSeq, bucketRevocationExpiry, bucketCRLNumbers,
+		bucketAlertStates,
 	}
 )
 

@@ -50,10 +50,13 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	run("CRLNumbers/MonotonicPerScopeAndIndependent", testCRLNumbers)
 	run("CRLNumbers/BadScopeIsRefused", testCRLNumbersBadScope)
 	run("CRLNumbers/ConcurrentAllocationsAreDistinct", testCRLNumbersConcurrent)
+	run("AlertStates/RoundTrip", testAlertStatesRoundTrip)
+	run("AlertStates/BadInputStoresNothing", testAlertStatesBadInput)
 }
 
 // RunRestart checks that what a store acknowledged survives closing and
-// reopening it: CRL numbers never repeat, revocation Seqs keep increasing.
+// reopening it: CRL numbers never repeat, revocation Seqs keep increasing,
+// alert states stay as they were written.
 // newStore prepares one empty, persistent location and returns a function
 // that opens it (called again after each Close).
 func RunRestart(t *testing.T, newStore func(t *testing.T) (open func() store.Store)) {
@@ -94,6 +97,23 @@ func RunRestart(t *testing.T, newStore func(t *testing.T) (open func() store.Sto
 		second, err := s.Revoke(ctx, []store.Revocation{Revocation(2, T0.Add(time.Hour))})
 		require.NoError(t, err)
 		require.Greater(t, second[0].Seq, first[0].Seq)
+	})
+	t.Run("AlertStatesSurviveARestart", func(t *testing.T) {
+		open := newStore(t)
+		ctx := context.Background()
+		s := open()
+		a, b := AlertState(0), AlertState(1)
+		require.NoError(t, s.PutAlertState(ctx, a))
+		require.NoError(t, s.PutAlertState(ctx, b))
+		require.NoError(t, s.DeleteAlertState(ctx, b.Key))
+		require.NoError(t, s.Close())
+
+		s = open()
+		defer s.Close()
+		list, err := s.ListAlertStates(ctx)
+		require.NoError(t, err)
+		require.Len(t, list, 1)
+		RequireSameAlertState(t, a, list[0])
 	})
 }
 

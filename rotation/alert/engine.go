@@ -1,0 +1,387 @@
+package alert
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/utils/clock"
+
+	"github.com/meshca/meshca/ca/store"
+)
+
+// Defaults.
+const (
+	// DefaultRepeatInterval is how often a firing alert is announced again
+	// (Alertmanager's default repeat_interval).
+	DefaultRepeatInterval = 4 * time.Hour
+	// MinRepeatInterval is the shortest repeat interval accepted.
+	MinRepeatInterval = time.Minute
+	// DefaultTick is how often the engine looks for repeats that are due.
+	DefaultTick = time.Minute
+)
+
+// Options configure New.
+type Options struct {
+	// States keeps the alert states durably; nil keeps them in memory only
+	// (they are then forgotten at exit).
+	States store.AlertStates
+	// Sinks receive every notification.
+	Sinks []Sink
+	// RepeatInterval: default DefaultRepeatInterval.
+	RepeatInterval time.Duration
+	// Tick: default DefaultTick.
+	Tick       time.Duration
+	Clock      clock.WithTicker
+	Log        *slog.Logger
+	Registerer prometheus.Registerer
+}
+
+// Engine is the alert state machine. It is safe for concurrent use.
+type Engine struct {
+	states  store.AlertStates
+	repeat  time.Duration
+	tick    time.Duration
+	clk     clock.WithTicker
+	log     *slog.Logger
+	metrics *metrics
+	workers []*worker
+	running atomic.Bool
+
+	mu    sync.Mutex
+	state map[Key]*store.AlertState
+	// series are the label values of meshca_alerts_firing set so far.
+	series map[[2]string]bool
+	// announced holds the keys whose current occurrence's Announce
+	// succeeded (or that were firing before a restart).
+	announced map[Key]bool
+
+	// ticking, when set (tests), is closed once Run's ticker exists.
+	ticking chan struct{}
+	// afterDelivered, when set (tests), is told each delivered notification.
+	afterDelivered func(Notification)
+}
+
+// New loads the alert states and returns an engine. Notifications that
+// were made but not delivered before a restart are queued again; Run
+// delivers them.
+func New(ctx context.Context, o Options) (*Engine, error) {
+	if o.RepeatInterval == 0 {
+		o.RepeatInterval = DefaultRepeatInterval
+	}
+	if o.RepeatInterval < MinRepeatInterval {
+		return nil, fmt.Errorf("alert: repeat interval %s is under %s", o.RepeatInterval, MinRepeatInterval)
+	}
+	if o.Tick <= 0 {
+		o.Tick = DefaultTick
+	}
+	if o.Clock == nil {
+		o.Clock = clock.RealClock{}
+	}
+	if o.Log == nil {
+		o.Log = slog.Default()
+	}
+	e := &Engine{
+		states:    o.States,
+		repeat:    o.RepeatInterval,
+		tick:      o.Tick,
+		clk:       o.Clock,
+		log:       o.Log.With("component", "alerts"),
+		metrics:   newMetrics(o.Registerer, o.Sinks),
+		state:     map[Key]*store.AlertState{},
+		announced: map[Key]bool{},
+		series:    map[[2]string]bool{},
+	}
+	for _, s := range o.Sinks {
+		e.workers = append(e.workers, newWorker(s, e))
+	}
+	if e.states == nil {
+		return e, nil
+	}
+	saved, err := e.states.ListAlertStates(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("alert: loading the alert states: %w", err)
+	}
+	var redo []Notification
+	for _, s := range saved {
+		k := Key(s.Key)
+		if s.Status == store.AlertResolved && s.Pending == "" {
+			continue // delivered; its deletion was lost
+		}
+		e.state[k] = &s
+		e.announced[k] = true
+		if s.Pending != "" {
+			redo = append(redo, Notification{Kind: Kind(s.Pending), State: s, At: e.clk.Now()})
+		}
+	}
+	e.gauges()
+	e.dispatch(redo)
+	if len(saved) > 0 {
+		e.log.Info("alert states loaded", "alerts", len(saved), "undelivered", len(redo))
+	}
+	return e, nil
+}
+
+// Raise records that a's problem stands. A new alert, or a new
+// occurrence (another Fingerprint or Severity), fires: the sinks are
+// notified and a.Announce is called. Raising the firing occurrence again
+// only updates what it says (Summary, Action, Expires) for the next repeat.
+// An error means the state was not stored or Announce failed; raise again.
+func (e *Engine) Raise(ctx context.Context, a Alert) error {
+	if err := a.validate(); err != nil {
+		return err
+	}
+	k := a.Key()
+	e.mu.Lock()
+	now := e.clk.Now()
+	cur, ok := e.state[k]
+	var out []Notification
+	switch {
+	case ok && cur.Status == store.AlertFiring && cur.Fingerprint == a.Fingerprint && cur.Severity == string(a.Severity):
+		if cur.Summary != a.Summary || cur.Action != a.Action || !cur.Expires.Equal(a.Expires) {
+			next := *cur
+			next.Summary, next.Action, next.Expires = a.Summary, a.Action, a.Expires
+			if err := e.save(ctx, &next); err != nil {
+				e.mu.Unlock()
+				return err
+			}
+			e.state[k] = &next
+		}
+	default:
+		next := store.AlertState{
+			Key: string(k), Rule: a.Rule, Object: a.Object, Severity: string(a.Severity),
+			Summary: a.Summary, Action: a.Action, Expires: a.Expires, Fingerprint: a.Fingerprint,
+			Status: store.AlertFiring, StartsAt: now, NotifiedAt: now, Pending: string(KindFire),
+		}
+		if ok {
+			next.Seq = cur.Seq
+		}
+		next.Seq++
+		if err := e.save(ctx, &next); err != nil {
+			e.mu.Unlock()
+			return err
+		}
+		e.state[k] = &next
+		delete(e.announced, k)
+		out = append(out, Notification{Kind: KindFire, State: next, At: now})
+		e.log.Warn("alert firing", "alert", a.Rule, "object", a.Object, "severity", a.Severity, "summary", a.Summary)
+		e.gauges()
+	}
+	announce := !e.announced[k] && a.Announce != nil
+	e.mu.Unlock()
+	e.dispatch(out)
+	if !announce {
+		return nil
+	}
+	if err := a.Announce(); err != nil {
+		return err
+	}
+	e.mu.Lock()
+	if cur, ok := e.state[k]; ok && cur.Fingerprint == a.Fingerprint && cur.Status == store.AlertFiring {
+		e.announced[k] = true
+	}
+	e.mu.Unlock()
+	return nil
+}
+
+// Clear records that the problem of key is gone: a firing alert is
+// resolved and the sinks are told. Clearing an alert that does not fire
+// does nothing, so rules call Clear on every check that passes.
+func (e *Engine) Clear(ctx context.Context, key Key) error {
+	e.mu.Lock()
+	cur, ok := e.state[key]
+	if !ok || cur.Status != store.AlertFiring {
+		e.mu.Unlock()
+		return nil
+	}
+	now := e.clk.Now()
+	next := *cur
+	next.Status, next.EndsAt, next.Pending = store.AlertResolved, now, string(KindResolved)
+	next.Seq++
+	if err := e.save(ctx, &next); err != nil {
+		e.mu.Unlock()
+		return err
+	}
+	e.state[key] = &next
+	delete(e.announced, key)
+	e.gauges()
+	e.mu.Unlock()
+	e.log.Info("alert resolved", "alert", next.Rule, "object", next.Object)
+	e.dispatch([]Notification{{Kind: KindResolved, State: next, At: now}})
+	return nil
+}
+
+// Firing returns the firing alerts in key order.
+func (e *Engine) Firing() []store.AlertState {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var out []store.AlertState
+	for _, s := range e.state {
+		if s.Status == store.AlertFiring {
+			out = append(out, *s)
+		}
+	}
+	slices.SortFunc(out, func(a, b store.AlertState) int {
+		switch {
+		case a.Key < b.Key:
+			return -1
+		case a.Key > b.Key:
+			return 1
+		}
+		return 0
+	})
+	return out
+}
+
+// Run delivers notifications and repeats firing alerts until ctx ends. It
+// may be called once.
+func (e *Engine) Run(ctx context.Context) error {
+	if !e.running.CompareAndSwap(false, true) {
+		return errors.New("alert: Run called twice")
+	}
+	var wg sync.WaitGroup
+	for _, w := range e.workers {
+		wg.Go(func() { w.run(ctx) })
+	}
+	t := e.clk.NewTicker(e.tick)
+	defer t.Stop()
+	if e.ticking != nil {
+		close(e.ticking)
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			wg.Wait()
+			return nil
+		case <-t.C():
+			e.repeatDue(ctx)
+		}
+	}
+}
+
+// repeatDue announces again every alert that has fired for a repeat
+// interval since it was last announced.
+func (e *Engine) repeatDue(ctx context.Context) {
+	e.mu.Lock()
+	now := e.clk.Now()
+	var out []Notification
+	for k, cur := range e.state {
+		if cur.Status != store.AlertFiring || now.Sub(cur.NotifiedAt) < e.repeat {
+			continue
+		}
+		next := *cur
+		next.NotifiedAt, next.Pending = now, string(KindRepeat)
+		next.Seq++
+		if err := e.save(ctx, &next); err != nil {
+			e.log.Error("storing an alert state failed; the repeat is retried", "alert", cur.Rule, "object", cur.Object, "error", err)
+			continue
+		}
+		e.state[k] = &next
+		out = append(out, Notification{Kind: KindRepeat, State: next, At: now})
+	}
+	e.mu.Unlock()
+	e.dispatch(out)
+}
+
+// delivered is called once every sink is done with n (sent, given up or
+// dropped): the state no longer has anything pending, and a resolved
+// alert is forgotten.
+func (e *Engine) delivered(n Notification) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.afterDelivered != nil {
+		defer e.afterDelivered(n)
+	}
+	k := Key(n.State.Key)
+	cur, ok := e.state[k]
+	if !ok || cur.Seq != n.State.Seq {
+		return // superseded by a later notification
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if cur.Status == store.AlertResolved {
+		if e.states != nil {
+			if err := e.states.DeleteAlertState(ctx, cur.Key); err != nil {
+				e.log.Error("deleting a resolved alert's state failed", "alert", cur.Rule, "object", cur.Object, "error", err)
+				return
+			}
+		}
+		delete(e.state, k)
+		return
+	}
+	next := *cur
+	next.Pending = ""
+	if err := e.save(ctx, &next); err != nil {
+		e.log.Error("storing an alert state failed", "alert", cur.Rule, "object", cur.Object, "error", err)
+		return
+	}
+	e.state[k] = &next
+}
+
+// save stores s durably (when the engine has a store). Called with mu held.
+func (e *Engine) save(ctx context.Context, s *store.AlertState) error {
+	if e.states == nil {
+		return nil
+	}
+	if err := e.states.PutAlertState(ctx, *s); err != nil {
+		return fmt.Errorf("alert %s: storing its state: %w", s.Key, err)
+	}
+	return nil
+}
+
+// dispatch queues each notification on every sink, never blocking.
+func (e *Engine) dispatch(ns []Notification) {
+	for _, n := range ns {
+		if len(e.workers) == 0 {
+			e.delivered(n)
+			continue
+		}
+		d := &delivery{n: n, e: e}
+		d.remaining.Store(int32(len(e.workers)))
+		for _, w := range e.workers {
+			w.enqueue(d)
+		}
+	}
+}
+
+// gauges sets meshca_alerts_firing, removing the series of what no
+// longer fires (no Reset: a scrape never sees a firing alert missing).
+// Called with mu held.
+func (e *Engine) gauges() {
+	counts := map[[2]string]int{}
+	for _, s := range e.state {
+		if s.Status == store.AlertFiring {
+			counts[[2]string{s.Rule, s.Severity}]++
+		}
+	}
+	for k := range e.series {
+		if _, ok := counts[k]; !ok {
+			e.metrics.firing.DeleteLabelValues(k[0], k[1])
+			delete(e.series, k)
+		}
+	}
+	for k, n := range counts {
+		e.metrics.firing.WithLabelValues(k[0], k[1]).Set(float64(n))
+		e.series[k] = true
+	}
+}
+
+// delivery is one notification on its way to every sink.
+type delivery struct {
+	n         Notification
+	e         *Engine
+	remaining atomic.Int32
+}
+
+// done is called by each sink's worker when it is finished with d.
+func (d *delivery) done() {
+	if d.remaining.Add(-1) == 0 {
+		d.e.delivered(d.n)
+	}
+}
