@@ -18,7 +18,7 @@ LISTEN       ?= 127.0.0.1:15012
 OPS_LISTEN   ?= 127.0.0.1:15014
 FUZZTIME     ?= 10s
 LONG_FUZZTIME ?= 5m
-# Packages of pure logic: fast enough to run under the race detector.
+# Unit packages run under the race detector.
 # Every package of the module except the e2e/environment tests under test/
 # (run by test-e2e): a new package is tested without being listed here.
 UNIT_PKGS     = $(shell $(GO) list ./... | grep -v '/meshca/test/')
@@ -29,7 +29,7 @@ FUZZ_TARGETS += ./crl:FuzzBuild
 
 export MESHCA_CACHE
 
-.PHONY: all build run test test-unit test-e2e fuzz fuzz-short testbin deps lint bench clean
+.PHONY: all build run test test-unit test-rules test-e2e fuzz fuzz-short testbin deps lint bench clean
 
 all: build
 
@@ -43,11 +43,13 @@ run: build
 	@echo "meshca: mesh root for clients: $(RUN_DIR)/root-cert.pem (sign a CSR offline: $(MESHCA) sign --dir $(RUN_DIR) --csr FILE --identity spiffe://cluster.local/ns/NS/sa/SA)"
 	$(MESHCA) serve --dir $(RUN_DIR) --listen $(LISTEN) --ops-listen $(OPS_LISTEN) --log-format text
 
-## deps: tools the tests call (openssl; strace, which observes fsync order) from Debian when missing.
-DEBIAN_TOOLS := openssl strace
+## deps: tools the tests call (openssl; strace, which observes fsync order;
+## promtool, which tests the PrometheusRule) from Debian when missing.
+## Each entry is a command, or command:package when the Debian package has another name.
+DEBIAN_TOOLS := openssl strace promtool:prometheus
 
 deps:
-	@missing=""; for t in $(DEBIAN_TOOLS); do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
+	@missing=""; for t in $(DEBIAN_TOOLS); do cmd=$${t%%:*}; pkg=$${t##*:}; command -v $$cmd >/dev/null || missing="$$missing $$pkg"; done; \
 	if [ -n "$$missing" ]; then echo "installing$$missing (Debian)"; apt-get update -qq && apt-get install -y -qq $$missing; fi
 
 ## testbin: build kube-apiserver, etcd and Vault once per version into $(MESHCA_CACHE).
@@ -55,10 +57,25 @@ testbin:
 	@bash test/tools/testbin.sh
 
 ## test: everything CI runs.
-test: deps testbin lint test-unit test-e2e fuzz-short
+test: deps testbin lint test-unit test-rules test-e2e fuzz-short
 
 test-unit:
 	$(GO) test -race -count=1 $(UNIT_PKGS)
+
+## test-rules: the PrometheusRule's groups pass `promtool check rules`, and
+## every alert passes its `promtool test rules` cases (deploy/prometheus/tests).
+## The groups are the rule's spec, which is its last top-level key (checked
+## by the Go test in deploy/prometheus), de-indented.
+PROM_RULES := deploy/prometheus/meshca-rules.yaml
+PROM_TESTS := deploy/prometheus/tests
+
+test-rules:
+	@command -v promtool >/dev/null || { echo "promtool is missing: run 'make deps' (Debian package prometheus)"; exit 1; }
+	@set -e; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	  sed -n '/^spec:/,$$p' $(PROM_RULES) | tail -n +2 | sed 's/^  //' > $$tmp/meshca-rules.groups.yaml; \
+	  cp $(PROM_TESTS)/*.yaml $$tmp/; \
+	  promtool check rules $$tmp/meshca-rules.groups.yaml; \
+	  cd $$tmp && promtool test rules $$(cd $(CURDIR)/$(PROM_TESTS) && ls *.yaml)
 
 test-e2e:
 	$(GO) test -count=1 ./test/...

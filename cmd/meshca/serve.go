@@ -95,6 +95,9 @@ SIGINT or SIGTERM.`,
 			if err != nil {
 				return err
 			}
+			if err := registerInventory(ctx, cfg, rt, rc, log, reg); err != nil {
+				return err
+			}
 			m := rt.Authority.Material()
 			trust, err := newTrustPublisher(cfg, rc, m, log, reg, alerting.publishOptions()...)
 			if err != nil {

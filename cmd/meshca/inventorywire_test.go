@@ -1,0 +1,51 @@
+package main
+
+import (
+	"context"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/stretchr/testify/require"
+
+	"github.com/meshca/meshca/ca/authority"
+	"github.com/meshca/meshca/ca/config"
+)
+
+// TestRegisterInventory_ServesTheCAExpiryOfTheOpenedCA: without a cluster,
+// serve's registry has the root and the active intermediate of the CA it
+// opened, with their notAfter, and a healthy store.
+func TestRegisterInventory_ServesTheCAExpiryOfTheOpenedCA(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "ca")
+	_, err := runMeshca(t, "init", "--dir", dir)
+	require.NoError(t, err)
+	cfg := config.Defaults(dir)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	reg := prometheus.NewRegistry()
+	rt, err := authority.Open(context.Background(), cfg, log, nil)
+	require.NoError(t, err)
+	defer rt.Close()
+
+	require.NoError(t, registerInventory(context.Background(), cfg, rt, nil, log, reg))
+
+	m := rt.Authority.Material()
+	root, inter := m.Bundle.Roots[0], m.Bundle.Cert
+	want := fmt.Sprintf(`
+# HELP meshca_certificate_not_after_timestamp_seconds The notAfter of a CA certificate meshca publishes or finds in the cluster, in seconds since the epoch, by kind (root, intermediate, cacerts, clustertrustbundle) and holding object.
+# TYPE meshca_certificate_not_after_timestamp_seconds gauge
+meshca_certificate_not_after_timestamp_seconds{issuer=%q,kind="intermediate",name="gen-%d",namespace="",serial=%q} %d
+meshca_certificate_not_after_timestamp_seconds{issuer=%q,kind="root",name="root",namespace="",serial=%q} %d
+# HELP meshca_store_healthy 1 while the record store accepts writes; 0 once it has failed closed (restart meshca after checking the disk).
+# TYPE meshca_store_healthy gauge
+meshca_store_healthy 1
+`, inter.Issuer.String(), m.Generation, hex.EncodeToString(inter.SerialNumber.Bytes()), inter.NotAfter.Unix(),
+		root.Issuer.String(), hex.EncodeToString(root.SerialNumber.Bytes()), root.NotAfter.Unix())
+	require.NoError(t, testutil.GatherAndCompare(reg, strings.NewReader(want),
+		"meshca_certificate_not_after_timestamp_seconds", "meshca_store_healthy"))
+}
