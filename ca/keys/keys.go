@@ -215,6 +215,15 @@ func isFileRef(ref string) bool {
 	return !strings.Contains(ref, ":") || strings.HasPrefix(ref, "softkms:")
 }
 
+// FilePath returns the file that a key reference names, and false for a
+// reference into a key manager (a PKCS#11 or KMS URI).
+func FilePath(ref string) (string, bool) {
+	if !isFileRef(ref) {
+		return "", false
+	}
+	return strings.TrimPrefix(ref, "softkms:"), true
+}
+
 // CheckKeyFile refuses a key file that other users may read or that anyone
 // but the owner may write, and explains the fix.
 func CheckKeyFile(path string) error {

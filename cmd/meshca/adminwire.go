@@ -121,6 +121,7 @@ func startAdmin(ctx context.Context, d adminDeps) (*adminServers, error) {
 	if d.crl != nil {
 		o.Revoker, o.CRLs = adminRevoker{d.crl}, adminCRLs{d.crl}
 	}
+	o.CACerts = adminCACerts{rt: d.rt, crl: d.crl}
 	sock, err := admin.Listen(o)
 	if err != nil {
 		return nil, fmt.Errorf("server.adminSocket: %w", err)

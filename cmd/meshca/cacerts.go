@@ -35,7 +35,8 @@ func newCACertsCommand(g *globals) *cobra.Command {
                   cert-chain.pem: meshca's own, rebuilt now with a new
                   CRLNumber, then the root's (built with meshca's root key,
                   or Vault's, or crl.rootCRL's); left out, with a warning,
-                  when the root's CRL is not available
+                  when the root's CRL is not available; while serve
+                  runs, the ca-crl.pem that serve publishes
 
 Create the Secret from them with kubectl, or let 'meshca serve' publish it
 (trustBundle.publishCACerts: true), which also keeps its CRLs current.
@@ -47,15 +48,19 @@ Secret made by hand from this folder, and without ca-crl.pem Istio does not
 check CRLs at all. With --crl the file is written and the earliest
 nextUpdate is printed on stderr: refresh the Secret before it.
 This exports the intermediate key so that istiod can sign with it; it fails
-when the key lives in an HSM. It does not run while 'meshca serve' holds the
-store: the running service never hands out its private key, and a folder
-without ca-key.pem would make istiod fall back to a self-signed root. Stop
-serve to export, or let serve publish the Secret
-(trustBundle.publishCACerts: true); the public files need no key: the roots
-are root-cert.pem, the CRLs come from 'meshca crl fetch'.
+when the key lives in an HSM or a KMS.
 
-cacerts opens the CA read-only: it exports the active intermediate and never
-mints or activates one. When there is none that is good to sign with (none
+While 'meshca serve' holds the store, cacerts asks it over the admin socket
+for the public files of the active generation (and, with --crl, the
+ca-crl.pem it publishes) and for where the key is; the running service
+never hands out the key itself. cacerts then reads the key file with its
+own permissions (run it as serve's user), only from this configuration's
+key directories (keyStore.dir, root.file.cacertsDir), and checks that it
+matches ca-cert.pem. The folder is the one the offline export writes.
+There is no --admin-address: the key is only on serve's host.
+
+Without serve, cacerts opens the CA read-only: it exports the active
+intermediate and never mints or activates one. When there is none that is good to sign with (none
 yet, expired, past intermediate.rotationThreshold), it fails and says to run
 'meshca serve', which mints and activates one.`,
 		Example: `  meshca cacerts --dir ./.meshca --out ./cacerts
@@ -74,10 +79,7 @@ yet, expired, past intermediate.rotationThreshold), it fails and says to run
 			}
 			rt, err := authority.OpenReadOnly(cmd.Context(), cfg, newLogger(cmd.ErrOrStderr(), "warn", "text"))
 			if errors.Is(err, boltstore.ErrLocked) {
-				// The admin socket never serves private keys.
-				// A folder without ca-key.pem is no answer either: istiod
-				// falls back to a self-signed root when the key is missing.
-				return fmt.Errorf("meshca serve is running on this store (%w): cacerts exports the intermediate private key, which the running service never hands out; stop meshca serve and run cacerts again, or let the service publish the cacerts Secret (trustBundle.publishCACerts: true). The public parts need no key: the roots are %s, the CRLs come from 'meshca crl fetch'", err, cfg.Root.File.RootCert)
+				return exportLive(cmd, cfg, out, withCRL)
 			}
 			if err != nil {
 				return err
@@ -90,7 +92,10 @@ yet, expired, past intermediate.rotationThreshold), it fails and says to run
 			}
 			var caCRL []byte
 			if withCRL {
-				if caCRL, err = exportCRL(cmd, cfg, rt, out); err != nil {
+				if caCRL, err = exportCRL(cmd, cfg, rt); err != nil {
+					return err
+				}
+				if err := crlAdvice(cmd, caCRL, out); err != nil {
 					return err
 				}
 			}
@@ -98,16 +103,7 @@ yet, expired, past intermediate.rotationThreshold), it fails and says to run
 			if err != nil {
 				return err
 			}
-			if err := cacerts.WriteDir(out, files); err != nil {
-				return err
-			}
-			names := make([]string, 0, len(files))
-			for n := range files {
-				names = append(names, n)
-			}
-			sort.Strings(names)
-			fmt.Fprintf(cmd.OutOrStdout(), "Wrote Istio cacerts for generation %d to %s: %v\n", m.Generation, out, names)
-			return nil
+			return writeCACerts(cmd, out, m.Generation, files)
 		},
 	}
 	addCAFlags(cmd, g)
@@ -116,18 +112,57 @@ yet, expired, past intermediate.rotationThreshold), it fails and says to run
 	return cmd
 }
 
-// exportCRL builds ca-crl.pem for the folder and warns, on stderr, when its
-// earliest CRL expires (RFC 5280 section 5.1.2.5, nextUpdate).
-func exportCRL(cmd *cobra.Command, cfg *config.Config, rt *authority.Runtime, out string) ([]byte, error) {
+// exportLive writes the folder while meshca serve holds the store: the
+// public files come from its admin socket, the key from the key file it
+// names (liveCACerts).
+func exportLive(cmd *cobra.Command, cfg *config.Config, out string, withCRL bool) error {
+	c, err := serveClient(cfg)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	files, gen, err := liveCACerts(cmd.Context(), cfg, c, withCRL)
+	if err != nil {
+		return err
+	}
+	if withCRL {
+		if err := crlAdvice(cmd, files[cacerts.KeyCRL], out); err != nil {
+			return err
+		}
+	}
+	return writeCACerts(cmd, out, gen, files)
+}
+
+func writeCACerts(cmd *cobra.Command, out string, gen uint64, files map[string][]byte) error {
+	if err := cacerts.WriteDir(out, files); err != nil {
+		return err
+	}
+	names := make([]string, 0, len(files))
+	for n := range files {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	fmt.Fprintf(cmd.OutOrStdout(), "Wrote Istio cacerts for generation %d to %s: %v\n", gen, out, names)
+	return nil
+}
+
+// exportCRL builds ca-crl.pem for the folder; nil when the root's CRL is
+// not available.
+func exportCRL(cmd *cobra.Command, cfg *config.Config, rt *authority.Runtime) ([]byte, error) {
 	log := newLogger(cmd.ErrOrStderr(), "warn", "text")
 	crls, err := newCRLManager(cmd.Context(), cfg, rt, nil, log, nil)
 	if err != nil {
 		return nil, err
 	}
-	caCRL := crls.CACRLPEM()
-	if caCRL == nil {
+	return crls.CACRLPEM(), nil
+}
+
+// crlAdvice warns, on stderr, that ca-crl.pem is left out (caCRL empty), or
+// when its earliest CRL expires (RFC 5280 section 5.1.2.5, nextUpdate).
+func crlAdvice(cmd *cobra.Command, caCRL []byte, out string) error {
+	if len(caCRL) == 0 {
 		fmt.Fprintf(cmd.ErrOrStderr(), "warning: %s is not written: the root's CRL is not available (set crl.rootCRL for root.file.cacertsDir); Istio runs without CRLs then\n", cacerts.KeyCRL)
-		return nil, nil
+		return nil
 	}
 	var next time.Time
 	for rest := caCRL; ; {
@@ -137,7 +172,7 @@ func exportCRL(cmd *cobra.Command, cfg *config.Config, rt *authority.Runtime, ou
 		}
 		l, err := x509.ParseRevocationList(b.Bytes)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", cacerts.KeyCRL, err)
+			return fmt.Errorf("%s: %w", cacerts.KeyCRL, err)
 		}
 		if next.IsZero() || l.NextUpdate.Before(next) {
 			next = l.NextUpdate
@@ -146,5 +181,5 @@ func exportCRL(cmd *cobra.Command, cfg *config.Config, rt *authority.Runtime, ou
 	fmt.Fprintf(cmd.ErrOrStderr(), "warning: %s expires at %s (its earliest nextUpdate); Istio then fails every TLS handshake. "+
 		"Refresh the cacerts Secret made from %s before then, or let 'meshca serve' publish it (trustBundle.publishCACerts: true), which keeps %s current\n",
 		cacerts.KeyCRL, next.UTC().Format(time.RFC3339), out, cacerts.KeyCRL)
-	return caCRL, nil
+	return nil
 }

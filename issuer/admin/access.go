@@ -29,8 +29,9 @@ var (
 	ActGetStatus       = Action{"get", "status"}
 	ActListRecords     = Action{"list", "records"}
 	ActGetRecord       = Action{"get", "records"}
-	// ActSign is served on the local socket only.
-	ActSign = Action{"create", "certificates"}
+	// ActSign and ActGetCACerts are served on the local socket only.
+	ActSign       = Action{"create", "certificates"}
+	ActGetCACerts = Action{"get", "cacerts"}
 )
 
 func (a Action) String() string { return a.Verb + " " + a.Resource }

@@ -57,15 +57,16 @@ type handler struct {
 	revocations RevocationLister
 	crls        CRLSource
 	statusSrc   StatusSource
+	cacerts     CACertsSource
 	td          spiffeid.TrustDomain
 	log         *slog.Logger
 	audit       *audit.Logger
 }
 
-// routes registers the admin routes behind az; sign only when withSign
-// (the local socket): remote admins revoke and read, workloads sign
-// through the gRPC port.
-func (h *handler) routes(az authorizer, withSign bool) http.Handler {
+// routes registers the admin routes behind az; sign and cacerts only when
+// local (the socket): remote admins revoke and read, workloads sign
+// through the gRPC port, and cacerts is of use only beside the key files.
+func (h *handler) routes(az authorizer, local bool) http.Handler {
 	mux := http.NewServeMux()
 	route := func(pattern string, act Action, fn http.HandlerFunc) {
 		mux.Handle(pattern, guard(az, h.audit, act, fn))
@@ -77,8 +78,9 @@ func (h *handler) routes(az authorizer, withSign bool) http.Handler {
 	route("GET "+pathCRLs, ActListCRLs, h.listCRLs)
 	route("GET "+pathCRLs+"/{scope}", ActGetCRL, h.getCRL)
 	route("GET "+pathStatus, ActGetStatus, h.status)
-	if withSign {
+	if local {
 		route("POST "+pathSign, ActSign, h.sign)
+		route("GET "+pathCACerts, ActGetCACerts, h.caCerts)
 	}
 	return closeUnlessAuthorized(mux)
 }

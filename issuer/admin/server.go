@@ -85,6 +85,8 @@ type Options struct {
 	Revocations RevocationLister
 	CRLs        CRLSource
 	Status      StatusSource
+	// CACerts serves the public cacerts files on the socket; nil answers 503.
+	CACerts     CACertsSource
 	TrustDomain spiffeid.TrustDomain
 	Log         *slog.Logger
 	// Audit receives one line per call; nil means audit.New(Log).
@@ -104,7 +106,7 @@ func (o *Options) defaults() {
 
 func (o *Options) handler() *handler {
 	return &handler{
-		signer: o.Signer, records: o.Records, revoker: o.Revoker, revocations: o.Revocations, crls: o.CRLs, statusSrc: o.Status,
+		signer: o.Signer, records: o.Records, revoker: o.Revoker, revocations: o.Revocations, crls: o.CRLs, statusSrc: o.Status, cacerts: o.CACerts,
 		td: o.TrustDomain, log: o.Log, audit: o.Audit,
 	}
 }

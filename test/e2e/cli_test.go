@@ -286,3 +286,146 @@ func TestServe_IstioEndpointAcceptsClientCertificateFromMeshcaSign(t *testing.T)
 	require.Len(t, chain, 3)
 	require.Equal(t, string(rootPEM), chain[2])
 }
+
+// TestCACerts_WhileServeRunsMatchesOfflineExport: with meshca serve
+// running on the directory, meshca cacerts asks it (admin socket) for the
+// public files and reads the key file itself; the folder is the one the
+// offline export writes once serve has stopped, byte for byte (ca-crl.pem
+// aside: the offline export rebuilds meshca's CRL with a new CRLNumber).
+func TestCACerts_WhileServeRunsMatchesOfflineExport(t *testing.T) {
+	dir := initCA(t)
+	tmp := t.TempDir()
+	leaf := signLeaf(t, dir, workloadID)
+	s := startServe(t, dir)
+	s.waitReady(t, 5*time.Second)
+	meshca(t, "revoke", "--dir", dir, "--serial", serialOf(leaf[0]), "--reason", "keyCompromise")
+	waitFor(t, 5*time.Second, "the revoked leaf on the CRL", func() bool { return len(crlSerials(t, dir)) == 1 })
+
+	export := func(name string, args ...string) (string, string, string) {
+		out := filepath.Join(tmp, name)
+		stdout, stderr := meshcaStderr(t, append([]string{"cacerts", "--dir", dir, "--out", out}, args...)...)
+		return out, stdout, stderr
+	}
+	live, stdout, stderr := export("live")
+	require.Equal(t, "Wrote Istio cacerts for generation 1 to "+live+": [ca-cert.pem ca-key.pem cert-chain.pem root-cert.pem]\n", stdout)
+	require.Empty(t, stderr)
+	liveCRL, stdout, stderr := export("live-crl", "--crl")
+	require.Equal(t, "Wrote Istio cacerts for generation 1 to "+liveCRL+": [ca-cert.pem ca-crl.pem ca-key.pem cert-chain.pem root-cert.pem]\n", stdout)
+	require.Equal(t, crlAdvice(t, liveCRL), stderr)
+	for _, out := range []string{live, liveCRL} {
+		for _, n := range dirNames(t, out) {
+			fi, err := os.Stat(filepath.Join(out, n))
+			require.NoError(t, err)
+			want := os.FileMode(0o644)
+			if n == "ca-key.pem" {
+				want = 0o600
+			}
+			require.Equal(t, want, fi.Mode().Perm(), n)
+		}
+	}
+
+	// openssl: cert-chain.pem verifies against root-cert.pem, the key
+	// matches ca-cert.pem, and ca-crl.pem holds a CRL for every CA of the
+	// chain that lists the revoked leaf.
+	o, err := exec.Command("openssl", "verify", "-x509_strict", "-CAfile", filepath.Join(live, "root-cert.pem"),
+		filepath.Join(live, "cert-chain.pem")).CombinedOutput()
+	require.NoError(t, err, string(o))
+	require.Equal(t, filepath.Join(live, "cert-chain.pem")+": OK\n", string(o))
+	certPub, err := exec.Command("openssl", "x509", "-in", filepath.Join(live, "ca-cert.pem"), "-noout", "-pubkey").Output()
+	require.NoError(t, err)
+	keyPub, err := exec.Command("openssl", "pkey", "-in", filepath.Join(live, "ca-key.pem"), "-pubout").Output()
+	require.NoError(t, err)
+	require.Equal(t, string(certPub), string(keyPub), "ca-key.pem must match ca-cert.pem")
+	caCRL, err := os.ReadFile(filepath.Join(liveCRL, "ca-crl.pem"))
+	require.NoError(t, err)
+	requireVerdicts(t, "live ca-crl.pem", caCRL, leaf[2], map[string]verdict{
+		"revoked leaf": {chain: leaf, accept: false},
+		"good leaf":    {chain: signLeaf(t, dir, workloadID), accept: true},
+	})
+
+	// The route itself carries the public files and the key's file name,
+	// never key bytes.
+	resp, err := adminClient(filepath.Join(dir, "admin.sock")).Get("http://meshca/v1/cacerts?crl=1")
+	require.NoError(t, err)
+	raw, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.NoError(t, err)
+	require.Equal(t, 200, resp.StatusCode, string(raw))
+	require.NotContains(t, string(raw), "PRIVATE KEY")
+	var route struct {
+		Generation uint64
+		KeyRef     string
+		Files      map[string]string
+	}
+	require.NoError(t, json.Unmarshal(raw, &route))
+	require.Equal(t, uint64(1), route.Generation)
+	require.Equal(t, filepath.Join(dir, "keys"), filepath.Dir(route.KeyRef))
+	require.Len(t, route.Files, 4)
+	for n, b := range route.Files {
+		f, err := os.ReadFile(filepath.Join(liveCRL, n))
+		require.NoError(t, err)
+		require.Equal(t, string(f), b, n)
+	}
+
+	stopServe(t, s)
+	off, _, _ := export("offline")
+	offCRL, _, _ := export("offline-crl", "--crl")
+	for _, pair := range [][2]string{{live, off}, {liveCRL, offCRL}} {
+		require.Equal(t, dirNames(t, pair[1]), dirNames(t, pair[0]))
+		for _, n := range dirNames(t, pair[1]) {
+			a, err := os.ReadFile(filepath.Join(pair[0], n))
+			require.NoError(t, err)
+			b, err := os.ReadFile(filepath.Join(pair[1], n))
+			require.NoError(t, err)
+			if n != "ca-crl.pem" {
+				require.Equal(t, string(b), string(a), n)
+				continue
+			}
+			la, lb := parseCRLs(t, a), parseCRLs(t, b)
+			require.Len(t, la, 2)
+			require.Len(t, lb, 2)
+			for i := range lb {
+				require.Equal(t, lb[i].RawIssuer, la[i].RawIssuer)
+				require.Equal(t, crlEntrySerials(lb[i]), crlEntrySerials(la[i]))
+			}
+			require.Equal(t, []string{serialOf(leaf[0])}, crlEntrySerials(la[0]))
+		}
+	}
+}
+
+// crlAdvice is the stderr advice of cacerts --crl for the folder out.
+func crlAdvice(t *testing.T, out string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(out, "ca-crl.pem"))
+	require.NoError(t, err)
+	var next time.Time
+	for _, l := range parseCRLs(t, b) {
+		if next.IsZero() || l.NextUpdate.Before(next) {
+			next = l.NextUpdate
+		}
+	}
+	return "warning: ca-crl.pem expires at " + next.UTC().Format(time.RFC3339) + " (its earliest nextUpdate); Istio then fails every TLS handshake. " +
+		"Refresh the cacerts Secret made from " + out + " before then, or let 'meshca serve' publish it (trustBundle.publishCACerts: true), which keeps ca-crl.pem current\n"
+}
+
+func parseCRLs(t *testing.T, b []byte) []*x509.RevocationList {
+	t.Helper()
+	var out []*x509.RevocationList
+	for rest := b; ; {
+		var blk *pem.Block
+		if blk, rest = pem.Decode(rest); blk == nil {
+			return out
+		}
+		l, err := x509.ParseRevocationList(blk.Bytes)
+		require.NoError(t, err)
+		out = append(out, l)
+	}
+}
+
+func crlEntrySerials(l *x509.RevocationList) []string {
+	s := []string{}
+	for _, e := range l.RevokedCertificateEntries {
+		s = append(s, hex.EncodeToString(e.SerialNumber.Bytes()))
+	}
+	return s
+}

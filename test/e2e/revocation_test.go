@@ -139,20 +139,3 @@ func TestCLI_RevokeWithoutServeGoesToTheStore(t *testing.T) {
 	s.waitReady(t, 5*time.Second)
 	require.Equal(t, []string{serial}, crlSerials(t, dir))
 }
-
-// TestCACerts_RefusedWhileServeRunsWritesNothing: cacerts needs the
-// intermediate key, which the running service never hands out; it says
-// what to do instead and writes no partial folder.
-func TestCACerts_RefusedWhileServeRunsWritesNothing(t *testing.T) {
-	dir := initCA(t)
-	s := startServe(t, dir)
-	s.waitReady(t, 5*time.Second)
-	out := filepath.Join(t.TempDir(), "cacerts")
-	require.Equal(t, "Error: meshca serve is running on this store (store "+filepath.Join(dir, "meshca.db")+" is locked by another meshca process; stop it or use another --dir): "+
-		"cacerts exports the intermediate private key, which the running service never hands out; stop meshca serve and run cacerts again, "+
-		"or let the service publish the cacerts Secret (trustBundle.publishCACerts: true). The public parts need no key: the roots are "+
-		filepath.Join(dir, "root-cert.pem")+", the CRLs come from 'meshca crl fetch'",
-		errorLine(t, meshcaFails(t, "cacerts", "--dir", dir, "--out", out)))
-	_, err := os.Stat(out)
-	require.ErrorIs(t, err, os.ErrNotExist, "no partial cacerts folder")
-}

@@ -32,6 +32,31 @@ const (
 // PKCS#8 ca-key.pem, cert-chain.pem (signing cert up to its root, in order),
 // root-cert.pem (every root), and ca-crl.pem when crls is not empty.
 func Files(b *root.Bundle, key crypto.PrivateKey, crls []byte) (map[string][]byte, error) {
+	keyPEM, err := KeyPEM(key)
+	if err != nil {
+		return nil, err
+	}
+	files := PublicFiles(b, crls)
+	files[KeyCAKey] = keyPEM
+	return files, nil
+}
+
+// PublicFiles is Files without ca-key.pem: what may be handed to anyone
+// who may read the CA's certificates.
+func PublicFiles(b *root.Bundle, crls []byte) map[string][]byte {
+	files := map[string][]byte{
+		KeyCACert:    root.EncodePEM(b.Cert),
+		KeyCertChain: root.EncodePEM(b.Chain()...),
+		KeyRootCert:  root.EncodePEM(b.Roots...),
+	}
+	if len(crls) > 0 {
+		files[KeyCRL] = crls
+	}
+	return files
+}
+
+// KeyPEM is the content of ca-key.pem for key: unencrypted PKCS#8.
+func KeyPEM(key crypto.PrivateKey) ([]byte, error) {
 	block, err := pemutil.Serialize(key, pemutil.WithPKCS8(true))
 	if err != nil {
 		return nil, fmt.Errorf("encode CA key: %w", err)
@@ -40,16 +65,7 @@ func Files(b *root.Bundle, key crypto.PrivateKey, crls []byte) (map[string][]byt
 	if err := pem.Encode(&keyPEM, block); err != nil {
 		return nil, err
 	}
-	files := map[string][]byte{
-		KeyCACert:    root.EncodePEM(b.Cert),
-		KeyCAKey:     keyPEM.Bytes(),
-		KeyCertChain: root.EncodePEM(b.Chain()...),
-		KeyRootCert:  root.EncodePEM(b.Roots...),
-	}
-	if len(crls) > 0 {
-		files[KeyCRL] = crls
-	}
-	return files, nil
+	return keyPEM.Bytes(), nil
 }
 
 // WriteDir writes files into dir: ca-key.pem with mode 0600, the others 0644.
