@@ -14,7 +14,9 @@
 // requester. On TCP, a caller presents a client certificate meshca issued
 // whose SPIFFE ID is an admin identity, or a Kubernetes token whose user
 // RBAC allows the route's verb on its meshca.io resource
-// (SubjectAccessReview). The endpoint never serves private keys.
+// (SubjectAccessReview). The endpoint never serves private keys: for
+// 'meshca cacerts' the socket gives the public files and where the key is,
+// and the CLI reads the key file itself.
 package admin
 
 import (

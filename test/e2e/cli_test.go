@@ -429,3 +429,29 @@ func crlEntrySerials(l *x509.RevocationList) []string {
 	}
 	return s
 }
+
+// TestCACerts_WhileServeRunsOnARelativeDir: serve started with a relative
+// --dir records relative key files; it names them to the CLI as absolute
+// paths, so that a CLI pointed at the same directory another way finds
+// the key.
+func TestCACerts_WhileServeRunsOnARelativeDir(t *testing.T) {
+	base := t.TempDir()
+	t.Chdir(base)
+	meshca(t, "init", "--dir", "ca")
+	s := startServe(t, "ca")
+	s.waitReady(t, 5*time.Second)
+	live := filepath.Join(t.TempDir(), "live")
+	stdout, stderr := meshcaStderr(t, "cacerts", "--dir", filepath.Join(base, "ca"), "--out", live)
+	require.Equal(t, "Wrote Istio cacerts for generation 1 to "+live+": [ca-cert.pem ca-key.pem cert-chain.pem root-cert.pem]\n", stdout)
+	require.Empty(t, stderr)
+	stopServe(t, s)
+	off := filepath.Join(t.TempDir(), "offline")
+	meshca(t, "cacerts", "--dir", "ca", "--out", off)
+	for _, n := range dirNames(t, off) {
+		a, err := os.ReadFile(filepath.Join(live, n))
+		require.NoError(t, err)
+		b, err := os.ReadFile(filepath.Join(off, n))
+		require.NoError(t, err)
+		require.Equal(t, string(b), string(a), n)
+	}
+}
