@@ -126,10 +126,11 @@ func main() {
 	if *peer != "only" {
 		err = run(context.Background(), *duration, *concurrency)
 	}
-	if err == nil && *crlMode == "on" {
+	// -peer=only, like -crl=only, skips every other scenario.
+	if err == nil && *crlMode == "on" && *peer != "only" {
 		err = runCRL(*crlRounds)
 	}
-	if err == nil && *crlLatency == "on" {
+	if err == nil && *crlLatency == "on" && *peer != "only" {
 		err = runCRLLatency(context.Background(), max(1, *crlLatencyRounds))
 	}
 	if err == nil && *peer != "off" {

@@ -24,6 +24,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/go-logr/logr"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
@@ -32,6 +33,7 @@ import (
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/meshca/meshca/test/reporoot"
 )
@@ -190,6 +192,11 @@ func Start(opts ...Option) (*Env, error) {
 		etcd.Out, etcd.Err = o.output, o.output
 	}
 
+	// envtest logs through controller-runtime's global logger; without one
+	// it prints a stack trace ("log.SetLogger(...) was never called") into
+	// every test and benchmark. The control plane's own output goes to
+	// WithOutput.
+	ctrllog.SetLogger(logr.Discard())
 	te := &envtest.Environment{
 		ControlPlane:             envtest.ControlPlane{APIServer: apiServer, Etcd: etcd},
 		BinaryAssetsDirectory:    assets,
