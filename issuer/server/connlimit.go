@@ -112,10 +112,12 @@ func (l *connLimiter) Accept() (net.Conn, error) {
 		}
 		l.mu.Unlock()
 		if reason != "" {
-			c.Close()
+			// Counted before the close, so that whoever sees the
+			// connection closed also sees it counted.
 			if l.metrics.refused != nil {
 				l.metrics.refused.WithLabelValues(reason).Inc()
 			}
+			c.Close()
 			// The address is caller input and is not logged.
 			l.warn.Do(func() {
 				l.log.Warn("refusing connections over the limit", "listener", l.name, "reason", reason,
