@@ -6,14 +6,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
-	bolt "go.etcd.io/bbolt"
 
 	"github.com/meshca/meshca/ca/store"
 	"github.com/meshca/meshca/ca/store/storetest"
@@ -148,26 +146,7 @@ func TestRevoke_FailedSyncHelper(t *testing.T) {
 	if path == "" {
 		return
 	}
-	txs := make(chan func())
-	go func() {
-		runtime.LockOSThread()
-		for f := range txs {
-			f()
-		}
-	}()
-	var s *Store
-	opened := make(chan error)
-	txs <- func() {
-		var err error
-		s, err = Open(path)
-		opened <- err
-	}
-	require.NoError(t, <-opened)
-	s.w.update = func(fn func(*bolt.Tx) error) error {
-		done := make(chan error)
-		txs <- func() { done <- s.db.Update(fn) }
-		return <-done
-	}
+	s := openOnOneThread(t, path)
 	ctx := context.Background()
 	for i := range 3 {
 		r := storetest.Revocation(i, t0.Add(24*time.Hour))

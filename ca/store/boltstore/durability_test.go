@@ -135,29 +135,8 @@ func TestPutIssuance_FailedSyncHelper(t *testing.T) {
 	if path == "" {
 		return
 	}
-	// Open and every commit run on one locked OS thread, so that strace's
-	// per-thread count of fdatasync calls is the process's count: 1-2 are
-	// Open's schema commit, 3-4 the first record's, 5-6 the second's.
-	txs := make(chan func())
-	go func() {
-		runtime.LockOSThread()
-		for f := range txs {
-			f()
-		}
-	}()
-	var s *Store
-	opened := make(chan error)
-	txs <- func() {
-		var err error
-		s, err = Open(path)
-		opened <- err
-	}
-	require.NoError(t, <-opened)
-	s.w.update = func(fn func(*bolt.Tx) error) error {
-		done := make(chan error)
-		txs <- func() { done <- s.db.Update(fn) }
-		return <-done
-	}
+	// 1-2 are Open's schema commit, 3-4 the first record's, 5-6 the second's.
+	s := openOnOneThread(t, path)
 	ctx := context.Background()
 	for i := range 3 {
 		fmt.Fprintf(os.Stdout, "put %d: %v\n", i, s.PutIssuance(ctx, record(i, t0.Add(24*time.Hour))))
@@ -261,4 +240,33 @@ func TestOpen_NewStoreIsNamedDurablyBeforeTheFirstAcknowledgement(t *testing.T) 
 		})
 		require.True(t, ok, "directory %s is not fsynced between the store's creation and the first acknowledgement", dir)
 	}
+}
+
+// openOnOneThread opens the store at path so that Open and every commit run
+// on one locked OS thread: strace's per-thread count of fdatasync calls is
+// then the process's count, and a fault injected at the Nth call hits a
+// known commit.
+func openOnOneThread(t *testing.T, path string) *Store {
+	t.Helper()
+	txs := make(chan func())
+	go func() {
+		runtime.LockOSThread()
+		for f := range txs {
+			f()
+		}
+	}()
+	var s *Store
+	opened := make(chan error)
+	txs <- func() {
+		var err error
+		s, err = Open(path)
+		opened <- err
+	}
+	require.NoError(t, <-opened)
+	s.w.update = func(fn func(*bolt.Tx) error) error {
+		done := make(chan error)
+		txs <- func() { done <- s.db.Update(fn) }
+		return <-done
+	}
+	return s
 }
