@@ -208,3 +208,10 @@ func TestColourMode(t *testing.T) {
 	require.EqualError(t, err, `--color "yes": use auto, always or never`)
 	require.False(t, strings.Contains(goldenStatus, "\x1b"))
 }
+
+func TestPrintStatus_ProblemsAfterAlerts(t *testing.T) {
+	st := admin.Status{GeneratedAt: at("2026-12-05T12:00:00Z"), Problems: []string{"cacerts: the Secret informer has not synced", "alerts: store closed"}}
+	var b bytes.Buffer
+	require.NoError(t, printStatus(&b, st, true, false))
+	require.Contains(t, b.String(), "\nALERTS\nnone firing\n\nPROBLEMS\ncacerts: the Secret informer has not synced\nalerts: store closed\n\nGENERATIONS\nnone\n")
+}

@@ -7,8 +7,10 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"errors"
 	"math/big"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -120,4 +122,67 @@ func TestLiveStatus_EveryCACertificateWithStateAndHealth(t *testing.T) {
 	require.Equal(t, []rotation.Status{{CA: "intermediate", Phase: "idle"}, {CA: "root", Phase: "publish-both-roots", PhaseCode: 1, Paused: true}}, got.Rotation)
 	require.Equal(t, []AlertInfo{{Rule: "ca-expiry", Object: "gen-1", Severity: "critical", Summary: "gen-1 expires", StartsAt: now.Add(-time.Hour)}}, got.Alerts)
 	require.Empty(t, got.Problems)
+}
+
+// movingReporter's state changes between calls, as a controller's does.
+type movingReporter struct {
+	mu sync.Mutex
+	st rotation.Status
+}
+
+func (m *movingReporter) RotationStatus() rotation.Status {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.st
+}
+
+func (m *movingReporter) set(st rotation.Status) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.st = st
+}
+
+type failingSource struct{ fixedSource }
+
+func (f failingSource) Certificates(ctx context.Context) ([]inventory.Certificate, error) {
+	certs, _ := f.fixedSource.Certificates(ctx)
+	return certs, errors.New("the Secret informer has not synced")
+}
+
+// TestStatusRoute_RotationIsReadAtEachRequest: the status route asks each
+// registered reporter at every request (the phase moves between two
+// calls), the rotation state survives the JSON round trip exactly, and a
+// source that fails partly is named under problems while its certificates
+// are still listed.
+func TestStatusRoute_RotationIsReadAtEachRequest(t *testing.T) {
+	now := time.Date(2026, 12, 5, 12, 0, 0, 0, time.UTC)
+	clk := clocktesting.NewFakePassiveClock(now)
+	st, err := boltstore.Open(filepath.Join(t.TempDir(), "meshca.db"))
+	require.NoError(t, err)
+	t.Cleanup(func() { st.Close() })
+	plugged := testCert(t, "plugged", 7, now.Add(-time.Hour), now.Add(300*24*time.Hour))
+	intermediate := &movingReporter{st: rotation.Status{CA: rotation.CAIntermediate, Phase: "idle", Next: now.Add(time.Hour)}}
+	c, _, _ := serveAll(t, Options{Status: &LiveStatus{
+		Store:     StoreState{TrustDomain: "cluster.local", Generations: st},
+		Inventory: []inventory.Source{failingSource{fixedSource{"cacerts", []inventory.Certificate{{Kind: inventory.KindCACerts, Namespace: "istio-system", Name: "cacerts", Cert: plugged}}}}},
+		Rotation:  []rotation.Reporter{intermediate},
+		Alerts:    st,
+		Clock:     clk,
+	}})
+	ctx := context.Background()
+	got, err := c.Status(ctx)
+	require.NoError(t, err)
+	require.Equal(t, []rotation.Status{{CA: "intermediate", Phase: "idle", Next: now.Add(time.Hour)}}, got.Rotation)
+	require.Equal(t, []string{"cacerts: the Secret informer has not synced"}, got.Problems)
+	require.Len(t, got.Certificates, 1)
+	require.Equal(t, "07", got.Certificates[0].Serial)
+
+	moved := rotation.Status{CA: "intermediate", Phase: "prepared", PhaseCode: 1, Since: now, Next: now.Add(2 * time.Hour), Waiting: "activation at 66% of the lifetime",
+		Stuck: true, Problem: "verify: throwaway leaf did not verify", LastSuccess: now.Add(-time.Hour)}
+	intermediate.set(moved)
+	got, err = c.Status(ctx)
+	require.NoError(t, err)
+	require.Equal(t, []rotation.Status{moved}, got.Rotation)
+	require.Equal(t, now, got.GeneratedAt)
+	require.Equal(t, []AlertInfo{}, got.Alerts)
 }
