@@ -29,7 +29,7 @@ FUZZ_TARGETS += ./crl:FuzzBuild
 
 export MESHCA_CACHE
 
-.PHONY: all build run test test-unit test-rules test-e2e fuzz fuzz-short testbin deps lint bench clean
+.PHONY: all build run demo-status test test-unit test-rules test-e2e fuzz fuzz-short testbin deps lint bench clean
 
 all: build
 
@@ -42,6 +42,11 @@ run: build
 	@echo "meshca: gRPC signing API on $(LISTEN), health and metrics on http://$(OPS_LISTEN)/readyz and /metrics"
 	@echo "meshca: mesh root for clients: $(RUN_DIR)/root-cert.pem (sign a CSR offline: $(MESHCA) sign --dir $(RUN_DIR) --csr FILE --identity spiffe://cluster.local/ns/NS/sa/SA)"
 	$(MESHCA) serve --dir $(RUN_DIR) --listen $(LISTEN) --ops-listen $(OPS_LISTEN) --log-format text
+
+## demo-status: start meshca serve on a temporary CA (embedded defaults), run
+## meshca status against it and stop it: the README's "meshca status" demo.
+demo-status: build
+	@MESHCA=$(MESHCA) bash test/tools/demo-status.sh
 
 ## deps: tools the tests call (openssl; strace, which observes fsync order;
 ## promtool, which tests the PrometheusRule) from Debian when missing.

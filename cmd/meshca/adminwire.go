@@ -18,6 +18,8 @@ import (
 	"github.com/meshca/meshca/crl"
 	"github.com/meshca/meshca/issuer/admin"
 	"github.com/meshca/meshca/issuer/authn"
+	"github.com/meshca/meshca/rotation"
+	"github.com/meshca/meshca/rotation/inventory"
 )
 
 // crlRevoker is crl.Revoker (the CLI without a server) or crl.Manager
@@ -53,16 +55,6 @@ func (a adminCRLs) CRLs() []admin.CRL {
 	return out
 }
 
-// storeStatus is the running service's status source.
-type storeStatus struct {
-	cfg *config.Config
-	st  store.Store
-}
-
-func (s storeStatus) Status(ctx context.Context) admin.Status {
-	return admin.StoreStatus(ctx, storeState(s.cfg, s.st))
-}
-
 func storeState(cfg *config.Config, st store.Store) admin.StoreState {
 	ss := admin.StoreState{TrustDomain: cfg.TrustDomain, Path: cfg.Store.Path, Generations: st}
 	if r, ok := st.(store.Revocations); ok {
@@ -84,6 +76,10 @@ type adminDeps struct {
 	rc   *rest.Config
 	log  *slog.Logger
 	reg  prometheus.Registerer
+	// inventory are the CA inventory's sources and rotation the rotating
+	// controllers, for the status route (statuswire.go).
+	inventory []inventory.Source
+	rotation  []rotation.Reporter
 }
 
 // adminServers are the admin socket and, with server.adminListen, the TCP
@@ -113,7 +109,7 @@ func startAdmin(ctx context.Context, d adminDeps) (*adminServers, error) {
 	}
 	o := admin.Options{
 		Socket: d.cfg.Server.AdminSocket, Signer: d.rt.Authority, Records: d.rt.Store, TrustDomain: td, Log: d.log, Registerer: d.reg,
-		Status: storeStatus{cfg: d.cfg, st: d.rt.Store},
+		Status: liveStatus(d),
 	}
 	if r, ok := d.rt.Store.(store.Revocations); ok {
 		o.Revocations = r

@@ -20,8 +20,9 @@ import (
 // at scrape time) and the store's health with reg. meshca's own roots and
 // generations are always reported; with a cluster (rc non-nil) so are the
 // cacerts Secret in trustBundle.istiodNamespace, whoever wrote it, and the
-// ClusterTrustBundles, read from informers that run until ctx ends.
-func registerInventory(ctx context.Context, cfg *config.Config, rt *authority.Runtime, rc *rest.Config, log *slog.Logger, reg prometheus.Registerer) error {
+// ClusterTrustBundles, read from informers that run until ctx ends. It
+// returns the sources, which meshca status reads too.
+func registerInventory(ctx context.Context, cfg *config.Config, rt *authority.Runtime, rc *rest.Config, log *slog.Logger, reg prometheus.Registerer) ([]inventory.Source, error) {
 	sources := []inventory.Source{&inventory.CASource{
 		Roots:       func() []*x509.Certificate { return rt.Authority.Material().Bundle.Roots },
 		Active:      func() uint64 { return rt.Authority.Material().Generation },
@@ -33,11 +34,11 @@ func registerInventory(ctx context.Context, cfg *config.Config, rt *authority.Ru
 	if rc != nil {
 		client, err := kubernetes.NewForConfig(rc)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		k, err := inventory.NewKube(client, cfg.TrustBundle.IstiodNamespace, publish.SecretName)
 		if err != nil {
-			return fmt.Errorf("certificate inventory: %w", err)
+			return nil, fmt.Errorf("certificate inventory: %w", err)
 		}
 		k.Start(ctx)
 		sources = append(sources, k.CACerts())
@@ -46,10 +47,10 @@ func registerInventory(ctx context.Context, cfg *config.Config, rt *authority.Ru
 		}
 	}
 	if err := reg.Register(inventory.NewCollector(sources, inventory.WithLogger(log))); err != nil {
-		return err
+		return nil, err
 	}
 	if h, ok := rt.Store.(interface{ Healthy() error }); ok {
-		return reg.Register(inventory.NewStoreHealth(h.Healthy))
+		return sources, reg.Register(inventory.NewStoreHealth(h.Healthy))
 	}
-	return nil
+	return sources, nil
 }

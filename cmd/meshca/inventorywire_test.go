@@ -32,7 +32,9 @@ func TestRegisterInventory_ServesTheCAExpiryOfTheOpenedCA(t *testing.T) {
 	require.NoError(t, err)
 	defer rt.Close()
 
-	require.NoError(t, registerInventory(context.Background(), cfg, rt, nil, log, reg))
+	sources, err := registerInventory(context.Background(), cfg, rt, nil, log, reg)
+	require.NoError(t, err)
+	require.Len(t, sources, 1, "without a cluster only meshca's own material")
 
 	m := rt.Authority.Material()
 	root, inter := m.Bundle.Roots[0], m.Bundle.Cert

@@ -95,7 +95,8 @@ SIGINT or SIGTERM.`,
 			if err != nil {
 				return err
 			}
-			if err := registerInventory(ctx, cfg, rt, rc, log, reg); err != nil {
+			inv, err := registerInventory(ctx, cfg, rt, rc, log, reg)
+			if err != nil {
 				return err
 			}
 			m := rt.Authority.Material()
@@ -147,7 +148,7 @@ SIGINT or SIGTERM.`,
 				Log: log, Pruned: func(n int) { pruned.Add(float64(n)) },
 			}
 			go pruner.Run(ctx)
-			adm, err := startAdmin(ctx, adminDeps{cfg: cfg, rt: rt, crl: crls, door: door, rc: rc, log: log, reg: reg})
+			adm, err := startAdmin(ctx, adminDeps{cfg: cfg, rt: rt, crl: crls, door: door, rc: rc, log: log, reg: reg, inventory: inv})
 			if err != nil {
 				return err
 			}

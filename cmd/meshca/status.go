@@ -5,11 +5,8 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
-	"text/tabwriter"
-	"time"
 
 	"github.com/spf13/cobra"
 
@@ -18,22 +15,40 @@ import (
 
 func newStatusCommand(g *globals) *cobra.Command {
 	var rf remoteFlags
+	var colour string
 	cmd := &cobra.Command{
 		Use:   "status",
-		Short: "Show the CA's state: generations, store health, revocations and CRLs",
-		Long: `status prints the active intermediate generation and its expiry, every CA
-generation in the store, the store's health, the latest revocation and the
-CRLs the running service serves (number, thisUpdate, nextUpdate).
+		Short: "Show the health of the CA: every CA certificate, bundle and CRL, rotation and alerts",
+		Long: `status is the operator's one-look view of the CA: every CA certificate (the
+roots, the active intermediate, prepared and still-published retired
+generations and, while serve publishes them, the cacerts Secret's and the
+ClusterTrustBundles' certificates), the bundles holding them, every CRL
+served, each with its expiry and health, the rotation controllers' phases,
+the firing alerts, the store's health and the CA generations.
 
-While 'meshca serve' runs it asks the service through its admin socket;
-against a stopped service it reads the store, and there are no CRLs to show
-(meshca serve builds and serves them).`,
+Health uses the thresholds of the alert rules: warning when less than 30% of
+the lifetime or 7 days are left, critical under 3 days, then expired; a CRL
+is stale once its nextUpdate has passed.
+
+While 'meshca serve' runs it asks the service through its admin socket (or
+the admin TCP listener with --admin-address); against a stopped service it
+reads the store: meshca's own certificates, generations and alerts, and no
+CRLs or rotation phases (meshca serve builds the CRLs and runs rotation).
+
+The table is coloured on a terminal (--color auto, unless NO_COLOR is set)
+and plain when piped. -o json prints the status document described in the
+README ("meshca status").`,
 		Example: `  meshca status --dir ./.meshca
   meshca status --dir ./.meshca -o json
+  meshca status --dir ./.meshca --color=always | less -R
   meshca status --admin-address meshca.istio-system.svc:15443 --token-file token`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			asJSON, err := rf.json()
+			if err != nil {
+				return err
+			}
+			withColour, err := useColour(colour, cmd.OutOrStdout(), os.Getenv)
 			if err != nil {
 				return err
 			}
@@ -48,81 +63,21 @@ against a stopped service it reads the store, and there are no CRLs to show
 					return err
 				}
 			} else {
-				st = admin.StoreStatus(cmd.Context(), storeState(t.cfg, t.store))
+				st = offlineStatus(cmd.Context(), t.cfg, t.store).Status(cmd.Context())
 			}
 			if asJSON {
 				enc := json.NewEncoder(cmd.OutOrStdout())
 				enc.SetIndent("", "  ")
 				return enc.Encode(st)
 			}
-			return printStatus(cmd.OutOrStdout(), st, t.client != nil)
+			return printStatus(cmd.OutOrStdout(), st, t.client != nil, withColour)
 		},
 	}
 	addCAFlags(cmd, g)
 	addRemoteFlags(cmd, &rf)
 	addOutputFlag(cmd, &rf)
+	cmd.Flags().StringVar(&colour, "color", "auto", "colour the table: auto (on a terminal, unless NO_COLOR is set), always or never")
 	return cmd
-}
-
-func printStatus(out io.Writer, st admin.Status, running bool) error {
-	tw := tabwriter.NewWriter(out, 2, 4, 2, ' ', 0)
-	ts := func(t time.Time) string {
-		if t.IsZero() {
-			return "-"
-		}
-		return t.UTC().Format(time.RFC3339)
-	}
-	server := "running (answered through its admin endpoint)"
-	if !running {
-		server = "not running (read from the store)"
-	}
-	health := "healthy"
-	if !st.Store.Healthy {
-		health = "UNHEALTHY: " + st.Store.Error
-	}
-	fmt.Fprintf(tw, "server:\t%s\n", server)
-	fmt.Fprintf(tw, "trust domain:\t%s\n", st.TrustDomain)
-	fmt.Fprintf(tw, "active generation:\t%d (%s), intermediate %s, not after %s\n", st.Generation, st.Profile, st.IntermediateSubject, ts(st.IntermediateNotAfter))
-	fmt.Fprintf(tw, "store:\t%s, %s\n", st.Store.Path, health)
-	fmt.Fprintf(tw, "last revocation:\t%d\n", st.LastRevocationSeq)
-	if err := tw.Flush(); err != nil {
-		return err
-	}
-	fmt.Fprintln(out, "\nGENERATIONS")
-	tw = tabwriter.NewWriter(out, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tPROFILE\tSOURCE\tSTATE\tNOT AFTER\tSUBJECT")
-	for _, g := range st.Generations {
-		state := "retired"
-		switch {
-		case g.Active:
-			state = "active"
-		case g.ActivatedAt.IsZero():
-			state = "staged"
-		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", g.ID, g.Profile, g.Source, state, ts(g.NotAfter), g.Subject)
-	}
-	if err := tw.Flush(); err != nil {
-		return err
-	}
-	fmt.Fprintln(out, "\nCRLS")
-	if len(st.CRLs) == 0 {
-		if running {
-			fmt.Fprintln(out, "none served yet")
-		} else {
-			fmt.Fprintln(out, "none: meshca serve builds and serves the CRLs")
-		}
-		return nil
-	}
-	tw = tabwriter.NewWriter(out, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "SCOPE\tKIND\tNUMBER\tTHIS UPDATE\tNEXT UPDATE\tBYTES")
-	for _, c := range st.CRLs {
-		kind := "full"
-		if c.Delta {
-			kind = "delta"
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%d\n", c.Scope, kind, c.Number, ts(c.ThisUpdate), ts(c.NextUpdate), c.Size)
-	}
-	return tw.Flush()
 }
 
 func newCRLCommand(g *globals) *cobra.Command {

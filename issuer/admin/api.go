@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/meshca/meshca/ca/store"
+	"github.com/meshca/meshca/rotation"
 )
 
 // Paths of the revocation, CRL and status routes.
@@ -78,6 +79,25 @@ type Status struct {
 	// Generations are every CA generation in the store, oldest first.
 	Generations []GenerationInfo `json:"generations"`
 	CRLs        []CRLInfo        `json:"crls"`
+	// GeneratedAt is when the answer was assembled, by the answering
+	// side's clock; every health and "in 12d" is relative to it.
+	GeneratedAt time.Time `json:"generatedAt,omitzero"`
+	// Certificates are every CA certificate known: the roots published,
+	// the active intermediate, prepared and still-published retired
+	// generations, and (while serve runs with a cluster) those of the
+	// cacerts Secret and the ClusterTrustBundles. See statusinfo.go.
+	Certificates []CertificateInfo `json:"certificates"`
+	// Bundles are the objects that hold CA certificates, each with its
+	// earliest expiry.
+	Bundles []BundleInfo `json:"bundles"`
+	// Rotation is the state of each rotating controller.
+	Rotation []rotation.Status `json:"rotation"`
+	// Alerts are the alerts firing now.
+	Alerts []AlertInfo `json:"alerts"`
+	// Problems are the sources that could not be read completely (an
+	// informer not synced, a certificate that does not parse); what they
+	// did give is still listed.
+	Problems []string `json:"problems,omitempty"`
 }
 
 // Health is the state of one dependency.
@@ -95,6 +115,8 @@ type CRLInfo struct {
 	ThisUpdate time.Time `json:"thisUpdate"`
 	NextUpdate time.Time `json:"nextUpdate"`
 	Size       int       `json:"size"`
+	// Health is HealthOK or HealthStale (past nextUpdate).
+	Health string `json:"health,omitempty"`
 }
 
 // CRLsResponse is the answer of GET /v1/crls.

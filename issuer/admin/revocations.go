@@ -154,9 +154,14 @@ func (h *handler) status(w http.ResponseWriter, r *http.Request) {
 		st = h.statusSrc.Status(r.Context())
 	}
 	st.CRLs = []CRLInfo{}
+	if st.GeneratedAt.IsZero() {
+		st.GeneratedAt = time.Now().UTC()
+	}
 	if h.crls != nil {
 		for _, c := range h.crls.CRLs() {
-			st.CRLs = append(st.CRLs, crlInfo(c))
+			ci := crlInfo(c)
+			ci.Health = CRLHealth(c.NextUpdate, st.GeneratedAt)
+			st.CRLs = append(st.CRLs, ci)
 		}
 	}
 	writeJSON(w, http.StatusOK, st)

@@ -224,7 +224,7 @@ func TestCRLs_MetadataAndDERByScope(t *testing.T) {
 		{Scope: "gen-1", Delta: true, Number: 8, DER: []byte("delta"), ThisUpdate: at, NextUpdate: at.Add(time.Hour)},
 		{Scope: "root", Number: 3, DER: []byte("root!"), ThisUpdate: at, NextUpdate: at.Add(48 * time.Hour)},
 	}
-	c, _, _ := serveAll(t, Options{CRLs: crls, Status: fixedStatus{TrustDomain: "cluster.local", Generation: 1, IntermediateNotAfter: at.Add(365 * 24 * time.Hour), Store: Health{Path: "/x/meshca.db", Healthy: true}, LastRevocationSeq: 9}})
+	c, _, _ := serveAll(t, Options{CRLs: crls, Status: fixedStatus{TrustDomain: "cluster.local", Generation: 1, IntermediateNotAfter: at.Add(365 * 24 * time.Hour), Store: Health{Path: "/x/meshca.db", Healthy: true}, LastRevocationSeq: 9, GeneratedAt: at.Add(2 * time.Hour)}})
 	ctx := context.Background()
 	infos, err := c.CRLs(ctx)
 	require.NoError(t, err)
@@ -244,10 +244,16 @@ func TestCRLs_MetadataAndDERByScope(t *testing.T) {
 	_, err = c.CRL(ctx, "gen-9", false)
 	require.Equal(t, &StatusError{Code: http.StatusNotFound, Message: `no CRL for scope "gen-9" is served; scopes: [gen-1 root]`}, err)
 
+	// In the status each CRL has its health as of the status's time: the
+	// delta's nextUpdate (at+1h) is past at+2h.
 	st, err := c.Status(ctx)
 	require.NoError(t, err)
 	require.Equal(t, Status{TrustDomain: "cluster.local", Generation: 1, IntermediateNotAfter: at.Add(365 * 24 * time.Hour),
-		Store: Health{Path: "/x/meshca.db", Healthy: true}, LastRevocationSeq: 9, CRLs: infos}, st)
+		Store: Health{Path: "/x/meshca.db", Healthy: true}, LastRevocationSeq: 9, GeneratedAt: at.Add(2 * time.Hour), CRLs: []CRLInfo{
+			{Scope: "gen-1", Number: 7, ThisUpdate: at, NextUpdate: at.Add(24 * time.Hour), Size: 6, Health: "ok"},
+			{Scope: "gen-1", Delta: true, Number: 8, ThisUpdate: at, NextUpdate: at.Add(time.Hour), Size: 5, Health: "stale"},
+			{Scope: "root", Number: 3, ThisUpdate: at, NextUpdate: at.Add(48 * time.Hour), Size: 5, Health: "ok"},
+		}}, st)
 }
 
 func TestAudit_MessageIsAnEscapedField(t *testing.T) {

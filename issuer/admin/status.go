@@ -18,6 +18,8 @@ type GenerationInfo struct {
 	ActivatedAt time.Time `json:"activatedAt,omitzero"`
 	RetiredAt   time.Time `json:"retiredAt,omitzero"`
 	Active      bool      `json:"active"`
+	// cert is the parsed certificate, for LiveStatus.
+	cert *x509.Certificate
 }
 
 // StoreState is what StoreStatus reads.
@@ -55,7 +57,7 @@ func StoreStatus(ctx context.Context, s StoreState) Status {
 	for _, g := range gens {
 		gi := GenerationInfo{ID: g.ID, Profile: g.Profile, Source: g.Source, ActivatedAt: g.ActivatedAt, RetiredAt: g.RetiredAt, Active: g.Active()}
 		if c, err := x509.ParseCertificate(g.CertDER); err == nil {
-			gi.Subject, gi.NotAfter = c.Subject.String(), c.NotAfter
+			gi.Subject, gi.NotAfter, gi.cert = c.Subject.String(), c.NotAfter, c
 		}
 		if gi.Active {
 			st.Generation, st.Profile, st.IntermediateSubject, st.IntermediateNotAfter = g.ID, g.Profile, gi.Subject, gi.NotAfter
