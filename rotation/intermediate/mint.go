@@ -123,6 +123,13 @@ func (m *Manager) preparedSuccessor(ctx context.Context, after uint64, roots []*
 	if err != nil {
 		return nil, fmt.Errorf("read CA generations: %w", err)
 	}
+	// Only a generation prepared after the last one that was ever
+	// activated can succeed it: older prepared ones were abandoned.
+	for _, g := range gens {
+		if g.State() != store.StatePrepared && g.ID > after {
+			after = g.ID
+		}
+	}
 	for i := len(gens) - 1; i >= 0; i-- {
 		g := gens[i]
 		if g.ID <= after || g.State() != store.StatePrepared || g.Source != m.src.Kind() || authority.ProfileOf(g) != m.cfg.Intermediate.Profile {
