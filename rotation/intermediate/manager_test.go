@@ -2,6 +2,7 @@ package intermediate
 
 import (
 	"context"
+	"errors"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -169,4 +170,42 @@ func TestManager_RefreshRootsKeepsTheGeneration(t *testing.T) {
 	require.True(t, c.Active.Bundle.Roots[1].Equal(first.Bundle.Roots[0]))
 	require.NoError(t, c.Active.SelfTest(f.clk.Now()))
 	require.Equal(t, map[uint64]store.GenerationState{first.Generation: store.StateActive}, states(t, f.st))
+}
+
+// A subscriber that fails is retried with backoff, with the same change,
+// and only it: the activation is not undone, and the phase says so.
+func TestManager_AFailingSubscriberIsRetried(t *testing.T) {
+	f := newFixture(t, nil)
+	var fails atomic.Int32
+	fails.Store(2)
+	var got []uint64
+	f.m.Subscribe(func(_ context.Context, c rotation.Change) error {
+		got = append(got, c.Active.Generation)
+		if fails.Add(-1) >= 0 {
+			return errors.New("apiserver unavailable")
+		}
+		return nil
+	})
+	first, err := f.m.Start(context.Background())
+	require.NoError(t, err)
+	f.run(t)
+	f.at(t, fraction(first, 0.5))
+	f.at(t, fraction(first, 0.66))
+	next := first.Generation + 1
+	require.Equal(t, map[uint64]store.GenerationState{first.Generation: store.StateRetired, next: store.StateActive}, states(t, f.st))
+	s := f.m.RotationStatus()
+	require.Equal(t, PhaseActivating, s.Phase)
+	require.Equal(t, 3, s.PhaseCode)
+	require.True(t, s.Stuck)
+	require.Contains(t, s.Problem, "apiserver unavailable")
+	require.Len(t, f.gotChanges(), 1, "the subscriber that applied the change is not called again")
+
+	for range 2 {
+		f.at(t, f.m.RotationStatus().Next)
+	}
+	require.Equal(t, []uint64{next, next, next}, got)
+	s = f.m.RotationStatus()
+	require.Equal(t, PhaseIdle, s.Phase)
+	require.False(t, s.Stuck)
+	require.Len(t, f.gotChanges(), 1)
 }
