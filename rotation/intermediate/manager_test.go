@@ -209,3 +209,39 @@ func TestManager_AFailingSubscriberIsRetried(t *testing.T) {
 	require.False(t, s.Stuck)
 	require.Len(t, f.gotChanges(), 1)
 }
+
+// Start resumes from the journal: a verified prepared successor is kept in
+// the next slot (never minted again), and activated at once when the
+// active generation is already past the activation threshold.
+func TestManager_StartResumesThePreparedSuccessor(t *testing.T) {
+	f := newFixture(t, nil)
+	first, err := f.m.Start(context.Background())
+	require.NoError(t, err)
+	// One evaluation at 50% (no Run loop: the restarted Managers below are
+	// the only ones on the store).
+	f.clk.SetTime(fraction(first, 0.5))
+	f.m.mu.Lock()
+	f.m.evaluate(context.Background())
+	f.m.mu.Unlock()
+	next := first.Generation + 1
+	require.Equal(t, store.StatePrepared, states(t, f.st)[next])
+	keysBefore := keyFiles(t, f.cfg)
+
+	restart := func(at time.Time) *Manager {
+		f.clk.SetTime(at)
+		m := New(Options{Config: f.cfg, Keys: f.km, Store: f.st, Root: f.src, Clock: f.clk, Log: f.m.log})
+		_, err := m.Start(context.Background())
+		require.NoError(t, err)
+		return m
+	}
+	m := restart(fraction(first, 0.6))
+	require.Equal(t, first.Generation, m.Active().Generation)
+	require.Equal(t, PhasePrepared, m.RotationStatus().Phase)
+	require.Equal(t, map[uint64]store.GenerationState{first.Generation: store.StateActive, next: store.StatePrepared}, states(t, f.st))
+
+	m = restart(fraction(first, 0.7))
+	require.Equal(t, next, m.Active().Generation)
+	require.Equal(t, map[uint64]store.GenerationState{first.Generation: store.StateRetired, next: store.StateActive}, states(t, f.st))
+	require.Equal(t, keysBefore, keyFiles(t, f.cfg), "the prepared successor is activated, nothing is minted")
+	require.Len(t, m.Retained(), 1)
+}
