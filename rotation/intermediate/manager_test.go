@@ -245,3 +245,27 @@ func TestManager_StartResumesThePreparedSuccessor(t *testing.T) {
 	require.Equal(t, keysBefore, keyFiles(t, f.cfg), "the prepared successor is activated, nothing is minted")
 	require.Len(t, m.Retained(), 1)
 }
+
+// RotateNow mints, verifies and activates a successor at once, whatever
+// the thresholds, discarding nothing but the slot: the subscribers get the
+// activation with the previous generation retained.
+func TestManager_RotateNow(t *testing.T) {
+	f := newFixture(t, nil)
+	first, err := f.m.Start(context.Background())
+	require.NoError(t, err)
+	f.run(t)
+	next, err := f.m.RotateNow(context.Background(), "test")
+	require.NoError(t, err)
+	require.Equal(t, first.Generation+1, next.Generation)
+	require.Equal(t, map[uint64]store.GenerationState{first.Generation: store.StateRetired, next.Generation: store.StateActive}, states(t, f.st))
+	require.False(t, generation(t, f.st, next.Generation).VerifiedAt.IsZero(), "verified before it was activated")
+	changes := f.gotChanges()
+	require.Len(t, changes, 1)
+	require.Equal(t, rotation.ReasonActivated, changes[0].Reason)
+	require.Same(t, next, changes[0].Active)
+	require.Len(t, changes[0].Retained, 1)
+	s := f.m.RotationStatus()
+	require.Equal(t, PhaseIdle, s.Phase)
+	require.Equal(t, fraction(next, 0.5), s.Next)
+	f.settled(t)
+}

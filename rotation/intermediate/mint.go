@@ -2,7 +2,9 @@ package intermediate
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/x509"
+	"encoding/hex"
 	"fmt"
 	"strings"
 
@@ -31,7 +33,13 @@ func (m *Manager) mint(ctx context.Context) (store.Generation, error) {
 		}
 		return store.Generation{}, err
 	}
-	name := "intermediate-" + now.UTC().Format("20060102T150405.000000000Z")
+	// The time names the key for people; the random suffix keeps two
+	// mints at the same instant (a clock that did not move) apart.
+	var suffix [4]byte
+	if _, err := rand.Read(suffix[:]); err != nil {
+		return store.Generation{}, err
+	}
+	name := "intermediate-" + now.UTC().Format("20060102T150405.000000000Z") + "-" + hex.EncodeToString(suffix[:])
 	key, ref, altRef, err := m.createCAKey(name, p)
 	if err != nil {
 		return store.Generation{}, err
