@@ -66,6 +66,7 @@ func (s *listSource) set(err error, certs ...inventory.Certificate) {
 
 // sweeping runs a Sweeper on a fake clock.
 type sweeping struct {
+	stop  func()
 	s     *Sweeper
 	clk   *testclock.FakeClock
 	e     *alert.Engine
@@ -87,7 +88,15 @@ func startSweeper(t *testing.T, clk *testclock.FakeClock, e *alert.Engine, rules
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); sw.s.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	stopped := false
+	sw.stop = func() {
+		if !stopped {
+			stopped = true
+			cancel()
+			<-done
+		}
+	}
+	t.Cleanup(sw.stop)
 	<-sw.s.ticking
 	sw.wait(t, clk.Now())
 	return sw
