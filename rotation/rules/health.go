@@ -164,8 +164,8 @@ func (r *CRLTooLarge) Evaluate(context.Context, time.Time) ([]alert.Alert, error
 	}
 	return []alert.Alert{{
 		Rule: RuleCACRLTooLarge, Object: "ca-crl.pem", Severity: alert.Critical,
-		Summary: fmt.Sprintf("ca-crl.pem is %d bytes, over the %d-byte limit of the istio-ca-crl ConfigMap and the cacerts Secret; meshca keeps the last good one published.", size, limit),
-		Action: "meshca publishes the CRL again as soon as it fits. Shorten it: instead of revoking many leaves, rotate the intermediate and revoke its whole generation (one entry on the root's CRL); entries of expired certificates age out.",
+		Summary:     fmt.Sprintf("ca-crl.pem is %d bytes, over the %d-byte limit of the istio-ca-crl ConfigMap and the cacerts Secret; meshca keeps the last good one published.", size, limit),
+		Action:      "meshca publishes the CRL again as soon as it fits. Shorten it: instead of revoking many leaves, rotate the intermediate and revoke its whole generation (one entry on the root's CRL); entries of expired certificates age out.",
 		Fingerprint: fmt.Sprintf("%d", size),
 	}}, nil
 }

@@ -74,8 +74,12 @@ type fakeReporter struct {
 	st rotation.Status
 }
 
-func (f *fakeReporter) RotationStatus() rotation.Status { f.mu.Lock(); defer f.mu.Unlock(); return f.st }
-func (f *fakeReporter) set(st rotation.Status)         { f.mu.Lock(); f.st = st; f.mu.Unlock() }
+func (f *fakeReporter) RotationStatus() rotation.Status {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.st
+}
+func (f *fakeReporter) set(st rotation.Status) { f.mu.Lock(); f.st = st; f.mu.Unlock() }
 
 // A stuck rotation fires, a new stuck phase fires again, and recovery clears it.
 func TestRotationStuck(t *testing.T) {
