@@ -53,7 +53,7 @@ func (r *WorkloadsNotRenewed) Evaluate(ctx context.Context, now time.Time) ([]al
 			Rule: RuleWorkloadsNotRenewed, Object: "namespace " + n.Namespace, Severity: alert.Warning,
 			Summary: fmt.Sprintf("In %s, the newest certificate of at least one of %d workload identities expires at %s (%s left): it has not renewed (or the workload was removed).",
 				where, n.Identities, stamp(n.EarliestLatest), days(left)),
-			Action:      "meshca issues a certificate whenever the workload asks; check the workload's istio-agent (or ztunnel) log and its access to meshca's Istio endpoint.",
+			Action: "meshca issues a certificate whenever the workload asks; check the workload's istio-agent (or ztunnel) log and its access to meshca's Istio endpoint.",
 			// No fingerprint: while the namespace stays in the window it is
 			// one occurrence, whichever identity is the earliest.
 			Expires: n.EarliestLatest,
