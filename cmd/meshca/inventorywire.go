@@ -12,16 +12,26 @@ import (
 
 	"github.com/meshca/meshca/ca/authority"
 	"github.com/meshca/meshca/ca/config"
+	"github.com/meshca/meshca/ca/store"
 	"github.com/meshca/meshca/rotation/inventory"
 	"github.com/meshca/meshca/trustbundle/publish"
 )
+
+// inventoryParts are what the alert rules read of the inventory: the CA
+// certificate sources and the workload inventory (nil when off).
+type inventoryParts struct {
+	sources   []inventory.Source
+	workloads *inventory.Workloads
+}
 
 // registerInventory registers the CA inventory (expiry timestamps computed
 // at scrape time) and the store's health with reg. meshca's own roots and
 // generations are always reported; with a cluster (rc non-nil) so are the
 // cacerts Secret in trustBundle.istiodNamespace, whoever wrote it, and the
-// ClusterTrustBundles, read from informers that run until ctx ends.
-func registerInventory(ctx context.Context, cfg *config.Config, rt *authority.Runtime, rc *rest.Config, log *slog.Logger, reg prometheus.Registerer) error {
+// ClusterTrustBundles, read from informers that run until ctx ends. The
+// workload inventory (per namespace, from the issuance records) is
+// registered unless inventory.workloads.enabled is false.
+func registerInventory(ctx context.Context, cfg *config.Config, rt *authority.Runtime, rc *rest.Config, log *slog.Logger, reg prometheus.Registerer) (*inventoryParts, error) {
 	sources := []inventory.Source{&inventory.CASource{
 		Roots:       func() []*x509.Certificate { return rt.Authority.Material().Bundle.Roots },
 		Active:      func() uint64 { return rt.Authority.Material().Generation },
@@ -33,11 +43,11 @@ func registerInventory(ctx context.Context, cfg *config.Config, rt *authority.Ru
 	if rc != nil {
 		client, err := kubernetes.NewForConfig(rc)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		k, err := inventory.NewKube(client, cfg.TrustBundle.IstiodNamespace, publish.SecretName)
 		if err != nil {
-			return fmt.Errorf("certificate inventory: %w", err)
+			return nil, fmt.Errorf("certificate inventory: %w", err)
 		}
 		k.Start(ctx)
 		sources = append(sources, k.CACerts())
@@ -46,10 +56,30 @@ func registerInventory(ctx context.Context, cfg *config.Config, rt *authority.Ru
 		}
 	}
 	if err := reg.Register(inventory.NewCollector(sources, inventory.WithLogger(log))); err != nil {
-		return err
+		return nil, err
 	}
 	if h, ok := rt.Store.(interface{ Healthy() error }); ok {
-		return reg.Register(inventory.NewStoreHealth(h.Healthy))
+		if err := reg.Register(inventory.NewStoreHealth(h.Healthy)); err != nil {
+			return nil, err
+		}
 	}
-	return nil
+	parts := &inventoryParts{sources: sources}
+	if w := newWorkloadInventory(cfg, rt, log); w != nil {
+		if err := reg.Register(w.Collector()); err != nil {
+			return nil, err
+		}
+		parts.workloads = w
+	}
+	return parts, nil
+}
+
+// newWorkloadInventory is the workload inventory over the store's expiry
+// index, or nil when it is switched off or the store has no such index.
+func newWorkloadInventory(cfg *config.Config, rt *authority.Runtime, log *slog.Logger) *inventory.Workloads {
+	wc := cfg.Inventory.Workloads
+	idx, ok := rt.Store.(store.ExpiryIndex)
+	if !wc.IsEnabled() || !ok {
+		return nil
+	}
+	return &inventory.Workloads{Index: idx, MaxNamespaces: wc.MaxNamespaces, Refresh: wc.Refresh.Duration, Log: log}
 }

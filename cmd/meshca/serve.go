@@ -95,7 +95,8 @@ SIGINT or SIGTERM.`,
 			if err != nil {
 				return err
 			}
-			if err := registerInventory(ctx, cfg, rt, rc, log, reg); err != nil {
+			inv, err := registerInventory(ctx, cfg, rt, rc, log, reg)
+			if err != nil {
 				return err
 			}
 			m := rt.Authority.Material()
@@ -137,6 +138,7 @@ SIGINT or SIGTERM.`,
 					log.Error("CRL manager stopped", "error", err)
 				}
 			}()
+			startRules(ctx, alerting, ruleDeps{cfg: cfg, rt: rt, inv: inv, crl: crls, log: log})
 			pruned := prometheus.NewCounter(prometheus.CounterOpts{
 				Name: "meshca_store_pruned_records_total",
 				Help: "Expired issuance records deleted by the retention job.",

@@ -65,7 +65,7 @@ type CAExpiry struct {
 	Skip func(inventory.Certificate) bool
 	// Action, when set, says what meshca does about c's expiry; an empty
 	// answer falls back to DefaultAction.
-	Action func(c inventory.Certificate) string
+	Action func(c inventory.Certificate, now time.Time) string
 }
 
 // Names implements Rule.
@@ -98,7 +98,7 @@ func (r *CAExpiry) Evaluate(ctx context.Context, now time.Time) ([]alert.Alert, 
 			}
 			seen[a.Key()] = true
 			if r.Action != nil {
-				a.Action = r.Action(c)
+				a.Action = r.Action(c, now)
 			}
 			if a.Action == "" {
 				a.Action = DefaultAction(c)

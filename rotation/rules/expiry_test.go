@@ -26,7 +26,7 @@ func TestCAExpiry_WarnCriticalExpiredCleared(t *testing.T) {
 	src := &listSource{}
 	src.set(nil, inter, cacerts, cacerts) // the same certificate twice in one Secret is one alert
 	rule := &CAExpiry{Sources: []inventory.Source{src}, Thresholds: DefaultThresholds(),
-		Action: func(c inventory.Certificate) string {
+		Action: func(c inventory.Certificate, _ time.Time) string {
 			if c.Kind == inventory.KindIntermediate {
 				return "meshca will rotate it at 2026-06-06T12:00:00Z."
 			}

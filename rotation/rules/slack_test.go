@@ -126,7 +126,7 @@ func TestSlack_ExpiryFireRestartResolved(t *testing.T) {
 	src.set(nil, inter)
 	rule := func() Rule {
 		return &CAExpiry{Sources: []inventory.Source{src}, Thresholds: DefaultThresholds(),
-			Action: func(inventory.Certificate) string {
+			Action: func(inventory.Certificate, time.Time) string {
 				return "meshca's rotation of the intermediate failed: it retries; see meshca status."
 			}}
 	}
