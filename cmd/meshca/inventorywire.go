@@ -22,6 +22,7 @@ import (
 type inventoryParts struct {
 	sources   []inventory.Source
 	workloads *inventory.Workloads
+	secrets   *inventory.SecretScan
 }
 
 // registerInventory registers the CA inventory (expiry timestamps computed
@@ -32,6 +33,7 @@ type inventoryParts struct {
 // workload inventory (per namespace, from the issuance records) is
 // registered unless inventory.workloads.enabled is false.
 func registerInventory(ctx context.Context, cfg *config.Config, rt *authority.Runtime, rc *rest.Config, log *slog.Logger, reg prometheus.Registerer) (*inventoryParts, error) {
+	var scan *inventory.SecretScan
 	sources := []inventory.Source{&inventory.CASource{
 		Roots:       func() []*x509.Certificate { return rt.Authority.Material().Bundle.Roots },
 		Active:      func() uint64 { return rt.Authority.Material().Generation },
@@ -54,6 +56,12 @@ func registerInventory(ctx context.Context, cfg *config.Config, rt *authority.Ru
 		if b := k.ClusterTrustBundles(); b != nil {
 			sources = append(sources, b)
 		}
+		if scan = newSecretScan(cfg, client, log); scan != nil {
+			scan.Start(ctx)
+			if err := reg.Register(scan.Collector()); err != nil {
+				return nil, err
+			}
+		}
 	}
 	if err := reg.Register(inventory.NewCollector(sources, inventory.WithLogger(log))); err != nil {
 		return nil, err
@@ -63,7 +71,7 @@ func registerInventory(ctx context.Context, cfg *config.Config, rt *authority.Ru
 			return nil, err
 		}
 	}
-	parts := &inventoryParts{sources: sources}
+	parts := &inventoryParts{sources: sources, secrets: scan}
 	if w := newWorkloadInventory(cfg, rt, log); w != nil {
 		if err := reg.Register(w.Collector()); err != nil {
 			return nil, err
@@ -82,4 +90,19 @@ func newWorkloadInventory(cfg *config.Config, rt *authority.Runtime, log *slog.L
 		return nil
 	}
 	return &inventory.Workloads{Index: idx, MaxNamespaces: wc.MaxNamespaces, Refresh: wc.Refresh.Duration, Log: log}
+}
+
+// newSecretScan is the scan of workload certificate Secrets
+// (inventory.secretScan), or nil when it is switched off.
+func newSecretScan(cfg *config.Config, client kubernetes.Interface, log *slog.Logger) *inventory.SecretScan {
+	sc := cfg.Inventory.SecretScan
+	if !sc.IsEnabled() || len(sc.Selectors) == 0 {
+		return nil
+	}
+	sels := make([]inventory.SecretSelector, len(sc.Selectors))
+	for i, s := range sc.Selectors {
+		sels[i] = inventory.SecretSelector{Type: s.Type, LabelSelector: s.LabelSelector}
+	}
+	log.Info("scanning workload certificate Secrets (inventory.secretScan); only their certificates' validity is kept", "selectors", len(sels))
+	return inventory.NewSecretScan(client, sels, sc.MaxNamespaces)
 }

@@ -44,11 +44,10 @@ func newRules(d ruleDeps) []rules.Rule {
 	rc := d.cfg.Alerts.Rules
 	out := []rules.Rule{
 		&rules.CAExpiry{
-			Sources: d.inv.sources,
-			Thresholds: rules.Thresholds{WarningFraction: rc.Expiry.WarningFraction,
-				WarningBefore: rc.Expiry.WarningBefore.Duration, CriticalBefore: rc.Expiry.CriticalBefore.Duration},
-			Skip:   retiredIntermediate(d.rt),
-			Action: func(c inventory.Certificate, now time.Time) string { return expiryAction(d, c, now) },
+			Sources:    d.inv.sources,
+			Thresholds: expiryThresholds(rc),
+			Skip:       retiredIntermediate(d.rt),
+			Action:     func(c inventory.Certificate, now time.Time) string { return expiryAction(d, c, now) },
 		},
 		&rules.RootSourceHealth{Kind: d.rt.Root.Kind(), Health: d.rt.Root.Health, After: rc.RootSourceUnhealthyFor.Duration},
 		&rules.RotationStuck{Reporters: d.reporters},
@@ -56,10 +55,21 @@ func newRules(d ruleDeps) []rules.Rule {
 	if d.crl != nil {
 		out = append(out, &rules.CRLStale{CRLs: d.crl.CRLs}, &rules.CRLTooLarge{Oversize: d.crl.Oversize})
 	}
+	if scan := d.inv.secrets; scan != nil {
+		out = append(out, &rules.SecretsExpiring{
+			Namespaces: func() ([]inventory.SecretExpiry, bool) { return scan.Namespaces(), scan.Synced() },
+			Thresholds: expiryThresholds(rc),
+		})
+	}
 	if d.inv.workloads != nil {
 		out = append(out, &rules.WorkloadsNotRenewed{Namespaces: d.inv.workloads.Namespaces, Window: rc.WorkloadRenewalWindow.Duration})
 	}
 	return out
+}
+
+func expiryThresholds(rc config.AlertRulesConfig) rules.Thresholds {
+	return rules.Thresholds{WarningFraction: rc.Expiry.WarningFraction,
+		WarningBefore: rc.Expiry.WarningBefore.Duration, CriticalBefore: rc.Expiry.CriticalBefore.Duration}
 }
 
 // retiredIntermediate skips the retired generations: they stay published

@@ -60,7 +60,7 @@ type SecretScan struct {
 }
 
 // NewSecretScan prepares one informer per selector, cluster-wide. Start runs them.
-func NewSecretScan(client kubernetes.Interface, selectors []SecretSelector, maxNamespaces int) (*SecretScan, error) {
+func NewSecretScan(client kubernetes.Interface, selectors []SecretSelector, maxNamespaces int) *SecretScan {
 	s := &SecretScan{maxNamespaces: maxNamespaces}
 	for _, sel := range selectors {
 		f := informers.NewSharedInformerFactoryWithOptions(client, 0,
@@ -72,7 +72,7 @@ func NewSecretScan(client kubernetes.Interface, selectors []SecretSelector, maxN
 		s.informers = append(s.informers, f.Core().V1().Secrets().Informer())
 		s.factories = append(s.factories, f)
 	}
-	return s, nil
+	return s
 }
 
 // stripSecret keeps a Secret's name, namespace and type, and the validity

@@ -3,6 +3,8 @@ package inventory_test
 import (
 	"context"
 	"fmt"
+	"log/slog"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -11,7 +13,12 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	testclock "k8s.io/utils/clock/testing"
+
+	"github.com/meshca/meshca/rotation/alert"
 	"github.com/meshca/meshca/rotation/inventory"
+	"github.com/meshca/meshca/rotation/rules"
+	"github.com/meshca/meshca/test/kubeenv"
 )
 
 // The Secret scan against a real apiserver: only Secrets the selectors
@@ -48,13 +55,10 @@ func TestSecretScan_AggregatesSelectedSecretsPerNamespace(t *testing.T) {
 	create("scan-c", "opaque", corev1.SecretTypeOpaque, monitor, map[string][]byte{"tls.crt": leaf(14, day0, day0.Add(time.Hour))})
 	create("scan-c", "broken", "istio.io/key-and-cert", nil, map[string][]byte{"cert-chain.pem": []byte("not PEM")})
 
-	s, err := inventory.NewSecretScan(env.Client, []inventory.SecretSelector{
+	s := inventory.NewSecretScan(env.Client, []inventory.SecretSelector{
 		{Type: "istio.io/key-and-cert"},
 		{Type: "kubernetes.io/tls", LabelSelector: "meshca.io/monitor=true"},
 	}, 2)
-	if err != nil {
-		t.Fatal(err)
-	}
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
 	s.Start(runCtx)
@@ -123,4 +127,84 @@ func poll(t *testing.T, s *inventory.SecretScan, want string) {
 		}
 	}
 	t.Fatal(err)
+}
+
+// With only deploy/rbac/secretscan.yaml bound (list and watch, no get),
+// the scan syncs as the ServiceAccount istio-system/meshca, and the
+// WorkloadSecretExpiring rule fires for the namespace whose Secret is
+// near expiry and is cleared once the Secret is deleted.
+func TestSecretScan_ShippedRBACAndExpiryRule(t *testing.T) {
+	ctx := testCtx(t)
+	for _, ns := range []string{"istio-system", "scan-rbac"} {
+		if err := env.CreateNamespace(ctx, ns); err != nil && !strings.Contains(err.Error(), "already exists") {
+			t.Fatal(err)
+		}
+	}
+	root, err := kubeenv.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := env.ApplyYAMLFile(ctx, filepath.Join(root, "deploy", "rbac", "secretscan.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	ca := newCA(t, "Workload CA", 1, day0, day0.AddDate(1, 0, 0), nil)
+	leaf := newCA(t, "leaf", 2, day0, day0.Add(24*time.Hour), ca)
+	sec := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "scan-rbac", Name: "istio.default"}, Type: "istio.io/key-and-cert",
+		Data: map[string][]byte{"cert-chain.pem": pemOf(leaf, ca), "key.pem": []byte("private")}}
+	if _, err := env.Client.CoreV1().Secrets("scan-rbac").Create(ctx, sec, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	_, client, err := env.ClientAs(ctx, "istio-system", "meshca")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := inventory.NewSecretScan(client, []inventory.SecretSelector{{Type: "istio.io/key-and-cert"}}, 50)
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	s.Start(runCtx)
+	if !s.WaitForSync(ctx) {
+		t.Fatal("the scan did not sync with the shipped RBAC")
+	}
+
+	clk := testclock.NewFakeClock(day0.Add(20 * time.Hour)) // 4h of 24h left: under 30%
+	e, err := alert.New(ctx, alert.Options{Clock: clk, Log: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sw := &rules.Sweeper{Alerts: e, Clock: clk, Log: slog.New(slog.DiscardHandler), Rules: []rules.Rule{&rules.SecretsExpiring{
+		Thresholds: rules.DefaultThresholds(),
+		Namespaces: func() ([]inventory.SecretExpiry, bool) { return ours(s.Namespaces()), s.Synced() },
+	}}}
+	const key = "WorkloadSecretExpiring/namespace scan-rbac"
+	firing := func() []string {
+		var out []string
+		for _, f := range e.Firing() {
+			out = append(out, f.Key+" "+f.Severity)
+		}
+		return out
+	}
+	sw.Sweep(ctx)
+	if got := firing(); fmt.Sprint(got) != fmt.Sprint([]string{key + " warning"}) {
+		t.Fatalf("firing %v", got)
+	}
+	if err := env.Client.CoreV1().Secrets("scan-rbac").Delete(ctx, "istio.default", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(30 * time.Second); len(ours(s.Namespaces())) > 0 && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+	}
+	sw.Sweep(ctx)
+	if got := firing(); len(got) != 0 {
+		t.Fatalf("still firing after the Secret was deleted: %v", got)
+	}
+}
+
+// ours keeps namespace scan-rbac: the apiserver is shared with the other tests.
+func ours(agg []inventory.SecretExpiry) []inventory.SecretExpiry {
+	var out []inventory.SecretExpiry
+	for _, e := range agg {
+		if e.Namespace == "scan-rbac" {
+			out = append(out, e)
+		}
+	}
+	return out
 }
