@@ -23,6 +23,9 @@ func (s *Store) ListExpiries(ctx context.Context, from time.Time, fn func(notAft
 	var after []byte
 	start := u64(uint64(max(from.Unix(), 0)))
 	buf := make([]expiryEntry, 0, min(scanChunk, 4096))
+	// Identities repeat (one per renewal): each distinct one is allocated
+	// once per walk (a map lookup by string(bytes) does not allocate).
+	intern := map[string]string{}
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -51,7 +54,12 @@ func (s *Store) ListExpiries(ctx context.Context, from time.Time, fn func(notAft
 					return fmt.Errorf("expiry index entry %x has no index value", k)
 				}
 				after = append(after[:0], k...)
-				buf = append(buf, expiryEntry{int64(binary.BigEndian.Uint64(k)), string(v[8:])})
+				id, ok := intern[string(v[8:])]
+				if !ok {
+					id = string(v[8:])
+					intern[id] = id
+				}
+				buf = append(buf, expiryEntry{int64(binary.BigEndian.Uint64(k)), id})
 			}
 		})
 		if err != nil {
