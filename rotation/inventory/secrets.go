@@ -165,10 +165,10 @@ func (s *SecretScan) Cached() []*corev1.Secret {
 	return out
 }
 
-// Namespaces aggregates the cache: per namespace, the Secrets whose leaf
-// parses and the leaf that expires first; the soonest maxNamespaces, the
-// rest summed in NamespaceOther (last). It also returns how many Secrets
-// hold no leaf that parses.
+// aggregate reads the cache: per namespace, the Secrets whose leaf parses
+// and the leaf that expires first; the soonest maxNamespaces, the rest
+// summed in NamespaceOther (last). It also returns how many Secrets hold
+// no leaf that parses.
 func (s *SecretScan) aggregate() ([]SecretExpiry, int) {
 	byNS := map[string]*SecretExpiry{}
 	unparsable := 0
