@@ -116,10 +116,13 @@ type Manager struct {
 	// buildMu serialises rebuilds (a scheduled republish and a coalesced one).
 	buildMu sync.Mutex
 
-	served    atomic.Pointer[servedSet]
-	lastGood  []byte // the last ca-crl.pem published (guarded by buildMu)
-	extRaw    []byte // the external CRL last published (guarded by buildMu)
-	kick      chan struct{}
+	served   atomic.Pointer[servedSet]
+	lastGood []byte // the last ca-crl.pem published (guarded by buildMu)
+	extRaw   []byte // the external CRL last published (guarded by buildMu)
+	kick     chan struct{}
+	// oversize is the size of the last ca-crl.pem refused for its size; 0
+	// once one is published.
+	oversize  atomic.Int64
 	started   atomic.Bool
 	runCalled atomic.Bool
 }
@@ -274,6 +277,12 @@ func (m *Manager) CRLs() []Published {
 // CACRLPEM is the ca-crl.pem last published (nil before the first one).
 func (m *Manager) CACRLPEM() []byte {
 	return m.served.Load().caCRL
+}
+
+// Oversize returns the size of the ca-crl.pem that was not published
+// because it exceeds the limit (0 while the last one fit) and the limit.
+func (m *Manager) Oversize() (size, limit int) {
+	return int(m.oversize.Load()), m.opts.MaxPublishBytes
 }
 
 // Run republishes every CRL at the republish interval, rebuilds after

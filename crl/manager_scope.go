@@ -286,6 +286,7 @@ func (m *Manager) assemble(ctx context.Context) error {
 	case len(pemBytes) > m.opts.MaxPublishBytes:
 		m.metrics.incomplete.Set(0)
 		m.metrics.oversize.Set(1)
+		m.oversize.Store(int64(len(pemBytes)))
 		m.log.Error("ca-crl.pem is too large for the istio-ca-crl ConfigMap; publishing keeps the last good one. "+
 			"Revoking many leaves one by one makes the CRL grow: rotate the intermediate and revoke its whole generation instead (one entry on the root CRL), "+
 			"or wait until the revoked certificates expire and their entries age out",
@@ -293,6 +294,7 @@ func (m *Manager) assemble(ctx context.Context) error {
 	default:
 		m.metrics.incomplete.Set(0)
 		m.metrics.oversize.Set(0)
+		m.oversize.Store(0)
 		if !bytes.Equal(pemBytes, m.lastGood) && m.opts.Publish != nil {
 			if err := m.opts.Publish(ctx, pemBytes); err != nil {
 				perr = fmt.Errorf("publish ca-crl.pem: %w", err)

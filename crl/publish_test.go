@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/x509"
+	"encoding/pem"
 	"log/slog"
 	"math/big"
 	"sync/atomic"
@@ -25,6 +26,8 @@ func TestManager_OversizeKeepsTheLastGoodCaCRL(t *testing.T) {
 	e.run(t)
 	good := e.pub.last()
 	require.Less(t, len(good), 3000)
+	size, limit := e.m.Oversize()
+	require.Equal(t, [2]int{0, 3000}, [2]int{size, limit}, "nothing refused yet")
 	for range 40 {
 		_, is := p.issue(t, p.active, appID, p.clk.Now().Add(time.Hour))
 		_, err := e.m.Revoke(context.Background(), crl.Request{Serial: is.Serial})
@@ -40,6 +43,14 @@ func TestManager_OversizeKeepsTheLastGoodCaCRL(t *testing.T) {
 	}, 5*time.Second, time.Millisecond)
 	require.Equal(t, 1, e.pub.count(), "nothing new handed to the trust distribution")
 	require.Equal(t, good, e.m.CACRLPEM(), "the last good ca-crl.pem is what is served as ca-crl.pem")
+	var refused []byte
+	for _, c := range e.m.CRLs() {
+		if !c.Delta {
+			refused = append(refused, pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: c.DER})...)
+		}
+	}
+	size, limit = e.m.Oversize()
+	require.Equal(t, [2]int{len(refused), 3000}, [2]int{size, limit}, "the refused ca-crl.pem's size, for the CACRLTooLarge alert")
 	_, fl := e.crl(t, crl.ScopeGeneration(p.active), false)
 	require.Len(t, fl.RevokedCertificateEntries, 40, "the distribution point serves the new CRL")
 }

@@ -21,6 +21,8 @@ type AlertsConfig struct {
 	Webhook WebhookAlertsConfig `json:"webhook,omitzero"`
 	// RepeatInterval is how often a firing alert is sent again; default 4h.
 	RepeatInterval Duration `json:"repeatInterval,omitzero"`
+	// Rules configures the alert rules' thresholds.
+	Rules AlertRulesConfig `json:"rules,omitzero"`
 }
 
 // SlackAlertsConfig is a Slack incoming webhook.
@@ -43,9 +45,11 @@ func (a *AlertsConfig) Init() {
 	if a.RepeatInterval.Duration == 0 {
 		a.RepeatInterval.Duration = DefaultAlertRepeatInterval
 	}
+	a.Rules.init()
 }
 
 func (a AlertsConfig) validate(add func(string, string, ...any)) {
+	a.Rules.validate(add)
 	if a.RepeatInterval.Duration < MinAlertRepeatInterval {
 		add("alerts.repeatInterval", "%s is too short; use at least %s (default %s): a firing alert is sent again at this interval",
 			a.RepeatInterval.Duration, MinAlertRepeatInterval, DefaultAlertRepeatInterval)

@@ -77,6 +77,8 @@ type Config struct {
 	Authentication AuthenticationConfig `json:"authentication"`
 	// Alerts configures where alerts are sent (Slack, a webhook).
 	Alerts AlertsConfig `json:"alerts,omitzero"`
+	// Inventory configures the workload certificate inventories.
+	Inventory InventoryConfig `json:"inventory,omitzero"`
 }
 
 // Root sources (root.source).
@@ -320,6 +322,7 @@ func (c *Config) Init() {
 	c.TrustBundle.init()
 	c.CRL.init()
 	c.Alerts.Init()
+	c.Inventory.init()
 }
 
 func (i *IntermediateConfig) init() {
@@ -457,6 +460,7 @@ func (c *Config) Validate() error {
 	c.TrustBundle.validate(add)
 	c.CRL.validate(c.Root, add)
 	c.Alerts.validate(add)
+	c.Inventory.validate(add)
 	return errors.Join(errs...)
 }
 

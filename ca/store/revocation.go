@@ -151,3 +151,12 @@ type IssuanceIndex interface {
 	ListIssuancesByIdentity(ctx context.Context, identity string, fn func(Issuance) bool) error
 	ListIssuancesByGeneration(ctx context.Context, generation uint64, fn func(Issuance) bool) error
 }
+
+// ExpiryIndex walks the issuance records by NotAfter without decoding
+// them: what an inventory of workload certificates needs.
+type ExpiryIndex interface {
+	// ListExpiries calls fn with the NotAfter and identity of every record
+	// whose NotAfter is at or after from, in NotAfter order, until fn
+	// returns false.
+	ListExpiries(ctx context.Context, from time.Time, fn func(notAfter time.Time, identity string) bool) error
+}

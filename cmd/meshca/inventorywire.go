@@ -12,17 +12,28 @@ import (
 
 	"github.com/meshca/meshca/ca/authority"
 	"github.com/meshca/meshca/ca/config"
+	"github.com/meshca/meshca/ca/store"
 	"github.com/meshca/meshca/rotation/inventory"
 	"github.com/meshca/meshca/trustbundle/publish"
 )
+
+// inventoryParts are what the alert rules read of the inventory: the CA
+// certificate sources and the workload inventory (nil when off).
+type inventoryParts struct {
+	sources   []inventory.Source
+	workloads *inventory.Workloads
+	secrets   *inventory.SecretScan
+}
 
 // registerInventory registers the CA inventory (expiry timestamps computed
 // at scrape time) and the store's health with reg. meshca's own roots and
 // generations are always reported; with a cluster (rc non-nil) so are the
 // cacerts Secret in trustBundle.istiodNamespace, whoever wrote it, and the
-// ClusterTrustBundles, read from informers that run until ctx ends. It
-// returns the sources, which meshca status reads too.
-func registerInventory(ctx context.Context, cfg *config.Config, rt *authority.Runtime, rc *rest.Config, log *slog.Logger, reg prometheus.Registerer) ([]inventory.Source, error) {
+// ClusterTrustBundles, read from informers that run until ctx ends. The
+// workload inventory (per namespace, from the issuance records) is
+// registered unless inventory.workloads.enabled is false.
+func registerInventory(ctx context.Context, cfg *config.Config, rt *authority.Runtime, rc *rest.Config, log *slog.Logger, reg prometheus.Registerer) (*inventoryParts, error) {
+	var scan *inventory.SecretScan
 	sources := []inventory.Source{&inventory.CASource{
 		Roots:       func() []*x509.Certificate { return rt.Authority.Material().Bundle.Roots },
 		Active:      func() uint64 { return rt.Authority.Material().Generation },
@@ -45,12 +56,53 @@ func registerInventory(ctx context.Context, cfg *config.Config, rt *authority.Ru
 		if b := k.ClusterTrustBundles(); b != nil {
 			sources = append(sources, b)
 		}
+		if scan = newSecretScan(cfg, client, log); scan != nil {
+			scan.Start(ctx)
+			if err := reg.Register(scan.Collector()); err != nil {
+				return nil, err
+			}
+		}
 	}
 	if err := reg.Register(inventory.NewCollector(sources, inventory.WithLogger(log))); err != nil {
 		return nil, err
 	}
 	if h, ok := rt.Store.(interface{ Healthy() error }); ok {
-		return sources, reg.Register(inventory.NewStoreHealth(h.Healthy))
+		if err := reg.Register(inventory.NewStoreHealth(h.Healthy)); err != nil {
+			return nil, err
+		}
 	}
-	return sources, nil
+	parts := &inventoryParts{sources: sources, secrets: scan}
+	if w := newWorkloadInventory(cfg, rt, log); w != nil {
+		if err := reg.Register(w.Collector()); err != nil {
+			return nil, err
+		}
+		parts.workloads = w
+	}
+	return parts, nil
+}
+
+// newWorkloadInventory is the workload inventory over the store's expiry
+// index, or nil when it is switched off or the store has no such index.
+func newWorkloadInventory(cfg *config.Config, rt *authority.Runtime, log *slog.Logger) *inventory.Workloads {
+	wc := cfg.Inventory.Workloads
+	idx, ok := rt.Store.(store.ExpiryIndex)
+	if !wc.IsEnabled() || !ok {
+		return nil
+	}
+	return &inventory.Workloads{Index: idx, MaxNamespaces: wc.MaxNamespaces, Refresh: wc.Refresh.Duration, Log: log}
+}
+
+// newSecretScan is the scan of workload certificate Secrets
+// (inventory.secretScan), or nil when it is switched off.
+func newSecretScan(cfg *config.Config, client kubernetes.Interface, log *slog.Logger) *inventory.SecretScan {
+	sc := cfg.Inventory.SecretScan
+	if !sc.IsEnabled() || len(sc.Selectors) == 0 {
+		return nil
+	}
+	sels := make([]inventory.SecretSelector, len(sc.Selectors))
+	for i, s := range sc.Selectors {
+		sels[i] = inventory.SecretSelector{Type: s.Type, LabelSelector: s.LabelSelector}
+	}
+	log.Info("scanning workload certificate Secrets (inventory.secretScan); only their certificates' validity is kept", "selectors", len(sels))
+	return inventory.NewSecretScan(client, sels, sc.MaxNamespaces)
 }

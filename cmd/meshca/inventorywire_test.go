@@ -31,9 +31,9 @@ func TestRegisterInventory_ServesTheCAExpiryOfTheOpenedCA(t *testing.T) {
 	require.NoError(t, err)
 	defer rt.Close()
 
-	sources, err := registerInventory(context.Background(), cfg, rt, nil, log, reg)
+	parts, err := registerInventory(context.Background(), cfg, rt, nil, log, reg)
 	require.NoError(t, err)
-	require.Len(t, sources, 1, "without a cluster only meshca's own material")
+	require.NotNil(t, parts.workloads, "the workload inventory is on by default")
 
 	m := rt.Authority.Material()
 	root, inter := m.Bundle.Roots[0], m.Bundle.Cert
@@ -42,11 +42,14 @@ func TestRegisterInventory_ServesTheCAExpiryOfTheOpenedCA(t *testing.T) {
 # TYPE meshca_certificate_not_after_timestamp_seconds gauge
 meshca_certificate_not_after_timestamp_seconds{issuer=%q,kind="intermediate",name="gen-%d",namespace="",serial=%q} %d
 meshca_certificate_not_after_timestamp_seconds{issuer=%q,kind="root",name="root",namespace="",serial=%q} %d
+# HELP meshca_workload_inventory_up Whether the last read of the workload inventory from the store succeeded (1) or not (0).
+# TYPE meshca_workload_inventory_up gauge
+meshca_workload_inventory_up 1
 # HELP meshca_store_healthy 1 while the record store accepts writes; 0 once it has failed closed (restart meshca after checking the disk).
 # TYPE meshca_store_healthy gauge
 meshca_store_healthy 1
 `, inter.Issuer.String(), m.Generation, hex.EncodeToString(inter.SerialNumber.Bytes()), inter.NotAfter.Unix(),
 		root.Issuer.String(), hex.EncodeToString(root.SerialNumber.Bytes()), root.NotAfter.Unix())
 	require.NoError(t, testutil.GatherAndCompare(reg, strings.NewReader(want),
-		"meshca_certificate_not_after_timestamp_seconds", "meshca_store_healthy"))
+		"meshca_certificate_not_after_timestamp_seconds", "meshca_store_healthy", "meshca_workload_inventory_up"))
 }

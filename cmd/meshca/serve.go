@@ -21,6 +21,7 @@ import (
 	"github.com/meshca/meshca/ca/config"
 	"github.com/meshca/meshca/ca/store"
 	"github.com/meshca/meshca/issuer/server"
+	"github.com/meshca/meshca/rotation"
 )
 
 func newServeCommand(g *globals) *cobra.Command {
@@ -138,6 +139,7 @@ SIGINT or SIGTERM.`,
 					log.Error("CRL manager stopped", "error", err)
 				}
 			}()
+			startRules(ctx, alerting, ruleDeps{cfg: cfg, rt: rt, inv: inv, crl: crls, reporters: []rotation.Reporter{rot}, log: log})
 			pruned := prometheus.NewCounter(prometheus.CounterOpts{
 				Name: "meshca_store_pruned_records_total",
 				Help: "Expired issuance records deleted by the retention job.",
@@ -148,7 +150,7 @@ SIGINT or SIGTERM.`,
 				Log: log, Pruned: func(n int) { pruned.Add(float64(n)) },
 			}
 			go pruner.Run(ctx)
-			adm, err := startAdmin(ctx, adminDeps{cfg: cfg, rt: rt, crl: crls, door: door, rc: rc, log: log, reg: reg, inventory: inv})
+			adm, err := startAdmin(ctx, adminDeps{cfg: cfg, rt: rt, crl: crls, door: door, rc: rc, log: log, reg: reg, inventory: inv.sources, rotation: []rotation.Reporter{rot}})
 			if err != nil {
 				return err
 			}

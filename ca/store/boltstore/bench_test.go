@@ -255,3 +255,50 @@ func BenchmarkListIssuancesByIdentity(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkListExpiries is what the workload inventory reads per refresh:
+// the walk of the expiry index over 1M unexpired records, aggregating each
+// identity's newest notAfter in a map (inventory.Workloads), no record
+// decoded. The store is filled unsynced, 1000 records per commit.
+func BenchmarkListExpiries(b *testing.B) {
+	const size = 1_000_000
+	s, err := Open(filepath.Join(b.TempDir(), "meshca.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	s.db.NoSync = true
+	now := time.Now()
+	group := make([]*pendingPut, 0, 1000)
+	for i := range int64(size) {
+		p, err := newPendingPut(benchRecord(i, now.Add(time.Hour+time.Duration(i)*time.Millisecond)))
+		if err != nil {
+			b.Fatal(err)
+		}
+		if group = append(group, p); len(group) == cap(group) {
+			if err := s.writes.commit(group); err != nil {
+				b.Fatal(err)
+			}
+			group = group[:0]
+		}
+	}
+	s.db.NoSync = false
+	ctx := context.Background()
+	b.Run("records=1000000", func(b *testing.B) {
+		b.ReportAllocs()
+		for range b.N {
+			latest := map[string]time.Time{}
+			n := 0
+			if err := s.ListExpiries(ctx, now, func(at time.Time, id string) bool {
+				latest[id] = at
+				n++
+				return true
+			}); err != nil {
+				b.Fatal(err)
+			}
+			if n != size {
+				b.Fatalf("%d entries, want %d", n, size)
+			}
+		}
+	})
+}

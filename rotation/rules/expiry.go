@@ -1,0 +1,179 @@
+package rules
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/hex"
+	"fmt"
+	"time"
+
+	"github.com/meshca/meshca/rotation/alert"
+	"github.com/meshca/meshca/rotation/inventory"
+)
+
+// RuleCAExpiring is the alert of a CA certificate near or past its notAfter.
+const RuleCAExpiring = "CACertificateExpiring"
+
+// Default expiry thresholds: warn when 30% of the lifetime or 7 days are
+// left, whichever comes first; critical at 3 days and once expired.
+const (
+	DefaultWarningFraction = 0.3
+	DefaultWarningBefore   = 7 * 24 * time.Hour
+	DefaultCriticalBefore  = 3 * 24 * time.Hour
+)
+
+// Thresholds say when a certificate's coming expiry is a warning and when
+// it is critical.
+type Thresholds struct {
+	// WarningFraction of the lifetime left (notAfter - notBefore, RFC 5280
+	// section 4.1.2.5) raises a warning; so does WarningBefore left,
+	// whichever comes first.
+	WarningFraction float64
+	WarningBefore   time.Duration
+	// CriticalBefore left, or expiry, is critical.
+	CriticalBefore time.Duration
+}
+
+// DefaultThresholds are the defaults above.
+func DefaultThresholds() Thresholds {
+	return Thresholds{WarningFraction: DefaultWarningFraction, WarningBefore: DefaultWarningBefore, CriticalBefore: DefaultCriticalBefore}
+}
+
+// Severity is the severity of a certificate valid [notBefore, notAfter]
+// at now, and false when it is not (yet) a problem.
+func (t Thresholds) Severity(notBefore, notAfter, now time.Time) (alert.Severity, bool) {
+	left := notAfter.Sub(now)
+	if left <= t.CriticalBefore {
+		return alert.Critical, true
+	}
+	warn := max(t.WarningBefore, time.Duration(t.WarningFraction*float64(notAfter.Sub(notBefore))))
+	if left <= warn {
+		return alert.Warning, true
+	}
+	return "", false
+}
+
+// CAExpiry raises RuleCAExpiring for every certificate of the inventory's
+// sources (meshca's roots and intermediates, the cacerts Secret, the
+// ClusterTrustBundles) that is within its thresholds.
+type CAExpiry struct {
+	Sources    []inventory.Source
+	Thresholds Thresholds
+	// Skip, when set, leaves certificates out (e.g. a retired
+	// intermediate, which stays published until its last leaf expires and
+	// is not renewed).
+	Skip func(inventory.Certificate) bool
+	// Action, when set, says what meshca does about c's expiry; an empty
+	// answer falls back to DefaultAction.
+	Action func(c inventory.Certificate, now time.Time) string
+}
+
+// Names implements Rule.
+func (r *CAExpiry) Names() []string { return []string{RuleCAExpiring} }
+
+// Evaluate implements Rule.
+func (r *CAExpiry) Evaluate(ctx context.Context, now time.Time) ([]alert.Alert, error) {
+	var out []alert.Alert
+	var firstErr error
+	seen := map[alert.Key]bool{}
+	for _, s := range r.Sources {
+		certs, err := s.Certificates(ctx)
+		if err != nil && firstErr == nil {
+			firstErr = fmt.Errorf("inventory source %s: %w", s.Name(), err)
+		}
+		for _, c := range certs {
+			if r.Skip != nil && r.Skip(c) {
+				continue
+			}
+			sev, ok := r.Thresholds.Severity(c.Cert.NotBefore, c.Cert.NotAfter, now)
+			if !ok {
+				continue
+			}
+			a := alert.Alert{
+				Rule: RuleCAExpiring, Object: ObjectOf(c), Severity: sev,
+				Summary: expirySummary(c, now), Expires: c.Cert.NotAfter, Fingerprint: serial(c.Cert),
+			}
+			if seen[a.Key()] {
+				continue // ca-cert.pem is also the head of cert-chain.pem
+			}
+			seen[a.Key()] = true
+			if r.Action != nil {
+				a.Action = r.Action(c, now)
+			}
+			if a.Action == "" {
+				a.Action = DefaultAction(c)
+			}
+			out = append(out, a)
+		}
+	}
+	return out, firstErr
+}
+
+// ObjectOf names the object of c's alert: its kind and holder, and the
+// serial where the holder has several certificates.
+func ObjectOf(c inventory.Certificate) string {
+	switch c.Kind {
+	case inventory.KindRoot:
+		return "root serial " + serial(c.Cert)
+	case inventory.KindIntermediate:
+		return "intermediate " + c.Name
+	case inventory.KindCACerts:
+		return "Secret " + c.Namespace + "/" + c.Name + " serial " + serial(c.Cert)
+	case inventory.KindClusterTrustBundle:
+		return "ClusterTrustBundle " + c.Name + " serial " + serial(c.Cert)
+	}
+	return c.Kind + " " + c.Namespace + "/" + c.Name + " serial " + serial(c.Cert)
+}
+
+// DefaultAction says what to do about c's expiry when the wiring knows
+// nothing better.
+func DefaultAction(c inventory.Certificate) string {
+	switch c.Kind {
+	case inventory.KindRoot:
+		return "meshca cannot renew a root: start a root rotation (meshca rotate root) well before it expires, so that every workload trusts the new root before this one goes."
+	case inventory.KindIntermediate:
+		return "meshca rotates its intermediate itself when the root source can mint one; check meshca status and meshca's log."
+	case inventory.KindCACerts:
+		return "replace the cacerts files: put a new intermediate (ca-cert.pem, ca-key.pem, cert-chain.pem) into the Secret, then restart istiod."
+	case inventory.KindClusterTrustBundle:
+		return "publish the successor root in a ClusterTrustBundle, then remove this one once every workload trusts the successor."
+	}
+	return "replace the certificate before it expires."
+}
+
+func expirySummary(c inventory.Certificate, now time.Time) string {
+	what := fmt.Sprintf("%s %q", kindText(c.Kind), c.Cert.Subject.CommonName)
+	at := c.Cert.NotAfter.UTC().Format(time.RFC3339)
+	if !now.Before(c.Cert.NotAfter) {
+		return fmt.Sprintf("%s (serial %s) expired at %s.", what, serial(c.Cert), at)
+	}
+	left := c.Cert.NotAfter.Sub(now)
+	life := c.Cert.NotAfter.Sub(c.Cert.NotBefore)
+	return fmt.Sprintf("%s (serial %s) expires at %s: %s left, %d%% of its lifetime.",
+		what, serial(c.Cert), at, days(left), int(100*float64(left)/float64(life)))
+}
+
+func kindText(kind string) string {
+	switch kind {
+	case inventory.KindRoot:
+		return "meshca's root"
+	case inventory.KindIntermediate:
+		return "meshca's intermediate"
+	case inventory.KindCACerts:
+		return "the cacerts Secret's certificate"
+	case inventory.KindClusterTrustBundle:
+		return "the ClusterTrustBundle's root"
+	}
+	return "the certificate"
+}
+
+// days writes d in days and hours.
+func days(d time.Duration) string {
+	d = d.Round(time.Hour)
+	if d < 24*time.Hour {
+		return fmt.Sprintf("%dh", d/time.Hour)
+	}
+	return fmt.Sprintf("%dd %dh", d/(24*time.Hour), d%(24*time.Hour)/time.Hour)
+}
+
+func serial(c *x509.Certificate) string { return hex.EncodeToString(c.SerialNumber.Bytes()) }

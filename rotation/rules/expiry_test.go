@@ -1,0 +1,93 @@
+package rules
+
+import (
+	"errors"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	testclock "k8s.io/utils/clock/testing"
+
+	"github.com/meshca/meshca/rotation/inventory"
+)
+
+// An intermediate of 100 days warns at 30 days left (30% of its lifetime
+// comes before 7 days), turns critical at 3 days, stays critical once
+// expired, and is cleared when it leaves the inventory. A cacerts Secret
+// certificate of 10 days warns at 7 days left (before 30% = 3 days), and
+// a source that fails clears nothing.
+func TestCAExpiry_WarnCriticalExpiredCleared(t *testing.T) {
+	clk := testclock.NewFakeClock(T0)
+	inter := inventory.Certificate{Kind: inventory.KindIntermediate, Name: "gen-3",
+		Cert: newCert(t, "meshca intermediate", 0x33, T0, T0.Add(100*day))}
+	cacerts := inventory.Certificate{Kind: inventory.KindCACerts, Namespace: "istio-system", Name: "cacerts",
+		Cert: newCert(t, "Istio CA", 0xab, T0, T0.Add(10*day))}
+	src := &listSource{}
+	src.set(nil, inter, cacerts, cacerts) // the same certificate twice in one Secret is one alert
+	rule := &CAExpiry{Sources: []inventory.Source{src}, Thresholds: DefaultThresholds(),
+		Action: func(c inventory.Certificate, _ time.Time) string {
+			if c.Kind == inventory.KindIntermediate {
+				return "meshca will rotate it at 2026-06-06T12:00:00Z."
+			}
+			return ""
+		}}
+	sw := startSweeper(t, clk, nil, rule)
+	const interKey, caKey = "CACertificateExpiring/intermediate gen-3", "CACertificateExpiring/Secret istio-system/cacerts serial ab"
+	require.Empty(t, sw.firing())
+
+	sw.to(t, T0.Add(3*day-time.Hour))
+	require.Empty(t, sw.firing(), "7 days and 1 hour left of 10")
+	sw.to(t, T0.Add(3*day))
+	require.Equal(t, map[string]string{caKey: "warning"}, sw.firing())
+	st := firingState(t, sw.e, caKey)
+	require.Equal(t, `the cacerts Secret's certificate "Istio CA" (serial ab) expires at 2026-05-11T12:00:00Z: 7d 0h left, 70% of its lifetime.`, st.Summary)
+	require.Equal(t, "replace the cacerts files: put a new intermediate (ca-cert.pem, ca-key.pem, cert-chain.pem) into the Secret, then restart istiod.", st.Action)
+	sw.to(t, T0.Add(7*day))
+	require.Equal(t, map[string]string{caKey: "critical"}, sw.firing())
+
+	// The failing source clears nothing; the Secret's certificate is replaced meanwhile.
+	src.set(errors.New("informer not synced"))
+	sw.to(t, T0.Add(8*day))
+	require.Equal(t, map[string]string{caKey: "critical"}, sw.firing())
+	src.set(nil, inter)
+	sw.to(t, T0.Add(9*day))
+	require.Empty(t, sw.firing(), "the replaced Secret certificate is cleared")
+
+	sw.to(t, T0.Add(70*day-time.Hour))
+	require.Empty(t, sw.firing())
+	sw.to(t, T0.Add(70*day))
+	require.Equal(t, map[string]string{interKey: "warning"}, sw.firing())
+	st = firingState(t, sw.e, interKey)
+	require.Equal(t, `meshca's intermediate "meshca intermediate" (serial 33) expires at 2026-08-09T12:00:00Z: 30d 0h left, 30% of its lifetime.`, st.Summary)
+	require.Equal(t, "meshca will rotate it at 2026-06-06T12:00:00Z.", st.Action)
+	require.True(t, st.Expires.Equal(T0.Add(100*day)))
+	sw.to(t, T0.Add(97*day-time.Hour))
+	require.Equal(t, map[string]string{interKey: "warning"}, sw.firing())
+	sw.to(t, T0.Add(97*day))
+	require.Equal(t, map[string]string{interKey: "critical"}, sw.firing())
+	sw.to(t, T0.Add(101*day))
+	require.Equal(t, map[string]string{interKey: "critical"}, sw.firing())
+	require.Equal(t, `meshca's intermediate "meshca intermediate" (serial 33) expired at 2026-08-09T12:00:00Z.`, firingState(t, sw.e, interKey).Summary)
+
+	src.set(nil) // rotated away
+	sw.to(t, T0.Add(101*day+time.Hour))
+	require.Empty(t, sw.firing())
+}
+
+// Skip leaves a retired intermediate out.
+func TestCAExpiry_Skip(t *testing.T) {
+	clk := testclock.NewFakeClock(T0.Add(99 * day))
+	retired := inventory.Certificate{Kind: inventory.KindIntermediate, Name: "gen-2", Cert: newCert(t, "old", 2, T0, T0.Add(100*day))}
+	src := &listSource{}
+	src.set(nil, retired)
+	var skip atomic.Bool
+	skip.Store(true)
+	rule := &CAExpiry{Sources: []inventory.Source{src}, Thresholds: DefaultThresholds(),
+		Skip: func(c inventory.Certificate) bool { return skip.Load() && c.Name == "gen-2" }}
+	sw := startSweeper(t, clk, nil, rule)
+	require.Empty(t, sw.firing())
+	skip.Store(false)
+	sw.to(t, clk.Now().Add(time.Hour))
+	require.Equal(t, map[string]string{"CACertificateExpiring/intermediate gen-2": "critical"}, sw.firing())
+}
