@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
 )
@@ -103,4 +104,28 @@ func keys(set map[string]bool) []string {
 		out = append(out, k)
 	}
 	return out
+}
+
+// MissingCRLs names the certificates of chain (cert-chain.pem) that no CRL
+// in caCRL (PEM "X509 CRL" blocks, a ca-crl.pem) was issued by. Istio
+// refuses a ca-crl.pem that lacks one, so a cacerts Secret must not get a
+// new cert-chain.pem before its ca-crl.pem covers it.
+func MissingCRLs(chain []*x509.Certificate, caCRL []byte) ([]string, error) {
+	var crls []crlIssuer
+	for rest := caCRL; ; {
+		var block *pem.Block
+		block, rest = pem.Decode(rest)
+		if block == nil {
+			break
+		}
+		if block.Type != pemTypeCRL {
+			continue
+		}
+		l, err := x509.ParseRevocationList(block.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("ca-crl.pem: %w", err)
+		}
+		crls = append(crls, crlIssuer{name: l.RawIssuer, aki: l.AuthorityKeyId})
+	}
+	return missingCRLs(chain, crls), nil
 }

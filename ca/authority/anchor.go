@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/pem"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 
@@ -85,11 +86,20 @@ func PQAnchorPath(cfg *config.Config) string {
 	return filepath.Join(filepath.Dir(cfg.Store.Path), config.PQAnchorFile)
 }
 
-// publishPQAnchor writes m's PQ trust anchors to pq-anchor.pem (0644) when
-// they changed, atomically, or removes the file for a classical CA so that
-// no stale anchor is left behind.
+// publishPQAnchor writes m's PQ trust anchors to pq-anchor.pem
+// (WritePQAnchor).
 func (l *Loader) publishPQAnchor(m *Material) error {
-	path := PQAnchorPath(l.Config)
+	return WritePQAnchor(PQAnchorPath(l.Config), m, l.log())
+}
+
+// WritePQAnchor writes m's PQ trust anchors to path (pq-anchor.pem, 0644)
+// when they changed, atomically, or removes the file for a classical CA so
+// that no stale anchor is left behind. serve calls it at start and on
+// every rotation (a new intermediate or new roots).
+func WritePQAnchor(path string, m *Material, log *slog.Logger) error {
+	if log == nil {
+		log = slog.Default()
+	}
 	want := m.PQAnchorsPEM()
 	if len(want) == 0 {
 		if err := os.Remove(path); err != nil && !os.IsNotExist(err) {
@@ -126,6 +136,6 @@ func (l *Loader) publishPQAnchor(m *Material) error {
 	if err := os.Rename(tmp.Name(), path); err != nil {
 		return fmt.Errorf("write post-quantum anchor: %w", err)
 	}
-	l.log().Info("published post-quantum trust anchor", "path", path, "anchored_at_intermediate", m.PQAnchoredAtIntermediate())
+	log.Info("published post-quantum trust anchor", "path", path, "anchored_at_intermediate", m.PQAnchoredAtIntermediate())
 	return nil
 }
