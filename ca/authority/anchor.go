@@ -87,16 +87,16 @@ func PQAnchorPath(cfg *config.Config) string {
 }
 
 // publishPQAnchor writes m's PQ trust anchors to pq-anchor.pem
-// (WritePQAnchor).
+// (PublishPQAnchor).
 func (l *Loader) publishPQAnchor(m *Material) error {
-	return WritePQAnchor(PQAnchorPath(l.Config), m, l.log())
+	return PublishPQAnchor(PQAnchorPath(l.Config), m, l.log())
 }
 
-// WritePQAnchor writes m's PQ trust anchors to path (pq-anchor.pem, 0644)
+// PublishPQAnchor writes m's PQ trust anchors to path (pq-anchor.pem, 0644)
 // when they changed, atomically, or removes the file for a classical CA so
 // that no stale anchor is left behind. serve calls it at start and on
 // every rotation (a new intermediate or new roots).
-func WritePQAnchor(path string, m *Material, log *slog.Logger) error {
+func PublishPQAnchor(path string, m *Material, log *slog.Logger) error {
 	if log == nil {
 		log = slog.Default()
 	}

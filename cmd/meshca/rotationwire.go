@@ -122,5 +122,5 @@ func (f *fanout) setServing(ctx context.Context, c rotation.Change) error {
 // (a classical enterprise root) it changes with every intermediate, and
 // with the roots otherwise.
 func (f *fanout) setPQAnchor(_ context.Context, c rotation.Change) error {
-	return authority.WritePQAnchor(f.anchorPath, c.Active, f.log)
+	return authority.PublishPQAnchor(f.anchorPath, c.Active, f.log)
 }
