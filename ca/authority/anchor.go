@@ -86,20 +86,10 @@ func PQAnchorPath(cfg *config.Config) string {
 	return filepath.Join(filepath.Dir(cfg.Store.Path), config.PQAnchorFile)
 }
 
-// publishPQAnchor writes m's PQ trust anchors to pq-anchor.pem
-// (PublishPQAnchor).
-func (l *Loader) publishPQAnchor(m *Material) error {
-	return PublishPQAnchor(PQAnchorPath(l.Config), m, l.log())
-}
-
-// PublishPQAnchor writes m's PQ trust anchors to path (pq-anchor.pem, 0644)
-// when they changed, atomically, or removes the file for a classical CA so
-// that no stale anchor is left behind. serve calls it at start and on
-// every rotation (a new intermediate or new roots).
+// PublishPQAnchor writes m's PQ trust anchors to path (pq-anchor.pem,
+// PQAnchorPath; 0644) when they changed, atomically, or removes the file
+// for a classical CA so that no stale anchor is left behind.
 func PublishPQAnchor(path string, m *Material, log *slog.Logger) error {
-	if log == nil {
-		log = slog.Default()
-	}
 	want := m.PQAnchorsPEM()
 	if len(want) == 0 {
 		if err := os.Remove(path); err != nil && !os.IsNotExist(err) {
@@ -135,6 +125,9 @@ func PublishPQAnchor(path string, m *Material, log *slog.Logger) error {
 	}
 	if err := os.Rename(tmp.Name(), path); err != nil {
 		return fmt.Errorf("write post-quantum anchor: %w", err)
+	}
+	if log == nil {
+		log = slog.Default()
 	}
 	log.Info("published post-quantum trust anchor", "path", path, "anchored_at_intermediate", m.PQAnchoredAtIntermediate())
 	return nil

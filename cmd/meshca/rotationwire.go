@@ -5,12 +5,33 @@ import (
 	"fmt"
 	"log/slog"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/meshca/meshca/ca/authority"
+	"github.com/meshca/meshca/ca/config"
 	"github.com/meshca/meshca/ca/root"
 	"github.com/meshca/meshca/crl"
 	"github.com/meshca/meshca/issuer/tlsconfig"
 	"github.com/meshca/meshca/rotation"
+	"github.com/meshca/meshca/rotation/intermediate"
 )
+
+// openCA opens the CA for serve: the intermediate rotation manager
+// resumes its journal and decides (minting and activating when needed)
+// the active generation.
+func openCA(ctx context.Context, cfg *config.Config, log *slog.Logger, reg prometheus.Registerer) (*authority.Runtime, *intermediate.Manager, error) {
+	rt, m, err := intermediate.Open(ctx, cfg, nil, log, reg)
+	if err != nil {
+		return nil, nil, err
+	}
+	if reg != nil {
+		if err := rotation.RegisterMetrics(reg, m); err != nil {
+			rt.Close()
+			return nil, nil, err
+		}
+	}
+	return rt, m, nil
+}
 
 // fanout is everything in serve that hands out or checks CA material and
 // must move when the signing intermediate or the roots change: the Istio
@@ -44,10 +65,19 @@ func (f *fanout) subscribers() []rotation.Subscriber {
 	return []rotation.Subscriber{f.setSigning, f.setCRLIssuers, f.setTrust, f.setServing, f.setPQAnchor}
 }
 
-// subscribeRotation subscribes the fan-out to a rotating controller.
-func subscribeRotation(subscribe func(rotation.Subscriber), f *fanout) {
+// subscribeRotation is the one place where serve subscribes to the
+// intermediate rotation: every rotation.Change (an activation, new roots,
+// a retired generation leaving its grace period) reaches the fan-out's
+// subscribers, in order. It first aligns the CRL issuers with the
+// manager's view of the retained generations (the CRL manager started
+// from the store's), so that the first change finds them as the
+// manager left them. Call it before m.Run.
+func subscribeRotation(ctx context.Context, m *intermediate.Manager, f *fanout) {
+	if err := f.setCRLIssuers(ctx, rotation.Change{Active: m.Active(), Retained: m.Retained()}); err != nil {
+		f.log.Error("aligning the CRL issuers with the retained CA generations failed; the next rotation change retries", "error", err)
+	}
 	for _, s := range f.subscribers() {
-		subscribe(s)
+		m.Subscribe(s)
 	}
 }
 

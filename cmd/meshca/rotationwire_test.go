@@ -2,10 +2,7 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/x509"
 	"encoding/pem"
 	"io"
@@ -26,7 +23,6 @@ import (
 	"github.com/meshca/meshca/ca/config"
 	"github.com/meshca/meshca/ca/profile"
 	"github.com/meshca/meshca/ca/root"
-	"github.com/meshca/meshca/ca/store"
 	"github.com/meshca/meshca/crl"
 	"github.com/meshca/meshca/issuer/authn"
 	"github.com/meshca/meshca/issuer/tlsconfig"
@@ -35,30 +31,6 @@ import (
 	"github.com/meshca/meshca/trustbundle/cacerts"
 	"github.com/meshca/meshca/trustbundle/publish"
 )
-
-// mintGeneration mints a new intermediate under rt's file root (whose key
-// meshca holds), records it, activates it in the store and returns its
-// material, as an intermediate rotation does; the Authority still signs
-// with the old one until the fan-out moves it.
-func mintGeneration(t *testing.T, rt *authority.Runtime) *authority.Material {
-	t.Helper()
-	ctx := context.Background()
-	rc, rootKey, err := rt.Root.(root.RootKeyHolder).SigningRoot()
-	require.NoError(t, err)
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	require.NoError(t, err)
-	now := time.Now()
-	cert, err := root.MintIntermediate(rc, rootKey.Signer, key.Public(), root.IntermediateTemplate{
-		CommonName: "meshca fan-out test intermediate", Organization: "meshca", Lifetime: 30 * 24 * time.Hour,
-	}, now)
-	require.NoError(t, err)
-	g, err := rt.Store.AddGeneration(ctx, store.Generation{CertDER: cert.Raw, ChainDER: [][]byte{rc.Raw}, KeyRef: "test", Source: rt.Root.Kind(), CreatedAt: now})
-	require.NoError(t, err)
-	require.NoError(t, rt.Store.ActivateGeneration(ctx, g.ID, now))
-	m, err := authority.NewMaterial(g.ID, &root.Bundle{Cert: cert, Roots: rt.Authority.Material().Bundle.Roots}, root.CAKey{Signer: key}, profile.Classical)
-	require.NoError(t, err)
-	return m
-}
 
 // secretWatch records every version of the cacerts Secret.
 type secretWatch struct {
@@ -116,7 +88,8 @@ func pemBlocks(b []byte) int {
 }
 
 // An activation moves everything together, with real parts: the CA that
-// `meshca init` made, its bbolt store, the CRL manager, the trust
+// `meshca init` made, opened by the intermediate rotation manager, which
+// rotates (RotateNow) and calls the fan-out; its bbolt store, the CRL manager, the trust
 // publisher against a real apiserver, the serving certificate and the
 // client-certificate authenticator. Every version of the cacerts Secret
 // that the apiserver held has a CRL from each certificate of its
@@ -142,7 +115,7 @@ func TestFanout_ActivationMovesEveryPartTogether(t *testing.T) {
 	require.NoError(t, os.WriteFile(cfg.Kubernetes.Kubeconfig, env.KubeConfig(), 0o600))
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	reg := prometheus.NewRegistry()
-	rt, err := authority.Open(ctx, cfg, log, nil)
+	rt, rot, err := openCA(ctx, cfg, log, nil)
 	require.NoError(t, err)
 	t.Cleanup(func() { rt.Close() })
 	m1 := rt.Authority.Material()
@@ -172,10 +145,12 @@ func TestFanout_ActivationMovesEveryPartTogether(t *testing.T) {
 	require.NoError(t, os.WriteFile(anchor, []byte("stale"), 0o644))
 
 	f := &fanout{authority: rt.Authority, crls: crls, rootSource: rt.Root, trust: trust, serving: serving, anchorPath: anchor, log: log}
-	m2 := mintGeneration(t, rt)
-	for _, sub := range f.subscribers() {
-		require.NoError(t, sub(ctx, rotation.Change{Active: m2, Retained: []*authority.Material{m1}, Reason: rotation.ReasonActivated}))
-	}
+	subscribeRotation(ctx, rot, f)
+	m2, err := rot.RotateNow(ctx, "test")
+	require.NoError(t, err)
+	require.NotEqual(t, m1.Generation, m2.Generation)
+	require.Equal(t, []*authority.Material{m1}, rot.Retained(), "generation 1's leaves are in use: it is retained")
+	require.Empty(t, rot.RotationStatus().Problem, "every subscriber applied the change")
 
 	// The Istio endpoint's chain: a new leaf comes from generation 2.
 	require.Same(t, m2, rt.Authority.Material())
