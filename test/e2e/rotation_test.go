@@ -118,6 +118,8 @@ type loadWorker struct {
 	addr, token, id string
 	connEvery       int
 	pub             *published
+	// calls stops run after that many calls; 0 runs until ctx ends.
+	calls int
 
 	ok     []issued
 	failed []string
@@ -131,7 +133,7 @@ func (w *loadWorker) run(ctx context.Context, t *testing.T) {
 		}
 	}()
 	meta, _ := structpb.NewStruct(map[string]any{"CertSigner": ""})
-	for i := 0; ctx.Err() == nil; i++ {
+	for i := 0; ctx.Err() == nil && (w.calls == 0 || i < w.calls); i++ {
 		roots := w.pub.rootsPEM()
 		if conn == nil || i%w.connEvery == 0 {
 			if conn != nil {
@@ -204,15 +206,21 @@ func TestServe_IntermediateRotationUnderLoad(t *testing.T) {
 	pub := follow(t, env, "shop")
 
 	dir := initCA(t)
+	// meshca init minted a one-year intermediate; with a fresh store serve
+	// mints the first one under the configuration below.
+	require.NoError(t, os.Remove(filepath.Join(dir, "meshca.db")))
 	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
 	require.NoError(t, os.WriteFile(kubeconfig, tokenKubeconfig(t, saCfg), 0o600))
 	cfgPath := filepath.Join(dir, "meshca.yaml")
 	b, err := os.ReadFile(cfgPath)
 	require.NoError(t, err)
-	// A one-hour intermediate (the shortest allowed) that prepares its
-	// successor after 0.4% of its lifetime (about 14 s) and activates it
-	// after 0.8% (about 29 s).
-	b = bytes.Replace(b, []byte("intermediate:\n"), []byte("intermediate:\n  lifetime: 1h\n  prepareThreshold: 0.004\n  activateThreshold: 0.008\n  gracePeriod: 1m\n"), 1)
+	// A one-hour intermediate (the shortest allowed). Its notBefore is
+	// backdated 2 minutes, so its validity is 62 minutes from 2 minutes
+	// before it is minted: it prepares its successor after 3.7% of that
+	// (about 17 s after it was minted) and activates it after 4.1% (about
+	// 32 s). Thresholds inside the backdating would rotate on every
+	// evaluation.
+	b = bytes.Replace(b, []byte("intermediate:\n"), []byte("intermediate:\n  lifetime: 1h\n  prepareThreshold: 0.037\n  activateThreshold: 0.041\n  gracePeriod: 1m\n"), 1)
 	b = append(b, []byte("kubernetes:\n  kubeconfig: "+kubeconfig+"\n"+
 		"trustBundle:\n  enabled: true\n  publishCACerts: true\n"+
 		"server:\n  rateLimit:\n    perIdentityQPS: 100000\n    perIdentityBurst: 100000\n")...)
@@ -232,6 +240,15 @@ func TestServe_IntermediateRotationUnderLoad(t *testing.T) {
 		token, err := env.MintToken(ctx, "shop", sa, []string{"istio-ca"}, time.Hour)
 		require.NoError(t, err)
 		ws[i] = &loadWorker{addr: s.grpc, token: token, id: "spiffe://cluster.local/ns/shop/sa/" + sa, connEvery: 25, pub: pub}
+	}
+	// Each workload's first call reviews its token; the reviews of one
+	// caller address are bounded (the workloads here share 127.0.0.1,
+	// pods would not), so they are made one after the other. The review
+	// is cached for longer than the test runs.
+	for _, w := range ws {
+		w.calls = 1
+		w.run(ctx, t)
+		w.calls = 0
 	}
 	loadCtx, stopLoad := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
