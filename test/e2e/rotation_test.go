@@ -186,7 +186,9 @@ func workloadCSR(t *testing.T, id string) string {
 // requested; after the activation the endpoint returns the new
 // intermediate, and the cacerts Secret holds it with its key, its
 // cert-chain.pem and a ca-crl.pem with a CRL from every certificate of
-// that chain, in every version the apiserver held.
+// that chain, in every version the apiserver held; new connections get a
+// serving certificate of the new intermediate, and a workload certificate
+// of the old one still authenticates (mTLS alone) and renews.
 func TestServe_IntermediateRotationUnderLoad(t *testing.T) {
 	env, err := kubeenv.Start()
 	require.NoError(t, err)
@@ -250,6 +252,14 @@ func TestServe_IntermediateRotationUnderLoad(t *testing.T) {
 		w.run(ctx, t)
 		w.calls = 0
 	}
+	// A workload certificate of the first intermediate, with its key: after
+	// the rotation it still authenticates its holder (grace).
+	mtlsID := "spiffe://cluster.local/ns/shop/sa/mtls"
+	mtlsToken, err := env.MintToken(ctx, "shop", "mtls", []string{"istio-ca"}, time.Hour)
+	require.NoError(t, err)
+	oldChain, oldKey := tokenCall(t, s.grpc, rootsAtStart, mtlsToken, mtlsID)
+	require.Equal(t, firstInter, oldChain[1])
+
 	loadCtx, stopLoad := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	for _, w := range ws {
@@ -332,6 +342,10 @@ func TestServe_IntermediateRotationUnderLoad(t *testing.T) {
 		require.Equal(t, rootsAtStart, string(v["root-cert.pem"]), "cacerts version %d", i)
 	}
 
+	// The first intermediate's workload certificate renews over mTLS alone.
+	renewed := callIstioCA(t, s.grpc, "meshca.istio-system.svc", []byte(pub.rootsPEM()), []byte(oldChain[0]+oldChain[1]), oldKey, mtlsID)
+	require.Equal(t, newInter, renewed[1])
+
 	// A new connection gets a serving certificate of the new intermediate.
 	roots := x509.NewCertPool()
 	require.True(t, roots.AppendCertsFromPEM([]byte(pub.rootsPEM())))
@@ -345,4 +359,25 @@ func TestServe_IntermediateRotationUnderLoad(t *testing.T) {
 
 func pemOf(c *x509.Certificate) []byte {
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})
+}
+
+// tokenCall requests a certificate for id with a ServiceAccount token, as
+// istio-agent's first request does, and returns the chain and the new
+// certificate's PEM key.
+func tokenCall(t *testing.T, addr, rootsPEM, token, id string) ([]string, []byte) {
+	t.Helper()
+	roots := x509.NewCertPool()
+	require.True(t, roots.AppendCertsFromPEM([]byte(rootsPEM)))
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{RootCAs: roots, ServerName: "meshca.istio-system.svc"})))
+	require.NoError(t, err)
+	defer conn.Close()
+	csrPath, key := writeCSRWithKey(t, t.TempDir(), id)
+	csr, err := os.ReadFile(csrPath)
+	require.NoError(t, err)
+	meta, _ := structpb.NewStruct(map[string]any{"CertSigner": ""})
+	ctx, cancel := context.WithTimeout(metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+token, "clusterid", "Kubernetes"), 10*time.Second)
+	defer cancel()
+	resp, err := pb.NewIstioCertificateServiceClient(conn).CreateCertificate(ctx, &pb.IstioCertificateRequest{Csr: string(csr), ValidityDuration: 3600, Metadata: meta})
+	require.NoError(t, err)
+	return resp.CertChain, key
 }
