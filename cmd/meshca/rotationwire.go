@@ -68,14 +68,10 @@ func (f *fanout) subscribers() []rotation.Subscriber {
 // subscribeRotation is the one place where serve subscribes to the
 // intermediate rotation: every rotation.Change (an activation, new roots,
 // a retired generation leaving its grace period) reaches the fan-out's
-// subscribers, in order. It first aligns the CRL issuers with the
-// manager's view of the retained generations (the CRL manager started
-// from the store's), so that the first change finds them as the
-// manager left them. Call it before m.Run.
-func subscribeRotation(ctx context.Context, m *intermediate.Manager, f *fanout) {
-	if err := f.setCRLIssuers(ctx, rotation.Change{Active: m.Active(), Retained: m.Retained()}); err != nil {
-		f.log.Error("aligning the CRL issuers with the retained CA generations failed; the next rotation change retries", "error", err)
-	}
+// subscribers, in order. Call it before m.Run. Until the first change
+// the CRL manager keeps the issuers it started with (the store's
+// generations whose leaves may be in use, authority.Runtime.SigningCAs).
+func subscribeRotation(m *intermediate.Manager, f *fanout) {
 	for _, s := range f.subscribers() {
 		m.Subscribe(s)
 	}
