@@ -71,7 +71,7 @@ func (f *fanout) subscribers() []rotation.Subscriber {
 // subscribers, in order. Call it before m.Run. Until the first change
 // the CRL manager keeps the issuers it started with (the store's
 // generations whose leaves may be in use, authority.Runtime.SigningCAs).
-func subscribeRotation(m *intermediate.Manager, f *fanout) {
+func subscribeRotation(_ context.Context, m *intermediate.Manager, f *fanout) {
 	for _, s := range f.subscribers() {
 		m.Subscribe(s)
 	}

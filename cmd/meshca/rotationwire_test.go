@@ -147,7 +147,7 @@ func TestFanout_ActivationMovesEveryPartTogether(t *testing.T) {
 	require.NoError(t, os.WriteFile(anchor, []byte("stale"), 0o644))
 
 	f := &fanout{authority: rt.Authority, crls: crls, rootSource: rt.Root, trust: trust, serving: serving, anchorPath: anchor, log: log}
-	subscribeRotation(rot, f)
+	subscribeRotation(ctx, rot, f)
 	m2, err := rot.RotateNow(ctx, "test")
 	require.NoError(t, err)
 	require.NotEqual(t, m1.Generation, m2.Generation)

@@ -155,7 +155,7 @@ SIGINT or SIGTERM.`,
 			if err := trust.start(ctx, cfg); err != nil {
 				return err
 			}
-			subscribeRotation(rot, &fanout{
+			subscribeRotation(ctx, rot, &fanout{
 				authority: rt.Authority, crls: crls, rootSource: rt.Root, trust: trust, serving: door.serving,
 				anchorPath: authority.PQAnchorPath(cfg), log: log,
 			})
