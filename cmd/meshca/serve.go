@@ -158,7 +158,10 @@ SIGINT or SIGTERM.`,
 			if err := trust.start(ctx, cfg); err != nil {
 				return err
 			}
-			subscribeRotation(rot, cfg, rt, log)
+			subscribeRotation(ctx, rot, &fanout{
+				authority: rt.Authority, crls: crls, rootSource: rt.Root, trust: trust, serving: door.serving,
+				anchorPath: authority.PQAnchorPath(cfg), log: log,
+			})
 			go rot.Run(ctx)
 			log.Info("meshca ready",
 				"trust_domain", cfg.TrustDomain, "generation", m.Generation, "compliance", cfg.Server.Compliance,
