@@ -32,7 +32,7 @@ type RootRotation struct {
 	// NewRootSource describes where B's key is (the root section of the
 	// configuration, JSON): file paths or a Vault mount and issuer; never
 	// key material.
-	NewRootSource []byte `json:"newRootSource"`
+	NewRootSource []byte    `json:"newRootSource"`
 	StartedAt     time.Time `json:"startedAt"`
 	// PhaseStartedAt is when Phase began.
 	PhaseStartedAt time.Time `json:"phaseStartedAt"`

@@ -95,8 +95,10 @@ func RunRootRotations(t *testing.T, open func(t *testing.T) RootRotationStore) {
 			"no phase":    func(r *store.RootRotation) { r.Phase = "" },
 			"no old root": func(r *store.RootRotation) { r.OldRootsDER = nil },
 			"no new root": func(r *store.RootRotation) { r.NewRootDER = nil },
-			"history":     func(r *store.RootRotation) { r.History = make([]store.RootRotationEvent, store.MaxRootRotationHistory+1) },
-			"too big":     func(r *store.RootRotation) { r.NewRootDER = make([]byte, store.MaxRootRotationBytes) },
+			"history": func(r *store.RootRotation) {
+				r.History = make([]store.RootRotationEvent, store.MaxRootRotationHistory+1)
+			},
+			"too big": func(r *store.RootRotation) { r.NewRootDER = make([]byte, store.MaxRootRotationBytes) },
 		} {
 			bad := RootRotation("remove-old-root")
 			mutate(&bad)
