@@ -32,7 +32,11 @@ type RootRotation struct {
 	// NewRootSource describes where B's key is (the root section of the
 	// configuration, JSON): file paths or a Vault mount and issuer; never
 	// key material.
-	NewRootSource []byte    `json:"newRootSource"`
+	NewRootSource []byte `json:"newRootSource"`
+	// OldRootSource is the root section that named A when the rotation
+	// began (JSON), so that a restart finds A even when the configuration
+	// already names B.
+	OldRootSource []byte    `json:"oldRootSource,omitempty"`
 	StartedAt     time.Time `json:"startedAt"`
 	// PhaseStartedAt is when Phase began.
 	PhaseStartedAt time.Time `json:"phaseStartedAt"`

@@ -25,6 +25,7 @@ func RootRotation(phase string) store.RootRotation {
 		OldRootsDER:    [][]byte{{0x30, 0x01, 0xa1}, {0x30, 0x01, 0xa2}},
 		NewRootDER:     []byte{0x30, 0x01, 0xb1},
 		NewRootSource:  []byte(`{"source":"file","file":{"rootCert":"/b/root-cert.pem","rootKey":"/b/root-key.pem"}}`),
+		OldRootSource:  []byte(`{"source":"file","file":{"rootCert":"/a/root-cert.pem","rootKey":"/a/root-key.pem"}}`),
 		StartedAt:      T0,
 		PhaseStartedAt: T0.Add(time.Hour),
 		Paused:         true,
