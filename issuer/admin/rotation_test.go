@@ -94,7 +94,6 @@ func serveRotations(t *testing.T, f Rotations, logs *lockedBuffer) *Client {
 	return c
 }
 
-
 func TestRotation_StartCarriesTheNewRootAndTheWaits(t *testing.T) {
 	f := &fakeRotations{}
 	var logs lockedBuffer
