@@ -2,6 +2,9 @@ package admin
 
 import (
 	"context"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -250,4 +253,23 @@ func (c *Client) RotateIntermediate(ctx context.Context) (IntermediateRotation, 
 	var out IntermediateRotation
 	err := c.do(ctx, http.MethodPost, pathRotationIntermediate, []byte("{}"), &out)
 	return out, err
+}
+
+// JournalOf describes a root rotation's record.
+func JournalOf(r store.RootRotation) *RootRotationJournal {
+	j := &RootRotationJournal{ID: r.ID, Phase: r.Phase, Paused: r.Paused, NewRootSource: r.NewRootSource,
+		StartedAt: r.StartedAt, PhaseStartedAt: r.PhaseStartedAt, Waits: r.Waits, History: r.History, OldRoots: []string{}}
+	describe := func(der []byte) string {
+		c, err := x509.ParseCertificate(der)
+		if err != nil {
+			return "unparsable certificate"
+		}
+		sum := sha256.Sum256(der)
+		return fmt.Sprintf("%s (SHA-256 %s)", c.Subject, hex.EncodeToString(sum[:8]))
+	}
+	for _, d := range r.OldRootsDER {
+		j.OldRoots = append(j.OldRoots, describe(d))
+	}
+	j.NewRoot = describe(r.NewRootDER)
+	return j
 }
