@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/pem"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 
@@ -85,11 +86,10 @@ func PQAnchorPath(cfg *config.Config) string {
 	return filepath.Join(filepath.Dir(cfg.Store.Path), config.PQAnchorFile)
 }
 
-// publishPQAnchor writes m's PQ trust anchors to pq-anchor.pem (0644) when
-// they changed, atomically, or removes the file for a classical CA so that
-// no stale anchor is left behind.
-func (l *Loader) publishPQAnchor(m *Material) error {
-	path := PQAnchorPath(l.Config)
+// PublishPQAnchor writes m's PQ trust anchors to path (pq-anchor.pem,
+// PQAnchorPath; 0644) when they changed, atomically, or removes the file
+// for a classical CA so that no stale anchor is left behind.
+func PublishPQAnchor(path string, m *Material, log *slog.Logger) error {
 	want := m.PQAnchorsPEM()
 	if len(want) == 0 {
 		if err := os.Remove(path); err != nil && !os.IsNotExist(err) {
@@ -126,6 +126,9 @@ func (l *Loader) publishPQAnchor(m *Material) error {
 	if err := os.Rename(tmp.Name(), path); err != nil {
 		return fmt.Errorf("write post-quantum anchor: %w", err)
 	}
-	l.log().Info("published post-quantum trust anchor", "path", path, "anchored_at_intermediate", m.PQAnchoredAtIntermediate())
+	if log == nil {
+		log = slog.Default()
+	}
+	log.Info("published post-quantum trust anchor", "path", path, "anchored_at_intermediate", m.PQAnchoredAtIntermediate())
 	return nil
 }

@@ -11,10 +11,13 @@ import (
 	"github.com/meshca/meshca/ca/store"
 )
 
-// loadPreIssued loads a pre-issued intermediate (root.file.cacertsDir) and,
-// when record is set, records it as a generation the first time it is
-// seen for the configured profile; read-only (record false) it must be
-// recorded already.
+// PreIssued loads the pre-issued intermediate of src
+// (root.file.cacertsDir). When it is recorded as the active generation
+// for the configured profile it returns its material and a nil record;
+// otherwise its material (Generation 0) and the record to add and
+// activate, which the caller (the rotation manager) does. createAltKey
+// lets it create the ML-DSA key a catalyst CA needs when none is known;
+// without it that case is an *UnusableError.
 //
 // Under the catalyst profile the intermediate needs an ML-DSA key: when
 // ca-cert.pem carries one (2.5.29.72), its private half must be in
@@ -22,40 +25,39 @@ import (
 // classical enterprise CA) meshca holds its own ML-DSA key in the key
 // store, recorded with the generation, and that key is the post-quantum
 // trust anchor: the leaves' alternative signatures verify under it directly.
-func (l *Loader) loadPreIssued(ctx context.Context, src root.PreIssuedSource, record bool) (*Material, error) {
-	pi, err := src.PreIssued(l.now())
+func (l *Loader) PreIssued(ctx context.Context, src root.PreIssuedSource, createAltKey bool) (*Material, *store.Generation, error) {
+	pi, err := src.PreIssued(l.Now())
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	b, key := pi.Bundle, root.CAKey{Signer: pi.Key}
 	gens, err := l.Store.ListGenerations(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("read CA generations: %w", err)
+		return nil, nil, fmt.Errorf("read CA generations: %w", err)
 	}
 	fp := Fingerprint(b.Cert)
 	var known *store.Generation
 	for i := range gens {
-		if g := gens[i]; g.Fingerprint == fp && g.Active() && profileOf(g) == l.profile() {
+		if g := gens[i]; g.Fingerprint == fp && g.Active() && ProfileOf(g) == l.profile() {
 			known = &gens[i]
 		}
 	}
 	altRef := ""
 	if l.profile() == profile.Catalyst {
-		if key.Alt, altRef, err = l.caCertsAltKey(pi, known, record); err != nil {
-			return nil, err
+		if key.Alt, altRef, err = l.caCertsAltKey(pi, known, createAltKey); err != nil {
+			return nil, nil, err
 		}
 	}
 	if known != nil && known.AltKeyRef == altRef {
-		return NewMaterial(known.ID, b, key, l.profile())
+		m, err := NewMaterial(known.ID, b, key, l.profile())
+		return m, nil, err
 	}
-	if !record {
-		return nil, readOnlyError(notReusable{msg: fmt.Sprintf("the pre-issued intermediate %q in root.file.cacertsDir is not the active CA generation for intermediate.profile %s", b.Cert.Subject, l.profile())})
-	}
-	g, err := l.record(ctx, b, pi.KeyRef, altRef, l.Root.Kind(), l.now())
+	m, err := NewMaterial(0, b, key, l.profile())
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return NewMaterial(g.ID, b, key, l.profile())
+	rec := NewGenerationRecord(b, pi.KeyRef, altRef, src.Kind(), l.profile(), l.Now())
+	return m, &rec, nil
 }
 
 // caCertsAltKey returns the ML-DSA key of a pre-issued catalyst
@@ -88,9 +90,9 @@ func (l *Loader) caCertsAltKey(pi *root.PreIssuedCA, known *store.Generation, cr
 		}
 	}
 	if !create {
-		return nil, "", readOnlyError(notReusable{msg: fmt.Sprintf("the pre-issued intermediate %q needs a new ML-DSA key (%s) for intermediate.profile catalyst", b.Cert.Subject, alg)})
+		return nil, "", &UnusableError{Msg: fmt.Sprintf("the pre-issued intermediate %q needs a new ML-DSA key (%s) for intermediate.profile catalyst", b.Cert.Subject, alg)}
 	}
-	name := "cacerts-" + l.now().UTC().Format("20060102T150405.000000000Z") + "-" + strings.ToLower(alg)
+	name := "cacerts-" + l.Now().UTC().Format("20060102T150405.000000000Z") + "-" + strings.ToLower(alg)
 	key, ref, err = l.Keys.CreatePQ(name, alg)
 	if err != nil {
 		return nil, "", err

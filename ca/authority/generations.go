@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"k8s.io/utils/clock"
+
 	"github.com/meshca/meshca/ca/config"
 	"github.com/meshca/meshca/ca/keys"
 	"github.com/meshca/meshca/ca/pqc"
@@ -25,26 +27,25 @@ const (
 	SourceFileCACerts = root.KindFileCACerts
 )
 
-// Loader turns configuration into signing material: it reuses the active
-// generation recorded in the store when it is still good, and otherwise
-// has the root source mint a new one (or registers a pre-issued one), for
-// the configured profile (intermediate.profile). It publishes the
-// post-quantum trust anchor of the result as pq-anchor.pem. LoadActive is
-// its read-only form, for the offline commands.
+// Loader reads CA generations into signing material, read-only: it never
+// mints, records or activates a generation and writes no file. The
+// offline commands (OpenReadOnly) and the intermediate rotation manager
+// (rotation/intermediate), which decides, mints and activates, share it.
 type Loader struct {
 	Config *config.Config
 	Keys   *keys.Manager
 	Store  store.Generations
 	Log    *slog.Logger
-	Now    func() time.Time
-	// Root is the root source that mints the intermediates
-	// (NewRootSource).
+	// Clock is the clock (default the real one).
+	Clock clock.PassiveClock
+	// Root is the root source (NewRootSource, or a wrapper of it).
 	Root root.Source
 }
 
-func (l *Loader) now() time.Time {
-	if l.Now != nil {
-		return l.Now()
+// Now is the Loader's clock.
+func (l *Loader) Now() time.Time {
+	if l.Clock != nil {
+		return l.Clock.Now()
 	}
 	return time.Now()
 }
@@ -58,139 +59,200 @@ func (l *Loader) log() *slog.Logger {
 
 func (l *Loader) profile() profile.Name { return l.Config.Intermediate.Profile }
 
-// Load returns the material to sign with: the active generation when it
-// is still good, otherwise a new intermediate that the root source mints
-// and that is recorded and activated.
-func (l *Loader) Load(ctx context.Context) (*Material, error) {
-	m, err := l.load(ctx, true)
-	if err != nil {
-		return nil, err
-	}
-	return m, l.publishPQAnchor(m)
-}
-
-// LoadActive returns the material of the active generation, read-only: it
-// never mints, records or activates a generation and writes no file. It
-// fails, saying what to run, when there is no active generation that is
-// good to sign with: none yet, expired, past its rotation threshold, or
-// not matching the configuration.
+// LoadActive returns the material of the active generation for the
+// offline commands: it fails, saying what to run, when there is no active
+// generation that is good to sign with: none yet, expired, past its
+// activation threshold (intermediate.activateThreshold), or not matching
+// the configuration.
 func (l *Loader) LoadActive(ctx context.Context) (*Material, error) {
-	return l.load(ctx, false)
+	m, err := l.ActiveMaterial(ctx, l.Config.Intermediate.ActivateThreshold)
+	var u *UnusableError
+	if errors.As(err, &u) {
+		return nil, readOnlyError(u)
+	}
+	return m, err
 }
 
-func (l *Loader) load(ctx context.Context, mint bool) (*Material, error) {
+// ActiveMaterial is the one read-only load of the active generation: the
+// active generation of the root source's kind, minted for the configured
+// profile and post-quantum algorithm, chaining to one of the source's
+// roots (classically and, under a Catalyst root, through its alternative
+// signature too), with keys that load and match. While the root source is
+// unavailable it falls back on the stored chain (see loadStored). For a
+// pre-issued source it is the recorded generation of the intermediate in
+// root.file.cacertsDir. With threshold > 0 a generation past that
+// fraction of its lifetime is refused too. When no generation qualifies
+// the error is an *UnusableError (matching ErrNoActiveGeneration).
+func (l *Loader) ActiveMaterial(ctx context.Context, threshold float64) (*Material, error) {
 	if p, ok := l.Root.(root.PreIssuedSource); ok {
-		return l.loadPreIssued(ctx, p, mint)
+		m, unrecorded, err := l.PreIssued(ctx, p, false)
+		if err == nil && unrecorded != nil {
+			err = &UnusableError{Msg: fmt.Sprintf("the pre-issued intermediate %q in root.file.cacertsDir is not the active CA generation for intermediate.profile %s", m.Bundle.Cert.Subject, l.profile())}
+		}
+		return m, err
 	}
 	roots, err := l.Root.Roots(ctx)
 	if errors.Is(err, root.ErrUnavailable) {
-		return l.loadStored(ctx, err, mint)
+		return l.loadStored(ctx, err, threshold)
 	}
 	if err != nil {
 		return nil, err
 	}
-	m, stale, err := l.reuseActive(ctx, roots)
-	if err != nil || m != nil {
-		return m, err
+	g, err := l.activeGeneration(ctx)
+	if err != nil {
+		return nil, err
 	}
-	if !mint {
-		return nil, readOnlyError(stale)
+	m, err := l.GenerationMaterial(*g, roots)
+	if err != nil {
+		return nil, err
 	}
-	if stale.generation != 0 {
-		l.log().Info(stale.msg+"; minting a new one", stale.attrs()...)
+	if threshold > 0 {
+		if due := RenewalTime(m.Bundle.Cert, threshold); !l.Now().Before(due) {
+			return nil, &UnusableError{Msg: "active intermediate passed its activation threshold", Generation: g.ID, Args: []any{"renewal_due", due}}
+		}
 	}
-	return l.mint(ctx, roots)
+	return m, nil
 }
 
-// notReusable is why the active generation cannot sign on.
-type notReusable struct {
-	msg        string
-	generation uint64 // 0: there is no active generation
-	args       []any  // further key/value pairs
+// activeGeneration is the store's active generation of the root source's
+// kind, or an *UnusableError.
+func (l *Loader) activeGeneration(ctx context.Context) (*store.Generation, error) {
+	gens, err := l.Store.ListGenerations(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read CA generations: %w", err)
+	}
+	kind := l.Root.Kind()
+	for i := len(gens) - 1; i >= 0; i-- {
+		if gens[i].Active() && gens[i].Source == kind {
+			return &gens[i], nil
+		}
+	}
+	return nil, &UnusableError{Msg: fmt.Sprintf("the store holds no active CA generation from root source %q", kind)}
 }
 
-func (r notReusable) attrs() []any {
-	return append([]any{"generation", r.generation}, r.args...)
+// GenerationMaterial builds the material of generation g (in whatever
+// state) under roots: its certificate and stored intermediates, which
+// must chain to one of roots now (and, for a catalyst CA under a Catalyst
+// root, carry that root's alternative signature), with its keys. A
+// generation that does not match the configured profile or post-quantum
+// algorithm, or that does not chain, is an *UnusableError; keys that do
+// not load are a plain error.
+func (l *Loader) GenerationMaterial(g store.Generation, roots []*x509.Certificate) (*Material, error) {
+	if p := ProfileOf(g); p != l.profile() {
+		return nil, &UnusableError{Msg: "intermediate.profile changed", Generation: g.ID, Args: []any{"was", p, "now", l.profile()}}
+	}
+	cert, err := x509.ParseCertificate(g.CertDER)
+	if err != nil {
+		return nil, fmt.Errorf("CA generation %d: stored certificate does not parse: %w", g.ID, err)
+	}
+	var inters []*x509.Certificate
+	for i, der := range g.ChainDER {
+		c, err := x509.ParseCertificate(der)
+		if err != nil {
+			return nil, fmt.Errorf("CA generation %d: stored chain certificate %d does not parse: %w", g.ID, i, err)
+		}
+		inters = append(inters, c)
+	}
+	inters, _ = root.SplitChain(inters)
+	b := &root.Bundle{Cert: cert, Intermediates: inters, Roots: roots}
+	if err := b.Verify(l.Now()); err != nil {
+		return nil, &UnusableError{Msg: "the intermediate no longer chains to the configured root", Generation: g.ID, Args: []any{"error", err}}
+	}
+	if err := CheckCatalystRoot(b, l.profile()); err != nil {
+		return nil, &UnusableError{Msg: "the intermediate has no alternative signature from the Catalyst root", Generation: g.ID, Args: []any{"error", err}}
+	}
+	key, err := l.GenerationKey(g, cert)
+	if err != nil {
+		return nil, err
+	}
+	if alg := PQAlgorithmOf(key, l.profile()); alg != l.Config.Intermediate.PQAlgorithm {
+		return nil, &UnusableError{Msg: "intermediate.pqAlgorithm changed", Generation: g.ID, Args: []any{"was", alg, "now", l.Config.Intermediate.PQAlgorithm}}
+	}
+	m, err := NewMaterial(g.ID, b, key, l.profile())
+	if err != nil {
+		return nil, fmt.Errorf("CA generation %d: %w", g.ID, err)
+	}
+	return m, nil
+}
+
+// IssuingRoot is the root among b.Roots that b's chain ends at (during a
+// root rotation there are two roots, and the intermediate chains to one
+// of them, not necessarily the first); nil if none.
+func IssuingRoot(b *root.Bundle) *x509.Certificate {
+	chain := b.Chain()
+	top := chain[len(chain)-1]
+	for _, r := range b.Roots {
+		if r.Equal(top) {
+			return r
+		}
+	}
+	return nil
+}
+
+// CheckCatalystRoot checks, for a catalyst CA whose issuing root is a
+// Catalyst root (it carries an ML-DSA alternative public key, X.509
+// clause 9.8), that the chain's alternative signatures verify up to it.
+func CheckCatalystRoot(b *root.Bundle, p profile.Name) error {
+	if p != profile.Catalyst {
+		return nil
+	}
+	r := IssuingRoot(b)
+	if r == nil || !hasAltKey(r) {
+		return nil
+	}
+	a, err := pqc.AnchorFromCertificate(r)
+	if err == nil {
+		err = b.VerifyPQ(a)
+	}
+	return err
+}
+
+// UnusableError says why a generation cannot sign: the configuration
+// changed, it does not chain, it passed its threshold, or there is none.
+// It matches ErrNoActiveGeneration.
+type UnusableError struct {
+	Msg        string
+	Generation uint64 // 0: no particular generation
+	Args       []any  // further key/value pairs
+}
+
+func (e *UnusableError) Error() string {
+	if e.Generation == 0 {
+		return e.Msg
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s (generation %d", e.Msg, e.Generation)
+	for i := 0; i+1 < len(e.Args); i += 2 {
+		fmt.Fprintf(&b, ", %v %v", e.Args[i], e.Args[i+1])
+	}
+	return b.String() + ")"
+}
+
+// Is makes errors.Is(err, ErrNoActiveGeneration) true.
+func (e *UnusableError) Is(target error) bool { return target == ErrNoActiveGeneration }
+
+// Attrs are the error's log attributes.
+func (e *UnusableError) Attrs() []any {
+	return append([]any{"generation", e.Generation, "reason", e.Msg}, e.Args...)
 }
 
 // readOnlyError is the error of LoadActive: what is wrong, and what to run.
-func readOnlyError(r notReusable) error {
-	what := r.msg
-	if r.generation != 0 {
-		var b strings.Builder
-		fmt.Fprintf(&b, "%s (generation %d", r.msg, r.generation)
-		for i := 0; i+1 < len(r.args); i += 2 {
-			fmt.Fprintf(&b, ", %v %v", r.args[i], r.args[i+1])
-		}
-		what = b.String() + ")"
-	}
-	return fmt.Errorf("%w: %s; this command opens the CA read-only and never mints or activates an intermediate: run 'meshca serve' on this configuration, which mints and activates one (or 'meshca init' for a new development CA), then run it again", ErrNoActiveGeneration, what)
+func readOnlyError(u *UnusableError) error {
+	return fmt.Errorf("%w: %s; this command opens the CA read-only and never mints or activates an intermediate: run 'meshca serve' on this configuration, which mints and activates one (or 'meshca init' for a new development CA), then run it again", ErrNoActiveGeneration, u.Error())
 }
 
-// ErrNoActiveGeneration is matched by the errors of LoadActive (and
-// OpenReadOnly) when the store holds no active generation that is good to
-// sign with.
+// ErrNoActiveGeneration is matched by the errors of ActiveMaterial,
+// LoadActive (and OpenReadOnly) when the store holds no active generation
+// that is good to sign with.
 var ErrNoActiveGeneration = errors.New("no usable active CA generation")
 
-// profileOf is a generation's profile; records from before profiles are
+// ProfileOf is a generation's profile; records from before profiles are
 // classical.
-func profileOf(g store.Generation) profile.Name {
+func ProfileOf(g store.Generation) profile.Name {
 	if g.Profile == "" {
 		return profile.Classical
 	}
 	return profile.Name(g.Profile)
-}
-
-// reuseActive returns the active generation of the root source's kind if
-// it was minted for the configured profile and post-quantum algorithm,
-// chains to one of roots (classically and, under a Catalyst root, through
-// its alternative signature too), its keys load and it has not passed the
-// rotation threshold; otherwise nil and why not.
-func (l *Loader) reuseActive(ctx context.Context, roots []*x509.Certificate) (*Material, notReusable, error) {
-	gens, err := l.Store.ListGenerations(ctx)
-	if err != nil {
-		return nil, notReusable{}, fmt.Errorf("read CA generations: %w", err)
-	}
-	kind := l.Root.Kind()
-	for i := len(gens) - 1; i >= 0; i-- {
-		g := gens[i]
-		if !g.Active() || g.Source != kind {
-			continue
-		}
-		if p := profileOf(g); p != l.profile() {
-			return nil, notReusable{msg: "intermediate.profile changed", generation: g.ID, args: []any{"was", p, "now", l.profile()}}, nil
-		}
-		cert, err := x509.ParseCertificate(g.CertDER)
-		if err != nil {
-			return nil, notReusable{}, fmt.Errorf("CA generation %d: stored certificate does not parse: %w", g.ID, err)
-		}
-		b := &root.Bundle{Cert: cert, Roots: roots}
-		now := l.now()
-		if err := b.Verify(now); err != nil {
-			return nil, notReusable{msg: "active intermediate no longer chains to the configured root", generation: g.ID, args: []any{"error", err}}, nil
-		}
-		if l.profile() == profile.Catalyst && hasAltKey(roots[0]) {
-			if err := b.VerifyPQ(mustAnchor(roots[0])); err != nil {
-				return nil, notReusable{msg: "active intermediate has no alternative signature from the Catalyst root", generation: g.ID, args: []any{"error", err}}, nil
-			}
-		}
-		if due := RenewalTime(cert, l.Config.Intermediate.RotationThreshold); !now.Before(due) {
-			return nil, notReusable{msg: "active intermediate passed its rotation threshold", generation: g.ID, args: []any{"renewal_due", due}}, nil
-		}
-		key, err := l.generationKey(g, cert)
-		if err != nil {
-			return nil, notReusable{}, err
-		}
-		if alg := pqAlgorithmOf(key, l.profile()); alg != l.Config.Intermediate.PQAlgorithm {
-			return nil, notReusable{msg: "intermediate.pqAlgorithm changed", generation: g.ID, args: []any{"was", alg, "now", l.Config.Intermediate.PQAlgorithm}}, nil
-		}
-		m, err := NewMaterial(g.ID, b, key, l.profile())
-		if err != nil {
-			return nil, notReusable{}, fmt.Errorf("CA generation %d: %w", g.ID, err)
-		}
-		return m, notReusable{}, nil
-	}
-	return nil, notReusable{msg: fmt.Sprintf("the store holds no active CA generation from root source %q", kind)}, nil
 }
 
 // hasAltKey reports whether a root carries an ML-DSA alternative public
@@ -200,15 +262,8 @@ func hasAltKey(c *x509.Certificate) bool {
 	return err == nil && alt != nil
 }
 
-// mustAnchor trusts a root's post-quantum key; a root without one yields
-// an anchor that verifies nothing.
-func mustAnchor(c *x509.Certificate) pqc.TrustAnchor {
-	a, _ := pqc.AnchorFromCertificate(c)
-	return a
-}
-
-// generationKey loads a generation's keys and checks them against cert.
-func (l *Loader) generationKey(g store.Generation, cert *x509.Certificate) (root.CAKey, error) {
+// GenerationKey loads a generation's keys and checks them against cert.
+func (l *Loader) GenerationKey(g store.Generation, cert *x509.Certificate) (root.CAKey, error) {
 	signer, err := l.Keys.Signer(g.KeyRef)
 	if err != nil {
 		return root.CAKey{}, fmt.Errorf("CA generation %d: %w", g.ID, err)
@@ -217,7 +272,7 @@ func (l *Loader) generationKey(g store.Generation, cert *x509.Certificate) (root
 		return root.CAKey{}, fmt.Errorf("CA generation %d key %s: %w", g.ID, g.KeyRef, err)
 	}
 	key := root.CAKey{Signer: signer}
-	if profileOf(g) == profile.Catalyst {
+	if ProfileOf(g) == profile.Catalyst {
 		if g.AltKeyRef == "" {
 			return root.CAKey{}, fmt.Errorf("CA generation %d is catalyst but records no ML-DSA key (altKeyRef)", g.ID)
 		}
@@ -233,9 +288,9 @@ func (l *Loader) generationKey(g store.Generation, cert *x509.Certificate) (root
 	return key, nil
 }
 
-// pqAlgorithmOf names the post-quantum key of a CA of profile p ("" for
+// PQAlgorithmOf names the post-quantum key of a CA of profile p ("" for
 // classical): the catalyst ML-DSA key, or the composite/ML-DSA signer.
-func pqAlgorithmOf(key root.CAKey, p profile.Name) string {
+func PQAlgorithmOf(key root.CAKey, p profile.Name) string {
 	switch p {
 	case profile.Catalyst:
 		if key.Alt != nil {
@@ -247,30 +302,23 @@ func pqAlgorithmOf(key root.CAKey, p profile.Name) string {
 	return ""
 }
 
-// RenewalTime is when an intermediate should be replaced: after threshold
-// of its lifetime has elapsed.
+// RenewalTime is when threshold of an intermediate's lifetime has elapsed.
 func RenewalTime(c *x509.Certificate, threshold float64) time.Time {
 	life := c.NotAfter.Sub(c.NotBefore)
 	return c.NotBefore.Add(time.Duration(float64(life) * threshold))
 }
 
-func (l *Loader) record(ctx context.Context, b *root.Bundle, keyRef, altKeyRef, source string, now time.Time) (store.Generation, error) {
+// NewGenerationRecord is the store record of a new generation for bundle
+// b (not yet added: the caller adds it, prepared).
+func NewGenerationRecord(b *root.Bundle, keyRef, altKeyRef, source string, p profile.Name, now time.Time) store.Generation {
 	var chain [][]byte
 	for _, c := range b.Chain()[1:] {
 		chain = append(chain, c.Raw)
 	}
-	g, err := l.Store.AddGeneration(ctx, store.Generation{
+	return store.Generation{
 		CertDER: b.Cert.Raw, ChainDER: chain, KeyRef: keyRef, AltKeyRef: altKeyRef,
-		Profile: string(l.profile()), Source: source,
-		Fingerprint: Fingerprint(b.Cert), CreatedAt: now.UTC(),
-	})
-	if err != nil {
-		return g, fmt.Errorf("record CA generation: %w", err)
+		Profile: string(p), Source: source, Fingerprint: Fingerprint(b.Cert), CreatedAt: now.UTC(),
 	}
-	if err := l.Store.ActivateGeneration(ctx, g.ID, now.UTC()); err != nil {
-		return g, fmt.Errorf("activate CA generation %d: %w", g.ID, err)
-	}
-	return g, nil
 }
 
 // Fingerprint is the lower-case hex SHA-256 of a certificate's DER.

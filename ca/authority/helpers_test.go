@@ -47,7 +47,7 @@ func newTestCA(t *testing.T, mutate ...func(*config.Config)) *testCA {
 	writeRoot(t, cfg, 10*365*24*time.Hour)
 	var buf bytes.Buffer
 	log := slog.New(slog.NewJSONHandler(&buf, nil))
-	rt, err := authority.Open(context.Background(), cfg, log, nil)
+	rt, err := openServeCA(context.Background(), cfg, log, nil)
 	require.NoError(t, err)
 	t.Cleanup(func() { rt.Close() })
 	return &testCA{dir: dir, cfg: cfg, rt: rt, audit: &buf}

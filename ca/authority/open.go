@@ -5,9 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/utils/clock"
 
 	"github.com/meshca/meshca/ca/audit"
 	"github.com/meshca/meshca/ca/config"
@@ -24,10 +24,13 @@ type Runtime struct {
 	Authority *Authority
 	Store     store.Store
 	Keys      *keys.Manager
-	Loader    *Loader
+	// Loader reads the CA generations (read-only).
+	Loader *Loader
 	// Root is the root source (Loader.Root): it mints intermediates and,
 	// when Capabilities().RootCRL, supplies the root's CRL for ca-crl.pem.
 	Root root.Source
+	pol  *policy.Engine
+	reg  prometheus.Registerer
 	stop context.CancelFunc
 }
 
@@ -43,10 +46,10 @@ func (r *Runtime) Close() error {
 // a Vault PKI mount (root.source vault), a pre-issued intermediate
 // (root.file.cacertsDir) or a root in files (root.file.rootCert and
 // rootKey). It is the one place that asks which kind of root meshca has.
-// now is the clock of the file sources (nil for time.Now). A Vault that is
-// unavailable does not fail it: the source completes its checks once
-// Vault answers (vault.WithDeferredValidation).
-func NewRootSource(ctx context.Context, cfg *config.Config, km *keys.Manager, now func() time.Time, log *slog.Logger, reg prometheus.Registerer) (root.Source, error) {
+// clk is the clock of the file sources (nil for the real one). A Vault
+// that is unavailable does not fail it: the source completes its checks
+// once Vault answers (vault.WithDeferredValidation).
+func NewRootSource(ctx context.Context, cfg *config.Config, km *keys.Manager, clk clock.PassiveClock, log *slog.Logger, reg prometheus.Registerer) (root.Source, error) {
 	f := cfg.Root.File
 	switch {
 	case cfg.Root.Source == config.RootSourceVault:
@@ -56,33 +59,19 @@ func NewRootSource(ctx context.Context, cfg *config.Config, km *keys.Manager, no
 		}
 		return src, nil
 	case !f.Minted():
-		return &root.CACertsSource{Dir: f.CACertsDir, Profile: cfg.Intermediate.Profile, Keys: km, Now: now}, nil
+		return &root.CACertsSource{Dir: f.CACertsDir, Profile: cfg.Intermediate.Profile, Keys: km, Clock: clk}, nil
 	default:
-		return &root.FileSource{RootCert: f.RootCert, RootKey: f.RootKey, RootPQKey: f.RootPQKey, Profile: cfg.Intermediate.Profile, Keys: km, Now: now}, nil
+		return &root.FileSource{RootCert: f.RootCert, RootKey: f.RootKey, RootPQKey: f.RootPQKey, Profile: cfg.Intermediate.Profile, Keys: km, Clock: clk}, nil
 	}
 }
 
-// Open validates cfg, opens the key store, the record store and the root
-// source, loads the active generation or has the root source mint (and
-// activates) a new one, and returns a ready Authority. Only the service
-// (meshca serve) and meshca init open the CA this way; offline commands use
-// OpenReadOnly.
-func Open(ctx context.Context, cfg *config.Config, log *slog.Logger, reg prometheus.Registerer) (*Runtime, error) {
-	return open(ctx, cfg, log, reg, true)
-}
-
-// OpenReadOnly is Open for offline commands (meshca sign, meshca cacerts):
-// it signs with the active generation of the store and never mints,
-// records or activates one, nor writes pq-anchor.pem, nor starts the root
-// source's background work. When the store holds no active generation
-// that is good to sign with (none, expired, past its rotation threshold,
-// or not matching the configuration) it fails with ErrNoActiveGeneration,
-// saying to run meshca serve.
-func OpenReadOnly(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Runtime, error) {
-	return open(ctx, cfg, log, nil, false)
-}
-
-func open(ctx context.Context, cfg *config.Config, log *slog.Logger, reg prometheus.Registerer, mint bool) (*Runtime, error) {
+// OpenBase validates cfg and opens the key store, the record store and
+// the root source: everything an opened CA holds except its signing
+// material, which the caller loads with rt.Loader (read-only) or has the
+// intermediate rotation manager (rotation/intermediate) decide, and then
+// passes to Start. clk is the clock of the loader and the file root
+// sources (nil for the real one). The caller closes the Runtime.
+func OpenBase(ctx context.Context, cfg *config.Config, clk clock.PassiveClock, log *slog.Logger, reg prometheus.Registerer) (*Runtime, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("invalid configuration:\n%w", err)
 	}
@@ -99,30 +88,50 @@ func open(ctx context.Context, cfg *config.Config, log *slog.Logger, reg prometh
 		km.Close()
 		return nil, err
 	}
-	loader := &Loader{Config: cfg, Keys: km, Store: st, Log: log}
-	if loader.Root, err = NewRootSource(ctx, cfg, km, loader.now, log, reg); err != nil {
+	loader := &Loader{Config: cfg, Keys: km, Store: st, Log: log, Clock: clk}
+	if loader.Root, err = NewRootSource(ctx, cfg, km, clk, log, reg); err != nil {
 		st.Close()
 		km.Close()
 		return nil, err
 	}
-	var m *Material
-	if mint {
-		m, err = loader.Load(ctx)
-	} else {
-		m, err = loader.LoadActive(ctx)
+	return &Runtime{Store: st, Keys: km, Loader: loader, Root: loader.Root, pol: pol, reg: reg}, nil
+}
+
+// Start makes the runtime sign with m: it builds the Authority from the
+// configuration and, with runRoot, starts the root source's background
+// work (health checks, token renewal, CRL refresh) until Close.
+func (r *Runtime) Start(ctx context.Context, m *Material, runRoot bool) {
+	cfg, log := r.Loader.Config, r.Loader.Log
+	if runRoot {
+		runCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
+		r.stop = stop
+		go r.Root.Run(runCtx)
 	}
-	if err != nil {
-		st.Close()
-		km.Close()
-		return nil, err
-	}
-	runCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
-	if mint {
-		go loader.Root.Run(runCtx)
-	}
-	a := New(m, pol, st, WithAudit(audit.New(log)), WithRegisterer(reg), WithProfile(cfg.Issuance.Profile),
+	r.Authority = New(m, r.pol, r.Store, WithAudit(audit.New(log)), WithRegisterer(r.reg), WithProfile(cfg.Issuance.Profile),
 		WithVerifySignatures(VerifyModeOf(cfg.Issuance.VerifySignatures)), WithCRLURL(cfg.CRL.URL))
-	return &Runtime{Authority: a, Store: st, Keys: km, Loader: loader, Root: loader.Root, stop: stop}, nil
+}
+
+// OpenReadOnly opens the CA for offline commands (meshca sign, meshca
+// cacerts): it signs with the active generation of the store and never
+// mints, records or activates one, nor writes pq-anchor.pem, nor starts
+// the root source's background work. When the store holds no active
+// generation that is good to sign with (none, expired, past its
+// activation threshold, or not matching the configuration) it fails with
+// ErrNoActiveGeneration, saying to run meshca serve. The service (meshca
+// serve) and meshca init open the CA through the intermediate rotation
+// manager instead, which mints and activates.
+func OpenReadOnly(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Runtime, error) {
+	rt, err := OpenBase(ctx, cfg, nil, log, nil)
+	if err != nil {
+		return nil, err
+	}
+	m, err := rt.Loader.LoadActive(ctx)
+	if err != nil {
+		rt.Close()
+		return nil, err
+	}
+	rt.Start(ctx, m, false)
+	return rt, nil
 }
 
 // PolicyFromConfig builds the issuance policy engine from cfg.

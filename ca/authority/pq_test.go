@@ -258,14 +258,14 @@ func TestLoad_RootMustSuitTheProfile(t *testing.T) {
 		dir := t.TempDir()
 		cfg := profileConfig(t, dir, profile.Composite)
 		writeRoot(t, cfg, 24*365*time.Hour)
-		_, err := authority.Open(context.Background(), cfg, nil, nil)
+		_, err := openServeCA(context.Background(), cfg, nil, nil)
 		require.ErrorContains(t, err, "has a EC-P256 key; intermediate.profile composite needs a composite root (meshca init --profile composite creates one)")
 	})
 	t.Run("catalyst CA under an ML-DSA root", func(t *testing.T) {
 		dir := t.TempDir()
 		_, err := authority.CreateRoot(context.Background(), profileConfig(t, dir, profile.MLDSA), authority.RootRequest{CommonName: "r", Lifetime: time.Hour * 24})
 		require.NoError(t, err)
-		_, err = authority.Open(context.Background(), profileConfig(t, dir, profile.Catalyst), nil, nil)
+		_, err = openServeCA(context.Background(), profileConfig(t, dir, profile.Catalyst), nil, nil)
 		require.ErrorContains(t, err, "is a ML-DSA-65 root; intermediate.profile catalyst needs a classical root")
 	})
 	t.Run("Catalyst root without its ML-DSA key", func(t *testing.T) {
@@ -274,7 +274,7 @@ func TestLoad_RootMustSuitTheProfile(t *testing.T) {
 		_, err := authority.CreateRoot(context.Background(), cfg, authority.RootRequest{CommonName: "r", Lifetime: time.Hour * 24, KeyAlgorithm: "EC-P256"})
 		require.NoError(t, err)
 		require.NoError(t, os.Remove(cfg.Root.File.RootPQKey))
-		_, err = authority.Open(context.Background(), cfg, nil, nil)
+		_, err = openServeCA(context.Background(), cfg, nil, nil)
 		require.ErrorContains(t, err, "root.file.rootPQKey: key file "+cfg.Root.File.RootPQKey+" does not exist")
 	})
 }

@@ -65,7 +65,7 @@ func newProfileCA(t testing.TB, p profile.Name, mutate ...func(*config.Config)) 
 func openCA(t testing.TB, dir string, cfg *config.Config) *testCA {
 	t.Helper()
 	var buf bytes.Buffer
-	rt, err := authority.Open(context.Background(), cfg, slog.New(slog.NewJSONHandler(&buf, nil)), nil)
+	rt, err := openServeCA(context.Background(), cfg, slog.New(slog.NewJSONHandler(&buf, nil)), nil)
 	require.NoError(t, err)
 	t.Cleanup(func() { rt.Close() })
 	return &testCA{dir: dir, cfg: cfg, rt: rt, audit: &buf}
@@ -172,7 +172,7 @@ func pqAnchorFile(ca *testCA) string {
 
 func openCAErr(t *testing.T, cfg *config.Config) (*authority.Runtime, error) {
 	t.Helper()
-	rt, err := authority.Open(context.Background(), cfg, slog.New(slog.NewJSONHandler(io.Discard, nil)), nil)
+	rt, err := openServeCA(context.Background(), cfg, slog.New(slog.NewJSONHandler(io.Discard, nil)), nil)
 	if rt != nil {
 		t.Cleanup(func() { rt.Close() })
 	}

@@ -37,7 +37,7 @@ func TestLoader_PreIssuedIntermediateCannotMintAndSaysSo(t *testing.T) {
 	require.ErrorIs(t, err, authority.ErrNoActiveGeneration)
 	require.ErrorContains(t, err, `the pre-issued intermediate "CN=pre-issued,O=corp" in root.file.cacertsDir is not the active CA generation for intermediate.profile classical`)
 
-	rt, err := authority.Open(context.Background(), cfg, quiet, nil)
+	rt, mgr, err := openCAManager(context.Background(), cfg, quiet, nil)
 	require.NoError(t, err)
 	require.Equal(t, root.Capabilities{}, rt.Root.Capabilities())
 	gens, err := rt.Store.ListGenerations(context.Background())
@@ -49,7 +49,7 @@ func TestLoader_PreIssuedIntermediateCannotMintAndSaysSo(t *testing.T) {
 		require.NoError(t, err)
 	}
 
-	m, err := rt.Loader.Mint(context.Background())
+	m, err := mgr.RotateNow(context.Background(), "test")
 	require.Nil(t, m)
 	require.ErrorIs(t, err, root.ErrCannotMint)
 	require.NotErrorIs(t, err, root.ErrUnavailable)

@@ -52,7 +52,7 @@ func (r *Runtime) SigningCAs(ctx context.Context, now time.Time) ([]SigningCA, e
 		if err != nil || now.After(cert.NotAfter) {
 			continue
 		}
-		key, err := r.Loader.generationKey(g, cert)
+		key, err := r.Loader.GenerationKey(g, cert)
 		if err != nil {
 			r.Loader.log().Warn("no CRL for a retired CA generation: its key does not load", "generation", g.ID, "error", err)
 			continue

@@ -9,7 +9,6 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/meshca/meshca/ca/authority"
 	"github.com/meshca/meshca/ca/profile"
 )
 
@@ -39,7 +38,7 @@ func TestSigningCAs_GenerationsAndTheRoot(t *testing.T) {
 	ca.cfg.Intermediate.Profile = profile.Classical
 	ca.cfg.Intermediate.PQAlgorithm = ""
 	ca.cfg.Issuance.Profile = profile.Classical
-	rt, err := authority.Open(ctx, ca.cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+	rt, err := openServeCA(ctx, ca.cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
 	require.NoError(t, err)
 	t.Cleanup(func() { rt.Close() })
 	second := rt.Authority.Material()

@@ -25,9 +25,9 @@ type storedRootChecker interface {
 // store, if it is valid now, its stored chain verifies to the root at its
 // end (which the source accepts, e.g. the pinned root) and its key loads
 // and matches. It never mints: without such a generation meshca has
-// nothing to sign with and start-up fails. Read-only (mint false), a
-// generation past its rotation threshold fails too.
-func (l *Loader) loadStored(ctx context.Context, unavailable error, mint bool) (*Material, error) {
+// nothing to sign with and start-up fails. With threshold > 0, a
+// generation past that fraction of its lifetime fails too.
+func (l *Loader) loadStored(ctx context.Context, unavailable error, threshold float64) (*Material, error) {
 	kind := l.Root.Kind()
 	gens, err := l.Store.ListGenerations(ctx)
 	if err != nil {
@@ -46,19 +46,19 @@ func (l *Loader) loadStored(ctx context.Context, unavailable error, mint bool) (
 	b, err := l.storedBundle(*g)
 	if err == nil {
 		var key root.CAKey
-		if key, err = l.generationKey(*g, b.Cert); err == nil {
+		if key, err = l.GenerationKey(*g, b.Cert); err == nil {
 			var m *Material
-			if m, err = NewMaterial(g.ID, b, key, profileOf(*g)); err == nil {
-				due := RenewalTime(b.Cert, l.Config.Intermediate.RotationThreshold)
-				pastDue := !l.now().Before(due)
-				if pastDue && !mint {
-					return nil, readOnlyError(notReusable{msg: fmt.Sprintf("the root source is unavailable (%v) and the stored intermediate passed its rotation threshold", unavailable), generation: g.ID, args: []any{"renewal_due", due}})
+			if m, err = NewMaterial(g.ID, b, key, ProfileOf(*g)); err == nil {
+				due := RenewalTime(b.Cert, l.Config.Intermediate.ActivateThreshold)
+				pastDue := !l.Now().Before(due)
+				if pastDue && threshold > 0 {
+					return nil, &UnusableError{Msg: fmt.Sprintf("the root source is unavailable (%v) and the stored intermediate passed its activation threshold", unavailable), Generation: g.ID, Args: []any{"renewal_due", due}}
 				}
 				l.log().Warn("the root source is unavailable; signing with the stored intermediate it signed until it answers (no new intermediate is minted meanwhile)",
 					"root_source", kind, "generation", g.ID, "not_after", b.Cert.NotAfter, "root", b.Roots[0].Subject.String(),
 					"root_sha256", Fingerprint(b.Roots[0]), "error", unavailable)
 				if pastDue {
-					l.log().Warn("the stored intermediate is past its rotation threshold; it is replaced once the root source answers", "generation", g.ID, "renewal_due", due)
+					l.log().Warn("the stored intermediate is past its activation threshold; it is replaced once the root source answers", "generation", g.ID, "renewal_due", due)
 				}
 				if c, ok := l.Root.(storedRootChecker); ok {
 					c.ExpectRoots(b.Roots)
@@ -100,7 +100,7 @@ func (l *Loader) storedBundle(g store.Generation) (*root.Bundle, error) {
 		}
 	}
 	b := &root.Bundle{Cert: cert, Intermediates: inters, Roots: roots}
-	if err := b.Verify(l.now()); err != nil {
+	if err := b.Verify(l.Now()); err != nil {
 		return nil, fmt.Errorf("it does not verify to its stored root now: %w", err)
 	}
 	return b, nil

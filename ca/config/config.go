@@ -30,7 +30,11 @@ const (
 	DefaultCertTTL           = 24 * time.Hour
 	DefaultMaxCertTTL        = 90 * 24 * time.Hour
 	DefaultIntermediateLife  = 365 * 24 * time.Hour
-	DefaultRotationThreshold = 0.5
+	DefaultPrepareThreshold  = 0.5
+	DefaultActivateThreshold = 0.66
+	// DefaultRotationThreshold is the default of the deprecated
+	// intermediate.rotationThreshold, an alias of activateThreshold.
+	DefaultRotationThreshold = DefaultActivateThreshold
 	DefaultGracePeriod       = 24 * time.Hour
 	DefaultRetention         = 7 * 24 * time.Hour
 	DefaultPruneInterval     = time.Hour
@@ -118,11 +122,23 @@ type IntermediateConfig struct {
 	Lifetime     Duration       `json:"lifetime"`
 	CommonName   string         `json:"commonName"`
 	Organization string         `json:"organization"`
-	// RotationThreshold is the fraction of the intermediate's lifetime after
-	// which meshca mints its successor (0.5 = half-way).
+	// PrepareThreshold is the fraction of the active intermediate's
+	// lifetime after which meshca prepares its successor: mints it,
+	// records it as prepared and verifies it with a throwaway leaf
+	// (default 0.5).
+	PrepareThreshold float64 `json:"prepareThreshold"`
+	// ActivateThreshold is the fraction of the active intermediate's
+	// lifetime after which the prepared successor becomes the signing
+	// intermediate (default 0.66).
+	ActivateThreshold float64 `json:"activateThreshold"`
+	// RotationThreshold is the deprecated name of ActivateThreshold; after
+	// defaults it mirrors ActivateThreshold.
 	RotationThreshold float64 `json:"rotationThreshold"`
-	// GracePeriod is how long a retired intermediate stays in the published
-	// chain and roots after its successor becomes active.
+	// activateKey is the key the activation threshold came from, for
+	// messages: rotationThreshold when only the deprecated name was set.
+	activateKey string
+	// GracePeriod is how long a retired intermediate stays published (its
+	// chain, and its CRL served) after its last leaf has expired.
 	GracePeriod Duration `json:"gracePeriod"`
 }
 
@@ -325,8 +341,24 @@ func (i *IntermediateConfig) init() {
 	if i.Organization == "" {
 		i.Organization = "meshca"
 	}
+	i.activateKey = "intermediate.activateThreshold"
+	if i.ActivateThreshold == 0 {
+		i.ActivateThreshold = DefaultActivateThreshold
+		if i.RotationThreshold != 0 {
+			i.ActivateThreshold = i.RotationThreshold
+			i.activateKey = "intermediate.rotationThreshold"
+		}
+	}
+	if i.PrepareThreshold == 0 {
+		// Half-way, or (for an activation at or before half-way) three
+		// quarters of the way to the activation.
+		i.PrepareThreshold = DefaultPrepareThreshold
+		if i.ActivateThreshold <= DefaultPrepareThreshold {
+			i.PrepareThreshold = i.ActivateThreshold * 0.75
+		}
+	}
 	if i.RotationThreshold == 0 {
-		i.RotationThreshold = DefaultRotationThreshold
+		i.RotationThreshold = i.ActivateThreshold
 	}
 	if i.GracePeriod.Duration == 0 {
 		i.GracePeriod.Duration = DefaultGracePeriod
@@ -465,8 +497,18 @@ func (i IntermediateConfig) validate(add func(string, string, ...any)) {
 	if i.Lifetime.Duration < time.Hour {
 		add("intermediate.lifetime", "%s is too short; use at least 1h (default 8760h)", i.Lifetime.Duration)
 	}
-	if i.RotationThreshold <= 0 || i.RotationThreshold >= 1 {
-		add("intermediate.rotationThreshold", "%v must be between 0 and 1 (the fraction of the lifetime after which meshca renews; default 0.5)", i.RotationThreshold)
+	if i.RotationThreshold != i.ActivateThreshold {
+		add("intermediate.rotationThreshold", "%v differs from intermediate.activateThreshold %v; rotationThreshold is the deprecated name of activateThreshold: set only activateThreshold", i.RotationThreshold, i.ActivateThreshold)
+	}
+	key := i.activateKey
+	if key == "" {
+		key = "intermediate.activateThreshold"
+	}
+	if i.ActivateThreshold <= 0 || i.ActivateThreshold >= 1 {
+		add(key, "%v must be between 0 and 1 (the fraction of the lifetime after which the prepared successor becomes active; default %v; rotationThreshold is its deprecated name)", i.ActivateThreshold, DefaultActivateThreshold)
+	}
+	if (i.PrepareThreshold <= 0 || i.PrepareThreshold >= i.ActivateThreshold) && i.ActivateThreshold > 0 {
+		add("intermediate.prepareThreshold", "%v must be above 0 and below intermediate.activateThreshold %v (the fraction of the lifetime after which meshca mints and verifies the successor; default %v)", i.PrepareThreshold, i.ActivateThreshold, DefaultPrepareThreshold)
 	}
 	if i.GracePeriod.Duration < 0 {
 		add("intermediate.gracePeriod", "must not be negative")

@@ -56,6 +56,30 @@ func TestParse_MinimalFileGetsDefaultsAndValidates(t *testing.T) {
 	require.Equal(t, config.VerifySignaturesAuto, c.Issuance.VerifySignatures)
 }
 
+// intermediate.rotationThreshold is the deprecated name of
+// activateThreshold: it sets the activation, and the preparation moves
+// before it.
+func TestIntermediateThresholds_DefaultsAndAlias(t *testing.T) {
+	for name, tc := range map[string]struct {
+		yaml              string
+		prepare, activate float64
+	}{
+		"defaults":              {"", 0.5, 0.66},
+		"alias after half-way":  {"intermediate: {rotationThreshold: 0.8}", 0.5, 0.8},
+		"alias before half-way": {"intermediate: {rotationThreshold: 0.4}", 0.4 * 0.75, 0.4},
+		"both new keys":         {"intermediate: {prepareThreshold: 0.2, activateThreshold: 0.3}", 0.2, 0.3},
+	} {
+		t.Run(name, func(t *testing.T) {
+			c, err := config.Parse([]byte(minimal + tc.yaml))
+			require.NoError(t, err)
+			require.NoError(t, c.Validate())
+			require.InDelta(t, tc.prepare, c.Intermediate.PrepareThreshold, 1e-12)
+			require.InDelta(t, tc.activate, c.Intermediate.ActivateThreshold, 1e-12)
+			require.Equal(t, c.Intermediate.ActivateThreshold, c.Intermediate.RotationThreshold)
+		})
+	}
+}
+
 func TestValidate_EachBadValueNamesItsKey(t *testing.T) {
 	tests := map[string]struct {
 		yaml string
@@ -65,6 +89,10 @@ func TestValidate_EachBadValueNamesItsKey(t *testing.T) {
 		"upper-case trust domain":         {"trustDomain: Cluster.Local", "trustDomain: "},
 		"rotation threshold above 1":      {"intermediate: {rotationThreshold: 1.5}", "intermediate.rotationThreshold: "},
 		"negative rotation threshold":     {"intermediate: {rotationThreshold: -0.1}", "intermediate.rotationThreshold: "},
+		"activate threshold of 1":         {"intermediate: {activateThreshold: 1}", "intermediate.activateThreshold: "},
+		"prepare after activate":          {"intermediate: {prepareThreshold: 0.7, activateThreshold: 0.6}", "intermediate.prepareThreshold: "},
+		"prepare equal to activate":       {"intermediate: {prepareThreshold: 0.6, activateThreshold: 0.6}", "intermediate.prepareThreshold: "},
+		"alias differs from activate":     {"intermediate: {rotationThreshold: 0.5, activateThreshold: 0.6}", "intermediate.rotationThreshold: "},
 		"unknown key algorithm":           {"intermediate: {keyAlgorithm: DSA-1024}", "intermediate.keyAlgorithm: "},
 		"intermediate lifetime too short": {"intermediate: {lifetime: 30m}", "intermediate.lifetime: "},
 		"max TTL below default TTL":       {"issuance: {defaultCertTTL: 48h, maxCertTTL: 24h}", "issuance.maxCertTTL: "},

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"k8s.io/utils/clock"
+
 	"github.com/meshca/meshca/ca/keys"
 	"github.com/meshca/meshca/ca/profile"
 )
@@ -32,13 +34,13 @@ type FileSource struct {
 	// Profile is the CA profile (intermediate.profile) the root must suit.
 	Profile profile.Name
 	Keys    KeyLoader
-	// Now is the clock (default time.Now).
-	Now func() time.Time
+	// Clock is the clock (default the real one).
+	Clock clock.PassiveClock
 }
 
 func (f *FileSource) now() time.Time {
-	if f.Now != nil {
-		return f.Now()
+	if f.Clock != nil {
+		return f.Clock.Now()
 	}
 	return time.Now()
 }
@@ -161,13 +163,13 @@ type CACertsSource struct {
 	Dir     string
 	Profile profile.Name
 	Keys    KeyLoader
-	// Now is the clock (default time.Now).
-	Now func() time.Time
+	// Clock is the clock (default the real one).
+	Clock clock.PassiveClock
 }
 
 func (c *CACertsSource) now() time.Time {
-	if c.Now != nil {
-		return c.Now()
+	if c.Clock != nil {
+		return c.Clock.Now()
 	}
 	return time.Now()
 }

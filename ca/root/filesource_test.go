@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	clocktesting "k8s.io/utils/clock/testing"
 
 	"github.com/meshca/meshca/ca/keys"
 	"github.com/meshca/meshca/ca/profile"
@@ -29,7 +30,7 @@ func fileRoot(t *testing.T) (*root.FileSource, ca) {
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = km.Close() })
 	return &root.FileSource{RootCert: certPath, RootKey: keyPath, Profile: profile.Classical, Keys: km,
-		Now: func() time.Time { return now }}, r
+		Clock: clocktesting.NewFakePassiveClock(now)}, r
 }
 
 var interTemplate = root.IntermediateTemplate{CommonName: "meshca intermediate", Organization: "meshca", Lifetime: 30 * 24 * time.Hour}
@@ -111,7 +112,7 @@ func TestCACertsSource_CannotMint(t *testing.T) {
 	km, err := keys.Open(context.Background(), keys.Config{Type: "softkms", Dir: t.TempDir()})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = km.Close() })
-	var src root.Source = &root.CACertsSource{Dir: f.dir, Profile: profile.Classical, Keys: km, Now: func() time.Time { return now }}
+	var src root.Source = &root.CACertsSource{Dir: f.dir, Profile: profile.Classical, Keys: km, Clock: clocktesting.NewFakePassiveClock(now)}
 	require.Equal(t, root.KindFileCACerts, src.Kind())
 	require.Equal(t, root.Capabilities{}, src.Capabilities())
 	require.NoError(t, src.Health())

@@ -32,7 +32,8 @@ type Issuance struct {
 	IssuedAt   time.Time `json:"issuedAt"`
 }
 
-// Generation records one signing intermediate and when it was active.
+// Generation records one signing intermediate and its place in the
+// rotation journal: added (prepared), verified, activated, retired.
 type Generation struct {
 	ID uint64 `json:"id"`
 	// CertDER is the intermediate certificate.
@@ -52,12 +53,48 @@ type Generation struct {
 	Source      string    `json:"source"`
 	Fingerprint string    `json:"fingerprint"`
 	CreatedAt   time.Time `json:"createdAt"`
+	// VerifiedAt is when a throwaway leaf signed with the generation
+	// verified (MarkGenerationVerified); zero if never, and in records
+	// written before the rotation journal.
+	VerifiedAt  time.Time `json:"verifiedAt,omitzero"`
 	ActivatedAt time.Time `json:"activatedAt,omitzero"`
 	RetiredAt   time.Time `json:"retiredAt,omitzero"`
 }
 
+// GenerationState is where a generation is in its lifecycle.
+type GenerationState string
+
+// Generation states. A generation is added PREPARED, becomes ACTIVE when
+// activated and RETIRED when another one is activated. At most one
+// generation is ACTIVE, and once one has been activated there always is one.
+const (
+	StatePrepared GenerationState = "prepared"
+	StateActive   GenerationState = "active"
+	StateRetired  GenerationState = "retired"
+)
+
+// State derives g's state from its journal times (so that records written
+// before states existed read correctly: activated and not retired is
+// active).
+func (g Generation) State() GenerationState {
+	switch {
+	case !g.RetiredAt.IsZero():
+		return StateRetired
+	case !g.ActivatedAt.IsZero():
+		return StateActive
+	}
+	return StatePrepared
+}
+
 // Active reports whether g is currently the signing generation.
-func (g Generation) Active() bool { return !g.ActivatedAt.IsZero() && g.RetiredAt.IsZero() }
+func (g Generation) Active() bool { return g.State() == StateActive }
+
+// Prepared reports whether g was added but never activated.
+func (g Generation) Prepared() bool { return g.State() == StatePrepared }
+
+// ErrRetired is matched by the error of ActivateGeneration for a retired
+// generation: a retired intermediate is never activated again.
+var ErrRetired = errors.New("generation is retired")
 
 // Issuances keeps issuance records.
 type Issuances interface {
@@ -90,9 +127,16 @@ type Reservation interface {
 
 // Generations keeps the CA generations.
 type Generations interface {
-	// AddGeneration stores g with a new ID and returns it.
+	// AddGeneration stores g with a new ID and returns it. Its
+	// ActivatedAt and RetiredAt are ignored: a new generation is prepared.
 	AddGeneration(ctx context.Context, g Generation) (Generation, error)
-	// ActivateGeneration makes id the active generation and retires the previous one.
+	// MarkGenerationVerified records that id verified at at (journal step
+	// between prepared and active). ErrNotFound for an unknown id.
+	MarkGenerationVerified(ctx context.Context, id uint64, at time.Time) error
+	// ActivateGeneration makes id the active generation and retires the
+	// previous one, in one transaction: never two active, never none.
+	// Activating the active generation changes nothing; ErrNotFound for
+	// an unknown id, ErrRetired for a retired one (nothing changes).
 	ActivateGeneration(ctx context.Context, id uint64, at time.Time) error
 	ListGenerations(ctx context.Context) ([]Generation, error)
 }

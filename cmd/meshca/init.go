@@ -13,6 +13,7 @@ import (
 	"github.com/meshca/meshca/ca/config"
 	"github.com/meshca/meshca/ca/keys"
 	"github.com/meshca/meshca/ca/profile"
+	"github.com/meshca/meshca/rotation/intermediate"
 )
 
 func newInitCommand(g *globals) *cobra.Command {
@@ -97,7 +98,7 @@ file at it instead. init refuses to overwrite an existing CA without --force.`,
 				return err
 			}
 			log := newLogger(cmd.ErrOrStderr(), "warn", "text")
-			rt, err := authority.Open(cmd.Context(), cfg, log, nil)
+			rt, _, err := intermediate.Open(cmd.Context(), cfg, nil, log, nil)
 			if err != nil {
 				return err
 			}

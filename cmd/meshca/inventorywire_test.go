@@ -14,7 +14,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
 
-	"github.com/meshca/meshca/ca/authority"
 	"github.com/meshca/meshca/ca/config"
 )
 
@@ -28,7 +27,7 @@ func TestRegisterInventory_ServesTheCAExpiryOfTheOpenedCA(t *testing.T) {
 	cfg := config.Defaults(dir)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	reg := prometheus.NewRegistry()
-	rt, err := authority.Open(context.Background(), cfg, log, nil)
+	rt, _, err := openCA(context.Background(), cfg, log, nil)
 	require.NoError(t, err)
 	defer rt.Close()
 

@@ -77,7 +77,7 @@ func TestFrontDoor_RevokedClientCertificateIsRefusedOnTheNextRequest(t *testing.
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	reg := prometheus.NewRegistry()
-	rt, err := authority.Open(ctx, cfg, log, reg)
+	rt, _, err := openCA(ctx, cfg, log, reg)
 	require.NoError(t, err)
 	defer rt.Close()
 

@@ -81,7 +81,7 @@ SIGINT or SIGTERM.`,
 
 			reg := prometheus.NewRegistry()
 			reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-			rt, err := authority.Open(ctx, cfg, log, reg)
+			rt, rot, err := openCA(ctx, cfg, log, reg)
 			if err != nil {
 				return err
 			}
@@ -155,6 +155,8 @@ SIGINT or SIGTERM.`,
 			if err := trust.start(ctx, cfg); err != nil {
 				return err
 			}
+			subscribeRotation(rot, cfg, rt, log)
+			go rot.Run(ctx)
 			log.Info("meshca ready",
 				"trust_domain", cfg.TrustDomain, "generation", m.Generation, "compliance", cfg.Server.Compliance,
 				"serving_names", cfg.Server.DNSNames, "authenticators", door.authenticators,

@@ -161,6 +161,9 @@ func (g *generationRecords) AddGeneration(context.Context, store.Generation) (st
 func (g *generationRecords) ActivateGeneration(context.Context, uint64, time.Time) error {
 	panic("not used")
 }
+func (g *generationRecords) MarkGenerationVerified(context.Context, uint64, time.Time) error {
+	panic("not used")
+}
 
 // After a rotation and a restart (the process never saw the previous
 // intermediate through its trust source), certificates of the retired

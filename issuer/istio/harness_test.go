@@ -84,7 +84,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 
 	e := &env{reg: prometheus.NewRegistry(), rootPEM: root.EncodePEM(rc)}
 	log := slog.New(slog.NewJSONHandler(&e.audit, nil))
-	rt, err := authority.Open(context.Background(), cfg, log, e.reg)
+	rt, err := openCA(context.Background(), cfg, log, e.reg)
 	require.NoError(t, err)
 	t.Cleanup(func() { rt.Close() })
 	e.rt = rt

@@ -30,6 +30,7 @@ import (
 	"github.com/meshca/meshca/ca/root"
 	"github.com/meshca/meshca/ca/store"
 	"github.com/meshca/meshca/issuer/tlsconfig"
+	"github.com/meshca/meshca/rotation/intermediate"
 )
 
 const servingName = "meshca.istio-system.svc"
@@ -77,6 +78,7 @@ func (g *gatedRecords) PutIssuance(ctx context.Context, r store.Issuance) error 
 // whose clock is the test's fake clock.
 type testCA struct {
 	rt      *authority.Runtime
+	mgr     *intermediate.Manager
 	cfg     *config.Config
 	roots   *x509.CertPool
 	clk     *testingclock.FakeClock
@@ -98,7 +100,7 @@ func newTestCA(t *testing.T) *testCA {
 	require.NoError(t, err)
 	require.NoError(t, os.WriteFile(cfg.Root.File.RootCert, root.EncodePEM(rc), 0o644))
 
-	rt, err := authority.Open(context.Background(), cfg, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+	rt, mgr, err := openCAManager(context.Background(), cfg, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
 	require.NoError(t, err)
 	t.Cleanup(func() { rt.Close() })
 	roots := x509.NewCertPool()
@@ -110,15 +112,16 @@ func newTestCA(t *testing.T) *testCA {
 	t.Cleanup(func() { close(g.release) })
 	a := authority.New(rt.Authority.Material(), pol, g,
 		authority.WithClock(clk.Now), authority.WithAudit(audit.New(slog.New(slog.DiscardHandler))))
-	return &testCA{rt: rt, cfg: cfg, roots: roots, clk: clk, records: g, auth: a}
+	return &testCA{rt: rt, mgr: mgr, cfg: cfg, roots: roots, clk: clk, records: g, auth: a}
 }
 
-// nextGeneration mints a second intermediate under the same root, as
-// rotation does, without activating it.
+// nextGeneration has the rotation manager mint, verify and activate a
+// second intermediate under the same root (no subscriber: the test's own
+// authority keeps signing with the first until it switches).
 func (c *testCA) nextGeneration(t *testing.T) *authority.Material {
 	t.Helper()
 	cur := c.auth.Material()
-	next, err := c.rt.Loader.Mint(context.Background())
+	next, err := c.mgr.RotateNow(context.Background(), "test")
 	require.NoError(t, err)
 	require.NotEqual(t, cur.Generation, next.Generation)
 	return next

@@ -52,7 +52,7 @@ func newFixture(ctx context.Context, p profile.Name) (*fixture, error) {
 		return nil, err
 	}
 	// Audit lines go nowhere: the benchmark measures the engine, not the terminal.
-	rt, err := authority.Open(ctx, cfg, slog.New(slog.NewJSONHandler(io.Discard, nil)), nil)
+	rt, err := openCA(ctx, cfg, slog.New(slog.NewJSONHandler(io.Discard, nil)), nil)
 	if err != nil {
 		return nil, err
 	}

@@ -38,7 +38,7 @@ func TestOpen_VaultRootSignsMeshcaIntermediateAndWorkloadsVerifyWithOpenSSL(t *t
 	cfg.Init()
 	require.NoError(t, cfg.Validate())
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	rt, err := authority.Open(context.Background(), cfg, log, prometheus.NewRegistry())
+	rt, err := openCA(context.Background(), cfg, log, prometheus.NewRegistry())
 	require.NoError(t, err)
 
 	m := rt.Authority.Material()
@@ -71,7 +71,7 @@ func TestOpen_VaultRootSignsMeshcaIntermediateAndWorkloadsVerifyWithOpenSSL(t *t
 	require.NoError(t, rt.Close())
 
 	// A restart reuses the Vault-signed generation instead of asking again.
-	rt, err = authority.Open(context.Background(), cfg, log, prometheus.NewRegistry())
+	rt, err = openCA(context.Background(), cfg, log, prometheus.NewRegistry())
 	require.NoError(t, err)
 	defer rt.Close()
 	require.Equal(t, gens[0].ID, rt.Authority.Material().Generation)
@@ -95,7 +95,7 @@ func TestLoader_VaultRotationMintsSecondGenerationWithoutSigningGap(t *testing.T
 	cfg.Intermediate.Lifetime.Duration = 2 * time.Hour
 	cfg.Init()
 	require.NoError(t, cfg.Validate())
-	rt, err := authority.Open(context.Background(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), prometheus.NewRegistry())
+	rt, mgr, err := openCAManager(context.Background(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), prometheus.NewRegistry())
 	require.NoError(t, err)
 	defer rt.Close()
 	first := rt.Authority.Material()
@@ -113,9 +113,8 @@ func TestLoader_VaultRotationMintsSecondGenerationWithoutSigningGap(t *testing.T
 		return leaf
 	}
 
-	// Past half the lifetime the Loader asks Vault for a successor.
-	rt.Loader.Now = func() time.Time { return time.Now().Add(61 * time.Minute) }
-	next, err := rt.Loader.Load(context.Background())
+	// The rotation manager asks Vault for a successor, verifies and activates it.
+	next, err := mgr.RotateNow(context.Background(), "test")
 	require.NoError(t, err)
 	require.NotEqual(t, first.Generation, next.Generation)
 	require.False(t, next.Bundle.Cert.Equal(first.Bundle.Cert), "the chain changes")

@@ -24,7 +24,7 @@ func TestOpenReadOnly_VaultSignsWithTheActiveGenerationAndNeverMints(t *testing.
 	dir := t.TempDir()
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	cfg := vaultCAConfig(t, vcfg, dir)
-	rt, err := authority.Open(context.Background(), cfg, quiet, prometheus.NewRegistry())
+	rt, err := openCA(context.Background(), cfg, quiet, prometheus.NewRegistry())
 	require.NoError(t, err)
 	before, err := rt.Store.ListGenerations(context.Background())
 	require.NoError(t, err)

@@ -96,7 +96,7 @@ func TestOpen_RestartWhileVaultSealedSignsWithStoredGenerationUntilVaultIsBack(t
 	vcfg, vaultRoot := vault.NewTestPKI(t, "restart-sealed")
 	cfg := vaultCAConfig(t, vcfg, t.TempDir())
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	rt, err := authority.Open(context.Background(), cfg, quiet, prometheus.NewRegistry())
+	rt, err := openCA(context.Background(), cfg, quiet, prometheus.NewRegistry())
 	require.NoError(t, err)
 	first := rt.Authority.Material()
 	require.EqualValues(t, 1, first.Generation)
@@ -106,7 +106,7 @@ func TestOpen_RestartWhileVaultSealedSignsWithStoredGenerationUntilVaultIsBack(t
 	unseal := vault.SealTestVault(t)
 	var logs logbuf.Buffer
 	reg := prometheus.NewRegistry()
-	rt, err = authority.Open(context.Background(), cfg, slog.New(slog.NewTextHandler(&logs, nil)), reg)
+	rt, mgr, err := openCAManager(context.Background(), cfg, slog.New(slog.NewTextHandler(&logs, nil)), reg)
 	require.NoError(t, err)
 	defer rt.Close()
 
@@ -130,10 +130,13 @@ func TestOpen_RestartWhileVaultSealedSignsWithStoredGenerationUntilVaultIsBack(t
 	require.Contains(t, logs.String(), "Vault is unavailable at start-up")
 	require.Contains(t, logs.String(), "the root source is unavailable; signing with the stored intermediate it signed")
 
-	// Rotation while Vault is down reuses the stored generation.
-	again, err := rt.Loader.Load(context.Background())
+	// A rotation while Vault is down fails and the stored generation stays active.
+	_, err = mgr.RotateNow(context.Background(), "test")
+	require.ErrorIs(t, err, vault.ErrUnavailable)
+	require.Equal(t, first.Generation, mgr.Active().Generation)
+	gens, err = rt.Store.ListGenerations(context.Background())
 	require.NoError(t, err)
-	require.Equal(t, first.Generation, again.Generation)
+	require.Len(t, gens, 1, "nothing is minted while Vault is down")
 
 	unseal()
 	require.Eventually(t, func() bool { return vaultOf(t, rt).Validated() && rootSourceUp(t, reg) == 1 },
@@ -155,7 +158,7 @@ func TestOpen_VaultSealedWithFreshStoreFailsWithNothingToSignWith(t *testing.T) 
 	dir := t.TempDir()
 	cfg := vaultCAConfig(t, vcfg, dir)
 	vault.SealTestVault(t)
-	_, err := authority.Open(context.Background(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), prometheus.NewRegistry())
+	_, err := openCA(context.Background(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), prometheus.NewRegistry())
 	require.ErrorContains(t, err, "root.vault.address: cannot use Vault at "+vcfg.Address)
 	require.ErrorContains(t, err, "Vault is sealed")
 	require.ErrorContains(t, err, `there is no stored intermediate to fall back on (the store holds no active CA generation from root source "vault")`)
@@ -188,7 +191,7 @@ func TestOpen_VaultBackWithAnotherRootLogsErrorAndKeepsTheStoredRoot(t *testing.
 	vcfg, vaultRoot := vault.NewTestPKI(t, "root-a")
 	other, otherRoot := vault.NewTestPKI(t, "root-b")
 	dir := t.TempDir()
-	rt, err := authority.Open(context.Background(), vaultCAConfig(t, vcfg, dir), slog.New(slog.NewTextHandler(io.Discard, nil)), prometheus.NewRegistry())
+	rt, err := openCA(context.Background(), vaultCAConfig(t, vcfg, dir), slog.New(slog.NewTextHandler(io.Discard, nil)), prometheus.NewRegistry())
 	require.NoError(t, err)
 	first := rt.Authority.Material()
 	require.NoError(t, rt.Close())
@@ -196,7 +199,7 @@ func TestOpen_VaultBackWithAnotherRootLogsErrorAndKeepsTheStoredRoot(t *testing.
 	unseal := vault.SealTestVault(t)
 	var logs logbuf.Buffer
 	reg := prometheus.NewRegistry()
-	rt, err = authority.Open(context.Background(), vaultCAConfig(t, other, dir), slog.New(slog.NewTextHandler(&logs, nil)), reg)
+	rt, err = openCA(context.Background(), vaultCAConfig(t, other, dir), slog.New(slog.NewTextHandler(&logs, nil)), reg)
 	require.NoError(t, err)
 	defer rt.Close()
 	require.Equal(t, first.Generation, rt.Authority.Material().Generation)

@@ -12,8 +12,9 @@ import (
 	"github.com/meshca/meshca/ca/store"
 )
 
-// AddGeneration stores g under the next free ID.
+// AddGeneration stores g under the next free ID, prepared.
 func (s *Store) AddGeneration(_ context.Context, g store.Generation) (store.Generation, error) {
+	g.ActivatedAt, g.RetiredAt = time.Time{}, time.Time{}
 	err := s.w.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketGenerations)
 		id, err := b.NextSequence()
@@ -35,8 +36,19 @@ func (s *Store) AddGeneration(_ context.Context, g store.Generation) (store.Gene
 func (s *Store) ActivateGeneration(_ context.Context, id uint64, at time.Time) error {
 	return s.w.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketGenerations)
-		if b.Get(u64(id)) == nil {
+		cur := b.Get(u64(id))
+		if cur == nil {
 			return fmt.Errorf("generation %d: %w", id, store.ErrNotFound)
+		}
+		var target store.Generation
+		if err := json.Unmarshal(cur, &target); err != nil {
+			return err
+		}
+		switch target.State() {
+		case store.StateRetired:
+			return fmt.Errorf("activate generation %d (retired at %s): %w", id, target.RetiredAt.UTC().Format(time.RFC3339), store.ErrRetired)
+		case store.StateActive:
+			return nil
 		}
 		updates := map[uint64][]byte{}
 		err := b.ForEach(func(k, v []byte) error {
@@ -86,4 +98,25 @@ func (s *Store) ListGenerations(_ context.Context) ([]store.Generation, error) {
 		})
 	})
 	return out, err
+}
+
+// MarkGenerationVerified records that id verified at at.
+func (s *Store) MarkGenerationVerified(_ context.Context, id uint64, at time.Time) error {
+	return s.w.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketGenerations)
+		cur := b.Get(u64(id))
+		if cur == nil {
+			return fmt.Errorf("generation %d: %w", id, store.ErrNotFound)
+		}
+		var g store.Generation
+		if err := json.Unmarshal(cur, &g); err != nil {
+			return err
+		}
+		g.VerifiedAt = at
+		v, err := json.Marshal(g)
+		if err != nil {
+			return err
+		}
+		return b.Put(u64(id), v)
+	})
 }

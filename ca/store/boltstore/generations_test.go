@@ -2,6 +2,7 @@ package boltstore
 
 import (
 	"context"
+	"encoding/json"
 	"testing"
 	"time"
 
@@ -95,7 +96,10 @@ func TestActivateGeneration_RetiresThePreviousActiveOne(t *testing.T) {
 	require.Equal(t, 1, active)
 }
 
-func TestActivateGeneration_CanReactivateARetiredGeneration(t *testing.T) {
+// A retired generation is never activated again (the rotation journal
+// only moves forward: prepared, active, retired); the attempt changes
+// nothing.
+func TestActivateGeneration_RefusesARetiredGeneration(t *testing.T) {
 	s, _ := openStore(t)
 	ctx := context.Background()
 	g1, err := s.AddGeneration(ctx, generation("one"))
@@ -104,14 +108,14 @@ func TestActivateGeneration_CanReactivateARetiredGeneration(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, s.ActivateGeneration(ctx, g1.ID, t0))
 	require.NoError(t, s.ActivateGeneration(ctx, g2.ID, t0.Add(time.Hour)))
-	require.NoError(t, s.ActivateGeneration(ctx, g1.ID, t0.Add(2*time.Hour)))
+	require.ErrorIs(t, s.ActivateGeneration(ctx, g1.ID, t0.Add(2*time.Hour)), store.ErrRetired)
 
 	gens, err := s.ListGenerations(ctx)
 	require.NoError(t, err)
-	require.True(t, gens[0].Active())
-	require.True(t, gens[0].RetiredAt.IsZero())
-	require.False(t, gens[1].Active())
-	require.True(t, gens[1].RetiredAt.Equal(t0.Add(2*time.Hour)))
+	require.False(t, gens[0].Active())
+	require.True(t, gens[0].RetiredAt.Equal(t0.Add(time.Hour)))
+	require.True(t, gens[1].Active())
+	require.True(t, gens[1].RetiredAt.IsZero())
 }
 
 func TestActivateGeneration_UnknownIDIsNotFound(t *testing.T) {
@@ -119,6 +123,19 @@ func TestActivateGeneration_UnknownIDIsNotFound(t *testing.T) {
 	err := s.ActivateGeneration(context.Background(), 42, t0)
 	require.ErrorIs(t, err, store.ErrNotFound)
 	require.ErrorContains(t, err, "generation 42")
+}
+
+// Records written before the rotation journal (no verifiedAt, every
+// generation activated as it was added) read with the right states.
+func TestGenerations_RecordsFromBeforeTheJournal(t *testing.T) {
+	var g store.Generation
+	require.NoError(t, json.Unmarshal([]byte(`{"id":1,"certDER":"Y2VydA==","chainDER":null,"keyRef":"k","source":"file-minted","fingerprint":"fp","createdAt":"2026-05-01T12:00:00Z","activatedAt":"2026-05-01T12:00:00Z"}`), &g))
+	require.Equal(t, store.StateActive, g.State())
+	require.True(t, g.VerifiedAt.IsZero())
+	g.RetiredAt = t0
+	require.Equal(t, store.StateRetired, g.State())
+	g.ActivatedAt, g.RetiredAt = time.Time{}, time.Time{}
+	require.Equal(t, store.StatePrepared, g.State())
 }
 
 func TestListGenerations_EmptyStore(t *testing.T) {

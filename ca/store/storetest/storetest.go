@@ -52,6 +52,10 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	run("CRLNumbers/ConcurrentAllocationsAreDistinct", testCRLNumbersConcurrent)
 	run("AlertStates/RoundTrip", testAlertStatesRoundTrip)
 	run("AlertStates/BadInputStoresNothing", testAlertStatesBadInput)
+	run("Generations/AddedIsPrepared", testGenerationsAddIsPrepared)
+	run("Generations/ActivatingAPreparedOneRetiresThePrevious", testGenerationsActivateRetiresThePrevious)
+	run("Generations/ASecondPreparedOneStaysPrepared", testGenerationsSecondPreparedStaysPrepared)
+	run("Generations/BadActivationChangesNothing", testGenerationsBadActivationChangesNothing)
 }
 
 // RunRestart checks that what a store acknowledged survives closing and

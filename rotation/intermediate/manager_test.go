@@ -1,0 +1,172 @@
+package intermediate
+
+import (
+	"context"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/meshca/meshca/ca/store"
+	"github.com/meshca/meshca/rotation"
+)
+
+// The successor is prepared exactly at half the active intermediate's
+// lifetime, verified, and activated exactly at two thirds (0.66); the
+// store holds exactly one active generation after every step.
+func TestManager_PreparesAtHalfAndActivatesAtTwoThirds(t *testing.T) {
+	f := newFixture(t, nil)
+	first, err := f.m.Start(context.Background())
+	require.NoError(t, err)
+	require.Equal(t, map[uint64]store.GenerationState{first.Generation: store.StateActive}, states(t, f.st))
+	f.run(t)
+	require.Equal(t, PhaseIdle, f.m.RotationStatus().Phase)
+	prepareAt, activateAt := fraction(first, 0.5), fraction(first, 0.66)
+	require.Equal(t, prepareAt, f.m.RotationStatus().Next)
+
+	f.at(t, prepareAt.Add(-time.Second))
+	require.Equal(t, map[uint64]store.GenerationState{first.Generation: store.StateActive}, states(t, f.st), "nothing is prepared before 50%")
+
+	f.at(t, prepareAt)
+	next := first.Generation + 1
+	require.Equal(t, map[uint64]store.GenerationState{first.Generation: store.StateActive, next: store.StatePrepared}, states(t, f.st))
+	require.True(t, generation(t, f.st, next).VerifiedAt.Equal(prepareAt), "verified when prepared")
+	s := f.m.RotationStatus()
+	require.Equal(t, PhasePrepared, s.Phase)
+	require.Equal(t, 2, s.PhaseCode)
+	require.Equal(t, activateAt, s.Next)
+	require.False(t, s.Stuck)
+	require.Empty(t, f.gotChanges(), "preparing changes nothing that is published")
+
+	f.at(t, activateAt.Add(-time.Second))
+	require.Equal(t, map[uint64]store.GenerationState{first.Generation: store.StateActive, next: store.StatePrepared}, states(t, f.st), "nothing is activated before 66%")
+
+	f.at(t, activateAt)
+	require.Equal(t, map[uint64]store.GenerationState{first.Generation: store.StateRetired, next: store.StateActive}, states(t, f.st))
+	require.True(t, generation(t, f.st, next).ActivatedAt.Equal(activateAt))
+	changes := f.gotChanges()
+	require.Len(t, changes, 1)
+	require.Equal(t, rotation.ReasonActivated, changes[0].Reason)
+	require.Equal(t, next, changes[0].Active.Generation)
+	require.Len(t, changes[0].Retained, 1)
+	require.Equal(t, first.Generation, changes[0].Retained[0].Generation)
+	require.Equal(t, next, f.m.Active().Generation)
+	s = f.m.RotationStatus()
+	require.Equal(t, PhaseIdle, s.Phase)
+	require.Equal(t, activateAt, s.LastSuccess)
+	require.Equal(t, fraction(f.m.Active(), 0.5), s.Next, "the next preparation is at half the new intermediate's lifetime")
+}
+
+// A successor that fails its check is never activated: past the
+// activation threshold the old generation still signs, the status is
+// stuck with the reason, and the retry (with backoff) activates a good
+// successor once the fault is gone.
+func TestManager_AFailedCheckBlocksActivation(t *testing.T) {
+	var f *fixture
+	var broken atomic.Bool
+	f = newFixture(t, func(s Step, gen uint64) {
+		if s == StepPrepared && broken.Load() {
+			breakKey(t, f.parts, gen)
+		}
+	})
+	first, err := f.m.Start(context.Background())
+	require.NoError(t, err)
+	broken.Store(true)
+	f.run(t)
+	f.at(t, fraction(first, 0.5))
+	s := f.m.RotationStatus()
+	require.True(t, s.Stuck)
+	require.Equal(t, PhasePreparing, s.Phase)
+	require.Contains(t, s.Problem, "does not load")
+	f.at(t, fraction(first, 0.66).Add(time.Hour))
+	st := states(t, f.st)
+	require.Equal(t, store.StateActive, st[first.Generation], "the old generation still signs")
+	for id, state := range st {
+		if id != first.Generation {
+			require.Equal(t, store.StatePrepared, state, "generation %d", id)
+			require.True(t, generation(t, f.st, id).VerifiedAt.IsZero(), "generation %d was never verified", id)
+		}
+	}
+	require.True(t, f.m.RotationStatus().Stuck)
+	require.Empty(t, f.gotChanges())
+
+	broken.Store(false)
+	f.at(t, f.clk.Now().Add(11*time.Minute)) // past the longest backoff step
+	st = states(t, f.st)
+	require.NotEqual(t, store.StateActive, st[first.Generation])
+	require.Equal(t, f.m.Active().Generation, f.gotChanges()[0].Active.Generation)
+	require.True(t, generation(t, f.st, f.m.Active().Generation).VerifiedAt.After(time.Time{}))
+	require.False(t, f.m.RotationStatus().Stuck)
+	require.Empty(t, f.m.RotationStatus().Problem)
+}
+
+// The throwaway leaf catches a CA key that does not match its
+// certificate.
+func TestSelfTest_CatchesAKeyThatDoesNotMatch(t *testing.T) {
+	f := newFixture(t, nil)
+	mat, err := f.m.Start(context.Background())
+	require.NoError(t, err)
+	require.NoError(t, mat.SelfTest(f.clk.Now()))
+	other, _, err := f.km.Create("other", f.cfg.Intermediate.KeyAlgorithm)
+	require.NoError(t, err)
+	bad := *mat
+	bad.Signer = other
+	require.ErrorContains(t, bad.SelfTest(f.clk.Now()), "does not verify")
+}
+
+// A retired generation stays in Retained until its last leaf has expired
+// plus intermediate.gracePeriod; then subscribers get a ReasonRetired
+// change without it.
+func TestManager_RetainsTheRetiredGenerationForItsLeavesAndTheGracePeriod(t *testing.T) {
+	f := newFixture(t, nil)
+	first, err := f.m.Start(context.Background())
+	require.NoError(t, err)
+	activateAt := fraction(first, 0.66)
+	lastLeaf := activateAt.Add(20 * 24 * time.Hour).Truncate(time.Second)
+	require.NoError(t, f.st.PutIssuance(context.Background(), store.Issuance{
+		Serial: "0a", Identity: "spiffe://cluster.local/ns/a/sa/b", NotBefore: t0, NotAfter: lastLeaf,
+		Fingerprint: "00", Profile: "classical", Requester: "test", Generation: first.Generation, IssuedAt: t0,
+	}))
+	f.run(t)
+	f.at(t, fraction(first, 0.5))
+	f.at(t, activateAt)
+	require.Len(t, f.m.Retained(), 1)
+	grace := f.cfg.Intermediate.GracePeriod.Duration
+	f.at(t, lastLeaf.Add(grace).Add(-time.Second))
+	require.Len(t, f.m.Retained(), 1, "retained until the last leaf expired plus the grace period")
+	require.Len(t, f.gotChanges(), 1)
+
+	f.at(t, lastLeaf.Add(grace))
+	require.Empty(t, f.m.Retained())
+	changes := f.gotChanges()
+	require.Len(t, changes, 2)
+	require.Equal(t, rotation.ReasonRetired, changes[1].Reason)
+	require.Empty(t, changes[1].Retained)
+	require.Equal(t, first.Generation+1, changes[1].Active.Generation)
+	states(t, f.st)
+}
+
+// RefreshRoots keeps the generation and its intermediate, and hands
+// every root (the issuing one not first) to the subscribers.
+func TestManager_RefreshRootsKeepsTheGeneration(t *testing.T) {
+	f := newFixture(t, nil)
+	src := &moreRoots{Source: f.src}
+	f.m.src, f.m.loader.Root = src, src
+	first, err := f.m.Start(context.Background())
+	require.NoError(t, err)
+	other := newRoot(t)
+	src.first = other
+	require.NoError(t, f.m.RefreshRoots(context.Background()))
+	changes := f.gotChanges()
+	require.Len(t, changes, 1)
+	c := changes[0]
+	require.Equal(t, rotation.ReasonRoots, c.Reason)
+	require.Equal(t, first.Generation, c.Active.Generation)
+	require.True(t, c.Active.Bundle.Cert.Equal(first.Bundle.Cert))
+	require.Len(t, c.Active.Bundle.Roots, 2)
+	require.True(t, c.Active.Bundle.Roots[0].Equal(other))
+	require.True(t, c.Active.Bundle.Roots[1].Equal(first.Bundle.Roots[0]))
+	require.NoError(t, c.Active.SelfTest(f.clk.Now()))
+	require.Equal(t, map[uint64]store.GenerationState{first.Generation: store.StateActive}, states(t, f.st))
+}

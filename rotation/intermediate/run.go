@@ -1,0 +1,152 @@
+package intermediate
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/meshca/meshca/ca/authority"
+	"github.com/meshca/meshca/ca/root"
+	"github.com/meshca/meshca/rotation"
+)
+
+// maxWait bounds how long Run sleeps between evaluations, so that a
+// clock jump (a suspended host) is noticed.
+const maxWait = time.Hour
+
+// Run drives the rotation until ctx ends: it prepares the successor at
+// intermediate.prepareThreshold of the active intermediate's lifetime,
+// activates it at intermediate.activateThreshold, drops retired
+// generations whose grace period ended, and redelivers changes that a
+// subscriber failed to apply. Failures are retried with backoff and
+// reported in RotationStatus (Stuck, Problem). Call Start first.
+func (m *Manager) Run(ctx context.Context) {
+	for {
+		m.mu.Lock()
+		m.evaluate(ctx)
+		d := m.waitLocked()
+		m.updateStatus()
+		m.lastEval.Store(m.clk.Now().UnixNano())
+		m.mu.Unlock()
+		t := m.clk.NewTimer(d)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C():
+		case <-m.wake:
+			t.Stop()
+		}
+	}
+}
+
+// evaluate does what is due now.
+func (m *Manager) evaluate(ctx context.Context) {
+	if m.active == nil {
+		return
+	}
+	now := m.clk.Now()
+	if m.failures != nil && now.Before(m.retryAt) {
+		return
+	}
+	if m.pending != nil {
+		m.deliver(ctx, m.pending.change, m.pending.subs)
+		if m.pending != nil {
+			return
+		}
+	}
+	if dropped := m.expireRetained(ctx, now); dropped {
+		m.notify(ctx, rotation.Change{Active: m.active, Retained: m.retainedMaterial(), Reason: rotation.ReasonRetired})
+		if m.pending != nil {
+			return
+		}
+	}
+	if !m.src.Capabilities().Mint {
+		m.succeed()
+		return
+	}
+	switch {
+	case m.next == nil && !now.Before(m.prepareAt()):
+		if err := m.prepareLocked(ctx, false); err != nil {
+			m.fail(err)
+			return
+		}
+		if now.Before(m.activateAt()) {
+			m.lastSuccess(now)
+			m.succeed()
+			return
+		}
+		fallthrough
+	case m.next != nil && !now.Before(m.activateAt()):
+		c, err := m.activateLocked(ctx)
+		if err != nil {
+			m.fail(err)
+			return
+		}
+		m.succeed()
+		m.notify(ctx, c)
+		return
+	}
+	m.succeed()
+}
+
+// waitLocked is how long Run sleeps before the next evaluation.
+func (m *Manager) waitLocked() time.Duration {
+	now := m.clk.Now()
+	if m.failures != nil {
+		return m.retryAt.Sub(now)
+	}
+	next := now.Add(maxWait)
+	if m.active != nil && m.src.Capabilities().Mint {
+		due := m.prepareAt()
+		if m.next != nil {
+			due = m.activateAt()
+		}
+		if due.Before(next) {
+			next = due
+		}
+	}
+	for _, r := range m.retained {
+		if r.until.Before(next) {
+			next = r.until
+		}
+	}
+	if d := next.Sub(now); d > 0 {
+		return d
+	}
+	return 0
+}
+
+// prepareAt and activateAt are the thresholds of the active intermediate.
+func (m *Manager) prepareAt() time.Time {
+	return authority.RenewalTime(m.active.Bundle.Cert, m.cfg.Intermediate.PrepareThreshold)
+}
+
+func (m *Manager) activateAt() time.Time {
+	return authority.RenewalTime(m.active.Bundle.Cert, m.cfg.Intermediate.ActivateThreshold)
+}
+
+// fail records a failed step and schedules its retry with backoff.
+func (m *Manager) fail(err error) {
+	if m.failures == nil {
+		b := retryBackoff()
+		m.failures = &b
+	}
+	d := m.failures.Step()
+	m.retryAt = m.clk.Now().Add(d)
+	m.problem = err.Error()
+	m.log.Warn("intermediate rotation step failed; retrying", "retry_in", d, "error", err)
+	if errors.Is(err, root.ErrUnavailable) {
+		m.problem = "the root source is unavailable: " + err.Error()
+	}
+}
+
+// succeed ends a failure streak.
+func (m *Manager) succeed() {
+	if m.pending != nil {
+		return
+	}
+	m.failures, m.problem = nil, ""
+}
+
+func (m *Manager) lastSuccess(t time.Time) { m.lastOK = t }
