@@ -40,11 +40,12 @@ func (c *Controller) action(p Phase) string {
 // announce raises the alerts of events and of st's stuck state; it never
 // holds the controller's lock.
 func (c *Controller) announce(ctx context.Context, events []phaseEvent, st rotation.Status) {
+	c.mu.Lock()
 	a := c.o.Alerts
 	if a == nil {
+		c.mu.Unlock()
 		return
 	}
-	c.mu.Lock()
 	var id string
 	if c.rec != nil {
 		id = c.rec.ID

@@ -82,7 +82,7 @@ func newHarness(t *testing.T) *harness {
 
 func (h *harness) newSource(_ context.Context, rc config.RootConfig) (root.Source, error) {
 	return &root.FileSource{RootCert: rc.File.RootCert, RootKey: rc.File.RootKey, RootPQKey: rc.File.RootPQKey,
-		Profile: profile.Classical, Keys: h.km, Now: h.clk.Now}, nil
+		Profile: profile.Classical, Keys: h.km, Clock: h.clk}, nil
 }
 
 // open (re)opens the store and builds the source, manager and controller
