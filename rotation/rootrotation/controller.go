@@ -87,6 +87,9 @@ type Options struct {
 	// DefaultCertTTL and MaxCertTTL are issuance.defaultCertTTL and
 	// maxCertTTL.
 	DefaultCertTTL, MaxCertTTL time.Duration
+	// OnEnter, if set, is called once a phase is journaled and before
+	// anything acts on it (tests: kill -9 at each phase).
+	OnEnter func(Phase)
 }
 
 // DefaultWaits are the waits when the operator names none: the workloads
@@ -366,6 +369,9 @@ func (c *Controller) enterLocked(ctx context.Context, p Phase, event, by, detail
 		c.lastErr = fmt.Errorf("journal phase %s: %w", p, err)
 		c.log.Error("root rotation: cannot journal the next phase; retrying", "rotation", next.ID, "phase", string(p), "error", err)
 		return nil, false
+	}
+	if c.o.OnEnter != nil {
+		c.o.OnEnter(p)
 	}
 	c.rec = &next
 	c.failures, c.lastErr, c.lastSuccess, c.waiting, c.next = 0, nil, now, "", time.Time{}

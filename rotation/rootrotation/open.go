@@ -28,7 +28,7 @@ import (
 // progress A comes from the journal when the configuration already names
 // B, and after a finished rotation B stands in for a configuration that
 // still names A (the status says which keys to update).
-func Open(ctx context.Context, cfg *config.Config, clk clock.WithTicker, log *slog.Logger, reg prometheus.Registerer) (*authority.Runtime, *intermediate.Manager, *Controller, error) {
+func Open(ctx context.Context, cfg *config.Config, clk clock.WithTicker, log *slog.Logger, reg prometheus.Registerer, opts ...func(*Options)) (*authority.Runtime, *intermediate.Manager, *Controller, error) {
 	if clk == nil {
 		clk = clock.RealClock{}
 	}
@@ -65,10 +65,14 @@ func Open(ctx context.Context, cfg *config.Config, clk clock.WithTicker, log *sl
 	} else {
 		src = nil
 	}
-	ctl, err := New(ctx, Options{
+	o := Options{
 		Store: st, Source: src, SourceProblem: srcErr, NewSource: newSource, OldRootConfig: cfg.Root,
 		Clock: clk, Log: log, DefaultCertTTL: cfg.Issuance.DefaultCertTTL.Duration, MaxCertTTL: cfg.Issuance.MaxCertTTL.Duration,
-	})
+	}
+	for _, f := range opts {
+		f(&o)
+	}
+	ctl, err := New(ctx, o)
 	if err != nil {
 		return fail(err)
 	}

@@ -48,17 +48,29 @@ func createDevRoot(t *testing.T, cfg *config.Config, name string, now time.Time)
 	require.NoError(t, err)
 }
 
-func newServed(t *testing.T) *served {
+// caDirs makes A's CA directory (a development CA as meshca init makes
+// it) and B's root in another directory.
+func caDirs(t *testing.T) (aDir, bDir string) {
 	t.Helper()
 	now := time.Now().Truncate(time.Second)
-	dir := t.TempDir()
-	cfg := config.Defaults(dir)
+	aDir, bDir = t.TempDir(), t.TempDir()
+	cfg := config.Defaults(aDir)
 	createDevRoot(t, cfg, "root A", now)
-	bDir := t.TempDir()
 	bc := config.Defaults(bDir)
 	bc.KeyStore = cfg.KeyStore
 	createDevRoot(t, bc, "root B", now)
-	s := &served{t: t, cfg: cfg, clk: clocktesting.NewFakeClock(now), bCfg: bc.Root}
+	return aDir, bDir
+}
+
+func newServed(t *testing.T) *served {
+	t.Helper()
+	a, b := caDirs(t)
+	return openServed(t, a, b)
+}
+
+func openServed(t *testing.T, aDir, bDir string) *served {
+	t.Helper()
+	s := &served{t: t, cfg: config.Defaults(aDir), clk: clocktesting.NewFakeClock(time.Now().Truncate(time.Second)), bCfg: config.Defaults(bDir).Root}
 	s.open()
 	return s
 }

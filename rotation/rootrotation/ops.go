@@ -97,6 +97,9 @@ func (c *Controller) Start(ctx context.Context, req StartRequest) (rotation.Stat
 	if err := c.o.Store.PutRootRotation(ctx, rec); err != nil {
 		return rotation.Status{}, caerr.Wrap(err, caerr.Internal, "journal", "journal the root rotation")
 	}
+	if c.o.OnEnter != nil {
+		c.o.OnEnter(PhasePublish)
+	}
 	c.rec, c.oldRoots, c.newRoot = &rec, old, newRoot
 	c.failures, c.lastErr, c.waiting, c.next, c.configHint = 0, nil, "", now, ""
 	c.o.Source.set(PhasePublish, old, newRoot, next)
