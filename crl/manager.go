@@ -163,13 +163,10 @@ func NewManager(o Options) (*Manager, error) {
 		dirty: map[string]bool{}, scopes: map[string]*scope{},
 		kick: make(chan struct{}, 1),
 	}
+	if err := checkIssuers(o.Issuers); err != nil {
+		return nil, err
+	}
 	for _, is := range o.Issuers {
-		if is.Cert == nil || is.Signer.Key == nil {
-			return nil, fmt.Errorf("crl: issuer %s has no certificate or key", is.Scope)
-		}
-		if _, dup := m.scopes[is.Scope]; dup {
-			return nil, fmt.Errorf("crl: issuer scope %s is given twice", is.Scope)
-		}
 		m.scopes[is.Scope] = &scope{issuer: is}
 		m.metrics.buildErrors.WithLabelValues(is.Scope)
 		m.metrics.unencodable.WithLabelValues(is.Scope)
@@ -404,6 +401,8 @@ func (m *Manager) republish(ctx context.Context) error {
 }
 
 func (m *Manager) allScopes() map[string]bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	all := map[string]bool{}
 	for s := range m.scopes {
 		all[s] = true

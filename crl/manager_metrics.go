@@ -108,3 +108,16 @@ func (m *metrics) observe(scope, kind string, p *Published, entries int) {
 }
 
 func parseCert(der []byte) (*x509.Certificate, error) { return x509.ParseCertificate(der) }
+
+// forget stops reporting a scope that is no longer built (a generation
+// past its grace period), so that its last nextUpdate does not read as
+// a stale CRL.
+func (m *metrics) forget(scope string) {
+	for _, kind := range []string{kindFull, kindDelta} {
+		m.number.DeleteLabelValues(scope, kind)
+		m.nextUpdate.DeleteLabelValues(scope, kind)
+		m.entries.DeleteLabelValues(scope, kind)
+	}
+	m.buildErrors.DeleteLabelValues(scope)
+	m.unencodable.DeleteLabelValues(scope)
+}

@@ -20,6 +20,11 @@ import (
 func (m *Manager) rebuild(ctx context.Context, which map[string]bool, base bool) error {
 	m.buildMu.Lock()
 	defer m.buildMu.Unlock()
+	return m.rebuildLocked(ctx, which, base)
+}
+
+// rebuildLocked is rebuild; the caller holds buildMu.
+func (m *Manager) rebuildLocked(ctx context.Context, which map[string]bool, base bool) error {
 	if len(which) == 0 {
 		return nil
 	}

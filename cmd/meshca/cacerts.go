@@ -61,7 +61,7 @@ There is no --admin-address: the key is only on serve's host.
 
 Without serve, cacerts opens the CA read-only: it exports the active
 intermediate and never mints or activates one. When there is none that is good to sign with (none
-yet, expired, past intermediate.rotationThreshold), it fails and says to run
+yet, expired, past intermediate.activateThreshold), it fails and says to run
 'meshca serve', which mints and activates one.`,
 		Example: `  meshca cacerts --dir ./.meshca --out ./cacerts
   kubectl -n istio-system create secret generic cacerts --from-file=./cacerts

@@ -26,7 +26,10 @@ type istioFrontDoor struct {
 	service *istio.Service
 	// tls is the TLS configuration of the gRPC port (meshca's own serving
 	// certificate); the admin TCP listener serves with it too.
-	tls            *tls.Config
+	tls *tls.Config
+	// serving is the serving certificate behind tls; the rotation fan-out
+	// reissues it on activation.
+	serving        *tlsconfig.ServingCert
 	grpcOptions    []grpc.ServerOption
 	authenticators []string
 }
@@ -103,6 +106,7 @@ func newIstioFrontDoor(ctx context.Context, cfg *config.Config, rt *authority.Ru
 	return &istioFrontDoor{
 		service:        svc,
 		tls:            tlsCfg,
+		serving:        serving,
 		grpcOptions:    []grpc.ServerOption{grpc.Creds(credentials.NewTLS(tlsCfg))},
 		authenticators: names,
 	}, nil

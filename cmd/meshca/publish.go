@@ -5,6 +5,7 @@ import (
 	"crypto"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/meshca/meshca/ca/authority"
 	"github.com/meshca/meshca/ca/config"
+	"github.com/meshca/meshca/crl"
 	"github.com/meshca/meshca/trustbundle/publish"
 )
 
@@ -21,6 +23,9 @@ import (
 type trustPublisher struct {
 	p   *publish.Publisher
 	log *slog.Logger
+
+	// caCerts is trustBundle.publishCACerts.
+	caCerts bool
 
 	mu      sync.Mutex
 	d       publish.Desired
@@ -41,15 +46,62 @@ func newTrustPublisher(cfg *config.Config, rc *rest.Config, m *authority.Materia
 	if err != nil {
 		return nil, fmt.Errorf("trustBundle: %w", err)
 	}
-	d := publish.Desired{Bundle: m.Bundle, Roots: m.Bundle.Roots, PQAnchors: m.PQAnchorsPEM()}
-	if cfg.TrustBundle.PublishCACerts {
+	t := &trustPublisher{p: p, log: log, caCerts: cfg.TrustBundle.PublishCACerts}
+	if err := t.material(&t.d, m); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// material sets d's CA material to m's: the signing certificate and chain,
+// the roots, the PQ trust anchors and, with trustBundle.publishCACerts,
+// the intermediate's key.
+func (t *trustPublisher) material(d *publish.Desired, m *authority.Material) error {
+	d.Bundle, d.Roots, d.PQAnchors, d.Key = m.Bundle, m.Bundle.Roots, m.PQAnchorsPEM(), nil
+	if t.caCerts {
 		key, ok := m.Signer.(crypto.PrivateKey)
 		if !ok || !exportable(key) {
-			return nil, fmt.Errorf("trustBundle.publishCACerts: the intermediate key of generation %d lives in a key manager and cannot be written to the cacerts Secret", m.Generation)
+			return fmt.Errorf("trustBundle.publishCACerts: the intermediate key of generation %d lives in a key manager and cannot be written to the cacerts Secret", m.Generation)
 		}
 		d.Key = key
 	}
-	return &trustPublisher{p: p, log: log, d: d}, nil
+	return nil
+}
+
+// setMaterial publishes a rotation's active material (rotation.Change):
+// a new intermediate, or new roots. The cacerts Secret gets ca-cert.pem,
+// ca-key.pem and cert-chain.pem of the new intermediate in one write,
+// with root-cert.pem under the byte-append rule (publish.Publisher). With
+// ca-crl.pem in use, the new cert-chain.pem is published only once
+// ca-crl.pem holds a CRL from each of its certificates (the CRL manager's
+// SetIssuers runs first): Istio refuses the Secret otherwise, so until
+// then nothing changes and the error says what is missing.
+func (t *trustPublisher) setMaterial(ctx context.Context, m *authority.Material) error {
+	if t == nil {
+		return nil
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	d := t.d
+	if err := t.material(&d, m); err != nil {
+		return err
+	}
+	if len(d.CRLs) > 0 {
+		missing, err := crl.MissingCRLs(m.Bundle.Chain(), d.CRLs)
+		if err != nil {
+			return fmt.Errorf("trustBundle: %w", err)
+		}
+		if len(missing) > 0 {
+			return fmt.Errorf("trustBundle: generation %d is not published yet: ca-crl.pem has no CRL from %s", m.Generation, strings.Join(missing, ", "))
+		}
+	}
+	if t.started {
+		if err := t.p.Update(ctx, d); err != nil {
+			return fmt.Errorf("trustBundle: %w", err)
+		}
+	}
+	t.d = d
+	return nil
 }
 
 // setCRLs replaces ca-crl.pem (the cacerts Secret's and the CRL

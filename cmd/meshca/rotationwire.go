@@ -2,12 +2,16 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/meshca/meshca/ca/authority"
 	"github.com/meshca/meshca/ca/config"
+	"github.com/meshca/meshca/ca/root"
+	"github.com/meshca/meshca/crl"
+	"github.com/meshca/meshca/issuer/tlsconfig"
 	"github.com/meshca/meshca/rotation"
 	"github.com/meshca/meshca/rotation/intermediate"
 )
@@ -29,18 +33,124 @@ func openCA(ctx context.Context, cfg *config.Config, log *slog.Logger, reg prome
 	return rt, m, nil
 }
 
+// fanout is everything in serve that hands out or checks CA material and
+// must move when the signing intermediate or the roots change: the Istio
+// endpoint's chain and the client-certificate authenticator (both read
+// the Authority's material on every request), the CRL issuers and
+// ca-crl.pem, the trust publisher (cacerts, ConfigMaps,
+// ClusterTrustBundles), the serving certificate of the gRPC and admin TCP
+// ports, and pq-anchor.pem.
+type fanout struct {
+	authority *authority.Authority
+	// crls is nil when no CRL manager runs.
+	crls *crl.Manager
+	// rootSource is the root source in force; when meshca holds its key
+	// (root.RootKeyHolder) meshca signs the root's CRL.
+	rootSource root.Source
+	// trust is nil without trustBundle.enabled.
+	trust   *trustPublisher
+	serving *tlsconfig.ServingCert
+	// anchorPath is pq-anchor.pem (authority.PQAnchorPath).
+	anchorPath string
+	log        *slog.Logger
+}
+
+// subscribers are the fan-out's rotation.Subscribers in the order the
+// rotating controllers call them: signing first (the Istio endpoint
+// returns the new chain from the next request; the authenticator's pools
+// follow), then the CRLs, so that ca-crl.pem covers the new chain before
+// the cacerts Secret names it, then trust distribution, the serving
+// certificate and pq-anchor.pem.
+func (f *fanout) subscribers() []rotation.Subscriber {
+	return []rotation.Subscriber{f.setSigning, f.setCRLIssuers, f.setTrust, f.setServing, f.setPQAnchor}
+}
+
 // subscribeRotation is the one place where serve subscribes to the
 // intermediate rotation: every rotation.Change (an activation, new roots,
-// a retired generation leaving its grace period) reaches these
-// subscribers, in order. The signing engine switches first; the fan-out
-// (Istio endpoint chain, serving certificate, trust publisher and
-// cacerts, pq-anchor.pem, CRL issuers) follows.
-func subscribeRotation(m *intermediate.Manager, cfg *config.Config, rt *authority.Runtime, log *slog.Logger) {
-	m.Subscribe(func(_ context.Context, c rotation.Change) error {
-		rt.Authority.SetMaterial(c.Active)
+// a retired generation leaving its grace period) reaches the fan-out's
+// subscribers, in order. It first aligns the CRL issuers with the
+// manager's view of the retained generations (the CRL manager started
+// from the store's), so that the first change finds them as the
+// manager left them. Call it before m.Run.
+func subscribeRotation(ctx context.Context, m *intermediate.Manager, f *fanout) {
+	if err := f.setCRLIssuers(ctx, rotation.Change{Active: m.Active(), Retained: m.Retained()}); err != nil {
+		f.log.Error("aligning the CRL issuers with the retained CA generations failed; the next rotation change retries", "error", err)
+	}
+	for _, s := range f.subscribers() {
+		m.Subscribe(s)
+	}
+}
+
+// setSigning switches signing to the active material: the Istio
+// endpoint's response chain, and the roots and intermediates the
+// client-certificate authenticator verifies against (it also keeps the
+// retained generations' intermediates, from the store, until they expire).
+func (f *fanout) setSigning(_ context.Context, c rotation.Change) error {
+	if f.authority.Material() != c.Active {
+		f.authority.SetMaterial(c.Active)
+	}
+	return nil
+}
+
+// setCRLIssuers makes the CRL manager build and serve the CRLs of the
+// active generation, of every retained one (their leaves are still in
+// use, RFC 5280 section 5) and of the root when meshca holds its key,
+// against the new cert-chain.pem.
+func (f *fanout) setCRLIssuers(ctx context.Context, c rotation.Change) error {
+	if f.crls == nil {
 		return nil
-	})
-	m.Subscribe(func(_ context.Context, c rotation.Change) error {
-		return authority.PublishPQAnchor(authority.PQAnchorPath(cfg), c.Active, log)
-	})
+	}
+	issuers, err := crlIssuers(c, f.rootSource)
+	if err != nil {
+		return err
+	}
+	if err := f.crls.SetIssuers(ctx, issuers, c.Active.Bundle.Chain()); err != nil {
+		return fmt.Errorf("CRL issuers: %w", err)
+	}
+	return nil
+}
+
+// crlIssuers are the CRL issuers of c, in the order of ca-crl.pem: the
+// active generation, the retained ones newest first, then the root when
+// src holds its key.
+func crlIssuers(c rotation.Change, src root.Source) ([]crl.Issuer, error) {
+	gen := func(m *authority.Material) crl.Issuer {
+		return crl.Issuer{Scope: crl.ScopeGeneration(m.Generation), Generation: m.Generation, Cert: m.Bundle.Cert,
+			Signer: crl.Signer{Key: m.Signer, Alt: m.AltSigner}}
+	}
+	out := []crl.Issuer{gen(c.Active)}
+	for i := len(c.Retained) - 1; i >= 0; i-- {
+		if m := c.Retained[i]; m.Generation != c.Active.Generation {
+			out = append(out, gen(m))
+		}
+	}
+	if h, ok := src.(root.RootKeyHolder); ok {
+		rc, key, err := h.SigningRoot()
+		if err != nil {
+			return nil, fmt.Errorf("CRL issuers: the root's key: %w", err)
+		}
+		out = append(out, crl.Issuer{Scope: crl.ScopeRoot, Cert: rc, Signer: crl.Signer{Key: key.Signer, Alt: key.Alt}})
+	}
+	return out, nil
+}
+
+// setTrust publishes the active material (trustPublisher.setMaterial).
+func (f *fanout) setTrust(ctx context.Context, c rotation.Change) error {
+	return f.trust.setMaterial(ctx, c.Active)
+}
+
+// setServing reissues the serving certificate under a new intermediate.
+// New roots alone change nothing in it: its chain stops below the root.
+func (f *fanout) setServing(ctx context.Context, c rotation.Change) error {
+	if f.serving == nil {
+		return nil
+	}
+	return f.serving.Reissue(ctx)
+}
+
+// setPQAnchor rewrites pq-anchor.pem: anchored at meshca's intermediate
+// (a classical enterprise root) it changes with every intermediate, and
+// with the roots otherwise.
+func (f *fanout) setPQAnchor(_ context.Context, c rotation.Change) error {
+	return authority.PublishPQAnchor(f.anchorPath, c.Active, f.log)
 }

@@ -155,7 +155,10 @@ SIGINT or SIGTERM.`,
 			if err := trust.start(ctx, cfg); err != nil {
 				return err
 			}
-			subscribeRotation(rot, cfg, rt, log)
+			subscribeRotation(ctx, rot, &fanout{
+				authority: rt.Authority, crls: crls, rootSource: rt.Root, trust: trust, serving: door.serving,
+				anchorPath: authority.PQAnchorPath(cfg), log: log,
+			})
 			go rot.Run(ctx)
 			runRootRotation(ctx, rt, alerting)
 			log.Info("meshca ready",

@@ -47,7 +47,7 @@ same policy, record and audit, with the requester taken from the socket.
 
 Offline, sign opens the CA read-only: it signs with the active intermediate
 of the store and never mints or activates one. When there is none that is
-good to sign with (none yet, expired, past intermediate.rotationThreshold),
+good to sign with (none yet, expired, past intermediate.activateThreshold),
 it fails and says to run 'meshca serve', which mints and activates one.`,
 		Example: `  openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout app.key \
     -subj / -addext "subjectAltName=URI:spiffe://cluster.local/ns/default/sa/app" -out app.csr

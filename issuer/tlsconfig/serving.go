@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"math"
 	"net"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -79,6 +80,8 @@ type ServingCert struct {
 
 	cur      atomic.Pointer[served]
 	renewals *prometheus.CounterVec
+	// issueMu serialises the loop's renewals and Reissue.
+	issueMu sync.Mutex
 }
 
 // served is one issued certificate with what decides its renewal.
@@ -200,7 +203,7 @@ func (s *ServingCert) loop(ctx context.Context) {
 				continue
 			}
 		}
-		err := s.renew(ctx)
+		err := s.renewDue(ctx, retry != nil)
 		if ctx.Err() != nil {
 			return
 		}
@@ -250,8 +253,27 @@ func (s *ServingCert) sleep(ctx context.Context, d time.Duration) bool {
 	}
 }
 
+// renewDue is the loop's renewal: unless retrying, it renews only if the
+// certificate is still due once it holds issueMu (Reissue may have
+// renewed it meanwhile).
+func (s *ServingCert) renewDue(ctx context.Context, retrying bool) error {
+	s.issueMu.Lock()
+	defer s.issueMu.Unlock()
+	if _, due := s.untilDue(); !retrying && !due {
+		return nil
+	}
+	return s.renewLocked(ctx)
+}
+
 // renew issues a certificate for a new key and makes it current.
 func (s *ServingCert) renew(ctx context.Context) error {
+	s.issueMu.Lock()
+	defer s.issueMu.Unlock()
+	return s.renewLocked(ctx)
+}
+
+// renewLocked is renew; the caller holds issueMu.
+func (s *ServingCert) renewLocked(ctx context.Context) error {
 	err := s.issue(ctx)
 	result := "success"
 	if err != nil {
@@ -286,4 +308,24 @@ func later(a, b time.Time) time.Time {
 		return a
 	}
 	return b
+}
+
+// Reissue issues a certificate from the active CA generation now, unless
+// the current one already comes from it. The rotation fan-out calls it on
+// activation, so that the endpoints serve the new chain together with
+// everything else that moves, rather than at the loop's next poll; a
+// failure keeps the current certificate (the loop retries).
+func (s *ServingCert) Reissue(ctx context.Context) error {
+	if s.cur.Load() == nil {
+		return ErrNotIssued
+	}
+	s.issueMu.Lock()
+	defer s.issueMu.Unlock()
+	if m := s.Authority.Material(); m == nil || m.Generation == s.cur.Load().gen {
+		return nil
+	}
+	if err := s.renewLocked(ctx); err != nil {
+		return fmt.Errorf("reissuing meshca's serving certificate: %w", err)
+	}
+	return nil
 }

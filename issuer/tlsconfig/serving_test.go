@@ -452,3 +452,34 @@ func TestDefaultBackoff_DoublesFromOneSecondToOneMinuteWithJitter(t *testing.T) 
 		base = min(2*base, time.Minute)
 	}
 }
+
+// Reissue, called by the rotation fan-out on activation, moves the serving
+// certificate to the new generation at once, without waiting for the
+// poll; a second call, and the loop's next poll, issue nothing more.
+func TestServingCert_ReissueMovesToTheNewGenerationAtOnce(t *testing.T) {
+	ca := newTestCA(t)
+	s := ca.serving(nil)
+	ca.start(t, s)
+	first := s.Current()
+	require.NoError(t, s.Reissue(t.Context()))
+	require.Same(t, first, s.Current(), "the same generation: nothing to do")
+
+	next := ca.nextGeneration(t)
+	ca.auth.SetMaterial(next)
+	require.NoError(t, s.Reissue(t.Context()))
+	second := s.Current()
+	require.NotSame(t, first, second)
+	require.NoError(t, second.Leaf.CheckSignatureFrom(next.Bundle.Cert), "issued by the new intermediate")
+	require.Equal(t, next.Bundle.Cert.Raw, second.Certificate[1], "the chain carries the new intermediate")
+	require.NoError(t, s.Reissue(t.Context()))
+	ca.step(t, tlsconfig.DefaultRotationPoll)
+	require.Same(t, second, s.Current(), "renewed once per generation")
+	require.Equal(t, 2, ca.servingRecords(t))
+
+	// A failed reissue keeps the current certificate and says so.
+	third := ca.nextGeneration(t)
+	ca.records.mode.Store(int32(recordFail))
+	ca.auth.SetMaterial(third)
+	require.ErrorContains(t, s.Reissue(t.Context()), "no space left on device")
+	require.Same(t, second, s.Current())
+}

@@ -56,13 +56,24 @@ type parts struct {
 
 func openParts(t testing.TB, cfg *config.Config, clk *clocktesting.FakeClock) *parts {
 	t.Helper()
+	p, err := newParts(cfg, clk)
+	require.NoError(t, err)
+	return p
+}
+
+func newParts(cfg *config.Config, clk *clocktesting.FakeClock) (*parts, error) {
 	km, err := keys.Open(context.Background(), cfg.KeyStore)
-	require.NoError(t, err)
+	if err != nil {
+		return nil, err
+	}
 	st, err := boltstore.Open(cfg.Store.Path)
-	require.NoError(t, err)
+	if err != nil {
+		km.Close()
+		return nil, err
+	}
 	f := cfg.Root.File
 	src := &root.FileSource{RootCert: f.RootCert, RootKey: f.RootKey, RootPQKey: f.RootPQKey, Profile: cfg.Intermediate.Profile, Keys: km, Clock: clk}
-	return &parts{cfg: cfg, km: km, st: st, src: src}
+	return &parts{cfg: cfg, km: km, st: st, src: src}, nil
 }
 
 func (p *parts) close() {
