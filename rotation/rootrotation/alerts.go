@@ -37,72 +37,78 @@ func (c *Controller) action(p Phase) string {
 	return ""
 }
 
-// announce raises the alerts of events and of st's stuck state; it never
-// holds the controller's lock.
-func (c *Controller) announce(ctx context.Context, events []phaseEvent, st rotation.Status) {
-	c.mu.Lock()
+// alertOp is one Raise or Clear.
+type alertOp struct {
+	al    alert.Alert
+	clear bool
+}
+
+// alertPlanLocked turns events and st's stuck state into alert operations;
+// it runs under c.mu, so that the operations follow the journal's order.
+func (c *Controller) alertPlanLocked(events []phaseEvent, st rotation.Status) (Alerter, []alertOp) {
 	a := c.o.Alerts
 	if a == nil {
-		c.mu.Unlock()
-		return
+		return nil, nil
 	}
-	var id string
-	if c.rec != nil {
-		id = c.rec.ID
-	}
-	type raise struct {
-		al    alert.Alert
-		clear bool
-	}
-	var todo []raise
+	var ops []alertOp
 	for _, e := range events {
 		switch {
 		case e.phase == PhaseDone:
-			todo = append(todo, raise{al: alert.Alert{Rule: RuleRootRotation, Object: objectOf(e.id)}, clear: true})
+			ops = append(ops, alertOp{al: alert.Alert{Rule: RuleRootRotation, Object: objectOf(e.id)}, clear: true})
 			continue
 		case e.event == "pause":
-			todo = append(todo, raise{al: alert.Alert{Rule: RuleRootRotation, Object: objectOf(e.id), Severity: alert.Warning,
+			ops = append(ops, alertOp{al: alert.Alert{Rule: RuleRootRotation, Object: objectOf(e.id), Severity: alert.Warning,
 				Summary: fmt.Sprintf("Root rotation %s is paused in phase %s by %s", e.id, e.phase, e.by),
 				Action:  "meshca does nothing until 'meshca rotate resume'", Fingerprint: string(e.phase) + "/pause"}})
 			continue
 		}
 		summary := fmt.Sprintf("Root rotation %s: phase %s", e.id, e.phase)
-		if e.event == "advance" {
+		switch e.event {
+		case "advance":
 			summary += " (wait ended by " + e.by + ")"
+		case "resume":
+			summary += " (resumed by " + e.by + ")"
 		}
 		if e.detail != "" {
 			summary += ": " + e.detail
 		}
-		todo = append(todo, raise{al: alert.Alert{Rule: RuleRootRotation, Object: objectOf(e.id), Severity: alert.Warning,
+		ops = append(ops, alertOp{al: alert.Alert{Rule: RuleRootRotation, Object: objectOf(e.id), Severity: alert.Warning,
 			Summary: summary, Action: c.action(e.phase), Fingerprint: string(e.phase)}})
 	}
-	stuckWas := c.stuckRaised
-	c.stuckRaised = st.Stuck
-	c.mu.Unlock()
-	for _, t := range todo {
-		var err error
-		if t.clear {
-			err = a.Clear(ctx, t.al.Key())
-		} else {
-			err = a.Raise(ctx, t.al)
-		}
-		if err != nil {
-			c.log.Warn("root rotation: alert", "rule", t.al.Rule, "error", err)
-		}
+	if c.rec == nil {
+		return a, ops
 	}
-	if id == "" {
-		return
-	}
-	var err error
+	id := c.rec.ID
 	switch {
 	case st.Stuck:
-		err = a.Raise(ctx, alert.Alert{Rule: RuleRootRotationStuck, Object: objectOf(id), Severity: alert.Critical,
+		ops = append(ops, alertOp{al: alert.Alert{Rule: RuleRootRotationStuck, Object: objectOf(id), Severity: alert.Critical,
 			Summary: fmt.Sprintf("Root rotation %s is stuck in phase %s: %s", id, st.Phase, st.Problem),
-			Action:  "meshca keeps retrying; fix the cause, or pause the rotation (meshca rotate pause)", Fingerprint: st.Phase})
-	case stuckWas:
-		err = a.Clear(ctx, alert.KeyOf(RuleRootRotationStuck, objectOf(id)))
+			Action:  "meshca keeps retrying; fix the cause, or pause the rotation (meshca rotate pause)", Fingerprint: st.Phase}})
+	case c.stuckRaised:
+		ops = append(ops, alertOp{al: alert.Alert{Rule: RuleRootRotationStuck, Object: objectOf(id)}, clear: true})
 	}
-	if err != nil {
-		c.log.Warn("root rotation: alert", "rule", RuleRootRotationStuck, "error", err)
+	c.stuckRaised = st.Stuck
+	return a, ops
+}
+
+// unlockAndAnnounce releases c.mu and sends the alerts of events and st,
+// in the order the transitions were journaled: the next caller's alerts
+// wait for these.
+func (c *Controller) unlockAndAnnounce(ctx context.Context, events []phaseEvent, st rotation.Status) {
+	a, ops := c.alertPlanLocked(events, st)
+	c.annMu.Lock()
+	c.mu.Unlock()
+	defer c.annMu.Unlock()
+	ctx = context.WithoutCancel(ctx)
+	for _, op := range ops {
+		var err error
+		if op.clear {
+			err = a.Clear(ctx, op.al.Key())
+		} else {
+			err = a.Raise(ctx, op.al)
+		}
+		if err != nil {
+			c.log.Warn("root rotation: alert", "rule", op.al.Rule, "error", err)
+		}
 	}
 }

@@ -109,6 +109,8 @@ type Controller struct {
 	wake chan struct{}
 
 	mu sync.Mutex
+	// annMu orders the alerts of transitions as they were journaled.
+	annMu sync.Mutex
 	// rec is the journaled rotation; nil when none was ever started.
 	rec *store.RootRotation
 	// oldRoots and newRoot are rec's roots, parsed.
@@ -193,10 +195,20 @@ func (c *Controller) load(ctx context.Context, rec store.RootRotation) error {
 	}
 	c.o.Source.set(p, old, newRoot, next)
 	if p == PhaseDone {
-		c.configHint = fmt.Sprintf("the configuration still names the old root; the journal of root rotation %s wins and meshca uses the new root. Update the configuration: %s", rec.ID, configKeys(rc))
-		c.log.Warn("root rotation: "+c.configHint, "rotation", rec.ID)
+		c.setConfigHint()
 	}
 	return nil
+}
+
+// setConfigHint says, in the status and the log, which configuration keys
+// to update once a rotation is done while the configuration names A.
+func (c *Controller) setConfigHint() {
+	rc, err := decodeRootConfig(c.rec.NewRootSource)
+	if err != nil {
+		return
+	}
+	c.configHint = fmt.Sprintf("the configuration still names the old root; the journal of root rotation %s wins and meshca uses the new root. Update the configuration: %s", c.rec.ID, configKeys(rc))
+	c.log.Warn("root rotation: "+c.configHint, "rotation", c.rec.ID)
 }
 
 // followsDone reports whether, after a finished rotation, the configured
@@ -269,9 +281,7 @@ func (c *Controller) Step(ctx context.Context) {
 			break
 		}
 	}
-	st := c.statusLocked()
-	c.mu.Unlock()
-	c.announce(ctx, events, st)
+	c.unlockAndAnnounce(ctx, events, c.statusLocked())
 }
 
 // stepLocked acts once for the current phase; moved says that it entered
@@ -377,6 +387,9 @@ func (c *Controller) enterLocked(ctx context.Context, p Phase, event, by, detail
 	c.failures, c.lastErr, c.lastSuccess, c.waiting, c.next = 0, nil, now, "", time.Time{}
 	if c.o.Source != nil {
 		c.o.Source.setPhase(p)
+		if p == PhaseDone && c.followsDone() {
+			c.setConfigHint()
+		}
 	}
 	c.log.Info("root rotation: phase "+p.String(), "rotation", next.ID, "event", event, "by", by, "detail", detail)
 	return &phaseEvent{id: next.ID, phase: p, event: event, by: by, detail: detail}, true

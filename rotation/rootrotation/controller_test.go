@@ -98,6 +98,7 @@ func TestController_RotatesAtoAandBtoB(t *testing.T) {
 	st = h.c.RotationStatus()
 	require.Equal(t, 0, st.PhaseCode)
 	require.Equal(t, "done", st.Phase)
+	require.Contains(t, st.Waiting, "Update the configuration: set root.file.rootCert "+h.b.spec.File.RootCert, "the configuration still names A")
 
 	var events []string
 	for _, e := range h.journal().History {

@@ -38,48 +38,58 @@ func invalid(format string, args ...any) error {
 // already in progress, is refused and changes nothing.
 func (c *Controller) Start(ctx context.Context, req StartRequest) (rotation.Status, error) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
+	st, ev, err := c.startLocked(ctx, req)
+	if err != nil {
+		c.mu.Unlock()
+		return st, err
+	}
+	c.unlockAndAnnounce(ctx, []phaseEvent{ev}, st)
+	c.poke()
+	return st, nil
+}
+
+func (c *Controller) startLocked(ctx context.Context, req StartRequest) (rotation.Status, phaseEvent, error) {
 	if r := c.rec; r != nil && Phase(r.Phase).InProgress() {
-		return rotation.Status{}, caerr.New(caerr.FailedPrecondition, "root_rotation_in_progress",
+		return rotation.Status{}, phaseEvent{}, caerr.New(caerr.FailedPrecondition, "root_rotation_in_progress",
 			"root rotation %s is in phase %s; wait for it to finish (meshca rotate status) before starting another", r.ID, Phase(r.Phase))
 	}
 	if c.o.Source == nil {
-		return rotation.Status{}, caerr.New(caerr.FailedPrecondition, "root_not_rotatable", "%v", c.o.SourceProblem)
+		return rotation.Status{}, phaseEvent{}, caerr.New(caerr.FailedPrecondition, "root_not_rotatable", "%v", c.o.SourceProblem)
 	}
 	if c.rec != nil && c.o.Source.Phase() == PhaseDone {
-		return rotation.Status{}, caerr.New(caerr.FailedPrecondition, "root_rotation_config_stale",
+		return rotation.Status{}, phaseEvent{}, caerr.New(caerr.FailedPrecondition, "root_rotation_config_stale",
 			"root rotation %s finished, but the configuration still names its old root: %s, restart meshca serve, then rotate again", c.rec.ID, configKeys(mustDecode(c.rec.NewRootSource)))
 	}
 	waits, err := c.waits(req.Waits)
 	if err != nil {
-		return rotation.Status{}, err
+		return rotation.Status{}, phaseEvent{}, err
 	}
 	if err := c.checkSpec(req.NewRoot); err != nil {
-		return rotation.Status{}, err
+		return rotation.Status{}, phaseEvent{}, err
 	}
 	next, err := c.o.NewSource(ctx, req.NewRoot)
 	if err != nil {
-		return rotation.Status{}, invalid("the new root (%s): %v", describeRoot(req.NewRoot), err)
+		return rotation.Status{}, phaseEvent{}, invalid("the new root (%s): %v", describeRoot(req.NewRoot), err)
 	}
 	if !next.Capabilities().Mint {
-		return rotation.Status{}, invalid("the new root (%s) cannot mint intermediates", describeRoot(req.NewRoot))
+		return rotation.Status{}, phaseEvent{}, invalid("the new root (%s) cannot mint intermediates", describeRoot(req.NewRoot))
 	}
 	roots, err := next.Roots(ctx)
 	if err != nil {
-		return rotation.Status{}, invalid("the new root (%s): %v", describeRoot(req.NewRoot), err)
+		return rotation.Status{}, phaseEvent{}, invalid("the new root (%s): %v", describeRoot(req.NewRoot), err)
 	}
 	now := c.clk.Now()
 	newRoot := roots[0]
 	if err := checkRoot(newRoot, now); err != nil {
-		return rotation.Status{}, invalid("the new root (%s) %v", describeRoot(req.NewRoot), err)
+		return rotation.Status{}, phaseEvent{}, invalid("the new root (%s) %v", describeRoot(req.NewRoot), err)
 	}
 	old, err := c.o.Source.Old().Roots(ctx)
 	if err != nil {
-		return rotation.Status{}, caerr.Wrap(err, caerr.Unavailable, "old_root_unavailable", "the roots in force cannot be read")
+		return rotation.Status{}, phaseEvent{}, caerr.Wrap(err, caerr.Unavailable, "old_root_unavailable", "the roots in force cannot be read")
 	}
 	for _, r := range old {
 		if r.Equal(newRoot) {
-			return rotation.Status{}, invalid("the new root (%s) is already a root in force (%s); name a new root", describeRoot(req.NewRoot), r.Subject)
+			return rotation.Status{}, phaseEvent{}, invalid("the new root (%s) is already a root in force (%s); name a new root", describeRoot(req.NewRoot), r.Subject)
 		}
 	}
 	newSpec, _ := json.Marshal(req.NewRoot)
@@ -95,7 +105,7 @@ func (c *Controller) Start(ctx context.Context, req StartRequest) (rotation.Stat
 		rec.OldRootsDER = append(rec.OldRootsDER, r.Raw)
 	}
 	if err := c.o.Store.PutRootRotation(ctx, rec); err != nil {
-		return rotation.Status{}, caerr.Wrap(err, caerr.Internal, "journal", "journal the root rotation")
+		return rotation.Status{}, phaseEvent{}, caerr.Wrap(err, caerr.Internal, "journal", "journal the root rotation")
 	}
 	if c.o.OnEnter != nil {
 		c.o.OnEnter(PhasePublish)
@@ -104,11 +114,7 @@ func (c *Controller) Start(ctx context.Context, req StartRequest) (rotation.Stat
 	c.failures, c.lastErr, c.waiting, c.next, c.configHint = 0, nil, "", now, ""
 	c.o.Source.set(PhasePublish, old, newRoot, next)
 	c.log.Info("root rotation: started", "rotation", rec.ID, "by", req.By, "new_root", newRoot.Subject.String(), "new_root_sha256", fingerprint(newRoot))
-	ev := &phaseEvent{id: rec.ID, phase: PhasePublish, event: "start", by: req.By}
-	st := c.statusLocked()
-	go c.announce(context.WithoutCancel(ctx), []phaseEvent{*ev}, st)
-	c.poke()
-	return st, nil
+	return c.statusLocked(), phaseEvent{id: rec.ID, phase: PhasePublish, event: "start", by: req.By}, nil
 }
 
 // waits fills w's zero fields with the controller's and checks them.
@@ -194,27 +200,34 @@ func (c *Controller) Resume(ctx context.Context, by string) (rotation.Status, er
 
 func (c *Controller) setPaused(ctx context.Context, paused bool, by string) (rotation.Status, error) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
+	st, ev, err := c.setPausedLocked(ctx, paused, by)
+	if err != nil || ev == nil {
+		c.mu.Unlock()
+		return st, err
+	}
+	c.unlockAndAnnounce(ctx, []phaseEvent{*ev}, st)
+	return st, nil
+}
+
+func (c *Controller) setPausedLocked(ctx context.Context, paused bool, by string) (rotation.Status, *phaseEvent, error) {
 	what := map[bool]string{true: "pause", false: "resume"}[paused]
 	r := c.rec
 	if r == nil || !Phase(r.Phase).InProgress() {
-		return rotation.Status{}, errNoRotation(what)
+		return rotation.Status{}, nil, errNoRotation(what)
 	}
 	if r.Paused == paused {
-		return c.statusLocked(), nil
+		return c.statusLocked(), nil, nil
 	}
 	now := c.clk.Now()
 	next := *r
 	next.Paused = paused
 	next.History = appendHistory(next.History, store.RootRotationEvent{At: now, Phase: r.Phase, Event: what, By: by})
 	if err := c.o.Store.PutRootRotation(ctx, next); err != nil {
-		return rotation.Status{}, caerr.Wrap(err, caerr.Internal, "journal", "journal the root rotation's %s", what)
+		return rotation.Status{}, nil, caerr.Wrap(err, caerr.Internal, "journal", "journal the root rotation's %s", what)
 	}
 	c.rec = &next
 	c.log.Info("root rotation: "+what+"d", "rotation", next.ID, "phase", next.Phase, "by", by)
-	st := c.statusLocked()
-	go c.announce(context.WithoutCancel(ctx), []phaseEvent{{id: next.ID, phase: Phase(next.Phase), event: what, by: by}}, st)
-	return st, nil
+	return c.statusLocked(), &phaseEvent{id: next.ID, phase: Phase(next.Phase), event: what, by: by}, nil
 }
 
 // Advance ends the current wait now (an operator's decision, journaled),
@@ -241,8 +254,7 @@ func (c *Controller) Advance(ctx context.Context, by string) (rotation.Status, e
 		return rotation.Status{}, caerr.Wrap(err, caerr.Internal, "journal", "advance the root rotation")
 	}
 	st := c.statusLocked()
-	c.mu.Unlock()
-	go c.announce(context.WithoutCancel(ctx), []phaseEvent{*ev}, st)
+	c.unlockAndAnnounce(ctx, []phaseEvent{*ev}, st)
 	c.poke()
 	return st, nil
 }
