@@ -128,4 +128,3 @@ func (r *rotating) RotateIntermediate(ctx context.Context, by string) (admin.Int
 }
 
 func issuerName(c *x509.Certificate) string { return c.Subject.String() }
-
