@@ -275,4 +275,25 @@ func TestServe_RootRotationAtoAandBtoB(t *testing.T) {
 	interR := rrIssue(t, s.grpc, token, stR.configMap)
 	require.NoError(t, interR.CheckSignatureFrom(rootB))
 	require.Equal(t, inter5.Raw, interR.Raw, "the same intermediate under B")
+
+	// meshca rotate intermediate: a new intermediate, under B, at once.
+	out = meshca(t, "rotate", "intermediate", "--dir", dir)
+	require.Contains(t, out, "active")
+	stI := rrWait(t, env, s, "the rotated intermediate", func(st rrState) bool { return !bytes.Equal(st.caCert, stR.caCert) && len(st.caCert) > 0 })
+	interI := rrIssue(t, s.grpc, token, stI.configMap)
+	require.NoError(t, interI.CheckSignatureFrom(rootB))
+	require.NotEqual(t, interR.Raw, interI.Raw)
+	require.True(t, bytes.Equal(stI.cacertsRoot, bPEM))
+}
+
+func TestHelp_RotateCommandsExplainThemselvesWithExamples(t *testing.T) {
+	for _, c := range [][]string{{"rotate", "root"}, {"rotate", "intermediate"}, {"rotate", "status"}} {
+		out := meshca(t, append(c, "--help")...)
+		require.Contains(t, out, "Usage:", c)
+		require.Contains(t, out, "Examples:", c)
+	}
+	out := meshca(t, "rotate", "root", "--help")
+	for _, s := range []string{"publish-both-roots", "wait-for-workloads", "switch-intermediate", "wait-out-ttl", "remove-old-root", "--new-root-cert", "--new-root-config"} {
+		require.Contains(t, out, s)
+	}
 }
