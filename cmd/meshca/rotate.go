@@ -139,22 +139,24 @@ and says so). The rotation needs a running 'meshca serve' on --dir/--config.`,
 	return cmd
 }
 
-// readRootSection reads the root: section of a YAML file.
+// readRootSection reads the root: section of a YAML file as meshca.yaml's
+// (defaults filled, relative paths taken from the file's directory).
 func readRootSection(path string) (config.RootConfig, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return config.RootConfig{}, fmt.Errorf("--new-root-config: %w", err)
 	}
 	var doc struct {
-		Root *config.RootConfig `json:"root"`
+		Root *json.RawMessage `json:"root"`
 	}
-	if err := yaml.UnmarshalStrict(b, &doc); err != nil {
-		return config.RootConfig{}, fmt.Errorf("--new-root-config %s: %w", path, err)
-	}
-	if doc.Root == nil {
+	if err := yaml.Unmarshal(b, &doc); err != nil || doc.Root == nil {
 		return config.RootConfig{}, fmt.Errorf("--new-root-config %s has no root: section", path)
 	}
-	return *doc.Root, nil
+	cfg, err := config.Load(path)
+	if err != nil {
+		return config.RootConfig{}, fmt.Errorf("--new-root-config: %w", err)
+	}
+	return cfg.Root, nil
 }
 
 func newRotateOpCommand(g *globals, op, short string) *cobra.Command {

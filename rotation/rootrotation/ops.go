@@ -64,6 +64,9 @@ func (c *Controller) startLocked(ctx context.Context, req StartRequest) (rotatio
 	if err != nil {
 		return rotation.Status{}, phaseEvent{}, err
 	}
+	if req.NewRoot.Source == config.RootSourceVault {
+		req.NewRoot.Vault.Init() // the defaults of meshca.yaml
+	}
 	if err := c.checkSpec(req.NewRoot); err != nil {
 		return rotation.Status{}, phaseEvent{}, err
 	}
