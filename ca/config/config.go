@@ -77,6 +77,8 @@ type Config struct {
 	Authentication AuthenticationConfig `json:"authentication"`
 	// Alerts configures where alerts are sent (Slack, a webhook).
 	Alerts AlertsConfig `json:"alerts,omitzero"`
+	// Rotation configures the root rotation's default waits.
+	Rotation RotationConfig `json:"rotation,omitzero"`
 }
 
 // Root sources (root.source).
@@ -457,6 +459,7 @@ func (c *Config) Validate() error {
 	c.TrustBundle.validate(add)
 	c.CRL.validate(c.Root, add)
 	c.Alerts.validate(add)
+	c.Rotation.Root.validate(add)
 	return errors.Join(errs...)
 }
 

@@ -132,9 +132,9 @@ and says so). The rotation needs a running 'meshca serve' on --dir/--config.`,
 	f.StringVar(&req.NewRootKey, "new-root-key", "", "the new root's private key (PEM), readable by meshca serve")
 	f.StringVar(&req.NewRootPQKey, "new-root-pq-key", "", "the ML-DSA key of a Catalyst new root (2.5.29.72)")
 	f.StringVar(&cfgFile, "new-root-config", "", "a YAML file with a root: section naming the new root (file or vault)")
-	f.StringVar(&req.WorkloadsMinWait, "workloads-min-wait", "", "phase 2 lasts at least this long (default 10m)")
-	f.StringVar(&req.WorkloadsMaxWait, "workloads-max-wait", "", "phase 2 lasts at most this long (default issuance.defaultCertTTL/2 + 10m)")
-	f.StringVar(&req.TTLMaxWait, "ttl-max-wait", "", "phase 4 lasts at most this long (default issuance.maxCertTTL)")
+	f.StringVar(&req.WorkloadsMinWait, "workloads-min-wait", "", "phase 2 lasts at least this long (default rotation.root.workloadsMinWait, else 10m)")
+	f.StringVar(&req.WorkloadsMaxWait, "workloads-max-wait", "", "phase 2 lasts at most this long (default rotation.root.workloadsMaxWait, else issuance.defaultCertTTL/2 + the minimum)")
+	f.StringVar(&req.TTLMaxWait, "ttl-max-wait", "", "phase 4 lasts at most this long (default rotation.root.ttlMaxWait, else issuance.maxCertTTL)")
 	f.StringVarP(&output, "output", "o", "table", "output format: table or json")
 	return cmd
 }

@@ -81,8 +81,9 @@ type Options struct {
 	Alerts Alerter
 	// Interval is how often the controller re-evaluates (default 30s).
 	Interval time.Duration
-	// Waits are the defaults of a rotation's waits; zero fields take
-	// DefaultWaits of DefaultCertTTL and MaxCertTTL.
+	// Waits are the defaults of a rotation's waits (rotation.root); zero
+	// fields take DefaultWaits of DefaultCertTTL and MaxCertTTL (the
+	// maximum of the workloads' wait adds the minimum in force).
 	Waits store.RootRotationWaits
 	// DefaultCertTTL and MaxCertTTL are issuance.defaultCertTTL and
 	// maxCertTTL.
@@ -146,7 +147,7 @@ func New(ctx context.Context, o Options) (*Controller, error) {
 		o.Waits.WorkloadsMin = d.WorkloadsMin
 	}
 	if o.Waits.WorkloadsMax == 0 {
-		o.Waits.WorkloadsMax = d.WorkloadsMax
+		o.Waits.WorkloadsMax = o.DefaultCertTTL/2 + o.Waits.WorkloadsMin
 	}
 	if o.Waits.TTLMax == 0 {
 		o.Waits.TTLMax = d.TTLMax

@@ -245,3 +245,19 @@ func samePEM(t *testing.T, want, got []byte, msg string) {
 		t.Fatalf("%s: bundles differ: want %d bytes %v, got %d bytes %v", msg, len(want), ws, len(got), gs)
 	}
 }
+
+// rotation.root sets a rotation's default waits; the maximum of the
+// workloads' wait derives from the minimum in force.
+func TestOpen_ConfiguredWaits(t *testing.T) {
+	aDir, bDir := caDirs(t)
+	s := &served{t: t, cfg: config.Defaults(aDir), clk: clocktesting.NewFakeClock(time.Now().Truncate(time.Second)), bCfg: config.Defaults(bDir).Root}
+	s.cfg.Rotation.Root.WorkloadsMinWait.Duration = time.Minute
+	s.cfg.Rotation.Root.TTLMaxWait.Duration = 3 * time.Hour
+	s.open()
+	_, err := s.ctl.Start(context.Background(), StartRequest{NewRoot: s.bCfg, By: "test", Waits: store.RootRotationWaits{TTLMax: 5 * time.Hour}})
+	require.NoError(t, err)
+	r, err := s.rt.Store.(store.RootRotations).GetRootRotation(context.Background())
+	require.NoError(t, err)
+	require.Equal(t, store.RootRotationWaits{WorkloadsMin: time.Minute, WorkloadsMax: 12*time.Hour + time.Minute, TTLMax: 5 * time.Hour}, r.Waits,
+		"configured minimum, derived maximum, the request's TTL wait")
+}
