@@ -307,7 +307,13 @@ func (c *Controller) stepLocked(ctx context.Context) (*phaseEvent, bool) {
 		c.waiting, c.next = "activating an intermediate under the new root", time.Time{}
 		var done bool
 		if done, err = c.activeUnderNew(ctx); err == nil && !done {
-			_, err = c.o.Intermediates.RotateNow(ctx, "root rotation "+r.ID+": switch to an intermediate under the new root")
+			if _, err = c.o.Intermediates.RotateNow(ctx, "root rotation "+r.ID+": switch to an intermediate under the new root"); err == nil {
+				// The old root leaves in phase 5: never move on while
+				// the active intermediate still chains to it.
+				if done, err = c.activeUnderNew(ctx); err == nil && !done {
+					err = errors.New("the intermediate activated at the switch does not chain to the new root")
+				}
+			}
 		}
 		if err == nil {
 			return c.enterLocked(ctx, p.next(), "enter", "controller", "")

@@ -264,3 +264,20 @@ func TestController_DoneSurvivesARestartWithTheOldConfiguration(t *testing.T) {
 	require.Equal(t, "done", h.c.RotationStatus().Phase)
 	require.Empty(t, h.c.RotationStatus().Waiting)
 }
+
+// A switch whose intermediate is not under B (an intermediate manager
+// that activated something else) does not move on: the old root must
+// not leave while the signer chains to it.
+func TestController_SwitchMustEndUnderTheNewRoot(t *testing.T) {
+	h := newHarness(t)
+	ctx := context.Background()
+	h.issue("01", 24*time.Hour)
+	h.start()
+	h.step()
+	h.mgr.src = h.src.Old() // the manager mints under A whatever the phase
+	_, err := h.c.Advance(ctx, "op")
+	require.NoError(t, err)
+	h.step()
+	h.requirePhase(PhaseSwitch)
+	require.Contains(t, h.c.RotationStatus().Problem, "does not chain to the new root")
+}
