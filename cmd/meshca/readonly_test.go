@@ -71,7 +71,7 @@ func TestOfflineCommands_NeverMintOrActivateAGeneration(t *testing.T) {
 		for name, args := range offline {
 			t.Run(name, func(t *testing.T) {
 				out, err := runMeshca(t, append(args, "--dir", dir)...)
-				require.ErrorContains(t, err, "no usable active CA generation: active intermediate passed its rotation threshold (generation 1, renewal_due ")
+				require.ErrorContains(t, err, "no usable active CA generation: active intermediate passed its activation threshold (generation 1, renewal_due ")
 				require.ErrorContains(t, err, "run 'meshca serve' on this configuration, which mints and activates one")
 				require.NotContains(t, out, "BEGIN CERTIFICATE")
 				require.Equal(t, before, generations(t, dir), "no generation is added or activated")

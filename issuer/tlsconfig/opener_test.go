@@ -11,14 +11,8 @@ import (
 	"github.com/meshca/meshca/rotation/intermediate"
 )
 
-// openCA opens the CA as meshca serve does: through the intermediate
-// rotation manager, which mints and activates the first generation.
-func openCA(ctx context.Context, cfg *config.Config, log *slog.Logger, reg prometheus.Registerer) (*authority.Runtime, error) {
-	rt, _, err := intermediate.Open(ctx, cfg, nil, log, reg)
-	return rt, err
-}
-
-// openCAManager is openCA that also returns the rotation manager.
+// openCAManager opens the CA as meshca serve does (through the
+// intermediate rotation manager) and returns the manager too.
 func openCAManager(ctx context.Context, cfg *config.Config, log *slog.Logger, reg prometheus.Registerer) (*authority.Runtime, *intermediate.Manager, error) {
 	return intermediate.Open(ctx, cfg, nil, log, reg)
 }

@@ -103,6 +103,10 @@ func newFixture(t *testing.T, onStep func(Step, uint64)) *fixture {
 	f.m = New(Options{Config: cfg, Keys: p.km, Store: p.st, Root: p.src, Clock: clk, OnStep: onStep,
 		Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	f.m.Subscribe(func(_ context.Context, c rotation.Change) error {
+		// A subscriber may read the Manager (no deadlock), and sees the change.
+		if got := f.m.Active(); got != c.Active {
+			t.Errorf("Active() in a subscriber is generation %d, the change's is %d", got.Generation, c.Active.Generation)
+		}
 		f.mu.Lock()
 		defer f.mu.Unlock()
 		f.changes = append(f.changes, c)

@@ -98,7 +98,6 @@ func childMain() int {
 type child struct {
 	cmd   *exec.Cmd
 	lines chan string
-	out   strings.Builder
 }
 
 func startChild(t *testing.T, dir string, now, then time.Time, stop Step) *child {

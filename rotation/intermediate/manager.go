@@ -103,6 +103,11 @@ type Manager struct {
 	since    time.Time           // when the current phase began
 	phase    string
 
+	// snapshots for readers that must not wait for a rotation step (the
+	// subscribers run while one holds mu)
+	activeSnap   atomic.Pointer[authority.Material]
+	retainedSnap atomic.Pointer[[]*authority.Material]
+
 	status   atomic.Pointer[rotation.Status]
 	wake     chan struct{}
 	lastEval atomic.Int64 // clock time (UnixNano) of the last evaluation (tests)
@@ -135,25 +140,34 @@ func (m *Manager) step(s Step, gen uint64) {
 
 // Subscribe adds fn to the subscribers of every change (activation,
 // roots, end of a grace period), called in the order subscribed. Call it
-// before Run.
+// before Run. A subscriber runs while the Manager holds its rotation
+// lock: it may call Active, Retained and RotationStatus, never RotateNow
+// or RefreshRoots.
 func (m *Manager) Subscribe(fn rotation.Subscriber) {
 	m.subsMu.Lock()
 	defer m.subsMu.Unlock()
 	m.subs = append(m.subs, fn)
 }
 
-// Active is the material meshca signs with (nil before Start).
-func (m *Manager) Active() *authority.Material {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.active
+// Active is the material meshca signs with (nil before Start). It does
+// not wait for a rotation step in progress, so subscribers may call it.
+func (m *Manager) Active() *authority.Material { return m.activeSnap.Load() }
+
+// Retained is the material of the retired generations still published
+// (as of the last change).
+func (m *Manager) Retained() []*authority.Material {
+	if r := m.retainedSnap.Load(); r != nil {
+		return *r
+	}
+	return nil
 }
 
-// Retained is the material of the retired generations still published.
-func (m *Manager) Retained() []*authority.Material {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.retainedMaterial()
+// snapshot publishes active and retained for Active and Retained; m.mu is
+// held.
+func (m *Manager) snapshot() {
+	m.activeSnap.Store(m.active)
+	r := m.retainedMaterial()
+	m.retainedSnap.Store(&r)
 }
 
 // Start resumes from the journal and returns the material to sign with:
@@ -406,6 +420,7 @@ func (m *Manager) notify(ctx context.Context, c rotation.Change) {
 }
 
 func (m *Manager) deliver(ctx context.Context, c rotation.Change, which []int) {
+	m.snapshot()
 	m.subsMu.Lock()
 	subs := append([]rotation.Subscriber(nil), m.subs...)
 	m.subsMu.Unlock()

@@ -2,6 +2,7 @@ package intermediate
 
 import (
 	"context"
+	"errors"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -169,4 +170,102 @@ func TestManager_RefreshRootsKeepsTheGeneration(t *testing.T) {
 	require.True(t, c.Active.Bundle.Roots[1].Equal(first.Bundle.Roots[0]))
 	require.NoError(t, c.Active.SelfTest(f.clk.Now()))
 	require.Equal(t, map[uint64]store.GenerationState{first.Generation: store.StateActive}, states(t, f.st))
+}
+
+// A subscriber that fails is retried with backoff, with the same change,
+// and only it: the activation is not undone, and the phase says so.
+func TestManager_AFailingSubscriberIsRetried(t *testing.T) {
+	f := newFixture(t, nil)
+	var fails atomic.Int32
+	fails.Store(2)
+	var got []uint64
+	f.m.Subscribe(func(_ context.Context, c rotation.Change) error {
+		got = append(got, c.Active.Generation)
+		if fails.Add(-1) >= 0 {
+			return errors.New("apiserver unavailable")
+		}
+		return nil
+	})
+	first, err := f.m.Start(context.Background())
+	require.NoError(t, err)
+	f.run(t)
+	f.at(t, fraction(first, 0.5))
+	f.at(t, fraction(first, 0.66))
+	next := first.Generation + 1
+	require.Equal(t, map[uint64]store.GenerationState{first.Generation: store.StateRetired, next: store.StateActive}, states(t, f.st))
+	s := f.m.RotationStatus()
+	require.Equal(t, PhaseActivating, s.Phase)
+	require.Equal(t, 3, s.PhaseCode)
+	require.True(t, s.Stuck)
+	require.Contains(t, s.Problem, "apiserver unavailable")
+	require.Len(t, f.gotChanges(), 1, "the subscriber that applied the change is not called again")
+
+	for range 2 {
+		f.at(t, f.m.RotationStatus().Next)
+	}
+	require.Equal(t, []uint64{next, next, next}, got)
+	s = f.m.RotationStatus()
+	require.Equal(t, PhaseIdle, s.Phase)
+	require.False(t, s.Stuck)
+	require.Len(t, f.gotChanges(), 1)
+}
+
+// Start resumes from the journal: a verified prepared successor is kept in
+// the next slot (never minted again), and activated at once when the
+// active generation is already past the activation threshold.
+func TestManager_StartResumesThePreparedSuccessor(t *testing.T) {
+	f := newFixture(t, nil)
+	first, err := f.m.Start(context.Background())
+	require.NoError(t, err)
+	// One evaluation at 50% (no Run loop: the restarted Managers below are
+	// the only ones on the store).
+	f.clk.SetTime(fraction(first, 0.5))
+	f.m.mu.Lock()
+	f.m.evaluate(context.Background())
+	f.m.mu.Unlock()
+	next := first.Generation + 1
+	require.Equal(t, store.StatePrepared, states(t, f.st)[next])
+	keysBefore := keyFiles(t, f.cfg)
+
+	restart := func(at time.Time) *Manager {
+		f.clk.SetTime(at)
+		m := New(Options{Config: f.cfg, Keys: f.km, Store: f.st, Root: f.src, Clock: f.clk, Log: f.m.log})
+		_, err := m.Start(context.Background())
+		require.NoError(t, err)
+		return m
+	}
+	m := restart(fraction(first, 0.6))
+	require.Equal(t, first.Generation, m.Active().Generation)
+	require.Equal(t, PhasePrepared, m.RotationStatus().Phase)
+	require.Equal(t, map[uint64]store.GenerationState{first.Generation: store.StateActive, next: store.StatePrepared}, states(t, f.st))
+
+	m = restart(fraction(first, 0.7))
+	require.Equal(t, next, m.Active().Generation)
+	require.Equal(t, map[uint64]store.GenerationState{first.Generation: store.StateRetired, next: store.StateActive}, states(t, f.st))
+	require.Equal(t, keysBefore, keyFiles(t, f.cfg), "the prepared successor is activated, nothing is minted")
+	require.Len(t, m.Retained(), 1)
+}
+
+// RotateNow mints, verifies and activates a successor at once, whatever
+// the thresholds, discarding nothing but the slot: the subscribers get the
+// activation with the previous generation retained.
+func TestManager_RotateNow(t *testing.T) {
+	f := newFixture(t, nil)
+	first, err := f.m.Start(context.Background())
+	require.NoError(t, err)
+	f.run(t)
+	next, err := f.m.RotateNow(context.Background(), "test")
+	require.NoError(t, err)
+	require.Equal(t, first.Generation+1, next.Generation)
+	require.Equal(t, map[uint64]store.GenerationState{first.Generation: store.StateRetired, next.Generation: store.StateActive}, states(t, f.st))
+	require.False(t, generation(t, f.st, next.Generation).VerifiedAt.IsZero(), "verified before it was activated")
+	changes := f.gotChanges()
+	require.Len(t, changes, 1)
+	require.Equal(t, rotation.ReasonActivated, changes[0].Reason)
+	require.Same(t, next, changes[0].Active)
+	require.Len(t, changes[0].Retained, 1)
+	s := f.m.RotationStatus()
+	require.Equal(t, PhaseIdle, s.Phase)
+	require.Equal(t, fraction(next, 0.5), s.Next)
+	f.settled(t)
 }

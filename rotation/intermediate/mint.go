@@ -2,7 +2,9 @@ package intermediate
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/x509"
+	"encoding/hex"
 	"fmt"
 	"strings"
 
@@ -31,7 +33,13 @@ func (m *Manager) mint(ctx context.Context) (store.Generation, error) {
 		}
 		return store.Generation{}, err
 	}
-	name := "intermediate-" + now.UTC().Format("20060102T150405.000000000Z")
+	// The time names the key for people; the random suffix keeps two
+	// mints at the same instant (a clock that did not move) apart.
+	var suffix [4]byte
+	if _, err := rand.Read(suffix[:]); err != nil {
+		return store.Generation{}, err
+	}
+	name := "intermediate-" + now.UTC().Format("20060102T150405.000000000Z") + "-" + hex.EncodeToString(suffix[:])
 	key, ref, altRef, err := m.createCAKey(name, p)
 	if err != nil {
 		return store.Generation{}, err
@@ -122,6 +130,13 @@ func (m *Manager) preparedSuccessor(ctx context.Context, after uint64, roots []*
 	gens, err := m.st.ListGenerations(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("read CA generations: %w", err)
+	}
+	// Only a generation prepared after the last one that was ever
+	// activated can succeed it: older prepared ones were abandoned.
+	for _, g := range gens {
+		if g.State() != store.StatePrepared && g.ID > after {
+			after = g.ID
+		}
 	}
 	for i := len(gens) - 1; i >= 0; i-- {
 		g := gens[i]

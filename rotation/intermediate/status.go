@@ -39,6 +39,7 @@ func (m *Manager) RotationStatus() rotation.Status { return *m.status.Load() }
 
 // updateStatus recomputes the status; m.mu is held.
 func (m *Manager) updateStatus() {
+	m.snapshot()
 	now := m.clk.Now()
 	s := rotation.Status{CA: rotation.CAIntermediate, LastSuccess: m.lastOK, Problem: m.problem, Stuck: m.failures != nil}
 	switch {

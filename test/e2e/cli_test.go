@@ -34,6 +34,10 @@ func TestServe_ReadyWithinTwoSecondsWithHealthAndMetrics(t *testing.T) {
 	code, body = get(t, "http://"+s.ops+"/metrics")
 	require.Equal(t, 200, code)
 	require.Contains(t, body, "meshca_store_pruned_records_total 0\n")
+	// The intermediate rotation reports its phase (0: idle) and when the
+	// active generation was activated.
+	require.Contains(t, body, "meshca_rotation_phase{ca=\"intermediate\"} 0\n")
+	require.Contains(t, body, "meshca_rotation_last_success_timestamp_seconds{ca=\"intermediate\"} ")
 
 	// Graceful shutdown on SIGTERM exits 0.
 	require.NoError(t, s.cmd.Process.Signal(syscall.SIGTERM))

@@ -80,10 +80,10 @@ func TestOpen_VaultRootSignsMeshcaIntermediateAndWorkloadsVerifyWithOpenSSL(t *t
 	require.Len(t, gens, 1)
 }
 
-// TestLoader_VaultRotationMintsSecondGenerationWithoutSigningGap drives the
-// Loader past the rotation threshold: Vault signs a second intermediate for
-// a new key while the first keeps signing until the swap.
-func TestLoader_VaultRotationMintsSecondGenerationWithoutSigningGap(t *testing.T) {
+// TestManager_VaultRotationMintsSecondGenerationWithoutSigningGap has the
+// intermediate rotation manager rotate: Vault signs a second intermediate
+// for a new key while the first keeps signing until the swap.
+func TestManager_VaultRotationMintsSecondGenerationWithoutSigningGap(t *testing.T) {
 	vcfg, vaultRoot := vault.NewTestPKI(t, "rotate")
 	vcfg.LifetimeTolerance.Duration = 2 * time.Hour
 	dir := t.TempDir()

@@ -47,10 +47,11 @@ func TestOpenReadOnly_VaultSignsWithTheActiveGenerationAndNeverMints(t *testing.
 	require.NoError(t, rt.Close())
 
 	due := vaultCAConfig(t, vcfg, dir)
-	due.Intermediate.RotationThreshold = 1e-10 // Vault backdates notBefore by 30s
+	// Vault backdates notBefore by 30s.
+	due.Intermediate.PrepareThreshold, due.Intermediate.ActivateThreshold, due.Intermediate.RotationThreshold = 0.5e-10, 1e-10, 1e-10
 	_, err = authority.OpenReadOnly(context.Background(), due, quiet)
 	require.ErrorIs(t, err, authority.ErrNoActiveGeneration)
-	require.ErrorContains(t, err, "active intermediate passed its rotation threshold (generation 1, renewal_due ")
+	require.ErrorContains(t, err, "active intermediate passed its activation threshold (generation 1, renewal_due ")
 	require.ErrorContains(t, err, "run 'meshca serve' on this configuration")
 	require.Len(t, gens(), 1, "Vault signed no successor")
 
@@ -63,7 +64,7 @@ func TestOpenReadOnly_VaultSignsWithTheActiveGenerationAndNeverMints(t *testing.
 	_, err = authority.OpenReadOnly(context.Background(), due, quiet)
 	require.ErrorIs(t, err, authority.ErrNoActiveGeneration)
 	require.ErrorContains(t, err, "the root source is unavailable (")
-	require.ErrorContains(t, err, "and the stored intermediate passed its rotation threshold (generation 1, renewal_due ")
+	require.ErrorContains(t, err, "and the stored intermediate passed its activation threshold (generation 1, renewal_due ")
 	unseal()
 	require.Len(t, gens(), 1)
 }
