@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/x509"
 	"encoding/pem"
 	"io"
@@ -190,21 +192,55 @@ func TestFanout_ActivationMovesEveryPartTogether(t *testing.T) {
 	}
 	require.NoError(t, err)
 	require.True(t, k.(*ecdsa.PrivateKey).PublicKey.Equal(m2.Bundle.Cert.PublicKey), "ca-key.pem is generation 2's key")
-	for i, v := range secrets.all() {
-		missing, err := crl.MissingCRLs(pemCerts(t, v[cacerts.KeyCertChain]), v[cacerts.KeyCRL])
-		require.NoError(t, err)
-		require.Empty(t, missing, "cacerts version %d: ca-crl.pem lacks a CRL from a certificate of cert-chain.pem", i)
-		require.Equal(t, rootBytes, v[cacerts.KeyRootCert], "cacerts version %d", i)
+	requireCACertsConsistent := func() {
+		t.Helper()
+		for i, v := range secrets.all() {
+			missing, err := crl.MissingCRLs(pemCerts(t, v[cacerts.KeyCertChain]), v[cacerts.KeyCRL])
+			require.NoError(t, err)
+			require.Empty(t, missing, "cacerts version %d: ca-crl.pem lacks a CRL from a certificate of cert-chain.pem", i)
+			require.True(t, bytes.HasPrefix(v[cacerts.KeyRootCert], rootBytes), "cacerts version %d: root-cert.pem keeps root A's bytes first", i)
+		}
 	}
+	requireCACertsConsistent()
+	require.Equal(t, rootBytes, s[cacerts.KeyRootCert])
+
+	// New roots (a root rotation publishes root B next to A): the same
+	// intermediate with both roots. root-cert.pem gets B's bytes appended
+	// to A's; the endpoint's last element holds both; cacerts keeps the
+	// intermediate; the serving certificate (its chain stops below the
+	// root) is not reissued.
+	cur := serving.Current()
+	keyB, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	rootA := m2.Bundle.Roots[0]
+	rootB, err := root.NewSelfSignedRoot(keyB, "meshca fan-out test root B", "meshca", 24*time.Hour, time.Now())
+	require.NoError(t, err)
+	mAB, err := authority.NewMaterial(m2.Generation, &root.Bundle{Cert: m2.Bundle.Cert, Roots: []*x509.Certificate{rootA, rootB}}, root.CAKey{Signer: m2.Signer}, profile.Classical)
+	require.NoError(t, err)
+	for _, sub := range f.subscribers() {
+		require.NoError(t, sub(ctx, rotation.Change{Active: mAB, Retained: []*authority.Material{m1}, Reason: rotation.ReasonRoots}))
+	}
+	res, err = rt.Authority.Sign(ctx, authority.Request{CSR: csr, Identity: mustURL(t, "spiffe://cluster.local/ns/default/sa/app"), TTL: time.Hour})
+	require.NoError(t, err)
+	require.Equal(t, string(root.EncodePEM(rootA, rootB)), res.Chain[len(res.Chain)-1])
+	require.Eventually(t, func() bool {
+		return len(pemCerts(t, secrets.last()[cacerts.KeyRootCert])) == 2
+	}, 30*time.Second, 10*time.Millisecond)
+	s = secrets.last()
+	require.True(t, bytes.HasPrefix(s[cacerts.KeyRootCert], rootBytes), "root B is appended after root A's bytes")
+	require.Equal(t, []*x509.Certificate{rootA, rootB}, pemCerts(t, s[cacerts.KeyRootCert]))
+	require.Equal(t, root.EncodePEM(m2.Bundle.Cert), s[cacerts.KeyCACert])
+	require.Equal(t, root.EncodePEM(m2.Bundle.Chain()...), s[cacerts.KeyCertChain])
+	require.Same(t, cur, serving.Current(), "new roots alone: no new serving certificate")
 
 	// Generation 1 leaves its grace period.
-	cur := serving.Current()
 	for _, sub := range f.subscribers() {
-		require.NoError(t, sub(ctx, rotation.Change{Active: m2, Reason: rotation.ReasonRetired}))
+		require.NoError(t, sub(ctx, rotation.Change{Active: mAB, Reason: rotation.ReasonRetired}))
 	}
 	for _, p := range crls.CRLs() {
 		require.NotEqual(t, crl.ScopeGeneration(m1.Generation), p.Scope)
 	}
 	require.Eventually(t, func() bool { return pemBlocks(secrets.last()[cacerts.KeyCRL]) == 2 }, 30*time.Second, 10*time.Millisecond)
+	requireCACertsConsistent()
 	require.Same(t, cur, serving.Current(), "the same intermediate: no new serving certificate")
 }

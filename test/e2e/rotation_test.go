@@ -118,6 +118,8 @@ type loadWorker struct {
 	addr, token, id string
 	connEvery       int
 	pub             *published
+	// calls stops run after that many calls; 0 runs until ctx ends.
+	calls int
 
 	ok     []issued
 	failed []string
@@ -131,7 +133,7 @@ func (w *loadWorker) run(ctx context.Context, t *testing.T) {
 		}
 	}()
 	meta, _ := structpb.NewStruct(map[string]any{"CertSigner": ""})
-	for i := 0; ctx.Err() == nil; i++ {
+	for i := 0; ctx.Err() == nil && (w.calls == 0 || i < w.calls); i++ {
 		roots := w.pub.rootsPEM()
 		if conn == nil || i%w.connEvery == 0 {
 			if conn != nil {
@@ -184,7 +186,9 @@ func workloadCSR(t *testing.T, id string) string {
 // requested; after the activation the endpoint returns the new
 // intermediate, and the cacerts Secret holds it with its key, its
 // cert-chain.pem and a ca-crl.pem with a CRL from every certificate of
-// that chain, in every version the apiserver held.
+// that chain, in every version the apiserver held; new connections get a
+// serving certificate of the new intermediate, and a workload certificate
+// of the old one still authenticates (mTLS alone) and renews.
 func TestServe_IntermediateRotationUnderLoad(t *testing.T) {
 	env, err := kubeenv.Start()
 	require.NoError(t, err)
@@ -204,15 +208,21 @@ func TestServe_IntermediateRotationUnderLoad(t *testing.T) {
 	pub := follow(t, env, "shop")
 
 	dir := initCA(t)
+	// meshca init minted a one-year intermediate; with a fresh store serve
+	// mints the first one under the configuration below.
+	require.NoError(t, os.Remove(filepath.Join(dir, "meshca.db")))
 	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
 	require.NoError(t, os.WriteFile(kubeconfig, tokenKubeconfig(t, saCfg), 0o600))
 	cfgPath := filepath.Join(dir, "meshca.yaml")
 	b, err := os.ReadFile(cfgPath)
 	require.NoError(t, err)
-	// A one-hour intermediate (the shortest allowed) that prepares its
-	// successor after 0.4% of its lifetime (about 14 s) and activates it
-	// after 0.8% (about 29 s).
-	b = bytes.Replace(b, []byte("intermediate:\n"), []byte("intermediate:\n  lifetime: 1h\n  prepareThreshold: 0.004\n  activateThreshold: 0.008\n  gracePeriod: 1m\n"), 1)
+	// A one-hour intermediate (the shortest allowed). Its notBefore is
+	// backdated 2 minutes, so its validity is 62 minutes from 2 minutes
+	// before it is minted: it prepares its successor after 3.7% of that
+	// (about 17 s after it was minted) and activates it after 4.1% (about
+	// 32 s). Thresholds inside the backdating would rotate on every
+	// evaluation.
+	b = bytes.Replace(b, []byte("intermediate:\n"), []byte("intermediate:\n  lifetime: 1h\n  prepareThreshold: 0.037\n  activateThreshold: 0.041\n  gracePeriod: 1m\n"), 1)
 	b = append(b, []byte("kubernetes:\n  kubeconfig: "+kubeconfig+"\n"+
 		"trustBundle:\n  enabled: true\n  publishCACerts: true\n"+
 		"server:\n  rateLimit:\n    perIdentityQPS: 100000\n    perIdentityBurst: 100000\n")...)
@@ -233,6 +243,23 @@ func TestServe_IntermediateRotationUnderLoad(t *testing.T) {
 		require.NoError(t, err)
 		ws[i] = &loadWorker{addr: s.grpc, token: token, id: "spiffe://cluster.local/ns/shop/sa/" + sa, connEvery: 25, pub: pub}
 	}
+	// Each workload's first call reviews its token; the reviews of one
+	// caller address are bounded (the workloads here share 127.0.0.1,
+	// pods would not), so they are made one after the other. The review
+	// is cached for longer than the test runs.
+	for _, w := range ws {
+		w.calls = 1
+		w.run(ctx, t)
+		w.calls = 0
+	}
+	// A workload certificate of the first intermediate, with its key: after
+	// the rotation it still authenticates its holder (grace).
+	mtlsID := "spiffe://cluster.local/ns/shop/sa/mtls"
+	mtlsToken, err := env.MintToken(ctx, "shop", "mtls", []string{"istio-ca"}, time.Hour)
+	require.NoError(t, err)
+	oldChain, oldKey := tokenCall(t, s.grpc, rootsAtStart, mtlsToken, mtlsID)
+	require.Equal(t, firstInter, oldChain[1])
+
 	loadCtx, stopLoad := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	for _, w := range ws {
@@ -315,6 +342,10 @@ func TestServe_IntermediateRotationUnderLoad(t *testing.T) {
 		require.Equal(t, rootsAtStart, string(v["root-cert.pem"]), "cacerts version %d", i)
 	}
 
+	// The first intermediate's workload certificate renews over mTLS alone.
+	renewed := callIstioCA(t, s.grpc, "meshca.istio-system.svc", []byte(pub.rootsPEM()), []byte(oldChain[0]+oldChain[1]), oldKey, mtlsID)
+	require.Equal(t, newInter, renewed[1])
+
 	// A new connection gets a serving certificate of the new intermediate.
 	roots := x509.NewCertPool()
 	require.True(t, roots.AppendCertsFromPEM([]byte(pub.rootsPEM())))
@@ -328,4 +359,25 @@ func TestServe_IntermediateRotationUnderLoad(t *testing.T) {
 
 func pemOf(c *x509.Certificate) []byte {
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})
+}
+
+// tokenCall requests a certificate for id with a ServiceAccount token, as
+// istio-agent's first request does, and returns the chain and the new
+// certificate's PEM key.
+func tokenCall(t *testing.T, addr, rootsPEM, token, id string) ([]string, []byte) {
+	t.Helper()
+	roots := x509.NewCertPool()
+	require.True(t, roots.AppendCertsFromPEM([]byte(rootsPEM)))
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{RootCAs: roots, ServerName: "meshca.istio-system.svc"})))
+	require.NoError(t, err)
+	defer conn.Close()
+	csrPath, key := writeCSRWithKey(t, t.TempDir(), id)
+	csr, err := os.ReadFile(csrPath)
+	require.NoError(t, err)
+	meta, _ := structpb.NewStruct(map[string]any{"CertSigner": ""})
+	ctx, cancel := context.WithTimeout(metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+token, "clusterid", "Kubernetes"), 10*time.Second)
+	defer cancel()
+	resp, err := pb.NewIstioCertificateServiceClient(conn).CreateCertificate(ctx, &pb.IstioCertificateRequest{Csr: string(csr), ValidityDuration: 3600, Metadata: meta})
+	require.NoError(t, err)
+	return resp.CertChain, key
 }
