@@ -106,12 +106,14 @@ type RotationInfo struct {
 // RootRotationJournal is a root rotation's record for people: no key
 // material (there is none in it), the roots by subject and fingerprint.
 type RootRotationJournal struct {
-	ID             string                    `json:"id"`
-	Phase          string                    `json:"phase"`
-	Paused         bool                      `json:"paused,omitempty"`
-	OldRoots       []string                  `json:"oldRoots"`
-	NewRoot        string                    `json:"newRoot"`
-	NewRootSource  json.RawMessage           `json:"newRootSource,omitempty"`
+	ID       string   `json:"id"`
+	Phase    string   `json:"phase"`
+	Paused   bool     `json:"paused,omitempty"`
+	OldRoots []string `json:"oldRoots"`
+	NewRoot  string   `json:"newRoot"`
+	// NewRootSource says where B is: its certificate file, or its Vault
+	// address, mount and issuer; never authentication settings.
+	NewRootSource  string                    `json:"newRootSource,omitempty"`
 	StartedAt      time.Time                 `json:"startedAt"`
 	PhaseStartedAt time.Time                 `json:"phaseStartedAt"`
 	Waits          store.RootRotationWaits   `json:"waits"`
@@ -257,7 +259,7 @@ func (c *Client) RotateIntermediate(ctx context.Context) (IntermediateRotation, 
 
 // JournalOf describes a root rotation's record.
 func JournalOf(r store.RootRotation) *RootRotationJournal {
-	j := &RootRotationJournal{ID: r.ID, Phase: r.Phase, Paused: r.Paused, NewRootSource: r.NewRootSource,
+	j := &RootRotationJournal{ID: r.ID, Phase: r.Phase, Paused: r.Paused, NewRootSource: describeRootSource(r.NewRootSource),
 		StartedAt: r.StartedAt, PhaseStartedAt: r.PhaseStartedAt, Waits: r.Waits, History: r.History, OldRoots: []string{}}
 	describe := func(der []byte) string {
 		c, err := x509.ParseCertificate(der)
@@ -272,4 +274,21 @@ func JournalOf(r store.RootRotation) *RootRotationJournal {
 	}
 	j.NewRoot = describe(r.NewRootDER)
 	return j
+}
+
+// describeRootSource names a journaled root section without its
+// authentication settings.
+func describeRootSource(b []byte) string {
+	var rc config.RootConfig
+	if json.Unmarshal(b, &rc) != nil {
+		return ""
+	}
+	if rc.Source == config.RootSourceVault {
+		s := fmt.Sprintf("vault %s mount %s", rc.Vault.Address, rc.Vault.Mount)
+		if rc.Vault.IssuerRef != "" {
+			s += " issuer " + rc.Vault.IssuerRef
+		}
+		return s
+	}
+	return "file " + rc.File.RootCert
 }

@@ -3,6 +3,7 @@ package admin
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -189,4 +190,19 @@ func TestRotation_ChangesAreSocketOnly(t *testing.T) {
 			require.Equal(t, want, rec.Code, "%s %s local=%v", tc.method, tc.path, local)
 		}
 	}
+}
+
+// The journal as the API shows it names B's source without its
+// authentication settings.
+func TestRotation_JournalShowsNoAuthSettings(t *testing.T) {
+	rc := config.RootConfig{Source: "vault", Vault: config.VaultConfig{Address: "https://vault:8200", Mount: "pki-b", IssuerRef: "next",
+		Auth: config.VaultAuthConfig{Method: "approle", RoleID: "role-id-1234", SecretIDFile: "/run/secret-id"}}}
+	b, err := json.Marshal(rc)
+	require.NoError(t, err)
+	j := JournalOf(store.RootRotation{ID: "r", Phase: "done", NewRootSource: b})
+	require.Equal(t, "vault https://vault:8200 mount pki-b issuer next", j.NewRootSource)
+	out, err := json.Marshal(j)
+	require.NoError(t, err)
+	require.NotContains(t, string(out), "role-id-1234")
+	require.NotContains(t, string(out), "secret-id")
 }
