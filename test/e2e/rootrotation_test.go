@@ -12,11 +12,13 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
+	"fmt"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -166,7 +168,9 @@ func rrRootBundle(c *x509.Certificate) string {
 // A+B bundle), the istio-ca-root-cert ConfigMap, the ClusterTrustBundles
 // and the Istio endpoint's chain (its leaf under A, then under B; its last
 // element holding both roots in phases 1 to 4), and that the leaf issued
-// verifies against the roots published then. A restart afterwards on the
+// verifies against the roots published then; workloads call the endpoint
+// all through it with no failed call, every leaf verifying against the
+// roots published when it was requested. A restart afterwards on the
 // configuration that still names A keeps B.
 func TestServe_RootRotationAtoAandBtoB(t *testing.T) {
 	env, err := kubeenv.Start()
@@ -196,7 +200,8 @@ func TestServe_RootRotationAtoAandBtoB(t *testing.T) {
 	cfgPath := filepath.Join(dir, "meshca.yaml")
 	b, err := os.ReadFile(cfgPath)
 	require.NoError(t, err)
-	b = append(b, []byte("kubernetes:\n  kubeconfig: "+kubeconfig+"\ntrustBundle:\n  enabled: true\n  publishCACerts: true\n")...)
+	b = append(b, []byte("kubernetes:\n  kubeconfig: "+kubeconfig+"\ntrustBundle:\n  enabled: true\n  publishCACerts: true\n"+
+		"server:\n  rateLimit:\n    perIdentityQPS: 100000\n    perIdentityBurst: 100000\n")...)
 	require.NoError(t, os.WriteFile(cfgPath, b, 0o644))
 	aPEM, err := os.ReadFile(filepath.Join(dir, "root-cert.pem"))
 	require.NoError(t, err)
@@ -215,6 +220,26 @@ func TestServe_RootRotationAtoAandBtoB(t *testing.T) {
 	require.Equal(t, "idle", rrPhase(t, dir))
 	inter0 := rrIssue(t, s.grpc, token, st0.configMap)
 	require.NoError(t, inter0.CheckSignatureFrom(rootA))
+
+	// Workloads call the Istio endpoint all through the rotation, on new
+	// TLS connections now and then (the serving certificate verified
+	// against the roots published then).
+	pub := follow(t, env, "shop")
+	require.Eventually(t, func() bool { return pub.rootsPEM() == string(aPEM) }, 10*time.Second, 10*time.Millisecond)
+	ws := make([]*loadWorker, 2)
+	for i := range ws {
+		sa := fmt.Sprintf("rr-load-%d", i)
+		tok, err := env.MintToken(ctx, "shop", sa, []string{"istio-ca"}, time.Hour)
+		require.NoError(t, err)
+		ws[i] = &loadWorker{addr: s.grpc, token: tok, id: "spiffe://cluster.local/ns/shop/sa/" + sa, connEvery: 10, pub: pub, calls: 1}
+		ws[i].run(ctx, t) // the first TokenReview of each, one after the other
+		ws[i].calls = 0
+	}
+	loadCtx, stopLoad := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for _, w := range ws {
+		wg.Go(func() { w.run(loadCtx, t) })
+	}
 
 	// Bad input is refused and changes nothing.
 	stderr := rrMeshcaFails(t, "rotate", "root", "--dir", dir, "--new-root-cert", filepath.Join(dir, "root-cert.pem"), "--new-root-key", filepath.Join(dir, "root-key.pem"), "--new-root-pq-key", filepath.Join(dir, "root-pq-key.pem"))
@@ -259,6 +284,26 @@ func TestServe_RootRotationAtoAandBtoB(t *testing.T) {
 	inter5 := rrIssue(t, s.grpc, token, st5.configMap)
 	require.NoError(t, inter5.CheckSignatureFrom(rootB))
 	require.Equal(t, 0.0, s.metrics(t)[`meshca_rotation_phase{ca="root"}`])
+	stopLoad()
+	wg.Wait()
+	// No call failed, and every leaf verifies against the roots that were
+	// published when it was requested.
+	var total int
+	for _, w := range ws {
+		require.Empty(t, w.failed, "failed calls during the root rotation:\n%s", s.logs())
+		for _, is := range w.ok {
+			total++
+			leaf, inter := certsOf(t, is.chain[0]), certsOf(t, is.chain[1])
+			pool, ip := x509.NewCertPool(), x509.NewCertPool()
+			require.True(t, pool.AppendCertsFromPEM([]byte(is.roots)))
+			ip.AddCert(inter[0])
+			_, err := leaf[0].Verify(x509.VerifyOptions{Roots: pool, Intermediates: ip, CurrentTime: is.at, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}})
+			require.NoError(t, err, "a leaf issued at %s does not verify against the roots published then", is.at)
+		}
+	}
+	t.Logf("%d calls during the root rotation, none failed", total)
+	require.Greater(t, total, 20)
+
 	out := meshca(t, "rotate", "status", "--dir", dir)
 	require.Contains(t, out, "root rotation ")
 	require.Contains(t, out, "root.file.rootCert "+filepath.Join(bDir, "root-cert.pem"))
