@@ -442,11 +442,13 @@ func issuedBy(cert *x509.Certificate, roots []*x509.Certificate) bool {
 	return false
 }
 
-// countBefore counts the unexpired issued certificates, and those of them
-// issued before cutoff.
+// countBefore counts the unexpired workload certificates, and those of
+// them issued before cutoff.
 func (c *Controller) countBefore(ctx context.Context, cutoff, now time.Time) (before, total int, err error) {
 	err = c.o.Store.ListIssuances(ctx, func(rec store.Issuance) bool {
-		if !rec.NotAfter.After(now) {
+		// meshca's own serving certificate is no workload's: it moves to
+		// the new intermediate at the switch.
+		if !rec.NotAfter.After(now) || rec.Profile == authority.ProfileServing {
 			return true
 		}
 		total++

@@ -10,7 +10,9 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/meshca/meshca/ca/authority"
 	"github.com/meshca/meshca/ca/root"
+	"github.com/meshca/meshca/ca/store"
 	"github.com/meshca/meshca/rotation"
 )
 
@@ -118,6 +120,9 @@ func TestController_RotatesAtoAandBtoB(t *testing.T) {
 func TestController_WorkloadsWaitEndsWhenNoOldCertificateIsLeft(t *testing.T) {
 	h := newHarness(t)
 	h.issue("01", 2*time.Hour)
+	// meshca's own serving certificate is not a workload's.
+	require.NoError(t, h.st.PutIssuance(context.Background(), store.Issuance{Serial: "5e", Identity: "dns:meshca.istio-system.svc", NotBefore: t0,
+		NotAfter: t0.Add(24 * time.Hour), Fingerprint: "5e", Profile: authority.ProfileServing, Requester: "meshca", Generation: h.mgr.active, IssuedAt: t0}))
 	h.start()
 	h.step()
 	h.requirePhase(PhaseWaitWorkloads)
