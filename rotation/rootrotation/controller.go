@@ -478,7 +478,7 @@ func (c *Controller) countUnderOld(ctx context.Context, now time.Time) (int, err
 			continue
 		}
 		if err := c.o.Store.ListIssuancesByGeneration(ctx, g.ID, func(rec store.Issuance) bool {
-			if rec.NotAfter.After(now) {
+			if rec.NotAfter.After(now) && rec.Profile != authority.ProfileServing {
 				n++
 			}
 			return ctx.Err() == nil

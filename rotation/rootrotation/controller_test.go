@@ -132,7 +132,9 @@ func TestController_WorkloadsWaitEndsWhenNoOldCertificateIsLeft(t *testing.T) {
 	h.requirePhase(PhaseWaitWorkloads)
 	h.clk.Step(2 * time.Hour) // 01 expired; 02 was issued with both roots
 	h.step()
+	// 02 is A's; the serving certificate under A is not counted.
 	h.requirePhase(PhaseWaitTTL)
+	require.Equal(t, "1 unexpired leaf certificates were issued by intermediates under the old root", h.c.RotationStatus().Waiting)
 }
 
 func TestController_PauseResumeAdvance(t *testing.T) {
