@@ -79,6 +79,8 @@ type Config struct {
 	Alerts AlertsConfig `json:"alerts,omitzero"`
 	// Inventory configures the workload certificate inventories.
 	Inventory InventoryConfig `json:"inventory,omitzero"`
+	// Rotation configures the root rotation's default waits.
+	Rotation RotationConfig `json:"rotation,omitzero"`
 }
 
 // Root sources (root.source).
@@ -461,6 +463,7 @@ func (c *Config) Validate() error {
 	c.CRL.validate(c.Root, add)
 	c.Alerts.validate(add)
 	c.Inventory.validate(add)
+	c.Rotation.Root.validate(add)
 	return errors.Join(errs...)
 }
 

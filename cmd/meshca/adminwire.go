@@ -118,6 +118,7 @@ func startAdmin(ctx context.Context, d adminDeps) (*adminServers, error) {
 		o.Revoker, o.CRLs = adminRevoker{d.crl}, adminCRLs{d.crl}
 	}
 	o.CACerts = adminCACerts{rt: d.rt, crl: d.crl}
+	o.Rotations = adminRotations(d.rt)
 	sock, err := admin.Listen(o)
 	if err != nil {
 		return nil, fmt.Errorf("server.adminSocket: %w", err)

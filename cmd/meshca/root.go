@@ -58,6 +58,7 @@ Every command that needs the CA reads either a directory laid out by
 		newCACertsCommand(g),
 		newRecordsCommand(g),
 		newRevokeCommand(g),
+		newRotateCommand(g),
 		newRevocationsCommand(g),
 		newCRLCommand(g),
 		newStatusCommand(g),

@@ -20,7 +20,7 @@ import (
 // resumes its journal and decides (minting and activating when needed)
 // the active generation.
 func openCA(ctx context.Context, cfg *config.Config, log *slog.Logger, reg prometheus.Registerer) (*authority.Runtime, *intermediate.Manager, error) {
-	rt, m, err := intermediate.Open(ctx, cfg, nil, log, reg)
+	rt, m, err := openRotating(ctx, cfg, log, reg)
 	if err != nil {
 		return nil, nil, err
 	}

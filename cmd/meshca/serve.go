@@ -163,6 +163,7 @@ SIGINT or SIGTERM.`,
 				anchorPath: authority.PQAnchorPath(cfg), log: log,
 			})
 			go rot.Run(ctx)
+			runRootRotation(ctx, rt, alerting)
 			log.Info("meshca ready",
 				"trust_domain", cfg.TrustDomain, "generation", m.Generation, "compliance", cfg.Server.Compliance,
 				"serving_names", cfg.Server.DNSNames, "authenticators", door.authenticators,

@@ -58,6 +58,7 @@ type handler struct {
 	crls        CRLSource
 	statusSrc   StatusSource
 	cacerts     CACertsSource
+	rotations   Rotations
 	td          spiffeid.TrustDomain
 	log         *slog.Logger
 	audit       *audit.Logger
@@ -78,6 +79,7 @@ func (h *handler) routes(az authorizer, local bool) http.Handler {
 	route("GET "+pathCRLs, ActListCRLs, h.listCRLs)
 	route("GET "+pathCRLs+"/{scope}", ActGetCRL, h.getCRL)
 	route("GET "+pathStatus, ActGetStatus, h.status)
+	h.rotationRoutes(route, local)
 	if local {
 		route("POST "+pathSign, ActSign, h.sign)
 		route("GET "+pathCACerts, ActGetCACerts, h.caCerts)

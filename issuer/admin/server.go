@@ -88,7 +88,9 @@ type Options struct {
 	CRLs        CRLSource
 	Status      StatusSource
 	// CACerts serves the public cacerts files on the socket; nil answers 503.
-	CACerts     CACertsSource
+	CACerts CACertsSource
+	// Rotations serves the rotation routes; nil answers 503.
+	Rotations   Rotations
 	TrustDomain spiffeid.TrustDomain
 	Log         *slog.Logger
 	// Audit receives one line per call; nil means audit.New(Log).
@@ -108,7 +110,7 @@ func (o *Options) defaults() {
 
 func (o *Options) handler() *handler {
 	return &handler{
-		signer: o.Signer, records: o.Records, revoker: o.Revoker, revocations: o.Revocations, crls: o.CRLs, statusSrc: o.Status, cacerts: o.CACerts,
+		signer: o.Signer, records: o.Records, revoker: o.Revoker, revocations: o.Revocations, crls: o.CRLs, statusSrc: o.Status, cacerts: o.CACerts, rotations: o.Rotations,
 		td: o.TrustDomain, log: o.Log, audit: o.Audit,
 	}
 }

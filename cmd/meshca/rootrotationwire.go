@@ -1,0 +1,130 @@
+package main
+
+import (
+	"context"
+	"crypto/x509"
+	"log/slog"
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/meshca/meshca/ca/authority"
+	"github.com/meshca/meshca/ca/caerr"
+	"github.com/meshca/meshca/ca/config"
+	"github.com/meshca/meshca/issuer/admin"
+	"github.com/meshca/meshca/rotation"
+	"github.com/meshca/meshca/rotation/intermediate"
+	"github.com/meshca/meshca/rotation/rootrotation"
+)
+
+// rotating are the rotation controllers of an opened CA runtime: the
+// intermediate manager and the root rotation controller.
+type rotating struct {
+	m    *intermediate.Manager
+	root *rootrotation.Controller
+}
+
+// rotations holds each runtime's controllers (openCA makes them; serve's
+// admin endpoint and main loop find them by runtime).
+var rotations sync.Map // *authority.Runtime -> *rotating
+
+// openRotating opens the CA with the root rotation's composite source
+// around the configured root (rootrotation.Open) and registers both
+// controllers' rotation metrics.
+func openRotating(ctx context.Context, cfg *config.Config, log *slog.Logger, reg prometheus.Registerer) (*authority.Runtime, *intermediate.Manager, error) {
+	rt, m, ctl, err := rootrotation.Open(ctx, cfg, nil, log, reg)
+	if err != nil {
+		return nil, nil, err
+	}
+	if reg != nil {
+		if err := rotation.RegisterMetrics(reg, ctl); err != nil {
+			rt.Close()
+			return nil, nil, err
+		}
+	}
+	rotations.Store(rt, &rotating{m: m, root: ctl})
+	return rt, m, nil
+}
+
+func rotatingOf(rt *authority.Runtime) *rotating {
+	r, _ := rotations.Load(rt)
+	v, _ := r.(*rotating)
+	return v
+}
+
+// runRootRotation runs the root rotation controller of rt until ctx ends,
+// its phase alerts going to the alerting engine (nil: none).
+func runRootRotation(ctx context.Context, rt *authority.Runtime, a *alerts) {
+	r := rotatingOf(rt)
+	if r == nil {
+		return
+	}
+	if a != nil {
+		r.root.SetAlerts(a.engine)
+	}
+	go r.root.Run(ctx)
+}
+
+// adminRotations serves the admin rotation routes from rt's controllers;
+// nil when rt has none.
+func adminRotations(rt *authority.Runtime) admin.Rotations {
+	r := rotatingOf(rt)
+	if r == nil {
+		return nil
+	}
+	return r
+}
+
+// RotationInfo implements admin.Rotations.
+func (r *rotating) RotationInfo(context.Context) admin.RotationInfo {
+	info := admin.RotationInfo{Rotations: []rotation.Status{r.m.RotationStatus(), r.root.RotationStatus()}}
+	if rec, ok := r.root.Record(); ok {
+		info.Root = admin.JournalOf(rec)
+	}
+	return info
+}
+
+// StartRootRotation implements admin.Rotations.
+func (r *rotating) StartRootRotation(ctx context.Context, req admin.StartRootRotation) (admin.RotationInfo, error) {
+	if _, err := r.root.Start(ctx, rootrotation.StartRequest{NewRoot: req.NewRoot, Waits: req.Waits, By: req.By}); err != nil {
+		return admin.RotationInfo{}, err
+	}
+	return r.RotationInfo(ctx), nil
+}
+
+// RootRotationOp implements admin.Rotations.
+func (r *rotating) RootRotationOp(ctx context.Context, op, by string) (admin.RotationInfo, error) {
+	var err error
+	switch op {
+	case admin.RootOpPause:
+		_, err = r.root.Pause(ctx, by)
+	case admin.RootOpResume:
+		_, err = r.root.Resume(ctx, by)
+	case admin.RootOpAdvance:
+		_, err = r.root.Advance(ctx, by)
+	default:
+		err = caerr.New(caerr.InvalidArgument, "unknown_op", "unknown root rotation operation %q", op)
+	}
+	if err != nil {
+		return admin.RotationInfo{}, err
+	}
+	return r.RotationInfo(ctx), nil
+}
+
+// RotateIntermediate implements admin.Rotations.
+func (r *rotating) RotateIntermediate(ctx context.Context, by string) (admin.IntermediateRotation, error) {
+	if rec, ok := r.root.Record(); ok && rootrotation.Phase(rec.Phase) == rootrotation.PhaseSwitch {
+		return admin.IntermediateRotation{}, caerr.New(caerr.FailedPrecondition, "root_rotation_switching", "the root rotation is switching the intermediate right now; see meshca rotate status")
+	}
+	m, err := r.m.RotateNow(ctx, "requested by "+by)
+	if err != nil {
+		return admin.IntermediateRotation{}, caerr.Wrap(err, caerr.CodeOf(err), "rotate_intermediate", "rotate the intermediate")
+	}
+	out := admin.IntermediateRotation{Generation: m.Generation, Subject: m.Bundle.Cert.Subject.String(), NotAfter: m.Bundle.Cert.NotAfter}
+	if chain := m.Bundle.Chain(); len(chain) > 1 {
+		out.Issuer = issuerName(chain[len(chain)-1])
+	}
+	return out, nil
+}
+
+func issuerName(c *x509.Certificate) string { return c.Subject.String() }

@@ -1,0 +1,560 @@
+package rootrotation
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"k8s.io/utils/clock"
+
+	"github.com/meshca/meshca/ca/authority"
+	"github.com/meshca/meshca/ca/caerr"
+	"github.com/meshca/meshca/ca/config"
+	"github.com/meshca/meshca/ca/root"
+	"github.com/meshca/meshca/ca/store"
+	"github.com/meshca/meshca/rotation"
+	"github.com/meshca/meshca/rotation/alert"
+)
+
+// Intermediates is what the controller needs of the intermediate manager
+// (rotation/intermediate.Manager).
+type Intermediates interface {
+	// RotateNow mints an intermediate under the root source's current
+	// minting root, verifies and activates it.
+	RotateNow(ctx context.Context, reason string) (*authority.Material, error)
+	// RefreshRoots rebuilds the active material with the root source's
+	// current Roots and moves every consumer to it.
+	RefreshRoots(ctx context.Context) error
+}
+
+// Store is what the controller reads and writes.
+type Store interface {
+	store.RootRotations
+	ListIssuances(ctx context.Context, fn func(store.Issuance) bool) error
+	store.IssuanceIndex
+	ListGenerations(ctx context.Context) ([]store.Generation, error)
+}
+
+// Alerter raises and clears alerts (rotation/alert.Engine).
+type Alerter interface {
+	Raise(ctx context.Context, a alert.Alert) error
+	Clear(ctx context.Context, key alert.Key) error
+}
+
+// NewSourceFunc builds the root source of a root section (serve:
+// authority.NewRootSource on the configuration with that section).
+type NewSourceFunc func(ctx context.Context, rc config.RootConfig) (root.Source, error)
+
+// Defaults of the controller.
+const (
+	DefaultInterval = 30 * time.Second
+	// DefaultWorkloadsMinWait leaves istiod and the namespaces' ConfigMaps
+	// time to take the new bundle before the count may end the wait.
+	DefaultWorkloadsMinWait = 10 * time.Minute
+	// stuckAfterFailures consecutive failures of a phase's action make the
+	// rotation stuck.
+	stuckAfterFailures = 3
+)
+
+// Options configure a Controller.
+type Options struct {
+	Store         Store
+	Intermediates Intermediates
+	// Source is the composite root source the intermediate manager mints
+	// under; nil when the configured root cannot be rotated (Start then
+	// says why: SourceProblem).
+	Source        *Source
+	SourceProblem error
+	// NewSource builds B's source from the root section the operator names.
+	NewSource NewSourceFunc
+	// OldRootConfig is the configured root section (A), journaled with the
+	// rotation.
+	OldRootConfig config.RootConfig
+	Clock         clock.WithTicker
+	Log           *slog.Logger
+	// Alerts, when set, receives an alert for each phase (what, where, what
+	// meshca does) and for a stuck rotation.
+	Alerts Alerter
+	// Interval is how often the controller re-evaluates (default 30s).
+	Interval time.Duration
+	// Waits are the defaults of a rotation's waits (rotation.root); zero
+	// fields take DefaultWaits of DefaultCertTTL and MaxCertTTL (the
+	// maximum of the workloads' wait adds the minimum in force).
+	Waits store.RootRotationWaits
+	// DefaultCertTTL and MaxCertTTL are issuance.defaultCertTTL and
+	// maxCertTTL.
+	DefaultCertTTL, MaxCertTTL time.Duration
+	// OnEnter, if set, is called once a phase is journaled and before
+	// anything acts on it (tests: kill -9 at each phase).
+	OnEnter func(Phase)
+}
+
+// DefaultWaits are the waits when the operator names none: the workloads
+// wait ends after at least DefaultWorkloadsMinWait once no certificate from
+// before the new bundle is left, and at most half the default workload TTL
+// plus that minimum (istio-agent renews at half its certificate's
+// lifetime); the old leaves' wait ends at the longest TTL a leaf may have.
+func DefaultWaits(defaultTTL, maxTTL time.Duration) store.RootRotationWaits {
+	return store.RootRotationWaits{WorkloadsMin: DefaultWorkloadsMinWait, WorkloadsMax: defaultTTL/2 + DefaultWorkloadsMinWait, TTLMax: maxTTL}
+}
+
+// Controller drives root rotations. Its methods are safe for concurrent use.
+type Controller struct {
+	o    Options
+	clk  clock.WithTicker
+	log  *slog.Logger
+	wake chan struct{}
+
+	mu sync.Mutex
+	// annMu orders the alerts of transitions as they were journaled.
+	annMu sync.Mutex
+	// rec is the journaled rotation; nil when none was ever started.
+	rec *store.RootRotation
+	// oldRoots and newRoot are rec's roots, parsed.
+	oldRoots []*x509.Certificate
+	newRoot  *x509.Certificate
+	// waiting, failures, lastErr and lastSuccess are not journaled.
+	waiting     string
+	next        time.Time
+	failures    int
+	lastErr     error
+	lastSuccess time.Time
+	// configHint says which configuration keys to update once done while
+	// the configuration still names A.
+	configHint  string
+	stuckRaised bool
+}
+
+// New returns a controller. It reads the journal; a rotation in progress
+// (or done) is applied to o.Source at once, before the intermediate
+// manager first asks it for roots; B's source is built from the journal.
+func New(ctx context.Context, o Options) (*Controller, error) {
+	if o.Clock == nil {
+		o.Clock = clock.RealClock{}
+	}
+	if o.Log == nil {
+		o.Log = slog.Default()
+	}
+	if o.Interval <= 0 {
+		o.Interval = DefaultInterval
+	}
+	d := DefaultWaits(o.DefaultCertTTL, o.MaxCertTTL)
+	if o.Waits.WorkloadsMin == 0 {
+		o.Waits.WorkloadsMin = d.WorkloadsMin
+	}
+	if o.Waits.WorkloadsMax == 0 {
+		o.Waits.WorkloadsMax = o.DefaultCertTTL/2 + o.Waits.WorkloadsMin
+	}
+	if o.Waits.TTLMax == 0 {
+		o.Waits.TTLMax = d.TTLMax
+	}
+	c := &Controller{o: o, clk: o.Clock, log: o.Log.With("ca", rotation.CARoot), wake: make(chan struct{}, 1)}
+	rec, err := o.Store.GetRootRotation(ctx)
+	if errors.Is(err, store.ErrNotFound) {
+		return c, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("root rotation journal: %w", err)
+	}
+	if err := c.load(ctx, rec); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// load adopts a journaled record: its roots, and B's source for o.Source.
+func (c *Controller) load(ctx context.Context, rec store.RootRotation) error {
+	p := Phase(rec.Phase)
+	if !p.Valid() {
+		return fmt.Errorf("root rotation %s: the journal names an unknown phase %q", rec.ID, rec.Phase)
+	}
+	old, newRoot, err := parseRoots(rec)
+	if err != nil {
+		return err
+	}
+	c.rec, c.oldRoots, c.newRoot = &rec, old, newRoot
+	if c.o.Source == nil {
+		if p.InProgress() {
+			return fmt.Errorf("root rotation %s is in phase %s, but the configured root cannot rotate: %v", rec.ID, p, c.o.SourceProblem)
+		}
+		return nil
+	}
+	if p == PhaseDone && !c.followsDone() {
+		return nil
+	}
+	rc, err := decodeRootConfig(rec.NewRootSource)
+	if err != nil {
+		return fmt.Errorf("root rotation %s: the journaled new root source: %w", rec.ID, err)
+	}
+	next, err := c.o.NewSource(ctx, rc)
+	if err != nil {
+		return fmt.Errorf("root rotation %s (phase %s): the new root's source (%s): %w", rec.ID, p, describeRoot(rc), err)
+	}
+	c.o.Source.set(p, old, newRoot, next)
+	if p == PhaseDone {
+		c.setConfigHint()
+	}
+	return nil
+}
+
+// setConfigHint says, in the status and the log, which configuration keys
+// to update once a rotation is done while the configuration names A.
+func (c *Controller) setConfigHint() {
+	rc, err := decodeRootConfig(c.rec.NewRootSource)
+	if err != nil {
+		return
+	}
+	c.configHint = fmt.Sprintf("the configuration still names the old root; the journal of root rotation %s wins and meshca uses the new root. Update the configuration: %s", c.rec.ID, configKeys(rc))
+	c.log.Warn("root rotation: "+c.configHint, "rotation", c.rec.ID)
+}
+
+// followsDone reports whether, after a finished rotation, the configured
+// root (A's source) is still one of the old roots, so that the journal's
+// B must stand in for it.
+func (c *Controller) followsDone() bool {
+	roots, err := c.o.Source.Old().Roots(context.Background())
+	if err != nil || len(roots) == 0 {
+		// Cannot tell: the journal wins.
+		return true
+	}
+	for _, r := range c.oldRoots {
+		if r.Equal(roots[0]) {
+			return true
+		}
+	}
+	return false
+}
+
+func parseRoots(rec store.RootRotation) ([]*x509.Certificate, *x509.Certificate, error) {
+	var old []*x509.Certificate
+	for i, d := range rec.OldRootsDER {
+		c, err := x509.ParseCertificate(d)
+		if err != nil {
+			return nil, nil, fmt.Errorf("root rotation %s: journaled old root %d: %w", rec.ID, i+1, err)
+		}
+		old = append(old, c)
+	}
+	n, err := x509.ParseCertificate(rec.NewRootDER)
+	if err != nil {
+		return nil, nil, fmt.Errorf("root rotation %s: journaled new root: %w", rec.ID, err)
+	}
+	return old, n, nil
+}
+
+// Run evaluates the rotation every Interval, and at once after Start,
+// Resume or Advance, until ctx ends.
+func (c *Controller) Run(ctx context.Context) {
+	t := c.clk.NewTicker(c.o.Interval)
+	defer t.Stop()
+	for {
+		c.Step(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C():
+		case <-c.wake:
+		}
+	}
+}
+
+func (c *Controller) poke() {
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Step evaluates the rotation once: it acts for the current phase and
+// moves on while phases complete. Run calls it; tests call it directly.
+func (c *Controller) Step(ctx context.Context) {
+	c.mu.Lock()
+	var events []phaseEvent
+	for range len(phases) {
+		ev, moved := c.stepLocked(ctx)
+		if ev != nil {
+			events = append(events, *ev)
+		}
+		if !moved {
+			break
+		}
+	}
+	c.unlockAndAnnounce(ctx, events, c.statusLocked())
+}
+
+// stepLocked acts once for the current phase; moved says that it entered
+// the next phase (journaled).
+func (c *Controller) stepLocked(ctx context.Context) (*phaseEvent, bool) {
+	r := c.rec
+	if r == nil || r.Paused {
+		return nil, false
+	}
+	p := Phase(r.Phase)
+	now := c.clk.Now()
+	var err error
+	switch p {
+	case PhasePublish, PhaseRemove:
+		c.waiting, c.next = fmt.Sprintf("publishing the roots of phase %s", p), time.Time{}
+		err = c.o.Intermediates.RefreshRoots(ctx)
+		if err == nil {
+			return c.enterLocked(ctx, p.next(), "enter", "controller", "")
+		}
+		err = fmt.Errorf("publish the roots (RefreshRoots): %w", err)
+	case PhaseSwitch:
+		c.waiting, c.next = "activating an intermediate under the new root", time.Time{}
+		var done bool
+		if done, err = c.activeUnderNew(ctx); err == nil && !done {
+			if _, err = c.o.Intermediates.RotateNow(ctx, "root rotation "+r.ID+": switch to an intermediate under the new root"); err == nil {
+				// The old root leaves in phase 5: never move on while
+				// the active intermediate still chains to it.
+				if done, err = c.activeUnderNew(ctx); err == nil && !done {
+					err = errors.New("the intermediate activated at the switch does not chain to the new root")
+				}
+			}
+		}
+		if err == nil {
+			return c.enterLocked(ctx, p.next(), "enter", "controller", "")
+		}
+		err = fmt.Errorf("switch the intermediate (RotateNow): %w", err)
+	case PhaseWaitWorkloads:
+		old, total, cerr := c.countBefore(ctx, r.PhaseStartedAt, now)
+		if cerr != nil {
+			err = fmt.Errorf("count the workload certificates: %w", cerr)
+			break
+		}
+		minAt, maxAt := r.PhaseStartedAt.Add(r.Waits.WorkloadsMin), r.PhaseStartedAt.Add(r.Waits.WorkloadsMax)
+		c.waiting = fmt.Sprintf("%d of %d unexpired workload certificates were issued before both roots were published", old, total)
+		switch {
+		case old == 0 && !now.Before(minAt):
+			return c.enterLocked(ctx, p.next(), "enter", "controller", "every unexpired workload certificate was issued with both roots")
+		case !now.Before(maxAt):
+			return c.enterLocked(ctx, p.next(), "enter", "controller", fmt.Sprintf("the maximum wait of %s passed (%s)", r.Waits.WorkloadsMax, c.waiting))
+		case old == 0:
+			c.next = minAt
+		default:
+			c.next = maxAt
+		}
+	case PhaseWaitTTL:
+		left, cerr := c.countUnderOld(ctx, now)
+		if cerr != nil {
+			err = fmt.Errorf("count the leaves under the old root: %w", cerr)
+			break
+		}
+		maxAt := r.PhaseStartedAt.Add(r.Waits.TTLMax)
+		c.waiting = fmt.Sprintf("%d unexpired leaf certificates were issued by intermediates under the old root", left)
+		switch {
+		case left == 0:
+			return c.enterLocked(ctx, p.next(), "enter", "controller", "no unexpired leaf under the old root is left")
+		case !now.Before(maxAt):
+			return c.enterLocked(ctx, p.next(), "enter", "controller", fmt.Sprintf("the longest workload TTL %s passed (%s)", r.Waits.TTLMax, c.waiting))
+		}
+		c.next = maxAt
+	default:
+		c.waiting, c.next = "", time.Time{}
+		return nil, false
+	}
+	if err != nil {
+		c.failures++
+		c.lastErr = err
+		c.next = now.Add(c.o.Interval)
+		c.log.Error("root rotation: phase action failed; retrying", "rotation", r.ID, "phase", string(p), "failures", c.failures, "error", err)
+	}
+	return nil, false
+}
+
+// phaseEvent is a journaled transition, announced after the lock.
+type phaseEvent struct {
+	id     string
+	phase  Phase
+	event  string
+	by     string
+	detail string
+}
+
+// enterLocked journals the move to phase p and, once durable, applies it
+// to the root source. A journal failure leaves everything as it was.
+func (c *Controller) enterLocked(ctx context.Context, p Phase, event, by, detail string) (*phaseEvent, bool) {
+	now := c.clk.Now()
+	next := *c.rec
+	next.Phase, next.PhaseStartedAt, next.Error = string(p), now, ""
+	next.History = appendHistory(next.History, store.RootRotationEvent{At: now, Phase: string(p), Event: event, By: by, Detail: detail})
+	if err := c.o.Store.PutRootRotation(ctx, next); err != nil {
+		c.failures++
+		c.lastErr = fmt.Errorf("journal phase %s: %w", p, err)
+		c.log.Error("root rotation: cannot journal the next phase; retrying", "rotation", next.ID, "phase", string(p), "error", err)
+		return nil, false
+	}
+	if c.o.OnEnter != nil {
+		c.o.OnEnter(p)
+	}
+	c.rec = &next
+	c.failures, c.lastErr, c.lastSuccess, c.waiting, c.next = 0, nil, now, "", time.Time{}
+	if c.o.Source != nil {
+		c.o.Source.setPhase(p)
+		if p == PhaseDone && c.followsDone() {
+			c.setConfigHint()
+		}
+	}
+	c.log.Info("root rotation: phase "+p.String(), "rotation", next.ID, "event", event, "by", by, "detail", detail)
+	return &phaseEvent{id: next.ID, phase: p, event: event, by: by, detail: detail}, true
+}
+
+// appendHistory appends e, dropping the oldest entries beyond the bound
+// (the first, the start, is kept).
+func appendHistory(h []store.RootRotationEvent, e store.RootRotationEvent) []store.RootRotationEvent {
+	h = append(append([]store.RootRotationEvent(nil), h...), e)
+	if len(h) > store.MaxRootRotationHistory {
+		h = append(h[:1], h[len(h)-store.MaxRootRotationHistory+1:]...)
+	}
+	return h
+}
+
+// activeUnderNew reports whether the active generation already chains to
+// B: the switch happened before a restart could journal it.
+func (c *Controller) activeUnderNew(ctx context.Context) (bool, error) {
+	gens, err := c.o.Store.ListGenerations(ctx)
+	if err != nil {
+		return false, err
+	}
+	for _, g := range gens {
+		if !g.Active() {
+			continue
+		}
+		cert, err := x509.ParseCertificate(g.CertDER)
+		if err != nil {
+			return false, fmt.Errorf("generation %d: %w", g.ID, err)
+		}
+		return issuedBy(cert, []*x509.Certificate{c.newRoot}), nil
+	}
+	return false, nil
+}
+
+// issuedBy reports whether cert is signed by one of roots.
+func issuedBy(cert *x509.Certificate, roots []*x509.Certificate) bool {
+	for _, r := range roots {
+		if string(cert.RawIssuer) == string(r.RawSubject) && root.CheckSignatureFrom(cert, r) == nil {
+			return true
+		}
+	}
+	return false
+}
+
+// countBefore counts the unexpired workload certificates, and those of
+// them issued before cutoff.
+func (c *Controller) countBefore(ctx context.Context, cutoff, now time.Time) (before, total int, err error) {
+	err = c.o.Store.ListIssuances(ctx, func(rec store.Issuance) bool {
+		// meshca's own serving certificate is no workload's: it moves to
+		// the new intermediate at the switch.
+		if !rec.NotAfter.After(now) || rec.Profile == authority.ProfileServing {
+			return true
+		}
+		total++
+		// Issued at the instant the roots were published may not carry them.
+		if !rec.IssuedAt.After(cutoff) {
+			before++
+		}
+		return ctx.Err() == nil
+	})
+	if err == nil {
+		err = ctx.Err()
+	}
+	return before, total, err
+}
+
+// countUnderOld counts the unexpired leaves of generations whose
+// intermediate A signed.
+func (c *Controller) countUnderOld(ctx context.Context, now time.Time) (int, error) {
+	gens, err := c.o.Store.ListGenerations(ctx)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, g := range gens {
+		cert, err := x509.ParseCertificate(g.CertDER)
+		if err != nil || !issuedBy(cert, c.oldRoots) || !cert.NotAfter.After(now) {
+			continue
+		}
+		if err := c.o.Store.ListIssuancesByGeneration(ctx, g.ID, func(rec store.Issuance) bool {
+			if rec.NotAfter.After(now) && rec.Profile != authority.ProfileServing {
+				n++
+			}
+			return ctx.Err() == nil
+		}); err != nil {
+			return 0, err
+		}
+	}
+	return n, ctx.Err()
+}
+
+// RotationStatus implements rotation.Reporter.
+func (c *Controller) RotationStatus() rotation.Status {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.statusLocked()
+}
+
+func (c *Controller) statusLocked() rotation.Status {
+	st := rotation.Status{CA: rotation.CARoot, Phase: string(PhaseIdle), LastSuccess: c.lastSuccess}
+	r := c.rec
+	if r == nil {
+		if c.o.SourceProblem != nil {
+			st.Waiting = "root rotation is not available: " + c.o.SourceProblem.Error()
+		}
+		return st
+	}
+	p := Phase(r.Phase)
+	st.Phase, st.PhaseCode, st.Since, st.Paused = string(p), p.Code(), r.PhaseStartedAt, r.Paused
+	if st.LastSuccess.IsZero() {
+		st.LastSuccess = r.PhaseStartedAt
+	}
+	if p == PhaseDone {
+		st.Waiting = c.configHint
+		return st
+	}
+	st.Waiting, st.Next = c.waiting, c.next
+	if r.Paused {
+		st.Next = time.Time{}
+		st.Waiting = "paused by an operator (meshca rotate resume)"
+		return st
+	}
+	now := c.clk.Now()
+	switch {
+	case c.failures >= stuckAfterFailures:
+		st.Stuck, st.Problem = true, fmt.Sprintf("%d consecutive failures: %v", c.failures, c.lastErr)
+	case c.lastErr != nil:
+		st.Problem = c.lastErr.Error()
+	}
+	var maxWait time.Duration
+	switch p {
+	case PhaseWaitWorkloads:
+		maxWait = r.Waits.WorkloadsMax
+	case PhaseWaitTTL:
+		maxWait = r.Waits.TTLMax
+	}
+	// A wait ends at its maximum by itself; a phase that lasts two
+	// intervals beyond it did not move on.
+	if maxWait > 0 && now.After(r.PhaseStartedAt.Add(maxWait+2*c.o.Interval)) && !st.Stuck {
+		st.Stuck, st.Problem = true, fmt.Sprintf("phase %s has lasted %s, over its maximum of %s", p, now.Sub(r.PhaseStartedAt).Round(time.Second), maxWait)
+	}
+	return st
+}
+
+// Record returns the journaled rotation; ok is false when none was ever
+// started.
+func (c *Controller) Record() (store.RootRotation, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.rec == nil {
+		return store.RootRotation{}, false
+	}
+	return *c.rec, true
+}
+
+// errNoRotation is the error of Pause, Resume and Advance without a
+// rotation in progress.
+func errNoRotation(what string) error {
+	return caerr.New(caerr.FailedPrecondition, "no_root_rotation", "no root rotation is in progress to %s; start one with 'meshca rotate root'", what)
+}

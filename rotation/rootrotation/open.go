@@ -1,0 +1,134 @@
+package rootrotation
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/utils/clock"
+
+	"github.com/meshca/meshca/ca/authority"
+	"github.com/meshca/meshca/ca/config"
+	"github.com/meshca/meshca/ca/root"
+	"github.com/meshca/meshca/ca/store"
+	"github.com/meshca/meshca/rotation/intermediate"
+)
+
+// Open opens the CA for the service as intermediate.Open does, with the
+// configured root source wrapped in the root rotation's Source, so that a
+// journaled root rotation decides the roots and the minting root before
+// the intermediate manager loads its first generation. It returns the
+// runtime, the intermediate manager (already started) and the root
+// rotation controller (its Run not yet started). clk nil is the real clock.
+//
+// The journal wins over the configuration: while a rotation is in
+// progress A comes from the journal when the configuration already names
+// B, and after a finished rotation B stands in for a configuration that
+// still names A (the status says which keys to update).
+func Open(ctx context.Context, cfg *config.Config, clk clock.WithTicker, log *slog.Logger, reg prometheus.Registerer, opts ...func(*Options)) (*authority.Runtime, *intermediate.Manager, *Controller, error) {
+	if clk == nil {
+		clk = clock.RealClock{}
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	rt, err := authority.OpenBase(ctx, cfg, clk, log, reg)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	fail := func(err error) (*authority.Runtime, *intermediate.Manager, *Controller, error) {
+		rt.Close()
+		return nil, nil, nil, err
+	}
+	st, ok := rt.Store.(Store)
+	if !ok {
+		return fail(errors.New("the store keeps no root-rotation journal"))
+	}
+	// B's source (and A's, from the journal) carry no metrics of their
+	// own: a second Vault source would register the first's again.
+	newSource := func(ctx context.Context, rc config.RootConfig) (root.Source, error) {
+		c := *cfg
+		c.Root = rc
+		return authority.NewRootSource(ctx, &c, rt.Keys, clk, log, nil)
+	}
+	old, err := oldSource(ctx, st, rt.Root, newSource, log)
+	if err != nil {
+		return fail(err)
+	}
+	src, srcErr := NewSource(old)
+	if srcErr == nil {
+		rt.Root = src.RootSource()
+		rt.Loader.Root = rt.Root
+	} else {
+		src = nil
+	}
+	o := Options{
+		Store: st, Source: src, SourceProblem: srcErr, NewSource: newSource, OldRootConfig: cfg.Root,
+		Clock: clk, Log: log, DefaultCertTTL: cfg.Issuance.DefaultCertTTL.Duration, MaxCertTTL: cfg.Issuance.MaxCertTTL.Duration,
+		Waits: store.RootRotationWaits{WorkloadsMin: cfg.Rotation.Root.WorkloadsMinWait.Duration,
+			WorkloadsMax: cfg.Rotation.Root.WorkloadsMaxWait.Duration, TTLMax: cfg.Rotation.Root.TTLMaxWait.Duration},
+	}
+	for _, f := range opts {
+		f(&o)
+	}
+	ctl, err := New(ctx, o)
+	if err != nil {
+		return fail(err)
+	}
+	m := intermediate.New(intermediate.Options{Config: cfg, Keys: rt.Keys, Store: rt.Store, Root: rt.Root, Loader: rt.Loader, Clock: clk, Log: log})
+	ctl.o.Intermediates = m
+	mat, err := m.Start(ctx)
+	if err == nil {
+		err = authority.PublishPQAnchor(authority.PQAnchorPath(cfg), mat, log)
+	}
+	if err != nil {
+		return fail(err)
+	}
+	rt.Start(ctx, mat, true)
+	return rt, m, ctl, nil
+}
+
+// oldSource is A's source: the configured one, unless a rotation in
+// progress finds the configuration already naming its new root; then A's
+// source is rebuilt from the journal.
+func oldSource(ctx context.Context, st Store, configured root.Source, newSource NewSourceFunc, log *slog.Logger) (root.Source, error) {
+	rec, err := st.GetRootRotation(ctx)
+	if errors.Is(err, store.ErrNotFound) {
+		return configured, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("root rotation journal: %w", err)
+	}
+	if !Phase(rec.Phase).InProgress() || len(rec.OldRootSource) == 0 {
+		return configured, nil
+	}
+	roots, err := configured.Roots(ctx)
+	if err != nil || len(roots) == 0 || !bytes.Equal(roots[0].Raw, rec.NewRootDER) {
+		return configured, nil
+	}
+	rc, err := decodeRootConfig(rec.OldRootSource)
+	if err != nil {
+		return nil, fmt.Errorf("root rotation %s: the journaled old root source: %w", rec.ID, err)
+	}
+	log.Warn("root rotation: the configuration already names the new root while the rotation is in progress; the old root comes from the journal until it is done", "rotation", rec.ID, "phase", rec.Phase, "old_root", describeRoot(rc))
+	return newSource(ctx, rc)
+}
+
+// SetIntermediates sets the intermediate manager (when the controller was
+// built without one).
+func (c *Controller) SetIntermediates(i Intermediates) {
+	c.mu.Lock()
+	c.o.Intermediates = i
+	c.mu.Unlock()
+}
+
+// SetAlerts sets where phase and stuck alerts go (serve starts the
+// alerting engine after the CA).
+func (c *Controller) SetAlerts(a Alerter) {
+	c.mu.Lock()
+	c.o.Alerts = a
+	c.mu.Unlock()
+}

@@ -1,0 +1,90 @@
+package e2e
+
+import (
+	"context"
+	"crypto/x509"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	vaultapi "github.com/hashicorp/vault/api"
+	"github.com/stretchr/testify/require"
+
+	"github.com/meshca/meshca/test/vaultenv"
+)
+
+// rrSign has the running serve sign a leaf (meshca sign through its admin
+// socket) and returns the chain: leaf, intermediate, then every root.
+func rrSign(t *testing.T, dir string) []*x509.Certificate {
+	t.Helper()
+	chain := splitPEM(t, meshca(t, "sign", "--dir", dir, "--csr", writeCSR(t, t.TempDir(), workloadID), "--identity", workloadID))
+	require.GreaterOrEqual(t, len(chain), 3)
+	return chain
+}
+
+func rrSubjects(cs []*x509.Certificate) []string {
+	var out []string
+	for _, c := range cs {
+		out = append(out, c.Subject.CommonName)
+	}
+	return out
+}
+
+// A Vault root rotates to a second Vault mount named in a file with a
+// root: section: the chain's roots are A, then A and B (A first), then B;
+// the intermediate moves under B at the switch.
+func TestServe_RootRotationVaultToASecondMount(t *testing.T) {
+	v, err := vaultenv.Start()
+	require.NoError(t, err)
+	t.Cleanup(v.Stop)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	for _, m := range []string{"pki-a", "pki-b"} {
+		require.NoError(t, v.Client.Sys().MountWithContext(ctx, m, &vaultapi.MountInput{
+			Type: "pki", Config: vaultapi.MountConfigInput{MaxLeaseTTL: "87600h"},
+		}))
+		_, err = v.Client.Logical().WriteWithContext(ctx, m+"/root/generate/internal", map[string]any{
+			"common_name": "Enterprise Root " + m, "key_type": "ec", "key_bits": 256, "ttl": "87600h",
+		})
+		require.NoError(t, err)
+	}
+	dir := filepath.Join(t.TempDir(), "ca")
+	require.NoError(t, os.MkdirAll(dir, 0o700))
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	require.NoError(t, os.WriteFile(tokenFile, []byte(v.RootToken), 0o600))
+	rootSection := func(mount string) string {
+		return fmt.Sprintf("root:\n  source: vault\n  vault:\n    address: %s\n    mount: %s\n    auth: {method: token, tokenFile: %s}\n", v.Addr, mount, tokenFile)
+	}
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "meshca.yaml"), []byte(rootSection("pki-a")+"keyStore: {type: softkms, dir: keys}\nstore: {path: meshca.db}\n"), 0o644))
+	bFile := filepath.Join(t.TempDir(), "new-root.yaml")
+	require.NoError(t, os.WriteFile(bFile, []byte(rootSection("pki-b")), 0o644))
+
+	s := startServe(t, dir)
+	s.waitReady(t, 10*time.Second)
+	c0 := rrSign(t, dir)
+	require.Equal(t, []string{"Enterprise Root pki-a"}, rrSubjects(c0[2:]))
+
+	meshca(t, "rotate", "root", "--dir", dir, "--new-root-config", bFile)
+	rrWaitPhase(t, dir, s, "wait-for-workloads")
+	c1 := rrSign(t, dir)
+	require.Equal(t, []string{"Enterprise Root pki-a", "Enterprise Root pki-b"}, rrSubjects(c1[2:]))
+	require.NoError(t, c1[1].CheckSignatureFrom(c1[2]), "still under A")
+	require.True(t, c1[2].Equal(c0[2]))
+	rootB := c1[3]
+
+	meshca(t, "rotate", "advance", "--dir", dir)
+	rrWaitPhase(t, dir, s, "wait-out-ttl")
+	c3 := rrSign(t, dir)
+	require.Equal(t, []string{"Enterprise Root pki-a", "Enterprise Root pki-b"}, rrSubjects(c3[2:]))
+	require.NoError(t, c3[1].CheckSignatureFrom(rootB), "the intermediate is under B")
+
+	meshca(t, "rotate", "advance", "--dir", dir)
+	rrWaitPhase(t, dir, s, "done")
+	c5 := rrSign(t, dir)
+	require.Equal(t, []string{"Enterprise Root pki-b"}, rrSubjects(c5[2:]))
+	require.True(t, c5[2].Equal(rootB))
+	require.True(t, c5[1].Equal(c3[1]), "the same intermediate under B")
+	require.Contains(t, meshca(t, "rotate", "status", "--dir", dir), "root.vault.mount pki-b")
+}
