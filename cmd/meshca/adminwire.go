@@ -80,6 +80,8 @@ type adminDeps struct {
 	// controllers, for the status route (statuswire.go).
 	inventory []inventory.Source
 	rotation  []rotation.Reporter
+	// rotations serves the admin rotation routes; nil serves none.
+	rotations admin.Rotations
 }
 
 // adminServers are the admin socket and, with server.adminListen, the TCP
@@ -118,7 +120,7 @@ func startAdmin(ctx context.Context, d adminDeps) (*adminServers, error) {
 		o.Revoker, o.CRLs = adminRevoker{d.crl}, adminCRLs{d.crl}
 	}
 	o.CACerts = adminCACerts{rt: d.rt, crl: d.crl}
-	o.Rotations = adminRotations(d.rt)
+	o.Rotations = d.rotations
 	sock, err := admin.Listen(o)
 	if err != nil {
 		return nil, fmt.Errorf("server.adminSocket: %w", err)

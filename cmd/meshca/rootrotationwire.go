@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/x509"
 	"log/slog"
-	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -24,14 +23,10 @@ type rotating struct {
 	root *rootrotation.Controller
 }
 
-// rotations holds each runtime's controllers (openCA makes them; serve's
-// admin endpoint and main loop find them by runtime).
-var rotations sync.Map // *authority.Runtime -> *rotating
-
 // openRotating opens the CA with the root rotation's composite source
 // around the configured root (rootrotation.Open) and registers both
 // controllers' rotation metrics.
-func openRotating(ctx context.Context, cfg *config.Config, log *slog.Logger, reg prometheus.Registerer) (*authority.Runtime, *intermediate.Manager, error) {
+func openRotating(ctx context.Context, cfg *config.Config, log *slog.Logger, reg prometheus.Registerer) (*authority.Runtime, *rotating, error) {
 	rt, m, ctl, err := rootrotation.Open(ctx, cfg, nil, log, reg)
 	if err != nil {
 		return nil, nil, err
@@ -42,37 +37,21 @@ func openRotating(ctx context.Context, cfg *config.Config, log *slog.Logger, reg
 			return nil, nil, err
 		}
 	}
-	rotations.Store(rt, &rotating{m: m, root: ctl})
-	return rt, m, nil
+	return rt, &rotating{m: m, root: ctl}, nil
 }
 
-func rotatingOf(rt *authority.Runtime) *rotating {
-	r, _ := rotations.Load(rt)
-	v, _ := r.(*rotating)
-	return v
+// reporters are both controllers, for the rules and meshca status.
+func (r *rotating) reporters() []rotation.Reporter {
+	return []rotation.Reporter{r.m, r.root}
 }
 
-// runRootRotation runs the root rotation controller of rt until ctx ends,
-// its phase alerts going to the alerting engine (nil: none).
-func runRootRotation(ctx context.Context, rt *authority.Runtime, a *alerts) {
-	r := rotatingOf(rt)
-	if r == nil {
-		return
-	}
+// runRootRotation runs the root rotation controller until ctx ends, its
+// phase alerts going to the alerting engine (nil: none).
+func runRootRotation(ctx context.Context, r *rotating, a *alerts) {
 	if a != nil {
 		r.root.SetAlerts(a.engine)
 	}
 	go r.root.Run(ctx)
-}
-
-// adminRotations serves the admin rotation routes from rt's controllers;
-// nil when rt has none.
-func adminRotations(rt *authority.Runtime) admin.Rotations {
-	r := rotatingOf(rt)
-	if r == nil {
-		return nil
-	}
-	return r
 }
 
 // RotationInfo implements admin.Rotations.

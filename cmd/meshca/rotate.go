@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -243,20 +244,8 @@ straight from the store when no serve runs on it.`,
 					return err
 				}
 			} else {
-				j, ok := t.store.(store.RootRotations)
-				if !ok {
-					return errors.New("this store keeps no root-rotation journal")
-				}
-				rec, err := j.GetRootRotation(cmd.Context())
-				switch {
-				case errors.Is(err, store.ErrNotFound):
-					info.Rotations = []rotation.Status{{CA: rotation.CARoot, Phase: "idle"}}
-				case err != nil:
+				if info, err = storedRotation(cmd.Context(), t.store); err != nil {
 					return err
-				default:
-					info.Root = admin.JournalOf(rec)
-					info.Rotations = []rotation.Status{{CA: rotation.CARoot, Phase: rec.Phase, Since: rec.PhaseStartedAt, Paused: rec.Paused,
-						Waiting: "meshca serve is not running on this store: the rotation resumes when it starts"}}
 				}
 			}
 			return printRotation(cmd.OutOrStdout(), info, rf.output)
@@ -332,3 +321,32 @@ func printRotation(w io.Writer, info admin.RotationInfo, output string) error {
 }
 
 func oneLine(s string) string { return strings.ReplaceAll(s, "\n", " ") }
+
+// stoppedServe says why a rotation read from the store does not move.
+const stoppedServe = "meshca serve is not running on this store: the rotation resumes when it starts"
+
+// storedRotation is the root rotation as a stopped service's store
+// journals it (meshca rotate status and meshca status without serve).
+func storedRotation(ctx context.Context, st store.Store) (admin.RotationInfo, error) {
+	var info admin.RotationInfo
+	j, ok := st.(store.RootRotations)
+	if !ok {
+		return info, errors.New("this store keeps no root-rotation journal")
+	}
+	rec, err := j.GetRootRotation(ctx)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		info.Rotations = []rotation.Status{{CA: rotation.CARoot, Phase: "idle"}}
+	case err != nil:
+		return info, err
+	default:
+		info.Root = admin.JournalOf(rec)
+		info.Rotations = []rotation.Status{{CA: rotation.CARoot, Phase: rec.Phase, Since: rec.PhaseStartedAt, Paused: rec.Paused, Waiting: stoppedServe}}
+	}
+	return info, nil
+}
+
+// fixedReporter reports a status read once.
+type fixedReporter rotation.Status
+
+func (f fixedReporter) RotationStatus() rotation.Status { return rotation.Status(f) }

@@ -19,18 +19,18 @@ import (
 // openCA opens the CA for serve: the intermediate rotation manager
 // resumes its journal and decides (minting and activating when needed)
 // the active generation.
-func openCA(ctx context.Context, cfg *config.Config, log *slog.Logger, reg prometheus.Registerer) (*authority.Runtime, *intermediate.Manager, error) {
-	rt, m, err := openRotating(ctx, cfg, log, reg)
+func openCA(ctx context.Context, cfg *config.Config, log *slog.Logger, reg prometheus.Registerer) (*authority.Runtime, *rotating, error) {
+	rt, r, err := openRotating(ctx, cfg, log, reg)
 	if err != nil {
 		return nil, nil, err
 	}
 	if reg != nil {
-		if err := rotation.RegisterMetrics(reg, m); err != nil {
+		if err := rotation.RegisterMetrics(reg, r.m); err != nil {
 			rt.Close()
 			return nil, nil, err
 		}
 	}
-	return rt, m, nil
+	return rt, r, nil
 }
 
 // fanout is everything in serve that hands out or checks CA material and

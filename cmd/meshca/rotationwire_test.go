@@ -117,7 +117,8 @@ func TestFanout_ActivationMovesEveryPartTogether(t *testing.T) {
 	require.NoError(t, os.WriteFile(cfg.Kubernetes.Kubeconfig, env.KubeConfig(), 0o600))
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	reg := prometheus.NewRegistry()
-	rt, rot, err := openCA(ctx, cfg, log, nil)
+	rt, r, err := openCA(ctx, cfg, log, nil)
+	rot := r.m
 	require.NoError(t, err)
 	t.Cleanup(func() { rt.Close() })
 	m1 := rt.Authority.Material()

@@ -21,7 +21,6 @@ import (
 	"github.com/meshca/meshca/ca/config"
 	"github.com/meshca/meshca/ca/store"
 	"github.com/meshca/meshca/issuer/server"
-	"github.com/meshca/meshca/rotation"
 )
 
 func newServeCommand(g *globals) *cobra.Command {
@@ -139,7 +138,7 @@ SIGINT or SIGTERM.`,
 					log.Error("CRL manager stopped", "error", err)
 				}
 			}()
-			startRules(ctx, alerting, ruleDeps{cfg: cfg, rt: rt, inv: inv, crl: crls, reporters: []rotation.Reporter{rot}, log: log})
+			startRules(ctx, alerting, ruleDeps{cfg: cfg, rt: rt, inv: inv, crl: crls, reporters: rot.reporters(), log: log})
 			pruned := prometheus.NewCounter(prometheus.CounterOpts{
 				Name: "meshca_store_pruned_records_total",
 				Help: "Expired issuance records deleted by the retention job.",
@@ -150,7 +149,7 @@ SIGINT or SIGTERM.`,
 				Log: log, Pruned: func(n int) { pruned.Add(float64(n)) },
 			}
 			go pruner.Run(ctx)
-			adm, err := startAdmin(ctx, adminDeps{cfg: cfg, rt: rt, crl: crls, door: door, rc: rc, log: log, reg: reg, inventory: inv.sources, rotation: []rotation.Reporter{rot}})
+			adm, err := startAdmin(ctx, adminDeps{cfg: cfg, rt: rt, crl: crls, door: door, rc: rc, log: log, reg: reg, inventory: inv.sources, rotation: rot.reporters(), rotations: rot})
 			if err != nil {
 				return err
 			}
@@ -158,12 +157,12 @@ SIGINT or SIGTERM.`,
 			if err := trust.start(ctx, cfg); err != nil {
 				return err
 			}
-			subscribeRotation(ctx, rot, &fanout{
+			subscribeRotation(ctx, rot.m, &fanout{
 				authority: rt.Authority, crls: crls, rootSource: rt.Root, trust: trust, serving: door.serving,
 				anchorPath: authority.PQAnchorPath(cfg), log: log,
 			})
-			go rot.Run(ctx)
-			runRootRotation(ctx, rt, alerting)
+			go rot.m.Run(ctx)
+			runRootRotation(ctx, rot, alerting)
 			log.Info("meshca ready",
 				"trust_domain", cfg.TrustDomain, "generation", m.Generation, "compliance", cfg.Server.Compliance,
 				"serving_names", cfg.Server.DNSNames, "authenticators", door.authenticators,

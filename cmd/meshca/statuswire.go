@@ -7,6 +7,7 @@ import (
 	"github.com/meshca/meshca/ca/config"
 	"github.com/meshca/meshca/ca/store"
 	"github.com/meshca/meshca/issuer/admin"
+	"github.com/meshca/meshca/rotation"
 	"github.com/meshca/meshca/rotation/inventory"
 )
 
@@ -25,8 +26,15 @@ func liveStatus(d adminDeps) *admin.LiveStatus {
 // generations as the running service would publish them, and its alerts.
 func offlineStatus(ctx context.Context, cfg *config.Config, st store.Store) *admin.LiveStatus {
 	roots, active := storeRoots(ctx, st)
+	var reporters []rotation.Reporter
+	if info, err := storedRotation(ctx, st); err == nil {
+		for _, r := range info.Rotations {
+			reporters = append(reporters, fixedReporter(r))
+		}
+	}
 	return &admin.LiveStatus{
-		Store: storeState(cfg, st),
+		Rotation: reporters,
+		Store:    storeState(cfg, st),
 		Inventory: []inventory.Source{&inventory.CASource{
 			Roots:       func() []*x509.Certificate { return roots },
 			Active:      func() uint64 { return active },

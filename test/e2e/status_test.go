@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/meshca/meshca/rotation"
 )
 
 // statusDoc is the part of 'meshca status -o json' these tests read.
@@ -77,7 +79,16 @@ func TestStatus_ThroughTheAdminSocketTCPAndTheStore(t *testing.T) {
 		scopes[c.Scope] = true
 	}
 	require.True(t, scopes["gen-1"], "%v", scopes)
-	require.Equal(t, "[]", string(doc.Rotation))
+	// Both rotating controllers report: the intermediate is idle until
+	// intermediate.prepareThreshold (0.5) of its lifetime, the root idle.
+	var rot []rotation.Status
+	require.NoError(t, json.Unmarshal(doc.Rotation, &rot))
+	require.Len(t, rot, 2)
+	require.Equal(t, [2]string{rotation.CAIntermediate, "idle"}, [2]string{rot[0].CA, rot[0].Phase})
+	require.Equal(t, 0, rot[0].PhaseCode)
+	prepareAt := inter.NotBefore.Add(inter.NotAfter.Sub(inter.NotBefore) / 2)
+	require.WithinDuration(t, prepareAt, rot[0].Next, time.Second)
+	require.Equal(t, [3]any{rotation.CARoot, "idle", 0}, [3]any{rot[1].CA, rot[1].Phase, rot[1].PhaseCode})
 	require.Equal(t, "[]", string(doc.Alerts))
 	require.WithinDuration(t, time.Now(), doc.GeneratedAt, time.Minute)
 
@@ -93,7 +104,13 @@ func TestStatus_ThroughTheAdminSocketTCPAndTheStore(t *testing.T) {
 	}
 	require.Equal(t, wantRows, caRows(t, out))
 	require.Contains(t, out, "server:             running (answered through its admin endpoint)\n")
-	require.Contains(t, out, "\nROTATION\nno rotation controller reports\n")
+	_, rotBlock, ok := strings.Cut(out, "\nROTATION\n")
+	require.True(t, ok, out)
+	rotBlock, _, _ = strings.Cut(rotBlock, "\n\n")
+	rotLines := strings.Split(rotBlock, "\n")
+	require.Len(t, rotLines, 3, rotBlock)
+	require.Equal(t, []string{"intermediate", "idle", "ok"}, strings.Fields(rotLines[1])[:3])
+	require.Equal(t, []string{"root", "idle", "ok"}, strings.Fields(rotLines[2])[:3])
 	require.Contains(t, out, "\nALERTS\nnone firing\n")
 
 	// NO_COLOR does not override an explicit --color=always.
@@ -115,11 +132,17 @@ func TestStatus_ThroughTheAdminSocketTCPAndTheStore(t *testing.T) {
 	require.Equal(t, wantRows, caRows(t, remote))
 	require.Contains(t, remote, "\nCRLS\nSCOPE ")
 
-	// Stopped: from the store, the same certificates; no CRLs or rotation.
+	// Stopped: from the store, the same certificates; no CRLs; the root
+	// rotation as journaled (none).
 	s.sigterm(t)
 	out = meshca(t, "status", "--dir", dir)
 	require.Contains(t, out, "server:             not running (read from the store)\n")
 	require.Equal(t, wantRows, caRows(t, out))
 	require.Contains(t, out, "\nCRLS\nnone: meshca serve builds and serves the CRLs\n")
-	require.Contains(t, out, "\nROTATION\nnone: meshca serve runs the rotation controllers\n")
+	_, rotBlock, ok = strings.Cut(out, "\nROTATION\n")
+	require.True(t, ok, out)
+	rotBlock, _, _ = strings.Cut(rotBlock, "\n\n")
+	rotLines = strings.Split(rotBlock, "\n")
+	require.Len(t, rotLines, 2, rotBlock)
+	require.Equal(t, []string{"root", "idle"}, strings.Fields(rotLines[1])[:2])
 }
