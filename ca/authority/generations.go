@@ -131,14 +131,28 @@ func (l *Loader) activeGeneration(ctx context.Context) (*store.Generation, error
 }
 
 // GenerationMaterial builds the material of generation g (in whatever
-// state) under roots: its certificate and stored intermediates, which
-// must chain to one of roots now (and, for a catalyst CA under a Catalyst
-// root, carry that root's alternative signature), with its keys. A
-// generation that does not match the configured profile or post-quantum
-// algorithm, or that does not chain, is an *UnusableError; keys that do
-// not load are a plain error.
+// state) under roots, to sign with: its certificate and stored
+// intermediates, which must chain to one of roots now (and, for a catalyst
+// CA under a Catalyst root, carry that root's alternative signature), with
+// its keys. A generation that does not match the configured profile or
+// post-quantum algorithm, or that does not chain, is an *UnusableError;
+// keys that do not load are a plain error.
 func (l *Loader) GenerationMaterial(g store.Generation, roots []*x509.Certificate) (*Material, error) {
-	if p := ProfileOf(g); p != l.profile() {
+	return l.generationMaterial(g, roots, true)
+}
+
+// RetainedMaterial is GenerationMaterial for a retired generation that is
+// still published: it is loaded under its own profile and post-quantum
+// algorithm, whatever the configuration says now, because its leaves are
+// in use and its CRL must stay served (RFC 5280 section 5) after
+// intermediate.profile changed.
+func (l *Loader) RetainedMaterial(g store.Generation, roots []*x509.Certificate) (*Material, error) {
+	return l.generationMaterial(g, roots, false)
+}
+
+func (l *Loader) generationMaterial(g store.Generation, roots []*x509.Certificate, matchConfig bool) (*Material, error) {
+	p := ProfileOf(g)
+	if matchConfig && p != l.profile() {
 		return nil, &UnusableError{Msg: "intermediate.profile changed", Generation: g.ID, Args: []any{"was", p, "now", l.profile()}}
 	}
 	cert, err := x509.ParseCertificate(g.CertDER)
@@ -158,17 +172,17 @@ func (l *Loader) GenerationMaterial(g store.Generation, roots []*x509.Certificat
 	if err := b.Verify(l.Now()); err != nil {
 		return nil, &UnusableError{Msg: "the intermediate no longer chains to the configured root", Generation: g.ID, Args: []any{"error", err}}
 	}
-	if err := CheckCatalystRoot(b, l.profile()); err != nil {
+	if err := CheckCatalystRoot(b, p); err != nil {
 		return nil, &UnusableError{Msg: "the intermediate has no alternative signature from the Catalyst root", Generation: g.ID, Args: []any{"error", err}}
 	}
 	key, err := l.GenerationKey(g, cert)
 	if err != nil {
 		return nil, err
 	}
-	if alg := PQAlgorithmOf(key, l.profile()); alg != l.Config.Intermediate.PQAlgorithm {
+	if alg := PQAlgorithmOf(key, p); matchConfig && alg != l.Config.Intermediate.PQAlgorithm {
 		return nil, &UnusableError{Msg: "intermediate.pqAlgorithm changed", Generation: g.ID, Args: []any{"was", alg, "now", l.Config.Intermediate.PQAlgorithm}}
 	}
-	m, err := NewMaterial(g.ID, b, key, l.profile())
+	m, err := NewMaterial(g.ID, b, key, p)
 	if err != nil {
 		return nil, fmt.Errorf("CA generation %d: %w", g.ID, err)
 	}

@@ -73,7 +73,7 @@ func (m *Manager) loadRetained(ctx context.Context) error {
 		if cert.IsZero() || !now.Before(cert.Add(m.cfg.Intermediate.GracePeriod.Duration)) {
 			continue
 		}
-		mat, err := m.loader.GenerationMaterial(g, roots)
+		mat, err := m.loader.RetainedMaterial(g, roots)
 		if err != nil {
 			m.log.Warn("a retired CA generation in its grace period does not load; it is not published", "generation", g.ID, "error", err)
 			continue

@@ -9,6 +9,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/meshca/meshca/ca/profile"
 	"github.com/meshca/meshca/ca/store"
 	"github.com/meshca/meshca/rotation"
 )
@@ -268,4 +269,41 @@ func TestManager_RotateNow(t *testing.T) {
 	require.Equal(t, PhaseIdle, s.Phase)
 	require.Equal(t, fraction(next, 0.5), s.Next)
 	f.settled(t)
+}
+
+// A retired generation of another profile (intermediate.profile changed
+// since) is still retained across a restart: its leaves are in use, so
+// its CRL stays served. It is loaded under its own profile; only the
+// signing generation must match the configuration.
+func TestManager_RetainsARetiredGenerationOfAnotherProfileAcrossARestart(t *testing.T) {
+	f := newFixture(t, nil)
+	first, err := f.m.Start(context.Background())
+	require.NoError(t, err)
+	require.NoError(t, f.st.PutIssuance(context.Background(), store.Issuance{
+		Serial: "0a", Identity: "spiffe://cluster.local/ns/a/sa/b", NotBefore: t0, NotAfter: t0.Add(30 * 24 * time.Hour),
+		Fingerprint: "00", Profile: string(first.Profile), Requester: "test", Generation: first.Generation, IssuedAt: t0,
+	}))
+	other := profile.Classical
+	if first.Profile == profile.Classical {
+		other = profile.Catalyst
+	}
+	f.cfg.Intermediate.Profile = other
+	if other == profile.Classical {
+		f.cfg.Intermediate.PQAlgorithm = ""
+	}
+	restart := func() *Manager {
+		m := New(Options{Config: f.cfg, Keys: f.km, Store: f.st, Root: f.src, Clock: f.clk, Log: f.m.log})
+		_, err := m.Start(context.Background())
+		require.NoError(t, err)
+		return m
+	}
+	f.clk.Step(time.Hour)
+	m := restart()
+	require.NotEqual(t, first.Generation, m.Active().Generation, "the profile changed: a new generation signs")
+	require.Equal(t, other, m.Active().Profile)
+	f.clk.Step(time.Hour)
+	m = restart()
+	require.Len(t, m.Retained(), 1, "generation %d's leaf expires in 30 days", first.Generation)
+	require.Equal(t, first.Generation, m.Retained()[0].Generation)
+	require.Equal(t, first.Profile, m.Retained()[0].Profile)
 }
