@@ -1,6 +1,7 @@
 package rotation_test
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -32,9 +33,36 @@ meshca_rotation_last_success_timestamp_seconds{ca="intermediate"} 1.7000000005e+
 # TYPE meshca_rotation_phase gauge
 meshca_rotation_phase{ca="intermediate"} 2
 meshca_rotation_phase{ca="root"} 0
-`)))
+`), "meshca_rotation_phase", "meshca_rotation_last_success_timestamp_seconds"))
 	rootCtl.PhaseCode, rootCtl.LastSuccess = 3, time.Unix(1700000100, 0)
 	n, err := testutil.GatherAndCount(reg, "meshca_rotation_last_success_timestamp_seconds")
 	require.NoError(t, err)
 	require.Equal(t, 2, n)
+}
+
+// meshca_rotation_stuck and meshca_rotation_paused are 1 exactly while the
+// controller's Status says so, 0 otherwise, and follow it from one scrape
+// to the next.
+func TestCollector_StuckAndPaused(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	inter := &fixed{CA: rotation.CAIntermediate, Phase: "preparing", PhaseCode: 1, Stuck: true, Problem: "the root source is unavailable"}
+	rootCtl := &fixed{CA: rotation.CARoot, Phase: "wait-for-workloads", PhaseCode: 2, Paused: true}
+	require.NoError(t, rotation.RegisterMetrics(reg, inter, rootCtl))
+	const help = `
+# HELP meshca_rotation_paused 1 while an operator has paused the controller's rotation (meshca rotate pause), else 0.
+# TYPE meshca_rotation_paused gauge
+meshca_rotation_paused{ca="intermediate"} %d
+meshca_rotation_paused{ca="root"} %d
+# HELP meshca_rotation_stuck 1 while the controller reports its rotation stuck (a step keeps failing or a phase outlasted its maximum), else 0.
+# TYPE meshca_rotation_stuck gauge
+meshca_rotation_stuck{ca="intermediate"} %d
+meshca_rotation_stuck{ca="root"} %d
+`
+	require.NoError(t, testutil.GatherAndCompare(reg, strings.NewReader(fmt.Sprintf(help, 0, 1, 1, 0)),
+		"meshca_rotation_stuck", "meshca_rotation_paused"))
+
+	inter.Stuck, inter.Problem = false, ""
+	rootCtl.Paused, rootCtl.Stuck = false, true
+	require.NoError(t, testutil.GatherAndCompare(reg, strings.NewReader(fmt.Sprintf(help, 0, 0, 0, 1)),
+		"meshca_rotation_stuck", "meshca_rotation_paused"))
 }
