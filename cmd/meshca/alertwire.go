@@ -19,13 +19,12 @@ type alerts struct {
 }
 
 // startAlerts builds the sinks of cfg.Alerts and starts the engine on
-// states (the store), or returns nil when no sink is configured. The engine
-// runs until ctx ends.
+// states (the store). Without a sink the engine still runs: the rules'
+// alerts are kept in the store, so that meshca status shows what fires
+// and a sink configured later starts from the same state; nothing is
+// delivered. The engine runs until ctx ends.
 func startAlerts(ctx context.Context, cfg *config.Config, states store.AlertStates, log *slog.Logger, reg prometheus.Registerer) (*alerts, error) {
 	ac := cfg.Alerts
-	if !ac.Enabled() {
-		return nil, nil
-	}
 	var sinks []alert.Sink
 	if f := ac.Slack.WebhookURLFile; f != "" {
 		s, err := alert.NewSlack(f, nil)
@@ -56,7 +55,11 @@ func startAlerts(ctx context.Context, cfg *config.Config, states store.AlertStat
 	for i, s := range sinks {
 		names[i] = s.Name()
 	}
-	log.Info("alerting engine started", "sinks", names, "repeat_interval", ac.RepeatInterval.Duration)
+	if len(names) == 0 {
+		log.Info("alerting engine started without a sink: alerts are kept in the store and shown by meshca status; set alerts.slack.webhookURLFile or alerts.webhook.urlFile to deliver them")
+	} else {
+		log.Info("alerting engine started", "sinks", names, "repeat_interval", ac.RepeatInterval.Duration)
+	}
 	return &alerts{engine: e}, nil
 }
 

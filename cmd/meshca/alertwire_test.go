@@ -21,12 +21,25 @@ import (
 	"github.com/meshca/meshca/rotation/alert"
 )
 
-func TestStartAlerts_OffWithoutASink(t *testing.T) {
-	cfg := config.Defaults(t.TempDir())
-	a, err := startAlerts(context.Background(), cfg, nil, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+// Without a sink the engine runs all the same and keeps what fires in the
+// store (meshca status lists it); nothing is delivered.
+func TestStartAlerts_WithoutASinkKeepsStateForStatus(t *testing.T) {
+	dir := t.TempDir()
+	cfg := config.Defaults(dir)
+	st, err := boltstore.Open(filepath.Join(dir, "alerts.db"))
 	require.NoError(t, err)
-	require.Nil(t, a)
-	require.Nil(t, a.publishOptions())
+	defer st.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	a, err := startAlerts(ctx, cfg, st, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+	require.NoError(t, err)
+	require.NotNil(t, a)
+	require.Len(t, a.publishOptions(), 1)
+	require.NoError(t, a.engine.Raise(ctx, alert.Alert{Rule: "CRLStale", Object: "gen-1", Severity: alert.Critical, Summary: "stale"}))
+	states, err := st.ListAlertStates(ctx)
+	require.NoError(t, err)
+	require.Len(t, states, 1)
+	require.Equal(t, "CRLStale", states[0].Rule)
 }
 
 // alerts.slack.webhookURLFile starts an engine on the store that posts to
