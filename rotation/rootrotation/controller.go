@@ -74,6 +74,10 @@ type Options struct {
 	// OldRootConfig is the configured root section (A), journaled with the
 	// rotation.
 	OldRootConfig config.RootConfig
+	// Intermediate is the intermediate section: a new root must outlive
+	// the rotation and an intermediate's lifetime, and must mint a
+	// throwaway intermediate of its profile before it is journaled.
+	Intermediate config.IntermediateConfig
 	Clock         clock.WithTicker
 	Log           *slog.Logger
 	// Alerts, when set, receives an alert for each phase (what, where, what

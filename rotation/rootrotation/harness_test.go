@@ -101,6 +101,8 @@ func (h *harness) open() {
 	defer h.mgr.load()
 	h.c, err = New(context.Background(), Options{
 		Store: h.st, Intermediates: h.mgr, Source: h.src, NewSource: h.newSource, OldRootConfig: h.a.spec,
+		Intermediate: config.IntermediateConfig{Profile: profile.Classical, KeyAlgorithm: keys.ECP256, Lifetime: config.Duration{Duration: 30 * 24 * time.Hour},
+			CommonName: "meshca intermediate", Organization: "meshca"},
 		Clock: h.clk, Alerts: h.alerts, Interval: time.Minute,
 		DefaultCertTTL: 24 * time.Hour, MaxCertTTL: 48 * time.Hour,
 	})

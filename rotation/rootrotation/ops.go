@@ -86,6 +86,9 @@ func (c *Controller) startLocked(ctx context.Context, req StartRequest) (rotatio
 	if err := checkRoot(newRoot, now); err != nil {
 		return rotation.Status{}, phaseEvent{}, invalid("the new root (%s) %v", describeRoot(req.NewRoot), err)
 	}
+	if err := c.checkOutlives(newRoot, waits, now); err != nil {
+		return rotation.Status{}, phaseEvent{}, invalid("the new root (%s) %v", describeRoot(req.NewRoot), err)
+	}
 	old, err := c.o.Source.Old().Roots(ctx)
 	if err != nil {
 		return rotation.Status{}, phaseEvent{}, caerr.Wrap(err, caerr.Unavailable, "old_root_unavailable", "the roots in force cannot be read")
@@ -185,6 +188,21 @@ func checkRoot(c *x509.Certificate, now time.Time) error {
 		return err
 	}
 	return root.CheckValidAt(c, now)
+}
+
+// checkOutlives checks that root r outlives the rotation: the longest
+// waits of phases 2 and 4, and then an intermediate minted under it at
+// the end (intermediate.lifetime), whose validity the root's must cover
+// (RFC 5280 section 6.1.3 (a)(2): every certificate of the path must be
+// valid at the time of validation).
+func (c *Controller) checkOutlives(r *x509.Certificate, w store.RootRotationWaits, now time.Time) error {
+	life := c.o.Intermediate.Lifetime.Duration
+	end := now.Add(w.WorkloadsMax + w.TTLMax + life)
+	if r.NotAfter.After(end) {
+		return nil
+	}
+	return fmt.Errorf("expires %s, before the rotation and an intermediate under it end (%s: the workloads' maximum wait %s, the old leaves' maximum wait %s and intermediate.lifetime %s from now); name a root that lives longer, or shorten the waits",
+		r.NotAfter.UTC().Format(time.RFC3339), end.UTC().Format(time.RFC3339), w.WorkloadsMax, w.TTLMax, life)
 }
 
 // Pause stops the rotation where it is until Resume; it is journaled.
