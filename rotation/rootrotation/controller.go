@@ -78,8 +78,8 @@ type Options struct {
 	// the rotation and an intermediate's lifetime, and must mint a
 	// throwaway intermediate of its profile before it is journaled.
 	Intermediate config.IntermediateConfig
-	Clock         clock.WithTicker
-	Log           *slog.Logger
+	Clock        clock.WithTicker
+	Log          *slog.Logger
 	// Alerts, when set, receives an alert for each phase (what, where, what
 	// meshca does) and for a stuck rotation.
 	Alerts Alerter
