@@ -194,10 +194,15 @@ func (m *Manager) Signer(ref string) (crypto.Signer, error) {
 		}
 		// ML-DSA and composite keys (composite and mldsa CAs) are read here:
 		// softkms knows only classical keys.
-		if s, isPQ, err := readPQKeyFile(strings.TrimPrefix(ref, "softkms:")); isPQ || err != nil {
+		path := strings.TrimPrefix(ref, "softkms:")
+		b, err := readKeyFile(path)
+		if err != nil {
+			return nil, err
+		}
+		if s, isPQ, err := parsePQKey(path, b); isPQ || err != nil {
 			return s, err
 		}
-		s, err := m.km.CreateSigner(&apiv1.CreateSignerRequest{SigningKey: strings.TrimPrefix(ref, "softkms:")})
+		s, err := m.km.CreateSigner(&apiv1.CreateSignerRequest{SigningKeyPEM: b})
 		if err != nil {
 			// Do not wrap: some parsers echo input bytes in their errors.
 			return nil, fmt.Errorf("key file %s is not a readable unencrypted PEM private key", ref)
