@@ -335,7 +335,11 @@ func (c *Controller) stepLocked(ctx context.Context) (*phaseEvent, bool) {
 		case old == 0 && !now.Before(minAt):
 			return c.enterLocked(ctx, p.next(), "enter", "controller", "every unexpired workload certificate was issued with both roots")
 		case !now.Before(maxAt):
-			return c.enterLocked(ctx, p.next(), "enter", "controller", fmt.Sprintf("the maximum wait of %s passed (%s)", r.Waits.WorkloadsMax, c.waiting))
+			ev, moved := c.enterLocked(ctx, p.next(), "enter", "controller", fmt.Sprintf("the maximum wait of %s passed (%s)", r.Waits.WorkloadsMax, c.waiting))
+			if ev != nil && old > 0 {
+				ev.left = &workloadsLeft{old: old, total: total, maxWait: r.Waits.WorkloadsMax}
+			}
+			return ev, moved
 		case old == 0:
 			c.next = minAt
 		default:
@@ -376,6 +380,15 @@ type phaseEvent struct {
 	event  string
 	by     string
 	detail string
+	// left is set when phase 2 ended at its maximum wait with workload
+	// certificates from before both roots were published.
+	left *workloadsLeft
+}
+
+// workloadsLeft counts the workload certificates phase 2 left behind.
+type workloadsLeft struct {
+	old, total int
+	maxWait    time.Duration
 }
 
 // enterLocked journals the move to phase p and, once durable, applies it
