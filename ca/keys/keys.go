@@ -202,8 +202,11 @@ func (m *Manager) Signer(ref string) (crypto.Signer, error) {
 		if s, isPQ, err := parsePQKey(path, b); isPQ || err != nil {
 			return s, err
 		}
-		s, err := m.km.CreateSigner(&apiv1.CreateSignerRequest{SigningKeyPEM: b})
-		if err != nil {
+		// What softkms does with a key file, on the bounded bytes: a key
+		// file needs no key manager.
+		k, err := pemutil.ParseKey(b)
+		s, ok := k.(crypto.Signer)
+		if err != nil || !ok {
 			// Do not wrap: some parsers echo input bytes in their errors.
 			return nil, fmt.Errorf("key file %s is not a readable unencrypted PEM private key", ref)
 		}
