@@ -194,11 +194,19 @@ func (m *Manager) Signer(ref string) (crypto.Signer, error) {
 		}
 		// ML-DSA and composite keys (composite and mldsa CAs) are read here:
 		// softkms knows only classical keys.
-		if s, isPQ, err := readPQKeyFile(strings.TrimPrefix(ref, "softkms:")); isPQ || err != nil {
+		path := strings.TrimPrefix(ref, "softkms:")
+		b, err := readKeyFile(path)
+		if err != nil {
+			return nil, err
+		}
+		if s, isPQ, err := parsePQKey(path, b); isPQ || err != nil {
 			return s, err
 		}
-		s, err := m.km.CreateSigner(&apiv1.CreateSignerRequest{SigningKey: strings.TrimPrefix(ref, "softkms:")})
-		if err != nil {
+		// What softkms does with a key file, on the bounded bytes: a key
+		// file needs no key manager.
+		k, err := pemutil.ParseKey(b)
+		s, ok := k.(crypto.Signer)
+		if err != nil || !ok {
 			// Do not wrap: some parsers echo input bytes in their errors.
 			return nil, fmt.Errorf("key file %s is not a readable unencrypted PEM private key", ref)
 		}

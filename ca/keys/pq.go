@@ -7,6 +7,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -17,6 +18,7 @@ import (
 	"github.com/meshca/meshca/ca/pqc"
 	"github.com/meshca/meshca/ca/pqc/composite"
 	"github.com/meshca/meshca/ca/pqc/mldsa"
+	"github.com/meshca/meshca/ca/smallfile"
 )
 
 // PQSigner is a post-quantum CA key: an ML-DSA (RFC 9881) or composite
@@ -96,10 +98,29 @@ func (m *Manager) LoadPQ(ref string) (PQSigner, error) {
 // isPQ is false for anything else (classical PKCS#8, SEC1, PKCS#1, ...),
 // which softkms then reads. Errors never echo key bytes.
 func readPQKeyFile(path string) (PQSigner, bool, error) {
-	b, err := os.ReadFile(path)
+	b, err := readKeyFile(path)
 	if err != nil {
-		return nil, false, fmt.Errorf("key file %s: %w", path, err)
+		return nil, false, err
 	}
+	return parsePQKey(path, b)
+}
+
+// readKeyFile reads a key file: a regular file of at most
+// smallfile.MaxSize (Errors never echo key bytes).
+func readKeyFile(path string) ([]byte, error) {
+	b, err := smallfile.Read(path, smallfile.MaxSize)
+	var pe *fs.PathError
+	switch {
+	case errors.As(err, &pe):
+		return nil, fmt.Errorf("key file %s: %w", path, err)
+	case err != nil:
+		return nil, fmt.Errorf("key file %w", err) // it names the path
+	}
+	return b, nil
+}
+
+// parsePQKey parses b, the content of key file path, like readPQKeyFile.
+func parsePQKey(path string, b []byte) (PQSigner, bool, error) {
 	block, _ := pem.Decode(b)
 	if block == nil || block.Type != "PRIVATE KEY" || !isPQPKCS8(block.Bytes) {
 		return nil, false, nil

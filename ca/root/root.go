@@ -16,13 +16,14 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"os"
+	"io/fs"
 	"time"
 
 	"go.step.sm/crypto/keyutil"
 
 	"github.com/meshca/meshca/ca/policy"
 	"github.com/meshca/meshca/ca/pqc"
+	"github.com/meshca/meshca/ca/smallfile"
 )
 
 // Istio's cacerts file names (Istio docs, "Plug in CA Certificates").
@@ -35,11 +36,16 @@ const (
 )
 
 // ReadCertificates reads every CERTIFICATE block of a PEM file. It fails on
-// an empty file, a non-certificate block or trailing garbage, naming the file.
+// an empty file, a non-certificate block or trailing garbage, naming the
+// file, and on anything but a regular file of at most smallfile.MaxSize.
 func ReadCertificates(path string) ([]*x509.Certificate, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
+	b, err := smallfile.Read(path, smallfile.MaxSize)
+	var pe *fs.PathError
+	switch {
+	case errors.As(err, &pe):
 		return nil, fmt.Errorf("%s: %w", path, err)
+	case err != nil:
+		return nil, err // it names the path
 	}
 	certs, err := ParseCertificates(b)
 	if err != nil {

@@ -143,6 +143,12 @@ and says so). The rotation needs a running 'meshca serve' on --dir/--config.`,
 // readRootSection reads the root: section of a YAML file as meshca.yaml's
 // (defaults filled, relative paths taken from the file's directory).
 func readRootSection(path string) (config.RootConfig, error) {
+	// Its relative paths are resolved against its directory, which must
+	// be absolute: meshca serve reads them, not this process.
+	path, err := filepath.Abs(path)
+	if err != nil {
+		return config.RootConfig{}, fmt.Errorf("--new-root-config: %w", err)
+	}
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return config.RootConfig{}, fmt.Errorf("--new-root-config: %w", err)

@@ -8,10 +8,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"path/filepath"
 	"time"
 
 	"github.com/meshca/meshca/ca/caerr"
 	"github.com/meshca/meshca/ca/config"
+	cakeys "github.com/meshca/meshca/ca/keys"
 	"github.com/meshca/meshca/ca/store"
 	"github.com/meshca/meshca/rotation"
 )
@@ -78,6 +80,9 @@ func (r RootRotationRequest) Check() (StartRootRotation, error) {
 	default:
 		out.NewRoot = config.RootConfig{Source: config.RootSourceFile, File: config.FileRootConfig{RootCert: r.NewRootCert, RootKey: r.NewRootKey, RootPQKey: r.NewRootPQKey}}
 	}
+	if err := checkAbsolute(r, out.NewRoot); err != nil {
+		return out, err
+	}
 	for _, w := range []struct {
 		flag string
 		in   string
@@ -93,6 +98,32 @@ func (r RootRotationRequest) Check() (StartRootRotation, error) {
 		*w.out = d
 	}
 	return out, nil
+}
+
+// checkAbsolute refuses a relative path among the new root's files: the
+// server reads them from its own working directory, not the caller's. A
+// key reference into a key store (pkcs11:...) is no path.
+func checkAbsolute(r RootRotationRequest, rc config.RootConfig) error {
+	type named struct{ name, path string }
+	var paths []named
+	if r.NewRoot == nil {
+		paths = []named{{"--new-root-cert", r.NewRootCert}, {"--new-root-key", r.NewRootKey}, {"--new-root-pq-key", r.NewRootPQKey}}
+	} else {
+		v := rc.Vault
+		paths = []named{{"root.file.rootCert", rc.File.RootCert}, {"root.file.rootKey", rc.File.RootKey}, {"root.file.rootPQKey", rc.File.RootPQKey},
+			{"root.file.cacertsDir", rc.File.CACertsDir}, {"root.vault.tls.caCert", v.TLS.CACert}, {"root.vault.auth.tokenFile", v.Auth.TokenFile},
+			{"root.vault.auth.roleIDFile", v.Auth.RoleIDFile}, {"root.vault.auth.secretIDFile", v.Auth.SecretIDFile},
+			{"root.vault.auth.serviceAccountTokenFile", v.Auth.ServiceAccountTokenFile}}
+	}
+	for _, p := range paths {
+		if p.path == "" {
+			continue
+		}
+		if f, ok := cakeys.FilePath(p.path); ok && !filepath.IsAbs(f) {
+			return fmt.Errorf("%s %q is a relative path: name it by its absolute path (meshca serve reads it, not the caller)", p.name, p.path)
+		}
+	}
+	return nil
 }
 
 // RotationInfo is the answer of every rotation route: the state of each

@@ -206,3 +206,42 @@ func TestRotation_JournalShowsNoAuthSettings(t *testing.T) {
 	require.NotContains(t, string(out), "role-id-1234")
 	require.NotContains(t, string(out), "secret-id")
 }
+
+// The server reads the new root's files from its own working directory:
+// a relative path is a 400 that names the field, and never reaches the
+// controller. Key store URIs (pkcs11:...) are not paths.
+func TestRotation_RelativePathsAre400(t *testing.T) {
+	f := &fakeRotations{}
+	var logs lockedBuffer
+	c := serveRotations(t, f, &logs)
+	ctx := context.Background()
+	vault := func(mod func(*config.VaultConfig)) *config.RootConfig {
+		rc := &config.RootConfig{Source: config.RootSourceVault, Vault: config.VaultConfig{Address: "https://vault:8200", Mount: "pki"}}
+		mod(&rc.Vault)
+		return rc
+	}
+	for name, tc := range map[string]struct {
+		req RootRotationRequest
+		msg string
+	}{
+		"cert":         {RootRotationRequest{NewRootCert: "b/c.pem", NewRootKey: "/b/k.pem"}, `--new-root-cert "b/c.pem" is a relative path`},
+		"key":          {RootRotationRequest{NewRootCert: "/b/c.pem", NewRootKey: "./k.pem"}, `--new-root-key "./k.pem" is a relative path`},
+		"softkms key":  {RootRotationRequest{NewRootCert: "/b/c.pem", NewRootKey: "softkms:k.pem"}, `--new-root-key "softkms:k.pem" is a relative path`},
+		"pq key":       {RootRotationRequest{NewRootCert: "/b/c.pem", NewRootKey: "/b/k.pem", NewRootPQKey: "pq.pem"}, `--new-root-pq-key "pq.pem" is a relative path`},
+		"section cert": {RootRotationRequest{NewRoot: &config.RootConfig{Source: "file", File: config.FileRootConfig{RootCert: "c.pem", RootKey: "/k.pem"}}}, `root.file.rootCert "c.pem" is a relative path`},
+		"vault ca":     {RootRotationRequest{NewRoot: vault(func(v *config.VaultConfig) { v.TLS.CACert = "ca.pem" })}, `root.vault.tls.caCert "ca.pem" is a relative path`},
+		"vault token":  {RootRotationRequest{NewRoot: vault(func(v *config.VaultConfig) { v.Auth.TokenFile = "tok" })}, `root.vault.auth.tokenFile "tok" is a relative path`},
+	} {
+		_, err := c.StartRootRotation(ctx, tc.req)
+		var se *StatusError
+		require.True(t, errors.As(err, &se), "%s: %v", name, err)
+		require.Equal(t, http.StatusBadRequest, se.Code, name)
+		require.Equal(t, tc.msg+": name it by its absolute path (meshca serve reads it, not the caller)", se.Message, name)
+	}
+	require.Empty(t, f.starts)
+
+	// Absolute paths and key store URIs pass.
+	_, err := c.StartRootRotation(ctx, RootRotationRequest{NewRootCert: "/b/c.pem", NewRootKey: "pkcs11:id=b;object=b"})
+	require.NoError(t, err)
+	require.Len(t, f.starts, 1)
+}

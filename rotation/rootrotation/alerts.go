@@ -15,6 +15,10 @@ const (
 	RuleRootRotation = "RootRotation"
 	// RuleRootRotationStuck fires while the rotation is stuck.
 	RuleRootRotationStuck = "RootRotationStuck"
+	// RuleRootRotationWorkloadsLeft warns that phase 2 ended at its maximum
+	// wait with workload certificates issued before both roots were
+	// published; it resolves when the rotation is done.
+	RuleRootRotationWorkloadsLeft = "RootRotationWorkloadsLeft"
 )
 
 func objectOf(id string) string { return "root rotation " + id }
@@ -52,9 +56,16 @@ func (c *Controller) alertPlanLocked(events []phaseEvent, st rotation.Status) (A
 	}
 	var ops []alertOp
 	for _, e := range events {
+		if l := e.left; l != nil {
+			ops = append(ops, alertOp{al: alert.Alert{Rule: RuleRootRotationWorkloadsLeft, Object: objectOf(e.id), Severity: alert.Warning,
+				Summary:     fmt.Sprintf("Root rotation %s switched to the new root at the maximum wait of %s with %d of %d unexpired workload certificates issued before both roots were published", e.id, l.maxWait, l.old, l.total),
+				Action:      fmt.Sprintf("those workloads may trust only the old root until they renew their certificates; restart them (their istio-agent then fetches both roots) before the old root is removed in phase %s", string(PhaseRemove)),
+				Fingerprint: string(PhaseWaitWorkloads)}})
+		}
 		switch {
 		case e.phase == PhaseDone:
-			ops = append(ops, alertOp{al: alert.Alert{Rule: RuleRootRotation, Object: objectOf(e.id)}, clear: true})
+			ops = append(ops, alertOp{al: alert.Alert{Rule: RuleRootRotation, Object: objectOf(e.id)}, clear: true},
+				alertOp{al: alert.Alert{Rule: RuleRootRotationWorkloadsLeft, Object: objectOf(e.id)}, clear: true})
 			continue
 		case e.event == "pause":
 			ops = append(ops, alertOp{al: alert.Alert{Rule: RuleRootRotation, Object: objectOf(e.id), Severity: alert.Warning,

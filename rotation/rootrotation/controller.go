@@ -74,8 +74,12 @@ type Options struct {
 	// OldRootConfig is the configured root section (A), journaled with the
 	// rotation.
 	OldRootConfig config.RootConfig
-	Clock         clock.WithTicker
-	Log           *slog.Logger
+	// Intermediate is the intermediate section: a new root must outlive
+	// the rotation and an intermediate's lifetime, and must mint a
+	// throwaway intermediate of its profile before it is journaled.
+	Intermediate config.IntermediateConfig
+	Clock        clock.WithTicker
+	Log          *slog.Logger
 	// Alerts, when set, receives an alert for each phase (what, where, what
 	// meshca does) and for a stuck rotation.
 	Alerts Alerter
@@ -331,7 +335,11 @@ func (c *Controller) stepLocked(ctx context.Context) (*phaseEvent, bool) {
 		case old == 0 && !now.Before(minAt):
 			return c.enterLocked(ctx, p.next(), "enter", "controller", "every unexpired workload certificate was issued with both roots")
 		case !now.Before(maxAt):
-			return c.enterLocked(ctx, p.next(), "enter", "controller", fmt.Sprintf("the maximum wait of %s passed (%s)", r.Waits.WorkloadsMax, c.waiting))
+			ev, moved := c.enterLocked(ctx, p.next(), "enter", "controller", fmt.Sprintf("the maximum wait of %s passed (%s)", r.Waits.WorkloadsMax, c.waiting))
+			if ev != nil && old > 0 {
+				ev.left = &workloadsLeft{old: old, total: total, maxWait: r.Waits.WorkloadsMax}
+			}
+			return ev, moved
 		case old == 0:
 			c.next = minAt
 		default:
@@ -372,6 +380,15 @@ type phaseEvent struct {
 	event  string
 	by     string
 	detail string
+	// left is set when phase 2 ended at its maximum wait with workload
+	// certificates from before both roots were published.
+	left *workloadsLeft
+}
+
+// workloadsLeft counts the workload certificates phase 2 left behind.
+type workloadsLeft struct {
+	old, total int
+	maxWait    time.Duration
 }
 
 // enterLocked journals the move to phase p and, once durable, applies it

@@ -14,6 +14,7 @@ import (
 	"github.com/meshca/meshca/ca/root"
 	"github.com/meshca/meshca/ca/store"
 	"github.com/meshca/meshca/rotation"
+	"github.com/meshca/meshca/rotation/alert"
 )
 
 func (h *harness) step() rotation.Status {
@@ -112,7 +113,11 @@ func TestController_RotatesAtoAandBtoB(t *testing.T) {
 		return len(h.alerts.fingerprints(RuleRootRotation)) == 5
 	}, 5*time.Second, time.Millisecond)
 	require.Equal(t, []string{"publish-both-roots", "wait-for-workloads", "switch-intermediate", "wait-out-ttl", "remove-old-root"}, h.alerts.fingerprints(RuleRootRotation))
-	require.Len(t, h.alerts.clears, 1)
+	// Phase 2 ended at its maximum with 01 from before both roots: warned,
+	// and resolved when done too.
+	require.Len(t, h.alerts.fingerprints(RuleRootRotationWorkloadsLeft), 1)
+	id := objectOf(h.journal().ID)
+	require.Equal(t, []alert.Key{alert.KeyOf(RuleRootRotation, id), alert.KeyOf(RuleRootRotationWorkloadsLeft, id)}, h.alerts.clearsOf())
 }
 
 // Phase 2 ends before its maximum once every unexpired certificate

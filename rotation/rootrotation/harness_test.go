@@ -56,6 +56,7 @@ type harness struct {
 	clk    *clocktesting.FakeClock
 	st     *boltstore.Store
 	path   string
+	keyDir string
 	km     *keys.Manager
 	a, b   fileRoot
 	src    *Source
@@ -68,7 +69,8 @@ func newHarness(t *testing.T) *harness {
 	t.Helper()
 	h := &harness{t: t, clk: clocktesting.NewFakeClock(t0), path: filepath.Join(t.TempDir(), "meshca.db"), alerts: &fakeAlerts{}}
 	var err error
-	h.km, err = keys.Open(context.Background(), keys.Config{Type: "softkms", Dir: t.TempDir()})
+	h.keyDir = t.TempDir()
+	h.km, err = keys.Open(context.Background(), keys.Config{Type: "softkms", Dir: h.keyDir})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = h.km.Close() })
 	h.a = newFileRoot(t, "root A", t0.Add(-time.Hour), 5*365*24*time.Hour)
@@ -101,6 +103,8 @@ func (h *harness) open() {
 	defer h.mgr.load()
 	h.c, err = New(context.Background(), Options{
 		Store: h.st, Intermediates: h.mgr, Source: h.src, NewSource: h.newSource, OldRootConfig: h.a.spec,
+		Intermediate: config.IntermediateConfig{Profile: profile.Classical, KeyAlgorithm: keys.ECP256, Lifetime: config.Duration{Duration: 30 * 24 * time.Hour},
+			CommonName: "meshca intermediate", Organization: "meshca"},
 		Clock: h.clk, Alerts: h.alerts, Interval: time.Minute,
 		DefaultCertTTL: 24 * time.Hour, MaxCertTTL: 48 * time.Hour,
 	})

@@ -1,11 +1,12 @@
 package rootrotation
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"path/filepath"
+	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/utils/clock"
@@ -54,7 +55,7 @@ func Open(ctx context.Context, cfg *config.Config, clk clock.WithTicker, log *sl
 		c.Root = rc
 		return authority.NewRootSource(ctx, &c, rt.Keys, clk, log, nil)
 	}
-	old, err := oldSource(ctx, st, rt.Root, newSource, log)
+	old, err := oldSource(ctx, st, cfg.Root, rt.Root, newSource, log)
 	if err != nil {
 		return fail(err)
 	}
@@ -66,7 +67,7 @@ func Open(ctx context.Context, cfg *config.Config, clk clock.WithTicker, log *sl
 		src = nil
 	}
 	o := Options{
-		Store: st, Source: src, SourceProblem: srcErr, NewSource: newSource, OldRootConfig: cfg.Root,
+		Store: st, Source: src, SourceProblem: srcErr, NewSource: newSource, OldRootConfig: cfg.Root, Intermediate: cfg.Intermediate,
 		Clock: clk, Log: log, DefaultCertTTL: cfg.Issuance.DefaultCertTTL.Duration, MaxCertTTL: cfg.Issuance.MaxCertTTL.Duration,
 		Waits: store.RootRotationWaits{WorkloadsMin: cfg.Rotation.Root.WorkloadsMinWait.Duration,
 			WorkloadsMax: cfg.Rotation.Root.WorkloadsMaxWait.Duration, TTLMax: cfg.Rotation.Root.TTLMaxWait.Duration},
@@ -92,9 +93,12 @@ func Open(ctx context.Context, cfg *config.Config, clk clock.WithTicker, log *sl
 }
 
 // oldSource is A's source: the configured one, unless a rotation in
-// progress finds the configuration already naming its new root; then A's
-// source is rebuilt from the journal.
-func oldSource(ctx context.Context, st Store, configured root.Source, newSource NewSourceFunc, log *slog.Logger) (root.Source, error) {
+// progress finds the configuration (cfgRoot, the root section configured
+// builds) already naming its new root; then A's source is rebuilt from
+// the journal. The decision is taken from the configuration alone, never
+// from what the configured source answers now: a new root that cannot
+// answer when meshca starts must not stand in for the old one.
+func oldSource(ctx context.Context, st Store, cfgRoot config.RootConfig, configured root.Source, newSource NewSourceFunc, log *slog.Logger) (root.Source, error) {
 	rec, err := st.GetRootRotation(ctx)
 	if errors.Is(err, store.ErrNotFound) {
 		return configured, nil
@@ -105,8 +109,11 @@ func oldSource(ctx context.Context, st Store, configured root.Source, newSource 
 	if !Phase(rec.Phase).InProgress() || len(rec.OldRootSource) == 0 {
 		return configured, nil
 	}
-	roots, err := configured.Roots(ctx)
-	if err != nil || len(roots) == 0 || !bytes.Equal(roots[0].Raw, rec.NewRootDER) {
+	newRC, err := decodeRootConfig(rec.NewRootSource)
+	if err != nil {
+		return nil, fmt.Errorf("root rotation %s: the journaled new root source: %w", rec.ID, err)
+	}
+	if !sameRoot(cfgRoot, newRC) {
 		return configured, nil
 	}
 	rc, err := decodeRootConfig(rec.OldRootSource)
@@ -115,6 +122,27 @@ func oldSource(ctx context.Context, st Store, configured root.Source, newSource 
 	}
 	log.Warn("root rotation: the configuration already names the new root while the rotation is in progress; the old root comes from the journal until it is done", "rotation", rec.ID, "phase", rec.Phase, "old_root", describeRoot(rc))
 	return newSource(ctx, rc)
+}
+
+// sameRoot reports whether two root sections name the same root: the
+// same certificate and key files, or the same Vault PKI issuer (address,
+// namespace, mount and issuer; authentication and TLS settings aside).
+func sameRoot(a, b config.RootConfig) bool {
+	if a.Source != b.Source {
+		return false
+	}
+	if a.Source == config.RootSourceVault {
+		av, bv := a.Vault, b.Vault
+		return strings.TrimRight(av.Address, "/") == strings.TrimRight(bv.Address, "/") && av.Namespace == bv.Namespace &&
+			strings.Trim(av.Mount, "/") == strings.Trim(bv.Mount, "/") && av.IssuerRef == bv.IssuerRef
+	}
+	clean := func(p string) string {
+		if p == "" {
+			return ""
+		}
+		return filepath.Clean(p)
+	}
+	return clean(a.File.RootCert) == clean(b.File.RootCert) && clean(a.File.RootKey) == clean(b.File.RootKey)
 }
 
 // SetIntermediates sets the intermediate manager (when the controller was

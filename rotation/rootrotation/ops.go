@@ -36,9 +36,29 @@ func invalid(format string, args ...any) error {
 // Start validates the new root completely, journals a rotation in phase
 // publish-both-roots and has Run begin it. Bad input, or a rotation
 // already in progress, is refused and changes nothing.
+//
+// The new root is read, asked (Vault) and made to mint a throwaway
+// intermediate without the controller's lock, so that a slow or stuck
+// source delays only this call (ctx bounds it), never RotationStatus or
+// Run; the lock is taken again to check that no other rotation started
+// meanwhile and to journal.
 func (c *Controller) Start(ctx context.Context, req StartRequest) (rotation.Status, error) {
 	c.mu.Lock()
-	st, ev, err := c.startLocked(ctx, req)
+	err := c.startAllowedLocked()
+	c.mu.Unlock()
+	if err != nil {
+		return rotation.Status{}, err
+	}
+	v, err := c.validate(ctx, req)
+	if err != nil {
+		return rotation.Status{}, err
+	}
+	c.mu.Lock()
+	if err := c.startAllowedLocked(); err != nil {
+		c.mu.Unlock()
+		return rotation.Status{}, err
+	}
+	st, ev, err := c.journalStartLocked(ctx, req, v)
 	if err != nil {
 		c.mu.Unlock()
 		return st, err
@@ -48,59 +68,92 @@ func (c *Controller) Start(ctx context.Context, req StartRequest) (rotation.Stat
 	return st, nil
 }
 
-func (c *Controller) startLocked(ctx context.Context, req StartRequest) (rotation.Status, phaseEvent, error) {
+// startAllowedLocked refuses a start while a rotation is in progress or
+// cannot be started.
+func (c *Controller) startAllowedLocked() error {
 	if r := c.rec; r != nil && Phase(r.Phase).InProgress() {
-		return rotation.Status{}, phaseEvent{}, caerr.New(caerr.FailedPrecondition, "root_rotation_in_progress",
+		return caerr.New(caerr.FailedPrecondition, "root_rotation_in_progress",
 			"root rotation %s is in phase %s; wait for it to finish (meshca rotate status) before starting another", r.ID, Phase(r.Phase))
 	}
 	if c.o.Source == nil {
-		return rotation.Status{}, phaseEvent{}, caerr.New(caerr.FailedPrecondition, "root_not_rotatable", "%v", c.o.SourceProblem)
+		return caerr.New(caerr.FailedPrecondition, "root_not_rotatable", "%v", c.o.SourceProblem)
 	}
 	if c.rec != nil && c.o.Source.Phase() == PhaseDone {
-		return rotation.Status{}, phaseEvent{}, caerr.New(caerr.FailedPrecondition, "root_rotation_config_stale",
+		return caerr.New(caerr.FailedPrecondition, "root_rotation_config_stale",
 			"root rotation %s finished, but the configuration still names its old root: %s, restart meshca serve, then rotate again", c.rec.ID, configKeys(mustDecode(c.rec.NewRootSource)))
 	}
+	return nil
+}
+
+// validStart is a new root that passed every check of validate.
+type validStart struct {
+	spec    config.RootConfig
+	waits   store.RootRotationWaits
+	next    root.Source
+	newRoot *x509.Certificate
+	old     []*x509.Certificate
+}
+
+// validate checks the request and the new root, without the lock: it
+// reads and asks B, and has B mint a throwaway intermediate (trialMint).
+// It reads only what never changes after New (c.o's sources, waits and
+// sections).
+func (c *Controller) validate(ctx context.Context, req StartRequest) (validStart, error) {
 	waits, err := c.waits(req.Waits)
 	if err != nil {
-		return rotation.Status{}, phaseEvent{}, err
+		return validStart{}, err
 	}
 	if req.NewRoot.Source == config.RootSourceVault {
 		req.NewRoot.Vault.Init() // the defaults of meshca.yaml
 	}
 	if err := c.checkSpec(req.NewRoot); err != nil {
-		return rotation.Status{}, phaseEvent{}, err
+		return validStart{}, err
 	}
+	desc := describeRoot(req.NewRoot)
 	next, err := c.o.NewSource(ctx, req.NewRoot)
 	if err != nil {
-		return rotation.Status{}, phaseEvent{}, invalid("the new root (%s): %v", describeRoot(req.NewRoot), err)
+		return validStart{}, invalid("the new root (%s): %v", desc, err)
 	}
 	if !next.Capabilities().Mint {
-		return rotation.Status{}, phaseEvent{}, invalid("the new root (%s) cannot mint intermediates", describeRoot(req.NewRoot))
+		return validStart{}, invalid("the new root (%s) cannot mint intermediates", desc)
 	}
 	roots, err := next.Roots(ctx)
 	if err != nil {
-		return rotation.Status{}, phaseEvent{}, invalid("the new root (%s): %v", describeRoot(req.NewRoot), err)
+		return validStart{}, invalid("the new root (%s): %v", desc, err)
 	}
 	now := c.clk.Now()
 	newRoot := roots[0]
 	if err := checkRoot(newRoot, now); err != nil {
-		return rotation.Status{}, phaseEvent{}, invalid("the new root (%s) %v", describeRoot(req.NewRoot), err)
+		return validStart{}, invalid("the new root (%s) %v", desc, err)
+	}
+	if err := c.checkOutlives(newRoot, waits, now); err != nil {
+		return validStart{}, invalid("the new root (%s) %v", desc, err)
 	}
 	old, err := c.o.Source.Old().Roots(ctx)
 	if err != nil {
-		return rotation.Status{}, phaseEvent{}, caerr.Wrap(err, caerr.Unavailable, "old_root_unavailable", "the roots in force cannot be read")
+		return validStart{}, caerr.Wrap(err, caerr.Unavailable, "old_root_unavailable", "the roots in force cannot be read")
 	}
 	for _, r := range old {
 		if r.Equal(newRoot) {
-			return rotation.Status{}, phaseEvent{}, invalid("the new root (%s) is already a root in force (%s); name a new root", describeRoot(req.NewRoot), r.Subject)
+			return validStart{}, invalid("the new root (%s) is already a root in force (%s); name a new root", desc, r.Subject)
 		}
 	}
-	newSpec, _ := json.Marshal(req.NewRoot)
+	if err := trialMint(ctx, next, newRoot, c.o.Intermediate, now); err != nil {
+		return validStart{}, invalid("the new root (%s) cannot issue meshca's intermediate: %v", desc, err)
+	}
+	return validStart{spec: req.NewRoot, waits: waits, next: next, newRoot: newRoot, old: old}, nil
+}
+
+// journalStartLocked journals the validated rotation and applies it.
+func (c *Controller) journalStartLocked(ctx context.Context, req StartRequest, v validStart) (rotation.Status, phaseEvent, error) {
+	now := c.clk.Now()
+	newRoot, old := v.newRoot, v.old
+	newSpec, _ := json.Marshal(v.spec)
 	oldSpec, _ := json.Marshal(c.o.OldRootConfig)
 	rec := store.RootRotation{
 		ID: "root-" + now.UTC().Format("20060102T150405Z"), Phase: string(PhasePublish),
 		NewRootDER: newRoot.Raw, NewRootSource: newSpec, OldRootSource: oldSpec,
-		StartedAt: now, PhaseStartedAt: now, Waits: waits,
+		StartedAt: now, PhaseStartedAt: now, Waits: v.waits,
 		History: []store.RootRotationEvent{{At: now, Phase: string(PhasePublish), Event: "start", By: req.By,
 			Detail: fmt.Sprintf("new root %s (SHA-256 %s)", newRoot.Subject, fingerprint(newRoot))}},
 	}
@@ -115,7 +168,7 @@ func (c *Controller) startLocked(ctx context.Context, req StartRequest) (rotatio
 	}
 	c.rec, c.oldRoots, c.newRoot = &rec, old, newRoot
 	c.failures, c.lastErr, c.waiting, c.next, c.configHint = 0, nil, "", now, ""
-	c.o.Source.set(PhasePublish, old, newRoot, next)
+	c.o.Source.set(PhasePublish, old, newRoot, v.next)
 	c.log.Info("root rotation: started", "rotation", rec.ID, "by", req.By, "new_root", newRoot.Subject.String(), "new_root_sha256", fingerprint(newRoot))
 	return c.statusLocked(), phaseEvent{id: rec.ID, phase: PhasePublish, event: "start", by: req.By}, nil
 }
@@ -185,6 +238,21 @@ func checkRoot(c *x509.Certificate, now time.Time) error {
 		return err
 	}
 	return root.CheckValidAt(c, now)
+}
+
+// checkOutlives checks that root r outlives the rotation: the longest
+// waits of phases 2 and 4, and then an intermediate minted under it at
+// the end (intermediate.lifetime), whose validity the root's must cover
+// (RFC 5280 section 6.1.3 (a)(2): every certificate of the path must be
+// valid at the time of validation).
+func (c *Controller) checkOutlives(r *x509.Certificate, w store.RootRotationWaits, now time.Time) error {
+	life := c.o.Intermediate.Lifetime.Duration
+	end := now.Add(w.WorkloadsMax + w.TTLMax + life)
+	if r.NotAfter.After(end) {
+		return nil
+	}
+	return fmt.Errorf("expires %s, before the rotation and an intermediate under it end (%s: the workloads' maximum wait %s, the old leaves' maximum wait %s and intermediate.lifetime %s from now); name a root that lives longer, or shorten the waits",
+		r.NotAfter.UTC().Format(time.RFC3339), end.UTC().Format(time.RFC3339), w.WorkloadsMax, w.TTLMax, life)
 }
 
 // Pause stops the rotation where it is until Resume; it is journaled.

@@ -12,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/meshca/meshca/ca/config"
+	"github.com/meshca/meshca/ca/smallfile"
 )
 
 // authenticator obtains a Vault token. Secrets are read from their files
@@ -42,7 +43,7 @@ func newAuthenticator(a config.VaultAuthConfig, getenv func(string) string) (aut
 // readSecretFile reads a one-line secret, naming the key (never the value)
 // in errors.
 func readSecretFile(key, path string) (string, error) {
-	b, err := os.ReadFile(path)
+	b, err := smallfile.Read(path, smallfile.MaxSize)
 	if err != nil {
 		return "", fmt.Errorf("root.vault.auth.%s: %w", key, err)
 	}

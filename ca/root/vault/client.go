@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"regexp"
 	"strings"
 	"time"
@@ -16,6 +15,7 @@ import (
 	vaultapi "github.com/hashicorp/vault/api"
 
 	"github.com/meshca/meshca/ca/config"
+	"github.com/meshca/meshca/ca/smallfile"
 )
 
 // newAPIClient builds a Vault client from cfg alone: unlike
@@ -25,7 +25,7 @@ import (
 func newAPIClient(cfg config.VaultConfig) (*vaultapi.Client, error) {
 	tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: cfg.TLS.ServerName}
 	if cfg.TLS.CACert != "" {
-		b, err := os.ReadFile(cfg.TLS.CACert)
+		b, err := smallfile.Read(cfg.TLS.CACert, smallfile.MaxSize)
 		if err != nil {
 			return nil, fmt.Errorf("root.vault.tls.caCert: %w", err)
 		}
