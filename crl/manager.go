@@ -30,9 +30,10 @@ func ScopeGeneration(id uint64) string { return store.GenerationScope(id) }
 
 // Issuer is one CA whose CRL meshca builds and signs.
 type Issuer struct {
-	// Scope is ScopeGeneration(Generation) or ScopeRoot.
+	// Scope is ScopeGeneration(Generation), or RootScope of a root (see
+	// RootIssuers): a root's CRL lists the revoked intermediates it issued.
 	Scope string
-	// Generation is the CA generation of a generation scope; 0 for the root.
+	// Generation is the CA generation of a generation scope; 0 for a root.
 	Generation uint64
 	Cert       *x509.Certificate
 	Signer     Signer
@@ -115,6 +116,9 @@ type Manager struct {
 	scopes       map[string]*scope
 	// buildMu serialises rebuilds (a scheduled republish and a coalesced one).
 	buildMu sync.Mutex
+	// genCerts are the generations' certificates, parsed once (guarded by
+	// buildMu), to tell which root issued each (generationsOf).
+	genCerts map[uint64]*x509.Certificate
 
 	served   atomic.Pointer[servedSet]
 	lastGood []byte // the last ca-crl.pem published (guarded by buildMu)
@@ -132,6 +136,9 @@ type scope struct {
 	issuer Issuer
 	full   *Published
 	delta  *Published
+	// gens, for a root scope, are the generations whose revocations its
+	// CRL lists (set by each rebuild).
+	gens *rootGens
 	// baseNumber and baseSeq are the base full CRL's number and the last
 	// revocation Seq it covers: deltas list what came after (RFC 5280
 	// section 5.2.4).
@@ -163,7 +170,7 @@ func NewManager(o Options) (*Manager, error) {
 		revoker: &Revoker{st: o.Store, clk: o.Clock},
 		metrics: newMetrics(o.Registerer),
 		revoked: map[string]uint64{}, revokedGens: map[uint64]bool{},
-		dirty: map[string]bool{}, scopes: map[string]*scope{},
+		dirty: map[string]bool{}, scopes: map[string]*scope{}, genCerts: map[uint64]*x509.Certificate{},
 		kick: make(chan struct{}, 1),
 	}
 	if err := checkIssuers(o.Issuers); err != nil {
@@ -225,7 +232,7 @@ func (m *Manager) Revoke(ctx context.Context, req Request) ([]store.Revocation, 
 			}
 		}
 		m.noteLocked(r)
-		if s := m.scopeOfLocked(r); s != "" {
+		for _, s := range m.scopesOfLocked(r) {
 			m.dirty[s] = true
 		}
 	}
@@ -461,14 +468,15 @@ func (m *Manager) noteLocked(r store.Revocation) {
 	}
 }
 
-// scopeOfLocked is the scope whose CRL lists r, "" when meshca builds none.
-func (m *Manager) scopeOfLocked(r store.Revocation) string {
-	s := ScopeRoot
-	if r.Kind == store.KindLeaf {
-		s = ScopeGeneration(r.Generation)
+// scopesOfLocked are the scopes whose CRLs may list r: its generation's
+// for a leaf; for an intermediate, every root's meshca builds (the
+// rebuild lists it on its issuer's alone).
+func (m *Manager) scopesOfLocked(r store.Revocation) []string {
+	if r.Kind != store.KindLeaf {
+		return m.rootScopesLocked()
 	}
-	if _, ok := m.scopes[s]; !ok {
-		return ""
+	if s := ScopeGeneration(r.Generation); m.scopes[s] != nil {
+		return []string{s}
 	}
-	return s
+	return nil
 }

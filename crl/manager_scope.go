@@ -133,7 +133,14 @@ func (m *Manager) publishFailed(err error) error {
 // sequence never repeats nor goes back, across restarts too.
 func (m *Manager) rebuildScope(ctx context.Context, sc *scope, now, next time.Time, seq uint64, base bool) error {
 	name := sc.issuer.Scope
-	fullNum, err := m.opts.Store.NextCRLNumber(ctx, name)
+	if IsRootScope(name) {
+		gens, err := m.generationsOf(ctx, sc.issuer.Cert)
+		if err != nil {
+			return err
+		}
+		sc.gens = gens
+	}
+	fullNum, err := m.opts.Store.NextCRLNumber(ctx, numberScope(name))
 	if err != nil {
 		return fmt.Errorf("allocate a CRL number: %w", err)
 	}
@@ -169,7 +176,8 @@ func (m *Manager) rebuildScope(ctx context.Context, sc *scope, now, next time.Ti
 }
 
 // entries streams the revocations sc's CRL lists, with Seq above since:
-// leaves of its generation, or revoked intermediates for the root. An
+// leaves of its generation, or for a root the revoked intermediates it
+// issued. An
 // entry is dropped only once its certificate expired more than one CRL
 // period ago (RFC 5280 section 3.3 allows removal after expiry; the extra
 // period lets every relying party see it on a CRL issued after expiry).
@@ -232,10 +240,11 @@ func (m *Manager) encodableEntry(sc *scope, r store.Revocation, report bool) (En
 	return e, true
 }
 
-// lists reports whether r belongs on sc's CRL.
+// lists reports whether r belongs on sc's CRL: a leaf of its generation,
+// or for a root an intermediate it issued (RFC 5280 section 5).
 func (sc *scope) lists(r store.Revocation) bool {
-	if sc.issuer.Scope == ScopeRoot {
-		return r.Kind == store.KindIntermediate
+	if IsRootScope(sc.issuer.Scope) {
+		return r.Kind == store.KindIntermediate && sc.gens != nil && sc.gens.lists(r.Generation)
 	}
 	return r.Kind == store.KindLeaf && r.Generation == sc.issuer.Generation
 }

@@ -17,8 +17,11 @@ type SigningCA struct {
 	// Generation is the CA generation; 0 for the root.
 	Generation uint64
 	Root       bool
-	Cert       *x509.Certificate
-	Key        crypto.Signer
+	// Minting: a root new intermediates are minted under (during a root
+	// rotation another root in force has its own CRL too).
+	Minting bool
+	Cert    *x509.Certificate
+	Key     crypto.Signer
 	// Alt is a catalyst CA's ML-DSA key (the alternative signature of X.509
 	// clause 9.8); nil for the other profiles.
 	Alt certenc.AlgorithmSigner
@@ -28,10 +31,12 @@ type SigningCA struct {
 // each CRL is signed by the CA whose certificates it lists), in the order
 // of ca-crl.pem: the active generation, then every other generation whose
 // leaves may still be in use (its certificate unexpired and, once retired,
-// for at most issuance.maxCertTTL), then the root when meshca holds the
-// root key (a root source that is a root.RootKeyHolder: root.file.rootCert
-// and rootKey). A retired generation whose key
-// no longer loads is skipped with a warning: its CRL cannot be signed.
+// for at most issuance.maxCertTTL), then every root in force whose key
+// meshca holds, the minting one first (root.HeldRoots: root.file.rootCert
+// and rootKey; during a root rotation the old and the new root, each
+// signing the CRL of the intermediates it issued). A retired generation
+// whose key no longer loads is skipped with a warning: its CRL cannot be
+// signed.
 func (r *Runtime) SigningCAs(ctx context.Context, now time.Time) ([]SigningCA, error) {
 	m := r.Authority.Material()
 	out := []SigningCA{{Generation: m.Generation, Cert: m.Bundle.Cert, Key: m.Signer, Alt: m.AltSigner}}
@@ -59,15 +64,14 @@ func (r *Runtime) SigningCAs(ctx context.Context, now time.Time) ([]SigningCA, e
 		}
 		out = append(out, SigningCA{Generation: g.ID, Cert: cert, Key: key.Signer, Alt: key.Alt})
 	}
-	h, ok := r.Root.(root.RootKeyHolder)
-	if !ok {
-		return out, nil
-	}
-	rc, rootKey, err := h.SigningRoot()
+	held, err := root.HeldRoots(r.Root)
 	if err != nil {
 		return nil, err
 	}
-	return append(out, SigningCA{Root: true, Cert: rc, Key: rootKey.Signer, Alt: rootKey.Alt}), nil
+	for _, h := range held {
+		out = append(out, SigningCA{Root: true, Minting: h.Minting, Cert: h.Cert, Key: h.Key.Signer, Alt: h.Key.Alt})
+	}
+	return out, nil
 }
 
 // CertChain is cert-chain.pem of the active generation: the intermediate up

@@ -26,7 +26,7 @@ func newCRLManager(ctx context.Context, cfg *config.Config, rt *authority.Runtim
 	for _, c := range cas {
 		i := crl.Issuer{Scope: crl.ScopeGeneration(c.Generation), Generation: c.Generation, Cert: c.Cert, Signer: crl.Signer{Key: c.Key, Alt: c.Alt}}
 		if c.Root {
-			i.Scope = crl.ScopeRoot
+			i.Scope = crl.RootScope(c.Cert, c.Minting)
 		}
 		issuers = append(issuers, i)
 	}

@@ -44,8 +44,8 @@ type fanout struct {
 	authority *authority.Authority
 	// crls is nil when no CRL manager runs.
 	crls *crl.Manager
-	// rootSource is the root source in force; when meshca holds its key
-	// (root.RootKeyHolder) meshca signs the root's CRL.
+	// rootSource is the root source in force; meshca signs the CRL of
+	// every root of it whose key it holds (root.HeldRoots).
 	rootSource root.Source
 	// trust is nil without trustBundle.enabled.
 	trust   *trustPublisher
@@ -107,8 +107,10 @@ func (f *fanout) setCRLIssuers(ctx context.Context, c rotation.Change) error {
 }
 
 // crlIssuers are the CRL issuers of c, in the order of ca-crl.pem: the
-// active generation, the retained ones newest first, then the root when
-// src holds its key.
+// active generation, the retained ones newest first, then every root in
+// force whose key src holds, the minting one first (root.HeldRoots:
+// during a root rotation the old and the new root each sign the CRL of
+// the intermediates they issued, RFC 5280 section 5).
 func crlIssuers(c rotation.Change, src root.Source) ([]crl.Issuer, error) {
 	gen := func(m *authority.Material) crl.Issuer {
 		return crl.Issuer{Scope: crl.ScopeGeneration(m.Generation), Generation: m.Generation, Cert: m.Bundle.Cert,
@@ -120,14 +122,11 @@ func crlIssuers(c rotation.Change, src root.Source) ([]crl.Issuer, error) {
 			out = append(out, gen(m))
 		}
 	}
-	if h, ok := src.(root.RootKeyHolder); ok {
-		rc, key, err := h.SigningRoot()
-		if err != nil {
-			return nil, fmt.Errorf("CRL issuers: the root's key: %w", err)
-		}
-		out = append(out, crl.Issuer{Scope: crl.ScopeRoot, Cert: rc, Signer: crl.Signer{Key: key.Signer, Alt: key.Alt}})
+	held, err := root.HeldRoots(src)
+	if err != nil {
+		return nil, fmt.Errorf("CRL issuers: %w", err)
 	}
-	return out, nil
+	return append(out, crl.RootIssuers(held)...), nil
 }
 
 // setTrust publishes the active material (trustPublisher.setMaterial).

@@ -94,8 +94,10 @@ func newCRLCommand(g *globals) *cobra.Command {
 		Short: "Write a CRL that the running service serves",
 		Long: `fetch writes one CRL (DER, or PEM with --pem) that the running meshca serve
 builds: --scope gen-N for the CRL of intermediate generation N (default: the
-active generation), root for the root's CRL when meshca holds the root key,
-root-external for the root CRL taken from Vault, a file or a URL. --delta
+active generation), root for the root's CRL when meshca holds the root key
+(during a root rotation, the root intermediates are minted under; root-<hex>,
+as 'meshca status' lists it, for the other root in force), root-external for
+the root CRL taken from Vault, a file or a URL. --delta
 fetches the delta CRL (RFC 5280 section 5.2.4) instead of the full one.
 
 CRLs exist only while meshca serve runs: it builds them from the store. It
@@ -149,7 +151,7 @@ is reached through the admin socket of --dir/--config, or --admin-address.`,
 	}
 	addCAFlags(fetch, g)
 	addRemoteFlags(fetch, &rf)
-	fetch.Flags().StringVar(&scope, "scope", "", "gen-N, root or root-external (default: the active generation)")
+	fetch.Flags().StringVar(&scope, "scope", "", "gen-N, root, root-<hex> (the other root during a root rotation) or root-external (default: the active generation)")
 	fetch.Flags().BoolVar(&delta, "delta", false, "fetch the delta CRL")
 	fetch.Flags().StringVar(&out, "out", "", "file to write (- for stdout) (required)")
 	fetch.Flags().BoolVar(&asPEM, "pem", false, "write PEM (X509 CRL) instead of DER")

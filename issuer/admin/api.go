@@ -46,7 +46,8 @@ type RevocationLister interface {
 
 // CRL is one CRL the service currently serves.
 type CRL struct {
-	// Scope is "gen-<id>", "root" or "root-external".
+	// Scope is "gen-<id>", "root", "root-<hex>" (crl.RootScope: the other
+	// root in force during a root rotation) or "root-external".
 	Scope      string
 	Delta      bool
 	Number     uint64

@@ -2,9 +2,14 @@ package intermediate
 
 import (
 	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"slices"
 	"time"
 
 	"github.com/meshca/meshca/ca/authority"
+	"github.com/meshca/meshca/ca/root"
 	"github.com/meshca/meshca/ca/store"
 )
 
@@ -73,7 +78,7 @@ func (m *Manager) loadRetained(ctx context.Context) error {
 		if cert.IsZero() || !now.Before(cert.Add(m.cfg.Intermediate.GracePeriod.Duration)) {
 			continue
 		}
-		mat, err := m.loader.RetainedMaterial(g, roots)
+		mat, err := m.retainedMaterialOf(g, roots)
 		if err != nil {
 			m.log.Warn("a retired CA generation in its grace period does not load; it is not published", "generation", g.ID, "error", err)
 			continue
@@ -83,6 +88,45 @@ func (m *Manager) loadRetained(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// retainedMaterialOf loads the retired generation g under the roots in
+// force or, when it chains to none of them, under the root its stored
+// chain ends at: after a root rotation removed the old root, a generation
+// it issued is still retained while its leaves are in use, so that the
+// CRL it signs for them stays served (RFC 5280 section 5). The stored
+// chain is meshca's own journal, checked when the generation was minted;
+// the chain must still verify under that root now.
+func (m *Manager) retainedMaterialOf(g store.Generation, roots []*x509.Certificate) (*authority.Material, error) {
+	mat, err := m.loader.RetainedMaterial(g, roots)
+	if err == nil {
+		return mat, nil
+	}
+	own := storedRoots(g)
+	if len(own) == 0 || slices.ContainsFunc(own, func(r *x509.Certificate) bool { return slices.ContainsFunc(roots, r.Equal) }) {
+		return nil, err
+	}
+	mat, ownErr := m.loader.RetainedMaterial(g, own)
+	if ownErr != nil {
+		return nil, errors.Join(err, fmt.Errorf("under the root of its stored chain: %w", ownErr))
+	}
+	m.log.Info("a retired CA generation in its grace period was issued by a root no longer in force (a root rotation removed it); it is retained under that root so that its CRL stays served",
+		"generation", g.ID, "root", own[0].Subject.String())
+	return mat, nil
+}
+
+// storedRoots are the self-signed roots of g's stored chain.
+func storedRoots(g store.Generation) []*x509.Certificate {
+	var certs []*x509.Certificate
+	for _, der := range g.ChainDER {
+		c, err := x509.ParseCertificate(der)
+		if err != nil {
+			return nil
+		}
+		certs = append(certs, c)
+	}
+	_, roots := root.SplitChain(certs)
+	return roots
 }
 
 // expireRetained drops the retained generations whose grace period has

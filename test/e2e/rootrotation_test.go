@@ -38,8 +38,8 @@ import (
 // a root rotation.
 type rrState struct {
 	// cacertsRoot is root-cert.pem of the cacerts Secret; caCert its
-	// ca-cert.pem.
-	cacertsRoot, caCert []byte
+	// ca-cert.pem, caCRL its ca-crl.pem.
+	cacertsRoot, caCert, caCRL []byte
 	// configMap is root-cert.pem of the shop namespace's istio-ca-root-cert.
 	configMap string
 	// bundle is meshca.io:workload:roots; perRoot the names of the other
@@ -53,7 +53,7 @@ func rrRead(t *testing.T, env *kubeenv.Env) rrState {
 	ctx := t.Context()
 	var st rrState
 	if sec, err := env.Client.CoreV1().Secrets("istio-system").Get(ctx, "cacerts", metav1.GetOptions{}); err == nil {
-		st.cacertsRoot, st.caCert = sec.Data["root-cert.pem"], sec.Data["ca-cert.pem"]
+		st.cacertsRoot, st.caCert, st.caCRL = sec.Data["root-cert.pem"], sec.Data["ca-cert.pem"], sec.Data["ca-crl.pem"]
 	}
 	if cm, err := env.Client.CoreV1().ConfigMaps("shop").Get(ctx, "istio-ca-root-cert", metav1.GetOptions{}); err == nil {
 		st.configMap = cm.Data["root-cert.pem"]
@@ -153,6 +153,30 @@ func rrMeshcaFails(t *testing.T, args ...string) string {
 	cmd.Stderr = &stderr
 	require.Error(t, cmd.Run(), "meshca %v succeeded", args)
 	return stderr.String()
+}
+
+// rrCRLFrom reports whether caCRL (ca-crl.pem) holds a CRL issued by c:
+// its issuer name is c's subject and c's key verifies its signature.
+func rrCRLFrom(t *testing.T, caCRL []byte, c *x509.Certificate) bool {
+	t.Helper()
+	for rest := caCRL; ; {
+		var block *pem.Block
+		if block, rest = pem.Decode(rest); block == nil {
+			return false
+		}
+		l, err := x509.ParseRevocationList(block.Bytes)
+		require.NoError(t, err)
+		if bytes.Equal(l.RawIssuer, c.RawSubject) && l.CheckSignatureFrom(c) == nil {
+			return true
+		}
+	}
+}
+
+// rrRootCRLScope is the distribution point name of the CRL of a root in
+// force that does not mint (crl.RootScope).
+func rrRootCRLScope(c *x509.Certificate) string {
+	s := sha256.Sum256(c.Raw)
+	return "root-" + hex.EncodeToString(s[:])[:16]
 }
 
 func rrRootBundle(c *x509.Certificate) string {
@@ -273,6 +297,24 @@ func TestServe_RootRotationAtoAandBtoB(t *testing.T) {
 	require.NoError(t, inter3.CheckSignatureFrom(rootB), "phase 4 issues under B")
 	require.Equal(t, string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: inter3.Raw})), string(st3.caCert))
 	require.Equal(t, 4.0, s.metrics(t)[`meshca_rotation_phase{ca="root"}`])
+	// Both roots are in force and meshca holds both keys: ca-crl.pem (as
+	// Istio reads it from cacerts) holds a CRL from A and one from B, and
+	// from both intermediates whose leaves are in use; each root's CRL is
+	// served, A's under its own name.
+	st4 := rrWait(t, env, s, "ca-crl.pem with the CRLs of A, B and both intermediates", func(st rrState) bool {
+		return rrCRLFrom(t, st.caCRL, rootA) && rrCRLFrom(t, st.caCRL, rootB) && rrCRLFrom(t, st.caCRL, inter3) && rrCRLFrom(t, st.caCRL, inter0)
+	})
+	require.NoError(t, s.fetchCRL(t, "root.crl").CheckSignatureFrom(rootB), "root.crl is the minting root's")
+	require.NoError(t, s.fetchCRL(t, rrRootCRLScope(rootA)+".crl").CheckSignatureFrom(rootA))
+	// Revoking A's first intermediate lists it on A's CRL, not on B's
+	// (RFC 5280 section 5: a CRL lists what its issuer issued).
+	require.True(t, inter0.Equal(inter1), "phases 0 to 2 issue under the first intermediate")
+	meshca(t, "revoke", "--dir", dir, "--generation", "1", "--reason", "superseded")
+	require.Eventually(t, func() bool {
+		return lists(s.fetchCRL(t, rrRootCRLScope(rootA)+".crl"), serialOf(inter0))
+	}, 30*time.Second, 50*time.Millisecond, "A's CRL does not list generation 1's intermediate:\n%s", s.logs())
+	require.False(t, lists(s.fetchCRL(t, "root.crl"), serialOf(inter0)), "B's CRL lists A's intermediate")
+	rrWait(t, env, s, "ca-crl.pem after the revocation", func(st rrState) bool { return !bytes.Equal(st.caCRL, st4.caCRL) && rrCRLFrom(t, st.caCRL, rootA) })
 
 	// Phase 5: B alone, a byte-substring of the A+B bundle.
 	meshca(t, "rotate", "advance", "--dir", dir)
@@ -329,6 +371,14 @@ func TestServe_RootRotationAtoAandBtoB(t *testing.T) {
 	require.NoError(t, interI.CheckSignatureFrom(rootB))
 	require.NotEqual(t, interR.Raw, interI.Raw)
 	require.True(t, bytes.Equal(stI.cacertsRoot, bPEM))
+	// A is gone, but the leaves of its last intermediate (issued before
+	// the switch, valid an hour) are in use: that generation is retained,
+	// loaded under A after the restart, and its CRL stays in ca-crl.pem;
+	// A's own CRL is gone with A.
+	require.True(t, rrCRLFrom(t, stI.caCRL, inter0), "the CRL of A's last intermediate is missing from ca-crl.pem after a restart:\n%s", s.logs())
+	require.True(t, rrCRLFrom(t, stI.caCRL, interI))
+	require.True(t, rrCRLFrom(t, stI.caCRL, rootB))
+	require.False(t, rrCRLFrom(t, stI.caCRL, rootA))
 }
 
 func TestHelp_RotateCommandsExplainThemselvesWithExamples(t *testing.T) {
