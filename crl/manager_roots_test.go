@@ -35,23 +35,6 @@ func (p *mgrPKI) mintUnder(t *testing.T, rc *x509.Certificate, rk crypto.Signer)
 	return g.ID
 }
 
-// revokeStepping revokes through the running manager and steps the clock
-// a second at a time until the new ca-crl.pem is published: on a loaded
-// machine the loop may arm its coalescing timer only after a single step.
-func revokeStepping(t *testing.T, e *mgrEnv, req crl.Request) {
-	t.Helper()
-	n := e.pub.count()
-	_, err := e.m.Revoke(context.Background(), req)
-	require.NoError(t, err)
-	require.Eventually(t, func() bool {
-		if e.pub.count() > n {
-			return true
-		}
-		e.clk.Step(time.Second)
-		return false
-	}, 10*time.Second, 10*time.Millisecond)
-}
-
 // opensslCRLVerify has openssl check crlFile's signature with issuer's key.
 func opensslCRLVerify(t *testing.T, dir string, issuer *x509.Certificate, crlFile string) (string, bool) {
 	t.Helper()
@@ -109,8 +92,8 @@ func TestManager_TwoRootsEachCRLListsTheIntermediatesItIssued(t *testing.T) {
 	require.NoError(t, got[5].CheckSignatureFrom(rootA))
 
 	// Revoking an intermediate of each root: each goes on its root's CRL alone.
-	revokeStepping(t, e, crl.Request{Generation: gen2, Reason: store.ReasonSuperseded})
-	revokeStepping(t, e, crl.Request{Generation: gen3, Reason: store.ReasonSuperseded})
+	e.revokeAndWait(t, crl.Request{Generation: gen2, Reason: store.ReasonSuperseded})
+	e.revokeAndWait(t, crl.Request{Generation: gen3, Reason: store.ReasonSuperseded})
 	pa, la = e.crl(t, scopeA, false)
 	pb, lb = e.crl(t, crl.ScopeRoot, false)
 	require.Equal(t, []string{serialHex(p.gens[gen2].cert)}, serialsOf(la), "A's CRL lists A's revoked intermediate only")

@@ -43,8 +43,17 @@ func (e *mgrEnv) revokeAndWait(t *testing.T, req crl.Request) {
 	n := e.pub.count()
 	_, err := e.m.Revoke(context.Background(), req)
 	require.NoError(t, err)
-	e.clk.Step(time.Second) // past the coalescing window and into the next second (a rebuild waits for a new thisUpdate)
-	require.Eventually(t, func() bool { return e.pub.count() > n }, 5*time.Second, time.Millisecond)
+	// Step the clock until the rebuild is published: past the coalescing
+	// window and into the next second (a rebuild waits for a new
+	// thisUpdate). One step is not enough under load: the manager's loop
+	// may set its coalescing timer after the step.
+	require.Eventually(t, func() bool {
+		if e.pub.count() > n {
+			return true
+		}
+		e.clk.Step(time.Second)
+		return false
+	}, 10*time.Second, 10*time.Millisecond)
 }
 
 // openssl, an independent verifier, accepts a good leaf and rejects a
