@@ -28,8 +28,9 @@ type inventoryParts struct {
 // registerInventory registers the CA inventory (expiry timestamps computed
 // at scrape time) and the store's health with reg. meshca's own roots and
 // generations are always reported; with a cluster (rc non-nil) so are the
-// cacerts Secret in trustBundle.istiodNamespace, whoever wrote it, and the
-// ClusterTrustBundles, read from informers that run until ctx ends. The
+// cacerts Secret in trustBundle.istiodNamespace, whoever wrote it, and
+// meshca's own ClusterTrustBundles (bundleSelectors), read from informers
+// that run until ctx ends. The
 // workload inventory (per namespace, from the issuance records) is
 // registered unless inventory.workloads.enabled is false.
 func registerInventory(ctx context.Context, cfg *config.Config, rt *authority.Runtime, rc *rest.Config, log *slog.Logger, reg prometheus.Registerer) (*inventoryParts, error) {
@@ -47,7 +48,7 @@ func registerInventory(ctx context.Context, cfg *config.Config, rt *authority.Ru
 		if err != nil {
 			return nil, err
 		}
-		k, err := inventory.NewKube(client, cfg.TrustBundle.IstiodNamespace, publish.SecretName)
+		k, err := inventory.NewKube(client, cfg.TrustBundle.IstiodNamespace, publish.SecretName, bundleSelectors(cfg))
 		if err != nil {
 			return nil, fmt.Errorf("certificate inventory: %w", err)
 		}
@@ -79,6 +80,17 @@ func registerInventory(ctx context.Context, cfg *config.Config, rt *authority.Ru
 		parts.workloads = w
 	}
 	return parts, nil
+}
+
+// bundleSelectors select, on the apiserver, the ClusterTrustBundles meshca
+// publishes (trustbundle/publish): those linked to one of its signers and
+// carrying that signer's label. Anyone else's bundles are never watched.
+func bundleSelectors(cfg *config.Config) []inventory.BundleSelector {
+	var out []inventory.BundleSelector
+	for _, s := range publish.BundleSigners(cfg.TrustBundle.ClusterTrustBundles) {
+		out = append(out, inventory.BundleSelector{SignerName: s, LabelSelector: publish.BundleLabelSelector(s)})
+	}
+	return out
 }
 
 // newWorkloadInventory is the workload inventory over the store's expiry
