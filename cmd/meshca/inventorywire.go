@@ -35,14 +35,15 @@ type inventoryParts struct {
 // registered unless inventory.workloads.enabled is false.
 func registerInventory(ctx context.Context, cfg *config.Config, rt *authority.Runtime, rc *rest.Config, log *slog.Logger, reg prometheus.Registerer) (*inventoryParts, error) {
 	var scan *inventory.SecretScan
-	sources := []inventory.Source{&inventory.CASource{
+	caSource := &inventory.CASource{
 		Roots:       func() []*x509.Certificate { return rt.Authority.Material().Bundle.Roots },
 		Active:      func() uint64 { return rt.Authority.Material().Generation },
 		Generations: rt.Store,
 		// A retired generation stays published while its leaves may be
 		// valid, as its CRL does (authority.Runtime.SigningCAs).
 		Grace: cfg.Issuance.MaxCertTTL.Duration,
-	}}
+	}
+	sources := []inventory.Source{caSource}
 	if rc != nil {
 		client, err := kubernetes.NewForConfig(rc)
 		if err != nil {
@@ -57,7 +58,7 @@ func registerInventory(ctx context.Context, cfg *config.Config, rt *authority.Ru
 		if b := k.ClusterTrustBundles(); b != nil {
 			sources = append(sources, b)
 		}
-		if scan = newSecretScan(cfg, client, log); scan != nil {
+		if scan = newSecretScan(cfg, client, inventory.Intermediates(caSource), log); scan != nil {
 			scan.Start(ctx)
 			if err := reg.Register(scan.Collector()); err != nil {
 				return nil, err
@@ -105,8 +106,9 @@ func newWorkloadInventory(cfg *config.Config, rt *authority.Runtime, log *slog.L
 }
 
 // newSecretScan is the scan of workload certificate Secrets
-// (inventory.secretScan), or nil when it is switched off.
-func newSecretScan(cfg *config.Config, client kubernetes.Interface, log *slog.Logger) *inventory.SecretScan {
+// (inventory.secretScan, opt-in), or nil when it is switched off. Only
+// leaves that meshca's intermediates (issuers) signed feed its alert.
+func newSecretScan(cfg *config.Config, client kubernetes.Interface, issuers func() []*x509.Certificate, log *slog.Logger) *inventory.SecretScan {
 	sc := cfg.Inventory.SecretScan
 	if !sc.IsEnabled() || len(sc.Selectors) == 0 {
 		return nil
@@ -116,5 +118,5 @@ func newSecretScan(cfg *config.Config, client kubernetes.Interface, log *slog.Lo
 		sels[i] = inventory.SecretSelector{Type: s.Type, LabelSelector: s.LabelSelector}
 	}
 	log.Info("scanning workload certificate Secrets (inventory.secretScan); only their certificates' validity is kept", "selectors", len(sels))
-	return inventory.NewSecretScan(client, sels, sc.MaxNamespaces)
+	return inventory.NewSecretScan(client, sels, sc.MaxNamespaces, issuers)
 }
