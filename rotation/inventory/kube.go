@@ -211,9 +211,14 @@ func (s bundleSource) Certificates(context.Context) ([]Certificate, error) {
 	return out, errors.Join(errs...)
 }
 
-// parsePEMCerts parses every CERTIFICATE block of b. Other blocks are
-// skipped; a certificate that does not parse is an error, and the others
-// are still returned.
+// maxCertsPerObject bounds the series one holding object can cause (a
+// chain and a root or two, or the roots of a root rotation, are far fewer).
+const maxCertsPerObject = 32
+
+// parsePEMCerts parses the CERTIFICATE blocks of b, at most
+// maxCertsPerObject of them. Other blocks are skipped; a certificate that
+// does not parse, or one beyond the cap, is an error, and the others are
+// still returned.
 func parsePEMCerts(b, kind, namespace, name string) ([]Certificate, error) {
 	rest := []byte(b)
 	var out []Certificate
@@ -226,6 +231,10 @@ func parsePEMCerts(b, kind, namespace, name string) ([]Certificate, error) {
 		}
 		if blk.Type != "CERTIFICATE" {
 			continue
+		}
+		if len(out) == maxCertsPerObject {
+			errs = append(errs, fmt.Errorf("%s %s/%s: more than %d certificates; the rest are not reported", kind, namespace, name, maxCertsPerObject))
+			break
 		}
 		c, err := x509.ParseCertificate(blk.Bytes)
 		if err != nil {
