@@ -117,7 +117,9 @@ func (w WorkloadInventoryConfig) IsEnabled() bool { return w.Enabled == nil || *
 // SecretScanConfig is the scan of workload certificate Secrets (clusters
 // whose proxies still write them).
 type SecretScanConfig struct {
-	// Enabled: default true when meshca has a cluster.
+	// Enabled: default false. The scan lists and watches Secrets
+	// cluster-wide and trusts whatever certificate a namespace writes into
+	// a selected Secret (an inventory, not a trust decision): opt in.
 	Enabled *bool `json:"enabled,omitempty"`
 	// Selectors choose the Secrets: each by type (a field selector) and
 	// optionally a label selector, both applied by the apiserver.
@@ -132,8 +134,9 @@ type SecretSelector struct {
 	LabelSelector string `json:"labelSelector,omitempty"`
 }
 
-// IsEnabled reports whether the Secret scan runs (it needs a cluster).
-func (s SecretScanConfig) IsEnabled() bool { return s.Enabled == nil || *s.Enabled }
+// IsEnabled reports whether the Secret scan runs (opt-in; it also needs a
+// cluster).
+func (s SecretScanConfig) IsEnabled() bool { return s.Enabled != nil && *s.Enabled }
 
 func (i *InventoryConfig) init() {
 	if i.Workloads.MaxNamespaces == 0 {

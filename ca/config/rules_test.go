@@ -24,12 +24,19 @@ func TestRulesAndInventoryConfig_Defaults(t *testing.T) {
 	require.Equal(t, 50, w.MaxNamespaces)
 	require.Equal(t, time.Minute, w.Refresh.Duration)
 	s := c.Inventory.SecretScan
-	require.True(t, s.IsEnabled())
+	require.False(t, s.IsEnabled(), "the Secret scan is opt-in: it needs cluster-wide list/watch of Secrets")
 	require.Equal(t, []config.SecretSelector{
 		{Type: "istio.io/key-and-cert"},
 		{Type: "kubernetes.io/tls", LabelSelector: "meshca.io/monitor=true"},
 	}, s.Selectors)
 	require.Equal(t, 50, s.MaxNamespaces)
+}
+
+func TestRulesAndInventoryConfig_SecretScanOptIn(t *testing.T) {
+	c, err := config.Parse([]byte("inventory:\n  secretScan:\n    enabled: true\n"))
+	require.NoError(t, err)
+	require.True(t, c.Inventory.SecretScan.IsEnabled())
+	require.Len(t, c.Inventory.SecretScan.Selectors, 2, "the default selectors apply once enabled")
 }
 
 func TestRulesAndInventoryConfig_Off(t *testing.T) {

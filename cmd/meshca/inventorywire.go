@@ -28,26 +28,28 @@ type inventoryParts struct {
 // registerInventory registers the CA inventory (expiry timestamps computed
 // at scrape time) and the store's health with reg. meshca's own roots and
 // generations are always reported; with a cluster (rc non-nil) so are the
-// cacerts Secret in trustBundle.istiodNamespace, whoever wrote it, and the
-// ClusterTrustBundles, read from informers that run until ctx ends. The
+// cacerts Secret in trustBundle.istiodNamespace, whoever wrote it, and
+// meshca's own ClusterTrustBundles (bundleSelectors), read from informers
+// that run until ctx ends. The
 // workload inventory (per namespace, from the issuance records) is
 // registered unless inventory.workloads.enabled is false.
 func registerInventory(ctx context.Context, cfg *config.Config, rt *authority.Runtime, rc *rest.Config, log *slog.Logger, reg prometheus.Registerer) (*inventoryParts, error) {
 	var scan *inventory.SecretScan
-	sources := []inventory.Source{&inventory.CASource{
+	caSource := &inventory.CASource{
 		Roots:       func() []*x509.Certificate { return rt.Authority.Material().Bundle.Roots },
 		Active:      func() uint64 { return rt.Authority.Material().Generation },
 		Generations: rt.Store,
 		// A retired generation stays published while its leaves may be
 		// valid, as its CRL does (authority.Runtime.SigningCAs).
 		Grace: cfg.Issuance.MaxCertTTL.Duration,
-	}}
+	}
+	sources := []inventory.Source{caSource}
 	if rc != nil {
 		client, err := kubernetes.NewForConfig(rc)
 		if err != nil {
 			return nil, err
 		}
-		k, err := inventory.NewKube(client, cfg.TrustBundle.IstiodNamespace, publish.SecretName)
+		k, err := inventory.NewKube(client, cfg.TrustBundle.IstiodNamespace, publish.SecretName, bundleSelectors(cfg))
 		if err != nil {
 			return nil, fmt.Errorf("certificate inventory: %w", err)
 		}
@@ -56,7 +58,7 @@ func registerInventory(ctx context.Context, cfg *config.Config, rt *authority.Ru
 		if b := k.ClusterTrustBundles(); b != nil {
 			sources = append(sources, b)
 		}
-		if scan = newSecretScan(cfg, client, log); scan != nil {
+		if scan = newSecretScan(cfg, client, inventory.Intermediates(caSource), log); scan != nil {
 			scan.Start(ctx)
 			if err := reg.Register(scan.Collector()); err != nil {
 				return nil, err
@@ -81,6 +83,17 @@ func registerInventory(ctx context.Context, cfg *config.Config, rt *authority.Ru
 	return parts, nil
 }
 
+// bundleSelectors select, on the apiserver, the ClusterTrustBundles meshca
+// publishes (trustbundle/publish): those linked to one of its signers and
+// carrying that signer's label. Anyone else's bundles are never watched.
+func bundleSelectors(cfg *config.Config) []inventory.BundleSelector {
+	var out []inventory.BundleSelector
+	for _, s := range publish.BundleSigners(cfg.TrustBundle.ClusterTrustBundles) {
+		out = append(out, inventory.BundleSelector{SignerName: s, LabelSelector: publish.BundleLabelSelector(s)})
+	}
+	return out
+}
+
 // newWorkloadInventory is the workload inventory over the store's expiry
 // index, or nil when it is switched off or the store has no such index.
 func newWorkloadInventory(cfg *config.Config, rt *authority.Runtime, log *slog.Logger) *inventory.Workloads {
@@ -93,8 +106,9 @@ func newWorkloadInventory(cfg *config.Config, rt *authority.Runtime, log *slog.L
 }
 
 // newSecretScan is the scan of workload certificate Secrets
-// (inventory.secretScan), or nil when it is switched off.
-func newSecretScan(cfg *config.Config, client kubernetes.Interface, log *slog.Logger) *inventory.SecretScan {
+// (inventory.secretScan, opt-in), or nil when it is switched off. Only
+// leaves that meshca's intermediates (issuers) signed feed its alert.
+func newSecretScan(cfg *config.Config, client kubernetes.Interface, issuers func() []*x509.Certificate, log *slog.Logger) *inventory.SecretScan {
 	sc := cfg.Inventory.SecretScan
 	if !sc.IsEnabled() || len(sc.Selectors) == 0 {
 		return nil
@@ -104,5 +118,5 @@ func newSecretScan(cfg *config.Config, client kubernetes.Interface, log *slog.Lo
 		sels[i] = inventory.SecretSelector{Type: s.Type, LabelSelector: s.LabelSelector}
 	}
 	log.Info("scanning workload certificate Secrets (inventory.secretScan); only their certificates' validity is kept", "selectors", len(sels))
-	return inventory.NewSecretScan(client, sels, sc.MaxNamespaces)
+	return inventory.NewSecretScan(client, sels, sc.MaxNamespaces, issuers)
 }

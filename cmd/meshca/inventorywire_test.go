@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/meshca/meshca/ca/config"
+	"github.com/meshca/meshca/rotation/inventory"
 )
 
 // TestRegisterInventory_ServesTheCAExpiryOfTheOpenedCA: without a cluster,
@@ -40,16 +41,34 @@ func TestRegisterInventory_ServesTheCAExpiryOfTheOpenedCA(t *testing.T) {
 	want := fmt.Sprintf(`
 # HELP meshca_certificate_not_after_timestamp_seconds The notAfter of a CA certificate meshca publishes or finds in the cluster, in seconds since the epoch, by kind (root, intermediate, cacerts, clustertrustbundle) and holding object.
 # TYPE meshca_certificate_not_after_timestamp_seconds gauge
-meshca_certificate_not_after_timestamp_seconds{issuer=%q,kind="intermediate",name="gen-%d",namespace="",serial=%q} %d
-meshca_certificate_not_after_timestamp_seconds{issuer=%q,kind="root",name="root",namespace="",serial=%q} %d
+meshca_certificate_not_after_timestamp_seconds{kind="intermediate",name="gen-%d",namespace="",serial=%q} %d
+meshca_certificate_not_after_timestamp_seconds{kind="root",name="root",namespace="",serial=%q} %d
 # HELP meshca_workload_inventory_up Whether the last read of the workload inventory from the store succeeded (1) or not (0).
 # TYPE meshca_workload_inventory_up gauge
 meshca_workload_inventory_up 1
 # HELP meshca_store_healthy 1 while the record store accepts writes; 0 once it has failed closed (restart meshca after checking the disk).
 # TYPE meshca_store_healthy gauge
 meshca_store_healthy 1
-`, inter.Issuer.String(), m.Generation, hex.EncodeToString(inter.SerialNumber.Bytes()), inter.NotAfter.Unix(),
-		root.Issuer.String(), hex.EncodeToString(root.SerialNumber.Bytes()), root.NotAfter.Unix())
+`, m.Generation, hex.EncodeToString(inter.SerialNumber.Bytes()), inter.NotAfter.Unix(),
+		hex.EncodeToString(root.SerialNumber.Bytes()), root.NotAfter.Unix())
 	require.NoError(t, testutil.GatherAndCompare(reg, strings.NewReader(want),
 		"meshca_certificate_not_after_timestamp_seconds", "meshca_store_healthy", "meshca_workload_inventory_up"))
+}
+
+// TestBundleSelectors_OnlyMeshcasSigners: the inventory watches the
+// bundles of the signers meshca publishes for (with their labels), istiod's
+// only when it publishes istiod's bundle, and none when ClusterTrustBundles
+// are off.
+func TestBundleSelectors_OnlyMeshcasSigners(t *testing.T) {
+	cfg := config.Defaults(t.TempDir())
+	require.Equal(t, []inventory.BundleSelector{{SignerName: "meshca.io/workload", LabelSelector: "meshca.io/trust-bundle=workload"}},
+		bundleSelectors(cfg))
+	cfg.TrustBundle.ClusterTrustBundles.IstiodBundle = true
+	require.Equal(t, []inventory.BundleSelector{
+		{SignerName: "meshca.io/workload", LabelSelector: "meshca.io/trust-bundle=workload"},
+		{SignerName: "istio.io/istiod-ca", LabelSelector: "meshca.io/trust-bundle=istiod-ca"},
+	}, bundleSelectors(cfg))
+	off := false
+	cfg.TrustBundle.ClusterTrustBundles.Enabled = &off
+	require.Empty(t, bundleSelectors(cfg))
 }

@@ -1,7 +1,7 @@
 // Package inventory owns meshca's inventory of CA certificates and its
 // Prometheus metrics: the notBefore and notAfter of every root and
 // intermediate meshca publishes, of the certificates in Istio's cacerts
-// Secret (whoever wrote it) and of the ClusterTrustBundles in the cluster.
+// Secret (whoever wrote it) and of meshca's ClusterTrustBundles in the cluster.
 //
 // The metrics are computed at scrape time by a prometheus.Collector, as
 // cert-manager's collectors do, and are absolute Unix timestamps (RFC 5280
@@ -10,10 +10,12 @@
 // store's small generation list and client-go informer caches; it never
 // calls the apiserver.
 //
-// Label values come only from meshca's own names and from the names of
-// cluster objects (a Secret's namespace and name, a ClusterTrustBundle's
-// name) and their certificates' serial and issuer, so the number of series
-// is bounded by the number of such objects and the certificates they hold.
+// Label values come only from meshca's own names, from the names of the
+// cluster objects read (the one cacerts Secret, meshca's own
+// ClusterTrustBundles: selected on the apiserver by signer and label) and
+// from their certificates' serial, so the number of series is bounded by
+// meshca's CA certificates and the cacerts Secret. No free text (an
+// issuer's distinguished name) is ever a label.
 // Nothing here knows about workloads or pods. The package must not change
 // any of the material it reports.
 package inventory
@@ -59,7 +61,7 @@ type Source interface {
 }
 
 var (
-	certLabels   = []string{"kind", "namespace", "name", "serial", "issuer"}
+	certLabels   = []string{"kind", "namespace", "name", "serial"}
 	notAfterDesc = prometheus.NewDesc("meshca_certificate_not_after_timestamp_seconds",
 		"The notAfter of a CA certificate meshca publishes or finds in the cluster, in seconds since the epoch, by kind (root, intermediate, cacerts, clustertrustbundle) and holding object.",
 		certLabels, nil)
@@ -107,7 +109,7 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
 	defer cancel()
-	seen := map[[5]string]bool{}
+	seen := map[[4]string]bool{}
 	for _, s := range c.sources {
 		certs, err := s.Certificates(ctx)
 		up := 1.0
@@ -131,7 +133,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 }
 
 // labelValues are e's label values: the serial in lower-case hex (as
-// meshca's records spell it) and the issuer's distinguished name (RFC 4514).
-func labelValues(e Certificate) [5]string {
-	return [5]string{e.Kind, e.Namespace, e.Name, hex.EncodeToString(e.Cert.SerialNumber.Bytes()), e.Cert.Issuer.String()}
+// meshca's records spell it).
+func labelValues(e Certificate) [4]string {
+	return [4]string{e.Kind, e.Namespace, e.Name, hex.EncodeToString(e.Cert.SerialNumber.Bytes())}
 }

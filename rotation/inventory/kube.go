@@ -26,20 +26,32 @@ import (
 var caCertsKeys = []string{"ca-cert.pem", "cert-chain.pem", "root-cert.pem", "tls.crt", "ca.crt"}
 
 // Kube holds the informers of the cluster sources: one Secret (Istio's
-// cacerts) and the ClusterTrustBundles. Scrapes read their caches.
+// cacerts) and meshca's own ClusterTrustBundles. Scrapes read their caches.
 type Kube struct {
 	secretNS, secretName string
 	secrets              cache.SharedIndexInformer
-	bundles              cache.SharedIndexInformer
-	listBundles          func() ([]Certificate, error)
+	bundles              []cache.SharedIndexInformer
+	listBundles          []func() ([]Certificate, error)
 	factories            []informers.SharedInformerFactory
+}
+
+// BundleSelector selects the ClusterTrustBundles of one signer on the
+// apiserver: by spec.signerName (a field selector the ClusterTrustBundle
+// API serves, KEP-3257) and by label. Only a client allowed to "attest"
+// for a signer may write a bundle linked to it, so a bundle someone else
+// publishes (trust-manager's public roots, another CA's) never matches
+// and never enters the cache.
+type BundleSelector struct {
+	SignerName    string
+	LabelSelector string
 }
 
 // NewKube prepares informers for the Secret namespace/name (watched alone,
 // through a field selector on its name, so that RBAC may grant only that
-// name) and for the ClusterTrustBundles of the version the cluster serves
+// name) and, when bundles is not empty, one per selector for the
+// ClusterTrustBundles of the version the cluster serves
 // (certificates.k8s.io/v1, else v1beta1, else none). Start runs them.
-func NewKube(client kubernetes.Interface, namespace, name string) (*Kube, error) {
+func NewKube(client kubernetes.Interface, namespace, name string, bundles []BundleSelector) (*Kube, error) {
 	k := &Kube{secretNS: namespace, secretName: name}
 	sf := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithNamespace(namespace),
 		informers.WithTweakListOptions(func(o *metav1.ListOptions) {
@@ -47,47 +59,58 @@ func NewKube(client kubernetes.Interface, namespace, name string) (*Kube, error)
 		}))
 	k.secrets = sf.Core().V1().Secrets().Informer()
 	k.factories = append(k.factories, sf)
-
+	if len(bundles) == 0 {
+		return k, nil
+	}
 	version, err := bundleVersion(client)
 	if err != nil {
 		return nil, err
 	}
-	bf := informers.NewSharedInformerFactory(client, 0)
-	switch version {
-	case "v1":
-		inf := bf.Certificates().V1().ClusterTrustBundles()
-		k.bundles = inf.Informer()
-		k.listBundles = func() ([]Certificate, error) {
-			objs, err := inf.Lister().List(labels.Everything())
-			if err != nil {
-				return nil, err
-			}
-			var out []Certificate
-			var errs []error
-			for _, o := range sortedV1(objs) {
-				certs, err := parsePEMCerts(o.Spec.TrustBundle, KindClusterTrustBundle, "", o.Name)
-				out, errs = append(out, certs...), append(errs, err)
-			}
-			return out, errors.Join(errs...)
+	for _, sel := range bundles {
+		if _, err := labels.Parse(sel.LabelSelector); err != nil {
+			return nil, fmt.Errorf("ClusterTrustBundle label selector %q: %w", sel.LabelSelector, err)
 		}
-	case "v1beta1":
-		inf := bf.Certificates().V1beta1().ClusterTrustBundles()
-		k.bundles = inf.Informer()
-		k.listBundles = func() ([]Certificate, error) {
-			objs, err := inf.Lister().List(labels.Everything())
-			if err != nil {
-				return nil, err
-			}
-			var out []Certificate
-			var errs []error
-			for _, o := range sortedV1beta1(objs) {
-				certs, err := parsePEMCerts(o.Spec.TrustBundle, KindClusterTrustBundle, "", o.Name)
-				out, errs = append(out, certs...), append(errs, err)
-			}
-			return out, errors.Join(errs...)
+		bf := informers.NewSharedInformerFactoryWithOptions(client, 0,
+			informers.WithTweakListOptions(func(o *metav1.ListOptions) {
+				o.FieldSelector = fields.OneTermEqualSelector("spec.signerName", sel.SignerName).String()
+				o.LabelSelector = sel.LabelSelector
+			}))
+		switch version {
+		case "v1":
+			inf := bf.Certificates().V1().ClusterTrustBundles()
+			k.bundles = append(k.bundles, inf.Informer())
+			k.listBundles = append(k.listBundles, func() ([]Certificate, error) {
+				objs, err := inf.Lister().List(labels.Everything())
+				if err != nil {
+					return nil, err
+				}
+				var out []Certificate
+				var errs []error
+				for _, o := range sortedV1(objs) {
+					certs, err := parsePEMCerts(o.Spec.TrustBundle, KindClusterTrustBundle, "", o.Name)
+					out, errs = append(out, certs...), append(errs, err)
+				}
+				return out, errors.Join(errs...)
+			})
+		case "v1beta1":
+			inf := bf.Certificates().V1beta1().ClusterTrustBundles()
+			k.bundles = append(k.bundles, inf.Informer())
+			k.listBundles = append(k.listBundles, func() ([]Certificate, error) {
+				objs, err := inf.Lister().List(labels.Everything())
+				if err != nil {
+					return nil, err
+				}
+				var out []Certificate
+				var errs []error
+				for _, o := range sortedV1beta1(objs) {
+					certs, err := parsePEMCerts(o.Spec.TrustBundle, KindClusterTrustBundle, "", o.Name)
+					out, errs = append(out, certs...), append(errs, err)
+				}
+				return out, errors.Join(errs...)
+			})
+		default:
+			return k, nil // the cluster serves no ClusterTrustBundles
 		}
-	}
-	if k.bundles != nil {
 		k.factories = append(k.factories, bf)
 	}
 	return k, nil
@@ -123,8 +146,8 @@ func (k *Kube) Start(ctx context.Context) {
 // WaitForSync waits until the caches are filled or ctx ends.
 func (k *Kube) WaitForSync(ctx context.Context) bool {
 	syncs := []cache.InformerSynced{k.secrets.HasSynced}
-	if k.bundles != nil {
-		syncs = append(syncs, k.bundles.HasSynced)
+	for _, b := range k.bundles {
+		syncs = append(syncs, b.HasSynced)
 	}
 	return cache.WaitForCacheSync(ctx.Done(), syncs...)
 }
@@ -132,10 +155,10 @@ func (k *Kube) WaitForSync(ctx context.Context) bool {
 // CACerts is the source of the cacerts Secret.
 func (k *Kube) CACerts() Source { return caCertsSource{k} }
 
-// ClusterTrustBundles is the source of the ClusterTrustBundles (nil when
-// the cluster serves none).
+// ClusterTrustBundles is the source of meshca's ClusterTrustBundles (nil
+// when there is no selector or the cluster serves none).
 func (k *Kube) ClusterTrustBundles() Source {
-	if k.bundles == nil {
+	if len(k.bundles) == 0 {
 		return nil
 	}
 	return bundleSource{k}
@@ -174,15 +197,28 @@ type bundleSource struct{ k *Kube }
 func (s bundleSource) Name() string { return "clustertrustbundles" }
 
 func (s bundleSource) Certificates(context.Context) ([]Certificate, error) {
-	if !s.k.bundles.HasSynced() {
-		return nil, errors.New("the ClusterTrustBundle informer has not synced")
+	for _, b := range s.k.bundles {
+		if !b.HasSynced() {
+			return nil, errors.New("the ClusterTrustBundle informers have not synced")
+		}
 	}
-	return s.k.listBundles()
+	var out []Certificate
+	var errs []error
+	for _, list := range s.k.listBundles {
+		certs, err := list()
+		out, errs = append(out, certs...), append(errs, err)
+	}
+	return out, errors.Join(errs...)
 }
 
-// parsePEMCerts parses every CERTIFICATE block of b. Other blocks are
-// skipped; a certificate that does not parse is an error, and the others
-// are still returned.
+// maxCertsPerObject bounds the series one holding object can cause (a
+// chain and a root or two, or the roots of a root rotation, are far fewer).
+const maxCertsPerObject = 32
+
+// parsePEMCerts parses the CERTIFICATE blocks of b, at most
+// maxCertsPerObject of them. Other blocks are skipped; a certificate that
+// does not parse, or one beyond the cap, is an error, and the others are
+// still returned.
 func parsePEMCerts(b, kind, namespace, name string) ([]Certificate, error) {
 	rest := []byte(b)
 	var out []Certificate
@@ -195,6 +231,10 @@ func parsePEMCerts(b, kind, namespace, name string) ([]Certificate, error) {
 		}
 		if blk.Type != "CERTIFICATE" {
 			continue
+		}
+		if len(out) == maxCertsPerObject {
+			errs = append(errs, fmt.Errorf("%s %s/%s: more than %d certificates; the rest are not reported", kind, namespace, name, maxCertsPerObject))
+			break
 		}
 		c, err := x509.ParseCertificate(blk.Bytes)
 		if err != nil {

@@ -8,12 +8,12 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	certificatesv1 "k8s.io/api/certificates/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/meshca/meshca/rotation/inventory"
 	"github.com/meshca/meshca/test/kubeenv"
+	"github.com/meshca/meshca/trustbundle/publish"
 )
 
 var env *kubeenv.Env
@@ -57,15 +57,10 @@ func TestKube_ReportsCACertsSecretAndClusterTrustBundles(t *testing.T) {
 		t.Fatal(err)
 	}
 	bundleRoot := newCA(t, "Bundle Root", 0x42, day0.AddDate(0, 0, 2), day0.AddDate(0, 0, 30), nil)
-	ctb := &certificatesv1.ClusterTrustBundle{
-		ObjectMeta: metav1.ObjectMeta{Name: "inv-test-bundle"},
-		Spec:       certificatesv1.ClusterTrustBundleSpec{TrustBundle: string(pemOf(bundleRoot))},
-	}
-	if _, err := env.Client.CertificatesV1().ClusterTrustBundles().Create(ctx, ctb, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	const signer = "meshca.io/inv-test"
+	createBundle(ctx, t, publish.BundleName(signer), signer, map[string]string{publish.LabelTrustBundle: "inv-test"}, pemOf(bundleRoot))
 
-	k, err := inventory.NewKube(env.Client, ns, "cacerts")
+	k, err := inventory.NewKube(env.Client, ns, "cacerts", []inventory.BundleSelector{meshcaBundleSelector(signer)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,14 +76,14 @@ func TestKube_ReportsCACertsSecretAndClusterTrustBundles(t *testing.T) {
 	want := `
 # HELP meshca_certificate_not_after_timestamp_seconds The notAfter of a CA certificate meshca publishes or finds in the cluster, in seconds since the epoch, by kind (root, intermediate, cacerts, clustertrustbundle) and holding object.
 # TYPE meshca_certificate_not_after_timestamp_seconds gauge
-meshca_certificate_not_after_timestamp_seconds{issuer="CN=Bundle Root,O=meshca-test",kind="clustertrustbundle",name="inv-test-bundle",namespace="",serial="42"} 1769817600
-meshca_certificate_not_after_timestamp_seconds{issuer="CN=Other Root,O=meshca-test",kind="cacerts",name="cacerts",namespace="inv-istio-system",serial="1234"} 1798761600
-meshca_certificate_not_after_timestamp_seconds{issuer="CN=Other Root,O=meshca-test",kind="cacerts",name="cacerts",namespace="inv-istio-system",serial="7f"} 2082585600
+meshca_certificate_not_after_timestamp_seconds{kind="clustertrustbundle",name="meshca.io:inv-test:roots",namespace="",serial="42"} 1769817600
+meshca_certificate_not_after_timestamp_seconds{kind="cacerts",name="cacerts",namespace="inv-istio-system",serial="1234"} 1798761600
+meshca_certificate_not_after_timestamp_seconds{kind="cacerts",name="cacerts",namespace="inv-istio-system",serial="7f"} 2082585600
 # HELP meshca_certificate_not_before_timestamp_seconds The notBefore of a CA certificate meshca publishes or finds in the cluster, in seconds since the epoch, by kind and holding object.
 # TYPE meshca_certificate_not_before_timestamp_seconds gauge
-meshca_certificate_not_before_timestamp_seconds{issuer="CN=Bundle Root,O=meshca-test",kind="clustertrustbundle",name="inv-test-bundle",namespace="",serial="42"} 1767398400
-meshca_certificate_not_before_timestamp_seconds{issuer="CN=Other Root,O=meshca-test",kind="cacerts",name="cacerts",namespace="inv-istio-system",serial="1234"} 1767312000
-meshca_certificate_not_before_timestamp_seconds{issuer="CN=Other Root,O=meshca-test",kind="cacerts",name="cacerts",namespace="inv-istio-system",serial="7f"} 1767225600
+meshca_certificate_not_before_timestamp_seconds{kind="clustertrustbundle",name="meshca.io:inv-test:roots",namespace="",serial="42"} 1767398400
+meshca_certificate_not_before_timestamp_seconds{kind="cacerts",name="cacerts",namespace="inv-istio-system",serial="1234"} 1767312000
+meshca_certificate_not_before_timestamp_seconds{kind="cacerts",name="cacerts",namespace="inv-istio-system",serial="7f"} 1767225600
 # HELP meshca_inventory_source_up Whether the inventory source (ca, cacerts, clustertrustbundles) answered the last scrape completely (1) or not (0: not synced, unreadable, or a certificate that does not parse).
 # TYPE meshca_inventory_source_up gauge
 meshca_inventory_source_up{source="cacerts"} 1
@@ -108,8 +103,8 @@ meshca_inventory_source_up{source="clustertrustbundles"} 1
 	want2 := `
 # HELP meshca_certificate_not_after_timestamp_seconds The notAfter of a CA certificate meshca publishes or finds in the cluster, in seconds since the epoch, by kind (root, intermediate, cacerts, clustertrustbundle) and holding object.
 # TYPE meshca_certificate_not_after_timestamp_seconds gauge
-meshca_certificate_not_after_timestamp_seconds{issuer="CN=Bundle Root,O=meshca-test",kind="clustertrustbundle",name="inv-test-bundle",namespace="",serial="42"} 1769817600
-meshca_certificate_not_after_timestamp_seconds{issuer="CN=Other Root,O=meshca-test",kind="cacerts",name="cacerts",namespace="inv-istio-system",serial="7f"} 2082585600
+meshca_certificate_not_after_timestamp_seconds{kind="clustertrustbundle",name="meshca.io:inv-test:roots",namespace="",serial="42"} 1769817600
+meshca_certificate_not_after_timestamp_seconds{kind="cacerts",name="cacerts",namespace="inv-istio-system",serial="7f"} 2082585600
 # HELP meshca_inventory_source_up Whether the inventory source (ca, cacerts, clustertrustbundles) answered the last scrape completely (1) or not (0: not synced, unreadable, or a certificate that does not parse).
 # TYPE meshca_inventory_source_up gauge
 meshca_inventory_source_up{source="cacerts"} 0

@@ -33,7 +33,7 @@ func TestCAExpiryRule_CACertsSecretDeletedIsCleared(t *testing.T) {
 	if _, err := env.Client.CoreV1().Secrets(ns).Create(ctx, sec, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	k, err := inventory.NewKube(env.Client, ns, "cacerts")
+	k, err := inventory.NewKube(env.Client, ns, "cacerts", nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -25,8 +25,10 @@ import (
 var leafKeys = []string{"cert-chain.pem", "tls.crt"}
 
 // validityAnnotation carries, in the informer cache only, the leaf's
-// notBefore and notAfter (Unix seconds, "nb,na") that the transform parsed
-// before dropping the Secret's data. It is never written to the apiserver.
+// notBefore and notAfter (Unix seconds) and whether one of meshca's
+// intermediates issued it ("nb,na,m") or not ("nb,na,f"), as the
+// transform found before dropping the Secret's data. It is never written
+// to the apiserver.
 const validityAnnotation = "inventory.meshca.io/leaf-validity"
 
 // SecretSelector selects Secrets by type (a field selector) and labels.
@@ -53,22 +55,32 @@ type SecretExpiry struct {
 // memory and a scrape reads two numbers per Secret. The metrics are per
 // namespace (top N soonest, the rest summed in NamespaceOther): 50k
 // Secrets are at most N+1 series.
+//
+// The scan trusts nothing it reads: any namespace can write any
+// certificate into a selected Secret. Only a leaf whose signature verifies
+// under one of meshca's intermediates (issuers) counts in the per-namespace
+// aggregate that the WorkloadSecretExpiring rule reads; the others are
+// only counted, cluster-wide (meshca_secret_scan_foreign).
 type SecretScan struct {
 	informers     []cache.SharedIndexInformer
 	factories     []informers.SharedInformerFactory
 	maxNamespaces int
+	issuers       func() []*x509.Certificate
 }
 
-// NewSecretScan prepares one informer per selector, cluster-wide. Start runs them.
-func NewSecretScan(client kubernetes.Interface, selectors []SecretSelector, maxNamespaces int) *SecretScan {
-	s := &SecretScan{maxNamespaces: maxNamespaces}
+// NewSecretScan prepares one informer per selector, cluster-wide. issuers
+// returns meshca's intermediates in force (the active generation and the
+// retired ones whose leaves may still be valid); it is called as each
+// Secret arrives and must be cheap. Start runs the informers.
+func NewSecretScan(client kubernetes.Interface, selectors []SecretSelector, maxNamespaces int, issuers func() []*x509.Certificate) *SecretScan {
+	s := &SecretScan{maxNamespaces: maxNamespaces, issuers: issuers}
 	for _, sel := range selectors {
 		f := informers.NewSharedInformerFactoryWithOptions(client, 0,
 			informers.WithTweakListOptions(func(o *metav1.ListOptions) {
 				o.FieldSelector = fields.OneTermEqualSelector("type", sel.Type).String()
 				o.LabelSelector = sel.LabelSelector
 			}),
-			informers.WithTransform(stripSecret))
+			informers.WithTransform(s.stripSecret))
 		s.informers = append(s.informers, f.Core().V1().Secrets().Informer())
 		s.factories = append(s.factories, f)
 	}
@@ -76,8 +88,9 @@ func NewSecretScan(client kubernetes.Interface, selectors []SecretSelector, maxN
 }
 
 // stripSecret keeps a Secret's name, namespace and type, and the validity
-// of its leaf certificate; nothing else reaches the cache.
-func stripSecret(obj any) (any, error) {
+// of its leaf certificate and whether meshca issued it; nothing else
+// reaches the cache.
+func (s *SecretScan) stripSecret(obj any) (any, error) {
 	sec, ok := obj.(*corev1.Secret)
 	if !ok {
 		return obj, nil // a tombstone
@@ -90,14 +103,19 @@ func stripSecret(obj any) (any, error) {
 	// requires a transform to be idempotent): keep what it parsed.
 	if v, done := sec.Annotations[validityAnnotation]; done && len(sec.Data) == 0 {
 		out.Annotations = map[string]string{validityAnnotation: v}
-	} else if nb, na, ok := leafValidity(sec.Data); ok {
-		out.Annotations = map[string]string{validityAnnotation: strconv.FormatInt(nb.Unix(), 10) + "," + strconv.FormatInt(na.Unix(), 10)}
+	} else if leaf := firstLeaf(sec.Data); leaf != nil {
+		who := "f"
+		if s.issuers != nil && issuedByOneOf(leaf, s.issuers()) {
+			who = "m"
+		}
+		out.Annotations = map[string]string{validityAnnotation: strconv.FormatInt(leaf.NotBefore.Unix(), 10) + "," +
+			strconv.FormatInt(leaf.NotAfter.Unix(), 10) + "," + who}
 	}
 	return out, nil
 }
 
-// leafValidity parses the first certificate of the first leaf key present.
-func leafValidity(data map[string][]byte) (nb, na time.Time, ok bool) {
+// firstLeaf parses the first certificate of the first leaf key present.
+func firstLeaf(data map[string][]byte) *x509.Certificate {
 	for _, k := range leafKeys {
 		b, present := data[k]
 		if !present {
@@ -116,10 +134,10 @@ func leafValidity(data map[string][]byte) (nb, na time.Time, ok bool) {
 			if err != nil {
 				break
 			}
-			return c.NotBefore, c.NotAfter, true
+			return c
 		}
 	}
-	return time.Time{}, time.Time{}, false
+	return nil
 }
 
 // Start runs the informers until ctx ends.
@@ -165,17 +183,20 @@ func (s *SecretScan) Cached() []*corev1.Secret {
 	return out
 }
 
-// aggregate reads the cache: per namespace, the Secrets whose leaf parses
-// and the leaf that expires first; the soonest maxNamespaces, the rest
-// summed in NamespaceOther (last). It also returns how many Secrets hold
-// no leaf that parses.
-func (s *SecretScan) aggregate() ([]SecretExpiry, int) {
+// aggregate reads the cache: per namespace, the Secrets whose leaf meshca
+// issued and the leaf that expires first; the soonest maxNamespaces, the
+// rest summed in NamespaceOther (last). It also returns how many Secrets
+// hold no leaf that parses and how many a leaf meshca did not issue.
+func (s *SecretScan) aggregate() (agg []SecretExpiry, unparsable, foreign int) {
 	byNS := map[string]*SecretExpiry{}
-	unparsable := 0
 	for _, sec := range s.Cached() {
-		nb, na, ok := cachedValidity(sec)
+		nb, na, ours, ok := cachedValidity(sec)
 		if !ok {
 			unparsable++
+			continue
+		}
+		if !ours {
+			foreign++
 			continue
 		}
 		e := byNS[sec.Namespace]
@@ -202,35 +223,40 @@ func (s *SecretScan) aggregate() ([]SecretExpiry, int) {
 		}
 		all = append(all[:n:n], other)
 	}
-	return all, unparsable
+	return all, unparsable, foreign
 }
 
 // Namespaces is the per-namespace aggregate (see SecretScan).
 func (s *SecretScan) Namespaces() []SecretExpiry {
-	agg, _ := s.aggregate()
+	agg, _, _ := s.aggregate()
 	return agg
 }
 
-func cachedValidity(sec *corev1.Secret) (nb, na time.Time, ok bool) {
+func cachedValidity(sec *corev1.Secret) (nb, na time.Time, ours, ok bool) {
 	v, found := sec.Annotations[validityAnnotation]
 	if !found {
-		return time.Time{}, time.Time{}, false
+		return time.Time{}, time.Time{}, false, false
 	}
-	a, b, _ := strings.Cut(v, ",")
-	x, err1 := strconv.ParseInt(a, 10, 64)
-	y, err2 := strconv.ParseInt(b, 10, 64)
+	f := strings.Split(v, ",")
+	if len(f) != 3 {
+		return time.Time{}, time.Time{}, false, false
+	}
+	x, err1 := strconv.ParseInt(f[0], 10, 64)
+	y, err2 := strconv.ParseInt(f[1], 10, 64)
 	if err1 != nil || err2 != nil {
-		return time.Time{}, time.Time{}, false
+		return time.Time{}, time.Time{}, false, false
 	}
-	return time.Unix(x, 0).UTC(), time.Unix(y, 0).UTC(), true
+	return time.Unix(x, 0).UTC(), time.Unix(y, 0).UTC(), f[2] == "m", true
 }
 
 var (
 	scanNotAfterDesc = prometheus.NewDesc("meshca_secret_scan_not_after_min_timestamp_seconds",
-		`The earliest notAfter of the leaf certificates of the scanned Secrets (inventory.secretScan), by namespace, in seconds since the epoch. Namespaces beyond inventory.secretScan.maxNamespaces (the latest to expire) are summed in namespace="_other".`,
+		`The earliest notAfter of the leaf certificates meshca issued in the scanned Secrets (inventory.secretScan), by namespace, in seconds since the epoch. Namespaces beyond inventory.secretScan.maxNamespaces (the latest to expire) are summed in namespace="_other".`,
 		[]string{"namespace"}, nil)
 	scanSecretsDesc = prometheus.NewDesc("meshca_secret_scan_secrets",
-		"Scanned Secrets (inventory.secretScan.selectors) whose certificate parses, by namespace.", []string{"namespace"}, nil)
+		"Scanned Secrets (inventory.secretScan.selectors) whose leaf certificate meshca issued, by namespace.", []string{"namespace"}, nil)
+	scanForeignDesc = prometheus.NewDesc("meshca_secret_scan_foreign",
+		"Scanned Secrets whose leaf certificate parses but was not issued by one of meshca's intermediates (its signature does not verify under them): counted, never alerted on.", nil, nil)
 	scanUnparsableDesc = prometheus.NewDesc("meshca_secret_scan_unparsable",
 		"Scanned Secrets with no certificate that parses.", nil, nil)
 )
@@ -245,14 +271,16 @@ func (c scanCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- scanNotAfterDesc
 	ch <- scanSecretsDesc
 	ch <- scanUnparsableDesc
+	ch <- scanForeignDesc
 }
 
 func (c scanCollector) Collect(ch chan<- prometheus.Metric) {
 	if !c.s.Synced() {
 		return
 	}
-	agg, unparsable := c.s.aggregate()
+	agg, unparsable, foreign := c.s.aggregate()
 	ch <- prometheus.MustNewConstMetric(scanUnparsableDesc, prometheus.GaugeValue, float64(unparsable))
+	ch <- prometheus.MustNewConstMetric(scanForeignDesc, prometheus.GaugeValue, float64(foreign))
 	for _, e := range agg {
 		ch <- prometheus.MustNewConstMetric(scanNotAfterDesc, prometheus.GaugeValue, float64(e.NotAfter.Unix()), e.Namespace)
 		ch <- prometheus.MustNewConstMetric(scanSecretsDesc, prometheus.GaugeValue, float64(e.Secrets), e.Namespace)

@@ -58,7 +58,7 @@ func TestSecretScan_AggregatesSelectedSecretsPerNamespace(t *testing.T) {
 	s := inventory.NewSecretScan(env.Client, []inventory.SecretSelector{
 		{Type: "istio.io/key-and-cert"},
 		{Type: "kubernetes.io/tls", LabelSelector: "meshca.io/monitor=true"},
-	}, 2)
+	}, 2, issuersOf(ca))
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
 	s.Start(runCtx)
@@ -71,13 +71,16 @@ func TestSecretScan_AggregatesSelectedSecretsPerNamespace(t *testing.T) {
 		}
 	}
 	head := `
-# HELP meshca_secret_scan_not_after_min_timestamp_seconds The earliest notAfter of the leaf certificates of the scanned Secrets (inventory.secretScan), by namespace, in seconds since the epoch. Namespaces beyond inventory.secretScan.maxNamespaces (the latest to expire) are summed in namespace="_other".
+# HELP meshca_secret_scan_not_after_min_timestamp_seconds The earliest notAfter of the leaf certificates meshca issued in the scanned Secrets (inventory.secretScan), by namespace, in seconds since the epoch. Namespaces beyond inventory.secretScan.maxNamespaces (the latest to expire) are summed in namespace="_other".
 # TYPE meshca_secret_scan_not_after_min_timestamp_seconds gauge
 `
-	mid := `# HELP meshca_secret_scan_secrets Scanned Secrets (inventory.secretScan.selectors) whose certificate parses, by namespace.
+	mid := `# HELP meshca_secret_scan_secrets Scanned Secrets (inventory.secretScan.selectors) whose leaf certificate meshca issued, by namespace.
 # TYPE meshca_secret_scan_secrets gauge
 `
-	tail := `# HELP meshca_secret_scan_unparsable Scanned Secrets with no certificate that parses.
+	tail := `# HELP meshca_secret_scan_foreign Scanned Secrets whose leaf certificate parses but was not issued by one of meshca's intermediates (its signature does not verify under them): counted, never alerted on.
+# TYPE meshca_secret_scan_foreign gauge
+meshca_secret_scan_foreign 0
+# HELP meshca_secret_scan_unparsable Scanned Secrets with no certificate that parses.
 # TYPE meshca_secret_scan_unparsable gauge
 meshca_secret_scan_unparsable 1
 `
@@ -158,7 +161,7 @@ func TestSecretScan_ShippedRBACAndExpiryRule(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := inventory.NewSecretScan(client, []inventory.SecretSelector{{Type: "istio.io/key-and-cert"}}, 50)
+	s := inventory.NewSecretScan(client, []inventory.SecretSelector{{Type: "istio.io/key-and-cert"}}, 50, issuersOf(ca))
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
 	s.Start(runCtx)

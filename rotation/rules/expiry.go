@@ -54,8 +54,12 @@ func (t Thresholds) Severity(notBefore, notAfter, now time.Time) (alert.Severity
 }
 
 // CAExpiry raises RuleCAExpiring for every certificate of the inventory's
-// sources (meshca's roots and intermediates, the cacerts Secret, the
-// ClusterTrustBundles) that is within its thresholds.
+// sources (meshca's roots and intermediates, the cacerts Secret) that is
+// within its thresholds. ClusterTrustBundle certificates are reported by
+// the metrics but never alerted on: meshca's own bundles hold meshca's
+// roots, which KindRoot already covers (one alert per root, not one per
+// bundle), and a bundle someone else publishes (trust-manager's public
+// roots, another CA's) is not meshca's to renew.
 type CAExpiry struct {
 	Sources    []inventory.Source
 	Thresholds Thresholds
@@ -82,7 +86,7 @@ func (r *CAExpiry) Evaluate(ctx context.Context, now time.Time) ([]alert.Alert, 
 			firstErr = fmt.Errorf("inventory source %s: %w", s.Name(), err)
 		}
 		for _, c := range certs {
-			if r.Skip != nil && r.Skip(c) {
+			if c.Kind == inventory.KindClusterTrustBundle || (r.Skip != nil && r.Skip(c)) {
 				continue
 			}
 			sev, ok := r.Thresholds.Severity(c.Cert.NotBefore, c.Cert.NotAfter, now)

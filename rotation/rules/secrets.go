@@ -20,7 +20,9 @@ const secretCriticalFraction = 0.1
 
 // SecretsExpiring raises RuleSecretsExpiring for each namespace of the
 // Secret scan (bounded: its top N and _other) whose first-expiring leaf
-// is within its thresholds. Unlike a CA certificate, a workload
+// is within its thresholds. The scan's aggregate holds only leaves that
+// one of meshca's intermediates signed, so a certificate a tenant writes
+// into its Secret cannot page. Unlike a CA certificate, a workload
 // certificate is short-lived and renewed at half its life, so the LATER
 // of the two thresholds applies: warning at the later of WarningFraction
 // of the lifetime and WarningBefore left, critical at the later of 10% of

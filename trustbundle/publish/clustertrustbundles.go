@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"time"
 
@@ -16,6 +17,7 @@ import (
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/tools/cache"
 
+	"github.com/meshca/meshca/ca/config"
 	"github.com/meshca/meshca/ca/root"
 )
 
@@ -33,6 +35,20 @@ import (
 //     in the annotation AnnotationPQAnchors (absent for a classical CA).
 //
 // Per-root bundles of roots no longer active are deleted.
+
+// BundleSigners are the signers whose ClusterTrustBundles meshca
+// publishes under cfg: the configured signer names and, with istiodBundle,
+// istiod's; none when ClusterTrustBundles are off.
+func BundleSigners(cfg config.ClusterTrustBundlesConfig) []string {
+	if !cfg.On() {
+		return nil
+	}
+	out := slices.Clone(cfg.SignerNames)
+	if cfg.IstiodBundle {
+		out = append(out, IstiodSignerName)
+	}
+	return out
+}
 
 // BundleName is the signer-linked bundle that holds every root of signer.
 func BundleName(signer string) string { return bundlePrefix(signer) + ":roots" }
