@@ -41,16 +41,16 @@ func TestRegisterInventory_ServesTheCAExpiryOfTheOpenedCA(t *testing.T) {
 	want := fmt.Sprintf(`
 # HELP meshca_certificate_not_after_timestamp_seconds The notAfter of a CA certificate meshca publishes or finds in the cluster, in seconds since the epoch, by kind (root, intermediate, cacerts, clustertrustbundle) and holding object.
 # TYPE meshca_certificate_not_after_timestamp_seconds gauge
-meshca_certificate_not_after_timestamp_seconds{kind="intermediate",name="gen-%d",namespace="",serial=%q} %d
-meshca_certificate_not_after_timestamp_seconds{kind="root",name="root",namespace="",serial=%q} %d
+meshca_certificate_not_after_timestamp_seconds{issuer=%q,kind="intermediate",name="gen-%d",namespace="",serial=%q} %d
+meshca_certificate_not_after_timestamp_seconds{issuer=%q,kind="root",name="root",namespace="",serial=%q} %d
 # HELP meshca_workload_inventory_up Whether the last read of the workload inventory from the store succeeded (1) or not (0).
 # TYPE meshca_workload_inventory_up gauge
 meshca_workload_inventory_up 1
 # HELP meshca_store_healthy 1 while the record store accepts writes; 0 once it has failed closed (restart meshca after checking the disk).
 # TYPE meshca_store_healthy gauge
 meshca_store_healthy 1
-`, m.Generation, hex.EncodeToString(inter.SerialNumber.Bytes()), inter.NotAfter.Unix(),
-		hex.EncodeToString(root.SerialNumber.Bytes()), root.NotAfter.Unix())
+`, inter.Issuer.String(), m.Generation, hex.EncodeToString(inter.SerialNumber.Bytes()), inter.NotAfter.Unix(),
+		root.Issuer.String(), hex.EncodeToString(root.SerialNumber.Bytes()), root.NotAfter.Unix())
 	require.NoError(t, testutil.GatherAndCompare(reg, strings.NewReader(want),
 		"meshca_certificate_not_after_timestamp_seconds", "meshca_store_healthy", "meshca_workload_inventory_up"))
 }

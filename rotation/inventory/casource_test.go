@@ -60,14 +60,14 @@ func TestCASource_ReportsRootsAndPublishedGenerations(t *testing.T) {
 	want := `
 # HELP meshca_certificate_not_after_timestamp_seconds The notAfter of a CA certificate meshca publishes or finds in the cluster, in seconds since the epoch, by kind (root, intermediate, cacerts, clustertrustbundle) and holding object.
 # TYPE meshca_certificate_not_after_timestamp_seconds gauge
-meshca_certificate_not_after_timestamp_seconds{kind="intermediate",name="gen-2",namespace="",serial="0b"} 1775347200
-meshca_certificate_not_after_timestamp_seconds{kind="intermediate",name="gen-3",namespace="",serial="0c"} 1775779200
-meshca_certificate_not_after_timestamp_seconds{kind="root",name="root",namespace="",serial="01"} 2082585600
+meshca_certificate_not_after_timestamp_seconds{issuer="CN=Test Root,O=meshca-test",kind="intermediate",name="gen-2",namespace="",serial="0b"} 1775347200
+meshca_certificate_not_after_timestamp_seconds{issuer="CN=Test Root,O=meshca-test",kind="intermediate",name="gen-3",namespace="",serial="0c"} 1775779200
+meshca_certificate_not_after_timestamp_seconds{issuer="CN=Test Root,O=meshca-test",kind="root",name="root",namespace="",serial="01"} 2082585600
 # HELP meshca_certificate_not_before_timestamp_seconds The notBefore of a CA certificate meshca publishes or finds in the cluster, in seconds since the epoch, by kind and holding object.
 # TYPE meshca_certificate_not_before_timestamp_seconds gauge
-meshca_certificate_not_before_timestamp_seconds{kind="intermediate",name="gen-2",namespace="",serial="0b"} 1767571200
-meshca_certificate_not_before_timestamp_seconds{kind="intermediate",name="gen-3",namespace="",serial="0c"} 1768003200
-meshca_certificate_not_before_timestamp_seconds{kind="root",name="root",namespace="",serial="01"} 1767225600
+meshca_certificate_not_before_timestamp_seconds{issuer="CN=Test Root,O=meshca-test",kind="intermediate",name="gen-2",namespace="",serial="0b"} 1767571200
+meshca_certificate_not_before_timestamp_seconds{issuer="CN=Test Root,O=meshca-test",kind="intermediate",name="gen-3",namespace="",serial="0c"} 1768003200
+meshca_certificate_not_before_timestamp_seconds{issuer="CN=Test Root,O=meshca-test",kind="root",name="root",namespace="",serial="01"} 1767225600
 # HELP meshca_inventory_source_up Whether the inventory source (ca, cacerts, clustertrustbundles) answered the last scrape completely (1) or not (0: not synced, unreadable, or a certificate that does not parse).
 # TYPE meshca_inventory_source_up gauge
 meshca_inventory_source_up{source="ca"} 1
@@ -94,7 +94,7 @@ func TestCASource_StoreErrorMarksSourceDownAndKeepsRoots(t *testing.T) {
 	want := `
 # HELP meshca_certificate_not_after_timestamp_seconds The notAfter of a CA certificate meshca publishes or finds in the cluster, in seconds since the epoch, by kind (root, intermediate, cacerts, clustertrustbundle) and holding object.
 # TYPE meshca_certificate_not_after_timestamp_seconds gauge
-meshca_certificate_not_after_timestamp_seconds{kind="root",name="root",namespace="",serial="01"} 2082585600
+meshca_certificate_not_after_timestamp_seconds{issuer="CN=Test Root,O=meshca-test",kind="root",name="root",namespace="",serial="01"} 2082585600
 # HELP meshca_inventory_source_up Whether the inventory source (ca, cacerts, clustertrustbundles) answered the last scrape completely (1) or not (0: not synced, unreadable, or a certificate that does not parse).
 # TYPE meshca_inventory_source_up gauge
 meshca_inventory_source_up{source="ca"} 0

@@ -13,9 +13,12 @@
 // Label values come only from meshca's own names, from the names of the
 // cluster objects read (the one cacerts Secret, meshca's own
 // ClusterTrustBundles: selected on the apiserver by signer and label) and
-// from their certificates' serial, so the number of series is bounded by
-// meshca's CA certificates and the cacerts Secret. No free text (an
-// issuer's distinguished name) is ever a label.
+// from their certificates' serial and issuer, so the number of series is
+// bounded by meshca's CA certificates and the cacerts Secret (at most
+// maxCertsPerObject each). The issuer adds no series (a certificate has
+// one issuer); being free text chosen by whoever made the certificate, it
+// is reported as its RFC 4514 string (bytes that are not UTF-8 become
+// U+FFFD) cut to maxIssuerLabel characters.
 // Nothing here knows about workloads or pods. The package must not change
 // any of the material it reports.
 package inventory
@@ -25,6 +28,7 @@ import (
 	"crypto/x509"
 	"encoding/hex"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -61,7 +65,7 @@ type Source interface {
 }
 
 var (
-	certLabels   = []string{"kind", "namespace", "name", "serial"}
+	certLabels   = []string{"kind", "namespace", "name", "serial", "issuer"}
 	notAfterDesc = prometheus.NewDesc("meshca_certificate_not_after_timestamp_seconds",
 		"The notAfter of a CA certificate meshca publishes or finds in the cluster, in seconds since the epoch, by kind (root, intermediate, cacerts, clustertrustbundle) and holding object.",
 		certLabels, nil)
@@ -109,7 +113,7 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
 	defer cancel()
-	seen := map[[4]string]bool{}
+	seen := map[[5]string]bool{}
 	for _, s := range c.sources {
 		certs, err := s.Certificates(ctx)
 		up := 1.0
@@ -132,8 +136,16 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
+// maxIssuerLabel bounds the issuer label, in characters.
+const maxIssuerLabel = 256
+
 // labelValues are e's label values: the serial in lower-case hex (as
-// meshca's records spell it).
-func labelValues(e Certificate) [4]string {
-	return [4]string{e.Kind, e.Namespace, e.Name, hex.EncodeToString(e.Cert.SerialNumber.Bytes())}
+// meshca's records spell it) and the issuer's distinguished name (RFC
+// 4514), cut to maxIssuerLabel characters.
+func labelValues(e Certificate) [5]string {
+	issuer := []rune(strings.ToValidUTF8(e.Cert.Issuer.String(), "\uFFFD"))
+	if len(issuer) > maxIssuerLabel {
+		issuer = append(issuer[:maxIssuerLabel-1], '…')
+	}
+	return [5]string{e.Kind, e.Namespace, e.Name, hex.EncodeToString(e.Cert.SerialNumber.Bytes()), string(issuer)}
 }

@@ -76,14 +76,14 @@ func TestKube_ReportsCACertsSecretAndClusterTrustBundles(t *testing.T) {
 	want := `
 # HELP meshca_certificate_not_after_timestamp_seconds The notAfter of a CA certificate meshca publishes or finds in the cluster, in seconds since the epoch, by kind (root, intermediate, cacerts, clustertrustbundle) and holding object.
 # TYPE meshca_certificate_not_after_timestamp_seconds gauge
-meshca_certificate_not_after_timestamp_seconds{kind="clustertrustbundle",name="meshca.io:inv-test:roots",namespace="",serial="42"} 1769817600
-meshca_certificate_not_after_timestamp_seconds{kind="cacerts",name="cacerts",namespace="inv-istio-system",serial="1234"} 1798761600
-meshca_certificate_not_after_timestamp_seconds{kind="cacerts",name="cacerts",namespace="inv-istio-system",serial="7f"} 2082585600
+meshca_certificate_not_after_timestamp_seconds{issuer="CN=Bundle Root,O=meshca-test",kind="clustertrustbundle",name="meshca.io:inv-test:roots",namespace="",serial="42"} 1769817600
+meshca_certificate_not_after_timestamp_seconds{issuer="CN=Other Root,O=meshca-test",kind="cacerts",name="cacerts",namespace="inv-istio-system",serial="1234"} 1798761600
+meshca_certificate_not_after_timestamp_seconds{issuer="CN=Other Root,O=meshca-test",kind="cacerts",name="cacerts",namespace="inv-istio-system",serial="7f"} 2082585600
 # HELP meshca_certificate_not_before_timestamp_seconds The notBefore of a CA certificate meshca publishes or finds in the cluster, in seconds since the epoch, by kind and holding object.
 # TYPE meshca_certificate_not_before_timestamp_seconds gauge
-meshca_certificate_not_before_timestamp_seconds{kind="clustertrustbundle",name="meshca.io:inv-test:roots",namespace="",serial="42"} 1767398400
-meshca_certificate_not_before_timestamp_seconds{kind="cacerts",name="cacerts",namespace="inv-istio-system",serial="1234"} 1767312000
-meshca_certificate_not_before_timestamp_seconds{kind="cacerts",name="cacerts",namespace="inv-istio-system",serial="7f"} 1767225600
+meshca_certificate_not_before_timestamp_seconds{issuer="CN=Bundle Root,O=meshca-test",kind="clustertrustbundle",name="meshca.io:inv-test:roots",namespace="",serial="42"} 1767398400
+meshca_certificate_not_before_timestamp_seconds{issuer="CN=Other Root,O=meshca-test",kind="cacerts",name="cacerts",namespace="inv-istio-system",serial="1234"} 1767312000
+meshca_certificate_not_before_timestamp_seconds{issuer="CN=Other Root,O=meshca-test",kind="cacerts",name="cacerts",namespace="inv-istio-system",serial="7f"} 1767225600
 # HELP meshca_inventory_source_up Whether the inventory source (ca, cacerts, clustertrustbundles) answered the last scrape completely (1) or not (0: not synced, unreadable, or a certificate that does not parse).
 # TYPE meshca_inventory_source_up gauge
 meshca_inventory_source_up{source="cacerts"} 1
@@ -103,8 +103,8 @@ meshca_inventory_source_up{source="clustertrustbundles"} 1
 	want2 := `
 # HELP meshca_certificate_not_after_timestamp_seconds The notAfter of a CA certificate meshca publishes or finds in the cluster, in seconds since the epoch, by kind (root, intermediate, cacerts, clustertrustbundle) and holding object.
 # TYPE meshca_certificate_not_after_timestamp_seconds gauge
-meshca_certificate_not_after_timestamp_seconds{kind="clustertrustbundle",name="meshca.io:inv-test:roots",namespace="",serial="42"} 1769817600
-meshca_certificate_not_after_timestamp_seconds{kind="cacerts",name="cacerts",namespace="inv-istio-system",serial="7f"} 2082585600
+meshca_certificate_not_after_timestamp_seconds{issuer="CN=Bundle Root,O=meshca-test",kind="clustertrustbundle",name="meshca.io:inv-test:roots",namespace="",serial="42"} 1769817600
+meshca_certificate_not_after_timestamp_seconds{issuer="CN=Other Root,O=meshca-test",kind="cacerts",name="cacerts",namespace="inv-istio-system",serial="7f"} 2082585600
 # HELP meshca_inventory_source_up Whether the inventory source (ca, cacerts, clustertrustbundles) answered the last scrape completely (1) or not (0: not synced, unreadable, or a certificate that does not parse).
 # TYPE meshca_inventory_source_up gauge
 meshca_inventory_source_up{source="cacerts"} 0

@@ -59,7 +59,7 @@ func TestKube_WorksWithTheShippedLeastPrivilegeRBAC(t *testing.T) {
 	want := `
 # HELP meshca_certificate_not_after_timestamp_seconds The notAfter of a CA certificate meshca publishes or finds in the cluster, in seconds since the epoch, by kind (root, intermediate, cacerts, clustertrustbundle) and holding object.
 # TYPE meshca_certificate_not_after_timestamp_seconds gauge
-meshca_certificate_not_after_timestamp_seconds{kind="cacerts",name="cacerts",namespace="istio-system",serial="5a"} 1768089600
+meshca_certificate_not_after_timestamp_seconds{issuer="CN=RBAC Root,O=meshca-test",kind="cacerts",name="cacerts",namespace="istio-system",serial="5a"} 1768089600
 # HELP meshca_inventory_source_up Whether the inventory source (ca, cacerts, clustertrustbundles) answered the last scrape completely (1) or not (0: not synced, unreadable, or a certificate that does not parse).
 # TYPE meshca_inventory_source_up gauge
 meshca_inventory_source_up{source="cacerts"} 1
