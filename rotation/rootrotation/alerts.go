@@ -58,7 +58,8 @@ func (c *Controller) alertPlanLocked(events []phaseEvent, st rotation.Status) (A
 	for _, e := range events {
 		if l := e.left; l != nil {
 			ops = append(ops, alertOp{al: alert.Alert{Rule: RuleRootRotationWorkloadsLeft, Object: objectOf(e.id), Severity: alert.Warning,
-				Summary:     fmt.Sprintf("Root rotation %s switched to the new root at the maximum wait of %s with %d of %d unexpired workload certificates issued before both roots were published", e.id, l.maxWait, l.old, l.total),
+				Summary: fmt.Sprintf("Root rotation %s switched to the new root at the maximum wait of %s with %d of %d workload identities that got no certificate since both roots were published (%d of %d unexpired certificates predate them)",
+					e.id, l.maxWait, l.n.stale, l.n.identities, l.n.before, l.n.total),
 				Action:      fmt.Sprintf("those workloads may trust only the old root until they renew their certificates; restart them (their istio-agent then fetches both roots) before the old root is removed in phase %s", string(PhaseRemove)),
 				Fingerprint: string(PhaseWaitWorkloads)}})
 		}

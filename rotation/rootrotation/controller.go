@@ -324,20 +324,24 @@ func (c *Controller) stepLocked(ctx context.Context) (*phaseEvent, bool) {
 		}
 		err = fmt.Errorf("switch the intermediate (RotateNow): %w", err)
 	case PhaseWaitWorkloads:
-		old, total, cerr := c.countBefore(ctx, r.PhaseStartedAt, now)
+		n, cerr := c.countBefore(ctx, r.PhaseStartedAt, now)
+		old := n.before
 		if cerr != nil {
 			err = fmt.Errorf("count the workload certificates: %w", cerr)
 			break
 		}
 		minAt, maxAt := r.PhaseStartedAt.Add(r.Waits.WorkloadsMin), r.PhaseStartedAt.Add(r.Waits.WorkloadsMax)
-		c.waiting = fmt.Sprintf("%d of %d unexpired workload certificates were issued before both roots were published", old, total)
+		c.waiting = fmt.Sprintf("%d of %d unexpired workload certificates were issued before both roots were published; %d of %d workload identities got none since", old, n.total, n.stale, n.identities)
 		switch {
 		case old == 0 && !now.Before(minAt):
 			return c.enterLocked(ctx, p.next(), "enter", "controller", "every unexpired workload certificate was issued with both roots")
 		case !now.Before(maxAt):
 			ev, moved := c.enterLocked(ctx, p.next(), "enter", "controller", fmt.Sprintf("the maximum wait of %s passed (%s)", r.Waits.WorkloadsMax, c.waiting))
-			if ev != nil && old > 0 {
-				ev.left = &workloadsLeft{old: old, total: total, maxWait: r.Waits.WorkloadsMax}
+			// Certificates from before are normal here (a renewed
+			// workload's previous certificate stays valid until it
+			// expires); an identity that got none since is not.
+			if ev != nil && n.stale > 0 {
+				ev.left = &workloadsLeft{n: n, maxWait: r.Waits.WorkloadsMax}
 			}
 			return ev, moved
 		case old == 0:
@@ -381,14 +385,15 @@ type phaseEvent struct {
 	by     string
 	detail string
 	// left is set when phase 2 ended at its maximum wait with workload
-	// certificates from before both roots were published.
+	// identities that got no certificate since both roots were published.
 	left *workloadsLeft
 }
 
-// workloadsLeft counts the workload certificates phase 2 left behind.
+// workloadsLeft is what phase 2 left behind: identities none of whose
+// workloads renewed.
 type workloadsLeft struct {
-	old, total int
-	maxWait    time.Duration
+	n       workloadCount
+	maxWait time.Duration
 }
 
 // enterLocked journals the move to phase p and, once durable, applies it
@@ -459,26 +464,50 @@ func issuedBy(cert *x509.Certificate, roots []*x509.Certificate) bool {
 	return false
 }
 
-// countBefore counts the unexpired workload certificates, and those of
-// them issued before cutoff.
-func (c *Controller) countBefore(ctx context.Context, cutoff, now time.Time) (before, total int, err error) {
-	err = c.o.Store.ListIssuances(ctx, func(rec store.Issuance) bool {
+// workloadCount is what phase 2 measures from the issuance records.
+type workloadCount struct {
+	// before of total unexpired workload certificates were issued before
+	// both roots were published.
+	before, total int
+	// stale of identities workload identities hold unexpired certificates
+	// but got none since both roots were published: none of their
+	// workloads has renewed, so none holds the new root. (A workload whose
+	// identity another, renewed, workload shares cannot be told apart in
+	// the records: the certificate count covers it, the identity count
+	// does not.)
+	stale, identities int
+}
+
+// countBefore counts, among the unexpired workload certificates, those
+// issued before cutoff, and the identities that got none after it.
+func (c *Controller) countBefore(ctx context.Context, cutoff, now time.Time) (workloadCount, error) {
+	var n workloadCount
+	renewed := map[string]bool{}
+	err := c.o.Store.ListIssuances(ctx, func(rec store.Issuance) bool {
 		// meshca's own serving certificate is no workload's: it moves to
 		// the new intermediate at the switch.
 		if !rec.NotAfter.After(now) || rec.Profile == authority.ProfileServing {
 			return true
 		}
-		total++
+		n.total++
 		// Issued at the instant the roots were published may not carry them.
-		if !rec.IssuedAt.After(cutoff) {
-			before++
+		after := rec.IssuedAt.After(cutoff)
+		if !after {
+			n.before++
 		}
+		renewed[rec.Identity] = renewed[rec.Identity] || after
 		return ctx.Err() == nil
 	})
 	if err == nil {
 		err = ctx.Err()
 	}
-	return before, total, err
+	n.identities = len(renewed)
+	for _, r := range renewed {
+		if !r {
+			n.stale++
+		}
+	}
+	return n, err
 }
 
 // countUnderOld counts the unexpired leaves of generations whose

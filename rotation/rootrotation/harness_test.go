@@ -133,9 +133,15 @@ func (h *harness) journal() store.RootRotation {
 // issue records a leaf of the active generation issued now with ttl.
 func (h *harness) issue(serial string, ttl time.Duration) {
 	h.t.Helper()
+	h.issueTo(serial, "spiffe://cluster.local/ns/default/sa/x", ttl)
+}
+
+// issueTo records a workload certificate of identity id issued now.
+func (h *harness) issueTo(serial, id string, ttl time.Duration) {
+	h.t.Helper()
 	now := h.clk.Now()
 	require.NoError(h.t, h.st.PutIssuance(context.Background(), store.Issuance{
-		Serial: serial, Identity: "spiffe://cluster.local/ns/default/sa/x", NotBefore: now, NotAfter: now.Add(ttl),
+		Serial: serial, Identity: id, NotBefore: now, NotAfter: now.Add(ttl),
 		Fingerprint: serial, Profile: "classical", Requester: "test", Generation: h.mgr.active, IssuedAt: now,
 	}))
 }
