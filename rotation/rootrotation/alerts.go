@@ -107,6 +107,7 @@ func (c *Controller) alertPlanLocked(events []phaseEvent, st rotation.Status) (A
 // in the order the transitions were journaled: the next caller's alerts
 // wait for these.
 func (c *Controller) unlockAndAnnounce(ctx context.Context, events []phaseEvent, st rotation.Status) {
+	c.shown.Store(&st)
 	a, ops := c.alertPlanLocked(events, st)
 	c.annMu.Lock()
 	c.mu.Unlock()

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"k8s.io/utils/clock"
@@ -131,6 +132,11 @@ type Controller struct {
 	// the configuration still names A.
 	configHint  string
 	stuckRaised bool
+	// shown is the status as of the last time the lock was released:
+	// RotationStatus answers with it while a step holds the lock (phase 2
+	// and 4 read the issuance records, which takes seconds at a million
+	// records), so that a metrics scrape or meshca status never waits.
+	shown atomic.Pointer[rotation.Status]
 }
 
 // New returns a controller. It reads the journal; a rotation in progress
@@ -535,11 +541,20 @@ func (c *Controller) countUnderOld(ctx context.Context, now time.Time) (int, err
 	return n, ctx.Err()
 }
 
-// RotationStatus implements rotation.Reporter.
+// RotationStatus implements rotation.Reporter. While a step or an
+// operation holds the controller, it returns the status as of the last
+// one instead of waiting.
 func (c *Controller) RotationStatus() rotation.Status {
-	c.mu.Lock()
+	if !c.mu.TryLock() {
+		if st := c.shown.Load(); st != nil {
+			return *st
+		}
+		c.mu.Lock()
+	}
 	defer c.mu.Unlock()
-	return c.statusLocked()
+	st := c.statusLocked()
+	c.shown.Store(&st)
+	return st
 }
 
 func (c *Controller) statusLocked() rotation.Status {

@@ -14,6 +14,7 @@ import (
 	"github.com/meshca/meshca/ca/config"
 	"github.com/meshca/meshca/ca/root"
 	"github.com/meshca/meshca/ca/store"
+	"github.com/meshca/meshca/rotation"
 )
 
 // Start reads and asks the new root without the controller's lock: while
@@ -106,4 +107,45 @@ func TestStart_RefusesANewRootFileThatIsNotASmallRegularFile(t *testing.T) {
 			require.ErrorIs(t, err, store.ErrNotFound, "nothing journaled")
 		})
 	}
+}
+
+// blockingRecords holds ListIssuances until released: phase 2's count of
+// a million records takes seconds.
+type blockingRecords struct {
+	Store
+	entered, release chan struct{}
+}
+
+func (b *blockingRecords) ListIssuances(ctx context.Context, fn func(store.Issuance) bool) error {
+	close(b.entered)
+	<-b.release
+	return b.Store.ListIssuances(ctx, fn)
+}
+
+// RotationStatus (a metrics scrape, meshca status, the alert rules) does
+// not wait for a step that reads the issuance records: it answers with the
+// status as of the last step.
+func TestController_StatusDoesNotWaitForAStepReadingTheRecords(t *testing.T) {
+	h := newHarness(t)
+	h.issue("01", 72*time.Hour)
+	h.start()
+	h.step()
+	h.requirePhase(PhaseWaitWorkloads)
+	want := h.c.RotationStatus()
+	b := &blockingRecords{Store: h.c.o.Store, entered: make(chan struct{}), release: make(chan struct{})}
+	h.c.o.Store = b
+	stepped := make(chan struct{})
+	go func() { h.c.Step(context.Background()); close(stepped) }()
+	<-b.entered
+	got := make(chan rotation.Status, 1)
+	go func() { got <- h.c.RotationStatus() }()
+	select {
+	case st := <-got:
+		require.Equal(t, want, st)
+	case <-time.After(5 * time.Second):
+		close(b.release)
+		t.Fatal("RotationStatus waited for the step reading the issuance records")
+	}
+	close(b.release)
+	<-stepped
 }
