@@ -1,20 +1,55 @@
 package policy
 
 import (
+	"crypto"
 	"crypto/x509"
 	"net/url"
 	"time"
 )
 
 // Request is what the policy sees: the authenticated identity (never taken
-// from the CSR), the parsed and signature-checked CSR, and the requested TTL.
+// from the CSR or the key), the subject's public key — in a parsed and
+// signature-checked CSR, or as a key whose possession the front door has
+// proven — the requested TTL and the front door's per-request options.
 type Request struct {
 	Identity *url.URL
-	CSR      *x509.CertificateRequest
+	// CSR is the parsed, signature-checked request; set it or PublicKey.
+	CSR *x509.CertificateRequest
+	// PublicKey is the subject's key when the front door has proven
+	// possession itself (a PodCertificateRequest's proof, checked by the
+	// apiserver); set it or CSR. Nothing else is taken from the requester.
+	PublicKey crypto.PublicKey
 	// TTL is the requested lifetime; zero or negative means the default.
+	// Above the maximum it is refused; WithDuration asks for a clamped one.
 	TTL time.Duration
+	// Extra are the front door's options for this request (step-ca's
+	// extraOpts): WithUsages, WithDuration, RequestCA, WithValidator.
+	Extra []SignOption
+
 	// Rule is the named exception that applies, set by the Engine.
 	Rule *Rule
+	// Adjustments, set by the Engine, say what was granted differently
+	// from what was asked (e.g. keyEncipherment dropped for an ECDSA key).
+	Adjustments []Adjustment
+
+	plan plan
+	spki []byte // the SubjectPublicKeyInfo of PublicKey
+}
+
+// publicKey is the subject's key, from the CSR or the front door.
+func (r *Request) publicKey() crypto.PublicKey {
+	if r.CSR != nil {
+		return r.CSR.PublicKey
+	}
+	return r.PublicKey
+}
+
+// subjectPublicKeyInfo is the DER SubjectPublicKeyInfo of the subject's key.
+func (r *Request) subjectPublicKeyInfo() []byte {
+	if r.CSR != nil {
+		return r.CSR.RawSubjectPublicKeyInfo
+	}
+	return r.spki
 }
 
 // Options configure an Engine.
@@ -79,15 +114,22 @@ func (e *Engine) maxTTL(req *Request) time.Duration {
 func (e *Engine) validators(req *Request) []Validator {
 	maxTTL := e.maxTTL(req)
 	vs := []Validator{spiffeIdentity{e.opts.TrustDomain}}
-	if !e.opts.SkipCSRIdentity {
+	if !e.opts.SkipCSRIdentity && req.CSR != nil {
 		vs = append(vs, csrIdentity{})
 	}
 	return append(vs, extraSANs{req.Rule}, commonName{req.Rule}, notCA{}, keyType{}, ttl{maxTTL})
 }
 
-func (e *Engine) modifiers(req *Request) []Modifier {
+func (e *Engine) modifiers(req *Request) ([]Modifier, error) {
 	ttl := req.TTL
-	if ttl <= 0 {
+	var minTTL time.Duration
+	if req.plan.hasDur {
+		var err error
+		if ttl, err = e.lifetime(req, req.plan.duration); err != nil {
+			return nil, err
+		}
+		minTTL = req.plan.duration.Min
+	} else if ttl <= 0 {
 		// The default obeys the maximum too (a rule may lower it below the default).
 		ttl = e.opts.DefaultTTL
 		if m := e.maxTTL(req); m > 0 && ttl > m {
@@ -99,22 +141,37 @@ func (e *Engine) modifiers(req *Request) []Modifier {
 		leafUsages{},
 		subjectKeyID{},
 		randomSerial{},
-		validity{now: e.opts.Now, ttl: ttl},
+		validity{now: e.opts.Now, ttl: ttl, min: minTTL, report: req.plan.hasDur},
 		crlDistribution{urls: e.opts.CRLDistributionPoints},
-	}
+	}, nil
 }
 
 // Template validates req and returns the certificate template to sign with
 // issuer. Every error is a *caerr.Error; on error nothing else happened.
 func (e *Engine) Template(req *Request, issuer *x509.Certificate) (*x509.Certificate, error) {
 	req.Rule = e.ruleFor(req.Identity)
+	req.Adjustments = nil
+	req.plan = planOf(req)
+	if err := req.checkKeySource(); err != nil {
+		return nil, err
+	}
 	for _, v := range e.validators(req) {
 		if err := v.Validate(req); err != nil {
 			return nil, err
 		}
 	}
-	tmpl := &x509.Certificate{PublicKey: req.CSR.PublicKey}
-	for _, m := range e.modifiers(req) {
+	if err := e.checkPlan(req, &req.plan, issuer); err != nil {
+		return nil, err
+	}
+	if err := runValidators(req, req.plan.validators); err != nil {
+		return nil, err
+	}
+	mods, err := e.modifiers(req)
+	if err != nil {
+		return nil, err
+	}
+	tmpl := &x509.Certificate{PublicKey: req.publicKey()}
+	for _, m := range mods {
 		if err := m.Modify(tmpl, req, issuer); err != nil {
 			return nil, err
 		}
