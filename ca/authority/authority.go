@@ -312,7 +312,7 @@ func (a *Authority) sign(ctx context.Context, req Request, m *Material, leafProf
 	chain = append(chain, certificatePEM(der))
 	chain = append(chain, m.middlePEM...)
 	chain = append(chain, m.rootsPEM)
-	return &Result{DER: der, Chain: chain, Record: rec, Adjustments: preq.Adjustments}, nil
+	return &Result{DER: der, Chain: chain, Record: rec, Adjustments: preq.Adjustments()}, nil
 }
 
 // encodedTime is t as the certificate carries it: RFC 5280 4.1.2.5 times

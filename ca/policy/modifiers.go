@@ -47,7 +47,7 @@ type leafUsages struct{}
 func (leafUsages) Modify(t *x509.Certificate, req *Request, _ *x509.Certificate) error {
 	t.BasicConstraintsValid = true
 	t.IsCA = false
-	if req.plan.hasUsages {
+	if req.plan != nil && req.plan.hasUsages {
 		requestedUsages(t, req, req.plan.usages)
 		return nil
 	}
@@ -153,8 +153,7 @@ func (v validity) Modify(t *x509.Certificate, req *Request, issuer *x509.Certifi
 			return caerr.New(caerr.Unavailable, ReasonIssuerExpiresTooSoon, "the signing intermediate expires at %s, before the requested minimum lifetime of %s", issuer.NotAfter.UTC().Format(time.RFC3339), v.min)
 		}
 		if v.report {
-			req.Adjustments = append(req.Adjustments, Adjustment{Reason: ReasonDurationClampedToIssuer,
-				Message: "the certificate ends with its signing intermediate at " + issuer.NotAfter.UTC().Format(time.RFC3339)})
+			req.adjust(ReasonDurationClampedToIssuer, "the certificate ends with its signing intermediate at "+issuer.NotAfter.UTC().Format(time.RFC3339))
 		}
 	}
 	return nil

@@ -50,6 +50,9 @@ type plan struct {
 	ca         bool
 	caAllowed  bool
 	validators []Validator
+
+	spki        []byte // the SubjectPublicKeyInfo of Request.PublicKey
+	adjustments []Adjustment
 }
 
 // Adjustment is something the engine granted differently from what was
@@ -129,19 +132,30 @@ func (o validatorOption) apply(p *plan) { p.validators = append(p.validators, o.
 // refused as InvalidArgument (ReasonRequestRefused).
 func WithValidator(v Validator) SignOption { return validatorOption{v} }
 
-// planOf collects req's options.
-func planOf(req *Request) plan {
-	var p plan
+// setPlan collects req's options into req.plan; without options it stays
+// nil (the Istio path allocates nothing for it).
+func (req *Request) setPlan() {
+	req.plan = nil
+	if len(req.Extra) == 0 && req.PublicKey == nil {
+		return
+	}
+	p := &plan{}
 	for _, o := range req.Extra {
 		if o != nil {
-			o.apply(&p)
+			o.apply(p)
 		}
 	}
-	return p
+	req.plan = p
 }
+
+// hasDuration reports whether req has a WithDuration option.
+func (req *Request) hasDuration() bool { return req.plan != nil && req.plan.hasDur }
 
 // checkPlan refuses options that can never be granted.
 func (e *Engine) checkPlan(req *Request, p *plan, issuer *x509.Certificate) error {
+	if p == nil {
+		return nil
+	}
 	if p.ca {
 		if !p.caAllowed {
 			return caerr.New(caerr.PermissionDenied, ReasonCANotAllowed, "the requester's issuer does not allow CA certificates (isCA)")
@@ -192,8 +206,7 @@ func (e *Engine) lifetime(req *Request, d Duration) (time.Duration, error) {
 	}
 	if m := e.maxTTL(req); m > 0 && ttl > m {
 		if d.Requested > m || (d.Requested == 0 && d.Max > m) {
-			req.Adjustments = append(req.Adjustments, Adjustment{Reason: ReasonDurationClamped,
-				Message: fmt.Sprintf("the lifetime was limited to the policy's maximum of %s", m)})
+			req.adjust(ReasonDurationClamped, fmt.Sprintf("the lifetime was limited to the policy's maximum of %s", m))
 		}
 		ttl = m
 	}
@@ -204,8 +217,11 @@ func (e *Engine) lifetime(req *Request, d Duration) (time.Duration, error) {
 }
 
 // runValidators runs the front door's validators.
-func runValidators(req *Request, vs []Validator) error {
-	for _, v := range vs {
+func runValidators(req *Request) error {
+	if req.plan == nil {
+		return nil
+	}
+	for _, v := range req.plan.validators {
 		if err := v.Validate(req); err != nil {
 			if ce := (*caerr.Error)(nil); errors.As(err, &ce) {
 				return err
@@ -226,8 +242,7 @@ func requestedUsages(t *x509.Certificate, req *Request, us []Usage) {
 			if _, ok := req.publicKey().(*rsa.PublicKey); ok {
 				t.KeyUsage |= x509.KeyUsageKeyEncipherment
 			} else if t.KeyUsage&x509.KeyUsageKeyEncipherment == 0 && !hasAdjustment(req, ReasonKeyEnciphermentDropped) {
-				req.Adjustments = append(req.Adjustments, Adjustment{Reason: ReasonKeyEnciphermentDropped,
-					Message: fmt.Sprintf("keyEncipherment was not granted: it is not valid for a %s key (RFC 5480 §3, RFC 8410 §5)", keyAlgorithm(req.publicKey()))})
+				req.adjust(ReasonKeyEnciphermentDropped, fmt.Sprintf("keyEncipherment was not granted: it is not valid for a %s key (RFC 5480 §3, RFC 8410 §5)", keyAlgorithm(req.publicKey())))
 			}
 		case UsageServerAuth:
 			server = true
@@ -245,7 +260,7 @@ func requestedUsages(t *x509.Certificate, req *Request, us []Usage) {
 }
 
 func hasAdjustment(req *Request, reason string) bool {
-	for _, a := range req.Adjustments {
+	for _, a := range req.Adjustments() {
 		if a.Reason == reason {
 			return true
 		}

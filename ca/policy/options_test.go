@@ -92,9 +92,9 @@ func TestWithUsages_GrantsWhatIsValidForTheKeyAndReportsTheDrop(t *testing.T) {
 			require.Equal(t, tc.ku, extValue(cert, oidKeyUsage), "keyUsage extension value")
 			require.Equal(t, tc.eku, extValue(cert, oidEKU), "extKeyUsage extension value")
 			require.False(t, cert.IsCA)
-			require.Equal(t, tc.report, reasons(req.Adjustments))
+			require.Equal(t, tc.report, reasons(req.Adjustments()))
 			if len(tc.report) > 0 {
-				require.Contains(t, req.Adjustments[0].Message, "keyEncipherment")
+				require.Contains(t, req.Adjustments()[0].Message, "keyEncipherment")
 			}
 		})
 	}
@@ -158,7 +158,7 @@ func TestWithDuration_IsClampedByPolicyAndReported(t *testing.T) {
 			require.NoError(t, err)
 			require.Equal(t, tc.notAfter, tmpl.NotAfter)
 			require.Equal(t, testNow.Add(-Backdate), tmpl.NotBefore)
-			require.Equal(t, tc.report, reasons(req.Adjustments))
+			require.Equal(t, tc.report, reasons(req.Adjustments()))
 		})
 	}
 
@@ -168,7 +168,7 @@ func TestWithDuration_IsClampedByPolicyAndReported(t *testing.T) {
 		tmpl, err := e.Template(req, short.cert)
 		require.NoError(t, err)
 		require.Equal(t, testNow.Add(5*time.Hour), tmpl.NotAfter)
-		require.Equal(t, []string{ReasonDurationClampedToIssuer}, reasons(req.Adjustments))
+		require.Equal(t, []string{ReasonDurationClampedToIssuer}, reasons(req.Adjustments()))
 	})
 
 	refusals := map[string]struct {

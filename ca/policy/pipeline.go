@@ -28,12 +28,27 @@ type Request struct {
 
 	// Rule is the named exception that applies, set by the Engine.
 	Rule *Rule
-	// Adjustments, set by the Engine, say what was granted differently
-	// from what was asked (e.g. keyEncipherment dropped for an ECDSA key).
-	Adjustments []Adjustment
 
-	plan plan
-	spki []byte // the SubjectPublicKeyInfo of PublicKey
+	// plan is the state of a request with Extra or PublicKey; nil on the
+	// Istio path, which so allocates nothing for it.
+	plan *plan
+}
+
+// Adjustments, set by the Engine, say what was granted differently from
+// what was asked (e.g. keyEncipherment dropped for an ECDSA key).
+func (r *Request) Adjustments() []Adjustment {
+	if r.plan == nil {
+		return nil
+	}
+	return r.plan.adjustments
+}
+
+// adjust records an adjustment; only requests with options have any.
+func (r *Request) adjust(reason, msg string) {
+	if r.plan == nil {
+		r.plan = &plan{}
+	}
+	r.plan.adjustments = append(r.plan.adjustments, Adjustment{Reason: reason, Message: msg})
 }
 
 // publicKey is the subject's key, from the CSR or the front door.
@@ -46,10 +61,13 @@ func (r *Request) publicKey() crypto.PublicKey {
 
 // subjectPublicKeyInfo is the DER SubjectPublicKeyInfo of the subject's key.
 func (r *Request) subjectPublicKeyInfo() []byte {
-	if r.CSR != nil {
+	switch {
+	case r.CSR != nil:
 		return r.CSR.RawSubjectPublicKeyInfo
+	case r.plan != nil:
+		return r.plan.spki
 	}
-	return r.spki
+	return nil
 }
 
 // Options configure an Engine.
@@ -120,38 +138,41 @@ func (e *Engine) validators(req *Request) []Validator {
 	return append(vs, extraSANs{req.Rule}, commonName{req.Rule}, notCA{}, keyType{}, ttl{maxTTL})
 }
 
-func (e *Engine) modifiers(req *Request) ([]Modifier, error) {
-	ttl := req.TTL
-	var minTTL time.Duration
-	if req.plan.hasDur {
-		var err error
-		if ttl, err = e.lifetime(req, req.plan.duration); err != nil {
-			return nil, err
-		}
-		minTTL = req.plan.duration.Min
-	} else if ttl <= 0 {
+// leafTTL is the lifetime req gets, and the shortest it accepts.
+func (e *Engine) leafTTL(req *Request) (ttl, minTTL time.Duration, err error) {
+	if req.hasDuration() {
+		ttl, err = e.lifetime(req, req.plan.duration)
+		return ttl, req.plan.duration.Min, err
+	}
+	ttl = req.TTL
+	if ttl <= 0 {
 		// The default obeys the maximum too (a rule may lower it below the default).
 		ttl = e.opts.DefaultTTL
 		if m := e.maxTTL(req); m > 0 && ttl > m {
 			ttl = m
 		}
 	}
-	return []Modifier{
+	return ttl, 0, nil
+}
+
+// modifiers returns an array, not a slice, so that it stays on the stack
+// (issuance throughput: no allocation per request for the list itself).
+func (e *Engine) modifiers(req *Request, ttl, minTTL time.Duration) [6]Modifier {
+	return [6]Modifier{
 		leafSubjectAndSANs{},
 		leafUsages{},
 		subjectKeyID{},
 		randomSerial{},
-		validity{now: e.opts.Now, ttl: ttl, min: minTTL, report: req.plan.hasDur},
+		validity{now: e.opts.Now, ttl: ttl, min: minTTL, report: req.hasDuration()},
 		crlDistribution{urls: e.opts.CRLDistributionPoints},
-	}, nil
+	}
 }
 
 // Template validates req and returns the certificate template to sign with
 // issuer. Every error is a *caerr.Error; on error nothing else happened.
 func (e *Engine) Template(req *Request, issuer *x509.Certificate) (*x509.Certificate, error) {
 	req.Rule = e.ruleFor(req.Identity)
-	req.Adjustments = nil
-	req.plan = planOf(req)
+	req.setPlan()
 	if err := req.checkKeySource(); err != nil {
 		return nil, err
 	}
@@ -160,18 +181,18 @@ func (e *Engine) Template(req *Request, issuer *x509.Certificate) (*x509.Certifi
 			return nil, err
 		}
 	}
-	if err := e.checkPlan(req, &req.plan, issuer); err != nil {
+	if err := e.checkPlan(req, req.plan, issuer); err != nil {
 		return nil, err
 	}
-	if err := runValidators(req, req.plan.validators); err != nil {
+	if err := runValidators(req); err != nil {
 		return nil, err
 	}
-	mods, err := e.modifiers(req)
+	ttl, minTTL, err := e.leafTTL(req)
 	if err != nil {
 		return nil, err
 	}
 	tmpl := &x509.Certificate{PublicKey: req.publicKey()}
-	for _, m := range mods {
+	for _, m := range e.modifiers(req, ttl, minTTL) {
 		if err := m.Modify(tmpl, req, issuer); err != nil {
 			return nil, err
 		}

@@ -206,7 +206,6 @@ func keyAlgorithm(pub crypto.PublicKey) string {
 // checkKeySource requires exactly one of a CSR and a proven public key,
 // checks the key and encodes its SubjectPublicKeyInfo.
 func (r *Request) checkKeySource() error {
-	r.spki = nil
 	switch {
 	case r.CSR != nil && r.PublicKey != nil:
 		return invalid(ReasonNoPublicKey, "the request carries both a CSR and a public key; send one")
@@ -222,7 +221,7 @@ func (r *Request) checkKeySource() error {
 	if err != nil {
 		return invalid(ReasonKeyType, "the public key cannot be encoded as a SubjectPublicKeyInfo")
 	}
-	r.spki = spki
+	r.plan.spki = spki // setPlan made a plan for a request with a PublicKey
 	return nil
 }
 
