@@ -160,9 +160,13 @@ func (e *Engine) checkPlan(req *Request, p *plan, issuer *x509.Certificate) erro
 		if !p.caAllowed {
 			return caerr.New(caerr.PermissionDenied, ReasonCANotAllowed, "the requester's issuer does not allow CA certificates (isCA)")
 		}
-		// The engine issues leaves only: a CA under the signing
-		// intermediate would exceed its path length (RFC 5280 §4.2.1.9).
-		return caerr.New(caerr.PermissionDenied, ReasonCARequest, "meshca issues no CA certificates: its signing intermediate has pathLenConstraint %d (RFC 5280 §4.2.1.9)", max(issuer.MaxPathLen, 0))
+		// The engine issues leaves only. Under an intermediate with
+		// pathLenConstraint 0 (what meshca mints) a CA would not even
+		// verify (RFC 5280 §4.2.1.9).
+		if issuer.MaxPathLen == 0 {
+			return caerr.New(caerr.PermissionDenied, ReasonCARequest, "meshca issues no CA certificates: its signing intermediate has pathLenConstraint 0, so a CA under it would not verify (RFC 5280 §4.2.1.9)")
+		}
+		return caerr.New(caerr.PermissionDenied, ReasonCARequest, "meshca issues no CA certificates: its issuance policy signs workload leaves only")
 	}
 	if p.hasUsages {
 		if len(p.usages) > maxUsages {
