@@ -185,7 +185,10 @@ func (a *Authority) SetMaterial(m *Material) { a.material.Store(m) }
 // Request is a signing request from a front door. Identity is the
 // authenticated identity; the CSR only contributes its public key.
 type Request struct {
-	CSR       []byte
+	CSR []byte
+	// PublicKey is the subject's key when the front door has proven its
+	// possession itself (a PodCertificateRequest): set it instead of CSR.
+	PublicKey crypto.PublicKey
 	Identity  *url.URL
 	TTL       time.Duration
 	Requester string
@@ -194,6 +197,10 @@ type Request struct {
 	// Profile overrides the default leaf profile; it must be one the CA's
 	// profile can issue.
 	Profile profile.Name
+	// Options are the front door's per-request additions to the policy
+	// pipeline (policy.WithUsages, WithDuration, RequestCA, WithValidator);
+	// the policy engine still decides what is issued.
+	Options []policy.SignOption
 }
 
 // Result is a signed certificate.
@@ -204,6 +211,10 @@ type Result struct {
 	// element, then every active root as one final element.
 	Chain  []string
 	Record store.Issuance
+	// Adjustments say what the policy granted differently from what was
+	// asked (e.g. keyEncipherment dropped for an ECDSA key), for the front
+	// door to tell the requester; nil when nothing was.
+	Adjustments []policy.Adjustment
 }
 
 // Leaf parses the issued certificate. Issuance itself does not parse what
@@ -257,15 +268,20 @@ func (a *Authority) sign(ctx context.Context, req Request, m *Material, leafProf
 		defer res.Cancel()
 		put = res.PutIssuance
 	}
-	csr, err := policy.ParseCSR(req.CSR)
-	if err != nil {
-		return nil, err
+	preq := &policy.Request{Identity: req.Identity, PublicKey: req.PublicKey, TTL: req.TTL, Extra: req.Options}
+	if req.PublicKey == nil || len(req.CSR) > 0 {
+		// With both, the policy refuses the request as ambiguous.
+		csr, err := policy.ParseCSR(req.CSR)
+		if err != nil {
+			return nil, err
+		}
+		preq.CSR = csr
 	}
 	pol := req.Policy
 	if pol == nil {
 		pol = a.policy
 	}
-	tmpl, err := pol.Template(&policy.Request{Identity: req.Identity, CSR: csr, TTL: req.TTL}, m.Bundle.Cert)
+	tmpl, err := pol.Template(preq, m.Bundle.Cert)
 	if err != nil {
 		return nil, err
 	}
@@ -296,7 +312,7 @@ func (a *Authority) sign(ctx context.Context, req Request, m *Material, leafProf
 	chain = append(chain, certificatePEM(der))
 	chain = append(chain, m.middlePEM...)
 	chain = append(chain, m.rootsPEM)
-	return &Result{DER: der, Chain: chain, Record: rec}, nil
+	return &Result{DER: der, Chain: chain, Record: rec, Adjustments: preq.Adjustments()}, nil
 }
 
 // encodedTime is t as the certificate carries it: RFC 5280 4.1.2.5 times

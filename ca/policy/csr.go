@@ -2,7 +2,11 @@
 // of small typed validators (what a request may ask for) and modifiers (what
 // the certificate says). The identity always comes from the caller's
 // authentication; the CSR contributes only its public key, after its
-// signature has been checked. This package signs nothing and stores nothing.
+// signature has been checked (or the front door hands over a key whose
+// possession it proved). Front doors add per-request options (SignOption:
+// usages, a lifetime, isCA, validators of their own), which the pipeline
+// interprets; it stays the one place that decides what is issued. This
+// package signs nothing and stores nothing.
 package policy
 
 import (

@@ -30,7 +30,7 @@ type leafSubjectAndSANs struct{}
 func (leafSubjectAndSANs) Modify(t *x509.Certificate, req *Request, _ *x509.Certificate) error {
 	t.Subject = pkix.Name{}
 	t.URIs = []*url.URL{req.Identity}
-	if req.Rule != nil {
+	if req.Rule != nil && req.CSR != nil {
 		t.DNSNames = append([]string(nil), req.CSR.DNSNames...)
 		t.IPAddresses = append(t.IPAddresses, req.CSR.IPAddresses...)
 		if req.CSR.Subject.CommonName != "" {
@@ -47,7 +47,11 @@ type leafUsages struct{}
 func (leafUsages) Modify(t *x509.Certificate, req *Request, _ *x509.Certificate) error {
 	t.BasicConstraintsValid = true
 	t.IsCA = false
-	t.KeyUsage = keyUsageFor(req.CSR)
+	if req.plan != nil && req.plan.hasUsages {
+		requestedUsages(t, req, req.plan.usages)
+		return nil
+	}
+	t.KeyUsage = keyUsageFor(req.publicKey())
 	t.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}
 	return nil
 }
@@ -63,7 +67,7 @@ func (subjectKeyID) Modify(t *x509.Certificate, req *Request, _ *x509.Certificat
 		Algorithm pkix.AlgorithmIdentifier
 		PublicKey asn1.BitString
 	}
-	if _, err := asn1.Unmarshal(req.CSR.RawSubjectPublicKeyInfo, &spki); err != nil {
+	if _, err := asn1.Unmarshal(req.subjectPublicKeyInfo(), &spki); err != nil {
 		return caerr.New(caerr.InvalidArgument, ReasonCSRMalformed, "CSR public key info is malformed")
 	}
 	sum := sha256.Sum256(spki.PublicKey.Bytes)
@@ -120,13 +124,17 @@ func (randomSerial) Modify(t *x509.Certificate, _ *Request, _ *x509.Certificate)
 const Backdate = 2 * time.Minute
 
 // validity sets NotBefore = now − 2 min and NotAfter = now + TTL clamped to
-// the issuer's NotAfter; an issuer outside its validity cannot sign.
+// the issuer's NotAfter; an issuer outside its validity cannot sign. With
+// a requested duration (report), the clamp is reported, and a leaf that
+// would live less than min is refused.
 type validity struct {
-	now func() time.Time
-	ttl time.Duration
+	now    func() time.Time
+	ttl    time.Duration
+	min    time.Duration
+	report bool
 }
 
-func (v validity) Modify(t *x509.Certificate, _ *Request, issuer *x509.Certificate) error {
+func (v validity) Modify(t *x509.Certificate, req *Request, issuer *x509.Certificate) error {
 	now := v.now()
 	if !now.Before(issuer.NotAfter) {
 		return caerr.New(caerr.Unavailable, ReasonIssuerExpired, "the signing intermediate expired at %s", issuer.NotAfter.UTC().Format(time.RFC3339))
@@ -141,6 +149,12 @@ func (v validity) Modify(t *x509.Certificate, _ *Request, issuer *x509.Certifica
 	t.NotAfter = now.Add(v.ttl).Truncate(time.Second)
 	if t.NotAfter.After(issuer.NotAfter) {
 		t.NotAfter = issuer.NotAfter
+		if v.min > 0 && t.NotAfter.Sub(now) < v.min {
+			return caerr.New(caerr.Unavailable, ReasonIssuerExpiresTooSoon, "the signing intermediate expires at %s, before the requested minimum lifetime of %s", issuer.NotAfter.UTC().Format(time.RFC3339), v.min)
+		}
+		if v.report {
+			req.adjust(ReasonDurationClampedToIssuer, "the certificate ends with its signing intermediate at "+issuer.NotAfter.UTC().Format(time.RFC3339))
+		}
 	}
 	return nil
 }

@@ -1,20 +1,73 @@
 package policy
 
 import (
+	"crypto"
 	"crypto/x509"
 	"net/url"
 	"time"
 )
 
 // Request is what the policy sees: the authenticated identity (never taken
-// from the CSR), the parsed and signature-checked CSR, and the requested TTL.
+// from the CSR or the key), the subject's public key — in a parsed and
+// signature-checked CSR, or as a key whose possession the front door has
+// proven — the requested TTL and the front door's per-request options.
 type Request struct {
 	Identity *url.URL
-	CSR      *x509.CertificateRequest
+	// CSR is the parsed, signature-checked request; set it or PublicKey.
+	CSR *x509.CertificateRequest
+	// PublicKey is the subject's key when the front door has proven
+	// possession itself (a PodCertificateRequest's proof, checked by the
+	// apiserver); set it or CSR. Nothing else is taken from the requester.
+	PublicKey crypto.PublicKey
 	// TTL is the requested lifetime; zero or negative means the default.
+	// Above the maximum it is refused; WithDuration asks for a clamped one.
 	TTL time.Duration
+	// Extra are the front door's options for this request (step-ca's
+	// extraOpts): WithUsages, WithDuration, RequestCA, WithValidator.
+	Extra []SignOption
+
 	// Rule is the named exception that applies, set by the Engine.
 	Rule *Rule
+
+	// plan is the state of a request with Extra or PublicKey; nil on the
+	// Istio path, which so allocates nothing for it.
+	plan *plan
+}
+
+// Adjustments, set by the Engine, say what was granted differently from
+// what was asked (e.g. keyEncipherment dropped for an ECDSA key).
+func (r *Request) Adjustments() []Adjustment {
+	if r.plan == nil {
+		return nil
+	}
+	return r.plan.adjustments
+}
+
+// adjust records an adjustment; only requests with options have any.
+func (r *Request) adjust(reason, msg string) {
+	if r.plan == nil {
+		r.plan = &plan{}
+	}
+	r.plan.adjustments = append(r.plan.adjustments, Adjustment{Reason: reason, Message: msg})
+}
+
+// publicKey is the subject's key, from the CSR or the front door.
+func (r *Request) publicKey() crypto.PublicKey {
+	if r.CSR != nil {
+		return r.CSR.PublicKey
+	}
+	return r.PublicKey
+}
+
+// subjectPublicKeyInfo is the DER SubjectPublicKeyInfo of the subject's key.
+func (r *Request) subjectPublicKeyInfo() []byte {
+	switch {
+	case r.CSR != nil:
+		return r.CSR.RawSubjectPublicKeyInfo
+	case r.plan != nil:
+		return r.plan.spki
+	}
+	return nil
 }
 
 // Options configure an Engine.
@@ -79,14 +132,19 @@ func (e *Engine) maxTTL(req *Request) time.Duration {
 func (e *Engine) validators(req *Request) []Validator {
 	maxTTL := e.maxTTL(req)
 	vs := []Validator{spiffeIdentity{e.opts.TrustDomain}}
-	if !e.opts.SkipCSRIdentity {
+	if !e.opts.SkipCSRIdentity && req.CSR != nil {
 		vs = append(vs, csrIdentity{})
 	}
 	return append(vs, extraSANs{req.Rule}, commonName{req.Rule}, notCA{}, keyType{}, ttl{maxTTL})
 }
 
-func (e *Engine) modifiers(req *Request) []Modifier {
-	ttl := req.TTL
+// leafTTL is the lifetime req gets, and the shortest it accepts.
+func (e *Engine) leafTTL(req *Request) (ttl, minTTL time.Duration, err error) {
+	if req.hasDuration() {
+		ttl, err = e.lifetime(req, req.plan.duration)
+		return ttl, req.plan.duration.Min, err
+	}
+	ttl = req.TTL
 	if ttl <= 0 {
 		// The default obeys the maximum too (a rule may lower it below the default).
 		ttl = e.opts.DefaultTTL
@@ -94,12 +152,18 @@ func (e *Engine) modifiers(req *Request) []Modifier {
 			ttl = m
 		}
 	}
-	return []Modifier{
+	return ttl, 0, nil
+}
+
+// modifiers returns an array, not a slice, so that it stays on the stack
+// (issuance throughput: no allocation per request for the list itself).
+func (e *Engine) modifiers(req *Request, ttl, minTTL time.Duration) [6]Modifier {
+	return [6]Modifier{
 		leafSubjectAndSANs{},
 		leafUsages{},
 		subjectKeyID{},
 		randomSerial{},
-		validity{now: e.opts.Now, ttl: ttl},
+		validity{now: e.opts.Now, ttl: ttl, min: minTTL, report: req.hasDuration()},
 		crlDistribution{urls: e.opts.CRLDistributionPoints},
 	}
 }
@@ -108,13 +172,27 @@ func (e *Engine) modifiers(req *Request) []Modifier {
 // issuer. Every error is a *caerr.Error; on error nothing else happened.
 func (e *Engine) Template(req *Request, issuer *x509.Certificate) (*x509.Certificate, error) {
 	req.Rule = e.ruleFor(req.Identity)
+	req.setPlan()
+	if err := req.checkKeySource(); err != nil {
+		return nil, err
+	}
 	for _, v := range e.validators(req) {
 		if err := v.Validate(req); err != nil {
 			return nil, err
 		}
 	}
-	tmpl := &x509.Certificate{PublicKey: req.CSR.PublicKey}
-	for _, m := range e.modifiers(req) {
+	if err := e.checkPlan(req, req.plan, issuer); err != nil {
+		return nil, err
+	}
+	if err := runValidators(req); err != nil {
+		return nil, err
+	}
+	ttl, minTTL, err := e.leafTTL(req)
+	if err != nil {
+		return nil, err
+	}
+	tmpl := &x509.Certificate{PublicKey: req.publicKey()}
+	for _, m := range e.modifiers(req, ttl, minTTL) {
 		if err := m.Modify(tmpl, req, issuer); err != nil {
 			return nil, err
 		}

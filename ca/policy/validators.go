@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
@@ -72,6 +73,9 @@ func urlList(us []*url.URL) string {
 type extraSANs struct{ rule *Rule }
 
 func (v extraSANs) Validate(req *Request) error {
+	if req.CSR == nil {
+		return nil // a proven key asks for no names
+	}
 	for _, d := range req.CSR.DNSNames {
 		if strings.Contains(d, "*") {
 			return invalid(ReasonDNSSAN, "CSR asks for wildcard DNS name %s; meshca never issues wildcard certificates, list each name", identity.Quote(d))
@@ -95,6 +99,9 @@ func (v extraSANs) Validate(req *Request) error {
 type commonName struct{ rule *Rule }
 
 func (v commonName) Validate(req *Request) error {
+	if req.CSR == nil {
+		return nil
+	}
 	cn := req.CSR.Subject.CommonName
 	if cn == "" {
 		return nil
@@ -114,6 +121,9 @@ var (
 type notCA struct{}
 
 func (notCA) Validate(req *Request) error {
+	if req.CSR == nil {
+		return nil
+	}
 	for _, ext := range req.CSR.Extensions {
 		switch {
 		case ext.Id.Equal(oidBasicConstraints):
@@ -143,26 +153,75 @@ func (notCA) Validate(req *Request) error {
 // keyType accepts RSA 2048–8192, ECDSA P-256/P-384 and Ed25519.
 type keyType struct{}
 
-func (keyType) Validate(req *Request) error { return checkKey(req.CSR) }
+func (keyType) Validate(req *Request) error {
+	if req.CSR != nil {
+		return checkKey(req.CSR)
+	}
+	return checkPublicKey("public key", req.PublicKey, keyAlgorithm(req.PublicKey))
+}
 
 func checkKey(csr *x509.CertificateRequest) error {
-	switch k := csr.PublicKey.(type) {
+	return checkPublicKey("CSR", csr.PublicKey, csr.PublicKeyAlgorithm.String())
+}
+
+// checkPublicKey checks pub, the key of what (a CSR or a public key); alg
+// names its algorithm.
+func checkPublicKey(what string, pub crypto.PublicKey, alg string) error {
+	switch k := pub.(type) {
 	case *rsa.PublicKey:
 		n := k.N.BitLen()
 		if n < 2048 {
-			return invalid(ReasonKeyTooSmall, "CSR RSA key is %d bits; the minimum is 2048", n)
+			return invalid(ReasonKeyTooSmall, "%s RSA key is %d bits; the minimum is 2048", what, n)
 		}
 		if n > 8192 {
-			return invalid(ReasonKeyType, "CSR RSA key is %d bits; the maximum is 8192", n)
+			return invalid(ReasonKeyType, "%s RSA key is %d bits; the maximum is 8192", what, n)
 		}
 	case *ecdsa.PublicKey:
 		if k.Curve != elliptic.P256() && k.Curve != elliptic.P384() {
-			return invalid(ReasonKeyType, "CSR ECDSA curve %s is not supported; use P-256 or P-384", k.Curve.Params().Name)
+			return invalid(ReasonKeyType, "%s ECDSA curve %s is not supported; use P-256 or P-384", what, k.Curve.Params().Name)
 		}
 	case ed25519.PublicKey:
+		if len(k) != ed25519.PublicKeySize {
+			return invalid(ReasonKeyType, "%s Ed25519 key is %d bytes, not %d", what, len(k), ed25519.PublicKeySize)
+		}
 	default:
-		return invalid(ReasonKeyType, "CSR key type %s is not supported; use RSA (2048+), ECDSA P-256/P-384 or Ed25519", csr.PublicKeyAlgorithm)
+		return invalid(ReasonKeyType, "%s key type %s is not supported; use RSA (2048+), ECDSA P-256/P-384 or Ed25519", what, alg)
 	}
+	return nil
+}
+
+// keyAlgorithm names pub's algorithm for messages.
+func keyAlgorithm(pub crypto.PublicKey) string {
+	switch pub.(type) {
+	case *rsa.PublicKey:
+		return "RSA"
+	case *ecdsa.PublicKey:
+		return "ECDSA"
+	case ed25519.PublicKey:
+		return "Ed25519"
+	}
+	return "unknown"
+}
+
+// checkKeySource requires exactly one of a CSR and a proven public key,
+// checks the key and encodes its SubjectPublicKeyInfo.
+func (r *Request) checkKeySource() error {
+	switch {
+	case r.CSR != nil && r.PublicKey != nil:
+		return invalid(ReasonNoPublicKey, "the request carries both a CSR and a public key; send one")
+	case r.CSR != nil:
+		return nil
+	case r.PublicKey == nil:
+		return invalid(ReasonNoPublicKey, "the request carries neither a CSR nor a public key")
+	}
+	if err := checkPublicKey("public key", r.PublicKey, keyAlgorithm(r.PublicKey)); err != nil {
+		return err
+	}
+	spki, err := x509.MarshalPKIXPublicKey(r.PublicKey)
+	if err != nil {
+		return invalid(ReasonKeyType, "the public key cannot be encoded as a SubjectPublicKeyInfo")
+	}
+	r.plan.spki = spki // setPlan made a plan for a request with a PublicKey
 	return nil
 }
 
@@ -178,8 +237,8 @@ func (v ttl) Validate(req *Request) error {
 
 // keyUsageFor returns the key usage meshca gives a leaf with this key:
 // keyEncipherment only for RSA (it is meaningless for ECDSA and Ed25519).
-func keyUsageFor(csr *x509.CertificateRequest) x509.KeyUsage {
-	if _, ok := csr.PublicKey.(*rsa.PublicKey); ok {
+func keyUsageFor(pub crypto.PublicKey) x509.KeyUsage {
+	if _, ok := pub.(*rsa.PublicKey); ok {
 		return x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment
 	}
 	return x509.KeyUsageDigitalSignature
