@@ -22,23 +22,7 @@ type crlCluster struct {
 
 func newCRLCluster(t *testing.T) *crlCluster {
 	t.Helper()
-	env, err := kubeenv.Start()
-	require.NoError(t, err)
-	t.Cleanup(env.Stop)
-	ctx := context.Background()
-	root, err := kubeenv.RepoRoot()
-	require.NoError(t, err)
-	for _, ns := range []string{"istio-system", "shop"} {
-		require.NoError(t, env.CreateNamespace(ctx, ns))
-	}
-	for _, f := range []string{"serviceaccount.yaml", "trustbundle.yaml", "istio-endpoint.yaml"} {
-		_, err := env.ApplyYAMLFile(ctx, filepath.Join(root, "deploy", "rbac", f))
-		require.NoError(t, err)
-	}
-	saCfg, _, err := env.ClientAs(ctx, "istio-system", "meshca")
-	require.NoError(t, err)
-	kc := filepath.Join(t.TempDir(), "kubeconfig")
-	require.NoError(t, os.WriteFile(kc, tokenKubeconfig(t, saCfg), 0o600))
+	env, kc := meshcaInCluster(t, "shop")
 	return &crlCluster{env: env, kubeconfig: kc}
 }
 

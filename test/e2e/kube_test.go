@@ -106,3 +106,29 @@ func tokenKubeconfig(t *testing.T, cfg *rest.Config) []byte {
 	require.NoError(t, err)
 	return b
 }
+
+// meshcaInCluster starts a real apiserver with the namespace istio-system
+// and namespaces, installs meshca's least-privilege RBAC from deploy/rbac
+// (serviceaccount, trustbundle, istio-endpoint) and returns it with a
+// kubeconfig file that authenticates as istio-system/meshca.
+func meshcaInCluster(t *testing.T, namespaces ...string) (*kubeenv.Env, string) {
+	t.Helper()
+	env, err := kubeenv.Start()
+	require.NoError(t, err)
+	t.Cleanup(env.Stop)
+	ctx := context.Background()
+	for _, ns := range append([]string{"istio-system"}, namespaces...) {
+		require.NoError(t, env.CreateNamespace(ctx, ns))
+	}
+	root, err := kubeenv.RepoRoot()
+	require.NoError(t, err)
+	for _, f := range []string{"serviceaccount.yaml", "trustbundle.yaml", "istio-endpoint.yaml"} {
+		_, err := env.ApplyYAMLFile(ctx, filepath.Join(root, "deploy", "rbac", f))
+		require.NoError(t, err)
+	}
+	saCfg, _, err := env.ClientAs(ctx, "istio-system", "meshca")
+	require.NoError(t, err)
+	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
+	require.NoError(t, os.WriteFile(kubeconfig, tokenKubeconfig(t, saCfg), 0o600))
+	return env, kubeconfig
+}

@@ -197,21 +197,8 @@ func rrRootBundle(c *x509.Certificate) string {
 // roots published when it was requested. A restart afterwards on the
 // configuration that still names A keeps B.
 func TestServe_RootRotationAtoAandBtoB(t *testing.T) {
-	env, err := kubeenv.Start()
-	require.NoError(t, err)
-	t.Cleanup(env.Stop)
+	env, kubeconfig := meshcaInCluster(t, "shop")
 	ctx := t.Context()
-	for _, ns := range []string{"istio-system", "shop"} {
-		require.NoError(t, env.CreateNamespace(ctx, ns))
-	}
-	repo, err := kubeenv.RepoRoot()
-	require.NoError(t, err)
-	for _, f := range []string{"serviceaccount.yaml", "trustbundle.yaml", "istio-endpoint.yaml"} {
-		_, err := env.ApplyYAMLFile(ctx, filepath.Join(repo, "deploy", "rbac", f))
-		require.NoError(t, err)
-	}
-	saCfg, _, err := env.ClientAs(ctx, "istio-system", "meshca")
-	require.NoError(t, err)
 	token, err := env.MintToken(ctx, "shop", "app", []string{"istio-ca"}, time.Hour)
 	require.NoError(t, err)
 
@@ -219,8 +206,6 @@ func TestServe_RootRotationAtoAandBtoB(t *testing.T) {
 	// B: the root of another development CA (Catalyst, like A), its keys
 	// in files meshca reads.
 	bDir := initCA(t)
-	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
-	require.NoError(t, os.WriteFile(kubeconfig, tokenKubeconfig(t, saCfg), 0o600))
 	cfgPath := filepath.Join(dir, "meshca.yaml")
 	b, err := os.ReadFile(cfgPath)
 	require.NoError(t, err)

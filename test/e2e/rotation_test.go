@@ -190,29 +190,14 @@ func workloadCSR(t *testing.T, id string) string {
 // serving certificate of the new intermediate, and a workload certificate
 // of the old one still authenticates (mTLS alone) and renews.
 func TestServe_IntermediateRotationUnderLoad(t *testing.T) {
-	env, err := kubeenv.Start()
-	require.NoError(t, err)
-	t.Cleanup(env.Stop)
+	env, kubeconfig := meshcaInCluster(t, "shop")
 	ctx := t.Context()
-	for _, ns := range []string{"istio-system", "shop"} {
-		require.NoError(t, env.CreateNamespace(ctx, ns))
-	}
-	repo, err := kubeenv.RepoRoot()
-	require.NoError(t, err)
-	for _, f := range []string{"serviceaccount.yaml", "trustbundle.yaml", "istio-endpoint.yaml"} {
-		_, err := env.ApplyYAMLFile(ctx, filepath.Join(repo, "deploy", "rbac", f))
-		require.NoError(t, err)
-	}
-	saCfg, _, err := env.ClientAs(ctx, "istio-system", "meshca")
-	require.NoError(t, err)
 	pub := follow(t, env, "shop")
 
 	dir := initCA(t)
 	// meshca init minted a one-year intermediate; with a fresh store serve
 	// mints the first one under the configuration below.
 	require.NoError(t, os.Remove(filepath.Join(dir, "meshca.db")))
-	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
-	require.NoError(t, os.WriteFile(kubeconfig, tokenKubeconfig(t, saCfg), 0o600))
 	cfgPath := filepath.Join(dir, "meshca.yaml")
 	b, err := os.ReadFile(cfgPath)
 	require.NoError(t, err)

@@ -1,17 +1,12 @@
 package e2e
 
 import (
-	"context"
 	"encoding/json"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
-
-	"github.com/meshca/meshca/test/kubeenv"
 )
 
 // TestStatus_ShowsTheClusterCopiesOfTheCA: with a cluster, meshca status
@@ -19,22 +14,8 @@ import (
 // ClusterTrustBundles meshca published (read from the inventory's
 // informers, as the metrics are), each holder as a bundle.
 func TestStatus_ShowsTheClusterCopiesOfTheCA(t *testing.T) {
-	env, err := kubeenv.Start()
-	require.NoError(t, err)
-	t.Cleanup(env.Stop)
-	ctx := context.Background()
-	root, err := kubeenv.RepoRoot()
-	require.NoError(t, err)
-	require.NoError(t, env.CreateNamespace(ctx, "istio-system"))
-	for _, f := range []string{"serviceaccount.yaml", "trustbundle.yaml", "istio-endpoint.yaml"} {
-		_, err := env.ApplyYAMLFile(ctx, filepath.Join(root, "deploy", "rbac", f))
-		require.NoError(t, err)
-	}
-	saCfg, _, err := env.ClientAs(ctx, "istio-system", "meshca")
-	require.NoError(t, err)
+	_, kubeconfig := meshcaInCluster(t)
 	dir := initCA(t)
-	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
-	require.NoError(t, os.WriteFile(kubeconfig, tokenKubeconfig(t, saCfg), 0o600))
 	appendYAML(t, dir, "kubernetes:\n  kubeconfig: "+kubeconfig+"\ntrustBundle:\n  enabled: true\n  publishCACerts: true\n")
 	s := startServe(t, dir)
 	s.waitReady(t, 10*time.Second)
