@@ -81,6 +81,9 @@ type Config struct {
 	Inventory InventoryConfig `json:"inventory,omitzero"`
 	// Rotation configures the root rotation's default waits.
 	Rotation RotationConfig `json:"rotation,omitzero"`
+	// Signers configures the Kubernetes-native front doors (the CSR API,
+	// PodCertificateRequests, cert-manager) and the manager they run on.
+	Signers SignersConfig `json:"signers,omitzero"`
 }
 
 // Root sources (root.source).
@@ -325,6 +328,7 @@ func (c *Config) Init() {
 	c.CRL.init()
 	c.Alerts.Init()
 	c.Inventory.init()
+	c.Signers.init(c)
 }
 
 func (i *IntermediateConfig) init() {
@@ -463,6 +467,7 @@ func (c *Config) Validate() error {
 	c.CRL.validate(c.Root, add)
 	c.Alerts.validate(add)
 	c.Inventory.validate(add)
+	c.Signers.validate(c, add)
 	c.Rotation.Root.validate(add)
 	return errors.Join(errs...)
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -78,6 +79,10 @@ SIGINT or SIGTERM.`,
 			log := newLogger(os.Stderr, cfg.Log.Level, cfg.Log.Format)
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
+			// A part that must not stop alone (the Kubernetes controllers)
+			// ends serve through fail.
+			ctx, fail := context.WithCancelCause(ctx)
+			defer fail(nil)
 
 			reg := prometheus.NewRegistry()
 			reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -163,11 +168,25 @@ SIGINT or SIGTERM.`,
 			})
 			go rot.m.Run(ctx)
 			runRootRotation(ctx, rot, alerting)
+			cd := controllerDeps{cfg: cfg, rt: rt, rc: rc, log: log, reg: reg}
+			controllers, err := kubeControllers(cd)
+			if err != nil {
+				return err
+			}
+			if err := startControllers(ctx, cd, controllers, fail); err != nil {
+				return err
+			}
 			log.Info("meshca ready",
 				"trust_domain", cfg.TrustDomain, "generation", m.Generation, "compliance", cfg.Server.Compliance,
 				"serving_names", cfg.Server.DNSNames, "authenticators", door.authenticators,
 				"intermediate_not_after", m.Bundle.Cert.NotAfter, "store", cfg.Store.Path, "admin_socket", adm.Path())
-			return srv.Run(ctx)
+			if err := srv.Run(ctx); err != nil {
+				return err
+			}
+			if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
+				return cause
+			}
+			return nil
 		},
 	}
 	addCAFlags(cmd, g)

@@ -1,0 +1,68 @@
+package kubesigner
+
+import (
+	"context"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/runtime"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/meshca/meshca/ca/authority"
+	"github.com/meshca/meshca/ca/caerr"
+)
+
+// Controller is one controller run by meshca's manager.
+type Controller interface {
+	// Name is a constant chosen by meshca (it becomes a metric label).
+	Name() string
+	// AddToScheme registers the API types the controller reads and writes.
+	AddToScheme(s *runtime.Scheme) error
+	// Cache restricts what the shared cache holds for the kinds the
+	// controller watches (label and field selectors, namespaces). The
+	// manager merges every controller's restrictions before it starts; two
+	// controllers must not restrict the same kind differently.
+	Cache() map[client.Object]cache.ByObject
+	// SetupWithManager registers the controller's watches and reconciler.
+	SetupWithManager(mgr ctrl.Manager, m *Metrics) error
+}
+
+// Engine is the signing engine (authority.Authority): the policy pipeline
+// decides what is issued, and an issuance is durable before Sign returns.
+type Engine interface {
+	Sign(ctx context.Context, req authority.Request) (*authority.Result, error)
+}
+
+// Transient reports whether an engine error is one to retry (the CA not
+// ready, its store or root unreachable, a rate limit) rather than a verdict
+// on the request. A front door never marks a request failed for good on a
+// transient error: cert-manager, for one, backs off for hours after a
+// Failed CertificateRequest.
+func Transient(err error) bool {
+	switch caerr.CodeOf(err) {
+	case caerr.Unavailable, caerr.Internal, caerr.ResourceExhausted, caerr.FailedPrecondition:
+		// FailedPrecondition is the CA's state (an expired issuer awaiting
+		// rotation), not the request's.
+		return true
+	}
+	return false
+}
+
+// ChainPEM is the issued certificate followed by the intermediates above
+// it (RFC 5246 §7.4.2 order, leaf first), as PEM; with roots it also ends
+// with every active root.
+func ChainPEM(res *authority.Result, roots bool) []byte {
+	n := len(res.Chain)
+	if !roots && n > 1 {
+		n--
+	}
+	var b strings.Builder
+	for _, c := range res.Chain[:n] {
+		b.WriteString(c)
+		if !strings.HasSuffix(c, "\n") {
+			b.WriteByte('\n')
+		}
+	}
+	return []byte(b.String())
+}
