@@ -1,6 +1,9 @@
 package config_test
 
 import (
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -85,4 +88,30 @@ func TestCertSigners_ClassicalCA(t *testing.T) {
 	require.Equal(t, profile.Classical, c.Authentication.CertSigners[0].Profile)
 	err = c.Validate()
 	require.EqualError(t, err, `authentication.certSigners[1].profile: a CA of profile classical cannot issue catalyst certificates (it can issue [classical]); use one of [classical] or change intermediate.profile`)
+}
+
+// TestCertSigners_ExampleBlockValidates: the commented certSigners block of
+// deploy/examples/meshca.yaml, uncommented, is a valid configuration.
+func TestCertSigners_ExampleBlockValidates(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", "..", "deploy", "examples", "meshca.yaml"))
+	require.NoError(t, err)
+	lines := strings.Split(string(b), "\n")
+	start := slices.Index(lines, "  # certSigners:")
+	require.GreaterOrEqual(t, start, 0, "the example documents authentication.certSigners")
+	lines[start] = "  certSigners:"
+	for i := start + 1; i < len(lines) && strings.HasPrefix(lines[i], "  #   "); i++ {
+		lines[i] = "  " + strings.TrimPrefix(lines[i], "  # ")
+	}
+	path := filepath.Join(t.TempDir(), "meshca.yaml")
+	require.NoError(t, os.WriteFile(path, []byte(strings.Join(lines, "\n")), 0o600))
+	c, err := config.Load(path)
+	require.NoError(t, err)
+	require.NoError(t, c.Validate())
+	require.Len(t, c.Authentication.CertSigners, 1)
+	s := c.Authentication.CertSigners[0]
+	require.Equal(t, "gateways", s.Name)
+	require.Equal(t, profile.Classical, s.Profile)
+	require.Equal(t, 48*time.Hour, s.MaxCertTTL.Duration)
+	require.Equal(t, []string{"spiffe://cluster.local/ns/istio-ingress/sa/*"}, s.Identities)
+	require.Equal(t, []string{"*.example.com"}, s.Policies[0].DNSNames)
 }

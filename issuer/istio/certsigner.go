@@ -101,8 +101,11 @@ func newCertSigners(list []CertSigner) certSigners {
 // a configured name its signer, and any other name is refused with
 // InvalidArgument: the name does not exist for any caller, which is what
 // InvalidArgument means ("arguments that are problematic regardless of the
-// state of the system", grpc/grpc doc/statuscodes.md), and Istio's clients
-// retry neither it nor PermissionDenied. label is the metrics' signer label.
+// state of the system", grpc/grpc doc/statuscodes.md). Istio's clients
+// retry neither it nor PermissionDenied (istio.io/istio pkg/security/retry.go
+// retries Canceled, DeadlineExceeded, ResourceExhausted, Aborted, Internal
+// and Unavailable only), so the choice changes no client's behaviour.
+// label is the metrics' signer label.
 func (s *Service) selectSigner(ctx context.Context, req *pb.IstioCertificateRequest, caller *authn.Caller) (signer *CertSigner, label string, err error) {
 	name := metaString(req, MetaCertSigner)
 	if name == "" {
