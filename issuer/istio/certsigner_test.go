@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -21,6 +22,8 @@ import (
 	"github.com/meshca/meshca/ca/config"
 	"github.com/meshca/meshca/ca/profile"
 	"github.com/meshca/meshca/ca/store"
+	"github.com/meshca/meshca/issuer/authn"
+	"github.com/meshca/meshca/issuer/ratelimit"
 )
 
 // gatewaySigner is a dedicated signer: classical leaves (the harness's CA is
@@ -236,4 +239,50 @@ func TestCertSigner_IgnoredWithoutCertSigners(t *testing.T) {
 	require.Equal(t, 24*time.Hour+2*time.Minute, leaf.NotAfter.Sub(leaf.NotBefore))
 	require.Empty(t, e.signerLabels(t))
 	require.Equal(t, 0, testutil.CollectAndCount(e.reg, "meshca_istio_cert_signer_requests_total"))
+}
+
+// recordingImpersonator grants every impersonation and counts its calls.
+type recordingImpersonator struct{ calls atomic.Int32 }
+
+func (r *recordingImpersonator) Authorize(_ context.Context, _ *authn.Caller, requested string) (*url.URL, error) {
+	r.calls.Add(1)
+	return url.Parse(requested)
+}
+
+// TestCertSigner_OrderOfChecks: authentication comes first (an
+// unauthenticated caller naming an unknown signer is Unauthenticated and
+// counted under no signer); an unknown signer is refused before
+// impersonation and the rate limit run (the impersonator is not asked, the
+// caller's only token is left); a signer's identities are checked against
+// the impersonated identity, not the node agent's.
+func TestCertSigner_OrderOfChecks(t *testing.T) {
+	imp := &recordingImpersonator{}
+	e := newEnv(t, envOptions{
+		certSigners:  []config.CertSignerConfig{gatewaySigner(true)},
+		impersonator: imp,
+		limiter:      ratelimit.New(ratelimit.Options{PerIdentityQPS: 0.001, PerIdentityBurst: 1}),
+	})
+	anon := e.dial(t, nil)
+	_, err := anon.CreateCertificate(context.Background(), request(t, []byte("x"), 0, map[string]any{"CertSigner": "nope"}))
+	require.Equal(t, codes.Unauthenticated, status.Code(err), "%v", err)
+	require.Empty(t, e.signerLabels(t), "an unauthenticated caller selects no signer")
+
+	node := spiffeID("istio-system", "ztunnel")
+	c := e.dial(t, func(cfg *tls.Config) { cfg.Certificates = []tls.Certificate{e.clientCert(t, node)} })
+	gw := spiffeID("gw", "ingress")
+	_, err = c.CreateCertificate(context.Background(), request(t, []byte("x"), 0, map[string]any{"CertSigner": "nope", "ImpersonatedIdentity": gw}))
+	require.Equal(t, codes.InvalidArgument, status.Code(err), "%v", err)
+	require.Zero(t, imp.calls.Load(), "the impersonator was not asked for an unknown signer")
+
+	app := spiffeID("default", "app")
+	_, err = c.CreateCertificate(context.Background(), request(t, []byte("x"), 0, map[string]any{"CertSigner": "gateways", "ImpersonatedIdentity": app}))
+	require.Equal(t, codes.PermissionDenied, status.Code(err), "%v", err)
+	require.Equal(t, `CertSigner "gateways" does not issue for `+app, status.Convert(err).Message(), "the impersonated identity is the one checked")
+
+	csr, _ := ztunnelCSR(t, gw)
+	resp, err := c.CreateCertificate(context.Background(), request(t, csr, 0, map[string]any{"CertSigner": "gateways", "ImpersonatedIdentity": gw}))
+	require.NoError(t, err, "the refusals above took none of the rate limit's single token for %s", gw)
+	leaf, _ := parseAsIstioAgent(t, resp.CertChain)
+	require.Equal(t, []*url.URL{mustURL(t, gw)}, leaf.URIs)
+	require.Equal(t, int32(2), imp.calls.Load())
 }
