@@ -2,8 +2,8 @@
 // for istio-agent and ztunnel (Istio's security/v1alpha1 ca.proto). It authenticates every request
 // before it looks at the CSR, resolves the named signer the CertSigner
 // metadata selects (authentication.certSigners), applies ztunnel
-// impersonation and rate limits,
-// hands the authenticated identity to the signing engine and answers with
+// impersonation and rate limits, hands the authenticated identity to the
+// signing engine and answers with
 // Istio's chain order. It maps every outcome to the gRPC code Istio clients
 // expect, and audits every refusal the engine does not see.
 package istio
