@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/utils/clock"
@@ -136,8 +137,20 @@ func OpenReadOnly(ctx context.Context, cfg *config.Config, log *slog.Logger) (*R
 
 // PolicyFromConfig builds the issuance policy engine from cfg.
 func PolicyFromConfig(cfg *config.Config) (*policy.Engine, error) {
+	return policyFrom(cfg, cfg.Issuance.Policies, cfg.Issuance.MaxCertTTL.Duration)
+}
+
+// CertSignerPolicy builds the policy engine of a named Istio CertSigner
+// (authentication.certSigners): issuance's trust domain, default lifetime
+// and CRL distribution points, with the signer's maximum lifetime and its
+// own exceptions in place of issuance.policies.
+func CertSignerPolicy(cfg *config.Config, s config.CertSignerConfig) (*policy.Engine, error) {
+	return policyFrom(cfg, s.Policies, s.MaxCertTTL.Duration)
+}
+
+func policyFrom(cfg *config.Config, policies []config.PolicyConfig, maxTTL time.Duration) (*policy.Engine, error) {
 	var rules []*policy.Rule
-	for _, p := range cfg.Issuance.Policies {
+	for _, p := range policies {
 		r, err := policy.NewRule(p.Name, p.Identities, p.DNSNames, p.IPRanges, p.AllowCommonName, p.MaxCertTTL.Duration)
 		if err != nil {
 			return nil, err
@@ -147,7 +160,7 @@ func PolicyFromConfig(cfg *config.Config) (*policy.Engine, error) {
 	return policy.New(policy.Options{
 		TrustDomain:           cfg.TrustDomain,
 		DefaultTTL:            cfg.Issuance.DefaultCertTTL.Duration,
-		MaxTTL:                cfg.Issuance.MaxCertTTL.Duration,
+		MaxTTL:                maxTTL,
 		CRLDistributionPoints: cfg.Issuance.CRLDistributionPoints,
 		Rules:                 rules,
 	}), nil

@@ -318,6 +318,7 @@ func (c *Config) Init() {
 	}
 	c.Kubernetes.init()
 	c.Authentication.init()
+	c.initCertSigners()
 	if c.Log.Level == "" {
 		c.Log.Level = "info"
 	}
@@ -453,6 +454,7 @@ func (c *Config) Validate() error {
 		add("trustBundle.enabled", "needs a cluster: set kubernetes.kubeconfig or kubernetes.inCluster")
 	}
 	c.Authentication.validate(add)
+	c.validateCertSigners(td, add)
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:
@@ -544,9 +546,15 @@ func (i IssuanceConfig) validate(td spiffeid.TrustDomain, add func(string, strin
 			add("issuance.crlDistributionPoints", "%q is not an http(s) URL", u)
 		}
 	}
+	validatePolicies("issuance.policies", td, i.Policies, add)
+}
+
+// validatePolicies checks a list of named exceptions (issuance.policies, or
+// a CertSigner's own) under key.
+func validatePolicies(key string, td spiffeid.TrustDomain, policies []PolicyConfig, add func(string, string, ...any)) {
 	seen := map[string]bool{}
-	for n, p := range i.Policies {
-		key := fmt.Sprintf("issuance.policies[%d]", n)
+	for n, p := range policies {
+		key := fmt.Sprintf("%s[%d]", key, n)
 		if p.Name == "" {
 			add(key+".name", "must be set")
 		} else if seen[p.Name] {

@@ -36,6 +36,10 @@ type AuthenticationConfig struct {
 	TokenReview   TokenReviewConfig   `json:"tokenReview"`
 	JWT           *JWTConfig          `json:"jwt,omitempty"`
 	Impersonation ImpersonationConfig `json:"impersonation"`
+	// CertSigners are the named signers a request may select with Istio's
+	// CertSigner metadata. Empty: CertSigner is ignored (every request gets
+	// the default signer).
+	CertSigners []CertSignerConfig `json:"certSigners,omitempty"`
 }
 
 // TokenReviewConfig configures Kubernetes TokenReview (when a cluster is configured).

@@ -89,6 +89,10 @@ func newIstioFrontDoor(ctx context.Context, cfg *config.Config, rt *authority.Ru
 	for _, a := range chain {
 		names = append(names, a.Name())
 	}
+	signers, err := istio.CertSignersFromConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
 	rl := cfg.Server.RateLimit
 	svc := istio.New(istio.Options{
 		Signer:        rt.Authority,
@@ -102,6 +106,7 @@ func newIstioFrontDoor(ctx context.Context, cfg *config.Config, rt *authority.Ru
 		Registerer:   reg,
 		Unavailable:  authn.IsUnavailable,
 		Clusters:     clusters,
+		CertSigners:  signers,
 	})
 	return &istioFrontDoor{
 		service:        svc,

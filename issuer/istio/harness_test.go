@@ -65,6 +65,8 @@ type envOptions struct {
 	unavailable  func(error) bool
 	// auditClock drives the audit sampler (nil: the real clock).
 	auditClock clock.PassiveClock
+	// certSigners is authentication.certSigners, built as serve builds it.
+	certSigners []config.CertSignerConfig
 }
 
 func (e *env) auditLog() string { return e.audit.String() }
@@ -73,6 +75,11 @@ func newEnv(t *testing.T, o envOptions) *env {
 	t.Helper()
 	dir := t.TempDir()
 	cfg := config.Defaults(dir)
+	cfg.Authentication.CertSigners = o.certSigners
+	cfg.Init()
+	require.NoError(t, cfg.Validate())
+	signers, err := istio.CertSignersFromConfig(cfg)
+	require.NoError(t, err)
 	km, err := keys.Open(context.Background(), keys.Config{Type: "softkms", Dir: dir})
 	require.NoError(t, err)
 	signer, p, err := km.Create("root-tmp", keys.ECP256)
@@ -107,7 +114,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 	}
 	svc := istio.New(istio.Options{
 		Signer: rt.Authority, Authenticator: o.authn, Impersonator: o.impersonator, Limiter: o.limiter,
-		Audit: al, Registerer: e.reg, Unavailable: o.unavailable,
+		Audit: al, Registerer: e.reg, Unavailable: o.unavailable, CertSigners: signers,
 	})
 	g := grpc.NewServer(grpc.Creds(credentials.NewTLS(tlsCfg)))
 	svc.Register(g)

@@ -39,6 +39,10 @@ type metrics struct {
 	requests     *prometheus.CounterVec
 	latency      *prometheus.HistogramVec
 	authFailures *prometheus.CounterVec
+	// signerRequests is nil unless CertSigners are configured.
+	signerRequests *prometheus.CounterVec
+	// signerCounters caches its children per signerKey.
+	signerCounters sync.Map
 	// clusters are the configured cluster IDs, the only cluster label
 	// values besides "unknown".
 	clusters map[string]bool
@@ -54,12 +58,17 @@ type obsKey struct {
 	authenticator, cluster string
 }
 
+type signerKey struct {
+	code   codes.Code
+	signer string
+}
+
 type observers struct {
 	requests prometheus.Counter
 	latency  prometheus.Observer
 }
 
-func newMetrics(r prometheus.Registerer, clusters []string) *metrics {
+func newMetrics(r prometheus.Registerer, clusters []string, certSigners bool) *metrics {
 	m := &metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "meshca_istio_requests_total",
@@ -79,8 +88,17 @@ func newMetrics(r prometheus.Registerer, clusters []string) *metrics {
 	for _, c := range clusters {
 		m.clusters[c] = true
 	}
+	if certSigners {
+		m.signerRequests = prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "meshca_istio_cert_signer_requests_total",
+			Help: "Authenticated CreateCertificate requests by CertSigner (a configured name, default for an empty one, unknown for any other) and gRPC result code. Only with authentication.certSigners.",
+		}, []string{"signer", "code"})
+	}
 	if r != nil {
 		r.MustRegister(m.requests, m.latency, m.authFailures)
+		if m.signerRequests != nil {
+			r.MustRegister(m.signerRequests)
+		}
 	}
 	return m
 }
@@ -119,4 +137,18 @@ func (m *metrics) authFailed(reason string) {
 		reason = labelOther
 	}
 	m.authFailures.WithLabelValues(reason).Inc()
+}
+
+// signerObserve counts one request that selected a signer. signer is a
+// configured name, "default" or "unknown": never the caller's string.
+func (m *metrics) signerObserve(signer string, err error) {
+	if m.signerRequests == nil {
+		return
+	}
+	k := signerKey{status.Code(err), signer}
+	c, ok := m.signerCounters.Load(k)
+	if !ok {
+		c, _ = m.signerCounters.LoadOrStore(k, m.signerRequests.WithLabelValues(signer, k.code.String()))
+	}
+	c.(prometheus.Counter).Inc()
 }

@@ -16,7 +16,7 @@ import (
 
 // BenchmarkObserve is the metrics cost of one successful request.
 func BenchmarkObserve(b *testing.B) {
-	m := newMetrics(prometheus.NewRegistry(), []string{"Kubernetes", "remote"})
+	m := newMetrics(prometheus.NewRegistry(), []string{"Kubernetes", "remote"}, false)
 	id, _ := url.Parse("spiffe://cluster.local/ns/bench/sa/app")
 	caller := &authn.Caller{Identity: id, Authenticator: authn.ClientCertificate, Cluster: "Kubernetes"}
 	b.ReportAllocs()
@@ -49,7 +49,7 @@ func TestRequesterOf_IsIstioColonTheCallersString(t *testing.T) {
 
 // The cached observers count into the same series as WithLabelValues.
 func TestObserve_CachedObserversCountTheRightSeries(t *testing.T) {
-	m := newMetrics(prometheus.NewRegistry(), []string{"Kubernetes"})
+	m := newMetrics(prometheus.NewRegistry(), []string{"Kubernetes"}, false)
 	id, _ := url.Parse("spiffe://cluster.local/ns/default/sa/app")
 	c := &authn.Caller{Identity: id, Authenticator: authn.ClientCertificate, Cluster: "Kubernetes"}
 	for range 3 {

@@ -1,7 +1,9 @@
 // Package istio is meshca's main front door: istio.v1.auth.IstioCertificateService
 // for istio-agent and ztunnel (Istio's security/v1alpha1 ca.proto). It authenticates every request
-// before it looks at the CSR, applies ztunnel impersonation and rate limits,
-// hands the authenticated identity to the signing engine and answers with
+// before it looks at the CSR, resolves the named signer the CertSigner
+// metadata selects (authentication.certSigners), applies ztunnel
+// impersonation and rate limits, hands the authenticated identity to the
+// signing engine and answers with
 // Istio's chain order. It maps every outcome to the gRPC code Istio clients
 // expect, and audits every refusal the engine does not see.
 package istio
@@ -71,6 +73,10 @@ type Options struct {
 	// besides "unknown": the clusterid header is caller input and never
 	// becomes a label itself.
 	Clusters []string
+	// CertSigners are the named signers a request may select with the
+	// CertSigner metadata (authentication.certSigners). Without any,
+	// CertSigner is ignored and every request gets the default signer.
+	CertSigners []CertSigner
 }
 
 // Service implements IstioCertificateService.
@@ -78,6 +84,7 @@ type Service struct {
 	pb.UnimplementedIstioCertificateServiceServer
 	opts    Options
 	metrics *metrics
+	signers certSigners
 }
 
 // New returns the service; register it with Register.
@@ -88,7 +95,8 @@ func New(opts Options) *Service {
 	if opts.Limiter == nil {
 		opts.Limiter = ratelimit.New(ratelimit.Options{})
 	}
-	return &Service{opts: opts, metrics: newMetrics(opts.Registerer, opts.Clusters)}
+	signers := newCertSigners(opts.CertSigners)
+	return &Service{opts: opts, metrics: newMetrics(opts.Registerer, opts.Clusters, signers != nil), signers: signers}
 }
 
 // Register adds the service to a gRPC server.
@@ -101,13 +109,24 @@ const opaque = "request authenticate failure"
 // CreateCertificate authenticates, authorises, rate-limits and signs.
 func (s *Service) CreateCertificate(ctx context.Context, req *pb.IstioCertificateRequest) (*pb.IstioCertificateResponse, error) {
 	start := time.Now()
-	var caller *authn.Caller
-	resp, err := s.create(ctx, req, credentialsFrom(ctx), &caller)
-	s.metrics.observe(caller, err, time.Since(start))
+	var out outcome
+	resp, err := s.create(ctx, req, credentialsFrom(ctx), &out)
+	s.metrics.observe(out.caller, err, time.Since(start))
+	if out.signer != "" {
+		s.metrics.signerObserve(out.signer, err)
+	}
 	return resp, err
 }
 
-func (s *Service) create(ctx context.Context, req *pb.IstioCertificateRequest, creds authn.Credentials, authenticated **authn.Caller) (*pb.IstioCertificateResponse, error) {
+// outcome is what create established, for the metrics: the authenticated
+// caller (nil if none) and the signer label ("" when no CertSigner is
+// configured or the request was not authenticated).
+type outcome struct {
+	caller *authn.Caller
+	signer string
+}
+
+func (s *Service) create(ctx context.Context, req *pb.IstioCertificateRequest, creds authn.Credentials, out *outcome) (*pb.IstioCertificateResponse, error) {
 	caller, err := s.opts.Authenticator.Authenticate(ctx, creds)
 	if err != nil {
 		reason := authn.ReasonOf(err)
@@ -118,7 +137,15 @@ func (s *Service) create(ctx context.Context, req *pb.IstioCertificateRequest, c
 		}
 		return nil, status.Error(codes.Unauthenticated, opaque)
 	}
-	*authenticated = caller
+	out.caller = caller
+	// The CertSigner is resolved before anything else reads the request:
+	// an unknown one costs no pod lookup, no rate-limit token, no CSR parse.
+	var signer *CertSigner
+	if s.signers != nil {
+		if signer, out.signer, err = s.selectSigner(ctx, req, caller); err != nil {
+			return nil, err
+		}
+	}
 	identity := caller.Identity
 	idString := identity.String()
 	requester := requesterOf(caller, idString)
@@ -141,6 +168,10 @@ func (s *Service) create(ctx context.Context, req *pb.IstioCertificateRequest, c
 		requester += " for " + idString
 	}
 
+	if err := s.authorizeSigner(ctx, signer, caller, identity, idString); err != nil {
+		return nil, err
+	}
+
 	if !s.opts.Limiter.Allow(idString) {
 		return nil, s.deny(ctx, caller, codes.ResourceExhausted, "rate_limited", "rate limit for "+idString+" exceeded; retry later")
 	}
@@ -151,9 +182,12 @@ func (s *Service) create(ctx context.Context, req *pb.IstioCertificateRequest, c
 	defer release()
 
 	ttl := requestedTTL(req.GetValidityDuration())
-	res, err := s.opts.Signer.Sign(ctx, authority.Request{
-		CSR: []byte(req.GetCsr()), Identity: identity, TTL: ttl, Requester: requester,
-	})
+	areq := authority.Request{CSR: []byte(req.GetCsr()), Identity: identity, TTL: ttl, Requester: requester}
+	if signer != nil {
+		areq.Policy, areq.Profile = signer.Policy, signer.Profile
+		areq.Requester += " signer:" + signer.Name
+	}
+	res, err := s.opts.Signer.Sign(ctx, areq)
 	if err != nil {
 		// The engine audited the refusal already.
 		return nil, status.Error(caerr.CodeOf(err).GRPC(), err.Error())
