@@ -21,6 +21,7 @@ import (
 
 	"github.com/meshca/meshca/ca/audit"
 	"github.com/meshca/meshca/ca/authority"
+	"github.com/meshca/meshca/ca/policy"
 	"github.com/meshca/meshca/ca/store"
 	"github.com/meshca/meshca/issuer/podcert"
 )
@@ -301,4 +302,26 @@ func TestIdempotent_FinishedAndForeignRequestsAreLeftAlone(t *testing.T) {
 	var n int
 	require.NoError(t, c.rt.Store.ListIssuances(ctx, func(store.Issuance) bool { n++; return true }))
 	require.Equal(t, 1, n)
+}
+
+// kube-apiserver refuses an issued status whose notBefore is more than 5
+// minutes from its clock: the request fails with the apiserver's reason
+// after one signature, instead of being signed again and again.
+func TestFail_CertificateTheAPIServerRefusesIsSignedOnce(t *testing.T) {
+	c := newCA(t)
+	ahead := func() time.Time { return time.Now().Add(10 * time.Minute) }
+	pol := policy.New(policy.Options{TrustDomain: trustDomain, DefaultTTL: c.cfg.Issuance.DefaultCertTTL.Duration, MaxTTL: c.cfg.Issuance.MaxCertTTL.Duration, Now: ahead})
+	skewed := authority.New(c.rt.Authority.Material(), pol, c.rt.Store,
+		authority.WithAudit(audit.New(slog.New(slog.DiscardHandler))), authority.WithClock(ahead))
+	s := startSigner(t, skewed, podcert.Options{})
+	ctx := context.Background()
+	require.NoError(t, kube.CreateNamespace(ctx, "skew"))
+	w := newWorkload(t, "skew", "clock-1", "clock")
+	got, cond := waitFinished(t, s, w.request(t, s.name, p256(t), nil))
+	require.Equal(t, "Failed", cond.Type, cond.Message)
+	require.Equal(t, podcert.ReasonCertificateRejected, cond.Reason)
+	require.Contains(t, cond.Message, "must be set to within 5 minutes of kube-apiserver's current time")
+	require.Empty(t, got.Status.CertificateChain)
+	require.Equal(t, 1, c.records(t, "podcertificate:skew/clock-1"))
+	require.Equal(t, float64(1), s.outcomes(t, "failed"))
 }

@@ -49,6 +49,10 @@ const (
 	ReasonIssued = "Issued"
 	// ReasonSigningFailed: the engine failed for good (not transiently).
 	ReasonSigningFailed = "SigningFailed"
+	// ReasonCertificateRejected: kube-apiserver refused the issued
+	// certificate's status (e.g. meshca's clock is off by more than the
+	// 5 minutes it tolerates on notBefore).
+	ReasonCertificateRejected = "CertificateRejected"
 )
 
 // suggestedKeyType is what a denial for an unsupported key suggests
@@ -112,7 +116,21 @@ func (r *reconciler) Reconcile(ctx context.Context, req reconcile.Request) (res 
 	// The update carries the resourceVersion read: if the request changed
 	// meanwhile (another replica finished it), it conflicts and nothing
 	// is overwritten.
-	if err := r.client.Status().Update(ctx, upd); err != nil {
+	err = r.client.Status().Update(ctx, upd)
+	if apierrors.IsInvalid(err) && status != nil {
+		// kube-apiserver validates an issued certificate against the
+		// request (its key, lifetime, notBefore near its own clock).
+		// Signing again would be refused again, so the request fails
+		// with the apiserver's reason; the kubelet makes a new one.
+		v = verdict{kind: certificatesv1.PodCertificateRequestConditionTypeFailed, reason: ReasonCertificateRejected,
+			message: truncate(fmt.Sprintf("kube-apiserver refused the issued certificate: %v", err), maxMessage)}
+		upd = pcr.DeepCopy()
+		upd.Status.Conditions = nil
+		cond.Type, cond.Reason, cond.Message = v.kind, v.reason, v.message
+		meta.SetStatusCondition(&upd.Status.Conditions, cond)
+		err = r.client.Status().Update(ctx, upd)
+	}
+	if err != nil {
 		outcome = kubesigner.OutcomeError
 		return reconcile.Result{}, fmt.Errorf("writing the status of PodCertificateRequest %s/%s: %w", pcr.Namespace, pcr.Name, err)
 	}
@@ -128,6 +146,17 @@ func (r *reconciler) Reconcile(ctx context.Context, req reconcile.Request) (res 
 		log.Warn("pod certificate request failed", "reason", v.reason, "message", v.message)
 	}
 	return reconcile.Result{}, nil
+}
+
+// maxMessage bounds a condition message that quotes an apiserver error
+// (the API allows 32768 bytes; an error can quote the whole chain).
+const maxMessage = 2048
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return strings.ToValidUTF8(s[:n], "") + "…"
 }
 
 // finished reports whether the request already has its terminal condition
