@@ -113,4 +113,9 @@ func TestServe_SignsPodCertificateRequests(t *testing.T) {
 	require.Equal(t, "PodMismatch", cond.Reason)
 	require.Contains(t, cond.Message, "pod shop/cart-7d9f has UID "+string(pod.UID))
 	require.Empty(t, got.Status.CertificateChain)
+
+	m := s.metrics(t)
+	require.Equal(t, 1.0, m[`meshca_controller_reconcile_total{controller="podcertificate",outcome="issued"}`])
+	require.Equal(t, 1.0, m[`meshca_controller_reconcile_total{controller="podcertificate",outcome="denied"}`])
+	require.Zero(t, m[`meshca_controller_reconcile_total{controller="podcertificate",outcome="failed"}`])
 }
