@@ -22,6 +22,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/rest"
 
 	"github.com/meshca/meshca/ca/authority"
 	"github.com/meshca/meshca/ca/config"
@@ -102,6 +103,12 @@ func signerName(t *testing.T) string {
 
 func startSigner(t *testing.T, engine kubesigner.Engine, o podcert.Options) *signer {
 	t.Helper()
+	return startSignerAs(t, kube.Config, engine, o)
+}
+
+// startSignerAs runs the signer with the credentials of rc.
+func startSignerAs(t *testing.T, rc *rest.Config, engine kubesigner.Engine, o podcert.Options) *signer {
+	t.Helper()
 	s := &signer{name: o.SignerName, reg: prometheus.NewRegistry()}
 	if s.name == "" {
 		s.name = signerName(t)
@@ -110,7 +117,7 @@ func startSigner(t *testing.T, engine kubesigner.Engine, o podcert.Options) *sig
 	o.Log = slog.New(slog.NewJSONHandler(&s.logs, nil))
 	c, err := podcert.New(o)
 	require.NoError(t, err)
-	mgr, err := kubesigner.NewManager(kube.Config, kubesigner.ManagerOptions{Metrics: kubesigner.NewMetrics(s.reg)}, c)
+	mgr, err := kubesigner.NewManager(rc, kubesigner.ManagerOptions{Metrics: kubesigner.NewMetrics(s.reg)}, c)
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

@@ -325,3 +325,68 @@ func TestFail_CertificateTheAPIServerRefusesIsSignedOnce(t *testing.T) {
 	require.Equal(t, 1, c.records(t, "podcertificate:skew/clock-1"))
 	require.Equal(t, float64(1), s.outcomes(t, "failed"))
 }
+
+// signerRole is meshca's RBAC for the signer (deploy/rbac/podcert-signer.yaml)
+// for signer, bound to ServiceAccount ns/sa; podsGet false leaves out the
+// pods rule.
+func signerRole(signer, ns, sa string, podsGet bool) string {
+	pods := ""
+	if podsGet {
+		pods = "  - apiGroups: [\"\"]\n    resources: [pods]\n    verbs: [get]\n"
+	}
+	return `apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: ` + sa + `}
+rules:
+  - apiGroups: [certificates.k8s.io]
+    resources: [podcertificaterequests]
+    verbs: [get, list, watch]
+  - apiGroups: [certificates.k8s.io]
+    resources: [podcertificaterequests/status]
+    verbs: [update]
+  - apiGroups: [certificates.k8s.io]
+    resources: [signers]
+    verbs: [sign]
+    resourceNames: [` + signer + `]
+  - apiGroups: [""]
+    resources: [serviceaccounts]
+    verbs: [get]
+` + pods + `---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: ` + sa + `}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: ` + sa + `}
+subjects: [{kind: ServiceAccount, name: ` + sa + `, namespace: ` + ns + `}]
+`
+}
+
+// A pod that cannot be read (here RBAC forbids it; an apiserver outage is
+// the same) is no verdict on the request: it stays pending, and is issued
+// once the pod can be read.
+func TestPending_PodUnreadableThenIssued(t *testing.T) {
+	c := newCA(t)
+	ctx := context.Background()
+	name := signerName(t)
+	require.NoError(t, kube.CreateNamespace(ctx, "unreadable"))
+	_, err := kube.ApplyYAML(ctx, []byte(signerRole(name, "unreadable", "signer-no-pods", false)))
+	require.NoError(t, err)
+	rc, _, err := kube.ClientAs(ctx, "unreadable", "signer-no-pods")
+	require.NoError(t, err)
+	s := startSignerAs(t, rc, c.rt.Authority, podcert.Options{SignerName: name})
+	w := newWorkload(t, "unreadable", "ui-1", "ui")
+	key := p256(t)
+	pcr := w.request(t, name, key, nil)
+
+	require.Eventually(t, func() bool { return s.outcomes(t, "pending") >= 2 }, 20*time.Second, 20*time.Millisecond, s.logs.String())
+	now, err := kube.Client.CertificatesV1().PodCertificateRequests(pcr.Namespace).Get(ctx, pcr.Name, metav1.GetOptions{})
+	require.NoError(t, err)
+	require.Equal(t, pcr.ResourceVersion, now.ResourceVersion, "a pending request is not written")
+	require.Zero(t, s.outcomes(t, "denied"))
+	require.Contains(t, s.logs.String(), `reading pod unreadable/ui-1: pods \"ui-1\" is forbidden`)
+
+	_, err = kube.ApplyYAML(ctx, []byte(signerRole(name, "unreadable", "signer-no-pods", true)))
+	require.NoError(t, err)
+	got, cond := waitFinished(t, s, pcr)
+	require.Equal(t, "Issued", cond.Type, cond.Message)
+	requireSVID(t, c, got, key, x509.KeyUsageDigitalSignature, 24*time.Hour)
+}
