@@ -1,0 +1,159 @@
+package csrsigner_test
+
+import (
+	"crypto/x509"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	certv1 "k8s.io/api/certificates/v1"
+
+	"github.com/meshca/meshca/issuer/csrsigner"
+)
+
+// istiod sends key encipherment for every key type: for an ECDSA key it is
+// dropped (RFC 5480 §3), the request still succeeds, and an Event says so.
+func TestSign_ECDSAFromIstiodDropsKeyEnciphermentWithEvent(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, harnessOptions{})
+	id := spiffeID("shop", "cart")
+	before := time.Now().Truncate(time.Second)
+	csr := waitIssued(t, h.create(t, id, csrOptions{}).Name, 10*time.Second)
+	after := time.Now()
+
+	certs := chain(t, csr)
+	leaf := certs[0]
+	require.Len(t, leaf.URIs, 1)
+	require.Equal(t, id, leaf.URIs[0].String())
+	require.Empty(t, leaf.DNSNames)
+	require.Equal(t, x509.KeyUsageDigitalSignature, leaf.KeyUsage)
+	require.Equal(t, []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}, leaf.ExtKeyUsage)
+	require.False(t, leaf.IsCA)
+	life := leaf.NotAfter.Sub(leaf.NotBefore)
+	require.LessOrEqual(t, life, time.Hour+10*time.Minute, "expirationSeconds 3600 (notBefore may be backdated)")
+	require.False(t, leaf.NotAfter.Before(before.Add(time.Hour)), "notAfter %s", leaf.NotAfter)
+	require.False(t, leaf.NotAfter.After(after.Add(time.Hour)), "notAfter %s", leaf.NotAfter)
+	h.verify(t, certs)
+
+	ev := waitEvent(t, csr, csrsigner.EventKeyEnciphermentDropped)
+	require.Equal(t, "Normal", ev.Type)
+	require.Contains(t, ev.Note, "keyEncipherment was not granted")
+}
+
+func TestSign_RSAKeepsKeyEncipherment(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, harnessOptions{})
+	id := spiffeID("shop", "rsa")
+	csr := waitIssued(t, h.create(t, id, csrOptions{key: rsaKey(t)}).Name, 10*time.Second)
+	certs := chain(t, csr)
+	require.Equal(t, id, certs[0].URIs[0].String())
+	require.Equal(t, x509.KeyUsageDigitalSignature|x509.KeyUsageKeyEncipherment, certs[0].KeyUsage)
+	require.Equal(t, []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}, certs[0].ExtKeyUsage)
+	h.verify(t, certs)
+}
+
+func TestSign_ClampsExpirationSecondsToMaxDuration(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, harnessOptions{maxDuration: 20 * time.Minute})
+	before := time.Now().Truncate(time.Second)
+	csr := waitIssued(t, h.create(t, spiffeID("shop", "long"), csrOptions{expiration: 7200}).Name, 10*time.Second)
+	after := time.Now()
+	leaf := chain(t, csr)[0]
+	require.False(t, leaf.NotAfter.Before(before.Add(20*time.Minute)), "notAfter %s", leaf.NotAfter)
+	require.False(t, leaf.NotAfter.After(after.Add(20*time.Minute)), "notAfter %s, not clamped to 20m", leaf.NotAfter)
+	ev := waitEvent(t, csr, csrsigner.EventDurationClamped)
+	require.Contains(t, ev.Note, "expirationSeconds 7200 exceeds meshca's signers.csr.maxDuration; the certificate lasts at most 20m0s")
+}
+
+// The issue: "An unapproved CSR is left alone for 10 s." Meanwhile an
+// approved request of the same signer is signed, so the controller was
+// running all along; once approved, the first is signed too.
+func TestUnapproved_LeftAloneFor10sThenSignedOnceApproved(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, harnessOptions{})
+	csr := h.create(t, spiffeID("shop", "waiting"), csrOptions{unapproved: true})
+	deadline := time.Now().Add(10 * time.Second)
+	h.barrier(t)
+	require.Never(t, func() bool {
+		got := get(t, csr.Name)
+		return got.ResourceVersion != csr.ResourceVersion || len(got.Status.Certificate) > 0 || len(got.Status.Conditions) > 0
+	}, time.Until(deadline), 100*time.Millisecond, "an unapproved request was written")
+	require.Zero(t, h.engine.signed(spiffeID("shop", "waiting")))
+	waitIssued(t, decide(t, csr, certv1.CertificateApproved).Name, 10*time.Second)
+}
+
+func TestDenied_NeverSigned(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, harnessOptions{})
+	csr := decide(t, h.create(t, spiffeID("shop", "denied"), csrOptions{unapproved: true}), certv1.CertificateDenied)
+	require.Eventually(t, func() bool { return h.outcomes(t, "denied") >= 1 }, 10*time.Second, 20*time.Millisecond)
+	h.barrier(t)
+	got := get(t, csr.Name)
+	require.Equal(t, csr.ResourceVersion, got.ResourceVersion, "a denied request was written")
+	require.Empty(t, got.Status.Certificate)
+	require.Zero(t, h.engine.signed(spiffeID("shop", "denied")))
+}
+
+func TestRequesterNotAllowed_Failed(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, harnessOptions{allowed: []string{"system:serviceaccount:istio-system:istiod"}})
+	csr := h.create(t, spiffeID("shop", "cart"), csrOptions{})
+	c := waitFailed(t, csr.Name)
+	require.Equal(t, csrsigner.ReasonRequesterNotAllowed, c.Reason)
+	require.Contains(t, c.Message, "is not allowed by meshca's signers.csr.allowedRequesters")
+	require.Contains(t, c.Message, h.signer)
+	require.Zero(t, h.engine.signed(spiffeID("shop", "cart")))
+}
+
+func TestForeignTrustDomain_Failed(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, harnessOptions{})
+	csr := h.create(t, "spiffe://evil.example/ns/shop/sa/cart", csrOptions{})
+	c := waitFailed(t, csr.Name)
+	require.Equal(t, csrsigner.ReasonForeignTrustDomain, c.Reason)
+	require.Contains(t, c.Message, `SPIFFE ID "spiffe://evil.example/ns/shop/sa/cart" is not in trust domain cluster.local`)
+	require.Zero(t, h.engine.signed("spiffe://evil.example/ns/shop/sa/cart"))
+}
+
+func TestCertSignUsage_Failed(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, harnessOptions{})
+	csr := h.create(t, spiffeID("shop", "ca"), csrOptions{usages: append(istiodUsages[:4:4], certv1.UsageCertSign)})
+	c := waitFailed(t, csr.Name)
+	require.Equal(t, csrsigner.ReasonUsageNotAllowed, c.Reason)
+	require.Contains(t, c.Message, `usage "cert sign" is not allowed for a workload certificate`)
+}
+
+// A CA outage is never a failure: the request stays untouched (no Failed
+// condition) while the engine is unready, and is signed once it is back.
+func TestUnreadyEngine_RequeuesThenSigns(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, harnessOptions{closed: true})
+	csr := h.create(t, spiffeID("shop", "outage"), csrOptions{})
+	require.Eventually(t, func() bool { return h.outcomes(t, "pending") >= 3 }, 10*time.Second, 20*time.Millisecond, "not retried")
+	got := get(t, csr.Name)
+	require.Equal(t, csr.ResourceVersion, got.ResourceVersion, "written while the engine was unready")
+	require.Nil(t, failedCondition(got))
+	h.engine.closed.Store(false)
+	waitIssued(t, csr.Name, 15*time.Second)
+}
+
+// Already-issued and failed requests are never signed again, also not by
+// a restarted signer whose new cache replays them.
+func TestRestart_NeverSignsAgain(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, harnessOptions{})
+	id := spiffeID("shop", "once")
+	issued := waitIssued(t, h.create(t, id, csrOptions{}).Name, 10*time.Second)
+	failed := h.create(t, "spiffe://other.example/ns/a/sa/b", csrOptions{})
+	waitFailed(t, failed.Name)
+	failed = get(t, failed.Name)
+	require.Equal(t, 1, h.engine.signed(id))
+
+	h.stop()
+	h.start(t)
+	h.barrier(t)
+	require.Equal(t, 1, h.engine.signed(id))
+	require.Equal(t, issued.ResourceVersion, get(t, issued.Name).ResourceVersion)
+	require.Equal(t, failed.ResourceVersion, get(t, failed.Name).ResourceVersion)
+}
