@@ -291,7 +291,7 @@ func waitFailed(t *testing.T, name string) *certv1.CertificateSigningRequestCond
 	var c *certv1.CertificateSigningRequestCondition
 	require.Eventually(t, func() bool {
 		csr := get(t, name)
-		require.Empty(t, csr.Status.Certificate, "%s was signed", name)
+		require.Zero(t, len(csr.Status.Certificate), "%s was signed", name)
 		c = failedCondition(csr)
 		return c != nil
 	}, 10*time.Second, 20*time.Millisecond, "no Failed condition on %s", name)
