@@ -57,7 +57,8 @@ deps:
 	@missing=""; for t in $(DEBIAN_TOOLS); do cmd=$${t%%:*}; pkg=$${t##*:}; command -v $$cmd >/dev/null || missing="$$missing $$pkg"; done; \
 	if [ -n "$$missing" ]; then echo "installing$$missing (Debian)"; apt-get update -qq && apt-get install -y -qq $$missing; fi
 
-## testbin: build kube-apiserver, etcd and Vault once per version into $(MESHCA_CACHE).
+## testbin: build kube-apiserver, etcd, Vault and istiod's Kubernetes RA (for the CSR e2e test)
+## once per version into $(MESHCA_CACHE).
 testbin:
 	@bash test/tools/testbin.sh
 
