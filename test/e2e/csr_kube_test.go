@@ -152,7 +152,7 @@ func TestServe_IstiodKubernetesRAAcceptsMeshcaChain(t *testing.T) {
 	var resp struct{ Chain []string }
 	require.NoError(t, json.Unmarshal(out, &resp))
 
-	require.Len(t, resp.Chain, 3, "leaf, meshca's intermediate, the root")
+	require.Equal(t, 3, len(resp.Chain), "leaf, meshca's intermediate, the root")
 	require.Equal(t, string(rootPEM), resp.Chain[2], "istiod's last element is its caCertFile, the mesh root")
 	leaf := splitPEM(t, resp.Chain[0])[0]
 	require.Equal(t, id, leaf.URIs[0].String())
