@@ -58,7 +58,8 @@ var signerSeq atomic.Int64
 // other's requests.
 type harness struct {
 	signer  string
-	admin   string // the username of kube.Client, as spec.username shows it
+	extra   []string // more signer names of the same signer
+	admin   string   // the username of kube.Client, as spec.username shows it
 	engine  *gate
 	rootPEM []byte
 	roots   *x509.CertPool
@@ -69,9 +70,10 @@ type harness struct {
 }
 
 type harnessOptions struct {
-	allowed     []string // default: the admin user
-	maxDuration time.Duration
-	closed      bool // the engine starts unready
+	extraSigners int      // signer names beyond h.signer (h.extra)
+	allowed      []string // default: the admin user
+	maxDuration  time.Duration
+	closed       bool // the engine starts unready
 }
 
 // gate is the engine behind a switch: closed, it answers as a CA that is
@@ -124,6 +126,9 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 		roots:   x509.NewCertPool(),
 	}
 	h.roots.AddCert(rc)
+	for range o.extraSigners {
+		h.extra = append(h.extra, fmt.Sprintf("test%d.meshca.io/workload", signerSeq.Add(1)))
+	}
 	h.engine.closed.Store(o.closed)
 	if o.allowed == nil {
 		o.allowed = []string{h.admin}
@@ -131,7 +136,7 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 	td, err := identity.TrustDomain(trustDomain)
 	require.NoError(t, err)
 	h.opts = csrsigner.Options{
-		Engine: h.engine, TrustDomain: td, SignerNames: []string{h.signer},
+		Engine: h.engine, TrustDomain: td, SignerNames: append([]string{h.signer}, h.extra...),
 		AllowedRequesters: o.allowed, MaxDuration: o.maxDuration, Profile: cfg.Issuance.Profile,
 	}
 	h.start(t)
@@ -218,6 +223,7 @@ func csrPEM(t *testing.T, k crypto.Signer, id string) []byte {
 }
 
 type csrOptions struct {
+	signer     string // default h.signer
 	key        crypto.Signer
 	usages     []certv1.KeyUsage
 	expiration int32 // 0: 3600, as istiod asks for a 1 h TTL
@@ -238,10 +244,13 @@ func (h *harness) create(t *testing.T, id string, o csrOptions) *certv1.Certific
 	if o.expiration == 0 {
 		o.expiration = 3600
 	}
+	if o.signer == "" {
+		o.signer = h.signer
+	}
 	csr, err := kube.Client.CertificatesV1().CertificateSigningRequests().Create(t.Context(), &certv1.CertificateSigningRequest{
 		ObjectMeta: metav1.ObjectMeta{GenerateName: "csr-workload-"},
 		Spec: certv1.CertificateSigningRequestSpec{
-			Request: csrPEM(t, o.key, id), SignerName: h.signer, Usages: o.usages, ExpirationSeconds: &o.expiration,
+			Request: csrPEM(t, o.key, id), SignerName: o.signer, Usages: o.usages, ExpirationSeconds: &o.expiration,
 		},
 	}, metav1.CreateOptions{})
 	require.NoError(t, err)

@@ -2,6 +2,7 @@ package csrsigner_test
 
 import (
 	"crypto/x509"
+	"fmt"
 	"testing"
 	"time"
 
@@ -156,4 +157,21 @@ func TestRestart_NeverSignsAgain(t *testing.T) {
 	require.Equal(t, 1, h.engine.signed(id))
 	require.Equal(t, issued.ResourceVersion, get(t, issued.Name).ResourceVersion)
 	require.Equal(t, failed.ResourceVersion, get(t, failed.Name).ResourceVersion)
+}
+
+// With several signer names the cache holds every request (no field
+// selector): meshca signs those of its names and writes nothing to another
+// signer's, even approved and from an allowed requester.
+func TestSeveralSignerNames_SignsEachAndLeavesOthersAlone(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, harnessOptions{extraSigners: 1})
+	other := fmt.Sprintf("other%d.example.com/signer", signerSeq.Add(1))
+	foreign := h.create(t, spiffeID("shop", "foreign"), csrOptions{signer: other})
+	first := waitIssued(t, h.create(t, spiffeID("shop", "first"), csrOptions{}).Name, 10*time.Second)
+	second := waitIssued(t, h.create(t, spiffeID("shop", "second"), csrOptions{signer: h.extra[0]}).Name, 10*time.Second)
+	h.verify(t, chain(t, first))
+	h.verify(t, chain(t, second))
+	got := get(t, foreign.Name)
+	require.Equal(t, foreign.ResourceVersion, got.ResourceVersion, "another signer's request was written")
+	require.Zero(t, h.engine.signed(spiffeID("shop", "foreign")))
 }
