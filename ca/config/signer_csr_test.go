@@ -1,6 +1,9 @@
 package config_test
 
 import (
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -82,4 +85,34 @@ func indent(s string) string {
 		}
 	}
 	return out
+}
+
+// The commented signers.csr block of the example, uncommented, is a valid
+// configuration (with a cluster).
+func TestExampleConfig_CSRBlockValidates(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", "..", "deploy", "examples", "meshca.yaml"))
+	require.NoError(t, err)
+	_, block, ok := strings.Cut(string(b), "  # csr:\n")
+	require.True(t, ok, "the example has a commented signers.csr block")
+	yaml := "signers:\n  csr:\n"
+	for _, l := range strings.Split(block, "\n") {
+		rest, ok := strings.CutPrefix(l, "  #   ")
+		if !ok {
+			break // the end of the block
+		}
+		if !strings.HasPrefix(rest, "#") {
+			yaml += "    " + rest + "\n"
+		}
+	}
+	d := config.Defaults(t.TempDir())
+	parsed, err := config.Parse([]byte(yaml))
+	require.NoError(t, err, yaml)
+	d.Signers.CSR = parsed.Signers.CSR
+	d.Kubernetes.Kubeconfig = "/kubeconfig"
+	d.Init()
+	require.NoError(t, d.Validate())
+	require.True(t, d.Signers.CSR.Enabled)
+	require.Equal(t, []string{"meshca.io/workload"}, d.Signers.CSR.SignerNames)
+	require.Equal(t, []string{"system:serviceaccount:istio-system:istiod"}, d.Signers.CSR.AllowedRequesters)
+	require.Equal(t, 24*time.Hour, d.Signers.CSR.MaxDuration.Duration)
 }
