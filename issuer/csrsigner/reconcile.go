@@ -109,6 +109,14 @@ func (s *Signer) reconcile(ctx context.Context, name string) (kubesigner.Outcome
 		}
 		return s.fail(ctx, &csr, reason, "meshca's issuance policy refused the request: "+err.Error())
 	}
+	// Leaf first, then the intermediates, without the root: "If more than
+	// one PEM block is present ... the first block is the issued
+	// certificate, and subsequent blocks should be treated as intermediate
+	// certificates and presented in TLS handshakes" (certificates.k8s.io/v1
+	// CertificateSigningRequestStatus.certificate). istiod's RA
+	// (security/pkg/pki/ra KubernetesRA.SignWithCertChain) appends its
+	// caCertFile, the mesh root, itself; with the root in the chain too,
+	// its answer would carry the root twice.
 	chain := kubesigner.ChainPEM(res, false)
 	if err := s.write(ctx, &csr, func(r *certv1.CertificateSigningRequest) { r.Status.Certificate = chain }); err != nil {
 		if errors.Is(err, errSettled) {
