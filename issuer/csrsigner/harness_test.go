@@ -27,6 +27,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
 
 	"github.com/meshca/meshca/ca/authority"
 	"github.com/meshca/meshca/ca/caerr"
@@ -67,13 +68,15 @@ type harness struct {
 	cancel  context.CancelFunc
 	done    chan error
 	opts    csrsigner.Options
+	config  *rest.Config
 }
 
 type harnessOptions struct {
 	extraSigners int      // signer names beyond h.signer (h.extra)
 	allowed      []string // default: the admin user
 	maxDuration  time.Duration
-	closed       bool // the engine starts unready
+	closed       bool         // the engine starts unready
+	config       *rest.Config // the signer's credentials (default: the admin's)
 }
 
 // gate is the engine behind a switch: closed, it answers as a CA that is
@@ -139,6 +142,10 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 		Engine: h.engine, TrustDomain: td, SignerNames: append([]string{h.signer}, h.extra...),
 		AllowedRequesters: o.allowed, MaxDuration: o.maxDuration, Profile: cfg.Issuance.Profile,
 	}
+	h.config = o.config
+	if h.config == nil {
+		h.config = kube.Config
+	}
 	h.start(t)
 	return h
 }
@@ -150,7 +157,7 @@ func (h *harness) start(t *testing.T) {
 	s, err := csrsigner.New(h.opts)
 	require.NoError(t, err)
 	h.reg = prometheus.NewRegistry()
-	mgr, err := kubesigner.NewManager(kube.Config, kubesigner.ManagerOptions{Metrics: kubesigner.NewMetrics(h.reg)}, s)
+	mgr, err := kubesigner.NewManager(h.config, kubesigner.ManagerOptions{Metrics: kubesigner.NewMetrics(h.reg)}, s)
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	h.cancel, h.done = cancel, make(chan error, 1)

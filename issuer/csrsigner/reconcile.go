@@ -92,6 +92,10 @@ func (s *Signer) reconcile(ctx context.Context, name string) (kubesigner.Outcome
 			"requester %s is not allowed by meshca's signers.csr.allowedRequesters; only the listed users (istiod's ServiceAccount) may get mesh identities through signer %s",
 			identity.Quote(csr.Spec.Username), csr.Spec.SignerName))
 	}
+	if c, ok := s.signedBefore(name, csr.UID); ok {
+		// Signed already; only the status write failed.
+		return s.writeChain(ctx, &csr, c)
+	}
 	req, clamp, reason, msg := s.request(&csr)
 	if reason != "" {
 		return s.fail(ctx, &csr, reason, msg)
@@ -117,20 +121,14 @@ func (s *Signer) reconcile(ctx context.Context, name string) (kubesigner.Outcome
 	// (security/pkg/pki/ra KubernetesRA.SignWithCertChain) appends its
 	// caCertFile, the mesh root, itself; with the root in the chain too,
 	// its answer would carry the root twice.
-	chain := kubesigner.ChainPEM(res, false)
-	if err := s.write(ctx, &csr, func(r *certv1.CertificateSigningRequest) { r.Status.Certificate = chain }); err != nil {
-		if errors.Is(err, errSettled) {
-			return kubesigner.OutcomeIgnored, nil
-		}
-		return kubesigner.OutcomeError, fmt.Errorf("write the certificate of %s: %w", name, err)
-	}
+	c := signedChain{uid: csr.UID, chain: kubesigner.ChainPEM(res, false)}
 	if clamp != "" {
-		s.event(&csr, EventDurationClamped, clamp)
+		c.notes = append(c.notes, note{EventDurationClamped, clamp})
 	}
 	for _, a := range res.Adjustments {
-		s.event(&csr, eventReason(a.Reason), a.Message)
+		c.notes = append(c.notes, note{eventReason(a.Reason), a.Message})
 	}
-	return kubesigner.OutcomeIssued, nil
+	return s.writeChain(ctx, &csr, c)
 }
 
 // request builds the engine's request from csr, or says why it is refused.
@@ -179,4 +177,24 @@ func eventReason(r string) string {
 		return EventDurationClamped
 	}
 	return EventAdjusted
+}
+
+// writeChain writes c to csr's status.certificate and its Events; after an
+// API error it keeps c for the retry.
+func (s *Signer) writeChain(ctx context.Context, csr *certv1.CertificateSigningRequest, c signedChain) (kubesigner.Outcome, error) {
+	err := s.write(ctx, csr, func(r *certv1.CertificateSigningRequest) { r.Status.Certificate = c.chain })
+	switch {
+	case errors.Is(err, errSettled):
+		s.forget(csr.Name)
+		return kubesigner.OutcomeIgnored, nil
+	case err != nil:
+		s.mu.Lock()
+		s.unwritten[csr.Name] = c
+		s.mu.Unlock()
+		return kubesigner.OutcomeError, fmt.Errorf("write the certificate of %s: %w", csr.Name, err)
+	}
+	for _, n := range c.notes {
+		s.event(csr, n.reason, n.text)
+	}
+	return kubesigner.OutcomeIssued, nil
 }

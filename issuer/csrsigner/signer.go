@@ -81,7 +81,20 @@ type Signer struct {
 	// that a reconcile on a stale cached copy never signs it again.
 	mu      sync.Mutex
 	written map[string]types.UID
+	// unwritten holds, by name, a chain signed for a request whose status
+	// write failed (an API error), so that the retry writes it instead of
+	// signing again: one issuance per request.
+	unwritten map[string]signedChain
 }
+
+type signedChain struct {
+	uid   types.UID
+	chain []byte
+	notes []note // Events to write with it
+}
+
+// note is one Event: what was granted differently from what was asked.
+type note struct{ reason, text string }
 
 var _ kubesigner.Controller = (*Signer)(nil)
 
@@ -103,7 +116,7 @@ func New(o Options) (*Signer, error) {
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
-	s := &Signer{o: o, signers: map[string]bool{}, requester: map[string]bool{}, written: map[string]types.UID{}}
+	s := &Signer{o: o, signers: map[string]bool{}, requester: map[string]bool{}, written: map[string]types.UID{}, unwritten: map[string]signedChain{}}
 	for _, n := range o.SignerNames {
 		s.signers[n] = true
 	}

@@ -8,6 +8,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 	certv1 "k8s.io/api/certificates/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/meshca/meshca/issuer/csrsigner"
 )
@@ -174,4 +176,43 @@ func TestSeveralSignerNames_SignsEachAndLeavesOthersAlone(t *testing.T) {
 	got := get(t, foreign.Name)
 	require.Equal(t, foreign.ResourceVersion, got.ResourceVersion, "another signer's request was written")
 	require.Zero(t, h.engine.signed(spiffeID("shop", "foreign")))
+}
+
+// A status write that fails (here: the signer lacks the "sign" verb on its
+// signer name, which the apiserver checks) is retried with the chain it
+// already signed: one issuance per request, even across failed writes.
+func TestStatusWriteFails_RetriedWithoutSigningAgain(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	sa := fmt.Sprintf("csrsigner-%d", signerSeq.Add(1))
+	cfg, _, err := kube.ClientAs(ctx, "default", sa)
+	require.NoError(t, err)
+	role := &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: sa}, Rules: []rbacv1.PolicyRule{
+		{APIGroups: []string{"certificates.k8s.io"}, Resources: []string{"certificatesigningrequests"}, Verbs: []string{"get", "list", "watch"}},
+		{APIGroups: []string{"certificates.k8s.io"}, Resources: []string{"certificatesigningrequests/status"}, Verbs: []string{"update"}},
+		{APIGroups: []string{"events.k8s.io"}, Resources: []string{"events"}, Verbs: []string{"create", "patch"}},
+	}}
+	role, err = kube.Client.RbacV1().ClusterRoles().Create(ctx, role, metav1.CreateOptions{})
+	require.NoError(t, err)
+	_, err = kube.Client.RbacV1().ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: sa},
+		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: sa},
+		Subjects:   []rbacv1.Subject{{Kind: "ServiceAccount", Namespace: "default", Name: sa}},
+	}, metav1.CreateOptions{})
+	require.NoError(t, err)
+
+	h := newHarness(t, harnessOptions{config: cfg})
+	id := spiffeID("shop", "retried")
+	csr := h.create(t, id, csrOptions{})
+	require.Eventually(t, func() bool { return h.outcomes(t, "error") >= 2 }, 10*time.Second, 20*time.Millisecond, "the write was not refused")
+	require.Empty(t, get(t, csr.Name).Status.Certificate)
+	require.Equal(t, 1, h.engine.signed(id))
+
+	role.Rules = append(role.Rules, rbacv1.PolicyRule{APIGroups: []string{"certificates.k8s.io"}, Resources: []string{"signers"}, Verbs: []string{"sign"}, ResourceNames: []string{h.signer}})
+	_, err = kube.Client.RbacV1().ClusterRoles().Update(ctx, role, metav1.UpdateOptions{})
+	require.NoError(t, err)
+	got := waitIssued(t, csr.Name, 15*time.Second)
+	h.verify(t, chain(t, got))
+	require.Equal(t, 1, h.engine.signed(id), "signed again after a failed write")
+	waitEvent(t, got, csrsigner.EventKeyEnciphermentDropped)
 }

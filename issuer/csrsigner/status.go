@@ -88,6 +88,14 @@ func (s *Signer) write(ctx context.Context, csr *certv1.CertificateSigningReques
 	return err
 }
 
+// signedBefore returns the chain signed for name (request uid) whose write failed.
+func (s *Signer) signedBefore(name string, uid types.UID) (signedChain, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, ok := s.unwritten[name]
+	return c, ok && c.uid == uid
+}
+
 // fail adds the Failed condition (a permanent refusal).
 func (s *Signer) fail(ctx context.Context, csr *certv1.CertificateSigningRequest, reason, msg string) (kubesigner.Outcome, error) {
 	msg = bound(msg)
@@ -127,6 +135,7 @@ func bound(s string) string {
 func (s *Signer) remember(name string, uid types.UID) {
 	s.mu.Lock()
 	s.written[name] = uid
+	delete(s.unwritten, name)
 	s.mu.Unlock()
 }
 
@@ -139,5 +148,6 @@ func (s *Signer) wrote(name string, uid types.UID) bool {
 func (s *Signer) forget(name string) {
 	s.mu.Lock()
 	delete(s.written, name)
+	delete(s.unwritten, name)
 	s.mu.Unlock()
 }
