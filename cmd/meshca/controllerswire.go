@@ -29,6 +29,7 @@ func kubeControllers(d controllerDeps) ([]kubesigner.Controller, error) {
 	var cs []kubesigner.Controller
 	for _, build := range []func(controllerDeps) (kubesigner.Controller, error){
 		podCertController,
+		csrController,
 	} {
 		c, err := build(d)
 		if err != nil {

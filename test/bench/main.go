@@ -10,7 +10,9 @@
 // serve against istiod's own CA server, each in its own process, driven by
 // a load generator in a third (peer.go). The CRL table (crl.go) compares
 // meshca's streaming CRL builder with x509.CreateRevocationList; run it
-// alone with -crl=only.
+// alone with -crl=only. The CSR API scenario (csrapi.go: 1000
+// CertificateSigningRequests created at once, meshca serve and a real
+// apiserver, the time to the last certificate) runs alone with -csr=only.
 package main
 
 import (
@@ -60,6 +62,8 @@ func main() {
 	crlRounds := flag.Int("crl-rounds", 3, "rounds of the CRL table; the median is printed")
 	crlLatency := flag.String("crl-latency", "on", "revoke-ack -> new CRL over HTTP and -> istio-ca-crl ConfigMap (meshca serve and a real apiserver): on, off, or only")
 	crlLatencyRounds := flag.Int("crl-latency-rounds", 5, "revocations measured one at a time for the revocation latencies")
+	csrAPI := flag.String("csr", "on", "the CSR API scenario: CertificateSigningRequests created at once until the last is signed (meshca serve, real apiserver): on, off, or only")
+	csrAPICount := flag.Int("csr-count", 1000, "CertificateSigningRequests of the CSR API scenario")
 	crlChildSpec := flag.String("crl-child", "", "internal: build one CRL (meshca:N or stdlib:N) in this process and print the measurement")
 	flag.Parse()
 	if *crlChildSpec != "" {
@@ -80,6 +84,17 @@ func main() {
 	if *crlLatency != "on" && *crlLatency != "off" && *crlLatency != "only" {
 		fmt.Fprintf(os.Stderr, "bench: -crl-latency: %q is not one of on, off, only\n", *crlLatency)
 		os.Exit(2)
+	}
+	if *csrAPI != "on" && *csrAPI != "off" && *csrAPI != "only" {
+		fmt.Fprintf(os.Stderr, "bench: -csr: %q is not one of on, off, only\n", *csrAPI)
+		os.Exit(2)
+	}
+	if *csrAPI == "only" {
+		if err := runCSRAPI(context.Background(), max(1, *csrAPICount)); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		return
 	}
 	if *crlLatency == "only" {
 		if err := runCRLLatency(context.Background(), max(1, *crlLatencyRounds)); err != nil {
@@ -132,6 +147,9 @@ func main() {
 	}
 	if err == nil && *crlLatency == "on" && *peer != "only" {
 		err = runCRLLatency(context.Background(), max(1, *crlLatencyRounds))
+	}
+	if err == nil && *csrAPI == "on" && *peer != "only" {
+		err = runCSRAPI(context.Background(), max(1, *csrAPICount))
 	}
 	if err == nil && *peer != "off" {
 		fmt.Println("\npeer benchmark: meshca serve vs istiod's CA (separate processes)")

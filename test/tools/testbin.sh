@@ -8,11 +8,16 @@
 #   ${MESHCA_CACHE:-$HOME/.cache/meshca}/vault-<VAULT>/vault
 #
 #   ${MESHCA_CACHE:-$HOME/.cache/meshca}/istiod-<ISTIO>-<SOURCE DIGEST>/istiod-ca
+#   ${MESHCA_CACHE:-$HOME/.cache/meshca}/istiod-ra-<ISTIO>-<SOURCE DIGEST>/istiod-ra
 #
 # It then points the git-ignored symlinks bin/k8s-<K8S>, bin/vault-<VAULT>
 # and bin/istiod-<ISTIO> in the repository root at those folders. istiod-ca
 # (test/tools/istiod: istiod's own CA server, the peer of `make bench`) is
 # built only when asked for ('istiod'), not by 'all': the tests don't need it.
+# istiod-ra (test/tools/istiod/ra: istiod's own Kubernetes RA, which the CSR
+# signer's e2e test drives; bin/istiod-ra) is part of 'all' and reuses the
+# istio.io/istio module; it builds in well under a minute once that is
+# downloaded.
 #
 # It is idempotent: a binary that is cached and reports the expected version
 # is not rebuilt. Each binary is built into a temporary file in the cache
@@ -21,7 +26,7 @@
 # machine has 2 cores); the first run takes 10-15 minutes in all (about 5
 # for kube-apiserver, 1 for etcd, 4-10 for Vault with its module download).
 #
-# Usage: bash test/tools/testbin.sh [k8s|vault|istiod|all]   (default: all = k8s and vault)
+# Usage: bash test/tools/testbin.sh [k8s|vault|istiod|istiod-ra|all]   (default: all = k8s, vault and istiod-ra)
 set -euo pipefail
 
 K8S_VERSION=1.37.2
@@ -36,8 +41,8 @@ log() { printf 'testbin: %s\n' "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
 case $what in
-all | k8s | vault | istiod) ;;
-*) die "unknown target '$what' (want k8s, vault, istiod or all)" ;;
+all | k8s | vault | istiod | istiod-ra) ;;
+*) die "unknown target '$what' (want k8s, vault, istiod, istiod-ra or all)" ;;
 esac
 
 command -v go >/dev/null || die "the go command is not on PATH"
@@ -152,6 +157,17 @@ if [[ $what == all || $what == vault ]]; then
 	ETA="about 4 minutes on 2 cores the first time, plus the module download"
 	build vault vault "$vdir" "Vault v$VAULT_VERSION" "vault v$VAULT_VERSION" -ldflags "-s -w"
 	link "vault-$VAULT_VERSION" "$vdir"
+fi
+
+if [[ $what == all || $what == istiod-ra ]]; then
+	istio=$(mod_version istiod istio.io/istio)
+	# istiod's own Kubernetes RA (test/tools/istiod/ra), which the CSR
+	# signer's e2e test drives: cached like istiod-ca, by commit and digest.
+	src=$(cat "$tools/istiod/ra/main.go" "$tools/istiod/go.mod" | sha256sum | cut -c1-8)
+	rdir=$cache/istiod-ra-${istio##*-}-$src
+	ETA="about 1-3 minutes on 2 cores the first time, plus the module download"
+	build istiod-ra istiod/ra "$rdir" "istio.io/istio $istio" "istiod's Kubernetes RA (istio.io/istio $istio)" -ldflags "-s -w"
+	link istiod-ra "$rdir"
 fi
 
 if [[ $what == istiod ]]; then

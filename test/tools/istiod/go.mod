@@ -5,6 +5,7 @@ go 1.26.0
 require (
 	google.golang.org/grpc v1.82.0
 	istio.io/istio v0.0.0-20260827124520-eed52ebb66ad
+	k8s.io/client-go v0.36.1
 )
 
 require (
@@ -120,7 +121,6 @@ require (
 	k8s.io/apiextensions-apiserver v0.36.1 // indirect
 	k8s.io/apimachinery v0.36.1 // indirect
 	k8s.io/apiserver v0.36.1 // indirect
-	k8s.io/client-go v0.36.1 // indirect
 	k8s.io/klog/v2 v2.140.0 // indirect
 	k8s.io/kube-openapi v0.0.0-20260501160325-927ab1f70cd6 // indirect
 	k8s.io/streaming v0.36.1 // indirect
