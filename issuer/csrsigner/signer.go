@@ -13,15 +13,12 @@ import (
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/util/workqueue"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
-	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/recorder"
 
 	"github.com/meshca/meshca/ca/profile"
@@ -39,11 +36,6 @@ const (
 	// the apiserver round trips overlap; the client's QPS/burst
 	// (signers.controllers) is the real limit.
 	workers = 16
-	// Backoff of a request the engine could not sign yet (not ready, store
-	// or root unreachable): short enough to answer within istiod's 60 s
-	// once the engine is back.
-	retryBase = 100 * time.Millisecond
-	retryMax  = 10 * time.Second
 )
 
 // Options configure the signer.
@@ -157,19 +149,13 @@ func (s *Signer) Cache() map[client.Object]cache.ByObject {
 func (s *Signer) SetupWithManager(mgr ctrl.Manager, m *kubesigner.Metrics) error {
 	s.c, s.live, s.metrics = mgr.GetClient(), mgr.GetAPIReader(), m
 	s.events = mgr.GetEventRecorder(EventSource)
-	skip := true // meshca's metric labels are its own constants; tests run several managers
 	return ctrl.NewControllerManagedBy(mgr).
 		Named(Name).
 		For(&certv1.CertificateSigningRequest{}, builder.WithPredicates(predicate.NewPredicateFuncs(func(o client.Object) bool {
 			r, ok := o.(*certv1.CertificateSigningRequest)
 			return ok && s.signers[r.Spec.SignerName]
 		}))).
-		WithOptions(controller.Options{
-			MaxConcurrentReconciles: workers,
-			NewQueue:                kubesigner.NewQueue[reconcile.Request](m),
-			RateLimiter:             workqueue.NewTypedItemExponentialFailureRateLimiter[reconcile.Request](retryBase, retryMax),
-			SkipNameValidation:      &skip,
-		}).
+		WithOptions(kubesigner.ControllerOptions(m, workers)).
 		Complete(s)
 }
 

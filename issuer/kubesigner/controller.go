@@ -3,11 +3,15 @@ package kubesigner
 import (
 	"context"
 	"strings"
+	"time"
 
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/meshca/meshca/ca/authority"
 	"github.com/meshca/meshca/ca/caerr"
@@ -65,4 +69,29 @@ func ChainPEM(res *authority.Result, roots bool) []byte {
 		}
 	}
 	return []byte(b.String())
+}
+
+// Retry bounds of a request whose reconcile ended in a transient problem
+// (a CA not ready, an API error): exponential per request from RetryBase
+// to RetryMax (short enough that istiod, which waits 60 s, gets its answer once the CA is back). controller-runtime's default grows to about 16 minutes,
+// which would leave a kubelet's or istiod's request waiting long after the
+// CA is back.
+const (
+	RetryBase = 100 * time.Millisecond
+	RetryMax  = 10 * time.Second
+)
+
+// ControllerOptions are the options every front door's controller runs
+// with: workers reconciles at once, the work queue reporting into m, and
+// the retry bounds above. The manager has already refused two of meshca's
+// controllers with one name, so controller-runtime's process-wide name
+// check is skipped (tests run several managers in one process).
+func ControllerOptions(m *Metrics, workers int) controller.Options {
+	skip := true
+	return controller.Options{
+		MaxConcurrentReconciles: workers,
+		NewQueue:                NewQueue[reconcile.Request](m),
+		RateLimiter:             workqueue.NewTypedItemExponentialFailureRateLimiter[reconcile.Request](RetryBase, RetryMax),
+		SkipNameValidation:      &skip,
+	}
 }

@@ -113,7 +113,7 @@ func startSignerAs(t *testing.T, rc *rest.Config, engine kubesigner.Engine, o po
 	if s.name == "" {
 		s.name = signerName(t)
 	}
-	o.SignerName, o.Engine, o.TrustDomain, o.SkipNameValidation = s.name, engine, trustDomain, true
+	o.SignerName, o.Engine, o.TrustDomain = s.name, engine, trustDomain
 	o.Log = slog.New(slog.NewJSONHandler(&s.logs, nil))
 	c, err := podcert.New(o)
 	require.NoError(t, err)

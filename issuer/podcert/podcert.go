@@ -31,9 +31,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
-	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
@@ -69,10 +67,6 @@ type Options struct {
 	UserAnnotations []string
 	// Workers is how many requests are signed at once (default 4).
 	Workers int
-	// SkipNameValidation lets several managers in one process (tests) run
-	// the controller; controller-runtime refuses a second controller of
-	// the same name otherwise.
-	SkipNameValidation bool
 	// Clock stamps the conditions (default: the real clock).
 	Clock clock.PassiveClock
 	Log   *slog.Logger
@@ -142,10 +136,6 @@ func (c *Controller) SetupWithManager(mgr ctrl.Manager, m *kubesigner.Metrics) e
 	return ctrl.NewControllerManagedBy(mgr).
 		Named(Name).
 		For(&certificatesv1.PodCertificateRequest{}, builder.WithPredicates(ours)).
-		WithOptions(controller.TypedOptions[reconcile.Request]{
-			MaxConcurrentReconciles: c.o.Workers,
-			NewQueue:                kubesigner.NewQueue[reconcile.Request](m),
-			SkipNameValidation:      &c.o.SkipNameValidation,
-		}).
+		WithOptions(kubesigner.ControllerOptions(m, c.o.Workers)).
 		Complete(r)
 }
