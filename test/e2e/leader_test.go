@@ -89,6 +89,17 @@ func TestServe_TwoReplicasOneLeader(t *testing.T) {
 	dirB := filepath.Join(t.TempDir(), "ca")
 	out, err := exec.Command("cp", "-a", dirA, dirB).CombinedOutput()
 	require.NoError(t, err, string(out))
+	// B names its CRL ConfigMaps differently, so that whatever B publishes
+	// is told apart from A's: a follower that published would create
+	// istio-ca-crl-b.
+	setYAML(t, dirB, "trustBundle:\n  enabled: true\n", "trustBundle:\n  enabled: true\n  crlConfigMapName: istio-ca-crl-b\n")
+	cmExists := func(name string) bool {
+		_, err := env.Client.CoreV1().ConfigMaps("shop").Get(ctx, name, metav1.GetOptions{})
+		if err != nil && !apierrors.IsNotFound(err) {
+			require.NoError(t, err)
+		}
+		return err == nil
+	}
 
 	a := startServe(t, dirA)
 	a.waitReady(t, 10*time.Second)
@@ -121,9 +132,13 @@ func TestServe_TwoReplicasOneLeader(t *testing.T) {
 	// Only the leader writes; the follower serves the Istio endpoint.
 	require.NoError(t, env.Client.CoreV1().ConfigMaps("shop").Delete(ctx, "istio-ca-root-cert", metav1.DeleteOptions{}))
 	waitFor(t, 10*time.Second, "the leader restores istio-ca-root-cert", func() bool { return rootCM() == nil })
+	waitFor(t, 10*time.Second, "the leader publishes its CRL ConfigMap", func() bool { return cmExists("istio-ca-crl") })
 	wroteA, _ := a.metricSum(t, writes)
 	require.Positive(t, wroteA, "the leader wrote")
-	require.True(t, b.metricIs(t, writes, 0), "the follower wrote nothing:\n%s", b.logs())
+	// A follower that published would have created istio-ca-crl-b within
+	// a second of its start (a leader does); watch for 3 s that it does not.
+	require.Never(t, func() bool { return cmExists("istio-ca-crl-b") || !b.metricIs(t, writes, 0) }, 3*time.Second, 50*time.Millisecond,
+		"the follower published:\n%s", b.logs())
 	token, err := env.MintToken(ctx, "shop", "cart", []string{"istio-ca"}, time.Hour)
 	require.NoError(t, err)
 	for _, s := range []*server{a, b} {
@@ -149,6 +164,7 @@ func TestServe_TwoReplicasOneLeader(t *testing.T) {
 	err = env.Client.CoreV1().ConfigMaps("shop").Delete(ctx, "istio-ca-root-cert", metav1.DeleteOptions{})
 	require.True(t, err == nil || apierrors.IsNotFound(err), "%v", err)
 	waitFor(t, 10*time.Second, "the new leader restores istio-ca-root-cert", func() bool { return rootCM() == nil })
+	waitFor(t, 10*time.Second, "the new leader publishes its own CRL ConfigMap", func() bool { return cmExists("istio-ca-crl-b") })
 	// The counter moves once the apply has returned, just after the
 	// apiserver holds the ConfigMap.
 	waitFor(t, 5*time.Second, "the new leader counts its write", func() bool {
