@@ -81,7 +81,7 @@ type podProbe struct {
 	namespaces map[string]bool
 }
 
-func (*podProbe) Name() string                       { return "probe" }
+func (*podProbe) Name() string                      { return "probe" }
 func (*podProbe) AddToScheme(*runtime.Scheme) error { return nil }
 func (*podProbe) Cache() map[client.Object]cache.ByObject {
 	return map[client.Object]cache.ByObject{&corev1.Pod{}: {Label: labels.SelectorFromSet(labels.Set{"probe": "yes"})}}
@@ -147,10 +147,10 @@ func TestControllers_OneManagerWatchesEachKindOnce(t *testing.T) {
 
 	want := map[string]int{
 		"/api/v1/namespaces": 1,
-		"/api/v1/configmaps labels=" + publish.LabelManagedBy + "=meshca":                                 1,
-		"/api/v1/namespaces/istio-system/secrets fields=metadata.name=cacerts":                            1,
+		"/api/v1/configmaps labels=" + publish.LabelManagedBy + "=meshca":                               1,
+		"/api/v1/namespaces/istio-system/secrets fields=metadata.name=cacerts":                          1,
 		"/apis/certificates.k8s.io/v1/clustertrustbundles labels=" + publish.LabelManagedBy + "=meshca": 1,
-		"/api/v1/pods labels=probe=yes":                                                                   1,
+		"/api/v1/pods labels=probe=yes":                                                                 1,
 	}
 	require.Equal(t, want, counter.watches(), "watched: %v", slices.Sorted(maps.Keys(counter.watches())))
 }

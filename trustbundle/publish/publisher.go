@@ -35,9 +35,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/time/rate"
-	corev1 "k8s.io/api/core/v1"
 	certificatesv1 "k8s.io/api/certificates/v1"
 	certificatesv1beta1 "k8s.io/api/certificates/v1beta1"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/kubernetes"
@@ -224,20 +224,20 @@ func New(client kubernetes.Interface, cfg config.TrustBundleConfig, opts ...Opti
 		alerts = e
 	}
 	p := &Publisher{
-		client:    client,
-		namespace: cfg.IstiodNamespace,
-		takeOwner: cfg.TakeOwnership,
-		excluded:  map[string]bool{},
-		selector:  sel,
-		crlName:   cfg.CRLConfigMapName,
-		signers:   slices.Clone(cfg.ClusterTrustBundles.SignerNames),
-		istiodCTB: cfg.ClusterTrustBundles.IstiodBundle,
-		ctbOn:     cfg.ClusterTrustBundles.On(),
+		client:     client,
+		namespace:  cfg.IstiodNamespace,
+		takeOwner:  cfg.TakeOwnership,
+		excluded:   map[string]bool{},
+		selector:   sel,
+		crlName:    cfg.CRLConfigMapName,
+		signers:    slices.Clone(cfg.ClusterTrustBundles.SignerNames),
+		istiodCTB:  cfg.ClusterTrustBundles.IstiodBundle,
+		ctbOn:      cfg.ClusterTrustBundles.On(),
 		ctbVersion: o.ctbVersion,
 		discovered: o.ctbVersion != "",
-		log:       o.log.With("component", "trustbundle"),
-		clock:     o.clock,
-		metrics:   m,
+		log:        o.log.With("component", "trustbundle"),
+		clock:      o.clock,
+		metrics:    m,
 		problems: &problems{
 			alerts:  alerts,
 			metrics: m,
