@@ -2,11 +2,20 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"math"
+	"net/url"
+	"time"
 
+	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/rest"
+	ctrl "sigs.k8s.io/controller-runtime"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/meshca/meshca/ca/authority"
 	"github.com/meshca/meshca/ca/config"
@@ -42,27 +51,103 @@ func kubeControllers(d controllerDeps) ([]kubesigner.Controller, error) {
 	return cs, nil
 }
 
+// preparer is a controller that must learn something from the apiserver
+// before the manager's cache can be built (the trust publisher's served
+// ClusterTrustBundle version); Prepare waits while the apiserver is
+// unreachable.
+type preparer interface {
+	Prepare(ctx context.Context) error
+}
+
+// managerRetry spaces attempts to build the manager while the apiserver
+// cannot be reached (building it discovers the watched kinds).
+var managerRetry = wait.Backoff{Duration: 500 * time.Millisecond, Factor: 2, Steps: math.MaxInt32, Cap: 30 * time.Second}
+
+// managerStopWait bounds how long serve waits, on shutdown, for the
+// manager to stop its controllers and release the Lease.
+const managerStopWait = 20 * time.Second
+
 // startControllers runs cs on one controller-runtime manager until ctx
-// ends; if the manager stops early (leadership lost, a cache that cannot
-// sync) it calls fail, which ends serve: another replica takes over.
-func startControllers(ctx context.Context, d controllerDeps, cs []kubesigner.Controller, fail func(error)) error {
+// ends. It builds the manager in the background, retrying while the
+// apiserver cannot be reached, so that serve's other parts (the Istio
+// endpoint serves on every replica) do not wait for it. With leader
+// election only the Lease holder runs the controllers; a manager that
+// stops early (the Lease lost, a cache that cannot sync, a controller
+// that cannot be set up) calls fail, which ends serve: another replica
+// takes over. The returned wait blocks, after ctx ended, until the
+// manager has stopped and released the Lease (bounded by managerStopWait).
+func startControllers(ctx context.Context, d controllerDeps, cs []kubesigner.Controller, fail func(error)) (func(), error) {
 	if len(cs) == 0 {
-		return nil
+		return func() {}, nil
 	}
+	ctrllog.SetLogger(logr.FromSlogHandler(d.log.With("component", "controllers").Handler()))
 	rc := rest.CopyConfig(d.rc)
 	rc.QPS, rc.Burst = d.cfg.Signers.Controllers.QPS, d.cfg.Signers.Controllers.Burst
 	le := d.cfg.Signers.Controllers.LeaderElection
-	mgr, err := kubesigner.NewManager(rc, kubesigner.ManagerOptions{
+	opts := kubesigner.ManagerOptions{
 		LeaderElection: le.On(), LeaseNamespace: le.Namespace, LeaseName: le.LeaseName,
+		LeaseDuration: le.LeaseDuration.Duration, RenewDeadline: le.RenewDeadline.Duration, RetryPeriod: le.RetryPeriod.Duration,
 		Log: d.log, Metrics: kubesigner.NewMetrics(d.reg),
-	}, cs...)
-	if err != nil {
-		return err
 	}
+	names := make([]string, len(cs))
+	for i, c := range cs {
+		names[i] = c.Name()
+	}
+	done := make(chan struct{})
 	go func() {
+		defer close(done)
+		mgr, err := newManager(ctx, d.log, rc, opts, cs)
+		if err != nil {
+			if ctx.Err() == nil {
+				fail(fmt.Errorf("kubernetes controllers: %w", err))
+			}
+			return
+		}
+		d.log.Info("starting the Kubernetes controllers", "controllers", names, "leader_election", le.On(),
+			"lease", le.Namespace+"/"+le.LeaseName)
 		if err := mgr.Start(ctx); err != nil {
 			fail(fmt.Errorf("kubernetes controllers stopped: %w", err))
 		}
 	}()
-	return nil
+	return func() {
+		select {
+		case <-done:
+		case <-time.After(managerStopWait):
+			d.log.Warn("the Kubernetes controllers did not stop in time; the Lease expires on its own", "waited", managerStopWait)
+		}
+	}, nil
+}
+
+// newManager prepares the controllers that need it and builds their
+// manager, retrying with backoff while the apiserver cannot be reached.
+func newManager(ctx context.Context, log *slog.Logger, rc *rest.Config, opts kubesigner.ManagerOptions, cs []kubesigner.Controller) (ctrl.Manager, error) {
+	for _, c := range cs {
+		if p, ok := c.(preparer); ok {
+			if err := p.Prepare(ctx); err != nil {
+				return nil, fmt.Errorf("%s: %w", c.Name(), err)
+			}
+		}
+	}
+	retry := managerRetry.DelayFunc()
+	for {
+		mgr, err := kubesigner.NewManager(rc, opts, cs...)
+		if err == nil || !unreachable(err) {
+			return mgr, err
+		}
+		delay := retry()
+		log.Warn("cannot reach the apiserver to set up the Kubernetes controllers; retrying", "in", delay, "error", err)
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(delay):
+		}
+	}
+}
+
+// unreachable reports whether err is the apiserver not answering (a
+// network error, or it is not ready), not a verdict about the request.
+func unreachable(err error) bool {
+	var ue *url.Error
+	return errors.As(err, &ue) || apierrors.IsServiceUnavailable(err) || apierrors.IsServerTimeout(err) ||
+		apierrors.IsTimeout(err) || apierrors.IsTooManyRequests(err) || apierrors.IsInternalError(err)
 }

@@ -9,16 +9,21 @@ import (
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/meshca/meshca/ca/authority"
 	"github.com/meshca/meshca/ca/config"
 	"github.com/meshca/meshca/crl"
+	"github.com/meshca/meshca/issuer/kubesigner"
 	"github.com/meshca/meshca/trustbundle/publish"
 )
 
-// trustPublisher runs the trust publishers and keeps the desired material,
+// trustPublisher feeds the trust publisher and keeps the desired material,
 // so that the CRL manager can replace ca-crl.pem in it.
 type trustPublisher struct {
 	p   *publish.Publisher
@@ -124,7 +129,9 @@ func (t *trustPublisher) setCRLs(ctx context.Context, caCRL []byte) error {
 	return nil
 }
 
-// start publishes the desired material and reconciles until ctx ends.
+// start hands the publisher the desired material; it publishes it once it
+// runs on the controller manager (controller), on the replica that holds
+// the Lease.
 func (t *trustPublisher) start(ctx context.Context, cfg *config.Config) error {
 	if t == nil {
 		return nil
@@ -136,12 +143,36 @@ func (t *trustPublisher) start(ctx context.Context, cfg *config.Config) error {
 	if err != nil {
 		return fmt.Errorf("trustBundle: %w", err)
 	}
-	go func() {
-		if err := t.p.Run(ctx); err != nil {
-			t.log.Error("trust distribution stopped", "error", err)
-		}
-	}()
 	t.log.Info("publishing trust material", "istiod_namespace", cfg.TrustBundle.IstiodNamespace, "cacerts_secret", cfg.TrustBundle.PublishCACerts,
 		"crl_bytes", len(t.d.CRLs))
 	return nil
 }
+
+// controller is the publisher as one of the controllers on meshca's
+// manager (nil when trust distribution is off).
+func (t *trustPublisher) controller() kubesigner.Controller {
+	if t == nil {
+		return nil
+	}
+	return trustController{t.p}
+}
+
+// trustController adapts publish.Publisher to kubesigner.Controller
+// (trustbundle/ does not import issuer/).
+type trustController struct{ p *publish.Publisher }
+
+func (trustController) Name() string { return "trustbundle" }
+
+// AddToScheme: the publisher reads core and certificates.k8s.io types,
+// which the manager's client-go scheme already has.
+func (trustController) AddToScheme(*runtime.Scheme) error { return nil }
+
+func (c trustController) Cache() map[client.Object]cache.ByObject { return c.p.Cache() }
+
+func (c trustController) SetupWithManager(mgr ctrl.Manager, _ *kubesigner.Metrics) error {
+	return c.p.SetupWithManager(mgr)
+}
+
+// Prepare discovers the served ClusterTrustBundle version, which Cache
+// needs, waiting while the apiserver cannot be reached.
+func (c trustController) Prepare(ctx context.Context) error { return c.p.Discover(ctx) }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -27,6 +28,7 @@ import (
 	"github.com/meshca/meshca/ca/root"
 	"github.com/meshca/meshca/crl"
 	"github.com/meshca/meshca/issuer/authn"
+	"github.com/meshca/meshca/issuer/kubesigner"
 	"github.com/meshca/meshca/issuer/tlsconfig"
 	"github.com/meshca/meshca/rotation"
 	"github.com/meshca/meshca/test/kubeenv"
@@ -128,6 +130,11 @@ func TestFanout_ActivationMovesEveryPartTogether(t *testing.T) {
 	crls, err := newCRLManager(ctx, cfg, rt, trust.setCRLs, log, reg)
 	require.NoError(t, err)
 	require.NoError(t, trust.start(ctx, cfg))
+	ctrlCtx, stopControllers := context.WithCancel(ctx)
+	waitControllers, err := startControllers(ctrlCtx, controllerDeps{cfg: cfg, rt: rt, rc: env.Config, log: log, reg: reg},
+		[]kubesigner.Controller{trust.controller()}, func(err error) { t.Errorf("controllers stopped: %v", err) })
+	require.NoError(t, err)
+	t.Cleanup(func() { stopControllers(); waitControllers() })
 	serving := &tlsconfig.ServingCert{Authority: rt.Authority, DNSNames: []string{"meshca.test"}, TTL: time.Hour, Log: log}
 	require.NoError(t, serving.Start(ctx))
 	clientAuth := &authn.ClientCert{Trust: rt.Authority, Records: rt.Store, TrustDomain: cfg.TrustDomain}

@@ -173,9 +173,19 @@ SIGINT or SIGTERM.`,
 			if err != nil {
 				return err
 			}
-			if err := startControllers(ctx, cd, controllers, fail); err != nil {
+			if c := trust.controller(); c != nil {
+				controllers = append(controllers, c)
+			}
+			waitControllers, err := startControllers(ctx, cd, controllers, fail)
+			if err != nil {
 				return err
 			}
+			// Shutdown waits for the controllers to stop, so that the
+			// Lease is released for another replica.
+			defer func() {
+				fail(nil)
+				waitControllers()
+			}()
 			log.Info("meshca ready",
 				"trust_domain", cfg.TrustDomain, "generation", m.Generation, "compliance", cfg.Server.Compliance,
 				"serving_names", cfg.Server.DNSNames, "authenticators", door.authenticators,

@@ -26,6 +26,9 @@ type ManagerOptions struct {
 	LeaderElection bool
 	LeaseNamespace string
 	LeaseName      string
+	// LeaseDuration, RenewDeadline and RetryPeriod are the Lease timings
+	// (zero: controller-runtime's defaults, 15 s, 10 s and 2 s).
+	LeaseDuration, RenewDeadline, RetryPeriod time.Duration
 	// GracefulShutdown bounds how long the controllers get to finish on
 	// shutdown (default 10 s).
 	GracefulShutdown time.Duration
@@ -73,7 +76,7 @@ func NewManager(rc *rest.Config, o ManagerOptions, cs ...Controller) (ctrl.Manag
 	}
 	logger := logr.FromSlogHandler(log.With("component", "controllers").Handler())
 	recoverPanic := true
-	mgr, err := ctrl.NewManager(rc, ctrl.Options{
+	opts := ctrl.Options{
 		Scheme:                        scheme,
 		Logger:                        logger,
 		Cache:                         cache.Options{ByObject: byObject},
@@ -85,7 +88,16 @@ func NewManager(rc *rest.Config, o ManagerOptions, cs ...Controller) (ctrl.Manag
 		LeaderElectionReleaseOnCancel: true,
 		GracefulShutdownTimeout:       &o.GracefulShutdown,
 		Controller:                    config.Controller{RecoverPanic: &recoverPanic},
-	})
+	}
+	for _, d := range []struct {
+		v   time.Duration
+		set **time.Duration
+	}{{o.LeaseDuration, &opts.LeaseDuration}, {o.RenewDeadline, &opts.RenewDeadline}, {o.RetryPeriod, &opts.RetryPeriod}} {
+		if d.v > 0 {
+			*d.set = &d.v
+		}
+	}
+	mgr, err := ctrl.NewManager(rc, opts)
 	if err != nil {
 		return nil, fmt.Errorf("controller manager: %w", err)
 	}

@@ -40,7 +40,7 @@ func TestServe_WithClusterReviewsTokensAndPublishesRoots(t *testing.T) {
 	root, err := kubeenv.RepoRoot()
 	require.NoError(t, err)
 	require.NoError(t, env.CreateNamespace(ctx, "istio-system"))
-	for _, f := range []string{"serviceaccount.yaml", "trustbundle.yaml", "istio-endpoint.yaml"} {
+	for _, f := range []string{"serviceaccount.yaml", "trustbundle.yaml", "istio-endpoint.yaml", "controllers.yaml"} {
 		_, err := env.ApplyYAMLFile(ctx, filepath.Join(root, "deploy", "rbac", f))
 		require.NoError(t, err)
 	}
@@ -109,7 +109,7 @@ func tokenKubeconfig(t *testing.T, cfg *rest.Config) []byte {
 
 // meshcaInCluster starts a real apiserver with the namespace istio-system
 // and namespaces, installs meshca's least-privilege RBAC from deploy/rbac
-// (serviceaccount, trustbundle, istio-endpoint, csr-signer) and returns it with a
+// (serviceaccount, trustbundle, istio-endpoint, controllers and the signers') and returns it with a
 // kubeconfig file that authenticates as istio-system/meshca.
 func meshcaInCluster(t *testing.T, namespaces ...string) (*kubeenv.Env, string) {
 	t.Helper()
@@ -122,7 +122,7 @@ func meshcaInCluster(t *testing.T, namespaces ...string) (*kubeenv.Env, string) 
 	}
 	root, err := kubeenv.RepoRoot()
 	require.NoError(t, err)
-	for _, f := range []string{"serviceaccount.yaml", "trustbundle.yaml", "istio-endpoint.yaml", "podcert-signer.yaml", "csr-signer.yaml"} {
+	for _, f := range []string{"serviceaccount.yaml", "trustbundle.yaml", "istio-endpoint.yaml", "podcert-signer.yaml", "csr-signer.yaml", "controllers.yaml"} {
 		_, err := env.ApplyYAMLFile(ctx, filepath.Join(root, "deploy", "rbac", f))
 		require.NoError(t, err)
 	}

@@ -94,6 +94,13 @@ func TestPublisher_ProblemsAreAlerts(t *testing.T) {
 		}
 		return nil
 	})
-	require.Equal(t, 0.0, metricValue(t, p.reg, "meshca_trustbundle_refused", refused))
+	// The gauge follows the firing alerts right after the engine has
+	// notified the sinks.
+	waitFor(t, restoreTime, "the gauge drops", func() error {
+		if v := metricValue(t, p.reg, "meshca_trustbundle_refused", refused); v != 0 {
+			return fmt.Errorf("meshca_trustbundle_refused is %v", v)
+		}
+		return nil
+	})
 	require.Empty(t, engine.Firing())
 }

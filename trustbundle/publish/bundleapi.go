@@ -7,12 +7,9 @@ import (
 	certificatesv1beta1 "k8s.io/api/certificates/v1beta1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	certv1ac "k8s.io/client-go/applyconfigurations/certificates/v1"
 	certv1beta1ac "k8s.io/client-go/applyconfigurations/certificates/v1beta1"
-	"k8s.io/client-go/informers"
-	"k8s.io/client-go/tools/cache"
 )
 
 // The two adapters below differ only in their Go types; both write with
@@ -20,19 +17,18 @@ import (
 // apply without annotations drops the ones meshca applied before (the
 // post-quantum anchors of a CA that no longer has any) and keeps others'.
 
-func (p *Publisher) v1Bundles(f informers.SharedInformerFactory) (*bundleAPI, cache.SharedIndexInformer) {
-	inf := f.Certificates().V1().ClusterTrustBundles()
+func (p *Publisher) v1Bundles() *bundleAPI {
 	client := p.client.CertificatesV1().ClusterTrustBundles()
 	return &bundleAPI{
 		version: "v1",
-		list: func() ([]bundle, error) {
-			objs, err := inf.Lister().List(labels.Everything())
-			if err != nil {
+		list: func(ctx context.Context) ([]bundle, error) {
+			var l certificatesv1.ClusterTrustBundleList
+			if err := p.cache.List(ctx, &l); err != nil {
 				return nil, err
 			}
-			out := make([]bundle, 0, len(objs))
-			for _, o := range objs {
-				out = append(out, fromV1(o))
+			out := make([]bundle, 0, len(l.Items))
+			for i := range l.Items {
+				out = append(out, fromV1(&l.Items[i]))
 			}
 			return out, nil
 		},
@@ -48,22 +44,21 @@ func (p *Publisher) v1Bundles(f informers.SharedInformerFactory) (*bundleAPI, ca
 		delete: func(ctx context.Context, b bundle) error {
 			return client.Delete(ctx, b.name, deleteExactly(b))
 		},
-	}, inf.Informer()
+	}
 }
 
-func (p *Publisher) v1beta1Bundles(f informers.SharedInformerFactory) (*bundleAPI, cache.SharedIndexInformer) {
-	inf := f.Certificates().V1beta1().ClusterTrustBundles()
+func (p *Publisher) v1beta1Bundles() *bundleAPI {
 	client := p.client.CertificatesV1beta1().ClusterTrustBundles()
 	return &bundleAPI{
 		version: "v1beta1",
-		list: func() ([]bundle, error) {
-			objs, err := inf.Lister().List(labels.Everything())
-			if err != nil {
+		list: func(ctx context.Context) ([]bundle, error) {
+			var l certificatesv1beta1.ClusterTrustBundleList
+			if err := p.cache.List(ctx, &l); err != nil {
 				return nil, err
 			}
-			out := make([]bundle, 0, len(objs))
-			for _, o := range objs {
-				out = append(out, fromV1beta1(o))
+			out := make([]bundle, 0, len(l.Items))
+			for i := range l.Items {
+				out = append(out, fromV1beta1(&l.Items[i]))
 			}
 			return out, nil
 		},
@@ -79,7 +74,7 @@ func (p *Publisher) v1beta1Bundles(f informers.SharedInformerFactory) (*bundleAP
 		delete: func(ctx context.Context, b bundle) error {
 			return client.Delete(ctx, b.name, deleteExactly(b))
 		},
-	}, inf.Informer()
+	}
 }
 
 func fromV1(o *certificatesv1.ClusterTrustBundle) bundle {

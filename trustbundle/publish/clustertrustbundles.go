@@ -9,13 +9,14 @@ import (
 	"strings"
 	"time"
 
+	certificatesv1 "k8s.io/api/certificates/v1"
+	certificatesv1beta1 "k8s.io/api/certificates/v1beta1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/discovery"
-	"k8s.io/client-go/informers"
-	"k8s.io/client-go/tools/cache"
+	toolscache "k8s.io/client-go/tools/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/meshca/meshca/ca/config"
 	"github.com/meshca/meshca/ca/root"
@@ -95,11 +96,11 @@ func (b bundle) matches(cur bundle) bool {
 		haveOK == wantOK && have == want
 }
 
-// bundleAPI reads meshca's bundles from an informer and writes them, for
+// bundleAPI reads meshca's bundles from the shared cache and writes them, for
 // one served version of certificates.k8s.io.
 type bundleAPI struct {
 	version string
-	list    func() ([]bundle, error)
+	list    func(context.Context) ([]bundle, error)
 	apply   func(context.Context, bundle) error
 	delete  func(context.Context, bundle) error
 }
@@ -128,52 +129,29 @@ func discoverBundleVersion(d discovery.DiscoveryInterface) (string, error) {
 // apiserver cannot be reached: 200ms, doubling up to 30s.
 var discoveryBackoff = wait.Backoff{Duration: 200 * time.Millisecond, Factor: 2, Steps: math.MaxInt32, Cap: 30 * time.Second}
 
-// runTrustBundles discovers the served version (retrying with backoff
-// while the apiserver is unreachable), then watches meshca's bundles until
-// ctx ends.
+// runTrustBundles watches meshca's bundles of the discovered version
+// through the shared cache until ctx ends.
 func (p *Publisher) runTrustBundles(ctx context.Context) {
-	version := p.ctbForced
-	retry := discoveryBackoff.DelayFunc()
-	for version == "" {
-		v, err := discoverBundleVersion(p.client.Discovery())
-		if err == nil && v == "" {
-			p.log.Warn("the apiserver serves no ClusterTrustBundle API (certificates.k8s.io/v1 or v1beta1); not publishing ClusterTrustBundles")
-			return
-		}
-		if err == nil {
-			version = v
-			break
-		}
-		delay := retry()
-		p.log.Warn("ClusterTrustBundle discovery failed; retrying", "in", delay, "error", err)
-		t := p.clock.NewTimer(delay)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return
-		case <-t.C():
-		}
-	}
-	factory := informers.NewSharedInformerFactoryWithOptions(p.client, p.resync,
-		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = managedBySelector }))
-	defer factory.Shutdown()
 	var api *bundleAPI
-	var inf cache.SharedIndexInformer
-	if version == "v1" {
-		api, inf = p.v1Bundles(factory)
-	} else {
-		api, inf = p.v1beta1Bundles(factory)
+	var obj client.Object
+	switch p.ctbVersion {
+	case "v1":
+		api, obj = p.v1Bundles(), &certificatesv1.ClusterTrustBundle{}
+	case "v1beta1":
+		api, obj = p.v1beta1Bundles(), &certificatesv1beta1.ClusterTrustBundle{}
+	default:
+		return // none served (Discover said so)
 	}
-	if _, err := inf.AddEventHandler(p.enqueueOn(keyTrustBundles)); err != nil {
+	reg, err := p.watch(ctx, obj, p.enqueueOn(keyTrustBundles))
+	if err != nil {
 		p.log.Error("cannot watch ClusterTrustBundles", "error", err)
 		return
 	}
-	factory.StartWithContext(ctx)
-	if !cache.WaitForNamedCacheSyncWithContext(ctx, inf.HasSynced) {
+	if !toolscache.WaitForNamedCacheSyncWithContext(ctx, reg.HasSynced) {
 		return
 	}
 	p.ctb.Store(api)
-	p.log.Info("publishing ClusterTrustBundles", "apiVersion", "certificates.k8s.io/"+version)
+	p.log.Info("publishing ClusterTrustBundles", "apiVersion", "certificates.k8s.io/"+p.ctbVersion)
 	p.queue.Add(keyTrustBundles)
 	<-ctx.Done()
 }
@@ -214,7 +192,7 @@ func (p *Publisher) syncTrustBundles(ctx context.Context, st *state) error {
 	if api == nil {
 		return nil // not discovered yet; discovery queues this key
 	}
-	existing, err := api.list()
+	existing, err := api.list(ctx)
 	if err != nil {
 		return err
 	}

@@ -12,6 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
 // configMapLabels are the labels of both namespace ConfigMaps.
@@ -20,11 +21,11 @@ var configMapLabels = map[string]string{LabelManagedBy: FieldManager, LabelIstio
 // syncAllNamespaces queues every namespace and reports a CRL that cannot be
 // published because it does not fit a ConfigMap.
 func (p *Publisher) syncAllNamespaces(ctx context.Context, st *state) error {
-	nss, err := p.namespaces.List(labels.Everything())
-	if err != nil {
+	var nss corev1.NamespaceList
+	if err := p.cache.List(ctx, &nss, client.UnsafeDisableDeepCopy); err != nil {
 		return err
 	}
-	for _, ns := range nss {
+	for _, ns := range nss.Items {
 		p.queue.Add(nsKeyPrefix + ns.Name)
 	}
 	object := "ConfigMap */" + p.crlName
@@ -55,14 +56,15 @@ func (p *Publisher) selects(ns *corev1.Namespace) bool {
 // syncNamespace makes the root ConfigMap, and the CRL ConfigMap once a CRL
 // exists, hold st in namespace name. It never deletes either.
 func (p *Publisher) syncNamespace(ctx context.Context, st *state, name string) error {
-	ns, err := p.namespaces.Get(name)
+	var ns corev1.Namespace
+	err := p.cache.Get(ctx, client.ObjectKey{Name: name}, &ns)
 	if apierrors.IsNotFound(err) {
 		return nil
 	}
 	if err != nil {
 		return err
 	}
-	if !p.selects(ns) {
+	if !p.selects(&ns) {
 		return nil
 	}
 	errRoot := p.syncConfigMap(ctx, name, RootConfigMapName, rootConfigMapKey, objectRootCM, configMapLabels,
@@ -78,8 +80,8 @@ func (p *Publisher) syncNamespace(ctx context.Context, st *state, name string) e
 // syncConfigMap applies ConfigMap ns/name with key set to content(current
 // value) and labels lbl unless the cached copy already holds them.
 func (p *Publisher) syncConfigMap(ctx context.Context, ns, name, key, object string, lbl map[string]string, content func(old string) string) error {
-	cur, err := p.configMaps.ConfigMaps(ns).Get(name)
-	if err != nil && !apierrors.IsNotFound(err) {
+	cur, err := p.cachedConfigMap(ctx, ns, name)
+	if err != nil {
 		return err
 	}
 	var old string
@@ -109,4 +111,18 @@ func hasLabels(got, want map[string]string) bool {
 		}
 	}
 	return true
+}
+
+// cachedConfigMap is ConfigMap ns/name from the shared cache (only those
+// with meshca's label are there), or nil when there is none.
+func (p *Publisher) cachedConfigMap(ctx context.Context, ns, name string) (*corev1.ConfigMap, error) {
+	cm := &corev1.ConfigMap{}
+	err := p.cache.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, cm)
+	if apierrors.IsNotFound(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return cm, nil
 }

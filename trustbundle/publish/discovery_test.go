@@ -73,8 +73,9 @@ func proxy(c net.Conn, target string) {
 	_, _ = io.Copy(c, up)
 }
 
-// gatedClient is the meshca ServiceAccount's client, through a gate.
-func gatedClient(t *testing.T) (kubernetes.Interface, *gate) {
+// gatedClient is the meshca ServiceAccount's client, and its rest.Config,
+// through a gate.
+func gatedClient(t *testing.T) (kubernetes.Interface, *rest.Config, *gate) {
 	t.Helper()
 	meshcaClient(t) // RBAC
 	rc, _, err := env.ClientAs(testContext(t), istiod, "meshca")
@@ -89,31 +90,27 @@ func gatedClient(t *testing.T) (kubernetes.Interface, *gate) {
 	rc.Host = u.String()
 	client, err := kubernetes.NewForConfig(rc)
 	require.NoError(t, err)
-	return client, g
+	return client, rc, g
 }
 
 var retryIn = regexp.MustCompile(`msg="ClusterTrustBundle discovery failed; retrying" component=trustbundle in=(\S+)`)
 
 // While the apiserver cannot be reached, ClusterTrustBundle discovery is
 // retried after 200ms, doubling up to 30s, without jitter; the first
-// answer ends the retries.
+// answer ends the retries, and the publisher then watches and writes the
+// discovered version through the manager's cache.
 func TestClusterTrustBundleDiscovery_RetriesWithCappedBackoffUntilTheApiserverAnswers(t *testing.T) {
-	client, g := gatedClient(t)
+	client, rc, g := gatedClient(t)
 	clk := testingclock.NewFakeClock(time.Now())
 	var logs logbuf.Buffer
-	p, err := New(client, config.TrustBundleConfig{}, WithClock(clk), WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+	p, err := New(client, config.TrustBundleConfig{}, WithClock(clk), WithLogger(log), WithResync(0))
 	require.NoError(t, err)
 	base := clk.Waiters() // the workqueue's own heartbeat
 	ctx, cancel := context.WithCancel(testContext(t))
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		p.runTrustBundles(ctx)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-	})
+	discovered := make(chan error, 1)
+	go func() { discovered <- p.Discover(ctx) }()
+	t.Cleanup(cancel)
 
 	want := []string{"200ms", "400ms", "800ms", "1.6s", "3.2s", "6.4s", "12.8s", "25.6s", "30s", "30s"}
 	for i, d := range want {
@@ -135,12 +132,27 @@ func TestClusterTrustBundleDiscovery_RetriesWithCappedBackoffUntilTheApiserverAn
 		require.NoError(t, err)
 		clk.Step(step)
 	}
-	waitFor(t, 30*time.Second, "ClusterTrustBundles discovered", func() error {
+	select {
+	case err := <-discovered:
+		require.NoError(t, err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("discovery did not end within 30s of the apiserver answering")
+	}
+	require.Equal(t, "v1", p.ctbVersion)
+	require.Len(t, retryIn.FindAllString(logs.String(), -1), len(want), "no retry after the apiserver answered")
+
+	mgr := newManager(t, rc, p, log)
+	done := make(chan error, 1)
+	go func() { done <- mgr.Start(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		require.NoError(t, <-done)
+	})
+	waitFor(t, 30*time.Second, "ClusterTrustBundles watched", func() error {
 		if p.ctb.Load() == nil {
-			return errors.New("not discovered")
+			return errors.New("not watched")
 		}
 		return nil
 	})
-	require.Len(t, retryIn.FindAllString(logs.String(), -1), len(want), "no retry after the apiserver answered")
 	require.Contains(t, logs.String(), `msg="publishing ClusterTrustBundles" component=trustbundle apiVersion=certificates.k8s.io/v1`)
 }

@@ -22,7 +22,13 @@ func TestPublisher_RefusesCRLOver1MiB_WithEventAndMetric(t *testing.T) {
 	waitFor(t, restoreTime, "small CRL published", crlCM)
 
 	require.NoError(t, p.Update(ctx, Desired{Roots: ca.bundle.Roots, CRLs: huge}))
+	refused := map[string]string{"object": objectCRLCM, "reason": reasonTooLarge}
+	// An earlier test may have left an Event with the same message: the
+	// gauge, set before this Publisher writes its Event, says it is ours.
 	waitFor(t, restoreTime, "CRLTooLarge Event", func() error {
+		if v := metricValue(t, p.reg, "meshca_trustbundle_refused", refused); v != 1 {
+			return fmt.Errorf("meshca_trustbundle_refused is %v", v)
+		}
 		for _, ev := range eventsFor(t, istiod, config.DefaultCRLConfigMapName, ReasonCRLTooLarge) {
 			if strings.Contains(ev.Message, fmt.Sprintf("%d bytes", len(huge))) {
 				return nil
@@ -30,7 +36,6 @@ func TestPublisher_RefusesCRLOver1MiB_WithEventAndMetric(t *testing.T) {
 		}
 		return fmt.Errorf("no %s Event naming %d bytes", ReasonCRLTooLarge, len(huge))
 	})
-	refused := map[string]string{"object": objectCRLCM, "reason": reasonTooLarge}
 	require.Equal(t, 1.0, metricValue(t, p.reg, "meshca_trustbundle_refused", refused))
 	require.NoError(t, crlCM(), "the ConfigMap keeps the previous CRL")
 	list, err := env.Client.CoreV1().ConfigMaps("").List(ctx, metav1.ListOptions{LabelSelector: managedBySelector})

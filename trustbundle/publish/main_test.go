@@ -18,13 +18,20 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 	certificatesv1 "k8s.io/api/certificates/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/meshca/meshca/ca/config"
 	"github.com/meshca/meshca/ca/root"
@@ -60,6 +67,7 @@ func testContext(t *testing.T) context.Context {
 
 var (
 	rbacOnce   sync.Once
+	rbacConfig *rest.Config
 	rbacClient kubernetes.Interface
 	rbacErr    error
 )
@@ -83,10 +91,29 @@ func meshcaClient(t *testing.T) kubernetes.Interface {
 				return
 			}
 		}
-		_, rbacClient, rbacErr = env.ClientAs(ctx, istiod, "meshca")
+		rbacConfig, rbacClient, rbacErr = env.ClientAs(ctx, istiod, "meshca")
 	})
 	require.NoError(t, rbacErr)
 	return rbacClient
+}
+
+// newManager is a controller-runtime manager over rc whose cache is
+// restricted by p.Cache, as meshca's shared manager
+// (issuer/kubesigner.NewManager) builds it, without leader election.
+func newManager(t *testing.T, rc *rest.Config, p *Publisher, log *slog.Logger) ctrl.Manager {
+	t.Helper()
+	scheme := runtime.NewScheme()
+	require.NoError(t, clientgoscheme.AddToScheme(scheme))
+	mgr, err := ctrl.NewManager(rc, ctrl.Options{
+		Scheme:                 scheme,
+		Logger:                 logr.FromSlogHandler(log.Handler()),
+		Cache:                  cache.Options{ByObject: p.Cache()},
+		Metrics:                metricsserver.Options{BindAddress: "0"},
+		HealthProbeBindAddress: "0",
+	})
+	require.NoError(t, err)
+	require.NoError(t, p.SetupWithManager(mgr))
+	return mgr
 }
 
 // running is a Publisher started by startPublisher.
@@ -97,8 +124,9 @@ type running struct {
 	stop func()
 }
 
-// startPublisher runs a Publisher as the meshca ServiceAccount until the
-// test ends (or stop is called) and checks that Run returns cleanly.
+// startPublisher runs a Publisher on a manager as the meshca
+// ServiceAccount until the test ends (or stop is called) and checks that
+// the manager stops cleanly.
 func startPublisher(t *testing.T, cfg config.TrustBundleConfig, opts ...Option) *running {
 	t.Helper()
 	reg := prometheus.NewRegistry()
@@ -106,9 +134,11 @@ func startPublisher(t *testing.T, cfg config.TrustBundleConfig, opts ...Option) 
 	all := append([]Option{WithRegisterer(reg), WithLogger(log)}, opts...)
 	p, err := New(meshcaClient(t), cfg, all...)
 	require.NoError(t, err)
+	require.NoError(t, p.Discover(testContext(t)))
+	mgr := newManager(t, rbacConfig, p, log)
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &running{Publisher: p, reg: reg, done: make(chan error, 1)}
-	go func() { r.done <- p.Run(ctx) }()
+	go func() { r.done <- mgr.Start(ctx) }()
 	var once sync.Once
 	r.stop = func() {
 		once.Do(func() {
@@ -117,7 +147,7 @@ func startPublisher(t *testing.T, cfg config.TrustBundleConfig, opts ...Option) 
 			case err := <-r.done:
 				require.NoError(t, err)
 			case <-time.After(15 * time.Second):
-				t.Error("Run did not return within 15s of cancellation")
+				t.Error("the manager did not stop within 15s of cancellation")
 			}
 		})
 	}

@@ -78,13 +78,13 @@ func (p *Publisher) syncPQAnchors(ctx context.Context, st *state) error {
 		return p.syncConfigMap(ctx, p.namespace, PQAnchorsConfigMapName, PQAnchorsConfigMapKey, objectPQAnchorsCM, pqAnchorsLabels,
 			func(string) string { return string(st.pqAnchors) })
 	}
-	cur, err := p.configMaps.ConfigMaps(p.namespace).Get(PQAnchorsConfigMapName)
-	if apierrors.IsNotFound(err) {
-		p.metrics.succeeded(objectPQAnchorsCM, p.clock.Now())
-		return nil
-	}
+	cur, err := p.cachedConfigMap(ctx, p.namespace, PQAnchorsConfigMapName)
 	if err != nil {
 		return err
+	}
+	if cur == nil {
+		p.metrics.succeeded(objectPQAnchorsCM, p.clock.Now())
+		return nil
 	}
 	uid := types.UID(cur.UID)
 	err = p.client.CoreV1().ConfigMaps(p.namespace).Delete(ctx, PQAnchorsConfigMapName,

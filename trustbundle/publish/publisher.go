@@ -8,7 +8,10 @@
 //
 // A Publisher holds the desired trust material in memory (Update) and
 // reconciles the cluster to it from informer events through a rate-limited
-// workqueue, so that an edited or deleted object is restored within seconds
+// workqueue. It runs on a controller-runtime manager shared with meshca's
+// other controllers (SetupWithManager): its informers are the manager's
+// cache, restricted by Cache, so that meshca watches each kind once, and
+// it writes only on the replica that holds the manager's Lease, so that an edited or deleted object is restored within seconds
 // and an apiserver outage only delays the next write. Every write is a
 // server-side apply with field manager "meshca". It never overwrites a
 // cacerts Secret it does not own unless told to take ownership, never
@@ -32,15 +35,18 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/time/rate"
+	certificatesv1 "k8s.io/api/certificates/v1"
+	certificatesv1beta1 "k8s.io/api/certificates/v1beta1"
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
-	corelisters "k8s.io/client-go/listers/core/v1"
-	"k8s.io/client-go/tools/cache"
+	toolscache "k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/workqueue"
 	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	ctrlcache "sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/meshca/meshca/ca/config"
 	"github.com/meshca/meshca/rotation/alert"
@@ -98,7 +104,6 @@ type Publisher struct {
 	signers   []string
 	istiodCTB bool
 	ctbOn     bool
-	ctbForced string // API version from WithClusterTrustBundleVersion
 
 	log      *slog.Logger
 	clock    clock.WithTicker
@@ -112,9 +117,16 @@ type Publisher struct {
 	running atomic.Bool
 	synced  atomic.Bool
 
-	namespaces corelisters.NamespaceLister
-	configMaps corelisters.ConfigMapLister
-	ctb        atomic.Pointer[bundleAPI]
+	// ctbVersion is the ClusterTrustBundle version written ("" for none),
+	// known once discovered.
+	ctbVersion string
+	discovered bool
+
+	// cache is the shared controller-runtime cache (SetupWithManager).
+	cache   ctrlcache.Cache
+	mu      sync.Mutex
+	unwatch []func()
+	ctb     atomic.Pointer[bundleAPI]
 }
 
 type options struct {
@@ -143,7 +155,8 @@ func WithRegisterer(r prometheus.Registerer) Option { return func(o *options) { 
 func WithClock(c clock.WithTicker) Option { return func(o *options) { o.clock = c } }
 
 // WithResync sets how often every object is compared with the desired
-// state even without events, as a safety net (default 10m; 0 turns it off).
+// state even without events, as a safety net (default 10m; 0 turns it off),
+// on the Publisher's clock.
 func WithResync(d time.Duration) Option { return func(o *options) { o.resync = d } }
 
 // WithRetryBackoff sets the per-object retry delay after a failed write:
@@ -170,7 +183,7 @@ func WithClusterTrustBundleVersion(v string) Option {
 // New returns a Publisher for cfg that writes with client (built from the
 // kubernetes section of the configuration). It does not look at cfg.Enabled: whether to run a
 // Publisher is the caller's decision. Nothing is published until Update has
-// been called and Run is running.
+// been called and the Publisher runs on a manager (SetupWithManager).
 func New(client kubernetes.Interface, cfg config.TrustBundleConfig, opts ...Option) (*Publisher, error) {
 	o := &options{
 		log:       slog.Default(),
@@ -211,19 +224,20 @@ func New(client kubernetes.Interface, cfg config.TrustBundleConfig, opts ...Opti
 		alerts = e
 	}
 	p := &Publisher{
-		client:    client,
-		namespace: cfg.IstiodNamespace,
-		takeOwner: cfg.TakeOwnership,
-		excluded:  map[string]bool{},
-		selector:  sel,
-		crlName:   cfg.CRLConfigMapName,
-		signers:   slices.Clone(cfg.ClusterTrustBundles.SignerNames),
-		istiodCTB: cfg.ClusterTrustBundles.IstiodBundle,
-		ctbOn:     cfg.ClusterTrustBundles.On(),
-		ctbForced: o.ctbVersion,
-		log:       o.log.With("component", "trustbundle"),
-		clock:     o.clock,
-		metrics:   m,
+		client:     client,
+		namespace:  cfg.IstiodNamespace,
+		takeOwner:  cfg.TakeOwnership,
+		excluded:   map[string]bool{},
+		selector:   sel,
+		crlName:    cfg.CRLConfigMapName,
+		signers:    slices.Clone(cfg.ClusterTrustBundles.SignerNames),
+		istiodCTB:  cfg.ClusterTrustBundles.IstiodBundle,
+		ctbOn:      cfg.ClusterTrustBundles.On(),
+		ctbVersion: o.ctbVersion,
+		discovered: o.ctbVersion != "",
+		log:        o.log.With("component", "trustbundle"),
+		clock:      o.clock,
+		metrics:    m,
 		problems: &problems{
 			alerts:  alerts,
 			metrics: m,
@@ -240,8 +254,10 @@ func New(client kubernetes.Interface, cfg config.TrustBundleConfig, opts ...Opti
 		workqueue.NewTypedItemExponentialFailureRateLimiter[string](o.baseDelay, o.maxDelay),
 		&workqueue.TypedBucketRateLimiter[string]{Limiter: rate.NewLimiter(rate.Limit(50), 200)},
 	)
+	// No Name: the queue reports no metrics (meshca_trustbundle_* are the
+	// Publisher's), also now that controller-runtime, linked in, sets
+	// client-go's global workqueue metrics provider.
 	p.queue = workqueue.NewTypedRateLimitingQueueWithConfig(limiter, workqueue.TypedRateLimitingQueueConfig[string]{
-		Name:  "meshca_trustbundle",
 		Clock: o.clock,
 	})
 	return p, nil
@@ -249,7 +265,7 @@ func New(client kubernetes.Interface, cfg config.TrustBundleConfig, opts ...Opti
 
 // Update replaces the desired trust material and schedules a reconcile of
 // everything. It fails, changing nothing, when d is inconsistent. It does
-// not wait for the writes; they happen in Run.
+// not wait for the writes; they happen in Start, on the leader.
 func (p *Publisher) Update(ctx context.Context, d Desired) error {
 	st, err := compile(d)
 	if err != nil {
@@ -269,60 +285,125 @@ func (p *Publisher) Update(ctx context.Context, d Desired) error {
 // started.
 func (p *Publisher) HasSynced() bool { return p.synced.Load() }
 
-// Run watches the cluster and reconciles until ctx is done. It survives an
-// unreachable apiserver (informers and writes retry with backoff) and
-// returns nil when ctx ends, after its workers have stopped. It may be
-// called once.
-func (p *Publisher) Run(ctx context.Context) error {
+// Discover finds the version of certificates.k8s.io that serves
+// ClusterTrustBundles (unless WithClusterTrustBundleVersion fixed it),
+// retrying with backoff while the apiserver cannot be reached. Cache needs
+// it: the shared cache can only be restricted for a served type. It
+// returns ctx's error if ctx ends first; with ClusterTrustBundles off it
+// does nothing.
+func (p *Publisher) Discover(ctx context.Context) error {
+	if !p.ctbOn || p.discovered {
+		return nil
+	}
+	retry := discoveryBackoff.DelayFunc()
+	for {
+		v, err := discoverBundleVersion(p.client.Discovery())
+		if err == nil {
+			if v == "" {
+				p.log.Warn("the apiserver serves no ClusterTrustBundle API (certificates.k8s.io/v1 or v1beta1); not publishing ClusterTrustBundles")
+			}
+			p.ctbVersion, p.discovered = v, true
+			return nil
+		}
+		delay := retry()
+		p.log.Warn("ClusterTrustBundle discovery failed; retrying", "in", delay, "error", err)
+		t := p.clock.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C():
+		}
+	}
+}
+
+// Cache is what the Publisher needs of a controller-runtime cache shared
+// with other controllers, restricted exactly as its own informers were:
+// ConfigMaps and ClusterTrustBundles (of the discovered version) that
+// carry meshca's managed-by label, and the one Secret cacerts in istiod's
+// namespace (a field selector on its name, which RBAC's resourceNames
+// authorizes). Namespaces are watched whole and need no entry. The
+// Publisher never modifies what it reads, so reads of the ConfigMaps (a
+// CRL may be 1 MiB, in every namespace) and bundles skip the deep copy.
+// Call Discover first.
+func (p *Publisher) Cache() map[client.Object]ctrlcache.ByObject {
+	managed := labels.SelectorFromSet(labels.Set{LabelManagedBy: FieldManager})
+	noCopy := true
+	out := map[client.Object]ctrlcache.ByObject{
+		&corev1.ConfigMap{}: {Label: managed, UnsafeDisableDeepCopy: &noCopy},
+		&corev1.Secret{}: {Namespaces: map[string]ctrlcache.Config{
+			p.namespace: {FieldSelector: fields.OneTermEqualSelector("metadata.name", SecretName)},
+		}},
+	}
+	switch {
+	case !p.ctbOn:
+	case p.ctbVersion == "v1":
+		out[&certificatesv1.ClusterTrustBundle{}] = ctrlcache.ByObject{Label: managed, UnsafeDisableDeepCopy: &noCopy}
+	case p.ctbVersion == "v1beta1":
+		out[&certificatesv1beta1.ClusterTrustBundle{}] = ctrlcache.ByObject{Label: managed, UnsafeDisableDeepCopy: &noCopy}
+	}
+	return out
+}
+
+// SetupWithManager makes the Publisher one of mgr's runnables, reading
+// from mgr's cache (which must be restricted by Cache) and reconciling
+// only while mgr holds the leader Lease, if it elects one. Call Discover
+// first.
+func (p *Publisher) SetupWithManager(mgr ctrl.Manager) error {
+	if p.ctbOn && !p.discovered {
+		return errors.New("publish: Discover must run before the manager is set up")
+	}
+	p.cache = mgr.GetCache()
+	return mgr.Add(p)
+}
+
+// NeedLeaderElection is true: one replica at a time writes the trust
+// material.
+func (p *Publisher) NeedLeaderElection() bool { return true }
+
+// Start watches the cluster through the shared cache and reconciles until
+// ctx is done; the manager calls it (once this replica leads). It survives
+// an unreachable apiserver (the cache's informers and the writes retry
+// with backoff) and returns nil when ctx ends, after its workers have
+// stopped. It may be called once.
+func (p *Publisher) Start(ctx context.Context) error {
+	if p.cache == nil {
+		return errors.New("publish: SetupWithManager was not called")
+	}
 	if !p.running.CompareAndSwap(false, true) {
-		return errors.New("publish: Run called twice")
+		return errors.New("publish: started twice")
 	}
 	defer p.queue.ShutDown()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	defer p.unwatchAll()
 
-	nsFactory := informers.NewSharedInformerFactoryWithOptions(p.client, p.resync)
-	cmFactory := informers.NewSharedInformerFactoryWithOptions(p.client, p.resync,
-		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = managedBySelector }))
-	secretFactory := informers.NewSharedInformerFactoryWithOptions(p.client, p.resync,
-		informers.WithNamespace(p.namespace),
-		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.FieldSelector = "metadata.name=" + SecretName }))
-	factories := []informers.SharedInformerFactory{nsFactory, cmFactory, secretFactory}
-	defer func() {
-		cancel()
-		for _, f := range factories {
-			f.Shutdown()
-		}
-	}()
-
-	nsInformer := nsFactory.Core().V1().Namespaces()
-	cmInformer := cmFactory.Core().V1().ConfigMaps()
-	secretInformer := secretFactory.Core().V1().Secrets()
-	p.namespaces, p.configMaps = nsInformer.Lister(), cmInformer.Lister()
-	for _, reg := range []struct {
-		inf cache.SharedIndexInformer
-		h   cache.ResourceEventHandler
+	var synced []toolscache.InformerSynced
+	for _, w := range []struct {
+		obj client.Object
+		h   toolscache.ResourceEventHandler
 	}{
-		{nsInformer.Informer(), p.namespaceHandler()},
-		{cmInformer.Informer(), p.configMapHandler()},
-		{secretInformer.Informer(), p.enqueueOn(keySecret)},
+		{&corev1.Namespace{}, p.namespaceHandler()},
+		{&corev1.ConfigMap{}, p.configMapHandler()},
+		{&corev1.Secret{}, p.enqueueOn(keySecret)},
 	} {
-		if _, err := reg.inf.AddEventHandler(reg.h); err != nil {
+		reg, err := p.watch(ctx, w.obj, w.h)
+		if err != nil {
 			return fmt.Errorf("publish: %w", err)
 		}
-	}
-	for _, f := range factories {
-		f.StartWithContext(ctx)
+		synced = append(synced, reg.HasSynced)
 	}
 
 	var wg sync.WaitGroup
 	if p.ctbOn {
 		wg.Go(func() { p.runTrustBundles(ctx) })
 	}
+	if p.resync > 0 {
+		wg.Go(func() { p.resyncEvery(ctx) })
+	}
 
 	p.log.Info("waiting for informers", "istiodNamespace", p.namespace)
-	if !cache.WaitForNamedCacheSyncWithContext(ctx, nsInformer.Informer().HasSynced,
-		cmInformer.Informer().HasSynced, secretInformer.Informer().HasSynced) {
+	if !toolscache.WaitForNamedCacheSyncWithContext(ctx, synced...) {
 		wg.Wait()
 		return nil // ctx ended first
 	}
@@ -339,6 +420,50 @@ func (p *Publisher) Run(ctx context.Context) error {
 	wg.Wait()
 	p.log.Info("trust distribution stopped")
 	return nil
+}
+
+// watch adds h to the shared cache's informer of obj's kind, without
+// waiting for it to sync; the handler is removed when Start returns.
+func (p *Publisher) watch(ctx context.Context, obj client.Object, h toolscache.ResourceEventHandler) (toolscache.ResourceEventHandlerRegistration, error) {
+	inf, err := p.cache.GetInformer(ctx, obj, ctrlcache.BlockUntilSynced(false))
+	if err != nil {
+		return nil, fmt.Errorf("watching %T: %w", obj, err)
+	}
+	reg, err := inf.AddEventHandler(h)
+	if err != nil {
+		return nil, fmt.Errorf("watching %T: %w", obj, err)
+	}
+	p.mu.Lock()
+	p.unwatch = append(p.unwatch, func() { _ = inf.RemoveEventHandler(reg) })
+	p.mu.Unlock()
+	return reg, nil
+}
+
+func (p *Publisher) unwatchAll() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, f := range p.unwatch {
+		f()
+	}
+	p.unwatch = nil
+}
+
+// resyncEvery queues everything every p.resync: a safety net that compares
+// every object with the desired state even without events.
+func (p *Publisher) resyncEvery(ctx context.Context) {
+	t := p.clock.NewTicker(p.resync)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C():
+			p.queue.Add(keySecret)
+			p.queue.Add(keyTrustBundles)
+			p.queue.Add(keyAllNamespaces)
+			p.queue.Add(keyPQAnchors)
+		}
+	}
 }
 
 func (p *Publisher) processNext(ctx context.Context) bool {
@@ -384,15 +509,15 @@ func (p *Publisher) sync(ctx context.Context, key string) error {
 }
 
 // enqueueOn returns a handler that queues key on any event.
-func (p *Publisher) enqueueOn(key string) cache.ResourceEventHandler {
-	return cache.ResourceEventHandlerFuncs{
+func (p *Publisher) enqueueOn(key string) toolscache.ResourceEventHandler {
+	return toolscache.ResourceEventHandlerFuncs{
 		AddFunc:    func(any) { p.queue.Add(key) },
 		UpdateFunc: func(any, any) { p.queue.Add(key) },
 		DeleteFunc: func(any) { p.queue.Add(key) },
 	}
 }
 
-func (p *Publisher) namespaceHandler() cache.ResourceEventHandler {
+func (p *Publisher) namespaceHandler() toolscache.ResourceEventHandler {
 	enqueue := func(obj any) {
 		ns, ok := obj.(*corev1.Namespace)
 		if !ok {
@@ -403,15 +528,15 @@ func (p *Publisher) namespaceHandler() cache.ResourceEventHandler {
 			p.queue.Add(keyPQAnchors) // istiod's namespace appeared
 		}
 	}
-	return cache.ResourceEventHandlerFuncs{
+	return toolscache.ResourceEventHandlerFuncs{
 		AddFunc:    enqueue,
 		UpdateFunc: func(_, obj any) { enqueue(obj) },
 	}
 }
 
-func (p *Publisher) configMapHandler() cache.ResourceEventHandler {
+func (p *Publisher) configMapHandler() toolscache.ResourceEventHandler {
 	enqueue := func(obj any) {
-		if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		if d, ok := obj.(toolscache.DeletedFinalStateUnknown); ok {
 			obj = d.Obj
 		}
 		cm, ok := obj.(*corev1.ConfigMap)
@@ -423,7 +548,7 @@ func (p *Publisher) configMapHandler() cache.ResourceEventHandler {
 			p.queue.Add(keyPQAnchors)
 		}
 	}
-	return cache.ResourceEventHandlerFuncs{
+	return toolscache.ResourceEventHandlerFuncs{
 		AddFunc:    enqueue,
 		UpdateFunc: func(_, obj any) { enqueue(obj) },
 		DeleteFunc: enqueue,

@@ -1,0 +1,156 @@
+package main
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"maps"
+	"net/http"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/stretchr/testify/require"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	"github.com/meshca/meshca/ca/config"
+	"github.com/meshca/meshca/issuer/kubesigner"
+	"github.com/meshca/meshca/test/kubeenv"
+	"github.com/meshca/meshca/trustbundle/publish"
+)
+
+// readCounter counts the list and watch requests that reach the
+// apiserver, by path and selectors.
+type readCounter struct {
+	mu   sync.Mutex
+	seen map[string]int
+	next http.RoundTripper
+}
+
+func (c *readCounter) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.Method == http.MethodGet {
+		q := r.URL.Query()
+		verb := "LIST"
+		if q.Get("watch") == "true" || q.Get("watch") == "1" {
+			verb = "WATCH"
+		}
+		key := verb + " " + r.URL.Path
+		if s := q.Get("labelSelector"); s != "" {
+			key += " labels=" + s
+		}
+		if s := q.Get("fieldSelector"); s != "" {
+			key += " fields=" + s
+		}
+		c.mu.Lock()
+		c.seen[key]++
+		c.mu.Unlock()
+	}
+	return c.next.RoundTrip(r)
+}
+
+// watches returns the WATCH requests seen, by path and selectors.
+func (c *readCounter) watches() map[string]int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := map[string]int{}
+	for k, n := range c.seen {
+		if len(k) > 6 && k[:6] == "WATCH " {
+			out[k[6:]] = n
+		}
+	}
+	return out
+}
+
+// podProbe stands for a signer on the same manager: it restricts a kind
+// the publisher does not watch (Pods, by label) and watches Namespaces,
+// which the publisher watches too.
+type podProbe struct {
+	mu         sync.Mutex
+	namespaces map[string]bool
+}
+
+func (*podProbe) Name() string                      { return "probe" }
+func (*podProbe) AddToScheme(*runtime.Scheme) error { return nil }
+func (*podProbe) Cache() map[client.Object]cache.ByObject {
+	return map[client.Object]cache.ByObject{&corev1.Pod{}: {Label: labels.SelectorFromSet(labels.Set{"probe": "yes"})}}
+}
+
+func (p *podProbe) SetupWithManager(mgr ctrl.Manager, m *kubesigner.Metrics) error {
+	return builder.ControllerManagedBy(mgr).Named(p.Name()).
+		For(&corev1.Namespace{}).
+		Watches(&corev1.Pod{}, &handler.EnqueueRequestForObject{}).
+		Complete(reconcile.Func(func(_ context.Context, r reconcile.Request) (reconcile.Result, error) {
+			p.mu.Lock()
+			defer p.mu.Unlock()
+			p.namespaces[r.Name] = true
+			return reconcile.Result{}, nil
+		}))
+}
+
+func (p *podProbe) saw(ns string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.namespaces[ns]
+}
+
+// The trust publisher and a signer run on one manager and one cache:
+// every kind is watched once, Namespaces too although both watch them,
+// and with exactly the publisher's selectors (meshca's ConfigMaps and
+// ClusterTrustBundles by label, the one Secret cacerts by name in
+// istiod's namespace), so the cache holds no more than its own informers
+// did.
+func TestControllers_OneManagerWatchesEachKindOnce(t *testing.T) {
+	env, err := kubeenv.Start(kubeenv.WithoutDefaultCRDs())
+	require.NoError(t, err)
+	t.Cleanup(env.Stop)
+	ctx, cancel := context.WithCancel(t.Context())
+	require.NoError(t, env.CreateNamespace(ctx, "istio-system"))
+	require.NoError(t, env.CreateNamespace(ctx, "shop"))
+
+	counter := &readCounter{seen: map[string]int{}}
+	rc := rest.CopyConfig(env.Config)
+	rc.Wrap(func(next http.RoundTripper) http.RoundTripper { counter.next = next; return counter })
+
+	cfg := config.Defaults(t.TempDir())
+	cfg.TrustBundle.Enabled = true
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	// The publisher's own client (writes, discovery, the live read of
+	// cacerts) goes through the counter too: an informer of its own would
+	// be seen.
+	client, err := kubernetes.NewForConfig(rc)
+	require.NoError(t, err)
+	p, err := publish.New(client, cfg.TrustBundle, publish.WithLogger(log))
+	require.NoError(t, err)
+	trust := &trustPublisher{p: p, log: log}
+	probe := &podProbe{namespaces: map[string]bool{}}
+
+	wait, err := startControllers(ctx, controllerDeps{cfg: cfg, rc: rc, log: log, reg: prometheus.NewRegistry()},
+		[]kubesigner.Controller{trust.controller(), probe}, func(err error) { t.Errorf("controllers stopped: %v", err) })
+	require.NoError(t, err)
+	t.Cleanup(func() { cancel(); wait() })
+	require.Eventually(t, func() bool { return p.HasSynced() && probe.saw("shop") }, 30*time.Second, 20*time.Millisecond,
+		"the publisher and the probe run")
+	require.Eventually(t, func() bool { return len(counter.watches()) == 5 }, 10*time.Second, 20*time.Millisecond,
+		"five kinds watched: %v", counter.watches())
+
+	want := map[string]int{
+		"/api/v1/namespaces": 1,
+		"/api/v1/configmaps labels=" + publish.LabelManagedBy + "=meshca":                               1,
+		"/api/v1/namespaces/istio-system/secrets fields=metadata.name=cacerts":                          1,
+		"/apis/certificates.k8s.io/v1/clustertrustbundles labels=" + publish.LabelManagedBy + "=meshca": 1,
+		"/api/v1/pods labels=probe=yes":                                                                 1,
+	}
+	require.Equal(t, want, counter.watches(), "watched: %v", slices.Sorted(maps.Keys(counter.watches())))
+}
