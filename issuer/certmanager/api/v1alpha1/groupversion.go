@@ -1,0 +1,44 @@
+// Package v1alpha1 is meshca's cert-manager external issuer API, group
+// issuer.meshca.io: MeshIssuer (namespaced) and MeshClusterIssuer
+// (cluster-scoped). A cert-manager CertificateRequest names one in
+// spec.issuerRef (group issuer.meshca.io, kind MeshIssuer or
+// MeshClusterIssuer) to have meshca's intermediate CA sign it; see
+// https://cert-manager.io/docs/contributing/external-issuers/.
+//
+// +kubebuilder:object:generate=true
+// +groupName=issuer.meshca.io
+package v1alpha1
+
+// The deep copies (zz_generated.deepcopy.go) and the CRDs in deploy/crds
+// are generated from the markers in types.go:
+//go:generate go run sigs.k8s.io/controller-tools/cmd/controller-gen@v0.23.0 object crd:crdVersions=v1 paths=./ output:crd:artifacts:config=../../../../deploy/crds
+
+import (
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"sigs.k8s.io/controller-runtime/pkg/scheme"
+)
+
+// Group is the API group; a CertificateRequest is meshca's exactly when its
+// spec.issuerRef.group equals it.
+const Group = "issuer.meshca.io"
+
+// Kinds of the API.
+const (
+	KindMeshIssuer        = "MeshIssuer"
+	KindMeshClusterIssuer = "MeshClusterIssuer"
+)
+
+var (
+	// GroupVersion is issuer.meshca.io/v1alpha1.
+	GroupVersion = schema.GroupVersion{Group: Group, Version: "v1alpha1"}
+
+	// SchemeBuilder registers the kinds with a scheme.
+	SchemeBuilder = &scheme.Builder{GroupVersion: GroupVersion}
+
+	// AddToScheme adds the kinds to a scheme.
+	AddToScheme = SchemeBuilder.AddToScheme
+)
+
+func init() {
+	SchemeBuilder.Register(&MeshIssuer{}, &MeshIssuerList{}, &MeshClusterIssuer{}, &MeshClusterIssuerList{})
+}
