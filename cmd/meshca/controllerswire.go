@@ -27,7 +27,9 @@ type controllerDeps struct {
 // certmanagerwire.go) and adds itself here.
 func kubeControllers(d controllerDeps) ([]kubesigner.Controller, error) {
 	var cs []kubesigner.Controller
-	for _, build := range []func(controllerDeps) (kubesigner.Controller, error){} {
+	for _, build := range []func(controllerDeps) (kubesigner.Controller, error){
+		buildMeshIssuers, buildCertificateRequests,
+	} {
 		c, err := build(d)
 		if err != nil {
 			return nil, err
