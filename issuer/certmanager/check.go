@@ -18,6 +18,9 @@ type MaterialSource interface {
 // material or its intermediate has expired and awaits rotation, permanent
 // when the CA can never issue p.
 func EngineCheck(src MaterialSource, clk clock.PassiveClock) func(p profile.Name) error {
+	if clk == nil {
+		clk = clock.RealClock{}
+	}
 	return func(p profile.Name) error {
 		m := src.Material()
 		if m == nil || m.Bundle == nil || m.Bundle.Cert == nil {

@@ -221,6 +221,11 @@ func (r *RequestController) reconcile(ctx context.Context, req reconcile.Request
 			}
 			return kubesigner.OutcomePending, fmt.Errorf("signing %s/%s: %w", cr.Namespace, cr.Name, err)
 		}
+		if live.Spec.IsCA {
+			// The engine issues leaves only (its intermediate has
+			// pathLenConstraint 0, RFC 5280 §4.2.1.9), whatever the issuer allows.
+			return r.fail(ctx, live, "meshca refused to sign a CA certificate (spec.isCA): "+err.Error())
+		}
 		return r.fail(ctx, live, "meshca refused to sign: "+err.Error())
 	}
 	return r.issue(ctx, live, res)
