@@ -400,3 +400,12 @@ func parseChain(t *testing.T, b []byte) []*x509.Certificate {
 	}
 	return certs
 }
+
+func clientKey(name string) client.ObjectKey { return client.ObjectKey{Name: name} }
+
+func getIssuer(t *testing.T, iss *v1alpha1.MeshIssuer) *v1alpha1.MeshIssuer {
+	t.Helper()
+	got := &v1alpha1.MeshIssuer{}
+	require.NoError(t, env.CtrlClient.Get(t.Context(), client.ObjectKeyFromObject(iss), got))
+	return got
+}
