@@ -409,3 +409,30 @@ func getIssuer(t *testing.T, iss *v1alpha1.MeshIssuer) *v1alpha1.MeshIssuer {
 	require.NoError(t, env.CtrlClient.Get(t.Context(), client.ObjectKeyFromObject(iss), got))
 	return got
 }
+
+// reconciles is meshca_controller_reconcile_total{controller, outcome}.
+func reconciles(t *testing.T, controller, outcome string) float64 {
+	t.Helper()
+	mfs, err := h.reg.Gather()
+	require.NoError(t, err)
+	for _, mf := range mfs {
+		if mf.GetName() != "meshca_controller_reconcile_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			var c, o string
+			for _, l := range m.GetLabel() {
+				switch l.GetName() {
+				case "controller":
+					c = l.GetValue()
+				case "outcome":
+					o = l.GetValue()
+				}
+			}
+			if c == controller && o == outcome {
+				return m.GetCounter().GetValue()
+			}
+		}
+	}
+	return 0
+}

@@ -61,8 +61,10 @@ func TestIssuer_InitializingThenCheckedPerGeneration(t *testing.T) {
 	checkedAt := c.LastTransitionTime
 
 	// Re-checks that find nothing new write nothing.
-	rv := iss.ResourceVersion
-	time.Sleep(3 * healthCheckInterval) // several periodic re-checks; nothing to poll for
+	rv := getIssuer(t, iss).ResourceVersion
+	checks := reconciles(t, certmanager.IssuerControllerName, "issued")
+	require.Eventually(t, func() bool { return reconciles(t, certmanager.IssuerControllerName, "issued") >= checks+3 },
+		10*time.Second, 20*time.Millisecond, "the periodic re-check did not run")
 	require.Equal(t, rv, getIssuer(t, iss).ResourceVersion, "an unchanged check writes nothing")
 
 	// A new spec is a new generation: checked again, observedGeneration follows.

@@ -16,6 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/meshca/meshca/ca/policy"
+	"github.com/meshca/meshca/issuer/certmanager"
 	"github.com/meshca/meshca/issuer/certmanager/api/v1alpha1"
 )
 
@@ -156,6 +157,7 @@ func TestRequest_OtherIssuerGroupsAreIgnoredAndNothingIsWritten(t *testing.T) {
 	iss := createIssuer(t, ns, "mesh", v1alpha1.MeshIssuerSpec{})
 	waitIssuer(t, iss, v1alpha1.ReasonChecked)
 
+	ignored := reconciles(t, certmanager.RequestControllerName, "ignored")
 	var foreign []*cmapi.CertificateRequest
 	for name, ref := range map[string]cmmeta.IssuerReference{
 		"cert-manager": {Group: "cert-manager.io", Kind: "Issuer", Name: "mesh"},
@@ -171,17 +173,17 @@ func TestRequest_OtherIssuerGroupsAreIgnoredAndNothingIsWritten(t *testing.T) {
 	for _, cr := range foreign {
 		rvs[cr.Name] = cr.ResourceVersion
 	}
-	// A request of ours created afterwards is issued: the controller has
-	// seen the others by then. Give it a second more, then compare.
+	// The controller has reconciled every version of them (creation and
+	// approval: two each) and a request of ours created afterwards is
+	// issued; then nothing of theirs has changed.
 	sentinel := createRequest(t, crSpec{ns: ns, name: "ours", uri: spiffeID(ns, "ours"), issuer: meshIssuerRef("mesh"), approve: true})
 	waitRequest(t, sentinel, cmapi.CertificateRequestReasonIssued)
-	deadline := time.Now().Add(time.Second)
-	for time.Now().Before(deadline) {
-		for _, cr := range foreign {
-			got := getRequest(t, cr)
-			require.Equal(t, rvs[cr.Name], got.ResourceVersion, "%s was written: %+v", cr.Name, got.Status)
-		}
-		time.Sleep(100 * time.Millisecond)
+	require.Eventually(t, func() bool {
+		return reconciles(t, certmanager.RequestControllerName, "ignored") >= ignored+float64(2*len(foreign))
+	}, 10*time.Second, 20*time.Millisecond, "the controller did not see every foreign request")
+	for _, cr := range foreign {
+		got := getRequest(t, cr)
+		require.Equal(t, rvs[cr.Name], got.ResourceVersion, "%s was written: %+v", cr.Name, got.Status)
 	}
 	var evs eventsv1.EventList
 	require.NoError(t, env.CtrlClient.List(t.Context(), &evs, client.InNamespace(ns)))
