@@ -84,11 +84,10 @@ func TestRequest_IssuedWithRequestedUsagesDurationAndIdentity(t *testing.T) {
 	require.True(t, applied, "managedFields %+v", got.ManagedFields)
 
 	// Finished requests are never touched again.
-	rv := got.ResourceVersion
 	signs := h.eng.signed(ns)
 	got.Annotations = map[string]string{"poke": "1"}
 	require.NoError(t, env.CtrlClient.Update(t.Context(), got))
-	rv = got.ResourceVersion
+	rv := got.ResourceVersion
 	sentinel := createRequest(t, crSpec{ns: ns, name: "sentinel", uri: spiffeID(ns, "s"), issuer: meshIssuerRef("mesh"), approve: true})
 	waitRequest(t, sentinel, cmapi.CertificateRequestReasonIssued)
 	require.Equal(t, rv, getRequest(t, cr).ResourceVersion)

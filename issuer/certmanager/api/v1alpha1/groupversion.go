@@ -14,8 +14,9 @@ package v1alpha1
 //go:generate go run sigs.k8s.io/controller-tools/cmd/controller-gen@v0.23.0 object crd:crdVersions=v1 paths=./ output:crd:artifacts:config=../../../../deploy/crds
 
 import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"sigs.k8s.io/controller-runtime/pkg/scheme"
 )
 
 // Group is the API group; a CertificateRequest is meshca's exactly when its
@@ -33,12 +34,14 @@ var (
 	GroupVersion = schema.GroupVersion{Group: Group, Version: "v1alpha1"}
 
 	// SchemeBuilder registers the kinds with a scheme.
-	SchemeBuilder = &scheme.Builder{GroupVersion: GroupVersion}
+	SchemeBuilder = runtime.NewSchemeBuilder(addKnownTypes)
 
 	// AddToScheme adds the kinds to a scheme.
 	AddToScheme = SchemeBuilder.AddToScheme
 )
 
-func init() {
-	SchemeBuilder.Register(&MeshIssuer{}, &MeshIssuerList{}, &MeshClusterIssuer{}, &MeshClusterIssuerList{})
+func addKnownTypes(s *runtime.Scheme) error {
+	s.AddKnownTypes(GroupVersion, &MeshIssuer{}, &MeshIssuerList{}, &MeshClusterIssuer{}, &MeshClusterIssuerList{})
+	metav1.AddToGroupVersion(s, GroupVersion)
+	return nil
 }
