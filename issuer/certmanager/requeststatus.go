@@ -24,9 +24,7 @@ const maxMessage = 1024
 // readyCondition is the Ready condition cert-manager's helper would set on
 // cr (it keeps lastTransitionTime when the status does not change).
 func readyCondition(cr *cmapi.CertificateRequest, status cmmeta.ConditionStatus, reason, msg string) *cmac.CertificateRequestConditionApplyConfiguration {
-	if len(msg) > maxMessage {
-		msg = msg[:maxMessage] + "…"
-	}
+	msg = truncate(msg)
 	cp := cr.DeepCopy()
 	apiutil.SetCertificateRequestCondition(cp, cmapi.CertificateRequestConditionReady, status, reason, msg)
 	c := apiutil.GetCertificateRequestCondition(cp, cmapi.CertificateRequestConditionReady)
