@@ -377,3 +377,25 @@ func waitEvent(t *testing.T, cr *cmapi.CertificateRequest, reason, note string) 
 		return false
 	}, 10*time.Second, 50*time.Millisecond, "no Event %s %q about %s", reason, note, cr.Name)
 }
+
+func TestRequest_WhatThePolicyRefusesFailsAndAnIssuerCannotWidenIt(t *testing.T) {
+	h := start(t)
+	ns := namespace(t)
+	iss := createIssuer(t, ns, "mesh", v1alpha1.MeshIssuerSpec{})
+	waitIssuer(t, iss, v1alpha1.ReasonChecked)
+	for name, crt := range map[string]cmapi.CertificateSpec{
+		"dns": {URIs: []string{spiffeID(ns, "web")}, DNSNames: []string{"web." + ns + ".svc"}},
+		"cn":  {URIs: []string{spiffeID(ns, "web")}, CommonName: "web"},
+	} {
+		csr := certificateCSR(t, ecKey(t), &cmapi.Certificate{Spec: crt})
+		cr := createRequest(t, crSpec{ns: ns, name: name, request: csr, issuer: meshIssuerRef("mesh"), approve: true})
+		got := waitRequest(t, cr, cmapi.CertificateRequestReasonFailed)
+		require.NotNil(t, got.Status.FailureTime, name)
+		want := map[string]string{
+			"dns": `meshca refused to sign: CSR asks for DNS name "web.` + ns + `.svc", which no policy allows`,
+			"cn":  "meshca refused to sign: CSR has a common name",
+		}[name]
+		require.Contains(t, readyCondition(got).Message, want, name)
+	}
+	require.Equal(t, 2, h.eng.signed(ns), "both reached the engine, which refused them")
+}
