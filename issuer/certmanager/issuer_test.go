@@ -49,7 +49,7 @@ func TestIssuer_InitializingThenCheckedPerGeneration(t *testing.T) {
 	ns := namespace(t)
 	block := make(chan struct{})
 	h.eng.checkBlock.Store(&block)
-	iss := createIssuer(t, ns, "mesh", v1alpha1.MeshIssuerSpec{})
+	iss := createIssuer(t, ns, "mesh", v1alpha1.MeshIssuerSpec{Profile: string(profile.Classical)})
 	c := waitIssuer(t, iss, v1alpha1.ReasonInitializing)
 	require.Equal(t, metav1.ConditionFalse, c.Status)
 	require.Equal(t, int64(1), c.ObservedGeneration)
@@ -57,7 +57,7 @@ func TestIssuer_InitializingThenCheckedPerGeneration(t *testing.T) {
 	close(block)
 	c = waitIssuer(t, iss, v1alpha1.ReasonChecked)
 	require.Equal(t, metav1.ConditionTrue, c.Status)
-	require.Equal(t, "meshca can sign certificates of meshca's default profile", c.Message)
+	require.Equal(t, "meshca can sign certificates of the classical profile", c.Message)
 	checkedAt := c.LastTransitionTime
 
 	// Re-checks that find nothing new write nothing.
@@ -68,12 +68,12 @@ func TestIssuer_InitializingThenCheckedPerGeneration(t *testing.T) {
 	require.Equal(t, rv, getIssuer(t, iss).ResourceVersion, "an unchanged check writes nothing")
 
 	// A new spec is a new generation: checked again, observedGeneration follows.
-	iss.Spec.Profile = string(profile.Classical)
+	iss.Spec.Profile = string(profile.Catalyst)
 	require.NoError(t, env.CtrlClient.Update(t.Context(), iss))
 	require.Equal(t, int64(2), iss.Generation)
 	c = waitIssuer(t, iss, v1alpha1.ReasonChecked)
 	require.Equal(t, int64(2), c.ObservedGeneration)
-	require.Equal(t, "meshca can sign certificates of the classical profile", c.Message)
+	require.Equal(t, "meshca can sign certificates of the catalyst profile", c.Message)
 	require.False(t, c.LastTransitionTime.Before(&checkedAt))
 }
 

@@ -16,6 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/meshca/meshca/ca/policy"
+	"github.com/meshca/meshca/ca/profile"
 	"github.com/meshca/meshca/issuer/certmanager"
 	"github.com/meshca/meshca/issuer/certmanager/api/v1alpha1"
 )
@@ -123,7 +124,7 @@ func TestRequest_MeshClusterIssuerGivesOnlyIdentitiesOfTheRequestsNamespace(t *t
 	h := start(t)
 	ns := namespace(t)
 	other := namespace(t)
-	ci := &v1alpha1.MeshClusterIssuer{ObjectMeta: metav1.ObjectMeta{Name: "mesh-" + ns}, Spec: v1alpha1.MeshIssuerSpec{Profile: "classical"}}
+	ci := &v1alpha1.MeshClusterIssuer{ObjectMeta: metav1.ObjectMeta{Name: "mesh-" + ns}, Spec: v1alpha1.MeshIssuerSpec{Profile: string(profile.Catalyst)}}
 	require.NoError(t, env.CtrlClient.Create(t.Context(), ci))
 	waitIssuer(t, ci, v1alpha1.ReasonChecked)
 	ref := cmmeta.IssuerReference{Group: v1alpha1.Group, Kind: v1alpha1.KindMeshClusterIssuer, Name: ci.Name}
