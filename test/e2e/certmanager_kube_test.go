@@ -16,6 +16,7 @@ import (
 	"github.com/cert-manager/cert-manager/pkg/util/pki"
 	"github.com/stretchr/testify/require"
 	authorizationv1 "k8s.io/api/authorization/v1"
+	eventsv1 "k8s.io/api/events/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -156,4 +157,17 @@ func TestServe_CertManagerIssuerSignsApprovedCertificateRequests(t *testing.T) {
 		}
 	}
 	require.True(t, owned, "%+v", cr.ManagedFields)
+	// The dropped keyEncipherment is told in an Event (meshca's RBAC allows it).
+	require.Eventually(t, func() bool {
+		var evs eventsv1.EventList
+		if err := c.List(ctx, &evs, client.InNamespace("shop")); err != nil {
+			return false
+		}
+		for _, e := range evs.Items {
+			if e.Regarding.Name == "cart-1" && e.Reason == "KeyEnciphermentDropped" && e.ReportingController == "meshca" {
+				return true
+			}
+		}
+		return false
+	}, 10*time.Second, 50*time.Millisecond, "no KeyEnciphermentDropped Event:\n%s", s.logs())
 }
