@@ -239,6 +239,13 @@ func TestRequest_GarbageRequestFails(t *testing.T) {
 		require.Empty(t, got.Status.Certificate, name)
 	}
 	require.Zero(t, h.eng.signed(ns))
+
+	// Our group with a kind meshca does not serve can never be signed.
+	cr := createRequest(t, crSpec{ns: ns, name: "kind", uri: spiffeID(ns, "k"),
+		issuer: cmmeta.IssuerReference{Group: v1alpha1.Group, Kind: "Issuer", Name: "mesh"}, approve: true})
+	got := waitRequest(t, cr, cmapi.CertificateRequestReasonFailed)
+	require.Equal(t, `spec.issuerRef.kind "Issuer" is not MeshIssuer or MeshClusterIssuer`, readyCondition(got).Message)
+	require.NotNil(t, got.Status.FailureTime)
 }
 
 func TestRequest_UsagesOrBasicConstraintsContradictingTheSpecFail(t *testing.T) {
