@@ -46,3 +46,31 @@ func TestFinished_IssuedFailedDeniedOrACertificate(t *testing.T) {
 	now := metav1.Now()
 	require.True(t, finished(&cmapi.CertificateRequest{Status: cmapi.CertificateRequestStatus{FailureTime: &now}}))
 }
+
+func TestTrimForeign_KeepsOursWholeAndDropsWhatIsNeverReadOfOthers(t *testing.T) {
+	cr := func(group string) *cmapi.CertificateRequest {
+		return &cmapi.CertificateRequest{
+			ObjectMeta: metav1.ObjectMeta{Name: "r", ManagedFields: []metav1.ManagedFieldsEntry{{Manager: "x"}}},
+			Spec:       cmapi.CertificateRequestSpec{Request: []byte("csr"), IssuerRef: cmmeta.IssuerReference{Group: group}},
+			Status:     cmapi.CertificateRequestStatus{Certificate: []byte("crt"), CA: []byte("ca")},
+		}
+	}
+	got, err := trimForeign(cr("issuer.meshca.io"))
+	require.NoError(t, err)
+	ours := got.(*cmapi.CertificateRequest)
+	require.Nil(t, ours.ManagedFields)
+	require.Equal(t, []byte("csr"), ours.Spec.Request)
+	require.Equal(t, []byte("crt"), ours.Status.Certificate, "finished() reads it")
+
+	got, err = trimForeign(cr("cert-manager.io"))
+	require.NoError(t, err)
+	other := got.(*cmapi.CertificateRequest)
+	require.Nil(t, other.Spec.Request)
+	require.Nil(t, other.Status.Certificate)
+	require.Nil(t, other.Status.CA)
+	require.Equal(t, "cert-manager.io", other.Spec.IssuerRef.Group)
+
+	got, err = trimForeign("not a request")
+	require.NoError(t, err)
+	require.Equal(t, "not a request", got)
+}

@@ -64,8 +64,29 @@ func (*RequestController) Name() string { return RequestControllerName }
 // AddToScheme implements kubesigner.Controller.
 func (*RequestController) AddToScheme(s *runtime.Scheme) error { return addToScheme(s) }
 
-// Cache implements kubesigner.Controller.
-func (*RequestController) Cache() map[client.Object]cache.ByObject { return noCacheRestrictions() }
+// Cache implements kubesigner.Controller: every CertificateRequest of the
+// cluster is cached (the apiserver cannot select them by issuer group), so
+// the cache keeps of other issuers' requests only what tells that they are
+// not meshca's (see trimForeign).
+func (*RequestController) Cache() map[client.Object]cache.ByObject {
+	return map[client.Object]cache.ByObject{&cmapi.CertificateRequest{}: {Transform: trimForeign}}
+}
+
+// trimForeign drops from a cached CertificateRequest what meshca never
+// reads: managed fields, and of another issuer's request its CSR and
+// certificates. A request that becomes meshca's arrives whole in the
+// update that changes its issuerRef.
+func trimForeign(obj any) (any, error) {
+	cr, ok := obj.(*cmapi.CertificateRequest)
+	if !ok {
+		return obj, nil
+	}
+	cr.ManagedFields = nil
+	if cr.Spec.IssuerRef.Group != v1alpha1.Group {
+		cr.Spec.Request, cr.Status.Certificate, cr.Status.CA = nil, nil, nil
+	}
+	return cr, nil
+}
 
 // SetupWithManager implements kubesigner.Controller. A change of an issuer
 // (its Ready condition, its spec) requeues the requests that name it, so a
