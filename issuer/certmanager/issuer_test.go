@@ -59,6 +59,15 @@ func TestIssuer_InitializingThenCheckedPerGeneration(t *testing.T) {
 	require.Equal(t, metav1.ConditionTrue, c.Status)
 	require.Equal(t, "meshca can sign certificates of the classical profile", c.Message)
 	checkedAt := c.LastTransitionTime
+	var applied bool
+	for _, mf := range getIssuer(t, iss).ManagedFields {
+		if mf.Manager == "meshca" {
+			require.Equal(t, metav1.ManagedFieldsOperationApply, mf.Operation)
+			require.Equal(t, "status", mf.Subresource)
+			applied = true
+		}
+	}
+	require.True(t, applied, "the Ready condition is applied on /status by meshca")
 
 	// Re-checks that find nothing new write nothing.
 	rv := getIssuer(t, iss).ResourceVersion
