@@ -26,6 +26,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	clocktesting "k8s.io/utils/clock/testing"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/meshca/meshca/ca/authority"
@@ -50,6 +51,10 @@ var (
 	// tests are isolated by namespace and run one at a time.
 	h *harness
 )
+
+// stamp is the controllers' clock: every condition transition and
+// failureTime they write carries it (the engine signs on the real clock).
+var stamp = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 
 // healthCheckInterval is short so that the tests see re-checks.
 const healthCheckInterval = 200 * time.Millisecond
@@ -185,7 +190,8 @@ func startHarness(ctx context.Context, dir string) (*harness, func() error, erro
 		return nil, nil, err
 	}
 	eng := &switchable{Engine: c.rt.Authority, check: certmanager.EngineCheck(c.rt.Authority, nil), signs: map[string]int{}}
-	opts := certmanager.Options{Engine: eng, Check: eng.Check, TrustDomain: trustDomain, HealthCheckInterval: healthCheckInterval}
+	opts := certmanager.Options{Engine: eng, Check: eng.Check, TrustDomain: trustDomain, HealthCheckInterval: healthCheckInterval,
+		Clock: clocktesting.NewFakePassiveClock(stamp)}
 	ic, err := certmanager.NewIssuerController(opts)
 	if err != nil {
 		return nil, nil, err

@@ -59,6 +59,7 @@ func TestIssuer_InitializingThenCheckedPerGeneration(t *testing.T) {
 	require.Equal(t, metav1.ConditionTrue, c.Status)
 	require.Equal(t, "meshca can sign certificates of the classical profile", c.Message)
 	checkedAt := c.LastTransitionTime
+	require.True(t, stamp.Equal(checkedAt.Time), "lastTransitionTime %s is the controller's clock", checkedAt)
 	var applied bool
 	for _, mf := range getIssuer(t, iss).ManagedFields {
 		if mf.Manager == "meshca" {

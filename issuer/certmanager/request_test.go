@@ -218,6 +218,8 @@ func TestRequest_DeniedGetsReadyFalseDeniedAndIsNeverSigned(t *testing.T) {
 	require.Equal(t, cmmeta.ConditionFalse, c.Status)
 	require.Contains(t, c.Message, "denied")
 	require.NotNil(t, got.Status.FailureTime)
+	require.True(t, stamp.Equal(got.Status.FailureTime.Time), "failureTime %s is the controller's clock", got.Status.FailureTime)
+	require.True(t, stamp.Equal(c.LastTransitionTime.Time), "lastTransitionTime %s is the controller's clock", c.LastTransitionTime)
 	require.Empty(t, got.Status.Certificate)
 	require.Zero(t, h.eng.signed(ns))
 }

@@ -21,18 +21,22 @@ import (
 // already cut by identity.Quote; this keeps the whole line readable).
 const maxMessage = 1024
 
-// readyCondition is the Ready condition cert-manager's helper would set on
-// cr (it keeps lastTransitionTime when the status does not change).
-func readyCondition(cr *cmapi.CertificateRequest, status cmmeta.ConditionStatus, reason, msg string) *cmac.CertificateRequestConditionApplyConfiguration {
+// readyCondition is the Ready condition cert-manager's helper sets on cr:
+// it keeps lastTransitionTime when the status does not change; a new
+// transition is stamped with meshca's clock (the helper's is a package
+// global of cert-manager).
+func (r *RequestController) readyCondition(cr *cmapi.CertificateRequest, status cmmeta.ConditionStatus, reason, msg string) *cmac.CertificateRequestConditionApplyConfiguration {
 	msg = truncate(msg)
+	prev := apiutil.GetCertificateRequestCondition(cr, cmapi.CertificateRequestConditionReady)
 	cp := cr.DeepCopy()
 	apiutil.SetCertificateRequestCondition(cp, cmapi.CertificateRequestConditionReady, status, reason, msg)
 	c := apiutil.GetCertificateRequestCondition(cp, cmapi.CertificateRequestConditionReady)
-	ac := cmac.CertificateRequestCondition().WithType(c.Type).WithStatus(c.Status).WithReason(c.Reason).WithMessage(c.Message)
-	if c.LastTransitionTime != nil {
-		ac.WithLastTransitionTime(*c.LastTransitionTime)
+	if prev == nil || prev.Status != status || c.LastTransitionTime == nil {
+		now := metav1.NewTime(r.o.Clock.Now())
+		c.LastTransitionTime = &now
 	}
-	return ac
+	return cmac.CertificateRequestCondition().WithType(c.Type).WithStatus(c.Status).WithReason(c.Reason).WithMessage(c.Message).
+		WithLastTransitionTime(*c.LastTransitionTime)
 }
 
 // apply writes st to cr's status: server-side apply on /status as "meshca".
@@ -49,7 +53,7 @@ func (r *RequestController) apply(ctx context.Context, cr *cmapi.CertificateRequ
 // deny marks a Denied request Ready=False/Denied with failureTime.
 func (r *RequestController) deny(ctx context.Context, cr *cmapi.CertificateRequest) (kubesigner.Outcome, error) {
 	st := cmac.CertificateRequestStatus().
-		WithConditions(readyCondition(cr, cmmeta.ConditionFalse, cmapi.CertificateRequestReasonDenied, "The CertificateRequest was denied by an approval controller")).
+		WithConditions(r.readyCondition(cr, cmmeta.ConditionFalse, cmapi.CertificateRequestReasonDenied, "The CertificateRequest was denied by an approval controller")).
 		WithFailureTime(metav1.NewTime(r.o.Clock.Now()))
 	if err := r.apply(ctx, cr, st); err != nil {
 		return kubesigner.OutcomeError, err
@@ -61,7 +65,7 @@ func (r *RequestController) deny(ctx context.Context, cr *cmapi.CertificateReque
 // failureTime; cert-manager then backs off before a new request.
 func (r *RequestController) fail(ctx context.Context, cr *cmapi.CertificateRequest, msg string) (kubesigner.Outcome, error) {
 	st := cmac.CertificateRequestStatus().
-		WithConditions(readyCondition(cr, cmmeta.ConditionFalse, cmapi.CertificateRequestReasonFailed, msg)).
+		WithConditions(r.readyCondition(cr, cmmeta.ConditionFalse, cmapi.CertificateRequestReasonFailed, msg)).
 		WithFailureTime(metav1.NewTime(r.o.Clock.Now()))
 	if err := r.apply(ctx, cr, st); err != nil {
 		return kubesigner.OutcomeError, err
@@ -78,7 +82,7 @@ func (r *RequestController) pending(ctx context.Context, cr *cmapi.CertificateRe
 		c.Status == cmmeta.ConditionFalse && c.Reason == cmapi.CertificateRequestReasonPending && c.Message == msg {
 		return kubesigner.OutcomePending, nil
 	}
-	st := cmac.CertificateRequestStatus().WithConditions(readyCondition(cr, cmmeta.ConditionFalse, cmapi.CertificateRequestReasonPending, msg))
+	st := cmac.CertificateRequestStatus().WithConditions(r.readyCondition(cr, cmmeta.ConditionFalse, cmapi.CertificateRequestReasonPending, msg))
 	if err := r.apply(ctx, cr, st); err != nil {
 		return kubesigner.OutcomeError, err
 	}
@@ -93,7 +97,7 @@ func (r *RequestController) pending(ctx context.Context, cr *cmapi.CertificateRe
 // an Event for each thing granted differently from what was asked.
 func (r *RequestController) issue(ctx context.Context, cr *cmapi.CertificateRequest, res *authority.Result) (kubesigner.Outcome, error) {
 	st := cmac.CertificateRequestStatus().
-		WithConditions(readyCondition(cr, cmmeta.ConditionTrue, cmapi.CertificateRequestReasonIssued, "Certificate fetched from issuer successfully")).
+		WithConditions(r.readyCondition(cr, cmmeta.ConditionTrue, cmapi.CertificateRequestReasonIssued, "Certificate fetched from issuer successfully")).
 		WithCertificate(kubesigner.ChainPEM(res, false)...)
 	if n := len(res.Chain); n > 1 {
 		st.WithCA([]byte(res.Chain[n-1])...)
