@@ -39,6 +39,7 @@ func kubeControllers(d controllerDeps) ([]kubesigner.Controller, error) {
 	for _, build := range []func(controllerDeps) (kubesigner.Controller, error){
 		podCertController,
 		csrController,
+		buildMeshIssuers, buildCertificateRequests,
 	} {
 		c, err := build(d)
 		if err != nil {

@@ -192,10 +192,8 @@ func csrSignerInCluster(t *testing.T) (*kubeenv.Env, *server, string, *rest.Conf
 	cfg := filepath.Join(dir, "meshca.yaml")
 	b, err := os.ReadFile(cfg)
 	require.NoError(t, err)
-	// Leader election is off: its Lease RBAC is not part of these tests.
 	b = append(b, []byte("kubernetes:\n  kubeconfig: "+kubeconfig+"\ntrustBundle:\n  enabled: true\n"+
-		"signers:\n  controllers:\n    leaderElection:\n      enabled: false\n"+
-		"  csr:\n    enabled: true\n    signerNames: [meshca.io/workload]\n"+
+		"signers:\n  csr:\n    enabled: true\n    signerNames: [meshca.io/workload]\n"+
 		"    allowedRequesters: [system:serviceaccount:istio-system:istiod]\n")...)
 	require.NoError(t, os.WriteFile(cfg, b, 0o644))
 	s := startServe(t, dir)

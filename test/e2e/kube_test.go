@@ -122,7 +122,7 @@ func meshcaInCluster(t *testing.T, namespaces ...string) (*kubeenv.Env, string) 
 	}
 	root, err := kubeenv.RepoRoot()
 	require.NoError(t, err)
-	for _, f := range []string{"serviceaccount.yaml", "trustbundle.yaml", "istio-endpoint.yaml", "podcert-signer.yaml", "csr-signer.yaml", "controllers.yaml"} {
+	for _, f := range []string{"serviceaccount.yaml", "trustbundle.yaml", "istio-endpoint.yaml", "podcert-signer.yaml", "csr-signer.yaml", "controllers.yaml", "certmanager-issuer.yaml"} {
 		_, err := env.ApplyYAMLFile(ctx, filepath.Join(root, "deploy", "rbac", f))
 		require.NoError(t, err)
 	}

@@ -29,7 +29,7 @@ func TestServe_SignsPodCertificateRequests(t *testing.T) {
 	env, kubeconfig := meshcaInCluster(t, "shop")
 	dir := initCA(t)
 	appendYAML(t, dir, "kubernetes:\n  kubeconfig: "+kubeconfig+"\ntrustBundle:\n  enabled: true\n"+
-		"signers:\n  controllers:\n    leaderElection:\n      enabled: false\n  podCertificates:\n    enabled: true\n")
+		"signers:\n  podCertificates:\n    enabled: true\n")
 	s := startServe(t, dir)
 	s.waitReady(t, 10*time.Second)
 	ctx := context.Background()

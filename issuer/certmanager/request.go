@@ -1,0 +1,324 @@
+package certmanager
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net/url"
+	"time"
+
+	apiutil "github.com/cert-manager/cert-manager/pkg/api/util"
+	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
+	"github.com/cert-manager/cert-manager/pkg/util/pki"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/runtime"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/recorder"
+
+	"github.com/meshca/meshca/ca/authority"
+	"github.com/meshca/meshca/ca/identity"
+	"github.com/meshca/meshca/ca/policy"
+	"github.com/meshca/meshca/ca/profile"
+	"github.com/meshca/meshca/issuer/certmanager/api/v1alpha1"
+	"github.com/meshca/meshca/issuer/kubesigner"
+)
+
+// issuerIndex indexes meshca's CertificateRequests by the issuer they name.
+const issuerIndex = "meshca.issuer"
+
+// RequestController signs cert-manager CertificateRequests for
+// MeshIssuers and MeshClusterIssuers.
+type RequestController struct {
+	o      Options
+	td     spiffeid.TrustDomain
+	c      client.Client
+	live   client.Reader
+	events recorder.EventRecorder
+	m      *kubesigner.Metrics
+}
+
+// NewRequestController returns the "certificaterequest" controller;
+// o.Engine and o.TrustDomain are required.
+func NewRequestController(o Options) (*RequestController, error) {
+	if o.Engine == nil {
+		return nil, errors.New("certmanager: the CertificateRequest controller needs a signing engine")
+	}
+	td, err := trustDomain(o.TrustDomain)
+	if err != nil {
+		return nil, fmt.Errorf("certmanager: %w", err)
+	}
+	o.init()
+	return &RequestController{o: o, td: td}, nil
+}
+
+// Name implements kubesigner.Controller.
+func (*RequestController) Name() string { return RequestControllerName }
+
+// AddToScheme implements kubesigner.Controller.
+func (*RequestController) AddToScheme(s *runtime.Scheme) error { return addToScheme(s) }
+
+// Cache implements kubesigner.Controller: every CertificateRequest of the
+// cluster is cached (the apiserver cannot select them by issuer group), so
+// the cache keeps of other issuers' requests only what tells that they are
+// not meshca's (see trimForeign).
+func (*RequestController) Cache() map[client.Object]cache.ByObject {
+	return map[client.Object]cache.ByObject{&cmapi.CertificateRequest{}: {Transform: trimForeign}}
+}
+
+// trimForeign drops from a cached CertificateRequest what meshca never
+// reads: managed fields, and of another issuer's request its CSR and
+// certificates. A request that becomes meshca's arrives whole in the
+// update that changes its issuerRef.
+func trimForeign(obj any) (any, error) {
+	cr, ok := obj.(*cmapi.CertificateRequest)
+	if !ok {
+		return obj, nil
+	}
+	cr.ManagedFields = nil
+	if cr.Spec.IssuerRef.Group != v1alpha1.Group {
+		cr.Spec.Request, cr.Status.Certificate, cr.Status.CA = nil, nil, nil
+	}
+	return cr, nil
+}
+
+// SetupWithManager implements kubesigner.Controller. A change of an issuer
+// (its Ready condition, its spec) requeues the requests that name it, so a
+// request waiting for its issuer is signed once the issuer is ready.
+func (r *RequestController) SetupWithManager(mgr ctrl.Manager, m *kubesigner.Metrics) error {
+	r.c, r.live, r.m = mgr.GetClient(), mgr.GetAPIReader(), m
+	r.events = mgr.GetEventRecorder(FieldManager)
+	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &cmapi.CertificateRequest{}, issuerIndex, func(o client.Object) []string {
+		if k := issuerKey(o.(*cmapi.CertificateRequest)); k != "" {
+			return []string{k}
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	return ctrl.NewControllerManagedBy(mgr).
+		Named(RequestControllerName).
+		For(&cmapi.CertificateRequest{}).
+		Watches(&v1alpha1.MeshIssuer{}, handler.EnqueueRequestsFromMapFunc(r.requestsOf(v1alpha1.KindMeshIssuer))).
+		Watches(&v1alpha1.MeshClusterIssuer{}, handler.EnqueueRequestsFromMapFunc(r.requestsOf(v1alpha1.KindMeshClusterIssuer))).
+		WithOptions(controller.Options{NewQueue: kubesigner.NewQueue[reconcile.Request](m)}).
+		Complete(r)
+}
+
+// issuerKind is the kind a request of ours names ("" means MeshIssuer).
+func issuerKind(cr *cmapi.CertificateRequest) string {
+	if cr.Spec.IssuerRef.Kind == "" {
+		return v1alpha1.KindMeshIssuer
+	}
+	return cr.Spec.IssuerRef.Kind
+}
+
+// issuerKey is the index key of the issuer cr names, "" if not ours.
+func issuerKey(cr *cmapi.CertificateRequest) string {
+	if cr.Spec.IssuerRef.Group != v1alpha1.Group {
+		return ""
+	}
+	switch k := issuerKind(cr); k {
+	case v1alpha1.KindMeshClusterIssuer:
+		return k + "/" + cr.Spec.IssuerRef.Name
+	case v1alpha1.KindMeshIssuer:
+		return k + "/" + cr.Namespace + "/" + cr.Spec.IssuerRef.Name
+	}
+	return ""
+}
+
+func (r *RequestController) requestsOf(kind string) handler.MapFunc {
+	return func(ctx context.Context, o client.Object) []reconcile.Request {
+		key := kind + "/" + o.GetName()
+		if kind == v1alpha1.KindMeshIssuer {
+			key = kind + "/" + o.GetNamespace() + "/" + o.GetName()
+		}
+		var list cmapi.CertificateRequestList
+		if err := r.c.List(ctx, &list, client.MatchingFields{issuerIndex: key}); err != nil {
+			r.o.Log.Error("listing the CertificateRequests of an issuer", "issuer", key, "error", err)
+			return nil
+		}
+		var reqs []reconcile.Request
+		for i := range list.Items {
+			if !finished(&list.Items[i]) {
+				reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&list.Items[i])})
+			}
+		}
+		return reqs
+	}
+}
+
+// finished reports whether meshca is done with cr: it has a certificate
+// or a final Ready condition (Issued, Failed, Denied). It is never touched again.
+func finished(cr *cmapi.CertificateRequest) bool {
+	if len(cr.Status.Certificate) > 0 || cr.Status.FailureTime != nil {
+		return true
+	}
+	switch apiutil.CertificateRequestReadyReason(cr) {
+	case cmapi.CertificateRequestReasonIssued, cmapi.CertificateRequestReasonFailed, cmapi.CertificateRequestReasonDenied:
+		return true
+	}
+	return false
+}
+
+// Reconcile runs the canonical external-issuer loop for one CertificateRequest.
+func (r *RequestController) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
+	start := time.Now()
+	outcome, err := r.reconcile(ctx, req)
+	r.m.Observe(RequestControllerName, outcome, time.Since(start).Seconds())
+	return reconcile.Result{}, err
+}
+
+func (r *RequestController) reconcile(ctx context.Context, req reconcile.Request) (kubesigner.Outcome, error) {
+	cr := &cmapi.CertificateRequest{}
+	if err := r.c.Get(ctx, req.NamespacedName, cr); err != nil {
+		if apierrors.IsNotFound(err) {
+			return kubesigner.OutcomeIgnored, nil
+		}
+		return kubesigner.OutcomeError, err
+	}
+	// Ours only when the group is exactly issuer.meshca.io; nothing else
+	// is read or written.
+	if cr.Spec.IssuerRef.Group != v1alpha1.Group || finished(cr) {
+		return kubesigner.OutcomeIgnored, nil
+	}
+	if apiutil.CertificateRequestIsDenied(cr) {
+		return r.deny(ctx, cr)
+	}
+	if !apiutil.CertificateRequestIsApproved(cr) {
+		return kubesigner.OutcomeIgnored, nil // cert-manager's approver decides first
+	}
+
+	kind := issuerKind(cr)
+	if kind != v1alpha1.KindMeshIssuer && kind != v1alpha1.KindMeshClusterIssuer {
+		return r.fail(ctx, cr, fmt.Sprintf("spec.issuerRef.kind %s is not %s or %s", identity.Quote(kind), v1alpha1.KindMeshIssuer, v1alpha1.KindMeshClusterIssuer))
+	}
+	iss, err := getIssuer(ctx, r.c, kind, client.ObjectKey{Namespace: cr.Namespace, Name: cr.Spec.IssuerRef.Name})
+	if apierrors.IsNotFound(err) {
+		name := cr.Spec.IssuerRef.Name
+		if kind == v1alpha1.KindMeshIssuer {
+			name = cr.Namespace + "/" + name
+		}
+		// The issuer watch requeues the request once the issuer exists.
+		return r.pending(ctx, cr, fmt.Sprintf("%s %s does not exist; the request is signed once it exists and is ready", kind, identity.Quote(name)), nil)
+	}
+	if err != nil {
+		return kubesigner.OutcomeError, err
+	}
+	if iss.ready() == nil {
+		return r.pending(ctx, cr, fmt.Sprintf("%s is not ready (%s); the request is signed once it is", iss.describe(), readyText(iss)), nil)
+	}
+
+	signReq, msg := r.checkRequest(cr, iss)
+	if msg != "" {
+		return r.fail(ctx, cr, msg)
+	}
+
+	// The cache may lag behind a status meshca wrote moments ago: read the
+	// request live before signing, so that it is signed at most once.
+	live := &cmapi.CertificateRequest{}
+	if err := r.live.Get(ctx, req.NamespacedName, live); err != nil {
+		if apierrors.IsNotFound(err) {
+			return kubesigner.OutcomeIgnored, nil
+		}
+		return kubesigner.OutcomeError, err
+	}
+	if finished(live) || !apiutil.CertificateRequestIsApproved(live) || apiutil.CertificateRequestIsDenied(live) {
+		return kubesigner.OutcomeIgnored, nil // the next event decides
+	}
+
+	res, err := r.o.Engine.Sign(ctx, signReq)
+	if err != nil {
+		if kubesigner.Transient(err) {
+			out, werr := r.pending(ctx, live, "meshca cannot sign right now, retrying: "+err.Error(), err)
+			if werr != nil {
+				return out, werr
+			}
+			return kubesigner.OutcomePending, fmt.Errorf("signing %s/%s: %w", cr.Namespace, cr.Name, err)
+		}
+		if live.Spec.IsCA {
+			// The engine issues leaves only (its intermediate has
+			// pathLenConstraint 0, RFC 5280 §4.2.1.9), whatever the issuer allows.
+			return r.fail(ctx, live, "meshca refused to sign a CA certificate (spec.isCA): "+err.Error())
+		}
+		return r.fail(ctx, live, "meshca refused to sign: "+err.Error())
+	}
+	return r.issue(ctx, live, res)
+}
+
+// checkRequest validates cr against its issuer and builds the signing
+// request; a non-empty message is a permanent failure.
+func (r *RequestController) checkRequest(cr *cmapi.CertificateRequest, iss *issuerObject) (authority.Request, string) {
+	if cr.Spec.IsCA && !iss.spec.AllowCA {
+		return authority.Request{}, fmt.Sprintf("spec.isCA is set but %s does not allow CA certificates (its spec.allowCA is false)", iss.describe())
+	}
+	if n := len(cr.Spec.Request); n == 0 || n > policy.MaxCSRSize {
+		return authority.Request{}, fmt.Sprintf("spec.request is %d bytes; it must hold one PEM CSR of at most %d bytes", n, policy.MaxCSRSize)
+	}
+	// cert-manager's CSR-to-template check: the CSR must parse, its
+	// signature verify, and its BasicConstraints and key usages (when it
+	// carries them) agree with spec.isCA and spec.usages.
+	if _, err := pki.CertificateTemplateFromCertificateRequest(cr); err != nil {
+		return authority.Request{}, "spec.request is not a valid CSR for this request: " + err.Error()
+	}
+	csr, err := pki.DecodeX509CertificateRequestBytes(cr.Spec.Request)
+	if err != nil {
+		return authority.Request{}, "spec.request is not a PEM CSR: " + err.Error()
+	}
+	id, msg := r.identityOf(cr, csr)
+	if msg != "" {
+		return authority.Request{}, msg
+	}
+	usages := cr.Spec.Usages
+	if len(usages) == 0 {
+		usages = cmapi.DefaultKeyUsages()
+	}
+	pu := make([]policy.Usage, 0, len(usages))
+	for _, u := range usages {
+		if u == cmapi.UsageSigning { // cert-manager's synonym of digital signature
+			u = cmapi.UsageDigitalSignature
+		}
+		pu = append(pu, policy.Usage(u))
+	}
+	d := policy.Duration{Requested: apiutil.DefaultCertDuration(cr.Spec.Duration)}
+	if iss.spec.MaxDuration != nil {
+		d.Max = iss.spec.MaxDuration.Duration
+	}
+	opts := []policy.SignOption{policy.WithUsages(pu...), policy.WithDuration(d)}
+	if cr.Spec.IsCA {
+		opts = append(opts, policy.RequestCA(iss.spec.AllowCA))
+	}
+	return authority.Request{
+		CSR: csr.Raw, Identity: id, Profile: profile.Name(iss.spec.Profile), Options: opts,
+		Requester: "certmanager:" + cr.Namespace + "/" + cr.Name,
+	}, ""
+}
+
+// identityOf is the identity cr may get: the CSR's one URI SAN, a
+// Kubernetes ServiceAccount identity of the mesh's trust domain in cr's
+// own namespace.
+func (r *RequestController) identityOf(cr *cmapi.CertificateRequest, csr *x509.CertificateRequest) (*url.URL, string) {
+	want := fmt.Sprintf("spiffe://%s/ns/%s/sa/<name>", r.td.Name(), cr.Namespace)
+	if len(csr.URIs) != 1 {
+		return nil, fmt.Sprintf("the CSR has %d URI SANs; it needs exactly one, %s", len(csr.URIs), want)
+	}
+	id, err := identity.WorkloadURL(csr.URIs[0], r.td)
+	if err != nil {
+		var fe *identity.ForeignError
+		if errors.As(err, &fe) {
+			return nil, fmt.Sprintf("the CSR's URI SAN is in a foreign trust domain: %v; it must be %s", err, want)
+		}
+		return nil, fmt.Sprintf("the CSR's URI SAN is not a workload SPIFFE ID: %v; it must be %s", err, want)
+	}
+	k, ok := identity.KubernetesOf(id)
+	if !ok || k.Namespace != cr.Namespace {
+		return nil, fmt.Sprintf("the CSR's URI SAN %s is not an identity of the request's namespace; it must be %s", identity.Quote(id.String()), want)
+	}
+	return id.URL(), ""
+}
