@@ -16,7 +16,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
@@ -63,7 +62,7 @@ func (r *IssuerController) SetupWithManager(mgr ctrl.Manager, m *kubesigner.Metr
 		Named(IssuerControllerName).
 		For(&v1alpha1.MeshIssuer{}, gen).
 		Watches(&v1alpha1.MeshClusterIssuer{}, &handler.EnqueueRequestForObject{}, gen).
-		WithOptions(controller.Options{NewQueue: kubesigner.NewQueue[reconcile.Request](m)}).
+		WithOptions(kubesigner.ControllerOptions(m, workers)).
 		Complete(r)
 }
 
@@ -146,7 +145,7 @@ func (r *IssuerController) reconcile(ctx context.Context, req reconcile.Request)
 	case v1alpha1.ReasonFailed:
 		return reconcile.Result{RequeueAfter: r.o.HealthCheckInterval}, kubesigner.OutcomeFailed, nil
 	}
-	return reconcile.Result{RequeueAfter: r.o.HealthCheckInterval}, kubesigner.OutcomeIssued, nil
+	return reconcile.Result{RequeueAfter: r.o.HealthCheckInterval}, kubesigner.OutcomeChecked, nil
 }
 
 // check judges an issuer's spec and the engine's readiness for it.

@@ -72,8 +72,8 @@ func TestIssuer_InitializingThenCheckedPerGeneration(t *testing.T) {
 
 	// Re-checks that find nothing new write nothing.
 	rv := getIssuer(t, iss).ResourceVersion
-	checks := reconciles(t, certmanager.IssuerControllerName, "issued")
-	require.Eventually(t, func() bool { return reconciles(t, certmanager.IssuerControllerName, "issued") >= checks+3 },
+	checks := reconciles(t, certmanager.IssuerControllerName, "checked")
+	require.Eventually(t, func() bool { return reconciles(t, certmanager.IssuerControllerName, "checked") >= checks+3 },
 		10*time.Second, 20*time.Millisecond, "the periodic re-check did not run")
 	require.Equal(t, rv, getIssuer(t, iss).ResourceVersion, "an unchanged check writes nothing")
 

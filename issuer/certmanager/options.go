@@ -21,7 +21,7 @@ import (
 )
 
 // Controller names (metric labels). The meshissuer controller counts a
-// check that found the issuer Checked as outcome "issued", Pending as
+// check that found the issuer Checked as outcome "checked", Pending as
 // "pending" and Failed as "failed".
 const (
 	IssuerControllerName  = "meshissuer"
@@ -78,3 +78,7 @@ func addToScheme(s *runtime.Scheme) error {
 func noCacheRestrictions() map[client.Object]cache.ByObject { return nil }
 
 func trustDomain(name string) (spiffeid.TrustDomain, error) { return identity.TrustDomain(name) }
+
+// workers is how many requests (and issuers) each controller reconciles at
+// once; signing itself is bounded by the engine.
+const workers = 4

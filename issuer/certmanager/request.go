@@ -17,7 +17,6 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/recorder"
@@ -107,7 +106,7 @@ func (r *RequestController) SetupWithManager(mgr ctrl.Manager, m *kubesigner.Met
 		For(&cmapi.CertificateRequest{}).
 		Watches(&v1alpha1.MeshIssuer{}, handler.EnqueueRequestsFromMapFunc(r.requestsOf(v1alpha1.KindMeshIssuer))).
 		Watches(&v1alpha1.MeshClusterIssuer{}, handler.EnqueueRequestsFromMapFunc(r.requestsOf(v1alpha1.KindMeshClusterIssuer))).
-		WithOptions(controller.Options{NewQueue: kubesigner.NewQueue[reconcile.Request](m)}).
+		WithOptions(kubesigner.ControllerOptions(m, workers)).
 		Complete(r)
 }
 

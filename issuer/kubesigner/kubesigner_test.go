@@ -60,7 +60,7 @@ meshca_controller_queue_depth{controller="csr"} 2
 	require.NoError(t, testutil.GatherAndCompare(reg, strings.NewReader(want), "meshca_controller_queue_depth"))
 	m.Observe("csr", kubesigner.OutcomeIssued, 0.01)
 	const reconciles = `
-# HELP meshca_controller_reconcile_total Reconciles of meshca's Kubernetes controllers by outcome (issued, denied, failed, pending, ignored, error).
+# HELP meshca_controller_reconcile_total Reconciles of meshca's Kubernetes controllers by outcome (issued, denied, failed, pending, ignored, error, checked).
 # TYPE meshca_controller_reconcile_total counter
 meshca_controller_reconcile_total{controller="csr",outcome="issued"} 1
 `

@@ -25,6 +25,9 @@ const (
 	OutcomeIgnored Outcome = "ignored"
 	// OutcomeError: the reconcile itself failed (an API write); requeued.
 	OutcomeError Outcome = "error"
+	// OutcomeChecked: a health check found an issuer ready (MeshIssuer,
+	// MeshClusterIssuer); nothing was signed.
+	OutcomeChecked Outcome = "checked"
 )
 
 // Metrics are the controllers' meshca_controller_* metrics.
@@ -48,7 +51,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		reconciles: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "meshca_controller_reconcile_total",
-			Help: "Reconciles of meshca's Kubernetes controllers by outcome (issued, denied, failed, pending, ignored, error).",
+			Help: "Reconciles of meshca's Kubernetes controllers by outcome (issued, denied, failed, pending, ignored, error, checked).",
 		}, []string{"controller", "outcome"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "meshca_controller_reconcile_duration_seconds", Help: "Time of one reconcile.", Buckets: buckets,

@@ -66,9 +66,8 @@ func TestServe_CertManagerIssuerSignsApprovedCertificateRequests(t *testing.T) {
 	}
 
 	dir := initCA(t)
-	// Leader election is off here: its Lease RBAC is not part of this file.
 	appendYAML(t, dir, "kubernetes:\n  kubeconfig: "+kubeconfig+"\n"+
-		"signers:\n  controllers:\n    leaderElection:\n      enabled: false\n  certManager:\n    enabled: true\n    healthCheckInterval: 1s\n")
+		"signers:\n  certManager:\n    enabled: true\n    healthCheckInterval: 1s\n")
 	s := startServe(t, dir)
 	s.waitReady(t, 10*time.Second)
 
