@@ -151,7 +151,10 @@ func (r *Revoker) validate(ctx context.Context, req Request) (validated, error) 
 		return v, fmt.Errorf("read CA generations: %w", err)
 	}
 	for i := range gens {
-		if gens[i].Active() {
+		// Unknown serials go on the default signer's active CRL; the
+		// refusal below to revoke an active intermediate holds for every
+		// signer lineage.
+		if gens[i].Active() && gens[i].Lineage() == store.DefaultSigner {
 			v.active = &gens[i]
 		}
 	}

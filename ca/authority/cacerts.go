@@ -38,7 +38,7 @@ func (l *Loader) PreIssued(ctx context.Context, src root.PreIssuedSource, create
 	fp := Fingerprint(b.Cert)
 	var known *store.Generation
 	for i := range gens {
-		if g := gens[i]; g.Fingerprint == fp && g.Active() && ProfileOf(g) == l.profile() {
+		if g := gens[i]; g.Fingerprint == fp && g.Active() && g.Lineage() == store.DefaultSigner && ProfileOf(g) == l.profile() {
 			known = &gens[i]
 		}
 	}

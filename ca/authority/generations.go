@@ -40,6 +40,10 @@ type Loader struct {
 	Clock clock.PassiveClock
 	// Root is the root source (NewRootSource, or a wrapper of it).
 	Root root.Source
+	// Signer is the signer lineage whose generations the Loader loads
+	// (store.Generation.Signer); store.DefaultSigner ("") for the default
+	// signer.
+	Signer string
 }
 
 // Now is the Loader's clock.
@@ -123,7 +127,7 @@ func (l *Loader) activeGeneration(ctx context.Context) (*store.Generation, error
 	}
 	kind := l.Root.Kind()
 	for i := len(gens) - 1; i >= 0; i-- {
-		if gens[i].Active() && gens[i].Source == kind {
+		if gens[i].Active() && gens[i].Source == kind && gens[i].Lineage() == l.Signer {
 			return &gens[i], nil
 		}
 	}

@@ -47,7 +47,7 @@ func (r *Runtime) SigningCAs(ctx context.Context, now time.Time) ([]SigningCA, e
 	maxTTL := r.Loader.Config.Issuance.MaxCertTTL.Duration
 	for i := len(gens) - 1; i >= 0; i-- {
 		g := gens[i]
-		if g.ID == m.Generation || g.ActivatedAt.IsZero() {
+		if g.ID == m.Generation || g.ActivatedAt.IsZero() || g.Lineage() != r.Loader.Signer {
 			continue
 		}
 		if !g.RetiredAt.IsZero() && now.After(g.RetiredAt.Add(maxTTL)) {

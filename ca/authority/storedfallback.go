@@ -35,7 +35,7 @@ func (l *Loader) loadStored(ctx context.Context, unavailable error, threshold fl
 	}
 	var g *store.Generation
 	for i := len(gens) - 1; i >= 0; i-- {
-		if gens[i].Active() && gens[i].Source == kind {
+		if gens[i].Active() && gens[i].Source == kind && gens[i].Lineage() == l.Signer {
 			g = &gens[i]
 			break
 		}

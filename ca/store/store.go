@@ -49,6 +49,11 @@ type Generation struct {
 	// Profile is the kind of CA (classical, catalyst, composite, mldsa);
 	// empty in records written before profiles existed, which means classical.
 	Profile string `json:"profile,omitempty"`
+	// Signer names the signer lineage the generation belongs to: a signer
+	// with its own intermediate (authentication.certSigners[].intermediate
+	// "separate") keeps a journal of its own. Empty is the default signer,
+	// so records written before lineages existed read unchanged.
+	Signer string `json:"signer,omitempty"`
 	// Source says where the generation came from ("file-minted", "file-cacerts", "vault").
 	Source      string    `json:"source"`
 	Fingerprint string    `json:"fingerprint"`
@@ -65,8 +70,9 @@ type Generation struct {
 type GenerationState string
 
 // Generation states. A generation is added PREPARED, becomes ACTIVE when
-// activated and RETIRED when another one is activated. At most one
-// generation is ACTIVE, and once one has been activated there always is one.
+// activated and RETIRED when another one of its signer lineage is activated.
+// At most one generation per lineage is ACTIVE, and once one has been
+// activated in a lineage there always is one.
 const (
 	StatePrepared GenerationState = "prepared"
 	StateActive   GenerationState = "active"
@@ -85,6 +91,12 @@ func (g Generation) State() GenerationState {
 	}
 	return StatePrepared
 }
+
+// DefaultSigner is the lineage of the default signer (Generation.Signer empty).
+const DefaultSigner = ""
+
+// Lineage returns the signer lineage g belongs to.
+func (g Generation) Lineage() string { return g.Signer }
 
 // Active reports whether g is currently the signing generation.
 func (g Generation) Active() bool { return g.State() == StateActive }
@@ -133,8 +145,10 @@ type Generations interface {
 	// MarkGenerationVerified records that id verified at at (journal step
 	// between prepared and active). ErrNotFound for an unknown id.
 	MarkGenerationVerified(ctx context.Context, id uint64, at time.Time) error
-	// ActivateGeneration makes id the active generation and retires the
-	// previous one, in one transaction: never two active, never none.
+	// ActivateGeneration makes id the active generation of its signer
+	// lineage (Generation.Signer) and retires that lineage's previous one,
+	// in one transaction: never two active in a lineage, never none; other
+	// lineages are untouched.
 	// Activating the active generation changes nothing; ErrNotFound for
 	// an unknown id, ErrRetired for a retired one (nothing changes).
 	ActivateGeneration(ctx context.Context, id uint64, at time.Time) error

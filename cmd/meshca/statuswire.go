@@ -52,7 +52,7 @@ func storeRoots(ctx context.Context, st store.Store) ([]*x509.Certificate, uint6
 		return nil, 0 // StoreStatus reports the error
 	}
 	for _, g := range gens {
-		if !g.Active() || len(g.ChainDER) == 0 {
+		if !g.Active() || g.Lineage() != store.DefaultSigner || len(g.ChainDER) == 0 {
 			continue
 		}
 		if c, err := x509.ParseCertificate(g.ChainDER[len(g.ChainDER)-1]); err == nil {

@@ -10,9 +10,12 @@ import (
 
 // GenerationInfo describes one CA generation (an intermediate).
 type GenerationInfo struct {
-	ID          uint64    `json:"id"`
-	Profile     string    `json:"profile,omitempty"`
-	Source      string    `json:"source"`
+	ID      uint64 `json:"id"`
+	Profile string `json:"profile,omitempty"`
+	Source  string `json:"source"`
+	// Signer is the signer lineage (authentication.certSigners with their
+	// own intermediate); empty for the default signer.
+	Signer      string    `json:"signer,omitempty"`
 	Subject     string    `json:"subject,omitempty"`
 	NotAfter    time.Time `json:"notAfter,omitzero"`
 	ActivatedAt time.Time `json:"activatedAt,omitzero"`
@@ -55,11 +58,11 @@ func StoreStatus(ctx context.Context, s StoreState) Status {
 		fail(err)
 	}
 	for _, g := range gens {
-		gi := GenerationInfo{ID: g.ID, Profile: g.Profile, Source: g.Source, ActivatedAt: g.ActivatedAt, RetiredAt: g.RetiredAt, Active: g.Active()}
+		gi := GenerationInfo{ID: g.ID, Profile: g.Profile, Source: g.Source, Signer: g.Signer, ActivatedAt: g.ActivatedAt, RetiredAt: g.RetiredAt, Active: g.Active()}
 		if c, err := x509.ParseCertificate(g.CertDER); err == nil {
 			gi.Subject, gi.NotAfter, gi.cert = c.Subject.String(), c.NotAfter, c
 		}
-		if gi.Active {
+		if gi.Active && g.Lineage() == store.DefaultSigner {
 			st.Generation, st.Profile, st.IntermediateSubject, st.IntermediateNotAfter = g.ID, g.Profile, gi.Subject, gi.NotAfter
 		}
 		st.Generations = append(st.Generations, gi)

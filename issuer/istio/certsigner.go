@@ -41,6 +41,10 @@ type CertSigner struct {
 	Policy *policy.Engine
 	// Identities, when not empty, are the only identities that may use it.
 	Identities []identity.Pattern
+	// Engine, when set, is the signer's own engine: a signer with its own
+	// intermediate (as istiod's per-signer CA) signs with it. Nil: the
+	// shared engine (Options.Signer) signs.
+	Engine Signer
 }
 
 // CertSignersFromConfig builds authentication.certSigners; cfg is validated.

@@ -40,6 +40,7 @@ import (
 	"github.com/meshca/meshca/issuer/istio"
 	"github.com/meshca/meshca/issuer/ratelimit"
 	"github.com/meshca/meshca/issuer/tlsconfig"
+	"github.com/meshca/meshca/rotation/intermediate"
 	"github.com/meshca/meshca/test/logbuf"
 	"k8s.io/utils/clock"
 )
@@ -67,6 +68,12 @@ type envOptions struct {
 	auditClock clock.PassiveClock
 	// certSigners is authentication.certSigners, built as serve builds it.
 	certSigners []config.CertSignerConfig
+	// separate names the certSigners that get their own intermediate: an
+	// intermediate.Manager of their lineage on the shared store, keys and
+	// root, and an engine of their own (as serve builds them).
+	separate []string
+	// engines receives each separate signer's engine (nil: not kept).
+	engines map[string]*authority.Authority
 }
 
 func (e *env) auditLog() string { return e.audit.String() }
@@ -95,6 +102,23 @@ func newEnv(t *testing.T, o envOptions) *env {
 	require.NoError(t, err)
 	t.Cleanup(func() { rt.Close() })
 	e.rt = rt
+	for _, name := range o.separate {
+		for i := range signers {
+			if signers[i].Name != name {
+				continue
+			}
+			scfg := *cfg
+			scfg.Intermediate.CommonName = cfg.Intermediate.CommonName + " signer " + name
+			m := intermediate.New(intermediate.Options{Config: &scfg, Keys: rt.Keys, Store: rt.Store, Root: rt.Root, Signer: name, Log: log})
+			mat, err := m.Start(context.Background())
+			require.NoError(t, err)
+			a := authority.New(mat, signers[i].Policy, rt.Store, authority.WithAudit(audit.New(log)), authority.WithProfile(cfg.Issuance.Profile))
+			signers[i].Engine = a
+			if o.engines != nil {
+				o.engines[name] = a
+			}
+		}
+	}
 	e.roots = x509.NewCertPool()
 	e.roots.AddCert(rc)
 

@@ -183,11 +183,15 @@ func (s *Service) create(ctx context.Context, req *pb.IstioCertificateRequest, c
 
 	ttl := requestedTTL(req.GetValidityDuration())
 	areq := authority.Request{CSR: []byte(req.GetCsr()), Identity: identity, TTL: ttl, Requester: requester}
+	eng := s.opts.Signer
 	if signer != nil {
 		areq.Policy, areq.Profile = signer.Policy, signer.Profile
 		areq.Requester += " signer:" + signer.Name
+		if signer.Engine != nil {
+			eng = signer.Engine
+		}
 	}
-	res, err := s.opts.Signer.Sign(ctx, areq)
+	res, err := eng.Sign(ctx, areq)
 	if err != nil {
 		// The engine audited the refusal already.
 		return nil, status.Error(caerr.CodeOf(err).GRPC(), err.Error())

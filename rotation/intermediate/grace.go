@@ -71,7 +71,7 @@ func (m *Manager) loadRetained(ctx context.Context) error {
 		if g.ID == m.active.Generation {
 			m.lastOK = g.ActivatedAt
 		}
-		if g.State() != store.StateRetired || g.Source != m.src.Kind() {
+		if g.State() != store.StateRetired || g.Source != m.src.Kind() || g.Lineage() != m.loader.Signer {
 			continue
 		}
 		cert := certNotAfter(g)

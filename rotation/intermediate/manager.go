@@ -66,6 +66,11 @@ type Options struct {
 	Root root.Source
 	// Loader reads generations; nil builds one from the fields above.
 	Loader *authority.Loader
+	// Signer is the signer lineage the Manager rotates (store.Generation.
+	// Signer; its Loader's Signer when Loader is set): a signer with its own
+	// intermediate has its own Manager and journal on the shared store.
+	// Empty: the default signer.
+	Signer string
 	// Clock drives the thresholds, the retries and the grace periods
 	// (default the real clock).
 	Clock clock.WithTicker
@@ -126,7 +131,7 @@ func New(o Options) *Manager {
 		m.log = slog.Default()
 	}
 	if m.loader == nil {
-		m.loader = &authority.Loader{Config: o.Config, Keys: o.Keys, Store: o.Store, Log: m.log, Clock: m.clk, Root: o.Root}
+		m.loader = &authority.Loader{Config: o.Config, Keys: o.Keys, Store: o.Store, Log: m.log, Clock: m.clk, Root: o.Root, Signer: o.Signer}
 	}
 	m.status.Store(&rotation.Status{CA: rotation.CAIntermediate, Phase: PhaseIdle})
 	return m

@@ -39,7 +39,12 @@ func (m *Manager) mint(ctx context.Context) (store.Generation, error) {
 	if _, err := rand.Read(suffix[:]); err != nil {
 		return store.Generation{}, err
 	}
-	name := "intermediate-" + now.UTC().Format("20060102T150405.000000000Z") + "-" + hex.EncodeToString(suffix[:])
+	name := "intermediate-"
+	if m.loader.Signer != store.DefaultSigner {
+		// Each signer lineage's keys carry its name, apart from the default's.
+		name += "signer-" + m.loader.Signer + "-"
+	}
+	name += now.UTC().Format("20060102T150405.000000000Z") + "-" + hex.EncodeToString(suffix[:])
 	key, ref, altRef, err := m.createCAKey(name, p)
 	if err != nil {
 		return store.Generation{}, err
@@ -67,7 +72,9 @@ func (m *Manager) mint(ctx context.Context) (store.Generation, error) {
 	if err := authority.CheckCatalystRoot(b, p); err != nil {
 		return store.Generation{}, fmt.Errorf("freshly minted intermediate's alternative signature does not verify: %w", err)
 	}
-	g, err := m.st.AddGeneration(ctx, authority.NewGenerationRecord(b, ref, altRef, m.src.Kind(), p, now))
+	rec := authority.NewGenerationRecord(b, ref, altRef, m.src.Kind(), p, now)
+	rec.Signer = m.loader.Signer
+	g, err := m.st.AddGeneration(ctx, rec)
 	if err != nil {
 		return store.Generation{}, fmt.Errorf("record the prepared CA generation: %w", err)
 	}
@@ -134,13 +141,16 @@ func (m *Manager) preparedSuccessor(ctx context.Context, after uint64, roots []*
 	// Only a generation prepared after the last one that was ever
 	// activated can succeed it: older prepared ones were abandoned.
 	for _, g := range gens {
+		if g.Lineage() != m.loader.Signer {
+			continue
+		}
 		if g.State() != store.StatePrepared && g.ID > after {
 			after = g.ID
 		}
 	}
 	for i := len(gens) - 1; i >= 0; i-- {
 		g := gens[i]
-		if g.ID <= after || g.State() != store.StatePrepared || g.Source != m.src.Kind() || authority.ProfileOf(g) != m.cfg.Intermediate.Profile {
+		if g.ID <= after || g.Lineage() != m.loader.Signer || g.State() != store.StatePrepared || g.Source != m.src.Kind() || authority.ProfileOf(g) != m.cfg.Intermediate.Profile {
 			continue
 		}
 		mat, err := m.verify(ctx, g, roots)

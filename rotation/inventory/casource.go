@@ -49,7 +49,9 @@ func (s *CASource) Certificates(ctx context.Context) ([]Certificate, error) {
 	active := s.Active()
 	var errs []error
 	for _, g := range gens {
-		if g.ID != active && (g.ActivatedAt.IsZero() || now.After(g.RetiredAt.Add(s.Grace))) {
+		// Another signer lineage's active intermediate is in use too.
+		inUse := g.Active() && g.Lineage() != store.DefaultSigner
+		if g.ID != active && !inUse && (g.ActivatedAt.IsZero() || now.After(g.RetiredAt.Add(s.Grace))) {
 			continue // never activated, or its last leaf has expired
 		}
 		c, err := x509.ParseCertificate(g.CertDER)

@@ -448,7 +448,7 @@ func (c *Controller) activeUnderNew(ctx context.Context) (bool, error) {
 		return false, err
 	}
 	for _, g := range gens {
-		if !g.Active() {
+		if !g.Active() || g.Lineage() != store.DefaultSigner {
 			continue
 		}
 		cert, err := x509.ParseCertificate(g.CertDER)

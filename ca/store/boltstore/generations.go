@@ -32,7 +32,7 @@ func (s *Store) AddGeneration(_ context.Context, g store.Generation) (store.Gene
 }
 
 // ActivateGeneration marks id active at the given time and retires every
-// other active generation, in one transaction.
+// other active generation of its signer lineage, in one transaction.
 func (s *Store) ActivateGeneration(_ context.Context, id uint64, at time.Time) error {
 	return s.w.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketGenerations)
@@ -59,7 +59,7 @@ func (s *Store) ActivateGeneration(_ context.Context, id uint64, at time.Time) e
 			switch {
 			case binary.BigEndian.Uint64(k) == id:
 				g.ActivatedAt, g.RetiredAt = at, time.Time{}
-			case g.Active():
+			case g.Active() && g.Lineage() == target.Lineage():
 				g.RetiredAt = at
 			default:
 				return nil

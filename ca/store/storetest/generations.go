@@ -42,6 +42,26 @@ func states(t *testing.T, s store.Store) map[uint64]store.GenerationState {
 	return out
 }
 
+// lineageStates is states for stores holding several signer lineages: it
+// checks that each lineage has at most one active generation.
+func lineageStates(t *testing.T, s store.Store) map[uint64]store.GenerationState {
+	t.Helper()
+	gens, err := s.ListGenerations(context.Background())
+	require.NoError(t, err)
+	out := map[uint64]store.GenerationState{}
+	active := map[string]int{}
+	for _, g := range gens {
+		out[g.ID] = g.State()
+		if g.Active() {
+			active[g.Signer]++
+		}
+	}
+	for signer, n := range active {
+		require.LessOrEqual(t, n, 1, "lineage %q has %d active generations: %v", signer, n, out)
+	}
+	return out
+}
+
 func add(t *testing.T, s store.Store, g store.Generation) store.Generation {
 	t.Helper()
 	got, err := s.AddGeneration(context.Background(), g)
@@ -130,4 +150,80 @@ func testGenerationsBadActivationChangesNothing(t *testing.T, s store.Store) {
 	after, err := s.ListGenerations(ctx)
 	require.NoError(t, err)
 	require.Equal(t, before, after)
+}
+
+// signerGen is gen(i) in the lineage of the named signer.
+func signerGen(i int, signer string) store.Generation {
+	g := gen(i)
+	g.Signer = signer
+	return g
+}
+
+func testGenerationsOneActivePerLineage(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	d1 := add(t, s, gen(1))
+	a1 := add(t, s, signerGen(2, "alpha"))
+	require.NoError(t, s.ActivateGeneration(ctx, d1.ID, T0))
+	require.NoError(t, s.ActivateGeneration(ctx, a1.ID, T0.Add(time.Minute)))
+	require.Equal(t, map[uint64]store.GenerationState{d1.ID: store.StateActive, a1.ID: store.StateActive},
+		lineageStates(t, s), "each lineage has its own active generation")
+
+	a2 := add(t, s, signerGen(3, "alpha"))
+	require.NoError(t, s.ActivateGeneration(ctx, a2.ID, T0.Add(time.Hour)))
+	require.Equal(t, map[uint64]store.GenerationState{
+		d1.ID: store.StateActive, a1.ID: store.StateRetired, a2.ID: store.StateActive,
+	}, lineageStates(t, s), "activating in a lineage retires that lineage's previous active one")
+	gens, err := s.ListGenerations(ctx)
+	require.NoError(t, err)
+	require.Equal(t, "alpha", gens[2].Signer, "the signer survives the round trip")
+	require.True(t, gens[1].RetiredAt.Equal(T0.Add(time.Hour)))
+}
+
+func testGenerationsActivationKeepsOtherLineages(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	d1 := add(t, s, gen(1))
+	a1 := add(t, s, signerGen(2, "alpha"))
+	b1 := add(t, s, signerGen(3, "beta"))
+	for _, id := range []uint64{d1.ID, a1.ID, b1.ID} {
+		require.NoError(t, s.ActivateGeneration(ctx, id, T0))
+	}
+	before, err := s.ListGenerations(ctx)
+	require.NoError(t, err)
+
+	d2 := add(t, s, gen(4))
+	require.NoError(t, s.ActivateGeneration(ctx, d2.ID, T0.Add(time.Hour)))
+	require.Equal(t, map[uint64]store.GenerationState{
+		d1.ID: store.StateRetired, a1.ID: store.StateActive, b1.ID: store.StateActive, d2.ID: store.StateActive,
+	}, lineageStates(t, s), "a default activation leaves the named lineages alone")
+	after, err := s.ListGenerations(ctx)
+	require.NoError(t, err)
+	require.Equal(t, before[1], after[1], "alpha's record is untouched")
+	require.Equal(t, before[2], after[2], "beta's record is untouched")
+
+	b2 := add(t, s, signerGen(5, "beta"))
+	require.NoError(t, s.ActivateGeneration(ctx, b2.ID, T0.Add(2*time.Hour)))
+	require.Equal(t, map[uint64]store.GenerationState{
+		d1.ID: store.StateRetired, a1.ID: store.StateActive, b1.ID: store.StateRetired,
+		d2.ID: store.StateActive, b2.ID: store.StateActive,
+	}, lineageStates(t, s), "a named activation leaves the default and other named lineages alone")
+}
+
+func testGenerationsDefaultLineage(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	// A record written before lineages existed has no signer: it is the
+	// default lineage, and a default activation retires it.
+	old := add(t, s, gen(1))
+	require.NoError(t, s.ActivateGeneration(ctx, old.ID, T0))
+	gens, err := s.ListGenerations(ctx)
+	require.NoError(t, err)
+	require.Empty(t, gens[0].Signer)
+	require.Equal(t, store.DefaultSigner, gens[0].Lineage())
+
+	named := add(t, s, signerGen(2, "alpha"))
+	require.NoError(t, s.ActivateGeneration(ctx, named.ID, T0.Add(time.Minute)))
+	next := add(t, s, gen(3))
+	require.NoError(t, s.ActivateGeneration(ctx, next.ID, T0.Add(time.Hour)))
+	require.Equal(t, map[uint64]store.GenerationState{
+		old.ID: store.StateRetired, named.ID: store.StateActive, next.ID: store.StateActive,
+	}, lineageStates(t, s))
 }

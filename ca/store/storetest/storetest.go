@@ -56,6 +56,9 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	run("Generations/ActivatingAPreparedOneRetiresThePrevious", testGenerationsActivateRetiresThePrevious)
 	run("Generations/ASecondPreparedOneStaysPrepared", testGenerationsSecondPreparedStaysPrepared)
 	run("Generations/BadActivationChangesNothing", testGenerationsBadActivationChangesNothing)
+	run("Generations/AtMostOneActivePerSignerLineage", testGenerationsOneActivePerLineage)
+	run("Generations/ActivationNeverRetiresAnotherLineage", testGenerationsActivationKeepsOtherLineages)
+	run("Generations/RecordsWithoutASignerAreTheDefaultLineage", testGenerationsDefaultLineage)
 }
 
 // RunRestart checks that what a store acknowledged survives closing and
