@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
-	"time"
 
 	apiutil "github.com/cert-manager/cert-manager/pkg/api/util"
 	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
@@ -215,9 +214,9 @@ func finished(cr *cmapi.CertificateRequest) bool {
 
 // Reconcile runs the canonical external-issuer loop for one CertificateRequest.
 func (r *RequestController) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
-	start := time.Now()
+	start := r.o.Clock.Now()
 	outcome, err := r.reconcile(ctx, req)
-	r.m.Observe(RequestControllerName, outcome, time.Since(start).Seconds())
+	r.m.Observe(RequestControllerName, outcome, r.o.Clock.Since(start).Seconds())
 	return reconcile.Result{}, err
 }
 
