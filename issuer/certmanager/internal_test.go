@@ -1,7 +1,9 @@
 package certmanager
 
 import (
+	"strings"
 	"testing"
+	"unicode/utf8"
 
 	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
 	cmmeta "github.com/cert-manager/cert-manager/pkg/apis/meta/v1"
@@ -92,4 +94,11 @@ func TestDecodeRequest_UndecodableKeepsMetadataAndStatus(t *testing.T) {
 	require.Equal(t, "7", cr.ResourceVersion)
 	require.Equal(t, "issuer.meshca.io", cr.Spec.IssuerRef.Group)
 	require.True(t, finished(cr), "its status is still read")
+}
+
+func TestTruncate_BoundedAndNeverCutsARune(t *testing.T) {
+	s := strings.Repeat("a", maxMessage-1) + "é" + strings.Repeat("x", 40000)
+	got := truncate(s)
+	require.True(t, utf8.ValidString(got), "a cut in the middle of é")
+	require.Equal(t, strings.Repeat("a", maxMessage-1)+"…", got)
 }

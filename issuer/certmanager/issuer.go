@@ -171,6 +171,7 @@ func (r *IssuerController) check(spec *v1alpha1.MeshIssuerSpec) (metav1.Conditio
 // setReady applies the Ready condition to the issuer's status (server-side
 // apply on /status), unless it already says exactly that.
 func (r *IssuerController) setReady(ctx context.Context, iss *issuerObject, status metav1.ConditionStatus, reason, msg string) error {
+	msg = truncate(msg)
 	gen := iss.obj.GetGeneration()
 	cur := meta.FindStatusCondition(iss.st.Conditions, v1alpha1.ConditionReady)
 	if cur != nil && cur.Status == status && cur.Reason == reason && cur.Message == msg && cur.ObservedGeneration == gen {

@@ -125,7 +125,7 @@ func (r *RequestController) issue(ctx context.Context, cr *cmapi.CertificateRequ
 		return kubesigner.OutcomeError, err
 	}
 	for _, a := range res.Adjustments {
-		r.events.Eventf(cr, nil, corev1.EventTypeWarning, eventReason(a.Reason), "Sign", "%s", a.Message)
+		r.events.Eventf(cr, nil, corev1.EventTypeWarning, eventReason(a.Reason), "Sign", "%s", truncate(a.Message))
 	}
 	r.events.Eventf(cr, nil, corev1.EventTypeNormal, cmapi.CertificateRequestReasonIssued, "Sign", "Certificate serial %s issued, valid until %s",
 		res.Record.Serial, res.Record.NotAfter.UTC().Format("2006-01-02T15:04:05Z"))
@@ -146,7 +146,7 @@ func eventReason(reason string) string {
 
 func truncate(msg string) string {
 	if len(msg) > maxMessage {
-		return msg[:maxMessage] + "…"
+		return strings.ToValidUTF8(msg[:maxMessage], "") + "…"
 	}
 	return msg
 }

@@ -1,7 +1,9 @@
 package csrsigner
 
 import (
+	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/stretchr/testify/require"
 	certv1 "k8s.io/api/certificates/v1"
@@ -50,4 +52,11 @@ func TestBound(t *testing.T) {
 	}
 	require.Len(t, bound(string(long)), maxMessage+len("…"))
 	require.Equal(t, "short", bound("short"))
+}
+
+func TestBound_NeverCutsARune(t *testing.T) {
+	s := strings.Repeat("a", maxMessage-1) + "é" + "tail"
+	got := bound(s)
+	require.True(t, utf8.ValidString(got), "a cut in the middle of é")
+	require.Equal(t, strings.Repeat("a", maxMessage-1)+"…", got)
 }
