@@ -422,9 +422,9 @@ func TestRequest_StatusWrittenWhileSigningIsNeverOverwritten(t *testing.T) {
 	waitIssuer(t, iss, v1alpha1.ReasonChecked)
 
 	other := []byte("-----BEGIN CERTIFICATE-----\nb3RoZXIgcmVwbGljYQ==\n-----END CERTIFICATE-----\n")
-	var cr *cmapi.CertificateRequest
+	key := &cmapi.CertificateRequest{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "raced"}}
 	h.eng.beforeSign.Store(ns, func() {
-		got := getRequest(t, cr)
+		got := getRequest(t, key)
 		got.Status.Certificate = other
 		now := metav1.Now()
 		got.Status.Conditions = append(got.Status.Conditions, cmapi.CertificateRequestCondition{
@@ -436,7 +436,7 @@ func TestRequest_StatusWrittenWhileSigningIsNeverOverwritten(t *testing.T) {
 	t.Cleanup(func() { h.eng.beforeSign.Delete(ns) })
 	issued := reconciles(t, certmanager.RequestControllerName, "issued")
 	ignored := reconciles(t, certmanager.RequestControllerName, "ignored")
-	cr = createRequest(t, crSpec{ns: ns, name: "raced", uri: spiffeID(ns, "raced"), issuer: meshIssuerRef("mesh"), approve: true})
+	cr := createRequest(t, crSpec{ns: ns, name: "raced", uri: spiffeID(ns, "raced"), issuer: meshIssuerRef("mesh"), approve: true})
 
 	// The signing reconcile ends ignored (Conflict), and so does the one
 	// the other replica's write triggers.
