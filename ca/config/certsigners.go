@@ -85,6 +85,13 @@ func (c *Config) validateCertSigners(td spiffeid.TrustDomain, add func(string, s
 		if s.MaxCertTTL.Duration < time.Minute {
 			add(key+".maxCertTTL", "%s is too short; use at least 1m (default issuance.maxCertTTL)", s.MaxCertTTL.Duration)
 		}
+		if len(s.Identities) == 0 && s.MaxCertTTL.Duration > c.Issuance.MaxCertTTL.Duration {
+			// Any workload chooses its CertSigner (istio-agent's
+			// ISTIO_META_CERT_SIGNER): a signer that widens the lifetime must
+			// say who may use it.
+			add(key+".identities", "must be set when maxCertTTL (%s) is above issuance.maxCertTTL (%s): any workload can name the signer (ISTIO_META_CERT_SIGNER), so list the SPIFFE ID patterns that may get its longer certificates (e.g. %q)",
+				s.MaxCertTTL.Duration, c.Issuance.MaxCertTTL.Duration, "spiffe://"+td.Name()+"/ns/istio-system/sa/*")
+		}
 		validateIdentityPatterns(key+".identities", td, s.Identities, add)
 		validatePolicies(key+".policies", td, s.Policies, add)
 	}

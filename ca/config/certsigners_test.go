@@ -56,6 +56,8 @@ func TestCertSigners_Validate(t *testing.T) {
 			[]string{`authentication.certSigners[0].profile: a CA of profile catalyst cannot issue composite certificates (it can issue [catalyst classical]); use one of [catalyst classical] or change intermediate.profile`}},
 		"short maxCertTTL": {`authentication: {certSigners: [{name: gw, maxCertTTL: 30s}]}`,
 			[]string{`authentication.certSigners[0].maxCertTTL: 30s is too short; use at least 1m`}},
+		"longer than issuance without identities": {"issuance: {maxCertTTL: 24h}\nauthentication: {certSigners: [{name: gw, maxCertTTL: 720h}]}",
+			[]string{`authentication.certSigners[0].identities: must be set when maxCertTTL (720h0m0s) is above issuance.maxCertTTL (24h0m0s): any workload can name the signer (ISTIO_META_CERT_SIGNER), so list the SPIFFE ID patterns that may get its longer certificates (e.g. "spiffe://cluster.local/ns/istio-system/sa/*")`}},
 		"foreign identity": {`authentication: {certSigners: [{name: gw, identities: ["spiffe://other.example/ns/gw/sa/*"]}]}`,
 			[]string{`authentication.certSigners[0].identities[0]: "spiffe://other.example/ns/gw/sa/*" is in trust domain other.example; meshca issues only in cluster.local`}},
 		"bad identity pattern": {`authentication: {certSigners: [{name: gw, identities: ["spiffe://cluster.local/ns/gw*"]}]}`,

@@ -143,6 +143,9 @@ type switchable struct {
 	checkBlock atomic.Pointer[chan struct{}]
 	mu         sync.Mutex
 	signs      map[string]int
+	// beforeSign, per namespace, runs before the engine signs (a test
+	// acting as a second replica in between).
+	beforeSign sync.Map // namespace -> func()
 }
 
 func (s *switchable) Sign(ctx context.Context, req authority.Request) (*authority.Result, error) {
@@ -153,6 +156,9 @@ func (s *switchable) Sign(ctx context.Context, req authority.Request) (*authorit
 	s.mu.Lock()
 	s.signs[ns]++
 	s.mu.Unlock()
+	if f, ok := s.beforeSign.Load(ns); ok {
+		f.(func())()
+	}
 	return s.Engine.Sign(ctx, req)
 }
 

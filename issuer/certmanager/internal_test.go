@@ -1,12 +1,15 @@
 package certmanager
 
 import (
+	"strings"
 	"testing"
+	"unicode/utf8"
 
 	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
 	cmmeta "github.com/cert-manager/cert-manager/pkg/apis/meta/v1"
 	"github.com/stretchr/testify/require"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 )
 
 func TestEventReason_CamelCasesPolicyReasons(t *testing.T) {
@@ -48,29 +51,54 @@ func TestFinished_IssuedFailedDeniedOrACertificate(t *testing.T) {
 }
 
 func TestTrimForeign_KeepsOursWholeAndDropsWhatIsNeverReadOfOthers(t *testing.T) {
-	cr := func(group string) *cmapi.CertificateRequest {
-		return &cmapi.CertificateRequest{
-			ObjectMeta: metav1.ObjectMeta{Name: "r", ManagedFields: []metav1.ManagedFieldsEntry{{Manager: "x"}}},
-			Spec:       cmapi.CertificateRequestSpec{Request: []byte("csr"), IssuerRef: cmmeta.IssuerReference{Group: group}},
-			Status:     cmapi.CertificateRequestStatus{Certificate: []byte("crt"), CA: []byte("ca")},
-		}
+	cr := func(group string) *unstructured.Unstructured {
+		u := &unstructured.Unstructured{Object: map[string]any{
+			"apiVersion": "cert-manager.io/v1", "kind": "CertificateRequest",
+			"metadata": map[string]any{"name": "r", "managedFields": []any{map[string]any{"manager": "x"}}},
+			"spec":     map[string]any{"request": "Y3Ny", "duration": "10000000h", "issuerRef": map[string]any{"group": group, "name": "n"}},
+			"status":   map[string]any{"certificate": "Y3J0", "ca": "Y2E="},
+		}}
+		return u
 	}
 	got, err := trimForeign(cr("issuer.meshca.io"))
 	require.NoError(t, err)
-	ours := got.(*cmapi.CertificateRequest)
-	require.Nil(t, ours.ManagedFields)
-	require.Equal(t, []byte("csr"), ours.Spec.Request)
-	require.Equal(t, []byte("crt"), ours.Status.Certificate, "finished() reads it")
+	ours := got.(*unstructured.Unstructured)
+	require.Nil(t, ours.GetManagedFields())
+	require.Equal(t, "Y3Ny", ours.Object["spec"].(map[string]any)["request"])
+	require.Equal(t, "Y3J0", ours.Object["status"].(map[string]any)["certificate"], "finished() reads it")
 
 	got, err = trimForeign(cr("cert-manager.io"))
 	require.NoError(t, err)
-	other := got.(*cmapi.CertificateRequest)
-	require.Nil(t, other.Spec.Request)
-	require.Nil(t, other.Status.Certificate)
-	require.Nil(t, other.Status.CA)
-	require.Equal(t, "cert-manager.io", other.Spec.IssuerRef.Group)
+	other := got.(*unstructured.Unstructured)
+	require.Nil(t, other.GetManagedFields())
+	require.Equal(t, map[string]any{"issuerRef": map[string]any{"group": "cert-manager.io", "name": "n"}}, other.Object["spec"],
+		"only the issuerRef is kept: the request, and a duration that may not even decode, are dropped")
+	require.NotContains(t, other.Object, "status")
 
 	got, err = trimForeign("not a request")
 	require.NoError(t, err)
 	require.Equal(t, "not a request", got)
+}
+
+func TestDecodeRequest_UndecodableKeepsMetadataAndStatus(t *testing.T) {
+	u := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "cert-manager.io/v1", "kind": "CertificateRequest",
+		"metadata": map[string]any{"name": "r", "namespace": "ns", "uid": "u1", "resourceVersion": "7"},
+		"spec":     map[string]any{"duration": "10000000h", "issuerRef": map[string]any{"group": "issuer.meshca.io", "name": "n"}},
+		"status":   map[string]any{"failureTime": "2026-01-01T00:00:00Z"},
+	}}
+	cr, err := decodeRequest(u)
+	require.Error(t, err)
+	require.Equal(t, "r", cr.Name)
+	require.Equal(t, "ns", cr.Namespace)
+	require.Equal(t, "7", cr.ResourceVersion)
+	require.Equal(t, "issuer.meshca.io", cr.Spec.IssuerRef.Group)
+	require.True(t, finished(cr), "its status is still read")
+}
+
+func TestTruncate_BoundedAndNeverCutsARune(t *testing.T) {
+	s := strings.Repeat("a", maxMessage-1) + "é" + strings.Repeat("x", 40000)
+	got := truncate(s)
+	require.True(t, utf8.ValidString(got), "a cut in the middle of é")
+	require.Equal(t, strings.Repeat("a", maxMessage-1)+"…", got)
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -110,9 +109,9 @@ func (i *issuerObject) ready() *metav1.Condition {
 
 // Reconcile checks one issuer and writes its Ready condition if it changed.
 func (r *IssuerController) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
-	start := time.Now()
+	start := r.o.Clock.Now()
 	res, outcome, err := r.reconcile(ctx, req)
-	r.m.Observe(IssuerControllerName, outcome, time.Since(start).Seconds())
+	r.m.Observe(IssuerControllerName, outcome, r.o.Clock.Since(start).Seconds())
 	return res, err
 }
 
@@ -172,6 +171,7 @@ func (r *IssuerController) check(spec *v1alpha1.MeshIssuerSpec) (metav1.Conditio
 // setReady applies the Ready condition to the issuer's status (server-side
 // apply on /status), unless it already says exactly that.
 func (r *IssuerController) setReady(ctx context.Context, iss *issuerObject, status metav1.ConditionStatus, reason, msg string) error {
+	msg = truncate(msg)
 	gen := iss.obj.GetGeneration()
 	cur := meta.FindStatusCondition(iss.st.Conditions, v1alpha1.ConditionReady)
 	if cur != nil && cur.Status == status && cur.Reason == reason && cur.Message == msg && cur.ObservedGeneration == gen {

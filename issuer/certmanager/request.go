@@ -6,13 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
-	"time"
 
 	apiutil "github.com/cert-manager/cert-manager/pkg/api/util"
 	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
 	"github.com/cert-manager/cert-manager/pkg/util/pki"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -38,6 +38,7 @@ type RequestController struct {
 	o      Options
 	td     spiffeid.TrustDomain
 	c      client.Client
+	cache  client.Reader // CertificateRequests, unstructured (see Cache)
 	live   client.Reader
 	events recorder.EventRecorder
 	m      *kubesigner.Metrics
@@ -66,35 +67,79 @@ func (*RequestController) AddToScheme(s *runtime.Scheme) error { return addToSch
 // Cache implements kubesigner.Controller: every CertificateRequest of the
 // cluster is cached (the apiserver cannot select them by issuer group), so
 // the cache keeps of other issuers' requests only what tells that they are
-// not meshca's (see trimForeign).
+// not meshca's (see trimForeign). CertificateRequest is cert-manager's
+// type, and the apiserver stores whatever its CRD schema admits (e.g. a
+// spec.duration that overflows Go's time.Duration when cert-manager's
+// webhook is not in the path): a typed informer would fail to decode the
+// whole list and never sync, stopping every controller of the manager. So
+// requests are cached unstructured, and decoded one by one in Reconcile.
 func (*RequestController) Cache() map[client.Object]cache.ByObject {
-	return map[client.Object]cache.ByObject{&cmapi.CertificateRequest{}: {Transform: trimForeign}}
+	return map[client.Object]cache.ByObject{newUnstructuredRequest(): {Transform: trimForeign}}
+}
+
+// newUnstructuredRequest is an empty unstructured CertificateRequest.
+func newUnstructuredRequest() *unstructured.Unstructured {
+	u := &unstructured.Unstructured{}
+	u.SetGroupVersionKind(cmapi.SchemeGroupVersion.WithKind(cmapi.CertificateRequestKind))
+	return u
 }
 
 // trimForeign drops from a cached CertificateRequest what meshca never
-// reads: managed fields, and of another issuer's request its CSR and
-// certificates. A request that becomes meshca's arrives whole in the
-// update that changes its issuerRef.
+// reads: managed fields, and of another issuer's request its spec and
+// status but for the issuerRef. A request that becomes meshca's arrives
+// whole in the update that changes its issuerRef.
 func trimForeign(obj any) (any, error) {
-	cr, ok := obj.(*cmapi.CertificateRequest)
+	u, ok := obj.(*unstructured.Unstructured)
 	if !ok {
 		return obj, nil
 	}
-	cr.ManagedFields = nil
-	if cr.Spec.IssuerRef.Group != v1alpha1.Group {
-		cr.Spec.Request, cr.Status.Certificate, cr.Status.CA = nil, nil, nil
+	u.SetManagedFields(nil)
+	if group, _, _ := unstructured.NestedString(u.Object, "spec", "issuerRef", "group"); group != v1alpha1.Group {
+		ref, _, _ := unstructured.NestedFieldCopy(u.Object, "spec", "issuerRef")
+		spec := map[string]any{}
+		if ref != nil {
+			spec["issuerRef"] = ref
+		}
+		u.Object["spec"] = spec
+		delete(u.Object, "status")
 	}
-	return cr, nil
+	return u, nil
+}
+
+// decodeRequest decodes a CertificateRequest read unstructured. If its
+// spec cannot be decoded, it returns the error and a request holding only
+// the metadata and (when it decodes) the status, enough to write a status.
+func decodeRequest(u *unstructured.Unstructured) (*cmapi.CertificateRequest, error) {
+	cr := &cmapi.CertificateRequest{}
+	err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, cr)
+	if err == nil {
+		return cr, nil
+	}
+	cr = &cmapi.CertificateRequest{}
+	cr.SetGroupVersionKind(u.GroupVersionKind())
+	cr.Name, cr.Namespace, cr.UID, cr.ResourceVersion = u.GetName(), u.GetNamespace(), u.GetUID(), u.GetResourceVersion()
+	if st, ok := u.Object["status"].(map[string]any); ok {
+		_ = runtime.DefaultUnstructuredConverter.FromUnstructured(st, &cr.Status)
+	}
+	if g, _, _ := unstructured.NestedString(u.Object, "spec", "issuerRef", "group"); g != "" {
+		cr.Spec.IssuerRef.Group = g
+	}
+	return cr, err
 }
 
 // SetupWithManager implements kubesigner.Controller. A change of an issuer
 // (its Ready condition, its spec) requeues the requests that name it, so a
 // request waiting for its issuer is signed once the issuer is ready.
 func (r *RequestController) SetupWithManager(mgr ctrl.Manager, m *kubesigner.Metrics) error {
-	r.c, r.live, r.m = mgr.GetClient(), mgr.GetAPIReader(), m
+	r.c, r.cache, r.live, r.m = mgr.GetClient(), mgr.GetCache(), mgr.GetAPIReader(), m
 	r.events = mgr.GetEventRecorder(FieldManager)
-	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &cmapi.CertificateRequest{}, issuerIndex, func(o client.Object) []string {
-		if k := issuerKey(o.(*cmapi.CertificateRequest)); k != "" {
+	if err := mgr.GetFieldIndexer().IndexField(context.Background(), newUnstructuredRequest(), issuerIndex, func(o client.Object) []string {
+		u, ok := o.(*unstructured.Unstructured)
+		if !ok {
+			return nil
+		}
+		cr, _ := decodeRequest(u)
+		if k := issuerKey(cr); k != "" {
 			return []string{k}
 		}
 		return nil
@@ -103,7 +148,7 @@ func (r *RequestController) SetupWithManager(mgr ctrl.Manager, m *kubesigner.Met
 	}
 	return ctrl.NewControllerManagedBy(mgr).
 		Named(RequestControllerName).
-		For(&cmapi.CertificateRequest{}).
+		For(newUnstructuredRequest()).
 		Watches(&v1alpha1.MeshIssuer{}, handler.EnqueueRequestsFromMapFunc(r.requestsOf(v1alpha1.KindMeshIssuer))).
 		Watches(&v1alpha1.MeshClusterIssuer{}, handler.EnqueueRequestsFromMapFunc(r.requestsOf(v1alpha1.KindMeshClusterIssuer))).
 		WithOptions(kubesigner.ControllerOptions(m, workers)).
@@ -138,14 +183,15 @@ func (r *RequestController) requestsOf(kind string) handler.MapFunc {
 		if kind == v1alpha1.KindMeshIssuer {
 			key = kind + "/" + o.GetNamespace() + "/" + o.GetName()
 		}
-		var list cmapi.CertificateRequestList
-		if err := r.c.List(ctx, &list, client.MatchingFields{issuerIndex: key}); err != nil {
+		list := &unstructured.UnstructuredList{}
+		list.SetGroupVersionKind(cmapi.SchemeGroupVersion.WithKind(cmapi.CertificateRequestKind + "List"))
+		if err := r.cache.List(ctx, list, client.MatchingFields{issuerIndex: key}); err != nil {
 			r.o.Log.Error("listing the CertificateRequests of an issuer", "issuer", key, "error", err)
 			return nil
 		}
 		var reqs []reconcile.Request
 		for i := range list.Items {
-			if !finished(&list.Items[i]) {
+			if cr, _ := decodeRequest(&list.Items[i]); !finished(cr) {
 				reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&list.Items[i])})
 			}
 		}
@@ -168,24 +214,30 @@ func finished(cr *cmapi.CertificateRequest) bool {
 
 // Reconcile runs the canonical external-issuer loop for one CertificateRequest.
 func (r *RequestController) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
-	start := time.Now()
+	start := r.o.Clock.Now()
 	outcome, err := r.reconcile(ctx, req)
-	r.m.Observe(RequestControllerName, outcome, time.Since(start).Seconds())
+	r.m.Observe(RequestControllerName, outcome, r.o.Clock.Since(start).Seconds())
 	return reconcile.Result{}, err
 }
 
 func (r *RequestController) reconcile(ctx context.Context, req reconcile.Request) (kubesigner.Outcome, error) {
-	cr := &cmapi.CertificateRequest{}
-	if err := r.c.Get(ctx, req.NamespacedName, cr); err != nil {
+	u := newUnstructuredRequest()
+	if err := r.cache.Get(ctx, req.NamespacedName, u); err != nil {
 		if apierrors.IsNotFound(err) {
 			return kubesigner.OutcomeIgnored, nil
 		}
 		return kubesigner.OutcomeError, err
 	}
+	cr, derr := decodeRequest(u)
 	// Ours only when the group is exactly issuer.meshca.io; nothing else
 	// is read or written.
 	if cr.Spec.IssuerRef.Group != v1alpha1.Group || finished(cr) {
 		return kubesigner.OutcomeIgnored, nil
+	}
+	if derr != nil {
+		// Only an apiserver without cert-manager's webhook stores such a
+		// request; it can never be signed.
+		return r.fail(ctx, cr, "the CertificateRequest cannot be read: "+derr.Error())
 	}
 	if apiutil.CertificateRequestIsDenied(cr) {
 		return r.deny(ctx, cr)
@@ -221,12 +273,16 @@ func (r *RequestController) reconcile(ctx context.Context, req reconcile.Request
 
 	// The cache may lag behind a status meshca wrote moments ago: read the
 	// request live before signing, so that it is signed at most once.
-	live := &cmapi.CertificateRequest{}
-	if err := r.live.Get(ctx, req.NamespacedName, live); err != nil {
+	lu := newUnstructuredRequest()
+	if err := r.live.Get(ctx, req.NamespacedName, lu); err != nil {
 		if apierrors.IsNotFound(err) {
 			return kubesigner.OutcomeIgnored, nil
 		}
 		return kubesigner.OutcomeError, err
+	}
+	live, err := decodeRequest(lu)
+	if err != nil || live.Spec.IssuerRef.Group != v1alpha1.Group {
+		return kubesigner.OutcomeIgnored, nil // changed since; the next event decides
 	}
 	if finished(live) || !apiutil.CertificateRequestIsApproved(live) || apiutil.CertificateRequestIsDenied(live) {
 		return kubesigner.OutcomeIgnored, nil // the next event decides

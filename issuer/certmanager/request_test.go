@@ -1,6 +1,7 @@
 package certmanager_test
 
 import (
+	"context"
 	"crypto/x509"
 	"encoding/pem"
 	"strings"
@@ -408,4 +409,42 @@ func TestRequest_WhatThePolicyRefusesFailsAndAnIssuerCannotWidenIt(t *testing.T)
 		require.Contains(t, readyCondition(got).Message, want, name)
 	}
 	require.Equal(t, 2, h.eng.signed(ns), "both reached the engine, which refused them")
+}
+
+// TestRequest_StatusWrittenWhileSigningIsNeverOverwritten: another replica
+// (a lost Lease) settles the request while meshca signs it; meshca's
+// status write carries the resourceVersion it read, the apiserver answers
+// Conflict, and the other replica's certificate stays.
+func TestRequest_StatusWrittenWhileSigningIsNeverOverwritten(t *testing.T) {
+	h := start(t)
+	ns := namespace(t)
+	iss := createIssuer(t, ns, "mesh", v1alpha1.MeshIssuerSpec{})
+	waitIssuer(t, iss, v1alpha1.ReasonChecked)
+
+	other := []byte("-----BEGIN CERTIFICATE-----\nb3RoZXIgcmVwbGljYQ==\n-----END CERTIFICATE-----\n")
+	key := &cmapi.CertificateRequest{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "raced"}}
+	h.eng.beforeSign.Store(ns, func() {
+		got := getRequest(t, key)
+		got.Status.Certificate = other
+		now := metav1.Now()
+		got.Status.Conditions = append(got.Status.Conditions, cmapi.CertificateRequestCondition{
+			Type: cmapi.CertificateRequestConditionReady, Status: cmmeta.ConditionTrue, Reason: cmapi.CertificateRequestReasonIssued,
+			Message: "issued by the other replica", LastTransitionTime: &now,
+		})
+		require.NoError(t, env.CtrlClient.Status().Update(context.Background(), got))
+	})
+	t.Cleanup(func() { h.eng.beforeSign.Delete(ns) })
+	issued := reconciles(t, certmanager.RequestControllerName, "issued")
+	ignored := reconciles(t, certmanager.RequestControllerName, "ignored")
+	cr := createRequest(t, crSpec{ns: ns, name: "raced", uri: spiffeID(ns, "raced"), issuer: meshIssuerRef("mesh"), approve: true})
+
+	// The signing reconcile ends ignored (Conflict), and so does the one
+	// the other replica's write triggers.
+	require.Eventually(t, func() bool { return reconciles(t, certmanager.RequestControllerName, "ignored") >= ignored+2 },
+		20*time.Second, 20*time.Millisecond)
+	require.Equal(t, 1, h.eng.signed(ns))
+	got := getRequest(t, cr)
+	require.Equal(t, other, got.Status.Certificate, "meshca overwrote the certificate another replica wrote")
+	require.Equal(t, "issued by the other replica", readyCondition(got).Message)
+	require.Equal(t, issued, reconciles(t, certmanager.RequestControllerName, "issued"))
 }

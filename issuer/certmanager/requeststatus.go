@@ -10,6 +10,7 @@ import (
 	cmmeta "github.com/cert-manager/cert-manager/pkg/apis/meta/v1"
 	cmac "github.com/cert-manager/cert-manager/pkg/client/applyconfigurations/certmanager/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -43,7 +44,18 @@ func (r *RequestController) readyCondition(cr *cmapi.CertificateRequest, status 
 // meshca owns the Ready condition and the fields it sets; the approver's
 // Approved/Denied conditions stay the approver's.
 func (r *RequestController) apply(ctx context.Context, cr *cmapi.CertificateRequest, st *cmac.CertificateRequestStatusApplyConfiguration) error {
+	return r.applyAt(ctx, cr, "", st)
+}
+
+// applyAt is apply with a precondition: with rv set, the apiserver refuses
+// the write (409 Conflict) unless the request is still at resourceVersion
+// rv, so a status written after signing never overwrites one another
+// replica wrote meanwhile (a lost Lease).
+func (r *RequestController) applyAt(ctx context.Context, cr *cmapi.CertificateRequest, rv string, st *cmac.CertificateRequestStatusApplyConfiguration) error {
 	ac := cmac.CertificateRequest(cr.Name, cr.Namespace).WithStatus(st)
+	if rv != "" {
+		ac.WithResourceVersion(rv)
+	}
 	if err := r.c.Status().Apply(ctx, ac, client.FieldOwner(FieldManager), client.ForceOwnership); err != nil {
 		return fmt.Errorf("CertificateRequest %s/%s: write status: %w", cr.Namespace, cr.Name, err)
 	}
@@ -102,11 +114,18 @@ func (r *RequestController) issue(ctx context.Context, cr *cmapi.CertificateRequ
 	if n := len(res.Chain); n > 1 {
 		st.WithCA([]byte(res.Chain[n-1])...)
 	}
-	if err := r.apply(ctx, cr, st); err != nil {
+	// cr is the live request read before signing: if it changed since,
+	// someone else settled it; the certificate signed here stays in the
+	// issuance log, undelivered.
+	if err := r.applyAt(ctx, cr, cr.ResourceVersion, st); err != nil {
+		if apierrors.IsConflict(err) {
+			r.o.Log.Warn("CertificateRequest changed while meshca signed it; its status is left as is", "namespace", cr.Namespace, "name", cr.Name, "serial", res.Record.Serial)
+			return kubesigner.OutcomeIgnored, nil
+		}
 		return kubesigner.OutcomeError, err
 	}
 	for _, a := range res.Adjustments {
-		r.events.Eventf(cr, nil, corev1.EventTypeWarning, eventReason(a.Reason), "Sign", "%s", a.Message)
+		r.events.Eventf(cr, nil, corev1.EventTypeWarning, eventReason(a.Reason), "Sign", "%s", truncate(a.Message))
 	}
 	r.events.Eventf(cr, nil, corev1.EventTypeNormal, cmapi.CertificateRequestReasonIssued, "Sign", "Certificate serial %s issued, valid until %s",
 		res.Record.Serial, res.Record.NotAfter.UTC().Format("2006-01-02T15:04:05Z"))
@@ -127,7 +146,7 @@ func eventReason(reason string) string {
 
 func truncate(msg string) string {
 	if len(msg) > maxMessage {
-		return msg[:maxMessage] + "…"
+		return strings.ToValidUTF8(msg[:maxMessage], "") + "…"
 	}
 	return msg
 }

@@ -127,22 +127,33 @@ func (s *Signer) AddToScheme(sc *runtime.Scheme) error { return certv1.AddToSche
 // Cache implements kubesigner.Controller: with one signer name the cache
 // holds only its requests (field selector spec.signerName, which the
 // apiserver supports for CertificateSigningRequests); with several it
-// holds every request, but keeps neither the CSR nor the certificate of
-// another signer's.
+// holds every request, but keeps of another signer's only its name (see
+// trim). Managed fields are never kept.
 func (s *Signer) Cache() map[client.Object]cache.ByObject {
 	if len(s.o.SignerNames) == 1 {
 		return map[client.Object]cache.ByObject{&certv1.CertificateSigningRequest{}: {
-			Field: fields.OneTermEqualSelector("spec.signerName", s.o.SignerNames[0]),
+			Field:     fields.OneTermEqualSelector("spec.signerName", s.o.SignerNames[0]),
+			Transform: s.trim,
 		}}
 	}
-	return map[client.Object]cache.ByObject{&certv1.CertificateSigningRequest{}: {
-		Transform: func(o any) (any, error) {
-			if r, ok := o.(*certv1.CertificateSigningRequest); ok && !s.signers[r.Spec.SignerName] {
-				r.Spec.Request, r.Status.Certificate = nil, []byte("-")
-			}
-			return o, nil
-		},
-	}}
+	return map[client.Object]cache.ByObject{&certv1.CertificateSigningRequest{}: {Transform: s.trim}}
+}
+
+// trim drops from a cached request what meshca never reads: managed
+// fields, and of another signer's request its CSR, requester, conditions
+// and certificate (the predicate filters it out before any reconcile).
+func (s *Signer) trim(o any) (any, error) {
+	r, ok := o.(*certv1.CertificateSigningRequest)
+	if !ok {
+		return o, nil
+	}
+	r.ManagedFields = nil
+	if !s.signers[r.Spec.SignerName] {
+		r.Spec = certv1.CertificateSigningRequestSpec{SignerName: r.Spec.SignerName}
+		r.Status = certv1.CertificateSigningRequestStatus{Certificate: []byte("-")}
+		r.Annotations = nil
+	}
+	return r, nil
 }
 
 // SetupWithManager implements kubesigner.Controller.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	certv1 "k8s.io/api/certificates/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -127,7 +128,7 @@ func (s *Signer) event(csr *certv1.CertificateSigningRequest, reason, note strin
 
 func bound(s string) string {
 	if len(s) > maxMessage {
-		return s[:maxMessage] + "…"
+		return strings.ToValidUTF8(s[:maxMessage], "") + "…"
 	}
 	return s
 }

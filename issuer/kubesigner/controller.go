@@ -81,6 +81,12 @@ const (
 	RetryMax  = 10 * time.Second
 )
 
+// CacheSyncTimeout bounds how long a controller waits for its informers:
+// a cache that cannot sync (e.g. a list the typed informer cannot decode)
+// makes the manager fail loudly after it, and serve exits, rather than
+// hang with every controller silent.
+const CacheSyncTimeout = 2 * time.Minute
+
 // ControllerOptions are the options every front door's controller runs
 // with: workers reconciles at once, the work queue reporting into m, and
 // the retry bounds above. The manager has already refused two of meshca's
@@ -93,5 +99,6 @@ func ControllerOptions(m *Metrics, workers int) controller.Options {
 		NewQueue:                NewQueue[reconcile.Request](m),
 		RateLimiter:             workqueue.NewTypedItemExponentialFailureRateLimiter[reconcile.Request](RetryBase, RetryMax),
 		SkipNameValidation:      &skip,
+		CacheSyncTimeout:        CacheSyncTimeout,
 	}
 }

@@ -176,6 +176,10 @@ func TestDeny_StaleRequests(t *testing.T) {
 			sp.NodeName, sp.NodeUID = types.NodeName(other.node.Name), other.node.UID
 		},
 			podcert.ReasonPodMismatch, "pod stale/web-1 is on node " + w.node.Name + ", not the request's " + other.node.Name},
+		"node UID mismatch": {func(sp *certificatesv1.PodCertificateRequestSpec) {
+			sp.NodeUID = "0b7c5e2e-6d4f-4f39-9a53-000000000003"
+		},
+			podcert.ReasonNodeMismatch, "node " + w.node.Name + " has UID " + string(w.node.UID) + ", not the request's 0b7c5e2e-6d4f-4f39-9a53-000000000003: a stale request gets no certificate"},
 		"ServiceAccount recreated": {func(sp *certificatesv1.PodCertificateRequestSpec) {
 			sp.ServiceAccountUID = "0b7c5e2e-6d4f-4f39-9a53-000000000002"
 		},
@@ -349,7 +353,7 @@ rules:
     verbs: [sign]
     resourceNames: [` + signer + `]
   - apiGroups: [""]
-    resources: [serviceaccounts]
+    resources: [serviceaccounts, nodes]
     verbs: [get]
 ` + pods + `---
 apiVersion: rbac.authorization.k8s.io/v1

@@ -37,6 +37,12 @@ const (
 	// ReasonPodMismatch: the live pod is another one (UID), runs as another
 	// ServiceAccount or on another node than the request says.
 	ReasonPodMismatch = "PodMismatch"
+	// ReasonPodNotRunning: the pod has ended (phase Succeeded or Failed)
+	// or is being deleted; it needs no new identity.
+	ReasonPodNotRunning = "PodNotRunning"
+	// ReasonNodeMismatch: the node named in the request does not exist or
+	// has another UID.
+	ReasonNodeMismatch = "NodeMismatch"
 	// ReasonServiceAccountMismatch: the ServiceAccount does not exist or
 	// has another UID (it was deleted and recreated).
 	ReasonServiceAccountMismatch = "ServiceAccountMismatch"
@@ -103,6 +109,7 @@ func (r *reconciler) Reconcile(ctx context.Context, req reconcile.Request) (res 
 		log.Warn("pod certificate request pending", "error", err.Error())
 		return reconcile.Result{}, err
 	}
+	v.message = truncate(v.message, maxMessage)
 	cond := metav1.Condition{
 		Type: v.kind, Status: metav1.ConditionTrue, Reason: v.reason, Message: v.message,
 		ObservedGeneration: pcr.Generation, LastTransitionTime: metav1.NewTime(r.o.Clock.Now()),
@@ -268,6 +275,13 @@ func (r *reconciler) decide(ctx context.Context, pcr *certificatesv1.PodCertific
 		}, nil
 }
 
+// maxListedKeys and maxListedBytes bound how many unrecognised annotation
+// keys a message names; the rest are counted ("and 3 more").
+const (
+	maxListedKeys  = 10
+	maxListedBytes = 1024
+)
+
 // checkUserAnnotations denies keys meshca does not recognise, as the API
 // asks signers to.
 func (r *reconciler) checkUserAnnotations(a map[string]string) (verdict, bool) {
@@ -281,6 +295,17 @@ func (r *reconciler) checkUserAnnotations(a map[string]string) (verdict, bool) {
 		return verdict{}, false
 	}
 	sort.Strings(unknown)
+	listed, size := 0, 0
+	for listed < len(unknown) && listed < maxListedKeys && size+len(unknown[listed]) <= maxListedBytes {
+		size += len(unknown[listed]) + 2
+		listed++
+	}
+	if listed == 0 {
+		listed = 1 // one key, already cut by identity.Quote
+	}
+	if n := len(unknown); n > listed {
+		unknown = append(unknown[:listed], fmt.Sprintf("and %d more", n-listed))
+	}
 	known := "meshca recognises none"
 	if len(r.o.UserAnnotations) > 0 {
 		known = "meshca recognises " + strings.Join(r.o.UserAnnotations, ", ")
@@ -289,10 +314,10 @@ func (r *reconciler) checkUserAnnotations(a map[string]string) (verdict, bool) {
 		strings.Join(unknown, ", "), known), true
 }
 
-// checkPod reads the pod and the ServiceAccount live: a request whose pod
-// is gone, was replaced (another UID), runs as another ServiceAccount or
-// on another node, or whose ServiceAccount was recreated, is stale and is
-// denied. An error reading them is transient.
+// checkPod reads the pod, its node and the ServiceAccount live: a request
+// whose pod is gone, was replaced (another UID), runs as another
+// ServiceAccount or on another node, has ended or is being deleted, whose
+// node has another UID, or whose ServiceAccount was recreated, is denied. An error reading them is transient.
 func (r *reconciler) checkPod(ctx context.Context, pcr *certificatesv1.PodCertificateRequest) (verdict, bool, error) {
 	s := pcr.Spec
 	pod := &corev1.Pod{}
@@ -310,6 +335,23 @@ func (r *reconciler) checkPod(ctx context.Context, pcr *certificatesv1.PodCertif
 		return denied(ReasonPodMismatch, "pod %s/%s runs as ServiceAccount %s, not the request's %s", pcr.Namespace, s.PodName, pod.Spec.ServiceAccountName, s.ServiceAccountName), true, nil
 	case pod.Spec.NodeName != string(s.NodeName):
 		return denied(ReasonPodMismatch, "pod %s/%s is on node %s, not the request's %s", pcr.Namespace, s.PodName, pod.Spec.NodeName, s.NodeName), true, nil
+	case pod.DeletionTimestamp != nil:
+		return denied(ReasonPodNotRunning, "pod %s/%s is being deleted: it gets no new certificate", pcr.Namespace, s.PodName), true, nil
+	case pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed:
+		return denied(ReasonPodNotRunning, "pod %s/%s has ended (phase %s): it gets no new certificate", pcr.Namespace, s.PodName, pod.Status.Phase), true, nil
+	}
+	// The node, live: the request's nodeUID must be the node's (a node
+	// deleted and re-registered under the same name has a new UID).
+	node := &corev1.Node{}
+	err = r.live.Get(ctx, types.NamespacedName{Name: string(s.NodeName)}, node)
+	if apierrors.IsNotFound(err) {
+		return denied(ReasonNodeMismatch, "node %s does not exist: a stale request gets no certificate", s.NodeName), true, nil
+	}
+	if err != nil {
+		return verdict{}, false, fmt.Errorf("reading node %s: %w", s.NodeName, err)
+	}
+	if node.UID != s.NodeUID {
+		return denied(ReasonNodeMismatch, "node %s has UID %s, not the request's %s: a stale request gets no certificate", s.NodeName, node.UID, s.NodeUID), true, nil
 	}
 	sa := &corev1.ServiceAccount{}
 	err = r.live.Get(ctx, types.NamespacedName{Namespace: pcr.Namespace, Name: s.ServiceAccountName}, sa)

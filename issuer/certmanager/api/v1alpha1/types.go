@@ -37,7 +37,13 @@ type MeshIssuerSpec struct {
 
 	// MaxDuration caps the lifetime of the issued certificates; a
 	// request's spec.duration above it is clamped (and meshca's policy
-	// maximum clamps it further). Empty: the policy maximum only.
+	// maximum clamps it further). Empty: the policy maximum only. It must
+	// be a positive Go duration (time.ParseDuration, e.g. "2160h"): the
+	// apiserver refuses anything else, so a stored issuer always decodes.
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:Pattern=`^([0-9]{1,5}(\.[0-9]+)?(ns|us|µs|ms|s|m|h)){1,4}$`
+	// +kubebuilder:validation:XValidation:rule="duration(self) > duration('0s')",message="maxDuration must be a positive duration such as 2160h"
 	// +optional
 	MaxDuration *metav1.Duration `json:"maxDuration,omitempty"`
 
