@@ -56,10 +56,8 @@ func (s *PodCertSignerConfig) validate(c *Config, add func(string, string, ...an
 		return
 	}
 	const k = "signers.podCertificates."
-	if err := ValidateSignerName(s.SignerName); err != nil {
+	if err := ValidateKubernetesSignerName(s.SignerName); err != nil {
 		add(k+"signerName", "%v", err)
-	} else if strings.HasPrefix(s.SignerName, "kubernetes.io/") {
-		add(k+"signerName", "%q: signer names under kubernetes.io/ are reserved for the Kubernetes project; use your own domain, e.g. %s", s.SignerName, DefaultWorkloadSigner)
 	}
 	if tb := c.TrustBundle; tb.Enabled && tb.ClusterTrustBundles.On() && !slices.Contains(tb.ClusterTrustBundles.SignerNames, s.SignerName) {
 		add(k+"signerName", "%q has no ClusterTrustBundle: add it to trustBundle.clusterTrustBundles.signerNames (now %v) so that pods can mount meshca's roots with a clusterTrustBundle source for the signer", s.SignerName, tb.ClusterTrustBundles.SignerNames)

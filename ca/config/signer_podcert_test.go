@@ -32,7 +32,8 @@ func TestPodCertSigner_ValidateNamesKeyAndFix(t *testing.T) {
 	for extra, want := range map[string]string{
 		"trustBundle: {enabled: true}\nsigners: {podCertificates: {enabled: true, signerName: example.com/pods}}": `signers.podCertificates.signerName: "example.com/pods" has no ClusterTrustBundle: add it to trustBundle.clusterTrustBundles.signerNames (now [meshca.io/workload])`,
 		"signers: {podCertificates: {enabled: true, signerName: pods}}":                                           `signers.podCertificates.signerName: "pods" is not a signer name; use <domain>/<name>, e.g. meshca.io/workload`,
-		"signers: {podCertificates: {enabled: true, signerName: kubernetes.io/pods}}":                             `signers.podCertificates.signerName: "kubernetes.io/pods": signer names under kubernetes.io/ are reserved`,
+		"signers: {podCertificates: {enabled: true, signerName: kubernetes.io/pods}}":                             `signers.podCertificates.signerName: "kubernetes.io/pods" is reserved for Kubernetes' own signers (domain kubernetes.io)`,
+		"signers: {podCertificates: {enabled: true, signerName: certs.k8s.io/pods}}":                              `signers.podCertificates.signerName: "certs.k8s.io/pods" is reserved for Kubernetes' own signers (domain k8s.io)`,
 		"signers: {podCertificates: {enabled: true, maxDuration: 30m}}":                                           "signers.podCertificates.maxDuration: 30m0s is out of range; use 1h0m0s to 2184h0m0s",
 		"signers: {podCertificates: {enabled: true, maxDuration: 92d}}":                                           "signers.podCertificates.maxDuration: 2208h0m0s is out of range",
 		"signers: {podCertificates: {enabled: true, profile: quantum}}":                                           `signers.podCertificates.profile: "quantum" is not supported; use one of`,
