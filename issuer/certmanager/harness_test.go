@@ -431,26 +431,7 @@ func getIssuer(t *testing.T, iss *v1alpha1.MeshIssuer) *v1alpha1.MeshIssuer {
 // reconciles is meshca_controller_reconcile_total{controller, outcome}.
 func reconciles(t *testing.T, controller, outcome string) float64 {
 	t.Helper()
-	mfs, err := h.reg.Gather()
+	n, err := kubesigner.Reconciles(h.reg, controller, kubesigner.Outcome(outcome))
 	require.NoError(t, err)
-	for _, mf := range mfs {
-		if mf.GetName() != "meshca_controller_reconcile_total" {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			var c, o string
-			for _, l := range m.GetLabel() {
-				switch l.GetName() {
-				case "controller":
-					c = l.GetValue()
-				case "outcome":
-					o = l.GetValue()
-				}
-			}
-			if c == controller && o == outcome {
-				return m.GetCounter().GetValue()
-			}
-		}
-	}
-	return 0
+	return n
 }

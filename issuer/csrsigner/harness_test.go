@@ -184,23 +184,9 @@ func adminUser(t *testing.T) string {
 // outcomes is meshca_controller_reconcile_total{controller="csr",outcome}.
 func (h *harness) outcomes(t *testing.T, outcome string) float64 {
 	t.Helper()
-	mfs, err := h.reg.Gather()
+	n, err := kubesigner.Reconciles(h.reg, csrsigner.Name, kubesigner.Outcome(outcome))
 	require.NoError(t, err)
-	for _, mf := range mfs {
-		if mf.GetName() != "meshca_controller_reconcile_total" {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			labels := map[string]string{}
-			for _, l := range m.GetLabel() {
-				labels[l.GetName()] = l.GetValue()
-			}
-			if labels["controller"] == csrsigner.Name && labels["outcome"] == outcome {
-				return m.GetCounter().GetValue()
-			}
-		}
-	}
-	return 0
+	return n
 }
 
 func spiffeID(ns, sa string) string { return "spiffe://" + trustDomain + "/ns/" + ns + "/sa/" + sa }

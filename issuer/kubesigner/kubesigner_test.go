@@ -65,6 +65,12 @@ meshca_controller_queue_depth{controller="csr"} 2
 meshca_controller_reconcile_total{controller="csr",outcome="issued"} 1
 `
 	require.NoError(t, testutil.GatherAndCompare(reg, strings.NewReader(reconciles), "meshca_controller_reconcile_total"))
+	n, err := kubesigner.Reconciles(reg, "csr", kubesigner.OutcomeIssued)
+	require.NoError(t, err)
+	assert.Equal(t, 1.0, n)
+	n, err = kubesigner.Reconciles(reg, "csr", kubesigner.OutcomeFailed)
+	require.NoError(t, err)
+	assert.Equal(t, 0.0, n, "a series never observed reads 0")
 }
 
 type fakeController struct {

@@ -133,3 +133,32 @@ func (q queueMetrics) NewLongestRunningProcessorSecondsMetric(name string) workq
 func (q queueMetrics) NewRetriesMetric(name string) workqueue.CounterMetric {
 	return q.m.retries.WithLabelValues(name)
 }
+
+// Reconciles reads meshca_controller_reconcile_total{controller, outcome}
+// from g (0 when the series does not exist yet).
+func Reconciles(g prometheus.Gatherer, controller string, o Outcome) (float64, error) {
+	mfs, err := g.Gather()
+	if err != nil {
+		return 0, err
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "meshca_controller_reconcile_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			var c, out string
+			for _, l := range m.GetLabel() {
+				switch l.GetName() {
+				case "controller":
+					c = l.GetValue()
+				case "outcome":
+					out = l.GetValue()
+				}
+			}
+			if c == controller && out == string(o) {
+				return m.GetCounter().GetValue(), nil
+			}
+		}
+	}
+	return 0, nil
+}

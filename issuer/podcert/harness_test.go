@@ -132,23 +132,9 @@ func startSignerAs(t *testing.T, rc *rest.Config, engine kubesigner.Engine, o po
 // outcomes returns meshca_controller_reconcile_total of the controller for outcome.
 func (s *signer) outcomes(t *testing.T, outcome string) float64 {
 	t.Helper()
-	mfs, err := s.reg.Gather()
+	n, err := kubesigner.Reconciles(s.reg, podcert.Name, kubesigner.Outcome(outcome))
 	require.NoError(t, err)
-	for _, mf := range mfs {
-		if mf.GetName() != "meshca_controller_reconcile_total" {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			labels := map[string]string{}
-			for _, l := range m.GetLabel() {
-				labels[l.GetName()] = l.GetValue()
-			}
-			if labels["controller"] == podcert.Name && labels["outcome"] == outcome {
-				return m.GetCounter().GetValue()
-			}
-		}
-	}
-	return 0
+	return n
 }
 
 // workload is a Node and a Pod on it (no kubelet runs), as the requests
