@@ -44,6 +44,37 @@ type CertSignerConfig struct {
 	// gateways). They replace issuance.policies for requests to this
 	// signer: an exception applies through a signer only if listed here.
 	Policies []PolicyConfig `json:"policies,omitempty"`
+	// Intermediate, with separate set, gives the signer an intermediate CA
+	// of its own under the same root, as istiod's per-signer CAs (its
+	// ISTIOD_CUSTOM_CA_CERT_NAME): its leaves chain to it, it rotates on
+	// its own schedule (the intermediate section's lifetime and
+	// thresholds), has its own CRL, and revoking or rotating it leaves the
+	// default intermediate alone. Default: the shared intermediate signs.
+	Intermediate CertSignerIntermediateConfig `json:"intermediate,omitzero"`
+}
+
+// CertSignerIntermediateConfig is a named signer's own intermediate.
+type CertSignerIntermediateConfig struct {
+	// Separate gives the signer its own intermediate.
+	Separate bool `json:"separate,omitempty"`
+	// CommonName is the subject CN of the signer's intermediate; it must
+	// differ from every other intermediate's, so that a CRL's issuer names
+	// one CA (RFC 5280 section 5.1.2.3). Default:
+	// "<intermediate.commonName> signer <name>".
+	CommonName string `json:"commonName,omitempty"`
+}
+
+// SeparateIntermediate returns the intermediate section a signer with its
+// own intermediate mints under: the shared one (profile, key algorithm,
+// lifetime, thresholds) with the signer's subject. ok is false for a
+// signer that uses the shared intermediate.
+func (c *Config) SeparateIntermediate(s CertSignerConfig) (ic IntermediateConfig, ok bool) {
+	if !s.Intermediate.Separate {
+		return IntermediateConfig{}, false
+	}
+	ic = c.Intermediate
+	ic.CommonName = s.Intermediate.CommonName
+	return ic, true
 }
 
 func (c *Config) initCertSigners() {
@@ -55,11 +86,15 @@ func (c *Config) initCertSigners() {
 		if s.MaxCertTTL.Duration == 0 {
 			s.MaxCertTTL.Duration = c.Issuance.MaxCertTTL.Duration
 		}
+		if s.Intermediate.Separate && s.Intermediate.CommonName == "" {
+			s.Intermediate.CommonName = c.Intermediate.CommonName + " signer " + s.Name
+		}
 	}
 }
 
 func (c *Config) validateCertSigners(td spiffeid.TrustDomain, add func(string, string, ...any)) {
 	seen := map[string]bool{}
+	cns := map[string]string{c.Intermediate.CommonName: "intermediate.commonName"}
 	for n, s := range c.Authentication.CertSigners {
 		key := fmt.Sprintf("authentication.certSigners[%d]", n)
 		switch {
@@ -94,5 +129,25 @@ func (c *Config) validateCertSigners(td spiffeid.TrustDomain, add func(string, s
 		}
 		validateIdentityPatterns(key+".identities", td, s.Identities, add)
 		validatePolicies(key+".policies", td, s.Policies, add)
+		c.validateSeparateIntermediate(key+".intermediate", s, cns, add)
 	}
+}
+
+// validateSeparateIntermediate checks a signer's own intermediate: meshca
+// must be able to mint it, and its subject must be its own.
+func (c *Config) validateSeparateIntermediate(key string, s CertSignerConfig, cns map[string]string, add func(string, string, ...any)) {
+	si := s.Intermediate
+	switch {
+	case !si.Separate:
+		if si.CommonName != "" {
+			add(key+".commonName", "is set but separate is not: set separate: true to give the signer its own intermediate, or remove commonName")
+		}
+		return
+	case c.Root.Source != RootSourceVault && !c.Root.File.Minted():
+		add(key+".separate", "needs a root meshca can mint intermediates from (root.file.rootCert and rootKey, or root.source vault); with root.file.cacertsDir the one pre-issued intermediate signs for every signer")
+	}
+	if other, ok := cns[si.CommonName]; ok {
+		add(key+".commonName", "%s is already the common name of %s; each intermediate needs its own subject so that its CRLs name one issuer (RFC 5280 section 5.1.2.3)", identity.Quote(si.CommonName), other)
+	}
+	cns[si.CommonName] = key + ".commonName"
 }

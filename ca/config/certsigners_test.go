@@ -32,6 +32,29 @@ func TestCertSigners_Defaults(t *testing.T) {
 	require.Equal(t, 2*time.Hour, s[1].MaxCertTTL.Duration)
 }
 
+// TestCertSigners_SeparateIntermediate: a signer with its own intermediate
+// mints with the shared intermediate section under its own subject.
+func TestCertSigners_SeparateIntermediate(t *testing.T) {
+	c, err := config.Parse([]byte(mergeYAML(t, minimal,
+		"intermediate: {commonName: mesh CA, lifetime: 720h}\nauthentication: {certSigners: [{name: gateways, intermediate: {separate: true}}, {name: named, intermediate: {separate: true, commonName: named CA}}, {name: shared}]}")))
+	require.NoError(t, err)
+	require.NoError(t, c.Validate())
+	s := c.Authentication.CertSigners
+	require.Equal(t, "mesh CA signer gateways", s[0].Intermediate.CommonName)
+	ic, ok := c.SeparateIntermediate(s[0])
+	require.True(t, ok)
+	want := c.Intermediate
+	want.CommonName = "mesh CA signer gateways"
+	require.Equal(t, want, ic)
+	ic, ok = c.SeparateIntermediate(s[1])
+	require.True(t, ok)
+	require.Equal(t, "named CA", ic.CommonName)
+	require.Equal(t, 720*time.Hour, ic.Lifetime.Duration)
+	_, ok = c.SeparateIntermediate(s[2])
+	require.False(t, ok)
+	require.Empty(t, s[2].Intermediate.CommonName)
+}
+
 // TestCertSigners_Validate: every mistake names its key and says how to fix it.
 func TestCertSigners_Validate(t *testing.T) {
 	tests := map[string]struct {
@@ -64,6 +87,14 @@ func TestCertSigners_Validate(t *testing.T) {
 			[]string{`authentication.certSigners[0].identities[0]: "spiffe://cluster.local/ns/gw*" has "gw*": * must be a whole path segment`}},
 		"policy without identities": {`authentication: {certSigners: [{name: gw, policies: [{name: dns, dnsNames: [a.example.com]}]}]}`,
 			[]string{`authentication.certSigners[0].policies[0].identities: must list at least one SPIFFE ID pattern`}},
+		"commonName without separate": {`authentication: {certSigners: [{name: gw, intermediate: {commonName: gw CA}}]}`,
+			[]string{`authentication.certSigners[0].intermediate.commonName: is set but separate is not: set separate: true`}},
+		"the shared intermediate's common name": {`authentication: {certSigners: [{name: gw, intermediate: {separate: true, commonName: meshca intermediate}}]}`,
+			[]string{`authentication.certSigners[0].intermediate.commonName: "meshca intermediate" is already the common name of intermediate.commonName; each intermediate needs its own subject`}},
+		"two signers, one common name": {`authentication: {certSigners: [{name: a, intermediate: {separate: true, commonName: x}}, {name: b, intermediate: {separate: true, commonName: x}}]}`,
+			[]string{`authentication.certSigners[1].intermediate.commonName: "x" is already the common name of authentication.certSigners[0].intermediate.commonName`}},
+		"separate under a pre-issued intermediate": {"root: {file: {cacertsDir: /etc/cacerts}}\nauthentication: {certSigners: [{name: gw, intermediate: {separate: true}}]}",
+			[]string{`authentication.certSigners[0].intermediate.separate: needs a root meshca can mint intermediates from`}},
 		"policy DNS pattern": {`authentication: {certSigners: [{name: gw, policies: [{name: dns, identities: ["spiffe://cluster.local/ns/gw/sa/*"], dnsNames: ["a.*.example.com"]}]}]}`,
 			[]string{`authentication.certSigners[0].policies[0].dnsNames[0]: `}},
 	}
@@ -116,4 +147,5 @@ func TestCertSigners_ExampleBlockValidates(t *testing.T) {
 	require.Equal(t, 48*time.Hour, s.MaxCertTTL.Duration)
 	require.Equal(t, []string{"spiffe://cluster.local/ns/istio-ingress/sa/*"}, s.Identities)
 	require.Equal(t, []string{"*.example.com"}, s.Policies[0].DNSNames)
+	require.Equal(t, config.CertSignerIntermediateConfig{Separate: true, CommonName: "meshca gateways CA"}, s.Intermediate)
 }
