@@ -28,7 +28,7 @@ var (
 // Status.Stuck, Status.Paused, else 0) and
 // meshca_rotation_last_success_timestamp_seconds{ca} (omitted while
 // LastSuccess is zero). The ca label takes the Status.CA values
-// (CAIntermediate, CARoot), never caller input.
+// (CARoot and IntermediateCA of each signer lineage), never caller input.
 type Collector struct {
 	mu        sync.Mutex
 	reporters []Reporter

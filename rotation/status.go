@@ -12,7 +12,10 @@
 // and the store.
 package rotation
 
-import "time"
+import (
+	"strings"
+	"time"
+)
 
 // CA names, the values of the ca label of the rotation metrics.
 const (
@@ -20,9 +23,26 @@ const (
 	CARoot         = "root"
 )
 
+// IntermediateCA is the CA name of a signer lineage's intermediate
+// rotation: CAIntermediate for the default signer, and
+// "intermediate:<signer>" for a signer with its own intermediate
+// (authentication.certSigners, whose names the configuration validated).
+func IntermediateCA(signer string) string {
+	if signer == "" {
+		return CAIntermediate
+	}
+	return CAIntermediate + ":" + signer
+}
+
+// KnownCA reports whether ca is a CA name meshca's controllers report:
+// CARoot or an IntermediateCA.
+func KnownCA(ca string) bool {
+	return ca == CARoot || ca == CAIntermediate || strings.HasPrefix(ca, CAIntermediate+":") && len(ca) > len(CAIntermediate)+1
+}
+
 // Status is one rotating controller's state.
 type Status struct {
-	// CA is what rotates: CAIntermediate or CARoot.
+	// CA is what rotates: CARoot or an IntermediateCA.
 	CA string `json:"ca"`
 	// Phase is the controller's phase name (e.g. "idle", "prepared",
 	// "publish-both-roots"); PhaseCode is its number, the value of

@@ -38,6 +38,8 @@ func TestManager_SignerLineagesRotateIndependently(t *testing.T) {
 	require.Equal(t, map[uint64]store.GenerationState{first.Generation: store.StateActive, alpha.Generation: store.StateActive},
 		lineageStates(t, f.st), "starting the alpha lineage does not retire the default one")
 	require.Equal(t, first.Generation, f.m.Active().Generation)
+	require.Equal(t, "intermediate:alpha", sm.RotationStatus().CA, "each lineage reports its own rotation")
+	require.Equal(t, "intermediate", f.m.RotationStatus().CA)
 
 	// Alpha's shorter intermediate rotates first; the default is untouched.
 	alpha2, err := sm.RotateNow(ctx, "test")

@@ -133,7 +133,7 @@ func New(o Options) *Manager {
 	if m.loader == nil {
 		m.loader = &authority.Loader{Config: o.Config, Keys: o.Keys, Store: o.Store, Log: m.log, Clock: m.clk, Root: o.Root, Signer: o.Signer}
 	}
-	m.status.Store(&rotation.Status{CA: rotation.CAIntermediate, Phase: PhaseIdle})
+	m.status.Store(&rotation.Status{CA: rotation.IntermediateCA(m.loader.Signer), Phase: PhaseIdle})
 	return m
 }
 

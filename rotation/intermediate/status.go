@@ -41,7 +41,7 @@ func (m *Manager) RotationStatus() rotation.Status { return *m.status.Load() }
 func (m *Manager) updateStatus() {
 	m.snapshot()
 	now := m.clk.Now()
-	s := rotation.Status{CA: rotation.CAIntermediate, LastSuccess: m.lastOK, Problem: m.problem, Stuck: m.failures != nil}
+	s := rotation.Status{CA: rotation.IntermediateCA(m.loader.Signer), LastSuccess: m.lastOK, Problem: m.problem, Stuck: m.failures != nil}
 	switch {
 	case m.active == nil:
 		s.Phase = PhaseIdle

@@ -132,6 +132,8 @@ type Controller struct {
 	// the configuration still names A.
 	configHint  string
 	stuckRaised bool
+	// lineages are the signers with their own intermediate (AddLineage).
+	lineages []lineage
 	// shown is the status as of the last time the lock was released:
 	// RotationStatus answers with it while a step holds the lock (phase 2
 	// and 4 read the issuance records, which takes seconds at a million
@@ -308,27 +310,28 @@ func (c *Controller) stepLocked(ctx context.Context) (*phaseEvent, bool) {
 	switch p {
 	case PhasePublish, PhaseRemove:
 		c.waiting, c.next = fmt.Sprintf("publishing the roots of phase %s", p), time.Time{}
-		err = c.o.Intermediates.RefreshRoots(ctx)
-		if err == nil {
-			return c.enterLocked(ctx, p.next(), "enter", "controller", "")
-		}
-		err = fmt.Errorf("publish the roots (RefreshRoots): %w", err)
-	case PhaseSwitch:
-		c.waiting, c.next = "activating an intermediate under the new root", time.Time{}
-		var done bool
-		if done, err = c.activeUnderNew(ctx); err == nil && !done {
-			if _, err = c.o.Intermediates.RotateNow(ctx, "root rotation "+r.ID+": switch to an intermediate under the new root"); err == nil {
-				// The old root leaves in phase 5: never move on while
-				// the active intermediate still chains to it.
-				if done, err = c.activeUnderNew(ctx); err == nil && !done {
-					err = errors.New("the intermediate activated at the switch does not chain to the new root")
-				}
+		for _, l := range c.lineagesLocked() {
+			if err = l.m.RefreshRoots(ctx); err != nil {
+				err = fmt.Errorf("publish the roots of %s (RefreshRoots): %w", l, err)
+				break
 			}
 		}
 		if err == nil {
 			return c.enterLocked(ctx, p.next(), "enter", "controller", "")
 		}
-		err = fmt.Errorf("switch the intermediate (RotateNow): %w", err)
+	case PhaseSwitch:
+		c.waiting, c.next = "activating an intermediate under the new root", time.Time{}
+		// Every signer lineage switches, the default first; one that
+		// switched before a failure or a restart is not switched again.
+		for _, l := range c.lineagesLocked() {
+			if err = c.switchLineage(ctx, r.ID, l); err != nil {
+				err = fmt.Errorf("switch the intermediate of %s (RotateNow): %w", l, err)
+				break
+			}
+		}
+		if err == nil {
+			return c.enterLocked(ctx, p.next(), "enter", "controller", "")
+		}
 	case PhaseWaitWorkloads:
 		n, cerr := c.countBefore(ctx, r.PhaseStartedAt, now)
 		old := n.before
@@ -440,15 +443,34 @@ func appendHistory(h []store.RootRotationEvent, e store.RootRotationEvent) []sto
 	return h
 }
 
-// activeUnderNew reports whether the active generation already chains to
-// B: the switch happened before a restart could journal it.
-func (c *Controller) activeUnderNew(ctx context.Context) (bool, error) {
+// switchLineage activates an intermediate under B for the lineage l,
+// unless its active one already chains to B.
+func (c *Controller) switchLineage(ctx context.Context, id string, l lineage) error {
+	done, err := c.activeUnderNew(ctx, l.signer)
+	if err != nil || done {
+		return err
+	}
+	if _, err := l.m.RotateNow(ctx, "root rotation "+id+": switch to an intermediate under the new root"); err != nil {
+		return err
+	}
+	// The old root leaves in phase 5: never move on while an active
+	// intermediate still chains to it.
+	if done, err = c.activeUnderNew(ctx, l.signer); err == nil && !done {
+		err = errors.New("the intermediate activated at the switch does not chain to the new root")
+	}
+	return err
+}
+
+// activeUnderNew reports whether the active generation of the signer
+// lineage already chains to B: the switch happened before a restart
+// could journal it.
+func (c *Controller) activeUnderNew(ctx context.Context, signer string) (bool, error) {
 	gens, err := c.o.Store.ListGenerations(ctx)
 	if err != nil {
 		return false, err
 	}
 	for _, g := range gens {
-		if !g.Active() || g.Lineage() != store.DefaultSigner {
+		if !g.Active() || g.Lineage() != signer {
 			continue
 		}
 		cert, err := x509.ParseCertificate(g.CertDER)

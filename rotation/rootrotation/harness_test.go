@@ -151,9 +151,11 @@ func (h *harness) issueTo(serial, id string, ttl time.Duration) {
 // generation in the store; RefreshRoots publishes the source's roots as
 // the trust publisher writes root-cert.pem.
 type fakeManager struct {
-	src root.Source
-	st  *boltstore.Store
-	clk *clocktesting.FakeClock
+	// signer is the lineage (store.Generation.Signer); "" the default.
+	signer string
+	src    root.Source
+	st     *boltstore.Store
+	clk    *clocktesting.FakeClock
 
 	mu        sync.Mutex
 	active    uint64
@@ -189,7 +191,7 @@ func (m *fakeManager) RotateNow(ctx context.Context, _ string) (*authority.Mater
 	for _, c := range b.Chain()[1:] {
 		chain = append(chain, c.Raw)
 	}
-	g, err := m.st.AddGeneration(ctx, store.Generation{CertDER: b.Cert.Raw, ChainDER: chain, KeyRef: "mem", Source: m.src.Kind(), Fingerprint: b.Cert.SerialNumber.String(), CreatedAt: m.clk.Now()})
+	g, err := m.st.AddGeneration(ctx, store.Generation{CertDER: b.Cert.Raw, ChainDER: chain, KeyRef: "mem", Source: m.src.Kind(), Fingerprint: b.Cert.SerialNumber.String(), CreatedAt: m.clk.Now(), Signer: m.signer})
 	if err != nil {
 		return nil, err
 	}
@@ -210,7 +212,7 @@ func (m *fakeManager) load() {
 		panic(err)
 	}
 	for _, g := range gens {
-		if !g.Active() {
+		if !g.Active() || g.Signer != m.signer {
 			continue
 		}
 		c, err := x509.ParseCertificate(g.CertDER)

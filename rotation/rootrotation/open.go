@@ -153,6 +153,34 @@ func (c *Controller) SetIntermediates(i Intermediates) {
 	c.mu.Unlock()
 }
 
+// lineage is the intermediate manager of one signer lineage.
+type lineage struct {
+	signer string // store.DefaultSigner for the default signer
+	m      Intermediates
+}
+
+func (l lineage) String() string {
+	if l.signer == store.DefaultSigner {
+		return "the default signer"
+	}
+	return "signer " + l.signer
+}
+
+// AddLineage adds the intermediate manager of a signer with its own
+// intermediate (authentication.certSigners): a root rotation publishes
+// its roots and switches it to the new root as it does the default
+// signer's, after it. Call it before Run.
+func (c *Controller) AddLineage(signer string, i Intermediates) {
+	c.mu.Lock()
+	c.lineages = append(c.lineages, lineage{signer: signer, m: i})
+	c.mu.Unlock()
+}
+
+// lineagesLocked is every signer lineage, the default first; c.mu is held.
+func (c *Controller) lineagesLocked() []lineage {
+	return append([]lineage{{signer: store.DefaultSigner, m: c.o.Intermediates}}, c.lineages...)
+}
+
 // SetAlerts sets where phase and stuck alerts go (serve starts the
 // alerting engine after the CA).
 func (c *Controller) SetAlerts(a Alerter) {

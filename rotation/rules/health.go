@@ -126,7 +126,7 @@ func (r *RotationStuck) Evaluate(context.Context, time.Time) ([]alert.Alert, err
 			continue
 		}
 		ca := st.CA
-		if ca != rotation.CAIntermediate && ca != rotation.CARoot {
+		if !rotation.KnownCA(ca) {
 			ca = "unknown" // a controller's mistake never becomes a key
 		}
 		summary := fmt.Sprintf("The %s rotation is stuck in phase %s", ca, clip(st.Phase))
