@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/meshca/meshca/ca/certenc"
+	"github.com/meshca/meshca/ca/config"
 	"github.com/meshca/meshca/ca/root"
 )
 
@@ -31,7 +32,9 @@ type SigningCA struct {
 // each CRL is signed by the CA whose certificates it lists), in the order
 // of ca-crl.pem: the active generation, then every other generation whose
 // leaves may still be in use (its certificate unexpired and, once retired,
-// for at most issuance.maxCertTTL), then every root in force whose key
+// for at most the lineage's maxCertTTL), of every signer lineage (a signer
+// with its own intermediate, authentication.certSigners, has its own
+// generations and CRLs), newest first, then every root in force whose key
 // meshca holds, the minting one first (root.HeldRoots: root.file.rootCert
 // and rootKey; during a root rotation the old and the new root, each
 // signing the CRL of the intermediates it issued). A retired generation
@@ -44,13 +47,13 @@ func (r *Runtime) SigningCAs(ctx context.Context, now time.Time) ([]SigningCA, e
 	if err != nil {
 		return nil, fmt.Errorf("read CA generations: %w", err)
 	}
-	maxTTL := r.Loader.Config.Issuance.MaxCertTTL.Duration
+	maxTTL := maxCertTTLs(r.Loader.Config)
 	for i := len(gens) - 1; i >= 0; i-- {
 		g := gens[i]
-		if g.ID == m.Generation || g.ActivatedAt.IsZero() || g.Lineage() != r.Loader.Signer {
+		if g.ID == m.Generation || g.ActivatedAt.IsZero() {
 			continue
 		}
-		if !g.RetiredAt.IsZero() && now.After(g.RetiredAt.Add(maxTTL)) {
+		if !g.RetiredAt.IsZero() && now.After(g.RetiredAt.Add(maxTTL(g.Lineage()))) {
 			continue
 		}
 		cert, err := x509.ParseCertificate(g.CertDER)
@@ -72,6 +75,20 @@ func (r *Runtime) SigningCAs(ctx context.Context, now time.Time) ([]SigningCA, e
 		out = append(out, SigningCA{Root: true, Minting: h.Minting, Cert: h.Cert, Key: h.Key.Signer, Alt: h.Key.Alt})
 	}
 	return out, nil
+}
+
+// maxCertTTLs returns the longest lifetime a signer lineage issues: a
+// retired generation's leaves stay in use that long after it retired.
+func maxCertTTLs(cfg *config.Config) func(signer string) time.Duration {
+	def := cfg.Issuance.MaxCertTTL.Duration
+	return func(signer string) time.Duration {
+		for _, s := range cfg.Authentication.CertSigners {
+			if s.Name == signer && s.Intermediate.Separate {
+				return max(def, s.MaxCertTTL.Duration)
+			}
+		}
+		return def
+	}
 }
 
 // CertChain is cert-chain.pem of the active generation: the intermediate up
