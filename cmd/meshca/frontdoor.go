@@ -38,7 +38,7 @@ type istioFrontDoor struct {
 // IstioCertificateService from cfg. revoked (nil: none) is asked on every
 // request whether a client certificate is revoked: a revoked certificate
 // neither authenticates nor renews.
-func newIstioFrontDoor(ctx context.Context, cfg *config.Config, rt *authority.Runtime, rc *rest.Config, revoked authn.RevocationChecker, log *slog.Logger, reg prometheus.Registerer) (*istioFrontDoor, error) {
+func newIstioFrontDoor(ctx context.Context, cfg *config.Config, rt *authority.Runtime, lineages signerLineages, rc *rest.Config, revoked authn.RevocationChecker, log *slog.Logger, reg prometheus.Registerer) (*istioFrontDoor, error) {
 	mode, err := tlsconfig.ParseMode(cfg.Server.Compliance)
 	if err != nil {
 		return nil, fmt.Errorf("server.compliance: %w", err)
@@ -59,7 +59,7 @@ func newIstioFrontDoor(ctx context.Context, cfg *config.Config, rt *authority.Ru
 		return nil, err
 	}
 	// istiod's order: client certificate, then JWT, then TokenReview.
-	chain := authn.Chain{&authn.ClientCert{Trust: rt.Authority, Records: rt.Store, TrustDomain: cfg.TrustDomain, Revocations: revoked}}
+	chain := authn.Chain{&authn.ClientCert{Trust: lineages.trust(rt.Authority), Records: rt.Store, TrustDomain: cfg.TrustDomain, Revocations: revoked}}
 	jwt, err := newJWT(cfg, log)
 	if err != nil {
 		return nil, err
@@ -93,6 +93,7 @@ func newIstioFrontDoor(ctx context.Context, cfg *config.Config, rt *authority.Ru
 	if err != nil {
 		return nil, err
 	}
+	lineages.engines(signers)
 	rl := cfg.Server.RateLimit
 	svc := istio.New(istio.Options{
 		Signer:        rt.Authority,

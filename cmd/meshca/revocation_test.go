@@ -85,7 +85,7 @@ func TestFrontDoor_RevokedClientCertificateIsRefusedOnTheNextRequest(t *testing.
 	require.NoError(t, err)
 	require.NoError(t, mgr.Start(ctx))
 
-	door, err := newIstioFrontDoor(ctx, cfg, rt, nil, mgr, log, reg)
+	door, err := newIstioFrontDoor(ctx, cfg, rt, nil, nil, mgr, log, reg)
 	require.NoError(t, err)
 	gs := grpc.NewServer(door.grpcOptions...)
 	door.service.Register(gs)

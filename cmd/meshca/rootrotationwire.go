@@ -10,6 +10,7 @@ import (
 	"github.com/meshca/meshca/ca/authority"
 	"github.com/meshca/meshca/ca/caerr"
 	"github.com/meshca/meshca/ca/config"
+	"github.com/meshca/meshca/ca/identity"
 	"github.com/meshca/meshca/issuer/admin"
 	"github.com/meshca/meshca/rotation"
 	"github.com/meshca/meshca/rotation/intermediate"
@@ -21,6 +22,8 @@ import (
 type rotating struct {
 	m    *intermediate.Manager
 	root *rootrotation.Controller
+	// lineages are the signers with their own intermediate.
+	lineages signerLineages
 }
 
 // openRotating opens the CA with the root rotation's composite source
@@ -40,9 +43,11 @@ func openRotating(ctx context.Context, cfg *config.Config, log *slog.Logger, reg
 	return rt, &rotating{m: m, root: ctl}, nil
 }
 
-// reporters are both controllers, for the rules and meshca status.
+// reporters are the controllers (the default intermediate's, the root's,
+// then each separate signer's intermediate), for the rules and meshca
+// status.
 func (r *rotating) reporters() []rotation.Reporter {
-	return []rotation.Reporter{r.m, r.root}
+	return append([]rotation.Reporter{r.m, r.root}, r.lineages.reporters()...)
 }
 
 // runRootRotation runs the root rotation controller until ctx ends, its
@@ -56,7 +61,10 @@ func runRootRotation(ctx context.Context, r *rotating, a *alerts) {
 
 // RotationInfo implements admin.Rotations.
 func (r *rotating) RotationInfo(context.Context) admin.RotationInfo {
-	info := admin.RotationInfo{Rotations: []rotation.Status{r.m.RotationStatus(), r.root.RotationStatus()}}
+	info := admin.RotationInfo{}
+	for _, rep := range r.reporters() {
+		info.Rotations = append(info.Rotations, rep.RotationStatus())
+	}
 	if rec, ok := r.root.Record(); ok {
 		info.Root = admin.JournalOf(rec)
 	}
@@ -91,11 +99,26 @@ func (r *rotating) RootRotationOp(ctx context.Context, op, by string) (admin.Rot
 }
 
 // RotateIntermediate implements admin.Rotations.
-func (r *rotating) RotateIntermediate(ctx context.Context, by string) (admin.IntermediateRotation, error) {
+func (r *rotating) RotateIntermediate(ctx context.Context, signer, by string) (admin.IntermediateRotation, error) {
+	mgr := r.m
+	if signer != "" {
+		mgr = nil
+		var names []string
+		for _, l := range r.lineages {
+			names = append(names, l.name)
+			if l.name == signer {
+				mgr = l.m
+			}
+		}
+		if mgr == nil {
+			return admin.IntermediateRotation{}, caerr.New(caerr.InvalidArgument, "unknown_signer",
+				"signer %s has no intermediate of its own; signers with one (authentication.certSigners with intermediate.separate): %v", identity.Quote(signer), names)
+		}
+	}
 	if rec, ok := r.root.Record(); ok && rootrotation.Phase(rec.Phase) == rootrotation.PhaseSwitch {
 		return admin.IntermediateRotation{}, caerr.New(caerr.FailedPrecondition, "root_rotation_switching", "the root rotation is switching the intermediate right now; see meshca rotate status")
 	}
-	m, err := r.m.RotateNow(ctx, "requested by "+by)
+	m, err := mgr.RotateNow(ctx, "requested by "+by)
 	if err != nil {
 		return admin.IntermediateRotation{}, caerr.Wrap(err, caerr.CodeOf(err), "rotate_intermediate", "rotate the intermediate")
 	}

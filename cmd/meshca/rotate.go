@@ -191,7 +191,7 @@ func newRotateOpCommand(g *globals, op, short string) *cobra.Command {
 }
 
 func newRotateIntermediateCommand(g *globals) *cobra.Command {
-	var output string
+	var output, signer string
 	cmd := &cobra.Command{
 		Use:   "intermediate",
 		Short: "Mint, verify and activate a new intermediate now",
@@ -199,16 +199,22 @@ func newRotateIntermediateCommand(g *globals) *cobra.Command {
 root that currently mints, verify it with a throwaway leaf and activate it at
 once; the Istio endpoint, cacerts, the trust bundles and the CRL issuers move
 to it together. The previous intermediate stays published until its last leaf
-expires plus intermediate.gracePeriod.`,
-		Example: `  meshca rotate intermediate --dir ./.meshca`,
-		Args:    cobra.NoArgs,
+expires plus intermediate.gracePeriod.
+
+With --signer, it rotates the intermediate of a signer that has its own
+(authentication.certSigners with intermediate.separate) instead: that
+signer's leaves and CRL move to it; the default intermediate, cacerts and the
+other signers are left alone.`,
+		Example: `  meshca rotate intermediate --dir ./.meshca
+  meshca rotate intermediate --dir ./.meshca --signer gateways`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := rotationClient(g)
 			if err != nil {
 				return err
 			}
 			defer c.Close()
-			out, err := c.RotateIntermediate(cmd.Context())
+			out, err := c.RotateIntermediate(cmd.Context(), signer)
 			if err != nil {
 				return err
 			}
@@ -221,6 +227,7 @@ expires plus intermediate.gracePeriod.`,
 	}
 	addCAFlags(cmd, g)
 	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table or json")
+	cmd.Flags().StringVar(&signer, "signer", "", "rotate the intermediate of this signer (authentication.certSigners with intermediate.separate) instead of the default one")
 	return cmd
 }
 

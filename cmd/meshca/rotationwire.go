@@ -4,12 +4,14 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/meshca/meshca/ca/authority"
 	"github.com/meshca/meshca/ca/config"
 	"github.com/meshca/meshca/ca/root"
+	"github.com/meshca/meshca/ca/store"
 	"github.com/meshca/meshca/crl"
 	"github.com/meshca/meshca/issuer/tlsconfig"
 	"github.com/meshca/meshca/rotation"
@@ -53,6 +55,15 @@ type fanout struct {
 	// anchorPath is pq-anchor.pem (authority.PQAnchorPath).
 	anchorPath string
 	log        *slog.Logger
+	// def is the default signer's intermediate manager and lineages the
+	// signers with their own intermediate: the CRL manager builds the
+	// CRLs of every lineage (nil def: the authority's material alone).
+	def      *intermediate.Manager
+	lineages signerLineages
+	// crlMu orders the CRL issuer updates of the lineages' changes, so
+	// that the last one applied is built from every lineage's latest
+	// material (each manager publishes its material before it notifies).
+	crlMu sync.Mutex
 }
 
 // subscribers are the fan-out's rotation.Subscribers in the order the
@@ -93,33 +104,59 @@ func (f *fanout) setSigning(_ context.Context, c rotation.Change) error {
 // use, RFC 5280 section 5) and of the root when meshca holds its key,
 // against the new cert-chain.pem.
 func (f *fanout) setCRLIssuers(ctx context.Context, c rotation.Change) error {
+	return f.setCRLIssuersOf(ctx, store.DefaultSigner, c)
+}
+
+// setCRLIssuersOf is setCRLIssuers for a change c of signer's lineage:
+// the CRLs of every lineage, c's and each other one's current material.
+func (f *fanout) setCRLIssuersOf(ctx context.Context, signer string, c rotation.Change) error {
 	if f.crls == nil {
 		return nil
 	}
-	issuers, err := crlIssuers(c, f.rootSource)
+	f.crlMu.Lock()
+	defer f.crlMu.Unlock()
+	changes := []rotation.Change{c}
+	switch {
+	case signer != store.DefaultSigner && f.def != nil:
+		changes[0] = rotation.Change{Active: f.def.Active(), Retained: f.def.Retained()}
+	case signer != store.DefaultSigner:
+		changes[0] = rotation.Change{Active: f.authority.Material()}
+	}
+	for _, l := range f.lineages {
+		if l.name == signer {
+			changes = append(changes, c)
+		} else {
+			changes = append(changes, rotation.Change{Active: l.m.Active(), Retained: l.m.Retained()})
+		}
+	}
+	issuers, err := crlIssuers(changes, f.rootSource)
 	if err != nil {
 		return err
 	}
-	if err := f.crls.SetIssuers(ctx, issuers, c.Active.Bundle.Chain()); err != nil {
+	if err := f.crls.SetIssuers(ctx, issuers, changes[0].Active.Bundle.Chain()); err != nil {
 		return fmt.Errorf("CRL issuers: %w", err)
 	}
 	return nil
 }
 
-// crlIssuers are the CRL issuers of c, in the order of ca-crl.pem: the
-// active generation, the retained ones newest first, then every root in
+// crlIssuers are the CRL issuers of the lineages' changes (the default
+// signer's first), in the order of ca-crl.pem: each lineage's active
+// generation and its retained ones newest first, then every root in
 // force whose key src holds, the minting one first (root.HeldRoots:
 // during a root rotation the old and the new root each sign the CRL of
 // the intermediates they issued, RFC 5280 section 5).
-func crlIssuers(c rotation.Change, src root.Source) ([]crl.Issuer, error) {
+func crlIssuers(changes []rotation.Change, src root.Source) ([]crl.Issuer, error) {
 	gen := func(m *authority.Material) crl.Issuer {
 		return crl.Issuer{Scope: crl.ScopeGeneration(m.Generation), Generation: m.Generation, Cert: m.Bundle.Cert,
 			Signer: crl.Signer{Key: m.Signer, Alt: m.AltSigner}}
 	}
-	out := []crl.Issuer{gen(c.Active)}
-	for i := len(c.Retained) - 1; i >= 0; i-- {
-		if m := c.Retained[i]; m.Generation != c.Active.Generation {
-			out = append(out, gen(m))
+	var out []crl.Issuer
+	for _, c := range changes {
+		out = append(out, gen(c.Active))
+		for i := len(c.Retained) - 1; i >= 0; i-- {
+			if m := c.Retained[i]; m.Generation != c.Active.Generation {
+				out = append(out, gen(m))
+			}
 		}
 	}
 	held, err := root.HeldRoots(src)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/meshca/meshca/ca/authority"
@@ -21,9 +22,12 @@ type ruleDeps struct {
 	rt  *authority.Runtime
 	inv *inventoryParts
 	crl *crl.Manager
-	// reporters are the rotating controllers (intermediate, root).
+	// reporters are the rotating controllers (intermediate, root, and
+	// each separate signer's intermediate).
 	reporters []rotation.Reporter
-	log       *slog.Logger
+	// lineages are the signers with their own intermediate.
+	lineages signerLineages
+	log      *slog.Logger
 }
 
 // startRules runs the alert rules (alerts.rules) through the alerting
@@ -46,7 +50,7 @@ func newRules(d ruleDeps) []rules.Rule {
 		&rules.CAExpiry{
 			Sources:    d.inv.sources,
 			Thresholds: expiryThresholds(rc),
-			Skip:       retiredIntermediate(d.rt),
+			Skip:       retiredIntermediate(d.rt, d.lineages),
 			Action:     func(c inventory.Certificate, now time.Time) string { return expiryAction(d, c, now) },
 		},
 		&rules.RootSourceHealth{Kind: d.rt.Root.Kind(), Health: d.rt.Root.Health, After: rc.RootSourceUnhealthyFor.Duration},
@@ -73,10 +77,14 @@ func expiryThresholds(rc config.AlertRulesConfig) rules.Thresholds {
 }
 
 // retiredIntermediate skips the retired generations: they stay published
-// until their last leaf expires and are never renewed.
-func retiredIntermediate(rt *authority.Runtime) func(inventory.Certificate) bool {
+// until their last leaf expires and are never renewed. The active
+// generation of every signer lineage is not retired.
+func retiredIntermediate(rt *authority.Runtime, lineages signerLineages) func(inventory.Certificate) bool {
 	return func(c inventory.Certificate) bool {
-		return c.Kind == inventory.KindIntermediate && c.Name != store.GenerationScope(rt.Authority.Material().Generation)
+		if c.Kind != inventory.KindIntermediate || c.Name == store.GenerationScope(rt.Authority.Material().Generation) {
+			return false
+		}
+		return !slices.Contains(lineages.activeScopes(), c.Name)
 	}
 }
 
@@ -104,8 +112,14 @@ func expiryAction(d ruleDeps, c inventory.Certificate, now time.Time) string {
 // controller's next step when it reports one, else
 // intermediate.activateThreshold of its lifetime.
 func rotateAt(d ruleDeps, c inventory.Certificate) time.Time {
+	ca := rotation.CAIntermediate
+	for _, l := range d.lineages {
+		if a := l.m.Active(); a != nil && c.Name == store.GenerationScope(a.Generation) {
+			ca = rotation.IntermediateCA(l.name)
+		}
+	}
 	for _, r := range d.reporters {
-		if st := r.RotationStatus(); st.CA == rotation.CAIntermediate && !st.Next.IsZero() {
+		if st := r.RotationStatus(); st.CA == ca && !st.Next.IsZero() {
 			return st.Next
 		}
 	}

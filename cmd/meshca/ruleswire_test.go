@@ -55,8 +55,8 @@ func TestRules_OverTheOpenedCA(t *testing.T) {
 	next := half.Add(time.Hour)
 	d.reporters = []rotation.Reporter{stuckReporter{rotation.Status{CA: rotation.CAIntermediate, Phase: "prepared", Next: next, Stuck: true, Problem: "verify failed"}}}
 	require.Equal(t, "meshca will rotate it at "+next.UTC().Format(time.RFC3339)+".", expiryAction(d, c, half))
-	require.False(t, retiredIntermediate(rt)(c), "gen-1 is active")
-	require.True(t, retiredIntermediate(rt)(inventory.Certificate{Kind: inventory.KindIntermediate, Name: "gen-0"}))
+	require.False(t, retiredIntermediate(rt, nil)(c), "gen-1 is active")
+	require.True(t, retiredIntermediate(rt, nil)(inventory.Certificate{Kind: inventory.KindIntermediate, Name: "gen-0"}))
 
 	sw = &rules.Sweeper{Alerts: e, Rules: newRules(d), Log: log}
 	sw.Sweep(ctx)

@@ -91,6 +91,9 @@ SIGINT or SIGTERM.`,
 				return err
 			}
 			defer rt.Close()
+			if rot.lineages, err = openSignerLineages(ctx, cfg, rt, rot, log, reg); err != nil {
+				return err
+			}
 
 			rc, err := restConfig(cfg.Kubernetes)
 			if err != nil {
@@ -117,7 +120,7 @@ SIGINT or SIGTERM.`,
 			}
 			// The client-certificate authenticator asks the CRL manager on
 			// every request: a revoked certificate neither authenticates nor renews.
-			door, err := newIstioFrontDoor(ctx, cfg, rt, rc, crls, log, reg)
+			door, err := newIstioFrontDoor(ctx, cfg, rt, rot.lineages, rc, crls, log, reg)
 			if err != nil {
 				return err
 			}
@@ -143,7 +146,7 @@ SIGINT or SIGTERM.`,
 					log.Error("CRL manager stopped", "error", err)
 				}
 			}()
-			startRules(ctx, alerting, ruleDeps{cfg: cfg, rt: rt, inv: inv, crl: crls, reporters: rot.reporters(), log: log})
+			startRules(ctx, alerting, ruleDeps{cfg: cfg, rt: rt, inv: inv, crl: crls, reporters: rot.reporters(), lineages: rot.lineages, log: log})
 			pruned := prometheus.NewCounter(prometheus.CounterOpts{
 				Name: "meshca_store_pruned_records_total",
 				Help: "Expired issuance records deleted by the retention job.",
@@ -162,11 +165,14 @@ SIGINT or SIGTERM.`,
 			if err := trust.start(ctx, cfg); err != nil {
 				return err
 			}
-			subscribeRotation(ctx, rot.m, &fanout{
+			fan := &fanout{
 				authority: rt.Authority, crls: crls, rootSource: rt.Root, trust: trust, serving: door.serving,
-				anchorPath: authority.PQAnchorPath(cfg), log: log,
-			})
+				anchorPath: authority.PQAnchorPath(cfg), log: log, def: rot.m, lineages: rot.lineages,
+			}
+			subscribeRotation(ctx, rot.m, fan)
+			rot.lineages.subscribe(fan)
 			go rot.m.Run(ctx)
+			rot.lineages.run(ctx)
 			runRootRotation(ctx, rot, alerting)
 			cd := controllerDeps{cfg: cfg, rt: rt, rc: rc, log: log, reg: reg}
 			controllers, err := kubeControllers(cd)

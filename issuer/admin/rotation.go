@@ -151,6 +151,13 @@ type RootRotationJournal struct {
 	History        []store.RootRotationEvent `json:"history,omitempty"`
 }
 
+// IntermediateRotationRequest is the body of POST /v1/rotation/intermediate.
+type IntermediateRotationRequest struct {
+	// Signer names a signer with its own intermediate
+	// (authentication.certSigners); empty: the default intermediate.
+	Signer string `json:"signer,omitempty"`
+}
+
 // IntermediateRotation is the answer of POST /v1/rotation/intermediate.
 type IntermediateRotation struct {
 	Generation uint64    `json:"generation"`
@@ -166,7 +173,10 @@ type Rotations interface {
 	RotationInfo(ctx context.Context) RotationInfo
 	StartRootRotation(ctx context.Context, req StartRootRotation) (RotationInfo, error)
 	RootRotationOp(ctx context.Context, op, by string) (RotationInfo, error)
-	RotateIntermediate(ctx context.Context, by string) (IntermediateRotation, error)
+	// RotateIntermediate rotates the intermediate of signer (a signer with
+	// its own intermediate; "" the default one); an unknown signer is
+	// InvalidArgument.
+	RotateIntermediate(ctx context.Context, signer, by string) (IntermediateRotation, error)
 }
 
 // rotationRoutes registers the rotation routes.
@@ -232,7 +242,11 @@ func (h *handler) rotateIntermediate(w http.ResponseWriter, r *http.Request) {
 	if h.noRotations(w) {
 		return
 	}
-	out, err := h.rotations.RotateIntermediate(r.Context(), requesterOf(r))
+	var req IntermediateRotationRequest
+	if !decodeBody(w, r, &req, "intermediate rotation request") {
+		return
+	}
+	out, err := h.rotations.RotateIntermediate(r.Context(), req.Signer, requesterOf(r))
 	if err != nil {
 		h.rotationError(w, r, err)
 		return
@@ -281,10 +295,15 @@ func (c *Client) RootRotationOp(ctx context.Context, op string) (RotationInfo, e
 	return out, err
 }
 
-// RotateIntermediate has the server rotate its intermediate now.
-func (c *Client) RotateIntermediate(ctx context.Context) (IntermediateRotation, error) {
+// RotateIntermediate has the server rotate the intermediate of signer
+// ("" the default one) now.
+func (c *Client) RotateIntermediate(ctx context.Context, signer string) (IntermediateRotation, error) {
+	body, err := json.Marshal(IntermediateRotationRequest{Signer: signer})
+	if err != nil {
+		return IntermediateRotation{}, err
+	}
 	var out IntermediateRotation
-	err := c.do(ctx, http.MethodPost, pathRotationIntermediate, []byte("{}"), &out)
+	err = c.do(ctx, http.MethodPost, pathRotationIntermediate, body, &out)
 	return out, err
 }
 

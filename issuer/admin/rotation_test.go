@@ -52,10 +52,10 @@ func (f *fakeRotations) RootRotationOp(_ context.Context, op, by string) (Rotati
 	return RotationInfo{}, f.err
 }
 
-func (f *fakeRotations) RotateIntermediate(_ context.Context, by string) (IntermediateRotation, error) {
+func (f *fakeRotations) RotateIntermediate(_ context.Context, signer, by string) (IntermediateRotation, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.ops = append(f.ops, "intermediate by "+by)
+	f.ops = append(f.ops, "intermediate "+signer+" by "+by)
 	return IntermediateRotation{Generation: 4}, f.err
 }
 
@@ -117,13 +117,16 @@ func TestRotation_StartCarriesTheNewRootAndTheWaits(t *testing.T) {
 		_, err := c.RootRotationOp(ctx, op)
 		require.NoError(t, err)
 	}
-	_, err = c.RotateIntermediate(ctx)
+	_, err = c.RotateIntermediate(ctx, "")
 	require.NoError(t, err)
-	require.Len(t, f.ops, 4)
+	_, err = c.RotateIntermediate(ctx, "gateways")
+	require.NoError(t, err)
+	require.Len(t, f.ops, 5)
 	require.True(t, strings.HasPrefix(f.ops[0], "pause by cli:"))
-	require.True(t, strings.HasPrefix(f.ops[3], "intermediate by cli:"))
+	require.True(t, strings.HasPrefix(f.ops[3], "intermediate  by cli:"))
+	require.True(t, strings.HasPrefix(f.ops[4], "intermediate gateways by cli:"))
 	// Every call is audited with its action.
-	require.Eventually(t, func() bool { return strings.Count(logs.String(), `"action":"rotate rotations"`) == 6 }, 5*time.Second, time.Millisecond, "every call is audited")
+	require.Eventually(t, func() bool { return strings.Count(logs.String(), `"action":"rotate rotations"`) == 7 }, 5*time.Second, time.Millisecond, "every call is audited")
 }
 
 // Bad input is a 400 that says what is wrong and never reaches the
