@@ -17,7 +17,9 @@ import (
 type SigningCA struct {
 	// Generation is the CA generation; 0 for the root.
 	Generation uint64
-	Root       bool
+	// Signer is the generation's signer lineage (store.Generation.Signer).
+	Signer string
+	Root   bool
 	// Minting: a root new intermediates are minted under (during a root
 	// rotation another root in force has its own CRL too).
 	Minting bool
@@ -65,7 +67,7 @@ func (r *Runtime) SigningCAs(ctx context.Context, now time.Time) ([]SigningCA, e
 			r.Loader.log().Warn("no CRL for a retired CA generation: its key does not load", "generation", g.ID, "error", err)
 			continue
 		}
-		out = append(out, SigningCA{Generation: g.ID, Cert: cert, Key: key.Signer, Alt: key.Alt})
+		out = append(out, SigningCA{Generation: g.ID, Signer: g.Signer, Cert: cert, Key: key.Signer, Alt: key.Alt})
 	}
 	held, err := root.HeldRoots(r.Root)
 	if err != nil {

@@ -133,6 +133,12 @@ func (c *Config) validateCertSigners(td spiffeid.TrustDomain, add func(string, s
 	}
 }
 
+// Limits of a signer with its own intermediate.
+const (
+	maxSeparateSignerName = 63
+	maxCommonName         = 64 // RFC 5280 appendix A.1, ub-common-name
+)
+
 // validateSeparateIntermediate checks a signer's own intermediate: meshca
 // must be able to mint it, and its subject must be its own.
 func (c *Config) validateSeparateIntermediate(key string, s CertSignerConfig, cns map[string]string, add func(string, string, ...any)) {
@@ -145,6 +151,12 @@ func (c *Config) validateSeparateIntermediate(key string, s CertSignerConfig, cn
 		return
 	case c.Root.Source != RootSourceVault && !c.Root.File.Minted():
 		add(key+".separate", "needs a root meshca can mint intermediates from (root.file.rootCert and rootKey, or root.source vault); with root.file.cacertsDir the one pre-issued intermediate signs for every signer")
+	case len(s.Name) > maxSeparateSignerName:
+		// The name is part of its key names in the key store.
+		add(key+".separate", "needs a signer name of at most %d characters (it names the intermediate's keys); %q has %d", maxSeparateSignerName, s.Name, len(s.Name))
+	}
+	if n := len(si.CommonName); n > maxCommonName {
+		add(key+".commonName", "%s has %d characters; a common name has at most %d (RFC 5280 ub-common-name): set a shorter one", identity.Quote(si.CommonName), n, maxCommonName)
 	}
 	if other, ok := cns[si.CommonName]; ok {
 		add(key+".commonName", "%s is already the common name of %s; each intermediate needs its own subject so that its CRLs name one issuer (RFC 5280 section 5.1.2.3)", identity.Quote(si.CommonName), other)

@@ -95,6 +95,10 @@ func TestCertSigners_Validate(t *testing.T) {
 			[]string{`authentication.certSigners[1].intermediate.commonName: "x" is already the common name of authentication.certSigners[0].intermediate.commonName`}},
 		"separate under a pre-issued intermediate": {"root: {file: {cacertsDir: /etc/cacerts}}\nauthentication: {certSigners: [{name: gw, intermediate: {separate: true}}]}",
 			[]string{`authentication.certSigners[0].intermediate.separate: needs a root meshca can mint intermediates from`}},
+		"a long name for a separate signer": {`authentication: {certSigners: [{name: ` + strings.Repeat("a", 64) + `, intermediate: {separate: true, commonName: gw}}]}`,
+			[]string{`authentication.certSigners[0].intermediate.separate: needs a signer name of at most 63 characters`}},
+		"a long default common name": {`authentication: {certSigners: [{name: ` + strings.Repeat("g", 50) + `, intermediate: {separate: true}}]}`,
+			[]string{`authentication.certSigners[0].intermediate.commonName: "meshca intermediate signer ggg`}},
 		"policy DNS pattern": {`authentication: {certSigners: [{name: gw, policies: [{name: dns, identities: ["spiffe://cluster.local/ns/gw/sa/*"], dnsNames: ["a.*.example.com"]}]}]}`,
 			[]string{`authentication.certSigners[0].policies[0].dnsNames[0]: `}},
 	}

@@ -13,6 +13,15 @@ import (
 	"github.com/meshca/meshca/crl"
 )
 
+// crlIssuerOf is the CRL issuer of a CA whose CRL meshca signs.
+func crlIssuerOf(c authority.SigningCA) crl.Issuer {
+	i := crl.Issuer{Scope: crl.ScopeGeneration(c.Generation), Generation: c.Generation, Cert: c.Cert, Signer: crl.Signer{Key: c.Key, Alt: c.Alt}}
+	if c.Root {
+		i.Scope = crl.RootScope(c.Cert, c.Minting)
+	}
+	return i
+}
+
 // newCRLManager builds every CRL meshca controls (crl.Manager.Start, which
 // also repairs a crash between a revocation and its publication) and hands
 // ca-crl.pem to publish. The root's CRL comes from meshca's root key, from
@@ -24,11 +33,7 @@ func newCRLManager(ctx context.Context, cfg *config.Config, rt *authority.Runtim
 	}
 	issuers := make([]crl.Issuer, 0, len(cas))
 	for _, c := range cas {
-		i := crl.Issuer{Scope: crl.ScopeGeneration(c.Generation), Generation: c.Generation, Cert: c.Cert, Signer: crl.Signer{Key: c.Key, Alt: c.Alt}}
-		if c.Root {
-			i.Scope = crl.RootScope(c.Cert, c.Minting)
-		}
-		issuers = append(issuers, i)
+		issuers = append(issuers, crlIssuerOf(c))
 	}
 	chain := rt.CertChain()
 	var ext crl.RootCRLSource

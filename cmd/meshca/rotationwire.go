@@ -60,6 +60,9 @@ type fanout struct {
 	// CRLs of every lineage (nil def: the authority's material alone).
 	def      *intermediate.Manager
 	lineages signerLineages
+	// orphans are the CRL issuers of lineages no longer configured
+	// (signerLineages.orphanIssuers), kept until the next start.
+	orphans []crl.Issuer
 	// crlMu orders the CRL issuer updates of the lineages' changes, so
 	// that the last one applied is built from every lineage's latest
 	// material (each manager publishes its material before it notifies).
@@ -129,7 +132,7 @@ func (f *fanout) setCRLIssuersOf(ctx context.Context, signer string, c rotation.
 			changes = append(changes, rotation.Change{Active: l.m.Active(), Retained: l.m.Retained()})
 		}
 	}
-	issuers, err := crlIssuers(changes, f.rootSource)
+	issuers, err := crlIssuers(changes, f.orphans, f.rootSource)
 	if err != nil {
 		return err
 	}
@@ -141,11 +144,12 @@ func (f *fanout) setCRLIssuersOf(ctx context.Context, signer string, c rotation.
 
 // crlIssuers are the CRL issuers of the lineages' changes (the default
 // signer's first), in the order of ca-crl.pem: each lineage's active
-// generation and its retained ones newest first, then every root in
+// generation and its retained ones newest first, then the orphans, then
+// every root in
 // force whose key src holds, the minting one first (root.HeldRoots:
 // during a root rotation the old and the new root each sign the CRL of
 // the intermediates they issued, RFC 5280 section 5).
-func crlIssuers(changes []rotation.Change, src root.Source) ([]crl.Issuer, error) {
+func crlIssuers(changes []rotation.Change, orphans []crl.Issuer, src root.Source) ([]crl.Issuer, error) {
 	gen := func(m *authority.Material) crl.Issuer {
 		return crl.Issuer{Scope: crl.ScopeGeneration(m.Generation), Generation: m.Generation, Cert: m.Bundle.Cert,
 			Signer: crl.Signer{Key: m.Signer, Alt: m.AltSigner}}
@@ -159,6 +163,7 @@ func crlIssuers(changes []rotation.Change, src root.Source) ([]crl.Issuer, error
 			}
 		}
 	}
+	out = append(out, orphans...)
 	held, err := root.HeldRoots(src)
 	if err != nil {
 		return nil, fmt.Errorf("CRL issuers: %w", err)

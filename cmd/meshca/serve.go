@@ -165,9 +165,13 @@ SIGINT or SIGTERM.`,
 			if err := trust.start(ctx, cfg); err != nil {
 				return err
 			}
+			orphans, err := rot.lineages.orphanIssuers(ctx, rt, log)
+			if err != nil {
+				return err
+			}
 			fan := &fanout{
 				authority: rt.Authority, crls: crls, rootSource: rt.Root, trust: trust, serving: door.serving,
-				anchorPath: authority.PQAnchorPath(cfg), log: log, def: rot.m, lineages: rot.lineages,
+				anchorPath: authority.PQAnchorPath(cfg), log: log, def: rot.m, lineages: rot.lineages, orphans: orphans,
 			}
 			subscribeRotation(ctx, rot.m, fan)
 			rot.lineages.subscribe(fan)

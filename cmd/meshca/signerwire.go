@@ -4,12 +4,15 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/meshca/meshca/ca/authority"
 	"github.com/meshca/meshca/ca/config"
 	"github.com/meshca/meshca/ca/store"
+	"github.com/meshca/meshca/crl"
 	"github.com/meshca/meshca/issuer/istio"
 	"github.com/meshca/meshca/rotation"
 	"github.com/meshca/meshca/rotation/intermediate"
@@ -44,6 +47,11 @@ func openSignerLineages(ctx context.Context, cfg *config.Config, rt *authority.R
 		if !ok {
 			continue
 		}
+		if rt.Authority.Material().PQAnchoredAtIntermediate() {
+			// Every lineage shares the roots; a post-quantum anchor at an
+			// intermediate would need pq-anchor.pem to carry one per signer.
+			return nil, fmt.Errorf("authentication.certSigners %s: intermediate.separate needs a root that carries the post-quantum trust anchor, but the roots have no ML-DSA key, so pq-anchor.pem holds the default intermediate's own key and would not verify this signer's leaves: give the root an ML-DSA key (root.file.rootPQKey), set intermediate.profile: classical, or remove intermediate.separate", s.Name)
+		}
 		scfg := *cfg
 		scfg.Intermediate = ic
 		m := intermediate.New(intermediate.Options{Config: &scfg, Keys: rt.Keys, Store: rt.Store, Root: rt.Root,
@@ -65,6 +73,29 @@ func openSignerLineages(ctx context.Context, cfg *config.Config, rt *authority.R
 		out = append(out, &signerLineage{name: s.Name, m: m, a: rt.Authority.ForSigner(mat, pol)})
 		log.Info("signer with its own intermediate", "signer", s.Name, "generation", mat.Generation,
 			"subject", mat.Bundle.Cert.Subject.String(), "not_after", mat.Bundle.Cert.NotAfter)
+	}
+	return out, nil
+}
+
+// orphanIssuers are the CRL issuers of generations of signer lineages that
+// are no longer configured (a signer removed, or its intermediate.separate
+// turned off) while their leaves may still be in use (rt.SigningCAs): no
+// manager reports them any more, yet their CRLs must stay served and in
+// ca-crl.pem until the next start finds their leaves expired (RFC 5280
+// section 5: a relying party needs a CRL from each CA of a chain).
+func (ls signerLineages) orphanIssuers(ctx context.Context, rt *authority.Runtime, log *slog.Logger) ([]crl.Issuer, error) {
+	cas, err := rt.SigningCAs(ctx, time.Now())
+	if err != nil {
+		return nil, err
+	}
+	var out []crl.Issuer
+	for _, c := range cas {
+		if c.Root || c.Signer == store.DefaultSigner || slices.ContainsFunc(ls, func(l *signerLineage) bool { return l.name == c.Signer }) {
+			continue
+		}
+		log.Warn("a CA generation of a signer that no longer has its own intermediate may still have leaves in use; its CRL stays published",
+			"signer", c.Signer, "generation", c.Generation, "not_after", c.Cert.NotAfter)
+		out = append(out, crlIssuerOf(c))
 	}
 	return out, nil
 }

@@ -242,8 +242,10 @@ func (h *handler) rotateIntermediate(w http.ResponseWriter, r *http.Request) {
 	if h.noRotations(w) {
 		return
 	}
+	// An empty body (clients before --signer existed) is the default
+	// intermediate.
 	var req IntermediateRotationRequest
-	if !decodeBody(w, r, &req, "intermediate rotation request") {
+	if r.ContentLength != 0 && !decodeBody(w, r, &req, "intermediate rotation request") {
 		return
 	}
 	out, err := h.rotations.RotateIntermediate(r.Context(), req.Signer, requesterOf(r))

@@ -125,8 +125,15 @@ func TestRotation_StartCarriesTheNewRootAndTheWaits(t *testing.T) {
 	require.True(t, strings.HasPrefix(f.ops[0], "pause by cli:"))
 	require.True(t, strings.HasPrefix(f.ops[3], "intermediate  by cli:"))
 	require.True(t, strings.HasPrefix(f.ops[4], "intermediate gateways by cli:"))
+	// A client from before --signer sends no body: the default intermediate.
+	resp, err := c.send(ctx, http.MethodPost, pathRotationIntermediate, nil)
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.Len(t, f.ops, 6)
+	require.True(t, strings.HasPrefix(f.ops[5], "intermediate  by "), f.ops[5])
 	// Every call is audited with its action.
-	require.Eventually(t, func() bool { return strings.Count(logs.String(), `"action":"rotate rotations"`) == 7 }, 5*time.Second, time.Millisecond, "every call is audited")
+	require.Eventually(t, func() bool { return strings.Count(logs.String(), `"action":"rotate rotations"`) == 8 }, 5*time.Second, time.Millisecond, "every call is audited")
 }
 
 // Bad input is a 400 that says what is wrong and never reaches the

@@ -312,7 +312,7 @@ func (c *Controller) stepLocked(ctx context.Context) (*phaseEvent, bool) {
 		c.waiting, c.next = fmt.Sprintf("publishing the roots of phase %s", p), time.Time{}
 		for _, l := range c.lineagesLocked() {
 			if err = l.m.RefreshRoots(ctx); err != nil {
-				err = fmt.Errorf("publish the roots of %s (RefreshRoots): %w", l, err)
+				err = fmt.Errorf("publish the roots%s (RefreshRoots): %w", c.ofLineage(l), err)
 				break
 			}
 		}
@@ -325,7 +325,7 @@ func (c *Controller) stepLocked(ctx context.Context) (*phaseEvent, bool) {
 		// switched before a failure or a restart is not switched again.
 		for _, l := range c.lineagesLocked() {
 			if err = c.switchLineage(ctx, r.ID, l); err != nil {
-				err = fmt.Errorf("switch the intermediate of %s (RotateNow): %w", l, err)
+				err = fmt.Errorf("switch the intermediate%s (RotateNow): %w", c.ofLineage(l), err)
 				break
 			}
 		}

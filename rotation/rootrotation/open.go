@@ -176,6 +176,15 @@ func (c *Controller) AddLineage(signer string, i Intermediates) {
 	c.mu.Unlock()
 }
 
+// ofLineage names l in an error (" of signer gateways"); nothing while the
+// default signer is the only lineage.
+func (c *Controller) ofLineage(l lineage) string {
+	if len(c.lineages) == 0 {
+		return ""
+	}
+	return " of " + l.String()
+}
+
 // lineagesLocked is every signer lineage, the default first; c.mu is held.
 func (c *Controller) lineagesLocked() []lineage {
 	return append([]lineage{{signer: store.DefaultSigner, m: c.o.Intermediates}}, c.lineages...)

@@ -147,4 +147,18 @@ func TestIstioEndpoint_CertSignerWithItsOwnIntermediate(t *testing.T) {
 	again := call(client, "gateways")
 	require.Equal(t, gw2.inter.Raw, again.inter.Raw, "the restarted serve signs with the same gateways intermediate")
 	require.Equal(t, def.inter.Raw, call(client, "").inter.Raw)
+	gw2Scope := scopeOf(gw2.inter)
+
+	// The signer loses its own intermediate while its leaves are valid:
+	// the gateways CRLs stay served, also after the default rotates.
+	s.sigterm(t)
+	setYAML(t, dir, "      intermediate:\n        separate: true\n", "")
+	s = startServe(t, dir)
+	s.waitReady(t, 10*time.Second)
+	client = dial(clientChain, keyPEM)
+	require.Equal(t, def.inter.Raw, call(client, "gateways").inter.Raw, "the default intermediate signs for the signer now")
+	meshca(t, "rotate", "intermediate", "--dir", dir)
+	require.NotEqual(t, def.inter.Raw, call(client, "").inter.Raw, "the default intermediate rotated")
+	require.NoError(t, s.fetchCRL(t, gw2Scope+".crl").CheckSignatureFrom(gw2.inter), "the former signer's CRL is still served")
+	require.True(t, lists(s.fetchCRL(t, gwScope+".crl"), serialOf(gw.leaf)))
 }
