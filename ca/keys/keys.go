@@ -7,7 +7,9 @@
 // Post-quantum CA keys (ML-DSA and composite ML-DSA, from ca/pqc), which
 // kms does not know, are created and loaded with CreatePQ and LoadPQ under
 // the same file custody: seed-only RFC 9881 PKCS#8, 0600, refused when
-// readable by others. PKCS#11 tokens cannot hold them yet.
+// readable by others. HSMs don't offer ML-DSA yet, so with a PKCS#11 key
+// store the classical key is generated in the token and the ML-DSA key is
+// such a file in the key directory.
 //
 // Keys and key bytes never appear in logs or in error messages produced here.
 package keys
@@ -100,7 +102,8 @@ func AlgorithmOf(pub crypto.PublicKey) Algorithm {
 type Config struct {
 	// Type is "softkms" (files) or "pkcs11".
 	Type string `json:"type"`
-	// Dir is where softkms creates new key files.
+	// Dir is where softkms creates new key files. With pkcs11 it holds
+	// only the post-quantum keys, which no token can hold yet.
 	Dir string `json:"dir"`
 	// URI configures the PKCS#11 module, for example
 	// "pkcs11:module-path=/usr/lib/softhsm/libsofthsm2.so;token=meshca?pin-source=/etc/meshca/pin".
@@ -136,7 +139,8 @@ func Open(ctx context.Context, cfg Config) (*Manager, error) {
 		if err != nil {
 			return nil, fmt.Errorf("open pkcs11 key store (is meshca built with cgo and is the module path right?): %w", err)
 		}
-		return &Manager{km: km, typ: typ}, nil
+		// dir holds the post-quantum keys that no token can hold yet.
+		return &Manager{km: km, typ: typ, dir: cfg.Dir}, nil
 	default:
 		return nil, fmt.Errorf("keyStore.type %q is not supported; use softkms or pkcs11", cfg.Type)
 	}
