@@ -124,6 +124,9 @@ type Object struct {
 	Label, ID string
 	// KeyType is CKA_KEY_TYPE (pkcs11.CKK_EC, CKK_RSA) for keys.
 	KeyType uint
+	// Public is, for public keys, CKA_EC_POINT (a DER OCTET STRING holding
+	// the uncompressed point) of an EC key or CKA_MODULUS of an RSA key.
+	Public []byte
 	// For private keys: CKA_TOKEN, CKA_SENSITIVE, CKA_EXTRACTABLE,
 	// CKA_NEVER_EXTRACTABLE and CKA_LOCAL (generated on the token).
 	Token, Sensitive, Extractable, NeverExtractable, Local bool
@@ -227,7 +230,16 @@ func readObject(p *pkcs11.Ctx, sh pkcs11.SessionHandle, h pkcs11.ObjectHandle) (
 		return Object{}, fmt.Errorf("C_GetAttributeValue(CKA_KEY_TYPE): %w", err)
 	}
 	o.KeyType = ulong(kt[0].Value)
-	if o.Class != pkcs11.CKO_PRIVATE_KEY {
+	if o.Class == pkcs11.CKO_PUBLIC_KEY {
+		typ := uint(pkcs11.CKA_EC_POINT)
+		if o.KeyType == pkcs11.CKK_RSA {
+			typ = pkcs11.CKA_MODULUS
+		}
+		pub, err := p.GetAttributeValue(sh, h, []*pkcs11.Attribute{pkcs11.NewAttribute(typ, nil)})
+		if err != nil {
+			return Object{}, fmt.Errorf("C_GetAttributeValue(public key): %w", err)
+		}
+		o.Public = pub[0].Value
 		return o, nil
 	}
 	attrs, err = p.GetAttributeValue(sh, h, []*pkcs11.Attribute{
@@ -260,6 +272,25 @@ func (e *Env) PrivateKey(label string) (Object, error) {
 	}
 	if len(found) != 1 {
 		return Object{}, fmt.Errorf("token %q holds %d private keys labelled %q, want 1", e.Token, len(found), label)
+	}
+	return found[0], nil
+}
+
+// PublicKey returns the public key object labelled label, or an error if
+// there is not exactly one.
+func (e *Env) PublicKey(label string) (Object, error) {
+	objs, err := e.Objects()
+	if err != nil {
+		return Object{}, err
+	}
+	var found []Object
+	for _, o := range objs {
+		if o.Class == pkcs11.CKO_PUBLIC_KEY && o.Label == label {
+			found = append(found, o)
+		}
+	}
+	if len(found) != 1 {
+		return Object{}, fmt.Errorf("token %q holds %d public keys labelled %q, want 1", e.Token, len(found), label)
 	}
 	return found[0], nil
 }
