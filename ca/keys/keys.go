@@ -25,6 +25,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -33,6 +34,7 @@ import (
 	"go.step.sm/crypto/kms/apiv1"
 	_ "go.step.sm/crypto/kms/pkcs11" // registers the PKCS#11 key manager (cgo)
 	"go.step.sm/crypto/kms/softkms"
+	"go.step.sm/crypto/kms/uri"
 	"go.step.sm/crypto/pemutil"
 )
 
@@ -135,6 +137,9 @@ func Open(ctx context.Context, cfg Config) (*Manager, error) {
 		}
 		return &Manager{km: km, typ: typ, dir: cfg.Dir, soft: true}, nil
 	case apiv1.PKCS11:
+		if err := checkPIN(cfg.URI); err != nil {
+			return nil, err
+		}
 		km, err := kms.New(ctx, apiv1.Options{Type: apiv1.PKCS11, URI: cfg.URI})
 		if err != nil {
 			return nil, fmt.Errorf("open pkcs11 key store (is meshca built with cgo and is the module path right?): %w", err)
@@ -239,19 +244,49 @@ func FilePath(ref string) (string, bool) {
 // CheckKeyFile refuses a key file that other users may read or that anyone
 // but the owner may write, and explains the fix.
 func CheckKeyFile(path string) error {
-	path = strings.TrimPrefix(path, "softkms:")
+	return checkPrivateFile("key file", strings.TrimPrefix(path, "softkms:"))
+}
+
+func checkPrivateFile(what, path string) error {
 	fi, err := os.Stat(path)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("key file %s does not exist", path)
+			return fmt.Errorf("%s %s does not exist", what, path)
 		}
-		return fmt.Errorf("key file %s: %w", path, err)
+		return fmt.Errorf("%s %s: %w", what, path, err)
 	}
 	if !fi.Mode().IsRegular() {
-		return fmt.Errorf("key file %s is not a regular file", path)
+		return fmt.Errorf("%s %s is not a regular file", what, path)
 	}
 	if perm := fi.Mode().Perm(); perm&0o027 != 0 {
-		return fmt.Errorf("key file %s has mode %#o: it must not be readable by others or writable by its group; run: chmod 600 %s", path, perm, path)
+		return fmt.Errorf("%s %s has mode %#o: it must not be readable by others or writable by its group; run: chmod 600 %s", what, path, perm, path)
+	}
+	return nil
+}
+
+// checkPIN keeps the token's user PIN out of the configuration: the
+// pkcs11: URI (RFC 7512) must not carry it as pin-value, and the file that
+// pin-source names gets the same permission check as a key file. Errors
+// never echo the URI, which may hold the PIN.
+func checkPIN(rawURI string) error {
+	u, err := uri.ParseWithScheme("pkcs11", rawURI)
+	if err != nil {
+		return errors.New("keyStore.uri is not a valid pkcs11: URI (RFC 7512), e.g. pkcs11:module-path=/usr/lib/softhsm/libsofthsm2.so;token=meshca?pin-source=/etc/meshca/pin")
+	}
+	if u.Has("pin-value") {
+		return errors.New("keyStore.uri: pin-value puts the PIN in the configuration; use pin-source=FILE with the PIN in a 0600 file")
+	}
+	if src := u.Get("pin-source"); src != "" {
+		// As go.step.sm/crypto/kms/uri reads it: a path or a file: URL.
+		if u, err := url.Parse(src); err == nil && (u.Scheme == "" || u.Scheme == "file") {
+			switch {
+			case u.Path != "":
+				src = u.Path
+			case u.Opaque != "":
+				src = u.Opaque
+			}
+		}
+		return checkPrivateFile("PIN file", src)
 	}
 	return nil
 }

@@ -174,3 +174,21 @@ func TestPKCS11_CreatePQWithoutAKeyDirectorySaysWhatToSet(t *testing.T) {
 	require.ErrorContains(t, err, "set keyStore.dir")
 	require.ErrorContains(t, err, "HSMs don't offer ML-DSA yet")
 }
+
+// The PIN stays out of the configuration: a pin-value in the URI is
+// refused without echoing it, and so is a PIN file that others may read.
+func TestPKCS11_OpenRefusesAPINInTheURIOrAPINFileOthersCanRead(t *testing.T) {
+	hsm := hsmenv.New(t)
+	pin, err := os.ReadFile(hsm.PINFile)
+	require.NoError(t, err)
+
+	inURI := strings.Replace(hsm.URI, "pin-source="+hsm.PINFile, "pin-value="+string(pin), 1)
+	_, err = keys.Open(context.Background(), keys.Config{Type: "pkcs11", URI: inURI})
+	require.ErrorContains(t, err, "keyStore.uri: pin-value puts the PIN in the configuration; use pin-source=")
+	require.NotContains(t, err.Error(), string(pin))
+
+	require.NoError(t, os.Chmod(hsm.PINFile, 0o644))
+	_, err = keys.Open(context.Background(), keys.Config{Type: "pkcs11", URI: hsm.URI})
+	require.ErrorContains(t, err, "PIN file "+hsm.PINFile+" has mode 0644")
+	require.ErrorContains(t, err, "chmod 600 "+hsm.PINFile)
+}
