@@ -401,7 +401,8 @@ func (i *IssuanceConfig) init() {
 
 // validatePKCS11 checks what a PKCS#11 token can hold. The classical
 // intermediate key is generated in the token; HSMs don't offer ML-DSA yet
-// (PKCS#11 v3.1 has no ML-DSA mechanism), so a catalyst CA keeps its
+// (PKCS#11 3.2 defines it, but tokens and the Go PKCS#11 key manager do not
+// implement it), so a catalyst CA keeps its
 // ML-DSA key in a 0600 file in keyStore.dir, and composite and mldsa CAs,
 // whose only key would be such a file, are refused.
 func (c *Config) validatePKCS11(add func(key, format string, args ...any)) {

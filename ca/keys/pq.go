@@ -50,7 +50,8 @@ func PQAlgorithmOf(pub crypto.PublicKey) string {
 // is written with softkms custody: a new 0600 PKCS#8 PEM file in the key
 // directory, ML-DSA keys in the seed-only form RFC 9881 recommends. An
 // existing file is never overwritten. HSMs don't offer ML-DSA yet (PKCS#11
-// v3.1 defines no ML-DSA mechanism), so a pkcs11 key store keeps its
+// 3.2 defines it, but neither tokens nor go.step.sm/crypto's PKCS#11 key
+// manager implement it), so a pkcs11 key store keeps its
 // post-quantum keys in the same files, in keyStore.dir, and refuses
 // without one.
 func (m *Manager) CreatePQ(name, alg string) (PQSigner, string, error) {
