@@ -251,3 +251,29 @@ func mustRead(t *testing.T, p string) []byte {
 	require.NoError(t, err)
 	return b
 }
+
+// meshca init --key-store-uri: the development root stays in files, the
+// first intermediate's key is generated in the token, meshca.yaml names
+// the token (with the PIN file, not the PIN), and the offline meshca sign
+// opens the token itself and signs with that key.
+func TestHSM_InitWithAKeyStoreURIMintsTheIntermediateInTheToken(t *testing.T) {
+	hsm := hsmenv.New(t)
+	dir := filepath.Join(t.TempDir(), "ca")
+	out := meshca(t, "init", "--dir", dir, "--key-store-uri", hsm.URI)
+	require.Contains(t, out, "  intermediate key   in the PKCS#11 token meshca (keyStore.uri)\n")
+	require.Contains(t, out, "  ML-DSA key         "+filepath.Join(dir, "keys")+"  (mode 0600; HSMs don't offer ML-DSA yet)\n")
+	cfg := string(mustRead(t, filepath.Join(dir, "meshca.yaml")))
+	require.Contains(t, cfg, "keyStore:\n  type: pkcs11\n  uri: '"+hsm.URI+"'\n  dir: keys\n")
+	pin := string(mustRead(t, hsm.PINFile))
+	require.NotContains(t, cfg+out, pin)
+
+	labels, err := hsm.PrivateKeyLabels()
+	require.NoError(t, err)
+	require.Len(t, labels, 1)
+	ca := &hsmCA{dir: dir, hsm: hsm}
+	require.Empty(t, classicalKeyFiles(t, dir), "the root key aside, no classical key file")
+
+	chain := signLeaf(t, dir, workloadID)
+	ca.requireInToken(t, labels[0], chain[1])
+	require.NoError(t, chain[0].CheckSignatureFrom(chain[1]))
+}
