@@ -6,12 +6,17 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"io"
 	"log/slog"
+	"math/big"
+	"os"
 	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 	clocktesting "k8s.io/utils/clock/testing"
@@ -129,4 +134,49 @@ func TestManager_PKCS11RotationCreatesANewTokenKeyPerGeneration(t *testing.T) {
 	requireSignsFor(t, again)
 	_, isFile := keys.FilePath(generation(t, p2.st, again.Generation).KeyRef)
 	require.False(t, isFile)
+}
+
+// The root's key can live in the token too (root.file.rootKey is the key's
+// pkcs11: URI): meshca mints the intermediate with it, and both keys are
+// token objects.
+func TestManager_PKCS11RootKeyInTheTokenMintsTheIntermediate(t *testing.T) {
+	hsm := hsmenv.New(t)
+	dir := t.TempDir()
+	cfg := testConfig(dir)
+	cfg.KeyStore.Type, cfg.KeyStore.URI = "pkcs11", hsm.URI
+	cfg.Intermediate.Profile, cfg.Issuance.Profile, cfg.Intermediate.PQAlgorithm = "classical", "classical", ""
+	cfg.Root.File.RootPQKey = ""
+	require.NoError(t, cfg.Validate())
+	clk := clocktesting.NewFakeClock(t0)
+	p := openParts(t, cfg, clk)
+	t.Cleanup(p.close)
+
+	rootKey, rootRef, err := p.km.Create("enterprise-root", keys.ECP384)
+	require.NoError(t, err)
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "root in the token"},
+		NotBefore: t0.Add(-time.Hour), NotAfter: t0.Add(10 * 365 * 24 * time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, rootKey.Public(), rootKey)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(cfg.Root.File.RootCert, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644))
+	cfg.Root.File.RootKey = rootRef
+	p.src.RootKey = rootRef
+
+	m := New(Options{Config: cfg, Keys: p.km, Store: p.st, Root: p.src, Clock: clk, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	mat, err := m.Start(context.Background())
+	require.NoError(t, err)
+	rootCert, err := x509.ParseCertificate(der)
+	require.NoError(t, err)
+	require.NoError(t, mat.Bundle.Cert.CheckSignatureFrom(rootCert), "the intermediate is signed by the root key in the token")
+	requireSignsFor(t, mat)
+	labels, err := hsm.PrivateKeyLabels()
+	require.NoError(t, err)
+	sort.Strings(labels)
+	require.Equal(t, []string{"enterprise-root", pkcs11Label(t, generation(t, p.st, mat.Generation).KeyRef)}, labels)
+	es, err := os.ReadDir(cfg.KeyStore.Dir)
+	if err == nil {
+		require.Empty(t, es, "classical: no key file at all")
+	}
 }
