@@ -75,8 +75,7 @@ store:
 	return &hsmCA{dir: dir, hsm: hsm}
 }
 
-// intermediateLabel returns the label of the one private key on the
-// token, which must be an intermediate's.
+// intermediateLabels returns the sorted labels of the token's private keys.
 func (c *hsmCA) intermediateLabels(t *testing.T) []string {
 	t.Helper()
 	labels, err := c.hsm.PrivateKeyLabels()
