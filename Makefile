@@ -49,9 +49,10 @@ demo-status: build
 	@MESHCA=$(MESHCA) bash test/tools/demo-status.sh
 
 ## deps: tools the tests call (openssl; strace, which observes fsync order;
-## promtool, which tests the PrometheusRule) from Debian when missing.
+## promtool, which tests the PrometheusRule; softhsm2-util, the SoftHSM2 PKCS#11 token
+## test/hsmenv creates) from Debian when missing.
 ## Each entry is a command, or command:package when the Debian package has another name.
-DEBIAN_TOOLS := openssl strace promtool:prometheus
+DEBIAN_TOOLS := openssl strace promtool:prometheus softhsm2-util:softhsm2
 
 deps:
 	@missing=""; for t in $(DEBIAN_TOOLS); do cmd=$${t%%:*}; pkg=$${t##*:}; command -v $$cmd >/dev/null || missing="$$missing $$pkg"; done; \

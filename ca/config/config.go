@@ -399,6 +399,26 @@ func (i *IssuanceConfig) init() {
 	}
 }
 
+// validatePKCS11 checks what a PKCS#11 token can hold. The classical
+// intermediate key is generated in the token; HSMs don't offer ML-DSA yet
+// (PKCS#11 3.2 defines it, but tokens and the Go PKCS#11 key manager do not
+// implement it), so a catalyst CA keeps its
+// ML-DSA key in a 0600 file in keyStore.dir, and composite and mldsa CAs,
+// whose only key would be such a file, are refused.
+func (c *Config) validatePKCS11(add func(key, format string, args ...any)) {
+	switch c.Intermediate.Profile {
+	case profile.Catalyst:
+		if c.KeyStore.Dir == "" {
+			add("keyStore.dir", "must be set with keyStore.type pkcs11 and intermediate.profile catalyst: HSMs don't offer ML-DSA yet, so the classical key is generated in the token and the ML-DSA key is kept in a 0600 file in this directory (or use intermediate.profile classical)")
+		}
+	case profile.Composite, profile.MLDSA:
+		add("intermediate.profile", "%q keeps the CA's only key in a file, outside the PKCS#11 token (HSMs don't offer ML-DSA yet); use catalyst (classical key in the token, ML-DSA key in keyStore.dir) or classical, or keyStore.type softkms", c.Intermediate.Profile)
+	}
+	if c.Intermediate.Profile != profile.Composite && c.Intermediate.Profile != profile.MLDSA && c.Intermediate.KeyAlgorithm == keys.Ed25519 {
+		add("intermediate.keyAlgorithm", "Ed25519 cannot be created in a PKCS#11 token by meshca; use EC-P256, EC-P384 or RSA-3072")
+	}
+}
+
 // Validate returns every problem at once, each naming its key and the fix.
 func (c *Config) Validate() error {
 	var errs []error
@@ -423,6 +443,7 @@ func (c *Config) Validate() error {
 		if !strings.HasPrefix(c.KeyStore.URI, "pkcs11:") {
 			add("keyStore.uri", "must be a pkcs11: URI, e.g. pkcs11:module-path=/usr/lib/softhsm/libsofthsm2.so;token=meshca?pin-source=/etc/meshca/pin")
 		}
+		c.validatePKCS11(add)
 	default:
 		add("keyStore.type", "%q is not supported; use softkms or pkcs11", c.KeyStore.Type)
 	}

@@ -100,6 +100,22 @@ func TestValidate_EachBadValueNamesItsKey(t *testing.T) {
 		"bad listen address":              {"server: {listen: '15012'}", "server.listen: "},
 		"bad ops listen address":          {"server: {opsListen: 'localhost'}", "server.opsListen: "},
 		"pkcs11 without a URI":            {"keyStore: {type: pkcs11}", "keyStore.uri: "},
+		"pkcs11 catalyst without a dir for the ML-DSA key": {
+			"keyStore: {type: pkcs11, uri: 'pkcs11:token=x', dir: ''}",
+			"keyStore.dir: must be set with keyStore.type pkcs11 and intermediate.profile catalyst: HSMs don't offer ML-DSA yet",
+		},
+		"pkcs11 composite (the CA key would be a file)": {
+			"keyStore: {type: pkcs11, uri: 'pkcs11:token=x'}\nintermediate: {profile: composite}\nissuance: {profile: composite}",
+			"intermediate.profile: \"composite\" keeps the CA's only key in a file, outside the PKCS#11 token",
+		},
+		"pkcs11 mldsa (the CA key would be a file)": {
+			"keyStore: {type: pkcs11, uri: 'pkcs11:token=x'}\nintermediate: {profile: mldsa}\nissuance: {profile: mldsa}",
+			"intermediate.profile: \"mldsa\" keeps the CA's only key in a file",
+		},
+		"pkcs11 Ed25519": {
+			"keyStore: {type: pkcs11, uri: 'pkcs11:token=x'}\nintermediate: {keyAlgorithm: Ed25519}",
+			"intermediate.keyAlgorithm: Ed25519 cannot be created in a PKCS#11 token by meshca; use EC-P256, EC-P384 or RSA-3072",
+		},
 		"unknown key store":               {"keyStore: {type: vault}", "keyStore.type: "},
 		"unknown store type":              {"store: {type: postgres}", "store.type: "},
 		"prune interval too short":        {"store: {pruneInterval: 10s}", "store.pruneInterval: "},

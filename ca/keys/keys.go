@@ -7,7 +7,9 @@
 // Post-quantum CA keys (ML-DSA and composite ML-DSA, from ca/pqc), which
 // kms does not know, are created and loaded with CreatePQ and LoadPQ under
 // the same file custody: seed-only RFC 9881 PKCS#8, 0600, refused when
-// readable by others. PKCS#11 tokens cannot hold them yet.
+// readable by others. HSMs don't offer ML-DSA yet, so with a PKCS#11 key
+// store the classical key is generated in the token and the ML-DSA key is
+// such a file in the key directory.
 //
 // Keys and key bytes never appear in logs or in error messages produced here.
 package keys
@@ -23,6 +25,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -31,6 +34,7 @@ import (
 	"go.step.sm/crypto/kms/apiv1"
 	_ "go.step.sm/crypto/kms/pkcs11" // registers the PKCS#11 key manager (cgo)
 	"go.step.sm/crypto/kms/softkms"
+	"go.step.sm/crypto/kms/uri"
 	"go.step.sm/crypto/pemutil"
 )
 
@@ -100,7 +104,8 @@ func AlgorithmOf(pub crypto.PublicKey) Algorithm {
 type Config struct {
 	// Type is "softkms" (files) or "pkcs11".
 	Type string `json:"type"`
-	// Dir is where softkms creates new key files.
+	// Dir is where softkms creates new key files. With pkcs11 it holds
+	// only the post-quantum keys, which no token can hold yet.
 	Dir string `json:"dir"`
 	// URI configures the PKCS#11 module, for example
 	// "pkcs11:module-path=/usr/lib/softhsm/libsofthsm2.so;token=meshca?pin-source=/etc/meshca/pin".
@@ -132,11 +137,15 @@ func Open(ctx context.Context, cfg Config) (*Manager, error) {
 		}
 		return &Manager{km: km, typ: typ, dir: cfg.Dir, soft: true}, nil
 	case apiv1.PKCS11:
+		if err := checkPIN(cfg.URI); err != nil {
+			return nil, err
+		}
 		km, err := kms.New(ctx, apiv1.Options{Type: apiv1.PKCS11, URI: cfg.URI})
 		if err != nil {
 			return nil, fmt.Errorf("open pkcs11 key store (is meshca built with cgo and is the module path right?): %w", err)
 		}
-		return &Manager{km: km, typ: typ}, nil
+		// dir holds the post-quantum keys that no token can hold yet.
+		return &Manager{km: km, typ: typ, dir: cfg.Dir}, nil
 	default:
 		return nil, fmt.Errorf("keyStore.type %q is not supported; use softkms or pkcs11", cfg.Type)
 	}
@@ -235,19 +244,49 @@ func FilePath(ref string) (string, bool) {
 // CheckKeyFile refuses a key file that other users may read or that anyone
 // but the owner may write, and explains the fix.
 func CheckKeyFile(path string) error {
-	path = strings.TrimPrefix(path, "softkms:")
+	return checkPrivateFile("key file", strings.TrimPrefix(path, "softkms:"))
+}
+
+func checkPrivateFile(what, path string) error {
 	fi, err := os.Stat(path)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("key file %s does not exist", path)
+			return fmt.Errorf("%s %s does not exist", what, path)
 		}
-		return fmt.Errorf("key file %s: %w", path, err)
+		return fmt.Errorf("%s %s: %w", what, path, err)
 	}
 	if !fi.Mode().IsRegular() {
-		return fmt.Errorf("key file %s is not a regular file", path)
+		return fmt.Errorf("%s %s is not a regular file", what, path)
 	}
 	if perm := fi.Mode().Perm(); perm&0o027 != 0 {
-		return fmt.Errorf("key file %s has mode %#o: it must not be readable by others or writable by its group; run: chmod 600 %s", path, perm, path)
+		return fmt.Errorf("%s %s has mode %#o: it must not be readable by others or writable by its group; run: chmod 600 %s", what, path, perm, path)
+	}
+	return nil
+}
+
+// checkPIN keeps the token's user PIN out of the configuration: the
+// pkcs11: URI (RFC 7512) must not carry it as pin-value, and the file that
+// pin-source names gets the same permission check as a key file. Errors
+// never echo the URI, which may hold the PIN.
+func checkPIN(rawURI string) error {
+	u, err := uri.ParseWithScheme("pkcs11", rawURI)
+	if err != nil {
+		return errors.New("keyStore.uri is not a valid pkcs11: URI (RFC 7512), e.g. pkcs11:module-path=/usr/lib/softhsm/libsofthsm2.so;token=meshca?pin-source=/etc/meshca/pin")
+	}
+	if u.Has("pin-value") {
+		return errors.New("keyStore.uri: pin-value puts the PIN in the configuration; use pin-source=FILE with the PIN in a 0600 file")
+	}
+	if src := u.Get("pin-source"); src != "" {
+		// As go.step.sm/crypto/kms/uri reads it: a path or a file: URL.
+		if u, err := url.Parse(src); err == nil && (u.Scheme == "" || u.Scheme == "file") {
+			switch {
+			case u.Path != "":
+				src = u.Path
+			case u.Opaque != "":
+				src = u.Opaque
+			}
+		}
+		return checkPrivateFile("PIN file", src)
 	}
 	return nil
 }

@@ -239,8 +239,10 @@ func TestOpen_ChecksTheConfiguration(t *testing.T) {
 	require.NoError(t, err, "an empty type means softkms")
 	require.NoError(t, m.Close())
 
-	_, err = keys.Open(ctx, keys.Config{Type: "pkcs11", URI: "pkcs11:module-path=/nonexistent/libnothing.so;token=meshca?pin-value=1234"})
-	require.Error(t, err)
+	pin := filepath.Join(t.TempDir(), "pin")
+	require.NoError(t, os.WriteFile(pin, []byte("1234"), 0o600))
+	_, err = keys.Open(ctx, keys.Config{Type: "pkcs11", URI: "pkcs11:module-path=/nonexistent/libnothing.so;token=meshca?pin-source=" + pin})
+	require.ErrorContains(t, err, "open pkcs11 key store (is meshca built with cgo and is the module path right?)")
 	require.NotContains(t, err.Error(), "1234", "the PIN must not appear in errors")
 }
 

@@ -49,11 +49,14 @@ func PQAlgorithmOf(pub crypto.PublicKey) string {
 // PQAlgorithms) and returns its signer and the reference to store. The key
 // is written with softkms custody: a new 0600 PKCS#8 PEM file in the key
 // directory, ML-DSA keys in the seed-only form RFC 9881 recommends. An
-// existing file is never overwritten. PKCS#11 tokens cannot hold ML-DSA
-// keys yet, so a pkcs11 key store refuses.
+// existing file is never overwritten. HSMs don't offer ML-DSA yet (PKCS#11
+// 3.2 defines it, but neither tokens nor go.step.sm/crypto's PKCS#11 key
+// manager implement it), so a pkcs11 key store keeps its
+// post-quantum keys in the same files, in keyStore.dir, and refuses
+// without one.
 func (m *Manager) CreatePQ(name, alg string) (PQSigner, string, error) {
-	if !m.soft {
-		return nil, "", fmt.Errorf("create %s key %q: keyStore.type %s cannot hold post-quantum keys yet; use softkms, or intermediate.profile: classical", alg, name, m.typ)
+	if m.dir == "" {
+		return nil, "", fmt.Errorf("create %s key %q: set keyStore.dir: HSMs don't offer ML-DSA yet, so with keyStore.type %s meshca keeps post-quantum keys in 0600 files there (or use intermediate.profile: classical)", alg, name, m.typ)
 	}
 	key, err := pqc.GenerateKey(alg, nil)
 	if err != nil {

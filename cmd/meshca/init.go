@@ -24,6 +24,7 @@ func newInitCommand(g *globals) *cobra.Command {
 		trustDomain string
 		prof        string
 		pqAlg       string
+		keyStoreURI string
 	)
 	rootLife.Duration = 10 * 365 * 24 * time.Hour
 	cmd := &cobra.Command{
@@ -36,7 +37,10 @@ generation 1 in DIR/meshca.db.
   DIR/root-cert.pem    development root certificate
   DIR/root-key.pem     its private key (mode 0600)
   DIR/root-pq-key.pem  its ML-DSA key (catalyst only; mode 0600)
-  DIR/keys/            intermediate keys (mode 0600; ML-DSA keys seed-only)
+  DIR/keys/            intermediate keys (mode 0600; ML-DSA keys seed-only);
+                       with --key-store-uri only the ML-DSA key (catalyst):
+                       the classical intermediate key is generated in the
+                       PKCS#11 token (HSMs don't offer ML-DSA yet)
   DIR/pq-anchor.pem    the post-quantum trust anchor (not for classical)
   DIR/meshca.yaml      the configuration 'meshca serve --dir DIR' reads
   DIR/meshca.db        the embedded store (issuance records, CA generations)
@@ -55,7 +59,8 @@ file at it instead. init refuses to overwrite an existing CA without --force.`,
 		Example: `  meshca init --dir ./.meshca
   meshca init --dir ./.meshca-pq --profile composite
   meshca init --dir ./.meshca-87 --profile catalyst --pq-algorithm ML-DSA-87
-  meshca init --dir /var/lib/meshca --root-key-algorithm EC-P384 --force`,
+  meshca init --dir /var/lib/meshca --root-key-algorithm EC-P384 --force
+  meshca init --dir ./.meshca-hsm --key-store-uri 'pkcs11:module-path=/usr/lib/softhsm/libsofthsm2.so;token=meshca?pin-source=/etc/meshca/hsm-pin'`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			p, err := profile.Parse(prof)
@@ -84,6 +89,9 @@ file at it instead. init refuses to overwrite an existing CA without --force.`,
 			cfg := config.Defaults(dir)
 			cfg.TrustDomain = trustDomain
 			cfg.Intermediate.Profile, cfg.Intermediate.PQAlgorithm, cfg.Issuance.Profile = p, pqAlg, ""
+			if keyStoreURI != "" {
+				cfg.KeyStore.Type, cfg.KeyStore.URI = "pkcs11", keyStoreURI
+			}
 			cfg.Init()
 			if err := cfg.Validate(); err != nil {
 				return err
@@ -121,7 +129,14 @@ file at it instead. init refuses to overwrite an existing CA without --force.`,
 				fmt.Fprintf(out, "  root ML-DSA key    %s  (mode 0600, seed-only PKCS#8)\n", cfg.Root.File.RootPQKey)
 			}
 			fmt.Fprintf(out, "  intermediate       generation %d, %s, expires %s\n", m.Generation, interKeys, m.Bundle.Cert.NotAfter.UTC().Format(time.DateOnly))
-			fmt.Fprintf(out, "  intermediate keys  %s  (mode 0600)\n", cfg.KeyStore.Dir)
+			if keyStoreURI == "" {
+				fmt.Fprintf(out, "  intermediate keys  %s  (mode 0600)\n", cfg.KeyStore.Dir)
+			} else {
+				fmt.Fprintf(out, "  intermediate key   in the PKCS#11 token %s (keyStore.uri)\n", tokenLabel(keyStoreURI))
+				if p == profile.Catalyst {
+					fmt.Fprintf(out, "  ML-DSA key         %s  (mode 0600; HSMs don't offer ML-DSA yet)\n", cfg.KeyStore.Dir)
+				}
+			}
 			if p.PostQuantum() {
 				fmt.Fprintf(out, "  post-quantum anchor %s  (trust it for meshca verify --pq)\n", authority.PQAnchorPath(cfg))
 			}
@@ -141,6 +156,7 @@ file at it instead. init refuses to overwrite an existing CA without --force.`,
 	cmd.Flags().StringVar(&pqAlg, "pq-algorithm", "", "post-quantum key: ML-DSA-65 (default), ML-DSA-44 or ML-DSA-87 for catalyst and mldsa; MLDSA65-ECDSA-P256-SHA512 (default) or MLDSA44-ECDSA-P256-SHA256 for composite")
 	cmd.Flags().StringVar(&rootAlg, "root-key-algorithm", string(keys.ECP256), fmt.Sprintf("classical root key algorithm (classical and catalyst): one of %v", keys.Algorithms))
 	cmd.Flags().Var(&rootLife, "root-lifetime", "root certificate lifetime, e.g. 3650d")
+	cmd.Flags().StringVar(&keyStoreURI, "key-store-uri", "", "generate the intermediate's classical key in a PKCS#11 token: a pkcs11: URI with module-path, token and pin-source (keyStore.uri; profiles classical and catalyst)")
 	cmd.Flags().StringVar(&trustDomain, "trust-domain", config.DefaultTrustDomain, "SPIFFE trust domain of the mesh")
 	return cmd
 }
@@ -171,12 +187,25 @@ root:
 	}
 	fmt.Fprintf(&b, `issuance:
   profile: %s
-keyStore:
-  type: softkms
-  dir: keys
-store:
-  type: bolt
-  path: meshca.db
 `, cfg.Issuance.Profile)
+	if cfg.KeyStore.Type == "pkcs11" {
+		// The URI names the PIN file (pin-source), never the PIN.
+		fmt.Fprintf(&b, "keyStore:\n  type: pkcs11\n  uri: '%s'\n  dir: keys\n", strings.ReplaceAll(cfg.KeyStore.URI, "'", "''"))
+	} else {
+		b.WriteString("keyStore:\n  type: softkms\n  dir: keys\n")
+	}
+	b.WriteString("store:\n  type: bolt\n  path: meshca.db\n")
 	return b.String()
+}
+
+// tokenLabel is the token attribute of a pkcs11: URI (RFC 7512), or the
+// URI's first path attribute when it names the token otherwise.
+func tokenLabel(uri string) string {
+	path, _, _ := strings.Cut(strings.TrimPrefix(uri, "pkcs11:"), "?")
+	for _, attr := range strings.Split(path, ";") {
+		if v, ok := strings.CutPrefix(attr, "token="); ok {
+			return v
+		}
+	}
+	return "named by the URI"
 }

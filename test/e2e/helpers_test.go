@@ -111,6 +111,7 @@ func startServe(t *testing.T, dir string, extra ...string) *server {
 	case a := <-addrs:
 		s.grpc, s.ops = a[0], a[1]
 	case err := <-s.done:
+		s.done <- err // for the cleanup, which waits on it
 		t.Fatalf("meshca serve exited early: %v\n%s", err, s.logs())
 	case <-time.After(20 * time.Second):
 		t.Fatalf("meshca serve did not start within 20s:\n%s", s.logs())
