@@ -148,17 +148,6 @@ func decode(manifest string) ([]object, error) {
 	}
 }
 
-// find returns the objects of kind, by key.
-func find(objs []object, kind string) map[string]object {
-	m := map[string]object{}
-	for _, o := range objs {
-		if o.kind() == kind {
-			m[o.key()] = o
-		}
-	}
-	return m
-}
-
 // one returns the single object of kind whose name ends in suffix.
 func one(t *testing.T, objs []object, kind, suffix string) object {
 	t.Helper()
