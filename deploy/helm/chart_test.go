@@ -186,3 +186,35 @@ func TestChart_RulesAndDashboardAreTheDeployFiles(t *testing.T) {
 		t.Errorf("ServiceMonitor scrapes port %v, want http-ops", got)
 	}
 }
+
+// The NetworkPolicy admits each port from its own source only: the Istio CA
+// port from the mesh's namespaces, the ops port from Prometheus, the admin
+// port from the configured namespace.
+func TestChart_NetworkPolicyAdmitsEachPortFromItsSource(t *testing.T) {
+	objs, _ := render(t, "meshca", "istio-system", []string{"../testdata/all-features.yaml"},
+		"--set", "networkPolicy.meshNamespaceSelector.matchLabels.istio-injection=enabled",
+		"--set", "networkPolicy.adminNamespace=ops")
+	np := one(t, objs, "NetworkPolicy", "meshca")
+	if got := path(np, "spec", "policyTypes"); !reflect.DeepEqual(got, []any{"Ingress"}) {
+		t.Errorf("policyTypes = %v, want [Ingress]", got)
+	}
+	from := map[string]any{}
+	for _, r := range path(np, "spec", "ingress").([]any) {
+		ports := path(r, "ports").([]any)
+		if len(ports) != 1 {
+			t.Fatalf("ingress rule with %d ports, want one port per rule: %v", len(ports), r)
+		}
+		from[path(ports[0], "port").(string)] = path(r, "from")
+	}
+	want := map[string]any{
+		"tls-grpc": []any{map[string]any{"namespaceSelector": map[string]any{"matchLabels": map[string]any{"istio-injection": "enabled"}}}},
+		"http-ops": []any{map[string]any{
+			"namespaceSelector": map[string]any{"matchLabels": map[string]any{"kubernetes.io/metadata.name": "monitoring"}},
+			"podSelector":       map[string]any{"matchLabels": map[string]any{"app.kubernetes.io/name": "prometheus"}},
+		}},
+		"tls-admin": []any{map[string]any{"namespaceSelector": map[string]any{"matchLabels": map[string]any{"kubernetes.io/metadata.name": "ops"}}}},
+	}
+	if !reflect.DeepEqual(from, want) {
+		t.Errorf("ingress sources by port:\n got %v\nwant %v", from, want)
+	}
+}
