@@ -49,7 +49,8 @@ demo-status: build
 	@MESHCA=$(MESHCA) bash test/tools/demo-status.sh
 
 ## deps: tools the tests call (openssl; strace, which observes fsync order;
-## promtool, which tests the PrometheusRule) from Debian when missing.
+## promtool, which tests the PrometheusRule; gcc, for the cgo build of
+## make test-image) from Debian when missing.
 ## Each entry is a command, or command:package when the Debian package has another name.
 DEBIAN_TOOLS := openssl strace promtool:prometheus gcc
 
