@@ -29,7 +29,7 @@ FUZZ_TARGETS += ./crl:FuzzBuild
 
 export MESHCA_CACHE
 
-.PHONY: all build run demo-status test test-unit test-rules test-e2e fuzz fuzz-short testbin deps lint bench bench-csr clean
+.PHONY: all build run demo-status test test-unit test-rules test-e2e fuzz fuzz-short testbin deps lint bench bench-csr clean image test-image
 
 all: build
 
@@ -50,21 +50,21 @@ demo-status: build
 
 ## deps: tools the tests call (openssl; strace, which observes fsync order;
 ## promtool, which tests the PrometheusRule; softhsm2-util, the SoftHSM2 PKCS#11 token
-## test/hsmenv creates) from Debian when missing.
+## test/hsmenv creates; gcc, for the cgo build of make test-image) from Debian when missing.
 ## Each entry is a command, or command:package when the Debian package has another name.
-DEBIAN_TOOLS := openssl strace promtool:prometheus softhsm2-util:softhsm2
+DEBIAN_TOOLS := openssl strace promtool:prometheus softhsm2-util:softhsm2 gcc
 
 deps:
 	@missing=""; for t in $(DEBIAN_TOOLS); do cmd=$${t%%:*}; pkg=$${t##*:}; command -v $$cmd >/dev/null || missing="$$missing $$pkg"; done; \
 	if [ -n "$$missing" ]; then echo "installing$$missing (Debian)"; apt-get update -qq && apt-get install -y -qq $$missing; fi
 
-## testbin: build kube-apiserver, etcd, Vault and istiod's Kubernetes RA (for the CSR e2e test)
-## once per version into $(MESHCA_CACHE).
+## testbin: build kube-apiserver, etcd, Vault and istiod's Kubernetes RA (for the CSR e2e test),
+## Helm and prometheus-operator's CRDs (for the chart tests) once per version into $(MESHCA_CACHE).
 testbin:
 	@bash test/tools/testbin.sh
 
 ## test: everything CI runs.
-test: deps testbin lint test-unit test-rules test-e2e fuzz-short
+test: deps testbin lint test-unit test-rules test-e2e test-image fuzz-short
 
 test-unit:
 	$(GO) test -race -count=1 $(UNIT_PKGS)
@@ -86,6 +86,23 @@ test-rules:
 
 test-e2e:
 	$(GO) test -count=1 ./test/...
+
+## image: the container image (Dockerfile) when a container engine answers here
+## (docker, else buildah). None runs on the development machines: CI builds
+## and pushes the image elsewhere, and make test checks the build stage (test-image).
+IMAGE ?= meshca:dev
+
+image:
+	@if command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; then docker build -t $(IMAGE) .; \
+	elif command -v buildah >/dev/null 2>&1; then buildah bud -t $(IMAGE) .; \
+	else echo "image: no container engine here (docker info fails, no buildah): the image is built in CI elsewhere; 'make test-image' checks the Dockerfile's build stage"; fi
+
+## test-image: the Dockerfile's build stage without an engine: its go build line
+## run verbatim, the binary checked (cgo with PKCS#11, glibc only), the stages'
+## Go and Debian versions and USER (test/image; a cold cgo build of every
+## dependency outlasts go test's default 10 minutes on 2 cores).
+test-image:
+	$(GO) test -count=1 -tags imagecheck -timeout 30m ./test/image
 
 ## fuzz-short: each fuzz target for $(FUZZTIME) (part of make test).
 fuzz-short:

@@ -26,11 +26,29 @@
 # machine has 2 cores); the first run takes 10-15 minutes in all (about 5
 # for kube-apiserver, 1 for etcd, 4-10 for Vault with its module download).
 #
-# Usage: bash test/tools/testbin.sh [k8s|vault|istiod|istiod-ra|all]   (default: all = k8s, vault and istiod-ra)
+# helm (the chart tests in deploy/helm: lint, template, apply) is Helm
+# v4 (HELM_VERSION below), installed with `go install helm.sh/helm/v4/cmd/helm@v<HELM>`
+# straight from the module proxy (helm's go.mod has no replace directives)
+# into ${MESHCA_CACHE:-$HOME/.cache/meshca}/helm-<HELM>/helm, reached through
+# bin/helm-<HELM>; it takes about 2-3 minutes on 2 cores the first time.
+#
+# promcrds: prometheus-operator's ServiceMonitor and PrometheusRule CRDs,
+# which the chart tests install in the test apiserver. The module proxy
+# serves prometheus-operator's API types (pkg/apis/monitoring) but not the
+# module that holds its CRD manifests, so controller-gen (the generator
+# prometheus-operator uses) makes them from those types, both pinned in
+# test/tools/promcrds/go.mod, into
+#   ${MESHCA_CACHE:-$HOME/.cache/meshca}/prometheus-operator-crds-<MONITORING>/
+# reached through bin/prometheus-operator-crds (about 1-2 minutes).
+#
+# Usage: bash test/tools/testbin.sh [k8s|vault|istiod|istiod-ra|helm|promcrds|all]
+#   (default: all = k8s, vault, istiod-ra, helm and promcrds)
 set -euo pipefail
 
 K8S_VERSION=1.37.2
 VAULT_VERSION=1.21.0
+# Helm v4 (helm.sh/helm/v4): see README "Helm chart" for why not v3.22.0.
+HELM_VERSION=4.3.2
 
 tools=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$tools/../.." && pwd)
@@ -41,8 +59,8 @@ log() { printf 'testbin: %s\n' "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
 case $what in
-all | k8s | vault | istiod | istiod-ra) ;;
-*) die "unknown target '$what' (want k8s, vault, istiod, istiod-ra or all)" ;;
+all | k8s | vault | istiod | istiod-ra | helm | promcrds) ;;
+*) die "unknown target '$what' (want k8s, vault, istiod, istiod-ra, helm, promcrds or all)" ;;
 esac
 
 command -v go >/dev/null || die "the go command is not on PATH"
@@ -168,6 +186,72 @@ if [[ $what == all || $what == istiod-ra ]]; then
 	ETA="about 1-3 minutes on 2 cores the first time, plus the module download"
 	build istiod-ra istiod/ra "$rdir" "istio.io/istio $istio" "istiod's Kubernetes RA (istio.io/istio $istio)" -ldflags "-s -w"
 	link istiod-ra "$rdir"
+fi
+
+if [[ $what == all || $what == helm ]]; then
+	hdir=$cache/helm-$HELM_VERSION
+	want="v$HELM_VERSION"
+	if [[ -x $hdir/helm ]] && out=$("$hdir/helm" version --template '{{.Version}}' 2>&1) && [[ $out == "$want" ]]; then
+		log "helm: cached $hdir/helm (Helm $want)"
+	else
+		mkdir -p "$hdir"
+		rm -rf "$hdir"/.helm.* # left by an interrupted build (we hold the lock)
+		htmp=$(mktemp -d "$hdir/.helm.XXXXXX")
+		# shellcheck disable=SC2064 # expand $htmp now
+		trap "rm -rf '$htmp'" EXIT
+		start=$SECONDS
+		log "helm: installing Helm $want from the module proxy into $hdir (about 2-3 minutes on 2 cores the first time)"
+		# go install MODULE@VERSION builds outside any module: -mod does not apply.
+		# Helm's own Makefile stamps the version with -X; without it
+		# `helm version` reports only "v4.3".
+		run env GOFLAGS=-buildvcs=false GOBIN="$htmp" go install -trimpath \
+			-ldflags "-s -w -X helm.sh/helm/v4/internal/version.version=$want" \
+			"helm.sh/helm/v4/cmd/helm@$want" || die "helm: go install failed"
+		out=$("$htmp/helm" version --template '{{.Version}}' 2>&1) || die "helm: the built binary does not run: $out"
+		[[ $out == "$want" ]] || die "helm: built binary reports '$out', want '$want'"
+		mv -f "$htmp/helm" "$hdir/helm"
+		rm -rf "$htmp"
+		trap - EXIT
+		log "helm: built in $((SECONDS - start))s: $out"
+	fi
+	link "helm-$HELM_VERSION" "$hdir"
+fi
+
+if [[ $what == all || $what == promcrds ]]; then
+	mon=$(mod_version promcrds github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring)
+	ctl=$(mod_version promcrds sigs.k8s.io/controller-tools)
+	pdir=$cache/prometheus-operator-crds-${mon#v}
+	stamp="prometheus-operator/pkg/apis/monitoring $mon, controller-gen $ctl"
+	crds=(monitoring.coreos.com_servicemonitors.yaml monitoring.coreos.com_prometheusrules.yaml)
+	cached=1
+	for f in "${crds[@]}"; do [[ -s $pdir/$f ]] || cached=0; done
+	[[ -f $pdir/VERSION && $(cat "$pdir/VERSION") == "$stamp" ]] || cached=0
+	if ((cached)); then
+		log "promcrds: cached $pdir ($stamp)"
+	else
+		rm -rf "$cache"/.promcrds.* # left by an interrupted run (we hold the lock)
+		ptmp=$(mktemp -d "$cache/.promcrds.XXXXXX")
+		# shellcheck disable=SC2064 # expand $ptmp now
+		trap "rm -rf '$ptmp'" EXIT
+		start=$SECONDS
+		log "promcrds: generating the ServiceMonitor and PrometheusRule CRDs ($stamp; about 1-2 minutes the first time)"
+		run go -C "$tools/promcrds" mod download || die "promcrds: go mod download failed"
+		run go -C "$tools/promcrds" tool controller-gen crd:crdVersions=v1 \
+			paths=github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1 \
+			"output:crd:dir=$ptmp/all" || die "promcrds: controller-gen failed"
+		mkdir "$ptmp/out"
+		for f in "${crds[@]}"; do
+			[[ -s $ptmp/all/$f ]] || die "promcrds: controller-gen made no $f"
+			mv "$ptmp/all/$f" "$ptmp/out/$f"
+		done
+		printf '%s' "$stamp" >"$ptmp/out/VERSION"
+		rm -rf "$pdir"
+		mv "$ptmp/out" "$pdir"
+		rm -rf "$ptmp"
+		trap - EXIT
+		log "promcrds: generated in $((SECONDS - start))s into $pdir"
+	fi
+	link prometheus-operator-crds "$pdir"
 fi
 
 if [[ $what == istiod ]]; then
