@@ -156,9 +156,7 @@ func (e *Env) dataDir() string { return filepath.Join(e.dir, "data") }
 func (e *Env) start() error {
 	cmd := exec.Command(filepath.Join(e.bin, "postgres"), "-D", e.dataDir(),
 		"-p", strconv.Itoa(e.Port), "-k", e.dir,
-		"-c", "listen_addresses="+e.Host,
-		"-c", "fsync=on", "-c", "synchronous_commit=on", "-c", "full_page_writes=on",
-		"-c", "max_connections=200")
+		"-c", "listen_addresses="+e.Host, "-c", "max_connections=200")
 	cmd.Dir = e.dir
 	cmd.Env = childEnv()
 	var w io.Writer = e.out

@@ -43,3 +43,10 @@ func TestConformanceRootRotations(t *testing.T) {
 		storetest.RunRootRotationsRestart(t, func() storetest.RootRotationStore { return openDB(t, db) })
 	})
 }
+
+func TestConformanceShared(t *testing.T) {
+	storetest.RunShared(t, func(t *testing.T) (store.Store, store.Store) {
+		db := pg.CreateDatabase(t)
+		return openDB(t, db), openDB(t, db)
+	})
+}
