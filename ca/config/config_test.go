@@ -101,7 +101,7 @@ func TestValidate_EachBadValueNamesItsKey(t *testing.T) {
 		"bad ops listen address":          {"server: {opsListen: 'localhost'}", "server.opsListen: "},
 		"pkcs11 without a URI":            {"keyStore: {type: pkcs11}", "keyStore.uri: "},
 		"unknown key store":               {"keyStore: {type: vault}", "keyStore.type: "},
-		"unknown store type":              {"store: {type: postgres}", "store.type: "},
+		"unknown store type":              {"store: {type: sqlite}", "store.type: \"sqlite\" is not supported; use bolt"},
 		"prune interval too short":        {"store: {pruneInterval: 10s}", "store.pruneInterval: "},
 		"commit delay too long":           {"store: {commitDelay: 50ms}", "store.commitDelay: 50ms is out of range; use 0 (no wait) to 10ms"},
 		"negative commit delay":           {"store: {commitDelay: -1ms}", "store.commitDelay: -1ms is out of range"},
