@@ -49,12 +49,15 @@ demo-status: build
 	@MESHCA=$(MESHCA) bash test/tools/demo-status.sh
 
 ## deps: tools the tests call (openssl; strace, which observes fsync order;
-## promtool, which tests the PrometheusRule) from Debian when missing.
+## promtool, which tests the PrometheusRule; PostgreSQL's initdb, for test/pgenv)
+## from Debian when missing.
 ## Each entry is a command, or command:package when the Debian package has another name.
+## A command is found on PATH or in /usr/lib/postgresql/*/bin (Debian's server binaries).
 DEBIAN_TOOLS := openssl strace promtool:prometheus
+DEBIAN_TOOLS += initdb:postgresql
 
 deps:
-	@missing=""; for t in $(DEBIAN_TOOLS); do cmd=$${t%%:*}; pkg=$${t##*:}; command -v $$cmd >/dev/null || missing="$$missing $$pkg"; done; \
+	@missing=""; for t in $(DEBIAN_TOOLS); do cmd=$${t%%:*}; pkg=$${t##*:}; command -v $$cmd >/dev/null || compgen -G "/usr/lib/postgresql/*/bin/$$cmd" >/dev/null || missing="$$missing $$pkg"; done; \
 	if [ -n "$$missing" ]; then echo "installing$$missing (Debian)"; apt-get update -qq && apt-get install -y -qq $$missing; fi
 
 ## testbin: build kube-apiserver, etcd, Vault and istiod's Kubernetes RA (for the CSR e2e test)

@@ -3,6 +3,7 @@ package config_test
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -102,4 +103,40 @@ func TestRedactDSN_HidesEveryFormOfPassword(t *testing.T) {
 	} {
 		require.Equal(t, want, config.RedactDSN(in), in)
 	}
+}
+
+// TestStore_ExamplePostgresBlockValidates: the commented PostgreSQL lines
+// of deploy/examples/meshca.yaml's store section, uncommented in place of
+// its bbolt lines, are a valid configuration.
+func TestStore_ExamplePostgresBlockValidates(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", "..", "deploy", "examples", "meshca.yaml"))
+	require.NoError(t, err)
+	var out []string
+	inStore := false
+	for _, l := range strings.Split(string(b), "\n") {
+		switch {
+		case l == "store:":
+			inStore = true
+		case inStore && !strings.HasPrefix(l, "  "):
+			inStore = false
+		case inStore && (strings.HasPrefix(l, "  type: bolt") || strings.HasPrefix(l, "  path:") || strings.HasPrefix(l, "  commitDelay:")):
+			continue
+		case inStore:
+			for _, k := range []string{"type", "dsn", "passwordFile"} {
+				if strings.HasPrefix(l, "  # "+k+":") {
+					l = "  " + strings.TrimPrefix(l, "  # ")
+				}
+			}
+		}
+		out = append(out, l)
+	}
+	path := filepath.Join(t.TempDir(), "meshca.yaml")
+	require.NoError(t, os.WriteFile(path, []byte(strings.Join(out, "\n")), 0o600))
+	c, err := config.Load(path)
+	require.NoError(t, err)
+	require.NoError(t, c.Validate())
+	require.Equal(t, config.StorePostgres, c.Store.Type)
+	require.Equal(t, "host=db.example port=5432 user=meshca dbname=meshca sslmode=verify-full pool_max_conns=8", c.Store.DSN)
+	require.Equal(t, "/etc/meshca/db/password", c.Store.PasswordFile)
+	require.Empty(t, c.Store.Path)
 }
