@@ -365,8 +365,8 @@ func RunMain(m *testing.M, env **Env, opts ...Option) int {
 }
 
 // binRoot is where Debian's postgresql-<version> package installs its
-// server binaries.
-const binRoot = "/usr/lib/postgresql"
+// server binaries (a variable for the tests).
+var binRoot = "/usr/lib/postgresql"
 
 // findBinaries returns the bin directory of the newest PostgreSQL
 // installed, failing with "run `make deps`" when there is none.
