@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -42,26 +43,9 @@ func (s *Store) AddGeneration(ctx context.Context, g store.Generation) (store.Ge
 // even against a writer that skipped the locks.
 func (s *Store) ActivateGeneration(ctx context.Context, id uint64, at time.Time) error {
 	return s.inTx(ctx, func(tx pgx.Tx) error {
-		var signer string
-		err := tx.QueryRow(ctx, "SELECT signer FROM generations WHERE id = $1", int64(id)).Scan(&signer)
-		if errors.Is(err, pgx.ErrNoRows) {
-			return fmt.Errorf("generation %d: %w", id, store.ErrNotFound)
-		}
+		target, gens, err := lockLineage(ctx, tx, id)
 		if err != nil {
 			return err
-		}
-		gens, err := scanGenerations(tx.Query(ctx, "SELECT record FROM generations WHERE signer = $1 ORDER BY id FOR UPDATE", signer))
-		if err != nil {
-			return err
-		}
-		var target *store.Generation
-		for i := range gens {
-			if gens[i].ID == id {
-				target = &gens[i]
-			}
-		}
-		if target == nil {
-			return fmt.Errorf("generation %d: %w", id, store.ErrNotFound)
 		}
 		switch target.State() {
 		case store.StateRetired:
@@ -69,18 +53,47 @@ func (s *Store) ActivateGeneration(ctx context.Context, id uint64, at time.Time)
 		case store.StateActive:
 			return nil
 		}
-		// Retire first: the unique index is checked row by row.
-		for _, g := range gens {
-			if g.ID != id && g.Active() {
-				g.RetiredAt = at
-				if err := putGeneration(ctx, tx, g); err != nil {
-					return err
-				}
+		return activateIn(ctx, tx, gens, target, at)
+	})
+}
+
+// lockLineage locks every generation of id's signer lineage, in ID order,
+// and returns id's record (among them) and all of them.
+func lockLineage(ctx context.Context, tx pgx.Tx, id uint64) (*store.Generation, []store.Generation, error) {
+	var signer string
+	err := tx.QueryRow(ctx, "SELECT signer FROM generations WHERE id = $1", int64(id)).Scan(&signer)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, nil, fmt.Errorf("generation %d: %w", id, store.ErrNotFound)
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	gens, err := scanGenerations(tx.Query(ctx, "SELECT record FROM generations WHERE signer = $1 ORDER BY id FOR UPDATE", signer))
+	if err != nil {
+		return nil, nil, err
+	}
+	for i := range gens {
+		if gens[i].ID == id {
+			return &gens[i], gens, nil
+		}
+	}
+	return nil, nil, fmt.Errorf("generation %d: %w", id, store.ErrNotFound)
+}
+
+// activateIn activates target at at and retires the other active
+// generations of gens (its locked lineage).
+func activateIn(ctx context.Context, tx pgx.Tx, gens []store.Generation, target *store.Generation, at time.Time) error {
+	// Retire first: the unique index is checked row by row.
+	for _, g := range gens {
+		if g.ID != target.ID && g.Active() {
+			g.RetiredAt = at
+			if err := putGeneration(ctx, tx, g); err != nil {
+				return err
 			}
 		}
-		target.ActivatedAt, target.RetiredAt = at, time.Time{}
-		return putGeneration(ctx, tx, *target)
-	})
+	}
+	target.ActivatedAt, target.RetiredAt = at, time.Time{}
+	return putGeneration(ctx, tx, *target)
 }
 
 // MarkGenerationVerified records that id verified at at.
@@ -128,4 +141,51 @@ func scanGenerations(rows pgx.Rows, err error) ([]store.Generation, error) {
 		return nil
 	})
 	return out, err
+}
+
+var _ store.GenerationSwitcher = (*Store)(nil)
+
+// SwitchGeneration is ActivateGeneration conditioned on the lineage's
+// active generation being replaces and on fence (see
+// store.GenerationSwitcher). Its transaction first locks the fence row,
+// which orders every switch (of any replica) one after the other, then
+// the lineage's generations as ActivateGeneration does: of two replicas
+// that name the same replaced generation, the second finds the first's
+// generation active and fails with store.ErrConflict.
+func (s *Store) SwitchGeneration(ctx context.Context, id, replaces uint64, fence store.Fence, at time.Time) error {
+	if fence.Token > math.MaxInt64 {
+		return fmt.Errorf("fence token %d is out of range", fence.Token)
+	}
+	return s.inTx(ctx, func(tx pgx.Tx) error {
+		var last store.Fence
+		var token int64
+		if err := tx.QueryRow(ctx, "SELECT holder, token FROM fences WHERE name = 'generations' FOR UPDATE").Scan(&last.Holder, &token); err != nil {
+			return fmt.Errorf("lock the fence: %w", err)
+		}
+		last.Token = uint64(token)
+		next, err := store.CheckFence(last, fence)
+		if err != nil {
+			return err
+		}
+		target, gens, err := lockLineage(ctx, tx, id)
+		if err != nil {
+			return err
+		}
+		var active uint64
+		for _, g := range gens {
+			if g.Active() {
+				active = g.ID
+			}
+		}
+		done, err := store.SwitchCheck(*target, active, replaces)
+		if err != nil || done {
+			return err
+		}
+		if next != last {
+			if _, err := tx.Exec(ctx, "UPDATE fences SET holder = $1, token = $2 WHERE name = 'generations'", next.Holder, int64(next.Token)); err != nil {
+				return err
+			}
+		}
+		return activateIn(ctx, tx, gens, target, at)
+	})
 }

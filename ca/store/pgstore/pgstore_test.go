@@ -50,8 +50,8 @@ func TestOpen_ReplicasStartingTogetherApplyTheSchemaOnce(t *testing.T) {
 		versions = append(versions, v)
 	}
 	require.NoError(t, rows.Err())
-	require.Equal(t, []int{1}, versions)
-	require.Equal(t, 1, SchemaVersion())
+	require.Equal(t, []int{1, 2}, versions)
+	require.Equal(t, 2, SchemaVersion())
 	// Every replica works on the one schema.
 	for i, s := range stores {
 		require.NoError(t, s.PutIssuance(context.Background(), storetest.Issuance(i, storetest.T0)))
@@ -64,9 +64,9 @@ func TestOpen_ReplicasStartingTogetherApplyTheSchemaOnce(t *testing.T) {
 func TestOpen_RefusesASchemaNewerThanItKnows(t *testing.T) {
 	db := pg.CreateDatabase(t)
 	openDB(t, db).Close()
-	require.NoError(t, pg.Exec(context.Background(), db, "INSERT INTO schema_migrations (version, name) VALUES (2, '0002_future.sql')"))
+	require.NoError(t, pg.Exec(context.Background(), db, "INSERT INTO schema_migrations (version, name) VALUES (3, '0003_future.sql')"))
 	_, err := Open(context.Background(), pg.ConnString(db), WithPassword(pg.Password))
-	require.ErrorContains(t, err, "schema version 2 is newer than this meshca understands (1); upgrade meshca")
+	require.ErrorContains(t, err, "schema version 3 is newer than this meshca understands (2); upgrade meshca")
 }
 
 // TestOpen_SessionsCommitSynchronouslyWhateverTheDatabaseDefault: a

@@ -30,6 +30,7 @@ func RunShared(t *testing.T, open func(t *testing.T) (a, b store.Store)) {
 		})
 	}
 	run("Generations/ConcurrentActivationsLeaveExactlyOneActive", testSharedConcurrentActivations)
+	run("Generations/ConcurrentSwitchesOfOneGenerationDecideOne", testSharedSwitchesOfTheSameGenerationDecideOne)
 	run("CRLNumbers/TwoHandlesNeverHandOutANumberTwice", testSharedCRLNumbers)
 	run("Revocations/TwoHandlesGetDistinctSeqs", testSharedRevocations)
 }

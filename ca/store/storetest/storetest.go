@@ -59,6 +59,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	run("Generations/AtMostOneActivePerSignerLineage", testGenerationsOneActivePerLineage)
 	run("Generations/ActivationNeverRetiresAnotherLineage", testGenerationsActivationKeepsOtherLineages)
 	run("Generations/RecordsWithoutASignerAreTheDefaultLineage", testGenerationsDefaultLineage)
+	run("Generations/SwitchNamesTheGenerationItReplaces", testSwitchNamesTheGenerationItReplaces)
+	run("Generations/SwitchRefusesAnOlderFence", testSwitchRefusesAnOlderFence)
 }
 
 // RunRestart checks that what a store acknowledged survives closing and
