@@ -1,5 +1,5 @@
 // Package storetest is the conformance suite of store.Store: every backend
-// (boltstore now, PostgreSQL later) runs it, so that the CA, the revocation
+// (boltstore, pgstore) runs it, so that the CA, the revocation
 // service and the CRL builder can rely on the same semantics whatever
 // stores the records.
 //
