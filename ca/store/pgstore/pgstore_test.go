@@ -128,3 +128,35 @@ func TestOpen_RefusesAServerWithFsyncOff(t *testing.T) {
 	}, 10*time.Second, 20*time.Millisecond, "the reload is asynchronous")
 	require.EqualError(t, err, "postgres store: the server runs with fsync=off, so a crash can lose records it acknowledged; set fsync = on in its postgresql.conf")
 }
+
+// TestOpen_UpgradesADatabaseOfAnOlderSchemaInPlace: a database a meshca of
+// schema 1 wrote gets the later migrations when a newer meshca opens it,
+// and keeps its records.
+func TestOpen_UpgradesADatabaseOfAnOlderSchemaInPlace(t *testing.T) {
+	ctx := context.Background()
+	db := pg.CreateDatabase(t)
+	v1, err := migrationFiles.ReadFile("migrations/0001_init.sql")
+	require.NoError(t, err)
+	require.NoError(t, pg.Exec(ctx, db, string(v1)+`;
+		CREATE TABLE schema_migrations (version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now());
+		INSERT INTO schema_migrations (version, name) VALUES (1, '0001_init.sql');`))
+	require.NoError(t, pg.Exec(ctx, db, "INSERT INTO crl_numbers (scope, last) VALUES ('gen-1', 41)"))
+
+	s := openDB(t, db)
+	defer s.Close()
+	var versions []int
+	rows, err := s.pool.Query(ctx, "SELECT version FROM schema_migrations ORDER BY version")
+	require.NoError(t, err)
+	for rows.Next() {
+		var v int
+		require.NoError(t, rows.Scan(&v))
+		versions = append(versions, v)
+	}
+	require.NoError(t, rows.Err())
+	require.Equal(t, []int{1, 2}, versions)
+	n, err := s.NextCRLNumber(ctx, "gen-1")
+	require.NoError(t, err)
+	require.Equal(t, uint64(42), n, "the records of schema 1 are kept")
+	g := add(t, s, 1)
+	require.NoError(t, s.SwitchGeneration(ctx, g.ID, 0, store.Fence{Holder: "a", Token: 1}, storetest.T0), "schema 2's fence is there")
+}
