@@ -50,12 +50,15 @@ demo-status: build
 
 ## deps: tools the tests call (openssl; strace, which observes fsync order;
 ## promtool, which tests the PrometheusRule; softhsm2-util, the SoftHSM2 PKCS#11 token
-## test/hsmenv creates; gcc, for the cgo build of make test-image) from Debian when missing.
+## test/hsmenv creates; gcc, for the cgo build of make test-image; PostgreSQL's initdb,
+## for test/pgenv) from Debian when missing.
 ## Each entry is a command, or command:package when the Debian package has another name.
+## A command is found on PATH or in /usr/lib/postgresql/*/bin (Debian's server binaries).
 DEBIAN_TOOLS := openssl strace promtool:prometheus softhsm2-util:softhsm2 gcc
+DEBIAN_TOOLS += initdb:postgresql
 
 deps:
-	@missing=""; for t in $(DEBIAN_TOOLS); do cmd=$${t%%:*}; pkg=$${t##*:}; command -v $$cmd >/dev/null || missing="$$missing $$pkg"; done; \
+	@missing=""; for t in $(DEBIAN_TOOLS); do cmd=$${t%%:*}; pkg=$${t##*:}; command -v $$cmd >/dev/null || compgen -G "/usr/lib/postgresql/*/bin/$$cmd" >/dev/null || missing="$$missing $$pkg"; done; \
 	if [ -n "$$missing" ]; then echo "installing$$missing (Debian)"; apt-get update -qq && apt-get install -y -qq $$missing; fi
 
 ## testbin: build kube-apiserver, etcd, Vault and istiod's Kubernetes RA (for the CSR e2e test),

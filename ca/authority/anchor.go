@@ -81,9 +81,11 @@ func (m *Material) PQAnchorsPEM() []byte { return m.pq.pem }
 func (m *Material) PQAnchoredAtIntermediate() bool { return m.pq.atIntermediate }
 
 // PQAnchorPath is where meshca writes the PQ trust anchor for cfg:
-// pq-anchor.pem next to the store (DIR/pq-anchor.pem in a --dir layout).
+// pq-anchor.pem in cfg.LocalDir(), next to the bbolt store
+// (DIR/pq-anchor.pem in a --dir layout) or, with PostgreSQL, next to the
+// admin socket.
 func PQAnchorPath(cfg *config.Config) string {
-	return filepath.Join(filepath.Dir(cfg.Store.Path), config.PQAnchorFile)
+	return filepath.Join(cfg.LocalDir(), config.PQAnchorFile)
 }
 
 // PublishPQAnchor writes m's PQ trust anchors to path (pq-anchor.pem,

@@ -17,7 +17,7 @@ import (
 	"github.com/meshca/meshca/ca/root"
 	"github.com/meshca/meshca/ca/root/vault"
 	"github.com/meshca/meshca/ca/store"
-	"github.com/meshca/meshca/ca/store/boltstore"
+	"github.com/meshca/meshca/ca/store/storeopen"
 )
 
 // Runtime is an opened CA: its authority and the resources behind it.
@@ -84,7 +84,7 @@ func OpenBase(ctx context.Context, cfg *config.Config, clk clock.PassiveClock, l
 	if err != nil {
 		return nil, err
 	}
-	st, err := boltstore.Open(cfg.Store.Path, boltstore.WithCommitDelay(cfg.Store.CommitDelayOrDefault()))
+	st, err := storeopen.Open(ctx, cfg.Store, log)
 	if err != nil {
 		km.Close()
 		return nil, err

@@ -50,11 +50,12 @@ const (
 	// RootPQKeyFile holds the ML-DSA key of a Catalyst root (its 2.5.29.72).
 	RootPQKeyFile = "root-pq-key.pem"
 	// PQAnchorFile is the post-quantum trust anchor meshca publishes (PEM
-	// SubjectPublicKeyInfo), written next to the store.
+	// SubjectPublicKeyInfo), written in Config.LocalDir.
 	PQAnchorFile = "pq-anchor.pem"
 	KeysDir      = "keys"
 	StoreFile    = "meshca.db"
-	// AdminSocketFile is the default server.adminSocket, next to the store.
+	// AdminSocketFile is the default server.adminSocket, next to the bbolt
+	// store (with PostgreSQL, next to the configuration file).
 	AdminSocketFile = "admin.sock"
 )
 
@@ -149,32 +150,6 @@ type IntermediateConfig struct {
 	GracePeriod Duration `json:"gracePeriod"`
 }
 
-// StoreConfig selects the record store.
-type StoreConfig struct {
-	// Type is "bolt" (the embedded store).
-	Type string `json:"type"`
-	// Path is the bbolt file.
-	Path string `json:"path"`
-	// Retention is how long a record is kept after its certificate expires.
-	Retention Duration `json:"retention"`
-	// PruneInterval is how often expired records are pruned.
-	PruneInterval Duration `json:"pruneInterval"`
-	// CommitDelay is how long a commit of issuance records waits at most
-	// for records that are being signed right now, so that they share its
-	// fsyncs; it waits only while such records exist. It lowers the CPU
-	// per certificate at moderate concurrency and adds up to itself to the
-	// latency. nil means DefaultCommitDelay (0: each group commits at once).
-	CommitDelay *Duration `json:"commitDelay,omitempty"`
-}
-
-// CommitDelayOrDefault is store.commitDelay with its default applied.
-func (s StoreConfig) CommitDelayOrDefault() time.Duration {
-	if s.CommitDelay == nil {
-		return DefaultCommitDelay
-	}
-	return s.CommitDelay.Duration
-}
-
 // IssuanceConfig shapes workload certificates.
 type IssuanceConfig struct {
 	// Profile is the profile of workload certificates; it must be one the
@@ -255,6 +230,10 @@ func Load(path string) (*Config, error) {
 		return nil, fmt.Errorf("config %s: %w", path, err)
 	}
 	c.resolvePaths(filepath.Dir(path))
+	if c.Server.AdminSocket == "" && c.Store.Type == StorePostgres {
+		// No store file to sit next to: the configuration's directory.
+		c.Server.AdminSocket = filepath.Join(filepath.Dir(path), AdminSocketFile)
+	}
 	return c, nil
 }
 
@@ -282,7 +261,7 @@ func (c *Config) resolvePaths(base string) {
 	if c.Kubernetes.Kubeconfig != "" && !filepath.IsAbs(c.Kubernetes.Kubeconfig) {
 		c.Kubernetes.Kubeconfig = filepath.Join(base, c.Kubernetes.Kubeconfig)
 	}
-	for _, p := range append([]*string{&c.Root.File.RootCert, &c.Root.File.RootKey, &c.Root.File.RootPQKey, &c.Root.File.CACertsDir, &c.KeyStore.Dir, &c.Store.Path, &c.Server.AdminSocket, &c.CRL.RootCRL.File, &c.Alerts.Slack.WebhookURLFile, &c.Alerts.Webhook.URLFile}, c.Root.Vault.Paths()...) {
+	for _, p := range append([]*string{&c.Root.File.RootCert, &c.Root.File.RootKey, &c.Root.File.RootPQKey, &c.Root.File.CACertsDir, &c.KeyStore.Dir, &c.Store.Path, &c.Store.PasswordFile, &c.Server.AdminSocket, &c.CRL.RootCRL.File, &c.Alerts.Slack.WebhookURLFile, &c.Alerts.Webhook.URLFile}, c.Root.Vault.Paths()...) {
 		if *p != "" && !filepath.IsAbs(*p) && !strings.Contains(*p, ":") {
 			*p = filepath.Join(base, *p)
 		}
@@ -375,18 +354,6 @@ func (i *IntermediateConfig) init() {
 	}
 }
 
-func (s *StoreConfig) init() {
-	if s.Type == "" {
-		s.Type = "bolt"
-	}
-	if s.Retention.Duration == 0 {
-		s.Retention.Duration = DefaultRetention
-	}
-	if s.PruneInterval.Duration == 0 {
-		s.PruneInterval.Duration = DefaultPruneInterval
-	}
-}
-
 func (i *IssuanceConfig) init() {
 	if i.VerifySignatures == "" {
 		i.VerifySignatures = VerifySignaturesAuto
@@ -447,21 +414,7 @@ func (c *Config) Validate() error {
 	default:
 		add("keyStore.type", "%q is not supported; use softkms or pkcs11", c.KeyStore.Type)
 	}
-	if c.Store.Type != "bolt" {
-		add("store.type", "%q is not supported; use bolt", c.Store.Type)
-	}
-	if c.Store.Type == "bolt" && c.Store.Path == "" {
-		add("store.path", "must be set: the bbolt file that holds issuance records")
-	}
-	if c.Store.Retention.Duration < 0 {
-		add("store.retention", "must not be negative")
-	}
-	if d := c.Store.CommitDelayOrDefault(); d < 0 || d > MaxCommitDelay {
-		add("store.commitDelay", "%s is out of range; use 0 (no wait) to %s (default %s): the wait adds to each issuance's latency under load", d, MaxCommitDelay, DefaultCommitDelay)
-	}
-	if c.Store.PruneInterval.Duration < time.Minute {
-		add("store.pruneInterval", "%s is too short; use at least 1m", c.Store.PruneInterval.Duration)
-	}
+	c.Store.validate(add)
 	c.Issuance.validate(td, add)
 	if c.Intermediate.Profile.Valid() {
 		if err := c.Intermediate.Profile.CheckLeaf(c.Issuance.Profile); err != nil {

@@ -117,7 +117,7 @@ func TestValidate_EachBadValueNamesItsKey(t *testing.T) {
 			"intermediate.keyAlgorithm: Ed25519 cannot be created in a PKCS#11 token by meshca; use EC-P256, EC-P384 or RSA-3072",
 		},
 		"unknown key store":               {"keyStore: {type: vault}", "keyStore.type: "},
-		"unknown store type":              {"store: {type: postgres}", "store.type: "},
+		"unknown store type":              {"store: {type: sqlite}", "store.type: \"sqlite\" is not supported; use bolt"},
 		"prune interval too short":        {"store: {pruneInterval: 10s}", "store.pruneInterval: "},
 		"commit delay too long":           {"store: {commitDelay: 50ms}", "store.commitDelay: 50ms is out of range; use 0 (no wait) to 10ms"},
 		"negative commit delay":           {"store: {commitDelay: -1ms}", "store.commitDelay: -1ms is out of range"},

@@ -286,7 +286,7 @@ const MaxAdminSocketPath = 103
 func (s ServerConfig) validate(add func(string, string, ...any)) {
 	switch {
 	case s.AdminSocket == "":
-		add("server.adminSocket", "must be set (default: admin.sock next to store.path)")
+		add("server.adminSocket", "must be set (default: admin.sock next to store.path, or with store.type postgres next to the configuration file)")
 	case len(s.AdminSocket) > MaxAdminSocketPath:
 		add("server.adminSocket", "%q is %d bytes; a Unix socket path holds at most %d: choose a shorter path", s.AdminSocket, len(s.AdminSocket), MaxAdminSocketPath)
 	case strings.ContainsRune(s.AdminSocket, 0) || strings.HasSuffix(s.AdminSocket, "/"):

@@ -1,7 +1,8 @@
 // Package store defines meshca's durable records and the small interfaces
 // the CA needs to keep them: issuance records, CA generations, revocations
-// and alert states. Backends live in sub-packages (boltstore now,
-// PostgreSQL later); this package holds no storage code of its own.
+// and alert states. Backends live in sub-packages (boltstore, the embedded
+// file; pgstore, PostgreSQL shared by replicas) and storeopen picks one by
+// configuration; this package holds no storage code of its own.
 package store
 
 import (

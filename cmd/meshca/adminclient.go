@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -8,12 +9,13 @@ import (
 	"net"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/meshca/meshca/ca/config"
 	"github.com/meshca/meshca/ca/store"
-	"github.com/meshca/meshca/ca/store/boltstore"
+	"github.com/meshca/meshca/ca/store/storeopen"
 	"github.com/meshca/meshca/issuer/admin"
 )
 
@@ -70,8 +72,10 @@ func (t *adminTarget) Close() error {
 }
 
 // openTarget connects to --admin-address, or opens the store of
-// --dir/--config; when a running meshca serve holds it, it uses that
-// server's admin socket.
+// --dir/--config; when a running meshca serve holds it (bbolt), or answers
+// on the admin socket (PostgreSQL, which no process holds), it uses that
+// server's admin socket, so that revocations, rotations and CRLs go
+// through the service that acts on them.
 func openTarget(g *globals, f *remoteFlags) (*adminTarget, error) {
 	if f.address != "" {
 		c, err := f.remoteClient(g)
@@ -87,8 +91,13 @@ func openTarget(g *globals, f *remoteFlags) (*adminTarget, error) {
 	if err != nil {
 		return nil, err
 	}
-	st, err := boltstore.Open(cfg.Store.Path)
-	if errors.Is(err, boltstore.ErrLocked) {
+	if cfg.Store.Type == config.StorePostgres {
+		if c, ok := liveServe(cfg); ok {
+			return &adminTarget{client: c, cfg: cfg}, nil
+		}
+	}
+	st, err := storeopen.Open(context.Background(), cfg.Store, newLogger(os.Stderr, cfg.Log.Level, cfg.Log.Format))
+	if errors.Is(err, storeopen.ErrLocked) {
 		c, err := serveClient(cfg)
 		if err != nil {
 			return nil, err
@@ -99,6 +108,19 @@ func openTarget(g *globals, f *remoteFlags) (*adminTarget, error) {
 		return nil, err
 	}
 	return &adminTarget{store: st, cfg: cfg}, nil
+}
+
+// liveServe is a client of the admin socket of cfg when a meshca serve
+// answers on it.
+func liveServe(cfg *config.Config) (*admin.Client, bool) {
+	c := admin.NewClient(cfg.Server.AdminSocket)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := c.Check(ctx); err != nil {
+		_ = c.Close()
+		return nil, false
+	}
+	return c, true
 }
 
 func (f *remoteFlags) remoteClient(g *globals) (*admin.Client, error) {

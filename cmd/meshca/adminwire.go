@@ -56,7 +56,7 @@ func (a adminCRLs) CRLs() []admin.CRL {
 }
 
 func storeState(cfg *config.Config, st store.Store) admin.StoreState {
-	ss := admin.StoreState{TrustDomain: cfg.TrustDomain, Path: cfg.Store.Path, Generations: st}
+	ss := admin.StoreState{TrustDomain: cfg.TrustDomain, Path: cfg.Store.Describe(), Generations: st}
 	if r, ok := st.(store.Revocations); ok {
 		ss.Revocations = r
 	}

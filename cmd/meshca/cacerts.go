@@ -13,7 +13,7 @@ import (
 
 	"github.com/meshca/meshca/ca/authority"
 	"github.com/meshca/meshca/ca/config"
-	"github.com/meshca/meshca/ca/store/boltstore"
+	"github.com/meshca/meshca/ca/store/storeopen"
 	"github.com/meshca/meshca/trustbundle/cacerts"
 )
 
@@ -78,7 +78,7 @@ yet, expired, past intermediate.activateThreshold), it fails and says to run
 				return err
 			}
 			rt, err := authority.OpenReadOnly(cmd.Context(), cfg, newLogger(cmd.ErrOrStderr(), "warn", "text"))
-			if errors.Is(err, boltstore.ErrLocked) {
+			if errors.Is(err, storeopen.ErrLocked) {
 				return exportLive(cmd, cfg, out, withCRL)
 			}
 			if err != nil {

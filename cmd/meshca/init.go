@@ -142,7 +142,7 @@ file at it instead. init refuses to overwrite an existing CA without --force.`,
 			}
 			fmt.Fprintf(out, "  leaf profile       %s\n", cfg.Issuance.Profile)
 			fmt.Fprintf(out, "  configuration      %s\n", filepath.Join(dir, dirConfigFile))
-			fmt.Fprintf(out, "  store              %s\n", cfg.Store.Path)
+			fmt.Fprintf(out, "  store              %s\n", cfg.Store.Describe())
 			if p == profile.Composite || p == profile.MLDSA {
 				fmt.Fprintf(out, "Note: Envoy and Go's crypto/x509 cannot verify %s certificates; use them only with PQ-aware relying parties.\n", p)
 			}

@@ -78,7 +78,7 @@ CRLs are rebuilt when meshca serve next starts.`,
 				recs, err = t.client.Revoke(cmd.Context(), body)
 			} else {
 				if _, ok := t.store.(crl.Backend); !ok {
-					return fmt.Errorf("the store %s keeps no revocations", t.cfg.Store.Path)
+					return fmt.Errorf("the store %s keeps no revocations", t.cfg.Store.Describe())
 				}
 				req.Requester = "cli:" + currentUser()
 				recs, err = adminRevoker{crl.NewRevoker(t.store, clock.RealClock{})}.Revoke(cmd.Context(), req)

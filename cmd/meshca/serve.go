@@ -199,7 +199,7 @@ SIGINT or SIGTERM.`,
 			log.Info("meshca ready",
 				"trust_domain", cfg.TrustDomain, "generation", m.Generation, "compliance", cfg.Server.Compliance,
 				"serving_names", cfg.Server.DNSNames, "authenticators", door.authenticators,
-				"intermediate_not_after", m.Bundle.Cert.NotAfter, "store", cfg.Store.Path, "admin_socket", adm.Path())
+				"intermediate_not_after", m.Bundle.Cert.NotAfter, "store", cfg.Store.Describe(), "admin_socket", adm.Path())
 			if err := srv.Run(ctx); err != nil {
 				return err
 			}

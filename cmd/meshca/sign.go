@@ -13,7 +13,7 @@ import (
 	"github.com/meshca/meshca/ca/config"
 	"github.com/meshca/meshca/ca/identity"
 	"github.com/meshca/meshca/ca/profile"
-	"github.com/meshca/meshca/ca/store/boltstore"
+	"github.com/meshca/meshca/ca/store/storeopen"
 	"github.com/meshca/meshca/issuer/admin"
 )
 
@@ -82,7 +82,7 @@ it fails and says to run 'meshca serve', which mints and activates one.`,
 			}
 			log := newLogger(cmd.ErrOrStderr(), cfg.Log.Level, cfg.Log.Format)
 			rt, err := authority.OpenReadOnly(cmd.Context(), cfg, log)
-			if errors.Is(err, boltstore.ErrLocked) {
+			if errors.Is(err, storeopen.ErrLocked) {
 				// A running meshca serve holds the store: it signs, records
 				// and audits through the same authority.
 				return signRemote(cmd, cfg, admin.SignRequest{

@@ -105,7 +105,7 @@ func startServe(t *testing.T, dir string, extra ...string) *server {
 	}()
 	t.Cleanup(func() {
 		_ = cmd.Process.Kill()
-		<-s.done
+		<-s.exited // not s.done: the select below may have taken its value
 	})
 	select {
 	case a := <-addrs:

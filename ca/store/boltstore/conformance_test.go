@@ -28,3 +28,11 @@ func TestConformanceRestart(t *testing.T) {
 		}
 	})
 }
+
+func TestConformanceShared(t *testing.T) {
+	storetest.RunShared(t, func(t *testing.T) (store.Store, store.Store) {
+		s, err := Open(filepath.Join(t.TempDir(), "meshca.db"))
+		require.NoError(t, err)
+		return s, s
+	})
+}

@@ -2,7 +2,6 @@ package boltstore
 
 import (
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"time"
@@ -50,37 +49,7 @@ func (s *Store) ActivateGeneration(_ context.Context, id uint64, at time.Time) e
 		case store.StateActive:
 			return nil
 		}
-		updates := map[uint64][]byte{}
-		err := b.ForEach(func(k, v []byte) error {
-			var g store.Generation
-			if err := json.Unmarshal(v, &g); err != nil {
-				return err
-			}
-			switch {
-			case binary.BigEndian.Uint64(k) == id:
-				g.ActivatedAt, g.RetiredAt = at, time.Time{}
-			case g.Active() && g.Lineage() == target.Lineage():
-				g.RetiredAt = at
-			default:
-				return nil
-			}
-			nv, err := json.Marshal(g)
-			if err != nil {
-				return err
-			}
-			updates[binary.BigEndian.Uint64(k)] = nv
-			return nil
-		})
-		if err != nil {
-			return err
-		}
-		// bbolt forbids writes inside ForEach, so apply them afterwards.
-		for k, v := range updates {
-			if err := b.Put(u64(k), v); err != nil {
-				return err
-			}
-		}
-		return nil
+		return activateIn(b, id, target.Lineage(), at)
 	})
 }
 

@@ -1,5 +1,5 @@
 // Package storetest is the conformance suite of store.Store: every backend
-// (boltstore now, PostgreSQL later) runs it, so that the CA, the revocation
+// (boltstore, pgstore) runs it, so that the CA, the revocation
 // service and the CRL builder can rely on the same semantics whatever
 // stores the records.
 //
@@ -59,6 +59,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	run("Generations/AtMostOneActivePerSignerLineage", testGenerationsOneActivePerLineage)
 	run("Generations/ActivationNeverRetiresAnotherLineage", testGenerationsActivationKeepsOtherLineages)
 	run("Generations/RecordsWithoutASignerAreTheDefaultLineage", testGenerationsDefaultLineage)
+	run("Generations/SwitchNamesTheGenerationItReplaces", testSwitchNamesTheGenerationItReplaces)
+	run("Generations/SwitchRefusesAnOlderFence", testSwitchRefusesAnOlderFence)
 }
 
 // RunRestart checks that what a store acknowledged survives closing and

@@ -1,0 +1,52 @@
+package pgstore
+
+import (
+	"context"
+	"os"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/meshca/meshca/ca/store"
+	"github.com/meshca/meshca/ca/store/storetest"
+	"github.com/meshca/meshca/test/pgenv"
+)
+
+// pg is the real PostgreSQL server of this package's tests.
+var pg *pgenv.Env
+
+func TestMain(m *testing.M) { os.Exit(pgenv.RunMain(m, &pg)) }
+
+// openDB opens a store on database db of the test server.
+func openDB(t *testing.T, db string) *Store {
+	t.Helper()
+	s, err := Open(context.Background(), pg.ConnString(db), WithPassword(pg.Password))
+	require.NoError(t, err)
+	return s
+}
+
+func TestConformance(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) store.Store { return openDB(t, pg.CreateDatabase(t)) })
+}
+
+func TestConformanceRestart(t *testing.T) {
+	storetest.RunRestart(t, func(t *testing.T) func() store.Store {
+		db := pg.CreateDatabase(t)
+		return func() store.Store { return openDB(t, db) }
+	})
+}
+
+func TestConformanceRootRotations(t *testing.T) {
+	storetest.RunRootRotations(t, func(t *testing.T) storetest.RootRotationStore { return openDB(t, pg.CreateDatabase(t)) })
+	t.Run("Restart", func(t *testing.T) {
+		db := pg.CreateDatabase(t)
+		storetest.RunRootRotationsRestart(t, func() storetest.RootRotationStore { return openDB(t, db) })
+	})
+}
+
+func TestConformanceShared(t *testing.T) {
+	storetest.RunShared(t, func(t *testing.T) (store.Store, store.Store) {
+		db := pg.CreateDatabase(t)
+		return openDB(t, db), openDB(t, db)
+	})
+}

@@ -1,0 +1,156 @@
+// Package pgstore is meshca's shared store on PostgreSQL: several meshca
+// replicas keep their issuance records, CA generations, revocations, CRL
+// numbers, alert states and root-rotation journal in one database, through
+// github.com/jackc/pgx/v5.
+//
+// Every write returns after its transaction committed with
+// synchronous_commit on (PostgreSQL documentation, "Asynchronous Commit":
+// the commit waits until its WAL is flushed to durable storage), so an
+// acknowledged record survives a crash of the server. The schema is
+// embedded and versioned (migrations/), and applied under an advisory lock
+// so that replicas starting together apply it once. Invariants that two
+// replicas could race on are kept by the database: CRL numbers and
+// revocation Seqs are rows updated in the caller's transaction, and a
+// partial unique index allows one active generation per signer lineage.
+//
+// It owns the SQL and nothing else: which store meshca uses is decided in
+// ca/store/storeopen.
+package pgstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/meshca/meshca/ca/store"
+)
+
+// Store is a PostgreSQL-backed store.Store.
+type Store struct {
+	pool *pgxpool.Pool
+}
+
+var (
+	_ store.Store         = (*Store)(nil)
+	_ store.ExpiryIndex   = (*Store)(nil)
+	_ store.RootRotations = (*Store)(nil)
+)
+
+// ErrDuplicateSerial refuses a second, different certificate under a
+// serial that is already recorded: serials must be unique per CA.
+var ErrDuplicateSerial = errors.New("a different certificate with this serial is already recorded")
+
+// Option configures Open.
+type Option func(*options)
+
+type options struct {
+	password string
+	log      *slog.Logger
+}
+
+// WithPassword sets the password of the database user, read by the caller
+// from a file or the environment; it never appears in the connection
+// string, in errors or in logs.
+func WithPassword(p string) Option { return func(o *options) { o.password = p } }
+
+// WithLogger sets the logger of schema migrations.
+func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
+
+// Open connects to the database that connString names (a libpq keyword/value
+// string or a postgres:// URL; pool settings such as pool_max_conns are
+// accepted), checks that its commits are durable, and applies the schema
+// migrations this meshca has and the database lacks. It fails when the
+// database's schema is newer than this meshca understands.
+func Open(ctx context.Context, connString string, opts ...Option) (*Store, error) {
+	o := options{log: slog.Default()}
+	for _, f := range opts {
+		f(&o)
+	}
+	cfg, err := pgxpool.ParseConfig(connString)
+	if err != nil {
+		// pgconn redacts the password of connString in its parse errors,
+		// and meshca's configuration refuses a DSN with a password.
+		return nil, fmt.Errorf("postgres store: %w", err)
+	}
+	if o.password != "" {
+		cfg.ConnConfig.Password = o.password
+	}
+	if _, ok := cfg.ConnConfig.RuntimeParams["application_name"]; !ok {
+		cfg.ConnConfig.RuntimeParams["application_name"] = "meshca"
+	}
+	cfg.AfterConnect = requireDurableCommits
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("postgres store: %w", err)
+	}
+	s := &Store{pool: pool}
+	if err := s.checkServer(ctx); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	if err := migrate(ctx, pool, o.log); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("postgres store %s/%s: %w", cfg.ConnConfig.Host, cfg.ConnConfig.Database, err)
+	}
+	return s, nil
+}
+
+// requireDurableCommits runs on every new connection: a session whose
+// synchronous_commit is off (a server, database or role default) would
+// acknowledge commits that a crash can still lose, so it is turned on.
+// The other values (local, remote_write, on, remote_apply) all flush the
+// WAL locally before the commit returns and are kept.
+func requireDurableCommits(ctx context.Context, c *pgx.Conn) error {
+	var v string
+	if err := c.QueryRow(ctx, "SHOW synchronous_commit").Scan(&v); err != nil {
+		return err
+	}
+	if v == "off" {
+		_, err := c.Exec(ctx, "SET synchronous_commit = on")
+		return err
+	}
+	return nil
+}
+
+// checkServer connects once and refuses a server that runs with fsync off
+// (PostgreSQL documentation, "fsync": a crash can then lose or corrupt
+// committed data).
+func (s *Store) checkServer(ctx context.Context) error {
+	var fsync string
+	if err := s.pool.QueryRow(ctx, "SHOW fsync").Scan(&fsync); err != nil {
+		return fmt.Errorf("postgres store: connect: %w", err)
+	}
+	if fsync != "on" {
+		return errors.New("postgres store: the server runs with fsync=" + fsync +
+			", so a crash can lose records it acknowledged; set fsync = on in its postgresql.conf")
+	}
+	return nil
+}
+
+// Close closes every connection of the pool.
+func (s *Store) Close() error {
+	s.pool.Close()
+	return nil
+}
+
+// Healthy is nil while the database answers within two seconds: meshca
+// serve reports it on /readyz, since a replica that cannot reach the
+// database can record no issuance.
+func (s *Store) Healthy() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := s.pool.Ping(ctx); err != nil {
+		return fmt.Errorf("postgres store: %w", err)
+	}
+	return nil
+}
+
+// inTx runs fn in a read-committed transaction and commits it.
+func (s *Store) inTx(ctx context.Context, fn func(pgx.Tx) error) error {
+	return pgx.BeginFunc(ctx, s.pool, fn)
+}

@@ -1,0 +1,71 @@
+// Package storeopen opens the record store that the configuration selects
+// (store.type): the embedded bbolt file or a PostgreSQL database. It is
+// the one place that knows which backends exist; everything else holds a
+// store.Store (and type-asserts the optional interfaces it needs).
+package storeopen
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/meshca/meshca/ca/config"
+	"github.com/meshca/meshca/ca/store"
+	"github.com/meshca/meshca/ca/store/boltstore"
+	"github.com/meshca/meshca/ca/store/pgstore"
+)
+
+// ErrLocked is matched (errors.Is) by Open's error when another process
+// (a running meshca serve) holds an embedded store; a shared store is
+// never locked.
+var ErrLocked = boltstore.ErrLocked
+
+// Open opens the store of cfg. log receives the store's own messages
+// (schema migrations); nil means slog.Default. The caller closes the
+// store.
+func Open(ctx context.Context, cfg config.StoreConfig, log *slog.Logger) (store.Store, error) {
+	if log == nil {
+		log = slog.Default()
+	}
+	switch cfg.Type {
+	case config.StoreBolt, "":
+		s, err := boltstore.Open(cfg.Path, boltstore.WithCommitDelay(cfg.CommitDelayOrDefault()))
+		if err != nil {
+			return nil, err // not a nil *boltstore.Store in a non-nil interface
+		}
+		return s, nil
+	case config.StorePostgres:
+		pw, err := Password(cfg)
+		if err != nil {
+			return nil, err
+		}
+		s, err := pgstore.Open(ctx, cfg.DSN, pgstore.WithPassword(pw), pgstore.WithLogger(log))
+		if err != nil {
+			return nil, err
+		}
+		return s, nil
+	}
+	return nil, fmt.Errorf("store.type %q is not supported; use %s or %s", cfg.Type, config.StoreBolt, config.StorePostgres)
+}
+
+// Password is the PostgreSQL password of cfg: the content of
+// store.passwordFile without trailing newlines, else the environment
+// variable MESHCA_STORE_PASSWORD, else none (trust, certificate or
+// ~/.pgpass authentication).
+func Password(cfg config.StoreConfig) (string, error) {
+	if cfg.PasswordFile == "" {
+		return os.Getenv(config.StorePasswordEnv), nil
+	}
+	b, err := os.ReadFile(cfg.PasswordFile)
+	if err != nil {
+		return "", fmt.Errorf("store.passwordFile: %w", err)
+	}
+	pw := strings.TrimRight(string(b), "\r\n")
+	if pw == "" {
+		return "", errors.New("store.passwordFile " + cfg.PasswordFile + " is empty; write the database user's password in it")
+	}
+	return pw, nil
+}

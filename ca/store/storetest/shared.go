@@ -1,0 +1,164 @@
+package storetest
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/meshca/meshca/ca/store"
+)
+
+// RunShared runs the cases of several meshca replicas on one store. open
+// returns two handles on one new, empty store: two connection pools of one
+// database for a shared backend, or the same handle twice for an embedded
+// one (which one process holds). The suite closes them.
+func RunShared(t *testing.T, open func(t *testing.T) (a, b store.Store)) {
+	run := func(name string, f func(t *testing.T, a, b store.Store)) {
+		t.Run(name, func(t *testing.T) {
+			a, b := open(t)
+			t.Cleanup(func() {
+				_ = a.Close()
+				if b != a {
+					_ = b.Close()
+				}
+			})
+			f(t, a, b)
+		})
+	}
+	run("Generations/ConcurrentActivationsLeaveExactlyOneActive", testSharedConcurrentActivations)
+	run("Generations/ConcurrentSwitchesOfOneGenerationDecideOne", testSharedSwitchesOfTheSameGenerationDecideOne)
+	run("CRLNumbers/TwoHandlesNeverHandOutANumberTwice", testSharedCRLNumbers)
+	run("Revocations/TwoHandlesGetDistinctSeqs", testSharedRevocations)
+}
+
+// testSharedConcurrentActivations has two replicas activate two different
+// prepared generations of one lineage at the same moment, round after
+// round: both activations succeed (the later one retires the earlier), and
+// exactly one generation of the lineage is active after each round.
+func testSharedConcurrentActivations(t *testing.T, a, b store.Store) {
+	ctx := context.Background()
+	for _, signer := range []string{store.DefaultSigner, "alpha"} {
+		first := add(t, a, signerGen(0, signer))
+		require.NoError(t, a.ActivateGeneration(ctx, first.ID, T0))
+		for round := range 15 {
+			ga := add(t, a, signerGen(2*round+1, signer))
+			gb := add(t, b, signerGen(2*round+2, signer))
+			at := T0.Add(time.Duration(round+1) * time.Hour)
+			start := make(chan struct{})
+			var wg sync.WaitGroup
+			var errA, errB error
+			wg.Go(func() { <-start; errA = a.ActivateGeneration(ctx, ga.ID, at) })
+			wg.Go(func() { <-start; errB = b.ActivateGeneration(ctx, gb.ID, at.Add(time.Second)) })
+			close(start)
+			wg.Wait()
+			require.NoError(t, errA, "round %d, lineage %q: replica A's activation", round, signer)
+			require.NoError(t, errB, "round %d, lineage %q: replica B's activation", round, signer)
+
+			for _, s := range []store.Store{a, b} {
+				gens, err := s.ListGenerations(ctx)
+				require.NoError(t, err)
+				var active []uint64
+				for _, g := range gens {
+					if g.Signer == signer && g.Active() {
+						active = append(active, g.ID)
+					}
+				}
+				require.Len(t, active, 1, "round %d, lineage %q: active generations %v", round, signer, active)
+				require.Contains(t, []uint64{ga.ID, gb.ID}, active[0], "round %d: one of the two activated ones is active", round)
+				for _, g := range gens {
+					if g.Signer == signer && g.ID != active[0] {
+						require.Equal(t, store.StateRetired, g.State(), "round %d: generation %d", round, g.ID)
+					}
+				}
+			}
+		}
+	}
+}
+
+// testSharedCRLNumbers allocates CRL numbers of one scope from both handles
+// at once: no number is handed out twice, and each caller's numbers
+// increase.
+func testSharedCRLNumbers(t *testing.T, a, b store.Store) {
+	ctx := context.Background()
+	const workers, each = 8, 25
+	got := make([][]uint64, workers)
+	errs := make([]error, workers)
+	var wg sync.WaitGroup
+	for w := range workers {
+		s := a
+		if w%2 == 1 {
+			s = b
+		}
+		wg.Go(func() {
+			for range each {
+				n, err := s.NextCRLNumber(ctx, "gen-1")
+				if err != nil {
+					errs[w] = err
+					return
+				}
+				got[w] = append(got[w], n)
+			}
+		})
+	}
+	wg.Wait()
+	seen := map[uint64]bool{}
+	for w := range workers {
+		require.NoError(t, errs[w])
+		for i, n := range got[w] {
+			require.False(t, seen[n], "CRL number %d handed out twice", n)
+			seen[n] = true
+			if i > 0 {
+				require.Greater(t, n, got[w][i-1], "one caller's numbers increase")
+			}
+		}
+	}
+	require.Len(t, seen, workers*each)
+	for n := uint64(1); n <= workers*each; n++ {
+		require.True(t, seen[n], "CRL number %d skipped: numbers are handed out in order", n)
+	}
+}
+
+// testSharedRevocations revokes from both handles at once: every new
+// serial gets its own Seq, and a serial revoked through both handles is
+// one record.
+func testSharedRevocations(t *testing.T, a, b store.Store) {
+	ctx := context.Background()
+	const n = 40
+	seqs := make([]uint64, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		s := a
+		if i%2 == 1 {
+			s = b
+		}
+		wg.Go(func() {
+			got, err := s.Revoke(ctx, []store.Revocation{Revocation(i%25, T0)})
+			errs[i] = err
+			if err == nil {
+				seqs[i] = got[0].Seq
+			}
+		})
+	}
+	wg.Wait()
+	bySerial := map[string]uint64{}
+	for i := range n {
+		require.NoError(t, errs[i], "revocation %d", i)
+		serial := Revocation(i%25, T0).Serial
+		if s, ok := bySerial[serial]; ok {
+			require.Equal(t, s, seqs[i], "both revocations of %s return the one record", serial)
+		}
+		bySerial[serial] = seqs[i]
+	}
+	distinct := map[uint64]bool{}
+	for _, s := range bySerial {
+		distinct[s] = true
+	}
+	require.Len(t, distinct, 25, fmt.Sprint(bySerial))
+	require.Len(t, listRevocations(t, b, 0), 25)
+	require.Equal(t, uint64(25), lastSeq(t, a))
+}
