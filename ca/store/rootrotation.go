@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -10,6 +11,22 @@ import (
 // MaxRootRotationBytes bounds one encoded root-rotation record: two roots,
 // a source description and a bounded history fit well within it.
 const MaxRootRotationBytes = 1 << 20
+
+// EncodeRootRotation validates r and encodes it as every store keeps it;
+// an invalid or oversized record is refused and nothing is written.
+func EncodeRootRotation(r RootRotation) ([]byte, error) {
+	if err := r.Validate(); err != nil {
+		return nil, err
+	}
+	v, err := json.Marshal(r)
+	if err != nil {
+		return nil, err
+	}
+	if len(v) > MaxRootRotationBytes {
+		return nil, fmt.Errorf("root rotation %s: record of %d bytes is over %d", r.ID, len(v), MaxRootRotationBytes)
+	}
+	return v, nil
+}
 
 // MaxRootRotationHistory bounds RootRotation.History: a rotation has a
 // handful of phases; pauses, resumes and forced advances add an entry each.

@@ -45,15 +45,9 @@ func (s *Store) GetRootRotation(_ context.Context) (store.RootRotation, error) {
 // PutRootRotation durably replaces the current root-rotation record: it
 // returns after bbolt's commit, which fdatasyncs the file.
 func (s *Store) PutRootRotation(_ context.Context, r store.RootRotation) error {
-	if err := r.Validate(); err != nil {
-		return err
-	}
-	v, err := json.Marshal(r)
+	v, err := store.EncodeRootRotation(r)
 	if err != nil {
 		return err
-	}
-	if len(v) > store.MaxRootRotationBytes {
-		return fmt.Errorf("root rotation %s: record of %d bytes is over %d", r.ID, len(v), store.MaxRootRotationBytes)
 	}
 	return s.w.Update(func(tx *bolt.Tx) error {
 		b, err := tx.CreateBucketIfNotExists(bucketRootRotation)

@@ -87,15 +87,9 @@ func (s *Store) GetRootRotation(ctx context.Context) (store.RootRotation, error)
 
 // PutRootRotation durably replaces the current root-rotation record.
 func (s *Store) PutRootRotation(ctx context.Context, r store.RootRotation) error {
-	if err := r.Validate(); err != nil {
-		return err
-	}
-	v, err := json.Marshal(r)
+	v, err := store.EncodeRootRotation(r)
 	if err != nil {
 		return err
-	}
-	if len(v) > store.MaxRootRotationBytes {
-		return fmt.Errorf("root rotation %s: record of %d bytes is over %d", r.ID, len(v), store.MaxRootRotationBytes)
 	}
 	_, err = s.pool.Exec(ctx, `INSERT INTO root_rotation (id, record) VALUES (1, $1)
 		ON CONFLICT (id) DO UPDATE SET record = EXCLUDED.record`, v)

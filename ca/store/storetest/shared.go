@@ -105,18 +105,7 @@ func testSharedCRLNumbers(t *testing.T, a, b store.Store) {
 		})
 	}
 	wg.Wait()
-	seen := map[uint64]bool{}
-	for w := range workers {
-		require.NoError(t, errs[w])
-		for i, n := range got[w] {
-			require.False(t, seen[n], "CRL number %d handed out twice", n)
-			seen[n] = true
-			if i > 0 {
-				require.Greater(t, n, got[w][i-1], "one caller's numbers increase")
-			}
-		}
-	}
-	require.Len(t, seen, workers*each)
+	seen := requireDistinctIncreasing(t, got, errs, workers*each)
 	for n := uint64(1); n <= workers*each; n++ {
 		require.True(t, seen[n], "CRL number %d skipped: numbers are handed out in order", n)
 	}
