@@ -286,7 +286,19 @@ func checkPIN(rawURI string) error {
 				src = u.Opaque
 			}
 		}
-		return checkPrivateFile("PIN file", src)
+		if err := checkPrivateFile("PIN file", src); err != nil {
+			return err
+		}
+		// The PKCS#11 key manager logs in with an empty PIN when it cannot
+		// read the file, and a token locks its user PIN after a few failed
+		// logins: refuse an unreadable or empty file before any login.
+		b, err := os.ReadFile(src)
+		if err != nil {
+			return fmt.Errorf("PIN file %s cannot be read by meshca (uid %d): %w; mount it readable by meshca's user or group", src, os.Getuid(), errors.Unwrap(err))
+		}
+		if len(strings.TrimSpace(string(b))) == 0 {
+			return fmt.Errorf("PIN file %s is empty; write the token's user PIN into it", src)
+		}
 	}
 	return nil
 }

@@ -191,4 +191,11 @@ func TestPKCS11_OpenRefusesAPINInTheURIOrAPINFileOthersCanRead(t *testing.T) {
 	_, err = keys.Open(context.Background(), keys.Config{Type: "pkcs11", URI: hsm.URI})
 	require.ErrorContains(t, err, "PIN file "+hsm.PINFile+" has mode 0644")
 	require.ErrorContains(t, err, "chmod 600 "+hsm.PINFile)
+
+	// An empty PIN file would make the key manager log in with an empty
+	// PIN (a failed login a token counts toward locking the PIN).
+	require.NoError(t, os.WriteFile(hsm.PINFile, []byte("\n"), 0o600))
+	require.NoError(t, os.Chmod(hsm.PINFile, 0o600))
+	_, err = keys.Open(context.Background(), keys.Config{Type: "pkcs11", URI: hsm.URI})
+	require.EqualError(t, err, "PIN file "+hsm.PINFile+" is empty; write the token's user PIN into it")
 }

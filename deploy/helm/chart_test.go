@@ -152,6 +152,24 @@ func TestChart_RefusesSeveralReplicasOnBolt(t *testing.T) {
 	}
 }
 
+// Secrets never reach the config ConfigMap: a DSN with a password or a
+// PKCS#11 URI with pin-value is refused at render time.
+func TestChart_RefusesSecretsInTheConfigMap(t *testing.T) {
+	for name, tc := range map[string]struct{ set, want string }{
+		"url password":     {"config.store.dsn=postgres://meshca:s3cret@db/meshca", "config.store.dsn holds a password"},
+		"keyword password": {"config.store.dsn=host=db password=s3cret", "config.store.dsn holds a password"},
+		"pin-value":        {"config.keyStore.uri=pkcs11:token=t?pin-value=1234", "config.keyStore.uri holds pin-value"},
+	} {
+		_, err := renderErr(t, "meshca", "istio-system", nil, "--set-string", tc.set)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: err = %v, want %q", name, err, tc.want)
+		}
+	}
+	if _, err := renderErr(t, "meshca", "istio-system", nil, "--set-string", "config.store.dsn=host=db user=meshca dbname=meshca"); err != nil && strings.Contains(err.Error(), "password") {
+		t.Errorf("a DSN without a password is refused: %v", err)
+	}
+}
+
 // The PrometheusRule's spec is deploy/prometheus/meshca-rules.yaml's (the
 // file promtool tests), and the dashboard ConfigMap holds
 // deploy/grafana/meshca-dashboard.json byte for byte: the chart reuses the

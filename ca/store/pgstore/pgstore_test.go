@@ -13,6 +13,7 @@ import (
 	"github.com/meshca/meshca/ca/store"
 	"github.com/meshca/meshca/ca/store/storetest"
 	"github.com/meshca/meshca/test/logbuf"
+	"github.com/meshca/meshca/test/pgenv"
 )
 
 // TestOpen_ReplicasStartingTogetherApplyTheSchemaOnce opens eight stores at
@@ -159,4 +160,36 @@ func TestOpen_UpgradesADatabaseOfAnOlderSchemaInPlace(t *testing.T) {
 	require.Equal(t, uint64(42), n, "the records of schema 1 are kept")
 	g := add(t, s, 1)
 	require.NoError(t, s.SwitchGeneration(ctx, g.ID, 0, store.Fence{Holder: "a", Token: 1}, storetest.T0), "schema 2's fence is there")
+}
+
+// TestOpen_ARoleThatOnlyReadsAndWritesTheTablesOpensAMigratedDatabase: after
+// the first start (which creates the schema) meshca runs with a role that
+// may only read and write the tables and use their sequences, as the
+// README advises; opening and writing must not need CREATE.
+func TestOpen_ARoleThatOnlyReadsAndWritesTheTablesOpensAMigratedDatabase(t *testing.T) {
+	ctx := context.Background()
+	db := pg.CreateDatabase(t)
+	openDB(t, db).Close()
+	role := "rw_" + db
+	for _, q := range []string{
+		"CREATE ROLE " + role + " LOGIN PASSWORD 'rw-secret'",
+		"REVOKE CREATE ON SCHEMA public FROM PUBLIC",
+		"GRANT USAGE ON SCHEMA public TO " + role,
+		"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO " + role,
+		"GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA public TO " + role,
+	} {
+		require.NoError(t, pg.Exec(ctx, db, q), q)
+	}
+	t.Cleanup(func() {
+		_ = pg.Exec(ctx, db, "DROP OWNED BY "+role)
+		_ = pg.Exec(ctx, "postgres", "DROP ROLE IF EXISTS "+role)
+	})
+	conn := strings.Replace(pg.ConnString(db), "user="+pgenv.User, "user="+role, 1)
+	s, err := Open(ctx, conn, WithPassword("rw-secret"))
+	require.NoError(t, err)
+	defer s.Close()
+	_, err = s.AddGeneration(ctx, store.Generation{CertDER: []byte{1}, KeyRef: "k", Source: "test", CreatedAt: time.Now()})
+	require.NoError(t, err)
+	_, err = s.NextCRLNumber(ctx, "gen-1")
+	require.NoError(t, err)
 }
