@@ -90,7 +90,7 @@ func TestHandler_ServesDERPEMAndCaCRLWithValidators(t *testing.T) {
 	_, is := p.issue(t, p.active, appID, p.clk.Now().Add(time.Hour))
 	_, err := e.m.Revoke(context.Background(), crl.Request{Serial: is.Serial})
 	require.NoError(t, err)
-	p.clk.Step(time.Second) // past the coalescing window and into the next second
+	e.stepPastCoalescing(t, time.Second) // past the coalescing window and into the next second
 	require.Eventually(t, func() bool {
 		resp, _ := get(t, srv.URL+"/crl/"+gen+".crl", map[string]string{"If-None-Match": etag})
 		return resp.StatusCode == http.StatusOK

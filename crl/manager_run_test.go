@@ -77,7 +77,7 @@ func TestManager_GenerationRevocationGoesOnTheRootCRL(t *testing.T) {
 	}
 	_, err := e.m.Revoke(context.Background(), crl.Request{Generation: p.retired(), Reason: store.ReasonCACompromise})
 	require.NoError(t, err)
-	p.clk.Step(time.Second) // past the coalescing window and into the next second (a rebuild waits for a new thisUpdate)
+	e.stepPastCoalescing(t, time.Second) // past the coalescing window and into the next second (a rebuild waits for a new thisUpdate)
 	require.Eventually(t, func() bool { return e.pub.count() == 2 }, 5*time.Second, time.Millisecond)
 	_, rl := e.crl(t, crl.ScopeRoot, false)
 	require.Equal(t, []string{hex.EncodeToString(p.gens[p.retired()].cert.SerialNumber.Bytes())}, serialsOf(rl))
@@ -108,7 +108,7 @@ func TestManager_IntermediateSerialThenGeneration(t *testing.T) {
 	recs, err = e.m.Revoke(context.Background(), crl.Request{Generation: p.retired(), Reason: store.ReasonCACompromise})
 	require.NoError(t, err)
 	require.Equal(t, store.KindIntermediate, recs[0].Kind)
-	p.clk.Step(time.Second) // past the coalescing window and into the next second (a rebuild waits for a new thisUpdate)
+	e.stepPastCoalescing(t, time.Second) // past the coalescing window and into the next second (a rebuild waits for a new thisUpdate)
 	require.Eventually(t, func() bool { return e.pub.count() == 2 }, 5*time.Second, time.Millisecond)
 	revoked, err := e.m.IsRevoked(context.Background(), hex.EncodeToString(leaf.SerialNumber.Bytes()))
 	require.NoError(t, err)
@@ -160,7 +160,7 @@ func TestManager_RepublishKeepsUnexpiredAndDropsAfterOnePeriod(t *testing.T) {
 	require.NoError(t, err)
 	// The coalesced rebuild first, so that it cannot follow a republish
 	// in the same step (its delta would keep the republished base).
-	p.clk.Step(time.Second) // past the coalescing window and into the next second (a rebuild waits for a new thisUpdate)
+	e.stepPastCoalescing(t, time.Second) // past the coalescing window and into the next second (a rebuild waits for a new thisUpdate)
 	require.Eventually(t, func() bool { return e.pub.count() == 2 }, 5*time.Second, time.Millisecond)
 	gen := crl.ScopeGeneration(p.active)
 	republishes := []struct {

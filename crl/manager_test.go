@@ -89,6 +89,15 @@ func (e *mgrEnv) run(t *testing.T) {
 	require.Eventually(t, func() bool { return e.clk.Waiters() >= e.timers }, 5*time.Second, time.Millisecond)
 }
 
+// stepPastCoalescing waits until Run has set the coalescing timer of a
+// revocation (a step before it exists would pass it by, which raced on a
+// loaded machine), then steps the clock by d.
+func (e *mgrEnv) stepPastCoalescing(t *testing.T, d time.Duration) {
+	t.Helper()
+	require.Eventually(t, func() bool { return e.clk.Waiters() > e.timers }, 5*time.Second, time.Millisecond, "the coalescing timer")
+	e.clk.Step(d)
+}
+
 func (e *mgrEnv) crl(t *testing.T, scope string, delta bool) (crl.Published, *x509.RevocationList) {
 	t.Helper()
 	for _, p := range e.m.CRLs() {

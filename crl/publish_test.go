@@ -33,7 +33,7 @@ func TestManager_OversizeKeepsTheLastGoodCaCRL(t *testing.T) {
 		_, err := e.m.Revoke(context.Background(), crl.Request{Serial: is.Serial})
 		require.NoError(t, err)
 	}
-	p.clk.Step(time.Second) // past the coalescing window and into the next second (a rebuild waits for a new thisUpdate)
+	e.stepPastCoalescing(t, time.Second) // past the coalescing window and into the next second (a rebuild waits for a new thisUpdate)
 	require.Eventually(t, func() bool {
 		full, _ := e.crl(t, crl.ScopeGeneration(p.active), false)
 		return full.Number == 2
