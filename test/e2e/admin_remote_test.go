@@ -174,13 +174,17 @@ func TestAdminTCP_KubernetesRBACAndAdminCertificates(t *testing.T) {
 	require.Equal(t, "Error: client_certificate: client certificate is revoked",
 		errorLine(t, meshcaFails(t, remote("status", "--cert", aCert, "--key", aKey)...)))
 
-	logs := s.logs()
-	require.Contains(t, logs, `"event":"admin.denied","action":"revoke revocations","route":"POST /v1/revocations","requester":"k8s:system:serviceaccount:meshca-admins:viewer","code":403,"reason":"rbac_denied"`)
-	require.Contains(t, logs, `"event":"admin.denied","action":"get status","route":"GET /v1/status","requester":"k8s:system:serviceaccount:meshca-admins:other","code":403,"reason":"rbac_denied"`)
-	require.Contains(t, logs, `"event":"admin.denied","action":"get status","route":"GET /v1/status","requester":"admin:spiffe://cluster.local/ns/meshca-admins/sa/bob","code":403,"reason":"not_an_admin"`)
-	require.Contains(t, logs, `"event":"admin.denied","action":"get status","route":"GET /v1/status","requester":"","code":401,"reason":"revoked_certificate"`)
-	require.Contains(t, logs, `"event":"admin.denied","action":"revoke revocations","route":"POST /v1/revocations","requester":"admin:`+alice+`","code":403,"reason":"not_admin_issued"`)
-	require.Contains(t, logs, `"event":"admin.call","action":"revoke revocations","route":"POST /v1/revocations","requester":"k8s:system:serviceaccount:meshca-admins:revoker","code":200`)
+	// stderr is read by another goroutine: wait for the audit lines.
+	for _, want := range []string{
+		`"event":"admin.denied","action":"revoke revocations","route":"POST /v1/revocations","requester":"k8s:system:serviceaccount:meshca-admins:viewer","code":403,"reason":"rbac_denied"`,
+		`"event":"admin.denied","action":"get status","route":"GET /v1/status","requester":"k8s:system:serviceaccount:meshca-admins:other","code":403,"reason":"rbac_denied"`,
+		`"event":"admin.denied","action":"get status","route":"GET /v1/status","requester":"admin:spiffe://cluster.local/ns/meshca-admins/sa/bob","code":403,"reason":"not_an_admin"`,
+		`"event":"admin.denied","action":"get status","route":"GET /v1/status","requester":"","code":401,"reason":"revoked_certificate"`,
+		`"event":"admin.denied","action":"revoke revocations","route":"POST /v1/revocations","requester":"admin:`+alice+`","code":403,"reason":"not_admin_issued"`,
+		`"event":"admin.call","action":"revoke revocations","route":"POST /v1/revocations","requester":"k8s:system:serviceaccount:meshca-admins:revoker","code":200`,
+	} {
+		waitFor(t, 10*time.Second, "the audit line "+want, func() bool { return strings.Contains(s.logs(), want) })
+	}
 }
 
 func readFile(t *testing.T, p string) string {
