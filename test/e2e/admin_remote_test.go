@@ -180,7 +180,7 @@ func TestAdminTCP_KubernetesRBACAndAdminCertificates(t *testing.T) {
 		`"event":"admin.denied","action":"get status","route":"GET /v1/status","requester":"k8s:system:serviceaccount:meshca-admins:other","code":403,"reason":"rbac_denied"`,
 		`"event":"admin.denied","action":"get status","route":"GET /v1/status","requester":"admin:spiffe://cluster.local/ns/meshca-admins/sa/bob","code":403,"reason":"not_an_admin"`,
 		`"event":"admin.denied","action":"get status","route":"GET /v1/status","requester":"","code":401,"reason":"revoked_certificate"`,
-		`"event":"admin.denied","action":"revoke revocations","route":"POST /v1/revocations","requester":"admin:`+alice+`","code":403,"reason":"not_admin_issued"`,
+		`"event":"admin.denied","action":"revoke revocations","route":"POST /v1/revocations","requester":"admin:` + alice + `","code":403,"reason":"not_admin_issued"`,
 		`"event":"admin.call","action":"revoke revocations","route":"POST /v1/revocations","requester":"k8s:system:serviceaccount:meshca-admins:revoker","code":200`,
 	} {
 		waitFor(t, 10*time.Second, "the audit line "+want, func() bool { return strings.Contains(s.logs(), want) })
