@@ -24,13 +24,15 @@ type rotating struct {
 	root *rootrotation.Controller
 	// lineages are the signers with their own intermediate.
 	lineages signerLineages
+	// single runs the singleton jobs (nil: right away, one replica).
+	single *singletons
 }
 
 // openRotating opens the CA with the root rotation's composite source
 // around the configured root (rootrotation.Open) and registers both
 // controllers' rotation metrics.
-func openRotating(ctx context.Context, cfg *config.Config, log *slog.Logger, reg prometheus.Registerer) (*authority.Runtime, *rotating, error) {
-	rt, m, ctl, err := rootrotation.Open(ctx, cfg, nil, log, reg)
+func openRotating(ctx context.Context, cfg *config.Config, log *slog.Logger, reg prometheus.Registerer, opts ...func(*rootrotation.Options)) (*authority.Runtime, *rotating, error) {
+	rt, m, ctl, err := rootrotation.Open(ctx, cfg, nil, log, reg, opts...)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -55,6 +57,10 @@ func (r *rotating) reporters() []rotation.Reporter {
 func runRootRotation(ctx context.Context, r *rotating, a *alerts) {
 	if a != nil {
 		r.root.SetAlerts(a.engine)
+	}
+	if r.single != nil {
+		r.single.Go("root-rotation", r.root.Run)
+		return
 	}
 	go r.root.Run(ctx)
 }

@@ -1,0 +1,248 @@
+package e2e
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/require"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/meshca/meshca/test/kubeenv"
+	"github.com/meshca/meshca/test/pgenv"
+)
+
+// The Lease timings of the HA tests (signers.controllers.leaderElection).
+const (
+	haLease       = "meshca-controllers"
+	haLeaseDur    = 4 * time.Second
+	haRetryPeriod = 500 * time.Millisecond
+)
+
+// haCluster is two meshca replicas' configurations on one PostgreSQL
+// database, one key store directory (the shared ReadWriteMany volume of
+// keyStore.dir) and the real test apiserver.
+type haCluster struct {
+	env        *kubeenv.Env
+	pg         *pgenv.Env
+	db         string
+	dirA, dirB string
+}
+
+func newHACluster(t *testing.T, extraYAML string) *haCluster {
+	t.Helper()
+	pg, err := pgenv.Start()
+	require.NoError(t, err)
+	t.Cleanup(pg.Stop)
+	env, kubeconfig := meshcaInCluster(t, "shop")
+	c := &haCluster{env: env, pg: pg, db: pg.CreateDatabase(t)}
+	c.dirA = initCA(t)
+	usePostgres(t, pg, c.dirA, c.db)
+	appendYAML(t, c.dirA, "kubernetes:\n  kubeconfig: "+kubeconfig+"\n"+
+		"signers:\n  controllers:\n    leaderElection:\n      leaseDuration: 4s\n      renewDeadline: 3s\n      retryPeriod: 500ms\n"+extraYAML)
+	c.dirB = filepath.Join(t.TempDir(), "ca")
+	out, err := exec.Command("cp", "-a", c.dirA, c.dirB).CombinedOutput()
+	require.NoError(t, err, string(out))
+	// B's own admin socket and pq-anchor.pem (its directory), A's keys.
+	require.NoError(t, os.RemoveAll(filepath.Join(c.dirB, "keys")))
+	setYAML(t, c.dirB, "keyStore:\n  type: softkms\n  dir: keys\n", "keyStore:\n  type: softkms\n  dir: "+filepath.Join(c.dirA, "keys")+"\n")
+	return c
+}
+
+// holder is the Lease's holder identity ("" when none).
+func (c *haCluster) holder(t *testing.T) string {
+	l, err := c.env.Client.CoordinationV1().Leases("istio-system").Get(t.Context(), haLease, metav1.GetOptions{})
+	if err != nil || l.Spec.HolderIdentity == nil {
+		return ""
+	}
+	return *l.Spec.HolderIdentity
+}
+
+// identity is the holder identity s logged at start.
+func identity(t *testing.T, s *server) string {
+	t.Helper()
+	var id string
+	waitFor(t, 5*time.Second, "serve logs its holder identity", func() bool {
+		for _, line := range strings.Split(s.logs(), "\n") {
+			if strings.Contains(line, `"msg":"singleton jobs run under the Lease"`) {
+				_, rest, _ := strings.Cut(line, `"holder_identity":"`)
+				id, _, _ = strings.Cut(rest, `"`)
+				return id != ""
+			}
+		}
+		return false
+	})
+	return id
+}
+
+// activeGenerations queries the store for the active generations of the
+// default signer.
+func (c *haCluster) activeGenerations(t *testing.T) []int64 {
+	t.Helper()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, c.pg.URL(c.db))
+	require.NoError(t, err)
+	defer conn.Close(ctx)
+	rows, err := conn.Query(ctx, "SELECT id FROM generations WHERE signer = '' AND state = 'active' ORDER BY id")
+	require.NoError(t, err)
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	require.NoError(t, err)
+	return ids
+}
+
+// crlLog collects every CRL the replicas serve in ca-crl.pem, by issuer
+// and CRLNumber, to find two different CRLs with one number.
+type crlLog struct {
+	mu   sync.Mutex
+	seen map[string][32]byte // issuer|number -> the CRL's digest
+	dups []string
+	n    int
+}
+
+func (l *crlLog) scrape(s *server) {
+	resp, err := http.Get("http://" + s.ops + "/crl/ca-crl.pem")
+	if err != nil {
+		return // a killed replica
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for {
+		var blk *pem.Block
+		blk, b = pem.Decode(b)
+		if blk == nil {
+			return
+		}
+		crl, err := x509.ParseRevocationList(blk.Bytes)
+		if err != nil {
+			l.dups = append(l.dups, "unparsable CRL: "+err.Error())
+			continue
+		}
+		key := string(crl.RawIssuer) + "|" + crl.Number.String()
+		sum := sha256.Sum256(blk.Bytes)
+		if have, ok := l.seen[key]; ok && have != sum {
+			l.dups = append(l.dups, fmt.Sprintf("CRLNumber %s of %s served with two contents", crl.Number, crl.Issuer))
+		}
+		if _, ok := l.seen[key]; !ok {
+			l.n++
+		}
+		l.seen[key] = sum
+	}
+}
+
+// watch scrapes servers every 50 ms until the test ends.
+func (l *crlLog) watch(t *testing.T, servers ...*server) {
+	l.seen = map[string][32]byte{}
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			for _, s := range servers {
+				l.scrape(s)
+			}
+			select {
+			case <-stop:
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+	}()
+	t.Cleanup(func() { close(stop); <-done })
+}
+
+// startPair starts A (which takes the Lease) and then B (a follower).
+func (c *haCluster) startPair(t *testing.T) (a, b *server, idA, idB string) {
+	t.Helper()
+	a = startServe(t, c.dirA)
+	a.waitReady(t, 15*time.Second)
+	idA = identity(t, a)
+	waitFor(t, 10*time.Second, "replica A holds the Lease", func() bool { return c.holder(t) == idA })
+	b = startServe(t, c.dirB)
+	b.waitReady(t, 15*time.Second)
+	idB = identity(t, b)
+	require.NotEqual(t, idA, idB)
+	return a, b, idA, idB
+}
+
+// kill SIGKILLs s and waits for it to exit.
+func (s *server) kill(t *testing.T) {
+	t.Helper()
+	require.NoError(t, s.cmd.Process.Kill())
+	<-s.exited
+}
+
+// TestHA_LeaderKilledDuringCRLRebuild: two replicas on one PostgreSQL
+// database under one Lease. Revocations acknowledged through the leader's
+// admin socket, then SIGKILL while their CRL rebuild is pending (a 1 s
+// coalescing window): the follower takes the Lease within the lease
+// duration (plus one retry period), its CRLs list every acknowledged
+// revocation, and no CRLNumber was ever served with two contents by
+// either replica.
+func TestHA_LeaderKilledDuringCRLRebuild(t *testing.T) {
+	c := newHACluster(t, "crl:\n  coalesceWindow: 1s\n")
+	a, b, _, idB := c.startPair(t)
+	var crls crlLog
+	crls.watch(t, a, b)
+
+	// The follower refuses to revoke: the lease holder does.
+	leaf := signLeaf(t, c.dirA, "spiffe://cluster.local/ns/shop/sa/x")
+	out, err := exec.Command(meshcaBin, "revoke", "--dir", c.dirB, "--serial", serialOf(leaf[0]), "--reason", "keyCompromise").CombinedOutput()
+	require.Error(t, err)
+	require.Contains(t, string(out), "does not hold the lease")
+
+	var revoked []string
+	for i := range 4 {
+		l := signLeaf(t, c.dirA, fmt.Sprintf("spiffe://cluster.local/ns/shop/sa/r%d", i))
+		revoked = append(revoked, serialOf(l[0]))
+	}
+	for _, s := range revoked {
+		meshca(t, "revoke", "--dir", c.dirA, "--serial", s, "--reason", "keyCompromise")
+	}
+	gen := fmt.Sprintf("gen-%d.crl", c.activeGenerations(t)[0])
+	listsAll := func(s *server) bool {
+		l := s.fetchCRL(t, gen)
+		for _, r := range revoked {
+			if !lists(l, r) {
+				return false
+			}
+		}
+		return true
+	}
+	require.False(t, listsAll(a), "the rebuild is still pending in the coalescing window")
+	a.kill(t)
+	killed := time.Now()
+
+	took := waitFor(t, haLeaseDur+4*haRetryPeriod, "replica B takes the Lease", func() bool { return c.holder(t) == idB })
+	t.Logf("takeover: replica B held the Lease %.2fs after replica A was SIGKILLed (lease duration %s)", time.Since(killed).Seconds(), haLeaseDur)
+	require.Less(t, took, haLeaseDur+4*haRetryPeriod)
+	waitFor(t, 10*time.Second, "the new leader's CRL lists every acknowledged revocation", func() bool { return listsAll(b) })
+	// Revocations go on through the new leader.
+	l := signLeaf(t, c.dirB, "spiffe://cluster.local/ns/shop/sa/after")
+	meshca(t, "revoke", "--dir", c.dirB, "--serial", serialOf(l[0]), "--reason", "superseded")
+	revoked = append(revoked, serialOf(l[0]))
+	waitFor(t, 10*time.Second, "the new leader publishes the next revocation", func() bool { return listsAll(b) })
+
+	crls.mu.Lock()
+	defer crls.mu.Unlock()
+	require.Empty(t, crls.dups)
+	t.Logf("%d distinct CRLs (issuer, CRLNumber) served by both replicas, none with a duplicate number", crls.n)
+	require.GreaterOrEqual(t, crls.n, 3)
+	require.Len(t, c.activeGenerations(t), 1, "one active intermediate")
+}
