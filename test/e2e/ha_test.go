@@ -246,3 +246,38 @@ func TestHA_LeaderKilledDuringCRLRebuild(t *testing.T) {
 	require.GreaterOrEqual(t, crls.n, 3)
 	require.Len(t, c.activeGenerations(t), 1, "one active intermediate")
 }
+
+// TestHA_BoltReplicasRefuseASecondLeaseHolder: with store.type bolt each
+// replica's issuance records are its own, so a client certificate one
+// issued could not be renewed at another. A bbolt replica that sees
+// another replica hold the Lease exits non-zero and says why; the holder
+// keeps serving.
+func TestHA_BoltReplicasRefuseASecondLeaseHolder(t *testing.T) {
+	_, kubeconfig := meshcaInCluster(t)
+	dirA := initCA(t)
+	appendYAML(t, dirA, "kubernetes:\n  kubeconfig: "+kubeconfig+"\n"+
+		"signers:\n  controllers:\n    leaderElection:\n      leaseDuration: 4s\n      renewDeadline: 3s\n      retryPeriod: 500ms\n")
+	dirB := filepath.Join(t.TempDir(), "ca")
+	out, err := exec.Command("cp", "-a", dirA, dirB).CombinedOutput()
+	require.NoError(t, err, string(out))
+
+	a := startServe(t, dirA)
+	a.waitReady(t, 15*time.Second)
+	waitFor(t, 10*time.Second, "replica A takes the Lease", func() bool { return strings.Contains(a.logs(), "took the lease of the singleton jobs") })
+	b := startServe(t, dirB)
+	var exit error
+	waitFor(t, 10*time.Second, "replica B exits", func() bool {
+		select {
+		case exit = <-b.done:
+			b.done <- exit // for the cleanup
+			return true
+		default:
+			return false
+		}
+	})
+	require.Error(t, exit, "non-zero exit")
+	require.Contains(t, b.logs(), "holds the lease of the singleton jobs, but store.type is bolt")
+	require.Contains(t, b.logs(), "run several replicas on store.type postgres")
+	code, _ := get(t, "http://"+a.ops+"/readyz")
+	require.Equal(t, http.StatusOK, code, "the holder keeps serving")
+}
