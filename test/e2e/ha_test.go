@@ -281,3 +281,141 @@ func TestHA_BoltReplicasRefuseASecondLeaseHolder(t *testing.T) {
 	code, _ := get(t, "http://"+a.ops+"/readyz")
 	require.Equal(t, http.StatusOK, code, "the holder keeps serving")
 }
+
+// generationStates reads every generation of the default signer: id ->
+// state, and the number of active ones.
+func (c *haCluster) generationStates(ctx context.Context, conn *pgx.Conn) (map[int64]string, int, error) {
+	rows, err := conn.Query(ctx, "SELECT id, state FROM generations WHERE signer = ''")
+	if err != nil {
+		return nil, 0, err
+	}
+	out, active := map[int64]string{}, 0
+	var id int64
+	var state string
+	_, err = pgx.ForEachRow(rows, []any{&id, &state}, func() error {
+		out[id] = state
+		if state == "active" {
+			active++
+		}
+		return nil
+	})
+	return out, active, err
+}
+
+// TestHA_LeaderKilledDuringIntermediateRotation: 'meshca rotate
+// intermediate' through the leader's admin socket, and SIGKILL as soon as
+// the store shows the successor's first journal step (prepared). The
+// follower takes the Lease; the store never holds two active
+// intermediates (queried throughout); the new leader restarts the
+// rotation (the operator's request was never acknowledged) and activates
+// a new generation; and both replicas, the killed one restarted as a
+// follower, sign with that same generation.
+func TestHA_LeaderKilledDuringIntermediateRotation(t *testing.T) {
+	c := newHACluster(t, "")
+	a, b, _, idB := c.startPair(t)
+	ctx := t.Context()
+	g1 := c.activeGenerations(t)
+	require.Len(t, g1, 1)
+
+	conn, err := pgx.Connect(ctx, c.pg.URL(c.db))
+	require.NoError(t, err)
+	defer conn.Close(context.Background())
+	// The watcher: never two active, never none.
+	var (
+		mu         sync.Mutex
+		violations []string
+		caught     string
+	)
+	stopWatch := make(chan struct{})
+	watched := make(chan struct{})
+	killedA := make(chan time.Time, 1)
+	go func() {
+		defer close(watched)
+		killed := false
+		for {
+			select {
+			case <-stopWatch:
+				return
+			default:
+			}
+			states, active, err := c.generationStates(ctx, conn)
+			if err != nil {
+				continue
+			}
+			mu.Lock()
+			if active != 1 {
+				violations = append(violations, fmt.Sprintf("%d active generations: %v", active, states))
+			}
+			if !killed {
+				for id, st := range states {
+					if id > g1[0] {
+						// The first journal step of the successor is durable.
+						caught = fmt.Sprintf("generation %d %s", id, st)
+						_ = a.cmd.Process.Kill()
+						killedA <- time.Now()
+						killed = true
+					}
+				}
+			}
+			mu.Unlock()
+		}
+	}()
+	rotate := exec.Command(meshcaBin, "rotate", "intermediate", "--dir", c.dirA)
+	out, rerr := rotate.CombinedOutput()
+	var killed time.Time
+	select {
+	case killed = <-killedA:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("the rotation left no journal step in the store: %v %s\n%s", rerr, out, a.logs())
+	}
+	<-a.exited
+	mu.Lock()
+	t.Logf("SIGKILLed the leader at %s (rotate: %v)", caught, rerr)
+	mu.Unlock()
+
+	waitFor(t, haLeaseDur+4*haRetryPeriod, "replica B takes the Lease", func() bool { return c.holder(t) == idB })
+	t.Logf("takeover: replica B held the Lease %.2fs after replica A was SIGKILLed (lease duration %s)", time.Since(killed).Seconds(), haLeaseDur)
+
+	// Whatever A left, B signs with the store's active generation.
+	waitFor(t, 5*time.Second, "B signs with the store's active generation", func() bool {
+		act := c.activeGenerations(t)
+		return len(act) == 1 && strings.Contains(b.logs(), fmt.Sprintf(`"generation":%d`, act[0]))
+	})
+	// The operator retries the unacknowledged rotation at the new leader.
+	meshca(t, "rotate", "intermediate", "--dir", c.dirB)
+	after := c.activeGenerations(t)
+	require.Len(t, after, 1)
+	require.Greater(t, after[0], g1[0])
+
+	// A, restarted, follows: both sign (the Istio endpoint) with the same
+	// active generation.
+	a2 := startServe(t, c.dirA)
+	a2.waitReady(t, 15*time.Second)
+	rootPEM, err := os.ReadFile(filepath.Join(c.dirA, "root-cert.pem"))
+	require.NoError(t, err)
+	token, err := c.env.MintToken(ctx, "shop", "cart", []string{"istio-ca"}, time.Hour)
+	require.NoError(t, err)
+	inter := func(s *server) string {
+		return issueWithToken(t, s, rootPEM, token, "spiffe://cluster.local/ns/shop/sa/cart")[1]
+	}
+	require.Equal(t, inter(b), inter(a2), "both replicas sign with one intermediate")
+	require.Equal(t, c.holder(t), idB, "the restarted replica follows")
+	// The follower adopts the leader's next rotation from the store.
+	before := inter(b)
+	meshca(t, "rotate", "intermediate", "--dir", c.dirB)
+	next := c.activeGenerations(t)
+	require.Greater(t, next[0], after[0])
+	newB := inter(b)
+	require.NotEqual(t, before, newB)
+	took := waitFor(t, 5*time.Second, "the follower signs with the leader's new intermediate", func() bool { return inter(a2) == newB })
+	t.Logf("the follower signed with the new intermediate %s after the rotation", took)
+
+	close(stopWatch)
+	<-watched
+	mu.Lock()
+	defer mu.Unlock()
+	require.Empty(t, violations, "the store held other than one active intermediate")
+	states, _, err := c.generationStates(context.Background(), conn)
+	require.NoError(t, err)
+	t.Logf("generations after the takeover: %v", states)
+}
