@@ -106,8 +106,10 @@ type Manager struct {
 	metrics *metrics
 
 	// mu guards revoked, revokedGens, dirty and scopes' contents.
-	mu          sync.Mutex
-	revoked     map[string]uint64 // serial magnitude (raw bytes) -> Seq
+	mu      sync.Mutex
+	revoked map[string]uint64 // serial magnitude (raw bytes) -> Seq
+	// followSeq is the highest Seq Follow has seen.
+	followSeq   uint64
 	revokedGens map[uint64]bool
 	dirty       map[string]bool
 	// pendingSince is when the first revocation not yet rebuilt was

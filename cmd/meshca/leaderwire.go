@@ -49,6 +49,10 @@ func startSingletons(ctx context.Context, cfg *config.Config, rc *rest.Config, l
 	if err != nil {
 		return nil, err
 	}
+	if err := el.Check(ctx); err != nil {
+		return nil, fmt.Errorf("signers.controllers.leaderElection: %w; meshca's singleton jobs (rotation, CRLs, revocations, alerts) run only on the holder of this Lease: "+
+			"grant get, create and update on it (deploy/rbac/controllers.yaml), or set signers.controllers.leaderElection.enabled: false for a single replica", err)
+	}
 	s.el, s.follow = el, le.RetryPeriod.Duration
 	if s.follow <= 0 {
 		s.follow = 2 * time.Second
@@ -93,6 +97,31 @@ func (s *singletons) Go(name string, fn func(ctx context.Context)) {
 		return
 	}
 	s.el.Go(name, fn)
+}
+
+// whileFollowing calls fn every retryPeriod while this replica does not
+// hold the Lease (never with one replica), until ctx ends.
+func (s *singletons) whileFollowing(name string, log *slog.Logger, fn func(context.Context) error) {
+	if s.el == nil {
+		return
+	}
+	go func() {
+		t := time.NewTicker(s.follow)
+		defer t.Stop()
+		for {
+			select {
+			case <-s.ctx.Done():
+				return
+			case <-t.C:
+			}
+			if _, lead := s.el.Leading(); lead {
+				continue
+			}
+			if err := fn(s.ctx); err != nil && s.ctx.Err() == nil {
+				log.Warn("following the lease holder failed; retrying", "job", name, "error", err)
+			}
+		}
+	}()
 }
 
 // leading is the intermediate managers' Leader (nil: one replica).

@@ -152,6 +152,10 @@ SIGINT or SIGTERM.`,
 			}
 			door.service.Register(srv.GRPC)
 			srv.HandleOps("GET /crl/", crls.Handler())
+			// A follower learns the holder's revocations from the store,
+			// so that a revoked client certificate stops authenticating
+			// here too.
+			single.whileFollowing("revocations", log, crls.Follow)
 			// Rebuilds after revocations, republication and their CRL
 			// numbers: the Lease holder's job.
 			single.Go("crl", func(ctx context.Context) {

@@ -24,6 +24,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/uuid"
 	"k8s.io/client-go/kubernetes"
@@ -125,6 +126,18 @@ func New(rc *rest.Config, o Options) (*Elector, error) {
 		return nil, fmt.Errorf("leader: %w", err)
 	}
 	return e, nil
+}
+
+// Check reads the Lease once: a Forbidden answer (the ServiceAccount may
+// not get the Lease) is returned, since the Lease could then never be
+// taken and the singleton jobs would never run; a Lease that does not
+// exist yet, or an apiserver that cannot be reached now, is no error.
+func (e *Elector) Check(ctx context.Context) error {
+	_, err := e.reader.Client.Leases(e.o.Namespace).Get(ctx, e.o.Name, metav1.GetOptions{})
+	if apierrors.IsForbidden(err) || apierrors.IsUnauthorized(err) {
+		return fmt.Errorf("lease %s/%s: %w", e.o.Namespace, e.o.Name, err)
+	}
+	return nil
 }
 
 // Identity is this replica's holder identity.
