@@ -24,8 +24,9 @@ type singletons struct {
 	el  *leader.Elector // nil: one replica
 	// follow is how often a follower's intermediate managers read the
 	// store (the Lease's retry period).
-	follow time.Duration
-	done   chan struct{}
+	follow        time.Duration
+	leaseDuration time.Duration
+	done          chan struct{}
 }
 
 // startSingletons campaigns for the Lease until ctx ends. Losing it calls
@@ -53,7 +54,10 @@ func startSingletons(ctx context.Context, cfg *config.Config, rc *rest.Config, l
 		return nil, fmt.Errorf("signers.controllers.leaderElection: %w; meshca's singleton jobs (rotation, CRLs, revocations, alerts) run only on the holder of this Lease: "+
 			"grant get, create and update on it (deploy/rbac/controllers.yaml), or set signers.controllers.leaderElection.enabled: false for a single replica", err)
 	}
-	s.el, s.follow = el, le.RetryPeriod.Duration
+	s.el, s.follow, s.leaseDuration = el, le.RetryPeriod.Duration, le.LeaseDuration.Duration
+	if s.leaseDuration <= 0 {
+		s.leaseDuration = 15 * time.Second
+	}
 	if s.follow <= 0 {
 		s.follow = 2 * time.Second
 	}
@@ -139,8 +143,29 @@ func (s *singletons) leads() func() bool {
 		return nil
 	}
 	return func() bool {
+		s.settle()
 		_, ok := s.el.Leading()
 		return ok
+	}
+}
+
+// settle waits, while this replica has not yet observed any holder of
+// the Lease (just started: its first attempt to take it is under way),
+// up to one lease duration, so that an admin request right after start
+// is not refused by the replica about to lead.
+func (s *singletons) settle() {
+	if s == nil || s.el == nil {
+		return
+	}
+	deadline := time.Now().Add(s.leaseDuration)
+	for s.el.Holder() == "" && time.Now().Before(deadline) && s.ctx.Err() == nil {
+		time.Sleep(20 * time.Millisecond)
+	}
+	// The holder is observed before its jobs start (the fence is read).
+	if s.el.Holder() == s.el.Identity() {
+		for _, lead := s.el.Leading(); !lead && time.Now().Before(deadline) && s.ctx.Err() == nil; _, lead = s.el.Leading() {
+			time.Sleep(20 * time.Millisecond)
+		}
 	}
 }
 

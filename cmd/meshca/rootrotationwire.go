@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/x509"
+	"errors"
 	"log/slog"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -124,7 +125,11 @@ func (r *rotating) RotateIntermediate(ctx context.Context, signer, by string) (a
 	if rec, ok := r.root.Record(); ok && rootrotation.Phase(rec.Phase) == rootrotation.PhaseSwitch {
 		return admin.IntermediateRotation{}, caerr.New(caerr.FailedPrecondition, "root_rotation_switching", "the root rotation is switching the intermediate right now; see meshca rotate status")
 	}
+	r.single.settle()
 	m, err := mgr.RotateNow(ctx, "requested by "+by)
+	if errors.Is(err, intermediate.ErrNotLeader) {
+		return admin.IntermediateRotation{}, caerr.New(caerr.FailedPrecondition, "not_lease_holder", "%s; send it to the lease holder's admin endpoint", err.Error())
+	}
 	if err != nil {
 		return admin.IntermediateRotation{}, caerr.Wrap(err, caerr.CodeOf(err), "rotate_intermediate", "rotate the intermediate")
 	}
