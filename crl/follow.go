@@ -11,7 +11,8 @@ import (
 // revocations another replica recorded in a shared store since the last
 // call (store Seq order), so that a certificate revoked through the
 // holder of the singleton jobs' Lease stops authenticating on this
-// replica too. It builds no CRL: the holder does.
+// replica too, and schedules the rebuild of the CRLs that list them (as
+// Revoke does; Run rebuilds them, with CRL numbers from the store).
 func (m *Manager) Follow(ctx context.Context) error {
 	m.mu.Lock()
 	since := m.followSeq
@@ -27,11 +28,23 @@ func (m *Manager) Follow(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("read revocations: %w", err)
 	}
+	if len(got) == 0 {
+		return nil
+	}
 	m.mu.Lock()
-	defer m.mu.Unlock()
+	var fresh []store.Revocation
 	for _, r := range got {
-		m.noteLocked(r)
 		m.followSeq = max(m.followSeq, r.Seq)
+		if b, err := SerialBytes(r.Serial); err == nil {
+			if _, known := m.revoked[string(b)]; known {
+				continue
+			}
+		}
+		fresh = append(fresh, r)
+	}
+	m.mu.Unlock()
+	if len(fresh) > 0 {
+		m.schedule(fresh, false)
 	}
 	return nil
 }

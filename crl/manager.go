@@ -221,12 +221,20 @@ func (m *Manager) Revoke(ctx context.Context, req Request) ([]store.Revocation, 
 	if err != nil {
 		return nil, err
 	}
+	m.schedule(recs, true)
+	return recs, nil
+}
+
+// schedule adds recs to the in-memory revoked set and schedules a
+// coalesced rebuild of the CRLs that list them; count: they are this
+// replica's revocations (meshca_crl_revocations_total).
+func (m *Manager) schedule(recs []store.Revocation, count bool) {
 	m.mu.Lock()
 	if m.pendingSince.IsZero() {
 		m.pendingSince = m.clk.Now()
 	}
 	for _, r := range recs {
-		if b, err := SerialBytes(r.Serial); err == nil {
+		if b, err := SerialBytes(r.Serial); err == nil && count {
 			if _, known := m.revoked[string(b)]; !known {
 				// A repeated revocation returns the original record and
 				// is not counted again.
@@ -243,7 +251,6 @@ func (m *Manager) Revoke(ctx context.Context, req Request) ([]store.Revocation, 
 	case m.kick <- struct{}{}:
 	default:
 	}
-	return recs, nil
 }
 
 // IsRevoked reports whether serial (lower-case hex) is revoked, or was

@@ -156,21 +156,24 @@ SIGINT or SIGTERM.`,
 			// so that a revoked client certificate stops authenticating
 			// here too.
 			single.whileFollowing("revocations", log, crls.Follow)
-			// Rebuilds after revocations, republication and their CRL
-			// numbers: the Lease holder's job.
-			single.Go("crl", func(ctx context.Context) {
-				if single.el != nil {
-					// Taking over: the revocations the previous holder
-					// acknowledged are in the store; every CRL is rebuilt
-					// with them (numbers from the store) before Run.
-					if err := crls.Start(ctx); err != nil {
-						log.Error("rebuilding the CRLs on taking the lease failed; Run retries", "error", err)
-					}
-				}
+			// Every replica rebuilds its CRLs after revocations (a
+			// follower learns them from the store) and republishes them,
+			// with CRL numbers from the store; only the Lease holder
+			// revokes and publishes them to the cluster.
+			go func() {
 				if err := crls.Run(ctx); err != nil {
 					log.Error("CRL manager stopped", "error", err)
 				}
-			})
+			}()
+			if single.el != nil {
+				// Taking over: every CRL is rebuilt from the store's
+				// revocations, those the previous holder acknowledged included.
+				single.Go("crl-takeover", func(ctx context.Context) {
+					if err := crls.Start(ctx); err != nil {
+						log.Error("rebuilding the CRLs on taking the lease failed; Run retries", "error", err)
+					}
+				})
+			}
 			startRules(ctx, alerting, ruleDeps{cfg: cfg, rt: rt, inv: inv, crl: crls, reporters: rot.reporters(), lineages: rot.lineages, log: log})
 			pruned := prometheus.NewCounter(prometheus.CounterOpts{
 				Name: "meshca_store_pruned_records_total",
