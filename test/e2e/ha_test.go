@@ -224,6 +224,10 @@ func TestHA_LeaderKilledDuringCRLRebuild(t *testing.T) {
 		return istioRenew(t, b.grpc, rootPEM, certPEM, keyPEM, client) != nil
 	})
 	t.Logf("the follower refused the revoked client certificate %s after the leader acknowledged the revocation", took)
+	clientGen := fmt.Sprintf("gen-%d.crl", c.activeGenerations(t)[0])
+	clientSerial := serialOf(splitPEM(t, string(certPEM))[0])
+	took = waitFor(t, 5*time.Second, "the follower's own CRL lists the revocation", func() bool { return lists(b.fetchCRL(t, clientGen), clientSerial) })
+	t.Logf("the follower's CRL listed it %s after", took)
 
 	var revoked []string
 	for i := range 4 {
