@@ -173,9 +173,10 @@ func (e *Elector) Go(name string, fn func(ctx context.Context)) {
 
 func (e *Elector) startLocked(j job) {
 	e.running.Add(1)
+	ctx := e.leadCtx
 	go func() {
 		defer e.running.Done()
-		j.run(e.leadCtx)
+		j.run(ctx)
 	}()
 }
 
