@@ -106,8 +106,10 @@ type Manager struct {
 	metrics *metrics
 
 	// mu guards revoked, revokedGens, dirty and scopes' contents.
-	mu          sync.Mutex
-	revoked     map[string]uint64 // serial magnitude (raw bytes) -> Seq
+	mu      sync.Mutex
+	revoked map[string]uint64 // serial magnitude (raw bytes) -> Seq
+	// followSeq is the highest Seq Follow has seen.
+	followSeq   uint64
 	revokedGens map[uint64]bool
 	dirty       map[string]bool
 	// pendingSince is when the first revocation not yet rebuilt was
@@ -219,12 +221,20 @@ func (m *Manager) Revoke(ctx context.Context, req Request) ([]store.Revocation, 
 	if err != nil {
 		return nil, err
 	}
+	m.schedule(recs, true)
+	return recs, nil
+}
+
+// schedule adds recs to the in-memory revoked set and schedules a
+// coalesced rebuild of the CRLs that list them; count: they are this
+// replica's revocations (meshca_crl_revocations_total).
+func (m *Manager) schedule(recs []store.Revocation, count bool) {
 	m.mu.Lock()
 	if m.pendingSince.IsZero() {
 		m.pendingSince = m.clk.Now()
 	}
 	for _, r := range recs {
-		if b, err := SerialBytes(r.Serial); err == nil {
+		if b, err := SerialBytes(r.Serial); err == nil && count {
 			if _, known := m.revoked[string(b)]; !known {
 				// A repeated revocation returns the original record and
 				// is not counted again.
@@ -241,7 +251,6 @@ func (m *Manager) Revoke(ctx context.Context, req Request) ([]store.Revocation, 
 	case m.kick <- struct{}{}:
 	default:
 	}
-	return recs, nil
 }
 
 // IsRevoked reports whether serial (lower-case hex) is revoked, or was

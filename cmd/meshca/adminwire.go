@@ -31,9 +31,19 @@ type crlRevoker interface {
 // adminRevoker adapts a crlRevoker to the admin endpoint: bad input
 // (crl.ErrInvalidRequest, or store.ErrInvalid should the store be the one
 // that refuses it) becomes InvalidArgument, answered 400.
-type adminRevoker struct{ r crlRevoker }
+// With several replicas only the holder of the singleton jobs' Lease
+// revokes (lead): its CRL manager rebuilds the CRLs, so a revocation
+// another replica acknowledged could wait for the next republication.
+type adminRevoker struct {
+	r    crlRevoker
+	lead func() bool
+}
 
 func (a adminRevoker) Revoke(ctx context.Context, req admin.RevokeRequest) ([]store.Revocation, error) {
+	if a.lead != nil && !a.lead() {
+		return nil, &caerr.Error{Code: caerr.FailedPrecondition, Reason: "not_lease_holder",
+			Message: "this replica does not hold the lease of the singleton jobs (signers.controllers.leaderElection); revoke through the lease holder's admin endpoint"}
+	}
 	recs, err := a.r.Revoke(ctx, crl.Request{
 		Serial: req.Serial, Identity: req.Identity, Generation: req.Generation,
 		Reason: req.Reason, InvalidityDate: req.InvalidityDate, Requester: req.Requester,
@@ -71,11 +81,14 @@ type adminDeps struct {
 	cfg *config.Config
 	rt  *authority.Runtime
 	// crl is the running revocation service; nil serves no revocations.
-	crl  *crl.Manager
-	door *istioFrontDoor
-	rc   *rest.Config
-	log  *slog.Logger
-	reg  prometheus.Registerer
+	crl *crl.Manager
+	// single tells whether this replica holds the singleton jobs' Lease
+	// (nil: one replica).
+	single *singletons
+	door   *istioFrontDoor
+	rc     *rest.Config
+	log    *slog.Logger
+	reg    prometheus.Registerer
 	// inventory are the CA inventory's sources and rotation the rotating
 	// controllers, for the status route (statuswire.go).
 	inventory []inventory.Source
@@ -117,7 +130,7 @@ func startAdmin(ctx context.Context, d adminDeps) (*adminServers, error) {
 		o.Revocations = r
 	}
 	if d.crl != nil {
-		o.Revoker, o.CRLs = adminRevoker{d.crl}, adminCRLs{d.crl}
+		o.Revoker, o.CRLs = adminRevoker{r: d.crl, lead: d.single.leads()}, adminCRLs{d.crl}
 	}
 	o.CACerts = adminCACerts{rt: d.rt, crl: d.crl}
 	o.Rotations = d.rotations

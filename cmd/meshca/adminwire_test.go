@@ -31,7 +31,7 @@ func TestAdminRevoker_BadInputIsInvalidArgument(t *testing.T) {
 		"store":    {fmt.Errorf("%w: serial \"00\" starts with a zero octet", store.ErrInvalid), true},
 		"internal": {errors.New("disk full"), false},
 	} {
-		_, err := adminRevoker{errRevoker{tc.err}}.Revoke(context.Background(), admin.RevokeRequest{Serial: "0"})
+		_, err := adminRevoker{r: errRevoker{tc.err}}.Revoke(context.Background(), admin.RevokeRequest{Serial: "0"})
 		var ce *caerr.Error
 		require.Equal(t, tc.invalid, errors.As(err, &ce), name)
 		if tc.invalid {

@@ -22,8 +22,9 @@ type alerts struct {
 // states (the store). Without a sink the engine still runs: the rules'
 // alerts are kept in the store, so that meshca status shows what fires
 // and a sink configured later starts from the same state; nothing is
-// delivered. The engine runs until ctx ends.
-func startAlerts(ctx context.Context, cfg *config.Config, states store.AlertStates, log *slog.Logger, reg prometheus.Registerer) (*alerts, error) {
+// delivered. The engine's delivery runs until ctx ends, through single
+// when given (serve: only on the holder of the singleton jobs' Lease).
+func startAlerts(ctx context.Context, cfg *config.Config, states store.AlertStates, log *slog.Logger, reg prometheus.Registerer, single ...*singletons) (*alerts, error) {
 	ac := cfg.Alerts
 	var sinks []alert.Sink
 	if f := ac.Slack.WebhookURLFile; f != "" {
@@ -46,11 +47,16 @@ func startAlerts(ctx context.Context, cfg *config.Config, states store.AlertStat
 	if err != nil {
 		return nil, err
 	}
-	go func() {
+	deliver := func(ctx context.Context) {
 		if err := e.Run(ctx); err != nil {
 			log.Error("alerting engine stopped", "error", err)
 		}
-	}()
+	}
+	if len(single) > 0 && single[0] != nil {
+		single[0].Go("alerts", deliver)
+	} else {
+		go deliver(ctx)
+	}
 	names := make([]string, len(sinks))
 	for i, s := range sinks {
 		names[i] = s.Name()

@@ -29,6 +29,9 @@ type controllerDeps struct {
 	rc  *rest.Config
 	log *slog.Logger
 	reg prometheus.Registerer
+	// single, when it holds a Lease, runs the manager while this replica
+	// holds it (the manager's own leader election is off then: one Lease).
+	single *singletons
 }
 
 // kubeControllers builds the enabled Kubernetes-native signers. Each
@@ -95,7 +98,7 @@ func startControllers(ctx context.Context, d controllerDeps, cs []kubesigner.Con
 		names[i] = c.Name()
 	}
 	done := make(chan struct{})
-	go func() {
+	run := func(ctx context.Context) {
 		defer close(done)
 		mgr, err := newManager(ctx, d.log, rc, opts, cs)
 		if err != nil {
@@ -109,7 +112,15 @@ func startControllers(ctx context.Context, d controllerDeps, cs []kubesigner.Con
 		if err := mgr.Start(ctx); err != nil {
 			fail(fmt.Errorf("kubernetes controllers stopped: %w", err))
 		}
-	}()
+	}
+	if d.single != nil && d.single.el != nil {
+		opts.LeaderElection = false
+		d.single.Go("controllers", run)
+		// The singletons' shutdown waits for the manager (jobs stop
+		// before the Lease is released).
+		return d.single.wait, nil
+	}
+	go run(ctx)
 	return func() {
 		select {
 		case <-done:

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/x509"
+	"errors"
 	"log/slog"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -24,13 +25,15 @@ type rotating struct {
 	root *rootrotation.Controller
 	// lineages are the signers with their own intermediate.
 	lineages signerLineages
+	// single runs the singleton jobs (nil: right away, one replica).
+	single *singletons
 }
 
 // openRotating opens the CA with the root rotation's composite source
 // around the configured root (rootrotation.Open) and registers both
 // controllers' rotation metrics.
-func openRotating(ctx context.Context, cfg *config.Config, log *slog.Logger, reg prometheus.Registerer) (*authority.Runtime, *rotating, error) {
-	rt, m, ctl, err := rootrotation.Open(ctx, cfg, nil, log, reg)
+func openRotating(ctx context.Context, cfg *config.Config, log *slog.Logger, reg prometheus.Registerer, opts ...func(*rootrotation.Options)) (*authority.Runtime, *rotating, error) {
+	rt, m, ctl, err := rootrotation.Open(ctx, cfg, nil, log, reg, opts...)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -55,6 +58,10 @@ func (r *rotating) reporters() []rotation.Reporter {
 func runRootRotation(ctx context.Context, r *rotating, a *alerts) {
 	if a != nil {
 		r.root.SetAlerts(a.engine)
+	}
+	if r.single != nil {
+		r.single.Go("root-rotation", r.root.Run)
+		return
 	}
 	go r.root.Run(ctx)
 }
@@ -118,7 +125,11 @@ func (r *rotating) RotateIntermediate(ctx context.Context, signer, by string) (a
 	if rec, ok := r.root.Record(); ok && rootrotation.Phase(rec.Phase) == rootrotation.PhaseSwitch {
 		return admin.IntermediateRotation{}, caerr.New(caerr.FailedPrecondition, "root_rotation_switching", "the root rotation is switching the intermediate right now; see meshca rotate status")
 	}
+	r.single.settle()
 	m, err := mgr.RotateNow(ctx, "requested by "+by)
+	if errors.Is(err, intermediate.ErrNotLeader) {
+		return admin.IntermediateRotation{}, caerr.New(caerr.FailedPrecondition, "not_lease_holder", "%s; send it to the lease holder's admin endpoint", err.Error())
+	}
 	if err != nil {
 		return admin.IntermediateRotation{}, caerr.Wrap(err, caerr.CodeOf(err), "rotate_intermediate", "rotate the intermediate")
 	}

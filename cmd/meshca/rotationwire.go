@@ -16,13 +16,14 @@ import (
 	"github.com/meshca/meshca/issuer/tlsconfig"
 	"github.com/meshca/meshca/rotation"
 	"github.com/meshca/meshca/rotation/intermediate"
+	"github.com/meshca/meshca/rotation/rootrotation"
 )
 
 // openCA opens the CA for serve: the intermediate rotation manager
 // resumes its journal and decides (minting and activating when needed)
 // the active generation.
-func openCA(ctx context.Context, cfg *config.Config, log *slog.Logger, reg prometheus.Registerer) (*authority.Runtime, *rotating, error) {
-	rt, r, err := openRotating(ctx, cfg, log, reg)
+func openCA(ctx context.Context, cfg *config.Config, log *slog.Logger, reg prometheus.Registerer, opts ...func(*rootrotation.Options)) (*authority.Runtime, *rotating, error) {
+	rt, r, err := openRotating(ctx, cfg, log, reg, opts...)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -86,20 +86,31 @@ SIGINT or SIGTERM.`,
 
 			reg := prometheus.NewRegistry()
 			reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-			rt, rot, err := openCA(ctx, cfg, log, reg)
-			if err != nil {
-				return err
-			}
-			defer rt.Close()
-			if rot.lineages, err = openSignerLineages(ctx, cfg, rt, rot, log, reg); err != nil {
-				return err
-			}
-
 			rc, err := restConfig(cfg.Kubernetes)
 			if err != nil {
 				return err
 			}
-			alerting, err := startAlerts(ctx, cfg, rt.Store, log, reg)
+			// With several replicas the singleton jobs run only on the
+			// holder of one Lease; every replica serves signing.
+			single, err := startSingletons(ctx, cfg, rc, log, fail)
+			if err != nil {
+				return err
+			}
+			defer func() {
+				fail(nil)
+				single.wait()
+			}()
+			rt, rot, err := openCA(ctx, cfg, log, reg, single.rotationOptions)
+			if err != nil {
+				return err
+			}
+			defer rt.Close()
+			rot.single = single
+			if rot.lineages, err = openSignerLineages(ctx, cfg, rt, rot, log, reg); err != nil {
+				return err
+			}
+
+			alerting, err := startAlerts(ctx, cfg, rt.Store, log, reg, single)
 			if err != nil {
 				return err
 			}
@@ -141,11 +152,28 @@ SIGINT or SIGTERM.`,
 			}
 			door.service.Register(srv.GRPC)
 			srv.HandleOps("GET /crl/", crls.Handler())
+			// A follower learns the holder's revocations from the store,
+			// so that a revoked client certificate stops authenticating
+			// here too.
+			single.whileFollowing("revocations", log, crls.Follow)
+			// Every replica rebuilds its CRLs after revocations (a
+			// follower learns them from the store) and republishes them,
+			// with CRL numbers from the store; only the Lease holder
+			// revokes and publishes them to the cluster.
 			go func() {
 				if err := crls.Run(ctx); err != nil {
 					log.Error("CRL manager stopped", "error", err)
 				}
 			}()
+			if single.el != nil {
+				// Taking over: every CRL is rebuilt from the store's
+				// revocations, those the previous holder acknowledged included.
+				single.Go("crl-takeover", func(ctx context.Context) {
+					if err := crls.Start(ctx); err != nil {
+						log.Error("rebuilding the CRLs on taking the lease failed; Run retries", "error", err)
+					}
+				})
+			}
 			startRules(ctx, alerting, ruleDeps{cfg: cfg, rt: rt, inv: inv, crl: crls, reporters: rot.reporters(), lineages: rot.lineages, log: log})
 			pruned := prometheus.NewCounter(prometheus.CounterOpts{
 				Name: "meshca_store_pruned_records_total",
@@ -156,8 +184,8 @@ SIGINT or SIGTERM.`,
 				Records: rt.Store, Retention: cfg.Store.Retention.Duration, Interval: cfg.Store.PruneInterval.Duration,
 				Log: log, Pruned: func(n int) { pruned.Add(float64(n)) },
 			}
-			go pruner.Run(ctx)
-			adm, err := startAdmin(ctx, adminDeps{cfg: cfg, rt: rt, crl: crls, door: door, rc: rc, log: log, reg: reg, inventory: inv.sources, rotation: rot.reporters(), rotations: rot})
+			single.Go("prune", pruner.Run)
+			adm, err := startAdmin(ctx, adminDeps{cfg: cfg, rt: rt, crl: crls, single: single, door: door, rc: rc, log: log, reg: reg, inventory: inv.sources, rotation: rot.reporters(), rotations: rot})
 			if err != nil {
 				return err
 			}
@@ -178,7 +206,7 @@ SIGINT or SIGTERM.`,
 			go rot.m.Run(ctx)
 			rot.lineages.run(ctx)
 			runRootRotation(ctx, rot, alerting)
-			cd := controllerDeps{cfg: cfg, rt: rt, rc: rc, log: log, reg: reg}
+			cd := controllerDeps{cfg: cfg, rt: rt, rc: rc, log: log, reg: reg, single: single}
 			controllers, err := kubeControllers(cd)
 			if err != nil {
 				return err

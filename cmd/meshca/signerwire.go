@@ -54,8 +54,12 @@ func openSignerLineages(ctx context.Context, cfg *config.Config, rt *authority.R
 		}
 		scfg := *cfg
 		scfg.Intermediate = ic
-		m := intermediate.New(intermediate.Options{Config: &scfg, Keys: rt.Keys, Store: rt.Store, Root: rt.Root,
-			Signer: s.Name, Log: log.With("signer", s.Name)})
+		o := intermediate.Options{Config: &scfg, Keys: rt.Keys, Store: rt.Store, Root: rt.Root,
+			Signer: s.Name, Log: log.With("signer", s.Name)}
+		if rot.single != nil {
+			o.Leader, o.FollowInterval = rot.single.leading(), rot.single.follow
+		}
+		m := intermediate.New(o)
 		mat, err := m.Start(ctx)
 		if err != nil {
 			return nil, fmt.Errorf("authentication.certSigners %s: its own intermediate: %w", s.Name, err)

@@ -115,7 +115,9 @@ func TestChart_RBACIsTheUnionOfDeployRBAC(t *testing.T) {
 
 // Least privilege: a feature that is off gets no RBAC. The default values
 // (no trust publishing, no Kubernetes signers, no admin listener, no
-// Secret scan) grant only the Istio endpoint's TokenReview and pod reads.
+// Secret scan) grant only the Istio endpoint's TokenReview and pod reads,
+// and the Lease of the singleton jobs (leader election is on by default,
+// and meshca serve refuses to start when it may not get the Lease).
 func TestChart_DefaultsGrantOnlyTheIstioEndpoint(t *testing.T) {
 	objs, _ := render(t, "meshca", "istio-system", nil)
 	var roles []string
@@ -125,7 +127,8 @@ func TestChart_DefaultsGrantOnlyTheIstioEndpoint(t *testing.T) {
 		}
 	}
 	sort.Strings(roles)
-	want := []string{"ClusterRole meshca-istio-endpoint", "ClusterRoleBinding meshca-istio-endpoint"}
+	want := []string{"ClusterRole meshca-istio-endpoint", "ClusterRoleBinding meshca-istio-endpoint",
+		"Role istio-system/meshca-controllers-lease", "RoleBinding istio-system/meshca-controllers-lease"}
 	if !reflect.DeepEqual(roles, want) {
 		t.Fatalf("default RBAC = %v, want %v", roles, want)
 	}

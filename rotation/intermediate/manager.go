@@ -78,6 +78,15 @@ type Options struct {
 	// OnStep, if set, is called after each journal step is durable and
 	// before anything else happens (tests: kill -9 at each step).
 	OnStep func(step Step, generation uint64)
+	// Leader, for several replicas, tells whether this replica holds the
+	// Lease of the singleton jobs: only then does the Manager mint and
+	// activate (under the Lease's fence); otherwise it follows the
+	// store's active generation. Nil: one replica, always leading.
+	Leader Leader
+	// FollowInterval is how often a follower reads the store's active
+	// generation, and the longest a Manager with a Leader waits before it
+	// looks at the Lease again (default 5 s).
+	FollowInterval time.Duration
 }
 
 // Manager rotates the signing intermediate. Its methods are safe for
@@ -91,6 +100,11 @@ type Manager struct {
 	clk    clock.WithTicker
 	log    *slog.Logger
 	onStep func(Step, uint64)
+	leader Leader
+	// followEvery is Options.FollowInterval.
+	followEvery time.Duration
+	// led: the last evaluation ran as the lease holder (guarded by mu).
+	led bool
 
 	subsMu sync.Mutex
 	subs   []rotation.Subscriber
@@ -123,6 +137,10 @@ func New(o Options) *Manager {
 	m := &Manager{
 		cfg: o.Config, keys: o.Keys, st: o.Store, src: o.Root, loader: o.Loader,
 		clk: o.Clock, log: o.Log, onStep: o.OnStep, wake: make(chan struct{}, 1),
+		leader: o.Leader, followEvery: o.FollowInterval,
+	}
+	if m.followEvery <= 0 {
+		m.followEvery = defaultFollowInterval
 	}
 	if m.clk == nil {
 		m.clk = clock.RealClock{}
@@ -186,6 +204,10 @@ func (m *Manager) snapshot() {
 //   - a pre-issued intermediate (root.file.cacertsDir) is recorded and
 //     activated the first time it is seen, and never rotated.
 //
+// With a Leader, a replica that does not hold the Lease takes the store's
+// active generation as it is and never mints; while the store has none it
+// waits for the lease holder to make one (startFollower).
+//
 // Start calls no subscriber: the caller builds its components from the
 // material returned.
 func (m *Manager) Start(ctx context.Context) (*authority.Material, error) {
@@ -194,6 +216,9 @@ func (m *Manager) Start(ctx context.Context) (*authority.Material, error) {
 	defer m.updateStatus()
 	if p, ok := m.src.(root.PreIssuedSource); ok {
 		return m.startPreIssued(ctx, p)
+	}
+	if mat, led, err := m.startFollower(ctx); err != nil || !led {
+		return mat, err
 	}
 	mat, err := m.loader.ActiveMaterial(ctx, 0)
 	var unusable *authority.UnusableError
@@ -274,6 +299,9 @@ func (m *Manager) RotateNow(ctx context.Context, reason string) (*authority.Mate
 	if m.active == nil {
 		return nil, errors.New("the intermediate rotation manager has not started")
 	}
+	if _, lead := m.leading(); !lead {
+		return nil, ErrNotLeader
+	}
 	c, err := m.rotateLocked(ctx, reason, true)
 	if err != nil {
 		m.fail(err)
@@ -335,8 +363,13 @@ func (m *Manager) prepareLocked(ctx context.Context, fresh bool) error {
 func (m *Manager) activateLocked(ctx context.Context) (rotation.Change, error) {
 	next, prev := m.next, m.active
 	now := m.clk.Now().UTC()
-	if err := m.st.ActivateGeneration(ctx, next.Generation, now); err != nil {
-		return rotation.Change{}, fmt.Errorf("activate CA generation %d: %w", next.Generation, err)
+	if err := m.switchActive(ctx, next, prev, now); err != nil {
+		err = fmt.Errorf("activate CA generation %d: %w", next.Generation, err)
+		if errors.Is(err, store.ErrConflict) || errors.Is(err, store.ErrFenced) {
+			m.log.Warn("another replica changed the active intermediate first; adopting the store's", "generation", next.Generation, "error", err)
+			return rotation.Change{}, m.lostRace(ctx, err)
+		}
+		return rotation.Change{}, err
 	}
 	m.step(StepActivated, next.Generation)
 	m.active, m.next = next, nil

@@ -45,6 +45,20 @@ func (m *Manager) evaluate(ctx context.Context) {
 	if m.active == nil {
 		return
 	}
+	if _, lead := m.leading(); !lead {
+		m.led = false
+		m.follow(ctx)
+		return
+	}
+	if !m.led && m.leader != nil {
+		// Just took the Lease: resume from what the previous holder left
+		// in the store, not from what this replica last followed.
+		if err := m.reload(ctx); err != nil {
+			m.fail(err)
+			return
+		}
+		m.led = true
+	}
 	now := m.clk.Now()
 	if m.failures != nil && now.Before(m.retryAt) {
 		return
@@ -94,7 +108,7 @@ func (m *Manager) evaluate(ctx context.Context) {
 func (m *Manager) waitLocked() time.Duration {
 	now := m.clk.Now()
 	if m.failures != nil {
-		return m.retryAt.Sub(now)
+		return m.capFollow(m.retryAt.Sub(now))
 	}
 	next := now.Add(maxWait)
 	if m.active != nil && m.src.Capabilities().Mint {
@@ -112,9 +126,19 @@ func (m *Manager) waitLocked() time.Duration {
 		}
 	}
 	if d := next.Sub(now); d > 0 {
-		return d
+		return m.capFollow(d)
 	}
 	return 0
+}
+
+// capFollow bounds a wait by the follow interval when there is a Leader:
+// a follower reads the store again, and a replica that has just taken the
+// Lease starts the rotation steps, within one interval.
+func (m *Manager) capFollow(d time.Duration) time.Duration {
+	if m.leader != nil && d > m.followEvery {
+		return m.followEvery
+	}
+	return d
 }
 
 // prepareAt and activateAt are the thresholds of the active intermediate.

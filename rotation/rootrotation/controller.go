@@ -19,6 +19,7 @@ import (
 	"github.com/meshca/meshca/ca/store"
 	"github.com/meshca/meshca/rotation"
 	"github.com/meshca/meshca/rotation/alert"
+	"github.com/meshca/meshca/rotation/intermediate"
 )
 
 // Intermediates is what the controller needs of the intermediate manager
@@ -65,6 +66,11 @@ const (
 type Options struct {
 	Store         Store
 	Intermediates Intermediates
+	// Leader and FollowInterval are the default intermediate Manager's
+	// (intermediate.Options): with several replicas only the holder of
+	// the singleton jobs' Lease mints and activates.
+	Leader         intermediate.Leader
+	FollowInterval time.Duration
 	// Source is the composite root source the intermediate manager mints
 	// under; nil when the configured root cannot be rotated (Start then
 	// says why: SourceProblem).

@@ -79,7 +79,8 @@ func Open(ctx context.Context, cfg *config.Config, clk clock.WithTicker, log *sl
 	if err != nil {
 		return fail(err)
 	}
-	m := intermediate.New(intermediate.Options{Config: cfg, Keys: rt.Keys, Store: rt.Store, Root: rt.Root, Loader: rt.Loader, Clock: clk, Log: log})
+	m := intermediate.New(intermediate.Options{Config: cfg, Keys: rt.Keys, Store: rt.Store, Root: rt.Root, Loader: rt.Loader, Clock: clk, Log: log,
+		Leader: o.Leader, FollowInterval: o.FollowInterval})
 	ctl.o.Intermediates = m
 	mat, err := m.Start(ctx)
 	if err == nil {

@@ -57,7 +57,8 @@ func TestAdminTCP_KubernetesRBACAndAdminCertificates(t *testing.T) {
 	for _, ns := range []string{"istio-system", "meshca-admins"} {
 		require.NoError(t, env.CreateNamespace(ctx, ns))
 	}
-	for _, f := range []string{"deploy/rbac/serviceaccount.yaml", "deploy/rbac/istio-endpoint.yaml", "deploy/rbac/admin-endpoint.yaml", "deploy/examples/admin-rbac.yaml"} {
+	for _, f := range []string{"deploy/rbac/serviceaccount.yaml", "deploy/rbac/istio-endpoint.yaml", "deploy/rbac/admin-endpoint.yaml", "deploy/examples/admin-rbac.yaml",
+		"deploy/rbac/controllers.yaml"} {
 		_, err := env.ApplyYAMLFile(ctx, filepath.Join(root, f))
 		require.NoError(t, err, f)
 	}

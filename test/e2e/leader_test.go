@@ -6,7 +6,6 @@ import (
 	"crypto/x509"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -67,13 +66,12 @@ func (s *server) metricIs(t *testing.T, name string, want float64) bool {
 }
 
 // TestServe_TwoReplicasOneLeader runs two meshca serve replicas (separate
-// directories and stores, the same root) with trustBundle on against one
+// directories, one PostgreSQL store and key store, the same root) with trustBundle on against one
 // apiserver, under deploy/rbac. Exactly one holds the controllers' Lease
 // and publishes; both serve the Istio endpoint. SIGTERM on the leader
 // releases the Lease, and the other replica takes over within the lease
 // timings and restores a deleted ConfigMap.
 func TestServe_TwoReplicasOneLeader(t *testing.T) {
-	env, kubeconfig := meshcaInCluster(t, "shop")
 	ctx := t.Context()
 	const (
 		leaseName     = "meshca-controllers"
@@ -81,14 +79,9 @@ func TestServe_TwoReplicasOneLeader(t *testing.T) {
 		leader        = "meshca_controller_leader"
 		writes        = "meshca_trustbundle_writes_total"
 	)
-	dirA := initCA(t)
-	appendYAML(t, dirA, "kubernetes:\n  kubeconfig: "+kubeconfig+"\ntrustBundle:\n  enabled: true\n"+
-		"signers:\n  controllers:\n    leaderElection:\n      leaseDuration: 4s\n      renewDeadline: 3s\n      retryPeriod: 500ms\n")
-	// The second replica: a copy of the CA directory (the same root and
-	// intermediate, its own store, keys and admin socket).
-	dirB := filepath.Join(t.TempDir(), "ca")
-	out, err := exec.Command("cp", "-a", dirA, dirB).CombinedOutput()
-	require.NoError(t, err, string(out))
+	c := newHACluster(t, "trustBundle:\n  enabled: true\n")
+	dirB := c.dirB
+	env := c.env
 	// B names its CRL ConfigMaps differently, so that whatever B publishes
 	// is told apart from A's: a follower that published would create
 	// istio-ca-crl-b.
@@ -101,7 +94,7 @@ func TestServe_TwoReplicasOneLeader(t *testing.T) {
 		return err == nil
 	}
 
-	a := startServe(t, dirA)
+	a := startServe(t, c.dirA)
 	a.waitReady(t, 10*time.Second)
 	waitFor(t, 20*time.Second, "replica A leads", func() bool { return a.metricIs(t, leader, 1) })
 	b := startServe(t, dirB)
@@ -115,7 +108,7 @@ func TestServe_TwoReplicasOneLeader(t *testing.T) {
 	require.NotEmpty(t, holderA)
 	require.Equal(t, int32(4), *lease.Spec.LeaseDurationSeconds, "signers.controllers.leaderElection.leaseDuration")
 
-	rootPEM, err := os.ReadFile(filepath.Join(dirA, "root-cert.pem"))
+	rootPEM, err := os.ReadFile(filepath.Join(c.dirA, "root-cert.pem"))
 	require.NoError(t, err)
 	rootCM := func() error {
 		cm, err := env.Client.CoreV1().ConfigMaps("shop").Get(ctx, "istio-ca-root-cert", metav1.GetOptions{})

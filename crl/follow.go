@@ -1,0 +1,50 @@
+package crl
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/meshca/meshca/ca/store"
+)
+
+// Follow adds to the revoked set that IsRevoked answers from the
+// revocations another replica recorded in a shared store since the last
+// call (store Seq order), so that a certificate revoked through the
+// holder of the singleton jobs' Lease stops authenticating on this
+// replica too, and schedules the rebuild of the CRLs that list them (as
+// Revoke does; Run rebuilds them, with CRL numbers from the store).
+func (m *Manager) Follow(ctx context.Context) error {
+	m.mu.Lock()
+	since := m.followSeq
+	for _, seq := range m.revoked {
+		since = max(since, seq)
+	}
+	m.mu.Unlock()
+	var got []store.Revocation
+	err := m.opts.Store.ListRevocations(ctx, since, func(r store.Revocation) bool {
+		got = append(got, r)
+		return true
+	})
+	if err != nil {
+		return fmt.Errorf("read revocations: %w", err)
+	}
+	if len(got) == 0 {
+		return nil
+	}
+	m.mu.Lock()
+	var fresh []store.Revocation
+	for _, r := range got {
+		m.followSeq = max(m.followSeq, r.Seq)
+		if b, err := SerialBytes(r.Serial); err == nil {
+			if _, known := m.revoked[string(b)]; known {
+				continue
+			}
+		}
+		fresh = append(fresh, r)
+	}
+	m.mu.Unlock()
+	if len(fresh) > 0 {
+		m.schedule(fresh, false)
+	}
+	return nil
+}

@@ -1,0 +1,250 @@
+// Package leader runs meshca's singleton jobs (the rotation steps, CRL
+// publication, alert delivery, the Kubernetes controllers and the trust
+// publisher) on the one replica that holds a Kubernetes Lease
+// (coordination.k8s.io/v1), taken through client-go's leaderelection
+// (https://pkg.go.dev/k8s.io/client-go/tools/leaderelection). Every
+// replica serves signing.
+//
+// A holder that cannot renew the Lease within the renew deadline stops
+// leading; its jobs' context ends then, while the Lease is still its own
+// for the rest of the lease duration, so they stop before another replica
+// may take it. Writes that must not come from a stale holder carry the
+// Lease's fence (store.Fence: the holder's identity and
+// spec.leaseTransitions), which the store checks. On shutdown the jobs are
+// stopped first and the Lease is released after them (ReleaseOnCancel).
+package leader
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/uuid"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/leaderelection"
+	"k8s.io/client-go/tools/leaderelection/resourcelock"
+
+	"github.com/meshca/meshca/ca/store"
+)
+
+// ErrLost is matched by Run's error when the Lease was lost: the process
+// should exit, and another replica takes over.
+var ErrLost = errors.New("lost the lease of the singleton jobs")
+
+// Options configure an Elector.
+type Options struct {
+	Namespace, Name string
+	// LeaseDuration, RenewDeadline and RetryPeriod are client-go's
+	// timings (zero: 15 s, 10 s and 2 s).
+	LeaseDuration, RenewDeadline, RetryPeriod time.Duration
+	// Identity is this replica's holder identity (default: the host
+	// name and a random suffix).
+	Identity string
+	// StopWait bounds how long shutdown waits for the jobs to stop
+	// before releasing the Lease (default 20 s).
+	StopWait time.Duration
+	Log      *slog.Logger
+}
+
+// Elector holds the Lease for the singleton jobs.
+type Elector struct {
+	o    Options
+	lock *resourcelock.LeaseLock
+	// reader reads the Lease for the fence; a LeaseLock is not safe for
+	// concurrent use, and lock is the elector's.
+	reader *resourcelock.LeaseLock
+	le     *leaderelection.LeaderElector
+
+	fence atomic.Pointer[store.Fence]
+
+	mu      sync.Mutex
+	jobs    []job
+	leadCtx context.Context // nil while not leading
+	running sync.WaitGroup
+	stop    context.CancelFunc
+	elected chan struct{}
+}
+
+type job struct {
+	name string
+	run  func(ctx context.Context)
+}
+
+// New builds an Elector on the Lease o.Namespace/o.Name.
+func New(rc *rest.Config, o Options) (*Elector, error) {
+	if o.Namespace == "" || o.Name == "" {
+		return nil, errors.New("leader: the Lease needs a namespace and a name")
+	}
+	if o.LeaseDuration <= 0 {
+		o.LeaseDuration = 15 * time.Second
+	}
+	if o.RenewDeadline <= 0 {
+		o.RenewDeadline = 10 * time.Second
+	}
+	if o.RetryPeriod <= 0 {
+		o.RetryPeriod = 2 * time.Second
+	}
+	if o.StopWait <= 0 {
+		o.StopWait = 20 * time.Second
+	}
+	if o.Log == nil {
+		o.Log = slog.Default()
+	}
+	if o.Identity == "" {
+		host, err := os.Hostname()
+		if err != nil {
+			return nil, fmt.Errorf("leader: holder identity: %w", err)
+		}
+		o.Identity = host + "_" + string(uuid.NewUUID())
+	}
+	cs, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return nil, err
+	}
+	e := &Elector{o: o, elected: make(chan struct{})}
+	e.lock = &resourcelock.LeaseLock{
+		LeaseMeta:  metav1.ObjectMeta{Namespace: o.Namespace, Name: o.Name},
+		Client:     cs.CoordinationV1(),
+		LockConfig: resourcelock.ResourceLockConfig{Identity: o.Identity},
+	}
+	r := *e.lock
+	e.reader = &r
+	e.le, err = leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
+		Lock: e.lock, LeaseDuration: o.LeaseDuration, RenewDeadline: o.RenewDeadline, RetryPeriod: o.RetryPeriod,
+		ReleaseOnCancel: true, Name: o.Name,
+		Callbacks: leaderelection.LeaderCallbacks{OnStartedLeading: e.started, OnStoppedLeading: func() {}},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("leader: %w", err)
+	}
+	return e, nil
+}
+
+// Check reads the Lease once: a Forbidden answer (the ServiceAccount may
+// not get the Lease) is returned, since the Lease could then never be
+// taken and the singleton jobs would never run; a Lease that does not
+// exist yet, or an apiserver that cannot be reached now, is no error.
+func (e *Elector) Check(ctx context.Context) error {
+	_, err := e.reader.Client.Leases(e.o.Namespace).Get(ctx, e.o.Name, metav1.GetOptions{})
+	if apierrors.IsForbidden(err) || apierrors.IsUnauthorized(err) {
+		return fmt.Errorf("lease %s/%s: %w", e.o.Namespace, e.o.Name, err)
+	}
+	return nil
+}
+
+// Identity is this replica's holder identity.
+func (e *Elector) Identity() string { return e.o.Identity }
+
+// Leading reports whether this replica holds the Lease, and the fence of
+// its writes. It implements intermediate.Leader.
+func (e *Elector) Leading() (store.Fence, bool) {
+	if f := e.fence.Load(); f != nil {
+		return *f, true
+	}
+	return store.Fence{}, false
+}
+
+// Holder is the holder identity this replica last observed in the Lease
+// ("" before the first observation).
+func (e *Elector) Holder() string { return e.le.GetLeader() }
+
+// Elected is closed once this replica first leads.
+func (e *Elector) Elected() <-chan struct{} { return e.elected }
+
+// Go runs fn while this replica leads: now if it leads, else once it
+// takes the Lease. fn's context ends when the lease is lost or on
+// shutdown; fn must return then.
+func (e *Elector) Go(name string, fn func(ctx context.Context)) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.jobs = append(e.jobs, job{name, fn})
+	if e.leadCtx != nil {
+		e.startLocked(job{name, fn})
+	}
+}
+
+func (e *Elector) startLocked(j job) {
+	e.running.Add(1)
+	ctx := e.leadCtx
+	go func() {
+		defer e.running.Done()
+		j.run(ctx)
+	}()
+}
+
+// started is client-go's OnStartedLeading: it reads the Lease's
+// transitions for the fence and starts every job.
+func (e *Elector) started(ctx context.Context) {
+	rec, _, err := e.reader.Get(ctx)
+	if err != nil || rec.HolderIdentity != e.o.Identity {
+		// Leading without a fence would let a stale holder write: wait
+		// for the lease to be lost (renew ends ctx) rather than run.
+		e.o.Log.Error("cannot read the lease just taken; not running the singleton jobs", "error", err)
+		return
+	}
+	f := store.Fence{Holder: e.o.Identity, Token: uint64(rec.LeaderTransitions)}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if ctx.Err() != nil {
+		return
+	}
+	jctx, cancel := context.WithCancel(ctx)
+	e.stop = cancel
+	e.leadCtx = jctx
+	e.fence.Store(&f)
+	context.AfterFunc(jctx, func() { e.fence.Store(nil) })
+	e.o.Log.Info("took the lease of the singleton jobs", "lease", e.o.Namespace+"/"+e.o.Name, "holder", f.Holder, "token", f.Token)
+	for _, j := range e.jobs {
+		e.startLocked(j)
+	}
+	close(e.elected)
+}
+
+// Run campaigns for the Lease until ctx ends, then stops the jobs (up to
+// StopWait) and releases the Lease; it returns nil. If the Lease is lost
+// it stops the jobs and returns an error matching ErrLost.
+func (e *Elector) Run(ctx context.Context) error {
+	electCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancel()
+	ended := make(chan struct{})
+	go func() {
+		select {
+		case <-ctx.Done():
+			e.stopJobs()
+		case <-ended:
+		}
+		cancel()
+	}()
+	e.le.Run(electCtx)
+	close(ended)
+	if ctx.Err() != nil {
+		return nil
+	}
+	e.stopJobs()
+	return fmt.Errorf("lease %s/%s: %w", e.o.Namespace, e.o.Name, ErrLost)
+}
+
+// stopJobs ends the jobs' context and waits (up to StopWait) for them.
+func (e *Elector) stopJobs() {
+	e.mu.Lock()
+	if e.stop != nil {
+		e.stop()
+	}
+	e.mu.Unlock()
+	e.fence.Store(nil)
+	done := make(chan struct{})
+	go func() { e.running.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(e.o.StopWait):
+		e.o.Log.Warn("the singleton jobs did not stop in time", "waited", e.o.StopWait)
+	}
+}
