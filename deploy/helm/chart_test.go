@@ -152,6 +152,19 @@ func TestChart_RefusesSeveralReplicasOnBolt(t *testing.T) {
 	}
 }
 
+// Several replicas share the key store: the chart refuses a claim that
+// only one node can mount.
+func TestChart_SeveralReplicasNeedAReadWriteManyKeyStore(t *testing.T) {
+	pg := []string{"--set", "replicaCount=2", "--set-string", "config.store.type=postgres", "--set-string", "config.store.dsn=host=db dbname=meshca", "--set-string", "config.store.passwordFile=/var/run/secrets/meshca/db/password"}
+	_, err := renderErr(t, "meshca", "istio-system", nil, pg...)
+	if err == nil || !strings.Contains(err.Error(), "replicaCount 2 needs the key store (config.keyStore.dir) on one ReadWriteMany volume") {
+		t.Fatalf("replicaCount=2 on a ReadWriteOnce claim: err = %v, want the ReadWriteMany refusal", err)
+	}
+	if _, err := renderErr(t, "meshca", "istio-system", nil, append(pg, "--set", "persistence.accessModes={ReadWriteMany}")...); err != nil {
+		t.Fatalf("replicaCount=2 on PostgreSQL with a ReadWriteMany claim is refused: %v", err)
+	}
+}
+
 // Secrets never reach the config ConfigMap: a DSN with a password or a
 // PKCS#11 URI with pin-value is refused at render time.
 func TestChart_RefusesSecretsInTheConfigMap(t *testing.T) {
