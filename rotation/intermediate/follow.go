@@ -81,14 +81,8 @@ func (m *Manager) startFollower(ctx context.Context) (mat *authority.Material, l
 // the journal.
 func (m *Manager) follow(ctx context.Context) {
 	now := m.clk.Now()
-	if m.failures != nil && now.Before(m.retryAt) {
+	if m.waitingToRetry(ctx, now) {
 		return
-	}
-	if m.pending != nil {
-		m.deliver(ctx, m.pending.change, m.pending.subs)
-		if m.pending != nil {
-			return
-		}
 	}
 	if err := m.reload(ctx); err != nil {
 		m.fail(err)

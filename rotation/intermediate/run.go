@@ -60,14 +60,8 @@ func (m *Manager) evaluate(ctx context.Context) {
 		m.led = true
 	}
 	now := m.clk.Now()
-	if m.failures != nil && now.Before(m.retryAt) {
+	if m.waitingToRetry(ctx, now) {
 		return
-	}
-	if m.pending != nil {
-		m.deliver(ctx, m.pending.change, m.pending.subs)
-		if m.pending != nil {
-			return
-		}
 	}
 	if dropped := m.expireRetained(ctx, now); dropped {
 		m.notify(ctx, rotation.Change{Active: m.active, Retained: m.retainedMaterial(), Reason: rotation.ReasonRetired})
@@ -174,3 +168,17 @@ func (m *Manager) succeed() {
 }
 
 func (m *Manager) lastSuccess(t time.Time) { m.lastOK = t }
+
+// waitingToRetry reports whether a failed step's retry is not due yet at
+// now, or a change some subscribers failed to apply is still pending after
+// redelivering it; m.mu is held.
+func (m *Manager) waitingToRetry(ctx context.Context, now time.Time) bool {
+	if m.failures != nil && now.Before(m.retryAt) {
+		return true
+	}
+	if m.pending != nil {
+		m.deliver(ctx, m.pending.change, m.pending.subs)
+		return m.pending != nil
+	}
+	return false
+}
