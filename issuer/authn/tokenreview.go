@@ -239,6 +239,12 @@ func (a *TokenReviewer) Authenticate(ctx context.Context, creds Credentials) (*C
 	}
 
 	res, ok, why := a.flights.do(ctx, key, creds.PeerAddr, func(rctx context.Context) reviewResult {
+		// A flight for key that ended between this caller's cache miss
+		// and now left its answer in the cache: one apiserver call per
+		// token, however the callers interleave.
+		if r, ok := a.cache.get(key); ok {
+			return r
+		}
 		a.metrics.inFlight.Inc()
 		defer a.metrics.inFlight.Dec()
 		return a.review(rctx, key, cluster, client, token)
