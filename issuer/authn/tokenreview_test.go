@@ -166,7 +166,10 @@ func TestTokenReview_RejectsTokenOfDeletedServiceAccount(t *testing.T) {
 	require.NoError(t, err)
 	after, err := env.MintToken(c, "tr-deleted", "gone", []string{"istio-ca"}, time.Hour)
 	require.NoError(t, err)
-	f := newReviewer(t, func(o *authn.TokenReviewOptions) { o.NegativeCacheTTL = -1 })
+	// No cache of meshca's: this is about the apiserver. Its
+	// ServiceAccount lookup may lag the deletion (an informer under load);
+	// a success cached meanwhile would keep answering without asking it.
+	f := newReviewer(t, func(o *authn.TokenReviewOptions) { o.NegativeCacheTTL, o.CacheTTL = -1, -1 })
 	_, err = f.review(t, before, "")
 	require.NoError(t, err, "the ServiceAccount's tokens are good while it exists")
 
