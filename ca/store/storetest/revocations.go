@@ -270,10 +270,26 @@ func testCRLNumbersBadScope(t *testing.T, s store.Store) {
 func testCRLNumbersConcurrent(t *testing.T, s store.Store) {
 	ctx := context.Background()
 	const workers, each = 16, 25
-	var wg sync.WaitGroup
+	seen := drawCRLNumbers(t, workers, each, func(int) store.Store { return s })
+	n, err := s.NextCRLNumber(ctx, "gen-1")
+	require.NoError(t, err)
+	require.Greater(t, n, uint64(workers*each)-1)
+	for m := range seen {
+		require.Less(t, m, n)
+	}
+}
+
+// drawCRLNumbers has workers callers draw each CRL numbers of scope gen-1
+// at once, caller w from pick(w), and checks them
+// (requireDistinctIncreasing); it returns the set.
+func drawCRLNumbers(t *testing.T, workers, each int, pick func(w int) store.Store) map[uint64]bool {
+	t.Helper()
+	ctx := context.Background()
 	got := make([][]uint64, workers)
 	errs := make([]error, workers)
+	var wg sync.WaitGroup
 	for w := range workers {
+		s := pick(w)
 		wg.Go(func() {
 			for range each {
 				n, err := s.NextCRLNumber(ctx, "gen-1")
@@ -286,13 +302,7 @@ func testCRLNumbersConcurrent(t *testing.T, s store.Store) {
 		})
 	}
 	wg.Wait()
-	seen := requireDistinctIncreasing(t, got, errs, workers*each)
-	n, err := s.NextCRLNumber(ctx, "gen-1")
-	require.NoError(t, err)
-	require.Greater(t, n, uint64(workers*each)-1)
-	for m := range seen {
-		require.Less(t, m, n)
-	}
+	return requireDistinctIncreasing(t, got, errs, workers*each)
 }
 
 // requireDistinctIncreasing checks the CRL numbers concurrent callers got

@@ -83,29 +83,13 @@ func testSharedConcurrentActivations(t *testing.T, a, b store.Store) {
 // at once: no number is handed out twice, and each caller's numbers
 // increase.
 func testSharedCRLNumbers(t *testing.T, a, b store.Store) {
-	ctx := context.Background()
 	const workers, each = 8, 25
-	got := make([][]uint64, workers)
-	errs := make([]error, workers)
-	var wg sync.WaitGroup
-	for w := range workers {
-		s := a
+	seen := drawCRLNumbers(t, workers, each, func(w int) store.Store {
 		if w%2 == 1 {
-			s = b
+			return b
 		}
-		wg.Go(func() {
-			for range each {
-				n, err := s.NextCRLNumber(ctx, "gen-1")
-				if err != nil {
-					errs[w] = err
-					return
-				}
-				got[w] = append(got[w], n)
-			}
-		})
-	}
-	wg.Wait()
-	seen := requireDistinctIncreasing(t, got, errs, workers*each)
+		return a
+	})
 	for n := uint64(1); n <= workers*each; n++ {
 		require.True(t, seen[n], "CRL number %d skipped: numbers are handed out in order", n)
 	}
