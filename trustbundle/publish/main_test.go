@@ -36,6 +36,7 @@ import (
 	"github.com/meshca/meshca/ca/config"
 	"github.com/meshca/meshca/ca/root"
 	"github.com/meshca/meshca/test/kubeenv"
+	"github.com/meshca/meshca/test/logbuf"
 )
 
 // env is one kube-apiserver for the whole package. v1beta1
@@ -130,7 +131,7 @@ type running struct {
 func startPublisher(t *testing.T, cfg config.TrustBundleConfig, opts ...Option) *running {
 	t.Helper()
 	reg := prometheus.NewRegistry()
-	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelInfo}))
+	log := slog.New(slog.NewTextHandler(logbuf.ForTest(t), &slog.HandlerOptions{Level: slog.LevelInfo}))
 	all := append([]Option{WithRegisterer(reg), WithLogger(log)}, opts...)
 	p, err := New(meshcaClient(t), cfg, all...)
 	require.NoError(t, err)
