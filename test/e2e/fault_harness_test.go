@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -234,6 +235,11 @@ type faultResult struct {
 	Serials     []string
 	// Exits lists why meshca serve exited during the run (kubeletServe).
 	Exits []string
+	// Revocations is "acknowledged/attempted" (revoker); Revoked counts
+	// the acknowledged ones, and LostRevocations those without a record.
+	Revocations     string
+	Revoked         int
+	LostRevocations []string
 }
 
 // result summarizes the calls: retryable are the codes a client retries
@@ -289,6 +295,8 @@ func requireFaultResult(t *testing.T, r faultResult, logs func() string) {
 	require.Empty(t, r.OtherErrors, "calls failed with a code a client does not retry:\n%s", logs())
 	require.LessOrEqual(t, r.Recovery, faultRecoveryBound, "the service did not recover within %s of the fault clearing:\n%s", faultRecoveryBound, logs())
 	require.GreaterOrEqual(t, r.OK, 60, "too little load to judge:\n%s", logs())
+	require.Empty(t, r.LostRevocations, "acknowledged revocations without a record (of %d)", r.Revoked)
+	require.Positive(t, r.Revoked, "no revocation was acknowledged")
 }
 
 // requireRecorded asserts that every serial the load got back is an
@@ -384,13 +392,13 @@ func (f *faultRows) markdown() string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	var b strings.Builder
-	b.WriteString("| fault | requests sent | ok | retryable errors | other errors | recovery seconds | longest outage seconds | alerts delivered | meshca exits |\n|---|---|---|---|---|---|---|---|---|\n")
+	b.WriteString("| fault | requests sent | ok | retryable errors | other errors | recovery seconds | longest outage seconds | revocations acknowledged/attempted | alerts delivered | meshca exits |\n|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range f.rows {
 		exits := "none"
 		if len(r.Exits) > 0 {
 			exits = fmt.Sprintf("%d: %s", len(r.Exits), strings.Join(r.Exits, "; "))
 		}
-		fmt.Fprintf(&b, "| %s | %d | %d | %d | %d | %.2f | %.2f | %s | %s |\n", r.Fault, r.Sent, r.OK, r.Retryable, r.Other, r.Recovery.Seconds(), r.Gap.Seconds(), r.Alerts, exits)
+		fmt.Fprintf(&b, "| %s | %d | %d | %d | %d | %.2f | %.2f | %s | %s | %s |\n", r.Fault, r.Sent, r.OK, r.Retryable, r.Other, r.Recovery.Seconds(), r.Gap.Seconds(), r.Revocations, r.Alerts, exits)
 	}
 	return b.String()
 }
@@ -525,4 +533,89 @@ func freeLoopback(t *testing.T) string {
 	require.NoError(t, err)
 	defer ln.Close()
 	return ln.Addr().String()
+}
+
+// revoker revokes certificates the load got back, one every 500 ms, with
+// 'meshca revoke' on a configuration (through its serve's admin socket),
+// from the start of the fault until stop. A revocation is acknowledged
+// when the command exits 0.
+type revoker struct {
+	stopc chan struct{}
+	done  chan struct{}
+	mu    sync.Mutex
+	tried int
+	acked []string
+}
+
+func startRevoker(t *testing.T, l *faultLoad, dir string) *revoker {
+	r := &revoker{stopc: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(r.done)
+		next := 0
+		for {
+			select {
+			case <-r.stopc:
+				return
+			case <-time.After(500 * time.Millisecond):
+			}
+			var serial string
+			for _, c := range l.snapshot()[next:] {
+				next++
+				if c.code == codes.OK {
+					serial = c.serial
+					break
+				}
+			}
+			if serial == "" {
+				continue
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+			err := exec.CommandContext(ctx, meshcaBin, "revoke", "--dir", dir, "--serial", serial, "--reason", "keyCompromise").Run()
+			cancel()
+			r.mu.Lock()
+			r.tried++
+			if err == nil {
+				r.acked = append(r.acked, serial)
+			}
+			r.mu.Unlock()
+		}
+	}()
+	t.Cleanup(r.stop)
+	return r
+}
+
+func (r *revoker) stop() {
+	select {
+	case <-r.stopc:
+	default:
+		close(r.stopc)
+	}
+	<-r.done
+}
+
+// check reads the revocations recorded in the store of the configuration
+// args ('meshca revocations list') and notes on res how many were
+// acknowledged and attempted, and every acknowledged one without a record;
+// requireFaultResult asserts on them.
+func (r *revoker) check(t *testing.T, res *faultResult, args ...string) {
+	t.Helper()
+	r.stop()
+	out := meshca(t, append([]string{"revocations", "list", "-o", "json"}, args...)...)
+	have := map[string]bool{}
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		if line == "" {
+			continue
+		}
+		var rec struct{ Serial string }
+		require.NoError(t, json.Unmarshal([]byte(line), &rec), line)
+		have[rec.Serial] = true
+	}
+	res.LostRevocations = []string{}
+	for _, s := range r.acked {
+		if !have[s] {
+			res.LostRevocations = append(res.LostRevocations, s)
+		}
+	}
+	res.Revoked = len(r.acked)
+	res.Revocations = fmt.Sprintf("%d/%d", len(r.acked), r.tried)
 }

@@ -102,6 +102,7 @@ store: {path: meshca.db}
 	chain, key, root := clientCert(t, dir)
 	l := startFaultLoad(t, []string{s.grpc}, root, chain, key, workloadID)
 	warmUp(t, l, s.logs)
+	rv := startRevoker(t, l, dir)
 
 	sealed := time.Now()
 	require.NoError(t, v.Seal(ctx))
@@ -115,6 +116,7 @@ store: {path: meshca.db}
 
 	r := l.result("Vault sealed 30 s (Vault root)", cleared)
 	r.Alerts = hook.String()
+	rv.check(t, &r, "--dir", dir)
 	requireFaultResult(t, r, s.logs)
 	requireRecorded(t, r.Serials, "--dir", dir)
 }
@@ -135,6 +137,7 @@ func testFaultAPIServerStopped(t *testing.T) {
 	waitFor(t, 30*time.Second, "meshca leads", func() bool { return k.current().metricIs(t, "meshca_controller_leader", 1) })
 	l := startFaultLoad(t, []string{k.grpc}, root, chain, key, workloadID)
 	warmUp(t, l, k.logs)
+	rv := startRevoker(t, l, dir)
 
 	stopped := time.Now()
 	require.NoError(t, env.StopAPIServer())
@@ -156,6 +159,7 @@ func testFaultAPIServerStopped(t *testing.T) {
 	r := l.result("kube-apiserver stopped 20 s", cleared)
 	r.Alerts = hook.String()
 	r.Exits = k.restarts()
+	rv.check(t, &r, "--dir", dir)
 	t.Logf("leading again %.1fs after the apiserver was back; meshca exited %d times: %q", lead.Seconds(), len(r.Exits), r.Exits)
 	requireFaultResult(t, r, k.logs)
 	requireRecorded(t, r.Serials, "--dir", dir)
@@ -196,6 +200,7 @@ func testFaultLeaderKilled(t *testing.T) {
 		issued, _ := s.metricSum(t, "meshca_certificates_issued_total")
 		require.Positive(t, issued, "a replica got no calls")
 	}
+	rv := startRevoker(t, l, dirB)
 
 	require.NoError(t, a.cmd.Process.Kill())
 	cleared := time.Now()
@@ -209,6 +214,7 @@ func testFaultLeaderKilled(t *testing.T) {
 		r.Recovery = lead
 	}
 	r.Alerts = hook.String()
+	rv.check(t, &r, "--dir", dirB)
 	t.Logf("replica B led %.1fs after the kill", lead.Seconds())
 	requireFaultResult(t, r, logs)
 	requireRecorded(t, r.Serials, "--dir", dirB)
@@ -231,14 +237,17 @@ func testFaultPostgresRestarted(t *testing.T) {
 	chain, key, root := clientCert(t, dir)
 	l := startFaultLoad(t, []string{s.grpc}, root, chain, key, workloadID)
 	warmUp(t, l, s.logs)
+	rv := startRevoker(t, l, dir)
 
+	down := time.Now()
 	require.NoError(t, pg.Restart())
 	cleared := time.Now()
 	l.waitRecovered(t, cleared, s.logs)
 	l.stop()
 
-	r := l.result("PostgreSQL restarted", cleared)
+	r := l.result(fmt.Sprintf("PostgreSQL restarted (fast shutdown and start: %.1f s)", cleared.Sub(down).Seconds()), cleared)
 	r.Alerts = hook.String()
+	rv.check(t, &r, "--dir", dir)
 	requireFaultResult(t, r, s.logs)
 	requireRecorded(t, r.Serials, "--dir", dir)
 }
@@ -259,6 +268,7 @@ func testFaultBoltDiskFull(t *testing.T) {
 	s.waitReady(t, 15*time.Second)
 	l := startFaultLoad(t, []string{s.grpc}, root, chain, key, workloadID)
 	warmUp(t, l, s.logs)
+	rv := startRevoker(t, l, dir)
 
 	pid := s.cmd.Process.Pid
 	var orig unix.Rlimit
@@ -282,12 +292,14 @@ func testFaultBoltDiskFull(t *testing.T) {
 	l.stop()
 	require.True(t, s.metricIs(t, "meshca_store_healthy", 1), "the store failed closed:\n%s", s.logs())
 
-	r := l.result("bbolt disk full 10 s (RLIMIT_FSIZE)", cleared)
-	r.Alerts = hook.String()
-	requireFaultResult(t, r, s.logs)
-	require.Positive(t, r.Retryable, "the fault did not bite")
+	rv.stop()
 	// Durable, not just in memory: the file after a crash.
 	require.NoError(t, s.cmd.Process.Kill())
 	<-s.exited
+	r := l.result("bbolt disk full 10 s (RLIMIT_FSIZE)", cleared)
+	r.Alerts = hook.String()
+	rv.check(t, &r, "--dir", dir)
+	requireFaultResult(t, r, s.logs)
+	require.Positive(t, r.Retryable, "the fault did not bite")
 	requireRecorded(t, r.Serials, "--dir", dir)
 }
