@@ -292,6 +292,7 @@ func requireFaultResult(t *testing.T, r faultResult, logs func() string) {
 	t.Helper()
 	faultTable.add(r)
 	t.Logf("%s: %d sent, %d ok, %d retryable, %d other, recovered in %.2fs, longest outage %.2fs", r.Fault, r.Sent, r.OK, r.Retryable, r.Other, r.Recovery.Seconds(), r.Gap.Seconds())
+	require.Empty(t, r.Exits, "meshca serve exited during the fault (kubeletServe restarted it)")
 	require.Empty(t, r.OtherErrors, "calls failed with a code a client does not retry:\n%s", logs())
 	require.LessOrEqual(t, r.Recovery, faultRecoveryBound, "the service did not recover within %s of the fault clearing:\n%s", faultRecoveryBound, logs())
 	require.GreaterOrEqual(t, r.OK, 60, "too little load to judge:\n%s", logs())
