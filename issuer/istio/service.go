@@ -193,8 +193,8 @@ func (s *Service) create(ctx context.Context, req *pb.IstioCertificateRequest, c
 	}
 	res, err := eng.Sign(ctx, areq)
 	if err != nil {
-		// The engine audited the refusal already.
-		return nil, status.Error(caerr.CodeOf(err).GRPC(), err.Error())
+		// The engine audited the refusal already, with its cause.
+		return nil, status.Error(caerr.CodeOf(err).GRPC(), callerMessage(err))
 	}
 	return &pb.IstioCertificateResponse{CertChain: res.Chain}, nil
 }
@@ -286,4 +286,17 @@ func requestedTTL(seconds int64) time.Duration {
 		return time.Duration(math.MaxInt64)
 	}
 	return time.Duration(seconds) * time.Second
+}
+
+// callerMessage is what a caller is told about a refused signing: the
+// whole error for a fault of the request, and only meshca's own message,
+// without its cause, for a fault of meshca's side (Unavailable, Internal):
+// the cause names store files, database names and addresses, which are for
+// meshca's log, not for every workload that can call the endpoint.
+func callerMessage(err error) string {
+	var ce *caerr.Error
+	if errors.As(err, &ce) && ce.Err != nil && (ce.Code == caerr.Unavailable || ce.Code == caerr.Internal) {
+		return ce.Message
+	}
+	return err.Error()
 }

@@ -229,10 +229,11 @@ type faultResult struct {
 	Recovery                   time.Duration
 	// Gap is the longest time between two successful calls' completions:
 	// how long the endpoint was out, at worst, as a caller saw it.
-	Gap         time.Duration
-	Alerts      string
-	OtherErrors []string
-	Serials     []string
+	Gap             time.Duration
+	Alerts          string
+	OtherErrors     []string
+	RetryableErrors []string // the first distinct ones
+	Serials         []string
 	// Exits lists why meshca serve exited during the run (kubeletServe).
 	Exits []string
 	// Revocations is "acknowledged/attempted" (revoker); Revoked counts
@@ -257,6 +258,9 @@ func (l *faultLoad) result(fault string, cleared time.Time) faultResult {
 			r.Serials = append(r.Serials, c.serial)
 		case codes.Unavailable, codes.ResourceExhausted:
 			r.Retryable++
+			if !slices.Contains(r.RetryableErrors, c.msg) && len(r.RetryableErrors) < 5 {
+				r.RetryableErrors = append(r.RetryableErrors, c.msg)
+			}
 		default:
 			r.Other++
 			r.OtherErrors = append(r.OtherErrors, fmt.Sprintf("sent %s: %s", c.sent.Format("15:04:05.000"), c.msg))
@@ -292,12 +296,25 @@ func requireFaultResult(t *testing.T, r faultResult, logs func() string) {
 	t.Helper()
 	faultTable.add(r)
 	t.Logf("%s: %d sent, %d ok, %d retryable, %d other, recovered in %.2fs, longest outage %.2fs", r.Fault, r.Sent, r.OK, r.Retryable, r.Other, r.Recovery.Seconds(), r.Gap.Seconds())
+	t.Logf("retryable errors seen (first distinct): %q", r.RetryableErrors)
 	require.Empty(t, r.Exits, "meshca serve exited during the fault (kubeletServe restarted it)")
 	require.Empty(t, r.OtherErrors, "calls failed with a code a client does not retry:\n%s", logs())
 	require.LessOrEqual(t, r.Recovery, faultRecoveryBound, "the service did not recover within %s of the fault clearing:\n%s", faultRecoveryBound, logs())
 	require.GreaterOrEqual(t, r.OK, 60, "too little load to judge:\n%s", logs())
 	require.Empty(t, r.LostRevocations, "acknowledged revocations without a record (of %d)", r.Revoked)
 	require.Positive(t, r.Revoked, "no revocation was acknowledged")
+}
+
+// requireNoInternals asserts that no error a caller got names the store's
+// internals (a file path, a database or user name, an address): those are
+// for meshca's log, not for every workload that can call the endpoint.
+func requireNoInternals(t *testing.T, r faultResult, internals ...string) {
+	t.Helper()
+	for _, m := range append(slices.Clone(r.RetryableErrors), r.OtherErrors...) {
+		for _, s := range internals {
+			require.NotContains(t, m, s, "an error returned to a caller names the store's internals")
+		}
+	}
 }
 
 // requireRecorded asserts that every serial the load got back is an

@@ -249,6 +249,7 @@ func testFaultPostgresRestarted(t *testing.T) {
 	r.Alerts = hook.String()
 	rv.check(t, &r, "--dir", dir)
 	requireFaultResult(t, r, s.logs)
+	requireNoInternals(t, r, db, pg.ConnString(db), "127.0.0.1")
 	requireRecorded(t, r.Serials, "--dir", dir)
 }
 
@@ -301,5 +302,6 @@ func testFaultBoltDiskFull(t *testing.T) {
 	rv.check(t, &r, "--dir", dir)
 	requireFaultResult(t, r, s.logs)
 	require.Positive(t, r.Retryable, "the fault did not bite")
+	requireNoInternals(t, r, dir)
 	requireRecorded(t, r.Serials, "--dir", dir)
 }
