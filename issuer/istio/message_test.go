@@ -12,16 +12,18 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/meshca/meshca/ca/audit"
 	"github.com/meshca/meshca/ca/authority"
 	"github.com/meshca/meshca/ca/caerr"
-	"github.com/meshca/meshca/ca/audit"
 	"github.com/meshca/meshca/issuer/istio"
 )
 
 // signErr refuses every request with err.
 type signErr struct{ err error }
 
-func (s signErr) Sign(context.Context, authority.Request) (*authority.Result, error) { return nil, s.err }
+func (s signErr) Sign(context.Context, authority.Request) (*authority.Result, error) {
+	return nil, s.err
+}
 
 // A refusal for meshca's side tells the caller meshca's message, not its
 // cause (a store's file path or database name); a refusal of the request
