@@ -189,11 +189,21 @@ func (l *faultLoad) okSince(t time.Time) int {
 // succeeded; if they do not, it fails with the last errors and logs.
 func (l *faultLoad) waitRecovered(t *testing.T, cleared time.Time, logs func() string) {
 	t.Helper()
+	if n, errs, ok := l.awaitRecovery(cleared); !ok {
+		t.Fatalf("no recovery: %d successful calls since the fault cleared at %s; last errors:\n%s\n%s",
+			n, cleared.Format("15:04:05.000"), strings.Join(errs, "\n"), logs())
+	}
+}
+
+// awaitRecovery is waitRecovered without failing the test: ok reports
+// the recovery; otherwise n is the successful calls after the last failed
+// one and errs the last errors.
+func (l *faultLoad) awaitRecovery(cleared time.Time) (n int, errs []string, ok bool) {
 	deadline := time.Now().Add(faultRecoveryBound + 10*time.Second)
 	for {
 		calls := l.snapshot()
 		last := cleared
-		var errs []string
+		errs = errs[:0]
 		for _, c := range calls {
 			if c.code != codes.OK && c.done.After(last) {
 				last = c.done
@@ -202,19 +212,17 @@ func (l *faultLoad) waitRecovered(t *testing.T, cleared time.Time, logs func() s
 				errs = append(errs, c.done.Format("15:04:05.000")+" "+c.msg)
 			}
 		}
-		n := 0
+		n = 0
 		for _, c := range calls {
 			if c.code == codes.OK && c.sent.After(last) {
 				n++
 			}
 		}
 		if n >= 20 {
-			return
+			return n, nil, true
 		}
 		if time.Now().After(deadline) {
-			errs = errs[max(0, len(errs)-5):]
-			t.Fatalf("no recovery: %d successful calls since the fault cleared at %s; last errors:\n%s\n%s",
-				n, cleared.Format("15:04:05.000"), strings.Join(errs, "\n"), logs())
+			return n, errs[max(0, len(errs)-5):], false
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -225,6 +233,8 @@ type faultResult struct {
 	Fault                      string
 	Sent, OK, Retryable, Other int
 	Recovery                   time.Duration
+	// NoRecovery: no call sent after the last failed one succeeded.
+	NoRecovery bool
 	// Gap is the longest time between two successful calls' completions:
 	// how long the endpoint was out, at worst, as a caller saw it.
 	Gap             time.Duration
@@ -274,6 +284,9 @@ func (l *faultLoad) result(fault string, cleared time.Time) faultResult {
 		}
 	}
 	r.Recovery = first.Sub(cleared)
+	if first.IsZero() {
+		r.NoRecovery, r.Recovery = true, 0
+	}
 	var prev time.Time
 	calls := l.snapshot()
 	slices.SortFunc(calls, func(a, b faultCall) int { return a.done.Compare(b.done) })
@@ -297,10 +310,36 @@ func requireFaultResult(t *testing.T, r faultResult, logs func() string) {
 	t.Logf("retryable errors seen (first distinct): %q", r.RetryableErrors)
 	require.Empty(t, r.Exits, "meshca serve exited during the fault (kubeletServe restarted it)")
 	require.Empty(t, r.OtherErrors, "calls failed with a code a client does not retry:\n%s", logs())
+	require.False(t, r.NoRecovery, "no call succeeded after the last failed one:\n%s", logs())
 	require.LessOrEqual(t, r.Recovery, faultRecoveryBound, "the service did not recover within %s of the fault clearing:\n%s", faultRecoveryBound, logs())
 	require.GreaterOrEqual(t, r.OK, 60, "too little load to judge:\n%s", logs())
 	require.Empty(t, r.LostRevocations, "acknowledged revocations without a record (of %d)", r.Revoked)
 	require.Positive(t, r.Revoked, "no revocation was acknowledged")
+}
+
+// requireRefusalsCounted asserts what the PrometheusRule's issuance
+// alerts read (deploy/prometheus/meshca-rules.yaml): s, the only replica,
+// counted every Unavailable call of the load in
+// meshca_istio_requests_total{code="Unavailable"} (MeshCAIstioEndpointErrors),
+// and counted refusals to record an issuance in
+// meshca_issuance_denied_total{reason="store_unavailable"}
+// (MeshCAIssuanceErrors); it returns that count. Their "for" (5 and 10
+// minutes) outlasts these faults, so neither fires here.
+func requireRefusalsCounted(t *testing.T, s *server, l *faultLoad) float64 {
+	t.Helper()
+	unavailable := 0
+	for _, c := range l.snapshot() {
+		if c.code == codes.Unavailable {
+			unavailable++
+		}
+	}
+	require.Positive(t, unavailable, "the fault did not bite")
+	counted, _ := s.metricSum(t, "meshca_istio_requests_total", `code="Unavailable"`)
+	require.Equal(t, float64(unavailable), counted, "meshca_istio_requests_total{code=\"Unavailable\"} against the load's Unavailable calls")
+	denied, _ := s.metricSum(t, "meshca_issuance_denied_total", `reason="store_unavailable"`)
+	require.Positive(t, denied, "meshca_issuance_denied_total{reason=\"store_unavailable\"}")
+	t.Logf("%d calls Unavailable, %v of them refused to record the issuance (store_unavailable)", unavailable, denied)
+	return denied
 }
 
 // requireNoInternals asserts that no error a caller got names the store's
@@ -414,7 +453,11 @@ func (f *faultRows) markdown() string {
 		if len(r.Exits) > 0 {
 			exits = fmt.Sprintf("%d: %s", len(r.Exits), strings.Join(r.Exits, "; "))
 		}
-		fmt.Fprintf(&b, "| %s | %d | %d | %d | %d | %.2f | %.2f | %s | %s | %s |\n", r.Fault, r.Sent, r.OK, r.Retryable, r.Other, r.Recovery.Seconds(), r.Gap.Seconds(), r.Revocations, r.Alerts, exits)
+		recovery := fmt.Sprintf("%.2f", r.Recovery.Seconds())
+		if r.NoRecovery {
+			recovery = "not recovered"
+		}
+		fmt.Fprintf(&b, "| %s | %d | %d | %d | %d | %s | %.2f | %s | %s | %s |\n", r.Fault, r.Sent, r.OK, r.Retryable, r.Other, recovery, r.Gap.Seconds(), r.Revocations, r.Alerts, exits)
 	}
 	return b.String()
 }

@@ -134,19 +134,21 @@ func freeLoopback(t *testing.T) string {
 }
 
 // revoker revokes certificates the load got back, one every 500 ms, with
-// 'meshca revoke' on a configuration (through its serve's admin socket),
-// from the start of the fault until stop. A revocation is acknowledged
-// when the command exits 0.
+// 'meshca revoke' (through the serve's admin socket), from the start of
+// the fault until stop. Each is sent to the configurations dirs in turn
+// until one acknowledges it (the command exits 0), as an operator retries
+// at the next replica when one is down or does not hold the Lease.
 type revoker struct {
 	stopc chan struct{}
 	done  chan struct{}
 	mu    sync.Mutex
 	tried int
 	acked []string
+	by    map[string]int // dir -> revocations it acknowledged
 }
 
-func startRevoker(t *testing.T, l *faultLoad, dir string) *revoker {
-	r := &revoker{stopc: make(chan struct{}), done: make(chan struct{})}
+func startRevoker(t *testing.T, l *faultLoad, dirs ...string) *revoker {
+	r := &revoker{stopc: make(chan struct{}), done: make(chan struct{}), by: map[string]int{}}
 	go func() {
 		defer close(r.done)
 		next := 0
@@ -167,19 +169,32 @@ func startRevoker(t *testing.T, l *faultLoad, dir string) *revoker {
 			if serial == "" {
 				continue
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-			err := exec.CommandContext(ctx, meshcaBin, "revoke", "--dir", dir, "--serial", serial, "--reason", "keyCompromise").Run()
-			cancel()
 			r.mu.Lock()
 			r.tried++
-			if err == nil {
-				r.acked = append(r.acked, serial)
-			}
 			r.mu.Unlock()
+			for _, dir := range dirs {
+				ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+				err := exec.CommandContext(ctx, meshcaBin, "revoke", "--dir", dir, "--serial", serial, "--reason", "keyCompromise").Run()
+				cancel()
+				if err == nil {
+					r.mu.Lock()
+					r.acked = append(r.acked, serial)
+					r.by[dir]++
+					r.mu.Unlock()
+					break
+				}
+			}
 		}
 	}()
 	t.Cleanup(r.stop)
 	return r
+}
+
+// ackedBy counts the revocations the configuration dir acknowledged.
+func (r *revoker) ackedBy(dir string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.by[dir]
 }
 
 func (r *revoker) stop() {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
@@ -106,11 +105,15 @@ store: {path: meshca.db}
 
 	sealed := time.Now()
 	require.NoError(t, v.Seal(ctx))
+	// MeshCARootSourceDown's expression (meshca_root_source_up == 0) holds
+	// while sealed; its "for" (10 minutes) outlasts the fault.
+	waitFor(t, 10*time.Second, "meshca_root_source_up goes to 0 while Vault is sealed", func() bool { return s.metricIs(t, "meshca_root_source_up", 0) })
 	waitFor(t, 30*time.Second, "RootSourceUnreachable fires while Vault is sealed", func() bool { return hook.has("firing RootSourceUnreachable") })
 	holdFault(sealed, 30*time.Second)
 	require.NoError(t, v.Unseal(ctx))
 	cleared := time.Now()
 	l.waitRecovered(t, cleared, s.logs)
+	waitFor(t, 10*time.Second, "meshca_root_source_up goes back to 1 after the unseal", func() bool { return s.metricIs(t, "meshca_root_source_up", 1) })
 	waitFor(t, 25*time.Second, "RootSourceUnreachable resolves after the unseal", func() bool { return hook.has("resolved RootSourceUnreachable") })
 	l.stop()
 
@@ -144,54 +147,39 @@ func testFaultAPIServerStopped(t *testing.T) {
 	holdFault(stopped, 20*time.Second)
 	require.NoError(t, env.RestartAPIServer())
 	cleared := time.Now()
-	l.waitRecovered(t, cleared, k.logs)
-	lead := waitFor(t, faultRecoveryBound+30*time.Second, "meshca leads again after the apiserver is back", func() bool {
-		s := k.current()
-		select {
-		case <-s.exited:
-			return false
-		default:
-		}
-		return s.metricIs(t, "meshca_controller_leader", 1)
-	})
+	// Not fatal: the row is recorded whatever happened, and
+	// requireFaultResult asserts the recovery.
+	l.awaitRecovery(cleared)
 	l.stop()
 
 	r := l.result("kube-apiserver stopped 20 s", cleared)
 	r.Alerts = hook.String()
 	r.Exits = k.restarts()
 	rv.check(t, &r, "--dir", dir)
-	t.Logf("leading again %.1fs after the apiserver was back; meshca exited %d times: %q", lead.Seconds(), len(r.Exits), r.Exits)
+	t.Logf("meshca exited %d times: %q", len(r.Exits), r.Exits)
 	requireFaultResult(t, r, k.logs)
 	requireRecorded(t, r.Serials, "--dir", dir)
+	lead := waitFor(t, faultRecoveryBound, "meshca leads again after the apiserver is back", func() bool {
+		return k.current().metricIs(t, "meshca_controller_leader", 1)
+	})
+	t.Logf("leading again %.1fs after the recovery", lead.Seconds())
 }
 
-// 3. The leader SIGKILLed: two replicas on one PostgreSQL database with
-// the controllers' Lease; the load goes to both (round robin, as a
-// Service's endpoints). The survivor keeps signing, takes over the Lease,
-// and the database holds every certificate either replica acknowledged.
+// 3. The leader SIGKILLed: two replicas as main runs them in HA
+// (newHACluster: one PostgreSQL database, one key store directory, the
+// Lease under deploy/rbac, leaseDuration 4 s); the load goes to both
+// (round robin, as a Service's endpoints) and revocations go to the Lease
+// holder (a follower refuses them). The survivor keeps signing, takes the
+// Lease within haTakeoverBound of the kill and runs the singleton jobs
+// (meshca_controller_leader 1), and the database holds every certificate
+// and revocation either replica acknowledged.
 func testFaultLeaderKilled(t *testing.T) {
-	_, kubeconfig := meshcaInCluster(t, "shop")
-	pg, err := pgenv.Start()
-	require.NoError(t, err)
-	t.Cleanup(pg.Stop)
-	db := pg.CreateDatabase(t)
 	hook := startWebhook(t)
-	dirA := initCA(t)
-	usePostgres(t, pg, dirA, db)
-	appendYAML(t, dirA, "kubernetes:\n  kubeconfig: "+kubeconfig+"\ntrustBundle:\n  enabled: true\n"+
-		"signers:\n  controllers:\n    leaderElection:\n      leaseDuration: 4s\n      renewDeadline: 3s\n      retryPeriod: 500ms\n"+hook.yaml(t, ""))
-	a := startServe(t, dirA)
-	a.waitReady(t, 15*time.Second)
-	waitFor(t, 30*time.Second, "replica A leads", func() bool { return a.metricIs(t, "meshca_controller_leader", 1) })
-	// Replica B: the same configuration (database, root, intermediate
-	// key) in its own directory (admin socket).
-	dirB := filepath.Join(t.TempDir(), "ca")
-	out, err := exec.Command("cp", "-a", dirA, dirB).CombinedOutput()
-	require.NoError(t, err, string(out))
-	b := startServe(t, dirB)
-	b.waitReady(t, 15*time.Second)
-	waitFor(t, 10*time.Second, "replica B follows", func() bool { return b.metricIs(t, "meshca_controller_leader", 0) })
-	chain, key, root := clientCert(t, dirB)
+	c := newHACluster(t, "trustBundle:\n  enabled: true\n"+hook.yaml(t, ""))
+	a, b, _, idB := c.startPair(t)
+	waitFor(t, 30*time.Second, "replica A runs the singleton jobs", func() bool { return a.metricIs(t, "meshca_controller_leader", 1) })
+	require.True(t, b.metricIs(t, "meshca_controller_leader", 0), "replica B follows")
+	chain, key, root := clientCert(t, c.dirB)
 	logs := func() string { return "replica A:\n" + a.logs() + "\nreplica B:\n" + b.logs() }
 	l := startFaultLoad(t, []string{a.grpc, b.grpc}, root, chain, key, workloadID)
 	warmUp(t, l, logs)
@@ -200,24 +188,26 @@ func testFaultLeaderKilled(t *testing.T) {
 		issued, _ := s.metricSum(t, "meshca_certificates_issued_total")
 		require.Positive(t, issued, "a replica got no calls")
 	}
-	rv := startRevoker(t, l, dirB)
+	rv := startRevoker(t, l, c.dirA, c.dirB)
 
-	require.NoError(t, a.cmd.Process.Kill())
+	a.kill(t)
 	cleared := time.Now()
-	<-a.exited
+	took := waitFor(t, haTakeoverBound, "replica B takes the Lease", func() bool { return c.holder(t) == idB })
+	t.Logf("replica B held the Lease %.2fs after the kill (lease duration %s, bound %s)", took.Seconds(), haLeaseDur, haTakeoverBound)
+	waitFor(t, faultRecoveryBound, "replica B runs the singleton jobs", func() bool { return b.metricIs(t, "meshca_controller_leader", 1) })
+	lead := time.Since(cleared)
 	l.waitRecovered(t, cleared, logs)
-	lead := waitFor(t, faultRecoveryBound, "replica B takes over the Lease", func() bool { return b.metricIs(t, "meshca_controller_leader", 1) })
+	// Revocations go on through the new holder.
+	waitFor(t, faultRecoveryBound, "a revocation acknowledged by replica B", func() bool { return rv.ackedBy(c.dirB) > 0 })
 	l.stop()
 
 	r := l.result("leader SIGKILLed (2 replicas, PostgreSQL)", cleared)
-	if lead > r.Recovery {
-		r.Recovery = lead
-	}
+	r.Recovery = max(r.Recovery, lead)
 	r.Alerts = hook.String()
-	rv.check(t, &r, "--dir", dirB)
-	t.Logf("replica B led %.1fs after the kill", lead.Seconds())
+	rv.check(t, &r, "--dir", c.dirB)
+	t.Logf("replica B ran the singleton jobs %.1fs after the kill", lead.Seconds())
 	requireFaultResult(t, r, logs)
-	requireRecorded(t, r.Serials, "--dir", dirB)
+	requireRecorded(t, r.Serials, "--dir", c.dirB)
 }
 
 // 4. PostgreSQL restarted (fast shutdown, start on the same data): signing
@@ -244,6 +234,7 @@ func testFaultPostgresRestarted(t *testing.T) {
 	cleared := time.Now()
 	l.waitRecovered(t, cleared, s.logs)
 	l.stop()
+	requireRefusalsCounted(t, s, l)
 
 	r := l.result(fmt.Sprintf("PostgreSQL restarted (fast shutdown and start: %.1f s)", cleared.Sub(down).Seconds()), cleared)
 	r.Alerts = hook.String()
@@ -292,16 +283,15 @@ func testFaultBoltDiskFull(t *testing.T) {
 	l.waitRecovered(t, cleared, s.logs)
 	l.stop()
 	require.True(t, s.metricIs(t, "meshca_store_healthy", 1), "the store failed closed:\n%s", s.logs())
+	requireRefusalsCounted(t, s, l)
 
 	rv.stop()
 	// Durable, not just in memory: the file after a crash.
-	require.NoError(t, s.cmd.Process.Kill())
-	<-s.exited
+	s.kill(t)
 	r := l.result("bbolt disk full 10 s (RLIMIT_FSIZE)", cleared)
 	r.Alerts = hook.String()
 	rv.check(t, &r, "--dir", dir)
 	requireFaultResult(t, r, s.logs)
-	require.Positive(t, r.Retryable, "the fault did not bite")
 	requireNoInternals(t, r, dir)
 	requireRecorded(t, r.Serials, "--dir", dir)
 }
