@@ -169,7 +169,7 @@ func testFaultAPIServerStopped(t *testing.T) {
 // (newHACluster: one PostgreSQL database, one key store directory, the
 // Lease under deploy/rbac, leaseDuration 4 s); the load goes to both
 // (round robin, as a Service's endpoints) and revocations go to the Lease
-// holder (a follower refuses them). The survivor keeps signing, takes the
+// holder (a follower refuses them), the new one after the kill. The survivor keeps signing, takes the
 // Lease within haTakeoverBound of the kill and runs the singleton jobs
 // (meshca_controller_leader 1), and the database holds every certificate
 // and revocation either replica acknowledged.
@@ -188,7 +188,11 @@ func testFaultLeaderKilled(t *testing.T) {
 		issued, _ := s.metricSum(t, "meshca_certificates_issued_total")
 		require.Positive(t, issued, "a replica got no calls")
 	}
-	rv := startRevoker(t, l, c.dirA, c.dirB)
+	// B first: it refuses while it follows, and acknowledges once it
+	// holds the Lease; A's configuration goes through A's admin socket
+	// while A runs, and straight into the database once A is dead (meshca
+	// revoke without a serve).
+	rv := startRevoker(t, l, c.dirB, c.dirA)
 
 	a.kill(t)
 	cleared := time.Now()
@@ -205,7 +209,8 @@ func testFaultLeaderKilled(t *testing.T) {
 	r.Recovery = max(r.Recovery, lead)
 	r.Alerts = hook.String()
 	rv.check(t, &r, "--dir", c.dirB)
-	t.Logf("replica B ran the singleton jobs %.1fs after the kill", lead.Seconds())
+	t.Logf("replica B ran the singleton jobs %.1fs after the kill; revocations acknowledged through A's configuration %d, through B's %d",
+		lead.Seconds(), rv.ackedBy(c.dirA), rv.ackedBy(c.dirB))
 	requireFaultResult(t, r, logs)
 	requireRecorded(t, r.Serials, "--dir", c.dirB)
 }
