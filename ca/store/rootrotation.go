@@ -119,6 +119,11 @@ type RootRotations interface {
 	// rotation was ever started.
 	GetRootRotation(ctx context.Context) (RootRotation, error)
 	// PutRootRotation replaces the current record; an invalid r
-	// (RootRotation.Validate) is refused and changes nothing.
-	PutRootRotation(ctx context.Context, r RootRotation) error
+	// (RootRotation.Validate) is refused and changes nothing. fence is the
+	// writer's Lease (the zero Fence: one replica): a write under a fence
+	// older than one the store accepted (CheckFence, shared with
+	// SwitchGeneration) fails with ErrFenced and changes nothing, so a
+	// holder that lost the Lease cannot move the journal its successor
+	// resumes.
+	PutRootRotation(ctx context.Context, r RootRotation, fence Fence) error
 }

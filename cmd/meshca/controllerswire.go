@@ -75,10 +75,10 @@ const managerStopWait = 20 * time.Second
 // ends. It builds the manager in the background, retrying while the
 // apiserver cannot be reached, so that serve's other parts (the Istio
 // endpoint serves on every replica) do not wait for it. With leader
-// election only the Lease holder runs the controllers; a manager that
-// stops early (the Lease lost, a cache that cannot sync, a controller
-// that cannot be set up) calls fail, which ends serve: another replica
-// takes over. The returned wait blocks, after ctx ended, until the
+// election only the Lease holder runs the controllers, on a fresh manager
+// each term; losing the Lease stops them (rotation/leader). A manager that
+// stops early on its own (a cache that cannot sync, a controller that
+// cannot be set up) calls fail, which ends serve. The returned wait blocks, after ctx ended, until the
 // manager has stopped and released the Lease (bounded by managerStopWait).
 func startControllers(ctx context.Context, d controllerDeps, cs []kubesigner.Controller, fail func(error)) (func(), error) {
 	if len(cs) == 0 {
@@ -97,9 +97,9 @@ func startControllers(ctx context.Context, d controllerDeps, cs []kubesigner.Con
 	for i, c := range cs {
 		names[i] = c.Name()
 	}
-	done := make(chan struct{})
+	// run builds a fresh manager each time (under the Lease, once per
+	// term: a controller-runtime manager starts only once).
 	run := func(ctx context.Context) {
-		defer close(done)
 		mgr, err := newManager(ctx, d.log, rc, opts, cs)
 		if err != nil {
 			if ctx.Err() == nil {
@@ -109,7 +109,7 @@ func startControllers(ctx context.Context, d controllerDeps, cs []kubesigner.Con
 		}
 		d.log.Info("starting the Kubernetes controllers", "controllers", names, "leader_election", le.On(),
 			"lease", le.Namespace+"/"+le.LeaseName)
-		if err := mgr.Start(ctx); err != nil {
+		if err := mgr.Start(ctx); err != nil && ctx.Err() == nil {
 			fail(fmt.Errorf("kubernetes controllers stopped: %w", err))
 		}
 	}
@@ -120,7 +120,11 @@ func startControllers(ctx context.Context, d controllerDeps, cs []kubesigner.Con
 		// before the Lease is released).
 		return d.single.wait, nil
 	}
-	go run(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		run(ctx)
+	}()
 	return func() {
 		select {
 		case <-done:

@@ -49,7 +49,7 @@ func registerInventory(ctx context.Context, cfg *config.Config, rt *authority.Ru
 		if err != nil {
 			return nil, err
 		}
-		k, err := inventory.NewKube(client, cfg.TrustBundle.IstiodNamespace, publish.SecretName, bundleSelectors(cfg))
+		k, err := inventory.NewKube(client, cfg.TrustBundle.IstiodNamespace, publish.SecretName, bundleSelectors(cfg), inventory.WithKubeLogger(log))
 		if err != nil {
 			return nil, fmt.Errorf("certificate inventory: %w", err)
 		}

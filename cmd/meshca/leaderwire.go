@@ -29,8 +29,9 @@ type singletons struct {
 	done          chan struct{}
 }
 
-// startSingletons campaigns for the Lease until ctx ends. Losing it calls
-// fail: serve exits, and another replica takes over. With store.type
+// startSingletons campaigns for the Lease until ctx ends. Losing it (the
+// apiserver cannot be reached for the renew deadline) stops the singleton
+// jobs and this replica campaigns again, signing all along. With store.type
 // bolt, whose issuance records are local to one process, a replica that
 // observes another Lease holder calls fail too: the client-certificate
 // authenticator needs the record of every certificate a renewing client
@@ -63,9 +64,7 @@ func startSingletons(ctx context.Context, cfg *config.Config, rc *rest.Config, l
 	}
 	go func() {
 		defer close(s.done)
-		if err := el.Run(ctx); err != nil {
-			fail(err)
-		}
+		el.Run(ctx)
 	}()
 	if cfg.Store.Type == config.StoreBolt {
 		go s.refuseSharedBolt(ctx, fail)

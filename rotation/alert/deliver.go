@@ -65,6 +65,17 @@ func newWorker(s Sink, e *Engine) *worker {
 	return &worker{sink: s, e: e, q: make(chan *delivery, queueSize)}
 }
 
+// drain empties the queue without delivering.
+func (w *worker) drain() {
+	for {
+		select {
+		case <-w.q:
+		default:
+			return
+		}
+	}
+}
+
 func (w *worker) enqueue(d *delivery) {
 	select {
 	case w.q <- d:

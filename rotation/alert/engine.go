@@ -63,7 +63,8 @@ type Engine struct {
 	announced map[Key]bool
 
 	// ticking, when set (tests), is closed once Run's ticker exists.
-	ticking chan struct{}
+	ticking  chan struct{}
+	tickOnce sync.Once
 	// afterDelivered, when set (tests), is told each delivered notification.
 	afterDelivered func(Notification)
 }
@@ -104,10 +105,28 @@ func New(ctx context.Context, o Options) (*Engine, error) {
 	if e.states == nil {
 		return e, nil
 	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	redo, err := e.loadLocked(ctx)
+	if err != nil {
+		return nil, err
+	}
+	e.gauges()
+	e.dispatch(redo)
+	if len(e.state) > 0 {
+		e.log.Info("alert states loaded", "alerts", len(e.state), "undelivered", len(redo))
+	}
+	return e, nil
+}
+
+// loadLocked replaces the alert states with the store's and returns the
+// notifications that were made but not delivered. Called with mu held.
+func (e *Engine) loadLocked(ctx context.Context) ([]Notification, error) {
 	saved, err := e.states.ListAlertStates(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("alert: loading the alert states: %w", err)
 	}
+	e.state, e.announced = map[Key]*store.AlertState{}, map[Key]bool{}
 	var redo []Notification
 	for _, s := range saved {
 		k := Key(s.Key)
@@ -120,12 +139,36 @@ func New(ctx context.Context, o Options) (*Engine, error) {
 			redo = append(redo, Notification{Kind: Kind(s.Pending), State: s, At: e.clk.Now()})
 		}
 	}
+	return redo, nil
+}
+
+// requeue starts a run: it empties the sinks' queues (what a previous
+// run left there is still pending in the states), reloads the states from
+// the store (another replica may have changed them while this one did not
+// lead; if the store cannot be read, the states in memory are used) and
+// queues every undelivered notification again.
+func (e *Engine) requeue(ctx context.Context) {
+	for _, w := range e.workers {
+		w.drain()
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var redo []Notification
+	if e.states != nil {
+		var err error
+		if redo, err = e.loadLocked(ctx); err != nil {
+			e.log.Warn("reloading the alert states failed; delivering those in memory", "error", err)
+		}
+	}
+	if redo == nil {
+		for _, s := range e.state {
+			if s.Pending != "" {
+				redo = append(redo, Notification{Kind: Kind(s.Pending), State: *s, At: e.clk.Now()})
+			}
+		}
+	}
 	e.gauges()
 	e.dispatch(redo)
-	if len(saved) > 0 {
-		e.log.Info("alert states loaded", "alerts", len(saved), "undelivered", len(redo))
-	}
-	return e, nil
 }
 
 // Raise records that a's problem stands. A new alert, or a new
@@ -239,21 +282,27 @@ func (e *Engine) Firing() []store.AlertState {
 	return out
 }
 
-// Run delivers notifications and repeats firing alerts until ctx ends. It
-// may be called once.
+// Run delivers notifications and repeats firing alerts until ctx ends.
+// It may be called again once it has returned (a replica that takes the
+// Lease of the singleton jobs again): each run starts from the stored
+// states and delivers what is still undelivered.
 func (e *Engine) Run(ctx context.Context) error {
 	if !e.running.CompareAndSwap(false, true) {
-		return errors.New("alert: Run called twice")
+		return errors.New("alert: Run is already running")
 	}
+	defer e.running.Store(false)
+	e.requeue(ctx)
 	var wg sync.WaitGroup
 	for _, w := range e.workers {
 		wg.Go(func() { w.run(ctx) })
 	}
 	t := e.clk.NewTicker(e.tick)
 	defer t.Stop()
-	if e.ticking != nil {
-		close(e.ticking)
-	}
+	e.tickOnce.Do(func() {
+		if e.ticking != nil {
+			close(e.ticking)
+		}
+	})
 	for {
 		select {
 		case <-ctx.Done():

@@ -141,6 +141,20 @@ func startEngine(t *testing.T, clk *testclock.FakeClock, states store.AlertState
 	return h
 }
 
+// rerun runs the engine again after stop (a replica that leads again).
+func (h *harness) rerun(t *testing.T) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	stopped := make(chan struct{})
+	h.cancel, h.stopped = cancel, stopped
+	go func() {
+		defer close(stopped)
+		if err := h.e.Run(ctx); err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+}
+
 func (h *harness) stop() {
 	h.cancel()
 	<-h.stopped

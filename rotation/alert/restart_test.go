@@ -100,3 +100,36 @@ func TestRestart_UndeliveredFireIsDeliveredAfterRestart(t *testing.T) {
 	up.none(t)
 	down.none(t)
 }
+
+// A replica that loses the Lease of the singleton jobs stops Run and runs
+// it again when it leads again. That run starts from the stored states,
+// which another replica may have changed meanwhile: here the other
+// replica cleared the alert whose fire this one had not yet delivered,
+// so the next run delivers the resolution and nothing else.
+func TestRun_AgainAfterAnotherReplicaChangedTheStates(t *testing.T) {
+	clk := testclock.NewFakeClock(T0)
+	r := newReceiver(t, slackOK, answer{status: 503})
+	ctx := context.Background()
+	st := openStore(t, filepath.Join(t.TempDir(), "meshca.db"))
+	t.Cleanup(func() { _ = st.Close() })
+
+	h := startEngine(t, clk, st, Options{}, newSlack(t, r))
+	require.NoError(t, h.e.Raise(ctx, expiring))
+	require.JSONEq(t, slackFire, r.next(t))
+	h.sleep(t) // the receiver refused it: backing off
+	h.stop()   // the Lease is lost
+
+	clk.Step(time.Hour)
+	other, err := New(ctx, Options{States: st, Sinks: []Sink{newSlack(t, r)}, Clock: clk, RepeatInterval: time.Hour})
+	require.NoError(t, err)
+	require.NoError(t, other.Clear(ctx, expiring.Key()))
+
+	h.rerun(t)
+	require.JSONEq(t, slackResolved, r.next(t))
+	h.ack(t)
+	h.stop()
+	list, err := st.ListAlertStates(ctx)
+	require.NoError(t, err)
+	require.Empty(t, list, "a delivered resolved alert is forgotten")
+	r.none(t)
+}

@@ -258,34 +258,76 @@ func (m *Manager) Start(ctx context.Context) (*authority.Material, error) {
 }
 
 // startPreIssued records a pre-issued intermediate as the active
-// generation the first time it is seen; it cannot be rotated.
+// generation the first time it is seen; it cannot be rotated. With a
+// Leader only the lease holder records it (and, for a catalyst profile,
+// creates its ML-DSA key), through the fenced compare-and-set of
+// switchActive; a follower waits, polling every FollowInterval, until the
+// store holds it as active, as startFollower does for a minted one.
 func (m *Manager) startPreIssued(ctx context.Context, p root.PreIssuedSource) (*authority.Material, error) {
-	mat, rec, err := m.loader.PreIssued(ctx, p, true)
-	if err != nil {
-		return nil, err
-	}
-	if rec != nil {
-		g, err := m.st.AddGeneration(ctx, *rec)
-		if err != nil {
-			return nil, fmt.Errorf("record the pre-issued CA generation: %w", err)
-		}
-		m.step(StepPrepared, g.ID)
-		mat.Generation = g.ID
-		if err := mat.SelfTest(m.clk.Now()); err != nil {
-			return nil, fmt.Errorf("the pre-issued intermediate in root.file.cacertsDir failed its throwaway-leaf check: %w", err)
-		}
-		if err := m.st.MarkGenerationVerified(ctx, g.ID, m.clk.Now().UTC()); err != nil {
+	logged := false
+	for {
+		_, lead := m.leading()
+		mat, rec, err := m.loader.PreIssued(ctx, p, lead)
+		var unusable *authority.UnusableError
+		switch {
+		case err == nil && rec == nil:
+			m.active = mat
+			return mat, m.loadRetained(ctx)
+		case err == nil && lead:
+			done, err := m.recordPreIssued(ctx, mat, rec)
+			if err != nil {
+				return nil, err
+			}
+			if done {
+				m.active = mat
+				return mat, m.loadRetained(ctx)
+			}
+		case err != nil && (lead || !errors.As(err, &unusable)):
 			return nil, err
 		}
-		m.step(StepVerified, g.ID)
-		if err := m.st.ActivateGeneration(ctx, g.ID, m.clk.Now().UTC()); err != nil {
-			return nil, fmt.Errorf("activate CA generation %d: %w", g.ID, err)
+		if !logged {
+			m.log.Info("the pre-issued intermediate is not recorded yet; waiting for the lease holder to record it")
+			logged = true
 		}
-		m.step(StepActivated, g.ID)
-		m.log.Info("recorded the pre-issued intermediate as the active CA generation", "generation", g.ID, "subject", mat.Bundle.Cert.Subject.String())
+		t := m.clk.NewTimer(m.followEvery)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, ctx.Err()
+		case <-t.C():
+		}
 	}
-	m.active = mat
-	return mat, m.loadRetained(ctx)
+}
+
+// recordPreIssued adds rec, verifies mat with a throwaway leaf and
+// activates it. done is false when another replica activated a generation
+// first or this one lost the Lease meanwhile (store.ErrConflict,
+// store.ErrFenced, ErrNotLeader): the caller reads the store again.
+func (m *Manager) recordPreIssued(ctx context.Context, mat *authority.Material, rec *store.Generation) (done bool, err error) {
+	g, err := m.st.AddGeneration(ctx, *rec)
+	if err != nil {
+		return false, fmt.Errorf("record the pre-issued CA generation: %w", err)
+	}
+	m.step(StepPrepared, g.ID)
+	mat.Generation = g.ID
+	if err := mat.SelfTest(m.clk.Now()); err != nil {
+		return false, fmt.Errorf("the pre-issued intermediate in root.file.cacertsDir failed its throwaway-leaf check: %w", err)
+	}
+	if err := m.st.MarkGenerationVerified(ctx, g.ID, m.clk.Now().UTC()); err != nil {
+		return false, err
+	}
+	m.step(StepVerified, g.ID)
+	err = m.switchActive(ctx, mat, nil, m.clk.Now().UTC())
+	if errors.Is(err, store.ErrConflict) || errors.Is(err, store.ErrFenced) || errors.Is(err, ErrNotLeader) {
+		m.log.Info("another replica recorded an intermediate first, or the lease was lost; reading the store again", "generation", g.ID, "error", err)
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("activate CA generation %d: %w", g.ID, err)
+	}
+	m.step(StepActivated, g.ID)
+	m.log.Info("recorded the pre-issued intermediate as the active CA generation", "generation", g.ID, "subject", mat.Bundle.Cert.Subject.String())
+	return true, nil
 }
 
 // RotateNow prepares a successor (mints it through the root source, or

@@ -6,18 +6,23 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sort"
+	"sync"
+	"time"
 
 	certificatesv1 "k8s.io/api/certificates/v1"
 	certificatesv1beta1 "k8s.io/api/certificates/v1beta1"
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
+	"k8s.io/utils/clock"
+
+	"github.com/meshca/meshca/trustbundle/bundleversion"
 )
 
 // caCertsKeys are the keys of Istio's cacerts Secret that hold
@@ -28,11 +33,21 @@ var caCertsKeys = []string{"ca-cert.pem", "cert-chain.pem", "root-cert.pem", "tl
 // Kube holds the informers of the cluster sources: one Secret (Istio's
 // cacerts) and meshca's own ClusterTrustBundles. Scrapes read their caches.
 type Kube struct {
+	client               kubernetes.Interface
 	secretNS, secretName string
 	secrets              cache.SharedIndexInformer
-	bundles              []cache.SharedIndexInformer
-	listBundles          []func() ([]Certificate, error)
-	factories            []informers.SharedInformerFactory
+	factory              informers.SharedInformerFactory
+	selectors            []BundleSelector
+	clk                  clock.Clock
+	log                  *slog.Logger
+
+	mu sync.Mutex
+	// discovered is set once the ClusterTrustBundle version is known;
+	// bundles and listBundles are set with it (none when the cluster
+	// serves no ClusterTrustBundle API).
+	discovered  bool
+	bundles     []cache.SharedIndexInformer
+	listBundles []func() ([]Certificate, error)
 }
 
 // BundleSelector selects the ClusterTrustBundles of one signer on the
@@ -50,27 +65,45 @@ type BundleSelector struct {
 // through a field selector on its name, so that RBAC may grant only that
 // name) and, when bundles is not empty, one per selector for the
 // ClusterTrustBundles of the version the cluster serves
-// (certificates.k8s.io/v1, else v1beta1, else none). Start runs them.
-func NewKube(client kubernetes.Interface, namespace, name string, bundles []BundleSelector) (*Kube, error) {
-	k := &Kube{secretNS: namespace, secretName: name}
-	sf := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithNamespace(namespace),
-		informers.WithTweakListOptions(func(o *metav1.ListOptions) {
-			o.FieldSelector = fields.OneTermEqualSelector("metadata.name", name).String()
-		}))
-	k.secrets = sf.Core().V1().Secrets().Informer()
-	k.factories = append(k.factories, sf)
-	if len(bundles) == 0 {
-		return k, nil
-	}
-	version, err := bundleVersion(client)
-	if err != nil {
-		return nil, err
-	}
+// (certificates.k8s.io/v1, else v1beta1, else none). NewKube does not call
+// the apiserver: Start runs the informers and discovers the version in the
+// background, retrying while the apiserver cannot be reached, so that
+// meshca starts (and signs) during an apiserver outage.
+func NewKube(client kubernetes.Interface, namespace, name string, bundles []BundleSelector, opts ...KubeOption) (*Kube, error) {
 	for _, sel := range bundles {
 		if _, err := labels.Parse(sel.LabelSelector); err != nil {
 			return nil, fmt.Errorf("ClusterTrustBundle label selector %q: %w", sel.LabelSelector, err)
 		}
-		bf := informers.NewSharedInformerFactoryWithOptions(client, 0,
+	}
+	k := &Kube{client: client, secretNS: namespace, secretName: name, selectors: bundles, clk: clock.RealClock{}, log: slog.Default()}
+	for _, o := range opts {
+		o(k)
+	}
+	k.factory = informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithNamespace(namespace),
+		informers.WithTweakListOptions(func(o *metav1.ListOptions) {
+			o.FieldSelector = fields.OneTermEqualSelector("metadata.name", name).String()
+		}))
+	k.secrets = k.factory.Core().V1().Secrets().Informer()
+	return k, nil
+}
+
+// KubeOption configures a Kube.
+type KubeOption func(*Kube)
+
+// WithKubeClock sets the clock of the discovery retries.
+func WithKubeClock(c clock.Clock) KubeOption { return func(k *Kube) { k.clk = c } }
+
+// WithKubeLogger sets the logger of the discovery retries.
+func WithKubeLogger(l *slog.Logger) KubeOption { return func(k *Kube) { k.log = l } }
+
+// bundleInformers builds the informers of the selected ClusterTrustBundles
+// of version ("": none, the cluster serves no ClusterTrustBundle API).
+func (k *Kube) bundleInformers(version string) ([]informers.SharedInformerFactory, []cache.SharedIndexInformer, []func() ([]Certificate, error)) {
+	var factories []informers.SharedInformerFactory
+	var infs []cache.SharedIndexInformer
+	var lists []func() ([]Certificate, error)
+	for _, sel := range k.selectors {
+		bf := informers.NewSharedInformerFactoryWithOptions(k.client, 0,
 			informers.WithTweakListOptions(func(o *metav1.ListOptions) {
 				o.FieldSelector = fields.OneTermEqualSelector("spec.signerName", sel.SignerName).String()
 				o.LabelSelector = sel.LabelSelector
@@ -78,8 +111,8 @@ func NewKube(client kubernetes.Interface, namespace, name string, bundles []Bund
 		switch version {
 		case "v1":
 			inf := bf.Certificates().V1().ClusterTrustBundles()
-			k.bundles = append(k.bundles, inf.Informer())
-			k.listBundles = append(k.listBundles, func() ([]Certificate, error) {
+			infs = append(infs, inf.Informer())
+			lists = append(lists, func() ([]Certificate, error) {
 				objs, err := inf.Lister().List(labels.Everything())
 				if err != nil {
 					return nil, err
@@ -94,8 +127,8 @@ func NewKube(client kubernetes.Interface, namespace, name string, bundles []Bund
 			})
 		case "v1beta1":
 			inf := bf.Certificates().V1beta1().ClusterTrustBundles()
-			k.bundles = append(k.bundles, inf.Informer())
-			k.listBundles = append(k.listBundles, func() ([]Certificate, error) {
+			infs = append(infs, inf.Informer())
+			lists = append(lists, func() ([]Certificate, error) {
 				objs, err := inf.Lister().List(labels.Everything())
 				if err != nil {
 					return nil, err
@@ -109,56 +142,83 @@ func NewKube(client kubernetes.Interface, namespace, name string, bundles []Bund
 				return out, errors.Join(errs...)
 			})
 		default:
-			return k, nil // the cluster serves no ClusterTrustBundles
+			return nil, nil, nil
 		}
-		k.factories = append(k.factories, bf)
+		factories = append(factories, bf)
 	}
-	return k, nil
+	return factories, infs, lists
 }
 
-// bundleVersion is the ClusterTrustBundle version the cluster serves, or
-// "" when it serves none.
-func bundleVersion(client kubernetes.Interface) (string, error) {
-	for _, v := range []string{"v1", "v1beta1"} {
-		rl, err := client.Discovery().ServerResourcesForGroupVersion("certificates.k8s.io/" + v)
-		if apierrors.IsNotFound(err) {
-			continue
-		}
-		if err != nil {
-			return "", fmt.Errorf("discover ClusterTrustBundles: %w", err)
-		}
-		for _, r := range rl.APIResources {
-			if r.Name == "clustertrustbundles" {
-				return v, nil
-			}
-		}
-	}
-	return "", nil
-}
-
-// Start runs the informers until ctx ends.
+// Start runs the informers until ctx ends. The ClusterTrustBundle
+// informers start once their version is discovered, retried in the
+// background while the apiserver cannot be reached (or, just restarted,
+// refuses discovery).
 func (k *Kube) Start(ctx context.Context) {
-	for _, f := range k.factories {
-		f.Start(ctx.Done())
+	k.factory.Start(ctx.Done())
+	if len(k.selectors) == 0 {
+		k.mu.Lock()
+		k.discovered = true
+		k.mu.Unlock()
+		return
 	}
+	go func() {
+		v, err := bundleversion.Wait(ctx, k.client.Discovery(), k.clk, k.log)
+		if err != nil {
+			return // ctx ended
+		}
+		if v == "" {
+			k.log.Warn("the apiserver serves no ClusterTrustBundle API; the certificate inventory reports no ClusterTrustBundles")
+		}
+		factories, infs, lists := k.bundleInformers(v)
+		k.mu.Lock()
+		k.discovered, k.bundles, k.listBundles = true, infs, lists
+		k.mu.Unlock()
+		for _, f := range factories {
+			f.Start(ctx.Done())
+		}
+	}()
 }
 
-// WaitForSync waits until the caches are filled or ctx ends.
+// bundleState returns what discovery found so far.
+func (k *Kube) bundleState() (bool, []cache.SharedIndexInformer, []func() ([]Certificate, error)) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.discovered, k.bundles, k.listBundles
+}
+
+// WaitForSync waits until the caches are filled (the ClusterTrustBundle
+// version discovered first) or ctx ends.
 func (k *Kube) WaitForSync(ctx context.Context) bool {
-	syncs := []cache.InformerSynced{k.secrets.HasSynced}
-	for _, b := range k.bundles {
-		syncs = append(syncs, b.HasSynced)
+	if !cache.WaitForCacheSync(ctx.Done(), k.secrets.HasSynced) {
+		return false
 	}
-	return cache.WaitForCacheSync(ctx.Done(), syncs...)
+	for {
+		discovered, bundles, _ := k.bundleState()
+		if discovered {
+			syncs := make([]cache.InformerSynced, len(bundles))
+			for i, b := range bundles {
+				syncs[i] = b.HasSynced
+			}
+			return cache.WaitForCacheSync(ctx.Done(), syncs...)
+		}
+		t := k.clk.NewTimer(50 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return false
+		case <-t.C():
+		}
+	}
 }
 
 // CACerts is the source of the cacerts Secret.
 func (k *Kube) CACerts() Source { return caCertsSource{k} }
 
 // ClusterTrustBundles is the source of meshca's ClusterTrustBundles (nil
-// when there is no selector or the cluster serves none).
+// when there is no selector). Until the version is discovered it reports
+// an error; when the cluster serves no ClusterTrustBundle API, nothing.
 func (k *Kube) ClusterTrustBundles() Source {
-	if len(k.bundles) == 0 {
+	if len(k.selectors) == 0 {
 		return nil
 	}
 	return bundleSource{k}
@@ -197,14 +257,18 @@ type bundleSource struct{ k *Kube }
 func (s bundleSource) Name() string { return "clustertrustbundles" }
 
 func (s bundleSource) Certificates(context.Context) ([]Certificate, error) {
-	for _, b := range s.k.bundles {
+	discovered, bundles, lists := s.k.bundleState()
+	if !discovered {
+		return nil, errors.New("the ClusterTrustBundle API version has not been discovered yet")
+	}
+	for _, b := range bundles {
 		if !b.HasSynced() {
 			return nil, errors.New("the ClusterTrustBundle informers have not synced")
 		}
 	}
 	var out []Certificate
 	var errs []error
-	for _, list := range s.k.listBundles {
+	for _, list := range lists {
 		certs, err := list()
 		out, errs = append(out, certs...), append(errs, err)
 	}

@@ -8,7 +8,9 @@
 // A holder that cannot renew the Lease within the renew deadline stops
 // leading; its jobs' context ends then, while the Lease is still its own
 // for the rest of the lease duration, so they stop before another replica
-// may take it. Writes that must not come from a stale holder carry the
+// may take it. The replica then campaigns again: it keeps serving signing,
+// and whichever replica takes the Lease next (itself included, once the
+// apiserver answers again) starts the jobs anew. Writes that must not come from a stale holder carry the
 // Lease's fence (store.Fence: the holder's identity and
 // spec.leaseTransitions), which the store checks. On shutdown the jobs are
 // stopped first and the Lease is released after them (ReleaseOnCancel).
@@ -34,10 +36,6 @@ import (
 
 	"github.com/meshca/meshca/ca/store"
 )
-
-// ErrLost is matched by Run's error when the Lease was lost: the process
-// should exit, and another replica takes over.
-var ErrLost = errors.New("lost the lease of the singleton jobs")
 
 // Options configure an Elector.
 type Options struct {
@@ -71,6 +69,9 @@ type Elector struct {
 	running sync.WaitGroup
 	stop    context.CancelFunc
 	elected chan struct{}
+	once    sync.Once // closes elected
+	// lost counts the terms that ended without shutdown.
+	lost atomic.Int64
 }
 
 type job struct {
@@ -205,32 +206,54 @@ func (e *Elector) started(ctx context.Context) {
 	for _, j := range e.jobs {
 		e.startLocked(j)
 	}
-	close(e.elected)
+	e.once.Do(func() { close(e.elected) })
 }
 
 // Run campaigns for the Lease until ctx ends, then stops the jobs (up to
-// StopWait) and releases the Lease; it returns nil. If the Lease is lost
-// it stops the jobs and returns an error matching ErrLost.
-func (e *Elector) Run(ctx context.Context) error {
+// StopWait) and releases the Lease. A lost Lease (not
+// renewed within the renew deadline, as when the apiserver cannot be
+// reached) stops the jobs, and Run campaigns again: a replica that loses
+// the Lease is a follower, not a failure.
+func (e *Elector) Run(ctx context.Context) {
+	for {
+		e.term(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		e.stopJobs()
+		e.mu.Lock()
+		e.leadCtx, e.stop = nil, nil
+		e.mu.Unlock()
+		e.lost.Add(1)
+		e.o.Log.Warn("lost the lease of the singleton jobs: they are stopped; campaigning again",
+			"lease", e.o.Namespace+"/"+e.o.Name, "holder", e.o.Identity)
+	}
+}
+
+// term runs one campaign of client-go's elector: it returns when ctx ends
+// (after stopping the jobs, so that the Lease is released after them) or
+// when the Lease, once taken, is lost.
+func (e *Elector) term(ctx context.Context) {
 	electCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancel()
 	ended := make(chan struct{})
-	go func() {
+	var watch sync.WaitGroup
+	watch.Go(func() {
 		select {
 		case <-ctx.Done():
 			e.stopJobs()
 		case <-ended:
 		}
 		cancel()
-	}()
+	})
 	e.le.Run(electCtx)
 	close(ended)
-	if ctx.Err() != nil {
-		return nil
-	}
-	e.stopJobs()
-	return fmt.Errorf("lease %s/%s: %w", e.o.Namespace, e.o.Name, ErrLost)
+	watch.Wait()
 }
+
+// Lost is how many times this replica lost the Lease without shutting
+// down.
+func (e *Elector) Lost() int64 { return e.lost.Load() }
 
 // stopJobs ends the jobs' context and waits (up to StopWait) for them.
 func (e *Elector) stopJobs() {

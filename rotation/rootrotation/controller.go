@@ -418,7 +418,7 @@ func (c *Controller) enterLocked(ctx context.Context, p Phase, event, by, detail
 	next := *c.rec
 	next.Phase, next.PhaseStartedAt, next.Error = string(p), now, ""
 	next.History = appendHistory(next.History, store.RootRotationEvent{At: now, Phase: string(p), Event: event, By: by, Detail: detail})
-	if err := c.o.Store.PutRootRotation(ctx, next); err != nil {
+	if err := c.journal(ctx, next); err != nil {
 		c.failures++
 		c.lastErr = fmt.Errorf("journal phase %s: %w", p, err)
 		c.log.Error("root rotation: cannot journal the next phase; retrying", "rotation", next.ID, "phase", string(p), "error", err)
@@ -575,4 +575,20 @@ func (c *Controller) Record() (store.RootRotation, bool) {
 // rotation in progress.
 func errNoRotation(what string) error {
 	return caerr.New(caerr.FailedPrecondition, "no_root_rotation", "no root rotation is in progress to %s; start one with 'meshca rotate root'", what)
+}
+
+// journal durably writes rec under the Lease's fence (the zero fence with
+// one replica): a replica that no longer holds the Lease writes nothing
+// (intermediate.ErrNotLeader, or store.ErrFenced from the store when it
+// lost the Lease without noticing yet).
+func (c *Controller) journal(ctx context.Context, rec store.RootRotation) error {
+	var fence store.Fence
+	if c.o.Leader != nil {
+		f, lead := c.o.Leader.Leading()
+		if !lead {
+			return intermediate.ErrNotLeader
+		}
+		fence = f
+	}
+	return c.o.Store.PutRootRotation(ctx, rec, fence)
 }

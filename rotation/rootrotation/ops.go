@@ -160,7 +160,7 @@ func (c *Controller) journalStartLocked(ctx context.Context, req StartRequest, v
 	for _, r := range old {
 		rec.OldRootsDER = append(rec.OldRootsDER, r.Raw)
 	}
-	if err := c.o.Store.PutRootRotation(ctx, rec); err != nil {
+	if err := c.journal(ctx, rec); err != nil {
 		return rotation.Status{}, phaseEvent{}, caerr.Wrap(err, caerr.Internal, "journal", "journal the root rotation")
 	}
 	if c.o.OnEnter != nil {
@@ -293,7 +293,7 @@ func (c *Controller) setPausedLocked(ctx context.Context, paused bool, by string
 	next := *r
 	next.Paused = paused
 	next.History = appendHistory(next.History, store.RootRotationEvent{At: now, Phase: r.Phase, Event: what, By: by})
-	if err := c.o.Store.PutRootRotation(ctx, next); err != nil {
+	if err := c.journal(ctx, next); err != nil {
 		return rotation.Status{}, nil, caerr.Wrap(err, caerr.Internal, "journal", "journal the root rotation's %s", what)
 	}
 	c.rec = &next

@@ -4,17 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"slices"
 	"strings"
-	"time"
 
 	certificatesv1 "k8s.io/api/certificates/v1"
 	certificatesv1beta1 "k8s.io/api/certificates/v1beta1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/util/validation"
-	"k8s.io/apimachinery/pkg/util/wait"
-	"k8s.io/client-go/discovery"
 	toolscache "k8s.io/client-go/tools/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -104,30 +100,6 @@ type bundleAPI struct {
 	apply   func(context.Context, bundle) error
 	delete  func(context.Context, bundle) error
 }
-
-// discoverBundleVersion returns the version of certificates.k8s.io that
-// serves clustertrustbundles, preferring v1, or "" when none does.
-func discoverBundleVersion(d discovery.DiscoveryInterface) (string, error) {
-	for _, v := range []string{"v1", "v1beta1"} {
-		res, err := d.ServerResourcesForGroupVersion("certificates.k8s.io/" + v)
-		if apierrors.IsNotFound(err) {
-			continue
-		}
-		if err != nil {
-			return "", fmt.Errorf("discovering certificates.k8s.io/%s: %w", v, err)
-		}
-		for _, r := range res.APIResources {
-			if r.Name == "clustertrustbundles" {
-				return v, nil
-			}
-		}
-	}
-	return "", nil
-}
-
-// discoveryBackoff spaces ClusterTrustBundle discovery attempts while the
-// apiserver cannot be reached: 200ms, doubling up to 30s.
-var discoveryBackoff = wait.Backoff{Duration: 200 * time.Millisecond, Factor: 2, Steps: math.MaxInt32, Cap: 30 * time.Second}
 
 // runTrustBundles watches meshca's bundles of the discovered version
 // through the shared cache until ctx ends.

@@ -50,6 +50,7 @@ import (
 
 	"github.com/meshca/meshca/ca/config"
 	"github.com/meshca/meshca/rotation/alert"
+	"github.com/meshca/meshca/trustbundle/bundleversion"
 )
 
 // Names and labels of what meshca publishes.
@@ -295,26 +296,15 @@ func (p *Publisher) Discover(ctx context.Context) error {
 	if !p.ctbOn || p.discovered {
 		return nil
 	}
-	retry := discoveryBackoff.DelayFunc()
-	for {
-		v, err := discoverBundleVersion(p.client.Discovery())
-		if err == nil {
-			if v == "" {
-				p.log.Warn("the apiserver serves no ClusterTrustBundle API (certificates.k8s.io/v1 or v1beta1); not publishing ClusterTrustBundles")
-			}
-			p.ctbVersion, p.discovered = v, true
-			return nil
-		}
-		delay := retry()
-		p.log.Warn("ClusterTrustBundle discovery failed; retrying", "in", delay, "error", err)
-		t := p.clock.NewTimer(delay)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return ctx.Err()
-		case <-t.C():
-		}
+	v, err := bundleversion.Wait(ctx, p.client.Discovery(), p.clock, p.log)
+	if err != nil {
+		return err
 	}
+	if v == "" {
+		p.log.Warn("the apiserver serves no ClusterTrustBundle API (certificates.k8s.io/v1 or v1beta1); not publishing ClusterTrustBundles")
+	}
+	p.ctbVersion, p.discovered = v, true
+	return nil
 }
 
 // Cache is what the Publisher needs of a controller-runtime cache shared

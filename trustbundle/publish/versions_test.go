@@ -9,10 +9,11 @@ import (
 
 	"github.com/meshca/meshca/ca/config"
 	"github.com/meshca/meshca/ca/root"
+	"github.com/meshca/meshca/trustbundle/bundleversion"
 )
 
 func TestDiscoverBundleVersion_PrefersV1(t *testing.T) {
-	v, err := discoverBundleVersion(meshcaClient(t).Discovery())
+	v, err := bundleversion.Discover(meshcaClient(t).Discovery())
 	require.NoError(t, err)
 	require.Equal(t, "v1", v)
 }

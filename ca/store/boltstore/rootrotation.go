@@ -42,14 +42,22 @@ func (s *Store) GetRootRotation(_ context.Context) (store.RootRotation, error) {
 	return r, err
 }
 
-// PutRootRotation durably replaces the current root-rotation record: it
-// returns after bbolt's commit, which fdatasyncs the file.
-func (s *Store) PutRootRotation(_ context.Context, r store.RootRotation) error {
+// PutRootRotation durably replaces the current root-rotation record under
+// fence (store.RootRotations): it returns after bbolt's commit, which
+// fdatasyncs the file.
+func (s *Store) PutRootRotation(_ context.Context, r store.RootRotation, fence store.Fence) error {
 	v, err := store.EncodeRootRotation(r)
 	if err != nil {
 		return err
 	}
 	return s.w.Update(func(tx *bolt.Tx) error {
+		last, next, err := checkFenceIn(tx, fence)
+		if err != nil {
+			return err
+		}
+		if err := putFenceIn(tx, last, next); err != nil {
+			return err
+		}
 		b, err := tx.CreateBucketIfNotExists(bucketRootRotation)
 		if err != nil {
 			return err

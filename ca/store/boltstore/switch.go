@@ -37,15 +37,7 @@ func (s *Store) SwitchGeneration(_ context.Context, id, replaces uint64, fence s
 		if err := json.Unmarshal(cur, &target); err != nil {
 			return err
 		}
-		var last store.Fence
-		if fb := tx.Bucket(bucketFences); fb != nil {
-			if v := fb.Get(keyFence); v != nil {
-				if err := json.Unmarshal(v, &last); err != nil {
-					return fmt.Errorf("fence: %w", err)
-				}
-			}
-		}
-		next, err := store.CheckFence(last, fence)
+		last, next, err := checkFenceIn(tx, fence)
 		if err != nil {
 			return err
 		}
@@ -67,21 +59,41 @@ func (s *Store) SwitchGeneration(_ context.Context, id, replaces uint64, fence s
 		if err != nil || done {
 			return err
 		}
-		if next != last {
-			fb, err := tx.CreateBucketIfNotExists(bucketFences)
-			if err != nil {
-				return err
-			}
-			v, err := json.Marshal(next)
-			if err != nil {
-				return err
-			}
-			if err := fb.Put(keyFence, v); err != nil {
-				return err
-			}
+		if err := putFenceIn(tx, last, next); err != nil {
+			return err
 		}
 		return activateIn(b, id, target.Lineage(), at)
 	})
+}
+
+// checkFenceIn reads the last accepted fence and decides a write under
+// fence (store.CheckFence), inside a read-write transaction.
+func checkFenceIn(tx *bolt.Tx, fence store.Fence) (last, next store.Fence, err error) {
+	if fb := tx.Bucket(bucketFences); fb != nil {
+		if v := fb.Get(keyFence); v != nil {
+			if err := json.Unmarshal(v, &last); err != nil {
+				return last, last, fmt.Errorf("fence: %w", err)
+			}
+		}
+	}
+	next, err = store.CheckFence(last, fence)
+	return last, next, err
+}
+
+// putFenceIn remembers next when it is newer than last.
+func putFenceIn(tx *bolt.Tx, last, next store.Fence) error {
+	if next == last {
+		return nil
+	}
+	fb, err := tx.CreateBucketIfNotExists(bucketFences)
+	if err != nil {
+		return err
+	}
+	v, err := json.Marshal(next)
+	if err != nil {
+		return err
+	}
+	return fb.Put(keyFence, v)
 }
 
 // activateIn marks id active at at and retires the active generation of

@@ -153,17 +153,8 @@ var _ store.GenerationSwitcher = (*Store)(nil)
 // that name the same replaced generation, the second finds the first's
 // generation active and fails with store.ErrConflict.
 func (s *Store) SwitchGeneration(ctx context.Context, id, replaces uint64, fence store.Fence, at time.Time) error {
-	if fence.Token > math.MaxInt64 {
-		return fmt.Errorf("fence token %d is out of range", fence.Token)
-	}
 	return s.inTx(ctx, func(tx pgx.Tx) error {
-		var last store.Fence
-		var token int64
-		if err := tx.QueryRow(ctx, "SELECT holder, token FROM fences WHERE name = 'generations' FOR UPDATE").Scan(&last.Holder, &token); err != nil {
-			return fmt.Errorf("lock the fence: %w", err)
-		}
-		last.Token = uint64(token)
-		next, err := store.CheckFence(last, fence)
+		last, next, err := checkFenceIn(ctx, tx, fence)
 		if err != nil {
 			return err
 		}
@@ -181,11 +172,34 @@ func (s *Store) SwitchGeneration(ctx context.Context, id, replaces uint64, fence
 		if err != nil || done {
 			return err
 		}
-		if next != last {
-			if _, err := tx.Exec(ctx, "UPDATE fences SET holder = $1, token = $2 WHERE name = 'generations'", next.Holder, int64(next.Token)); err != nil {
-				return err
-			}
+		if err := putFenceIn(ctx, tx, last, next); err != nil {
+			return err
 		}
 		return activateIn(ctx, tx, gens, target, at)
 	})
+}
+
+// checkFenceIn locks the fence row, which orders every fenced write (of
+// any replica) one after the other, and decides a write under fence
+// (store.CheckFence).
+func checkFenceIn(ctx context.Context, tx pgx.Tx, fence store.Fence) (last, next store.Fence, err error) {
+	if fence.Token > math.MaxInt64 {
+		return last, last, fmt.Errorf("fence token %d is out of range", fence.Token)
+	}
+	var token int64
+	if err := tx.QueryRow(ctx, "SELECT holder, token FROM fences WHERE name = 'generations' FOR UPDATE").Scan(&last.Holder, &token); err != nil {
+		return last, last, fmt.Errorf("lock the fence: %w", err)
+	}
+	last.Token = uint64(token)
+	next, err = store.CheckFence(last, fence)
+	return last, next, err
+}
+
+// putFenceIn remembers next when it is newer than last.
+func putFenceIn(ctx context.Context, tx pgx.Tx, last, next store.Fence) error {
+	if next == last {
+		return nil
+	}
+	_, err := tx.Exec(ctx, "UPDATE fences SET holder = $1, token = $2 WHERE name = 'generations'", next.Holder, int64(next.Token))
+	return err
 }

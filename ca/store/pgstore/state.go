@@ -85,13 +85,23 @@ func (s *Store) GetRootRotation(ctx context.Context) (store.RootRotation, error)
 	return r, nil
 }
 
-// PutRootRotation durably replaces the current root-rotation record.
-func (s *Store) PutRootRotation(ctx context.Context, r store.RootRotation) error {
+// PutRootRotation durably replaces the current root-rotation record under
+// fence (store.RootRotations), in one transaction with the fence check.
+func (s *Store) PutRootRotation(ctx context.Context, r store.RootRotation, fence store.Fence) error {
 	v, err := store.EncodeRootRotation(r)
 	if err != nil {
 		return err
 	}
-	_, err = s.pool.Exec(ctx, `INSERT INTO root_rotation (id, record) VALUES (1, $1)
+	return s.inTx(ctx, func(tx pgx.Tx) error {
+		last, next, err := checkFenceIn(ctx, tx, fence)
+		if err != nil {
+			return err
+		}
+		if err := putFenceIn(ctx, tx, last, next); err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, `INSERT INTO root_rotation (id, record) VALUES (1, $1)
 		ON CONFLICT (id) DO UPDATE SET record = EXCLUDED.record`, v)
-	return err
+		return err
+	})
 }

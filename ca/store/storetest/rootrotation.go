@@ -70,7 +70,7 @@ func RunRootRotations(t *testing.T, open func(t *testing.T) RootRotationStore) {
 	run("RootRotations/PutReplacesTheWholeRecord", func(t *testing.T, s RootRotationStore) {
 		ctx := context.Background()
 		a := RootRotation("publish-both-roots")
-		require.NoError(t, s.PutRootRotation(ctx, a))
+		require.NoError(t, s.PutRootRotation(ctx, a, store.Fence{}))
 		got, err := s.GetRootRotation(ctx)
 		require.NoError(t, err)
 		RequireSameRootRotation(t, RootRotation("publish-both-roots"), got)
@@ -78,7 +78,7 @@ func RunRootRotations(t *testing.T, open func(t *testing.T) RootRotationStore) {
 		b := RootRotation("switch-intermediate")
 		b.Paused, b.Error = false, ""
 		b.History = append(b.History, store.RootRotationEvent{At: T0.Add(2 * time.Hour), Phase: "switch-intermediate", Event: "advance", By: "cli:uid:0"})
-		require.NoError(t, s.PutRootRotation(ctx, b))
+		require.NoError(t, s.PutRootRotation(ctx, b, store.Fence{}))
 		got, err = s.GetRootRotation(ctx)
 		require.NoError(t, err)
 		want := RootRotation("switch-intermediate")
@@ -89,7 +89,7 @@ func RunRootRotations(t *testing.T, open func(t *testing.T) RootRotationStore) {
 	run("RootRotations/BadInputStoresNothing", func(t *testing.T, s RootRotationStore) {
 		ctx := context.Background()
 		good := RootRotation("wait-for-workloads")
-		require.NoError(t, s.PutRootRotation(ctx, good))
+		require.NoError(t, s.PutRootRotation(ctx, good, store.Fence{}))
 		for name, mutate := range map[string]func(r *store.RootRotation){
 			"no id":       func(r *store.RootRotation) { r.ID = "" },
 			"long id":     func(r *store.RootRotation) { r.ID = strings.Repeat("x", 129) },
@@ -103,10 +103,38 @@ func RunRootRotations(t *testing.T, open func(t *testing.T) RootRotationStore) {
 		} {
 			bad := RootRotation("remove-old-root")
 			mutate(&bad)
-			require.Error(t, s.PutRootRotation(ctx, bad), name)
+			require.Error(t, s.PutRootRotation(ctx, bad, store.Fence{}), name)
 			got, err := s.GetRootRotation(ctx)
 			require.NoError(t, err)
 			RequireSameRootRotation(t, RootRotation("wait-for-workloads"), got)
+		}
+	})
+	run("RootRotations/FencedWritesRefuseAStaleHolder", func(t *testing.T, s RootRotationStore) {
+		ctx := context.Background()
+		a, b := store.Fence{Holder: "replica-a", Token: 2}, store.Fence{Holder: "replica-b", Token: 3}
+		require.NoError(t, s.PutRootRotation(ctx, RootRotation("publish-both-roots"), a))
+		require.NoError(t, s.PutRootRotation(ctx, RootRotation("switch-intermediate"), b), "a newer holder writes")
+		for name, f := range map[string]store.Fence{
+			"the old holder":               a,
+			"another holder, same token":   {Holder: "replica-c", Token: 3},
+			"a holder with an older token": {Holder: "replica-b", Token: 1},
+		} {
+			require.ErrorIs(t, s.PutRootRotation(ctx, RootRotation("remove-old-root"), f), store.ErrFenced, name)
+			got, err := s.GetRootRotation(ctx)
+			require.NoError(t, err)
+			RequireSameRootRotation(t, RootRotation("switch-intermediate"), got)
+		}
+		require.NoError(t, s.PutRootRotation(ctx, RootRotation("wait-out-ttl"), b), "the holder writes again")
+		// The fence is the one SwitchGeneration checks: the old holder
+		// cannot activate a generation either.
+		if sw, ok := s.(interface {
+			store.GenerationSwitcher
+			store.Generations
+		}); ok {
+			g, err := sw.AddGeneration(ctx, gen(1))
+			require.NoError(t, err)
+			require.NoError(t, sw.MarkGenerationVerified(ctx, g.ID, T0))
+			require.ErrorIs(t, sw.SwitchGeneration(ctx, g.ID, 0, a, T0), store.ErrFenced)
 		}
 	})
 }
@@ -116,8 +144,8 @@ func RunRootRotations(t *testing.T, open func(t *testing.T) RootRotationStore) {
 func RunRootRotationsRestart(t *testing.T, open func() RootRotationStore) {
 	ctx := context.Background()
 	s := open()
-	require.NoError(t, s.PutRootRotation(ctx, RootRotation("publish-both-roots")))
-	require.NoError(t, s.PutRootRotation(ctx, RootRotation("wait-out-ttl")))
+	require.NoError(t, s.PutRootRotation(ctx, RootRotation("publish-both-roots"), store.Fence{}))
+	require.NoError(t, s.PutRootRotation(ctx, RootRotation("wait-out-ttl"), store.Fence{}))
 	require.NoError(t, s.Close())
 	s = open()
 	defer s.Close()

@@ -122,7 +122,10 @@ func (c *cluster) replica(t *testing.T, name string) (*replica, *pgstore.Store) 
 	require.NoError(t, err)
 	t.Cleanup(func() { st.Close() })
 	f := c.cfg.Root.File
-	src := &root.FileSource{RootCert: f.RootCert, RootKey: f.RootKey, RootPQKey: f.RootPQKey, Profile: c.cfg.Intermediate.Profile, Keys: km, Clock: c.clk}
+	var src root.Source = &root.FileSource{RootCert: f.RootCert, RootKey: f.RootKey, RootPQKey: f.RootPQKey, Profile: c.cfg.Intermediate.Profile, Keys: km, Clock: c.clk}
+	if f.CACertsDir != "" {
+		src = &root.CACertsSource{Dir: f.CACertsDir, Profile: c.cfg.Intermediate.Profile, Keys: km, Clock: c.clk}
+	}
 	r := &replica{view: &view{l: c.lease, name: name}}
 	r.m = intermediate.New(intermediate.Options{Config: c.cfg, Keys: km, Store: st, Root: src, Clock: c.clk,
 		Leader: r.view, FollowInterval: follow, Log: slog.New(slog.NewTextHandler(io.Discard, nil)).With("replica", name)})

@@ -1,0 +1,176 @@
+package leader
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+
+	"github.com/meshca/meshca/ca/store"
+	"github.com/meshca/meshca/test/kubeenv"
+	"github.com/meshca/meshca/test/logbuf"
+)
+
+var env *kubeenv.Env
+
+func TestMain(m *testing.M) { os.Exit(kubeenv.RunMain(m, &env)) }
+
+// term is one run of a replica's singleton job.
+type term struct {
+	replica    string
+	fence      store.Fence
+	start, end time.Time
+}
+
+// terms records every run of the job on every replica.
+type terms struct {
+	mu  sync.Mutex
+	all []*term
+}
+
+// job is the singleton job of replica r on elector e: it records its run.
+func (ts *terms) job(r string, e *Elector) func(ctx context.Context) {
+	return func(ctx context.Context) {
+		f, ok := e.Leading()
+		tm := &term{replica: r, fence: f, start: time.Now()}
+		ts.mu.Lock()
+		ts.all = append(ts.all, tm)
+		ts.mu.Unlock()
+		<-ctx.Done()
+		ts.mu.Lock()
+		tm.end = time.Now()
+		if !ok {
+			tm.replica += " (without a fence)"
+		}
+		ts.mu.Unlock()
+	}
+}
+
+func (ts *terms) snapshot() []term {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	out := make([]term, len(ts.all))
+	for i, t := range ts.all {
+		out[i] = *t
+	}
+	return out
+}
+
+// running is the replica whose job runs now ("" if none).
+func (ts *terms) running() string {
+	for _, t := range ts.snapshot() {
+		if t.end.IsZero() {
+			return t.replica
+		}
+	}
+	return ""
+}
+
+func newElector(t *testing.T, lease, identity string) *Elector {
+	t.Helper()
+	e, err := New(env.Config, Options{
+		Namespace: "default", Name: lease, Identity: identity,
+		LeaseDuration: 3 * time.Second, RenewDeadline: 2 * time.Second, RetryPeriod: 250 * time.Millisecond,
+		StopWait: 5 * time.Second,
+		Log:      slog.New(slog.NewTextHandler(logbuf.ForTest(t), nil)),
+	})
+	require.NoError(t, err)
+	return e
+}
+
+func waitUntil(t *testing.T, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %s", what, within)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// An apiserver outage longer than the renew deadline costs the holder the
+// Lease: its job stops, and it does not end (Run keeps campaigning), so
+// that once the apiserver answers again one replica leads and runs the
+// job anew. No two terms of the job ever overlap, and each runs under a
+// fence.
+func TestRun_LostLeaseStopsTheJobsAndCampaignsAgain(t *testing.T) {
+	ts := &terms{}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	els := map[string]*Elector{}
+	for _, r := range []string{"replica-a", "replica-b"} {
+		e := newElector(t, "lost-lease", r)
+		els[r] = e
+		e.Go("job", ts.job(r, e))
+		wg.Go(func() { e.Run(ctx) })
+	}
+	t.Cleanup(func() {
+		cancel()
+		wg.Wait()
+	})
+	waitUntil(t, 10*time.Second, "a replica leads", func() bool { return ts.running() != "" })
+	first := ts.running()
+
+	require.NoError(t, env.StopAPIServer())
+	restarted := false
+	t.Cleanup(func() {
+		if !restarted {
+			_ = env.RestartAPIServer()
+		}
+	})
+	waitUntil(t, 10*time.Second, "the holder's job stops once it cannot renew", func() bool { return ts.running() == "" })
+	require.Equal(t, int64(1), els[first].Lost())
+	restarted = true
+	require.NoError(t, env.RestartAPIServer())
+
+	waitUntil(t, 30*time.Second, "a replica leads again after the outage", func() bool { return ts.running() != "" })
+	got := ts.snapshot()
+	require.Len(t, got, 2, "one term before the outage, one after: %+v", got)
+	require.Equal(t, first, got[0].replica)
+	require.False(t, got[1].start.Before(got[0].end), "the terms overlap: %+v", got)
+	for _, tm := range got {
+		require.Equal(t, tm.replica, tm.fence.Holder, "term %+v", tm)
+	}
+	if got[1].replica != got[0].replica {
+		require.Greater(t, got[1].fence.Token, got[0].fence.Token, "a new holder's fence: %+v", got)
+	}
+	for r, e := range els {
+		_, leads := e.Leading()
+		require.Equal(t, r == got[1].replica, leads, fmt.Sprintf("%s leads", r))
+		// Both still campaign: each observes the holder of the new term.
+		waitUntil(t, 5*time.Second, r+" observes the new holder", func() bool { return e.Holder() == got[1].replica })
+	}
+}
+
+// Shutdown stops the job before Run returns (the Lease is released after
+// the jobs), and does not count as a lost Lease.
+func TestRun_ShutdownStopsTheJobsFirst(t *testing.T) {
+	ts := &terms{}
+	e := newElector(t, "shutdown", "replica-a")
+	e.Go("job", ts.job("replica-a", e))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); e.Run(ctx) }()
+	waitUntil(t, 10*time.Second, "the replica leads", func() bool { return ts.running() != "" })
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return after shutdown")
+	}
+	got := ts.snapshot()
+	require.Len(t, got, 1)
+	require.False(t, got[0].end.IsZero(), "the job was still running when Run returned")
+	require.Zero(t, e.Lost())
+	lease, err := env.Client.CoordinationV1().Leases("default").Get(context.Background(), "shutdown", metav1.GetOptions{})
+	require.NoError(t, err)
+	require.Empty(t, ptr.Deref(lease.Spec.HolderIdentity, ""), "the Lease is released on shutdown")
+}
