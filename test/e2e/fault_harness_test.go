@@ -308,7 +308,7 @@ func requireFaultResult(t *testing.T, r faultResult, logs func() string) {
 	faultTable.add(r)
 	t.Logf("%s: %d sent, %d ok, %d retryable, %d other, recovered in %.2fs, longest outage %.2fs", r.Fault, r.Sent, r.OK, r.Retryable, r.Other, r.Recovery.Seconds(), r.Gap.Seconds())
 	t.Logf("retryable errors seen (first distinct): %q", r.RetryableErrors)
-	require.Empty(t, r.Exits, "meshca serve exited during the fault (kubeletServe restarted it)")
+	require.Empty(t, r.Exits, "meshca serve exited during the fault (kubeletServe restarted it):\n%s", logs())
 	require.Empty(t, r.OtherErrors, "calls failed with a code a client does not retry:\n%s", logs())
 	require.False(t, r.NoRecovery, "no call succeeded after the last failed one:\n%s", logs())
 	require.LessOrEqual(t, r.Recovery, faultRecoveryBound, "the service did not recover within %s of the fault clearing:\n%s", faultRecoveryBound, logs())

@@ -96,6 +96,18 @@ func (k *kubeletServe) current() *server {
 	return k.cur
 }
 
+// leads reports whether the current meshca serve runs and holds the
+// Lease (meshca_controller_leader 1).
+func (k *kubeletServe) leads(t *testing.T) bool {
+	s := k.current()
+	select {
+	case <-s.exited:
+		return false
+	default:
+		return s.metricIs(t, "meshca_controller_leader", 1)
+	}
+}
+
 // restarts lists why meshca exited, one entry per exit.
 func (k *kubeletServe) restarts() []string {
 	k.mu.Lock()
