@@ -29,6 +29,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/uuid"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/leaderelection"
@@ -129,17 +130,41 @@ func New(rc *rest.Config, o Options) (*Elector, error) {
 	return e, nil
 }
 
-// Check reads the Lease once: a Forbidden answer (the ServiceAccount may
-// not get the Lease) is returned, since the Lease could then never be
-// taken and the singleton jobs would never run; a Lease that does not
-// exist yet, or an apiserver that cannot be reached now, is no error.
+// Check reads the Lease: a Forbidden answer (the ServiceAccount may not
+// get the Lease) is returned, since the Lease could then never be taken
+// and the singleton jobs would never run; a Lease that does not exist
+// yet, or an apiserver that cannot be reached now, is no error. A
+// kube-apiserver that has just started answers Forbidden until its RBAC
+// authorizer has loaded the roles, so Forbidden is retried for
+// checkForbiddenFor before it counts.
 func (e *Elector) Check(ctx context.Context) error {
-	_, err := e.reader.Client.Leases(e.o.Namespace).Get(ctx, e.o.Name, metav1.GetOptions{})
-	if apierrors.IsForbidden(err) || apierrors.IsUnauthorized(err) {
-		return fmt.Errorf("lease %s/%s: %w", e.o.Namespace, e.o.Name, err)
+	var last error
+	err := wait.PollUntilContextTimeout(ctx, checkRetry, checkForbiddenFor, true, func(ctx context.Context) (bool, error) {
+		_, err := e.reader.Client.Leases(e.o.Namespace).Get(ctx, e.o.Name, metav1.GetOptions{})
+		if ctx.Err() != nil {
+			return false, nil // the retries are over
+		}
+		if apierrors.IsForbidden(err) || apierrors.IsUnauthorized(err) {
+			if last == nil {
+				e.o.Log.Warn("the apiserver refuses to let meshca read the Lease; retrying, as a just-started apiserver does until its authorizer is ready",
+					"lease", e.o.Namespace+"/"+e.o.Name, "for", checkForbiddenFor, "error", err)
+			}
+			last = err
+			return false, nil
+		}
+		return true, nil
+	})
+	if err != nil && last != nil {
+		return fmt.Errorf("lease %s/%s: %w", e.o.Namespace, e.o.Name, last)
 	}
-	return nil
+	return err
 }
+
+// checkForbiddenFor and checkRetry bound Check's retries of Forbidden.
+var (
+	checkForbiddenFor = 30 * time.Second
+	checkRetry        = time.Second
+)
 
 // Identity is this replica's holder identity.
 func (e *Elector) Identity() string { return e.o.Identity }

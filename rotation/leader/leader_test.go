@@ -174,3 +174,45 @@ func TestRun_ShutdownStopsTheJobsFirst(t *testing.T) {
 	require.NoError(t, err)
 	require.Empty(t, ptr.Deref(lease.Spec.HolderIdentity, ""), "the Lease is released on shutdown")
 }
+
+// A just-started kube-apiserver answers Forbidden until its authorizer
+// has loaded the roles: Check retries Forbidden, and passes once the
+// grant is seen; a grant that never comes is an error that says so.
+func TestCheck_RetriesForbiddenUntilTheGrantIsSeen(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	require.NoError(t, env.CreateNamespace(ctx, "lease-check"))
+	rc, _, err := env.ClientAs(ctx, "lease-check", "meshca")
+	require.NoError(t, err)
+	defer func(d, r time.Duration) { checkForbiddenFor, checkRetry = d, r }(checkForbiddenFor, checkRetry)
+	checkForbiddenFor, checkRetry = 3*time.Second, 100*time.Millisecond
+
+	e, err := New(rc, Options{Namespace: "lease-check", Name: "meshca-controllers", Identity: "replica-a",
+		Log: slog.New(slog.NewTextHandler(logbuf.ForTest(t), nil))})
+	require.NoError(t, err)
+	err = e.Check(ctx)
+	require.ErrorContains(t, err, "lease lease-check/meshca-controllers")
+	require.ErrorContains(t, err, "forbidden")
+
+	granted := make(chan error, 1)
+	go func() {
+		time.Sleep(time.Second) // the grant arrives while Check retries
+		_, err := env.ApplyYAML(context.Background(), []byte(`
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {namespace: lease-check, name: lease}
+rules:
+- {apiGroups: [coordination.k8s.io], resources: [leases], verbs: [get, create, update]}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {namespace: lease-check, name: lease}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: lease}
+subjects:
+- {kind: ServiceAccount, namespace: lease-check, name: meshca}
+`))
+		granted <- err
+	}()
+	require.NoError(t, e.Check(ctx))
+	require.NoError(t, <-granted)
+}

@@ -124,7 +124,7 @@ func (p *Publisher) runTrustBundles(ctx context.Context) {
 	}
 	p.ctb.Store(api)
 	p.log.Info("publishing ClusterTrustBundles", "apiVersion", "certificates.k8s.io/"+p.ctbVersion)
-	p.queue.Add(keyTrustBundles)
+	p.q().Add(keyTrustBundles)
 	<-ctx.Done()
 }
 

@@ -26,7 +26,7 @@ func (p *Publisher) syncAllNamespaces(ctx context.Context, st *state) error {
 		return err
 	}
 	for _, ns := range nss.Items {
-		p.queue.Add(nsKeyPrefix + ns.Name)
+		p.q().Add(nsKeyPrefix + ns.Name)
 	}
 	object := "ConfigMap */" + p.crlName
 	if !crlTooLarge(st) {

@@ -112,7 +112,12 @@ type Publisher struct {
 	problems *problems
 	resync   time.Duration
 	workers  int
-	queue    workqueue.TypedRateLimitingInterface[string]
+	// queue is the current run's work queue (Start makes a fresh one
+	// for each run after the first: a replica may lead again, and a
+	// queue that was shut down takes nothing more).
+	queue    atomic.Pointer[workqueue.TypedRateLimitingInterface[string]]
+	newQueue func() workqueue.TypedRateLimitingInterface[string]
+	runs     atomic.Int64
 
 	desired atomic.Pointer[state]
 	running atomic.Bool
@@ -251,17 +256,33 @@ func New(client kubernetes.Interface, cfg config.TrustBundleConfig, opts ...Opti
 	for _, ns := range cfg.NamespaceExclusions {
 		p.excluded[ns] = true
 	}
-	limiter := workqueue.NewTypedMaxOfRateLimiter(
-		workqueue.NewTypedItemExponentialFailureRateLimiter[string](o.baseDelay, o.maxDelay),
-		&workqueue.TypedBucketRateLimiter[string]{Limiter: rate.NewLimiter(rate.Limit(50), 200)},
-	)
-	// No Name: the queue reports no metrics (meshca_trustbundle_* are the
-	// Publisher's), also now that controller-runtime, linked in, sets
-	// client-go's global workqueue metrics provider.
-	p.queue = workqueue.NewTypedRateLimitingQueueWithConfig(limiter, workqueue.TypedRateLimitingQueueConfig[string]{
-		Clock: o.clock,
-	})
+	p.newQueue = func() workqueue.TypedRateLimitingInterface[string] {
+		limiter := workqueue.NewTypedMaxOfRateLimiter(
+			workqueue.NewTypedItemExponentialFailureRateLimiter[string](o.baseDelay, o.maxDelay),
+			&workqueue.TypedBucketRateLimiter[string]{Limiter: rate.NewLimiter(rate.Limit(50), 200)},
+		)
+		// No Name: the queue reports no metrics (meshca_trustbundle_* are
+		// the Publisher's), also now that controller-runtime, linked in,
+		// sets client-go's global workqueue metrics provider.
+		return workqueue.NewTypedRateLimitingQueueWithConfig(limiter, workqueue.TypedRateLimitingQueueConfig[string]{
+			Clock: o.clock,
+		})
+	}
+	q := p.newQueue()
+	p.queue.Store(&q)
 	return p, nil
+}
+
+// q is the current run's work queue.
+func (p *Publisher) q() workqueue.TypedRateLimitingInterface[string] { return *p.queue.Load() }
+
+// enqueueAll schedules a reconcile of everything.
+func (p *Publisher) enqueueAll() {
+	q := p.q()
+	q.Add(keySecret)
+	q.Add(keyTrustBundles)
+	q.Add(keyAllNamespaces)
+	q.Add(keyPQAnchors)
 }
 
 // Update replaces the desired trust material and schedules a reconcile of
@@ -275,10 +296,7 @@ func (p *Publisher) Update(ctx context.Context, d Desired) error {
 	p.desired.Store(st)
 	p.log.InfoContext(ctx, "desired trust material updated",
 		"roots", len(st.roots), "cacertsSecret", st.files != nil, "crlBytes", len(st.crl), "pqAnchorBytes", len(st.pqAnchors))
-	p.queue.Add(keySecret)
-	p.queue.Add(keyTrustBundles)
-	p.queue.Add(keyAllNamespaces)
-	p.queue.Add(keyPQAnchors)
+	p.enqueueAll()
 	return nil
 }
 
@@ -355,15 +373,25 @@ func (p *Publisher) NeedLeaderElection() bool { return true }
 // ctx is done; the manager calls it (once this replica leads). It survives
 // an unreachable apiserver (the cache's informers and the writes retry
 // with backoff) and returns nil when ctx ends, after its workers have
-// stopped. It may be called once.
+// stopped. It may be called again once it has returned (a replica that
+// leads again, on a new manager after SetupWithManager), never twice at
+// once.
 func (p *Publisher) Start(ctx context.Context) error {
 	if p.cache == nil {
 		return errors.New("publish: SetupWithManager was not called")
 	}
 	if !p.running.CompareAndSwap(false, true) {
-		return errors.New("publish: started twice")
+		return errors.New("publish: already running")
 	}
-	defer p.queue.ShutDown()
+	defer p.running.Store(false)
+	if p.runs.Add(1) > 1 {
+		q := p.newQueue()
+		p.queue.Store(&q)
+		p.enqueueAll()
+	}
+	queue := p.q()
+	defer queue.ShutDown()
+	defer p.synced.Store(false)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	defer p.unwatchAll()
@@ -406,7 +434,7 @@ func (p *Publisher) Start(ctx context.Context) error {
 		})
 	}
 	<-ctx.Done()
-	p.queue.ShutDown()
+	queue.ShutDown()
 	wg.Wait()
 	p.log.Info("trust distribution stopped")
 	return nil
@@ -448,33 +476,30 @@ func (p *Publisher) resyncEvery(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C():
-			p.queue.Add(keySecret)
-			p.queue.Add(keyTrustBundles)
-			p.queue.Add(keyAllNamespaces)
-			p.queue.Add(keyPQAnchors)
+			p.enqueueAll()
 		}
 	}
 }
 
 func (p *Publisher) processNext(ctx context.Context) bool {
-	key, quit := p.queue.Get()
+	key, quit := p.q().Get()
 	if quit {
 		return false
 	}
-	defer p.queue.Done(key)
+	defer p.q().Done(key)
 	sctx, cancel := context.WithTimeout(ctx, syncTimeout)
 	err := p.sync(sctx, key)
 	cancel()
 	if err == nil {
-		p.queue.Forget(key)
+		p.q().Forget(key)
 		return true
 	}
 	if ctx.Err() != nil {
 		return true
 	}
 	p.log.Warn("reconcile failed; retrying with backoff", "key", key,
-		"retries", p.queue.NumRequeues(key), "error", err)
-	p.queue.AddRateLimited(key)
+		"retries", p.q().NumRequeues(key), "error", err)
+	p.q().AddRateLimited(key)
 	return true
 }
 
@@ -501,9 +526,9 @@ func (p *Publisher) sync(ctx context.Context, key string) error {
 // enqueueOn returns a handler that queues key on any event.
 func (p *Publisher) enqueueOn(key string) toolscache.ResourceEventHandler {
 	return toolscache.ResourceEventHandlerFuncs{
-		AddFunc:    func(any) { p.queue.Add(key) },
-		UpdateFunc: func(any, any) { p.queue.Add(key) },
-		DeleteFunc: func(any) { p.queue.Add(key) },
+		AddFunc:    func(any) { p.q().Add(key) },
+		UpdateFunc: func(any, any) { p.q().Add(key) },
+		DeleteFunc: func(any) { p.q().Add(key) },
 	}
 }
 
@@ -513,9 +538,9 @@ func (p *Publisher) namespaceHandler() toolscache.ResourceEventHandler {
 		if !ok {
 			return
 		}
-		p.queue.Add(nsKeyPrefix + ns.Name)
+		p.q().Add(nsKeyPrefix + ns.Name)
 		if ns.Name == p.namespace {
-			p.queue.Add(keyPQAnchors) // istiod's namespace appeared
+			p.q().Add(keyPQAnchors) // istiod's namespace appeared
 		}
 	}
 	return toolscache.ResourceEventHandlerFuncs{
@@ -533,9 +558,9 @@ func (p *Publisher) configMapHandler() toolscache.ResourceEventHandler {
 		switch {
 		case !ok:
 		case cm.Name == RootConfigMapName || cm.Name == p.crlName:
-			p.queue.Add(nsKeyPrefix + cm.Namespace)
+			p.q().Add(nsKeyPrefix + cm.Namespace)
 		case cm.Name == PQAnchorsConfigMapName && cm.Namespace == p.namespace:
-			p.queue.Add(keyPQAnchors)
+			p.q().Add(keyPQAnchors)
 		}
 	}
 	return toolscache.ResourceEventHandlerFuncs{

@@ -22,6 +22,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -32,7 +33,12 @@ import (
 
 // Store is a PostgreSQL-backed store.Store.
 type Store struct {
-	pool *pgxpool.Pool
+	pool       *pgxpool.Pool
+	connConfig *pgx.ConnConfig
+	password   func() (string, error)
+
+	healthMu sync.Mutex
+	health   *pgx.Conn // Healthy's own connection (nil: not connected)
 }
 
 var (
@@ -49,14 +55,21 @@ var ErrDuplicateSerial = errors.New("a different certificate with this serial is
 type Option func(*options)
 
 type options struct {
-	password string
+	password func() (string, error)
 	log      *slog.Logger
 }
 
 // WithPassword sets the password of the database user, read by the caller
 // from a file or the environment; it never appears in the connection
 // string, in errors or in logs.
-func WithPassword(p string) Option { return func(o *options) { o.password = p } }
+func WithPassword(p string) Option {
+	return WithPasswordFunc(func() (string, error) { return p, nil })
+}
+
+// WithPasswordFunc sets how the password of the database user is read: on
+// every new connection, so that a password rotated in its file (a mounted
+// Secret) is used from the next connection on, without a restart.
+func WithPasswordFunc(f func() (string, error)) Option { return func(o *options) { o.password = f } }
 
 // WithLogger sets the logger of schema migrations.
 func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
@@ -77,18 +90,20 @@ func Open(ctx context.Context, connString string, opts ...Option) (*Store, error
 		// and meshca's configuration refuses a DSN with a password.
 		return nil, fmt.Errorf("postgres store: %w", err)
 	}
-	if o.password != "" {
-		cfg.ConnConfig.Password = o.password
-	}
 	if _, ok := cfg.ConnConfig.RuntimeParams["application_name"]; !ok {
 		cfg.ConnConfig.RuntimeParams["application_name"] = "meshca"
+	}
+	if o.password != nil {
+		cfg.BeforeConnect = func(_ context.Context, cc *pgx.ConnConfig) error {
+			return setPassword(cc, o.password)
+		}
 	}
 	cfg.AfterConnect = requireDurableCommits
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("postgres store: %w", err)
 	}
-	s := &Store{pool: pool}
+	s := &Store{pool: pool, connConfig: cfg.ConnConfig.Copy(), password: o.password}
 	if err := s.checkServer(ctx); err != nil {
 		pool.Close()
 		return nil, err
@@ -132,19 +147,56 @@ func (s *Store) checkServer(ctx context.Context) error {
 	return nil
 }
 
-// Close closes every connection of the pool.
+// setPassword sets cc's password from f, when f gives one.
+func setPassword(cc *pgx.ConnConfig, f func() (string, error)) error {
+	pw, err := f()
+	if err != nil {
+		return err
+	}
+	if pw != "" {
+		cc.Password = pw
+	}
+	return nil
+}
+
+// Close closes every connection of the pool and the health connection.
 func (s *Store) Close() error {
 	s.pool.Close()
+	s.healthMu.Lock()
+	defer s.healthMu.Unlock()
+	if s.health != nil {
+		_ = s.health.Close(context.Background())
+		s.health = nil
+	}
 	return nil
 }
 
 // Healthy is nil while the database answers within two seconds: meshca
 // serve reports it on /readyz, since a replica that cannot reach the
-// database can record no issuance.
+// database can record no issuance. It pings on a connection of its own,
+// outside the pool: a pool saturated by a burst of issuances is load, not
+// an outage, and must not make every replica unready at once.
 func (s *Store) Healthy() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	if err := s.pool.Ping(ctx); err != nil {
+	s.healthMu.Lock()
+	defer s.healthMu.Unlock()
+	if s.health == nil || s.health.IsClosed() {
+		cc := s.connConfig.Copy()
+		if s.password != nil {
+			if err := setPassword(cc, s.password); err != nil {
+				return fmt.Errorf("postgres store: %w", err)
+			}
+		}
+		c, err := pgx.ConnectConfig(ctx, cc)
+		if err != nil {
+			return fmt.Errorf("postgres store: %w", err)
+		}
+		s.health = c
+	}
+	if err := s.health.Ping(ctx); err != nil {
+		_ = s.health.Close(context.WithoutCancel(ctx))
+		s.health = nil
 		return fmt.Errorf("postgres store: %w", err)
 	}
 	return nil

@@ -193,3 +193,42 @@ func TestOpen_ARoleThatOnlyReadsAndWritesTheTablesOpensAMigratedDatabase(t *test
 	_, err = s.NextCRLNumber(ctx, "gen-1")
 	require.NoError(t, err)
 }
+
+// A pool whose every connection is busy (a burst of issuances) is load,
+// not an outage: Healthy, which /readyz reports, still answers at once, so
+// that every replica does not turn unready together under load. Once the
+// database is gone it is unhealthy.
+func TestHealthy_ASaturatedPoolIsNotAnOutage(t *testing.T) {
+	db := pg.CreateDatabase(t)
+	s, err := Open(context.Background(), pg.ConnString(db)+" pool_max_conns=2", WithPassword(pg.Password))
+	require.NoError(t, err)
+	defer s.Close()
+	var held []interface{ Release() }
+	var release sync.Once
+	releaseAll := func() {
+		release.Do(func() {
+			for _, c := range held {
+				c.Release()
+			}
+		})
+	}
+	defer releaseAll() // before Close, which waits for them
+	for range 2 {
+		c, err := s.pool.Acquire(context.Background())
+		require.NoError(t, err)
+		held = append(held, c)
+	}
+	start := time.Now()
+	require.NoError(t, s.Healthy(), "every pooled connection busy")
+	require.Less(t, time.Since(start), time.Second)
+	releaseAll()
+	require.NoError(t, s.Healthy())
+
+	require.NoError(t, pg.Exec(context.Background(), "postgres",
+		"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", db))
+	require.NoError(t, pg.Exec(context.Background(), "postgres", "ALTER DATABASE "+db+" WITH ALLOW_CONNECTIONS false"))
+	t.Cleanup(func() {
+		_ = pg.Exec(context.Background(), "postgres", "ALTER DATABASE "+db+" WITH ALLOW_CONNECTIONS true")
+	})
+	require.Error(t, s.Healthy(), "the database refuses connections")
+}

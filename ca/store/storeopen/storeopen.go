@@ -38,11 +38,14 @@ func Open(ctx context.Context, cfg config.StoreConfig, log *slog.Logger) (store.
 		}
 		return s, nil
 	case config.StorePostgres:
-		pw, err := Password(cfg)
-		if err != nil {
+		// Read once now, for a clear error at start; then again for
+		// every new connection, so that a rotated password file (a
+		// mounted Secret) takes effect without a restart.
+		if _, err := Password(cfg); err != nil {
 			return nil, err
 		}
-		s, err := pgstore.Open(ctx, cfg.DSN, pgstore.WithPassword(pw), pgstore.WithLogger(log))
+		pw := func() (string, error) { return Password(cfg) }
+		s, err := pgstore.Open(ctx, cfg.DSN, pgstore.WithPasswordFunc(pw), pgstore.WithLogger(log))
 		if err != nil {
 			return nil, err
 		}

@@ -4,7 +4,9 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -63,4 +65,37 @@ func TestOpen_PostgresPasswordComesFromTheFileOrTheEnvironment(t *testing.T) {
 	t.Setenv(config.StorePasswordEnv, "")
 	_, err = Open(ctx, config.StoreConfig{Type: config.StorePostgres, DSN: dsn}, nil)
 	require.ErrorContains(t, err, "password", "no password at all: the server asks for one")
+}
+
+// The database user's password is rotated: the Secret mounted as
+// store.passwordFile changes, and the role's password with it. Connections
+// made after that (here, after the server ended the old ones) use the new
+// password, without a restart of meshca.
+func TestOpen_RotatedPasswordFileIsUsedByNewConnections(t *testing.T) {
+	ctx := context.Background()
+	db := pg.CreateDatabase(t)
+	role := "meshca_rot_" + db[len(db)-6:]
+	require.NoError(t, pg.Exec(ctx, db, "CREATE ROLE "+role+" LOGIN PASSWORD 'first-password-1'"))
+	t.Cleanup(func() { _ = pg.Exec(context.Background(), "postgres", "DROP ROLE IF EXISTS "+role) })
+	require.NoError(t, pg.Exec(ctx, db, "ALTER DATABASE "+db+" OWNER TO "+role))
+	pwFile := filepath.Join(t.TempDir(), "db-password")
+	require.NoError(t, os.WriteFile(pwFile, []byte("first-password-1\n"), 0o600))
+	dsn := strings.Replace(pg.ConnString(db), "user="+pgenv.User, "user="+role, 1)
+	s, err := Open(ctx, config.StoreConfig{Type: config.StorePostgres, DSN: dsn, PasswordFile: pwFile}, nil)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = s.Close() })
+	_, err = s.ListGenerations(ctx)
+	require.NoError(t, err)
+
+	require.NoError(t, pg.Exec(ctx, db, "ALTER ROLE "+role+" PASSWORD 'second-password-2'"))
+	require.NoError(t, os.WriteFile(pwFile, []byte("second-password-2\n"), 0o600))
+	require.NoError(t, pg.Exec(ctx, db, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1", role))
+
+	require.Eventually(t, func() bool {
+		_, err := s.ListGenerations(ctx)
+		return err == nil
+	}, 10*time.Second, 50*time.Millisecond, "a new connection with the rotated password")
+	h, ok := s.(interface{ Healthy() error })
+	require.True(t, ok)
+	require.NoError(t, h.Healthy())
 }
