@@ -92,7 +92,7 @@ SIGINT or SIGTERM.`,
 			}
 			// With several replicas the singleton jobs run only on the
 			// holder of one Lease; every replica serves signing.
-			single, err := startSingletons(ctx, cfg, rc, log, fail)
+			single, err := startSingletons(ctx, cfg, rc, log, reg, fail)
 			if err != nil {
 				return err
 			}
