@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/client-go/rest"
 
 	"github.com/meshca/meshca/ca/config"
@@ -36,7 +37,7 @@ type singletons struct {
 // observes another Lease holder calls fail too: the client-certificate
 // authenticator needs the record of every certificate a renewing client
 // presents, which only a shared store (PostgreSQL) has.
-func startSingletons(ctx context.Context, cfg *config.Config, rc *rest.Config, log *slog.Logger, fail func(error)) (*singletons, error) {
+func startSingletons(ctx context.Context, cfg *config.Config, rc *rest.Config, log *slog.Logger, reg prometheus.Registerer, fail func(error)) (*singletons, error) {
 	s := &singletons{ctx: ctx, done: make(chan struct{})}
 	le := cfg.Signers.Controllers.LeaderElection
 	if rc == nil || !le.On() {
@@ -46,7 +47,7 @@ func startSingletons(ctx context.Context, cfg *config.Config, rc *rest.Config, l
 	el, err := leader.New(rc, leader.Options{
 		Namespace: le.Namespace, Name: le.LeaseName,
 		LeaseDuration: le.LeaseDuration.Duration, RenewDeadline: le.RenewDeadline.Duration, RetryPeriod: le.RetryPeriod.Duration,
-		Log: log.With("component", "lease"),
+		Log: log.With("component", "lease"), Registerer: reg,
 	})
 	if err != nil {
 		return nil, err

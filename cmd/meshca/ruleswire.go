@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -31,15 +30,17 @@ type ruleDeps struct {
 }
 
 // startRules runs the alert rules (alerts.rules) through the alerting
-// engine until ctx ends; without an engine (no sink configured) it does
-// nothing.
-func startRules(ctx context.Context, a *alerts, d ruleDeps) {
+// engine as a singleton job: only the Lease holder, which delivers the
+// alerts, evaluates them and writes their states, so that replicas never
+// race on one alert's state (every replica's own health is in its
+// metrics). Without an engine (no sink configured) it does nothing.
+func startRules(a *alerts, single *singletons, d ruleDeps) {
 	if a == nil {
 		return
 	}
 	rc := d.cfg.Alerts.Rules
 	s := &rules.Sweeper{Alerts: a.engine, Rules: newRules(d), Interval: rc.Interval.Duration, Log: d.log.With("component", "alert-rules")}
-	go s.Run(ctx)
+	single.Go("alert-rules", s.Run)
 	d.log.Info("alert rules started", "interval", rc.Interval.Duration, "rules", len(s.Rules))
 }
 

@@ -92,7 +92,7 @@ SIGINT or SIGTERM.`,
 			}
 			// With several replicas the singleton jobs run only on the
 			// holder of one Lease; every replica serves signing.
-			single, err := startSingletons(ctx, cfg, rc, log, fail)
+			single, err := startSingletons(ctx, cfg, rc, log, reg, fail)
 			if err != nil {
 				return err
 			}
@@ -174,7 +174,7 @@ SIGINT or SIGTERM.`,
 					}
 				})
 			}
-			startRules(ctx, alerting, ruleDeps{cfg: cfg, rt: rt, inv: inv, crl: crls, reporters: rot.reporters(), lineages: rot.lineages, log: log})
+			startRules(alerting, single, ruleDeps{cfg: cfg, rt: rt, inv: inv, crl: crls, reporters: rot.reporters(), lineages: rot.lineages, log: log})
 			pruned := prometheus.NewCounter(prometheus.CounterOpts{
 				Name: "meshca_store_pruned_records_total",
 				Help: "Expired issuance records deleted by the retention job.",

@@ -58,6 +58,9 @@ type Engine struct {
 	state map[Key]*store.AlertState
 	// series are the label values of meshca_alerts_firing set so far.
 	series map[[2]string]bool
+	// queued holds the Seq of each alert's notification in the sinks'
+	// queues, so that one is never queued twice.
+	queued map[Key]uint64
 	// announced holds the keys whose current occurrence's Announce
 	// succeeded (or that were firing before a restart).
 	announced map[Key]bool
@@ -98,6 +101,7 @@ func New(ctx context.Context, o Options) (*Engine, error) {
 		state:     map[Key]*store.AlertState{},
 		announced: map[Key]bool{},
 		series:    map[[2]string]bool{},
+		queued:    map[Key]uint64{},
 	}
 	for _, s := range o.Sinks {
 		e.workers = append(e.workers, newWorker(s, e))
@@ -106,15 +110,17 @@ func New(ctx context.Context, o Options) (*Engine, error) {
 		return e, nil
 	}
 	e.mu.Lock()
-	defer e.mu.Unlock()
 	redo, err := e.loadLocked(ctx)
 	if err != nil {
+		e.mu.Unlock()
 		return nil, err
 	}
 	e.gauges()
-	e.dispatch(redo)
-	if len(e.state) > 0 {
-		e.log.Info("alert states loaded", "alerts", len(e.state), "undelivered", len(redo))
+	loaded := len(e.state)
+	e.mu.Unlock()
+	e.dispatch(redo) // without mu: delivered takes it
+	if loaded > 0 {
+		e.log.Info("alert states loaded", "alerts", loaded, "undelivered", len(redo))
 	}
 	return e, nil
 }
@@ -148,11 +154,14 @@ func (e *Engine) loadLocked(ctx context.Context) ([]Notification, error) {
 // lead; if the store cannot be read, the states in memory are used) and
 // queues every undelivered notification again.
 func (e *Engine) requeue(ctx context.Context) {
+	e.mu.Lock()
+	// Under mu, so that a Raise that stored its state before the reload
+	// either had its notification drained here or finds it queued again
+	// (dispatch skips a notification already queued).
 	for _, w := range e.workers {
 		w.drain()
 	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
+	e.queued = map[Key]uint64{}
 	var redo []Notification
 	if e.states != nil {
 		var err error
@@ -168,6 +177,7 @@ func (e *Engine) requeue(ctx context.Context) {
 		}
 	}
 	e.gauges()
+	e.mu.Unlock()
 	e.dispatch(redo)
 }
 
@@ -348,6 +358,9 @@ func (e *Engine) delivered(n Notification) {
 		defer e.afterDelivered(n)
 	}
 	k := Key(n.State.Key)
+	if seq, ok := e.queued[k]; ok && seq == n.State.Seq {
+		delete(e.queued, k)
+	}
 	cur, ok := e.state[k]
 	if !ok || cur.Seq != n.State.Seq {
 		return // superseded by a later notification
@@ -385,12 +398,22 @@ func (e *Engine) save(ctx context.Context, s *store.AlertState) error {
 }
 
 // dispatch queues each notification on every sink, never blocking.
+// A notification already queued (the same alert and Seq) is not queued
+// again. Called without mu.
 func (e *Engine) dispatch(ns []Notification) {
 	for _, n := range ns {
 		if len(e.workers) == 0 {
 			e.delivered(n)
 			continue
 		}
+		k := Key(n.State.Key)
+		e.mu.Lock()
+		if seq, ok := e.queued[k]; ok && seq == n.State.Seq {
+			e.mu.Unlock()
+			continue
+		}
+		e.queued[k] = n.State.Seq
+		e.mu.Unlock()
 		d := &delivery{n: n, e: e}
 		d.remaining.Store(int32(len(e.workers)))
 		for _, w := range e.workers {

@@ -133,3 +133,58 @@ func TestRun_AgainAfterAnotherReplicaChangedTheStates(t *testing.T) {
 	require.Empty(t, list, "a delivered resolved alert is forgotten")
 	r.none(t)
 }
+
+// A notification left pending when the sinks were removed from the
+// configuration: New, without a sink, completes it at once (and must not
+// deadlock doing so), and so does a run.
+func TestNew_PendingNotificationWithoutASink(t *testing.T) {
+	ctx := context.Background()
+	st := openStore(t, filepath.Join(t.TempDir(), "meshca.db"))
+	t.Cleanup(func() { _ = st.Close() })
+	clk := testclock.NewFakeClock(T0)
+	down := newReceiver(t, answer{status: 503})
+	h := startEngine(t, clk, st, Options{}, newSlack(t, down))
+	require.NoError(t, h.e.Raise(ctx, expiring))
+	require.JSONEq(t, slackFire, down.next(t))
+	h.sleep(t)
+	h.stop()
+
+	done := make(chan error, 1)
+	go func() {
+		e, err := New(ctx, Options{States: st, Clock: clk})
+		if err == nil {
+			rctx, cancel := context.WithCancel(ctx)
+			cancel()
+			err = e.Run(rctx)
+		}
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		require.NoError(t, err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("New or Run without a sink did not return: deadlock")
+	}
+	saved, err := st.GetAlertState(ctx, string(expiring.Key()))
+	require.NoError(t, err)
+	require.Empty(t, saved.Pending)
+	require.Equal(t, store.AlertFiring, saved.Status)
+}
+
+// A run's requeue and a Raise that stored its state just before it can
+// both dispatch the same notification: it is queued once.
+func TestDispatch_QueuesANotificationOnce(t *testing.T) {
+	ctx := context.Background()
+	st := openStore(t, filepath.Join(t.TempDir(), "meshca.db"))
+	t.Cleanup(func() { _ = st.Close() })
+	r := newReceiver(t, slackOK)
+	e, err := New(ctx, Options{States: st, Sinks: []Sink{newSlack(t, r)}, Clock: testclock.NewFakeClock(T0), RepeatInterval: time.Hour})
+	require.NoError(t, err)
+	require.NoError(t, e.Raise(ctx, expiring)) // not running: stays queued
+	saved, err := st.GetAlertState(ctx, string(expiring.Key()))
+	require.NoError(t, err)
+	e.dispatch([]Notification{{Kind: KindFire, State: saved, At: T0}})
+	require.Len(t, e.workers[0].q, 1)
+	e.requeue(ctx) // a run starting: drained and queued again, once
+	require.Len(t, e.workers[0].q, 1)
+}

@@ -26,6 +26,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/uuid"
@@ -51,6 +52,9 @@ type Options struct {
 	// before releasing the Lease (default 20 s).
 	StopWait time.Duration
 	Log      *slog.Logger
+	// Registerer, when set, gets meshca_lease_held and
+	// meshca_lease_lost_total.
+	Registerer prometheus.Registerer
 }
 
 // Elector holds the Lease for the singleton jobs.
@@ -73,6 +77,9 @@ type Elector struct {
 	once    sync.Once // closes elected
 	// lost counts the terms that ended without shutdown.
 	lost atomic.Int64
+
+	held     prometheus.Gauge
+	lostRate prometheus.Counter
 }
 
 type job struct {
@@ -111,7 +118,24 @@ func New(rc *rest.Config, o Options) (*Elector, error) {
 	if err != nil {
 		return nil, err
 	}
-	e := &Elector{o: o, elected: make(chan struct{})}
+	e := &Elector{o: o, elected: make(chan struct{}),
+		held: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "meshca_lease_held",
+			Help: "1 while this replica holds the Lease of the singleton jobs (rotation steps, CRL publication, revocations, alert delivery, trust publishing) and runs them, else 0.",
+		}),
+		lostRate: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "meshca_lease_lost_total",
+			Help: "Times this replica lost the Lease of the singleton jobs without shutting down (it could not renew it within the renew deadline).",
+		}),
+	}
+	if o.Registerer != nil {
+		if err := o.Registerer.Register(e.held); err != nil {
+			return nil, err
+		}
+		if err := o.Registerer.Register(e.lostRate); err != nil {
+			return nil, err
+		}
+	}
 	e.lock = &resourcelock.LeaseLock{
 		LeaseMeta:  metav1.ObjectMeta{Namespace: o.Namespace, Name: o.Name},
 		Client:     cs.CoordinationV1(),
@@ -226,7 +250,11 @@ func (e *Elector) started(ctx context.Context) {
 	e.stop = cancel
 	e.leadCtx = jctx
 	e.fence.Store(&f)
-	context.AfterFunc(jctx, func() { e.fence.Store(nil) })
+	e.held.Set(1)
+	context.AfterFunc(jctx, func() {
+		e.fence.Store(nil)
+		e.held.Set(0)
+	})
 	e.o.Log.Info("took the lease of the singleton jobs", "lease", e.o.Namespace+"/"+e.o.Name, "holder", f.Holder, "token", f.Token)
 	for _, j := range e.jobs {
 		e.startLocked(j)
@@ -250,6 +278,7 @@ func (e *Elector) Run(ctx context.Context) {
 		e.leadCtx, e.stop = nil, nil
 		e.mu.Unlock()
 		e.lost.Add(1)
+		e.lostRate.Inc()
 		e.o.Log.Warn("lost the lease of the singleton jobs: they are stopped; campaigning again",
 			"lease", e.o.Namespace+"/"+e.o.Name, "holder", e.o.Identity)
 	}

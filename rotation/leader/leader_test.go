@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
@@ -126,8 +127,11 @@ func TestRun_LostLeaseStopsTheJobsAndCampaignsAgain(t *testing.T) {
 			_ = env.RestartAPIServer()
 		}
 	})
+	require.Equal(t, 1.0, testutil.ToFloat64(els[first].held))
 	waitUntil(t, 10*time.Second, "the holder's job stops once it cannot renew", func() bool { return ts.running() == "" })
 	require.Equal(t, int64(1), els[first].Lost())
+	require.Equal(t, 1.0, testutil.ToFloat64(els[first].lostRate))
+	waitUntil(t, 5*time.Second, "meshca_lease_held 0", func() bool { return testutil.ToFloat64(els[first].held) == 0 })
 	restarted = true
 	require.NoError(t, env.RestartAPIServer())
 
@@ -142,6 +146,7 @@ func TestRun_LostLeaseStopsTheJobsAndCampaignsAgain(t *testing.T) {
 	if got[1].replica != got[0].replica {
 		require.Greater(t, got[1].fence.Token, got[0].fence.Token, "a new holder's fence: %+v", got)
 	}
+	require.Equal(t, 1.0, testutil.ToFloat64(els[got[1].replica].held))
 	for r, e := range els {
 		_, leads := e.Leading()
 		require.Equal(t, r == got[1].replica, leads, fmt.Sprintf("%s leads", r))

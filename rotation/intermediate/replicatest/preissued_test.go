@@ -6,7 +6,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -76,34 +75,15 @@ func TestPreIssued_OnlyTheLeaseHolderRecordsIt(t *testing.T) {
 	b, _ := c.replica(t, "b")
 	c.lease.give("a")
 
-	type result struct {
-		mat *authority.Material
-		err error
-	}
-	got := make(chan result, 1)
-	go func() {
-		mat, err := b.m.Start(context.Background())
-		got <- result{mat, err}
-	}()
-	for range 3 {
-		require.Eventually(t, c.clk.HasWaiters, 10*time.Second, time.Millisecond)
+	got := b.startInBackground()
+	c.whileFollowing(t, func() {
 		require.Zero(t, countGenerations(t, st), "the follower recorded the pre-issued intermediate")
 		require.Empty(t, mlDSAKeys(t, c), "the follower created an ML-DSA key")
-		c.clk.Step(follow)
-	}
+	})
 	matA, err := a.m.Start(context.Background())
 	require.NoError(t, err)
 	require.True(t, matA.Bundle.Cert.Equal(pre.Bundle.Cert))
-	var r result
-	require.Eventually(t, func() bool {
-		select {
-		case r = <-got:
-			return true
-		default:
-			c.clk.Step(follow)
-			return false
-		}
-	}, 10*time.Second, 5*time.Millisecond)
+	r := c.await(t, got)
 	require.NoError(t, r.err)
 	require.Equal(t, matA.Generation, r.mat.Generation)
 	require.NotNil(t, matA.AltSigner)

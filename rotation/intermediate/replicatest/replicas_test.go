@@ -138,6 +138,49 @@ func (c *cluster) replica(t *testing.T, name string) (*replica, *pgstore.Store) 
 	return r, st
 }
 
+// started is what a replica's Start returned.
+type started struct {
+	mat *authority.Material
+	err error
+}
+
+// startInBackground runs r's Start in a goroutine (a follower's blocks).
+func (r *replica) startInBackground() <-chan started {
+	got := make(chan started, 1)
+	go func() {
+		mat, err := r.m.Start(context.Background())
+		got <- started{mat, err}
+	}()
+	return got
+}
+
+// whileFollowing steps the clock through three polls of a waiting
+// follower, calling check at each.
+func (c *cluster) whileFollowing(t *testing.T, check func()) {
+	t.Helper()
+	for range 3 {
+		require.Eventually(t, c.clk.HasWaiters, 10*time.Second, time.Millisecond)
+		check()
+		c.clk.Step(follow)
+	}
+}
+
+// await steps the clock until the Start in got returns.
+func (c *cluster) await(t *testing.T, got <-chan started) started {
+	t.Helper()
+	var r started
+	require.Eventually(t, func() bool {
+		select {
+		case r = <-got:
+			return true
+		default:
+			c.clk.Step(follow)
+			return false
+		}
+	}, 10*time.Second, 5*time.Millisecond)
+	return r
+}
+
 // activeGenerations lists the active generations of the default lineage.
 func activeGenerations(t *testing.T, st store.Generations) []uint64 {
 	t.Helper()
@@ -168,35 +211,14 @@ func TestFollower_WaitsForTheLeaderToMintAndNeverMints(t *testing.T) {
 	b, _ := c.replica(t, "b")
 	c.lease.give("a")
 
-	type result struct {
-		mat *authority.Material
-		err error
-	}
-	got := make(chan result, 1)
-	go func() {
-		mat, err := b.m.Start(context.Background())
-		got <- result{mat, err}
-	}()
+	got := b.startInBackground()
 	// The follower polls every FollowInterval; step the clock through a
 	// few polls: it must not mint.
-	for range 3 {
-		require.Eventually(t, c.clk.HasWaiters, 10*time.Second, time.Millisecond)
-		require.Zero(t, countGenerations(t, st), "the follower minted")
-		c.clk.Step(follow)
-	}
+	c.whileFollowing(t, func() { require.Zero(t, countGenerations(t, st), "the follower minted") })
 	matA, err := a.m.Start(context.Background())
 	require.NoError(t, err)
 	require.Equal(t, uint64(1), matA.Generation)
-	var r result
-	require.Eventually(t, func() bool {
-		select {
-		case r = <-got:
-			return true
-		default:
-			c.clk.Step(follow)
-			return false
-		}
-	}, 10*time.Second, 5*time.Millisecond)
+	r := c.await(t, got)
 	require.NoError(t, r.err)
 	require.Equal(t, matA.Generation, r.mat.Generation)
 	require.Equal(t, matA.Bundle.Cert.Raw, r.mat.Bundle.Cert.Raw)
