@@ -96,16 +96,23 @@ func (k *kubeletServe) current() *server {
 	return k.cur
 }
 
-// leads reports whether the current meshca serve runs and holds the
-// Lease (meshca_controller_leader 1).
-func (k *kubeletServe) leads(t *testing.T) bool {
+// metricIs reports whether the current meshca serve runs and exposes
+// name with the value want.
+func (k *kubeletServe) metricIs(t *testing.T, name string, want float64) bool {
 	s := k.current()
 	select {
 	case <-s.exited:
 		return false
 	default:
-		return s.metricIs(t, "meshca_controller_leader", 1)
+		return s.metricIs(t, name, want)
 	}
+}
+
+// leads reports whether the current meshca serve holds the Lease
+// (meshca_lease_held) and runs its singleton jobs, the controllers among
+// them (meshca_controller_leader).
+func (k *kubeletServe) leads(t *testing.T) bool {
+	return k.metricIs(t, "meshca_lease_held", 1) && k.metricIs(t, "meshca_controller_leader", 1)
 }
 
 // restarts lists why meshca exited, one entry per exit.

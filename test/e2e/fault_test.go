@@ -137,7 +137,7 @@ func testFaultAPIServerStopped(t *testing.T) {
 	chain, key, root := clientCert(t, dir)
 	k := startKubeletServe(t, dir)
 	k.current().waitReady(t, 15*time.Second)
-	waitFor(t, 30*time.Second, "meshca leads", func() bool { return k.current().metricIs(t, "meshca_controller_leader", 1) })
+	waitFor(t, 30*time.Second, "meshca leads", func() bool { return k.leads(t) })
 	l := startFaultLoad(t, []string{k.grpc}, root, chain, key, workloadID)
 	warmUp(t, l, k.logs)
 	rv := startRevoker(t, l, dir)
@@ -145,10 +145,12 @@ func testFaultAPIServerStopped(t *testing.T) {
 	stopped := time.Now()
 	require.NoError(t, env.StopAPIServer())
 	// Unable to renew for renewDeadline (10 s), meshca stops its singleton
-	// jobs before the Lease can expire for another replica.
+	// jobs before the Lease can expire for another replica:
+	// meshca_lease_held 0, MeshCANoLeaseHolder's expression (its "for",
+	// 5 minutes, outlasts the outage).
 	var stepDown time.Duration
 	for time.Since(stopped) < 20*time.Second {
-		if stepDown == 0 && !k.leads(t) {
+		if stepDown == 0 && k.metricIs(t, "meshca_lease_held", 0) {
 			stepDown = time.Since(stopped)
 		}
 		time.Sleep(50 * time.Millisecond)
@@ -178,6 +180,7 @@ func testFaultAPIServerStopped(t *testing.T) {
 	requireRecorded(t, r.Serials, "--dir", dir)
 	require.Positive(t, stepDown, "meshca kept running its singleton jobs without the Lease:\n%s", k.logs())
 	require.True(t, leads, "meshca did not hold the Lease again within %s of the apiserver's restart:\n%s", lead, k.logs())
+	require.True(t, k.metricIs(t, "meshca_lease_lost_total", 1), "meshca_lease_lost_total counts the one Lease lost")
 }
 
 // 3. The leader SIGKILLed: two replicas as main runs them in HA
@@ -192,8 +195,10 @@ func testFaultLeaderKilled(t *testing.T) {
 	hook := startWebhook(t)
 	c := newHACluster(t, "trustBundle:\n  enabled: true\n"+hook.yaml(t, ""))
 	a, b, _, idB := c.startPair(t)
-	waitFor(t, 30*time.Second, "replica A runs the singleton jobs", func() bool { return a.metricIs(t, "meshca_controller_leader", 1) })
-	require.True(t, b.metricIs(t, "meshca_controller_leader", 0), "replica B follows")
+	waitFor(t, 30*time.Second, "replica A runs the singleton jobs", func() bool {
+		return a.metricIs(t, "meshca_lease_held", 1) && a.metricIs(t, "meshca_controller_leader", 1)
+	})
+	require.True(t, b.metricIs(t, "meshca_lease_held", 0) && b.metricIs(t, "meshca_controller_leader", 0), "replica B follows")
 	chain, key, root := clientCert(t, c.dirB)
 	logs := func() string { return "replica A:\n" + a.logs() + "\nreplica B:\n" + b.logs() }
 	l := startFaultLoad(t, []string{a.grpc, b.grpc}, root, chain, key, workloadID)
@@ -213,7 +218,9 @@ func testFaultLeaderKilled(t *testing.T) {
 	cleared := time.Now()
 	took := waitFor(t, haTakeoverBound, "replica B takes the Lease", func() bool { return c.holder(t) == idB })
 	t.Logf("replica B held the Lease %.2fs after the kill (lease duration %s, bound %s)", took.Seconds(), haLeaseDur, haTakeoverBound)
-	waitFor(t, faultRecoveryBound, "replica B runs the singleton jobs", func() bool { return b.metricIs(t, "meshca_controller_leader", 1) })
+	waitFor(t, faultRecoveryBound, "replica B runs the singleton jobs", func() bool {
+		return b.metricIs(t, "meshca_lease_held", 1) && b.metricIs(t, "meshca_controller_leader", 1)
+	})
 	lead := time.Since(cleared)
 	l.waitRecovered(t, cleared, logs)
 	// Revocations go on through the new holder.
