@@ -78,16 +78,43 @@ func (r *rotating) RotationInfo(context.Context) admin.RotationInfo {
 	return info
 }
 
+// notLeaseHolder refuses a root rotation request on a replica that does
+// not hold the Lease of the singleton jobs (before anything is validated
+// or minted), as RotateIntermediate and revocations do.
+func (r *rotating) notLeaseHolder() error {
+	if lead := r.single.leads(); lead != nil && !lead() {
+		return caerr.New(caerr.FailedPrecondition, "not_lease_holder",
+			"this replica does not hold the lease of the singleton jobs (signers.controllers.leaderElection); send it to the lease holder's admin endpoint")
+	}
+	return nil
+}
+
 // StartRootRotation implements admin.Rotations.
 func (r *rotating) StartRootRotation(ctx context.Context, req admin.StartRootRotation) (admin.RotationInfo, error) {
-	if _, err := r.root.Start(ctx, rootrotation.StartRequest{NewRoot: req.NewRoot, Waits: req.Waits, By: req.By}); err != nil {
+	if err := r.notLeaseHolder(); err != nil {
 		return admin.RotationInfo{}, err
+	}
+	_, err := r.root.Start(ctx, rootrotation.StartRequest{NewRoot: req.NewRoot, Waits: req.Waits, By: req.By})
+	if err != nil {
+		return admin.RotationInfo{}, leaseRefusal(err)
 	}
 	return r.RotationInfo(ctx), nil
 }
 
+// leaseRefusal maps intermediate.ErrNotLeader (the Lease lost while the
+// request ran) to FailedPrecondition.
+func leaseRefusal(err error) error {
+	if errors.Is(err, intermediate.ErrNotLeader) {
+		return caerr.New(caerr.FailedPrecondition, "not_lease_holder", "%s; send it to the lease holder's admin endpoint", err.Error())
+	}
+	return err
+}
+
 // RootRotationOp implements admin.Rotations.
 func (r *rotating) RootRotationOp(ctx context.Context, op, by string) (admin.RotationInfo, error) {
+	if err := r.notLeaseHolder(); err != nil {
+		return admin.RotationInfo{}, err
+	}
 	var err error
 	switch op {
 	case admin.RootOpPause:
@@ -100,7 +127,7 @@ func (r *rotating) RootRotationOp(ctx context.Context, op, by string) (admin.Rot
 		err = caerr.New(caerr.InvalidArgument, "unknown_op", "unknown root rotation operation %q", op)
 	}
 	if err != nil {
-		return admin.RotationInfo{}, err
+		return admin.RotationInfo{}, leaseRefusal(err)
 	}
 	return r.RotationInfo(ctx), nil
 }
@@ -128,7 +155,7 @@ func (r *rotating) RotateIntermediate(ctx context.Context, signer, by string) (a
 	r.single.settle()
 	m, err := mgr.RotateNow(ctx, "requested by "+by)
 	if errors.Is(err, intermediate.ErrNotLeader) {
-		return admin.IntermediateRotation{}, caerr.New(caerr.FailedPrecondition, "not_lease_holder", "%s; send it to the lease holder's admin endpoint", err.Error())
+		return admin.IntermediateRotation{}, leaseRefusal(err)
 	}
 	if err != nil {
 		return admin.IntermediateRotation{}, caerr.Wrap(err, caerr.CodeOf(err), "rotate_intermediate", "rotate the intermediate")

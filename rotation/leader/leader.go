@@ -68,13 +68,17 @@ type Elector struct {
 
 	fence atomic.Pointer[store.Fence]
 
-	mu      sync.Mutex
-	jobs    []job
-	leadCtx context.Context // nil while not leading
-	running sync.WaitGroup
-	stop    context.CancelFunc
-	elected chan struct{}
-	once    sync.Once // closes elected
+	// renewed records the last successful write of the Lease by
+	// client-go (taking or renewing it).
+	renewed *renewLock
+
+	mu   sync.Mutex
+	jobs []job
+	cur  *termJobs // the jobs of the current term; nil while not leading
+	// stopping is set on shutdown: no term starts jobs after it.
+	stopping bool
+	elected  chan struct{}
+	once     sync.Once // closes elected
 	// lost counts the terms that ended without shutdown.
 	lost atomic.Int64
 
@@ -85,6 +89,42 @@ type Elector struct {
 type job struct {
 	name string
 	run  func(ctx context.Context)
+}
+
+// termJobs are the jobs started in one term: their context, and the wait
+// for them to return.
+type termJobs struct {
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// renewLock is the Lease lock client-go writes through; it records when a
+// write last succeeded.
+type renewLock struct {
+	resourcelock.Interface
+	last atomic.Int64 // UnixNano
+}
+
+func (l *renewLock) Create(ctx context.Context, r resourcelock.LeaderElectionRecord) error {
+	err := l.Interface.Create(ctx, r)
+	if err == nil {
+		l.last.Store(time.Now().UnixNano())
+	}
+	return err
+}
+
+func (l *renewLock) Update(ctx context.Context, r resourcelock.LeaderElectionRecord) error {
+	err := l.Interface.Update(ctx, r)
+	if err == nil {
+		l.last.Store(time.Now().UnixNano())
+	}
+	return err
+}
+
+// sinceRenewal is how long ago the Lease was last written.
+func (l *renewLock) sinceRenewal() time.Duration {
+	return time.Since(time.Unix(0, l.last.Load()))
 }
 
 // New builds an Elector on the Lease o.Namespace/o.Name.
@@ -143,8 +183,9 @@ func New(rc *rest.Config, o Options) (*Elector, error) {
 	}
 	r := *e.lock
 	e.reader = &r
+	e.renewed = &renewLock{Interface: e.lock}
 	e.le, err = leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
-		Lock: e.lock, LeaseDuration: o.LeaseDuration, RenewDeadline: o.RenewDeadline, RetryPeriod: o.RetryPeriod,
+		Lock: e.renewed, LeaseDuration: o.LeaseDuration, RenewDeadline: o.RenewDeadline, RetryPeriod: o.RetryPeriod,
 		ReleaseOnCancel: true, Name: o.Name,
 		Callbacks: leaderelection.LeaderCallbacks{OnStartedLeading: e.started, OnStoppedLeading: func() {}},
 	})
@@ -178,10 +219,13 @@ func (e *Elector) Check(ctx context.Context) error {
 		}
 		return true, nil
 	})
-	if err != nil && last != nil {
+	switch {
+	case err != nil && last != nil:
 		return fmt.Errorf("lease %s/%s: %w", e.o.Namespace, e.o.Name, last)
+	case ctx.Err() != nil:
+		return ctx.Err()
 	}
-	return err
+	return nil // answered, or could not be reached (hung): no verdict
 }
 
 // checkForbiddenFor and checkRetry bound Check's retries of Forbidden.
@@ -216,67 +260,102 @@ func (e *Elector) Go(name string, fn func(ctx context.Context)) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.jobs = append(e.jobs, job{name, fn})
-	if e.leadCtx != nil {
-		e.startLocked(job{name, fn})
+	if e.cur != nil && e.cur.ctx.Err() == nil {
+		e.cur.start(job{name, fn})
 	}
 }
 
-func (e *Elector) startLocked(j job) {
-	e.running.Add(1)
-	ctx := e.leadCtx
-	go func() {
-		defer e.running.Done()
-		j.run(ctx)
-	}()
+func (t *termJobs) start(j job) {
+	t.wg.Go(func() { j.run(t.ctx) })
 }
 
 // started is client-go's OnStartedLeading: it reads the Lease's
-// transitions for the fence and starts every job.
+// transitions for the fence and starts every job, and a watchdog that
+// stops them once the Lease has not been renewed for the renew deadline.
 func (e *Elector) started(ctx context.Context) {
-	rec, _, err := e.reader.Get(ctx)
-	if err != nil || rec.HolderIdentity != e.o.Identity {
-		// Leading without a fence would let a stale holder write: wait
-		// for the lease to be lost (renew ends ctx) rather than run.
-		e.o.Log.Error("cannot read the lease just taken; not running the singleton jobs", "error", err)
+	f, ok := e.readFence(ctx)
+	if !ok {
 		return
 	}
-	f := store.Fence{Holder: e.o.Identity, Token: uint64(rec.LeaderTransitions)}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if ctx.Err() != nil {
+	if ctx.Err() != nil || e.stopping {
 		return
 	}
 	jctx, cancel := context.WithCancel(ctx)
-	e.stop = cancel
-	e.leadCtx = jctx
+	t := &termJobs{ctx: jctx, cancel: cancel}
+	e.cur = t
 	e.fence.Store(&f)
 	e.held.Set(1)
 	context.AfterFunc(jctx, func() {
 		e.fence.Store(nil)
 		e.held.Set(0)
 	})
+	go e.watchRenewals(jctx, cancel)
 	e.o.Log.Info("took the lease of the singleton jobs", "lease", e.o.Namespace+"/"+e.o.Name, "holder", f.Holder, "token", f.Token)
 	for _, j := range e.jobs {
-		e.startLocked(j)
+		t.start(j)
 	}
 	e.once.Do(func() { close(e.elected) })
 }
 
+// readFence reads the Lease just taken for the fence (its holder and
+// spec.leaseTransitions), retrying every RetryPeriod while the read
+// fails: leading without a fence would let a stale holder write, and
+// giving up would hold the Lease with no job running. ok is false when
+// ctx ended or another replica holds the Lease.
+func (e *Elector) readFence(ctx context.Context) (store.Fence, bool) {
+	for {
+		rec, _, err := e.reader.Get(ctx)
+		switch {
+		case err == nil && rec.HolderIdentity == e.o.Identity:
+			return store.Fence{Holder: e.o.Identity, Token: uint64(rec.LeaderTransitions)}, true
+		case err == nil:
+			return store.Fence{}, false // already taken by another: renew ends ctx
+		}
+		e.o.Log.Warn("cannot read the lease just taken; retrying before running the singleton jobs", "error", err)
+		select {
+		case <-ctx.Done():
+			return store.Fence{}, false
+		case <-time.After(e.o.RetryPeriod):
+		}
+	}
+}
+
+// watchRenewals stops the jobs (cancel) once the Lease has not been
+// written for the renew deadline: client-go notices it too, but returns
+// only after trying to release the Lease, which on an apiserver that
+// does not answer takes up to another renew deadline, past the lease
+// duration after which another replica may take it.
+func (e *Elector) watchRenewals(ctx context.Context, cancel context.CancelFunc) {
+	t := time.NewTicker(e.o.RetryPeriod / 4)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if since := e.renewed.sinceRenewal(); since > e.o.RenewDeadline {
+			e.o.Log.Warn("the lease was not renewed within the renew deadline; stopping the singleton jobs", "since", since.Round(time.Millisecond))
+			cancel()
+			return
+		}
+	}
+}
+
 // Run campaigns for the Lease until ctx ends, then stops the jobs (up to
-// StopWait) and releases the Lease. A lost Lease (not
-// renewed within the renew deadline, as when the apiserver cannot be
-// reached) stops the jobs, and Run campaigns again: a replica that loses
-// the Lease is a follower, not a failure.
+// StopWait) and releases the Lease. A lost Lease (not renewed within the
+// renew deadline, as when the apiserver cannot be reached) stops the
+// jobs, and once they have returned Run campaigns again: a replica that
+// loses the Lease is a follower, not a failure.
 func (e *Elector) Run(ctx context.Context) {
 	for {
 		e.term(ctx)
 		if ctx.Err() != nil {
 			return
 		}
-		e.stopJobs()
-		e.mu.Lock()
-		e.leadCtx, e.stop = nil, nil
-		e.mu.Unlock()
+		e.stopJobs(0)
 		e.lost.Add(1)
 		e.lostRate.Inc()
 		e.o.Log.Warn("lost the lease of the singleton jobs: they are stopped; campaigning again",
@@ -295,7 +374,10 @@ func (e *Elector) term(ctx context.Context) {
 	watch.Go(func() {
 		select {
 		case <-ctx.Done():
-			e.stopJobs()
+			e.mu.Lock()
+			e.stopping = true
+			e.mu.Unlock()
+			e.stopJobs(e.o.StopWait)
 		case <-ended:
 		}
 		cancel()
@@ -309,19 +391,34 @@ func (e *Elector) term(ctx context.Context) {
 // down.
 func (e *Elector) Lost() int64 { return e.lost.Load() }
 
-// stopJobs ends the jobs' context and waits (up to StopWait) for them.
-func (e *Elector) stopJobs() {
+// stopJobs ends the current term's jobs and waits for them: up to
+// bound on shutdown (the Lease is released after it), else until they
+// have returned (a new term must not start beside an old job running
+// under the same fence), warning every StopWait.
+func (e *Elector) stopJobs(bound time.Duration) {
 	e.mu.Lock()
-	if e.stop != nil {
-		e.stop()
-	}
+	t := e.cur
+	e.cur = nil
 	e.mu.Unlock()
 	e.fence.Store(nil)
+	if t == nil {
+		return
+	}
+	t.cancel()
 	done := make(chan struct{})
-	go func() { e.running.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(e.o.StopWait):
-		e.o.Log.Warn("the singleton jobs did not stop in time", "waited", e.o.StopWait)
+	go func() { t.wg.Wait(); close(done) }()
+	waited := time.Duration(0)
+	for {
+		select {
+		case <-done:
+			return
+		case <-time.After(e.o.StopWait):
+		}
+		waited += e.o.StopWait
+		if bound > 0 && waited >= bound {
+			e.o.Log.Warn("the singleton jobs did not stop in time", "waited", waited)
+			return
+		}
+		e.o.Log.Warn("the singleton jobs have not stopped yet; not campaigning again until they have", "waited", waited)
 	}
 }

@@ -129,7 +129,7 @@ func TestRun_LostLeaseStopsTheJobsAndCampaignsAgain(t *testing.T) {
 	})
 	require.Equal(t, 1.0, testutil.ToFloat64(els[first].held))
 	waitUntil(t, 10*time.Second, "the holder's job stops once it cannot renew", func() bool { return ts.running() == "" })
-	require.Equal(t, int64(1), els[first].Lost())
+	waitUntil(t, 10*time.Second, "the term ends", func() bool { return els[first].Lost() == 1 })
 	require.Equal(t, 1.0, testutil.ToFloat64(els[first].lostRate))
 	waitUntil(t, 5*time.Second, "meshca_lease_held 0", func() bool { return testutil.ToFloat64(els[first].held) == 0 })
 	restarted = true
@@ -186,6 +186,11 @@ func TestRun_ShutdownStopsTheJobsFirst(t *testing.T) {
 func TestCheck_RetriesForbiddenUntilTheGrantIsSeen(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
+	// An earlier test may have just restarted the apiserver.
+	waitUntil(t, 30*time.Second, "the apiserver answers", func() bool {
+		_, err := env.Client.CoordinationV1().Leases("default").List(ctx, metav1.ListOptions{})
+		return err == nil
+	})
 	require.NoError(t, env.CreateNamespace(ctx, "lease-check"))
 	rc, _, err := env.ClientAs(ctx, "lease-check", "meshca")
 	require.NoError(t, err)

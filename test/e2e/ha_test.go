@@ -216,6 +216,11 @@ func TestHA_LeaderKilledDuringCRLRebuild(t *testing.T) {
 	out, err := exec.Command(meshcaBin, "revoke", "--dir", c.dirB, "--serial", serialOf(leaf[0]), "--reason", "keyCompromise").CombinedOutput()
 	require.Error(t, err)
 	require.Contains(t, string(out), "does not hold the lease")
+	// So does it every root rotation operation (FailedPrecondition, not an
+	// internal error after validating or minting anything).
+	out, err = exec.Command(meshcaBin, "rotate", "pause", "--dir", c.dirB).CombinedOutput()
+	require.Error(t, err)
+	require.Contains(t, string(out), "does not hold the lease", "%s", out)
 
 	// A client certificate revoked through the leader stops
 	// authenticating at the follower too (it reads the revocations).

@@ -39,6 +39,7 @@ type Store struct {
 
 	healthMu sync.Mutex
 	health   *pgx.Conn // Healthy's own connection (nil: not connected)
+	closed   bool
 }
 
 var (
@@ -164,11 +165,21 @@ func (s *Store) Close() error {
 	s.pool.Close()
 	s.healthMu.Lock()
 	defer s.healthMu.Unlock()
-	if s.health != nil {
-		_ = s.health.Close(context.Background())
-		s.health = nil
-	}
+	s.closed = true
+	s.closeHealth()
 	return nil
+}
+
+// closeHealth closes Healthy's connection, waiting at most a second for
+// the server; healthMu is held.
+func (s *Store) closeHealth() {
+	if s.health == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	_ = s.health.Close(ctx)
+	s.health = nil
 }
 
 // Healthy is nil while the database answers within two seconds: meshca
@@ -181,6 +192,9 @@ func (s *Store) Healthy() error {
 	defer cancel()
 	s.healthMu.Lock()
 	defer s.healthMu.Unlock()
+	if s.closed {
+		return errors.New("postgres store: closed")
+	}
 	if s.health == nil || s.health.IsClosed() {
 		cc := s.connConfig.Copy()
 		if s.password != nil {
@@ -195,8 +209,7 @@ func (s *Store) Healthy() error {
 		s.health = c
 	}
 	if err := s.health.Ping(ctx); err != nil {
-		_ = s.health.Close(context.WithoutCancel(ctx))
-		s.health = nil
+		s.closeHealth()
 		return fmt.Errorf("postgres store: %w", err)
 	}
 	return nil

@@ -1,0 +1,116 @@
+package leader
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"net/url"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"k8s.io/client-go/rest"
+
+	"github.com/meshca/meshca/test/logbuf"
+)
+
+// stallProxy forwards TCP to the apiserver until stall is set; from then
+// on it accepts and reads but forwards nothing either way, as a
+// blackholed network path or a load balancer that stalls does: requests
+// hang until the client gives up, instead of failing fast.
+type stallProxy struct {
+	ln    net.Listener
+	stall atomic.Bool
+	wg    sync.WaitGroup
+}
+
+func newStallProxy(t *testing.T, target string) *stallProxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	p := &stallProxy{ln: ln}
+	p.wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			p.wg.Go(func() { p.serve(c, target) })
+		}
+	})
+	t.Cleanup(func() { _ = ln.Close() })
+	return p
+}
+
+func (p *stallProxy) serve(c net.Conn, target string) {
+	defer c.Close()
+	if p.stall.Load() {
+		_, _ = io.Copy(io.Discard, c)
+		return
+	}
+	up, err := net.Dial("tcp", target)
+	if err != nil {
+		return
+	}
+	defer up.Close()
+	pipe := func(dst, src net.Conn) {
+		buf := make([]byte, 32<<10)
+		for {
+			n, err := src.Read(buf)
+			if n > 0 && !p.stall.Load() {
+				if _, werr := dst.Write(buf[:n]); werr != nil {
+					return
+				}
+			}
+			if err != nil {
+				return
+			}
+		}
+	}
+	done := make(chan struct{}, 2)
+	go func() { pipe(up, c); done <- struct{}{} }()
+	go func() { pipe(c, up); done <- struct{}{} }()
+	<-done
+}
+
+// When the apiserver stops answering (requests hang rather than fail),
+// client-go notices the lost Lease only after trying, for another renew
+// deadline, to release it: past the lease duration, when another replica
+// may already run the jobs. The jobs must stop within the renew deadline
+// of the last renewal, well inside the lease duration.
+func TestRun_JobsStopWithinTheRenewDeadlineWhenTheApiserverHangs(t *testing.T) {
+	u, err := url.Parse(env.Config.Host)
+	require.NoError(t, err)
+	proxy := newStallProxy(t, u.Host)
+	rc := rest.CopyConfig(env.Config)
+	rc.Host = "https://" + proxy.ln.Addr().String()
+	const leaseDuration, renewDeadline = 4 * time.Second, 2 * time.Second
+	e, err := New(rc, Options{
+		Namespace: "default", Name: "stalled", Identity: "replica-a",
+		LeaseDuration: leaseDuration, RenewDeadline: renewDeadline, RetryPeriod: 250 * time.Millisecond, StopWait: 5 * time.Second,
+		Log: slog.New(slog.NewTextHandler(logbuf.ForTest(t), nil)),
+	})
+	require.NoError(t, err)
+	ts := &terms{}
+	e.Go("job", ts.job("replica-a", e))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); e.Run(ctx) }()
+	t.Cleanup(func() {
+		proxy.stall.Store(false)
+		cancel()
+		<-done
+	})
+	waitUntil(t, 10*time.Second, "the replica leads", func() bool { return ts.running() != "" })
+	time.Sleep(500 * time.Millisecond) // a renewal or two
+	stalled := time.Now()
+	proxy.stall.Store(true)
+	waitUntil(t, leaseDuration+renewDeadline+5*time.Second, "the job stops", func() bool { return ts.running() == "" })
+	got := ts.snapshot()
+	took := got[0].end.Sub(stalled)
+	t.Logf("the job stopped %s after the apiserver stalled", took.Round(time.Millisecond))
+	require.Less(t, took, leaseDuration-500*time.Millisecond, "the job outlived the Lease another replica may take")
+}
