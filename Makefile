@@ -88,7 +88,7 @@ test-rules:
 	  cd $$tmp && promtool test rules $$(cd $(CURDIR)/$(PROM_TESTS) && ls *.yaml)
 
 test-e2e:
-	$(GO) test -count=1 ./test/...
+	$(GO) test -count=1 -timeout 30m ./test/...
 
 ## image: the container image (Dockerfile) when a container engine answers here
 ## (docker, else buildah). None runs on the development machines: CI builds

@@ -33,6 +33,12 @@ const (
 	haLease       = "meshca-controllers"
 	haLeaseDur    = 4 * time.Second
 	haRetryPeriod = 500 * time.Millisecond
+	// haTakeoverBound: a follower takes over a SIGKILLed holder's Lease
+	// at most haLeaseDur after the holder's last renewal plus one retry
+	// period (client-go leaderelection jitters it by up to 1.2); the
+	// slack of four retry periods covers that retry, the test's polling
+	// and a loaded machine.
+	haTakeoverBound = haLeaseDur + 4*haRetryPeriod
 )
 
 // haCluster is two meshca replicas' configurations on one PostgreSQL
@@ -256,7 +262,7 @@ func TestHA_LeaderKilledDuringCRLRebuild(t *testing.T) {
 	a.kill(t)
 	killed := time.Now()
 
-	waitFor(t, haLeaseDur+4*haRetryPeriod, "replica B takes the Lease", func() bool { return c.holder(t) == idB })
+	waitFor(t, haTakeoverBound, "replica B takes the Lease", func() bool { return c.holder(t) == idB })
 	t.Logf("takeover: replica B held the Lease %.2fs after replica A was SIGKILLed (lease duration %s)", time.Since(killed).Seconds(), haLeaseDur)
 	waitFor(t, 10*time.Second, "the new leader's CRL lists every acknowledged revocation", func() bool { return listsAll(b) })
 	// Revocations go on through the new leader.
@@ -399,7 +405,7 @@ func TestHA_LeaderKilledDuringIntermediateRotation(t *testing.T) {
 	t.Logf("SIGKILLed the leader at %s (rotate: %v)", caught, rerr)
 	mu.Unlock()
 
-	waitFor(t, haLeaseDur+4*haRetryPeriod, "replica B takes the Lease", func() bool { return c.holder(t) == idB })
+	waitFor(t, haTakeoverBound, "replica B takes the Lease", func() bool { return c.holder(t) == idB })
 	t.Logf("takeover: replica B held the Lease %.2fs after replica A was SIGKILLed (lease duration %s)", time.Since(killed).Seconds(), haLeaseDur)
 
 	// Whatever A left, B signs with the store's active generation.

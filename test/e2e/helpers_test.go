@@ -11,6 +11,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
@@ -74,11 +75,23 @@ type server struct {
 // once it has logged its addresses.
 func startServe(t *testing.T, dir string, extra ...string) *server {
 	t.Helper()
+	s, err := launchServe(t, dir, extra...)
+	require.NoError(t, err)
+	return s
+}
+
+// launchServe is startServe for any goroutine: it reports a failed start
+// as an error instead of failing the test.
+func launchServe(t *testing.T, dir string, extra ...string) (*server, error) {
 	args := append([]string{"serve", "--dir", dir, "--listen", "127.0.0.1:0", "--ops-listen", "127.0.0.1:0"}, extra...)
 	cmd := exec.Command(meshcaBin, args...)
 	pr, err := cmd.StderrPipe()
-	require.NoError(t, err)
-	require.NoError(t, cmd.Start())
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
 	s := &server{cmd: cmd, done: make(chan error, 1), exited: make(chan struct{})}
 	addrs := make(chan [2]string, 1)
 	go func() {
@@ -112,11 +125,11 @@ func startServe(t *testing.T, dir string, extra ...string) *server {
 		s.grpc, s.ops = a[0], a[1]
 	case err := <-s.done:
 		s.done <- err // for the cleanup, which waits on it
-		t.Fatalf("meshca serve exited early: %v\n%s", err, s.logs())
+		return nil, fmt.Errorf("meshca serve exited early: %v\n%s", err, s.logs())
 	case <-time.After(20 * time.Second):
-		t.Fatalf("meshca serve did not start within 20s:\n%s", s.logs())
+		return nil, fmt.Errorf("meshca serve did not start within 20s:\n%s", s.logs())
 	}
-	return s
+	return s, nil
 }
 
 func (s *server) logs() string {

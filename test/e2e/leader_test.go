@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -22,8 +23,10 @@ import (
 )
 
 // metricSum scrapes s's /metrics and sums every sample of the metric name
-// (all label sets); ok is false when the metric is not exposed.
-func (s *server) metricSum(t *testing.T, name string) (sum float64, ok bool) {
+// (all label sets, or those with every one of labels, each written as
+// the exposition format does: code="Unavailable"); ok is false when no
+// such sample is exposed.
+func (s *server) metricSum(t *testing.T, name string, labels ...string) (sum float64, ok bool) {
 	t.Helper()
 	code, body := get(t, "http://"+s.ops+"/metrics")
 	require.Equal(t, 200, code)
@@ -31,6 +34,9 @@ func (s *server) metricSum(t *testing.T, name string) (sum float64, ok bool) {
 	for sc.Scan() {
 		line := sc.Text()
 		if !strings.HasPrefix(line, name+" ") && !strings.HasPrefix(line, name+"{") {
+			continue
+		}
+		if slices.ContainsFunc(labels, func(l string) bool { return !strings.Contains(line, l) }) {
 			continue
 		}
 		f := strings.Fields(line)
