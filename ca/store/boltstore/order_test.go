@@ -45,9 +45,16 @@ func TestPutIssuance_AppendedRecordsPackTheLeafPages(t *testing.T) {
 		putAll(t, s, recs) // concurrent within a batch, as signing is
 	}
 	require.Len(t, listAll(t, s), batches*perBatch)
-	for _, bucket := range [][]byte{bucketIssuances, bucketByGeneration} {
-		fill := leafFill(t, s, bucket)
-		require.Greater(t, fill, 0.8, "leaf pages of %s are only %.0f%% full", bucket, 100*fill)
+	// bbolt's default fill gives exactly 0.50 for both. A record that
+	// reaches a later group than a record minted after it splits a full
+	// page and leaves a nearly empty one behind: how often depends on
+	// the scheduling of the concurrent puts. The generation index's keys
+	// are short (about a hundred per page, so few pages), and under -race
+	// its fill ranged from 0.72 to 0.95 over 40 runs; the issuances
+	// bucket's from 0.88 to 0.91.
+	for bucket, atLeast := range map[string]float64{string(bucketIssuances): 0.8, string(bucketByGeneration): 0.6} {
+		fill := leafFill(t, s, []byte(bucket))
+		require.Greater(t, fill, atLeast, "leaf pages of %s are only %.0f%% full", bucket, 100*fill)
 	}
 }
 
