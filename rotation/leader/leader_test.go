@@ -11,6 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
@@ -191,17 +192,24 @@ func TestCheck_RetriesForbiddenUntilTheGrantIsSeen(t *testing.T) {
 		_, err := env.Client.CoordinationV1().Leases("default").List(ctx, metav1.ListOptions{})
 		return err == nil
 	})
-	require.NoError(t, env.CreateNamespace(ctx, "lease-check"))
-	rc, _, err := env.ClientAs(ctx, "lease-check", "meshca")
+	ns := fmt.Sprintf("lease-check-%d", time.Now().UnixNano()%1e6)
+	require.NoError(t, env.CreateNamespace(ctx, ns))
+	rc, sa, err := env.ClientAs(ctx, ns, "meshca")
 	require.NoError(t, err)
+	// A just-restarted apiserver may answer the ServiceAccount otherwise
+	// (Check gives no verdict then) before it settles on Forbidden.
+	waitUntil(t, 30*time.Second, "the ServiceAccount is refused the Lease", func() bool {
+		_, err := sa.CoordinationV1().Leases(ns).Get(ctx, "meshca-controllers", metav1.GetOptions{})
+		return apierrors.IsForbidden(err)
+	})
 	defer func(d, r time.Duration) { checkForbiddenFor, checkRetry = d, r }(checkForbiddenFor, checkRetry)
 	checkForbiddenFor, checkRetry = 3*time.Second, 100*time.Millisecond
 
-	e, err := New(rc, Options{Namespace: "lease-check", Name: "meshca-controllers", Identity: "replica-a",
+	e, err := New(rc, Options{Namespace: ns, Name: "meshca-controllers", Identity: "replica-a",
 		Log: slog.New(slog.NewTextHandler(logbuf.ForTest(t), nil))})
 	require.NoError(t, err)
 	err = e.Check(ctx)
-	require.ErrorContains(t, err, "lease lease-check/meshca-controllers")
+	require.ErrorContains(t, err, "lease "+ns+"/meshca-controllers")
 	require.ErrorContains(t, err, "forbidden")
 
 	granted := make(chan error, 1)
@@ -210,16 +218,16 @@ func TestCheck_RetriesForbiddenUntilTheGrantIsSeen(t *testing.T) {
 		_, err := env.ApplyYAML(context.Background(), []byte(`
 apiVersion: rbac.authorization.k8s.io/v1
 kind: Role
-metadata: {namespace: lease-check, name: lease}
+metadata: {namespace: `+ns+`, name: lease}
 rules:
 - {apiGroups: [coordination.k8s.io], resources: [leases], verbs: [get, create, update]}
 ---
 apiVersion: rbac.authorization.k8s.io/v1
 kind: RoleBinding
-metadata: {namespace: lease-check, name: lease}
+metadata: {namespace: `+ns+`, name: lease}
 roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: lease}
 subjects:
-- {kind: ServiceAccount, namespace: lease-check, name: meshca}
+- {kind: ServiceAccount, namespace: `+ns+`, name: meshca}
 `))
 		granted <- err
 	}()
