@@ -9,10 +9,7 @@ import (
 	"testing"
 	"time"
 
-	vaultapi "github.com/hashicorp/vault/api"
 	"github.com/stretchr/testify/require"
-
-	"github.com/meshca/meshca/test/vaultenv"
 )
 
 // colonHex is a serial as Vault's revoke endpoint takes it (aa:bb:...).
@@ -32,25 +29,16 @@ func colonHex(s string) string {
 // root side of a generation revocation for a Vault-backed root), it rejects
 // every leaf of that generation.
 func TestCRL_VaultRootCaCRLInTheClusterVerifiesWithOpenSSL(t *testing.T) {
-	v, err := vaultenv.Start()
-	require.NoError(t, err)
-	t.Cleanup(v.Stop)
+	const mount = "pki-crl"
+	vr := startVaultRoots(t, mount)
+	v, tokenFile := vr.v, vr.tokenFile
+	var err error
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	const mount = "pki-crl"
-	require.NoError(t, v.Client.Sys().MountWithContext(ctx, mount, &vaultapi.MountInput{
-		Type: "pki", Config: vaultapi.MountConfigInput{MaxLeaseTTL: "87600h"},
-	}))
-	_, err = v.Client.Logical().WriteWithContext(ctx, mount+"/root/generate/internal", map[string]any{
-		"common_name": "Enterprise Root CRL test", "key_type": "ec", "key_bits": 256, "ttl": "87600h",
-	})
-	require.NoError(t, err)
 
 	c := newCRLCluster(t)
 	dir := filepath.Join(t.TempDir(), "ca")
 	require.NoError(t, os.MkdirAll(dir, 0o700))
-	tokenFile := filepath.Join(t.TempDir(), "token")
-	require.NoError(t, os.WriteFile(tokenFile, []byte(v.RootToken), 0o600))
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "meshca.yaml"), fmt.Appendf(nil, `root:
   source: vault
   vault:

@@ -8,12 +8,10 @@ import (
 	"testing"
 	"time"
 
-	vaultapi "github.com/hashicorp/vault/api"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
 
 	"github.com/meshca/meshca/test/pgenv"
-	"github.com/meshca/meshca/test/vaultenv"
 )
 
 // TestFaults is the whole-system fault suite: for each fault a fresh
@@ -61,28 +59,29 @@ func warmUp(t *testing.T, l *faultLoad, logs func() string) {
 	require.True(t, ok, logs())
 }
 
+// loadOne starts the fault load and the revoker on the one serve s of
+// the CA in dir, once it is ready, and warms the load up.
+func loadOne(t *testing.T, s *server, dir string) (*faultLoad, *revoker) {
+	t.Helper()
+	s.waitReady(t, 15*time.Second)
+	chain, key, root := clientCert(t, dir)
+	l := startFaultLoad(t, []string{s.grpc}, root, chain, key, workloadID)
+	warmUp(t, l, s.logs)
+	return l, startRevoker(t, l, dir)
+}
+
 // 1. Vault sealed: meshca on a Vault PKI root keeps signing with the
 // intermediate it holds; RootSourceUnreachable fires after
 // rootSourceUnhealthyFor and resolves once Vault is unsealed.
 func testFaultVaultSealed(t *testing.T) {
-	v, err := vaultenv.Start()
-	require.NoError(t, err)
-	t.Cleanup(v.Stop)
+	const mount = "pki-faults"
+	vr := startVaultRoots(t, mount)
+	v, tokenFile := vr.v, vr.tokenFile
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	const mount = "pki-faults"
-	require.NoError(t, v.Client.Sys().MountWithContext(ctx, mount, &vaultapi.MountInput{
-		Type: "pki", Config: vaultapi.MountConfigInput{MaxLeaseTTL: "87600h"},
-	}))
-	_, err = v.Client.Logical().WriteWithContext(ctx, mount+"/root/generate/internal", map[string]any{
-		"common_name": "Enterprise Root faults", "key_type": "ec", "key_bits": 256, "ttl": "87600h",
-	})
-	require.NoError(t, err)
 	hook := startWebhook(t)
 	dir := filepath.Join(t.TempDir(), "ca")
 	require.NoError(t, os.MkdirAll(dir, 0o700))
-	tokenFile := filepath.Join(t.TempDir(), "token")
-	require.NoError(t, os.WriteFile(tokenFile, []byte(v.RootToken), 0o600))
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "meshca.yaml"), fmt.Appendf(nil, `root:
   source: vault
   vault:
@@ -97,11 +96,7 @@ store: {path: meshca.db}
 %s`, v.Addr, mount, tokenFile, hook.yaml(t, "    rootSourceUnhealthyFor: 5s\n")), 0o644))
 
 	s := startServe(t, dir)
-	s.waitReady(t, 15*time.Second)
-	chain, key, root := clientCert(t, dir)
-	l := startFaultLoad(t, []string{s.grpc}, root, chain, key, workloadID)
-	warmUp(t, l, s.logs)
-	rv := startRevoker(t, l, dir)
+	l, rv := loadOne(t, s, dir)
 
 	sealed := time.Now()
 	require.NoError(t, v.Seal(ctx))
@@ -250,11 +245,7 @@ func testFaultPostgresRestarted(t *testing.T) {
 	usePostgres(t, pg, dir, db)
 	appendYAML(t, dir, hook.yaml(t, ""))
 	s := startServe(t, dir)
-	s.waitReady(t, 15*time.Second)
-	chain, key, root := clientCert(t, dir)
-	l := startFaultLoad(t, []string{s.grpc}, root, chain, key, workloadID)
-	warmUp(t, l, s.logs)
-	rv := startRevoker(t, l, dir)
+	l, rv := loadOne(t, s, dir)
 
 	down := time.Now()
 	require.NoError(t, pg.Restart())
@@ -282,12 +273,8 @@ func testFaultBoltDiskFull(t *testing.T) {
 	hook := startWebhook(t)
 	dir := initCA(t)
 	appendYAML(t, dir, hook.yaml(t, ""))
-	chain, key, root := clientCert(t, dir)
 	s := startServe(t, dir)
-	s.waitReady(t, 15*time.Second)
-	l := startFaultLoad(t, []string{s.grpc}, root, chain, key, workloadID)
-	warmUp(t, l, s.logs)
-	rv := startRevoker(t, l, dir)
+	l, rv := loadOne(t, s, dir)
 
 	pid := s.cmd.Process.Pid
 	var orig unix.Rlimit

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"context"
 	"crypto/x509"
 	"fmt"
 	"os"
@@ -9,10 +8,7 @@ import (
 	"testing"
 	"time"
 
-	vaultapi "github.com/hashicorp/vault/api"
 	"github.com/stretchr/testify/require"
-
-	"github.com/meshca/meshca/test/vaultenv"
 )
 
 // rrSign has the running serve sign a leaf (meshca sign through its admin
@@ -36,24 +32,10 @@ func rrSubjects(cs []*x509.Certificate) []string {
 // root: section: the chain's roots are A, then A and B (A first), then B;
 // the intermediate moves under B at the switch.
 func TestServe_RootRotationVaultToASecondMount(t *testing.T) {
-	v, err := vaultenv.Start()
-	require.NoError(t, err)
-	t.Cleanup(v.Stop)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	for _, m := range []string{"pki-a", "pki-b"} {
-		require.NoError(t, v.Client.Sys().MountWithContext(ctx, m, &vaultapi.MountInput{
-			Type: "pki", Config: vaultapi.MountConfigInput{MaxLeaseTTL: "87600h"},
-		}))
-		_, err = v.Client.Logical().WriteWithContext(ctx, m+"/root/generate/internal", map[string]any{
-			"common_name": "Enterprise Root " + m, "key_type": "ec", "key_bits": 256, "ttl": "87600h",
-		})
-		require.NoError(t, err)
-	}
+	vr := startVaultRoots(t, "pki-a", "pki-b")
+	v, tokenFile := vr.v, vr.tokenFile
 	dir := filepath.Join(t.TempDir(), "ca")
 	require.NoError(t, os.MkdirAll(dir, 0o700))
-	tokenFile := filepath.Join(t.TempDir(), "token")
-	require.NoError(t, os.WriteFile(tokenFile, []byte(v.RootToken), 0o600))
 	rootSection := func(mount string) string {
 		return fmt.Sprintf("root:\n  source: vault\n  vault:\n    address: %s\n    mount: %s\n    auth: {method: token, tokenFile: %s}\n", v.Addr, mount, tokenFile)
 	}

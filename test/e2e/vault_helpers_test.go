@@ -1,0 +1,43 @@
+package e2e
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	vaultapi "github.com/hashicorp/vault/api"
+	"github.com/stretchr/testify/require"
+
+	"github.com/meshca/meshca/test/vaultenv"
+)
+
+// vaultRoots is a real Vault with one PKI mount per enterprise root
+// ("Enterprise Root "+name of each mount, ECDSA P-256, ten years) and its
+// root token in a file, as root.vault.auth.tokenFile reads it.
+type vaultRoots struct {
+	v         *vaultenv.Env
+	tokenFile string
+}
+
+func startVaultRoots(t *testing.T, mounts ...string) *vaultRoots {
+	t.Helper()
+	v, err := vaultenv.Start()
+	require.NoError(t, err)
+	t.Cleanup(v.Stop)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	for _, m := range mounts {
+		require.NoError(t, v.Client.Sys().MountWithContext(ctx, m, &vaultapi.MountInput{
+			Type: "pki", Config: vaultapi.MountConfigInput{MaxLeaseTTL: "87600h"},
+		}))
+		_, err = v.Client.Logical().WriteWithContext(ctx, m+"/root/generate/internal", map[string]any{
+			"common_name": "Enterprise Root " + m, "key_type": "ec", "key_bits": 256, "ttl": "87600h",
+		})
+		require.NoError(t, err)
+	}
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	require.NoError(t, os.WriteFile(tokenFile, []byte(v.RootToken), 0o600))
+	return &vaultRoots{v: v, tokenFile: tokenFile}
+}
