@@ -2,9 +2,6 @@ package e2e
 
 import (
 	"context"
-	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -31,24 +28,13 @@ func colonHex(s string) string {
 func TestCRL_VaultRootCaCRLInTheClusterVerifiesWithOpenSSL(t *testing.T) {
 	const mount = "pki-crl"
 	vr := startVaultRoots(t, mount)
-	v, tokenFile := vr.v, vr.tokenFile
+	v := vr.v
 	var err error
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 
 	c := newCRLCluster(t)
-	dir := filepath.Join(t.TempDir(), "ca")
-	require.NoError(t, os.MkdirAll(dir, 0o700))
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "meshca.yaml"), fmt.Appendf(nil, `root:
-  source: vault
-  vault:
-    address: %s
-    mount: %s
-    auth: {method: token, tokenFile: %s}
-    crlRefreshInterval: 1s
-keyStore: {type: softkms, dir: keys}
-store: {path: meshca.db}
-%s`, v.Addr, mount, tokenFile, c.yaml()), 0o644))
+	dir := vr.caDir(t, mount, "    crlRefreshInterval: 1s\n", c.yaml())
 
 	s := startServe(t, dir)
 	s.waitReady(t, 10*time.Second)

@@ -3,8 +3,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -76,24 +74,11 @@ func loadOne(t *testing.T, s *server, dir string) (*faultLoad, *revoker) {
 func testFaultVaultSealed(t *testing.T) {
 	const mount = "pki-faults"
 	vr := startVaultRoots(t, mount)
-	v, tokenFile := vr.v, vr.tokenFile
+	v := vr.v
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	hook := startWebhook(t)
-	dir := filepath.Join(t.TempDir(), "ca")
-	require.NoError(t, os.MkdirAll(dir, 0o700))
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "meshca.yaml"), fmt.Appendf(nil, `root:
-  source: vault
-  vault:
-    address: %s
-    mount: %s
-    auth: {method: token, tokenFile: %s}
-    healthInterval: 1s
-    initialBackoff: 200ms
-    maxBackoff: 1s
-keyStore: {type: softkms, dir: keys}
-store: {path: meshca.db}
-%s`, v.Addr, mount, tokenFile, hook.yaml(t, "    rootSourceUnhealthyFor: 5s\n")), 0o644))
+	dir := vr.caDir(t, mount, "    healthInterval: 1s\n    initialBackoff: 200ms\n    maxBackoff: 1s\n", hook.yaml(t, "    rootSourceUnhealthyFor: 5s\n"))
 
 	s := startServe(t, dir)
 	l, rv := loadOne(t, s, dir)

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"crypto/x509"
-	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -33,15 +32,9 @@ func rrSubjects(cs []*x509.Certificate) []string {
 // the intermediate moves under B at the switch.
 func TestServe_RootRotationVaultToASecondMount(t *testing.T) {
 	vr := startVaultRoots(t, "pki-a", "pki-b")
-	v, tokenFile := vr.v, vr.tokenFile
-	dir := filepath.Join(t.TempDir(), "ca")
-	require.NoError(t, os.MkdirAll(dir, 0o700))
-	rootSection := func(mount string) string {
-		return fmt.Sprintf("root:\n  source: vault\n  vault:\n    address: %s\n    mount: %s\n    auth: {method: token, tokenFile: %s}\n", v.Addr, mount, tokenFile)
-	}
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "meshca.yaml"), []byte(rootSection("pki-a")+"keyStore: {type: softkms, dir: keys}\nstore: {path: meshca.db}\n"), 0o644))
+	dir := vr.caDir(t, "pki-a", "", "")
 	bFile := filepath.Join(t.TempDir(), "new-root.yaml")
-	require.NoError(t, os.WriteFile(bFile, []byte(rootSection("pki-b")), 0o644))
+	require.NoError(t, os.WriteFile(bFile, []byte(vr.rootSection("pki-b")), 0o644))
 
 	s := startServe(t, dir)
 	s.waitReady(t, 10*time.Second)

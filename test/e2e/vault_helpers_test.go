@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -40,4 +41,22 @@ func startVaultRoots(t *testing.T, mounts ...string) *vaultRoots {
 	tokenFile := filepath.Join(t.TempDir(), "token")
 	require.NoError(t, os.WriteFile(tokenFile, []byte(v.RootToken), 0o600))
 	return &vaultRoots{v: v, tokenFile: tokenFile}
+}
+
+// caDir writes a CA directory whose meshca.yaml takes its root from
+// mount, with vaultExtra under root.vault (indented four spaces), the
+// softkms key store and the bbolt store, then rest; it returns the
+// directory.
+func (vr *vaultRoots) caDir(t *testing.T, mount, vaultExtra, rest string) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "ca")
+	require.NoError(t, os.MkdirAll(dir, 0o700))
+	cfg := vr.rootSection(mount) + vaultExtra + "keyStore: {type: softkms, dir: keys}\nstore: {path: meshca.db}\n" + rest
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "meshca.yaml"), []byte(cfg), 0o644))
+	return dir
+}
+
+// rootSection is the root: section of meshca.yaml for mount.
+func (vr *vaultRoots) rootSection(mount string) string {
+	return fmt.Sprintf("root:\n  source: vault\n  vault:\n    address: %s\n    mount: %s\n    auth: {method: token, tokenFile: %s}\n", vr.v.Addr, mount, vr.tokenFile)
 }
