@@ -6,7 +6,6 @@ import (
 	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"io"
 	"net/http"
@@ -30,6 +29,7 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 	pb "istio.io/api/security/v1alpha1"
 
+	"github.com/meshca/meshca/ca/root"
 	"github.com/meshca/meshca/test/kubeenv"
 )
 
@@ -139,25 +139,11 @@ func leafSerial(chain []string) (string, error) {
 	if len(chain) < 2 {
 		return "", fmt.Errorf("a chain of %d certificates", len(chain))
 	}
-	certs, err := parsePEMCerts(chain[0])
+	certs, err := root.ParseCertificates([]byte(chain[0]))
 	if err != nil || len(certs) != 1 {
 		return "", fmt.Errorf("the leaf does not parse: %v", err)
 	}
 	return hex.EncodeToString(certs[0].SerialNumber.Bytes()), nil
-}
-
-func parsePEMCerts(s string) ([]*x509.Certificate, error) {
-	var der []byte
-	rest := []byte(s)
-	for {
-		var b *pem.Block
-		b, rest = pem.Decode(rest)
-		if b == nil {
-			break
-		}
-		der = append(der, b.Bytes...)
-	}
-	return x509.ParseCertificates(der)
 }
 
 // stop ends the load and waits for the calls in flight.

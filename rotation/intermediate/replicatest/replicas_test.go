@@ -181,6 +181,20 @@ func (c *cluster) await(t *testing.T, got <-chan started) started {
 	return r
 }
 
+// startedPair opens replicas a (the Lease holder) and b, and starts a,
+// then b; st is a's store.
+func (c *cluster) startedPair(t *testing.T) (a, b *replica, st *pgstore.Store) {
+	t.Helper()
+	a, st = c.replica(t, "a")
+	b, _ = c.replica(t, "b")
+	c.lease.give("a")
+	_, err := a.m.Start(t.Context())
+	require.NoError(t, err)
+	_, err = b.m.Start(t.Context())
+	require.NoError(t, err)
+	return a, b, st
+}
+
 // activeGenerations lists the active generations of the default lineage.
 func activeGenerations(t *testing.T, st store.Generations) []uint64 {
 	t.Helper()
@@ -231,15 +245,9 @@ func TestFollower_WaitsForTheLeaderToMintAndNeverMints(t *testing.T) {
 // activated; it never writes the journal.
 func TestFollower_AdoptsTheLeadersRotation(t *testing.T) {
 	c := newCluster(t)
-	a, st := c.replica(t, "a")
-	b, _ := c.replica(t, "b")
-	c.lease.give("a")
+	a, b, st := c.startedPair(t)
 	ctx := t.Context()
-	_, err := a.m.Start(ctx)
-	require.NoError(t, err)
-	_, err = b.m.Start(ctx)
-	require.NoError(t, err)
-	_, err = b.m.RotateNow(ctx, "test")
+	_, err := b.m.RotateNow(ctx, "test")
 	require.ErrorIs(t, err, intermediate.ErrNotLeader)
 	go b.m.Run(ctx)
 
@@ -268,14 +276,8 @@ func TestFollower_AdoptsTheLeadersRotation(t *testing.T) {
 // that it lost the Lease, is fenced. Never two active generations.
 func TestTakeover_SwitchIsFencedAndCompared(t *testing.T) {
 	c := newCluster(t)
-	a, st := c.replica(t, "a")
-	b, _ := c.replica(t, "b")
-	c.lease.give("a")
+	a, b, st := c.startedPair(t)
 	ctx := t.Context()
-	_, err := a.m.Start(ctx)
-	require.NoError(t, err)
-	_, err = b.m.Start(ctx)
-	require.NoError(t, err)
 
 	// A activates generation 2; B has not followed yet (its view: 1).
 	g2, err := a.m.RotateNow(ctx, "test")
