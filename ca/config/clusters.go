@@ -200,9 +200,6 @@ func (c *Config) validateClusters(add func(string, string, ...any)) {
 		}
 		switch cl.Mode {
 		case ClusterModeMeshcaSigns:
-			if !c.Kubernetes.Configured() {
-				add(key+".mode", "meshca-signs needs the local cluster (kubernetes.kubeconfig or kubernetes.inCluster): the Istio endpoint reviews tokens there and in the cluster the clusterid header names")
-			}
 			if cl.TrustDomain != c.TrustDomain {
 				add(key+".trustDomain", "%q differs from trustDomain %q, but meshca signs a meshca-signs cluster's workloads in the mesh's trust domain; remove it, or use mode plug-in", cl.TrustDomain, c.TrustDomain)
 			}

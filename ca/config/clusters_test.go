@@ -12,8 +12,8 @@ import (
 	"github.com/meshca/meshca/ca/profile"
 )
 
-// withLocal is minimal with a local cluster, which meshca-signs clusters
-// and kubeconfig Secrets need.
+// withLocal is minimal with a local cluster, which kubeconfig Secrets
+// need (and kubernetes.clusterID checks).
 const withLocal = "kubernetes: {kubeconfig: /etc/meshca/kubeconfig}\n"
 
 // TestClusters_Defaults: a plug-in cluster gets the mesh's trust domain,
@@ -110,8 +110,6 @@ func TestClusters_Validate(t *testing.T) {
 			[]string{`clusters[0].trustDomain: "east.example" differs from trustDomain "cluster.local", but meshca signs a meshca-signs cluster's workloads in the mesh's trust domain`}},
 		"meshca-signs with an intermediate": {withLocal + `clusters: [{id: east, kubeconfig: /k, mode: meshca-signs, intermediate: {commonName: x}}]`,
 			[]string{`clusters[0].intermediate: is set, but a meshca-signs cluster's workloads get meshca's own intermediate`}},
-		"meshca-signs without a local cluster": {`clusters: [{id: east, kubeconfig: /k, mode: meshca-signs}]`,
-			[]string{`clusters[0].mode: meshca-signs needs the local cluster`}},
 		"plug-in under a pre-issued intermediate": {"root: {file: {cacertsDir: /etc/cacerts}}\nclusters: [{id: east, kubeconfig: /k, mode: plug-in}]",
 			[]string{`clusters[0].mode: plug-in needs a root meshca can mint intermediates from`}},
 		"plug-in with an HSM": {"keyStore: {type: pkcs11, uri: \"pkcs11:token=x\", dir: /d}\nintermediate: {profile: classical}\nclusters: [{id: east, kubeconfig: /k, mode: plug-in}]",

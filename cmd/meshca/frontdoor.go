@@ -71,9 +71,11 @@ func newIstioFrontDoor(ctx context.Context, cfg *config.Config, rt *authority.Ru
 	// The clusters whose callers TokenReview authenticates: the only values
 	// of the metrics' cluster label besides "unknown".
 	var clusters []string
-	if rc != nil {
-		clusters = append(clusters, cfg.Kubernetes.ClusterID)
-		for id := range cfg.Kubernetes.RemoteClusters {
+	if rc != nil || len(cfg.TokenReviewClusters()) > 0 {
+		if rc != nil {
+			clusters = append(clusters, cfg.Kubernetes.ClusterID)
+		}
+		for id := range cfg.TokenReviewClusters() {
 			clusters = append(clusters, id)
 		}
 		ka, err := newKubeAuth(ctx, cfg, rc, log, reg)

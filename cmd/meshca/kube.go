@@ -44,16 +44,25 @@ type kubeAuth struct {
 }
 
 // newKubeAuth builds TokenReview (every configured cluster) and, when node
-// accounts are trusted, the impersonation authorizer.
+// accounts are trusted, the impersonation authorizer. rc is nil when
+// meshca runs outside any cluster and serves meshca-signs clusters only.
 func newKubeAuth(ctx context.Context, cfg *config.Config, rc *rest.Config, log *slog.Logger, reg prometheus.Registerer) (*kubeAuth, error) {
-	local, err := kubernetes.NewForConfig(rc)
+	var local kubernetes.Interface
+	if rc != nil {
+		cs, err := kubernetes.NewForConfig(rc)
+		if err != nil {
+			return nil, err
+		}
+		local = cs
+	}
+	// The meshca-signs clusters and kubernetes.remoteClusters: one map.
+	remotes, err := tokenReviewClients(ctx, cfg, local)
 	if err != nil {
 		return nil, err
 	}
-	clusters, err := authn.LoadClusters(cfg.Kubernetes.ClusterID, local, cfg.Kubernetes.RemoteClusters,
-		func(_ string, c *rest.Config) { authn.TuneRESTConfig(c) })
+	clusters, err := authn.NewClusters(cfg.Kubernetes.ClusterID, local, remotes)
 	if err != nil {
-		return nil, fmt.Errorf("kubernetes.remoteClusters: %w", err)
+		return nil, err
 	}
 	tr, err := authn.NewTokenReviewer(authn.TokenReviewOptions{
 		Clusters: clusters, TrustDomain: cfg.TrustDomain, Audiences: cfg.Authentication.TokenReview.Audiences,

@@ -109,6 +109,10 @@ SIGINT or SIGTERM.`,
 			if rot.lineages, err = openSignerLineages(ctx, cfg, rt, rot, log, reg); err != nil {
 				return err
 			}
+			clusters, err := openClusters(ctx, cfg, rt, rot, rc, log, reg)
+			if err != nil {
+				return err
+			}
 
 			alerting, err := startAlerts(ctx, cfg, rt.Store, log, reg, single)
 			if err != nil {
@@ -125,7 +129,7 @@ SIGINT or SIGTERM.`,
 			}
 			// Every CRL is rebuilt before anything is served or published,
 			// so that a revocation acknowledged before a crash is in effect.
-			crls, err := newCRLManager(ctx, cfg, rt, trust.setCRLs, log, reg)
+			crls, err := newCRLManager(ctx, cfg, rt, clusters.withCRLs(trust.setCRLs), log, reg)
 			if err != nil {
 				return err
 			}
@@ -203,6 +207,9 @@ SIGINT or SIGTERM.`,
 			}
 			subscribeRotation(ctx, rot.m, fan)
 			rot.lineages.subscribe(fan)
+			if err := clusters.start(ctx, rot.m, single, log); err != nil {
+				return err
+			}
 			go rot.m.Run(ctx)
 			rot.lineages.run(ctx)
 			runRootRotation(ctx, rot, alerting)

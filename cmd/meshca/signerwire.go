@@ -20,7 +20,9 @@ import (
 
 // signerLineage is a signer with its own intermediate
 // (authentication.certSigners[].intermediate.separate): the manager that
-// rotates its intermediate and the Authority that signs with it.
+// rotates its intermediate and the Authority that signs with it. A
+// plug-in cluster's intermediate (clusterswire.go) is a lineage without
+// an Authority: its cluster's istiod signs with it.
 type signerLineage struct {
 	name string
 	m    *intermediate.Manager
@@ -121,7 +123,12 @@ func (ls signerLineages) engines(signers []istio.CertSigner) {
 func (ls signerLineages) trust(def *authority.Authority) *authority.TrustUnion {
 	as := []*authority.Authority{def}
 	for _, l := range ls {
-		as = append(as, l.a)
+		// A plug-in cluster's intermediate is not trusted for client
+		// certificates: its key is in that cluster's cacerts Secret, and
+		// whoever reads it there must not renew as any mesh identity here.
+		if l.a != nil {
+			as = append(as, l.a)
+		}
 	}
 	return authority.NewTrustUnion(as...)
 }
@@ -156,7 +163,7 @@ func (ls signerLineages) activeScopes() []string {
 func (ls signerLineages) subscribe(f *fanout) {
 	for _, l := range ls {
 		l.m.Subscribe(func(_ context.Context, c rotation.Change) error {
-			if l.a.Material() != c.Active {
+			if l.a != nil && l.a.Material() != c.Active {
 				l.a.SetMaterial(c.Active)
 			}
 			return nil
