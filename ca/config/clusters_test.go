@@ -139,3 +139,30 @@ func TestClusters_Validate(t *testing.T) {
 		})
 	}
 }
+
+// TestClusters_ExampleBlockValidates: the commented clusters block of
+// deploy/examples/meshca.yaml, uncommented, is a valid configuration.
+func TestClusters_ExampleBlockValidates(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", "..", "deploy", "examples", "meshca.yaml"))
+	require.NoError(t, err)
+	var block []string
+	in := false
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if line == "# clusters:" {
+			in = true
+		}
+		if in && !strings.HasPrefix(line, "#") {
+			break
+		}
+		if in {
+			block = append(block, strings.TrimPrefix(line, "# "))
+		}
+	}
+	require.NotEmpty(t, block, "the example has a commented clusters: block")
+	c, err := config.Parse([]byte(mergeYAML(t, minimal, strings.Join(block, "\n"))))
+	require.NoError(t, err)
+	require.NoError(t, c.Validate())
+	require.Len(t, c.Clusters, 2)
+	require.Equal(t, "meshca east CA", c.Clusters[0].Intermediate.CommonName)
+	require.Equal(t, config.ClusterModeMeshcaSigns, c.Clusters[1].Mode)
+}

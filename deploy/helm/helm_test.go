@@ -39,6 +39,7 @@ var examples = []struct{ file, release string }{
 	{"plugin-ca.yaml", "meshca-plugin"},
 	{"external-ca.yaml", "meshca-external"},
 	{"istiod-ra.yaml", "meshca-ra"},
+	{"multicluster.yaml", "meshca-multi"},
 }
 
 // object is one rendered Kubernetes object.

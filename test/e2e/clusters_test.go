@@ -99,14 +99,18 @@ func istiodLeaf(t *testing.T, cacerts map[string][]byte, id string) (leaf, inter
 // from both verify under the shared root with openssl; every cluster gets
 // the same root set and the same ca-crl.pem; revoking east's intermediate
 // makes openssl verify -crl_check_all reject east's leaves with west's
-// published ca-crl.pem and keeps west's leaves valid.
+// published ca-crl.pem and keeps west's leaves valid. The deprecated
+// kubernetes.remoteClusters feeds the same TokenReview map (clusterid
+// legacy, west again).
 func TestClusters_PlugInAndMeshcaSignsAcrossTwoApiservers(t *testing.T) {
 	east, eastKC := meshcaInCluster(t, "shop")
 	west, westKC := meshcaInCluster(t, "shop")
 	dir := initCA(t)
 	appendYAML(t, dir, "clusters:\n"+
 		"  - {id: east, kubeconfig: "+eastKC+", mode: plug-in}\n"+
-		"  - {id: west, kubeconfig: "+westKC+", mode: meshca-signs}\n")
+		"  - {id: west, kubeconfig: "+westKC+", mode: meshca-signs}\n"+
+		// The deprecated alias feeds the same TokenReview map.
+		"kubernetes:\n  remoteClusters:\n    legacy: "+westKC+"\n")
 	s := startServe(t, dir)
 	s.waitReady(t, 10*time.Second)
 	rootPEM, err := os.ReadFile(filepath.Join(dir, "root-cert.pem"))
@@ -133,7 +137,11 @@ func TestClusters_PlugInAndMeshcaSignsAcrossTwoApiservers(t *testing.T) {
 
 	// A leaf of east's istiod and one meshca issues to a west proxy.
 	eastLeaf, _ := istiodLeaf(t, es.cacerts, "spiffe://cluster.local/ns/shop/sa/east-app")
-	westChain := westIssue(t, s, west, string(rootPEM))
+	westChain := westIssue(t, s, west, "west", string(rootPEM))
+	westIssue(t, s, west, "legacy", string(rootPEM))
+	// east's clusterid selects no TokenReview: its istiod signs.
+	_, err = issueAs(t, s, west, "east", string(rootPEM))
+	require.ErrorContains(t, err, "Unauthenticated")
 	require.Equal(t, "meshca intermediate", westChain[1].Subject.CommonName)
 	require.NotEqual(t, eastInter.Raw, westChain[1].Raw, "east has its own intermediate")
 	cases := map[string]verdict{
@@ -180,11 +188,22 @@ func TestClusters_PlugInAndMeshcaSignsAcrossTwoApiservers(t *testing.T) {
 
 // westIssue asks the Istio endpoint for a certificate as a proxy of the
 // meshca-signs cluster west does: a token of west's apiserver and the
-// clusterid header west. It returns the chain: leaf, intermediate, root.
-func westIssue(t *testing.T, s *server, west *kubeenv.Env, rootsPEM string) []*x509.Certificate {
+// clusterid header clusterID. It returns the chain: leaf, intermediate.
+func westIssue(t *testing.T, s *server, west *kubeenv.Env, clusterID, rootsPEM string) []*x509.Certificate {
+	t.Helper()
+	resp, err := issueAs(t, s, west, clusterID, rootsPEM)
+	require.NoError(t, err, s.logs())
+	require.Len(t, resp.CertChain, 3)
+	require.Equal(t, rootsPEM, resp.CertChain[2])
+	return []*x509.Certificate{splitPEM(t, resp.CertChain[0])[0], splitPEM(t, resp.CertChain[1])[0]}
+}
+
+// issueAs calls CreateCertificate with a token of env's shop/cart and the
+// clusterid header clusterID.
+func issueAs(t *testing.T, s *server, env *kubeenv.Env, clusterID, rootsPEM string) (*pb.IstioCertificateResponse, error) {
 	t.Helper()
 	ctx := context.Background()
-	token, err := west.MintToken(ctx, "shop", "cart", []string{"istio-ca"}, time.Hour)
+	token, err := env.MintToken(ctx, "shop", "cart", []string{"istio-ca"}, time.Hour)
 	require.NoError(t, err)
 	pool := x509.NewCertPool()
 	require.True(t, pool.AppendCertsFromPEM([]byte(rootsPEM)))
@@ -194,19 +213,9 @@ func westIssue(t *testing.T, s *server, west *kubeenv.Env, rootsPEM string) []*x
 	csr, _ := agentStyleCSR(t, "spiffe://cluster.local/ns/shop/sa/cart")
 	meta, err := structpb.NewStruct(map[string]any{"CertSigner": ""})
 	require.NoError(t, err)
-	cctx, cancel := context.WithTimeout(metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token, "clusterid", "west"), 10*time.Second)
+	cctx, cancel := context.WithTimeout(metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token, "clusterid", clusterID), 10*time.Second)
 	defer cancel()
-	resp, err := pb.NewIstioCertificateServiceClient(conn).CreateCertificate(cctx, &pb.IstioCertificateRequest{Csr: string(csr), ValidityDuration: 3600, Metadata: meta})
-	require.NoError(t, err, s.logs())
-	require.Len(t, resp.CertChain, 3)
-	require.Equal(t, rootsPEM, resp.CertChain[2])
-	// A token of west is not one of east: east's clusterid is unknown
-	// to the Istio endpoint (its istiod signs), so it is refused.
-	eastCtx, cancel2 := context.WithTimeout(metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token, "clusterid", "east"), 10*time.Second)
-	defer cancel2()
-	_, err = pb.NewIstioCertificateServiceClient(conn).CreateCertificate(eastCtx, &pb.IstioCertificateRequest{Csr: string(csr), ValidityDuration: 3600, Metadata: meta})
-	require.Error(t, err, "clusterid east selects no TokenReview")
-	return []*x509.Certificate{splitPEM(t, resp.CertChain[0])[0], splitPEM(t, resp.CertChain[1])[0]}
+	return pb.NewIstioCertificateServiceClient(conn).CreateCertificate(cctx, &pb.IstioCertificateRequest{Csr: string(csr), ValidityDuration: 3600, Metadata: meta})
 }
 
 func writeTemp(t *testing.T, name string, b []byte) string {
