@@ -76,6 +76,10 @@ type ClusterIntermediateConfig struct {
 	Organization string `json:"organization,omitempty"`
 }
 
+// IsClusterLineage reports whether lineage is a plug-in cluster's
+// intermediate, whose key is written into that cluster's cacerts Secret.
+func IsClusterLineage(lineage string) bool { return strings.HasPrefix(lineage, ClusterLineagePrefix) }
+
 // PlugIn reports whether meshca writes the cluster's cacerts Secret.
 func (c ClusterConfig) PlugIn() bool { return c.Mode == ClusterModePlugIn }
 

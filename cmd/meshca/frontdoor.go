@@ -59,7 +59,8 @@ func newIstioFrontDoor(ctx context.Context, cfg *config.Config, rt *authority.Ru
 		return nil, err
 	}
 	// istiod's order: client certificate, then JWT, then TokenReview.
-	chain := authn.Chain{&authn.ClientCert{Trust: lineages.trust(rt.Authority), Records: rt.Store, TrustDomain: cfg.TrustDomain, Revocations: revoked}}
+	chain := authn.Chain{&authn.ClientCert{Trust: lineages.trust(rt.Authority), Records: rt.Store, TrustDomain: cfg.TrustDomain, Revocations: revoked,
+		Untrusted: config.IsClusterLineage}}
 	jwt, err := newJWT(cfg, log)
 	if err != nil {
 		return nil, err

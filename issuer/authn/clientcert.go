@@ -59,6 +59,11 @@ type ClientCert struct {
 	VerifiedTTL time.Duration
 	// VerifiedSize bounds the memory; zero means 65536.
 	VerifiedSize int
+	// Untrusted, when set, names CA lineages (store.Generation.Signer)
+	// whose stored generations are never trusted for client certificates:
+	// intermediates whose key is held outside meshca (a plug-in cluster's,
+	// written into that cluster's cacerts Secret).
+	Untrusted func(lineage string) bool
 
 	once     sync.Once
 	verified *cache.LRUExpireCache // [32]byte → verifiedCert
@@ -192,6 +197,9 @@ func (a *ClientCert) generationPool(ctx context.Context, now time.Time) *x509.Ce
 	for _, g := range gens {
 		if g.ActivatedAt.IsZero() {
 			continue // never signed anything
+		}
+		if a.Untrusted != nil && a.Untrusted(g.Lineage()) {
+			continue // its key is held outside meshca
 		}
 		for _, der := range append([][]byte{g.CertDER}, g.ChainDER...) {
 			c, err := x509.ParseCertificate(der)

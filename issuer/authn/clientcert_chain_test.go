@@ -191,3 +191,30 @@ func TestClientCert_RetiredGenerationFromTheStoreAfterRestart(t *testing.T) {
 	_, err = a.Authenticate(context.Background(), authn.Credentials{PeerCertificates: []*x509.Certificate{rogueLeaf, rogue}})
 	require.Equal(t, "untrusted_certificate", authn.ReasonOf(err))
 }
+
+// A stored generation of an Untrusted lineage (a plug-in cluster's
+// intermediate, whose key is in that cluster's cacerts Secret) is not
+// meshca's intermediate for client certificates, even for a leaf with a
+// matching issuance record; the other lineages' generations still are.
+func TestClientCert_UntrustedLineageIsNotTrusted(t *testing.T) {
+	m := newMiniCA(t)
+	cluster, ckey := m.intermediate("meshca cluster east", 2)
+	def, dkey := m.intermediate("meshca-1", 3)
+	cur, _ := m.intermediate("meshca-2", 4)
+	clusterLeaf := leafFor(t, cluster, ckey, "east", 30)
+	defLeaf := leafFor(t, def, dkey, "def", 31)
+	now := time.Now()
+	records := &generationRecords{countingRecords: countingRecords{recs: map[string]store.Issuance{
+		recordOf(clusterLeaf).Serial: recordOf(clusterLeaf), recordOf(defLeaf).Serial: recordOf(defLeaf)}},
+		gens: []store.Generation{
+			{ID: 1, CertDER: cluster.Raw, ChainDER: [][]byte{m.root.Raw}, ActivatedAt: now.Add(-time.Hour), Signer: "cluster:east"},
+			{ID: 2, CertDER: def.Raw, ChainDER: [][]byte{m.root.Raw}, ActivatedAt: now.Add(-time.Hour), RetiredAt: now.Add(-time.Minute)},
+		}}
+	a := &authn.ClientCert{Trust: &pools{roots: poolOf(m.root), inters: poolOf(cur)}, Records: records, TrustDomain: "cluster.local",
+		Untrusted: func(l string) bool { return l == "cluster:east" }}
+	_, err := a.Authenticate(context.Background(), authn.Credentials{PeerCertificates: []*x509.Certificate{clusterLeaf, cluster}})
+	require.Equal(t, "untrusted_certificate", authn.ReasonOf(err))
+	c, err := a.Authenticate(context.Background(), authn.Credentials{PeerCertificates: []*x509.Certificate{defLeaf, def}})
+	require.NoError(t, err)
+	require.Equal(t, "spiffe://cluster.local/ns/default/sa/def", c.Identity.String())
+}

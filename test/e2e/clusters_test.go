@@ -62,7 +62,7 @@ func readMeshCluster(t *testing.T, env *kubeenv.Env) meshClusterState {
 // istiodLeaf signs a workload certificate with a cacerts Secret's
 // ca-cert.pem and ca-key.pem, as the cluster's istiod does as a plug-in
 // CA, and returns it with the intermediate.
-func istiodLeaf(t *testing.T, cacerts map[string][]byte, id string) (leaf, inter *x509.Certificate) {
+func istiodLeaf(t *testing.T, cacerts map[string][]byte, id string) (leaf, inter *x509.Certificate, key *ecdsa.PrivateKey) {
 	t.Helper()
 	inters, err := root.ParseCertificates(cacerts["ca-cert.pem"])
 	require.NoError(t, err)
@@ -72,7 +72,7 @@ func istiodLeaf(t *testing.T, cacerts map[string][]byte, id string) (leaf, inter
 	require.NotNil(t, block, "ca-key.pem is PEM")
 	caKey, err := x509.ParsePKCS8PrivateKey(block.Bytes)
 	require.NoError(t, err)
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	key, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	require.NoError(t, err)
 	u, err := url.Parse(id)
 	require.NoError(t, err)
@@ -88,7 +88,7 @@ func istiodLeaf(t *testing.T, cacerts map[string][]byte, id string) (leaf, inter
 	require.NoError(t, err)
 	leaf, err = x509.ParseCertificate(der)
 	require.NoError(t, err)
-	return leaf, inter
+	return leaf, inter, key
 }
 
 // TestClusters_PlugInAndMeshcaSignsAcrossTwoApiservers runs meshca outside
@@ -136,7 +136,10 @@ func TestClusters_PlugInAndMeshcaSignsAcrossTwoApiservers(t *testing.T) {
 	require.NoError(t, err, "east's intermediate verifies under the shared root: %s", out)
 
 	// A leaf of east's istiod and one meshca issues to a west proxy.
-	eastLeaf, _ := istiodLeaf(t, es.cacerts, "spiffe://cluster.local/ns/shop/sa/east-app")
+	eastLeaf, _, eastKey := istiodLeaf(t, es.cacerts, "spiffe://cluster.local/ns/shop/sa/east-app")
+	// east's key is in east's Secret: a certificate signed with it does not
+	// authenticate at meshca's own endpoint.
+	requireClientCertRefused(t, s, string(rootPEM), eastLeaf, eastInter, eastKey)
 	westChain := westIssue(t, s, west, "west", string(rootPEM))
 	westIssue(t, s, west, "legacy", string(rootPEM))
 	// east's clusterid selects no TokenReview: its istiod signs.
@@ -174,7 +177,7 @@ func TestClusters_PlugInAndMeshcaSignsAcrossTwoApiservers(t *testing.T) {
 	newInter := splitPEM(t, string(es.cacerts["ca-cert.pem"]))[0]
 	require.Equal(t, eastInter.Subject.String(), newInter.Subject.String())
 	require.Equal(t, string(rootPEM), string(es.cacerts["root-cert.pem"]))
-	newLeaf, _ := istiodLeaf(t, es.cacerts, "spiffe://cluster.local/ns/shop/sa/east-app")
+	newLeaf, _, _ := istiodLeaf(t, es.cacerts, "spiffe://cluster.local/ns/shop/sa/east-app")
 	cases["east leaf, new intermediate"] = verdict{chain: []*x509.Certificate{newLeaf, newInter}, accept: true}
 	requireVerdicts(t, "east's cacerts ca-crl.pem after the revocation", es.cacerts["ca-crl.pem"], rootCert, cases)
 	ws = readMeshCluster(t, west)
@@ -223,4 +226,22 @@ func writeTemp(t *testing.T, name string, b []byte) string {
 	p := filepath.Join(t.TempDir(), name)
 	require.NoError(t, os.WriteFile(p, b, 0o600))
 	return p
+}
+
+// requireClientCertRefused presents leaf (signed by inter) as a client
+// certificate to the Istio endpoint, without a token: it must be refused.
+func requireClientCertRefused(t *testing.T, s *server, rootsPEM string, leaf, inter *x509.Certificate, key *ecdsa.PrivateKey) {
+	t.Helper()
+	pool := x509.NewCertPool()
+	require.True(t, pool.AppendCertsFromPEM([]byte(rootsPEM)))
+	cert := tls.Certificate{Certificate: [][]byte{leaf.Raw, inter.Raw}, PrivateKey: key}
+	conn, err := grpc.NewClient(s.grpc, grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{
+		RootCAs: pool, ServerName: servingName, Certificates: []tls.Certificate{cert}})))
+	require.NoError(t, err)
+	defer conn.Close()
+	csr, _ := agentStyleCSR(t, "spiffe://cluster.local/ns/shop/sa/east-app")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err = pb.NewIstioCertificateServiceClient(conn).CreateCertificate(ctx, &pb.IstioCertificateRequest{Csr: string(csr), ValidityDuration: 3600})
+	require.ErrorContains(t, err, "Unauthenticated")
 }
