@@ -80,9 +80,10 @@ func tokenReviewClients(ctx context.Context, cfg *config.Config, local kubernete
 // CRL ConfigMaps and ClusterTrustBundles of every cluster) and, for a
 // plug-in cluster, the lineage of its own intermediate.
 type meshCluster struct {
-	cfg config.ClusterConfig
-	rc  *rest.Config
-	pub *trustPublisher
+	cfg    config.ClusterConfig
+	rc     *rest.Config
+	client kubernetes.Interface
+	pub    *trustPublisher
 	// lineage is a plug-in cluster's intermediate (nil: meshca-signs).
 	lineage *signerLineage
 }
@@ -128,6 +129,7 @@ func openClusters(ctx context.Context, cfg *config.Config, rt *authority.Runtime
 		if err != nil {
 			return nil, fmt.Errorf("clusters: cluster %q: %w", cl.ID, err)
 		}
+		mc.client = client
 		tb := cfg.TrustBundle
 		tb.IstiodNamespace, tb.PublishCACerts = cl.IstioNamespace, cl.PlugIn()
 		// No registerer: meshca_trustbundle_* describe the local cluster;
@@ -143,6 +145,14 @@ func openClusters(ctx context.Context, cfg *config.Config, rt *authority.Runtime
 			return nil, fmt.Errorf("clusters: cluster %q: %w", cl.ID, err)
 		}
 		out = append(out, mc)
+	}
+	// The root rotation moves each plug-in cluster's intermediate after
+	// the default signer's and the signers', and completes a roots phase
+	// only once every cluster trusts the roots (trustGate).
+	for _, mc := range out {
+		if mc.lineage != nil {
+			rot.root.AddLineage(mc.cfg.Lineage(), trustGate{Intermediates: mc.lineage.m, clusters: out})
+		}
 	}
 	return out, nil
 }
@@ -168,7 +178,6 @@ func openClusterLineage(ctx context.Context, cfg *config.Config, cl config.Clust
 			return nil, nil, err
 		}
 	}
-	rot.root.AddLineage(cl.Lineage(), m)
 	log.Info("plug-in cluster with its own intermediate", "cluster", cl.ID, "generation", mat.Generation,
 		"subject", mat.Bundle.Cert.Subject.String(), "not_after", mat.Bundle.Cert.NotAfter)
 	// No Authority: meshca signs nothing with it; the cluster's istiod does.
