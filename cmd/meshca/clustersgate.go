@@ -118,3 +118,8 @@ func containsRoot(certs []*x509.Certificate, c *x509.Certificate) bool {
 	}
 	return false
 }
+
+// UncountedLeaves implements rootrotation.UncountedLeaves: the cluster's
+// istiod signs its leaves, which meshca does not record, so wait-out-ttl
+// lasts rotation.root.ttlMaxWait for it.
+func (trustGate) UncountedLeaves() bool { return true }
