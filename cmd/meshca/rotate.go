@@ -204,9 +204,12 @@ expires plus intermediate.gracePeriod.
 With --signer, it rotates the intermediate of a signer that has its own
 (authentication.certSigners with intermediate.separate) instead: that
 signer's leaves and CRL move to it; the default intermediate, cacerts and the
-other signers are left alone.`,
+other signers are left alone. --signer cluster:<id> rotates the own
+intermediate of a plug-in cluster (clusters with mode plug-in): that
+cluster's cacerts Secret gets it, the other clusters are left alone.`,
 		Example: `  meshca rotate intermediate --dir ./.meshca
-  meshca rotate intermediate --dir ./.meshca --signer gateways`,
+  meshca rotate intermediate --dir ./.meshca --signer gateways
+  meshca rotate intermediate --dir ./.meshca --signer cluster:east`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := rotationClient(g)
@@ -227,7 +230,7 @@ other signers are left alone.`,
 	}
 	addCAFlags(cmd, g)
 	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table or json")
-	cmd.Flags().StringVar(&signer, "signer", "", "rotate the intermediate of this signer (authentication.certSigners with intermediate.separate) instead of the default one")
+	cmd.Flags().StringVar(&signer, "signer", "", "rotate the intermediate of this signer (authentication.certSigners with intermediate.separate), or of plug-in cluster <id> as cluster:<id>, instead of the default one")
 	return cmd
 }
 
