@@ -77,7 +77,9 @@ func TestFederationConfig_ValidateNamesKeyAndFix(t *testing.T) {
 	}
 	t.Run("valid", func(t *testing.T) {
 		c := config.Defaults(t.TempDir())
-		c.Federation = config.FederationConfig{TrustDomains: []config.FederatedTrustDomainConfig{web, with(spf, func(d *config.FederatedTrustDomainConfig) { d.TrustDomain, d.EndpointSPIFFEID = "b.example", "spiffe://b.example/ep" })}}
+		c.Federation = config.FederationConfig{TrustDomains: []config.FederatedTrustDomainConfig{web, with(spf, func(d *config.FederatedTrustDomainConfig) {
+			d.TrustDomain, d.EndpointSPIFFEID = "b.example", "spiffe://b.example/ep"
+		})}}
 		c.Init()
 		require.NoError(t, c.Validate())
 	})
