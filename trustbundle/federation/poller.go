@@ -197,7 +197,7 @@ func (p *Poller) snapshot(td spiffeid.TrustDomain) (Snapshot, bool) {
 // hint), and a failed fetch by a backoff from minRefresh doubling up to
 // maxRefresh.
 func (p *Poller) Run(ctx context.Context) {
-	p.publish(ctx)
+	p.Publish(ctx)
 	var wg sync.WaitGroup
 	for _, d := range p.domains {
 		wg.Go(func() { p.poll(ctx, d) })
@@ -267,7 +267,7 @@ func (p *Poller) refresh(ctx context.Context, d *domain) (time.Duration, error) 
 		outcome = OutcomeUpdated
 		seq, _ := b.SequenceNumber()
 		p.log.Info("foreign bundle updated", "trust_domain", d.td.Name(), "x509_authorities", len(b.X509Authorities()), "sequence", seq)
-		p.publish(ctx)
+		p.Publish(ctx)
 	}
 	p.metrics.fetched(d.td, outcome)
 	p.checkStale(ctx, d, now)
@@ -284,8 +284,10 @@ func (p *Poller) nextRefresh(b *spiffebundle.Bundle) time.Duration {
 	return min(max(d, p.cfg.MinRefresh.Duration), p.cfg.MaxRefresh.Duration)
 }
 
-// publish hands the roots of every kept bundle to the sink.
-func (p *Poller) publish(ctx context.Context) {
+// Publish hands the roots of every kept bundle to the sink (Run does it
+// first; call it before the trust publisher starts so that the bundles of
+// configured trust domains are never deleted and recreated).
+func (p *Poller) Publish(ctx context.Context) {
 	if p.o.Sink == nil {
 		return
 	}

@@ -133,6 +133,8 @@ type Publisher struct {
 	mu      sync.Mutex
 	unwatch []func()
 	ctb     atomic.Pointer[bundleAPI]
+	// federated are the foreign trust domains' bundles (SetFederated).
+	federated atomic.Pointer[federatedState]
 }
 
 type options struct {
