@@ -89,3 +89,11 @@ func writeFile(t *testing.T, path, content string) {
 	t.Helper()
 	require.NoError(t, os.WriteFile(path, []byte(content), 0o600))
 }
+
+func TestExampleConfig_DocumentsFederationDefaults(t *testing.T) {
+	cfg, err := config.Load("../../deploy/examples/meshca.yaml")
+	require.NoError(t, err)
+	defaults := config.FederationConfig{TrustDomains: []config.FederatedTrustDomainConfig{}}
+	defaults.Init(cfg.Server.AdminSocket)
+	require.Equal(t, defaults, cfg.Federation)
+}
