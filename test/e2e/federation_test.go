@@ -158,6 +158,10 @@ func TestServe_FederatesAForeignTrustDomain(t *testing.T) {
 		age, ok := metric(t, s, "meshca_federation_bundle_age_seconds", `{trust_domain="partner.example"}`)
 		return ok && age > 4
 	}, 15*time.Second, 100*time.Millisecond)
+	// meshca's own alert, kept in the store by the Lease holder.
+	require.Eventually(t, func() bool {
+		return strings.Contains(meshca(t, "status", "--dir", dir, "-o", "json"), `"FederatedBundleStale"`)
+	}, 15*time.Second, 200*time.Millisecond, "no FederatedBundleStale alert:\n%s", s.logs())
 	stale, ok := metric(t, s, "meshca_federation_stale_after_seconds", "")
 	require.True(t, ok)
 	require.Equal(t, 4.0, stale)
