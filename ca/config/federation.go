@@ -13,7 +13,7 @@ import (
 )
 
 // Federation defaults. A bundle endpoint's spiffe_refresh_hint (SPIFFE Trust
-// Domain and Bundle specification, §4.2.2) is clamped to
+// Domain and Bundle specification, §4.1.2) is clamped to
 // [minRefresh, maxRefresh]; without a hint meshca polls every
 // DefaultFederationRefresh (clamped the same way).
 const (
@@ -26,7 +26,9 @@ const (
 	FederationStateDir = "federation"
 )
 
-// Bundle endpoint profiles (SPIFFE Federation specification, §5.2).
+// Bundle endpoint profiles: how the endpoint is authenticated (SPIFFE Trust
+// Domain and Bundle specification, §5.2.1 Web PKI and §5.2.2 SPIFFE
+// authentication).
 const (
 	FederationProfileWeb    = "https_web"
 	FederationProfileSPIFFE = "https_spiffe"
@@ -176,7 +178,7 @@ func validateBundleEndpointURL(key, s string, add func(string, string, ...any)) 
 	case s == "":
 		add(key, "must be set: the foreign trust domain's SPIFFE bundle endpoint, e.g. https://spire.partner.example:8443")
 	case err != nil || u.Scheme != "https" || u.Host == "":
-		add(key, "%s is not an https URL; bundle endpoints are served over HTTPS (SPIFFE Federation §5), e.g. https://spire.partner.example:8443", identity.Quote(s))
+		add(key, "%s is not an https URL; bundle endpoints are served over HTTPS (SPIFFE Trust Domain and Bundle §5), e.g. https://spire.partner.example:8443", identity.Quote(s))
 	case u.User != nil || u.Fragment != "" || strings.ContainsAny(u.Host, " "):
 		add(key, "%s must not carry credentials or a fragment", identity.Quote(s))
 	}

@@ -52,8 +52,8 @@ func outcomeOf(err error) string {
 }
 
 // tlsConfig is the client TLS configuration of one fetch: for https_web the
-// system roots plus caFile's, checking the host name (SPIFFE Federation
-// §5.2.1); for https_spiffe go-spiffe's SPIFFE authentication (the same
+// system roots plus caFile's, checking the host name (SPIFFE Trust Domain
+// and Bundle §5.2.1); for https_spiffe go-spiffe's SPIFFE authentication (the same
 // configuration as federation.WithSPIFFEAuth) against the last bundle of
 // the trust domain, pinning the endpoint's SPIFFE ID (§5.2.2).
 func (t *domain) tlsConfig(last *spiffebundle.Bundle) (*tls.Config, error) {
@@ -140,7 +140,7 @@ func (t *domain) fetch(ctx context.Context, last *spiffebundle.Bundle, timeout t
 // checkAuthorities accepts X.509 authorities that Istio and a
 // ClusterTrustBundle can use: at least one, each a CA certificate, and none
 // naming another trust domain. A signing certificate may carry its trust
-// domain's SPIFFE ID as a URI SAN (X509-SVID §4.1); one that names another
+// domain's SPIFFE ID as a URI SAN (X509-SVID §3.2); one that names another
 // trust domain means the endpoint served another trust domain's bundle.
 func checkAuthorities(td spiffeid.TrustDomain, certs []*x509.Certificate) error {
 	if len(certs) == 0 {

@@ -33,7 +33,7 @@ type ca struct {
 }
 
 // newCA mints a self-signed root; with uri it carries that URI SAN (a
-// SPIFFE signing certificate names its trust domain, X509-SVID §4.1).
+// SPIFFE signing certificate names its trust domain, X509-SVID §3.2).
 func newCA(t *testing.T, cn, uri string) ca {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)

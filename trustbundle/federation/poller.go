@@ -249,8 +249,11 @@ func (p *Poller) refresh(ctx context.Context, d *domain) (time.Duration, error) 
 	}
 	if seq, ok := b.SequenceNumber(); ok && have {
 		if prev, ok := last.Bundle.SequenceNumber(); ok && seq < prev {
-			// The sequence number is advisory (SPIFFE Trust Domain and
-			// Bundle §4.2.1): a restored or replaced endpoint may restart it.
+			// A publisher must increase spiffe_sequence (SPIFFE Trust
+			// Domain and Bundle §4.1.1), but consumers only use it for
+			// ordering and propagation measurement: meshca follows the
+			// authenticated endpoint's current bundle (a restored or
+			// replaced endpoint may restart its sequence) and says so.
 			p.log.Warn("foreign bundle sequence number went backwards; accepting it", "trust_domain", d.td.Name(), "sequence", seq, "previous", prev)
 		}
 	}
