@@ -127,6 +127,9 @@ SIGINT or SIGTERM.`,
 			if err != nil {
 				return err
 			}
+			if err := startFederation(ctx, federationDeps{cfg: cfg, trust: trust, alerting: alerting, single: single, log: log, reg: reg}); err != nil {
+				return err
+			}
 			// Every CRL is rebuilt before anything is served or published,
 			// so that a revocation acknowledged before a crash is in effect.
 			crls, err := newCRLManager(ctx, cfg, rt, clusters.withCRLs(trust.setCRLs), log, reg)
