@@ -149,10 +149,6 @@ func (c *Config) initClusters() {
 	}
 }
 
-// maxClusterID bounds a cluster ID: a Kubernetes label value, as Istio
-// uses it (topology.istio.io/cluster).
-const maxClusterID = validation.LabelValueMaxLength
-
 func (c *Config) validateClusters(add func(string, string, ...any)) {
 	seen := map[string]bool{}
 	cns := map[string]string{c.Intermediate.CommonName: "intermediate.commonName"}
@@ -166,7 +162,7 @@ func (c *Config) validateClusters(add func(string, string, ...any)) {
 		switch {
 		case cl.ID == "":
 			add(key+".id", "must be set: the cluster's Istio cluster ID (its ISTIO_META_CLUSTER_ID, values.global.multiCluster.clusterName)")
-		case len(validation.IsValidLabelValue(cl.ID)) > 0:
+		case len(validation.IsValidLabelValue(cl.ID)) > 0: // at most 63 characters, as Istio uses it (topology.istio.io/cluster)
 			add(key+".id", "%s is not a valid Istio cluster ID (Istio uses it as a Kubernetes label value): %s", identity.Quote(cl.ID), strings.Join(validation.IsValidLabelValue(cl.ID), "; "))
 		case seen[cl.ID]:
 			add(key+".id", "%q is used twice; each cluster is listed once", cl.ID)
