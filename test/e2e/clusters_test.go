@@ -125,6 +125,12 @@ func TestClusters_PlugInAndMeshcaSignsAcrossTwoApiservers(t *testing.T) {
 		return es.cacerts != nil && len(es.cacerts["ca-crl.pem"]) > 0 && es.rootCM != "" && len(es.crlCM) > 0 && ws.rootCM != "" && len(ws.crlCM) > 0
 	})
 	require.Nil(t, ws.cacerts, "meshca signs for west: no intermediate key leaves meshca there")
+	for name, env := range map[string]*kubeenv.Env{"east": east, "west": west} {
+		waitFor(t, 20*time.Second, name+"'s ClusterTrustBundle holds the roots", func() bool {
+			b, err := env.Client.CertificatesV1().ClusterTrustBundles().Get(context.Background(), "meshca.io:workload:roots", metav1.GetOptions{})
+			return err == nil && b.Spec.TrustBundle == string(rootPEM)
+		})
+	}
 	require.Equal(t, string(rootPEM), string(es.cacerts["root-cert.pem"]))
 	require.Equal(t, string(rootPEM), es.rootCM)
 	require.Equal(t, string(rootPEM), ws.rootCM, "every cluster gets the same root set")
