@@ -82,6 +82,11 @@ func TestClusters_RootRotationAcrossTwoClusters(t *testing.T) {
 	require.NoError(t, inter3.CheckSignatureFrom(rootB), "east's new intermediate is under B")
 	require.Equal(t, "meshca intermediate cluster east", inter3.Subject.CommonName)
 	require.True(t, bytes.Equal(es3.cacerts["root-cert.pem"], both), "root-cert.pem keeps both roots in phase 4")
+	// Istio needs a CRL from every certificate of cert-chain.pem: east's
+	// new intermediate and B; its previous intermediate and A too, for the
+	// leaves east's istiod signed before the switch.
+	require.True(t, rrCRLFrom(t, es3.cacerts["ca-crl.pem"], inter3) && rrCRLFrom(t, es3.cacerts["ca-crl.pem"], rootB) &&
+		rrCRLFrom(t, es3.cacerts["ca-crl.pem"], inter0) && rrCRLFrom(t, es3.cacerts["ca-crl.pem"], rootA), "east's ca-crl.pem in phase 4")
 	require.Equal(t, string(both), readMeshCluster(t, west).rootCM)
 	westChain := westIssue(t, s, west, "west", string(both))
 	require.NoError(t, westChain[1].CheckSignatureFrom(rootB), "west's workloads get meshca's intermediate under B")
