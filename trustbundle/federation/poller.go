@@ -93,6 +93,10 @@ type Poller struct {
 
 	mu   sync.Mutex
 	last map[spiffeid.TrustDomain]Snapshot
+	// publishing serializes Publish: each trust domain's poll publishes
+	// the whole set, so two publications must not overlap, or the one that
+	// read the older snapshots could reach the sink last and undo the other.
+	publishing sync.Mutex
 }
 
 // New prepares a Poller for every trust domain of o.Config: it reads the
@@ -294,6 +298,8 @@ func (p *Poller) Publish(ctx context.Context) {
 	if p.o.Sink == nil {
 		return
 	}
+	p.publishing.Lock()
+	defer p.publishing.Unlock()
 	configured := make([]string, 0, len(p.domains))
 	roots := map[string][]*x509.Certificate{}
 	for _, d := range p.domains {
