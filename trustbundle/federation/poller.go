@@ -241,7 +241,7 @@ func (p *Poller) backoff() wait.Backoff {
 // staleness alert.
 func (p *Poller) refresh(ctx context.Context, d *domain) (time.Duration, error) {
 	last, have := p.snapshot(d.td)
-	b, err := d.fetch(ctx, last.Bundle, p.o.FetchTimeout, p.o.MaxBundleBytes)
+	b, err := d.fetch(ctx, last.Bundle, p.o.Clock.Now(), p.o.FetchTimeout, p.o.MaxBundleBytes)
 	now := p.o.Clock.Now()
 	if err != nil {
 		outcome := outcomeOf(err)

@@ -31,7 +31,7 @@ type fixture struct {
 
 func newFixture(t *testing.T, o Options, tds ...config.FederatedTrustDomainConfig) *fixture {
 	t.Helper()
-	f := &fixture{sink: &sink{}, clock: clocktesting.NewFakeClock(time.Date(2026, 12, 6, 5, 0, 0, 0, time.UTC)), dir: t.TempDir(), reg: prometheus.NewRegistry()}
+	f := &fixture{sink: &sink{}, clock: clocktesting.NewFakeClock(time.Now().UTC().Truncate(time.Second)), dir: t.TempDir(), reg: prometheus.NewRegistry()}
 	o.Config.TrustDomains = tds
 	o.Config.StateDir = f.dir
 	o.Config.Init("")
@@ -285,4 +285,47 @@ func TestRefresh_BoundsAStreamedResponseWithoutContentLength(t *testing.T) {
 	require.Equal(t, 1.0, f.fetches(t, OutcomeTooLarge))
 	_, roots := f.sink.published()
 	require.True(t, roots[partner][0].Equal(a.cert))
+}
+
+func TestRefresh_RefusesABundleWithNoValidAuthorityChangingNothing(t *testing.T) {
+	a := newCA(t, "partner root A", "")
+	ep := newForeign(t, partner, nil)
+	ep.serve(1, 0, a.cert)
+	f := newFixture(t, Options{}, web(ep, ep.webCAFile(t)))
+	_, err := f.refresh(t)
+	require.NoError(t, err)
+	before, err := os.ReadFile(statePath(f.dir, partnerTD))
+	require.NoError(t, err)
+	now := f.clock.Now()
+
+	// An endpoint restored from an old backup: only an expired root.
+	expired := newCAValid(t, "partner root (expired)", "", now.Add(-48*time.Hour), now.Add(-time.Minute))
+	ep.serve(2, 0, expired.cert)
+	_, err = f.refresh(t)
+	require.ErrorContains(t, err, "none of the 1 X.509 authorities of partner.example is valid at "+now.Format(time.RFC3339))
+	require.Equal(t, 1.0, f.fetches(t, OutcomeInvalid))
+
+	// Only a root that is not valid yet.
+	early := newCAValid(t, "partner root (future)", "", now.Add(time.Hour), now.Add(48*time.Hour))
+	ep.serve(3, 0, early.cert)
+	_, err = f.refresh(t)
+	require.ErrorContains(t, err, "none of the 1 X.509 authorities of partner.example is valid")
+	require.Equal(t, 2.0, f.fetches(t, OutcomeInvalid))
+
+	calls, roots := f.sink.published()
+	require.Equal(t, 1, calls, "a refused bundle is never published")
+	require.True(t, roots[partner][0].Equal(a.cert))
+	after, err := os.ReadFile(statePath(f.dir, partnerTD))
+	require.NoError(t, err)
+	require.Equal(t, before, after, "the kept bundle is unchanged")
+
+	// An expired root next to a valid one (a rotation overlap) is accepted.
+	b := newCA(t, "partner root B", "")
+	ep.serve(4, 0, expired.cert, b.cert)
+	_, err = f.refresh(t)
+	require.NoError(t, err)
+	_, roots = f.sink.published()
+	require.Len(t, roots[partner], 2)
+	require.True(t, roots[partner][0].Equal(expired.cert))
+	require.True(t, roots[partner][1].Equal(b.cert))
 }
