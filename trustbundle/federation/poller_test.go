@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/spiffe/go-spiffe/v2/bundle/spiffebundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/stretchr/testify/require"
 	clocktesting "k8s.io/utils/clock/testing"
@@ -328,4 +329,36 @@ func TestRefresh_RefusesABundleWithNoValidAuthorityChangingNothing(t *testing.T)
 	require.Len(t, roots[partner], 2)
 	require.True(t, roots[partner][0].Equal(expired.cert))
 	require.True(t, roots[partner][1].Equal(b.cert))
+}
+
+// A state file the poller would never have written (edited, or left by
+// another program) is ignored like a damaged one: it is not published, and
+// so cannot make the sink refuse every trust domain's roots.
+func TestNew_IgnoresAKeptBundleItWouldHaveRefused(t *testing.T) {
+	a := newCA(t, "partner root A", "")
+	leafCert := a.svid(t, "spiffe://"+partner+"/workload")
+	leaf, err := x509.ParseCertificate(leafCert.Certificate[0])
+	require.NoError(t, err)
+	dir := t.TempDir()
+	for name, certs := range map[string][]*x509.Certificate{
+		"a leaf, not a CA":       {leaf},
+		"another trust domain's": {newCA(t, "other root", "spiffe://other.example").cert},
+	} {
+		require.NoError(t, writeSnapshot(dir, partnerTD, Snapshot{TrustDomain: partner, FetchedAt: time.Now(),
+			Bundle: spiffebundle.FromX509Authorities(partnerTD, certs)}), name)
+		_, err := ReadSnapshot(dir, partnerTD)
+		require.Error(t, err, name)
+
+		s := &sink{}
+		cfg := config.FederationConfig{StateDir: dir, TrustDomains: []config.FederatedTrustDomainConfig{
+			{TrustDomain: partner, BundleEndpointURL: "https://127.0.0.1:1", Profile: config.FederationProfileWeb}}}
+		cfg.Init("")
+		p, err := New(Options{Config: cfg, Sink: s})
+		require.NoError(t, err, name)
+		require.Empty(t, p.Snapshots(), name)
+		p.Publish(context.Background())
+		calls, roots := s.published()
+		require.Equal(t, 1, calls, name)
+		require.Empty(t, roots, name)
+	}
 }

@@ -41,8 +41,9 @@ func statePath(dir string, td spiffeid.TrustDomain) string {
 	return filepath.Join(dir, td.Name()+".bundle.json")
 }
 
-// ReadSnapshot reads the last good bundle of td kept in dir (federation.stateDir).
-// It returns an error wrapping fs.ErrNotExist when none has been fetched yet.
+// ReadSnapshot reads the last good bundle of td kept in dir (federation.stateDir),
+// checked as a fetch checks it (at the time it was fetched). It returns an
+// error wrapping fs.ErrNotExist when none has been fetched yet.
 func ReadSnapshot(dir string, td spiffeid.TrustDomain) (Snapshot, error) {
 	b, err := smallfile.Read(statePath(dir, td), maxStateBytes)
 	if err != nil {
@@ -57,6 +58,11 @@ func ReadSnapshot(dir string, td spiffeid.TrustDomain) (Snapshot, error) {
 	}
 	bundle, err := spiffebundle.Parse(td, f.Bundle)
 	if err != nil {
+		return Snapshot{}, fmt.Errorf("%s: %w", statePath(dir, td), err)
+	}
+	// Only what a fetch would have accepted when it was made: a file
+	// edited or left by something else must not be published.
+	if err := checkAuthorities(td, bundle.X509Authorities(), f.FetchedAt); err != nil {
 		return Snapshot{}, fmt.Errorf("%s: %w", statePath(dir, td), err)
 	}
 	return Snapshot{TrustDomain: td.Name(), FetchedAt: f.FetchedAt, Bundle: bundle}, nil
