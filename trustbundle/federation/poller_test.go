@@ -268,20 +268,27 @@ func TestRefresh_BoundsAStreamedResponseWithoutContentLength(t *testing.T) {
 	a := newCA(t, "partner root A", "")
 	ep := newForeign(t, partner, nil)
 	ep.serve(1, 0, a.cert)
-	f := newFixture(t, Options{MaxBundleBytes: 4 << 10}, web(ep, ep.webCAFile(t)))
+	// The limit, not the fetch timeout, must end the read.
+	const timeout = 10 * time.Second
+	f := newFixture(t, Options{MaxBundleBytes: 4 << 10, FetchTimeout: timeout}, web(ep, ep.webCAFile(t)))
 	_, err := f.refresh(t)
 	require.NoError(t, err)
-	// A chunked answer (no Content-Length) that never ends within the limit.
-	ep.srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+	// A chunked answer (no Content-Length) that never ends: 1 MiB, then
+	// nothing until the client goes away. Only a read that stops at the
+	// limit ends before the timeout.
+	ep.srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		chunk := []byte(`{"keys":[` + strings.Repeat(" ", 1000))
-		for range 64 {
+		for range 1 << 10 {
 			if _, err := w.Write(chunk); err != nil {
 				return
 			}
 			w.(http.Flusher).Flush()
 		}
+		<-r.Context().Done()
 	})
+	start := time.Now()
 	_, err = f.refresh(t)
+	require.Less(t, time.Since(start), timeout/2, "the read stopped at the limit, not at the timeout")
 	require.ErrorContains(t, err, "the bundle of partner.example is over the 4096-byte limit")
 	require.Equal(t, 1.0, f.fetches(t, OutcomeTooLarge))
 	_, roots := f.sink.published()
@@ -361,4 +368,26 @@ func TestNew_IgnoresAKeptBundleItWouldHaveRefused(t *testing.T) {
 		require.Equal(t, 1, calls, name)
 		require.Empty(t, roots, name)
 	}
+}
+
+// A redirect would leave the configured (authenticated) endpoint: it is not
+// followed, even to a server the Web PKI roots trust serving a good bundle.
+func TestRefresh_DoesNotFollowARedirect(t *testing.T) {
+	a, b := newCA(t, "partner root A", ""), newCA(t, "elsewhere root", "")
+	ep := newForeign(t, partner, nil)
+	ep.serve(1, 0, a.cert)
+	elsewhere := newForeign(t, partner, nil) // httptest's certificate too
+	elsewhere.serve(2, 0, b.cert)
+	f := newFixture(t, Options{}, web(ep, ep.webCAFile(t)))
+	_, err := f.refresh(t)
+	require.NoError(t, err)
+
+	ep.srv.Config.Handler = http.RedirectHandler(elsewhere.srv.URL, http.StatusFound)
+	_, err = f.refresh(t)
+	require.ErrorContains(t, err, "the endpoint answered 302 Found")
+	require.Equal(t, 1.0, f.fetches(t, OutcomeError))
+	require.Zero(t, elsewhere.requests())
+	calls, roots := f.sink.published()
+	require.Equal(t, 1, calls)
+	require.True(t, roots[partner][0].Equal(a.cert))
 }
