@@ -2,8 +2,10 @@ package federation
 
 import (
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"strings"
 	"testing"
@@ -11,6 +13,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spiffe/go-spiffe/v2/bundle/spiffebundle"
+	gofed "github.com/spiffe/go-spiffe/v2/federation"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/stretchr/testify/require"
 	clocktesting "k8s.io/utils/clock/testing"
@@ -390,4 +393,23 @@ func TestRefresh_DoesNotFollowARedirect(t *testing.T) {
 	calls, roots := f.sink.published()
 	require.Equal(t, 1, calls)
 	require.True(t, roots[partner][0].Equal(a.cert))
+}
+
+// An https_web endpoint that offers only TLS 1.1 or older is refused: no
+// downgrade below TLS 1.2.
+func TestRefresh_RefusesTLSBelow12(t *testing.T) {
+	a := newCA(t, "partner root A", "")
+	h, err := gofed.NewHandler(partnerTD, spiffebundle.FromX509Authorities(partnerTD, []*x509.Certificate{a.cert}))
+	require.NoError(t, err)
+	srv := httptest.NewUnstartedServer(h)
+	srv.TLS = &tls.Config{MinVersion: tls.VersionTLS10, MaxVersion: tls.VersionTLS11}
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	f := newFixture(t, Options{}, config.FederatedTrustDomainConfig{TrustDomain: partner, BundleEndpointURL: srv.URL,
+		Profile: config.FederationProfileWeb, CAFile: writePEM(t, srv.Certificate())})
+	_, err = f.refresh(t)
+	require.ErrorContains(t, err, "protocol version")
+	require.Equal(t, 1.0, f.fetches(t, OutcomeError))
+	calls, _ := f.sink.published()
+	require.Zero(t, calls)
 }
