@@ -125,6 +125,12 @@ func New(o Options) (*Poller, error) {
 		s, err := ReadSnapshot(o.Config.StateDir, d.td)
 		switch {
 		case err == nil:
+			if s.FetchedAt.After(p.started) {
+				// Written under a clock ahead of this one, or edited: it
+				// must not count as fresh until then.
+				p.log.Warn("the kept bundle was fetched in the future; counting its age from now", "trust_domain", d.td.Name(), "fetched_at", s.FetchedAt)
+				s.FetchedAt = p.started
+			}
 			p.last[d.td] = s
 		case notFetched(err):
 		default:

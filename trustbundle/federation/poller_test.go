@@ -413,3 +413,23 @@ func TestRefresh_RefusesTLSBelow12(t *testing.T) {
 	calls, _ := f.sink.published()
 	require.Zero(t, calls)
 }
+
+// A kept bundle "fetched" in the future (an edited state file, or a clock
+// that was wrong when it was written) does not stay fresh until then: its
+// age counts from the start, as for a bundle never fetched.
+func TestNew_AKeptBundleFromTheFutureAgesFromTheStart(t *testing.T) {
+	a := newCA(t, "partner root A", "")
+	dir := t.TempDir()
+	clk := clocktesting.NewFakeClock(time.Now().UTC().Truncate(time.Second))
+	require.NoError(t, writeSnapshot(dir, partnerTD, Snapshot{TrustDomain: partner, FetchedAt: clk.Now().Add(time.Hour),
+		Bundle: spiffebundle.FromX509Authorities(partnerTD, []*x509.Certificate{a.cert})}))
+	cfg := config.FederationConfig{StateDir: dir, TrustDomains: []config.FederatedTrustDomainConfig{
+		{TrustDomain: partner, BundleEndpointURL: "https://127.0.0.1:1", Profile: config.FederationProfileWeb}}}
+	cfg.Init("")
+	reg := prometheus.NewRegistry()
+	p, err := New(Options{Config: cfg, Clock: clk, Registerer: reg})
+	require.NoError(t, err)
+	require.Len(t, p.Snapshots(), 1, "the kept roots are still used")
+	clk.Step(time.Minute)
+	require.Equal(t, 60.0, gauge(t, reg, "meshca_federation_bundle_age_seconds", map[string]string{"trust_domain": partner}))
+}
