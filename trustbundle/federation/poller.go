@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"os"
 	"sync"
 	"time"
 
@@ -116,6 +117,14 @@ func New(o Options) (*Poller, error) {
 		o.FetchTimeout = DefaultFetchTimeout
 	}
 	p := &Poller{o: o, cfg: o.Config, started: o.Clock.Now(), log: o.Log.With("component", "federation"), last: map[spiffeid.TrustDomain]Snapshot{}}
+	// The kept bundles are trusted and published after a restart: nobody
+	// else may write them.
+	if err := os.MkdirAll(o.Config.StateDir, 0o700); err != nil {
+		return nil, fmt.Errorf("federation.stateDir: %w", err)
+	}
+	if err := smallfile.CheckPrivateDir(o.Config.StateDir, "federation.stateDir", "choose a private federation.stateDir"); err != nil {
+		return nil, err
+	}
 	for i, c := range o.Config.TrustDomains {
 		d, err := newDomain(c)
 		if err != nil {

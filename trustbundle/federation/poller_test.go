@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -432,4 +433,27 @@ func TestNew_AKeptBundleFromTheFutureAgesFromTheStart(t *testing.T) {
 	require.Len(t, p.Snapshots(), 1, "the kept roots are still used")
 	clk.Step(time.Minute)
 	require.Equal(t, 60.0, gauge(t, reg, "meshca_federation_bundle_age_seconds", map[string]string{"trust_domain": partner}))
+}
+
+// federation.stateDir holds the roots meshca trusts and publishes after a
+// restart: a directory others can write (where they could plant a bundle)
+// is refused, with the fix.
+func TestNew_RefusesAStateDirOthersCanWrite(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "federation")
+	require.NoError(t, os.Mkdir(dir, 0o700))
+	require.NoError(t, os.Chmod(dir, 0o777))
+	cfg := config.FederationConfig{StateDir: dir, TrustDomains: []config.FederatedTrustDomainConfig{
+		{TrustDomain: partner, BundleEndpointURL: "https://127.0.0.1:1", Profile: config.FederationProfileWeb}}}
+	cfg.Init("")
+	_, err := New(Options{Config: cfg})
+	require.EqualError(t, err, "federation.stateDir "+dir+" is writable by others (mode 0777); run chmod o-w "+dir+", or choose a private federation.stateDir")
+
+	// A missing one is created private.
+	missing := filepath.Join(t.TempDir(), "new", "federation")
+	cfg.StateDir = missing
+	_, err = New(Options{Config: cfg})
+	require.NoError(t, err)
+	st, err := os.Stat(missing)
+	require.NoError(t, err)
+	require.Equal(t, os.FileMode(0o700), st.Mode().Perm())
 }
