@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"io/fs"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -456,4 +457,23 @@ func TestNew_RefusesAStateDirOthersCanWrite(t *testing.T) {
 	st, err := os.Stat(missing)
 	require.NoError(t, err)
 	require.Equal(t, os.FileMode(0o700), st.Mode().Perm())
+}
+
+// A trust domain name may be 255 bytes (SPIFFE-ID §2.3), more than a file
+// name with the state file's suffix may be (NAME_MAX, 255): its bundle is
+// still kept and read back.
+func TestSnapshot_KeptForTheLongestTrustDomainName(t *testing.T) {
+	long := spiffeid.RequireTrustDomainFromString(strings.Repeat("a", 63) + "." + strings.Repeat("b", 63) + "." + strings.Repeat("c", 63) + "." + strings.Repeat("d", 63))
+	require.Len(t, long.Name(), 255)
+	a := newCA(t, "long root", "")
+	dir := t.TempDir()
+	at := time.Now().UTC().Truncate(time.Second)
+	require.NoError(t, writeSnapshot(dir, long, Snapshot{TrustDomain: long.Name(), FetchedAt: at,
+		Bundle: spiffebundle.FromX509Authorities(long, []*x509.Certificate{a.cert})}))
+	s, err := ReadSnapshot(dir, long)
+	require.NoError(t, err)
+	require.Equal(t, at, s.FetchedAt.UTC())
+	require.True(t, s.Bundle.X509Authorities()[0].Equal(a.cert))
+	_, err = ReadSnapshot(dir, partnerTD)
+	require.ErrorIs(t, err, fs.ErrNotExist)
 }

@@ -1,6 +1,8 @@
 package federation
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -34,11 +36,24 @@ type stateFile struct {
 	Bundle      json.RawMessage `json:"bundle"`
 }
 
+// stateSuffix ends every state file's name.
+const stateSuffix = ".bundle.json"
+
+// maxFileName is NAME_MAX, the longest file name of common file systems.
+const maxFileName = 255
+
 // statePath is the state file of td in dir. A trust domain name holds only
 // [a-z0-9._-] (SPIFFE-ID §2.1) and comes from the configuration, so it is
-// a safe file name with a suffix.
+// a safe file name with a suffix; a name too long for that (SPIFFE-ID §2.3
+// allows 255 bytes) is replaced by "sha256-" and its hash (the file records
+// the name it holds, checked on reading).
 func statePath(dir string, td spiffeid.TrustDomain) string {
-	return filepath.Join(dir, td.Name()+".bundle.json")
+	name := td.Name()
+	if len(name)+len(stateSuffix) > maxFileName {
+		sum := sha256.Sum256([]byte(name))
+		name = "sha256-" + hex.EncodeToString(sum[:])
+	}
+	return filepath.Join(dir, name+stateSuffix)
 }
 
 // ReadSnapshot reads the last good bundle of td kept in dir (federation.stateDir),
