@@ -27,7 +27,7 @@ func New(l *slog.Logger) *Logger {
 	if l == nil {
 		l = slog.Default()
 	}
-	return (&Logger{l: l.With(slog.String("log", "audit"))}).WithClock(clock.RealClock{})
+	return (&Logger{l: l.With(slog.String(logKey, logValue))}).WithClock(clock.RealClock{})
 }
 
 // Decision is what the audit line records.
