@@ -39,12 +39,13 @@ func TestVerify_EditedPrevNamesTheRecord(t *testing.T) {
 	path := standardLog(t, ca)
 	lines := readLines(t, path)
 	i := bytes.Index(lines[4], []byte(`"prev":"`)) + len(`"prev":"`)
-	lines[4][i] ^= 1 // line 5's prev: '0'..'f' flipped to another hex digit or char
-	writeLines(t, path, lines)
-	rep := Verify([]string{path}, VerifyOptions{})
-	if rep.Problem == nil || rep.Problem.Line != 5 {
-		t.Fatalf("problem = %v; want line 5", rep.Problem)
+	if lines[4][i] == '0' { // line 5's prev: another hex digit
+		lines[4][i] = '1'
+	} else {
+		lines[4][i] = '0'
 	}
+	writeLines(t, path, lines)
+	wantProblem(t, Verify([]string{path}, VerifyOptions{}), path, 5, 5, "the record was altered: its prev does not match")
 }
 
 func TestVerify_DeletedLineNamesTheMissingRecord(t *testing.T) {

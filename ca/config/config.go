@@ -85,6 +85,8 @@ type Config struct {
 	// Signers configures the Kubernetes-native front doors (the CSR API,
 	// PodCertificateRequests, cert-manager) and the manager they run on.
 	Signers SignersConfig `json:"signers,omitzero"`
+	// Audit configures the tamper-evident audit file.
+	Audit AuditConfig `json:"audit,omitzero"`
 }
 
 // Root sources (root.source).
@@ -261,6 +263,7 @@ func (c *Config) resolvePaths(base string) {
 	if c.Kubernetes.Kubeconfig != "" && !filepath.IsAbs(c.Kubernetes.Kubeconfig) {
 		c.Kubernetes.Kubeconfig = filepath.Join(base, c.Kubernetes.Kubeconfig)
 	}
+	c.Audit.resolvePath(base)
 	for _, p := range append([]*string{&c.Root.File.RootCert, &c.Root.File.RootKey, &c.Root.File.RootPQKey, &c.Root.File.CACertsDir, &c.KeyStore.Dir, &c.Store.Path, &c.Store.PasswordFile, &c.Server.AdminSocket, &c.CRL.RootCRL.File, &c.Alerts.Slack.WebhookURLFile, &c.Alerts.Webhook.URLFile}, c.Root.Vault.Paths()...) {
 		if *p != "" && !filepath.IsAbs(*p) && !strings.Contains(*p, ":") {
 			*p = filepath.Join(base, *p)
@@ -309,6 +312,7 @@ func (c *Config) Init() {
 	c.Alerts.Init()
 	c.Inventory.init()
 	c.Signers.init(c)
+	c.Audit.init()
 }
 
 func (i *IntermediateConfig) init() {
@@ -445,6 +449,7 @@ func (c *Config) Validate() error {
 	c.Inventory.validate(add)
 	c.Signers.validate(c, add)
 	c.Rotation.Root.validate(add)
+	c.Audit.validate(add)
 	return errors.Join(errs...)
 }
 
