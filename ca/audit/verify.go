@@ -1,11 +1,13 @@
 package audit
 
 import (
-	"bytes"
+	"bufio"
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 )
@@ -98,13 +100,15 @@ type verifier struct {
 func Verify(paths []string, o VerifyOptions) *Report {
 	v := &verifier{o: o, rep: &Report{}}
 	for i, p := range paths {
-		data, err := os.ReadFile(p)
+		r, err := os.Open(p)
 		if err != nil {
 			v.rep.Problem = &Problem{File: p, What: err.Error()}
 			return v.rep
 		}
 		v.rep.Files++
-		if v.file(p, data, i == len(paths)-1) {
+		stop := v.file(p, bufio.NewReaderSize(r, 64<<10), i == len(paths)-1)
+		r.Close()
+		if stop {
 			return v.rep
 		}
 	}
@@ -117,29 +121,54 @@ func (v *verifier) fail(file string, line int, seq uint64, format string, args .
 	return true
 }
 
-// file checks one file; it reports whether a problem was found.
-func (v *verifier) file(name string, data []byte, lastFile bool) bool {
-	var lines [][]byte
-	for len(data) > 0 {
-		i := bytes.IndexByte(data, '\n')
-		if i < 0 {
-			break
+// readLine reads one line without its "\n"; at the end of the file it
+// returns the bytes after the last "\n" (a torn record) and io.EOF.
+func readLine(r *bufio.Reader) ([]byte, error) {
+	var line []byte
+	for {
+		chunk, err := r.ReadSlice('\n')
+		if len(line)+len(chunk) > maxLine+1 {
+			return nil, fmt.Errorf("a line longer than %d bytes: not a meshca audit file", maxLine)
 		}
-		lines = append(lines, data[:i])
-		data = data[i+1:]
+		line = append(line, chunk...)
+		switch {
+		case err == nil:
+			return line[:len(line)-1], nil
+		case errors.Is(err, bufio.ErrBufferFull):
+			continue
+		default:
+			return line, err
+		}
 	}
-	torn := data
-	if v.tornLen > 0 && len(lines) == 0 {
-		return v.fail(v.tornFile, 0, 0, "the file ends with a torn record (%d bytes without a newline) and the next file acknowledges nothing", v.tornLen)
-	}
-	for i := range lines {
-		if v.record(name, lines, i, i == 0) {
+}
+
+// file checks one file, streaming it with one line of lookahead; it
+// reports whether a problem was found.
+func (v *verifier) file(name string, r *bufio.Reader, lastFile bool) bool {
+	cur, err := readLine(r)
+	n := 0
+	for err == nil {
+		n++
+		next, nerr := readLine(r)
+		var la []byte // the next complete line, for naming the broken record
+		if nerr == nil {
+			la = next
+		}
+		if v.record(name, cur, la, n, n == 1) {
 			return true
 		}
+		cur, err = next, nerr
+	}
+	if !errors.Is(err, io.EOF) {
+		return v.fail(name, n+1, v.prevSeq+1, "%v", err)
+	}
+	torn := cur
+	if v.tornLen > 0 && n == 0 {
+		return v.fail(v.tornFile, 0, 0, "the file ends with a torn record (%d bytes without a newline) and the next file acknowledges nothing", v.tornLen)
 	}
 	if len(torn) > 0 {
 		if lastFile {
-			return v.fail(name, len(lines)+1, v.prevSeq+1, "incomplete last record (%d bytes without a newline): the file was cut mid-record, or meshca crashed while writing it (its next start acknowledges such a tail in a restart record)", len(torn))
+			return v.fail(name, n+1, v.prevSeq+1, "incomplete last record (%d bytes without a newline): the file was cut mid-record, or meshca crashed while writing it (its next start acknowledges such a tail in a restart record)", len(torn))
 		}
 		h := sha256.Sum256(torn)
 		v.tornLen, v.tornHash, v.tornFile = len(torn), hex.EncodeToString(h[:]), name
@@ -147,9 +176,9 @@ func (v *verifier) file(name string, data []byte, lastFile bool) bool {
 	return false
 }
 
-// record checks lines[i]; first says it is the first line of its file.
-func (v *verifier) record(name string, lines [][]byte, i int, first bool) bool {
-	line, n := lines[i], i+1
+// record checks line n of a file; next is line n+1 (nil at the end) and
+// first says it is the file's first line.
+func (v *verifier) record(name string, line, next []byte, n int, first bool) bool {
 	r, err := parseRecord(line)
 	if err != nil {
 		return v.fail(name, n, v.prevSeq+1, "not a valid audit record (the line was altered): %v", err)
@@ -177,10 +206,10 @@ func (v *verifier) record(name string, lines [][]byte, i int, first bool) bool {
 		}
 	} else {
 		if seq != v.prevSeq+1 {
-			return v.fail(name, n, v.prevSeq+1, "%s", v.seqProblem(lines, i, seq))
+			return v.fail(name, n, v.prevSeq+1, "%s", v.seqProblem(next, n, seq))
 		}
 		if r.Prev != hex.EncodeToString(v.prevHash[:]) {
-			return v.prevProblem(name, lines, i, r)
+			return v.prevProblem(name, line, next, n, r)
 		}
 		if r.Kind == KindStart {
 			return v.fail(name, n, seq, "a start record in the middle of a chain")
@@ -211,15 +240,15 @@ func (v *verifier) record(name string, lines [][]byte, i int, first bool) bool {
 }
 
 // seqProblem says what an unexpected seq means, looking at the next line.
-func (v *verifier) seqProblem(lines [][]byte, i int, seq uint64) string {
+func (v *verifier) seqProblem(nextLine []byte, n int, seq uint64) string {
 	want := v.prevSeq + 1
 	var next *record
-	if i+1 < len(lines) {
-		next, _ = parseRecord(lines[i+1])
+	if nextLine != nil {
+		next, _ = parseRecord(nextLine)
 	}
 	switch {
 	case next != nil && seq > want && *next.Seq == want:
-		return fmt.Sprintf("records out of order: seq %d comes before seq %d (lines %d and %d were swapped)", seq, want, i+1, i+2)
+		return fmt.Sprintf("records out of order: seq %d comes before seq %d (lines %d and %d were swapped)", seq, want, n, n+1)
 	case next != nil && *next.Seq == want+1:
 		return fmt.Sprintf("seq %d where %d was expected: the record was altered", seq, want)
 	case seq > want:
@@ -232,27 +261,27 @@ func (v *verifier) seqProblem(lines [][]byte, i int, seq uint64) string {
 // prevProblem names the altered record when line i's prev does not match
 // the previous record: the previous record was altered when line i is
 // itself intact (a valid checkpoint, or the next line links to it).
-func (v *verifier) prevProblem(name string, lines [][]byte, i int, r *record) bool {
+func (v *verifier) prevProblem(name string, line, nextLine []byte, n int, r *record) bool {
 	seq := *r.Seq
 	intact := false
 	if r.Kind == KindCheckpoint {
 		_, err := checkCheckpoint(r, nil)
 		intact = err == nil
-	} else if i+1 < len(lines) {
-		if next, err := parseRecord(lines[i+1]); err == nil {
-			h := sha256.Sum256(lines[i])
+	} else if nextLine != nil {
+		if next, err := parseRecord(nextLine); err == nil {
+			h := sha256.Sum256(line)
 			intact = next.Prev == hex.EncodeToString(h[:])
 		}
 	} else {
 		intact = true // the last line: the previous one is the likelier edit
 	}
 	if !intact {
-		return v.fail(name, i+1, seq, "the record was altered: its prev does not match the SHA-256 of the previous record, and the next record does not link to it either")
+		return v.fail(name, n, seq, "the record was altered: its prev does not match the SHA-256 of the previous record, and the next record does not link to it either")
 	}
-	if i == 0 {
+	if n == 1 {
 		return v.fail(name, 1, seq, "the first record does not link to the last record of the previous file (seq %d): that file was altered, or the files are not given in order", v.prevSeq)
 	}
-	return v.fail(name, i, v.prevSeq, "the record was altered: its SHA-256 no longer matches the prev of the next record (line %d, seq %d)", i+1, seq)
+	return v.fail(name, n-1, v.prevSeq, "the record was altered: its SHA-256 no longer matches the prev of the next record (line %d, seq %d)", n, seq)
 }
 
 // end applies the checks on how the series ends.

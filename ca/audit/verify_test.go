@@ -187,3 +187,12 @@ func TestVerify_MissingFileIsAProblem(t *testing.T) {
 		t.Fatalf("problem = %v", rep.Problem)
 	}
 }
+
+func TestVerify_OverlongLineIsAProblem(t *testing.T) {
+	ca := newTestCA(t, "EC-P256")
+	path := standardLog(t, ca)
+	lines := readLines(t, path)
+	long := append(bytes.Repeat([]byte("x"), maxLine+10), '\n')
+	writeLines(t, path, append(lines[:3:3], long))
+	wantProblem(t, Verify([]string{path}, VerifyOptions{}), path, 4, 4, "a line longer than")
+}
