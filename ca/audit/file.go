@@ -77,6 +77,9 @@ type File struct {
 	failing  bool
 	closed   bool
 
+	// lock is held while the file is open: one writer per chain.
+	lock *os.File
+
 	stop chan struct{}
 	done chan struct{}
 }
@@ -114,7 +117,11 @@ func OpenFile(o FileOptions) (*File, error) {
 	if err := os.MkdirAll(f.dir, 0o700); err != nil {
 		return nil, fmt.Errorf("audit: %w", err)
 	}
+	if err := f.takeLock(); err != nil {
+		return nil, err
+	}
 	if err := f.resume(); err != nil {
+		f.lock.Close()
 		return nil, err
 	}
 	f.lastCP = o.Clock.Now()
@@ -154,7 +161,7 @@ func (f *File) Close() error {
 	f.checkpointLocked(CheckpointShutdown)
 	err := f.syncLocked()
 	f.closed = true
-	return errors.Join(err, f.f.Close())
+	return errors.Join(err, f.f.Close(), f.lock.Close())
 }
 
 // run flushes every FlushInterval and checkpoints every

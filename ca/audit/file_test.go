@@ -320,3 +320,18 @@ func writePEM(t *testing.T, dir string, c *x509.Certificate) string {
 	}
 	return p
 }
+
+// One chain, one writer: a second meshca on the same file is refused.
+func TestFile_SecondWriterRefused(t *testing.T) {
+	ca := newTestCA(t, "EC-P256")
+	path := filepath.Join(t.TempDir(), "audit.log")
+	l := openLog(t, path, ca, 0)
+	_, err := OpenFile(FileOptions{Path: path})
+	if err == nil || !strings.Contains(err.Error(), "is written by another process") {
+		t.Fatalf("second OpenFile: %v", err)
+	}
+	l.close()
+	l = openLog(t, path, ca, 0) // free again after Close
+	l.close()
+	wantOK(t, Verify([]string{path}, VerifyOptions{Sealed: true}))
+}

@@ -140,6 +140,7 @@ func (l *testLog) crash() {
 	f.flushLocked()
 	f.closed = true
 	f.f.Close()
+	f.lock.Close() // the process is gone: so is its lock
 }
 
 // standardLog writes the log most tests tamper with:

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 )
 
 // Rotated files are named by meshca only: the current file's name, a dot
@@ -39,6 +40,23 @@ func (f *File) rotatedFiles() ([]string, error) {
 	}
 	slices.Sort(out)
 	return out, nil
+}
+
+// takeLock takes an exclusive lock on .<name>.lock next to the file, so
+// that a second meshca (another replica on a shared volume) never writes
+// the same chain; the lock goes with the process.
+func (f *File) takeLock() error {
+	p := filepath.Join(f.dir, "."+f.base+".lock")
+	l, err := os.OpenFile(p, os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return fmt.Errorf("audit: %w", err)
+	}
+	if err := syscall.Flock(int(l.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		l.Close()
+		return fmt.Errorf("audit: %s is written by another process (lock %s: %v); give each meshca its own audit.file", f.o.Path, p, err)
+	}
+	f.lock = l
+	return nil
 }
 
 // moveAside renames the current file to its rotated name, refusing to
