@@ -14,7 +14,10 @@ import (
 
 // auditFile is serve's tamper-evident audit file (audit.file); nil when
 // it is not configured, and every method is a no-op then.
-type auditFile struct{ f *audit.File }
+type auditFile struct {
+	f   *audit.File
+	log *slog.Logger
+}
 
 // openAuditFile opens audit.file and returns the logger serve hands to
 // every part: the same process log, whose audit loggers (audit.New) now
@@ -36,8 +39,8 @@ func openAuditFile(cfg *config.Config, log *slog.Logger, reg prometheus.Register
 	if err != nil {
 		return nil, nil, err
 	}
-	log.Info("audit file open", "file", a.File, "seq", f.Sequence(), "checkpoint_interval", a.CheckpointInterval.Duration)
-	return slog.New(f.Tee(log.Handler())), &auditFile{f: f}, nil
+	log.Info("audit file open", "file", a.File, "seq", f.Sequence(), "checkpoint_interval", a.CheckpointInterval.Duration.String())
+	return slog.New(f.Tee(log.Handler())), &auditFile{f: f, log: log}, nil
 }
 
 // signWith has the checkpoints signed by rt's active intermediate (it
@@ -65,6 +68,6 @@ func (a *auditFile) close() {
 		return
 	}
 	if err := a.f.Close(); err != nil {
-		slog.Default().Error("closing the audit file failed", "error", err)
+		a.log.Error("closing the audit file failed", "error", err)
 	}
 }
