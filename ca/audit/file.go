@@ -75,13 +75,17 @@ type File struct {
 	evh      slog.Handler
 	key      KeySource
 	failing  bool
-	closed   bool
+	// retryRotateAt delays the next rotation after a failed one.
+	retryRotateAt int64
+	closed        bool
 
 	// lock is held while the file is open: one writer per chain.
 	lock *os.File
 
-	stop chan struct{}
-	done chan struct{}
+	stop      chan struct{}
+	done      chan struct{}
+	closeOnce sync.Once
+	closeErr  error
 }
 
 // OpenFile opens (or creates) the audit file and continues its chain: a
@@ -148,20 +152,17 @@ func (f *File) Sequence() uint64 {
 // Close writes the shutdown checkpoint, flushes, syncs and closes the
 // file. Further events are dropped.
 func (f *File) Close() error {
-	f.mu.Lock()
-	if f.closed {
-		f.mu.Unlock()
-		return nil
-	}
-	f.mu.Unlock()
-	close(f.stop)
-	<-f.done
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.checkpointLocked(CheckpointShutdown)
-	err := f.syncLocked()
-	f.closed = true
-	return errors.Join(err, f.f.Close(), f.lock.Close())
+	f.closeOnce.Do(func() {
+		close(f.stop)
+		<-f.done
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		f.checkpointLocked(CheckpointShutdown)
+		err := f.syncLocked()
+		f.closed = true
+		f.closeErr = errors.Join(err, f.f.Close(), f.lock.Close())
+	})
+	return f.closeErr
 }
 
 // run flushes every FlushInterval and checkpoints every
@@ -204,8 +205,11 @@ func (f *File) writeEvent(ctx context.Context, h slog.Handler, r slog.Record) {
 	if len(out) < 3 || out[0] != '{' || out[len(out)-1] != '\n' {
 		return
 	}
-	if f.seq > f.firstSeq && f.size+int64(len(out))+128 > f.o.MaxSize {
+	if f.seq > f.firstSeq && f.size+int64(len(out))+128 > f.o.MaxSize && f.size >= f.retryRotateAt {
 		if err := f.rotateLocked(); err != nil {
+			// Keep writing to the current file; try again after another
+			// quarter of MaxSize, not on every event.
+			f.retryRotateAt = f.size + f.o.MaxSize/4
 			f.writeFailed("rotating", err)
 		}
 	}

@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -334,4 +335,58 @@ func TestFile_SecondWriterRefused(t *testing.T) {
 	l = openLog(t, path, ca, 0) // free again after Close
 	l.close()
 	wantOK(t, Verify([]string{path}, VerifyOptions{Sealed: true}))
+}
+
+// A crash while writing the first record after a rotation leaves a file
+// with only a torn line: the chain continues from the rotated file, and
+// the torn file is kept and acknowledged.
+func TestFile_RestartAfterTornFirstLineAfterRotation(t *testing.T) {
+	ca := newTestCA(t, "EC-P256")
+	path := filepath.Join(t.TempDir(), "audit.log")
+	l := openLog(t, path, ca, 4096)
+	l.issue(12)
+	l.crash()
+	rotated, _ := filepath.Glob(path + ".*")
+	if len(rotated) == 0 {
+		t.Fatal("no rotation")
+	}
+	prevLast := lastRecord(t, rotated[len(rotated)-1])
+	torn := []byte(`{"seq":` + strconv.FormatUint(*prevLast.Seq+1, 10) + `,"prev":"0a`)
+	if err := os.WriteFile(path, torn, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	l = openLog(t, path, ca, 4096)
+	l.close()
+	all, _ := filepath.Glob(path + ".*")
+	if len(all) != len(rotated)+1 {
+		t.Fatalf("files %v; want the torn file kept next to %v", all, rotated)
+	}
+	r := recordAt(t, path, 1)
+	if r.Kind != KindRestart || *r.Seq != *prevLast.Seq+1 || r.TornBytes != len(torn) {
+		t.Fatalf("restart record %+v after seq %d", r, *prevLast.Seq)
+	}
+	wantOK(t, Verify(append(all, path), VerifyOptions{Roots: []*x509.Certificate{ca.root}, Sealed: true}))
+}
+
+// A rotation that fails (the rotated name is taken) keeps writing to the
+// current file and does not retry, with a checkpoint, on every event.
+func TestFile_FailedRotationBacksOff(t *testing.T) {
+	ca := newTestCA(t, "EC-P256")
+	path := filepath.Join(t.TempDir(), "audit.log")
+	if err := os.WriteFile(path+".00000000000000000001", nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	l := openLog(t, path, ca, 4096)
+	l.issue(40)
+	l.close()
+	rotates := 0
+	for _, k := range readLines(t, path) {
+		if bytes.Contains(k, []byte(`"reason":"rotate"`)) {
+			rotates++
+		}
+	}
+	if rotates == 0 || rotates > 12 || testutil.ToFloat64(l.file.m.writeErrors) != float64(rotates) {
+		t.Fatalf("%d rotate checkpoints, %v write errors, for 40 events", rotates, testutil.ToFloat64(l.file.m.writeErrors))
+	}
+	wantOK(t, Verify([]string{path}, VerifyOptions{Roots: []*x509.Certificate{ca.root}, Sealed: true}))
 }

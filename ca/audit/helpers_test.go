@@ -133,14 +133,16 @@ func (l *testLog) close() {
 // written stays, no shutdown checkpoint.
 func (l *testLog) crash() {
 	f := l.file
-	close(f.stop)
-	<-f.done
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.flushLocked()
-	f.closed = true
-	f.f.Close()
-	f.lock.Close() // the process is gone: so is its lock
+	f.closeOnce.Do(func() {
+		close(f.stop)
+		<-f.done
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		f.flushLocked()
+		f.closed = true
+		f.f.Close()
+		f.lock.Close() // the process is gone: so is its lock
+	})
 }
 
 // standardLog writes the log most tests tamper with:

@@ -99,11 +99,6 @@ func parseRecord(line []byte) (*record, error) {
 	return &r, nil
 }
 
-// final reports whether r is a checkpoint that closes its file.
-func (r *record) final() bool {
-	return r.Kind == KindCheckpoint && (r.Reason == CheckpointRotate || r.Reason == CheckpointShutdown)
-}
-
 // appendHead appends the members every record starts with, and the
 // comma after them.
 func appendHead(b []byte, seq uint64, prev *[sha256.Size]byte, kind string) []byte {

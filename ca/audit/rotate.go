@@ -102,7 +102,7 @@ func (f *File) rotateLocked() error {
 	if err := f.create(); err != nil {
 		return err
 	}
-	f.size, f.firstSeq = 0, f.seq+1
+	f.size, f.firstSeq, f.retryRotateAt = 0, f.seq+1, 0
 	f.line = appendHead(f.line[:0], f.seq+1, &f.prev, KindRotated)
 	f.line = appendTime(f.line, f.o.Clock.Now())
 	f.line = appendString(f.line, "previous_file", name)
@@ -199,20 +199,26 @@ func lastIndexByte(b []byte, c byte) int {
 	return -1
 }
 
-// resume continues the chain of the current file (or, when there is none
-// or it is empty, of the newest rotated file), or starts a new one.
+// resume continues the chain of the current file or, when it has no
+// complete record (absent, empty, or only a torn first line after a
+// rotation), of the newest rotated file; without either it starts a new
+// chain.
 func (f *File) resume() error {
 	now := f.o.Clock.Now()
-	var from tail
+	var cur, from tail
 	var fromName string
 	st, err := os.Stat(f.o.Path)
 	switch {
 	case err == nil && st.Size() > 0:
-		if from, err = readTail(f.o.Path); err != nil {
+		if cur, err = readTail(f.o.Path); err != nil {
 			return fmt.Errorf("audit: %w", err)
 		}
-		fromName = f.base
+		from, fromName = cur, f.base
 	case err == nil || errors.Is(err, os.ErrNotExist):
+	default:
+		return fmt.Errorf("audit: %w", err)
+	}
+	if from.last == nil {
 		names, err := f.rotatedFiles()
 		if err != nil {
 			return fmt.Errorf("audit: %w", err)
@@ -223,8 +229,6 @@ func (f *File) resume() error {
 				return fmt.Errorf("audit: %w", err)
 			}
 		}
-	default:
-		return fmt.Errorf("audit: %w", err)
 	}
 	var last *record
 	if from.last != nil {
@@ -233,23 +237,29 @@ func (f *File) resume() error {
 		}
 		f.seq, f.prev = *last.Seq, sha256.Sum256(from.last)
 	}
-	firstSeq := f.seq + 1
-	if from.first != nil {
-		if r, err := parseRecord(from.first); err == nil {
-			firstSeq = *r.Seq
-		}
+	// The torn tail to acknowledge: the current file's, or else (the
+	// current file absent or empty) the rotated file's we continue.
+	torn := cur.torn
+	if len(cur.torn) == 0 && len(cur.first) == 0 {
+		torn = from.torn
 	}
 	previous := ""
 	if fromName != "" && fromName != f.base {
 		previous = fromName
 	}
-	if fromName == f.base && len(from.torn) > 0 {
+	if len(cur.torn) > 0 {
 		// Never extend a torn line: the file stays as the crash left it.
+		firstSeq := f.seq + 1
+		if cur.first != nil {
+			if r, err := parseRecord(cur.first); err == nil {
+				firstSeq = *r.Seq
+			}
+		}
 		if previous, err = f.moveAside(firstSeq); err != nil {
 			return fmt.Errorf("audit: moving aside %s with a torn last line: %w", f.o.Path, err)
 		}
-		f.o.Log.Warn("audit file: the last line was torn (a crash mid-write); the file was moved aside as it is and the chain continues from its last complete record",
-			"file", previous, "torn_bytes", len(from.torn), "last_seq", f.seq)
+		f.o.Log.Warn("audit file: the last line was torn (a crash mid-write); the file was moved aside as it is and the chain continues from the last complete record",
+			"file", previous, "torn_bytes", len(cur.torn), "last_seq", f.seq)
 	}
 	if err := f.create(); err != nil {
 		return err
@@ -257,37 +267,38 @@ func (f *File) resume() error {
 	if fi, err := f.f.Stat(); err == nil {
 		f.size = fi.Size()
 	}
-	if f.size == 0 {
-		f.firstSeq = f.seq + 1
-	} else {
-		f.firstSeq = firstSeq
+	f.firstSeq = f.seq + 1
+	if f.size > 0 && cur.first != nil {
+		if r, err := parseRecord(cur.first); err == nil {
+			f.firstSeq = *r.Seq
+		}
 	}
-	if last == nil && len(from.torn) == 0 {
+	if last == nil && len(torn) == 0 {
 		f.line = appendHead(f.line[:0], 1, &zeroHash, KindStart)
 		f.line = appendTime(f.line, now)
 		f.line = append(f.line, '}')
 		f.appendLocked(f.line, KindStart)
-	} else {
-		clean := last != nil && last.final() && last.Reason == CheckpointShutdown
-		f.line = appendHead(f.line[:0], f.seq+1, &f.prev, KindRestart)
-		f.line = appendTime(f.line, now)
-		if previous != "" {
-			f.line = appendString(f.line, "previous_file", previous)
-		}
-		f.line = append(f.line, `,"previous_clean":`...)
-		f.line = strconv.AppendBool(f.line, clean)
-		if len(from.torn) > 0 {
-			h := sha256.Sum256(from.torn)
-			f.line = append(f.line, `,"torn_bytes":`...)
-			f.line = strconv.AppendInt(f.line, int64(len(from.torn)), 10)
-			f.line = appendString(f.line, "torn_sha256", hex.EncodeToString(h[:]))
-		}
-		f.line = append(f.line, '}')
-		f.appendLocked(f.line, KindRestart)
-		if !clean {
-			f.o.Log.Warn("audit file: the previous run did not end with its shutdown checkpoint (a crash, a kill, or the file was cut); a restart record says so",
-				"file", f.o.Path, "last_seq", f.seq-1)
-		}
+		return f.syncLocked()
+	}
+	clean := last != nil && last.Kind == KindCheckpoint && last.Reason == CheckpointShutdown
+	f.line = appendHead(f.line[:0], f.seq+1, &f.prev, KindRestart)
+	f.line = appendTime(f.line, now)
+	if previous != "" {
+		f.line = appendString(f.line, "previous_file", previous)
+	}
+	f.line = append(f.line, `,"previous_clean":`...)
+	f.line = strconv.AppendBool(f.line, clean)
+	if len(torn) > 0 {
+		h := sha256.Sum256(torn)
+		f.line = append(f.line, `,"torn_bytes":`...)
+		f.line = strconv.AppendInt(f.line, int64(len(torn)), 10)
+		f.line = appendString(f.line, "torn_sha256", hex.EncodeToString(h[:]))
+	}
+	f.line = append(f.line, '}')
+	f.appendLocked(f.line, KindRestart)
+	if !clean {
+		f.o.Log.Warn("audit file: the previous run did not end with its shutdown checkpoint (a crash, a kill, or the file was cut); a restart record says so",
+			"file", f.o.Path, "last_seq", f.seq-1)
 	}
 	return f.syncLocked()
 }
