@@ -59,7 +59,7 @@ func newKey(t *testing.T, alg string) crypto.Signer {
 func newTestCA(t *testing.T, alg string) testCA {
 	t.Helper()
 	rootAlg := "EC-P256"
-	if strings.HasPrefix(alg, "ML-DSA") {
+	if strings.HasPrefix(alg, "ML-DSA") || strings.HasPrefix(alg, "MLDSA") {
 		rootAlg = alg
 	}
 	rk := newKey(t, rootAlg)

@@ -154,7 +154,7 @@ func TestVerify_CheckpointByForeignKeyNeedsRoots(t *testing.T) {
 }
 
 func TestVerify_KeyAlgorithms(t *testing.T) {
-	for _, alg := range []string{"EC-P256", "EC-P384", "RSA", "Ed25519", "ML-DSA-65"} {
+	for _, alg := range []string{"EC-P256", "EC-P384", "RSA", "Ed25519", "ML-DSA-65", "MLDSA65-ECDSA-P256-SHA512"} {
 		t.Run(alg, func(t *testing.T) {
 			ca := newTestCA(t, alg)
 			path := standardLog(t, ca)

@@ -12,7 +12,14 @@ import (
 )
 
 func newAuditCommand() *cobra.Command {
-	cmd := &cobra.Command{Use: "audit", Short: "Check the tamper-evident audit file"}
+	cmd := &cobra.Command{
+		Use:   "audit",
+		Short: "Check the tamper-evident audit file",
+		Long: `With audit.file in the configuration, meshca serve appends every audit event
+(issued, denied, revoked, admin calls) to a hash-chained file with
+checkpoints signed by its intermediate; 'meshca audit verify' checks it.`,
+		Example: `  meshca audit verify --roots root-cert.pem /var/lib/meshca/audit/audit.log`,
+	}
 	var rootsFile string
 	var sealed bool
 	var expectSeq uint64

@@ -107,6 +107,10 @@ func TestAudit_ServeWritesAVerifiableChainAcrossRestarts(t *testing.T) {
 }
 
 func TestAudit_VerifyHelpHasExamples(t *testing.T) {
+	for _, c := range [][]string{{"audit"}, {"audit", "verify"}} {
+		out := meshca(t, append(c, "--help")...)
+		require.Contains(t, out, "Examples:", c)
+	}
 	out := meshca(t, "audit", "verify", "--help")
 	require.Contains(t, out, "Examples:")
 	require.Contains(t, out, "--roots")
