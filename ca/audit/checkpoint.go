@@ -26,7 +26,9 @@ import (
 //
 // The signature is over CheckpointMessage(seq, prev, time, reason): the
 // chain hash up to it, its place in the chain, when, and whether it is
-// final. It is made by the same code that signs meshca's certificates and
+// final. A Catalyst intermediate adds alt_alg and alt_sig, the same
+// message signed with its ML-DSA key (the certificate's 2.5.29.72). It is
+// made by the same code that signs meshca's certificates and
 // CRLs (ca/certenc, with the signature checked against the public key):
 // sha256WithRSAEncryption, ecdsa-with-SHA256/384/512 (by curve) or
 // Ed25519 (RFC 5758, RFC 8410), or pure or composite ML-DSA (RFC 9881,
@@ -39,7 +41,12 @@ import (
 // chain (the signing certificate first).
 type CheckpointKey struct {
 	Signer crypto.Signer
-	Chain  []*x509.Certificate
+	// Alt is a Catalyst intermediate's ML-DSA key (its certificate's
+	// 2.5.29.72): it adds an alternative signature over the same message,
+	// so that a checkpoint stays unforgeable when the classical one no
+	// longer is. Nil for the other profiles.
+	Alt   certenc.AlgorithmSigner
+	Chain []*x509.Certificate
 }
 
 // KeySource returns the current signing key (the active intermediate,
@@ -72,9 +79,20 @@ func appendCheckpoint(b []byte, key CheckpointKey, seq uint64, prev *[sha256.Siz
 	ts := now.UTC().Format(time.RFC3339Nano)
 	var ph [2 * sha256.Size]byte
 	hexEncode(ph[:], prev[:])
-	sig, err := s.Sign(rand.Reader, CheckpointMessage(seq, string(ph[:]), ts, reason))
+	msg := CheckpointMessage(seq, string(ph[:]), ts, reason)
+	sig, err := s.Sign(rand.Reader, msg)
 	if err != nil {
 		return b, err
+	}
+	var alt *certenc.Signer
+	var altSig []byte
+	if key.Alt != nil {
+		if alt, err = certenc.NewSigner(key.Alt, certenc.VerifyAlways); err != nil {
+			return b, err
+		}
+		if altSig, err = alt.Sign(rand.Reader, msg); err != nil {
+			return b, err
+		}
 	}
 	b = appendHead(b, seq, prev, KindCheckpoint)
 	b = appendTime(b, now)
@@ -83,6 +101,12 @@ func appendCheckpoint(b []byte, key CheckpointKey, seq uint64, prev *[sha256.Siz
 	b = base64.StdEncoding.AppendEncode(b, s.Algorithm())
 	b = append(b, `","sig":"`...)
 	b = base64.StdEncoding.AppendEncode(b, sig)
+	if alt != nil {
+		b = append(b, `","alt_alg":"`...)
+		b = base64.StdEncoding.AppendEncode(b, alt.Algorithm())
+		b = append(b, `","alt_sig":"`...)
+		b = base64.StdEncoding.AppendEncode(b, altSig)
+	}
 	b = append(b, `","chain":[`...)
 	for i, c := range key.Chain {
 		if i > 0 {
@@ -144,22 +168,17 @@ func checkCheckpoint(r *record, roots []*x509.Certificate) (*x509.Certificate, e
 		}
 		chain = append(chain, c)
 	}
-	algDER, err := base64.StdEncoding.DecodeString(r.Algorithm)
+	alg, sig, err := decodeSignature("alg", r.Algorithm, "sig", r.Signature)
 	if err != nil {
-		return nil, fmt.Errorf("checkpoint alg is not base64: %w", err)
-	}
-	var alg pkix.AlgorithmIdentifier
-	if rest, err := asn1.Unmarshal(algDER, &alg); err != nil || len(rest) != 0 {
-		return nil, errors.New("checkpoint alg is not a DER AlgorithmIdentifier")
-	}
-	sig, err := base64.StdEncoding.DecodeString(r.Signature)
-	if err != nil {
-		return nil, fmt.Errorf("checkpoint sig is not base64: %w", err)
+		return nil, err
 	}
 	msg := CheckpointMessage(*r.Seq, r.Prev, r.Time, r.Reason)
 	signer := chain[0]
 	if err := checkSignature(signer, alg, msg, sig); err != nil {
 		return nil, fmt.Errorf("checkpoint signature does not verify with its certificate %q: %w", signer.Subject, err)
+	}
+	if err := checkAltSignature(signer, r, msg); err != nil {
+		return nil, err
 	}
 	if len(roots) > 0 {
 		rep := verify.Chain(chain, verify.Options{Roots: roots, Now: t, PQ: root.SignedPostQuantum(signer)})
@@ -181,4 +200,52 @@ func checkSignature(c *x509.Certificate, alg pkix.AlgorithmIdentifier, msg, sig 
 		return err
 	}
 	return pqc.VerifySignature(alg, pub, msg, sig)
+}
+
+// decodeSignature decodes a base64 DER AlgorithmIdentifier and a base64
+// signature.
+func decodeSignature(algName, algB64, sigName, sigB64 string) (pkix.AlgorithmIdentifier, []byte, error) {
+	var alg pkix.AlgorithmIdentifier
+	algDER, err := base64.StdEncoding.DecodeString(algB64)
+	if err != nil {
+		return alg, nil, fmt.Errorf("checkpoint %s is not base64: %w", algName, err)
+	}
+	if rest, err := asn1.Unmarshal(algDER, &alg); err != nil || len(rest) != 0 {
+		return alg, nil, fmt.Errorf("checkpoint %s is not a DER AlgorithmIdentifier", algName)
+	}
+	sig, err := base64.StdEncoding.DecodeString(sigB64)
+	if err != nil {
+		return alg, nil, fmt.Errorf("checkpoint %s is not base64: %w", sigName, err)
+	}
+	return alg, sig, nil
+}
+
+// checkAltSignature checks a Catalyst intermediate's alternative ML-DSA
+// signature, with the certificate's 2.5.29.72 key: a certificate that has
+// one must have signed with it.
+func checkAltSignature(c *x509.Certificate, r *record, msg []byte) error {
+	spki, err := root.AltPublicKeyInfo(c)
+	if err != nil {
+		return fmt.Errorf("checkpoint certificate %q: %w", c.Subject, err)
+	}
+	switch {
+	case spki == nil && r.AltSignature == "" && r.AltAlgorithm == "":
+		return nil
+	case spki == nil:
+		return fmt.Errorf("checkpoint carries an alternative signature, but its certificate %q has no alternative public key (2.5.29.72)", c.Subject)
+	case r.AltSignature == "":
+		return fmt.Errorf("checkpoint has no alternative signature (alt_sig), but its certificate %q has an ML-DSA key (2.5.29.72) that must sign it", c.Subject)
+	}
+	alg, sig, err := decodeSignature("alt_alg", r.AltAlgorithm, "alt_sig", r.AltSignature)
+	if err != nil {
+		return err
+	}
+	pub, err := pqc.ParsePKIXPublicKey(spki)
+	if err == nil {
+		err = pqc.VerifySignature(alg, pub, msg, sig)
+	}
+	if err != nil {
+		return fmt.Errorf("checkpoint alternative signature does not verify with the 2.5.29.72 key of %q: %w", c.Subject, err)
+	}
+	return nil
 }

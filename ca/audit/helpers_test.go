@@ -20,6 +20,7 @@ import (
 
 	clocktesting "k8s.io/utils/clock/testing"
 
+	"github.com/meshca/meshca/ca/certenc"
 	"github.com/meshca/meshca/ca/pqc"
 	"github.com/meshca/meshca/ca/root"
 )
@@ -30,6 +31,7 @@ var testNow = time.Date(2026, 12, 6, 5, 0, 0, 0, time.UTC)
 type testCA struct {
 	root, inter *x509.Certificate
 	key         crypto.Signer
+	alt         certenc.AlgorithmSigner // catalyst only
 }
 
 func newKey(t *testing.T, alg string) crypto.Signer {
@@ -55,7 +57,9 @@ func newKey(t *testing.T, alg string) crypto.Signer {
 }
 
 // newTestCA makes a root and an intermediate of key algorithm alg (the
-// root is ML-DSA too for an ML-DSA intermediate: a pure post-quantum chain).
+// root is ML-DSA too for an ML-DSA intermediate: a pure post-quantum
+// chain); "catalyst" is an EC P-256 intermediate with an ML-DSA-65
+// alternative key.
 func newTestCA(t *testing.T, alg string) testCA {
 	t.Helper()
 	rootAlg := "EC-P256"
@@ -67,17 +71,21 @@ func newTestCA(t *testing.T, alg string) testCA {
 	if err != nil {
 		t.Fatal(err)
 	}
+	var alt certenc.AlgorithmSigner
+	if alg == "catalyst" {
+		alg, alt = "EC-P256", newKey(t, "ML-DSA-65").(certenc.AlgorithmSigner)
+	}
 	ik := newKey(t, alg)
-	ic, err := root.Mint(rc, root.CAKey{Signer: rk}, root.CAKey{Signer: ik}, root.IntermediateTemplate{CommonName: "audit test intermediate", Organization: "meshca", Lifetime: 24 * time.Hour}, testNow.Add(-time.Hour))
+	ic, err := root.Mint(rc, root.CAKey{Signer: rk}, root.CAKey{Signer: ik, Alt: alt}, root.IntermediateTemplate{CommonName: "audit test intermediate", Organization: "meshca", Lifetime: 24 * time.Hour}, testNow.Add(-time.Hour))
 	if err != nil {
 		t.Fatal(err)
 	}
-	return testCA{root: rc, inter: ic, key: ik}
+	return testCA{root: rc, inter: ic, key: ik, alt: alt}
 }
 
 func (c testCA) source() KeySource {
 	return func() (CheckpointKey, error) {
-		return CheckpointKey{Signer: c.key, Chain: []*x509.Certificate{c.inter}}, nil
+		return CheckpointKey{Signer: c.key, Alt: c.alt, Chain: []*x509.Certificate{c.inter}}, nil
 	}
 }
 

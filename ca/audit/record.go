@@ -65,10 +65,14 @@ type record struct {
 	Time string  `json:"time"`
 
 	// checkpoint
-	Reason    string   `json:"reason,omitempty"`
-	Algorithm string   `json:"alg,omitempty"`
-	Signature string   `json:"sig,omitempty"`
-	Chain     []string `json:"chain,omitempty"`
+	Reason    string `json:"reason,omitempty"`
+	Algorithm string `json:"alg,omitempty"`
+	Signature string `json:"sig,omitempty"`
+	// AltAlgorithm and AltSignature: a Catalyst intermediate's ML-DSA
+	// signature of the same message.
+	AltAlgorithm string   `json:"alt_alg,omitempty"`
+	AltSignature string   `json:"alt_sig,omitempty"`
+	Chain        []string `json:"chain,omitempty"`
 
 	// restart and rotated
 	PreviousFile  string `json:"previous_file,omitempty"`

@@ -154,7 +154,7 @@ func TestVerify_CheckpointByForeignKeyNeedsRoots(t *testing.T) {
 }
 
 func TestVerify_KeyAlgorithms(t *testing.T) {
-	for _, alg := range []string{"EC-P256", "EC-P384", "RSA", "Ed25519", "ML-DSA-65", "MLDSA65-ECDSA-P256-SHA512"} {
+	for _, alg := range []string{"EC-P256", "EC-P384", "RSA", "Ed25519", "ML-DSA-65", "MLDSA65-ECDSA-P256-SHA512", "catalyst"} {
 		t.Run(alg, func(t *testing.T) {
 			ca := newTestCA(t, alg)
 			path := standardLog(t, ca)
@@ -196,4 +196,28 @@ func TestVerify_OverlongLineIsAProblem(t *testing.T) {
 	long := append(bytes.Repeat([]byte("x"), maxLine+10), '\n')
 	writeLines(t, path, append(lines[:3:3], long))
 	wantProblem(t, Verify([]string{path}, VerifyOptions{}), path, 4, 4, "a line longer than")
+}
+
+// A Catalyst intermediate signs each checkpoint twice: ECDSA and ML-DSA
+// (its 2.5.29.72 key). Both must verify, and neither may be left out.
+func TestCheckpoint_CatalystAltSignatureRequired(t *testing.T) {
+	ca := newTestCA(t, "catalyst")
+	path := standardLog(t, ca)
+	r := recordAt(t, path, 13)
+	if r.AltSignature == "" || r.AltAlgorithm == "" {
+		t.Fatalf("catalyst checkpoint without an alternative signature: %+v", r)
+	}
+	wantOK(t, Verify([]string{path}, VerifyOptions{Roots: []*x509.Certificate{ca.root}, Sealed: true}))
+	orig := readLines(t, path)
+
+	lines := readLines(t, path)
+	lines[12] = bytes.Replace(lines[12], []byte(`,"alt_alg":"`+r.AltAlgorithm+`","alt_sig":"`+r.AltSignature+`"`), nil, 1)
+	writeLines(t, path, lines)
+	wantProblem(t, Verify([]string{path}, VerifyOptions{}), path, 13, 13, "checkpoint has no alternative signature (alt_sig)")
+
+	lines = orig
+	other := recordAt(t, standardLog(t, ca), 13) // another valid ML-DSA signature, of another message
+	lines[12] = bytes.Replace(lines[12], []byte(r.AltSignature), []byte(other.AltSignature), 1)
+	writeLines(t, path, lines)
+	wantProblem(t, Verify([]string{path}, VerifyOptions{}), path, 13, 13, "checkpoint alternative signature does not verify")
 }

@@ -56,7 +56,7 @@ func (a *auditFile) signWith(rt *authority.Runtime) func() {
 		if m == nil {
 			return audit.CheckpointKey{}, errors.New("no signing material")
 		}
-		return audit.CheckpointKey{Signer: m.Signer, Chain: append([]*x509.Certificate{m.Bundle.Cert}, m.Bundle.Intermediates...)}, nil
+		return audit.CheckpointKey{Signer: m.Signer, Alt: m.AltSigner, Chain: append([]*x509.Certificate{m.Bundle.Cert}, m.Bundle.Intermediates...)}, nil
 	})
 	return a.close
 }

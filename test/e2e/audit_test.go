@@ -63,6 +63,9 @@ func TestAudit_ServeWritesAVerifiableChainAcrossRestarts(t *testing.T) {
 	out, ok := auditVerify(t, "--roots", roots, file)
 	require.True(t, ok, out)
 	require.Contains(t, out, "checkpoint certificates chain to --roots")
+	b, err := os.ReadFile(file)
+	require.NoError(t, err)
+	require.Contains(t, string(b), `"alt_sig":"`, "the default (catalyst) intermediate signs checkpoints with its ML-DSA key too")
 	out, ok = auditVerify(t, "--sealed", file)
 	require.False(t, ok, "a running meshca's log is not sealed:\n%s", out)
 	stopServe(t, s)
@@ -97,7 +100,7 @@ func TestAudit_ServeWritesAVerifiableChainAcrossRestarts(t *testing.T) {
 	require.Equal(t, 2, n, "one issuance per run: %v", kinds)
 
 	// Delete the third record: named, non-zero exit.
-	b, err := os.ReadFile(file)
+	b, err = os.ReadFile(file)
 	require.NoError(t, err)
 	lines := bytes.SplitAfter(b, []byte("\n"))
 	require.NoError(t, os.WriteFile(file, bytes.Join(append(lines[:2:2], lines[3:]...), nil), 0o600))
