@@ -125,6 +125,9 @@ func OpenFile(o FileOptions) (*File, error) {
 		return nil, err
 	}
 	if err := f.resume(); err != nil {
+		if f.f != nil {
+			f.f.Close()
+		}
 		f.lock.Close()
 		return nil, err
 	}
@@ -180,6 +183,9 @@ func (f *File) run() {
 		f.mu.Lock()
 		if f.since > 0 && f.o.Clock.Since(f.lastCP) >= f.o.CheckpointInterval {
 			f.checkpointLocked(CheckpointInterval)
+			// Without a key, or when signing failed (logged), the next
+			// try is an interval later, not at every flush.
+			f.lastCP = f.o.Clock.Now()
 			_ = f.syncLocked()
 		} else {
 			f.flushLocked()

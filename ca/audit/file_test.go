@@ -8,16 +8,20 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
+	"io"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	clocktesting "k8s.io/utils/clock/testing"
 )
 
 // poll waits for cond, with a deadline.
@@ -387,6 +391,61 @@ func TestFile_FailedRotationBacksOff(t *testing.T) {
 	}
 	if rotates == 0 || rotates > 12 || testutil.ToFloat64(l.file.m.writeErrors) != float64(rotates) {
 		t.Fatalf("%d rotate checkpoints, %v write errors, for 40 events", rotates, testutil.ToFloat64(l.file.m.writeErrors))
+	}
+	wantOK(t, Verify([]string{path}, VerifyOptions{Roots: []*x509.Certificate{ca.root}, Sealed: true}))
+}
+
+// lockedBuffer is a log sink safe to read while the file's goroutine writes.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) count(s string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return strings.Count(l.b.String(), s)
+}
+
+// Until serve hands it the intermediate, the file has no key: the
+// interval checkpoint is skipped (and retried an interval later, not at
+// every flush), and the first checkpoint after SetKey covers everything.
+func TestFile_NoKeyYetRetriesAnIntervalLater(t *testing.T) {
+	ca := newTestCA(t, "EC-P256")
+	path := filepath.Join(t.TempDir(), "audit.log")
+	warnings := &lockedBuffer{}
+	clk := clocktesting.NewFakeClock(testNow)
+	f, err := OpenFile(FileOptions{Path: path, Clock: clk, CheckpointInterval: time.Minute, FlushInterval: time.Second,
+		Log: slog.New(slog.NewTextHandler(warnings, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	al := New(slog.New(f.Tee(slog.NewJSONHandler(io.Discard, nil))))
+	al.Issued(t.Context(), Decision{Identity: "spiffe://cluster.local/ns/a/sa/b"})
+	poll(t, clk.HasWaiters)
+	clk.Step(time.Minute) // the interval: no key
+	poll(t, func() bool { return warnings.count("no checkpoint key yet") == 1 })
+	for i := range 5 {
+		// One more event, then a flush tick, which must have run when
+		// the event is in the file: a flush, not another attempt.
+		al.Issued(t.Context(), Decision{Identity: "spiffe://cluster.local/ns/a/sa/b"})
+		clk.Step(time.Second)
+		poll(t, func() bool { return len(readLines(t, path)) == i+4 }) // start, i+2 events, ""
+	}
+	f.SetKey(ca.source())
+	clk.Step(time.Minute)
+	poll(t, func() bool { return testutil.ToFloat64(f.m.checkpointSeq) == 8 })
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if n := warnings.count("no checkpoint key yet"); n != 1 {
+		t.Fatalf("%d warnings; want 1", n)
 	}
 	wantOK(t, Verify([]string{path}, VerifyOptions{Roots: []*x509.Certificate{ca.root}, Sealed: true}))
 }
