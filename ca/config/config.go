@@ -85,6 +85,9 @@ type Config struct {
 	// Signers configures the Kubernetes-native front doors (the CSR API,
 	// PodCertificateRequests, cert-manager) and the manager they run on.
 	Signers SignersConfig `json:"signers,omitzero"`
+	// Federation configures the foreign trust domains whose SPIFFE bundles
+	// meshca polls and publishes (federation.go).
+	Federation FederationConfig `json:"federation,omitzero"`
 	// Audit configures the tamper-evident audit file.
 	Audit AuditConfig `json:"audit,omitzero"`
 }
@@ -236,6 +239,7 @@ func Load(path string) (*Config, error) {
 		// No store file to sit next to: the configuration's directory.
 		c.Server.AdminSocket = filepath.Join(filepath.Dir(path), AdminSocketFile)
 	}
+	c.Federation.Init(c.Server.AdminSocket)
 	return c, nil
 }
 
@@ -264,7 +268,7 @@ func (c *Config) resolvePaths(base string) {
 		c.Kubernetes.Kubeconfig = filepath.Join(base, c.Kubernetes.Kubeconfig)
 	}
 	c.Audit.resolvePath(base)
-	for _, p := range append([]*string{&c.Root.File.RootCert, &c.Root.File.RootKey, &c.Root.File.RootPQKey, &c.Root.File.CACertsDir, &c.KeyStore.Dir, &c.Store.Path, &c.Store.PasswordFile, &c.Server.AdminSocket, &c.CRL.RootCRL.File, &c.Alerts.Slack.WebhookURLFile, &c.Alerts.Webhook.URLFile}, c.Root.Vault.Paths()...) {
+	for _, p := range append([]*string{&c.Root.File.RootCert, &c.Root.File.RootKey, &c.Root.File.RootPQKey, &c.Root.File.CACertsDir, &c.KeyStore.Dir, &c.Store.Path, &c.Store.PasswordFile, &c.Server.AdminSocket, &c.CRL.RootCRL.File, &c.Alerts.Slack.WebhookURLFile, &c.Alerts.Webhook.URLFile}, append(c.Root.Vault.Paths(), c.Federation.paths()...)...) {
 		if *p != "" && !filepath.IsAbs(*p) && !strings.Contains(*p, ":") {
 			*p = filepath.Join(base, *p)
 		}
@@ -312,6 +316,7 @@ func (c *Config) Init() {
 	c.Alerts.Init()
 	c.Inventory.init()
 	c.Signers.init(c)
+	c.Federation.Init(c.Server.AdminSocket)
 	c.Audit.init()
 }
 
@@ -449,6 +454,7 @@ func (c *Config) Validate() error {
 	c.Inventory.validate(add)
 	c.Signers.validate(c, add)
 	c.Rotation.Root.validate(add)
+	c.Federation.validate(c.TrustDomain, add)
 	c.Audit.validate(add)
 	return errors.Join(errs...)
 }
