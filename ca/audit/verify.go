@@ -35,6 +35,10 @@ type Problem struct {
 	Line int
 	Seq  uint64
 	What string
+	// IncompleteTail: the last file ends in the middle of a record. It is
+	// also what a reader may see while meshca is writing that record, so
+	// a caller checking a live file may verify again a moment later.
+	IncompleteTail bool
 }
 
 func (p *Problem) Error() string {
@@ -168,7 +172,9 @@ func (v *verifier) file(name string, r *bufio.Reader, lastFile bool) bool {
 	}
 	if len(torn) > 0 {
 		if lastFile {
-			return v.fail(name, n+1, v.prevSeq+1, "incomplete last record (%d bytes without a newline): the file was cut mid-record, or meshca crashed while writing it (its next start acknowledges such a tail in a restart record)", len(torn))
+			v.fail(name, n+1, v.prevSeq+1, "incomplete last record (%d bytes without a newline): the file was cut mid-record, or meshca crashed while writing it (its next start acknowledges such a tail in a restart record)", len(torn))
+			v.rep.Problem.IncompleteTail = true
+			return true
 		}
 		h := sha256.Sum256(torn)
 		v.tornLen, v.tornHash, v.tornFile = len(torn), hex.EncodeToString(h[:]), name

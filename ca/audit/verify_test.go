@@ -71,7 +71,11 @@ func TestVerify_TruncatedMidLine(t *testing.T) {
 	lines := readLines(t, path)
 	cut := append(lines[:8:8], lines[8][:len(lines[8])/2]) // lines 1-8 and half of 9
 	writeLines(t, path, cut)
-	wantProblem(t, Verify([]string{path}, VerifyOptions{}), path, 9, 9, "incomplete last record")
+	rep := Verify([]string{path}, VerifyOptions{})
+	wantProblem(t, rep, path, 9, 9, "incomplete last record")
+	if !rep.Problem.IncompleteTail {
+		t.Fatal("IncompleteTail not set")
+	}
 }
 
 // A cut at a line boundary leaves a well-formed, shorter chain: the hash

@@ -4,12 +4,19 @@ import (
 	"crypto/x509"
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/spf13/cobra"
+	"k8s.io/utils/clock"
 
 	"github.com/meshca/meshca/ca/audit"
 	"github.com/meshca/meshca/ca/root"
 )
+
+// liveTailWait is how long verify waits before looking again at a last
+// record that ends mid-line (meshca writes whole lines, but a reader can
+// see one half written).
+const liveTailWait = 500 * time.Millisecond
 
 func newAuditCommand() *cobra.Command {
 	cmd := &cobra.Command{
@@ -51,7 +58,8 @@ records after the last checkpoint are reported: only the hash chain
 covers them until the next checkpoint.
 
 It reads the files only and works while meshca serve writes them (the
-last file then ends without a shutdown checkpoint).`,
+last file then ends without a shutdown checkpoint; a last record seen half
+written is read again after half a second).`,
 		Example: `  meshca audit verify /var/lib/meshca/audit/audit.log
   # a rotated series, with the checkpoints' certificates checked against the root
   meshca audit verify --roots root-cert.pem /var/lib/meshca/audit/audit.log.* /var/lib/meshca/audit/audit.log
@@ -66,7 +74,14 @@ last file then ends without a shutdown checkpoint).`,
 					return fmt.Errorf("--roots %w", err)
 				}
 			}
-			rep := audit.Verify(files, audit.VerifyOptions{Roots: roots, Sealed: sealed, ExpectSeq: expectSeq})
+			opts := audit.VerifyOptions{Roots: roots, Sealed: sealed, ExpectSeq: expectSeq}
+			rep := audit.Verify(files, opts)
+			if rep.Problem != nil && rep.Problem.IncompleteTail {
+				// A running meshca may be writing the last record: look
+				// again once it has had the time to finish it.
+				clock.RealClock{}.Sleep(liveTailWait)
+				rep = audit.Verify(files, opts)
+			}
 			printAuditReport(cmd.OutOrStdout(), rep, len(roots) > 0)
 			if err := rep.Err(); err != nil {
 				return fmt.Errorf("audit log broken: %w", err)
