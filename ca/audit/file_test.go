@@ -180,6 +180,12 @@ func TestFile_RestartAfterTornWrite(t *testing.T) {
 	if len(rep.Notes) != 2 || !strings.Contains(rep.Notes[0], "torn record of 19 bytes") {
 		t.Fatalf("notes %q", rep.Notes)
 	}
+	// The new file alone: it starts mid-chain, its torn predecessor not given.
+	rep = Verify([]string{path}, VerifyOptions{Roots: []*x509.Certificate{ca.root}, Sealed: true})
+	wantOK(t, rep)
+	if len(rep.Notes) == 0 || !strings.Contains(rep.Notes[0], "the series starts at seq 5") {
+		t.Fatalf("notes %q", rep.Notes)
+	}
 	// The torn file alone, as the last of a series: named.
 	wantProblem(t, Verify([]string{aside}, VerifyOptions{}), aside, 5, 5, "incomplete last record")
 	// Another tail than the one acknowledged: named.

@@ -197,7 +197,7 @@ func (v *verifier) record(name string, line, next []byte, n int, first bool) boo
 		}
 		v.rep.Notes = append(v.rep.Notes, fmt.Sprintf("%s ends with a torn record of %d bytes (a crash mid-write), acknowledged by %s line %d (seq %d)", v.tornFile, v.tornLen, name, n, seq))
 		v.tornLen = 0
-	} else if r.TornBytes > 0 {
+	} else if r.TornBytes > 0 && v.started {
 		return v.fail(name, n, seq, "the restart record claims a torn tail of %d bytes, but the previous record ends its file cleanly", r.TornBytes)
 	}
 	if !v.started {
