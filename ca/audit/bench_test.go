@@ -35,3 +35,20 @@ func BenchmarkIssued_WithAuditFile(b *testing.B) {
 		al.Issued(context.Background(), benchDecision)
 	}
 }
+
+// BenchmarkCheckpoint is one checkpoint of a Catalyst intermediate (ECDSA
+// P-256 and ML-DSA-65, each signature checked by certenc): audit writes
+// wait for it once per checkpointInterval.
+func BenchmarkCheckpoint(b *testing.B) {
+	ca := newTestCA(b, "catalyst")
+	key, _ := ca.source()()
+	var line []byte
+	var prev [32]byte
+	b.ReportAllocs()
+	for b.Loop() {
+		var err error
+		if line, err = appendCheckpoint(line[:0], key, 2, &prev, testNow, CheckpointInterval); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

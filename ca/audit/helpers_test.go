@@ -34,7 +34,7 @@ type testCA struct {
 	alt         certenc.AlgorithmSigner // catalyst only
 }
 
-func newKey(t *testing.T, alg string) crypto.Signer {
+func newKey(t testing.TB, alg string) crypto.Signer {
 	t.Helper()
 	var k crypto.Signer
 	var err error
@@ -60,7 +60,7 @@ func newKey(t *testing.T, alg string) crypto.Signer {
 // root is ML-DSA too for an ML-DSA intermediate: a pure post-quantum
 // chain); "catalyst" is an EC P-256 intermediate with an ML-DSA-65
 // alternative key.
-func newTestCA(t *testing.T, alg string) testCA {
+func newTestCA(t testing.TB, alg string) testCA {
 	t.Helper()
 	rootAlg := "EC-P256"
 	if strings.HasPrefix(alg, "ML-DSA") || strings.HasPrefix(alg, "MLDSA") {
