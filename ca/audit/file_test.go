@@ -455,3 +455,29 @@ func TestFile_NoKeyYetRetriesAnIntervalLater(t *testing.T) {
 	}
 	wantOK(t, Verify([]string{path}, VerifyOptions{Roots: []*x509.Certificate{ca.root}, Sealed: true}))
 }
+
+// The process log keeps the audit lines it had: same line, with or
+// without the file.
+func TestFile_TeeKeepsTheProcessLogLine(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.log")
+	f, err := OpenFile(FileOptions{Path: path, Log: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var with, without bytes.Buffer
+	noTime := &slog.HandlerOptions{ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
+		if a.Key == slog.TimeKey {
+			return slog.Attr{}
+		}
+		return a
+	}}
+	d := Decision{Identity: "spiffe://cluster.local/ns/a/sa/b", Requester: "istio", Serial: "0a", Profile: "catalyst", Generation: 1}
+	New(slog.New(f.Tee(slog.NewJSONHandler(&with, noTime)))).Issued(t.Context(), d)
+	New(slog.New(slog.NewJSONHandler(&without, noTime))).Issued(t.Context(), d)
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if with.String() != without.String() || !strings.Contains(with.String(), `"event":"certificate.issued"`) {
+		t.Fatalf("process log with the file:\n%s\nwithout:\n%s", with.String(), without.String())
+	}
+}
