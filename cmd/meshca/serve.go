@@ -86,6 +86,11 @@ SIGINT or SIGTERM.`,
 
 			reg := prometheus.NewRegistry()
 			reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+			log, audf, err := openAuditFile(cfg, log, reg)
+			if err != nil {
+				return err
+			}
+			defer audf.close()
 			rc, err := restConfig(cfg.Kubernetes)
 			if err != nil {
 				return err
@@ -105,6 +110,7 @@ SIGINT or SIGTERM.`,
 				return err
 			}
 			defer rt.Close()
+			defer audf.signWith(rt)() // sealed before the key closes
 			rot.single = single
 			if rot.lineages, err = openSignerLineages(ctx, cfg, rt, rot, log, reg); err != nil {
 				return err
