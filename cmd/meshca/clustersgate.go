@@ -23,31 +23,23 @@ const (
 	trustGatePoll = 200 * time.Millisecond
 )
 
-// trustGate is a plug-in cluster's intermediate manager as the root
-// rotation sees it: its RefreshRoots (phases publish-both-roots and
-// remove-old-root) returns only once every listed cluster holds the roots
-// in force, read back from its apiserver — a plug-in cluster's cacerts
-// root-cert.pem, a meshca-signs cluster's istio-ca-root-cert in its
-// istiod namespace. Until then the phase does not complete, so no cluster
-// moves to an intermediate under the new root before every cluster
-// trusts both (Istio's root rotation, phases 1 to 3: "Plug in CA
-// Certificates", cacert_rotation).
-type trustGate struct {
-	rootrotation.Intermediates
-	clusters meshClusters
-}
-
-// RefreshRoots implements rootrotation.Intermediates.
-func (g trustGate) RefreshRoots(ctx context.Context) error {
-	if err := g.Intermediates.RefreshRoots(ctx); err != nil {
-		return err
-	}
+// rootsGate is the root rotation's gate (rootrotation.RootsGate) for the
+// phases publish-both-roots and remove-old-root: it returns only once
+// every cluster holds the roots in force, read back from its apiserver —
+// a plug-in cluster's cacerts root-cert.pem, a meshca-signs cluster's
+// istio-ca-root-cert in its istiod namespace. Until then the phase does
+// not complete, so no cluster moves to an intermediate under the new root
+// (nor meshca's serving certificate, which a meshca-signs cluster's
+// proxies verify with that ConfigMap) before every cluster trusts both
+// (Istio's root rotation, phases 1 to 3: "Plug in CA Certificates",
+// cacert_rotation). A cluster that cannot be reached holds the phase.
+func (cs meshClusters) rootsGate(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, trustGateWait)
 	defer cancel()
 	t := time.NewTicker(trustGatePoll)
 	defer t.Stop()
 	for {
-		missing := g.clusters.untrusting(ctx)
+		missing := cs.untrusting(ctx)
 		if len(missing) == 0 {
 			return nil
 		}
@@ -119,7 +111,10 @@ func containsRoot(certs []*x509.Certificate, c *x509.Certificate) bool {
 	return false
 }
 
-// UncountedLeaves implements rootrotation.UncountedLeaves: the cluster's
+// uncountedLineage is a plug-in cluster's intermediate manager as the
+// root rotation sees it (rootrotation.UncountedLeaves): the cluster's
 // istiod signs its leaves, which meshca does not record, so wait-out-ttl
 // lasts rotation.root.ttlMaxWait for it.
-func (trustGate) UncountedLeaves() bool { return true }
+type uncountedLineage struct{ rootrotation.Intermediates }
+
+func (uncountedLineage) UncountedLeaves() bool { return true }

@@ -148,12 +148,14 @@ func openClusters(ctx context.Context, cfg *config.Config, rt *authority.Runtime
 	}
 	// The root rotation moves each plug-in cluster's intermediate after
 	// the default signer's and the signers', and completes a roots phase
-	// only once every cluster trusts the roots (trustGate).
+	// only once every cluster trusts the roots (rootsGate), also when all
+	// of them are meshca-signs and the default signer is the only lineage.
 	for _, mc := range out {
 		if mc.lineage != nil {
-			rot.root.AddLineage(mc.cfg.Lineage(), trustGate{Intermediates: mc.lineage.m, clusters: out})
+			rot.root.AddLineage(mc.cfg.Lineage(), uncountedLineage{mc.lineage.m})
 		}
 	}
+	rot.root.AddRootsGate(out.rootsGate)
 	return out, nil
 }
 

@@ -141,6 +141,8 @@ type Controller struct {
 	stuckRaised bool
 	// lineages are the signers with their own intermediate (AddLineage).
 	lineages []lineage
+	// gates hold the roots phases until they pass (AddRootsGate).
+	gates []RootsGate
 	// shown is the status as of the last time the lock was released:
 	// RotationStatus answers with it while a step holds the lock (phase 2
 	// and 4 read the issuance records, which takes seconds at a million
@@ -322,6 +324,9 @@ func (c *Controller) stepLocked(ctx context.Context) (*phaseEvent, bool) {
 				err = fmt.Errorf("publish the roots%s (RefreshRoots): %w", c.ofLineage(l), err)
 				break
 			}
+		}
+		if err == nil {
+			err = c.gatesLocked(ctx)
 		}
 		if err == nil {
 			return c.enterLocked(ctx, p.next(), "enter", "controller", "")
