@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/x509"
+	"errors"
 	"log/slog"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -15,6 +17,7 @@ import (
 type federationDeps struct {
 	cfg      *config.Config
 	trust    *trustPublisher // nil when trust distribution is off
+	clusters meshClusters    // the clusters section's, each with its own publisher
 	alerting *alerts
 	single   *singletons
 	log      *slog.Logger
@@ -34,8 +37,20 @@ func startFederation(ctx context.Context, d federationDeps) error {
 		return nil
 	}
 	o := federation.Options{Config: fc, Log: d.log, Registerer: d.reg}
-	if d.trust != nil && d.cfg.TrustBundle.ClusterTrustBundles.On() {
-		o.Sink = d.trust.p
+	var sinks federatedSinks
+	if d.cfg.TrustBundle.ClusterTrustBundles.On() {
+		if d.trust != nil {
+			sinks = append(sinks, d.trust.p)
+		}
+		// Every cluster of the mesh trusts the partner, not only the
+		// local one: each cluster's publisher writes the same labelled
+		// ClusterTrustBundles (clusters section).
+		for _, c := range d.clusters {
+			sinks = append(sinks, c.pub.p)
+		}
+	}
+	if len(sinks) > 0 {
+		o.Sink = sinks
 	} else {
 		d.log.Warn("federation: not publishing the foreign roots as ClusterTrustBundles: set trustBundle.enabled (and keep trustBundle.clusterTrustBundles.enabled); meshca federation snippet still prints Istio's caCertificates")
 	}
@@ -55,6 +70,20 @@ func startFederation(ctx context.Context, d federationDeps) error {
 	d.log.Info("federation: polling foreign bundle endpoints", "trust_domains", names, "state_dir", fc.StateDir,
 		"min_refresh", fc.MinRefresh.Duration, "max_refresh", fc.MaxRefresh.Duration, "stale_after", fc.StaleAfter.Duration)
 	return nil
+}
+
+// federatedSinks hands the foreign roots to every trust publisher: the
+// local cluster's and each of the clusters section's.
+type federatedSinks []federation.Sink
+
+// SetFederated implements federation.Sink; every sink gets the roots even
+// when one refuses them.
+func (ss federatedSinks) SetFederated(ctx context.Context, configured []string, roots map[string][]*x509.Certificate) error {
+	var errs []error
+	for _, s := range ss {
+		errs = append(errs, s.SetFederated(ctx, configured, roots))
+	}
+	return errors.Join(errs...)
 }
 
 // leaderAlerts raises and clears the staleness alerts on the Lease holder

@@ -133,7 +133,7 @@ SIGINT or SIGTERM.`,
 			if err != nil {
 				return err
 			}
-			if err := startFederation(ctx, federationDeps{cfg: cfg, trust: trust, alerting: alerting, single: single, log: log, reg: reg}); err != nil {
+			if err := startFederation(ctx, federationDeps{cfg: cfg, trust: trust, clusters: clusters, alerting: alerting, single: single, log: log, reg: reg}); err != nil {
 				return err
 			}
 			// Every CRL is rebuilt before anything is served or published,
