@@ -15,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/cache"
 	"k8s.io/utils/clock"
 
+	"github.com/meshca/meshca/ca/config"
 	"github.com/meshca/meshca/ca/identity"
 	"github.com/meshca/meshca/ca/store"
 )
@@ -59,10 +60,11 @@ type ClientCert struct {
 	VerifiedTTL time.Duration
 	// VerifiedSize bounds the memory; zero means 65536.
 	VerifiedSize int
-	// Untrusted, when set, names CA lineages (store.Generation.Signer)
-	// whose stored generations are never trusted for client certificates:
-	// intermediates whose key is held outside meshca (a plug-in cluster's,
-	// written into that cluster's cacerts Secret).
+	// Untrusted, when set, names more CA lineages (store.Generation.Signer)
+	// whose stored generations are never trusted for client certificates.
+	// A plug-in cluster's intermediate (config.IsClusterLineage), whose
+	// key is written into that cluster's cacerts Secret, never is, with or
+	// without it.
 	Untrusted func(lineage string) bool
 
 	once     sync.Once
@@ -198,7 +200,7 @@ func (a *ClientCert) generationPool(ctx context.Context, now time.Time) *x509.Ce
 		if g.ActivatedAt.IsZero() {
 			continue // never signed anything
 		}
-		if a.Untrusted != nil && a.Untrusted(g.Lineage()) {
+		if config.IsClusterLineage(g.Lineage()) || a.Untrusted != nil && a.Untrusted(g.Lineage()) {
 			continue // its key is held outside meshca
 		}
 		for _, der := range append([][]byte{g.CertDER}, g.ChainDER...) {

@@ -218,3 +218,23 @@ func TestClientCert_UntrustedLineageIsNotTrusted(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "spiffe://cluster.local/ns/default/sa/def", c.Identity.String())
 }
+
+// A plug-in cluster's intermediate (lineage "cluster:<id>") is never
+// meshca's intermediate for client certificates, also where the caller
+// sets no Untrusted (the admin endpoint's TCP listener did not): its key
+// is written into that cluster's cacerts Secret.
+func TestClientCert_ClusterLineageIsNeverTrusted(t *testing.T) {
+	m := newMiniCA(t)
+	cluster, ckey := m.intermediate("meshca cluster east", 2)
+	cur, _ := m.intermediate("meshca-2", 4)
+	clusterLeaf := leafFor(t, cluster, ckey, "east", 30)
+	now := time.Now()
+	records := &generationRecords{countingRecords: countingRecords{recs: map[string]store.Issuance{
+		recordOf(clusterLeaf).Serial: recordOf(clusterLeaf)}},
+		gens: []store.Generation{
+			{ID: 1, CertDER: cluster.Raw, ChainDER: [][]byte{m.root.Raw}, ActivatedAt: now.Add(-time.Hour), Signer: "cluster:east"},
+		}}
+	a := &authn.ClientCert{Trust: &pools{roots: poolOf(m.root), inters: poolOf(cur)}, Records: records, TrustDomain: "cluster.local"}
+	_, err := a.Authenticate(context.Background(), authn.Credentials{PeerCertificates: []*x509.Certificate{clusterLeaf, cluster}})
+	require.Equal(t, "untrusted_certificate", authn.ReasonOf(err))
+}
