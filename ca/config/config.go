@@ -85,6 +85,8 @@ type Config struct {
 	// Signers configures the Kubernetes-native front doors (the CSR API,
 	// PodCertificateRequests, cert-manager) and the manager they run on.
 	Signers SignersConfig `json:"signers,omitzero"`
+	// BundleEndpoint serves the trust domain's SPIFFE bundle over HTTPS.
+	BundleEndpoint BundleEndpointConfig `json:"bundleEndpoint,omitzero"`
 }
 
 // Root sources (root.source).
@@ -266,6 +268,7 @@ func (c *Config) resolvePaths(base string) {
 			*p = filepath.Join(base, *p)
 		}
 	}
+	c.BundleEndpoint.resolvePaths(base)
 }
 
 // Init fills every unset value with its default.
@@ -309,6 +312,7 @@ func (c *Config) Init() {
 	c.Alerts.Init()
 	c.Inventory.init()
 	c.Signers.init(c)
+	c.BundleEndpoint.init(c.TrustDomain)
 }
 
 func (i *IntermediateConfig) init() {
@@ -445,6 +449,7 @@ func (c *Config) Validate() error {
 	c.Inventory.validate(add)
 	c.Signers.validate(c, add)
 	c.Rotation.Root.validate(add)
+	c.BundleEndpoint.validate(td, add)
 	return errors.Join(errs...)
 }
 
