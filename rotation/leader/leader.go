@@ -35,6 +35,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/leaderelection"
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
+	"k8s.io/utils/clock"
 
 	"github.com/meshca/meshca/ca/store"
 )
@@ -55,6 +56,9 @@ type Options struct {
 	// Registerer, when set, gets meshca_lease_held and
 	// meshca_lease_lost_total.
 	Registerer prometheus.Registerer
+	// Clock times the renewal watchdog and the retries (default: the real
+	// clock). client-go's elector keeps its own real clock.
+	Clock clock.WithTicker
 }
 
 // Elector holds the Lease for the singleton jobs.
@@ -103,13 +107,14 @@ type termJobs struct {
 // write last succeeded.
 type renewLock struct {
 	resourcelock.Interface
-	last atomic.Int64 // UnixNano
+	clock clock.PassiveClock
+	last  atomic.Int64 // UnixNano
 }
 
 func (l *renewLock) Create(ctx context.Context, r resourcelock.LeaderElectionRecord) error {
 	err := l.Interface.Create(ctx, r)
 	if err == nil {
-		l.last.Store(time.Now().UnixNano())
+		l.last.Store(l.clock.Now().UnixNano())
 	}
 	return err
 }
@@ -117,14 +122,14 @@ func (l *renewLock) Create(ctx context.Context, r resourcelock.LeaderElectionRec
 func (l *renewLock) Update(ctx context.Context, r resourcelock.LeaderElectionRecord) error {
 	err := l.Interface.Update(ctx, r)
 	if err == nil {
-		l.last.Store(time.Now().UnixNano())
+		l.last.Store(l.clock.Now().UnixNano())
 	}
 	return err
 }
 
 // sinceRenewal is how long ago the Lease was last written.
 func (l *renewLock) sinceRenewal() time.Duration {
-	return time.Since(time.Unix(0, l.last.Load()))
+	return l.clock.Since(time.Unix(0, l.last.Load()))
 }
 
 // New builds an Elector on the Lease o.Namespace/o.Name.
@@ -146,6 +151,9 @@ func New(rc *rest.Config, o Options) (*Elector, error) {
 	}
 	if o.Log == nil {
 		o.Log = slog.Default()
+	}
+	if o.Clock == nil {
+		o.Clock = clock.RealClock{}
 	}
 	if o.Identity == "" {
 		host, err := os.Hostname()
@@ -183,7 +191,7 @@ func New(rc *rest.Config, o Options) (*Elector, error) {
 	}
 	r := *e.lock
 	e.reader = &r
-	e.renewed = &renewLock{Interface: e.lock}
+	e.renewed = &renewLock{Interface: e.lock, clock: o.Clock}
 	e.le, err = leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
 		Lock: e.renewed, LeaseDuration: o.LeaseDuration, RenewDeadline: o.RenewDeadline, RetryPeriod: o.RetryPeriod,
 		ReleaseOnCancel: true, Name: o.Name,
@@ -317,7 +325,7 @@ func (e *Elector) readFence(ctx context.Context) (store.Fence, bool) {
 		select {
 		case <-ctx.Done():
 			return store.Fence{}, false
-		case <-time.After(e.o.RetryPeriod):
+		case <-e.o.Clock.After(e.o.RetryPeriod):
 		}
 	}
 }
@@ -328,13 +336,13 @@ func (e *Elector) readFence(ctx context.Context) (store.Fence, bool) {
 // does not answer takes up to another renew deadline, past the lease
 // duration after which another replica may take it.
 func (e *Elector) watchRenewals(ctx context.Context, cancel context.CancelFunc) {
-	t := time.NewTicker(e.o.RetryPeriod / 4)
+	t := e.o.Clock.NewTicker(e.o.RetryPeriod / 4)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case <-t.C():
 		}
 		if since := e.renewed.sinceRenewal(); since > e.o.RenewDeadline {
 			e.o.Log.Warn("the lease was not renewed within the renew deadline; stopping the singleton jobs", "since", since.Round(time.Millisecond))
@@ -412,7 +420,7 @@ func (e *Elector) stopJobs(bound time.Duration) {
 		select {
 		case <-done:
 			return
-		case <-time.After(e.o.StopWait):
+		case <-e.o.Clock.After(e.o.StopWait):
 		}
 		waited += e.o.StopWait
 		if bound > 0 && waited >= bound {
