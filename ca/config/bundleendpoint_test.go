@@ -1,6 +1,8 @@
 package config_test
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -60,5 +62,34 @@ func TestBundleEndpoint_ValidationNamesTheKeyAndTheFix(t *testing.T) {
 			require.Error(t, err)
 			require.True(t, strings.Contains(err.Error(), tc.want), "%v\nwant %q", err, tc.want)
 		})
+	}
+}
+
+// The commented bundleEndpoint block of the shipped example, uncommented,
+// parses strictly and validates: it documents every key with valid values.
+func TestBundleEndpoint_ExampleBlockValidates(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", "..", "deploy", "examples", "meshca.yaml"))
+	require.NoError(t, err)
+	var block []string
+	in := false
+	for _, line := range strings.Split(string(b), "\n") {
+		switch {
+		case line == "# bundleEndpoint:":
+			in = true
+		case in && !strings.HasPrefix(line, "#   "):
+			in = false
+		}
+		if in {
+			block = append(block, strings.TrimPrefix(line, "# "))
+		}
+	}
+	require.Greater(t, len(block), 10, "no bundleEndpoint block in the example")
+	for _, profile := range []string{config.BundleProfileWeb, config.BundleProfileSPIFFE} {
+		y := strings.Replace(strings.Join(block, "\n"), "profile: https_web ", "profile: "+profile+" ", 1)
+		c, err := config.Parse([]byte(mergeYAML(t, minimal, y)))
+		require.NoError(t, err, y)
+		require.NoError(t, c.Validate(), y)
+		require.Equal(t, profile, c.BundleEndpoint.Profile)
+		require.Equal(t, []string{"meshca-bundle.example.com"}, c.BundleEndpoint.SPIFFE.DNSNames)
 	}
 }
