@@ -20,10 +20,11 @@ import (
 // startBundleEndpoint serves the trust domain's SPIFFE bundle on
 // bundleEndpoint.address when it is set: the roots of the active material
 // (those the trust publisher gives Istio, both during a root rotation),
-// numbered through the store, so that every replica serves the same
-// spiffe_sequence for the same roots. It runs until ctx ends or the
+// numbered through the store by the Lease holder; every replica serves
+// the bundle the store holds, so that all serve one bundle and one
+// spiffe_sequence. It runs until ctx ends or the
 // returned stop is called; stop waits for the server to shut down.
-func startBundleEndpoint(ctx context.Context, cfg *config.Config, rt *authority.Runtime, log *slog.Logger, reg prometheus.Registerer) (stop func(), err error) {
+func startBundleEndpoint(ctx context.Context, cfg *config.Config, rt *authority.Runtime, single *singletons, log *slog.Logger, reg prometheus.Registerer) (stop func(), err error) {
 	if !cfg.BundleEndpoint.Enabled() {
 		return func() {}, nil
 	}
@@ -33,7 +34,7 @@ func startBundleEndpoint(ctx context.Context, cfg *config.Config, rt *authority.
 			cancel()
 		}
 	}()
-	done, err := runBundleEndpoint(ctx, cfg, rt, log, reg)
+	done, err := runBundleEndpoint(ctx, cfg, rt, single, log, reg)
 	if err != nil {
 		return nil, err
 	}
@@ -45,7 +46,7 @@ func startBundleEndpoint(ctx context.Context, cfg *config.Config, rt *authority.
 
 // runBundleEndpoint starts the parts of the endpoint; done closes once
 // its server has stopped.
-func runBundleEndpoint(ctx context.Context, cfg *config.Config, rt *authority.Runtime, log *slog.Logger, reg prometheus.Registerer) (done chan struct{}, err error) {
+func runBundleEndpoint(ctx context.Context, cfg *config.Config, rt *authority.Runtime, single *singletons, log *slog.Logger, reg prometheus.Registerer) (done chan struct{}, err error) {
 	bc := cfg.BundleEndpoint
 	seqs, ok := rt.Store.(store.BundleSequences)
 	if !ok {
@@ -62,6 +63,9 @@ func runBundleEndpoint(ctx context.Context, cfg *config.Config, rt *authority.Ru
 	log = log.With("component", "bundle-endpoint")
 	b, err := bundleendpoint.New(bundleendpoint.Options{
 		TrustDomain: td, Sequences: seqs, RefreshHint: bc.RefreshHint.Duration, Log: log,
+		// With several replicas the Lease holder numbers the bundle and the
+		// others serve it from the store.
+		Leading: single.leads(),
 		Roots: func() []*x509.Certificate {
 			if m := rt.Authority.Material(); m != nil {
 				return m.Bundle.Roots

@@ -191,7 +191,7 @@ domain's SPIFFE bundle over HTTPS (profile https_web or https_spiffe).`,
 				return err
 			}
 			defer adm.Close()
-			stopBundle, err := startBundleEndpoint(ctx, cfg, rt, log, reg)
+			stopBundle, err := startBundleEndpoint(ctx, cfg, rt, single, log, reg)
 			if err != nil {
 				return err
 			}

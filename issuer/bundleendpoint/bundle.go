@@ -35,12 +35,17 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/utils/clock"
 
+	"github.com/meshca/meshca/ca/root"
 	"github.com/meshca/meshca/ca/store"
 )
 
 // DefaultPoll is how often the Bundler compares the roots with those it
 // serves (a hash of a few certificates).
 const DefaultPoll = time.Second
+
+// DefaultFollowPoll is how often a Bundler that does not lead reads the
+// bundle last numbered from the store (one read of one row).
+const DefaultFollowPoll = 5 * time.Second
 
 // DefaultBackoff is the retry delay after a failed refresh (the store is
 // unreachable): it doubles from 1s up to 30s, jittered.
@@ -87,14 +92,26 @@ type Options struct {
 	// Roots returns the trust anchors meshca publishes now (the active
 	// material's roots: both the old and the new during a root rotation).
 	Roots func() []*x509.Certificate
-	// Sequences numbers the contents; shared by the replicas.
+	// Sequences numbers the contents and keeps the last one; shared by
+	// the replicas.
 	Sequences store.BundleSequences
+	// Leading reports whether this replica holds the Lease of meshca's
+	// singleton jobs; nil means one replica, always. Only the holder
+	// numbers its roots: the other replicas serve the bundle it numbered
+	// last, from the store, so that every replica serves the same bundle
+	// even while a follower's own view of the roots lags (a root rotation
+	// runs on the holder). Before anything was numbered a follower numbers
+	// its own roots.
+	Leading func() bool
 	// RefreshHint is spiffe_refresh_hint.
 	RefreshHint time.Duration
 	// Clock drives polling and retries; nil means the real clock.
 	Clock clock.WithTicker
 	// Poll is how often Run compares the roots; zero means DefaultPoll.
 	Poll time.Duration
+	// FollowPoll is how often Run reads the store when not leading; zero
+	// means DefaultFollowPoll.
+	FollowPoll time.Duration
 	// Backoff is the retry delay after a failed refresh; zero means DefaultBackoff.
 	Backoff wait.Backoff
 	Log     *slog.Logger
@@ -127,6 +144,9 @@ func New(o Options) (*Bundler, error) {
 	if o.Poll <= 0 {
 		o.Poll = DefaultPoll
 	}
+	if o.FollowPoll <= 0 {
+		o.FollowPoll = DefaultFollowPoll
+	}
 	if o.Backoff.Duration <= 0 {
 		o.Backoff = DefaultBackoff
 	}
@@ -139,12 +159,24 @@ func New(o Options) (*Bundler, error) {
 // Current is the document served now; nil before the first refresh.
 func (b *Bundler) Current() *Document { return b.cur.Load() }
 
-// Refresh builds the document from the current roots unless it serves
-// their content already. A changed content is numbered by the store
-// first: on failure nothing changes and the error says why.
+// Refresh updates the document: the Lease holder (or the one replica)
+// builds it from the current roots unless it serves their content
+// already, numbering a changed content through the store first; another
+// replica serves the content the store holds. On failure nothing changes
+// and the error says why.
 func (b *Bundler) Refresh(ctx context.Context) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if !b.leading() {
+		return b.follow(ctx)
+	}
+	return b.lead(ctx)
+}
+
+func (b *Bundler) leading() bool { return b.o.Leading == nil || b.o.Leading() }
+
+// lead numbers and serves this replica's roots.
+func (b *Bundler) lead(ctx context.Context) error {
 	roots := dedupe(b.o.Roots())
 	if len(roots) == 0 {
 		return errors.New("bundleendpoint: no roots to serve")
@@ -153,17 +185,43 @@ func (b *Bundler) Refresh(ctx context.Context) error {
 	if cur := b.cur.Load(); cur != nil && cur.Digest == digest {
 		return nil
 	}
-	seq, err := b.o.Sequences.BundleSequence(ctx, b.o.TrustDomain.Name(), digest)
+	seq, err := b.o.Sequences.BundleSequence(ctx, b.o.TrustDomain.Name(), digest, root.EncodePEM(roots...))
 	if err != nil {
 		return fmt.Errorf("bundleendpoint: numbering the bundle: %w", err)
 	}
+	return b.serveDoc(roots, seq, digest)
+}
+
+// follow serves the content the store numbered last (the Lease holder's).
+func (b *Bundler) follow(ctx context.Context) error {
+	rec, err := b.o.Sequences.GetBundle(ctx, b.o.TrustDomain.Name())
+	if errors.Is(err, store.ErrNotFound) {
+		return b.lead(ctx)
+	}
+	if err != nil {
+		return fmt.Errorf("bundleendpoint: reading the bundle the lease holder numbered: %w", err)
+	}
+	if cur := b.cur.Load(); cur != nil && cur.Digest == rec.Digest {
+		return nil
+	}
+	roots, err := root.ParseCertificates(rec.Content)
+	if err != nil {
+		return fmt.Errorf("bundleendpoint: the roots of bundle %d in the store: %w", rec.Sequence, err)
+	}
+	if ContentDigest(roots) != rec.Digest {
+		return fmt.Errorf("bundleendpoint: the roots of bundle %d in the store do not match its digest", rec.Sequence)
+	}
+	return b.serveDoc(roots, rec.Sequence, rec.Digest)
+}
+
+// serveDoc builds the document of roots and serves it. The store hands
+// out higher numbers for new contents only, and this content differs
+// from the current one: its number is higher than the current one's.
+func (b *Bundler) serveDoc(roots []*x509.Certificate, seq uint64, digest [32]byte) error {
 	doc, err := build(b.o.TrustDomain, roots, seq, digest, b.o.RefreshHint)
 	if err != nil {
 		return err
 	}
-	// The store only hands out higher numbers for new contents, and this
-	// document's content differs from the current one: its number is
-	// higher than the current one's.
 	b.cur.Store(doc)
 	b.metrics.set(doc)
 	b.o.Log.Info("serving the SPIFFE bundle", "trust_domain", b.o.TrustDomain.Name(), "sequence", seq, "authorities", len(roots))
@@ -214,6 +272,9 @@ func (b *Bundler) Run(ctx context.Context) {
 	var retry wait.DelayFunc
 	for {
 		d := b.o.Poll
+		if !b.leading() {
+			d = b.o.FollowPoll
+		}
 		if err := b.Refresh(ctx); err != nil {
 			if ctx.Err() != nil {
 				return

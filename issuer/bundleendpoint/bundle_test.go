@@ -182,12 +182,12 @@ type flakyStore struct {
 	calls atomic.Int32
 }
 
-func (f *flakyStore) BundleSequence(ctx context.Context, name string, d [32]byte) (uint64, error) {
+func (f *flakyStore) BundleSequence(ctx context.Context, name string, d [32]byte, content []byte) (uint64, error) {
 	f.calls.Add(1)
 	if f.fail.Load() {
 		return 0, errors.New("connection refused")
 	}
-	return f.BundleSequences.BundleSequence(ctx, name, d)
+	return f.BundleSequences.BundleSequence(ctx, name, d, content)
 }
 
 // TestBundler_RunPicksUpNewRootsAndKeepsServingWhileTheStoreFails: the
@@ -252,4 +252,43 @@ func metricValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
 	}
 	t.Fatalf("no metric %s", name)
 	return 0
+}
+
+// TestBundler_AFollowerServesTheBundleTheLeaseHolderNumbered: a replica
+// that does not hold the Lease serves the bundle the holder numbered last,
+// from the store, even while its own roots lag behind the holder's (a root
+// rotation runs on the holder); before anything was numbered it numbers
+// its own roots; once it leads it serves its roots again.
+func TestBundler_AFollowerServesTheBundleTheLeaseHolderNumbered(t *testing.T) {
+	ctx := context.Background()
+	a, bRoot := newRoot(t, "root A"), newRoot(t, "root B")
+	st := openBolt(t, filepath.Join(t.TempDir(), "meshca.db"))
+	holderRoots, followerRoots := &roots{}, &roots{}
+	holderRoots.set(a)
+	followerRoots.set(a)
+	var leads atomic.Bool
+	holder := newBundler(t, holderRoots, st, time.Minute, func(o *bundleendpoint.Options) { o.Leading = func() bool { return true } })
+	follower := newBundler(t, followerRoots, st, time.Minute, func(o *bundleendpoint.Options) { o.Leading = leads.Load })
+
+	require.NoError(t, follower.Refresh(ctx))
+	require.Equal(t, uint64(1), follower.Current().Sequence, "nothing numbered yet: the follower numbers its roots")
+	require.NoError(t, holder.Refresh(ctx))
+	require.Equal(t, uint64(1), holder.Current().Sequence)
+
+	holderRoots.set(a, bRoot)
+	require.NoError(t, holder.Refresh(ctx))
+	require.Equal(t, uint64(2), holder.Current().Sequence)
+	require.NoError(t, follower.Refresh(ctx))
+	require.Equal(t, uint64(2), follower.Current().Sequence)
+	require.Equal(t, holder.Current().JSON, follower.Current().JSON, "the follower serves the holder's bundle byte for byte")
+	parsed, err := spiffebundle.Parse(td, follower.Current().JSON)
+	require.NoError(t, err)
+	requireBundle(t, parsed, 2, time.Minute, a, bRoot)
+
+	leads.Store(true)
+	require.NoError(t, follower.Refresh(ctx))
+	require.Equal(t, uint64(3), follower.Current().Sequence, "leading, it numbers its own (lagging) roots: a change")
+	parsed, err = spiffebundle.Parse(td, follower.Current().JSON)
+	require.NoError(t, err)
+	requireBundle(t, parsed, 3, time.Minute, a)
 }

@@ -22,7 +22,6 @@ const (
 	readHeaderTimeout = 5 * time.Second
 	readTimeout       = 10 * time.Second
 	writeTimeout      = 10 * time.Second
-	idleTimeout       = time.Minute
 	maxHeaderBytes    = 8 << 10
 	shutdownTimeout   = 5 * time.Second
 )
@@ -74,20 +73,22 @@ func Listen(o ServerOptions) (*Server, error) {
 		return nil, fmt.Errorf("bundleEndpoint.address: %w", err)
 	}
 	limited := server.LimitConnections(ln, "bundle-endpoint", o.MaxConnections, max(1, o.MaxConnections/4), o.Log)
-	return &Server{
-		ln: tls.NewListener(limited, cfg),
-		http: &http.Server{
-			Handler:           o.Handler,
-			ReadHeaderTimeout: readHeaderTimeout,
-			ReadTimeout:       readTimeout,
-			WriteTimeout:      writeTimeout,
-			IdleTimeout:       idleTimeout,
-			MaxHeaderBytes:    maxHeaderBytes,
-			// No HTTP/2 (the TLS configuration offers only http/1.1).
-			TLSNextProto: map[string]func(*http.Server, *tls.Conn, http.Handler){},
-			ErrorLog:     slog.NewLogLogger(o.Log.Handler(), slog.LevelDebug),
-		},
-	}, nil
+	hs := &http.Server{
+		Handler:           o.Handler,
+		ReadHeaderTimeout: readHeaderTimeout,
+		ReadTimeout:       readTimeout,
+		WriteTimeout:      writeTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
+		// No HTTP/2 (the TLS configuration offers only http/1.1).
+		TLSNextProto: map[string]func(*http.Server, *tls.Conn, http.Handler){},
+		ErrorLog:     slog.NewLogLogger(o.Log.Handler(), slog.LevelDebug),
+	}
+	// One request per connection: consumers fetch once per refresh hint
+	// (minutes), and clients that open a new transport for every fetch
+	// (go-spiffe's federation.FetchBundle does) would otherwise leave
+	// idle connections holding the endpoint's slots until idleTimeout.
+	hs.SetKeepAlivesEnabled(false)
+	return &Server{ln: tls.NewListener(limited, cfg), http: hs}, nil
 }
 
 // Addr is the bound address.

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/spiffe/go-spiffe/v2/federation"
 	"github.com/stretchr/testify/require"
 	testingclock "k8s.io/utils/clock/testing"
 
@@ -173,4 +174,21 @@ func TestFileCertificate_ReloadsChangedFilesAndKeepsTheLastGoodPair(t *testing.T
 	err := bad.Load()
 	require.ErrorContains(t, err, "bundleEndpoint.https_web: "+web.certFile+" and "+web.keyFile)
 	require.NotContains(t, err.Error(), "AAAA")
+}
+
+// TestServer_OneRequestPerConnectionSoNewClientsNeverRunOutOfSlots:
+// go-spiffe's FetchBundle opens a new transport for every fetch and leaves
+// its connection idle; the endpoint closes each connection after its
+// response, so that many more fetches than the per-address connection
+// limit (4 here) all succeed.
+func TestServer_OneRequestPerConnectionSoNewClientsNeverRunOutOfSlots(t *testing.T) {
+	url, web, _ := webEndpoint(t)
+	for i := range 12 {
+		_, err := federation.FetchBundle(context.Background(), td, url, federation.WithWebPKIRoots(web.pool))
+		require.NoError(t, err, "fetch %d", i)
+	}
+	resp, err := client(web.pool).Get(url)
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.True(t, resp.Close, "the response closes the connection")
 }

@@ -10,6 +10,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
+	"fmt"
 	"math/big"
 	"net"
 	"os"
@@ -26,15 +27,6 @@ import (
 )
 
 var bundleTD = spiffeid.RequireTrustDomainFromString("cluster.local")
-
-// appendConfig appends yaml to the meshca.yaml of dir.
-func appendConfig(t *testing.T, dir, yaml string) {
-	t.Helper()
-	p := filepath.Join(dir, "meshca.yaml")
-	b, err := os.ReadFile(p)
-	require.NoError(t, err)
-	require.NoError(t, os.WriteFile(p, append(b, []byte(yaml)...), 0o644))
-}
 
 // bundleURL is the https URL of s's SPIFFE bundle endpoint at path, from
 // the address it logged.
@@ -80,7 +72,7 @@ func requireFetched(t *testing.T, b *spiffebundle.Bundle, seq uint64, hint time.
 // publishes A and B at sequence 2, and a restart serves them at 2 again.
 func TestServe_BundleEndpointHTTPSSPIFFE(t *testing.T) {
 	dir, bDir := initCA(t), initCA(t)
-	appendConfig(t, dir, "bundleEndpoint:\n  address: 127.0.0.1:0\n  profile: https_spiffe\n  refreshHint: 42s\n")
+	appendYAML(t, dir, "bundleEndpoint:\n  address: 127.0.0.1:0\n  profile: https_spiffe\n  refreshHint: 42s\n")
 	aPEM, err := os.ReadFile(filepath.Join(dir, "root-cert.pem"))
 	require.NoError(t, err)
 	bPEM, err := os.ReadFile(filepath.Join(bDir, "root-cert.pem"))
@@ -124,7 +116,7 @@ func TestServe_BundleEndpointHTTPSWeb(t *testing.T) {
 	dir := initCA(t)
 	web := newE2EWebPKI(t)
 	web.issue(t, "bundle one")
-	appendConfig(t, dir, "bundleEndpoint:\n  address: 127.0.0.1:0\n  path: /trust/bundle.json\n  https_web:\n    certFile: "+web.certFile+
+	appendYAML(t, dir, "bundleEndpoint:\n  address: 127.0.0.1:0\n  path: /trust/bundle.json\n  https_web:\n    certFile: "+web.certFile+
 		"\n    keyFile: "+web.keyFile+"\n    reloadInterval: 1s\n")
 	aPEM, err := os.ReadFile(filepath.Join(dir, "root-cert.pem"))
 	require.NoError(t, err)
@@ -197,3 +189,38 @@ func (w *e2eWebPKI) issue(t *testing.T, cn string) {
 	require.NoError(t, os.WriteFile(w.certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644))
 }
 
+
+// TestHA_BothReplicasServeTheBundleWithOneSequence: two replicas on one
+// PostgreSQL store each serve the bundle endpoint with the same
+// sequence; after a root rotation driven on the Lease holder both serve
+// A and B under one new sequence (the follower from the store: its own
+// view of the roots does not follow the holder's root rotation).
+func TestHA_BothReplicasServeTheBundleWithOneSequence(t *testing.T) {
+	c := newHACluster(t, "bundleEndpoint:\n  address: 127.0.0.1:0\n  profile: https_spiffe\n")
+	bDir := initCA(t)
+	aPEM, err := os.ReadFile(filepath.Join(c.dirA, "root-cert.pem"))
+	require.NoError(t, err)
+	bPEM, err := os.ReadFile(filepath.Join(bDir, "root-cert.pem"))
+	require.NoError(t, err)
+	rootA, rootB := splitPEM(t, string(aPEM))[0], splitPEM(t, string(bPEM))[0]
+	id := spiffeid.RequireFromString("spiffe://cluster.local/ns/istio-system/sa/meshca")
+	auth := federation.WithSPIFFEAuth(x509bundle.FromX509Authorities(bundleTD, []*x509.Certificate{rootA}), id)
+	a, b, _, _ := c.startPair(t)
+	urls := []string{bundleURL(t, a, "/"), bundleURL(t, b, "/")}
+	for i, u := range urls {
+		got, err := federation.FetchBundle(t.Context(), bundleTD, u, auth)
+		require.NoError(t, err, "replica %d", i)
+		requireFetched(t, got, 1, 5*time.Minute, rootA)
+	}
+
+	meshca(t, "rotate", "root", "--dir", c.dirA, "--new-root-cert", filepath.Join(bDir, "root-cert.pem"), "--new-root-key", filepath.Join(bDir, "root-key.pem"), "--new-root-pq-key", filepath.Join(bDir, "root-pq-key.pem"))
+	for i, s := range []*server{a, b} {
+		waitFor(t, 30*time.Second, fmt.Sprintf("replica %d serves sequence 2", i), func() bool {
+			_, body := get(t, "http://"+s.ops+"/metrics")
+			return strings.Contains(body, "meshca_bundle_endpoint_sequence 2\n")
+		})
+		got, err := federation.FetchBundle(t.Context(), bundleTD, urls[i], auth)
+		require.NoError(t, err, "replica %d", i)
+		requireFetched(t, got, 2, 5*time.Minute, rootA, rootB)
+	}
+}

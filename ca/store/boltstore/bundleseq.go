@@ -1,6 +1,7 @@
 package boltstore
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"fmt"
@@ -12,9 +13,9 @@ import (
 )
 
 // The SPIFFE bundle sequences: one record per bundle name in its own
-// bucket, the 8-byte big-endian number followed by the 32-byte digest of
-// the content it numbers. The bucket is created by the first call, so a
-// store written before bundle sequences existed needs no migration.
+// bucket, the 8-byte big-endian number, the 32-byte digest of the content
+// it numbers, then the content. The bucket is created by the first call,
+// so a store written before bundle sequences existed needs no migration.
 var bucketBundleSequences = []byte("bundle_sequences")
 
 var _ store.BundleSequences = (*Store)(nil)
@@ -22,47 +23,37 @@ var _ store.BundleSequences = (*Store)(nil)
 // BundleSequence implements store.BundleSequences: the record is read and,
 // for a new digest, advanced in one fsynced transaction; bbolt runs one
 // writer at a time. The same digest again is answered from a read.
-func (s *Store) BundleSequence(ctx context.Context, name string, digest [32]byte) (uint64, error) {
-	if err := store.ValidateBundleName(name); err != nil {
+func (s *Store) BundleSequence(ctx context.Context, name string, digest [32]byte, content []byte) (uint64, error) {
+	if err := store.ValidateBundle(name, content); err != nil {
 		return 0, err
 	}
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
-	var n uint64
-	found := false
-	err := s.db.View(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketBundleSequences)
-		if b == nil {
-			return nil
-		}
-		seq, d, ok, err := decodeBundleSeq(b.Get([]byte(name)))
-		if err == nil && ok && d == digest {
-			n, found = seq, true
-		}
-		return err
-	})
-	if err != nil || found {
-		return n, err
+	if rec, err := s.GetBundle(ctx, name); err == nil && rec.Digest == digest {
+		return rec.Sequence, nil
 	}
-	err = s.w.Update(func(tx *bolt.Tx) error {
+	var n uint64
+	err := s.w.Update(func(tx *bolt.Tx) error {
 		b, err := tx.CreateBucketIfNotExists(bucketBundleSequences)
 		if err != nil {
 			return err
 		}
-		cur, d, ok, err := decodeBundleSeq(b.Get([]byte(name)))
+		cur, ok, err := decodeBundleRecord(b.Get([]byte(name)))
 		if err != nil {
 			return err
 		}
-		if ok && d == digest {
-			n = cur
+		if ok && cur.Digest == digest {
+			n = cur.Sequence
 			return nil
 		}
-		if cur == math.MaxUint64 {
+		if cur.Sequence == math.MaxUint64 {
 			return fmt.Errorf("bundle sequence numbers of %s are exhausted", name)
 		}
-		n = cur + 1
-		return b.Put([]byte(name), append(u64(n), digest[:]...))
+		n = cur.Sequence + 1
+		v := make([]byte, 0, 8+32+len(content))
+		v = append(append(append(v, u64(n)...), digest[:]...), content...)
+		return b.Put([]byte(name), v)
 	})
 	if err != nil {
 		return 0, err
@@ -70,14 +61,42 @@ func (s *Store) BundleSequence(ctx context.Context, name string, digest [32]byte
 	return n, nil
 }
 
-// decodeBundleSeq splits a record; ok is false for none.
-func decodeBundleSeq(v []byte) (seq uint64, digest [32]byte, ok bool, err error) {
+// GetBundle implements store.BundleSequences.
+func (s *Store) GetBundle(_ context.Context, name string) (store.BundleRecord, error) {
+	if err := store.ValidateBundleName(name); err != nil {
+		return store.BundleRecord{}, err
+	}
+	var rec store.BundleRecord
+	err := s.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketBundleSequences)
+		if b == nil {
+			return store.ErrNotFound
+		}
+		r, ok, err := decodeBundleRecord(b.Get([]byte(name)))
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return store.ErrNotFound
+		}
+		rec = r
+		return nil
+	})
+	return rec, err
+}
+
+// decodeBundleRecord splits a record (copying the content out of bbolt's
+// memory); ok is false for none.
+func decodeBundleRecord(v []byte) (store.BundleRecord, bool, error) {
+	var r store.BundleRecord
 	if v == nil {
-		return 0, digest, false, nil
+		return r, false, nil
 	}
-	if len(v) != 8+32 {
-		return 0, digest, false, fmt.Errorf("bundle sequence record of %d bytes; want 40", len(v))
+	if len(v) < 8+32 {
+		return r, false, fmt.Errorf("bundle sequence record of %d bytes; want at least 40", len(v))
 	}
-	copy(digest[:], v[8:])
-	return binary.BigEndian.Uint64(v[:8]), digest, true, nil
+	r.Sequence = binary.BigEndian.Uint64(v[:8])
+	copy(r.Digest[:], v[8:40])
+	r.Content = bytes.Clone(v[40:])
+	return r, true, nil
 }
