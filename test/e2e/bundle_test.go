@@ -189,7 +189,6 @@ func (w *e2eWebPKI) issue(t *testing.T, cn string) {
 	require.NoError(t, os.WriteFile(w.certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644))
 }
 
-
 // TestHA_BothReplicasServeTheBundleWithOneSequence: two replicas on one
 // PostgreSQL store each serve the bundle endpoint with the same
 // sequence; after a root rotation driven on the Lease holder both serve
