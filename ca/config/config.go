@@ -87,6 +87,9 @@ type Config struct {
 	Signers SignersConfig `json:"signers,omitzero"`
 	// BundleEndpoint serves the trust domain's SPIFFE bundle over HTTPS.
 	BundleEndpoint BundleEndpointConfig `json:"bundleEndpoint,omitzero"`
+	// Federation configures the foreign trust domains whose SPIFFE bundles
+	// meshca polls and publishes (federation.go).
+	Federation FederationConfig `json:"federation,omitzero"`
 }
 
 // Root sources (root.source).
@@ -236,6 +239,7 @@ func Load(path string) (*Config, error) {
 		// No store file to sit next to: the configuration's directory.
 		c.Server.AdminSocket = filepath.Join(filepath.Dir(path), AdminSocketFile)
 	}
+	c.Federation.Init(c.Server.AdminSocket)
 	return c, nil
 }
 
@@ -263,7 +267,7 @@ func (c *Config) resolvePaths(base string) {
 	if c.Kubernetes.Kubeconfig != "" && !filepath.IsAbs(c.Kubernetes.Kubeconfig) {
 		c.Kubernetes.Kubeconfig = filepath.Join(base, c.Kubernetes.Kubeconfig)
 	}
-	for _, p := range append([]*string{&c.Root.File.RootCert, &c.Root.File.RootKey, &c.Root.File.RootPQKey, &c.Root.File.CACertsDir, &c.KeyStore.Dir, &c.Store.Path, &c.Store.PasswordFile, &c.Server.AdminSocket, &c.CRL.RootCRL.File, &c.Alerts.Slack.WebhookURLFile, &c.Alerts.Webhook.URLFile}, c.Root.Vault.Paths()...) {
+	for _, p := range append([]*string{&c.Root.File.RootCert, &c.Root.File.RootKey, &c.Root.File.RootPQKey, &c.Root.File.CACertsDir, &c.KeyStore.Dir, &c.Store.Path, &c.Store.PasswordFile, &c.Server.AdminSocket, &c.CRL.RootCRL.File, &c.Alerts.Slack.WebhookURLFile, &c.Alerts.Webhook.URLFile}, append(c.Root.Vault.Paths(), c.Federation.paths()...)...) {
 		if *p != "" && !filepath.IsAbs(*p) && !strings.Contains(*p, ":") {
 			*p = filepath.Join(base, *p)
 		}
@@ -313,6 +317,7 @@ func (c *Config) Init() {
 	c.Inventory.init()
 	c.Signers.init(c)
 	c.BundleEndpoint.init(c.TrustDomain)
+	c.Federation.Init(c.Server.AdminSocket)
 }
 
 func (i *IntermediateConfig) init() {
@@ -450,6 +455,7 @@ func (c *Config) Validate() error {
 	c.Signers.validate(c, add)
 	c.Rotation.Root.validate(add)
 	c.BundleEndpoint.validate(td, add)
+	c.Federation.validate(c.TrustDomain, add)
 	return errors.Join(errs...)
 }
 

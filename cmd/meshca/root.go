@@ -63,6 +63,7 @@ Every command that needs the CA reads either a directory laid out by
 		newCRLCommand(g),
 		newStatusCommand(g),
 	)
+	root.AddCommand(newFederationCommand(g))
 	return root
 }
 

@@ -124,6 +124,9 @@ domain's SPIFFE bundle over HTTPS (profile https_web or https_spiffe).`,
 			if err != nil {
 				return err
 			}
+			if err := startFederation(ctx, federationDeps{cfg: cfg, trust: trust, alerting: alerting, single: single, log: log, reg: reg}); err != nil {
+				return err
+			}
 			// Every CRL is rebuilt before anything is served or published,
 			// so that a revocation acknowledged before a crash is in effect.
 			crls, err := newCRLManager(ctx, cfg, rt, trust.setCRLs, log, reg)

@@ -148,7 +148,8 @@ func (p *Publisher) desiredBundles(st *state) []bundle {
 	if p.istiodCTB {
 		out = append(out, bundle{name: IstiodBundleName, signer: IstiodSignerName, labels: bundleLabels(IstiodSignerName), pem: rootsPEM})
 	}
-	return out
+	federated, _ := p.federatedBundles()
+	return append(out, federated...)
 }
 
 func bundleLabels(signer string) map[string]string {
@@ -173,6 +174,7 @@ func (p *Publisher) syncTrustBundles(ctx context.Context, st *state) error {
 		byName[b.name] = b
 	}
 	want := p.desiredBundles(st)
+	_, keep := p.federatedBundles()
 	wanted := map[string]bool{}
 	var errs []error
 	for _, b := range want {
@@ -201,7 +203,7 @@ func (p *Publisher) syncTrustBundles(ctx context.Context, st *state) error {
 		return err
 	}
 	for _, cur := range existing {
-		if wanted[cur.name] || cur.labels[LabelManagedBy] != FieldManager {
+		if wanted[cur.name] || keep[cur.name] || cur.labels[LabelManagedBy] != FieldManager {
 			continue
 		}
 		if err := api.delete(ctx, cur); err != nil && !apierrors.IsNotFound(err) {

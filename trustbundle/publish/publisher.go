@@ -2,7 +2,8 @@
 // Istio plug-in CA Secret `cacerts` in istiod's namespace (Istio docs, "Plug in CA Certificates"),
 // the `istio-ca-root-cert` and CRL ConfigMaps in every selected namespace
 // (§3), ClusterTrustBundles for meshca's signers and, optionally,
-// istiod's (§8), and the post-quantum trust anchors (the ConfigMap
+// istiod's (§8), one ClusterTrustBundle per federated foreign trust domain
+// (SetFederated, fed by trustbundle/federation), and the post-quantum trust anchors (the ConfigMap
 // meshca-pq-trust-anchors in istiod's namespace and an annotation on the
 // signers' bundles).
 //
@@ -133,6 +134,8 @@ type Publisher struct {
 	mu      sync.Mutex
 	unwatch []func()
 	ctb     atomic.Pointer[bundleAPI]
+	// federated are the foreign trust domains' bundles (SetFederated).
+	federated atomic.Pointer[federatedState]
 }
 
 type options struct {
