@@ -1,6 +1,14 @@
 // Package audit owns meshca's audit trail: one JSON line per decision
-// (issued, denied), with stable event names and fields. It is written through
-// log/slog and never carries keys, CSRs, tokens or certificates.
+// (issued, denied, revoked, admin calls), with stable event names and
+// fields. It is written through log/slog and never carries keys, CSRs,
+// tokens or certificates.
+//
+// With a File (file.go) the same lines are also appended, through
+// [File.Tee], to a tamper-evident file: a hash chain of JSON lines with
+// checkpoints signed by the CA's intermediate, rotated by size and
+// continued across restarts; [Verify] checks such a file end to end. The
+// package signs with a key it is given (KeySource) and never opens the CA
+// itself.
 package audit
 
 import (
@@ -27,7 +35,7 @@ func New(l *slog.Logger) *Logger {
 	if l == nil {
 		l = slog.Default()
 	}
-	return (&Logger{l: l.With(slog.String("log", "audit"))}).WithClock(clock.RealClock{})
+	return (&Logger{l: l.With(slog.String(logKey, logValue))}).WithClock(clock.RealClock{})
 }
 
 // Decision is what the audit line records.

@@ -90,6 +90,8 @@ type Config struct {
 	// Federation configures the foreign trust domains whose SPIFFE bundles
 	// meshca polls and publishes (federation.go).
 	Federation FederationConfig `json:"federation,omitzero"`
+	// Audit configures the tamper-evident audit file.
+	Audit AuditConfig `json:"audit,omitzero"`
 }
 
 // Root sources (root.source).
@@ -267,6 +269,7 @@ func (c *Config) resolvePaths(base string) {
 	if c.Kubernetes.Kubeconfig != "" && !filepath.IsAbs(c.Kubernetes.Kubeconfig) {
 		c.Kubernetes.Kubeconfig = filepath.Join(base, c.Kubernetes.Kubeconfig)
 	}
+	c.Audit.resolvePath(base)
 	for _, p := range append([]*string{&c.Root.File.RootCert, &c.Root.File.RootKey, &c.Root.File.RootPQKey, &c.Root.File.CACertsDir, &c.KeyStore.Dir, &c.Store.Path, &c.Store.PasswordFile, &c.Server.AdminSocket, &c.CRL.RootCRL.File, &c.Alerts.Slack.WebhookURLFile, &c.Alerts.Webhook.URLFile}, append(c.Root.Vault.Paths(), c.Federation.paths()...)...) {
 		if *p != "" && !filepath.IsAbs(*p) && !strings.Contains(*p, ":") {
 			*p = filepath.Join(base, *p)
@@ -318,6 +321,7 @@ func (c *Config) Init() {
 	c.Signers.init(c)
 	c.BundleEndpoint.init(c.TrustDomain)
 	c.Federation.Init(c.Server.AdminSocket)
+	c.Audit.init()
 }
 
 func (i *IntermediateConfig) init() {
@@ -456,6 +460,7 @@ func (c *Config) Validate() error {
 	c.Rotation.Root.validate(add)
 	c.BundleEndpoint.validate(td, add)
 	c.Federation.validate(c.TrustDomain, add)
+	c.Audit.validate(add)
 	return errors.Join(errs...)
 }
 

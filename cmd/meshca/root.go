@@ -64,6 +64,7 @@ Every command that needs the CA reads either a directory laid out by
 		newStatusCommand(g),
 	)
 	root.AddCommand(newFederationCommand(g))
+	root.AddCommand(newAuditCommand())
 	return root
 }
 

@@ -87,6 +87,11 @@ domain's SPIFFE bundle over HTTPS (profile https_web or https_spiffe).`,
 
 			reg := prometheus.NewRegistry()
 			reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+			log, audf, err := openAuditFile(cfg, log, reg)
+			if err != nil {
+				return err
+			}
+			defer audf.close()
 			rc, err := restConfig(cfg.Kubernetes)
 			if err != nil {
 				return err
@@ -106,6 +111,7 @@ domain's SPIFFE bundle over HTTPS (profile https_web or https_spiffe).`,
 				return err
 			}
 			defer rt.Close()
+			defer audf.signWith(rt)() // sealed before the key closes
 			rot.single = single
 			if rot.lineages, err = openSignerLineages(ctx, cfg, rt, rot, log, reg); err != nil {
 				return err

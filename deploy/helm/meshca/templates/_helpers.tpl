@@ -58,6 +58,7 @@ host part of Istio's CA_ADDR, which is the TLS SNI).
 {{- end }}
 {{- $_ := set $server "dnsNames" $names }}
 {{- $_ := set $cfg "server" $server }}
+{{- include "meshca.auditConfig" (dict "root" . "cfg" $cfg) }}
 {{- toYaml $cfg }}
 {{- end }}
 
@@ -95,4 +96,22 @@ subjects:
   - kind: ServiceAccount
     name: {{ include "meshca.serviceAccountName" .root }}
     namespace: {{ .root.Release.Namespace }}
+{{- end }}
+
+{{/*
+meshca.auditConfig sets config.audit from the audit values block (dict
+"root" $ "cfg" $cfg): one writer per audit file, so not with several
+replicas on the shared data volume.
+*/}}
+{{- define "meshca.auditConfig" -}}
+{{- $a := .root.Values.audit }}
+{{- if and $a $a.enabled }}
+{{- if hasKey .cfg "audit" }}
+{{- fail "audit.enabled and config.audit are both set: configure the audit file in one of them" }}
+{{- end }}
+{{- if gt (int .root.Values.replicaCount) 1 }}
+{{- fail (printf "audit.enabled with replicaCount %d: the replicas share the data volume and an audit file has one writer; use replicaCount 1" (int .root.Values.replicaCount)) }}
+{{- end }}
+{{- $_ := set .cfg "audit" (dict "file" $a.file "maxSizeMiB" (int $a.maxSizeMiB) "maxFiles" (int $a.maxFiles) "checkpointInterval" $a.checkpointInterval) }}
+{{- end }}
 {{- end }}
