@@ -117,7 +117,7 @@ func OpenFile(o FileOptions) (*File, error) {
 		o.Log = slog.Default()
 	}
 	f := &File{o: o, dir: filepath.Dir(o.Path), base: filepath.Base(o.Path), m: newFileMetrics(o.Registerer)}
-	f.evh = slog.NewJSONHandler(&f.ev, nil)
+	f.evh = slog.NewJSONHandler(&f.ev, &slog.HandlerOptions{ReplaceAttr: renameReserved})
 	if err := os.MkdirAll(f.dir, 0o700); err != nil {
 		return nil, fmt.Errorf("audit: %w", err)
 	}
@@ -222,6 +222,20 @@ func (f *File) writeEvent(ctx context.Context, h slog.Handler, r slog.Record) {
 	f.line = appendHead(f.line[:0], f.seq+1, &f.prev, KindEvent)
 	f.line = append(f.line, out[1:len(out)-1]...)
 	f.appendLocked(f.line, KindEvent)
+}
+
+// renameReserved writes an event's top-level attribute named like a
+// member of the record's head (a revocation's "kind") as event_<name>, so
+// that each member name of the line is unique (RFC 8259 section 4) and
+// every JSON tool reads the record's own kind.
+func renameReserved(groups []string, a slog.Attr) slog.Attr {
+	if len(groups) == 0 {
+		switch a.Key {
+		case "seq", "prev", "kind":
+			a.Key = "event_" + a.Key
+		}
+	}
+	return a
 }
 
 // appendLocked adds one record to the chain.
