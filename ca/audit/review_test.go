@@ -3,10 +3,13 @@ package audit
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"crypto/x509"
+	"math/big"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // A revocation event carries its own "kind" member (leaf or
@@ -49,4 +52,33 @@ func TestVerify_NonCanonicalHeadRefused(t *testing.T) {
 			wantProblem(t, Verify([]string{path}, VerifyOptions{}), path, 13, 13, "not a valid audit record")
 		})
 	}
+}
+
+// Only a CA certificate signs checkpoints (meshca's intermediate): a
+// workload's certificate chains to the same root, and its key must not
+// be able to re-seal a rewritten log.
+func TestVerify_CheckpointByLeafCertificateRefused(t *testing.T) {
+	ca := newTestCA(t, "EC-P256")
+	path := standardLog(t, ca)
+	lines := readLines(t, path)
+	lk := newKey(t, "EC-P256")
+	leaf, err := x509.CreateCertificate(rand.Reader, &x509.Certificate{SerialNumber: big.NewInt(7), NotBefore: testNow.Add(-time.Hour), NotAfter: testNow.Add(time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth, x509.ExtKeyUsageServerAuth}, BasicConstraintsValid: true},
+		ca.inter, lk.Public(), ca.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lc, err := x509.ParseCertificate(leaf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A workload rewrites the log from line 7 on and seals it with its
+	// own key and certificate chain.
+	writeLines(t, path, lines[:6])
+	l := openLog(t, path, testCA{root: ca.root, inter: lc, key: lk}, 0)
+	l.file.SetKey(func() (CheckpointKey, error) {
+		return CheckpointKey{Signer: lk, Chain: []*x509.Certificate{lc, ca.inter}}, nil
+	})
+	l.close()
+	wantProblem(t, Verify([]string{path}, VerifyOptions{Roots: []*x509.Certificate{ca.root}}), path, 8, 8, "not a CA certificate")
 }
