@@ -82,3 +82,26 @@ func TestVerify_CheckpointByLeafCertificateRefused(t *testing.T) {
 	l.close()
 	wantProblem(t, Verify([]string{path}, VerifyOptions{Roots: []*x509.Certificate{ca.root}}), path, 8, 8, "not a CA certificate")
 }
+// meshca's files each begin with a start, rotated or restart record:
+// lines cut off the head of the oldest file given are a deletion, not a
+// series that starts later.
+func TestVerify_HeadOfFirstFileCut(t *testing.T) {
+	ca := newTestCA(t, "EC-P256")
+	path := standardLog(t, ca)
+	lines := readLines(t, path)
+	writeLines(t, path, lines[3:])
+	wantProblem(t, Verify([]string{path}, VerifyOptions{Roots: []*x509.Certificate{ca.root}, Sealed: true}), path, 1, 4, "does not begin")
+
+	// Cut back to a restart record in the middle of a file: that one
+	// names no previous file.
+	path = standardLog(t, ca)
+	l := openLog(t, path, ca, 0)
+	l.issue(2)
+	l.close()
+	lines = readLines(t, path)
+	writeLines(t, path, lines[13:])
+	if r := recordAt(t, path, 1); r.Kind != KindRestart {
+		t.Fatalf("line 14 is %s", r.Kind)
+	}
+	wantProblem(t, Verify([]string{path}, VerifyOptions{Roots: []*x509.Certificate{ca.root}, Sealed: true}), path, 1, 14, "does not begin")
+}

@@ -200,6 +200,13 @@ func (v *verifier) record(name string, line, next []byte, n int, first bool) boo
 	} else if r.TornBytes > 0 && v.started {
 		return v.fail(name, n, seq, "the restart record claims a torn tail of %d bytes, but the previous record ends its file cleanly", r.TornBytes)
 	}
+	// meshca begins every file with a start record, or a rotated or
+	// restart record naming the file it continues; a restart record
+	// without one is appended to an existing file. Any other first line
+	// means lines were cut off the file's head.
+	if first && r.Kind != KindStart && ((r.Kind != KindRotated && r.Kind != KindRestart) || r.PreviousFile == "") {
+		return v.fail(name, n, seq, "the file does not begin with a start record or a rotated or restart record naming the file it continues: lines were cut off its head")
+	}
 	if !v.started {
 		v.started = true
 		v.rep.FirstSeq = seq
