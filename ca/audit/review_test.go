@@ -6,10 +6,14 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"math/big"
+	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 // A revocation event carries its own "kind" member (leaf or
@@ -82,6 +86,7 @@ func TestVerify_CheckpointByLeafCertificateRefused(t *testing.T) {
 	l.close()
 	wantProblem(t, Verify([]string{path}, VerifyOptions{Roots: []*x509.Certificate{ca.root}}), path, 8, 8, "not a CA certificate")
 }
+
 // meshca's files each begin with a start, rotated or restart record:
 // lines cut off the head of the oldest file given are a deletion, not a
 // series that starts later.
@@ -104,4 +109,37 @@ func TestVerify_HeadOfFirstFileCut(t *testing.T) {
 		t.Fatalf("line 14 is %s", r.Kind)
 	}
 	wantProblem(t, Verify([]string{path}, VerifyOptions{Roots: []*x509.Certificate{ca.root}, Sealed: true}), path, 1, 14, "does not begin")
+}
+
+// After a crash that tore the first line of a fresh file, that file is
+// moved aside under the seq its record would have had: the next file
+// begins with the same seq, and its own rotation must still find a name.
+func TestFile_RotationAfterTornFirstLine(t *testing.T) {
+	ca := newTestCA(t, "EC-P256")
+	path := filepath.Join(t.TempDir(), "audit.log")
+	l := openLog(t, path, ca, 4096)
+	l.issue(12)
+	l.crash()
+	prevLast := lastRecord(t, lastRotated(t, path))
+	torn := []byte(`{"seq":` + strconv.FormatUint(*prevLast.Seq+1, 10) + `,"prev":"0a`)
+	if err := os.WriteFile(path, torn, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	l = openLog(t, path, ca, 4096)
+	l.issue(12)
+	l.close()
+	if n := testutil.ToFloat64(l.file.m.writeErrors); n != 0 {
+		t.Fatalf("%v write errors: the rotation after the torn file failed", n)
+	}
+	all, _ := filepath.Glob(path + ".*")
+	wantOK(t, Verify(append(all, path), VerifyOptions{Roots: []*x509.Certificate{ca.root}, Sealed: true}))
+}
+
+func lastRotated(t *testing.T, path string) string {
+	t.Helper()
+	rotated, _ := filepath.Glob(path + ".*")
+	if len(rotated) == 0 {
+		t.Fatal("no rotation")
+	}
+	return rotated[len(rotated)-1]
 }
