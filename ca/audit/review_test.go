@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/x509"
 	"math/big"
 	"os"
@@ -142,4 +143,30 @@ func lastRotated(t *testing.T, path string) string {
 		t.Fatal("no rotation")
 	}
 	return rotated[len(rotated)-1]
+}
+
+// A hostile file of valid-looking restart records (anyone can compute
+// the hashes) must not make verify keep a note per line.
+func TestVerify_NotesAreBounded(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.log")
+	var b []byte
+	var prev [32]byte
+	line := appendHead(nil, 1, &prev, KindStart)
+	line = appendTime(line, testNow)
+	line = append(line, '}')
+	for seq := uint64(1); seq <= 5000; seq++ {
+		b = append(append(b, line...), '\n')
+		prev = sha256.Sum256(line)
+		line = appendHead(line[:0], seq+1, &prev, KindRestart)
+		line = appendTime(line, testNow)
+		line = append(line, `,"previous_clean":false}`...)
+	}
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	rep := Verify([]string{path}, VerifyOptions{})
+	wantOK(t, rep)
+	if rep.Records != 5000 || len(rep.Notes) != maxNotes+1 || !strings.Contains(rep.Notes[maxNotes], "4979 more notes") {
+		t.Fatalf("%d records, %d notes, last %q", rep.Records, len(rep.Notes), rep.Notes[len(rep.Notes)-1])
+	}
 }
