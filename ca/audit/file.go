@@ -181,17 +181,34 @@ func (f *File) run() {
 		case <-t.C():
 		}
 		f.mu.Lock()
-		if f.since > 0 && f.o.Clock.Since(f.lastCP) >= f.o.CheckpointInterval {
+		cp := f.since > 0 && f.o.Clock.Since(f.lastCP) >= f.o.CheckpointInterval
+		if cp {
 			f.checkpointLocked(CheckpointInterval)
 			// Without a key, or when signing failed (logged), the next
 			// try is an interval later, not at every flush.
 			f.lastCP = f.o.Clock.Now()
-			_ = f.syncLocked()
-		} else {
-			f.flushLocked()
 		}
+		f.flushLocked()
+		w := f.f
 		f.mu.Unlock()
+		if cp {
+			f.syncUnlocked(w)
+		}
 	}
+}
+
+// syncUnlocked fsyncs w, which holds the flushed records, without the
+// lock: writers (and the issuances waiting on their audit line) go on
+// while a slow disk syncs. A rotation meanwhile syncs and closes w
+// itself (os.File keeps the descriptor valid until Sync returns).
+func (f *File) syncUnlocked(w *os.File) {
+	err := fsync(w)
+	if err == nil || errors.Is(err, os.ErrClosed) {
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.writeFailed("syncing", err)
 }
 
 // writeEvent appends an event record: the JSON object h makes of r, with
@@ -300,9 +317,12 @@ func (f *File) flushLocked() {
 	}
 }
 
+// fsync is (*os.File).Sync; tests slow it down.
+var fsync = (*os.File).Sync
+
 func (f *File) syncLocked() error {
 	f.flushLocked()
-	if err := f.f.Sync(); err != nil {
+	if err := fsync(f.f); err != nil {
 		f.writeFailed("syncing", err)
 		return err
 	}

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -169,4 +170,40 @@ func TestVerify_NotesAreBounded(t *testing.T) {
 	if rep.Records != 5000 || len(rep.Notes) != maxNotes+1 || !strings.Contains(rep.Notes[maxNotes], "4979 more notes") {
 		t.Fatalf("%d records, %d notes, last %q", rep.Records, len(rep.Notes), rep.Notes[len(rep.Notes)-1])
 	}
+}
+
+// The interval checkpoint's fsync (seconds on a slow disk) must not hold
+// the lock every audit write, and so every issuance, waits for.
+func TestFile_CheckpointSyncDoesNotBlockWriters(t *testing.T) {
+	ca := newTestCA(t, "EC-P256")
+	l := openLog(t, filepath.Join(t.TempDir(), "audit.log"), ca, 0)
+	entered, release := make(chan struct{}), make(chan struct{})
+	var armed atomic.Bool
+	fsync = func(w *os.File) error {
+		if armed.CompareAndSwap(true, false) {
+			close(entered)
+			<-release
+		}
+		return w.Sync()
+	}
+	defer func() { fsync = (*os.File).Sync }()
+	l.issue(1)
+	armed.Store(true)
+	poll(t, l.clk.HasWaiters)
+	l.clk.Step(time.Minute)
+	<-entered
+	done := make(chan struct{})
+	go func() {
+		l.issue(1)
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		close(release)
+		t.Fatal("an audit write waited for the checkpoint's fsync")
+	}
+	close(release)
+	l.close()
+	wantOK(t, Verify([]string{l.path}, VerifyOptions{Roots: []*x509.Certificate{ca.root}, Sealed: true, ExpectSeq: 5}))
 }
