@@ -207,3 +207,25 @@ func TestFile_CheckpointSyncDoesNotBlockWriters(t *testing.T) {
 	l.close()
 	wantOK(t, Verify([]string{l.path}, VerifyOptions{Roots: []*x509.Certificate{ca.root}, Sealed: true, ExpectSeq: 5}))
 }
+
+// --expect-seq is the seq of a checkpoint seen earlier: a log cut back
+// before it and padded with fabricated records up to that seq (anyone
+// can compute the hashes of unsigned records) must fail.
+func TestVerify_ExpectSeqNeedsASignedCheckpoint(t *testing.T) {
+	ca := newTestCA(t, "EC-P256")
+	path := standardLog(t, ca)
+	lines := readLines(t, path)
+	kept := lines[:9] // seq 1..9: event 9 after the checkpoint at 7
+	prev := sha256.Sum256(bytes.TrimSuffix(kept[8], []byte("\n")))
+	body := bytes.TrimSuffix(kept[8], []byte("\n"))
+	body = body[bytes.Index(body, []byte(`"time":`)):]
+	for seq := uint64(10); seq <= 13; seq++ {
+		line := append(appendHead(nil, seq, &prev, KindEvent), body...)
+		prev = sha256.Sum256(line)
+		kept = append(kept, append(line, '\n'))
+	}
+	writeLines(t, path, kept)
+	wantProblem(t, Verify([]string{path}, VerifyOptions{Roots: []*x509.Certificate{ca.root}, ExpectSeq: 13}), path, 13, 13, "no signed checkpoint at or after seq 13")
+	// The intact log passes.
+	wantOK(t, Verify([]string{standardLog(t, ca)}, VerifyOptions{Roots: []*x509.Certificate{ca.root}, ExpectSeq: 13}))
+}

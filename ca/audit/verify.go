@@ -22,8 +22,10 @@ type VerifyOptions struct {
 	// Sealed requires the series to end with a shutdown checkpoint (a
 	// log of a stopped meshca): then no record can be cut off its end.
 	Sealed bool
-	// ExpectSeq requires the series to reach at least this seq (e.g. the
-	// meshca_audit_file_checkpoint_sequence seen earlier).
+	// ExpectSeq requires a signed checkpoint at or after this seq (e.g.
+	// the meshca_audit_file_checkpoint_sequence seen earlier): unsigned
+	// records after the last checkpoint could have been appended by
+	// anyone.
 	ExpectSeq uint64
 }
 
@@ -330,8 +332,10 @@ func (v *verifier) end(paths []string) {
 	}
 	name, line := v.lastFile, v.lastLine
 	v.rep.Sealed = v.last.Kind == KindCheckpoint && v.last.Reason == CheckpointShutdown
-	if v.o.ExpectSeq > v.rep.LastSeq {
-		v.fail(name, line, v.rep.LastSeq, "the log ends at seq %d, but seq %d was expected: records were cut off the end", v.rep.LastSeq, v.o.ExpectSeq)
+	// Records after the last checkpoint are unsigned: anyone can append
+	// such records, so only a checkpoint reaches the expected seq.
+	if v.o.ExpectSeq > v.rep.LastCheckpointSeq {
+		v.fail(name, line, v.rep.LastSeq, "no signed checkpoint at or after seq %d (the last one is at seq %d, the log ends at seq %d): records were cut off the end, and any after seq %d may be made up", v.o.ExpectSeq, v.rep.LastCheckpointSeq, v.rep.LastSeq, v.rep.LastCheckpointSeq)
 		return
 	}
 	if v.o.Sealed && !v.rep.Sealed {
