@@ -40,8 +40,10 @@ const (
 	KindRotated = "rotated"
 )
 
-// Checkpoint reasons. A checkpoint with reason rotate or shutdown is
-// final: nothing follows it in its file.
+// Checkpoint reasons. A rotate checkpoint normally ends its file (when
+// the rotation then fails, events follow it in the same file); a
+// shutdown checkpoint ends a run, and the next start appends its
+// restart record after it.
 const (
 	CheckpointInterval = "interval"
 	CheckpointRotate   = "rotate"

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
+	"encoding/json"
 	"math/big"
 	"os"
 	"path/filepath"
@@ -228,4 +229,25 @@ func TestVerify_ExpectSeqNeedsASignedCheckpoint(t *testing.T) {
 	wantProblem(t, Verify([]string{path}, VerifyOptions{Roots: []*x509.Certificate{ca.root}, ExpectSeq: 13}), path, 13, 13, "no signed checkpoint at or after seq 13")
 	// The intact log passes.
 	wantOK(t, Verify([]string{standardLog(t, ca)}, VerifyOptions{Roots: []*x509.Certificate{ca.root}, ExpectSeq: 13}))
+}
+
+// Caller text (a denial's message quotes the caller's input) is an
+// escaped JSON string in the file: no newline, quote or invalid UTF-8
+// splits or adds a record.
+func TestFile_CallerInputStaysOneEscapedField(t *testing.T) {
+	ca := newTestCA(t, "EC-P256")
+	path := filepath.Join(t.TempDir(), "audit.log")
+	l := openLog(t, path, ca, 0)
+	evil := "x\"}\n{\"seq\":3,\"prev\":\"00\",\"kind\":\"checkpoint\"}\r\u2028\xff\x00"
+	l.al.Denied(context.Background(), Decision{Requester: "istio", Reason: "authn_failed", Message: evil})
+	l.close()
+	lines := readLines(t, path)
+	if len(lines) != 4 { // start, event, shutdown checkpoint, ""
+		t.Fatalf("%d lines", len(lines)-1)
+	}
+	var ev struct{ Message string }
+	if err := json.Unmarshal(lines[1], &ev); err != nil || ev.Message != strings.ToValidUTF8(evil, "\ufffd") {
+		t.Fatalf("message %q (%v)", ev.Message, err)
+	}
+	wantOK(t, Verify([]string{path}, VerifyOptions{Roots: []*x509.Certificate{ca.root}, Sealed: true}))
 }
