@@ -9,8 +9,10 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/utils/clock"
@@ -27,6 +29,8 @@ const (
 	// records beyond it are dropped, never half-chained.
 	flushAt    = 64 << 10
 	maxPending = 8 << 20
+	// maxField bounds a string field of an event in the file.
+	maxField = 16 << 10
 )
 
 // FileOptions configure an audit file.
@@ -245,11 +249,23 @@ func (f *File) writeEvent(ctx context.Context, h slog.Handler, r slog.Record) {
 // member of the record's head (a revocation's "kind") as event_<name>, so
 // that each member name of the line is unique (RFC 8259 section 4) and
 // every JSON tool reads the record's own kind.
+// It also cuts a string value longer than maxField (a message quoting
+// caller input), so that a record stays far below maxLine, which verify
+// and a restart read.
 func renameReserved(groups []string, a slog.Attr) slog.Attr {
 	if len(groups) == 0 {
 		switch a.Key {
 		case "seq", "prev", "kind":
 			a.Key = "event_" + a.Key
+		}
+	}
+	if a.Value.Kind() == slog.KindString {
+		if v := a.Value.String(); len(v) > maxField {
+			cut := maxField
+			for cut > 0 && !utf8.RuneStart(v[cut]) {
+				cut--
+			}
+			a.Value = slog.StringValue(v[:cut] + "… (cut: " + strconv.Itoa(len(v)) + " bytes)")
 		}
 	}
 	return a

@@ -251,3 +251,23 @@ func TestFile_CallerInputStaysOneEscapedField(t *testing.T) {
 	}
 	wantOK(t, Verify([]string{path}, VerifyOptions{Roots: []*x509.Certificate{ca.root}, Sealed: true}))
 }
+
+// However long a field an event is given (a message quoting caller
+// input), its record stays far below what verify and a restart read
+// (maxLine): one oversized line would otherwise fail verify for good.
+func TestFile_LongFieldIsCut(t *testing.T) {
+	ca := newTestCA(t, "EC-P256")
+	path := filepath.Join(t.TempDir(), "audit.log")
+	l := openLog(t, path, ca, 0)
+	l.al.Denied(context.Background(), Decision{Requester: "istio", Reason: "authn_failed", Message: strings.Repeat("é", maxLine)})
+	l.close()
+	lines := readLines(t, path)
+	if len(lines[1]) > 2*maxField {
+		t.Fatalf("event record of %d bytes", len(lines[1]))
+	}
+	var ev struct{ Message string }
+	if err := json.Unmarshal(lines[1], &ev); err != nil || !strings.HasPrefix(ev.Message, strings.Repeat("é", maxField/2-1)) || !strings.HasSuffix(ev.Message, "… (cut: 2097152 bytes)") {
+		t.Fatalf("message %.40q…%q (%v)", ev.Message, ev.Message[max(0, len(ev.Message)-40):], err)
+	}
+	wantOK(t, Verify([]string{path}, VerifyOptions{Roots: []*x509.Certificate{ca.root}, Sealed: true}))
+}
