@@ -47,7 +47,8 @@ type FederationConfig struct {
 	// 30s and 30m.
 	MinRefresh Duration `json:"minRefresh,omitzero"`
 	MaxRefresh Duration `json:"maxRefresh,omitzero"`
-	// StateDir keeps the last good bundle of each trust domain (0600 files),
+	// StateDir keeps the last good bundle of each trust domain (0600 files,
+	// a directory only meshca's user or root owns and others cannot write),
 	// so that a restart keeps trusting it and authenticates an https_spiffe
 	// endpoint with it; `meshca federation snippet --pem` reads it. Default:
 	// "federation" next to server.adminSocket.

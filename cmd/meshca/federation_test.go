@@ -89,7 +89,7 @@ func TestFederationSnippet_PEMInlinesTheLastFetchedRoots(t *testing.T) {
 	// meshca serve's poller fetches and keeps the bundle.
 	cfg, err := config.Load(path)
 	require.NoError(t, err)
-	clk := clocktesting.NewFakeClock(time.Date(2026, 12, 6, 5, 0, 0, 0, time.UTC))
+	clk := clocktesting.NewFakeClock(time.Now().UTC().Truncate(time.Second))
 	p, err := federation.New(federation.Options{Config: cfg.Federation, Clock: clk})
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -100,7 +100,7 @@ func TestFederationSnippet_PEMInlinesTheLastFetchedRoots(t *testing.T) {
 
 	out, err := runMeshca(t, "federation", "snippet", "--config", path, "--pem")
 	require.NoError(t, err)
-	require.Contains(t, out, "# partner.example: 1 roots, sequence 12, fetched 2026-12-06T05:00:00Z\n")
+	require.Contains(t, out, "# partner.example: 1 roots, sequence 12, fetched "+clk.Now().Format(time.RFC3339)+"\n")
 	var got struct {
 		MeshConfig struct {
 			CACertificates []caCertificate `json:"caCertificates"`

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/meshca/meshca/ca/smallfile"
 )
 
 // socketListener is the admin socket: bound at a private temporary name,
@@ -38,7 +40,7 @@ func listenSocket(path string) (*socketListener, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("admin socket directory: %w", err)
 	}
-	if err := checkPrivateDir(dir); err != nil {
+	if err := smallfile.CheckPrivateDir(dir, "admin socket directory", "choose a server.adminSocket in a private directory"); err != nil {
 		return nil, err
 	}
 	if err := removeStale(path); err != nil {
@@ -98,23 +100,6 @@ func mkdirShortTemp(dir string) (string, error) {
 		return p, err
 	}
 	return "", fmt.Errorf("no free temporary name in %s", dir)
-}
-
-func checkPrivateDir(dir string) error {
-	fi, err := os.Stat(dir)
-	if err != nil {
-		return fmt.Errorf("admin socket directory: %w", err)
-	}
-	// root may own it: a Kubernetes volume's root is root's, shared with
-	// the pod's fsGroup (group-writable, setgid), and root can replace any
-	// file anyway. Writable by others it may never be.
-	if uid, ok := ownerUID(fi); ok && uid != os.Geteuid() && uid != 0 {
-		return fmt.Errorf("admin socket directory %s is owned by uid %d, not by meshca's user (uid %d) or root; choose a server.adminSocket in a directory meshca owns", dir, uid, os.Geteuid())
-	}
-	if fi.Mode().Perm()&0o002 != 0 {
-		return fmt.Errorf("admin socket directory %s is writable by others (mode %04o); run chmod o-w %s, or choose a server.adminSocket in a private directory", dir, fi.Mode().Perm(), dir)
-	}
-	return nil
 }
 
 // removeStale removes a socket at path that no process listens on. It

@@ -83,7 +83,7 @@ func (t *domain) tlsConfig(last *spiffebundle.Bundle) (*tls.Config, error) {
 // go-spiffe's federation.FetchBundle reads an unbounded body and does not
 // look at the status, so the request is made here and the parsing and TLS
 // policy are go-spiffe's.
-func (t *domain) fetch(ctx context.Context, last *spiffebundle.Bundle, timeout time.Duration, maxBytes int64) (*spiffebundle.Bundle, error) {
+func (t *domain) fetch(ctx context.Context, last *spiffebundle.Bundle, now time.Time, timeout time.Duration, maxBytes int64) (*spiffebundle.Bundle, error) {
 	tc, err := t.tlsConfig(last)
 	if err != nil {
 		return nil, err
@@ -131,22 +131,30 @@ func (t *domain) fetch(ctx context.Context, last *spiffebundle.Bundle, timeout t
 	if err != nil {
 		return nil, refuse(OutcomeInvalid, "the bundle of %s is not a SPIFFE bundle: %v", t.td, err)
 	}
-	if err := checkAuthorities(t.td, b.X509Authorities()); err != nil {
+	if err := checkAuthorities(t.td, b.X509Authorities(), now); err != nil {
 		return nil, err
 	}
 	return b, nil
 }
 
 // checkAuthorities accepts X.509 authorities that Istio and a
-// ClusterTrustBundle can use: at least one, each a CA certificate, and none
-// naming another trust domain. A signing certificate may carry its trust
-// domain's SPIFFE ID as a URI SAN (X509-SVID §3.2); one that names another
-// trust domain means the endpoint served another trust domain's bundle.
-func checkAuthorities(td spiffeid.TrustDomain, certs []*x509.Certificate) error {
+// ClusterTrustBundle can use: at least one, each a CA certificate, none
+// naming another trust domain, and at least one valid at now. A signing
+// certificate may carry its trust domain's SPIFFE ID as a URI SAN
+// (X509-SVID §3.2); one that names another trust domain means the endpoint
+// served another trust domain's bundle. An expired authority next to a
+// valid one is kept (a rotation overlap), but a bundle with none valid
+// (say, an endpoint restored from an old backup) verifies no SVID
+// (RFC 5280 §6.1.3 (a)(2)) and would replace working trust with none.
+func checkAuthorities(td spiffeid.TrustDomain, certs []*x509.Certificate, now time.Time) error {
 	if len(certs) == 0 {
 		return refuse(OutcomeInvalid, "the bundle of %s has no X.509 authorities (x509-svid keys); there is nothing to trust", td)
 	}
+	valid := 0
 	for i, c := range certs {
+		if !now.Before(c.NotBefore) && !now.After(c.NotAfter) {
+			valid++
+		}
 		if !c.BasicConstraintsValid || !c.IsCA {
 			return refuse(OutcomeInvalid, "X.509 authority %d of %s (%s) is not a CA certificate", i+1, td, c.Subject)
 		}
@@ -156,6 +164,10 @@ func checkAuthorities(td spiffeid.TrustDomain, certs []*x509.Certificate) error 
 				return refuse(OutcomeForeign, "X.509 authority %d of the bundle fetched for %s names %s: the endpoint served another trust domain's bundle", i+1, td, identity.Quote(u.String()))
 			}
 		}
+	}
+	if valid == 0 {
+		return refuse(OutcomeInvalid, "none of the %d X.509 authorities of %s is valid at %s (all expired or not yet valid); there is nothing usable to trust",
+			len(certs), td, now.UTC().Format(time.RFC3339))
 	}
 	return nil
 }

@@ -36,11 +36,17 @@ type ca struct {
 // SPIFFE signing certificate names its trust domain, X509-SVID §3.2).
 func newCA(t *testing.T, cn, uri string) ca {
 	t.Helper()
+	return newCAValid(t, cn, uri, time.Now().Add(-time.Hour), time.Now().Add(24*time.Hour))
+}
+
+// newCAValid mints a self-signed root valid from notBefore to notAfter.
+func newCAValid(t *testing.T, cn, uri string, notBefore, notAfter time.Time) ca {
+	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	require.NoError(t, err)
 	tmpl := &x509.Certificate{
 		SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: cn},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		NotBefore: notBefore, NotAfter: notAfter,
 		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
 	}
 	if uri != "" {

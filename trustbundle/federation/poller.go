@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"os"
 	"sync"
 	"time"
 
@@ -93,6 +94,10 @@ type Poller struct {
 
 	mu   sync.Mutex
 	last map[spiffeid.TrustDomain]Snapshot
+	// publishing serializes Publish: each trust domain's poll publishes
+	// the whole set, so two publications must not overlap, or the one that
+	// read the older snapshots could reach the sink last and undo the other.
+	publishing sync.Mutex
 }
 
 // New prepares a Poller for every trust domain of o.Config: it reads the
@@ -112,6 +117,14 @@ func New(o Options) (*Poller, error) {
 		o.FetchTimeout = DefaultFetchTimeout
 	}
 	p := &Poller{o: o, cfg: o.Config, started: o.Clock.Now(), log: o.Log.With("component", "federation"), last: map[spiffeid.TrustDomain]Snapshot{}}
+	// The kept bundles are trusted and published after a restart: nobody
+	// else may write them.
+	if err := os.MkdirAll(o.Config.StateDir, 0o700); err != nil {
+		return nil, fmt.Errorf("federation.stateDir: %w", err)
+	}
+	if err := smallfile.CheckPrivateDir(o.Config.StateDir, "federation.stateDir", "choose a private federation.stateDir"); err != nil {
+		return nil, err
+	}
 	for i, c := range o.Config.TrustDomains {
 		d, err := newDomain(c)
 		if err != nil {
@@ -121,6 +134,12 @@ func New(o Options) (*Poller, error) {
 		s, err := ReadSnapshot(o.Config.StateDir, d.td)
 		switch {
 		case err == nil:
+			if s.FetchedAt.After(p.started) {
+				// Written under a clock ahead of this one, or edited: it
+				// must not count as fresh until then.
+				p.log.Warn("the kept bundle was fetched in the future; counting its age from now", "trust_domain", d.td.Name(), "fetched_at", s.FetchedAt)
+				s.FetchedAt = p.started
+			}
 			p.last[d.td] = s
 		case notFetched(err):
 		default:
@@ -237,7 +256,7 @@ func (p *Poller) backoff() wait.Backoff {
 // staleness alert.
 func (p *Poller) refresh(ctx context.Context, d *domain) (time.Duration, error) {
 	last, have := p.snapshot(d.td)
-	b, err := d.fetch(ctx, last.Bundle, p.o.FetchTimeout, p.o.MaxBundleBytes)
+	b, err := d.fetch(ctx, last.Bundle, p.o.Clock.Now(), p.o.FetchTimeout, p.o.MaxBundleBytes)
 	now := p.o.Clock.Now()
 	if err != nil {
 		outcome := outcomeOf(err)
@@ -294,6 +313,8 @@ func (p *Poller) Publish(ctx context.Context) {
 	if p.o.Sink == nil {
 		return
 	}
+	p.publishing.Lock()
+	defer p.publishing.Unlock()
 	configured := make([]string, 0, len(p.domains))
 	roots := map[string][]*x509.Certificate{}
 	for _, d := range p.domains {

@@ -2,14 +2,20 @@ package federation
 
 import (
 	"context"
+	"crypto/tls"
 	"crypto/x509"
+	"io/fs"
 	"net/http"
+	"net/http/httptest"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/spiffe/go-spiffe/v2/bundle/spiffebundle"
+	gofed "github.com/spiffe/go-spiffe/v2/federation"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/stretchr/testify/require"
 	clocktesting "k8s.io/utils/clock/testing"
@@ -31,7 +37,7 @@ type fixture struct {
 
 func newFixture(t *testing.T, o Options, tds ...config.FederatedTrustDomainConfig) *fixture {
 	t.Helper()
-	f := &fixture{sink: &sink{}, clock: clocktesting.NewFakeClock(time.Date(2026, 12, 6, 5, 0, 0, 0, time.UTC)), dir: t.TempDir(), reg: prometheus.NewRegistry()}
+	f := &fixture{sink: &sink{}, clock: clocktesting.NewFakeClock(time.Now().UTC().Truncate(time.Second)), dir: t.TempDir(), reg: prometheus.NewRegistry()}
 	o.Config.TrustDomains = tds
 	o.Config.StateDir = f.dir
 	o.Config.Init("")
@@ -267,22 +273,207 @@ func TestRefresh_BoundsAStreamedResponseWithoutContentLength(t *testing.T) {
 	a := newCA(t, "partner root A", "")
 	ep := newForeign(t, partner, nil)
 	ep.serve(1, 0, a.cert)
-	f := newFixture(t, Options{MaxBundleBytes: 4 << 10}, web(ep, ep.webCAFile(t)))
+	// The limit, not the fetch timeout, must end the read.
+	const timeout = 10 * time.Second
+	f := newFixture(t, Options{MaxBundleBytes: 4 << 10, FetchTimeout: timeout}, web(ep, ep.webCAFile(t)))
 	_, err := f.refresh(t)
 	require.NoError(t, err)
-	// A chunked answer (no Content-Length) that never ends within the limit.
-	ep.srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+	// A chunked answer (no Content-Length) that never ends: 1 MiB, then
+	// nothing until the client goes away. Only a read that stops at the
+	// limit ends before the timeout.
+	ep.srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		chunk := []byte(`{"keys":[` + strings.Repeat(" ", 1000))
-		for range 64 {
+		for range 1 << 10 {
 			if _, err := w.Write(chunk); err != nil {
 				return
 			}
 			w.(http.Flusher).Flush()
 		}
+		<-r.Context().Done()
 	})
+	start := time.Now()
 	_, err = f.refresh(t)
+	require.Less(t, time.Since(start), timeout/2, "the read stopped at the limit, not at the timeout")
 	require.ErrorContains(t, err, "the bundle of partner.example is over the 4096-byte limit")
 	require.Equal(t, 1.0, f.fetches(t, OutcomeTooLarge))
 	_, roots := f.sink.published()
 	require.True(t, roots[partner][0].Equal(a.cert))
+}
+
+func TestRefresh_RefusesABundleWithNoValidAuthorityChangingNothing(t *testing.T) {
+	a := newCA(t, "partner root A", "")
+	ep := newForeign(t, partner, nil)
+	ep.serve(1, 0, a.cert)
+	f := newFixture(t, Options{}, web(ep, ep.webCAFile(t)))
+	_, err := f.refresh(t)
+	require.NoError(t, err)
+	before, err := os.ReadFile(statePath(f.dir, partnerTD))
+	require.NoError(t, err)
+	now := f.clock.Now()
+
+	// An endpoint restored from an old backup: only an expired root.
+	expired := newCAValid(t, "partner root (expired)", "", now.Add(-48*time.Hour), now.Add(-time.Minute))
+	ep.serve(2, 0, expired.cert)
+	_, err = f.refresh(t)
+	require.ErrorContains(t, err, "none of the 1 X.509 authorities of partner.example is valid at "+now.Format(time.RFC3339))
+	require.Equal(t, 1.0, f.fetches(t, OutcomeInvalid))
+
+	// Only a root that is not valid yet.
+	early := newCAValid(t, "partner root (future)", "", now.Add(time.Hour), now.Add(48*time.Hour))
+	ep.serve(3, 0, early.cert)
+	_, err = f.refresh(t)
+	require.ErrorContains(t, err, "none of the 1 X.509 authorities of partner.example is valid")
+	require.Equal(t, 2.0, f.fetches(t, OutcomeInvalid))
+
+	calls, roots := f.sink.published()
+	require.Equal(t, 1, calls, "a refused bundle is never published")
+	require.True(t, roots[partner][0].Equal(a.cert))
+	after, err := os.ReadFile(statePath(f.dir, partnerTD))
+	require.NoError(t, err)
+	require.Equal(t, before, after, "the kept bundle is unchanged")
+
+	// An expired root next to a valid one (a rotation overlap) is accepted.
+	b := newCA(t, "partner root B", "")
+	ep.serve(4, 0, expired.cert, b.cert)
+	_, err = f.refresh(t)
+	require.NoError(t, err)
+	_, roots = f.sink.published()
+	require.Len(t, roots[partner], 2)
+	require.True(t, roots[partner][0].Equal(expired.cert))
+	require.True(t, roots[partner][1].Equal(b.cert))
+}
+
+// A state file the poller would never have written (edited, or left by
+// another program) is ignored like a damaged one: it is not published, and
+// so cannot make the sink refuse every trust domain's roots.
+func TestNew_IgnoresAKeptBundleItWouldHaveRefused(t *testing.T) {
+	a := newCA(t, "partner root A", "")
+	leafCert := a.svid(t, "spiffe://"+partner+"/workload")
+	leaf, err := x509.ParseCertificate(leafCert.Certificate[0])
+	require.NoError(t, err)
+	dir := t.TempDir()
+	for name, certs := range map[string][]*x509.Certificate{
+		"a leaf, not a CA":       {leaf},
+		"another trust domain's": {newCA(t, "other root", "spiffe://other.example").cert},
+	} {
+		require.NoError(t, writeSnapshot(dir, partnerTD, Snapshot{TrustDomain: partner, FetchedAt: time.Now(),
+			Bundle: spiffebundle.FromX509Authorities(partnerTD, certs)}), name)
+		_, err := ReadSnapshot(dir, partnerTD)
+		require.Error(t, err, name)
+
+		s := &sink{}
+		cfg := config.FederationConfig{StateDir: dir, TrustDomains: []config.FederatedTrustDomainConfig{
+			{TrustDomain: partner, BundleEndpointURL: "https://127.0.0.1:1", Profile: config.FederationProfileWeb}}}
+		cfg.Init("")
+		p, err := New(Options{Config: cfg, Sink: s})
+		require.NoError(t, err, name)
+		require.Empty(t, p.Snapshots(), name)
+		p.Publish(context.Background())
+		calls, roots := s.published()
+		require.Equal(t, 1, calls, name)
+		require.Empty(t, roots, name)
+	}
+}
+
+// A redirect would leave the configured (authenticated) endpoint: it is not
+// followed, even to a server the Web PKI roots trust serving a good bundle.
+func TestRefresh_DoesNotFollowARedirect(t *testing.T) {
+	a, b := newCA(t, "partner root A", ""), newCA(t, "elsewhere root", "")
+	ep := newForeign(t, partner, nil)
+	ep.serve(1, 0, a.cert)
+	elsewhere := newForeign(t, partner, nil) // httptest's certificate too
+	elsewhere.serve(2, 0, b.cert)
+	f := newFixture(t, Options{}, web(ep, ep.webCAFile(t)))
+	_, err := f.refresh(t)
+	require.NoError(t, err)
+
+	ep.srv.Config.Handler = http.RedirectHandler(elsewhere.srv.URL, http.StatusFound)
+	_, err = f.refresh(t)
+	require.ErrorContains(t, err, "the endpoint answered 302 Found")
+	require.Equal(t, 1.0, f.fetches(t, OutcomeError))
+	require.Zero(t, elsewhere.requests())
+	calls, roots := f.sink.published()
+	require.Equal(t, 1, calls)
+	require.True(t, roots[partner][0].Equal(a.cert))
+}
+
+// An https_web endpoint that offers only TLS 1.1 or older is refused: no
+// downgrade below TLS 1.2.
+func TestRefresh_RefusesTLSBelow12(t *testing.T) {
+	a := newCA(t, "partner root A", "")
+	h, err := gofed.NewHandler(partnerTD, spiffebundle.FromX509Authorities(partnerTD, []*x509.Certificate{a.cert}))
+	require.NoError(t, err)
+	srv := httptest.NewUnstartedServer(h)
+	srv.TLS = &tls.Config{MinVersion: tls.VersionTLS10, MaxVersion: tls.VersionTLS11}
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	f := newFixture(t, Options{}, config.FederatedTrustDomainConfig{TrustDomain: partner, BundleEndpointURL: srv.URL,
+		Profile: config.FederationProfileWeb, CAFile: writePEM(t, srv.Certificate())})
+	_, err = f.refresh(t)
+	require.ErrorContains(t, err, "protocol version")
+	require.Equal(t, 1.0, f.fetches(t, OutcomeError))
+	calls, _ := f.sink.published()
+	require.Zero(t, calls)
+}
+
+// A kept bundle "fetched" in the future (an edited state file, or a clock
+// that was wrong when it was written) does not stay fresh until then: its
+// age counts from the start, as for a bundle never fetched.
+func TestNew_AKeptBundleFromTheFutureAgesFromTheStart(t *testing.T) {
+	a := newCA(t, "partner root A", "")
+	dir := t.TempDir()
+	clk := clocktesting.NewFakeClock(time.Now().UTC().Truncate(time.Second))
+	require.NoError(t, writeSnapshot(dir, partnerTD, Snapshot{TrustDomain: partner, FetchedAt: clk.Now().Add(time.Hour),
+		Bundle: spiffebundle.FromX509Authorities(partnerTD, []*x509.Certificate{a.cert})}))
+	cfg := config.FederationConfig{StateDir: dir, TrustDomains: []config.FederatedTrustDomainConfig{
+		{TrustDomain: partner, BundleEndpointURL: "https://127.0.0.1:1", Profile: config.FederationProfileWeb}}}
+	cfg.Init("")
+	reg := prometheus.NewRegistry()
+	p, err := New(Options{Config: cfg, Clock: clk, Registerer: reg})
+	require.NoError(t, err)
+	require.Len(t, p.Snapshots(), 1, "the kept roots are still used")
+	clk.Step(time.Minute)
+	require.Equal(t, 60.0, gauge(t, reg, "meshca_federation_bundle_age_seconds", map[string]string{"trust_domain": partner}))
+}
+
+// federation.stateDir holds the roots meshca trusts and publishes after a
+// restart: a directory others can write (where they could plant a bundle)
+// is refused, with the fix.
+func TestNew_RefusesAStateDirOthersCanWrite(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "federation")
+	require.NoError(t, os.Mkdir(dir, 0o700))
+	require.NoError(t, os.Chmod(dir, 0o777))
+	cfg := config.FederationConfig{StateDir: dir, TrustDomains: []config.FederatedTrustDomainConfig{
+		{TrustDomain: partner, BundleEndpointURL: "https://127.0.0.1:1", Profile: config.FederationProfileWeb}}}
+	cfg.Init("")
+	_, err := New(Options{Config: cfg})
+	require.EqualError(t, err, "federation.stateDir "+dir+" is writable by others (mode 0777); run chmod o-w "+dir+", or choose a private federation.stateDir")
+
+	// A missing one is created private.
+	missing := filepath.Join(t.TempDir(), "new", "federation")
+	cfg.StateDir = missing
+	_, err = New(Options{Config: cfg})
+	require.NoError(t, err)
+	st, err := os.Stat(missing)
+	require.NoError(t, err)
+	require.Equal(t, os.FileMode(0o700), st.Mode().Perm())
+}
+
+// A trust domain name may be 255 bytes (SPIFFE-ID §2.3), more than a file
+// name with the state file's suffix may be (NAME_MAX, 255): its bundle is
+// still kept and read back.
+func TestSnapshot_KeptForTheLongestTrustDomainName(t *testing.T) {
+	long := spiffeid.RequireTrustDomainFromString(strings.Repeat("a", 63) + "." + strings.Repeat("b", 63) + "." + strings.Repeat("c", 63) + "." + strings.Repeat("d", 63))
+	require.Len(t, long.Name(), 255)
+	a := newCA(t, "long root", "")
+	dir := t.TempDir()
+	at := time.Now().UTC().Truncate(time.Second)
+	require.NoError(t, writeSnapshot(dir, long, Snapshot{TrustDomain: long.Name(), FetchedAt: at,
+		Bundle: spiffebundle.FromX509Authorities(long, []*x509.Certificate{a.cert})}))
+	s, err := ReadSnapshot(dir, long)
+	require.NoError(t, err)
+	require.Equal(t, at, s.FetchedAt.UTC())
+	require.True(t, s.Bundle.X509Authorities()[0].Equal(a.cert))
+	_, err = ReadSnapshot(dir, partnerTD)
+	require.ErrorIs(t, err, fs.ErrNotExist)
 }

@@ -1,6 +1,8 @@
 package federation
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -34,15 +36,29 @@ type stateFile struct {
 	Bundle      json.RawMessage `json:"bundle"`
 }
 
+// stateSuffix ends every state file's name.
+const stateSuffix = ".bundle.json"
+
+// maxFileName is NAME_MAX, the longest file name of common file systems.
+const maxFileName = 255
+
 // statePath is the state file of td in dir. A trust domain name holds only
 // [a-z0-9._-] (SPIFFE-ID §2.1) and comes from the configuration, so it is
-// a safe file name with a suffix.
+// a safe file name with a suffix; a name too long for that (SPIFFE-ID §2.3
+// allows 255 bytes) is replaced by "sha256-" and its hash (the file records
+// the name it holds, checked on reading).
 func statePath(dir string, td spiffeid.TrustDomain) string {
-	return filepath.Join(dir, td.Name()+".bundle.json")
+	name := td.Name()
+	if len(name)+len(stateSuffix) > maxFileName {
+		sum := sha256.Sum256([]byte(name))
+		name = "sha256-" + hex.EncodeToString(sum[:])
+	}
+	return filepath.Join(dir, name+stateSuffix)
 }
 
-// ReadSnapshot reads the last good bundle of td kept in dir (federation.stateDir).
-// It returns an error wrapping fs.ErrNotExist when none has been fetched yet.
+// ReadSnapshot reads the last good bundle of td kept in dir (federation.stateDir),
+// checked as a fetch checks it (at the time it was fetched). It returns an
+// error wrapping fs.ErrNotExist when none has been fetched yet.
 func ReadSnapshot(dir string, td spiffeid.TrustDomain) (Snapshot, error) {
 	b, err := smallfile.Read(statePath(dir, td), maxStateBytes)
 	if err != nil {
@@ -57,6 +73,11 @@ func ReadSnapshot(dir string, td spiffeid.TrustDomain) (Snapshot, error) {
 	}
 	bundle, err := spiffebundle.Parse(td, f.Bundle)
 	if err != nil {
+		return Snapshot{}, fmt.Errorf("%s: %w", statePath(dir, td), err)
+	}
+	// Only what a fetch would have accepted when it was made: a file
+	// edited or left by something else must not be published.
+	if err := checkAuthorities(td, bundle.X509Authorities(), f.FetchedAt); err != nil {
 		return Snapshot{}, fmt.Errorf("%s: %w", statePath(dir, td), err)
 	}
 	return Snapshot{TrustDomain: td.Name(), FetchedAt: f.FetchedAt, Bundle: bundle}, nil

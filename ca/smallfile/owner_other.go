@@ -1,6 +1,6 @@
 //go:build !unix
 
-package admin
+package smallfile
 
 import "io/fs"
 
