@@ -100,10 +100,10 @@ written is read again after half a second).`,
 
 func printAuditReport(w io.Writer, rep *audit.Report, rooted bool) {
 	for _, n := range rep.Notes {
-		fmt.Fprintf(w, "note: %s\n", n)
+		fmt.Fprintf(w, "note: %s\n", printable(n))
 	}
 	if rep.Problem != nil {
-		fmt.Fprintf(w, "FAIL %s\n", rep.Problem)
+		fmt.Fprintf(w, "FAIL %s\n", printable(rep.Problem.Error()))
 		if rep.Records > 0 {
 			fmt.Fprintf(w, "the %d records before it verify (seq %d..%d, %d checkpoints)\n", rep.Records, rep.FirstSeq, rep.LastSeq, rep.Checkpoints)
 		}
@@ -114,7 +114,7 @@ func printAuditReport(w io.Writer, rep *audit.Report, rooted bool) {
 		fmt.Fprintf(w, "last checkpoint: seq %d at %s\n", rep.LastCheckpointSeq, rep.LastCheckpointTime)
 	}
 	for _, s := range rep.Signers {
-		fmt.Fprintf(w, "signed by: %s\n", s)
+		fmt.Fprintf(w, "signed by: %s\n", printable(s))
 	}
 	if rooted {
 		fmt.Fprintln(w, "checkpoint certificates chain to --roots")
