@@ -174,6 +174,13 @@ func checkCheckpoint(r *record, roots []*x509.Certificate) (*x509.Certificate, e
 	}
 	msg := CheckpointMessage(*r.Seq, r.Prev, r.Time, r.Reason)
 	signer := chain[0]
+	// meshca's intermediate signs checkpoints; a workload certificate
+	// chains to the same roots, so without this its key could re-seal a
+	// rewritten log (basicConstraints cA and keyCertSign, RFC 5280
+	// sections 4.2.1.9 and 4.2.1.3).
+	if !signer.BasicConstraintsValid || !signer.IsCA || signer.KeyUsage&x509.KeyUsageCertSign == 0 {
+		return nil, fmt.Errorf("checkpoint certificate %q is not a CA certificate (basicConstraints cA and keyCertSign): only meshca's intermediate signs checkpoints", signer.Subject)
+	}
 	if err := checkSignature(signer, alg, msg, sig); err != nil {
 		return nil, fmt.Errorf("checkpoint signature does not verify with its certificate %q: %w", signer.Subject, err)
 	}

@@ -9,8 +9,10 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/utils/clock"
@@ -27,6 +29,8 @@ const (
 	// records beyond it are dropped, never half-chained.
 	flushAt    = 64 << 10
 	maxPending = 8 << 20
+	// maxField bounds a string field of an event in the file.
+	maxField = 16 << 10
 )
 
 // FileOptions configure an audit file.
@@ -117,7 +121,7 @@ func OpenFile(o FileOptions) (*File, error) {
 		o.Log = slog.Default()
 	}
 	f := &File{o: o, dir: filepath.Dir(o.Path), base: filepath.Base(o.Path), m: newFileMetrics(o.Registerer)}
-	f.evh = slog.NewJSONHandler(&f.ev, nil)
+	f.evh = slog.NewJSONHandler(&f.ev, &slog.HandlerOptions{ReplaceAttr: renameReserved})
 	if err := os.MkdirAll(f.dir, 0o700); err != nil {
 		return nil, fmt.Errorf("audit: %w", err)
 	}
@@ -181,17 +185,34 @@ func (f *File) run() {
 		case <-t.C():
 		}
 		f.mu.Lock()
-		if f.since > 0 && f.o.Clock.Since(f.lastCP) >= f.o.CheckpointInterval {
+		cp := f.since > 0 && f.o.Clock.Since(f.lastCP) >= f.o.CheckpointInterval
+		if cp {
 			f.checkpointLocked(CheckpointInterval)
 			// Without a key, or when signing failed (logged), the next
 			// try is an interval later, not at every flush.
 			f.lastCP = f.o.Clock.Now()
-			_ = f.syncLocked()
-		} else {
-			f.flushLocked()
 		}
+		f.flushLocked()
+		w := f.f
 		f.mu.Unlock()
+		if cp {
+			f.syncUnlocked(w)
+		}
 	}
+}
+
+// syncUnlocked fsyncs w, which holds the flushed records, without the
+// lock: writers (and the issuances waiting on their audit line) go on
+// while a slow disk syncs. A rotation meanwhile syncs and closes w
+// itself (os.File keeps the descriptor valid until Sync returns).
+func (f *File) syncUnlocked(w *os.File) {
+	err := fsync(w)
+	if err == nil || errors.Is(err, os.ErrClosed) {
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.writeFailed("syncing", err)
 }
 
 // writeEvent appends an event record: the JSON object h makes of r, with
@@ -222,6 +243,32 @@ func (f *File) writeEvent(ctx context.Context, h slog.Handler, r slog.Record) {
 	f.line = appendHead(f.line[:0], f.seq+1, &f.prev, KindEvent)
 	f.line = append(f.line, out[1:len(out)-1]...)
 	f.appendLocked(f.line, KindEvent)
+}
+
+// renameReserved writes an event's top-level attribute named like a
+// member of the record's head (a revocation's "kind") as event_<name>, so
+// that each member name of the line is unique (RFC 8259 section 4) and
+// every JSON tool reads the record's own kind.
+// It also cuts a string value longer than maxField (a message quoting
+// caller input), so that a record stays far below maxLine, which verify
+// and a restart read.
+func renameReserved(groups []string, a slog.Attr) slog.Attr {
+	if len(groups) == 0 {
+		switch a.Key {
+		case "seq", "prev", "kind":
+			a.Key = "event_" + a.Key
+		}
+	}
+	if a.Value.Kind() == slog.KindString {
+		if v := a.Value.String(); len(v) > maxField {
+			cut := maxField
+			for cut > 0 && !utf8.RuneStart(v[cut]) {
+				cut--
+			}
+			a.Value = slog.StringValue(v[:cut] + "… (cut: " + strconv.Itoa(len(v)) + " bytes)")
+		}
+	}
+	return a
 }
 
 // appendLocked adds one record to the chain.
@@ -286,9 +333,12 @@ func (f *File) flushLocked() {
 	}
 }
 
+// fsync is (*os.File).Sync; tests slow it down.
+var fsync = (*os.File).Sync
+
 func (f *File) syncLocked() error {
 	f.flushLocked()
-	if err := f.f.Sync(); err != nil {
+	if err := fsync(f.f); err != nil {
 		f.writeFailed("syncing", err)
 		return err
 	}

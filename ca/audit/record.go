@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -39,8 +40,10 @@ const (
 	KindRotated = "rotated"
 )
 
-// Checkpoint reasons. A checkpoint with reason rotate or shutdown is
-// final: nothing follows it in its file.
+// Checkpoint reasons. A rotate checkpoint normally ends its file (when
+// the rotation then fails, events follow it in the same file); a
+// shutdown checkpoint ends a run, and the next start appends its
+// restart record after it.
 const (
 	CheckpointInterval = "interval"
 	CheckpointRotate   = "rotate"
@@ -81,26 +84,116 @@ type record struct {
 	TornSHA256    string `json:"torn_sha256,omitempty"`
 }
 
+// parseRecord reads a line the way meshca wrote it. The head (seq, prev,
+// kind) is read from the exact bytes and must be in the form appendHead
+// writes: an event's own members follow it and may repeat a name (a
+// revocation's "kind" in files of older versions), which a JSON decoder
+// would resolve to the last one. Every other kind is meshca's own text
+// and must be byte for byte what meshca writes for its values, so that no
+// repeated, reordered or differently cased member, nor whitespace, can
+// make the verifier read what other JSON tools do not.
 func parseRecord(line []byte) (*record, error) {
+	seq, prev, kind, err := parseHead(line)
+	if err != nil {
+		return nil, err
+	}
+	if kind == KindEvent {
+		if !json.Valid(line) {
+			return nil, errors.New("not a JSON object")
+		}
+		return &record{Seq: &seq, Prev: prev, Kind: kind}, nil
+	}
 	var r record
 	if err := json.Unmarshal(line, &r); err != nil {
 		return nil, fmt.Errorf("not a JSON record: %w", err)
 	}
-	if r.Seq == nil {
-		return nil, errors.New("no seq member")
-	}
-	if len(r.Prev) != 2*sha256.Size {
-		return nil, fmt.Errorf("prev %q is not a hex SHA-256", r.Prev)
-	}
-	if _, err := hex.DecodeString(r.Prev); err != nil {
-		return nil, fmt.Errorf("prev %q is not a hex SHA-256", r.Prev)
-	}
-	switch r.Kind {
-	case KindStart, KindEvent, KindCheckpoint, KindRestart, KindRotated:
-	default:
-		return nil, fmt.Errorf("unknown kind %q", r.Kind)
+	r.Seq, r.Prev, r.Kind = &seq, prev, kind
+	if !bytes.Equal(appendCanonical(nil, &r), line) {
+		return nil, fmt.Errorf("a %s record not in the form meshca writes (a member repeated, reordered, added or re-encoded)", kind)
 	}
 	return &r, nil
+}
+
+// parseHead reads {"seq":N,"prev":"<hex>","kind":"<kind>", from the
+// start of line and checks that appendHead writes exactly those bytes.
+func parseHead(line []byte) (seq uint64, prev, kind string, err error) {
+	rest, ok := bytes.CutPrefix(line, []byte(`{"seq":`))
+	i := bytes.IndexByte(rest, ',')
+	if !ok || i < 0 {
+		return 0, "", "", errors.New(`no {"seq": head`)
+	}
+	if seq, err = strconv.ParseUint(string(rest[:i]), 10, 64); err != nil {
+		return 0, "", "", fmt.Errorf("seq %q is not a number", rest[:i])
+	}
+	rest, ok = bytes.CutPrefix(rest[i:], []byte(`,"prev":"`))
+	if !ok || len(rest) < 2*sha256.Size {
+		return 0, "", "", errors.New("no prev member after seq")
+	}
+	var ph [sha256.Size]byte
+	if _, err := hex.Decode(ph[:], rest[:2*sha256.Size]); err != nil {
+		return 0, "", "", fmt.Errorf("prev %q is not a hex SHA-256", rest[:2*sha256.Size])
+	}
+	rest, ok = bytes.CutPrefix(rest[2*sha256.Size:], []byte(`","kind":"`))
+	i = bytes.IndexByte(rest, '"')
+	if !ok || i < 0 {
+		return 0, "", "", errors.New("no kind member after prev")
+	}
+	kind = string(rest[:i])
+	switch kind {
+	case KindStart, KindEvent, KindCheckpoint, KindRestart, KindRotated:
+	default:
+		return 0, "", "", fmt.Errorf("unknown kind %q", kind)
+	}
+	if head := appendHead(nil, seq, &ph, kind); !bytes.HasPrefix(line, head) {
+		return 0, "", "", fmt.Errorf("the head %.*q is not in the form meshca writes", len(head), line)
+	}
+	return seq, hex.EncodeToString(ph[:]), kind, nil
+}
+
+// appendCanonical appends the line meshca writes for a record of a kind
+// other than event (what appendCheckpoint and the start, restart and
+// rotated records of file.go and rotate.go write).
+func appendCanonical(b []byte, r *record) []byte {
+	var ph [sha256.Size]byte
+	_, _ = hex.Decode(ph[:], []byte(r.Prev))
+	b = appendHead(b, *r.Seq, &ph, r.Kind)
+	b = append(b, `"time":`...)
+	b = appendJSON(b, r.Time)
+	switch r.Kind {
+	case KindCheckpoint:
+		b = appendString(b, "reason", r.Reason)
+		b = appendString(b, "alg", r.Algorithm)
+		b = appendString(b, "sig", r.Signature)
+		if r.AltAlgorithm != "" || r.AltSignature != "" {
+			b = appendString(b, "alt_alg", r.AltAlgorithm)
+			b = appendString(b, "alt_sig", r.AltSignature)
+		}
+		b = append(b, `,"chain":[`...)
+		for i, c := range r.Chain {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendJSON(b, c)
+		}
+		b = append(b, ']')
+	case KindRestart:
+		if r.PreviousFile != "" {
+			b = appendString(b, "previous_file", r.PreviousFile)
+		}
+		b = append(b, `,"previous_clean":`...)
+		b = strconv.AppendBool(b, r.PreviousClean != nil && *r.PreviousClean)
+		if r.PreviousClean == nil {
+			b = append(b, "?"...) // never what meshca writes
+		}
+		if r.TornBytes != 0 || r.TornSHA256 != "" {
+			b = append(b, `,"torn_bytes":`...)
+			b = strconv.AppendInt(b, int64(r.TornBytes), 10)
+			b = appendString(b, "torn_sha256", r.TornSHA256)
+		}
+	case KindRotated:
+		b = appendString(b, "previous_file", r.PreviousFile)
+	}
+	return append(b, '}')
 }
 
 // appendHead appends the members every record starts with, and the
@@ -122,11 +215,16 @@ func appendTime(b []byte, t time.Time) []byte {
 	return append(b, '"')
 }
 
-// appendString appends "key":<JSON string>.
+// appendString appends ,"key":<JSON string>.
 func appendString(b []byte, key, v string) []byte {
 	b = append(b, ',', '"')
 	b = append(b, key...)
 	b = append(b, '"', ':')
+	return appendJSON(b, v)
+}
+
+// appendJSON appends v as a JSON string.
+func appendJSON(b []byte, v string) []byte {
 	q, _ := json.Marshal(v) // a string always marshals
 	return append(b, q...)
 }

@@ -254,6 +254,12 @@ func (f *File) resume() error {
 			if r, err := parseRecord(cur.first); err == nil {
 				firstSeq = *r.Seq
 			}
+		} else if _, err := os.Lstat(filepath.Join(f.dir, f.rotatedName(f.seq))); errors.Is(err, os.ErrNotExist) {
+			// A file holding no complete record is named after the
+			// last complete one (in the file before it): the new file
+			// begins with seq f.seq+1, and its own rotation takes that
+			// name.
+			firstSeq = f.seq
 		}
 		if previous, err = f.moveAside(firstSeq); err != nil {
 			return fmt.Errorf("audit: moving aside %s with a torn last line: %w", f.o.Path, err)

@@ -22,8 +22,10 @@ type VerifyOptions struct {
 	// Sealed requires the series to end with a shutdown checkpoint (a
 	// log of a stopped meshca): then no record can be cut off its end.
 	Sealed bool
-	// ExpectSeq requires the series to reach at least this seq (e.g. the
-	// meshca_audit_file_checkpoint_sequence seen earlier).
+	// ExpectSeq requires a signed checkpoint at or after this seq (e.g.
+	// the meshca_audit_file_checkpoint_sequence seen earlier): unsigned
+	// records after the last checkpoint could have been appended by
+	// anyone.
 	ExpectSeq uint64
 }
 
@@ -97,6 +99,8 @@ type verifier struct {
 	// lastFile/lastLine locate the last record read.
 	lastFile string
 	lastLine int
+	// moreNotes counts the notes beyond maxNotes.
+	moreNotes int
 }
 
 // Verify checks a series of audit files (oldest first; a rotated series
@@ -118,6 +122,26 @@ func Verify(paths []string, o VerifyOptions) *Report {
 	}
 	v.end(paths)
 	return v.rep
+}
+
+// maxNotes and maxSigners bound what a report keeps of a hostile file
+// (a note per restart record, a signer per alternation).
+const (
+	maxNotes   = 20
+	maxSigners = 20
+)
+
+// note adds a note, keeping the first maxNotes and counting the others.
+func (v *verifier) note(format string, args ...any) {
+	switch n := len(v.rep.Notes); {
+	case n < maxNotes:
+		v.rep.Notes = append(v.rep.Notes, fmt.Sprintf(format, args...))
+		return
+	case n == maxNotes:
+		v.rep.Notes = append(v.rep.Notes, "")
+	}
+	v.moreNotes++
+	v.rep.Notes[maxNotes] = fmt.Sprintf("%d more notes left out", v.moreNotes)
 }
 
 func (v *verifier) fail(file string, line int, seq uint64, format string, args ...any) bool {
@@ -195,10 +219,17 @@ func (v *verifier) record(name string, line, next []byte, n int, first bool) boo
 		if r.Kind != KindRestart || r.TornBytes != v.tornLen || r.TornSHA256 != v.tornHash {
 			return v.fail(name, n, seq, "%s ends with a torn record (%d bytes, SHA-256 %s) that this first record does not acknowledge: a restart record with torn_bytes and torn_sha256 was expected", filepath.Base(v.tornFile), v.tornLen, v.tornHash)
 		}
-		v.rep.Notes = append(v.rep.Notes, fmt.Sprintf("%s ends with a torn record of %d bytes (a crash mid-write), acknowledged by %s line %d (seq %d)", v.tornFile, v.tornLen, name, n, seq))
+		v.note("%s ends with a torn record of %d bytes (a crash mid-write), acknowledged by %s line %d (seq %d)", v.tornFile, v.tornLen, name, n, seq)
 		v.tornLen = 0
 	} else if r.TornBytes > 0 && v.started {
 		return v.fail(name, n, seq, "the restart record claims a torn tail of %d bytes, but the previous record ends its file cleanly", r.TornBytes)
+	}
+	// meshca begins every file with a start record, or a rotated or
+	// restart record naming the file it continues; a restart record
+	// without one is appended to an existing file. Any other first line
+	// means lines were cut off the file's head.
+	if first && r.Kind != KindStart && ((r.Kind != KindRotated && r.Kind != KindRestart) || r.PreviousFile == "") {
+		return v.fail(name, n, seq, "the file does not begin with a start record or a rotated or restart record naming the file it continues: lines were cut off its head")
 	}
 	if !v.started {
 		v.started = true
@@ -208,7 +239,7 @@ func (v *verifier) record(name string, line, next []byte, n int, first bool) boo
 				return v.fail(name, n, seq, "the first record of a chain must have seq 1 and a zero prev")
 			}
 		} else {
-			v.rep.Notes = append(v.rep.Notes, fmt.Sprintf("the series starts at seq %d (%s line %d): the files before it are not given, so its link to them is not checked", seq, name, n))
+			v.note("the series starts at seq %d (%s line %d): the files before it are not given, so its link to them is not checked", seq, name, n)
 		}
 	} else {
 		if seq != v.prevSeq+1 {
@@ -229,14 +260,14 @@ func (v *verifier) record(name string, line, next []byte, n int, first bool) boo
 		v.rep.Checkpoints++
 		v.rep.LastCheckpointSeq, v.rep.LastCheckpointTime = seq, r.Time
 		v.rep.Unsigned = 0
-		if s := c.Subject.String(); len(v.rep.Signers) == 0 || v.rep.Signers[len(v.rep.Signers)-1] != s {
+		if s := c.Subject.String(); len(v.rep.Signers) < maxSigners && (len(v.rep.Signers) == 0 || v.rep.Signers[len(v.rep.Signers)-1] != s) {
 			v.rep.Signers = append(v.rep.Signers, s)
 		}
 	} else {
 		v.rep.Unsigned++
 	}
 	if r.Kind == KindRestart && (r.PreviousClean == nil || !*r.PreviousClean) {
-		v.rep.Notes = append(v.rep.Notes, fmt.Sprintf("%s line %d (seq %d): meshca restarted after a run that did not end with its shutdown checkpoint (a crash or kill, or the log was cut)", name, n, seq))
+		v.note("%s line %d (seq %d): meshca restarted after a run that did not end with its shutdown checkpoint (a crash or kill, or the log was cut)", name, n, seq)
 	}
 	v.started, v.prevHash, v.prevSeq, v.last = true, h, seq, r
 	v.lastFile, v.lastLine = name, n
@@ -301,8 +332,10 @@ func (v *verifier) end(paths []string) {
 	}
 	name, line := v.lastFile, v.lastLine
 	v.rep.Sealed = v.last.Kind == KindCheckpoint && v.last.Reason == CheckpointShutdown
-	if v.o.ExpectSeq > v.rep.LastSeq {
-		v.fail(name, line, v.rep.LastSeq, "the log ends at seq %d, but seq %d was expected: records were cut off the end", v.rep.LastSeq, v.o.ExpectSeq)
+	// Records after the last checkpoint are unsigned: anyone can append
+	// such records, so only a checkpoint reaches the expected seq.
+	if v.o.ExpectSeq > v.rep.LastCheckpointSeq {
+		v.fail(name, line, v.rep.LastSeq, "no signed checkpoint at or after seq %d (the last one is at seq %d, the log ends at seq %d): records were cut off the end, and any after seq %d may be made up", v.o.ExpectSeq, v.rep.LastCheckpointSeq, v.rep.LastSeq, v.rep.LastCheckpointSeq)
 		return
 	}
 	if v.o.Sealed && !v.rep.Sealed {

@@ -94,7 +94,7 @@ func TestVerify_TruncatedAtLineBoundary(t *testing.T) {
 		t.Fatalf("report = %+v; want unsealed, 3 unsigned records after checkpoint 7", rep)
 	}
 	wantProblem(t, Verify([]string{path}, VerifyOptions{Sealed: true}), path, 10, 10, "does not end with a shutdown checkpoint")
-	wantProblem(t, Verify([]string{path}, VerifyOptions{ExpectSeq: 13}), path, 10, 10, "the log ends at seq 10, but seq 13 was expected")
+	wantProblem(t, Verify([]string{path}, VerifyOptions{ExpectSeq: 13}), path, 10, 10, "no signed checkpoint at or after seq 13")
 }
 
 // rechain recomputes every prev after an edit, as a forger who can rewrite

@@ -7,7 +7,10 @@ import (
 	"crypto/x509"
 	"encoding/hex"
 	"net"
+	"net/url"
 	"time"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/meshca/meshca/ca/caerr"
 	"github.com/meshca/meshca/ca/certenc"
@@ -30,6 +33,24 @@ type Serving struct {
 // SANs from the active intermediate, records it and audits it. It bypasses
 // the workload policy: the names come from meshca's own configuration.
 func (a *Authority) IssueServing(ctx context.Context, pub crypto.PublicKey, dnsNames []string, ips []net.IP, ttl time.Duration) (*Serving, error) {
+	return a.issueServing(ctx, pub, nil, dnsNames, ips, ttl)
+}
+
+// IssueServingSVID is IssueServing for an endpoint that presents an
+// X.509-SVID (SPIFFE X509-SVID specification): the certificate also
+// carries id as its one URI SAN, and is recorded under id. meshca's SPIFFE
+// bundle endpoint serves with one in the https_spiffe profile (SPIFFE
+// Federation specification, section 5.2.2). The configuration checks
+// that id is of the mesh's trust domain.
+func (a *Authority) IssueServingSVID(ctx context.Context, pub crypto.PublicKey, id spiffeid.ID, dnsNames []string, ttl time.Duration) (*Serving, error) {
+	if id.IsZero() {
+		return nil, caerr.New(caerr.InvalidArgument, "bad_identity", "the serving SVID has no SPIFFE ID")
+	}
+	return a.issueServing(ctx, pub, id.URL(), dnsNames, nil, ttl)
+}
+
+// issueServing signs a serving certificate; uri, when set, is its SPIFFE ID.
+func (a *Authority) issueServing(ctx context.Context, pub crypto.PublicKey, uri *url.URL, dnsNames []string, ips []net.IP, ttl time.Duration) (*Serving, error) {
 	m := a.material.Load()
 	if m == nil {
 		return nil, caerr.New(caerr.Unavailable, "ca_not_ready", "the CA has no signing material yet")
@@ -53,6 +74,7 @@ func (a *Authority) IssueServing(ctx context.Context, pub crypto.PublicKey, dnsN
 		NotAfter:              notAfter,
 		DNSNames:              dnsNames,
 		IPAddresses:           ips,
+		URIs:                  uris(uri),
 		KeyUsage:              x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 		BasicConstraintsValid: true,
@@ -73,7 +95,10 @@ func (a *Authority) IssueServing(ctx context.Context, pub crypto.PublicKey, dnsN
 	}
 	sum := sha256.Sum256(der)
 	name := "serving"
-	if len(dnsNames) > 0 {
+	switch {
+	case uri != nil:
+		name = uri.String()
+	case len(dnsNames) > 0:
 		name = "dns:" + dnsNames[0]
 	}
 	rec := store.Issuance{
@@ -87,6 +112,13 @@ func (a *Authority) IssueServing(ctx context.Context, pub crypto.PublicKey, dnsN
 	a.audit.Issued(ctx, auditServing(rec))
 	chain := append([]*x509.Certificate{leaf, issuer}, m.Bundle.Intermediates...)
 	return &Serving{Leaf: leaf, Chain: chain, Generation: m.Generation}, nil
+}
+
+func uris(u *url.URL) []*url.URL {
+	if u == nil {
+		return nil
+	}
+	return []*url.URL{u}
 }
 
 // subjectKeyID is the RFC 7093 key identifier of pub (as certenc computes it).

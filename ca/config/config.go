@@ -87,6 +87,8 @@ type Config struct {
 	Signers SignersConfig `json:"signers,omitzero"`
 	// Clusters are the other clusters of a multi-cluster mesh (clusters.go).
 	Clusters []ClusterConfig `json:"clusters,omitempty"`
+	// BundleEndpoint serves the trust domain's SPIFFE bundle over HTTPS.
+	BundleEndpoint BundleEndpointConfig `json:"bundleEndpoint,omitzero"`
 	// Federation configures the foreign trust domains whose SPIFFE bundles
 	// meshca polls and publishes (federation.go).
 	Federation FederationConfig `json:"federation,omitzero"`
@@ -276,6 +278,7 @@ func (c *Config) resolvePaths(base string) {
 		}
 	}
 	c.resolveClusterPaths(base)
+	c.BundleEndpoint.resolvePaths(base)
 }
 
 // Init fills every unset value with its default.
@@ -320,6 +323,7 @@ func (c *Config) Init() {
 	c.Inventory.init()
 	c.Signers.init(c)
 	c.initClusters()
+	c.BundleEndpoint.init(c.TrustDomain)
 	c.Federation.Init(c.Server.AdminSocket)
 	c.Audit.init()
 }
@@ -459,6 +463,7 @@ func (c *Config) Validate() error {
 	c.Signers.validate(c, add)
 	c.Rotation.Root.validate(add)
 	c.validateClusters(add)
+	c.BundleEndpoint.validate(td, add)
 	c.Federation.validate(c.TrustDomain, add)
 	c.Audit.validate(add)
 	return errors.Join(errs...)

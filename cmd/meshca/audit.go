@@ -52,8 +52,10 @@ What it can tell:
 
 What it cannot tell by itself: records cut off the END at a line boundary
 leave a shorter, valid chain. --sealed requires the series to end with the
-shutdown checkpoint meshca writes when it stops, and --expect-seq N a seq
-seen earlier (the metric meshca_audit_file_checkpoint_sequence). The
+shutdown checkpoint meshca writes when it stops, and --expect-seq N a signed
+checkpoint at or after a seq seen earlier (the metric
+meshca_audit_file_checkpoint_sequence; records after the last checkpoint
+are not signed, so they do not count). The
 records after the last checkpoint are reported: only the hash chain
 covers them until the next checkpoint.
 
@@ -91,17 +93,17 @@ written is read again after half a second).`,
 	}
 	verify.Flags().StringVar(&rootsFile, "roots", "", "PEM file of trusted roots: every checkpoint's certificate must chain to one of them")
 	verify.Flags().BoolVar(&sealed, "sealed", false, "require the series to end with meshca's shutdown checkpoint (the log of a stopped meshca)")
-	verify.Flags().Uint64Var(&expectSeq, "expect-seq", 0, "require the series to reach at least this seq")
+	verify.Flags().Uint64Var(&expectSeq, "expect-seq", 0, "require a signed checkpoint at or after this seq (meshca_audit_file_checkpoint_sequence seen earlier)")
 	cmd.AddCommand(verify)
 	return cmd
 }
 
 func printAuditReport(w io.Writer, rep *audit.Report, rooted bool) {
 	for _, n := range rep.Notes {
-		fmt.Fprintf(w, "note: %s\n", n)
+		fmt.Fprintf(w, "note: %s\n", printable(n))
 	}
 	if rep.Problem != nil {
-		fmt.Fprintf(w, "FAIL %s\n", rep.Problem)
+		fmt.Fprintf(w, "FAIL %s\n", printable(rep.Problem.Error()))
 		if rep.Records > 0 {
 			fmt.Fprintf(w, "the %d records before it verify (seq %d..%d, %d checkpoints)\n", rep.Records, rep.FirstSeq, rep.LastSeq, rep.Checkpoints)
 		}
@@ -112,7 +114,7 @@ func printAuditReport(w io.Writer, rep *audit.Report, rooted bool) {
 		fmt.Fprintf(w, "last checkpoint: seq %d at %s\n", rep.LastCheckpointSeq, rep.LastCheckpointTime)
 	}
 	for _, s := range rep.Signers {
-		fmt.Fprintf(w, "signed by: %s\n", s)
+		fmt.Fprintf(w, "signed by: %s\n", printable(s))
 	}
 	if rooted {
 		fmt.Fprintln(w, "checkpoint certificates chain to --roots")

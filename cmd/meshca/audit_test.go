@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -63,4 +64,13 @@ func TestAuditVerify_ExitCodeAndReport(t *testing.T) {
 	require.ErrorContains(t, err, "requires at least 1 arg")
 	_, err = runMeshca(t, "audit", "verify", "--roots", path, path)
 	require.ErrorContains(t, err, "--roots ")
+}
+
+// A hostile file's checkpoint certificate (self-signed: without --roots
+// it verifies) may name itself with terminal control sequences: the
+// report prints them escaped.
+func TestAuditReport_EscapesControlCharacters(t *testing.T) {
+	var out strings.Builder
+	printAuditReport(&out, &audit.Report{Files: 1, Records: 2, Checkpoints: 1, Signers: []string{"CN=evil\x1b]0;pwned\x07\x1b[2J\u009b2J"}}, false)
+	require.Contains(t, out.String(), "signed by: CN=evil?]0;pwned??[2J?2J\n")
 }

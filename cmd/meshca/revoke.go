@@ -228,7 +228,7 @@ func printRevocations(out io.Writer, recs []store.Revocation, asJSON bool) error
 // printable keeps a terminal safe from control characters in stored text.
 func printable(s string) string {
 	return strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f {
+		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) { // C0, DEL, C1 (ECMA-48)
 			return '?'
 		}
 		return r

@@ -55,7 +55,8 @@ optionally Istio's cacerts Secret, with ca-crl.pem (the CRL of every CA in
 the chain) in the Secret and the istio-ca-crl ConfigMaps. It rebuilds the
 CRLs at start, after every revocation and before their nextUpdate, prunes
 expired issuance records in the background and shuts down gracefully on
-SIGINT or SIGTERM.`,
+SIGINT or SIGTERM. With bundleEndpoint.address it also serves the trust
+domain's SPIFFE bundle over HTTPS (profile https_web or https_spiffe).`,
 		Example: `  meshca serve --dir ./.meshca --listen 127.0.0.1:15012 --ops-listen 127.0.0.1:15014
   meshca serve --config /etc/meshca/meshca.yaml
   curl -s localhost:15014/readyz`,
@@ -203,6 +204,11 @@ SIGINT or SIGTERM.`,
 				return err
 			}
 			defer adm.Close()
+			stopBundle, err := startBundleEndpoint(ctx, cfg, rt, single, log, reg)
+			if err != nil {
+				return err
+			}
+			defer stopBundle()
 			if err := trust.start(ctx, cfg); err != nil {
 				return err
 			}

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/utils/clock"
 
@@ -30,6 +31,12 @@ type Issuer interface {
 	// Material is the active signing material; its Generation changes when
 	// the CA rotates.
 	Material() *authority.Material
+}
+
+// SVIDIssuer issues the X.509-SVIDs of meshca's own endpoints;
+// *authority.Authority is one.
+type SVIDIssuer interface {
+	IssueServingSVID(ctx context.Context, pub crypto.PublicKey, id spiffeid.ID, dnsNames []string, ttl time.Duration) (*authority.Serving, error)
 }
 
 // RenewFraction is the part of a serving certificate's lifetime after
@@ -63,6 +70,10 @@ type ServingCert struct {
 	DNSNames  []string
 	IPs       []net.IP
 	TTL       time.Duration
+	// SPIFFEID, when set, makes the certificate an X.509-SVID with this
+	// ID (and DNSNames; IPs are not used): Authority must then also be an
+	// SVIDIssuer.
+	SPIFFEID spiffeid.ID
 
 	// Clock drives renewal and retries; nil means the real clock.
 	Clock clock.WithTicker
@@ -288,7 +299,14 @@ func (s *ServingCert) issue(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	sv, err := s.Authority.IssueServing(ctx, key.Public(), s.DNSNames, s.IPs, s.TTL)
+	var sv *authority.Serving
+	if s.SPIFFEID.IsZero() {
+		sv, err = s.Authority.IssueServing(ctx, key.Public(), s.DNSNames, s.IPs, s.TTL)
+	} else if si, ok := s.Authority.(SVIDIssuer); ok {
+		sv, err = si.IssueServingSVID(ctx, key.Public(), s.SPIFFEID, s.DNSNames, s.TTL)
+	} else {
+		err = fmt.Errorf("tlsconfig: %T cannot issue X.509-SVIDs", s.Authority)
+	}
 	if err != nil {
 		return err
 	}

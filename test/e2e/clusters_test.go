@@ -166,7 +166,9 @@ func TestClusters_PlugInAndMeshcaSignsAcrossTwoApiservers(t *testing.T) {
 	require.Contains(t, out2, "CN=meshca intermediate cluster east")
 	meshca(t, "revoke", "--dir", dir, "--serial", serialOf(eastInter), "--reason", "cACompromise")
 	cases["east leaf"] = verdict{chain: cases["east leaf"].chain, accept: false}
-	waitFor(t, 20*time.Second, "west's published ca-crl.pem rejects east's old leaves", func() bool {
+	// Within the bound of the revocation path (revoke-ack -> istio-ca-crl
+	// ConfigMap <= 5 s), in the other cluster too.
+	waitFor(t, 5*time.Second, "west's published ca-crl.pem rejects east's old leaves", func() bool {
 		ws = readMeshCluster(t, west)
 		_, ok := opensslVerifyCRLs(t, ws.crlCM, rootCert, eastInter, eastLeaf)
 		return !ok

@@ -25,3 +25,19 @@ func TestConformanceRootRotationsRestart(t *testing.T) {
 		return s
 	})
 }
+
+func TestConformanceBundleSequences(t *testing.T) {
+	storetest.RunBundleSequences(t, func(t *testing.T) storetest.BundleSequenceStore {
+		s, err := Open(filepath.Join(t.TempDir(), "meshca.db"))
+		require.NoError(t, err)
+		return s
+	})
+	t.Run("Restart", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "meshca.db")
+		storetest.RunBundleSequencesRestart(t, func() storetest.BundleSequenceStore {
+			s, err := Open(path)
+			require.NoError(t, err)
+			return s
+		})
+	})
+}

@@ -50,3 +50,15 @@ func TestConformanceShared(t *testing.T) {
 		return openDB(t, db), openDB(t, db)
 	})
 }
+
+func TestConformanceBundleSequences(t *testing.T) {
+	storetest.RunBundleSequences(t, func(t *testing.T) storetest.BundleSequenceStore { return openDB(t, pg.CreateDatabase(t)) })
+	t.Run("Restart", func(t *testing.T) {
+		db := pg.CreateDatabase(t)
+		storetest.RunBundleSequencesRestart(t, func() storetest.BundleSequenceStore { return openDB(t, db) })
+	})
+	storetest.RunBundleSequencesShared(t, func(t *testing.T) (storetest.BundleSequenceStore, storetest.BundleSequenceStore) {
+		db := pg.CreateDatabase(t)
+		return openDB(t, db), openDB(t, db)
+	})
+}
