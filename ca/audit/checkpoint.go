@@ -10,6 +10,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"time"
 
@@ -143,7 +144,7 @@ var classicalAlgorithms = []struct {
 // certificate it carries and, when roots are given, that certificate's
 // chain to one of them at the checkpoint's time. It returns the signing
 // certificate.
-func checkCheckpoint(r *record, roots []*x509.Certificate) (*x509.Certificate, error) {
+func checkCheckpoint(r *record, roots []*x509.Certificate, signerCNs []string) (*x509.Certificate, error) {
 	switch r.Reason {
 	case CheckpointInterval, CheckpointRotate, CheckpointShutdown:
 	default:
@@ -180,6 +181,9 @@ func checkCheckpoint(r *record, roots []*x509.Certificate) (*x509.Certificate, e
 	// sections 4.2.1.9 and 4.2.1.3).
 	if !signer.BasicConstraintsValid || !signer.IsCA || signer.KeyUsage&x509.KeyUsageCertSign == 0 {
 		return nil, fmt.Errorf("checkpoint certificate %q is not a CA certificate (basicConstraints cA and keyCertSign): only meshca's intermediate signs checkpoints", signer.Subject)
+	}
+	if len(signerCNs) > 0 && !slices.Contains(signerCNs, signer.Subject.CommonName) {
+		return nil, fmt.Errorf("checkpoint certificate %q is not one of the pinned signers (--signer-cn)", signer.Subject)
 	}
 	if err := checkSignature(signer, alg, msg, sig); err != nil {
 		return nil, fmt.Errorf("checkpoint signature does not verify with its certificate %q: %w", signer.Subject, err)

@@ -32,6 +32,7 @@ type testCA struct {
 	root, inter *x509.Certificate
 	key         crypto.Signer
 	alt         certenc.AlgorithmSigner // catalyst only
+	rootKey     crypto.Signer
 }
 
 func newKey(t testing.TB, alg string) crypto.Signer {
@@ -80,7 +81,19 @@ func newTestCA(t testing.TB, alg string) testCA {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return testCA{root: rc, inter: ic, key: ik, alt: alt}
+	return testCA{root: rc, inter: ic, key: ik, alt: alt, rootKey: rk}
+}
+
+// sibling is another EC P-256 intermediate, named cn, under c's root (as a
+// plug-in cluster's or a signer's own intermediate is).
+func (c testCA) sibling(t testing.TB, cn string) testCA {
+	t.Helper()
+	ik := newKey(t, "EC-P256")
+	ic, err := root.Mint(c.root, root.CAKey{Signer: c.rootKey}, root.CAKey{Signer: ik}, root.IntermediateTemplate{CommonName: cn, Organization: "meshca", Lifetime: 24 * time.Hour}, testNow.Add(-time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return testCA{root: c.root, inter: ic, key: ik, rootKey: c.rootKey}
 }
 
 func (c testCA) source() KeySource {

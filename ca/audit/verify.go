@@ -27,6 +27,11 @@ type VerifyOptions struct {
 	// records after the last checkpoint could have been appended by
 	// anyone.
 	ExpectSeq uint64
+	// SignerCommonNames, when given, are the only subject common names a
+	// checkpoint's certificate may have (meshca's intermediate.commonName):
+	// every intermediate under the same roots chains to them, including a
+	// plug-in cluster's, whose key is in that cluster's cacerts Secret.
+	SignerCommonNames []string
 }
 
 // Problem is the first broken record of a series.
@@ -253,7 +258,7 @@ func (v *verifier) record(name string, line, next []byte, n int, first bool) boo
 		}
 	}
 	if r.Kind == KindCheckpoint {
-		c, err := checkCheckpoint(r, v.o.Roots)
+		c, err := checkCheckpoint(r, v.o.Roots, v.o.SignerCommonNames)
 		if err != nil {
 			return v.fail(name, n, seq, "%v: the checkpoint was forged, or records up to it were rewritten", err)
 		}
@@ -302,7 +307,7 @@ func (v *verifier) prevProblem(name string, line, nextLine []byte, n int, r *rec
 	seq := *r.Seq
 	intact := false
 	if r.Kind == KindCheckpoint {
-		_, err := checkCheckpoint(r, nil)
+		_, err := checkCheckpoint(r, nil, nil)
 		intact = err == nil
 	} else if nextLine != nil {
 		if next, err := parseRecord(nextLine); err == nil {

@@ -157,6 +157,24 @@ func TestVerify_CheckpointByForeignKeyNeedsRoots(t *testing.T) {
 	wantProblem(t, Verify([]string{path}, VerifyOptions{Roots: []*x509.Certificate{ca.root}}), path, 8, 8, "does not chain to a trusted root")
 }
 
+// Another intermediate under the same root (a plug-in cluster's, whose key
+// is in that cluster's cacerts Secret) passes --roots; pinning the
+// checkpoint signer's common name catches it.
+func TestVerify_CheckpointByAnotherIntermediateOfTheRootNeedsSignerPin(t *testing.T) {
+	ca := newTestCA(t, "EC-P256")
+	cluster := ca.sibling(t, "audit test intermediate cluster east")
+	path := standardLog(t, ca)
+	lines := readLines(t, path)
+	writeLines(t, path, lines[:6])
+	l := openLog(t, path, cluster, 0)
+	l.close()
+	roots := []*x509.Certificate{ca.root}
+	wantOK(t, Verify([]string{path}, VerifyOptions{Roots: roots}))
+	wantOK(t, Verify([]string{path}, VerifyOptions{Roots: roots, SignerCommonNames: []string{"audit test intermediate", "audit test intermediate cluster east"}}))
+	wantProblem(t, Verify([]string{path}, VerifyOptions{Roots: roots, SignerCommonNames: []string{"audit test intermediate"}}), path, 8, 8,
+		`checkpoint certificate "CN=audit test intermediate cluster east,O=meshca" is not one of the pinned signers (--signer-cn)`)
+}
+
 func TestVerify_KeyAlgorithms(t *testing.T) {
 	for _, alg := range []string{"EC-P256", "EC-P384", "RSA", "Ed25519", "ML-DSA-65", "MLDSA65-ECDSA-P256-SHA512", "catalyst"} {
 		t.Run(alg, func(t *testing.T) {

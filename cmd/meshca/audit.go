@@ -30,6 +30,7 @@ checkpoints signed by its intermediate; 'meshca audit verify' checks it.`,
 	var rootsFile string
 	var sealed bool
 	var expectSeq uint64
+	var signerCNs []string
 	verify := &cobra.Command{
 		Use:   "verify FILE [FILE...]",
 		Short: "Verify an audit file (or a rotated series) end to end",
@@ -49,6 +50,10 @@ What it can tell:
     re-signed without the intermediate's key: with --roots, the
     checkpoint's certificate must chain to one of those roots at the
     checkpoint's time (without --roots a forger's own key would pass).
+    Every intermediate under those roots passes --roots, a plug-in
+    cluster's too (its key is in that cluster's cacerts Secret):
+    --signer-cn pins the checkpoint signer to meshca's
+    intermediate.commonName.
 
 What it cannot tell by itself: records cut off the END at a line boundary
 leave a shorter, valid chain. --sealed requires the series to end with the
@@ -65,6 +70,8 @@ written is read again after half a second).`,
 		Example: `  meshca audit verify /var/lib/meshca/audit/audit.log
   # a rotated series, with the checkpoints' certificates checked against the root
   meshca audit verify --roots root-cert.pem /var/lib/meshca/audit/audit.log.* /var/lib/meshca/audit/audit.log
+  # only meshca's own intermediate may have signed the checkpoints
+  meshca audit verify --roots root-cert.pem --signer-cn "meshca intermediate" audit.log
   # the log of a stopped meshca must end with its shutdown checkpoint
   meshca audit verify --sealed --expect-seq 48213 audit.log`,
 		Args: cobra.MinimumNArgs(1),
@@ -76,7 +83,7 @@ written is read again after half a second).`,
 					return fmt.Errorf("--roots %w", err)
 				}
 			}
-			opts := audit.VerifyOptions{Roots: roots, Sealed: sealed, ExpectSeq: expectSeq}
+			opts := audit.VerifyOptions{Roots: roots, Sealed: sealed, ExpectSeq: expectSeq, SignerCommonNames: signerCNs}
 			rep := audit.Verify(files, opts)
 			if rep.Problem != nil && rep.Problem.IncompleteTail {
 				// A running meshca may be writing the last record: look
@@ -94,6 +101,7 @@ written is read again after half a second).`,
 	verify.Flags().StringVar(&rootsFile, "roots", "", "PEM file of trusted roots: every checkpoint's certificate must chain to one of them")
 	verify.Flags().BoolVar(&sealed, "sealed", false, "require the series to end with meshca's shutdown checkpoint (the log of a stopped meshca)")
 	verify.Flags().Uint64Var(&expectSeq, "expect-seq", 0, "require a signed checkpoint at or after this seq (meshca_audit_file_checkpoint_sequence seen earlier)")
+	verify.Flags().StringArrayVar(&signerCNs, "signer-cn", nil, "subject common name a checkpoint's certificate must have (repeatable; meshca's intermediate.commonName): other intermediates under the same roots, such as a plug-in cluster's, are refused")
 	cmd.AddCommand(verify)
 	return cmd
 }
