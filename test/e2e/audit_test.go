@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -107,6 +108,63 @@ func TestAudit_ServeWritesAVerifiableChainAcrossRestarts(t *testing.T) {
 	out, ok = auditVerify(t, "--roots", roots, file)
 	require.False(t, ok)
 	require.Contains(t, out, "FAIL "+file+" line 3 (seq 3): seq 4 follows seq 2: record(s) 3..3 are missing (deleted)")
+
+	// The other tamperings of the log serve wrote, each named at its record
+	// (one file, no rotation: line n holds seq n).
+	issued := -1
+	for i, l := range lines {
+		if bytes.Contains(l, []byte(`"event":"certificate.issued"`)) && bytes.Contains(l, []byte(workloadID)) {
+			issued = i
+			break
+		}
+	}
+	require.Positive(t, issued, "the workload's issuance record")
+	last := len(lines) - 1
+	if len(lines[last]) == 0 { // SplitAfter's empty tail
+		last--
+	}
+	at := func(i int, what string) string {
+		return fmt.Sprintf("FAIL %s line %d (seq %d): %s", file, i+1, i+1, what)
+	}
+	tamper := map[string]struct {
+		edit  func() [][]byte
+		flags []string
+		want  string
+	}{
+		"one byte of an issuance edited": {edit: func() [][]byte {
+			ls := cloneLines(lines)
+			j := bytes.Index(ls[issued], []byte(workloadID))
+			ls[issued][j+len(workloadID)-1] = 'X' // ".../sa/apX"
+			return ls
+		}, want: at(issued, "the record was altered")},
+		"two lines swapped": {edit: func() [][]byte {
+			ls := cloneLines(lines)
+			ls[issued], ls[issued+1] = ls[issued+1], ls[issued]
+			return ls
+		}, want: at(issued, fmt.Sprintf("records out of order: seq %d comes before seq %d (lines %d and %d were swapped)", issued+2, issued+1, issued+1, issued+2))},
+		"cut in the middle of the last record": {edit: func() [][]byte {
+			ls := cloneLines(lines[:last+1])
+			ls[last] = ls[last][:len(ls[last])/2]
+			return ls
+		}, want: at(last, "incomplete last record")},
+		"cut at a line boundary (the shutdown checkpoint gone)": {edit: func() [][]byte {
+			return cloneLines(lines[:last])
+		}, flags: []string{"--sealed"}, want: at(last-1, "the log does not end with a shutdown checkpoint")},
+	}
+	for name, c := range tamper {
+		require.NoError(t, os.WriteFile(file, bytes.Join(c.edit(), nil), 0o600))
+		out, ok := auditVerify(t, append(append([]string{"--roots", roots}, c.flags...), file)...)
+		require.False(t, ok, "%s: verify passed:\n%s", name, out)
+		require.Contains(t, out, c.want, name)
+	}
+}
+
+func cloneLines(ls [][]byte) [][]byte {
+	out := make([][]byte, len(ls))
+	for i, l := range ls {
+		out[i] = bytes.Clone(l)
+	}
+	return out
 }
 
 func TestAudit_VerifyHelpHasExamples(t *testing.T) {
