@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -378,12 +377,10 @@ func (c *Controller) stepLocked(ctx context.Context) (*phaseEvent, bool) {
 		}
 		maxAt := r.PhaseStartedAt.Add(r.Waits.TTLMax)
 		c.waiting = fmt.Sprintf("%d unexpired leaf certificates were issued by intermediates under the old root", left)
-		uncounted := c.uncountedLocked()
-		if len(uncounted) > 0 {
-			c.waiting += fmt.Sprintf("; the leaves of %s are signed outside meshca and not counted, so the phase lasts its maximum wait %s", strings.Join(uncounted, ", "), r.Waits.TTLMax)
-		}
+		note, uncounted := c.uncountedLocked(r.Waits.TTLMax)
+		c.waiting += note
 		switch {
-		case left == 0 && len(uncounted) == 0:
+		case left == 0 && !uncounted:
 			return c.enterLocked(ctx, p.next(), "enter", "controller", "no unexpired leaf under the old root is left")
 		case !now.Before(maxAt):
 			return c.enterLocked(ctx, p.next(), "enter", "controller", fmt.Sprintf("the longest workload TTL %s passed (%s)", r.Waits.TTLMax, c.waiting))

@@ -1,5 +1,11 @@
 package rootrotation
 
+import (
+	"fmt"
+	"strings"
+	"time"
+)
+
 // UncountedLeaves is implemented by an Intermediates whose leaves meshca
 // does not issue and so cannot count (a plug-in cluster's intermediate,
 // with which that cluster's istiod signs): while one is a lineage,
@@ -10,14 +16,18 @@ type UncountedLeaves interface {
 	UncountedLeaves() bool
 }
 
-// uncountedLocked names the lineages whose leaves meshca cannot count
-// (UncountedLeaves); c.mu is held.
-func (c *Controller) uncountedLocked() []string {
-	var out []string
+// uncountedLocked reports whether a lineage's leaves cannot be counted
+// (UncountedLeaves), with a note naming those lineages for the phase's
+// waiting text; c.mu is held.
+func (c *Controller) uncountedLocked(ttlMax time.Duration) (note string, uncounted bool) {
+	var names []string
 	for _, l := range c.lineages {
 		if u, ok := l.m.(UncountedLeaves); ok && u.UncountedLeaves() {
-			out = append(out, l.signer)
+			names = append(names, l.signer)
 		}
 	}
-	return out
+	if len(names) == 0 {
+		return "", false
+	}
+	return fmt.Sprintf("; the leaves of %s are signed outside meshca and not counted, so the phase lasts its maximum wait %s", strings.Join(names, ", "), ttlMax), true
 }
