@@ -209,7 +209,8 @@ func New(rc *rest.Config, o Options) (*Elector, error) {
 // yet, or an apiserver that cannot be reached now, is no error. A
 // kube-apiserver that has just started answers Forbidden until its RBAC
 // authorizer has loaded the roles, so Forbidden is retried for
-// checkForbiddenFor before it counts.
+// checkForbiddenFor before it counts; once it was seen, only another answer
+// from the apiserver ends the retries early.
 func (e *Elector) Check(ctx context.Context) error {
 	var last error
 	err := wait.PollUntilContextTimeout(ctx, checkRetry, checkForbiddenFor, true, func(ctx context.Context) (bool, error) {
@@ -223,6 +224,13 @@ func (e *Elector) Check(ctx context.Context) error {
 					"lease", e.o.Namespace+"/"+e.o.Name, "for", checkForbiddenFor, "error", err)
 			}
 			last = err
+			return false, nil
+		}
+		var status apierrors.APIStatus
+		if err != nil && last != nil && !errors.As(err, &status) {
+			// Not an answer (client-go's rate limiter refuses a request
+			// whose wait would pass the deadline, before it passes): the
+			// apiserver, which answered Forbidden, has not changed its mind.
 			return false, nil
 		}
 		return true, nil

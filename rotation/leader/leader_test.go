@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 
 	"github.com/meshca/meshca/ca/store"
@@ -205,9 +206,23 @@ func TestCheck_RetriesForbiddenUntilTheGrantIsSeen(t *testing.T) {
 	defer func(d, r time.Duration) { checkForbiddenFor, checkRetry = d, r }(checkForbiddenFor, checkRetry)
 	checkForbiddenFor, checkRetry = 3*time.Second, 100*time.Millisecond
 
-	e, err := New(rc, Options{Namespace: ns, Name: "meshca-controllers", Identity: "replica-a",
-		Log: slog.New(slog.NewTextHandler(logbuf.ForTest(t), nil))})
-	require.NoError(t, err)
+	newElector := func(rc *rest.Config) *Elector {
+		e, err := New(rc, Options{Namespace: ns, Name: "meshca-controllers", Identity: "replica-a",
+			Log: slog.New(slog.NewTextHandler(logbuf.ForTest(t), nil))})
+		require.NoError(t, err)
+		return e
+	}
+	// client-go's rate limiter refuses a request whose wait would pass the
+	// retries' deadline, before that deadline: such a refusal is not an
+	// answer from the apiserver, and must not end the retries as "no
+	// verdict". One request a second makes it certain within 3 s.
+	throttled := rest.CopyConfig(rc)
+	throttled.QPS, throttled.Burst = 1, 1
+	err = newElector(throttled).Check(ctx)
+	require.ErrorContains(t, err, "lease "+ns+"/meshca-controllers")
+	require.ErrorContains(t, err, "forbidden")
+
+	e := newElector(rc)
 	err = e.Check(ctx)
 	require.ErrorContains(t, err, "lease "+ns+"/meshca-controllers")
 	require.ErrorContains(t, err, "forbidden")
