@@ -40,10 +40,11 @@ func TestSign_PrintsTheChainOnlyAfterTheRecordIsFsynced(t *testing.T) {
 	tr, storePath, serial := signTraced(t, meshcaBin)
 	c, err := tr.DurableBeforeReply(storePath, syncorder.RecordMarker(serial), printsChain)
 	require.NoError(t, err)
+	require.True(t, c.Journal, "the record is durable in the issuance journal")
 	// The audit line is written after the record is durable (it never
 	// reports an issuance that a power loss could undo) and before the
 	// chain is printed (every acknowledged certificate is audited).
-	audit, ok := tr.First(c.MetaSync.Exit, auditLine(serial))
+	audit, ok := tr.First(c.Durable.Exit, auditLine(serial))
 	require.True(t, ok, "no certificate.issued audit line for %s after its commit", serial)
 	require.Less(t, audit.Exit, c.Reply.Entry, "the audit line precedes the acknowledgement")
 }
@@ -82,12 +83,13 @@ func TestServe_RepliesToEachIstioRequestOnlyAfterItsRecordIsFsynced(t *testing.T
 		c, err := tr.DurableBeforeReply(storePath, syncorder.RecordMarker(is.serial), is.reply)
 		require.NoError(t, err)
 		require.True(t, strings.HasPrefix(c.Reply.Path, "TCP:["), "the reply is a socket write: %s", c.Reply.Path)
-		audit, ok := tr.First(c.MetaSync.Exit, auditLine(is.serial))
+		require.True(t, c.Journal, "the record is durable in the issuance journal")
+		audit, ok := tr.First(c.Durable.Exit, auditLine(is.serial))
 		require.True(t, ok, "no certificate.issued audit line for %s after its commit", is.serial)
 		require.Less(t, audit.Exit, c.Reply.Entry, "the audit line precedes the reply")
-		commits[c.MetaSync.Exit] = true
+		commits[c.Durable.Exit] = true
 	}
-	t.Logf("%d replies after %d fsynced commits", len(got), len(commits))
+	t.Logf("%d replies after %d journal syncs", len(got), len(commits))
 }
 
 func TestServe_CheckReportsAStoreWithoutFsync(t *testing.T) {

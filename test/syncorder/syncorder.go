@@ -1,15 +1,20 @@
 // Package syncorder makes durability observable. It runs a process under
 // strace(1), parses the trace and checks, per acknowledged record, that the
-// bbolt transaction holding the record reached the disk before the
-// acknowledgement left the process:
+// record reached the disk before the acknowledgement left the process,
+// either through the store's issuance journal:
+//
+//	write of the record's frame to the journal ─► fsync/fdatasync of the
+//	  journal ─► the reply (socket or stdout write)
+//
+// or through a bbolt transaction:
 //
 //	write of the record's page ─► fsync/fdatasync of the store
 //	  ─► write of the meta page that commits the transaction
-//	  ─► fsync/fdatasync of the store ─► the reply (socket or stdout write)
+//	  ─► fsync/fdatasync of the store ─► the reply
 //
-// This is bbolt's commit protocol (data pages, sync, meta page, sync); a
-// transaction whose meta page is not synced is rolled back by the next open
-// after a power loss. Killing or closing the process proves nothing about
+// The second is bbolt's commit protocol (data pages, sync, meta page,
+// sync); a transaction whose meta page is not synced is rolled back by the
+// next open after a power loss. Killing or closing the process proves nothing about
 // this, because the kernel page cache survives both; only the order of the
 // system calls does.
 //
@@ -221,28 +226,65 @@ func (c Call) isMetaPageWrite() bool {
 
 // Commit is the evidence that one record became durable.
 type Commit struct {
-	Record   Call // the write carrying the record's bytes
+	Record Call // the write carrying the record's bytes
+	// Journal: the record was written to the store's issuance journal
+	// (JournalPath), whose sync after it made it durable; bbolt's protocol
+	// (DataSync, Meta, MetaSync) does not apply then.
+	Journal  bool
 	DataSync Call // the sync after it
 	Meta     Call // the meta page write committing the transaction
 	MetaSync Call // the sync after it
-	Reply    Call // the acknowledgement
+	// Durable is the sync that made the record durable: the journal's
+	// sync, or MetaSync.
+	Durable Call
+	Reply   Call // the acknowledgement
 }
+
+// JournalPath is the issuance journal of the bbolt store at storePath.
+func JournalPath(storePath string) string { return storePath + ".journal" }
 
 // RecordMarker is how a JSON record with "serial": serial appears in a
 // write of the store, as strace prints it.
 func RecordMarker(serial string) string { return `\"serial\":\"` + serial + `\"` }
 
 // DurableBeforeReply checks that the record whose write contains marker
-// was written to storePath, synced, committed by a meta page write, synced
-// again, and only then acknowledged by the first call that reply accepts.
+// became durable before the first call that reply accepts acknowledged
+// it, by one of the store's two protocols. The record's first write
+// tells which:
+//
+//   - to the issuance journal (JournalPath): that write, then a sync of the
+//     journal, then the acknowledgement;
+//   - to storePath (bbolt): that write, a sync, a meta page write, a sync
+//     again, and only then the acknowledgement.
+//
 // The error describes the first missing step.
 func (tr *Trace) DurableBeforeReply(storePath, marker string, reply func(Call) bool) (Commit, error) {
 	var cm Commit
-	rec, ok := tr.first(0, func(c Call) bool { return c.IsWrite() && c.Path == storePath && c.Ret > 0 && c.Contains(marker) })
+	journal := JournalPath(storePath)
+	rec, ok := tr.first(0, func(c Call) bool {
+		return c.IsWrite() && (c.Path == storePath || c.Path == journal) && c.Ret > 0 && c.Contains(marker)
+	})
 	if !ok {
-		return cm, fmt.Errorf("no write of %s carries the record %s", storePath, marker)
+		return cm, fmt.Errorf("no write of %s or %s carries the record %s", storePath, journal, marker)
 	}
 	cm.Record = rec
+	if rec.Path == journal {
+		cm.Journal = true
+		rep, ok := tr.first(0, reply)
+		if !ok {
+			return cm, fmt.Errorf("record %s: no acknowledgement in the trace", marker)
+		}
+		cm.Reply = rep
+		if rep.Entry < rec.Exit {
+			return cm, fmt.Errorf("record %s: acknowledged (line %d, %s) before its record was written to the journal (line %d)", marker, rep.Entry, rep.Name, rec.Exit)
+		}
+		js, ok := tr.first(rec.Exit, func(c Call) bool { return c.IsSync() && c.Path == journal })
+		if !ok || js.Exit > rep.Entry {
+			return cm, fmt.Errorf("record %s: written to %s at line %d but not fsynced before the acknowledgement at line %d (%s on %s)", marker, journal, rec.Exit, rep.Entry, rep.Name, rep.Path)
+		}
+		cm.Durable = js
+		return cm, nil
+	}
 	rep, ok := tr.first(0, reply)
 	if !ok {
 		return cm, fmt.Errorf("record %s: no acknowledgement in the trace", marker)
@@ -269,7 +311,7 @@ func (tr *Trace) DurableBeforeReply(storePath, marker string, reply func(Call) b
 	if !ok || ms.Exit > rep.Entry {
 		return cm, fmt.Errorf("record %s: the meta page committing it (line %d) is not fsynced before the acknowledgement at line %d (%s on %s)", marker, meta.Exit, rep.Entry, rep.Name, rep.Path)
 	}
-	cm.MetaSync = ms
+	cm.MetaSync, cm.Durable = ms, ms
 	return cm, nil
 }
 

@@ -5,6 +5,7 @@
 package boltstore
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/hex"
@@ -14,6 +15,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -24,13 +26,16 @@ import (
 	"github.com/meshca/meshca/ca/store"
 )
 
-// SchemaVersion is the on-disk layout this code reads and writes. 2 added
+// SchemaVersion is the on-disk layout this code reads and writes. 3 added
+// the issuance journal beside the file (journal.go): an older meshca
+// would ignore the records of an unclean stop in it, so it must refuse the
+// store. 2 added
 // the issuance indexes (the generation and identity of each record in its
 // expiry entry, and an index by generation; see index.go), the
 // revocations and the CRL numbers; Open indexes the records of a version 1
 // store. The alert states' bucket came later without a new version: Open
 // creates it in a store that lacks it, and older meshca ignores it.
-const SchemaVersion = 2
+const SchemaVersion = 3
 
 var (
 	bucketMeta             = []byte("meta")
@@ -44,6 +49,7 @@ var (
 	bucketCRLNumbers       = []byte("crl_numbers")
 	bucketAlertStates      = []byte("alert_states")
 	keySchema              = []byte("schema_version")
+	keyJournalEpoch        = []byte("journal_epoch")
 
 	allBuckets = [][]byte{
 		bucketIssuances, bucketExpiry, bucketByGeneration, bucketGenerations,
@@ -131,9 +137,74 @@ func Open(path string, opts ...Option) (*Store, error) {
 		return nil, fmt.Errorf("store %s: %w", path, err)
 	}
 	s.w = newFailClosedWriter(db)
-	// Concurrent issuance records share fsyncs (see groupCommitter).
-	s.writes = newGroupCommitter(s.w.Update, o.commitDelay, o.clock)
+	j, lastKey, err := s.openJournal(path + journalSuffix)
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("store %s: %w", path, err)
+	}
+	// Concurrent issuance records share a journal write and its fdatasync
+	// (see groupCommitter).
+	s.writes = newGroupCommitter(s.w, db.View, j, lastKey, o.commitDelay, o.clock)
 	return s, nil
+}
+
+// openJournal opens the issuance journal at path, applies the records it
+// holds to bbolt (those of an unclean stop) and empties it. It returns the
+// journal and the greatest serial recorded.
+func (s *Store) openJournal(path string) (*journal, []byte, error) {
+	var epoch uint64
+	var lastKey []byte
+	if err := s.db.View(func(tx *bolt.Tx) error {
+		if v := tx.Bucket(bucketMeta).Get(keyJournalEpoch); len(v) == 8 {
+			epoch = binary.BigEndian.Uint64(v)
+		}
+		k, _ := tx.Bucket(bucketIssuances).Cursor().Last()
+		lastKey = bytes.Clone(k)
+		return nil
+	}); err != nil {
+		return nil, nil, err
+	}
+	j, recs, created, err := openJournal(path, epoch)
+	if err != nil {
+		return nil, nil, err
+	}
+	if created {
+		// The journal's name must survive a power loss before the first
+		// record in it is acknowledged (see syncDirs).
+		if err := syncDirs([]string{filepath.Dir(path)}); err != nil {
+			j.close()
+			return nil, nil, fmt.Errorf("sync the issuance journal's directory: %w", err)
+		}
+	}
+	used, err := j.used()
+	if err != nil {
+		j.close()
+		return nil, nil, fmt.Errorf("read the issuance journal: %w", err)
+	}
+	if len(recs) == 0 && !used {
+		return j, lastKey, nil
+	}
+	// Apply what is there and raise the epoch, so that no frame now in the
+	// file (applied, torn or older) is ever taken for a new one.
+	slices.SortFunc(recs, func(a, b *pendingPut) int { return bytes.Compare(a.key, b.key) })
+	err = s.w.Update(func(tx *bolt.Tx) error {
+		if err := applyRecords(tx, recs); err != nil {
+			return err
+		}
+		return tx.Bucket(bucketMeta).Put(keyJournalEpoch, u64(epoch+1))
+	})
+	if err != nil {
+		j.close()
+		return nil, nil, fmt.Errorf("apply the %d records of the issuance journal: %w", len(recs), err)
+	}
+	j.reset(epoch + 1)
+	if len(recs) == 0 {
+		return j, lastKey, nil
+	}
+	if last := recs[len(recs)-1].key; bytes.Compare(last, lastKey) > 0 {
+		lastKey = last
+	}
+	return j, lastKey, nil
 }
 
 func (s *Store) migrate() error {
@@ -159,8 +230,10 @@ func (s *Store) migrate() error {
 			current = true
 			return nil
 		}
-		if k, _ := tx.Bucket(bucketIssuances).Cursor().First(); from == 0 && k == nil {
-			current = true // a new store: nothing to index
+		if k, _ := tx.Bucket(bucketIssuances).Cursor().First(); from >= 2 || from == 0 && k == nil {
+			// A new store has nothing to index; a version 2 store is
+			// indexed already (3 only adds the journal).
+			current = true
 			return meta.Put(keySchema, u64(SchemaVersion))
 		}
 		return nil
@@ -179,7 +252,8 @@ func (s *Store) migrate() error {
 // Close closes the file.
 func (s *Store) Close() error {
 	s.writes.close()
-	return s.db.Close()
+	jerr := s.writes.j.close()
+	return errors.Join(s.db.Close(), jerr)
 }
 
 func u64(v uint64) []byte {
@@ -275,6 +349,9 @@ func (s *Store) GetIssuance(_ context.Context, serial string) (store.Issuance, e
 		return store.Issuance{}, err
 	}
 	var rec store.Issuance
+	if v, ok := s.writes.lookup(k); ok {
+		return rec, json.Unmarshal(v, &rec)
+	}
 	err = s.db.View(func(tx *bolt.Tx) error {
 		v := tx.Bucket(bucketIssuances).Get(k)
 		if v == nil {
@@ -287,6 +364,9 @@ func (s *Store) GetIssuance(_ context.Context, serial string) (store.Issuance, e
 
 // ListIssuances walks the records in serial order.
 func (s *Store) ListIssuances(ctx context.Context, fn func(store.Issuance) bool) error {
+	if err := s.writes.flush(ctx); err != nil {
+		return err
+	}
 	return s.db.View(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bucketIssuances).Cursor()
 		for k, v := c.First(); k != nil; k, v = c.Next() {
@@ -311,6 +391,9 @@ func (s *Store) PruneIssuances(ctx context.Context, cutoff time.Time) (int, erro
 	const chunk = 1000
 	total := 0
 	limit := u64(uint64(cutoff.Unix()))
+	if err := s.writes.flush(ctx); err != nil {
+		return 0, err
+	}
 	for {
 		if err := ctx.Err(); err != nil {
 			return total, err

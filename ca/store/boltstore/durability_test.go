@@ -43,6 +43,7 @@ func TestPutIssuance_SyncHelper(t *testing.T) {
 	if os.Getenv(syncHelperNoEnv) == "1" {
 		// The store without fsync, to prove that the check sees it.
 		s.db.NoSync, s.db.NoGrowSync = true, true
+		s.writes.j.noSync = true
 	}
 	var wg sync.WaitGroup
 	for i := range syncHelperN {
@@ -98,9 +99,10 @@ func TestPutIssuance_FsyncsEachRecordBeforeItIsAcknowledged(t *testing.T) {
 		require.Contains(t, out, "ack "+serial+"\n")
 		c, err := tr.DurableBeforeReply(path, syncorder.RecordMarker(serial), ackOf(serial))
 		require.NoError(t, err)
-		commits[c.MetaSync.Exit] = true
+		require.True(t, c.Journal, "the record is acknowledged from the journal, with one sync")
+		commits[c.Durable.Exit] = true
 	}
-	t.Logf("%d records acknowledged after %d fsynced commits", syncHelperN, len(commits))
+	t.Logf("%d records acknowledged after %d journal syncs", syncHelperN, len(commits))
 }
 
 // TestPutIssuance_SyncCheckSeesAStoreWithoutFsync proves that the check
@@ -114,10 +116,12 @@ func TestPutIssuance_SyncCheckSeesAStoreWithoutFsync(t *testing.T) {
 		_, err := tr.DurableBeforeReply(path, syncorder.RecordMarker(serial), ackOf(serial))
 		require.ErrorContains(t, err, "but not fsynced before the acknowledgement", "serial %s", serial)
 	}
-	firstRec, ok := tr.First(0, func(c syncorder.Call) bool { return c.IsWrite() && c.Path == path && c.Contains(`\"serial\"`) })
+	journal := syncorder.JournalPath(path)
+	firstRec, ok := tr.First(0, func(c syncorder.Call) bool { return c.IsWrite() && c.Path == journal && c.Contains(`\"serial\"`) })
 	require.True(t, ok)
-	require.Zero(t, tr.Count(func(c syncorder.Call) bool { return c.IsSync() && c.Path == path && c.Entry > firstRec.Entry }),
-		"no fsync after the first record (Open's schema write before it is synced)")
+	require.Zero(t, tr.Count(func(c syncorder.Call) bool {
+		return c.IsSync() && (c.Path == path || c.Path == journal) && c.Entry > firstRec.Entry
+	}), "no fsync after the first record (Open's schema write before it is synced)")
 
 	s, err := Open(path)
 	require.NoError(t, err)
@@ -128,19 +132,23 @@ func TestPutIssuance_SyncCheckSeesAStoreWithoutFsync(t *testing.T) {
 const failedSyncHelperEnv = "MESHCA_BOLTSTORE_FAILED_SYNC_HELPER"
 
 // TestPutIssuance_FailedSyncHelper is not a test: it runs under strace,
-// which fails one fdatasync with EIO: the 5th syncs the data pages of the
-// second record, the 6th the meta page that commits it.
+// which fails one fdatasync with EIO. 1-2 are Open's schema commit, 3 the
+// journal sync of the first record, 4 the second's, 5-6 the checkpoint
+// that ListIssuances asks for (bbolt's data pages, then its meta page), 7
+// the journal sync of the third record.
 func TestPutIssuance_FailedSyncHelper(t *testing.T) {
 	path := os.Getenv(failedSyncHelperEnv)
 	if path == "" {
 		return
 	}
-	// 1-2 are Open's schema commit, 3-4 the first record's, 5-6 the second's.
+	checkpointAfter = time.Hour // only ListIssuances checkpoints
 	s := openOnOneThread(t, path)
 	ctx := context.Background()
-	for i := range 3 {
+	for i := range 2 {
 		fmt.Fprintf(os.Stdout, "put %d: %v\n", i, s.PutIssuance(ctx, record(i, t0.Add(24*time.Hour))))
 	}
+	fmt.Fprintf(os.Stdout, "checkpoint: %v\n", s.ListIssuances(ctx, func(store.Issuance) bool { return true }))
+	fmt.Fprintf(os.Stdout, "put 2: %v\n", s.PutIssuance(ctx, record(2, t0.Add(24*time.Hour))))
 	_, err := s.GetIssuance(ctx, record(1, t0).Serial)
 	fmt.Fprintf(os.Stdout, "get 1: %v\n", err)
 	_, err = s.AddGeneration(ctx, store.Generation{Source: "file-minted"})
@@ -149,35 +157,67 @@ func TestPutIssuance_FailedSyncHelper(t *testing.T) {
 	os.Exit(0)
 }
 
+// A failed sync of the journal leaves its tail on disk unknown (Linux may
+// drop the dirty pages after a failed writeback, fsync(2) ERRORS): a later
+// frame after it might never be replayed, so the store accepts no record
+// after it. The records acknowledged before it are synced, and the next
+// checkpoint still applies them to bbolt; bbolt's own writes go on.
+func TestPutIssuance_NothingIsAcknowledgedAfterAFailedJournalSync(t *testing.T) {
+	path, out := runFailedSyncHelper(t, 4)
+	failed := errJournalFailed.Error() + ": input/output error; check the disk and restart meshca\n"
+	require.Contains(t, out, "put 0: <nil>\n")
+	require.Contains(t, out, "put 1: input/output error\n")
+	require.Contains(t, out, "checkpoint: <nil>\n")
+	require.Contains(t, out, "put 2: "+failed)
+	require.Contains(t, out, "get 1: "+store.ErrNotFound.Error()+"\n")
+	require.Contains(t, out, "add generation: <nil>\n")
+	require.Contains(t, out, "healthy: "+failed, "readiness must report the failed store")
+	s, err := Open(path)
+	require.NoError(t, err)
+	defer s.Close()
+	_, err = s.GetIssuance(context.Background(), record(0, t0).Serial)
+	require.NoError(t, err, "the record acknowledged before the failure is in bbolt")
+}
+
 // bbolt writes the meta page and then fdatasyncs it; when that sync fails
 // the transaction is reported failed but is already the current one in
 // memory (the meta page is read through the mmap): later commits build on
 // pages whose content on disk is unknown, since Linux may drop dirty pages
-// after a failed writeback. The store must then acknowledge nothing more.
-func TestPutIssuance_NothingIsAcknowledgedAfterAFailedMetaSync(t *testing.T) {
-	out := runFailedSyncHelper(t, 6)
+// after a failed writeback. A checkpoint whose meta sync fails must
+// therefore stop the store: no record is acknowledged after it.
+func TestPutIssuance_NothingIsAcknowledgedAfterAFailedCheckpointMetaSync(t *testing.T) {
+	_, out := runFailedSyncHelper(t, 6)
+	failed := errStoreFailed.Error() + ": input/output error; check the disk and restart meshca\n"
 	require.Contains(t, out, "put 0: <nil>\n")
-	require.Contains(t, out, "put 1: input/output error\n")
-	require.Contains(t, out, "put 2: "+errStoreFailed.Error()+": input/output error; check the disk and restart meshca\n")
-	require.Contains(t, out, "get 1: <nil>\n", "bbolt shows the failed transaction: that is why the store must stop")
-	require.Contains(t, out, "add generation: "+errStoreFailed.Error()+": input/output error; check the disk and restart meshca\n")
-	require.Contains(t, out, "healthy: "+errStoreFailed.Error()+": input/output error; check the disk and restart meshca\n", "readiness must report the failed store")
+	require.Contains(t, out, "put 1: <nil>\n")
+	require.Contains(t, out, "checkpoint: input/output error\n")
+	require.Contains(t, out, "put 2: "+failed)
+	require.Contains(t, out, "get 1: <nil>\n")
+	require.Contains(t, out, "add generation: "+failed)
+	require.Contains(t, out, "healthy: "+failed, "readiness must report the failed store")
 }
 
-// A failed sync of the data pages comes before the meta page: bbolt rolls
-// the transaction back cleanly, so only that record fails.
-func TestPutIssuance_AFailedDataSyncFailsOnlyItsOwnCommit(t *testing.T) {
-	out := runFailedSyncHelper(t, 5)
+// A failed sync of bbolt's data pages comes before the meta page: bbolt
+// rolls the checkpoint back cleanly, its records stay in the journal, and
+// the store goes on; the next Open applies them.
+func TestPutIssuance_AFailedCheckpointDataSyncKeepsTheRecordsInTheJournal(t *testing.T) {
+	path, out := runFailedSyncHelper(t, 5)
 	require.Contains(t, out, "put 0: <nil>\n")
-	require.Contains(t, out, "put 1: input/output error\n")
+	require.Contains(t, out, "put 1: <nil>\n")
+	require.Contains(t, out, "checkpoint: input/output error\n")
 	require.Contains(t, out, "put 2: <nil>\n")
-	require.Contains(t, out, "get 1: "+store.ErrNotFound.Error()+"\n")
+	require.Contains(t, out, "get 1: <nil>\n")
 	require.Contains(t, out, "add generation: <nil>\n")
 	require.Contains(t, out, "healthy: <nil>\n")
+	s, err := Open(path)
+	require.NoError(t, err)
+	defer s.Close()
+	require.Len(t, listAll(t, s), 3, "the helper exited without Close: Open replays the journal")
 }
 
-// runFailedSyncHelper runs the helper with the when-th fdatasync failing.
-func runFailedSyncHelper(t *testing.T, when int) string {
+// runFailedSyncHelper runs the helper with the when-th fdatasync failing
+// and returns the store's path and the helper's output.
+func runFailedSyncHelper(t *testing.T, when int) (string, string) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "meshca.db")
 	s, err := Open(path)
@@ -191,7 +231,7 @@ func runFailedSyncHelper(t *testing.T, when int) string {
 	cmd.Env = append(os.Environ(), failedSyncHelperEnv+"="+path)
 	out, err := cmd.CombinedOutput()
 	require.NoError(t, err, string(out))
-	return string(out)
+	return path, string(out)
 }
 
 const newStoreHelperEnv = "MESHCA_BOLTSTORE_NEW_STORE_HELPER"
@@ -266,6 +306,11 @@ func openOnOneThread(t *testing.T, path string) *Store {
 	s.w.update = func(fn func(*bolt.Tx) error) error {
 		done := make(chan error)
 		txs <- func() { done <- s.db.Update(fn) }
+		return <-done
+	}
+	s.writes.j.sync = func(f *os.File) error {
+		done := make(chan error)
+		txs <- func() { done <- fdatasync(f) }
 		return <-done
 	}
 	return s

@@ -79,4 +79,4 @@ func (w *failClosedWriter) visible(txid int) bool {
 // Healthy is nil while the store accepts writes, and the reason once it has
 // failed closed; meshca serve reports it on /readyz so that a replica whose
 // disk failed is taken out of rotation.
-func (s *Store) Healthy() error { return s.w.err() }
+func (s *Store) Healthy() error { return s.writes.err() }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -40,6 +41,8 @@ type pendingPut struct {
 	expiryKey, expiryValue, generationKey []byte
 	done                                  chan error
 	refused                               error
+	// skip: the record is recorded already (or refused); no write.
+	skip bool
 }
 
 // groupCommitter makes issuance records durable in groups: a single writer
@@ -51,13 +54,14 @@ type pendingPut struct {
 // on a CPU-bound replica the records arrive a signing time apart, and
 // committing each alone costs a transaction and two fsyncs per record.
 type groupCommitter struct {
-	// update runs the read-write transaction (failClosedWriter.Update).
-	update  func(func(*bolt.Tx) error) error
-	queue   chan *pendingPut
-	stopped chan struct{}
-	once    sync.Once
-	mu      sync.RWMutex
-	closed  bool
+	// update runs the read-write transaction (failClosedWriter.Update),
+	// view a read transaction.
+	update, view func(func(*bolt.Tx) error) error
+	queue        chan *pendingPut
+	stopped      chan struct{}
+	once         sync.Once
+	mu           sync.RWMutex
+	closed       bool
 
 	delay time.Duration
 	clock clock.Clock
@@ -65,12 +69,42 @@ type groupCommitter struct {
 	// wakes a waiting commit when one is cancelled.
 	reserved atomic.Int64
 	poke     chan struct{}
+
+	// The journal (journal.go) and the records in it that no checkpoint
+	// has applied to bbolt yet: pending in journal order and, for
+	// GetIssuance, by serial. Only run writes them, under omu.
+	j        *journal
+	omu      sync.RWMutex
+	pending  []*pendingPut
+	overlay  map[string]*pendingPut
+	npending atomic.Int64
+	// lastKey is the greatest serial in bbolt or the journal (or above):
+	// a record above it needs no duplicate lookup.
+	lastKey []byte
+	// flushes asks run for a checkpoint (readers that walk bbolt).
+	flushes chan chan error
+	// failed is set once a write of the journal failed; storeErr is the
+	// failure of bbolt's writes (failClosedWriter), after which no
+	// checkpoint can apply a record.
+	failed   atomic.Pointer[error]
+	storeErr func() error
 }
 
-func newGroupCommitter(update func(func(*bolt.Tx) error) error, delay time.Duration, clk clock.Clock) *groupCommitter {
+// Checkpoints: the journaled records are applied to bbolt once
+// checkpointRecords of them are pending, or checkpointAfter after the
+// first of them was acknowledged (variables for the tests).
+var (
+	checkpointRecords = 1024
+	checkpointAfter   = 200 * time.Millisecond
+)
+
+func newGroupCommitter(w *failClosedWriter, view func(func(*bolt.Tx) error) error,
+	j *journal, lastKey []byte, delay time.Duration, clk clock.Clock,
+) *groupCommitter {
 	g := &groupCommitter{
-		update: update, queue: make(chan *pendingPut, maxGroup), stopped: make(chan struct{}),
+		update: w.Update, storeErr: w.err, view: view, queue: make(chan *pendingPut, maxGroup), stopped: make(chan struct{}),
 		delay: delay, clock: clk, poke: make(chan struct{}, 1),
+		j: j, overlay: map[string]*pendingPut{}, lastKey: bytes.Clone(lastKey), flushes: make(chan chan error),
 	}
 	go g.run()
 	return g
@@ -79,17 +113,49 @@ func newGroupCommitter(update func(func(*bolt.Tx) error) error, delay time.Durat
 func (g *groupCommitter) run() {
 	defer close(g.stopped)
 	group := make([]*pendingPut, 0, 64)
-	for first := range g.queue {
-		group = g.gather(append(group[:0], first))
-		err := g.commit(group)
-		for _, p := range group {
-			if err != nil {
-				p.done <- err
-			} else {
-				p.done <- p.refused
-			}
+	var due clock.Timer // the checkpoint of what is pending
+	defer func() {
+		if due != nil {
+			due.Stop()
 		}
-		clear(group) // the next group reuses the array; drop the records
+	}()
+	for {
+		var dueC <-chan time.Time
+		if due != nil {
+			dueC = due.C()
+		}
+		select {
+		case first, ok := <-g.queue:
+			if !ok {
+				g.checkpoint() // on close; what fails stays in the journal
+				return
+			}
+			group = g.gather(append(group[:0], first))
+			err := g.commit(group)
+			for _, p := range group {
+				if err != nil {
+					p.done <- err
+				} else {
+					p.done <- p.refused
+				}
+			}
+			clear(group) // the next group reuses the array; drop the records
+		case reply := <-g.flushes:
+			reply <- g.checkpoint()
+		case <-dueC:
+			due = nil
+			g.checkpoint()
+		}
+		switch n := len(g.pending); {
+		case n >= checkpointRecords:
+			g.checkpoint()
+		case n > 0 && due == nil:
+			due = g.clock.NewTimer(checkpointAfter)
+		}
+		if len(g.pending) == 0 && due != nil {
+			due.Stop()
+			due = nil
+		}
 	}
 }
 
@@ -146,50 +212,208 @@ func (g *groupCommitter) unreserve(cancelled bool) {
 	}
 }
 
-// commit writes group in one transaction and returns when it is fsynced.
+// err is the reason the store accepts no more records, if any.
+func (g *groupCommitter) err() error {
+	if e := g.failed.Load(); e != nil {
+		return *e
+	}
+	return g.storeErr()
+}
+
+func (g *groupCommitter) fail(err error) error {
+	e := fmt.Errorf("%w: %v; check the disk and restart meshca", errJournalFailed, err)
+	g.failed.CompareAndSwap(nil, &e)
+	return err
+}
+
+// commit makes group durable in the journal and returns once the journal
+// is synced. A record already recorded (in bbolt or the journal) is a
+// no-op if it is the same, and refused (ErrDuplicateSerial) if not.
 func (g *groupCommitter) commit(group []*pendingPut) error {
-	return g.update(func(tx *bolt.Tx) error {
-		recs, idx := tx.Bucket(bucketIssuances), tx.Bucket(bucketExpiry)
-		byGen := tx.Bucket(bucketByGeneration)
-		// The serial bucket and the generation index (generation || serial;
-		// generations only grow) append; an expiry key starts with NotAfter,
-		// now + a TTL the caller chooses, so mixed TTLs insert in the middle
-		// of the expiry index, which keeps bbolt's default fill.
-		recs.FillPercent, byGen.FillPercent = appendFillPercent, appendFillPercent
-		// A serial that sorts after the bucket's last key is not recorded:
-		// with time-ordered serials (policy.RandomSerial) that is nearly
-		// every one, and it saves looking each of them up.
-		last, _ := recs.Cursor().Last()
-		last = bytes.Clone(last)
-		// Concurrent signers queue in any order; putting the group in key
-		// order keeps the appends at the right edge of both appended trees,
-		// so their split pages stay full.
-		slices.SortFunc(group, func(a, b *pendingPut) int { return bytes.Compare(a.key, b.key) })
-		for _, p := range group {
-			if last != nil && bytes.Compare(p.key, last) <= 0 {
+	if err := g.err(); err != nil {
+		return err
+	}
+	// The same group in key order, as a checkpoint will apply it.
+	slices.SortFunc(group, func(a, b *pendingPut) int { return bytes.Compare(a.key, b.key) })
+	var lookup [][]byte // serials at or below lastKey, not in the journal
+	var prev *pendingPut
+	for _, p := range group {
+		switch {
+		case prev != nil && bytes.Equal(p.key, prev.key):
+			p.skip = true
+			if !bytes.Equal(p.value, prev.value) {
+				p.refused = ErrDuplicateSerial
+			}
+			continue
+		case g.lastKey != nil && bytes.Compare(p.key, g.lastKey) <= 0:
+			if old := g.overlay[string(p.key)]; old != nil {
+				p.skip = true
+				if !bytes.Equal(old.value, p.value) {
+					p.refused = ErrDuplicateSerial
+				}
+			} else {
+				lookup = append(lookup, p.key)
+			}
+		}
+		prev = p
+	}
+	if len(lookup) > 0 {
+		// Time-ordered serials (policy.RandomSerial) make this rare: a
+		// record signed before a record of an earlier group.
+		if err := g.view(func(tx *bolt.Tx) error {
+			recs := tx.Bucket(bucketIssuances)
+			for _, p := range group {
+				if p.skip || !slices.ContainsFunc(lookup, func(k []byte) bool { return bytes.Equal(k, p.key) }) {
+					continue
+				}
 				if old := recs.Get(p.key); old != nil {
+					p.skip = true
 					if !bytes.Equal(old, p.value) {
 						p.refused = ErrDuplicateSerial
 					}
-					continue // the same record again is a no-op
 				}
 			}
-			if err := recs.Put(p.key, p.value); err != nil {
-				return err
-			}
-			// The indexes are written in the record's transaction.
-			if err := idx.Put(p.expiryKey, p.expiryValue); err != nil {
-				return err
-			}
-			if err := byGen.Put(p.generationKey, nil); err != nil {
-				return err
-			}
-			if bytes.Compare(p.key, last) > 0 {
-				last = p.key
+			return nil
+		}); err != nil {
+			return err
+		}
+	}
+	err := g.j.append(group)
+	if errors.Is(err, errJournalFull) {
+		if err := g.checkpoint(); err != nil {
+			return err
+		}
+		err = g.j.append(group)
+	}
+	if err != nil {
+		return g.fail(err)
+	}
+	g.omu.Lock()
+	for _, p := range group {
+		if p.skip {
+			continue
+		}
+		g.pending = append(g.pending, p)
+		g.overlay[string(p.key)] = p
+		if bytes.Compare(p.key, g.lastKey) > 0 {
+			g.lastKey = p.key
+		}
+	}
+	g.npending.Store(int64(len(g.pending)))
+	g.omu.Unlock()
+	return nil
+}
+
+// checkpoint applies the pending records to bbolt in one transaction,
+// which also raises the journal's epoch, and empties the journal. A
+// failed checkpoint keeps them pending (and in the journal) for the next.
+func (g *groupCommitter) checkpoint() error {
+	if len(g.pending) == 0 {
+		return nil
+	}
+	// After a failed write of the journal the records acknowledged before
+	// it are still in it, synced: bbolt takes them all the same.
+	if err := g.storeErr(); err != nil {
+		return err
+	}
+	next := g.j.epoch + 1
+	// The journal's order is per group; bbolt appends best in key order.
+	recs := slices.SortedFunc(slices.Values(g.pending), func(a, b *pendingPut) int { return bytes.Compare(a.key, b.key) })
+	err := g.update(func(tx *bolt.Tx) error {
+		if err := applyRecords(tx, recs); err != nil {
+			return err
+		}
+		return tx.Bucket(bucketMeta).Put(keyJournalEpoch, u64(next))
+	})
+	if err != nil {
+		return err
+	}
+	g.omu.Lock()
+	clear(g.pending)
+	g.pending = g.pending[:0]
+	clear(g.overlay)
+	g.npending.Store(0)
+	g.omu.Unlock()
+	g.j.reset(next)
+	return nil
+}
+
+// applyRecords writes recs, in key order, to bbolt's issuance buckets.
+// A record already there is skipped (Open replays a journal whose
+// checkpoint a crash interrupted after its commit); a different record
+// under its serial is left as it is and refused.
+func applyRecords(tx *bolt.Tx, recs []*pendingPut) error {
+	b, idx := tx.Bucket(bucketIssuances), tx.Bucket(bucketExpiry)
+	byGen := tx.Bucket(bucketByGeneration)
+	// The serial bucket and the generation index (generation || serial;
+	// generations only grow) append; an expiry key starts with NotAfter,
+	// now + a TTL the caller chooses, so mixed TTLs insert in the middle
+	// of the expiry index, which keeps bbolt's default fill.
+	b.FillPercent, byGen.FillPercent = appendFillPercent, appendFillPercent
+	// A serial that sorts after the bucket's last key is not recorded:
+	// with time-ordered serials (policy.RandomSerial) that is nearly
+	// every one, and it saves looking each of them up.
+	last, _ := b.Cursor().Last()
+	last = bytes.Clone(last)
+	for _, p := range recs {
+		if last != nil && bytes.Compare(p.key, last) <= 0 {
+			if old := b.Get(p.key); old != nil {
+				if !bytes.Equal(old, p.value) {
+					p.refused = ErrDuplicateSerial
+				}
+				continue
 			}
 		}
+		if err := b.Put(p.key, p.value); err != nil {
+			return err
+		}
+		// The indexes are written in the record's transaction.
+		if err := idx.Put(p.expiryKey, p.expiryValue); err != nil {
+			return err
+		}
+		if err := byGen.Put(p.generationKey, nil); err != nil {
+			return err
+		}
+		if bytes.Compare(p.key, last) > 0 {
+			last = p.key
+		}
+	}
+	return nil
+}
+
+// lookup returns the journaled record of key that no checkpoint applied yet.
+func (g *groupCommitter) lookup(key []byte) ([]byte, bool) {
+	if g.npending.Load() == 0 {
+		return nil, false
+	}
+	g.omu.RLock()
+	defer g.omu.RUnlock()
+	if p := g.overlay[string(key)]; p != nil {
+		return p.value, true
+	}
+	return nil, false
+}
+
+// flush applies the journaled records to bbolt now, for a reader that
+// walks bbolt's buckets.
+func (g *groupCommitter) flush(ctx context.Context) error {
+	if g.npending.Load() == 0 {
 		return nil
-	})
+	}
+	reply := make(chan error, 1)
+	select {
+	case g.flushes <- reply:
+	case <-g.stopped:
+		return nil // Close checkpointed, or left the records in the journal
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case err := <-reply:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // put queues p and waits until it is on disk (or failed). A caller whose

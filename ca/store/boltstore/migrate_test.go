@@ -66,7 +66,7 @@ func TestOpen_MigratesAVersion1StoreAndIndexesItsRecords(t *testing.T) {
 	require.NoError(t, err)
 	defer s.Close()
 	require.NoError(t, s.db.View(func(tx *bolt.Tx) error {
-		require.Equal(t, u64(2), tx.Bucket(bucketMeta).Get(keySchema))
+		require.Equal(t, u64(SchemaVersion), tx.Bucket(bucketMeta).Get(keySchema))
 		// Every expiry entry holds its record's generation and identity.
 		for _, r := range recs {
 			k, _ := serialKey(r.Serial)

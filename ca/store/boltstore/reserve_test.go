@@ -2,22 +2,26 @@ package boltstore
 
 import (
 	"context"
+	"os"
 	"path/filepath"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
-	bolt "go.etcd.io/bbolt"
 	clocktesting "k8s.io/utils/clock/testing"
 
 	"github.com/meshca/meshca/ca/store"
 )
 
 // openDelayed opens a store with a commit delay on a fake clock and counts
-// its group commits (read-write transactions of issuance records).
+// its group commits (syncs of the journal). Each commit is checkpointed at
+// once, so that the only timer on the clock is the commit delay's.
 func openDelayed(t *testing.T, delay time.Duration) (*Store, *clocktesting.FakeClock, *atomic.Int64) {
 	t.Helper()
+	n := checkpointRecords
+	t.Cleanup(func() { checkpointRecords = n }) // after Close (cleanups run last first)
+	checkpointRecords = 1
 	clk := clocktesting.NewFakeClock(t0)
 	s, err := Open(filepath.Join(t.TempDir(), "meshca.db"), WithCommitDelay(delay), WithClock(clk))
 	require.NoError(t, err)
@@ -25,10 +29,9 @@ func openDelayed(t *testing.T, delay time.Duration) (*Store, *clocktesting.FakeC
 	commits := &atomic.Int64{}
 	// Set before any put: the committer reads it after receiving the first
 	// record from the queue, which orders this write before that read.
-	update := s.writes.update
-	s.writes.update = func(fn func(*bolt.Tx) error) error {
+	s.writes.j.sync = func(f *os.File) error {
 		commits.Add(1)
-		return update(fn)
+		return fdatasync(f)
 	}
 	return s, clk, commits
 }

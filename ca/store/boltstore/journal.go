@@ -1,0 +1,225 @@
+package boltstore
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"os"
+	"syscall"
+
+	"github.com/meshca/meshca/ca/store"
+)
+
+// The issuance journal. A group of issuance records is acknowledged once
+// it is appended to the journal and the journal is fdatasynced: one write
+// and one sync per group, where a bbolt commit costs the page writes, the
+// B+tree's CPU and two fdatasyncs (data pages, then the meta page). The
+// records are applied to bbolt later, many groups in one ordinary (synced)
+// transaction: a checkpoint. The journal is then emptied. Until then the
+// records are kept in memory for the readers (see groupCommitter).
+//
+// The file has a fixed size (journalSize). Each frame is
+//
+//	u32 payload length | u32 CRC-32C of epoch and payload | u64 epoch | payload
+//	payload: u16 serial length | serial | the record's JSON
+//
+// The epoch is the store's journal epoch (meta "journal_epoch"), which each
+// checkpoint raises in the transaction that applies the records. Open
+// replays the frames of the current epoch from the start of the file and
+// stops at the first that is short, fails its checksum or belongs to
+// another epoch: a write torn by a crash (never acknowledged, since the
+// acknowledgement waits for the sync), or frames that a checkpoint applied
+// already and whose truncation a crash undid. Replaying a record that is
+// already in bbolt changes nothing.
+
+// journalSuffix names the journal beside the store file.
+const journalSuffix = ".journal"
+
+// frameHeader is the length of a frame's header.
+const frameHeader = 16
+
+// maxFramePayload bounds a frame; a larger length is a torn or foreign
+// header, and ends the replay.
+const maxFramePayload = 1 << 20
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// errJournalFailed is returned for every write after a write or sync of the
+// journal failed.
+var errJournalFailed = errors.New("store: a write or fdatasync of the issuance journal failed, so what it holds on disk is unknown")
+
+// journalSize is the journal file's size: it is written with zeros once,
+// and frames overwrite them from the start after each checkpoint, so that
+// an fdatasync writes the frames' pages and not the inode, as it must when
+// a write grows the file. A group that does not fit checkpoints first. A
+// variable for the tests.
+var journalSize int64 = 2 << 20
+
+type journal struct {
+	f     *os.File
+	epoch uint64
+	off   int64 // where the next frame goes
+	buf   []byte
+	// sync makes the appended frames durable: fdatasync, replaced in the
+	// tests that count the syncs of one OS thread.
+	sync func(*os.File) error
+	// noSync skips the sync (the durability tests' store without fsync).
+	noSync bool
+}
+
+// fdatasync syncs f's data and the metadata needed to read it (its size).
+func fdatasync(f *os.File) error {
+	for {
+		err := syscall.Fdatasync(int(f.Fd()))
+		if !errors.Is(err, syscall.EINTR) {
+			return err
+		}
+	}
+}
+
+// openJournal opens (creating if needed) the journal at path and returns
+// it with the records of epoch found in it, in the order they were
+// appended. created reports a new file, whose name the caller syncs.
+func openJournal(path string, epoch uint64) (j *journal, recs []*pendingPut, created bool, err error) {
+	_, statErr := os.Stat(path)
+	created = errors.Is(statErr, os.ErrNotExist)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, nil, false, fmt.Errorf("open the issuance journal: %w", err)
+	}
+	j = &journal{f: f, epoch: epoch, sync: fdatasync, noSync: checkNoSync}
+	data, err := io.ReadAll(f)
+	if err == nil {
+		recs, err = decodeFrames(data, epoch)
+	}
+	if err == nil {
+		err = j.fill(int64(len(data)))
+	}
+	if err != nil {
+		f.Close()
+		return nil, nil, false, fmt.Errorf("issuance journal %s: %w", path, err)
+	}
+	return j, recs, created, nil
+}
+
+// fill writes zeros from size to journalSize and syncs them.
+func (j *journal) fill(size int64) error {
+	if size >= journalSize {
+		return nil
+	}
+	zeros := make([]byte, 1<<20)
+	for off := size; off < journalSize; off += int64(len(zeros)) {
+		if _, err := j.f.WriteAt(zeros[:min(int64(len(zeros)), journalSize-off)], off); err != nil {
+			return err
+		}
+	}
+	if j.noSync {
+		return nil
+	}
+	return j.f.Sync() // the size too
+}
+
+// decodeFrames returns the records of the valid frames of epoch at the
+// start of data. A frame that is valid but whose record cannot be decoded
+// is an error: its checksum says it is what meshca wrote.
+func decodeFrames(data []byte, epoch uint64) ([]*pendingPut, error) {
+	var recs []*pendingPut
+	for off := 0; len(data)-off >= frameHeader; {
+		n := int(binary.BigEndian.Uint32(data[off:]))
+		sum := binary.BigEndian.Uint32(data[off+4:])
+		if n < 2 || n > maxFramePayload || len(data)-off-frameHeader < n || binary.BigEndian.Uint64(data[off+8:]) != epoch {
+			break
+		}
+		body := data[off+8 : off+frameHeader+n] // epoch and payload
+		if crc32.Checksum(body, castagnoli) != sum {
+			break
+		}
+		p, err := decodeFramePayload(body[8:])
+		if err != nil {
+			return nil, fmt.Errorf("frame at offset %d: %w", off, err)
+		}
+		recs = append(recs, p)
+		off += frameHeader + n
+	}
+	return recs, nil
+}
+
+func decodeFramePayload(b []byte) (*pendingPut, error) {
+	if len(b) < 2 || len(b)-2 < int(binary.BigEndian.Uint16(b)) {
+		return nil, errors.New("short payload")
+	}
+	kl := int(binary.BigEndian.Uint16(b))
+	key, value := b[2:2+kl:2+kl], b[2+kl:]
+	var rec store.Issuance
+	if err := json.Unmarshal(value, &rec); err != nil {
+		return nil, err
+	}
+	if k, err := serialKey(rec.Serial); err != nil || !bytes.Equal(k, key) {
+		return nil, fmt.Errorf("the frame's key %x is not its record's serial %q", key, rec.Serial)
+	}
+	ek, ev, gk := indexEntries(key, rec.NotAfter.Unix(), rec.Generation, rec.Identity)
+	return &pendingPut{key: key, value: value, expiryKey: ek, expiryValue: ev, generationKey: gk}, nil
+}
+
+// errJournalFull: the group does not fit after the frames in the journal;
+// a checkpoint empties it.
+var errJournalFull = errors.New("the issuance journal is full")
+
+// append writes group's frames in one write and syncs them.
+func (j *journal) append(group []*pendingPut) error {
+	b := j.buf[:0]
+	for _, p := range group {
+		if p.refused != nil {
+			continue
+		}
+		n := 2 + len(p.key) + len(p.value)
+		start := len(b)
+		b = binary.BigEndian.AppendUint32(b, uint32(n))
+		b = binary.BigEndian.AppendUint32(b, 0) // the checksum, below
+		b = binary.BigEndian.AppendUint64(b, j.epoch)
+		b = binary.BigEndian.AppendUint16(b, uint16(len(p.key)))
+		b = append(b, p.key...)
+		b = append(b, p.value...)
+		binary.BigEndian.PutUint32(b[start+4:], crc32.Checksum(b[start+8:], castagnoli))
+	}
+	j.buf = b
+	if len(b) == 0 {
+		return nil
+	}
+	if j.off+int64(len(b)) > journalSize {
+		if j.off == 0 {
+			return fmt.Errorf("a group of %d bytes does not fit in the issuance journal (%d bytes)", len(b), journalSize)
+		}
+		return errJournalFull
+	}
+	if _, err := j.f.WriteAt(b, j.off); err != nil {
+		return err
+	}
+	j.off += int64(len(b))
+	if j.noSync {
+		return nil
+	}
+	return j.sync(j.f)
+}
+
+// reset starts the journal over for the frames of epoch, after a
+// checkpoint made every frame in it durable in bbolt: new frames overwrite
+// the old ones, which are of an older epoch and end a replay.
+func (j *journal) reset(epoch uint64) {
+	j.epoch, j.off = epoch, 0
+}
+
+// used reports whether anything was ever written at the journal's start.
+func (j *journal) used() (bool, error) {
+	var h [frameHeader]byte
+	if _, err := j.f.ReadAt(h[:], 0); err != nil {
+		return false, err
+	}
+	return h != [frameHeader]byte{}, nil
+}
+
+func (j *journal) close() error { return j.f.Close() }

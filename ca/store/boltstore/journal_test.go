@@ -1,0 +1,252 @@
+package boltstore
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/meshca/meshca/ca/store"
+)
+
+// holdCheckpoints keeps every record in the journal until a reader or
+// Close asks for a checkpoint.
+func holdCheckpoints(t *testing.T) {
+	n, d := checkpointRecords, checkpointAfter
+	t.Cleanup(func() { checkpointRecords, checkpointAfter = n, d })
+	checkpointRecords, checkpointAfter = 1<<30, time.Hour
+}
+
+// inBolt reports whether bbolt itself (not the journal) holds serial.
+func inBolt(t *testing.T, s *Store, serial string) bool {
+	t.Helper()
+	k, err := serialKey(serial)
+	require.NoError(t, err)
+	found := false
+	require.NoError(t, s.db.View(func(tx *bolt.Tx) error {
+		found = tx.Bucket(bucketIssuances).Get(k) != nil
+		return nil
+	}))
+	return found
+}
+
+// crash stops s as a SIGKILL would, after its acknowledgements: the
+// committer stops without a checkpoint (bbolt refuses it, as failed) and
+// the files are closed.
+func crash(t *testing.T, s *Store) {
+	t.Helper()
+	s.w.mu.Lock()
+	s.w.failed = errStoreFailed
+	s.w.mu.Unlock()
+	s.writes.close()
+	require.NoError(t, s.writes.j.close())
+	require.NoError(t, s.db.Close())
+}
+
+func TestJournal_ReadersSeeRecordsBeforeTheCheckpoint(t *testing.T) {
+	holdCheckpoints(t)
+	s, _ := openStore(t)
+	ctx := context.Background()
+	rec := record(1, t0.Add(time.Hour))
+	require.NoError(t, s.PutIssuance(ctx, rec))
+	require.False(t, inBolt(t, s, rec.Serial), "the record waits in the journal")
+
+	got, err := s.GetIssuance(ctx, rec.Serial)
+	require.NoError(t, err)
+	require.Equal(t, rec, got, "GetIssuance reads the journaled record")
+	require.False(t, inBolt(t, s, rec.Serial), "without a checkpoint")
+
+	var byID []string
+	require.NoError(t, s.ListIssuancesByIdentity(ctx, rec.Identity, func(r store.Issuance) bool {
+		byID = append(byID, r.Serial)
+		return true
+	}))
+	require.Equal(t, []string{rec.Serial}, byID)
+	require.True(t, inBolt(t, s, rec.Serial), "a walk of bbolt's indexes checkpoints first")
+}
+
+func TestJournal_DuplicateSerialsAreRefusedFromTheJournalAndFromBbolt(t *testing.T) {
+	holdCheckpoints(t)
+	s, _ := openStore(t)
+	ctx := context.Background()
+	rec := record(1, t0.Add(time.Hour))
+	other := rec
+	other.Fingerprint = "ff"
+	require.NoError(t, s.PutIssuance(ctx, rec))
+	require.NoError(t, s.PutIssuance(ctx, rec), "the same record again is a no-op")
+	require.ErrorIs(t, s.PutIssuance(ctx, other), ErrDuplicateSerial, "refused against the journal")
+
+	require.NoError(t, s.writes.flush(ctx))
+	require.True(t, inBolt(t, s, rec.Serial))
+	// A later serial first, so that rec's is below the greatest recorded.
+	require.NoError(t, s.PutIssuance(ctx, record(5, t0.Add(time.Hour))))
+	require.NoError(t, s.PutIssuance(ctx, rec))
+	require.ErrorIs(t, s.PutIssuance(ctx, other), ErrDuplicateSerial, "refused against bbolt")
+	got, err := s.GetIssuance(ctx, rec.Serial)
+	require.NoError(t, err)
+	require.Equal(t, rec, got)
+	require.Len(t, listAll(t, s), 2)
+}
+
+// The records acknowledged from the journal survive a stop without a
+// checkpoint: the next Open applies them with their indexes, raises the
+// epoch and empties the journal.
+func TestJournal_OpenAppliesTheRecordsOfAnUncleanStop(t *testing.T) {
+	holdCheckpoints(t)
+	s, path := openStore(t)
+	ctx := context.Background()
+	var recs []store.Issuance
+	for i := range 50 {
+		recs = append(recs, record(i, t0.Add(time.Duration(i%5)*time.Hour)))
+	}
+	putAll(t, s, recs)
+	require.Positive(t, s.writes.j.off)
+	crash(t, s)
+
+	s, err := Open(path)
+	require.NoError(t, err)
+	defer s.Close()
+	require.Zero(t, s.writes.j.off, "applied: new frames start over")
+	fi, err := os.Stat(path + journalSuffix)
+	require.NoError(t, err)
+	require.Equal(t, journalSize, fi.Size())
+	for _, r := range recs {
+		require.True(t, inBolt(t, s, r.Serial), r.Serial)
+	}
+	require.Len(t, listAll(t, s), 50)
+	n := 0
+	require.NoError(t, s.ListIssuancesByGeneration(ctx, 1, func(store.Issuance) bool { n++; return true }))
+	require.Equal(t, 50, n, "the generation index")
+	n = 0
+	require.NoError(t, s.ListExpiries(ctx, t0.Add(-time.Hour), func(time.Time, string) bool { n++; return true }))
+	require.Equal(t, 50, n, "the expiry index")
+	require.NoError(t, s.db.View(func(tx *bolt.Tx) error {
+		require.Equal(t, u64(1), tx.Bucket(bucketMeta).Get(keyJournalEpoch))
+		return nil
+	}))
+}
+
+// A crash tears the last write of the journal: its frame was never
+// acknowledged (the acknowledgement waits for the sync), and Open applies
+// the frames before it.
+func TestJournal_ATornLastFrameIsNotApplied(t *testing.T) {
+	holdCheckpoints(t)
+	s, path := openStore(t)
+	ctx := context.Background()
+	for i := range 3 {
+		require.NoError(t, s.PutIssuance(ctx, record(i, t0.Add(time.Hour))))
+	}
+	end := int(s.writes.j.off)
+	crash(t, s)
+	jp := path + journalSuffix
+	data, err := os.ReadFile(jp)
+	require.NoError(t, err)
+	for _, cut := range []int{1, frameHeader - 1, frameHeader + 5} {
+		torn := append(append([]byte(nil), data[:end-cut]...), make([]byte, cut)...)
+		recs, err := decodeFrames(torn, 0)
+		require.NoError(t, err)
+		require.Len(t, recs, 2, "cut %d bytes", cut)
+	}
+	flipped := append([]byte(nil), data...)
+	flipped[end-3] ^= 1 // the last record's JSON: its checksum fails
+	require.NoError(t, os.WriteFile(jp, flipped, 0o600))
+
+	s, err = Open(path)
+	require.NoError(t, err)
+	defer s.Close()
+	require.True(t, inBolt(t, s, record(0, t0).Serial))
+	require.True(t, inBolt(t, s, record(1, t0).Serial))
+	_, err = s.GetIssuance(ctx, record(2, t0).Serial)
+	require.ErrorIs(t, err, store.ErrNotFound)
+}
+
+// A checkpoint raises the epoch in the transaction that applies the
+// records and then truncates the journal without a sync. If a crash
+// undoes the truncation, the new frames overwrite the start of the old
+// ones and the rest of those follows them: Open applies the new frames
+// and stops at the first of the older epoch, so a record applied (and
+// since pruned) is not brought back.
+func TestJournal_FramesOfAnOlderEpochAreNotReplayed(t *testing.T) {
+	holdCheckpoints(t)
+	s, path := openStore(t)
+	ctx := context.Background()
+	jp := path + journalSuffix
+	for i := range 4 {
+		require.NoError(t, s.PutIssuance(ctx, record(i, t0.Add(time.Hour))))
+	}
+	old, err := os.ReadFile(jp)
+	require.NoError(t, err)
+	old = old[:s.writes.j.off]
+	require.NoError(t, s.writes.flush(ctx)) // epoch 0 -> 1, the journal emptied
+	n, err := s.PruneIssuances(ctx, t0.Add(2*time.Hour))
+	require.NoError(t, err)
+	require.Equal(t, 4, n)
+	// A frame as long as each old one: the old frames that follow it are
+	// whole, with valid checksums; only their epoch tells.
+	require.NoError(t, s.PutIssuance(ctx, record(9, t0.Add(3*time.Hour))))
+	crash(t, s)
+	cur, err := os.ReadFile(jp)
+	require.NoError(t, err)
+	// Frames overwrite the old ones in place: no crash is needed for this.
+	require.Equal(t, old[len(old)/4:], cur[len(old)/4:len(old)], "the old frames follow the new one")
+	require.NotEqual(t, old[:len(old)/4], cur[:len(old)/4])
+
+	s, err = Open(path)
+	require.NoError(t, err)
+	defer s.Close()
+	require.True(t, inBolt(t, s, record(9, t0).Serial), "the frame of the current epoch is applied")
+	got := listAll(t, s)
+	require.Len(t, got, 1, "no pruned record of epoch 0 comes back")
+}
+
+// Open raises the epoch when the journal holds anything, even nothing to
+// apply (a torn first frame): bytes of that write left in the file are
+// then never taken for frames of the new epoch.
+func TestJournal_OpenRaisesTheEpochOfAUsedJournal(t *testing.T) {
+	holdCheckpoints(t)
+	s, path := openStore(t)
+	require.NoError(t, s.Close())
+	jp := path + journalSuffix
+	f, err := os.OpenFile(jp, os.O_WRONLY, 0)
+	require.NoError(t, err)
+	_, err = f.WriteAt([]byte("torn frame, never acknowledged"), 0)
+	require.NoError(t, err)
+	require.NoError(t, f.Close())
+	s, err = Open(path)
+	require.NoError(t, err)
+	require.EqualValues(t, 1, s.writes.j.epoch)
+	rec := record(1, t0.Add(time.Hour))
+	require.NoError(t, s.PutIssuance(context.Background(), rec))
+	crash(t, s)
+	s, err = Open(path)
+	require.NoError(t, err)
+	defer s.Close()
+	require.True(t, inBolt(t, s, rec.Serial))
+	require.EqualValues(t, 2, s.writes.j.epoch)
+}
+
+// A journal that is full checkpoints before the next group.
+func TestJournal_AFullJournalCheckpointsFirst(t *testing.T) {
+	holdCheckpoints(t)
+	defer func(n int64) { journalSize = n }(journalSize)
+	journalSize = 4096
+	s, _ := openStore(t)
+	ctx := context.Background()
+	for i := range 40 { // about 300 bytes each
+		require.NoError(t, s.PutIssuance(ctx, record(i, t0.Add(time.Hour))))
+	}
+	require.True(t, inBolt(t, s, record(0, t0).Serial), "checkpointed when full")
+	require.Len(t, listAll(t, s), 40)
+}
+
+func TestJournal_OpenCreatesItBesideTheStoreWithMode0600(t *testing.T) {
+	_, path := openStore(t)
+	fi, err := os.Stat(filepath.Join(filepath.Dir(path), "meshca.db"+journalSuffix))
+	require.NoError(t, err)
+	require.Equal(t, os.FileMode(0o600), fi.Mode().Perm())
+	require.Equal(t, journalSize, fi.Size(), "written with zeros once")
+}
