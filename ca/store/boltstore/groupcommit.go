@@ -285,8 +285,12 @@ func (g *groupCommitter) commit(group []*pendingPut) error {
 		}
 		err = g.j.append(group)
 	}
-	if err != nil {
+	var serr *syncError
+	switch {
+	case errors.As(err, &serr):
 		return g.fail(err)
+	case err != nil:
+		return err
 	}
 	g.omu.Lock()
 	for _, p := range group {

@@ -48,9 +48,9 @@ const maxFramePayload = 1 << 20
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
-// errJournalFailed is returned for every write after a write or sync of the
+// errJournalFailed is returned for every write after a sync of the
 // journal failed.
-var errJournalFailed = errors.New("store: a write or fdatasync of the issuance journal failed, so what it holds on disk is unknown")
+var errJournalFailed = errors.New("store: an fdatasync of the issuance journal failed, so what it holds on disk is unknown")
 
 // journalSize is the journal file's size: it is written with zeros once,
 // and frames overwrite them from the start after each checkpoint, so that
@@ -197,14 +197,29 @@ func (j *journal) append(group []*pendingPut) error {
 		return errJournalFull
 	}
 	if _, err := j.f.WriteAt(b, j.off); err != nil {
+		// Nothing is synced: the next group overwrites what this write
+		// left at off (a whole frame of it that a crash keeps would be
+		// replayed: a record of a certificate never handed out, which is
+		// harmless). A full disk fails only this group.
 		return err
 	}
 	j.off += int64(len(b))
 	if j.noSync {
 		return nil
 	}
-	return j.sync(j.f)
+	if err := j.sync(j.f); err != nil {
+		return &syncError{err}
+	}
+	return nil
 }
+
+// syncError is a failed sync of the journal: after it, what the journal
+// holds on disk is unknown (fsync(2): the dirty pages may be dropped after
+// a failed writeback).
+type syncError struct{ err error }
+
+func (e *syncError) Error() string { return e.err.Error() }
+func (e *syncError) Unwrap() error { return e.err }
 
 // reset starts the journal over for the frames of epoch, after a
 // checkpoint made every frame in it durable in bbolt: new frames overwrite

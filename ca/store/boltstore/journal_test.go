@@ -2,8 +2,11 @@ package boltstore
 
 import (
 	"context"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 
@@ -249,4 +252,51 @@ func TestJournal_OpenCreatesItBesideTheStoreWithMode0600(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, os.FileMode(0o600), fi.Mode().Perm())
 	require.Equal(t, journalSize, fi.Size(), "written with zeros once")
+}
+
+const fullDiskHelperEnv = "MESHCA_BOLTSTORE_FULL_DISK_HELPER"
+
+// TestJournal_FullDiskHelper is not a test: the test below runs it in its
+// own process, whose file size limit (setrlimit(2) RLIMIT_FSIZE) it lowers
+// below the journal's next frame for one record, as a full disk would.
+func TestJournal_FullDiskHelper(t *testing.T) {
+	path := os.Getenv(fullDiskHelperEnv)
+	if path == "" {
+		return
+	}
+	holdCheckpoints(t)
+	s, err := Open(path)
+	require.NoError(t, err)
+	ctx := context.Background()
+	fmt.Printf("put 0: %v\n", s.PutIssuance(ctx, record(0, t0.Add(time.Hour))))
+	var lim syscall.Rlimit
+	require.NoError(t, syscall.Getrlimit(syscall.RLIMIT_FSIZE, &lim))
+	require.NoError(t, syscall.Setrlimit(syscall.RLIMIT_FSIZE, &syscall.Rlimit{Cur: uint64(s.writes.j.off), Max: lim.Max}))
+	fmt.Printf("put 1: %v\n", s.PutIssuance(ctx, record(1, t0.Add(time.Hour))))
+	require.NoError(t, syscall.Setrlimit(syscall.RLIMIT_FSIZE, &lim))
+	fmt.Printf("put 2: %v\n", s.PutIssuance(ctx, record(2, t0.Add(time.Hour))))
+	fmt.Printf("healthy: %v\n", s.Healthy())
+	os.Exit(0) // no Close: the next Open replays the journal
+}
+
+// A write to the journal that fails (a full disk) syncs nothing and fails
+// only its group: the store stays healthy, the next group overwrites it,
+// and only the acknowledged records are replayed.
+func TestJournal_AFailedWriteFailsOnlyItsGroup(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "meshca.db")
+	cmd := exec.Command(os.Args[0], "-test.run=^TestJournal_FullDiskHelper$", "-test.count=1")
+	cmd.Env = append(os.Environ(), fullDiskHelperEnv+"="+path)
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, string(out))
+	require.Contains(t, string(out), "put 0: <nil>\n")
+	require.Contains(t, string(out), "put 1: write "+path+journalSuffix+": file too large\n")
+	require.Contains(t, string(out), "put 2: <nil>\n")
+	require.Contains(t, string(out), "healthy: <nil>\n")
+	s, err := Open(path)
+	require.NoError(t, err)
+	defer s.Close()
+	got := listAll(t, s)
+	require.Len(t, got, 2)
+	require.Equal(t, record(0, t0).Serial, got[0].Serial)
+	require.Equal(t, record(2, t0).Serial, got[1].Serial)
 }
