@@ -1,7 +1,9 @@
 // Package boltstore is meshca's embedded store: one bbolt file, crash-safe
-// (every acknowledged write is fsynced), schema-versioned. Concurrent
-// issuance records are group-committed by a single writer so that the disk
-// is never the bottleneck of signing and an idle store adds no delay.
+// (every acknowledged write is fsynced), schema-versioned. Issuance records
+// are group-committed by a single writer to a journal beside the file (one
+// write and one fdatasync per group) and applied to bbolt in batches
+// (journal.go), so that the disk is never the bottleneck of signing and an
+// idle store adds no delay.
 package boltstore
 
 import (
