@@ -20,6 +20,9 @@ const (
 	reply    = `101 1796464325.153418 write(9<TCP:[127.0.0.1:15012->127.0.0.1:40000]>, "\27\3\3\4\332\0\1", 1247) = 1247`
 	sigurg   = `101 1796464325.150000 --- SIGURG {si_signo=SIGURG, si_code=SI_TKILL, si_pid=100, si_uid=0} ---`
 	exited   = `100 1796464325.156316 +++ exited with 0 +++`
+	// The issuance journal's frame and sync.
+	jWrite = `100 1796464325.151163 pwrite64(6</tmp/ca/meshca.db.journal>, "\0\0\1\22\327\1\0\0\0\0\0\0\0\0\0\1\0\20{\"serial\":\"0abc\",\"identity\":\"spiffe://x\"}", 290, 0) = 290`
+	jSync  = `100 1796464325.151609 fdatasync(6</tmp/ca/meshca.db.journal>) = 0`
 )
 
 var marker = RecordMarker("0abc")
@@ -68,11 +71,11 @@ func TestDurableBeforeReply_ReportsEachMissingStep(t *testing.T) {
 		},
 		"reply before the record": {
 			[]string{reply, recWrite, dataSync, meta, metaSync},
-			"record " + marker + ": acknowledged (line 1, write) before its record was written (line 2)",
+			"record " + marker + ": acknowledged (line 1, write) before its record was written to " + db + " (line 2)",
 		},
 		"record never written": {
 			[]string{frWrite, dataSync, meta, metaSync, reply},
-			"no write of " + db + " carries the record " + marker,
+			"no write of " + db + " or " + db + ".journal carries the record " + marker,
 		},
 		"no reply": {
 			[]string{recWrite, dataSync, meta, metaSync},
@@ -90,6 +93,45 @@ func TestDurableBeforeReply_ReportsEachMissingStep(t *testing.T) {
 		"a small socket write is not the reply": {
 			[]string{recWrite, `101 1796464325.151500 write(9<` + sock + `>, "\27\3\3\0\32", 39) = 39`, dataSync, meta, metaSync},
 			"record " + marker + ": no acknowledgement in the trace",
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := check(t, tc.lines...)
+			require.EqualError(t, err, tc.want)
+		})
+	}
+}
+
+func TestDurableBeforeReply_JournalWriteSyncThenReplyPasses(t *testing.T) {
+	// The checkpoint that writes the record to bbolt later changes nothing.
+	c, err := check(t, sigurg, jWrite, jSync, reply, recWrite, dataSync, meta, metaSync, exited)
+	require.NoError(t, err)
+	require.True(t, c.Journal)
+	require.Equal(t, 2, c.Record.Entry)
+	require.Equal(t, 3, c.Durable.Entry)
+	require.Equal(t, 4, c.Reply.Entry)
+}
+
+func TestDurableBeforeReply_ReportsAJournalWithoutItsSync(t *testing.T) {
+	for name, tc := range map[string]struct {
+		lines []string
+		want  string
+	}{
+		"no sync": {
+			[]string{jWrite, reply, recWrite, dataSync, meta, metaSync},
+			"record " + marker + ": written to " + db + ".journal at line 1 but not fsynced before the acknowledgement at line 2 (write on " + sock + ")",
+		},
+		"sync after the reply": {
+			[]string{jWrite, reply, jSync},
+			"record " + marker + ": written to " + db + ".journal at line 1 but not fsynced before the acknowledgement at line 2 (write on " + sock + ")",
+		},
+		"a sync of the store is not the journal's": {
+			[]string{jWrite, dataSync, reply},
+			"record " + marker + ": written to " + db + ".journal at line 1 but not fsynced before the acknowledgement at line 3 (write on " + sock + ")",
+		},
+		"reply before the frame": {
+			[]string{reply, jWrite, jSync},
+			"record " + marker + ": acknowledged (line 1, write) before its record was written to " + db + ".journal (line 2)",
 		},
 	} {
 		t.Run(name, func(t *testing.T) {
