@@ -250,3 +250,32 @@ func TestJournal_OpenCreatesItBesideTheStoreWithMode0600(t *testing.T) {
 	require.Equal(t, os.FileMode(0o600), fi.Mode().Perm())
 	require.Equal(t, journalSize, fi.Size(), "written with zeros once")
 }
+
+// Two puts of the same different record under a recorded serial, in one
+// group: both are refused, as they would be one at a time. Deciding the
+// second against the first (and not against what is recorded) acknowledged
+// a record that is not stored. The recorded record itself, in a group with
+// a different one, stays a no-op.
+func TestJournal_ADuplicateWithinAGroupIsDecidedAgainstTheRecordedOne(t *testing.T) {
+	s, clk, _ := openDelayed(t, time.Hour)
+	ctx := context.Background()
+	rec := record(1, t0.Add(time.Hour))
+	other := rec
+	other.Fingerprint = "ff"
+	require.NoError(t, s.PutIssuance(ctx, rec))
+	for _, second := range []store.Issuance{other, rec} {
+		a, b := s.Reserve(), s.Reserve()
+		done1 := putAsync(a.PutIssuance, other)
+		waitForTimer(t, clk)
+		done2 := putAsync(b.PutIssuance, second)
+		require.ErrorIs(t, <-done1, ErrDuplicateSerial)
+		if second == other {
+			require.ErrorIs(t, <-done2, ErrDuplicateSerial, "the second copy in the group")
+		} else {
+			require.NoError(t, <-done2, "the same record again is a no-op")
+		}
+		got, err := s.GetIssuance(ctx, rec.Serial)
+		require.NoError(t, err)
+		require.Equal(t, rec, got)
+	}
+}
