@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -277,5 +278,27 @@ func TestJournal_ADuplicateWithinAGroupIsDecidedAgainstTheRecordedOne(t *testing
 		got, err := s.GetIssuance(ctx, rec.Serial)
 		require.NoError(t, err)
 		require.Equal(t, rec, got)
+	}
+}
+
+// A record is acknowledged only if a replay would read it back: a frame
+// longer than the replay accepts (maxFramePayload) ended the replay, so
+// the record was acknowledged and lost by the next Open.
+func TestJournal_ARecordTooLargeToReplayIsNotAcknowledged(t *testing.T) {
+	holdCheckpoints(t)
+	s, path := openStore(t)
+	ctx := context.Background()
+	big := record(1, t0.Add(time.Hour))
+	big.Requester = strings.Repeat("x", maxFramePayload)
+	err := s.PutIssuance(ctx, big)
+	crash(t, s)
+	s, oerr := Open(path)
+	require.NoError(t, oerr)
+	defer s.Close()
+	_, gerr := s.GetIssuance(ctx, big.Serial)
+	if err == nil {
+		require.NoError(t, gerr, "acknowledged, so it must survive a crash")
+	} else {
+		require.ErrorIs(t, gerr, store.ErrNotFound)
 	}
 }
