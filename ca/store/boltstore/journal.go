@@ -173,7 +173,7 @@ var errJournalFull = errors.New("the issuance journal is full")
 func (j *journal) append(group []*pendingPut) error {
 	b := j.buf[:0]
 	for _, p := range group {
-		if p.refused != nil {
+		if p.skip { // refused, or recorded already: durable as it is
 			continue
 		}
 		n := 2 + len(p.key) + len(p.value)

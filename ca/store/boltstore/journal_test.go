@@ -302,3 +302,26 @@ func TestJournal_ARecordTooLargeToReplayIsNotAcknowledged(t *testing.T) {
 		require.ErrorIs(t, gerr, store.ErrNotFound)
 	}
 }
+
+// The same record again is a no-op and writes nothing: a frame of it in
+// the journal outlived a prune of the record (no checkpoint follows a
+// group of no-ops, nothing being pending) and Open brought it back.
+func TestJournal_ANoOpPutWritesNoFrameThatAReplayCouldBringBack(t *testing.T) {
+	holdCheckpoints(t)
+	s, path := openStore(t)
+	ctx := context.Background()
+	rec := record(1, t0.Add(time.Hour))
+	require.NoError(t, s.PutIssuance(ctx, rec))
+	require.NoError(t, s.writes.flush(ctx))
+	require.NoError(t, s.PutIssuance(ctx, rec), "the same record again is a no-op")
+	require.Zero(t, s.writes.j.off, "a no-op is not journaled")
+	n, err := s.PruneIssuances(ctx, t0.Add(2*time.Hour))
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
+	crash(t, s)
+	s, err = Open(path)
+	require.NoError(t, err)
+	defer s.Close()
+	_, err = s.GetIssuance(ctx, rec.Serial)
+	require.ErrorIs(t, err, store.ErrNotFound, "the pruned record stays pruned")
+}
