@@ -291,18 +291,35 @@ func (g *groupCommitter) commit(group []*pendingPut) error {
 	for _, p := range group {
 		p.recorded, p.dupOf = nil, nil
 	}
-	err := g.j.append(group)
+	// A group is appended in parts that each fit in the journal, a
+	// checkpoint making room before a part when needed.
+	for rest := group; len(rest) > 0; {
+		part := rest[:g.j.fitting(rest)]
+		rest = rest[len(part):]
+		if err := g.appendPart(part); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// appendPart appends part to the journal and keeps its records pending.
+func (g *groupCommitter) appendPart(part []*pendingPut) error {
+	err := g.j.append(part)
 	if errors.Is(err, errJournalFull) {
 		if err := g.checkpoint(); err != nil {
 			return err
 		}
-		err = g.j.append(group)
+		err = g.j.append(part)
+	}
+	if errors.Is(err, errFrameTooLarge) {
+		return err // nothing was written
 	}
 	if err != nil {
 		return g.fail(err)
 	}
 	g.omu.Lock()
-	for _, p := range group {
+	for _, p := range part {
 		if p.skip {
 			continue
 		}

@@ -169,6 +169,30 @@ func decodeFramePayload(b []byte) (*pendingPut, error) {
 // a checkpoint empties it.
 var errJournalFull = errors.New("the issuance journal is full")
 
+// errFrameTooLarge: a record's frame does not fit in the empty journal;
+// nothing was written.
+var errFrameTooLarge = errors.New("a record does not fit in the issuance journal")
+
+// frameLen is the length of p's frame in the journal (0: not written).
+func frameLen(p *pendingPut) int64 {
+	if p.skip {
+		return 0
+	}
+	return int64(frameHeader + 2 + len(p.key) + len(p.value))
+}
+
+// fitting returns how many of group's first records have frames that fit
+// together in the empty journal: at least one.
+func (j *journal) fitting(group []*pendingPut) int {
+	var size int64
+	for i, p := range group {
+		if size += frameLen(p); size > journalSize && i > 0 {
+			return i
+		}
+	}
+	return len(group)
+}
+
 // append writes group's frames in one write and syncs them.
 func (j *journal) append(group []*pendingPut) error {
 	b := j.buf[:0]
@@ -192,7 +216,7 @@ func (j *journal) append(group []*pendingPut) error {
 	}
 	if j.off+int64(len(b)) > journalSize {
 		if j.off == 0 {
-			return fmt.Errorf("a group of %d bytes does not fit in the issuance journal (%d bytes)", len(b), journalSize)
+			return fmt.Errorf("%w: a group of %d bytes, the journal %d bytes", errFrameTooLarge, len(b), journalSize)
 		}
 		return errJournalFull
 	}

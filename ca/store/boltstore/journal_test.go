@@ -325,3 +325,29 @@ func TestJournal_ANoOpPutWritesNoFrameThatAReplayCouldBringBack(t *testing.T) {
 	_, err = s.GetIssuance(ctx, rec.Serial)
 	require.ErrorIs(t, err, store.ErrNotFound, "the pruned record stays pruned")
 }
+
+// A group whose frames exceed the journal is written in parts, each
+// checkpointed to make room: refusing it failed the whole store closed
+// although nothing was written.
+func TestJournal_AGroupLargerThanTheJournalIsWrittenInParts(t *testing.T) {
+	defer func(n int64) { journalSize = n }(journalSize)
+	journalSize = 4096 // about 13 frames
+	s, clk, _ := openDelayed(t, time.Hour)
+	const n = 40
+	rs := make([]store.Reservation, n)
+	for i := range rs {
+		rs[i] = s.Reserve()
+	}
+	var dones []<-chan error
+	for i, r := range rs {
+		dones = append(dones, putAsync(r.PutIssuance, record(i, t0.Add(time.Hour))))
+		if i == 0 {
+			waitForTimer(t, clk)
+		}
+	}
+	for _, d := range dones {
+		require.NoError(t, <-d)
+	}
+	require.NoError(t, s.Healthy())
+	require.Len(t, listAll(t, s), n)
+}
