@@ -83,7 +83,10 @@ func fdatasync(f *os.File) error {
 
 // openJournal opens (creating if needed) the journal at path and returns
 // it with the records of epoch found in it, in the order they were
-// appended. created reports a new file, whose name the caller syncs.
+// appended. created reports a new file, or one shorter than journalSize:
+// an Open that created it may have stopped before it synced the file's
+// name, so the caller syncs it (fsync(2): a synced file's directory entry
+// needs a sync of the directory).
 func openJournal(path string, epoch uint64) (j *journal, recs []*pendingPut, created bool, err error) {
 	_, statErr := os.Stat(path)
 	created = errors.Is(statErr, os.ErrNotExist)
@@ -97,6 +100,7 @@ func openJournal(path string, epoch uint64) (j *journal, recs []*pendingPut, cre
 		recs, err = decodeFrames(data, epoch)
 	}
 	if err == nil {
+		created = created || int64(len(data)) < journalSize
 		err = j.fill(int64(len(data)))
 	}
 	if err != nil {

@@ -351,3 +351,21 @@ func TestJournal_AGroupLargerThanTheJournalIsWrittenInParts(t *testing.T) {
 	require.NoError(t, s.Healthy())
 	require.Len(t, listAll(t, s), n)
 }
+
+// The journal's name must be durable before a record in it is
+// acknowledged: an Open killed after creating the file and before syncing
+// its directory leaves a file that the next Open did not count as created,
+// so it never synced the directory.
+func TestJournal_OpenSyncsTheDirectoryOfAJournalItHadToFill(t *testing.T) {
+	s, path := openStore(t)
+	require.NoError(t, s.Close())
+	jp := path + journalSuffix
+	require.NoError(t, os.Truncate(jp, 100)) // killed during the first fill
+	var synced []string
+	defer func(f func([]string) error) { syncDirs = f }(syncDirs)
+	syncDirs = func(dirs []string) error { synced = append(synced, dirs...); return nil }
+	s, err := Open(path)
+	require.NoError(t, err)
+	defer s.Close()
+	require.Contains(t, synced, filepath.Dir(jp))
+}
