@@ -267,7 +267,7 @@ func (tr *Trace) DurableBeforeReply(storePath, marker string, reply func(Call) b
 	if !ok {
 		return cm, fmt.Errorf("no write of %s or %s carries the record %s", storePath, journal, marker)
 	}
-	cm.Record = rec
+	cm.Record, cm.Journal = rec, rec.Path == journal
 	rep, ok := tr.first(0, reply)
 	if !ok {
 		return cm, fmt.Errorf("record %s: no acknowledgement in the trace", marker)
@@ -276,8 +276,7 @@ func (tr *Trace) DurableBeforeReply(storePath, marker string, reply func(Call) b
 	if rep.Entry < rec.Exit {
 		return cm, fmt.Errorf("record %s: acknowledged (line %d, %s) before its record was written to %s (line %d)", marker, rep.Entry, rep.Name, rec.Path, rec.Exit)
 	}
-	if rec.Path == journal {
-		cm.Journal = true
+	if cm.Journal {
 		js, ok := tr.first(rec.Exit, func(c Call) bool { return c.IsSync() && c.Path == journal })
 		if !ok || js.Exit > rep.Entry {
 			return cm, fmt.Errorf("record %s: written to %s at line %d but not fsynced before the acknowledgement at line %d (%s on %s)", marker, journal, rec.Exit, rep.Entry, rep.Name, rep.Path)

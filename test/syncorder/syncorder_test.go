@@ -1,6 +1,7 @@
 package syncorder
 
 import (
+	"strconv"
 	"strings"
 	"testing"
 
@@ -20,9 +21,6 @@ const (
 	reply    = `101 1796464325.153418 write(9<TCP:[127.0.0.1:15012->127.0.0.1:40000]>, "\27\3\3\4\332\0\1", 1247) = 1247`
 	sigurg   = `101 1796464325.150000 --- SIGURG {si_signo=SIGURG, si_code=SI_TKILL, si_pid=100, si_uid=0} ---`
 	exited   = `100 1796464325.156316 +++ exited with 0 +++`
-	// The issuance journal's frame and sync.
-	jWrite = `100 1796464325.151163 pwrite64(6</tmp/ca/meshca.db.journal>, "\0\0\1\22\327\1\0\0\0\0\0\0\0\0\0\1\0\20{\"serial\":\"0abc\",\"identity\":\"spiffe://x\"}", 290, 0) = 290`
-	jSync  = `100 1796464325.151609 fdatasync(6</tmp/ca/meshca.db.journal>) = 0`
 )
 
 var marker = RecordMarker("0abc")
@@ -102,45 +100,6 @@ func TestDurableBeforeReply_ReportsEachMissingStep(t *testing.T) {
 	}
 }
 
-func TestDurableBeforeReply_JournalWriteSyncThenReplyPasses(t *testing.T) {
-	// The checkpoint that writes the record to bbolt later changes nothing.
-	c, err := check(t, sigurg, jWrite, jSync, reply, recWrite, dataSync, meta, metaSync, exited)
-	require.NoError(t, err)
-	require.True(t, c.Journal)
-	require.Equal(t, 2, c.Record.Entry)
-	require.Equal(t, 3, c.Durable.Entry)
-	require.Equal(t, 4, c.Reply.Entry)
-}
-
-func TestDurableBeforeReply_ReportsAJournalWithoutItsSync(t *testing.T) {
-	for name, tc := range map[string]struct {
-		lines []string
-		want  string
-	}{
-		"no sync": {
-			[]string{jWrite, reply, recWrite, dataSync, meta, metaSync},
-			"record " + marker + ": written to " + db + ".journal at line 1 but not fsynced before the acknowledgement at line 2 (write on " + sock + ")",
-		},
-		"sync after the reply": {
-			[]string{jWrite, reply, jSync},
-			"record " + marker + ": written to " + db + ".journal at line 1 but not fsynced before the acknowledgement at line 2 (write on " + sock + ")",
-		},
-		"a sync of the store is not the journal's": {
-			[]string{jWrite, dataSync, reply},
-			"record " + marker + ": written to " + db + ".journal at line 1 but not fsynced before the acknowledgement at line 3 (write on " + sock + ")",
-		},
-		"reply before the frame": {
-			[]string{reply, jWrite, jSync},
-			"record " + marker + ": acknowledged (line 1, write) before its record was written to " + db + ".journal (line 2)",
-		},
-	} {
-		t.Run(name, func(t *testing.T) {
-			_, err := check(t, tc.lines...)
-			require.EqualError(t, err, tc.want)
-		})
-	}
-}
-
 // A sync that another thread is still inside when the reply is written
 // has not completed: its exit line counts, not its entry line.
 func TestDurableBeforeReply_InterruptedSyncCountsAtItsExit(t *testing.T) {
@@ -182,4 +141,56 @@ func TestCommand_NeedsStrace(t *testing.T) {
 	t.Setenv("PATH", t.TempDir())
 	_, err := Command("/dev/null", "true")
 	require.ErrorContains(t, err, "strace is required to observe fsync ordering and is not installed: run `make deps`")
+}
+
+// The journal's protocol: the frame's write, a sync of the journal, then
+// the reply.
+const (
+	jrnWrite = `100 1796464325.151163 pwrite64(6</tmp/ca/meshca.db.journal>, "\0\0\1\32\237\4\0\0\0\0\0\0\0\1\0\20\n\274{\"serial\":\"0abc\",\"identity\":\"spiffe://x\"}", 298, 596) = 298`
+	jrnSync  = `100 1796464325.151609 fdatasync(6</tmp/ca/meshca.db.journal>) = 0`
+)
+
+func TestDurableBeforeReply_JournalWriteSyncThenReplyPasses(t *testing.T) {
+	// The checkpoint that writes the record to bbolt later changes nothing.
+	c, err := check(t, sigurg, jrnWrite, jrnSync, reply, recWrite, dataSync, meta, metaSync, exited)
+	require.NoError(t, err)
+	require.True(t, c.Journal)
+	require.Equal(t, 2, c.Record.Entry)
+	require.Equal(t, 3, c.Durable.Entry)
+	require.Equal(t, 4, c.Reply.Entry)
+}
+
+func TestDurableBeforeReply_ReportsAJournalRecordNotSyncedBeforeTheReply(t *testing.T) {
+	notSynced := func(write, reply int) string {
+		return "record " + marker + ": written to " + db + ".journal at line " + strconv.Itoa(write) +
+			" but not fsynced before the acknowledgement at line " + strconv.Itoa(reply) + " (write on " + sock + ")"
+	}
+	for name, tc := range map[string]struct {
+		lines []string
+		want  string
+	}{
+		"no sync":                   {[]string{jrnWrite, reply}, notSynced(1, 2)},
+		"sync only after the reply": {[]string{jrnWrite, reply, jrnSync}, notSynced(1, 2)},
+		"sync before the write":     {[]string{jrnSync, jrnWrite, reply}, notSynced(2, 3)},
+		"a sync of the store is no sync of the journal": {[]string{jrnWrite, dataSync, reply}, notSynced(1, 3)},
+		"a failed sync is no sync": {
+			[]string{jrnWrite, strings.Replace(jrnSync, "= 0", "= -1 EIO (Input/output error)", 1), reply}, notSynced(1, 3),
+		},
+		"a sync still running at the reply": {
+			[]string{
+				jrnWrite, `100 1796464325.151609 fdatasync(6</tmp/ca/meshca.db.journal> <unfinished ...>`,
+				reply, `100 1796464325.153900 <... fdatasync resumed>) = 0`,
+			}, notSynced(1, 3),
+		},
+		"reply before the frame": {
+			[]string{reply, jrnWrite, jrnSync},
+			"record " + marker + ": acknowledged (line 1, write) before its record was written to " + db + ".journal (line 2)",
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			c, err := check(t, tc.lines...)
+			require.True(t, c.Journal)
+			require.EqualError(t, err, tc.want)
+		})
+	}
 }

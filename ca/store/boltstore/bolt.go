@@ -288,6 +288,11 @@ func newPendingPut(rec store.Issuance) (*pendingPut, error) {
 	if err != nil {
 		return nil, err
 	}
+	// A record is acknowledged from its journal frame: one that a replay
+	// would not read back (decodeFrames) is refused here.
+	if len(k) > 0xffff || 2+len(k)+len(v) > maxFramePayload {
+		return nil, fmt.Errorf("the issuance record of serial %s is %d bytes, over the issuance journal's limit of %d", rec.Serial, 2+len(k)+len(v), maxFramePayload)
+	}
 	ek, ev, gk := indexEntries(k, rec.NotAfter.Unix(), rec.Generation, rec.Identity)
 	return &pendingPut{
 		key: k, value: v, expiryKey: ek, expiryValue: ev, generationKey: gk,

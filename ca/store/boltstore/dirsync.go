@@ -27,8 +27,8 @@ func missingDirs(dir string) []string {
 // survive a power loss: syncing a file "does not necessarily ensure that
 // the entry in the directory containing the file has also reached disk.
 // For that an explicit fsync() on a file descriptor for the directory is
-// also needed" (fsync(2)).
-func syncDirs(dirs []string) error {
+// also needed" (fsync(2)). A variable for the tests.
+var syncDirs = func(dirs []string) error {
 	for _, d := range dirs {
 		f, err := os.Open(d)
 		if err != nil {

@@ -43,6 +43,10 @@ type pendingPut struct {
 	refused                               error
 	// skip: the record is recorded already (or refused); no write.
 	skip bool
+	// recorded is the record already under key (journal or bbolt), if
+	// any; dupOf is the first put of key in the same group, if not p.
+	recorded []byte
+	dupOf    *pendingPut
 }
 
 // groupCommitter makes issuance records durable in groups: a single writer
@@ -235,27 +239,22 @@ func (g *groupCommitter) commit(group []*pendingPut) error {
 	}
 	// The same group in key order, as a checkpoint will apply it.
 	slices.SortFunc(group, func(a, b *pendingPut) int { return bytes.Compare(a.key, b.key) })
-	var lookup [][]byte // serials at or below lastKey, not in the journal
-	var prev *pendingPut
+	var lookup [][]byte  // serials at or below lastKey, not in the journal
+	var head *pendingPut // the first put of the current serial
 	for _, p := range group {
-		switch {
-		case prev != nil && bytes.Equal(p.key, prev.key):
-			p.skip = true
-			if !bytes.Equal(p.value, prev.value) {
-				p.refused = ErrDuplicateSerial
-			}
+		if head != nil && bytes.Equal(p.key, head.key) {
+			// Decided below against what head is decided against.
+			p.skip, p.dupOf = true, head
 			continue
-		case g.lastKey != nil && bytes.Compare(p.key, g.lastKey) <= 0:
+		}
+		head = p
+		if g.lastKey != nil && bytes.Compare(p.key, g.lastKey) <= 0 {
 			if old := g.overlay[string(p.key)]; old != nil {
-				p.skip = true
-				if !bytes.Equal(old.value, p.value) {
-					p.refused = ErrDuplicateSerial
-				}
+				p.skip, p.recorded = true, old.value
 			} else {
 				lookup = append(lookup, p.key)
 			}
 		}
-		prev = p
 	}
 	if len(lookup) > 0 {
 		// Time-ordered serials (policy.RandomSerial) make this rare: a
@@ -267,10 +266,7 @@ func (g *groupCommitter) commit(group []*pendingPut) error {
 					continue
 				}
 				if old := recs.Get(p.key); old != nil {
-					p.skip = true
-					if !bytes.Equal(old, p.value) {
-						p.refused = ErrDuplicateSerial
-					}
+					p.skip, p.recorded = true, bytes.Clone(old)
 				}
 			}
 			return nil
@@ -278,12 +274,46 @@ func (g *groupCommitter) commit(group []*pendingPut) error {
 			return err
 		}
 	}
-	err := g.j.append(group)
+	// A put is a no-op if its record is the one recorded, or else the one
+	// its group writes under the serial; any other is refused.
+	for _, p := range group {
+		want := p.recorded
+		if h := p.dupOf; h != nil {
+			want = h.recorded
+			if want == nil {
+				want = h.value
+			}
+		}
+		if want != nil && !bytes.Equal(p.value, want) {
+			p.refused = ErrDuplicateSerial
+		}
+	}
+	for _, p := range group {
+		p.recorded, p.dupOf = nil, nil
+	}
+	// A group is appended in parts that each fit in the journal, a
+	// checkpoint making room before a part when needed.
+	for rest := group; len(rest) > 0; {
+		part := rest[:g.j.fitting(rest)]
+		rest = rest[len(part):]
+		if err := g.appendPart(part); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// appendPart appends part to the journal and keeps its records pending.
+func (g *groupCommitter) appendPart(part []*pendingPut) error {
+	err := g.j.append(part)
 	if errors.Is(err, errJournalFull) {
 		if err := g.checkpoint(); err != nil {
 			return err
 		}
-		err = g.j.append(group)
+		err = g.j.append(part)
+	}
+	if errors.Is(err, errFrameTooLarge) {
+		return err // nothing was written
 	}
 	var serr *syncError
 	switch {
@@ -293,7 +323,7 @@ func (g *groupCommitter) commit(group []*pendingPut) error {
 		return err
 	}
 	g.omu.Lock()
-	for _, p := range group {
+	for _, p := range part {
 		if p.skip {
 			continue
 		}

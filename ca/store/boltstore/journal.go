@@ -83,7 +83,10 @@ func fdatasync(f *os.File) error {
 
 // openJournal opens (creating if needed) the journal at path and returns
 // it with the records of epoch found in it, in the order they were
-// appended. created reports a new file, whose name the caller syncs.
+// appended. created reports a new file, or one shorter than journalSize:
+// an Open that created it may have stopped before it synced the file's
+// name, so the caller syncs it (fsync(2): a synced file's directory entry
+// needs a sync of the directory).
 func openJournal(path string, epoch uint64) (j *journal, recs []*pendingPut, created bool, err error) {
 	_, statErr := os.Stat(path)
 	created = errors.Is(statErr, os.ErrNotExist)
@@ -97,6 +100,7 @@ func openJournal(path string, epoch uint64) (j *journal, recs []*pendingPut, cre
 		recs, err = decodeFrames(data, epoch)
 	}
 	if err == nil {
+		created = created || int64(len(data)) < journalSize
 		err = j.fill(int64(len(data)))
 	}
 	if err != nil {
@@ -169,11 +173,35 @@ func decodeFramePayload(b []byte) (*pendingPut, error) {
 // a checkpoint empties it.
 var errJournalFull = errors.New("the issuance journal is full")
 
+// errFrameTooLarge: a record's frame does not fit in the empty journal;
+// nothing was written.
+var errFrameTooLarge = errors.New("a record does not fit in the issuance journal")
+
+// frameLen is the length of p's frame in the journal (0: not written).
+func frameLen(p *pendingPut) int64 {
+	if p.skip {
+		return 0
+	}
+	return int64(frameHeader + 2 + len(p.key) + len(p.value))
+}
+
+// fitting returns how many of group's first records have frames that fit
+// together in the empty journal: at least one.
+func (j *journal) fitting(group []*pendingPut) int {
+	var size int64
+	for i, p := range group {
+		if size += frameLen(p); size > journalSize && i > 0 {
+			return i
+		}
+	}
+	return len(group)
+}
+
 // append writes group's frames in one write and syncs them.
 func (j *journal) append(group []*pendingPut) error {
 	b := j.buf[:0]
 	for _, p := range group {
-		if p.refused != nil {
+		if p.skip { // refused, or recorded already: durable as it is
 			continue
 		}
 		n := 2 + len(p.key) + len(p.value)
@@ -192,7 +220,7 @@ func (j *journal) append(group []*pendingPut) error {
 	}
 	if j.off+int64(len(b)) > journalSize {
 		if j.off == 0 {
-			return fmt.Errorf("a group of %d bytes does not fit in the issuance journal (%d bytes)", len(b), journalSize)
+			return fmt.Errorf("%w: a group of %d bytes, the journal %d bytes", errFrameTooLarge, len(b), journalSize)
 		}
 		return errJournalFull
 	}

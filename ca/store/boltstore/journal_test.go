@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -299,4 +300,122 @@ func TestJournal_AFailedWriteFailsOnlyItsGroup(t *testing.T) {
 	require.Len(t, got, 2)
 	require.Equal(t, record(0, t0).Serial, got[0].Serial)
 	require.Equal(t, record(2, t0).Serial, got[1].Serial)
+}
+
+// Two puts of the same different record under a recorded serial, in one
+// group: both are refused, as they would be one at a time. Deciding the
+// second against the first (and not against what is recorded) acknowledged
+// a record that is not stored. The recorded record itself, in a group with
+// a different one, stays a no-op.
+func TestJournal_ADuplicateWithinAGroupIsDecidedAgainstTheRecordedOne(t *testing.T) {
+	s, clk, _ := openDelayed(t, time.Hour)
+	ctx := context.Background()
+	rec := record(1, t0.Add(time.Hour))
+	other := rec
+	other.Fingerprint = "ff"
+	require.NoError(t, s.PutIssuance(ctx, rec))
+	for _, second := range []store.Issuance{other, rec} {
+		a, b := s.Reserve(), s.Reserve()
+		done1 := putAsync(a.PutIssuance, other)
+		waitForTimer(t, clk)
+		done2 := putAsync(b.PutIssuance, second)
+		require.ErrorIs(t, <-done1, ErrDuplicateSerial)
+		if second == other {
+			require.ErrorIs(t, <-done2, ErrDuplicateSerial, "the second copy in the group")
+		} else {
+			require.NoError(t, <-done2, "the same record again is a no-op")
+		}
+		got, err := s.GetIssuance(ctx, rec.Serial)
+		require.NoError(t, err)
+		require.Equal(t, rec, got)
+	}
+}
+
+// A record is acknowledged only if a replay would read it back: a frame
+// longer than the replay accepts (maxFramePayload) ended the replay, so
+// the record was acknowledged and lost by the next Open.
+func TestJournal_ARecordTooLargeToReplayIsNotAcknowledged(t *testing.T) {
+	holdCheckpoints(t)
+	s, path := openStore(t)
+	ctx := context.Background()
+	big := record(1, t0.Add(time.Hour))
+	big.Requester = strings.Repeat("x", maxFramePayload)
+	err := s.PutIssuance(ctx, big)
+	crash(t, s)
+	s, oerr := Open(path)
+	require.NoError(t, oerr)
+	defer s.Close()
+	_, gerr := s.GetIssuance(ctx, big.Serial)
+	if err == nil {
+		require.NoError(t, gerr, "acknowledged, so it must survive a crash")
+	} else {
+		require.ErrorIs(t, gerr, store.ErrNotFound)
+	}
+}
+
+// The same record again is a no-op and writes nothing: a frame of it in
+// the journal outlived a prune of the record (no checkpoint follows a
+// group of no-ops, nothing being pending) and Open brought it back.
+func TestJournal_ANoOpPutWritesNoFrameThatAReplayCouldBringBack(t *testing.T) {
+	holdCheckpoints(t)
+	s, path := openStore(t)
+	ctx := context.Background()
+	rec := record(1, t0.Add(time.Hour))
+	require.NoError(t, s.PutIssuance(ctx, rec))
+	require.NoError(t, s.writes.flush(ctx))
+	require.NoError(t, s.PutIssuance(ctx, rec), "the same record again is a no-op")
+	require.Zero(t, s.writes.j.off, "a no-op is not journaled")
+	n, err := s.PruneIssuances(ctx, t0.Add(2*time.Hour))
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
+	crash(t, s)
+	s, err = Open(path)
+	require.NoError(t, err)
+	defer s.Close()
+	_, err = s.GetIssuance(ctx, rec.Serial)
+	require.ErrorIs(t, err, store.ErrNotFound, "the pruned record stays pruned")
+}
+
+// A group whose frames exceed the journal is written in parts, each
+// checkpointed to make room: refusing it failed the whole store closed
+// although nothing was written.
+func TestJournal_AGroupLargerThanTheJournalIsWrittenInParts(t *testing.T) {
+	defer func(n int64) { journalSize = n }(journalSize)
+	journalSize = 4096 // about 13 frames
+	s, clk, _ := openDelayed(t, time.Hour)
+	const n = 40
+	rs := make([]store.Reservation, n)
+	for i := range rs {
+		rs[i] = s.Reserve()
+	}
+	var dones []<-chan error
+	for i, r := range rs {
+		dones = append(dones, putAsync(r.PutIssuance, record(i, t0.Add(time.Hour))))
+		if i == 0 {
+			waitForTimer(t, clk)
+		}
+	}
+	for _, d := range dones {
+		require.NoError(t, <-d)
+	}
+	require.NoError(t, s.Healthy())
+	require.Len(t, listAll(t, s), n)
+}
+
+// The journal's name must be durable before a record in it is
+// acknowledged: an Open killed after creating the file and before syncing
+// its directory leaves a file that the next Open did not count as created,
+// so it never synced the directory.
+func TestJournal_OpenSyncsTheDirectoryOfAJournalItHadToFill(t *testing.T) {
+	s, path := openStore(t)
+	require.NoError(t, s.Close())
+	jp := path + journalSuffix
+	require.NoError(t, os.Truncate(jp, 100)) // killed during the first fill
+	var synced []string
+	defer func(f func([]string) error) { syncDirs = f }(syncDirs)
+	syncDirs = func(dirs []string) error { synced = append(synced, dirs...); return nil }
+	s, err := Open(path)
+	require.NoError(t, err)
+	defer s.Close()
+	require.Contains(t, synced, filepath.Dir(jp))
 }
