@@ -9,6 +9,7 @@ import (
 	"hash/crc32"
 	"io"
 	"os"
+	"slices"
 	"syscall"
 
 	"github.com/meshca/meshca/ca/store"
@@ -256,13 +257,22 @@ func (j *journal) reset(epoch uint64) {
 	j.epoch, j.off = epoch, 0
 }
 
-// used reports whether anything was ever written at the journal's start.
+// used reports whether anything was ever written to the journal, anywhere:
+// a crash may keep a later page of a write and lose its first.
 func (j *journal) used() (bool, error) {
-	var h [frameHeader]byte
-	if _, err := j.f.ReadAt(h[:], 0); err != nil {
-		return false, err
+	buf := make([]byte, 64<<10)
+	for off := int64(0); ; off += int64(len(buf)) {
+		n, err := j.f.ReadAt(buf, off)
+		if slices.ContainsFunc(buf[:n], func(b byte) bool { return b != 0 }) {
+			return true, nil
+		}
+		if errors.Is(err, io.EOF) {
+			return false, nil
+		}
+		if err != nil {
+			return false, err
+		}
 	}
-	return h != [frameHeader]byte{}, nil
 }
 
 func (j *journal) close() error { return j.f.Close() }

@@ -211,26 +211,32 @@ func TestJournal_FramesOfAnOlderEpochAreNotReplayed(t *testing.T) {
 // apply (a torn first frame): bytes of that write left in the file are
 // then never taken for frames of the new epoch.
 func TestJournal_OpenRaisesTheEpochOfAUsedJournal(t *testing.T) {
-	holdCheckpoints(t)
-	s, path := openStore(t)
-	require.NoError(t, s.Close())
-	jp := path + journalSuffix
-	f, err := os.OpenFile(jp, os.O_WRONLY, 0)
-	require.NoError(t, err)
-	_, err = f.WriteAt([]byte("torn frame, never acknowledged"), 0)
-	require.NoError(t, err)
-	require.NoError(t, f.Close())
-	s, err = Open(path)
-	require.NoError(t, err)
-	require.EqualValues(t, 1, s.writes.j.epoch)
-	rec := record(1, t0.Add(time.Hour))
-	require.NoError(t, s.PutIssuance(context.Background(), rec))
-	crash(t, s)
-	s, err = Open(path)
-	require.NoError(t, err)
-	defer s.Close()
-	require.True(t, inBolt(t, s, rec.Serial))
-	require.EqualValues(t, 2, s.writes.j.epoch)
+	// At the start, or only on a later page (a crash kept that page of a
+	// write and lost its first).
+	for _, at := range []int64{0, 8192} {
+		t.Run(fmt.Sprintf("bytes at %d", at), func(t *testing.T) {
+			holdCheckpoints(t)
+			s, path := openStore(t)
+			require.NoError(t, s.Close())
+			jp := path + journalSuffix
+			f, err := os.OpenFile(jp, os.O_WRONLY, 0)
+			require.NoError(t, err)
+			_, err = f.WriteAt([]byte("torn frame, never acknowledged"), at)
+			require.NoError(t, err)
+			require.NoError(t, f.Close())
+			s, err = Open(path)
+			require.NoError(t, err)
+			require.EqualValues(t, 1, s.writes.j.epoch)
+			rec := record(1, t0.Add(time.Hour))
+			require.NoError(t, s.PutIssuance(context.Background(), rec))
+			crash(t, s)
+			s, err = Open(path)
+			require.NoError(t, err)
+			defer s.Close()
+			require.True(t, inBolt(t, s, rec.Serial))
+			require.EqualValues(t, 2, s.writes.j.epoch)
+		})
+	}
 }
 
 // A journal that is full checkpoints before the next group.
