@@ -14,7 +14,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -105,8 +104,6 @@ func Open(path string, opts ...Option) (*Store, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create store directory: %w", err)
 	}
-	_, statErr := os.Stat(path)
-	created := errors.Is(statErr, fs.ErrNotExist)
 	// NoSync stays false (bbolt fdatasyncs each commit) except in the
 	// meshca_nosync_check build of the durability tests.
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second, NoSync: checkNoSync, NoGrowSync: checkNoSync})
@@ -118,11 +115,10 @@ func Open(path string, opts ...Option) (*Store, error) {
 	}
 	// bbolt syncs the file, not its name: sync the directories that gained
 	// an entry (the file, the directories MkdirAll made) before any record
-	// in the file is acknowledged.
-	var named []string
-	if created {
-		named = append(named, dir)
-	}
+	// in the file is acknowledged. The file's directory is synced at every
+	// Open, not only the one that created the file: that one may have been
+	// killed before its sync.
+	named := []string{dir}
 	for _, d := range newDirs {
 		named = append(named, filepath.Dir(d))
 	}

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -417,11 +418,31 @@ func TestJournal_OpenSyncsTheDirectoryOfAJournalItHadToFill(t *testing.T) {
 	require.NoError(t, s.Close())
 	jp := path + journalSuffix
 	require.NoError(t, os.Truncate(jp, 100)) // killed during the first fill
+	// The directory is synced after the journal is whole (Open syncs the
+	// store's directory first, for the store file).
+	syncedWhole := false
+	defer func(f func([]string) error) { syncDirs = f }(syncDirs)
+	syncDirs = func(dirs []string) error {
+		fi, err := os.Stat(jp)
+		syncedWhole = syncedWhole || slices.Contains(dirs, filepath.Dir(jp)) && err == nil && fi.Size() == journalSize
+		return nil
+	}
+	s, err := Open(path)
+	require.NoError(t, err)
+	defer s.Close()
+	require.True(t, syncedWhole)
+}
+
+// The store file's directory is synced at every Open: the Open that
+// created the file may have been killed before it synced the name.
+func TestOpen_SyncsTheStoreDirectoryEachTime(t *testing.T) {
+	s, path := openStore(t)
+	require.NoError(t, s.Close())
 	var synced []string
 	defer func(f func([]string) error) { syncDirs = f }(syncDirs)
 	syncDirs = func(dirs []string) error { synced = append(synced, dirs...); return nil }
 	s, err := Open(path)
 	require.NoError(t, err)
 	defer s.Close()
-	require.Contains(t, synced, filepath.Dir(jp))
+	require.Equal(t, []string{filepath.Dir(path)}, synced, "the journal exists and is whole: only the store's sync")
 }
