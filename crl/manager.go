@@ -82,9 +82,15 @@ type Options struct {
 	// MaxPublishBytes bounds ca-crl.pem (default MaxCACRLBytes); a larger
 	// one is not published and the last good one stays.
 	MaxPublishBytes int
-	Clock           clock.WithTicker
-	Log             *slog.Logger
-	Registerer      prometheus.Registerer
+	// Running reports whether a signer lineage other than the default one
+	// runs (config.SeparateLineages): the active generation of one that
+	// does not (a signer or a plug-in cluster removed from the
+	// configuration) signs nothing, and may be revoked. nil: every lineage
+	// runs, and no active generation may be revoked.
+	Running    func(lineage string) bool
+	Clock      clock.WithTicker
+	Log        *slog.Logger
+	Registerer prometheus.Registerer
 }
 
 // MaxCACRLBytes is the largest ca-crl.pem meshca publishes: a ConfigMap
@@ -169,7 +175,7 @@ func NewManager(o Options) (*Manager, error) {
 	}
 	m := &Manager{
 		opts: o, clk: o.Clock, log: o.Log.With("component", "crl"),
-		revoker: &Revoker{st: o.Store, clk: o.Clock},
+		revoker: &Revoker{st: o.Store, clk: o.Clock, running: o.Running},
 		metrics: newMetrics(o.Registerer),
 		revoked: map[string]uint64{}, revokedGens: map[uint64]bool{},
 		dirty: map[string]bool{}, scopes: map[string]*scope{}, genCerts: map[uint64]*x509.Certificate{},

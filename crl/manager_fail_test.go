@@ -71,7 +71,7 @@ func (b badRecords) ListRevocations(ctx context.Context, since uint64, fn func(s
 func TestManager_UnencodableRecordIsReportedNotFatal(t *testing.T) {
 	p := newMgrPKI(t)
 	_, is := p.issue(t, p.active, appID, p.clk.Now().Add(time.Hour))
-	_, err := crl.NewRevoker(p.st, p.clk).Revoke(context.Background(), crl.Request{Serial: is.Serial})
+	_, err := crl.NewRevoker(p.st, p.clk, nil).Revoke(context.Background(), crl.Request{Serial: is.Serial})
 	require.NoError(t, err)
 	year0 := time.Date(0, 6, 1, 0, 0, 0, 0, time.UTC)
 	st := badRecords{Backend: p.st, recs: []store.Revocation{

@@ -125,7 +125,7 @@ func TestManager_IsRevoked(t *testing.T) {
 	_, good := p.issue(t, p.active, appID, p.clk.Now().Add(time.Hour))
 	// Revoked before the manager starts (another process, the CLI): the
 	// set is loaded from the store.
-	_, err := crl.NewRevoker(p.st, p.clk).Revoke(context.Background(), crl.Request{Serial: is.Serial})
+	_, err := crl.NewRevoker(p.st, p.clk, nil).Revoke(context.Background(), crl.Request{Serial: is.Serial})
 	require.NoError(t, err)
 	e := newManager(t, p)
 	for serial, want := range map[string]bool{is.Serial: true, good.Serial: false, "0badcafe": false} {

@@ -50,14 +50,24 @@ type Backend interface {
 type Revoker struct {
 	st  Backend
 	clk clock.PassiveClock
+	// running: see Options.Running.
+	running func(lineage string) bool
 }
 
-// NewRevoker returns a Revoker on st; clk stamps revocation times.
-func NewRevoker(st store.Store, clk clock.PassiveClock) *Revoker {
+// NewRevoker returns a Revoker on st; clk stamps revocation times. running
+// is Options.Running.
+func NewRevoker(st store.Store, clk clock.PassiveClock, running func(lineage string) bool) *Revoker {
 	if clk == nil {
 		clk = clock.RealClock{}
 	}
-	return &Revoker{st: st, clk: clk}
+	return &Revoker{st: st, clk: clk, running: running}
+}
+
+// signs reports whether g's intermediate signs new certificates: it is
+// the active generation of a lineage that runs. An active generation of a
+// lineage no longer configured signs nothing, and may be revoked.
+func (r *Revoker) signs(g *store.Generation) bool {
+	return g.Active() && (r.running == nil || g.Lineage() == store.DefaultSigner || r.running(g.Lineage()))
 }
 
 func invalid(format string, args ...any) error {
@@ -175,7 +185,7 @@ func (r *Revoker) validate(ctx context.Context, req Request) (validated, error) 
 			if fmt.Sprintf("%x", c.SerialNumber.Bytes()) != v.serial {
 				continue
 			}
-			if gens[i].Active() {
+			if r.signs(&gens[i]) {
 				return v, fmt.Errorf("%w: %w: serial %s is the intermediate certificate of generation %d, which signs every new certificate; rotate to a new intermediate first, then revoke generation %d",
 					ErrInvalidRequest, ErrActiveGeneration, v.serial, gens[i].ID, gens[i].ID)
 			}
@@ -197,7 +207,7 @@ func (r *Revoker) validate(ctx context.Context, req Request) (validated, error) 
 		if v.gen == nil {
 			return v, invalid("generation %d does not exist; 'meshca status' lists the CA generations", req.Generation)
 		}
-		if v.gen.Active() {
+		if r.signs(v.gen) {
 			return v, fmt.Errorf("%w: %w: generation %d signs every new certificate, so meshca would keep issuing under a revoked intermediate; rotate to a new intermediate first, then revoke generation %d",
 				ErrInvalidRequest, ErrActiveGeneration, req.Generation, req.Generation)
 		}

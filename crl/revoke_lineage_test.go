@@ -2,6 +2,7 @@ package crl_test
 
 import (
 	"context"
+	"crypto/x509"
 	"encoding/hex"
 	"testing"
 	"time"
@@ -28,7 +29,7 @@ func TestRevoker_ActiveGenerationOfEveryLineageIsRefused(t *testing.T) {
 	g, err := p.st.AddGeneration(ctx, store.Generation{CertDER: cert.Raw, ChainDER: [][]byte{p.root.Raw}, KeyRef: "test-alpha", Source: "file-minted", Signer: "alpha", CreatedAt: now})
 	require.NoError(t, err)
 	require.NoError(t, p.st.ActivateGeneration(ctx, g.ID, now))
-	r := crl.NewRevoker(p.st, p.clk)
+	r := crl.NewRevoker(p.st, p.clk, nil)
 
 	_, err = r.Revoke(ctx, crl.Request{Generation: g.ID})
 	require.ErrorIs(t, err, crl.ErrActiveGeneration)
@@ -42,4 +43,43 @@ func TestRevoker_ActiveGenerationOfEveryLineageIsRefused(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, recs, 1)
 	require.Equal(t, p.active, recs[0].Generation, "an unknown serial goes on the default signer's CRL")
+}
+
+// A lineage that is no longer configured (a plug-in cluster or a signer
+// removed) keeps its last generation active in the store, yet signs
+// nothing: that generation may be revoked, by number or by its serial,
+// while a lineage that runs, and the default signer, stay refused.
+func TestRevoker_ActiveGenerationOfALineageNoLongerRunningMayBeRevoked(t *testing.T) {
+	p := newMgrPKI(t)
+	ctx := context.Background()
+	now := p.clk.Now()
+	gens := map[string]store.Generation{}
+	for _, lineage := range []string{"cluster:east", "cluster:west"} {
+		cert, err := root.MintIntermediate(p.root, p.rootKey, buildP256(t).Public(), root.IntermediateTemplate{
+			CommonName: "Manager Test Intermediate " + lineage, Organization: "meshca", Lifetime: 365 * 24 * time.Hour,
+		}, now)
+		require.NoError(t, err)
+		g, err := p.st.AddGeneration(ctx, store.Generation{CertDER: cert.Raw, ChainDER: [][]byte{p.root.Raw}, KeyRef: "test-" + lineage, Source: "file-minted", Signer: lineage, CreatedAt: now})
+		require.NoError(t, err)
+		require.NoError(t, p.st.ActivateGeneration(ctx, g.ID, now))
+		gens[lineage] = g
+	}
+	r := crl.NewRevoker(p.st, p.clk, func(lineage string) bool { return lineage == "cluster:west" })
+
+	_, err := r.Revoke(ctx, crl.Request{Generation: gens["cluster:west"].ID, Reason: store.ReasonCACompromise})
+	require.ErrorIs(t, err, crl.ErrActiveGeneration, "west runs")
+	_, err = r.Revoke(ctx, crl.Request{Generation: p.active, Reason: store.ReasonCACompromise})
+	require.ErrorIs(t, err, crl.ErrActiveGeneration, "the default signer always runs")
+	require.Zero(t, lastSeq(t, p.st))
+
+	east, err := x509.ParseCertificate(gens["cluster:east"].CertDER)
+	require.NoError(t, err)
+	recs, err := r.Revoke(ctx, crl.Request{Serial: hex.EncodeToString(east.SerialNumber.Bytes()), Reason: store.ReasonCACompromise})
+	require.NoError(t, err, "east was removed from the configuration")
+	require.Equal(t, []store.Revocation{{
+		Seq: 1, Serial: hex.EncodeToString(east.SerialNumber.Bytes()), Kind: store.KindIntermediate, Generation: gens["cluster:east"].ID, Known: true,
+		NotAfter: east.NotAfter.UTC(), Reason: store.ReasonCACompromise, RevokedAt: p.clk.Now().UTC(),
+	}}, recs, "the intermediate, for the root's CRL")
+	_, err = r.Revoke(ctx, crl.Request{Generation: gens["cluster:east"].ID, Reason: store.ReasonCACompromise})
+	require.NoError(t, err, "by number too (a second revocation of the same certificate is a no-op)")
 }

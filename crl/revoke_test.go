@@ -25,7 +25,7 @@ const (
 func TestRevoker_BadRequestsStoreNothing(t *testing.T) {
 	p := newMgrPKI(t)
 	_, is := p.issue(t, p.active, appID, p.clk.Now().Add(time.Hour))
-	r := crl.NewRevoker(p.st, p.clk)
+	r := crl.NewRevoker(p.st, p.clk, nil)
 	tests := map[string]struct {
 		req  crl.Request
 		want string
@@ -69,7 +69,7 @@ func TestRevoker_BadRequestsStoreNothing(t *testing.T) {
 func TestRevoker_SerialKnownAndUnknown(t *testing.T) {
 	p := newMgrPKI(t)
 	_, is := p.issue(t, p.retired(), appID, p.clk.Now().Add(time.Hour))
-	r := crl.NewRevoker(p.st, p.clk)
+	r := crl.NewRevoker(p.st, p.clk, nil)
 	inv := p.clk.Now().Add(-time.Hour)
 
 	// openssl's form: upper case with colons.
@@ -114,7 +114,7 @@ func TestRevoker_IdentityRevokesEveryUnexpiredCertificate(t *testing.T) {
 	_, expired := p.issue(t, p.active, appID, now.Add(time.Minute))
 	p.issue(t, p.active, otherID, now.Add(time.Hour))
 	p.clk.Step(2 * time.Minute) // expired is now past its NotAfter
-	recs, err := crl.NewRevoker(p.st, p.clk).Revoke(context.Background(), crl.Request{Identity: appID, Reason: store.ReasonAffiliationChanged})
+	recs, err := crl.NewRevoker(p.st, p.clk, nil).Revoke(context.Background(), crl.Request{Identity: appID, Reason: store.ReasonAffiliationChanged})
 	require.NoError(t, err)
 	got := map[string]store.Revocation{}
 	for _, r := range recs {
@@ -134,7 +134,7 @@ func TestRevoker_IdentityRevokesEveryUnexpiredCertificate(t *testing.T) {
 func TestRevoker_GenerationIsTheIntermediateOnTheRootCRL(t *testing.T) {
 	p := newMgrPKI(t)
 	p.issue(t, p.retired(), appID, p.clk.Now().Add(time.Hour))
-	recs, err := crl.NewRevoker(p.st, p.clk).Revoke(context.Background(), crl.Request{Generation: p.retired(), Reason: store.ReasonCACompromise})
+	recs, err := crl.NewRevoker(p.st, p.clk, nil).Revoke(context.Background(), crl.Request{Generation: p.retired(), Reason: store.ReasonCACompromise})
 	require.NoError(t, err)
 	c := p.gens[p.retired()].cert
 	require.Equal(t, []store.Revocation{{
@@ -148,7 +148,7 @@ func TestRevoker_InvalidityDateBounds(t *testing.T) {
 	p := newMgrPKI(t)
 	_, a := p.issue(t, p.active, appID, p.clk.Now().Add(time.Hour))
 	_, b := p.issue(t, p.active, appID, p.clk.Now().Add(time.Hour))
-	r := crl.NewRevoker(p.st, p.clk)
+	r := crl.NewRevoker(p.st, p.clk, nil)
 	for _, c := range []struct {
 		serial string
 		inv    time.Time
@@ -165,7 +165,7 @@ func TestRevoker_UnknownSerialWithoutActiveGeneration(t *testing.T) {
 	st, err := boltstore.Open(filepath.Join(t.TempDir(), "meshca.db"))
 	require.NoError(t, err)
 	t.Cleanup(func() { st.Close() })
-	recs, err := crl.NewRevoker(st, nil).Revoke(context.Background(), crl.Request{Serial: "deadbeef"})
+	recs, err := crl.NewRevoker(st, nil, nil).Revoke(context.Background(), crl.Request{Serial: "deadbeef"})
 	require.ErrorIs(t, err, crl.ErrInvalidRequest)
 	require.EqualError(t, err, "invalid revocation request: serial deadbeef is not in the issuance records and there is no active CA generation whose CRL could list it; "+
 		"run 'meshca init' or rotate first, or revoke it where it was issued")
@@ -190,7 +190,7 @@ func TestNormalizeSerial(t *testing.T) {
 // one is refused.
 func TestRevoker_IntermediateSerialIsItsGeneration(t *testing.T) {
 	p := newMgrPKI(t)
-	r := crl.NewRevoker(p.st, p.clk)
+	r := crl.NewRevoker(p.st, p.clk, nil)
 	c := p.gens[p.retired()].cert
 	interSerial := hex.EncodeToString(c.SerialNumber.Bytes())
 	recs, err := r.Revoke(context.Background(), crl.Request{Serial: strings.ToUpper(interSerial), Reason: store.ReasonCACompromise})
@@ -227,7 +227,7 @@ func TestRevoker_GenerationWhoseSerialIsStoredAsALeaf(t *testing.T) {
 	}})
 	require.NoError(t, err)
 	for _, req := range []crl.Request{{Generation: p.retired()}, {Serial: interSerial}} {
-		recs, err := crl.NewRevoker(p.st, p.clk).Revoke(context.Background(), req)
+		recs, err := crl.NewRevoker(p.st, p.clk, nil).Revoke(context.Background(), req)
 		require.ErrorIs(t, err, crl.ErrInvalidRequest)
 		require.EqualError(t, err, fmt.Sprintf("invalid revocation request: the intermediate certificate of generation %d (serial %s) is already recorded as a leaf revocation (seq 1), "+
 			"which an older meshca stored for a serial it did not recognise; that record lists it on a generation's CRL, where no relying party looks for an intermediate, and meshca cannot change a stored revocation, so the root CRL will not list generation %d: "+

@@ -53,6 +53,7 @@ func TestCertSigners_SeparateIntermediate(t *testing.T) {
 	_, ok = c.SeparateIntermediate(s[2])
 	require.False(t, ok)
 	require.Empty(t, s[2].Intermediate.CommonName)
+	require.Equal(t, []string{"gateways", "named"}, c.SeparateLineages(), "a signer on the shared intermediate has no lineage")
 }
 
 // TestCertSigners_Validate: every mistake names its key and says how to fix it.

@@ -235,3 +235,24 @@ func (c *Config) validatePlugInCluster(key string, cl ClusterConfig, cns map[str
 	}
 	cns[ci.CommonName] = key + ".intermediate.commonName"
 }
+
+// SeparateLineages are the signer lineages this configuration runs beside
+// the default signer's, each with an intermediate that signs: every
+// certSigner's with intermediate.separate and every plug-in cluster's. A
+// lineage in the store that is neither the default nor among them (a
+// signer or a cluster removed from the configuration) signs nothing any
+// more, so its active generation may be revoked.
+func (c *Config) SeparateLineages() []string {
+	var out []string
+	for _, s := range c.Authentication.CertSigners {
+		if _, ok := c.SeparateIntermediate(s); ok {
+			out = append(out, s.Name)
+		}
+	}
+	for _, cl := range c.Clusters {
+		if cl.PlugIn() {
+			out = append(out, cl.Lineage())
+		}
+	}
+	return out
+}

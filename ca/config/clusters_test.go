@@ -47,6 +47,7 @@ clusters:
 	require.True(t, east.PlugIn())
 	require.False(t, west.PlugIn())
 	require.Equal(t, "cluster:east", east.Lineage())
+	require.Equal(t, []string{"cluster:east", "cluster:north"}, c.SeparateLineages(), "meshca-signs clusters have no lineage")
 	ic := c.ClusterIntermediate(north)
 	want := c.Intermediate
 	want.Profile, want.PQAlgorithm, want.CommonName, want.Organization = profile.Classical, "", "north CA", "North"

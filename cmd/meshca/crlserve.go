@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -53,7 +54,7 @@ func newCRLManager(ctx context.Context, cfg *config.Config, rt *authority.Runtim
 		Store: rt.Store, Issuers: issuers, Chain: chain, External: ext,
 		Validity: cfg.CRL.Validity.Duration, Republish: cfg.CRL.RepublishInterval.Duration,
 		Coalesce: cfg.CRL.CoalesceWindowOrDefault(), URL: cfg.CRL.BaseURL(),
-		Publish: publish, Log: log, Registerer: reg,
+		Publish: publish, Running: runningLineages(cfg), Log: log, Registerer: reg,
 	})
 	if err != nil {
 		return nil, err
@@ -62,4 +63,11 @@ func newCRLManager(ctx context.Context, cfg *config.Config, rt *authority.Runtim
 		return nil, fmt.Errorf("crl: %w", err)
 	}
 	return m, nil
+}
+
+// runningLineages is crl.Options.Running for cfg: the lineages it
+// configures beside the default signer's.
+func runningLineages(cfg *config.Config) func(lineage string) bool {
+	ls := cfg.SeparateLineages()
+	return func(lineage string) bool { return slices.Contains(ls, lineage) }
 }

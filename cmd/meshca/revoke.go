@@ -81,7 +81,7 @@ CRLs are rebuilt when meshca serve next starts.`,
 					return fmt.Errorf("the store %s keeps no revocations", t.cfg.Store.Describe())
 				}
 				req.Requester = "cli:" + currentUser()
-				recs, err = adminRevoker{r: crl.NewRevoker(t.store, clock.RealClock{})}.Revoke(cmd.Context(), req)
+				recs, err = adminRevoker{r: crl.NewRevoker(t.store, clock.RealClock{}, runningLineages(t.cfg))}.Revoke(cmd.Context(), req)
 				if err == nil {
 					// Audited like the offline 'meshca sign': on stderr.
 					al := audit.New(newLogger(cmd.ErrOrStderr(), t.cfg.Log.Level, t.cfg.Log.Format))
