@@ -110,12 +110,35 @@ func (l *Loader) ActiveMaterial(ctx context.Context, threshold float64) (*Materi
 	if err != nil {
 		return nil, err
 	}
+	if err := l.checkNotRevoked(ctx, g.ID, m.Bundle.Cert); err != nil {
+		return nil, err
+	}
 	if threshold > 0 {
 		if due := RenewalTime(m.Bundle.Cert, threshold); !l.Now().Before(due) {
 			return nil, &UnusableError{Msg: "active intermediate passed its activation threshold", Generation: g.ID, Args: []any{"renewal_due", due}}
 		}
 	}
 	return m, nil
+}
+
+// checkNotRevoked is an *UnusableError when the store records the
+// revocation of the active intermediate cert: a lineage whose
+// configuration was removed may have had it revoked (crl.Revoker), and
+// signing under a revoked intermediate would hand out certificates that
+// every relying party refuses.
+func (l *Loader) checkNotRevoked(ctx context.Context, gen uint64, cert *x509.Certificate) error {
+	revs, ok := l.Store.(store.Revocations)
+	if !ok {
+		return nil
+	}
+	_, err := revs.GetRevocation(ctx, hex.EncodeToString(cert.SerialNumber.Bytes()))
+	switch {
+	case err == nil:
+		return &UnusableError{Msg: "the active intermediate is revoked", Generation: gen}
+	case errors.Is(err, store.ErrNotFound):
+		return nil
+	}
+	return fmt.Errorf("CA generation %d: read its revocation: %w", gen, err)
 }
 
 // activeGeneration is the store's active generation of the root source's

@@ -2,6 +2,7 @@ package intermediate
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"sync/atomic"
 	"testing"
@@ -306,4 +307,26 @@ func TestManager_RetainsARetiredGenerationOfAnotherProfileAcrossARestart(t *test
 	require.Len(t, m.Retained(), 1, "generation %d's leaf expires in 30 days", first.Generation)
 	require.Equal(t, first.Generation, m.Retained()[0].Generation)
 	require.Equal(t, first.Profile, m.Retained()[0].Profile)
+}
+
+// A lineage removed from the configuration may have its active
+// intermediate revoked (it signs nothing); configured again, it must not
+// sign under the revoked one: Start rotates to a new intermediate.
+func TestManager_StartRotatesAwayFromARevokedActiveIntermediate(t *testing.T) {
+	f := newFixture(t, nil)
+	first, err := f.m.Start(context.Background())
+	require.NoError(t, err)
+	_, err = f.st.Revoke(context.Background(), []store.Revocation{{
+		Serial: hex.EncodeToString(first.Bundle.Cert.SerialNumber.Bytes()), Kind: store.KindIntermediate,
+		Generation: first.Generation, Known: true, NotAfter: first.Bundle.Cert.NotAfter.UTC(),
+		Reason: store.ReasonCACompromise, RevokedAt: f.clk.Now().UTC(),
+	}})
+	require.NoError(t, err)
+
+	m := New(Options{Config: f.cfg, Keys: f.km, Store: f.st, Root: f.src, Clock: f.clk, Log: f.m.log})
+	got, err := m.Start(context.Background())
+	require.NoError(t, err)
+	require.Equal(t, first.Generation+1, got.Generation, "a new intermediate")
+	require.NotEqual(t, first.Bundle.Cert.SerialNumber, got.Bundle.Cert.SerialNumber)
+	require.Equal(t, store.StateRetired, states(t, f.st)[first.Generation])
 }
