@@ -61,6 +61,9 @@ func runRootRotation(ctx context.Context, r *rotating, a *alerts) {
 	}
 	if r.single != nil {
 		r.single.Go("root-rotation", r.root.Run)
+		// While another replica holds the Lease, this one adopts its
+		// journal's phases (their roots).
+		go r.root.Follow(ctx)
 		return
 	}
 	go r.root.Run(ctx)

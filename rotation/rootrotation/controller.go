@@ -138,6 +138,9 @@ type Controller struct {
 	// the configuration still names A.
 	configHint  string
 	stuckRaised bool
+	// followed is the rotation and phase ("ID/phase") a follower last
+	// adopted (Follow).
+	followed string
 	// lineages are the signers with their own intermediate (AddLineage).
 	lineages []lineage
 	// gates hold the roots phases until they pass (AddRootsGate).
