@@ -112,3 +112,24 @@ func TestFollow_BuildsTheNewRootsSourceOncePerRotation(t *testing.T) {
 	require.NoError(t, fc.FollowOnce(ctx))
 	require.Equal(t, 1, built, "the same rotation: the same B")
 }
+
+// leading is a replica that holds the Lease.
+type leading struct{}
+
+func (leading) Leading() (store.Fence, bool) { return store.Fence{}, true }
+
+// A replica that gained the Lease after Follow checked it: its Run owns
+// the rotation, and FollowOnce, waiting for the lock meanwhile, must not
+// adopt a journal it read before Run moved on.
+func TestFollow_OnceIsANoOpOnTheLeaseHolder(t *testing.T) {
+	h := newHarness(t)
+	ctx := context.Background()
+	fc, _, fmgr := h.follower()
+	h.start()
+	h.step()
+	fc.o.Leader = leading{}
+	require.NoError(t, fc.FollowOnce(ctx))
+	require.Equal(t, 0, fmgr.refreshes)
+	_, ok := fc.Record()
+	require.False(t, ok, "nothing adopted")
+}
