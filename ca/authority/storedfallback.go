@@ -3,6 +3,7 @@ package authority
 import (
 	"context"
 	"crypto/x509"
+	"errors"
 	"fmt"
 
 	"github.com/meshca/meshca/ca/root"
@@ -49,6 +50,15 @@ func (l *Loader) loadStored(ctx context.Context, unavailable error, threshold fl
 		if key, err = l.GenerationKey(*g, b.Cert); err == nil {
 			var m *Material
 			if m, err = NewMaterial(g.ID, b, key, ProfileOf(*g)); err == nil {
+				// A revoked intermediate is no fallback: every leaf under
+				// it fails path validation (RFC 5280 section 6.3).
+				if err := l.checkNotRevoked(ctx, g.ID, b.Cert); err != nil {
+					var u *UnusableError
+					if errors.As(err, &u) {
+						u.Msg = fmt.Sprintf("the root source is unavailable (%v) and %s", unavailable, u.Msg)
+					}
+					return nil, err
+				}
 				due := RenewalTime(b.Cert, l.Config.Intermediate.ActivateThreshold)
 				pastDue := !l.Now().Before(due)
 				if pastDue && threshold > 0 {

@@ -2,15 +2,19 @@ package intermediate
 
 import (
 	"context"
+	"crypto/x509"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/meshca/meshca/ca/authority"
 	"github.com/meshca/meshca/ca/profile"
+	"github.com/meshca/meshca/ca/root"
 	"github.com/meshca/meshca/ca/store"
 	"github.com/meshca/meshca/rotation"
 )
@@ -329,4 +333,34 @@ func TestManager_StartRotatesAwayFromARevokedActiveIntermediate(t *testing.T) {
 	require.Equal(t, first.Generation+1, got.Generation, "a new intermediate")
 	require.NotEqual(t, first.Bundle.Cert.SerialNumber, got.Bundle.Cert.SerialNumber)
 	require.Equal(t, store.StateRetired, states(t, f.st)[first.Generation])
+}
+
+// unavailableRoot is a root source that does not answer (Vault sealed).
+type unavailableRoot struct{ root.Source }
+
+func (unavailableRoot) Roots(context.Context) ([]*x509.Certificate, error) {
+	return nil, fmt.Errorf("sealed: %w", root.ErrUnavailable)
+}
+
+// While the root source does not answer, meshca falls back on the stored
+// active intermediate; a revoked one is not a fallback either (RFC 5280
+// section 6.3: every leaf under it fails validation).
+func TestLoader_StoredFallbackRefusesARevokedActiveIntermediate(t *testing.T) {
+	f := newFixture(t, nil)
+	ctx := context.Background()
+	first, err := f.m.Start(ctx)
+	require.NoError(t, err)
+	l := &authority.Loader{Config: f.cfg, Keys: f.km, Store: f.st, Root: unavailableRoot{f.src}, Clock: f.clk}
+	_, err = l.ActiveMaterial(ctx, 0)
+	require.NoError(t, err, "the stored intermediate while the source is down")
+
+	_, err = f.st.Revoke(ctx, []store.Revocation{{
+		Serial: hex.EncodeToString(first.Bundle.Cert.SerialNumber.Bytes()), Kind: store.KindIntermediate,
+		Generation: first.Generation, Known: true, NotAfter: first.Bundle.Cert.NotAfter.UTC(),
+		Reason: store.ReasonCACompromise, RevokedAt: f.clk.Now().UTC(),
+	}})
+	require.NoError(t, err)
+	_, err = l.ActiveMaterial(ctx, 0)
+	var unusable *authority.UnusableError
+	require.ErrorAs(t, err, &unusable)
 }

@@ -1,6 +1,7 @@
 package rootrotation
 
 import (
+	"bytes"
 	"context"
 	"crypto/x509"
 	"errors"
@@ -199,6 +200,7 @@ func (c *Controller) load(ctx context.Context, rec store.RootRotation) error {
 	if err != nil {
 		return err
 	}
+	prev := c.rec
 	c.rec, c.oldRoots, c.newRoot = &rec, old, newRoot
 	if c.o.Source == nil {
 		if p.InProgress() {
@@ -207,6 +209,16 @@ func (c *Controller) load(ctx context.Context, rec store.RootRotation) error {
 		return nil
 	}
 	if p == PhaseDone && !c.followsDone() {
+		return nil
+	}
+	if prev != nil && prev.ID == rec.ID && bytes.Equal(prev.NewRootSource, rec.NewRootSource) && c.o.Source.hasNext() {
+		// A later phase of the rotation adopted before (Follow): B's
+		// source already runs; building another would leave this one
+		// running for good.
+		c.o.Source.set(p, old, newRoot, nil)
+		if p == PhaseDone && Phase(prev.Phase) != PhaseDone {
+			c.setConfigHint()
+		}
 		return nil
 	}
 	rc, err := decodeRootConfig(rec.NewRootSource)

@@ -46,7 +46,18 @@ func (c *Controller) Follow(ctx context.Context) {
 
 // FollowOnce adopts the journaled rotation if it is not the one this
 // replica last adopted (by ID and phase).
+//
+// It reads the journal and checks the Lease under c.mu: a replica that
+// gained the Lease meanwhile runs Step, which owns c.rec, and a journal
+// read before that Step moved on must not overwrite it.
 func (c *Controller) FollowOnce(ctx context.Context) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.o.Leader != nil {
+		if _, lead := c.o.Leader.Leading(); lead {
+			return nil
+		}
+	}
 	rec, err := c.o.Store.GetRootRotation(ctx)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil
@@ -55,8 +66,6 @@ func (c *Controller) FollowOnce(ctx context.Context) error {
 		return fmt.Errorf("read the root rotation journal: %w", err)
 	}
 	key := rec.ID + "/" + rec.Phase
-	c.mu.Lock()
-	defer c.mu.Unlock()
 	if key == c.followed {
 		return nil
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/meshca/meshca/ca/config"
 	"github.com/meshca/meshca/ca/keys"
 	"github.com/meshca/meshca/ca/profile"
+	"github.com/meshca/meshca/ca/root"
 	"github.com/meshca/meshca/ca/store"
 )
 
@@ -80,4 +81,55 @@ func TestFollow_AFollowerPublishesThePhasesRoots(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, []*x509.Certificate{b}, roots)
 	require.Equal(t, pemOf(b), fmgr.lastPublished())
+}
+
+// A follower builds B's source once per rotation: adopting a later phase
+// of the same rotation, or retrying one, keeps the B it runs. Building it
+// again for every phase and every failed attempt left each earlier B (and
+// its Run goroutine, started on the source's context) running for good.
+func TestFollow_BuildsTheNewRootsSourceOncePerRotation(t *testing.T) {
+	h := newHarness(t)
+	ctx := context.Background()
+	fc, _, fmgr := h.follower()
+	built := 0
+	newSource := fc.o.NewSource
+	fc.o.NewSource = func(ctx context.Context, rc config.RootConfig) (root.Source, error) {
+		built++
+		return newSource(ctx, rc)
+	}
+
+	h.start()
+	h.step()
+	require.NoError(t, fc.FollowOnce(ctx))
+	require.Equal(t, 1, built)
+	h.clk.Step(12*time.Hour + 10*time.Minute)
+	h.step()
+	h.requirePhase(PhaseDone)
+	for range 3 {
+		require.Error(t, fc.FollowOnce(ctx), "the follower's manager has not adopted the new generation yet")
+	}
+	fmgr.load()
+	require.NoError(t, fc.FollowOnce(ctx))
+	require.Equal(t, 1, built, "the same rotation: the same B")
+}
+
+// leading is a replica that holds the Lease.
+type leading struct{}
+
+func (leading) Leading() (store.Fence, bool) { return store.Fence{}, true }
+
+// A replica that gained the Lease after Follow checked it: its Run owns
+// the rotation, and FollowOnce, waiting for the lock meanwhile, must not
+// adopt a journal it read before Run moved on.
+func TestFollow_OnceIsANoOpOnTheLeaseHolder(t *testing.T) {
+	h := newHarness(t)
+	ctx := context.Background()
+	fc, _, fmgr := h.follower()
+	h.start()
+	h.step()
+	fc.o.Leader = leading{}
+	require.NoError(t, fc.FollowOnce(ctx))
+	require.Equal(t, 0, fmgr.refreshes)
+	_, ok := fc.Record()
+	require.False(t, ok, "nothing adopted")
 }

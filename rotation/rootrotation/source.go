@@ -79,6 +79,13 @@ func (s *Source) set(p Phase, oldRoots []*x509.Certificate, newRoot *x509.Certif
 	}
 }
 
+// hasNext reports whether s holds a new root's source (B).
+func (s *Source) hasNext() bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.next != nil
+}
+
 // setPhase moves s to phase p of the rotation it already follows.
 func (s *Source) setPhase(p Phase) {
 	s.mu.Lock()
