@@ -131,11 +131,14 @@ func (l *Loader) checkNotRevoked(ctx context.Context, gen uint64, cert *x509.Cer
 	if !ok {
 		return nil
 	}
-	_, err := revs.GetRevocation(ctx, hex.EncodeToString(cert.SerialNumber.Bytes()))
+	rev, err := revs.GetRevocation(ctx, hex.EncodeToString(cert.SerialNumber.Bytes()))
 	switch {
-	case err == nil:
+	case err == nil && rev.Kind == store.KindIntermediate && rev.Generation == gen:
 		return &UnusableError{Msg: "the active intermediate is revoked", Generation: gen}
-	case errors.Is(err, store.ErrNotFound):
+	case err == nil, errors.Is(err, store.ErrNotFound):
+		// A leaf's revocation under the same serial is another
+		// certificate: serials are unique per issuer (RFC 5280 section
+		// 4.1.2.2), not across a root's CAs.
 		return nil
 	}
 	return fmt.Errorf("CA generation %d: read its revocation: %w", gen, err)

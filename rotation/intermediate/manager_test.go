@@ -364,3 +364,21 @@ func TestLoader_StoredFallbackRefusesARevokedActiveIntermediate(t *testing.T) {
 	var unusable *authority.UnusableError
 	require.ErrorAs(t, err, &unusable)
 }
+
+// A leaf revoked under the serial of the active intermediate is another
+// certificate (serials are unique per issuer, RFC 5280 section 4.1.2.2):
+// the intermediate stays in use.
+func TestManager_ALeafRevocationUnderTheIntermediatesSerialIsNotTheIntermediates(t *testing.T) {
+	f := newFixture(t, nil)
+	first, err := f.m.Start(context.Background())
+	require.NoError(t, err)
+	_, err = f.st.Revoke(context.Background(), []store.Revocation{{
+		Serial: hex.EncodeToString(first.Bundle.Cert.SerialNumber.Bytes()), Kind: store.KindLeaf,
+		Generation: first.Generation, Reason: store.ReasonKeyCompromise, RevokedAt: f.clk.Now().UTC(),
+	}})
+	require.NoError(t, err)
+	m := New(Options{Config: f.cfg, Keys: f.km, Store: f.st, Root: f.src, Clock: f.clk, Log: f.m.log})
+	got, err := m.Start(context.Background())
+	require.NoError(t, err)
+	require.Equal(t, first.Generation, got.Generation)
+}
