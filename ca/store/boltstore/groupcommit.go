@@ -56,7 +56,9 @@ type pendingPut struct {
 // other records are reserved (being signed right now), waits up to delay
 // for them to join, like PostgreSQL's commit_delay with commit_siblings:
 // on a CPU-bound replica the records arrive a signing time apart, and
-// committing each alone costs a transaction and two fsyncs per record.
+// committing each alone costs a journal write and an fdatasync per record.
+// A commit is an append to the journal (journal.go); checkpoints apply the
+// journaled records to bbolt.
 type groupCommitter struct {
 	// update runs the read-write transaction (failClosedWriter.Update),
 	// view a read transaction.
@@ -87,7 +89,7 @@ type groupCommitter struct {
 	lastKey []byte
 	// flushes asks run for a checkpoint (readers that walk bbolt).
 	flushes chan chan error
-	// failed is set once a write of the journal failed; storeErr is the
+	// failed is set once a sync of the journal failed; storeErr is the
 	// failure of bbolt's writes (failClosedWriter), after which no
 	// checkpoint can apply a record.
 	failed   atomic.Pointer[error]
