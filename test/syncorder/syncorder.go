@@ -6,7 +6,8 @@
 //	write of the record's frame to the journal ─► fsync/fdatasync of the
 //	  journal ─► the reply (socket or stdout write)
 //
-// or through a bbolt transaction:
+// where a pwritev2 of the frame with RWF_DSYNC is both the write and the
+// sync, or through a bbolt transaction:
 //
 //	write of the record's page ─► fsync/fdatasync of the store
 //	  ─► write of the meta page that commits the transaction
@@ -32,6 +33,7 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -202,6 +204,21 @@ func (c Call) IsSync() bool {
 	return (c.Name == "fsync" || c.Name == "fdatasync") && c.Ret == 0
 }
 
+// IsDSyncWrite reports whether c is a successful pwritev2(2) with
+// RWF_DSYNC: a write that returns once its data is durable, as if an
+// fdatasync of the range followed it.
+func (c Call) IsDSyncWrite() bool {
+	if c.Name != "pwritev2" || c.Ret <= 0 {
+		return false
+	}
+	m := pwritev2FlagsRE.FindStringSubmatch(c.Args)
+	return m != nil && slices.ContainsFunc(strings.Split(m[1], "|"), func(f string) bool { return f == "RWF_DSYNC" || f == "RWF_SYNC" })
+}
+
+// pwritev2FlagsRE is the flags argument of a pwritev2 line, the last
+// before the result (the data before it is quoted and cannot end so).
+var pwritev2FlagsRE = regexp.MustCompile(`, ([A-Z0-9_|x]+)\)\s+=\s+-?\d+(?:\s.*)?$`)
+
 // Contains reports whether the data c wrote, as strace printed it,
 // contains s (quotes in s must be escaped as strace does: `\"`).
 func (c Call) Contains(s string) bool { return strings.Contains(c.Args, s) }
@@ -253,7 +270,8 @@ func RecordMarker(serial string) string { return `\"serial\":\"` + serial + `\"`
 // tells which:
 //
 //   - to the issuance journal (JournalPath): that write, then a sync of the
-//     journal, then the acknowledgement;
+//     journal (or the write itself, with RWF_DSYNC), then the
+//     acknowledgement;
 //   - to storePath (bbolt): that write, a sync, a meta page write, a sync
 //     again, and only then the acknowledgement.
 //
@@ -277,6 +295,10 @@ func (tr *Trace) DurableBeforeReply(storePath, marker string, reply func(Call) b
 		return cm, fmt.Errorf("record %s: acknowledged (line %d, %s) before its record was written to %s (line %d)", marker, rep.Entry, rep.Name, rec.Path, rec.Exit)
 	}
 	if cm.Journal {
+		if rec.IsDSyncWrite() {
+			cm.Durable = rec
+			return cm, nil
+		}
 		js, ok := tr.first(rec.Exit, func(c Call) bool { return c.IsSync() && c.Path == journal })
 		if !ok || js.Exit > rep.Entry {
 			return cm, fmt.Errorf("record %s: written to %s at line %d but not fsynced before the acknowledgement at line %d (%s on %s)", marker, journal, rec.Exit, rep.Entry, rep.Name, rep.Path)

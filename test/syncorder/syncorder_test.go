@@ -160,6 +160,22 @@ func TestDurableBeforeReply_JournalWriteSyncThenReplyPasses(t *testing.T) {
 	require.Equal(t, 4, c.Reply.Entry)
 }
 
+// A write with RWF_DSYNC (pwritev2(2)) returns once its data is durable:
+// it is the write and the sync. Lines as strace -yy prints them.
+const (
+	jrnDSyncWrite   = `100 1796464325.151163 pwritev2(6</tmp/ca/meshca.db.journal>, [{iov_base="\0\0\1\32\237\4\0\0\0\0\0\0\0\1\0\20\n\274{\"serial\":\"0abc\",\"identity\":\"spiffe://x\"}", iov_len=4096}], 1, 0, RWF_DSYNC) = 4096`
+	jrnPlainWritev2 = `100 1796464325.151163 pwritev2(6</tmp/ca/meshca.db.journal>, [{iov_base="\0\0\1\32\237\4\0\0\0\0\0\0\0\1\0\20\n\274{\"serial\":\"0abc\",\"identity\":\"spiffe://x\", RWF_DSYNC) = 1\"}", iov_len=4096}], 1, 0, 0) = 4096`
+)
+
+func TestDurableBeforeReply_AJournalWriteWithRWFDSyncIsDurable(t *testing.T) {
+	c, err := check(t, sigurg, jrnDSyncWrite, reply, recWrite, dataSync, meta, metaSync, exited)
+	require.NoError(t, err)
+	require.True(t, c.Journal)
+	require.Equal(t, 2, c.Record.Entry)
+	require.Equal(t, c.Record, c.Durable)
+	require.Equal(t, 3, c.Reply.Entry)
+}
+
 func TestDurableBeforeReply_ReportsAJournalRecordNotSyncedBeforeTheReply(t *testing.T) {
 	notSynced := func(write, reply int) string {
 		return "record " + marker + ": written to " + db + ".journal at line " + strconv.Itoa(write) +
@@ -181,6 +197,16 @@ func TestDurableBeforeReply_ReportsAJournalRecordNotSyncedBeforeTheReply(t *test
 				jrnWrite, `100 1796464325.151609 fdatasync(6</tmp/ca/meshca.db.journal> <unfinished ...>`,
 				reply, `100 1796464325.153900 <... fdatasync resumed>) = 0`,
 			}, notSynced(1, 3),
+		},
+		"pwritev2 without RWF_DSYNC (the flag only inside the data)": {[]string{jrnPlainWritev2, reply}, notSynced(1, 2)},
+		"a failed RWF_DSYNC write": {
+			[]string{strings.Replace(jrnDSyncWrite, "= 4096", "= -1 EIO (Input/output error)", 1), jrnWrite, reply}, notSynced(2, 3),
+		},
+		"an RWF_DSYNC write still running at the reply": {
+			[]string{
+				strings.Replace(jrnDSyncWrite, ") = 4096", unfinished, 1),
+				reply, `100 1796464325.153900 <... pwritev2 resumed>) = 4096`,
+			}, "record " + marker + ": acknowledged (line 2, write) before its record was written to " + db + ".journal (line 3)",
 		},
 		"reply before the frame": {
 			[]string{reply, jrnWrite, jrnSync},

@@ -29,7 +29,30 @@ const (
 	syncHelperEnv   = "MESHCA_BOLTSTORE_SYNC_HELPER"
 	syncHelperNoEnv = "MESHCA_BOLTSTORE_SYNC_HELPER_NOSYNC"
 	syncHelperN     = 40
+	// bufferedJournalEnv makes a helper write the journal without direct
+	// I/O (pwrite and fdatasync), as on a file system without O_DIRECT.
+	bufferedJournalEnv = "MESHCA_BOLTSTORE_BUFFERED_JOURNAL"
 )
+
+// journalModes are the two ways the journal is written: "direct" (O_DIRECT,
+// pwritev2 with RWF_DSYNC), where the test's file system allows it, and
+// "buffered" (pwrite, fdatasync).
+var journalModes = []string{"direct", "buffered"}
+
+// setJournalMode applies bufferedJournalEnv in a helper process.
+func setJournalMode() {
+	if os.Getenv(bufferedJournalEnv) == "1" {
+		journalDirectIO = false
+	}
+}
+
+// journalModeEnv is the environment that runs a helper in mode.
+func journalModeEnv(mode string) string {
+	if mode == "buffered" {
+		return bufferedJournalEnv + "=1"
+	}
+	return bufferedJournalEnv + "=0"
+}
 
 // TestPutIssuance_SyncHelper is not a test: the durability tests re-execute
 // the test binary under strace to run it.
@@ -38,6 +61,7 @@ func TestPutIssuance_SyncHelper(t *testing.T) {
 	if path == "" {
 		return
 	}
+	setJournalMode()
 	s, err := Open(path)
 	require.NoError(t, err)
 	if os.Getenv(syncHelperNoEnv) == "1" {
@@ -63,7 +87,7 @@ func TestPutIssuance_SyncHelper(t *testing.T) {
 
 // runSyncHelper runs the helper under strace and returns the trace, the
 // store path and the helper's stdout.
-func runSyncHelper(t *testing.T, noSync bool) (*syncorder.Trace, string, string) {
+func runSyncHelper(t *testing.T, noSync bool, mode string) (*syncorder.Trace, string, string) {
 	t.Helper()
 	dir := t.TempDir()
 	path := filepath.Join(dir, "meshca.db")
@@ -73,7 +97,7 @@ func runSyncHelper(t *testing.T, noSync bool) (*syncorder.Trace, string, string)
 	traceFile := filepath.Join(dir, "strace.out")
 	cmd, err := syncorder.Command(traceFile, os.Args[0], "-test.run=^TestPutIssuance_SyncHelper$", "-test.count=1")
 	require.NoError(t, err, "strace must be installed (make deps)")
-	cmd.Env = append(os.Environ(), syncHelperEnv+"="+path)
+	cmd.Env = append(os.Environ(), syncHelperEnv+"="+path, journalModeEnv(mode))
 	if noSync {
 		cmd.Env = append(cmd.Env, syncHelperNoEnv+"=1")
 	}
@@ -92,24 +116,33 @@ func ackOf(serial string) func(syncorder.Call) bool {
 }
 
 func TestPutIssuance_FsyncsEachRecordBeforeItIsAcknowledged(t *testing.T) {
-	tr, path, out := runSyncHelper(t, false)
-	commits := map[int]bool{} // meta-sync lines: how many group commits
-	for i := range syncHelperN {
-		serial := record(i, t0).Serial
-		require.Contains(t, out, "ack "+serial+"\n")
-		c, err := tr.DurableBeforeReply(path, syncorder.RecordMarker(serial), ackOf(serial))
-		require.NoError(t, err)
-		require.True(t, c.Journal, "the record is acknowledged from the journal, with one sync")
-		commits[c.Durable.Exit] = true
+	for _, mode := range journalModes {
+		t.Run(mode, func(t *testing.T) {
+			tr, path, out := runSyncHelper(t, false, mode)
+			commits := map[int]bool{} // journal syncs: how many group commits
+			for i := range syncHelperN {
+				serial := record(i, t0).Serial
+				require.Contains(t, out, "ack "+serial+"\n")
+				c, err := tr.DurableBeforeReply(path, syncorder.RecordMarker(serial), ackOf(serial))
+				require.NoError(t, err)
+				require.True(t, c.Journal, "the record is acknowledged from the journal, with one sync")
+				if mode == "direct" {
+					require.True(t, c.Durable.IsDSyncWrite(), "the write is the sync: %s", c.Durable.Name)
+				} else {
+					require.Equal(t, "fdatasync", c.Durable.Name)
+				}
+				commits[c.Durable.Exit] = true
+			}
+			t.Logf("%d records acknowledged after %d journal syncs", syncHelperN, len(commits))
+		})
 	}
-	t.Logf("%d records acknowledged after %d journal syncs", syncHelperN, len(commits))
 }
 
 // TestPutIssuance_SyncCheckSeesAStoreWithoutFsync proves that the check
 // above can fail: with bbolt's NoSync the same run must be reported for
 // every record, while a reopen would still find all of them.
 func TestPutIssuance_SyncCheckSeesAStoreWithoutFsync(t *testing.T) {
-	tr, path, out := runSyncHelper(t, true)
+	tr, path, out := runSyncHelper(t, true, "direct")
 	for i := range syncHelperN {
 		serial := record(i, t0).Serial
 		require.Contains(t, out, "ack "+serial+"\n")
@@ -120,7 +153,7 @@ func TestPutIssuance_SyncCheckSeesAStoreWithoutFsync(t *testing.T) {
 	firstRec, ok := tr.First(0, func(c syncorder.Call) bool { return c.IsWrite() && c.Path == journal && c.Contains(`\"serial\"`) })
 	require.True(t, ok)
 	require.Zero(t, tr.Count(func(c syncorder.Call) bool {
-		return c.IsSync() && (c.Path == path || c.Path == journal) && c.Entry > firstRec.Entry
+		return (c.IsSync() || c.IsDSyncWrite()) && (c.Path == path || c.Path == journal) && c.Entry > firstRec.Entry
 	}), "no fsync after the first record (Open's schema write before it is synced)")
 
 	s, err := Open(path)
@@ -132,15 +165,20 @@ func TestPutIssuance_SyncCheckSeesAStoreWithoutFsync(t *testing.T) {
 const failedSyncHelperEnv = "MESHCA_BOLTSTORE_FAILED_SYNC_HELPER"
 
 // TestPutIssuance_FailedSyncHelper is not a test: it runs under strace,
-// which fails one fdatasync with EIO. 1-2 are Open's schema commit, 3 the
-// journal sync of the first record, 4 the second's, 5-6 the checkpoint
-// that ListIssuances asks for (bbolt's data pages, then its meta page), 7
-// the journal sync of the third record.
+// which fails one sync with EIO. The fdatasyncs of its OS thread: 1-2 are
+// Open's schema commit; with a buffered journal 3 is the journal sync of
+// the first record, 4 the second's, 5-6 the checkpoint that ListIssuances
+// asks for (bbolt's data pages, then its meta page), 7 the journal sync of
+// the third record; with direct I/O 3-4 are the checkpoint's, and the
+// journal's syncs are its pwritev2 calls with RWF_DSYNC: 1 Open's first
+// (of the journal's first block, unchanged), 2 the first record's, 3 the
+// second's, 4 the third's.
 func TestPutIssuance_FailedSyncHelper(t *testing.T) {
 	path := os.Getenv(failedSyncHelperEnv)
 	if path == "" {
 		return
 	}
+	setJournalMode()
 	checkpointAfter = time.Hour // only ListIssuances checkpoints
 	s := openOnOneThread(t, path)
 	ctx := context.Background()
@@ -157,26 +195,49 @@ func TestPutIssuance_FailedSyncHelper(t *testing.T) {
 	os.Exit(0)
 }
 
+// failedSyncs are the syncs a fault is injected into, by journal mode
+// (see TestPutIssuance_FailedSyncHelper): the journal's sync of the second
+// record, the checkpoint's data pages and its meta page.
+var failedSyncs = map[string]struct{ journal, data, meta faultAt }{
+	"direct":   {journal: faultAt{"pwritev2", 3}, data: faultAt{"fdatasync", 3}, meta: faultAt{"fdatasync", 4}},
+	"buffered": {journal: faultAt{"fdatasync", 4}, data: faultAt{"fdatasync", 5}, meta: faultAt{"fdatasync", 6}},
+}
+
+// faultAt is the when-th call of syscall on the helper's thread.
+type faultAt struct {
+	syscall string
+	when    int
+}
+
 // A failed sync of the journal leaves its tail on disk unknown (Linux may
-// drop the dirty pages after a failed writeback, fsync(2) ERRORS): a later
-// frame after it might never be replayed, so the store accepts no record
-// after it. The records acknowledged before it are synced, and the next
-// checkpoint still applies them to bbolt; bbolt's own writes go on.
+// drop the dirty pages after a failed writeback, fsync(2) ERRORS; a failed
+// direct write leaves its blocks unknown): a later frame after it might
+// never be replayed, so the store accepts no record after it. The records
+// acknowledged before it are synced, and the next checkpoint still applies
+// them to bbolt; bbolt's own writes go on.
 func TestPutIssuance_NothingIsAcknowledgedAfterAFailedJournalSync(t *testing.T) {
-	path, out := runFailedSyncHelper(t, 4)
-	failed := errJournalFailed.Error() + ": input/output error; check the disk and restart meshca\n"
-	require.Contains(t, out, "put 0: <nil>\n")
-	require.Contains(t, out, "put 1: input/output error\n")
-	require.Contains(t, out, "checkpoint: <nil>\n")
-	require.Contains(t, out, "put 2: "+failed)
-	require.Contains(t, out, "get 1: "+store.ErrNotFound.Error()+"\n")
-	require.Contains(t, out, "add generation: <nil>\n")
-	require.Contains(t, out, "healthy: "+failed, "readiness must report the failed store")
-	s, err := Open(path)
-	require.NoError(t, err)
-	defer s.Close()
-	_, err = s.GetIssuance(context.Background(), record(0, t0).Serial)
-	require.NoError(t, err, "the record acknowledged before the failure is in bbolt")
+	for _, mode := range journalModes {
+		t.Run(mode, func(t *testing.T) {
+			path, out := runFailedSyncHelper(t, mode, failedSyncs[mode].journal)
+			cause := "input/output error"
+			if mode == "direct" {
+				cause = "write " + path + journalSuffix + ": " + cause
+			}
+			failed := errJournalFailed.Error() + ": " + cause + "; check the disk and restart meshca\n"
+			require.Contains(t, out, "put 0: <nil>\n")
+			require.Contains(t, out, "put 1: "+cause+"\n")
+			require.Contains(t, out, "checkpoint: <nil>\n")
+			require.Contains(t, out, "put 2: "+failed)
+			require.Contains(t, out, "get 1: "+store.ErrNotFound.Error()+"\n")
+			require.Contains(t, out, "add generation: <nil>\n")
+			require.Contains(t, out, "healthy: "+failed, "readiness must report the failed store")
+			s, err := Open(path)
+			require.NoError(t, err)
+			defer s.Close()
+			_, err = s.GetIssuance(context.Background(), record(0, t0).Serial)
+			require.NoError(t, err, "the record acknowledged before the failure is in bbolt")
+		})
+	}
 }
 
 // bbolt writes the meta page and then fdatasyncs it; when that sync fails
@@ -186,38 +247,46 @@ func TestPutIssuance_NothingIsAcknowledgedAfterAFailedJournalSync(t *testing.T) 
 // after a failed writeback. A checkpoint whose meta sync fails must
 // therefore stop the store: no record is acknowledged after it.
 func TestPutIssuance_NothingIsAcknowledgedAfterAFailedCheckpointMetaSync(t *testing.T) {
-	_, out := runFailedSyncHelper(t, 6)
-	failed := errStoreFailed.Error() + ": input/output error; check the disk and restart meshca\n"
-	require.Contains(t, out, "put 0: <nil>\n")
-	require.Contains(t, out, "put 1: <nil>\n")
-	require.Contains(t, out, "checkpoint: input/output error\n")
-	require.Contains(t, out, "put 2: "+failed)
-	require.Contains(t, out, "get 1: <nil>\n")
-	require.Contains(t, out, "add generation: "+failed)
-	require.Contains(t, out, "healthy: "+failed, "readiness must report the failed store")
+	for _, mode := range journalModes {
+		t.Run(mode, func(t *testing.T) {
+			_, out := runFailedSyncHelper(t, mode, failedSyncs[mode].meta)
+			failed := errStoreFailed.Error() + ": input/output error; check the disk and restart meshca\n"
+			require.Contains(t, out, "put 0: <nil>\n")
+			require.Contains(t, out, "put 1: <nil>\n")
+			require.Contains(t, out, "checkpoint: input/output error\n")
+			require.Contains(t, out, "put 2: "+failed)
+			require.Contains(t, out, "get 1: <nil>\n")
+			require.Contains(t, out, "add generation: "+failed)
+			require.Contains(t, out, "healthy: "+failed, "readiness must report the failed store")
+		})
+	}
 }
 
 // A failed sync of bbolt's data pages comes before the meta page: bbolt
 // rolls the checkpoint back cleanly, its records stay in the journal, and
 // the store goes on; the next Open applies them.
 func TestPutIssuance_AFailedCheckpointDataSyncKeepsTheRecordsInTheJournal(t *testing.T) {
-	path, out := runFailedSyncHelper(t, 5)
-	require.Contains(t, out, "put 0: <nil>\n")
-	require.Contains(t, out, "put 1: <nil>\n")
-	require.Contains(t, out, "checkpoint: input/output error\n")
-	require.Contains(t, out, "put 2: <nil>\n")
-	require.Contains(t, out, "get 1: <nil>\n")
-	require.Contains(t, out, "add generation: <nil>\n")
-	require.Contains(t, out, "healthy: <nil>\n")
-	s, err := Open(path)
-	require.NoError(t, err)
-	defer s.Close()
-	require.Len(t, listAll(t, s), 3, "the helper exited without Close: Open replays the journal")
+	for _, mode := range journalModes {
+		t.Run(mode, func(t *testing.T) {
+			path, out := runFailedSyncHelper(t, mode, failedSyncs[mode].data)
+			require.Contains(t, out, "put 0: <nil>\n")
+			require.Contains(t, out, "put 1: <nil>\n")
+			require.Contains(t, out, "checkpoint: input/output error\n")
+			require.Contains(t, out, "put 2: <nil>\n")
+			require.Contains(t, out, "get 1: <nil>\n")
+			require.Contains(t, out, "add generation: <nil>\n")
+			require.Contains(t, out, "healthy: <nil>\n")
+			s, err := Open(path)
+			require.NoError(t, err)
+			defer s.Close()
+			require.Len(t, listAll(t, s), 3, "the helper exited without Close: Open replays the journal")
+		})
+	}
 }
 
-// runFailedSyncHelper runs the helper with the when-th fdatasync failing
-// and returns the store's path and the helper's output.
-func runFailedSyncHelper(t *testing.T, when int) (string, string) {
+// runFailedSyncHelper runs the helper in journal mode with the fault's
+// call failing and returns the store's path and the helper's output.
+func runFailedSyncHelper(t *testing.T, mode string, fault faultAt) (string, string) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "meshca.db")
 	s, err := Open(path)
@@ -225,10 +294,10 @@ func runFailedSyncHelper(t *testing.T, when int) (string, string) {
 	require.NoError(t, s.Close())
 	strace, err := exec.LookPath("strace")
 	require.NoError(t, err, "strace must be installed (make deps)")
-	cmd := exec.Command(strace, "-f", "-qq", "-o", "/dev/null", "-e", "trace=fdatasync",
-		"-e", fmt.Sprintf("inject=fdatasync:error=EIO:when=%d", when),
+	cmd := exec.Command(strace, "-f", "-qq", "-o", "/dev/null", "-e", "trace="+fault.syscall,
+		"-e", fmt.Sprintf("inject=%s:error=EIO:when=%d", fault.syscall, fault.when),
 		os.Args[0], "-test.run=^TestPutIssuance_FailedSyncHelper$", "-test.count=1")
-	cmd.Env = append(os.Environ(), failedSyncHelperEnv+"="+path)
+	cmd.Env = append(os.Environ(), failedSyncHelperEnv+"="+path, journalModeEnv(mode))
 	out, err := cmd.CombinedOutput()
 	require.NoError(t, err, string(out))
 	return path, string(out)
@@ -312,6 +381,14 @@ func openOnOneThread(t *testing.T, path string) *Store {
 		done := make(chan error)
 		txs <- func() { done <- fdatasync(f) }
 		return <-done
+	}
+	s.writes.j.writeDSync = func(f *os.File, b []byte, off int64) error {
+		done := make(chan error)
+		txs <- func() { done <- pwriteDSync(f, b, off) }
+		return <-done
+	}
+	if journalDirectIO {
+		require.NotNil(t, s.writes.j.direct, "the test's file system takes direct I/O")
 	}
 	return s
 }

@@ -279,7 +279,8 @@ func TestJournal_FullDiskHelper(t *testing.T) {
 	fmt.Printf("put 0: %v\n", s.PutIssuance(ctx, record(0, t0.Add(time.Hour))))
 	var lim syscall.Rlimit
 	require.NoError(t, syscall.Getrlimit(syscall.RLIMIT_FSIZE, &lim))
-	require.NoError(t, syscall.Setrlimit(syscall.RLIMIT_FSIZE, &syscall.Rlimit{Cur: uint64(s.writes.j.off), Max: lim.Max}))
+	// The block of the next frame: a direct write starts there.
+	require.NoError(t, syscall.Setrlimit(syscall.RLIMIT_FSIZE, &syscall.Rlimit{Cur: uint64(s.writes.j.off &^ (directBlock - 1)), Max: lim.Max}))
 	fmt.Printf("put 1: %v\n", s.PutIssuance(ctx, record(1, t0.Add(time.Hour))))
 	require.NoError(t, syscall.Setrlimit(syscall.RLIMIT_FSIZE, &lim))
 	fmt.Printf("put 2: %v\n", s.PutIssuance(ctx, record(2, t0.Add(time.Hour))))

@@ -33,6 +33,10 @@ func openDelayed(t *testing.T, delay time.Duration) (*Store, *clocktesting.FakeC
 		commits.Add(1)
 		return fdatasync(f)
 	}
+	s.writes.j.writeDSync = func(f *os.File, b []byte, off int64) error {
+		commits.Add(1)
+		return pwriteDSync(f, b, off)
+	}
 	return s, clk, commits
 }
 
