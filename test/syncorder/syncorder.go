@@ -91,7 +91,11 @@ var (
 	// name(fd<path>, rest: the path may contain '>' only inside TCP:[…].
 	callRE    = regexp.MustCompile(`^(\w+)\((\d+)<((?:TCP|TCPv6|UDP|UDPv6|UNIX):\[[^\]]*\]|[^>]*)>(.*)$`)
 	resumedRE = regexp.MustCompile(`^<\.\.\. (\w+) resumed>(.*)$`)
-	retRE     = regexp.MustCompile(`\)\s+=\s+(-?\d+)(?:\s.*)?$`)
+	// retRE is the result at the end of the line: "= N", or "= -1 ERRNO
+	// (text)" and what strace adds to an injected fault. The greedy
+	// prefix makes it the last match, so that a record's bytes that
+	// look like a result cannot stand in for it.
+	retRE = regexp.MustCompile(`^.*\)\s+=\s+(-?\d+)(?: E[A-Z0-9]+ \([^()]*\))?(?: \((?:INJECTED|DELAYED)\))*$`)
 )
 
 const unfinished = " <unfinished ...>"
@@ -204,20 +208,25 @@ func (c Call) IsSync() bool {
 	return (c.Name == "fsync" || c.Name == "fdatasync") && c.Ret == 0
 }
 
-// IsDSyncWrite reports whether c is a successful pwritev2(2) with
-// RWF_DSYNC: a write that returns once its data is durable, as if an
-// fdatasync of the range followed it.
+// IsDSyncWrite reports whether c is a pwritev2(2) of one buffer with
+// RWF_DSYNC that wrote all of it: a write that returns once its data is
+// durable, as if an fdatasync of the range followed it.
 func (c Call) IsDSyncWrite() bool {
 	if c.Name != "pwritev2" || c.Ret <= 0 {
 		return false
 	}
-	m := pwritev2FlagsRE.FindStringSubmatch(c.Args)
-	return m != nil && slices.ContainsFunc(strings.Split(m[1], "|"), func(f string) bool { return f == "RWF_DSYNC" || f == "RWF_SYNC" })
+	m := dsyncWriteRE.FindStringSubmatch(c.Args)
+	if m == nil {
+		return false
+	}
+	n, _ := strconv.ParseInt(m[1], 10, 64)
+	return n == c.Ret && slices.ContainsFunc(strings.Split(m[2], "|"), func(f string) bool { return f == "RWF_DSYNC" || f == "RWF_SYNC" })
 }
 
-// pwritev2FlagsRE is the flags argument of a pwritev2 line, the last
-// before the result (the data before it is quoted and cannot end so).
-var pwritev2FlagsRE = regexp.MustCompile(`, ([A-Z0-9_|x]+)\)\s+=\s+-?\d+(?:\s.*)?$`)
+// dsyncWriteRE is the end of a successful pwritev2 line of one buffer:
+// its length, the offset, the flags and the result. Anchored at the end
+// of the line with a greedy prefix, it cannot match inside the data.
+var dsyncWriteRE = regexp.MustCompile(`^.*iov_len=(\d+)\}\], 1, \d+, ([A-Z0-9_|]+)\)\s+=\s+\d+$`)
 
 // Contains reports whether the data c wrote, as strace printed it,
 // contains s (quotes in s must be escaped as strace does: `\"`).

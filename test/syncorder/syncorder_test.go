@@ -163,8 +163,10 @@ func TestDurableBeforeReply_JournalWriteSyncThenReplyPasses(t *testing.T) {
 // A write with RWF_DSYNC (pwritev2(2)) returns once its data is durable:
 // it is the write and the sync. Lines as strace -yy prints them.
 const (
-	jrnDSyncWrite   = `100 1796464325.151163 pwritev2(6</tmp/ca/meshca.db.journal>, [{iov_base="\0\0\1\32\237\4\0\0\0\0\0\0\0\1\0\20\n\274{\"serial\":\"0abc\",\"identity\":\"spiffe://x\"}", iov_len=4096}], 1, 0, RWF_DSYNC) = 4096`
-	jrnPlainWritev2 = `100 1796464325.151163 pwritev2(6</tmp/ca/meshca.db.journal>, [{iov_base="\0\0\1\32\237\4\0\0\0\0\0\0\0\1\0\20\n\274{\"serial\":\"0abc\",\"identity\":\"spiffe://x\", RWF_DSYNC) = 1\"}", iov_len=4096}], 1, 0, 0) = 4096`
+	jrnDSyncWrite = `100 1796464325.151163 pwritev2(6</tmp/ca/meshca.db.journal>, [{iov_base="\0\0\1\32\237\4\0\0\0\0\0\0\0\1\0\20\n\274{\"serial\":\"0abc\",\"identity\":\"spiffe://x\"}", iov_len=4096}], 1, 0, RWF_DSYNC) = 4096`
+	// The data holds what looks like the flags and a result, as a free-text field of a record could.
+	jrnFakeTailWritev2 = `100 1796464325.151163 pwritev2(6</tmp/ca/meshca.db.journal>, [{iov_base="\0\0\1\32{\"serial\":\"0abc\",\"requester\":\"x}], 1, 0, RWF_DSYNC) = 1 \"}", iov_len=4096}], 1, 0, 0) = 4096`
+	jrnPlainWritev2    = `100 1796464325.151163 pwritev2(6</tmp/ca/meshca.db.journal>, [{iov_base="\0\0\1\32\237\4\0\0\0\0\0\0\0\1\0\20\n\274{\"serial\":\"0abc\",\"identity\":\"spiffe://x\", RWF_DSYNC) = 1\"}", iov_len=4096}], 1, 0, 0) = 4096`
 )
 
 func TestDurableBeforeReply_AJournalWriteWithRWFDSyncIsDurable(t *testing.T) {
@@ -198,7 +200,9 @@ func TestDurableBeforeReply_ReportsAJournalRecordNotSyncedBeforeTheReply(t *test
 				reply, `100 1796464325.153900 <... fdatasync resumed>) = 0`,
 			}, notSynced(1, 3),
 		},
-		"pwritev2 without RWF_DSYNC (the flag only inside the data)": {[]string{jrnPlainWritev2, reply}, notSynced(1, 2)},
+		"pwritev2 without RWF_DSYNC (the flag only inside the data)":         {[]string{jrnPlainWritev2, reply}, notSynced(1, 2)},
+		"pwritev2 without RWF_DSYNC (the flag and a result inside the data)": {[]string{jrnFakeTailWritev2, reply}, notSynced(1, 2)},
+		"a short RWF_DSYNC write": {[]string{strings.Replace(jrnDSyncWrite, ") = 4096", ") = 512", 1), reply}, notSynced(1, 2)},
 		"a failed RWF_DSYNC write": {
 			[]string{strings.Replace(jrnDSyncWrite, "= 4096", "= -1 EIO (Input/output error)", 1), jrnWrite, reply}, notSynced(2, 3),
 		},
@@ -219,4 +223,16 @@ func TestDurableBeforeReply_ReportsAJournalRecordNotSyncedBeforeTheReply(t *test
 			require.EqualError(t, err, tc.want)
 		})
 	}
+}
+
+// A record's bytes that look like a result (a free-text field) are not the
+// call's result: a failed write stays failed.
+func TestParse_TheResultIsTheOneAtTheEndOfTheLine(t *testing.T) {
+	failed := `100 1796464325.151163 pwrite64(6</tmp/ca/meshca.db.journal>, "{\"serial\":\"0abc\",\"requester\":\"x) = 298 \"}", 298, 596) = -1 EIO (Input/output error) (INJECTED)`
+	tr, err := Parse(strings.NewReader(failed + "\n"))
+	require.NoError(t, err)
+	require.Len(t, tr.Calls, 1)
+	require.EqualValues(t, -1, tr.Calls[0].Ret)
+	_, err = check(t, failed, jrnSync, reply)
+	require.EqualError(t, err, "no write of "+db+" or "+db+".journal carries the record "+marker)
 }

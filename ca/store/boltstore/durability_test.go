@@ -181,6 +181,7 @@ func TestPutIssuance_FailedSyncHelper(t *testing.T) {
 	setJournalMode()
 	checkpointAfter = time.Hour // only ListIssuances checkpoints
 	s := openOnOneThread(t, path)
+	fmt.Fprintf(os.Stdout, "journal: %s\n", journalModeOf(s))
 	ctx := context.Background()
 	for i := range 2 {
 		fmt.Fprintf(os.Stdout, "put %d: %v\n", i, s.PutIssuance(ctx, record(i, t0.Add(24*time.Hour))))
@@ -300,6 +301,7 @@ func runFailedSyncHelper(t *testing.T, mode string, fault faultAt) (string, stri
 	cmd.Env = append(os.Environ(), failedSyncHelperEnv+"="+path, journalModeEnv(mode))
 	out, err := cmd.CombinedOutput()
 	require.NoError(t, err, string(out))
+	require.Contains(t, string(out), "journal: "+mode+"\n", "the test's file system takes direct I/O")
 	return path, string(out)
 }
 
@@ -387,8 +389,44 @@ func openOnOneThread(t *testing.T, path string) *Store {
 		txs <- func() { done <- pwriteDSync(f, b, off) }
 		return <-done
 	}
-	if journalDirectIO {
-		require.NotNil(t, s.writes.j.direct, "the test's file system takes direct I/O")
-	}
 	return s
+}
+
+// journalModeOf is how s writes its journal: "direct" or "buffered".
+func journalModeOf(s *Store) string {
+	if s.writes.j.direct != nil {
+		return "direct"
+	}
+	return "buffered"
+}
+
+// The first direct write at Open shows whether the file system takes
+// direct I/O with RWF_DSYNC: refused (EINVAL, EOPNOTSUPP), the journal
+// falls back to pwrite and fdatasync; an I/O error fails Open instead of
+// being taken for a missing feature.
+func TestOpen_AnIOErrorOnTheJournalsFirstDirectWriteFailsOpen(t *testing.T) {
+	for errno, want := range map[string]string{
+		"EIO":    "write its first block: input/output error",
+		"EINVAL": "journal: buffered\nput 0: <nil>\n",
+	} {
+		t.Run(errno, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "meshca.db")
+			s, err := Open(path)
+			require.NoError(t, err)
+			require.NoError(t, s.Close())
+			strace, err := exec.LookPath("strace")
+			require.NoError(t, err, "strace must be installed (make deps)")
+			cmd := exec.Command(strace, "-f", "-qq", "-o", "/dev/null", "-e", "trace=pwritev2",
+				"-e", "inject=pwritev2:error="+errno+":when=1",
+				os.Args[0], "-test.run=^TestPutIssuance_FailedSyncHelper$", "-test.count=1")
+			cmd.Env = append(os.Environ(), failedSyncHelperEnv+"="+path, journalModeEnv("direct"))
+			out, err := cmd.CombinedOutput()
+			require.Contains(t, string(out), want)
+			if errno == "EIO" {
+				require.Error(t, err, "Open fails")
+			} else {
+				require.NoError(t, err, string(out))
+			}
+		})
+	}
 }

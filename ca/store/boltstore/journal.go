@@ -155,7 +155,10 @@ func openJournal(path string, epoch uint64) (j *journal, recs []*pendingPut, cre
 		return nil, nil, false, fmt.Errorf("issuance journal %s: %w", path, err)
 	}
 	if !j.noSync && journalDirectIO {
-		j.openDirect(data)
+		if err := j.openDirect(data); err != nil {
+			f.Close()
+			return nil, nil, false, fmt.Errorf("issuance journal %s: %w", path, err)
+		}
 	}
 	return j, recs, created, nil
 }
@@ -163,14 +166,15 @@ func openJournal(path string, epoch uint64) (j *journal, recs []*pendingPut, cre
 // openDirect opens the journal a second time with O_DIRECT for the
 // appends, after a first write (of its first block, unchanged) shows
 // that direct I/O and RWF_DSYNC work on this file system. Otherwise the
-// journal stays on pwrite and fdatasync.
-func (j *journal) openDirect(data []byte) {
+// journal stays on pwrite and fdatasync; a first write that fails for
+// another reason (EIO) is an error.
+func (j *journal) openDirect(data []byte) error {
 	if journalSize%directBlock != 0 {
-		return
+		return nil
 	}
 	fd, err := unix.Open(j.path, unix.O_RDWR|unix.O_DIRECT|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return // EINVAL: no O_DIRECT here (tmpfs before Linux 6.6, some FUSE and network file systems)
+		return nil // EINVAL: no O_DIRECT here (tmpfs before Linux 6.6, some FUSE and network file systems)
 	}
 	direct := os.NewFile(uintptr(fd), j.path)
 	raw := make([]byte, journalSize+directBlock)
@@ -179,9 +183,13 @@ func (j *journal) openDirect(data []byte) {
 	copy(mirror, data)
 	if err := j.writeDSync(direct, mirror[:directBlock], 0); err != nil {
 		direct.Close()
-		return // EOPNOTSUPP: no RWF_DSYNC (Linux before 4.7)
+		if errors.Is(err, syscall.EINVAL) || errors.Is(err, syscall.EOPNOTSUPP) {
+			return nil // no RWF_DSYNC (Linux before 4.7), or alignment the device refuses
+		}
+		return fmt.Errorf("write its first block: %w", err)
 	}
 	j.direct, j.mirror = direct, mirror
+	return nil
 }
 
 // fill writes zeros from size to journalSize and syncs them.
@@ -329,15 +337,21 @@ func (j *journal) appendDirect(b []byte) error {
 	case err == nil:
 		j.off = end
 		return nil
-	case errors.Is(err, syscall.EFBIG), errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT), errors.Is(err, syscall.EINVAL):
-		// Refused before any byte was written (a file size limit, a
-		// file system that would allocate, an unaligned length after a
-		// limit cut it): this group fails, the next one writes where
-		// it would have.
+	case errors.Is(err, syscall.EFBIG), errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT),
+		errors.Is(err, syscall.EINVAL), errors.Is(err, io.ErrShortWrite):
+		// A file size limit, a full thin-provisioned device, a length
+		// the limit cut to an unaligned one. Part of the blocks may be
+		// written, but only with what they held (the earlier frames,
+		// acknowledged, are rewritten byte for byte) or with this
+		// group's frames, which are never acknowledged: a crash may
+		// replay one as a record of a certificate never handed out,
+		// which is harmless. This group fails; the next one writes
+		// where it would have.
 		clear(j.mirror[j.off:end])
 		return &os.PathError{Op: "write", Path: j.path, Err: err}
 	default:
-		// EIO and the like: what the blocks hold now is unknown.
+		// EIO and the like: what the blocks hold now, earlier frames
+		// included, is unknown.
 		return &syncError{&os.PathError{Op: "write", Path: j.path, Err: err}}
 	}
 }
@@ -376,8 +390,9 @@ func (j *journal) used() (bool, error) {
 }
 
 func (j *journal) close() error {
+	var err error
 	if j.direct != nil {
-		j.direct.Close()
+		err = j.direct.Close()
 	}
-	return j.f.Close()
+	return errors.Join(err, j.f.Close())
 }

@@ -262,7 +262,12 @@ func TestJournal_OpenCreatesItBesideTheStoreWithMode0600(t *testing.T) {
 	require.Equal(t, journalSize, fi.Size(), "written with zeros once")
 }
 
-const fullDiskHelperEnv = "MESHCA_BOLTSTORE_FULL_DISK_HELPER"
+const (
+	fullDiskHelperEnv = "MESHCA_BOLTSTORE_FULL_DISK_HELPER"
+	// fullDiskLimitEnv is where the helper's file size limit cuts the
+	// next write: block, frame or sector (see the helper).
+	fullDiskLimitEnv = "MESHCA_BOLTSTORE_FULL_DISK_LIMIT"
+)
 
 // TestJournal_FullDiskHelper is not a test: the test below runs it in its
 // own process, whose file size limit (setrlimit(2) RLIMIT_FSIZE) it lowers
@@ -273,14 +278,20 @@ func TestJournal_FullDiskHelper(t *testing.T) {
 		return
 	}
 	holdCheckpoints(t)
+	setJournalMode()
 	s, err := Open(path)
 	require.NoError(t, err)
 	ctx := context.Background()
 	fmt.Printf("put 0: %v\n", s.PutIssuance(ctx, record(0, t0.Add(time.Hour))))
 	var lim syscall.Rlimit
 	require.NoError(t, syscall.Getrlimit(syscall.RLIMIT_FSIZE, &lim))
-	// The block of the next frame: a direct write starts there.
-	require.NoError(t, syscall.Setrlimit(syscall.RLIMIT_FSIZE, &syscall.Rlimit{Cur: uint64(s.writes.j.off &^ (directBlock - 1)), Max: lim.Max}))
+	block := s.writes.j.off &^ (directBlock - 1) // where a direct write starts
+	limit := map[string]int64{
+		"block":  block,          // every write refused (EFBIG)
+		"frame":  s.writes.j.off, // a direct write cut to an unaligned length (EINVAL)
+		"sector": block + 512,    // a direct write cut to one sector (a short write)
+	}[os.Getenv(fullDiskLimitEnv)]
+	require.NoError(t, syscall.Setrlimit(syscall.RLIMIT_FSIZE, &syscall.Rlimit{Cur: uint64(limit), Max: lim.Max}))
 	fmt.Printf("put 1: %v\n", s.PutIssuance(ctx, record(1, t0.Add(time.Hour))))
 	require.NoError(t, syscall.Setrlimit(syscall.RLIMIT_FSIZE, &lim))
 	fmt.Printf("put 2: %v\n", s.PutIssuance(ctx, record(2, t0.Add(time.Hour))))
@@ -292,22 +303,33 @@ func TestJournal_FullDiskHelper(t *testing.T) {
 // only its group: the store stays healthy, the next group overwrites it,
 // and only the acknowledged records are replayed.
 func TestJournal_AFailedWriteFailsOnlyItsGroup(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "meshca.db")
-	cmd := exec.Command(os.Args[0], "-test.run=^TestJournal_FullDiskHelper$", "-test.count=1")
-	cmd.Env = append(os.Environ(), fullDiskHelperEnv+"="+path)
-	out, err := cmd.CombinedOutput()
-	require.NoError(t, err, string(out))
-	require.Contains(t, string(out), "put 0: <nil>\n")
-	require.Contains(t, string(out), "put 1: write "+path+journalSuffix+": file too large\n")
-	require.Contains(t, string(out), "put 2: <nil>\n")
-	require.Contains(t, string(out), "healthy: <nil>\n")
-	s, err := Open(path)
-	require.NoError(t, err)
-	defer s.Close()
-	got := listAll(t, s)
-	require.Len(t, got, 2)
-	require.Equal(t, record(0, t0).Serial, got[0].Serial)
-	require.Equal(t, record(2, t0).Serial, got[1].Serial)
+	for _, mode := range journalModes {
+		for _, limit := range []string{"block", "frame", "sector"} {
+			t.Run(mode+"/"+limit, func(t *testing.T) {
+				path := filepath.Join(t.TempDir(), "meshca.db")
+				cmd := exec.Command(os.Args[0], "-test.run=^TestJournal_FullDiskHelper$", "-test.count=1")
+				cmd.Env = append(os.Environ(), fullDiskHelperEnv+"="+path, fullDiskLimitEnv+"="+limit, journalModeEnv(mode))
+				b, err := cmd.CombinedOutput()
+				out := string(b)
+				require.NoError(t, err, out)
+				require.Contains(t, out, "put 0: <nil>\n")
+				if limit == "block" {
+					require.Contains(t, out, "put 1: write "+path+journalSuffix+": file too large\n")
+				} else {
+					require.Contains(t, out, "put 1: write "+path+journalSuffix+": ")
+				}
+				require.Contains(t, out, "put 2: <nil>\n")
+				require.Contains(t, out, "healthy: <nil>\n")
+				s, err := Open(path)
+				require.NoError(t, err)
+				defer s.Close()
+				got := listAll(t, s)
+				require.Len(t, got, 2)
+				require.Equal(t, record(0, t0).Serial, got[0].Serial)
+				require.Equal(t, record(2, t0).Serial, got[1].Serial)
+			})
+		}
+	}
 }
 
 // Two puts of the same different record under a recorded serial, in one
