@@ -82,7 +82,7 @@ func TestSetServeRuntime_SoftMemoryLimitFromTheContainerUnlessGOMEMLIMITIsSet(t 
 	require.EqualValues(t, int64(math.MaxInt64), debug.SetMemoryLimit(-1))
 }
 
-func TestSetServeRuntime_OneMorePThanTheDefaultUnlessGOMAXPROCSIsSet(t *testing.T) {
+func TestSetServeRuntime_MorePsThanTheDefaultUnlessGOMAXPROCSIsSet(t *testing.T) {
 	prev := runtime.GOMAXPROCS(0)
 	t.Cleanup(func() { runtime.GOMAXPROCS(prev) })
 	t.Setenv("GOGC", "100")
@@ -90,12 +90,24 @@ func TestSetServeRuntime_OneMorePThanTheDefaultUnlessGOMAXPROCSIsSet(t *testing.
 
 	t.Setenv("GOMAXPROCS", "")
 	unsetenv(t, "GOMAXPROCS")
-	runtime.GOMAXPROCS(2)
+	runtime.GOMAXPROCS(runtime.NumCPU()) // the default without a CPU limit
 	setServeRuntime()
-	require.Equal(t, 3, runtime.GOMAXPROCS(0))
+	require.Equal(t, runtime.NumCPU()+4, runtime.GOMAXPROCS(0))
 
 	t.Setenv("GOMAXPROCS", "2")
 	runtime.GOMAXPROCS(2) // what the runtime took from GOMAXPROCS=2
 	setServeRuntime()
 	require.Equal(t, 2, runtime.GOMAXPROCS(0))
+}
+
+func TestServeProcs(t *testing.T) {
+	for _, tc := range []struct{ def, cpus, want int }{
+		{def: 2, cpus: 2, want: 6},    // the whole machine: 4 spare Ps
+		{def: 1, cpus: 1, want: 5},    // one core
+		{def: 16, cpus: 16, want: 20}, // a large node
+		{def: 2, cpus: 16, want: 3},   // a CPU limit of 2 on 16 cores: one more only
+		{def: 1, cpus: 8, want: 2},    // a limit of 1 (or less, rounded up)
+	} {
+		require.Equal(t, tc.want, serveProcs(tc.def, tc.cpus), "default %d of %d CPUs", tc.def, tc.cpus)
+	}
 }
