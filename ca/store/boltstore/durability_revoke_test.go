@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -167,19 +166,9 @@ func TestRevoke_FailedSyncHelper(t *testing.T) {
 
 func runFailedRevokeSyncHelper(t *testing.T, when int) string {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "meshca.db")
-	s, err := Open(path)
-	require.NoError(t, err)
-	require.NoError(t, s.Close())
-	strace, err := exec.LookPath("strace")
-	require.NoError(t, err, "strace must be installed (make deps)")
-	cmd := exec.Command(strace, "-f", "-qq", "-o", "/dev/null", "-e", "trace=fdatasync",
-		"-e", fmt.Sprintf("inject=fdatasync:error=EIO:when=%d", when),
-		os.Args[0], "-test.run=^TestRevoke_FailedSyncHelper$", "-test.count=1")
-	cmd.Env = append(os.Environ(), failedRevokeSyncHelperEnv+"="+path)
-	out, err := cmd.CombinedOutput()
-	require.NoError(t, err, string(out))
-	return string(out)
+	_, out, err := runUnderFault(t, "TestRevoke_FailedSyncHelper", failedRevokeSyncHelperEnv, faultAt{"fdatasync", when}, "EIO")
+	require.NoError(t, err, out)
+	return out
 }
 
 // A revocation whose meta page sync failed is not acknowledged, and the

@@ -289,6 +289,18 @@ func TestPutIssuance_AFailedCheckpointDataSyncKeepsTheRecordsInTheJournal(t *tes
 // call failing and returns the store's path and the helper's output.
 func runFailedSyncHelper(t *testing.T, mode string, fault faultAt) (string, string) {
 	t.Helper()
+	path, out, err := runUnderFault(t, "TestPutIssuance_FailedSyncHelper", failedSyncHelperEnv, fault, "EIO", journalModeEnv(mode))
+	require.NoError(t, err, out)
+	require.Contains(t, out, "journal: "+mode+"\n", "the test's file system takes direct I/O")
+	return path, out
+}
+
+// runUnderFault creates a store and closes it, then runs the helper test
+// on it (its path in helperEnv, and env) under strace, with the fault's
+// call failing with errno. It returns the store's path, the helper's
+// output and how it exited.
+func runUnderFault(t *testing.T, helper, helperEnv string, fault faultAt, errno string, env ...string) (string, string, error) {
+	t.Helper()
 	path := filepath.Join(t.TempDir(), "meshca.db")
 	s, err := Open(path)
 	require.NoError(t, err)
@@ -296,13 +308,11 @@ func runFailedSyncHelper(t *testing.T, mode string, fault faultAt) (string, stri
 	strace, err := exec.LookPath("strace")
 	require.NoError(t, err, "strace must be installed (make deps)")
 	cmd := exec.Command(strace, "-f", "-qq", "-o", "/dev/null", "-e", "trace="+fault.syscall,
-		"-e", fmt.Sprintf("inject=%s:error=EIO:when=%d", fault.syscall, fault.when),
-		os.Args[0], "-test.run=^TestPutIssuance_FailedSyncHelper$", "-test.count=1")
-	cmd.Env = append(os.Environ(), failedSyncHelperEnv+"="+path, journalModeEnv(mode))
+		"-e", fmt.Sprintf("inject=%s:error=%s:when=%d", fault.syscall, errno, fault.when),
+		os.Args[0], "-test.run=^"+helper+"$", "-test.count=1")
+	cmd.Env = append(append(os.Environ(), helperEnv+"="+path), env...)
 	out, err := cmd.CombinedOutput()
-	require.NoError(t, err, string(out))
-	require.Contains(t, string(out), "journal: "+mode+"\n", "the test's file system takes direct I/O")
-	return path, string(out)
+	return path, string(out), err
 }
 
 const newStoreHelperEnv = "MESHCA_BOLTSTORE_NEW_STORE_HELPER"
@@ -410,22 +420,13 @@ func TestOpen_AnIOErrorOnTheJournalsFirstDirectWriteFailsOpen(t *testing.T) {
 		"EINVAL": "journal: buffered\nput 0: <nil>\n",
 	} {
 		t.Run(errno, func(t *testing.T) {
-			path := filepath.Join(t.TempDir(), "meshca.db")
-			s, err := Open(path)
-			require.NoError(t, err)
-			require.NoError(t, s.Close())
-			strace, err := exec.LookPath("strace")
-			require.NoError(t, err, "strace must be installed (make deps)")
-			cmd := exec.Command(strace, "-f", "-qq", "-o", "/dev/null", "-e", "trace=pwritev2",
-				"-e", "inject=pwritev2:error="+errno+":when=1",
-				os.Args[0], "-test.run=^TestPutIssuance_FailedSyncHelper$", "-test.count=1")
-			cmd.Env = append(os.Environ(), failedSyncHelperEnv+"="+path, journalModeEnv("direct"))
-			out, err := cmd.CombinedOutput()
-			require.Contains(t, string(out), want)
+			_, out, err := runUnderFault(t, "TestPutIssuance_FailedSyncHelper", failedSyncHelperEnv,
+				faultAt{"pwritev2", 1}, errno, journalModeEnv("direct"))
+			require.Contains(t, out, want)
 			if errno == "EIO" {
 				require.Error(t, err, "Open fails")
 			} else {
-				require.NoError(t, err, string(out))
+				require.NoError(t, err, out)
 			}
 		})
 	}
