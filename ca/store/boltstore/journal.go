@@ -64,7 +64,7 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // errJournalFailed is returned for every write after a sync of the
 // journal failed.
-var errJournalFailed = errors.New("store: an fdatasync of the issuance journal failed, so what it holds on disk is unknown")
+var errJournalFailed = errors.New("store: a sync of the issuance journal failed, so what it holds on disk is unknown")
 
 // journalSize is the journal file's size: it is written with zeros once,
 // and frames overwrite them from the start after each checkpoint, so that
