@@ -27,16 +27,19 @@ import (
 	"github.com/meshca/meshca/ca/store"
 )
 
-// SchemaVersion is the on-disk layout this code reads and writes. 3 added
-// the issuance journal beside the file (journal.go): an older meshca
-// would ignore the records of an unclean stop in it, so it must refuse the
+// SchemaVersion is the on-disk layout this code reads and writes. 4 split
+// the issuance journal in two regions, the second of a newer epoch than
+// the store's while a transaction applies the first (journal.go): a
+// meshca of version 3 would ignore those records after an unclean stop. 3
+// added the issuance journal beside the file: an older meshca would
+// ignore the records of an unclean stop in it, so it must refuse the
 // store. 2 added
 // the issuance indexes (the generation and identity of each record in its
 // expiry entry, and an index by generation; see index.go), the
 // revocations and the CRL numbers; Open indexes the records of a version 1
 // store. The alert states' bucket came later without a new version: Open
 // creates it in a store that lacks it, and older meshca ignores it.
-const SchemaVersion = 3
+const SchemaVersion = 4
 
 var (
 	bucketMeta             = []byte("meta")
@@ -182,20 +185,22 @@ func (s *Store) openJournal(path string) (*journal, []byte, error) {
 	if len(recs) == 0 && !used {
 		return j, lastKey, nil
 	}
-	// Apply what is there and raise the epoch, so that no frame now in the
-	// file (applied, torn or older) is ever taken for a new one.
+	// Apply what is there and raise the epoch past every frame replayed,
+	// so that no frame now in the file (applied, torn or older) is ever
+	// taken for a new one.
+	next := j.epoch + 1
 	slices.SortFunc(recs, func(a, b *pendingPut) int { return bytes.Compare(a.key, b.key) })
 	err = s.w.Update(func(tx *bolt.Tx) error {
 		if err := applyRecords(tx, recs); err != nil {
 			return err
 		}
-		return tx.Bucket(bucketMeta).Put(keyJournalEpoch, u64(epoch+1))
+		return tx.Bucket(bucketMeta).Put(keyJournalEpoch, u64(next))
 	})
 	if err != nil {
 		j.close()
 		return nil, nil, fmt.Errorf("apply the %d records of the issuance journal: %w", len(recs), err)
 	}
-	j.reset(epoch + 1)
+	j.reset(next)
 	if len(recs) == 0 {
 		return j, lastKey, nil
 	}
@@ -230,7 +235,7 @@ func (s *Store) migrate() error {
 		}
 		if k, _ := tx.Bucket(bucketIssuances).Cursor().First(); from >= 2 || from == 0 && k == nil {
 			// A new store has nothing to index; a version 2 store is
-			// indexed already (3 only adds the journal).
+			// indexed already (3 only adds the journal, 4 its regions).
 			current = true
 			return meta.Put(keySchema, u64(SchemaVersion))
 		}
@@ -367,7 +372,7 @@ func (s *Store) GetIssuance(_ context.Context, serial string) (store.Issuance, e
 
 // ListIssuances walks the records in serial order.
 func (s *Store) ListIssuances(ctx context.Context, fn func(store.Issuance) bool) error {
-	if err := s.writes.flush(ctx); err != nil {
+	if err := s.writes.flush(ctx, false); err != nil {
 		return err
 	}
 	return s.db.View(func(tx *bolt.Tx) error {
@@ -394,7 +399,7 @@ func (s *Store) PruneIssuances(ctx context.Context, cutoff time.Time) (int, erro
 	const chunk = 1000
 	total := 0
 	limit := u64(uint64(cutoff.Unix()))
-	if err := s.writes.flush(ctx); err != nil {
+	if err := s.writes.flush(ctx, true); err != nil {
 		return 0, err
 	}
 	for {

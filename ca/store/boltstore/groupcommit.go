@@ -59,6 +59,19 @@ type pendingPut struct {
 // committing each alone costs a journal write and an fdatasync per record.
 // A commit is an append to the journal (journal.go); checkpoints apply the
 // journaled records to bbolt.
+//
+// Many pending records are applied beside the commits: a goroutine applies
+// them to bbolt in one transaction (an apply) while new groups are
+// appended to the journal, which keeps their frames. Applying a record
+// that is already in bbolt changes nothing, so those frames stay safe to
+// replay. The journal's regions (journal.go) take turns: when the current
+// one is half full and the other's records are in bbolt, the frames move
+// to the other, and the next apply raises the store's epoch past the
+// first. A busy replica's commits therefore never wait for the page
+// writes and syncs of a large transaction, which took several
+// milliseconds each time. A few pending records, and a journal left
+// idle, are checkpointed in the commit loop: applied with the epoch raised
+// and the journal emptied in one transaction.
 type groupCommitter struct {
 	// update runs the read-write transaction (failClosedWriter.Update),
 	// view a read transaction.
@@ -84,9 +97,21 @@ type groupCommitter struct {
 	pending  []*pendingPut
 	overlay  map[string]*pendingPut
 	npending atomic.Int64
+	// frames: the journal holds frames (of records applied or not) that
+	// Open would replay.
+	frames atomic.Bool
 	// lastKey is the greatest serial in bbolt or the journal (or above):
 	// a record above it needs no duplicate lookup.
 	lastKey []byte
+	// applying: an apply of the first applyingN pending records runs,
+	// raising the store's journal epoch to applyingEpoch; applied
+	// receives its result. durable is the store's journal epoch as
+	// committed. Only run reads and writes them.
+	applying      bool
+	applyingN     int
+	applyingEpoch uint64
+	applied       chan error
+	durable       uint64
 	// flushes asks run for a checkpoint (readers that walk bbolt).
 	flushes chan chan error
 	// failed is set once a sync of the journal failed; storeErr is the
@@ -97,11 +122,15 @@ type groupCommitter struct {
 }
 
 // Checkpoints: the journaled records are applied to bbolt once
-// checkpointRecords of them are pending, or checkpointAfter after the
-// first of them was acknowledged (variables for the tests).
+// checkpointRecords of them are pending, checkpointAfter after the first
+// of them was acknowledged, or when the journal is a quarter full. Fewer
+// than applyMin pending records are applied in the commit loop, with the
+// journal emptied in the same transaction; more by an apply beside it
+// (variables for the tests).
 var (
 	checkpointRecords = 1024
 	checkpointAfter   = 200 * time.Millisecond
+	applyMin          = 64
 )
 
 func newGroupCommitter(w *failClosedWriter, view func(func(*bolt.Tx) error) error,
@@ -111,6 +140,7 @@ func newGroupCommitter(w *failClosedWriter, view func(func(*bolt.Tx) error) erro
 		update: w.Update, storeErr: w.err, view: view, queue: make(chan *pendingPut, maxGroup), stopped: make(chan struct{}),
 		delay: delay, clock: clk, poke: make(chan struct{}, 1),
 		j: j, overlay: map[string]*pendingPut{}, lastKey: bytes.Clone(lastKey), flushes: make(chan chan error),
+		applied: make(chan error, 1), durable: j.epoch,
 	}
 	go g.run()
 	return g
@@ -150,15 +180,36 @@ func (g *groupCommitter) run() {
 			reply <- g.checkpoint()
 		case <-dueC:
 			due = nil
-			g.checkpoint()
+			switch {
+			case g.applying:
+			case len(g.pending) >= applyMin:
+				g.startApply()
+			default:
+				g.checkpoint() // a few records, or an idle journal
+			}
+		case err := <-g.applied:
+			g.finishApply(err)
+			if err != nil {
+				// Retried after checkpointAfter, or by the next group.
+				if due == nil {
+					due = g.clock.NewTimer(checkpointAfter)
+				}
+				continue
+			}
 		}
-		switch n := len(g.pending); {
-		case n >= checkpointRecords:
-			g.checkpoint()
-		case n > 0 && due == nil:
+		if g.j.filled() >= g.j.regionSize()/2 && g.j.otherFree(g.durable) {
+			g.j.switchRegion()
+		}
+		if !g.applying && len(g.pending) > 0 &&
+			(len(g.pending) >= checkpointRecords || !g.j.otherFree(g.durable)) {
+			g.startApply()
+		}
+		// A checkpoint of what is pending, or of an idle journal's frames
+		// (which Open would replay), after checkpointAfter.
+		switch wait := !g.applying && (len(g.pending) > 0 || g.j.filled() > 0 || g.j.otherLive); {
+		case wait && due == nil:
 			due = g.clock.NewTimer(checkpointAfter)
-		}
-		if len(g.pending) == 0 && due != nil {
+		case !wait && due != nil:
 			due.Stop()
 			due = nil
 		}
@@ -309,7 +360,14 @@ func (g *groupCommitter) commit(group []*pendingPut) error {
 func (g *groupCommitter) appendPart(part []*pendingPut) error {
 	err := g.j.append(part)
 	if errors.Is(err, errJournalFull) {
-		if err := g.checkpoint(); err != nil {
+		// The other region, once an apply has freed it; else a
+		// checkpoint empties the journal.
+		if g.applying && !g.j.otherFree(g.durable) {
+			g.finishApply(<-g.applied)
+		}
+		if g.j.otherFree(g.durable) {
+			g.j.switchRegion()
+		} else if err := g.checkpoint(); err != nil {
 			return err
 		}
 		err = g.j.append(part)
@@ -324,6 +382,7 @@ func (g *groupCommitter) appendPart(part []*pendingPut) error {
 	case err != nil:
 		return err
 	}
+	g.frames.Store(true)
 	g.omu.Lock()
 	for _, p := range part {
 		if p.skip {
@@ -340,11 +399,60 @@ func (g *groupCommitter) appendPart(part []*pendingPut) error {
 	return nil
 }
 
-// checkpoint applies the pending records to bbolt in one transaction,
-// which also raises the journal's epoch, and empties the journal. A
-// failed checkpoint keeps them pending (and in the journal) for the next.
+// startApply applies the pending records to bbolt in a goroutine, in one
+// transaction that also raises the store's journal epoch to the current
+// region's: every frame of a lower epoch is then in bbolt. The frames stay
+// in the journal, and replaying them changes nothing. The result goes to
+// applied; run passes it to finishApply.
+func (g *groupCommitter) startApply() {
+	if g.storeErr() != nil {
+		return // the records stay pending, and in the journal
+	}
+	recs := slices.SortedFunc(slices.Values(g.pending), func(a, b *pendingPut) int { return bytes.Compare(a.key, b.key) })
+	epoch, raise := g.j.epoch, g.j.epoch > g.durable
+	g.applying, g.applyingN, g.applyingEpoch = true, len(g.pending), epoch
+	go func() {
+		g.applied <- g.update(func(tx *bolt.Tx) error {
+			if err := applyRecords(tx, recs); err != nil || !raise {
+				return err
+			}
+			return tx.Bucket(bucketMeta).Put(keyJournalEpoch, u64(epoch))
+		})
+	}()
+}
+
+// finishApply takes the result of the apply that ran: on success its
+// records are in bbolt and leave the overlay; on failure they stay
+// pending for the next checkpoint.
+func (g *groupCommitter) finishApply(err error) {
+	n := g.applyingN
+	g.applying, g.applyingN = false, 0
+	if err != nil {
+		return
+	}
+	g.durable = max(g.durable, g.applyingEpoch)
+	g.omu.Lock()
+	for _, p := range g.pending[:n] {
+		if g.overlay[string(p.key)] == p {
+			delete(g.overlay, string(p.key))
+		}
+	}
+	rest := copy(g.pending, g.pending[n:])
+	clear(g.pending[rest:])
+	g.pending = g.pending[:rest]
+	g.npending.Store(int64(rest))
+	g.omu.Unlock()
+}
+
+// checkpoint waits for a running apply, applies the records still
+// pending to bbolt in one transaction, which also raises the journal's
+// epoch, and empties the journal. A failed checkpoint keeps them pending
+// (and in the journal) for the next.
 func (g *groupCommitter) checkpoint() error {
-	if len(g.pending) == 0 {
+	if g.applying {
+		g.finishApply(<-g.applied)
+	}
+	if len(g.pending) == 0 && g.j.off == 0 && !g.j.otherLive {
 		return nil
 	}
 	// After a failed write of the journal the records acknowledged before
@@ -371,6 +479,8 @@ func (g *groupCommitter) checkpoint() error {
 	g.npending.Store(0)
 	g.omu.Unlock()
 	g.j.reset(next)
+	g.durable = next
+	g.frames.Store(false)
 	return nil
 }
 
@@ -431,9 +541,11 @@ func (g *groupCommitter) lookup(key []byte) ([]byte, bool) {
 }
 
 // flush applies the journaled records to bbolt now, for a reader that
-// walks bbolt's buckets.
-func (g *groupCommitter) flush(ctx context.Context) error {
-	if g.npending.Load() == 0 {
+// walks bbolt's buckets. With empty it also empties the journal, for a
+// caller about to delete records: a frame left in it would bring its
+// record back at the next Open after an unclean stop.
+func (g *groupCommitter) flush(ctx context.Context, empty bool) error {
+	if g.npending.Load() == 0 && (!empty || !g.frames.Load()) {
 		return nil
 	}
 	reply := make(chan error, 1)

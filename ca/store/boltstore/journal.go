@@ -33,22 +33,33 @@ import (
 // are. Elsewhere (a file system without O_DIRECT, or a kernel without
 // RWF_DSYNC) a group is a pwrite and an fdatasync. The
 // records are applied to bbolt later, many groups in one ordinary (synced)
-// transaction: a checkpoint. The journal is then emptied. Until then the
-// records are kept in memory for the readers (see groupCommitter).
+// transaction. Until then the records are kept in memory for the readers
+// (see groupCommitter).
 //
-// The file has a fixed size (journalSize). Each frame is
+// The file has a fixed size (journalSize) and two halves, regions. Frames
+// go to one region at a time, all of one epoch. When it is half full and
+// the other region's records are all in bbolt, the frames go on in the
+// other region from its start, with the next epoch, while a transaction
+// beside the commits applies the first region's records (and raises the
+// store's epoch to the new region's): no commit waits for bbolt. A
+// checkpoint applies every record and empties the journal: the epoch is
+// raised past both regions and frames start over in the first. Each frame
+// is
 //
 //	u32 payload length | u32 CRC-32C of epoch and payload | u64 epoch | payload
 //	payload: u16 serial length | serial | the record's JSON
 //
-// The epoch is the store's journal epoch (meta "journal_epoch"), which each
-// checkpoint raises in the transaction that applies the records. Open
-// replays the frames of the current epoch from the start of the file and
-// stops at the first that is short, fails its checksum or belongs to
-// another epoch: a write torn by a crash (never acknowledged, since the
-// acknowledgement waits for the sync), or frames that a checkpoint applied
-// already and whose truncation a crash undid. Replaying a record that is
-// already in bbolt changes nothing.
+// The store's journal epoch (meta "journal_epoch") is raised by the
+// transaction that applies the records of every frame of a lower epoch.
+// Open replays, from the start of each region, the frames of an epoch at
+// least the store's, and stops at the first that is short, fails its
+// checksum or belongs to another epoch than the region's first frame: a
+// write torn by a crash (never acknowledged, since the acknowledgement
+// waits for the sync), or frames of an earlier use of the region, whose
+// records are in bbolt. Replaying a record that is already in bbolt
+// changes nothing. (A store of schema version 3 had one region, the whole
+// file: its frames are read from the start of the file, across the
+// middle.)
 
 // journalSuffix names the journal beside the store file.
 const journalSuffix = ".journal"
@@ -67,18 +78,25 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 var errJournalFailed = errors.New("store: a sync of the issuance journal failed, so what it holds on disk is unknown")
 
 // journalSize is the journal file's size: it is written with zeros once,
-// and frames overwrite them from the start after each checkpoint, so that
-// an fdatasync writes the frames' pages and not the inode, as it must when
-// a write grows the file. A group that does not fit checkpoints first. A
-// variable for the tests.
-var journalSize int64 = 2 << 20
+// and frames overwrite them, so that an fdatasync writes the frames' pages
+// and not the inode, as it must when a write grows the file. Each region
+// is half of it. A group that does not fit in the region moves to the
+// other or checkpoints first. A variable for the tests; a multiple of
+// 2*directBlock for direct I/O.
+var journalSize int64 = 4 << 20
 
 type journal struct {
 	f     *os.File
 	path  string
-	epoch uint64
-	off   int64 // where the next frame goes
+	epoch uint64 // of the frames of the current region
+	off   int64  // where the next frame goes
 	buf   []byte
+	// region is the current region (0 or 1). otherLive: the other
+	// region holds frames of epoch otherEpoch whose records may not all
+	// be in bbolt yet.
+	region     int
+	otherLive  bool
+	otherEpoch uint64
 	// sync makes the appended frames durable: fdatasync, replaced in the
 	// tests that count the syncs of one OS thread.
 	sync func(*os.File) error
@@ -143,8 +161,12 @@ func openJournal(path string, epoch uint64) (j *journal, recs []*pendingPut, cre
 	}
 	j = &journal{f: f, path: path, epoch: epoch, sync: fdatasync, noSync: checkNoSync, writeDSync: pwriteDSync}
 	data, err := io.ReadAll(f)
+	var top uint64
 	if err == nil {
-		recs, err = decodeFrames(data, epoch)
+		recs, top, err = decodeRegions(data, epoch)
+	}
+	if err == nil && top > epoch {
+		j.epoch = top // what Open raises the store's epoch past
 	}
 	if err == nil {
 		created = created || int64(len(data)) < journalSize
@@ -169,7 +191,7 @@ func openJournal(path string, epoch uint64) (j *journal, recs []*pendingPut, cre
 // journal stays on pwrite and fdatasync; a first write that fails for
 // another reason (EIO) is an error.
 func (j *journal) openDirect(data []byte) error {
-	if journalSize%directBlock != 0 {
+	if j.regionSize()%directBlock != 0 {
 		return nil
 	}
 	fd, err := unix.Open(j.path, unix.O_RDWR|unix.O_DIRECT|unix.O_CLOEXEC, 0)
@@ -209,15 +231,40 @@ func (j *journal) fill(size int64) error {
 	return j.f.Sync() // the size too
 }
 
-// decodeFrames returns the records of the valid frames of epoch at the
-// start of data. A frame that is valid but whose record cannot be decoded
-// is an error: its checksum says it is what meshca wrote.
-func decodeFrames(data []byte, epoch uint64) ([]*pendingPut, error) {
+// decodeRegions returns the records of the frames to replay in data, a
+// journal file, with the greatest epoch among them: those at the start of
+// each region (the first read across the middle, as a schema 3 journal
+// was written) of an epoch at least min.
+func decodeRegions(data []byte, min uint64) ([]*pendingPut, uint64, error) {
+	recs, top, err := decodeFrames(data, min)
+	if err != nil {
+		return nil, 0, err
+	}
+	if half := journalSize / 2; int64(len(data)) > half {
+		second, top2, err := decodeFrames(data[half:], min)
+		if err != nil {
+			return nil, 0, fmt.Errorf("the second region: %w", err)
+		}
+		recs, top = append(recs, second...), max(top, top2)
+	}
+	return recs, top, nil
+}
+
+// decodeFrames returns the records of the valid frames at the start of
+// data that share the first one's epoch, if it is at least min, and that
+// epoch. A frame that is valid but whose record cannot be decoded is an
+// error: its checksum says it is what meshca wrote.
+func decodeFrames(data []byte, min uint64) ([]*pendingPut, uint64, error) {
 	var recs []*pendingPut
+	var epoch uint64
 	for off := 0; len(data)-off >= frameHeader; {
 		n := int(binary.BigEndian.Uint32(data[off:]))
 		sum := binary.BigEndian.Uint32(data[off+4:])
-		if n < 2 || n > maxFramePayload || len(data)-off-frameHeader < n || binary.BigEndian.Uint64(data[off+8:]) != epoch {
+		e := binary.BigEndian.Uint64(data[off+8:])
+		if off == 0 {
+			epoch = e
+		}
+		if n < 2 || n > maxFramePayload || len(data)-off-frameHeader < n || e != epoch || e < min {
 			break
 		}
 		body := data[off+8 : off+frameHeader+n] // epoch and payload
@@ -226,12 +273,15 @@ func decodeFrames(data []byte, epoch uint64) ([]*pendingPut, error) {
 		}
 		p, err := decodeFramePayload(body[8:])
 		if err != nil {
-			return nil, fmt.Errorf("frame at offset %d: %w", off, err)
+			return nil, 0, fmt.Errorf("frame at offset %d: %w", off, err)
 		}
 		recs = append(recs, p)
 		off += frameHeader + n
 	}
-	return recs, nil
+	if len(recs) == 0 {
+		return nil, 0, nil
+	}
+	return recs, epoch, nil
 }
 
 func decodeFramePayload(b []byte) (*pendingPut, error) {
@@ -268,15 +318,28 @@ func frameLen(p *pendingPut) int64 {
 }
 
 // fitting returns how many of group's first records have frames that fit
-// together in the empty journal: at least one.
+// together in an empty region: at least one.
 func (j *journal) fitting(group []*pendingPut) int {
 	var size int64
 	for i, p := range group {
-		if size += frameLen(p); size > journalSize && i > 0 {
+		if size += frameLen(p); size > j.regionSize() && i > 0 {
 			return i
 		}
 	}
 	return len(group)
+}
+
+// appendFrame appends p's frame of epoch to b.
+func appendFrame(b []byte, epoch uint64, p *pendingPut) []byte {
+	start := len(b)
+	b = binary.BigEndian.AppendUint32(b, uint32(2+len(p.key)+len(p.value)))
+	b = binary.BigEndian.AppendUint32(b, 0) // the checksum, below
+	b = binary.BigEndian.AppendUint64(b, epoch)
+	b = binary.BigEndian.AppendUint16(b, uint16(len(p.key)))
+	b = append(b, p.key...)
+	b = append(b, p.value...)
+	binary.BigEndian.PutUint32(b[start+4:], crc32.Checksum(b[start+8:], castagnoli))
+	return b
 }
 
 // append writes group's frames in one write and syncs them.
@@ -286,23 +349,15 @@ func (j *journal) append(group []*pendingPut) error {
 		if p.skip { // refused, or recorded already: durable as it is
 			continue
 		}
-		n := 2 + len(p.key) + len(p.value)
-		start := len(b)
-		b = binary.BigEndian.AppendUint32(b, uint32(n))
-		b = binary.BigEndian.AppendUint32(b, 0) // the checksum, below
-		b = binary.BigEndian.AppendUint64(b, j.epoch)
-		b = binary.BigEndian.AppendUint16(b, uint16(len(p.key)))
-		b = append(b, p.key...)
-		b = append(b, p.value...)
-		binary.BigEndian.PutUint32(b[start+4:], crc32.Checksum(b[start+8:], castagnoli))
+		b = appendFrame(b, j.epoch, p)
 	}
 	j.buf = b
 	if len(b) == 0 {
 		return nil
 	}
-	if j.off+int64(len(b)) > journalSize {
-		if j.off == 0 {
-			return fmt.Errorf("%w: a group of %d bytes, the journal %d bytes", errFrameTooLarge, len(b), journalSize)
+	if j.off+int64(len(b)) > j.regionEnd() {
+		if j.off == j.regionStart() {
+			return fmt.Errorf("%w: a group of %d bytes, a region of the journal %d bytes", errFrameTooLarge, len(b), j.regionSize())
 		}
 		return errJournalFull
 	}
@@ -331,7 +386,7 @@ func (j *journal) append(group []*pendingPut) error {
 func (j *journal) appendDirect(b []byte) error {
 	end := j.off + int64(len(b))
 	copy(j.mirror[j.off:end], b)
-	start, blocksEnd := j.off&^(directBlock-1), min((end+directBlock-1)&^(directBlock-1), journalSize)
+	start, blocksEnd := j.off&^(directBlock-1), min((end+directBlock-1)&^(directBlock-1), j.regionEnd())
 	err := j.writeDSync(j.direct, j.mirror[start:blocksEnd], start)
 	switch {
 	case err == nil:
@@ -364,11 +419,37 @@ type syncError struct{ err error }
 func (e *syncError) Error() string { return e.err.Error() }
 func (e *syncError) Unwrap() error { return e.err }
 
-// reset starts the journal over for the frames of epoch, after a
-// checkpoint made every frame in it durable in bbolt: new frames overwrite
-// the old ones, which are of an older epoch and end a replay.
+// reset starts the journal over in its first region for the frames of
+// epoch, after a checkpoint made every frame in it durable in bbolt: new
+// frames overwrite the old ones, which are of an older epoch and end a
+// replay.
 func (j *journal) reset(epoch uint64) {
-	j.epoch, j.off = epoch, 0
+	j.epoch, j.off, j.region, j.otherLive = epoch, 0, 0, false
+}
+
+// The regions: the current one is [regionStart, regionEnd).
+func (j *journal) regionSize() int64  { return journalSize / 2 }
+func (j *journal) regionStart() int64 { return int64(j.region) * j.regionSize() }
+func (j *journal) regionEnd() int64   { return j.regionStart() + j.regionSize() }
+
+// filled is how much of the current region the frames take.
+func (j *journal) filled() int64 { return j.off - j.regionStart() }
+
+// otherFree reports whether the frames can move to the other region: its
+// records are all in bbolt, whose journal epoch is durable.
+func (j *journal) otherFree(durable uint64) bool {
+	return !j.otherLive || j.otherEpoch < durable
+}
+
+// switchRegion moves the frames to the other region, from its start, with
+// the next epoch; the caller checked otherFree. The current region's
+// frames stay until a transaction applies their records and raises the
+// store's epoch to the new one.
+func (j *journal) switchRegion() {
+	j.otherLive, j.otherEpoch = true, j.epoch
+	j.region ^= 1
+	j.epoch++
+	j.off = j.regionStart()
 }
 
 // used reports whether anything was ever written to the journal, anywhere:

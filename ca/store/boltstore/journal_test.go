@@ -85,7 +85,7 @@ func TestJournal_DuplicateSerialsAreRefusedFromTheJournalAndFromBbolt(t *testing
 	require.NoError(t, s.PutIssuance(ctx, rec), "the same record again is a no-op")
 	require.ErrorIs(t, s.PutIssuance(ctx, other), ErrDuplicateSerial, "refused against the journal")
 
-	require.NoError(t, s.writes.flush(ctx))
+	require.NoError(t, s.writes.flush(ctx, true))
 	require.True(t, inBolt(t, s, rec.Serial))
 	// A later serial first, so that rec's is below the greatest recorded.
 	require.NoError(t, s.PutIssuance(ctx, record(5, t0.Add(time.Hour))))
@@ -152,7 +152,7 @@ func TestJournal_ATornLastFrameIsNotApplied(t *testing.T) {
 	require.NoError(t, err)
 	for _, cut := range []int{1, frameHeader - 1, frameHeader + 5} {
 		torn := append(append([]byte(nil), data[:end-cut]...), make([]byte, cut)...)
-		recs, err := decodeFrames(torn, 0)
+		recs, _, err := decodeFrames(torn, 0)
 		require.NoError(t, err)
 		require.Len(t, recs, 2, "cut %d bytes", cut)
 	}
@@ -186,7 +186,7 @@ func TestJournal_FramesOfAnOlderEpochAreNotReplayed(t *testing.T) {
 	old, err := os.ReadFile(jp)
 	require.NoError(t, err)
 	old = old[:s.writes.j.off]
-	require.NoError(t, s.writes.flush(ctx)) // epoch 0 -> 1, the journal emptied
+	require.NoError(t, s.writes.flush(ctx, true)) // epoch 0 -> 1, the journal emptied
 	n, err := s.PruneIssuances(ctx, t0.Add(2*time.Hour))
 	require.NoError(t, err)
 	require.Equal(t, 4, n)
@@ -240,17 +240,19 @@ func TestJournal_OpenRaisesTheEpochOfAUsedJournal(t *testing.T) {
 	}
 }
 
-// A journal that is full checkpoints before the next group.
-func TestJournal_AFullJournalCheckpointsFirst(t *testing.T) {
+// A region that is full moves the next group to the other region, or,
+// while the other's records are not all in bbolt, checkpoints first.
+func TestJournal_AFullRegionMovesOnOrCheckpointsFirst(t *testing.T) {
 	holdCheckpoints(t)
-	defer func(n int64) { journalSize = n }(journalSize)
-	journalSize = 4096
+	size := journalSize
+	t.Cleanup(func() { journalSize = size }) // after the store's Close
+	journalSize = 8192                       // regions of about 12 frames
 	s, _ := openStore(t)
 	ctx := context.Background()
-	for i := range 40 { // about 300 bytes each
+	for i := range 40 { // about 330 bytes each
 		require.NoError(t, s.PutIssuance(ctx, record(i, t0.Add(time.Hour))))
 	}
-	require.True(t, inBolt(t, s, record(0, t0).Serial), "checkpointed when full")
+	require.True(t, inBolt(t, s, record(0, t0).Serial), "checkpointed when both regions were taken")
 	require.Len(t, listAll(t, s), 40)
 }
 
@@ -392,7 +394,7 @@ func TestJournal_ANoOpPutWritesNoFrameThatAReplayCouldBringBack(t *testing.T) {
 	ctx := context.Background()
 	rec := record(1, t0.Add(time.Hour))
 	require.NoError(t, s.PutIssuance(ctx, rec))
-	require.NoError(t, s.writes.flush(ctx))
+	require.NoError(t, s.writes.flush(ctx, true))
 	require.NoError(t, s.PutIssuance(ctx, rec), "the same record again is a no-op")
 	require.Zero(t, s.writes.j.off, "a no-op is not journaled")
 	n, err := s.PruneIssuances(ctx, t0.Add(2*time.Hour))
@@ -406,12 +408,13 @@ func TestJournal_ANoOpPutWritesNoFrameThatAReplayCouldBringBack(t *testing.T) {
 	require.ErrorIs(t, err, store.ErrNotFound, "the pruned record stays pruned")
 }
 
-// A group whose frames exceed the journal is written in parts, each
-// checkpointed to make room: refusing it failed the whole store closed
+// A group whose frames exceed a region is written in parts, each
+// in a region with room: refusing it failed the whole store closed
 // although nothing was written.
 func TestJournal_AGroupLargerThanTheJournalIsWrittenInParts(t *testing.T) {
-	defer func(n int64) { journalSize = n }(journalSize)
-	journalSize = 4096 // about 13 frames
+	size := journalSize
+	t.Cleanup(func() { journalSize = size }) // after the store's Close
+	journalSize = 8192                       // regions of about 12 frames
 	s, clk, _ := openDelayed(t, time.Hour)
 	const n = 40
 	rs := make([]store.Reservation, n)

@@ -1,0 +1,234 @@
+package boltstore
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/meshca/meshca/ca/store"
+)
+
+// blockApplies opens a store whose transactions through the committer
+// (applies and checkpoints) wait until release is closed; entered gets a
+// value as each one starts. A journal of 64 KiB: regions of about 100
+// frames. A checkpoint is due once checkpointRecords records are pending.
+func blockApplies(t *testing.T, records int) (s *Store, path string, entered <-chan struct{}, release chan struct{}) {
+	t.Helper()
+	holdCheckpoints(t)
+	checkpointRecords = records
+	size := journalSize
+	t.Cleanup(func() { journalSize = size }) // after the store's Close
+	journalSize = 64 << 10
+	s, path = openStore(t)
+	in, rel := make(chan struct{}, 100), make(chan struct{})
+	t.Cleanup(func() {
+		select {
+		case <-rel:
+		default:
+			close(rel)
+		}
+	})
+	update := s.writes.update
+	// Set before any put: the committer reads it after receiving a record
+	// from the queue, which orders this write before that read.
+	s.writes.update = func(fn func(*bolt.Tx) error) error {
+		in <- struct{}{}
+		<-rel
+		return update(fn)
+	}
+	return s, path, in, rel
+}
+
+// putWithin puts rec and fails the test if the put has not returned
+// within 5 seconds (a commit stuck behind a bbolt transaction).
+func putWithin(t *testing.T, s *Store, rec store.Issuance) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	require.NoError(t, s.PutIssuance(ctx, rec), "record %s", rec.Serial)
+}
+
+// A checkpoint of many records no longer holds up the commits: they went
+// on while bbolt wrote the pages and synced (several milliseconds each
+// time on a busy replica, with every request in flight waiting).
+func TestJournal_CommitsGoOnWhileATransactionAppliesTheirPredecessors(t *testing.T) {
+	s, path, entered, release := blockApplies(t, 8)
+	const n = 60 // past the first region's half: the second is in use
+	for i := range n {
+		putWithin(t, s, record(i, t0.Add(time.Hour)))
+	}
+	select {
+	case <-entered:
+	default:
+		t.Fatal("no transaction was started for the pending records")
+	}
+	require.Equal(t, 1, s.writes.j.region, "the frames moved to the second region")
+	require.Greater(t, s.writes.j.epoch, s.writes.durable, "the second region's epoch is not yet the store's")
+	close(release)
+	require.NoError(t, s.Close())
+	s, err := Open(path)
+	require.NoError(t, err)
+	defer s.Close()
+	require.Len(t, listAll(t, s), n)
+}
+
+// An unclean stop while the second region is in use and the first's
+// records are not in bbolt yet: Open replays both regions, the second of
+// an epoch above the store's.
+func TestJournal_OpenReplaysBothRegions(t *testing.T) {
+	s, path, _, release := blockApplies(t, 8)
+	const n = 60
+	for i := range n {
+		putWithin(t, s, record(i, t0.Add(time.Hour)))
+	}
+	epoch := s.writes.j.epoch
+	require.Equal(t, 1, s.writes.j.region)
+	require.Equal(t, epoch-1, s.writes.durable)
+	// As SIGKILL would: bbolt refuses the blocked transaction and the
+	// committer's last checkpoint.
+	s.w.mu.Lock()
+	s.w.failed = errStoreFailed
+	s.w.mu.Unlock()
+	close(release)
+	s.writes.close()
+	require.NoError(t, s.writes.j.close())
+	require.NoError(t, s.db.Close())
+
+	data, err := os.ReadFile(path + journalSuffix)
+	require.NoError(t, err)
+	first, e1, err := decodeFrames(data, epoch-1)
+	require.NoError(t, err)
+	second, e2, err := decodeFrames(data[len(data)/2:], epoch-1)
+	require.NoError(t, err)
+	require.Equal(t, []uint64{epoch - 1, epoch}, []uint64{e1, e2})
+	require.Equal(t, n, len(first)+len(second))
+	require.NotEmpty(t, second)
+
+	s, err = Open(path)
+	require.NoError(t, err)
+	defer s.Close()
+	for i := range n {
+		require.True(t, inBolt(t, s, record(i, t0).Serial), "record %d", i)
+	}
+	require.Equal(t, epoch+1, s.writes.j.epoch, "raised past both regions")
+	require.Equal(t, 0, s.writes.j.region)
+}
+
+// Once the transaction beside the commits has applied the first region's
+// records, it has raised the store's epoch to the second region's: the
+// first is free for the frames again.
+func TestJournal_TheRegionsTakeTurns(t *testing.T) {
+	s, path, _, release := blockApplies(t, 8)
+	close(release)
+	const n = 400 // about two turns of both regions
+	for i := range n {
+		putWithin(t, s, record(i, t0.Add(time.Hour)))
+	}
+	require.Greater(t, s.writes.j.epoch, uint64(3), "the regions took turns")
+	crash(t, s)
+	s, err := Open(path)
+	require.NoError(t, err)
+	defer s.Close()
+	require.Len(t, listAll(t, s), n)
+}
+
+// Records that a transaction applied beside the commits keep their frames
+// in the journal (Open replays them, which changes nothing). A prune
+// empties the journal first: otherwise those frames brought the pruned
+// records back after an unclean stop.
+func TestJournal_APruneEmptiesTheJournalOfAppliedRecords(t *testing.T) {
+	s, path, entered, release := blockApplies(t, 4)
+	close(release)
+	ctx := context.Background()
+	for i := range 4 {
+		putWithin(t, s, record(i, t0.Add(time.Hour)))
+	}
+	<-entered
+	require.Eventually(t, func() bool { return s.writes.npending.Load() == 0 }, 5*time.Second, time.Millisecond)
+	require.True(t, inBolt(t, s, record(0, t0).Serial))
+	require.True(t, s.writes.frames.Load(), "their frames are still in the journal")
+	n, err := s.PruneIssuances(ctx, t0.Add(2*time.Hour))
+	require.NoError(t, err)
+	require.Equal(t, 4, n)
+	crash(t, s)
+	s, err = Open(path)
+	require.NoError(t, err)
+	defer s.Close()
+	require.Empty(t, listAll(t, s), "the pruned records stay pruned")
+}
+
+// The frames Open replays: from the start of each region, those of the
+// first frame's epoch if it is at least the store's; a schema 3 journal
+// (one region) is read from the start of the file across the middle.
+func TestJournal_DecodeRegions(t *testing.T) {
+	defer func(n int64) { journalSize = n }(journalSize)
+	journalSize = 8192
+	frames := func(epoch uint64, from int) []byte {
+		var b []byte
+		for i := from; i < from+3; i++ {
+			p, err := newPendingPut(record(i, t0.Add(time.Hour)))
+			require.NoError(t, err)
+			b = appendFrame(b, epoch, p)
+		}
+		return b
+	}
+	file := func(first, second []byte) []byte {
+		data := make([]byte, journalSize)
+		copy(data, first)
+		copy(data[journalSize/2:], second)
+		return data
+	}
+	serials := func(data []byte, min uint64) ([]string, uint64) {
+		recs, top, err := decodeRegions(data, min)
+		require.NoError(t, err)
+		var out []string
+		for _, p := range recs {
+			out = append(out, string(p.key[len(p.key)-1:]))
+		}
+		return out, top
+	}
+	// The first region at epoch 5, then 3 frames of an earlier use of it
+	// (epoch 3); the second at epoch 6, then a torn frame.
+	torn := frames(6, 9)[:40]
+	data := file(append(frames(5, 0), frames(3, 20)...), append(frames(6, 3), torn...))
+	got, top := serials(data, 5)
+	require.Equal(t, []string{"\x01", "\x02", "\x03", "\x04", "\x05", "\x06"}, got)
+	require.EqualValues(t, 6, top)
+	got, top = serials(data, 6)
+	require.Equal(t, []string{"\x04", "\x05", "\x06"}, got, "the first region is applied")
+	require.EqualValues(t, 6, top)
+	got, _ = serials(data, 7)
+	require.Empty(t, got)
+
+	// Schema 3: one run of frames from the start, past the middle.
+	var long []byte
+	for i := 0; int64(len(long)) < journalSize/2+500; i += 3 {
+		long = append(long, frames(5, i)...)
+	}
+	recs, err := decodeFramesCount(long)
+	require.NoError(t, err)
+	data = make([]byte, journalSize)
+	copy(data, long)
+	all, _, err := decodeRegions(data, 5)
+	require.NoError(t, err)
+	require.Len(t, all, recs, "every frame of the single region")
+}
+
+// decodeFramesCount counts the frames in b, as appendFrame wrote them.
+func decodeFramesCount(b []byte) (int, error) {
+	n := 0
+	for len(b) > 0 {
+		if len(b) < frameHeader {
+			return 0, errors.New("short")
+		}
+		b = b[frameHeader+int(binary.BigEndian.Uint32(b)):]
+		n++
+	}
+	return n, nil
+}
