@@ -232,3 +232,38 @@ func decodeFramesCount(b []byte) (int, error) {
 	}
 	return n, nil
 }
+
+// A store of schema 3 stopped uncleanly: its journal (2 MiB, one region)
+// holds the records. The first Open of this version replays them and
+// moves the store to schema 4.
+func TestJournal_OpenReplaysASchema3Journal(t *testing.T) {
+	holdCheckpoints(t)
+	s, path := openStore(t)
+	const n = 30
+	for i := range n {
+		putWithin(t, s, record(i, t0.Add(time.Hour)))
+	}
+	crash(t, s)
+	jp := path + journalSuffix
+	require.NoError(t, os.Truncate(jp, 2<<20))
+	db, err := bolt.Open(path, 0o600, nil)
+	require.NoError(t, err)
+	require.NoError(t, db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketMeta).Put(keySchema, u64(3))
+	}))
+	require.NoError(t, db.Close())
+
+	s, err = Open(path)
+	require.NoError(t, err)
+	defer s.Close()
+	for i := range n {
+		require.True(t, inBolt(t, s, record(i, t0).Serial), "record %d", i)
+	}
+	require.NoError(t, s.db.View(func(tx *bolt.Tx) error {
+		require.Equal(t, u64(SchemaVersion), tx.Bucket(bucketMeta).Get(keySchema))
+		return nil
+	}))
+	fi, err := os.Stat(jp)
+	require.NoError(t, err)
+	require.Equal(t, journalSize, fi.Size())
+}
