@@ -22,7 +22,7 @@ type expiryEntry struct {
 func (s *Store) ListExpiries(ctx context.Context, from time.Time, fn func(notAfter time.Time, identity string) bool) error {
 	var after []byte
 	start := u64(uint64(max(from.Unix(), 0)))
-	if err := s.writes.flush(ctx, false); err != nil {
+	if err := s.writes.flush(ctx); err != nil {
 		return err
 	}
 	buf := make([]expiryEntry, 0, min(scanChunk, 4096))

@@ -97,9 +97,6 @@ type groupCommitter struct {
 	pending  []*pendingPut
 	overlay  map[string]*pendingPut
 	npending atomic.Int64
-	// frames: the journal holds frames (of records applied or not) that
-	// Open would replay.
-	frames atomic.Bool
 	// lastKey is the greatest serial in bbolt or the journal (or above):
 	// a record above it needs no duplicate lookup.
 	lastKey []byte
@@ -112,8 +109,10 @@ type groupCommitter struct {
 	applyingEpoch uint64
 	applied       chan error
 	durable       uint64
-	// flushes asks run for a checkpoint (readers that walk bbolt).
+	// flushes asks run for a checkpoint (readers that walk bbolt);
+	// deletes for a checkpoint and then a transaction (a prune's chunk).
 	flushes chan chan error
+	deletes chan deleteJob
 	// failed is set once a sync of the journal failed; storeErr is the
 	// failure of bbolt's writes (failClosedWriter), after which no
 	// checkpoint can apply a record.
@@ -140,7 +139,7 @@ func newGroupCommitter(w *failClosedWriter, view func(func(*bolt.Tx) error) erro
 		update: w.Update, storeErr: w.err, view: view, queue: make(chan *pendingPut, maxGroup), stopped: make(chan struct{}),
 		delay: delay, clock: clk, poke: make(chan struct{}, 1),
 		j: j, overlay: map[string]*pendingPut{}, lastKey: bytes.Clone(lastKey), flushes: make(chan chan error),
-		applied: make(chan error, 1), durable: j.epoch,
+		applied: make(chan error, 1), durable: j.epoch, deletes: make(chan deleteJob),
 	}
 	go g.run()
 	return g
@@ -178,6 +177,12 @@ func (g *groupCommitter) run() {
 			clear(group) // the next group reuses the array; drop the records
 		case reply := <-g.flushes:
 			reply <- g.checkpoint()
+		case d := <-g.deletes:
+			err := g.checkpoint()
+			if err == nil {
+				err = g.update(d.fn)
+			}
+			d.reply <- err
 		case <-dueC:
 			due = nil
 			switch {
@@ -382,7 +387,6 @@ func (g *groupCommitter) appendPart(part []*pendingPut) error {
 	case err != nil:
 		return err
 	}
-	g.frames.Store(true)
 	g.omu.Lock()
 	for _, p := range part {
 		if p.skip {
@@ -480,7 +484,6 @@ func (g *groupCommitter) checkpoint() error {
 	g.omu.Unlock()
 	g.j.reset(next)
 	g.durable = next
-	g.frames.Store(false)
 	return nil
 }
 
@@ -540,12 +543,38 @@ func (g *groupCommitter) lookup(key []byte) ([]byte, bool) {
 	return nil, false
 }
 
+// deleteJob is a transaction that deletes records, and its result.
+type deleteJob struct {
+	fn    func(*bolt.Tx) error
+	reply chan error
+}
+
+// deleteRecords runs fn, a transaction that deletes issuance records, on
+// the commit loop right after a checkpoint that empties the journal:
+// a frame left in the journal would bring its record back at the next
+// Open after an unclean stop, and no commit or apply can come between
+// the two. The commits wait for both; a prune deletes in chunks.
+func (g *groupCommitter) deleteRecords(ctx context.Context, fn func(*bolt.Tx) error) error {
+	reply := make(chan error, 1)
+	select {
+	case g.deletes <- deleteJob{fn, reply}:
+	case <-g.stopped:
+		return errClosed
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case err := <-reply:
+		return err
+	case <-ctx.Done():
+		return ctx.Err() // the transaction still runs
+	}
+}
+
 // flush applies the journaled records to bbolt now, for a reader that
-// walks bbolt's buckets. With empty it also empties the journal, for a
-// caller about to delete records: a frame left in it would bring its
-// record back at the next Open after an unclean stop.
-func (g *groupCommitter) flush(ctx context.Context, empty bool) error {
-	if g.npending.Load() == 0 && (!empty || !g.frames.Load()) {
+// walks bbolt's buckets.
+func (g *groupCommitter) flush(ctx context.Context) error {
+	if g.npending.Load() == 0 {
 		return nil
 	}
 	reply := make(chan error, 1)

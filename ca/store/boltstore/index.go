@@ -126,7 +126,7 @@ func (s *Store) walkIndex(ctx context.Context, index, from []byte,
 	visit func(k, v []byte) (serial []byte, more bool, err error),
 	check func(*store.Issuance) error, fn func(store.Issuance) bool,
 ) error {
-	if err := s.writes.flush(ctx, false); err != nil {
+	if err := s.writes.flush(ctx); err != nil {
 		return err
 	}
 	var after []byte // the last entry visited

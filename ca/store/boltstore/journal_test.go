@@ -85,7 +85,7 @@ func TestJournal_DuplicateSerialsAreRefusedFromTheJournalAndFromBbolt(t *testing
 	require.NoError(t, s.PutIssuance(ctx, rec), "the same record again is a no-op")
 	require.ErrorIs(t, s.PutIssuance(ctx, other), ErrDuplicateSerial, "refused against the journal")
 
-	require.NoError(t, s.writes.flush(ctx, true))
+	require.NoError(t, s.writes.flush(ctx))
 	require.True(t, inBolt(t, s, rec.Serial))
 	// A later serial first, so that rec's is below the greatest recorded.
 	require.NoError(t, s.PutIssuance(ctx, record(5, t0.Add(time.Hour))))
@@ -186,7 +186,7 @@ func TestJournal_FramesOfAnOlderEpochAreNotReplayed(t *testing.T) {
 	old, err := os.ReadFile(jp)
 	require.NoError(t, err)
 	old = old[:s.writes.j.off]
-	require.NoError(t, s.writes.flush(ctx, true)) // epoch 0 -> 1, the journal emptied
+	require.NoError(t, s.writes.flush(ctx)) // epoch 0 -> 1, the journal emptied
 	n, err := s.PruneIssuances(ctx, t0.Add(2*time.Hour))
 	require.NoError(t, err)
 	require.Equal(t, 4, n)
@@ -394,7 +394,7 @@ func TestJournal_ANoOpPutWritesNoFrameThatAReplayCouldBringBack(t *testing.T) {
 	ctx := context.Background()
 	rec := record(1, t0.Add(time.Hour))
 	require.NoError(t, s.PutIssuance(ctx, rec))
-	require.NoError(t, s.writes.flush(ctx, true))
+	require.NoError(t, s.writes.flush(ctx))
 	require.NoError(t, s.PutIssuance(ctx, rec), "the same record again is a no-op")
 	require.Zero(t, s.writes.j.off, "a no-op is not journaled")
 	n, err := s.PruneIssuances(ctx, t0.Add(2*time.Hour))
