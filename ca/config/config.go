@@ -38,7 +38,7 @@ const (
 	DefaultGracePeriod       = 24 * time.Hour
 	DefaultRetention         = 7 * 24 * time.Hour
 	DefaultPruneInterval     = time.Hour
-	DefaultCommitDelay       = time.Duration(0)
+	DefaultCommitDelay       = 300 * time.Microsecond
 	MaxCommitDelay           = 10 * time.Millisecond
 	DefaultListen            = ":15012"
 	DefaultOpsListen         = ":15014"

@@ -44,7 +44,7 @@ type StoreConfig struct {
 	// for records that are being signed right now, so that they share its
 	// fsyncs; it waits only while such records exist. It lowers the CPU
 	// per certificate at moderate concurrency and adds up to itself to the
-	// latency. nil means DefaultCommitDelay (0: each group commits at once).
+	// latency. nil means DefaultCommitDelay; 0: each group commits at once.
 	// bolt only: PostgreSQL groups concurrent commits itself.
 	CommitDelay *Duration `json:"commitDelay,omitempty"`
 }
