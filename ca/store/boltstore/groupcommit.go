@@ -109,10 +109,9 @@ type groupCommitter struct {
 	applyingEpoch uint64
 	applied       chan error
 	durable       uint64
-	// flushes asks run for a checkpoint (readers that walk bbolt);
-	// deletes for a checkpoint and then a transaction (a prune's chunk).
-	flushes chan chan error
-	deletes chan deleteJob
+	// jobs asks run for a checkpoint (readers that walk bbolt), and then
+	// a transaction (a prune's chunk).
+	jobs chan loopJob
 	// failed is set once a sync of the journal failed; storeErr is the
 	// failure of bbolt's writes (failClosedWriter), after which no
 	// checkpoint can apply a record.
@@ -138,8 +137,8 @@ func newGroupCommitter(w *failClosedWriter, view func(func(*bolt.Tx) error) erro
 	g := &groupCommitter{
 		update: w.Update, storeErr: w.err, view: view, queue: make(chan *pendingPut, maxGroup), stopped: make(chan struct{}),
 		delay: delay, clock: clk, poke: make(chan struct{}, 1),
-		j: j, overlay: map[string]*pendingPut{}, lastKey: bytes.Clone(lastKey), flushes: make(chan chan error),
-		applied: make(chan error, 1), durable: j.epoch, deletes: make(chan deleteJob),
+		j: j, overlay: map[string]*pendingPut{}, lastKey: bytes.Clone(lastKey), jobs: make(chan loopJob),
+		applied: make(chan error, 1), durable: j.epoch,
 	}
 	go g.run()
 	return g
@@ -175,14 +174,12 @@ func (g *groupCommitter) run() {
 				}
 			}
 			clear(group) // the next group reuses the array; drop the records
-		case reply := <-g.flushes:
-			reply <- g.checkpoint()
-		case d := <-g.deletes:
+		case jb := <-g.jobs:
 			err := g.checkpoint()
-			if err == nil {
-				err = g.update(d.fn)
+			if err == nil && jb.fn != nil {
+				err = g.update(jb.fn)
 			}
-			d.reply <- err
+			jb.reply <- err
 		case <-dueC:
 			due = nil
 			switch {
@@ -543,10 +540,31 @@ func (g *groupCommitter) lookup(key []byte) ([]byte, bool) {
 	return nil, false
 }
 
-// deleteJob is a transaction that deletes records, and its result.
-type deleteJob struct {
+// loopJob asks run for a checkpoint and then, when fn is set, a
+// transaction; reply gets the result.
+type loopJob struct {
 	fn    func(*bolt.Tx) error
 	reply chan error
+}
+
+// onLoop runs a loopJob of fn on the commit loop and waits for it; once
+// the loop has stopped it returns stopped. A job whose ctx ends after it
+// was taken still runs.
+func (g *groupCommitter) onLoop(ctx context.Context, fn func(*bolt.Tx) error, stopped error) error {
+	reply := make(chan error, 1)
+	select {
+	case g.jobs <- loopJob{fn, reply}:
+	case <-g.stopped:
+		return stopped
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case err := <-reply:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // deleteRecords runs fn, a transaction that deletes issuance records, on
@@ -555,20 +573,7 @@ type deleteJob struct {
 // Open after an unclean stop, and no commit or apply can come between
 // the two. The commits wait for both; a prune deletes in chunks.
 func (g *groupCommitter) deleteRecords(ctx context.Context, fn func(*bolt.Tx) error) error {
-	reply := make(chan error, 1)
-	select {
-	case g.deletes <- deleteJob{fn, reply}:
-	case <-g.stopped:
-		return errClosed
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	select {
-	case err := <-reply:
-		return err
-	case <-ctx.Done():
-		return ctx.Err() // the transaction still runs
-	}
+	return g.onLoop(ctx, fn, errClosed)
 }
 
 // flush applies the journaled records to bbolt now, for a reader that
@@ -577,20 +582,8 @@ func (g *groupCommitter) flush(ctx context.Context) error {
 	if g.npending.Load() == 0 {
 		return nil
 	}
-	reply := make(chan error, 1)
-	select {
-	case g.flushes <- reply:
-	case <-g.stopped:
-		return nil // Close checkpointed, or left the records in the journal
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	select {
-	case err := <-reply:
-		return err
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	// After Close: it checkpointed, or left the records in the journal.
+	return g.onLoop(ctx, nil, nil)
 }
 
 // put queues p and waits until it is on disk (or failed). A caller whose

@@ -55,15 +55,30 @@ func putWithin(t *testing.T, s *Store, rec store.Issuance) {
 	require.NoError(t, s.PutIssuance(ctx, rec), "record %s", rec.Serial)
 }
 
+// putRecords puts records 0..n-1, each within putWithin's time.
+func putRecords(t *testing.T, s *Store, n int) {
+	t.Helper()
+	for i := range n {
+		putWithin(t, s, record(i, t0.Add(time.Hour)))
+	}
+}
+
+// reopen opens the store at path again, closed at the test's end.
+func reopen(t *testing.T, path string) *Store {
+	t.Helper()
+	s, err := Open(path)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
 // A checkpoint of many records no longer holds up the commits: they went
 // on while bbolt wrote the pages and synced (several milliseconds each
 // time on a busy replica, with every request in flight waiting).
 func TestJournal_CommitsGoOnWhileATransactionAppliesTheirPredecessors(t *testing.T) {
 	s, path, entered, release := blockApplies(t, 8)
 	const n = 60 // past the first region's half: the second is in use
-	for i := range n {
-		putWithin(t, s, record(i, t0.Add(time.Hour)))
-	}
+	putRecords(t, s, n)
 	select {
 	case <-entered:
 	default:
@@ -73,10 +88,7 @@ func TestJournal_CommitsGoOnWhileATransactionAppliesTheirPredecessors(t *testing
 	require.Greater(t, s.writes.j.epoch, s.writes.durable, "the second region's epoch is not yet the store's")
 	close(release)
 	require.NoError(t, s.Close())
-	s, err := Open(path)
-	require.NoError(t, err)
-	defer s.Close()
-	require.Len(t, listAll(t, s), n)
+	require.Len(t, listAll(t, reopen(t, path)), n)
 }
 
 // An unclean stop while the second region is in use and the first's
@@ -85,9 +97,7 @@ func TestJournal_CommitsGoOnWhileATransactionAppliesTheirPredecessors(t *testing
 func TestJournal_OpenReplaysBothRegions(t *testing.T) {
 	s, path, _, release := blockApplies(t, 8)
 	const n = 60
-	for i := range n {
-		putWithin(t, s, record(i, t0.Add(time.Hour)))
-	}
+	putRecords(t, s, n)
 	epoch := s.writes.j.epoch
 	require.Equal(t, 1, s.writes.j.region)
 	require.Equal(t, epoch-1, s.writes.durable)
@@ -128,15 +138,10 @@ func TestJournal_TheRegionsTakeTurns(t *testing.T) {
 	s, path, _, release := blockApplies(t, 8)
 	close(release)
 	const n = 400 // about two turns of both regions
-	for i := range n {
-		putWithin(t, s, record(i, t0.Add(time.Hour)))
-	}
+	putRecords(t, s, n)
 	require.Greater(t, s.writes.j.epoch, uint64(3), "the regions took turns")
 	crash(t, s)
-	s, err := Open(path)
-	require.NoError(t, err)
-	defer s.Close()
-	require.Len(t, listAll(t, s), n)
+	require.Len(t, listAll(t, reopen(t, path)), n)
 }
 
 // Records that a transaction applied beside the commits keep their frames
@@ -147,9 +152,7 @@ func TestJournal_APruneEmptiesTheJournalOfAppliedRecords(t *testing.T) {
 	s, path, entered, release := blockApplies(t, 4)
 	close(release)
 	ctx := context.Background()
-	for i := range 4 {
-		putWithin(t, s, record(i, t0.Add(time.Hour)))
-	}
+	putRecords(t, s, 4)
 	<-entered
 	require.Eventually(t, func() bool { return s.writes.npending.Load() == 0 }, 5*time.Second, time.Millisecond)
 	require.True(t, inBolt(t, s, record(0, t0).Serial))
@@ -287,9 +290,7 @@ func TestJournal_OpenReplaysASchema3Journal(t *testing.T) {
 	holdCheckpoints(t)
 	s, path := openStore(t)
 	const n = 30
-	for i := range n {
-		putWithin(t, s, record(i, t0.Add(time.Hour)))
-	}
+	putRecords(t, s, n)
 	crash(t, s)
 	jp := path + journalSuffix
 	require.NoError(t, os.Truncate(jp, 2<<20))
