@@ -73,6 +73,11 @@ func registerInventory(ctx context.Context, cfg *config.Config, rt *authority.Ru
 			return nil, err
 		}
 	}
+	if j, ok := rt.Store.(interface{ JournalCollector() prometheus.Collector }); ok { // the embedded store
+		if err := reg.Register(j.JournalCollector()); err != nil {
+			return nil, err
+		}
+	}
 	parts := &inventoryParts{sources: sources, secrets: scan}
 	if w := newWorkloadInventory(cfg, rt, log); w != nil {
 		if err := reg.Register(w.Collector()); err != nil {

@@ -20,7 +20,7 @@ import (
 
 // TestRegisterInventory_ServesTheCAExpiryOfTheOpenedCA: without a cluster,
 // serve's registry has the root and the active intermediate of the CA it
-// opened, with their notAfter, and a healthy store.
+// opened, with their notAfter, a healthy store and its journal's metrics.
 func TestRegisterInventory_ServesTheCAExpiryOfTheOpenedCA(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "ca")
 	_, err := runMeshca(t, "init", "--dir", dir)
@@ -53,6 +53,11 @@ meshca_store_healthy 1
 		root.Issuer.String(), hex.EncodeToString(root.SerialNumber.Bytes()), root.NotAfter.Unix())
 	require.NoError(t, testutil.GatherAndCompare(reg, strings.NewReader(want),
 		"meshca_certificate_not_after_timestamp_seconds", "meshca_store_healthy", "meshca_workload_inventory_up"))
+	// The embedded store's journal metrics are there too (values: boltstore's tests).
+	n, err := testutil.GatherAndCount(reg, "meshca_store_journal_groups_total", "meshca_store_journal_records_total",
+		"meshca_store_journal_transactions_total", "meshca_store_journal_waits_total", "meshca_store_journal_direct_io")
+	require.NoError(t, err)
+	require.Equal(t, 6, n)
 }
 
 // TestBundleSelectors_OnlyMeshcasSigners: the inventory watches the

@@ -97,6 +97,9 @@ type groupCommitter struct {
 	pending  []*pendingPut
 	overlay  map[string]*pendingPut
 	npending atomic.Int64
+	// counts are the journal's metrics; direct: written with direct I/O.
+	counts journalCounts
+	direct bool
 	// lastKey is the greatest serial in bbolt or the journal (or above):
 	// a record above it needs no duplicate lookup.
 	lastKey []byte
@@ -138,7 +141,7 @@ func newGroupCommitter(w *failClosedWriter, view func(func(*bolt.Tx) error) erro
 		update: w.Update, storeErr: w.err, view: view, queue: make(chan *pendingPut, maxGroup), stopped: make(chan struct{}),
 		delay: delay, clock: clk, poke: make(chan struct{}, 1),
 		j: j, overlay: map[string]*pendingPut{}, lastKey: bytes.Clone(lastKey), jobs: make(chan loopJob),
-		applied: make(chan error, 1), durable: j.epoch,
+		applied: make(chan error, 1), durable: j.epoch, direct: j.direct != nil,
 	}
 	go g.run()
 	return g
@@ -364,6 +367,9 @@ func (g *groupCommitter) appendPart(part []*pendingPut) error {
 	if errors.Is(err, errJournalFull) {
 		// The other region, once an apply has freed it; else a
 		// checkpoint empties the journal.
+		if !g.j.otherFree(g.durable) {
+			g.counts.waits.Add(1)
+		}
 		if g.applying && !g.j.otherFree(g.durable) {
 			g.finishApply(<-g.applied)
 		}
@@ -385,6 +391,7 @@ func (g *groupCommitter) appendPart(part []*pendingPut) error {
 		return err
 	}
 	g.omu.Lock()
+	n := len(g.pending)
 	for _, p := range part {
 		if p.skip {
 			continue
@@ -396,6 +403,10 @@ func (g *groupCommitter) appendPart(part []*pendingPut) error {
 		}
 	}
 	g.npending.Store(int64(len(g.pending)))
+	if added := len(g.pending) - n; added > 0 {
+		g.counts.groups.Add(1)
+		g.counts.records.Add(uint64(added))
+	}
 	g.omu.Unlock()
 	return nil
 }
@@ -432,6 +443,7 @@ func (g *groupCommitter) finishApply(err error) {
 		return
 	}
 	g.durable = max(g.durable, g.applyingEpoch)
+	g.counts.applies.Add(1)
 	g.omu.Lock()
 	for _, p := range g.pending[:n] {
 		if g.overlay[string(p.key)] == p {
@@ -481,6 +493,7 @@ func (g *groupCommitter) checkpoint() error {
 	g.omu.Unlock()
 	g.j.reset(next)
 	g.durable = next
+	g.counts.checkpoints.Add(1)
 	return nil
 }
 

@@ -4,11 +4,15 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"os"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
 	bolt "go.etcd.io/bbolt"
 
@@ -314,4 +318,59 @@ func TestJournal_OpenReplaysASchema3Journal(t *testing.T) {
 	fi, err := os.Stat(jp)
 	require.NoError(t, err)
 	require.Equal(t, journalSize, fi.Size())
+}
+
+// The journal's metrics count its writes and records, the transactions
+// beside the commits and in the commit loop, and the groups that waited
+// for one.
+func TestJournal_Metrics(t *testing.T) {
+	s, path, entered, release := blockApplies(t, 8)
+	putRecords(t, s, 8) // the 8th starts an apply, held
+	<-entered
+	// Fill both halves: the next group finds its half full and the other
+	// still being applied, and waits.
+	var blocked <-chan error
+	for i := 8; blocked == nil; i++ {
+		done := putAsync(s.PutIssuance, record(i, t0.Add(time.Hour)))
+		for blocked == nil {
+			if s.writes.counts.waits.Load() == 1 {
+				blocked = done
+				break
+			}
+			select {
+			case err := <-done:
+				require.NoError(t, err)
+			case <-time.After(time.Millisecond):
+				continue
+			}
+			break
+		}
+	}
+	records := s.writes.counts.records.Load()
+	close(release)
+	require.NoError(t, <-blocked)
+	direct := map[bool]string{true: "1", false: "0"}[s.writes.j.direct != nil]
+	want := fmt.Sprintf(`
+# HELP meshca_store_journal_direct_io 1 when the journal is written with direct I/O and RWF_DSYNC; 0 with pwrite and fdatasync (the file system refused O_DIRECT).
+# TYPE meshca_store_journal_direct_io gauge
+meshca_store_journal_direct_io %s
+# HELP meshca_store_journal_groups_total Journal writes of the embedded store: each one durable write (and sync) shared by a group of issuance records.
+# TYPE meshca_store_journal_groups_total counter
+meshca_store_journal_groups_total %d
+# HELP meshca_store_journal_records_total Issuance records written to the embedded store's journal (records / groups is the mean group size).
+# TYPE meshca_store_journal_records_total counter
+meshca_store_journal_records_total %d
+# HELP meshca_store_journal_transactions_total bbolt transactions that applied journaled records: beside the commits, or in the commit loop, where commits wait for them.
+# TYPE meshca_store_journal_transactions_total counter
+meshca_store_journal_transactions_total{where="beside_commits"} 1
+meshca_store_journal_transactions_total{where="commit_loop"} 1
+# HELP meshca_store_journal_waits_total Groups that found the journal's half full while the other half was still being applied, and waited for a bbolt transaction.
+# TYPE meshca_store_journal_waits_total counter
+meshca_store_journal_waits_total 1
+`, direct, records+1, records+1)
+	reg := prometheus.NewPedanticRegistry()
+	require.NoError(t, reg.Register(s.JournalCollector()))
+	require.NoError(t, testutil.GatherAndCompare(reg, strings.NewReader(want)))
+	require.NoError(t, s.Close())
+	require.Len(t, listAll(t, reopen(t, path)), int(records+1))
 }
