@@ -57,9 +57,9 @@ import (
 // write torn by a crash (never acknowledged, since the acknowledgement
 // waits for the sync), or frames of an earlier use of the region, whose
 // records are in bbolt. Replaying a record that is already in bbolt
-// changes nothing. (A store of schema version 3 had one region, the whole
-// file: its frames are read from the start of the file, across the
-// middle.)
+// changes nothing. (A schema 3 journal was one 2 MiB region, which is
+// the first region of this layout: Open extends the file and replays it
+// as such.)
 
 // journalSuffix names the journal beside the store file.
 const journalSuffix = ".journal"
@@ -233,8 +233,10 @@ func (j *journal) fill(size int64) error {
 
 // decodeRegions returns the records of the frames to replay in data, a
 // journal file, with the greatest epoch among them: those at the start of
-// each region (the first read across the middle, as a schema 3 journal
-// was written) of an epoch at least min.
+// each region of an epoch at least min. The first region's frames are
+// read without a bound at the middle: they never reach it (a group that
+// does not fit moves on), so this reads the same frames, and a test
+// journal that does cross it is read whole.
 func decodeRegions(data []byte, min uint64) ([]*pendingPut, uint64, error) {
 	recs, top, err := decodeFrames(data, min)
 	if err != nil {

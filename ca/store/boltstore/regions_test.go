@@ -218,8 +218,8 @@ func TestJournal_APruneChunkLeavesNoFrameOfWhatItDeletes(t *testing.T) {
 }
 
 // The frames Open replays: from the start of each region, those of the
-// first frame's epoch if it is at least the store's; a schema 3 journal
-// (one region) is read from the start of the file across the middle.
+// first frame's epoch if it is at least the store's; the first region's
+// run is not cut at the middle.
 func TestJournal_DecodeRegions(t *testing.T) {
 	defer func(n int64) { journalSize = n }(journalSize)
 	journalSize = 8192
