@@ -18,16 +18,25 @@ import (
 // configMapLabels are the labels of both namespace ConfigMaps.
 var configMapLabels = map[string]string{LabelManagedBy: FieldManager, LabelIstioConfig: "true"}
 
-// syncAllNamespaces queues every namespace and reports a CRL that cannot be
-// published because it does not fit a ConfigMap.
+// syncAllNamespaces reports a CRL that cannot be published because it does
+// not fit a ConfigMap, then queues every namespace. The report comes first:
+// whoever sees a namespace's ConfigMap change already sees the alert and
+// meshca_trustbundle_refused that go with it.
 func (p *Publisher) syncAllNamespaces(ctx context.Context, st *state) error {
 	var nss corev1.NamespaceList
 	if err := p.cache.List(ctx, &nss, client.UnsafeDisableDeepCopy); err != nil {
 		return err
 	}
+	err := p.reportCRLSize(ctx, st)
 	for _, ns := range nss.Items {
 		p.q().Add(nsKeyPrefix + ns.Name)
 	}
+	return err
+}
+
+// reportCRLSize raises CRLTooLarge for a CRL over the ConfigMap limit and
+// clears it otherwise.
+func (p *Publisher) reportCRLSize(ctx context.Context, st *state) error {
 	object := "ConfigMap */" + p.crlName
 	if !crlTooLarge(st) {
 		p.problems.clear(ctx, ReasonCRLTooLarge, object)
