@@ -5,10 +5,12 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -82,11 +84,18 @@ func TestTokenReview_AuthenticatesServiceAccountTokenForIstioCA(t *testing.T) {
 	require.EqualValues(t, 1, f.calls.n.Load())
 }
 
+// podBoundRun numbers the runs of the pod-bound test: the apiserver is
+// shared by the whole package, so a second run (go test -count=2) needs
+// a node and a pod of its own.
+var podBoundRun atomic.Int32
+
 func TestTokenReview_PodBoundTokenGivesPodNameAndUID(t *testing.T) {
 	c := testCtx(t)
-	_, err := env.CreateNode(c, "tr-node-1")
+	n := podBoundRun.Add(1)
+	node, podName := fmt.Sprintf("tr-node-%d", n), fmt.Sprintf("web-%d", n)
+	_, err := env.CreateNode(c, node)
 	require.NoError(t, err)
-	pod, err := env.CreatePod(c, "tr-pod", "web-0", "web", "tr-node-1")
+	pod, err := env.CreatePod(c, "tr-pod", podName, "web", node)
 	require.NoError(t, err)
 	token, err := env.MintPodToken(c, pod, []string{"istio-ca"}, time.Hour)
 	require.NoError(t, err)
@@ -94,7 +103,7 @@ func TestTokenReview_PodBoundTokenGivesPodNameAndUID(t *testing.T) {
 	caller, err := newReviewer(t, nil).review(t, token, "Kubernetes")
 	require.NoError(t, err)
 	require.Equal(t, "spiffe://cluster.local/ns/tr-pod/sa/web", caller.Identity.String())
-	require.Equal(t, "web-0", caller.PodName)
+	require.Equal(t, podName, caller.PodName)
 	require.Equal(t, string(pod.UID), caller.PodUID)
 }
 
