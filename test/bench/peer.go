@@ -54,6 +54,7 @@ type peerTarget struct {
 type peerRun struct {
 	target      string
 	concurrency int
+	round       int // the round at this concurrency, from 0
 	res         loadgenResult
 	cpuSeconds  float64 // server CPU (user+system) over the whole run
 	loadgenCPU  float64 // the load generator's CPU over the whole run
@@ -184,6 +185,7 @@ func runPeer(ctx context.Context, o peerOptions) error {
 				if err != nil {
 					return err
 				}
+				run.round = r
 				fmt.Printf("peer [%2d/%d] %-17s c=%-3d %6.0f certs/s  p99 %6.2f ms  errors %d  cpu %.2f s/1000\n",
 					n, total, t.name, c, run.rate(), run.res.P99MS, run.res.Errors, run.cpuPer1000())
 				if run.res.FirstError != "" {
@@ -523,7 +525,10 @@ func printPeerTable(runs []peerRun, conc []int, targets []*peerTarget) {
 		verdicts = append(verdicts,
 			fmt.Sprintf("c=%d: classical %.2fx istiod (%s >= 1.2x); p99 %.2f vs %.2f ms (%s <= istiod); catalyst %.2fx istiod classical (%s >= 0.8x); meshca errors %d",
 				c, cl.rate()/ist.rate(), meets(cl.rate() >= 1.2*ist.rate()), cl.res.P99MS, ist.res.P99MS, meets(cl.res.P99MS <= ist.res.P99MS),
-				ca.rate()/ist.rate(), meets(ca.rate() >= 0.8*ist.rate()), errs))
+				ca.rate()/ist.rate(), meets(ca.rate() >= 0.8*ist.rate()), errs),
+			fmt.Sprintf("      each round (runs next to each other): classical %s, catalyst %s; by CPU per certificate (istiod's server+load generator over meshca's): classical %s, catalyst %s",
+				roundRatios(runs, "meshca classical", c), roundRatios(runs, "meshca catalyst", c),
+				cpuRatios(runs, "meshca classical", c), cpuRatios(runs, "meshca catalyst", c)))
 	}
 	w.Flush()
 	fmt.Println()
@@ -532,6 +537,46 @@ func printPeerTable(runs []peerRun, conc []int, targets []*peerTarget) {
 	}
 	fmt.Println("CPU S/1000 CERTS is the server's own CPU (user+system) per 1000 certificates, warm-up included; it depends little on what else the machine runs.")
 	fmt.Println("The load generator shares the machine's cores: with both processes CPU-bound, certs/s is about cores / (server + load generator CPU per certificate).")
+}
+
+// roundRatios is target's rate over istiod's in each round at concurrency
+// c. The runs of one round follow each other within seconds, so their
+// ratio is less exposed than the medians' to a VM whose speed drifts
+// between rounds.
+func roundRatios(runs []peerRun, target string, c int) string {
+	return perRound(runs, target, c, func(m, ist peerRun) float64 { return m.rate() / ist.rate() })
+}
+
+// cpuRatios is, in each round, istiod's CPU per certificate (server and
+// load generator) over target's: the rate ratio the two would reach on a
+// machine where both processes are CPU-bound, which is what the 2-core
+// bench machine is at these concurrencies.
+func cpuRatios(runs []peerRun, target string, c int) string {
+	return perRound(runs, target, c, func(m, ist peerRun) float64 {
+		return (ist.cpuPer1000() + ist.loadgenPer1000()) / (m.cpuPer1000() + m.loadgenPer1000())
+	})
+}
+
+func perRound(runs []peerRun, target string, c int, ratio func(m, ist peerRun) float64) string {
+	byRound := map[int]map[string]peerRun{}
+	for _, r := range runs {
+		if r.concurrency != c {
+			continue
+		}
+		if byRound[r.round] == nil {
+			byRound[r.round] = map[string]peerRun{}
+		}
+		byRound[r.round][r.target] = r
+	}
+	var out []string
+	for round := 0; round < len(byRound); round++ {
+		m, okM := byRound[round][target]
+		ist, okI := byRound[round]["istiod"]
+		if okM && okI {
+			out = append(out, fmt.Sprintf("%.2fx", ratio(m, ist)))
+		}
+	}
+	return strings.Join(out, " ")
 }
 
 func meets(ok bool) string {
