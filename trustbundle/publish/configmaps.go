@@ -19,9 +19,11 @@ import (
 var configMapLabels = map[string]string{LabelManagedBy: FieldManager, LabelIstioConfig: "true"}
 
 // syncAllNamespaces reports a CRL that cannot be published because it does
-// not fit a ConfigMap, then queues every namespace. The report comes first:
-// whoever sees a namespace's ConfigMap change already sees the alert and
-// meshca_trustbundle_refused that go with it.
+// not fit a ConfigMap, then queues every namespace. The report comes first,
+// so that a namespace this queues takes a new CRL only after CRLTooLarge
+// and meshca_trustbundle_refused say it fits. (A namespace queued
+// meanwhile by an event of its own reads the same desired state and may
+// take it a moment earlier; the report follows within the same sync.)
 func (p *Publisher) syncAllNamespaces(ctx context.Context, st *state) error {
 	var nss corev1.NamespaceList
 	if err := p.cache.List(ctx, &nss, client.UnsafeDisableDeepCopy); err != nil {
