@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"os"
 	"os/signal"
 	"runtime"
@@ -22,7 +21,6 @@ import (
 	"github.com/meshca/meshca/ca/authority"
 	"github.com/meshca/meshca/ca/config"
 	"github.com/meshca/meshca/ca/store"
-	"github.com/meshca/meshca/cmd/meshca/internal/logbatch"
 	"github.com/meshca/meshca/issuer/server"
 )
 
@@ -79,13 +77,7 @@ domain's SPIFFE bundle over HTTPS (profile https_web or https_spiffe).`,
 			if err := cfg.Validate(); err != nil {
 				return fmt.Errorf("invalid configuration:\n%w", err)
 			}
-			// Lines logged at the same moment (the audit lines of one
-			// journal group) share a write(2); each is written before
-			// its log call returns.
-			logw := logbatch.New(os.Stderr)
-			defer logw.Close()
-			log := newLogger(logw, cfg.Log.Level, cfg.Log.Format)
-			log = slog.New(logw.Handler(log.Handler()))
+			log := newLogger(os.Stderr, cfg.Log.Level, cfg.Log.Format)
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			// A part that must not stop alone (the Kubernetes controllers)
