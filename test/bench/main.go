@@ -50,6 +50,7 @@ func main() {
 	flag.StringVar(&po.storeDir, "peer-store-dir", "", "folder for meshca's stores in the peer benchmark (default: a temporary folder; /dev/shm gives the tmpfs upper bound)")
 	flag.StringVar(&po.istiodPath, "istiod", "", "istiod-ca binary (default bin/istiod/istiod-ca, built by 'bash test/tools/testbin.sh istiod')")
 	flag.StringVar(&po.perfDir, "peer-perf", "", "record each server with perf(1) during each peer run into this folder (perf report -i FILE)")
+	flag.BoolVar(&po.syscalls, "peer-syscalls", false, "count each server's system calls and context switches per certificate with perf stat (printed under the peer table)")
 	flag.Func("peer-meshca-env", "KEY=VALUE added to the meshca servers' environment (repeatable; for experiments such as GOGC=200)", func(v string) error {
 		if !strings.Contains(v, "=") {
 			return fmt.Errorf("%q is not KEY=VALUE", v)

@@ -59,6 +59,10 @@ type peerRun struct {
 	cpuSeconds  float64 // server CPU (user+system) over the whole run
 	loadgenCPU  float64 // the load generator's CPU over the whole run
 	rssMiB      float64 // server resident set after the run
+	// syscalls and switches are the server's system calls and context
+	// switches over the whole run, counted by perf stat (-peer-syscalls);
+	// -1 when not counted.
+	syscalls, switches float64
 }
 
 // loadgenResult mirrors loadgen's JSON output.
@@ -94,6 +98,7 @@ type peerOptions struct {
 	istiodPath  string
 	keepWorkDir bool
 	perfDir     string   // record each server with perf(1) into this folder
+	syscalls    bool     // count each server's system calls and context switches (perf stat)
 	meshcaEnv   []string // extra environment of the meshca servers (experiments: GOGC=200)
 }
 
@@ -181,7 +186,7 @@ func runPeer(ctx context.Context, o peerOptions) error {
 		for r := 0; r < o.rounds; r++ {
 			for _, t := range targets { // A B C, A B C: alternating
 				n++
-				run, err := t.drive(ctx, loadgen, c, o.duration, o.perfDir)
+				run, err := t.drive(ctx, loadgen, c, o)
 				if err != nil {
 					return err
 				}
@@ -373,14 +378,22 @@ func stopAll(ts []*peerTarget) {
 }
 
 // drive runs the load generator once against t.
-func (t *peerTarget) drive(ctx context.Context, loadgen string, conc int, d time.Duration, perfDir string) (peerRun, error) {
+func (t *peerTarget) drive(ctx context.Context, loadgen string, conc int, o peerOptions) (peerRun, error) {
+	d := o.duration
 	pid := t.cmd.Process.Pid
-	if perfDir != "" {
-		stop, err := perfRecord(perfDir, fmt.Sprintf("%s-c%d", strings.ReplaceAll(t.name, " ", "-"), conc), pid)
+	if o.perfDir != "" {
+		stop, err := perfRecord(o.perfDir, fmt.Sprintf("%s-c%d", strings.ReplaceAll(t.name, " ", "-"), conc), pid)
 		if err != nil {
 			return peerRun{}, err
 		}
 		defer stop()
+	}
+	var counted func() (syscalls, switches float64, err error)
+	if o.syscalls {
+		var err error
+		if counted, err = perfStat(pid); err != nil {
+			return peerRun{}, err
+		}
 	}
 	before, err := procCPU(pid)
 	if err != nil {
@@ -400,7 +413,12 @@ func (t *peerTarget) drive(ctx context.Context, loadgen string, conc int, d time
 		return peerRun{}, err
 	}
 	run := peerRun{target: t.name, concurrency: conc, cpuSeconds: after - before, rssMiB: procRSS(pid),
-		loadgenCPU: (cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()).Seconds()}
+		loadgenCPU: (cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()).Seconds(), syscalls: -1, switches: -1}
+	if counted != nil {
+		if run.syscalls, run.switches, err = counted(); err != nil {
+			return peerRun{}, err
+		}
+	}
 	if err := json.Unmarshal(out, &run.res); err != nil {
 		return peerRun{}, fmt.Errorf("loadgen output %q: %w", out, err)
 	}
@@ -440,6 +458,69 @@ func perfRecord(dir, name string, pid int) (stop func(), err error) {
 		return nil, fmt.Errorf("perf record (Debian package linux-perf): %w", err)
 	}
 	return func() { _ = cmd.Process.Signal(os.Interrupt); _ = cmd.Wait() }, nil
+}
+
+// perfStat counts the system calls and context switches of process pid
+// with perf-stat(1) until the returned function is called, which returns
+// the counts.
+func perfStat(pid int) (func() (syscalls, switches float64, err error), error) {
+	f, err := os.CreateTemp("", "meshca-peer-stat-")
+	if err != nil {
+		return nil, err
+	}
+	f.Close()
+	cmd := exec.Command("perf", "stat", "-x", ",", "-e", "raw_syscalls:sys_enter,context-switches", "-p", strconv.Itoa(pid), "-o", f.Name())
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		os.Remove(f.Name())
+		return nil, fmt.Errorf("perf stat (Debian package linux-perf): %w", err)
+	}
+	return func() (float64, float64, error) {
+		defer os.Remove(f.Name())
+		_ = cmd.Process.Signal(os.Interrupt)
+		_ = cmd.Wait()
+		out, err := os.ReadFile(f.Name())
+		if err != nil {
+			return 0, 0, err
+		}
+		sc, cs, err := parsePerfStat(out)
+		if err != nil {
+			return 0, 0, fmt.Errorf("perf stat: %w (stderr: %s)", err, strings.TrimSpace(stderr.String()))
+		}
+		return sc, cs, nil
+	}, nil
+}
+
+// parsePerfStat reads the counts of raw_syscalls:sys_enter and
+// context-switches from perf stat's CSV output (-x ,): value, unit,
+// event, … per line; "<not supported>" or "<not counted>" is an error.
+func parsePerfStat(out []byte) (syscalls, switches float64, err error) {
+	syscalls, switches = -1, -1
+	for _, line := range strings.Split(string(out), "\n") {
+		f := strings.Split(line, ",")
+		if len(f) < 3 || strings.HasPrefix(line, "#") {
+			continue
+		}
+		var dst *float64
+		switch f[2] {
+		case "raw_syscalls:sys_enter":
+			dst = &syscalls
+		case "context-switches":
+			dst = &switches
+		default:
+			continue
+		}
+		v, err := strconv.ParseFloat(f[0], 64)
+		if err != nil {
+			return 0, 0, fmt.Errorf("%s: %q is not a count (are tracepoints readable? perf_event_paranoid, tracefs)", f[2], f[0])
+		}
+		*dst = v
+	}
+	if syscalls < 0 || switches < 0 {
+		return 0, 0, fmt.Errorf("no raw_syscalls:sys_enter or context-switches count in %q", out)
+	}
+	return syscalls, switches, nil
 }
 
 // procCPU is the user+system CPU seconds process pid has used
@@ -535,8 +616,40 @@ func printPeerTable(runs []peerRun, conc []int, targets []*peerTarget) {
 	for _, v := range verdicts {
 		fmt.Println(v)
 	}
+	for _, l := range syscallLines(runs, conc, targets) {
+		fmt.Println(l)
+	}
 	fmt.Println("CPU S/1000 CERTS is the server's own CPU (user+system) per 1000 certificates, warm-up included; it depends little on what else the machine runs.")
 	fmt.Println("The load generator shares the machine's cores: with both processes CPU-bound, certs/s is about cores / (server + load generator CPU per certificate).")
+}
+
+// syscallLines are the server's system calls and context switches per
+// certificate (-peer-syscalls), each the median of the rounds, with the
+// warm-up included as in the CPU figures; none when nothing was counted.
+func syscallLines(runs []peerRun, conc []int, targets []*peerTarget) []string {
+	var lines []string
+	for _, c := range conc {
+		var parts []string
+		for _, t := range targets {
+			var sc, cs []float64
+			for _, r := range runs {
+				if r.target == t.name && r.concurrency == c && r.syscalls >= 0 && r.res.TotalOK > 0 {
+					sc = append(sc, r.syscalls/float64(r.res.TotalOK))
+					cs = append(cs, r.switches/float64(r.res.TotalOK))
+				}
+			}
+			if len(sc) == 0 {
+				continue
+			}
+			slices.Sort(sc)
+			slices.Sort(cs)
+			parts = append(parts, fmt.Sprintf("%s %.1f / %.1f", t.name, sc[len(sc)/2], cs[len(cs)/2]))
+		}
+		if len(parts) > 0 {
+			lines = append(lines, fmt.Sprintf("c=%d: system calls / context switches per certificate in the server (perf stat): %s", c, strings.Join(parts, ", ")))
+		}
+	}
+	return lines
 }
 
 // roundRatios is target's rate over istiod's in each round at concurrency
