@@ -84,7 +84,18 @@ func leafSerial(chainPEM string) (string, error) {
 // auditLine selects the audit line "certificate.issued" for serial on stderr.
 func auditLine(serial string) func(syncorder.Call) bool {
 	return func(c syncorder.Call) bool {
-		return c.IsWrite() && c.FD == 2 && c.Contains(`certificate.issued`) && c.Contains(syncorder.RecordMarker(serial))
+		if !c.IsWrite() || c.FD != 2 {
+			return false
+		}
+		// serve writes the lines of a moment together: one line of
+		// the write (strace prints its newlines as \n) must be the
+		// audit line of this serial.
+		for _, line := range strings.Split(c.Args, `\n`) {
+			if strings.Contains(line, `certificate.issued`) && strings.Contains(line, syncorder.RecordMarker(serial)) {
+				return true
+			}
+		}
+		return false
 	}
 }
 
