@@ -378,7 +378,6 @@ func stopAll(ts []*peerTarget) {
 
 // drive runs the load generator once against t.
 func (t *peerTarget) drive(ctx context.Context, loadgen string, conc int, o peerOptions) (peerRun, error) {
-	d := o.duration
 	pid := t.cmd.Process.Pid
 	if o.perfDir != "" {
 		stop, err := perfRecord(o.perfDir, fmt.Sprintf("%s-c%d", strings.ReplaceAll(t.name, " ", "-"), conc), pid)
@@ -393,6 +392,7 @@ func (t *peerTarget) drive(ctx context.Context, loadgen string, conc int, o peer
 		if counted, err = perfStat(pid); err != nil {
 			return peerRun{}, err
 		}
+		defer func() { _, _, _ = counted() }() // a no-op once the counts are read
 	}
 	before, err := procCPU(pid)
 	if err != nil {
@@ -400,7 +400,7 @@ func (t *peerTarget) drive(ctx context.Context, loadgen string, conc int, o peer
 	}
 	cmd := exec.CommandContext(ctx, loadgen, "--addr", t.addr, "--server-name", t.serverName, "--root", t.root,
 		"--creds", t.creds, "--conns", strconv.Itoa(peerConns), "--concurrency", strconv.Itoa(conc),
-		"--duration", d.String(), "--warmup", "1s")
+		"--duration", o.duration.String(), "--warmup", "1s")
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 )
 
@@ -53,7 +54,7 @@ func perfRecord(dir, name string, pid int) (stop func(), err error) {
 
 // perfStat counts the system calls and context switches of process pid
 // with perf-stat(1) until the returned function is called, which returns
-// the counts.
+// the counts; it also stops perf stat on a run that failed before them.
 func perfStat(pid int) (func() (syscalls, switches float64, err error), error) {
 	f, err := os.CreateTemp("", "meshca-peer-stat-")
 	if err != nil {
@@ -67,11 +68,18 @@ func perfStat(pid int) (func() (syscalls, switches float64, err error), error) {
 		os.Remove(f.Name())
 		return nil, fmt.Errorf("perf stat (Debian package linux-perf): %w", err)
 	}
+	// Called a second time (the deferred cleanup of a run that failed
+	// before its counts were read), it stops nothing more and fails.
+	var once sync.Once
 	return func() (float64, float64, error) {
-		defer os.Remove(f.Name())
-		_ = cmd.Process.Signal(os.Interrupt)
-		_ = cmd.Wait()
-		out, err := os.ReadFile(f.Name())
+		var out []byte
+		err := errors.New("perf stat already stopped")
+		once.Do(func() {
+			_ = cmd.Process.Signal(os.Interrupt)
+			_ = cmd.Wait()
+			out, err = os.ReadFile(f.Name())
+			os.Remove(f.Name())
+		})
 		if err != nil {
 			return 0, 0, err
 		}
