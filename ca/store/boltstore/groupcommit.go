@@ -131,6 +131,7 @@ func newGroupCommitter(w *failClosedWriter, view func(func(*bolt.Tx) error) erro
 		j: j, overlay: map[string]*pendingPut{}, lastKey: bytes.Clone(lastKey), jobs: make(chan loopJob),
 		applied: make(chan error, 1), durable: j.epoch, direct: j.direct != nil,
 	}
+	g.counts.write = newJournalWriteSeconds()
 	go g.run()
 	return g
 }
@@ -351,6 +352,7 @@ func (g *groupCommitter) commit(group []*pendingPut) error {
 
 // appendPart appends part to the journal and keeps its records pending.
 func (g *groupCommitter) appendPart(part []*pendingPut) error {
+	start := g.clock.Now()
 	err := g.j.append(part)
 	if errors.Is(err, errJournalFull) {
 		// The other region, once an apply has freed it; else a
@@ -366,8 +368,10 @@ func (g *groupCommitter) appendPart(part []*pendingPut) error {
 		} else if err := g.checkpoint(); err != nil {
 			return err
 		}
+		start = g.clock.Now() // the write, not the wait for room
 		err = g.j.append(part)
 	}
+	took := g.clock.Since(start)
 	if errors.Is(err, errFrameTooLarge) {
 		return err // nothing was written
 	}
@@ -391,9 +395,10 @@ func (g *groupCommitter) appendPart(part []*pendingPut) error {
 		}
 	}
 	g.npending.Store(int64(len(g.pending)))
-	if added := len(g.pending) - n; added > 0 {
+	if added := len(g.pending) - n; added > 0 { // a part of skipped records writes nothing
 		g.counts.groups.Add(1)
 		g.counts.records.Add(uint64(added))
+		g.counts.write.Observe(took.Seconds())
 	}
 	g.omu.Unlock()
 	return nil
