@@ -47,6 +47,9 @@ type peerTarget struct {
 	root       string // PEM file of the roots that verify the server
 	creds      string // client-N.crt/key and csr-N.pem
 	ready      func() error
+	// metrics is meshca's /metrics URL, for its journal's figures; empty
+	// for istiod.
+	metrics string
 }
 
 // peerRun is one loadgen run against one target.
@@ -62,6 +65,9 @@ type peerRun struct {
 	// switches over the whole run, counted by perf stat (-peer-syscalls);
 	// -1 when not counted.
 	syscalls, switches float64
+	// journal is meshca's issuance journal over the whole run, from its
+	// own metrics; nil for istiod.
+	journal *journalStats
 }
 
 // loadgenResult mirrors loadgen's JSON output.
@@ -291,7 +297,8 @@ func meshcaTarget(name, meshca, dir, work string) *peerTarget {
 	t := &peerTarget{
 		name: name, addr: grpcAddr, serverName: "meshca.istio-system.svc",
 		root: filepath.Join(dir, "root-cert.pem"), creds: filepath.Join(dir, "bench-creds"),
-		cmd: exec.Command(meshca, "serve", "--dir", dir, "--listen", grpcAddr, "--ops-listen", opsAddr),
+		cmd:     exec.Command(meshca, "serve", "--dir", dir, "--listen", grpcAddr, "--ops-listen", opsAddr),
+		metrics: "http://" + opsAddr + "/metrics",
 	}
 	t.ready = func() error {
 		resp, err := http.Get("http://" + opsAddr + "/readyz")
@@ -394,6 +401,13 @@ func (t *peerTarget) drive(ctx context.Context, loadgen string, conc int, o peer
 		}
 		defer func() { _, _, _ = counted() }() // a no-op once the counts are read
 	}
+	var journalBefore journalStats
+	if t.metrics != "" {
+		var err error
+		if journalBefore, err = scrapeJournal(t.metrics); err != nil {
+			return peerRun{}, fmt.Errorf("%s's journal metrics: %w", t.name, err)
+		}
+	}
 	before, err := procCPU(pid)
 	if err != nil {
 		return peerRun{}, err
@@ -416,6 +430,18 @@ func (t *peerTarget) drive(ctx context.Context, loadgen string, conc int, o peer
 	if counted != nil {
 		if run.syscalls, run.switches, err = counted(); err != nil {
 			return peerRun{}, err
+		}
+	}
+	if t.metrics != "" {
+		now, err := scrapeJournal(t.metrics)
+		if err == nil {
+			var d journalStats
+			if d, err = now.since(journalBefore); err == nil {
+				run.journal = &d
+			}
+		}
+		if err != nil {
+			return peerRun{}, fmt.Errorf("%s's journal metrics: %w", t.name, err)
 		}
 	}
 	if err := json.Unmarshal(out, &run.res); err != nil {
@@ -480,6 +506,9 @@ func printPeerTable(runs []peerRun, conc []int, targets []*peerTarget) {
 	for _, l := range syscallLines(runs, conc, targets) {
 		fmt.Println(l)
 	}
+	for _, l := range journalLines(runs, conc, targets) {
+		fmt.Println(l)
+	}
 	fmt.Println("CPU S/1000 CERTS is the server's own CPU (user+system) per 1000 certificates, warm-up included; it depends little on what else the machine runs.")
 	fmt.Println("The load generator shares the machine's cores: with both processes CPU-bound, certs/s is about cores / (server + load generator CPU per certificate).")
 }
@@ -502,9 +531,7 @@ func syscallLines(runs []peerRun, conc []int, targets []*peerTarget) []string {
 			if len(sc) == 0 {
 				continue
 			}
-			slices.Sort(sc)
-			slices.Sort(cs)
-			parts = append(parts, fmt.Sprintf("%s %.1f / %.1f", t.name, sc[len(sc)/2], cs[len(cs)/2]))
+			parts = append(parts, fmt.Sprintf("%s %.1f / %.1f", t.name, median(sc), median(cs)))
 		}
 		if len(parts) > 0 {
 			lines = append(lines, fmt.Sprintf("c=%d: system calls / context switches per certificate in the server (perf stat): %s", c, strings.Join(parts, ", ")))
