@@ -114,8 +114,8 @@ func (s journalStats) recordsPerWrite() float64 {
 // holds it, from 0 below the first bound; in the +Inf bucket, the last
 // finite bound. NaN without observations.
 func (s journalStats) quantile(q float64) float64 {
-	if len(s.counts) == 0 || s.counts[len(s.counts)-1] == 0 {
-		return math.NaN()
+	if len(s.counts) < 2 || s.counts[len(s.counts)-1] == 0 {
+		return math.NaN() // no observations, or no finite bound (as histogram_quantile)
 	}
 	rank := q * s.counts[len(s.counts)-1]
 	i, _ := slices.BinarySearchFunc(s.counts, rank, func(c, r float64) int {

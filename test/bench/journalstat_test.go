@@ -64,6 +64,8 @@ func TestJournalStats_TheInfBucketGivesTheLastBound(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, math.IsNaN(empty.quantile(0.5)))
 	require.True(t, math.IsNaN(empty.recordsPerWrite()))
+	onlyInf := journalStats{bounds: []float64{math.Inf(1)}, counts: []float64{3}}
+	require.True(t, math.IsNaN(onlyInf.quantile(0.5)), "no finite bound: NaN, as histogram_quantile")
 }
 
 func TestJournalStats_RefusesWhatIsMissingOrChanged(t *testing.T) {

@@ -386,12 +386,24 @@ func stopAll(ts []*peerTarget) {
 // drive runs the load generator once against t.
 func (t *peerTarget) drive(ctx context.Context, loadgen string, conc int, o peerOptions) (peerRun, error) {
 	pid := t.cmd.Process.Pid
+	// meshca's journal figures are read before perf starts and after it
+	// stops: a scrape may walk the store (the workload inventory's
+	// collector), which is not the load's work.
+	var journalBefore journalStats
+	if t.metrics != "" {
+		var err error
+		if journalBefore, err = scrapeJournal(t.metrics); err != nil {
+			return peerRun{}, fmt.Errorf("%s's journal metrics: %w", t.name, err)
+		}
+	}
+	stopRecord := func() {}
 	if o.perfDir != "" {
 		stop, err := perfRecord(o.perfDir, fmt.Sprintf("%s-c%d", strings.ReplaceAll(t.name, " ", "-"), conc), pid)
 		if err != nil {
 			return peerRun{}, err
 		}
-		defer stop()
+		defer stop() // a no-op once stopped below
+		stopRecord = stop
 	}
 	var counted func() (syscalls, switches float64, err error)
 	if o.syscalls {
@@ -400,13 +412,6 @@ func (t *peerTarget) drive(ctx context.Context, loadgen string, conc int, o peer
 			return peerRun{}, err
 		}
 		defer func() { _, _, _ = counted() }() // a no-op once the counts are read
-	}
-	var journalBefore journalStats
-	if t.metrics != "" {
-		var err error
-		if journalBefore, err = scrapeJournal(t.metrics); err != nil {
-			return peerRun{}, fmt.Errorf("%s's journal metrics: %w", t.name, err)
-		}
 	}
 	before, err := procCPU(pid)
 	if err != nil {
@@ -432,6 +437,7 @@ func (t *peerTarget) drive(ctx context.Context, loadgen string, conc int, o peer
 			return peerRun{}, err
 		}
 	}
+	stopRecord()
 	if t.metrics != "" {
 		now, err := scrapeJournal(t.metrics)
 		if err == nil {

@@ -49,7 +49,8 @@ func perfRecord(dir, name string, pid int) (stop func(), err error) {
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("perf record (Debian package linux-perf): %w", err)
 	}
-	return func() { _ = cmd.Process.Signal(os.Interrupt); _ = cmd.Wait() }, nil
+	var once sync.Once // stopped after the run, and deferred for a run that fails
+	return func() { once.Do(func() { _ = cmd.Process.Signal(os.Interrupt); _ = cmd.Wait() }) }, nil
 }
 
 // perfStat counts the system calls and context switches of process pid

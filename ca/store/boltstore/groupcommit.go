@@ -132,6 +132,7 @@ func newGroupCommitter(w *failClosedWriter, view func(func(*bolt.Tx) error) erro
 		applied: make(chan error, 1), durable: j.epoch, direct: j.direct != nil,
 	}
 	g.counts.write = newJournalWriteSeconds()
+	j.clock = clk // the store's clock times the journal's writes too
 	go g.run()
 	return g
 }
@@ -352,7 +353,6 @@ func (g *groupCommitter) commit(group []*pendingPut) error {
 
 // appendPart appends part to the journal and keeps its records pending.
 func (g *groupCommitter) appendPart(part []*pendingPut) error {
-	start := g.clock.Now()
 	err := g.j.append(part)
 	if errors.Is(err, errJournalFull) {
 		// The other region, once an apply has freed it; else a
@@ -368,10 +368,8 @@ func (g *groupCommitter) appendPart(part []*pendingPut) error {
 		} else if err := g.checkpoint(); err != nil {
 			return err
 		}
-		start = g.clock.Now() // the write, not the wait for room
 		err = g.j.append(part)
 	}
-	took := g.clock.Since(start)
 	if errors.Is(err, errFrameTooLarge) {
 		return err // nothing was written
 	}
@@ -398,7 +396,7 @@ func (g *groupCommitter) appendPart(part []*pendingPut) error {
 	if added := len(g.pending) - n; added > 0 { // a part of skipped records writes nothing
 		g.counts.groups.Add(1)
 		g.counts.records.Add(uint64(added))
-		g.counts.write.Observe(took.Seconds())
+		g.counts.write.Observe(g.j.took.Seconds())
 	}
 	g.omu.Unlock()
 	return nil

@@ -26,13 +26,15 @@ type journalCounts struct {
 // embedded store's analogue of etcd's WAL fsync duration
 // (etcd_disk_wal_fsync_duration_seconds). Every reply of a group waits for
 // its write, so its tail is the disk's share of the issuance latency, and
-// a rising one is a slow or overloaded volume. The buckets run from 50 µs
-// (a local NVMe flush) to 3.3 s.
+// a rising one is a slow or overloaded volume. The buckets double from
+// 62.5 µs (a local NVMe flush) to 4.096 s, with a bound at 0.512 s, as
+// etcd's (1 ms to 8.192 s), so that an alert at 0.5 s is not decided
+// inside a bucket twice as wide.
 func newJournalWriteSeconds() prometheus.Histogram {
 	return prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name:    "meshca_store_journal_write_duration_seconds",
-		Help:    "Time of each durable journal write of the embedded store, from the write to the end of its sync; the replies of the group's issuance records wait for it.",
-		Buckets: prometheus.ExponentialBuckets(0.00005, 2, 17),
+		Help:    "Time of each durable journal write of the embedded store, from the write to the end of its sync (not the wait for room in a full journal, see meshca_store_journal_waits_total); the replies of the group's issuance records wait for it.",
+		Buckets: prometheus.ExponentialBuckets(0.0000625, 2, 17),
 	})
 }
 

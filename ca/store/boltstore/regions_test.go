@@ -437,8 +437,9 @@ func TestJournal_WriteDurationHistogram(t *testing.T) {
 	require.EqualValues(t, 3, s.writes.counts.groups.Load(), "one observation per group written")
 	bs := h.GetBucket()
 	require.Len(t, bs, 17)
-	require.Equal(t, 0.00005, bs[0].GetUpperBound())
-	require.InDelta(t, 3.2768, bs[16].GetUpperBound(), 1e-12)
+	require.Equal(t, 0.0000625, bs[0].GetUpperBound())
+	require.Equal(t, 0.512, bs[13].GetUpperBound(), "a bound at 0.5 s's alert")
+	require.Equal(t, 4.096, bs[16].GetUpperBound())
 	for _, b := range bs {
 		want := uint64(0)
 		if b.GetUpperBound() >= took.Seconds() {
