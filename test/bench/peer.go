@@ -440,15 +440,14 @@ func (t *peerTarget) drive(ctx context.Context, loadgen string, conc int, o peer
 	stopRecord()
 	if t.metrics != "" {
 		now, err := scrapeJournal(t.metrics)
+		var d journalStats
 		if err == nil {
-			var d journalStats
-			if d, err = now.since(journalBefore); err == nil {
-				run.journal = &d
-			}
+			d, err = now.since(journalBefore)
 		}
 		if err != nil {
 			return peerRun{}, fmt.Errorf("%s's journal metrics: %w", t.name, err)
 		}
+		run.journal = &d
 	}
 	if err := json.Unmarshal(out, &run.res); err != nil {
 		return peerRun{}, fmt.Errorf("loadgen output %q: %w", out, err)
