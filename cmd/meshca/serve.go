@@ -92,6 +92,17 @@ domain's SPIFFE bundle over HTTPS (profile https_web or https_spiffe).`,
 				return err
 			}
 			defer audf.close()
+			// The operations port serves from here on: opening the CA
+			// can take long (a Vault login, the first intermediate, or a
+			// replica without the Lease waiting for the holder's), and
+			// meanwhile the kubelet's probes should see a live process
+			// that is not ready, and Prometheus its metrics.
+			ops, err := server.NewOps(server.OpsOptions{Listen: cfg.Server.OpsListen, Gatherer: reg, Log: log, Limits: cfg.Server.Limits, Ready: errStarting})
+			if err != nil {
+				return err
+			}
+			defer ops.Close()
+			ops.Start()
 			rc, err := restConfig(cfg.Kubernetes)
 			if err != nil {
 				return err
@@ -151,9 +162,8 @@ domain's SPIFFE bundle over HTTPS (profile https_web or https_spiffe).`,
 			}
 			srv, err := server.New(server.Options{
 				GRPCListen:      cfg.Server.Listen,
-				OpsListen:       cfg.Server.OpsListen,
+				Ops:             ops,
 				ShutdownTimeout: cfg.Server.ShutdownTimeout.Duration,
-				Gatherer:        reg,
 				Registerer:      reg,
 				Ready:           readiness(rt),
 				Log:             log,
@@ -264,6 +274,11 @@ domain's SPIFFE bundle over HTTPS (profile https_web or https_spiffe).`,
 	cmd.Flags().StringVar(&opsListen, "ops-listen", "", "health and metrics address (default from config, else :15014)")
 	addLimitFlags(cmd, &limits)
 	return cmd
+}
+
+// errStarting is serve's readiness until its listeners serve signing.
+func errStarting() error {
+	return errors.New("starting: opening the CA (a replica that does not hold the Lease waits for the holder's first intermediate)")
 }
 
 // readiness is ready while the store accepts writes and the active

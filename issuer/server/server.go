@@ -7,17 +7,13 @@ package server
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
-	"runtime/debug"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -47,6 +43,12 @@ type Options struct {
 	// GRPCOptions are added to the server's own (limits, recovery,
 	// deadline cap), e.g. the TLS credentials.
 	GRPCOptions []grpc.ServerOption
+	// Ops is an operations listener made earlier by NewOps, perhaps
+	// already serving (a replica that loads its CA for a while answers
+	// the kubelet's probes and Prometheus meanwhile); Run answers /readyz
+	// with Ready from then on, and shuts it down. Nil: New makes one on
+	// OpsListen, with Gatherer and Limits, served from Run.
+	Ops *Ops
 }
 
 // Server runs the gRPC and operations listeners.
@@ -55,18 +57,12 @@ type Server struct {
 	GRPC   *grpc.Server
 	health *health.Server
 	grpcLn net.Listener
-	opsLn  net.Listener
-	ops    *http.Server
-	opsMux *http.ServeMux
-
-	// notReady is the last reason /readyz gave, logged when it changes.
-	mu       sync.Mutex
-	notReady string
+	ops    *Ops
 }
 
 // New binds both listeners (so that the addresses are known and port
-// conflicts fail fast) and prepares the servers. Register services on GRPC
-// before calling Run.
+// conflicts fail fast) and prepares the servers; with Options.Ops it binds
+// only the gRPC listener. Register services on GRPC before calling Run.
 func New(opts Options) (*Server, error) {
 	if opts.Log == nil {
 		opts.Log = slog.Default()
@@ -79,10 +75,12 @@ func New(opts Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("server.listen %s: %w", opts.GRPCListen, err)
 	}
-	opsLn, err := net.Listen("tcp", opts.OpsListen)
-	if err != nil {
-		grpcLn.Close()
-		return nil, fmt.Errorf("server.opsListen %s: %w", opts.OpsListen, err)
+	ops := opts.Ops
+	if ops == nil {
+		if ops, err = NewOps(OpsOptions{Listen: opts.OpsListen, Gatherer: opts.Gatherer, Ready: opts.Ready, Log: opts.Log, Limits: opts.Limits}); err != nil {
+			grpcLn.Close()
+			return nil, err
+		}
 	}
 	l := opts.Limits
 	if l.MaxConnectionsPerAddress >= l.MaxConnections {
@@ -92,10 +90,7 @@ func New(opts Options) (*Server, error) {
 	s := &Server{
 		opts:   opts,
 		grpcLn: newConnLimiter(grpcLn, "grpc", l.MaxConnections, l.MaxConnectionsPerAddress, newGRPCConnMetrics(opts.Registerer), opts.Log),
-		// The operations port serves the kubelet's probes, Prometheus and
-		// CRLs to any relying party: one source address holds at most a
-		// share of it, so that CRL fetchers cannot take the probes' slots.
-		opsLn:  newConnLimiter(opsLn, "ops", l.OpsMaxConnections, OpsMaxConnectionsPerAddress(l.OpsMaxConnections), connMetrics{}, opts.Log),
+		ops:    ops,
 		health: health.NewServer(),
 	}
 	rec := newRecovery(opts.Log, opts.Audit, opts.Registerer, func() map[string]bool { return registeredMethods(s.GRPC) })
@@ -107,102 +102,26 @@ func New(opts Options) (*Server, error) {
 	)
 	s.GRPC = grpc.NewServer(append(gopts, opts.GRPCOptions...)...)
 	healthpb.RegisterHealthServer(s.GRPC, s.health)
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
-	mux.HandleFunc("GET /readyz", s.readyz)
-	if opts.Gatherer != nil {
-		mux.Handle("GET /metrics", promhttp.HandlerFor(opts.Gatherer, promhttp.HandlerOpts{}))
-	}
-	s.opsMux = mux
-	s.ops = &http.Server{
-		Handler:           mux,
-		ReadHeaderTimeout: l.OpsReadTimeout.Duration,
-		ReadTimeout:       l.OpsReadTimeout.Duration,
-		WriteTimeout:      l.OpsWriteTimeout.Duration,
-		IdleTimeout:       l.OpsIdleTimeout.Duration,
-		MaxHeaderBytes:    opsMaxHeaderBytes,
-	}
 	return s, nil
 }
 
-// HandleOps mounts h on the operations listener at pattern (a
-// http.ServeMux pattern such as "GET /crl/"), next to /healthz, /readyz
-// and /metrics, under the listener's limits (connections, timeouts, header
-// size). A panic in h answers 500 and is logged with its stack. Call it
-// before Run; h must not read request bodies.
-func (s *Server) HandleOps(pattern string, h http.Handler) {
-	s.opsMux.Handle(pattern, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		defer func() {
-			if p := recover(); p != nil {
-				if p == http.ErrAbortHandler {
-					panic(p)
-				}
-				s.opts.Log.Error("panic in an operations handler", "pattern", pattern, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
-				http.Error(w, "internal error", http.StatusInternalServerError)
-			}
-		}()
-		h.ServeHTTP(&sizedDeadlineWriter{ResponseWriter: w, rc: http.NewResponseController(w),
-			start: time.Now(), base: s.opts.Limits.OpsWriteTimeout.Duration}, r)
-	}))
-}
-
-// OpsMaxConnectionsPerAddress is the share of the operations listener's
-// total connections that one source address may hold: a quarter (16 of
-// the default 64), at least min(total, 4). The kubelet probes from the
-// node's address, and each probe holds one connection at a time.
-func OpsMaxConnectionsPerAddress(total int) int {
-	return max(total/4, min(total, 4))
-}
+// HandleOps mounts h on the operations listener (Ops.Handle).
+func (s *Server) HandleOps(pattern string, h http.Handler) { s.ops.Handle(pattern, h) }
 
 // GRPCAddr is the bound gRPC address.
 func (s *Server) GRPCAddr() net.Addr { return s.grpcLn.Addr() }
 
 // OpsAddr is the bound operations address.
-func (s *Server) OpsAddr() net.Addr { return s.opsLn.Addr() }
-
-// opsMaxHeaderBytes bounds the request headers on the operations port; its
-// clients send short requests.
-const opsMaxHeaderBytes = 16 << 10
-
-// readyz answers a fixed body: the reason may hold file paths or I/O errors,
-// which are for the operator's log, not for any caller of the port.
-func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
-	var reason string
-	if s.opts.Ready != nil {
-		if err := s.opts.Ready(); err != nil {
-			reason = err.Error()
-		}
-	}
-	s.mu.Lock()
-	changed := reason != s.notReady
-	s.notReady = reason
-	s.mu.Unlock()
-	if changed {
-		if reason != "" {
-			s.opts.Log.Warn("not ready", "reason", reason)
-		} else {
-			s.opts.Log.Info("ready again")
-		}
-	}
-	if reason != "" {
-		http.Error(w, "not ready", http.StatusServiceUnavailable)
-		return
-	}
-	fmt.Fprintln(w, "ok")
-}
+func (s *Server) OpsAddr() net.Addr { return s.ops.Addr() }
 
 // Run serves until ctx is cancelled, then drains in-flight requests within
-// the shutdown timeout and returns.
+// the shutdown timeout and returns. From its start /readyz answers with
+// Options.Ready.
 func (s *Server) Run(ctx context.Context) error {
 	errc := make(chan error, 2)
 	go func() { errc <- s.GRPC.Serve(s.grpcLn) }()
-	go func() {
-		if err := s.ops.Serve(s.opsLn); !errors.Is(err, http.ErrServerClosed) {
-			errc <- err
-			return
-		}
-		errc <- nil
-	}()
+	s.ops.SetReady(s.opts.Ready)
+	go func() { errc <- s.ops.serve() }()
 	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	s.opts.Log.Info("serving", "grpc", s.GRPCAddr().String(), "ops", s.OpsAddr().String())
 
@@ -224,7 +143,7 @@ func (s *Server) Run(ctx context.Context) error {
 	case <-sctx.Done():
 		s.GRPC.Stop()
 	}
-	if err := s.ops.Shutdown(sctx); err != nil && runErr == nil {
+	if err := s.ops.srv.Shutdown(sctx); err != nil && runErr == nil {
 		runErr = err
 	}
 	// A Serve that starts after the stop closes its listener only as it

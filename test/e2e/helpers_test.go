@@ -83,6 +83,22 @@ func startServe(t *testing.T, dir string, extra ...string) *server {
 // launchServe is startServe for any goroutine: it reports a failed start
 // as an error instead of failing the test.
 func launchServe(t *testing.T, dir string, extra ...string) (*server, error) {
+	return launch(t, "serving", dir, extra...)
+}
+
+// startServeOps starts meshca serve like startServe but returns as soon as
+// its operations port serves (the log line "serving operations"), before
+// its CA is open; s.grpc is empty.
+func startServeOps(t *testing.T, dir string, extra ...string) *server {
+	t.Helper()
+	s, err := launch(t, "serving operations", dir, extra...)
+	require.NoError(t, err)
+	return s
+}
+
+// launch starts meshca serve and returns once it has logged the message
+// until with its addresses.
+func launch(t *testing.T, until, dir string, extra ...string) (*server, error) {
 	args := append([]string{"serve", "--dir", dir, "--listen", "127.0.0.1:0", "--ops-listen", "127.0.0.1:0"}, extra...)
 	cmd := exec.Command(meshcaBin, args...)
 	pr, err := cmd.StderrPipe()
@@ -107,8 +123,11 @@ func launchServe(t *testing.T, dir string, extra ...string) (*server, error) {
 				GRPC string `json:"grpc"`
 				Ops  string `json:"ops"`
 			}
-			if json.Unmarshal(line, &ev) == nil && ev.Msg == "serving" {
-				addrs <- [2]string{ev.GRPC, ev.Ops}
+			if json.Unmarshal(line, &ev) == nil && ev.Msg == until {
+				select {
+				case addrs <- [2]string{ev.GRPC, ev.Ops}:
+				default: // one start, reported once
+				}
 			}
 		}
 		_, _ = io.Copy(io.Discard, pr)
@@ -127,7 +146,7 @@ func launchServe(t *testing.T, dir string, extra ...string) (*server, error) {
 		s.done <- err // for the cleanup, which waits on it
 		return nil, fmt.Errorf("meshca serve exited early: %v\n%s", err, s.logs())
 	case <-time.After(20 * time.Second):
-		return nil, fmt.Errorf("meshca serve did not start within 20s:\n%s", s.logs())
+		return nil, fmt.Errorf("meshca serve did not log %q within 20s:\n%s", until, s.logs())
 	}
 	return s, nil
 }

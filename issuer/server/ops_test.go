@@ -1,0 +1,111 @@
+package server_test
+
+import (
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/stretchr/testify/require"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/meshca/meshca/issuer/server"
+	"github.com/meshca/meshca/test/logbuf"
+)
+
+func httpGet(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return resp.StatusCode, string(b)
+}
+
+// An operations listener started before the Server answers the probes and
+// Prometheus while the CA is still being opened: /healthz 200, /readyz 503
+// (its reason logged, not answered); the Server it is given to keeps it
+// (same address, same mounts) and answers /readyz with its own Ready from
+// Run on.
+func TestOps_ServesBeforeTheServer(t *testing.T) {
+	var logs logbuf.Buffer
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(prometheus.NewCounter(prometheus.CounterOpts{Name: "meshca_test_early_total", Help: "A metric."}))
+	ops, err := server.NewOps(server.OpsOptions{
+		Listen: "127.0.0.1:0", Gatherer: reg, Log: log,
+		Ready: func() error { return errors.New("starting: waiting for the lease holder's first intermediate") },
+	})
+	require.NoError(t, err)
+	ops.Start()
+	ops.Start() // a second Start does nothing
+	base := "http://" + ops.Addr().String()
+
+	code, body := httpGet(t, base+"/healthz")
+	require.Equal(t, http.StatusOK, code)
+	require.Equal(t, "ok\n", body)
+	code, body = httpGet(t, base+"/readyz")
+	require.Equal(t, http.StatusServiceUnavailable, code)
+	require.Equal(t, "not ready\n", body)
+	require.Contains(t, logs.String(), "waiting for the lease holder's first intermediate")
+	code, body = httpGet(t, base+"/metrics")
+	require.Equal(t, http.StatusOK, code)
+	require.Contains(t, body, "meshca_test_early_total 0\n")
+
+	// Mounted while serving.
+	ops.Handle("GET /crl/", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("crl")) }))
+	code, body = httpGet(t, base+"/crl/x.crl")
+	require.Equal(t, http.StatusOK, code)
+	require.Equal(t, "crl", body)
+
+	o := baseOptions()
+	o.Log = log
+	o.OpsListen = "127.0.0.1:1" // unused: Ops is given
+	o.Ops = ops
+	o.Ready = func() error { return nil }
+	srv, err := server.New(o)
+	require.NoError(t, err)
+	require.Equal(t, ops.Addr().String(), srv.OpsAddr().String())
+	// New alone does not make the replica ready: the gRPC port is not served yet.
+	code, _ = httpGet(t, base+"/readyz")
+	require.Equal(t, http.StatusServiceUnavailable, code)
+
+	r := start(t, srv)
+	require.Eventually(t, func() bool {
+		resp, err := healthpb.NewHealthClient(dial(t, srv.GRPCAddr().String())).Check(t.Context(), &healthpb.HealthCheckRequest{})
+		return err == nil && resp.Status == healthpb.HealthCheckResponse_SERVING
+	}, 5*time.Second, 10*time.Millisecond)
+	code, body = httpGet(t, base+"/readyz")
+	require.Equal(t, http.StatusOK, code)
+	require.Equal(t, "ok\n", body)
+	require.Contains(t, logs.String(), "ready again")
+	code, _ = httpGet(t, base+"/crl/x.crl")
+	require.Equal(t, http.StatusOK, code)
+
+	require.NoError(t, r.stop(t))
+	_, err = http.Get(base + "/healthz")
+	require.Error(t, err, "Run shut the early listener down")
+}
+
+// Close stops an operations listener that no Server ran (a serve that
+// failed while opening its CA), started or not, and frees its port.
+func TestOps_CloseFreesThePort(t *testing.T) {
+	for _, started := range []bool{false, true} {
+		ops, err := server.NewOps(server.OpsOptions{Listen: "127.0.0.1:0", Log: slog.New(slog.DiscardHandler)})
+		require.NoError(t, err)
+		if started {
+			ops.Start()
+			code, _ := httpGet(t, "http://"+ops.Addr().String()+"/readyz")
+			require.Equal(t, http.StatusOK, code, "nil Ready is ready")
+		}
+		addr := ops.Addr().String()
+		require.NoError(t, ops.Close())
+		again, err := server.NewOps(server.OpsOptions{Listen: addr, Log: slog.New(slog.DiscardHandler)})
+		require.NoError(t, err, "started=%v: the port is free again", started)
+		require.NoError(t, again.Close())
+	}
+}

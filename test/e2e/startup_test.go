@@ -1,0 +1,73 @@
+package e2e
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	coordinationv1 "k8s.io/api/coordination/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+)
+
+// TestServe_WaitingForTheLeaseServesProbes starts a replica whose store
+// has no intermediate yet while another holder (one that never renews)
+// holds the Lease: the replica may not mint, and waits for the holder's
+// first intermediate. Meanwhile it answers the kubelet's probes as a live
+// process that is not ready (/healthz 200, /readyz 503) and Prometheus's
+// scrapes, instead of nothing: a startup probe on /healthz no longer
+// restarts a replica whose leader is slow to mint. When the Lease expires
+// the replica takes it, mints and becomes ready.
+func TestServe_WaitingForTheLeaseServesProbes(t *testing.T) {
+	c := newHACluster(t, "")
+	const hold = 8 // seconds the absent holder's Lease blocks a candidate
+	_, err := c.env.Client.CoordinationV1().Leases("istio-system").Create(t.Context(), &coordinationv1.Lease{
+		ObjectMeta: metav1.ObjectMeta{Name: haLease, Namespace: "istio-system"},
+		Spec: coordinationv1.LeaseSpec{
+			HolderIdentity:       ptr.To("a-replica-that-never-minted"),
+			LeaseDurationSeconds: ptr.To(int32(hold)),
+			AcquireTime:          &metav1.MicroTime{Time: time.Now()},
+			RenewTime:            &metav1.MicroTime{Time: time.Now()},
+		},
+	}, metav1.CreateOptions{})
+	require.NoError(t, err)
+
+	s := startServeOps(t, c.dirA)
+	started := time.Now()
+	waitFor(t, 10*time.Second, "the replica waits for the lease holder's intermediate", func() bool {
+		return strings.Contains(s.logs(), "no usable active intermediate; waiting for the lease holder to make one")
+	})
+	// While it waits (client-go counts the Lease's duration from when the
+	// candidate first saw it), probe as the kubelet and Prometheus do.
+	probes := 0
+	for time.Since(started) < (hold-3)*time.Second {
+		code, _ := get(t, "http://"+s.ops+"/healthz")
+		require.Equal(t, http.StatusOK, code, "/healthz while waiting")
+		code, body := get(t, "http://"+s.ops+"/readyz")
+		require.Equal(t, http.StatusServiceUnavailable, code, "/readyz while waiting")
+		require.Equal(t, "not ready\n", body)
+		if strings.Contains(s.logs(), `"msg":"meshca ready"`) {
+			t.Fatalf("the replica became ready while another held the Lease:\n%s", s.logs())
+		}
+		probes++
+		time.Sleep(200 * time.Millisecond)
+	}
+	require.Positive(t, probes)
+	leading, ok := s.metricSum(t, "meshca_lease_held")
+	require.True(t, ok, "/metrics serves meshca's metrics while the replica waits")
+	require.Zero(t, leading)
+	require.Contains(t, s.logs(), `"msg":"not ready","reason":"starting: opening the CA`, "the reason is logged once")
+	require.Equal(t, 1, strings.Count(s.logs(), `"msg":"not ready"`), "logged when it changes, not per probe")
+	require.Empty(t, c.activeGenerations(t), "nothing minted while another holds the Lease")
+
+	// The absent holder's Lease runs out: the replica takes it and mints.
+	took := s.waitReady(t, 30*time.Second)
+	t.Logf("ready %s after the probes", took)
+	require.Equal(t, c.holder(t), identity(t, s))
+	require.Len(t, c.activeGenerations(t), 1)
+	waitFor(t, 10*time.Second, "the replica holds the Lease", func() bool { return s.metricIs(t, "meshca_lease_held", 1) })
+	code, _ := get(t, "http://"+s.ops+"/healthz")
+	require.Equal(t, http.StatusOK, code)
+}
