@@ -97,7 +97,7 @@ domain's SPIFFE bundle over HTTPS (profile https_web or https_spiffe).`,
 			// replica without the Lease waiting for the holder's), and
 			// meanwhile the kubelet's probes should see a live process
 			// that is not ready, and Prometheus its metrics.
-			ops, err := server.NewOps(server.OpsOptions{Listen: cfg.Server.OpsListen, Gatherer: reg, Log: log, Limits: cfg.Server.Limits, Ready: errStarting})
+			ops, err := server.NewOps(server.OpsOptions{Listen: cfg.Server.OpsListen, Gatherer: reg, Registerer: reg, Log: log, Limits: cfg.Server.Limits, Ready: errStarting})
 			if err != nil {
 				return err
 			}

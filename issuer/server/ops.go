@@ -25,6 +25,8 @@ type OpsOptions struct {
 	// nil means ready.
 	Ready ReadyFunc
 	Log   *slog.Logger
+	// Registerer, when set, takes meshca_ready.
+	Registerer prometheus.Registerer
 	// Limits bound the listener (server.limits.ops*); zero fields take
 	// their defaults.
 	Limits config.LimitsConfig
@@ -45,8 +47,9 @@ type Ops struct {
 	mux   *http.ServeMux
 	ready atomic.Pointer[ReadyFunc]
 
-	once   sync.Once
-	result chan error // Serve's result, once started
+	once    sync.Once
+	stopped chan struct{} // closed when Serve has returned
+	err     error         // Serve's error, once stopped
 
 	// notReady is the last reason /readyz gave, logged when it changes.
 	mu       sync.Mutex
@@ -71,11 +74,25 @@ func NewOps(o OpsOptions) (*Ops, error) {
 		// The operations port serves the kubelet's probes, Prometheus and
 		// CRLs to any relying party: one source address holds at most a
 		// share of it, so that CRL fetchers cannot take the probes' slots.
-		ln:     newConnLimiter(ln, "ops", l.OpsMaxConnections, OpsMaxConnectionsPerAddress(l.OpsMaxConnections), connMetrics{}, o.Log),
-		mux:    http.NewServeMux(),
-		result: make(chan error, 1),
+		ln:      newConnLimiter(ln, "ops", l.OpsMaxConnections, OpsMaxConnectionsPerAddress(l.OpsMaxConnections), connMetrics{}, o.Log),
+		mux:     http.NewServeMux(),
+		stopped: make(chan struct{}),
 	}
 	ops.SetReady(o.Ready)
+	if o.Registerer != nil {
+		if err := o.Registerer.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "meshca_ready",
+			Help: "1 while this replica's /readyz answers 200 (it signs), else 0: starting (opening the CA, or waiting for the lease holder's first intermediate), shutting down, or failing (the store, an expired intermediate).",
+		}, func() float64 {
+			if (*ops.ready.Load())() != nil {
+				return 0
+			}
+			return 1
+		})); err != nil {
+			ln.Close()
+			return nil, err
+		}
+	}
 	ops.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	ops.mux.HandleFunc("GET /readyz", ops.readyz)
 	if o.Gatherer != nil {
@@ -99,20 +116,21 @@ func (o *Ops) Start() {
 	o.once.Do(func() {
 		o.log.Info("serving operations", "ops", o.Addr().String())
 		go func() {
-			err := o.srv.Serve(o.ln)
-			if errors.Is(err, http.ErrServerClosed) {
-				err = nil
+			if err := o.srv.Serve(o.ln); !errors.Is(err, http.ErrServerClosed) {
+				o.log.Error("the operations listener stopped", "error", err)
+				o.err = err
 			}
-			o.result <- err
+			close(o.stopped)
 		}()
 	})
 }
 
 // serve starts the listener unless it serves already, and returns when it
-// stops.
+// stops (at once for one already stopped).
 func (o *Ops) serve() error {
 	o.Start()
-	return <-o.result
+	<-o.stopped
+	return o.err
 }
 
 // Close stops the listener at once (for a serve that fails before Run).

@@ -37,7 +37,7 @@ func TestOps_ServesBeforeTheServer(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(prometheus.NewCounter(prometheus.CounterOpts{Name: "meshca_test_early_total", Help: "A metric."}))
 	ops, err := server.NewOps(server.OpsOptions{
-		Listen: "127.0.0.1:0", Gatherer: reg, Log: log,
+		Listen: "127.0.0.1:0", Gatherer: reg, Registerer: reg, Log: log,
 		Ready: func() error { return errors.New("starting: waiting for the lease holder's first intermediate") },
 	})
 	require.NoError(t, err)
@@ -55,6 +55,7 @@ func TestOps_ServesBeforeTheServer(t *testing.T) {
 	code, body = httpGet(t, base+"/metrics")
 	require.Equal(t, http.StatusOK, code)
 	require.Contains(t, body, "meshca_test_early_total 0\n")
+	require.Contains(t, body, "\nmeshca_ready 0\n")
 
 	// Mounted while serving.
 	ops.Handle("GET /crl/", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("crl")) }))
@@ -83,10 +84,21 @@ func TestOps_ServesBeforeTheServer(t *testing.T) {
 	require.Equal(t, http.StatusOK, code)
 	require.Equal(t, "ok\n", body)
 	require.Contains(t, logs.String(), "ready again")
+	require.Equal(t, 1.0, gaugeValue(t, reg, "meshca_ready"))
 	code, _ = httpGet(t, base+"/crl/x.crl")
 	require.Equal(t, http.StatusOK, code)
 
 	require.NoError(t, r.stop(t))
+	// A second Run returns at once (both servers are stopped), whatever
+	// it reports: it does not wait for an operations listener that
+	// stopped already.
+	again := make(chan struct{})
+	go func() { _ = r.Server.Run(t.Context()); close(again) }()
+	select {
+	case <-again:
+	case <-time.After(10 * time.Second):
+		t.Fatal("a second Run hangs")
+	}
 	_, err = http.Get(base + "/healthz")
 	require.Error(t, err, "Run shut the early listener down")
 }

@@ -7,6 +7,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -31,7 +32,8 @@ type Options struct {
 	OpsListen       string
 	ShutdownTimeout time.Duration
 	Gatherer        prometheus.Gatherer
-	// Registerer takes the server's own metrics (meshca_grpc_panics_total).
+	// Registerer takes the server's own metrics (meshca_grpc_panics_total,
+	// the gRPC connection metrics and, without Ops, meshca_ready).
 	Registerer prometheus.Registerer
 	Ready      ReadyFunc
 	Log        *slog.Logger
@@ -77,7 +79,7 @@ func New(opts Options) (*Server, error) {
 	}
 	ops := opts.Ops
 	if ops == nil {
-		if ops, err = NewOps(OpsOptions{Listen: opts.OpsListen, Gatherer: opts.Gatherer, Ready: opts.Ready, Log: opts.Log, Limits: opts.Limits}); err != nil {
+		if ops, err = NewOps(OpsOptions{Listen: opts.OpsListen, Gatherer: opts.Gatherer, Registerer: opts.Registerer, Ready: opts.Ready, Log: opts.Log, Limits: opts.Limits}); err != nil {
 			grpcLn.Close()
 			return nil, err
 		}
@@ -114,6 +116,9 @@ func (s *Server) GRPCAddr() net.Addr { return s.grpcLn.Addr() }
 // OpsAddr is the bound operations address.
 func (s *Server) OpsAddr() net.Addr { return s.ops.Addr() }
 
+// errShuttingDown answers /readyz from the start of Run's shutdown.
+func errShuttingDown() error { return errors.New("shutting down") }
+
 // Run serves until ctx is cancelled, then drains in-flight requests within
 // the shutdown timeout and returns. From its start /readyz answers with
 // Options.Ready.
@@ -133,6 +138,9 @@ func (s *Server) Run(ctx context.Context) error {
 		pending--
 	}
 	s.opts.Log.Info("shutting down", "timeout", s.opts.ShutdownTimeout)
+	// Out of the Service while in-flight requests drain: the gRPC
+	// listener takes no new connection.
+	s.ops.SetReady(errShuttingDown)
 	s.health.Shutdown()
 	sctx, cancel := context.WithTimeout(context.Background(), s.opts.ShutdownTimeout)
 	defer cancel()

@@ -366,3 +366,47 @@ func TestNew_OpsAddressInUseFailsAndReleasesTheGRPCPort(t *testing.T) {
 	require.NoError(t, err, "New closed the gRPC listener it had bound")
 	ln.Close()
 }
+
+// From the start of the shutdown, while in-flight calls drain, /readyz
+// answers 503 and meshca_ready is 0: the replica leaves the Service
+// before its listeners close.
+func TestRun_NotReadyWhileDraining(t *testing.T) {
+	o := baseOptions()
+	reg := prometheus.NewRegistry()
+	o.Registerer, o.Gatherer = reg, reg
+	srv, err := server.New(o)
+	require.NoError(t, err)
+	b := &blocker{entered: make(chan struct{}), release: make(chan struct{}), onFinish: func() {}}
+	b.register(srv.GRPC)
+	r := start(t, srv)
+	code, _ := get(t, r, "/readyz")
+	require.Equal(t, http.StatusOK, code)
+	require.Equal(t, 1.0, gaugeValue(t, reg, "meshca_ready"))
+
+	callErr := callInBackground(dial(t, srv.GRPCAddr().String()))
+	<-b.entered
+	r.cancel()
+	waitUntilListenerClosed(t, srv.GRPCAddr().String())
+	code, body := get(t, r, "/readyz")
+	require.Equal(t, http.StatusServiceUnavailable, code)
+	require.Equal(t, "not ready\n", body)
+	require.Equal(t, 0.0, gaugeValue(t, reg, "meshca_ready"))
+	close(b.release)
+	require.NoError(t, <-callErr)
+	require.NoError(t, r.stop(t))
+}
+
+// gaugeValue is the value of the unlabelled gauge name in reg.
+func gaugeValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	require.NoError(t, err)
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			require.Len(t, mf.GetMetric(), 1)
+			return mf.GetMetric()[0].GetGauge().GetValue()
+		}
+	}
+	t.Fatalf("%s is not registered", name)
+	return 0
+}

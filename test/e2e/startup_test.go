@@ -22,7 +22,9 @@ import (
 // the replica takes it, mints and becomes ready.
 func TestServe_WaitingForTheLeaseServesProbes(t *testing.T) {
 	c := newHACluster(t, "")
-	const hold = 8 // seconds the absent holder's Lease blocks a candidate
+	// Seconds the absent holder's Lease blocks a candidate, from when it
+	// first reads it; the probes below run until 5 s before that.
+	const hold = 15
 	_, err := c.env.Client.CoordinationV1().Leases("istio-system").Create(t.Context(), &coordinationv1.Lease{
 		ObjectMeta: metav1.ObjectMeta{Name: haLease, Namespace: "istio-system"},
 		Spec: coordinationv1.LeaseSpec{
@@ -42,7 +44,7 @@ func TestServe_WaitingForTheLeaseServesProbes(t *testing.T) {
 	// While it waits (client-go counts the Lease's duration from when the
 	// candidate first saw it), probe as the kubelet and Prometheus do.
 	probes := 0
-	for time.Since(started) < (hold-3)*time.Second {
+	for probes == 0 || time.Since(started) < (hold-5)*time.Second {
 		code, _ := get(t, "http://"+s.ops+"/healthz")
 		require.Equal(t, http.StatusOK, code, "/healthz while waiting")
 		code, body := get(t, "http://"+s.ops+"/readyz")
@@ -58,6 +60,7 @@ func TestServe_WaitingForTheLeaseServesProbes(t *testing.T) {
 	leading, ok := s.metricSum(t, "meshca_lease_held")
 	require.True(t, ok, "/metrics serves meshca's metrics while the replica waits")
 	require.Zero(t, leading)
+	require.True(t, s.metricIs(t, "meshca_ready", 0), "meshca_ready while waiting")
 	require.Contains(t, s.logs(), `"msg":"not ready","reason":"starting: opening the CA`, "the reason is logged once")
 	require.Equal(t, 1, strings.Count(s.logs(), `"msg":"not ready"`), "logged when it changes, not per probe")
 	require.Empty(t, c.activeGenerations(t), "nothing minted while another holds the Lease")
@@ -68,6 +71,7 @@ func TestServe_WaitingForTheLeaseServesProbes(t *testing.T) {
 	require.Equal(t, c.holder(t), identity(t, s))
 	require.Len(t, c.activeGenerations(t), 1)
 	waitFor(t, 10*time.Second, "the replica holds the Lease", func() bool { return s.metricIs(t, "meshca_lease_held", 1) })
+	require.True(t, s.metricIs(t, "meshca_ready", 1))
 	code, _ := get(t, "http://"+s.ops+"/healthz")
 	require.Equal(t, http.StatusOK, code)
 }
