@@ -72,8 +72,8 @@ func (t *adminTarget) Close() error {
 }
 
 // openTarget connects to --admin-address, or opens the store of
-// --dir/--config; when a running meshca serve holds it (bbolt), or answers
-// on the admin socket (PostgreSQL, which no process holds), it uses that
+// --dir/--config; when a running meshca serve answers on the admin socket,
+// or holds the store (bbolt) by the time it is opened, it uses that
 // server's admin socket, so that revocations, rotations and CRLs go
 // through the service that acts on them.
 func openTarget(g *globals, f *remoteFlags) (*adminTarget, error) {
@@ -91,10 +91,8 @@ func openTarget(g *globals, f *remoteFlags) (*adminTarget, error) {
 	if err != nil {
 		return nil, err
 	}
-	if cfg.Store.Type == config.StorePostgres {
-		if c, ok := liveServe(cfg); ok {
-			return &adminTarget{client: c, cfg: cfg}, nil
-		}
+	if c, ok := liveServe(cfg); ok {
+		return &adminTarget{client: c, cfg: cfg}, nil
 	}
 	st, err := storeopen.Open(context.Background(), cfg.Store, newLogger(os.Stderr, cfg.Log.Level, cfg.Log.Format))
 	if errors.Is(err, storeopen.ErrLocked) {
@@ -111,7 +109,9 @@ func openTarget(g *globals, f *remoteFlags) (*adminTarget, error) {
 }
 
 // liveServe is a client of the admin socket of cfg when a meshca serve
-// answers on it.
+// answers on it. Commands ask it before they open the store: a bbolt store
+// that serve holds answers only after its lock timeout (2 s), and a
+// missing socket or one nobody listens on fails at once.
 func liveServe(cfg *config.Config) (*admin.Client, bool) {
 	c := admin.NewClient(cfg.Server.AdminSocket)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)

@@ -14,6 +14,7 @@ import (
 	"github.com/meshca/meshca/ca/authority"
 	"github.com/meshca/meshca/ca/config"
 	"github.com/meshca/meshca/ca/store/storeopen"
+	"github.com/meshca/meshca/issuer/admin"
 	"github.com/meshca/meshca/trustbundle/cacerts"
 )
 
@@ -77,9 +78,16 @@ yet, expired, past intermediate.activateThreshold), it fails and says to run
 			if err != nil {
 				return err
 			}
+			if c, ok := liveServe(cfg); ok {
+				return exportLive(cmd, cfg, c, out, withCRL)
+			}
 			rt, err := authority.OpenReadOnly(cmd.Context(), cfg, newLogger(cmd.ErrOrStderr(), "warn", "text"))
 			if errors.Is(err, storeopen.ErrLocked) {
-				return exportLive(cmd, cfg, out, withCRL)
+				c, err := serveClient(cfg)
+				if err != nil {
+					return err
+				}
+				return exportLive(cmd, cfg, c, out, withCRL)
 			}
 			if err != nil {
 				return err
@@ -115,11 +123,7 @@ yet, expired, past intermediate.activateThreshold), it fails and says to run
 // exportLive writes the folder while meshca serve holds the store: the
 // public files come from its admin socket, the key from the key file it
 // names (liveCACerts).
-func exportLive(cmd *cobra.Command, cfg *config.Config, out string, withCRL bool) error {
-	c, err := serveClient(cfg)
-	if err != nil {
-		return err
-	}
+func exportLive(cmd *cobra.Command, cfg *config.Config, c *admin.Client, out string, withCRL bool) error {
 	defer c.Close()
 	files, gen, err := liveCACerts(cmd.Context(), cfg, c, withCRL)
 	if err != nil {

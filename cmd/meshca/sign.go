@@ -80,14 +80,20 @@ it fails and says to run 'meshca serve', which mints and activates one.`,
 			if err := identity.CheckWorkload(id, td); err != nil {
 				return fmt.Errorf("--identity: %w", err)
 			}
+			// A running meshca serve signs, records and audits through
+			// its own authority.
+			remote := admin.SignRequest{CSR: csr, Identity: id.String(), TTL: ttl.Duration.String(), Profile: prof}
+			if c, ok := liveServe(cfg); ok {
+				return signRemote(cmd, c, remote)
+			}
 			log := newLogger(cmd.ErrOrStderr(), cfg.Log.Level, cfg.Log.Format)
 			rt, err := authority.OpenReadOnly(cmd.Context(), cfg, log)
 			if errors.Is(err, storeopen.ErrLocked) {
-				// A running meshca serve holds the store: it signs, records
-				// and audits through the same authority.
-				return signRemote(cmd, cfg, admin.SignRequest{
-					CSR: csr, Identity: id.String(), TTL: ttl.Duration.String(), Profile: prof,
-				})
+				c, err := serveClient(cfg)
+				if err != nil {
+					return err
+				}
+				return signRemote(cmd, c, remote)
 			}
 			if err != nil {
 				return err
@@ -115,11 +121,7 @@ it fails and says to run 'meshca serve', which mints and activates one.`,
 
 // signRemote signs through the admin socket of the meshca serve that
 // holds the store and prints what the offline path prints.
-func signRemote(cmd *cobra.Command, cfg *config.Config, req admin.SignRequest) error {
-	c, err := serveClient(cfg)
-	if err != nil {
-		return err
-	}
+func signRemote(cmd *cobra.Command, c *admin.Client, req admin.SignRequest) error {
 	defer c.Close()
 	chain, err := c.Sign(cmd.Context(), req)
 	if err != nil {

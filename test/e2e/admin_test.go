@@ -195,6 +195,33 @@ func TestAdminSocket_OwnerOnlyAndBadRequestsChangeNothing(t *testing.T) {
 	require.ErrorIs(t, err, os.ErrNotExist)
 }
 
+// TestCLI_WhileServeRunsDoesNotWaitForTheStoreLock: with serve running,
+// each command asks its admin socket first, instead of opening the bbolt
+// store that serve holds and waiting out the lock timeout (2 s) before it
+// falls back to the socket.
+func TestCLI_WhileServeRunsDoesNotWaitForTheStoreLock(t *testing.T) {
+	dir := initCA(t)
+	tmp := t.TempDir()
+	csr := writeCSR(t, tmp, workloadID)
+	s := startServe(t, dir)
+	s.waitReady(t, 5*time.Second)
+	for _, args := range [][]string{
+		{"records", "list", "--dir", dir},
+		{"sign", "--dir", dir, "--csr", csr, "--identity", workloadID, "--ttl", "1h"},
+		{"cacerts", "--dir", dir, "--out", filepath.Join(tmp, "cacerts")},
+		{"revocations", "list", "--dir", dir},
+		{"status", "--dir", dir},
+	} {
+		start := time.Now()
+		meshca(t, args...)
+		// A command that opened the store first takes at least the lock
+		// timeout.
+		took := time.Since(start)
+		require.Less(t, took, 2*time.Second, "meshca %s took %s", strings.Join(args[:2], " "), took)
+		t.Logf("meshca %s: %s", strings.Join(args[:2], " "), took.Round(time.Millisecond))
+	}
+}
+
 // TestCLI_StoreLockedByAnotherCommandSaysSo: when the lock holder is not a
 // serve (another CLI command), the error says so and names the socket.
 func TestCLI_StoreLockedByAnotherCommandSaysSo(t *testing.T) {
