@@ -1,7 +1,6 @@
 package server_test
 
 import (
-	"io"
 	"log/slog"
 	"net/http"
 	"testing"
@@ -29,14 +28,7 @@ func TestHandleOps_MountsAndRecovers(t *testing.T) {
 	}))
 	prepare(srv).run(t)
 	base := "http://" + srv.OpsAddr().String()
-	get := func(path string) (int, string) {
-		resp, err := http.Get(base + path)
-		require.NoError(t, err)
-		defer resp.Body.Close()
-		b, err := io.ReadAll(resp.Body)
-		require.NoError(t, err)
-		return resp.StatusCode, string(b)
-	}
+	get := func(path string) (int, string) { return httpGet(t, base+path) }
 	code, body := get("/crl/x.crl")
 	require.Equal(t, http.StatusOK, code)
 	require.Equal(t, "crl", body)

@@ -3,7 +3,6 @@ package server_test
 import (
 	"context"
 	"errors"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -88,12 +87,7 @@ func newRunning(t *testing.T, mutate func(*server.Options)) *running {
 
 func get(t *testing.T, r *running, path string) (int, string) {
 	t.Helper()
-	resp, err := http.Get("http://" + r.OpsAddr().String() + path)
-	require.NoError(t, err)
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	require.NoError(t, err)
-	return resp.StatusCode, string(b)
+	return httpGet(t, "http://"+r.OpsAddr().String()+path)
 }
 
 func dial(t *testing.T, addr string) *grpc.ClientConn {
