@@ -8,12 +8,14 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/meshca/meshca/ca/config"
+	"github.com/meshca/meshca/ca/smallfile"
 	"github.com/meshca/meshca/ca/store"
 	"github.com/meshca/meshca/ca/store/storeopen"
 	"github.com/meshca/meshca/issuer/admin"
@@ -112,7 +114,14 @@ func openTarget(g *globals, f *remoteFlags) (*adminTarget, error) {
 // answers on it. Commands ask it before they open the store: a bbolt store
 // that serve holds answers only after its lock timeout (2 s), and a
 // missing socket or one nobody listens on fails at once.
+//
+// Only a socket in a directory that nobody else may write is asked first,
+// as serve binds its socket only in such a directory: a socket that
+// another user could have put there must not stand in for the store.
 func liveServe(cfg *config.Config) (*admin.Client, bool) {
+	if smallfile.CheckPrivateDir(filepath.Dir(cfg.Server.AdminSocket), "server.adminSocket's directory", "") != nil {
+		return nil, false
+	}
 	c := admin.NewClient(cfg.Server.AdminSocket)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
