@@ -8,14 +8,12 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/meshca/meshca/ca/config"
-	"github.com/meshca/meshca/ca/smallfile"
 	"github.com/meshca/meshca/ca/store"
 	"github.com/meshca/meshca/ca/store/storeopen"
 	"github.com/meshca/meshca/issuer/admin"
@@ -74,8 +72,8 @@ func (t *adminTarget) Close() error {
 }
 
 // openTarget connects to --admin-address, or opens the store of
-// --dir/--config; when a running meshca serve answers on the admin socket,
-// or holds the store (bbolt) by the time it is opened, it uses that
+// --dir/--config; when a running meshca serve holds it (bbolt), or answers
+// on the admin socket (PostgreSQL, which no process holds), it uses that
 // server's admin socket, so that revocations, rotations and CRLs go
 // through the service that acts on them.
 func openTarget(g *globals, f *remoteFlags) (*adminTarget, error) {
@@ -93,7 +91,7 @@ func openTarget(g *globals, f *remoteFlags) (*adminTarget, error) {
 	if err != nil {
 		return nil, err
 	}
-	if c, ok := liveServe(cfg); ok {
+	if c, ok := runningServe(cfg, true); ok {
 		return &adminTarget{client: c, cfg: cfg}, nil
 	}
 	st, err := storeopen.Open(context.Background(), cfg.Store, newLogger(os.Stderr, cfg.Log.Level, cfg.Log.Format))
@@ -110,18 +108,25 @@ func openTarget(g *globals, f *remoteFlags) (*adminTarget, error) {
 	return &adminTarget{store: st, cfg: cfg}, nil
 }
 
-// liveServe is a client of the admin socket of cfg when a meshca serve
-// answers on it. Commands ask it before they open the store: a bbolt store
-// that serve holds answers only after its lock timeout (2 s), and a
-// missing socket or one nobody listens on fails at once.
-//
-// Only a socket in a directory that nobody else may write is asked first,
-// as serve binds its socket only in such a directory: a socket that
-// another user could have put there must not stand in for the store.
-func liveServe(cfg *config.Config) (*admin.Client, bool) {
-	if smallfile.CheckPrivateDir(filepath.Dir(cfg.Server.AdminSocket), "server.adminSocket's directory", "") != nil {
+// runningServe is a client of the admin socket of cfg when a meshca serve
+// answers on it and, for a bbolt store, another process holds the store
+// now: the evidence a store that Open finds locked gives, without waiting
+// out Open's lock timeout (2 s). withPostgres: for PostgreSQL, which no
+// process holds, whether the socket answering is enough.
+func runningServe(cfg *config.Config, withPostgres bool) (*admin.Client, bool) {
+	if cfg.Store.Type == config.StorePostgres {
+		if !withPostgres {
+			return nil, false
+		}
+	} else if !storeopen.HeldByAnother(cfg.Store) {
 		return nil, false
 	}
+	return liveServe(cfg)
+}
+
+// liveServe is a client of the admin socket of cfg when a meshca serve
+// answers on it.
+func liveServe(cfg *config.Config) (*admin.Client, bool) {
 	c := admin.NewClient(cfg.Server.AdminSocket)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()

@@ -9,31 +9,49 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/meshca/meshca/ca/config"
+	"github.com/meshca/meshca/ca/store/boltstore"
 )
 
-// liveServe asks a listening admin socket only in a directory that nobody
-// else may write (as serve binds it only there): a socket that another
-// user could have put in place must not stand in for the store.
-func TestLiveServe_OnlyASocketInAPrivateDirectory(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "d")
-	require.NoError(t, os.Mkdir(dir, 0o700))
-	sock := filepath.Join(dir, "admin.sock")
-	l, err := net.Listen("unix", sock)
+// runningServe takes a bbolt store's admin socket for a running serve only
+// while another process holds the store, as a store Open finds locked
+// shows, but without Open's 2 s lock timeout: a socket that answers next
+// to a store nobody holds does not stand in for the store. For PostgreSQL
+// the socket answering is enough where the caller says so.
+func TestRunningServe_OnlyWhileTheStoreIsHeld(t *testing.T) {
+	dir := t.TempDir()
+	cfg := &config.Config{}
+	cfg.Store.Type = config.StoreBolt
+	cfg.Store.Path = filepath.Join(dir, "meshca.db")
+	cfg.Server.AdminSocket = filepath.Join(dir, "admin.sock")
+	st, err := boltstore.Open(cfg.Store.Path)
+	require.NoError(t, err)
+	require.NoError(t, st.Close())
+	l, err := net.Listen("unix", cfg.Server.AdminSocket)
 	require.NoError(t, err)
 	defer l.Close()
-	cfg := &config.Config{}
-	cfg.Server.AdminSocket = sock
 
-	c, ok := liveServe(cfg)
-	require.True(t, ok, "a listening socket in a private directory")
+	_, ok := runningServe(cfg, true)
+	require.False(t, ok, "a socket answers, but nobody holds the store")
+
+	st, err = boltstore.Open(cfg.Store.Path)
+	require.NoError(t, err)
+	c, ok := runningServe(cfg, false)
+	require.True(t, ok, "the store is held and the socket answers")
 	require.NoError(t, c.Close())
+	require.NoError(t, os.Remove(cfg.Server.AdminSocket))
+	_, ok = runningServe(cfg, true)
+	require.False(t, ok, "the store is held, but no socket answers")
+	require.NoError(t, st.Close())
 
-	require.NoError(t, os.Chmod(dir, 0o777))
-	_, ok = liveServe(cfg)
-	require.False(t, ok, "a directory others may write")
-
-	require.NoError(t, os.Chmod(dir, 0o700))
-	require.NoError(t, l.Close())
-	_, ok = liveServe(cfg)
-	require.False(t, ok, "nobody listens")
+	pg := &config.Config{}
+	pg.Store.Type = config.StorePostgres
+	pg.Server.AdminSocket = filepath.Join(dir, "pg.sock")
+	l2, err := net.Listen("unix", pg.Server.AdminSocket)
+	require.NoError(t, err)
+	defer l2.Close()
+	c, ok = runningServe(pg, true)
+	require.True(t, ok, "PostgreSQL: the socket answering is enough")
+	require.NoError(t, c.Close())
+	_, ok = runningServe(pg, false)
+	require.False(t, ok, "PostgreSQL, where the caller opens the store itself")
 }

@@ -78,7 +78,7 @@ yet, expired, past intermediate.activateThreshold), it fails and says to run
 			if err != nil {
 				return err
 			}
-			if c, ok := liveServe(cfg); ok {
+			if c, ok := runningServe(cfg, false); ok {
 				return exportLive(cmd, cfg, c, out, withCRL)
 			}
 			rt, err := authority.OpenReadOnly(cmd.Context(), cfg, newLogger(cmd.ErrOrStderr(), "warn", "text"))

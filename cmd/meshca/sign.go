@@ -83,7 +83,7 @@ it fails and says to run 'meshca serve', which mints and activates one.`,
 			// A running meshca serve signs, records and audits through
 			// its own authority.
 			remote := admin.SignRequest{CSR: csr, Identity: id.String(), TTL: ttl.Duration.String(), Profile: prof}
-			if c, ok := liveServe(cfg); ok {
+			if c, ok := runningServe(cfg, false); ok {
 				return signRemote(cmd, c, remote)
 			}
 			log := newLogger(cmd.ErrOrStderr(), cfg.Log.Level, cfg.Log.Format)

@@ -72,3 +72,15 @@ func Password(cfg config.StoreConfig) (string, error) {
 	}
 	return pw, nil
 }
+
+// HeldByAnother reports, without waiting, whether another process holds
+// the store of cfg open (a bbolt store is one process's at a time, and
+// Open waits for it for up to 2 s); always false for PostgreSQL, which
+// any number of processes share.
+func HeldByAnother(cfg config.StoreConfig) bool {
+	switch cfg.Type {
+	case config.StoreBolt, "":
+		return boltstore.Held(cfg.Path)
+	}
+	return false
+}
