@@ -13,6 +13,7 @@ import (
 	"github.com/meshca/meshca/ca/config"
 	"github.com/meshca/meshca/ca/keys"
 	"github.com/meshca/meshca/ca/profile"
+	"github.com/meshca/meshca/ca/store/storeopen"
 	"github.com/meshca/meshca/rotation/intermediate"
 )
 
@@ -76,6 +77,12 @@ file at it instead. init refuses to overwrite an existing CA without --force.`,
 			}
 			if len(existing) > 0 && !force {
 				return fmt.Errorf("%s already holds a CA (%v); refusing to overwrite it. Use --force to replace it", dir, existing)
+			}
+			// Never under a running CA, --force or not: its open store
+			// and keys would be unlinked beneath it, and every record it
+			// acknowledges from then on lost when it stops.
+			if st := config.Defaults(dir).Store; storeopen.HeldByAnother(st) {
+				return fmt.Errorf("store %s is held by another meshca process (meshca serve?); refusing to replace a running CA: stop it first", st.Path)
 			}
 			for _, p := range existing {
 				if err := os.RemoveAll(p); err != nil {

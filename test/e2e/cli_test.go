@@ -248,6 +248,40 @@ func TestInit_RefusesToOverwriteWithoutForce(t *testing.T) {
 	require.NotEqual(t, before, after)
 }
 
+// TestInit_ForceRefusesWhileServeRuns: init --force would unlink the
+// store and keys a running serve has open (its records from then on lost
+// at its next stop); it refuses and changes nothing, and serve goes on.
+func TestInit_ForceRefusesWhileServeRuns(t *testing.T) {
+	dir := initCA(t)
+	s := startServe(t, dir)
+	s.waitReady(t, 10*time.Second)
+	// The files are the same ones (serve may write to its store
+	// meanwhile), and the root's bytes are unchanged.
+	before := map[string]os.FileInfo{}
+	for _, n := range []string{"root-cert.pem", "root-key.pem", "meshca.db", "keys"} {
+		fi, err := os.Stat(filepath.Join(dir, n))
+		require.NoError(t, err)
+		before[n] = fi
+	}
+	root, err := os.ReadFile(filepath.Join(dir, "root-cert.pem"))
+	require.NoError(t, err)
+	out, err := exec.Command(meshcaBin, "init", "--dir", dir, "--force").CombinedOutput()
+	require.Error(t, err, string(out))
+	require.Contains(t, string(out), "store "+filepath.Join(dir, "meshca.db")+" is held by another meshca process (meshca serve?); refusing to replace a running CA: stop it first")
+	for n, fi := range before {
+		after, err := os.Stat(filepath.Join(dir, n))
+		require.NoError(t, err, n)
+		require.True(t, os.SameFile(fi, after), "%s was replaced", n)
+	}
+	after, err := os.ReadFile(filepath.Join(dir, "root-cert.pem"))
+	require.NoError(t, err)
+	require.Equal(t, root, after)
+	// serve still signs with its store.
+	require.Contains(t, meshca(t, "records", "list", "--dir", dir), "dns:meshca.istio-system.svc")
+	stopServe(t, s)
+	meshca(t, "init", "--dir", dir, "--force")
+}
+
 func TestServe_RefusesWorldReadableKey(t *testing.T) {
 	dir := initCA(t)
 	key := filepath.Join(dir, "root-key.pem")
