@@ -2,7 +2,6 @@ package server_test
 
 import (
 	"errors"
-	"io"
 	"log/slog"
 	"net/http"
 	"testing"
@@ -13,17 +12,13 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/meshca/meshca/issuer/server"
+	"github.com/meshca/meshca/test/httpget"
 	"github.com/meshca/meshca/test/logbuf"
 )
 
 func httpGet(t *testing.T, url string) (int, string) {
 	t.Helper()
-	resp, err := http.Get(url)
-	require.NoError(t, err)
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	require.NoError(t, err)
-	return resp.StatusCode, string(b)
+	return httpget.Get(t, url)
 }
 
 // An operations listener started before the Server answers the probes and

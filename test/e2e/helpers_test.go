@@ -24,6 +24,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/meshca/meshca/test/httpget"
 )
 
 // meshca runs the binary to completion and returns stdout.
@@ -182,12 +184,7 @@ func (s *server) waitReady(t *testing.T, within time.Duration) time.Duration {
 
 func get(t *testing.T, url string) (int, string) {
 	t.Helper()
-	resp, err := http.Get(url)
-	require.NoError(t, err)
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	require.NoError(t, err)
-	return resp.StatusCode, string(b)
+	return httpget.Get(t, url)
 }
 
 func splitPEM(t *testing.T, s string) []*x509.Certificate {
