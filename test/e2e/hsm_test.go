@@ -7,7 +7,6 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
-	"io"
 	"io/fs"
 	"net/http"
 	"os"
@@ -21,6 +20,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/meshca/meshca/test/hsmenv"
+	"github.com/meshca/meshca/test/httpget"
 )
 
 // hsmCA is a meshca directory whose root is in files (made by meshca init)
@@ -148,13 +148,9 @@ func writePEMFile(t *testing.T, dir, name string, blocks ...[]byte) string {
 
 func fetchDER(t *testing.T, url string) []byte {
 	t.Helper()
-	resp, err := http.Get(url)
-	require.NoError(t, err)
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	require.NoError(t, err)
-	require.Equal(t, http.StatusOK, resp.StatusCode, "%s: %s", url, b)
-	return b
+	code, b := httpget.Get(t, url)
+	require.Equal(t, http.StatusOK, code, "%s: %s", url, b)
+	return []byte(b)
 }
 
 // SoftHSM2 end to end: meshca serve, configured with keyStore.type pkcs11,
