@@ -81,8 +81,8 @@ file at it instead. init refuses to overwrite an existing CA without --force.`,
 			// Never under a running CA, --force or not: its open store
 			// and keys would be unlinked beneath it, and every record it
 			// acknowledges from then on lost when it stops.
-			if st := config.Defaults(dir).Store; storeopen.HeldByAnother(st) {
-				return fmt.Errorf("store %s is held by another meshca process (meshca serve?); refusing to replace a running CA: stop it first", st.Path)
+			if why, ok := caInUse(dir); ok {
+				return fmt.Errorf("%s; refusing to replace a running CA: stop it first", why)
 			}
 			for _, p := range existing {
 				if err := os.RemoveAll(p); err != nil {
@@ -215,4 +215,25 @@ func tokenLabel(uri string) string {
 		}
 	}
 	return "named by the URI"
+}
+
+// caInUse says why the CA in dir is in use by another meshca process: its
+// store (with dir's own meshca.yaml, else the defaults) is held, as a
+// bbolt store is by serve, or a serve answers on its admin socket, as one
+// on PostgreSQL does.
+func caInUse(dir string) (string, bool) {
+	cfg := config.Defaults(dir)
+	if p := filepath.Join(dir, dirConfigFile); fileExists(p) {
+		if c, err := config.Load(p); err == nil {
+			cfg = c
+		}
+	}
+	if storeopen.HeldByAnother(cfg.Store) {
+		return fmt.Sprintf("store %s is held by another meshca process (meshca serve?)", cfg.Store.Path), true
+	}
+	if c, ok := liveServe(cfg); ok {
+		_ = c.Close()
+		return fmt.Sprintf("a meshca serve answers on its admin socket %s", cfg.Server.AdminSocket), true
+	}
+	return "", false
 }

@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/meshca/meshca/test/pgenv"
 )
 
 const workloadID = "spiffe://cluster.local/ns/default/sa/app"
@@ -280,6 +282,28 @@ func TestInit_ForceRefusesWhileServeRuns(t *testing.T) {
 	require.Contains(t, meshca(t, "records", "list", "--dir", dir), "dns:meshca.istio-system.svc")
 	stopServe(t, s)
 	meshca(t, "init", "--dir", dir, "--force")
+}
+
+// TestInit_ForceRefusesWhileServeRunsOnPostgres: a store on PostgreSQL
+// is held by no process, but the serve answering on the directory's admin
+// socket still has its keys in the directory open: init --force refuses.
+func TestInit_ForceRefusesWhileServeRunsOnPostgres(t *testing.T) {
+	pg, err := pgenv.Start()
+	require.NoError(t, err)
+	t.Cleanup(pg.Stop)
+	dir := initCA(t)
+	usePostgres(t, pg, dir, pg.CreateDatabase(t))
+	s := startServe(t, dir)
+	s.waitReady(t, 10*time.Second)
+	keys, err := os.Stat(filepath.Join(dir, "keys"))
+	require.NoError(t, err)
+	out, err := exec.Command(meshcaBin, "init", "--dir", dir, "--force").CombinedOutput()
+	require.Error(t, err, string(out))
+	require.Contains(t, string(out), "a meshca serve answers on its admin socket "+filepath.Join(dir, "admin.sock")+"; refusing to replace a running CA: stop it first")
+	after, err := os.Stat(filepath.Join(dir, "keys"))
+	require.NoError(t, err)
+	require.True(t, os.SameFile(keys, after), "the keys directory was replaced")
+	stopServe(t, s)
 }
 
 func TestServe_RefusesWorldReadableKey(t *testing.T) {
