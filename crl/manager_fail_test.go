@@ -32,6 +32,10 @@ func TestManager_OneScopeFailingDoesNotStopTheOthers(t *testing.T) {
 	require.Equal(t, 1.0, metricValue(t, e.reg, "meshca_crl_build_errors_total", bad))
 	require.Equal(t, 0.0, metricValue(t, e.reg, "meshca_crl_build_errors_total", map[string]string{"scope": crl.ScopeRoot}))
 	e.run(t)
+	// The retry's timer exists before the step: run returns once the
+	// republish timer does, and a step before the retry timer is set
+	// passes it by (it did on a loaded CI machine).
+	require.Eventually(t, func() bool { return e.clk.Waiters() > e.timers }, 5*time.Second, time.Millisecond, "the retry timer")
 	p.clk.Step(2 * time.Second) // the retry
 	require.Eventually(t, func() bool {
 		return metricValue(t, e.reg, "meshca_crl_build_errors_total", bad) == 2
