@@ -110,7 +110,12 @@ func TestFile_CheckpointEveryIntervalWhenThereAreRecords(t *testing.T) {
 	}
 	poll(t, l.clk.HasWaiters) // the ticker is set
 	l.clk.Step(time.Minute)
-	poll(t, func() bool { return testutil.ToFloat64(l.file.m.checkpointSeq) == 5 })
+	// The gauge is set before the tick's flush writes the checkpoint:
+	// wait for the line itself.
+	poll(t, func() bool { return len(readLines(t, path)) == 6 }) // start, 3 events, checkpoint, ""
+	if got := testutil.ToFloat64(l.file.m.checkpointSeq); got != 5 {
+		t.Fatalf("checkpoint sequence gauge %v; want 5", got)
+	}
 	r := recordAt(t, path, 5)
 	if r.Kind != KindCheckpoint || r.Reason != CheckpointInterval {
 		t.Fatalf("line 5 %+v", r)
