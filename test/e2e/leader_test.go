@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bufio"
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
@@ -51,6 +52,14 @@ func (s *server) metricSum(t *testing.T, name string, labels ...string) (sum flo
 // authenticating with a ServiceAccount token, and returns the chain.
 func issueWithToken(t *testing.T, s *server, rootPEM []byte, token, id string) []string {
 	t.Helper()
+	chain, err := issueChain(t, s, rootPEM, token, id)
+	require.NoError(t, err, s.logs())
+	return chain
+}
+
+// issueChain is issueWithToken returning the call's error.
+func issueChain(t *testing.T, s *server, rootPEM []byte, token, id string) ([]string, error) {
+	t.Helper()
 	roots := x509.NewCertPool()
 	require.True(t, roots.AppendCertsFromPEM(rootPEM))
 	conn, err := grpc.NewClient(s.grpc, grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{RootCAs: roots, ServerName: "meshca.istio-system.svc"})))
@@ -59,10 +68,13 @@ func issueWithToken(t *testing.T, s *server, rootPEM []byte, token, id string) [
 	csrPath, _ := writeCSRWithKey(t, t.TempDir(), id)
 	csr, err := os.ReadFile(csrPath)
 	require.NoError(t, err)
-	cctx := metadata.AppendToOutgoingContext(t.Context(), "authorization", "Bearer "+token, "clusterid", "Kubernetes")
+	cctx, cancel := context.WithTimeout(metadata.AppendToOutgoingContext(t.Context(), "authorization", "Bearer "+token, "clusterid", "Kubernetes"), 10*time.Second)
+	defer cancel()
 	resp, err := pb.NewIstioCertificateServiceClient(conn).CreateCertificate(cctx, &pb.IstioCertificateRequest{Csr: string(csr)})
-	require.NoError(t, err, s.logs())
-	return resp.CertChain
+	if err != nil {
+		return nil, err
+	}
+	return resp.CertChain, nil
 }
 
 // metricIs reports whether s exposes name with the value want.
