@@ -78,7 +78,35 @@ const (
 	StatePrepared GenerationState = "prepared"
 	StateActive   GenerationState = "active"
 	StateRetired  GenerationState = "retired"
+	// StateAbandoned is never recorded: States derives it for a prepared
+	// generation that can no longer be activated.
+	StateAbandoned GenerationState = "abandoned"
 )
+
+// States returns the state of each of gens (by ID) as the lineage sees
+// it: State, except that a prepared generation older than one of its
+// lineage that was activated is abandoned. Only a generation prepared
+// after the last activation may succeed the active one; an older one lost
+// the Lease or a race while it was being prepared, or a rotation was
+// retried, and stays unused. Its intermediate certificate is still valid
+// and its keys are still in the key store.
+func States(gens []Generation) map[uint64]GenerationState {
+	lastActivated := map[string]uint64{}
+	for _, g := range gens {
+		if g.State() != StatePrepared && g.ID > lastActivated[g.Lineage()] {
+			lastActivated[g.Lineage()] = g.ID
+		}
+	}
+	out := make(map[uint64]GenerationState, len(gens))
+	for _, g := range gens {
+		st := g.State()
+		if st == StatePrepared && g.ID < lastActivated[g.Lineage()] {
+			st = StateAbandoned
+		}
+		out[g.ID] = st
+	}
+	return out
+}
 
 // State derives g's state from its journal times (so that records written
 // before states existed read correctly: activated and not retired is

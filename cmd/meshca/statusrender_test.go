@@ -26,19 +26,21 @@ func at(s string) time.Time {
 // health already classified (the renderer only shows it).
 func fixedStatus() admin.Status {
 	return admin.Status{
-		TrustDomain: "cluster.local", Generation: 2, Profile: "classical",
-		IntermediateSubject: "CN=meshca intermediate 2", IntermediateNotAfter: at("2027-01-04T12:00:00Z"),
+		TrustDomain: "cluster.local", Generation: 3, Profile: "classical",
+		IntermediateSubject: "CN=meshca intermediate 3", IntermediateNotAfter: at("2027-01-04T12:00:00Z"),
 		Store:             admin.Health{Path: "/var/lib/meshca/meshca.db", Healthy: true},
 		LastRevocationSeq: 3,
 		GeneratedAt:       at("2026-12-05T12:00:00Z"),
 		Generations: []admin.GenerationInfo{
-			{ID: 1, Profile: "classical", Source: "file-minted", Subject: "CN=meshca intermediate 1", NotAfter: at("2026-12-07T12:00:00Z"), ActivatedAt: at("2026-10-01T00:00:00Z"), RetiredAt: at("2026-11-05T12:00:00Z")},
-			{ID: 2, Profile: "classical", Source: "file-minted", Subject: "CN=meshca intermediate 2", NotAfter: at("2027-01-04T12:00:00Z"), ActivatedAt: at("2026-11-05T12:00:00Z"), Active: true},
+			{ID: 1, Profile: "classical", Source: "file-minted", Subject: "CN=meshca intermediate 1", NotAfter: at("2026-12-07T12:00:00Z"), ActivatedAt: at("2026-10-01T00:00:00Z"), RetiredAt: at("2026-11-05T12:00:00Z"), State: "retired"},
+			{ID: 2, Profile: "classical", Source: "file-minted", Subject: "CN=meshca intermediate 2", NotAfter: at("2026-12-25T12:00:00Z"), State: "abandoned"},
+			{ID: 3, Profile: "classical", Source: "file-minted", Subject: "CN=meshca intermediate 3", NotAfter: at("2027-01-04T12:00:00Z"), ActivatedAt: at("2026-11-05T12:00:00Z"), Active: true, State: "active"},
 		},
 		Certificates: []admin.CertificateInfo{
 			{Kind: "root", Name: "root", Subject: "CN=meshca root", Serial: "01", NotAfter: at("2036-01-01T00:00:00Z"), Health: "ok"},
 			{Kind: "intermediate", Name: "gen-1", State: "retired", Subject: "CN=meshca intermediate 1", Serial: "11", NotAfter: at("2026-12-07T12:00:00Z"), Health: "critical"},
-			{Kind: "intermediate", Name: "gen-2", State: "active", Subject: "CN=meshca intermediate 2", Serial: "22", NotAfter: at("2027-01-04T12:00:00Z"), Health: "ok"},
+			{Kind: "intermediate", Name: "gen-2", State: "abandoned", Subject: "CN=meshca intermediate 2", Serial: "21", NotAfter: at("2026-12-25T12:00:00Z"), Health: "ok"},
+			{Kind: "intermediate", Name: "gen-3", State: "active", Subject: "CN=meshca intermediate 3", Serial: "22", NotAfter: at("2027-01-04T12:00:00Z"), Health: "ok"},
 			{Kind: "cacerts", Namespace: "istio-system", Name: "cacerts", Subject: "CN=plugged", Serial: "55", NotAfter: at("2026-12-10T00:00:00Z"), Health: "warning"},
 		},
 		Bundles: []admin.BundleInfo{
@@ -46,7 +48,7 @@ func fixedStatus() admin.Status {
 			{Kind: "cacerts", Namespace: "istio-system", Name: "cacerts", Certificates: 1, NotAfter: at("2026-12-10T00:00:00Z"), Health: "warning"},
 		},
 		CRLs: []admin.CRLInfo{
-			{Scope: "gen-2", Number: 4, ThisUpdate: at("2026-12-05T11:00:00Z"), NextUpdate: at("2026-12-06T11:00:00Z"), Size: 512, Health: "ok"},
+			{Scope: "gen-3", Number: 4, ThisUpdate: at("2026-12-05T11:00:00Z"), NextUpdate: at("2026-12-06T11:00:00Z"), Size: 512, Health: "ok"},
 			{Scope: "gen-1", Number: 9, ThisUpdate: at("2026-12-04T00:00:00Z"), NextUpdate: at("2026-12-05T00:00:00Z"), Size: 300, Health: "stale"},
 		},
 		Rotation: []rotation.Status{
@@ -65,17 +67,18 @@ func fixedStatus() admin.Status {
 // 2027-01-01, 9 years with 2 leap days, less 12 hours), rounded down.
 const goldenStatus = `server:             running (answered through its admin endpoint)
 trust domain:       cluster.local
-active generation:  2 (classical), intermediate CN=meshca intermediate 2, not after 2027-01-04T12:00:00Z
+active generation:  3 (classical), intermediate CN=meshca intermediate 3, not after 2027-01-04T12:00:00Z
 store:              /var/lib/meshca/meshca.db, healthy
 last revocation:    3
 as of:              2026-12-05T12:00:00Z
 
 CA CERTIFICATES
-KIND          HOLDER                STATE    NOT AFTER             EXPIRES   HEALTH    SERIAL  SUBJECT
-root          root                  -        2036-01-01T00:00:00Z  in 3313d  ok        01      CN=meshca root
-intermediate  gen-1                 retired  2026-12-07T12:00:00Z  in 2d     critical  11      CN=meshca intermediate 1
-intermediate  gen-2                 active   2027-01-04T12:00:00Z  in 30d    ok        22      CN=meshca intermediate 2
-cacerts       istio-system/cacerts  -        2026-12-10T00:00:00Z  in 4d     warning   55      CN=plugged
+KIND          HOLDER                STATE      NOT AFTER             EXPIRES   HEALTH    SERIAL  SUBJECT
+root          root                  -          2036-01-01T00:00:00Z  in 3313d  ok        01      CN=meshca root
+intermediate  gen-1                 retired    2026-12-07T12:00:00Z  in 2d     critical  11      CN=meshca intermediate 1
+intermediate  gen-2                 abandoned  2026-12-25T12:00:00Z  in 20d    ok        21      CN=meshca intermediate 2
+intermediate  gen-3                 active     2027-01-04T12:00:00Z  in 30d    ok        22      CN=meshca intermediate 3
+cacerts       istio-system/cacerts  -          2026-12-10T00:00:00Z  in 4d     warning   55      CN=plugged
 
 BUNDLES
 KIND     HOLDER                CERTS  EARLIEST NOT AFTER    EXPIRES   HEALTH
@@ -84,7 +87,7 @@ cacerts  istio-system/cacerts  1      2026-12-10T00:00:00Z  in 4d     warning
 
 CRLS
 SCOPE  KIND  NUMBER  THIS UPDATE           NEXT UPDATE           NEXT IN  HEALTH  BYTES
-gen-2  full  4       2026-12-05T11:00:00Z  2026-12-06T11:00:00Z  in 23h   ok      512
+gen-3  full  4       2026-12-05T11:00:00Z  2026-12-06T11:00:00Z  in 23h   ok      512
 gen-1  full  9       2026-12-04T00:00:00Z  2026-12-05T00:00:00Z  12h ago  stale   300
 
 ROTATION
@@ -97,9 +100,10 @@ SEVERITY  RULE       OBJECT  SINCE                 SUMMARY
 critical  ca-expiry  gen-1   2026-12-05T11:00:00Z  intermediate gen-1 expires in 2d
 
 GENERATIONS
-ID  PROFILE    SOURCE       STATE    NOT AFTER             SUBJECT
-1   classical  file-minted  retired  2026-12-07T12:00:00Z  CN=meshca intermediate 1
-2   classical  file-minted  active   2027-01-04T12:00:00Z  CN=meshca intermediate 2
+ID  PROFILE    SOURCE       STATE      NOT AFTER             SUBJECT
+1   classical  file-minted  retired    2026-12-07T12:00:00Z  CN=meshca intermediate 1
+2   classical  file-minted  abandoned  2026-12-25T12:00:00Z  CN=meshca intermediate 2
+3   classical  file-minted  active     2027-01-04T12:00:00Z  CN=meshca intermediate 3
 `
 
 func TestPrintStatus_Golden(t *testing.T) {

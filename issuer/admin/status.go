@@ -21,6 +21,8 @@ type GenerationInfo struct {
 	ActivatedAt time.Time `json:"activatedAt,omitzero"`
 	RetiredAt   time.Time `json:"retiredAt,omitzero"`
 	Active      bool      `json:"active"`
+	// State is active, retired, prepared or abandoned (store.States).
+	State string `json:"state"`
 	// cert is the parsed certificate, for LiveStatus.
 	cert *x509.Certificate
 }
@@ -57,8 +59,10 @@ func StoreStatus(ctx context.Context, s StoreState) Status {
 	if err != nil {
 		fail(err)
 	}
+	states := store.States(gens)
 	for _, g := range gens {
-		gi := GenerationInfo{ID: g.ID, Profile: g.Profile, Source: g.Source, Signer: g.Signer, ActivatedAt: g.ActivatedAt, RetiredAt: g.RetiredAt, Active: g.Active()}
+		gi := GenerationInfo{ID: g.ID, Profile: g.Profile, Source: g.Source, Signer: g.Signer, ActivatedAt: g.ActivatedAt, RetiredAt: g.RetiredAt,
+			Active: g.Active(), State: string(states[g.ID])}
 		if c, err := x509.ParseCertificate(g.CertDER); err == nil {
 			gi.Subject, gi.NotAfter, gi.cert = c.Subject.String(), c.NotAfter, c
 		}

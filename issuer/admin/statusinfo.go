@@ -16,9 +16,12 @@ import (
 
 // States of an intermediate in CertificateInfo.State.
 const (
-	StateActive   = "active"
-	StateRetired  = "retired"  // retired, still published for its leaves
-	StatePrepared = "prepared" // minted, not yet activated
+	StateActive   = string(store.StateActive)
+	StateRetired  = string(store.StateRetired)  // retired, still published for its leaves
+	StatePrepared = string(store.StatePrepared) // minted, not yet activated
+	// StateAbandoned: minted, never activated, and never will be (a newer
+	// generation of its lineage was activated; store.States).
+	StateAbandoned = string(store.StateAbandoned)
 )
 
 // CertificateInfo is one CA certificate in Status.Certificates.
@@ -99,15 +102,7 @@ func (l *LiveStatus) Status(ctx context.Context) Status {
 	st.Certificates, st.Bundles, st.Rotation, st.Alerts = []CertificateInfo{}, []BundleInfo{}, []rotation.Status{}, []AlertInfo{}
 	states := map[string]string{}
 	for _, g := range st.Generations {
-		name := store.GenerationScope(g.ID)
-		switch {
-		case g.Active:
-			states[name] = StateActive
-		case g.ActivatedAt.IsZero():
-			states[name] = StatePrepared
-		default:
-			states[name] = StateRetired
-		}
+		states[store.GenerationScope(g.ID)] = g.State
 	}
 	seen := map[[4]string]bool{}
 	for _, src := range l.Inventory {
@@ -158,8 +153,9 @@ func certificateInfo(c inventory.Certificate, now time.Time) CertificateInfo {
 	}
 }
 
-// prepared are the generations minted but not yet activated and not
-// expired: not published, so no inventory source reports them.
+// prepared are the generations minted but not activated (prepared or
+// abandoned) and not expired: not published, so no inventory source
+// reports them.
 func prepared(gens []GenerationInfo, seen map[[4]string]bool, now time.Time) []CertificateInfo {
 	var out []CertificateInfo
 	for _, g := range gens {
@@ -170,7 +166,7 @@ func prepared(gens []GenerationInfo, seen map[[4]string]bool, now time.Time) []C
 		if seen[[4]string{ci.Kind, ci.Namespace, ci.Name, ci.Serial}] {
 			continue
 		}
-		ci.State = StatePrepared
+		ci.State = g.State
 		out = append(out, ci)
 	}
 	return out

@@ -51,7 +51,7 @@ func TestStatusJSON_Schema(t *testing.T) {
 	require.Equal(t, []string{"delta", "health", "nextUpdate", "number", "scope", "size", "thisUpdate"}, keysOf(t, first("crls")))
 	require.Equal(t, []string{"ca", "lastSuccess", "next", "paused", "phase", "phaseCode", "problem", "since", "stuck", "waiting"}, keysOf(t, first("rotation")))
 	require.Equal(t, []string{"action", "expires", "object", "rule", "severity", "startsAt", "summary"}, keysOf(t, first("alerts")))
-	require.Equal(t, []string{"activatedAt", "active", "id", "notAfter", "profile", "retiredAt", "source", "subject"}, keysOf(t, first("generations")))
+	require.Equal(t, []string{"activatedAt", "active", "id", "notAfter", "profile", "retiredAt", "source", "state", "subject"}, keysOf(t, first("generations")))
 	// Times are RFC 3339 in UTC.
 	require.Contains(t, string(b), `"generatedAt":"2026-12-05T12:00:00Z"`)
 }

@@ -113,6 +113,9 @@ type Manager struct {
 	mu       sync.Mutex
 	active   *authority.Material
 	next     *authority.Material // the verified successor, or nil
+	// abandoned are the abandoned generations (store.States) already
+	// reported by warnAbandoned.
+	abandoned map[uint64]bool
 	retained []retainedGen       // oldest first
 	pending  *pendingChange      // a change some subscribers have not applied yet
 	failures *wait.Backoff       // non-nil while the last step failed

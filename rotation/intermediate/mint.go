@@ -140,17 +140,11 @@ func (m *Manager) preparedSuccessor(ctx context.Context, after uint64, roots []*
 	}
 	// Only a generation prepared after the last one that was ever
 	// activated can succeed it: older prepared ones were abandoned.
-	for _, g := range gens {
-		if g.Lineage() != m.loader.Signer {
-			continue
-		}
-		if g.State() != store.StatePrepared && g.ID > after {
-			after = g.ID
-		}
-	}
+	states := store.States(gens)
+	m.warnAbandoned(ctx, gens, states)
 	for i := len(gens) - 1; i >= 0; i-- {
 		g := gens[i]
-		if g.ID <= after || g.Lineage() != m.loader.Signer || g.State() != store.StatePrepared || g.Source != m.src.Kind() || authority.ProfileOf(g) != m.cfg.Intermediate.Profile {
+		if g.ID <= after || g.Lineage() != m.loader.Signer || states[g.ID] != store.StatePrepared || g.Source != m.src.Kind() || authority.ProfileOf(g) != m.cfg.Intermediate.Profile {
 			continue
 		}
 		mat, err := m.verify(ctx, g, roots)
@@ -162,4 +156,38 @@ func (m *Manager) preparedSuccessor(ctx context.Context, after uint64, roots []*
 		return mat, nil
 	}
 	return nil, nil
+}
+
+// warnAbandoned logs, once per generation, each abandoned generation of
+// m's lineage (store.States) whose intermediate certificate is still
+// valid and not revoked: a CA certificate the root vouches for, whose keys
+// are in the key store, that meshca will never sign with. An operator
+// revokes it (so that relying parties checking the root's CRL refuse it)
+// and may then delete its keys.
+func (m *Manager) warnAbandoned(ctx context.Context, gens []store.Generation, states map[uint64]store.GenerationState) {
+	revs, _ := m.st.(store.Revocations)
+	now := m.clk.Now()
+	for _, g := range gens {
+		if states[g.ID] != store.StateAbandoned || g.Lineage() != m.loader.Signer || m.abandoned[g.ID] {
+			continue
+		}
+		c, err := x509.ParseCertificate(g.CertDER)
+		if err != nil || !now.Before(c.NotAfter) {
+			continue
+		}
+		if revs != nil {
+			rev, err := revs.GetRevocation(ctx, hex.EncodeToString(c.SerialNumber.Bytes()))
+			if err == nil && rev.Kind == store.KindIntermediate && rev.Generation == g.ID {
+				continue
+			}
+		}
+		if m.abandoned == nil {
+			m.abandoned = map[uint64]bool{}
+		}
+		m.abandoned[g.ID] = true
+		m.log.Warn("a CA generation was prepared but never activated, and never will be (a newer one of its lineage was activated since); "+
+			"its intermediate certificate stays valid and its keys stay in the key store",
+			"generation", g.ID, "not_after", c.NotAfter, "key_ref", g.KeyRef, "alt_key_ref", g.AltKeyRef,
+			"action", fmt.Sprintf("meshca revoke --generation %d --reason superseded; then delete its key files", g.ID))
+	}
 }
