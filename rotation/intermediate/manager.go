@@ -110,20 +110,20 @@ type Manager struct {
 	subs   []rotation.Subscriber
 
 	// mu serialises the rotation steps and guards the fields below.
-	mu       sync.Mutex
-	active   *authority.Material
-	next     *authority.Material // the verified successor, or nil
+	mu     sync.Mutex
+	active *authority.Material
+	next   *authority.Material // the verified successor, or nil
 	// abandoned are the abandoned generations (store.States) already
 	// reported by warnAbandoned.
 	abandoned map[uint64]bool
-	retained []retainedGen       // oldest first
-	pending  *pendingChange      // a change some subscribers have not applied yet
-	failures *wait.Backoff       // non-nil while the last step failed
-	retryAt  time.Time           // when a failed step is retried
-	problem  string              // why the last step failed
-	lastOK   time.Time           // when the last step succeeded
-	since    time.Time           // when the current phase began
-	phase    string
+	retained  []retainedGen  // oldest first
+	pending   *pendingChange // a change some subscribers have not applied yet
+	failures  *wait.Backoff  // non-nil while the last step failed
+	retryAt   time.Time      // when a failed step is retried
+	problem   string         // why the last step failed
+	lastOK    time.Time      // when the last step succeeded
+	since     time.Time      // when the current phase began
+	phase     string
 
 	// snapshots for readers that must not wait for a rotation step (the
 	// subscribers run while one holds mu)
