@@ -3,6 +3,8 @@ package intermediate
 import (
 	"bytes"
 	"context"
+	"crypto/x509"
+	"encoding/hex"
 	"log/slog"
 	"strconv"
 	"strings"
@@ -50,6 +52,9 @@ func TestManager_AbandonedGenerationIsReportedOnceUntilRevoked(t *testing.T) {
 	require.Contains(t, logs.String(), `"generation":`+uitoa(orphan.ID)+`,`)
 	require.Contains(t, logs.String(), `"action":"meshca revoke --generation `+uitoa(orphan.ID)+` --reason superseded; then delete its key files"`)
 	require.Contains(t, logs.String(), `"key_ref":"`+orphan.KeyRef+`"`)
+	orphanCert, err := x509.ParseCertificate(orphan.CertDER)
+	require.NoError(t, err)
+	require.Contains(t, logs.String(), `"serial":"`+hex.EncodeToString(orphanCert.SerialNumber.Bytes())+`"`)
 	_, err = m.preparedSuccessor(ctx, newer.ID, m.Active().Bundle.Roots)
 	require.NoError(t, err)
 	require.Equal(t, 1, strings.Count(logs.String(), abandonedMsg), "reported once per process")

@@ -187,7 +187,7 @@ func (m *Manager) warnAbandoned(ctx context.Context, gens []store.Generation, st
 		m.abandoned[g.ID] = true
 		m.log.Warn("a CA generation was prepared but never activated, and never will be (a newer one of its lineage was activated since); "+
 			"its intermediate certificate stays valid and its keys stay in the key store",
-			"generation", g.ID, "not_after", c.NotAfter, "key_ref", g.KeyRef, "alt_key_ref", g.AltKeyRef,
+			"generation", g.ID, "serial", hex.EncodeToString(c.SerialNumber.Bytes()), "not_after", c.NotAfter, "key_ref", g.KeyRef, "alt_key_ref", g.AltKeyRef,
 			"action", fmt.Sprintf("meshca revoke --generation %d --reason superseded; then delete its key files", g.ID))
 	}
 }
