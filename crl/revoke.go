@@ -1,6 +1,7 @@
 package crl
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -177,6 +178,7 @@ func (r *Revoker) validate(ctx context.Context, req Request) (validated, error) 
 		// that generation: on the root's CRL, not as an unknown leaf on
 		// the active generation's CRL (which no relying party consults
 		// for the intermediate, RFC 5280 section 6.3).
+		var match *store.Generation
 		for i := range gens {
 			c, err := parseCert(gens[i].CertDER)
 			if err != nil {
@@ -185,12 +187,19 @@ func (r *Revoker) validate(ctx context.Context, req Request) (validated, error) 
 			if fmt.Sprintf("%x", c.SerialNumber.Bytes()) != v.serial {
 				continue
 			}
+			// Every generation with the serial is checked: one
+			// certificate may be recorded twice (a pre-issued
+			// intermediate whose first record was left prepared).
 			if r.signs(&gens[i]) {
 				return v, fmt.Errorf("%w: %w: serial %s is the intermediate certificate of generation %d, which signs every new certificate; rotate to a new intermediate first, then revoke generation %d",
 					ErrInvalidRequest, ErrActiveGeneration, v.serial, gens[i].ID, gens[i].ID)
 			}
-			v.serial, v.gen = "", &gens[i]
-			break
+			if match == nil {
+				match = &gens[i]
+			}
+		}
+		if match != nil {
+			v.serial, v.gen = "", match
 		}
 	case req.Identity != "":
 		id, err := identity.Parse(req.Identity)
@@ -210,6 +219,13 @@ func (r *Revoker) validate(ctx context.Context, req Request) (validated, error) 
 		if r.signs(v.gen) {
 			return v, fmt.Errorf("%w: %w: generation %d signs every new certificate, so meshca would keep issuing under a revoked intermediate; rotate to a new intermediate first, then revoke generation %d",
 				ErrInvalidRequest, ErrActiveGeneration, req.Generation, req.Generation)
+		}
+		for i := range gens {
+			// The same certificate recorded again and activated there.
+			if gens[i].ID != v.gen.ID && r.signs(&gens[i]) && bytes.Equal(gens[i].CertDER, v.gen.CertDER) {
+				return v, fmt.Errorf("%w: %w: generation %d records the same intermediate certificate as generation %d, which signs every new certificate; rotate to a new intermediate first, then revoke generation %d",
+					ErrInvalidRequest, ErrActiveGeneration, req.Generation, gens[i].ID, req.Generation)
+			}
 		}
 	}
 	return v, nil

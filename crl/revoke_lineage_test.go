@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/x509"
 	"encoding/hex"
+	"fmt"
 	"testing"
 	"time"
 
@@ -82,4 +83,36 @@ func TestRevoker_ActiveGenerationOfALineageNoLongerRunningMayBeRevoked(t *testin
 	}}, recs, "the intermediate, for the root's CRL")
 	_, err = r.Revoke(ctx, crl.Request{Generation: gens["cluster:east"].ID, Reason: store.ReasonCACompromise})
 	require.NoError(t, err, "by number too (a second revocation of the same certificate is a no-op)")
+}
+
+// One certificate recorded twice (a pre-issued intermediate whose first
+// record a lost Lease left prepared, the second activated): neither the
+// prepared record's number nor the serial revokes the certificate that
+// signs, and nothing is stored.
+func TestRevoker_ACertificateRecordedTwiceIsRefusedWhileItSigns(t *testing.T) {
+	p := newMgrPKI(t)
+	ctx := context.Background()
+	now := p.clk.Now()
+	cert, err := root.MintIntermediate(p.root, p.rootKey, buildP256(t).Public(), root.IntermediateTemplate{
+		CommonName: "Manager Test Intermediate pre-issued", Organization: "meshca", Lifetime: 365 * 24 * time.Hour,
+	}, now)
+	require.NoError(t, err)
+	rec := store.Generation{CertDER: cert.Raw, ChainDER: [][]byte{p.root.Raw}, KeyRef: "cacerts/ca-key.pem", Source: "file-preissued", CreatedAt: now}
+	first, err := p.st.AddGeneration(ctx, rec)
+	require.NoError(t, err)
+	second, err := p.st.AddGeneration(ctx, rec)
+	require.NoError(t, err)
+	require.NoError(t, p.st.ActivateGeneration(ctx, second.ID, now))
+	gens, err := p.st.ListGenerations(ctx)
+	require.NoError(t, err)
+	require.Equal(t, store.StatePrepared, store.States(gens)[first.ID], "the certificate in use is never abandoned")
+
+	r := crl.NewRevoker(p.st, p.clk, nil)
+	_, err = r.Revoke(ctx, crl.Request{Generation: first.ID, Reason: store.ReasonSuperseded})
+	require.ErrorIs(t, err, crl.ErrActiveGeneration)
+	require.ErrorContains(t, err, fmt.Sprintf("generation %d records the same intermediate certificate as generation %d", first.ID, second.ID))
+	_, err = r.Revoke(ctx, crl.Request{Serial: hex.EncodeToString(cert.SerialNumber.Bytes()), Reason: store.ReasonSuperseded})
+	require.ErrorIs(t, err, crl.ErrActiveGeneration)
+	require.ErrorContains(t, err, fmt.Sprintf("the intermediate certificate of generation %d", second.ID))
+	require.Zero(t, lastSeq(t, p.st), "nothing is stored")
 }

@@ -25,4 +25,12 @@ func TestStates_PreparedBeforeANewerActivationIsAbandoned(t *testing.T) {
 		1: StateRetired, 2: StateAbandoned, 3: StateAbandoned, 4: StateActive, 5: StateActive, 6: StatePrepared, 7: StatePrepared,
 	}, States(gens))
 	require.Equal(t, map[uint64]GenerationState{}, States(nil))
+
+	// One certificate recorded twice (a pre-issued intermediate whose
+	// first record a lost Lease left prepared): in use, never abandoned.
+	dup := []Generation{
+		{ID: 1, CertDER: []byte("pre-issued")},
+		{ID: 2, CertDER: []byte("pre-issued"), ActivatedAt: at},
+	}
+	require.Equal(t, map[uint64]GenerationState{1: StatePrepared, 2: StateActive}, States(dup))
 }

@@ -83,6 +83,19 @@ const (
 	StateAbandoned GenerationState = "abandoned"
 )
 
+// LastActivated is the newest generation of lineage in gens that was
+// ever activated (active or retired); 0 if none. Only a generation
+// prepared after it can succeed the active one.
+func LastActivated(gens []Generation, lineage string) uint64 {
+	var last uint64
+	for _, g := range gens {
+		if g.Lineage() == lineage && g.State() != StatePrepared && g.ID > last {
+			last = g.ID
+		}
+	}
+	return last
+}
+
 // States returns the state of each of gens (by ID) as the lineage sees
 // it: State, except that a prepared generation older than one of its
 // lineage that was activated is abandoned. Only a generation prepared
@@ -90,17 +103,22 @@ const (
 // the Lease or a race while it was being prepared, or a rotation was
 // retried, and stays unused. Its intermediate certificate is still valid
 // and its keys are still in the key store.
+//
+// A prepared record of a certificate that another generation activated
+// (a pre-issued intermediate recorded twice, the first record left
+// prepared by a lost Lease) is not abandoned: its certificate and keys
+// are in use. It stays prepared.
 func States(gens []Generation) map[uint64]GenerationState {
-	lastActivated := map[string]uint64{}
+	inUse := map[string]bool{} // certificate DER
 	for _, g := range gens {
-		if g.State() != StatePrepared && g.ID > lastActivated[g.Lineage()] {
-			lastActivated[g.Lineage()] = g.ID
+		if g.State() != StatePrepared && len(g.CertDER) > 0 {
+			inUse[string(g.CertDER)] = true
 		}
 	}
 	out := make(map[uint64]GenerationState, len(gens))
 	for _, g := range gens {
 		st := g.State()
-		if st == StatePrepared && g.ID < lastActivated[g.Lineage()] {
+		if st == StatePrepared && g.ID < LastActivated(gens, g.Lineage()) && !inUse[string(g.CertDER)] {
 			st = StateAbandoned
 		}
 		out[g.ID] = st

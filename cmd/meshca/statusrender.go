@@ -243,7 +243,7 @@ func printStatus(out io.Writer, st admin.Status, running, colour bool) error {
 	if len(st.Generations) > 0 {
 		var rows [][]cell
 		for _, g := range st.Generations {
-			rows = append(rows, []cell{plain(fmt.Sprint(g.ID)), plain(g.Profile), plain(g.Source), plain(g.State), plain(stamp(g.NotAfter)), plain(g.Subject)})
+			rows = append(rows, []cell{plain(fmt.Sprint(g.ID)), plain(g.Profile), plain(g.Source), plain(g.StateName()), plain(stamp(g.NotAfter)), plain(g.Subject)})
 		}
 		table(out, colour, []string{"ID", "PROFILE", "SOURCE", "STATE", "NOT AFTER", "SUBJECT"}, rows)
 	}

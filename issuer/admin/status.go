@@ -21,7 +21,8 @@ type GenerationInfo struct {
 	ActivatedAt time.Time `json:"activatedAt,omitzero"`
 	RetiredAt   time.Time `json:"retiredAt,omitzero"`
 	Active      bool      `json:"active"`
-	// State is active, retired, prepared or abandoned (store.States).
+	// State is active, retired, prepared or abandoned (store.States);
+	// StateName reads it.
 	State string `json:"state"`
 	// cert is the parsed certificate, for LiveStatus.
 	cert *x509.Certificate
@@ -77,4 +78,19 @@ func StoreStatus(ctx context.Context, s StoreState) Status {
 		}
 	}
 	return st
+}
+
+// StateName is g.State; for the answer of a server older than that field,
+// the state its other fields give (such a server did not tell abandoned
+// generations apart).
+func (g GenerationInfo) StateName() string {
+	switch {
+	case g.State != "":
+		return g.State
+	case g.Active:
+		return StateActive
+	case g.ActivatedAt.IsZero():
+		return StatePrepared
+	}
+	return StateRetired
 }

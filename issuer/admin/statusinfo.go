@@ -102,7 +102,7 @@ func (l *LiveStatus) Status(ctx context.Context) Status {
 	st.Certificates, st.Bundles, st.Rotation, st.Alerts = []CertificateInfo{}, []BundleInfo{}, []rotation.Status{}, []AlertInfo{}
 	states := map[string]string{}
 	for _, g := range st.Generations {
-		states[store.GenerationScope(g.ID)] = g.State
+		states[store.GenerationScope(g.ID)] = g.StateName()
 	}
 	seen := map[[4]string]bool{}
 	for _, src := range l.Inventory {
@@ -166,7 +166,7 @@ func prepared(gens []GenerationInfo, seen map[[4]string]bool, now time.Time) []C
 		if seen[[4]string{ci.Kind, ci.Namespace, ci.Name, ci.Serial}] {
 			continue
 		}
-		ci.State = g.State
+		ci.State = g.StateName()
 		out = append(out, ci)
 	}
 	return out

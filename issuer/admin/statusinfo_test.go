@@ -186,3 +186,39 @@ func TestStatusRoute_RotationIsReadAtEachRequest(t *testing.T) {
 	require.Equal(t, now, got.GeneratedAt)
 	require.Equal(t, []AlertInfo{}, got.Alerts)
 }
+
+// A generation prepared before a newer one was activated is abandoned in
+// the generations and in the CA certificates (it is still valid); one
+// prepared after the last activation is prepared.
+func TestLiveStatus_AbandonedGeneration(t *testing.T) {
+	ctx := context.Background()
+	day := 24 * time.Hour
+	now := time.Date(2026, 12, 5, 12, 0, 0, 0, time.UTC)
+	st, err := boltstore.Open(filepath.Join(t.TempDir(), "meshca.db"))
+	require.NoError(t, err)
+	t.Cleanup(func() { st.Close() })
+	root := testCert(t, "root", 1, now.Add(-1000*day), now.Add(2650*day))
+	for i, c := range []*x509.Certificate{
+		testCert(t, "gen1", 0x11, now.Add(-60*day), now.Add(30*day)),
+		testCert(t, "gen2", 0x22, now.Add(-30*day), now.Add(60*day)), // lost the Lease while prepared
+		testCert(t, "gen3", 0x33, now.Add(-30*day), now.Add(60*day)),
+		testCert(t, "gen4", 0x44, now.Add(-time.Hour), now.Add(90*day)), // the next successor
+	} {
+		g, err := st.AddGeneration(ctx, store.Generation{CertDER: c.Raw, ChainDER: [][]byte{root.Raw}, KeyRef: "k", Source: "file-minted", CreatedAt: now})
+		require.NoError(t, err)
+		if i == 0 || i == 2 {
+			require.NoError(t, st.ActivateGeneration(ctx, g.ID, now.Add(-time.Duration(3-i)*day)))
+		}
+	}
+	got := (&LiveStatus{Store: StoreState{Generations: st}, Clock: clocktesting.NewFakePassiveClock(now)}).Status(ctx)
+	var states []string
+	for _, g := range got.Generations {
+		states = append(states, g.State)
+	}
+	require.Equal(t, []string{"retired", "abandoned", "active", "prepared"}, states)
+	var certs []string
+	for _, c := range got.Certificates {
+		certs = append(certs, c.Name+" "+c.State)
+	}
+	require.Equal(t, []string{"gen-2 abandoned", "gen-4 prepared"}, certs, "without inventory sources: the generations no source publishes")
+}

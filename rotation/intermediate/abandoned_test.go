@@ -50,7 +50,7 @@ func TestManager_AbandonedGenerationIsReportedOnceUntilRevoked(t *testing.T) {
 	m := start()
 	require.Equal(t, 1, strings.Count(logs.String(), abandonedMsg), logs.String())
 	require.Contains(t, logs.String(), `"generation":`+uitoa(orphan.ID)+`,`)
-	require.Contains(t, logs.String(), `"action":"meshca revoke --generation `+uitoa(orphan.ID)+` --reason superseded; then delete its key files"`)
+	require.Contains(t, logs.String(), `"action":"meshca revoke --generation `+uitoa(orphan.ID)+` --reason superseded; then delete the keys named by key_ref and alt_key_ref"`)
 	require.Contains(t, logs.String(), `"key_ref":"`+orphan.KeyRef+`"`)
 	orphanCert, err := x509.ParseCertificate(orphan.CertDER)
 	require.NoError(t, err)
@@ -68,3 +68,23 @@ func TestManager_AbandonedGenerationIsReportedOnceUntilRevoked(t *testing.T) {
 }
 
 func uitoa(v uint64) string { return strconv.FormatUint(v, 10) }
+
+// RotateNow mints a fresh successor and passes over the prepared one: that
+// one is abandoned by the activation, and the holder says so then, not at
+// its next rotation weeks later.
+func TestManager_RotateNowWarnsOfThePreparedGenerationItPassesOver(t *testing.T) {
+	f := newFixture(t, nil)
+	ctx := context.Background()
+	var logs bytes.Buffer
+	m := New(Options{Config: f.cfg, Keys: f.km, Store: f.st, Root: f.src, Clock: f.clk, Log: slog.New(slog.NewJSONHandler(&logs, nil))})
+	_, err := m.Start(ctx)
+	require.NoError(t, err)
+	prepared, err := m.mint(ctx)
+	require.NoError(t, err)
+	require.NotContains(t, logs.String(), abandonedMsg, "a generation prepared after the last activation is not abandoned")
+	next, err := m.RotateNow(ctx, "test")
+	require.NoError(t, err)
+	require.Greater(t, next.Generation, prepared.ID, "RotateNow mints afresh")
+	require.Equal(t, 1, strings.Count(logs.String(), abandonedMsg), logs.String())
+	require.Contains(t, logs.String(), `"generation":`+uitoa(prepared.ID)+`,`)
+}

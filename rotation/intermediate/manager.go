@@ -424,6 +424,7 @@ func (m *Manager) activateLocked(ctx context.Context) (rotation.Change, error) {
 	m.lastSuccess(now)
 	m.log.Info("activated intermediate", "generation", next.Generation, "previous", generationOf(prev),
 		"not_after", next.Bundle.Cert.NotAfter, "subject", next.Bundle.Cert.Subject.String())
+	m.warnAbandonedNow(ctx)
 	return rotation.Change{Active: next, Retained: m.retainedMaterial(), Reason: rotation.ReasonActivated}, nil
 }
 

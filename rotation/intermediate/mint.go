@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -140,11 +141,11 @@ func (m *Manager) preparedSuccessor(ctx context.Context, after uint64, roots []*
 	}
 	// Only a generation prepared after the last one that was ever
 	// activated can succeed it: older prepared ones were abandoned.
-	states := store.States(gens)
-	m.warnAbandoned(ctx, gens, states)
+	m.warnAbandoned(ctx, gens)
+	after = max(after, store.LastActivated(gens, m.loader.Signer))
 	for i := len(gens) - 1; i >= 0; i-- {
 		g := gens[i]
-		if g.ID <= after || g.Lineage() != m.loader.Signer || states[g.ID] != store.StatePrepared || g.Source != m.src.Kind() || authority.ProfileOf(g) != m.cfg.Intermediate.Profile {
+		if g.ID <= after || g.Lineage() != m.loader.Signer || g.State() != store.StatePrepared || g.Source != m.src.Kind() || authority.ProfileOf(g) != m.cfg.Intermediate.Profile {
 			continue
 		}
 		mat, err := m.verify(ctx, g, roots)
@@ -163,8 +164,10 @@ func (m *Manager) preparedSuccessor(ctx context.Context, after uint64, roots []*
 // valid and not revoked: a CA certificate the root vouches for, whose keys
 // are in the key store, that meshca will never sign with. An operator
 // revokes it (so that relying parties checking the root's CRL refuse it)
-// and may then delete its keys.
-func (m *Manager) warnAbandoned(ctx context.Context, gens []store.Generation, states map[uint64]store.GenerationState) {
+// and may then delete its keys. A generation whose revocation cannot be
+// read now is left for the next call.
+func (m *Manager) warnAbandoned(ctx context.Context, gens []store.Generation) {
+	states := store.States(gens)
 	revs, _ := m.st.(store.Revocations)
 	now := m.clk.Now()
 	for _, g := range gens {
@@ -175,9 +178,13 @@ func (m *Manager) warnAbandoned(ctx context.Context, gens []store.Generation, st
 		if err != nil || !now.Before(c.NotAfter) {
 			continue
 		}
+		serial := hex.EncodeToString(c.SerialNumber.Bytes())
 		if revs != nil {
-			rev, err := revs.GetRevocation(ctx, hex.EncodeToString(c.SerialNumber.Bytes()))
-			if err == nil && rev.Kind == store.KindIntermediate && rev.Generation == g.ID {
+			rev, err := revs.GetRevocation(ctx, serial)
+			switch {
+			case err == nil && rev.Kind == store.KindIntermediate && rev.Generation == g.ID:
+				continue
+			case err != nil && !errors.Is(err, store.ErrNotFound):
 				continue
 			}
 		}
@@ -187,7 +194,16 @@ func (m *Manager) warnAbandoned(ctx context.Context, gens []store.Generation, st
 		m.abandoned[g.ID] = true
 		m.log.Warn("a CA generation was prepared but never activated, and never will be (a newer one of its lineage was activated since); "+
 			"its intermediate certificate stays valid and its keys stay in the key store",
-			"generation", g.ID, "serial", hex.EncodeToString(c.SerialNumber.Bytes()), "not_after", c.NotAfter, "key_ref", g.KeyRef, "alt_key_ref", g.AltKeyRef,
-			"action", fmt.Sprintf("meshca revoke --generation %d --reason superseded; then delete its key files", g.ID))
+			"generation", g.ID, "serial", serial, "not_after", c.NotAfter, "key_ref", g.KeyRef, "alt_key_ref", g.AltKeyRef,
+			"action", fmt.Sprintf("meshca revoke --generation %d --reason superseded; then delete the keys named by key_ref and alt_key_ref", g.ID))
+	}
+}
+
+// warnAbandonedNow is warnAbandoned on the store's generations now (after
+// an activation, which may abandon a prepared generation); a failed read
+// is left for the next rotation step.
+func (m *Manager) warnAbandonedNow(ctx context.Context) {
+	if gens, err := m.st.ListGenerations(ctx); err == nil {
+		m.warnAbandoned(ctx, gens)
 	}
 }
