@@ -102,6 +102,8 @@ domain's SPIFFE bundle over HTTPS (profile https_web or https_spiffe).`,
 				return err
 			}
 			defer ops.Close()
+			// The CRLs answer 503 with Retry-After until they are built.
+			serveCRLs := ops.HandleLater("GET /crl/")
 			ops.Start()
 			rc, err := restConfig(cfg.Kubernetes)
 			if err != nil {
@@ -175,7 +177,7 @@ domain's SPIFFE bundle over HTTPS (profile https_web or https_spiffe).`,
 				return err
 			}
 			door.service.Register(srv.GRPC)
-			srv.HandleOps("GET /crl/", crls.Handler())
+			serveCRLs(crls.Handler())
 			// A follower learns the holder's revocations from the store,
 			// so that a revoked client certificate stops authenticating
 			// here too.

@@ -172,6 +172,34 @@ func (o *Ops) Handle(pattern string, h http.Handler) {
 	}))
 }
 
+// startingRetryAfter is the Retry-After (seconds) of a route mounted with
+// HandleLater while its handler is not set yet.
+const startingRetryAfter = "5"
+
+// HandleLater mounts pattern now, for a handler that exists only once the
+// CA is open (the CRLs): until set is called, the route answers 503
+// Service Unavailable with Retry-After (RFC 9110 sections 15.6.4 and
+// 10.2.3) and no-store, so that a relying party that reaches a starting
+// replica retries instead of taking a 404 for "no such CRL"; from set on,
+// h answers, as with Handle. set may be called once.
+func (o *Ops) HandleLater(pattern string) (set func(h http.Handler)) {
+	var later atomic.Pointer[http.Handler]
+	o.Handle(pattern, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if h := later.Load(); h != nil {
+			(*h).ServeHTTP(w, r)
+			return
+		}
+		w.Header().Set("Retry-After", startingRetryAfter)
+		w.Header().Set("Cache-Control", "no-store")
+		http.Error(w, "starting", http.StatusServiceUnavailable)
+	}))
+	return func(h http.Handler) {
+		if !later.CompareAndSwap(nil, &h) {
+			panic("server: HandleLater's handler set twice for " + pattern)
+		}
+	}
+}
+
 // OpsMaxConnectionsPerAddress is the share of the operations listener's
 // total connections that one source address may hold: a quarter (16 of
 // the default 64), at least min(total, 4). The kubelet probes from the

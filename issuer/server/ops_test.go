@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"errors"
+	"io"
 	"log/slog"
 	"net/http"
 	"testing"
@@ -115,4 +116,32 @@ func TestOps_CloseFreesThePort(t *testing.T) {
 		require.NoError(t, err, "started=%v: the port is free again", started)
 		require.NoError(t, again.Close())
 	}
+}
+
+// A route mounted with HandleLater answers 503 with Retry-After and
+// no-store until its handler is set (a starting replica's CRLs), then the
+// handler answers; setting it twice is a programming error.
+func TestOps_HandleLaterAnswers503UntilSet(t *testing.T) {
+	ops, err := server.NewOps(server.OpsOptions{Listen: "127.0.0.1:0", Log: slog.New(slog.DiscardHandler)})
+	require.NoError(t, err)
+	t.Cleanup(func() { ops.Close() })
+	set := ops.HandleLater("GET /crl/")
+	ops.Start()
+	url := "http://" + ops.Addr().String() + "/crl/gen-1.crl"
+
+	resp, err := http.Get(url)
+	require.NoError(t, err)
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.NoError(t, err)
+	require.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
+	require.Equal(t, "starting\n", string(body))
+	require.Equal(t, "5", resp.Header.Get("Retry-After"))
+	require.Equal(t, "no-store", resp.Header.Get("Cache-Control"))
+
+	set(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("crl " + r.URL.Path)) }))
+	code, got := httpGet(t, url)
+	require.Equal(t, http.StatusOK, code)
+	require.Equal(t, "crl /crl/gen-1.crl", got)
+	require.Panics(t, func() { set(http.NotFoundHandler()) })
 }

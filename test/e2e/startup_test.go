@@ -50,6 +50,13 @@ func TestServe_WaitingForTheLeaseServesProbes(t *testing.T) {
 		code, body := get(t, "http://"+s.ops+"/readyz")
 		require.Equal(t, http.StatusServiceUnavailable, code, "/readyz while waiting")
 		require.Equal(t, "not ready\n", body)
+		// The CRLs are not built yet: a relying party is told to retry,
+		// not that there is no such CRL.
+		resp, err := http.Get("http://" + s.ops + "/crl/ca-crl.pem")
+		require.NoError(t, err)
+		resp.Body.Close()
+		require.Equal(t, http.StatusServiceUnavailable, resp.StatusCode, "/crl/ while waiting")
+		require.Equal(t, "5", resp.Header.Get("Retry-After"))
 		if strings.Contains(s.logs(), `"msg":"meshca ready"`) {
 			t.Fatalf("the replica became ready while another held the Lease:\n%s", s.logs())
 		}
@@ -74,4 +81,6 @@ func TestServe_WaitingForTheLeaseServesProbes(t *testing.T) {
 	require.True(t, s.metricIs(t, "meshca_ready", 1))
 	code, _ := get(t, "http://"+s.ops+"/healthz")
 	require.Equal(t, http.StatusOK, code)
+	code, _ = get(t, "http://"+s.ops+"/crl/ca-crl.pem")
+	require.Equal(t, http.StatusOK, code, "the CRLs once the CA is open")
 }
