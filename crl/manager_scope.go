@@ -298,17 +298,18 @@ func (m *Manager) assemble(ctx context.Context) error {
 			"with root.file.cacertsDir set crl.rootCRL.file or crl.rootCRL.url to the root's CRL, with Vault check that the mount serves its CRL (<mount>/crl/pem)",
 			"missing", missing)
 	case len(pemBytes) > m.opts.MaxPublishBytes:
+		// The size first: whoever sees the gauge at 1 reads it.
+		m.oversize.Store(int64(len(pemBytes)))
 		m.metrics.incomplete.Set(0)
 		m.metrics.oversize.Set(1)
-		m.oversize.Store(int64(len(pemBytes)))
 		m.log.Error("ca-crl.pem is too large for the istio-ca-crl ConfigMap; publishing keeps the last good one. "+
 			"Revoking many leaves one by one makes the CRL grow: rotate the intermediate and revoke its whole generation instead (one entry on the root CRL), "+
 			"or wait until the revoked certificates expire and their entries age out",
 			"bytes", len(pemBytes), "limit", m.opts.MaxPublishBytes)
 	default:
+		m.oversize.Store(0)
 		m.metrics.incomplete.Set(0)
 		m.metrics.oversize.Set(0)
-		m.oversize.Store(0)
 		if !bytes.Equal(pemBytes, m.lastGood) && m.opts.Publish != nil {
 			if err := m.opts.Publish(ctx, pemBytes); err != nil {
 				perr = fmt.Errorf("publish ca-crl.pem: %w", err)

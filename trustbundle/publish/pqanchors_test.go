@@ -230,8 +230,14 @@ func TestPublisher_WithdrawsPQAnchorsWhenTheCAHasNone(t *testing.T) {
 		return errors.Join(errors.New("the ConfigMap is still there"), err)
 	})
 	waitFor(t, restoreTime, "annotation removed, roots kept", wantBundleAnnotation(t, BundleName(workload), rootsPEM, nil))
-	require.Equal(t, 1.0, metricValue(t, p.reg, "meshca_trustbundle_writes_total",
-		map[string]string{"object": objectPQAnchorsCM, "operation": "delete"}))
+	// Counted once the apiserver's answer is back, which may be after the
+	// test sees the ConfigMap gone.
+	waitFor(t, restoreTime, "the delete counted", func() error {
+		if v := metricValue(t, p.reg, "meshca_trustbundle_writes_total", map[string]string{"object": objectPQAnchorsCM, "operation": "delete"}); v != 1 {
+			return fmt.Errorf("meshca_trustbundle_writes_total{delete} is %v; want 1", v)
+		}
+		return nil
+	})
 
 	// And they come back with the next post-quantum CA.
 	again := pqAnchorsPEM(t, "MLDSA44-ECDSA-P256-SHA256")

@@ -108,7 +108,7 @@ func TestReserve_TheWaitIsBoundedByTheCommitDelay(t *testing.T) {
 func TestReserve_NoWaitWithoutOtherReservationsOrWithZeroDelay(t *testing.T) {
 	for name, delay := range map[string]time.Duration{"delay 1h, lone record": time.Hour, "delay 0": 0} {
 		t.Run(name, func(t *testing.T) {
-			s, clk, commits := openDelayed(t, delay)
+			s, _, commits := openDelayed(t, delay)
 			only := s.Reserve()
 			other := s.Reserve()
 			defer other.Cancel()
@@ -118,8 +118,9 @@ func TestReserve_NoWaitWithoutOtherReservationsOrWithZeroDelay(t *testing.T) {
 			// No clock step: with nothing to wait for, the commit is immediate.
 			require.NoError(t, only.PutIssuance(context.Background(), record(1, t0.Add(time.Hour))))
 			require.NoError(t, s.PutIssuance(context.Background(), record(2, t0.Add(time.Hour))))
+			// Both returned without a clock step: neither waited. (The
+			// clock may still hold the idle journal's checkpoint timer.)
 			require.EqualValues(t, 2, commits.Load())
-			require.False(t, clk.HasWaiters())
 		})
 	}
 }
