@@ -1,8 +1,10 @@
 package authority
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/meshca/meshca/ca/keys"
@@ -14,8 +16,9 @@ import (
 // PreIssued loads the pre-issued intermediate of src
 // (root.file.cacertsDir). When it is recorded as the active generation
 // for the configured profile it returns its material and a nil record;
-// otherwise its material (Generation 0) and the record to add and
-// activate, which the caller (the rotation manager) does. createAltKey
+// otherwise its material (Generation 0) and the record to activate, which
+// the caller (the rotation manager) does: a new one to add (ID 0), or the
+// one an earlier start added and did not activate (preparedPreIssued). createAltKey
 // lets it create the ML-DSA key a catalyst CA needs when none is known;
 // without it that case is an *UnusableError.
 //
@@ -36,15 +39,23 @@ func (l *Loader) PreIssued(ctx context.Context, src root.PreIssuedSource, create
 		return nil, nil, fmt.Errorf("read CA generations: %w", err)
 	}
 	fp := Fingerprint(b.Cert)
-	var known *store.Generation
+	var known *store.Generation // the active record of this intermediate
 	for i := range gens {
 		if g := gens[i]; g.Fingerprint == fp && g.Active() && g.Lineage() == store.DefaultSigner && ProfileOf(g) == l.profile() {
 			known = &gens[i]
 		}
 	}
+	var prepared *store.Generation
+	if known == nil {
+		prepared = l.preparedPreIssued(ctx, gens, src, pi)
+	}
 	altRef := ""
 	if l.profile() == profile.Catalyst {
-		if key.Alt, altRef, err = l.caCertsAltKey(pi, known, createAltKey); err != nil {
+		recorded := known
+		if recorded == nil {
+			recorded = prepared // its ML-DSA key, rather than another one
+		}
+		if key.Alt, altRef, err = l.caCertsAltKey(pi, recorded, createAltKey); err != nil {
 			return nil, nil, err
 		}
 	}
@@ -57,7 +68,44 @@ func (l *Loader) PreIssued(ctx context.Context, src root.PreIssuedSource, create
 		return nil, nil, err
 	}
 	rec := NewGenerationRecord(b, pi.KeyRef, altRef, src.Kind(), l.profile(), l.Now())
+	if prepared != nil && prepared.AltKeyRef == altRef && slices.EqualFunc(prepared.ChainDER, rec.ChainDER, bytes.Equal) {
+		// Activate that record rather than add the same certificate again.
+		rec = *prepared
+	}
 	return m, &rec, nil
+}
+
+// preparedPreIssued is the newest record of the pre-issued intermediate pi
+// that an earlier start added but did not activate (it crashed, or lost
+// the Lease, in between), which the next start may activate instead of
+// recording the certificate again; nil if there is none that can be. A
+// record is passed over when it is abandoned (store.States: a newer
+// generation was activated since; the operator was told to revoke it and
+// delete its keys), revoked, or, under the catalyst profile, its recorded
+// ML-DSA key no longer loads as the configured algorithm.
+func (l *Loader) preparedPreIssued(ctx context.Context, gens []store.Generation, src root.PreIssuedSource, pi *root.PreIssuedCA) *store.Generation {
+	fp := Fingerprint(pi.Bundle.Cert)
+	states := store.States(gens)
+	for i := len(gens) - 1; i >= 0; i-- {
+		g := &gens[i]
+		if g.Fingerprint != fp || g.Lineage() != store.DefaultSigner || ProfileOf(*g) != l.profile() ||
+			states[g.ID] != store.StatePrepared || g.Source != src.Kind() || g.KeyRef != pi.KeyRef {
+			continue
+		}
+		if err := l.checkNotRevoked(ctx, g.ID, pi.Bundle.Cert); err != nil {
+			return nil
+		}
+		if l.profile() == profile.Catalyst && g.AltKeyRef != "" {
+			k, err := l.Keys.LoadPQ(g.AltKeyRef)
+			if err != nil || keyName(k.Public()) != l.Config.Intermediate.PQAlgorithm {
+				l.log().Warn("a record of the pre-issued intermediate was left prepared by an earlier start, but its ML-DSA key is gone or another algorithm; recording it again",
+					"generation", g.ID, "alt_key_ref", g.AltKeyRef, "error", err)
+				return nil
+			}
+		}
+		return g
+	}
+	return nil
 }
 
 // caCertsAltKey returns the ML-DSA key of a pre-issued catalyst

@@ -302,14 +302,20 @@ func (m *Manager) startPreIssued(ctx context.Context, p root.PreIssuedSource) (*
 	}
 }
 
-// recordPreIssued adds rec, verifies mat with a throwaway leaf and
-// activates it. done is false when another replica activated a generation
-// first or this one lost the Lease meanwhile (store.ErrConflict,
-// store.ErrFenced, ErrNotLeader): the caller reads the store again.
+// recordPreIssued adds rec (or, when rec has an ID, takes the record an
+// earlier start added and did not activate), verifies mat with a
+// throwaway leaf and activates it. done is false when another replica
+// activated a generation first or this one lost the Lease meanwhile
+// (store.ErrConflict, store.ErrFenced, ErrNotLeader): the caller reads the
+// store again.
 func (m *Manager) recordPreIssued(ctx context.Context, mat *authority.Material, rec *store.Generation) (done bool, err error) {
-	g, err := m.st.AddGeneration(ctx, *rec)
-	if err != nil {
-		return false, fmt.Errorf("record the pre-issued CA generation: %w", err)
+	g := *rec
+	if g.ID == 0 {
+		if g, err = m.st.AddGeneration(ctx, *rec); err != nil {
+			return false, fmt.Errorf("record the pre-issued CA generation: %w", err)
+		}
+	} else {
+		m.log.Info("activating the pre-issued intermediate's record that an earlier start added", "generation", g.ID)
 	}
 	m.step(StepPrepared, g.ID)
 	mat.Generation = g.ID

@@ -7,14 +7,18 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 	clocktesting "k8s.io/utils/clock/testing"
 
+	"github.com/meshca/meshca/ca/authority"
 	"github.com/meshca/meshca/ca/keys"
+	"github.com/meshca/meshca/ca/profile"
 	"github.com/meshca/meshca/ca/root"
 	"github.com/meshca/meshca/ca/store"
 	"github.com/meshca/meshca/ca/store/boltstore"
+	"github.com/meshca/meshca/crl"
 )
 
 // A pre-issued intermediate (root.file.cacertsDir) cannot be rotated: the
@@ -22,39 +26,8 @@ import (
 // and is stuck with an actionable problem once it is past the activation
 // threshold.
 func TestManager_PreIssuedIntermediateIsNeverRotated(t *testing.T) {
-	// An intermediate issued elsewhere: minted by a file root, then given
-	// to meshca as Istio's four files.
-	issuer := newFixture(t, nil)
-	mat, err := issuer.m.Start(context.Background())
-	require.NoError(t, err)
-	g := generation(t, issuer.st, mat.Generation)
-	dir := filepath.Join(t.TempDir(), "cacerts")
-	require.NoError(t, os.MkdirAll(dir, 0o700))
-	keyPEM, err := os.ReadFile(g.KeyRef)
-	require.NoError(t, err)
-	require.NoError(t, os.WriteFile(filepath.Join(dir, root.CAKeyFile), keyPEM, 0o600))
-	if g.AltKeyRef != "" { // the default profile is catalyst
-		pqPEM, err := os.ReadFile(g.AltKeyRef)
-		require.NoError(t, err)
-		require.NoError(t, os.WriteFile(filepath.Join(dir, root.CAPQKeyFile), pqPEM, 0o600))
-	}
-	require.NoError(t, os.WriteFile(filepath.Join(dir, root.CACertFile), root.EncodePEM(mat.Bundle.Cert), 0o644))
-	require.NoError(t, os.WriteFile(filepath.Join(dir, root.CertChainFile), root.EncodePEM(mat.Bundle.Chain()...), 0o644))
-	require.NoError(t, os.WriteFile(filepath.Join(dir, root.RootCertFile), root.EncodePEM(mat.Bundle.Roots...), 0o644))
-
-	cfg := testConfig(t.TempDir())
-	cfg.Root.File.RootCert, cfg.Root.File.RootKey, cfg.Root.File.RootPQKey, cfg.Root.File.CACertsDir = "", "", "", dir
-	require.NoError(t, cfg.Validate())
-	clk := clocktesting.NewFakeClock(t0)
-	km, err := keys.Open(context.Background(), cfg.KeyStore)
-	require.NoError(t, err)
-	defer km.Close()
-	st, err := boltstore.Open(cfg.Store.Path)
-	require.NoError(t, err)
-	defer st.Close()
-	src := &root.CACertsSource{Dir: dir, Profile: cfg.Intermediate.Profile, Keys: km, Clock: clk}
-	f := &fixture{parts: &parts{cfg: cfg, km: km, st: st}, clk: clk}
-	f.m = New(Options{Config: cfg, Keys: km, Store: st, Root: src, Clock: clk, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	f, mat, _ := preIssuedFixture(t, true)
+	st, cfg := f.st, f.cfg
 	active, err := f.m.Start(context.Background())
 	require.NoError(t, err)
 	require.True(t, active.Bundle.Cert.Equal(mat.Bundle.Cert))
@@ -77,4 +50,110 @@ func TestManager_PreIssuedIntermediateIsNeverRotated(t *testing.T) {
 		require.NoError(t, err)
 	}
 	require.Empty(t, es, "no key is created")
+}
+
+// preIssuedFixture is a Manager (not started) on a fresh store and key
+// directory whose root source is root.file.cacertsDir, holding Istio's
+// files of an intermediate issued elsewhere (minted by a file root); mat
+// is that intermediate, src the source. With withPQKey it is a catalyst
+// intermediate and ca-pq-key.pem holds its ML-DSA key; without, it is
+// classical, and under the catalyst profile meshca creates the ML-DSA key
+// itself.
+func preIssuedFixture(t *testing.T, withPQKey bool) (*fixture, *authority.Material, *root.CACertsSource) {
+	t.Helper()
+	issuer := newFixture(t, nil)
+	if !withPQKey {
+		// A classical intermediate from an enterprise CA: no ML-DSA key of
+		// its own (2.5.29.72), so meshca creates one.
+		issuer.cfg.Intermediate.Profile, issuer.cfg.Intermediate.PQAlgorithm = profile.Classical, ""
+		issuer.src.Profile = profile.Classical
+	}
+	mat, err := issuer.m.Start(context.Background())
+	require.NoError(t, err)
+	g := generation(t, issuer.st, mat.Generation)
+	dir := filepath.Join(t.TempDir(), "cacerts")
+	require.NoError(t, os.MkdirAll(dir, 0o700))
+	keyPEM, err := os.ReadFile(g.KeyRef)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, root.CAKeyFile), keyPEM, 0o600))
+	if g.AltKeyRef != "" && withPQKey { // the default profile is catalyst
+		pqPEM, err := os.ReadFile(g.AltKeyRef)
+		require.NoError(t, err)
+		require.NoError(t, os.WriteFile(filepath.Join(dir, root.CAPQKeyFile), pqPEM, 0o600))
+	}
+	require.NoError(t, os.WriteFile(filepath.Join(dir, root.CACertFile), root.EncodePEM(mat.Bundle.Cert), 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, root.CertChainFile), root.EncodePEM(mat.Bundle.Chain()...), 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, root.RootCertFile), root.EncodePEM(mat.Bundle.Roots...), 0o644))
+
+	cfg := testConfig(t.TempDir())
+	cfg.Root.File.RootCert, cfg.Root.File.RootKey, cfg.Root.File.RootPQKey, cfg.Root.File.CACertsDir = "", "", "", dir
+	require.NoError(t, cfg.Validate())
+	clk := clocktesting.NewFakeClock(t0)
+	km, err := keys.Open(context.Background(), cfg.KeyStore)
+	require.NoError(t, err)
+	t.Cleanup(func() { km.Close() })
+	st, err := boltstore.Open(cfg.Store.Path)
+	require.NoError(t, err)
+	t.Cleanup(func() { st.Close() })
+	src := &root.CACertsSource{Dir: dir, Profile: cfg.Intermediate.Profile, Keys: km, Clock: clk}
+	f := &fixture{parts: &parts{cfg: cfg, km: km, st: st}, clk: clk}
+	f.m = New(Options{Config: cfg, Keys: km, Store: st, Root: src, Clock: clk, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	return f, mat, src
+}
+
+// A start that recorded the pre-issued intermediate and created its
+// ML-DSA key, then died before activating it, leaves a prepared record:
+// the next start activates that record with that key, instead of adding
+// the certificate again under a second ML-DSA key.
+func TestManager_PreIssuedRecordLeftPreparedIsActivatedNotAddedAgain(t *testing.T) {
+	f, mat, src := preIssuedFixture(t, false)
+	ctx := context.Background()
+	_, rec, err := f.m.loader.PreIssued(ctx, src, true) // the first start, up to its record
+	require.NoError(t, err)
+	require.NotNil(t, rec)
+	require.NotEmpty(t, rec.AltKeyRef, "meshca created the ML-DSA key")
+	left, err := f.st.AddGeneration(ctx, *rec)
+	require.NoError(t, err)
+
+	f.clk.Step(time.Minute) // the restart
+	active, err := f.m.Start(ctx)
+	require.NoError(t, err)
+	require.True(t, active.Bundle.Cert.Equal(mat.Bundle.Cert))
+	require.Equal(t, left.ID, active.Generation, "the record left prepared is activated")
+	require.Equal(t, map[uint64]store.GenerationState{left.ID: store.StateActive}, states(t, f.st))
+	require.Equal(t, left.AltKeyRef, generation(t, f.st, left.ID).AltKeyRef)
+	es, err := os.ReadDir(f.cfg.KeyStore.Dir)
+	require.NoError(t, err)
+	require.Len(t, es, 1, "one ML-DSA key")
+	require.Equal(t, filepath.Base(left.AltKeyRef), es[0].Name())
+}
+
+// A record left prepared is not activated when it was revoked meanwhile
+// (its leaves would be refused as revoked), nor when its ML-DSA key is
+// gone: the certificate is recorded again, with a new key.
+func TestManager_PreIssuedRecordLeftPreparedIsPassedOverWhenRevokedOrItsKeyIsGone(t *testing.T) {
+	for _, c := range []string{"revoked", "key gone"} {
+		t.Run(c, func(t *testing.T) {
+			f, mat, src := preIssuedFixture(t, false)
+			ctx := context.Background()
+			_, rec, err := f.m.loader.PreIssued(ctx, src, true)
+			require.NoError(t, err)
+			left, err := f.st.AddGeneration(ctx, *rec)
+			require.NoError(t, err)
+			if c == "revoked" {
+				_, err = crl.NewRevoker(f.st, f.clk, nil).Revoke(ctx, crl.Request{Generation: left.ID, Reason: store.ReasonSuperseded, Requester: "test"})
+				require.NoError(t, err)
+			} else {
+				require.NoError(t, os.Remove(left.AltKeyRef))
+			}
+
+			f.clk.Step(time.Minute) // the restart
+			active, err := f.m.Start(ctx)
+			require.NoError(t, err)
+			require.True(t, active.Bundle.Cert.Equal(mat.Bundle.Cert))
+			require.Greater(t, active.Generation, left.ID, "recorded again")
+			require.Equal(t, store.StatePrepared, states(t, f.st)[left.ID])
+			require.NotEqual(t, left.AltKeyRef, generation(t, f.st, active.Generation).AltKeyRef, "a new ML-DSA key")
+		})
+	}
 }
