@@ -23,10 +23,7 @@ func (p *mgrPKI) mintGeneration(t *testing.T) uint64 {
 	t.Helper()
 	now := p.clk.Now()
 	key := buildP256(t)
-	cert, err := root.MintIntermediate(p.root, p.rootKey, key.Public(), root.IntermediateTemplate{
-		CommonName: "Manager Test Intermediate", Organization: "meshca", Lifetime: 365 * 24 * time.Hour,
-	}, now)
-	require.NoError(t, err)
+	cert := p.mintCert(t, "Manager Test Intermediate", key)
 	ctx := context.Background()
 	g, err := p.st.AddGeneration(ctx, store.Generation{CertDER: cert.Raw, ChainDER: [][]byte{p.root.Raw}, KeyRef: "test", Source: "file-minted", CreatedAt: now})
 	require.NoError(t, err)

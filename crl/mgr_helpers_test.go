@@ -48,10 +48,7 @@ func newMgrPKI(t testing.TB) *mgrPKI {
 	p.open(t)
 	for range 2 {
 		key := buildP256(t)
-		cert, err := root.MintIntermediate(p.root, p.rootKey, key.Public(), root.IntermediateTemplate{
-			CommonName: "Manager Test Intermediate", Organization: "meshca", Lifetime: 365 * 24 * time.Hour,
-		}, now)
-		require.NoError(t, err)
+		cert := p.mintCert(t, "Manager Test Intermediate", key)
 		g, err := p.st.AddGeneration(context.Background(), store.Generation{CertDER: cert.Raw, ChainDER: [][]byte{p.root.Raw}, KeyRef: "test", Source: "file-minted", CreatedAt: now})
 		require.NoError(t, err)
 		require.NoError(t, p.st.ActivateGeneration(context.Background(), g.ID, now))
@@ -59,6 +56,17 @@ func newMgrPKI(t testing.TB) *mgrPKI {
 		p.active = g.ID
 	}
 	return p
+}
+
+// mintCert has the root sign an intermediate certificate named cn for
+// key's public key, valid a year from the clock's now.
+func (p *mgrPKI) mintCert(t testing.TB, cn string, key crypto.Signer) *x509.Certificate {
+	t.Helper()
+	cert, err := root.MintIntermediate(p.root, p.rootKey, key.Public(), root.IntermediateTemplate{
+		CommonName: cn, Organization: "meshca", Lifetime: 365 * 24 * time.Hour,
+	}, p.clk.Now())
+	require.NoError(t, err)
+	return cert
 }
 
 func (p *mgrPKI) open(t testing.TB) {

@@ -6,11 +6,9 @@ import (
 	"encoding/hex"
 	"fmt"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/meshca/meshca/ca/root"
 	"github.com/meshca/meshca/ca/store"
 	"github.com/meshca/meshca/crl"
 )
@@ -23,10 +21,7 @@ func TestRevoker_ActiveGenerationOfEveryLineageIsRefused(t *testing.T) {
 	p := newMgrPKI(t)
 	ctx := context.Background()
 	now := p.clk.Now()
-	cert, err := root.MintIntermediate(p.root, p.rootKey, buildP256(t).Public(), root.IntermediateTemplate{
-		CommonName: "Manager Test Intermediate signer alpha", Organization: "meshca", Lifetime: 365 * 24 * time.Hour,
-	}, now)
-	require.NoError(t, err)
+	cert := p.mintCert(t, "Manager Test Intermediate signer alpha", buildP256(t))
 	g, err := p.st.AddGeneration(ctx, store.Generation{CertDER: cert.Raw, ChainDER: [][]byte{p.root.Raw}, KeyRef: "test-alpha", Source: "file-minted", Signer: "alpha", CreatedAt: now})
 	require.NoError(t, err)
 	require.NoError(t, p.st.ActivateGeneration(ctx, g.ID, now))
@@ -56,10 +51,7 @@ func TestRevoker_ActiveGenerationOfALineageNoLongerRunningMayBeRevoked(t *testin
 	now := p.clk.Now()
 	gens := map[string]store.Generation{}
 	for _, lineage := range []string{"cluster:east", "cluster:west"} {
-		cert, err := root.MintIntermediate(p.root, p.rootKey, buildP256(t).Public(), root.IntermediateTemplate{
-			CommonName: "Manager Test Intermediate " + lineage, Organization: "meshca", Lifetime: 365 * 24 * time.Hour,
-		}, now)
-		require.NoError(t, err)
+		cert := p.mintCert(t, "Manager Test Intermediate "+lineage, buildP256(t))
 		g, err := p.st.AddGeneration(ctx, store.Generation{CertDER: cert.Raw, ChainDER: [][]byte{p.root.Raw}, KeyRef: "test-" + lineage, Source: "file-minted", Signer: lineage, CreatedAt: now})
 		require.NoError(t, err)
 		require.NoError(t, p.st.ActivateGeneration(ctx, g.ID, now))
@@ -93,10 +85,7 @@ func TestRevoker_ACertificateRecordedTwiceIsRefusedWhileItSigns(t *testing.T) {
 	p := newMgrPKI(t)
 	ctx := context.Background()
 	now := p.clk.Now()
-	cert, err := root.MintIntermediate(p.root, p.rootKey, buildP256(t).Public(), root.IntermediateTemplate{
-		CommonName: "Manager Test Intermediate pre-issued", Organization: "meshca", Lifetime: 365 * 24 * time.Hour,
-	}, now)
-	require.NoError(t, err)
+	cert := p.mintCert(t, "Manager Test Intermediate pre-issued", buildP256(t))
 	rec := store.Generation{CertDER: cert.Raw, ChainDER: [][]byte{p.root.Raw}, KeyRef: "cacerts/ca-key.pem", Source: "file-preissued", CreatedAt: now}
 	first, err := p.st.AddGeneration(ctx, rec)
 	require.NoError(t, err)

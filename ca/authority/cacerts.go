@@ -18,8 +18,8 @@ import (
 // for the configured profile it returns its material and a nil record;
 // otherwise its material (Generation 0) and the record to activate, which
 // the caller (the rotation manager) does: a new one to add (ID 0), or the
-// one an earlier start added and did not activate (preparedPreIssued). createAltKey
-// lets it create the ML-DSA key a catalyst CA needs when none is known;
+// one an earlier start added and did not activate (preparedPreIssued).
+// createAltKey lets it create the ML-DSA key a catalyst CA needs when none is known;
 // without it that case is an *UnusableError.
 //
 // Under the catalyst profile the intermediate needs an ML-DSA key: when

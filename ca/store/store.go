@@ -109,16 +109,21 @@ func LastActivated(gens []Generation, lineage string) uint64 {
 // prepared by a lost Lease) is not abandoned: its certificate and keys
 // are in use. It stays prepared.
 func States(gens []Generation) map[uint64]GenerationState {
-	inUse := map[string]bool{} // certificate DER
+	inUse := map[string]bool{}  // certificate DER
+	last := map[string]uint64{} // lineage: LastActivated
 	for _, g := range gens {
-		if g.State() != StatePrepared && len(g.CertDER) > 0 {
+		if g.State() == StatePrepared {
+			continue
+		}
+		if len(g.CertDER) > 0 {
 			inUse[string(g.CertDER)] = true
 		}
+		last[g.Lineage()] = max(last[g.Lineage()], g.ID)
 	}
 	out := make(map[uint64]GenerationState, len(gens))
 	for _, g := range gens {
 		st := g.State()
-		if st == StatePrepared && g.ID < LastActivated(gens, g.Lineage()) && !inUse[string(g.CertDER)] {
+		if st == StatePrepared && g.ID < last[g.Lineage()] && !inUse[string(g.CertDER)] {
 			st = StateAbandoned
 		}
 		out[g.ID] = st
