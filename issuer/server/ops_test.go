@@ -1,10 +1,14 @@
 package server_test
 
 import (
+	"bufio"
 	"errors"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -144,4 +148,38 @@ func TestOps_HandleLaterAnswers503UntilSet(t *testing.T) {
 	require.Equal(t, http.StatusOK, code)
 	require.Equal(t, "crl /crl/gen-1.crl", got)
 	require.Panics(t, func() { set(http.NotFoundHandler()) })
+}
+
+// The starting route is an operations route like any other: garbage and
+// an oversized header are refused by the listener (400, 431), and a
+// flood of requests gets the fixed 503 with nothing of the request in
+// the log.
+func TestOps_HandleLaterRefusesGarbageAndOversizedHeaders(t *testing.T) {
+	var logs logbuf.Buffer
+	ops, err := server.NewOps(server.OpsOptions{Listen: "127.0.0.1:0", Log: slog.New(slog.NewTextHandler(&logs, nil))})
+	require.NoError(t, err)
+	t.Cleanup(func() { ops.Close() })
+	ops.HandleLater("GET /crl/")
+	ops.Start()
+	addr := ops.Addr().String()
+	raw := func(req string) string {
+		t.Helper()
+		c, err := net.Dial("tcp", addr)
+		require.NoError(t, err)
+		defer c.Close()
+		_, err = c.Write([]byte(req))
+		require.NoError(t, err)
+		line, err := bufio.NewReader(c).ReadString('\n')
+		require.NoError(t, err)
+		return line
+	}
+	require.Equal(t, "HTTP/1.1 400 Bad Request\r\n", raw("\xff\xfe GET /crl/x \r\n\r\n"))
+	require.Equal(t, "HTTP/1.1 431 Request Header Fields Too Large\r\n",
+		raw("GET /crl/gen-1.crl HTTP/1.1\r\nHost: x\r\nX-Pad: "+strings.Repeat("a", 64<<10)+"\r\n\r\n"))
+	for i := range 200 {
+		code, body := httpGet(t, "http://"+addr+"/crl/attacker-"+strconv.Itoa(i)+"%01%ff.crl")
+		require.Equal(t, http.StatusServiceUnavailable, code)
+		require.Equal(t, "starting\n", body)
+	}
+	require.NotContains(t, logs.String(), "attacker")
 }
