@@ -327,7 +327,9 @@ func TestFail_CertificateTheAPIServerRefusesIsSignedOnce(t *testing.T) {
 	require.Contains(t, cond.Message, "must be set to within 5 minutes of kube-apiserver's current time")
 	require.Empty(t, got.Status.CertificateChain)
 	require.Equal(t, 1, c.records(t, "podcertificate:skew/clock-1"))
-	require.Equal(t, float64(1), s.outcomes(t, "failed"))
+	// The outcome is counted after the status write seen above.
+	require.Eventually(t, func() bool { return s.outcomes(t, "failed") == 1 }, 5*time.Second, 10*time.Millisecond,
+		"failed outcomes: %v", s.outcomes(t, "failed"))
 }
 
 // signerRole is meshca's RBAC for the signer (deploy/rbac/podcert-signer.yaml)

@@ -114,8 +114,10 @@ func TestServe_SignsPodCertificateRequests(t *testing.T) {
 	require.Contains(t, cond.Message, "pod shop/cart-7d9f has UID "+string(pod.UID))
 	require.Empty(t, got.Status.CertificateChain)
 
-	m := s.metrics(t)
-	require.Equal(t, 1.0, m[`meshca_controller_reconcile_total{controller="podcertificate",outcome="issued"}`])
-	require.Equal(t, 1.0, m[`meshca_controller_reconcile_total{controller="podcertificate",outcome="denied"}`])
+	// The reconciler counts its outcome after the status write the test saw.
+	m := s.waitMetrics(t, 5*time.Second, map[string]float64{
+		`meshca_controller_reconcile_total{controller="podcertificate",outcome="issued"}`: 1,
+		`meshca_controller_reconcile_total{controller="podcertificate",outcome="denied"}`: 1,
+	})
 	require.Zero(t, m[`meshca_controller_reconcile_total{controller="podcertificate",outcome="failed"}`])
 }

@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	"maps"
 	"math/big"
 	"net/url"
 	"os"
@@ -236,6 +237,28 @@ func (s *server) metrics(t *testing.T) map[string]float64 {
 		out[line[:i]] = v
 	}
 	return out
+}
+
+// waitMetrics polls the metrics endpoint until every sample in want has its
+// value (a counter bumped after the effect a test waited for), failing with
+// the last values seen after within. It returns the samples that matched.
+func (s *server) waitMetrics(t *testing.T, within time.Duration, want map[string]float64) map[string]float64 {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		m := s.metrics(t)
+		got := make(map[string]float64, len(want))
+		for k := range want {
+			got[k] = m[k]
+		}
+		if maps.Equal(got, want) {
+			return m
+		}
+		if time.Now().After(deadline) {
+			require.Equal(t, want, got, "metrics not within %s", within)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // sum adds the samples of one metric family.
