@@ -3,9 +3,13 @@ package authority
 import (
 	"bytes"
 	"context"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/meshca/meshca/ca/keys"
 	"github.com/meshca/meshca/ca/profile"
@@ -39,6 +43,9 @@ func (l *Loader) PreIssued(ctx context.Context, src root.PreIssuedSource, create
 		return nil, nil, fmt.Errorf("read CA generations: %w", err)
 	}
 	fp := Fingerprint(b.Cert)
+	if err := l.refuseRevokedPreIssued(ctx, gens, b.Cert, fp); err != nil {
+		return nil, nil, err
+	}
 	var known *store.Generation // the active record of this intermediate
 	for i := range gens {
 		if g := gens[i]; g.Fingerprint == fp && g.Active() && g.Lineage() == store.DefaultSigner && ProfileOf(g) == l.profile() {
@@ -47,7 +54,7 @@ func (l *Loader) PreIssued(ctx context.Context, src root.PreIssuedSource, create
 	}
 	var prepared *store.Generation
 	if known == nil {
-		prepared = l.preparedPreIssued(ctx, gens, src, pi)
+		prepared = l.preparedPreIssued(gens, src, pi)
 	}
 	altRef := ""
 	if l.profile() == profile.Catalyst {
@@ -81,9 +88,10 @@ func (l *Loader) PreIssued(ctx context.Context, src root.PreIssuedSource, create
 // recording the certificate again; nil if there is none that can be. A
 // record is passed over when it is abandoned (store.States: a newer
 // generation was activated since; the operator was told to revoke it and
-// delete its keys), revoked, or, under the catalyst profile, its recorded
-// ML-DSA key no longer loads as the configured algorithm.
-func (l *Loader) preparedPreIssued(ctx context.Context, gens []store.Generation, src root.PreIssuedSource, pi *root.PreIssuedCA) *store.Generation {
+// delete its keys) or, under the catalyst profile, its recorded ML-DSA key
+// no longer loads as the configured algorithm. (A revoked one never gets
+// here: refuseRevokedPreIssued.)
+func (l *Loader) preparedPreIssued(gens []store.Generation, src root.PreIssuedSource, pi *root.PreIssuedCA) *store.Generation {
 	fp := Fingerprint(pi.Bundle.Cert)
 	states := store.States(gens)
 	for i := len(gens) - 1; i >= 0; i-- {
@@ -91,9 +99,6 @@ func (l *Loader) preparedPreIssued(ctx context.Context, gens []store.Generation,
 		if g.Fingerprint != fp || g.Lineage() != store.DefaultSigner || ProfileOf(*g) != l.profile() ||
 			states[g.ID] != store.StatePrepared || g.Source != src.Kind() || g.KeyRef != pi.KeyRef {
 			continue
-		}
-		if err := l.checkNotRevoked(ctx, g.ID, pi.Bundle.Cert); err != nil {
-			return nil
 		}
 		if l.profile() == profile.Catalyst && g.AltKeyRef != "" {
 			k, err := l.Keys.LoadPQ(g.AltKeyRef)
@@ -104,6 +109,40 @@ func (l *Loader) preparedPreIssued(ctx context.Context, gens []store.Generation,
 			}
 		}
 		return g
+	}
+	return nil
+}
+
+// refuseRevokedPreIssued is an error when the store records cert, the
+// pre-issued intermediate (fingerprint fp), as a revoked CA generation,
+// whichever record of it was revoked. Revocation is of the certificate, its
+// issuer and serial number (RFC 5280 section 5.3), not of a meshca record:
+// recording it again under a new generation would sign under a CA that
+// relying parties are told not to trust. meshca cannot mint a replacement
+// under an enterprise root it does not hold, so the operator must install
+// one. A leaf's revocation under the same serial is another certificate
+// (serials are unique per issuer, RFC 5280 section 4.1.2.2).
+func (l *Loader) refuseRevokedPreIssued(ctx context.Context, gens []store.Generation, cert *x509.Certificate, fp string) error {
+	revs, ok := l.Store.(store.Revocations)
+	if !ok {
+		return nil
+	}
+	serial := hex.EncodeToString(cert.SerialNumber.Bytes())
+	rev, err := revs.GetRevocation(ctx, serial)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("root.file.cacertsDir: read the revocation of serial %s: %w", serial, err)
+	}
+	if rev.Kind != store.KindIntermediate {
+		return nil
+	}
+	for _, g := range gens {
+		if g.ID == rev.Generation && g.Fingerprint == fp {
+			return fmt.Errorf("root.file.cacertsDir: the intermediate in %s (%q, serial %s) was revoked as CA generation %d on %s (reason %s); meshca does not sign under a revoked CA: install a new intermediate issued by your enterprise CA in root.file.cacertsDir",
+				root.CACertFile, cert.Subject.String(), serial, g.ID, rev.RevokedAt.UTC().Format(time.RFC3339), rev.Reason)
+		}
 	}
 	return nil
 }

@@ -2,6 +2,8 @@ package intermediate
 
 import (
 	"context"
+	"encoding/hex"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -128,32 +130,67 @@ func TestManager_PreIssuedRecordLeftPreparedIsActivatedNotAddedAgain(t *testing.
 	require.Equal(t, filepath.Base(left.AltKeyRef), es[0].Name())
 }
 
-// A record left prepared is not activated when it was revoked meanwhile
-// (its leaves would be refused as revoked), nor when its ML-DSA key is
-// gone: the certificate is recorded again, with a new key.
-func TestManager_PreIssuedRecordLeftPreparedIsPassedOverWhenRevokedOrItsKeyIsGone(t *testing.T) {
-	for _, c := range []string{"revoked", "key gone"} {
-		t.Run(c, func(t *testing.T) {
-			f, mat, src := preIssuedFixture(t, false)
-			ctx := context.Background()
-			_, rec, err := f.m.loader.PreIssued(ctx, src, true)
-			require.NoError(t, err)
-			left, err := f.st.AddGeneration(ctx, *rec)
-			require.NoError(t, err)
-			if c == "revoked" {
-				_, err = crl.NewRevoker(f.st, f.clk, nil).Revoke(ctx, crl.Request{Generation: left.ID, Reason: store.ReasonSuperseded, Requester: "test"})
-				require.NoError(t, err)
-			} else {
-				require.NoError(t, os.Remove(left.AltKeyRef))
-			}
+// A record left prepared is not activated when its ML-DSA key is gone:
+// the certificate is recorded again, with a new key.
+func TestManager_PreIssuedRecordLeftPreparedIsPassedOverWhenItsKeyIsGone(t *testing.T) {
+	f, mat, src := preIssuedFixture(t, false)
+	ctx := context.Background()
+	_, rec, err := f.m.loader.PreIssued(ctx, src, true)
+	require.NoError(t, err)
+	left, err := f.st.AddGeneration(ctx, *rec)
+	require.NoError(t, err)
+	require.NoError(t, os.Remove(left.AltKeyRef))
 
-			f.clk.Step(time.Minute) // the restart
-			active, err := f.m.Start(ctx)
-			require.NoError(t, err)
-			require.True(t, active.Bundle.Cert.Equal(mat.Bundle.Cert))
-			require.Greater(t, active.Generation, left.ID, "recorded again")
-			require.Equal(t, store.StatePrepared, states(t, f.st)[left.ID])
-			require.NotEqual(t, left.AltKeyRef, generation(t, f.st, active.Generation).AltKeyRef, "a new ML-DSA key")
-		})
-	}
+	f.clk.Step(time.Minute) // the restart
+	active, err := f.m.Start(ctx)
+	require.NoError(t, err)
+	require.True(t, active.Bundle.Cert.Equal(mat.Bundle.Cert))
+	require.Greater(t, active.Generation, left.ID, "recorded again")
+	require.Equal(t, store.StatePrepared, states(t, f.st)[left.ID])
+	require.NotEqual(t, left.AltKeyRef, generation(t, f.st, active.Generation).AltKeyRef, "a new ML-DSA key")
+}
+
+// A pre-issued intermediate that meshca recorded as revoked, under any
+// of its records, is refused at start and by the offline commands:
+// revocation is of the certificate (its serial), so recording it again
+// would sign under a revoked CA. Nothing is recorded and no key is made.
+// A leaf's revocation under the same serial is another certificate and
+// does not count.
+func TestManager_PreIssuedIntermediateRevokedIsRefused(t *testing.T) {
+	f, mat, src := preIssuedFixture(t, false)
+	ctx := context.Background()
+	_, rec, err := f.m.loader.PreIssued(ctx, src, true)
+	require.NoError(t, err)
+	left, err := f.st.AddGeneration(ctx, *rec)
+	require.NoError(t, err)
+	_, err = crl.NewRevoker(f.st, f.clk, nil).Revoke(ctx, crl.Request{Generation: left.ID, Reason: store.ReasonSuperseded, Requester: "test"})
+	require.NoError(t, err)
+	keysBefore, err := os.ReadDir(f.cfg.KeyStore.Dir)
+	require.NoError(t, err)
+
+	f.clk.Step(time.Minute) // the restart
+	serial := hex.EncodeToString(mat.Bundle.Cert.SerialNumber.Bytes())
+	want := fmt.Sprintf("root.file.cacertsDir: the intermediate in ca-cert.pem (%q, serial %s) was revoked as CA generation %d on %s (reason superseded); "+
+		"meshca does not sign under a revoked CA: install a new intermediate issued by your enterprise CA in root.file.cacertsDir",
+		mat.Bundle.Cert.Subject.String(), serial, left.ID, f.clk.Now().Add(-time.Minute).UTC().Format(time.RFC3339))
+	_, err = f.m.Start(ctx)
+	require.EqualError(t, err, want)
+	_, err = f.m.loader.LoadActive(ctx)
+	require.EqualError(t, err, want, "the offline commands refuse it too")
+	gens, err := f.st.ListGenerations(ctx)
+	require.NoError(t, err)
+	require.Len(t, gens, 1, "nothing recorded")
+	require.Equal(t, store.StatePrepared, gens[0].State())
+	keysAfter, err := os.ReadDir(f.cfg.KeyStore.Dir)
+	require.NoError(t, err)
+	require.Equal(t, len(keysBefore), len(keysAfter), "no ML-DSA key made")
+
+	// The same serial revoked as a leaf of another issuer does not count.
+	g, gmat, _ := preIssuedFixture(t, false)
+	_, err = g.st.Revoke(ctx, []store.Revocation{{Serial: hex.EncodeToString(gmat.Bundle.Cert.SerialNumber.Bytes()),
+		Kind: store.KindLeaf, Generation: 7, Reason: store.ReasonKeyCompromise, RevokedAt: t0}})
+	require.NoError(t, err)
+	active, err := g.m.Start(ctx)
+	require.NoError(t, err)
+	require.True(t, active.Bundle.Cert.Equal(gmat.Bundle.Cert))
 }
