@@ -85,15 +85,9 @@ func LoadCACertsDir(dir string, loadKey func(path string) (crypto.Signer, error)
 	if err != nil {
 		return nil, nil, err
 	}
-	if len(caCerts) != 1 {
-		return nil, nil, fmt.Errorf("%s: holds %d certificates; it must hold only the signing certificate", file(CACertFile), len(caCerts))
-	}
-	ca := caCerts[0]
-	if err := CheckSigningCA(ca); err != nil {
-		return nil, nil, fmt.Errorf("%s: %w", file(CACertFile), err)
-	}
-	if err := CheckValidAt(ca, now); err != nil {
-		return nil, nil, fmt.Errorf("%s: %w", file(CACertFile), err)
+	ca, err := signingCertOf(caCerts, file(CACertFile), now)
+	if err != nil {
+		return nil, nil, err
 	}
 	signer, err := loadKey(file(CAKeyFile))
 	if err != nil {
@@ -106,22 +100,68 @@ func LoadCACertsDir(dir string, loadKey func(path string) (crypto.Signer, error)
 	if err != nil {
 		return nil, nil, err
 	}
-	if !chain[0].Equal(ca) {
-		return nil, nil, fmt.Errorf("%s: must start with the certificate in %s", file(CertChainFile), CACertFile)
-	}
 	roots, err := ReadCertificates(file(RootCertFile))
 	if err != nil {
 		return nil, nil, err
 	}
+	b, err := cacertsBundle(ca, chain, roots, file, now)
+	if err != nil {
+		return nil, nil, err
+	}
+	return b, signer, nil
+}
+
+// CACertsBundle checks the public files of Istio's cacerts (ca-cert.pem,
+// cert-chain.pem, root-cert.pem, given PEM-encoded in files by those
+// names) as LoadCACertsDir does, and returns their bundle; name(file) is
+// how an error names each file.
+func CACertsBundle(files map[string][]byte, name func(file string) string, now time.Time) (*Bundle, error) {
+	parsed := map[string][]*x509.Certificate{}
+	for _, n := range []string{CACertFile, CertChainFile, RootCertFile} {
+		certs, err := ParseCertificates(files[n])
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", name(n), err)
+		}
+		parsed[n] = certs
+	}
+	ca, err := signingCertOf(parsed[CACertFile], name(CACertFile), now)
+	if err != nil {
+		return nil, err
+	}
+	return cacertsBundle(ca, parsed[CertChainFile], parsed[RootCertFile], name, now)
+}
+
+// signingCertOf is the one certificate of ca-cert.pem (named file), a
+// signing CA valid at now.
+func signingCertOf(certs []*x509.Certificate, file string, now time.Time) (*x509.Certificate, error) {
+	if len(certs) != 1 {
+		return nil, fmt.Errorf("%s: holds %d certificates; it must hold only the signing certificate", file, len(certs))
+	}
+	if err := CheckSigningCA(certs[0]); err != nil {
+		return nil, fmt.Errorf("%s: %w", file, err)
+	}
+	if err := CheckValidAt(certs[0], now); err != nil {
+		return nil, fmt.Errorf("%s: %w", file, err)
+	}
+	return certs[0], nil
+}
+
+// cacertsBundle checks that cert-chain.pem starts with the signing
+// certificate ca, that root-cert.pem holds self-signed CAs only, and that
+// ca verifies to one of them through the chain (RFC 5280 section 6.1).
+func cacertsBundle(ca *x509.Certificate, chain, roots []*x509.Certificate, file func(string) string, now time.Time) (*Bundle, error) {
+	if !chain[0].Equal(ca) {
+		return nil, fmt.Errorf("%s: must start with the certificate in %s", file(CertChainFile), CACertFile)
+	}
 	for i, r := range roots {
 		if !isSelfSigned(r) || !r.IsCA {
-			return nil, nil, fmt.Errorf("%s: certificate %d (%s) is not a self-signed CA", file(RootCertFile), i+1, r.Subject)
+			return nil, fmt.Errorf("%s: certificate %d (%s) is not a self-signed CA", file(RootCertFile), i+1, r.Subject)
 		}
 	}
 	inters, _ := SplitChain(chain[1:])
 	b := &Bundle{Cert: ca, Intermediates: inters, Roots: roots}
 	if err := b.Verify(now); err != nil {
-		return nil, nil, fmt.Errorf("%s does not verify to %s: %w", file(CACertFile), file(RootCertFile), err)
+		return nil, fmt.Errorf("%s does not verify to %s: %w", file(CACertFile), file(RootCertFile), err)
 	}
-	return b, signer, nil
+	return b, nil
 }

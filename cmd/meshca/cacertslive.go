@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 
 	"go.step.sm/crypto/pemutil"
+	"k8s.io/utils/clock"
 
 	"github.com/meshca/meshca/ca/config"
 	"github.com/meshca/meshca/ca/keys"
@@ -56,13 +57,16 @@ func liveCACerts(ctx context.Context, cfg *config.Config, c *admin.Client, withC
 		}
 		files[n] = []byte(b)
 	}
-	certs, err := root.ParseCertificates(files[cacerts.KeyCACert])
-	if err != nil || len(certs) != 1 {
-		return nil, 0, fmt.Errorf("meshca serve sent a %s that is not one certificate", cacerts.KeyCACert)
+	// The files are checked as a pre-issued cacerts folder is (a signing
+	// CA, valid now, verifying to root-cert.pem through cert-chain.pem), so
+	// that what istiod is given is a chain it can use.
+	b, err := root.CACertsBundle(files, func(n string) string { return "meshca serve's " + n }, clock.RealClock{}.Now())
+	if err != nil {
+		return nil, 0, fmt.Errorf("refusing the cacerts files of generation %d: %w", cc.Generation, err)
 	}
 	notExportable := fmt.Errorf("the intermediate key of generation %d cannot be exported (it lives in a key manager); Istio's plug-in mode needs the key in ca-key.pem", cc.Generation)
 	path, ok := keys.FilePath(cc.KeyRef)
-	if !ok || !classicalPublic(certs[0]) {
+	if !ok || !classicalPublic(b.Cert) {
 		// A PKCS#11 or KMS key, or an ML-DSA or composite one.
 		return nil, 0, notExportable
 	}
@@ -73,7 +77,7 @@ func liveCACerts(ctx context.Context, cfg *config.Config, c *admin.Client, withC
 	if !exportable(key) {
 		return nil, 0, fmt.Errorf("key file %s holds no private key for ca-key.pem", path)
 	}
-	if err := root.CheckKeyMatches(certs[0], key.(crypto.Signer)); err != nil {
+	if err := root.CheckKeyMatches(b.Cert, key.(crypto.Signer)); err != nil {
 		return nil, 0, fmt.Errorf("key file %s of generation %d does not match its %s: %w", path, cc.Generation, cacerts.KeyCACert, err)
 	}
 	if files[cacerts.KeyCAKey], err = cacerts.KeyPEM(key); err != nil {

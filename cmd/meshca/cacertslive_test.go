@@ -123,3 +123,57 @@ func TestLiveCACerts_ReadsOnlyAMatchingKeyInsideTheKeyDirectories(t *testing.T) 
 		})
 	}
 }
+
+// TestLiveCACerts_RefusesFilesThatDoNotMakeAChain: the public files from
+// the socket are checked as a pre-issued cacerts folder is, before any key
+// is read, so that the folder istiod is given is a usable chain: ca-cert.pem
+// one signing CA, cert-chain.pem starting with it, root-cert.pem self-signed
+// CAs it verifies to.
+func TestLiveCACerts_RefusesFilesThatDoNotMakeAChain(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "ca")
+	_, err := runMeshca(t, "init", "--dir", dir, "--profile", "classical")
+	require.NoError(t, err)
+	other := filepath.Join(t.TempDir(), "other")
+	_, err = runMeshca(t, "init", "--dir", other, "--profile", "classical")
+	require.NoError(t, err)
+	read := func(d, n string) string {
+		out := filepath.Join(t.TempDir(), "out")
+		_, err := runMeshca(t, "cacerts", "--dir", d, "--out", out)
+		require.NoError(t, err)
+		b, err := os.ReadFile(filepath.Join(out, n))
+		require.NoError(t, err)
+		return string(b)
+	}
+	good := map[string]string{}
+	for _, n := range []string{"ca-cert.pem", "cert-chain.pem", "root-cert.pem"} {
+		good[n] = read(dir, n)
+	}
+	cfg := config.Defaults(dir)
+	gens := generations(t, dir)
+	require.Len(t, gens, 1)
+
+	for name, tc := range map[string]struct{ file, content, err string }{
+		"another CA's root": {"root-cert.pem", read(other, "root-cert.pem"),
+			"refusing the cacerts files of generation 1: meshca serve's ca-cert.pem does not verify to meshca serve's root-cert.pem: "},
+		"a chain of another CA": {"cert-chain.pem", read(other, "cert-chain.pem"),
+			"refusing the cacerts files of generation 1: meshca serve's cert-chain.pem: must start with the certificate in ca-cert.pem"},
+		"the root as ca-cert.pem": {"ca-cert.pem", good["root-cert.pem"],
+			"refusing the cacerts files of generation 1: meshca serve's cert-chain.pem: must start with the certificate in ca-cert.pem"},
+		"two certificates in ca-cert.pem": {"ca-cert.pem", good["ca-cert.pem"] + good["root-cert.pem"],
+			"refusing the cacerts files of generation 1: meshca serve's ca-cert.pem: holds 2 certificates; it must hold only the signing certificate"},
+		"not PEM": {"root-cert.pem", "junk",
+			"refusing the cacerts files of generation 1: meshca serve's root-cert.pem: contains data that is not PEM"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			files := map[string]string{}
+			for n, b := range good {
+				files[n] = b
+			}
+			files[tc.file] = tc.content
+			c := fakeServe(t, fakeCACerts{files: files, keyRef: gens[0].KeyRef})
+			got, _, err := liveCACerts(context.Background(), cfg, c, false)
+			require.ErrorContains(t, err, tc.err)
+			require.Nil(t, got)
+		})
+	}
+}
