@@ -139,9 +139,11 @@ func TestServe_BundleEndpointHTTPSWeb(t *testing.T) {
 	require.Equal(t, "bundle one", servedCN())
 	web.issue(t, "bundle two")
 	require.Eventually(t, func() bool { return servedCN() == "bundle two" }, 20*time.Second, 50*time.Millisecond, s.logs())
-	_, body := get(t, "http://"+s.ops+"/metrics")
-	require.Contains(t, body, `meshca_bundle_endpoint_requests_total{outcome="ok"} 1`+"\n")
-	require.Contains(t, body, `meshca_bundle_endpoint_cert_reloads_total{result="success"} 1`+"\n")
+	// The reload is counted after the new certificate is in use.
+	s.waitMetrics(t, 5*time.Second, map[string]float64{
+		`meshca_bundle_endpoint_requests_total{outcome="ok"}`:         1,
+		`meshca_bundle_endpoint_cert_reloads_total{result="success"}`: 1,
+	})
 }
 
 // e2eWebPKI is an operator's Web PKI: a CA, and server certificates for

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -99,7 +100,10 @@ func TestHA_FollowerFollowsTheRootRotationAndANewHolderFinishesIt(t *testing.T) 
 	hands(a, "the holder hands out A and B", both, rootA)
 	inter1 := hands(b, "the follower hands out A and B", both, rootA)
 	require.True(t, inter0.Equal(inter1), "the follower's intermediate stays until phase 3")
-	require.Contains(t, b.logs(), `"msg":"root rotation: following the lease holder"`)
+	// Logged after the roots are handed out, and read from stderr by another goroutine.
+	waitFor(t, 10*time.Second, "the follower logs that it follows the holder", func() bool {
+		return strings.Contains(b.logs(), `"msg":"root rotation: following the lease holder"`)
+	})
 
 	// Phases 3 and 4: the holder's intermediate under B; the follower
 	// signs with it and keeps both roots.

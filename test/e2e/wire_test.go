@@ -65,7 +65,10 @@ func TestWire_BadClusterIDDoesNotCrash(t *testing.T) {
 	require.NoError(t, err, s.logs())
 	require.Equal(t, int(codes.Unauthenticated), got, "grpc-status")
 	s.requireServing(t, w)
-	require.Contains(t, s.logs(), `"reason":"authn_no_credentials"`)
+	// stderr is read by another goroutine.
+	waitFor(t, 5*time.Second, "the authn_no_credentials audit line", func() bool {
+		return strings.Contains(s.logs(), `"reason":"authn_no_credentials"`)
+	})
 }
 
 // TestWire_ClusterLabelIsBounded sends unauthenticated requests with many

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/url"
 	"regexp"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -148,11 +149,14 @@ func TestClusterTrustBundleDiscovery_RetriesWithCappedBackoffUntilTheApiserverAn
 		cancel()
 		require.NoError(t, <-done)
 	})
+	// Logged right after the watch is set up.
 	waitFor(t, 30*time.Second, "ClusterTrustBundles watched", func() error {
 		if p.ctb.Load() == nil {
 			return errors.New("not watched")
 		}
+		if !strings.Contains(logs.String(), `msg="publishing ClusterTrustBundles" component=trustbundle apiVersion=certificates.k8s.io/v1`) {
+			return errors.New("not logged")
+		}
 		return nil
 	})
-	require.Contains(t, logs.String(), `msg="publishing ClusterTrustBundles" component=trustbundle apiVersion=certificates.k8s.io/v1`)
 }
