@@ -103,6 +103,19 @@ func preIssuedFixture(t *testing.T, withPQKey bool) (*fixture, *authority.Materi
 	return f, mat, src
 }
 
+// leftPrepared is what a start that recorded the pre-issued intermediate
+// of src (creating its ML-DSA key) and died before activating it leaves:
+// the record, prepared.
+func leftPrepared(t *testing.T, f *fixture, src *root.CACertsSource) store.Generation {
+	t.Helper()
+	_, rec, err := f.m.loader.PreIssued(context.Background(), src, true)
+	require.NoError(t, err)
+	require.NotNil(t, rec)
+	left, err := f.st.AddGeneration(context.Background(), *rec)
+	require.NoError(t, err)
+	return left
+}
+
 // A start that recorded the pre-issued intermediate and created its
 // ML-DSA key, then died before activating it, leaves a prepared record:
 // the next start activates that record with that key, instead of adding
@@ -110,12 +123,8 @@ func preIssuedFixture(t *testing.T, withPQKey bool) (*fixture, *authority.Materi
 func TestManager_PreIssuedRecordLeftPreparedIsActivatedNotAddedAgain(t *testing.T) {
 	f, mat, src := preIssuedFixture(t, false)
 	ctx := context.Background()
-	_, rec, err := f.m.loader.PreIssued(ctx, src, true) // the first start, up to its record
-	require.NoError(t, err)
-	require.NotNil(t, rec)
-	require.NotEmpty(t, rec.AltKeyRef, "meshca created the ML-DSA key")
-	left, err := f.st.AddGeneration(ctx, *rec)
-	require.NoError(t, err)
+	left := leftPrepared(t, f, src)
+	require.NotEmpty(t, left.AltKeyRef, "meshca created the ML-DSA key")
 
 	f.clk.Step(time.Minute) // the restart
 	active, err := f.m.Start(ctx)
@@ -135,10 +144,7 @@ func TestManager_PreIssuedRecordLeftPreparedIsActivatedNotAddedAgain(t *testing.
 func TestManager_PreIssuedRecordLeftPreparedIsPassedOverWhenItsKeyIsGone(t *testing.T) {
 	f, mat, src := preIssuedFixture(t, false)
 	ctx := context.Background()
-	_, rec, err := f.m.loader.PreIssued(ctx, src, true)
-	require.NoError(t, err)
-	left, err := f.st.AddGeneration(ctx, *rec)
-	require.NoError(t, err)
+	left := leftPrepared(t, f, src)
 	require.NoError(t, os.Remove(left.AltKeyRef))
 
 	f.clk.Step(time.Minute) // the restart
@@ -159,11 +165,8 @@ func TestManager_PreIssuedRecordLeftPreparedIsPassedOverWhenItsKeyIsGone(t *test
 func TestManager_PreIssuedIntermediateRevokedIsRefused(t *testing.T) {
 	f, mat, src := preIssuedFixture(t, false)
 	ctx := context.Background()
-	_, rec, err := f.m.loader.PreIssued(ctx, src, true)
-	require.NoError(t, err)
-	left, err := f.st.AddGeneration(ctx, *rec)
-	require.NoError(t, err)
-	_, err = crl.NewRevoker(f.st, f.clk, nil).Revoke(ctx, crl.Request{Generation: left.ID, Reason: store.ReasonSuperseded, Requester: "test"})
+	left := leftPrepared(t, f, src)
+	_, err := crl.NewRevoker(f.st, f.clk, nil).Revoke(ctx, crl.Request{Generation: left.ID, Reason: store.ReasonSuperseded, Requester: "test"})
 	require.NoError(t, err)
 	keysBefore, err := os.ReadDir(f.cfg.KeyStore.Dir)
 	require.NoError(t, err)
