@@ -104,6 +104,11 @@ func LoadCACertsDir(dir string, loadKey func(path string) (crypto.Signer, error)
 	if err != nil {
 		return nil, nil, err
 	}
+	for i, r := range roots {
+		if !isSelfSigned(r) || !r.IsCA {
+			return nil, nil, fmt.Errorf("%s: certificate %d (%s) is not a self-signed CA", file(RootCertFile), i+1, r.Subject)
+		}
+	}
 	b, err := cacertsBundle(ca, chain, roots, file, now)
 	if err != nil {
 		return nil, nil, err
@@ -113,8 +118,10 @@ func LoadCACertsDir(dir string, loadKey func(path string) (crypto.Signer, error)
 
 // CACertsBundle checks the public files of Istio's cacerts (ca-cert.pem,
 // cert-chain.pem, root-cert.pem, given PEM-encoded in files by those
-// names) as LoadCACertsDir does, and returns their bundle; name(file) is
-// how an error names each file.
+// names) as LoadCACertsDir does, except that the certificates of
+// root-cert.pem need not be self-signed (a file root, root.file.rootCert,
+// may be an enterprise issuing CA), and returns their bundle; name(file)
+// is how an error names each file.
 func CACertsBundle(files map[string][]byte, name func(file string) string, now time.Time) (*Bundle, error) {
 	parsed := map[string][]*x509.Certificate{}
 	for _, n := range []string{CACertFile, CertChainFile, RootCertFile} {
@@ -147,16 +154,11 @@ func signingCertOf(certs []*x509.Certificate, file string, now time.Time) (*x509
 }
 
 // cacertsBundle checks that cert-chain.pem starts with the signing
-// certificate ca, that root-cert.pem holds self-signed CAs only, and that
-// ca verifies to one of them through the chain (RFC 5280 section 6.1).
+// certificate ca and that ca verifies to one of roots through the chain
+// (RFC 5280 section 6.1).
 func cacertsBundle(ca *x509.Certificate, chain, roots []*x509.Certificate, file func(string) string, now time.Time) (*Bundle, error) {
 	if !chain[0].Equal(ca) {
 		return nil, fmt.Errorf("%s: must start with the certificate in %s", file(CertChainFile), CACertFile)
-	}
-	for i, r := range roots {
-		if !isSelfSigned(r) || !r.IsCA {
-			return nil, fmt.Errorf("%s: certificate %d (%s) is not a self-signed CA", file(RootCertFile), i+1, r.Subject)
-		}
 	}
 	inters, _ := SplitChain(chain[1:])
 	b := &Bundle{Cert: ca, Intermediates: inters, Roots: roots}

@@ -400,3 +400,29 @@ func TestLoadCACertsDir_ErrorsNameTheFileAndTheProblem(t *testing.T) {
 		})
 	}
 }
+
+// CACertsBundle checks the public files as LoadCACertsDir does, except
+// that root-cert.pem may hold an issuing CA (a file root,
+// root.file.rootCert, need not be self-signed): the live `meshca cacerts`
+// export of such a serve must work as the offline one does.
+func TestCACertsBundle_ChecksTheChainAndAcceptsAnIssuingCAAsAnchor(t *testing.T) {
+	ent := newRoot(t, "enterprise root", 10*365*24*time.Hour)
+	issuing := issue(t, ent, &x509.Certificate{Subject: pkix.Name{CommonName: "enterprise issuing"}, IsCA: true, BasicConstraintsValid: true,
+		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign})
+	in := mint(t, issuing, 365*24*time.Hour)
+	name := func(n string) string { return "serve's " + n }
+	files := map[string][]byte{
+		root.CACertFile:    root.EncodePEM(in.cert),
+		root.CertChainFile: root.EncodePEM(in.cert, issuing.cert),
+		root.RootCertFile:  root.EncodePEM(issuing.cert),
+	}
+	b, err := root.CACertsBundle(files, name, now)
+	require.NoError(t, err)
+	require.True(t, b.Cert.Equal(in.cert))
+	require.True(t, b.Roots[0].Equal(issuing.cert))
+
+	other := newRoot(t, "other root", 10*365*24*time.Hour)
+	files[root.RootCertFile] = root.EncodePEM(other.cert)
+	_, err = root.CACertsBundle(files, name, now)
+	require.ErrorContains(t, err, "serve's ca-cert.pem does not verify to serve's root-cert.pem: x509: certificate signed by unknown authority")
+}
