@@ -133,6 +133,7 @@ type validated struct {
 	identity string
 	gen      *store.Generation
 	active   *store.Generation
+	gens     []store.Generation // every CA generation, as read by validate
 }
 
 // validate checks req against the store; it writes nothing.
@@ -161,6 +162,7 @@ func (r *Revoker) validate(ctx context.Context, req Request) (validated, error) 
 	if err != nil {
 		return v, fmt.Errorf("read CA generations: %w", err)
 	}
+	v.gens = gens
 	for i := range gens {
 		// Unknown serials go on the default signer's active CRL; the
 		// refusal below to revoke an active intermediate holds for every
@@ -194,8 +196,14 @@ func (r *Revoker) validate(ctx context.Context, req Request) (validated, error) 
 				return v, fmt.Errorf("%w: %w: serial %s is the intermediate certificate of generation %d, which signs every new certificate; rotate to a new intermediate first, then revoke generation %d",
 					ErrInvalidRequest, ErrActiveGeneration, v.serial, gens[i].ID, gens[i].ID)
 			}
-			if match == nil {
+			switch {
+			case match == nil:
 				match = &gens[i]
+			case !bytes.Equal(match.CertDER, gens[i].CertDER):
+				// Serials are unique per issuer only (RFC 5280 section
+				// 4.1.2.2): two enterprise CAs may have used the same one.
+				return v, invalid("serial %s is the serial of two different intermediate certificates, those of generations %d and %d (issued by different CAs); name the one to revoke: meshca revoke --generation N",
+					v.serial, match.ID, gens[i].ID)
 			}
 		}
 		if match != nil {
@@ -303,12 +311,30 @@ func (r *Revoker) Revoke(ctx context.Context, req Request) ([]store.Revocation, 
 			return nil, invalid("the intermediate certificate of generation %d (serial %s) is already recorded as a leaf revocation (seq %d), "+
 				"which an older meshca stored for a serial it did not recognise; that record lists it on a generation's CRL, where no relying party looks for an intermediate, and meshca cannot change a stored revocation, so the root CRL will not list generation %d: "+
 				"stop trusting it by removing generation %d's intermediate from every trust bundle, or revoke it at the root's CA", v.gen.ID, rec.Serial, old.Seq, v.gen.ID, v.gen.ID)
+		case err == nil && old.Generation != v.gen.ID && !sameCertificate(v.gens, old.Generation, v.gen):
+			// Revocations are recorded by serial: another CA certificate
+			// with this serial (from another issuer) was revoked first,
+			// and that record would come back in this one's place.
+			return nil, invalid("the intermediate certificate of generation %d (serial %s) has the serial of generation %d's, a different CA certificate already revoked (seq %d); meshca records one revocation per serial, so it cannot record this one: "+
+				"stop trusting generation %d by removing its intermediate from every trust bundle, or revoke it at the root's CA", v.gen.ID, rec.Serial, old.Generation, old.Seq, v.gen.ID)
 		case err != nil && !errors.Is(err, store.ErrNotFound):
 			return nil, fmt.Errorf("read revocation record: %w", err)
 		}
 		recs = append(recs, rec)
 	}
 	return r.st.Revoke(ctx, recs)
+}
+
+// sameCertificate says whether generation id of gens records the same
+// certificate as g (one certificate recorded twice: a pre-issued
+// intermediate whose first record was left prepared).
+func sameCertificate(gens []store.Generation, id uint64, g *store.Generation) bool {
+	for i := range gens {
+		if gens[i].ID == id {
+			return bytes.Equal(gens[i].CertDER, g.CertDER)
+		}
+	}
+	return false
 }
 
 // intermediateRevocation is the record of a revoked generation: the

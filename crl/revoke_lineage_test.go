@@ -2,13 +2,16 @@ package crl_test
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/x509"
 	"encoding/hex"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/meshca/meshca/ca/root"
 	"github.com/meshca/meshca/ca/store"
 	"github.com/meshca/meshca/crl"
 )
@@ -104,4 +107,55 @@ func TestRevoker_ACertificateRecordedTwiceIsRefusedWhileItSigns(t *testing.T) {
 	require.ErrorIs(t, err, crl.ErrActiveGeneration)
 	require.ErrorContains(t, err, fmt.Sprintf("the intermediate certificate of generation %d", second.ID))
 	require.Zero(t, lastSeq(t, p.st), "nothing is stored")
+}
+
+// Serials are unique per issuer only (RFC 5280 section 4.1.2.2): two
+// enterprise CAs may have issued pre-issued intermediates with one serial.
+// meshca records one revocation per serial, so it refuses a --serial that
+// names both, and refuses to revoke the second rather than hand back the
+// first one's record as if the second's were stored. The same certificate
+// recorded twice is still one revocation.
+func TestRevoker_TwoIntermediatesOfOneSerialAreNotConfused(t *testing.T) {
+	p := newMgrPKI(t)
+	ctx := context.Background()
+	now := p.clk.Now()
+	a := p.mintCert(t, "Enterprise Intermediate A", buildP256(t))
+	otherKey := buildP256(t)
+	otherRoot, err := root.NewSelfSignedRoot(otherKey, "Other Enterprise Root", "other", 10*365*24*time.Hour, now)
+	require.NoError(t, err)
+	tmpl := *a
+	tmpl.RawSubject, tmpl.Subject.CommonName = nil, "Enterprise Intermediate B"
+	der, err := x509.CreateCertificate(rand.Reader, &tmpl, otherRoot, buildP256(t).Public(), otherKey)
+	require.NoError(t, err)
+	b, err := x509.ParseCertificate(der)
+	require.NoError(t, err)
+	require.Equal(t, a.SerialNumber, b.SerialNumber)
+	add := func(c, issuer *x509.Certificate) store.Generation {
+		g, err := p.st.AddGeneration(ctx, store.Generation{CertDER: c.Raw, ChainDER: [][]byte{issuer.Raw}, KeyRef: "cacerts/ca-key.pem", Source: "file-preissued", CreatedAt: now})
+		require.NoError(t, err)
+		return g
+	}
+	ga, gb := add(a, p.root), add(b, otherRoot)
+	serial := hex.EncodeToString(a.SerialNumber.Bytes())
+	r := crl.NewRevoker(p.st, p.clk, nil)
+
+	_, err = r.Revoke(ctx, crl.Request{Serial: serial, Reason: store.ReasonSuperseded})
+	require.ErrorIs(t, err, crl.ErrInvalidRequest)
+	require.EqualError(t, err, fmt.Sprintf("invalid revocation request: serial %s is the serial of two different intermediate certificates, those of generations %d and %d (issued by different CAs); name the one to revoke: meshca revoke --generation N", serial, ga.ID, gb.ID))
+	require.Zero(t, lastSeq(t, p.st), "nothing is stored")
+
+	recs, err := r.Revoke(ctx, crl.Request{Generation: ga.ID, Reason: store.ReasonSuperseded})
+	require.NoError(t, err)
+	require.Len(t, recs, 1)
+	require.Equal(t, ga.ID, recs[0].Generation)
+	_, err = r.Revoke(ctx, crl.Request{Generation: gb.ID, Reason: store.ReasonKeyCompromise})
+	require.ErrorIs(t, err, crl.ErrInvalidRequest)
+	require.EqualError(t, err, fmt.Sprintf("invalid revocation request: the intermediate certificate of generation %d (serial %s) has the serial of generation %d's, a different CA certificate already revoked (seq %d); meshca records one revocation per serial, so it cannot record this one: "+
+		"stop trusting generation %d by removing its intermediate from every trust bundle, or revoke it at the root's CA", gb.ID, serial, ga.ID, recs[0].Seq, gb.ID))
+	require.Equal(t, recs[0].Seq, lastSeq(t, p.st), "nothing more is stored")
+
+	again := add(a, p.root) // a recorded twice
+	got, err := r.Revoke(ctx, crl.Request{Generation: again.ID, Reason: store.ReasonSuperseded})
+	require.NoError(t, err)
+	require.Equal(t, recs, got, "the original record")
 }

@@ -129,7 +129,9 @@ func (l *Loader) refuseRevokedPreIssued(ctx context.Context, gens []store.Genera
 	}
 	serial := hex.EncodeToString(cert.SerialNumber.Bytes())
 	rev, err := revs.GetRevocation(ctx, serial)
-	if errors.Is(err, store.ErrNotFound) {
+	if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrInvalid) {
+		// ErrInvalid: a serial the store cannot hold (0, or over 20
+		// octets, RFC 5280 section 4.1.2.2), so never revoked in it.
 		return nil
 	}
 	if err != nil {

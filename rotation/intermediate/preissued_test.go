@@ -2,10 +2,13 @@ package intermediate
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/x509"
 	"encoding/hex"
 	"fmt"
 	"io"
 	"log/slog"
+	"math/big"
 	"os"
 	"path/filepath"
 	"testing"
@@ -62,6 +65,12 @@ func TestManager_PreIssuedIntermediateIsNeverRotated(t *testing.T) {
 // classical, and under the catalyst profile meshca creates the ML-DSA key
 // itself.
 func preIssuedFixture(t *testing.T, withPQKey bool) (*fixture, *authority.Material, *root.CACertsSource) {
+	return preIssuedFixtureWithSerial(t, withPQKey, nil)
+}
+
+// preIssuedFixtureWithSerial is preIssuedFixture with the intermediate
+// re-signed by its root under serial (nil: as minted).
+func preIssuedFixtureWithSerial(t *testing.T, withPQKey bool, serial *big.Int) (*fixture, *authority.Material, *root.CACertsSource) {
 	t.Helper()
 	issuer := newFixture(t, nil)
 	if !withPQKey {
@@ -73,6 +82,16 @@ func preIssuedFixture(t *testing.T, withPQKey bool) (*fixture, *authority.Materi
 	mat, err := issuer.m.Start(context.Background())
 	require.NoError(t, err)
 	g := generation(t, issuer.st, mat.Generation)
+	if serial != nil {
+		rootKey, err := issuer.km.Signer(issuer.cfg.Root.File.RootKey)
+		require.NoError(t, err)
+		tmpl := *mat.Bundle.Cert
+		tmpl.SerialNumber = serial
+		der, err := x509.CreateCertificate(rand.Reader, &tmpl, mat.Bundle.Roots[0], mat.Bundle.Cert.PublicKey, rootKey)
+		require.NoError(t, err)
+		mat.Bundle.Cert, err = x509.ParseCertificate(der)
+		require.NoError(t, err)
+	}
 	dir := filepath.Join(t.TempDir(), "cacerts")
 	require.NoError(t, os.MkdirAll(dir, 0o700))
 	keyPEM, err := os.ReadFile(g.KeyRef)
@@ -188,12 +207,19 @@ func TestManager_PreIssuedIntermediateRevokedIsRefused(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, len(keysBefore), len(keysAfter), "no ML-DSA key made")
 
+	// A serial the store cannot hold (0) was never revoked in it.
+	z, zmat, _ := preIssuedFixtureWithSerial(t, false, big.NewInt(0))
+	require.Zero(t, zmat.Bundle.Cert.SerialNumber.Sign())
+	active, err := z.m.Start(ctx)
+	require.NoError(t, err)
+	require.True(t, active.Bundle.Cert.Equal(zmat.Bundle.Cert))
+
 	// The same serial revoked as a leaf of another issuer does not count.
 	g, gmat, _ := preIssuedFixture(t, false)
 	_, err = g.st.Revoke(ctx, []store.Revocation{{Serial: hex.EncodeToString(gmat.Bundle.Cert.SerialNumber.Bytes()),
 		Kind: store.KindLeaf, Generation: 7, Reason: store.ReasonKeyCompromise, RevokedAt: t0}})
 	require.NoError(t, err)
-	active, err := g.m.Start(ctx)
+	active, err = g.m.Start(ctx)
 	require.NoError(t, err)
 	require.True(t, active.Bundle.Cert.Equal(gmat.Bundle.Cert))
 }
