@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/x509"
-	"encoding/hex"
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -43,7 +41,7 @@ func (l *Loader) PreIssued(ctx context.Context, src root.PreIssuedSource, create
 		return nil, nil, fmt.Errorf("read CA generations: %w", err)
 	}
 	fp := Fingerprint(b.Cert)
-	if err := l.refuseRevokedPreIssued(ctx, gens, b.Cert, fp); err != nil {
+	if err := l.refuseRevokedPreIssued(ctx, b.Cert); err != nil {
 		return nil, nil, err
 	}
 	var known *store.Generation // the active record of this intermediate
@@ -114,37 +112,21 @@ func (l *Loader) preparedPreIssued(gens []store.Generation, src root.PreIssuedSo
 }
 
 // refuseRevokedPreIssued is an error when the store records cert, the
-// pre-issued intermediate (fingerprint fp), as a revoked CA generation,
-// whichever record of it was revoked. Revocation is of the certificate, its
+// pre-issued intermediate, as a revoked CA generation, whichever record of
+// it was revoked (revocationOf). Revocation is of the certificate, its
 // issuer and serial number (RFC 5280 section 5.3), not of a meshca record:
 // recording it again under a new generation would sign under a CA that
 // relying parties are told not to trust. meshca cannot mint a replacement
 // under an enterprise root it does not hold, so the operator must install
-// one. A leaf's revocation under the same serial is another certificate
-// (serials are unique per issuer, RFC 5280 section 4.1.2.2).
-func (l *Loader) refuseRevokedPreIssued(ctx context.Context, gens []store.Generation, cert *x509.Certificate, fp string) error {
-	revs, ok := l.Store.(store.Revocations)
-	if !ok {
-		return nil
-	}
-	serial := hex.EncodeToString(cert.SerialNumber.Bytes())
-	rev, err := revs.GetRevocation(ctx, serial)
-	if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrInvalid) {
-		// ErrInvalid: a serial the store cannot hold (0, or over 20
-		// octets, RFC 5280 section 4.1.2.2), so never revoked in it.
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("root.file.cacertsDir: read the revocation of serial %s: %w", serial, err)
-	}
-	if rev.Kind != store.KindIntermediate {
-		return nil
-	}
-	for _, g := range gens {
-		if g.ID == rev.Generation && g.Fingerprint == fp {
-			return fmt.Errorf("root.file.cacertsDir: the intermediate in %s (%q, serial %s) was revoked as CA generation %d on %s (reason %s); meshca does not sign under a revoked CA: install a new intermediate issued by your enterprise CA in root.file.cacertsDir",
-				root.CACertFile, cert.Subject.String(), serial, g.ID, rev.RevokedAt.UTC().Format(time.RFC3339), rev.Reason)
-		}
+// one.
+func (l *Loader) refuseRevokedPreIssued(ctx context.Context, cert *x509.Certificate) error {
+	rev, err := l.revocationOf(ctx, cert, 0)
+	switch {
+	case err != nil:
+		return fmt.Errorf("root.file.cacertsDir: read the revocation of serial %x: %w", cert.SerialNumber.Bytes(), err)
+	case rev != nil:
+		return fmt.Errorf("root.file.cacertsDir: the intermediate in %s (%q, serial %s) was revoked as CA generation %d on %s (reason %s); meshca does not sign under a revoked CA: install a new intermediate issued by your enterprise CA in root.file.cacertsDir",
+			root.CACertFile, cert.Subject.String(), rev.Serial, rev.Generation, rev.RevokedAt.UTC().Format(time.RFC3339), rev.Reason)
 	}
 	return nil
 }

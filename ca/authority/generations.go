@@ -1,6 +1,7 @@
 package authority
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"crypto/x509"
@@ -121,27 +122,59 @@ func (l *Loader) ActiveMaterial(ctx context.Context, threshold float64) (*Materi
 	return m, nil
 }
 
-// checkNotRevoked is an *UnusableError when the store records the
-// revocation of the active intermediate cert: a lineage whose
-// configuration was removed may have had it revoked (crl.Revoker), and
-// signing under a revoked intermediate would hand out certificates that
-// every relying party refuses.
+// CheckStillUnrevoked is the check a running replica makes of the
+// intermediate it signs with, m: an *UnusableError when the store now
+// records it as revoked. Another replica (with another configuration) may
+// have revoked it since it was loaded.
+func (l *Loader) CheckStillUnrevoked(ctx context.Context, m *Material) error {
+	return l.checkNotRevoked(ctx, m.Generation, m.Bundle.Cert)
+}
+
+// checkNotRevoked is an *UnusableError when the store records cert, the
+// intermediate of generation gen, as revoked (revocationOf).
 func (l *Loader) checkNotRevoked(ctx context.Context, gen uint64, cert *x509.Certificate) error {
+	rev, err := l.revocationOf(ctx, cert, gen)
+	switch {
+	case err != nil:
+		return fmt.Errorf("CA generation %d: read its revocation: %w", gen, err)
+	case rev != nil:
+		return &UnusableError{Msg: "the active intermediate is revoked", Generation: gen, Args: []any{"revoked_as_generation", rev.Generation}}
+	}
+	return nil
+}
+
+// revocationOf is the store's revocation of the CA certificate cert, or
+// nil: recorded for generation gen, or for another record of the same
+// certificate (one certificate recorded twice). A leaf's revocation under
+// the same serial is another certificate: serials are unique per issuer
+// (RFC 5280 section 4.1.2.2), not across a root's CAs. A serial the store
+// cannot hold (0, or over 20 octets: ErrInvalid) was never revoked in it.
+func (l *Loader) revocationOf(ctx context.Context, cert *x509.Certificate, gen uint64) (*store.Revocation, error) {
 	revs, ok := l.Store.(store.Revocations)
 	if !ok {
-		return nil
+		return nil, nil
 	}
 	rev, err := revs.GetRevocation(ctx, hex.EncodeToString(cert.SerialNumber.Bytes()))
 	switch {
-	case err == nil && rev.Kind == store.KindIntermediate && rev.Generation == gen:
-		return &UnusableError{Msg: "the active intermediate is revoked", Generation: gen}
-	case err == nil, errors.Is(err, store.ErrNotFound):
-		// A leaf's revocation under the same serial is another
-		// certificate: serials are unique per issuer (RFC 5280 section
-		// 4.1.2.2), not across a root's CAs.
-		return nil
+	case errors.Is(err, store.ErrNotFound), errors.Is(err, store.ErrInvalid):
+		return nil, nil
+	case err != nil:
+		return nil, err
+	case rev.Kind != store.KindIntermediate:
+		return nil, nil
+	case gen != 0 && rev.Generation == gen:
+		return &rev, nil
 	}
-	return fmt.Errorf("CA generation %d: read its revocation: %w", gen, err)
+	gens, err := l.Store.ListGenerations(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read CA generations: %w", err)
+	}
+	for _, g := range gens {
+		if g.ID == rev.Generation && bytes.Equal(g.CertDER, cert.Raw) {
+			return &rev, nil
+		}
+	}
+	return nil, nil
 }
 
 // activeGeneration is the store's active generation of the root source's

@@ -335,6 +335,40 @@ func TestManager_StartRotatesAwayFromARevokedActiveIntermediate(t *testing.T) {
 	require.Equal(t, store.StateRetired, states(t, f.st)[first.Generation])
 }
 
+// A running lease holder whose active intermediate another replica revoked
+// (one running a configuration without this lineage may) rotates at its
+// next evaluation instead of signing under it until a restart; the
+// subscribers get the successor.
+func TestManager_RunningHolderRotatesAwayFromARevokedActiveIntermediate(t *testing.T) {
+	f := newFixture(t, nil)
+	ctx := context.Background()
+	first, err := f.m.Start(ctx)
+	require.NoError(t, err)
+	f.m.mu.Lock()
+	f.m.evaluate(ctx)
+	f.m.mu.Unlock()
+	require.Empty(t, f.gotChanges(), "nothing to do while it is not revoked")
+
+	_, err = f.st.Revoke(ctx, []store.Revocation{{
+		Serial: hex.EncodeToString(first.Bundle.Cert.SerialNumber.Bytes()), Kind: store.KindIntermediate,
+		Generation: first.Generation, Known: true, NotAfter: first.Bundle.Cert.NotAfter.UTC(),
+		Reason: store.ReasonKeyCompromise, RevokedAt: f.clk.Now().UTC(),
+	}})
+	require.NoError(t, err)
+	f.m.mu.Lock()
+	f.m.evaluate(ctx)
+	f.m.mu.Unlock()
+	got := f.m.Active()
+	require.Equal(t, first.Generation+1, got.Generation, "a new intermediate")
+	require.NotEqual(t, first.Bundle.Cert.SerialNumber, got.Bundle.Cert.SerialNumber)
+	require.Equal(t, map[uint64]store.GenerationState{first.Generation: store.StateRetired, got.Generation: store.StateActive}, states(t, f.st))
+	changes := f.gotChanges()
+	require.Len(t, changes, 1)
+	require.Equal(t, rotation.ReasonActivated, changes[0].Reason)
+	require.Equal(t, got.Generation, changes[0].Active.Generation)
+	require.False(t, f.m.RotationStatus().Stuck)
+}
+
 // unavailableRoot is a root source that does not answer (Vault sealed).
 type unavailableRoot struct{ root.Source }
 

@@ -223,3 +223,26 @@ func TestManager_PreIssuedIntermediateRevokedIsRefused(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, active.Bundle.Cert.Equal(gmat.Bundle.Cert))
 }
+
+// A running replica whose pre-issued intermediate is revoked meanwhile
+// (by a replica that runs another configuration) cannot replace it: the
+// step fails, so the rotation reports stuck with what to do.
+func TestManager_RunningPreIssuedIntermediateRevokedIsReported(t *testing.T) {
+	f, _, _ := preIssuedFixture(t, false)
+	ctx := context.Background()
+	active, err := f.m.Start(ctx)
+	require.NoError(t, err)
+	_, err = f.st.Revoke(ctx, []store.Revocation{{
+		Serial: hex.EncodeToString(active.Bundle.Cert.SerialNumber.Bytes()), Kind: store.KindIntermediate,
+		Generation: active.Generation, Known: true, NotAfter: active.Bundle.Cert.NotAfter.UTC(),
+		Reason: store.ReasonKeyCompromise, RevokedAt: f.clk.Now().UTC(),
+	}})
+	require.NoError(t, err)
+	f.m.mu.Lock()
+	f.m.evaluate(ctx)
+	f.m.updateStatus()
+	f.m.mu.Unlock()
+	s := f.m.RotationStatus()
+	require.True(t, s.Stuck)
+	require.Equal(t, fmt.Sprintf("the pre-issued intermediate (generation %d) is revoked; meshca cannot replace it: install a new intermediate in root.file.cacertsDir and restart meshca", active.Generation), s.Problem)
+}

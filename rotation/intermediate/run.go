@@ -3,6 +3,7 @@ package intermediate
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/meshca/meshca/ca/authority"
@@ -63,6 +64,9 @@ func (m *Manager) evaluate(ctx context.Context) {
 	if m.waitingToRetry(ctx, now) {
 		return
 	}
+	if done := m.replaceRevoked(ctx); done {
+		return
+	}
 	if dropped := m.expireRetained(ctx, now); dropped {
 		m.notify(ctx, rotation.Change{Active: m.active, Retained: m.retainedMaterial(), Reason: rotation.ReasonRetired})
 		if m.pending != nil {
@@ -96,6 +100,38 @@ func (m *Manager) evaluate(ctx context.Context) {
 		return
 	}
 	m.succeed()
+}
+
+// replaceRevoked rotates now when the store records the active
+// intermediate as revoked (another replica, running another configuration,
+// may have revoked it: crl.Revoker refuses only the active generations of
+// the lineages its own replica runs), so that the lease holder stops
+// signing under it within one evaluation; followers adopt the successor.
+// A pre-issued intermediate cannot be replaced by meshca: that is reported
+// as a failing step (meshca_rotation_stuck) until the operator installs a
+// new one. It reports whether it acted (or failed); m.mu is held.
+func (m *Manager) replaceRevoked(ctx context.Context) bool {
+	err := m.loader.CheckStillUnrevoked(ctx, m.active)
+	var unusable *authority.UnusableError
+	switch {
+	case err == nil:
+		return false
+	case !errors.As(err, &unusable):
+		m.fail(err)
+		return true
+	case !m.src.Capabilities().Mint:
+		m.fail(fmt.Errorf("the pre-issued intermediate (generation %d) is revoked; meshca cannot replace it: install a new intermediate in root.file.cacertsDir and restart meshca", m.active.Generation))
+		return true
+	}
+	m.log.Warn("the active intermediate is revoked; rotating now", unusable.Attrs()...)
+	c, err := m.rotateLocked(ctx, "the active intermediate is revoked", false)
+	if err != nil {
+		m.fail(err)
+		return true
+	}
+	m.succeed()
+	m.notify(ctx, c)
+	return true
 }
 
 // waitLocked is how long Run sleeps before the next evaluation.
