@@ -121,6 +121,8 @@ type Manager struct {
 	failures  *wait.Backoff  // non-nil while the last step failed
 	retryAt   time.Time      // when a failed step is retried
 	problem   string         // why the last step failed
+	revoked   string         // the active intermediate is revoked: what to do (checkRevoked)
+	revokedOf uint64         // the generation revoked names
 	lastOK    time.Time      // when the last step succeeded
 	since     time.Time      // when the current phase began
 	phase     string

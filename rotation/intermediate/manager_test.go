@@ -335,38 +335,62 @@ func TestManager_StartRotatesAwayFromARevokedActiveIntermediate(t *testing.T) {
 	require.Equal(t, store.StateRetired, states(t, f.st)[first.Generation])
 }
 
-// A running lease holder whose active intermediate another replica revoked
-// (one running a configuration without this lineage may) rotates at its
-// next evaluation instead of signing under it until a restart; the
-// subscribers get the successor.
-func TestManager_RunningHolderRotatesAwayFromARevokedActiveIntermediate(t *testing.T) {
+// A running replica whose active intermediate another replica revoked
+// (one whose configuration no longer runs this lineage: crl.Revoker
+// refuses the active generation of the lineages its own replica runs)
+// reports it as stuck, with what to do, at its next evaluation. It does
+// not mint a successor by itself: a lineage being cut off (a compromised
+// plug-in cluster) must not get a fresh CA key. A leaf revocation under
+// the intermediate's serial is another certificate and changes nothing;
+// an operator's rotation ends the report.
+func TestManager_ARunningReplicaReportsItsRevokedActiveIntermediate(t *testing.T) {
 	f := newFixture(t, nil)
 	ctx := context.Background()
 	first, err := f.m.Start(ctx)
 	require.NoError(t, err)
-	f.m.mu.Lock()
-	f.m.evaluate(ctx)
-	f.m.mu.Unlock()
-	require.Empty(t, f.gotChanges(), "nothing to do while it is not revoked")
+	serial := hex.EncodeToString(first.Bundle.Cert.SerialNumber.Bytes())
+	evaluate := func() rotation.Status {
+		f.m.mu.Lock()
+		defer f.m.mu.Unlock()
+		f.m.evaluate(ctx)
+		f.m.updateStatus()
+		return f.m.RotationStatus()
+	}
+	require.False(t, evaluate().Stuck)
 
 	_, err = f.st.Revoke(ctx, []store.Revocation{{
-		Serial: hex.EncodeToString(first.Bundle.Cert.SerialNumber.Bytes()), Kind: store.KindIntermediate,
+		Serial: serial, Kind: store.KindIntermediate,
 		Generation: first.Generation, Known: true, NotAfter: first.Bundle.Cert.NotAfter.UTC(),
-		Reason: store.ReasonKeyCompromise, RevokedAt: f.clk.Now().UTC(),
+		Reason: store.ReasonCACompromise, RevokedAt: f.clk.Now().UTC(),
 	}})
 	require.NoError(t, err)
-	f.m.mu.Lock()
-	f.m.evaluate(ctx)
-	f.m.mu.Unlock()
-	got := f.m.Active()
-	require.Equal(t, first.Generation+1, got.Generation, "a new intermediate")
-	require.NotEqual(t, first.Bundle.Cert.SerialNumber, got.Bundle.Cert.SerialNumber)
-	require.Equal(t, map[uint64]store.GenerationState{first.Generation: store.StateRetired, got.Generation: store.StateActive}, states(t, f.st))
-	changes := f.gotChanges()
-	require.Len(t, changes, 1)
-	require.Equal(t, rotation.ReasonActivated, changes[0].Reason)
-	require.Equal(t, got.Generation, changes[0].Active.Generation)
-	require.False(t, f.m.RotationStatus().Stuck)
+	s := evaluate()
+	require.True(t, s.Stuck)
+	require.Equal(t, fmt.Sprintf("the active intermediate (generation %d) is recorded as revoked, most likely by a replica whose configuration no longer runs this lineage, and this replica still signs under it: "+
+		"run the same configuration on every replica, or, if this lineage is to keep running, rotate it (meshca rotate intermediate; for root.file.cacertsDir, install a new intermediate and restart)", first.Generation), s.Problem)
+	require.Equal(t, first.Generation, f.m.Active().Generation, "no successor minted by itself")
+	require.Equal(t, map[uint64]store.GenerationState{first.Generation: store.StateActive}, states(t, f.st))
+	require.Empty(t, f.gotChanges())
+
+	got, err := f.m.RotateNow(ctx, "the operator rotates")
+	require.NoError(t, err)
+	require.Equal(t, first.Generation+1, got.Generation)
+	require.False(t, f.m.RotationStatus().Stuck, "the report is of the generation that was active")
+	require.False(t, evaluate().Stuck)
+
+	// A leaf of another issuer revoked under the active intermediate's
+	// serial (revocations are kept by serial) is another certificate.
+	g := newFixture(t, nil)
+	active, err := g.m.Start(ctx)
+	require.NoError(t, err)
+	_, err = g.st.Revoke(ctx, []store.Revocation{{Serial: hex.EncodeToString(active.Bundle.Cert.SerialNumber.Bytes()), Kind: store.KindLeaf,
+		Generation: active.Generation, Reason: store.ReasonKeyCompromise, RevokedAt: g.clk.Now().UTC()}})
+	require.NoError(t, err)
+	g.m.mu.Lock()
+	g.m.evaluate(ctx)
+	g.m.updateStatus()
+	g.m.mu.Unlock()
+	require.False(t, g.m.RotationStatus().Stuck)
 }
 
 // unavailableRoot is a root source that does not answer (Vault sealed).

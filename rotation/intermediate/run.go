@@ -46,6 +46,7 @@ func (m *Manager) evaluate(ctx context.Context) {
 	if m.active == nil {
 		return
 	}
+	m.checkRevoked(ctx)
 	if _, lead := m.leading(); !lead {
 		m.led = false
 		m.follow(ctx)
@@ -62,9 +63,6 @@ func (m *Manager) evaluate(ctx context.Context) {
 	}
 	now := m.clk.Now()
 	if m.waitingToRetry(ctx, now) {
-		return
-	}
-	if done := m.replaceRevoked(ctx); done {
 		return
 	}
 	if dropped := m.expireRetained(ctx, now); dropped {
@@ -102,36 +100,44 @@ func (m *Manager) evaluate(ctx context.Context) {
 	m.succeed()
 }
 
-// replaceRevoked rotates now when the store records the active
-// intermediate as revoked (another replica, running another configuration,
-// may have revoked it: crl.Revoker refuses only the active generations of
-// the lineages its own replica runs), so that the lease holder stops
-// signing under it within one evaluation; followers adopt the successor.
-// A pre-issued intermediate cannot be replaced by meshca: that is reported
-// as a failing step (meshca_rotation_stuck) until the operator installs a
-// new one. It reports whether it acted (or failed); m.mu is held.
-func (m *Manager) replaceRevoked(ctx context.Context) bool {
+// checkRevoked records, for the status, whether the store now records
+// the active intermediate as revoked. crl.Revoker refuses the active
+// generation of every lineage its own replica runs, so this happens when a
+// replica whose configuration no longer runs this lineage revoked it (a
+// plug-in cluster or separate signer being cut off) while this replica
+// still runs it. meshca does not mint a successor by itself here: the
+// lineage is being cut off, and a new intermediate for a compromised
+// cluster would hand its cacerts a fresh CA key. The rotation reports
+// stuck (meshca_rotation_stuck, MeshCARotationStuck) with what to do, until
+// the replica runs the new configuration or the operator rotates. A store
+// error leaves the last finding; m.mu is held.
+func (m *Manager) checkRevoked(ctx context.Context) {
 	err := m.loader.CheckStillUnrevoked(ctx, m.active)
 	var unusable *authority.UnusableError
 	switch {
 	case err == nil:
-		return false
+		m.revoked, m.revokedOf = "", 0
 	case !errors.As(err, &unusable):
-		m.fail(err)
-		return true
-	case !m.src.Capabilities().Mint:
-		m.fail(fmt.Errorf("the pre-issued intermediate (generation %d) is revoked; meshca cannot replace it: install a new intermediate in root.file.cacertsDir and restart meshca", m.active.Generation))
-		return true
+		return
+	default:
+		was := m.revoked
+		m.revokedOf = m.active.Generation
+		m.revoked = fmt.Sprintf("the active intermediate (generation %d) is recorded as revoked, most likely by a replica whose configuration no longer runs this lineage, and this replica still signs under it: "+
+			"run the same configuration on every replica, or, if this lineage is to keep running, rotate it (meshca rotate intermediate%s; for root.file.cacertsDir, install a new intermediate and restart)",
+			m.active.Generation, signerFlag(m.loader.Signer))
+		if was == "" {
+			m.log.Error("the active intermediate is revoked; this replica still signs under it", "generation", m.active.Generation, "problem", m.revoked)
+		}
 	}
-	m.log.Warn("the active intermediate is revoked; rotating now", unusable.Attrs()...)
-	c, err := m.rotateLocked(ctx, "the active intermediate is revoked", false)
-	if err != nil {
-		m.fail(err)
-		return true
+}
+
+// signerFlag is the --signer flag of `meshca rotate intermediate` for the
+// lineage signer ("" for the default one).
+func signerFlag(signer string) string {
+	if signer == "" {
+		return ""
 	}
-	m.succeed()
-	m.notify(ctx, c)
-	return true
+	return " --signer " + signer
 }
 
 // waitLocked is how long Run sleeps before the next evaluation.

@@ -67,6 +67,9 @@ func (m *Manager) updateStatus() {
 		s.Phase = PhaseIdle
 		s.Next = m.prepareAt()
 	}
+	if m.revoked != "" && m.active != nil && m.revokedOf == m.active.Generation {
+		s.Stuck, s.Problem = true, m.revoked
+	}
 	s.PhaseCode = PhaseCode(s.Phase)
 	if s.Phase != m.phase {
 		m.phase, m.since = s.Phase, now
