@@ -16,6 +16,7 @@ import (
 	"crypto/x509"
 	"encoding/hex"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -28,6 +29,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
@@ -63,8 +66,12 @@ func runCRLLatency(ctx context.Context, rounds int) error {
 		return err
 	}
 	defer env.Stop()
-	if err := env.CreateNamespace(ctx, crlLatencyNS); err != nil {
-		return err
+	// istio-system holds the Lease of the singleton jobs (leader election
+	// is on whenever kubernetes is configured); bench is a workload's.
+	for _, ns := range []string{"istio-system", crlLatencyNS} {
+		if err := env.CreateNamespace(ctx, ns); err != nil {
+			return err
+		}
 	}
 	kubeconfig := filepath.Join(work, "kubeconfig")
 	if err := os.WriteFile(kubeconfig, env.KubeConfig(), 0o600); err != nil {
@@ -94,9 +101,14 @@ func runCRLLatency(ctx context.Context, rounds int) error {
 		return err
 	}
 	t := &peerTarget{name: "meshca serve", cmd: exec.Command(meshca, "serve", "--dir", dir, "--listen", grpcAddr, "--ops-listen", opsAddr)}
+	// Ready once it serves CRLs and holds the Lease of the singleton jobs
+	// (kubernetes is configured, so leader election is on): revocations
+	// are accepted only by the lease holder.
 	t.ready = func() error {
-		_, err := httpListsSerial(opsAddr, "00")
-		return err
+		if _, err := httpListsSerial(opsAddr, "00"); err != nil {
+			return err
+		}
+		return leaseHeld("http://" + opsAddr + "/metrics")
 	}
 	t.logTo(filepath.Join(work, "serve.log"))
 	if err := t.start(ctx); err != nil {
@@ -248,4 +260,30 @@ func crlHas(l *x509.RevocationList, serial string) bool {
 	return slices.ContainsFunc(l.RevokedCertificateEntries, func(e x509.RevocationListEntry) bool {
 		return strings.EqualFold(hex.EncodeToString(e.SerialNumber.Bytes()), serial)
 	})
+}
+
+// leaseHeld is nil once meshca's meshca_lease_held gauge is 1.
+func leaseHeld(url string) error {
+	c := http.Client{Timeout: 10 * time.Second}
+	resp, err := c.Get(url)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: %s", url, resp.Status)
+	}
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	mfs, err := p.TextToMetricFamilies(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return err
+	}
+	mf := mfs["meshca_lease_held"]
+	if mf == nil || len(mf.GetMetric()) != 1 || mf.GetMetric()[0].GetGauge() == nil {
+		return fmt.Errorf("%s: no single gauge meshca_lease_held", url)
+	}
+	if mf.GetMetric()[0].GetGauge().GetValue() != 1 {
+		return errors.New("meshca serve does not hold the Lease of the singleton jobs yet")
+	}
+	return nil
 }
