@@ -73,6 +73,14 @@ func NewRootSource(ctx context.Context, cfg *config.Config, km *keys.Manager, cl
 // passes to Start. clk is the clock of the loader and the file root
 // sources (nil for the real one). The caller closes the Runtime.
 func OpenBase(ctx context.Context, cfg *config.Config, clk clock.PassiveClock, log *slog.Logger, reg prometheus.Registerer) (*Runtime, error) {
+	return openBase(ctx, cfg, clk, log, reg, storeopen.Open)
+}
+
+// openBase is OpenBase with the store opened by openStore: storeopen.Open
+// for the service, which may start on an empty store, or
+// storeopen.OpenExisting for offline commands, which need a CA.
+func openBase(ctx context.Context, cfg *config.Config, clk clock.PassiveClock, log *slog.Logger, reg prometheus.Registerer,
+	openStore func(context.Context, config.StoreConfig, *slog.Logger) (store.Store, error)) (*Runtime, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("invalid configuration:\n%w", err)
 	}
@@ -84,7 +92,7 @@ func OpenBase(ctx context.Context, cfg *config.Config, clk clock.PassiveClock, l
 	if err != nil {
 		return nil, err
 	}
-	st, err := storeopen.Open(ctx, cfg.Store, log)
+	st, err := openStore(ctx, cfg.Store, log)
 	if err != nil {
 		km.Close()
 		return nil, err
@@ -118,11 +126,12 @@ func (r *Runtime) Start(ctx context.Context, m *Material, runRoot bool) {
 // the root source's background work. When the store holds no active
 // generation that is good to sign with (none, expired, past its
 // activation threshold, or not matching the configuration) it fails with
-// ErrNoActiveGeneration, saying to run meshca serve. The service (meshca
+// ErrNoActiveGeneration, saying to run meshca serve; with no store at all
+// it fails with storeopen.ErrNoStore and creates none. The service (meshca
 // serve) and meshca init open the CA through the intermediate rotation
 // manager instead, which mints and activates.
 func OpenReadOnly(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Runtime, error) {
-	rt, err := OpenBase(ctx, cfg, nil, log, nil)
+	rt, err := openBase(ctx, cfg, nil, log, nil, storeopen.OpenExisting)
 	if err != nil {
 		return nil, err
 	}

@@ -94,7 +94,7 @@ func openTarget(g *globals, f *remoteFlags) (*adminTarget, error) {
 	if c, ok := runningServe(cfg, true); ok {
 		return &adminTarget{client: c, cfg: cfg}, nil
 	}
-	st, err := storeopen.Open(context.Background(), cfg.Store, newLogger(os.Stderr, cfg.Log.Level, cfg.Log.Format))
+	st, err := storeopen.OpenExisting(context.Background(), cfg.Store, newLogger(os.Stderr, cfg.Log.Level, cfg.Log.Format))
 	if errors.Is(err, storeopen.ErrLocked) {
 		c, err := serveClient(cfg)
 		if err != nil {
@@ -103,7 +103,7 @@ func openTarget(g *globals, f *remoteFlags) (*adminTarget, error) {
 		return &adminTarget{client: c, cfg: cfg}, nil
 	}
 	if err != nil {
-		return nil, err
+		return nil, g.explainNoStore(err)
 	}
 	return &adminTarget{store: st, cfg: cfg}, nil
 }

@@ -84,7 +84,13 @@ func TestOfflineCommands_NeverMintOrActivateAGeneration(t *testing.T) {
 		dir := filepath.Join(t.TempDir(), "ca")
 		_, err := runMeshca(t, "init", "--dir", dir, "--profile", "classical")
 		require.NoError(t, err)
+		// A store that holds no generation (a missing store is another
+		// error: TestCommandsThatNeedACA_RefuseADirectoryWithoutOne).
 		require.NoError(t, os.Remove(filepath.Join(dir, "meshca.db")))
+		require.NoError(t, os.Remove(filepath.Join(dir, "meshca.db.journal")))
+		st, err := boltstore.Open(filepath.Join(dir, "meshca.db"))
+		require.NoError(t, err)
+		require.NoError(t, st.Close())
 		keysBefore := keyFiles(t, dir)
 
 		for name, args := range offline {

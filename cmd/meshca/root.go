@@ -1,6 +1,8 @@
 package main
 
 import (
+	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -9,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/meshca/meshca/ca/config"
+	"github.com/meshca/meshca/ca/store/storeopen"
 )
 
 // globals are the flags every command shares.
@@ -100,6 +103,19 @@ func (g *globals) loadConfig() (*config.Config, error) {
 		cfg.Log.Format = g.logFormat
 	}
 	return cfg, nil
+}
+
+// explainNoStore adds what to do to the error of a command that needs an
+// existing CA and found no store (storeopen.ErrNoStore): a mistyped --dir
+// or the wrong working directory, or no 'meshca init' yet.
+func (g *globals) explainNoStore(err error) error {
+	if !errors.Is(err, storeopen.ErrNoStore) {
+		return err
+	}
+	if g.config != "" {
+		return fmt.Errorf("%w\nthere is no CA there: check store.path in %s", err, g.config)
+	}
+	return fmt.Errorf("%w\nthere is no CA in %s: pass --dir (or --config) naming the CA, or create a development CA with 'meshca init --dir %s'", err, g.dir, g.dir)
 }
 
 func fileExists(p string) bool {

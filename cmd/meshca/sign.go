@@ -96,7 +96,7 @@ it fails and says to run 'meshca serve', which mints and activates one.`,
 				return signRemote(cmd, c, remote)
 			}
 			if err != nil {
-				return err
+				return g.explainNoStore(err)
 			}
 			defer rt.Close()
 			res, err := rt.Authority.Sign(cmd.Context(), authority.Request{

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"strings"
@@ -23,7 +24,30 @@ import (
 // never locked.
 var ErrLocked = boltstore.ErrLocked
 
-// Open opens the store of cfg. log receives the store's own messages
+// ErrNoStore is matched (errors.Is) by OpenExisting's error when the
+// embedded store's file does not exist.
+var ErrNoStore = errors.New("no meshca store")
+
+// OpenExisting opens the store of cfg as Open does, for a command that
+// reads or changes an existing CA (status, records, revoke, sign): an
+// embedded store whose file does not exist is ErrNoStore, where Open
+// would create an empty one, so that a mistyped directory reads as "no CA
+// here", not as a healthy CA with nothing in it. A PostgreSQL database
+// is opened as Open opens it: it must exist already, and the DSN names it
+// explicitly.
+func OpenExisting(ctx context.Context, cfg config.StoreConfig, log *slog.Logger) (store.Store, error) {
+	if cfg.Type == config.StoreBolt || cfg.Type == "" {
+		if _, err := os.Stat(cfg.Path); errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("%w at %s: the file does not exist", ErrNoStore, cfg.Path)
+		} else if err != nil {
+			return nil, fmt.Errorf("store: %w", err)
+		}
+	}
+	return Open(ctx, cfg, log)
+}
+
+// Open opens the store of cfg, creating an embedded store that does not
+// exist yet (meshca init, meshca serve). log receives the store's own messages
 // (schema migrations); nil means slog.Default. The caller closes the
 // store.
 func Open(ctx context.Context, cfg config.StoreConfig, log *slog.Logger) (store.Store, error) {

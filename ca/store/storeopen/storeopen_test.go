@@ -42,6 +42,22 @@ func TestOpen_TheConfiguredTypeSelectsTheBackend(t *testing.T) {
 	require.NoError(t, s.Close())
 }
 
+func TestOpenExisting_AMissingEmbeddedStoreIsNotCreated(t *testing.T) {
+	ctx := context.Background()
+	dir := filepath.Join(t.TempDir(), "ca")
+	bolt := config.StoreConfig{Type: config.StoreBolt, Path: filepath.Join(dir, "meshca.db")}
+	_, err := OpenExisting(ctx, bolt, nil)
+	require.ErrorIs(t, err, ErrNoStore)
+	require.NoDirExists(t, dir)
+
+	s, err := Open(ctx, bolt, nil)
+	require.NoError(t, err, "Open creates it")
+	require.NoError(t, s.Close())
+	s, err = OpenExisting(ctx, bolt, nil)
+	require.NoError(t, err, "and OpenExisting opens it then")
+	require.NoError(t, s.Close())
+}
+
 func TestOpen_PostgresPasswordComesFromTheFileOrTheEnvironment(t *testing.T) {
 	ctx := context.Background()
 	dsn := pg.ConnString(pg.CreateDatabase(t))
