@@ -1,7 +1,6 @@
 package crl
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"crypto/x509"
@@ -88,25 +87,11 @@ func (m *Manager) generationsOf(ctx context.Context, rc *x509.Certificate) (*roo
 			m.genCerts[g.ID] = c
 		}
 		out.known[g.ID] = true
-		if issuedBy(c, rc) {
+		if root.IssuedBy(c, rc) {
 			out.issued[g.ID] = true
 		}
 	}
 	return out, nil
-}
-
-// issuedBy reports whether issuer issued c: c's issuer name is issuer's
-// subject and c's authorityKeyIdentifier its subjectKeyIdentifier (RFC
-// 5280 sections 4.1.2.4 and 4.2.1.1); without key identifiers, issuer's
-// key verifies c's signature.
-func issuedBy(c, issuer *x509.Certificate) bool {
-	if !bytes.Equal(c.RawIssuer, issuer.RawSubject) {
-		return false
-	}
-	if len(c.AuthorityKeyId) > 0 && len(issuer.SubjectKeyId) > 0 {
-		return bytes.Equal(c.AuthorityKeyId, issuer.SubjectKeyId)
-	}
-	return root.CheckSignatureFrom(c, issuer) == nil
 }
 
 // rootScopesLocked are the root scopes meshca builds. Caller holds mu.

@@ -50,7 +50,7 @@ func (b *Bundle) Chain() []*x509.Certificate {
 	out := append([]*x509.Certificate{b.Cert}, b.Intermediates...)
 	top := out[len(out)-1]
 	for _, r := range b.Roots {
-		if bytes.Equal(top.RawIssuer, r.RawSubject) && CheckSignatureFrom(top, r) == nil {
+		if IssuedBy(top, r) {
 			return append(out, r)
 		}
 	}

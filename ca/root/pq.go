@@ -150,6 +150,24 @@ func CheckSignatureFrom(c, parent *x509.Certificate) error {
 	return pqc.VerifyCertificateSignature(c, parent.RawSubjectPublicKeyInfo)
 }
 
+// IssuedBy reports whether issuer issued c: c's issuer name is issuer's
+// subject (RFC 5280 section 4.1.2.4), c's authority key identifier, when
+// both are present, is issuer's subject key identifier (section 4.2.1.1),
+// and c's signature verifies under issuer's key (CheckSignatureFrom, ML-DSA
+// and composite too). Names and key identifiers are public: only the
+// signature tells two CAs of one name apart for certain, as during a root
+// rotation that keeps the root's name (section 6.1 chooses the issuer by
+// its name and then its key).
+func IssuedBy(c, issuer *x509.Certificate) bool {
+	if !bytes.Equal(c.RawIssuer, issuer.RawSubject) {
+		return false
+	}
+	if len(c.AuthorityKeyId) > 0 && len(issuer.SubjectKeyId) > 0 && !bytes.Equal(c.AuthorityKeyId, issuer.SubjectKeyId) {
+		return false
+	}
+	return CheckSignatureFrom(c, issuer) == nil
+}
+
 // AltPublicKeyInfo returns c's 2.5.29.72 subjectAltPublicKeyInfo (DER), or
 // nil when it has none.
 func AltPublicKeyInfo(c *x509.Certificate) ([]byte, error) {

@@ -103,13 +103,7 @@ func Chain(chain []*x509.Certificate, opts Options) *Report {
 		}
 	}
 	top := path[len(path)-1]
-	var anchorRoot *x509.Certificate
-	for _, rc := range opts.Roots {
-		if bytes.Equal(top.RawIssuer, rc.RawSubject) {
-			anchorRoot = rc
-			break
-		}
-	}
+	anchorRoot := issuerRoot(top, opts.Roots)
 	full := path
 	if anchorRoot != nil {
 		full = append(append([]*x509.Certificate{}, path...), anchorRoot)
@@ -127,6 +121,27 @@ func Chain(chain []*x509.Certificate, opts Options) *Report {
 		postQuantum(r, full, pqSigned, opts)
 	}
 	return r
+}
+
+// issuerRoot is the trusted root that issued top (root.IssuedBy): during a
+// root rotation the trust bundle holds two roots of one name, and the
+// report names the one whose key signed. When none did, it is the first
+// root of top's issuer name, so that the report shows its signature check
+// failing; nil when no root has that name.
+func issuerRoot(top *x509.Certificate, roots []*x509.Certificate) *x509.Certificate {
+	var named *x509.Certificate
+	for _, rc := range roots {
+		if !bytes.Equal(top.RawIssuer, rc.RawSubject) {
+			continue
+		}
+		if root.IssuedBy(top, rc) {
+			return rc
+		}
+		if named == nil {
+			named = rc
+		}
+	}
+	return named
 }
 
 func classical(r *Report, full, path []*x509.Certificate, opts Options) {

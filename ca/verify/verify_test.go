@@ -178,3 +178,59 @@ func TestChain_ClassicalChainHasNothingPostQuantumToVerify(t *testing.T) {
 	require.ErrorIs(t, rep.Err(), pqc.ErrNoPQSignature)
 	require.Equal(t, "FAIL pq: chain[0] (spiffe://cluster.local/ns/default/sa/app) post-quantum signature", names(rep)[3])
 }
+
+// TestChain_TwoTrustedRootsOfOneName: during a root rotation that keeps the
+// root's name the trust bundle holds A and B. A chain under B verifies,
+// and the report names B's signature, whichever order the bundle has.
+// Before, the first root of the issuer's name was taken: with A first a
+// chain under B failed "ECDSA verification failure" against A.
+func TestChain_TwoTrustedRootsOfOneName(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		key  func() root.CAKey
+		pq   bool
+	}{
+		{"classical", func() root.CAKey { return root.CAKey{Signer: ec(t)} }, false},
+		{"catalyst", func() root.CAKey { return root.CAKey{Signer: ec(t), Alt: pq(t, "ML-DSA-44")} }, true},
+		{"composite", func() root.CAKey { return root.CAKey{Signer: pq(t, "MLDSA44-ECDSA-P256-SHA256")} }, true},
+		{"mldsa", func() root.CAKey { return root.CAKey{Signer: pq(t, "ML-DSA-44")} }, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a := build(t, tc.key(), tc.key())
+			b := build(t, tc.key(), tc.key())
+			require.Equal(t, a.root.Subject.String(), b.root.Subject.String())
+			for _, roots := range [][]*x509.Certificate{{a.root, b.root}, {b.root, a.root}} {
+				rep := verify.Chain(b.leafFirst(), verify.Options{Roots: roots, PQ: tc.pq, Now: now})
+				require.NoError(t, rep.Err(), names(rep))
+				require.Equal(t, tc.name != "composite" && tc.name != "mldsa", rep.Classical)
+				require.Equal(t, tc.pq, rep.PostQuantum)
+			}
+			// A chain under neither still fails, naming the first root of
+			// that name.
+			stranger := build(t, tc.key(), tc.key())
+			rep := verify.Chain(stranger.leafFirst(), verify.Options{Roots: []*x509.Certificate{a.root, b.root}, PQ: tc.pq, Now: now})
+			require.Error(t, rep.Err())
+		})
+	}
+}
+
+// TestIssuedBy_TheKeyDecidesBetweenCAsOfOneName: root.IssuedBy, which
+// meshca verify, the CRL builder and the Secret inventory share.
+func TestIssuedBy_TheKeyDecidesBetweenCAsOfOneName(t *testing.T) {
+	a := build(t, root.CAKey{Signer: ec(t)}, root.CAKey{Signer: ec(t)})
+	b := build(t, root.CAKey{Signer: ec(t)}, root.CAKey{Signer: ec(t)})
+	require.True(t, root.IssuedBy(b.inter, b.root))
+	require.False(t, root.IssuedBy(b.inter, a.root), "same name, other key")
+	require.False(t, root.IssuedBy(b.leaf, b.root), "another name")
+
+	// A certificate naming B's key identifier but signed by A's key: the
+	// identifier is public, the signature decides.
+	forged := *b.inter
+	forged.AuthorityKeyId = a.root.SubjectKeyId
+	require.False(t, root.IssuedBy(&forged, a.root))
+
+	m := build(t, root.CAKey{Signer: pq(t, "ML-DSA-44")}, root.CAKey{Signer: pq(t, "ML-DSA-44")})
+	n := build(t, root.CAKey{Signer: pq(t, "ML-DSA-44")}, root.CAKey{Signer: pq(t, "ML-DSA-44")})
+	require.True(t, root.IssuedBy(m.inter, m.root), "ML-DSA signatures through ca/pqc")
+	require.False(t, root.IssuedBy(m.inter, n.root))
+}
