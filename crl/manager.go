@@ -233,24 +233,34 @@ func (m *Manager) Revoke(ctx context.Context, req Request) ([]store.Revocation, 
 
 // schedule adds recs to the in-memory revoked set and schedules a
 // coalesced rebuild of the CRLs that list them; count: they are this
-// replica's revocations (meshca_crl_revocations_total).
+// replica's revocations (meshca_crl_revocations_total). A repeated
+// revocation (store.Revocation.Existing) that this manager already knows
+// changes no CRL: it is not counted again and starts no rebuild, so the
+// CRL number moves only when a CRL's content does.
 func (m *Manager) schedule(recs []store.Revocation, count bool) {
 	m.mu.Lock()
-	if m.pendingSince.IsZero() {
-		m.pendingSince = m.clk.Now()
-	}
+	changed := false
 	for _, r := range recs {
-		if b, err := SerialBytes(r.Serial); err == nil && count {
-			if _, known := m.revoked[string(b)]; !known {
-				// A repeated revocation returns the original record and
-				// is not counted again.
-				m.metrics.revocations.WithLabelValues(reasonLabel(r.Reason)).Inc()
-			}
+		b, err := SerialBytes(r.Serial)
+		_, known := m.revoked[string(b)]
+		if err == nil && known && r.Existing {
+			continue
+		}
+		if count && !r.Existing {
+			m.metrics.revocations.WithLabelValues(reasonLabel(r.Reason)).Inc()
 		}
 		m.noteLocked(r)
 		for _, s := range m.scopesOfLocked(r) {
 			m.dirty[s] = true
 		}
+		changed = true
+	}
+	if !changed {
+		m.mu.Unlock()
+		return
+	}
+	if m.pendingSince.IsZero() {
+		m.pendingSince = m.clk.Now()
 	}
 	m.mu.Unlock()
 	select {

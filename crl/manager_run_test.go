@@ -60,6 +60,17 @@ func TestManager_RevocationsInsideTheWindowGiveOneRebuild(t *testing.T) {
 	require.Equal(t, 50.0, metricValue(t, e.reg, "meshca_revocations_total", map[string]string{"reason": "keyCompromise"}), "a repeated revocation is not counted")
 	require.Equal(t, 0.0, metricValue(t, e.reg, "meshca_revocations_total", map[string]string{"reason": "superseded"}))
 	require.Equal(t, 50.0, metricValue(t, e.reg, "meshca_crl_entries", map[string]string{"scope": gen, "kind": "full"}))
+
+	// Nor does it rebuild a CRL: the CRL number moves only when a CRL's
+	// content does. (Before, the repeat started a rebuild: number 3.)
+	for range 3 {
+		time.Sleep(50 * time.Millisecond) // a rebuild, if wrongly started, arms its timers
+		p.clk.Step(time.Second)
+	}
+	time.Sleep(100 * time.Millisecond)
+	require.Equal(t, 2, e.pub.count())
+	full, _ = e.crl(t, gen, false)
+	require.Equal(t, uint64(2), full.Number)
 }
 
 // Revoking a generation lists its intermediate on the root CRL, and

@@ -101,6 +101,11 @@ type Revocation struct {
 	InvalidityDate time.Time `json:"invalidityDate,omitzero"`
 	// Requester is who revoked it (admin identity or local user).
 	Requester string `json:"requester,omitempty"`
+	// Existing is set by Revocations.Revoke on a returned record that
+	// this call did not store: the serial was revoked before (its original
+	// record is returned), or it came earlier in the same batch. It is
+	// never stored, and reads never set it.
+	Existing bool `json:"-"`
 }
 
 // Revocations keeps revocation records and allocates CRL numbers. Every
@@ -108,8 +113,8 @@ type Revocation struct {
 type Revocations interface {
 	// Revoke stores recs in one durable transaction and returns, in the
 	// order of recs, the stored record of each: a serial already revoked
-	// keeps (and returns) its original record, so revoking twice is
-	// idempotent. The store assigns Seq to the new ones.
+	// keeps (and returns) its original record, marked Existing, so
+	// revoking twice is idempotent. The store assigns Seq to the new ones.
 	Revoke(ctx context.Context, recs []Revocation) ([]Revocation, error)
 	GetRevocation(ctx context.Context, serial string) (Revocation, error)
 	// ListRevocations calls fn for each revocation with Seq > since, in Seq

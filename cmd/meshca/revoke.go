@@ -94,7 +94,8 @@ CRLs are rebuilt when meshca serve next starts.`,
 			if err := printRevocations(cmd.OutOrStdout(), recs, asJSON); err != nil {
 				return err
 			}
-			if t.client == nil && !asJSON {
+			noteAlreadyRevoked(cmd.ErrOrStderr(), recs, req.Reason)
+			if t.client == nil && !asJSON && !allExisting(recs) {
 				fmt.Fprintln(cmd.ErrOrStderr(), "Recorded in the store; no meshca serve is running on it, so the CRLs will be rebuilt and published when meshca serve starts.")
 			}
 			return nil
@@ -213,6 +214,42 @@ func (w *revocationWriter) flush() error {
 		fmt.Fprintln(w.tw, "No revocations.")
 	}
 	return w.tw.Flush()
+}
+
+// noteAlreadyRevoked tells, on stderr, which of recs were revoked before
+// this request (store.Revocation.Existing): their original records stand,
+// with their own reason and time, since a revocation is final (RFC 5280
+// section 5.3.1 has no way back but certificateHold, which meshca does
+// not use).
+func noteAlreadyRevoked(w io.Writer, recs []store.Revocation, asked store.Reason) {
+	var old []store.Revocation
+	for _, r := range recs {
+		if r.Existing {
+			old = append(old, r)
+		}
+	}
+	switch {
+	case len(old) == 0:
+		return
+	case len(old) == 1 && len(recs) == 1:
+		r := old[0]
+		fmt.Fprintf(w, "Serial %s was already revoked at %s (reason %s, by %s); a revocation is final, so nothing changed.\n",
+			r.Serial, r.RevokedAt.UTC().Format(time.RFC3339), r.Reason, printable(r.Requester))
+		if r.Reason != asked {
+			fmt.Fprintf(w, "The reason given now (%s) is not recorded: the CRLs keep %s.\n", asked, r.Reason)
+		}
+	default:
+		fmt.Fprintf(w, "%d of these %d certificates were already revoked; their original records stand (a revocation is final), and nothing changed for them.\n", len(old), len(recs))
+	}
+}
+
+func allExisting(recs []store.Revocation) bool {
+	for _, r := range recs {
+		if !r.Existing {
+			return false
+		}
+	}
+	return true
 }
 
 func printRevocations(out io.Writer, recs []store.Revocation, asJSON bool) error {

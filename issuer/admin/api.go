@@ -138,9 +138,11 @@ type RevokeBody struct {
 }
 
 // RevokeResponse holds the stored records, in the order the revoker gave
-// them; a serial revoked before keeps its original record.
+// them; a serial revoked before keeps its original record, and is listed
+// in AlreadyRevoked too (the request changed nothing for it).
 type RevokeResponse struct {
-	Revocations []store.Revocation `json:"revocations"`
+	Revocations    []store.Revocation `json:"revocations"`
+	AlreadyRevoked []string           `json:"alreadyRevoked,omitempty"`
 }
 
 // ReasonField is a revocation reason as a name or a number; it holds the

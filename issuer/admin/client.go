@@ -114,7 +114,7 @@ func (c *Client) GetIssuance(ctx context.Context, serial string) (store.Issuance
 }
 
 // Revoke asks the running service to revoke; it returns the stored
-// records.
+// records, those revoked before marked Existing.
 func (c *Client) Revoke(ctx context.Context, b RevokeBody) ([]store.Revocation, error) {
 	body, err := json.Marshal(b)
 	if err != nil {
@@ -123,6 +123,13 @@ func (c *Client) Revoke(ctx context.Context, b RevokeBody) ([]store.Revocation, 
 	var out RevokeResponse
 	if err := c.do(ctx, http.MethodPost, pathRevocations, body, &out); err != nil {
 		return nil, err
+	}
+	already := make(map[string]bool, len(out.AlreadyRevoked))
+	for _, s := range out.AlreadyRevoked {
+		already[s] = true
+	}
+	for i := range out.Revocations {
+		out.Revocations[i].Existing = already[out.Revocations[i].Serial]
 	}
 	return out.Revocations, nil
 }

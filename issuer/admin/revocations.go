@@ -66,16 +66,27 @@ func (h *handler) revoke(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	AuditRevocations(r.Context(), h.audit, req.Requester, recs)
+	resp := RevokeResponse{Revocations: recs}
 	if recs == nil {
-		recs = []store.Revocation{}
+		resp.Revocations = []store.Revocation{}
 	}
-	writeJSON(w, http.StatusOK, RevokeResponse{Revocations: recs})
+	for _, rec := range recs {
+		if rec.Existing {
+			resp.AlreadyRevoked = append(resp.AlreadyRevoked, rec.Serial)
+		}
+	}
+	writeJSON(w, http.StatusOK, resp)
 }
 
 // AuditRevocations writes one certificate.revoked audit line for each
-// record a revocation by requester returned.
+// record a revocation by requester stored. A serial revoked before
+// (store.Revocation.Existing) had its line when it was revoked; a repeat
+// changes nothing and writes none.
 func AuditRevocations(ctx context.Context, al *audit.Logger, requester string, recs []store.Revocation) {
 	for _, rec := range recs {
+		if rec.Existing {
+			continue
+		}
 		al.Revoked(ctx, audit.Revocation{
 			Serial: rec.Serial, Kind: string(rec.Kind), Generation: rec.Generation, Identity: rec.Identity, Known: rec.Known,
 			Reason: rec.Reason.String(), RevokedAt: rec.RevokedAt, Requester: requester, RecordedBy: rec.Requester,

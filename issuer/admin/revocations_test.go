@@ -45,6 +45,7 @@ func (m *memRevoker) Revoke(_ context.Context, req RevokeRequest) ([]store.Revoc
 	}
 	for _, r := range m.recs {
 		if r.Serial == req.Serial {
+			r.Existing = true // as a store returns a serial revoked before
 			return []store.Revocation{r}, nil
 		}
 	}
@@ -124,10 +125,13 @@ func TestRevoke_StoresAndReturnsTheRecordAndAuditsIt(t *testing.T) {
 		RevokedAt: time.Date(2026, 12, 5, 12, 0, 0, 0, time.UTC), InvalidityDate: time.Date(2026, 12, 4, 8, 0, 0, 0, time.UTC), Requester: me(t)}
 	require.Equal(t, []store.Revocation{want}, got)
 
-	// The reason as a number; the second revocation of a serial returns the first record.
+	// The reason as a number; the second revocation of a serial returns the
+	// first record, marked as revoked before (the response's alreadyRevoked).
 	got, err = c.Revoke(ctx, RevokeBody{Serial: "0abc", Reason: "4"})
 	require.NoError(t, err)
-	require.Equal(t, []store.Revocation{want}, got)
+	again := want
+	again.Existing = true
+	require.Equal(t, []store.Revocation{again}, got)
 
 	var listed []store.Revocation
 	require.NoError(t, c.ListRevocations(ctx, 0, func(r store.Revocation) bool { listed = append(listed, r); return true }))
@@ -146,8 +150,7 @@ func TestRevoke_StoresAndReturnsTheRecordAndAuditsIt(t *testing.T) {
 	require.Equal(t, []string{
 		"certificate.revoked <nil> " + me(t) + " <nil>",
 		"admin.call POST /v1/revocations " + me(t) + " 200",
-		"certificate.revoked <nil> " + me(t) + " <nil>",
-		"admin.call POST /v1/revocations " + me(t) + " 200",
+		"admin.call POST /v1/revocations " + me(t) + " 200", // the repeat: no second certificate.revoked
 		"admin.call GET /v1/revocations " + me(t) + " 200",
 		"admin.call GET /v1/revocations " + me(t) + " 200",
 	}, events)

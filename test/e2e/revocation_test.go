@@ -114,6 +114,25 @@ func TestCLI_RevocationWhileServeRuns(t *testing.T) {
 
 	require.Contains(t, s.logs(), `"event":"certificate.revoked","serial":"`+serial+`"`)
 	require.Contains(t, s.logs(), `"event":"admin.call","action":"revoke revocations","route":"POST /v1/revocations","requester":"`+cliRequester(t)+`","code":400`)
+
+	// Revoking it again, with another reason, changes nothing: the
+	// original record comes back, the CLI says so, and no second audit
+	// line is written.
+	again := exec.Command(meshcaBin, "revoke", "--dir", dir, "--serial", serial, "--reason", "affiliationChanged")
+	var stdout, stderr strings.Builder
+	again.Stdout, again.Stderr = &stdout, &stderr
+	require.NoError(t, again.Run(), stderr.String())
+	lines = strings.Split(strings.TrimSpace(stdout.String()), "\n")
+	require.Len(t, lines, 2, stdout.String())
+	require.Equal(t, []string{"1", serial, "leaf", "1", workloadID, "keyCompromise"}, strings.Fields(lines[1])[:6])
+	rec := meshca(t, "revocations", "list", "--dir", dir, "-o", "json")
+	var stored struct {
+		RevokedAt time.Time `json:"revokedAt"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(rec), &stored))
+	require.Equal(t, "Serial "+serial+" was already revoked at "+stored.RevokedAt.UTC().Format(time.RFC3339)+" (reason keyCompromise, by "+cliRequester(t)+"); a revocation is final, so nothing changed.\n"+
+		"The reason given now (affiliationChanged) is not recorded: the CRLs keep keyCompromise.\n", stderr.String())
+	require.Equal(t, 1, strings.Count(s.logs(), `"event":"certificate.revoked"`), "one audit line per revoked certificate")
 }
 
 // TestCLI_RevokeWithoutServeGoesToTheStore: with no serve, revoke writes

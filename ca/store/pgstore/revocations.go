@@ -58,6 +58,7 @@ func (s *Store) Revoke(ctx context.Context, recs []store.Revocation) ([]store.Re
 		for i, r := range recs {
 			if j, ok := first[r.Serial]; ok {
 				out[i] = out[j] // a duplicate inside the batch: one record
+				out[i].Existing = true
 				continue
 			}
 			first[r.Serial] = i
@@ -66,6 +67,7 @@ func (s *Store) Revoke(ctx context.Context, recs []store.Revocation) ([]store.Re
 				if err := json.Unmarshal(v, &out[i]); err != nil {
 					return fmt.Errorf("revocation %s: %w", r.Serial, err)
 				}
+				out[i].Existing = true
 				continue
 			}
 			if seq == math.MaxInt64 {

@@ -53,6 +53,7 @@ func testRevocationsIdempotent(t *testing.T, s store.Store) {
 	ctx := context.Background()
 	orig, err := s.Revoke(ctx, []store.Revocation{Revocation(1, T0.Add(time.Hour))})
 	require.NoError(t, err)
+	require.False(t, orig[0].Existing, "stored by this call")
 	seq := lastSeq(t, s)
 
 	again := Revocation(1, T0.Add(time.Hour))
@@ -64,12 +65,17 @@ func testRevocationsIdempotent(t *testing.T, s store.Store) {
 	require.NoError(t, err)
 	require.Len(t, got, 2)
 	RequireSameRevocation(t, orig[0], got[0])
+	require.True(t, got[0].Existing, "revoked before: the original record, marked")
+	require.False(t, got[1].Existing)
 	require.Equal(t, seq+1, lastSeq(t, s), "only the new serial took a Seq")
 	require.Equal(t, lastSeq(t, s), got[1].Seq)
 	stored, err := s.GetRevocation(ctx, orig[0].Serial)
 	require.NoError(t, err)
 	RequireSameRevocation(t, orig[0], stored)
-	require.Len(t, listRevocations(t, s, 0), 2)
+	require.False(t, stored.Existing, "reads never set it")
+	list := listRevocations(t, s, 0)
+	require.Len(t, list, 2)
+	require.False(t, list[0].Existing || list[1].Existing, "reads never set it")
 }
 
 func testRevocationsBatchDuplicates(t *testing.T, s store.Store) {
@@ -81,6 +87,7 @@ func testRevocationsBatchDuplicates(t *testing.T, s store.Store) {
 	require.Len(t, got, 3)
 	RequireSameRevocation(t, got[0], got[2])
 	require.Equal(t, store.ReasonKeyCompromise, got[2].Reason, "the first of the batch is the record")
+	require.Equal(t, []bool{false, false, true}, []bool{got[0].Existing, got[1].Existing, got[2].Existing}, "the repeat inside the batch is marked")
 	require.Len(t, listRevocations(t, s, 0), 2)
 	require.Equal(t, got[1].Seq, lastSeq(t, s))
 }
