@@ -59,6 +59,9 @@ it fails and says to run 'meshca serve', which mints and activates one.`,
 			if err != nil {
 				return fmt.Errorf("--identity: %w", err)
 			}
+			if err := admin.CheckSignTTL(ttl.Duration); err != nil {
+				return fmt.Errorf("--ttl: %w", err)
+			}
 			var leafProfile profile.Name
 			if prof != "" {
 				if leafProfile, err = profile.Parse(prof); err != nil {

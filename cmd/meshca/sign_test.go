@@ -12,8 +12,11 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/meshca/meshca/ca/root"
 )
 
 // runMeshca runs the meshca command tree in-process and returns its stdout.
@@ -67,4 +70,28 @@ func TestSign_IdentityFollowsTheSPIFFESpec(t *testing.T) {
 			require.Empty(t, out, "nothing is signed")
 		})
 	}
+}
+
+// TestSign_NegativeTTLIsRefused: a negative --ttl is a typing error, not
+// "the default" (as Istio's validity_duration of 0 or less is). Before, a
+// 24h certificate was signed. Zero still means the default.
+func TestSign_NegativeTTLIsRefused(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "ca")
+	_, err := runMeshca(t, "init", "--dir", dir, "--profile", "classical")
+	require.NoError(t, err)
+	id := &url.URL{Scheme: "spiffe", Host: "cluster.local", Path: "/ns/default/sa/app"}
+	csr := writeWorkloadCSR(t, t.TempDir(), id)
+
+	out, err := runMeshca(t, "sign", "--dir", dir, "--csr", csr, "--identity", id.String(), "--ttl", "-5h")
+	require.EqualError(t, err, "--ttl: -5h0m0s is negative: give the certificate's lifetime (e.g. 12h), or leave it out for issuance.defaultCertTTL")
+	require.Empty(t, out, "nothing is signed")
+	list, err := runMeshca(t, "records", "list", "--dir", dir, "-o", "json")
+	require.NoError(t, err)
+	require.Empty(t, list, "nothing is recorded")
+
+	out, err = runMeshca(t, "sign", "--dir", dir, "--csr", csr, "--identity", id.String(), "--ttl", "0s")
+	require.NoError(t, err)
+	certs, err := root.ParseCertificates([]byte(out))
+	require.NoError(t, err)
+	require.Equal(t, 24*time.Hour+2*time.Minute, certs[0].NotAfter.Sub(certs[0].NotBefore), "the default 24h, notBefore backdated 2 minutes")
 }

@@ -98,6 +98,17 @@ func closeUnlessAuthorized(next http.Handler) http.Handler {
 	})
 }
 
+// CheckSignTTL refuses a negative lifetime asked of 'meshca sign': a
+// typing error there, where Istio's CreateCertificate takes a
+// validity_duration of 0 or less as "the default". Zero asks for
+// issuance.defaultCertTTL.
+func CheckSignTTL(ttl time.Duration) error {
+	if ttl < 0 {
+		return fmt.Errorf("%s is negative: give the certificate's lifetime (e.g. 12h), or leave it out for issuance.defaultCertTTL", ttl)
+	}
+	return nil
+}
+
 func (h *handler) sign(w http.ResponseWriter, r *http.Request) {
 	var req SignRequest
 	if !decodeBody(w, r, &req, "sign request") {
@@ -117,6 +128,10 @@ func (h *handler) sign(w http.ResponseWriter, r *http.Request) {
 	var ttl time.Duration
 	if req.TTL != "" {
 		if ttl, err = time.ParseDuration(req.TTL); err != nil {
+			writeError(w, http.StatusBadRequest, "--ttl: "+err.Error())
+			return
+		}
+		if err := CheckSignTTL(ttl); err != nil {
 			writeError(w, http.StatusBadRequest, "--ttl: "+err.Error())
 			return
 		}
