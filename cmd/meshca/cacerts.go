@@ -90,7 +90,7 @@ yet, expired, past intermediate.activateThreshold), it fails and says to run
 				return exportLive(cmd, cfg, c, out, withCRL)
 			}
 			if err != nil {
-				return g.explainNoStore(err)
+				return g.explainReadOnly(cmd.Context(), cfg, err)
 			}
 			defer rt.Close()
 			m := rt.Authority.Material()

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -10,8 +11,10 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/meshca/meshca/ca/authority"
 	"github.com/meshca/meshca/ca/config"
 	"github.com/meshca/meshca/ca/store/storeopen"
+	"github.com/meshca/meshca/rotation/rootrotation"
 )
 
 // globals are the flags every command shares.
@@ -116,6 +119,25 @@ func (g *globals) explainNoStore(err error) error {
 		return fmt.Errorf("%w\nthere is no CA there: check store.path in %s", err, g.config)
 	}
 	return fmt.Errorf("%w\nthere is no CA in %s: pass --dir (or --config) naming the CA, or create a development CA with 'meshca init --dir %s'", err, g.dir, g.dir)
+}
+
+// explainReadOnly adds what to do to the error of authority.OpenReadOnly
+// (meshca sign and cacerts without a running serve): no store, or no
+// usable generation because a root rotation moved the intermediate to a
+// root the configuration does not name yet.
+func (g *globals) explainReadOnly(ctx context.Context, cfg *config.Config, err error) error {
+	if !errors.Is(err, authority.ErrNoActiveGeneration) {
+		return g.explainNoStore(err)
+	}
+	st, serr := storeopen.OpenExisting(ctx, cfg.Store, nil)
+	if serr != nil {
+		return err
+	}
+	defer st.Close()
+	if hint := rootrotation.OfflineHint(ctx, st, cfg.Root); hint != "" {
+		return fmt.Errorf("%w: %s", authority.ErrNoActiveGeneration, hint)
+	}
+	return err
 }
 
 func fileExists(p string) bool {

@@ -19,6 +19,7 @@ import (
 	"github.com/meshca/meshca/ca/store"
 	"github.com/meshca/meshca/issuer/admin"
 	"github.com/meshca/meshca/rotation"
+	"github.com/meshca/meshca/rotation/rootrotation"
 )
 
 func newRotateCommand(g *globals) *cobra.Command {
@@ -357,7 +358,11 @@ func storedRotation(ctx context.Context, st store.Store) (admin.RotationInfo, er
 		return info, err
 	default:
 		info.Root = admin.JournalOf(rec)
-		info.Rotations = []rotation.Status{{CA: rotation.CARoot, Phase: rec.Phase, Since: rec.PhaseStartedAt, Paused: rec.Paused, Waiting: stoppedServe}}
+		waiting := stoppedServe
+		if !rootrotation.Phase(rec.Phase).InProgress() {
+			waiting = "" // done: nothing resumes
+		}
+		info.Rotations = []rotation.Status{{CA: rotation.CARoot, Phase: rec.Phase, Since: rec.PhaseStartedAt, Paused: rec.Paused, Waiting: waiting}}
 	}
 	return info, nil
 }

@@ -99,7 +99,7 @@ it fails and says to run 'meshca serve', which mints and activates one.`,
 				return signRemote(cmd, c, remote)
 			}
 			if err != nil {
-				return g.explainNoStore(err)
+				return g.explainReadOnly(cmd.Context(), cfg, err)
 			}
 			defer rt.Close()
 			res, err := rt.Authority.Sign(cmd.Context(), authority.Request{
@@ -116,6 +116,7 @@ it fails and says to run 'meshca serve', which mints and activates one.`,
 	cmd.Flags().StringVar(&csrPath, "csr", "", "PEM or DER CSR file, or - for stdin (required)")
 	cmd.Flags().StringVar(&idFlag, "identity", "", "SPIFFE ID to issue to, e.g. spiffe://cluster.local/ns/default/sa/app (required)")
 	cmd.Flags().Var(&ttl, "ttl", "certificate lifetime (default issuance.defaultCertTTL, 24h)")
+	cmd.Flags().Lookup("ttl").DefValue = "" // not "(default 0s)" after the real default
 	cmd.Flags().StringVar(&prof, "profile", "", fmt.Sprintf("certificate profile: one of %v that the CA issues (default issuance.profile)", profile.All))
 	_ = cmd.MarkFlagRequired("csr")
 	_ = cmd.MarkFlagRequired("identity")

@@ -364,6 +364,33 @@ func TestServe_RootRotationAtoAandBtoB(t *testing.T) {
 	require.True(t, rrCRLFrom(t, stI.caCRL, interI))
 	require.True(t, rrCRLFrom(t, stI.caCRL, rootB))
 	require.False(t, rrCRLFrom(t, stI.caCRL, rootA))
+
+	// Without serve, the offline commands read the configuration, which
+	// still names A: they say which keys to update (before: "run meshca
+	// serve ... or meshca init", which would replace the CA).
+	stopServe(t, s)
+	require.NotContains(t, meshca(t, "rotate", "status", "--dir", dir), "resumes", "a finished rotation has nothing to resume")
+	id := rrJournalID(t, dir)
+	want := "Error: no usable active CA generation: root rotation " + id + " is done: the active intermediate chains to its new root (file " + filepath.Join(bDir, "root-cert.pem") +
+		"), but this configuration still names the old one (file " + filepath.Join(dir, "root-cert.pem") + "), and only a running meshca serve follows the rotation's journal. " +
+		"Update the configuration (set root.file.rootCert " + filepath.Join(bDir, "root-cert.pem") + " and root.file.rootKey " + filepath.Join(bDir, "root-key.pem") +
+		" and root.file.rootPQKey " + filepath.Join(bDir, "root-pq-key.pem") + "), or run this command while meshca serve runs"
+	require.Equal(t, want, errorLine(t, meshcaFails(t, "cacerts", "--dir", dir, "--out", filepath.Join(t.TempDir(), "cacerts"))))
+	csr := writeCSR(t, t.TempDir(), "spiffe://cluster.local/ns/shop/sa/app")
+	require.Equal(t, want, errorLine(t, meshcaFails(t, "sign", "--dir", dir, "--csr", csr, "--identity", "spiffe://cluster.local/ns/shop/sa/app")))
+}
+
+// rrJournalID is the ID of the root rotation journaled in dir's store.
+func rrJournalID(t *testing.T, dir string) string {
+	t.Helper()
+	var info struct {
+		Root struct {
+			ID string `json:"id"`
+		} `json:"root"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(meshca(t, "rotate", "status", "--dir", dir, "-o", "json")), &info))
+	require.NotEmpty(t, info.Root.ID)
+	return info.Root.ID
 }
 
 func TestHelp_RotateCommandsExplainThemselvesWithExamples(t *testing.T) {
