@@ -171,7 +171,11 @@ func printStatus(out io.Writer, st admin.Status, running, colour bool) error {
 	if len(st.Certificates) > 0 {
 		var rows [][]cell
 		for _, c := range st.Certificates {
-			rows = append(rows, []cell{plain(c.Kind), plain(holder(c.Namespace, c.Name)), plain(orDash(c.State)), plain(stamp(c.NotAfter)),
+			state := orDash(c.State)
+			if c.Revoked {
+				state += ", REVOKED"
+			}
+			rows = append(rows, []cell{plain(c.Kind), plain(holder(c.Namespace, c.Name)), plain(state), plain(stamp(c.NotAfter)),
 				plain(relative(c.NotAfter, now)), painted(c.Health), plain(c.Serial), plain(c.Subject)})
 		}
 		table(out, colour, []string{"KIND", "HOLDER", "STATE", "NOT AFTER", "EXPIRES", "HEALTH", "SERIAL", "SUBJECT"}, rows)
@@ -243,7 +247,11 @@ func printStatus(out io.Writer, st admin.Status, running, colour bool) error {
 	if len(st.Generations) > 0 {
 		var rows [][]cell
 		for _, g := range st.Generations {
-			rows = append(rows, []cell{plain(fmt.Sprint(g.ID)), plain(g.Profile), plain(g.Source), plain(g.StateName()), plain(stamp(g.NotAfter)), plain(g.Subject)})
+			state := g.StateName()
+			if r := g.Revoked; r != nil {
+				state += fmt.Sprintf(", REVOKED %s (%s)", stamp(r.RevokedAt), r.Reason)
+			}
+			rows = append(rows, []cell{plain(fmt.Sprint(g.ID)), plain(g.Profile), plain(g.Source), plain(state), plain(stamp(g.NotAfter)), plain(g.Subject)})
 		}
 		table(out, colour, []string{"ID", "PROFILE", "SOURCE", "STATE", "NOT AFTER", "SUBJECT"}, rows)
 	}

@@ -32,13 +32,14 @@ func fixedStatus() admin.Status {
 		LastRevocationSeq: 3,
 		GeneratedAt:       at("2026-12-05T12:00:00Z"),
 		Generations: []admin.GenerationInfo{
-			{ID: 1, Profile: "classical", Source: "file-minted", Subject: "CN=meshca intermediate 1", NotAfter: at("2026-12-07T12:00:00Z"), ActivatedAt: at("2026-10-01T00:00:00Z"), RetiredAt: at("2026-11-05T12:00:00Z"), State: "retired"},
+			{ID: 1, Profile: "classical", Source: "file-minted", Subject: "CN=meshca intermediate 1", NotAfter: at("2026-12-07T12:00:00Z"), ActivatedAt: at("2026-10-01T00:00:00Z"), RetiredAt: at("2026-11-05T12:00:00Z"), State: "retired",
+				Revoked: &admin.GenerationRevocation{Seq: 2, Reason: "cACompromise", RevokedAt: at("2026-11-20T08:00:00Z")}},
 			{ID: 2, Profile: "classical", Source: "file-minted", Subject: "CN=meshca intermediate 2", NotAfter: at("2026-12-25T12:00:00Z"), State: "abandoned"},
 			{ID: 3, Profile: "classical", Source: "file-minted", Subject: "CN=meshca intermediate 3", NotAfter: at("2027-01-04T12:00:00Z"), ActivatedAt: at("2026-11-05T12:00:00Z"), Active: true, State: "active"},
 		},
 		Certificates: []admin.CertificateInfo{
 			{Kind: "root", Name: "root", Subject: "CN=meshca root", Serial: "01", NotAfter: at("2036-01-01T00:00:00Z"), Health: "ok"},
-			{Kind: "intermediate", Name: "gen-1", State: "retired", Subject: "CN=meshca intermediate 1", Serial: "11", NotAfter: at("2026-12-07T12:00:00Z"), Health: "critical"},
+			{Kind: "intermediate", Name: "gen-1", State: "retired", Subject: "CN=meshca intermediate 1", Serial: "11", NotAfter: at("2026-12-07T12:00:00Z"), Health: "critical", Revoked: true},
 			{Kind: "intermediate", Name: "gen-2", State: "abandoned", Subject: "CN=meshca intermediate 2", Serial: "21", NotAfter: at("2026-12-25T12:00:00Z"), Health: "ok"},
 			{Kind: "intermediate", Name: "gen-3", State: "active", Subject: "CN=meshca intermediate 3", Serial: "22", NotAfter: at("2027-01-04T12:00:00Z"), Health: "ok"},
 			{Kind: "cacerts", Namespace: "istio-system", Name: "cacerts", Subject: "CN=plugged", Serial: "55", NotAfter: at("2026-12-10T00:00:00Z"), Health: "warning"},
@@ -73,12 +74,12 @@ last revocation:    3
 as of:              2026-12-05T12:00:00Z
 
 CA CERTIFICATES
-KIND          HOLDER                STATE      NOT AFTER             EXPIRES   HEALTH    SERIAL  SUBJECT
-root          root                  -          2036-01-01T00:00:00Z  in 3313d  ok        01      CN=meshca root
-intermediate  gen-1                 retired    2026-12-07T12:00:00Z  in 2d     critical  11      CN=meshca intermediate 1
-intermediate  gen-2                 abandoned  2026-12-25T12:00:00Z  in 20d    ok        21      CN=meshca intermediate 2
-intermediate  gen-3                 active     2027-01-04T12:00:00Z  in 30d    ok        22      CN=meshca intermediate 3
-cacerts       istio-system/cacerts  -          2026-12-10T00:00:00Z  in 4d     warning   55      CN=plugged
+KIND          HOLDER                STATE             NOT AFTER             EXPIRES   HEALTH    SERIAL  SUBJECT
+root          root                  -                 2036-01-01T00:00:00Z  in 3313d  ok        01      CN=meshca root
+intermediate  gen-1                 retired, REVOKED  2026-12-07T12:00:00Z  in 2d     critical  11      CN=meshca intermediate 1
+intermediate  gen-2                 abandoned         2026-12-25T12:00:00Z  in 20d    ok        21      CN=meshca intermediate 2
+intermediate  gen-3                 active            2027-01-04T12:00:00Z  in 30d    ok        22      CN=meshca intermediate 3
+cacerts       istio-system/cacerts  -                 2026-12-10T00:00:00Z  in 4d     warning   55      CN=plugged
 
 BUNDLES
 KIND     HOLDER                CERTS  EARLIEST NOT AFTER    EXPIRES   HEALTH
@@ -100,10 +101,10 @@ SEVERITY  RULE       OBJECT  SINCE                 SUMMARY
 critical  ca-expiry  gen-1   2026-12-05T11:00:00Z  intermediate gen-1 expires in 2d
 
 GENERATIONS
-ID  PROFILE    SOURCE       STATE      NOT AFTER             SUBJECT
-1   classical  file-minted  retired    2026-12-07T12:00:00Z  CN=meshca intermediate 1
-2   classical  file-minted  abandoned  2026-12-25T12:00:00Z  CN=meshca intermediate 2
-3   classical  file-minted  active     2027-01-04T12:00:00Z  CN=meshca intermediate 3
+ID  PROFILE    SOURCE       STATE                                                 NOT AFTER             SUBJECT
+1   classical  file-minted  retired, REVOKED 2026-11-20T08:00:00Z (cACompromise)  2026-12-07T12:00:00Z  CN=meshca intermediate 1
+2   classical  file-minted  abandoned                                             2026-12-25T12:00:00Z  CN=meshca intermediate 2
+3   classical  file-minted  active                                                2027-01-04T12:00:00Z  CN=meshca intermediate 3
 `
 
 func TestPrintStatus_Golden(t *testing.T) {

@@ -1,8 +1,12 @@
 package admin
 
 import (
+	"bytes"
 	"context"
 	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"fmt"
 	"time"
 
 	"github.com/meshca/meshca/ca/store"
@@ -24,8 +28,18 @@ type GenerationInfo struct {
 	// State is active, retired, prepared or abandoned (store.States);
 	// StateName reads it.
 	State string `json:"state"`
+	// Revoked is set when the generation's intermediate is revoked (it is
+	// on its root's CRL): its revocation record's reason and time.
+	Revoked *GenerationRevocation `json:"revoked,omitempty"`
 	// cert is the parsed certificate, for LiveStatus.
 	cert *x509.Certificate
+}
+
+// GenerationRevocation is the revocation of a generation's intermediate.
+type GenerationRevocation struct {
+	Seq       uint64    `json:"seq"`
+	Reason    string    `json:"reason"`
+	RevokedAt time.Time `json:"revokedAt"`
 }
 
 // StoreState is what StoreStatus reads.
@@ -76,8 +90,40 @@ func StoreStatus(ctx context.Context, s StoreState) Status {
 		if st.LastRevocationSeq, err = s.Revocations.LastRevocationSeq(ctx); err != nil {
 			fail(err)
 		}
+		if err := markRevoked(ctx, s.Revocations, gens, st.Generations); err != nil {
+			fail(err)
+		}
 	}
 	return st
+}
+
+// markRevoked sets Revoked on the generations whose intermediate has an
+// intermediate revocation: one recorded for it, or for another record of
+// the same certificate (revocations are keyed by serial; a different CA
+// certificate of that serial is not this one).
+func markRevoked(ctx context.Context, revs store.Revocations, gens []store.Generation, infos []GenerationInfo) error {
+	der := make(map[uint64][]byte, len(gens))
+	for _, g := range gens {
+		der[g.ID] = g.CertDER
+	}
+	for i := range infos {
+		g := &infos[i]
+		if g.cert == nil || g.cert.SerialNumber.Sign() <= 0 {
+			continue
+		}
+		rec, err := revs.GetRevocation(ctx, hex.EncodeToString(g.cert.SerialNumber.Bytes()))
+		switch {
+		case errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrInvalid):
+			continue
+		case err != nil:
+			return fmt.Errorf("read the revocation of generation %d: %w", g.ID, err)
+		}
+		if rec.Kind != store.KindIntermediate || (rec.Generation != g.ID && !bytes.Equal(der[rec.Generation], g.cert.Raw)) {
+			continue
+		}
+		g.Revoked = &GenerationRevocation{Seq: rec.Seq, Reason: rec.Reason.String(), RevokedAt: rec.RevokedAt}
+	}
+	return nil
 }
 
 // StateName is g.State; for the answer of a server older than that field,

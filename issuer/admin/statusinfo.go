@@ -43,6 +43,9 @@ type CertificateInfo struct {
 	NotAfter  time.Time `json:"notAfter"`
 	// Health is ok, warning, critical or expired (CertHealth).
 	Health string `json:"health"`
+	// Revoked is set for meshca's intermediates that are revoked (on
+	// their root's CRL; GenerationInfo.Revoked says when and why).
+	Revoked bool `json:"revoked,omitempty"`
 }
 
 // BundleInfo is one object holding CA certificates: the roots meshca
@@ -100,9 +103,10 @@ func (l *LiveStatus) Status(ctx context.Context) Status {
 	st := StoreStatus(ctx, l.Store)
 	st.GeneratedAt = now.UTC()
 	st.Certificates, st.Bundles, st.Rotation, st.Alerts = []CertificateInfo{}, []BundleInfo{}, []rotation.Status{}, []AlertInfo{}
-	states := map[string]string{}
+	states, revoked := map[string]string{}, map[string]bool{}
 	for _, g := range st.Generations {
 		states[store.GenerationScope(g.ID)] = g.StateName()
+		revoked[store.GenerationScope(g.ID)] = g.Revoked != nil
 	}
 	seen := map[[4]string]bool{}
 	for _, src := range l.Inventory {
@@ -118,7 +122,7 @@ func (l *LiveStatus) Status(ctx context.Context) Status {
 			}
 			seen[key] = true
 			if ci.Kind == inventory.KindIntermediate {
-				ci.State = states[ci.Name]
+				ci.State, ci.Revoked = states[ci.Name], revoked[ci.Name]
 			}
 			st.Certificates = append(st.Certificates, ci)
 		}
@@ -166,7 +170,7 @@ func prepared(gens []GenerationInfo, seen map[[4]string]bool, now time.Time) []C
 		if seen[[4]string{ci.Kind, ci.Namespace, ci.Name, ci.Serial}] {
 			continue
 		}
-		ci.State = g.StateName()
+		ci.State, ci.Revoked = g.StateName(), g.Revoked != nil
 		out = append(out, ci)
 	}
 	return out
