@@ -422,7 +422,7 @@ func (c *Controller) activeUnderNew(ctx context.Context, signer string) (bool, e
 // issuedBy reports whether cert is signed by one of roots.
 func issuedBy(cert *x509.Certificate, roots []*x509.Certificate) bool {
 	for _, r := range roots {
-		if string(cert.RawIssuer) == string(r.RawSubject) && root.CheckSignatureFrom(cert, r) == nil {
+		if root.IssuedBy(cert, r) {
 			return true
 		}
 	}

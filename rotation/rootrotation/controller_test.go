@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/x509"
+	"encoding/hex"
 	"errors"
 	"testing"
 	"time"
@@ -292,4 +293,45 @@ func TestController_SwitchMustEndUnderTheNewRoot(t *testing.T) {
 	h.step()
 	h.requirePhase(PhaseSwitch)
 	require.Contains(t, h.c.RotationStatus().Problem, "does not chain to the new root")
+}
+
+// Revoked certificates are no workload's to wait for: Istio's proxies
+// refuse them through ca-crl.pem already, and everyone does once the old
+// root is gone. Phase 2 and phase 4 count neither a revoked leaf nor the
+// leaves of a revoked intermediate. Before, they waited for them to
+// expire.
+func TestController_RevokedCertificatesDoNotHoldTheRotation(t *testing.T) {
+	h := newHarness(t)
+	ctx := context.Background()
+	h.issue("01", 24*time.Hour)
+	h.issueTo("02", "spiffe://cluster.local/ns/default/sa/y", 24*time.Hour)
+	_, err := h.st.Revoke(ctx, []store.Revocation{{Serial: "01", Kind: store.KindLeaf, Generation: h.mgr.active, Known: true, Reason: store.ReasonKeyCompromise, RevokedAt: h.clk.Now()}})
+	require.NoError(t, err)
+
+	h.start()
+	h.step()
+	h.requirePhase(PhaseWaitWorkloads)
+	require.Equal(t, "1 of 1 unexpired workload certificates were issued before both roots were published; 1 of 1 workload identities got none since", h.c.RotationStatus().Waiting,
+		"01 is revoked: only 02 (sa/y) counts")
+	_, err = h.st.Revoke(ctx, []store.Revocation{{Serial: "02", Kind: store.KindLeaf, Generation: h.mgr.active, Known: true, Reason: store.ReasonSuperseded, RevokedAt: h.clk.Now()}})
+	require.NoError(t, err)
+	h.clk.Step(12*time.Hour + 10*time.Minute) // past the minimum wait
+	old := h.mgr.active
+	h.issueTo("04", "spiffe://cluster.local/ns/default/sa/z", 24*time.Hour) // under A's intermediate, with both roots
+	h.step()
+	require.Equal(t, 2, h.mgr.rotations, "switched: every unexpired certificate from before is revoked")
+	h.requirePhase(PhaseWaitTTL)
+	require.Equal(t, "1 unexpired leaf certificates were issued by intermediates under the old root", h.c.RotationStatus().Waiting, "04; 01 and 02 are revoked")
+
+	// Revoking A's intermediate revokes 04 with it.
+	gens, err := h.st.ListGenerations(ctx)
+	require.NoError(t, err)
+	require.Equal(t, old, gens[0].ID)
+	c, err := x509.ParseCertificate(gens[0].CertDER)
+	require.NoError(t, err)
+	_, err = h.st.Revoke(ctx, []store.Revocation{{Serial: hex.EncodeToString(c.SerialNumber.Bytes()), Kind: store.KindIntermediate, Generation: old, Known: true,
+		Reason: store.ReasonSuperseded, RevokedAt: h.clk.Now(), NotAfter: c.NotAfter}})
+	require.NoError(t, err)
+	h.step()
+	h.requirePhase(PhaseDone)
 }

@@ -23,15 +23,58 @@ type workloadCount struct {
 	stale, identities int
 }
 
-// countBefore counts, among the unexpired workload certificates, those
-// issued before cutoff, and the identities that got none after it.
+// revokedSet is what the store records as revoked: leaf serials, and
+// generations whose intermediate is revoked (all their leaves with it).
+type revokedSet struct {
+	serials map[string]bool
+	gens    map[uint64]bool
+}
+
+// revoked reads the revocations once for a count: a revoked certificate
+// is no workload's to wait for, since relying parties that check the
+// CRLs (Istio's ca-crl.pem) refuse it already, and none does after the
+// old root is gone. A store without revocations has none.
+func (c *Controller) revoked(ctx context.Context) (revokedSet, error) {
+	set := revokedSet{serials: map[string]bool{}, gens: map[uint64]bool{}}
+	revs, ok := c.o.Store.(interface {
+		ListRevocations(ctx context.Context, since uint64, fn func(store.Revocation) bool) error
+	})
+	if !ok {
+		return set, nil
+	}
+	err := revs.ListRevocations(ctx, 0, func(r store.Revocation) bool {
+		if r.Kind == store.KindIntermediate {
+			set.gens[r.Generation] = true
+		} else {
+			set.serials[r.Serial] = true
+		}
+		return ctx.Err() == nil
+	})
+	if err == nil {
+		err = ctx.Err()
+	}
+	return set, err
+}
+
+// has reports whether rec is revoked, itself or through its generation.
+func (s revokedSet) has(rec store.Issuance) bool {
+	return s.serials[rec.Serial] || s.gens[rec.Generation]
+}
+
+// countBefore counts, among the unexpired and unrevoked workload
+// certificates, those issued before cutoff, and the identities that got
+// none after it.
 func (c *Controller) countBefore(ctx context.Context, cutoff, now time.Time) (workloadCount, error) {
 	var n workloadCount
+	revoked, err := c.revoked(ctx)
+	if err != nil {
+		return n, err
+	}
 	renewed := map[string]bool{}
-	err := c.o.Store.ListIssuances(ctx, func(rec store.Issuance) bool {
+	err = c.o.Store.ListIssuances(ctx, func(rec store.Issuance) bool {
 		// meshca's own serving certificate is no workload's: it moves to
 		// the new intermediate at the switch.
-		if !rec.NotAfter.After(now) || rec.Profile == authority.ProfileServing {
+		if !rec.NotAfter.After(now) || rec.Profile == authority.ProfileServing || revoked.has(rec) {
 			return true
 		}
 		n.total++
@@ -55,21 +98,25 @@ func (c *Controller) countBefore(ctx context.Context, cutoff, now time.Time) (wo
 	return n, err
 }
 
-// countUnderOld counts the unexpired leaves of generations whose
-// intermediate A signed.
+// countUnderOld counts the unexpired, unrevoked leaves of generations
+// whose intermediate A signed.
 func (c *Controller) countUnderOld(ctx context.Context, now time.Time) (int, error) {
 	gens, err := c.o.Store.ListGenerations(ctx)
+	if err != nil {
+		return 0, err
+	}
+	revoked, err := c.revoked(ctx)
 	if err != nil {
 		return 0, err
 	}
 	n := 0
 	for _, g := range gens {
 		cert, err := x509.ParseCertificate(g.CertDER)
-		if err != nil || !issuedBy(cert, c.oldRoots) || !cert.NotAfter.After(now) {
+		if err != nil || !issuedBy(cert, c.oldRoots) || !cert.NotAfter.After(now) || revoked.gens[g.ID] {
 			continue
 		}
 		if err := c.o.Store.ListIssuancesByGeneration(ctx, g.ID, func(rec store.Issuance) bool {
-			if rec.NotAfter.After(now) && rec.Profile != authority.ProfileServing {
+			if rec.NotAfter.After(now) && rec.Profile != authority.ProfileServing && !revoked.has(rec) {
 				n++
 			}
 			return ctx.Err() == nil
