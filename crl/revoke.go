@@ -75,30 +75,40 @@ func invalid(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", ErrInvalidRequest, fmt.Sprintf(format, args...))
 }
 
-// NormalizeSerial turns a serial as an operator writes it (hex, optional
+// NormalizeSerial is ParseSerial for a revocation request: its errors
+// wrap ErrInvalidRequest.
+func NormalizeSerial(s string) (string, error) {
+	out, err := ParseSerial(s)
+	if err != nil {
+		return "", fmt.Errorf("%w: %w", ErrInvalidRequest, err)
+	}
+	return out, nil
+}
+
+// ParseSerial turns a serial as an operator writes it (hex, optional
 // colons between octets, any case, e.g. openssl's "4F:A3:...") into the
 // store's form: lower-case hex without leading zero octets. It refuses
 // anything else and serials longer than 20 octets (RFC 5280 4.1.2.2).
-func NormalizeSerial(s string) (string, error) {
+func ParseSerial(s string) (string, error) {
 	raw := s
 	if len(s) > 3*maxSerialOctets+8 {
-		return "", invalid("serial %s is too long: a serial number has at most %d octets (RFC 5280 section 4.1.2.2)", identity.Quote(raw), maxSerialOctets)
+		return "", fmt.Errorf("serial %s is too long: a serial number has at most %d octets (RFC 5280 section 4.1.2.2)", identity.Quote(raw), maxSerialOctets)
 	}
 	s = strings.ToLower(strings.ReplaceAll(strings.TrimSpace(s), ":", ""))
 	if s == "" {
-		return "", invalid("serial is empty; give it in hex as 'openssl x509 -noout -serial' prints it, e.g. 4fa3c1 or 4F:A3:C1")
+		return "", errors.New("serial is empty; give it in hex as 'openssl x509 -noout -serial' prints it, e.g. 4fa3c1 or 4F:A3:C1")
 	}
 	for _, c := range s {
 		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
-			return "", invalid("serial %s is not hexadecimal; give it as 'openssl x509 -noout -serial' prints it, e.g. 4fa3c1 or 4F:A3:C1", identity.Quote(raw))
+			return "", fmt.Errorf("serial %s is not hexadecimal; give it as 'openssl x509 -noout -serial' prints it, e.g. 4fa3c1 or 4F:A3:C1", identity.Quote(raw))
 		}
 	}
 	b, err := SerialBytes(s)
 	if err != nil {
-		return "", invalid("serial %s: a serial number has at most %d octets (RFC 5280 section 4.1.2.2)", identity.Quote(raw), maxSerialOctets)
+		return "", fmt.Errorf("serial %s: a serial number has at most %d octets (RFC 5280 section 4.1.2.2)", identity.Quote(raw), maxSerialOctets)
 	}
 	if len(b) == 1 && b[0] == 0 {
-		return "", invalid("serial %s is zero: a serial number is a positive integer (RFC 5280 section 4.1.2.2)", identity.Quote(raw))
+		return "", fmt.Errorf("serial %s is zero: a serial number is a positive integer (RFC 5280 section 4.1.2.2)", identity.Quote(raw))
 	}
 	return fmt.Sprintf("%x", b), nil
 }

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -14,6 +13,7 @@ import (
 
 	"github.com/meshca/meshca/ca/config"
 	"github.com/meshca/meshca/ca/store"
+	"github.com/meshca/meshca/crl"
 	"github.com/meshca/meshca/issuer/admin"
 )
 
@@ -77,15 +77,21 @@ service's admin socket (server.adminSocket) and prints the same output.`,
 		Aliases: []string{"show"},
 		Short:   "Show one issuance record as JSON",
 		Example: `  meshca records get 3f2a... --dir ./.meshca
-  meshca records show 3f2a... --dir ./.meshca`,
+  meshca records show 3f2a... --dir ./.meshca
+  meshca records show "$(openssl x509 -in chain.pem -noout -serial | cut -d= -f2)" --dir ./.meshca`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			// As revoke takes it: openssl's "01:A2:..." too.
+			serial, err := crl.ParseSerial(args[0])
+			if err != nil {
+				return err
+			}
 			st, err := openRecords(g, &rf)
 			if err != nil {
 				return err
 			}
 			defer st.Close()
-			rec, err := st.GetIssuance(cmd.Context(), strings.ToLower(args[0]))
+			rec, err := st.GetIssuance(cmd.Context(), serial)
 			if err != nil {
 				return fmt.Errorf("record %s: %w", args[0], err)
 			}

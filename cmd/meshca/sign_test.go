@@ -8,9 +8,11 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/pem"
+	"fmt"
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -94,4 +96,29 @@ func TestSign_NegativeTTLIsRefused(t *testing.T) {
 	certs, err := root.ParseCertificates([]byte(out))
 	require.NoError(t, err)
 	require.Equal(t, 24*time.Hour+2*time.Minute, certs[0].NotAfter.Sub(certs[0].NotBefore), "the default 24h, notBefore backdated 2 minutes")
+}
+
+// TestRecordsShow_TakesTheSerialAsOpensslPrintsIt: records show takes the
+// serial as revoke does (upper case, colons: openssl's form); bad input
+// says how to give it. Before, "01:A2:..." was "not found".
+func TestRecordsShow_TakesTheSerialAsOpensslPrintsIt(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "ca")
+	_, err := runMeshca(t, "init", "--dir", dir, "--profile", "classical")
+	require.NoError(t, err)
+	id := &url.URL{Scheme: "spiffe", Host: "cluster.local", Path: "/ns/default/sa/app"}
+	out, err := runMeshca(t, "sign", "--dir", dir, "--csr", writeWorkloadCSR(t, t.TempDir(), id), "--identity", id.String())
+	require.NoError(t, err)
+	certs, err := root.ParseCertificates([]byte(out))
+	require.NoError(t, err)
+	serial := certs[0].SerialNumber.Bytes()
+	var colons []string
+	for _, b := range serial {
+		colons = append(colons, fmt.Sprintf("%02X", b))
+	}
+	rec, err := runMeshca(t, "records", "show", strings.Join(colons, ":"), "--dir", dir)
+	require.NoError(t, err)
+	require.Contains(t, rec, fmt.Sprintf(`"serial": "%x"`, serial))
+
+	_, err = runMeshca(t, "records", "show", "zz", "--dir", dir)
+	require.EqualError(t, err, `serial "zz" is not hexadecimal; give it as 'openssl x509 -noout -serial' prints it, e.g. 4fa3c1 or 4F:A3:C1`)
 }
