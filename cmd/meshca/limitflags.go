@@ -18,8 +18,10 @@ func addLimitFlags(cmd *cobra.Command, l *config.LimitsConfig) {
 }
 
 // applyLimitFlags overrides the configuration with the flags that were set;
-// validation follows.
+// validation follows. A flag set to 0 means the default, as 0 or an unset
+// key does in the file.
 func applyLimitFlags(cmd *cobra.Command, dst *config.LimitsConfig, flags config.LimitsConfig) {
+	defer dst.Init()
 	set := cmd.Flags().Changed
 	if set("max-recv-msg-size") {
 		dst.MaxRecvMsgSize = flags.MaxRecvMsgSize
