@@ -198,13 +198,25 @@ func TestParse_UnknownKeyIsAStrictError(t *testing.T) {
 
 func TestParse_BadDurationNamesTheKey(t *testing.T) {
 	_, err := config.Parse([]byte(minimal + "issuance:\n  defaultCertTTL: soon\n"))
-	require.Error(t, err)
-	require.Contains(t, err.Error(), "issuance.defaultCertTTL")
-	require.Contains(t, err.Error(), `"soon"`)
+	require.EqualError(t, err, `issuance.defaultCertTTL: "soon" (want a Go duration such as "24h" or "30m", or days such as "90d")`)
 
 	_, err = config.Parse([]byte(mergeYAML(t, minimal, "store: {retention: 3600}")))
-	require.Error(t, err)
-	require.Contains(t, err.Error(), "store.retention", "a bare number names its key too")
+	require.EqualError(t, err, `store.retention: 3600 (want a Go duration such as "24h" or "30m", or days such as "90d")`, "a bare number names its key too")
+}
+
+// A value of the wrong kind names its key and what it should be, in the
+// file's terms; before, Go's struct and type names ("into Go struct field
+// LimitsConfig.server.limits.maxConnections of type int") and advice to
+// check the key names, which were right.
+func TestParse_AValueOfTheWrongKindNamesItsKey(t *testing.T) {
+	for yml, want := range map[string]string{
+		"server: {limits: {maxConnections: lots}}": "server.limits.maxConnections: a string cannot be a whole number; see deploy/examples/meshca.yaml",
+		"trustBundle: {enabled: yes please}":       "trustBundle.enabled: a string cannot be a boolean (true or false); see deploy/examples/meshca.yaml",
+		"store: {path: [a, b]}":                    "store.path: a list cannot be a string; see deploy/examples/meshca.yaml",
+	} {
+		_, err := config.Parse([]byte(mergeYAML(t, minimal, yml)))
+		require.EqualError(t, err, want, yml)
+	}
 }
 
 func TestParse_DaysAreAcceptedAsDurations(t *testing.T) {

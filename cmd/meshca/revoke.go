@@ -62,6 +62,9 @@ CRLs are rebuilt when meshca serve next starts.`,
 			if err != nil {
 				return err
 			}
+			if cmd.Flags().Changed("generation") && gen == 0 {
+				return errors.New("--generation 0: CA generations are numbered from 1; 'meshca status' lists them")
+			}
 			body.Generation = gen
 			body.Reason = admin.ReasonField(why)
 			req, err := body.Request()

@@ -89,7 +89,9 @@ Follow it with 'meshca rotate status' or 'meshca status'; pause, resume, or
 end a wait early with 'meshca rotate pause|resume|advance'. When it is done,
 update root: in the configuration to name B (meshca keeps using B until then,
 and says so). The rotation needs a running 'meshca serve' on --dir/--config.`,
-		Example: `  meshca rotate root --dir ./.meshca --new-root-cert ./new/root-cert.pem --new-root-key ./new/root-key.pem
+		Example: `  # to the root of another 'meshca init' folder (Catalyst, as init's default)
+  meshca rotate root --dir ./.meshca --new-root-cert ./new/root-cert.pem --new-root-key ./new/root-key.pem \
+      --new-root-pq-key ./new/root-pq-key.pem
   meshca rotate root --config /etc/meshca/meshca.yaml --new-root-cert /etc/meshca/b/root-cert.pem \
       --new-root-key /etc/meshca/b/root-key.pem --new-root-pq-key /etc/meshca/b/root-pq-key.pem \
       --workloads-max-wait 6h
@@ -172,7 +174,9 @@ func newRotateOpCommand(g *globals, op, short string) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   op,
 		Short: short,
-		Args:  cobra.NoArgs,
+		Example: fmt.Sprintf(`  meshca rotate %s --dir ./.meshca
+  meshca rotate %s --config /etc/meshca/meshca.yaml -o json`, op, op),
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := rotationClient(g)
 			if err != nil {

@@ -42,8 +42,8 @@ store, and serves
 
 and, on the Unix socket server.adminSocket (default admin.sock next to the
 store, mode 0600), the local admin endpoint through which 'meshca records',
-'sign', 'revoke', 'revocations', 'crl fetch' and 'status' work while serve
-holds the store; with server.adminListen the same API (without sign) over
+'sign', 'cacerts', 'revoke', 'revocations', 'crl fetch', 'rotate' and
+'status' work while serve holds the store; with server.adminListen the same API (without sign) over
 TLS for remote admins (admin client certificates or Kubernetes RBAC).
 
 Without a cluster, callers authenticate with client certificates that

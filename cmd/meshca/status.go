@@ -145,7 +145,7 @@ is reached through the admin socket of --dir/--config, or --admin-address.`,
 			if delta {
 				kind = "delta CRL"
 			}
-			fmt.Fprintf(cmd.ErrOrStderr(), "Wrote the %s of %s (%d bytes) to %s\n", kind, scope, len(der), out)
+			fmt.Fprintf(cmd.ErrOrStderr(), "Wrote the %s of %s (%d bytes) to %s\n", kind, scope, len(b), out)
 			return nil
 		},
 	}
