@@ -17,6 +17,7 @@ import (
 	"github.com/meshca/meshca/ca/keys"
 	"github.com/meshca/meshca/ca/profile"
 	"github.com/meshca/meshca/ca/root"
+	"github.com/meshca/meshca/ca/store/storeopen"
 )
 
 // TestLoader_PreIssuedIntermediateCannotMintAndSaysSo: under a pre-issued
@@ -33,6 +34,11 @@ func TestLoader_PreIssuedIntermediateCannotMintAndSaysSo(t *testing.T) {
 	cfg := cacertsConfig(t, profile.Classical, dir)
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 
+	_, err = authority.OpenReadOnly(context.Background(), cfg, quiet)
+	require.ErrorIs(t, err, storeopen.ErrNoStore, "read-only creates no store")
+	st, err := storeopen.Open(context.Background(), cfg.Store, quiet)
+	require.NoError(t, err)
+	require.NoError(t, st.Close())
 	_, err = authority.OpenReadOnly(context.Background(), cfg, quiet)
 	require.ErrorIs(t, err, authority.ErrNoActiveGeneration)
 	require.ErrorContains(t, err, `the pre-issued intermediate "CN=pre-issued,O=corp" in root.file.cacertsDir is not the active CA generation for intermediate.profile classical`)
