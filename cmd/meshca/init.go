@@ -75,14 +75,15 @@ file at it instead. init refuses to overwrite an existing CA without --force.`,
 					existing = append(existing, filepath.Join(dir, n))
 				}
 			}
-			if len(existing) > 0 && !force {
-				return fmt.Errorf("%s already holds a CA (%v); refusing to overwrite it. Use --force to replace it", dir, existing)
-			}
 			// Never under a running CA, --force or not: its open store
 			// and keys would be unlinked beneath it, and every record it
-			// acknowledges from then on lost when it stops.
+			// acknowledges from then on lost when it stops. Checked first,
+			// so that the advice is not --force, which would be refused.
 			if why, ok := caInUse(dir); ok {
 				return fmt.Errorf("%s; refusing to replace a running CA: stop it first", why)
+			}
+			if len(existing) > 0 && !force {
+				return fmt.Errorf("%s already holds a CA (%v); refusing to overwrite it. Use --force to replace it", dir, existing)
 			}
 			for _, p := range existing {
 				if err := os.RemoveAll(p); err != nil {

@@ -267,7 +267,11 @@ func TestInit_ForceRefusesWhileServeRuns(t *testing.T) {
 	}
 	root, err := os.ReadFile(filepath.Join(dir, "root-cert.pem"))
 	require.NoError(t, err)
-	out, err := exec.Command(meshcaBin, "init", "--dir", dir, "--force").CombinedOutput()
+	// Without --force it says why, not "use --force" (which is refused).
+	out, err := exec.Command(meshcaBin, "init", "--dir", dir).CombinedOutput()
+	require.Error(t, err, string(out))
+	require.Equal(t, "Error: store "+filepath.Join(dir, "meshca.db")+" is held by another meshca process (meshca serve?); refusing to replace a running CA: stop it first", errorLine(t, string(out)))
+	out, err = exec.Command(meshcaBin, "init", "--dir", dir, "--force").CombinedOutput()
 	require.Error(t, err, string(out))
 	require.Contains(t, string(out), "store "+filepath.Join(dir, "meshca.db")+" is held by another meshca process (meshca serve?); refusing to replace a running CA: stop it first")
 	for n, fi := range before {
