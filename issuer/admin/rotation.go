@@ -6,9 +6,11 @@ import (
 	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/meshca/meshca/ca/caerr"
@@ -220,8 +222,21 @@ func (h *handler) startRootRotation(w http.ResponseWriter, r *http.Request) {
 	}
 	start.By = requesterOf(r)
 	info, err := h.rotations.StartRootRotation(r.Context(), start)
+	if err != nil && req.NewRoot == nil && caerr.CodeOf(err) == caerr.InvalidArgument {
+		// B was named with flags: say them, not the root section's keys
+		// they fill.
+		reason := "invalid_new_root"
+		if ce := (*caerr.Error)(nil); errors.As(err, &ce) {
+			reason = ce.Reason
+		}
+		err = caerr.New(caerr.InvalidArgument, reason, "%s", flagNames.Replace(err.Error()))
+	}
 	h.answerRotation(w, r, info, err)
 }
+
+// flagNames names the root section's file keys as the flags of 'meshca
+// rotate root' that fill them.
+var flagNames = strings.NewReplacer("root.file.rootCert", "--new-root-cert", "root.file.rootKey", "--new-root-key", "root.file.rootPQKey", "--new-root-pq-key")
 
 func (h *handler) rootRotationOp(w http.ResponseWriter, r *http.Request) {
 	if h.noRotations(w) {

@@ -254,6 +254,10 @@ func TestServe_RootRotationAtoAandBtoB(t *testing.T) {
 	stderr := rrMeshcaFails(t, "rotate", "root", "--dir", dir, "--new-root-cert", filepath.Join(dir, "root-cert.pem"), "--new-root-key", filepath.Join(dir, "root-key.pem"), "--new-root-pq-key", filepath.Join(dir, "root-pq-key.pem"))
 	require.Contains(t, stderr, "already a root in force")
 	require.Equal(t, "idle", rrPhase(t, dir))
+	// Named with flags, B's problems name the flags.
+	stderr = rrMeshcaFails(t, "rotate", "root", "--dir", dir, "--new-root-cert", filepath.Join(bDir, "root-cert.pem"), "--new-root-key", filepath.Join(bDir, "root-key.pem"))
+	require.Contains(t, stderr, "--new-root-cert "+filepath.Join(bDir, "root-cert.pem")+" carries an ML-DSA alternative public key (2.5.29.72); set --new-root-pq-key to its private key")
+	require.Equal(t, "idle", rrPhase(t, dir))
 
 	// Phase 1 and 2: root-cert.pem is A's bytes with B's appended.
 	meshca(t, "rotate", "root", "--dir", dir, "--new-root-cert", filepath.Join(bDir, "root-cert.pem"), "--new-root-key", filepath.Join(bDir, "root-key.pem"), "--new-root-pq-key", filepath.Join(bDir, "root-pq-key.pem"))
