@@ -16,6 +16,10 @@ const (
 	EventAdminDenied = "admin.denied"
 	// EventRevoked is one certificate recorded as revoked.
 	EventRevoked = "certificate.revoked"
+	// EventRevocationRepeated is a request to revoke a certificate that
+	// was revoked before: nothing changed, and the line carries the
+	// original record (a retry after a lost answer finds it here).
+	EventRevocationRepeated = "certificate.revocation_repeated"
 )
 
 // AdminCall is what an admin audit line records. Every field is meshca's
@@ -93,8 +97,18 @@ type Revocation struct {
 
 // Revoked records a revocation.
 func (a *Logger) Revoked(ctx context.Context, r Revocation) {
-	a.l.LogAttrs(ctx, slog.LevelInfo, EventRevoked,
-		slog.String("event", EventRevoked),
+	a.l.LogAttrs(ctx, slog.LevelInfo, EventRevoked, revocationAttrs(EventRevoked, r)...)
+}
+
+// RevocationRepeated records a request to revoke what was revoked before:
+// r is the original record, requested the reason asked for now.
+func (a *Logger) RevocationRepeated(ctx context.Context, r Revocation, requested string) {
+	a.l.LogAttrs(ctx, slog.LevelInfo, EventRevocationRepeated, append(revocationAttrs(EventRevocationRepeated, r), slog.String("requested_reason", requested))...)
+}
+
+func revocationAttrs(event string, r Revocation) []slog.Attr {
+	return []slog.Attr{
+		slog.String("event", event),
 		slog.String("serial", r.Serial),
 		slog.String("kind", r.Kind),
 		slog.Uint64("generation", r.Generation),
@@ -104,5 +118,5 @@ func (a *Logger) Revoked(ctx context.Context, r Revocation) {
 		slog.String("revoked_at", r.RevokedAt.UTC().Format(time.RFC3339)),
 		slog.String("requester", r.Requester),
 		slog.String("recorded_by", r.RecordedBy),
-	)
+	}
 }

@@ -88,7 +88,7 @@ CRLs are rebuilt when meshca serve next starts.`,
 				if err == nil {
 					// Audited like the offline 'meshca sign': on stderr.
 					al := audit.New(newLogger(cmd.ErrOrStderr(), t.cfg.Log.Level, t.cfg.Log.Format))
-					admin.AuditRevocations(cmd.Context(), al, req.Requester, recs)
+					admin.AuditRevocations(cmd.Context(), al, req.Requester, req.Reason, recs)
 				}
 			}
 			if err != nil {

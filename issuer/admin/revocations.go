@@ -65,7 +65,7 @@ func (h *handler) revoke(w http.ResponseWriter, r *http.Request) {
 		writeError(w, code.HTTP(), err.Error())
 		return
 	}
-	AuditRevocations(r.Context(), h.audit, req.Requester, recs)
+	AuditRevocations(r.Context(), h.audit, req.Requester, req.Reason, recs)
 	resp := RevokeResponse{Revocations: recs}
 	if recs == nil {
 		resp.Revocations = []store.Revocation{}
@@ -79,18 +79,22 @@ func (h *handler) revoke(w http.ResponseWriter, r *http.Request) {
 }
 
 // AuditRevocations writes one certificate.revoked audit line for each
-// record a revocation by requester stored. A serial revoked before
-// (store.Revocation.Existing) had its line when it was revoked; a repeat
-// changes nothing and writes none.
-func AuditRevocations(ctx context.Context, al *audit.Logger, requester string, recs []store.Revocation) {
+// record a revocation by requester stored, and for a serial revoked
+// before (store.Revocation.Existing) a certificate.revocation_repeated
+// line with its original record and the reason asked for now: nothing
+// changed, but the request was made, and a retry after a lost answer
+// shows there that the first attempt took effect.
+func AuditRevocations(ctx context.Context, al *audit.Logger, requester string, requested store.Reason, recs []store.Revocation) {
 	for _, rec := range recs {
-		if rec.Existing {
-			continue
-		}
-		al.Revoked(ctx, audit.Revocation{
+		r := audit.Revocation{
 			Serial: rec.Serial, Kind: string(rec.Kind), Generation: rec.Generation, Identity: rec.Identity, Known: rec.Known,
 			Reason: rec.Reason.String(), RevokedAt: rec.RevokedAt, Requester: requester, RecordedBy: rec.Requester,
-		})
+		}
+		if rec.Existing {
+			al.RevocationRepeated(ctx, r, requested.String())
+			continue
+		}
+		al.Revoked(ctx, r)
 	}
 }
 

@@ -150,11 +150,14 @@ func TestRevoke_StoresAndReturnsTheRecordAndAuditsIt(t *testing.T) {
 	require.Equal(t, []string{
 		"certificate.revoked <nil> " + me(t) + " <nil>",
 		"admin.call POST /v1/revocations " + me(t) + " 200",
-		"admin.call POST /v1/revocations " + me(t) + " 200", // the repeat: no second certificate.revoked
+		"certificate.revocation_repeated <nil> " + me(t) + " <nil>", // the repeat: no second certificate.revoked
+		"admin.call POST /v1/revocations " + me(t) + " 200",
 		"admin.call GET /v1/revocations " + me(t) + " 200",
 		"admin.call GET /v1/revocations " + me(t) + " 200",
 	}, events)
 	require.Contains(t, lines[0], `"serial":"0abc","kind":"leaf","generation":1,"identity":"","known":false,"reason":"keyCompromise","revoked_at":"2026-12-05T12:00:00Z"`)
+	require.Contains(t, lines[2], `"event":"certificate.revocation_repeated","serial":"0abc","kind":"leaf","generation":1,"identity":"","known":false,"reason":"keyCompromise","revoked_at":"2026-12-05T12:00:00Z","requester":"`+me(t)+`","recorded_by":"`+me(t)+`","requested_reason":"superseded"`,
+		"the original record, and the reason asked for now")
 }
 
 // Bad input: 400 with a clear message, and nothing stored.

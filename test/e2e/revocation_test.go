@@ -133,6 +133,8 @@ func TestCLI_RevocationWhileServeRuns(t *testing.T) {
 	require.Equal(t, "Serial "+serial+" was already revoked at "+stored.RevokedAt.UTC().Format(time.RFC3339)+" (reason keyCompromise, by "+cliRequester(t)+"); a revocation is final, so nothing changed.\n"+
 		"The reason given now (affiliationChanged) is not recorded: the CRLs keep keyCompromise.\n", stderr.String())
 	require.Equal(t, 1, strings.Count(s.logs(), `"event":"certificate.revoked"`), "one audit line per revoked certificate")
+	require.Contains(t, s.logs(), `"event":"certificate.revocation_repeated","serial":"`+serial+`","kind":"leaf","generation":1,"identity":"`+workloadID+`","known":true,"reason":"keyCompromise"`)
+	require.Contains(t, s.logs(), `"requested_reason":"affiliationChanged"`)
 }
 
 // TestCLI_RevokeWithoutServeGoesToTheStore: with no serve, revoke writes
