@@ -103,3 +103,74 @@ func TestOfflineCommands_NeverMintOrActivateAGeneration(t *testing.T) {
 		}
 	})
 }
+
+// TestCommandsThatNeedACA_RefuseADirectoryWithoutOne: a mistyped --dir (or
+// the wrong working directory) is "no CA here", with what to do, and
+// leaves the file system as it was. Before, every one of these created an
+// empty store there (meshca.db and its journal), status called it healthy
+// and records printed nothing, and 'meshca init' then refused the
+// directory as already holding a CA.
+func TestCommandsThatNeedACA_RefuseADirectoryWithoutOne(t *testing.T) {
+	id := &url.URL{Scheme: "spiffe", Host: "cluster.local", Path: "/ns/default/sa/app"}
+	csr := writeWorkloadCSR(t, t.TempDir(), id)
+	commands := map[string][]string{
+		"status":              {"status"},
+		"records list":        {"records", "list"},
+		"records get":         {"records", "get", "01"},
+		"revocations list":    {"revocations", "list"},
+		"revoke":              {"revoke", "--serial", "01", "--reason", "keyCompromise"},
+		"rotate status":       {"rotate", "status"},
+		"rotate intermediate": {"rotate", "intermediate"},
+		"sign":                {"sign", "--csr", csr, "--identity", id.String()},
+		"cacerts":             {"cacerts", "--out", filepath.Join(t.TempDir(), "out")},
+	}
+	for name, args := range commands {
+		t.Run(name, func(t *testing.T) {
+			for _, existing := range []bool{false, true} {
+				dir := filepath.Join(t.TempDir(), "typo")
+				if existing {
+					require.NoError(t, os.Mkdir(dir, 0o700))
+				}
+				_, err := runMeshca(t, append(args, "--dir", dir)...)
+				require.Error(t, err)
+				want := "no meshca store at " + filepath.Join(dir, "meshca.db") + ": the file does not exist\n" +
+					"there is no CA in " + dir + ": pass --dir (or --config) naming the CA, or create a development CA with 'meshca init --dir " + dir + "'"
+				require.Equal(t, want, err.Error())
+				if !existing {
+					require.NoDirExists(t, dir)
+					continue
+				}
+				entries, err := os.ReadDir(dir)
+				require.NoError(t, err)
+				require.Empty(t, entries, "nothing is created in the directory")
+			}
+		})
+	}
+
+	t.Run("a CA whose store is missing is not sent to init", func(t *testing.T) {
+		dir := filepath.Join(t.TempDir(), "ca")
+		_, err := runMeshca(t, "init", "--dir", dir, "--profile", "classical")
+		require.NoError(t, err)
+		require.NoError(t, os.Remove(filepath.Join(dir, "meshca.db")))
+		require.NoError(t, os.Remove(filepath.Join(dir, "meshca.db.journal")))
+		_, err = runMeshca(t, "status", "--dir", dir)
+		require.EqualError(t, err, "no meshca store at "+filepath.Join(dir, "meshca.db")+": the file does not exist\n"+
+			dir+" holds a CA's files (root-cert.pem, root-key.pem, keys, meshca.yaml) but not its store: check store.path (in "+filepath.Join(dir, "meshca.yaml")+
+			" if it has one) and that its volume is mounted, or restore the store from a backup; do not run 'meshca init' there, which would replace the CA's keys")
+		require.NoFileExists(t, filepath.Join(dir, "meshca.db"))
+
+		_, err = runMeshca(t, "status", "--config", filepath.Join(dir, "meshca.yaml"))
+		require.EqualError(t, err, "no meshca store at "+filepath.Join(dir, "meshca.db")+": the file does not exist\n"+
+			"check store.path in "+filepath.Join(dir, "meshca.yaml")+"; a CA whose root is in Vault or in root.file.cacertsDir gets its store at its first 'meshca serve'")
+	})
+
+	t.Run("meshca init still works there afterwards", func(t *testing.T) {
+		dir := filepath.Join(t.TempDir(), "ca")
+		_, err := runMeshca(t, "status", "--dir", dir)
+		require.Error(t, err)
+		_, err = runMeshca(t, "init", "--dir", dir, "--profile", "classical")
+		require.NoError(t, err)
+		out, err := runMeshca(t, "records", "list", "--dir", dir)
+		require.NoError(t, err, out)
+	})
+}

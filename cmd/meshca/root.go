@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -116,7 +117,19 @@ func (g *globals) explainNoStore(err error) error {
 		return err
 	}
 	if g.config != "" {
-		return fmt.Errorf("%w\nthere is no CA there: check store.path in %s", err, g.config)
+		return fmt.Errorf("%w\ncheck store.path in %s; a CA whose root is in Vault or in root.file.cacertsDir gets its store at its first 'meshca serve'", err, g.config)
+	}
+	var found []string
+	for _, n := range []string{config.RootCertFile, config.RootKeyFile, config.KeysDir, dirConfigFile} {
+		if fileExists(filepath.Join(g.dir, n)) {
+			found = append(found, n)
+		}
+	}
+	if len(found) > 0 {
+		// A CA whose store is missing (lost, or store.path on a volume
+		// not mounted): init --force would delete its keys.
+		return fmt.Errorf("%w\n%s holds a CA's files (%s) but not its store: check store.path (in %s if it has one) and that its volume is mounted, or restore the store from a backup; do not run 'meshca init' there, which would replace the CA's keys",
+			err, g.dir, strings.Join(found, ", "), filepath.Join(g.dir, dirConfigFile))
 	}
 	return fmt.Errorf("%w\nthere is no CA in %s: pass --dir (or --config) naming the CA, or create a development CA with 'meshca init --dir %s'", err, g.dir, g.dir)
 }
