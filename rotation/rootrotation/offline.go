@@ -1,10 +1,13 @@
 package rootrotation
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"os"
 
 	"github.com/meshca/meshca/ca/config"
+	"github.com/meshca/meshca/ca/root"
 	"github.com/meshca/meshca/ca/store"
 )
 
@@ -30,7 +33,7 @@ func OfflineHint(ctx context.Context, st store.Store, cfgRoot config.RootConfig)
 		return ""
 	}
 	rc, err := decodeRootConfig(rec.NewRootSource)
-	if err != nil || sameRoot(cfgRoot, rc) {
+	if err != nil || sameRoot(cfgRoot, rc) || holdsRoot(cfgRoot, rec.NewRootDER) {
 		return ""
 	}
 	state := "is in phase " + p.String()
@@ -39,4 +42,26 @@ func OfflineHint(ctx context.Context, st store.Store, cfgRoot config.RootConfig)
 	}
 	return fmt.Sprintf("root rotation %s %s: the active intermediate chains to its new root (%s), but this configuration still names the old one (%s), and only a running meshca serve follows the rotation's journal. "+
 		"Update the configuration (%s), or run this command while meshca serve runs", rec.ID, state, describeRoot(rc), describeRoot(cfgRoot), configKeys(rc))
+}
+
+// holdsRoot reports whether the configured root file holds the root der
+// (B's files copied over A's path): then the configuration names B.
+func holdsRoot(rc config.RootConfig, der []byte) bool {
+	if rc.Source == config.RootSourceVault || rc.File.RootCert == "" || len(der) == 0 {
+		return false
+	}
+	b, err := os.ReadFile(rc.File.RootCert)
+	if err != nil {
+		return false
+	}
+	certs, err := root.ParseCertificates(b)
+	if err != nil {
+		return false
+	}
+	for _, c := range certs {
+		if bytes.Equal(c.Raw, der) {
+			return true
+		}
+	}
+	return false
 }
