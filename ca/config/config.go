@@ -264,6 +264,9 @@ func Parse(b []byte) (*Config, error) {
 		if ute.Type == reflect.TypeFor[Duration]() {
 			return nil, fmt.Errorf("%s: %s", ute.Field, ute.Value)
 		}
+		if n, ok := strings.CutPrefix(ute.Value, "number "); ok && kindName(ute.Type) == "whole number" {
+			return nil, fmt.Errorf("%s: %s is not a whole number in range; see deploy/examples/meshca.yaml", ute.Field, n)
+		}
 		got := map[string]string{"array": "list", "object": "mapping", "bool": "boolean"}[ute.Value]
 		if got == "" {
 			got = ute.Value

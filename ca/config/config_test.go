@@ -213,6 +213,8 @@ func TestParse_AValueOfTheWrongKindNamesItsKey(t *testing.T) {
 		"server: {limits: {maxConnections: lots}}": "server.limits.maxConnections: a string cannot be a whole number; see deploy/examples/meshca.yaml",
 		"trustBundle: {enabled: yes please}":       "trustBundle.enabled: a string cannot be a boolean (true or false); see deploy/examples/meshca.yaml",
 		"store: {path: [a, b]}":                    "store.path: a list cannot be a string; see deploy/examples/meshca.yaml",
+		"server: {limits: {maxConnections: 1.5}}":  "server.limits.maxConnections: 1.5 is not a whole number in range; see deploy/examples/meshca.yaml",
+		"server: {limits: {maxConnections: 1e23}}": "server.limits.maxConnections: 1e+23 is not a whole number in range; see deploy/examples/meshca.yaml",
 	} {
 		_, err := config.Parse([]byte(mergeYAML(t, minimal, yml)))
 		require.EqualError(t, err, want, yml)

@@ -191,6 +191,13 @@ func newRevocationWriter(out io.Writer, asJSON bool) *revocationWriter {
 
 func (w *revocationWriter) write(r store.Revocation) error {
 	if w.enc != nil {
+		if r.Existing {
+			// Revoked before this request: said for scripts too.
+			return w.enc.Encode(struct {
+				store.Revocation
+				AlreadyRevoked bool `json:"alreadyRevoked"`
+			}{r, true})
+		}
 		return w.enc.Encode(r)
 	}
 	if !w.head {

@@ -135,6 +135,10 @@ func TestCLI_RevocationWhileServeRuns(t *testing.T) {
 	require.Equal(t, 1, strings.Count(s.logs(), `"event":"certificate.revoked"`), "one audit line per revoked certificate")
 	require.Contains(t, s.logs(), `"event":"certificate.revocation_repeated","serial":"`+serial+`","kind":"leaf","generation":1,"identity":"`+workloadID+`","known":true,"reason":"keyCompromise"`)
 	require.Contains(t, s.logs(), `"requested_reason":"affiliationChanged"`)
+	// Scripts see it too.
+	asJSON := meshca(t, "revoke", "--dir", dir, "--serial", serial, "--reason", "keyCompromise", "-o", "json")
+	require.Contains(t, asJSON, `"serial":"`+serial+`"`)
+	require.Contains(t, asJSON, `"alreadyRevoked":true`)
 }
 
 // TestCLI_RevokeWithoutServeGoesToTheStore: with no serve, revoke writes
