@@ -14,11 +14,12 @@ import (
 // replica too, and schedules the rebuild of the CRLs that list them (as
 // Revoke does; Run rebuilds them, with CRL numbers from the store).
 func (m *Manager) Follow(ctx context.Context) error {
+	// From what was read before, not from the highest Seq in the revoked
+	// set: a record can be in the set (this replica's own revocation,
+	// which Revoke scheduled) while an older one another replica
+	// committed is not yet.
 	m.mu.Lock()
 	since := m.followSeq
-	for _, seq := range m.revoked {
-		since = max(since, seq)
-	}
 	m.mu.Unlock()
 	var got []store.Revocation
 	err := m.opts.Store.ListRevocations(ctx, since, func(r store.Revocation) bool {

@@ -114,8 +114,11 @@ type Manager struct {
 	// mu guards revoked, revokedGens, dirty and scopes' contents.
 	mu      sync.Mutex
 	revoked map[string]uint64 // serial magnitude (raw bytes) -> Seq
-	// followSeq is the highest Seq Follow has seen.
-	followSeq   uint64
+	// followSeq is the highest Seq Follow (or loadRevoked) has read:
+	// every record up to it is in revoked and scheduled.
+	followSeq uint64
+	// loaded is set once loadRevoked has run (Start).
+	loaded      bool
 	revokedGens map[uint64]bool
 	dirty       map[string]bool
 	// pendingSince is when the first revocation not yet rebuilt was
@@ -456,6 +459,7 @@ func (m *Manager) allScopes() map[string]bool {
 func (m *Manager) loadRevoked(ctx context.Context) error {
 	set, gens := map[string]uint64{}, map[uint64]bool{}
 	var top uint64
+	var all []store.Revocation
 	err := m.opts.Store.ListRevocations(ctx, 0, func(r store.Revocation) bool {
 		if b, err := SerialBytes(r.Serial); err == nil {
 			set[string(b)] = r.Seq
@@ -464,13 +468,27 @@ func (m *Manager) loadRevoked(ctx context.Context) error {
 			gens[r.Generation] = true
 		}
 		top = max(top, r.Seq)
+		all = append(all, r)
 		return true
 	})
 	if err != nil {
 		return fmt.Errorf("read revocations: %w", err)
 	}
 	m.mu.Lock()
-	defer m.mu.Unlock()
+	// Records this manager did not know, after the first load: another
+	// replica's revocations committed since Follow last read (the reload
+	// after a prune runs between a rebuild and the next Follow). They are
+	// scheduled as Follow would, not just added to the set, which Follow
+	// would then take as already built.
+	var fresh []store.Revocation
+	if m.loaded {
+		for _, r := range all {
+			b, err := SerialBytes(r.Serial)
+			if _, known := m.revoked[string(b)]; err == nil && !known {
+				fresh = append(fresh, r)
+			}
+		}
+	}
 	for k, seq := range m.revoked {
 		if seq > top {
 			set[k] = seq
@@ -480,6 +498,11 @@ func (m *Manager) loadRevoked(ctx context.Context) error {
 		gens[g] = true // generations are never pruned while meshca runs
 	}
 	m.revoked, m.revokedGens = set, gens
+	m.followSeq, m.loaded = max(m.followSeq, top), true
+	m.mu.Unlock()
+	if len(fresh) > 0 {
+		m.schedule(fresh, false)
+	}
 	return nil
 }
 
