@@ -5,14 +5,12 @@
 package config
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
 	"net/url"
 	"os"
 	"path/filepath"
-	"reflect"
 	"slices"
 	"strings"
 	"time"
@@ -259,19 +257,8 @@ func Parse(b []byte) (*Config, error) {
 	// Case-sensitive and strict: an unknown, misspelt or duplicated key is
 	// an error, so a typo never silently falls back to a default.
 	strict, err := sigsjson.UnmarshalStrict(j, c)
-	if ute := (*json.UnmarshalTypeError)(nil); errors.As(err, &ute) && ute.Field != "" {
-		// A value of the wrong kind: say which key, in the file's terms.
-		if ute.Type == reflect.TypeFor[Duration]() {
-			return nil, fmt.Errorf("%s: %s", ute.Field, ute.Value)
-		}
-		if n, ok := strings.CutPrefix(ute.Value, "number "); ok && kindName(ute.Type) == "whole number" {
-			return nil, fmt.Errorf("%s: %s is not a whole number in range; see deploy/examples/meshca.yaml", ute.Field, n)
-		}
-		got := map[string]string{"array": "list", "object": "mapping", "bool": "boolean"}[ute.Value]
-		if got == "" {
-			got = ute.Value
-		}
-		return nil, fmt.Errorf("%s: a %s cannot be a %s; see deploy/examples/meshca.yaml", ute.Field, got, kindName(ute.Type))
+	if te := typeError(err); te != nil {
+		return nil, te
 	}
 	if err != nil {
 		return nil, fmt.Errorf("%w (check the key names against deploy/examples/meshca.yaml)", err)
@@ -281,25 +268,6 @@ func Parse(b []byte) (*Config, error) {
 	}
 	c.Init()
 	return c, nil
-}
-
-// kindName names a configuration value's Go type in YAML terms.
-func kindName(t reflect.Type) string {
-	switch t.Kind() {
-	case reflect.Bool:
-		return "boolean (true or false)"
-	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64, reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
-		return "whole number"
-	case reflect.Float32, reflect.Float64:
-		return "number"
-	case reflect.String:
-		return "string"
-	case reflect.Slice, reflect.Array:
-		return "list"
-	case reflect.Map, reflect.Struct:
-		return "mapping of keys"
-	}
-	return t.String()
 }
 
 func (c *Config) resolvePaths(base string) {
