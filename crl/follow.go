@@ -46,6 +46,7 @@ func (m *Manager) Follow(ctx context.Context) error {
 	m.mu.Unlock()
 	if len(fresh) > 0 {
 		m.schedule(fresh, false)
+		m.noteTwins(ctx, fresh)
 	}
 	return nil
 }

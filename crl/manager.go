@@ -1,6 +1,7 @@
 package crl
 
 import (
+	"bytes"
 	"context"
 	"crypto/x509"
 	"errors"
@@ -231,7 +232,66 @@ func (m *Manager) Revoke(ctx context.Context, req Request) ([]store.Revocation, 
 		return nil, err
 	}
 	m.schedule(recs, true)
+	m.noteTwins(ctx, recs)
 	return recs, nil
+}
+
+// twinGenerations are the other records of the certificates that recs'
+// intermediate revocations revoke. A pre-issued intermediate recorded
+// twice (its first record left prepared) is one certificate, revoked once
+// under the first record's generation; the leaves of either record are
+// revoked with it (RFC 5280 section 6.3: the chain's CRLs reject them).
+func (m *Manager) twinGenerations(ctx context.Context, recs []store.Revocation) ([]uint64, error) {
+	want := map[uint64]bool{}
+	for _, r := range recs {
+		if r.Kind == store.KindIntermediate {
+			want[r.Generation] = true
+		}
+	}
+	if len(want) == 0 {
+		return nil, nil
+	}
+	gens, err := m.opts.Store.ListGenerations(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var revoked [][]byte
+	for _, g := range gens {
+		if want[g.ID] {
+			revoked = append(revoked, g.CertDER)
+		}
+	}
+	var out []uint64
+	for _, g := range gens {
+		if want[g.ID] {
+			continue
+		}
+		for _, der := range revoked {
+			if bytes.Equal(g.CertDER, der) {
+				out = append(out, g.ID)
+				break
+			}
+		}
+	}
+	return out, nil
+}
+
+// noteTwins adds the twin generations of recs (twinGenerations) to the
+// revoked set that IsRevoked answers from.
+func (m *Manager) noteTwins(ctx context.Context, recs []store.Revocation) {
+	twins, err := m.twinGenerations(ctx, recs)
+	if err != nil {
+		m.log.Warn("reading the CA generations to find other records of a revoked intermediate failed; leaves of such a record are taken as revoked from the next reload", "error", err)
+		return
+	}
+	if len(twins) == 0 {
+		return
+	}
+	m.mu.Lock()
+	for _, id := range twins {
+		m.revokedGens[id] = true
+	}
+	m.mu.Unlock()
 }
 
 // schedule adds recs to the in-memory revoked set and schedules a
@@ -502,6 +562,9 @@ func (m *Manager) loadRevoked(ctx context.Context) error {
 	m.mu.Unlock()
 	if len(fresh) > 0 {
 		m.schedule(fresh, false)
+	}
+	if len(gens) > 0 {
+		m.noteTwins(ctx, all)
 	}
 	return nil
 }
