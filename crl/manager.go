@@ -519,16 +519,24 @@ func (m *Manager) allScopes() map[string]bool {
 func (m *Manager) loadRevoked(ctx context.Context) error {
 	set, gens := map[string]uint64{}, map[uint64]bool{}
 	var top uint64
-	var all []store.Revocation
+	m.mu.Lock()
+	followed, reload := m.followSeq, m.loaded
+	m.mu.Unlock()
+	// Kept whole only: the intermediates (few), and on a reload the
+	// records after what was followed (the set may hold a million).
+	var inters, after []store.Revocation
 	err := m.opts.Store.ListRevocations(ctx, 0, func(r store.Revocation) bool {
 		if b, err := SerialBytes(r.Serial); err == nil {
 			set[string(b)] = r.Seq
 		}
 		if r.Kind == store.KindIntermediate {
 			gens[r.Generation] = true
+			inters = append(inters, r)
+		}
+		if reload && r.Seq > followed {
+			after = append(after, r)
 		}
 		top = max(top, r.Seq)
-		all = append(all, r)
 		return true
 	})
 	if err != nil {
@@ -541,12 +549,10 @@ func (m *Manager) loadRevoked(ctx context.Context) error {
 	// scheduled as Follow would, not just added to the set, which Follow
 	// would then take as already built.
 	var fresh []store.Revocation
-	if m.loaded {
-		for _, r := range all {
-			b, err := SerialBytes(r.Serial)
-			if _, known := m.revoked[string(b)]; err == nil && !known {
-				fresh = append(fresh, r)
-			}
+	for _, r := range after {
+		b, err := SerialBytes(r.Serial)
+		if _, known := m.revoked[string(b)]; err == nil && !known {
+			fresh = append(fresh, r)
 		}
 	}
 	for k, seq := range m.revoked {
@@ -563,8 +569,8 @@ func (m *Manager) loadRevoked(ctx context.Context) error {
 	if len(fresh) > 0 {
 		m.schedule(fresh, false)
 	}
-	if len(gens) > 0 {
-		m.noteTwins(ctx, all)
+	if len(inters) > 0 {
+		m.noteTwins(ctx, inters)
 	}
 	return nil
 }
