@@ -76,3 +76,55 @@ func TestFollow_ARevocationCommittedDuringAPruneIsBuilt(t *testing.T) {
 	_, fl = e.crl(t, gen, false)
 	require.Contains(t, serialsOf(fl), other.Serial)
 }
+
+// onRevoke is the store with a hook that runs after a revocation commits,
+// before the Manager that asked for it schedules its rebuild.
+type onRevoke struct {
+	crl.Backend
+	hook func()
+}
+
+func (s *onRevoke) Revoke(ctx context.Context, recs []store.Revocation) ([]store.Revocation, error) {
+	out, err := s.Backend.Revoke(ctx, recs)
+	if err == nil && s.hook != nil {
+		s.hook()
+		s.hook = nil
+	}
+	return out, err
+}
+
+// TestFollow_TheHoldersOwnRevocationReadBeforeItIsScheduledIsBuiltOnce:
+// every replica of a shared store, the Lease holder too, follows the
+// store, so the holder's Follow can read its own revocation between its
+// commit and Revoke's scheduling, and the rebuild that Follow started can
+// run in between. Revoke's scheduling then changes no CRL, so it starts no
+// second rebuild (which would move the CRL number without a change), and
+// the revocation is counted once.
+func TestFollow_TheHoldersOwnRevocationReadBeforeItIsScheduledIsBuiltOnce(t *testing.T) {
+	p := newMgrPKI(t)
+	ctx := context.Background()
+	_, is := p.issue(t, p.active, appID, p.clk.Now().Add(72*time.Hour))
+	st := &onRevoke{Backend: p.st}
+	e := newManager(t, p, func(o *crl.Options) { o.Store = st })
+	e.run(t)
+	gen := crl.ScopeGeneration(p.active)
+	before, _ := e.crl(t, gen, false)
+
+	st.hook = func() {
+		require.NoError(t, e.m.Follow(ctx))
+		n := e.pub.count()
+		e.stepPastCoalescing(t, time.Second)
+		require.Eventually(t, func() bool { return e.pub.count() > n }, 5*time.Second, time.Millisecond, "the rebuild Follow started")
+	}
+	_, err := e.m.Revoke(ctx, crl.Request{Serial: is.Serial, Reason: store.ReasonKeyCompromise})
+	require.NoError(t, err)
+	built, fl := e.crl(t, gen, false)
+	require.Contains(t, serialsOf(fl), is.Serial)
+	require.Equal(t, before.Number+1, built.Number)
+
+	// Nothing more to build: no coalescing timer is set, and a republish
+	// period later the CRL number has moved by the republication alone.
+	time.Sleep(50 * time.Millisecond)
+	require.Equal(t, e.timers, e.clk.Waiters(), "no rebuild is pending")
+	require.Equal(t, 1.0, metricValue(t, e.reg, "meshca_revocations_total", map[string]string{"reason": "keyCompromise"}))
+}

@@ -299,18 +299,21 @@ func (m *Manager) noteTwins(ctx context.Context, recs []store.Revocation) {
 // replica's revocations (meshca_crl_revocations_total). A repeated
 // revocation (store.Revocation.Existing) that this manager already knows
 // changes no CRL: it is not counted again and starts no rebuild, so the
-// CRL number moves only when a CRL's content does.
+// CRL number moves only when a CRL's content does. Nor does a record this
+// manager already holds under the same Seq: whoever added it scheduled
+// it (Follow can read this replica's own revocation between its commit
+// and Revoke's scheduling), or it was loaded before Start's rebuild.
 func (m *Manager) schedule(recs []store.Revocation, count bool) {
 	m.mu.Lock()
 	changed := false
 	for _, r := range recs {
-		b, err := SerialBytes(r.Serial)
-		_, known := m.revoked[string(b)]
-		if err == nil && known && r.Existing {
-			continue
-		}
 		if count && !r.Existing {
 			m.metrics.revocations.WithLabelValues(reasonLabel(r.Reason)).Inc()
+		}
+		b, err := SerialBytes(r.Serial)
+		seq, known := m.revoked[string(b)]
+		if err == nil && known && (r.Existing || seq == r.Seq) {
+			continue
 		}
 		m.noteLocked(r)
 		for _, s := range m.scopesOfLocked(r) {
@@ -548,11 +551,14 @@ func (m *Manager) loadRevoked(ctx context.Context) error {
 	// after a prune runs between a rebuild and the next Follow). They are
 	// scheduled as Follow would, not just added to the set, which Follow
 	// would then take as already built.
+	// schedule adds them: a record already in the set under its Seq
+	// counts as scheduled.
 	var fresh []store.Revocation
 	for _, r := range after {
 		b, err := SerialBytes(r.Serial)
 		if _, known := m.revoked[string(b)]; err == nil && !known {
 			fresh = append(fresh, r)
+			delete(set, string(b))
 		}
 	}
 	for k, seq := range m.revoked {
