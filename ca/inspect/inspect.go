@@ -166,25 +166,6 @@ func certificate(w io.Writer, c *x509.Certificate, opts Options) {
 	p("SHA-256 fingerprint", "%s", hex.EncodeToString(sum[:]))
 }
 
-func revocationList(w io.Writer, crl *x509.RevocationList, opts Options) {
-	fmt.Fprintln(w, "Certificate revocation list")
-	p := func(k, f string, a ...any) { fmt.Fprintf(w, "    %-22s %s\n", k+":", fmt.Sprintf(f, a...)) }
-	p("Issuer", "%s", crl.Issuer.String())
-	if crl.Number != nil {
-		p("CRL number", "%s", crl.Number)
-	}
-	p("This update", "%s", crl.ThisUpdate.UTC().Format(time.RFC3339))
-	p("Next update", "%s (%s)", crl.NextUpdate.UTC().Format(time.RFC3339), Remaining(crl.NextUpdate, opts.Now))
-	p("Revoked entries", "%d", len(crl.RevokedCertificateEntries))
-	for i, e := range crl.RevokedCertificateEntries {
-		if i == 20 {
-			p("", "... %d more", len(crl.RevokedCertificateEntries)-20)
-			break
-		}
-		p("  serial", "%s at %s, reason %d", hex.EncodeToString(e.SerialNumber.Bytes()), e.RevocationTime.UTC().Format(time.RFC3339), e.ReasonCode)
-	}
-}
-
 func request(w io.Writer, csr *x509.CertificateRequest) {
 	fmt.Fprintln(w, "Certificate request")
 	p := func(k, f string, a ...any) { fmt.Fprintf(w, "    %-22s %s\n", k+":", fmt.Sprintf(f, a...)) }
