@@ -15,6 +15,10 @@ import (
 	"github.com/meshca/meshca/rotation/rootrotation"
 )
 
+// defaultFollowInterval is how often a replica reads what other processes
+// recorded in a shared store, without a Lease retry period configured.
+const defaultFollowInterval = 2 * time.Second
+
 // singletons runs serve's singleton jobs (rotation steps, CRL
 // publication, alert delivery, store pruning, the Kubernetes controllers
 // and the trust publisher): with kubernetes configured and
@@ -61,7 +65,7 @@ func startSingletons(ctx context.Context, cfg *config.Config, rc *rest.Config, l
 		s.leaseDuration = 15 * time.Second
 	}
 	if s.follow <= 0 {
-		s.follow = 2 * time.Second
+		s.follow = defaultFollowInterval
 	}
 	go func() {
 		defer close(s.done)
@@ -103,14 +107,23 @@ func (s *singletons) Go(name string, fn func(ctx context.Context)) {
 	s.el.Go(name, fn)
 }
 
-// whileFollowing calls fn every retryPeriod while this replica does not
-// hold the Lease (never with one replica), until ctx ends.
-func (s *singletons) whileFollowing(name string, log *slog.Logger, fn func(context.Context) error) {
-	if s.el == nil {
+// followStore calls fn every retry period of the Lease (2 s without one)
+// on every replica, the Lease holder included, when the store is shared
+// (PostgreSQL), until ctx ends. Other processes write such a store: the
+// other replicas, a previous Lease holder finishing a request after
+// another replica took over, 'meshca revoke' run with another host's
+// configuration. A bbolt store is one process's: its file lock keeps the
+// CLI out while serve runs, and the CLI goes through the admin socket.
+func (s *singletons) followStore(shared bool, name string, log *slog.Logger, fn func(context.Context) error) {
+	if !shared {
 		return
 	}
+	every := s.follow
+	if s.el == nil || every <= 0 {
+		every = defaultFollowInterval
+	}
 	go func() {
-		t := time.NewTicker(s.follow)
+		t := time.NewTicker(every)
 		defer t.Stop()
 		for {
 			select {
@@ -118,11 +131,8 @@ func (s *singletons) whileFollowing(name string, log *slog.Logger, fn func(conte
 				return
 			case <-t.C:
 			}
-			if _, lead := s.el.Leading(); lead {
-				continue
-			}
 			if err := fn(s.ctx); err != nil && s.ctx.Err() == nil {
-				log.Warn("following the lease holder failed; retrying", "job", name, "error", err)
+				log.Warn("reading what other processes recorded in the store failed; retrying", "job", name, "error", err)
 			}
 		}
 	}()

@@ -13,6 +13,7 @@ import (
 	"k8s.io/utils/clock"
 
 	"github.com/meshca/meshca/ca/audit"
+	"github.com/meshca/meshca/ca/config"
 	"github.com/meshca/meshca/ca/store"
 	"github.com/meshca/meshca/crl"
 	"github.com/meshca/meshca/issuer/admin"
@@ -50,8 +51,10 @@ Revoking twice is harmless: the original record is kept and printed.
 
 Where it goes: while 'meshca serve' runs on the store, through its admin
 socket (the CRLs are rebuilt within moments); with --admin-address, to a
-remote meshca's admin listener; otherwise straight into the store, and the
-CRLs are rebuilt when meshca serve next starts.`,
+remote meshca's admin listener; otherwise straight into the store. A bbolt
+store's CRLs are rebuilt when meshca serve next starts; on PostgreSQL every
+replica running elsewhere reads the revocation within seconds (the Lease's
+retry period), refuses the certificate and lists it on its CRLs.`,
 		Example: `  meshca revoke --dir ./.meshca --serial 4F:A3:C1:... --reason keyCompromise
   meshca revoke --dir ./.meshca --identity spiffe://cluster.local/ns/shop/sa/cart --reason keyCompromise --invalidity-date 2026-12-05T08:00:00Z
   meshca revoke --dir ./.meshca --generation 1 --reason superseded
@@ -99,7 +102,7 @@ CRLs are rebuilt when meshca serve next starts.`,
 			}
 			noteAlreadyRevoked(cmd.ErrOrStderr(), recs, req.Reason)
 			if t.client == nil && !asJSON && !allExisting(recs) {
-				fmt.Fprintln(cmd.ErrOrStderr(), "Recorded in the store; no meshca serve is running on it, so the CRLs will be rebuilt and published when meshca serve starts.")
+				fmt.Fprintln(cmd.ErrOrStderr(), offlineRevokeNotice(t.cfg))
 			}
 			return nil
 		},
@@ -280,4 +283,14 @@ func printable(s string) string {
 		}
 		return r
 	}, s)
+}
+
+// offlineRevokeNotice says when a revocation recorded straight into the
+// store reaches the CRLs.
+func offlineRevokeNotice(cfg *config.Config) string {
+	if cfg.Store.Type == config.StorePostgres {
+		// Other hosts' replicas read the database (serve's followStore).
+		return "Recorded in the database; every meshca serve on it reads it within seconds, refuses the certificate and lists it on its CRLs (a replica that is not running, when it starts)."
+	}
+	return "Recorded in the store; no meshca serve is running on it, so the CRLs will be rebuilt and published when meshca serve starts."
 }

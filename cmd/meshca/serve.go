@@ -178,10 +178,11 @@ domain's SPIFFE bundle over HTTPS (profile https_web or https_spiffe).`,
 			}
 			door.service.Register(srv.GRPC)
 			serveCRLs(crls.Handler())
-			// A follower learns the holder's revocations from the store,
-			// so that a revoked client certificate stops authenticating
-			// here too.
-			single.whileFollowing("revocations", log, crls.Follow)
+			// Every replica on a shared store, the Lease holder too, reads
+			// the revocations other processes recorded in it, so that a
+			// revoked client certificate stops authenticating here and
+			// this replica's CRLs list it.
+			single.followStore(cfg.Store.Type == config.StorePostgres, "revocations", log, crls.Follow)
 			// Every replica rebuilds its CRLs after revocations (a
 			// follower learns them from the store) and republishes them,
 			// with CRL numbers from the store; only the Lease holder

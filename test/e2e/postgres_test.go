@@ -32,6 +32,23 @@ func usePostgres(t *testing.T, pg *pgenv.Env, dir, db string) {
 	require.NoError(t, os.Remove(filepath.Join(dir, "meshca.db")))
 }
 
+// otherHost writes the configuration of dir as another host would hold
+// it (the same database and CA files, its own admin socket, on which no
+// serve answers) and returns its path: the CLI run with it works on the
+// PostgreSQL store itself.
+func otherHost(t *testing.T, dir string) string {
+	t.Helper()
+	other := filepath.Join(t.TempDir(), "meshca.yaml")
+	b, err := os.ReadFile(filepath.Join(dir, "meshca.yaml"))
+	require.NoError(t, err)
+	abs := strings.NewReplacer("rootCert: root-cert.pem", "rootCert: "+filepath.Join(dir, "root-cert.pem"),
+		"rootKey: root-key.pem", "rootKey: "+filepath.Join(dir, "root-key.pem"),
+		"rootPQKey: root-pq-key.pem", "rootPQKey: "+filepath.Join(dir, "root-pq-key.pem"),
+		"dir: keys", "dir: "+filepath.Join(dir, "keys")).Replace(string(b))
+	require.NoError(t, os.WriteFile(other, []byte(abs), 0o600))
+	return other
+}
+
 // TestServe_PostgresStore_IssuesOverIstioAndRecordsListsItFromTheDatabase
 // runs meshca serve on a PostgreSQL store: it mints its intermediate into
 // the database, 'meshca sign' (another process) signs a client
@@ -66,14 +83,7 @@ func TestServe_PostgresStore_IssuesOverIstioAndRecordsListsItFromTheDatabase(t *
 
 	// Another host's view: the same database, an admin socket no serve
 	// answers on, so the CLI reads the records from PostgreSQL itself.
-	other := filepath.Join(t.TempDir(), "meshca.yaml")
-	b, err := os.ReadFile(filepath.Join(dir, "meshca.yaml"))
-	require.NoError(t, err)
-	abs := strings.NewReplacer("rootCert: root-cert.pem", "rootCert: "+filepath.Join(dir, "root-cert.pem"),
-		"rootKey: root-key.pem", "rootKey: "+filepath.Join(dir, "root-key.pem"),
-		"rootPQKey: root-pq-key.pem", "rootPQKey: "+filepath.Join(dir, "root-pq-key.pem"),
-		"dir: keys", "dir: "+filepath.Join(dir, "keys")).Replace(string(b))
-	require.NoError(t, os.WriteFile(other, []byte(abs), 0o600))
+	other := otherHost(t, dir)
 	var recs []struct{ Serial, Identity, Requester string }
 	for _, line := range strings.Split(strings.TrimSpace(meshca(t, "records", "list", "--config", other, "-o", "json")), "\n") {
 		var r struct{ Serial, Identity, Requester string }
