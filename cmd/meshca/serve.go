@@ -102,6 +102,18 @@ domain's SPIFFE bundle over HTTPS (profile https_web or https_spiffe).`,
 				return err
 			}
 			defer ops.Close()
+			// The gRPC port too, before anything is minted or recorded
+			// (the serving certificate): a port conflict fails first.
+			grpcLn, err := server.ListenGRPC(cfg.Server.Listen)
+			if err != nil {
+				return err
+			}
+			grpcOwned := false
+			defer func() {
+				if !grpcOwned {
+					grpcLn.Close()
+				}
+			}()
 			// The CRLs answer 503 with Retry-After until they are built.
 			serveCRLs := ops.HandleLater("GET /crl/")
 			ops.Start()
@@ -163,7 +175,7 @@ domain's SPIFFE bundle over HTTPS (profile https_web or https_spiffe).`,
 				return err
 			}
 			srv, err := server.New(server.Options{
-				GRPCListen:      cfg.Server.Listen,
+				GRPCListener:    grpcLn,
 				Ops:             ops,
 				ShutdownTimeout: cfg.Server.ShutdownTimeout.Duration,
 				Registerer:      reg,
@@ -176,6 +188,7 @@ domain's SPIFFE bundle over HTTPS (profile https_web or https_spiffe).`,
 			if err != nil {
 				return err
 			}
+			grpcOwned = true // srv closes it
 			door.service.Register(srv.GRPC)
 			serveCRLs(crls.Handler())
 			// Every replica on a shared store, the Lease holder too, reads

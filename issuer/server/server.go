@@ -29,6 +29,11 @@ type ReadyFunc func() error
 // Options configure a Server.
 type Options struct {
 	GRPCListen      string
+	// GRPCListener is the gRPC listener, bound earlier by ListenGRPC (serve
+	// binds it before it loads the CA, so that a port conflict fails before
+	// anything is minted or recorded); New takes it over. Nil: New binds
+	// GRPCListen.
+	GRPCListener net.Listener
 	OpsListen       string
 	ShutdownTimeout time.Duration
 	Gatherer        prometheus.Gatherer
@@ -62,9 +67,19 @@ type Server struct {
 	ops    *Ops
 }
 
+// ListenGRPC binds the gRPC listener (server.listen) for Options.GRPCListener.
+func ListenGRPC(addr string) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("server.listen %s: %w", addr, err)
+	}
+	return ln, nil
+}
+
 // New binds both listeners (so that the addresses are known and port
 // conflicts fail fast) and prepares the servers; with Options.Ops it binds
-// only the gRPC listener. Register services on GRPC before calling Run.
+// only the gRPC listener, with Options.GRPCListener neither. On an error
+// it closes the gRPC listener, bound or given. Register services on GRPC before calling Run.
 func New(opts Options) (*Server, error) {
 	if opts.Log == nil {
 		opts.Log = slog.Default()
@@ -73,9 +88,12 @@ func New(opts Options) (*Server, error) {
 		opts.Audit = audit.New(opts.Log)
 	}
 	opts.Limits.Init()
-	grpcLn, err := net.Listen("tcp", opts.GRPCListen)
-	if err != nil {
-		return nil, fmt.Errorf("server.listen %s: %w", opts.GRPCListen, err)
+	grpcLn := opts.GRPCListener
+	var err error
+	if grpcLn == nil {
+		if grpcLn, err = ListenGRPC(opts.GRPCListen); err != nil {
+			return nil, err
+		}
 	}
 	ops := opts.Ops
 	if ops == nil {

@@ -1,7 +1,10 @@
 package e2e
 
 import (
+	"bytes"
+	"net"
 	"net/http"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -83,4 +86,33 @@ func TestServe_WaitingForTheLeaseServesProbes(t *testing.T) {
 	require.Equal(t, http.StatusOK, code)
 	code, _ = get(t, "http://"+s.ops+"/crl/ca-crl.pem")
 	require.Equal(t, http.StatusOK, code, "the CRLs once the CA is open")
+}
+
+// TestServe_ATakenGRPCPortFailsBeforeAnythingIsIssued: serve binds its gRPC
+// port before it loads the CA, so a port conflict ends it with the
+// configuration key and the system's error, and leaves no issuance record
+// behind (before, it had issued and recorded its serving certificate).
+func TestServe_ATakenGRPCPortFailsBeforeAnythingIsIssued(t *testing.T) {
+	dir := initCA(t)
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer taken.Close()
+
+	cmd := exec.Command(meshcaBin, "serve", "--dir", dir, "--listen", taken.Addr().String(), "--ops-listen", "127.0.0.1:0")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	done := make(chan error, 1)
+	require.NoError(t, cmd.Start())
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err = <-done:
+	case <-time.After(30 * time.Second):
+		_ = cmd.Process.Kill()
+		t.Fatalf("serve did not exit on a taken port:\n%s", stderr.String())
+	}
+	require.Error(t, err, "non-zero exit")
+	require.Contains(t, stderr.String(), "server.listen "+taken.Addr().String()+": ")
+	require.Contains(t, stderr.String(), "address already in use")
+
+	require.Empty(t, strings.TrimSpace(meshca(t, "records", "list", "--dir", dir, "-o", "json")), "no certificate issued or recorded")
 }
