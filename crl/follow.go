@@ -32,6 +32,10 @@ func (m *Manager) Follow(ctx context.Context) error {
 	if len(got) == 0 {
 		return nil
 	}
+	// Raising followSeq and adding the records are one critical section:
+	// a reload of the set (loadRevoked) in between would take them as
+	// read, and find them in the set as if scheduled, so that no rebuild
+	// would list them until the next republish.
 	m.mu.Lock()
 	var fresh []store.Revocation
 	for _, r := range got {
@@ -43,9 +47,12 @@ func (m *Manager) Follow(ctx context.Context) error {
 		}
 		fresh = append(fresh, r)
 	}
+	due := m.scheduleLocked(fresh, false)
 	m.mu.Unlock()
+	if due {
+		m.kickRun()
+	}
 	if len(fresh) > 0 {
-		m.schedule(fresh, false)
 		m.noteTwins(ctx, fresh)
 	}
 	return nil

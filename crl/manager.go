@@ -305,6 +305,18 @@ func (m *Manager) noteTwins(ctx context.Context, recs []store.Revocation) {
 // and Revoke's scheduling), or it was loaded before Start's rebuild.
 func (m *Manager) schedule(recs []store.Revocation, count bool) {
 	m.mu.Lock()
+	due := m.scheduleLocked(recs, count)
+	m.mu.Unlock()
+	if due {
+		m.kickRun()
+	}
+}
+
+// scheduleLocked is schedule with m.mu held, for callers that must add
+// records in the same critical section in which they read them (Follow,
+// loadRevoked): a record in the set under its Seq counts as scheduled.
+// It reports whether a rebuild is due (kickRun, after unlocking).
+func (m *Manager) scheduleLocked(recs []store.Revocation, count bool) bool {
 	changed := false
 	for _, r := range recs {
 		if count && !r.Existing {
@@ -321,14 +333,14 @@ func (m *Manager) schedule(recs []store.Revocation, count bool) {
 		}
 		changed = true
 	}
-	if !changed {
-		m.mu.Unlock()
-		return
-	}
-	if m.pendingSince.IsZero() {
+	if changed && m.pendingSince.IsZero() {
 		m.pendingSince = m.clk.Now()
 	}
-	m.mu.Unlock()
+	return changed
+}
+
+// kickRun wakes Run to rebuild what schedule marked dirty.
+func (m *Manager) kickRun() {
 	select {
 	case m.kick <- struct{}{}:
 	default:
@@ -550,7 +562,8 @@ func (m *Manager) loadRevoked(ctx context.Context) error {
 	// replica's revocations committed since Follow last read (the reload
 	// after a prune runs between a rebuild and the next Follow). They are
 	// scheduled as Follow would, not just added to the set, which Follow
-	// would then take as already built.
+	// would then take as already built; in this critical section, which
+	// also raises followSeq past them.
 	// schedule adds them: a record already in the set under its Seq
 	// counts as scheduled.
 	var fresh []store.Revocation
@@ -571,9 +584,10 @@ func (m *Manager) loadRevoked(ctx context.Context) error {
 	}
 	m.revoked, m.revokedGens = set, gens
 	m.followSeq, m.loaded = max(m.followSeq, top), true
+	due := m.scheduleLocked(fresh, false)
 	m.mu.Unlock()
-	if len(fresh) > 0 {
-		m.schedule(fresh, false)
+	if due {
+		m.kickRun()
 	}
 	if len(inters) > 0 {
 		m.noteTwins(ctx, inters)
