@@ -8,14 +8,17 @@ import (
 	"fmt"
 	"io"
 	"math/big"
+	"strconv"
 	"time"
 
+	"github.com/meshca/meshca/ca/pqc"
 	"github.com/meshca/meshca/ca/store"
 )
 
 // CRL and CRL entry extensions that crypto/x509 leaves undecoded (RFC 5280
 // sections 5.2.4, 5.2.6 and 5.3.2).
 var (
+	oidAltSignatureAlg   = asn1.ObjectIdentifier{2, 5, 29, 73}
 	oidDeltaCRLIndicator = asn1.ObjectIdentifier{2, 5, 29, 27}
 	oidFreshestCRL       = asn1.ObjectIdentifier{2, 5, 29, 46}
 	oidInvalidityDate    = asn1.ObjectIdentifier{2, 5, 29, 24}
@@ -48,9 +51,16 @@ func revocationList(w io.Writer, crl *x509.RevocationList, opts Options) {
 	}
 	p("This update", "%s", crl.ThisUpdate.UTC().Format(time.RFC3339))
 	p("Next update", "%s (%s)", crl.NextUpdate.UTC().Format(time.RFC3339), Remaining(crl.NextUpdate, opts.Now))
-	p("Signature", "%s", crl.SignatureAlgorithm)
-	for _, u := range freshestCRL(crl) {
-		p("Delta CRLs at", "%s", u)
+	p("Signature", "%s", crlSignature(crl))
+	if alt, ok := altSignature(crl); ok {
+		p("Alt signature", "%s (2.5.29.73/.74, ITU-T X.509 clause 9.8)", alt)
+	}
+	if uris, ok := freshestCRL(crl); ok && len(uris) == 0 {
+		p("Delta CRLs at", "no URI in the Freshest CRL extension")
+	} else {
+		for _, u := range uris {
+			p("Delta CRLs at", "%s", u)
+		}
 	}
 	p("Revoked entries", "%d", len(crl.RevokedCertificateEntries))
 	for i, e := range crl.RevokedCertificateEntries {
@@ -64,6 +74,38 @@ func revocationList(w io.Writer, crl *x509.RevocationList, opts Options) {
 		}
 		p("  serial", "%s", line)
 	}
+}
+
+// crlSignature names crl's signature algorithm, the ML-DSA and composite
+// ones crypto/x509 (Go 1.26) does not know included.
+func crlSignature(crl *x509.RevocationList) string {
+	if crl.SignatureAlgorithm != x509.UnknownSignatureAlgorithm {
+		return crl.SignatureAlgorithm.String()
+	}
+	// CertificateList (RFC 5280 section 5.1).
+	var cl struct {
+		TBS       asn1.RawValue
+		Algorithm pkix.AlgorithmIdentifier
+		Signature asn1.BitString
+	}
+	if _, err := asn1.Unmarshal(crl.Raw, &cl); err != nil {
+		return "unreadable signature algorithm"
+	}
+	return pqc.OIDName(cl.Algorithm.Algorithm)
+}
+
+// altSignature names the algorithm of a Catalyst CRL's alternative
+// signature (altSignatureAlgorithm, 2.5.29.73).
+func altSignature(crl *x509.RevocationList) (string, bool) {
+	x, ok := extension(crl.Extensions, oidAltSignatureAlg)
+	if !ok {
+		return "", false
+	}
+	var ai pkix.AlgorithmIdentifier
+	if rest, err := asn1.Unmarshal(x.Value, &ai); err != nil || len(rest) > 0 {
+		return "unreadable altSignatureAlgorithm", true
+	}
+	return pqc.OIDName(ai.Algorithm), true
 }
 
 // reasonName is e's CRLReason (RFC 5280 section 5.3.1) by name and code;
@@ -94,11 +136,13 @@ func deltaBase(crl *x509.RevocationList) (*big.Int, bool) {
 }
 
 // freshestCRL are the URIs of a CRL's Freshest CRL extension (the
-// CRLDistributionPoints syntax).
-func freshestCRL(crl *x509.RevocationList) []string {
+// CRLDistributionPoints syntax), quoted when one is not printable ASCII
+// (an IA5String URI is; the file may be anyone's); ok: the extension is
+// present.
+func freshestCRL(crl *x509.RevocationList) (uris []string, ok bool) {
 	x, ok := extension(crl.Extensions, oidFreshestCRL)
 	if !ok {
-		return nil
+		return nil, false
 	}
 	var dps []struct {
 		DistributionPoint struct {
@@ -106,17 +150,26 @@ func freshestCRL(crl *x509.RevocationList) []string {
 		} `asn1:"optional,tag:0"`
 	}
 	if rest, err := asn1.Unmarshal(x.Value, &dps); err != nil || len(rest) > 0 {
-		return []string{"unreadable Freshest CRL extension"}
+		return []string{"unreadable Freshest CRL extension"}, true
 	}
-	var out []string
 	for _, dp := range dps {
 		for _, n := range dp.DistributionPoint.FullName {
 			if n.Class == asn1.ClassContextSpecific && n.Tag == 6 { // uniformResourceIdentifier
-				out = append(out, string(n.Bytes))
+				uris = append(uris, printable(string(n.Bytes)))
 			}
 		}
 	}
-	return out
+	return uris, true
+}
+
+// printable is s, or s quoted when it holds anything but printable ASCII.
+func printable(s string) string {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x21 || s[i] > 0x7e {
+			return strconv.Quote(s)
+		}
+	}
+	return s
 }
 
 // invalidityDate is an entry's Invalidity Date (RFC 5280 section 5.3.2).

@@ -14,7 +14,11 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/meshca/meshca/ca/certenc"
 	"github.com/meshca/meshca/ca/inspect"
+	"github.com/meshca/meshca/ca/pqc"
+	"github.com/meshca/meshca/ca/root"
+	"github.com/meshca/meshca/crl"
 )
 
 // TestWrite_CRLNamesDeltaReasonsAndInvalidityDates: a delta CRL says so
@@ -83,4 +87,57 @@ func TestWrite_CRLNamesDeltaReasonsAndInvalidityDates(t *testing.T) {
 	require.Contains(t, out, "    CRL number:            9\n")
 	require.Contains(t, out, "    Base CRL number:       7 (lists the changes since that full CRL; use it with the full CRL)\n")
 	require.NotContains(t, out, "Delta CRLs at")
+}
+
+// TestWrite_CRLNamesTheSignatureOfEveryProfile: the signature algorithm of
+// a CRL of each of meshca's CA profiles by name (crypto/x509 knows only
+// the classical ones), and a Catalyst CRL's alternative signature (ITU-T
+// X.509 clause 9.8).
+func TestWrite_CRLNamesTheSignatureOfEveryProfile(t *testing.T) {
+	now := time.Now()
+	for _, tc := range []struct {
+		profile, key, alt string
+		sig, altSig       string
+	}{
+		{"classical", "", "", "ECDSA-SHA256", ""},
+		{"catalyst", "", "ML-DSA-65", "ECDSA-SHA256", "ML-DSA-65"},
+		{"mldsa", "ML-DSA-65", "", "ML-DSA-65", ""},
+		{"composite", "MLDSA65-ECDSA-P256-SHA512", "", "MLDSA65-ECDSA-P256-SHA512", ""},
+	} {
+		t.Run(tc.profile, func(t *testing.T) {
+			keys := func() root.CAKey {
+				if tc.key != "" {
+					k, err := pqc.GenerateKey(tc.key, rand.Reader)
+					require.NoError(t, err)
+					return root.CAKey{Signer: k}
+				}
+				ec, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+				require.NoError(t, err)
+				k := root.CAKey{Signer: ec}
+				if tc.alt != "" {
+					alt, err := pqc.GenerateKey(tc.alt, rand.Reader)
+					require.NoError(t, err)
+					k.Alt = alt.(certenc.AlgorithmSigner)
+				}
+				return k
+			}
+			rootKey, key := keys(), keys()
+			rc, err := root.NewRoot(rootKey, "Inspect Root", "meshca", time.Hour, now)
+			require.NoError(t, err)
+			ic, err := root.Mint(rc, rootKey, key, root.IntermediateTemplate{CommonName: "Inspect Intermediate", Organization: "meshca", Lifetime: time.Hour}, now)
+			require.NoError(t, err)
+			der, err := crl.Build(crl.Params{Issuer: ic, Number: 1, ThisUpdate: now, NextUpdate: now.Add(time.Hour)},
+				func(func(crl.Entry) bool) error { return nil }, crl.Signer{Key: key.Signer, Alt: key.Alt})
+			require.NoError(t, err)
+
+			var out bytes.Buffer
+			require.NoError(t, inspect.Write(&out, der, inspect.Options{Now: now}))
+			require.Contains(t, out.String(), "    Signature:             "+tc.sig+"\n")
+			if tc.altSig != "" {
+				require.Contains(t, out.String(), "    Alt signature:         "+tc.altSig+" (2.5.29.73/.74, ITU-T X.509 clause 9.8)\n")
+			} else {
+				require.NotContains(t, out.String(), "Alt signature")
+			}
+		})
+	}
 }
