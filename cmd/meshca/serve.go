@@ -188,7 +188,7 @@ domain's SPIFFE bundle over HTTPS (profile https_web or https_spiffe).`,
 			if err != nil {
 				return err
 			}
-			grpcOwned = true // srv closes it
+			grpcOwned = true // srv's: Run serves it and closes it on shutdown
 			door.service.Register(srv.GRPC)
 			serveCRLs(crls.Handler())
 			// Every replica on a shared store, the Lease holder too, reads

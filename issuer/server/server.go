@@ -28,12 +28,12 @@ type ReadyFunc func() error
 
 // Options configure a Server.
 type Options struct {
-	GRPCListen      string
+	GRPCListen string
 	// GRPCListener is the gRPC listener, bound earlier by ListenGRPC (serve
 	// binds it before it loads the CA, so that a port conflict fails before
 	// anything is minted or recorded); New takes it over. Nil: New binds
 	// GRPCListen.
-	GRPCListener net.Listener
+	GRPCListener    net.Listener
 	OpsListen       string
 	ShutdownTimeout time.Duration
 	Gatherer        prometheus.Gatherer
@@ -78,8 +78,9 @@ func ListenGRPC(addr string) (net.Listener, error) {
 
 // New binds both listeners (so that the addresses are known and port
 // conflicts fail fast) and prepares the servers; with Options.Ops it binds
-// only the gRPC listener, with Options.GRPCListener neither. On an error
-// it closes the gRPC listener, bound or given. Register services on GRPC before calling Run.
+// only the gRPC listener, with Options.GRPCListener neither. If New fails
+// it closes the gRPC listener, bound or given; otherwise Run serves it
+// and closes it on shutdown. Register services on GRPC before calling Run.
 func New(opts Options) (*Server, error) {
 	if opts.Log == nil {
 		opts.Log = slog.Default()
