@@ -6,7 +6,9 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/x509"
+	"encoding/hex"
 	"encoding/pem"
 	"fmt"
 	"net/url"
@@ -121,4 +123,37 @@ func TestRecordsShow_TakesTheSerialAsOpensslPrintsIt(t *testing.T) {
 
 	_, err = runMeshca(t, "records", "show", "zz", "--dir", dir)
 	require.EqualError(t, err, `serial "zz" is not hexadecimal; give it as 'openssl x509 -noout -serial' prints it, e.g. 4fa3c1 or 4F:A3:C1`)
+}
+
+// TestRecordsGet_TakesOutput: records get takes -o as the other reading
+// commands do (before: "unknown shorthand flag: 'o'"): json, its default
+// output, and table, the record's fields one per line.
+func TestRecordsGet_TakesOutput(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "ca")
+	_, err := runMeshca(t, "init", "--dir", dir, "--profile", "classical")
+	require.NoError(t, err)
+	id := &url.URL{Scheme: "spiffe", Host: "cluster.local", Path: "/ns/default/sa/app"}
+	out, err := runMeshca(t, "sign", "--dir", dir, "--csr", writeWorkloadCSR(t, t.TempDir(), id), "--identity", id.String())
+	require.NoError(t, err)
+	certs, err := root.ParseCertificates([]byte(out))
+	require.NoError(t, err)
+	serial := fmt.Sprintf("%x", certs[0].SerialNumber.Bytes())
+
+	def, err := runMeshca(t, "records", "get", serial, "--dir", dir)
+	require.NoError(t, err)
+	asJSON, err := runMeshca(t, "records", "get", serial, "--dir", dir, "-o", "json")
+	require.NoError(t, err)
+	require.Equal(t, def, asJSON)
+
+	table, err := runMeshca(t, "records", "get", serial, "--dir", dir, "-o", "table")
+	require.NoError(t, err)
+	sum := sha256.Sum256(certs[0].Raw)
+	require.Contains(t, table, "Serial:      "+serial+"\n")
+	require.Contains(t, table, "Identity:    "+id.String()+"\n")
+	require.Contains(t, table, "Not after:   "+certs[0].NotAfter.UTC().Format(time.RFC3339)+"\n")
+	require.Contains(t, table, "Profile:     classical\n")
+	require.Contains(t, table, "SHA-256:     "+hex.EncodeToString(sum[:])+"\n")
+
+	_, err = runMeshca(t, "records", "get", serial, "--dir", dir, "-o", "yaml")
+	require.EqualError(t, err, `--output "yaml": use json or table`)
 }
