@@ -261,12 +261,35 @@ func TestServe_IntermediateRotationUnderLoad(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	// The endpoint switches before cacerts is written: every call made
-	// from now on gets the new intermediate.
+	// from now on gets the new intermediate. It is read now: with these
+	// thresholds the new intermediate prepares its own successor 17 s
+	// after it was minted and activates it 15 s later, which the checks
+	// below (tens of thousands of chains verified) can outlast.
 	seenRotated := time.Now()
+	newInter := string(pub.secret()["ca-cert.pem"])
 	time.Sleep(3 * time.Second)
 	stopLoad()
 	wg.Wait()
 	require.True(t, rotated(), "no activation reached the cacerts Secret within 3 minutes:\n%s", s.logs())
+
+	// What reads the live state first: the next rotation (see newInter)
+	// may come while every call is verified below.
+	sec := pub.secret()
+	chain := certsOf(t, string(sec["cert-chain.pem"]))
+	require.Equal(t, newInter, string(pemOf(chain[0])))
+	// The first intermediate's workload certificate renews over mTLS alone.
+	renewed := callIstioCA(t, s.grpc, "meshca.istio-system.svc", []byte(pub.rootsPEM()), []byte(oldChain[0]+oldChain[1]), oldKey, mtlsID)
+	require.Equal(t, newInter, renewed[1])
+
+	// A new connection gets a serving certificate of the new intermediate.
+	roots := x509.NewCertPool()
+	require.True(t, roots.AppendCertsFromPEM([]byte(pub.rootsPEM())))
+	conn, err := tls.Dial("tcp", s.grpc, &tls.Config{RootCAs: roots, ServerName: "meshca.istio-system.svc", NextProtos: []string{"h2"}})
+	require.NoError(t, err)
+	defer conn.Close()
+	served := conn.ConnectionState().PeerCertificates
+	require.GreaterOrEqual(t, len(served), 2)
+	require.Equal(t, newInter, string(pemOf(served[1])), "the serving certificate moved to the new intermediate")
 
 	var failed []string
 	var total int
@@ -297,7 +320,6 @@ func TestServe_IntermediateRotationUnderLoad(t *testing.T) {
 
 	// After the activation the endpoint returns the new intermediate, and
 	// cacerts holds it.
-	newInter := string(pub.secret()["ca-cert.pem"])
 	require.Contains(t, inters, newInter, "the endpoint never returned the intermediate that cacerts holds")
 	require.Contains(t, inters, firstInter)
 	var after int
@@ -310,9 +332,6 @@ func TestServe_IntermediateRotationUnderLoad(t *testing.T) {
 		}
 	}
 	require.Greater(t, after, 10)
-	sec := pub.secret()
-	chain := certsOf(t, string(sec["cert-chain.pem"]))
-	require.Equal(t, newInter, string(pemOf(chain[0])))
 	for i, v := range pub.allSecrets() {
 		missing, err := crl.MissingCRLs(certsOf(t, string(v["cert-chain.pem"])), v["ca-crl.pem"])
 		require.NoError(t, err)
@@ -327,19 +346,6 @@ func TestServe_IntermediateRotationUnderLoad(t *testing.T) {
 		require.Equal(t, rootsAtStart, string(v["root-cert.pem"]), "cacerts version %d", i)
 	}
 
-	// The first intermediate's workload certificate renews over mTLS alone.
-	renewed := callIstioCA(t, s.grpc, "meshca.istio-system.svc", []byte(pub.rootsPEM()), []byte(oldChain[0]+oldChain[1]), oldKey, mtlsID)
-	require.Equal(t, newInter, renewed[1])
-
-	// A new connection gets a serving certificate of the new intermediate.
-	roots := x509.NewCertPool()
-	require.True(t, roots.AppendCertsFromPEM([]byte(pub.rootsPEM())))
-	conn, err := tls.Dial("tcp", s.grpc, &tls.Config{RootCAs: roots, ServerName: "meshca.istio-system.svc", NextProtos: []string{"h2"}})
-	require.NoError(t, err)
-	defer conn.Close()
-	served := conn.ConnectionState().PeerCertificates
-	require.GreaterOrEqual(t, len(served), 2)
-	require.Equal(t, newInter, string(pemOf(served[1])), "the serving certificate moved to the new intermediate")
 }
 
 func pemOf(c *x509.Certificate) []byte {
