@@ -563,8 +563,8 @@ func (m *Manager) loadRevoked(ctx context.Context) error {
 	// after a prune runs between a rebuild and the next Follow). They are
 	// scheduled as Follow would, not just added to the set, which Follow
 	// would then take as already built; in this critical section, which
-	// also raises followSeq past them.
-	// schedule adds them: a record already in the set under its Seq
+	// also raises followSeq past them. They are left out of the new set
+	// for scheduleLocked to add: a record already in it under its Seq
 	// counts as scheduled.
 	var fresh []store.Revocation
 	for _, r := range after {
