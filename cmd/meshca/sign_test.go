@@ -100,10 +100,10 @@ func TestSign_NegativeTTLIsRefused(t *testing.T) {
 	require.Equal(t, 24*time.Hour+2*time.Minute, certs[0].NotAfter.Sub(certs[0].NotBefore), "the default 24h, notBefore backdated 2 minutes")
 }
 
-// TestRecordsShow_TakesTheSerialAsOpensslPrintsIt: records show takes the
-// serial as revoke does (upper case, colons: openssl's form); bad input
-// says how to give it. Before, "01:A2:..." was "not found".
-func TestRecordsShow_TakesTheSerialAsOpensslPrintsIt(t *testing.T) {
+// signedOffline inits a classical CA and signs a workload certificate with
+// the offline 'meshca sign': the CA's directory, the leaf and its identity.
+func signedOffline(t *testing.T) (string, *x509.Certificate, *url.URL) {
+	t.Helper()
 	dir := filepath.Join(t.TempDir(), "ca")
 	_, err := runMeshca(t, "init", "--dir", dir, "--profile", "classical")
 	require.NoError(t, err)
@@ -112,7 +112,15 @@ func TestRecordsShow_TakesTheSerialAsOpensslPrintsIt(t *testing.T) {
 	require.NoError(t, err)
 	certs, err := root.ParseCertificates([]byte(out))
 	require.NoError(t, err)
-	serial := certs[0].SerialNumber.Bytes()
+	return dir, certs[0], id
+}
+
+// TestRecordsShow_TakesTheSerialAsOpensslPrintsIt: records show takes the
+// serial as revoke does (upper case, colons: openssl's form); bad input
+// says how to give it. Before, "01:A2:..." was "not found".
+func TestRecordsShow_TakesTheSerialAsOpensslPrintsIt(t *testing.T) {
+	dir, leaf, _ := signedOffline(t)
+	serial := leaf.SerialNumber.Bytes()
 	var colons []string
 	for _, b := range serial {
 		colons = append(colons, fmt.Sprintf("%02X", b))
@@ -129,15 +137,8 @@ func TestRecordsShow_TakesTheSerialAsOpensslPrintsIt(t *testing.T) {
 // commands do (before: "unknown shorthand flag: 'o'"): json, its default
 // output, and table, the record's fields one per line.
 func TestRecordsGet_TakesOutput(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "ca")
-	_, err := runMeshca(t, "init", "--dir", dir, "--profile", "classical")
-	require.NoError(t, err)
-	id := &url.URL{Scheme: "spiffe", Host: "cluster.local", Path: "/ns/default/sa/app"}
-	out, err := runMeshca(t, "sign", "--dir", dir, "--csr", writeWorkloadCSR(t, t.TempDir(), id), "--identity", id.String())
-	require.NoError(t, err)
-	certs, err := root.ParseCertificates([]byte(out))
-	require.NoError(t, err)
-	serial := fmt.Sprintf("%x", certs[0].SerialNumber.Bytes())
+	dir, leaf, id := signedOffline(t)
+	serial := fmt.Sprintf("%x", leaf.SerialNumber.Bytes())
 
 	def, err := runMeshca(t, "records", "get", serial, "--dir", dir)
 	require.NoError(t, err)
@@ -147,10 +148,10 @@ func TestRecordsGet_TakesOutput(t *testing.T) {
 
 	table, err := runMeshca(t, "records", "get", serial, "--dir", dir, "-o", "table")
 	require.NoError(t, err)
-	sum := sha256.Sum256(certs[0].Raw)
+	sum := sha256.Sum256(leaf.Raw)
 	require.Contains(t, table, "Serial:      "+serial+"\n")
 	require.Contains(t, table, "Identity:    "+id.String()+"\n")
-	require.Contains(t, table, "Not after:   "+certs[0].NotAfter.UTC().Format(time.RFC3339)+"\n")
+	require.Contains(t, table, "Not after:   "+leaf.NotAfter.UTC().Format(time.RFC3339)+"\n")
 	require.Contains(t, table, "Profile:     classical\n")
 	require.Contains(t, table, "SHA-256:     "+hex.EncodeToString(sum[:])+"\n")
 
