@@ -8,20 +8,21 @@ import (
 	"fmt"
 	"io"
 	"math/big"
-	"strconv"
+	"strings"
 	"time"
 
+	"github.com/meshca/meshca/ca/certenc"
 	"github.com/meshca/meshca/ca/pqc"
 	"github.com/meshca/meshca/ca/store"
 )
 
-// CRL and CRL entry extensions that crypto/x509 leaves undecoded (RFC 5280
-// sections 5.2.4, 5.2.6 and 5.3.2).
+// CRL and CRL entry extensions that crypto/x509 leaves undecoded or
+// does not say it found (RFC 5280 sections 5.2.4, 5.2.6, 5.3.1 and 5.3.2).
 var (
-	oidAltSignatureAlg   = asn1.ObjectIdentifier{2, 5, 29, 73}
 	oidDeltaCRLIndicator = asn1.ObjectIdentifier{2, 5, 29, 27}
 	oidFreshestCRL       = asn1.ObjectIdentifier{2, 5, 29, 46}
 	oidInvalidityDate    = asn1.ObjectIdentifier{2, 5, 29, 24}
+	oidReasonCode        = asn1.ObjectIdentifier{2, 5, 29, 21}
 )
 
 // listedEntries is how many revoked certificates a CRL's summary lists.
@@ -97,7 +98,7 @@ func crlSignature(crl *x509.RevocationList) string {
 // altSignature names the algorithm of a Catalyst CRL's alternative
 // signature (altSignatureAlgorithm, 2.5.29.73).
 func altSignature(crl *x509.RevocationList) (string, bool) {
-	x, ok := extension(crl.Extensions, oidAltSignatureAlg)
+	x, ok := extension(crl.Extensions, certenc.OIDAltSignatureAlgorithm)
 	if !ok {
 		return "", false
 	}
@@ -119,8 +120,6 @@ func reasonName(e x509.RevocationListEntry) string {
 	return "not given (unspecified)"
 }
 
-var oidReasonCode = asn1.ObjectIdentifier{2, 5, 29, 21}
-
 // deltaBase is a delta CRL's BaseCRLNumber (nil when the indicator does
 // not parse) and whether crl is a delta CRL.
 func deltaBase(crl *x509.RevocationList) (*big.Int, bool) {
@@ -136,9 +135,8 @@ func deltaBase(crl *x509.RevocationList) (*big.Int, bool) {
 }
 
 // freshestCRL are the URIs of a CRL's Freshest CRL extension (the
-// CRLDistributionPoints syntax), quoted when one is not printable ASCII
-// (an IA5String URI is; the file may be anyone's); ok: the extension is
-// present.
+// CRLDistributionPoints syntax), made Printable (the file may be
+// anyone's); ok: the extension is present.
 func freshestCRL(crl *x509.RevocationList) (uris []string, ok bool) {
 	x, ok := extension(crl.Extensions, oidFreshestCRL)
 	if !ok {
@@ -155,21 +153,23 @@ func freshestCRL(crl *x509.RevocationList) (uris []string, ok bool) {
 	for _, dp := range dps {
 		for _, n := range dp.DistributionPoint.FullName {
 			if n.Class == asn1.ClassContextSpecific && n.Tag == 6 { // uniformResourceIdentifier
-				uris = append(uris, printable(string(n.Bytes)))
+				uris = append(uris, Printable(string(n.Bytes)))
 			}
 		}
 	}
 	return uris, true
 }
 
-// printable is s, or s quoted when it holds anything but printable ASCII.
-func printable(s string) string {
-	for i := 0; i < len(s); i++ {
-		if s[i] < 0x21 || s[i] > 0x7e {
-			return strconv.Quote(s)
+// Printable keeps a terminal safe from control characters in text that
+// comes from a file or a store: each C0, DEL or C1 character (ECMA-48)
+// becomes '?'.
+func Printable(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) {
+			return '?'
 		}
-	}
-	return s
+		return r
+	}, s)
 }
 
 // invalidityDate is an entry's Invalidity Date (RFC 5280 section 5.3.2).

@@ -141,3 +141,11 @@ func TestWrite_CRLNamesTheSignatureOfEveryProfile(t *testing.T) {
 		})
 	}
 }
+
+// TestPrintable_ReplacesControlCharacters: text from a file or a store
+// reaches the terminal without C0, DEL or C1 characters (ECMA-48), so a
+// crafted CRL or record cannot move the cursor or recolour the output.
+func TestPrintable_ReplacesControlCharacters(t *testing.T) {
+	require.Equal(t, "http://x/?[31mred?clear??", inspect.Printable("http://x/\x1b[31mred\x7fclear\r\u009b"))
+	require.Equal(t, "spiffe://cluster.local/ns/é", inspect.Printable("spiffe://cluster.local/ns/é"))
+}

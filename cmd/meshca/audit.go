@@ -10,6 +10,7 @@ import (
 	"k8s.io/utils/clock"
 
 	"github.com/meshca/meshca/ca/audit"
+	"github.com/meshca/meshca/ca/inspect"
 	"github.com/meshca/meshca/ca/root"
 )
 
@@ -108,10 +109,10 @@ written is read again after half a second).`,
 
 func printAuditReport(w io.Writer, rep *audit.Report, rooted bool) {
 	for _, n := range rep.Notes {
-		fmt.Fprintf(w, "note: %s\n", printable(n))
+		fmt.Fprintf(w, "note: %s\n", inspect.Printable(n))
 	}
 	if rep.Problem != nil {
-		fmt.Fprintf(w, "FAIL %s\n", printable(rep.Problem.Error()))
+		fmt.Fprintf(w, "FAIL %s\n", inspect.Printable(rep.Problem.Error()))
 		if rep.Records > 0 {
 			fmt.Fprintf(w, "the %d records before it verify (seq %d..%d, %d checkpoints)\n", rep.Records, rep.FirstSeq, rep.LastSeq, rep.Checkpoints)
 		}
@@ -122,7 +123,7 @@ func printAuditReport(w io.Writer, rep *audit.Report, rooted bool) {
 		fmt.Fprintf(w, "last checkpoint: seq %d at %s\n", rep.LastCheckpointSeq, rep.LastCheckpointTime)
 	}
 	for _, s := range rep.Signers {
-		fmt.Fprintf(w, "signed by: %s\n", printable(s))
+		fmt.Fprintf(w, "signed by: %s\n", inspect.Printable(s))
 	}
 	if rooted {
 		fmt.Fprintln(w, "checkpoint certificates chain to --roots")

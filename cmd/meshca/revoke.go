@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -14,6 +13,7 @@ import (
 
 	"github.com/meshca/meshca/ca/audit"
 	"github.com/meshca/meshca/ca/config"
+	"github.com/meshca/meshca/ca/inspect"
 	"github.com/meshca/meshca/ca/store"
 	"github.com/meshca/meshca/crl"
 	"github.com/meshca/meshca/issuer/admin"
@@ -215,7 +215,7 @@ func (w *revocationWriter) write(r store.Revocation) error {
 		}
 	}
 	_, err := fmt.Fprintf(w.tw, "%d\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", r.Seq, r.Serial, r.Kind, r.Generation, id, r.Reason,
-		r.RevokedAt.UTC().Format(time.RFC3339), printable(r.Requester))
+		r.RevokedAt.UTC().Format(time.RFC3339), inspect.Printable(r.Requester))
 	return err
 }
 
@@ -247,7 +247,7 @@ func noteAlreadyRevoked(w io.Writer, recs []store.Revocation, asked store.Reason
 	case len(old) == 1 && len(recs) == 1:
 		r := old[0]
 		fmt.Fprintf(w, "Serial %s was already revoked at %s (reason %s, by %s); a revocation is final, so nothing changed.\n",
-			r.Serial, r.RevokedAt.UTC().Format(time.RFC3339), r.Reason, printable(r.Requester))
+			r.Serial, r.RevokedAt.UTC().Format(time.RFC3339), r.Reason, inspect.Printable(r.Requester))
 		if r.Reason != asked {
 			fmt.Fprintf(w, "The reason given now (%s) is not recorded: the CRLs keep %s.\n", asked, r.Reason)
 		}
@@ -273,16 +273,6 @@ func printRevocations(out io.Writer, recs []store.Revocation, asJSON bool) error
 		}
 	}
 	return w.flush()
-}
-
-// printable keeps a terminal safe from control characters in stored text.
-func printable(s string) string {
-	return strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) { // C0, DEL, C1 (ECMA-48)
-			return '?'
-		}
-		return r
-	}, s)
 }
 
 // offlineRevokeNotice says when a revocation recorded straight into the
