@@ -88,7 +88,10 @@ func (*podProbe) Cache() map[client.Object]cache.ByObject {
 }
 
 func (p *podProbe) SetupWithManager(mgr ctrl.Manager, m *kubesigner.Metrics) error {
+	// meshca's own controller options, as a signer has them: with them
+	// the test runs again in one process (go test -count=2).
 	return builder.ControllerManagedBy(mgr).Named(p.Name()).
+		WithOptions(kubesigner.ControllerOptions(m, 1)).
 		For(&corev1.Namespace{}).
 		Watches(&corev1.Pod{}, &handler.EnqueueRequestForObject{}).
 		Complete(reconcile.Func(func(_ context.Context, r reconcile.Request) (reconcile.Result, error) {

@@ -53,17 +53,14 @@ func startAuthorizer(t *testing.T) *impersonation.Authorizer {
 func node(t *testing.T, suffix string) string {
 	t.Helper()
 	name := fmt.Sprintf("imp-%d-%s", time.Now().UnixNano(), suffix)
-	_, err := env.CreateNode(testCtx(t), name)
-	require.NoError(t, err)
+	env.Node(t, name)
 	return name
 }
 
-// pod creates a Running pod ns/name as sa on node.
+// pod creates a Running pod ns/name as sa on node, deleted when the test ends.
 func pod(t *testing.T, ns, name, sa, node string) *corev1.Pod {
 	t.Helper()
-	p, err := env.CreatePod(testCtx(t), ns, name, sa, node)
-	require.NoError(t, err)
-	return p
+	return env.Pod(t, ns, name, sa, node)
 }
 
 // callerOf is the caller that TokenReview makes of a token bound to p.

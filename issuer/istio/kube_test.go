@@ -102,18 +102,12 @@ func TestKubernetes_AttacksAreRefusedWithExactCodeAuditedAndWriteNothing(t *test
 	for _, ns := range []string{"shop", "istio-system", "bank"} {
 		require.NoError(t, kube.CreateNamespace(ctx, ns))
 	}
-	_, err := kube.CreateNode(ctx, "node-a")
-	require.NoError(t, err)
-	_, err = kube.CreateNode(ctx, "node-b")
-	require.NoError(t, err)
-	ztunnelA, err := kube.CreatePod(ctx, "istio-system", "ztunnel-a", "ztunnel", "node-a")
-	require.NoError(t, err)
-	_, err = kube.CreatePod(ctx, "shop", "cart-1", "cart", "node-a")
-	require.NoError(t, err)
-	_, err = kube.CreatePod(ctx, "bank", "vault-1", "teller", "node-b")
-	require.NoError(t, err)
-	intruder, err := kube.CreatePod(ctx, "shop", "intruder", "intruder", "node-a")
-	require.NoError(t, err)
+	kube.Node(t, "node-a")
+	kube.Node(t, "node-b")
+	ztunnelA := kube.Pod(t, "istio-system", "ztunnel-a", "ztunnel", "node-a")
+	kube.Pod(t, "shop", "cart-1", "cart", "node-a")
+	kube.Pod(t, "bank", "vault-1", "teller", "node-b")
+	intruder := kube.Pod(t, "shop", "intruder", "intruder", "node-a")
 	podToken := func(t *testing.T, p any) string {
 		tok, err := kube.MintPodToken(ctx, ztunnelA, []string{"istio-ca"}, time.Hour)
 		if p != nil {

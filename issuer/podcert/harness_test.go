@@ -151,10 +151,8 @@ func newWorkload(t *testing.T, ns, name, sa string) *workload {
 	t.Helper()
 	ctx := context.Background()
 	nodeSeq++
-	node, err := kube.CreateNode(ctx, fmt.Sprintf("node-%s-%d", name, nodeSeq))
-	require.NoError(t, err)
-	pod, err := kube.CreatePod(ctx, ns, name, sa, node.Name)
-	require.NoError(t, err)
+	node := kube.Node(t, fmt.Sprintf("node-%s-%d", name, nodeSeq))
+	pod := kube.Pod(t, ns, name, sa, node.Name)
 	acct, err := kube.EnsureServiceAccount(ctx, ns, sa)
 	require.NoError(t, err)
 	return &workload{node: node, pod: pod, sa: acct}

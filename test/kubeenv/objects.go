@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"testing"
 	"time"
 
 	authenticationv1 "k8s.io/api/authentication/v1"
@@ -154,6 +155,44 @@ func (e *Env) CreatePod(ctx context.Context, ns, name, sa, node string) (*corev1
 		return nil, fmt.Errorf("kubeenv: setting pod %s/%s running: %w", ns, name, err)
 	}
 	return got, nil
+}
+
+// Node and Pod are CreateNode and CreatePod for a test that fails on
+// error. The object is deleted at once (grace period 0: no kubelet runs to
+// finish a graceful deletion) when the test ends, so that the test runs
+// again against the same apiserver (go test -count=N) and its fixed names
+// meet no object of the run before.
+func (e *Env) Node(t testing.TB, name string) *corev1.Node {
+	t.Helper()
+	n, err := e.CreateNode(t.Context(), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.deleteNow(t, e.Client.CoreV1().Nodes().Delete, name, "node "+name) })
+	return n
+}
+
+// Pod: see Node.
+func (e *Env) Pod(t testing.TB, ns, name, sa, node string) *corev1.Pod {
+	t.Helper()
+	p, err := e.CreatePod(t.Context(), ns, name, sa, node)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.deleteNow(t, e.Client.CoreV1().Pods(ns).Delete, name, "pod "+ns+"/"+name) })
+	return p
+}
+
+// deleteNow deletes an object with a grace period of 0. An object the test
+// deleted itself is not an error.
+func (e *Env) deleteNow(t testing.TB, del func(context.Context, string, metav1.DeleteOptions) error, name, what string) {
+	t.Helper()
+	zero := int64(0)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := del(ctx, name, metav1.DeleteOptions{GracePeriodSeconds: &zero}); err != nil && !apierrors.IsNotFound(err) {
+		t.Errorf("kubeenv: deleting %s: %v", what, err)
+	}
 }
 
 // ApplyYAMLFile server-side applies every object of a (multi-document)
