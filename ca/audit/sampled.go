@@ -4,8 +4,10 @@ import (
 	"context"
 	"log/slog"
 	"sync"
+	"time"
 
 	"golang.org/x/time/rate"
+	"k8s.io/apimachinery/pkg/util/cache"
 	"k8s.io/utils/clock"
 )
 
@@ -14,20 +16,35 @@ import (
 // caller flood the audit trail (and the disk behind it). Per reason, at most
 // UnauthenticatedRate lines a second are written (bursts of
 // UnauthenticatedBurst); the next line written for that reason carries the
-// number left out in the field "suppressed". The metrics count every
-// denial; decisions about authenticated callers are never sampled.
+// number left out in the field "suppressed".
+//
+// The refusals an authenticated caller can repeat at no cost (those decided
+// before or by its rate limit: [Logger.DeniedRepeatable]) are sampled per
+// caller identity and reason: at most CallerDenialRate lines a second
+// (bursts of CallerDenialBurst), so that one workload cannot push older
+// records out of a size-rotated audit file. Every other decision about an
+// authenticated caller is written. The metrics count every denial.
 const (
 	UnauthenticatedRate  = 10
 	UnauthenticatedBurst = 50
+	CallerDenialRate     = 1
+	CallerDenialBurst    = 10
 	// maxSampledReasons bounds the table; reasons are a fixed set, but a
 	// new one beyond it shares the "other" bucket.
 	maxSampledReasons = 64
+	// maxSampledCallers bounds the table of callers (as the rate limiter's
+	// MaxIdentities); the least recently denied goes first. A caller's
+	// entry is kept for callerSampleTTL after its last refusal, so that a
+	// count left out is written with the caller's next refused line.
+	maxSampledCallers = 100000
+	callerSampleTTL   = time.Hour
 )
 
 type sampler struct {
-	clock clock.PassiveClock
-	mu    sync.Mutex
-	by    map[string]*sampled
+	clock   clock.PassiveClock
+	mu      sync.Mutex
+	by      map[string]*sampled
+	callers *cache.LRUExpireCache // identity NUL reason → *sampled
 }
 
 type sampled struct {
@@ -38,7 +55,8 @@ type sampled struct {
 // WithClock sets the clock the sampler reads (tests); the default is the
 // real one.
 func (a *Logger) WithClock(c clock.PassiveClock) *Logger {
-	a.s = &sampler{clock: c, by: map[string]*sampled{}}
+	a.s = &sampler{clock: c, by: map[string]*sampled{},
+		callers: cache.NewLRUExpireCacheWithClock(maxSampledCallers, c)}
 	return a
 }
 
@@ -59,6 +77,42 @@ func (a *Logger) DeniedUnauthenticated(ctx context.Context, d Decision) {
 	)
 }
 
+// DeniedRepeatable records a refusal of an authenticated caller that the
+// caller can repeat as fast as it likes: one decided before its rate limit
+// is applied (impersonation, CertSigner), or by the limit itself. It is
+// sampled per d.Identity and d.Reason (see CallerDenialRate); the next line
+// carries the number left out in "suppressed".
+func (a *Logger) DeniedRepeatable(ctx context.Context, d Decision) {
+	n, ok := a.s.allowCaller(d.Identity, d.Reason)
+	if !ok {
+		return
+	}
+	a.l.LogAttrs(ctx, slog.LevelWarn, EventDenied,
+		slog.String("event", EventDenied),
+		slog.String("identity", d.Identity),
+		slog.String("requester", d.Requester),
+		slog.String("profile", d.Profile),
+		slog.String("reason", d.Reason),
+		slog.String("message", d.Message),
+		slog.Uint64("suppressed", n),
+	)
+}
+
+// allowCaller is allow for the refusals of one caller identity.
+func (s *sampler) allowCaller(identity, reason string) (uint64, bool) {
+	key := identity + "\x00" + reason
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var e *sampled
+	if v, ok := s.callers.Get(key); ok {
+		e = v.(*sampled)
+	} else {
+		e = &sampled{lim: rate.NewLimiter(CallerDenialRate, CallerDenialBurst)}
+	}
+	s.callers.Add(key, e, callerSampleTTL)
+	return e.take(s.clock.Now())
+}
+
 // allow reports whether a line for reason may be written now, and how many
 // were left out since the last one.
 func (s *sampler) allow(reason string) (uint64, bool) {
@@ -75,7 +129,13 @@ func (s *sampler) allow(reason string) (uint64, bool) {
 			s.by[reason] = e
 		}
 	}
-	if !e.lim.AllowN(s.clock.Now(), 1) {
+	return e.take(s.clock.Now())
+}
+
+// take reports whether a line may be written at now, and how many were left
+// out since the last one.
+func (e *sampled) take(now time.Time) (uint64, bool) {
+	if !e.lim.AllowN(now, 1) {
 		e.suppressed++
 		return 0, false
 	}

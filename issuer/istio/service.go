@@ -199,8 +199,11 @@ func (s *Service) create(ctx context.Context, req *pb.IstioCertificateRequest, c
 	return &pb.IstioCertificateResponse{CertChain: res.Chain}, nil
 }
 
+// deny refuses an authenticated caller before the engine: by impersonation,
+// CertSigner, or the rate and concurrency limits. The caller can repeat
+// these at no cost, so their audit lines are sampled per caller and reason.
 func (s *Service) deny(ctx context.Context, caller *authn.Caller, code codes.Code, reason, msg string) error {
-	s.opts.Audit.Denied(ctx, audit.Decision{
+	s.opts.Audit.DeniedRepeatable(ctx, audit.Decision{
 		Identity: caller.Identity.String(), Requester: "istio:" + caller.String(), Reason: reason, Message: msg,
 	})
 	return status.Error(code, msg)
