@@ -64,9 +64,16 @@ func (a *Logger) AdminCall(ctx context.Context, c AdminCall) {
 	a.l.LogAttrs(ctx, level, EventAdminCall, adminAttrs(EventAdminCall, c)...)
 }
 
-// AdminDenied records an admin call refused to an authenticated caller.
+// AdminDenied records an admin call refused to a caller that
+// authenticated (a workload certificate that is not an admin's, a token
+// RBAC refuses). Such a caller can repeat the call at no cost, so the lines
+// are sampled per requester and reason like DeniedRepeatable.
 func (a *Logger) AdminDenied(ctx context.Context, c AdminCall) {
-	a.l.LogAttrs(ctx, slog.LevelWarn, EventAdminDenied, adminAttrs(EventAdminDenied, c)...)
+	n, ok := a.s.allowCaller("admin:"+c.Requester, c.Reason)
+	if !ok {
+		return
+	}
+	a.l.LogAttrs(ctx, slog.LevelWarn, EventAdminDenied, append(adminAttrs(EventAdminDenied, c), slog.Uint64("suppressed", n))...)
 }
 
 // AdminDeniedUnauthenticated records an admin call of a caller that did

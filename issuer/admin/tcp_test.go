@@ -172,7 +172,7 @@ func TestRemote_AuthenticatesThenAuthorizesEveryRoute(t *testing.T) {
 	out := logs.String()
 	for _, want := range []string{
 		`"event":"admin.call","action":"revoke revocations","route":"POST /v1/revocations","requester":"admin:spiffe://cluster.local/ns/ops/sa/alice","code":200`,
-		`"event":"admin.denied","action":"get status","route":"GET /v1/status","requester":"admin:spiffe://cluster.local/ns/ops/sa/bob","code":403,"reason":"not_an_admin"`,
+		`"event":"admin.denied","action":"get status","route":"GET /v1/status","requester":"admin:spiffe://cluster.local/ns/ops/sa/bob","code":403,"reason":"not_an_admin","message":"spiffe://cluster.local/ns/ops/sa/bob is not an admin identity of this meshca (server.adminIdentities)","suppressed":0}`,
 		`"event":"admin.denied","action":"revoke revocations","route":"POST /v1/revocations","requester":"k8s:reader","code":403,"reason":"rbac_denied"`,
 		`"event":"admin.denied","action":"get status","route":"GET /v1/status","requester":"k8s:sar-down","code":503,"reason":"access_review_failed"`,
 		`"event":"admin.denied","action":"get status","route":"GET /v1/status","requester":"","code":401,"reason":"no_credentials"`,
