@@ -59,3 +59,40 @@ func TestRemote_ANonAdminsRefusalsAreSampledInTheAuditLog(t *testing.T) {
 	require.Equal(t, audit.CallerDenialBurst+1, lines())
 	require.Contains(t, logs.String(), `"reason":"not_an_admin","message":"spiffe://cluster.local/ns/ops/sa/bob is not an admin identity of this meshca (server.adminIdentities)","suppressed":90}`)
 }
+
+// A peer that fails the TLS handshake has not authenticated: net/http's
+// line about it quotes the ALPN names the peer offered (a 50 KB hello made
+// a 250 KB line), so those lines are cut and sampled
+// (server.HTTPErrorLog).
+func TestRemote_FailedHandshakesCannotFloodTheLog(t *testing.T) {
+	srvCert := selfSigned(t, "", true)
+	var logs syncBuffer
+	s, err := ListenTCP(RemoteOptions{
+		Options: Options{Revoker: &memRevoker{}, Records: cliIssued(), Log: slog.New(slog.NewJSONHandler(&logs, nil))},
+		Listen:  "127.0.0.1:0",
+		TLS:     &tls.Config{Certificates: []tls.Certificate{srvCert}, ClientAuth: tls.RequestClientCert},
+		Admins:  []string{"spiffe://cluster.local/ns/ops/sa/alice"}, ClientCert: certAuthn{}, Tokens: tokenAuthn{}, Access: access{},
+	})
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ctx) }()
+	t.Cleanup(func() { cancel(); require.NoError(t, <-done) })
+
+	protos := make([]string, 200)
+	for i := range protos {
+		protos[i] = strings.Repeat("\x1b", 250)
+	}
+	const sent = 30
+	for range sent {
+		c, err := tls.Dial("tcp", s.Path(), &tls.Config{InsecureSkipVerify: true, NextProtos: protos})
+		if err == nil {
+			c.Close()
+		}
+		require.Error(t, err, "no protocol in common")
+	}
+	require.Eventually(t, func() bool { return strings.Contains(logs.String(), "TLS handshake error") }, 5*time.Second, 10*time.Millisecond)
+	lines := strings.Count(logs.String(), "TLS handshake error")
+	require.LessOrEqual(t, lines, 20, "sampled: a burst of %d, then one a second", 10)
+	require.Less(t, logs.Len(), lines*4000, "each line is cut")
+}

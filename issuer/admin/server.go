@@ -166,7 +166,7 @@ func newHTTPServer(log *slog.Logger, h http.Handler) *http.Server {
 		WriteTimeout:      writeTimeout,
 		IdleTimeout:       idleTimeout,
 		MaxHeaderBytes:    maxHeaderBytes,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		ErrorLog:          server.HTTPErrorLog(log, "admin", slog.LevelWarn, nil),
 	}
 }
 

@@ -81,7 +81,7 @@ func Listen(o ServerOptions) (*Server, error) {
 		MaxHeaderBytes:    maxHeaderBytes,
 		// No HTTP/2 (the TLS configuration offers only http/1.1).
 		TLSNextProto: map[string]func(*http.Server, *tls.Conn, http.Handler){},
-		ErrorLog:     slog.NewLogLogger(o.Log.Handler(), slog.LevelDebug),
+		ErrorLog:     server.HTTPErrorLog(o.Log, "bundle-endpoint", slog.LevelDebug, nil),
 	}
 	// One request per connection: consumers fetch once per refresh hint
 	// (minutes), and clients that open a new transport for every fetch

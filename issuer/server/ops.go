@@ -105,6 +105,7 @@ func NewOps(o OpsOptions) (*Ops, error) {
 		WriteTimeout:      l.OpsWriteTimeout.Duration,
 		IdleTimeout:       l.OpsIdleTimeout.Duration,
 		MaxHeaderBytes:    opsMaxHeaderBytes,
+		ErrorLog:          HTTPErrorLog(o.Log, "ops", slog.LevelWarn, nil),
 	}
 	return ops, nil
 }
