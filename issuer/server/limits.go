@@ -6,6 +6,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/tap"
 
 	"github.com/meshca/meshca/ca/config"
 )
@@ -49,13 +50,25 @@ func limitOptions(l config.LimitsConfig) []grpc.ServerOption {
 // 2-core replica has in flight (most wait on the store's group commit).
 const streamWorkers = 64
 
-// deadlineCap gives every unary request a deadline of at most max; a
-// caller's shorter deadline stays. Streams (the health Watch) are
-// long-lived by design and are not capped.
-func deadlineCap(max time.Duration) grpc.UnaryServerInterceptor {
-	return func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+// requestDeadline caps the deadline of every request of a unary method at
+// max from the moment its headers arrive; a caller's shorter deadline
+// (grpc-timeout) stays. It is a tap, not an interceptor, because gRPC reads
+// the request message before any interceptor runs: a cap set there does not
+// bound a caller that announces a message and never finishes sending it,
+// which would hold its stream, and keep its connection from going idle,
+// until maxConnectionAge. At the deadline the read fails and the stream is
+// answered DEADLINE_EXCEEDED and closed. Methods that stream (the health
+// Watch) are long-lived by design and are not capped; streaming(method)
+// says which they are. The timer ends with the stream at the latest: the
+// transport cancels the stream's context, the parent of this one, when the
+// stream is done.
+func requestDeadline(max time.Duration, streaming func(method string) bool) tap.ServerInHandle {
+	return func(ctx context.Context, info *tap.Info) (context.Context, error) {
+		if streaming(info.FullMethodName) {
+			return ctx, nil
+		}
 		ctx, cancel := context.WithTimeout(ctx, max)
-		defer cancel()
-		return handler(ctx, req)
+		_ = cancel // called by the stream's end, through the parent
+		return ctx, nil
 	}
 }

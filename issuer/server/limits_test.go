@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -11,8 +12,10 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -157,5 +160,69 @@ func TestLimits_MaxConnectionAgeSendsGoAway(t *testing.T) {
 			t.Logf("GOAWAY after %s", time.Since(start))
 			return
 		}
+	}
+}
+
+// A caller that announces a request message and never finishes sending it
+// is answered DEADLINE_EXCEEDED once server.limits.maxRequestTimeout has
+// passed, and its stream is closed: gRPC reads the message before any
+// interceptor runs, so only a cap set when the headers arrive bounds it.
+// Before, such a stream stayed open, and kept its connection from going
+// idle, until maxConnectionAge.
+func TestLimits_AHalfSentRequestIsAnsweredAtTheCap(t *testing.T) {
+	p := newProbe(t, func(o *server.Options) { o.Limits.MaxRequestTimeout.Duration = 500 * time.Millisecond })
+	c, fr := h2c(t, p.GRPCAddr().String())
+	w := http2.NewFramer(c, nil) // unbuffered writes; fr reads
+	var hb bytes.Buffer
+	enc := hpack.NewEncoder(&hb)
+	for _, f := range [][2]string{{":method", "POST"}, {":scheme", "http"}, {":path", probeDeadline},
+		{":authority", "meshca"}, {"content-type", "application/grpc"}, {"te", "trailers"}} {
+		require.NoError(t, enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]}))
+	}
+	require.NoError(t, w.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: hb.Bytes(), EndHeaders: true}))
+	// A gRPC message header announcing 1000 bytes, then 10 of them.
+	require.NoError(t, w.WriteData(1, false, append([]byte{0, 0, 0, 0x03, 0xe8}, make([]byte, 10)...)))
+	require.NoError(t, c.SetDeadline(time.Now().Add(5*time.Second)))
+	start := time.Now()
+	dec := hpack.NewDecoder(4096, nil)
+	for {
+		f, err := fr.ReadFrame()
+		require.NoError(t, err, "the stream is still open after %v", time.Since(start))
+		switch f := f.(type) {
+		case *http2.SettingsFrame:
+			if !f.IsAck() {
+				require.NoError(t, w.WriteSettingsAck())
+			}
+		case *http2.HeadersFrame:
+			fields, err := dec.DecodeFull(f.HeaderBlockFragment())
+			require.NoError(t, err)
+			for _, h := range fields {
+				if h.Name == "grpc-status" {
+					require.Equal(t, "4", h.Value, "DEADLINE_EXCEEDED")
+					require.True(t, f.StreamEnded())
+					require.Less(t, time.Since(start), 3*time.Second)
+					return
+				}
+			}
+		case *http2.RSTStreamFrame:
+			t.Fatalf("reset (%v) before a status", f.ErrCode)
+		}
+	}
+}
+
+// The health Watch streams by design: the request cap does not end it.
+func TestLimits_TheHealthWatchOutlivesTheRequestCap(t *testing.T) {
+	p := newProbe(t, func(o *server.Options) { o.Limits.MaxRequestTimeout.Duration = 200 * time.Millisecond })
+	w, err := healthpb.NewHealthClient(dial(t, p.GRPCAddr().String())).Watch(t.Context(), &healthpb.HealthCheckRequest{})
+	require.NoError(t, err)
+	first, err := w.Recv()
+	require.NoError(t, err)
+	require.Equal(t, healthpb.HealthCheckResponse_SERVING, first.GetStatus())
+	ended := make(chan error, 1)
+	go func() { _, err := w.Recv(); ended <- err }()
+	select {
+	case err := <-ended:
+		t.Fatalf("the Watch ended: %v", err)
+	case <-time.After(time.Second):
 	}
 }

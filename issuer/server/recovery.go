@@ -81,10 +81,21 @@ func (r *recovery) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServer
 
 // registeredMethods lists the full method names of every service on g.
 func registeredMethods(g *grpc.Server) map[string]bool {
+	return methodsWhere(g, func(grpc.MethodInfo) bool { return true })
+}
+
+// streamingMethods is the full names of g's methods that stream.
+func streamingMethods(g *grpc.Server) map[string]bool {
+	return methodsWhere(g, func(m grpc.MethodInfo) bool { return m.IsClientStream || m.IsServerStream })
+}
+
+func methodsWhere(g *grpc.Server, keep func(grpc.MethodInfo) bool) map[string]bool {
 	out := map[string]bool{}
 	for svc, info := range g.GetServiceInfo() {
 		for _, m := range info.Methods {
-			out["/"+svc+"/"+m.Name] = true
+			if keep(m) {
+				out["/"+svc+"/"+m.Name] = true
+			}
 		}
 	}
 	return out

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -115,10 +116,13 @@ func New(opts Options) (*Server, error) {
 		health: health.NewServer(),
 	}
 	rec := newRecovery(opts.Log, opts.Audit, opts.Registerer, func() map[string]bool { return registeredMethods(s.GRPC) })
+	// Taps run only once Serve runs, when every service is registered.
+	streaming := sync.OnceValue(func() map[string]bool { return streamingMethods(s.GRPC) })
 	gopts := append(limitOptions(opts.Limits),
+		grpc.InTapHandle(requestDeadline(opts.Limits.MaxRequestTimeout.Duration, func(m string) bool { return streaming()[m] })),
 		// Recovery is outermost, so that it also catches a panic in the
 		// interceptors after it.
-		grpc.ChainUnaryInterceptor(rec.unary, deadlineCap(opts.Limits.MaxRequestTimeout.Duration)),
+		grpc.ChainUnaryInterceptor(rec.unary),
 		grpc.ChainStreamInterceptor(rec.stream),
 	)
 	s.GRPC = grpc.NewServer(append(gopts, opts.GRPCOptions...)...)
