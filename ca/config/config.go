@@ -460,7 +460,7 @@ func (c *Config) Validate() error {
 		add("log.format", "%q is not json or text", c.Log.Format)
 	}
 	c.TrustBundle.validate(add)
-	c.CRL.validate(c.Root, add)
+	c.CRL.validate(c.Root, c.Server, c.BundleEndpoint.Address, add)
 	c.Alerts.validate(add)
 	c.Inventory.validate(add)
 	c.Signers.validate(c, add)

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"net"
 	"net/url"
 	"strings"
 	"time"
@@ -34,6 +35,13 @@ type CRLConfig struct {
 	// certificate carries cRLDistributionPoints <url>/gen-<id>.crl and each
 	// full CRL a FreshestCRL <url>/<scope>-delta.crl. Empty: neither.
 	URL string `json:"url,omitempty"`
+	// Listen, when set (e.g. ":15016"), serves the distribution point on a
+	// listener of its own instead of the ops listener; point URL at it.
+	// Relying parties (every workload of the mesh, once URL is in their
+	// certificates) then never share the connections of the kubelet's
+	// probes and Prometheus, which a few of them could otherwise hold.
+	// It has the ops listener's limits (server.limits.ops*).
+	Listen string `json:"listen,omitempty"`
 	// RootCRL is where the root's CRL comes from when meshca does not hold
 	// the root key (root.file.cacertsDir); Istio needs a CRL for every CA
 	// in cert-chain.pem. With Vault the mount's CRL is used.
@@ -73,7 +81,18 @@ func (c *CRLConfig) init() {
 	}
 }
 
-func (c CRLConfig) validate(r RootConfig, add func(string, string, ...any)) {
+func (c CRLConfig) validate(r RootConfig, s ServerConfig, bundle string, add func(string, string, ...any)) {
+	if c.Listen != "" {
+		_, port, err := net.SplitHostPort(c.Listen)
+		if err != nil {
+			add("crl.listen", "%q is not host:port (e.g. :15016); leave it empty to serve the CRLs on server.opsListen", c.Listen)
+		}
+		for _, kv := range [][2]string{{"server.listen", s.Listen}, {"server.opsListen", s.OpsListen}, {"server.adminListen", s.AdminListen}, {"bundleEndpoint.address", bundle}} {
+			if kv[1] == c.Listen && port != "0" {
+				add("crl.listen", "%q is also %s; give the CRLs their own port", c.Listen, kv[0])
+			}
+		}
+	}
 	v := c.Validity.Duration
 	if v < MinCRLValidity {
 		add("crl.validity", "%s is too short; use at least %s (default %s): relying parties must be able to fetch a CRL before it expires", v, MinCRLValidity, DefaultCRLValidity)
@@ -85,7 +104,7 @@ func (c CRLConfig) validate(r RootConfig, add func(string, string, ...any)) {
 		add("crl.coalesceWindow", "%s is out of range; use 0 (rebuild on every revocation) to %s (default %s)", w, MaxCRLCoalesceWindow, DefaultCRLCoalesceWindow)
 	}
 	if c.URL != "" && !httpURL(c.URL) {
-		add("crl.url", "%q is not an http(s) URL without query or fragment; use the address of meshca's ops listener with the /crl path, e.g. http://meshca.istio-system.svc:15014/crl", c.URL)
+		add("crl.url", "%q is not an http(s) URL without query or fragment; use the address of meshca's crl.listen (or ops) listener with the /crl path, e.g. http://meshca.istio-system.svc:15016/crl", c.URL)
 	}
 	rc := c.RootCRL
 	if rc.File == "" && rc.URL == "" {

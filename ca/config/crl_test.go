@@ -26,6 +26,11 @@ func TestCRL_Defaults(t *testing.T) {
 	require.Equal(t, time.Hour, c.CRL.RepublishInterval.Duration)
 	require.Equal(t, time.Duration(0), c.CRL.CoalesceWindowOrDefault(), "0 is kept: rebuild on every revocation")
 	require.Equal(t, "http://meshca:15014/crl", c.CRL.BaseURL())
+
+	c, err = config.Parse([]byte(mergeYAML(t, minimal, "crl: {url: 'http://meshca:15016/crl', listen: ':15016'}")))
+	require.NoError(t, err)
+	require.NoError(t, c.Validate())
+	require.Equal(t, ":15016", c.CRL.Listen)
 }
 
 func TestCRL_ValidationNamesTheKeyAndTheFix(t *testing.T) {
@@ -38,6 +43,8 @@ func TestCRL_ValidationNamesTheKeyAndTheFix(t *testing.T) {
 		"url not http":                {"crl: {url: 'ldap://meshca/crl'}", "crl.url: \"ldap://meshca/crl\" is not an http(s) URL"},
 		"url with a query":            {"crl: {url: 'http://meshca/crl?x=1'}", "crl.url: "},
 		"root CRL with a root key":    {"crl: {rootCRL: {file: /etc/root.crl}}", "crl.rootCRL: must be empty with root.file.rootCert and rootKey: meshca holds the root key"},
+		"listen not host:port":        {"crl: {listen: '15016'}", `crl.listen: "15016" is not host:port (e.g. :15016); leave it empty to serve the CRLs on server.opsListen`},
+		"listen on the ops port":      {"crl: {listen: ':15014'}\nserver: {opsListen: ':15014'}", `crl.listen: ":15014" is also server.opsListen; give the CRLs their own port`},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {

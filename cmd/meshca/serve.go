@@ -36,8 +36,9 @@ store, and serves
   --listen       istio.v1.auth.IstioCertificateService over TLS, with a
                  serving certificate meshca issues to itself (istiod's CA
                  port is 15012)
-  --ops-listen   /healthz, /readyz, /metrics (Prometheus) and the CRL
-                 distribution point /crl/<scope>.crl (DER), /crl/<scope>-delta.crl,
+  --ops-listen   /healthz, /readyz, /metrics (Prometheus) and, unless
+                 crl.listen gives it a port of its own, the CRL distribution
+                 point /crl/<scope>.crl (DER), /crl/<scope>-delta.crl,
                  /crl/<scope>.pem and /crl/ca-crl.pem
 
 and, on the Unix socket server.adminSocket (default admin.sock next to the
@@ -114,9 +115,18 @@ domain's SPIFFE bundle over HTTPS (profile https_web or https_spiffe).`,
 					grpcLn.Close()
 				}
 			}()
-			// The CRLs answer 503 with Retry-After until they are built.
-			serveCRLs := ops.HandleLater("GET /crl/")
+			// The CRLs answer 503 with Retry-After until they are built,
+			// on crl.listen when set, else on the ops port.
+			crlHost := ops
+			if cfg.CRL.Listen != "" {
+				if crlHost, err = server.NewOps(server.OpsOptions{Name: "crl", Key: "crl.listen", Listen: cfg.CRL.Listen, Log: log, Limits: cfg.Server.Limits, RoutesOnly: true}); err != nil {
+					return err
+				}
+				defer crlHost.Close()
+			}
+			serveCRLs := crlHost.HandleLater("GET /crl/")
 			ops.Start()
+			crlHost.Start()
 			rc, err := restConfig(cfg.Kubernetes)
 			if err != nil {
 				return err

@@ -221,6 +221,57 @@ func TestChart_RulesAndDashboardAreTheDeployFiles(t *testing.T) {
 // The NetworkPolicy admits each port from its own source only: the Istio CA
 // port from the mesh's namespaces, the ops port from Prometheus, the admin
 // port from the configured namespace.
+// With crl.url in every certificate the whole mesh fetches CRLs: the chart
+// serves them on their own port (config.crl.listen, :15016 by default) and
+// admits the mesh there, while the ops port, whose connections the kubelet's
+// probes need, stays Prometheus's. Without crl.listen the CRLs are on the
+// ops port and the mesh is admitted to it.
+func TestChart_CRLsHaveTheirOwnPortAndNetworkPolicyRule(t *testing.T) {
+	sources := func(t *testing.T, objs []object) map[string]any {
+		from := map[string]any{}
+		for _, r := range path(one(t, objs, "NetworkPolicy", "meshca"), "spec", "ingress").([]any) {
+			from[path(path(r, "ports").([]any)[0], "port").(string)] = path(r, "from")
+		}
+		return from
+	}
+	mesh := map[string]any{"namespaceSelector": map[string]any{}}
+	prom := map[string]any{
+		"namespaceSelector": map[string]any{"matchLabels": map[string]any{"kubernetes.io/metadata.name": "monitoring"}},
+		"podSelector":       map[string]any{"matchLabels": map[string]any{"app.kubernetes.io/name": "prometheus"}},
+	}
+	url := "config.crl.url=http://meshca.istio-system.svc:15016/crl"
+
+	objs, _ := render(t, "meshca", "istio-system", nil, "--set", url)
+	from := sources(t, objs)
+	if !reflect.DeepEqual(from["http-crl"], []any{mesh}) || !reflect.DeepEqual(from["http-ops"], []any{prom}) {
+		t.Errorf("ingress sources: http-crl %v (want the mesh), http-ops %v (want Prometheus only)", from["http-crl"], from["http-ops"])
+	}
+	svc := map[string]any{}
+	for _, p := range path(one(t, objs, "Service", "meshca"), "spec", "ports").([]any) {
+		svc[path(p, "name").(string)] = path(p, "port")
+	}
+	ctr := map[string]any{}
+	for _, p := range path(one(t, objs, "Deployment", "meshca"), "spec", "template", "spec", "containers", 0, "ports").([]any) {
+		ctr[path(p, "name").(string)] = path(p, "containerPort")
+	}
+	if svc["http-crl"] != float64(15016) || ctr["http-crl"] != float64(15016) {
+		t.Errorf("http-crl: Service port %v, container port %v, want 15016", svc["http-crl"], ctr["http-crl"])
+	}
+
+	// Without crl.url nothing admits the mesh to either port.
+	objs, _ = render(t, "meshca", "istio-system", nil)
+	from = sources(t, objs)
+	if _, ok := from["http-crl"]; ok || !reflect.DeepEqual(from["http-ops"], []any{prom}) {
+		t.Errorf("without crl.url: %v", from)
+	}
+	// CRLs on the ops port (crl.listen emptied): the mesh is admitted there.
+	objs, _ = render(t, "meshca", "istio-system", nil, "--set", url, "--set", "config.crl.listen=")
+	from = sources(t, objs)
+	if _, ok := from["http-crl"]; ok || !reflect.DeepEqual(from["http-ops"], []any{prom, mesh}) {
+		t.Errorf("without crl.listen: %v", from)
+	}
+}
+
 func TestChart_NetworkPolicyAdmitsEachPortFromItsSource(t *testing.T) {
 	objs, _ := render(t, "meshca", "istio-system", []string{"../testdata/all-features.yaml"},
 		"--set", "networkPolicy.meshNamespaceSelector.matchLabels.istio-injection=enabled",

@@ -30,6 +30,13 @@ type OpsOptions struct {
 	// Limits bound the listener (server.limits.ops*); zero fields take
 	// their defaults.
 	Limits config.LimitsConfig
+	// Name names the listener in logs ("ops" when empty), and Key the
+	// setting of Listen in errors ("server.opsListen" when empty).
+	Name, Key string
+	// RoutesOnly serves only what Handle mounts, without /healthz,
+	// /readyz and /metrics: a listener for relying parties, such as the
+	// CRL distribution point on crl.listen.
+	RoutesOnly bool
 }
 
 // Ops is the operations listener: /healthz, /readyz, /metrics and what
@@ -42,6 +49,7 @@ type OpsOptions struct {
 // out of the Service until it signs.
 type Ops struct {
 	log   *slog.Logger
+	name  string
 	ln    net.Listener
 	srv   *http.Server
 	mux   *http.ServeMux
@@ -64,17 +72,26 @@ func NewOps(o OpsOptions) (*Ops, error) {
 		o.Log = slog.Default()
 	}
 	o.Limits.Init()
+	if o.Key == "" {
+		o.Key = "server.opsListen"
+	}
 	ln, err := net.Listen("tcp", o.Listen)
 	if err != nil {
-		return nil, fmt.Errorf("server.opsListen %s: %w", o.Listen, err)
+		return nil, fmt.Errorf("%s %s: %w", o.Key, o.Listen, err)
 	}
 	l := o.Limits
+	if o.Name == "" {
+		o.Name = "ops"
+	}
 	ops := &Ops{
-		log: o.Log,
-		// The operations port serves the kubelet's probes, Prometheus and
-		// CRLs to any relying party: one source address holds at most a
-		// share of it, so that CRL fetchers cannot take the probes' slots.
-		ln:      newConnLimiter(ln, "ops", l.OpsMaxConnections, OpsMaxConnectionsPerAddress(l.OpsMaxConnections), connMetrics{}, o.Log),
+		log:  o.Log,
+		name: o.Name,
+		// The operations port serves the kubelet's probes, Prometheus and,
+		// without crl.listen, CRLs to any relying party: one source
+		// address holds at most a share of it. A few addresses can still
+		// hold every slot, so relying parties in the mesh belong on a
+		// listener of their own (crl.listen).
+		ln:      newConnLimiter(ln, o.Name, l.OpsMaxConnections, OpsMaxConnectionsPerAddress(l.OpsMaxConnections), connMetrics{}, o.Log),
 		mux:     http.NewServeMux(),
 		stopped: make(chan struct{}),
 	}
@@ -93,10 +110,12 @@ func NewOps(o OpsOptions) (*Ops, error) {
 			return nil, err
 		}
 	}
-	ops.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
-	ops.mux.HandleFunc("GET /readyz", ops.readyz)
-	if o.Gatherer != nil {
-		ops.mux.Handle("GET /metrics", promhttp.HandlerFor(o.Gatherer, promhttp.HandlerOpts{}))
+	if !o.RoutesOnly {
+		ops.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+		ops.mux.HandleFunc("GET /readyz", ops.readyz)
+		if o.Gatherer != nil {
+			ops.mux.Handle("GET /metrics", promhttp.HandlerFor(o.Gatherer, promhttp.HandlerOpts{}))
+		}
 	}
 	ops.srv = &http.Server{
 		Handler:           ops.mux,
@@ -105,7 +124,7 @@ func NewOps(o OpsOptions) (*Ops, error) {
 		WriteTimeout:      l.OpsWriteTimeout.Duration,
 		IdleTimeout:       l.OpsIdleTimeout.Duration,
 		MaxHeaderBytes:    opsMaxHeaderBytes,
-		ErrorLog:          HTTPErrorLog(o.Log, "ops", slog.LevelWarn, nil),
+		ErrorLog:          HTTPErrorLog(o.Log, o.Name, slog.LevelWarn, nil),
 	}
 	return ops, nil
 }
@@ -115,10 +134,10 @@ func NewOps(o OpsOptions) (*Ops, error) {
 // that, Close does.
 func (o *Ops) Start() {
 	o.once.Do(func() {
-		o.log.Info("serving operations", "ops", o.Addr().String())
+		o.log.Info("serving operations", o.name, o.Addr().String())
 		go func() {
 			if err := o.srv.Serve(o.ln); !errors.Is(err, http.ErrServerClosed) {
-				o.log.Error("the operations listener stopped", "error", err)
+				o.log.Error("the operations listener stopped", "listener", o.name, "error", err)
 				o.err = err
 			}
 			close(o.stopped)
