@@ -39,6 +39,7 @@ import (
 	certificatesv1 "k8s.io/api/certificates/v1"
 	certificatesv1beta1 "k8s.io/api/certificates/v1beta1"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/kubernetes"
@@ -337,11 +338,16 @@ func (p *Publisher) Discover(ctx context.Context) error {
 // Publisher never modifies what it reads, so reads of the ConfigMaps (a
 // CRL may be 1 MiB, in every namespace) and bundles skip the deep copy.
 // Call Discover first.
+//
+// Anyone who may create ConfigMaps in a namespace can set that label: of a
+// ConfigMap that is not one of meshca's names, the cache keeps only the
+// name and namespace (trimForeignConfigMap), so that a tenant's labelled
+// ConfigMaps cost meshca no memory beyond their count.
 func (p *Publisher) Cache() map[client.Object]ctrlcache.ByObject {
 	managed := labels.SelectorFromSet(labels.Set{LabelManagedBy: FieldManager})
 	noCopy := true
 	out := map[client.Object]ctrlcache.ByObject{
-		&corev1.ConfigMap{}: {Label: managed, UnsafeDisableDeepCopy: &noCopy},
+		&corev1.ConfigMap{}: {Label: managed, UnsafeDisableDeepCopy: &noCopy, Transform: p.trimForeignConfigMap},
 		&corev1.Secret{}: {Namespaces: map[string]ctrlcache.Config{
 			p.namespace: {FieldSelector: fields.OneTermEqualSelector("metadata.name", SecretName)},
 		}},
@@ -354,6 +360,24 @@ func (p *Publisher) Cache() map[client.Object]ctrlcache.ByObject {
 		out[&certificatesv1beta1.ClusterTrustBundle{}] = ctrlcache.ByObject{Label: managed, UnsafeDisableDeepCopy: &noCopy}
 	}
 	return out
+}
+
+// trimForeignConfigMap keeps of a cached ConfigMap that the Publisher never
+// reads (another name than istio-ca-root-cert, the CRL ConfigMap, or the PQ
+// anchors in istiod's namespace) only what identifies it.
+func (p *Publisher) trimForeignConfigMap(o any) (any, error) {
+	cm, ok := o.(*corev1.ConfigMap)
+	if !ok || p.ownConfigMap(cm.Namespace, cm.Name) {
+		return o, nil
+	}
+	return &corev1.ConfigMap{TypeMeta: cm.TypeMeta, ObjectMeta: metav1.ObjectMeta{
+		Name: cm.Name, Namespace: cm.Namespace, UID: cm.UID, ResourceVersion: cm.ResourceVersion,
+	}}, nil
+}
+
+// ownConfigMap reports whether ns/name is a ConfigMap the Publisher writes.
+func (p *Publisher) ownConfigMap(ns, name string) bool {
+	return name == RootConfigMapName || name == p.crlName || (name == PQAnchorsConfigMapName && ns == p.namespace)
 }
 
 // SetupWithManager makes the Publisher one of mgr's runnables, reading
