@@ -179,8 +179,13 @@ func sameCertSet(b []byte, want []*x509.Certificate) bool {
 // publishedRoots returns the root-cert.pem bytes to publish where old is
 // what the object holds now: old itself when it already holds exactly the
 // roots, else cacerts.MergeRoots (the byte-append rule), else, when old does
-// not parse, the roots encoded afresh.
+// not parse or holds anything meshca would not have written (text around
+// or between the blocks, a malformed block the PEM decoder skips, another
+// encoding), the roots encoded afresh.
 func publishedRoots(old []byte, roots []*x509.Certificate) []byte {
+	if len(old) > 0 && !canonicalPEM(old) {
+		return root.EncodePEM(roots...)
+	}
 	if len(old) > 0 && sameCertSet(old, roots) {
 		return old
 	}
@@ -189,6 +194,13 @@ func publishedRoots(old []byte, roots []*x509.Certificate) []byte {
 		return root.EncodePEM(roots...)
 	}
 	return merged
+}
+
+// canonicalPEM reports whether b is exactly what root.EncodePEM writes for
+// the certificates it holds: what meshca published, byte for byte.
+func canonicalPEM(b []byte) bool {
+	certs, err := root.ParseCertificates(b)
+	return err == nil && bytes.Equal(b, root.EncodePEM(certs...))
 }
 
 // fingerprint is the lower-case hex SHA-256 of c's DER.
