@@ -179,13 +179,10 @@ func sameCertSet(b []byte, want []*x509.Certificate) bool {
 // publishedRoots returns the root-cert.pem bytes to publish where old is
 // what the object holds now: old itself when it already holds exactly the
 // roots, else cacerts.MergeRoots (the byte-append rule), else, when old does
-// not parse or holds anything meshca would not have written (text around
-// or between the blocks, a malformed block the PEM decoder skips, another
-// encoding), the roots encoded afresh.
+// not parse, the roots encoded afresh. Bytes meshca did not write (CRLF,
+// blank lines, openssl's subject= lines) are kept: istiod refuses a
+// root-cert.pem whose bytes neither contain nor are contained in the old.
 func publishedRoots(old []byte, roots []*x509.Certificate) []byte {
-	if len(old) > 0 && !canonicalPEM(old) {
-		return root.EncodePEM(roots...)
-	}
 	if len(old) > 0 && sameCertSet(old, roots) {
 		return old
 	}
@@ -196,11 +193,24 @@ func publishedRoots(old []byte, roots []*x509.Certificate) []byte {
 	return merged
 }
 
-// canonicalPEM reports whether b is exactly what root.EncodePEM writes for
-// the certificates it holds: what meshca published, byte for byte.
-func canonicalPEM(b []byte) bool {
+// publishedRootsConfigMap is publishedRoots for an istio-ca-root-cert
+// ConfigMap, which anyone who may edit ConfigMaps in its namespace can
+// change: a content with a PEM block the decoder skipped (a malformed
+// block put in front of the roots, which another reader might take
+// differently) is not kept, whatever else it holds, and the roots are
+// encoded afresh. Any other bytes are kept as publishedRoots keeps them.
+func publishedRootsConfigMap(old []byte, roots []*x509.Certificate) []byte {
+	if skipsBlocks(old) {
+		return root.EncodePEM(roots...)
+	}
+	return publishedRoots(old, roots)
+}
+
+// skipsBlocks reports whether b holds more PEM begin lines than
+// certificates that parse from it.
+func skipsBlocks(b []byte) bool {
 	certs, err := root.ParseCertificates(b)
-	return err == nil && bytes.Equal(b, root.EncodePEM(certs...))
+	return err == nil && bytes.Count(b, []byte("-----BEGIN")) != len(certs)
 }
 
 // fingerprint is the lower-case hex SHA-256 of c's DER.
