@@ -30,8 +30,8 @@ type CRLConfig struct {
 	// rebuild; default 200ms.
 	CoalesceWindow *Duration `json:"coalesceWindow,omitempty"`
 	// URL is the base URL under which meshca's HTTP distribution point is
-	// reachable (the ops listener's /crl path, e.g.
-	// http://meshca.istio-system.svc:15014/crl). When set, every issued
+	// reachable (the /crl path of crl.listen, else of the ops listener, e.g.
+	// http://meshca.istio-system.svc:15016/crl). When set, every issued
 	// certificate carries cRLDistributionPoints <url>/gen-<id>.crl and each
 	// full CRL a FreshestCRL <url>/<scope>-delta.crl. Empty: neither.
 	URL string `json:"url,omitempty"`
@@ -83,13 +83,19 @@ func (c *CRLConfig) init() {
 
 func (c CRLConfig) validate(r RootConfig, s ServerConfig, bundle string, add func(string, string, ...any)) {
 	if c.Listen != "" {
-		_, port, err := net.SplitHostPort(c.Listen)
-		if err != nil {
+		if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 			add("crl.listen", "%q is not host:port (e.g. :15016); leave it empty to serve the CRLs on server.opsListen", c.Listen)
 		}
 		for _, kv := range [][2]string{{"server.listen", s.Listen}, {"server.opsListen", s.OpsListen}, {"server.adminListen", s.AdminListen}, {"bundleEndpoint.address", bundle}} {
-			if kv[1] == c.Listen && port != "0" {
-				add("crl.listen", "%q is also %s; give the CRLs their own port", c.Listen, kv[0])
+			if sameListener(kv[1], c.Listen) {
+				add("crl.listen", "%q is also %s (%q); give the CRLs their own port", c.Listen, kv[0], kv[1])
+			}
+		}
+		// The URL of a configuration from before crl.listen: certificates
+		// would name a path the ops listener no longer serves.
+		if u, err := url.Parse(c.URL); err == nil && u.Port() != "" {
+			if _, ops, err := net.SplitHostPort(s.OpsListen); err == nil && u.Port() == ops {
+				add("crl.url", "%q names server.opsListen's port %s, but crl.listen %q serves the CRLs; point crl.url at crl.listen's port, or empty crl.listen to serve them on the ops port", c.URL, ops, c.Listen)
 			}
 		}
 	}
@@ -124,6 +130,18 @@ func (c CRLConfig) validate(r RootConfig, s ServerConfig, bundle string, add fun
 	if rc.Refresh.Duration < time.Minute {
 		add("crl.rootCRL.refresh", "%s is too short; use at least 1m (default %s)", rc.Refresh.Duration, DefaultRootCRLRefresh)
 	}
+}
+
+// sameListener reports whether listen addresses a and b would take the same
+// port: the same port (not 0) on the same host or on a wildcard host.
+func sameListener(a, b string) bool {
+	ha, pa, errA := net.SplitHostPort(a)
+	hb, pb, errB := net.SplitHostPort(b)
+	if errA != nil || errB != nil || pa != pb || pa == "0" {
+		return false
+	}
+	wild := func(h string) bool { return h == "" || h == "0.0.0.0" || h == "::" }
+	return ha == hb || wild(ha) || wild(hb)
 }
 
 func httpURL(s string) bool {

@@ -35,16 +35,19 @@ func TestCRL_Defaults(t *testing.T) {
 
 func TestCRL_ValidationNamesTheKeyAndTheFix(t *testing.T) {
 	tests := map[string]struct{ yaml, want string }{
-		"validity too short":          {"crl: {validity: 30s}", "crl.validity: 30s is too short; use at least 1m0s"},
-		"republish after nextUpdate":  {"crl: {validity: 1h, republishInterval: 2h}", "crl.republishInterval: 2h0m0s must be above 0 and below crl.validity 1h0m0s"},
-		"republish equal to validity": {"crl: {validity: 1h, republishInterval: 1h}", "crl.republishInterval: "},
-		"coalesce window too long":    {"crl: {coalesceWindow: 1m}", "crl.coalesceWindow: 1m0s is out of range; use 0"},
-		"negative coalesce window":    {"crl: {coalesceWindow: -1s}", "crl.coalesceWindow: "},
-		"url not http":                {"crl: {url: 'ldap://meshca/crl'}", "crl.url: \"ldap://meshca/crl\" is not an http(s) URL"},
-		"url with a query":            {"crl: {url: 'http://meshca/crl?x=1'}", "crl.url: "},
-		"root CRL with a root key":    {"crl: {rootCRL: {file: /etc/root.crl}}", "crl.rootCRL: must be empty with root.file.rootCert and rootKey: meshca holds the root key"},
-		"listen not host:port":        {"crl: {listen: '15016'}", `crl.listen: "15016" is not host:port (e.g. :15016); leave it empty to serve the CRLs on server.opsListen`},
-		"listen on the ops port":      {"crl: {listen: ':15014'}\nserver: {opsListen: ':15014'}", `crl.listen: ":15014" is also server.opsListen; give the CRLs their own port`},
+		"validity too short":                    {"crl: {validity: 30s}", "crl.validity: 30s is too short; use at least 1m0s"},
+		"republish after nextUpdate":            {"crl: {validity: 1h, republishInterval: 2h}", "crl.republishInterval: 2h0m0s must be above 0 and below crl.validity 1h0m0s"},
+		"republish equal to validity":           {"crl: {validity: 1h, republishInterval: 1h}", "crl.republishInterval: "},
+		"coalesce window too long":              {"crl: {coalesceWindow: 1m}", "crl.coalesceWindow: 1m0s is out of range; use 0"},
+		"negative coalesce window":              {"crl: {coalesceWindow: -1s}", "crl.coalesceWindow: "},
+		"url not http":                          {"crl: {url: 'ldap://meshca/crl'}", "crl.url: \"ldap://meshca/crl\" is not an http(s) URL"},
+		"url with a query":                      {"crl: {url: 'http://meshca/crl?x=1'}", "crl.url: "},
+		"root CRL with a root key":              {"crl: {rootCRL: {file: /etc/root.crl}}", "crl.rootCRL: must be empty with root.file.rootCert and rootKey: meshca holds the root key"},
+		"listen not host:port":                  {"crl: {listen: '15016'}", `crl.listen: "15016" is not host:port (e.g. :15016); leave it empty to serve the CRLs on server.opsListen`},
+		"listen on the ops port":                {"crl: {listen: ':15014'}\nserver: {opsListen: ':15014'}", `crl.listen: ":15014" is also server.opsListen (":15014"); give the CRLs their own port`},
+		"listen on the ops port, all addresses": {"crl: {listen: '0.0.0.0:15014'}\nserver: {opsListen: ':15014'}", `crl.listen: "0.0.0.0:15014" is also server.opsListen (":15014")`},
+		"url still on the ops port": {"crl: {listen: ':15016', url: 'http://meshca.istio-system.svc:15014/crl'}\nserver: {opsListen: ':15014'}",
+			`crl.url: "http://meshca.istio-system.svc:15014/crl" names server.opsListen's port 15014, but crl.listen ":15016" serves the CRLs`},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {

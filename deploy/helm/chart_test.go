@@ -218,9 +218,6 @@ func TestChart_RulesAndDashboardAreTheDeployFiles(t *testing.T) {
 	}
 }
 
-// The NetworkPolicy admits each port from its own source only: the Istio CA
-// port from the mesh's namespaces, the ops port from Prometheus, the admin
-// port from the configured namespace.
 // With crl.url in every certificate the whole mesh fetches CRLs: the chart
 // serves them on their own port (config.crl.listen, :15016 by default) and
 // admits the mesh there, while the ops port, whose connections the kubelet's
@@ -264,14 +261,23 @@ func TestChart_CRLsHaveTheirOwnPortAndNetworkPolicyRule(t *testing.T) {
 	if _, ok := from["http-crl"]; ok || !reflect.DeepEqual(from["http-ops"], []any{prom}) {
 		t.Errorf("without crl.url: %v", from)
 	}
+	// A crl.url from before crl.listen (the ops port) is refused: its
+	// certificates would name a path no one serves.
+	_, err := renderErr(t, "meshca", "istio-system", nil, "--set", "config.crl.url=http://meshca.istio-system.svc:15014/crl")
+	if err == nil || !strings.Contains(err.Error(), `config.crl.url "http://meshca.istio-system.svc:15014/crl" names port 15014, but the CRLs are served on config.crl.listen ":15016"`) {
+		t.Errorf("crl.url on the ops port: err = %v", err)
+	}
 	// CRLs on the ops port (crl.listen emptied): the mesh is admitted there.
-	objs, _ = render(t, "meshca", "istio-system", nil, "--set", url, "--set", "config.crl.listen=")
+	objs, _ = render(t, "meshca", "istio-system", nil, "--set", "config.crl.url=http://meshca.istio-system.svc:15014/crl", "--set", "config.crl.listen=")
 	from = sources(t, objs)
 	if _, ok := from["http-crl"]; ok || !reflect.DeepEqual(from["http-ops"], []any{prom, mesh}) {
 		t.Errorf("without crl.listen: %v", from)
 	}
 }
 
+// The NetworkPolicy admits each port from its own source only: the Istio CA
+// port from the mesh's namespaces, the ops port from Prometheus, the admin
+// port from the configured namespace.
 func TestChart_NetworkPolicyAdmitsEachPortFromItsSource(t *testing.T) {
 	objs, _ := render(t, "meshca", "istio-system", []string{"../testdata/all-features.yaml"},
 		"--set", "networkPolicy.meshNamespaceSelector.matchLabels.istio-injection=enabled",
