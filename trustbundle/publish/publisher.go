@@ -339,15 +339,15 @@ func (p *Publisher) Discover(ctx context.Context) error {
 // CRL may be 1 MiB, in every namespace) and bundles skip the deep copy.
 // Call Discover first.
 //
-// Anyone who may create ConfigMaps in a namespace can set that label: of a
-// ConfigMap that is not one of meshca's names, the cache keeps only the
-// name and namespace (trimForeignConfigMap), so that a tenant's labelled
-// ConfigMaps cost meshca no memory beyond their count.
+// Anyone who may create ConfigMaps in a namespace can set that label, or
+// add to meshca's own ConfigMaps there: the cache keeps of each only what
+// the Publisher reads (trimConfigMap), so that a tenant's ConfigMaps cost
+// meshca no memory beyond their count.
 func (p *Publisher) Cache() map[client.Object]ctrlcache.ByObject {
 	managed := labels.SelectorFromSet(labels.Set{LabelManagedBy: FieldManager})
 	noCopy := true
 	out := map[client.Object]ctrlcache.ByObject{
-		&corev1.ConfigMap{}: {Label: managed, UnsafeDisableDeepCopy: &noCopy, Transform: p.trimForeignConfigMap},
+		&corev1.ConfigMap{}: {Label: managed, UnsafeDisableDeepCopy: &noCopy, Transform: p.trimConfigMap},
 		&corev1.Secret{}: {Namespaces: map[string]ctrlcache.Config{
 			p.namespace: {FieldSelector: fields.OneTermEqualSelector("metadata.name", SecretName)},
 		}},
@@ -362,22 +362,48 @@ func (p *Publisher) Cache() map[client.Object]ctrlcache.ByObject {
 	return out
 }
 
-// trimForeignConfigMap keeps of a cached ConfigMap that the Publisher never
-// reads (another name than istio-ca-root-cert, the CRL ConfigMap, or the PQ
-// anchors in istiod's namespace) only what identifies it.
-func (p *Publisher) trimForeignConfigMap(o any) (any, error) {
+// trimConfigMap keeps of a cached ConfigMap what the Publisher reads: of
+// one it writes (istio-ca-root-cert, the CRL ConfigMap, the PQ anchors in
+// istiod's namespace) its key and meshca's labels, of any other only what
+// identifies it. Tenants can add keys, annotations and labels to both.
+func (p *Publisher) trimConfigMap(o any) (any, error) {
 	cm, ok := o.(*corev1.ConfigMap)
-	if !ok || p.ownConfigMap(cm.Namespace, cm.Name) {
+	if !ok {
 		return o, nil
 	}
-	return &corev1.ConfigMap{TypeMeta: cm.TypeMeta, ObjectMeta: metav1.ObjectMeta{
+	out := &corev1.ConfigMap{TypeMeta: cm.TypeMeta, ObjectMeta: metav1.ObjectMeta{
 		Name: cm.Name, Namespace: cm.Namespace, UID: cm.UID, ResourceVersion: cm.ResourceVersion,
-	}}, nil
+	}}
+	key := p.configMapKey(cm.Namespace, cm.Name)
+	if key == "" {
+		return out, nil
+	}
+	if v, ok := cm.Data[key]; ok {
+		out.Data = map[string]string{key: v}
+	}
+	for _, k := range []string{LabelManagedBy, LabelIstioConfig} {
+		if v, ok := cm.Labels[k]; ok {
+			if out.Labels == nil {
+				out.Labels = map[string]string{}
+			}
+			out.Labels[k] = v
+		}
+	}
+	return out, nil
 }
 
-// ownConfigMap reports whether ns/name is a ConfigMap the Publisher writes.
-func (p *Publisher) ownConfigMap(ns, name string) bool {
-	return name == RootConfigMapName || name == p.crlName || (name == PQAnchorsConfigMapName && ns == p.namespace)
+// configMapKey is the data key of ConfigMap ns/name if the Publisher
+// writes it, else "".
+func (p *Publisher) configMapKey(ns, name string) string {
+	switch {
+	case name == RootConfigMapName:
+		return rootConfigMapKey
+	case name == p.crlName:
+		return crlConfigMapKey
+	case name == PQAnchorsConfigMapName && ns == p.namespace:
+		return PQAnchorsConfigMapKey
+	}
+	return ""
 }
 
 // SetupWithManager makes the Publisher one of mgr's runnables, reading
