@@ -69,12 +69,18 @@ func (a *Logger) Issued(ctx context.Context, d Decision) {
 
 // Denied records a refusal.
 func (a *Logger) Denied(ctx context.Context, d Decision) {
-	a.l.LogAttrs(ctx, slog.LevelWarn, EventDenied,
+	a.l.LogAttrs(ctx, slog.LevelWarn, EventDenied, deniedAttrs(d)...)
+}
+
+// deniedAttrs are the fields of a certificate.denied line; a sampled line
+// appends "suppressed".
+func deniedAttrs(d Decision, more ...slog.Attr) []slog.Attr {
+	return append([]slog.Attr{
 		slog.String("event", EventDenied),
 		slog.String("identity", d.Identity),
 		slog.String("requester", d.Requester),
 		slog.String("profile", d.Profile),
 		slog.String("reason", d.Reason),
 		slog.String("message", d.Message),
-	)
+	}, more...)
 }

@@ -63,18 +63,9 @@ func (a *Logger) WithClock(c clock.PassiveClock) *Logger {
 // DeniedUnauthenticated records a refusal of a caller that did not
 // authenticate, sampled per reason (see UnauthenticatedRate).
 func (a *Logger) DeniedUnauthenticated(ctx context.Context, d Decision) {
-	n, ok := a.s.allow(d.Reason)
-	if !ok {
-		return
+	if n, ok := a.s.allow(d.Reason); ok {
+		a.l.LogAttrs(ctx, slog.LevelWarn, EventDenied, deniedAttrs(d, slog.Uint64("suppressed", n))...)
 	}
-	a.l.LogAttrs(ctx, slog.LevelWarn, EventDenied,
-		slog.String("event", EventDenied),
-		slog.String("identity", d.Identity),
-		slog.String("requester", d.Requester),
-		slog.String("reason", d.Reason),
-		slog.String("message", d.Message),
-		slog.Uint64("suppressed", n),
-	)
 }
 
 // DeniedRepeatable records a refusal of an authenticated caller that the
@@ -83,19 +74,9 @@ func (a *Logger) DeniedUnauthenticated(ctx context.Context, d Decision) {
 // sampled per d.Identity and d.Reason (see CallerDenialRate); the next line
 // carries the number left out in "suppressed".
 func (a *Logger) DeniedRepeatable(ctx context.Context, d Decision) {
-	n, ok := a.s.allowCaller(d.Identity, d.Reason)
-	if !ok {
-		return
+	if n, ok := a.s.allowCaller(d.Identity, d.Reason); ok {
+		a.l.LogAttrs(ctx, slog.LevelWarn, EventDenied, deniedAttrs(d, slog.Uint64("suppressed", n))...)
 	}
-	a.l.LogAttrs(ctx, slog.LevelWarn, EventDenied,
-		slog.String("event", EventDenied),
-		slog.String("identity", d.Identity),
-		slog.String("requester", d.Requester),
-		slog.String("profile", d.Profile),
-		slog.String("reason", d.Reason),
-		slog.String("message", d.Message),
-		slog.Uint64("suppressed", n),
-	)
 }
 
 // allowCaller is allow for the refusals of one caller identity.

@@ -21,18 +21,27 @@ func startRemote(t *testing.T) (*Server, tls.Certificate, tls.Certificate, *memR
 	srvCert := selfSigned(t, "", true)
 	alice := selfSigned(t, "spiffe://cluster.local/ns/ops/sa/alice", false)
 	rv := &memRevoker{}
+	s := serveRemote(t, srvCert, Options{Revoker: rv, Revocations: rv, Records: cliIssued(alice)}, nil)
+	return s, srvCert, alice, rv
+}
+
+// serveRemote serves a TCP admin listener on 127.0.0.1 with srvCert, o,
+// alice as the only admin and the test authenticators, until the test
+// ends; nextProtos is the TLS configuration's ALPN list.
+func serveRemote(t *testing.T, srvCert tls.Certificate, o Options, nextProtos []string) *Server {
+	t.Helper()
 	s, err := ListenTCP(RemoteOptions{
-		Options: Options{Revoker: rv, Revocations: rv, Records: cliIssued(alice)},
+		Options: o,
 		Listen:  "127.0.0.1:0",
-		TLS:     &tls.Config{Certificates: []tls.Certificate{srvCert}, ClientAuth: tls.RequestClientCert},
+		TLS:     &tls.Config{Certificates: []tls.Certificate{srvCert}, ClientAuth: tls.RequestClientCert, NextProtos: nextProtos},
 		Admins:  []string{"spiffe://cluster.local/ns/ops/sa/alice"}, ClientCert: certAuthn{}, Tokens: tokenAuthn{}, Access: access{},
 	})
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.Serve(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
-	return s, srvCert, alice, rv
+	t.Cleanup(func() { cancel(); require.NoError(t, <-done) })
+	return s
 }
 
 // Unauthenticated peers that connect and stay silent take at most

@@ -26,18 +26,8 @@ func TestRemote_ANonAdminsRefusalsAreSampledInTheAuditLog(t *testing.T) {
 	bob := selfSigned(t, "spiffe://cluster.local/ns/ops/sa/bob", false)
 	var logs syncBuffer
 	clk := testingclock.NewFakeClock(time.Now())
-	s, err := ListenTCP(RemoteOptions{
-		Options: Options{Revoker: &memRevoker{}, Records: cliIssued(bob),
-			Audit: audit.New(slog.New(slog.NewJSONHandler(&logs, nil))).WithClock(clk)},
-		Listen: "127.0.0.1:0",
-		TLS:    &tls.Config{Certificates: []tls.Certificate{srvCert}, ClientAuth: tls.RequestClientCert},
-		Admins: []string{"spiffe://cluster.local/ns/ops/sa/alice"}, ClientCert: certAuthn{}, Tokens: tokenAuthn{}, Access: access{},
-	})
-	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Serve(ctx) }()
-	t.Cleanup(func() { cancel(); require.NoError(t, <-done) })
+	s := serveRemote(t, srvCert, Options{Revoker: &memRevoker{}, Records: cliIssued(bob),
+		Audit: audit.New(slog.New(slog.NewJSONHandler(&logs, nil))).WithClock(clk)}, nil)
 
 	roots := x509.NewCertPool()
 	roots.AddCert(srvCert.Leaf)
@@ -54,7 +44,7 @@ func TestRemote_ANonAdminsRefusalsAreSampledInTheAuditLog(t *testing.T) {
 	require.Equal(t, audit.CallerDenialBurst, lines(), "a burst of one caller's refusals writes at most the burst")
 
 	clk.Step(time.Second)
-	_, err = c.Status(context.Background())
+	_, err := c.Status(context.Background())
 	require.Equal(t, 403, err.(*StatusError).Code)
 	require.Equal(t, audit.CallerDenialBurst+1, lines())
 	require.Contains(t, logs.String(), `"reason":"not_an_admin","message":"spiffe://cluster.local/ns/ops/sa/bob is not an admin identity of this meshca (server.adminIdentities)","suppressed":90}`)
@@ -67,17 +57,7 @@ func TestRemote_ANonAdminsRefusalsAreSampledInTheAuditLog(t *testing.T) {
 func TestRemote_FailedHandshakesCannotFloodTheLog(t *testing.T) {
 	srvCert := selfSigned(t, "", true)
 	var logs syncBuffer
-	s, err := ListenTCP(RemoteOptions{
-		Options: Options{Revoker: &memRevoker{}, Records: cliIssued(), Log: slog.New(slog.NewJSONHandler(&logs, nil))},
-		Listen:  "127.0.0.1:0",
-		TLS:     &tls.Config{Certificates: []tls.Certificate{srvCert}, ClientAuth: tls.RequestClientCert},
-		Admins:  []string{"spiffe://cluster.local/ns/ops/sa/alice"}, ClientCert: certAuthn{}, Tokens: tokenAuthn{}, Access: access{},
-	})
-	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Serve(ctx) }()
-	t.Cleanup(func() { cancel(); require.NoError(t, <-done) })
+	s := serveRemote(t, srvCert, Options{Revoker: &memRevoker{}, Records: cliIssued(), Log: slog.New(slog.NewJSONHandler(&logs, nil))}, nil)
 
 	protos := make([]string, 200)
 	for i := range protos {

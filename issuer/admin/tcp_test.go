@@ -98,17 +98,7 @@ func TestRemote_AuthenticatesThenAuthorizesEveryRoute(t *testing.T) {
 	alice, bob := selfSigned(t, "spiffe://cluster.local/ns/ops/sa/alice", false), selfSigned(t, "spiffe://cluster.local/ns/ops/sa/bob", false)
 	rv := &memRevoker{}
 	var logs syncBuffer
-	s, err := ListenTCP(RemoteOptions{
-		Options: Options{Revoker: rv, Revocations: rv, Records: cliIssued(alice, bob), Log: slog.New(slog.NewJSONHandler(&logs, nil))},
-		Listen:  "127.0.0.1:0",
-		TLS:     &tls.Config{Certificates: []tls.Certificate{srvCert}, ClientAuth: tls.RequestClientCert, NextProtos: []string{"h2"}},
-		Admins:  []string{"spiffe://cluster.local/ns/ops/sa/alice"}, ClientCert: certAuthn{}, Tokens: tokenAuthn{}, Access: access{},
-	})
-	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Serve(ctx) }()
-	t.Cleanup(func() { cancel(); require.NoError(t, <-done) })
+	s := serveRemote(t, srvCert, Options{Revoker: rv, Revocations: rv, Records: cliIssued(alice, bob), Log: slog.New(slog.NewJSONHandler(&logs, nil))}, []string{"h2"})
 
 	roots := x509.NewCertPool()
 	roots.AddCert(srvCert.Leaf)
