@@ -3,6 +3,7 @@ package config
 import (
 	"net"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -94,7 +95,7 @@ func (c CRLConfig) validate(r RootConfig, s ServerConfig, bundle string, add fun
 		// The URL of a configuration from before crl.listen: certificates
 		// would name a path the ops listener no longer serves.
 		if u, err := url.Parse(c.URL); err == nil && u.Port() != "" {
-			if _, ops, err := net.SplitHostPort(s.OpsListen); err == nil && u.Port() == ops {
+			if _, ops, err := net.SplitHostPort(s.OpsListen); err == nil && samePort(u.Port(), ops) {
 				add("crl.url", "%q names server.opsListen's port %s, but crl.listen %q serves the CRLs; point crl.url at crl.listen's port, or empty crl.listen to serve them on the ops port", c.URL, ops, c.Listen)
 			}
 		}
@@ -137,11 +138,19 @@ func (c CRLConfig) validate(r RootConfig, s ServerConfig, bundle string, add fun
 func sameListener(a, b string) bool {
 	ha, pa, errA := net.SplitHostPort(a)
 	hb, pb, errB := net.SplitHostPort(b)
-	if errA != nil || errB != nil || pa != pb || pa == "0" {
+	if errA != nil || errB != nil || !samePort(pa, pb) {
 		return false
 	}
 	wild := func(h string) bool { return h == "" || h == "0.0.0.0" || h == "::" }
 	return ha == hb || wild(ha) || wild(hb)
+}
+
+// samePort reports whether decimal ports a and b are the same port other
+// than 0 ("015014" is 15014).
+func samePort(a, b string) bool {
+	pa, errA := strconv.ParseUint(a, 10, 16)
+	pb, errB := strconv.ParseUint(b, 10, 16)
+	return errA == nil && errB == nil && pa == pb && pa != 0
 }
 
 func httpURL(s string) bool {

@@ -46,6 +46,8 @@ func TestCRL_ValidationNamesTheKeyAndTheFix(t *testing.T) {
 		"listen not host:port":                  {"crl: {listen: '15016'}", `crl.listen: "15016" is not host:port (e.g. :15016); leave it empty to serve the CRLs on server.opsListen`},
 		"listen on the ops port":                {"crl: {listen: ':15014'}\nserver: {opsListen: ':15014'}", `crl.listen: ":15014" is also server.opsListen (":15014"); give the CRLs their own port`},
 		"listen on the ops port, all addresses": {"crl: {listen: '0.0.0.0:15014'}\nserver: {opsListen: ':15014'}", `crl.listen: "0.0.0.0:15014" is also server.opsListen (":15014")`},
+		"url on the ops port, leading zero": {"crl: {listen: ':15016', url: 'http://meshca:015014/crl'}\nserver: {opsListen: ':15014'}",
+			`crl.url: "http://meshca:015014/crl" names server.opsListen's port 15014`},
 		"url still on the ops port": {"crl: {listen: ':15016', url: 'http://meshca.istio-system.svc:15014/crl'}\nserver: {opsListen: ':15014'}",
 			`crl.url: "http://meshca.istio-system.svc:15014/crl" names server.opsListen's port 15014, but crl.listen ":15016" serves the CRLs`},
 	}

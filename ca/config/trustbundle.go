@@ -113,6 +113,11 @@ func (t TrustBundleConfig) validate(add func(string, string, ...any)) {
 	for _, msg := range validation.IsDNS1123Subdomain(t.CRLConfigMapName) {
 		add("trustBundle.crlConfigMapName", "%q is not a ConfigMap name: %s", t.CRLConfigMapName, msg)
 	}
+	// The other ConfigMaps the publisher writes: Istio's root ConfigMap and
+	// the PQ trust anchors in istiod's namespace.
+	if t.CRLConfigMapName == "istio-ca-root-cert" || t.CRLConfigMapName == "meshca-pq-trust-anchors" {
+		add("trustBundle.crlConfigMapName", "%q is a ConfigMap meshca publishes other content in; keep the default %s (Istio's pilot.crlConfigMapName)", t.CRLConfigMapName, DefaultCRLConfigMapName)
+	}
 	seen := map[string]bool{}
 	for i, s := range t.ClusterTrustBundles.SignerNames {
 		key := fmt.Sprintf("trustBundle.clusterTrustBundles.signerNames[%d]", i)

@@ -40,6 +40,8 @@ func TestTrustBundleConfig_ValidateNamesKeyAndFix(t *testing.T) {
 			`trustBundle.namespaceSelector: "env in (prod" is not a label selector`},
 		"bad ConfigMap name": {config.TrustBundleConfig{CRLConfigMapName: "CRL!"},
 			`trustBundle.crlConfigMapName: "CRL!" is not a ConfigMap name`},
+		"CRL ConfigMap named as the root's": {config.TrustBundleConfig{CRLConfigMapName: "istio-ca-root-cert"},
+			`trustBundle.crlConfigMapName: "istio-ca-root-cert" is a ConfigMap meshca publishes other content in; keep the default istio-ca-crl`},
 		"signer without a domain": {config.TrustBundleConfig{ClusterTrustBundles: config.ClusterTrustBundlesConfig{SignerNames: []string{"workload"}}},
 			`trustBundle.clusterTrustBundles.signerNames[0]: "workload" is not a signer name; use <domain>/<name>`},
 		"signer twice": {config.TrustBundleConfig{ClusterTrustBundles: config.ClusterTrustBundlesConfig{SignerNames: []string{"a.io/x", "a.io/x"}}},

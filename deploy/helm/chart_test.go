@@ -262,10 +262,21 @@ func TestChart_CRLsHaveTheirOwnPortAndNetworkPolicyRule(t *testing.T) {
 		t.Errorf("without crl.url: %v", from)
 	}
 	// A crl.url from before crl.listen (the ops port) is refused: its
-	// certificates would name a path no one serves.
-	_, err := renderErr(t, "meshca", "istio-system", nil, "--set", "config.crl.url=http://meshca.istio-system.svc:15014/crl")
-	if err == nil || !strings.Contains(err.Error(), `config.crl.url "http://meshca.istio-system.svc:15014/crl" names port 15014, but the CRLs are served on config.crl.listen ":15016"`) {
-		t.Errorf("crl.url on the ops port: err = %v", err)
+	// certificates would name a path no one serves. Other ports (a gateway
+	// in front), digits in the path and IPv6 hosts are not taken for it.
+	for u, refused := range map[string]bool{
+		"http://meshca.istio-system.svc:15014/crl":  true,
+		"http://[fd00::1]:015014/crl":               true,
+		"https://crl.example.com:8443/crl":          false,
+		"http://meshca/crl:15014/x":                 false,
+		"http://meshca.istio-system.svc/crl":        false,
+		"http://[fd00::1]:15016/crl":                false,
+		"https://meshca.istio-system.svc:15016/crl": false,
+	} {
+		_, err := renderErr(t, "meshca", "istio-system", nil, "--set", "config.crl.url="+u)
+		if refused != (err != nil) || refused && !strings.Contains(err.Error(), `config.crl.url "`+u+`" names the ops port 15014, but with config.crl.listen ":15016"`) {
+			t.Errorf("crl.url %s: refused %v, err = %v", u, refused, err)
+		}
 	}
 	// CRLs on the ops port (crl.listen emptied): the mesh is admitted there.
 	objs, _ = render(t, "meshca", "istio-system", nil, "--set", "config.crl.url=http://meshca.istio-system.svc:15014/crl", "--set", "config.crl.listen=")

@@ -79,7 +79,7 @@ func (p *Publisher) syncNamespace(ctx context.Context, st *state, name string) e
 		return nil
 	}
 	errRoot := p.syncConfigMap(ctx, name, RootConfigMapName, rootConfigMapKey, objectRootCM, configMapLabels,
-		func(old string) string { return string(publishedRootsConfigMap([]byte(old), st.roots)) })
+		func(old string) string { return string(publishedRoots([]byte(old), st.roots)) })
 	var errCRL error
 	if len(st.crl) > 0 && !crlTooLarge(st) {
 		errCRL = p.syncConfigMap(ctx, name, p.crlName, crlConfigMapKey, objectCRLCM, configMapLabels,

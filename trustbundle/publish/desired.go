@@ -193,26 +193,6 @@ func publishedRoots(old []byte, roots []*x509.Certificate) []byte {
 	return merged
 }
 
-// publishedRootsConfigMap is publishedRoots for an istio-ca-root-cert
-// ConfigMap, which anyone who may edit ConfigMaps in its namespace can
-// change: a content with a PEM block the decoder skipped (a malformed
-// block put in front of the roots, which another reader might take
-// differently) is not kept, whatever else it holds, and the roots are
-// encoded afresh. Any other bytes are kept as publishedRoots keeps them.
-func publishedRootsConfigMap(old []byte, roots []*x509.Certificate) []byte {
-	if skipsBlocks(old) {
-		return root.EncodePEM(roots...)
-	}
-	return publishedRoots(old, roots)
-}
-
-// skipsBlocks reports whether b holds more PEM begin lines than
-// certificates that parse from it.
-func skipsBlocks(b []byte) bool {
-	certs, err := root.ParseCertificates(b)
-	return err == nil && bytes.Count(b, []byte("-----BEGIN")) != len(certs)
-}
-
 // fingerprint is the lower-case hex SHA-256 of c's DER.
 func fingerprint(c *x509.Certificate) string {
 	sum := sha256.Sum256(c.Raw)

@@ -144,15 +144,6 @@ func TestPublisher_RestoresEditedOrDeletedObjectsWithin5s(t *testing.T) {
 			_, err = cm.Update(ctx, c, metav1.UpdateOptions{FieldManager: "kubectl-edit"})
 			return err
 		}, rootCMOK},
-		{"put text and a malformed block the PEM decoder skips before the root", func() error {
-			c, err := cm.Get(ctx, RootConfigMapName, metav1.GetOptions{})
-			if err != nil {
-				return err
-			}
-			c.Data[rootConfigMapKey] = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE----- trailing\nATTACKER TEXT\n" + c.Data[rootConfigMapKey]
-			_, err = cm.Update(ctx, c, metav1.UpdateOptions{FieldManager: "kubectl-edit"})
-			return err
-		}, rootCMOK},
 		{"delete CRL ConfigMap", func() error { return cm.Delete(ctx, config.DefaultCRLConfigMapName, metav1.DeleteOptions{}) }, crlCMOK},
 		{"delete ClusterTrustBundle", func() error { return bundles.Delete(ctx, BundleName(workload), metav1.DeleteOptions{}) }, bundleOK},
 		{"edit ClusterTrustBundle to another root", func() error {
