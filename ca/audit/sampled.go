@@ -43,19 +43,26 @@ const (
 type sampler struct {
 	clock   clock.PassiveClock
 	mu      sync.Mutex
-	by      map[string]*sampled
-	callers *cache.LRUExpireCache // identity NUL reason → *sampled
+	by      map[string]*Sample
+	callers *cache.LRUExpireCache // identity NUL reason → *Sample
 }
 
-type sampled struct {
+// Sample admits a line at most at its rate and counts the lines it left
+// out, for the next line to carry as "suppressed". It is the one sampler of
+// meshca's logs: the audit lines here, net/http's error lines of the
+// servers. It is not safe for concurrent use; its owner locks.
+type Sample struct {
 	lim        *rate.Limiter
 	suppressed uint64
 }
 
+// NewSample admits r lines a second, in bursts of burst.
+func NewSample(r rate.Limit, burst int) *Sample { return &Sample{lim: rate.NewLimiter(r, burst)} }
+
 // WithClock sets the clock the sampler reads (tests); the default is the
 // real one.
 func (a *Logger) WithClock(c clock.PassiveClock) *Logger {
-	a.s = &sampler{clock: c, by: map[string]*sampled{},
+	a.s = &sampler{clock: c, by: map[string]*Sample{},
 		callers: cache.NewLRUExpireCacheWithClock(maxSampledCallers, c)}
 	return a
 }
@@ -84,14 +91,14 @@ func (s *sampler) allowCaller(identity, reason string) (uint64, bool) {
 	key := identity + "\x00" + reason
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var e *sampled
+	var e *Sample
 	if v, ok := s.callers.Get(key); ok {
-		e = v.(*sampled)
+		e = v.(*Sample)
 	} else {
-		e = &sampled{lim: rate.NewLimiter(CallerDenialRate, CallerDenialBurst)}
+		e = NewSample(CallerDenialRate, CallerDenialBurst)
 	}
 	s.callers.Add(key, e, callerSampleTTL)
-	return e.take(s.clock.Now())
+	return e.Take(s.clock.Now())
 }
 
 // allow reports whether a line for reason may be written now, and how many
@@ -106,16 +113,16 @@ func (s *sampler) allow(reason string) (uint64, bool) {
 			e = s.by[reason]
 		}
 		if e == nil {
-			e = &sampled{lim: rate.NewLimiter(UnauthenticatedRate, UnauthenticatedBurst)}
+			e = NewSample(UnauthenticatedRate, UnauthenticatedBurst)
 			s.by[reason] = e
 		}
 	}
-	return e.take(s.clock.Now())
+	return e.Take(s.clock.Now())
 }
 
-// take reports whether a line may be written at now, and how many were left
-// out since the last one.
-func (e *sampled) take(now time.Time) (uint64, bool) {
+// Take reports whether a line may be written at now, and how many were left
+// out since the last one written.
+func (e *Sample) Take(now time.Time) (uint64, bool) {
 	if !e.lim.AllowN(now, 1) {
 		e.suppressed++
 		return 0, false

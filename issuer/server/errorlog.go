@@ -7,8 +7,9 @@ import (
 	"strings"
 	"sync"
 
-	"golang.org/x/time/rate"
 	"k8s.io/utils/clock"
+
+	"github.com/meshca/meshca/ca/audit"
 )
 
 // The ErrorLog of meshca's HTTP servers. net/http writes a line there for
@@ -33,7 +34,7 @@ func HTTPErrorLog(l *slog.Logger, name string, level slog.Level, clk clock.Passi
 	}
 	// No prefix or flags: slog adds the time.
 	return log.New(&httpErrorWriter{log: l, name: name, level: level, clock: clk,
-		lim: rate.NewLimiter(httpErrorRate, httpErrorBurst)}, "", 0)
+		sample: audit.NewSample(httpErrorRate, httpErrorBurst)}, "", 0)
 }
 
 type httpErrorWriter struct {
@@ -42,9 +43,8 @@ type httpErrorWriter struct {
 	level slog.Level
 	clock clock.PassiveClock
 
-	mu         sync.Mutex
-	lim        *rate.Limiter
-	suppressed uint64
+	mu     sync.Mutex
+	sample *audit.Sample
 }
 
 // Write takes one message of net/http (the log package calls Write once
@@ -54,14 +54,11 @@ func (w *httpErrorWriter) Write(p []byte) (int, error) {
 		return len(p), nil
 	}
 	w.mu.Lock()
-	if !w.lim.AllowN(w.clock.Now(), 1) {
-		w.suppressed++
-		w.mu.Unlock()
+	n, ok := w.sample.Take(w.clock.Now())
+	w.mu.Unlock()
+	if !ok {
 		return len(p), nil
 	}
-	n := w.suppressed
-	w.suppressed = 0
-	w.mu.Unlock()
 	msg := p
 	if len(msg) > MaxHTTPErrorBytes {
 		msg = msg[:MaxHTTPErrorBytes]
