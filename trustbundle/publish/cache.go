@@ -23,8 +23,9 @@ import (
 //
 // Anyone who may create ConfigMaps in a namespace can set that label, or
 // add to meshca's own ConfigMaps there: the cache keeps of each only what
-// the Publisher reads (trimConfigMap), so that a tenant's ConfigMaps cost
-// meshca no memory beyond their count.
+// the Publisher reads (trimConfigMap). A tenant's ConfigMaps then cost
+// meshca their count, and at most the key of the two meshca-named ones in
+// each namespace (up to 1 MiB each, as a published CRL may be).
 func (p *Publisher) Cache() map[client.Object]ctrlcache.ByObject {
 	managed := labels.SelectorFromSet(labels.Set{LabelManagedBy: FieldManager})
 	noCopy := true
