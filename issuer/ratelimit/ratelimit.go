@@ -65,7 +65,11 @@ func New(opts Options) *Limiter {
 }
 
 // Allow takes one token from identity's bucket.
-func (l *Limiter) Allow(identity string) bool {
+func (l *Limiter) Allow(identity string) bool { return l.AllowN(identity, 1) }
+
+// AllowN takes n tokens from identity's bucket if it holds them; otherwise
+// it takes none and reports false.
+func (l *Limiter) AllowN(identity string, n int) bool {
 	if l.opts.PerIdentityQPS <= 0 {
 		return true
 	}
@@ -81,7 +85,37 @@ func (l *Limiter) Allow(identity string) bool {
 	// Re-adding marks the bucket most recently used and restarts its
 	// idle expiry.
 	l.per.Add(identity, lim, l.idle)
-	return lim.AllowN(now, 1)
+	return lim.AllowN(now, n)
+}
+
+// Empty takes every whole token of identity's bucket, which is then Spent
+// until it refills.
+func (l *Limiter) Empty(identity string) {
+	if l.opts.PerIdentityQPS <= 0 {
+		return
+	}
+	now := l.opts.Clock.Now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if v, ok := l.per.Get(identity); ok {
+		lim := v.(*rate.Limiter)
+		if k := int(lim.TokensAt(now)); k > 0 {
+			lim.AllowN(now, k)
+		}
+	}
+}
+
+// Spent reports whether identity's bucket holds less than one token now,
+// without taking any or making a bucket.
+func (l *Limiter) Spent(identity string) bool {
+	if l.opts.PerIdentityQPS <= 0 {
+		return false
+	}
+	now := l.opts.Clock.Now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	v, ok := l.per.Get(identity)
+	return ok && v.(*rate.Limiter).TokensAt(now) < 1
 }
 
 // Acquire waits up to QueueTimeout for a concurrency slot. It returns a
