@@ -66,6 +66,8 @@ const (
 	DefaultMaxConnectionIdle     = 5 * time.Minute
 	DefaultMaxConnectionAge      = 30 * time.Minute
 	DefaultMaxConnectionAgeGrace = 10 * time.Second
+	DefaultMaxStreamResetsPerSec = 10
+	DefaultMaxStreamResetBurst   = 100
 
 	DefaultOpsMaxConnections = 64
 	DefaultOpsReadTimeout    = 10 * time.Second
@@ -121,6 +123,17 @@ type LimitsConfig struct {
 	// that clients reconnect and load spreads over all replicas.
 	MaxConnectionAge      Duration `json:"maxConnectionAge"`
 	MaxConnectionAgeGrace Duration `json:"maxConnectionAgeGrace"`
+	// MaxStreamResetsPerSecond and MaxStreamResetBurst bound the streams
+	// of one source address's connections that end in RST_STREAM (RFC 9113
+	// section 6.4), sent by the client or by meshca: past the burst, a
+	// connection that goes on resetting streams faster than the rate is
+	// closed, and so are the address's new connections until its budget
+	// refills. Each reset stream costs meshca its headers and a handler;
+	// gRPC bounds the handlers running at once, not their rate (HTTP/2
+	// "rapid reset", CVE-2023-44487). The burst must hold a client
+	// cancelling every request it has in flight (maxConcurrentStreams).
+	MaxStreamResetsPerSecond int `json:"maxStreamResetsPerSecond"`
+	MaxStreamResetBurst      int `json:"maxStreamResetBurst"`
 
 	// OpsMaxConnections bounds the open connections of the operations
 	// listener (/healthz, /readyz, /metrics); one over it is closed at once.
@@ -152,6 +165,8 @@ func (l *LimitsConfig) Init() {
 	setInt(&l.MaxConnectionsPerAddress, DefaultMaxConnsPerAddress)
 	setInt(&l.InitialWindowSize, DefaultInitialWindowSize)
 	setInt(&l.InitialConnWindowSize, DefaultInitialConnWindowSize)
+	setInt(&l.MaxStreamResetsPerSecond, DefaultMaxStreamResetsPerSec)
+	setInt(&l.MaxStreamResetBurst, DefaultMaxStreamResetBurst)
 	setInt(&l.OpsMaxConnections, DefaultOpsMaxConnections)
 	setDur(&l.OpsReadTimeout, DefaultOpsReadTimeout)
 	setDur(&l.OpsWriteTimeout, DefaultOpsWriteTimeout)
@@ -199,6 +214,12 @@ func (l LimitsConfig) validate(add func(string, string, ...any)) {
 	}
 	if l.InitialConnWindowSize < l.InitialWindowSize || l.InitialConnWindowSize > maxWindowSize {
 		add(k+"initialConnWindowSize", "%d is out of range; use initialWindowSize (%d) to %d bytes (default %d)", l.InitialConnWindowSize, l.InitialWindowSize, maxWindowSize, DefaultInitialConnWindowSize)
+	}
+	if l.MaxStreamResetsPerSecond < 1 || l.MaxStreamResetsPerSecond > 1<<20 {
+		add(k+"maxStreamResetsPerSecond", "%d is out of range; use 1 to %d (default %d)", l.MaxStreamResetsPerSecond, 1<<20, DefaultMaxStreamResetsPerSec)
+	}
+	if l.MaxStreamResetBurst < l.MaxConcurrentStreams || l.MaxStreamResetBurst > 1<<20 {
+		add(k+"maxStreamResetBurst", "%d is out of range; use maxConcurrentStreams (%d), so that a client may cancel every request it has in flight, to %d (default %d)", l.MaxStreamResetBurst, l.MaxConcurrentStreams, 1<<20, DefaultMaxStreamResetBurst)
 	}
 	if l.OpsMaxConnections < 1 || l.OpsMaxConnections > 1<<16 {
 		add(k+"opsMaxConnections", "%d is out of range; use 1 to %d (default %d)", l.OpsMaxConnections, 1<<16, DefaultOpsMaxConnections)

@@ -8,7 +8,6 @@ import (
 	"net"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"k8s.io/client-go/rest"
 
@@ -29,8 +28,9 @@ type istioFrontDoor struct {
 	tls *tls.Config
 	// serving is the serving certificate behind tls; the rotation fan-out
 	// reissues it on activation.
-	serving        *tlsconfig.ServingCert
-	grpcOptions    []grpc.ServerOption
+	serving *tlsconfig.ServingCert
+	// creds are the gRPC port's transport credentials (tls).
+	creds          credentials.TransportCredentials
 	authenticators []string
 }
 
@@ -116,7 +116,7 @@ func newIstioFrontDoor(ctx context.Context, cfg *config.Config, rt *authority.Ru
 		service:        svc,
 		tls:            tlsCfg,
 		serving:        serving,
-		grpcOptions:    []grpc.ServerOption{grpc.Creds(credentials.NewTLS(tlsCfg))},
+		creds:          credentials.NewTLS(tlsCfg),
 		authenticators: names,
 	}, nil
 }

@@ -87,7 +87,7 @@ func TestFrontDoor_RevokedClientCertificateIsRefusedOnTheNextRequest(t *testing.
 
 	door, err := newIstioFrontDoor(ctx, cfg, rt, nil, nil, mgr, log, reg)
 	require.NoError(t, err)
-	gs := grpc.NewServer(door.grpcOptions...)
+	gs := grpc.NewServer(grpc.Creds(door.creds))
 	door.service.Register(gs)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)

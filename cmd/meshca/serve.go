@@ -193,7 +193,7 @@ domain's SPIFFE bundle over HTTPS (profile https_web or https_spiffe).`,
 				Log:             log,
 				Audit:           audit.New(log),
 				Limits:          cfg.Server.Limits,
-				GRPCOptions:     door.grpcOptions,
+				Creds:           door.creds,
 			})
 			if err != nil {
 				return err

@@ -24,6 +24,7 @@ const refuseWarnInterval = 10 * time.Second
 type connMetrics struct {
 	open    prometheus.Gauge
 	refused *prometheus.CounterVec
+	closed  *prometheus.CounterVec
 }
 
 func newGRPCConnMetrics(reg prometheus.Registerer) connMetrics {
@@ -34,14 +35,19 @@ func newGRPCConnMetrics(reg prometheus.Registerer) connMetrics {
 		}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "meshca_grpc_connections_refused_total",
-			Help: "Connections of the gRPC listener closed at once because their source address (per_address) or the listener (total) had reached its limit.",
+			Help: "Connections of the gRPC listener closed at once because their source address (per_address) or the listener (total) had reached its limit, or because their source address had spent its budget of stream resets (stream_resets).",
+		}, []string{"reason"}),
+		closed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "meshca_grpc_connections_closed_total",
+			Help: "Open connections of the gRPC listener that meshca closed for abuse: stream_resets, their source address's streams ended in RST_STREAM faster than server.limits.maxStreamResetsPerSecond past maxStreamResetBurst.",
 		}, []string{"reason"}),
 	}
-	for _, r := range []string{refusedPerAddress, refusedTotal} {
+	for _, r := range []string{refusedPerAddress, refusedTotal, closedStreamResets} {
 		m.refused.WithLabelValues(r)
 	}
+	m.closed.WithLabelValues(closedStreamResets)
 	if reg != nil {
-		reg.MustRegister(m.open, m.refused)
+		reg.MustRegister(m.open, m.refused, m.closed)
 	}
 	return m
 }

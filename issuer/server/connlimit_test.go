@@ -100,7 +100,7 @@ func TestConnLimit_OneAddressCannotTakeEverySlot(t *testing.T) {
 	require.Equal(t, float64(3), metricValue(t, p, "meshca_grpc_connections"))
 	// Another address is still served.
 	require.NoError(t, healthCheckFrom(t, "127.0.0.2", addr))
-	require.Equal(t, "meshca_grpc_connections_refused_total{reason=per_address} 1\nmeshca_grpc_connections_refused_total{reason=total} 0\n",
+	require.Equal(t, "meshca_grpc_connections_refused_total{reason=per_address} 1\nmeshca_grpc_connections_refused_total{reason=stream_resets} 0\nmeshca_grpc_connections_refused_total{reason=total} 0\n",
 		gatherText(t, p, "meshca_grpc_connections_refused_total"))
 }
 
@@ -113,7 +113,7 @@ func TestConnLimit_OverTheTotalIsClosedNotQueued(t *testing.T) {
 		require.True(t, closedAtOnce(t, dialFrom(t, "127.0.0.3", addr)), "the connection over maxConnections must be closed at once")
 	}
 	require.Equal(t, float64(2), metricValue(t, p, "meshca_grpc_connections"))
-	require.Equal(t, "meshca_grpc_connections_refused_total{reason=per_address} 0\nmeshca_grpc_connections_refused_total{reason=total} 3\n",
+	require.Equal(t, "meshca_grpc_connections_refused_total{reason=per_address} 0\nmeshca_grpc_connections_refused_total{reason=stream_resets} 0\nmeshca_grpc_connections_refused_total{reason=total} 3\n",
 		gatherText(t, p, "meshca_grpc_connections_refused_total"))
 	// A closed connection frees its slot.
 	first.Close()

@@ -17,6 +17,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
@@ -48,9 +49,11 @@ type Options struct {
 	// Limits bound the gRPC and operations listeners; zero fields take
 	// their defaults.
 	Limits config.LimitsConfig
-	// GRPCOptions are added to the server's own (limits, recovery,
-	// deadline cap), e.g. the TLS credentials.
-	GRPCOptions []grpc.ServerOption
+	// Creds are the gRPC listener's transport credentials (TLS); nil
+	// serves plaintext HTTP/2 (tests). Every connection is guarded against
+	// resetting streams too often (server.limits.maxStreamResetsPerSecond)
+	// below them.
+	Creds credentials.TransportCredentials
 	// Ops is an operations listener made earlier by NewOps, perhaps
 	// already serving (a replica that loads its CA for a while answers
 	// the kubelet's probes and Prometheus meanwhile); Run answers /readyz
@@ -109,12 +112,20 @@ func New(opts Options) (*Server, error) {
 		opts.Log.Warn("one source address can take every gRPC connection; set server.limits.maxConnectionsPerAddress below server.limits.maxConnections",
 			"maxConnections", l.MaxConnections, "maxConnectionsPerAddress", l.MaxConnectionsPerAddress)
 	}
+	metrics := newGRPCConnMetrics(opts.Registerer)
 	s := &Server{
 		opts:   opts,
-		grpcLn: newConnLimiter(grpcLn, "grpc", l.MaxConnections, l.MaxConnectionsPerAddress, newGRPCConnMetrics(opts.Registerer), opts.Log),
+		grpcLn: newConnLimiter(grpcLn, "grpc", l.MaxConnections, l.MaxConnectionsPerAddress, metrics, opts.Log),
 		ops:    ops,
 		health: health.NewServer(),
 	}
+	guard := newResetGuard(l.MaxStreamResetsPerSecond, l.MaxStreamResetBurst,
+		metrics.closed.WithLabelValues(closedStreamResets).Inc, metrics.refused.WithLabelValues(closedStreamResets).Inc, opts.Log)
+	var creds []grpc.ServerOption
+	if opts.Creds != nil {
+		creds = append(creds, grpc.Creds(guardedCreds{TransportCredentials: opts.Creds, g: guard}))
+	}
+	s.grpcLn = guardedListener{Listener: s.grpcLn, g: guard, wrapConns: opts.Creds == nil}
 	rec := newRecovery(opts.Log, opts.Audit, opts.Registerer, func() map[string]bool { return registeredMethods(s.GRPC) })
 	// Taps run only once Serve runs, when every service is registered.
 	streaming := sync.OnceValue(func() map[string]bool { return streamingMethods(s.GRPC) })
@@ -125,7 +136,7 @@ func New(opts Options) (*Server, error) {
 		grpc.ChainUnaryInterceptor(rec.unary),
 		grpc.ChainStreamInterceptor(rec.stream),
 	)
-	s.GRPC = grpc.NewServer(append(gopts, opts.GRPCOptions...)...)
+	s.GRPC = grpc.NewServer(append(gopts, creds...)...)
 	healthpb.RegisterHealthServer(s.GRPC, s.health)
 	return s, nil
 }

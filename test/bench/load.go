@@ -65,7 +65,7 @@ func (fx *fixture) startEndpoint(clients int) (*endpoint, error) {
 	// so that what is measured is what is deployed.
 	srv, err := server.New(server.Options{
 		GRPCListen: "127.0.0.1:0", OpsListen: "127.0.0.1:0", ShutdownTimeout: time.Second, Log: log,
-		GRPCOptions: []grpc.ServerOption{grpc.Creds(credentials.NewTLS(tlsCfg))},
+		Creds: credentials.NewTLS(tlsCfg),
 	})
 	if err != nil {
 		stopRenewal()

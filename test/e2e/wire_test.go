@@ -1,7 +1,11 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
+	"crypto/tls"
+	"errors"
+	"net"
 	"os"
 	"strings"
 	"sync"
@@ -10,6 +14,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
@@ -249,5 +255,60 @@ func TestWire_MessageLimitFollowsTheFlag(t *testing.T) {
 	require.Equal(t, codes.Unauthenticated, status.Code(err), "%v", err)
 	err = invokeRaw(ctx(t), conn, oversizeRequest(t, 256<<10+1))
 	require.Equal(t, codes.ResourceExhausted, status.Code(err), "%v", err)
+	s.requireServing(t, w)
+}
+
+// TestWire_RapidResetClosesTheConnection opens streams over TLS and
+// cancels each at once (HTTP/2 "rapid reset", CVE-2023-44487), without
+// credentials: past server.limits.maxStreamResetBurst the connection is
+// closed and counted, and everyone else is still served.
+func TestWire_RapidResetClosesTheConnection(t *testing.T) {
+	w := newWireCA(t)
+	s := startServe(t, w.dir)
+	s.waitReady(t, 10*time.Second)
+
+	conn, err := tls.Dial("tcp", s.grpc, &tls.Config{RootCAs: w.roots, ServerName: servingName, NextProtos: []string{"h2"}})
+	require.NoError(t, err)
+	defer conn.Close()
+	require.NoError(t, conn.SetDeadline(time.Now().Add(10*time.Second)))
+	var block bytes.Buffer
+	enc := hpack.NewEncoder(&block)
+	for _, h := range [][2]string{{":method", "POST"}, {":scheme", "https"}, {":path", createCertificate},
+		{":authority", servingName}, {"content-type", "application/grpc"}, {"te", "trailers"}} {
+		require.NoError(t, enc.WriteField(hpack.HeaderField{Name: h[0], Value: h[1]}))
+	}
+	_, err = conn.Write([]byte(http2.ClientPreface))
+	require.NoError(t, err)
+	fr := http2.NewFramer(conn, conn)
+	require.NoError(t, fr.WriteSettings())
+	closed := make(chan error, 1)
+	go func() {
+		rd := http2.NewFramer(nil, conn)
+		for {
+			if _, err := rd.ReadFrame(); err != nil {
+				closed <- err
+				return
+			}
+		}
+	}()
+	const pairs = 20000
+	sent := 0
+	for id := uint32(1); sent < pairs; id += 2 {
+		if fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: block.Bytes(), EndHeaders: true}) != nil ||
+			fr.WriteRSTStream(id, http2.ErrCodeCancel) != nil {
+			break
+		}
+		sent++
+	}
+	err = <-closed
+	var ne net.Error
+	require.False(t, errors.As(err, &ne) && ne.Timeout(), "the connection was still open after %d resets", sent)
+	t.Logf("closed by the server (%v); %d streams opened and reset before writes failed", err, sent)
+	s.waitMetrics(t, 5*time.Second, map[string]float64{`meshca_grpc_connections_closed_total{reason="stream_resets"}`: 1})
+	require.Contains(t, s.logs(), `"msg":"closing a connection that resets too many streams"`)
+	// The budget is the source address's (this test's, and requireServing's):
+	// one reset comes back after 1/maxStreamResetsPerSecond (100ms), and
+	// the address is served again.
+	time.Sleep(300 * time.Millisecond)
 	s.requireServing(t, w)
 }

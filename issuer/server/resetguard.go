@@ -1,0 +1,208 @@
+package server
+
+import (
+	"log/slog"
+	"net"
+	"sync"
+
+	"golang.org/x/net/http2"
+	"golang.org/x/time/rate"
+	"google.golang.org/grpc/credentials"
+
+	"github.com/meshca/meshca/issuer/ratelimit"
+)
+
+// closedStreamResets labels the connections closed, and refused, for
+// resetting streams too often (meshca_grpc_connections_closed_total,
+// meshca_grpc_connections_refused_total).
+const closedStreamResets = "stream_resets"
+
+// maxResetAddresses bounds the source addresses whose reset budgets are
+// remembered; a budget unused long enough to be full again is forgotten.
+const maxResetAddresses = 65536
+
+// resetGuard bounds how often the streams of one source address's gRPC
+// connections may end in RST_STREAM (RFC 9113 section 6.4), whichever side
+// sends it. A reset stream costs the server its HPACK-decoded headers, a
+// stream and usually a handler, and the client nothing: HTTP/2 "rapid
+// reset" (CVE-2023-44487) opens streams and cancels each at once. gRPC
+// bounds the handlers running at a time (maxConcurrentStreams), not their
+// rate, and sends no GOAWAY for it. A client can also make the server
+// reset streams for it (streams over maxConcurrentStreams are refused
+// with RST_STREAM, a malformed frame on a stream resets it), so the resets
+// meshca writes count as well.
+//
+// The budget is the address's, not the connection's: a client that is
+// closed and reconnects gains nothing, and while its budget holds less
+// than one reset its new connections are closed as they are accepted,
+// before their TLS handshake.
+//
+// The guard sees a connection's HTTP/2 frames below gRPC: after TLS (it
+// wraps the connection the transport credentials return) or, without
+// credentials, as accepted. It reads only the 9-byte frame headers
+// (RFC 9113 section 4.1) and never holds a frame's payload.
+type resetGuard struct {
+	perSecond, burst int
+	budgets          *ratelimit.Limiter // source IP → its resets
+	closed, refused  func()             // count a connection closed or refused by the guard
+	log              *slog.Logger
+	warn             rate.Sometimes
+}
+
+func newResetGuard(perSecond, burst int, closed, refused func(), log *slog.Logger) *resetGuard {
+	return &resetGuard{
+		perSecond: perSecond, burst: burst,
+		budgets: ratelimit.New(ratelimit.Options{
+			PerIdentityQPS: float64(perSecond), PerIdentityBurst: burst, MaxIdentities: maxResetAddresses,
+		}),
+		closed: closed, refused: refused, log: log,
+		warn: rate.Sometimes{First: 1, Interval: refuseWarnInterval},
+	}
+}
+
+// wrap guards c, whose first bytes read are the client's connection
+// preface (RFC 9113 section 3.4); addr is its source IP.
+func (g *resetGuard) wrap(c net.Conn, addr string) net.Conn {
+	return &resetGuardConn{Conn: c, g: g, addr: addr, in: frameScanner{preface: len(http2.ClientPreface)}}
+}
+
+// frameScanner follows the frame boundaries of one direction of an HTTP/2
+// connection through reads or writes of any size.
+type frameScanner struct {
+	preface int // bytes of the client preface still to pass
+	hdr     [9]byte
+	nhdr    int // bytes of hdr read
+	payload int // bytes of the current frame's payload still to pass
+}
+
+// scan passes b and returns the RST_STREAM frames whose header it completed.
+func (s *frameScanner) scan(b []byte) (resets int) {
+	for len(b) > 0 {
+		switch {
+		case s.preface > 0:
+			n := min(s.preface, len(b))
+			s.preface -= n
+			b = b[n:]
+		case s.payload > 0:
+			n := min(s.payload, len(b))
+			s.payload -= n
+			b = b[n:]
+		default:
+			n := copy(s.hdr[s.nhdr:], b)
+			s.nhdr += n
+			b = b[n:]
+			if s.nhdr < len(s.hdr) {
+				return resets
+			}
+			s.nhdr = 0
+			s.payload = int(s.hdr[0])<<16 | int(s.hdr[1])<<8 | int(s.hdr[2])
+			if http2.FrameType(s.hdr[3]) == http2.FrameRSTStream {
+				resets++
+			}
+		}
+	}
+	return resets
+}
+
+// resetGuardConn is a guarded connection. gRPC reads it from one goroutine
+// and writes it from another; each direction has its own scanner and the
+// budgets are safe for both.
+type resetGuardConn struct {
+	net.Conn
+	g       *resetGuard
+	addr    string
+	in, out frameScanner
+	once    sync.Once
+}
+
+// NetConn is the connection the guard wraps.
+func (c *resetGuardConn) NetConn() net.Conn { return c.Conn }
+
+func (c *resetGuardConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if r := c.in.scan(p[:n]); r > 0 && !c.allow(r) {
+		return 0, net.ErrClosed
+	}
+	return n, err
+}
+
+func (c *resetGuardConn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	if r := c.out.scan(p[:n]); r > 0 && !c.allow(r) {
+		return n, net.ErrClosed
+	}
+	return n, err
+}
+
+// allow takes r resets from the address's budget; when the budget does
+// not hold them it empties it, closes the connection and reports false.
+func (c *resetGuardConn) allow(r int) bool {
+	if c.g.budgets.AllowN(c.addr, r) {
+		return true
+	}
+	c.g.budgets.Empty(c.addr)
+	c.once.Do(func() {
+		// Counted before the close, so that whoever sees the connection
+		// closed also sees it counted.
+		c.g.closed()
+		c.Conn.Close()
+		c.g.warned("closing a connection that resets too many streams")
+	})
+	return false
+}
+
+// warned logs msg at most every few seconds. The peer's address is caller
+// input and is not logged.
+func (g *resetGuard) warned(msg string) {
+	g.warn.Do(func() {
+		g.log.Warn(msg, "listener", "grpc", "maxStreamResetsPerSecond", g.perSecond, "maxStreamResetBurst", g.burst)
+	})
+}
+
+// guardedListener closes, as it accepts them, the connections of an
+// address whose budget is spent, and guards the others itself when gRPC
+// runs without transport credentials (it then reads the frames from the
+// accepted connection); with credentials, guardedCreds does.
+type guardedListener struct {
+	net.Listener
+	g         *resetGuard
+	wrapConns bool
+}
+
+func (l guardedListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		addr := sourceIP(c)
+		if l.g.budgets.Spent(addr) {
+			l.g.refused()
+			c.Close()
+			l.g.warned("refusing the connections of an address that resets too many streams")
+			continue
+		}
+		if l.wrapConns {
+			return l.g.wrap(c, addr), nil
+		}
+		return c, nil
+	}
+}
+
+// guardedCreds guards the connection each server handshake returns.
+type guardedCreds struct {
+	credentials.TransportCredentials
+	g *resetGuard
+}
+
+func (c guardedCreds) ServerHandshake(raw net.Conn) (net.Conn, credentials.AuthInfo, error) {
+	conn, info, err := c.TransportCredentials.ServerHandshake(raw)
+	if err != nil {
+		return conn, info, err
+	}
+	return c.g.wrap(conn, sourceIP(raw)), info, nil
+}
+
+func (c guardedCreds) Clone() credentials.TransportCredentials {
+	return guardedCreds{TransportCredentials: c.TransportCredentials.Clone(), g: c.g}
+}

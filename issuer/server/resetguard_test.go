@@ -1,0 +1,207 @@
+package server_test
+
+import (
+	"bytes"
+	"errors"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/stretchr/testify/require"
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
+
+	"github.com/meshca/meshca/issuer/server"
+)
+
+// requestHeaders is the HPACK block of a gRPC request's headers for method.
+func requestHeaders(t *testing.T, method string) []byte {
+	t.Helper()
+	var hb bytes.Buffer
+	enc := hpack.NewEncoder(&hb)
+	for _, f := range [][2]string{{":method", "POST"}, {":scheme", "http"}, {":path", method},
+		{":authority", "meshca"}, {"content-type", "application/grpc"}, {"te", "trailers"}} {
+		require.NoError(t, enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]}))
+	}
+	return hb.Bytes()
+}
+
+// readUntilEnd reads c's frames until the server ends the connection or
+// c's deadline passes; it reports whether the server ended it, the code of
+// a GOAWAY it sent (ErrCode(^0) if none) and the RST_STREAM frames it sent.
+// (It does not acknowledge SETTINGS: the test's goroutine owns the writes.)
+func readUntilEnd(c net.Conn) (closed bool, goAway http2.ErrCode, resets int) {
+	fr := http2.NewFramer(nil, c)
+	goAway = ^http2.ErrCode(0)
+	for {
+		f, err := fr.ReadFrame()
+		if err != nil {
+			var ne net.Error
+			return !(errors.As(err, &ne) && ne.Timeout()), goAway, resets
+		}
+		switch f := f.(type) {
+		case *http2.GoAwayFrame:
+			goAway = f.ErrCode
+		case *http2.RSTStreamFrame:
+			resets++
+		}
+	}
+}
+
+// closedStreamResets is meshca_grpc_connections_closed_total, whose one
+// series is reason="stream_resets".
+func closedStreamResets(t *testing.T, p *probeEnv) float64 {
+	t.Helper()
+	n, err := testutil.GatherAndCount(p.reg, "meshca_grpc_connections_closed_total")
+	require.NoError(t, err)
+	require.Equal(t, 1, n, "one series, reason stream_resets")
+	return counterWithReason(t, p, "meshca_grpc_connections_closed_total", "stream_resets")
+}
+
+// refusedStreamResets is meshca_grpc_connections_refused_total{reason="stream_resets"}.
+func refusedStreamResets(t *testing.T, p *probeEnv) float64 {
+	t.Helper()
+	return counterWithReason(t, p, "meshca_grpc_connections_refused_total", "stream_resets")
+}
+
+func counterWithReason(t *testing.T, p *probeEnv, name, reason string) float64 {
+	t.Helper()
+	mfs, err := p.reg.Gather()
+	require.NoError(t, err)
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			if m.GetLabel()[0].GetValue() == reason {
+				return m.GetCounter().GetValue()
+			}
+		}
+	}
+	t.Fatalf("no %s{reason=%q}", name, reason)
+	return 0
+}
+
+// HTTP/2 "rapid reset" (CVE-2023-44487): a client opens streams and
+// cancels each at once. gRPC bounds the handlers running at a time, not
+// the rate, so one unauthenticated connection could make meshca decode
+// headers, start and cancel handlers as fast as it sends frames. A
+// connection whose address resets streams faster than
+// server.limits.maxStreamResetsPerSecond, past a burst of
+// maxStreamResetBurst, is closed.
+func TestLimits_AConnectionThatKeepsResettingStreamsIsClosed(t *testing.T) {
+	p := newProbe(t, func(o *server.Options) {
+		o.Limits.MaxStreamResetsPerSecond = 5
+		o.Limits.MaxStreamResetBurst = 50
+	})
+	c, _ := h2c(t, p.GRPCAddr().String())
+	w := http2.NewFramer(c, nil)
+	hb := requestHeaders(t, probeDeadline)
+	type end struct {
+		closed bool
+		code   http2.ErrCode
+	}
+	ended := make(chan end, 1)
+	go func() {
+		closed, code, _ := readUntilEnd(c)
+		ended <- end{closed, code}
+	}()
+	sent := 0
+	for id := uint32(1); id < 2*5000; id += 2 {
+		err := w.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: hb, EndHeaders: true})
+		if err == nil {
+			err = w.WriteRSTStream(id, http2.ErrCodeCancel)
+		}
+		if err != nil {
+			break // the server closed the connection
+		}
+		sent++
+	}
+	e := <-ended
+	require.True(t, e.closed, "the connection was still open after %d resets", sent)
+	require.Equal(t, float64(1), closedStreamResets(t, p))
+	require.Contains(t, p.log.String(), `"msg":"closing a connection that resets too many streams"`)
+	_, port, err := net.SplitHostPort(c.LocalAddr().String())
+	require.NoError(t, err)
+	require.NotContains(t, p.log.String(), ":"+port, "the peer's address is caller input")
+
+	// The budget is the address's: while it holds less than one reset, a
+	// new connection from it is closed as it is accepted.
+	again, err := net.Dial("tcp", p.GRPCAddr().String())
+	require.NoError(t, err)
+	defer again.Close()
+	require.NoError(t, again.SetDeadline(time.Now().Add(5*time.Second)))
+	require.True(t, closedByServer(again), "a new connection of the address is refused")
+	require.Equal(t, float64(1), refusedStreamResets(t, p))
+	// One reset comes back after 1/maxStreamResetsPerSecond (200ms), and
+	// the address is served again.
+	time.Sleep(300 * time.Millisecond)
+	requireHealthy(t, dial(t, p.GRPCAddr().String()))
+}
+
+// A client that cancels its requests now and then, within the burst, keeps
+// its connection.
+func TestLimits_ResetsWithinTheBudgetKeepTheConnection(t *testing.T) {
+	p := newProbe(t, func(o *server.Options) {
+		o.Limits.MaxStreamResetsPerSecond = 5
+		o.Limits.MaxStreamResetBurst = 50
+	})
+	c, _ := h2c(t, p.GRPCAddr().String())
+	w := http2.NewFramer(c, nil)
+	hb := requestHeaders(t, probeDeadline)
+	for id := uint32(1); id < 2*40; id += 2 {
+		require.NoError(t, w.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: hb, EndHeaders: true}))
+		require.NoError(t, w.WriteRSTStream(id, http2.ErrCodeCancel))
+	}
+	require.NoError(t, w.WritePing(false, [8]byte{1, 2, 3, 4, 5, 6, 7, 8}))
+	require.NoError(t, c.SetDeadline(time.Now().Add(5*time.Second)))
+	fr := http2.NewFramer(nil, c)
+	for {
+		f, err := fr.ReadFrame()
+		require.NoError(t, err, "the connection must stay open")
+		if pf, ok := f.(*http2.PingFrame); ok && pf.IsAck() {
+			require.Equal(t, [8]byte{1, 2, 3, 4, 5, 6, 7, 8}, pf.Data)
+			break
+		}
+		if sf, ok := f.(*http2.SettingsFrame); ok && !sf.IsAck() {
+			require.NoError(t, w.WriteSettingsAck())
+		}
+	}
+	require.Equal(t, float64(0), closedStreamResets(t, p))
+}
+
+// Resets the server sends count too: a client can make gRPC reset its
+// streams for it (here by opening more than maxConcurrentStreams, each
+// refused with RST_STREAM REFUSED_STREAM; malformed frames on a stream do
+// the same), which costs meshca the same headers and handlers.
+func TestLimits_StreamsTheServerResetsCountToo(t *testing.T) {
+	p := newProbe(t, func(o *server.Options) {
+		o.Limits.MaxStreamResetsPerSecond = 5
+		o.Limits.MaxStreamResetBurst = 50
+		o.Limits.MaxConcurrentStreams = 1
+	})
+	c, _ := h2c(t, p.GRPCAddr().String())
+	w := http2.NewFramer(c, nil)
+	hb := requestHeaders(t, probeDeadline)
+	// Stream 1 stays open: a message announced and never finished.
+	require.NoError(t, w.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: hb, EndHeaders: true}))
+	require.NoError(t, w.WriteData(1, false, []byte{0, 0, 0, 0x03, 0xe8}))
+	type end struct {
+		closed bool
+		resets int
+	}
+	ended := make(chan end, 1)
+	go func() {
+		closed, _, resets := readUntilEnd(c)
+		ended <- end{closed, resets}
+	}()
+	for id := uint32(3); id < 2*2000; id += 2 {
+		if w.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: hb, EndHeaders: true, EndStream: true}) != nil {
+			break
+		}
+	}
+	e := <-ended
+	require.True(t, e.closed, "the connection was still open after %d resets from the server", e.resets)
+	require.Equal(t, float64(1), closedStreamResets(t, p))
+}
