@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -32,6 +33,8 @@ type singletons struct {
 	follow        time.Duration
 	leaseDuration time.Duration
 	done          chan struct{}
+	// jobs are the jobs Go started without a Lease.
+	jobs sync.WaitGroup
 }
 
 // startSingletons campaigns for the Lease until ctx ends. Losing it (the
@@ -101,7 +104,7 @@ func (s *singletons) refuseSharedBolt(ctx context.Context, fail func(error)) {
 // Go runs fn as a singleton job.
 func (s *singletons) Go(name string, fn func(ctx context.Context)) {
 	if s.el == nil {
-		go fn(s.ctx)
+		s.jobs.Go(func() { fn(s.ctx) })
 		return
 	}
 	s.el.Go(name, fn)
@@ -187,8 +190,14 @@ func (s *singletons) rotationOptions(o *rootrotation.Options) {
 // wait blocks, after ctx ended, until the jobs stopped and the Lease was
 // released (bounded by managerStopWait).
 func (s *singletons) wait() {
+	jobs := make(chan struct{})
+	go func() {
+		<-s.done
+		s.jobs.Wait()
+		close(jobs)
+	}()
 	select {
-	case <-s.done:
+	case <-jobs:
 	case <-time.After(managerStopWait):
 	}
 }

@@ -147,6 +147,13 @@ domain's SPIFFE bundle over HTTPS (profile https_web or https_spiffe).`,
 			}
 			defer rt.Close()
 			defer audf.signWith(rt)() // sealed before the key closes
+			// The singleton jobs (the pruner, the alert rules, …) use the
+			// store: they stop before it closes, also when start is
+			// refused after this point. (Stopping twice is harmless.)
+			defer func() {
+				fail(nil)
+				single.wait()
+			}()
 			rot.single = single
 			if rot.lineages, err = openSignerLineages(ctx, cfg, rt, rot, log, reg); err != nil {
 				return err

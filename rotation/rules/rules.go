@@ -107,6 +107,9 @@ func (s *Sweeper) Sweep(ctx context.Context) time.Time {
 	firing := s.Alerts.Firing()
 	for _, r := range s.Rules {
 		if err := s.sweepRule(ctx, r, now, firing); err != nil {
+			if ctx.Err() != nil {
+				return now // stopping: the sweep was cut short, nothing failed
+			}
 			log.Warn("alert rule incomplete; its alerts are evaluated again at the next sweep", "rules", r.Names(), "error", err)
 		}
 	}

@@ -2,9 +2,12 @@ package e2e
 
 import (
 	"bytes"
+	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -115,4 +118,44 @@ func TestServe_ATakenGRPCPortFailsBeforeAnythingIsIssued(t *testing.T) {
 	require.Contains(t, stderr.String(), "address already in use")
 
 	require.Empty(t, strings.TrimSpace(meshca(t, "records", "list", "--dir", dir, "-o", "json")), "no certificate issued or recorded")
+}
+
+// TestServe_ARefusalLateInStartLogsOnlyItsReason: a start refused after the
+// CA and the singleton jobs are up (here an admin socket in a directory
+// others may write) stops the jobs before the store closes. Before, the
+// pruner's pass then failed on the closed store and logged an ERROR, and
+// the alert rules a WARN, beside the one reason that mattered.
+func TestServe_ARefusalLateInStartLogsOnlyItsReason(t *testing.T) {
+	dir := initCA(t)
+	open := filepath.Join(t.TempDir(), "open")
+	require.NoError(t, os.Mkdir(open, 0o700))
+	require.NoError(t, os.Chmod(open, 0o777))
+	f, err := os.OpenFile(filepath.Join(dir, "meshca.yaml"), os.O_APPEND|os.O_WRONLY, 0)
+	require.NoError(t, err)
+	_, err = fmt.Fprintf(f, "server:\n  adminSocket: %s\n", filepath.Join(open, "admin.sock"))
+	require.NoError(t, err)
+	require.NoError(t, f.Close())
+
+	// The jobs' first passes race with the refusal: several starts give
+	// the old order many chances to show.
+	for range 8 {
+		cmd := exec.Command(meshcaBin, "serve", "--dir", dir, "--listen", "127.0.0.1:0", "--ops-listen", "127.0.0.1:0")
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		done := make(chan error, 1)
+		require.NoError(t, cmd.Start())
+		go func() { done <- cmd.Wait() }()
+		select {
+		case err = <-done:
+		case <-time.After(30 * time.Second):
+			_ = cmd.Process.Kill()
+			t.Fatalf("serve did not exit:\n%s", stderr.String())
+		}
+		require.Error(t, err, "non-zero exit")
+		require.Contains(t, stderr.String(), "is writable by others (mode 0777)")
+		for _, line := range strings.Split(stderr.String(), "\n") {
+			require.NotContains(t, line, `"level":"ERROR"`, stderr.String())
+			require.NotContains(t, line, `"level":"WARN"`, stderr.String())
+		}
+	}
 }
