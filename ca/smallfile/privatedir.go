@@ -2,6 +2,7 @@ package smallfile
 
 import (
 	"fmt"
+	"io/fs"
 	"os"
 )
 
@@ -24,7 +25,20 @@ func CheckPrivateDir(dir, what, instead string) error {
 		return fmt.Errorf("%s %s is owned by uid %d, not by meshca's user (uid %d) or root; %s", what, dir, uid, os.Geteuid(), instead)
 	}
 	if fi.Mode().Perm()&0o002 != 0 {
-		return fmt.Errorf("%s %s is writable by others (mode %04o); run chmod o-w %s, or %s", what, dir, fi.Mode().Perm(), dir, instead)
+		return fmt.Errorf("%s %s is writable by others (mode %s); run chmod o-w %s, or %s", what, dir, chmodMode(fi.Mode()), dir, instead)
 	}
 	return nil
+}
+
+// chmodMode is m in the octal of chmod(1): the permission bits with the
+// setuid (4000), setgid (2000) and sticky (1000) bits, which Go keeps
+// apart from them.
+func chmodMode(m fs.FileMode) string {
+	v := uint32(m.Perm())
+	for bit, octal := range map[fs.FileMode]uint32{fs.ModeSetuid: 0o4000, fs.ModeSetgid: 0o2000, fs.ModeSticky: 0o1000} {
+		if m&bit != 0 {
+			v |= octal
+		}
+	}
+	return fmt.Sprintf("%04o", v)
 }
