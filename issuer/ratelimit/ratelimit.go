@@ -65,11 +65,7 @@ func New(opts Options) *Limiter {
 }
 
 // Allow takes one token from identity's bucket.
-func (l *Limiter) Allow(identity string) bool { return l.AllowN(identity, 1) }
-
-// AllowN takes n tokens from identity's bucket if it holds them; otherwise
-// it takes none and reports false.
-func (l *Limiter) AllowN(identity string, n int) bool {
+func (l *Limiter) Allow(identity string) bool {
 	if l.opts.PerIdentityQPS <= 0 {
 		return true
 	}
@@ -85,24 +81,7 @@ func (l *Limiter) AllowN(identity string, n int) bool {
 	// Re-adding marks the bucket most recently used and restarts its
 	// idle expiry.
 	l.per.Add(identity, lim, l.idle)
-	return lim.AllowN(now, n)
-}
-
-// Empty takes every whole token of identity's bucket, which is then Spent
-// until it refills.
-func (l *Limiter) Empty(identity string) {
-	if l.opts.PerIdentityQPS <= 0 {
-		return
-	}
-	now := l.opts.Clock.Now()
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if v, ok := l.per.Get(identity); ok {
-		lim := v.(*rate.Limiter)
-		if k := int(lim.TokensAt(now)); k > 0 {
-			lim.AllowN(now, k)
-		}
-	}
+	return lim.AllowN(now, 1)
 }
 
 // Spent reports whether identity's bucket holds less than one token now,

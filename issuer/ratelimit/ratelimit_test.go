@@ -308,25 +308,19 @@ func TestAllow_FullTableEvictsOnlyTheLeastRecentlyUsedBucket(t *testing.T) {
 	require.True(t, l.Allow("id-0"), "id-0 was the least recently used bucket")
 }
 
-func TestAllowN_TakesAllOrNothingAndSpentSaysWhenTheBucketIsEmpty(t *testing.T) {
+func TestSpent_SaysWhenTheBucketIsEmptyWithoutMakingOne(t *testing.T) {
 	c := newClock()
-	l := New(Options{PerIdentityQPS: 10, PerIdentityBurst: 5, Clock: c})
+	l := New(Options{PerIdentityQPS: 10, PerIdentityBurst: 2, Clock: c})
 	require.False(t, l.Spent("a"), "no bucket yet: nothing spent")
 	require.Equal(t, 0, l.identities(), "Spent makes no bucket")
-	require.True(t, l.AllowN("a", 4))
+	require.True(t, l.Allow("a"))
 	require.False(t, l.Spent("a"), "one token left")
-	require.False(t, l.AllowN("a", 2), "more than the bucket holds")
-	require.False(t, l.Spent("a"), "a refused AllowN takes nothing")
-	require.True(t, l.AllowN("a", 1))
+	require.True(t, l.Allow("a"))
 	require.True(t, l.Spent("a"))
 	require.False(t, l.Spent("b"), "buckets are per identity")
-	c.Step(100 * time.Millisecond)
+	c.Step(99 * time.Millisecond)
+	require.True(t, l.Spent("a"))
+	c.Step(time.Millisecond)
 	require.False(t, l.Spent("a"), "one token back after 1/QPS")
-	require.True(t, l.AllowN("b", 3))
-	l.Empty("b")
-	require.True(t, l.Spent("b"), "Empty takes the two tokens left")
-	l.Empty("c")
-	require.False(t, l.Spent("c"), "Empty makes no bucket")
-	require.True(t, New(Options{Clock: c}).AllowN("a", 1000), "no QPS: no limit")
-	require.False(t, New(Options{Clock: c}).Spent("a"))
+	require.False(t, New(Options{Clock: c}).Spent("a"), "no QPS: never spent")
 }

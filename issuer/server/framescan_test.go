@@ -30,7 +30,7 @@ func TestFrameScanner_CountsResetsAcrossAnyCuts(t *testing.T) {
 	require.NoError(t, fr.WritePing(false, [8]byte{}))
 	stream := b.Bytes()
 
-	s := frameScanner{preface: len(http2.ClientPreface)}
+	s := frameScanner{preface: len(http2.ClientPreface), everyCode: true}
 	got := 0
 	for i := range stream {
 		got += s.scan(stream[i : i+1])
@@ -39,7 +39,7 @@ func TestFrameScanner_CountsResetsAcrossAnyCuts(t *testing.T) {
 
 	for seed := range uint64(20) {
 		r := rand.New(rand.NewPCG(seed, 1))
-		s := frameScanner{preface: len(http2.ClientPreface)}
+		s := frameScanner{preface: len(http2.ClientPreface), everyCode: true}
 		got, rest := 0, stream
 		for len(rest) > 0 {
 			n := min(len(rest), 1+r.IntN(64))
@@ -49,10 +49,25 @@ func TestFrameScanner_CountsResetsAcrossAnyCuts(t *testing.T) {
 		require.Equal(t, want, got, "seed %d", seed)
 		require.Zero(t, s.nhdr+s.payload, "ends at a frame boundary")
 	}
-	// The server's direction has no preface.
+	// The server's direction has no preface, and its NO_ERROR resets (a
+	// stream answered before the client finished sending) do not count,
+	// however the error code is cut.
 	var out bytes.Buffer
 	sf := http2.NewFramer(&out, nil)
 	require.NoError(t, sf.WriteSettings())
 	require.NoError(t, sf.WriteRSTStream(1, http2.ErrCodeRefusedStream))
-	require.Equal(t, 1, (&frameScanner{}).scan(out.Bytes()))
+	require.NoError(t, sf.WriteRSTStream(3, http2.ErrCodeNo))
+	require.NoError(t, sf.WriteData(5, true, []byte{0, 0, 0, 0}))
+	require.NoError(t, sf.WriteRSTStream(5, http2.ErrCodeNo))
+	require.NoError(t, sf.WriteRSTStream(7, http2.ErrCodeInternal))
+	require.Equal(t, 2, (&frameScanner{}).scan(out.Bytes()))
+	server := frameScanner{}
+	got = 0
+	for i := range out.Len() {
+		got += server.scan(out.Bytes()[i : i+1])
+	}
+	require.Equal(t, 2, got, "one byte at a time")
+	// A client's NO_ERROR resets count: it chooses the code.
+	client := frameScanner{everyCode: true}
+	require.Equal(t, 4, client.scan(out.Bytes()))
 }

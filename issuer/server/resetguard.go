@@ -8,6 +8,7 @@ import (
 	"golang.org/x/net/http2"
 	"golang.org/x/time/rate"
 	"google.golang.org/grpc/credentials"
+	"k8s.io/utils/clock"
 
 	"github.com/meshca/meshca/issuer/ratelimit"
 )
@@ -17,34 +18,48 @@ import (
 // meshca_grpc_connections_refused_total).
 const closedStreamResets = "stream_resets"
 
-// maxResetAddresses bounds the source addresses whose reset budgets are
+// maxResetAddresses bounds the source addresses whose closes are
 // remembered; a budget unused long enough to be full again is forgotten.
 const maxResetAddresses = 65536
 
-// resetGuard bounds how often the streams of one source address's gRPC
-// connections may end in RST_STREAM (RFC 9113 section 6.4), whichever side
-// sends it. A reset stream costs the server its HPACK-decoded headers, a
-// stream and usually a handler, and the client nothing: HTTP/2 "rapid
-// reset" (CVE-2023-44487) opens streams and cancels each at once. gRPC
-// bounds the handlers running at a time (maxConcurrentStreams), not their
-// rate, and sends no GOAWAY for it. A client can also make the server
-// reset streams for it (streams over maxConcurrentStreams are refused
-// with RST_STREAM, a malformed frame on a stream resets it), so the resets
-// meshca writes count as well.
+// closesBeforeRefusal is how many connections of one source address may be
+// closed for resetting streams before its new connections are refused
+// (the burst of its budget of closes); one comes back every
+// maxStreamResetBurst/maxStreamResetsPerSecond (10 s by default).
+const closesBeforeRefusal = 3
+
+// resetGuard bounds how often the streams of a gRPC connection may end in
+// RST_STREAM (RFC 9113 section 6.4). A reset stream costs the server its
+// HPACK-decoded headers, a stream and usually a handler, and the client
+// nothing: HTTP/2 "rapid reset" (CVE-2023-44487) opens streams and cancels
+// each at once. gRPC bounds the handlers running at a time
+// (maxConcurrentStreams), not their rate, and sends no GOAWAY for it. A
+// client can also make the server reset streams for it (streams over
+// maxConcurrentStreams are refused with RST_STREAM REFUSED_STREAM, a
+// malformed frame on a stream resets it), so the resets meshca writes
+// count as well, except NO_ERROR: gRPC sends that for a stream it has
+// answered before the client finished sending (RFC 9113 section 8.1), a
+// stream the client paid for like any other request.
 //
-// The budget is the address's, not the connection's: a client that is
-// closed and reconnects gains nothing, and while its budget holds less
-// than one reset its new connections are closed as they are accepted,
-// before their TLS handshake.
+// Each connection has its own budget, so that a client sharing a source
+// address with an abuser (behind a NAT, a gateway) keeps its connection
+// within its own. A connection past it is closed. An address whose
+// connections were closed closesBeforeRefusal times in a short while has
+// its new connections closed as they are accepted, before their TLS
+// handshake, until its budget of closes refills at the configured rate:
+// reconnecting gains an attacker one connection's burst per
+// maxStreamResetBurst/maxStreamResetsPerSecond.
 //
 // The guard sees a connection's HTTP/2 frames below gRPC: after TLS (it
 // wraps the connection the transport credentials return) or, without
 // credentials, as accepted. It reads only the 9-byte frame headers
-// (RFC 9113 section 4.1) and never holds a frame's payload.
+// (RFC 9113 section 4.1) and the 4-byte error code of the RST_STREAM
+// frames meshca writes, and never holds any other payload.
 type resetGuard struct {
 	perSecond, burst int
-	budgets          *ratelimit.Limiter // source IP → its resets
-	closed, refused  func()             // count a connection closed or refused by the guard
+	closes           *ratelimit.Limiter // source IP → its connections closed for resets
+	clock            clock.PassiveClock
+	closed, refused  func() // count a connection closed or refused by the guard
 	log              *slog.Logger
 	warn             rate.Sometimes
 }
@@ -52,30 +67,43 @@ type resetGuard struct {
 func newResetGuard(perSecond, burst int, closed, refused func(), log *slog.Logger) *resetGuard {
 	return &resetGuard{
 		perSecond: perSecond, burst: burst,
-		budgets: ratelimit.New(ratelimit.Options{
-			PerIdentityQPS: float64(perSecond), PerIdentityBurst: burst, MaxIdentities: maxResetAddresses,
+		closes: ratelimit.New(ratelimit.Options{
+			PerIdentityQPS: float64(perSecond) / float64(burst), PerIdentityBurst: closesBeforeRefusal, MaxIdentities: maxResetAddresses,
 		}),
+		clock:  clock.RealClock{},
 		closed: closed, refused: refused, log: log,
 		warn: rate.Sometimes{First: 1, Interval: refuseWarnInterval},
 	}
 }
 
 // wrap guards c, whose first bytes read are the client's connection
-// preface (RFC 9113 section 3.4); addr is its source IP.
-func (g *resetGuard) wrap(c net.Conn, addr string) net.Conn {
-	return &resetGuardConn{Conn: c, g: g, addr: addr, in: frameScanner{preface: len(http2.ClientPreface)}}
+// preface (RFC 9113 section 3.4); raw is the accepted connection under it
+// (c itself without TLS), which the guard closes; addr is its source IP.
+func (g *resetGuard) wrap(c, raw net.Conn, addr string) net.Conn {
+	return &resetGuardConn{
+		Conn: c, raw: raw, g: g, addr: addr, budget: rate.NewLimiter(rate.Limit(g.perSecond), g.burst),
+		in: frameScanner{preface: len(http2.ClientPreface), everyCode: true},
+	}
 }
 
 // frameScanner follows the frame boundaries of one direction of an HTTP/2
-// connection through reads or writes of any size.
+// connection through reads or writes of any size, and counts its
+// RST_STREAM frames: all of them (everyCode), or those whose error code is
+// not NO_ERROR.
 type frameScanner struct {
-	preface int // bytes of the client preface still to pass
-	hdr     [9]byte
-	nhdr    int // bytes of hdr read
-	payload int // bytes of the current frame's payload still to pass
+	everyCode bool
+	preface   int // bytes of the client preface still to pass
+	hdr       [9]byte
+	nhdr      int // bytes of hdr read
+	payload   int // bytes of the current frame's payload still to pass
+	// code collects the error code of an RST_STREAM frame whose header
+	// was read (inCode), ncode bytes of it so far.
+	inCode bool
+	code   [4]byte
+	ncode  int
 }
 
-// scan passes b and returns the RST_STREAM frames whose header it completed.
+// scan passes b and returns the RST_STREAM frames it completed that count.
 func (s *frameScanner) scan(b []byte) (resets int) {
 	for len(b) > 0 {
 		switch {
@@ -85,6 +113,15 @@ func (s *frameScanner) scan(b []byte) (resets int) {
 			b = b[n:]
 		case s.payload > 0:
 			n := min(s.payload, len(b))
+			if s.inCode {
+				k := copy(s.code[s.ncode:], b[:n])
+				if s.ncode += k; s.ncode == len(s.code) {
+					s.inCode = false
+					if s.code != [4]byte{} { // http2.ErrCodeNo
+						resets++
+					}
+				}
+			}
 			s.payload -= n
 			b = b[n:]
 		default:
@@ -97,7 +134,11 @@ func (s *frameScanner) scan(b []byte) (resets int) {
 			s.nhdr = 0
 			s.payload = int(s.hdr[0])<<16 | int(s.hdr[1])<<8 | int(s.hdr[2])
 			if http2.FrameType(s.hdr[3]) == http2.FrameRSTStream {
-				resets++
+				if s.everyCode || s.payload != len(s.code) {
+					resets++
+				} else {
+					s.inCode, s.ncode = true, 0
+				}
 			}
 		}
 	}
@@ -106,11 +147,13 @@ func (s *frameScanner) scan(b []byte) (resets int) {
 
 // resetGuardConn is a guarded connection. gRPC reads it from one goroutine
 // and writes it from another; each direction has its own scanner and the
-// budgets are safe for both.
+// budget is safe for both.
 type resetGuardConn struct {
 	net.Conn
+	raw     net.Conn
 	g       *resetGuard
 	addr    string
+	budget  *rate.Limiter
 	in, out frameScanner
 	once    sync.Once
 }
@@ -134,18 +177,21 @@ func (c *resetGuardConn) Write(p []byte) (int, error) {
 	return n, err
 }
 
-// allow takes r resets from the address's budget; when the budget does
-// not hold them it empties it, closes the connection and reports false.
+// allow takes r resets from the connection's budget; when the budget does
+// not hold them it closes the connection, takes one close from the
+// address's budget of closes, and reports false.
 func (c *resetGuardConn) allow(r int) bool {
-	if c.g.budgets.AllowN(c.addr, r) {
+	if c.budget.AllowN(c.g.clock.Now(), r) {
 		return true
 	}
-	c.g.budgets.Empty(c.addr)
 	c.once.Do(func() {
 		// Counted before the close, so that whoever sees the connection
-		// closed also sees it counted.
+		// closed also sees it counted. The accepted connection is closed,
+		// not TLS's, whose close_notify could wait for a peer that does
+		// not read; gRPC then closes the rest.
 		c.g.closed()
-		c.Conn.Close()
+		c.g.closes.Allow(c.addr)
+		c.raw.Close()
 		c.g.warned("closing a connection that resets too many streams")
 	})
 	return false
@@ -160,9 +206,9 @@ func (g *resetGuard) warned(msg string) {
 }
 
 // guardedListener closes, as it accepts them, the connections of an
-// address whose budget is spent, and guards the others itself when gRPC
-// runs without transport credentials (it then reads the frames from the
-// accepted connection); with credentials, guardedCreds does.
+// address whose budget of closes is spent, and guards the others itself
+// when gRPC runs without transport credentials (it then reads the frames
+// from the accepted connection); with credentials, guardedCreds does.
 type guardedListener struct {
 	net.Listener
 	g         *resetGuard
@@ -176,14 +222,14 @@ func (l guardedListener) Accept() (net.Conn, error) {
 			return nil, err
 		}
 		addr := sourceIP(c)
-		if l.g.budgets.Spent(addr) {
+		if l.g.closes.Spent(addr) {
 			l.g.refused()
 			c.Close()
-			l.g.warned("refusing the connections of an address that resets too many streams")
+			l.g.warned("refusing the connections of an address whose connections reset too many streams")
 			continue
 		}
 		if l.wrapConns {
-			return l.g.wrap(c, addr), nil
+			return l.g.wrap(c, c, addr), nil
 		}
 		return c, nil
 	}
@@ -200,7 +246,7 @@ func (c guardedCreds) ServerHandshake(raw net.Conn) (net.Conn, credentials.AuthI
 	if err != nil {
 		return conn, info, err
 	}
-	return c.g.wrap(conn, sourceIP(raw)), info, nil
+	return c.g.wrap(conn, raw, sourceIP(raw)), info, nil
 }
 
 func (c guardedCreds) Clone() credentials.TransportCredentials {

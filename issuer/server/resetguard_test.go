@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"net"
 	"testing"
@@ -11,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/meshca/meshca/issuer/server"
 )
@@ -83,32 +85,22 @@ func counterWithReason(t *testing.T, p *probeEnv, name, reason string) float64 {
 	return 0
 }
 
-// HTTP/2 "rapid reset" (CVE-2023-44487): a client opens streams and
-// cancels each at once. gRPC bounds the handlers running at a time, not
-// the rate, so one unauthenticated connection could make meshca decode
-// headers, start and cancel handlers as fast as it sends frames. A
-// connection whose address resets streams faster than
-// server.limits.maxStreamResetsPerSecond, past a burst of
-// maxStreamResetBurst, is closed.
-func TestLimits_AConnectionThatKeepsResettingStreamsIsClosed(t *testing.T) {
-	p := newProbe(t, func(o *server.Options) {
-		o.Limits.MaxStreamResetsPerSecond = 5
-		o.Limits.MaxStreamResetBurst = 50
-	})
-	c, _ := h2c(t, p.GRPCAddr().String())
+// rapidReset opens streams on a new plaintext connection and cancels each
+// at once, up to pairs of them, until the server closes the connection; it
+// returns the connection, whether the server closed it before its
+// deadline, and the streams it opened and reset.
+func rapidReset(t *testing.T, addr string, pairs int) (net.Conn, bool, int) {
+	t.Helper()
+	c, _ := h2c(t, addr)
 	w := http2.NewFramer(c, nil)
 	hb := requestHeaders(t, probeDeadline)
-	type end struct {
-		closed bool
-		code   http2.ErrCode
-	}
-	ended := make(chan end, 1)
+	ended := make(chan bool, 1)
 	go func() {
-		closed, code, _ := readUntilEnd(c)
-		ended <- end{closed, code}
+		closed, _, _ := readUntilEnd(c)
+		ended <- closed
 	}()
 	sent := 0
-	for id := uint32(1); id < 2*5000; id += 2 {
+	for id := uint32(1); sent < pairs; id += 2 {
 		err := w.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: hb, EndHeaders: true})
 		if err == nil {
 			err = w.WriteRSTStream(id, http2.ErrCodeCancel)
@@ -118,26 +110,74 @@ func TestLimits_AConnectionThatKeepsResettingStreamsIsClosed(t *testing.T) {
 		}
 		sent++
 	}
-	e := <-ended
-	require.True(t, e.closed, "the connection was still open after %d resets", sent)
-	require.Equal(t, float64(1), closedStreamResets(t, p))
-	require.Contains(t, p.log.String(), `"msg":"closing a connection that resets too many streams"`)
-	_, port, err := net.SplitHostPort(c.LocalAddr().String())
-	require.NoError(t, err)
-	require.NotContains(t, p.log.String(), ":"+port, "the peer's address is caller input")
+	return c, <-ended, sent
+}
 
-	// The budget is the address's: while it holds less than one reset, a
-	// new connection from it is closed as it is accepted.
-	again, err := net.Dial("tcp", p.GRPCAddr().String())
+// HTTP/2 "rapid reset" (CVE-2023-44487): a client opens streams and
+// cancels each at once. gRPC bounds the handlers running at a time, not
+// the rate, so one unauthenticated connection could make meshca decode
+// headers, start and cancel handlers as fast as it sends frames. A
+// connection that resets streams faster than
+// server.limits.maxStreamResetsPerSecond, past a burst of
+// maxStreamResetBurst, is closed; after three such closes the address's
+// new connections are refused until one close is forgiven
+// (maxStreamResetBurst/maxStreamResetsPerSecond later).
+func TestLimits_AConnectionThatKeepsResettingStreamsIsClosed(t *testing.T) {
+	p := newProbe(t, func(o *server.Options) {
+		o.Limits.MaxStreamResetsPerSecond = 50
+		o.Limits.MaxStreamResetBurst = 50 // a close forgiven every second
+	})
+	addr := p.GRPCAddr().String()
+	for i := range 3 {
+		c, closed, sent := rapidReset(t, addr, 5000)
+		require.True(t, closed, "connection %d was still open after %d resets", i+1, sent)
+		require.Equal(t, float64(i+1), closedStreamResets(t, p))
+		_, port, err := net.SplitHostPort(c.LocalAddr().String())
+		require.NoError(t, err)
+		require.NotContains(t, p.log.String(), ":"+port, "the peer's address is caller input")
+	}
+	require.Contains(t, p.log.String(), `"msg":"closing a connection that resets too many streams"`)
+
+	// Three closes spent the address's budget: a new connection from it is
+	// closed as it is accepted, before any frame.
+	again, err := net.Dial("tcp", addr)
 	require.NoError(t, err)
 	defer again.Close()
 	require.NoError(t, again.SetDeadline(time.Now().Add(5*time.Second)))
 	require.True(t, closedByServer(again), "a new connection of the address is refused")
 	require.Equal(t, float64(1), refusedStreamResets(t, p))
-	// One reset comes back after 1/maxStreamResetsPerSecond (200ms), and
-	// the address is served again.
-	time.Sleep(300 * time.Millisecond)
-	requireHealthy(t, dial(t, p.GRPCAddr().String()))
+	// One close is forgiven after a second, and the address is served again.
+	time.Sleep(1100 * time.Millisecond)
+	requireHealthy(t, dial(t, addr))
+}
+
+// A client that shares its source address with one resetting streams
+// (behind a NAT, a gateway) keeps its own connection: budgets are each
+// connection's, and only new connections of the address are refused once
+// it has had three connections closed.
+func TestLimits_AnAbusersResetsDoNotCloseItsNeighboursConnection(t *testing.T) {
+	p := newProbe(t, func(o *server.Options) {
+		o.Limits.MaxStreamResetsPerSecond = 5
+		o.Limits.MaxStreamResetBurst = 50
+	})
+	addr := p.GRPCAddr().String()
+	neighbour := dial(t, addr)
+	requireHealthy(t, neighbour)
+	for range 4 {
+		rapidReset(t, addr, 5000)
+	}
+	require.Equal(t, float64(3), closedStreamResets(t, p), "the fourth connection was refused at accept")
+	require.Equal(t, float64(1), refusedStreamResets(t, p))
+	// The neighbour cancels a request of its own (RST_STREAM CANCEL),
+	// within its budget.
+	ctx, cancel := context.WithCancel(context.Background())
+	watch, err := healthpb.NewHealthClient(neighbour).Watch(ctx, &healthpb.HealthCheckRequest{})
+	require.NoError(t, err)
+	_, err = watch.Recv()
+	require.NoError(t, err)
+	cancel()
+	requireHealthy(t, neighbour)
+	require.Equal(t, float64(3), closedStreamResets(t, p), "the neighbour's connection stays open")
 }
 
 // A client that cancels its requests now and then, within the burst, keeps
