@@ -101,21 +101,9 @@ func TestServe_ATakenGRPCPortFailsBeforeAnythingIsIssued(t *testing.T) {
 	require.NoError(t, err)
 	defer taken.Close()
 
-	cmd := exec.Command(meshcaBin, "serve", "--dir", dir, "--listen", taken.Addr().String(), "--ops-listen", "127.0.0.1:0")
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	done := make(chan error, 1)
-	require.NoError(t, cmd.Start())
-	go func() { done <- cmd.Wait() }()
-	select {
-	case err = <-done:
-	case <-time.After(30 * time.Second):
-		_ = cmd.Process.Kill()
-		t.Fatalf("serve did not exit on a taken port:\n%s", stderr.String())
-	}
-	require.Error(t, err, "non-zero exit")
-	require.Contains(t, stderr.String(), "server.listen "+taken.Addr().String()+": ")
-	require.Contains(t, stderr.String(), "address already in use")
+	stderr := refusedServe(t, "--dir", dir, "--listen", taken.Addr().String(), "--ops-listen", "127.0.0.1:0")
+	require.Contains(t, stderr, "server.listen "+taken.Addr().String()+": ")
+	require.Contains(t, stderr, "address already in use")
 
 	require.Empty(t, strings.TrimSpace(meshca(t, "records", "list", "--dir", dir, "-o", "json")), "no certificate issued or recorded")
 }
@@ -139,23 +127,31 @@ func TestServe_ARefusalLateInStartLogsOnlyItsReason(t *testing.T) {
 	// The jobs' first passes race with the refusal: several starts give
 	// the old order many chances to show.
 	for range 8 {
-		cmd := exec.Command(meshcaBin, "serve", "--dir", dir, "--listen", "127.0.0.1:0", "--ops-listen", "127.0.0.1:0")
-		var stderr bytes.Buffer
-		cmd.Stderr = &stderr
-		done := make(chan error, 1)
-		require.NoError(t, cmd.Start())
-		go func() { done <- cmd.Wait() }()
-		select {
-		case err = <-done:
-		case <-time.After(30 * time.Second):
-			_ = cmd.Process.Kill()
-			t.Fatalf("serve did not exit:\n%s", stderr.String())
-		}
-		require.Error(t, err, "non-zero exit")
-		require.Contains(t, stderr.String(), "is writable by others (mode 0777)")
-		for _, line := range strings.Split(stderr.String(), "\n") {
-			require.NotContains(t, line, `"level":"ERROR"`, stderr.String())
-			require.NotContains(t, line, `"level":"WARN"`, stderr.String())
+		stderr := refusedServe(t, "--dir", dir, "--listen", "127.0.0.1:0", "--ops-listen", "127.0.0.1:0")
+		require.Contains(t, stderr, "is writable by others (mode 0777)")
+		for _, line := range strings.Split(stderr, "\n") {
+			require.NotContains(t, line, `"level":"ERROR"`, stderr)
+			require.NotContains(t, line, `"level":"WARN"`, stderr)
 		}
 	}
+}
+
+// refusedServe runs meshca serve with args, which must end it with an
+// error within 30 s, and returns what it wrote to stderr.
+func refusedServe(t *testing.T, args ...string) string {
+	t.Helper()
+	cmd := exec.Command(meshcaBin, append([]string{"serve"}, args...)...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	done := make(chan error, 1)
+	require.NoError(t, cmd.Start())
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		require.Error(t, err, "non-zero exit")
+	case <-time.After(30 * time.Second):
+		_ = cmd.Process.Kill()
+		t.Fatalf("serve did not exit:\n%s", stderr.String())
+	}
+	return stderr.String()
 }
