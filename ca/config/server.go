@@ -124,14 +124,16 @@ type LimitsConfig struct {
 	MaxConnectionAge      Duration `json:"maxConnectionAge"`
 	MaxConnectionAgeGrace Duration `json:"maxConnectionAgeGrace"`
 	// MaxStreamResetsPerSecond and MaxStreamResetBurst bound the streams
-	// of one source address's connections that end in RST_STREAM (RFC 9113
-	// section 6.4), sent by the client or by meshca: past the burst, a
-	// connection that goes on resetting streams faster than the rate is
-	// closed, and so are the address's new connections until its budget
-	// refills. Each reset stream costs meshca its headers and a handler;
-	// gRPC bounds the handlers running at once, not their rate (HTTP/2
-	// "rapid reset", CVE-2023-44487). The burst must hold a client
-	// cancelling every request it has in flight (maxConcurrentStreams).
+	// of each connection that end in RST_STREAM (RFC 9113 section 6.4),
+	// sent by the client or by meshca: past the burst, a connection that
+	// goes on resetting streams faster than the rate is closed. After three
+	// such closes of one source address its new connections are refused
+	// until one close is forgiven, every burst/rate seconds. Each reset
+	// stream costs meshca its headers and a handler; gRPC bounds the
+	// handlers running at once, not their rate (HTTP/2 "rapid reset",
+	// CVE-2023-44487). The burst must hold a client cancelling every
+	// request it has in flight (maxConcurrentStreams); unset, it is the
+	// larger of 100 and maxConcurrentStreams.
 	MaxStreamResetsPerSecond int `json:"maxStreamResetsPerSecond"`
 	MaxStreamResetBurst      int `json:"maxStreamResetBurst"`
 
@@ -166,7 +168,8 @@ func (l *LimitsConfig) Init() {
 	setInt(&l.InitialWindowSize, DefaultInitialWindowSize)
 	setInt(&l.InitialConnWindowSize, DefaultInitialConnWindowSize)
 	setInt(&l.MaxStreamResetsPerSecond, DefaultMaxStreamResetsPerSec)
-	setInt(&l.MaxStreamResetBurst, DefaultMaxStreamResetBurst)
+	// The burst holds a client cancelling every request it has in flight.
+	setInt(&l.MaxStreamResetBurst, max(DefaultMaxStreamResetBurst, l.MaxConcurrentStreams))
 	setInt(&l.OpsMaxConnections, DefaultOpsMaxConnections)
 	setDur(&l.OpsReadTimeout, DefaultOpsReadTimeout)
 	setDur(&l.OpsWriteTimeout, DefaultOpsWriteTimeout)

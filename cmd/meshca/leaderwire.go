@@ -35,6 +35,8 @@ type singletons struct {
 	done          chan struct{}
 	// jobs are the jobs Go started without a Lease.
 	jobs sync.WaitGroup
+	// stopped is wait's: one bound however often serve waits.
+	stopped func()
 }
 
 // startSingletons campaigns for the Lease until ctx ends. Losing it (the
@@ -46,6 +48,7 @@ type singletons struct {
 // presents, which only a shared store (PostgreSQL) has.
 func startSingletons(ctx context.Context, cfg *config.Config, rc *rest.Config, log *slog.Logger, reg prometheus.Registerer, fail func(error)) (*singletons, error) {
 	s := &singletons{ctx: ctx, done: make(chan struct{})}
+	s.stopped = sync.OnceFunc(s.waitOnce)
 	le := cfg.Signers.Controllers.LeaderElection
 	if rc == nil || !le.On() {
 		close(s.done)
@@ -189,7 +192,10 @@ func (s *singletons) rotationOptions(o *rootrotation.Options) {
 
 // wait blocks, after ctx ended, until the jobs stopped and the Lease was
 // released (bounded by managerStopWait).
-func (s *singletons) wait() {
+// serve waits from several places; they share that bound.
+func (s *singletons) wait() { s.stopped() }
+
+func (s *singletons) waitOnce() {
 	jobs := make(chan struct{})
 	go func() {
 		<-s.done

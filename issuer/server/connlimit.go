@@ -35,11 +35,11 @@ func newGRPCConnMetrics(reg prometheus.Registerer) connMetrics {
 		}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "meshca_grpc_connections_refused_total",
-			Help: "Connections of the gRPC listener closed at once because their source address (per_address) or the listener (total) had reached its limit, or because their source address had spent its budget of stream resets (stream_resets).",
+			Help: "Connections of the gRPC listener closed at once because their source address (per_address) or the listener (total) had reached its limit, or because three connections of their source address had recently been closed for resetting streams (stream_resets).",
 		}, []string{"reason"}),
 		closed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "meshca_grpc_connections_closed_total",
-			Help: "Open connections of the gRPC listener that meshca closed for abuse: stream_resets, their source address's streams ended in RST_STREAM faster than server.limits.maxStreamResetsPerSecond past maxStreamResetBurst.",
+			Help: "Open connections of the gRPC listener that meshca closed for abuse: stream_resets, their streams ended in RST_STREAM faster than server.limits.maxStreamResetsPerSecond past maxStreamResetBurst.",
 		}, []string{"reason"}),
 	}
 	for _, r := range []string{refusedPerAddress, refusedTotal, closedStreamResets} {

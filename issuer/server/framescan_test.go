@@ -50,8 +50,8 @@ func TestFrameScanner_CountsResetsAcrossAnyCuts(t *testing.T) {
 		require.Zero(t, s.nhdr+s.payload, "ends at a frame boundary")
 	}
 	// The server's direction has no preface, and its NO_ERROR resets (a
-	// stream answered before the client finished sending) do not count,
-	// however the error code is cut.
+	// stream answered before the client finished sending) and
+	// REFUSED_STREAM resets do not count, however the error code is cut.
 	var out bytes.Buffer
 	sf := http2.NewFramer(&out, nil)
 	require.NoError(t, sf.WriteSettings())
@@ -60,6 +60,7 @@ func TestFrameScanner_CountsResetsAcrossAnyCuts(t *testing.T) {
 	require.NoError(t, sf.WriteData(5, true, []byte{0, 0, 0, 0}))
 	require.NoError(t, sf.WriteRSTStream(5, http2.ErrCodeNo))
 	require.NoError(t, sf.WriteRSTStream(7, http2.ErrCodeInternal))
+	require.NoError(t, sf.WriteRSTStream(9, http2.ErrCodeProtocol))
 	require.Equal(t, 2, (&frameScanner{}).scan(out.Bytes()))
 	server := frameScanner{}
 	got = 0
@@ -69,5 +70,5 @@ func TestFrameScanner_CountsResetsAcrossAnyCuts(t *testing.T) {
 	require.Equal(t, 2, got, "one byte at a time")
 	// A client's NO_ERROR resets count: it chooses the code.
 	client := frameScanner{everyCode: true}
-	require.Equal(t, 4, client.scan(out.Bytes()))
+	require.Equal(t, 5, client.scan(out.Bytes()))
 }

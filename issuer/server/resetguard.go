@@ -1,6 +1,7 @@
 package server
 
 import (
+	"encoding/binary"
 	"log/slog"
 	"net"
 	"sync"
@@ -36,10 +37,14 @@ const closesBeforeRefusal = 3
 // (maxConcurrentStreams), not their rate, and sends no GOAWAY for it. A
 // client can also make the server reset streams for it (streams over
 // maxConcurrentStreams are refused with RST_STREAM REFUSED_STREAM, a
-// malformed frame on a stream resets it), so the resets meshca writes
-// count as well, except NO_ERROR: gRPC sends that for a stream it has
-// answered before the client finished sending (RFC 9113 section 8.1), a
-// stream the client paid for like any other request.
+// malformed frame on a stream resets it, even on a stream never opened),
+// so the resets meshca writes count as well, except NO_ERROR and
+// REFUSED_STREAM. gRPC sends NO_ERROR for a stream it has answered before
+// the client finished sending (RFC 9113 section 8.1), a stream the client
+// paid for like any other request; REFUSED_STREAM for streams over
+// maxConcurrentStreams, which a client may open before it has read the
+// server's SETTINGS (RFC 9113 section 6.5.3) and may retry (section 8.7),
+// and which cost meshca their headers but no handler.
 //
 // Each connection has its own budget, so that a client sharing a source
 // address with an abuser (behind a NAT, a gateway) keeps its connection
@@ -89,7 +94,7 @@ func (g *resetGuard) wrap(c, raw net.Conn, addr string) net.Conn {
 // frameScanner follows the frame boundaries of one direction of an HTTP/2
 // connection through reads or writes of any size, and counts its
 // RST_STREAM frames: all of them (everyCode), or those whose error code is
-// not NO_ERROR.
+// neither NO_ERROR nor REFUSED_STREAM.
 type frameScanner struct {
 	everyCode bool
 	preface   int // bytes of the client preface still to pass
@@ -117,7 +122,9 @@ func (s *frameScanner) scan(b []byte) (resets int) {
 				k := copy(s.code[s.ncode:], b[:n])
 				if s.ncode += k; s.ncode == len(s.code) {
 					s.inCode = false
-					if s.code != [4]byte{} { // http2.ErrCodeNo
+					switch http2.ErrCode(binary.BigEndian.Uint32(s.code[:])) {
+					case http2.ErrCodeNo, http2.ErrCodeRefusedStream:
+					default:
 						resets++
 					}
 				}
