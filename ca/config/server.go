@@ -222,7 +222,7 @@ func (l LimitsConfig) validate(add func(string, string, ...any)) {
 		add(k+"maxStreamResetsPerSecond", "%d is out of range; use 1 to %d (default %d)", l.MaxStreamResetsPerSecond, 1<<20, DefaultMaxStreamResetsPerSec)
 	}
 	if l.MaxStreamResetBurst < l.MaxConcurrentStreams || l.MaxStreamResetBurst > 1<<20 {
-		add(k+"maxStreamResetBurst", "%d is out of range; use maxConcurrentStreams (%d), so that a client may cancel every request it has in flight, to %d (default %d)", l.MaxStreamResetBurst, l.MaxConcurrentStreams, 1<<20, DefaultMaxStreamResetBurst)
+		add(k+"maxStreamResetBurst", "%d is out of range; use maxConcurrentStreams (%d), so that a client may cancel every request it has in flight, to %d (default the larger of %d and maxConcurrentStreams)", l.MaxStreamResetBurst, l.MaxConcurrentStreams, 1<<20, DefaultMaxStreamResetBurst)
 	}
 	if l.OpsMaxConnections < 1 || l.OpsMaxConnections > 1<<16 {
 		add(k+"opsMaxConnections", "%d is out of range; use 1 to %d (default %d)", l.OpsMaxConnections, 1<<16, DefaultOpsMaxConnections)

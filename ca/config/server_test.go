@@ -35,6 +35,26 @@ func TestServerLimits_DefaultsWhenUnset(t *testing.T) {
 	require.Equal(t, 5*time.Minute, l.MaxConnectionIdle.Duration)
 	require.Equal(t, 30*time.Minute, l.MaxConnectionAge.Duration)
 	require.Equal(t, 10*time.Second, l.MaxConnectionAgeGrace.Duration)
+	require.Equal(t, 10, l.MaxStreamResetsPerSecond)
+	require.Equal(t, 100, l.MaxStreamResetBurst)
+}
+
+// The reset burst's default follows maxConcurrentStreams, so that raising
+// the streams alone (--max-concurrent-streams) still validates; a burst set
+// below them is refused.
+func TestServerLimits_TheResetBurstHoldsEveryStreamInFlight(t *testing.T) {
+	parse := func(limits string) (*config.Config, error) {
+		cfg, err := config.Parse([]byte("root: {file: {rootCert: r.pem, rootKey: r.key}}\nkeyStore: {dir: keys}\nstore: {path: s.db}\nserver:\n  limits:\n" + limits))
+		require.NoError(t, err)
+		return cfg, cfg.Validate()
+	}
+	cfg, err := parse("    maxConcurrentStreams: 200\n")
+	require.NoError(t, err)
+	require.Equal(t, 200, cfg.Server.Limits.MaxStreamResetBurst)
+	_, err = parse("    maxConcurrentStreams: 200\n    maxStreamResetBurst: 150\n")
+	require.ErrorContains(t, err, "server.limits.maxStreamResetBurst: 150 is out of range; use maxConcurrentStreams (200), so that a client may cancel every request it has in flight, to 1048576 (default the larger of 100 and maxConcurrentStreams)")
+	_, err = parse("    maxStreamResetsPerSecond: -1\n")
+	require.ErrorContains(t, err, "server.limits.maxStreamResetsPerSecond: -1 is out of range; use 1 to 1048576 (default 10)")
 }
 
 func TestServerLimits_ParsedAndValidated(t *testing.T) {
