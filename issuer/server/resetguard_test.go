@@ -30,25 +30,31 @@ func requestHeaders(t *testing.T, method string) []byte {
 }
 
 // readUntilEnd reads c's frames until the server ends the connection or
-// c's deadline passes; it reports whether the server ended it, the code of
-// a GOAWAY it sent (ErrCode(^0) if none) and the RST_STREAM frames it sent.
-// (It does not acknowledge SETTINGS: the test's goroutine owns the writes.)
-func readUntilEnd(c net.Conn) (closed bool, goAway http2.ErrCode, resets int) {
+// c's deadline passes; it reports whether the server ended it and the
+// RST_STREAM frames it sent. (It does not acknowledge SETTINGS: the test's
+// goroutine owns the writes.)
+func readUntilEnd(c net.Conn) (closed bool, resets int) {
 	fr := http2.NewFramer(nil, c)
-	goAway = ^http2.ErrCode(0)
 	for {
 		f, err := fr.ReadFrame()
 		if err != nil {
 			var ne net.Error
-			return !(errors.As(err, &ne) && ne.Timeout()), goAway, resets
+			return !(errors.As(err, &ne) && ne.Timeout()), resets
 		}
-		switch f := f.(type) {
-		case *http2.GoAwayFrame:
-			goAway = f.ErrCode
-		case *http2.RSTStreamFrame:
+		if _, ok := f.(*http2.RSTStreamFrame); ok {
 			resets++
 		}
 	}
+}
+
+// newResetProbe is a probe server whose connections may reset 5 streams a
+// second past a burst of 50.
+func newResetProbe(t *testing.T) *probeEnv {
+	t.Helper()
+	return newProbe(t, func(o *server.Options) {
+		o.Limits.MaxStreamResetsPerSecond = 5
+		o.Limits.MaxStreamResetBurst = 50
+	})
 }
 
 // closedStreamResets is meshca_grpc_connections_closed_total, whose one
@@ -96,7 +102,7 @@ func rapidReset(t *testing.T, addr string, pairs int) (net.Conn, bool, int) {
 	hb := requestHeaders(t, probeDeadline)
 	ended := make(chan bool, 1)
 	go func() {
-		closed, _, _ := readUntilEnd(c)
+		closed, _ := readUntilEnd(c)
 		ended <- closed
 	}()
 	sent := 0
@@ -156,10 +162,7 @@ func TestLimits_AConnectionThatKeepsResettingStreamsIsClosed(t *testing.T) {
 // connection's, and only new connections of the address are refused once
 // it has had three connections closed.
 func TestLimits_AnAbusersResetsDoNotCloseItsNeighboursConnection(t *testing.T) {
-	p := newProbe(t, func(o *server.Options) {
-		o.Limits.MaxStreamResetsPerSecond = 5
-		o.Limits.MaxStreamResetBurst = 50
-	})
+	p := newResetProbe(t)
 	addr := p.GRPCAddr().String()
 	neighbour := dial(t, addr)
 	requireHealthy(t, neighbour)
@@ -183,10 +186,7 @@ func TestLimits_AnAbusersResetsDoNotCloseItsNeighboursConnection(t *testing.T) {
 // A client that cancels its requests now and then, within the burst, keeps
 // its connection.
 func TestLimits_ResetsWithinTheBudgetKeepTheConnection(t *testing.T) {
-	p := newProbe(t, func(o *server.Options) {
-		o.Limits.MaxStreamResetsPerSecond = 5
-		o.Limits.MaxStreamResetBurst = 50
-	})
+	p := newResetProbe(t)
 	c, _ := h2c(t, p.GRPCAddr().String())
 	w := http2.NewFramer(c, nil)
 	hb := requestHeaders(t, probeDeadline)
@@ -216,10 +216,7 @@ func TestLimits_ResetsWithinTheBudgetKeepTheConnection(t *testing.T) {
 // error, RFC 9113 section 6.9: gRPC answers RST_STREAM PROTOCOL_ERROR even
 // for a stream never opened), which costs meshca a frame and a reset each.
 func TestLimits_StreamsTheServerResetsCountToo(t *testing.T) {
-	p := newProbe(t, func(o *server.Options) {
-		o.Limits.MaxStreamResetsPerSecond = 5
-		o.Limits.MaxStreamResetBurst = 50
-	})
+	p := newResetProbe(t)
 	c, _ := h2c(t, p.GRPCAddr().String())
 	w := http2.NewFramer(c, nil)
 	w.AllowIllegalWrites = true
@@ -229,7 +226,7 @@ func TestLimits_StreamsTheServerResetsCountToo(t *testing.T) {
 	}
 	ended := make(chan end, 1)
 	go func() {
-		closed, _, resets := readUntilEnd(c)
+		closed, resets := readUntilEnd(c)
 		ended <- end{closed, resets}
 	}()
 	for id := uint32(1); id < 2*5000; id += 2 {
