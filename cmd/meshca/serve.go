@@ -191,9 +191,14 @@ domain's SPIFFE bundle over HTTPS (profile https_web or https_spiffe).`,
 			if err != nil {
 				return err
 			}
+			var moreOps []*server.Ops
+			if crlHost != ops {
+				moreOps = append(moreOps, crlHost) // drained with ops, not cut by the Close above
+			}
 			srv, err := server.New(server.Options{
 				GRPCListener:    grpcLn,
 				Ops:             ops,
+				MoreOps:         moreOps,
 				ShutdownTimeout: cfg.Server.ShutdownTimeout.Duration,
 				Registerer:      reg,
 				Ready:           readiness(rt),

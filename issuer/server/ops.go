@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -151,6 +152,20 @@ func (o *Ops) serve() error {
 	o.Start()
 	<-o.stopped
 	return o.err
+}
+
+// shutdownOps shuts the listeners down at once, each waiting for its
+// requests in handlers until ctx ends (http.Server.Shutdown; a request
+// whose headers arrive after that is not served), and returns their
+// errors joined.
+func shutdownOps(ctx context.Context, all []*Ops) error {
+	errs := make([]error, len(all))
+	var wg sync.WaitGroup
+	for i, o := range all {
+		wg.Go(func() { errs[i] = o.srv.Shutdown(ctx) })
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 // Close stops the listener at once (for a serve that fails before Run).

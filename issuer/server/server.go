@@ -60,6 +60,11 @@ type Options struct {
 	// with Ready from then on, and shuts it down. Nil: New makes one on
 	// OpsListen, with Gatherer and Limits, served from Run.
 	Ops *Ops
+	// MoreOps are listeners beside Ops made by NewOps and started by the
+	// caller (the CRL distribution point on crl.listen). Run shuts them
+	// down with Ops once the gRPC port has drained, within
+	// ShutdownTimeout: a request in a handler is answered, not cut.
+	MoreOps []*Ops
 }
 
 // Server runs the gRPC and operations listeners.
@@ -185,7 +190,7 @@ func (s *Server) Run(ctx context.Context) error {
 	case <-sctx.Done():
 		s.GRPC.Stop()
 	}
-	if err := s.ops.srv.Shutdown(sctx); err != nil && runErr == nil {
+	if err := shutdownOps(sctx, append([]*Ops{s.ops}, s.opts.MoreOps...)); err != nil && runErr == nil {
 		runErr = err
 	}
 	// A Serve that starts after the stop closes its listener only as it

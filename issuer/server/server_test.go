@@ -3,6 +3,7 @@ package server_test
 import (
 	"context"
 	"errors"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -296,6 +297,61 @@ func TestRun_CutsOffCallsThatOutliveTheShutdownTimeout(t *testing.T) {
 	<-b.entered
 	require.NoError(t, r.stop(t), "a forced stop after the timeout is not a Run error")
 	require.Equal(t, codes.Unavailable, status.Code(<-callErr), "the stuck call is cut off")
+}
+
+// A listener beside the ops port (the CRL distribution point on
+// crl.listen) drains with it: a request in its handler when Run is told to
+// stop is answered before Run returns, not cut by the caller's Close.
+func TestRun_DrainsTheListenersBesideOps(t *testing.T) {
+	crl, err := server.NewOps(server.OpsOptions{Listen: "127.0.0.1:0", Name: "crl", Key: "crl.listen", RoutesOnly: true, Log: slog.New(slog.DiscardHandler)})
+	require.NoError(t, err)
+	entered, release := make(chan struct{}), make(chan struct{})
+	crl.Handle("GET /crl/", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		close(entered)
+		<-release
+		_, _ = io.WriteString(w, "the CRL")
+	}))
+	crl.Start()
+	o := baseOptions()
+	o.MoreOps = []*server.Ops{crl}
+	srv, err := server.New(o)
+	require.NoError(t, err)
+	r := start(t, srv)
+	crlAddr := crl.Addr().String()
+	type answer struct {
+		code int
+		body string
+		err  error
+	}
+	answered := make(chan answer, 1)
+	go func() {
+		resp, err := http.Get("http://" + crlAddr + "/crl/ca-crl.pem")
+		if err != nil {
+			answered <- answer{err: err}
+			return
+		}
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		answered <- answer{resp.StatusCode, string(b), err}
+	}()
+	<-entered
+	r.cancel()
+	waitUntilListenerClosed(t, srv.GRPCAddr().String())
+	select {
+	case <-r.done:
+		t.Fatal("Run returned while a CRL request was in its handler")
+	case <-time.After(200 * time.Millisecond):
+	}
+	close(release)
+	a := <-answered
+	require.NoError(t, a.err)
+	require.Equal(t, http.StatusOK, a.code)
+	require.Equal(t, "the CRL", a.body)
+	require.NoError(t, r.stop(t))
+	require.NoError(t, crl.Close(), "serve's deferred Close after Run")
+	ln, err := net.Listen("tcp", crlAddr)
+	require.NoError(t, err, "%s is free again", crlAddr)
+	ln.Close()
 }
 
 func TestRun_ClosesBothListeners(t *testing.T) {
