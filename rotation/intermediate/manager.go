@@ -414,6 +414,19 @@ func (m *Manager) prepareLocked(ctx context.Context, fresh bool) error {
 // activateLocked makes the next slot the active generation (the store
 // retires the previous one in the same transaction) and returns the change.
 func (m *Manager) activateLocked(ctx context.Context) (rotation.Change, error) {
+	// The next slot may have been revoked since it was prepared: a fresh
+	// successor takes its place (a revocation after this check is
+	// reported by checkRevoked at the next evaluation).
+	if err := m.checkUnrevoked(ctx, m.next); err != nil {
+		if !errors.Is(err, errRevokedSuccessor) {
+			return rotation.Change{}, fmt.Errorf("activate CA generation %d: %w", m.next.Generation, err)
+		}
+		m.log.Warn("the prepared intermediate was revoked before its activation; preparing another in its place", "generation", m.next.Generation)
+		m.next = nil
+		if err := m.prepareLocked(ctx, false); err != nil {
+			return rotation.Change{}, err
+		}
+	}
 	next, prev := m.next, m.active
 	now := m.clk.Now().UTC()
 	if err := m.switchActive(ctx, next, prev, now); err != nil {

@@ -440,3 +440,74 @@ func TestManager_ALeafRevocationUnderTheIntermediatesSerialIsNotTheIntermediates
 	require.NoError(t, err)
 	require.Equal(t, first.Generation, got.Generation)
 }
+
+// revokeGeneration records generation id's intermediate as revoked, as
+// `meshca revoke --generation id` does.
+func revokeGeneration(t *testing.T, f *fixture, id uint64) {
+	t.Helper()
+	g := generation(t, f.st, id)
+	c, err := x509.ParseCertificate(g.CertDER)
+	require.NoError(t, err)
+	_, err = f.st.Revoke(context.Background(), []store.Revocation{{
+		Serial: hex.EncodeToString(c.SerialNumber.Bytes()), Kind: store.KindIntermediate,
+		Generation: id, Known: true, NotAfter: c.NotAfter.UTC(),
+		Reason: store.ReasonKeyCompromise, RevokedAt: f.clk.Now().UTC(),
+	}})
+	require.NoError(t, err)
+}
+
+// An operator may revoke the prepared successor (its key leaked before it
+// signed anything); crl.Revoker accepts that, as the generation signs
+// nothing yet. It must then never sign: at the activation threshold a
+// fresh successor is minted and activated in its place, whether the
+// revoked one waits in the running replica's next slot or in the journal
+// of a replica that restarts (RFC 5280 section 6.3: every leaf under a
+// revoked CA fails validation).
+func TestManager_ARevokedPreparedSuccessorIsNeverActivated(t *testing.T) {
+	for _, restart := range []bool{false, true} {
+		t.Run(fmt.Sprintf("restart=%v", restart), func(t *testing.T) {
+			ctx := context.Background()
+			f := newFixture(t, nil)
+			first, err := f.m.Start(ctx)
+			require.NoError(t, err)
+			prepared := first.Generation + 1
+			if !restart {
+				f.run(t)
+				f.at(t, fraction(first, 0.5))
+			} else {
+				f.clk.SetTime(fraction(first, 0.5))
+				f.m.mu.Lock()
+				require.NoError(t, f.m.prepareLocked(ctx, false))
+				f.m.mu.Unlock()
+			}
+			require.Equal(t, store.StatePrepared, states(t, f.st)[prepared])
+			revokeGeneration(t, f, prepared)
+			if restart {
+				// Another process takes over the journal: its Start finds
+				// the prepared (revoked) successor there.
+				f.m = New(Options{Config: f.cfg, Keys: f.km, Store: f.st, Root: f.src, Clock: f.clk, Log: f.m.log})
+				f.m.Subscribe(func(_ context.Context, c rotation.Change) error {
+					f.mu.Lock()
+					defer f.mu.Unlock()
+					f.changes = append(f.changes, c)
+					return nil
+				})
+				_, err := f.m.Start(ctx)
+				require.NoError(t, err)
+				f.run(t)
+			}
+			f.at(t, fraction(first, 0.66))
+
+			st := states(t, f.st)
+			require.Equal(t, store.StatePrepared, st[prepared], "the revoked successor never signs")
+			require.Equal(t, store.StateRetired, st[first.Generation])
+			active := f.m.Active().Generation
+			require.Greater(t, active, prepared, "a fresh successor signs")
+			require.Equal(t, store.StateActive, st[active])
+			changes := f.gotChanges()
+			require.Len(t, changes, 1)
+			require.Equal(t, active, changes[0].Active.Generation)
+			require.False(t, f.m.RotationStatus().Stuck)
+		})
+	}
+}

@@ -116,6 +116,9 @@ func (m *Manager) verify(ctx context.Context, g store.Generation, roots []*x509.
 	if err != nil {
 		return nil, fmt.Errorf("prepared CA generation %d does not load: %w", g.ID, err)
 	}
+	if err := m.checkUnrevoked(ctx, mat); err != nil {
+		return nil, err
+	}
 	if err := mat.SelfTest(m.clk.Now()); err != nil {
 		return nil, fmt.Errorf("prepared CA generation %d failed its throwaway-leaf check: %w", g.ID, err)
 	}
@@ -126,6 +129,28 @@ func (m *Manager) verify(ctx context.Context, g store.Generation, roots []*x509.
 	}
 	m.step(StepVerified, g.ID)
 	return mat, nil
+}
+
+// errRevokedSuccessor is matched by the error of a prepared generation
+// that the store records as revoked.
+var errRevokedSuccessor = errors.New("revoked before its activation")
+
+// checkUnrevoked refuses a prepared generation whose intermediate the
+// store records as revoked: an operator may revoke a successor whose key
+// leaked before it signed anything (crl.Revoker accepts that), and a
+// revoked CA must never sign, as every leaf under it fails validation
+// (RFC 5280 section 6.3).
+func (m *Manager) checkUnrevoked(ctx context.Context, mat *authority.Material) error {
+	err := m.loader.CheckStillUnrevoked(ctx, mat)
+	var unusable *authority.UnusableError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &unusable):
+		return fmt.Errorf("prepared CA generation %d is %w: it never signs", mat.Generation, errRevokedSuccessor)
+	default:
+		return err
+	}
 }
 
 // preparedSuccessor returns the newest prepared generation that can
