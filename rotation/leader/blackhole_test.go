@@ -24,7 +24,11 @@ import (
 type stallProxy struct {
 	ln    net.Listener
 	stall atomic.Bool
-	wg    sync.WaitGroup
+	// hold delays the bytes instead: while it is set nothing is
+	// forwarded, and what was read is forwarded once it is cleared, as a
+	// slow path does.
+	hold atomic.Bool
+	wg   sync.WaitGroup
 }
 
 func newStallProxy(t *testing.T, target string) *stallProxy {
@@ -60,6 +64,9 @@ func (p *stallProxy) serve(c net.Conn, target string) {
 		buf := make([]byte, 32<<10)
 		for {
 			n, err := src.Read(buf)
+			for p.hold.Load() {
+				time.Sleep(time.Millisecond)
+			}
 			if n > 0 && !p.stall.Load() {
 				if _, werr := dst.Write(buf[:n]); werr != nil {
 					return
@@ -113,4 +120,52 @@ func TestRun_JobsStopWithinTheRenewDeadlineWhenTheApiserverHangs(t *testing.T) {
 	took := got[0].end.Sub(stalled)
 	t.Logf("the job stopped %s after the apiserver stalled", took.Round(time.Millisecond))
 	require.Less(t, took, leaseDuration-500*time.Millisecond, "the job outlived the Lease another replica may take")
+}
+
+// The watchdog stops the jobs once the Lease has gone unrenewed for the
+// renew deadline, but client-go keeps trying to renew for up to a retry
+// period longer. A renewal that lands in that gap (a slow apiserver, not a
+// dead one) must not leave the replica holding a renewed Lease with no job
+// running until it restarts: the term ends with the watchdog, and the
+// replica campaigns again and runs its jobs once it leads.
+func TestRun_ALateRenewalAfterTheWatchdogDoesNotLeaveTheLeaseHeldWithoutJobs(t *testing.T) {
+	u, err := url.Parse(env.Config.Host)
+	require.NoError(t, err)
+	proxy := newStallProxy(t, u.Host)
+	rc := rest.CopyConfig(env.Config)
+	rc.Host = "https://" + proxy.ln.Addr().String()
+	const renewDeadline, retryPeriod = 2 * time.Second, time.Second
+	e, err := New(rc, Options{
+		Namespace: "default", Name: "slow", Identity: "replica-a",
+		LeaseDuration: 4 * time.Second, RenewDeadline: renewDeadline, RetryPeriod: retryPeriod, StopWait: 5 * time.Second,
+		Log: slog.New(slog.NewTextHandler(logbuf.ForTest(t), nil)),
+	})
+	require.NoError(t, err)
+	ts := &terms{}
+	e.Go("job", ts.job("replica-a", e))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); e.Run(ctx) }()
+	t.Cleanup(func() {
+		proxy.hold.Store(false)
+		cancel()
+		<-done
+	})
+	waitUntil(t, 10*time.Second, "the replica leads", func() bool { return ts.running() != "" })
+	// Right after a renewal, hold the path past the renew deadline and
+	// release it before the attempt under way times out (a retry period
+	// after the renewal plus the renew deadline).
+	last := e.renewed.last.Load()
+	waitUntil(t, 5*time.Second, "a renewal", func() bool { return e.renewed.last.Load() != last })
+	proxy.hold.Store(true)
+	waitUntil(t, 2*renewDeadline, "the watchdog stops the job", func() bool { return ts.running() == "" })
+	proxy.hold.Store(false)
+	waitUntil(t, 5*time.Second, "the late renewal lands", func() bool {
+		return time.Since(time.Unix(0, e.renewed.last.Load())) < renewDeadline
+	})
+	waitUntil(t, 15*time.Second, "the job runs again while the replica holds the Lease", func() bool {
+		_, leading := e.Leading()
+		return ts.running() == "replica-a" && leading
+	})
+	require.Equal(t, int64(1), e.Lost(), "the term the watchdog ended counts as lost")
 }

@@ -81,8 +81,10 @@ type Elector struct {
 	cur  *termJobs // the jobs of the current term; nil while not leading
 	// stopping is set on shutdown: no term starts jobs after it.
 	stopping bool
-	elected  chan struct{}
-	once     sync.Once // closes elected
+	// endTerm ends the current campaign of client-go's elector (term).
+	endTerm context.CancelFunc
+	elected chan struct{}
+	once    sync.Once // closes elected
 	// lost counts the terms that ended without shutdown.
 	lost atomic.Int64
 
@@ -307,7 +309,15 @@ func (e *Elector) started(ctx context.Context) {
 		e.fence.Store(nil)
 		e.held.Set(0)
 	})
-	go e.watchRenewals(jctx, cancel)
+	// The watchdog ends client-go's term too: client-go keeps trying to
+	// renew for a retry period past the renew deadline, and a renewal that
+	// lands then would keep this replica holding the Lease with its jobs
+	// stopped, and OnStartedLeading never called again.
+	endTerm := e.endTerm
+	go e.watchRenewals(jctx, func() {
+		cancel()
+		endTerm()
+	})
 	e.o.Log.Info("took the lease of the singleton jobs", "lease", e.o.Namespace+"/"+e.o.Name, "holder", f.Holder, "token", f.Token)
 	for _, j := range e.jobs {
 		t.start(j)
@@ -338,11 +348,11 @@ func (e *Elector) readFence(ctx context.Context) (store.Fence, bool) {
 	}
 }
 
-// watchRenewals stops the jobs (cancel) once the Lease has not been
-// written for the renew deadline: client-go notices it too, but returns
-// only after trying to release the Lease, which on an apiserver that
-// does not answer takes up to another renew deadline, past the lease
-// duration after which another replica may take it.
+// watchRenewals stops the jobs and ends the term (cancel) once the Lease
+// has not been written for the renew deadline: client-go notices it too,
+// but returns only after trying to release the Lease, which on an
+// apiserver that does not answer takes up to another renew deadline, past
+// the lease duration after which another replica may take it.
 func (e *Elector) watchRenewals(ctx context.Context, cancel context.CancelFunc) {
 	t := e.o.Clock.NewTicker(e.o.RetryPeriod / 4)
 	defer t.Stop()
@@ -385,6 +395,9 @@ func (e *Elector) Run(ctx context.Context) {
 func (e *Elector) term(ctx context.Context) {
 	electCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancel()
+	e.mu.Lock()
+	e.endTerm = cancel
+	e.mu.Unlock()
 	ended := make(chan struct{})
 	var watch sync.WaitGroup
 	watch.Go(func() {
