@@ -66,6 +66,12 @@ const (
 type Options struct {
 	Store         Store
 	Intermediates Intermediates
+	// DefaultUncounted says that the default lineage's leaves are signed
+	// outside meshca (trustBundle.publishCACerts: Istio's plug-in CA,
+	// istiod signs the workloads with the published intermediate), so
+	// that meshca's issuance records cannot end a waiting phase
+	// (UncountedLeaves).
+	DefaultUncounted bool
 	// Leader and FollowInterval are the default intermediate Manager's
 	// (intermediate.Options): with several replicas only the holder of
 	// the singleton jobs' Lease mints and activates.
@@ -276,8 +282,10 @@ func (c *Controller) stepLocked(ctx context.Context) (*phaseEvent, bool) {
 		}
 		minAt, maxAt := r.PhaseStartedAt.Add(r.Waits.WorkloadsMin), r.PhaseStartedAt.Add(r.Waits.WorkloadsMax)
 		c.waiting = fmt.Sprintf("%d of %d unexpired workload certificates were issued before both roots were published; %d of %d workload identities got none since", old, n.total, n.stale, n.identities)
+		note, uncounted := c.uncountedLocked(r.Waits.WorkloadsMax)
+		c.waiting += note
 		switch {
-		case old == 0 && !now.Before(minAt):
+		case old == 0 && !uncounted && !now.Before(minAt):
 			return c.enterLocked(ctx, p.next(), "enter", "controller", "every unexpired workload certificate was issued with both roots")
 		case !now.Before(maxAt):
 			ev, moved := c.enterLocked(ctx, p.next(), "enter", "controller", fmt.Sprintf("the maximum wait of %s passed (%s)", r.Waits.WorkloadsMax, c.waiting))
@@ -288,7 +296,7 @@ func (c *Controller) stepLocked(ctx context.Context) (*phaseEvent, bool) {
 				ev.left = &workloadsLeft{n: n, maxWait: r.Waits.WorkloadsMax}
 			}
 			return ev, moved
-		case old == 0:
+		case old == 0 && !uncounted:
 			c.next = minAt
 		default:
 			c.next = maxAt

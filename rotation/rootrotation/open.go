@@ -68,7 +68,8 @@ func Open(ctx context.Context, cfg *config.Config, clk clock.WithTicker, log *sl
 	}
 	o := Options{
 		Store: st, Source: src, SourceProblem: srcErr, NewSource: newSource, OldRootConfig: cfg.Root, Intermediate: cfg.Intermediate,
-		Clock: clk, Log: log, DefaultCertTTL: cfg.Issuance.DefaultCertTTL.Duration, MaxCertTTL: cfg.Issuance.MaxCertTTL.Duration,
+		DefaultUncounted: cfg.TrustBundle.PublishCACerts,
+		Clock:            clk, Log: log, DefaultCertTTL: cfg.Issuance.DefaultCertTTL.Duration, MaxCertTTL: cfg.Issuance.MaxCertTTL.Duration,
 		Waits: store.RootRotationWaits{WorkloadsMin: cfg.Rotation.Root.WorkloadsMinWait.Duration,
 			WorkloadsMax: cfg.Rotation.Root.WorkloadsMaxWait.Duration, TTLMax: cfg.Rotation.Root.TTLMaxWait.Duration},
 	}

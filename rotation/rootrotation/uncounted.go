@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/meshca/meshca/ca/store"
 )
 
 // UncountedLeaves is implemented by an Intermediates whose leaves meshca
@@ -17,17 +19,18 @@ type UncountedLeaves interface {
 }
 
 // uncountedLocked reports whether a lineage's leaves cannot be counted
-// (UncountedLeaves), with a note naming those lineages for the phase's
+// (UncountedLeaves, or the default lineage with Options.DefaultUncounted),
+// with a note naming those lineages for the phase's
 // waiting text; c.mu is held.
-func (c *Controller) uncountedLocked(ttlMax time.Duration) (note string, uncounted bool) {
+func (c *Controller) uncountedLocked(maxWait time.Duration) (note string, uncounted bool) {
 	var names []string
-	for _, l := range c.lineages {
-		if u, ok := l.m.(UncountedLeaves); ok && u.UncountedLeaves() {
-			names = append(names, l.signer)
+	for _, l := range c.lineagesLocked() {
+		if u, ok := l.m.(UncountedLeaves); ok && u.UncountedLeaves() || l.signer == store.DefaultSigner && c.o.DefaultUncounted {
+			names = append(names, l.String())
 		}
 	}
 	if len(names) == 0 {
 		return "", false
 	}
-	return fmt.Sprintf("; the leaves of %s are signed outside meshca and not counted, so the phase lasts its maximum wait %s", strings.Join(names, ", "), ttlMax), true
+	return fmt.Sprintf("; the leaves of %s are signed outside meshca and not counted, so the phase lasts its maximum wait %s", strings.Join(names, ", "), maxWait), true
 }

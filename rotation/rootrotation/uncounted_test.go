@@ -46,3 +46,38 @@ func TestController_UncountedLineageWaitsOutTTLMax(t *testing.T) {
 	h.requirePhase(PhaseDone)
 	require.Equal(t, pemOf(h.b.cert), east.lastPublished())
 }
+
+// With trustBundle.publishCACerts (Istio's plug-in CA) istiod signs the
+// workloads with the default lineage's intermediate, so meshca holds no
+// record of their leaves: no count can end a phase. Waiting for workloads
+// lasts workloadsMaxWait and waiting out the TTL lasts ttlMaxWait (or
+// until 'meshca rotate advance'), and A stays in the roots until then:
+// removing it earlier fails every handshake with a leaf istiod issued
+// under A's intermediate.
+func TestController_PlugInDefaultLineageIsUncounted(t *testing.T) {
+	h := newHarness(t)
+	h.c.o.DefaultUncounted = true
+	h.start()
+	h.step()
+	h.requirePhase(PhaseWaitWorkloads)
+	w := h.journal().Waits
+	h.clk.Step(w.WorkloadsMin + time.Minute)
+	st := h.step()
+	h.requirePhase(PhaseWaitWorkloads)
+	require.Contains(t, st.Waiting, "are signed outside meshca and not counted")
+
+	h.clk.Step(w.WorkloadsMax - w.WorkloadsMin)
+	h.step()
+	h.requirePhase(PhaseWaitTTL)
+	require.NoError(t, h.mgr.bundle.Cert.CheckSignatureFrom(h.b.cert), "the default intermediate is under B")
+	h.clk.Step(w.TTLMax - time.Minute)
+	st = h.step()
+	h.requirePhase(PhaseWaitTTL)
+	require.Contains(t, st.Waiting, "are signed outside meshca and not counted")
+	require.Equal(t, pemOf(h.a.cert, h.b.cert), h.mgr.lastPublished(), "A is still trusted")
+
+	h.clk.Step(2 * time.Minute)
+	h.step()
+	h.requirePhase(PhaseDone)
+	require.Equal(t, pemOf(h.b.cert), h.mgr.lastPublished())
+}
