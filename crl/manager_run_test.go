@@ -229,3 +229,28 @@ func TestManager_RestartRebuildsWithHigherNumbers(t *testing.T) {
 	require.Greater(t, full.Number, before.Number)
 	require.Equal(t, []string{is.Serial}, serialsOf(fl))
 }
+
+// A wall clock stepped back (NTP, a VM restored) must not hold the CRLs
+// back until it catches up with the last thisUpdate: dating the new CRLs
+// after the last one would put thisUpdate in the future, which relying
+// parties refuse, and waiting for the clock would leave a revocation
+// unpublished for as long as the step. The CRLs are dated by the clock,
+// at once, and their numbers still grow.
+func TestManager_AClockSteppedBackDoesNotHoldTheCRLsBack(t *testing.T) {
+	p := newMgrPKI(t)
+	e := newManager(t, p)
+	e.run(t)
+	gen := crl.ScopeGeneration(p.active)
+	before, _ := e.crl(t, gen, false)
+	p.clk.SetTime(p.clk.Now().Add(-10 * time.Minute))
+	_, is := p.issue(t, p.active, appID, p.clk.Now().Add(time.Hour))
+	_, err := e.m.Revoke(context.Background(), crl.Request{Serial: is.Serial, Reason: store.ReasonKeyCompromise})
+	require.NoError(t, err)
+	e.stepPastCoalescing(t, time.Second)
+	require.Eventually(t, func() bool { return e.pub.count() == 2 }, 5*time.Second, time.Millisecond,
+		"the revocation is published without waiting 10 minutes for the clock")
+	full, fl := e.crl(t, gen, false)
+	require.Greater(t, full.Number, before.Number)
+	require.Equal(t, []string{is.Serial}, serialsOf(fl))
+	require.Equal(t, p.clk.Now().UTC().Truncate(time.Second), fl.ThisUpdate, "dated by the clock, not ahead of it")
+}

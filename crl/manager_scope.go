@@ -98,7 +98,8 @@ func (e *scopeBuildError) Unwrap() error { return e.err }
 // waits for the next second (at most 1 s) rather than dating the CRL
 // ahead of the clock: a relying party refuses a CRL whose thisUpdate is
 // in the future (OpenSSL's X509_V_ERR_CRL_NOT_YET_VALID), and a burst of
-// rebuilds would push it ever further ahead. Caller holds buildMu.
+// rebuilds would push it ever further ahead. A clock stepped back more
+// than that is not waited for. Caller holds buildMu.
 func (m *Manager) thisUpdate(ctx context.Context, which map[string]bool) (time.Time, error) {
 	var last time.Time
 	for n := range which {
@@ -109,6 +110,14 @@ func (m *Manager) thisUpdate(ctx context.Context, which map[string]bool) (time.T
 	now := m.clk.Now().UTC()
 	if !last.IsZero() && now.Truncate(time.Second).Compare(last) <= 0 {
 		at := last.Add(time.Second)
+		if at.Sub(now) > time.Second {
+			// The clock was stepped back (NTP, a restored VM): waiting
+			// for it would hold every revocation back for as long as the
+			// step, and dating ahead of it would make the CRL not yet
+			// valid. The clock wins; the CRL numbers still grow.
+			m.log.Warn("the clock is behind the last CRL's thisUpdate (it was stepped back); dating the new CRLs by the clock", "last_this_update", last, "now", now)
+			return now.Truncate(time.Second), nil
+		}
 		select {
 		case <-ctx.Done():
 			return time.Time{}, ctx.Err()
@@ -282,7 +291,6 @@ func (m *Manager) assemble(ctx context.Context) error {
 		_ = pem.Encode(&caCRL, &pem.Block{Type: pemTypeCRL, Bytes: ext.Raw})
 		crls = append(crls, crlIssuer{name: ext.RawIssuer, aki: ext.AuthorityKeyId})
 		m.metrics.observe(ScopeRootExternal, kindFull, &p, len(ext.RevokedCertificateEntries))
-		m.extRaw = ext.Raw
 	}
 	pemBytes := caCRL.Bytes()
 	// The distribution point serves the new CRLs at once; ca-crl.pem once
@@ -319,6 +327,11 @@ func (m *Manager) assemble(ctx context.Context) error {
 		m.lastGood = bytes.Clone(pemBytes)
 	}
 	m.served.Store(newServedSet(list, m.lastGood))
+	// The external CRL counts as followed unless handing it over failed:
+	// followExternal then tries again at its next poll.
+	if ext != nil && perr == nil {
+		m.extRaw = ext.Raw
+	}
 	return perr
 }
 

@@ -22,13 +22,34 @@ import (
 type published struct {
 	mu   sync.Mutex
 	pems [][]byte
+	// fail, while set, fails the next publications (an apiserver error)
+	// and counts them in failed.
+	fail   error
+	failed int
 }
 
 func (p *published) publish(_ context.Context, b []byte) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.fail != nil {
+		p.failed++
+		return p.fail
+	}
 	p.pems = append(p.pems, bytes.Clone(b))
 	return nil
+}
+
+// failing sets or clears the publication error.
+func (p *published) failing(err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.fail = err
+}
+
+func (p *published) failures() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.failed
 }
 
 func (p *published) count() int {

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/pem"
+	"errors"
 	"log/slog"
 	"math/big"
 	"sync/atomic"
@@ -120,4 +121,44 @@ func TestManager_ExternalRootCRLFollowsTheSource(t *testing.T) {
 	got = splitPEM(t, e.pub.last())
 	require.Len(t, got, 3)
 	require.Equal(t, int64(8), got[2].Number.Int64())
+}
+
+// A new external root CRL whose publication fails (an apiserver error) is
+// published at a later poll: the follower must not take the CRL it failed
+// to hand over as handed over, or the ConfigMaps keep the old root CRL
+// until the next revocation or scheduled republication, perhaps past its
+// nextUpdate.
+func TestManager_ExternalRootCRLIsPublishedAfterAFailedPublication(t *testing.T) {
+	p := newMgrPKI(t)
+	src := &staticSource{}
+	rootCRL := func(n int64) *x509.RevocationList {
+		der, err := x509.CreateRevocationList(rand.Reader, &x509.RevocationList{
+			Number: big.NewInt(n), ThisUpdate: p.clk.Now(), NextUpdate: p.clk.Now().Add(time.Hour),
+		}, p.root, p.rootKey)
+		require.NoError(t, err)
+		l, err := x509.ParseRevocationList(der)
+		require.NoError(t, err)
+		return l
+	}
+	src.crl.Store(rootCRL(7))
+	e := newManager(t, p, func(o *crl.Options) { o.Issuers = o.Issuers[:2]; o.External = src })
+	e.run(t)
+	require.Equal(t, 1, e.pub.count())
+
+	e.pub.failing(errors.New("the apiserver is unavailable"))
+	src.crl.Store(rootCRL(8))
+	p.clk.Step(5 * time.Second)
+	require.Eventually(t, func() bool { return e.pub.failures() > 0 }, 5*time.Second, time.Millisecond)
+	e.pub.failing(nil)
+	for range 10 {
+		p.clk.Step(5 * time.Second)
+		if e.pub.count() == 2 {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	require.Eventually(t, func() bool { return e.pub.count() == 2 }, 5*time.Second, time.Millisecond,
+		"root CRL 8 is published once the apiserver answers again")
+	got := splitPEM(t, e.pub.last())
+	require.Equal(t, int64(8), got[len(got)-1].Number.Int64())
 }
