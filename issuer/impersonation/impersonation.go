@@ -81,8 +81,9 @@ func ReasonOf(err error) string {
 	return "error"
 }
 
-// ErrNotReady means the pod informers have not synced (Start has not
-// returned successfully); the request should be retried (Unavailable).
+// ErrNotReady means the pod informer of the caller's cluster has not
+// synced (or Start has not run); the request should be retried
+// (Unavailable).
 var ErrNotReady = errors.New("impersonation: pod informers have not synced")
 
 // Options configure New.
@@ -146,8 +147,10 @@ func New(o Options) (*Authorizer, error) {
 
 // Start runs a pod informer per cluster until ctx ends or Stop is called,
 // and waits until every one has synced. When ctx ends first it returns an
-// error; call Stop then. Authorize answers ErrNotReady until Start has
-// returned nil.
+// error; call Stop then. Each cluster's callers are authorized once that
+// cluster's informer has synced (until then Authorize answers
+// ErrNotReady for them): a remote cluster that cannot be reached, or whose
+// kubeconfig may not list pods, does not hold back the others.
 func (a *Authorizer) Start(ctx context.Context) error {
 	runCtx, cancel := context.WithCancel(ctx)
 	pods := make(map[string]cache.SharedIndexInformer, len(a.clients))
@@ -171,15 +174,13 @@ func (a *Authorizer) Start(ctx context.Context) error {
 	}
 	a.mu.Lock()
 	a.factories, a.cancel = append(a.factories, factories...), cancel
+	a.pods = pods
 	a.mu.Unlock()
-	for name, inf := range pods {
-		if !cache.WaitForCacheSync(ctx.Done(), inf.HasSynced) {
+	for _, name := range slices.Sorted(maps.Keys(pods)) {
+		if !cache.WaitForCacheSync(ctx.Done(), pods[name].HasSynced) {
 			return fmt.Errorf("impersonation: pods of cluster %q did not sync: %w", name, context.Cause(ctx))
 		}
 	}
-	a.mu.Lock()
-	a.pods = pods
-	a.mu.Unlock()
 	return nil
 }
 
@@ -228,6 +229,9 @@ func (a *Authorizer) Authorize(_ context.Context, caller *authn.Caller, requeste
 	inf, ok := pods[caller.Cluster]
 	if !ok {
 		return nil, deny(ReasonCallerPodMismatch, "no pods are watched in cluster %q", caller.Cluster)
+	}
+	if !inf.HasSynced() {
+		return nil, fmt.Errorf("%w (cluster %s)", ErrNotReady, caller.Cluster)
 	}
 	callerKey := caller.Namespace + "/" + caller.PodName
 	obj, exists, err := inf.GetIndexer().GetByKey(callerKey)

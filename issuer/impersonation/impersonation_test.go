@@ -13,6 +13,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 
 	"github.com/meshca/meshca/issuer/authn"
 	"github.com/meshca/meshca/issuer/impersonation"
@@ -330,4 +331,41 @@ func TestImpersonation_PodDeletionEndsTheCachedReviewOfItsToken(t *testing.T) {
 	})
 	require.Error(t, last, "the deleted pod's token was still authenticated (from the cache) 20 s later")
 	require.Equal(t, authn.ReasonUnauthenticatedToken, authn.ReasonOf(last), "last error: %v", last)
+}
+
+// A remote cluster whose pods cannot be listed (unreachable, or a
+// kubeconfig without list pods) does not hold back impersonation in the
+// others: the local cluster's ztunnels are authorized once its informer
+// has synced, and only the remote cluster's callers wait (Unavailable).
+func TestImpersonation_AClusterThatDoesNotSyncHoldsBackOnlyItsOwnCallers(t *testing.T) {
+	n := node(t, "sync")
+	agent := pod(t, agentNS, "ztunnel-"+n, agentSA, n)
+	pod(t, "imp-sync", "web-0", "web", n)
+	unreachable, err := kubernetes.NewForConfig(&rest.Config{Host: "https://127.0.0.1:1", Timeout: time.Second})
+	require.NoError(t, err)
+	a, err := impersonation.New(impersonation.Options{
+		TrustDomain:         trustDomain,
+		TrustedNodeAccounts: []string{agentNS + "/" + agentSA},
+		Clusters:            map[string]kubernetes.Interface{authn.DefaultClusterID: env.Client, "remote-1": unreachable},
+	})
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	started := make(chan error, 1)
+	go func() { started <- a.Start(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		<-started
+		a.Stop()
+	})
+	authorizeUntil(t, a, callerOf(agent), workloadID("imp-sync", "web"), "")
+	remote := callerOf(agent)
+	remote.Cluster = "remote-1"
+	_, err = a.Authorize(context.Background(), remote, workloadID("imp-sync", "web"))
+	require.ErrorIs(t, err, impersonation.ErrNotReady)
+	require.Equal(t, "not_ready", impersonation.ReasonOf(err))
+	select {
+	case err := <-started:
+		t.Fatalf("Start returned before the remote cluster synced: %v", err)
+	default:
+	}
 }
