@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"time"
 
 	apiutil "github.com/cert-manager/cert-manager/pkg/api/util"
 	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
@@ -42,7 +43,15 @@ type RequestController struct {
 	live   client.Reader
 	events recorder.EventRecorder
 	m      *kubesigner.Metrics
+	// unwritten keeps a certificate whose status write failed, for the
+	// retry (after the request's checks again) to write instead of
+	// signing again.
+	unwritten kubesigner.Unwritten[*authority.Result]
 }
+
+// unwrittenMaxAge is how long a certificate whose status write failed is
+// written again rather than signed afresh (its lifetime runs meanwhile).
+const unwrittenMaxAge = 10 * time.Minute
 
 // NewRequestController returns the "certificaterequest" controller;
 // o.Engine and o.TrustDomain are required.
@@ -55,7 +64,7 @@ func NewRequestController(o Options) (*RequestController, error) {
 		return nil, fmt.Errorf("certmanager: %w", err)
 	}
 	o.init()
-	return &RequestController{o: o, td: td}, nil
+	return &RequestController{o: o, td: td, unwritten: kubesigner.Unwritten[*authority.Result]{MaxAge: unwrittenMaxAge, Clock: o.Clock}}, nil
 }
 
 // Name implements kubesigner.Controller.
@@ -224,6 +233,7 @@ func (r *RequestController) reconcile(ctx context.Context, req reconcile.Request
 	u := newUnstructuredRequest()
 	if err := r.cache.Get(ctx, req.NamespacedName, u); err != nil {
 		if apierrors.IsNotFound(err) {
+			r.unwritten.Forget(req.NamespacedName)
 			return kubesigner.OutcomeIgnored, nil
 		}
 		return kubesigner.OutcomeError, err
@@ -232,6 +242,7 @@ func (r *RequestController) reconcile(ctx context.Context, req reconcile.Request
 	// Ours only when the group is exactly issuer.meshca.io; nothing else
 	// is read or written.
 	if cr.Spec.IssuerRef.Group != v1alpha1.Group || finished(cr) {
+		r.unwritten.Forget(req.NamespacedName)
 		return kubesigner.OutcomeIgnored, nil
 	}
 	if derr != nil {
@@ -288,6 +299,9 @@ func (r *RequestController) reconcile(ctx context.Context, req reconcile.Request
 		return kubesigner.OutcomeIgnored, nil // the next event decides
 	}
 
+	if res, ok := r.unwritten.Get(req.NamespacedName, live.UID); ok {
+		return r.issue(ctx, live, res) // signed before; writing it failed
+	}
 	res, err := r.o.Engine.Sign(ctx, signReq)
 	if err != nil {
 		if kubesigner.Transient(err) {

@@ -3,6 +3,7 @@ package certmanager_test
 import (
 	"context"
 	"crypto/x509"
+	"encoding/hex"
 	"encoding/pem"
 	"strings"
 	"testing"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/meshca/meshca/ca/policy"
 	"github.com/meshca/meshca/ca/profile"
+	"github.com/meshca/meshca/ca/store"
 	"github.com/meshca/meshca/issuer/certmanager"
 	"github.com/meshca/meshca/issuer/certmanager/api/v1alpha1"
 )
@@ -447,4 +449,78 @@ func TestRequest_StatusWrittenWhileSigningIsNeverOverwritten(t *testing.T) {
 	require.Equal(t, other, got.Status.Certificate, "meshca overwrote the certificate another replica wrote")
 	require.Equal(t, "issued by the other replica", readyCondition(got).Message)
 	require.Equal(t, issued, reconciles(t, certmanager.RequestControllerName, "issued"))
+}
+
+// A status write that fails (here a ValidatingAdmissionPolicy refuses
+// status.certificate; RBAC or an apiserver error is the same) is retried
+// with the certificate already signed, not with a new one: one issuance
+// per request, however many retries it takes. Once the write is allowed,
+// that certificate is the one delivered.
+func TestRequest_AFailedStatusWriteIsRetriedWithoutSigningAgain(t *testing.T) {
+	h := start(t)
+	ctx := context.Background()
+	ns := namespace(t)
+	iss := createIssuer(t, ns, "mesh", v1alpha1.MeshIssuerSpec{})
+	waitIssuer(t, iss, v1alpha1.ReasonChecked)
+	policy := "refuse-certificates-" + ns
+	_, err := env.ApplyYAML(ctx, []byte(`apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicy
+metadata: {name: `+policy+`}
+spec:
+  failurePolicy: Fail
+  matchConstraints:
+    resourceRules:
+      - apiGroups: [cert-manager.io]
+        apiVersions: ["*"]
+        operations: [UPDATE]
+        resources: [certificaterequests/status]
+  validations:
+    - expression: "!has(object.status) || !has(object.status.certificate)"
+      message: status.certificate is refused here
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicyBinding
+metadata: {name: `+policy+`}
+spec:
+  policyName: `+policy+`
+  validationActions: [Deny]
+  matchResources:
+    namespaceSelector:
+      matchLabels: {kubernetes.io/metadata.name: `+ns+`}
+`))
+	require.NoError(t, err)
+	unbind := func() {
+		_ = env.Client.AdmissionregistrationV1().ValidatingAdmissionPolicyBindings().Delete(ctx, policy, metav1.DeleteOptions{})
+	}
+	t.Cleanup(func() {
+		unbind()
+		_ = env.Client.AdmissionregistrationV1().ValidatingAdmissionPolicies().Delete(ctx, policy, metav1.DeleteOptions{})
+	})
+	// The policy is in force once a probe's certificate is refused.
+	probe := createRequest(t, crSpec{ns: ns, name: "probe", uri: spiffeID(ns, "probe"), issuer: cmmeta.IssuerReference{Group: "example.com", Name: "x"}})
+	require.Eventually(t, func() bool {
+		p := getRequest(t, probe)
+		p.Status.Certificate = []byte("x")
+		return env.CtrlClient.Status().Update(ctx, p) != nil
+	}, 20*time.Second, 50*time.Millisecond, "the admission policy is in force")
+
+	errors0 := reconciles(t, certmanager.RequestControllerName, "error")
+	cr := createRequest(t, crSpec{ns: ns, name: "refused", uri: spiffeID(ns, "refused"), issuer: meshIssuerRef("mesh"), approve: true})
+	require.Eventually(t, func() bool { return reconciles(t, certmanager.RequestControllerName, "error") >= errors0+3 },
+		30*time.Second, 20*time.Millisecond)
+	require.Equal(t, 1, h.eng.signed(ns), "one issuance for the request, however many retries")
+
+	unbind()
+	got := waitRequest(t, cr, cmapi.CertificateRequestReasonIssued)
+	leaf := verifyIssued(t, h, got, spiffeID(ns, "refused"))
+	require.Equal(t, 1, h.eng.signed(ns))
+	n := 0
+	require.NoError(t, h.ca.rt.Store.ListIssuances(ctx, func(r store.Issuance) bool {
+		if r.Requester == "certmanager:"+ns+"/refused" {
+			n++
+			require.Equal(t, hex.EncodeToString(leaf.SerialNumber.Bytes()), r.Serial, "the certificate delivered is the one recorded")
+		}
+		return true
+	}))
+	require.Equal(t, 1, n)
 }

@@ -117,13 +117,18 @@ func (r *RequestController) issue(ctx context.Context, cr *cmapi.CertificateRequ
 	// cr is the live request read before signing: if it changed since,
 	// someone else settled it; the certificate signed here stays in the
 	// issuance log, undelivered.
+	key := client.ObjectKeyFromObject(cr)
 	if err := r.applyAt(ctx, cr, cr.ResourceVersion, st); err != nil {
 		if apierrors.IsConflict(err) {
+			r.unwritten.Forget(key)
 			r.o.Log.Warn("CertificateRequest changed while meshca signed it; its status is left as is", "namespace", cr.Namespace, "name", cr.Name, "serial", res.Record.Serial)
 			return kubesigner.OutcomeIgnored, nil
 		}
+		// The retry writes this certificate instead of signing again.
+		r.unwritten.Keep(key, cr.UID, res)
 		return kubesigner.OutcomeError, err
 	}
+	r.unwritten.Forget(key)
 	for _, a := range res.Adjustments {
 		r.events.Eventf(cr, nil, corev1.EventTypeWarning, eventReason(a.Reason), "Sign", "%s", truncate(a.Message))
 	}

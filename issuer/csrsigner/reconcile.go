@@ -8,6 +8,7 @@ import (
 
 	certv1 "k8s.io/api/certificates/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
@@ -188,9 +189,7 @@ func (s *Signer) writeChain(ctx context.Context, csr *certv1.CertificateSigningR
 		s.forget(csr.Name)
 		return kubesigner.OutcomeIgnored, nil
 	case err != nil:
-		s.mu.Lock()
-		s.unwritten[csr.Name] = c
-		s.mu.Unlock()
+		s.unwritten.Keep(types.NamespacedName{Name: csr.Name}, csr.UID, c)
 		return kubesigner.OutcomeError, fmt.Errorf("write the certificate of %s: %w", csr.Name, err)
 	}
 	for _, n := range c.notes {

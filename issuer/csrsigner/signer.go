@@ -76,7 +76,7 @@ type Signer struct {
 	// unwritten holds, by name, a chain signed for a request whose status
 	// write failed (an API error), so that the retry writes it instead of
 	// signing again: one issuance per request.
-	unwritten map[string]signedChain
+	unwritten kubesigner.Unwritten[signedChain]
 }
 
 type signedChain struct {
@@ -108,7 +108,7 @@ func New(o Options) (*Signer, error) {
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
-	s := &Signer{o: o, signers: map[string]bool{}, requester: map[string]bool{}, written: map[string]types.UID{}, unwritten: map[string]signedChain{}}
+	s := &Signer{o: o, signers: map[string]bool{}, requester: map[string]bool{}, written: map[string]types.UID{}}
 	for _, n := range o.SignerNames {
 		s.signers[n] = true
 	}

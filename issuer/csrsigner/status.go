@@ -91,10 +91,7 @@ func (s *Signer) write(ctx context.Context, csr *certv1.CertificateSigningReques
 
 // signedBefore returns the chain signed for name (request uid) whose write failed.
 func (s *Signer) signedBefore(name string, uid types.UID) (signedChain, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	c, ok := s.unwritten[name]
-	return c, ok && c.uid == uid
+	return s.unwritten.Get(types.NamespacedName{Name: name}, uid)
 }
 
 // fail adds the Failed condition (a permanent refusal).
@@ -136,8 +133,8 @@ func bound(s string) string {
 func (s *Signer) remember(name string, uid types.UID) {
 	s.mu.Lock()
 	s.written[name] = uid
-	delete(s.unwritten, name)
 	s.mu.Unlock()
+	s.unwritten.Forget(types.NamespacedName{Name: name})
 }
 
 func (s *Signer) wrote(name string, uid types.UID) bool {
@@ -149,6 +146,6 @@ func (s *Signer) wrote(name string, uid types.UID) bool {
 func (s *Signer) forget(name string) {
 	s.mu.Lock()
 	delete(s.written, name)
-	delete(s.unwritten, name)
 	s.mu.Unlock()
+	s.unwritten.Forget(types.NamespacedName{Name: name})
 }

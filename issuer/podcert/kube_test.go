@@ -9,8 +9,10 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
+	"encoding/hex"
 	"encoding/pem"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -395,4 +397,46 @@ func TestPending_PodUnreadableThenIssued(t *testing.T) {
 	got, cond := waitFinished(t, s, pcr)
 	require.Equal(t, "Issued", cond.Type, cond.Message)
 	requireSVID(t, c, got, key, x509.KeyUsageDigitalSignature, 24*time.Hour)
+}
+
+// A status write that fails (here RBAC lets the signer read requests but
+// not sign for its signerName, so kube-apiserver refuses the status; an
+// admission policy or an apiserver error is the same) is retried with the
+// certificate already signed, not with a new one: one issuance per
+// request, however many retries it takes. Once the write is allowed, that
+// certificate is the one delivered.
+func TestIssued_AFailedStatusWriteIsRetriedWithoutSigningAgain(t *testing.T) {
+	c := newCA(t)
+	ctx := context.Background()
+	name := signerName(t)
+	require.NoError(t, kube.CreateNamespace(ctx, "unsigned"))
+	role := signerRole(name, "unsigned", "signer-no-sign", true)
+	noSign := strings.Replace(role, "verbs: [sign]", "verbs: [get]", 1)
+	require.NotEqual(t, role, noSign)
+	_, err := kube.ApplyYAML(ctx, []byte(noSign))
+	require.NoError(t, err)
+	rc, _, err := kube.ClientAs(ctx, "unsigned", "signer-no-sign")
+	require.NoError(t, err)
+	s := startSignerAs(t, rc, c.rt.Authority, podcert.Options{SignerName: name})
+	w := newWorkload(t, "unsigned", "us-1", "us")
+	key := p256(t)
+	pcr := w.request(t, name, key, nil)
+
+	require.Eventually(t, func() bool { return s.outcomes(t, "error") >= 3 }, 30*time.Second, 20*time.Millisecond, s.logs.String())
+	require.Equal(t, 1, c.records(t, "podcertificate:unsigned/us-1"), "one issuance for the request, however many retries")
+
+	_, err = kube.ApplyYAML(ctx, []byte(role))
+	require.NoError(t, err)
+	got, cond := waitFinished(t, s, pcr)
+	require.Equal(t, "Issued", cond.Type, cond.Message)
+	leaf := requireSVID(t, c, got, key, x509.KeyUsageDigitalSignature, 24*time.Hour)
+	require.Equal(t, 1, c.records(t, "podcertificate:unsigned/us-1"))
+	var serial string
+	require.NoError(t, c.rt.Store.ListIssuances(ctx, func(r store.Issuance) bool {
+		if r.Requester == "podcertificate:unsigned/us-1" {
+			serial = r.Serial
+		}
+		return true
+	}))
+	require.Equal(t, serial, hex.EncodeToString(leaf.SerialNumber.Bytes()), "the certificate delivered is the one recorded")
 }

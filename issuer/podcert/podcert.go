@@ -128,6 +128,7 @@ func (c *Controller) SetupWithManager(mgr ctrl.Manager, m *kubesigner.Metrics) e
 	r := &reconciler{
 		o: c.o, td: c.td, m: m,
 		client: mgr.GetClient(), live: mgr.GetAPIReader(),
+		unwritten: kubesigner.Unwritten[issued]{MaxAge: unwrittenMaxAge, Clock: c.o.Clock},
 	}
 	ours := predicate.NewPredicateFuncs(func(o client.Object) bool {
 		pcr, ok := o.(*certificatesv1.PodCertificateRequest)

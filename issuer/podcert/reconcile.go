@@ -73,7 +73,22 @@ type reconciler struct {
 	// live reads from the apiserver, not the cache: the pod and the
 	// ServiceAccount must be current.
 	live client.Reader
+	// unwritten keeps an issued status whose write failed, for the retry
+	// (after the pod checks again) to write instead of signing again.
+	unwritten kubesigner.Unwritten[issued]
 }
+
+// issued is a verdict to issue with its status.
+type issued struct {
+	v      verdict
+	status *certificatesv1.PodCertificateRequestStatus
+}
+
+// unwrittenMaxAge is how long an issued status whose write failed is
+// written again rather than signed afresh: kube-apiserver refuses a
+// notBefore more than 5 minutes from its clock, and notBefore is backdated
+// by policy.Backdate (2 minutes).
+const unwrittenMaxAge = 2 * time.Minute
 
 // verdict is how a request ends: denied or failed with a reason and a
 // message, or issued.
@@ -91,12 +106,14 @@ func (r *reconciler) Reconcile(ctx context.Context, req reconcile.Request) (res 
 	pcr := &certificatesv1.PodCertificateRequest{}
 	if err := r.client.Get(ctx, req.NamespacedName, pcr); err != nil {
 		if apierrors.IsNotFound(err) {
+			r.unwritten.Forget(req.NamespacedName)
 			return reconcile.Result{}, nil
 		}
 		outcome = kubesigner.OutcomeError
 		return reconcile.Result{}, err
 	}
 	if pcr.Spec.SignerName != r.o.SignerName || finished(pcr) {
+		r.unwritten.Forget(req.NamespacedName)
 		return reconcile.Result{}, nil
 	}
 	log := r.o.Log.With("namespace", pcr.Namespace, "name", pcr.Name)
@@ -124,6 +141,12 @@ func (r *reconciler) Reconcile(ctx context.Context, req reconcile.Request) (res 
 	// meanwhile (another replica finished it), it conflicts and nothing
 	// is overwritten.
 	err = r.client.Status().Update(ctx, upd)
+	if err != nil && status != nil && !apierrors.IsConflict(err) {
+		// Kept for the retry, which writes it again instead of signing
+		// again. A conflict means the request changed (another replica
+		// settled it): the next reconcile decides anew.
+		r.unwritten.Keep(req.NamespacedName, pcr.UID, issued{v: v, status: status})
+	}
 	if apierrors.IsInvalid(err) && status != nil {
 		// kube-apiserver validates an issued certificate against the
 		// request (its key, lifetime, notBefore near its own clock).
@@ -141,6 +164,7 @@ func (r *reconciler) Reconcile(ctx context.Context, req reconcile.Request) (res 
 		outcome = kubesigner.OutcomeError
 		return reconcile.Result{}, fmt.Errorf("writing the status of PodCertificateRequest %s/%s: %w", pcr.Namespace, pcr.Name, err)
 	}
+	r.unwritten.Forget(req.NamespacedName)
 	switch v.kind {
 	case certificatesv1.PodCertificateRequestConditionTypeIssued:
 		outcome = kubesigner.OutcomeIssued
@@ -196,6 +220,10 @@ func (r *reconciler) decide(ctx context.Context, pcr *certificatesv1.PodCertific
 	}
 	if v, bad, err := r.checkPod(ctx, pcr); err != nil || bad {
 		return v, nil, err
+	}
+	if k, ok := r.unwritten.Get(client.ObjectKeyFromObject(pcr), pcr.UID); ok {
+		// Signed before, and the pod still qualifies: write that.
+		return k.v, k.status, nil
 	}
 	id, err := identity.ForServiceAccount(r.td, pcr.Namespace, s.ServiceAccountName)
 	if err != nil {
