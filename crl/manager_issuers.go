@@ -59,14 +59,11 @@ func (m *Manager) SetIssuers(ctx context.Context, issuers []Issuer, chain []*x50
 			continue
 		}
 		// A scope that is new, or whose issuer changed: its CRL so far is
-		// not the new issuer's; the delta base starts afresh.
-		var old *scope
-		if prev := m.scopes[is.Scope]; prev != nil {
-			old = &scope{issuer: is, full: prev.full, delta: prev.delta}
-		} else {
-			old = &scope{issuer: is}
-		}
-		scopes[is.Scope] = old
+		// not the new issuer's, so it is neither served nor published as
+		// the scope's (ca-crl.pem would claim a CRL from the new issuer it
+		// lacks) until the new issuer's is built; the delta base starts
+		// afresh. Its numbers go on from the store's sequence.
+		scopes[is.Scope] = &scope{issuer: is}
 		build[is.Scope] = true
 		m.metrics.buildErrors.WithLabelValues(is.Scope)
 		m.metrics.unencodable.WithLabelValues(is.Scope)

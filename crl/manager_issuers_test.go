@@ -4,8 +4,10 @@ import (
 	"context"
 	"crypto/x509"
 	"encoding/hex"
+	"errors"
 	"net/http"
 	"net/http/httptest"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -153,6 +155,77 @@ func TestManager_SetIssuers_NewRootRebuildsTheRootScope(t *testing.T) {
 	require.Equal(t, map[string]uint64{crl.ScopeGeneration(p.active): 1, crl.ScopeRoot: 2}, servedScopes(e.m))
 	require.Equal(t, 1.0, metricValue(t, e.reg, "meshca_crl_incomplete", nil))
 	require.Equal(t, 1, e.pub.count(), "nothing Istio would refuse is published")
+}
+
+// failingRootNumbers is the store with the root scope's CRL numbers
+// failing while fail is set (a transient store error).
+type failingRootNumbers struct {
+	crl.Backend
+	fail atomic.Bool
+}
+
+func (f *failingRootNumbers) NextCRLNumber(ctx context.Context, scope string) (uint64, error) {
+	if f.fail.Load() && scope == crl.ScopeRoot {
+		return 0, errors.New("the store is unavailable")
+	}
+	return f.Backend.NextCRLNumber(ctx, scope)
+}
+
+// At a root switch (the root scope's issuer becomes root B, with an
+// intermediate under B in cert-chain.pem) a CRL build that fails must not
+// leave root A's CRL standing in for B's: the ca-crl.pem handed to Istio
+// would then lack a CRL from B, which Istio and OpenSSL's CRL check refuse
+// for every chain through B. Until B's CRL is built, nothing new is
+// published and meshca_crl_incomplete is 1; the retry publishes it.
+func TestManager_SetIssuers_AFailedBuildAtARootSwitchPublishesNoCRLForTheNewRoot(t *testing.T) {
+	p := newMgrPKI(t)
+	st := &failingRootNumbers{Backend: p.st}
+	e := newManager(t, p, func(o *crl.Options) { o.Store = st })
+	ctx := context.Background()
+	p.clk.Step(time.Second)
+	keyB := buildP256(t)
+	rootB, err := root.NewSelfSignedRoot(keyB, "Manager Test Root B", "meshca", 10*365*24*time.Hour, p.clk.Now())
+	require.NoError(t, err)
+	ikey := buildP256(t)
+	icert, err := root.MintIntermediate(rootB, keyB, ikey.Public(), root.IntermediateTemplate{CommonName: "Intermediate under B", Organization: "meshca", Lifetime: 365 * 24 * time.Hour}, p.clk.Now())
+	require.NoError(t, err)
+	g, err := p.st.AddGeneration(ctx, store.Generation{CertDER: icert.Raw, ChainDER: [][]byte{rootB.Raw}, KeyRef: "test", Source: "file-minted", CreatedAt: p.clk.Now()})
+	require.NoError(t, err)
+	issuers := []crl.Issuer{
+		{Scope: crl.ScopeGeneration(g.ID), Generation: g.ID, Cert: icert, Signer: crl.Signer{Key: ikey}},
+		{Scope: crl.ScopeRoot, Cert: rootB, Signer: crl.Signer{Key: keyB}},
+		{Scope: crl.RootScope(p.root, false), Cert: p.root, Signer: crl.Signer{Key: p.rootKey}},
+	}
+	chain := []*x509.Certificate{icert, rootB}
+	before := e.pub.count()
+
+	st.fail.Store(true)
+	require.Error(t, e.m.SetIssuers(ctx, issuers, chain))
+	for _, c := range e.m.CRLs() {
+		if c.Scope == crl.ScopeRoot {
+			l, err := x509.ParseRevocationList(c.DER)
+			require.NoError(t, err)
+			require.NoError(t, l.CheckSignatureFrom(rootB), "what is served as the root scope's CRL is B's")
+		}
+	}
+	if e.pub.count() > before {
+		missing, err := crl.MissingCRLs(chain, e.pub.last())
+		require.NoError(t, err)
+		require.Empty(t, missing, "a ca-crl.pem handed to Istio covers cert-chain.pem")
+	}
+	require.Equal(t, 1.0, metricValue(t, e.reg, "meshca_crl_incomplete", nil))
+
+	st.fail.Store(false)
+	e.run(t) // Run retries the scope that failed
+	p.clk.Step(time.Minute)
+	require.Eventually(t, func() bool {
+		if e.pub.count() == before {
+			return false
+		}
+		missing, err := crl.MissingCRLs(chain, e.pub.last())
+		return err == nil && len(missing) == 0
+	}, 10*time.Second, 10*time.Millisecond)
+	require.Equal(t, 0.0, metricValue(t, e.reg, "meshca_crl_incomplete", nil))
 }
 
 // Bad issuers change nothing.
