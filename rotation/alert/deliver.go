@@ -81,7 +81,8 @@ func (w *worker) enqueue(d *delivery) {
 	case w.q <- d:
 	default:
 		w.e.metrics.result(w.sink.Name(), resultDropped)
-		w.e.log.Error("alert sink queue full; notification dropped", "sink", w.sink.Name(), "alert", d.n.State.Rule, "object", d.n.State.Object, "kind", d.n.Kind)
+		w.e.log.Error("alert sink queue full; notification dropped (delivered again later)", "sink", w.sink.Name(), "alert", d.n.State.Rule, "object", d.n.State.Object, "kind", d.n.Kind)
+		d.failed.Store(true)
 		d.done()
 	}
 }
@@ -93,32 +94,39 @@ func (w *worker) run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case d := <-w.q:
-			if !w.deliver(ctx, d, &last) {
+			sent, ok := w.deliver(ctx, d, &last)
+			if !ok {
 				return // shutting down: the notification stays pending
+			}
+			if !sent {
+				d.failed.Store(true)
 			}
 			d.done()
 		}
 	}
 }
 
-// deliver sends d with retries; false means ctx ended first.
-func (w *worker) deliver(ctx context.Context, d *delivery, last *time.Time) bool {
+// deliver sends d with retries. ok false means ctx ended first; sent
+// false that it gave up (the receiver kept failing), so that the engine
+// delivers it again later. A receiver's permanent refusal counts as sent:
+// the same message would be refused again.
+func (w *worker) deliver(ctx context.Context, d *delivery, last *time.Time) (sent, ok bool) {
 	name := w.sink.Name()
 	bo := retryBackoff()
 	for attempt := 1; ; attempt++ {
 		if !last.IsZero() {
 			if gap := last.Add(w.sink.MinInterval()).Sub(w.e.clk.Now()); gap > 0 && !w.sleep(ctx, gap) {
-				return false
+				return false, false
 			}
 		}
 		err := w.sink.Send(ctx, d.n)
 		*last = w.e.clk.Now()
 		if err == nil {
 			w.e.metrics.result(name, resultSent)
-			return true
+			return true, true
 		}
 		if ctx.Err() != nil {
-			return false
+			return false, false
 		}
 		var de *DeliveryError
 		isDE := errors.As(err, &de)
@@ -126,12 +134,12 @@ func (w *worker) deliver(ctx context.Context, d *delivery, last *time.Time) bool
 		if isDE && de.Permanent {
 			w.e.metrics.result(name, resultFailed)
 			log.Error("alert notification refused by the receiver; not retrying")
-			return true
+			return true, true
 		}
 		if attempt >= maxAttempts {
 			w.e.metrics.result(name, resultFailed)
-			log.Error("alert notification failed; giving up")
-			return true
+			log.Error("alert notification failed; delivering it again later", "in", redeliverAfter)
+			return false, true
 		}
 		delay := bo.Step()
 		if isDE && de.RetryAfter > 0 {
@@ -140,7 +148,7 @@ func (w *worker) deliver(ctx context.Context, d *delivery, last *time.Time) bool
 		w.e.metrics.result(name, resultRetried)
 		log.Warn("alert notification failed; retrying", "retry_in", delay)
 		if !w.sleep(ctx, delay) {
-			return false
+			return false, false
 		}
 	}
 }

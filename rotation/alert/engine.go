@@ -61,6 +61,11 @@ type Engine struct {
 	// queued holds the Seq of each alert's notification in the sinks'
 	// queues, so that one is never queued twice.
 	queued map[Key]uint64
+	// undelivered holds, for a notification some sink gave up on (the
+	// receiver kept failing, or the sink's queue was full), when it is
+	// due again: its state stays pending, and the tick delivers it again
+	// every redeliverAfter until it is delivered or superseded.
+	undelivered map[Key]time.Time
 	// announced holds the keys whose current occurrence's Announce
 	// succeeded (or that were firing before a restart).
 	announced map[Key]bool
@@ -92,16 +97,17 @@ func New(ctx context.Context, o Options) (*Engine, error) {
 		o.Log = slog.Default()
 	}
 	e := &Engine{
-		states:    o.States,
-		repeat:    o.RepeatInterval,
-		tick:      o.Tick,
-		clk:       o.Clock,
-		log:       o.Log.With("component", "alerts"),
-		metrics:   newMetrics(o.Registerer, o.Sinks),
-		state:     map[Key]*store.AlertState{},
-		announced: map[Key]bool{},
-		series:    map[[2]string]bool{},
-		queued:    map[Key]uint64{},
+		states:      o.States,
+		repeat:      o.RepeatInterval,
+		tick:        o.Tick,
+		clk:         o.Clock,
+		log:         o.Log.With("component", "alerts"),
+		metrics:     newMetrics(o.Registerer, o.Sinks),
+		state:       map[Key]*store.AlertState{},
+		announced:   map[Key]bool{},
+		series:      map[[2]string]bool{},
+		queued:      map[Key]uint64{},
+		undelivered: map[Key]time.Time{},
 	}
 	for _, s := range o.Sinks {
 		e.workers = append(e.workers, newWorker(s, e))
@@ -162,6 +168,7 @@ func (e *Engine) requeue(ctx context.Context) {
 		w.drain()
 	}
 	e.queued = map[Key]uint64{}
+	e.undelivered = map[Key]time.Time{} // what is pending is queued below
 	var redo []Notification
 	if e.states != nil {
 		var err error
@@ -324,12 +331,27 @@ func (e *Engine) Run(ctx context.Context) error {
 	}
 }
 
+// redeliverAfter is how long after a sink gave up on a notification it is
+// delivered again.
+const redeliverAfter = 5 * time.Minute
+
 // repeatDue announces again every alert that has fired for a repeat
-// interval since it was last announced.
+// interval since it was last announced, and delivers again what a sink
+// gave up on redeliverAfter ago (delivered).
 func (e *Engine) repeatDue(ctx context.Context) {
 	e.mu.Lock()
 	now := e.clk.Now()
 	var out []Notification
+	for k, at := range e.undelivered {
+		cur, ok := e.state[k]
+		switch {
+		case !ok || cur.Pending == "":
+			delete(e.undelivered, k)
+		case !now.Before(at):
+			delete(e.undelivered, k)
+			out = append(out, Notification{Kind: Kind(cur.Pending), State: *cur, At: now})
+		}
+	}
 	for k, cur := range e.state {
 		if cur.Status != store.AlertFiring || now.Sub(cur.NotifiedAt) < e.repeat {
 			continue
@@ -348,10 +370,14 @@ func (e *Engine) repeatDue(ctx context.Context) {
 	e.dispatch(out)
 }
 
-// delivered is called once every sink is done with n (sent, given up or
-// dropped): the state no longer has anything pending, and a resolved
-// alert is forgotten.
-func (e *Engine) delivered(n Notification) {
+// delivered is called once every sink is done with n (sent, refused for
+// good, given up or dropped). When every sink delivered it (or refused it
+// for good) the state no longer has anything pending, and a resolved
+// alert is forgotten. When a sink gave up on it or dropped it (failed),
+// it stays pending and is delivered again after redeliverAfter (to every
+// sink: at least once, not exactly once), so that an alert raised during a
+// Slack outage is not lost until its next repeat.
+func (e *Engine) delivered(n Notification, failed bool) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.afterDelivered != nil {
@@ -365,6 +391,11 @@ func (e *Engine) delivered(n Notification) {
 	if !ok || cur.Seq != n.State.Seq {
 		return // superseded by a later notification
 	}
+	if failed {
+		e.undelivered[k] = e.clk.Now().Add(redeliverAfter)
+		return
+	}
+	delete(e.undelivered, k)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if cur.Status == store.AlertResolved {
@@ -403,7 +434,7 @@ func (e *Engine) save(ctx context.Context, s *store.AlertState) error {
 func (e *Engine) dispatch(ns []Notification) {
 	for _, n := range ns {
 		if len(e.workers) == 0 {
-			e.delivered(n)
+			e.delivered(n, false)
 			continue
 		}
 		k := Key(n.State.Key)
@@ -449,11 +480,13 @@ type delivery struct {
 	n         Notification
 	e         *Engine
 	remaining atomic.Int32
+	// failed is set by a sink that gave up on it or dropped it.
+	failed atomic.Bool
 }
 
 // done is called by each sink's worker when it is finished with d.
 func (d *delivery) done() {
 	if d.remaining.Add(-1) == 0 {
-		d.e.delivered(d.n)
+		d.e.delivered(d.n, d.failed.Load())
 	}
 }

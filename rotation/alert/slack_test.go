@@ -174,3 +174,47 @@ func TestSlack_RefusalIsNotRetried(t *testing.T) {
 		r.none(t)
 	}
 }
+
+// A notification Slack kept failing (maxAttempts attempts, about two
+// minutes of an incident) is not lost until the alert's next repeat
+// hours later: its state stays pending and it is delivered again
+// redeliverAfter later, once.
+func TestSlack_GivenUpIsDeliveredAgainLater(t *testing.T) {
+	clk := testclock.NewFakeClock(T0)
+	fails := make([]answer, maxAttempts)
+	for i := range fails {
+		fails[i] = answer{status: 503}
+	}
+	r := newReceiver(t, slackOK, fails...)
+	h := startEngine(t, clk, nil, Options{RepeatInterval: 4 * time.Hour}, newSlack(t, r))
+	require.NoError(t, h.e.Raise(context.Background(), expiring))
+	for i := range maxAttempts {
+		require.JSONEq(t, slackFire, r.next(t))
+		if i < maxAttempts-1 {
+			clk.Step(h.sleep(t).d)
+		}
+	}
+	h.ack(t) // given up
+	require.Equal(t, 1.0, testutil.ToFloat64(h.e.metrics.notifications.WithLabelValues("slack", resultFailed)))
+	h.e.mu.Lock()
+	pending := h.e.state[expiring.Key()].Pending
+	h.e.mu.Unlock()
+	require.Equal(t, string(KindFire), pending, "still to be delivered")
+
+	clk.Step(redeliverAfter - time.Second)
+	time.Sleep(50 * time.Millisecond)
+	r.none(t)
+	clk.Step(DefaultTick + time.Second)
+	again := r.next(t)
+	require.Contains(t, again, `"text":"[FIRING:critical] intermediate generation 3: the signing intermediate expires in 2 days \u0026amp; has no successor yet"`, "delivered again")
+	require.Contains(t, again, "*Firing since*\\n2026-05-01T12:00:00Z")
+	h.ack(t)
+	require.Equal(t, 1.0, testutil.ToFloat64(h.e.metrics.notifications.WithLabelValues("slack", resultSent)))
+	h.e.mu.Lock()
+	pending = h.e.state[expiring.Key()].Pending
+	h.e.mu.Unlock()
+	require.Empty(t, pending)
+	clk.Step(redeliverAfter + DefaultTick)
+	time.Sleep(50 * time.Millisecond)
+	r.none(t)
+}
