@@ -138,7 +138,8 @@ func exportLive(cmd *cobra.Command, cfg *config.Config, c *admin.Client, out str
 }
 
 func writeCACerts(cmd *cobra.Command, out string, gen uint64, files map[string][]byte) error {
-	if err := cacerts.WriteDir(out, files); err != nil {
+	removed, err := cacerts.WriteDir(out, files)
+	if err != nil {
 		return err
 	}
 	names := make([]string, 0, len(files))
@@ -147,6 +148,9 @@ func writeCACerts(cmd *cobra.Command, out string, gen uint64, files map[string][
 	}
 	sort.Strings(names)
 	fmt.Fprintf(cmd.OutOrStdout(), "Wrote Istio cacerts for generation %d to %s: %v\n", gen, out, names)
+	for _, n := range removed {
+		fmt.Fprintf(cmd.ErrOrStderr(), "warning: removed %s from %s: it was an earlier export's and does not match these files (write it again with --crl)\n", n, out)
+	}
 	return nil
 }
 

@@ -136,6 +136,15 @@ func TestCACerts_NoCRLByDefault(t *testing.T) {
 	require.Equal(t, []string{"ca-cert.pem", "ca-key.pem", "cert-chain.pem", "root-cert.pem"}, dirNames(t, out))
 	require.Equal(t, "Wrote Istio cacerts for generation 1 to "+out+": [ca-cert.pem ca-key.pem cert-chain.pem root-cert.pem]\n", stdout)
 	require.Empty(t, stderr)
+
+	// Written again without --crl after an export with it, the folder
+	// loses the earlier export's ca-crl.pem, and says so.
+	meshcaStderr(t, "cacerts", "--dir", dir, "--out", out, "--crl")
+	require.Contains(t, dirNames(t, out), "ca-crl.pem")
+	stdout, stderr = meshcaStderr(t, "cacerts", "--dir", dir, "--out", out)
+	require.Equal(t, []string{"ca-cert.pem", "ca-key.pem", "cert-chain.pem", "root-cert.pem"}, dirNames(t, out))
+	require.Equal(t, "Wrote Istio cacerts for generation 1 to "+out+": [ca-cert.pem ca-key.pem cert-chain.pem root-cert.pem]\n", stdout)
+	require.Equal(t, "warning: removed ca-crl.pem from "+out+": it was an earlier export's and does not match these files (write it again with --crl)\n", stderr)
 }
 
 func TestCACerts_FilesFollowIstioRules(t *testing.T) {

@@ -10,6 +10,7 @@ import (
 	"crypto"
 	"crypto/x509"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -70,9 +71,13 @@ func KeyPEM(key crypto.PrivateKey) ([]byte, error) {
 
 // WriteDir writes files into dir: ca-key.pem with mode 0600, the others 0644.
 // Existing files are replaced atomically (write to a temporary file, rename).
-func WriteDir(dir string, files map[string][]byte) error {
+// A ca-crl.pem in dir that files do not hold is removed, and returned in
+// removed: it is an earlier export's, and Istio enforces the CRLs of a
+// cacerts Secret made from the folder (a CRL of another intermediate, or
+// one past its nextUpdate, fails the Secret or every handshake).
+func WriteDir(dir string, files map[string][]byte) (removed []string, err error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
+		return nil, err
 	}
 	for name, content := range files {
 		mode := os.FileMode(0o644)
@@ -80,10 +85,18 @@ func WriteDir(dir string, files map[string][]byte) error {
 			mode = 0o600
 		}
 		if err := writeAtomic(filepath.Join(dir, name), content, mode); err != nil {
-			return err
+			return nil, err
 		}
 	}
-	return nil
+	if _, ok := files[KeyCRL]; !ok {
+		switch err := os.Remove(filepath.Join(dir, KeyCRL)); {
+		case err == nil:
+			removed = append(removed, KeyCRL)
+		case !errors.Is(err, os.ErrNotExist):
+			return nil, fmt.Errorf("remove the stale %s: %w", KeyCRL, err)
+		}
+	}
+	return removed, nil
 }
 
 func writeAtomic(path string, b []byte, mode os.FileMode) error {

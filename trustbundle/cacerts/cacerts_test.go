@@ -114,7 +114,9 @@ func TestWriteDir_KeyIs0600AndTheRest0644(t *testing.T) {
 	require.NoError(t, os.MkdirAll(dir, 0o755))
 	require.NoError(t, os.WriteFile(filepath.Join(dir, cacerts.KeyCAKey), []byte("stale"), 0o644))
 
-	require.NoError(t, cacerts.WriteDir(dir, files))
+	removed, err := cacerts.WriteDir(dir, files)
+	require.NoError(t, err)
+	require.Empty(t, removed)
 	for name, content := range files {
 		path := filepath.Join(dir, name)
 		fi, err := os.Stat(path)
@@ -139,6 +141,36 @@ func TestWriteDir_KeyIs0600AndTheRest0644(t *testing.T) {
 	b, _, err := root.LoadCACertsDir(dir, km.Signer, now)
 	require.NoError(t, err)
 	require.True(t, b.Cert.Equal(in.cert))
+}
+
+// A folder written again without a CRL (meshca cacerts --out DIR after an
+// earlier --crl) loses its ca-crl.pem: a Secret made from the folder would
+// otherwise carry a CRL of the earlier export, perhaps of another
+// intermediate (istiod refuses the Secret) or past its nextUpdate (Istio
+// fails every handshake). Files that are not Istio's are left alone.
+func TestWriteDir_RemovesAStaleCRL(t *testing.T) {
+	r := newRoot(t, "root")
+	in := mint(t, r)
+	b := &root.Bundle{Cert: in.cert, Roots: []*x509.Certificate{r.cert}}
+	dir := filepath.Join(t.TempDir(), "cacerts")
+	withCRL, err := cacerts.Files(b, in.key, []byte("crl"))
+	require.NoError(t, err)
+	_, err = cacerts.WriteDir(dir, withCRL)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "README"), []byte("mine"), 0o644))
+
+	without, err := cacerts.Files(b, in.key, nil)
+	require.NoError(t, err)
+	removed, err := cacerts.WriteDir(dir, without)
+	require.NoError(t, err)
+	require.Equal(t, []string{cacerts.KeyCRL}, removed)
+	_, err = os.Stat(filepath.Join(dir, cacerts.KeyCRL))
+	require.ErrorIs(t, err, os.ErrNotExist)
+	_, err = os.Stat(filepath.Join(dir, "README"))
+	require.NoError(t, err, "not Istio's: left alone")
+	removed, err = cacerts.WriteDir(dir, without)
+	require.NoError(t, err)
+	require.Empty(t, removed, "nothing stale the second time")
 }
 
 func TestMergeRoots_RotationSequenceKeepsTheByteRule(t *testing.T) {
