@@ -142,3 +142,68 @@ func TestHandler_SameSecondRebuildMovesLastModified(t *testing.T) {
 	require.Equal(t, start.Add(time.Second).Format(http.TimeFormat), resp.Header.Get("Last-Modified"))
 	require.Equal(t, full.DER, after)
 }
+
+// ca-crl.pem holds several CRLs, and its bytes change when one of them is
+// rebuilt within the second of another (here a generation's revocation,
+// on the root's CRL, right after a leaf's): the newest thisUpdate, its
+// Last-Modified, stays. A client revalidating with If-Modified-Since
+// alone must get the new file, not 304; the file is then served without
+// Last-Modified, its ETag still validating it.
+func TestHandler_CaCRLChangedWithinTheSecondIsNotNotModified(t *testing.T) {
+	p := newMgrPKI(t)
+	e := newManager(t, p)
+	e.run(t)
+	mux := http.NewServeMux()
+	mux.Handle("GET /crl/", e.m.Handler())
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	p.clk.Step(time.Second)
+	_, is := p.issue(t, p.active, appID, p.clk.Now().Add(time.Hour))
+	_, err := e.m.Revoke(context.Background(), crl.Request{Serial: is.Serial, Reason: store.ReasonKeyCompromise})
+	require.NoError(t, err)
+	e.stepPastCoalescing(t, 200*time.Millisecond)
+	require.Eventually(t, func() bool { return e.pub.count() == 2 }, 5*time.Second, time.Millisecond)
+	resp, first := get(t, srv.URL+"/crl/ca-crl.pem", nil)
+	lm, etag := resp.Header.Get("Last-Modified"), resp.Header.Get("ETag")
+	require.NotEmpty(t, lm)
+
+	_, err = e.m.Revoke(context.Background(), crl.Request{Generation: p.retired(), Reason: store.ReasonKeyCompromise})
+	require.NoError(t, err)
+	e.stepPastCoalescing(t, 200*time.Millisecond)
+	require.Eventually(t, func() bool { return e.pub.count() == 3 }, 5*time.Second, time.Millisecond)
+	resp, second := get(t, srv.URL+"/crl/ca-crl.pem", map[string]string{"If-Modified-Since": lm})
+	require.Equal(t, http.StatusOK, resp.StatusCode, "new bytes are not 'not modified'")
+	require.NotEqual(t, first, second)
+	require.Equal(t, e.pub.last(), second)
+	require.NotEqual(t, etag, resp.Header.Get("ETag"))
+	resp, _ = get(t, srv.URL+"/crl/ca-crl.pem", map[string]string{"If-None-Match": resp.Header.Get("ETag")})
+	require.Equal(t, http.StatusNotModified, resp.StatusCode, "the ETag validates it")
+}
+
+// After the clock was stepped back, a rebuilt CRL's thisUpdate is earlier
+// than the one served before; a client holding the earlier Last-Modified
+// must still get the new CRL.
+func TestHandler_AClockSteppedBackNeverGivesAStale304(t *testing.T) {
+	p := newMgrPKI(t)
+	e := newManager(t, p)
+	e.run(t)
+	mux := http.NewServeMux()
+	mux.Handle("GET /crl/", e.m.Handler())
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	gen := crl.ScopeGeneration(p.active)
+	resp, _ := get(t, srv.URL+"/crl/"+gen+".crl", nil)
+	lm := resp.Header.Get("Last-Modified")
+
+	p.clk.SetTime(p.clk.Now().Add(-10 * time.Minute))
+	_, is := p.issue(t, p.active, appID, p.clk.Now().Add(time.Hour))
+	_, err := e.m.Revoke(context.Background(), crl.Request{Serial: is.Serial, Reason: store.ReasonKeyCompromise})
+	require.NoError(t, err)
+	e.stepPastCoalescing(t, time.Second)
+	require.Eventually(t, func() bool { return e.pub.count() == 2 }, 5*time.Second, time.Millisecond)
+	full, _ := e.crl(t, gen, false)
+	resp, body := get(t, srv.URL+"/crl/"+gen+".crl", map[string]string{"If-Modified-Since": lm})
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.Equal(t, full.DER, body)
+	require.Empty(t, resp.Header.Get("Last-Modified"), "not a date earlier than one served before")
+}
