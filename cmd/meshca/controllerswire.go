@@ -12,7 +12,9 @@ import (
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
@@ -73,13 +75,15 @@ const managerStopWait = 20 * time.Second
 
 // startControllers runs cs on one controller-runtime manager until ctx
 // ends. It builds the manager in the background, retrying while the
-// apiserver cannot be reached, so that serve's other parts (the Istio
+// apiserver cannot be reached or does not serve a kind a controller
+// watches (a CRD not installed), so that serve's other parts (the Istio
 // endpoint serves on every replica) do not wait for it. With leader
 // election only the Lease holder runs the controllers, on a fresh manager
 // each term; losing the Lease stops them (rotation/leader). A manager that
 // stops early on its own (a cache that cannot sync, a controller that
-// cannot be set up) calls fail, which ends serve. The returned wait blocks, after ctx ended, until the
-// manager has stopped and released the Lease (bounded by managerStopWait).
+// cannot be set up for another reason) calls fail, which ends serve. The
+// returned wait blocks, after ctx ended, until the manager has stopped
+// and released the Lease (bounded by managerStopWait).
 func startControllers(ctx context.Context, d controllerDeps, cs []kubesigner.Controller, fail func(error)) (func(), error) {
 	if len(cs) == 0 {
 		return func() {}, nil
@@ -147,16 +151,37 @@ func newManager(ctx context.Context, log *slog.Logger, rc *rest.Config, opts kub
 	retry := managerRetry.DelayFunc()
 	for {
 		mgr, err := kubesigner.NewManager(rc, opts, cs...)
-		if err == nil || !unreachable(err) {
-			return mgr, err
+		switch {
+		case err == nil:
+			return mgr, nil
+		case unreachable(err):
+			delay := retry()
+			log.Warn("cannot reach the apiserver to set up the Kubernetes controllers; retrying", "in", delay, "error", err)
+			if !sleepCtx(ctx, delay) {
+				return nil, ctx.Err()
+			}
+		case meta.IsNoMatchError(err) || discovery.IsGroupDiscoveryFailedError(err):
+			// A kind a controller watches is not served (cert-manager's
+			// CRDs not installed, or removed): the controllers wait for
+			// it, and the rest of serve, the Istio endpoint first, goes on.
+			delay := retry()
+			log.Error("a kind the Kubernetes controllers watch is not served by the apiserver (is its CRD installed?); they start once it is, the rest of meshca serves meanwhile", "in", delay, "error", err)
+			if !sleepCtx(ctx, delay) {
+				return nil, ctx.Err()
+			}
+		default:
+			return nil, err
 		}
-		delay := retry()
-		log.Warn("cannot reach the apiserver to set up the Kubernetes controllers; retrying", "in", delay, "error", err)
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(delay):
-		}
+	}
+}
+
+// sleepCtx waits d; false when ctx ended first.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	select {
+	case <-ctx.Done():
+		return false
+	case <-time.After(d):
+		return true
 	}
 }
 

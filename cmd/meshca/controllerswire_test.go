@@ -6,11 +6,15 @@ import (
 	"log/slog"
 	"maps"
 	"net/http"
+	"os/exec"
+	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 	corev1 "k8s.io/api/core/v1"
@@ -28,6 +32,7 @@ import (
 	"github.com/meshca/meshca/ca/config"
 	"github.com/meshca/meshca/issuer/kubesigner"
 	"github.com/meshca/meshca/test/kubeenv"
+	"github.com/meshca/meshca/test/logbuf"
 	"github.com/meshca/meshca/trustbundle/publish"
 )
 
@@ -156,4 +161,70 @@ func TestControllers_OneManagerWatchesEachKindOnce(t *testing.T) {
 		"/api/v1/pods labels=probe=yes":                                                                 1,
 	}
 	require.Equal(t, want, counter.watches(), "watched: %v", slices.Sorted(maps.Keys(counter.watches())))
+}
+
+// missingKindProbe is a controller that watches cert-manager's
+// CertificateRequests, as the cert-manager issuer does, on an apiserver
+// that serves them only once their CRD is installed.
+type missingKindProbe struct{}
+
+func (missingKindProbe) Name() string                            { return "missing-kind-probe" }
+func (missingKindProbe) AddToScheme(s *runtime.Scheme) error     { return cmapi.AddToScheme(s) }
+func (missingKindProbe) Cache() map[client.Object]cache.ByObject { return nil }
+func (p missingKindProbe) SetupWithManager(mgr ctrl.Manager, m *kubesigner.Metrics) error {
+	// An index, as the issuer's request controller keeps one: setting it
+	// up needs the kind's REST mapping.
+	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &cmapi.CertificateRequest{}, "probe", func(o client.Object) []string {
+		return []string{o.GetName()}
+	}); err != nil {
+		return err
+	}
+	return builder.ControllerManagedBy(mgr).Named(p.Name()).
+		WithOptions(kubesigner.ControllerOptions(m, 1)).
+		For(&cmapi.CertificateRequest{}).
+		Complete(reconcile.Func(func(context.Context, reconcile.Request) (reconcile.Result, error) { return reconcile.Result{}, nil }))
+}
+
+// A controller whose kind is not served (cert-manager's CRDs not
+// installed, with the cert-manager issuer enabled) does not end serve,
+// which would take the Istio endpoint down with it and crash-loop: the
+// controllers wait, saying why, and start once the CRD is installed.
+func TestControllers_AKindNotServedYetIsWaitedFor(t *testing.T) {
+	env, err := kubeenv.Start(kubeenv.WithoutDefaultCRDs())
+	require.NoError(t, err)
+	t.Cleanup(env.Stop)
+	var logs logbuf.Buffer
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	type built struct {
+		mgr ctrl.Manager
+		err error
+	}
+	done := make(chan built, 1)
+	go func() {
+		mgr, err := newManager(ctx, log, env.Config, kubesigner.ManagerOptions{Log: log, Metrics: kubesigner.NewMetrics(prometheus.NewRegistry())}, []kubesigner.Controller{missingKindProbe{}})
+		done <- built{mgr, err}
+	}()
+	require.Eventually(t, func() bool {
+		return strings.Contains(logs.String(), "a kind the Kubernetes controllers watch is not served by the apiserver (is its CRD installed?)")
+	}, 30*time.Second, 20*time.Millisecond, "the wait is explained")
+	select {
+	case b := <-done:
+		t.Fatalf("the manager's setup ended while the kind is not served: %v", b.err)
+	default:
+	}
+	root, err := kubeenv.RepoRoot()
+	require.NoError(t, err)
+	out, err := exec.Command("go", "-C", root, "list", "-m", "-f", "{{.Dir}}", "github.com/cert-manager/cert-manager").Output()
+	require.NoError(t, err)
+	_, err = env.ApplyYAMLFile(ctx, filepath.Join(strings.TrimSpace(string(out)), "deploy", "crds", "cert-manager.io_certificaterequests.yaml"))
+	require.NoError(t, err)
+	select {
+	case b := <-done:
+		require.NoError(t, b.err)
+		require.NotNil(t, b.mgr)
+	case <-time.After(45 * time.Second):
+		t.Fatal("the manager was not built once the CRD was installed")
+	}
 }
