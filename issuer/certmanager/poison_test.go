@@ -132,17 +132,14 @@ func TestForeignCertificateRequestUndecodableCacheStillSyncs(t *testing.T) {
 	require.Equal(t, u.GetResourceVersion(), got.GetResourceVersion(), "another issuer's request is never written")
 }
 
-// TestOwnCertificateRequestUndecodableFails: a request naming a MeshIssuer
-// that cannot be decoded (spec.duration overflows time.Duration) can never
-// be signed: it ends Failed with failureTime, and the controller goes on.
-func TestOwnCertificateRequestUndecodableFails(t *testing.T) {
-	start(t)
-	ns := namespace(t)
-	iss := createIssuer(t, ns, "mesh", v1alpha1.MeshIssuerSpec{})
-	waitIssuer(t, iss, v1alpha1.ReasonChecked)
+// undecodableRequest is a request naming MeshIssuer mesh in ns whose spec
+// cannot be decoded (spec.duration overflows time.Duration), created with
+// the approver's condition typ (none when empty).
+func undecodableRequest(t *testing.T, ns, name string, typ cmapi.CertificateRequestConditionType) *unstructured.Unstructured {
+	t.Helper()
 	u := &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": cmapi.SchemeGroupVersion.String(), "kind": cmapi.CertificateRequestKind,
-		"metadata": map[string]any{"namespace": ns, "name": "ours-undecodable"},
+		"metadata": map[string]any{"namespace": ns, "name": name},
 		"spec": map[string]any{
 			"request":   "LS0tLS1CRUdJTg==",
 			"issuerRef": map[string]any{"group": v1alpha1.Group, "kind": v1alpha1.KindMeshIssuer, "name": "mesh"},
@@ -150,26 +147,65 @@ func TestOwnCertificateRequestUndecodableFails(t *testing.T) {
 		},
 	}}
 	poison(t, u)
+	if typ != "" {
+		require.NoError(t, unstructured.SetNestedSlice(u.Object, []any{map[string]any{
+			"type": string(typ), "status": "True", "reason": "cert-manager.io", "message": "by test",
+			"lastTransitionTime": time.Now().UTC().Format(time.RFC3339),
+		}}, "status", "conditions"))
+		require.NoError(t, env.CtrlClient.Status().Update(t.Context(), u))
+	}
+	return u
+}
+
+// readyOf waits for u's Ready condition (20 s) and returns it with the
+// request's failureTime.
+func readyOf(t *testing.T, u *unstructured.Unstructured) (map[string]any, string) {
+	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		got := u.DeepCopy()
 		require.NoError(t, env.CtrlClient.Get(t.Context(), client.ObjectKeyFromObject(u), got))
 		conds, _, _ := unstructured.NestedSlice(got.Object, "status", "conditions")
-		if len(conds) > 0 {
-			c := conds[0].(map[string]any)
-			require.Equal(t, "Ready", c["type"])
-			require.Equal(t, "False", c["status"])
-			require.Equal(t, cmapi.CertificateRequestReasonFailed, c["reason"])
-			require.Contains(t, c["message"], "the CertificateRequest cannot be read")
-			ft, _, _ := unstructured.NestedString(got.Object, "status", "failureTime")
-			require.NotEmpty(t, ft, "failureTime is set")
-			break
+		for _, c := range conds {
+			if c := c.(map[string]any); c["type"] == "Ready" {
+				ft, _, _ := unstructured.NestedString(got.Object, "status", "failureTime")
+				return c, ft
+			}
 		}
-		require.True(t, time.Now().Before(deadline), "the undecodable request of ours never got a condition")
+		require.True(t, time.Now().Before(deadline), "the undecodable request of ours never got a Ready condition")
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// TestOwnCertificateRequestUndecodableFails: an approved request naming a
+// MeshIssuer that cannot be decoded can never be signed: it ends Failed
+// with failureTime, and the controller goes on. Approval still comes
+// first: a Denied one gets Denied, and one its approver has not decided on
+// is left alone (nothing is written to it).
+func TestOwnCertificateRequestUndecodableFails(t *testing.T) {
+	start(t)
+	ns := namespace(t)
+	iss := createIssuer(t, ns, "mesh", v1alpha1.MeshIssuerSpec{})
+	waitIssuer(t, iss, v1alpha1.ReasonChecked)
+	undecided := undecodableRequest(t, ns, "undecided", "")
+	approved := undecodableRequest(t, ns, "ours-undecodable", cmapi.CertificateRequestConditionApproved)
+	c, ft := readyOf(t, approved)
+	require.Equal(t, "False", c["status"])
+	require.Equal(t, cmapi.CertificateRequestReasonFailed, c["reason"])
+	require.Contains(t, c["message"], "the CertificateRequest cannot be read")
+	require.NotEmpty(t, ft, "failureTime is set")
+
+	denied := undecodableRequest(t, ns, "denied", cmapi.CertificateRequestConditionDenied)
+	c, ft = readyOf(t, denied)
+	require.Equal(t, "False", c["status"])
+	require.Equal(t, cmapi.CertificateRequestReasonDenied, c["reason"])
+	require.NotEmpty(t, ft)
+
 	good := createRequest(t, crSpec{ns: ns, name: "good", uri: spiffeID(ns, "app"), issuer: meshIssuerRef("mesh"), approve: true})
 	waitRequest(t, good, cmapi.CertificateRequestReasonIssued)
+	got := undecided.DeepCopy()
+	require.NoError(t, env.CtrlClient.Get(t.Context(), client.ObjectKeyFromObject(undecided), got))
+	require.Equal(t, undecided.GetResourceVersion(), got.GetResourceVersion(), "a request its approver has not decided on is not written")
 }
 
 var _ client.Object = (*unstructured.Unstructured)(nil)

@@ -245,16 +245,18 @@ func (r *RequestController) reconcile(ctx context.Context, req reconcile.Request
 		r.unwritten.Forget(req.NamespacedName)
 		return kubesigner.OutcomeIgnored, nil
 	}
-	if derr != nil {
-		// Only an apiserver without cert-manager's webhook stores such a
-		// request; it can never be signed.
-		return r.fail(ctx, cr, "the CertificateRequest cannot be read: "+derr.Error())
-	}
+	// Approval first (its status decodes even when the spec does not):
+	// nothing is written to a request before its approver decided.
 	if apiutil.CertificateRequestIsDenied(cr) {
 		return r.deny(ctx, cr)
 	}
 	if !apiutil.CertificateRequestIsApproved(cr) {
 		return kubesigner.OutcomeIgnored, nil // cert-manager's approver decides first
+	}
+	if derr != nil {
+		// Only an apiserver without cert-manager's webhook stores such a
+		// request; it can never be signed.
+		return r.fail(ctx, cr, "the CertificateRequest cannot be read: "+derr.Error())
 	}
 
 	kind := issuerKind(cr)
