@@ -66,7 +66,8 @@ func (c *Controller) alertPlanLocked(events []phaseEvent, st rotation.Status) (A
 		switch {
 		case e.phase == PhaseDone:
 			ops = append(ops, alertOp{al: alert.Alert{Rule: RuleRootRotation, Object: objectOf(e.id)}, clear: true},
-				alertOp{al: alert.Alert{Rule: RuleRootRotationWorkloadsLeft, Object: objectOf(e.id)}, clear: true})
+				alertOp{al: alert.Alert{Rule: RuleRootRotationWorkloadsLeft, Object: objectOf(e.id)}, clear: true},
+				alertOp{al: alert.Alert{Rule: RuleRootRotationStuck, Object: objectOf(e.id)}, clear: true})
 			continue
 		case e.event == "pause":
 			ops = append(ops, alertOp{al: alert.Alert{Rule: RuleRootRotation, Object: objectOf(e.id), Severity: alert.Warning,

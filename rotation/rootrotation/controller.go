@@ -142,7 +142,11 @@ type Controller struct {
 	lastSuccess time.Time
 	// configHint says which configuration keys to update once done while
 	// the configuration still names A.
-	configHint  string
+	configHint string
+	// stuckRaised says the stuck alert may fire: raised by this
+	// controller, or (from the start) by an earlier process or Lease
+	// holder, as the alerting engine keeps alerts across both. The next
+	// evaluation that is not stuck clears it.
 	stuckRaised bool
 	// followed is the rotation and phase ("ID/phase") a follower last
 	// adopted (Follow).
@@ -181,7 +185,7 @@ func New(ctx context.Context, o Options) (*Controller, error) {
 	if o.Waits.TTLMax == 0 {
 		o.Waits.TTLMax = d.TTLMax
 	}
-	c := &Controller{o: o, clk: o.Clock, log: o.Log.With("ca", rotation.CARoot), wake: make(chan struct{}, 1)}
+	c := &Controller{o: o, clk: o.Clock, log: o.Log.With("ca", rotation.CARoot), wake: make(chan struct{}, 1), stuckRaised: true}
 	rec, err := o.Store.GetRootRotation(ctx)
 	if errors.Is(err, store.ErrNotFound) {
 		return c, nil

@@ -116,9 +116,11 @@ func TestController_RotatesAtoAandBtoB(t *testing.T) {
 	require.Equal(t, []string{"publish-both-roots", "wait-for-workloads", "switch-intermediate", "wait-out-ttl", "remove-old-root"}, h.alerts.fingerprints(RuleRootRotation))
 	// Phase 2 ended at its maximum with 01 from before both roots, but its
 	// identity renewed (02): no warning; done clears the key all the same.
+	// The stuck alert is cleared at the first evaluation (an earlier
+	// process may have raised it) and when done.
 	require.Empty(t, h.alerts.fingerprints(RuleRootRotationWorkloadsLeft))
 	id := objectOf(h.journal().ID)
-	require.Equal(t, []alert.Key{alert.KeyOf(RuleRootRotation, id), alert.KeyOf(RuleRootRotationWorkloadsLeft, id)}, h.alerts.clearsOf())
+	require.Equal(t, []alert.Key{alert.KeyOf(RuleRootRotationStuck, id), alert.KeyOf(RuleRootRotation, id), alert.KeyOf(RuleRootRotationWorkloadsLeft, id), alert.KeyOf(RuleRootRotationStuck, id)}, h.alerts.clearsOf())
 }
 
 // Phase 2 ends before its maximum once every unexpired certificate
@@ -219,6 +221,40 @@ func TestController_StuckWhenTheActionKeepsFailing(t *testing.T) {
 		}
 		return false
 	}, 5*time.Second, time.Millisecond)
+}
+
+// cleared reports whether the alert rule/object of the rotation was cleared.
+func (h *harness) cleared(rule string) bool {
+	h.alerts.mu.Lock()
+	defer h.alerts.mu.Unlock()
+	for _, k := range h.alerts.clears {
+		if string(k) == rule+"/"+objectOf(h.journal().ID) {
+			return true
+		}
+	}
+	return false
+}
+
+// The stuck alert is kept by the alerting engine across restarts and
+// failovers: a controller that restarts, or a new Lease holder, clears it
+// once the rotation moves again, although it never raised it itself.
+func TestController_StuckAlertIsClearedAfterARestart(t *testing.T) {
+	h := newHarness(t)
+	h.start()
+	h.mgr.setFail(errors.New("the publisher is down"))
+	for range 3 {
+		h.step()
+	}
+	require.True(t, h.c.RotationStatus().Stuck)
+	require.Eventually(t, func() bool { return len(h.alerts.fingerprints(RuleRootRotationStuck)) > 0 }, 5*time.Second, time.Millisecond)
+
+	h.restart()
+	h.mgr.setFail(nil)
+	st := h.step()
+	require.False(t, st.Stuck)
+	h.requirePhase(PhaseWaitWorkloads)
+	require.Eventually(t, func() bool { return h.cleared(RuleRootRotationStuck) }, 5*time.Second, time.Millisecond,
+		"the stuck alert raised before the restart is cleared")
 }
 
 // A restart in phase 3 after the switch happened but before it was
