@@ -82,6 +82,10 @@ type bundle struct {
 	uid         string
 }
 
+// group is what one {signerName, labelSelector} query of b selects by:
+// its signer and its trust-bundle label.
+func (b bundle) group() string { return b.signer + "\x00" + b.labels[LabelTrustBundle] }
+
 // matches reports whether the existing bundle cur already is b: the same
 // signer and roots, b's labels, and the post-quantum anchors annotation
 // exactly when b has it, with b's value.
@@ -156,10 +160,13 @@ func bundleLabels(signer string) map[string]string {
 	return map[string]string{LabelManagedBy: FieldManager, LabelTrustBundle: bundleLabelValue(signer)}
 }
 
-// syncTrustBundles applies the desired bundles, then, if every apply
-// succeeded, deletes meshca's bundles that are no longer desired. Applying
-// first keeps a {signerName, labelSelector} query a superset of the old or
-// new roots at every moment.
+// syncTrustBundles applies the desired bundles, then deletes meshca's
+// bundles that are no longer desired, of each group (signer and
+// trust-bundle label: what one {signerName, labelSelector} query selects)
+// whose applies all succeeded. Applying first keeps such a query a
+// superset of the old or new roots at every moment; a failure in one
+// group (istiod's bundle without the attest permission, a federated bundle
+// the apiserver refuses) does not keep another group's old roots trusted.
 func (p *Publisher) syncTrustBundles(ctx context.Context, st *state) error {
 	api := p.ctb.Load()
 	if api == nil {
@@ -176,6 +183,7 @@ func (p *Publisher) syncTrustBundles(ctx context.Context, st *state) error {
 	want := p.desiredBundles(st)
 	_, keep := p.federatedBundles()
 	wanted := map[string]bool{}
+	failed := map[string]bool{} // groups (bundleGroup) with an apply that failed
 	var errs []error
 	for _, b := range want {
 		wanted[b.name] = true
@@ -183,6 +191,7 @@ func (p *Publisher) syncTrustBundles(ctx context.Context, st *state) error {
 		if len(b.pem) > MaxObjectBytes {
 			msg := fmt.Sprintf("ClusterTrustBundle %s would hold %d bytes of roots, over the %d-byte limit; meshca keeps the previous one", b.name, len(b.pem), MaxObjectBytes)
 			ref := bundleRef(b.name, api.version)
+			failed[b.group()] = true
 			errs = append(errs, p.problems.raise(ctx, problem{rule: ReasonTrustBundleTooLarge, object: object,
 				fingerprint: fmt.Sprint(len(b.pem)), ref: ref, message: msg}))
 			continue
@@ -193,17 +202,15 @@ func (p *Publisher) syncTrustBundles(ctx context.Context, st *state) error {
 		}
 		if err := api.apply(ctx, b); err != nil {
 			p.metrics.failed(objectTrustBundle)
+			failed[b.group()] = true
 			errs = append(errs, fmt.Errorf("applying ClusterTrustBundle %s: %w", b.name, err))
 			continue
 		}
 		p.metrics.wrote(objectTrustBundle, "apply")
 		p.log.Info("published ClusterTrustBundle", "name", b.name, "signerName", b.signer)
 	}
-	if err := errors.Join(errs...); err != nil {
-		return err
-	}
 	for _, cur := range existing {
-		if wanted[cur.name] || keep[cur.name] || cur.labels[LabelManagedBy] != FieldManager {
+		if wanted[cur.name] || keep[cur.name] || cur.labels[LabelManagedBy] != FieldManager || failed[cur.group()] {
 			continue
 		}
 		if err := api.delete(ctx, cur); err != nil && !apierrors.IsNotFound(err) {

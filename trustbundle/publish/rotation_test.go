@@ -2,11 +2,15 @@ package publish
 
 import (
 	"bytes"
+	"context"
 	"crypto/x509"
 	"fmt"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/meshca/meshca/ca/config"
 	"github.com/meshca/meshca/ca/root"
@@ -106,4 +110,71 @@ func sameStrings(a, b []string) bool {
 		}
 	}
 	return true
+}
+
+// A bundle of one group that cannot be written (here an admission policy
+// refuses istiod's bundle; istiod's bundle without the attest permission,
+// or a federated bundle the apiserver refuses, is the same) does not keep
+// the stale bundles of another group: after a rotation from A to B the
+// workload signer's per-root bundles go, and a projected-volume query
+// returns B alone, while istiod's bundle keeps failing (and is retried).
+func TestPublisher_AFailingBundleDoesNotKeepAnotherGroupsOldRoots(t *testing.T) {
+	ctx := testContext(t)
+	deleteCACertsSecret(t)
+	a, b := newTestCA(t, "A"), newTestCA(t, "B")
+	p := startPublisher(t, config.TrustBundleConfig{ClusterTrustBundles: config.ClusterTrustBundlesConfig{IstiodBundle: true}})
+	require.NoError(t, p.Update(ctx, a.desired(nil, a.root, b.root)))
+	waitFor(t, restoreTime, "A+B: ClusterTrustBundle query", wantQueryRoots(t, workload, a.root, b.root))
+	waitFor(t, restoreTime, "A+B: istiod's bundle", wantQueryRoots(t, IstiodSignerName, a.root, b.root))
+
+	policy := "refuse-istiod-bundle"
+	_, err := env.ApplyYAML(ctx, []byte(`apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicy
+metadata: {name: `+policy+`}
+spec:
+  failurePolicy: Fail
+  matchConstraints:
+    resourceRules:
+      - apiGroups: [certificates.k8s.io]
+        apiVersions: ["*"]
+        operations: [CREATE, UPDATE]
+        resources: [clustertrustbundles]
+  validations:
+    - expression: "object.metadata.name != '`+IstiodBundleName+`'"
+      message: istiod's bundle is refused here
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicyBinding
+metadata: {name: `+policy+`}
+spec:
+  policyName: `+policy+`
+  validationActions: [Deny]
+`))
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		_ = env.Client.AdmissionregistrationV1().ValidatingAdmissionPolicyBindings().Delete(context.Background(), policy, metav1.DeleteOptions{})
+		_ = env.Client.AdmissionregistrationV1().ValidatingAdmissionPolicies().Delete(context.Background(), policy, metav1.DeleteOptions{})
+	})
+	waitFor(t, 20*time.Second, "the admission policy is in force", func() error {
+		cur, err := env.Client.CertificatesV1().ClusterTrustBundles().Get(ctx, IstiodBundleName, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		cur.Spec.TrustBundle += "\n"
+		_, err = env.Client.CertificatesV1().ClusterTrustBundles().Update(ctx, cur, metav1.UpdateOptions{})
+		if err == nil || !strings.Contains(err.Error(), "istiod's bundle is refused here") {
+			return fmt.Errorf("an update of istiod's bundle was not refused by the policy: %v", err)
+		}
+		return nil
+	})
+
+	require.NoError(t, p.Update(ctx, b.desired(nil, b.root)))
+	waitFor(t, restoreTime, "B: the workload signer's query", wantQueryRoots(t, workload, b.root))
+	waitFor(t, restoreTime, "B: the workload signer's bundles", func() error {
+		if got := bundleNames(t, workload); !sameStrings(got, []string{BundleName(workload)}) {
+			return fmt.Errorf("bundles %v, want only %s", got, BundleName(workload))
+		}
+		return nil
+	})
+	require.NoError(t, wantQueryRoots(t, IstiodSignerName, a.root, b.root)(), "istiod's bundle could not be written")
 }
