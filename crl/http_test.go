@@ -36,10 +36,7 @@ func get(t *testing.T, url string, hdr map[string]string) (*http.Response, []byt
 func TestHandler_ServesDERPEMAndCaCRLWithValidators(t *testing.T) {
 	p := newMgrPKI(t)
 	e := newManager(t, p)
-	mux := http.NewServeMux()
-	mux.Handle("GET /crl/", e.m.Handler())
-	srv := httptest.NewServer(mux)
-	t.Cleanup(srv.Close)
+	srv := serveCRLs(t, e)
 	gen := crl.ScopeGeneration(p.active)
 	full, _ := e.crl(t, gen, false)
 	delta, _ := e.crl(t, gen, true)
@@ -99,6 +96,16 @@ func TestHandler_ServesDERPEMAndCaCRLWithValidators(t *testing.T) {
 	require.True(t, strings.Contains(string(body), string(mustSerialBytes(t, is.Serial))))
 }
 
+// serveCRLs serves e's distribution point at /crl/ until the test ends.
+func serveCRLs(t *testing.T, e *mgrEnv) *httptest.Server {
+	t.Helper()
+	mux := http.NewServeMux()
+	mux.Handle("GET /crl/", e.m.Handler())
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	return srv
+}
+
 func mustSerialBytes(t *testing.T, s string) []byte {
 	b, err := crl.SerialBytes(s)
 	require.NoError(t, err)
@@ -113,10 +120,7 @@ func TestHandler_SameSecondRebuildMovesLastModified(t *testing.T) {
 	p := newMgrPKI(t)
 	e := newManager(t, p)
 	e.run(t)
-	mux := http.NewServeMux()
-	mux.Handle("GET /crl/", e.m.Handler())
-	srv := httptest.NewServer(mux)
-	t.Cleanup(srv.Close)
+	srv := serveCRLs(t, e)
 	gen := crl.ScopeGeneration(p.active)
 	start := p.clk.Now().UTC() // a whole second (newMgrPKI)
 	resp, before := get(t, srv.URL+"/crl/"+gen+".crl", nil)
@@ -153,10 +157,7 @@ func TestHandler_CaCRLChangedWithinTheSecondIsNotNotModified(t *testing.T) {
 	p := newMgrPKI(t)
 	e := newManager(t, p)
 	e.run(t)
-	mux := http.NewServeMux()
-	mux.Handle("GET /crl/", e.m.Handler())
-	srv := httptest.NewServer(mux)
-	t.Cleanup(srv.Close)
+	srv := serveCRLs(t, e)
 	p.clk.Step(time.Second)
 	_, is := p.issue(t, p.active, appID, p.clk.Now().Add(time.Hour))
 	_, err := e.m.Revoke(context.Background(), crl.Request{Serial: is.Serial, Reason: store.ReasonKeyCompromise})
@@ -187,10 +188,7 @@ func TestHandler_AClockSteppedBackNeverGivesAStale304(t *testing.T) {
 	p := newMgrPKI(t)
 	e := newManager(t, p)
 	e.run(t)
-	mux := http.NewServeMux()
-	mux.Handle("GET /crl/", e.m.Handler())
-	srv := httptest.NewServer(mux)
-	t.Cleanup(srv.Close)
+	srv := serveCRLs(t, e)
 	gen := crl.ScopeGeneration(p.active)
 	resp, _ := get(t, srv.URL+"/crl/"+gen+".crl", nil)
 	lm := resp.Header.Get("Last-Modified")

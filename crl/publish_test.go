@@ -85,20 +85,25 @@ type staticSource struct {
 
 func (s *staticSource) CurrentCRL() *x509.RevocationList { return s.crl.Load() }
 
+// externalRootCRL is a CRL numbered n that p's root signs now, as Vault or
+// a file would hold it.
+func externalRootCRL(t *testing.T, p *mgrPKI, n int64) *x509.RevocationList {
+	t.Helper()
+	der, err := x509.CreateRevocationList(rand.Reader, &x509.RevocationList{
+		Number: big.NewInt(n), ThisUpdate: p.clk.Now(), NextUpdate: p.clk.Now().Add(time.Hour),
+	}, p.root, p.rootKey)
+	require.NoError(t, err)
+	l, err := x509.ParseRevocationList(der)
+	require.NoError(t, err)
+	return l
+}
+
 // An external root CRL (Vault, a file, a URL) completes ca-crl.pem, after
 // meshca's own; a new one is published when the source has it.
 func TestManager_ExternalRootCRLFollowsTheSource(t *testing.T) {
 	p := newMgrPKI(t)
 	src := &staticSource{}
-	rootCRL := func(n int64) *x509.RevocationList {
-		der, err := x509.CreateRevocationList(rand.Reader, &x509.RevocationList{
-			Number: big.NewInt(n), ThisUpdate: p.clk.Now(), NextUpdate: p.clk.Now().Add(time.Hour),
-		}, p.root, p.rootKey)
-		require.NoError(t, err)
-		l, err := x509.ParseRevocationList(der)
-		require.NoError(t, err)
-		return l
-	}
+	rootCRL := func(n int64) *x509.RevocationList { return externalRootCRL(t, p, n) }
 	// Vault may answer only after start: nothing is published until then.
 	e := newManager(t, p, func(o *crl.Options) { o.Issuers = o.Issuers[:2]; o.External = src })
 	e.run(t)
@@ -131,15 +136,7 @@ func TestManager_ExternalRootCRLFollowsTheSource(t *testing.T) {
 func TestManager_ExternalRootCRLIsPublishedAfterAFailedPublication(t *testing.T) {
 	p := newMgrPKI(t)
 	src := &staticSource{}
-	rootCRL := func(n int64) *x509.RevocationList {
-		der, err := x509.CreateRevocationList(rand.Reader, &x509.RevocationList{
-			Number: big.NewInt(n), ThisUpdate: p.clk.Now(), NextUpdate: p.clk.Now().Add(time.Hour),
-		}, p.root, p.rootKey)
-		require.NoError(t, err)
-		l, err := x509.ParseRevocationList(der)
-		require.NoError(t, err)
-		return l
-	}
+	rootCRL := func(n int64) *x509.RevocationList { return externalRootCRL(t, p, n) }
 	src.crl.Store(rootCRL(7))
 	e := newManager(t, p, func(o *crl.Options) { o.Issuers = o.Issuers[:2]; o.External = src })
 	e.run(t)

@@ -22,6 +22,7 @@ import (
 	"github.com/meshca/meshca/ca/store"
 	"github.com/meshca/meshca/issuer/certmanager"
 	"github.com/meshca/meshca/issuer/certmanager/api/v1alpha1"
+	"github.com/meshca/meshca/test/kubeenv"
 )
 
 var svidUsages = []cmapi.KeyUsage{cmapi.UsageDigitalSignature, cmapi.UsageKeyEncipherment, cmapi.UsageServerAuth, cmapi.UsageClientAuth}
@@ -463,38 +464,9 @@ func TestRequest_AFailedStatusWriteIsRetriedWithoutSigningAgain(t *testing.T) {
 	iss := createIssuer(t, ns, "mesh", v1alpha1.MeshIssuerSpec{})
 	waitIssuer(t, iss, v1alpha1.ReasonChecked)
 	policy := "refuse-certificates-" + ns
-	_, err := env.ApplyYAML(ctx, []byte(`apiVersion: admissionregistration.k8s.io/v1
-kind: ValidatingAdmissionPolicy
-metadata: {name: `+policy+`}
-spec:
-  failurePolicy: Fail
-  matchConstraints:
-    resourceRules:
-      - apiGroups: [cert-manager.io]
-        apiVersions: ["*"]
-        operations: [UPDATE]
-        resources: [certificaterequests/status]
-  validations:
-    - expression: "!has(object.status) || !has(object.status.certificate)"
-      message: status.certificate is refused here
----
-apiVersion: admissionregistration.k8s.io/v1
-kind: ValidatingAdmissionPolicyBinding
-metadata: {name: `+policy+`}
-spec:
-  policyName: `+policy+`
-  validationActions: [Deny]
-  matchResources:
-    namespaceSelector:
-      matchLabels: {kubernetes.io/metadata.name: `+ns+`}
-`))
-	require.NoError(t, err)
-	unbind := func() {
-		_ = env.Client.AdmissionregistrationV1().ValidatingAdmissionPolicyBindings().Delete(ctx, policy, metav1.DeleteOptions{})
-	}
-	t.Cleanup(func() {
-		unbind()
-		_ = env.Client.AdmissionregistrationV1().ValidatingAdmissionPolicies().Delete(ctx, policy, metav1.DeleteOptions{})
+	env.Refuse(t, kubeenv.RefusalPolicy{
+		Name: policy, Group: "cert-manager.io", Resource: "certificaterequests/status", Operations: []string{"UPDATE"},
+		Expression: "!has(object.status) || !has(object.status.certificate)", Message: "status.certificate is refused here", Namespace: ns,
 	})
 	// The policy is in force once a probe's certificate is refused.
 	probe := createRequest(t, crSpec{ns: ns, name: "probe", uri: spiffeID(ns, "probe"), issuer: cmmeta.IssuerReference{Group: "example.com", Name: "x"}})
@@ -510,7 +482,7 @@ spec:
 		30*time.Second, 20*time.Millisecond)
 	require.Equal(t, 1, h.eng.signed(ns), "one issuance for the request, however many retries")
 
-	unbind()
+	env.Unrefuse(policy)
 	got := waitRequest(t, cr, cmapi.CertificateRequestReasonIssued)
 	leaf := verifyIssued(t, h, got, spiffeID(ns, "refused"))
 	require.Equal(t, 1, h.eng.signed(ns))

@@ -83,21 +83,19 @@ func (p *stallProxy) serve(c net.Conn, target string) {
 	<-done
 }
 
-// When the apiserver stops answering (requests hang rather than fail),
-// client-go notices the lost Lease only after trying, for another renew
-// deadline, to release it: past the lease duration, when another replica
-// may already run the jobs. The jobs must stop within the renew deadline
-// of the last renewal, well inside the lease duration.
-func TestRun_JobsStopWithinTheRenewDeadlineWhenTheApiserverHangs(t *testing.T) {
+// runBehindProxy runs elector replica-a on Lease name through a stallProxy
+// to the apiserver, with a job, until the test ends, and returns once its
+// job runs.
+func runBehindProxy(t *testing.T, name string, leaseDuration, renewDeadline, retryPeriod time.Duration) (*stallProxy, *Elector, *terms) {
+	t.Helper()
 	u, err := url.Parse(env.Config.Host)
 	require.NoError(t, err)
 	proxy := newStallProxy(t, u.Host)
 	rc := rest.CopyConfig(env.Config)
 	rc.Host = "https://" + proxy.ln.Addr().String()
-	const leaseDuration, renewDeadline = 4 * time.Second, 2 * time.Second
 	e, err := New(rc, Options{
-		Namespace: "default", Name: "stalled", Identity: "replica-a",
-		LeaseDuration: leaseDuration, RenewDeadline: renewDeadline, RetryPeriod: 250 * time.Millisecond, StopWait: 5 * time.Second,
+		Namespace: "default", Name: name, Identity: "replica-a",
+		LeaseDuration: leaseDuration, RenewDeadline: renewDeadline, RetryPeriod: retryPeriod, StopWait: 5 * time.Second,
 		Log: slog.New(slog.NewTextHandler(logbuf.ForTest(t), nil)),
 	})
 	require.NoError(t, err)
@@ -108,10 +106,22 @@ func TestRun_JobsStopWithinTheRenewDeadlineWhenTheApiserverHangs(t *testing.T) {
 	go func() { defer close(done); e.Run(ctx) }()
 	t.Cleanup(func() {
 		proxy.stall.Store(false)
+		proxy.hold.Store(false)
 		cancel()
 		<-done
 	})
 	waitUntil(t, 10*time.Second, "the replica leads", func() bool { return ts.running() != "" })
+	return proxy, e, ts
+}
+
+// When the apiserver stops answering (requests hang rather than fail),
+// client-go notices the lost Lease only after trying, for another renew
+// deadline, to release it: past the lease duration, when another replica
+// may already run the jobs. The jobs must stop within the renew deadline
+// of the last renewal, well inside the lease duration.
+func TestRun_JobsStopWithinTheRenewDeadlineWhenTheApiserverHangs(t *testing.T) {
+	const leaseDuration, renewDeadline = 4 * time.Second, 2 * time.Second
+	proxy, _, ts := runBehindProxy(t, "stalled", leaseDuration, renewDeadline, 250*time.Millisecond)
 	time.Sleep(500 * time.Millisecond) // a renewal or two
 	stalled := time.Now()
 	proxy.stall.Store(true)
@@ -129,29 +139,8 @@ func TestRun_JobsStopWithinTheRenewDeadlineWhenTheApiserverHangs(t *testing.T) {
 // running until it restarts: the term ends with the watchdog, and the
 // replica campaigns again and runs its jobs once it leads.
 func TestRun_ALateRenewalAfterTheWatchdogDoesNotLeaveTheLeaseHeldWithoutJobs(t *testing.T) {
-	u, err := url.Parse(env.Config.Host)
-	require.NoError(t, err)
-	proxy := newStallProxy(t, u.Host)
-	rc := rest.CopyConfig(env.Config)
-	rc.Host = "https://" + proxy.ln.Addr().String()
-	const renewDeadline, retryPeriod = 2 * time.Second, time.Second
-	e, err := New(rc, Options{
-		Namespace: "default", Name: "slow", Identity: "replica-a",
-		LeaseDuration: 4 * time.Second, RenewDeadline: renewDeadline, RetryPeriod: retryPeriod, StopWait: 5 * time.Second,
-		Log: slog.New(slog.NewTextHandler(logbuf.ForTest(t), nil)),
-	})
-	require.NoError(t, err)
-	ts := &terms{}
-	e.Go("job", ts.job("replica-a", e))
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); e.Run(ctx) }()
-	t.Cleanup(func() {
-		proxy.hold.Store(false)
-		cancel()
-		<-done
-	})
-	waitUntil(t, 10*time.Second, "the replica leads", func() bool { return ts.running() != "" })
+	const renewDeadline = 2 * time.Second
+	proxy, e, ts := runBehindProxy(t, "slow", 4*time.Second, renewDeadline, time.Second)
 	// Right after a renewal, hold the path past the renew deadline and
 	// release it before the attempt under way times out (a retry period
 	// after the renewal plus the renew deadline).

@@ -211,16 +211,7 @@ func TestController_StuckWhenTheActionKeepsFailing(t *testing.T) {
 	st = h.step()
 	require.False(t, st.Stuck)
 	h.requirePhase(PhaseWaitWorkloads)
-	require.Eventually(t, func() bool {
-		h.alerts.mu.Lock()
-		defer h.alerts.mu.Unlock()
-		for _, k := range h.alerts.clears {
-			if string(k) == RuleRootRotationStuck+"/"+objectOf(h.journal().ID) {
-				return true
-			}
-		}
-		return false
-	}, 5*time.Second, time.Millisecond)
+	require.Eventually(t, func() bool { return h.cleared(RuleRootRotationStuck) }, 5*time.Second, time.Millisecond)
 }
 
 // cleared reports whether the alert rule/object of the rotation was cleared.

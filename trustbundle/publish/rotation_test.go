@@ -2,7 +2,6 @@ package publish
 
 import (
 	"bytes"
-	"context"
 	"crypto/x509"
 	"fmt"
 	"strings"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/meshca/meshca/ca/config"
 	"github.com/meshca/meshca/ca/root"
+	"github.com/meshca/meshca/test/kubeenv"
 	"github.com/meshca/meshca/trustbundle/cacerts"
 )
 
@@ -127,33 +127,9 @@ func TestPublisher_AFailingBundleDoesNotKeepAnotherGroupsOldRoots(t *testing.T) 
 	waitFor(t, restoreTime, "A+B: ClusterTrustBundle query", wantQueryRoots(t, workload, a.root, b.root))
 	waitFor(t, restoreTime, "A+B: istiod's bundle", wantQueryRoots(t, IstiodSignerName, a.root, b.root))
 
-	policy := "refuse-istiod-bundle"
-	_, err := env.ApplyYAML(ctx, []byte(`apiVersion: admissionregistration.k8s.io/v1
-kind: ValidatingAdmissionPolicy
-metadata: {name: `+policy+`}
-spec:
-  failurePolicy: Fail
-  matchConstraints:
-    resourceRules:
-      - apiGroups: [certificates.k8s.io]
-        apiVersions: ["*"]
-        operations: [CREATE, UPDATE]
-        resources: [clustertrustbundles]
-  validations:
-    - expression: "object.metadata.name != '`+IstiodBundleName+`'"
-      message: istiod's bundle is refused here
----
-apiVersion: admissionregistration.k8s.io/v1
-kind: ValidatingAdmissionPolicyBinding
-metadata: {name: `+policy+`}
-spec:
-  policyName: `+policy+`
-  validationActions: [Deny]
-`))
-	require.NoError(t, err)
-	t.Cleanup(func() {
-		_ = env.Client.AdmissionregistrationV1().ValidatingAdmissionPolicyBindings().Delete(context.Background(), policy, metav1.DeleteOptions{})
-		_ = env.Client.AdmissionregistrationV1().ValidatingAdmissionPolicies().Delete(context.Background(), policy, metav1.DeleteOptions{})
+	env.Refuse(t, kubeenv.RefusalPolicy{
+		Name: "refuse-istiod-bundle", Group: "certificates.k8s.io", Resource: "clustertrustbundles", Operations: []string{"CREATE", "UPDATE"},
+		Expression: "object.metadata.name != '" + IstiodBundleName + "'", Message: "istiod's bundle is refused here",
 	})
 	waitFor(t, 20*time.Second, "the admission policy is in force", func() error {
 		cur, err := env.Client.CertificatesV1().ClusterTrustBundles().Get(ctx, IstiodBundleName, metav1.GetOptions{})
