@@ -27,7 +27,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	coordinationv1 "k8s.io/api/coordination/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/uuid"
@@ -37,7 +36,6 @@ import (
 	"k8s.io/client-go/tools/leaderelection"
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
 	"k8s.io/utils/clock"
-	"k8s.io/utils/ptr"
 
 	"github.com/meshca/meshca/ca/store"
 )
@@ -67,7 +65,7 @@ type Options struct {
 type Elector struct {
 	o    Options
 	lock *resourcelock.LeaseLock
-	// reader reads the Lease (its client) for the fence; a LeaseLock is not safe for
+	// reader reads the Lease for the fence; a LeaseLock is not safe for
 	// concurrent use, and lock is the elector's.
 	reader *resourcelock.LeaseLock
 	le     *leaderelection.LeaderElector
@@ -327,17 +325,17 @@ func (e *Elector) started(ctx context.Context) {
 	e.once.Do(func() { close(e.elected) })
 }
 
-// readFence reads the Lease just taken for the fence (fenceOf), retrying
-// every RetryPeriod while the read fails: leading without a fence would
-// let a stale holder write, and giving up would hold the Lease with no
-// job running. ok is false when ctx ended or another replica holds the
-// Lease.
+// readFence reads the Lease just taken for the fence (its holder and
+// spec.leaseTransitions), retrying every RetryPeriod while the read
+// fails: leading without a fence would let a stale holder write, and
+// giving up would hold the Lease with no job running. ok is false when
+// ctx ended or another replica holds the Lease.
 func (e *Elector) readFence(ctx context.Context) (store.Fence, bool) {
 	for {
-		lease, err := e.reader.Client.Leases(e.o.Namespace).Get(ctx, e.o.Name, metav1.GetOptions{})
+		rec, _, err := e.reader.Get(ctx)
 		switch {
-		case err == nil && ptr.Deref(lease.Spec.HolderIdentity, "") == e.o.Identity:
-			return store.Fence{Holder: e.o.Identity, Token: fenceToken(lease)}, true
+		case err == nil && rec.HolderIdentity == e.o.Identity:
+			return store.Fence{Holder: e.o.Identity, Token: uint64(rec.LeaderTransitions)}, true
 		case err == nil:
 			return store.Fence{}, false // already taken by another: renew ends ctx
 		}
@@ -348,20 +346,6 @@ func (e *Elector) readFence(ctx context.Context) (store.Fence, bool) {
 		case <-e.o.Clock.After(e.o.RetryPeriod):
 		}
 	}
-}
-
-// fenceToken is the fence token of a holder of lease: its creation time
-// in seconds above its spec.leaseTransitions (24 bits, which client-go
-// increments at each change of holder). The transitions start from zero
-// again when the Lease is deleted (to force an election, or for a new
-// leaderElection.leaseName), and the creation time keeps the token
-// growing across that: the holders of the new Lease are newer than every
-// holder of the old one, whose writes the store then refuses.
-func fenceToken(lease *coordinationv1.Lease) uint64 {
-	const transitionBits = 24
-	t := uint64(max(ptr.Deref(lease.Spec.LeaseTransitions, 0), 0))
-	t = min(t, 1<<transitionBits-1)
-	return uint64(max(lease.CreationTimestamp.Unix(), 0))<<transitionBits | t
 }
 
 // watchRenewals stops the jobs and ends the term (cancel) once the Lease

@@ -11,7 +11,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
-	coordinationv1 "k8s.io/api/coordination/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
@@ -251,48 +250,4 @@ subjects:
 	}()
 	require.NoError(t, e.Check(ctx))
 	require.NoError(t, <-granted)
-}
-
-// leadOnce runs e until its job runs, returns its fence, and stops it
-// (the Lease is released).
-func leadOnce(t *testing.T, e *Elector) store.Fence {
-	t.Helper()
-	ts := &terms{}
-	e.Go("job", ts.job(e.Identity(), e))
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); e.Run(ctx) }()
-	defer func() { cancel(); <-done }()
-	waitUntil(t, 10*time.Second, "the replica leads", func() bool { return ts.running() != "" })
-	f, ok := e.Leading()
-	require.True(t, ok)
-	return f
-}
-
-// Deleting the Lease (to force a new election, or by renaming
-// leaderElection.leaseName) starts spec.leaseTransitions again from zero.
-// The fences of the next holders must still be newer than every fence the
-// store has accepted, or every rotation write would be refused as coming
-// from a stale holder until as many holders again had come and gone.
-func TestLeading_FencesStayNewerAfterTheLeaseIsDeleted(t *testing.T) {
-	ctx := context.Background()
-	leases := env.Client.CoordinationV1().Leases("default")
-	// A Lease that has seen five holders.
-	_, err := leases.Create(ctx, &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: "recreated"},
-		Spec: coordinationv1.LeaseSpec{LeaseTransitions: ptr.To[int32](5)}}, metav1.CreateOptions{})
-	require.NoError(t, err)
-	fa := leadOnce(t, newElector(t, "recreated", "replica-a"))
-	last, err := store.CheckFence(store.Fence{}, fa)
-	require.NoError(t, err, "replica-a writes")
-
-	require.NoError(t, leases.Delete(ctx, "recreated", metav1.DeleteOptions{}))
-	time.Sleep(1100 * time.Millisecond) // the new Lease is created in a later second, as any real one is
-	fb := leadOnce(t, newElector(t, "recreated", "replica-b"))
-	last, err = store.CheckFence(last, fb)
-	require.NoError(t, err, "replica-b, the holder of the new Lease, writes")
-	_, err = store.CheckFence(last, fa)
-	require.ErrorIs(t, err, store.ErrFenced, "replica-a, the holder of the deleted Lease, no longer does")
-	fb2 := leadOnce(t, newElector(t, "recreated", "replica-b"))
-	_, err = store.CheckFence(last, fb2)
-	require.NoError(t, err, "a later term of the new Lease writes")
 }
