@@ -431,7 +431,14 @@ func (m *Manager) activateLocked(ctx context.Context) (rotation.Change, error) {
 	now := m.clk.Now().UTC()
 	if err := m.switchActive(ctx, next, prev, now); err != nil {
 		err = fmt.Errorf("activate CA generation %d: %w", next.Generation, err)
-		if errors.Is(err, store.ErrConflict) || errors.Is(err, store.ErrFenced) {
+		switch {
+		case errors.Is(err, store.ErrFenced):
+			m.log.Error("the store refused this replica's write as coming from an older Lease holder; adopting the store's active intermediate. "+
+				"If no other replica holds the Lease, it was deleted or renamed and its spec.leaseTransitions (the fence token) started again from 0: "+
+				"set it above the store's token named in the error (kubectl patch lease <name> --type merge -p '{\"spec\":{\"leaseTransitions\":N}}'); the next term's writes pass",
+				"generation", next.Generation, "error", err)
+			return rotation.Change{}, m.lostRace(ctx, err)
+		case errors.Is(err, store.ErrConflict):
 			m.log.Warn("another replica changed the active intermediate first; adopting the store's", "generation", next.Generation, "error", err)
 			return rotation.Change{}, m.lostRace(ctx, err)
 		}

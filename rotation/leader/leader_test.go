@@ -11,8 +11,10 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
+	coordinationv1 "k8s.io/api/coordination/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 
@@ -250,4 +252,54 @@ subjects:
 	}()
 	require.NoError(t, e.Check(ctx))
 	require.NoError(t, <-granted)
+}
+
+// leadOnce runs e until its job runs, returns its fence, and stops it
+// (the Lease is released).
+func leadOnce(t *testing.T, e *Elector) store.Fence {
+	t.Helper()
+	ts := &terms{}
+	e.Go("job", ts.job(e.Identity(), e))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); e.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	waitUntil(t, 10*time.Second, "the replica leads", func() bool { return ts.running() != "" })
+	f, ok := e.Leading()
+	require.True(t, ok)
+	return f
+}
+
+// The fence token is the Lease's spec.leaseTransitions. Deleting the
+// Lease (to force an election, or a new leaderElection.leaseName) starts
+// it from zero again, and the store refuses the next holders' writes as
+// older than the last it accepted until the transitions pass that token.
+// The remedy the fenced error and log name: set the Lease's
+// leaseTransitions above the store's token; the next term writes. (A
+// token from the Lease's creation time above the transitions was tried
+// and withdrawn: a rollback to a release whose tokens are the
+// transitions alone would be fenced for good. A token independent of the
+// Lease needs a store-side counter.)
+func TestKnownLimit_ADeletedLeaseFencesUntilItsTransitionsPassTheStoresToken(t *testing.T) {
+	ctx := context.Background()
+	leases := env.Client.CoordinationV1().Leases("default")
+	_, err := leases.Create(ctx, &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: "recreated"},
+		Spec: coordinationv1.LeaseSpec{LeaseTransitions: ptr.To[int32](5)}}, metav1.CreateOptions{})
+	require.NoError(t, err)
+	fa := leadOnce(t, newElector(t, "recreated", "replica-a"))
+	require.Equal(t, uint64(6), fa.Token)
+	last, err := store.CheckFence(store.Fence{}, fa)
+	require.NoError(t, err, "replica-a writes")
+
+	require.NoError(t, leases.Delete(ctx, "recreated", metav1.DeleteOptions{}))
+	fb := leadOnce(t, newElector(t, "recreated", "replica-b"))
+	_, err = store.CheckFence(last, fb)
+	require.ErrorIs(t, err, store.ErrFenced, "the known limit: the holder of the new Lease is fenced")
+	require.ErrorContains(t, err, `("replica-a" with token 6)`, "the error names the store's token")
+
+	_, err = leases.Patch(ctx, "recreated", types.MergePatchType, []byte(`{"spec":{"leaseTransitions":10}}`), metav1.PatchOptions{})
+	require.NoError(t, err)
+	fc := leadOnce(t, newElector(t, "recreated", "replica-c"))
+	_, err = store.CheckFence(last, fc)
+	require.NoError(t, err, "with leaseTransitions set above the store's token, the next term writes")
 }
