@@ -165,12 +165,13 @@ func exportCRL(cmd *cobra.Command, cfg *config.Config, rt *authority.Runtime) ([
 	return crls.CACRLPEM(), nil
 }
 
-// crlAdvice warns, on stderr, that ca-crl.pem is left out (caCRL empty), or
-// when its earliest CRL expires (RFC 5280 section 5.1.2.5, nextUpdate).
+// crlAdvice refuses --crl without a CRL to write (caCRL empty: nothing is
+// written, so the folder keeps what it had rather than losing a ca-crl.pem
+// the operator asked for), and warns, on stderr, when the earliest CRL
+// expires (RFC 5280 section 5.1.2.5, nextUpdate).
 func crlAdvice(cmd *cobra.Command, caCRL []byte, out string) error {
 	if len(caCRL) == 0 {
-		fmt.Fprintf(cmd.ErrOrStderr(), "warning: %s is not written: the root's CRL is not available (set crl.rootCRL for root.file.cacertsDir); Istio runs without CRLs then\n", cacerts.KeyCRL)
-		return nil
+		return fmt.Errorf("--crl: %s cannot be written, the root's CRL is not available (set crl.rootCRL for root.file.cacertsDir, or check that the Vault mount serves its CRL); nothing was written to %s", cacerts.KeyCRL, out)
 	}
 	var next time.Time
 	for rest := caCRL; ; {

@@ -142,6 +142,7 @@ func decodeRequest(u *unstructured.Unstructured) (*cmapi.CertificateRequest, err
 func (r *RequestController) SetupWithManager(mgr ctrl.Manager, m *kubesigner.Metrics) error {
 	r.c, r.cache, r.live, r.m = mgr.GetClient(), mgr.GetCache(), mgr.GetAPIReader(), m
 	r.events = mgr.GetEventRecorder(FieldManager)
+	r.unwritten.Reset() // a new term: another holder may have settled them
 	if err := mgr.GetFieldIndexer().IndexField(context.Background(), newUnstructuredRequest(), issuerIndex, func(o client.Object) []string {
 		u, ok := o.(*unstructured.Unstructured)
 		if !ok {

@@ -160,6 +160,7 @@ func (s *Signer) trim(o any) (any, error) {
 func (s *Signer) SetupWithManager(mgr ctrl.Manager, m *kubesigner.Metrics) error {
 	s.c, s.live, s.metrics = mgr.GetClient(), mgr.GetAPIReader(), m
 	s.events = mgr.GetEventRecorder(EventSource)
+	s.unwritten.Reset() // a new term: another holder may have settled them
 	return ctrl.NewControllerManagedBy(mgr).
 		Named(Name).
 		For(&certv1.CertificateSigningRequest{}, builder.WithPredicates(predicate.NewPredicateFuncs(func(o client.Object) bool {

@@ -42,13 +42,32 @@ func (u *Unwritten[V]) now() time.Time {
 
 // Keep keeps v, signed for the request key with uid, whose status write
 // failed.
+// It also drops every entry past MaxAge, so that one whose request is
+// never reconciled again (deleted while another replica leads) does not
+// stay.
 func (u *Unwritten[V]) Keep(key types.NamespacedName, uid types.UID, v V) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	if u.m == nil {
 		u.m = map[types.NamespacedName]unwrittenEntry[V]{}
 	}
-	u.m[key] = unwrittenEntry[V]{uid: uid, at: u.now(), v: v}
+	now := u.now()
+	if u.MaxAge > 0 {
+		for k, e := range u.m {
+			if now.Sub(e.at) >= u.MaxAge {
+				delete(u.m, k)
+			}
+		}
+	}
+	u.m[key] = unwrittenEntry[V]{uid: uid, at: now, v: v}
+}
+
+// Reset drops everything kept: a controller's new term (a new Lease
+// holder may have settled those requests; they are decided anew).
+func (u *Unwritten[V]) Reset() {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.m = nil
 }
 
 // Get returns what was kept for the request key with uid, if anything

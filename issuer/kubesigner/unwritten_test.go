@@ -52,3 +52,19 @@ func TestUnwritten_KeepsPerRequestUntilMaxAgeOrForget(t *testing.T) {
 	require.True(t, ok)
 	require.Equal(t, 7, n)
 }
+
+// Keeping a result drops those past MaxAge (a request deleted while
+// another replica led is never looked up again), and Reset drops all.
+func TestUnwritten_KeepDropsTheExpiredAndResetDropsAll(t *testing.T) {
+	clk := clocktesting.NewFakePassiveClock(time.Date(2026, 12, 7, 0, 0, 0, 0, time.UTC))
+	u := kubesigner.Unwritten[string]{MaxAge: time.Minute, Clock: clk}
+	a, b := types.NamespacedName{Namespace: "ns", Name: "a"}, types.NamespacedName{Namespace: "ns", Name: "b"}
+	u.Keep(a, "uid-a", "chain a")
+	clk.SetTime(clk.Now().Add(time.Minute))
+	u.Keep(b, "uid-b", "chain b")
+	require.Equal(t, 1, u.Len(), "a is past MaxAge")
+	u.Reset()
+	require.Zero(t, u.Len())
+	_, ok := u.Get(b, "uid-b")
+	require.False(t, ok)
+}

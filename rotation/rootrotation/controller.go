@@ -144,9 +144,9 @@ type Controller struct {
 	// the configuration still names A.
 	configHint string
 	// stuckRaised says the stuck alert may fire: raised by this
-	// controller, or (from the start) by an earlier process or Lease
-	// holder, as the alerting engine keeps alerts across both. The next
-	// evaluation that is not stuck clears it.
+	// controller, or (at each Run, a term) by an earlier process or
+	// another Lease holder, as the alerting engine keeps alerts across
+	// both. The next evaluation that is not stuck clears it.
 	stuckRaised bool
 	// followed is the rotation and phase ("ID/phase") a follower last
 	// adopted (Follow).
@@ -202,6 +202,11 @@ func New(ctx context.Context, o Options) (*Controller, error) {
 // Run evaluates the rotation every Interval, and at once after Start,
 // Resume or Advance, until ctx ends.
 func (c *Controller) Run(ctx context.Context) {
+	// Each term (Run again after a lost Lease) may follow another holder
+	// that raised the stuck alert.
+	c.mu.Lock()
+	c.stuckRaised = true
+	c.mu.Unlock()
 	t := c.clk.NewTicker(c.o.Interval)
 	defer t.Stop()
 	for {
