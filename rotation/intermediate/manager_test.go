@@ -511,3 +511,30 @@ func TestManager_ARevokedPreparedSuccessorIsNeverActivated(t *testing.T) {
 		})
 	}
 }
+
+// A lineage being cut off has its active and its prepared generation
+// revoked (by a replica whose configuration no longer runs it): at the
+// activation threshold this replica neither activates the revoked
+// successor nor mints a fresh one, which would hand the cut-off lineage a
+// new CA key; it reports the revoked active intermediate until the
+// operator rotates.
+func TestManager_ACutOffLineageGetsNoFreshSuccessor(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t, nil)
+	first, err := f.m.Start(ctx)
+	require.NoError(t, err)
+	prepared := first.Generation + 1
+	f.run(t)
+	f.at(t, fraction(first, 0.5))
+	require.Equal(t, store.StatePrepared, states(t, f.st)[prepared])
+	revokeGeneration(t, f, prepared)
+	revokeGeneration(t, f, first.Generation)
+	f.at(t, fraction(first, 0.66))
+
+	require.Equal(t, map[uint64]store.GenerationState{first.Generation: store.StateActive, prepared: store.StatePrepared}, states(t, f.st),
+		"nothing activated, nothing minted")
+	require.Empty(t, f.gotChanges())
+	s := f.m.RotationStatus()
+	require.True(t, s.Stuck)
+	require.Contains(t, s.Problem, "is recorded as revoked")
+}

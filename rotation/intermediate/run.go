@@ -75,6 +75,14 @@ func (m *Manager) evaluate(ctx context.Context) {
 		m.succeed()
 		return
 	}
+	if m.revoked != "" {
+		// The active intermediate is revoked under this replica
+		// (checkRevoked): the lineage is being cut off, and neither a
+		// successor minted now nor the prepared one (which a fresh
+		// successor would replace if it is revoked too) may hand it a CA
+		// key. The report stands until the operator rotates.
+		return
+	}
 	switch {
 	case m.next == nil && !now.Before(m.prepareAt()):
 		if err := m.prepareLocked(ctx, false); err != nil {
