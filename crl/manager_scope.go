@@ -295,7 +295,7 @@ func (m *Manager) assemble(ctx context.Context) error {
 	pemBytes := caCRL.Bytes()
 	// The distribution point serves the new CRLs at once; ca-crl.pem once
 	// it is handed to the trust distribution.
-	m.served.Store(newServedSet(m.served.Load(), list, m.lastGood))
+	m.served.Store(newServedSet(list, m.lastGood))
 	var perr error
 	switch missing := missingCRLs(m.opts.Chain, crls); {
 	case len(missing) > 0:
@@ -326,7 +326,7 @@ func (m *Manager) assemble(ctx context.Context) error {
 		}
 		m.lastGood = bytes.Clone(pemBytes)
 	}
-	m.served.Store(newServedSet(m.served.Load(), list, m.lastGood))
+	m.served.Store(newServedSet(list, m.lastGood))
 	// The external CRL counts as followed unless handing it over failed:
 	// followExternal then tries again at its next poll.
 	if ext != nil && perr == nil {
