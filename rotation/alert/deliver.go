@@ -82,7 +82,7 @@ func (w *worker) enqueue(d *delivery) {
 	default:
 		w.e.metrics.result(w.sink.Name(), resultDropped)
 		w.e.log.Error("alert sink queue full; notification dropped (delivered again later)", "sink", w.sink.Name(), "alert", d.n.State.Rule, "object", d.n.State.Object, "kind", d.n.Kind)
-		d.failed.Store(true)
+		d.fail(w.sink.Name())
 		d.done()
 	}
 }
@@ -99,7 +99,7 @@ func (w *worker) run(ctx context.Context) {
 				return // shutting down: the notification stays pending
 			}
 			if !sent {
-				d.failed.Store(true)
+				d.fail(w.sink.Name())
 			}
 			d.done()
 		}

@@ -61,11 +61,13 @@ type Engine struct {
 	// queued holds the Seq of each alert's notification in the sinks'
 	// queues, so that one is never queued twice.
 	queued map[Key]uint64
-	// undelivered holds, for a notification some sink gave up on (the
+	// undelivered holds, for a notification some sinks gave up on (the
 	// receiver kept failing, or the sink's queue was full), when it is
-	// due again: its state stays pending, and the tick delivers it again
-	// every redeliverAfter until it is delivered or superseded.
-	undelivered map[Key]time.Time
+	// due again and to which sinks: its state stays pending, and the tick
+	// delivers it again to those sinks, redeliverAfter later and then
+	// twice as long each time (at most the repeat interval), until it is
+	// delivered or superseded.
+	undelivered map[Key]redelivery
 	// announced holds the keys whose current occurrence's Announce
 	// succeeded (or that were firing before a restart).
 	announced map[Key]bool
@@ -107,7 +109,7 @@ func New(ctx context.Context, o Options) (*Engine, error) {
 		announced:   map[Key]bool{},
 		series:      map[[2]string]bool{},
 		queued:      map[Key]uint64{},
-		undelivered: map[Key]time.Time{},
+		undelivered: map[Key]redelivery{},
 	}
 	for _, s := range o.Sinks {
 		e.workers = append(e.workers, newWorker(s, e))
@@ -168,7 +170,7 @@ func (e *Engine) requeue(ctx context.Context) {
 		w.drain()
 	}
 	e.queued = map[Key]uint64{}
-	e.undelivered = map[Key]time.Time{} // what is pending is queued below
+	e.undelivered = map[Key]redelivery{} // what is pending is queued below
 	var redo []Notification
 	if e.states != nil {
 		var err error
@@ -335,6 +337,21 @@ func (e *Engine) Run(ctx context.Context) error {
 // delivered again.
 const redeliverAfter = 5 * time.Minute
 
+// redelivery is a notification's next delivery to the sinks that gave up
+// on it.
+type redelivery struct {
+	at    time.Time
+	sinks map[string]bool
+	// wait is the delay that gave at; the next one is twice as long.
+	wait time.Duration
+}
+
+// redeliveryOut is a notification due again to some sinks.
+type redeliveryOut struct {
+	n     Notification
+	sinks map[string]bool
+}
+
 // repeatDue announces again every alert that has fired for a repeat
 // interval since it was last announced, and delivers again what a sink
 // gave up on redeliverAfter ago (delivered).
@@ -342,14 +359,15 @@ func (e *Engine) repeatDue(ctx context.Context) {
 	e.mu.Lock()
 	now := e.clk.Now()
 	var out []Notification
-	for k, at := range e.undelivered {
+	var again []redeliveryOut
+	for k, r := range e.undelivered {
 		cur, ok := e.state[k]
 		switch {
 		case !ok || cur.Pending == "":
 			delete(e.undelivered, k)
-		case !now.Before(at):
-			delete(e.undelivered, k)
-			out = append(out, Notification{Kind: Kind(cur.Pending), State: *cur, At: now})
+		case !now.Before(r.at):
+			// Kept (for the next delay) until delivered or superseded.
+			again = append(again, redeliveryOut{Notification{Kind: Kind(cur.Pending), State: *cur, At: now}, r.sinks})
 		}
 	}
 	for k, cur := range e.state {
@@ -368,6 +386,9 @@ func (e *Engine) repeatDue(ctx context.Context) {
 	}
 	e.mu.Unlock()
 	e.dispatch(out)
+	for _, r := range again {
+		e.dispatchTo(r.n, r.sinks)
+	}
 }
 
 // delivered is called once every sink is done with n (sent, refused for
@@ -377,7 +398,7 @@ func (e *Engine) repeatDue(ctx context.Context) {
 // it stays pending and is delivered again after redeliverAfter (to every
 // sink: at least once, not exactly once), so that an alert raised during a
 // Slack outage is not lost until its next repeat.
-func (e *Engine) delivered(n Notification, failed bool) {
+func (e *Engine) delivered(n Notification, failed map[string]bool) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.afterDelivered != nil {
@@ -391,8 +412,12 @@ func (e *Engine) delivered(n Notification, failed bool) {
 	if !ok || cur.Seq != n.State.Seq {
 		return // superseded by a later notification
 	}
-	if failed {
-		e.undelivered[k] = e.clk.Now().Add(redeliverAfter)
+	if len(failed) > 0 {
+		wait := redeliverAfter
+		if prev, ok := e.undelivered[k]; ok {
+			wait = min(2*prev.wait, max(e.repeat, redeliverAfter))
+		}
+		e.undelivered[k] = redelivery{at: e.clk.Now().Add(wait), sinks: failed, wait: wait}
 		return
 	}
 	delete(e.undelivered, k)
@@ -433,21 +458,38 @@ func (e *Engine) save(ctx context.Context, s *store.AlertState) error {
 // again. Called without mu.
 func (e *Engine) dispatch(ns []Notification) {
 	for _, n := range ns {
+		e.dispatchTo(n, nil)
+	}
+}
+
+// dispatchTo queues n on the sinks named in sinks (nil: every sink).
+// Called without mu.
+func (e *Engine) dispatchTo(n Notification, sinks map[string]bool) {
+	{
 		if len(e.workers) == 0 {
-			e.delivered(n, false)
-			continue
+			e.delivered(n, nil)
+			return
 		}
 		k := Key(n.State.Key)
+		var to []*worker
+		for _, w := range e.workers {
+			if sinks == nil || sinks[w.sink.Name()] {
+				to = append(to, w)
+			}
+		}
+		if len(to) == 0 {
+			return
+		}
 		e.mu.Lock()
 		if seq, ok := e.queued[k]; ok && seq == n.State.Seq {
 			e.mu.Unlock()
-			continue
+			return
 		}
 		e.queued[k] = n.State.Seq
 		e.mu.Unlock()
 		d := &delivery{n: n, e: e}
-		d.remaining.Store(int32(len(e.workers)))
-		for _, w := range e.workers {
+		d.remaining.Store(int32(len(to)))
+		for _, w := range to {
 			w.enqueue(d)
 		}
 	}
@@ -480,13 +522,27 @@ type delivery struct {
 	n         Notification
 	e         *Engine
 	remaining atomic.Int32
-	// failed is set by a sink that gave up on it or dropped it.
-	failed atomic.Bool
+	// failed names the sinks that gave up on it or dropped it.
+	mu     sync.Mutex
+	failed map[string]bool
+}
+
+// fail records that sink gave up on d.
+func (d *delivery) fail(sink string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.failed == nil {
+		d.failed = map[string]bool{}
+	}
+	d.failed[sink] = true
 }
 
 // done is called by each sink's worker when it is finished with d.
 func (d *delivery) done() {
 	if d.remaining.Add(-1) == 0 {
-		d.e.delivered(d.n, d.failed.Load())
+		d.mu.Lock()
+		failed := d.failed
+		d.mu.Unlock()
+		d.e.delivered(d.n, failed)
 	}
 }

@@ -131,3 +131,50 @@ func TestWebhook_AndSlackTogether(t *testing.T) {
 	require.Equal(t, 1.0, counter(h, "webhook", resultSent))
 	require.Equal(t, 1.0, counter(h, "slack", resultSent))
 }
+
+// A notification one sink gave up on is delivered again to that sink
+// only: the healthy sink got it once and gets it no more, and the failing
+// one is tried again redeliverAfter later, then twice as long after each
+// further failure.
+func TestRedelivery_OnlyToTheSinkThatGaveUp(t *testing.T) {
+	clk := testclock.NewFakeClock(T0)
+	slack := newReceiver(t, slackOK)
+	fails := make([]answer, 2*maxAttempts)
+	for i := range fails {
+		fails[i] = answer{status: 503}
+	}
+	am := newReceiver(t, answer{status: 202}, fails...)
+	wh, err := NewWebhook(am.urlFile, nil)
+	require.NoError(t, err)
+	h := startEngine(t, clk, nil, Options{RepeatInterval: 4 * time.Hour}, newSlack(t, slack), wh)
+	require.NoError(t, h.e.Raise(context.Background(), expiring))
+	require.JSONEq(t, slackFire, slack.next(t))
+	giveUp := func() {
+		for i := range maxAttempts {
+			am.next(t)
+			if i < maxAttempts-1 {
+				clk.Step(h.sleep(t).d)
+			}
+		}
+		h.ack(t)
+	}
+	giveUp()
+	require.Equal(t, 1.0, counter(h, "webhook", resultFailed))
+
+	// Redelivered after redeliverAfter, to the webhook alone; it fails again.
+	clk.Step(redeliverAfter + DefaultTick)
+	giveUp()
+	slack.none(t)
+	require.Equal(t, 2.0, counter(h, "webhook", resultFailed))
+
+	// The next try waits twice as long, and succeeds.
+	clk.Step(redeliverAfter + DefaultTick)
+	time.Sleep(50 * time.Millisecond)
+	am.none(t)
+	clk.Step(redeliverAfter)
+	am.next(t)
+	h.ack(t)
+	slack.none(t)
+	require.Equal(t, 1.0, counter(h, "webhook", resultSent))
+	require.Equal(t, 1.0, counter(h, "slack", resultSent))
+}
