@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -79,9 +80,11 @@ const managerStopWait = 20 * time.Second
 // watches (a CRD not installed), so that serve's other parts (the Istio
 // endpoint serves on every replica) do not wait for it. With leader
 // election only the Lease holder runs the controllers, on a fresh manager
-// each term; losing the Lease stops them (rotation/leader). A manager that
-// stops early on its own (a cache that cannot sync, a controller that
-// cannot be set up for another reason) calls fail, which ends serve. The
+// each term; losing the Lease stops them (rotation/leader). A manager
+// whose caches do not sync (a kind watched only, not served or not
+// readable) starts again after backoff; one that stops early for another
+// reason (a controller that cannot be set up) calls fail, which ends
+// serve. The
 // returned wait blocks, after ctx ended, until the manager has stopped
 // and released the Lease (bounded by managerStopWait).
 func startControllers(ctx context.Context, d controllerDeps, cs []kubesigner.Controller, fail func(error)) (func(), error) {
@@ -104,17 +107,34 @@ func startControllers(ctx context.Context, d controllerDeps, cs []kubesigner.Con
 	// run builds a fresh manager each time (under the Lease, once per
 	// term: a controller-runtime manager starts only once).
 	run := func(ctx context.Context) {
-		mgr, err := newManager(ctx, d.log, rc, opts, cs)
-		if err != nil {
-			if ctx.Err() == nil {
-				fail(fmt.Errorf("kubernetes controllers: %w", err))
+		retry := managerRetry.DelayFunc()
+		for {
+			mgr, err := newManager(ctx, d.log, rc, opts, cs)
+			if err != nil {
+				if ctx.Err() == nil {
+					fail(fmt.Errorf("kubernetes controllers: %w", err))
+				}
+				return
 			}
-			return
-		}
-		d.log.Info("starting the Kubernetes controllers", "controllers", names, "leader_election", le.On(),
-			"lease", le.Namespace+"/"+le.LeaseName)
-		if err := mgr.Start(ctx); err != nil && ctx.Err() == nil {
-			fail(fmt.Errorf("kubernetes controllers stopped: %w", err))
+			d.log.Info("starting the Kubernetes controllers", "controllers", names, "leader_election", le.On(),
+				"lease", le.Namespace+"/"+le.LeaseName)
+			err = mgr.Start(ctx)
+			switch {
+			case err == nil || ctx.Err() != nil:
+				return
+			case !cacheNotSynced(err):
+				fail(fmt.Errorf("kubernetes controllers stopped: %w", err))
+				return
+			}
+			// A kind watched only (no index asks for its mapping at
+			// setup) that is not served, or one the RBAC may not list:
+			// the caches never sync. The controllers start again later;
+			// the rest of serve goes on.
+			delay := retry()
+			d.log.Error("the Kubernetes controllers' caches did not sync (a kind they watch not served, is its CRD installed? or not readable with meshca's RBAC); starting them again", "in", delay, "error", err)
+			if !sleepCtx(ctx, delay) {
+				return
+			}
 		}
 	}
 	if d.single != nil && d.single.el != nil {
@@ -173,6 +193,15 @@ func newManager(ctx context.Context, log *slog.Logger, rc *rest.Config, opts kub
 			return nil, err
 		}
 	}
+}
+
+// cacheNotSynced reports whether a manager stopped because a controller's
+// informers did not sync within kubesigner.CacheSyncTimeout
+// (controller-runtime says so only in its error text).
+// A kind that is not served fails the same wait with the mapping's error.
+func cacheNotSynced(err error) bool {
+	return strings.Contains(err.Error(), "timed out waiting for cache to be synced") ||
+		meta.IsNoMatchError(err) || discovery.IsGroupDiscoveryFailedError(err)
 }
 
 // sleepCtx waits d; false when ctx ended first.

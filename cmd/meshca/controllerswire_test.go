@@ -214,12 +214,7 @@ func TestControllers_AKindNotServedYetIsWaitedFor(t *testing.T) {
 		t.Fatalf("the manager's setup ended while the kind is not served: %v", b.err)
 	default:
 	}
-	root, err := kubeenv.RepoRoot()
-	require.NoError(t, err)
-	out, err := exec.Command("go", "-C", root, "list", "-m", "-f", "{{.Dir}}", "github.com/cert-manager/cert-manager").Output()
-	require.NoError(t, err)
-	_, err = env.ApplyYAMLFile(ctx, filepath.Join(strings.TrimSpace(string(out)), "deploy", "crds", "cert-manager.io_certificaterequests.yaml"))
-	require.NoError(t, err)
+	installCertificateRequestCRD(ctx, t, env)
 	select {
 	case b := <-done:
 		require.NoError(t, b.err)
@@ -227,4 +222,79 @@ func TestControllers_AKindNotServedYetIsWaitedFor(t *testing.T) {
 	case <-time.After(45 * time.Second):
 		t.Fatal("the manager was not built once the CRD was installed")
 	}
+}
+
+// watchOnlyProbe watches cert-manager's CertificateRequests with no index
+// (as the MeshIssuer controller watches its kinds): a missing kind shows
+// only when the caches do not sync. Its sync timeout is short for the
+// test; seen is closed at its first reconcile.
+type watchOnlyProbe struct {
+	once sync.Once
+	seen chan struct{}
+}
+
+func (*watchOnlyProbe) Name() string                            { return "watch-only-probe" }
+func (*watchOnlyProbe) AddToScheme(s *runtime.Scheme) error     { return cmapi.AddToScheme(s) }
+func (*watchOnlyProbe) Cache() map[client.Object]cache.ByObject { return nil }
+func (p *watchOnlyProbe) SetupWithManager(mgr ctrl.Manager, m *kubesigner.Metrics) error {
+	o := kubesigner.ControllerOptions(m, 1)
+	o.CacheSyncTimeout = 2 * time.Second
+	return builder.ControllerManagedBy(mgr).Named(p.Name()).WithOptions(o).
+		For(&cmapi.CertificateRequest{}).
+		Complete(reconcile.Func(func(context.Context, reconcile.Request) (reconcile.Result, error) {
+			p.once.Do(func() { close(p.seen) })
+			return reconcile.Result{}, nil
+		}))
+}
+
+// A kind only watched, not served (meshca's MeshIssuer CRDs left out of
+// an install, PodCertificateRequests on a cluster without them): the
+// caches never sync, and that does not end serve either; the controllers
+// start again with backoff and run once the kind is served.
+func TestControllers_CachesThatDoNotSyncAreStartedAgain(t *testing.T) {
+	env, err := kubeenv.Start(kubeenv.WithoutDefaultCRDs())
+	require.NoError(t, err)
+	t.Cleanup(env.Stop)
+	var logs logbuf.Buffer
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+	ctx, cancel := context.WithCancel(t.Context())
+	require.NoError(t, env.CreateNamespace(ctx, "istio-system")) // the Lease's
+	probe := &watchOnlyProbe{seen: make(chan struct{})}
+	failed := make(chan error, 1)
+	wait, err := startControllers(ctx, controllerDeps{cfg: config.Defaults(t.TempDir()), rc: env.Config, log: log, reg: prometheus.NewRegistry()},
+		[]kubesigner.Controller{probe}, func(err error) { failed <- err })
+	require.NoError(t, err)
+	t.Cleanup(func() { cancel(); wait() })
+	require.Eventually(t, func() bool {
+		return strings.Contains(logs.String(), "the Kubernetes controllers' caches did not sync")
+	}, 30*time.Second, 20*time.Millisecond, "the wait is explained:\n%s", logs.String())
+	select {
+	case err := <-failed:
+		t.Fatalf("serve was ended: %v", err)
+	default:
+	}
+
+	installCertificateRequestCRD(ctx, t, env)
+	require.NoError(t, env.CreateNamespace(ctx, "probe"))
+	_, err = env.ApplyYAML(ctx, []byte("apiVersion: cert-manager.io/v1\nkind: CertificateRequest\nmetadata: {name: probe, namespace: probe}\nspec:\n  request: TFMwdExTMUNSVWRKVGc9PQ==\n  issuerRef: {name: x}\n"))
+	require.NoError(t, err)
+	select {
+	case <-probe.seen:
+	case err := <-failed:
+		t.Fatalf("serve was ended: %v", err)
+	case <-time.After(60 * time.Second):
+		t.Fatalf("the controllers did not start once the kind was served:\n%s", logs.String())
+	}
+}
+
+// installCertificateRequestCRD installs cert-manager's CertificateRequest
+// CRD (from its Go module) on env.
+func installCertificateRequestCRD(ctx context.Context, t *testing.T, env *kubeenv.Env) {
+	t.Helper()
+	root, err := kubeenv.RepoRoot()
+	require.NoError(t, err)
+	out, err := exec.Command("go", "-C", root, "list", "-m", "-f", "{{.Dir}}", "github.com/cert-manager/cert-manager").Output()
+	require.NoError(t, err)
+	_, err = env.ApplyYAMLFile(ctx, filepath.Join(strings.TrimSpace(string(out)), "deploy", "crds", "cert-manager.io_certificaterequests.yaml"))
+	require.NoError(t, err)
 }
