@@ -538,3 +538,38 @@ func TestManager_ACutOffLineageGetsNoFreshSuccessor(t *testing.T) {
 	require.True(t, s.Stuck)
 	require.Contains(t, s.Problem, "is recorded as revoked")
 }
+
+// notLeading is a Leader that does not hold the Lease.
+type notLeading struct{}
+
+func (notLeading) Leading() (store.Fence, bool) { return store.Fence{}, false }
+
+// Past a threshold nothing is acted on by a follower, nor by a replica
+// whose active intermediate is revoked: neither may wake at once again and
+// again (each evaluation reads the store), as a threshold in the past would
+// have it.
+func TestManager_NoThresholdInThePastWakesItAtOnce(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t, nil)
+	first, err := f.m.Start(ctx)
+	require.NoError(t, err)
+	revokeGeneration(t, f, first.Generation)
+	f.clk.SetTime(fraction(first, 0.7))
+	f.m.mu.Lock()
+	f.m.evaluate(ctx)
+	f.m.updateStatus()
+	wait := f.m.waitLocked()
+	f.m.mu.Unlock()
+	require.True(t, f.m.RotationStatus().Stuck, "the revoked active intermediate is reported")
+	require.Equal(t, maxWait, wait, "a revoked lineage waits for nothing but the operator")
+
+	g := newFixture(t, nil)
+	second, err := g.m.Start(ctx)
+	require.NoError(t, err)
+	g.m.leader, g.m.followEvery = notLeading{}, 10*time.Second
+	g.clk.SetTime(fraction(second, 0.7))
+	g.m.mu.Lock()
+	wait = g.m.waitLocked()
+	g.m.mu.Unlock()
+	require.Equal(t, 10*time.Second, wait, "a follower reads the store every interval")
+}

@@ -151,11 +151,19 @@ func signerFlag(signer string) string {
 // waitLocked is how long Run sleeps before the next evaluation.
 func (m *Manager) waitLocked() time.Duration {
 	now := m.clk.Now()
+	if _, lead := m.leading(); !lead {
+		// A follower acts on no threshold: it reads the store every
+		// interval (a threshold in the past would wake it at once,
+		// again and again).
+		return m.followEvery
+	}
 	if m.failures != nil {
 		return m.capFollow(m.retryAt.Sub(now))
 	}
 	next := now.Add(maxWait)
-	if m.active != nil && m.src.Capabilities().Mint {
+	// With the active intermediate revoked the thresholds are not acted
+	// on (evaluate): they are no reason to wake.
+	if m.active != nil && m.src.Capabilities().Mint && m.revoked == "" {
 		due := m.prepareAt()
 		if m.next != nil {
 			due = m.activateAt()
