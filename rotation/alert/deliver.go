@@ -138,7 +138,7 @@ func (w *worker) deliver(ctx context.Context, d *delivery, last *time.Time) (sen
 		}
 		if attempt >= maxAttempts {
 			w.e.metrics.result(name, resultFailed)
-			log.Error("alert notification failed; delivering it again later", "in", redeliverAfter)
+			log.Error("alert notification failed; delivering it again later (5 min, then twice as long each time)")
 			return false, true
 		}
 		delay := bo.Step()

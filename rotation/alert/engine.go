@@ -340,6 +340,9 @@ const redeliverAfter = 5 * time.Minute
 // redelivery is a notification's next delivery to the sinks that gave up
 // on it.
 type redelivery struct {
+	// seq is the Seq of the notification given up on; a later one
+	// supersedes it.
+	seq   uint64
 	at    time.Time
 	sinks map[string]bool
 	// wait is the delay that gave at; the next one is twice as long.
@@ -359,17 +362,6 @@ func (e *Engine) repeatDue(ctx context.Context) {
 	e.mu.Lock()
 	now := e.clk.Now()
 	var out []Notification
-	var again []redeliveryOut
-	for k, r := range e.undelivered {
-		cur, ok := e.state[k]
-		switch {
-		case !ok || cur.Pending == "":
-			delete(e.undelivered, k)
-		case !now.Before(r.at):
-			// Kept (for the next delay) until delivered or superseded.
-			again = append(again, redeliveryOut{Notification{Kind: Kind(cur.Pending), State: *cur, At: now}, r.sinks})
-		}
-	}
 	for k, cur := range e.state {
 		if cur.Status != store.AlertFiring || now.Sub(cur.NotifiedAt) < e.repeat {
 			continue
@@ -384,6 +376,18 @@ func (e *Engine) repeatDue(ctx context.Context) {
 		e.state[k] = &next
 		out = append(out, Notification{Kind: KindRepeat, State: next, At: now})
 	}
+	// After the repeats: one supersedes what a sink gave up on.
+	var again []redeliveryOut
+	for k, r := range e.undelivered {
+		cur, ok := e.state[k]
+		switch {
+		case !ok || cur.Pending == "" || cur.Seq != r.seq:
+			delete(e.undelivered, k) // delivered, or superseded (to every sink)
+		case !now.Before(r.at):
+			// Kept (for the next delay) until delivered or superseded.
+			again = append(again, redeliveryOut{Notification{Kind: Kind(cur.Pending), State: *cur, At: now}, r.sinks})
+		}
+	}
 	e.mu.Unlock()
 	e.dispatch(out)
 	for _, r := range again {
@@ -394,10 +398,10 @@ func (e *Engine) repeatDue(ctx context.Context) {
 // delivered is called once every sink is done with n (sent, refused for
 // good, given up or dropped). When every sink delivered it (or refused it
 // for good) the state no longer has anything pending, and a resolved
-// alert is forgotten. When a sink gave up on it or dropped it (failed),
-// it stays pending and is delivered again after redeliverAfter (to every
-// sink: at least once, not exactly once), so that an alert raised during a
-// Slack outage is not lost until its next repeat.
+// alert is forgotten. When some sinks gave up on it or dropped it
+// (failed), it stays pending and is delivered again to those sinks
+// (repeatDue), so that an alert raised during a Slack outage is not lost
+// until its next repeat.
 func (e *Engine) delivered(n Notification, failed map[string]bool) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -414,10 +418,10 @@ func (e *Engine) delivered(n Notification, failed map[string]bool) {
 	}
 	if len(failed) > 0 {
 		wait := redeliverAfter
-		if prev, ok := e.undelivered[k]; ok {
+		if prev, ok := e.undelivered[k]; ok && prev.seq == n.State.Seq {
 			wait = min(2*prev.wait, max(e.repeat, redeliverAfter))
 		}
-		e.undelivered[k] = redelivery{at: e.clk.Now().Add(wait), sinks: failed, wait: wait}
+		e.undelivered[k] = redelivery{seq: n.State.Seq, at: e.clk.Now().Add(wait), sinks: failed, wait: wait}
 		return
 	}
 	delete(e.undelivered, k)

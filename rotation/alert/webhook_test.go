@@ -178,3 +178,39 @@ func TestRedelivery_OnlyToTheSinkThatGaveUp(t *testing.T) {
 	require.Equal(t, 1.0, counter(h, "webhook", resultSent))
 	require.Equal(t, 1.0, counter(h, "slack", resultSent))
 }
+
+// A repeat due in the same tick as the redelivery of an earlier message
+// supersedes it: every sink gets the repeat once, and the sink that gave
+// up gets no stale copy of the earlier message beside it.
+func TestRedelivery_ARepeatSupersedesIt(t *testing.T) {
+	clk := testclock.NewFakeClock(T0)
+	slack := newReceiver(t, slackOK)
+	fails := make([]answer, maxAttempts)
+	for i := range fails {
+		fails[i] = answer{status: 503}
+	}
+	am := newReceiver(t, answer{status: 202}, fails...)
+	wh, err := NewWebhook(am.urlFile, nil)
+	require.NoError(t, err)
+	h := startEngine(t, clk, nil, Options{RepeatInterval: 10 * time.Minute}, newSlack(t, slack), wh)
+	require.NoError(t, h.e.Raise(context.Background(), expiring))
+	slack.next(t)
+	for i := range maxAttempts {
+		am.next(t)
+		if i < maxAttempts-1 {
+			clk.Step(h.sleep(t).d)
+		}
+	}
+	h.ack(t) // the webhook gave up on the fire
+
+	// One step past both the redelivery and the repeat.
+	clk.Step(10*time.Minute + DefaultTick)
+	require.Contains(t, slack.next(t), "Still firing (critical)")
+	require.Contains(t, am.next(t), `"status":"firing"`)
+	n := h.ack(t)
+	require.Equal(t, KindRepeat, n.Kind)
+	time.Sleep(50 * time.Millisecond)
+	slack.none(t)
+	am.none(t)
+	require.Equal(t, 1.0, counter(h, "webhook", resultSent), "the repeat only, no stale fire")
+}
