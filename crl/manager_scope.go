@@ -90,11 +90,10 @@ func (e *scopeBuildError) Unwrap() error { return e.err }
 
 // thisUpdate is the thisUpdate of a rebuild of the scopes in which: now,
 // to the second (CRL times are encoded to the second, RFC 5280 section
-// 5.1.2.4), and after the thisUpdate of every scope's current CRL. The
-// distribution point's Last-Modified is thisUpdate: were a new CRL to
-// keep the old one's second, a client revalidating with If-Modified-Since
-// would get 304 and keep the CRL without the new revocation (RFC 9110
-// section 13.1.3). A rebuild within the second of the last one therefore
+// 5.1.2.4), and after the thisUpdate of every scope's current CRL: a
+// relying party takes the CRL with the later thisUpdate (or number) as
+// the newer, so a new CRL must not keep the old one's second. A rebuild
+// within the second of the last one therefore
 // waits for the next second (at most 1 s) rather than dating the CRL
 // ahead of the clock: a relying party refuses a CRL whose thisUpdate is
 // in the future (OpenSSL's X509_V_ERR_CRL_NOT_YET_VALID), and a burst of

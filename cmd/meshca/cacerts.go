@@ -171,7 +171,7 @@ func exportCRL(cmd *cobra.Command, cfg *config.Config, rt *authority.Runtime) ([
 // expires (RFC 5280 section 5.1.2.5, nextUpdate).
 func crlAdvice(cmd *cobra.Command, caCRL []byte, out string) error {
 	if len(caCRL) == 0 {
-		return fmt.Errorf("--crl: %s cannot be written, the root's CRL is not available (set crl.rootCRL for root.file.cacertsDir, or check that the Vault mount serves its CRL); nothing was written to %s", cacerts.KeyCRL, out)
+		return fmt.Errorf("--crl: %s cannot be written (the log above says why: the root's CRL is not available, set crl.rootCRL for root.file.cacertsDir or check that the Vault mount serves its CRL; or the CRLs together exceed the ConfigMap limit); nothing was written to %s", cacerts.KeyCRL, out)
 	}
 	var next time.Time
 	for rest := caCRL; ; {

@@ -82,9 +82,11 @@ const (
 )
 
 // CacheSyncTimeout bounds how long a controller waits for its informers:
-// a cache that cannot sync (e.g. a list the typed informer cannot decode)
-// makes the manager fail loudly after it, and serve exits, rather than
-// hang with every controller silent.
+// a cache that cannot sync (a kind not served, a list the RBAC denies or
+// the typed informer cannot decode) makes the manager stop after it with
+// an error, rather than hang with every controller silent; serve logs it
+// and starts the controllers again with backoff (cmd/meshca
+// startControllers), while the Istio endpoint goes on serving.
 const CacheSyncTimeout = 2 * time.Minute
 
 // ControllerOptions are the options every front door's controller runs

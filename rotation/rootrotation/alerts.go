@@ -97,7 +97,7 @@ func (c *Controller) alertPlanLocked(events []phaseEvent, st rotation.Status) (A
 		ops = append(ops, alertOp{al: alert.Alert{Rule: RuleRootRotationStuck, Object: objectOf(id), Severity: alert.Critical,
 			Summary: fmt.Sprintf("Root rotation %s is stuck in phase %s: %s", id, st.Phase, st.Problem),
 			Action:  "meshca keeps retrying; fix the cause, or pause the rotation (meshca rotate pause)", Fingerprint: st.Phase}})
-	case c.stuckRaised:
+	case c.stuckRaised, c.stuckClearFailed.Swap(false):
 		ops = append(ops, alertOp{al: alert.Alert{Rule: RuleRootRotationStuck, Object: objectOf(id)}, clear: true})
 	}
 	c.stuckRaised = st.Stuck
@@ -123,6 +123,9 @@ func (c *Controller) unlockAndAnnounce(ctx context.Context, events []phaseEvent,
 		}
 		if err != nil {
 			c.log.Warn("root rotation: alert", "rule", op.al.Rule, "error", err)
+			if op.clear && op.al.Rule == RuleRootRotationStuck {
+				c.stuckClearFailed.Store(true) // cleared again at the next evaluation
+			}
 		}
 	}
 }

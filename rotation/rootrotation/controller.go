@@ -148,6 +148,9 @@ type Controller struct {
 	// another Lease holder, as the alerting engine keeps alerts across
 	// both. The next evaluation that is not stuck clears it.
 	stuckRaised bool
+	// stuckClearFailed is set when clearing the stuck alert failed (the
+	// alert store), so that the next evaluation clears it again.
+	stuckClearFailed atomic.Bool
 	// followed is the rotation and phase ("ID/phase") a follower last
 	// adopted (Follow).
 	followed string

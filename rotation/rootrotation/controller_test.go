@@ -248,6 +248,26 @@ func TestController_StuckAlertIsClearedAfterARestart(t *testing.T) {
 		"the stuck alert raised before the restart is cleared")
 }
 
+// A clear of the stuck alert that fails (the alert store down) is tried
+// again at the next evaluation, not left firing until the next term.
+func TestController_AFailedStuckClearIsTriedAgain(t *testing.T) {
+	h := newHarness(t)
+	h.start()
+	h.mgr.setFail(errors.New("the publisher is down"))
+	for range 3 {
+		h.step()
+	}
+	require.True(t, h.c.RotationStatus().Stuck)
+	h.mgr.setFail(nil)
+	h.alerts.mu.Lock()
+	h.alerts.failClears, h.alerts.clears = 1, nil
+	h.alerts.mu.Unlock()
+	h.step()
+	require.False(t, h.cleared(RuleRootRotationStuck), "the clear failed")
+	h.step()
+	require.True(t, h.cleared(RuleRootRotationStuck), "and is tried again")
+}
+
 // A restart in phase 3 after the switch happened but before it was
 // journaled does not mint a second intermediate under B.
 func TestController_SwitchIsNotRepeatedAfterARestart(t *testing.T) {

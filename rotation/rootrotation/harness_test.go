@@ -265,6 +265,8 @@ type fakeAlerts struct {
 	mu     sync.Mutex
 	raised []alert.Alert
 	clears []alert.Key
+	// failClears fails that many Clear calls first (the alert store down).
+	failClears int
 }
 
 func (f *fakeAlerts) Raise(_ context.Context, a alert.Alert) error {
@@ -277,6 +279,10 @@ func (f *fakeAlerts) Raise(_ context.Context, a alert.Alert) error {
 func (f *fakeAlerts) Clear(_ context.Context, k alert.Key) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.failClears > 0 {
+		f.failClears--
+		return errors.New("the alert store is unavailable")
+	}
 	f.clears = append(f.clears, k)
 	return nil
 }
