@@ -181,20 +181,10 @@ func TestSlack_RefusalIsNotRetried(t *testing.T) {
 // redeliverAfter later, once.
 func TestSlack_GivenUpIsDeliveredAgainLater(t *testing.T) {
 	clk := testclock.NewFakeClock(T0)
-	fails := make([]answer, maxAttempts)
-	for i := range fails {
-		fails[i] = answer{status: 503}
-	}
-	r := newReceiver(t, slackOK, fails...)
+	r := newReceiver(t, slackOK, failing(maxAttempts)...)
 	h := startEngine(t, clk, nil, Options{RepeatInterval: 4 * time.Hour}, newSlack(t, r))
 	require.NoError(t, h.e.Raise(context.Background(), expiring))
-	for i := range maxAttempts {
-		require.JSONEq(t, slackFire, r.next(t))
-		if i < maxAttempts-1 {
-			clk.Step(h.sleep(t).d)
-		}
-	}
-	h.ack(t) // given up
+	h.untilGivenUp(t, r, clk)
 	require.Equal(t, 1.0, testutil.ToFloat64(h.e.metrics.notifications.WithLabelValues("slack", resultFailed)))
 	h.e.mu.Lock()
 	pending := h.e.state[expiring.Key()].Pending

@@ -139,25 +139,13 @@ func TestWebhook_AndSlackTogether(t *testing.T) {
 func TestRedelivery_OnlyToTheSinkThatGaveUp(t *testing.T) {
 	clk := testclock.NewFakeClock(T0)
 	slack := newReceiver(t, slackOK)
-	fails := make([]answer, 2*maxAttempts)
-	for i := range fails {
-		fails[i] = answer{status: 503}
-	}
-	am := newReceiver(t, answer{status: 202}, fails...)
+	am := newReceiver(t, answer{status: 202}, failing(2*maxAttempts)...)
 	wh, err := NewWebhook(am.urlFile, nil)
 	require.NoError(t, err)
 	h := startEngine(t, clk, nil, Options{RepeatInterval: 4 * time.Hour}, newSlack(t, slack), wh)
 	require.NoError(t, h.e.Raise(context.Background(), expiring))
 	require.JSONEq(t, slackFire, slack.next(t))
-	giveUp := func() {
-		for i := range maxAttempts {
-			am.next(t)
-			if i < maxAttempts-1 {
-				clk.Step(h.sleep(t).d)
-			}
-		}
-		h.ack(t)
-	}
+	giveUp := func() { h.untilGivenUp(t, am, clk) }
 	giveUp()
 	require.Equal(t, 1.0, counter(h, "webhook", resultFailed))
 
@@ -185,23 +173,13 @@ func TestRedelivery_OnlyToTheSinkThatGaveUp(t *testing.T) {
 func TestRedelivery_ARepeatSupersedesIt(t *testing.T) {
 	clk := testclock.NewFakeClock(T0)
 	slack := newReceiver(t, slackOK)
-	fails := make([]answer, maxAttempts)
-	for i := range fails {
-		fails[i] = answer{status: 503}
-	}
-	am := newReceiver(t, answer{status: 202}, fails...)
+	am := newReceiver(t, answer{status: 202}, failing(maxAttempts)...)
 	wh, err := NewWebhook(am.urlFile, nil)
 	require.NoError(t, err)
 	h := startEngine(t, clk, nil, Options{RepeatInterval: 10 * time.Minute}, newSlack(t, slack), wh)
 	require.NoError(t, h.e.Raise(context.Background(), expiring))
 	slack.next(t)
-	for i := range maxAttempts {
-		am.next(t)
-		if i < maxAttempts-1 {
-			clk.Step(h.sleep(t).d)
-		}
-	}
-	h.ack(t) // the webhook gave up on the fire
+	h.untilGivenUp(t, am, clk) // the webhook gave up on the fire
 
 	// One step past both the redelivery and the repeat.
 	clk.Step(10*time.Minute + DefaultTick)
@@ -213,4 +191,26 @@ func TestRedelivery_ARepeatSupersedesIt(t *testing.T) {
 	slack.none(t)
 	am.none(t)
 	require.Equal(t, 1.0, counter(h, "webhook", resultSent), "the repeat only, no stale fire")
+}
+
+// failing is n answers 503.
+func failing(n int) []answer {
+	out := make([]answer, n)
+	for i := range out {
+		out[i] = answer{status: 503}
+	}
+	return out
+}
+
+// untilGivenUp takes r's maxAttempts failed deliveries of one message,
+// stepping clk over each backoff, until the engine has its outcome.
+func (h *harness) untilGivenUp(t *testing.T, r *receiver, clk *testclock.FakeClock) {
+	t.Helper()
+	for i := range maxAttempts {
+		r.next(t)
+		if i < maxAttempts-1 {
+			clk.Step(h.sleep(t).d)
+		}
+	}
+	h.ack(t)
 }

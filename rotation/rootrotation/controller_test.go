@@ -226,10 +226,10 @@ func (h *harness) cleared(rule string) bool {
 	return false
 }
 
-// The stuck alert is kept by the alerting engine across restarts and
-// failovers: a controller that restarts, or a new Lease holder, clears it
-// once the rotation moves again, although it never raised it itself.
-func TestController_StuckAlertIsClearedAfterARestart(t *testing.T) {
+// stuckHarness is a harness whose rotation is stuck in its first phase
+// (the publisher keeps failing).
+func stuckHarness(t *testing.T) *harness {
+	t.Helper()
 	h := newHarness(t)
 	h.start()
 	h.mgr.setFail(errors.New("the publisher is down"))
@@ -237,6 +237,14 @@ func TestController_StuckAlertIsClearedAfterARestart(t *testing.T) {
 		h.step()
 	}
 	require.True(t, h.c.RotationStatus().Stuck)
+	return h
+}
+
+// The stuck alert is kept by the alerting engine across restarts and
+// failovers: a controller that restarts, or a new Lease holder, clears it
+// once the rotation moves again, although it never raised it itself.
+func TestController_StuckAlertIsClearedAfterARestart(t *testing.T) {
+	h := stuckHarness(t)
 	require.Eventually(t, func() bool { return len(h.alerts.fingerprints(RuleRootRotationStuck)) > 0 }, 5*time.Second, time.Millisecond)
 
 	h.restart()
@@ -251,13 +259,7 @@ func TestController_StuckAlertIsClearedAfterARestart(t *testing.T) {
 // A clear of the stuck alert that fails (the alert store down) is tried
 // again at the next evaluation, not left firing until the next term.
 func TestController_AFailedStuckClearIsTriedAgain(t *testing.T) {
-	h := newHarness(t)
-	h.start()
-	h.mgr.setFail(errors.New("the publisher is down"))
-	for range 3 {
-		h.step()
-	}
-	require.True(t, h.c.RotationStatus().Stuck)
+	h := stuckHarness(t)
 	h.mgr.setFail(nil)
 	h.alerts.mu.Lock()
 	h.alerts.failClears, h.alerts.clears = 1, nil
