@@ -158,7 +158,7 @@ func TestHandler_IfModifiedSinceNeverGivesAStale304(t *testing.T) {
 	_, err := e.m.Revoke(context.Background(), crl.Request{Serial: is.Serial, Reason: store.ReasonKeyCompromise})
 	require.NoError(t, err)
 	e.stepPastCoalescing(t, 200*time.Millisecond)
-	require.Eventually(t, func() bool { return e.pub.count() == 2 }, 5*time.Second, time.Millisecond)
+	e.published(t, 2)
 	resp, first := get(t, srv.URL+"/crl/ca-crl.pem", nil)
 	etag := resp.Header.Get("ETag")
 	held := p.clk.Now().Add(time.Hour).UTC().Format(http.TimeFormat) // what a client may hold from another replica
@@ -167,7 +167,7 @@ func TestHandler_IfModifiedSinceNeverGivesAStale304(t *testing.T) {
 	_, err = e.m.Revoke(context.Background(), crl.Request{Generation: p.retired(), Reason: store.ReasonKeyCompromise})
 	require.NoError(t, err)
 	e.stepPastCoalescing(t, 200*time.Millisecond)
-	require.Eventually(t, func() bool { return e.pub.count() == 3 }, 5*time.Second, time.Millisecond)
+	e.published(t, 3)
 	resp, second := get(t, srv.URL+"/crl/ca-crl.pem", map[string]string{"If-Modified-Since": held})
 	require.Equal(t, http.StatusOK, resp.StatusCode, "new bytes are not 'not modified'")
 	require.NotEqual(t, first, second)

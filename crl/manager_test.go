@@ -119,6 +119,16 @@ func (e *mgrEnv) stepPastCoalescing(t *testing.T, d time.Duration) {
 	e.clk.Step(d)
 }
 
+// published waits until ca-crl.pem has been handed over n times and the
+// distribution point serves the last one: it swaps in the published bytes
+// just after the hand-over returns.
+func (e *mgrEnv) published(t *testing.T, n int) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		return e.pub.count() == n && bytes.Equal(e.m.CACRLPEM(), e.pub.last())
+	}, 5*time.Second, time.Millisecond)
+}
+
 func (e *mgrEnv) crl(t *testing.T, scope string, delta bool) (crl.Published, *x509.RevocationList) {
 	t.Helper()
 	for _, p := range e.m.CRLs() {
