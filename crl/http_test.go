@@ -126,8 +126,9 @@ func TestHandler_SameSecondRebuildWaitsForTheNextSecond(t *testing.T) {
 	_, is := p.issue(t, p.active, appID, p.clk.Now().Add(time.Hour))
 	_, err := e.m.Revoke(context.Background(), crl.Request{Serial: is.Serial, Reason: store.ReasonKeyCompromise})
 	require.NoError(t, err)
-	p.clk.Step(200 * time.Millisecond) // the coalescing window ends in the same second
-	time.Sleep(100 * time.Millisecond)
+	e.stepPastCoalescing(t, 200*time.Millisecond) // the coalescing window ends in the same second
+	// The rebuild waits for the next second on a timer of its own.
+	require.Eventually(t, func() bool { return e.clk.Waiters() > e.timers }, 5*time.Second, time.Millisecond)
 	require.Equal(t, 1, e.pub.count(), "the rebuild waits for the next second")
 	_, body := get(t, srv.URL+"/crl/"+gen+".crl", nil)
 	require.Equal(t, before, body)

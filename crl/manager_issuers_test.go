@@ -217,6 +217,9 @@ func TestManager_SetIssuers_AFailedBuildAtARootSwitchPublishesNoCRLForTheNewRoot
 
 	st.fail.Store(false)
 	e.run(t) // Run retries the scope that failed
+	// Step once Run has seen the failed build's kick: it rebuilds at once,
+	// or arms the coalescing timer (a step before that would pass it by).
+	require.Eventually(t, func() bool { return e.pub.count() > before || e.clk.Waiters() > e.timers }, 5*time.Second, time.Millisecond)
 	p.clk.Step(time.Minute)
 	require.Eventually(t, func() bool {
 		if e.pub.count() == before {

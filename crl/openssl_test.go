@@ -1,6 +1,7 @@
 package crl_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/x509"
 	"os/exec"
@@ -49,7 +50,8 @@ func (e *mgrEnv) revokeAndWait(t *testing.T, req crl.Request) {
 	// may set its coalescing timer after the step.
 	require.Eventually(t, func() bool {
 		if e.pub.count() > n {
-			return true
+			// Served as ca-crl.pem just after the hand-over returns.
+			return bytes.Equal(e.m.CACRLPEM(), e.pub.last())
 		}
 		e.clk.Step(time.Second)
 		return false

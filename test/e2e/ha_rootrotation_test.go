@@ -117,6 +117,9 @@ func TestHA_FollowerFollowsTheRootRotationAndANewHolderFinishesIt(t *testing.T) 
 	// operator finishes the rotation there, from the journal.
 	a.kill(t)
 	waitFor(t, haTakeoverBound, "replica B takes the Lease", func() bool { return c.holder(t) == idB })
+	// The Lease names B a moment before B leads (it reads its fence
+	// token first); advancing is a leader's step.
+	waitFor(t, 10*time.Second, "replica B leads", func() bool { return b.metricIs(t, "meshca_lease_held", 1) })
 	require.Equal(t, "wait-out-ttl", rrPhase(t, c.dirB))
 	meshca(t, "rotate", "advance", "--dir", c.dirB)
 	rrWaitPhase(t, c.dirB, b, "done")

@@ -408,6 +408,9 @@ func TestHA_LeaderKilledDuringIntermediateRotation(t *testing.T) {
 	waitFor(t, haTakeoverBound, "replica B takes the Lease", func() bool { return c.holder(t) == idB })
 	t.Logf("takeover: replica B held the Lease %.2fs after replica A was SIGKILLed (lease duration %s)", time.Since(killed).Seconds(), haLeaseDur)
 
+	// The Lease names B a moment before B leads (it reads its fence
+	// token first); a leader-only command waits for that.
+	waitFor(t, 10*time.Second, "replica B leads", func() bool { return b.metricIs(t, "meshca_lease_held", 1) })
 	// Whatever A left, B signs with the store's active generation.
 	waitFor(t, 5*time.Second, "B signs with the store's active generation", func() bool {
 		act := c.activeGenerations(t)

@@ -305,7 +305,10 @@ func TestWire_RapidResetClosesTheConnection(t *testing.T) {
 	require.False(t, errors.As(err, &ne) && ne.Timeout(), "the connection was still open after %d resets", sent)
 	t.Logf("closed by the server (%v); %d streams opened and reset before writes failed", err, sent)
 	s.waitMetrics(t, 5*time.Second, map[string]float64{`meshca_grpc_connections_closed_total{reason="stream_resets"}`: 1})
-	require.Contains(t, s.logs(), `"msg":"closing a connection that resets too many streams"`)
+	// Logged after the count, through the process's stderr.
+	waitFor(t, 5*time.Second, "the close is logged", func() bool {
+		return strings.Contains(s.logs(), `"msg":"closing a connection that resets too many streams"`)
+	})
 	// The budget was the connection's: a new connection of the address
 	// is served (its new connections are refused only after three closes).
 	s.requireServing(t, w)
