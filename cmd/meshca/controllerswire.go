@@ -35,7 +35,15 @@ type controllerDeps struct {
 	// single, when it holds a Lease, runs the manager while this replica
 	// holds it (the manager's own leader election is off then: one Lease).
 	single *singletons
+	// runningAfter is how long a started manager must run, once it leads,
+	// before meshca_controllers_waiting is cleared (0: controllersRunningAfter).
+	runningAfter time.Duration
 }
+
+// controllersRunningAfter: a controller whose informers do not sync stops
+// the manager after kubesigner.CacheSyncTimeout, so one that outlasts it
+// (with a margin for the start itself) runs.
+const controllersRunningAfter = kubesigner.CacheSyncTimeout + 15*time.Second
 
 // kubeControllers builds the enabled Kubernetes-native signers. Each
 // front door's wiring lives in its own file (csrwire.go, podcertwire.go,
@@ -104,9 +112,17 @@ func startControllers(ctx context.Context, d controllerDeps, cs []kubesigner.Con
 	for i, c := range cs {
 		names[i] = c.Name()
 	}
+	runningAfter := d.runningAfter
+	if runningAfter <= 0 {
+		runningAfter = controllersRunningAfter
+	}
 	// run builds a fresh manager each time (under the Lease, once per
-	// term: a controller-runtime manager starts only once).
+	// term: a controller-runtime manager starts only once). While it
+	// waits (the apiserver, a kind, the caches) meshca_controllers_waiting
+	// says why, until a start has run past the informers' sync timeout;
+	// a replica whose term ended is not meant to run them.
 	run := func(ctx context.Context) {
+		defer opts.Metrics.Waiting("")
 		retry := managerRetry.DelayFunc()
 		for {
 			mgr, err := newManager(ctx, d.log, rc, opts, cs)
@@ -118,7 +134,24 @@ func startControllers(ctx context.Context, d controllerDeps, cs []kubesigner.Con
 			}
 			d.log.Info("starting the Kubernetes controllers", "controllers", names, "leader_election", le.On(),
 				"lease", le.Namespace+"/"+le.LeaseName)
-			err = mgr.Start(ctx)
+			mctx, stop := context.WithCancel(ctx)
+			watched := make(chan struct{})
+			go func() {
+				defer close(watched)
+				select {
+				case <-mgr.Elected():
+				case <-mctx.Done():
+					return
+				}
+				select {
+				case <-time.After(runningAfter):
+					opts.Metrics.Waiting("")
+				case <-mctx.Done():
+				}
+			}()
+			err = mgr.Start(mctx)
+			stop()
+			<-watched
 			switch {
 			case err == nil || ctx.Err() != nil:
 				return
@@ -126,6 +159,7 @@ func startControllers(ctx context.Context, d controllerDeps, cs []kubesigner.Con
 				fail(fmt.Errorf("kubernetes controllers stopped: %w", err))
 				return
 			}
+			opts.Metrics.Waiting(kubesigner.WaitCachesNotSynced)
 			// A kind watched only (no index asks for its mapping at
 			// setup) that is not served, or one the RBAC may not list:
 			// the caches never sync. The controllers start again later;
@@ -175,6 +209,7 @@ func newManager(ctx context.Context, log *slog.Logger, rc *rest.Config, opts kub
 		case err == nil:
 			return mgr, nil
 		case unreachable(err):
+			opts.Metrics.Waiting(kubesigner.WaitAPIServer)
 			delay := retry()
 			log.Warn("cannot reach the apiserver to set up the Kubernetes controllers; retrying", "in", delay, "error", err)
 			if !sleepCtx(ctx, delay) {
@@ -184,6 +219,7 @@ func newManager(ctx context.Context, log *slog.Logger, rc *rest.Config, opts kub
 			// A kind a controller watches is not served (cert-manager's
 			// CRDs not installed, or removed): the controllers wait for
 			// it, and the rest of serve, the Istio endpoint first, goes on.
+			opts.Metrics.Waiting(kubesigner.WaitKindNotServed)
 			delay := retry()
 			log.Error("a kind the Kubernetes controllers watch is not served by the apiserver (is its CRD installed?); they start once it is, the rest of meshca serves meanwhile", "in", delay, "error", err)
 			if !sleepCtx(ctx, delay) {

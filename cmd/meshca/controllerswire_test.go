@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"maps"
@@ -202,13 +203,15 @@ func TestControllers_AKindNotServedYetIsWaitedFor(t *testing.T) {
 		err error
 	}
 	done := make(chan built, 1)
+	reg := prometheus.NewRegistry()
 	go func() {
-		mgr, err := newManager(ctx, log, env.Config, kubesigner.ManagerOptions{Log: log, Metrics: kubesigner.NewMetrics(prometheus.NewRegistry())}, []kubesigner.Controller{missingKindProbe{}})
+		mgr, err := newManager(ctx, log, env.Config, kubesigner.ManagerOptions{Log: log, Metrics: kubesigner.NewMetrics(reg)}, []kubesigner.Controller{missingKindProbe{}})
 		done <- built{mgr, err}
 	}()
 	require.Eventually(t, func() bool {
 		return strings.Contains(logs.String(), "a kind the Kubernetes controllers watch is not served by the apiserver (is its CRD installed?)")
 	}, 30*time.Second, 20*time.Millisecond, "the wait is explained")
+	requireWaiting(t, reg, kubesigner.WaitKindNotServed)
 	select {
 	case b := <-done:
 		t.Fatalf("the manager's setup ended while the kind is not served: %v", b.err)
@@ -261,13 +264,17 @@ func TestControllers_CachesThatDoNotSyncAreStartedAgain(t *testing.T) {
 	require.NoError(t, env.CreateNamespace(ctx, "istio-system")) // the Lease's
 	probe := &watchOnlyProbe{seen: make(chan struct{})}
 	failed := make(chan error, 1)
-	wait, err := startControllers(ctx, controllerDeps{cfg: config.Defaults(t.TempDir()), rc: env.Config, log: log, reg: prometheus.NewRegistry()},
-		[]kubesigner.Controller{probe}, func(err error) { failed <- err })
+	reg := prometheus.NewRegistry()
+	// The probe's informers time out after 2 s: a start that runs 4 s
+	// runs.
+	deps := controllerDeps{cfg: config.Defaults(t.TempDir()), rc: env.Config, log: log, reg: reg, runningAfter: 4 * time.Second}
+	wait, err := startControllers(ctx, deps, []kubesigner.Controller{probe}, func(err error) { failed <- err })
 	require.NoError(t, err)
 	t.Cleanup(func() { cancel(); wait() })
 	require.Eventually(t, func() bool {
 		return strings.Contains(logs.String(), "the Kubernetes controllers' caches did not sync")
 	}, 30*time.Second, 20*time.Millisecond, "the wait is explained:\n%s", logs.String())
+	requireWaiting(t, reg, kubesigner.WaitCachesNotSynced)
 	select {
 	case err := <-failed:
 		t.Fatalf("serve was ended: %v", err)
@@ -285,6 +292,48 @@ func TestControllers_CachesThatDoNotSyncAreStartedAgain(t *testing.T) {
 	case <-time.After(60 * time.Second):
 		t.Fatalf("the controllers did not start once the kind was served:\n%s", logs.String())
 	}
+	require.Eventually(t, func() bool { return waitingIs(reg, "") == nil }, 30*time.Second, 50*time.Millisecond, "cleared once the controllers run")
+	cancel()
+	wait()
+	require.NoError(t, waitingIs(reg, ""), "a replica that stopped is not meant to run them")
+}
+
+// waitingIs compares meshca_controllers_waiting in g with 1 for reason
+// and 0 for the other reasons (all 0 for "").
+func waitingIs(g prometheus.Gatherer, reason kubesigner.WaitReason) error {
+	mfs, err := g.Gather()
+	if err != nil {
+		return err
+	}
+	got := map[string]float64{}
+	for _, mf := range mfs {
+		if mf.GetName() != "meshca_controllers_waiting" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "reason" {
+					got[l.GetValue()] = m.GetGauge().GetValue()
+				}
+			}
+		}
+	}
+	want := map[string]float64{}
+	for _, r := range []kubesigner.WaitReason{kubesigner.WaitAPIServer, kubesigner.WaitKindNotServed, kubesigner.WaitCachesNotSynced} {
+		want[string(r)] = 0
+	}
+	if reason != "" {
+		want[string(reason)] = 1
+	}
+	if !maps.Equal(got, want) {
+		return fmt.Errorf("meshca_controllers_waiting is %v, want %v", got, want)
+	}
+	return nil
+}
+
+func requireWaiting(t *testing.T, g prometheus.Gatherer, reason kubesigner.WaitReason) {
+	t.Helper()
+	require.NoError(t, waitingIs(g, reason))
 }
 
 // installCertificateRequestCRD installs cert-manager's CertificateRequest

@@ -30,6 +30,26 @@ const (
 	OutcomeChecked Outcome = "checked"
 )
 
+// WaitReason is why the controllers this replica is meant to run are not
+// running; the values are meshca's, so they are safe metric labels.
+type WaitReason string
+
+// Why the controllers wait (meshca_controllers_waiting{reason}).
+const (
+	// WaitAPIServer: the apiserver does not answer, so the manager cannot
+	// be set up.
+	WaitAPIServer WaitReason = "apiserver_unreachable"
+	// WaitKindNotServed: a kind a controller watches is not served (a CRD
+	// not installed, or removed).
+	WaitKindNotServed WaitReason = "kind_not_served"
+	// WaitCachesNotSynced: the informers did not sync within
+	// CacheSyncTimeout (a watched kind not served, or not readable with
+	// meshca's RBAC).
+	WaitCachesNotSynced WaitReason = "caches_not_synced"
+)
+
+var waitReasons = []WaitReason{WaitAPIServer, WaitKindNotServed, WaitCachesNotSynced}
+
 // Metrics are the controllers' meshca_controller_* metrics.
 type Metrics struct {
 	reconciles *prometheus.CounterVec
@@ -43,6 +63,7 @@ type Metrics struct {
 	unfin   *prometheus.GaugeVec
 	longest *prometheus.GaugeVec
 	leader  prometheus.Gauge
+	waiting *prometheus.GaugeVec
 }
 
 // NewMetrics registers the metrics with reg (nil: not registered).
@@ -81,11 +102,36 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "meshca_controller_leader",
 			Help: "1 while this replica holds the controllers' Lease and runs them (always 1 without leader election).",
 		}),
+		waiting: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "meshca_controllers_waiting",
+			Help: "1, for its reason, while the Kubernetes controllers this replica is meant to run (it holds their Lease, or runs without leader election) are not running: " +
+				"apiserver_unreachable, kind_not_served (a CRD not installed) or caches_not_synced (a watched kind not served or not readable with meshca's RBAC). " +
+				"Cleared once a start has outlasted the informers' sync timeout.",
+		}, []string{"reason"}),
+	}
+	for _, r := range waitReasons {
+		m.waiting.WithLabelValues(string(r)).Set(0)
 	}
 	if reg != nil {
-		reg.MustRegister(m.reconciles, m.duration, m.depth, m.adds, m.latency, m.work, m.retries, m.unfin, m.longest, m.leader)
+		reg.MustRegister(m.reconciles, m.duration, m.depth, m.adds, m.latency, m.work, m.retries, m.unfin, m.longest, m.leader, m.waiting)
 	}
 	return m
+}
+
+// Waiting sets meshca_controllers_waiting to 1 for r and 0 for the other
+// reasons; r empty clears them all (the controllers run, or this replica
+// is not meant to run them).
+func (m *Metrics) Waiting(r WaitReason) {
+	if m == nil {
+		return
+	}
+	for _, o := range waitReasons {
+		v := 0.0
+		if o == r {
+			v = 1
+		}
+		m.waiting.WithLabelValues(string(o)).Set(v)
+	}
 }
 
 // Observe counts one reconcile of controller (a constant of meshca's).
