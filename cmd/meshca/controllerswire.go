@@ -192,12 +192,19 @@ func startControllers(ctx context.Context, d controllerDeps, cs []kubesigner.Con
 	}, nil
 }
 
+// prepareSlow: a Prepare that takes longer is waiting for the apiserver.
+const prepareSlow = 5 * time.Second
+
 // newManager prepares the controllers that need it and builds their
 // manager, retrying with backoff while the apiserver cannot be reached.
 func newManager(ctx context.Context, log *slog.Logger, rc *rest.Config, opts kubesigner.ManagerOptions, cs []kubesigner.Controller) (ctrl.Manager, error) {
 	for _, c := range cs {
 		if p, ok := c.(preparer); ok {
-			if err := p.Prepare(ctx); err != nil {
+			// Prepare waits, logging, while the apiserver does not answer.
+			slow := time.AfterFunc(prepareSlow, func() { opts.Metrics.Waiting(kubesigner.WaitAPIServer) })
+			err := p.Prepare(ctx)
+			slow.Stop()
+			if err != nil {
 				return nil, fmt.Errorf("%s: %w", c.Name(), err)
 			}
 		}

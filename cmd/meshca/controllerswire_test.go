@@ -227,6 +227,38 @@ func TestControllers_AKindNotServedYetIsWaitedFor(t *testing.T) {
 	}
 }
 
+// blockedPreparer waits in Prepare until ctx ends, as the trust
+// publisher's discovery does while the apiserver does not answer.
+type blockedPreparer struct{ missingKindProbe }
+
+func (blockedPreparer) Prepare(ctx context.Context) error {
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+// An apiserver that does not answer, while a controller prepares or while
+// the manager is set up, is the reason the controllers wait.
+func TestControllers_AnUnreachableAPIServerIsTheReasonTheyWait(t *testing.T) {
+	rc := &rest.Config{Host: "https://127.0.0.1:1", Timeout: time.Second} // nothing listens on port 1
+	for name, c := range map[string]kubesigner.Controller{"prepare": blockedPreparer{}, "set up": missingKindProbe{}} {
+		t.Run(name, func(t *testing.T) {
+			log := slog.New(slog.NewTextHandler(io.Discard, nil))
+			reg := prometheus.NewRegistry()
+			opts := kubesigner.ManagerOptions{Log: log, Metrics: kubesigner.NewMetrics(reg)}
+			ctx, cancel := context.WithCancel(t.Context())
+			done := make(chan error, 1)
+			go func() {
+				_, err := newManager(ctx, log, rc, opts, []kubesigner.Controller{c})
+				done <- err
+			}()
+			require.Eventually(t, func() bool { return waitingIs(reg, kubesigner.WaitAPIServer) == nil }, prepareSlow+10*time.Second, 50*time.Millisecond,
+				"the apiserver is the reason")
+			cancel()
+			require.ErrorIs(t, <-done, context.Canceled)
+		})
+	}
+}
+
 // watchOnlyProbe watches cert-manager's CertificateRequests with no index
 // (as the MeshIssuer controller watches its kinds): a missing kind shows
 // only when the caches do not sync. Its sync timeout is short for the
