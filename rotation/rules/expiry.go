@@ -4,7 +4,9 @@ import (
 	"context"
 	"crypto/x509"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/meshca/meshca/rotation/alert"
@@ -70,20 +72,45 @@ type CAExpiry struct {
 	// Action, when set, says what meshca does about c's expiry; an empty
 	// answer falls back to DefaultAction.
 	Action func(c inventory.Certificate, now time.Time) string
+
+	mu sync.Mutex
+	// listed holds, by index in Sources, what each source listed when it
+	// last answered: while a source is down its certificates are evaluated
+	// from it (their alerts stand and escalate), and the other sources'
+	// alerts are cleared as usual.
+	listed map[int][]inventory.Certificate
 }
 
 // Names implements Rule.
 func (r *CAExpiry) Names() []string { return []string{RuleCAExpiring} }
 
 // Evaluate implements Rule.
+//
+// A source that is down is evaluated from what it listed when it last
+// answered, beside what it returned with its error (Incomplete: the other
+// sources' alerts clear as usual); while one has not answered since meshca
+// started nothing of the rule is cleared, as nothing tells what it holds.
 func (r *CAExpiry) Evaluate(ctx context.Context, now time.Time) ([]alert.Alert, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.listed == nil {
+		r.listed = map[int][]inventory.Certificate{}
+	}
 	var out []alert.Alert
-	var firstErr error
+	var errs []error
+	blind := false
 	seen := map[alert.Key]bool{}
-	for _, s := range r.Sources {
+	for i, s := range r.Sources {
 		certs, err := s.Certificates(ctx)
-		if err != nil && firstErr == nil {
-			firstErr = fmt.Errorf("inventory source %s: %w", s.Name(), err)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("inventory source %s: %w", s.Name(), err))
+			if prev, ok := r.listed[i]; ok {
+				certs = append(certs, prev...)
+			} else {
+				blind = true // it has not answered since meshca started
+			}
+		} else {
+			r.listed[i] = certs
 		}
 		for _, c := range certs {
 			if c.Kind == inventory.KindClusterTrustBundle || (r.Skip != nil && r.Skip(c)) {
@@ -110,7 +137,13 @@ func (r *CAExpiry) Evaluate(ctx context.Context, now time.Time) ([]alert.Alert, 
 			out = append(out, a)
 		}
 	}
-	return out, firstErr
+	switch {
+	case len(errs) == 0:
+		return out, nil
+	case blind:
+		return out, errors.Join(errs...)
+	}
+	return out, &Incomplete{Err: errors.Join(errs...)}
 }
 
 // ObjectOf names the object of c's alert: its kind and holder, and the

@@ -1,7 +1,9 @@
 package rules
 
 import (
+	"context"
 	"errors"
+	"log/slog"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -9,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 	testclock "k8s.io/utils/clock/testing"
 
+	"github.com/meshca/meshca/rotation/alert"
 	"github.com/meshca/meshca/rotation/inventory"
 )
 
@@ -90,4 +93,58 @@ func TestCAExpiry_Skip(t *testing.T) {
 	skip.Store(false)
 	sw.to(t, clk.Now().Add(time.Hour))
 	require.Equal(t, map[string]string{"CACertificateExpiring/intermediate gen-2": "critical"}, sw.firing())
+}
+
+// A source that is down is evaluated from what it listed when it last
+// answered, and the others' alerts clear as usual: meshca's rotated
+// intermediate is cleared while the cluster's Secrets cannot be read, and
+// the Secret's alert escalates. While a source has not answered since
+// meshca started, nothing of the rule is cleared.
+func TestCAExpiry_ASourceDownKeepsOnlyItsOwnAlerts(t *testing.T) {
+	clk := testclock.NewFakeClock(T0)
+	inter := inventory.Certificate{Kind: inventory.KindIntermediate, Name: "gen-3",
+		Cert: newCert(t, "meshca intermediate", 0x33, T0, T0.Add(10*day))}
+	next := inventory.Certificate{Kind: inventory.KindIntermediate, Name: "gen-4",
+		Cert: newCert(t, "meshca intermediate", 0x34, T0.Add(3*day), T0.Add(100*day))}
+	cacerts := inventory.Certificate{Kind: inventory.KindCACerts, Namespace: "istio-system", Name: "cacerts",
+		Cert: newCert(t, "Istio CA", 0xab, T0, T0.Add(10*day))}
+	renewed := inventory.Certificate{Kind: inventory.KindCACerts, Namespace: "istio-system", Name: "cacerts",
+		Cert: newCert(t, "Istio CA", 0xac, T0.Add(3*day), T0.Add(100*day))}
+	mesh, cluster := &listSource{}, &listSource{}
+	mesh.set(nil, inter)
+	cluster.set(nil, cacerts)
+	e, err := alert.New(context.Background(), alert.Options{Clock: clk, Log: slog.New(slog.DiscardHandler)})
+	require.NoError(t, err)
+	rule := &CAExpiry{Sources: []inventory.Source{mesh, cluster}, Thresholds: DefaultThresholds()}
+	sw := startSweeper(t, clk, e, rule)
+	const interKey, caKey = "CACertificateExpiring/intermediate gen-3", "CACertificateExpiring/Secret istio-system/cacerts serial ab"
+	sw.to(t, T0.Add(3*day))
+	both := map[string]string{interKey: "warning", caKey: "warning"}
+	require.Equal(t, both, sw.firing())
+
+	// A restart while the cluster's source is down: nothing tells what it
+	// holds, so the rotated intermediate's alert waits for it too.
+	sw.stop()
+	mesh.set(nil, next)
+	cluster.set(errors.New("informer not synced"))
+	sw = startSweeper(t, clk, e, &CAExpiry{Sources: []inventory.Source{mesh, cluster}, Thresholds: DefaultThresholds()})
+	sw.to(t, clk.Now().Add(time.Hour))
+	require.Equal(t, both, sw.firing())
+	sw.stop()
+
+	// The running rule saw the cluster's source answer: only its alert is kept.
+	mesh.set(nil, inter)
+	cluster.set(nil, cacerts)
+	sw = startSweeper(t, clk, e, rule)
+	require.Equal(t, both, sw.firing())
+	mesh.set(nil, next)
+	cluster.set(errors.New("informer not synced"))
+	sw.to(t, clk.Now().Add(time.Hour))
+	require.Equal(t, map[string]string{caKey: "warning"}, sw.firing(), "the rotated intermediate is cleared")
+	sw.to(t, T0.Add(7*day))
+	require.Equal(t, map[string]string{caKey: "critical"}, sw.firing(), "the down source's last listing is still evaluated")
+
+	cluster.set(nil, renewed)
+	sw.to(t, clk.Now().Add(time.Hour))
+	require.Empty(t, sw.firing(), "the renewed Secret's alert is cleared once its source answers")
 }

@@ -9,7 +9,8 @@
 // them (the firing set comes from the engine, whose state is in the store,
 // so a problem that went away while meshca was down is cleared by the first
 // sweep after the restart). A rule that could not look (its source is down)
-// clears nothing.
+// clears nothing, unless it answered for what it could not see
+// (Incomplete).
 //
 // Alert keys are made of the rule's name and of values meshca controls:
 // fixed object kinds, meshca's own scope names, names of cluster objects
@@ -47,9 +48,20 @@ type Rule interface {
 	Names() []string
 	// Evaluate returns the alerts that stand at now. With an error the
 	// alerts returned are raised but nothing is cleared: the rule could not
-	// see everything.
+	// see everything (unless the error is an Incomplete).
 	Evaluate(ctx context.Context, now time.Time) ([]alert.Alert, error)
 }
+
+// Incomplete is the error of an Evaluate that could not look at
+// everything but answered for what it could not see (from a source's last
+// listing, say): the error is reported, and the rule's firing alerts that
+// it no longer returns are cleared as after a complete evaluation.
+type Incomplete struct {
+	Err error
+}
+
+func (e *Incomplete) Error() string { return e.Err.Error() }
+func (e *Incomplete) Unwrap() error { return e.Err }
 
 // Sweeper evaluates rules periodically.
 type Sweeper struct {
@@ -129,7 +141,8 @@ func (s *Sweeper) sweepRule(ctx context.Context, r Rule, now time.Time, firing [
 			errs = append(errs, err)
 		}
 	}
-	if evalErr != nil {
+	var inc *Incomplete
+	if evalErr != nil && !errors.As(evalErr, &inc) {
 		return errors.Join(errs...)
 	}
 	names := map[string]bool{}
