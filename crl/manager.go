@@ -232,7 +232,40 @@ func (m *Manager) Revoke(ctx context.Context, req Request) ([]store.Revocation, 
 	}
 	m.schedule(recs, true)
 	m.noteTwins(ctx, recs)
+	for _, r := range m.Unlisted(recs) {
+		m.log.WarnContext(ctx, "revocation recorded that no CRL meshca publishes lists", "serial", r.Serial, "kind", r.Kind, "generation", r.Generation,
+			"notice", UnlistedNotice(r))
+	}
 	return recs, nil
+}
+
+// Unlisted returns the records of recs that no CRL meshca signs will list:
+// an intermediate whose issuer is a root meshca holds no key of (Vault, or
+// a pre-issued intermediate from root.file.cacertsDir), or a certificate
+// of a generation whose CRL meshca no longer serves.
+func (m *Manager) Unlisted(recs []store.Revocation) []store.Revocation {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []store.Revocation
+	for _, r := range recs {
+		if len(m.scopesOfLocked(r)) == 0 {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// UnlistedNotice tells the operator what an Unlisted record means and
+// what to do about it.
+func UnlistedNotice(r store.Revocation) string {
+	if r.Kind == store.KindIntermediate {
+		return fmt.Sprintf("generation %d's intermediate (serial %s) is revoked in meshca's records, and meshca refuses certificates it issued where it checks revocation, "+
+			"but no CRL meshca publishes lists it: its issuer is a root whose CRL meshca does not sign. Revoke it at the root too "+
+			"(with Vault: vault write <mount>/revoke serial_number=<serial with colons>; with root.file.cacertsDir: on the CA that issued it, whose CRL meshca reads from crl.rootCRL)",
+			r.Generation, r.Serial)
+	}
+	return fmt.Sprintf("certificate %s is revoked in meshca's records, but no CRL meshca publishes lists it: meshca serves no CRL of its generation %d any more (its certificates have expired)",
+		r.Serial, r.Generation)
 }
 
 // CRLs returns every CRL currently served, full and delta, the external

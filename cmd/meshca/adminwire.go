@@ -54,6 +54,22 @@ func (a adminRevoker) Revoke(ctx context.Context, req admin.RevokeRequest) ([]st
 	return recs, err
 }
 
+// RevocationNotices implements admin.RevocationNoticer: the records no
+// CRL will list, from the running CRL manager.
+func (a adminRevoker) RevocationNotices(recs []store.Revocation) []string {
+	u, ok := a.r.(interface {
+		Unlisted([]store.Revocation) []store.Revocation
+	})
+	if !ok {
+		return nil
+	}
+	var out []string
+	for _, r := range u.Unlisted(recs) {
+		out = append(out, crl.UnlistedNotice(r))
+	}
+	return out
+}
+
 // adminCRLs serves the manager's published CRLs.
 type adminCRLs struct{ m *crl.Manager }
 

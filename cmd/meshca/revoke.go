@@ -79,15 +79,19 @@ retry period), refuses the certificate and lists it on its CRLs.`,
 				return err
 			}
 			defer t.Close()
-			var recs []store.Revocation
+			var (
+				recs    []store.Revocation
+				notices []string
+			)
 			if t.client != nil {
-				recs, err = t.client.Revoke(cmd.Context(), body)
+				recs, notices, err = t.client.RevokeWithNotices(cmd.Context(), body)
 			} else {
 				if _, ok := t.store.(crl.Backend); !ok {
 					return fmt.Errorf("the store %s keeps no revocations", t.cfg.Store.Describe())
 				}
 				req.Requester = "cli:" + currentUser()
 				recs, err = adminRevoker{r: crl.NewRevoker(t.store, clock.RealClock{}, runningLineages(t.cfg))}.Revoke(cmd.Context(), req)
+				notices = offlineRevocationNotices(t.cfg, recs)
 				if err == nil {
 					// Audited like the offline 'meshca sign': on stderr.
 					al := audit.New(newLogger(cmd.ErrOrStderr(), t.cfg.Log.Level, t.cfg.Log.Format))
@@ -101,6 +105,9 @@ retry period), refuses the certificate and lists it on its CRLs.`,
 				return err
 			}
 			noteAlreadyRevoked(cmd.ErrOrStderr(), recs, req.Reason)
+			for _, n := range notices {
+				fmt.Fprintln(cmd.ErrOrStderr(), "warning: "+n)
+			}
 			if t.client == nil && !asJSON && !allExisting(recs) {
 				fmt.Fprintln(cmd.ErrOrStderr(), offlineRevokeNotice(t.cfg))
 			}
@@ -277,6 +284,23 @@ func printRevocations(out io.Writer, recs []store.Revocation, asJSON bool) error
 
 // offlineRevokeNotice says when a revocation recorded straight into the
 // store reaches the CRLs.
+// offlineRevocationNotices are the notices serve would give about recs
+// (crl.Manager.Unlisted) that the configuration alone tells: an
+// intermediate revoked under a root meshca holds no key of (Vault, or
+// root.file.cacertsDir) is on no CRL meshca signs.
+func offlineRevocationNotices(cfg *config.Config, recs []store.Revocation) []string {
+	if cfg.Root.Source != config.RootSourceVault && cfg.Root.File.Minted() {
+		return nil
+	}
+	var out []string
+	for _, r := range recs {
+		if r.Kind == store.KindIntermediate {
+			out = append(out, crl.UnlistedNotice(r))
+		}
+	}
+	return out
+}
+
 func offlineRevokeNotice(cfg *config.Config) string {
 	if cfg.Store.Type == config.StorePostgres {
 		// Other hosts' replicas read the database (serve's followStore).

@@ -39,6 +39,12 @@ type Revoker interface {
 	Revoke(ctx context.Context, req RevokeRequest) ([]store.Revocation, error)
 }
 
+// RevocationNoticer is implemented by a Revoker that can say what the
+// operator should know about stored records (one that no CRL will list).
+type RevocationNoticer interface {
+	RevocationNotices(recs []store.Revocation) []string
+}
+
 // RevocationLister lists the stored revocations in Seq order.
 type RevocationLister interface {
 	ListRevocations(ctx context.Context, since uint64, fn func(store.Revocation) bool) error
@@ -143,6 +149,9 @@ type RevokeBody struct {
 type RevokeResponse struct {
 	Revocations    []store.Revocation `json:"revocations"`
 	AlreadyRevoked []string           `json:"alreadyRevoked,omitempty"`
+	// Notices say what the operator should know about the records (one
+	// that no CRL meshca publishes will list, and what to do about it).
+	Notices []string `json:"notices,omitempty"`
 }
 
 // ReasonField is a revocation reason as a name or a number; it holds the

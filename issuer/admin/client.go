@@ -116,13 +116,20 @@ func (c *Client) GetIssuance(ctx context.Context, serial string) (store.Issuance
 // Revoke asks the running service to revoke; it returns the stored
 // records, those revoked before marked Existing.
 func (c *Client) Revoke(ctx context.Context, b RevokeBody) ([]store.Revocation, error) {
+	recs, _, err := c.RevokeWithNotices(ctx, b)
+	return recs, err
+}
+
+// RevokeWithNotices is Revoke, with the service's notices about the
+// records (RevokeResponse.Notices).
+func (c *Client) RevokeWithNotices(ctx context.Context, b RevokeBody) ([]store.Revocation, []string, error) {
 	body, err := json.Marshal(b)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var out RevokeResponse
 	if err := c.do(ctx, http.MethodPost, pathRevocations, body, &out); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	already := make(map[string]bool, len(out.AlreadyRevoked))
 	for _, s := range out.AlreadyRevoked {
@@ -131,7 +138,7 @@ func (c *Client) Revoke(ctx context.Context, b RevokeBody) ([]store.Revocation, 
 	for i := range out.Revocations {
 		out.Revocations[i].Existing = already[out.Revocations[i].Serial]
 	}
-	return out.Revocations, nil
+	return out.Revocations, out.Notices, nil
 }
 
 // ListRevocations calls fn for each revocation with Seq > since, in Seq

@@ -75,6 +75,9 @@ func (h *handler) revoke(w http.ResponseWriter, r *http.Request) {
 			resp.AlreadyRevoked = append(resp.AlreadyRevoked, rec.Serial)
 		}
 	}
+	if n, ok := h.revoker.(RevocationNoticer); ok {
+		resp.Notices = n.RevocationNotices(recs)
+	}
 	writeJSON(w, http.StatusOK, resp)
 }
 

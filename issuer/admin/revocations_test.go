@@ -280,3 +280,33 @@ func TestAudit_MessageIsAnEscapedField(t *testing.T) {
 	require.NotContains(t, b.String(), "\x1b")
 	require.Equal(t, 1, strings.Count(b.String(), "\n"))
 }
+
+// noticingRevoker is memRevoker that says something about every record,
+// as serve's revoker does about one no CRL will list.
+type noticingRevoker struct{ *memRevoker }
+
+func (noticingRevoker) RevocationNotices(recs []store.Revocation) []string {
+	var out []string
+	for _, r := range recs {
+		out = append(out, "no CRL lists "+r.Serial)
+	}
+	return out
+}
+
+// The revoker's notices reach the client with the records; a revoker
+// without any answers none.
+func TestRevoke_TheRevokersNoticesReachTheClient(t *testing.T) {
+	rv := noticingRevoker{&memRevoker{}}
+	c, _, _ := serveAll(t, Options{Revoker: rv, Revocations: rv})
+	recs, notices, err := c.RevokeWithNotices(context.Background(), RevokeBody{Serial: "0abc", Reason: "keyCompromise"})
+	require.NoError(t, err)
+	require.Len(t, recs, 1)
+	require.Equal(t, []string{"no CRL lists 0abc"}, notices)
+
+	plain := &memRevoker{}
+	c, _, _ = serveAll(t, Options{Revoker: plain, Revocations: plain})
+	recs, notices, err = c.RevokeWithNotices(context.Background(), RevokeBody{Serial: "0abc", Reason: "keyCompromise"})
+	require.NoError(t, err)
+	require.Len(t, recs, 1)
+	require.Nil(t, notices)
+}
