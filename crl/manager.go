@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/utils/clock"
 
+	"github.com/meshca/meshca/ca/root"
 	"github.com/meshca/meshca/ca/store"
 )
 
@@ -232,40 +233,91 @@ func (m *Manager) Revoke(ctx context.Context, req Request) ([]store.Revocation, 
 	}
 	m.schedule(recs, true)
 	m.noteTwins(ctx, recs)
-	for _, r := range m.Unlisted(recs) {
+	for _, r := range m.Unlisted(ctx, recs) {
 		m.log.WarnContext(ctx, "revocation recorded that no CRL meshca publishes lists", "serial", r.Serial, "kind", r.Kind, "generation", r.Generation,
-			"notice", UnlistedNotice(r))
+			"notice", UnlistedNotice(r, m.clk.Now()))
 	}
 	return recs, nil
 }
 
-// Unlisted returns the records of recs that no CRL meshca signs will list:
-// an intermediate whose issuer is a root meshca holds no key of (Vault, or
-// a pre-issued intermediate from root.file.cacertsDir), or a certificate
-// of a generation whose CRL meshca no longer serves.
-func (m *Manager) Unlisted(recs []store.Revocation) []store.Revocation {
+// Unlisted returns the records of recs that no CRL meshca signs will list
+// (RFC 5280 section 5: a CRL lists what its issuer issued): an
+// intermediate that no root meshca holds the key of issued (a Vault root,
+// a pre-issued intermediate from root.file.cacertsDir, the other root of a
+// rotation between Vault and a file root), or a certificate of a
+// generation whose CRL meshca no longer serves. An intermediate whose
+// generation cannot be read counts as listed wherever meshca signs a
+// root's CRL, as the rebuild lists it there.
+func (m *Manager) Unlisted(ctx context.Context, recs []store.Revocation) []store.Revocation {
 	m.mu.Lock()
-	defer m.mu.Unlock()
-	var out []store.Revocation
+	var roots []*x509.Certificate
+	for _, n := range m.rootScopesLocked() {
+		roots = append(roots, m.scopes[n].issuer.Cert)
+	}
+	var out, inters []store.Revocation
 	for _, r := range recs {
-		if len(m.scopesOfLocked(r)) == 0 {
+		switch {
+		case r.Kind == store.KindIntermediate:
+			inters = append(inters, r)
+		case m.scopes[ScopeGeneration(r.Generation)] == nil:
+			out = append(out, r)
+		}
+	}
+	m.mu.Unlock()
+	if len(inters) == 0 {
+		return out
+	}
+	certs := map[uint64]*x509.Certificate{}
+	if len(roots) > 0 {
+		gens, err := m.opts.Store.ListGenerations(ctx)
+		if err != nil {
+			m.log.WarnContext(ctx, "cannot tell whether a root's CRL lists the revoked intermediates", "error", err)
+			return out
+		}
+		for _, g := range gens {
+			if c, err := x509.ParseCertificate(g.CertDER); err == nil {
+				certs[g.ID] = c
+			}
+		}
+	}
+	for _, r := range inters {
+		c, known := certs[r.Generation]
+		listed := len(roots) > 0 && !known
+		for _, rc := range roots {
+			listed = listed || (known && root.IssuedBy(c, rc))
+		}
+		if !listed {
 			out = append(out, r)
 		}
 	}
 	return out
 }
 
-// UnlistedNotice tells the operator what an Unlisted record means and
-// what to do about it.
-func UnlistedNotice(r store.Revocation) string {
+// UnlistedNotices are the UnlistedNotice of each of recs that is Unlisted.
+func (m *Manager) UnlistedNotices(ctx context.Context, recs []store.Revocation) []string {
+	var out []string
+	for _, r := range m.Unlisted(ctx, recs) {
+		out = append(out, UnlistedNotice(r, m.clk.Now()))
+	}
+	return out
+}
+
+// UnlistedNotice tells the operator what an Unlisted record means at now
+// and what to do about it.
+func UnlistedNotice(r store.Revocation, now time.Time) string {
 	if r.Kind == store.KindIntermediate {
 		return fmt.Sprintf("generation %d's intermediate (serial %s) is revoked in meshca's records, and meshca refuses certificates it issued where it checks revocation, "+
-			"but no CRL meshca publishes lists it: its issuer is a root whose CRL meshca does not sign. Revoke it at the root too "+
-			"(with Vault: vault write <mount>/revoke serial_number=<serial with colons>; with root.file.cacertsDir: on the CA that issued it, whose CRL meshca reads from crl.rootCRL)",
+			"but no CRL meshca publishes lists it: no root whose CRL meshca signs issued it. Revoke it at the root that did "+
+			"(with Vault: vault write <mount>/revoke serial_number=<serial with colons>; a pre-issued intermediate from root.file.cacertsDir: at the CA that issued it, "+
+			"and set crl.rootCRL to that CA's CRL so that meshca publishes it)",
 			r.Generation, r.Serial)
 	}
-	return fmt.Sprintf("certificate %s is revoked in meshca's records, but no CRL meshca publishes lists it: meshca serves no CRL of its generation %d any more (its certificates have expired)",
-		r.Serial, r.Generation)
+	if !r.NotAfter.IsZero() && !now.Before(r.NotAfter) {
+		return fmt.Sprintf("certificate %s is revoked in meshca's records; no CRL meshca publishes lists it, as meshca no longer serves its generation %d's CRL, and it has expired",
+			r.Serial, r.Generation)
+	}
+	return fmt.Sprintf("certificate %s is revoked in meshca's records, and meshca refuses it where it checks revocation, but no CRL meshca publishes lists it: "+
+		"meshca no longer serves its generation %d's CRL, so relying parties that read CRLs still accept it until it expires", r.Serial, r.Generation)
 }
 
 // CRLs returns every CRL currently served, full and delta, the external

@@ -56,18 +56,13 @@ func (a adminRevoker) Revoke(ctx context.Context, req admin.RevokeRequest) ([]st
 
 // RevocationNotices implements admin.RevocationNoticer: the records no
 // CRL will list, from the running CRL manager.
-func (a adminRevoker) RevocationNotices(recs []store.Revocation) []string {
-	u, ok := a.r.(interface {
-		Unlisted([]store.Revocation) []store.Revocation
-	})
-	if !ok {
-		return nil
+func (a adminRevoker) RevocationNotices(ctx context.Context, recs []store.Revocation) []string {
+	if u, ok := a.r.(interface {
+		UnlistedNotices(context.Context, []store.Revocation) []string
+	}); ok {
+		return u.UnlistedNotices(ctx, recs)
 	}
-	var out []string
-	for _, r := range u.Unlisted(recs) {
-		out = append(out, crl.UnlistedNotice(r))
-	}
-	return out
+	return nil
 }
 
 // adminCRLs serves the manager's published CRLs.

@@ -282,12 +282,12 @@ func printRevocations(out io.Writer, recs []store.Revocation, asJSON bool) error
 	return w.flush()
 }
 
-// offlineRevokeNotice says when a revocation recorded straight into the
-// store reaches the CRLs.
 // offlineRevocationNotices are the notices serve would give about recs
 // (crl.Manager.Unlisted) that the configuration alone tells: an
 // intermediate revoked under a root meshca holds no key of (Vault, or
-// root.file.cacertsDir) is on no CRL meshca signs.
+// root.file.cacertsDir) is on no CRL meshca signs. (During a root
+// rotation between Vault and a file root only serve can tell which root
+// issued it.)
 func offlineRevocationNotices(cfg *config.Config, recs []store.Revocation) []string {
 	if cfg.Root.Source != config.RootSourceVault && cfg.Root.File.Minted() {
 		return nil
@@ -295,12 +295,14 @@ func offlineRevocationNotices(cfg *config.Config, recs []store.Revocation) []str
 	var out []string
 	for _, r := range recs {
 		if r.Kind == store.KindIntermediate {
-			out = append(out, crl.UnlistedNotice(r))
+			out = append(out, crl.UnlistedNotice(r, clock.RealClock{}.Now()))
 		}
 	}
 	return out
 }
 
+// offlineRevokeNotice says when a revocation recorded straight into the
+// store reaches the CRLs.
 func offlineRevokeNotice(cfg *config.Config) string {
 	if cfg.Store.Type == config.StorePostgres {
 		// Other hosts' replicas read the database (serve's followStore).

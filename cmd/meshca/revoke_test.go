@@ -2,6 +2,7 @@ package main
 
 import (
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -28,6 +29,6 @@ func TestOfflineRevocationNotices(t *testing.T) {
 	plugIn := config.Defaults(t.TempDir())
 	plugIn.Root.File = config.FileRootConfig{CACertsDir: t.TempDir()}
 	for name, cfg := range map[string]*config.Config{"vault": vault, "cacertsDir": plugIn} {
-		require.Equal(t, []string{crl.UnlistedNotice(inter)}, offlineRevocationNotices(cfg, recs), name)
+		require.Equal(t, []string{crl.UnlistedNotice(inter, time.Now())}, offlineRevocationNotices(cfg, recs), name)
 	}
 }

@@ -42,7 +42,7 @@ type Revoker interface {
 // RevocationNoticer is implemented by a Revoker that can say what the
 // operator should know about stored records (one that no CRL will list).
 type RevocationNoticer interface {
-	RevocationNotices(recs []store.Revocation) []string
+	RevocationNotices(ctx context.Context, recs []store.Revocation) []string
 }
 
 // RevocationLister lists the stored revocations in Seq order.

@@ -76,7 +76,7 @@ func (h *handler) revoke(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if n, ok := h.revoker.(RevocationNoticer); ok {
-		resp.Notices = n.RevocationNotices(recs)
+		resp.Notices = n.RevocationNotices(ctx, recs)
 	}
 	writeJSON(w, http.StatusOK, resp)
 }

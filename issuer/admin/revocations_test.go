@@ -285,7 +285,7 @@ func TestAudit_MessageIsAnEscapedField(t *testing.T) {
 // as serve's revoker does about one no CRL will list.
 type noticingRevoker struct{ *memRevoker }
 
-func (noticingRevoker) RevocationNotices(recs []store.Revocation) []string {
+func (noticingRevoker) RevocationNotices(_ context.Context, recs []store.Revocation) []string {
 	var out []string
 	for _, r := range recs {
 		out = append(out, "no CRL lists "+r.Serial)
