@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -75,10 +76,41 @@ type CAExpiry struct {
 
 	mu sync.Mutex
 	// listed holds, by index in Sources, what each source listed when it
-	// last answered: while a source is down its certificates are evaluated
-	// from it (their alerts stand and escalate), and the other sources'
-	// alerts are cleared as usual.
+	// last answered, holder by holder: while a source is down (or answers
+	// only in part) the certificates of the holders it did not list are
+	// evaluated from it (their alerts stand and escalate), and the other
+	// sources' alerts are cleared as usual.
 	listed map[int][]inventory.Certificate
+}
+
+// Forget implements Forgetter: listings from before this Lease term are
+// not trusted (another replica evaluated meanwhile).
+func (r *CAExpiry) Forget() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.listed = nil
+}
+
+// holder names the object that holds c (a Secret, meshca's roots, one
+// generation), whose certificates a source lists together.
+type holder struct{ kind, namespace, name string }
+
+func holderOf(c inventory.Certificate) holder { return holder{c.Kind, c.Namespace, c.Name} }
+
+// withLast adds to certs, a source's answer with an error, the
+// certificates of prev (its last listing) whose holders certs lacks.
+func withLast(certs, prev []inventory.Certificate) []inventory.Certificate {
+	have := map[holder]bool{}
+	for _, c := range certs {
+		have[holderOf(c)] = true
+	}
+	out := slices.Clone(certs)
+	for _, c := range prev {
+		if !have[holderOf(c)] {
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 // Names implements Rule.
@@ -86,10 +118,12 @@ func (r *CAExpiry) Names() []string { return []string{RuleCAExpiring} }
 
 // Evaluate implements Rule.
 //
-// A source that is down is evaluated from what it listed when it last
-// answered, beside what it returned with its error (Incomplete: the other
-// sources' alerts clear as usual); while one has not answered since meshca
-// started nothing of the rule is cleared, as nothing tells what it holds.
+// A source that answers with an error (down, or a certificate that does
+// not parse) is evaluated from what it returned and, for the holders it
+// did not list, from its last listing (Incomplete: the other sources'
+// alerts clear as usual). While a source has not answered since the
+// Sweeper's Run started (meshca started, or this replica took the Lease),
+// nothing of the rule is cleared, as nothing tells what the source holds.
 func (r *CAExpiry) Evaluate(ctx context.Context, now time.Time) ([]alert.Alert, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -104,12 +138,16 @@ func (r *CAExpiry) Evaluate(ctx context.Context, now time.Time) ([]alert.Alert, 
 		certs, err := s.Certificates(ctx)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("inventory source %s: %w", s.Name(), err))
-			if prev, ok := r.listed[i]; ok {
-				certs = append(certs, prev...)
-			} else {
-				blind = true // it has not answered since meshca started
+			prev, ok := r.listed[i]
+			if !ok {
+				blind = true
 			}
-		} else {
+			certs = withLast(certs, prev)
+		}
+		if len(certs) > 0 || err == nil {
+			// An answer in part counts as one for the holders it lists
+			// from the next evaluation on (the others, whose certificates
+			// do not parse, cannot be evaluated anyway).
 			r.listed[i] = certs
 		}
 		for _, c := range certs {

@@ -98,8 +98,11 @@ func TestCAExpiry_Skip(t *testing.T) {
 // A source that is down is evaluated from what it listed when it last
 // answered, and the others' alerts clear as usual: meshca's rotated
 // intermediate is cleared while the cluster's Secrets cannot be read, and
-// the Secret's alert escalates. While a source has not answered since
-// meshca started, nothing of the rule is cleared.
+// the Secret's alert escalates. A source that answers in part (a
+// certificate that does not parse) is taken at its word for the holders it
+// lists. While a source has not answered since the Sweeper's Run started
+// (meshca started, or this replica took the Lease again), nothing of the
+// rule is cleared.
 func TestCAExpiry_ASourceDownKeepsOnlyItsOwnAlerts(t *testing.T) {
 	clk := testclock.NewFakeClock(T0)
 	inter := inventory.Certificate{Kind: inventory.KindIntermediate, Name: "gen-3",
@@ -110,13 +113,16 @@ func TestCAExpiry_ASourceDownKeepsOnlyItsOwnAlerts(t *testing.T) {
 		Cert: newCert(t, "Istio CA", 0xab, T0, T0.Add(10*day))}
 	renewed := inventory.Certificate{Kind: inventory.KindCACerts, Namespace: "istio-system", Name: "cacerts",
 		Cert: newCert(t, "Istio CA", 0xac, T0.Add(3*day), T0.Add(100*day))}
+	down := errors.New("informer not synced")
 	mesh, cluster := &listSource{}, &listSource{}
 	mesh.set(nil, inter)
 	cluster.set(nil, cacerts)
 	e, err := alert.New(context.Background(), alert.Options{Clock: clk, Log: slog.New(slog.DiscardHandler)})
 	require.NoError(t, err)
-	rule := &CAExpiry{Sources: []inventory.Source{mesh, cluster}, Thresholds: DefaultThresholds()}
-	sw := startSweeper(t, clk, e, rule)
+	newRule := func() *CAExpiry {
+		return &CAExpiry{Sources: []inventory.Source{mesh, cluster}, Thresholds: DefaultThresholds()}
+	}
+	sw := startSweeper(t, clk, e, newRule())
 	const interKey, caKey = "CACertificateExpiring/intermediate gen-3", "CACertificateExpiring/Secret istio-system/cacerts serial ab"
 	sw.to(t, T0.Add(3*day))
 	both := map[string]string{interKey: "warning", caKey: "warning"}
@@ -126,25 +132,36 @@ func TestCAExpiry_ASourceDownKeepsOnlyItsOwnAlerts(t *testing.T) {
 	// holds, so the rotated intermediate's alert waits for it too.
 	sw.stop()
 	mesh.set(nil, next)
-	cluster.set(errors.New("informer not synced"))
-	sw = startSweeper(t, clk, e, &CAExpiry{Sources: []inventory.Source{mesh, cluster}, Thresholds: DefaultThresholds()})
+	cluster.set(down)
+	sw = startSweeper(t, clk, e, newRule())
 	sw.to(t, clk.Now().Add(time.Hour))
 	require.Equal(t, both, sw.firing())
-	sw.stop()
 
-	// The running rule saw the cluster's source answer: only its alert is kept.
-	mesh.set(nil, inter)
+	// Once it has answered, only its own alert is kept while it is down,
+	// and that one escalates from its last listing.
 	cluster.set(nil, cacerts)
-	sw = startSweeper(t, clk, e, rule)
-	require.Equal(t, both, sw.firing())
-	mesh.set(nil, next)
-	cluster.set(errors.New("informer not synced"))
 	sw.to(t, clk.Now().Add(time.Hour))
 	require.Equal(t, map[string]string{caKey: "warning"}, sw.firing(), "the rotated intermediate is cleared")
+	cluster.set(down)
 	sw.to(t, T0.Add(7*day))
-	require.Equal(t, map[string]string{caKey: "critical"}, sw.firing(), "the down source's last listing is still evaluated")
+	require.Equal(t, map[string]string{caKey: "critical"}, sw.firing(), "the down source's last listing is evaluated")
 
-	cluster.set(nil, renewed)
+	// An answer in part: the Secret it lists is taken as it is now.
+	cluster.set(errors.New("Secret istio-system/other: ca-cert.pem does not parse"), renewed)
 	sw.to(t, clk.Now().Add(time.Hour))
-	require.Empty(t, sw.firing(), "the renewed Secret's alert is cleared once its source answers")
+	require.Empty(t, sw.firing(), "the renewed Secret's alert is cleared")
+
+	// Another replica held the Lease meanwhile: the last listing is not
+	// trusted, and the rule clears nothing while the source is down.
+	cluster.set(nil, cacerts)
+	sw.to(t, clk.Now().Add(time.Hour))
+	require.Equal(t, map[string]string{caKey: "critical"}, sw.firing())
+	sw.stop()
+	cluster.set(down)
+	mesh.set(nil, inter)
+	sw = startSweeper(t, clk, e, sw.s.Rules[0])
+	require.Equal(t, map[string]string{caKey: "critical", interKey: "critical"}, sw.firing())
+	mesh.set(nil, next)
+	sw.to(t, clk.Now().Add(time.Hour))
+	require.Equal(t, map[string]string{caKey: "critical", interKey: "critical"}, sw.firing(), "nothing cleared")
 }

@@ -52,6 +52,13 @@ type Rule interface {
 	Evaluate(ctx context.Context, now time.Time) ([]alert.Alert, error)
 }
 
+// Forgetter is a Rule that remembers between evaluations; Run calls Forget
+// when it starts (a new Lease term: other replicas may have evaluated
+// meanwhile).
+type Forgetter interface {
+	Forget()
+}
+
 // Incomplete is the error of an Evaluate that could not look at
 // everything but answered for what it could not see (from a source's last
 // listing, say): the error is reported, and the rule's firing alerts that
@@ -79,6 +86,11 @@ type Sweeper struct {
 
 // Run sweeps at once and then every Interval until ctx ends.
 func (s *Sweeper) Run(ctx context.Context) {
+	for _, r := range s.Rules {
+		if f, ok := r.(Forgetter); ok {
+			f.Forget()
+		}
+	}
 	interval := s.Interval
 	if interval <= 0 {
 		interval = DefaultInterval
