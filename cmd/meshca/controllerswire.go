@@ -8,6 +8,7 @@ import (
 	"math"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -103,11 +104,9 @@ func startControllers(ctx context.Context, d controllerDeps, cs []kubesigner.Con
 	rc := rest.CopyConfig(d.rc)
 	rc.QPS, rc.Burst = d.cfg.Signers.Controllers.QPS, d.cfg.Signers.Controllers.Burst
 	le := d.cfg.Signers.Controllers.LeaderElection
-	opts := kubesigner.ManagerOptions{
-		LeaderElection: le.On(), LeaseNamespace: le.Namespace, LeaseName: le.LeaseName,
-		LeaseDuration: le.LeaseDuration.Duration, RenewDeadline: le.RenewDeadline.Duration, RetryPeriod: le.RetryPeriod.Duration,
-		Log: d.log, Metrics: kubesigner.NewMetrics(d.reg),
-	}
+	// The manager holds no Lease of its own: with leader election the
+	// singleton jobs' Lease (rotation/leader) runs it, once per term.
+	opts := kubesigner.ManagerOptions{Log: d.log, Metrics: kubesigner.NewMetrics(d.reg)}
 	names := make([]string, len(cs))
 	for i, c := range cs {
 		names[i] = c.Name()
@@ -138,8 +137,19 @@ func startControllers(ctx context.Context, d controllerDeps, cs []kubesigner.Con
 			watched := make(chan struct{})
 			go func() {
 				defer close(watched)
+				// Without an election the manager starts the controllers
+				// once the caches of the kinds indexed at setup have
+				// synced, and waits for those without a timeout.
 				select {
 				case <-mgr.Elected():
+				case <-time.After(runningAfter):
+					opts.Metrics.Waiting(kubesigner.WaitCachesNotSynced)
+					d.log.Error("the Kubernetes controllers' caches have not synced (a kind they index not readable with meshca's RBAC?); they start once they do", "waited", runningAfter)
+					select {
+					case <-mgr.Elected():
+					case <-mctx.Done():
+						return
+					}
 				case <-mctx.Done():
 					return
 				}
@@ -172,7 +182,6 @@ func startControllers(ctx context.Context, d controllerDeps, cs []kubesigner.Con
 		}
 	}
 	if d.single != nil && d.single.el != nil {
-		opts.LeaderElection = false
 		d.single.Go("controllers", run)
 		// The singletons' shutdown waits for the manager (jobs stop
 		// before the Lease is released).
@@ -201,8 +210,21 @@ func newManager(ctx context.Context, log *slog.Logger, rc *rest.Config, opts kub
 	for _, c := range cs {
 		if p, ok := c.(preparer); ok {
 			// Prepare waits, logging, while the apiserver does not answer.
-			slow := time.AfterFunc(prepareSlow, func() { opts.Metrics.Waiting(kubesigner.WaitAPIServer) })
+			var (
+				mu       sync.Mutex
+				prepared bool
+			)
+			slow := time.AfterFunc(prepareSlow, func() {
+				mu.Lock()
+				defer mu.Unlock()
+				if !prepared { // not after the caller went on (and may have cleared it)
+					opts.Metrics.Waiting(kubesigner.WaitAPIServer)
+				}
+			})
 			err := p.Prepare(ctx)
+			mu.Lock()
+			prepared = true
+			mu.Unlock()
 			slow.Stop()
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", c.Name(), err)

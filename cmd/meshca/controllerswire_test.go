@@ -259,6 +259,57 @@ func TestControllers_AnUnreachableAPIServerIsTheReasonTheyWait(t *testing.T) {
 	}
 }
 
+// A kind the controllers index that meshca's RBAC may not list: the
+// manager waits for its cache without a timeout, so the gauge says it once
+// the wait outlasts the sync timeout, and clears once RBAC allows it and
+// the controllers run. This is serve's manager: no election of its own.
+func TestControllers_AnIndexedKindTheyMayNotListIsTheReasonTheyWait(t *testing.T) {
+	env, err := kubeenv.Start()
+	require.NoError(t, err)
+	t.Cleanup(env.Stop)
+	ctx, cancel := context.WithCancel(t.Context())
+	require.NoError(t, env.CreateNamespace(ctx, "meshca"))
+	rc, _, err := env.ClientAs(ctx, "meshca", "meshca") // no RBAC yet
+	require.NoError(t, err)
+	var logs logbuf.Buffer
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+	reg := prometheus.NewRegistry()
+	cfg := config.Defaults(t.TempDir())
+	deps := controllerDeps{cfg: cfg, rc: rc, log: log, reg: reg, runningAfter: 3 * time.Second}
+	failed := make(chan error, 1)
+	wait, err := startControllers(ctx, deps, []kubesigner.Controller{missingKindProbe{}}, func(err error) { failed <- err })
+	require.NoError(t, err)
+	t.Cleanup(func() { cancel(); wait() })
+
+	require.Eventually(t, func() bool { return waitingIs(reg, kubesigner.WaitCachesNotSynced) == nil }, 30*time.Second, 50*time.Millisecond,
+		"the forbidden list is the reason")
+	require.Contains(t, logs.String(), "the Kubernetes controllers' caches have not synced")
+
+	_, err = env.ApplyYAML(ctx, []byte(`apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: read-certificaterequests}
+rules:
+- apiGroups: [cert-manager.io]
+  resources: [certificaterequests]
+  verbs: [get, list, watch]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: meshca-reads-certificaterequests}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: read-certificaterequests}
+subjects:
+- {kind: ServiceAccount, name: meshca, namespace: meshca}
+`))
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return waitingIs(reg, "") == nil }, 90*time.Second, 100*time.Millisecond,
+		"cleared once the controllers run:\n%s", logs.String())
+	select {
+	case err := <-failed:
+		t.Fatalf("serve was ended: %v", err)
+	default:
+	}
+}
+
 // watchOnlyProbe watches cert-manager's CertificateRequests with no index
 // (as the MeshIssuer controller watches its kinds): a missing kind shows
 // only when the caches do not sync. Its sync timeout is short for the

@@ -19,16 +19,12 @@ import (
 )
 
 // ManagerOptions configure the shared manager.
+//
+// The manager elects no leader of its own: with several replicas, serve
+// runs it only while this replica holds the Lease of the singleton jobs
+// (rotation/leader), so that one replica at a time writes certificates and
+// bundles.
 type ManagerOptions struct {
-	// LeaderElection runs the controllers only while this replica holds
-	// the Lease LeaseNamespace/LeaseName (coordination.k8s.io/v1), so that
-	// one replica at a time writes certificates and bundles.
-	LeaderElection bool
-	LeaseNamespace string
-	LeaseName      string
-	// LeaseDuration, RenewDeadline and RetryPeriod are the Lease timings
-	// (zero: controller-runtime's defaults, 15 s, 10 s and 2 s).
-	LeaseDuration, RenewDeadline, RetryPeriod time.Duration
 	// GracefulShutdown bounds how long the controllers get to finish on
 	// shutdown (default 10 s).
 	GracefulShutdown time.Duration
@@ -37,8 +33,7 @@ type ManagerOptions struct {
 }
 
 // NewManager builds one controller-runtime manager for every controller
-// in cs: one scheme, one cache restricted by every controller's Cache, one
-// Lease. Its own metrics and health servers are off: meshca serves
+// in cs: one scheme, one cache restricted by every controller's Cache. Its own metrics and health servers are off: meshca serves
 // meshca_controller_* on its ops listener. Start it with Start(ctx).
 func NewManager(rc *rest.Config, o ManagerOptions, cs ...Controller) (ctrl.Manager, error) {
 	if len(cs) == 0 {
@@ -77,25 +72,13 @@ func NewManager(rc *rest.Config, o ManagerOptions, cs ...Controller) (ctrl.Manag
 	logger := logr.FromSlogHandler(log.With("component", "controllers").Handler())
 	recoverPanic := true
 	opts := ctrl.Options{
-		Scheme:                        scheme,
-		Logger:                        logger,
-		Cache:                         cache.Options{ByObject: byObject},
-		Metrics:                       metricsserver.Options{BindAddress: "0"},
-		HealthProbeBindAddress:        "0",
-		LeaderElection:                o.LeaderElection,
-		LeaderElectionNamespace:       o.LeaseNamespace,
-		LeaderElectionID:              o.LeaseName,
-		LeaderElectionReleaseOnCancel: true,
-		GracefulShutdownTimeout:       &o.GracefulShutdown,
-		Controller:                    config.Controller{RecoverPanic: &recoverPanic},
-	}
-	for _, d := range []struct {
-		v   time.Duration
-		set **time.Duration
-	}{{o.LeaseDuration, &opts.LeaseDuration}, {o.RenewDeadline, &opts.RenewDeadline}, {o.RetryPeriod, &opts.RetryPeriod}} {
-		if d.v > 0 {
-			*d.set = &d.v
-		}
+		Scheme:                  scheme,
+		Logger:                  logger,
+		Cache:                   cache.Options{ByObject: byObject},
+		Metrics:                 metricsserver.Options{BindAddress: "0"},
+		HealthProbeBindAddress:  "0",
+		GracefulShutdownTimeout: &o.GracefulShutdown,
+		Controller:              config.Controller{RecoverPanic: &recoverPanic},
 	}
 	mgr, err := ctrl.NewManager(rc, opts)
 	if err != nil {

@@ -1,6 +1,8 @@
 package kubesigner
 
 import (
+	"sync"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/client-go/util/workqueue"
 )
@@ -64,6 +66,8 @@ type Metrics struct {
 	longest *prometheus.GaugeVec
 	leader  prometheus.Gauge
 	waiting *prometheus.GaugeVec
+	// waitMu makes a Waiting call's three values one change.
+	waitMu sync.Mutex
 }
 
 // NewMetrics registers the metrics with reg (nil: not registered).
@@ -125,6 +129,8 @@ func (m *Metrics) Waiting(r WaitReason) {
 	if m == nil {
 		return
 	}
+	m.waitMu.Lock()
+	defer m.waitMu.Unlock()
 	for _, o := range waitReasons {
 		v := 0.0
 		if o == r {
