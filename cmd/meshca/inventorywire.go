@@ -20,7 +20,11 @@ import (
 // inventoryParts are what the alert rules read of the inventory: the CA
 // certificate sources and the workload inventory (nil when off).
 type inventoryParts struct {
-	sources   []inventory.Source
+	sources []inventory.Source
+	// expiring are the sources CACertificateExpiring alerts on: not the
+	// ClusterTrustBundles (rules.CAExpiry), whose source down would only
+	// keep the rule from clearing.
+	expiring  []inventory.Source
 	workloads *inventory.Workloads
 	secrets   *inventory.SecretScan
 }
@@ -44,6 +48,7 @@ func registerInventory(ctx context.Context, cfg *config.Config, rt *authority.Ru
 		Grace: cfg.Issuance.MaxCertTTL.Duration,
 	}
 	sources := []inventory.Source{caSource}
+	expiring := []inventory.Source{caSource}
 	if rc != nil {
 		client, err := kubernetes.NewForConfig(rc)
 		if err != nil {
@@ -55,6 +60,7 @@ func registerInventory(ctx context.Context, cfg *config.Config, rt *authority.Ru
 		}
 		k.Start(ctx)
 		sources = append(sources, k.CACerts())
+		expiring = append(expiring, k.CACerts())
 		if b := k.ClusterTrustBundles(); b != nil {
 			sources = append(sources, b)
 		}
@@ -78,7 +84,7 @@ func registerInventory(ctx context.Context, cfg *config.Config, rt *authority.Ru
 			return nil, err
 		}
 	}
-	parts := &inventoryParts{sources: sources, secrets: scan}
+	parts := &inventoryParts{sources: sources, expiring: expiring, secrets: scan}
 	if w := newWorkloadInventory(cfg, rt, log); w != nil {
 		if err := reg.Register(w.Collector()); err != nil {
 			return nil, err

@@ -49,7 +49,7 @@ func newRules(d ruleDeps) []rules.Rule {
 	rc := d.cfg.Alerts.Rules
 	out := []rules.Rule{
 		&rules.CAExpiry{
-			Sources:    d.inv.sources,
+			Sources:    d.inv.expiring,
 			Thresholds: expiryThresholds(rc),
 			Skip:       retiredIntermediate(d.rt, d.lineages),
 			Action:     func(c inventory.Certificate, now time.Time) string { return expiryAction(d, c, now) },

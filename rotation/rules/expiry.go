@@ -138,16 +138,15 @@ func (r *CAExpiry) Evaluate(ctx context.Context, now time.Time) ([]alert.Alert, 
 		certs, err := s.Certificates(ctx)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("inventory source %s: %w", s.Name(), err))
-			prev, ok := r.listed[i]
-			if !ok {
+			if prev, ok := r.listed[i]; ok {
+				certs = withLast(certs, prev)
+				r.listed[i] = certs
+			} else {
+				// Not recorded either: what the answer lacks (a store
+				// down, or a certificate that does not parse) is not known.
 				blind = true
 			}
-			certs = withLast(certs, prev)
-		}
-		if len(certs) > 0 || err == nil {
-			// An answer in part counts as one for the holders it lists
-			// from the next evaluation on (the others, whose certificates
-			// do not parse, cannot be evaluated anyway).
+		} else {
 			r.listed[i] = certs
 		}
 		for _, c := range certs {

@@ -165,3 +165,29 @@ func TestCAExpiry_ASourceDownKeepsOnlyItsOwnAlerts(t *testing.T) {
 	sw.to(t, clk.Now().Add(time.Hour))
 	require.Equal(t, map[string]string{caKey: "critical", interKey: "critical"}, sw.firing(), "nothing cleared")
 }
+
+// A source whose first answer of the term comes with an error (meshca's
+// roots from memory, its generations from a store that does not answer)
+// is not taken as a listing: until it answers in full, nothing of the
+// rule is cleared, the generations' alerts included.
+func TestCAExpiry_AnAnswerWithAnErrorFirstIsNotAListing(t *testing.T) {
+	clk := testclock.NewFakeClock(T0.Add(3 * day))
+	rootCert := inventory.Certificate{Kind: inventory.KindRoot, Name: "root", Cert: newCert(t, "root", 0x01, T0, T0.Add(1000*day))}
+	inter := inventory.Certificate{Kind: inventory.KindIntermediate, Name: "gen-3", Cert: newCert(t, "meshca intermediate", 0x33, T0, T0.Add(10*day))}
+	ca := &listSource{}
+	ca.set(nil, rootCert, inter)
+	e, err := alert.New(context.Background(), alert.Options{Clock: clk, Log: slog.New(slog.DiscardHandler)})
+	require.NoError(t, err)
+	sw := startSweeper(t, clk, e, &CAExpiry{Sources: []inventory.Source{ca}, Thresholds: DefaultThresholds()})
+	const interKey = "CACertificateExpiring/intermediate gen-3"
+	require.Equal(t, map[string]string{interKey: "warning"}, sw.firing())
+	sw.stop()
+
+	ca.set(errors.New("list generations: store unavailable"), rootCert) // a restart, the store down
+	sw = startSweeper(t, clk, e, &CAExpiry{Sources: []inventory.Source{ca}, Thresholds: DefaultThresholds()})
+	sw.to(t, clk.Now().Add(2*time.Hour))
+	require.Equal(t, map[string]string{interKey: "warning"}, sw.firing(), "not cleared while the generations cannot be read")
+	ca.set(nil, rootCert)
+	sw.to(t, clk.Now().Add(time.Hour))
+	require.Empty(t, sw.firing(), "cleared once the source answers in full")
+}
