@@ -79,8 +79,8 @@ type preparer interface {
 // cannot be reached (building it discovers the watched kinds).
 var managerRetry = wait.Backoff{Duration: 500 * time.Millisecond, Factor: 2, Steps: math.MaxInt32, Cap: 30 * time.Second}
 
-// managerStopWait bounds how long serve waits, on shutdown, for the
-// manager to stop its controllers and release the Lease.
+// managerStopWait bounds how long serve waits, on shutdown or at the end
+// of a Lease term, for the manager to stop its controllers.
 const managerStopWait = 20 * time.Second
 
 // startControllers runs cs on one controller-runtime manager until ctx
@@ -120,6 +120,7 @@ func startControllers(ctx context.Context, d controllerDeps, cs []kubesigner.Con
 	// waits (the apiserver, a kind, the caches) meshca_controllers_waiting
 	// says why, until a start has run past the informers' sync timeout;
 	// a replica whose term ended is not meant to run them.
+	serveCtx := ctx
 	run := func(ctx context.Context) {
 		defer opts.Metrics.Waiting("")
 		retry := managerRetry.DelayFunc()
@@ -159,9 +160,23 @@ func startControllers(ctx context.Context, d controllerDeps, cs []kubesigner.Con
 				case <-mctx.Done():
 				}
 			}()
-			err = mgr.Start(mctx)
+			stuck, err := startBounded(mctx, mgr.Start, managerStopWait)
 			stop()
 			<-watched
+			if stuck {
+				// controller-runtime v0.25's manager, stopped while the
+				// caches of the kinds indexed at setup are syncing, waits
+				// for them in vain (runnableGroup.Start loops on its done
+				// context, spinning a CPU) and never returns; this
+				// replica would not campaign for the Lease again either.
+				// Only a restart ends it.
+				if serveCtx.Err() == nil {
+					fail(fmt.Errorf("kubernetes controllers: the manager did not stop within %s of the end of the Lease term (its caches had not synced); restarting meshca", managerStopWait))
+				} else {
+					d.log.Warn("the Kubernetes controllers did not stop in time", "waited", managerStopWait)
+				}
+				return
+			}
 			switch {
 			case err == nil || ctx.Err() != nil:
 				return
@@ -196,13 +211,32 @@ func startControllers(ctx context.Context, d controllerDeps, cs []kubesigner.Con
 		select {
 		case <-done:
 		case <-time.After(managerStopWait):
-			d.log.Warn("the Kubernetes controllers did not stop in time; the Lease expires on its own", "waited", managerStopWait)
+			d.log.Warn("the Kubernetes controllers did not stop in time", "waited", managerStopWait)
 		}
 	}, nil
 }
 
 // prepareSlow: a Prepare that takes longer is waiting for the apiserver.
 const prepareSlow = 5 * time.Second
+
+// startBounded runs start(ctx) until it returns; once ctx has ended it
+// waits at most stopWait more, and reports stuck when start has not
+// returned by then (it is left running).
+func startBounded(ctx context.Context, start func(context.Context) error, stopWait time.Duration) (stuck bool, err error) {
+	done := make(chan error, 1)
+	go func() { done <- start(ctx) }()
+	select {
+	case err := <-done:
+		return false, err
+	case <-ctx.Done():
+	}
+	select {
+	case err := <-done:
+		return false, err
+	case <-time.After(stopWait):
+		return true, nil
+	}
+}
 
 // newManager prepares the controllers that need it and builds their
 // manager, retrying with backoff while the apiserver cannot be reached.

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -429,4 +430,35 @@ func installCertificateRequestCRD(ctx context.Context, t *testing.T, env *kubeen
 	require.NoError(t, err)
 	_, err = env.ApplyYAMLFile(ctx, filepath.Join(strings.TrimSpace(string(out)), "deploy", "crds", "cert-manager.io_certificaterequests.yaml"))
 	require.NoError(t, err)
+}
+
+// controller-runtime v0.25's manager, stopped while the caches of the
+// kinds indexed at setup sync, never returns from Start (its start loop
+// waits on its done context). startBounded gives it stopWait after its
+// context ends and then reports it stuck, so that serve restarts instead
+// of never campaigning again; a start that returns is waited for.
+func TestStartBounded_AStartThatIgnoresItsEndIsReportedStuck(t *testing.T) {
+	ctx, cancel := context.WithCancel(t.Context())
+	release := make(chan struct{})
+	defer close(release)
+	time.AfterFunc(50*time.Millisecond, cancel)
+	began := time.Now()
+	stuck, err := startBounded(ctx, func(context.Context) error { <-release; return nil }, 200*time.Millisecond)
+	require.True(t, stuck)
+	require.NoError(t, err)
+	require.GreaterOrEqual(t, time.Since(began), 250*time.Millisecond, "stopWait counted from the end of ctx")
+
+	ctx, cancel = context.WithCancel(t.Context())
+	time.AfterFunc(50*time.Millisecond, cancel)
+	stuck, err = startBounded(ctx, func(ctx context.Context) error {
+		<-ctx.Done()
+		time.Sleep(20 * time.Millisecond) // a graceful stop
+		return errors.New("stopped")
+	}, 10*time.Second)
+	require.False(t, stuck)
+	require.EqualError(t, err, "stopped")
+
+	stuck, err = startBounded(t.Context(), func(context.Context) error { return errors.New("caches did not sync") }, time.Second)
+	require.False(t, stuck)
+	require.EqualError(t, err, "caches did not sync")
 }

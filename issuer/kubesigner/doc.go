@@ -1,6 +1,7 @@
 // Package kubesigner is what meshca's Kubernetes-native front doors share:
-// the controller-runtime manager they all run on (one cache, one Lease for
-// leader election, client rate limits), the signing engine they call, how
+// the controller-runtime manager they all run on (one cache, client rate
+// limits; serve runs it under the Lease of its singleton jobs), the
+// signing engine they call, how
 // an engine error splits into transient (retry, never fail the request)
 // and permanent, the PEM chain they write back, and their meshca_*
 // metrics (reconcile outcomes and work-queue depth).

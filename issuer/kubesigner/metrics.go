@@ -66,7 +66,7 @@ type Metrics struct {
 	longest *prometheus.GaugeVec
 	leader  prometheus.Gauge
 	waiting *prometheus.GaugeVec
-	// waitMu makes a Waiting call's three values one change.
+	// waitMu orders Waiting calls (a scrape is not ordered with them).
 	waitMu sync.Mutex
 }
 
@@ -104,7 +104,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"controller"}),
 		leader: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "meshca_controller_leader",
-			Help: "1 while this replica holds the controllers' Lease and runs them (always 1 without leader election).",
+			Help: "1 while this replica runs the Kubernetes controllers (it holds the Lease of the singleton jobs, or runs without leader election) and their indexed caches have synced.",
 		}),
 		waiting: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "meshca_controllers_waiting",
@@ -131,12 +131,15 @@ func (m *Metrics) Waiting(r WaitReason) {
 	}
 	m.waitMu.Lock()
 	defer m.waitMu.Unlock()
+	// The new reason first: a scrape in between sees two reasons rather
+	// than none, which would restart the alert's wait.
+	if r != "" {
+		m.waiting.WithLabelValues(string(r)).Set(1)
+	}
 	for _, o := range waitReasons {
-		v := 0.0
-		if o == r {
-			v = 1
+		if o != r {
+			m.waiting.WithLabelValues(string(o)).Set(0)
 		}
-		m.waiting.WithLabelValues(string(o)).Set(v)
 	}
 }
 

@@ -12,7 +12,7 @@
 // workqueue. It runs on a controller-runtime manager shared with meshca's
 // other controllers (SetupWithManager): its informers are the manager's
 // cache, restricted by Cache, so that meshca watches each kind once, and
-// it writes only on the replica that holds the manager's Lease, so that an edited or deleted object is restored within seconds
+// it writes only on the replica that runs the manager (serve runs it under the Lease of its singleton jobs), so that an edited or deleted object is restored within seconds
 // and an apiserver outage only delays the next write. Every write is a
 // server-side apply with field manager "meshca". It never overwrites a
 // cacerts Secret it does not own unless told to take ownership, never
@@ -327,7 +327,7 @@ func (p *Publisher) Discover(ctx context.Context) error {
 
 // SetupWithManager makes the Publisher one of mgr's runnables, reading
 // from mgr's cache (which must be restricted by Cache) and reconciling
-// only while mgr holds the leader Lease, if it elects one. Call Discover
+// only while mgr runs its leader-elected runnables. Call Discover
 // first.
 func (p *Publisher) SetupWithManager(mgr ctrl.Manager) error {
 	if p.ctbOn && !p.discovered {
