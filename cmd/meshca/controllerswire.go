@@ -108,8 +108,12 @@ func startControllers(ctx context.Context, d controllerDeps, cs []kubesigner.Con
 	// singleton jobs' Lease (rotation/leader) runs it, once per term.
 	opts := kubesigner.ManagerOptions{Log: d.log, Metrics: kubesigner.NewMetrics(d.reg)}
 	names := make([]string, len(cs))
+	var syncers []syncer
 	for i, c := range cs {
 		names[i] = c.Name()
+		if s, ok := c.(syncer); ok {
+			syncers = append(syncers, s)
+		}
 	}
 	runningAfter := d.runningAfter
 	if runningAfter <= 0 {
@@ -156,9 +160,25 @@ func startControllers(ctx context.Context, d controllerDeps, cs []kubesigner.Con
 				}
 				select {
 				case <-time.After(runningAfter):
-					opts.Metrics.Waiting("")
 				case <-mctx.Done():
+					return
 				}
+				// A runnable of the manager (the trust publisher) that
+				// waits for informers of its own, without a timeout.
+				if !allSynced(syncers) {
+					opts.Metrics.Waiting(kubesigner.WaitCachesNotSynced)
+					d.log.Error("a Kubernetes controller's informers have not synced (a kind it watches not readable with meshca's RBAC?); it starts once they do", "waited", runningAfter)
+					tick := time.NewTicker(time.Second)
+					defer tick.Stop()
+					for !allSynced(syncers) {
+						select {
+						case <-tick.C:
+						case <-mctx.Done():
+							return
+						}
+					}
+				}
+				opts.Metrics.Waiting("")
 			}()
 			stuck, err := startBounded(mctx, mgr.Start, managerStopWait)
 			stop()
@@ -218,6 +238,21 @@ func startControllers(ctx context.Context, d controllerDeps, cs []kubesigner.Con
 
 // prepareSlow: a Prepare that takes longer is waiting for the apiserver.
 const prepareSlow = 5 * time.Second
+
+// syncer is a controller that waits for informers of its own once the
+// manager runs it (the trust publisher), and says when they have synced.
+type syncer interface {
+	HasSynced() bool
+}
+
+func allSynced(ss []syncer) bool {
+	for _, s := range ss {
+		if !s.HasSynced() {
+			return false
+		}
+	}
+	return true
+}
 
 // startBounded runs start(ctx) until it returns; once ctx has ended it
 // waits at most stopWait more, and reports stuck when start has not

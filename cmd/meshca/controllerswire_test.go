@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -309,6 +310,40 @@ subjects:
 		t.Fatalf("serve was ended: %v", err)
 	default:
 	}
+}
+
+// syncProbe is podProbe with informers of its own, as the trust publisher
+// has: it says when they have synced.
+type syncProbe struct {
+	*podProbe
+	synced atomic.Bool
+}
+
+func (p *syncProbe) HasSynced() bool { return p.synced.Load() }
+
+// A controller that waits for informers of its own once the manager runs
+// it (the trust publisher, RBAC that denies one of its kinds): the
+// manager's caches sync, but the gauge says caches_not_synced until that
+// controller's have too, and is cleared then.
+func TestControllers_AControllersOwnInformersThatDoNotSyncAreTheReasonTheyWait(t *testing.T) {
+	env, err := kubeenv.Start(kubeenv.WithoutDefaultCRDs())
+	require.NoError(t, err)
+	t.Cleanup(env.Stop)
+	ctx, cancel := context.WithCancel(t.Context())
+	reg := prometheus.NewRegistry()
+	var logs logbuf.Buffer
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+	probe := &syncProbe{podProbe: &podProbe{namespaces: map[string]bool{}}}
+	deps := controllerDeps{cfg: config.Defaults(t.TempDir()), rc: env.Config, log: log, reg: reg, runningAfter: 2 * time.Second}
+	wait, err := startControllers(ctx, deps, []kubesigner.Controller{probe}, func(err error) { t.Errorf("controllers stopped: %v", err) })
+	require.NoError(t, err)
+	t.Cleanup(func() { cancel(); wait() })
+	require.Eventually(t, func() bool { return probe.saw("default") }, 30*time.Second, 20*time.Millisecond, "the manager runs")
+	require.Eventually(t, func() bool { return waitingIs(reg, kubesigner.WaitCachesNotSynced) == nil }, 30*time.Second, 50*time.Millisecond,
+		"the controller's own informers are the reason")
+	require.Contains(t, logs.String(), "a Kubernetes controller's informers have not synced")
+	probe.synced.Store(true)
+	require.Eventually(t, func() bool { return waitingIs(reg, "") == nil }, 10*time.Second, 50*time.Millisecond, "cleared once they have")
 }
 
 // watchOnlyProbe watches cert-manager's CertificateRequests with no index

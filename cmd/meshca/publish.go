@@ -173,6 +173,10 @@ func (c trustController) SetupWithManager(mgr ctrl.Manager, _ *kubesigner.Metric
 	return c.p.SetupWithManager(mgr)
 }
 
+// HasSynced reports whether the publisher's informers have synced and it
+// has reconciled once (it waits for them without a timeout).
+func (c trustController) HasSynced() bool { return c.p.HasSynced() }
+
 // Prepare discovers the served ClusterTrustBundle version, which Cache
 // needs, waiting while the apiserver cannot be reached.
 func (c trustController) Prepare(ctx context.Context) error { return c.p.Discover(ctx) }
