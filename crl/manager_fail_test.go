@@ -69,6 +69,16 @@ func (b badRecords) ListRevocations(ctx context.Context, since uint64, fn func(s
 	return nil
 }
 
+// NextCRLNumber's cut covers the added records too: their Seqs follow the
+// store's.
+func (b badRecords) NextCRLNumber(ctx context.Context, scope string) (store.CRLCut, error) {
+	cut, err := b.Backend.NextCRLNumber(ctx, scope)
+	for _, r := range b.recs {
+		cut.Seq = max(cut.Seq, r.Seq)
+	}
+	return cut, err
+}
+
 // A stored record the CRL cannot encode does not stop the CRL: a bad
 // invalidity date is left off its entry (the revocation is still listed),
 // a bad revocation date skips the entry; both are counted and logged.

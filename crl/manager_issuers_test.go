@@ -164,9 +164,9 @@ type failingRootNumbers struct {
 	fail atomic.Bool
 }
 
-func (f *failingRootNumbers) NextCRLNumber(ctx context.Context, scope string) (uint64, error) {
+func (f *failingRootNumbers) NextCRLNumber(ctx context.Context, scope string) (store.CRLCut, error) {
 	if f.fail.Load() && scope == crl.ScopeRoot {
-		return 0, errors.New("the store is unavailable")
+		return store.CRLCut{}, errors.New("the store is unavailable")
 	}
 	return f.Backend.NextCRLNumber(ctx, scope)
 }

@@ -33,13 +33,6 @@ func (m *Manager) rebuildLocked(ctx context.Context, which map[string]bool, base
 		return err
 	}
 	next := now.Add(m.opts.Validity)
-	// The cutoff is read before the entries are listed: a revocation
-	// committed in between is listed by the full CRL and, harmlessly, by
-	// the next deltas too; none is missed.
-	seq, err := m.opts.Store.LastRevocationSeq(ctx)
-	if err != nil {
-		return m.publishFailed(fmt.Errorf("read the last revocation: %w", err))
-	}
 	names := make([]string, 0, len(which))
 	for n := range which {
 		if m.scopes[n] != nil {
@@ -52,7 +45,7 @@ func (m *Manager) rebuildLocked(ctx context.Context, which map[string]bool, base
 	// stays dirty, and is retried by Run.
 	var scopeErrs []error
 	for _, n := range names {
-		if err := m.rebuildScope(ctx, m.scopes[n], now, next, seq, base); err != nil {
+		if err := m.rebuildScope(ctx, m.scopes[n], now, next, base); err != nil {
 			m.metrics.buildErrors.WithLabelValues(n).Inc()
 			m.log.Error("building a CRL failed; the other CRLs are served and this one is retried with backoff (meshca_crl_build_errors_total). "+
 				"Check the CA generation's certificate and key (meshca status); a revocation record a CRL cannot carry is skipped and logged, not fatal",
@@ -138,8 +131,14 @@ func (m *Manager) publishFailed(err error) error {
 // rebuildScope builds sc's full CRL and its delta. Caller holds buildMu.
 // Both get one number: a complete and a delta CRL issued at the same time
 // MUST have the same CRL number (RFC 5280 section 5.2.3). The store's
-// sequence never repeats nor goes back, across restarts too.
-func (m *Manager) rebuildScope(ctx context.Context, sc *scope, now, next time.Time, seq uint64, base bool) error {
+// sequence never repeats nor goes back, across restarts too. Both list
+// the revocations up to the cut the store gives with the number, not
+// whatever is committed by the time they are listed: with replicas on a
+// shared store, a number allocated here before another replica's, but
+// listed after a revocation that replica's CRL missed, would otherwise
+// list more than the CRL with the greater number, which a relying party
+// takes for the newer one.
+func (m *Manager) rebuildScope(ctx context.Context, sc *scope, now, next time.Time, base bool) error {
 	name := sc.issuer.Scope
 	if IsRootScope(name) {
 		gens, err := m.generationsOf(ctx, sc.issuer.Cert)
@@ -148,18 +147,18 @@ func (m *Manager) rebuildScope(ctx context.Context, sc *scope, now, next time.Ti
 		}
 		sc.gens = gens
 	}
-	fullNum, err := m.opts.Store.NextCRLNumber(ctx, numberScope(name))
+	cut, err := m.opts.Store.NextCRLNumber(ctx, numberScope(name))
 	if err != nil {
 		return fmt.Errorf("allocate a CRL number: %w", err)
 	}
-	deltaNum := fullNum
+	fullNum, deltaNum := cut.Number, cut.Number
 	p := Params{Issuer: sc.issuer.Cert, Number: fullNum, ThisUpdate: now, NextUpdate: next}
 	if m.opts.URL != "" {
 		p.FreshestCRL = []string{m.opts.URL + "/" + name + "-delta.crl"}
 	}
 	start := m.clk.Now()
 	var count int
-	der, err := Build(p, m.entries(ctx, sc, now, 0, &count), sc.issuer.Signer)
+	der, err := Build(p, m.entries(ctx, sc, now, 0, cut.Seq, &count), sc.issuer.Signer)
 	if err != nil {
 		return err
 	}
@@ -167,12 +166,12 @@ func (m *Manager) rebuildScope(ctx context.Context, sc *scope, now, next time.Ti
 	full := &Published{Scope: name, Number: fullNum, DER: der, ThisUpdate: now, NextUpdate: next}
 	m.metrics.observe(name, kindFull, full, count)
 	if base || sc.baseNumber == 0 {
-		sc.baseNumber, sc.baseSeq = fullNum, seq
+		sc.baseNumber, sc.baseSeq = fullNum, cut.Seq
 	}
 	dp := Params{Issuer: sc.issuer.Cert, Number: deltaNum, ThisUpdate: now, NextUpdate: next, BaseNumber: sc.baseNumber}
 	start = m.clk.Now()
 	count = 0
-	dder, err := Build(dp, m.entries(ctx, sc, now, sc.baseSeq, &count), sc.issuer.Signer)
+	dder, err := Build(dp, m.entries(ctx, sc, now, sc.baseSeq, cut.Seq, &count), sc.issuer.Signer)
 	if err != nil {
 		return fmt.Errorf("delta: %w", err)
 	}
@@ -183,17 +182,20 @@ func (m *Manager) rebuildScope(ctx context.Context, sc *scope, now, next time.Ti
 	return nil
 }
 
-// entries streams the revocations sc's CRL lists, with Seq above since:
-// leaves of its generation, or for a root the revoked intermediates it
-// issued. An
+// entries streams the revocations sc's CRL lists, with Seq above since
+// and up to upto (the CRL's cut): leaves of its generation, or for a root
+// the revoked intermediates it issued. An
 // entry is dropped only once its certificate expired more than one CRL
 // period ago (RFC 5280 section 3.3 allows removal after expiry; the extra
 // period lets every relying party see it on a CRL issued after expiry).
 // An entry without a known expiry is never dropped.
-func (m *Manager) entries(ctx context.Context, sc *scope, now time.Time, since uint64, count *int) Entries {
+func (m *Manager) entries(ctx context.Context, sc *scope, now time.Time, since, upto uint64, count *int) Entries {
 	keepAfter := now.Add(-m.opts.Validity)
 	return func(yield func(Entry) bool) error {
 		return m.opts.Store.ListRevocations(ctx, since, func(r store.Revocation) bool {
+			if r.Seq > upto {
+				return false // listed in Seq order: the rest is after the cut
+			}
 			if !sc.lists(r) || (!r.NotAfter.IsZero() && r.NotAfter.Before(keepAfter)) {
 				return true
 			}

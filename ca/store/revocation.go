@@ -130,8 +130,23 @@ type Revocations interface {
 	// (RFC 5280 section 5.2.3): strictly greater than every number it
 	// returned before for scope, across restarts and (for a shared store)
 	// replicas. Full and delta CRLs of one scope share the sequence
-	// (section 5.2.4).
-	NextCRLNumber(ctx context.Context, scope string) (uint64, error)
+	// (section 5.2.4). With the number it returns the revocations that
+	// CRL covers: those with Seq up to CRLCut.Seq, the highest Seq
+	// committed when the number was allocated, read atomically with it.
+	NextCRLNumber(ctx context.Context, scope string) (CRLCut, error)
+}
+
+// CRLCut is one CRL's place in its scope's history: its CRLNumber and the
+// revocations it lists (those with Seq <= Seq). A CRL built from a cut
+// lists exactly the revocations up to it, whenever and on whichever
+// replica it is built, so a CRL with a greater number never lists less
+// than one with a smaller number (less what expired): a relying party
+// that takes the greater number as the newer CRL (RFC 5280 section
+// 5.2.3) never goes back. Of two cuts of one scope, the one with the
+// greater Number has the greater or equal Seq.
+type CRLCut struct {
+	Number uint64
+	Seq    uint64
 }
 
 // CRL scopes name a CRL issuer; each has its own CRLNumber sequence

@@ -59,12 +59,12 @@ func TestRevoke_SyncHelper(t *testing.T) {
 			fmt.Fprintf(os.Stdout, "ack revoke %s\n", r.Serial) // one write(2) on fd 1
 		})
 		wg.Go(func() {
-			n, err := s.NextCRLNumber(ctx, crlSyncScope(i))
+			cut, err := s.NextCRLNumber(ctx, crlSyncScope(i))
 			if err != nil {
 				fmt.Fprintf(os.Stdout, "fail %s: %v\n", crlSyncScope(i), err)
 				return
 			}
-			fmt.Fprintf(os.Stdout, "ack crl %s %d\n", crlSyncScope(i), n)
+			fmt.Fprintf(os.Stdout, "ack crl %s %d\n", crlSyncScope(i), cut.Number)
 		})
 	}
 	wg.Wait()
@@ -158,8 +158,8 @@ func TestRevoke_FailedSyncHelper(t *testing.T) {
 	}
 	_, err := s.GetRevocation(ctx, storetest.Revocation(1, t0).Serial)
 	fmt.Fprintf(os.Stdout, "get 1: %v\n", err)
-	n, err := s.NextCRLNumber(ctx, "gen-1")
-	fmt.Fprintf(os.Stdout, "crl number: %d: %v\n", n, err)
+	cut, err := s.NextCRLNumber(ctx, "gen-1")
+	fmt.Fprintf(os.Stdout, "crl number: %d: %v\n", cut.Number, err)
 	fmt.Fprintf(os.Stdout, "healthy: %v\n", s.Healthy())
 	os.Exit(0)
 }

@@ -112,9 +112,9 @@ func TestOpen_MigratesAVersion1StoreAndIndexesItsRecords(t *testing.T) {
 		require.Equal(t, 2, tx.Bucket(bucketByGeneration).Stats().KeyN, "records 48 and 49 remain")
 		return nil
 	}))
-	num, err := s.NextCRLNumber(ctx, "gen-1")
+	cut, err := s.NextCRLNumber(ctx, "gen-1")
 	require.NoError(t, err)
-	require.Equal(t, uint64(1), num)
+	require.Equal(t, uint64(1), cut.Number)
 	rv, err := s.Revoke(ctx, []store.Revocation{storetest.Revocation(1, t0)})
 	require.NoError(t, err)
 	require.Equal(t, uint64(1), rv[0].Seq)

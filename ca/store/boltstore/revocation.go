@@ -240,15 +240,16 @@ func (s *Store) PruneRevocations(ctx context.Context, cutoff time.Time) (int, er
 // NextCRLNumber durably allocates the next CRLNumber of scope (RFC 5280
 // section 5.2.3): the counter is read and advanced in one fsynced
 // transaction, and bbolt runs one writer at a time, so no two callers (nor
-// two runs of meshca) get the same number.
-func (s *Store) NextCRLNumber(ctx context.Context, scope string) (uint64, error) {
+// two runs of meshca) get the same number. The cut's Seq is read in the
+// same transaction, after every revocation committed before it.
+func (s *Store) NextCRLNumber(ctx context.Context, scope string) (store.CRLCut, error) {
 	if err := store.ValidateCRLScope(scope); err != nil {
-		return 0, err
+		return store.CRLCut{}, err
 	}
 	if err := ctx.Err(); err != nil {
-		return 0, err
+		return store.CRLCut{}, err
 	}
-	var n uint64
+	var cut store.CRLCut
 	err := s.w.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketCRLNumbers)
 		var cur uint64
@@ -258,11 +259,11 @@ func (s *Store) NextCRLNumber(ctx context.Context, scope string) (uint64, error)
 		if cur == math.MaxUint64 {
 			return fmt.Errorf("CRL numbers of scope %s are exhausted", scope)
 		}
-		n = cur + 1
-		return b.Put([]byte(scope), u64(n))
+		cut = store.CRLCut{Number: cur + 1, Seq: tx.Bucket(bucketRevocations).Sequence()}
+		return b.Put([]byte(scope), u64(cut.Number))
 	})
 	if err != nil {
-		return 0, err
+		return store.CRLCut{}, err
 	}
-	return n, nil
+	return cut, nil
 }

@@ -53,7 +53,9 @@ func TestDurability_AcknowledgedWritesSurviveAServerCrash(t *testing.T) {
 					rev, err = s.Revoke(wctx, []store.Revocation{storetest.Revocation(i, storetest.T0)})
 				}
 				if err == nil {
-					n, err = s.NextCRLNumber(wctx, "gen-1")
+					var cut store.CRLCut
+					cut, err = s.NextCRLNumber(wctx, "gen-1")
+					n = cut.Number
 				}
 				cancel()
 				mu.Lock()
@@ -93,9 +95,9 @@ func TestDurability_AcknowledgedWritesSurviveAServerCrash(t *testing.T) {
 		storetest.RequireSameRevocation(t, r, got)
 		maxCRL = max(maxCRL, crlNumbers[i])
 	}
-	n, err := s.NextCRLNumber(ctx, "gen-1")
+	cut, err := s.NextCRLNumber(ctx, "gen-1")
 	require.NoError(t, err)
-	require.Greater(t, n, maxCRL, "a CRL number handed out before the crash is handed out again")
+	require.Greater(t, cut.Number, maxCRL, "a CRL number handed out before the crash is handed out again")
 	gens, err := s.ListGenerations(ctx)
 	require.NoError(t, err)
 	require.Len(t, gens, 1)

@@ -156,9 +156,9 @@ func TestOpen_UpgradesADatabaseOfAnOlderSchemaInPlace(t *testing.T) {
 	}
 	require.NoError(t, rows.Err())
 	require.Equal(t, []int{1, 2, 3}, versions)
-	n, err := s.NextCRLNumber(ctx, "gen-1")
+	cut, err := s.NextCRLNumber(ctx, "gen-1")
 	require.NoError(t, err)
-	require.Equal(t, uint64(42), n, "the records of schema 1 are kept")
+	require.Equal(t, uint64(42), cut.Number, "the records of schema 1 are kept")
 	g := add(t, s, 1)
 	require.NoError(t, s.SwitchGeneration(ctx, g.ID, 0, store.Fence{Holder: "a", Token: 1}, storetest.T0), "schema 2's fence is there")
 }

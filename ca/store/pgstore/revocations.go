@@ -190,19 +190,30 @@ func (s *Store) PruneRevocations(ctx context.Context, cutoff time.Time) (int, er
 }
 
 // NextCRLNumber durably allocates the next CRLNumber of scope (RFC 5280
-// section 5.2.3): one statement inserts or advances the scope's row and
+// section 5.2.3): one transaction inserts or advances the scope's row and
 // commits. The row lock makes concurrent callers, on any replica, wait
 // for each other, so no two get the same number, and a number is handed
-// out only once its commit is durable.
-func (s *Store) NextCRLNumber(ctx context.Context, scope string) (uint64, error) {
+// out only once its commit is durable. The cut's Seq is read by a second
+// statement of that transaction, whose snapshot (READ COMMITTED) is taken
+// once the row lock is held: after the previous allocation of the scope
+// committed, so a greater number never gets a smaller Seq. (Read in the
+// first statement, its snapshot would predate the wait for the lock.)
+// Revoke advances the counter in the transaction that stores the
+// records, so every Seq up to the one read is committed.
+func (s *Store) NextCRLNumber(ctx context.Context, scope string) (store.CRLCut, error) {
 	if err := store.ValidateCRLScope(scope); err != nil {
-		return 0, err
+		return store.CRLCut{}, err
 	}
-	var n int64
-	err := s.pool.QueryRow(ctx, `INSERT INTO crl_numbers AS c (scope, last) VALUES ($1, 1)
-		ON CONFLICT (scope) DO UPDATE SET last = c.last + 1 RETURNING last`, scope).Scan(&n)
+	var n, seq int64
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		if err := tx.QueryRow(ctx, `INSERT INTO crl_numbers AS c (scope, last) VALUES ($1, 1)
+			ON CONFLICT (scope) DO UPDATE SET last = c.last + 1 RETURNING last`, scope).Scan(&n); err != nil {
+			return err
+		}
+		return tx.QueryRow(ctx, "SELECT value FROM counters WHERE name = 'revocation_seq'").Scan(&seq)
+	})
 	if err != nil {
-		return 0, fmt.Errorf("allocate a CRL number of scope %s: %w", scope, err)
+		return store.CRLCut{}, fmt.Errorf("allocate a CRL number of scope %s: %w", scope, err)
 	}
-	return uint64(n), nil
+	return store.CRLCut{Number: uint64(n), Seq: uint64(seq)}, nil
 }

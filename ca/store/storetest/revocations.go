@@ -248,9 +248,9 @@ func testCRLNumbers(t *testing.T, s store.Store) {
 	ctx := context.Background()
 	next := func(scope string) uint64 {
 		t.Helper()
-		n, err := s.NextCRLNumber(ctx, scope)
+		cut, err := s.NextCRLNumber(ctx, scope)
 		require.NoError(t, err)
-		return n
+		return cut.Number
 	}
 	require.Equal(t, uint64(1), next("gen-1"), "a scope starts at 1")
 	require.Equal(t, uint64(2), next("gen-1"))
@@ -262,24 +262,50 @@ func testCRLNumbers(t *testing.T, s store.Store) {
 	require.Equal(t, uint64(4), next("gen-1"))
 }
 
+// testCRLCut: a CRL number comes with the last revocation Seq committed
+// when it was allocated; a repeated revocation, which stores nothing,
+// leaves it.
+func testCRLCut(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	next := func() store.CRLCut {
+		t.Helper()
+		cut, err := s.NextCRLNumber(ctx, "gen-1")
+		require.NoError(t, err)
+		return cut
+	}
+	require.Equal(t, store.CRLCut{Number: 1, Seq: 0}, next(), "no revocation yet")
+	_, err := s.Revoke(ctx, []store.Revocation{Revocation(1, T0), Revocation(2, T0), Revocation(3, T0)})
+	require.NoError(t, err)
+	require.Equal(t, store.CRLCut{Number: 2, Seq: 3}, next())
+	_, err = s.Revoke(ctx, []store.Revocation{Revocation(2, T0)})
+	require.NoError(t, err)
+	require.Equal(t, store.CRLCut{Number: 3, Seq: 3}, next(), "revoked again: no new record")
+	_, err = s.Revoke(ctx, []store.Revocation{Revocation(4, T0)})
+	require.NoError(t, err)
+	cut, err := s.NextCRLNumber(ctx, "root")
+	require.NoError(t, err)
+	require.Equal(t, store.CRLCut{Number: 1, Seq: 4}, cut, "one revocation sequence for every scope")
+}
+
 func testCRLNumbersBadScope(t *testing.T, s store.Store) {
 	ctx := context.Background()
 	for _, scope := range []string{"", "gen 1", "gen-1\n", "gén", "\x00", strings.Repeat("g", store.MaxCRLScopeLen+1)} {
-		n, err := s.NextCRLNumber(ctx, scope)
+		cut, err := s.NextCRLNumber(ctx, scope)
 		require.ErrorIs(t, err, store.ErrInvalid, "%q", scope)
-		require.Zero(t, n)
+		require.Zero(t, cut)
 	}
-	n, err := s.NextCRLNumber(ctx, strings.Repeat("g", store.MaxCRLScopeLen))
+	cut, err := s.NextCRLNumber(ctx, strings.Repeat("g", store.MaxCRLScopeLen))
 	require.NoError(t, err)
-	require.Equal(t, uint64(1), n)
+	require.Equal(t, uint64(1), cut.Number)
 }
 
 func testCRLNumbersConcurrent(t *testing.T, s store.Store) {
 	ctx := context.Background()
 	const workers, each = 16, 25
 	seen := drawCRLNumbers(t, workers, each, func(int) store.Store { return s })
-	n, err := s.NextCRLNumber(ctx, "gen-1")
+	cut, err := s.NextCRLNumber(ctx, "gen-1")
 	require.NoError(t, err)
+	n := cut.Number
 	require.Greater(t, n, uint64(workers*each)-1)
 	for m := range seen {
 		require.Less(t, m, n)
@@ -299,12 +325,12 @@ func drawCRLNumbers(t *testing.T, workers, each int, pick func(w int) store.Stor
 		s := pick(w)
 		wg.Go(func() {
 			for range each {
-				n, err := s.NextCRLNumber(ctx, "gen-1")
+				cut, err := s.NextCRLNumber(ctx, "gen-1")
 				if err != nil {
 					errs[w] = err
 					return
 				}
-				got[w] = append(got[w], n)
+				got[w] = append(got[w], cut.Number)
 			}
 		})
 	}

@@ -1,8 +1,10 @@
 package storetest
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -32,6 +34,7 @@ func RunShared(t *testing.T, open func(t *testing.T) (a, b store.Store)) {
 	run("Generations/ConcurrentActivationsLeaveExactlyOneActive", testSharedConcurrentActivations)
 	run("Generations/ConcurrentSwitchesOfOneGenerationDecideOne", testSharedSwitchesOfTheSameGenerationDecideOne)
 	run("CRLNumbers/TwoHandlesNeverHandOutANumberTwice", testSharedCRLNumbers)
+	run("CRLNumbers/AGreaterNumberNeverCutsFewerRevocations", testSharedCRLCuts)
 	run("Revocations/TwoHandlesGetDistinctSeqs", testSharedRevocations)
 }
 
@@ -93,6 +96,83 @@ func testSharedCRLNumbers(t *testing.T, a, b store.Store) {
 	for n := uint64(1); n <= workers*each; n++ {
 		require.True(t, seen[n], "CRL number %d skipped: numbers are handed out in order", n)
 	}
+}
+
+// testSharedCRLCuts allocates CRL numbers of one scope from both handles
+// while both revoke: ordered by number, the cuts' Seqs never go back, and
+// each cut covers every revocation acknowledged before its allocation
+// began and none assigned after it returned.
+func testSharedCRLCuts(t *testing.T, a, b store.Store) {
+	ctx := context.Background()
+	const allocators, each, revokers, revocations = 6, 30, 4, 40
+	type drawn struct {
+		cut         store.CRLCut
+		before, end uint64 // the last Seq acknowledged before the call, and read after it
+	}
+	handle := func(w int) store.Store {
+		if w%2 == 1 {
+			return b
+		}
+		return a
+	}
+	var mu sync.Mutex
+	var acked uint64 // the highest Seq whose Revoke has returned
+	var cuts []drawn
+	errs := make(chan error, allocators+revokers)
+	var wg sync.WaitGroup
+	for w := range revokers {
+		s := handle(w)
+		wg.Go(func() {
+			for i := range revocations {
+				got, err := s.Revoke(ctx, []store.Revocation{Revocation(w*revocations+i, T0)})
+				if err != nil {
+					errs <- err
+					return
+				}
+				mu.Lock()
+				acked = max(acked, got[0].Seq)
+				mu.Unlock()
+			}
+		})
+	}
+	for w := range allocators {
+		s := handle(w)
+		wg.Go(func() {
+			for range each {
+				mu.Lock()
+				before := acked
+				mu.Unlock()
+				cut, err := s.NextCRLNumber(ctx, "gen-1")
+				if err != nil {
+					errs <- err
+					return
+				}
+				end, err := s.LastRevocationSeq(ctx)
+				if err != nil {
+					errs <- err
+					return
+				}
+				mu.Lock()
+				cuts = append(cuts, drawn{cut, before, end})
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		require.NoError(t, err)
+	}
+	require.Len(t, cuts, allocators*each)
+	slices.SortFunc(cuts, func(x, y drawn) int { return cmp.Compare(x.cut.Number, y.cut.Number) })
+	for i, d := range cuts {
+		require.GreaterOrEqual(t, d.cut.Seq, d.before, "CRL %d: its cut misses a revocation acknowledged before it was allocated", d.cut.Number)
+		require.LessOrEqual(t, d.cut.Seq, d.end, "CRL %d: its cut is past the last revocation", d.cut.Number)
+		if i > 0 {
+			require.GreaterOrEqual(t, d.cut.Seq, cuts[i-1].cut.Seq, "CRL %d cuts fewer revocations than CRL %d", d.cut.Number, cuts[i-1].cut.Number)
+		}
+	}
+	require.Equal(t, uint64(revokers*revocations), lastSeq(t, a))
 }
 
 // testSharedRevocations revokes from both handles at once: every new

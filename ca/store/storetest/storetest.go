@@ -50,6 +50,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	run("CRLNumbers/MonotonicPerScopeAndIndependent", testCRLNumbers)
 	run("CRLNumbers/BadScopeIsRefused", testCRLNumbersBadScope)
 	run("CRLNumbers/ConcurrentAllocationsAreDistinct", testCRLNumbersConcurrent)
+	run("CRLNumbers/TheCutIsTheLastRevocationCommitted", testCRLCut)
 	run("AlertStates/RoundTrip", testAlertStatesRoundTrip)
 	run("AlertStates/BadInputStoresNothing", testAlertStatesBadInput)
 	run("Generations/AddedIsPrepared", testGenerationsAddIsPrepared)
@@ -77,8 +78,9 @@ func RunRestart(t *testing.T, newStore func(t *testing.T) (open func() store.Sto
 		for restart := range 3 {
 			s := open()
 			for range 3 {
-				n, err := s.NextCRLNumber(ctx, "gen-1")
+				cut, err := s.NextCRLNumber(ctx, "gen-1")
 				require.NoError(t, err)
+				n := cut.Number
 				require.False(t, seen[n], "restart %d: CRL number %d handed out twice", restart, n)
 				require.Greater(t, n, last, "restart %d", restart)
 				seen[n], last = true, n
