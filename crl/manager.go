@@ -66,7 +66,9 @@ type Options struct {
 	// Chain is cert-chain.pem: ca-crl.pem is published only when it holds
 	// a CRL from every certificate of it, as Istio requires.
 	Chain []*x509.Certificate
-	// External is the root's CRL when meshca does not build it; nil otherwise.
+	// External is the root's CRL when meshca does not build it; nil
+	// otherwise. When it is a root.CRLSet (a root rotation), the CRL of
+	// every root in force that it holds is published.
 	External RootCRLSource
 	// Validity is nextUpdate - thisUpdate (RFC 5280 section 5.1.2.5).
 	Validity time.Duration
@@ -134,8 +136,11 @@ type Manager struct {
 
 	served   atomic.Pointer[servedSet]
 	lastGood []byte // the last ca-crl.pem published (guarded by buildMu)
-	extRaw   []byte // the external CRL last published (guarded by buildMu)
-	kick     chan struct{}
+	extRaw   []byte // the external CRLs last published (externalKey; guarded by buildMu)
+	// extScopes are the scopes of the external CRLs last assembled
+	// (guarded by buildMu).
+	extScopes map[string]bool
+	kick      chan struct{}
 	// oversize is the size of the last ca-crl.pem refused for its size; 0
 	// once one is published.
 	oversize  atomic.Int64

@@ -44,7 +44,25 @@ func RootIssuers(held []root.HeldRoot) []Issuer {
 // IsRootScope reports whether scope is the CRL of a root meshca holds the
 // key of (RootScope).
 func IsRootScope(scope string) bool {
-	return scope == ScopeRoot || (strings.HasPrefix(scope, rootScopePrefix) && scope != ScopeRootExternal)
+	return scope == ScopeRoot || (strings.HasPrefix(scope, rootScopePrefix) && !IsExternalScope(scope))
+}
+
+// ExternalScope is the scope of the CRL of a root in force that neither
+// mints nor has its key held by meshca (the other root of a rotation
+// between Vault roots): "root-external-" and the first 16 hex digits of
+// the SHA-256 of the CRL's issuer name and authority key identifier, so
+// that two roots of one name are told apart by their keys.
+func ExternalScope(c *x509.RevocationList) string {
+	h := sha256.New()
+	h.Write(c.RawIssuer)
+	h.Write(c.AuthorityKeyId)
+	return ScopeRootExternal + "-" + hex.EncodeToString(h.Sum(nil)[:8])
+}
+
+// IsExternalScope reports whether scope is a root CRL meshca takes from
+// elsewhere (ScopeRootExternal or ExternalScope).
+func IsExternalScope(scope string) bool {
+	return scope == ScopeRootExternal || strings.HasPrefix(scope, ScopeRootExternal+"-")
 }
 
 // numberScope is the store sequence scope's CRL numbers come from.

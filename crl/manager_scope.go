@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/meshca/meshca/ca/identity"
+	"github.com/meshca/meshca/ca/root"
 	"github.com/meshca/meshca/ca/store"
 )
 
@@ -279,20 +280,25 @@ func (m *Manager) assemble(ctx context.Context) error {
 		_ = pem.Encode(&caCRL, &pem.Block{Type: pemTypeCRL, Bytes: sc.full.DER})
 		crls = append(crls, crlIssuer{name: is.Cert.RawSubject, aki: is.Cert.SubjectKeyId})
 	}
-	var ext *x509.RevocationList
-	if m.opts.External != nil {
-		ext = m.opts.External.CurrentCRL()
-	}
-	if ext != nil {
-		p := Published{Scope: ScopeRootExternal, DER: ext.Raw, ThisUpdate: ext.ThisUpdate, NextUpdate: ext.NextUpdate}
-		if ext.Number != nil && ext.Number.IsUint64() {
-			p.Number = ext.Number.Uint64()
+	exts := m.externalCRLs()
+	extScopes := make(map[string]bool, len(exts))
+	for _, ext := range exts {
+		p := Published{Scope: ext.scope, DER: ext.crl.Raw, ThisUpdate: ext.crl.ThisUpdate, NextUpdate: ext.crl.NextUpdate}
+		if ext.crl.Number != nil && ext.crl.Number.IsUint64() {
+			p.Number = ext.crl.Number.Uint64()
 		}
 		list = append(list, p)
-		_ = pem.Encode(&caCRL, &pem.Block{Type: pemTypeCRL, Bytes: ext.Raw})
-		crls = append(crls, crlIssuer{name: ext.RawIssuer, aki: ext.AuthorityKeyId})
-		m.metrics.observe(ScopeRootExternal, kindFull, &p, len(ext.RevokedCertificateEntries))
+		_ = pem.Encode(&caCRL, &pem.Block{Type: pemTypeCRL, Bytes: ext.crl.Raw})
+		crls = append(crls, crlIssuer{name: ext.crl.RawIssuer, aki: ext.crl.AuthorityKeyId})
+		m.metrics.observe(ext.scope, kindFull, &p, len(ext.crl.RevokedCertificateEntries))
+		extScopes[ext.scope] = true
 	}
+	for s := range m.extScopes {
+		if !extScopes[s] {
+			m.metrics.forget(s) // the root of a finished rotation
+		}
+	}
+	m.extScopes = extScopes
 	pemBytes := caCRL.Bytes()
 	// The distribution point serves the new CRLs at once; ca-crl.pem once
 	// it is handed to the trust distribution.
@@ -328,20 +334,65 @@ func (m *Manager) assemble(ctx context.Context) error {
 		m.lastGood = bytes.Clone(pemBytes)
 	}
 	m.served.Store(newServedSet(list, m.lastGood))
-	// The external CRL counts as followed unless handing it over failed:
-	// followExternal then tries again at its next poll.
-	if ext != nil && perr == nil {
-		m.extRaw = ext.Raw
+	// The external CRLs count as followed unless handing them over
+	// failed: followExternal then tries again at its next poll.
+	if perr == nil {
+		m.extRaw = externalKey(exts)
 	}
 	return perr
 }
 
-// followExternal republishes when the external root CRL changed.
+// extCRL is a root CRL meshca publishes but does not build, and the
+// scope it is served as.
+type extCRL struct {
+	scope string
+	crl   *x509.RevocationList
+}
+
+// externalCRLs are the root CRLs taken from Options.External: one, or
+// during a root rotation between sources that supply them (root.CRLSet)
+// the CRL of each root in force. The minting root's is ScopeRootExternal;
+// the other's is ExternalScope of it.
+func (m *Manager) externalCRLs() []extCRL {
+	if m.opts.External == nil {
+		return nil
+	}
+	if set, ok := m.opts.External.(root.CRLSet); ok {
+		var out []extCRL
+		for _, h := range set.CurrentCRLs() {
+			if h.CRL == nil {
+				continue
+			}
+			s := ScopeRootExternal
+			if !h.Minting {
+				s = ExternalScope(h.CRL)
+			}
+			out = append(out, extCRL{scope: s, crl: h.CRL})
+		}
+		return out
+	}
+	if c := m.opts.External.CurrentCRL(); c != nil {
+		return []extCRL{{scope: ScopeRootExternal, crl: c}}
+	}
+	return nil
+}
+
+// externalKey identifies a set of external CRLs: their DER, in order
+// (DER is self-delimiting).
+func externalKey(exts []extCRL) []byte {
+	var b []byte
+	for _, e := range exts {
+		b = append(b, e.crl.Raw...)
+	}
+	return b
+}
+
+// followExternal republishes when an external root CRL changed.
 func (m *Manager) followExternal(ctx context.Context) error {
-	c := m.opts.External.CurrentCRL()
+	exts := m.externalCRLs()
 	m.buildMu.Lock()
 	defer m.buildMu.Unlock()
-	if c == nil || bytes.Equal(c.Raw, m.extRaw) {
+	if len(exts) == 0 || bytes.Equal(externalKey(exts), m.extRaw) {
 		return nil
 	}
 	if err := m.assemble(ctx); err != nil {

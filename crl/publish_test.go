@@ -3,6 +3,7 @@ package crl_test
 import (
 	"bytes"
 	"context"
+	"crypto"
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/pem"
@@ -16,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
+	"github.com/meshca/meshca/ca/root"
 	"github.com/meshca/meshca/crl"
 )
 
@@ -158,4 +160,91 @@ func TestManager_ExternalRootCRLIsPublishedAfterAFailedPublication(t *testing.T)
 		"root CRL 8 is published once the apiserver answers again")
 	got := splitPEM(t, e.pub.last())
 	require.Equal(t, int64(8), got[len(got)-1].Number.Int64())
+}
+
+// setSource is a root.CRLSet (a root rotation's source) whose CRLs the
+// test replaces.
+type setSource struct {
+	staticSource
+	held atomic.Pointer[[]root.HeldCRL]
+}
+
+func (s *setSource) CurrentCRLs() []root.HeldCRL {
+	if h := s.held.Load(); h != nil {
+		return *h
+	}
+	return nil
+}
+
+func (s *setSource) set(h ...root.HeldCRL) { s.held.Store(&h) }
+
+// During a rotation between two roots whose CRLs meshca takes from their
+// sources (Vault mounts), ca-crl.pem holds both: a leaf under the old
+// root stays in use until the old root is removed, and a relying party
+// that checks every CA of a chain needs a CRL from that root too. The
+// minting root's is served as root-external, the other's under a name of
+// its own; once only one is in force the other leaves ca-crl.pem, the
+// distribution point and the metrics.
+func TestManager_BothRootsCRLsDuringARotation(t *testing.T) {
+	p := newMgrPKI(t)
+	keyB := buildP256(t)
+	rootB, err := root.NewSelfSignedRoot(keyB, "Manager Test Root B", "meshca", 10*365*24*time.Hour, p.clk.Now())
+	require.NoError(t, err)
+	crlOf := func(ca *x509.Certificate, key crypto.Signer, n int64) *x509.RevocationList {
+		der, err := x509.CreateRevocationList(rand.Reader, &x509.RevocationList{
+			Number: big.NewInt(n), ThisUpdate: p.clk.Now(), NextUpdate: p.clk.Now().Add(time.Hour),
+		}, ca, key)
+		require.NoError(t, err)
+		l, err := x509.ParseRevocationList(der)
+		require.NoError(t, err)
+		return l
+	}
+	src := &setSource{}
+	a1, b1 := crlOf(p.root, p.rootKey, 7), crlOf(rootB, keyB, 3)
+	src.set(root.HeldCRL{CRL: a1, Minting: true}, root.HeldCRL{CRL: b1})
+	e := newManager(t, p, func(o *crl.Options) { o.Issuers = o.Issuers[:2]; o.External = src })
+	e.run(t)
+	require.Equal(t, 1, e.pub.count())
+	got := splitPEM(t, e.pub.last())
+	require.Len(t, got, 4, "two generations, then A's and B's")
+	require.Equal(t, [][]byte{a1.Raw, b1.Raw}, [][]byte{got[2].Raw, got[3].Raw})
+	scopeB := crl.ExternalScope(b1)
+	require.Regexp(t, `^root-external-[0-9a-f]{16}$`, scopeB)
+	require.False(t, crl.IsRootScope(scopeB), "not a root whose key meshca holds")
+	pa, _ := e.crl(t, crl.ScopeRootExternal, false)
+	pb, _ := e.crl(t, scopeB, false)
+	require.Equal(t, [2]uint64{7, 3}, [2]uint64{pa.Number, pb.Number})
+	require.Equal(t, 3.0, metricValue(t, e.reg, "meshca_crl_number", map[string]string{"scope": scopeB, "kind": "full"}))
+
+	// The switch: B mints; A's CRL is served under a name of its own.
+	b2 := crlOf(rootB, keyB, 4)
+	src.set(root.HeldCRL{CRL: b2, Minting: true}, root.HeldCRL{CRL: a1})
+	p.clk.Step(5 * time.Second)
+	require.Eventually(t, func() bool { return e.pub.count() == 2 }, 5*time.Second, time.Millisecond)
+	got = splitPEM(t, e.pub.last())
+	require.Equal(t, [][]byte{b2.Raw, a1.Raw}, [][]byte{got[2].Raw, got[3].Raw})
+	scopeA := crl.ExternalScope(a1)
+	require.NotEqual(t, scopeA, scopeB)
+	pa, _ = e.crl(t, scopeA, false)
+	require.Equal(t, uint64(7), pa.Number)
+	require.False(t, hasMetric(t, e.reg, "meshca_crl_number", map[string]string{"scope": scopeB}), "B is root-external now")
+	require.Equal(t, 4.0, metricValue(t, e.reg, "meshca_crl_number", map[string]string{"scope": crl.ScopeRootExternal, "kind": "full"}))
+
+	// A removed: only B's. (This test's cert-chain.pem still ends in A,
+	// so ca-crl.pem now lacks a CRL from it and is not published; in
+	// serve, cert-chain.pem ends in B from the switch on.)
+	src.set(root.HeldCRL{CRL: b2, Minting: true})
+	p.clk.Step(5 * time.Second)
+	require.Eventually(t, func() bool {
+		for _, c := range e.m.CRLs() {
+			if c.Scope == scopeA {
+				return false
+			}
+		}
+		return true
+	}, 5*time.Second, time.Millisecond, "A's CRL is no longer served")
+	pb, _ = e.crl(t, crl.ScopeRootExternal, false)
+	require.Equal(t, b2.Raw, pb.DER)
+	require.False(t, hasMetric(t, e.reg, "meshca_crl_number", map[string]string{"scope": scopeA}), "A's CRL is no longer reported")
+	require.Equal(t, 1.0, metricValue(t, e.reg, "meshca_crl_incomplete", nil))
 }

@@ -71,6 +71,26 @@ type Capabilities struct {
 	RootCRL bool
 }
 
+// CRLSet is implemented by a Source over more than one root source (a
+// root rotation): while two roots are in force, certificates under each
+// are in use, and a relying party that checks revocation along the whole
+// chain needs a CRL from each root, not only from the one that mints.
+type CRLSet interface {
+	// CurrentCRLs returns, without I/O, the CRL last fetched of each
+	// root source in force that supplies one (Capabilities.RootCRL): the
+	// minting source's marked Minting, then the other's. Empty when none
+	// does (meshca signs the roots' CRLs itself).
+	CurrentCRLs() []HeldCRL
+}
+
+// HeldCRL is a root's CRL a CRLSet holds.
+type HeldCRL struct {
+	CRL *x509.RevocationList
+	// Minting: the CRL of the root new intermediates are minted under
+	// (the one CurrentCRL returns).
+	Minting bool
+}
+
 // RootKeyHolder is implemented by sources whose root key meshca holds
 // (FileSource): meshca signs the root's CRL with it (RFC 5280 section 5).
 type RootKeyHolder interface {

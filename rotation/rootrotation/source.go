@@ -169,6 +169,40 @@ func (s *Source) MintIntermediate(ctx context.Context, req root.IntermediateRequ
 // CurrentCRL implements root.Source: the minting source's root CRL.
 func (s *Source) CurrentCRL() *x509.RevocationList { return s.minter().CurrentCRL() }
 
+// CurrentCRLs implements root.CRLSet: the minting source's root CRL and,
+// while both roots are in force (phases 1 to 4), the other source's. A
+// leaf under A issued before the switch stays in use until phase 5, and a
+// relying party that checks every CA of its chain (Envoy with Istio's
+// ca-crl.pem, OpenSSL's crl_check_all) refuses it without a CRL from A.
+// Only sources that supply their root's CRL (Vault) give one: for a root
+// whose key meshca holds, meshca signs the CRL itself.
+func (s *Source) CurrentCRLs() []root.HeldCRL {
+	s.mu.RLock()
+	minter, other := s.old, root.Source(nil)
+	if s.next != nil {
+		if s.phase.underNew() {
+			minter = s.next
+		}
+		if s.phase.bothRoots() {
+			other = s.old
+			if minter == s.old {
+				other = s.next
+			}
+		}
+	}
+	s.mu.RUnlock()
+	var out []root.HeldCRL
+	if c := minter.CurrentCRL(); c != nil {
+		out = append(out, root.HeldCRL{CRL: c, Minting: true})
+	}
+	if other != nil {
+		if c := other.CurrentCRL(); c != nil {
+			out = append(out, root.HeldCRL{CRL: c})
+		}
+	}
+	return out
+}
+
 // Health implements root.Source: the minting source's health.
 func (s *Source) Health() error { return s.minter().Health() }
 

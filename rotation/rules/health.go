@@ -51,7 +51,7 @@ func (r *CRLStale) Evaluate(_ context.Context, now time.Time) ([]alert.Alert, er
 			object, kind = object+" delta", "delta"
 		}
 		action := "meshca rebuilds its CRLs every crl.republishInterval and retries failures; look for CRL build or publish errors in meshca's log."
-		if p.Scope == crl.ScopeRootExternal {
+		if crl.IsExternalScope(p.Scope) {
 			action = "meshca takes the root's CRL from its source (Vault, crl.rootCRL) and refreshes it; renew the root's CRL there."
 		}
 		out = append(out, alert.Alert{

@@ -2,11 +2,14 @@ package e2e
 
 import (
 	"crypto/x509"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
@@ -27,9 +30,44 @@ func rrSubjects(cs []*x509.Certificate) []string {
 	return out
 }
 
+// rrCaCRL is the ca-crl.pem that s serves (and publishes).
+func rrCaCRL(t *testing.T, s *server) []byte {
+	t.Helper()
+	resp, err := http.Get("http://" + s.ops + "/crl/ca-crl.pem")
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, resp.StatusCode, "%s", b)
+	return b
+}
+
+// rrRequireCRLChecked waits until openssl verify -crl_check_all (a CRL
+// from every CA of the chain, as Envoy checks a peer against Istio's
+// ca-crl.pem) accepts each chain (leaf, intermediate, root) with the
+// ca-crl.pem s serves.
+func rrRequireCRLChecked(t *testing.T, s *server, what string, chains ...[]*x509.Certificate) {
+	t.Helper()
+	var out string
+	ok := assert.Eventually(t, func() bool {
+		caCRL := rrCaCRL(t, s)
+		for _, c := range chains {
+			var accepted bool
+			if out, accepted = opensslVerifyCRLs(t, caCRL, c[2], c[1], c[0]); !accepted {
+				return false
+			}
+		}
+		return true
+	}, 15*time.Second, 100*time.Millisecond)
+	require.True(t, ok, "%s: openssl -crl_check_all refuses a chain with the ca-crl.pem served: %s", what, out)
+}
+
 // A Vault root rotates to a second Vault mount named in a file with a
 // root: section: the chain's roots are A, then A and B (A first), then B;
-// the intermediate moves under B at the switch.
+// the intermediate moves under B at the switch. While both roots are in
+// force, ca-crl.pem carries both mounts' CRLs: a leaf under A, issued
+// before the switch, is still checked against a CRL from every CA of its
+// chain (Envoy refuses a chain with a CA whose CRL is missing).
 func TestServe_RootRotationVaultToASecondMount(t *testing.T) {
 	vr := startVaultRoots(t, "pki-a", "pki-b")
 	dir := vr.caDir(t, "pki-a", "", "")
@@ -54,6 +92,9 @@ func TestServe_RootRotationVaultToASecondMount(t *testing.T) {
 	c3 := rrSign(t, dir)
 	require.Equal(t, []string{"Enterprise Root pki-a", "Enterprise Root pki-b"}, rrSubjects(c3[2:]))
 	require.NoError(t, c3[1].CheckSignatureFrom(rootB), "the intermediate is under B")
+	underA := []*x509.Certificate{c1[0], c1[1], c1[2]}
+	underB := []*x509.Certificate{c3[0], c3[1], rootB}
+	rrRequireCRLChecked(t, s, "wait-out-ttl", underA, underB)
 
 	meshca(t, "rotate", "advance", "--dir", dir)
 	rrWaitPhase(t, dir, s, "done")
@@ -61,5 +102,6 @@ func TestServe_RootRotationVaultToASecondMount(t *testing.T) {
 	require.Equal(t, []string{"Enterprise Root pki-b"}, rrSubjects(c5[2:]))
 	require.True(t, c5[2].Equal(rootB))
 	require.True(t, c5[1].Equal(c3[1]), "the same intermediate under B")
+	rrRequireCRLChecked(t, s, "done", []*x509.Certificate{c5[0], c5[1], rootB})
 	require.Contains(t, meshca(t, "rotate", "status", "--dir", dir), "root.vault.mount pki-b")
 }
