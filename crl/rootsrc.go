@@ -1,11 +1,9 @@
 package crl
 
 import (
-	"bytes"
 	"context"
 	"crypto/x509"
 	"encoding/pem"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -15,6 +13,8 @@ import (
 	"time"
 
 	"k8s.io/utils/clock"
+
+	"github.com/meshca/meshca/ca/root"
 )
 
 // maxRootCRLBytes bounds what a root CRL file or URL may hold.
@@ -22,9 +22,10 @@ const maxRootCRLBytes = 16 << 20
 
 // FileRootCRL is the root's CRL read from a file or fetched from a URL
 // (crl.rootCRL) for a file root whose key meshca does not hold. Each read
-// must parse, be issued by the root and be signed by it; a CRL with a
-// lower CRLNumber than the one held is ignored, and a failed read keeps the
-// last good CRL.
+// must parse and pass root.CheckRootCRL (issued and signed by the root, a
+// complete CRL, not dated ahead of the clock); a CRL with a lower
+// CRLNumber than the one held, or past its nextUpdate while the one held
+// is not, is not taken, and a failed read keeps the last good CRL.
 type FileRootCRL struct {
 	// File or URL is the source; exactly one is set.
 	File, URL string
@@ -47,15 +48,39 @@ func (s *FileRootCRL) Load(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	c, err := parseRootCRL(b, s.Root)
+	c, err := parseRootCRL(b)
 	if err != nil {
 		return fmt.Errorf("crl.rootCRL %s: %w", s.where(), err)
 	}
-	if cur := s.crl.Load(); cur != nil && cur.Number != nil && c.Number != nil && c.Number.Cmp(cur.Number) < 0 {
+	cur := s.crl.Load()
+	v, err := root.CheckRootCRL(c, cur, s.Root, s.clock().Now())
+	if err != nil {
+		return fmt.Errorf("crl.rootCRL %s: %w", s.where(), err)
+	}
+	switch v {
+	case root.KeepOlderNumber:
 		return fmt.Errorf("crl.rootCRL %s: CRL number %s is lower than the %s held; keeping the newer one", s.where(), c.Number, cur.Number)
+	case root.KeepFresher:
+		return fmt.Errorf("crl.rootCRL %s: the CRL is past its nextUpdate (%s) and the one held is not; keeping it: have the root's CA issue a new CRL", s.where(), c.NextUpdate.UTC().Format(time.RFC3339))
+	case root.TakeStaleCRL:
+		s.log().Warn("the root CRL is past its nextUpdate and no fresher one is held; relying parties may refuse it: have the root's CA issue a new CRL", "source", s.where(), "next_update", c.NextUpdate)
 	}
 	s.crl.Store(c)
 	return nil
+}
+
+func (s *FileRootCRL) clock() clock.WithTicker {
+	if s.Clock == nil {
+		return clock.RealClock{}
+	}
+	return s.Clock
+}
+
+func (s *FileRootCRL) log() *slog.Logger {
+	if s.Log == nil {
+		return slog.Default()
+	}
+	return s.Log
 }
 
 func (s *FileRootCRL) where() string {
@@ -106,8 +131,8 @@ func readLimited(r io.Reader, what string) ([]byte, error) {
 	return b, nil
 }
 
-// parseRootCRL parses one CRL, PEM or DER, and checks that root issued it.
-func parseRootCRL(b []byte, root *x509.Certificate) (*x509.RevocationList, error) {
+// parseRootCRL parses one CRL, PEM or DER.
+func parseRootCRL(b []byte) (*x509.RevocationList, error) {
 	der := b
 	if block, _ := pem.Decode(b); block != nil {
 		if block.Type != pemTypeCRL {
@@ -119,27 +144,14 @@ func parseRootCRL(b []byte, root *x509.Certificate) (*x509.RevocationList, error
 	if err != nil {
 		return nil, fmt.Errorf("does not parse as a CRL: %w", err)
 	}
-	if !bytes.Equal(c.RawIssuer, root.RawSubject) {
-		return nil, errors.New("is not issued by the root (its issuer is not the root's subject)")
-	}
-	if err := c.CheckSignatureFrom(root); err != nil {
-		return nil, fmt.Errorf("is not signed by the root: %w", err)
-	}
 	return c, nil
 }
 
 // Run re-reads the CRL every Refresh until ctx ends; failures keep the
 // last good CRL and are logged.
 func (s *FileRootCRL) Run(ctx context.Context) {
-	clk := s.Clock
-	if clk == nil {
-		clk = clock.RealClock{}
-	}
-	log := s.Log
-	if log == nil {
-		log = slog.Default()
-	}
-	t := clk.NewTicker(s.Refresh)
+	log := s.log()
+	t := s.clock().NewTicker(s.Refresh)
 	defer t.Stop()
 	for {
 		select {

@@ -214,9 +214,11 @@ func (s *Source) checkSignPolicy(ctx context.Context) error {
 		s.auth.method(), s.signPath, caps)
 }
 
-// CRL fetches the issuer's CRL (<mount>/crl/pem), checks that the issuer
-// signed it and keeps it. A CRL older than the one held (lower CRL number)
-// is ignored and the one held is returned. Before a deferred validation
+// CRL fetches the issuer's CRL (<mount>/crl/pem), checks it
+// (root.CheckRootCRL: the issuer signed it, a complete CRL, not dated ahead
+// of the clock) and keeps it. A CRL older than the one held (lower CRL
+// number), or past its nextUpdate while the one held is not, is not taken
+// and the one held is returned. Before a deferred validation
 // completes it fails with ErrUnavailable without calling Vault.
 func (s *Source) CRL(ctx context.Context) (*x509.RevocationList, error) {
 	if !s.validated.Load() {
@@ -239,14 +241,19 @@ func (s *Source) fetchCRL(ctx context.Context) (*x509.RevocationList, error) {
 		return nil, fmt.Errorf("root.vault: Vault's CRL does not parse: %w", err)
 	}
 	t := s.trust.Load()
-	if err := crl.CheckSignatureFrom(t.issuer); err != nil {
-		return nil, fmt.Errorf("root.vault: Vault's CRL is not signed by the mount's issuer %q: %w", t.issuer.Subject, err)
+	cur := s.crl.Load()
+	v, err := root.CheckRootCRL(crl, cur, t.issuer, s.now())
+	if err != nil {
+		return nil, fmt.Errorf("root.vault: Vault's CRL of the mount's issuer %q %w", t.issuer.Subject, err)
 	}
-	if cur := s.crl.Load(); cur != nil && cur.Number != nil && crl.Number != nil && crl.Number.Cmp(cur.Number) < 0 {
+	switch v {
+	case root.KeepOlderNumber:
 		s.log.Warn("vault served an older CRL than the one held; keeping the newer one", "held", cur.Number, "served", crl.Number)
 		return cur, nil
-	}
-	if !crl.NextUpdate.IsZero() && s.now().After(crl.NextUpdate) {
+	case root.KeepFresher:
+		s.log.Warn("vault's CRL is past its nextUpdate and the one held is not; keeping it: enable auto_rebuild on the mount (pki/config/crl) or rotate the CRL", "next_update", crl.NextUpdate)
+		return cur, nil
+	case root.TakeStaleCRL:
 		s.log.Warn("vault's CRL is past its nextUpdate; Istio may reject it: enable auto_rebuild on the mount (pki/config/crl) or rotate the CRL", "next_update", crl.NextUpdate)
 	}
 	s.crl.Store(crl)
