@@ -62,3 +62,15 @@ func TestConformanceBundleSequences(t *testing.T) {
 		return openDB(t, db), openDB(t, db)
 	})
 }
+
+// TestConformanceShared_UnderARepeatableReadDefault: a database whose
+// default isolation is REPEATABLE READ would fail replicas that contend
+// for one row with serialization errors (the store's transactions are
+// written for READ COMMITTED); every session of the store sets it.
+func TestConformanceShared_UnderARepeatableReadDefault(t *testing.T) {
+	storetest.RunShared(t, func(t *testing.T) (store.Store, store.Store) {
+		db := pg.CreateDatabase(t)
+		require.NoError(t, pg.Exec(context.Background(), db, "ALTER DATABASE "+db+" SET default_transaction_isolation = 'repeatable read'"))
+		return openDB(t, db), openDB(t, db)
+	})
+}

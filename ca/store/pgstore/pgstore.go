@@ -99,7 +99,7 @@ func Open(ctx context.Context, connString string, opts ...Option) (*Store, error
 			return setPassword(cc, o.password)
 		}
 	}
-	cfg.AfterConnect = requireDurableCommits
+	cfg.AfterConnect = prepareSession
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("postgres store: %w", err)
@@ -114,6 +114,34 @@ func Open(ctx context.Context, connString string, opts ...Option) (*Store, error
 		return nil, fmt.Errorf("postgres store %s/%s: %w", cfg.ConnConfig.Host, cfg.ConnConfig.Database, err)
 	}
 	return s, nil
+}
+
+// prepareSession runs on every new connection (requireDurableCommits,
+// requireReadCommitted).
+func prepareSession(ctx context.Context, c *pgx.Conn) error {
+	if err := requireDurableCommits(ctx, c); err != nil {
+		return err
+	}
+	return requireReadCommitted(ctx, c)
+}
+
+// requireReadCommitted: the store's transactions are written for READ
+// COMMITTED, PostgreSQL's default: they take a row lock, and the
+// statements after it read with a snapshot taken once the lock is held
+// (Revoke, NextCRLNumber, ActivateGeneration). Under a server, database
+// or role default of REPEATABLE READ or SERIALIZABLE, replicas that
+// contend for one row would fail with serialization errors instead of
+// waiting for each other, so the session's default is set.
+func requireReadCommitted(ctx context.Context, c *pgx.Conn) error {
+	var v string
+	if err := c.QueryRow(ctx, "SHOW default_transaction_isolation").Scan(&v); err != nil {
+		return err
+	}
+	if v != "read committed" {
+		_, err := c.Exec(ctx, "SET default_transaction_isolation = 'read committed'")
+		return err
+	}
+	return nil
 }
 
 // requireDurableCommits runs on every new connection: a session whose

@@ -194,25 +194,25 @@ func (s *Store) PruneRevocations(ctx context.Context, cutoff time.Time) (int, er
 // commits. The row lock makes concurrent callers, on any replica, wait
 // for each other, so no two get the same number, and a number is handed
 // out only once its commit is durable. The cut's Seq is read by a second
-// statement of that transaction, whose snapshot (READ COMMITTED) is taken
-// once the row lock is held: after the previous allocation of the scope
-// committed, so a greater number never gets a smaller Seq. (Read in the
-// first statement, its snapshot would predate the wait for the lock.)
-// Revoke advances the counter in the transaction that stores the
-// records, so every Seq up to the one read is committed.
+// statement of that transaction, whose snapshot (READ COMMITTED,
+// requireReadCommitted) is taken once the row lock is held: after the
+// previous allocation of the scope committed, so a greater number never
+// gets a smaller Seq. (Read in the first statement, its snapshot would
+// predate the wait for the lock.) Revoke advances the counter in the
+// transaction that stores the records, so every Seq up to the one read is
+// committed. Both statements go in one batch, an implicit transaction of
+// one round trip, so the row lock is not held while the client and the
+// network are between statements.
 func (s *Store) NextCRLNumber(ctx context.Context, scope string) (store.CRLCut, error) {
 	if err := store.ValidateCRLScope(scope); err != nil {
 		return store.CRLCut{}, err
 	}
 	var n, seq int64
-	err := s.inTx(ctx, func(tx pgx.Tx) error {
-		if err := tx.QueryRow(ctx, `INSERT INTO crl_numbers AS c (scope, last) VALUES ($1, 1)
-			ON CONFLICT (scope) DO UPDATE SET last = c.last + 1 RETURNING last`, scope).Scan(&n); err != nil {
-			return err
-		}
-		return tx.QueryRow(ctx, "SELECT value FROM counters WHERE name = 'revocation_seq'").Scan(&seq)
-	})
-	if err != nil {
+	b := &pgx.Batch{}
+	b.Queue(`INSERT INTO crl_numbers AS c (scope, last) VALUES ($1, 1)
+		ON CONFLICT (scope) DO UPDATE SET last = c.last + 1 RETURNING last`, scope).QueryRow(func(r pgx.Row) error { return r.Scan(&n) })
+	b.Queue("SELECT value FROM counters WHERE name = 'revocation_seq'").QueryRow(func(r pgx.Row) error { return r.Scan(&seq) })
+	if err := s.pool.SendBatch(ctx, b).Close(); err != nil {
 		return store.CRLCut{}, fmt.Errorf("allocate a CRL number of scope %s: %w", scope, err)
 	}
 	return store.CRLCut{Number: uint64(n), Seq: uint64(seq)}, nil

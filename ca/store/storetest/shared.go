@@ -99,9 +99,11 @@ func testSharedCRLNumbers(t *testing.T, a, b store.Store) {
 }
 
 // testSharedCRLCuts allocates CRL numbers of one scope from both handles
-// while both revoke: ordered by number, the cuts' Seqs never go back, and
-// each cut covers every revocation acknowledged before its allocation
-// began and none assigned after it returned.
+// while both revoke: ordered by number, the cuts' Seqs never go back, each
+// cut covers every revocation acknowledged before its allocation began
+// and none assigned after it returned, and every Seq up to a cut is
+// committed and listed as soon as the cut is handed out (what a CRL built
+// from it lists).
 func testSharedCRLCuts(t *testing.T, a, b store.Store) {
 	ctx := context.Background()
 	const allocators, each, revokers, revocations = 6, 30, 4, 40
@@ -150,6 +152,21 @@ func testSharedCRLCuts(t *testing.T, a, b store.Store) {
 				end, err := s.LastRevocationSeq(ctx)
 				if err != nil {
 					errs <- err
+					return
+				}
+				var listed uint64 // nothing is pruned here: Seqs 1..cut.Seq are all there
+				if err := s.ListRevocations(ctx, 0, func(r store.Revocation) bool {
+					if r.Seq > cut.Seq {
+						return false
+					}
+					listed++
+					return true
+				}); err != nil {
+					errs <- err
+					return
+				}
+				if listed != cut.Seq {
+					errs <- fmt.Errorf("CRL %d: %d revocations listed up to its cut, Seq %d: a Seq up to the cut is not committed yet", cut.Number, listed, cut.Seq)
 					return
 				}
 				mu.Lock()
