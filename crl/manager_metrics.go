@@ -52,7 +52,7 @@ func newMetrics(r prometheus.Registerer) *metrics {
 	m := &metrics{
 		number: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "meshca_crl_number",
-			Help: "CRLNumber of the CRL served, by scope (gen-<id>, root, root-external) and kind (full, delta).",
+			Help: "CRLNumber of the CRL served, by scope (gen-<id>, root, root-<hex>, root-external, root-external-<hex>) and kind (full, delta).",
 		}, []string{"scope", "kind"}),
 		nextUpdate: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "meshca_crl_next_update_timestamp_seconds",

@@ -280,7 +280,7 @@ func (m *Manager) assemble(ctx context.Context) error {
 		_ = pem.Encode(&caCRL, &pem.Block{Type: pemTypeCRL, Bytes: sc.full.DER})
 		crls = append(crls, crlIssuer{name: is.Cert.RawSubject, aki: is.Cert.SubjectKeyId})
 	}
-	exts := m.externalCRLs()
+	exts, extMissing := m.externalCRLs()
 	extScopes := make(map[string]bool, len(exts))
 	for _, ext := range exts {
 		p := Published{Scope: ext.scope, DER: ext.crl.Raw, ThisUpdate: ext.crl.ThisUpdate, NextUpdate: ext.crl.NextUpdate}
@@ -304,7 +304,7 @@ func (m *Manager) assemble(ctx context.Context) error {
 	// it is handed to the trust distribution.
 	m.served.Store(newServedSet(list, m.lastGood))
 	var perr error
-	switch missing := missingCRLs(m.opts.Chain, crls); {
+	switch missing := append(missingCRLs(m.opts.Chain, crls), extMissing...); {
 	case len(missing) > 0:
 		// Not an error of the rebuild: the CRLs are served over HTTP all the
 		// same, and the missing one (an external root CRL) may come later.
@@ -337,7 +337,7 @@ func (m *Manager) assemble(ctx context.Context) error {
 	// The external CRLs count as followed unless handing them over
 	// failed: followExternal then tries again at its next poll.
 	if perr == nil {
-		m.extRaw = externalKey(exts)
+		m.extRaw = externalKey(exts, extMissing)
 	}
 	return perr
 }
@@ -352,47 +352,59 @@ type extCRL struct {
 // externalCRLs are the root CRLs taken from Options.External: one, or
 // during a root rotation between sources that supply them (root.CRLSet)
 // the CRL of each root in force. The minting root's is ScopeRootExternal;
-// the other's is ExternalScope of it.
-func (m *Manager) externalCRLs() []extCRL {
+// the other's is ExternalScope of it. missing names the roots in force
+// other than the minting one whose CRL is not held yet: ca-crl.pem is not
+// complete without them, though cert-chain.pem (which missingCRLs checks)
+// does not hold them, since certificates still in use chain to them.
+func (m *Manager) externalCRLs() (exts []extCRL, missing []string) {
 	if m.opts.External == nil {
-		return nil
+		return nil, nil
 	}
 	if set, ok := m.opts.External.(root.CRLSet); ok {
-		var out []extCRL
 		for _, h := range set.CurrentCRLs() {
-			if h.CRL == nil {
-				continue
+			switch {
+			case h.CRL != nil && h.Minting:
+				exts = append(exts, extCRL{scope: ScopeRootExternal, crl: h.CRL})
+			case h.CRL != nil:
+				exts = append(exts, extCRL{scope: ExternalScope(h.CRL), crl: h.CRL})
+			case !h.Minting:
+				name := "the other root in force (its source has not answered)"
+				if h.Root != nil {
+					name = h.Root.Subject.String()
+				}
+				missing = append(missing, name)
 			}
-			s := ScopeRootExternal
-			if !h.Minting {
-				s = ExternalScope(h.CRL)
-			}
-			out = append(out, extCRL{scope: s, crl: h.CRL})
 		}
-		return out
+		return exts, missing
 	}
 	if c := m.opts.External.CurrentCRL(); c != nil {
-		return []extCRL{{scope: ScopeRootExternal, crl: c}}
+		return []extCRL{{scope: ScopeRootExternal, crl: c}}, nil
 	}
-	return nil
+	return nil, nil
 }
 
-// externalKey identifies a set of external CRLs: their DER, in order
-// (DER is self-delimiting).
-func externalKey(exts []extCRL) []byte {
+// externalKey identifies what externalCRLs returned: each CRL's scope and
+// DER, and the roots whose CRL is missing.
+func externalKey(exts []extCRL, missing []string) []byte {
 	var b []byte
 	for _, e := range exts {
+		b = append(b, e.scope...)
+		b = append(b, 0)
 		b = append(b, e.crl.Raw...)
+	}
+	for _, n := range missing {
+		b = append(b, 1)
+		b = append(b, n...)
 	}
 	return b
 }
 
-// followExternal republishes when an external root CRL changed.
+// followExternal republishes when the external root CRLs changed.
 func (m *Manager) followExternal(ctx context.Context) error {
-	exts := m.externalCRLs()
+	exts, missing := m.externalCRLs()
 	m.buildMu.Lock()
 	defer m.buildMu.Unlock()
-	if len(exts) == 0 || bytes.Equal(externalKey(exts), m.extRaw) {
+	if bytes.Equal(externalKey(exts, missing), m.extRaw) {
 		return nil
 	}
 	if err := m.assemble(ctx); err != nil {

@@ -216,10 +216,12 @@ func TestManager_BothRootsCRLsDuringARotation(t *testing.T) {
 	require.Equal(t, [2]uint64{7, 3}, [2]uint64{pa.Number, pb.Number})
 	require.Equal(t, 3.0, metricValue(t, e.reg, "meshca_crl_number", map[string]string{"scope": scopeB, "kind": "full"}))
 
-	// The switch: B mints; A's CRL is served under a name of its own.
+	// The switch: B mints, and cert-chain.pem ends in B (its intermediate
+	// stands for the one under B: ca-crl.pem must hold a CRL from each);
+	// A's CRL is served under a name of its own.
 	b2 := crlOf(rootB, keyB, 4)
 	src.set(root.HeldCRL{CRL: b2, Minting: true}, root.HeldCRL{CRL: a1})
-	p.clk.Step(5 * time.Second)
+	require.NoError(t, e.m.SetIssuers(context.Background(), p.issuers()[:2], []*x509.Certificate{p.gens[p.active].cert, rootB}))
 	require.Eventually(t, func() bool { return e.pub.count() == 2 }, 5*time.Second, time.Millisecond)
 	got = splitPEM(t, e.pub.last())
 	require.Equal(t, [][]byte{b2.Raw, a1.Raw}, [][]byte{got[2].Raw, got[3].Raw})
@@ -230,21 +232,31 @@ func TestManager_BothRootsCRLsDuringARotation(t *testing.T) {
 	require.False(t, hasMetric(t, e.reg, "meshca_crl_number", map[string]string{"scope": scopeB}), "B is root-external now")
 	require.Equal(t, 4.0, metricValue(t, e.reg, "meshca_crl_number", map[string]string{"scope": crl.ScopeRootExternal, "kind": "full"}))
 
-	// A removed: only B's. (This test's cert-chain.pem still ends in A,
-	// so ca-crl.pem now lacks a CRL from it and is not published; in
-	// serve, cert-chain.pem ends in B from the switch on.)
-	src.set(root.HeldCRL{CRL: b2, Minting: true})
+	// A's source not answering (meshca restarted while A's Vault is
+	// down): a ca-crl.pem without A's CRL is not published, the last good
+	// one stays, and so does A's CRL at the distribution point.
+	src.set(root.HeldCRL{CRL: b2, Minting: true}, root.HeldCRL{Root: p.root})
 	p.clk.Step(5 * time.Second)
 	require.Eventually(t, func() bool {
-		for _, c := range e.m.CRLs() {
-			if c.Scope == scopeA {
-				return false
-			}
-		}
-		return true
-	}, 5*time.Second, time.Millisecond, "A's CRL is no longer served")
-	pb, _ = e.crl(t, crl.ScopeRootExternal, false)
-	require.Equal(t, b2.Raw, pb.DER)
+		return metricValue(t, e.reg, "meshca_crl_incomplete", nil) == 1
+	}, 5*time.Second, time.Millisecond)
+	require.Equal(t, 2, e.pub.count(), "nothing published without A's CRL")
+	require.Equal(t, e.pub.last(), e.m.CACRLPEM(), "the last good ca-crl.pem is still served")
+	src.set(root.HeldCRL{CRL: b2, Minting: true}, root.HeldCRL{CRL: a1, Root: p.root})
+	p.clk.Step(5 * time.Second)
+	require.Eventually(t, func() bool {
+		return metricValue(t, e.reg, "meshca_crl_incomplete", nil) == 0
+	}, 5*time.Second, time.Millisecond, "A's CRL is back")
+
+	// A removed: only B's.
+	src.set(root.HeldCRL{CRL: b2, Minting: true})
+	p.clk.Step(5 * time.Second)
+	require.Eventually(t, func() bool { return e.pub.count() == 3 }, 5*time.Second, time.Millisecond)
+	got = splitPEM(t, e.pub.last())
+	require.Len(t, got, 3)
+	require.Equal(t, b2.Raw, got[2].Raw)
+	for _, c := range e.m.CRLs() {
+		require.NotEqual(t, scopeA, c.Scope, "A's CRL is no longer served")
+	}
 	require.False(t, hasMetric(t, e.reg, "meshca_crl_number", map[string]string{"scope": scopeA}), "A's CRL is no longer reported")
-	require.Equal(t, 1.0, metricValue(t, e.reg, "meshca_crl_incomplete", nil))
 }

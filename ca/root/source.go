@@ -76,19 +76,24 @@ type Capabilities struct {
 // are in use, and a relying party that checks revocation along the whole
 // chain needs a CRL from each root, not only from the one that mints.
 type CRLSet interface {
-	// CurrentCRLs returns, without I/O, the CRL last fetched of each
-	// root source in force that supplies one (Capabilities.RootCRL): the
-	// minting source's marked Minting, then the other's. Empty when none
-	// does (meshca signs the roots' CRLs itself).
+	// CurrentCRLs returns, without I/O, an entry for each root source in
+	// force that supplies its root's CRL (Capabilities.RootCRL): the
+	// minting source's marked Minting, then the other's. An entry's CRL
+	// is nil while none is held (its source not reached since meshca
+	// started). Empty when no source supplies one (meshca signs the roots'
+	// CRLs itself).
 	CurrentCRLs() []HeldCRL
 }
 
 // HeldCRL is a root's CRL a CRLSet holds.
 type HeldCRL struct {
+	// CRL is nil while none is held.
 	CRL *x509.RevocationList
 	// Minting: the CRL of the root new intermediates are minted under
 	// (the one CurrentCRL returns).
 	Minting bool
+	// Root is the root the CRL is of, when known (to name a missing CRL).
+	Root *x509.Certificate
 }
 
 // RootKeyHolder is implemented by sources whose root key meshca holds

@@ -11,7 +11,6 @@ import (
 
 	"github.com/meshca/meshca/ca/authority"
 	"github.com/meshca/meshca/ca/config"
-	"github.com/meshca/meshca/ca/root"
 	"github.com/meshca/meshca/crl"
 )
 
@@ -39,12 +38,11 @@ func newCRLManager(ctx context.Context, cfg *config.Config, rt *authority.Runtim
 	}
 	chain := rt.CertChain()
 	var ext crl.RootCRLSource
-	_, rotating := rt.Root.(root.CRLSet)
 	switch rc := cfg.CRL.RootCRL; {
-	case rt.Root.Capabilities().RootCRL || rotating:
-		// A root rotation's source, even over a root whose CRL meshca
-		// signs: a rotation to (or from) a Vault root may start later, and
-		// the CRLs of both roots are published while both are in force.
+	case rt.Root.Capabilities().RootCRL:
+		// A Vault root (rotations are between two Vault roots or two file
+		// roots): during a rotation, rt.Root is the rotation's source, a
+		// root.CRLSet, and the CRLs of both roots in force are published.
 		ext = rt.Root
 	case rc.File != "" || rc.URL != "":
 		src := &crl.FileRootCRL{File: rc.File, URL: rc.URL, Root: chain[len(chain)-1], Refresh: rc.Refresh.Duration, Log: log}

@@ -151,7 +151,7 @@ is reached through the admin socket of --dir/--config, or --admin-address.`,
 	}
 	addCAFlags(fetch, g)
 	addRemoteFlags(fetch, &rf)
-	fetch.Flags().StringVar(&scope, "scope", "", "gen-N, root, root-<hex> (the other root during a root rotation) or root-external (default: the active generation)")
+	fetch.Flags().StringVar(&scope, "scope", "", "gen-N, root, root-<hex> (the other root during a root rotation), root-external or root-external-<hex> (the other Vault root during a root rotation) (default: the active generation)")
 	fetch.Flags().BoolVar(&delta, "delta", false, "fetch the delta CRL")
 	fetch.Flags().StringVar(&out, "out", "", "file to write (- for stdout) (required)")
 	fetch.Flags().BoolVar(&asPEM, "pem", false, "write PEM (X509 CRL) instead of DER")

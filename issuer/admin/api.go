@@ -53,7 +53,9 @@ type RevocationLister interface {
 // CRL is one CRL the service currently serves.
 type CRL struct {
 	// Scope is "gen-<id>", "root", "root-<hex>" (crl.RootScope: the other
-	// root in force during a root rotation) or "root-external".
+	// root in force during a root rotation), "root-external" or
+	// "root-external-<hex>" (crl.ExternalScope: the other Vault root in
+	// force during a root rotation).
 	Scope      string
 	Delta      bool
 	Number     uint64

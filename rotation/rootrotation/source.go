@@ -175,30 +175,37 @@ func (s *Source) CurrentCRL() *x509.RevocationList { return s.minter().CurrentCR
 // relying party that checks every CA of its chain (Envoy with Istio's
 // ca-crl.pem, OpenSSL's crl_check_all) refuses it without a CRL from A.
 // Only sources that supply their root's CRL (Vault) give one: for a root
-// whose key meshca holds, meshca signs the CRL itself.
+// whose key meshca holds, meshca signs the CRL itself. An entry whose
+// source holds no CRL yet (A's Vault not reached since a restart) has a
+// nil CRL, so that ca-crl.pem is not published without it.
 func (s *Source) CurrentCRLs() []root.HeldCRL {
 	s.mu.RLock()
 	minter, other := s.old, root.Source(nil)
+	var minterRoot, otherRoot *x509.Certificate
+	if len(s.oldRoots) > 0 {
+		minterRoot = s.oldRoots[0]
+	}
 	if s.next != nil {
 		if s.phase.underNew() {
-			minter = s.next
+			minter, minterRoot = s.next, s.newRoot
 		}
 		if s.phase.bothRoots() {
 			other = s.old
+			if len(s.oldRoots) > 0 {
+				otherRoot = s.oldRoots[0]
+			}
 			if minter == s.old {
-				other = s.next
+				other, otherRoot = s.next, s.newRoot
 			}
 		}
 	}
 	s.mu.RUnlock()
 	var out []root.HeldCRL
-	if c := minter.CurrentCRL(); c != nil {
-		out = append(out, root.HeldCRL{CRL: c, Minting: true})
+	if minter.Capabilities().RootCRL {
+		out = append(out, root.HeldCRL{CRL: minter.CurrentCRL(), Minting: true, Root: minterRoot})
 	}
-	if other != nil {
-		if c := other.CurrentCRL(); c != nil {
-			out = append(out, root.HeldCRL{CRL: c})
-		}
+	if other != nil && other.Capabilities().RootCRL {
+		out = append(out, root.HeldCRL{CRL: other.CurrentCRL(), Root: otherRoot})
 	}
 	return out
 }

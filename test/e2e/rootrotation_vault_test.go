@@ -105,3 +105,35 @@ func TestServe_RootRotationVaultToASecondMount(t *testing.T) {
 	rrRequireCRLChecked(t, s, "done", []*x509.Certificate{c5[0], c5[1], rootB})
 	require.Contains(t, meshca(t, "rotate", "status", "--dir", dir), "root.vault.mount pki-b")
 }
+
+// A restart in wait-out-ttl while A's Vault cannot be reached: meshca
+// holds no CRL of A, and leaves under A are still in use, so it publishes
+// no ca-crl.pem without one (the last good one stays in the cluster) and
+// says so with meshca_crl_incomplete.
+func TestServe_RootRotationVaultRestartWithoutAsCRL(t *testing.T) {
+	vr := startVaultRoots(t, "pki-a", "pki-b")
+	dir := vr.caDir(t, "pki-a", "", "")
+	bFile := filepath.Join(t.TempDir(), "new-root.yaml")
+	require.NoError(t, os.WriteFile(bFile, []byte(vr.rootSection("pki-b")), 0o644))
+	s := startServe(t, dir)
+	s.waitReady(t, 10*time.Second)
+	meshca(t, "rotate", "root", "--dir", dir, "--new-root-config", bFile)
+	rrWaitPhase(t, dir, s, "wait-for-workloads")
+	underA := rrSign(t, dir)
+	meshca(t, "rotate", "advance", "--dir", dir)
+	rrWaitPhase(t, dir, s, "wait-out-ttl")
+	rrRequireCRLChecked(t, s, "before the restart", underA[:3])
+	s.sigterm(t)
+
+	// A's address (the configured root section) now leads nowhere; B's
+	// comes from the rotation's journal.
+	setYAML(t, dir, vr.v.Addr, "http://127.0.0.1:1")
+	s = startServe(t, dir)
+	s.waitReady(t, 20*time.Second)
+	require.Eventually(t, func() bool { return s.metricIs(t, "meshca_crl_incomplete", 1) }, 15*time.Second, 100*time.Millisecond, s.logs())
+	resp, err := http.Get("http://" + s.ops + "/crl/ca-crl.pem")
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusNotFound, resp.StatusCode, "no ca-crl.pem without A's CRL")
+	require.Contains(t, s.logs(), "Enterprise Root pki-a", "the log names the root whose CRL is missing")
+}
