@@ -47,6 +47,10 @@ func startRules(a *alerts, single *singletons, d ruleDeps) {
 // newRules builds every rule from d.
 func newRules(d ruleDeps) []rules.Rule {
 	rc := d.cfg.Alerts.Rules
+	sourceHealth := &rules.RootSourceHealth{Kind: d.rt.Root.Kind(), Health: d.rt.Root.Health, After: rc.RootSourceUnhealthyFor.Duration}
+	if o, ok := d.rt.Root.(interface{ OtherHealth() error }); ok {
+		sourceHealth.Other = o.OtherHealth // a root rotation's source
+	}
 	out := []rules.Rule{
 		&rules.CAExpiry{
 			Sources:    d.inv.expiring,
@@ -54,7 +58,7 @@ func newRules(d ruleDeps) []rules.Rule {
 			Skip:       retiredIntermediate(d.rt, d.lineages),
 			Action:     func(c inventory.Certificate, now time.Time) string { return expiryAction(d, c, now) },
 		},
-		&rules.RootSourceHealth{Kind: d.rt.Root.Kind(), Health: d.rt.Root.Health, After: rc.RootSourceUnhealthyFor.Duration},
+		sourceHealth,
 		&rules.RotationStuck{Reporters: d.reporters},
 	}
 	if d.crl != nil {

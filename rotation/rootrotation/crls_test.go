@@ -2,6 +2,7 @@ package rootrotation
 
 import (
 	"crypto/x509"
+	"errors"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -56,5 +57,43 @@ func TestSource_CurrentCRLsAreThoseOfTheRootsInForce(t *testing.T) {
 		require.NoError(t, err)
 		s.set(c.phase, []*x509.Certificate{rootA}, rootB, c.new)
 		require.Equal(t, c.want, s.CurrentCRLs(), "phase %s", c.phase)
+	}
+}
+
+// healthSource is a crlSource whose health the test sets.
+type healthSource struct {
+	crlSource
+	err error
+}
+
+func (h *healthSource) Health() error { return h.err }
+
+// OtherHealth is the health of the other root's source while both roots
+// are in force and it supplies its root's CRL; nil otherwise.
+func TestSource_OtherHealthIsTheOtherRootsSourceWhileItsCRLIsPublished(t *testing.T) {
+	downA, downB := errors.New("A is down"), errors.New("B is down")
+	vaultA := &healthSource{crlSource{supplies: true}, downA}
+	vaultB := &healthSource{crlSource{supplies: true}, downB}
+	fileB := &healthSource{crlSource{}, downB}
+	s, err := NewSource(vaultA)
+	require.NoError(t, err)
+	require.NoError(t, s.OtherHealth(), "idle: the minting source is Health's")
+	for _, c := range []struct {
+		phase Phase
+		next  root.Source
+		want  error
+	}{
+		{PhasePublish, vaultB, downB},
+		{PhaseWaitWorkloads, vaultB, downB},
+		{PhaseSwitch, vaultB, downA},
+		{PhaseWaitTTL, vaultB, downA},
+		{PhaseRemove, vaultB, nil},
+		{PhaseDone, vaultB, nil},
+		{PhaseWaitWorkloads, fileB, nil}, // meshca signs B's CRL
+	} {
+		s, err := NewSource(vaultA)
+		require.NoError(t, err)
+		s.set(c.phase, nil, nil, c.next)
+		require.Equal(t, c.want, s.OtherHealth(), "phase %s", c.phase)
 	}
 }

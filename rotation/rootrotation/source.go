@@ -213,6 +213,27 @@ func (s *Source) CurrentCRLs() []root.HeldCRL {
 // Health implements root.Source: the minting source's health.
 func (s *Source) Health() error { return s.minter().Health() }
 
+// OtherHealth is the health of the other root's source while both roots
+// are in force (phases 1 to 4) and that source supplies its root's CRL (a
+// Vault root): meshca publishes that CRL and refreshes it from there, so
+// while the source fails the CRL ages towards its nextUpdate, and after a
+// restart ca-crl.pem waits for it. nil otherwise.
+func (s *Source) OtherHealth() error {
+	s.mu.RLock()
+	other := root.Source(nil)
+	if s.next != nil && s.phase.bothRoots() {
+		other = s.next
+		if s.phase.underNew() {
+			other = s.old
+		}
+	}
+	s.mu.RUnlock()
+	if other == nil || !other.Capabilities().RootCRL {
+		return nil
+	}
+	return other.Health()
+}
+
 // Run implements root.Source: A's background work and, once there is a
 // rotation, B's.
 func (s *Source) Run(ctx context.Context) {

@@ -65,17 +65,27 @@ func (r *CRLStale) Evaluate(_ context.Context, now time.Time) ([]alert.Alert, er
 }
 
 // RootSourceHealth raises RuleRootSourceUnreachable when the root source
-// (root.Source.Health) has failed for After or longer.
+// (root.Source.Health) has failed for After or longer, and likewise for
+// the other root's source of a root rotation (Other).
 type RootSourceHealth struct {
 	// Kind names the source in the alert (root.Source.Kind).
 	Kind   string
 	Health func() error
+	// Other, when set, is the health of the other root's source while a
+	// root rotation between Vault roots publishes that root's CRL
+	// (rootrotation.Source.OtherHealth; nil when there is none).
+	Other func() error
 	// After: default DefaultRootSourceUnhealthyAfter.
 	After time.Duration
 
-	mu    sync.Mutex
-	since time.Time // when the failing run began; zero while healthy
+	mu sync.Mutex
+	// when the failing run began, of Health and of Other; zero while
+	// healthy
+	since, otherSince time.Time
 }
+
+// otherRootSourceObject is the object of the other root source's alert.
+const otherRootSourceObject = "root source of the other root in force"
 
 // Names implements Rule.
 func (r *RootSourceHealth) Names() []string { return []string{RuleRootSourceUnreachable} }
@@ -83,29 +93,49 @@ func (r *RootSourceHealth) Names() []string { return []string{RuleRootSourceUnre
 // Evaluate implements Rule.
 func (r *RootSourceHealth) Evaluate(_ context.Context, now time.Time) ([]alert.Alert, error) {
 	err := r.Health()
+	var otherErr error
+	if r.Other != nil {
+		otherErr = r.Other()
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if err == nil {
-		r.since = time.Time{}
-		return nil, nil
+	var out []alert.Alert
+	if r.failingFor(err, &r.since, now) {
+		out = append(out, alert.Alert{
+			Rule: RuleRootSourceUnreachable, Object: "root source " + r.Kind, Severity: alert.Critical,
+			Summary: fmt.Sprintf("The root source (%s) has failed its health check since %s: %s", r.Kind, stamp(r.since), clip(err.Error())),
+			Action:  "meshca keeps signing with the intermediate it holds and retries; it cannot mint a new intermediate until the root source answers.",
+			// One occurrence per outage.
+			Fingerprint: stamp(r.since),
+		})
 	}
-	if r.since.IsZero() {
-		r.since = now
+	if r.failingFor(otherErr, &r.otherSince, now) {
+		out = append(out, alert.Alert{
+			Rule: RuleRootSourceUnreachable, Object: otherRootSourceObject, Severity: alert.Critical,
+			Summary: fmt.Sprintf("The source of the other root in force during the root rotation has failed its health check since %s: %s", stamp(r.otherSince), clip(otherErr.Error())),
+			Action: "meshca publishes that root's CRL in ca-crl.pem while both roots are in force and cannot refresh it: the last one held stays until its nextUpdate (then CRLStale fires), and after a restart ca-crl.pem is held back until the source answers. " +
+				"Restore the source; meshca rotate status shows the phase.",
+			Fingerprint: stamp(r.otherSince),
+		})
+	}
+	return out, nil
+}
+
+// failingFor tracks one source's failing run in *since and reports
+// whether it has lasted After. Caller holds r.mu.
+func (r *RootSourceHealth) failingFor(err error, since *time.Time, now time.Time) bool {
+	if err == nil {
+		*since = time.Time{}
+		return false
+	}
+	if since.IsZero() {
+		*since = now
 	}
 	after := r.After
 	if after <= 0 {
 		after = DefaultRootSourceUnhealthyAfter
 	}
-	if now.Sub(r.since) < after {
-		return nil, nil
-	}
-	return []alert.Alert{{
-		Rule: RuleRootSourceUnreachable, Object: "root source " + r.Kind, Severity: alert.Critical,
-		Summary: fmt.Sprintf("The root source (%s) has failed its health check since %s: %s", r.Kind, stamp(r.since), clip(err.Error())),
-		Action:  "meshca keeps signing with the intermediate it holds and retries; it cannot mint a new intermediate until the root source answers.",
-		// One occurrence per outage.
-		Fingerprint: stamp(r.since),
-	}}, nil
+	return now.Sub(*since) >= after
 }
 
 // RotationStuck raises RuleRotationStuck for every rotating controller

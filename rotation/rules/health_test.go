@@ -69,6 +69,34 @@ func TestRootSourceUnreachable(t *testing.T) {
 	require.Empty(t, sw.firing())
 }
 
+// The other root's source of a root rotation is alerted on as its own
+// object, with its own outage: the minting source's health is not it.
+func TestRootSourceUnreachable_TheOtherRootsSource(t *testing.T) {
+	clk := testclock.NewFakeClock(T0)
+	var mu sync.Mutex
+	var health, other error
+	set := func(h, o error) { mu.Lock(); health, other = h, o; mu.Unlock() }
+	rule := &RootSourceHealth{Kind: "vault", After: 3 * time.Hour,
+		Health: func() error { mu.Lock(); defer mu.Unlock(); return health },
+		Other:  func() error { mu.Lock(); defer mu.Unlock(); return other }}
+	sw := startSweeper(t, clk, nil, rule)
+	set(nil, errors.New("root source unavailable: dial tcp 10.0.0.8:8200: connection refused"))
+	sw.to(t, T0.Add(2*time.Hour))
+	require.Empty(t, sw.firing())
+	sw.to(t, T0.Add(4*time.Hour))
+	const otherKey = "RootSourceUnreachable/root source of the other root in force"
+	require.Equal(t, map[string]string{otherKey: "critical"}, sw.firing())
+	st := firingState(t, sw.e, otherKey)
+	require.Equal(t, "The source of the other root in force during the root rotation has failed its health check since 2026-05-01T13:00:00Z: root source unavailable: dial tcp 10.0.0.8:8200: connection refused", st.Summary)
+	require.Contains(t, st.Action, "cannot refresh it")
+	set(errors.New("sealed"), errors.New("root source unavailable: dial tcp 10.0.0.8:8200: connection refused"))
+	sw.to(t, T0.Add(8*time.Hour))
+	require.Equal(t, map[string]string{otherKey: "critical", "RootSourceUnreachable/root source vault": "critical"}, sw.firing())
+	set(errors.New("sealed"), nil) // the rotation moved on, or the source is back
+	sw.to(t, T0.Add(9*time.Hour))
+	require.Equal(t, map[string]string{"RootSourceUnreachable/root source vault": "critical"}, sw.firing())
+}
+
 type fakeReporter struct {
 	mu sync.Mutex
 	st rotation.Status
