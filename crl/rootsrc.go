@@ -23,9 +23,10 @@ const maxRootCRLBytes = 16 << 20
 // FileRootCRL is the root's CRL read from a file or fetched from a URL
 // (crl.rootCRL) for a file root whose key meshca does not hold. Each read
 // must parse and pass root.CheckRootCRL (issued and signed by the root, a
-// complete CRL, not dated ahead of the clock); a CRL with a lower
-// CRLNumber than the one held, or past its nextUpdate while the one held
-// is not, is not taken, and a failed read keeps the last good CRL.
+// complete CRL with a nextUpdate, not dated ahead of the clock); a CRL
+// with a lower CRLNumber than the one held, or not valid now while the
+// one held of the same number is, is not taken, and a failed read keeps
+// the last good CRL.
 type FileRootCRL struct {
 	// File or URL is the source; exactly one is set.
 	File, URL string
@@ -55,13 +56,14 @@ func (s *FileRootCRL) Load(ctx context.Context) error {
 	cur := s.crl.Load()
 	v, err := root.CheckRootCRL(c, cur, s.Root, s.clock().Now())
 	if err != nil {
-		return fmt.Errorf("crl.rootCRL %s: %w", s.where(), err)
+		return fmt.Errorf("crl.rootCRL %s: the CRL %w", s.where(), err)
 	}
 	switch v {
 	case root.KeepOlderNumber:
 		return fmt.Errorf("crl.rootCRL %s: CRL number %s is lower than the %s held; keeping the newer one", s.where(), c.Number, cur.Number)
 	case root.KeepFresher:
-		return fmt.Errorf("crl.rootCRL %s: the CRL is past its nextUpdate (%s) and the one held is not; keeping it: have the root's CA issue a new CRL", s.where(), c.NextUpdate.UTC().Format(time.RFC3339))
+		return fmt.Errorf("crl.rootCRL %s: the CRL (valid from %s to %s) is not valid now and the one held is; keeping it until it is", s.where(),
+			c.ThisUpdate.UTC().Format(time.RFC3339), c.NextUpdate.UTC().Format(time.RFC3339))
 	case root.TakeStaleCRL:
 		s.log().Warn("the root CRL is past its nextUpdate and no fresher one is held; relying parties may refuse it: have the root's CA issue a new CRL", "source", s.where(), "next_update", c.NextUpdate)
 	}

@@ -51,10 +51,16 @@ func TestFileRootCRL_ReadsChecksAndKeepsTheNewest(t *testing.T) {
 	// Issued by the intermediate, not the root.
 	g := p.gens[p.active]
 	writeFile(t, dir, "root.crl", rootCRL(9, &mgrPKI{root: g.cert, rootKey: g.key}))
-	require.ErrorContains(t, src.Load(ctx), "is not issued by the root")
-	// The root's name, another key: the signature must be the root's.
-	writeFile(t, dir, "root.crl", rootCRL(9, newMgrPKI(t)))
-	require.ErrorContains(t, src.Load(ctx), "is not signed by the root")
+	require.ErrorContains(t, src.Load(ctx), "the CRL is not issued by CN=Manager Test Root,O=meshca (it names another issuer)")
+	// The root's name, another key: its key identifier and signature
+	// must be the root's.
+	other := newMgrPKI(t)
+	writeFile(t, dir, "root.crl", rootCRL(9, other))
+	require.ErrorContains(t, src.Load(ctx), "the CRL names another key of CN=Manager Test Root,O=meshca")
+	src.Root = &x509.Certificate{Raw: p.root.Raw, RawSubject: p.root.RawSubject, Subject: p.root.Subject, PublicKey: p.root.PublicKey,
+		PublicKeyAlgorithm: p.root.PublicKeyAlgorithm} // without a subject key identifier
+	require.ErrorContains(t, src.Load(ctx), "the CRL is not signed by CN=Manager Test Root,O=meshca")
+	src.Root = p.root
 	writeFile(t, dir, "root.crl", pemOf("CERTIFICATE", p.root.Raw))
 	require.ErrorContains(t, src.Load(ctx), `holds a "CERTIFICATE" PEM block, not an X509 CRL`)
 	require.Equal(t, int64(6), src.CurrentCRL().Number.Int64(), "a failed read keeps the last good CRL")
@@ -85,33 +91,40 @@ func TestFileRootCRL_URLWithLimits(t *testing.T) {
 	require.ErrorContains(t, src.Load(ctx), "is over 16777216 bytes")
 }
 
-// A root CRL that would mislead relying parties or that they would refuse
-// is not taken in place of the one held: a delta CRL (it lists only what
-// changed since its base, and a relying party handed it as the root's CRL
-// takes it as complete: openssl accepts a chain through an intermediate
-// that the base CRL revokes), one dated ahead of the clock, and one past
-// its nextUpdate while the one held is not. An expired CRL is taken when
-// nothing fresher is held (a newer number lists more).
+// A root CRL that would mislead relying parties, or that they would
+// refuse, is not taken in place of the one held. openssl verify
+// -crl_check_all shows what each would do in ca-crl.pem (the root's CRL
+// revokes the intermediate unless said otherwise): a delta CRL is taken
+// as complete and hides the base's revocations, an entry naming another
+// issuer (certificateIssuer) makes OpenSSL skip that entry and the ones
+// after it, and an expired or not yet valid CRL fails every chain.
 func TestFileRootCRL_RefusesWhatMisleadsRelyingParties(t *testing.T) {
 	p := newMgrPKI(t)
 	now := p.clk.Now()
 	inter := p.gens[p.active].cert
-	rootCRL := func(n int64, thisUpdate, nextUpdate time.Time, delta bool) []byte {
-		tmpl := &x509.RevocationList{Number: big.NewInt(n), ThisUpdate: thisUpdate, NextUpdate: nextUpdate}
-		if delta {
-			base, err := asn1.Marshal(big.NewInt(n - 1))
-			require.NoError(t, err)
-			tmpl.ExtraExtensions = []pkix.Extension{{Id: asn1.ObjectIdentifier{2, 5, 29, 27}, Critical: true, Value: base}}
-		} else {
-			tmpl.RevokedCertificateEntries = []x509.RevocationListEntry{{SerialNumber: inter.SerialNumber, RevocationTime: now.Add(-time.Minute)}}
+	type opt func(*x509.RevocationList)
+	delta := func(l *x509.RevocationList) {
+		base, err := asn1.Marshal(new(big.Int).Sub(l.Number, big.NewInt(1)))
+		require.NoError(t, err)
+		l.ExtraExtensions = []pkix.Extension{{Id: asn1.ObjectIdentifier{2, 5, 29, 27}, Critical: true, Value: base}}
+		l.RevokedCertificateEntries = nil
+	}
+	otherIssuerFirst := func(l *x509.RevocationList) {
+		name, err := asn1.Marshal([]asn1.RawValue{{Tag: 4, Class: asn1.ClassContextSpecific, IsCompound: true, Bytes: p.gens[p.retired()].cert.RawSubject}})
+		require.NoError(t, err)
+		l.RevokedCertificateEntries = append([]x509.RevocationListEntry{{SerialNumber: big.NewInt(77), RevocationTime: now.Add(-time.Hour),
+			ExtraExtensions: []pkix.Extension{{Id: asn1.ObjectIdentifier{2, 5, 29, 29}, Critical: false, Value: name}}}}, l.RevokedCertificateEntries...)
+	}
+	rootCRL := func(n int64, thisUpdate, nextUpdate time.Time, opts ...opt) []byte {
+		tmpl := &x509.RevocationList{Number: big.NewInt(n), ThisUpdate: thisUpdate, NextUpdate: nextUpdate,
+			RevokedCertificateEntries: []x509.RevocationListEntry{{SerialNumber: inter.SerialNumber, RevocationTime: now.Add(-time.Minute)}}}
+		for _, o := range opts {
+			o(tmpl)
 		}
 		der, err := x509.CreateRevocationList(rand.Reader, tmpl, p.root, p.rootKey)
 		require.NoError(t, err)
 		return der
 	}
-	// What openssl verify -crl_check_all makes of a ca-crl.pem whose root
-	// CRL is each of these (all but the delta revoke the intermediate),
-	// beside a good CRL of the intermediate.
 	leaf, _ := p.issue(t, p.active, appID, now.Add(time.Hour))
 	interDER, err := crl.Build(crl.Params{Issuer: inter, Number: 1, ThisUpdate: now, NextUpdate: now.Add(time.Hour)},
 		func(func(crl.Entry) bool) error { return nil }, crl.Signer{Key: p.gens[p.active].key})
@@ -122,31 +135,30 @@ func TestFileRootCRL_RefusesWhatMisleadsRelyingParties(t *testing.T) {
 		out, _ := opensslVerify(t, &mgrEnv{mgrPKI: p}, vdir, p.root, inter, leaf, f, "-crl_check_all")
 		return out
 	}
-	require.Contains(t, openssl(rootCRL(2, now, now.Add(time.Hour), false)), "certificate revoked", "the base CRL revokes the intermediate")
-	require.Contains(t, openssl(rootCRL(3, now, now.Add(time.Hour), true)), ": OK", "the delta alone hides it")
-	require.Contains(t, openssl(rootCRL(2, now.Add(-2*time.Hour), now.Add(-time.Hour), false)), "CRL has expired")
-	require.Contains(t, openssl(rootCRL(2, now.Add(time.Hour), now.Add(2*time.Hour), false)), "CRL is not yet valid")
+	require.Contains(t, openssl(rootCRL(2, now, now.Add(time.Hour))), "certificate revoked", "the complete CRL revokes the intermediate")
+	require.Contains(t, openssl(rootCRL(3, now, now.Add(time.Hour), delta)), ": OK", "the delta alone hides it")
+	require.Contains(t, openssl(rootCRL(3, now, now.Add(time.Hour), otherIssuerFirst)), ": OK", "an entry of another issuer before it hides it")
+	require.Contains(t, openssl(rootCRL(2, now.Add(-2*time.Hour), now.Add(-time.Hour))), "CRL has expired")
+	require.Contains(t, openssl(rootCRL(2, now.Add(30*time.Second), now.Add(2*time.Hour))), "CRL is not yet valid")
 
 	dir := t.TempDir()
 	src := &crl.FileRootCRL{File: filepath.Join(dir, "root.crl"), Root: p.root, Refresh: time.Minute, Clock: p.clk}
 	ctx := context.Background()
-	writeFile(t, dir, "root.crl", rootCRL(3, now.Add(-2*time.Hour), now.Add(-time.Hour), false))
-	require.NoError(t, src.Load(ctx), "expired, and nothing fresher held: taken (and logged)")
-	require.Equal(t, int64(3), src.CurrentCRL().Number.Int64())
-	writeFile(t, dir, "root.crl", rootCRL(5, now, now.Add(time.Hour), false))
-	require.NoError(t, src.Load(ctx))
-
-	writeFile(t, dir, "root.crl", rootCRL(6, now, now.Add(time.Hour), true))
-	require.ErrorContains(t, src.Load(ctx), "is a delta CRL (RFC 5280 section 5.2.4); ca-crl.pem needs the root's complete CRL")
-	writeFile(t, dir, "root.crl", rootCRL(6, now.Add(time.Hour), now.Add(2*time.Hour), false))
-	require.ErrorContains(t, src.Load(ctx), "more than 5m0s ahead of this host's clock")
-	writeFile(t, dir, "root.crl", rootCRL(6, now.Add(4*time.Minute), now.Add(2*time.Hour), false))
-	require.NoError(t, src.Load(ctx), "within the clock skew allowed")
+	load := func(der []byte) error {
+		writeFile(t, dir, "root.crl", der)
+		return src.Load(ctx)
+	}
+	require.NoError(t, load(rootCRL(3, now.Add(-2*time.Hour), now.Add(-time.Hour))), "expired, and nothing else held: taken (and logged)")
+	require.NoError(t, load(rootCRL(5, now, now.Add(time.Hour))))
+	require.ErrorContains(t, load(rootCRL(6, now, now.Add(time.Hour), delta)), "the CRL is a delta CRL (RFC 5280 section 5.2.4)")
+	require.ErrorContains(t, load(rootCRL(6, now, now.Add(time.Hour), otherIssuerFirst)), "the CRL lists serial 4d of another issuer (certificateIssuer, RFC 5280 section 5.3.3)")
+	require.ErrorContains(t, load(rootCRL(6, now.Add(time.Hour), now.Add(2*time.Hour))), "more than 5m0s ahead of this host's clock")
+	require.ErrorContains(t, load(rootCRL(6, now.Add(30*time.Second), now.Add(2*time.Hour))), "is not valid now and the one held is; keeping it until it is")
+	require.ErrorContains(t, load(rootCRL(5, now.Add(-2*time.Hour), now.Add(-time.Hour))), "is not valid now and the one held is", "an expired copy of the number held")
+	require.Equal(t, int64(5), src.CurrentCRL().Number.Int64(), "a refused read keeps the CRL held")
+	require.NoError(t, load(rootCRL(6, now.Add(-2*time.Hour), now.Add(-time.Hour))), "expired, but a greater number lists more: taken (fails closed)")
 	require.Equal(t, int64(6), src.CurrentCRL().Number.Int64())
-	writeFile(t, dir, "root.crl", rootCRL(7, now.Add(-2*time.Hour), now.Add(-time.Hour), false))
-	require.ErrorContains(t, src.Load(ctx), "the CRL is past its nextUpdate")
-	require.Equal(t, int64(6), src.CurrentCRL().Number.Int64(), "the one held is still valid")
-	p.clk.Step(3 * time.Hour) // both expired now: the newer is taken
-	require.NoError(t, src.Load(ctx))
+	p.clk.Step(time.Minute)
+	require.NoError(t, load(rootCRL(7, now.Add(30*time.Second), now.Add(2*time.Hour))), "valid now")
 	require.Equal(t, int64(7), src.CurrentCRL().Number.Int64())
 }

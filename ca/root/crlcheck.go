@@ -7,13 +7,24 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"golang.org/x/crypto/cryptobyte"
+	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
 )
 
-// oidDeltaCRLIndicator marks a delta CRL (RFC 5280 section 5.2.4).
-var oidDeltaCRLIndicator = asn1.ObjectIdentifier{2, 5, 29, 27}
+// CRL extensions (RFC 5280 sections 5.2 and 5.3) that CheckRootCRL looks
+// at.
+var (
+	oidAuthorityKeyID    = asn1.ObjectIdentifier{2, 5, 29, 35}
+	oidCRLNumber         = asn1.ObjectIdentifier{2, 5, 29, 20}
+	oidDeltaCRLIndicator = asn1.ObjectIdentifier{2, 5, 29, 27}
+	oidIssuingDistPoint  = asn1.ObjectIdentifier{2, 5, 29, 28}
+	oidCertificateIssuer = asn1.ObjectIdentifier{2, 5, 29, 29}
+)
 
 // MaxCRLClockSkew is how far ahead of meshca's clock a root CRL's
-// thisUpdate may be: relying parties refuse a CRL that is not yet valid.
+// thisUpdate may be when no usable CRL is held: relying parties refuse a
+// CRL that is not yet valid, but until then there is none to publish.
 const MaxCRLClockSkew = 5 * time.Minute
 
 // RootCRLVerdict is what to do with a root CRL read from its source.
@@ -23,57 +34,155 @@ const (
 	// TakeCRL: it replaces the CRL held.
 	TakeCRL RootCRLVerdict = iota
 	// TakeStaleCRL: it replaces the CRL held although it is past its
-	// nextUpdate, since nothing fresher is held; relying parties may
-	// refuse it, and the root's CA must issue a new one.
+	// nextUpdate: nothing fresher is held, or it lists more (a greater
+	// CRLNumber) than the one held. Relying parties may refuse it; the
+	// issuer's CA must issue a new one.
 	TakeStaleCRL
 	// KeepOlderNumber: it has a lower CRLNumber than the CRL held (a
 	// replayed or rolled-back copy, RFC 5280 section 5.2.3); the CRL held
 	// stays.
 	KeepOlderNumber
-	// KeepFresher: it is past its nextUpdate and the CRL held is not;
-	// the CRL held stays (relying parties refuse an expired CRL, RFC 5280
-	// section 6.3.3).
+	// KeepFresher: the CRL held has the same number and is still valid,
+	// and this copy is past its nextUpdate, or it is not valid yet (its
+	// thisUpdate is ahead of the clock): relying parties would refuse it
+	// now (RFC 5280 section 6.3.3). The CRL held stays; read it again
+	// later.
 	KeepFresher
 )
 
-// CheckRootCRL checks c, the CRL of the root issuer as read from the
-// root's source (Vault, crl.rootCRL), before meshca publishes it in
-// ca-crl.pem in place of held (nil when none is held yet). An error
-// refuses c: it is not issued and signed by issuer, it is a delta CRL
-// (it lists only what changed since its base CRL, RFC 5280 section
-// 5.2.4; handed to relying parties as the root's CRL it would be taken as
-// complete, and a revocation listed only in the base would be missed),
-// or its thisUpdate is more than MaxCRLClockSkew ahead of now (relying
-// parties refuse a CRL that is not yet valid). Otherwise the verdict says
-// whether c replaces held.
+// CheckRootCRL checks c, the CRL of issuer (a root, or the CA a Vault
+// mount signs with) as read from its source (Vault, crl.rootCRL), before
+// meshca publishes it in ca-crl.pem in place of held (nil when none is
+// held yet; a held CRL that issuer did not sign, from before a re-key,
+// counts as none). ca-crl.pem is read by relying parties (Envoy, through
+// OpenSSL or BoringSSL) as the complete CRL of each CA of a chain, so an
+// error refuses c when it is not issued and signed by issuer (name and
+// authority key identifier), when it is not a complete CRL of every
+// certificate issuer signs (a delta CRL, RFC 5280 section 5.2.4; an
+// issuing distribution point that narrows its scope other than to CA
+// certificates, section 5.2.5; an entry for another issuer's certificate,
+// section 5.3.3: OpenSSL then ignores that entry and the ones after it),
+// when it has a critical extension meshca does not check (relying parties
+// refuse it: "unhandled critical CRL extension"), when it has no
+// nextUpdate (section 5.1.2.5: it would never expire, a replayed copy
+// neither), when it has no CRLNumber while the one held has one, or when
+// its thisUpdate is more than MaxCRLClockSkew ahead of now. Otherwise the
+// verdict says whether c replaces held.
 func CheckRootCRL(c, held *x509.RevocationList, issuer *x509.Certificate, now time.Time) (RootCRLVerdict, error) {
-	if !bytes.Equal(c.RawIssuer, issuer.RawSubject) {
-		return 0, errors.New("is not issued by the root (its issuer is not the root's subject)")
+	if err := checkCRLIssuer(c, issuer); err != nil {
+		return 0, err
 	}
-	if err := c.CheckSignatureFrom(issuer); err != nil {
-		return 0, fmt.Errorf("is not signed by the root: %w", err)
+	if err := checkCompleteCRL(c); err != nil {
+		return 0, err
 	}
-	for _, e := range c.Extensions {
-		if e.Id.Equal(oidDeltaCRLIndicator) {
-			return 0, errors.New("is a delta CRL (RFC 5280 section 5.2.4); ca-crl.pem needs the root's complete CRL")
-		}
+	if c.NextUpdate.IsZero() {
+		return 0, errors.New("has no nextUpdate (RFC 5280 section 5.1.2.5 requires it; without one it never expires)")
 	}
 	if c.ThisUpdate.After(now.Add(MaxCRLClockSkew)) {
 		return 0, fmt.Errorf("is not valid before %s (its thisUpdate), more than %s ahead of this host's clock", c.ThisUpdate.UTC().Format(time.RFC3339), MaxCRLClockSkew)
 	}
-	if held != nil && held.Number != nil && c.Number != nil && c.Number.Cmp(held.Number) < 0 {
-		return KeepOlderNumber, nil
+	if held != nil && checkCRLIssuer(held, issuer) != nil {
+		held = nil // the issuer was re-keyed: its numbers start afresh
 	}
-	if expired(c, now) {
-		if held != nil && !expired(held, now) {
-			return KeepFresher, nil
+	if held == nil {
+		if expired(c, now) {
+			return TakeStaleCRL, nil
 		}
+		return TakeCRL, nil
+	}
+	if held.Number != nil && c.Number == nil {
+		return 0, fmt.Errorf("has no CRLNumber, and the CRL held has number %s", held.Number)
+	}
+	cmp := 0
+	if held.Number != nil {
+		cmp = c.Number.Cmp(held.Number)
+	}
+	usable := func(l *x509.RevocationList) bool { return !expired(l, now) && !l.ThisUpdate.After(now) }
+	switch {
+	case cmp < 0:
+		return KeepOlderNumber, nil
+	case !usable(c) && usable(held) && (cmp == 0 || c.ThisUpdate.After(now)):
+		// Not yet valid, or an expired copy of the same number: the held
+		// one serves until this one is. An expired CRL with a greater
+		// number is taken (it lists more).
+		return KeepFresher, nil
+	case expired(c, now):
 		return TakeStaleCRL, nil
 	}
 	return TakeCRL, nil
 }
 
-// expired: past its nextUpdate (a CRL without one never expires).
+// checkCRLIssuer: c names issuer as its issuer, identifies its key when
+// both carry key identifiers (RFC 5280 section 5.2.1), and issuer signed
+// it.
+func checkCRLIssuer(c *x509.RevocationList, issuer *x509.Certificate) error {
+	if !bytes.Equal(c.RawIssuer, issuer.RawSubject) {
+		return fmt.Errorf("is not issued by %s (it names another issuer)", issuer.Subject)
+	}
+	if len(c.AuthorityKeyId) > 0 && len(issuer.SubjectKeyId) > 0 && !bytes.Equal(c.AuthorityKeyId, issuer.SubjectKeyId) {
+		return fmt.Errorf("names another key of %s (its authority key identifier is not the certificate's subject key identifier)", issuer.Subject)
+	}
+	if err := c.CheckSignatureFrom(issuer); err != nil {
+		return fmt.Errorf("is not signed by %s: %w", issuer.Subject, err)
+	}
+	return nil
+}
+
+// checkCompleteCRL refuses a CRL that does not list every revoked
+// certificate its issuer signed, or that carries what meshca cannot vouch
+// relying parties read as it does.
+func checkCompleteCRL(c *x509.RevocationList) error {
+	for _, e := range c.Extensions {
+		switch {
+		case e.Id.Equal(oidDeltaCRLIndicator):
+			return errors.New("is a delta CRL (RFC 5280 section 5.2.4): it lists only what changed since its base, and ca-crl.pem needs the complete CRL")
+		case e.Id.Equal(oidIssuingDistPoint):
+			if err := checkIDP(e.Value); err != nil {
+				return err
+			}
+		case e.Critical && !e.Id.Equal(oidAuthorityKeyID) && !e.Id.Equal(oidCRLNumber):
+			return fmt.Errorf("has a critical extension %s that relying parties may not handle", e.Id)
+		}
+	}
+	for _, r := range c.RevokedCertificateEntries {
+		for _, e := range r.Extensions {
+			if e.Id.Equal(oidCertificateIssuer) {
+				return fmt.Errorf("lists serial %x of another issuer (certificateIssuer, RFC 5280 section 5.3.3): relying parties would apply it to the entries after it too", r.SerialNumber)
+			}
+			if e.Critical {
+				return fmt.Errorf("has a critical extension %s on the entry of serial %x that relying parties may not handle", e.Id, r.SerialNumber)
+			}
+		}
+	}
+	return nil
+}
+
+// checkIDP accepts an issuing distribution point (RFC 5280 section
+// 5.2.5) that at most says the CRL covers only CA certificates (a root's
+// CRL lists intermediates); a distribution point name, user or attribute
+// certificates only, some reasons only, or an indirect CRL narrow or
+// widen what relying parties take it to cover.
+func checkIDP(v []byte) error {
+	in := cryptobyte.String(v)
+	var seq cryptobyte.String
+	if !in.ReadASN1(&seq, cbasn1.SEQUENCE) || !in.Empty() {
+		return errors.New("has an issuing distribution point that does not parse")
+	}
+	for !seq.Empty() {
+		var field cryptobyte.String
+		var tag cbasn1.Tag
+		if !seq.ReadAnyASN1(&field, &tag) {
+			return errors.New("has an issuing distribution point that does not parse")
+		}
+		// onlyContainsCACerts [2] IMPLICIT BOOLEAN
+		if tag != cbasn1.Tag(2).ContextSpecific() {
+			return errors.New("has an issuing distribution point that limits it to part of its issuer's certificates (RFC 5280 section 5.2.5); ca-crl.pem needs the complete CRL")
+		}
+	}
+	return nil
+}
+
+// expired: past its nextUpdate.
 func expired(c *x509.RevocationList, now time.Time) bool {
 	return !c.NextUpdate.IsZero() && now.After(c.NextUpdate)
 }

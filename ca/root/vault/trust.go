@@ -215,10 +215,10 @@ func (s *Source) checkSignPolicy(ctx context.Context) error {
 }
 
 // CRL fetches the issuer's CRL (<mount>/crl/pem), checks it
-// (root.CheckRootCRL: the issuer signed it, a complete CRL, not dated ahead
-// of the clock) and keeps it. A CRL older than the one held (lower CRL
-// number), or past its nextUpdate while the one held is not, is not taken
-// and the one held is returned. Before a deferred validation
+// (root.CheckRootCRL: the issuer signed it, a complete CRL with a
+// nextUpdate, not dated ahead of the clock) and keeps it. A CRL older than
+// the one held (lower CRL number), or not valid now while the one held of
+// the same number is, is not taken and the one held is returned. Before a deferred validation
 // completes it fails with ErrUnavailable without calling Vault.
 func (s *Source) CRL(ctx context.Context) (*x509.RevocationList, error) {
 	if !s.validated.Load() {
@@ -244,14 +244,14 @@ func (s *Source) fetchCRL(ctx context.Context) (*x509.RevocationList, error) {
 	cur := s.crl.Load()
 	v, err := root.CheckRootCRL(crl, cur, t.issuer, s.now())
 	if err != nil {
-		return nil, fmt.Errorf("root.vault: Vault's CRL of the mount's issuer %q %w", t.issuer.Subject, err)
+		return nil, fmt.Errorf("root.vault: %s/crl/pem: the CRL %w", s.cfg.Mount, err)
 	}
 	switch v {
 	case root.KeepOlderNumber:
 		s.log.Warn("vault served an older CRL than the one held; keeping the newer one", "held", cur.Number, "served", crl.Number)
 		return cur, nil
 	case root.KeepFresher:
-		s.log.Warn("vault's CRL is past its nextUpdate and the one held is not; keeping it: enable auto_rebuild on the mount (pki/config/crl) or rotate the CRL", "next_update", crl.NextUpdate)
+		s.log.Warn("vault's CRL is not valid now (past its nextUpdate, or dated ahead of this host's clock) and the one held is; keeping it", "this_update", crl.ThisUpdate, "next_update", crl.NextUpdate)
 		return cur, nil
 	case root.TakeStaleCRL:
 		s.log.Warn("vault's CRL is past its nextUpdate; Istio may reject it: enable auto_rebuild on the mount (pki/config/crl) or rotate the CRL", "next_update", crl.NextUpdate)

@@ -1,0 +1,100 @@
+package root_test
+
+import (
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/asn1"
+	"math/big"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/meshca/meshca/ca/root"
+)
+
+// crlOf is a CRL numbered n that r signs, valid for an hour from now,
+// shaped by mutate.
+func crlOf(t *testing.T, r ca, n int64, mutate ...func(*x509.RevocationList)) *x509.RevocationList {
+	t.Helper()
+	tmpl := &x509.RevocationList{Number: big.NewInt(n), ThisUpdate: now, NextUpdate: now.Add(time.Hour)}
+	for _, m := range mutate {
+		m(tmpl)
+	}
+	der, err := x509.CreateRevocationList(rand.Reader, tmpl, r.cert, r.key)
+	require.NoError(t, err)
+	l, err := x509.ParseRevocationList(der)
+	require.NoError(t, err)
+	return l
+}
+
+func withExt(id asn1.ObjectIdentifier, critical bool, value []byte) func(*x509.RevocationList) {
+	return func(l *x509.RevocationList) {
+		l.ExtraExtensions = append(l.ExtraExtensions, pkix.Extension{Id: id, Critical: critical, Value: value})
+	}
+}
+
+// idp is an IssuingDistributionPoint (RFC 5280 section 5.2.5) of the
+// given DER fields.
+func idp(fields ...[]byte) []byte {
+	var body []byte
+	for _, f := range fields {
+		body = append(body, f...)
+	}
+	return append([]byte{0x30, byte(len(body))}, body...)
+}
+
+// What CheckRootCRL refuses of a root's CRL, and what it takes.
+func TestCheckRootCRL_RefusesWhatIsNotTheIssuersCompleteCRL(t *testing.T) {
+	r := newRoot(t, "CRL Root", 24*time.Hour)
+	oidIDP := asn1.ObjectIdentifier{2, 5, 29, 28}
+	onlyCA := []byte{0x82, 0x01, 0xff}   // onlyContainsCACerts TRUE
+	onlyUser := []byte{0x81, 0x01, 0xff} // onlyContainsUserCerts TRUE
+	dpName := []byte{0xa0, 0x08, 0xa0, 0x06, 0x86, 0x04, 'h', 't', 't', 'p'}
+	indirect := []byte{0x84, 0x01, 0xff}
+	for name, c := range map[string]struct {
+		crl  *x509.RevocationList
+		want string // "" when taken
+	}{
+		"complete":                    {crlOf(t, r, 2), ""},
+		"IDP: CA certificates only":   {crlOf(t, r, 2, withExt(oidIDP, true, idp(onlyCA))), ""},
+		"IDP: user certificates only": {crlOf(t, r, 2, withExt(oidIDP, true, idp(onlyUser))), "limits it to part of its issuer's certificates"},
+		"IDP: a distribution point":   {crlOf(t, r, 2, withExt(oidIDP, true, idp(dpName, onlyCA))), "limits it to part of its issuer's certificates"},
+		"IDP: indirect":               {crlOf(t, r, 2, withExt(oidIDP, true, idp(indirect))), "limits it to part of its issuer's certificates"},
+		"IDP: garbage":                {crlOf(t, r, 2, withExt(oidIDP, true, []byte{0x30, 0x05, 0x01})), "issuing distribution point that does not parse"},
+		"unknown critical extension":  {crlOf(t, r, 2, withExt(asn1.ObjectIdentifier{1, 2, 3, 4}, true, []byte{0x05, 0x00})), "has a critical extension 1.2.3.4"},
+		"unknown extension":           {crlOf(t, r, 2, withExt(asn1.ObjectIdentifier{1, 2, 3, 4}, false, []byte{0x05, 0x00})), ""},
+		"critical entry extension": {crlOf(t, r, 2, func(l *x509.RevocationList) {
+			l.RevokedCertificateEntries = []x509.RevocationListEntry{{SerialNumber: big.NewInt(9), RevocationTime: now,
+				ExtraExtensions: []pkix.Extension{{Id: asn1.ObjectIdentifier{1, 2, 3, 5}, Critical: true, Value: []byte{0x05, 0x00}}}}}
+		}), "has a critical extension 1.2.3.5 on the entry of serial 9"},
+	} {
+		_, err := root.CheckRootCRL(c.crl, nil, r.cert, now)
+		if c.want == "" {
+			require.NoError(t, err, name)
+		} else {
+			require.ErrorContains(t, err, c.want, name)
+		}
+	}
+}
+
+// The CRL held is compared with only when it is still the issuer's: after
+// a re-key under the same name (numbers start afresh), it counts as none.
+func TestCheckRootCRL_AHeldCRLOfAnotherKeyCountsAsNone(t *testing.T) {
+	old, rekeyed := newRoot(t, "CRL Root", 24*time.Hour), newRoot(t, "CRL Root", 24*time.Hour)
+	held := crlOf(t, old, 50)
+	v, err := root.CheckRootCRL(crlOf(t, rekeyed, 1), held, rekeyed.cert, now)
+	require.NoError(t, err)
+	require.Equal(t, root.TakeCRL, v)
+	v, err = root.CheckRootCRL(crlOf(t, old, 1), held, old.cert, now)
+	require.NoError(t, err)
+	require.Equal(t, root.KeepOlderNumber, v, "the same key: a rollback")
+	unnumbered := crlOf(t, old, 51)
+	unnumbered.Number = nil // as parsed from a CRL without the extension (Go cannot make one)
+	_, err = root.CheckRootCRL(unnumbered, held, old.cert, now)
+	require.ErrorContains(t, err, "has no CRLNumber, and the CRL held has number 50")
+	unnumbered.NextUpdate = time.Time{} // likewise
+	_, err = root.CheckRootCRL(unnumbered, nil, old.cert, now)
+	require.ErrorContains(t, err, "has no nextUpdate")
+}
