@@ -62,6 +62,19 @@ func rrRequireCRLChecked(t *testing.T, s *server, what string, chains ...[]*x509
 	require.True(t, ok, "%s: openssl -crl_check_all refuses a chain with the ca-crl.pem served: %s", what, out)
 }
 
+// rrStartVaultToVault starts serve on Vault mount pki-a, with the root:
+// section of mount pki-b (to rotate to) in bFile.
+func rrStartVaultToVault(t *testing.T) (vr *vaultRoots, dir, bFile string, s *server) {
+	t.Helper()
+	vr = startVaultRoots(t, "pki-a", "pki-b")
+	dir = vr.caDir(t, "pki-a", "", "")
+	bFile = filepath.Join(t.TempDir(), "new-root.yaml")
+	require.NoError(t, os.WriteFile(bFile, []byte(vr.rootSection("pki-b")), 0o644))
+	s = startServe(t, dir)
+	s.waitReady(t, 10*time.Second)
+	return vr, dir, bFile, s
+}
+
 // A Vault root rotates to a second Vault mount named in a file with a
 // root: section: the chain's roots are A, then A and B (A first), then B;
 // the intermediate moves under B at the switch. While both roots are in
@@ -69,13 +82,7 @@ func rrRequireCRLChecked(t *testing.T, s *server, what string, chains ...[]*x509
 // before the switch, is still checked against a CRL from every CA of its
 // chain (Envoy refuses a chain with a CA whose CRL is missing).
 func TestServe_RootRotationVaultToASecondMount(t *testing.T) {
-	vr := startVaultRoots(t, "pki-a", "pki-b")
-	dir := vr.caDir(t, "pki-a", "", "")
-	bFile := filepath.Join(t.TempDir(), "new-root.yaml")
-	require.NoError(t, os.WriteFile(bFile, []byte(vr.rootSection("pki-b")), 0o644))
-
-	s := startServe(t, dir)
-	s.waitReady(t, 10*time.Second)
+	_, dir, bFile, s := rrStartVaultToVault(t)
 	c0 := rrSign(t, dir)
 	require.Equal(t, []string{"Enterprise Root pki-a"}, rrSubjects(c0[2:]))
 
@@ -111,12 +118,7 @@ func TestServe_RootRotationVaultToASecondMount(t *testing.T) {
 // no ca-crl.pem without one (the last good one stays in the cluster) and
 // says so with meshca_crl_incomplete.
 func TestServe_RootRotationVaultRestartWithoutAsCRL(t *testing.T) {
-	vr := startVaultRoots(t, "pki-a", "pki-b")
-	dir := vr.caDir(t, "pki-a", "", "")
-	bFile := filepath.Join(t.TempDir(), "new-root.yaml")
-	require.NoError(t, os.WriteFile(bFile, []byte(vr.rootSection("pki-b")), 0o644))
-	s := startServe(t, dir)
-	s.waitReady(t, 10*time.Second)
+	vr, dir, bFile, s := rrStartVaultToVault(t)
 	meshca(t, "rotate", "root", "--dir", dir, "--new-root-config", bFile)
 	rrWaitPhase(t, dir, s, "wait-for-workloads")
 	underA := rrSign(t, dir)
