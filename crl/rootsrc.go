@@ -62,10 +62,10 @@ func (s *FileRootCRL) Load(ctx context.Context) error {
 	case root.KeepOlderNumber:
 		return fmt.Errorf("crl.rootCRL %s: CRL number %s is lower than the %s held; keeping the newer one", s.where(), c.Number, cur.Number)
 	case root.KeepFresher:
-		return fmt.Errorf("crl.rootCRL %s: the CRL (valid from %s to %s) is not valid now and the one held is; keeping it until it is", s.where(),
+		return fmt.Errorf("crl.rootCRL %s: the CRL (valid from %s to %s) is not valid now and the one held is; keeping the one held", s.where(),
 			c.ThisUpdate.UTC().Format(time.RFC3339), c.NextUpdate.UTC().Format(time.RFC3339))
 	case root.TakeStaleCRL:
-		s.log().Warn("the root CRL is past its nextUpdate and no fresher one is held; relying parties may refuse it: have the root's CA issue a new CRL", "source", s.where(), "next_update", c.NextUpdate)
+		s.log().Warn("the root CRL is past its nextUpdate (and lists more than the one held, or none usable is held); relying parties may refuse it: have the root's CA issue a new CRL", "source", s.where(), "next_update", c.NextUpdate)
 	}
 	s.crl.Store(c)
 	return nil

@@ -153,7 +153,7 @@ func TestFileRootCRL_RefusesWhatMisleadsRelyingParties(t *testing.T) {
 	require.ErrorContains(t, load(rootCRL(6, now, now.Add(time.Hour), delta)), "the CRL is a delta CRL (RFC 5280 section 5.2.4)")
 	require.ErrorContains(t, load(rootCRL(6, now, now.Add(time.Hour), otherIssuerFirst)), "the CRL lists serial 4d of another issuer (certificateIssuer, RFC 5280 section 5.3.3)")
 	require.ErrorContains(t, load(rootCRL(6, now.Add(time.Hour), now.Add(2*time.Hour))), "more than 5m0s ahead of this host's clock")
-	require.ErrorContains(t, load(rootCRL(6, now.Add(30*time.Second), now.Add(2*time.Hour))), "is not valid now and the one held is; keeping it until it is")
+	require.ErrorContains(t, load(rootCRL(6, now.Add(30*time.Second), now.Add(2*time.Hour))), "is not valid now and the one held is; keeping the one held")
 	require.ErrorContains(t, load(rootCRL(5, now.Add(-2*time.Hour), now.Add(-time.Hour))), "is not valid now and the one held is", "an expired copy of the number held")
 	require.Equal(t, int64(5), src.CurrentCRL().Number.Int64(), "a refused read keeps the CRL held")
 	require.NoError(t, load(rootCRL(6, now.Add(-2*time.Hour), now.Add(-time.Hour))), "expired, but a greater number lists more: taken (fails closed)")

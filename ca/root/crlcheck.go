@@ -16,7 +16,6 @@ import (
 // at.
 var (
 	oidAuthorityKeyID    = asn1.ObjectIdentifier{2, 5, 29, 35}
-	oidCRLNumber         = asn1.ObjectIdentifier{2, 5, 29, 20}
 	oidDeltaCRLIndicator = asn1.ObjectIdentifier{2, 5, 29, 27}
 	oidIssuingDistPoint  = asn1.ObjectIdentifier{2, 5, 29, 28}
 	oidCertificateIssuer = asn1.ObjectIdentifier{2, 5, 29, 29}
@@ -97,16 +96,17 @@ func CheckRootCRL(c, held *x509.RevocationList, issuer *x509.Certificate, now ti
 	if held.Number != nil {
 		cmp = c.Number.Cmp(held.Number)
 	}
-	usable := func(l *x509.RevocationList) bool { return !expired(l, now) && !l.ThisUpdate.After(now) }
 	switch {
 	case cmp < 0:
 		return KeepOlderNumber, nil
-	case !usable(c) && usable(held) && (cmp == 0 || c.ThisUpdate.After(now)):
-		// Not yet valid, or an expired copy of the same number: the held
-		// one serves until this one is. An expired CRL with a greater
-		// number is taken (it lists more).
+	case cmp == 0 && expired(c, now) && !expired(held, now):
+		// An expired copy of the number held.
+		return KeepFresher, nil
+	case c.ThisUpdate.After(now) && !expired(held, now) && !held.ThisUpdate.After(now):
+		// Not valid yet: the held one serves until this one is.
 		return KeepFresher, nil
 	case expired(c, now):
+		// Nothing usable held, or a greater number: it lists more.
 		return TakeStaleCRL, nil
 	}
 	return TakeCRL, nil
@@ -140,7 +140,10 @@ func checkCompleteCRL(c *x509.RevocationList) error {
 			if err := checkIDP(e.Value); err != nil {
 				return err
 			}
-		case e.Critical && !e.Id.Equal(oidAuthorityKeyID) && !e.Id.Equal(oidCRLNumber):
+		case e.Critical && !e.Id.Equal(oidAuthorityKeyID):
+			// OpenSSL and BoringSSL handle only a critical IDP, AKI or
+			// delta indicator; anything else critical (a CRLNumber too)
+			// fails every chain.
 			return fmt.Errorf("has a critical extension %s that relying parties may not handle", e.Id)
 		}
 	}
@@ -158,26 +161,32 @@ func checkCompleteCRL(c *x509.RevocationList) error {
 }
 
 // checkIDP accepts an issuing distribution point (RFC 5280 section
-// 5.2.5) that at most says the CRL covers only CA certificates (a root's
-// CRL lists intermediates); a distribution point name, user or attribute
-// certificates only, some reasons only, or an indirect CRL narrow or
-// widen what relying parties take it to cover.
+// 5.2.5) that is empty or says only that the CRL covers CA certificates
+// (onlyContainsCACerts TRUE, once: DER encodes no default FALSE, and
+// BoringSSL refuses the whole CRL when the IDP does not decode); a
+// distribution point name, user or attribute certificates only, some
+// reasons only, or an indirect CRL narrow or widen what relying parties
+// take it to cover.
 func checkIDP(v []byte) error {
 	in := cryptobyte.String(v)
 	var seq cryptobyte.String
 	if !in.ReadASN1(&seq, cbasn1.SEQUENCE) || !in.Empty() {
 		return errors.New("has an issuing distribution point that does not parse")
 	}
-	for !seq.Empty() {
-		var field cryptobyte.String
-		var tag cbasn1.Tag
-		if !seq.ReadAnyASN1(&field, &tag) {
-			return errors.New("has an issuing distribution point that does not parse")
-		}
-		// onlyContainsCACerts [2] IMPLICIT BOOLEAN
-		if tag != cbasn1.Tag(2).ContextSpecific() {
-			return errors.New("has an issuing distribution point that limits it to part of its issuer's certificates (RFC 5280 section 5.2.5); ca-crl.pem needs the complete CRL")
-		}
+	if seq.Empty() {
+		return nil
+	}
+	var field cryptobyte.String
+	var tag cbasn1.Tag
+	if !seq.ReadAnyASN1(&field, &tag) {
+		return errors.New("has an issuing distribution point that does not parse")
+	}
+	// onlyContainsCACerts [2] IMPLICIT BOOLEAN, TRUE
+	if tag != cbasn1.Tag(2).ContextSpecific() || !seq.Empty() {
+		return errors.New("has an issuing distribution point that limits it to part of its issuer's certificates (RFC 5280 section 5.2.5); ca-crl.pem needs the complete CRL")
+	}
+	if len(field) != 1 || field[0] != 0xff {
+		return errors.New("has an issuing distribution point whose onlyContainsCACerts is not DER TRUE")
 	}
 	return nil
 }

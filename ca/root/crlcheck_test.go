@@ -63,8 +63,16 @@ func TestCheckRootCRL_RefusesWhatIsNotTheIssuersCompleteCRL(t *testing.T) {
 		"IDP: a distribution point":   {crlOf(t, r, 2, withExt(oidIDP, true, idp(dpName, onlyCA))), "limits it to part of its issuer's certificates"},
 		"IDP: indirect":               {crlOf(t, r, 2, withExt(oidIDP, true, idp(indirect))), "limits it to part of its issuer's certificates"},
 		"IDP: garbage":                {crlOf(t, r, 2, withExt(oidIDP, true, []byte{0x30, 0x05, 0x01})), "issuing distribution point that does not parse"},
-		"unknown critical extension":  {crlOf(t, r, 2, withExt(asn1.ObjectIdentifier{1, 2, 3, 4}, true, []byte{0x05, 0x00})), "has a critical extension 1.2.3.4"},
-		"unknown extension":           {crlOf(t, r, 2, withExt(asn1.ObjectIdentifier{1, 2, 3, 4}, false, []byte{0x05, 0x00})), ""},
+		"IDP: empty":                  {crlOf(t, r, 2, withExt(oidIDP, true, idp())), ""},
+		"IDP: CA certificates, empty": {crlOf(t, r, 2, withExt(oidIDP, true, idp([]byte{0x82, 0x00}))), "onlyContainsCACerts is not DER TRUE"},
+		"IDP: CA certificates, twice": {crlOf(t, r, 2, withExt(oidIDP, true, idp(onlyCA, onlyCA))), "limits it to part of its issuer's certificates"},
+		"critical CRLNumber": {crlOf(t, r, 2, func(l *x509.RevocationList) {
+			n, err := asn1.Marshal(big.NewInt(2))
+			require.NoError(t, err)
+			l.ExtraExtensions = []pkix.Extension{{Id: asn1.ObjectIdentifier{2, 5, 29, 20}, Critical: true, Value: n}}
+		}), "has a critical extension 2.5.29.20"},
+		"unknown critical extension": {crlOf(t, r, 2, withExt(asn1.ObjectIdentifier{1, 2, 3, 4}, true, []byte{0x05, 0x00})), "has a critical extension 1.2.3.4"},
+		"unknown extension":          {crlOf(t, r, 2, withExt(asn1.ObjectIdentifier{1, 2, 3, 4}, false, []byte{0x05, 0x00})), ""},
 		"critical entry extension": {crlOf(t, r, 2, func(l *x509.RevocationList) {
 			l.RevokedCertificateEntries = []x509.RevocationListEntry{{SerialNumber: big.NewInt(9), RevocationTime: now,
 				ExtraExtensions: []pkix.Extension{{Id: asn1.ObjectIdentifier{1, 2, 3, 5}, Critical: true, Value: []byte{0x05, 0x00}}}}}
@@ -76,6 +84,39 @@ func TestCheckRootCRL_RefusesWhatIsNotTheIssuersCompleteCRL(t *testing.T) {
 		} else {
 			require.ErrorContains(t, err, c.want, name)
 		}
+	}
+}
+
+// Whether a CRL replaces the one held: never a lower number; an expired
+// copy of the number held, or a CRL not valid yet, waits while the one
+// held is usable (or about to be); an expired CRL with a greater number is
+// taken (it lists more).
+func TestCheckRootCRL_Verdicts(t *testing.T) {
+	r := newRoot(t, "CRL Root", 24*time.Hour)
+	valid := func(from, to time.Duration) func(*x509.RevocationList) {
+		return func(l *x509.RevocationList) { l.ThisUpdate, l.NextUpdate = now.Add(from), now.Add(to) }
+	}
+	usable, expired, early := valid(-time.Hour, time.Hour), valid(-2*time.Hour, -time.Hour), valid(time.Minute, 2*time.Hour)
+	for name, c := range map[string]struct {
+		held, crl *x509.RevocationList
+		want      root.RootCRLVerdict
+	}{
+		"nothing held":                   {nil, crlOf(t, r, 5, usable), root.TakeCRL},
+		"nothing held, expired":          {nil, crlOf(t, r, 5, expired), root.TakeStaleCRL},
+		"nothing held, not valid yet":    {nil, crlOf(t, r, 5, early), root.TakeCRL},
+		"greater":                        {crlOf(t, r, 5, usable), crlOf(t, r, 6, usable), root.TakeCRL},
+		"lower":                          {crlOf(t, r, 5, usable), crlOf(t, r, 4, usable), root.KeepOlderNumber},
+		"lower, held expired":            {crlOf(t, r, 5, expired), crlOf(t, r, 4, usable), root.KeepOlderNumber},
+		"same, expired copy":             {crlOf(t, r, 5, usable), crlOf(t, r, 5, expired), root.KeepFresher},
+		"same, expired, held not yet":    {crlOf(t, r, 5, early), crlOf(t, r, 5, expired), root.KeepFresher},
+		"greater, expired":               {crlOf(t, r, 5, usable), crlOf(t, r, 6, expired), root.TakeStaleCRL},
+		"greater, not valid yet":         {crlOf(t, r, 5, usable), crlOf(t, r, 6, early), root.KeepFresher},
+		"greater, not yet, held expired": {crlOf(t, r, 5, expired), crlOf(t, r, 6, early), root.TakeCRL},
+		"greater, held expired":          {crlOf(t, r, 5, expired), crlOf(t, r, 6, usable), root.TakeCRL},
+	} {
+		v, err := root.CheckRootCRL(c.crl, c.held, r.cert, now)
+		require.NoError(t, err, name)
+		require.Equal(t, c.want, v, name)
 	}
 }
 

@@ -84,6 +84,14 @@ type RootSourceHealth struct {
 	since, otherSince time.Time
 }
 
+// Forget implements Forgetter: a new Lease term times outages afresh (an
+// outage seen in an earlier term may have ended meanwhile).
+func (r *RootSourceHealth) Forget() {
+	r.mu.Lock()
+	r.since, r.otherSince = time.Time{}, time.Time{}
+	r.mu.Unlock()
+}
+
 // otherRootSourceObject is the object of the other root source's alert.
 const otherRootSourceObject = "root source of the other root in force"
 

@@ -1,6 +1,7 @@
 package rules
 
 import (
+	"context"
 	"errors"
 	"sync"
 	"testing"
@@ -95,6 +96,14 @@ func TestRootSourceUnreachable_TheOtherRootsSource(t *testing.T) {
 	set(errors.New("sealed"), nil) // the rotation moved on, or the source is back
 	sw.to(t, T0.Add(9*time.Hour))
 	require.Equal(t, map[string]string{"RootSourceUnreachable/root source vault": "critical"}, sw.firing())
+
+	// A new Lease term times the outage afresh: another replica may have
+	// seen it end meanwhile.
+	var f Forgetter = rule
+	f.Forget()
+	v, err := rule.Evaluate(context.Background(), T0.Add(10*time.Hour))
+	require.NoError(t, err)
+	require.Empty(t, v, "failing since this evaluation, not since 9h earlier")
 }
 
 type fakeReporter struct {
