@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/meshca/meshca/ca/certenc"
+	"github.com/meshca/meshca/ca/oid"
 	"github.com/meshca/meshca/ca/root"
 	"github.com/meshca/meshca/ca/store"
 )
@@ -95,7 +96,7 @@ func Build(p Params, entries Entries, s Signer) ([]byte, error) {
 	}
 
 	if alt != nil {
-		exts = append(exts, extension{id: certenc.OIDAltSignatureAlgorithm, value: alt.Algorithm()})
+		exts = append(exts, extension{id: oid.AltSignatureAlgorithm, value: alt.Algorithm()})
 		pre, err := e.tbs(false, exts)
 		if err != nil {
 			return nil, err

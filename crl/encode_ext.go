@@ -8,15 +8,7 @@ import (
 	"golang.org/x/crypto/cryptobyte"
 	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
 
-	"github.com/meshca/meshca/ca/certenc"
-)
-
-// The CRL extensions of RFC 5280 section 5.2.
-var (
-	oidAuthorityKeyID    = asn1.ObjectIdentifier{2, 5, 29, 35} // 5.2.1
-	oidCRLNumber         = asn1.ObjectIdentifier{2, 5, 29, 20} // 5.2.3
-	oidDeltaCRLIndicator = asn1.ObjectIdentifier{2, 5, 29, 27} // 5.2.4
-	oidFreshestCRL       = asn1.ObjectIdentifier{2, 5, 29, 46} // 5.2.6
+	"github.com/meshca/meshca/ca/oid"
 )
 
 // extension is one Extension (RFC 5280 section 4.1) with its DER
@@ -44,14 +36,14 @@ func crlExtensions(p *Params) ([]extension, error) {
 	if err != nil {
 		return nil, err
 	}
-	exts := []extension{{id: oidAuthorityKeyID, value: aki}, {id: oidCRLNumber, value: number}}
+	exts := []extension{{id: oid.AuthorityKeyID, value: aki}, {id: oid.CRLNumber, value: number}}
 	if p.BaseNumber != 0 {
 		base, err := build(func(b *cryptobyte.Builder) { b.AddASN1Uint64(p.BaseNumber) })
 		if err != nil {
 			return nil, err
 		}
 		// "This extension MUST be marked as critical" (5.2.4).
-		exts = append(exts, extension{id: oidDeltaCRLIndicator, critical: true, value: base})
+		exts = append(exts, extension{id: oid.DeltaCRLIndicator, critical: true, value: base})
 	}
 	if len(p.FreshestCRL) > 0 {
 		fresh, err := freshestCRL(p.FreshestCRL)
@@ -59,7 +51,7 @@ func crlExtensions(p *Params) ([]extension, error) {
 			return nil, err
 		}
 		// "The extension MUST be marked as non-critical" (5.2.6).
-		exts = append(exts, extension{id: oidFreshestCRL, value: fresh})
+		exts = append(exts, extension{id: oid.FreshestCRL, value: fresh})
 	}
 	return exts, nil
 }
@@ -112,7 +104,7 @@ func altSignatureValue(sig []byte) extension {
 	v = appendHeader(v, tagBitString, len(sig)+1)
 	v = append(v, 0)
 	v = append(v, sig...)
-	return extension{id: certenc.OIDAltSignatureValue, value: v}
+	return extension{id: oid.AltSignatureValue, value: v}
 }
 
 // marshalExtensions encodes crlExtensions [0] EXPLICIT Extensions

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/meshca/meshca/ca/certenc"
+	"github.com/meshca/meshca/ca/oid"
 	"github.com/meshca/meshca/ca/pqc"
 	"github.com/meshca/meshca/ca/root"
 	"github.com/meshca/meshca/ca/verify"
@@ -127,19 +128,6 @@ func hexEncode(dst, src []byte) {
 	}
 }
 
-// classicalAlgorithms maps the classical signature algorithms certenc
-// makes to crypto/x509's names.
-var classicalAlgorithms = []struct {
-	oid asn1.ObjectIdentifier
-	alg x509.SignatureAlgorithm
-}{
-	{asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 1, 11}, x509.SHA256WithRSA},
-	{asn1.ObjectIdentifier{1, 2, 840, 10045, 4, 3, 2}, x509.ECDSAWithSHA256},
-	{asn1.ObjectIdentifier{1, 2, 840, 10045, 4, 3, 3}, x509.ECDSAWithSHA384},
-	{asn1.ObjectIdentifier{1, 2, 840, 10045, 4, 3, 4}, x509.ECDSAWithSHA512},
-	{asn1.ObjectIdentifier{1, 3, 101, 112}, x509.PureEd25519},
-}
-
 // checkCheckpoint verifies a checkpoint record's signature with the
 // certificate it carries and, when roots are given, that certificate's
 // chain to one of them at the checkpoint's time. It returns the signing
@@ -201,9 +189,9 @@ func checkCheckpoint(r *record, roots []*x509.Certificate, signerCNs []string) (
 }
 
 func checkSignature(c *x509.Certificate, alg pkix.AlgorithmIdentifier, msg, sig []byte) error {
-	for _, a := range classicalAlgorithms {
-		if a.oid.Equal(alg.Algorithm) {
-			return c.CheckSignature(a.alg, msg, sig)
+	for _, a := range oid.ClassicalSignatures {
+		if a.OID.Equal(alg.Algorithm) {
+			return c.CheckSignature(a.Algorithm, msg, sig)
 		}
 	}
 	pub, err := pqc.ParsePKIXPublicKey(c.RawSubjectPublicKeyInfo)

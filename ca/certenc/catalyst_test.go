@@ -14,6 +14,8 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/crypto/cryptobyte"
 	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
+
+	"github.com/meshca/meshca/ca/oid"
 )
 
 // catalystChain is a classical P-256 root → intermediate → workload leaf
@@ -62,7 +64,7 @@ func parse(t testing.TB, der []byte) *x509.Certificate {
 // check 2.5.29.73 names ML-DSA-65, verify 2.5.29.74 with an empty context.
 func verifyAltSignature(t testing.TB, cert *x509.Certificate, issuerAltSPKI []byte) bool {
 	t.Helper()
-	algExt, ok := findExtension(cert, OIDAltSignatureAlgorithm)
+	algExt, ok := findExtension(cert, oid.AltSignatureAlgorithm)
 	require.True(t, ok, "altSignatureAlgorithm present")
 	var alg pkix.AlgorithmIdentifier
 	rest, err := asn1.Unmarshal(algExt.Value, &alg)
@@ -71,7 +73,7 @@ func verifyAltSignature(t testing.TB, cert *x509.Certificate, issuerAltSPKI []by
 	require.True(t, alg.Algorithm.Equal(oidMLDSA65))
 	require.Empty(t, alg.Parameters.FullBytes, "ML-DSA parameters are absent")
 
-	sigExt, ok := findExtension(cert, OIDAltSignatureValue)
+	sigExt, ok := findExtension(cert, oid.AltSignatureValue)
 	require.True(t, ok, "altSignatureValue present")
 	var sig asn1.BitString
 	rest, err = asn1.Unmarshal(sigExt.Value, &sig)
@@ -91,7 +93,7 @@ func verifyAltSignature(t testing.TB, cert *x509.Certificate, issuerAltSPKI []by
 
 func altSPKIOf(t testing.TB, cert *x509.Certificate) []byte {
 	t.Helper()
-	ext, ok := findExtension(cert, OIDSubjectAltPublicKeyInfo)
+	ext, ok := findExtension(cert, oid.SubjectAltPublicKeyInfo)
 	require.True(t, ok, "subjectAltPublicKeyInfo present on %s", cert.Subject)
 	return ext.Value
 }
@@ -146,7 +148,7 @@ func TestBuildCatalyst_AnyFlippedByteBreaksTheAltSignature(t *testing.T) {
 	require.NoError(t, pk.UnmarshalBinary(keyBits))
 	pre, err := preTBS(leaf.RawTBSCertificate)
 	require.NoError(t, err)
-	sigExt, _ := findExtension(leaf, OIDAltSignatureValue)
+	sigExt, _ := findExtension(leaf, oid.AltSignatureValue)
 	var sig asn1.BitString
 	_, err = asn1.Unmarshal(sigExt.Value, &sig)
 	require.NoError(t, err)
@@ -195,7 +197,7 @@ func TestBuildCatalyst_AltExtensionsAreLastNonCriticalWithExactOIDs(t *testing.T
 		})
 	}
 	leaf := parse(t, ch.leaf)
-	san, ok := findExtension(leaf, oidExtSubjectAltName)
+	san, ok := findExtension(leaf, oid.SubjectAltName)
 	require.True(t, ok)
 	require.True(t, san.Critical, "empty subject makes the SAN critical")
 }
@@ -219,9 +221,9 @@ func TestPreTBS_DropsSignatureFieldAndAltSignatureValueOnly(t *testing.T) {
 		require.Len(t, preExts, len(tbsExts)-1)
 		require.Equal(t, tbsExts[:len(tbsExts)-1], preExts, "every extension but .74 kept, in order")
 		for _, e := range preExts {
-			oid, err := extensionOID(e)
+			id, err := extensionOID(e)
 			require.NoError(t, err)
-			require.False(t, oid.Equal(OIDAltSignatureValue))
+			require.False(t, id.Equal(oid.AltSignatureValue))
 		}
 	}
 }
@@ -249,7 +251,7 @@ func TestBuildCatalyst_RejectsPQPrimaryIssuerAndDuplicateAltExtensions(t *testin
 	_, err = BuildCatalyst(tmpl, key, Catalyst{Issuer: alt, SubjectPublicKey: []byte{1, 2, 3}}, rand.Reader)
 	require.ErrorContains(t, err, "SubjectPublicKeyInfo")
 
-	tmpl.Certificate.ExtraExtensions = []pkix.Extension{{Id: OIDAltSignatureAlgorithm, Value: []byte{0x05, 0x00}}}
+	tmpl.Certificate.ExtraExtensions = []pkix.Extension{{Id: oid.AltSignatureAlgorithm, Value: []byte{0x05, 0x00}}}
 	_, err = BuildCatalyst(tmpl, key, Catalyst{Issuer: alt}, rand.Reader)
 	require.ErrorContains(t, err, "already carries Catalyst extension")
 }

@@ -6,6 +6,8 @@ import (
 
 	"golang.org/x/crypto/cryptobyte"
 	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
+
+	"github.com/meshca/meshca/ca/oid"
 )
 
 // FuzzPreTBS feeds arbitrary bytes to PreTBS, which parses DER as a
@@ -50,7 +52,7 @@ func FuzzPreTBS(f *testing.F) {
 				if !list.ReadASN1Element(&ext, cbasn1.SEQUENCE) {
 					t.Fatal("preTBS extension does not parse")
 				}
-				if oid, err := extensionOID(ext); err == nil && oid.Equal(OIDAltSignatureValue) {
+				if id, err := extensionOID(ext); err == nil && id.Equal(oid.AltSignatureValue) {
 					t.Fatal("preTBS still carries altSignatureValue")
 				}
 			}

@@ -14,6 +14,8 @@ import (
 	"github.com/cloudflare/circl/sign/mldsa/mldsa65"
 	"github.com/cloudflare/circl/sign/mldsa/mldsa87"
 	"github.com/stretchr/testify/require"
+
+	"github.com/meshca/meshca/ca/oid"
 )
 
 // pqcTestdata is ../shared/testdata/pqc seen from the repository root.
@@ -55,7 +57,7 @@ func TestPreTBS_VerifiesBouncyCastleCatalystTrustAnchors(t *testing.T) {
 			require.NoError(t, err)
 			cert := parse(t, der)
 
-			algExt, ok := findExtension(cert, OIDAltSignatureAlgorithm)
+			algExt, ok := findExtension(cert, oid.AltSignatureAlgorithm)
 			require.True(t, ok)
 			var alg pkix.AlgorithmIdentifier
 			_, err = asn1.Unmarshal(algExt.Value, &alg)
@@ -67,7 +69,7 @@ func TestPreTBS_VerifiesBouncyCastleCatalystTrustAnchors(t *testing.T) {
 			require.NoError(t, err)
 			pk, err := scheme.UnmarshalBinaryPublicKey(keyBits)
 			require.NoError(t, err)
-			sigExt, ok := findExtension(cert, OIDAltSignatureValue)
+			sigExt, ok := findExtension(cert, oid.AltSignatureValue)
 			require.True(t, ok)
 			var sig asn1.BitString
 			_, err = asn1.Unmarshal(sigExt.Value, &sig)

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/meshca/meshca/ca/oid"
 )
 
 // parityCase is one template encoded both by certenc and by Go's
@@ -72,7 +74,7 @@ func parityCases(t *testing.T) map[string]func(t *testing.T) parityCase {
 		"extra extension replaces the built-in key usage": func(t *testing.T) parityCase {
 			return newParityCase(t, "P256", "P256", func(_, skid []byte) *x509.Certificate {
 				c := workloadTemplate(t, skid)
-				c.ExtraExtensions = []pkix.Extension{{Id: oidExtKeyUsage, Critical: true, Value: []byte{0x03, 0x02, 0x07, 0x80}}}
+				c.ExtraExtensions = []pkix.Extension{{Id: oid.KeyUsage, Critical: true, Value: []byte{0x03, 0x02, 0x07, 0x80}}}
 				return c
 			})
 		},

@@ -10,6 +10,7 @@ import (
 	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
 
 	"github.com/meshca/meshca/ca/internal/der"
+	"github.com/meshca/meshca/ca/oid"
 )
 
 // This file is meshca's one parser of certificate DER: the encoder's
@@ -201,7 +202,7 @@ func (f *TBS) preTBS() ([]byte, error) {
 			case f.ExtensionsIndex:
 				var kept [][]byte
 				for _, ext := range f.Extensions {
-					if !ext.ID.Equal(OIDAltSignatureValue) {
+					if !ext.ID.Equal(oid.AltSignatureValue) {
 						kept = append(kept, ext.Raw)
 					}
 				}

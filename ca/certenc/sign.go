@@ -16,6 +16,8 @@ import (
 	"io"
 
 	"golang.org/x/crypto/cryptobyte"
+
+	"github.com/meshca/meshca/ca/oid"
 )
 
 // AlgorithmSigner is an issuer key that is not classical: ML-DSA
@@ -161,16 +163,9 @@ func (s *Signer) Public() crypto.PublicKey { return s.key.Public() }
 // can verify; a signature that does not verify is an error.
 func (s *Signer) Sign(rand io.Reader, msg []byte) ([]byte, error) { return s.sign(rand, msg) }
 
-var (
-	oidECDSAWithSHA256 = asn1.ObjectIdentifier{1, 2, 840, 10045, 4, 3, 2}
-	oidECDSAWithSHA384 = asn1.ObjectIdentifier{1, 2, 840, 10045, 4, 3, 3}
-	oidECDSAWithSHA512 = asn1.ObjectIdentifier{1, 2, 840, 10045, 4, 3, 4}
-	oidEd25519         = asn1.ObjectIdentifier{1, 3, 101, 112}
-)
-
 // rsaAlgorithm is sha256WithRSAEncryption with its NULL parameters.
 var rsaAlgorithm = pkix.AlgorithmIdentifier{
-	Algorithm:  asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 1, 11},
+	Algorithm:  oid.SHA256WithRSA,
 	Parameters: asn1.NullRawValue,
 }
 
@@ -198,19 +193,19 @@ func classicalAlgorithm(pub crypto.PublicKey) (pkix.AlgorithmIdentifier, crypto.
 			return rsa.VerifyPKCS1v15(pub, crypto.SHA256, d[:], sig)
 		}, nil
 	case *ecdsa.PublicKey:
-		var oid asn1.ObjectIdentifier
+		var alg asn1.ObjectIdentifier
 		var h crypto.Hash
 		switch pub.Curve {
 		case elliptic.P256():
-			oid, h = oidECDSAWithSHA256, crypto.SHA256
+			alg, h = oid.ECDSAWithSHA256, crypto.SHA256
 		case elliptic.P384():
-			oid, h = oidECDSAWithSHA384, crypto.SHA384
+			alg, h = oid.ECDSAWithSHA384, crypto.SHA384
 		case elliptic.P521():
-			oid, h = oidECDSAWithSHA512, crypto.SHA512
+			alg, h = oid.ECDSAWithSHA512, crypto.SHA512
 		default:
 			return pkix.AlgorithmIdentifier{}, 0, nil, fmt.Errorf("certenc: unsupported ECDSA curve %s", pub.Curve.Params().Name)
 		}
-		return pkix.AlgorithmIdentifier{Algorithm: oid}, h, func(msg, sig []byte) error {
+		return pkix.AlgorithmIdentifier{Algorithm: alg}, h, func(msg, sig []byte) error {
 			hh := h.New()
 			hh.Write(msg)
 			if !ecdsa.VerifyASN1(pub, hh.Sum(nil), sig) {
@@ -219,7 +214,7 @@ func classicalAlgorithm(pub crypto.PublicKey) (pkix.AlgorithmIdentifier, crypto.
 			return nil
 		}, nil
 	case ed25519.PublicKey:
-		return pkix.AlgorithmIdentifier{Algorithm: oidEd25519}, 0, func(msg, sig []byte) error {
+		return pkix.AlgorithmIdentifier{Algorithm: oid.Ed25519}, 0, func(msg, sig []byte) error {
 			if !ed25519.Verify(pub, msg, sig) {
 				return errors.New("Ed25519 verification failure")
 			}
@@ -242,8 +237,8 @@ var classicalDER = func() []struct {
 		der []byte
 	}
 	for _, ai := range []pkix.AlgorithmIdentifier{
-		rsaAlgorithm, {Algorithm: oidECDSAWithSHA256}, {Algorithm: oidECDSAWithSHA384},
-		{Algorithm: oidECDSAWithSHA512}, {Algorithm: oidEd25519},
+		rsaAlgorithm, {Algorithm: oid.ECDSAWithSHA256}, {Algorithm: oid.ECDSAWithSHA384},
+		{Algorithm: oid.ECDSAWithSHA512}, {Algorithm: oid.Ed25519},
 	} {
 		der, err := marshalAlgorithm(ai)
 		if err != nil {
@@ -367,13 +362,6 @@ func Build(t *Template, issuer crypto.Signer, rand io.Reader, opts ...Option) ([
 	return marshalCertificate(tbs, s.alg, sig)
 }
 
-// The Catalyst extensions of ITU-T X.509 (10/2019) 9.8.
-var (
-	OIDSubjectAltPublicKeyInfo = asn1.ObjectIdentifier{2, 5, 29, 72}
-	OIDAltSignatureAlgorithm   = asn1.ObjectIdentifier{2, 5, 29, 73}
-	OIDAltSignatureValue       = asn1.ObjectIdentifier{2, 5, 29, 74}
-)
-
 // Catalyst holds the alternative-signature inputs of [BuildCatalyst].
 type Catalyst struct {
 	// Issuer is the issuer's alternative (ML-DSA) key. It signs the
@@ -418,7 +406,7 @@ func BuildCatalyst(t *Template, issuer crypto.Signer, alt Catalyst, rand io.Read
 	if err != nil {
 		return nil, err
 	}
-	for _, oid := range []asn1.ObjectIdentifier{OIDSubjectAltPublicKeyInfo, OIDAltSignatureAlgorithm, OIDAltSignatureValue} {
+	for _, oid := range []asn1.ObjectIdentifier{oid.SubjectAltPublicKeyInfo, oid.AltSignatureAlgorithm, oid.AltSignatureValue} {
 		if hasExtension(p.exts, oid) {
 			return nil, fmt.Errorf("certenc: template already carries Catalyst extension %v", oid)
 		}
@@ -430,9 +418,9 @@ func BuildCatalyst(t *Template, issuer crypto.Signer, alt Catalyst, rand io.Read
 		if _, err := spkiKeyBits(alt.SubjectPublicKey); err != nil {
 			return nil, fmt.Errorf("certenc: subject alternative public key: %w", err)
 		}
-		exts = append(exts, pkix.Extension{Id: OIDSubjectAltPublicKeyInfo, Value: alt.SubjectPublicKey})
+		exts = append(exts, pkix.Extension{Id: oid.SubjectAltPublicKeyInfo, Value: alt.SubjectPublicKey})
 	}
-	exts = append(exts, pkix.Extension{Id: OIDAltSignatureAlgorithm, Value: as.alg})
+	exts = append(exts, pkix.Extension{Id: oid.AltSignatureAlgorithm, Value: as.alg})
 
 	pre, err := p.tbs(nil, exts)
 	if err != nil {
@@ -448,7 +436,7 @@ func BuildCatalyst(t *Template, issuer crypto.Signer, alt Catalyst, rand io.Read
 	if err != nil {
 		return nil, fmt.Errorf("certenc: encode altSignatureValue: %w", err)
 	}
-	exts = append(exts, pkix.Extension{Id: OIDAltSignatureValue, Value: value})
+	exts = append(exts, pkix.Extension{Id: oid.AltSignatureValue, Value: value})
 
 	tbs, err := p.tbs(s.alg, exts)
 	if err != nil {
@@ -480,13 +468,13 @@ func SubjectKeyID(spki []byte) ([]byte, error) {
 
 // requestedAlgorithms maps the x509.SignatureAlgorithm values a template
 // may name to the algorithm OIDs certenc signs with.
-var requestedAlgorithms = map[x509.SignatureAlgorithm]asn1.ObjectIdentifier{
-	x509.SHA256WithRSA:   rsaAlgorithm.Algorithm,
-	x509.ECDSAWithSHA256: oidECDSAWithSHA256,
-	x509.ECDSAWithSHA384: oidECDSAWithSHA384,
-	x509.ECDSAWithSHA512: oidECDSAWithSHA512,
-	x509.PureEd25519:     oidEd25519,
-}
+var requestedAlgorithms = func() map[x509.SignatureAlgorithm]asn1.ObjectIdentifier {
+	m := make(map[x509.SignatureAlgorithm]asn1.ObjectIdentifier, len(oid.ClassicalSignatures))
+	for _, s := range oid.ClassicalSignatures {
+		m[s.Algorithm] = s.OID
+	}
+	return m
+}()
 
 // checkRequested rejects a template whose SignatureAlgorithm names
 // something other than what the issuer key signs with: certenc picks the
@@ -496,12 +484,12 @@ func checkRequested(t *Template, alg []byte) error {
 		return nil
 	}
 	req := t.Certificate.SignatureAlgorithm
-	oid, ok := requestedAlgorithms[req]
+	want, ok := requestedAlgorithms[req]
 	if !ok {
 		return fmt.Errorf("certenc: template SignatureAlgorithm %v is not supported", req)
 	}
 	var ai pkix.AlgorithmIdentifier
-	if _, err := asn1.Unmarshal(alg, &ai); err != nil || !ai.Algorithm.Equal(oid) {
+	if _, err := asn1.Unmarshal(alg, &ai); err != nil || !ai.Algorithm.Equal(want) {
 		return fmt.Errorf("certenc: template SignatureAlgorithm %v does not match the issuer key", req)
 	}
 	return nil

@@ -9,6 +9,8 @@ import (
 
 	"golang.org/x/crypto/cryptobyte"
 	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
+
+	"github.com/meshca/meshca/ca/oid"
 )
 
 // BuildTBS encodes t as a DER TBSCertificate whose signature field is
@@ -157,7 +159,7 @@ func preTBS(tbs []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if f.Extension(OIDAltSignatureValue) == nil {
+	if f.Extension(oid.AltSignatureValue) == nil {
 		return nil, errors.New("certenc: TBSCertificate has no altSignatureValue extension")
 	}
 	return f.preTBS()

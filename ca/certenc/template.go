@@ -15,6 +15,7 @@ import (
 	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
 
 	"github.com/meshca/meshca/ca/internal/der"
+	"github.com/meshca/meshca/ca/oid"
 )
 
 // Template is the input of the encoder: the certificate fields, the
@@ -174,21 +175,6 @@ func spkiKeyBits(spki []byte) ([]byte, error) {
 	return info.PublicKey, nil
 }
 
-// Extension OIDs, as crypto/x509 names them.
-var (
-	oidExtSubjectKeyID     = asn1.ObjectIdentifier{2, 5, 29, 14}
-	oidExtKeyUsage         = asn1.ObjectIdentifier{2, 5, 29, 15}
-	oidExtSubjectAltName   = asn1.ObjectIdentifier{2, 5, 29, 17}
-	oidExtBasicConstraints = asn1.ObjectIdentifier{2, 5, 29, 19}
-	oidExtCRLDistPoints    = asn1.ObjectIdentifier{2, 5, 29, 31}
-	oidExtAuthorityKeyID   = asn1.ObjectIdentifier{2, 5, 29, 35}
-	oidExtExtKeyUsage      = asn1.ObjectIdentifier{2, 5, 29, 37}
-	oidExtAuthorityInfo    = asn1.ObjectIdentifier{1, 3, 6, 1, 5, 5, 7, 1, 1}
-
-	oidAccessOCSP    = asn1.ObjectIdentifier{1, 3, 6, 1, 5, 5, 7, 48, 1}
-	oidAccessIssuers = asn1.ObjectIdentifier{1, 3, 6, 1, 5, 5, 7, 48, 2}
-)
-
 // buildExtensions mirrors crypto/x509's buildCertExtensions (Go 1.26) for
 // the supported subset: same order, same encodings, ExtraExtensions last
 // and overriding a built-in extension with the same OID. The extensions of
@@ -218,20 +204,20 @@ func buildExtensions(c *x509.Certificate, subjectIsEmpty bool) ([]pkix.Extension
 		return cond && !hasExtension(c.ExtraExtensions, oid)
 	}
 
-	if wanted(c.KeyUsage != 0, oidExtKeyUsage) {
+	if wanted(c.KeyUsage != 0, oid.KeyUsage) {
 		ku := keyUsageBits(c.KeyUsage)
-		if err := build(oidExtKeyUsage, true, func(b *cryptobyte.Builder) {
+		if err := build(oid.KeyUsage, true, func(b *cryptobyte.Builder) {
 			addBitStringBits(b, ku)
 		}); err != nil {
 			return nil, err
 		}
 	}
-	if wanted(len(c.ExtKeyUsage) > 0 || len(c.UnknownExtKeyUsage) > 0, oidExtExtKeyUsage) {
+	if wanted(len(c.ExtKeyUsage) > 0 || len(c.UnknownExtKeyUsage) > 0, oid.ExtKeyUsage) {
 		oids, err := extKeyUsageOIDs(c.ExtKeyUsage, c.UnknownExtKeyUsage)
 		if err != nil {
 			return nil, err
 		}
-		if err := build(oidExtExtKeyUsage, false, func(b *cryptobyte.Builder) {
+		if err := build(oid.ExtKeyUsage, false, func(b *cryptobyte.Builder) {
 			b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
 				for _, oid := range oids {
 					b.AddASN1ObjectIdentifier(oid)
@@ -241,7 +227,7 @@ func buildExtensions(c *x509.Certificate, subjectIsEmpty bool) ([]pkix.Extension
 			return nil, err
 		}
 	}
-	if wanted(c.BasicConstraintsValid, oidExtBasicConstraints) {
+	if wanted(c.BasicConstraintsValid, oid.BasicConstraints) {
 		pathLen := c.MaxPathLen
 		if pathLen == 0 && !c.MaxPathLenZero {
 			pathLen = -1 // omitted
@@ -249,7 +235,7 @@ func buildExtensions(c *x509.Certificate, subjectIsEmpty bool) ([]pkix.Extension
 		// BasicConstraints ::= SEQUENCE { cA BOOLEAN DEFAULT FALSE,
 		// pathLenConstraint INTEGER OPTIONAL } (RFC 5280 4.2.1.9); DER
 		// omits a DEFAULT value.
-		if err := build(oidExtBasicConstraints, true, func(b *cryptobyte.Builder) {
+		if err := build(oid.BasicConstraints, true, func(b *cryptobyte.Builder) {
 			b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
 				if c.IsCA {
 					b.AddASN1Boolean(true)
@@ -262,17 +248,17 @@ func buildExtensions(c *x509.Certificate, subjectIsEmpty bool) ([]pkix.Extension
 			return nil, err
 		}
 	}
-	if wanted(len(c.SubjectKeyId) > 0, oidExtSubjectKeyID) {
-		if err := build(oidExtSubjectKeyID, false, func(b *cryptobyte.Builder) {
+	if wanted(len(c.SubjectKeyId) > 0, oid.SubjectKeyID) {
+		if err := build(oid.SubjectKeyID, false, func(b *cryptobyte.Builder) {
 			b.AddASN1OctetString(c.SubjectKeyId)
 		}); err != nil {
 			return nil, err
 		}
 	}
-	if wanted(len(c.AuthorityKeyId) > 0, oidExtAuthorityKeyID) {
+	if wanted(len(c.AuthorityKeyId) > 0, oid.AuthorityKeyID) {
 		// AuthorityKeyIdentifier ::= SEQUENCE { keyIdentifier [0] IMPLICIT
 		// OCTET STRING OPTIONAL, ... } (RFC 5280 4.2.1.1).
-		if err := build(oidExtAuthorityKeyID, false, func(b *cryptobyte.Builder) {
+		if err := build(oid.AuthorityKeyID, false, func(b *cryptobyte.Builder) {
 			b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
 				b.AddASN1(cbasn1.Tag(0).ContextSpecific(), func(b *cryptobyte.Builder) {
 					b.AddBytes(c.AuthorityKeyId)
@@ -282,19 +268,19 @@ func buildExtensions(c *x509.Certificate, subjectIsEmpty bool) ([]pkix.Extension
 			return nil, err
 		}
 	}
-	if wanted(len(c.OCSPServer) > 0 || len(c.IssuingCertificateURL) > 0, oidExtAuthorityInfo) {
+	if wanted(len(c.OCSPServer) > 0 || len(c.IssuingCertificateURL) > 0, oid.AuthorityInfoAccess) {
 		var aia []accessDescription
 		for _, u := range c.OCSPServer {
-			aia = append(aia, accessDescription{oidAccessOCSP, uriName(u)})
+			aia = append(aia, accessDescription{oid.AccessOCSP, uriName(u)})
 		}
 		for _, u := range c.IssuingCertificateURL {
-			aia = append(aia, accessDescription{oidAccessIssuers, uriName(u)})
+			aia = append(aia, accessDescription{oid.AccessCAIssuers, uriName(u)})
 		}
-		if err := add(oidExtAuthorityInfo, false, aia); err != nil {
+		if err := add(oid.AuthorityInfoAccess, false, aia); err != nil {
 			return nil, err
 		}
 	}
-	if wanted(len(c.DNSNames) > 0 || len(c.EmailAddresses) > 0 || len(c.IPAddresses) > 0 || len(c.URIs) > 0, oidExtSubjectAltName) {
+	if wanted(len(c.DNSNames) > 0 || len(c.EmailAddresses) > 0 || len(c.IPAddresses) > 0 || len(c.URIs) > 0, oid.SubjectAltName) {
 		sans, err := generalNames(c)
 		if err != nil {
 			return nil, err
@@ -302,7 +288,7 @@ func buildExtensions(c *x509.Certificate, subjectIsEmpty bool) ([]pkix.Extension
 		// RFC 5280 4.2.1.6: with an empty subject the SAN is critical.
 		// GeneralNames ::= SEQUENCE OF GeneralName, each an IMPLICIT
 		// context-specific primitive here.
-		if err := build(oidExtSubjectAltName, subjectIsEmpty, func(b *cryptobyte.Builder) {
+		if err := build(oid.SubjectAltName, subjectIsEmpty, func(b *cryptobyte.Builder) {
 			b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
 				for _, n := range sans {
 					b.AddASN1(cbasn1.Tag(n.Tag).ContextSpecific(), func(b *cryptobyte.Builder) {
@@ -314,12 +300,12 @@ func buildExtensions(c *x509.Certificate, subjectIsEmpty bool) ([]pkix.Extension
 			return nil, err
 		}
 	}
-	if wanted(len(c.CRLDistributionPoints) > 0, oidExtCRLDistPoints) {
+	if wanted(len(c.CRLDistributionPoints) > 0, oid.CRLDistributionPoints) {
 		var dps []distributionPoint
 		for _, u := range c.CRLDistributionPoints {
 			dps = append(dps, distributionPoint{DistributionPoint: distributionPointName{FullName: []asn1.RawValue{uriName(u)}}})
 		}
-		if err := add(oidExtCRLDistPoints, false, dps); err != nil {
+		if err := add(oid.CRLDistributionPoints, false, dps); err != nil {
 			return nil, err
 		}
 	}

@@ -11,18 +11,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/meshca/meshca/ca/certenc"
+	"github.com/meshca/meshca/ca/oid"
 	"github.com/meshca/meshca/ca/pqc"
 	"github.com/meshca/meshca/ca/store"
-)
-
-// CRL and CRL entry extensions that crypto/x509 leaves undecoded or
-// does not say it found (RFC 5280 sections 5.2.4, 5.2.6, 5.3.1 and 5.3.2).
-var (
-	oidDeltaCRLIndicator = asn1.ObjectIdentifier{2, 5, 29, 27}
-	oidFreshestCRL       = asn1.ObjectIdentifier{2, 5, 29, 46}
-	oidInvalidityDate    = asn1.ObjectIdentifier{2, 5, 29, 24}
-	oidReasonCode        = asn1.ObjectIdentifier{2, 5, 29, 21}
 )
 
 // listedEntries is how many revoked certificates a CRL's summary lists.
@@ -98,7 +89,7 @@ func crlSignature(crl *x509.RevocationList) string {
 // altSignature names the algorithm of a Catalyst CRL's alternative
 // signature (altSignatureAlgorithm, 2.5.29.73).
 func altSignature(crl *x509.RevocationList) (string, bool) {
-	x, ok := extension(crl.Extensions, certenc.OIDAltSignatureAlgorithm)
+	x, ok := extension(crl.Extensions, oid.AltSignatureAlgorithm)
 	if !ok {
 		return "", false
 	}
@@ -113,7 +104,7 @@ func altSignature(crl *x509.RevocationList) (string, bool) {
 // an absent reasonCode (as the RFC asks for unspecified) says so.
 func reasonName(e x509.RevocationListEntry) string {
 	for _, x := range e.Extensions {
-		if x.Id.Equal(oidReasonCode) {
+		if x.Id.Equal(oid.ReasonCode) {
 			return fmt.Sprintf("%s (%d)", store.Reason(e.ReasonCode), e.ReasonCode)
 		}
 	}
@@ -123,7 +114,7 @@ func reasonName(e x509.RevocationListEntry) string {
 // deltaBase is a delta CRL's BaseCRLNumber (nil when the indicator does
 // not parse) and whether crl is a delta CRL.
 func deltaBase(crl *x509.RevocationList) (*big.Int, bool) {
-	x, ok := extension(crl.Extensions, oidDeltaCRLIndicator)
+	x, ok := extension(crl.Extensions, oid.DeltaCRLIndicator)
 	if !ok {
 		return nil, false
 	}
@@ -138,7 +129,7 @@ func deltaBase(crl *x509.RevocationList) (*big.Int, bool) {
 // CRLDistributionPoints syntax), made Printable (the file may be
 // anyone's); ok: the extension is present.
 func freshestCRL(crl *x509.RevocationList) (uris []string, ok bool) {
-	x, ok := extension(crl.Extensions, oidFreshestCRL)
+	x, ok := extension(crl.Extensions, oid.FreshestCRL)
 	if !ok {
 		return nil, false
 	}
@@ -174,7 +165,7 @@ func Printable(s string) string {
 
 // invalidityDate is an entry's Invalidity Date (RFC 5280 section 5.3.2).
 func invalidityDate(e x509.RevocationListEntry) (time.Time, bool) {
-	x, ok := extension(e.Extensions, oidInvalidityDate)
+	x, ok := extension(e.Extensions, oid.InvalidityDate)
 	if !ok {
 		return time.Time{}, false
 	}

@@ -15,13 +15,15 @@ import (
 	"io"
 	"strings"
 	"time"
+
+	"github.com/meshca/meshca/ca/oid"
 )
 
 // ExtensionNames maps well-known extension OIDs that Go does not decode.
 var ExtensionNames = map[string]string{
-	"2.5.29.72": "subjectAltPublicKeyInfo (ITU-T X.509 alternative public key)",
-	"2.5.29.73": "altSignatureAlgorithm (ITU-T X.509 alternative signature)",
-	"2.5.29.74": "altSignatureValue (ITU-T X.509 alternative signature)",
+	oid.SubjectAltPublicKeyInfo.String(): "subjectAltPublicKeyInfo (ITU-T X.509 alternative public key)",
+	oid.AltSignatureAlgorithm.String():   "altSignatureAlgorithm (ITU-T X.509 alternative signature)",
+	oid.AltSignatureValue.String():       "altSignatureValue (ITU-T X.509 alternative signature)",
 }
 
 // Describer adds lines for extensions or algorithms this package does not

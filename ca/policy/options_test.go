@@ -88,7 +88,7 @@ func TestWithUsages_GrantsWhatIsValidForTheKeyAndReportsTheDrop(t *testing.T) {
 			tmpl, err := testEngine().Template(req, is.cert)
 			require.NoError(t, err)
 			cert := is.sign(t, tmpl)
-			require.Equal(t, tc.ku, extValue(cert, oidKeyUsage), "keyUsage extension value")
+			require.Equal(t, tc.ku, extValue(cert, oidExtKeyUsage), "keyUsage extension value")
 			require.Equal(t, tc.eku, extValue(cert, oidEKU), "extKeyUsage extension value")
 			require.False(t, cert.IsCA)
 			require.Equal(t, tc.report, reasons(req.Adjustments()))

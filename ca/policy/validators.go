@@ -14,6 +14,7 @@ import (
 
 	"github.com/meshca/meshca/ca/caerr"
 	"github.com/meshca/meshca/ca/identity"
+	"github.com/meshca/meshca/ca/oid"
 )
 
 // Validator checks one aspect of a request and returns a *caerr.Error.
@@ -112,11 +113,6 @@ func (v commonName) Validate(req *Request) error {
 	return invalid(ReasonCommonName, "CSR has a common name; workload certificates carry the identity in the URI SAN only")
 }
 
-var (
-	oidBasicConstraints = asn1.ObjectIdentifier{2, 5, 29, 19}
-	oidKeyUsage         = asn1.ObjectIdentifier{2, 5, 29, 15}
-)
-
 // notCA rejects CSRs that request CA:true or certificate signing.
 type notCA struct{}
 
@@ -126,7 +122,7 @@ func (notCA) Validate(req *Request) error {
 	}
 	for _, ext := range req.CSR.Extensions {
 		switch {
-		case ext.Id.Equal(oidBasicConstraints):
+		case ext.Id.Equal(oid.BasicConstraints):
 			var bc struct {
 				IsCA bool `asn1:"optional"`
 				Len  int  `asn1:"optional,default:-1"`
@@ -137,7 +133,7 @@ func (notCA) Validate(req *Request) error {
 			if bc.IsCA {
 				return invalid(ReasonCARequest, "CSR requests a CA certificate")
 			}
-		case ext.Id.Equal(oidKeyUsage):
+		case ext.Id.Equal(oid.KeyUsage):
 			var bits asn1.BitString
 			if _, err := asn1.Unmarshal(ext.Value, &bits); err != nil {
 				return invalid(ReasonCSRMalformed, "CSR keyUsage extension is malformed")

@@ -8,6 +8,7 @@ import (
 	"github.com/meshca/meshca/ca/certenc"
 	"testing"
 
+	"github.com/meshca/meshca/ca/oid"
 	"github.com/meshca/meshca/ca/pqc/internal/pqctest"
 	"github.com/meshca/meshca/ca/pqc/mldsa"
 	"github.com/stretchr/testify/require"
@@ -88,7 +89,7 @@ func TestPreTBS_AcceptsTBSWithoutAltValueAndRejectsMalformedDER(t *testing.T) {
 
 	t.Run("2.5.29.74 as the only extension: extensions field omitted", func(t *testing.T) {
 		elems := append([][]byte(nil), f.Elements...)
-		elems[f.ExtensionsIndex] = extensionsField(t, mustDER(t, pkix.Extension{Id: certenc.OIDAltSignatureValue, Value: []byte{0x03, 0x01, 0x00}}))
+		elems[f.ExtensionsIndex] = extensionsField(t, mustDER(t, pkix.Extension{Id: oid.AltSignatureValue, Value: []byte{0x03, 0x01, 0x00}}))
 		tbs := encodeSequence(t, elems)
 		pre, err := certenc.PreTBS(tbs)
 		require.NoError(t, err)
@@ -129,7 +130,7 @@ func withBadExtension(t *testing.T, f *certenc.TBS) []byte {
 }
 
 func withTwo74(t *testing.T, f *certenc.TBS) []byte {
-	ext := mustDER(t, pkix.Extension{Id: certenc.OIDAltSignatureValue, Value: []byte{0x03, 0x01, 0x00}})
+	ext := mustDER(t, pkix.Extension{Id: oid.AltSignatureValue, Value: []byte{0x03, 0x01, 0x00}})
 	elems := append([][]byte(nil), f.Elements...)
 	elems[f.ExtensionsIndex] = extensionsField(t, ext, ext)
 	return encodeSequence(t, elems)
@@ -145,12 +146,12 @@ func TestParseCatalyst_RejectsInconsistentExtensions(t *testing.T) {
 	require.False(t, c.SubjectAltPublicKeyCritical)
 	require.Len(t, c.AltSignatureValue, mldsa.MLDSA44.SignatureSize())
 
-	_, err = parseCatalyst(withoutExt(f, certenc.OIDAltSignatureValue))
+	_, err = parseCatalyst(withoutExt(f, oid.AltSignatureValue))
 	require.ErrorIs(t, err, ErrMalformedCatalyst)
-	_, err = parseCatalyst(withoutExt(f, certenc.OIDAltSignatureAlgorithm))
+	_, err = parseCatalyst(withoutExt(f, oid.AltSignatureAlgorithm))
 	require.ErrorIs(t, err, ErrMalformedCatalyst)
 
-	onlyKey, err := parseCatalyst(withoutExt(withoutExt(f, certenc.OIDAltSignatureValue), certenc.OIDAltSignatureAlgorithm))
+	onlyKey, err := parseCatalyst(withoutExt(withoutExt(f, oid.AltSignatureValue), oid.AltSignatureAlgorithm))
 	require.NoError(t, err)
 	require.False(t, onlyKey.HasAltSignature())
 	require.NotNil(t, onlyKey.SubjectAltPublicKeyInfo)

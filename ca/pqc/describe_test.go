@@ -1,9 +1,9 @@
 package pqc_test
 
 import (
-	"github.com/meshca/meshca/ca/certenc"
 	"testing"
 
+	"github.com/meshca/meshca/ca/oid"
 	"github.com/meshca/meshca/ca/pqc"
 	"github.com/meshca/meshca/ca/pqc/internal/pqctest"
 	"github.com/stretchr/testify/require"
@@ -72,6 +72,6 @@ func TestDescribe_ReportsPQFactsOfEachProfile(t *testing.T) {
 }
 
 func TestOIDName_FallsBackToDottedForm(t *testing.T) {
-	require.Equal(t, "altSignatureValue", pqc.OIDName(certenc.OIDAltSignatureValue))
+	require.Equal(t, "altSignatureValue", pqc.OIDName(oid.AltSignatureValue))
 	require.Equal(t, "1.2.3.4", pqc.OIDName([]int{1, 2, 3, 4}))
 }

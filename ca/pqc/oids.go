@@ -4,36 +4,36 @@ import (
 	"encoding/asn1"
 	"fmt"
 
-	"github.com/meshca/meshca/ca/certenc"
+	"github.com/meshca/meshca/ca/oid"
 	"github.com/meshca/meshca/ca/pqc/composite"
 	"github.com/meshca/meshca/ca/pqc/mldsa"
 )
 
 // oidNames names the OIDs `meshca inspect` is likely to meet. The OIDs
-// meshca acts on are defined once, where they are used: the Catalyst
-// extensions in ca/certenc, ML-DSA and composite in the key packages.
+// meshca acts on are defined once: the X.509 and Catalyst ones in ca/oid,
+// ML-DSA and composite in the key packages.
 var oidNames = func() map[string]string {
 	m := map[string]string{
-		certenc.OIDSubjectAltPublicKeyInfo.String(): "subjectAltPublicKeyInfo",
-		certenc.OIDAltSignatureAlgorithm.String():   "altSignatureAlgorithm",
-		certenc.OIDAltSignatureValue.String():       "altSignatureValue",
-		"1.2.840.10045.2.1":                         "id-ecPublicKey",
-		"1.2.840.10045.4.3.2":                       "ecdsa-with-SHA256",
-		"1.2.840.10045.4.3.3":                       "ecdsa-with-SHA384",
-		"1.2.840.10045.4.3.4":                       "ecdsa-with-SHA512",
-		"1.2.840.113549.1.1.1":                      "rsaEncryption",
-		"1.2.840.113549.1.1.10":                     "RSASSA-PSS",
-		"1.2.840.113549.1.1.11":                     "sha256WithRSAEncryption",
-		"1.2.840.113549.1.1.12":                     "sha384WithRSAEncryption",
-		"1.2.840.113549.1.1.13":                     "sha512WithRSAEncryption",
-		"1.3.101.112":                               "Ed25519",
-		"1.3.101.113":                               "Ed448",
-		"1.2.840.10045.3.1.7":                       "P-256",
-		"1.3.132.0.34":                              "P-384",
-		"1.3.132.0.35":                              "P-521",
-		"2.16.840.1.101.3.4.4.1":                    "ML-KEM-512",
-		"2.16.840.1.101.3.4.4.2":                    "ML-KEM-768",
-		"2.16.840.1.101.3.4.4.3":                    "ML-KEM-1024",
+		oid.SubjectAltPublicKeyInfo.String(): "subjectAltPublicKeyInfo",
+		oid.AltSignatureAlgorithm.String():   "altSignatureAlgorithm",
+		oid.AltSignatureValue.String():       "altSignatureValue",
+		"1.2.840.10045.2.1":                  "id-ecPublicKey",
+		"1.2.840.10045.4.3.2":                "ecdsa-with-SHA256",
+		"1.2.840.10045.4.3.3":                "ecdsa-with-SHA384",
+		"1.2.840.10045.4.3.4":                "ecdsa-with-SHA512",
+		"1.2.840.113549.1.1.1":               "rsaEncryption",
+		"1.2.840.113549.1.1.10":              "RSASSA-PSS",
+		"1.2.840.113549.1.1.11":              "sha256WithRSAEncryption",
+		"1.2.840.113549.1.1.12":              "sha384WithRSAEncryption",
+		"1.2.840.113549.1.1.13":              "sha512WithRSAEncryption",
+		"1.3.101.112":                        "Ed25519",
+		"1.3.101.113":                        "Ed448",
+		"1.2.840.10045.3.1.7":                "P-256",
+		"1.3.132.0.34":                       "P-384",
+		"1.3.132.0.35":                       "P-521",
+		"2.16.840.1.101.3.4.4.1":             "ML-KEM-512",
+		"2.16.840.1.101.3.4.4.2":             "ML-KEM-768",
+		"2.16.840.1.101.3.4.4.3":             "ML-KEM-1024",
 	}
 	for _, p := range mldsa.ParameterSets() {
 		m[p.OID().String()] = p.Name()

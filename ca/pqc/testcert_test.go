@@ -11,6 +11,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/asn1"
 	"github.com/meshca/meshca/ca/certenc"
+	"github.com/meshca/meshca/ca/oid"
 	"io"
 	"math/big"
 	"testing"
@@ -146,12 +147,12 @@ func issueTestCert(t *testing.T, o certOpts) *testCA {
 	if o.altKey != nil {
 		altSPKI, err := MarshalPKIXPublicKey(o.altKey.Public())
 		require.NoError(t, err)
-		tmpl.ExtraExtensions = append(tmpl.ExtraExtensions, pkix.Extension{Id: certenc.OIDSubjectAltPublicKeyInfo, Value: altSPKI})
+		tmpl.ExtraExtensions = append(tmpl.ExtraExtensions, pkix.Extension{Id: oid.SubjectAltPublicKeyInfo, Value: altSPKI})
 	}
 	if o.altSign {
 		require.NotNil(t, signerAlt, "alt signing needs an issuer alt key")
 		tmpl.ExtraExtensions = append(tmpl.ExtraExtensions,
-			pkix.Extension{Id: certenc.OIDAltSignatureAlgorithm, Value: mustDER(t, signatureAlgorithmOf(t, signerAlt))})
+			pkix.Extension{Id: oid.AltSignatureAlgorithm, Value: mustDER(t, signatureAlgorithmOf(t, signerAlt))})
 	}
 	parent, layoutKey := tmpl, crypto.Signer(testDummyKey)
 	if o.issuer != nil {
@@ -177,7 +178,7 @@ func issueTestCert(t *testing.T, o certOpts) *testCA {
 		require.NoError(t, err)
 		altSig := signWith(t, signerAlt, pre)
 		value := mustDER(t, asn1.BitString{Bytes: altSig, BitLength: 8 * len(altSig)})
-		tbs = withExtension(t, tbs, mustDER(t, pkix.Extension{Id: certenc.OIDAltSignatureValue, Value: value}))
+		tbs = withExtension(t, tbs, mustDER(t, pkix.Extension{Id: oid.AltSignatureValue, Value: value}))
 	}
 	sig := signWith(t, signer, tbs)
 	var b cryptobyte.Builder

@@ -10,6 +10,7 @@ import (
 
 	"github.com/meshca/meshca/ca/certenc"
 	"github.com/meshca/meshca/ca/internal/der"
+	"github.com/meshca/meshca/ca/oid"
 	"github.com/meshca/meshca/ca/pqc/composite"
 	"github.com/meshca/meshca/ca/pqc/mldsa"
 	"golang.org/x/crypto/cryptobyte"
@@ -157,7 +158,7 @@ func ParseCatalyst(cert *x509.Certificate) (*Catalyst, error) {
 }
 
 func parseCatalyst(f *certenc.TBS) (*Catalyst, error) {
-	spki, alg, val := f.Extension(certenc.OIDSubjectAltPublicKeyInfo), f.Extension(certenc.OIDAltSignatureAlgorithm), f.Extension(certenc.OIDAltSignatureValue)
+	spki, alg, val := f.Extension(oid.SubjectAltPublicKeyInfo), f.Extension(oid.AltSignatureAlgorithm), f.Extension(oid.AltSignatureValue)
 	if spki == nil && alg == nil && val == nil {
 		return nil, nil
 	}

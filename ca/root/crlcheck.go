@@ -3,22 +3,14 @@ package root
 import (
 	"bytes"
 	"crypto/x509"
-	"encoding/asn1"
 	"errors"
 	"fmt"
 	"time"
 
 	"golang.org/x/crypto/cryptobyte"
 	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
-)
 
-// CRL extensions (RFC 5280 sections 5.2 and 5.3) that CheckRootCRL looks
-// at.
-var (
-	oidAuthorityKeyID    = asn1.ObjectIdentifier{2, 5, 29, 35}
-	oidDeltaCRLIndicator = asn1.ObjectIdentifier{2, 5, 29, 27}
-	oidIssuingDistPoint  = asn1.ObjectIdentifier{2, 5, 29, 28}
-	oidCertificateIssuer = asn1.ObjectIdentifier{2, 5, 29, 29}
+	"github.com/meshca/meshca/ca/oid"
 )
 
 // MaxCRLClockSkew is how far ahead of meshca's clock a root CRL's
@@ -134,13 +126,13 @@ func checkCRLIssuer(c *x509.RevocationList, issuer *x509.Certificate) error {
 func checkCompleteCRL(c *x509.RevocationList) error {
 	for _, e := range c.Extensions {
 		switch {
-		case e.Id.Equal(oidDeltaCRLIndicator):
+		case e.Id.Equal(oid.DeltaCRLIndicator):
 			return errors.New("is a delta CRL (RFC 5280 section 5.2.4): it lists only what changed since its base, and ca-crl.pem needs the complete CRL")
-		case e.Id.Equal(oidIssuingDistPoint):
+		case e.Id.Equal(oid.IssuingDistributionPoint):
 			if err := checkIDP(e.Value); err != nil {
 				return err
 			}
-		case e.Critical && !e.Id.Equal(oidAuthorityKeyID):
+		case e.Critical && !e.Id.Equal(oid.AuthorityKeyID):
 			// OpenSSL and BoringSSL handle only a critical IDP, AKI or
 			// delta indicator; anything else critical (a CRLNumber too)
 			// fails every chain.
@@ -149,7 +141,7 @@ func checkCompleteCRL(c *x509.RevocationList) error {
 	}
 	for _, r := range c.RevokedCertificateEntries {
 		for _, e := range r.Extensions {
-			if e.Id.Equal(oidCertificateIssuer) {
+			if e.Id.Equal(oid.CertificateIssuer) {
 				return fmt.Errorf("lists serial %x of another issuer (certificateIssuer, RFC 5280 section 5.3.3): relying parties would apply it to the entries after it too", r.SerialNumber)
 			}
 			if e.Critical {

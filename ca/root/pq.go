@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/meshca/meshca/ca/certenc"
+	"github.com/meshca/meshca/ca/oid"
 	"github.com/meshca/meshca/ca/pqc"
 )
 
@@ -113,7 +114,7 @@ func mintSPKI(parent *x509.Certificate, parentKey CAKey, spki, altSPKI []byte, t
 	case parentKey.Alt != nil:
 		der, err = certenc.BuildCatalyst(ct, parentKey.Signer, certenc.Catalyst{Issuer: parentKey.Alt, SubjectPublicKey: altSPKI}, rand.Reader, certenc.VerifyAlways)
 	case altSPKI != nil:
-		tmpl.ExtraExtensions = []pkix.Extension{{Id: certenc.OIDSubjectAltPublicKeyInfo, Value: altSPKI}}
+		tmpl.ExtraExtensions = []pkix.Extension{{Id: oid.SubjectAltPublicKeyInfo, Value: altSPKI}}
 		der, err = certenc.Build(ct, parentKey.Signer, rand.Reader, certenc.VerifyAlways)
 	default:
 		der, err = certenc.Build(ct, parentKey.Signer, rand.Reader, certenc.VerifyAlways)

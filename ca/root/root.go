@@ -12,7 +12,6 @@ import (
 	"crypto"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/asn1"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -21,6 +20,7 @@ import (
 
 	"go.step.sm/crypto/keyutil"
 
+	"github.com/meshca/meshca/ca/oid"
 	"github.com/meshca/meshca/ca/policy"
 	"github.com/meshca/meshca/ca/pqc"
 	"github.com/meshca/meshca/ca/smallfile"
@@ -102,9 +102,6 @@ func CheckSigningCA(c *x509.Certificate) error {
 	return nil
 }
 
-// oidExtKeyUsage is the keyUsage extension (RFC 5280 section 4.2.1.3).
-var oidExtKeyUsage = asn1.ObjectIdentifier{2, 5, 29, 15}
-
 // CheckIssuer checks that c may issue certificates, as RFC 5280 path
 // validation requires of a CA certificate (section 6.1.4 (k) and (n)):
 // basicConstraints with cA TRUE and, when c has a keyUsage extension,
@@ -120,7 +117,7 @@ func CheckIssuer(c *x509.Certificate) error {
 		return nil
 	}
 	for _, e := range c.Extensions {
-		if e.Id.Equal(oidExtKeyUsage) {
+		if e.Id.Equal(oid.KeyUsage) {
 			return errors.New("has a keyUsage extension without keyCertSign (RFC 5280 4.2.1.3)")
 		}
 	}

@@ -18,8 +18,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/meshca/meshca/ca/certenc"
 	"github.com/meshca/meshca/ca/config"
+	"github.com/meshca/meshca/ca/oid"
 	"github.com/meshca/meshca/ca/profile"
 	"github.com/meshca/meshca/ca/store"
 	"github.com/meshca/meshca/issuer/authn"
@@ -100,7 +100,7 @@ func (e *env) issuances(t *testing.T) []store.Issuance {
 
 func isCatalyst(c *x509.Certificate) bool {
 	for _, ext := range c.Extensions {
-		if ext.Id.Equal(certenc.OIDAltSignatureValue) {
+		if ext.Id.Equal(oid.AltSignatureValue) {
 			return true
 		}
 	}
