@@ -40,4 +40,30 @@ func TestConformanceBundleSequences(t *testing.T) {
 			return s
 		})
 	})
+	storetest.RunRootCRLsShared(t, func(t *testing.T) (storetest.RootCRLStore, storetest.RootCRLStore) {
+		s, err := Open(filepath.Join(t.TempDir(), "meshca.db"))
+		require.NoError(t, err)
+		return s, s // one handle: replicas share a file only through one process
+	})
+}
+
+func TestConformanceRootCRLs(t *testing.T) {
+	storetest.RunRootCRLs(t, func(t *testing.T) storetest.RootCRLStore {
+		s, err := Open(filepath.Join(t.TempDir(), "meshca.db"))
+		require.NoError(t, err)
+		return s
+	})
+	t.Run("Restart", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "meshca.db")
+		storetest.RunRootCRLsRestart(t, func() storetest.RootCRLStore {
+			s, err := Open(path)
+			require.NoError(t, err)
+			return s
+		})
+	})
+	storetest.RunRootCRLsShared(t, func(t *testing.T) (storetest.RootCRLStore, storetest.RootCRLStore) {
+		s, err := Open(filepath.Join(t.TempDir(), "meshca.db"))
+		require.NoError(t, err)
+		return s, s // one handle: replicas share a file only through one process
+	})
 }

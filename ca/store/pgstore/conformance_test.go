@@ -63,6 +63,18 @@ func TestConformanceBundleSequences(t *testing.T) {
 	})
 }
 
+func TestConformanceRootCRLs(t *testing.T) {
+	storetest.RunRootCRLs(t, func(t *testing.T) storetest.RootCRLStore { return openDB(t, pg.CreateDatabase(t)) })
+	t.Run("Restart", func(t *testing.T) {
+		db := pg.CreateDatabase(t)
+		storetest.RunRootCRLsRestart(t, func() storetest.RootCRLStore { return openDB(t, db) })
+	})
+	storetest.RunRootCRLsShared(t, func(t *testing.T) (storetest.RootCRLStore, storetest.RootCRLStore) {
+		db := pg.CreateDatabase(t)
+		return openDB(t, db), openDB(t, db)
+	})
+}
+
 // TestConformanceShared_UnderARepeatableReadDefault: a database whose
 // default isolation is REPEATABLE READ would fail replicas that contend
 // for one row with serialization errors (the store's transactions are
