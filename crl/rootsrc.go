@@ -26,7 +26,9 @@ const maxRootCRLBytes = 16 << 20
 // complete CRL with a nextUpdate, not dated ahead of the clock); a CRL
 // with a lower CRLNumber than the one held, or not valid now while the
 // one held of the same number is, is not taken, and a failed read keeps
-// the last good CRL.
+// the last good CRL. With a Memory, the CRL held is also the one kept in
+// the store when that one is newer (taken before a restart, or by another
+// replica), and each CRL taken is kept there.
 type FileRootCRL struct {
 	// File or URL is the source; exactly one is set.
 	File, URL string
@@ -36,6 +38,8 @@ type FileRootCRL struct {
 	Client  *http.Client
 	Clock   clock.WithTicker
 	Log     *slog.Logger
+	// Memory keeps the CRL taken in the store (nil: in memory only).
+	Memory *root.CRLMemory
 
 	crl atomic.Pointer[x509.RevocationList]
 }
@@ -43,8 +47,18 @@ type FileRootCRL struct {
 // CurrentCRL implements RootCRLSource.
 func (s *FileRootCRL) CurrentCRL() *x509.RevocationList { return s.crl.Load() }
 
-// Load reads the CRL once.
+// Load reads the CRL once. The CRL kept in the store, when newer than the
+// one held, is held first, so that it is published even when the read
+// fails.
 func (s *FileRootCRL) Load(ctx context.Context) error {
+	now := s.clock().Now()
+	cur := s.crl.Load()
+	if k, err := s.Memory.Recall(ctx, s.Root, cur, now); err != nil {
+		s.log().Warn("cannot read the root CRL kept in the store; comparing with the one held in memory only", "error", err)
+	} else if k != nil {
+		s.crl.Store(k)
+		cur = k
+	}
 	b, err := s.read(ctx)
 	if err != nil {
 		return err
@@ -53,8 +67,7 @@ func (s *FileRootCRL) Load(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("crl.rootCRL %s: %w", s.where(), err)
 	}
-	cur := s.crl.Load()
-	v, err := root.CheckRootCRL(c, cur, s.Root, s.clock().Now())
+	v, err := root.CheckRootCRL(c, cur, s.Root, now)
 	if err != nil {
 		return fmt.Errorf("crl.rootCRL %s: the CRL %w", s.where(), err)
 	}
@@ -66,6 +79,11 @@ func (s *FileRootCRL) Load(ctx context.Context) error {
 			c.ThisUpdate.UTC().Format(time.RFC3339), c.NextUpdate.UTC().Format(time.RFC3339))
 	case root.TakeStaleCRL:
 		s.log().Warn("the root CRL is past its nextUpdate (and lists more than the one held, or none usable is held); relying parties may refuse it: have the root's CA issue a new CRL", "source", s.where(), "next_update", c.NextUpdate)
+	}
+	if k, err := s.Memory.Keep(ctx, s.Root, c, now); err != nil {
+		s.log().Warn("the root CRL is taken but not kept in the store: a restart compares the next one with the CRL kept before it", "error", err)
+	} else {
+		c = k
 	}
 	s.crl.Store(c)
 	return nil

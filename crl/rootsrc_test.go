@@ -6,16 +6,22 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/asn1"
+	"log/slog"
 	"math/big"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"k8s.io/utils/clock"
+	clocktesting "k8s.io/utils/clock/testing"
 
+	"github.com/meshca/meshca/ca/root"
+	"github.com/meshca/meshca/ca/store/boltstore"
 	"github.com/meshca/meshca/crl"
 )
 
@@ -161,4 +167,63 @@ func TestFileRootCRL_RefusesWhatMisleadsRelyingParties(t *testing.T) {
 	p.clk.Step(time.Minute)
 	require.NoError(t, load(rootCRL(7, now.Add(30*time.Second), now.Add(2*time.Hour))), "valid now")
 	require.Equal(t, int64(7), src.CurrentCRL().Number.Int64())
+}
+
+// TestFileRootCRL_TheCRLKeptInTheStoreOutlivesARestart: with a Memory, the
+// CRL taken is kept in meshca's store. A restarted source (or another
+// replica) publishes it while its file cannot be read, never takes an
+// older one after it, and follows a greater one another replica took; a
+// kept CRL past its nextUpdate no longer counts.
+func TestFileRootCRL_TheCRLKeptInTheStoreOutlivesARestart(t *testing.T) {
+	p := newMgrPKI(t)
+	now := time.Now()
+	rootCRL := func(n int64, nextUpdate time.Time) []byte {
+		der, err := x509.CreateRevocationList(rand.Reader, &x509.RevocationList{
+			Number: big.NewInt(n), ThisUpdate: now.Add(-time.Minute), NextUpdate: nextUpdate,
+		}, p.root, p.rootKey)
+		require.NoError(t, err)
+		return der
+	}
+	st, err := boltstore.Open(filepath.Join(t.TempDir(), "meshca.db"))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = st.Close() })
+	mem := root.NewCRLMemory(st)
+	require.NotNil(t, mem)
+	dir := t.TempDir()
+	f := filepath.Join(dir, "root.crl")
+	ctx := context.Background()
+	newSrc := func(clk clock.WithTicker) *crl.FileRootCRL {
+		return &crl.FileRootCRL{File: f, Root: p.root, Refresh: time.Minute, Memory: mem, Clock: clk, Log: slog.New(slog.DiscardHandler)}
+	}
+
+	first := newSrc(nil)
+	writeFile(t, dir, "root.crl", rootCRL(6, now.Add(time.Hour)))
+	require.NoError(t, first.Load(ctx))
+
+	// Restarted with the file gone: the CRL kept is published.
+	require.NoError(t, os.Remove(f))
+	restarted := newSrc(nil)
+	require.ErrorContains(t, restarted.Load(ctx), "crl.rootCRL.file: open")
+	require.NotNil(t, restarted.CurrentCRL())
+	require.Equal(t, int64(6), restarted.CurrentCRL().Number.Int64())
+
+	// A replayed older CRL is not taken after the restart.
+	writeFile(t, dir, "root.crl", rootCRL(4, now.Add(time.Hour)))
+	require.ErrorContains(t, newSrc(nil).Load(ctx), "CRL number 4 is lower than the 6 held; keeping the newer one")
+
+	// Another replica takes CRL 8; this one, served 7, holds 8.
+	writeFile(t, dir, "root.crl", rootCRL(8, now.Add(time.Hour)))
+	require.NoError(t, first.Load(ctx))
+	writeFile(t, dir, "root.crl", rootCRL(7, now.Add(time.Hour)))
+	require.ErrorContains(t, restarted.Load(ctx), "CRL number 7 is lower than the 8 held; keeping the newer one")
+	require.Equal(t, int64(8), restarted.CurrentCRL().Number.Int64())
+
+	// Once CRL 8 has expired, a source that holds none follows what it
+	// is served (a CA whose numbering went back) instead of publishing
+	// the expired CRL.
+	later := clocktesting.NewFakeClock(now.Add(2 * time.Hour))
+	writeFile(t, dir, "root.crl", rootCRL(2, now.Add(3*time.Hour)))
+	fresh := newSrc(later)
+	require.NoError(t, fresh.Load(ctx))
+	require.Equal(t, int64(2), fresh.CurrentCRL().Number.Int64())
 }

@@ -49,12 +49,14 @@ func (r *Runtime) Close() error {
 // rootKey). It is the one place that asks which kind of root meshca has.
 // clk is the clock of the file sources (nil for the real one). A Vault
 // that is unavailable does not fail it: the source completes its checks
-// once Vault answers (vault.WithDeferredValidation).
-func NewRootSource(ctx context.Context, cfg *config.Config, km *keys.Manager, clk clock.PassiveClock, log *slog.Logger, reg prometheus.Registerer) (root.Source, error) {
+// once Vault answers (vault.WithDeferredValidation). A Vault source keeps
+// the root CRLs it takes in st (root.CRLMemory).
+func NewRootSource(ctx context.Context, cfg *config.Config, km *keys.Manager, st store.Store, clk clock.PassiveClock, log *slog.Logger, reg prometheus.Registerer) (root.Source, error) {
 	f := cfg.Root.File
 	switch {
 	case cfg.Root.Source == config.RootSourceVault:
-		src, err := vault.New(ctx, cfg.Root.Vault, vault.WithLogger(log), vault.WithRegisterer(reg), vault.WithDeferredValidation())
+		src, err := vault.New(ctx, cfg.Root.Vault, vault.WithLogger(log), vault.WithRegisterer(reg), vault.WithDeferredValidation(),
+			vault.WithCRLMemory(root.NewCRLMemory(st)))
 		if err != nil {
 			return nil, err // not a nil *vault.Source in a non-nil interface
 		}
@@ -98,7 +100,7 @@ func openBase(ctx context.Context, cfg *config.Config, clk clock.PassiveClock, l
 		return nil, err
 	}
 	loader := &Loader{Config: cfg, Keys: km, Store: st, Log: log, Clock: clk}
-	if loader.Root, err = NewRootSource(ctx, cfg, km, clk, log, reg); err != nil {
+	if loader.Root, err = NewRootSource(ctx, cfg, km, st, clk, log, reg); err != nil {
 		st.Close()
 		km.Close()
 		return nil, err

@@ -11,6 +11,7 @@ import (
 
 	"github.com/meshca/meshca/ca/authority"
 	"github.com/meshca/meshca/ca/config"
+	"github.com/meshca/meshca/ca/root"
 	"github.com/meshca/meshca/crl"
 )
 
@@ -45,7 +46,8 @@ func newCRLManager(ctx context.Context, cfg *config.Config, rt *authority.Runtim
 		// root.CRLSet, and the CRLs of both roots in force are published.
 		ext = rt.Root
 	case rc.File != "" || rc.URL != "":
-		src := &crl.FileRootCRL{File: rc.File, URL: rc.URL, Root: chain[len(chain)-1], Refresh: rc.Refresh.Duration, Log: log}
+		src := &crl.FileRootCRL{File: rc.File, URL: rc.URL, Root: chain[len(chain)-1], Refresh: rc.Refresh.Duration, Log: log,
+			Memory: root.NewCRLMemory(rt.Store)}
 		if err := src.Load(ctx); err != nil {
 			// Not fatal: ca-crl.pem waits for it (meshca_crl_incomplete).
 			log.Error("cannot read the root CRL; retrying every crl.rootCRL.refresh", "error", err, "refresh", rc.Refresh.Duration)

@@ -53,7 +53,7 @@ func Open(ctx context.Context, cfg *config.Config, clk clock.WithTicker, log *sl
 	newSource := func(ctx context.Context, rc config.RootConfig) (root.Source, error) {
 		c := *cfg
 		c.Root = rc
-		return authority.NewRootSource(ctx, &c, rt.Keys, clk, log, nil)
+		return authority.NewRootSource(ctx, &c, rt.Keys, rt.Store, clk, log, nil)
 	}
 	old, err := oldSource(ctx, st, cfg.Root, rt.Root, newSource, log)
 	if err != nil {

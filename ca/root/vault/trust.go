@@ -228,6 +228,13 @@ func (s *Source) CRL(ctx context.Context) (*x509.RevocationList, error) {
 }
 
 func (s *Source) fetchCRL(ctx context.Context) (*x509.RevocationList, error) {
+	t := s.trust.Load()
+	now := s.now()
+	if k, err := s.crlMemory.Recall(ctx, t.issuer, s.crl.Load(), now); err != nil {
+		s.log.Warn("cannot read the root CRL kept in the store; comparing with the one held in memory only", "error", err)
+	} else if k != nil {
+		s.crl.Store(k) // newer than the one held: taken before a restart, or by another replica
+	}
 	body, err := s.readRaw(ctx, "read crl", s.issuerPath("crl/pem"))
 	if err != nil {
 		return nil, err
@@ -240,9 +247,8 @@ func (s *Source) fetchCRL(ctx context.Context) (*x509.RevocationList, error) {
 	if err != nil {
 		return nil, fmt.Errorf("root.vault: Vault's CRL does not parse: %w", err)
 	}
-	t := s.trust.Load()
 	cur := s.crl.Load()
-	v, err := root.CheckRootCRL(crl, cur, t.issuer, s.now())
+	v, err := root.CheckRootCRL(crl, cur, t.issuer, now)
 	if err != nil {
 		return nil, fmt.Errorf("root.vault: %s/crl/pem: the CRL %w", s.cfg.Mount, err)
 	}
@@ -255,6 +261,11 @@ func (s *Source) fetchCRL(ctx context.Context) (*x509.RevocationList, error) {
 		return cur, nil
 	case root.TakeStaleCRL:
 		s.log.Warn("vault's CRL is past its nextUpdate; Istio may reject it: enable auto_rebuild on the mount (pki/config/crl) or rotate the CRL", "next_update", crl.NextUpdate)
+	}
+	if k, err := s.crlMemory.Keep(ctx, t.issuer, crl, now); err != nil {
+		s.log.Warn("vault's CRL is taken but not kept in the store: a restart compares the next one with the CRL kept before it", "error", err)
+	} else {
+		crl = k
 	}
 	s.crl.Store(crl)
 	return crl, nil

@@ -3,13 +3,22 @@ package vault
 import (
 	"bytes"
 	"crypto/x509"
+	"encoding/pem"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/meshca/meshca/ca/keys"
+	"github.com/meshca/meshca/ca/root"
+	"github.com/meshca/meshca/ca/store/boltstore"
 )
 
 func TestCRL_RootCRLIsFetchedParsedKeptAndRefreshedAfterARevocation(t *testing.T) {
@@ -86,4 +95,62 @@ func TestRoots_AreVaultsSelfSignedRootAndPinnedFingerprintAcceptsColons(t *testi
 	require.NoError(t, err)
 	require.Len(t, roots, 1)
 	require.True(t, roots[0].Equal(p.root))
+}
+
+// TestCRL_ARestartedSourceNeverTakesAnOlderCRLThanItKept: a source that
+// kept a CRL in meshca's store (WithCRLMemory), restarted while its
+// Vault's crl/pem answers with an older CRL of the same root (replayed, or
+// a restored mount), keeps publishing the newer one, which lists the
+// intermediate revoked in between.
+func TestCRL_ARestartedSourceNeverTakesAnOlderCRLThanItKept(t *testing.T) {
+	ctx := testCtx(t)
+	p := newPKI(t, "crlkept")
+	st, err := boltstore.Open(filepath.Join(t.TempDir(), "meshca.db"))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = st.Close() })
+	mem := root.NewCRLMemory(st)
+	require.NotNil(t, mem)
+
+	src, _ := newSource(t, p.config(), WithCRLMemory(mem))
+	older := src.CurrentCRL()
+	require.NotNil(t, older)
+	km, _ := newKeys(t)
+	b, _, _, err := mintGeneration(ctx, src, km, keys.ECP256, tmpl, time.Now())
+	require.NoError(t, err)
+	_, err = vaultEnv.Client.Logical().WriteWithContext(ctx, p.mount+"/revoke", map[string]any{"serial_number": serialColons(b.Cert)})
+	require.NoError(t, err)
+	newer, err := src.CRL(ctx)
+	require.NoError(t, err)
+	require.Positive(t, newer.Number.Cmp(older.Number))
+	require.Len(t, newer.RevokedCertificateEntries, 1)
+
+	// Vault, seen through a front that answers crl/pem with the older CRL.
+	target, err := url.Parse(vaultEnv.Addr)
+	require.NoError(t, err)
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	var replayed atomic.Int32
+	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "/crl/pem") {
+			replayed.Add(1)
+			_, _ = w.Write(pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: older.Raw}))
+			return
+		}
+		proxy.ServeHTTP(w, r)
+	}))
+	t.Cleanup(front.Close)
+	cfg := p.config()
+	cfg.Address = front.URL
+
+	restarted, _ := newSource(t, cfg, WithCRLMemory(mem))
+	require.Positive(t, replayed.Load(), "the restarted source read the replayed CRL")
+	got := restarted.CurrentCRL()
+	require.NotNil(t, got)
+	require.Equal(t, newer.Raw, got.Raw, "the CRL kept, not the older one Vault served")
+	_, err = restarted.CRL(ctx)
+	require.NoError(t, err)
+	require.Equal(t, newer.Raw, restarted.CurrentCRL().Raw, "a refresh keeps it too")
+
+	// Without the store, the restarted source takes what it is served.
+	forgetful, _ := newSource(t, cfg)
+	require.Equal(t, older.Raw, forgetful.CurrentCRL().Raw)
 }

@@ -64,6 +64,8 @@ type Source struct {
 
 	trust atomic.Pointer[trustMaterial]
 	crl   atomic.Pointer[x509.RevocationList]
+	// crlMemory keeps the CRL taken in meshca's store (WithCRLMemory).
+	crlMemory *root.CRLMemory
 
 	up          atomic.Bool
 	lastSuccess atomic.Int64          // unix nanoseconds
@@ -88,6 +90,7 @@ type options struct {
 	sleep           SleepFunc
 	env             func(string) string
 	deferValidation bool
+	crlMemory       *root.CRLMemory
 }
 
 // WithLogger logs through l (default slog.Default()).
@@ -102,6 +105,11 @@ func WithClock(now func() time.Time) Option { return func(o *options) { o.now = 
 
 // WithSleep makes the background loops wait through sleep.
 func WithSleep(sleep SleepFunc) Option { return func(o *options) { o.sleep = sleep } }
+
+// WithCRLMemory keeps each CRL the source takes in meshca's store and
+// compares what Vault serves with the one kept there too, so that no
+// restart or replica takes an older CRL than was taken before.
+func WithCRLMemory(m *root.CRLMemory) Option { return func(o *options) { o.crlMemory = m } }
 
 // WithEnv reads environment variables (VAULT_TOKEN) through getenv
 // instead of os.Getenv.
@@ -176,7 +184,7 @@ func New(ctx context.Context, cfg config.VaultConfig, opts ...Option) (*Source, 
 	}
 	s := &Source{
 		cfg: cfg, api: api, auth: auth, log: o.log.With("root_source", SourceName),
-		now: o.now, sleep: o.sleep,
+		now: o.now, sleep: o.sleep, crlMemory: o.crlMemory,
 		rootPin: config.NormalizeFingerprint(cfg.ExpectedRootFingerprint),
 	}
 	s.signPath = cfg.Mount + "/root/sign-intermediate"

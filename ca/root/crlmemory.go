@@ -1,0 +1,101 @@
+package root
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/meshca/meshca/ca/store"
+)
+
+// CRLMemory keeps the root CRL a source took last, per issuer, in meshca's
+// store (store.RootCRLs), beside the one the source holds in memory: a
+// restarted meshca, or another replica on a shared store, compares what
+// the source serves with it, so that it never takes a CRL with a lower
+// CRLNumber than one taken before (a replayed or rolled-back copy, RFC
+// 5280 section 5.2.3), and has the last CRL taken to publish while the
+// source cannot be read. A nil *CRLMemory keeps nothing.
+type CRLMemory struct {
+	store store.RootCRLs
+}
+
+// NewCRLMemory is the CRLMemory of st, or nil when st does not keep root
+// CRLs.
+func NewCRLMemory(st any) *CRLMemory {
+	if rc, ok := st.(store.RootCRLs); ok {
+		return &CRLMemory{store: rc}
+	}
+	return nil
+}
+
+// crlMemoryKey names issuer in the store: its name and public key, so that
+// a re-keyed issuer, whose CRL numbers start afresh, has its own record.
+func crlMemoryKey(issuer *x509.Certificate) string {
+	h := sha256.New()
+	h.Write(issuer.RawSubject)
+	h.Write(issuer.RawSubjectPublicKeyInfo)
+	return "crl-issuer-" + hex.EncodeToString(h.Sum(nil)[:16])
+}
+
+// Recall returns the CRL kept for issuer when it should replace held, the
+// CRL the source holds (nil for none), at now: CheckRootCRL takes it in
+// held's place (it has a greater number, or nothing is held) and it is
+// valid now. Otherwise, and when none is kept, it returns nil. A kept CRL
+// past its nextUpdate is not recalled: rollback protection lasts while the
+// CRL kept is valid, when a replayed older one could hide a revocation,
+// and a root CA whose numbering went back (a PKI mount rebuilt from the
+// same key) is followed once its last CRL expired.
+func (m *CRLMemory) Recall(ctx context.Context, issuer *x509.Certificate, held *x509.RevocationList, now time.Time) (*x509.RevocationList, error) {
+	if m == nil {
+		return nil, nil
+	}
+	der, err := m.store.GetRootCRL(ctx, crlMemoryKey(issuer))
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return nil, nil
+	case err != nil:
+		return nil, err
+	case held != nil && bytes.Equal(der, held.Raw):
+		return nil, nil
+	}
+	return takenInPlaceOf(der, held, issuer, now), nil
+}
+
+// Keep stores c, a CRL of issuer that CheckRootCRL took in place of the
+// one held, unless a greater-numbered one is kept (another replica took
+// it meanwhile): then that one is returned, to be held instead of c, if
+// it is valid now. Otherwise it returns c.
+func (m *CRLMemory) Keep(ctx context.Context, issuer *x509.Certificate, c *x509.RevocationList, now time.Time) (*x509.RevocationList, error) {
+	if m == nil {
+		return c, nil
+	}
+	der, err := m.store.KeepRootCRL(ctx, crlMemoryKey(issuer), c.Number, c.Raw)
+	if err != nil {
+		return c, fmt.Errorf("keeping the root CRL of %s in the store: %w", issuer.Subject, err)
+	}
+	if bytes.Equal(der, c.Raw) {
+		return c, nil
+	}
+	if k := takenInPlaceOf(der, c, issuer, now); k != nil {
+		return k, nil
+	}
+	return c, nil
+}
+
+// takenInPlaceOf parses der and returns it when CheckRootCRL takes it in
+// place of held and it is valid now (TakeCRL); nil otherwise.
+func takenInPlaceOf(der []byte, held *x509.RevocationList, issuer *x509.Certificate, now time.Time) *x509.RevocationList {
+	k, err := x509.ParseRevocationList(der)
+	if err != nil {
+		return nil
+	}
+	if v, err := CheckRootCRL(k, held, issuer, now); err != nil || v != TakeCRL {
+		return nil
+	}
+	return k
+}
