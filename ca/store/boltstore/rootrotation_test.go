@@ -40,30 +40,23 @@ func TestConformanceBundleSequences(t *testing.T) {
 			return s
 		})
 	})
-	storetest.RunRootCRLsShared(t, func(t *testing.T) (storetest.RootCRLStore, storetest.RootCRLStore) {
-		s, err := Open(filepath.Join(t.TempDir(), "meshca.db"))
-		require.NoError(t, err)
-		return s, s // one handle: replicas share a file only through one process
-	})
 }
 
 func TestConformanceRootCRLs(t *testing.T) {
-	storetest.RunRootCRLs(t, func(t *testing.T) storetest.RootCRLStore {
-		s, err := Open(filepath.Join(t.TempDir(), "meshca.db"))
+	openAt := func(t *testing.T, path string) *Store {
+		s, err := Open(path)
 		require.NoError(t, err)
 		return s
+	}
+	storetest.RunRootCRLs(t, func(t *testing.T) storetest.RootCRLStore {
+		return openAt(t, filepath.Join(t.TempDir(), "meshca.db"))
 	})
 	t.Run("Restart", func(t *testing.T) {
 		path := filepath.Join(t.TempDir(), "meshca.db")
-		storetest.RunRootCRLsRestart(t, func() storetest.RootCRLStore {
-			s, err := Open(path)
-			require.NoError(t, err)
-			return s
-		})
+		storetest.RunRootCRLsRestart(t, func() storetest.RootCRLStore { return openAt(t, path) })
 	})
 	storetest.RunRootCRLsShared(t, func(t *testing.T) (storetest.RootCRLStore, storetest.RootCRLStore) {
-		s, err := Open(filepath.Join(t.TempDir(), "meshca.db"))
-		require.NoError(t, err)
+		s := openAt(t, filepath.Join(t.TempDir(), "meshca.db"))
 		return s, s // one handle: replicas share a file only through one process
 	})
 }
