@@ -48,16 +48,18 @@ type FileRootCRL struct {
 func (s *FileRootCRL) CurrentCRL() *x509.RevocationList { return s.crl.Load() }
 
 // Load reads the CRL once. The CRL kept in the store, when newer than the
-// one held, is held first, so that it is published even when the read
-// fails.
+// one held, is compared with first and, unless it has expired, held, so
+// that it is published even when the read fails.
 func (s *FileRootCRL) Load(ctx context.Context) error {
 	now := s.clock().Now()
 	cur := s.crl.Load()
-	if k, err := s.Memory.Recall(ctx, s.Root, cur, now); err != nil {
+	if k, expired, err := s.Memory.Recall(ctx, s.Root, cur, now); err != nil {
 		s.log().Warn("cannot read the root CRL kept in the store; comparing with the one held in memory only", "error", err)
 	} else if k != nil {
-		s.crl.Store(k)
 		cur = k
+		if !expired {
+			s.crl.Store(k)
+		}
 	}
 	b, err := s.read(ctx)
 	if err != nil {
@@ -73,14 +75,18 @@ func (s *FileRootCRL) Load(ctx context.Context) error {
 	}
 	switch v {
 	case root.KeepOlderNumber:
+		s.crl.Store(cur) // the one kept in the store, if that is the newer
 		return fmt.Errorf("crl.rootCRL %s: CRL number %s is lower than the %s held; keeping the newer one", s.where(), c.Number, cur.Number)
 	case root.KeepFresher:
 		return fmt.Errorf("crl.rootCRL %s: the CRL (valid from %s to %s) is not valid now and the one held is; keeping the one held", s.where(),
 			c.ThisUpdate.UTC().Format(time.RFC3339), c.NextUpdate.UTC().Format(time.RFC3339))
 	case root.TakeStaleCRL:
 		s.log().Warn("the root CRL is past its nextUpdate (and lists more than the one held, or none usable is held); relying parties may refuse it: have the root's CA issue a new CRL", "source", s.where(), "next_update", c.NextUpdate)
+	case root.TakeRenumbered:
+		s.log().Warn("the root CRL has a lower CRL number than the one held, which has expired: the root's CA numbering went back (RFC 5280 section 5.2.3 requires increasing numbers); taking it, as it is valid now",
+			"source", s.where(), "number", c.Number, "held", cur.Number)
 	}
-	if k, err := s.Memory.Keep(ctx, s.Root, c, now); err != nil {
+	if k, err := s.Memory.Keep(ctx, s.Root, c, v, now); err != nil {
 		s.log().Warn("the root CRL is taken but not kept in the store: a restart compares the next one with the CRL kept before it", "error", err)
 	} else {
 		c = k

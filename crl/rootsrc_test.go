@@ -172,8 +172,8 @@ func TestFileRootCRL_RefusesWhatMisleadsRelyingParties(t *testing.T) {
 // TestFileRootCRL_TheCRLKeptInTheStoreOutlivesARestart: with a Memory, the
 // CRL taken is kept in meshca's store. A restarted source (or another
 // replica) publishes it while its file cannot be read, never takes an
-// older one after it, and follows a greater one another replica took; a
-// kept CRL past its nextUpdate no longer counts.
+// older one after it, and follows a greater one another replica took; once
+// the CRL kept has expired, a valid lower-numbered one replaces it.
 func TestFileRootCRL_TheCRLKeptInTheStoreOutlivesARestart(t *testing.T) {
 	p := newMgrPKI(t)
 	now := time.Now()
@@ -218,12 +218,22 @@ func TestFileRootCRL_TheCRLKeptInTheStoreOutlivesARestart(t *testing.T) {
 	require.ErrorContains(t, restarted.Load(ctx), "CRL number 7 is lower than the 8 held; keeping the newer one")
 	require.Equal(t, int64(8), restarted.CurrentCRL().Number.Int64())
 
-	// Once CRL 8 has expired, a source that holds none follows what it
-	// is served (a CA whose numbering went back) instead of publishing
-	// the expired CRL.
+	// Once CRL 8 has expired, the CA's numbering having gone back, a
+	// restarted source and a running one that holds CRL 8 both follow a
+	// valid CRL 2, and the store keeps it: a later restart refuses a
+	// lower one again.
 	later := clocktesting.NewFakeClock(now.Add(2 * time.Hour))
 	writeFile(t, dir, "root.crl", rootCRL(2, now.Add(3*time.Hour)))
+	require.NoError(t, os.Remove(f))
 	fresh := newSrc(later)
+	require.ErrorContains(t, fresh.Load(ctx), "crl.rootCRL.file: open")
+	require.Nil(t, fresh.CurrentCRL(), "the expired CRL kept is not published")
+	writeFile(t, dir, "root.crl", rootCRL(2, now.Add(3*time.Hour)))
 	require.NoError(t, fresh.Load(ctx))
 	require.Equal(t, int64(2), fresh.CurrentCRL().Number.Int64())
+	restarted.Clock = later
+	require.NoError(t, restarted.Load(ctx))
+	require.Equal(t, int64(2), restarted.CurrentCRL().Number.Int64(), "the running source follows too")
+	writeFile(t, dir, "root.crl", rootCRL(1, now.Add(3*time.Hour)))
+	require.ErrorContains(t, newSrc(later).Load(ctx), "CRL number 1 is lower than the 2 held; keeping the newer one")
 }

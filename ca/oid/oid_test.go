@@ -94,14 +94,21 @@ func TestCRLExtensions_AreThoseCryptoX509Writes(t *testing.T) {
 
 }
 
-// The identifiers crypto/x509 neither writes nor names, against the
-// numbers of RFC 5280's ASN.1 module (A.2: id-ce 24, 27, 28, 29, 46) and
-// of ITU-T X.509 (10/2019) 9.8 (id-ce 72, 73, 74).
-func TestOtherExtensions_AreTheSpecificationsNumbers(t *testing.T) {
+// Each identifier is the number its specification gives it: RFC 5280's
+// ASN.1 module (A.2, id-ce and id-pe/id-ad), ITU-T X.509 (10/2019) 9.8,
+// RFC 4055, RFC 5758 and RFC 8410. The tests above check the same numbers
+// against crypto/x509 where it writes them.
+func TestIdentifiers_AreTheSpecificationsNumbers(t *testing.T) {
 	for want, id := range map[string]asn1.ObjectIdentifier{
+		"2.5.29.14": oid.SubjectKeyID, "2.5.29.15": oid.KeyUsage, "2.5.29.17": oid.SubjectAltName,
+		"2.5.29.19": oid.BasicConstraints, "2.5.29.20": oid.CRLNumber, "2.5.29.21": oid.ReasonCode,
 		"2.5.29.24": oid.InvalidityDate, "2.5.29.27": oid.DeltaCRLIndicator, "2.5.29.28": oid.IssuingDistributionPoint,
-		"2.5.29.29": oid.CertificateIssuer, "2.5.29.46": oid.FreshestCRL,
+		"2.5.29.29": oid.CertificateIssuer, "2.5.29.31": oid.CRLDistributionPoints, "2.5.29.35": oid.AuthorityKeyID,
+		"2.5.29.37": oid.ExtKeyUsage, "2.5.29.46": oid.FreshestCRL,
+		"1.3.6.1.5.5.7.1.1": oid.AuthorityInfoAccess, "1.3.6.1.5.5.7.48.1": oid.AccessOCSP, "1.3.6.1.5.5.7.48.2": oid.AccessCAIssuers,
 		"2.5.29.72": oid.SubjectAltPublicKeyInfo, "2.5.29.73": oid.AltSignatureAlgorithm, "2.5.29.74": oid.AltSignatureValue,
+		"1.2.840.113549.1.1.11": oid.SHA256WithRSA, "1.2.840.10045.4.3.2": oid.ECDSAWithSHA256,
+		"1.2.840.10045.4.3.3": oid.ECDSAWithSHA384, "1.2.840.10045.4.3.4": oid.ECDSAWithSHA512, "1.3.101.112": oid.Ed25519,
 	} {
 		require.Equal(t, want, id.String())
 	}

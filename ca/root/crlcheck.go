@@ -33,6 +33,13 @@ const (
 	// replayed or rolled-back copy, RFC 5280 section 5.2.3); the CRL held
 	// stays.
 	KeepOlderNumber
+	// TakeRenumbered: it has a lower CRLNumber than the CRL held, but the
+	// CRL held is past its nextUpdate and this one is valid now: the
+	// issuer's numbering went back (a CA that lost its CRL number, a PKI
+	// mount rebuilt from the same key). It replaces the CRL held, which
+	// relying parties refuse; a replayed copy older than the CRL held is
+	// normally expired too, as a CA's nextUpdates grow with its numbers.
+	TakeRenumbered
 	// KeepFresher: the CRL held has the same number and is still valid,
 	// and this copy is past its nextUpdate, or it is not valid yet (its
 	// thisUpdate is ahead of the clock): relying parties would refuse it
@@ -89,6 +96,8 @@ func CheckRootCRL(c, held *x509.RevocationList, issuer *x509.Certificate, now ti
 		cmp = c.Number.Cmp(held.Number)
 	}
 	switch {
+	case cmp < 0 && expired(held, now) && !expired(c, now) && !c.ThisUpdate.After(now):
+		return TakeRenumbered, nil
 	case cmp < 0:
 		return KeepOlderNumber, nil
 	case cmp == 0 && expired(c, now) && !expired(held, now):

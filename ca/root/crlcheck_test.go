@@ -87,10 +87,11 @@ func TestCheckRootCRL_RefusesWhatIsNotTheIssuersCompleteCRL(t *testing.T) {
 	}
 }
 
-// Whether a CRL replaces the one held: never a lower number; an expired
-// copy of the number held, or a CRL not valid yet, waits while the one
-// held is usable (or about to be); an expired CRL with a greater number is
-// taken (it lists more).
+// Whether a CRL replaces the one held: a lower number only when the one
+// held has expired and it is valid now (the issuer's numbering went back);
+// an expired copy of the number held, or a CRL not valid yet, waits while
+// the one held is usable (or about to be); an expired CRL with a greater
+// number is taken (it lists more).
 func TestCheckRootCRL_Verdicts(t *testing.T) {
 	r := newRoot(t, "CRL Root", 24*time.Hour)
 	valid := func(from, to time.Duration) func(*x509.RevocationList) {
@@ -106,7 +107,9 @@ func TestCheckRootCRL_Verdicts(t *testing.T) {
 		"nothing held, not valid yet":    {nil, crlOf(t, r, 5, early), root.TakeCRL},
 		"greater":                        {crlOf(t, r, 5, usable), crlOf(t, r, 6, usable), root.TakeCRL},
 		"lower":                          {crlOf(t, r, 5, usable), crlOf(t, r, 4, usable), root.KeepOlderNumber},
-		"lower, held expired":            {crlOf(t, r, 5, expired), crlOf(t, r, 4, usable), root.KeepOlderNumber},
+		"lower, held expired":            {crlOf(t, r, 5, expired), crlOf(t, r, 4, usable), root.TakeRenumbered},
+		"lower, both expired":            {crlOf(t, r, 5, expired), crlOf(t, r, 4, expired), root.KeepOlderNumber},
+		"lower, not yet, held expired":   {crlOf(t, r, 5, expired), crlOf(t, r, 4, early), root.KeepOlderNumber},
 		"same, expired copy":             {crlOf(t, r, 5, usable), crlOf(t, r, 5, expired), root.KeepFresher},
 		"same, expired, held not yet":    {crlOf(t, r, 5, early), crlOf(t, r, 5, expired), root.KeepFresher},
 		"greater, expired":               {crlOf(t, r, 5, usable), crlOf(t, r, 6, expired), root.TakeStaleCRL},

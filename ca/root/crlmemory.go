@@ -42,39 +42,51 @@ func crlMemoryKey(issuer *x509.Certificate) string {
 	return "crl-issuer-" + hex.EncodeToString(h.Sum(nil)[:16])
 }
 
-// Recall returns the CRL kept for issuer when it should replace held, the
-// CRL the source holds (nil for none), at now: CheckRootCRL takes it in
-// held's place (it has a greater number, or nothing is held) and it is
-// valid now. Otherwise, and when none is kept, it returns nil. A kept CRL
-// past its nextUpdate is not recalled: rollback protection lasts while the
-// CRL kept is valid, when a replayed older one could hide a revocation,
-// and a root CA whose numbering went back (a PKI mount rebuilt from the
-// same key) is followed once its last CRL expired.
-func (m *CRLMemory) Recall(ctx context.Context, issuer *x509.Certificate, held *x509.RevocationList, now time.Time) (*x509.RevocationList, error) {
+// Recall returns the CRL kept for issuer when CheckRootCRL takes it in
+// place of held, the CRL the source holds (nil for none), at now: it has a
+// greater number, or nothing is held. Otherwise, and when none is kept, it
+// returns nil. expired says that it is past its nextUpdate: the source
+// compares what it reads with it, so that a CA whose numbering went back
+// is followed (TakeRenumbered) in the store too, but does not publish it.
+// A kept CRL that CheckRootCRL refuses (another issuer's, or one that no
+// longer passes) is ignored.
+func (m *CRLMemory) Recall(ctx context.Context, issuer *x509.Certificate, held *x509.RevocationList, now time.Time) (k *x509.RevocationList, expired bool, err error) {
 	if m == nil {
-		return nil, nil
+		return nil, false, nil
 	}
 	der, err := m.store.GetRootCRL(ctx, crlMemoryKey(issuer))
 	switch {
 	case errors.Is(err, store.ErrNotFound):
-		return nil, nil
+		return nil, false, nil
 	case err != nil:
-		return nil, err
+		return nil, false, err
 	case held != nil && bytes.Equal(der, held.Raw):
-		return nil, nil
+		return nil, false, nil
 	}
-	return takenInPlaceOf(der, held, issuer, now), nil
+	if k, err = x509.ParseRevocationList(der); err != nil {
+		return nil, false, nil
+	}
+	switch v, err := CheckRootCRL(k, held, issuer, now); {
+	case err != nil:
+		return nil, false, nil
+	case v == TakeCRL:
+		return k, false, nil
+	case v == TakeStaleCRL:
+		return k, true, nil
+	}
+	return nil, false, nil
 }
 
-// Keep stores c, a CRL of issuer that CheckRootCRL took in place of the
-// one held, unless a greater-numbered one is kept (another replica took
-// it meanwhile): then that one is returned, to be held instead of c, if
-// it is valid now. Otherwise it returns c.
-func (m *CRLMemory) Keep(ctx context.Context, issuer *x509.Certificate, c *x509.RevocationList, now time.Time) (*x509.RevocationList, error) {
+// Keep stores c, a CRL of issuer that CheckRootCRL took (verdict v) in
+// place of the one held, unless a greater-numbered one is kept (another
+// replica took it meanwhile): then that one is returned, to be held
+// instead of c, if CheckRootCRL takes it in c's place and it is valid now.
+// Otherwise it returns c. A TakeRenumbered c replaces whatever is kept.
+func (m *CRLMemory) Keep(ctx context.Context, issuer *x509.Certificate, c *x509.RevocationList, v RootCRLVerdict, now time.Time) (*x509.RevocationList, error) {
 	if m == nil {
 		return c, nil
 	}
-	der, err := m.store.KeepRootCRL(ctx, crlMemoryKey(issuer), c.Number, c.Raw)
+	der, err := m.store.KeepRootCRL(ctx, crlMemoryKey(issuer), store.RootCRL{Number: c.Number, DER: c.Raw, Renumbered: v == TakeRenumbered})
 	if err != nil {
 		return c, fmt.Errorf("keeping the root CRL of %s in the store: %w", issuer.Subject, err)
 	}
@@ -84,7 +96,7 @@ func (m *CRLMemory) Keep(ctx context.Context, issuer *x509.Certificate, c *x509.
 	if k := takenInPlaceOf(der, c, issuer, now); k != nil {
 		return k, nil
 	}
-	return c, nil
+	return c, fmt.Errorf("the store keeps another CRL of %s that is not valid now (CRL number %s is not kept: a restart compares with the one kept)", issuer.Subject, c.Number)
 }
 
 // takenInPlaceOf parses der and returns it when CheckRootCRL takes it in

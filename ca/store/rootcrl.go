@@ -21,43 +21,59 @@ const RootCRLNumberBytes = 21
 // in ca-crl.pem, so that a restarted meshca, or another replica on a
 // shared store, never takes an older one than was taken before (a
 // replayed or rolled-back copy: a lower CRLNumber, RFC 5280 section
-// 5.2.3), and has a CRL to publish while its source is unreachable.
+// 5.2.3), and a crl.rootCRL source that cannot be read at start has a CRL
+// to publish.
 type RootCRLs interface {
-	// KeepRootCRL stores der, the CRL whose CRLNumber is number (nil:
-	// it has none), as issuer's, unless the CRL stored for issuer has a
-	// greater number, or has a number while der has none. It returns the
-	// CRL stored for issuer after the call: der, or the one kept. One
-	// transaction, durable before it returns. A bad issuer key
-	// (ValidateBundleName's rules), a negative or over-long number, or
-	// an empty der or one over MaxRootCRLBytes is refused with ErrInvalid.
-	KeepRootCRL(ctx context.Context, issuer string, number *big.Int, der []byte) ([]byte, error)
+	// KeepRootCRL stores c as issuer's CRL, unless the CRL stored for
+	// issuer has a greater number, or has a number while c has none (and
+	// c is not Renumbered). It returns the CRL stored for issuer after
+	// the call: c's DER, or the one kept. A c identical to the CRL stored
+	// writes nothing. One transaction, durable before it returns. A bad
+	// issuer key (ValidateBundleName's rules), a negative or over-long
+	// number, or an empty DER or one over MaxRootCRLBytes is refused with
+	// ErrInvalid.
+	KeepRootCRL(ctx context.Context, issuer string, c RootCRL) ([]byte, error)
 	// GetRootCRL returns the CRL stored for issuer, or ErrNotFound.
 	GetRootCRL(ctx context.Context, issuer string) ([]byte, error)
 }
 
-// ValidateRootCRL checks KeepRootCRL's arguments and returns number as
-// RootCRLNumberBytes big-endian bytes (nil for none).
-func ValidateRootCRL(issuer string, number *big.Int, der []byte) ([]byte, error) {
+// RootCRL is a root CRL to keep.
+type RootCRL struct {
+	// Number is its CRLNumber; nil when it has none.
+	Number *big.Int
+	DER    []byte
+	// Renumbered replaces the CRL stored whatever its number: the
+	// issuer's numbering went back and the CRL stored has expired, as
+	// the caller checked (root.TakeRenumbered).
+	Renumbered bool
+}
+
+// ValidateRootCRL checks KeepRootCRL's arguments and returns c's number
+// as RootCRLNumberBytes big-endian bytes (nil for none).
+func ValidateRootCRL(issuer string, c RootCRL) ([]byte, error) {
 	if err := ValidateBundleName(issuer); err != nil {
 		return nil, fmt.Errorf("root CRL issuer key: %w", err)
 	}
-	if len(der) == 0 || len(der) > MaxRootCRLBytes {
-		return nil, fmt.Errorf("%w: a root CRL of %d bytes; give 1 to %d", ErrInvalid, len(der), MaxRootCRLBytes)
+	if len(c.DER) == 0 || len(c.DER) > MaxRootCRLBytes {
+		return nil, fmt.Errorf("%w: a root CRL of %d bytes; give 1 to %d", ErrInvalid, len(c.DER), MaxRootCRLBytes)
 	}
-	if number == nil {
+	if c.Number == nil {
 		return nil, nil
 	}
-	if number.Sign() < 0 || len(number.Bytes()) > RootCRLNumberBytes {
-		return nil, fmt.Errorf("%w: CRL number %s is negative or over %d octets", ErrInvalid, number, RootCRLNumberBytes)
+	if c.Number.Sign() < 0 || len(c.Number.Bytes()) > RootCRLNumberBytes {
+		return nil, fmt.Errorf("%w: CRL number %s is negative or over %d octets", ErrInvalid, c.Number, RootCRLNumberBytes)
 	}
-	return number.FillBytes(make([]byte, RootCRLNumberBytes)), nil
+	return c.Number.FillBytes(make([]byte, RootCRLNumberBytes)), nil
 }
 
-// RootCRLReplaces tells whether a CRL numbered next (RootCRLNumberBytes
-// bytes, nil for none) replaces the one stored, numbered stored:
+// RootCRLReplaces tells whether c, numbered next (RootCRLNumberBytes
+// bytes, nil for none), replaces the CRL stored, numbered stored:
 // KeepRootCRL's rule.
-func RootCRLReplaces(next, stored []byte) bool {
-	if next == nil {
+func RootCRLReplaces(c RootCRL, next, stored []byte) bool {
+	switch {
+	case c.Renumbered:
+		return true
+	case next == nil:
 		return stored == nil
 	}
 	return stored == nil || string(next) >= string(stored)

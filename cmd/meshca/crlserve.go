@@ -49,7 +49,9 @@ func newCRLManager(ctx context.Context, cfg *config.Config, rt *authority.Runtim
 		src := &crl.FileRootCRL{File: rc.File, URL: rc.URL, Root: chain[len(chain)-1], Refresh: rc.Refresh.Duration, Log: log,
 			Memory: root.NewCRLMemory(rt.Store)}
 		if err := src.Load(ctx); err != nil {
-			// Not fatal: ca-crl.pem waits for it (meshca_crl_incomplete).
+			// Not fatal: the CRL kept in the store, if still valid, is
+			// published; without one ca-crl.pem waits for it
+			// (meshca_crl_incomplete).
 			log.Error("cannot read the root CRL; retrying every crl.rootCRL.refresh", "error", err, "refresh", rc.Refresh.Duration)
 		}
 		go src.Run(ctx)

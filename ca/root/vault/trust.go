@@ -230,10 +230,16 @@ func (s *Source) CRL(ctx context.Context) (*x509.RevocationList, error) {
 func (s *Source) fetchCRL(ctx context.Context) (*x509.RevocationList, error) {
 	t := s.trust.Load()
 	now := s.now()
-	if k, err := s.crlMemory.Recall(ctx, t.issuer, s.crl.Load(), now); err != nil {
+	cur := s.crl.Load()
+	if k, expired, err := s.crlMemory.Recall(ctx, t.issuer, cur, now); err != nil {
 		s.log.Warn("cannot read the root CRL kept in the store; comparing with the one held in memory only", "error", err)
 	} else if k != nil {
-		s.crl.Store(k) // newer than the one held: taken before a restart, or by another replica
+		// Newer than the one held: taken before a restart, or by another
+		// replica. Compared with, and held unless it has expired.
+		cur = k
+		if !expired {
+			s.crl.Store(k)
+		}
 	}
 	body, err := s.readRaw(ctx, "read crl", s.issuerPath("crl/pem"))
 	if err != nil {
@@ -247,7 +253,6 @@ func (s *Source) fetchCRL(ctx context.Context) (*x509.RevocationList, error) {
 	if err != nil {
 		return nil, fmt.Errorf("root.vault: Vault's CRL does not parse: %w", err)
 	}
-	cur := s.crl.Load()
 	v, err := root.CheckRootCRL(crl, cur, t.issuer, now)
 	if err != nil {
 		return nil, fmt.Errorf("root.vault: %s/crl/pem: the CRL %w", s.cfg.Mount, err)
@@ -255,14 +260,18 @@ func (s *Source) fetchCRL(ctx context.Context) (*x509.RevocationList, error) {
 	switch v {
 	case root.KeepOlderNumber:
 		s.log.Warn("vault served an older CRL than the one held; keeping the newer one", "held", cur.Number, "served", crl.Number)
+		s.crl.Store(cur) // the one kept in the store, if that is the newer
 		return cur, nil
 	case root.KeepFresher:
 		s.log.Warn("vault's CRL is not valid now (past its nextUpdate, or dated ahead of this host's clock) and the one held is; keeping it", "this_update", crl.ThisUpdate, "next_update", crl.NextUpdate)
 		return cur, nil
 	case root.TakeStaleCRL:
 		s.log.Warn("vault's CRL is past its nextUpdate; Istio may reject it: enable auto_rebuild on the mount (pki/config/crl) or rotate the CRL", "next_update", crl.NextUpdate)
+	case root.TakeRenumbered:
+		s.log.Warn("vault's CRL has a lower CRL number than the one held, which has expired: the mount's numbering went back (a mount rebuilt from the same key?); taking it, as it is valid now",
+			"number", crl.Number, "held", cur.Number)
 	}
-	if k, err := s.crlMemory.Keep(ctx, t.issuer, crl, now); err != nil {
+	if k, err := s.crlMemory.Keep(ctx, t.issuer, crl, v, now); err != nil {
 		s.log.Warn("vault's CRL is taken but not kept in the store: a restart compares the next one with the CRL kept before it", "error", err)
 	} else {
 		crl = k

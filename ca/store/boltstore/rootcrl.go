@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"math/big"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -21,13 +20,18 @@ var _ store.RootCRLs = (*Store)(nil)
 
 // KeepRootCRL implements store.RootCRLs: the record is compared and
 // replaced in one fsynced transaction; bbolt runs one writer at a time.
-func (s *Store) KeepRootCRL(ctx context.Context, issuer string, number *big.Int, der []byte) ([]byte, error) {
-	num, err := store.ValidateRootCRL(issuer, number, der)
+// A CRL identical to the one stored is answered from a read. A record
+// that does not decode is replaced.
+func (s *Store) KeepRootCRL(ctx context.Context, issuer string, c store.RootCRL) ([]byte, error) {
+	num, err := store.ValidateRootCRL(issuer, c)
 	if err != nil {
 		return nil, err
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
+	}
+	if cur, err := s.GetRootCRL(ctx, issuer); err == nil && bytes.Equal(cur, c.DER) {
+		return cur, nil
 	}
 	var kept []byte
 	err = s.w.Update(func(tx *bolt.Tx) error {
@@ -36,21 +40,18 @@ func (s *Store) KeepRootCRL(ctx context.Context, issuer string, number *big.Int,
 			return err
 		}
 		curNum, curDER, ok, err := decodeRootCRL(b.Get([]byte(issuer)))
-		if err != nil {
-			return err
-		}
-		if ok && !store.RootCRLReplaces(num, curNum) {
+		if err == nil && ok && !store.RootCRLReplaces(c, num, curNum) {
 			kept = curDER
 			return nil
 		}
-		v := make([]byte, 0, 1+len(num)+len(der))
+		v := make([]byte, 0, 1+len(num)+len(c.DER))
 		if num != nil {
 			v = append(append(v, 1), num...)
 		} else {
 			v = append(v, 0)
 		}
-		kept = bytes.Clone(der)
-		return b.Put([]byte(issuer), append(v, der...))
+		kept = bytes.Clone(c.DER)
+		return b.Put([]byte(issuer), append(v, c.DER...))
 	})
 	if err != nil {
 		return nil, err

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/big"
 
 	"github.com/jackc/pgx/v5"
 
@@ -15,10 +14,11 @@ var _ store.RootCRLs = (*Store)(nil)
 
 // KeepRootCRL implements store.RootCRLs: one transaction inserts the
 // issuer's row, or locks it (the conflict of INSERT ... ON CONFLICT DO
-// UPDATE) and replaces it only when store.RootCRLReplaces holds, then
-// returns the row, so that replicas racing with two CRLs keep the greater.
-func (s *Store) KeepRootCRL(ctx context.Context, issuer string, number *big.Int, der []byte) ([]byte, error) {
-	num, err := store.ValidateRootCRL(issuer, number, der)
+// UPDATE) and replaces it only when store.RootCRLReplaces holds and the
+// CRL differs, then returns the row, so that replicas racing with two
+// CRLs keep the greater.
+func (s *Store) KeepRootCRL(ctx context.Context, issuer string, c store.RootCRL) ([]byte, error) {
+	num, err := store.ValidateRootCRL(issuer, c)
 	if err != nil {
 		return nil, err
 	}
@@ -27,9 +27,10 @@ func (s *Store) KeepRootCRL(ctx context.Context, issuer string, number *big.Int,
 		// bytea compares byte by byte; the numbers are all 21 bytes.
 		if _, err := tx.Exec(ctx, `INSERT INTO root_crls (issuer, number, der) VALUES ($1, $2, $3)
 			ON CONFLICT (issuer) DO UPDATE SET number = excluded.number, der = excluded.der
-			WHERE (excluded.number IS NULL AND root_crls.number IS NULL)
-			   OR (excluded.number IS NOT NULL AND (root_crls.number IS NULL OR excluded.number >= root_crls.number))`,
-			issuer, num, der); err != nil {
+			WHERE root_crls.der IS DISTINCT FROM excluded.der AND ($4::boolean
+			   OR (excluded.number IS NULL AND root_crls.number IS NULL)
+			   OR (excluded.number IS NOT NULL AND (root_crls.number IS NULL OR excluded.number >= root_crls.number)))`,
+			issuer, num, c.DER, c.Renumbered); err != nil {
 			return err
 		}
 		return tx.QueryRow(ctx, `SELECT der FROM root_crls WHERE issuer = $1`, issuer).Scan(&kept)

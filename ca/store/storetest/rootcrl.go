@@ -22,13 +22,18 @@ type RootCRLStore interface {
 // keep is KeepRootCRL with a decimal number ("" for none).
 func keep(t *testing.T, s store.RootCRLs, issuer, number, der string) string {
 	t.Helper()
+	return keepCRL(t, s, issuer, number, der, false)
+}
+
+func keepCRL(t *testing.T, s store.RootCRLs, issuer, number, der string, renumbered bool) string {
+	t.Helper()
 	var n *big.Int
 	if number != "" {
 		var ok bool
 		n, ok = new(big.Int).SetString(number, 10)
 		require.True(t, ok)
 	}
-	got, err := s.KeepRootCRL(context.Background(), issuer, n, []byte(der))
+	got, err := s.KeepRootCRL(context.Background(), issuer, store.RootCRL{Number: n, DER: []byte(der), Renumbered: renumbered})
 	require.NoError(t, err)
 	return string(got)
 }
@@ -70,6 +75,16 @@ func RunRootCRLs(t *testing.T, open func(t *testing.T) RootCRLStore) {
 		require.Equal(t, "crl max", keep(t, s, "root-b", max20, "crl max"))
 		require.Equal(t, "crl max", keep(t, s, "root-b", "1", "crl 1"))
 		require.Equal(t, "crl 7 again", storedRootCRL(t, s, "root-a"), "each issuer has its own")
+		_, err = s.GetRootCRL(context.Background(), "root-c")
+		require.ErrorIs(t, err, store.ErrNotFound, "an issuer with no record beside others")
+	})
+	run("RootCRLs/ARenumberedCRLReplacesAGreaterNumber", func(t *testing.T, s RootCRLStore) {
+		require.Equal(t, "crl 500", keep(t, s, "root", "500", "crl 500"))
+		require.Equal(t, "crl 500", keep(t, s, "root", "1", "crl 1"))
+		require.Equal(t, "crl 1", keepCRL(t, s, "root", "1", "crl 1", true), "the caller found crl 500 expired and crl 1 valid")
+		require.Equal(t, "crl 2", keep(t, s, "root", "2", "crl 2"), "the new numbering from then on")
+		require.Equal(t, "crl 2", keep(t, s, "root", "1", "crl 1 again"))
+		require.Equal(t, "no number", keepCRL(t, s, "root", "", "no number", true))
 	})
 	run("RootCRLs/UnnumberedCRLsReplaceEachOtherUntilANumberedOne", func(t *testing.T, s RootCRLStore) {
 		require.Equal(t, "first", keep(t, s, "root", "", "first"))
@@ -94,7 +109,7 @@ func RunRootCRLs(t *testing.T, open func(t *testing.T) RootCRLStore) {
 			"empty CRL":       {"root", big.NewInt(9), nil},
 			"CRL too large":   {"root", big.NewInt(9), make([]byte, store.MaxRootCRLBytes+1)},
 		} {
-			got, err := s.KeepRootCRL(ctx, c.issuer, c.number, c.der)
+			got, err := s.KeepRootCRL(ctx, c.issuer, store.RootCRL{Number: c.number, DER: c.der})
 			require.ErrorIs(t, err, store.ErrInvalid, name)
 			require.Nil(t, got, name)
 		}
@@ -130,7 +145,7 @@ func RunRootCRLsShared(t *testing.T, open func(t *testing.T) (a, b RootCRLStore)
 			wg.Go(func() {
 				for n := 1; n <= 50; n++ {
 					v := n*4 + i
-					got, err := s.KeepRootCRL(ctx, "root", big.NewInt(int64(v)), fmt.Appendf(nil, "crl %d", v))
+					got, err := s.KeepRootCRL(ctx, "root", store.RootCRL{Number: big.NewInt(int64(v)), DER: fmt.Appendf(nil, "crl %d", v)})
 					if err != nil {
 						t.Error(err)
 						return

@@ -1,0 +1,92 @@
+package root_test
+
+import (
+	"context"
+	"crypto/x509"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/meshca/meshca/ca/root"
+	"github.com/meshca/meshca/ca/store/boltstore"
+)
+
+// The CRL memory on a real bbolt store: what Recall and Keep return for
+// each state of the store.
+func TestCRLMemory_RecallAndKeep(t *testing.T) {
+	ctx := context.Background()
+	st, err := boltstore.Open(filepath.Join(t.TempDir(), "meshca.db"))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = st.Close() })
+	mem := root.NewCRLMemory(st)
+	require.NotNil(t, mem)
+	require.Nil(t, root.NewCRLMemory(struct{}{}), "a store that keeps no root CRLs")
+	var none *root.CRLMemory
+	k, _, err := none.Recall(ctx, nil, nil, now)
+	require.NoError(t, err)
+	require.Nil(t, k, "a nil memory recalls nothing")
+
+	r := newRoot(t, "Kept Root", 24*time.Hour)
+	other := newRoot(t, "Other Root", 24*time.Hour)
+	valid := func(from, to time.Duration) func(*x509.RevocationList) {
+		return func(l *x509.RevocationList) { l.ThisUpdate, l.NextUpdate = now.Add(from), now.Add(to) }
+	}
+	usable, expired := valid(-time.Hour, time.Hour), valid(-2*time.Hour, -time.Hour)
+	recall := func(issuer ca, held *x509.RevocationList) (*x509.RevocationList, bool) {
+		t.Helper()
+		k, exp, err := mem.Recall(ctx, issuer.cert, held, now)
+		require.NoError(t, err)
+		return k, exp
+	}
+	keep := func(c *x509.RevocationList, v root.RootCRLVerdict) (*x509.RevocationList, error) {
+		t.Helper()
+		return mem.Keep(ctx, r.cert, c, v, now)
+	}
+
+	k, _ = recall(r, nil)
+	require.Nil(t, k, "nothing kept")
+	c5 := crlOf(t, r, 5, usable)
+	got, err := keep(c5, root.TakeCRL)
+	require.NoError(t, err)
+	require.Same(t, c5, got)
+	k, exp := recall(r, nil)
+	require.Equal(t, c5.Raw, k.Raw, "after a restart")
+	require.False(t, exp)
+	k, _ = recall(r, c5)
+	require.Nil(t, k, "the one held")
+	k, _ = recall(r, crlOf(t, r, 6, usable))
+	require.Nil(t, k, "older than the one held")
+	k, _ = recall(other, nil)
+	require.Nil(t, k, "another issuer has its own record")
+
+	// Another replica kept 7 while this one took 6: 7 is held instead.
+	c7 := crlOf(t, r, 7, usable)
+	_, err = root.NewCRLMemory(st).Keep(ctx, r.cert, c7, root.TakeCRL, now)
+	require.NoError(t, err)
+	got, err = keep(crlOf(t, r, 6, usable), root.TakeCRL)
+	require.NoError(t, err)
+	require.Equal(t, c7.Raw, got.Raw)
+
+	// A greater one kept that has expired: recalled to compare with, not
+	// to publish; a CRL it does not replace is returned with an error.
+	c9 := crlOf(t, r, 9, expired)
+	_, err = keep(c9, root.TakeStaleCRL)
+	require.NoError(t, err)
+	k, exp = recall(r, c7)
+	require.Equal(t, c9.Raw, k.Raw)
+	require.True(t, exp)
+	c8 := crlOf(t, r, 8, usable)
+	got, err = keep(c8, root.TakeCRL)
+	require.ErrorContains(t, err, "the store keeps another CRL of CN=Kept Root")
+	require.Same(t, c8, got)
+	// The issuer's numbering went back: a renumbered CRL replaces it.
+	c2 := crlOf(t, r, 2, usable)
+	got, err = keep(c2, root.TakeRenumbered)
+	require.NoError(t, err)
+	require.Same(t, c2, got)
+	k, exp = recall(r, nil)
+	require.Equal(t, c2.Raw, k.Raw)
+	require.False(t, exp)
+}
