@@ -75,7 +75,6 @@ func (s *FileRootCRL) Load(ctx context.Context) error {
 	}
 	switch v {
 	case root.KeepOlderNumber:
-		s.crl.Store(cur) // the one kept in the store, if that is the newer
 		return fmt.Errorf("crl.rootCRL %s: CRL number %s is lower than the %s held; keeping the newer one", s.where(), c.Number, cur.Number)
 	case root.KeepFresher:
 		return fmt.Errorf("crl.rootCRL %s: the CRL (valid from %s to %s) is not valid now and the one held is; keeping the one held", s.where(),
@@ -86,7 +85,7 @@ func (s *FileRootCRL) Load(ctx context.Context) error {
 		s.log().Warn("the root CRL has a lower CRL number than the one held, which has expired: the root's CA numbering went back (RFC 5280 section 5.2.3 requires increasing numbers); taking it, as it is valid now",
 			"source", s.where(), "number", c.Number, "held", cur.Number)
 	}
-	if k, err := s.Memory.Keep(ctx, s.Root, c, v, now); err != nil {
+	if k, err := s.Memory.Keep(ctx, s.Root, c, cur, v, now); err != nil {
 		s.log().Warn("the root CRL is taken but not kept in the store: a restart compares the next one with the CRL kept before it", "error", err)
 	} else {
 		c = k

@@ -177,13 +177,14 @@ func TestFileRootCRL_RefusesWhatMisleadsRelyingParties(t *testing.T) {
 func TestFileRootCRL_TheCRLKeptInTheStoreOutlivesARestart(t *testing.T) {
 	p := newMgrPKI(t)
 	now := time.Now()
-	rootCRL := func(n int64, nextUpdate time.Time) []byte {
+	issued := func(n int64, thisUpdate, nextUpdate time.Time) []byte {
 		der, err := x509.CreateRevocationList(rand.Reader, &x509.RevocationList{
-			Number: big.NewInt(n), ThisUpdate: now.Add(-time.Minute), NextUpdate: nextUpdate,
+			Number: big.NewInt(n), ThisUpdate: thisUpdate, NextUpdate: nextUpdate,
 		}, p.root, p.rootKey)
 		require.NoError(t, err)
 		return der
 	}
+	rootCRL := func(n int64, nextUpdate time.Time) []byte { return issued(n, now.Add(-time.Minute), nextUpdate) }
 	st, err := boltstore.Open(filepath.Join(t.TempDir(), "meshca.db"))
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = st.Close() })
@@ -218,22 +219,26 @@ func TestFileRootCRL_TheCRLKeptInTheStoreOutlivesARestart(t *testing.T) {
 	require.ErrorContains(t, restarted.Load(ctx), "CRL number 7 is lower than the 8 held; keeping the newer one")
 	require.Equal(t, int64(8), restarted.CurrentCRL().Number.Int64())
 
-	// Once CRL 8 has expired, the CA's numbering having gone back, a
-	// restarted source and a running one that holds CRL 8 both follow a
-	// valid CRL 2, and the store keeps it: a later restart refuses a
-	// lower one again.
+	// Once CRL 8 has expired, a replayed CRL 5 issued before it is still
+	// refused, even valid for longer; nothing is published, as the one
+	// kept has expired.
 	later := clocktesting.NewFakeClock(now.Add(2 * time.Hour))
-	writeFile(t, dir, "root.crl", rootCRL(2, now.Add(3*time.Hour)))
-	require.NoError(t, os.Remove(f))
+	writeFile(t, dir, "root.crl", issued(5, now.Add(-10*time.Minute), now.Add(30*24*time.Hour)))
 	fresh := newSrc(later)
-	require.ErrorContains(t, fresh.Load(ctx), "crl.rootCRL.file: open")
+	require.ErrorContains(t, fresh.Load(ctx), "CRL number 5 is lower than the 8 held; keeping the newer one")
 	require.Nil(t, fresh.CurrentCRL(), "the expired CRL kept is not published")
-	writeFile(t, dir, "root.crl", rootCRL(2, now.Add(3*time.Hour)))
+	// The CA's numbering went back: a valid CRL 2 issued after CRL 8 is
+	// taken, and kept in the store in CRL 8's place.
+	writeFile(t, dir, "root.crl", issued(2, now.Add(90*time.Minute), now.Add(3*time.Hour)))
 	require.NoError(t, fresh.Load(ctx))
 	require.Equal(t, int64(2), fresh.CurrentCRL().Number.Int64())
+	// A running source that holds the expired CRL 8 and cannot read its
+	// file follows the store, and a replayed CRL 5 does not replace
+	// CRL 2 there.
+	require.NoError(t, os.Remove(f))
 	restarted.Clock = later
-	require.NoError(t, restarted.Load(ctx))
+	require.ErrorContains(t, restarted.Load(ctx), "crl.rootCRL.file: open")
 	require.Equal(t, int64(2), restarted.CurrentCRL().Number.Int64(), "the running source follows too")
-	writeFile(t, dir, "root.crl", rootCRL(1, now.Add(3*time.Hour)))
+	writeFile(t, dir, "root.crl", issued(1, now.Add(100*time.Minute), now.Add(3*time.Hour)))
 	require.ErrorContains(t, newSrc(later).Load(ctx), "CRL number 1 is lower than the 2 held; keeping the newer one")
 }

@@ -34,11 +34,12 @@ const (
 	// stays.
 	KeepOlderNumber
 	// TakeRenumbered: it has a lower CRLNumber than the CRL held, but the
-	// CRL held is past its nextUpdate and this one is valid now: the
-	// issuer's numbering went back (a CA that lost its CRL number, a PKI
-	// mount rebuilt from the same key). It replaces the CRL held, which
-	// relying parties refuse; a replayed copy older than the CRL held is
-	// normally expired too, as a CA's nextUpdates grow with its numbers.
+	// CRL held is past its nextUpdate, this one is valid now and was
+	// issued after it (a later thisUpdate): the issuer's numbering went
+	// back (a CA that lost its CRL number, a PKI mount rebuilt from the
+	// same key). It replaces the CRL held, which relying parties refuse.
+	// A replayed copy of an older CRL was issued before the one held, so
+	// it stays refused (KeepOlderNumber) whatever its nextUpdate.
 	TakeRenumbered
 	// KeepFresher: the CRL held has the same number and is still valid,
 	// and this copy is past its nextUpdate, or it is not valid yet (its
@@ -96,7 +97,7 @@ func CheckRootCRL(c, held *x509.RevocationList, issuer *x509.Certificate, now ti
 		cmp = c.Number.Cmp(held.Number)
 	}
 	switch {
-	case cmp < 0 && expired(held, now) && !expired(c, now) && !c.ThisUpdate.After(now):
+	case cmp < 0 && expired(held, now) && !expired(c, now) && !c.ThisUpdate.After(now) && c.ThisUpdate.After(held.ThisUpdate):
 		return TakeRenumbered, nil
 	case cmp < 0:
 		return KeepOlderNumber, nil

@@ -88,7 +88,9 @@ func TestCheckRootCRL_RefusesWhatIsNotTheIssuersCompleteCRL(t *testing.T) {
 }
 
 // Whether a CRL replaces the one held: a lower number only when the one
-// held has expired and it is valid now (the issuer's numbering went back);
+// held has expired and it is valid now and was issued after it (the
+// issuer's numbering went back; a replayed older CRL with a long
+// nextUpdate was issued before);
 // an expired copy of the number held, or a CRL not valid yet, waits while
 // the one held is usable (or about to be); an expired CRL with a greater
 // number is taken (it lists more).
@@ -108,6 +110,7 @@ func TestCheckRootCRL_Verdicts(t *testing.T) {
 		"greater":                        {crlOf(t, r, 5, usable), crlOf(t, r, 6, usable), root.TakeCRL},
 		"lower":                          {crlOf(t, r, 5, usable), crlOf(t, r, 4, usable), root.KeepOlderNumber},
 		"lower, held expired":            {crlOf(t, r, 5, expired), crlOf(t, r, 4, usable), root.TakeRenumbered},
+		"lower, issued before held":      {crlOf(t, r, 5, valid(-2*time.Hour, -90*time.Minute)), crlOf(t, r, 4, valid(-3*time.Hour, time.Hour)), root.KeepOlderNumber},
 		"lower, both expired":            {crlOf(t, r, 5, expired), crlOf(t, r, 4, expired), root.KeepOlderNumber},
 		"lower, not yet, held expired":   {crlOf(t, r, 5, expired), crlOf(t, r, 4, early), root.KeepOlderNumber},
 		"same, expired copy":             {crlOf(t, r, 5, usable), crlOf(t, r, 5, expired), root.KeepFresher},

@@ -44,7 +44,8 @@ func crlMemoryKey(issuer *x509.Certificate) string {
 
 // Recall returns the CRL kept for issuer when CheckRootCRL takes it in
 // place of held, the CRL the source holds (nil for none), at now: it has a
-// greater number, or nothing is held. Otherwise, and when none is kept, it
+// greater number, nothing is held, or it renumbers an expired one held
+// (another replica took it). Otherwise, and when none is kept, it
 // returns nil. expired says that it is past its nextUpdate: the source
 // compares what it reads with it, so that a CA whose numbering went back
 // is followed (TakeRenumbered) in the store too, but does not publish it.
@@ -69,7 +70,7 @@ func (m *CRLMemory) Recall(ctx context.Context, issuer *x509.Certificate, held *
 	switch v, err := CheckRootCRL(k, held, issuer, now); {
 	case err != nil:
 		return nil, false, nil
-	case v == TakeCRL:
+	case v == TakeCRL || v == TakeRenumbered:
 		return k, false, nil
 	case v == TakeStaleCRL:
 		return k, true, nil
@@ -78,15 +79,19 @@ func (m *CRLMemory) Recall(ctx context.Context, issuer *x509.Certificate, held *
 }
 
 // Keep stores c, a CRL of issuer that CheckRootCRL took (verdict v) in
-// place of the one held, unless a greater-numbered one is kept (another
-// replica took it meanwhile): then that one is returned, to be held
-// instead of c, if CheckRootCRL takes it in c's place and it is valid now.
-// Otherwise it returns c. A TakeRenumbered c replaces whatever is kept.
-func (m *CRLMemory) Keep(ctx context.Context, issuer *x509.Certificate, c *x509.RevocationList, v RootCRLVerdict, now time.Time) (*x509.RevocationList, error) {
+// place of held, unless a greater-numbered one is kept (another replica
+// took it meanwhile): then that one is returned, to be held instead of c,
+// if CheckRootCRL takes it in c's place and it is valid now. Otherwise it
+// returns c. A TakeRenumbered c replaces a kept CRL of held's number only.
+func (m *CRLMemory) Keep(ctx context.Context, issuer *x509.Certificate, c, held *x509.RevocationList, v RootCRLVerdict, now time.Time) (*x509.RevocationList, error) {
 	if m == nil {
 		return c, nil
 	}
-	der, err := m.store.KeepRootCRL(ctx, crlMemoryKey(issuer), store.RootCRL{Number: c.Number, DER: c.Raw, Renumbered: v == TakeRenumbered})
+	rc := store.RootCRL{Number: c.Number, DER: c.Raw}
+	if v == TakeRenumbered {
+		rc.Replaces = held.Number
+	}
+	der, err := m.store.KeepRootCRL(ctx, crlMemoryKey(issuer), rc)
 	if err != nil {
 		return c, fmt.Errorf("keeping the root CRL of %s in the store: %w", issuer.Subject, err)
 	}

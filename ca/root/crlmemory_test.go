@@ -40,9 +40,13 @@ func TestCRLMemory_RecallAndKeep(t *testing.T) {
 		require.NoError(t, err)
 		return k, exp
 	}
-	keep := func(c *x509.RevocationList, v root.RootCRLVerdict) (*x509.RevocationList, error) {
+	keep := func(c *x509.RevocationList, v root.RootCRLVerdict, held ...*x509.RevocationList) (*x509.RevocationList, error) {
 		t.Helper()
-		return mem.Keep(ctx, r.cert, c, v, now)
+		var h *x509.RevocationList
+		if len(held) > 0 {
+			h = held[0]
+		}
+		return mem.Keep(ctx, r.cert, c, h, v, now)
 	}
 
 	k, _ = recall(r, nil)
@@ -63,7 +67,7 @@ func TestCRLMemory_RecallAndKeep(t *testing.T) {
 
 	// Another replica kept 7 while this one took 6: 7 is held instead.
 	c7 := crlOf(t, r, 7, usable)
-	_, err = root.NewCRLMemory(st).Keep(ctx, r.cert, c7, root.TakeCRL, now)
+	_, err = root.NewCRLMemory(st).Keep(ctx, r.cert, c7, nil, root.TakeCRL, now)
 	require.NoError(t, err)
 	got, err = keep(crlOf(t, r, 6, usable), root.TakeCRL)
 	require.NoError(t, err)
@@ -81,12 +85,21 @@ func TestCRLMemory_RecallAndKeep(t *testing.T) {
 	got, err = keep(c8, root.TakeCRL)
 	require.ErrorContains(t, err, "the store keeps another CRL of CN=Kept Root")
 	require.Same(t, c8, got)
-	// The issuer's numbering went back: a renumbered CRL replaces it.
+	// The issuer's numbering went back: a renumbered CRL replaces the
+	// expired one it was compared with, not another.
 	c2 := crlOf(t, r, 2, usable)
-	got, err = keep(c2, root.TakeRenumbered)
+	got, err = keep(c2, root.TakeRenumbered, crlOf(t, r, 8, expired))
+	require.ErrorContains(t, err, "the store keeps another CRL of CN=Kept Root")
+	require.Same(t, c2, got)
+	got, err = keep(c2, root.TakeRenumbered, c9)
 	require.NoError(t, err)
 	require.Same(t, c2, got)
 	k, exp = recall(r, nil)
+	require.Equal(t, c2.Raw, k.Raw)
+	require.False(t, exp)
+	// A replica that still holds the expired CRL 9 recalls CRL 2 (issued
+	// after it) instead.
+	k, exp = recall(r, c9)
 	require.Equal(t, c2.Raw, k.Raw)
 	require.False(t, exp)
 }

@@ -260,8 +260,11 @@ func (s *Source) fetchCRL(ctx context.Context) (*x509.RevocationList, error) {
 	switch v {
 	case root.KeepOlderNumber:
 		s.log.Warn("vault served an older CRL than the one held; keeping the newer one", "held", cur.Number, "served", crl.Number)
-		s.crl.Store(cur) // the one kept in the store, if that is the newer
-		return cur, nil
+		if held := s.crl.Load(); held != nil {
+			return held, nil
+		}
+		// cur is the CRL kept in the store, expired: nothing to publish.
+		return nil, fmt.Errorf("root.vault: %s/crl/pem: CRL number %s is lower than the %s kept in the store, which has expired; waiting for a newer CRL", s.cfg.Mount, crl.Number, cur.Number)
 	case root.KeepFresher:
 		s.log.Warn("vault's CRL is not valid now (past its nextUpdate, or dated ahead of this host's clock) and the one held is; keeping it", "this_update", crl.ThisUpdate, "next_update", crl.NextUpdate)
 		return cur, nil
@@ -271,7 +274,7 @@ func (s *Source) fetchCRL(ctx context.Context) (*x509.RevocationList, error) {
 		s.log.Warn("vault's CRL has a lower CRL number than the one held, which has expired: the mount's numbering went back (a mount rebuilt from the same key?); taking it, as it is valid now",
 			"number", crl.Number, "held", cur.Number)
 	}
-	if k, err := s.crlMemory.Keep(ctx, t.issuer, crl, v, now); err != nil {
+	if k, err := s.crlMemory.Keep(ctx, t.issuer, crl, cur, v, now); err != nil {
 		s.log.Warn("vault's CRL is taken but not kept in the store: a restart compares the next one with the CRL kept before it", "error", err)
 	} else {
 		crl = k

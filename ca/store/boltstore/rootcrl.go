@@ -23,7 +23,7 @@ var _ store.RootCRLs = (*Store)(nil)
 // A CRL identical to the one stored is answered from a read. A record
 // that does not decode is replaced.
 func (s *Store) KeepRootCRL(ctx context.Context, issuer string, c store.RootCRL) ([]byte, error) {
-	num, err := store.ValidateRootCRL(issuer, c)
+	num, replaces, err := store.ValidateRootCRL(issuer, c)
 	if err != nil {
 		return nil, err
 	}
@@ -40,7 +40,7 @@ func (s *Store) KeepRootCRL(ctx context.Context, issuer string, c store.RootCRL)
 			return err
 		}
 		curNum, curDER, ok, err := decodeRootCRL(b.Get([]byte(issuer)))
-		if err == nil && ok && !store.RootCRLReplaces(c, num, curNum) {
+		if err == nil && ok && !store.RootCRLReplaces(num, replaces, curNum) {
 			kept = curDER
 			return nil
 		}

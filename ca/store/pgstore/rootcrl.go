@@ -18,7 +18,7 @@ var _ store.RootCRLs = (*Store)(nil)
 // CRL differs, then returns the row, so that replicas racing with two
 // CRLs keep the greater.
 func (s *Store) KeepRootCRL(ctx context.Context, issuer string, c store.RootCRL) ([]byte, error) {
-	num, err := store.ValidateRootCRL(issuer, c)
+	num, replaces, err := store.ValidateRootCRL(issuer, c)
 	if err != nil {
 		return nil, err
 	}
@@ -27,10 +27,10 @@ func (s *Store) KeepRootCRL(ctx context.Context, issuer string, c store.RootCRL)
 		// bytea compares byte by byte; the numbers are all 21 bytes.
 		if _, err := tx.Exec(ctx, `INSERT INTO root_crls (issuer, number, der) VALUES ($1, $2, $3)
 			ON CONFLICT (issuer) DO UPDATE SET number = excluded.number, der = excluded.der
-			WHERE root_crls.der IS DISTINCT FROM excluded.der AND ($4::boolean
+			WHERE root_crls.der IS DISTINCT FROM excluded.der AND (root_crls.number = $4::bytea
 			   OR (excluded.number IS NULL AND root_crls.number IS NULL)
 			   OR (excluded.number IS NOT NULL AND (root_crls.number IS NULL OR excluded.number >= root_crls.number)))`,
-			issuer, num, c.DER, c.Renumbered); err != nil {
+			issuer, num, c.DER, replaces); err != nil {
 			return err
 		}
 		return tx.QueryRow(ctx, `SELECT der FROM root_crls WHERE issuer = $1`, issuer).Scan(&kept)

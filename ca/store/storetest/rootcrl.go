@@ -22,18 +22,21 @@ type RootCRLStore interface {
 // keep is KeepRootCRL with a decimal number ("" for none).
 func keep(t *testing.T, s store.RootCRLs, issuer, number, der string) string {
 	t.Helper()
-	return keepCRL(t, s, issuer, number, der, false)
+	return keepCRL(t, s, issuer, number, der, "")
 }
 
-func keepCRL(t *testing.T, s store.RootCRLs, issuer, number, der string, renumbered bool) string {
+// keepCRL is keep of a CRL that replaces the number replaces ("" for none).
+func keepCRL(t *testing.T, s store.RootCRLs, issuer, number, der, replaces string) string {
 	t.Helper()
-	var n *big.Int
-	if number != "" {
-		var ok bool
-		n, ok = new(big.Int).SetString(number, 10)
+	num := func(d string) *big.Int {
+		if d == "" {
+			return nil
+		}
+		n, ok := new(big.Int).SetString(d, 10)
 		require.True(t, ok)
+		return n
 	}
-	got, err := s.KeepRootCRL(context.Background(), issuer, store.RootCRL{Number: n, DER: []byte(der), Renumbered: renumbered})
+	got, err := s.KeepRootCRL(context.Background(), issuer, store.RootCRL{Number: num(number), DER: []byte(der), Replaces: num(replaces)})
 	require.NoError(t, err)
 	return string(got)
 }
@@ -78,13 +81,17 @@ func RunRootCRLs(t *testing.T, open func(t *testing.T) RootCRLStore) {
 		_, err = s.GetRootCRL(context.Background(), "root-c")
 		require.ErrorIs(t, err, store.ErrNotFound, "an issuer with no record beside others")
 	})
-	run("RootCRLs/ARenumberedCRLReplacesAGreaterNumber", func(t *testing.T, s RootCRLStore) {
+	run("RootCRLs/ARenumberedCRLReplacesOnlyTheNumberItReplaces", func(t *testing.T, s RootCRLStore) {
 		require.Equal(t, "crl 500", keep(t, s, "root", "500", "crl 500"))
 		require.Equal(t, "crl 500", keep(t, s, "root", "1", "crl 1"))
-		require.Equal(t, "crl 1", keepCRL(t, s, "root", "1", "crl 1", true), "the caller found crl 500 expired and crl 1 valid")
+		require.Equal(t, "crl 500", keepCRL(t, s, "root", "1", "crl 1", "499"), "it replaces another number")
+		require.Equal(t, "crl 1", keepCRL(t, s, "root", "1", "crl 1", "500"), "the caller found crl 500 expired and crl 1 valid")
 		require.Equal(t, "crl 2", keep(t, s, "root", "2", "crl 2"), "the new numbering from then on")
 		require.Equal(t, "crl 2", keep(t, s, "root", "1", "crl 1 again"))
-		require.Equal(t, "no number", keepCRL(t, s, "root", "", "no number", true))
+		// A replica that held crl 500 and was served crl 1 late: crl 2,
+		// stored since, stays.
+		require.Equal(t, "crl 2", keepCRL(t, s, "root", "1", "crl 1 late", "500"))
+		require.Equal(t, "crl 2", storedRootCRL(t, s, "root"))
 	})
 	run("RootCRLs/UnnumberedCRLsReplaceEachOtherUntilANumberedOne", func(t *testing.T, s RootCRLStore) {
 		require.Equal(t, "first", keep(t, s, "root", "", "first"))
@@ -113,7 +120,10 @@ func RunRootCRLs(t *testing.T, open func(t *testing.T) RootCRLStore) {
 			require.ErrorIs(t, err, store.ErrInvalid, name)
 			require.Nil(t, got, name)
 		}
-		_, err := s.GetRootCRL(ctx, "")
+		got, err := s.KeepRootCRL(ctx, "root", store.RootCRL{Number: big.NewInt(1), DER: []byte("x"), Replaces: big.NewInt(-3)})
+		require.ErrorIs(t, err, store.ErrInvalid, "a negative number replaced")
+		require.Nil(t, got)
+		_, err = s.GetRootCRL(ctx, "")
 		require.ErrorIs(t, err, store.ErrInvalid)
 		require.Equal(t, "crl 3", storedRootCRL(t, s, "root"), "the refused calls changed nothing")
 	})
