@@ -76,6 +76,9 @@ func (s *FileRootCRL) Load(ctx context.Context) error {
 	switch v {
 	case root.KeepOlderNumber:
 		return fmt.Errorf("crl.rootCRL %s: CRL number %s is lower than the %s held; keeping the newer one", s.where(), c.Number, cur.Number)
+	case root.KeepIssuedBefore:
+		return fmt.Errorf("crl.rootCRL %s: the CRL (number %s) was issued at %s, before the one held (number %s, %s): a replayed copy; keeping the one held", s.where(),
+			c.Number, c.ThisUpdate.UTC().Format(time.RFC3339), cur.Number, cur.ThisUpdate.UTC().Format(time.RFC3339))
 	case root.KeepFresher:
 		return fmt.Errorf("crl.rootCRL %s: the CRL (valid from %s to %s) is not valid now and the one held is; keeping the one held", s.where(),
 			c.ThisUpdate.UTC().Format(time.RFC3339), c.NextUpdate.UTC().Format(time.RFC3339))

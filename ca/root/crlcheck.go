@@ -41,6 +41,12 @@ const (
 	// A replayed copy of an older CRL was issued before the one held, so
 	// it stays refused (KeepOlderNumber) whatever its nextUpdate.
 	TakeRenumbered
+	// KeepIssuedBefore: it was issued before the CRL held (an earlier
+	// thisUpdate, RFC 5280 section 5.1.2.4) although its number is not
+	// lower: a replayed copy, of the same number or of a numbering that
+	// went back since (TakeRenumbered). A CA issues its CRLs in number
+	// order. The CRL held stays.
+	KeepIssuedBefore
 	// KeepFresher: the CRL held has the same number and is still valid,
 	// and this copy is past its nextUpdate, or it is not valid yet (its
 	// thisUpdate is ahead of the clock): relying parties would refuse it
@@ -48,6 +54,9 @@ const (
 	// later.
 	KeepFresher
 )
+
+// Takes tells whether the CRL checked replaces the one held.
+func (v RootCRLVerdict) Takes() bool { return v == TakeCRL || v == TakeStaleCRL || v == TakeRenumbered }
 
 // CheckRootCRL checks c, the CRL of issuer (a root, or the CA a Vault
 // mount signs with) as read from its source (Vault, crl.rootCRL), before
@@ -107,6 +116,8 @@ func CheckRootCRL(c, held *x509.RevocationList, issuer *x509.Certificate, now ti
 	case c.ThisUpdate.After(now) && !expired(held, now) && !held.ThisUpdate.After(now):
 		// Not valid yet: the held one serves until this one is.
 		return KeepFresher, nil
+	case c.ThisUpdate.Before(held.ThisUpdate):
+		return KeepIssuedBefore, nil
 	case expired(c, now):
 		// Nothing usable held, or a greater number: it lists more.
 		return TakeStaleCRL, nil

@@ -75,7 +75,7 @@ func TestCRLMemory_RecallAndKeep(t *testing.T) {
 
 	// A greater one kept that has expired: recalled to compare with, not
 	// to publish; a CRL it does not replace is returned with an error.
-	c9 := crlOf(t, r, 9, expired)
+	c9 := crlOf(t, r, 9, valid(-50*time.Minute, -10*time.Minute))
 	_, err = keep(c9, root.TakeStaleCRL)
 	require.NoError(t, err)
 	k, exp = recall(r, c7)
@@ -87,7 +87,7 @@ func TestCRLMemory_RecallAndKeep(t *testing.T) {
 	require.Same(t, c8, got)
 	// The issuer's numbering went back: a renumbered CRL replaces the
 	// expired one it was compared with, not another.
-	c2 := crlOf(t, r, 2, usable)
+	c2 := crlOf(t, r, 2, valid(-5*time.Minute, time.Hour)) // issued after CRL 9
 	got, err = keep(c2, root.TakeRenumbered, crlOf(t, r, 8, expired))
 	require.ErrorContains(t, err, "the store keeps another CRL of CN=Kept Root")
 	require.Same(t, c2, got)

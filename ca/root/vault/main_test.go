@@ -2,6 +2,7 @@ package vault
 
 import (
 	"context"
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -21,6 +22,7 @@ import (
 	vaultapi "github.com/hashicorp/vault/api"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
+	"go.step.sm/crypto/pemutil"
 
 	"github.com/meshca/meshca/ca/config"
 	"github.com/meshca/meshca/ca/keys"
@@ -49,8 +51,11 @@ type pki struct {
 	role   string
 	root   *x509.Certificate
 	rootID string // Vault's key_id of the root's key
-	roleID string
-	secret string // a file holding a secret_id
+	// rootKey is the root's private key, of a PKI made by
+	// newExportedPKI only (Vault's root/generate/exported).
+	rootKey crypto.Signer
+	roleID  string
+	secret  string // a file holding a secret_id
 }
 
 var (
@@ -58,7 +63,13 @@ var (
 	fixtures      atomic.Int64 // keeps names unique when tests run more than once
 )
 
-func newPKI(t *testing.T, name string) *pki {
+func newPKI(t *testing.T, name string) *pki { t.Helper(); return newPKIOf(t, name, "internal") }
+
+// newExportedPKI is newPKI with the root's private key returned by Vault
+// (root/generate/exported), so that a test can sign what Vault would.
+func newExportedPKI(t *testing.T, name string) *pki { t.Helper(); return newPKIOf(t, name, "exported") }
+
+func newPKIOf(t *testing.T, name, keyMode string) *pki {
 	t.Helper()
 	ctx := testCtx(t)
 	c := vaultEnv.Client
@@ -67,13 +78,18 @@ func newPKI(t *testing.T, name string) *pki {
 	require.NoError(t, c.Sys().MountWithContext(ctx, p.mount, &vaultapi.MountInput{
 		Type: "pki", Config: vaultapi.MountConfigInput{MaxLeaseTTL: "87600h"},
 	}))
-	sec, err := c.Logical().WriteWithContext(ctx, p.mount+"/root/generate/internal", map[string]any{
+	sec, err := c.Logical().WriteWithContext(ctx, p.mount+"/root/generate/"+keyMode, map[string]any{
 		"common_name": "Enterprise Root " + name, "key_type": "ec", "key_bits": 384, "ttl": "87600h",
 	})
 	require.NoError(t, err)
 	p.root = parsePEMCert(t, sec.Data["certificate"].(string))
 	p.rootID, _ = sec.Data["key_id"].(string)
 	require.NotEmpty(t, p.rootID)
+	if keyMode == "exported" {
+		k, err := pemutil.Parse([]byte(sec.Data["private_key"].(string)))
+		require.NoError(t, err)
+		p.rootKey = k.(crypto.Signer)
+	}
 
 	hcl, err := os.ReadFile(filepath.Join("..", "..", "..", "deploy", "examples", "vault-policy.hcl"))
 	require.NoError(t, err)

@@ -258,13 +258,18 @@ func (s *Source) fetchCRL(ctx context.Context) (*x509.RevocationList, error) {
 		return nil, fmt.Errorf("root.vault: %s/crl/pem: the CRL %w", s.cfg.Mount, err)
 	}
 	switch v {
-	case root.KeepOlderNumber:
-		s.log.Warn("vault served an older CRL than the one held; keeping the newer one", "held", cur.Number, "served", crl.Number)
+	case root.KeepOlderNumber, root.KeepIssuedBefore:
+		s.log.Warn("vault served an older CRL than the one held (a lower number, or issued before it); keeping the newer one", "held", cur.Number, "served", crl.Number,
+			"held_this_update", cur.ThisUpdate, "served_this_update", crl.ThisUpdate)
 		if held := s.crl.Load(); held != nil {
 			return held, nil
 		}
-		// cur is the CRL kept in the store, expired: nothing to publish.
-		return nil, fmt.Errorf("root.vault: %s/crl/pem: CRL number %s is lower than the %s kept in the store, which has expired; waiting for a newer CRL", s.cfg.Mount, crl.Number, cur.Number)
+		// Nothing held (a start), cur kept in the store and expired, and
+		// Vault's CRL older (issued before it, or expired too): hold the
+		// one kept, as before the restart, so that the source validates
+		// and relying parties fail closed rather than take a rollback.
+		s.crl.Store(cur)
+		return cur, nil
 	case root.KeepFresher:
 		s.log.Warn("vault's CRL is not valid now (past its nextUpdate, or dated ahead of this host's clock) and the one held is; keeping it", "this_update", crl.ThisUpdate, "next_update", crl.NextUpdate)
 		return cur, nil

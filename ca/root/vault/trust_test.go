@@ -2,8 +2,10 @@ package vault
 
 import (
 	"bytes"
+	"crypto/rand"
 	"crypto/x509"
 	"encoding/pem"
+	"math/big"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -153,4 +155,81 @@ func TestCRL_ARestartedSourceNeverTakesAnOlderCRLThanItKept(t *testing.T) {
 	// Without the store, the restarted source takes what it is served.
 	forgetful, _ := newSource(t, cfg)
 	require.Equal(t, older.Raw, forgetful.CurrentCRL().Raw)
+}
+
+// TestCRL_AMountWhoseNumberingWentBack: Vault's CRL (through a front that
+// serves CRLs signed with the mount's exported root key) is compared with
+// the CRL kept in the store across restarts: a replayed older CRL stays
+// refused after the newer one expired, even valid for longer; a CRL issued
+// after it with a lower number (the mount's numbering went back) is taken
+// and kept, and a source that still holds the expired one follows it.
+func TestCRL_AMountWhoseNumberingWentBack(t *testing.T) {
+	ctx := testCtx(t)
+	p := newExportedPKI(t, "renumber")
+	st, err := boltstore.Open(filepath.Join(t.TempDir(), "meshca.db"))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = st.Close() })
+	mem := root.NewCRLMemory(st)
+
+	start := time.Now()
+	var clock atomic.Pointer[time.Time]
+	clock.Store(&start)
+	now := func() time.Time { return *clock.Load() }
+	var served atomic.Pointer[[]byte]
+	serve := func(n int64, thisUpdate, nextUpdate time.Time) {
+		der, err := x509.CreateRevocationList(rand.Reader, &x509.RevocationList{
+			Number: big.NewInt(n), ThisUpdate: thisUpdate, NextUpdate: nextUpdate,
+		}, p.root, p.rootKey)
+		require.NoError(t, err)
+		b := pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: der})
+		served.Store(&b)
+	}
+	target, err := url.Parse(vaultEnv.Addr)
+	require.NoError(t, err)
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if b := served.Load(); b != nil && strings.HasSuffix(r.URL.Path, "/crl/pem") {
+			_, _ = w.Write(*b)
+			return
+		}
+		proxy.ServeHTTP(w, r)
+	}))
+	t.Cleanup(front.Close)
+	cfg := p.config()
+	cfg.Address = front.URL
+	open := func() *Source {
+		src, _ := newSource(t, cfg, WithCRLMemory(mem), WithClock(now))
+		return src
+	}
+
+	serve(100, start.Add(-time.Minute), start.Add(time.Hour))
+	first := open()
+	require.Equal(t, int64(100), first.CurrentCRL().Number.Int64())
+
+	// Two hours later CRL 100 has expired. A replayed CRL 50, issued
+	// before it and valid for a month, is not taken by a restarted
+	// source: it holds CRL 100, as before the restart.
+	later := start.Add(2 * time.Hour)
+	clock.Store(&later)
+	serve(50, start.Add(-time.Hour), start.Add(30*24*time.Hour))
+	restarted := open()
+	require.Equal(t, int64(100), restarted.CurrentCRL().Number.Int64())
+	got, err := restarted.CRL(ctx)
+	require.NoError(t, err)
+	require.Equal(t, int64(100), got.Number.Int64())
+
+	// The mount was rebuilt from the same key: CRL 3, issued after CRL
+	// 100, is taken and kept in its place.
+	serve(3, start.Add(90*time.Minute), start.Add(3*time.Hour))
+	got, err = restarted.CRL(ctx)
+	require.NoError(t, err)
+	require.Equal(t, int64(3), got.Number.Int64())
+	require.Equal(t, int64(3), restarted.CurrentCRL().Number.Int64())
+	// The first source, which holds the expired CRL 100, follows the
+	// store even when served the replayed CRL 50 again.
+	serve(50, start.Add(-time.Hour), start.Add(30*24*time.Hour))
+	got, err = first.CRL(ctx)
+	require.NoError(t, err)
+	require.Equal(t, int64(3), got.Number.Int64())
+	require.Equal(t, int64(3), open().CurrentCRL().Number.Int64(), "and so does the next restart")
 }
