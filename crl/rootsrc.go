@@ -24,11 +24,12 @@ const maxRootCRLBytes = 16 << 20
 // (crl.rootCRL) for a file root whose key meshca does not hold. Each read
 // must parse and pass root.CheckRootCRL (issued and signed by the root, a
 // complete CRL with a nextUpdate, not dated ahead of the clock); a CRL
-// with a lower CRLNumber than the one held, or not valid now while the
-// one held of the same number is, is not taken, and a failed read keeps
-// the last good CRL. With a Memory, the CRL held is also the one kept in
-// the store when that one is newer (taken before a restart, or by another
-// replica), and each CRL taken is kept there.
+// that the verdict does not take (a lower CRLNumber than the one held, one
+// issued before it, one not valid now while the one held of the same
+// number is) is not taken, and a failed read keeps the last good CRL.
+// With a Memory, the CRL held is also the one kept in the store when that
+// one is newer (taken before a restart, or by another replica), and each
+// CRL taken is kept there.
 type FileRootCRL struct {
 	// File or URL is the source; exactly one is set.
 	File, URL string
@@ -48,18 +49,16 @@ type FileRootCRL struct {
 func (s *FileRootCRL) CurrentCRL() *x509.RevocationList { return s.crl.Load() }
 
 // Load reads the CRL once. The CRL kept in the store, when newer than the
-// one held, is compared with first and, unless it has expired, held, so
-// that it is published even when the read fails.
+// one held, is held first, as before a restart (expired or not), so that
+// it is published even when the read fails.
 func (s *FileRootCRL) Load(ctx context.Context) error {
 	now := s.clock().Now()
 	cur := s.crl.Load()
-	if k, expired, err := s.Memory.Recall(ctx, s.Root, cur, now); err != nil {
+	if k, err := s.Memory.Recall(ctx, s.Root, cur, now); err != nil {
 		s.log().Warn("cannot read the root CRL kept in the store; comparing with the one held in memory only", "error", err)
 	} else if k != nil {
+		s.crl.Store(k)
 		cur = k
-		if !expired {
-			s.crl.Store(k)
-		}
 	}
 	b, err := s.read(ctx)
 	if err != nil {
@@ -87,6 +86,9 @@ func (s *FileRootCRL) Load(ctx context.Context) error {
 	case root.TakeRenumbered:
 		s.log().Warn("the root CRL has a lower CRL number than the one held, which has expired: the root's CA numbering went back (RFC 5280 section 5.2.3 requires increasing numbers); taking it, as it is valid now",
 			"source", s.where(), "number", c.Number, "held", cur.Number)
+	}
+	if !v.Takes() { // a verdict added without a case above
+		return fmt.Errorf("crl.rootCRL %s: the CRL is not taken (verdict %d)", s.where(), v)
 	}
 	if k, err := s.Memory.Keep(ctx, s.Root, c, cur, v, now); err != nil {
 		s.log().Warn("the root CRL is taken but not kept in the store: a restart compares the next one with the CRL kept before it", "error", err)

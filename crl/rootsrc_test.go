@@ -221,13 +221,12 @@ func TestFileRootCRL_TheCRLKeptInTheStoreOutlivesARestart(t *testing.T) {
 	require.Equal(t, int64(8), restarted.CurrentCRL().Number.Int64())
 
 	// Once CRL 8 has expired, a replayed CRL 5 issued before it is still
-	// refused, even valid for longer; nothing is published, as the one
-	// kept has expired.
+	// refused, even valid for longer.
 	later := clocktesting.NewFakeClock(now.Add(2 * time.Hour))
 	writeFile(t, dir, "root.crl", issued(5, now.Add(-10*time.Minute), now.Add(30*24*time.Hour)))
 	fresh := newSrc(later)
 	require.ErrorContains(t, fresh.Load(ctx), "CRL number 5 is lower than the 8 held; keeping the newer one")
-	require.Nil(t, fresh.CurrentCRL(), "the expired CRL kept is not published")
+	require.Equal(t, int64(8), fresh.CurrentCRL().Number.Int64(), "the expired CRL kept is held, as before the restart")
 	// The CA's numbering went back: a valid CRL 2 issued after CRL 8 is
 	// taken, and kept in the store in CRL 8's place.
 	writeFile(t, dir, "root.crl", issued(2, now.Add(90*time.Minute), now.Add(3*time.Hour)))

@@ -42,10 +42,12 @@ const (
 	// it stays refused (KeepOlderNumber) whatever its nextUpdate.
 	TakeRenumbered
 	// KeepIssuedBefore: it was issued before the CRL held (an earlier
-	// thisUpdate, RFC 5280 section 5.1.2.4) although its number is not
-	// lower: a replayed copy, of the same number or of a numbering that
-	// went back since (TakeRenumbered). A CA issues its CRLs in number
-	// order. The CRL held stays.
+	// thisUpdate, RFC 5280 section 5.1.2.4; by more than MaxCRLClockSkew
+	// for a greater number) although its number is not lower: a
+	// replayed copy, of the same number or of a numbering that went back
+	// since (TakeRenumbered), as a CA issues its CRLs in number order.
+	// The CRL held stays. (A CA whose clock went back by more than
+	// MaxCRLClockSkew has its CRLs refused until it has caught up.)
 	KeepIssuedBefore
 	// KeepFresher: the CRL held has the same number and is still valid,
 	// and this copy is past its nextUpdate, or it is not valid yet (its
@@ -75,7 +77,9 @@ func (v RootCRLVerdict) Takes() bool { return v == TakeCRL || v == TakeStaleCRL 
 // nextUpdate (section 5.1.2.5: it would never expire, a replayed copy
 // neither), when it has no CRLNumber while the one held has one, or when
 // its thisUpdate is more than MaxCRLClockSkew ahead of now. Otherwise the
-// verdict says whether c replaces held.
+// verdict says whether c replaces held (RootCRLVerdict.Takes): never a
+// lower number (unless TakeRenumbered) nor a CRL issued before held
+// (KeepIssuedBefore).
 func CheckRootCRL(c, held *x509.RevocationList, issuer *x509.Certificate, now time.Time) (RootCRLVerdict, error) {
 	if err := checkCRLIssuer(c, issuer); err != nil {
 		return 0, err
@@ -116,7 +120,9 @@ func CheckRootCRL(c, held *x509.RevocationList, issuer *x509.Certificate, now ti
 	case c.ThisUpdate.After(now) && !expired(held, now) && !held.ThisUpdate.After(now):
 		// Not valid yet: the held one serves until this one is.
 		return KeepFresher, nil
-	case c.ThisUpdate.Before(held.ThisUpdate):
+	case cmp == 0 && c.ThisUpdate.Before(held.ThisUpdate),
+		cmp > 0 && c.ThisUpdate.Before(held.ThisUpdate.Add(-MaxCRLClockSkew)):
+		// A greater number is allowed the clock skew of a CA's nodes.
 		return KeepIssuedBefore, nil
 	case expired(c, now):
 		// Nothing usable held, or a greater number: it lists more.

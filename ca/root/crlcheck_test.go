@@ -92,8 +92,9 @@ func TestCheckRootCRL_RefusesWhatIsNotTheIssuersCompleteCRL(t *testing.T) {
 // issuer's numbering went back; a replayed older CRL with a long
 // nextUpdate was issued before);
 // an expired copy of the number held, or a CRL not valid yet, waits while
-// the one held is usable (or about to be); an expired CRL with a greater
-// number is taken (it lists more).
+// the one held is usable (or about to be); a CRL issued before the one
+// held is refused (a greater number gets the clock skew); an expired CRL
+// with a greater number is taken (it lists more).
 func TestCheckRootCRL_Verdicts(t *testing.T) {
 	r := newRoot(t, "CRL Root", 24*time.Hour)
 	valid := func(from, to time.Duration) func(*x509.RevocationList) {
@@ -104,24 +105,27 @@ func TestCheckRootCRL_Verdicts(t *testing.T) {
 		held, crl *x509.RevocationList
 		want      root.RootCRLVerdict
 	}{
-		"nothing held":                    {nil, crlOf(t, r, 5, usable), root.TakeCRL},
-		"nothing held, expired":           {nil, crlOf(t, r, 5, expired), root.TakeStaleCRL},
-		"nothing held, not valid yet":     {nil, crlOf(t, r, 5, early), root.TakeCRL},
-		"greater":                         {crlOf(t, r, 5, usable), crlOf(t, r, 6, usable), root.TakeCRL},
-		"lower":                           {crlOf(t, r, 5, usable), crlOf(t, r, 4, usable), root.KeepOlderNumber},
-		"lower, held expired":             {crlOf(t, r, 5, expired), crlOf(t, r, 4, usable), root.TakeRenumbered},
-		"lower, issued before held":       {crlOf(t, r, 5, valid(-2*time.Hour, -90*time.Minute)), crlOf(t, r, 4, valid(-3*time.Hour, time.Hour)), root.KeepOlderNumber},
-		"lower, both expired":             {crlOf(t, r, 5, expired), crlOf(t, r, 4, expired), root.KeepOlderNumber},
-		"lower, not yet, held expired":    {crlOf(t, r, 5, expired), crlOf(t, r, 4, early), root.KeepOlderNumber},
-		"same, expired copy":              {crlOf(t, r, 5, usable), crlOf(t, r, 5, expired), root.KeepFresher},
-		"same, expired, held not yet":     {crlOf(t, r, 5, early), crlOf(t, r, 5, expired), root.KeepFresher},
-		"greater, expired":                {crlOf(t, r, 5, valid(-3*time.Hour, time.Hour)), crlOf(t, r, 6, expired), root.TakeStaleCRL},
-		"greater, issued before held":     {crlOf(t, r, 5, usable), crlOf(t, r, 6, valid(-2*time.Hour, 30*24*time.Hour)), root.KeepIssuedBefore},
-		"greater, expired, issued before": {crlOf(t, r, 5, usable), crlOf(t, r, 6, expired), root.KeepIssuedBefore},
-		"same, issued before held":        {crlOf(t, r, 5, usable), crlOf(t, r, 5, valid(-2*time.Hour, time.Hour)), root.KeepIssuedBefore},
-		"greater, not valid yet":          {crlOf(t, r, 5, usable), crlOf(t, r, 6, early), root.KeepFresher},
-		"greater, not yet, held expired":  {crlOf(t, r, 5, expired), crlOf(t, r, 6, early), root.TakeCRL},
-		"greater, held expired":           {crlOf(t, r, 5, expired), crlOf(t, r, 6, usable), root.TakeCRL},
+		"nothing held":                                {nil, crlOf(t, r, 5, usable), root.TakeCRL},
+		"nothing held, expired":                       {nil, crlOf(t, r, 5, expired), root.TakeStaleCRL},
+		"nothing held, not valid yet":                 {nil, crlOf(t, r, 5, early), root.TakeCRL},
+		"greater":                                     {crlOf(t, r, 5, usable), crlOf(t, r, 6, usable), root.TakeCRL},
+		"lower":                                       {crlOf(t, r, 5, usable), crlOf(t, r, 4, usable), root.KeepOlderNumber},
+		"lower, held expired":                         {crlOf(t, r, 5, expired), crlOf(t, r, 4, usable), root.TakeRenumbered},
+		"lower, issued before held":                   {crlOf(t, r, 5, valid(-2*time.Hour, -90*time.Minute)), crlOf(t, r, 4, valid(-3*time.Hour, time.Hour)), root.KeepOlderNumber},
+		"lower, both expired":                         {crlOf(t, r, 5, expired), crlOf(t, r, 4, expired), root.KeepOlderNumber},
+		"lower, not yet, held expired":                {crlOf(t, r, 5, expired), crlOf(t, r, 4, early), root.KeepOlderNumber},
+		"same, expired copy":                          {crlOf(t, r, 5, usable), crlOf(t, r, 5, expired), root.KeepFresher},
+		"same, expired, held not yet":                 {crlOf(t, r, 5, early), crlOf(t, r, 5, expired), root.KeepFresher},
+		"greater, expired":                            {crlOf(t, r, 5, valid(-3*time.Hour, time.Hour)), crlOf(t, r, 6, expired), root.TakeStaleCRL},
+		"greater, issued before held":                 {crlOf(t, r, 5, usable), crlOf(t, r, 6, valid(-2*time.Hour, 30*24*time.Hour)), root.KeepIssuedBefore},
+		"greater, expired, issued before":             {crlOf(t, r, 5, usable), crlOf(t, r, 6, expired), root.KeepIssuedBefore},
+		"same, issued before held":                    {crlOf(t, r, 5, usable), crlOf(t, r, 5, valid(-2*time.Hour, time.Hour)), root.KeepIssuedBefore},
+		"same, issued a second before":                {crlOf(t, r, 5, usable), crlOf(t, r, 5, valid(-time.Hour-time.Second, time.Hour)), root.KeepIssuedBefore},
+		"greater, issued within the skew before held": {crlOf(t, r, 5, usable), crlOf(t, r, 6, valid(-time.Hour-root.MaxCRLClockSkew, time.Hour)), root.TakeCRL},
+		"greater, held expired, CA clock behind":      {crlOf(t, r, 5, expired), crlOf(t, r, 6, valid(-2*time.Hour-time.Minute, time.Hour)), root.TakeCRL},
+		"greater, not valid yet":                      {crlOf(t, r, 5, usable), crlOf(t, r, 6, early), root.KeepFresher},
+		"greater, not yet, held expired":              {crlOf(t, r, 5, expired), crlOf(t, r, 6, early), root.TakeCRL},
+		"greater, held expired":                       {crlOf(t, r, 5, expired), crlOf(t, r, 6, usable), root.TakeCRL},
 	} {
 		v, err := root.CheckRootCRL(c.crl, c.held, r.cert, now)
 		require.NoError(t, err, name)

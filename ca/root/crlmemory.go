@@ -45,37 +45,31 @@ func crlMemoryKey(issuer *x509.Certificate) string {
 // Recall returns the CRL kept for issuer when CheckRootCRL takes it in
 // place of held, the CRL the source holds (nil for none), at now: it has a
 // greater number, nothing is held, or it renumbers an expired one held
-// (another replica took it). Otherwise, and when none is kept, it
-// returns nil. expired says that it is past its nextUpdate: the source
-// compares what it reads with it, so that a CA whose numbering went back
-// is followed (TakeRenumbered) in the store too, but does not publish it.
-// A kept CRL that CheckRootCRL refuses (another issuer's, or one that no
+// (another replica took it). Otherwise, and when none is kept, it returns
+// nil. The source holds it, expired or not, as it did before a restart;
+// a kept CRL that CheckRootCRL refuses (another issuer's, or one that no
 // longer passes) is ignored.
-func (m *CRLMemory) Recall(ctx context.Context, issuer *x509.Certificate, held *x509.RevocationList, now time.Time) (k *x509.RevocationList, expired bool, err error) {
+func (m *CRLMemory) Recall(ctx context.Context, issuer *x509.Certificate, held *x509.RevocationList, now time.Time) (*x509.RevocationList, error) {
 	if m == nil {
-		return nil, false, nil
+		return nil, nil
 	}
 	der, err := m.store.GetRootCRL(ctx, crlMemoryKey(issuer))
 	switch {
 	case errors.Is(err, store.ErrNotFound):
-		return nil, false, nil
+		return nil, nil
 	case err != nil:
-		return nil, false, err
+		return nil, err
 	case held != nil && bytes.Equal(der, held.Raw):
-		return nil, false, nil
+		return nil, nil
 	}
-	if k, err = x509.ParseRevocationList(der); err != nil {
-		return nil, false, nil
+	k, err := x509.ParseRevocationList(der)
+	if err != nil {
+		return nil, nil
 	}
-	switch v, err := CheckRootCRL(k, held, issuer, now); {
-	case err != nil:
-		return nil, false, nil
-	case v == TakeCRL || v == TakeRenumbered:
-		return k, false, nil
-	case v == TakeStaleCRL:
-		return k, true, nil
+	if v, err := CheckRootCRL(k, held, issuer, now); err != nil || !v.Takes() {
+		return nil, nil
 	}
-	return nil, false, nil
+	return k, nil
 }
 
 // Keep stores c, a CRL of issuer that CheckRootCRL took (verdict v) in

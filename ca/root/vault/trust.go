@@ -216,10 +216,12 @@ func (s *Source) checkSignPolicy(ctx context.Context) error {
 
 // CRL fetches the issuer's CRL (<mount>/crl/pem), checks it
 // (root.CheckRootCRL: the issuer signed it, a complete CRL with a
-// nextUpdate, not dated ahead of the clock) and keeps it. A CRL older than
-// the one held (lower CRL number), or not valid now while the one held of
-// the same number is, is not taken and the one held is returned. Before a deferred validation
-// completes it fails with ErrUnavailable without calling Vault.
+// nextUpdate, not dated ahead of the clock) and keeps it, in the store too
+// with WithCRLMemory. A CRL the verdict does not take (a lower CRL number
+// than the one held, one issued before it, one not valid now while the one
+// held of the same number is) is not taken and the one held is returned.
+// Before a deferred validation completes it fails with ErrUnavailable
+// without calling Vault.
 func (s *Source) CRL(ctx context.Context) (*x509.RevocationList, error) {
 	if !s.validated.Load() {
 		return nil, s.notValidated("read crl")
@@ -231,15 +233,13 @@ func (s *Source) fetchCRL(ctx context.Context) (*x509.RevocationList, error) {
 	t := s.trust.Load()
 	now := s.now()
 	cur := s.crl.Load()
-	if k, expired, err := s.crlMemory.Recall(ctx, t.issuer, cur, now); err != nil {
+	if k, err := s.crlMemory.Recall(ctx, t.issuer, cur, now); err != nil {
 		s.log.Warn("cannot read the root CRL kept in the store; comparing with the one held in memory only", "error", err)
 	} else if k != nil {
 		// Newer than the one held: taken before a restart, or by another
-		// replica. Compared with, and held unless it has expired.
+		// replica. Held, as it was before the restart.
+		s.crl.Store(k)
 		cur = k
-		if !expired {
-			s.crl.Store(k)
-		}
 	}
 	body, err := s.readRaw(ctx, "read crl", s.issuerPath("crl/pem"))
 	if err != nil {
@@ -261,14 +261,6 @@ func (s *Source) fetchCRL(ctx context.Context) (*x509.RevocationList, error) {
 	case root.KeepOlderNumber, root.KeepIssuedBefore:
 		s.log.Warn("vault served an older CRL than the one held (a lower number, or issued before it); keeping the newer one", "held", cur.Number, "served", crl.Number,
 			"held_this_update", cur.ThisUpdate, "served_this_update", crl.ThisUpdate)
-		if held := s.crl.Load(); held != nil {
-			return held, nil
-		}
-		// Nothing held (a start), cur kept in the store and expired, and
-		// Vault's CRL older (issued before it, or expired too): hold the
-		// one kept, as before the restart, so that the source validates
-		// and relying parties fail closed rather than take a rollback.
-		s.crl.Store(cur)
 		return cur, nil
 	case root.KeepFresher:
 		s.log.Warn("vault's CRL is not valid now (past its nextUpdate, or dated ahead of this host's clock) and the one held is; keeping it", "this_update", crl.ThisUpdate, "next_update", crl.NextUpdate)
@@ -278,6 +270,9 @@ func (s *Source) fetchCRL(ctx context.Context) (*x509.RevocationList, error) {
 	case root.TakeRenumbered:
 		s.log.Warn("vault's CRL has a lower CRL number than the one held, which has expired: the mount's numbering went back (a mount rebuilt from the same key?); taking it, as it is valid now",
 			"number", crl.Number, "held", cur.Number)
+	}
+	if !v.Takes() { // a verdict added without a case above
+		return nil, fmt.Errorf("root.vault: %s/crl/pem: the CRL is not taken (verdict %d)", s.cfg.Mount, v)
 	}
 	if k, err := s.crlMemory.Keep(ctx, t.issuer, crl, cur, v, now); err != nil {
 		s.log.Warn("vault's CRL is taken but not kept in the store: a restart compares the next one with the CRL kept before it", "error", err)

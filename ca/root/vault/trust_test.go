@@ -157,8 +157,9 @@ func TestCRL_ARestartedSourceNeverTakesAnOlderCRLThanItKept(t *testing.T) {
 	require.Equal(t, older.Raw, forgetful.CurrentCRL().Raw)
 }
 
-// TestCRL_AMountWhoseNumberingWentBack: Vault's CRL (through a front that
-// serves CRLs signed with the mount's exported root key) is compared with
+// TestCRL_AMountWhoseNumberingWentBack: Vault's CRL (a front serves CRLs
+// signed with the mount's exported root key, as a mount rebuilt from that
+// key would, and replays of older ones) is compared with
 // the CRL kept in the store across restarts: a replayed older CRL stays
 // refused after the newer one expired, even valid for longer; a CRL issued
 // after it with a lower number (the mount's numbering went back) is taken
@@ -232,4 +233,10 @@ func TestCRL_AMountWhoseNumberingWentBack(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, int64(3), got.Number.Int64())
 	require.Equal(t, int64(3), open().CurrentCRL().Number.Int64(), "and so does the next restart")
+
+	// After CRL 3 expired too, a restart served CRL 50 (a greater number
+	// than 3, issued before it) holds CRL 3, as before the restart.
+	last := start.Add(4 * time.Hour)
+	clock.Store(&last)
+	require.Equal(t, int64(3), open().CurrentCRL().Number.Int64())
 }
