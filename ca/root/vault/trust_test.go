@@ -99,6 +99,51 @@ func TestRoots_AreVaultsSelfSignedRootAndPinnedFingerprintAcceptsColons(t *testi
 	require.True(t, roots[0].Equal(p.root))
 }
 
+// crlMemoryOnDisk is a CRL memory on a new bbolt store.
+func crlMemoryOnDisk(t *testing.T) *root.CRLMemory {
+	t.Helper()
+	st, err := boltstore.Open(filepath.Join(t.TempDir(), "meshca.db"))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = st.Close() })
+	mem := root.NewCRLMemory(st)
+	require.NotNil(t, mem)
+	return mem
+}
+
+// crlFront is Vault seen through a front that answers <mount>/crl/pem
+// with the PEM CRL set by serve (Vault's own while none is), and counts
+// those answers.
+type crlFront struct {
+	url    string
+	pem    atomic.Pointer[[]byte]
+	served atomic.Int32
+}
+
+func newCRLFront(t *testing.T) *crlFront {
+	t.Helper()
+	target, err := url.Parse(vaultEnv.Addr)
+	require.NoError(t, err)
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	f := &crlFront{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if b := f.pem.Load(); b != nil && strings.HasSuffix(r.URL.Path, "/crl/pem") {
+			f.served.Add(1)
+			_, _ = w.Write(*b)
+			return
+		}
+		proxy.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	f.url = srv.URL
+	return f
+}
+
+// serve makes the front answer with the CRL der.
+func (f *crlFront) serve(der []byte) {
+	b := pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: der})
+	f.pem.Store(&b)
+}
+
 // TestCRL_ARestartedSourceNeverTakesAnOlderCRLThanItKept: a source that
 // kept a CRL in meshca's store (WithCRLMemory), restarted while its
 // Vault's crl/pem answers with an older CRL of the same root (replayed, or
@@ -107,11 +152,7 @@ func TestRoots_AreVaultsSelfSignedRootAndPinnedFingerprintAcceptsColons(t *testi
 func TestCRL_ARestartedSourceNeverTakesAnOlderCRLThanItKept(t *testing.T) {
 	ctx := testCtx(t)
 	p := newPKI(t, "crlkept")
-	st, err := boltstore.Open(filepath.Join(t.TempDir(), "meshca.db"))
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = st.Close() })
-	mem := root.NewCRLMemory(st)
-	require.NotNil(t, mem)
+	mem := crlMemoryOnDisk(t)
 
 	src, _ := newSource(t, p.config(), WithCRLMemory(mem))
 	older := src.CurrentCRL()
@@ -127,24 +168,13 @@ func TestCRL_ARestartedSourceNeverTakesAnOlderCRLThanItKept(t *testing.T) {
 	require.Len(t, newer.RevokedCertificateEntries, 1)
 
 	// Vault, seen through a front that answers crl/pem with the older CRL.
-	target, err := url.Parse(vaultEnv.Addr)
-	require.NoError(t, err)
-	proxy := httputil.NewSingleHostReverseProxy(target)
-	var replayed atomic.Int32
-	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if strings.HasSuffix(r.URL.Path, "/crl/pem") {
-			replayed.Add(1)
-			_, _ = w.Write(pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: older.Raw}))
-			return
-		}
-		proxy.ServeHTTP(w, r)
-	}))
-	t.Cleanup(front.Close)
+	front := newCRLFront(t)
+	front.serve(older.Raw)
 	cfg := p.config()
-	cfg.Address = front.URL
+	cfg.Address = front.url
 
 	restarted, _ := newSource(t, cfg, WithCRLMemory(mem))
-	require.Positive(t, replayed.Load(), "the restarted source read the replayed CRL")
+	require.Positive(t, front.served.Load(), "the restarted source read the replayed CRL")
 	got := restarted.CurrentCRL()
 	require.NotNil(t, got)
 	require.Equal(t, newer.Raw, got.Raw, "the CRL kept, not the older one Vault served")
@@ -167,37 +197,22 @@ func TestCRL_ARestartedSourceNeverTakesAnOlderCRLThanItKept(t *testing.T) {
 func TestCRL_AMountWhoseNumberingWentBack(t *testing.T) {
 	ctx := testCtx(t)
 	p := newExportedPKI(t, "renumber")
-	st, err := boltstore.Open(filepath.Join(t.TempDir(), "meshca.db"))
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = st.Close() })
-	mem := root.NewCRLMemory(st)
+	mem := crlMemoryOnDisk(t)
 
 	start := time.Now()
 	var clock atomic.Pointer[time.Time]
 	clock.Store(&start)
 	now := func() time.Time { return *clock.Load() }
-	var served atomic.Pointer[[]byte]
+	front := newCRLFront(t)
 	serve := func(n int64, thisUpdate, nextUpdate time.Time) {
 		der, err := x509.CreateRevocationList(rand.Reader, &x509.RevocationList{
 			Number: big.NewInt(n), ThisUpdate: thisUpdate, NextUpdate: nextUpdate,
 		}, p.root, p.rootKey)
 		require.NoError(t, err)
-		b := pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: der})
-		served.Store(&b)
+		front.serve(der)
 	}
-	target, err := url.Parse(vaultEnv.Addr)
-	require.NoError(t, err)
-	proxy := httputil.NewSingleHostReverseProxy(target)
-	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if b := served.Load(); b != nil && strings.HasSuffix(r.URL.Path, "/crl/pem") {
-			_, _ = w.Write(*b)
-			return
-		}
-		proxy.ServeHTTP(w, r)
-	}))
-	t.Cleanup(front.Close)
 	cfg := p.config()
-	cfg.Address = front.URL
+	cfg.Address = front.url
 	open := func() *Source {
 		src, _ := newSource(t, cfg, WithCRLMemory(mem), WithClock(now))
 		return src
