@@ -62,14 +62,10 @@ func (m *CRLMemory) Recall(ctx context.Context, issuer *x509.Certificate, held *
 	case held != nil && bytes.Equal(der, held.Raw):
 		return nil, nil
 	}
-	k, err := x509.ParseRevocationList(der)
-	if err != nil {
-		return nil, nil
+	if k, v := checkKept(der, held, issuer, now); v.Takes() {
+		return k, nil
 	}
-	if v, err := CheckRootCRL(k, held, issuer, now); err != nil || !v.Takes() {
-		return nil, nil
-	}
-	return k, nil
+	return nil, nil
 }
 
 // Keep stores c, a CRL of issuer that CheckRootCRL took (verdict v) in
@@ -92,21 +88,23 @@ func (m *CRLMemory) Keep(ctx context.Context, issuer *x509.Certificate, c, held 
 	if bytes.Equal(der, c.Raw) {
 		return c, nil
 	}
-	if k := takenInPlaceOf(der, c, issuer, now); k != nil {
+	if k, v := checkKept(der, c, issuer, now); v == TakeCRL {
 		return k, nil
 	}
-	return c, fmt.Errorf("the store keeps another CRL of %s that is not valid now (CRL number %s is not kept: a restart compares with the one kept)", issuer.Subject, c.Number)
+	return c, fmt.Errorf("the store keeps another CRL of %s that does not replace this one now (CRL number %s is not kept: a restart compares with the one kept)", issuer.Subject, c.Number)
 }
 
-// takenInPlaceOf parses der and returns it when CheckRootCRL takes it in
-// place of held and it is valid now (TakeCRL); nil otherwise.
-func takenInPlaceOf(der []byte, held *x509.RevocationList, issuer *x509.Certificate, now time.Time) *x509.RevocationList {
+// checkKept parses der, a CRL kept in the store, and returns it with
+// CheckRootCRL's verdict against held; a CRL that does not parse or that
+// CheckRootCRL refuses gets KeepOlderNumber, a verdict that takes nothing.
+func checkKept(der []byte, held *x509.RevocationList, issuer *x509.Certificate, now time.Time) (*x509.RevocationList, RootCRLVerdict) {
 	k, err := x509.ParseRevocationList(der)
 	if err != nil {
-		return nil
+		return nil, KeepOlderNumber
 	}
-	if v, err := CheckRootCRL(k, held, issuer, now); err != nil || v != TakeCRL {
-		return nil
+	v, err := CheckRootCRL(k, held, issuer, now)
+	if err != nil {
+		return nil, KeepOlderNumber
 	}
-	return k
+	return k, v
 }
