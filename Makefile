@@ -131,11 +131,13 @@ lint:
 ## BENCH_FLAGS passes flags, e.g. BENCH_FLAGS='-peer=only -peer-rounds=5'.
 bench:
 	@bash test/tools/testbin.sh istiod
+	@bash test/tools/testbin.sh k8s
 	$(GO) run ./test/bench $(BENCH_FLAGS)
 
 ## bench-csr: only the CSR API scenario of make bench (1000 CertificateSigningRequests
 ## created at once, meshca serve and a real apiserver; target: the last signed in < 60 s).
 bench-csr:
+	@bash test/tools/testbin.sh k8s
 	$(GO) run ./test/bench -csr=only
 
 clean:
