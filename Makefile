@@ -127,7 +127,9 @@ lint:
 	else echo "staticcheck unavailable from the module proxy; skipped"; fi
 
 ## bench: benchmarks with ratios against a same-run baseline (not timed tests),
-## ending with the peer table against istiod's own CA (built once, cached).
+## ending with the peer table against istiod's own CA. istiod's CA, and
+## kube-apiserver and etcd for the revocation-latency and CSR API scenarios,
+## are built once and cached like the test binaries.
 ## BENCH_FLAGS passes flags, e.g. BENCH_FLAGS='-peer=only -peer-rounds=5'.
 bench:
 	@bash test/tools/testbin.sh istiod
