@@ -51,23 +51,24 @@ type ServerConfig struct {
 // pings no more often than every 15s), so that proxies reconnect, and
 // spread over new replicas, the way they do with istiod.
 const (
-	DefaultMaxRecvMsgSize        = 128 << 10
-	DefaultMaxHeaderListSize     = 96 << 10
-	DefaultMaxConcurrentStreams  = 16
-	DefaultMaxConnections        = 1024
-	DefaultMaxConnsPerAddress    = 64
-	DefaultInitialWindowSize     = 64 << 10
-	DefaultInitialConnWindowSize = 256 << 10
-	DefaultHandshakeTimeout      = 5 * time.Second
-	DefaultMaxRequestTimeout     = 30 * time.Second
-	DefaultKeepaliveTime         = 30 * time.Second
-	DefaultKeepaliveTimeout      = 10 * time.Second
-	DefaultKeepaliveMinTime      = 15 * time.Second
-	DefaultMaxConnectionIdle     = 5 * time.Minute
-	DefaultMaxConnectionAge      = 30 * time.Minute
-	DefaultMaxConnectionAgeGrace = 10 * time.Second
-	DefaultMaxStreamResetsPerSec = 10
-	DefaultMaxStreamResetBurst   = 100
+	DefaultMaxRecvMsgSize              = 128 << 10
+	DefaultMaxHeaderListSize           = 96 << 10
+	DefaultMaxConcurrentStreams        = 16
+	DefaultMaxConnections              = 1024
+	DefaultMaxConnsPerAddress          = 64
+	DefaultInitialWindowSize           = 64 << 10
+	DefaultInitialConnWindowSize       = 256 << 10
+	DefaultHandshakeTimeout            = 5 * time.Second
+	DefaultMaxRequestTimeout           = 30 * time.Second
+	DefaultKeepaliveTime               = 30 * time.Second
+	DefaultKeepaliveTimeout            = 10 * time.Second
+	DefaultKeepaliveMinTime            = 15 * time.Second
+	DefaultMaxConnectionIdle           = 5 * time.Minute
+	DefaultMaxConnectionAge            = 30 * time.Minute
+	DefaultMaxConnectionAgeGrace       = 10 * time.Second
+	DefaultMaxStreamResetsPerSec       = 10
+	DefaultMaxStreamResetBurst         = 100
+	DefaultMaxNewConnsPerSecPerAddress = 10
 
 	DefaultOpsMaxConnections = 64
 	DefaultOpsReadTimeout    = 10 * time.Second
@@ -136,6 +137,15 @@ type LimitsConfig struct {
 	// larger of 100 and maxConcurrentStreams.
 	MaxStreamResetsPerSecond int `json:"maxStreamResetsPerSecond"`
 	MaxStreamResetBurst      int `json:"maxStreamResetBurst"`
+	// MaxNewConnectionsPerSecondPerAddress and MaxNewConnectionBurstPerAddress
+	// bound the rate at which one source IP address may open connections:
+	// past the burst, a connection accepted faster than the rate is closed
+	// at once, before its TLS handshake, whose key exchange and signature
+	// an unauthenticated client can otherwise make meshca repeat as fast as
+	// it reconnects. Unset, the burst is maxConnectionsPerAddress, so that
+	// an address may open all its connections at once.
+	MaxNewConnectionsPerSecondPerAddress int `json:"maxNewConnectionsPerSecondPerAddress"`
+	MaxNewConnectionBurstPerAddress      int `json:"maxNewConnectionBurstPerAddress"`
 
 	// OpsMaxConnections bounds the open connections of the operations
 	// listener (/healthz, /readyz, /metrics); one over it is closed at once.
@@ -170,6 +180,8 @@ func (l *LimitsConfig) Init() {
 	setInt(&l.MaxStreamResetsPerSecond, DefaultMaxStreamResetsPerSec)
 	// The burst holds a client cancelling every request it has in flight.
 	setInt(&l.MaxStreamResetBurst, max(DefaultMaxStreamResetBurst, l.MaxConcurrentStreams))
+	setInt(&l.MaxNewConnectionsPerSecondPerAddress, DefaultMaxNewConnsPerSecPerAddress)
+	setInt(&l.MaxNewConnectionBurstPerAddress, l.MaxConnectionsPerAddress)
 	setInt(&l.OpsMaxConnections, DefaultOpsMaxConnections)
 	setDur(&l.OpsReadTimeout, DefaultOpsReadTimeout)
 	setDur(&l.OpsWriteTimeout, DefaultOpsWriteTimeout)
@@ -223,6 +235,12 @@ func (l LimitsConfig) validate(add func(string, string, ...any)) {
 	}
 	if l.MaxStreamResetBurst < l.MaxConcurrentStreams || l.MaxStreamResetBurst > 1<<20 {
 		add(k+"maxStreamResetBurst", "%d is out of range; use maxConcurrentStreams (%d), so that a client may cancel every request it has in flight, to %d (default the larger of %d and maxConcurrentStreams)", l.MaxStreamResetBurst, l.MaxConcurrentStreams, 1<<20, DefaultMaxStreamResetBurst)
+	}
+	if l.MaxNewConnectionsPerSecondPerAddress < 1 || l.MaxNewConnectionsPerSecondPerAddress > 1<<20 {
+		add(k+"maxNewConnectionsPerSecondPerAddress", "%d is out of range; use 1 to %d (default %d)", l.MaxNewConnectionsPerSecondPerAddress, 1<<20, DefaultMaxNewConnsPerSecPerAddress)
+	}
+	if l.MaxNewConnectionBurstPerAddress < 1 || l.MaxNewConnectionBurstPerAddress > 1<<20 {
+		add(k+"maxNewConnectionBurstPerAddress", "%d is out of range; use 1 to %d (default maxConnectionsPerAddress, %d)", l.MaxNewConnectionBurstPerAddress, 1<<20, l.MaxConnectionsPerAddress)
 	}
 	if l.OpsMaxConnections < 1 || l.OpsMaxConnections > 1<<16 {
 		add(k+"opsMaxConnections", "%d is out of range; use 1 to %d (default %d)", l.OpsMaxConnections, 1<<16, DefaultOpsMaxConnections)

@@ -57,6 +57,29 @@ func TestServerLimits_TheResetBurstHoldsEveryStreamInFlight(t *testing.T) {
 	require.ErrorContains(t, err, "server.limits.maxStreamResetsPerSecond: -1 is out of range; use 1 to 1048576 (default 10)")
 }
 
+// The new-connection burst per address defaults to maxConnectionsPerAddress,
+// so that an address may open its whole share at once; a rate or burst
+// below 1 is refused.
+func TestServerLimits_TheNewConnectionBurstDefaultsToAnAddresssShare(t *testing.T) {
+	parse := func(limits string) (*config.Config, error) {
+		cfg, err := config.Parse([]byte("root: {file: {rootCert: r.pem, rootKey: r.key}}\nkeyStore: {dir: keys}\nstore: {path: s.db}\nserver:\n  limits:\n" + limits))
+		require.NoError(t, err)
+		return cfg, cfg.Validate()
+	}
+	cfg, err := parse("    maxConnectionsPerAddress: 200\n")
+	require.NoError(t, err)
+	require.Equal(t, 200, cfg.Server.Limits.MaxNewConnectionBurstPerAddress)
+	require.Equal(t, 10, cfg.Server.Limits.MaxNewConnectionsPerSecondPerAddress)
+	cfg, err = parse("    maxNewConnectionsPerSecondPerAddress: 3\n    maxNewConnectionBurstPerAddress: 7\n")
+	require.NoError(t, err)
+	require.Equal(t, 3, cfg.Server.Limits.MaxNewConnectionsPerSecondPerAddress)
+	require.Equal(t, 7, cfg.Server.Limits.MaxNewConnectionBurstPerAddress)
+	_, err = parse("    maxNewConnectionsPerSecondPerAddress: -1\n")
+	require.ErrorContains(t, err, "server.limits.maxNewConnectionsPerSecondPerAddress: -1 is out of range; use 1 to 1048576 (default 10)")
+	_, err = parse("    maxNewConnectionBurstPerAddress: -5\n")
+	require.ErrorContains(t, err, "server.limits.maxNewConnectionBurstPerAddress: -5 is out of range; use 1 to 1048576 (default maxConnectionsPerAddress, 64)")
+}
+
 func TestServerLimits_ParsedAndValidated(t *testing.T) {
 	cfg, err := config.Parse([]byte(`
 root: {file: {rootCert: r.pem, rootKey: r.key}}

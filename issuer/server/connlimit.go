@@ -8,14 +8,22 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/time/rate"
+	"k8s.io/utils/clock"
+
+	"github.com/meshca/meshca/issuer/ratelimit"
 )
 
 // Reasons for refusing a connection: fixed label values, never the
 // caller's address.
 const (
-	refusedPerAddress = "per_address"
-	refusedTotal      = "total"
+	refusedPerAddress     = "per_address"
+	refusedPerAddressRate = "per_address_rate"
+	refusedTotal          = "total"
 )
+
+// maxRateAddresses bounds the source addresses whose new connections are
+// counted (least recently seen forgotten first).
+const maxRateAddresses = 65536
 
 // refuseWarnInterval spaces the warnings about refused connections.
 const refuseWarnInterval = 10 * time.Second
@@ -35,14 +43,14 @@ func newGRPCConnMetrics(reg prometheus.Registerer) connMetrics {
 		}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "meshca_grpc_connections_refused_total",
-			Help: "Connections of the gRPC listener closed at once because their source address (per_address) or the listener (total) had reached its limit, or because three connections of their source address had recently been closed for resetting streams (stream_resets).",
+			Help: "Connections of the gRPC listener closed at once because their source address (per_address) or the listener (total) had reached its limit, because their source address opened connections faster than its rate past its burst (per_address_rate), or because three connections of their source address had recently been closed for resetting streams (stream_resets).",
 		}, []string{"reason"}),
 		closed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "meshca_grpc_connections_closed_total",
 			Help: "Open connections of the gRPC listener that meshca closed for abuse: stream_resets, their streams ended in RST_STREAM faster than server.limits.maxStreamResetsPerSecond past maxStreamResetBurst.",
 		}, []string{"reason"}),
 	}
-	for _, r := range []string{refusedPerAddress, refusedTotal, closedStreamResets} {
+	for _, r := range []string{refusedPerAddress, refusedPerAddressRate, refusedTotal, closedStreamResets} {
 		m.refused.WithLabelValues(r)
 	}
 	m.closed.WithLabelValues(closedStreamResets)
@@ -65,9 +73,25 @@ type connLimiter struct {
 	log            *slog.Logger
 	warn           rate.Sometimes
 
+	// newConns, when set, holds each source address to a rate of new
+	// connections past a burst (refusedPerAddressRate).
+	newConns               *ratelimit.Limiter
+	newPerSecond, newBurst int
+
 	mu     sync.Mutex
 	open   int
 	byAddr map[string]int
+}
+
+// limitNewConnections holds each source address to perSecond new
+// connections past burst: a connection over it is closed as it is
+// accepted, before its TLS handshake (whose key exchange and signature
+// cost meshca far more than an unauthenticated client pays to reconnect).
+func (l *connLimiter) limitNewConnections(perSecond, burst int, clk clock.Clock) {
+	l.newPerSecond, l.newBurst = perSecond, burst
+	l.newConns = ratelimit.New(ratelimit.Options{
+		PerIdentityQPS: float64(perSecond), PerIdentityBurst: burst, MaxIdentities: maxRateAddresses, Clock: clk,
+	})
 }
 
 // LimitConnections bounds the open connections of ln to total, and to
@@ -112,6 +136,8 @@ func (l *connLimiter) Accept() (net.Conn, error) {
 			reason = refusedTotal
 		case l.byAddr[ip] >= l.perAddr:
 			reason = refusedPerAddress
+		case l.newConns != nil && !l.newConns.Allow(ip):
+			reason = refusedPerAddressRate
 		default:
 			l.open++
 			l.byAddr[ip]++
@@ -126,8 +152,11 @@ func (l *connLimiter) Accept() (net.Conn, error) {
 			c.Close()
 			// The address is caller input and is not logged.
 			l.warn.Do(func() {
-				l.log.Warn("refusing connections over the limit", "listener", l.name, "reason", reason,
-					"maxConnections", l.total, "maxConnectionsPerAddress", l.perAddr)
+				args := []any{"listener", l.name, "reason", reason, "maxConnections", l.total, "maxConnectionsPerAddress", l.perAddr}
+				if l.newConns != nil {
+					args = append(args, "maxNewConnectionsPerSecondPerAddress", l.newPerSecond, "maxNewConnectionBurstPerAddress", l.newBurst)
+				}
+				l.log.Warn("refusing connections over the limit", args...)
 			})
 			continue
 		}

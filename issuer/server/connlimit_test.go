@@ -100,8 +100,36 @@ func TestConnLimit_OneAddressCannotTakeEverySlot(t *testing.T) {
 	require.Equal(t, float64(3), metricValue(t, p, "meshca_grpc_connections"))
 	// Another address is still served.
 	require.NoError(t, healthCheckFrom(t, "127.0.0.2", addr))
-	require.Equal(t, "meshca_grpc_connections_refused_total{reason=per_address} 1\nmeshca_grpc_connections_refused_total{reason=stream_resets} 0\nmeshca_grpc_connections_refused_total{reason=total} 0\n",
+	require.Equal(t, "meshca_grpc_connections_refused_total{reason=per_address} 1\nmeshca_grpc_connections_refused_total{reason=per_address_rate} 0\nmeshca_grpc_connections_refused_total{reason=stream_resets} 0\nmeshca_grpc_connections_refused_total{reason=total} 0\n",
 		gatherText(t, p, "meshca_grpc_connections_refused_total"))
+}
+
+// An address that reconnects faster than its rate, past its burst, has its
+// new connections closed as they are accepted, before the TLS handshake
+// that an unauthenticated client could otherwise make meshca repeat
+// (key exchange and signature) as fast as it reconnects; its connections
+// need not be open at once to count. Other addresses are served, and the
+// address gets a connection again once its bucket refills.
+func TestConnLimit_AnAddressReconnectingFasterThanItsRateIsRefused(t *testing.T) {
+	p := newProbe(t, func(o *server.Options) {
+		o.Limits.MaxNewConnectionsPerSecondPerAddress, o.Limits.MaxNewConnectionBurstPerAddress = 1, 3
+	})
+	addr := p.GRPCAddr().String()
+	for range 3 {
+		c := dialFrom(t, "127.0.0.7", addr)
+		require.False(t, closedAtOnce(t, c), "a connection within the burst must be kept")
+		c.Close()
+	}
+	start := time.Now()
+	require.True(t, closedAtOnce(t, dialFrom(t, "127.0.0.7", addr)), "a connection past the burst, faster than the rate, must be closed at once")
+	require.Equal(t, "meshca_grpc_connections_refused_total{reason=per_address} 0\nmeshca_grpc_connections_refused_total{reason=per_address_rate} 1\nmeshca_grpc_connections_refused_total{reason=stream_resets} 0\nmeshca_grpc_connections_refused_total{reason=total} 0\n",
+		gatherText(t, p, "meshca_grpc_connections_refused_total"))
+	require.NoError(t, healthCheckFrom(t, "127.0.0.8", addr), "another address keeps its own bucket")
+	// One token a second: the address is served again within a few.
+	require.Eventually(t, func() bool { return healthCheckFrom(t, "127.0.0.7", addr) == nil }, 5*time.Second, 200*time.Millisecond)
+	require.GreaterOrEqual(t, time.Since(start), 500*time.Millisecond, "the bucket refills at the rate, not at once")
+	require.Contains(t, p.log.String(), `"reason":"per_address_rate","maxConnections":1024,"maxConnectionsPerAddress":64,"maxNewConnectionsPerSecondPerAddress":1,"maxNewConnectionBurstPerAddress":3`)
+	require.NotContains(t, p.log.String(), "127.0.0.7", "the caller's address is not logged")
 }
 
 func TestConnLimit_OverTheTotalIsClosedNotQueued(t *testing.T) {
@@ -113,7 +141,7 @@ func TestConnLimit_OverTheTotalIsClosedNotQueued(t *testing.T) {
 		require.True(t, closedAtOnce(t, dialFrom(t, "127.0.0.3", addr)), "the connection over maxConnections must be closed at once")
 	}
 	require.Equal(t, float64(2), metricValue(t, p, "meshca_grpc_connections"))
-	require.Equal(t, "meshca_grpc_connections_refused_total{reason=per_address} 0\nmeshca_grpc_connections_refused_total{reason=stream_resets} 0\nmeshca_grpc_connections_refused_total{reason=total} 3\n",
+	require.Equal(t, "meshca_grpc_connections_refused_total{reason=per_address} 0\nmeshca_grpc_connections_refused_total{reason=per_address_rate} 0\nmeshca_grpc_connections_refused_total{reason=stream_resets} 0\nmeshca_grpc_connections_refused_total{reason=total} 3\n",
 		gatherText(t, p, "meshca_grpc_connections_refused_total"))
 	// A closed connection frees its slot.
 	first.Close()

@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"k8s.io/utils/clock"
 
 	"github.com/meshca/meshca/ca/audit"
 	"github.com/meshca/meshca/ca/config"
@@ -118,9 +119,11 @@ func New(opts Options) (*Server, error) {
 			"maxConnections", l.MaxConnections, "maxConnectionsPerAddress", l.MaxConnectionsPerAddress)
 	}
 	metrics := newGRPCConnMetrics(opts.Registerer)
+	limited := newConnLimiter(grpcLn, "grpc", l.MaxConnections, l.MaxConnectionsPerAddress, metrics, opts.Log)
+	limited.limitNewConnections(l.MaxNewConnectionsPerSecondPerAddress, l.MaxNewConnectionBurstPerAddress, clock.RealClock{})
 	s := &Server{
 		opts:   opts,
-		grpcLn: newConnLimiter(grpcLn, "grpc", l.MaxConnections, l.MaxConnectionsPerAddress, metrics, opts.Log),
+		grpcLn: limited,
 		ops:    ops,
 		health: health.NewServer(),
 	}
