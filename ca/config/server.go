@@ -181,7 +181,7 @@ func (l *LimitsConfig) Init() {
 	// The burst holds a client cancelling every request it has in flight.
 	setInt(&l.MaxStreamResetBurst, max(DefaultMaxStreamResetBurst, l.MaxConcurrentStreams))
 	setInt(&l.MaxNewConnectionsPerSecondPerAddress, DefaultMaxNewConnsPerSecPerAddress)
-	setInt(&l.MaxNewConnectionBurstPerAddress, l.MaxConnectionsPerAddress)
+	setInt(&l.MaxNewConnectionBurstPerAddress, min(max(l.MaxConnectionsPerAddress, 1), 1<<20))
 	setInt(&l.OpsMaxConnections, DefaultOpsMaxConnections)
 	setDur(&l.OpsReadTimeout, DefaultOpsReadTimeout)
 	setDur(&l.OpsWriteTimeout, DefaultOpsWriteTimeout)

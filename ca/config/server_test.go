@@ -70,6 +70,11 @@ func TestServerLimits_TheNewConnectionBurstDefaultsToAnAddresssShare(t *testing.
 	require.NoError(t, err)
 	require.Equal(t, 200, cfg.Server.Limits.MaxNewConnectionBurstPerAddress)
 	require.Equal(t, 10, cfg.Server.Limits.MaxNewConnectionsPerSecondPerAddress)
+	// Above the burst's range, the default is its top, and only
+	// maxConnectionsPerAddress is the operator's to answer for.
+	cfg, err = parse("    maxConnectionsPerAddress: 2000000\n    maxConnections: 3000000\n")
+	require.NoError(t, err)
+	require.Equal(t, 1<<20, cfg.Server.Limits.MaxNewConnectionBurstPerAddress)
 	cfg, err = parse("    maxNewConnectionsPerSecondPerAddress: 3\n    maxNewConnectionBurstPerAddress: 7\n")
 	require.NoError(t, err)
 	require.Equal(t, 3, cfg.Server.Limits.MaxNewConnectionsPerSecondPerAddress)

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -237,18 +238,19 @@ func callInBackground(conn *grpc.ClientConn) <-chan error {
 	return errc
 }
 
-// waitUntilListenerClosed polls fresh connections until the gRPC listener
-// refuses them, which shows that shutdown is under way.
+// waitUntilListenerClosed polls fresh TCP connections until the gRPC
+// listener is closed (the connection is refused by the kernel), which shows
+// that shutdown is under way. A connection the listener accepts and closes
+// at once (server.limits.maxNewConnectionsPerSecondPerAddress) is not that.
 func waitUntilListenerClosed(t *testing.T, addr string) {
 	t.Helper()
 	require.Eventually(t, func() bool {
-		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-		require.NoError(t, err)
-		defer conn.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		_, err = healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{})
-		return status.Code(err) == codes.Unavailable
+		c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+		if err == nil {
+			c.Close()
+			return false
+		}
+		return errors.Is(err, syscall.ECONNREFUSED)
 	}, 10*time.Second, 5*time.Millisecond)
 }
 

@@ -62,7 +62,7 @@ func TestPostgres_ARevocationAnotherProcessRecordsReachesEveryReplica(t *testing
 			require.NoError(t, cmd.Run(), stderr.String())
 
 			took := waitFor(t, 5*time.Second, "the running replica refuses the revoked client certificate", func() bool {
-				return istioRenew(t, s.grpc, rootPEM, certPEM, keyPEM, client) != nil
+				return refusedUnauthenticated(istioRenew(t, s.grpc, rootPEM, certPEM, keyPEM, client))
 			})
 			t.Logf("refused %s after another process recorded the revocation", took)
 			// A fresh database: serve minted generation 1.

@@ -20,7 +20,9 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/status"
 	pb "istio.io/api/security/v1alpha1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -232,7 +234,7 @@ func TestHA_LeaderKilledDuringCRLRebuild(t *testing.T) {
 	require.NoError(t, istioRenew(t, b.grpc, rootPEM, certPEM, keyPEM, client), "the follower renews a client certificate the leader's store recorded")
 	meshca(t, "revoke", "--dir", c.dirA, "--serial", serialOf(splitPEM(t, string(certPEM))[0]), "--reason", "keyCompromise")
 	took := waitFor(t, 5*time.Second, "the follower refuses the revoked client certificate", func() bool {
-		return istioRenew(t, b.grpc, rootPEM, certPEM, keyPEM, client) != nil
+		return refusedUnauthenticated(istioRenew(t, b.grpc, rootPEM, certPEM, keyPEM, client))
 	})
 	t.Logf("the follower refused the revoked client certificate %s after the leader acknowledged the revocation", took)
 	clientGen := fmt.Sprintf("gen-%d.crl", c.activeGenerations(t)[0])
@@ -454,6 +456,12 @@ func TestHA_LeaderKilledDuringIntermediateRotation(t *testing.T) {
 	require.NoError(t, err)
 	t.Logf("generations after the takeover: %v", states)
 }
+
+// refusedUnauthenticated reports whether err is the Istio endpoint's
+// refusal of the caller's credentials (a revoked client certificate), not
+// any other failure: a connection refused for reconnecting too fast
+// (server.limits.maxNewConnectionsPerSecondPerAddress) is Unavailable.
+func refusedUnauthenticated(err error) bool { return status.Code(err) == codes.Unauthenticated }
 
 // istioRenew asks the Istio endpoint at addr for a certificate for id,
 // authenticating with the client certificate certPEM; it returns the

@@ -210,7 +210,10 @@ func TestServe_RootRotationAtoAandBtoB(t *testing.T) {
 	b, err := os.ReadFile(cfgPath)
 	require.NoError(t, err)
 	b = append(b, []byte("kubernetes:\n  kubeconfig: "+kubeconfig+"\ntrustBundle:\n  enabled: true\n  publishCACerts: true\n"+
-		"server:\n  rateLimit:\n    perIdentityQPS: 100000\n    perIdentityBurst: 100000\n")...)
+		"server:\n  rateLimit:\n    perIdentityQPS: 100000\n    perIdentityBurst: 100000\n"+
+		// The load workers share 127.0.0.1 and reconnect every few calls,
+		// far faster than pods with their own addresses would.
+		"  limits:\n    maxNewConnectionsPerSecondPerAddress: 100000\n    maxNewConnectionBurstPerAddress: 100000\n")...)
 	require.NoError(t, os.WriteFile(cfgPath, b, 0o644))
 	aPEM, err := os.ReadFile(filepath.Join(dir, "root-cert.pem"))
 	require.NoError(t, err)

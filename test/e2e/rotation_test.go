@@ -210,7 +210,10 @@ func TestServe_IntermediateRotationUnderLoad(t *testing.T) {
 	b = bytes.Replace(b, []byte("intermediate:\n"), []byte("intermediate:\n  lifetime: 1h\n  prepareThreshold: 0.037\n  activateThreshold: 0.041\n  gracePeriod: 1m\n"), 1)
 	b = append(b, []byte("kubernetes:\n  kubeconfig: "+kubeconfig+"\n"+
 		"trustBundle:\n  enabled: true\n  publishCACerts: true\n"+
-		"server:\n  rateLimit:\n    perIdentityQPS: 100000\n    perIdentityBurst: 100000\n")...)
+		"server:\n  rateLimit:\n    perIdentityQPS: 100000\n    perIdentityBurst: 100000\n"+
+		// The load workers share 127.0.0.1 and reconnect every few calls,
+		// far faster than pods with their own addresses would.
+		"  limits:\n    maxNewConnectionsPerSecondPerAddress: 100000\n    maxNewConnectionBurstPerAddress: 100000\n")...)
 	require.NoError(t, os.WriteFile(cfgPath, b, 0o644))
 
 	s := startServe(t, dir)
