@@ -39,15 +39,20 @@ func TestServerLimits_DefaultsWhenUnset(t *testing.T) {
 	require.Equal(t, 100, l.MaxStreamResetBurst)
 }
 
+// parseLimits parses and validates a minimal configuration with the given
+// server.limits lines (each indented by four spaces).
+func parseLimits(t *testing.T, limits string) (*config.Config, error) {
+	t.Helper()
+	cfg, err := config.Parse([]byte("root: {file: {rootCert: r.pem, rootKey: r.key}}\nkeyStore: {dir: keys}\nstore: {path: s.db}\nserver:\n  limits:\n" + limits))
+	require.NoError(t, err)
+	return cfg, cfg.Validate()
+}
+
 // The reset burst's default follows maxConcurrentStreams, so that raising
 // the streams alone (--max-concurrent-streams) still validates; a burst set
 // below them is refused.
 func TestServerLimits_TheResetBurstHoldsEveryStreamInFlight(t *testing.T) {
-	parse := func(limits string) (*config.Config, error) {
-		cfg, err := config.Parse([]byte("root: {file: {rootCert: r.pem, rootKey: r.key}}\nkeyStore: {dir: keys}\nstore: {path: s.db}\nserver:\n  limits:\n" + limits))
-		require.NoError(t, err)
-		return cfg, cfg.Validate()
-	}
+	parse := func(limits string) (*config.Config, error) { return parseLimits(t, limits) }
 	cfg, err := parse("    maxConcurrentStreams: 200\n")
 	require.NoError(t, err)
 	require.Equal(t, 200, cfg.Server.Limits.MaxStreamResetBurst)
@@ -61,11 +66,7 @@ func TestServerLimits_TheResetBurstHoldsEveryStreamInFlight(t *testing.T) {
 // so that an address may open its whole share at once; a rate or burst
 // below 1 is refused.
 func TestServerLimits_TheNewConnectionBurstDefaultsToAnAddresssShare(t *testing.T) {
-	parse := func(limits string) (*config.Config, error) {
-		cfg, err := config.Parse([]byte("root: {file: {rootCert: r.pem, rootKey: r.key}}\nkeyStore: {dir: keys}\nstore: {path: s.db}\nserver:\n  limits:\n" + limits))
-		require.NoError(t, err)
-		return cfg, cfg.Validate()
-	}
+	parse := func(limits string) (*config.Config, error) { return parseLimits(t, limits) }
 	cfg, err := parse("    maxConnectionsPerAddress: 200\n")
 	require.NoError(t, err)
 	require.Equal(t, 200, cfg.Server.Limits.MaxNewConnectionBurstPerAddress)
